@@ -1,0 +1,57 @@
+"""The alert port: a message for a human, and the default sink that only logs it."""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+import attrs
+from loguru import logger
+
+__all__ = ["Severity", "Alert", "AlertSink", "LogAlerts"]
+
+
+class Severity(enum.Enum):
+    """How urgently a person should look."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@attrs.frozen
+class Alert:
+    """A message for a person. ``key`` groups identical alerts for merging; ``critical`` ones
+    (a guard breach, a supervisor giving up) are never dropped."""
+
+    title: str
+    text: str
+    severity: Severity = attrs.field(default=Severity.WARNING, converter=Severity)
+    key: str = ""
+
+    @property
+    def critical(self) -> bool:
+        """True for alerts that must always reach a person."""
+        return self.severity is Severity.CRITICAL
+
+    def render(self, count: int = 1) -> str:
+        """The text a person reads; ``count`` > 1 says how many identical alerts were merged."""
+        suffix = f" (x{count})" if count > 1 else ""
+        return f"[{self.severity.value.upper()}] {self.title}{suffix}\n{self.text}"
+
+
+class AlertSink(Protocol):
+    """Delivers alerts. It may block or raise: the runtime calls it off the guard's thread."""
+
+    def send(self, alert: Alert) -> None:
+        """Deliver one alert, or raise why it could not be delivered."""
+        ...
+
+
+class LogAlerts:
+    """The default sink when nothing else is configured: each alert becomes a log line."""
+
+    def send(self, alert: Alert) -> None:
+        """Log the alert at a level matching its severity."""
+        level = {"info": "INFO", "warning": "WARNING", "critical": "CRITICAL"}[alert.severity.value]
+        logger.bind(component="alerts").log(level, "ALERT {}: {}", alert.title, alert.text)

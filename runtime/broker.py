@@ -1,0 +1,95 @@
+"""The broker port: what the runtime asks of any broker, and the values it exchanges."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from runtime.validation import attrs_finite, attrs_positive
+
+__all__ = ["Side", "Order", "Position", "Fill", "Broker", "BrokerError"]
+
+
+class BrokerError(RuntimeError):
+    """A broker refused or failed an operation; the message says which and why."""
+
+
+class Side(enum.Enum):
+    """Direction of an order or a position."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> Side:
+        """The side that closes this one."""
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+    @property
+    def sign(self) -> int:
+        """+1 for BUY, -1 for SELL."""
+        return 1 if self is Side.BUY else -1
+
+
+def _symbol(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
+@attrs.frozen
+class Order:
+    """A market order: buy or sell ``volume`` units of ``symbol``."""
+
+    symbol: str = attrs.field(validator=_symbol)
+    side: Side = attrs.field(converter=Side)
+    volume: float = attrs.field(validator=attrs_positive)
+    client_id: str | None = None
+
+
+@attrs.frozen
+class Position:
+    """An open position as the broker reports it; ``position_id`` is the broker's ticket."""
+
+    position_id: str
+    symbol: str = attrs.field(validator=_symbol)
+    side: Side = attrs.field(converter=Side)
+    volume: float = attrs.field(validator=attrs_positive)
+    entry_price: float = attrs.field(validator=attrs_finite)
+    unrealised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
+
+
+@attrs.frozen
+class Fill:
+    """An executed deal: what moved, at what price, and when; ``realised_pnl`` of any part closed."""
+
+    position_id: str
+    symbol: str
+    side: Side = attrs.field(converter=Side)
+    volume: float = attrs.field(validator=attrs_positive)
+    price: float = attrs.field(validator=attrs_finite)
+    time: datetime
+    realised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What the loop and the guard need from a broker. Any method may raise `BrokerError`."""
+
+    def account_equity(self) -> float:
+        """Cash plus the unrealised profit and loss of every open position."""
+        ...
+
+    def open_positions(self) -> list[Position]:
+        """Every open position."""
+        ...
+
+    def submit_order(self, order: Order) -> Fill:
+        """Execute a market order and return its fill."""
+        ...
+
+    def close_position(self, position_id: str) -> Fill:
+        """Close the whole of one open position with an opposite deal and return its fill."""
+        ...

@@ -1,0 +1,175 @@
+"""Time as a port: wall time live, data time in a replay, a hand-driven clock in tests.
+
+A clock tells the time and calls back at a moment. Callbacks must be quick (the actors' timers
+only post a message), because a clock runs them on its own thread (`SystemClock`) or on the
+thread that moves time (`ManualClock`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from loguru import logger
+
+__all__ = ["Clock", "Scheduled", "SystemClock", "ManualClock"]
+
+
+class Scheduled:
+    """A callback waiting for its moment; `cancel` makes sure it never runs."""
+
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop the callback from running, if it has not run yet."""
+        self.cancelled = True
+
+
+class Clock(Protocol):
+    """What every time-dependent part asks of time."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back; only differences mean anything."""
+        ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Scheduled:
+        """Run ``callback`` once `monotonic` reaches ``when`` (at once if it already has)."""
+        ...
+
+
+class _Schedule:
+    # The heap of waiting callbacks both clocks keep; ordered by time, then by arrival.
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Scheduled]] = []
+        self._order = itertools.count()
+
+    def push(self, item: Scheduled) -> None:
+        heapq.heappush(self._heap, (item.when, next(self._order), item))
+
+    def next_time(self) -> float | None:
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> Scheduled | None:
+        when = self.next_time()
+        if when is None or when > now:
+            return None
+        return heapq.heappop(self._heap)[2]
+
+
+def _run(item: Scheduled) -> None:
+    if item.cancelled:
+        return
+    try:
+        item.callback()
+    except Exception:  # a failing callback must not stop time for everyone else
+        logger.exception("clock callback {} failed", item.callback)
+
+
+class SystemClock:
+    """Wall time, with callbacks run on one daemon thread started on first use."""
+
+    def __init__(self) -> None:
+        self._schedule = _Schedule()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def now(self) -> datetime:
+        """The wall-clock time, UTC."""
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Scheduled:
+        """Run ``callback`` on the clock's thread once ``time.monotonic()`` reaches ``when``."""
+        item = Scheduled(when, callback)
+        with self._wake:
+            self._schedule.push(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="tradewarden-clock", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return item
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while True:
+                    item = self._schedule.pop_due(time.monotonic())
+                    if item is not None:
+                        break
+                    when = self._schedule.next_time()
+                    self._wake.wait(None if when is None else max(0.0, when - time.monotonic()))
+            _run(item)
+
+
+class ManualClock:
+    """A clock that moves only when told: tests advance it by hand, a replay sets it to each bar.
+
+    `advance` and `set` run every callback that falls due, in time order, on the calling thread,
+    with `monotonic` and `now` reading each callback's own moment while it runs.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        start = start or datetime(2024, 1, 1, tzinfo=UTC)
+        if start.tzinfo is None:
+            raise ValueError(f"start must be timezone-aware, got {start!r}")
+        self._origin = start.astimezone(UTC)
+        self._elapsed = 0.0
+        self._schedule = _Schedule()
+        self._lock = threading.RLock()
+
+    def now(self) -> datetime:
+        """The clock's current time, UTC."""
+        return self._origin + timedelta(seconds=self._elapsed)
+
+    def monotonic(self) -> float:
+        """Seconds since the clock was made."""
+        return self._elapsed
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Scheduled:
+        """Queue ``callback`` for when the clock is moved to ``when`` or past it."""
+        item = Scheduled(when, callback)
+        with self._lock:
+            self._schedule.push(item)
+        return item
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (>= 0), running what falls due on the way."""
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        self._move_to(self._elapsed + seconds)
+
+    def set(self, moment: datetime) -> None:
+        """Move time forward to ``moment``; moving backwards is refused (time never goes back)."""
+        target = (moment.astimezone(UTC) - self._origin).total_seconds()
+        if target < self._elapsed:
+            raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")
+        self._move_to(target)
+
+    def _move_to(self, target: float) -> None:
+        while True:
+            with self._lock:
+                item = self._schedule.pop_due(target)
+                if item is None:
+                    self._elapsed = target
+                    return
+                self._elapsed = max(self._elapsed, item.when)
+            _run(item)

@@ -1,0 +1,193 @@
+"""Drawdown from peak equity: a tracker whose peak only ever rises, and the same math over a curve."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from runtime.validation import attrs_finite, attrs_non_negative, attrs_positive, finite_number
+
+__all__ = ["DrawdownTracker", "DrawdownSnapshot", "max_drawdown"]
+
+
+@attrs.frozen
+class DrawdownSnapshot:
+    """The whole state of a `DrawdownTracker`, for persisting and restoring it exactly."""
+
+    start_equity: float = attrs.field(validator=attrs_positive)
+    peak_equity: float = attrs.field(validator=attrs_positive)
+    latest_equity: float = attrs.field(validator=attrs_finite)
+    max_drawdown: float = attrs.field(validator=attrs_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.peak_equity < self.start_equity:
+            raise ValueError(
+                f"peak_equity must be >= start_equity, got {self.peak_equity!r} < {self.start_equity!r}"
+            )
+        if self.latest_equity > self.peak_equity:
+            raise ValueError(
+                f"latest_equity must be <= peak_equity, got {self.latest_equity!r} > {self.peak_equity!r}"
+            )
+
+
+def _reading(value: Any, field: str = "equity") -> float:
+    # The fast check (a float minus itself is 0.0 only when finite) keeps the hot path cheap;
+    # anything unusual goes through the full check, which names the value.
+    if type(value) is float and value - value == 0.0:
+        return value
+    return finite_number(field, value)
+
+
+class DrawdownTracker:
+    """Running peak, current drawdown and worst drawdown of an account's equity.
+
+    The peak is the highest of the start equity and every observed equity; it never decreases
+    except by a withdrawal recorded with `record_cash_flow`, which scales it so that the drawdown
+    does not move. Drawdown is a fraction: ``(peak - latest) / peak``, 0 at the peak, above 1 when
+    equity is negative.
+    """
+
+    __slots__ = ("_start", "_peak", "_latest", "_max_drawdown")
+
+    def __init__(self, start_equity: float) -> None:
+        start = finite_number("start_equity", start_equity)
+        if start <= 0:
+            raise ValueError(f"start_equity must be > 0, got {start_equity!r}")
+        self._start = start
+        self._peak = start
+        self._latest = start
+        self._max_drawdown = 0.0
+
+    @classmethod
+    def restore(cls, snapshot: DrawdownSnapshot) -> DrawdownTracker:
+        """Rebuild a tracker from a snapshot; the result behaves exactly as the one that made it."""
+        tracker = cls(snapshot.start_equity)
+        tracker._peak = snapshot.peak_equity
+        tracker._latest = snapshot.latest_equity
+        tracker._max_drawdown = snapshot.max_drawdown
+        return tracker
+
+    def snapshot(self) -> DrawdownSnapshot:
+        """The tracker's whole state as a frozen value."""
+        return DrawdownSnapshot(self._start, self._peak, self._latest, self._max_drawdown)
+
+    def observe(self, equity: float) -> None:
+        """Take one equity reading: a finite real number (zero and negative are allowed).
+
+        Raises ``TypeError`` or ``ValueError`` naming the value for anything else, and then
+        leaves the tracker unchanged.
+        """
+        if type(equity) is not float or equity - equity != 0.0:
+            equity = finite_number("equity", equity)
+        self._latest = equity
+        peak = self._peak
+        if equity > peak:
+            self._peak = equity
+        else:
+            drawdown = (peak - equity) / peak
+            if drawdown > self._max_drawdown:
+                self._max_drawdown = drawdown
+
+    def observe_many(self, equities: Iterable[float]) -> None:
+        """Take a batch of readings; the result is exactly that of observing them one at a time.
+
+        The batch is all or nothing: a bad reading raises naming its index and value, and the
+        tracker keeps the state it had before the batch.
+        """
+        peak = self._peak
+        latest = self._latest
+        worst = self._max_drawdown
+        for index, equity in enumerate(equities):
+            if type(equity) is not float or equity - equity != 0.0:
+                equity = finite_number(f"equities[{index}]", equity)
+            latest = equity
+            if equity > peak:
+                peak = equity
+            else:
+                drawdown = (peak - equity) / peak
+                if drawdown > worst:
+                    worst = drawdown
+        self._peak = peak
+        self._latest = latest
+        self._max_drawdown = worst
+
+    def record_cash_flow(self, amount: float) -> None:
+        """Record a deposit (> 0) or a withdrawal (< 0) so it is neither a gain nor a drawdown.
+
+        Unit-value accounting: the peak and start equity scale by ``(equity + amount) / equity``,
+        so the current drawdown and the worst drawdown are unchanged. Refused (``ValueError``)
+        while equity is zero or negative, or when the flow would take equity to zero or below.
+        """
+        flow = finite_number("amount", amount)
+        latest = self._latest
+        if latest <= 0:
+            raise ValueError(f"cannot record a cash flow of {flow!r} while equity is {latest!r} (must be > 0)")
+        new_latest = latest + flow
+        if new_latest <= 0:
+            raise ValueError(
+                f"cash flow amount {flow!r} would take equity from {latest!r} to {new_latest!r} (must stay > 0)"
+            )
+        factor = new_latest / latest
+        self._peak = new_latest if self._peak == latest else max(self._peak * factor, new_latest)
+        self._start = self._start * factor
+        self._latest = new_latest
+
+    @property
+    def start_equity(self) -> float:
+        """The start equity, in the units of today's money (scaled by recorded cash flows)."""
+        return self._start
+
+    @property
+    def peak_equity(self) -> float:
+        """The highest equity seen, start equity included."""
+        return self._peak
+
+    @property
+    def latest_equity(self) -> float:
+        """The last reading (the start equity before any reading)."""
+        return self._latest
+
+    @property
+    def drawdown(self) -> float:
+        """Current drawdown from the peak as a fraction; 0.0 exactly when equity is at the peak."""
+        return (self._peak - self._latest) / self._peak
+
+    @property
+    def static_drawdown(self) -> float:
+        """Current loss against the start equity as a fraction (0.0 when at or above the start)."""
+        return max(0.0, (self._start - self._latest) / self._start)
+
+    @property
+    def max_drawdown(self) -> float:
+        """The worst drawdown from the running peak seen so far, as a fraction."""
+        return self._max_drawdown
+
+    def __repr__(self) -> str:
+        return (
+            f"DrawdownTracker(start={self._start!r}, peak={self._peak!r}, latest={self._latest!r}, "
+            f"drawdown={self.drawdown:.6f}, max_drawdown={self._max_drawdown:.6f})"
+        )
+
+
+def max_drawdown(equity_curve: Iterable[float], start_equity: float | None = None) -> float:
+    """The worst drawdown (a fraction) of an equity curve, by the same rule as `DrawdownTracker`.
+
+    With no ``start_equity`` the first point is the start, and it must then be > 0. An empty curve
+    with a start equity has no drawdown; an empty curve without one is an error.
+    """
+    points = iter(equity_curve)
+    if start_equity is None:
+        try:
+            first = next(points)
+        except StopIteration:
+            raise ValueError("equity_curve is empty and no start_equity was given") from None
+        tracker = DrawdownTracker(_reading(first, "equity_curve[0]"))
+        # Observing the first point again changes nothing and keeps batch indices true to the curve.
+        points = itertools.chain((first,), points)
+    else:
+        tracker = DrawdownTracker(start_equity)
+    tracker.observe_many(points)
+    return tracker.max_drawdown

@@ -1,0 +1,116 @@
+"""Typed analytics events, and their exact JSON form for the journal and for subscribers."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+__all__ = ["EventType", "Event"]
+
+
+class EventType(enum.Enum):
+    """Every kind of event the runtime emits; the value is the metric suffix and the JSON name."""
+
+    SIGNAL_RECEIVED = "signal_received"
+    SIGNAL_APPROVED = "signal_approved"
+    TRADE_EXECUTED = "trade_executed"
+    TRADE_FAILED = "trade_failed"
+    POSITION_CLOSED = "position_closed"
+    LOOP_STARTED = "loop_started"
+    LOOP_STOPPED = "loop_stopped"
+    HEARTBEAT = "heartbeat"
+    GUARD_TRIGGERED = "guard_triggered"
+    TRADING_STATE_CHANGED = "trading_state_changed"
+    ACTOR_RESTARTED = "actor_restarted"
+    STALL_DETECTED = "stall_detected"
+
+
+def _json_value(path: str, value: Any) -> Any:
+    # Metadata is held in its JSON shape (dicts, lists, str, finite numbers, bools, None) so
+    # that from_json(to_json(e)) == e holds exactly; anything else is refused where it enters.
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"metadata{path} must be finite, got {value!r}")
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"metadata{path} keys must be strings, got {key!r}")
+            out[key] = _json_value(f"{path}[{key!r}]", item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json_value(f"{path}[{i}]", item) for i, item in enumerate(value)]
+    if isinstance(value, enum.Enum):
+        return _json_value(path, value.value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"metadata{path} must be JSON-compatible, got {value!r} ({type(value).__name__})")
+
+
+def _metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {value!r}")
+    return _json_value("", value)
+
+
+def _utc_timestamp(value: datetime) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"timestamp must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+@attrs.frozen
+class Event:
+    """One analytics event: what happened, in which loop, with what details, and when (UTC).
+
+    ``metadata`` holds JSON values only (tuples become lists, enums their values, datetimes ISO
+    strings), so ``Event.from_json(event.to_json()) == event`` always. ``event_id`` is unique and
+    lets the journal keep every event exactly once.
+    """
+
+    event_type: EventType = attrs.field(converter=EventType)
+    loop_id: str = attrs.field(validator=attrs.validators.instance_of(str))
+    metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata, hash=False)
+    timestamp: datetime = attrs.field(factory=lambda: datetime.now(UTC), converter=_utc_timestamp)
+    event_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+
+    def to_json(self) -> str:
+        """The event as one line of JSON."""
+        return json.dumps(
+            {
+                "event_type": self.event_type.value,
+                "loop_id": self.loop_id,
+                "metadata": self.metadata,
+                "timestamp": self.timestamp.isoformat(),
+                "event_id": self.event_id,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Event:
+        """Parse `to_json` output back into an equal event; a malformed text raises ValueError."""
+        try:
+            data = json.loads(text)
+            return cls(
+                event_type=EventType(data["event_type"]),
+                loop_id=data["loop_id"],
+                metadata=data["metadata"],
+                timestamp=datetime.fromisoformat(data["timestamp"]),
+                event_id=data["event_id"],
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not an event's JSON: {text[:200]!r} ({exc})") from exc

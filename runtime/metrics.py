@@ -1,0 +1,82 @@
+"""The metrics port (counters, gauges, timings) and the metric names the runtime reports."""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+__all__ = ["MetricsSink", "NullMetrics", "MemoryMetrics", "MetricNames"]
+
+
+class MetricNames:
+    """Every metric the runtime reports (the old system's names, kept)."""
+
+    HEARTBEAT_TOTAL = "heartbeat_total"
+    DRAWDOWN_BLOCK_TOTAL = "drawdown_block_total"
+    MIN_EQUITY_BLOCK_TOTAL = "min_equity_block_total"
+    DAILY_LOSS_BLOCK_TOTAL = "daily_loss_block_total"
+    ANALYTICS_EVENTS_TOTAL = "analytics_events_total"
+    ACTOR_RESTARTS_TOTAL = "actor_restarts_total"
+    BAD_READINGS_TOTAL = "bad_readings_total"
+    SINK_ERRORS_TOTAL = "sink_errors_total"
+    STASH_OVERFLOW_TOTAL = "stash_overflow_total"
+    EQUITY = "equity"
+    DRAWDOWN_PCT = "drawdown_pct"
+    POSITIONS_OPEN = "positions_open"
+    TRADING_STATE = "trading_state"
+    LOOP_DURATION_MS = "loop_duration_ms"
+    GUARD_REACTION_MS = "guard_reaction_ms"
+
+
+class MetricsSink(Protocol):
+    """Where figures go. Implementations must not block and must not raise."""
+
+    def incr(self, name: str, count: int = 1) -> None:
+        """Add ``count`` to a counter."""
+        ...
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set a gauge to ``value``."""
+        ...
+
+    def timing(self, name: str, milliseconds: float) -> None:
+        """Record one duration in milliseconds."""
+        ...
+
+
+class NullMetrics:
+    """Discards every figure: the default when no metrics daemon is configured."""
+
+    def incr(self, name: str, count: int = 1) -> None:
+        """Do nothing."""
+
+    def gauge(self, name: str, value: float) -> None:
+        """Do nothing."""
+
+    def timing(self, name: str, milliseconds: float) -> None:
+        """Do nothing."""
+
+
+class MemoryMetrics:
+    """Keeps every figure in memory, for a run's summary and for tests; safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[str, int] = {}
+        self.gauges: dict[str, float] = {}
+        self.timings: dict[str, list[float]] = {}
+
+    def incr(self, name: str, count: int = 1) -> None:
+        """Add ``count`` to the counter ``name``."""
+        with self._lock:
+            self.counters[name] = self.counters.get(name, 0) + count
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set the gauge ``name``."""
+        with self._lock:
+            self.gauges[name] = value
+
+    def timing(self, name: str, milliseconds: float) -> None:
+        """Append one duration to ``name``."""
+        with self._lock:
+            self.timings.setdefault(name, []).append(milliseconds)

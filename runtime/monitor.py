@@ -1,0 +1,228 @@
+"""The guards' bookkeeping in one pure object: peak, start of day, the latched trading state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from runtime.drawdown import DrawdownSnapshot, DrawdownTracker
+from runtime.guards import DailyLossGuard, Guard, GuardState, Level, TradingState, Verdict
+from runtime.validation import finite_number
+
+__all__ = ["Assessment", "GuardRecord", "RiskMonitor"]
+
+_UTC = ZoneInfo("UTC")
+
+
+@attrs.frozen
+class Assessment:
+    """What one reading changed: the findings and the trading state before and after it.
+
+    ``newly_halted`` is true on the reading that moved trading to HALTED: the one that must
+    liquidate, alert and be counted. A breach while already halted has ``breaches`` but is not new.
+    """
+
+    breaches: tuple[Verdict, ...]
+    warnings: tuple[Verdict, ...]
+    previous_state: TradingState
+    state: TradingState
+    equity: float
+    at: datetime
+
+    @property
+    def newly_halted(self) -> bool:
+        """True when this reading is the one that latched HALTED."""
+        return self.state is TradingState.HALTED and self.previous_state is not TradingState.HALTED
+
+    @property
+    def state_changed(self) -> bool:
+        """True when the trading state differs from before the reading."""
+        return self.state is not self.previous_state
+
+
+@attrs.frozen
+class GuardRecord:
+    """Everything the guard must get back after a restart; what the state store persists."""
+
+    drawdown: DrawdownSnapshot
+    trading_state: TradingState
+    reason: str | None
+    day: date | None
+    day_start_equity: float | None
+    last_check_time: datetime | None
+    block_counts: tuple[tuple[str, int], ...] = ()
+
+
+class RiskMonitor:
+    """Runs every guard on each equity reading and latches HALTED on the first breach.
+
+    Rules: a breach moves trading to HALTED, which stays until `resume`; a warning moves ACTIVE to
+    REDUCING, and REDUCING returns to ACTIVE when no guard warns. The peak never resets. Each new
+    HALTED counts once for every guard in breach (``block_counts``, keyed by its counter name).
+    """
+
+    def __init__(self, start_equity: float, guards: Sequence[Guard]) -> None:
+        self._tracker = DrawdownTracker(start_equity)
+        self._guards = tuple(guards)
+        daily = [g for g in self._guards if isinstance(g, DailyLossGuard)]
+        if len({g.timezone for g in daily}) > 1:
+            raise ValueError(f"daily loss guards must share one timezone, got {[g.timezone for g in daily]!r}")
+        self._zone = daily[0].zone if daily else _UTC
+        self._state = TradingState.ACTIVE
+        self._reason: str | None = None
+        self._day: date | None = None
+        self._day_start: float = self._tracker.start_equity
+        self._last_check: datetime | None = None
+        self._block_counts: dict[str, int] = {g.block_counter: 0 for g in self._guards}
+
+    @classmethod
+    def from_record(cls, record: GuardRecord, guards: Sequence[Guard]) -> RiskMonitor:
+        """A monitor that carries on exactly where the one that wrote ``record`` stopped."""
+        monitor = cls(record.drawdown.start_equity, guards)
+        monitor._tracker = DrawdownTracker.restore(record.drawdown)
+        monitor._state = record.trading_state
+        monitor._reason = record.reason
+        monitor._day = record.day
+        if record.day_start_equity is not None:
+            monitor._day_start = record.day_start_equity
+        monitor._last_check = record.last_check_time
+        monitor._block_counts.update(dict(record.block_counts))
+        return monitor
+
+    def record(self) -> GuardRecord:
+        """The monitor's whole state as a frozen value, for the state store."""
+        return GuardRecord(
+            drawdown=self._tracker.snapshot(),
+            trading_state=self._state,
+            reason=self._reason,
+            day=self._day,
+            day_start_equity=self._day_start,
+            last_check_time=self._last_check,
+            block_counts=tuple(sorted(self._block_counts.items())),
+        )
+
+    def observe(self, equity: float, at: datetime) -> Assessment | None:
+        """Take one reading made at ``at`` (timezone-aware); None when nothing is found or changed.
+
+        A bad reading raises ``TypeError``/``ValueError`` naming the value and changes nothing.
+        """
+        if type(equity) is not float or equity - equity != 0.0:
+            equity = finite_number("equity", equity)
+        if at.tzinfo is None:
+            raise ValueError(f"at must be timezone-aware, got {at!r}")
+        return self._step(equity, at)
+
+    def observe_many(self, equities: Iterable[float], at: datetime) -> list[Assessment]:
+        """Take a batch of readings made at ``at``; exactly as observing them one at a time.
+
+        The batch is checked whole before any of it is taken, so a bad reading (named with its
+        index) leaves the monitor unchanged. Returns the assessments in reading order.
+        """
+        if at.tzinfo is None:
+            raise ValueError(f"at must be timezone-aware, got {at!r}")
+        readings = [
+            e if type(e) is float and e - e == 0.0 else finite_number(f"equities[{i}]", e)
+            for i, e in enumerate(equities)
+        ]
+        step = self._step
+        found = []
+        for equity in readings:
+            assessment = step(equity, at)
+            if assessment is not None:
+                found.append(assessment)
+        return found
+
+    def _step(self, equity: float, at: datetime) -> Assessment | None:
+        tracker = self._tracker
+        tracker.observe(equity)
+        self._last_check = at
+        day = at.astimezone(self._zone).date()
+        if day != self._day:
+            self._day = day
+            self._day_start = equity
+        peak, start, day_start = tracker.peak_equity, tracker.start_equity, self._day_start
+        worst = Level.OK
+        for guard in self._guards:
+            level = guard.level(equity, peak, start, day_start)
+            if level > worst:
+                worst = level
+        previous = self._state
+        if worst is Level.OK and previous is not TradingState.REDUCING:
+            return None
+        return self._assess(equity, at, previous)
+
+    def _assess(self, equity: float, at: datetime, previous: TradingState) -> Assessment:
+        tracker = self._tracker
+        args = (equity, tracker.peak_equity, tracker.start_equity, self._day_start)
+        verdicts = [v for v in (g.verdict(*args) for g in self._guards) if v is not None]
+        breaches = tuple(v for v in verdicts if v.level is Level.BREACH)
+        warnings = tuple(v for v in verdicts if v.level is Level.WARN)
+        if breaches:
+            if previous is not TradingState.HALTED:
+                self._state = TradingState.HALTED
+                self._reason = "; ".join(v.reason for v in breaches)
+                for verdict in breaches:
+                    self._block_counts[verdict.block_counter] += 1
+        elif previous is not TradingState.HALTED:
+            self._state = TradingState.REDUCING if warnings else TradingState.ACTIVE
+            self._reason = "; ".join(v.reason for v in warnings) or None
+        return Assessment(breaches, warnings, previous, self._state, equity, at)
+
+    def resume(self) -> TradingState:
+        """Lift a HALTED or REDUCING state back to ACTIVE; the peak is kept. Returns the old state."""
+        previous = self._state
+        self._state = TradingState.ACTIVE
+        self._reason = None
+        return previous
+
+    def halt(self, reason: str) -> TradingState:
+        """Latch HALTED for a reason outside the guards (a fail-safe). Returns the old state."""
+        previous = self._state
+        self._state = TradingState.HALTED
+        self._reason = reason
+        return previous
+
+    def record_cash_flow(self, amount: float) -> None:
+        """A deposit or withdrawal: scales peak, start and start-of-day equity (see DrawdownTracker)."""
+        before = self._tracker.latest_equity
+        self._tracker.record_cash_flow(amount)
+        self._day_start *= self._tracker.latest_equity / before
+
+    @property
+    def trading_state(self) -> TradingState:
+        """ACTIVE, REDUCING or HALTED."""
+        return self._state
+
+    @property
+    def tracker(self) -> DrawdownTracker:
+        """The drawdown tracker (read it; feed readings through `observe`)."""
+        return self._tracker
+
+    @property
+    def guards(self) -> tuple[Guard, ...]:
+        """The rules this monitor checks, in order."""
+        return self._guards
+
+    @property
+    def block_counts(self) -> dict[str, int]:
+        """How many times each guard's breach has halted trading, by counter name."""
+        return dict(self._block_counts)
+
+    def state(self) -> GuardState:
+        """A snapshot in the old system's shape."""
+        tracker = self._tracker
+        return GuardState(
+            current_equity=tracker.latest_equity,
+            entry_equity=tracker.start_equity,
+            peak_equity=tracker.peak_equity,
+            current_drawdown=tracker.drawdown,
+            cap_triggered=self._state is TradingState.HALTED,
+            reason=self._reason,
+            last_check_time=self._last_check,
+            trading_state=self._state,
+            max_drawdown=tracker.max_drawdown,
+            day_start_equity=self._day_start if self._day is not None else None,
+        )

@@ -1,0 +1,257 @@
+"""Settings from a TOML file, the environment and explicit arguments, checked where they enter.
+
+Precedence: file < environment < explicit arguments. The old system's variable names keep
+working (HEARTBEAT_INTERVAL_SECONDS, MAX_DRAWDOWN_PERCENT, MIN_EQUITY_GBP).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+
+from runtime.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
+from runtime.validation import finite_number, percent_limit
+
+__all__ = ["Settings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """A setting had a bad value; the message names where it came from, the value, and what fits."""
+
+
+def _env(*names: str, parse: str) -> dict[str, Any]:
+    return {"env": names, "parse": parse}
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if finite_number(attribute.name, value) <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if finite_number(attribute.name, value) < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _percent(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    percent_limit(attribute.name, value)
+
+
+def _optional_percent(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        percent_limit(attribute.name, value)
+
+
+def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not 0.0 < finite_number(attribute.name, value) < 1.0:
+        raise ValueError(f"{attribute.name} must be a fraction in (0, 1), got {value!r}")
+
+
+def _port(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"{attribute.name} must be a port number in 1..65535, got {value!r}")
+
+
+def _whole(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be a whole number >= 0, got {value!r}")
+
+
+def _text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+
+
+def _optional_text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        _text(instance, attribute, value)
+
+
+def _zone(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"{attribute.name} must be an IANA time zone name, got {value!r}") from None
+
+
+def _secret_repr(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
+@attrs.frozen
+class Settings:
+    """Every setting of the runtime with its default; see README for the variable of each."""
+
+    loop_id: str = attrs.field(default="main", validator=_text, metadata=_env("LOOP_ID", parse="str"))
+    account_currency: str = attrs.field(
+        default="GBP", validator=_text, metadata=_env("ACCOUNT_CURRENCY", parse="str")
+    )
+    heartbeat_interval_seconds: float = attrs.field(
+        default=10.0, validator=_positive, metadata=_env("HEARTBEAT_INTERVAL_SECONDS", parse="float")
+    )
+    heartbeat_timeout_seconds: float | None = attrs.field(
+        default=None, validator=_optional_positive, metadata=_env("HEARTBEAT_TIMEOUT_SECONDS", parse="float?")
+    )
+    stall_after_seconds: float | None = attrs.field(
+        default=None, validator=_optional_positive, metadata=_env("STALL_AFTER_SECONDS", parse="float?")
+    )
+    loop_interval_seconds: float = attrs.field(
+        default=1.0, validator=_positive, metadata=_env("LOOP_INTERVAL_SECONDS", parse="float")
+    )
+    max_drawdown_percent: float = attrs.field(
+        default=20.0, validator=_percent, metadata=_env("MAX_DRAWDOWN_PERCENT", parse="float")
+    )
+    drawdown_trailing: bool = attrs.field(default=True, metadata=_env("DRAWDOWN_TRAILING", parse="bool"))
+    min_equity: float = attrs.field(
+        default=500.0, validator=_non_negative, metadata=_env("MIN_EQUITY_GBP", "MIN_EQUITY", parse="float")
+    )
+    daily_loss_percent: float | None = attrs.field(
+        default=None, validator=_optional_percent, metadata=_env("DAILY_LOSS_PERCENT", parse="float?")
+    )
+    trading_timezone: str = attrs.field(
+        default="UTC", validator=[_text, _zone], metadata=_env("TRADING_TIMEZONE", parse="str")
+    )
+    guard_warn_fraction: float | None = attrs.field(
+        default=None, validator=_fraction, metadata=_env("GUARD_WARN_FRACTION", parse="float?")
+    )
+    max_restarts: int = attrs.field(default=5, validator=_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
+    within_seconds: float = attrs.field(
+        default=60.0, validator=_positive, metadata=_env("SUPERVISOR_WITHIN_SECONDS", parse="float")
+    )
+    statsd_host: str | None = attrs.field(
+        default=None, validator=_optional_text, metadata=_env("STATSD_HOST", parse="str?")
+    )
+    statsd_port: int = attrs.field(default=8125, validator=_port, metadata=_env("STATSD_PORT", parse="int"))
+    statsd_prefix: str = attrs.field(
+        default="tradewarden", validator=_text, metadata=_env("STATSD_PREFIX", parse="str")
+    )
+    telegram_bot_token: str | None = attrs.field(
+        default=None, validator=_optional_text, repr=_secret_repr, metadata=_env("TELEGRAM_BOT_TOKEN", parse="str?")
+    )
+    telegram_chat_id: str | None = attrs.field(
+        default=None, validator=_optional_text, metadata=_env("TELEGRAM_CHAT_ID", parse="str?")
+    )
+    telegram_api_base_url: str = attrs.field(
+        default="https://api.telegram.org", validator=_text, metadata=_env("TELEGRAM_API_BASE_URL", parse="str")
+    )
+    state_db: str | None = attrs.field(default=None, validator=_optional_text, metadata=_env("STATE_DB", parse="str?"))
+    log_json: bool = attrs.field(default=False, metadata=_env("LOG_JSON", parse="bool"))
+    log_level: str = attrs.field(default="INFO", validator=_text, metadata=_env("LOG_LEVEL", parse="str"))
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("drawdown_trailing", "log_json"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        timeout = self.heartbeat_timeout_seconds
+        if timeout is not None and timeout >= self.heartbeat_interval_seconds:
+            raise ValueError(
+                f"heartbeat_timeout_seconds must be shorter than heartbeat_interval_seconds "
+                f"({self.heartbeat_interval_seconds!r}), got {timeout!r}"
+            )
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        """How long the heartbeat waits for the loop's metrics: the setting, or half the interval."""
+        return self.heartbeat_timeout_seconds or self.heartbeat_interval_seconds / 2
+
+    @property
+    def stall_after(self) -> float:
+        """How long without a completed cycle counts as a stall: the setting, or 3 intervals of
+        the slower of the loop and the heartbeat."""
+        return self.stall_after_seconds or 3 * max(self.heartbeat_interval_seconds, self.loop_interval_seconds)
+
+    def guards(self) -> list[Guard]:
+        """The guard rules these settings ask for, in the order they are checked."""
+        warn = self.guard_warn_fraction
+        rules: list[Guard] = [
+            MaxDrawdownGuard(self.max_drawdown_percent, trailing=self.drawdown_trailing, warn_at=warn),
+            MinEquityGuard(self.min_equity, warn_at=warn),
+        ]
+        if self.daily_loss_percent is not None:
+            rules.append(DailyLossGuard(self.daily_loss_percent, timezone=self.trading_timezone, warn_at=warn))
+        return rules
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from ``config_file`` (TOML, keys are field names), then the environment, then
+        ``overrides``. A bad value raises `SettingsError` naming its source, value and what fits."""
+        environ = os.environ if environ is None else environ
+        fields = attrs.fields_dict(cls)
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        if config_file is not None:
+            for key, value in _read_toml(Path(config_file)).items():
+                if key not in fields:
+                    raise SettingsError(f"{config_file}: unknown setting {key!r}; known: {', '.join(fields)}")
+                values[key], sources[key] = value, f"{config_file}: {key}"
+        for name, field in fields.items():
+            for var in field.metadata["env"]:
+                if var in environ:
+                    raw = environ[var]
+                    values[name], sources[name] = _parse(var, raw, field.metadata["parse"]), f"{var}={raw!r}"
+                    break
+        for key, value in overrides.items():
+            if key not in fields:
+                raise SettingsError(f"unknown setting {key!r}; known: {', '.join(fields)}")
+            values[key], sources[key] = value, f"argument {key}"
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            source = next((s for n, s in sources.items() if n in str(exc)), "settings")
+            raise SettingsError(f"{source}: {exc}") from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return data.get("tradewarden", data) if isinstance(data.get("tradewarden"), dict) else data
+
+
+_PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "str": ("a non-empty string", str),
+    "float": ("a number", float),
+    "int": ("a whole number", int),
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(var: str, raw: str, kind: str) -> Any:
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    text = raw.strip()
+    if optional and text.lower() in {"", "none", "off"}:
+        return None
+    if kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{var}={raw!r}: expected true or false (1/0, yes/no, on/off)")
+    expected, parse = _PARSERS[kind]
+    try:
+        return parse(text)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r}: expected {expected}") from None
