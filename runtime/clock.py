@@ -36,7 +36,13 @@ class Scheduled:
 
 
 class Clock(Protocol):
-    """What every time-dependent part asks of time."""
+    """What every time-dependent part asks of time.
+
+    ``virtual`` is True for a clock that moves only when told (a replay or a test): its time
+    passes in steps, not while a thread is busy, so "late" means nothing there.
+    """
+
+    virtual: bool
 
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
@@ -82,7 +88,23 @@ def _run(item: Scheduled) -> None:
 
 
 class SystemClock:
-    """Wall time, with callbacks run on one daemon thread started on first use."""
+    """Wall time, with callbacks run on one daemon thread started on first use.
+
+    `SystemClock.shared()` is the one instance most code should use, so that one thread serves
+    every timer in the process.
+    """
+
+    virtual = False
+    _shared: SystemClock | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> SystemClock:
+        """The process-wide system clock."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
 
     def __init__(self) -> None:
         self._schedule = _Schedule()
@@ -127,6 +149,8 @@ class ManualClock:
     with `monotonic` and `now` reading each callback's own moment while it runs.
     """
 
+    virtual = True
+
     def __init__(self, start: datetime | None = None) -> None:
         start = start or datetime(2024, 1, 1, tzinfo=UTC)
         if start.tzinfo is None:
@@ -159,6 +183,8 @@ class ManualClock:
 
     def set(self, moment: datetime) -> None:
         """Move time forward to ``moment``; moving backwards is refused (time never goes back)."""
+        if moment.tzinfo is None:
+            raise ValueError(f"moment must be timezone-aware, got {moment!r}")
         target = (moment.astimezone(UTC) - self._origin).total_seconds()
         if target < self._elapsed:
             raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")

@@ -202,6 +202,11 @@ class RiskMonitor:
         return self._tracker
 
     @property
+    def day(self) -> date | None:
+        """The trading day (in the daily guard's zone) of the latest reading."""
+        return self._day
+
+    @property
     def guards(self) -> tuple[Guard, ...]:
         """The rules this monitor checks, in order."""
         return self._guards

@@ -1,0 +1,207 @@
+"""Stable addresses: a name that always reaches a child's current incarnation.
+
+While a child restarts, told messages wait in a bounded stash and are delivered, in order, to
+the next incarnation; asks wait for it. A full stash refuses the message with `StashOverflow`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import pykka
+import pykka.messages
+from loguru import logger
+
+from actors.messages import Tick
+from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+
+__all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable"]
+
+
+class StashOverflow(RuntimeError):
+    """A message for a restarting child was refused because its stash is full."""
+
+
+class ChildUnavailable(RuntimeError):
+    """The child behind an address has stopped for good (or never started)."""
+
+
+class _Salvaged:
+    # A pykka envelope taken from a dead incarnation's inbox, redelivered whole (reply included).
+    __slots__ = ("envelope",)
+
+    def __init__(self, envelope: Any) -> None:
+        self.envelope = envelope
+
+
+class Slot:
+    """The supervisor's side of an address: the current ref of one child and its stash."""
+
+    def __init__(self, name: str, stash_limit: int = 10_000, metrics: MetricsSink | None = None) -> None:
+        if stash_limit < 0:
+            raise ValueError(f"stash_limit must be >= 0, got {stash_limit!r}")
+        self.name = name
+        self.stash_limit = stash_limit
+        self.overflowed = 0
+        self._metrics = metrics or NullMetrics()
+        self._cond = threading.Condition()
+        self._ref: pykka.ActorRef[Any] | None = None
+        self._state = "starting"
+        self._stash: deque[Any] = deque()
+
+    @property
+    def ref(self) -> pykka.ActorRef[Any] | None:
+        """The current incarnation's ref, or None while it restarts or after it stopped."""
+        return self._ref
+
+    def tell(self, message: Any) -> None:
+        """Deliver to the current incarnation, or stash while it restarts."""
+        with self._cond:
+            ref = self._ref
+            if ref is not None:
+                try:
+                    ref.tell(message)
+                    return
+                except pykka.ActorDeadError:
+                    pass  # dead but not yet restarted: the supervisor will notice; keep the message
+            if self._state == "stopped":
+                raise ChildUnavailable(f"{self.name!r} has stopped; message refused: {message!r}")
+            if len(self._stash) >= self.stash_limit:
+                self.overflowed += 1
+                self._metrics.incr(MetricNames.STASH_OVERFLOW_TOTAL)
+                raise StashOverflow(
+                    f"stash for {self.name!r} is full ({self.stash_limit} messages) while it restarts; "
+                    f"message refused: {message!r}"
+                )
+            self._stash.append(message)
+
+    def ask(self, message: Any, timeout: float) -> Any:
+        """Ask the current incarnation, waiting up to ``timeout`` seconds in all for it to exist."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ref is not None or self._state == "stopped", timeout):
+                raise pykka.Timeout(f"{self.name!r} did not come back within {timeout}s to answer {message!r}")
+            if self._ref is None:
+                raise ChildUnavailable(f"{self.name!r} has stopped; cannot answer {message!r}")
+            ref = self._ref
+        return ref.ask(message, timeout=max(0.0, deadline - time.monotonic()))
+
+    def salvage(self, inbox: Any) -> int:
+        """Take back what waits unhandled in a dead or abandoned incarnation's mailbox.
+
+        pykka drops told messages and fails asks left in a stopped actor's inbox; taking them
+        here (ahead of anything stashed since) delivers them, asks included, to the next
+        incarnation. Timer ticks and stop requests are not carried over. Returns how many.
+        """
+        with self._cond:
+            self._ref = None
+            if self._state != "stopped":
+                self._state = "restarting"
+            taken = []
+            while True:
+                try:
+                    envelope = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                message = envelope.message
+                if isinstance(message, (Tick, pykka.messages._ActorStop)):  # noqa: SLF001
+                    if envelope.reply_to is not None:
+                        envelope.reply_to.set(None)
+                    continue
+                taken.append(_Salvaged(envelope))
+            self._stash.extendleft(reversed(taken))
+            return len(taken)
+
+    def suspend(self) -> None:
+        """The child is restarting: stash what arrives until `install`."""
+        with self._cond:
+            self._ref = None
+            self._state = "restarting"
+
+    def install(self, ref: pykka.ActorRef[Any]) -> None:
+        """A new incarnation is up: deliver the stash to it in order, then route to it."""
+        with self._cond:
+            while self._stash:
+                item = self._stash[0]
+                try:
+                    if isinstance(item, _Salvaged):
+                        if not ref.is_alive():
+                            raise pykka.ActorDeadError(str(ref))
+                        ref.actor_inbox.put(item.envelope)  # keeps the asker's reply future
+                    else:
+                        ref.tell(item)
+                except pykka.ActorDeadError:
+                    return  # it died already; the stash waits for the next one
+                self._stash.popleft()
+            self._ref = ref
+            self._state = "running"
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """The child stopped for good: refuse from now on, and drop (and log) anything stashed."""
+        with self._cond:
+            if self._stash:
+                logger.bind(actor=self.name).warning("dropping {} stashed messages: child stopped", len(self._stash))
+                for item in self._stash:
+                    if isinstance(item, _Salvaged) and item.envelope.reply_to is not None:
+                        item.envelope.reply_to.set_exception(
+                            exc_info=(ChildUnavailable, ChildUnavailable(f"{self.name!r} stopped"), None)
+                        )
+                self._stash.clear()
+            self._ref = None
+            self._state = "stopped"
+            self._cond.notify_all()
+
+    @property
+    def stashed(self) -> int:
+        """How many messages wait for the next incarnation."""
+        with self._cond:
+            return len(self._stash)
+
+
+class Address:
+    """A stable handle to a supervised child: `tell` and `ask` reach its current incarnation.
+
+    An address handed to an incarnation that has since been abandoned (hung and replaced) goes
+    quiet: what it tells is dropped, so the old incarnation can do no harm.
+    """
+
+    __slots__ = ("_slot", "_gate")
+
+    def __init__(self, slot: Slot, gate: threading.Event | None = None) -> None:
+        self._slot = slot
+        self._gate = gate
+
+    @property
+    def name(self) -> str:
+        """The child's name."""
+        return self._slot.name
+
+    @property
+    def ref(self) -> pykka.ActorRef[Any] | None:
+        """The current incarnation's ref (None while it restarts)."""
+        return self._slot.ref
+
+    def tell(self, message: Any) -> None:
+        """Send without waiting. Raises `StashOverflow` or `ChildUnavailable` when refused."""
+        if self._gate is not None and self._gate.is_set():
+            logger.bind(actor=self._slot.name).debug("abandoned incarnation's message dropped: {!r}", message)
+            return
+        self._slot.tell(message)
+
+    def ask(self, message: Any, timeout: float = 5.0) -> Any:
+        """Send and wait up to ``timeout`` seconds for the answer (pykka.Timeout past it)."""
+        if self._gate is not None and self._gate.is_set():
+            raise ChildUnavailable(f"this incarnation was abandoned; ask to {self._slot.name!r} refused")
+        return self._slot.ask(message, timeout)
+
+    def gated(self, gate: threading.Event) -> Address:
+        """The same address, silenced once ``gate`` is set (an abandoned incarnation's view)."""
+        return Address(self._slot, gate)
+
+    def __repr__(self) -> str:
+        return f"Address({self._slot.name!r})"

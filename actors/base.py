@@ -1,0 +1,119 @@
+"""The base of every supervised actor: it reports each way it can end, answers liveness pings,
+owns its timers, and understands the fault-injection messages used in drills."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from actors.context import ChildContext
+from actors.messages import Crash, Hang, Ping, Pong, Tick
+from actors.timers import Timers
+
+__all__ = ["SupervisedActor"]
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """A pykka actor that tells its supervisor how it ended.
+
+    Subclasses implement `prepare` (instead of ``on_start``), `handle` (instead of
+    ``on_receive``), `on_tick`, and optionally `cleanup`. The ways of ending and what the
+    supervisor hears: an exception in `prepare` -> "start_failed"; an exception in a told
+    message -> "crashed"; a stop it asks for itself -> "normal" (or what `exit_with` set).
+    Threads are daemons so that an abandoned, hung incarnation never keeps a process alive.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(self, context: ChildContext) -> None:
+        super().__init__()
+        self.context = context
+        self.timers = Timers(self.actor_ref, context.clock)
+        self.log = logger.bind(actor=context.name, incarnation=context.incarnation)
+        self._exit_kind = "normal"
+        self._exit_cause = ""
+
+    # --- hooks for subclasses ---------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Set up in the actor's thread before the first message; raising fails the start."""
+
+    def handle(self, message: Any) -> Any:
+        """Handle one message; the return value answers an ``ask``."""
+        return super().on_receive(message)
+
+    def on_tick(self, key: str) -> None:
+        """A live timer ``key`` fired."""
+
+    def cleanup(self) -> None:
+        """Release what the actor holds; runs on every ending (stop, crash, failed start), with
+        `exit_kind` and `exit_cause` saying which."""
+
+    @property
+    def exit_kind(self) -> str:
+        """How this incarnation is ending: "normal", "crashed", "start_failed", "gave_up"."""
+        return self._exit_kind
+
+    @property
+    def exit_cause(self) -> str:
+        """Why it is ending (empty for a plain stop)."""
+        return self._exit_cause
+
+    # --- pykka lifecycle --------------------------------------------------------------------
+
+    def exit_with(self, kind: str, cause: str) -> None:
+        """Stop after this message and report ``kind`` (for example "gave_up") to the supervisor."""
+        self._exit_kind, self._exit_cause = kind, cause
+        self.stop()
+
+    def on_start(self) -> None:
+        """Run `prepare`; if it raises, clean up, report "start_failed" and let pykka stop us."""
+        try:
+            self.prepare()
+        except Exception as exc:
+            self.context.salvage(self.actor_inbox)
+            self._finish("start_failed", f"{type(exc).__name__}: {exc}")
+            raise
+
+    def on_stop(self) -> None:
+        """A requested stop: clean up and report it."""
+        self._finish(self._exit_kind, self._exit_cause)
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """An exception in a told message: keep the unhandled mail, clean up, report "crashed"."""
+        self.context.salvage(self.actor_inbox)
+        self._finish("crashed", f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
+
+    def _finish(self, kind: str, cause: str) -> None:
+        self._exit_kind, self._exit_cause = kind, cause
+        self.timers.cancel_all()
+        try:
+            self.cleanup()
+        except Exception:
+            self.log.exception("cleanup failed")
+        self.context.report_exit(kind, cause)
+
+    def on_receive(self, message: Any) -> Any:
+        """Answer pings, route timer ticks, obey fault injection, hand the rest to `handle`."""
+        if isinstance(message, Tick):
+            if self.timers.accept(message):
+                self.on_tick(message.key)
+            return None
+        if isinstance(message, Ping):
+            return Pong(self.context.name, self.context.incarnation)
+        if isinstance(message, Crash):
+            raise RuntimeError(message.reason)
+        if isinstance(message, Hang):
+            release: threading.Event = message.release
+            release.wait(message.seconds)
+            return None
+        return self.handle(message)

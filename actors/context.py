@@ -1,0 +1,116 @@
+"""What a supervised incarnation knows of its place: its name, its supervisor, its siblings.
+
+Each incarnation gets its own context. When the supervisor abandons an incarnation (it hung),
+it revokes the context: from then on the incarnation's addresses go quiet and its guarded ports
+(broker, alerts) refuse every call, so a thread that wakes up late can do no harm.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import pykka
+from loguru import logger
+
+from actors.address import Address, Slot
+from actors.messages import ChildExited
+from runtime.clock import Clock, SystemClock
+
+__all__ = ["ChildContext", "IncarnationRevoked", "Revocable"]
+
+T = TypeVar("T")
+
+
+class IncarnationRevoked(RuntimeError):
+    """An abandoned incarnation tried to act; the call was refused."""
+
+
+class ChildContext:
+    """One incarnation's link to its supervisor and siblings."""
+
+    def __init__(
+        self,
+        name: str,
+        incarnation: int,
+        *,
+        supervisor: pykka.ActorRef[Any] | None = None,
+        slots: Mapping[str, Slot] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = name
+        self.incarnation = incarnation
+        self.supervisor = supervisor
+        self.clock: Clock = clock or SystemClock.shared()
+        self.revoked = threading.Event()
+        self._slots = dict(slots or {})
+
+    @classmethod
+    def standalone(cls, name: str, clock: Clock | None = None) -> ChildContext:
+        """A context for an actor started outside any supervisor (nobody is told when it ends)."""
+        return cls(name, 1, clock=clock)
+
+    def address(self, name: str) -> Address:
+        """A sibling's stable address, silenced if this incarnation is revoked."""
+        try:
+            return Address(self._slots[name], self.revoked)
+        except KeyError:
+            raise KeyError(f"no sibling named {name!r}; known: {sorted(self._slots)}") from None
+
+    def sibling(self, name: str) -> Address | None:
+        """Like `address`, or None when there is no such sibling (an optional collaborator)."""
+        return self.address(name) if name in self._slots else None
+
+    def guarded(self, port: T) -> T:
+        """``port`` wrapped so that every call is refused once this incarnation is revoked."""
+        return Revocable(port, self)  # type: ignore[return-value]
+
+    def report_exit(self, kind: str, cause: str = "") -> None:
+        """Tell the supervisor this incarnation ended (nothing if revoked: it was already replaced)."""
+        if self.supervisor is None or self.revoked.is_set():
+            return
+        try:
+            self.supervisor.tell(ChildExited(self.name, self.incarnation, kind, cause))
+        except pykka.ActorDeadError:
+            logger.bind(actor=self.name).debug("supervisor gone; exit {} not reported", kind)
+
+    def salvage(self, inbox: Any) -> None:
+        """Hand this incarnation's unhandled mail to its address, for the next incarnation."""
+        slot = self._slots.get(self.name)
+        if slot is not None and not self.revoked.is_set():
+            slot.salvage(inbox)
+
+    def revoke(self) -> None:
+        """Abandon this incarnation: its addresses and guarded ports stop working."""
+        self.revoked.set()
+
+
+class Revocable:
+    """A transparent wrapper around a port whose calls are refused after revocation."""
+
+    __slots__ = ("_target", "_context")
+
+    def __init__(self, target: Any, context: ChildContext) -> None:
+        self._target = target
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+        context = self._context
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if context.revoked.is_set():
+                raise IncarnationRevoked(
+                    f"{context.name} incarnation {context.incarnation} was abandoned; call {name!r} refused"
+                )
+            return attr(*args, **kwargs)
+
+        return guarded
+
+    def __repr__(self) -> str:
+        return f"Revocable({self._target!r})"
+
+

@@ -1,0 +1,174 @@
+"""The heartbeat actor: a beat every interval with the loop's figures, and a watchdog for stalls."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from actors.address import Address
+from actors.base import SupervisedActor
+from actors.context import ChildContext
+from actors.emitter import Publisher
+from actors.messages import GetMetrics, LoopStatus, SendAlert
+from runtime.alerts import Alert, Severity
+from runtime.events import EventType
+from runtime.heartbeat import HeartbeatMetrics
+from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+
+__all__ = ["HeartbeatActor", "HeartbeatStats", "GetHeartbeatStats", "MetricsProvider"]
+
+MetricsProvider = Address | Callable[[], Any]
+
+
+@attrs.frozen
+class GetHeartbeatStats:
+    """Ask the heartbeat for its `HeartbeatStats`."""
+
+
+@attrs.frozen
+class HeartbeatStats:
+    """What the heartbeat has done: beats emitted, stalls detected, beats its timer skipped."""
+
+    beats: int
+    stalls: int
+    missed: int
+    last_metrics: HeartbeatMetrics | None
+
+
+class HeartbeatActor(SupervisedActor):
+    """Every ``interval`` seconds asks for the loop's figures (waiting at most ``timeout``, shorter
+    than the interval), emits HEARTBEAT and counts heartbeat_total.
+
+    It is also the loop's watchdog: when the loop does not answer in time, or answers but has
+    completed no cycle for ``stall_after`` seconds (a loop that only answers is still stalled), it
+    emits STALL_DETECTED, alerts, and asks for the loop to be restarted (at most once per
+    ``stall_after``). The provider is the loop's address, or a plain callable, sync or a coroutine
+    function; whatever a provider returns that can be awaited is awaited.
+    """
+
+    def __init__(
+        self,
+        context: ChildContext,
+        *,
+        provider: MetricsProvider,
+        interval: float,
+        timeout: float,
+        stall_after: float,
+        loop_id: str = "main",
+        restart_loop: Callable[[str], None] | None = None,
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        super().__init__(context)
+        if not 0 < timeout < interval:
+            raise ValueError(f"timeout must be > 0 and shorter than interval ({interval!r}), got {timeout!r}")
+        if not stall_after > 0:
+            raise ValueError(f"stall_after must be > 0, got {stall_after!r}")
+        self._provider = provider
+        self._interval = interval
+        self._timeout = timeout
+        self._stall_after = stall_after
+        self._restart_loop = restart_loop
+        self._metrics = metrics or NullMetrics()
+        self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
+        self._alerts = context.sibling("alerts")
+        self._beats = 0
+        self._stalls = 0
+        self._last: HeartbeatMetrics | None = None
+        self._watch_from = 0.0
+        self._last_restart_request: float | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+
+    def prepare(self) -> None:
+        """Start the beat timer."""
+        self._watch_from = self.context.clock.monotonic()
+        self.timers.start_fixed_rate("beat", self._interval)
+
+    def cleanup(self) -> None:
+        """Close the event loop used for coroutine providers."""
+        if self._event_loop is not None:
+            self._event_loop.close()
+
+    def handle(self, message: Any) -> Any:
+        """Answers `GetHeartbeatStats`."""
+        if isinstance(message, GetHeartbeatStats):
+            return HeartbeatStats(self._beats, self._stalls, self.timers.missed("beat"), self._last)
+        return super().handle(message)
+
+    def on_tick(self, key: str) -> None:
+        """The beat timer fired: beat."""
+        if key == "beat":
+            self._beat()
+
+    def _beat(self) -> None:
+        clock = self.context.clock
+        try:
+            answer = self._fetch()
+        except Exception as exc:
+            reason = (
+                f"loop did not answer within {self._timeout}s"
+                if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout"
+                else f"metrics provider failed: {exc!r}"
+            )
+            self._stall(reason)
+            return
+        metrics, last_cycle_at = answer
+        self._beats += 1
+        self._last = metrics
+        self._metrics.incr(MetricNames.HEARTBEAT_TOTAL)
+        self._publish(EventType.HEARTBEAT, {**metrics.as_dict(), "beat": self._beats})
+        if isinstance(self._provider, Address):
+            reference = self._watch_from if last_cycle_at is None else max(last_cycle_at, self._watch_from)
+            idle = clock.monotonic() - reference
+            if idle > self._stall_after:
+                self._stall(f"no completed cycle for {idle:.1f}s (limit {self._stall_after}s)")
+
+    def _fetch(self) -> tuple[HeartbeatMetrics, float | None]:
+        if isinstance(self._provider, Address):
+            status = self._provider.ask(GetMetrics(), timeout=self._timeout)
+        else:
+            status = self._provider()
+            if inspect.isawaitable(status):
+                status = self._await(status)
+        return _as_metrics(status)
+
+    def _await(self, awaitable: Any) -> Any:
+        # The old system called an async provider without awaiting it, and its heartbeat died
+        # silently; anything awaitable is awaited here, within the timeout.
+        if self._event_loop is None:
+            self._event_loop = asyncio.new_event_loop()
+        return self._event_loop.run_until_complete(asyncio.wait_for(_wrap(awaitable), self._timeout))
+
+    def _stall(self, reason: str) -> None:
+        self._stalls += 1
+        now = self.context.clock.monotonic()
+        self.log.error("loop stalled: {}", reason)
+        self._publish(EventType.STALL_DETECTED, {"reason": reason, "stalls": self._stalls})
+        if self._alerts is not None:
+            try:
+                self._alerts.tell(SendAlert(Alert("Trading loop stalled", reason, Severity.CRITICAL, key="stall")))
+            except Exception as exc:
+                self.log.error("stall alert not queued: {!r}", exc)
+        if self._restart_loop is not None and (
+            self._last_restart_request is None or now - self._last_restart_request >= self._stall_after
+        ):
+            self._last_restart_request = now
+            self._watch_from = now  # the new loop gets a full stall period to complete a cycle
+            self._restart_loop(reason)
+
+
+async def _wrap(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _as_metrics(status: Any) -> tuple[HeartbeatMetrics, float | None]:
+    if isinstance(status, LoopStatus):
+        return status.metrics, status.last_cycle_at
+    if isinstance(status, HeartbeatMetrics):
+        return status, None
+    if isinstance(status, Mapping):
+        return HeartbeatMetrics(**status), None
+    raise TypeError(f"metrics provider returned {status!r}; expected HeartbeatMetrics, LoopStatus or a mapping")

@@ -1,0 +1,267 @@
+"""Every message the actors exchange: frozen values, so nothing shared can change in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from runtime.alerts import Alert
+from runtime.events import Event
+from runtime.guards import TradingState
+
+__all__ = [
+    "Ping",
+    "Pong",
+    "Tick",
+    "Crash",
+    "Hang",
+    "ChildExited",
+    "ChildHung",
+    "RestartChild",
+    "RestartDue",
+    "GetChildren",
+    "EquityReading",
+    "EquityBatch",
+    "CashFlow",
+    "Resume",
+    "GetGuardState",
+    "GuardStatus",
+    "Liquidate",
+    "TradingStateChanged",
+    "MarketData",
+    "RunCycle",
+    "GetMetrics",
+    "LoopStatus",
+    "Publish",
+    "Subscribe",
+    "Unsubscribe",
+    "SendAlert",
+]
+
+
+# --- lifecycle and supervision ---------------------------------------------------------------
+
+
+@attrs.frozen
+class Ping:
+    """Liveness probe: every supervised actor answers `Pong` from its own thread."""
+
+
+@attrs.frozen
+class Pong:
+    """The answer to `Ping`: the actor's name and incarnation."""
+
+    name: str
+    incarnation: int
+
+
+@attrs.frozen
+class Tick:
+    """A timer firing. ``owner`` and ``generation`` let the actor drop ticks of cancelled timers
+    and of earlier incarnations."""
+
+    key: str
+    generation: int
+    owner: int
+
+
+@attrs.frozen
+class Crash:
+    """Fault injection for drills and tests: the receiving actor raises ``RuntimeError(reason)``.
+
+    Sent with ``tell`` it kills the actor (pykka stops it and calls ``on_failure``); sent with
+    ``ask`` the error returns to the caller and the actor lives on, as pykka's rules say.
+    """
+
+    reason: str = "injected crash"
+
+
+@attrs.frozen
+class Hang:
+    """Fault injection: the receiving actor blocks until ``release`` is set (or ``seconds`` pass),
+    so it stops answering, as a stuck broker call would make it."""
+
+    release: Any  # threading.Event
+    seconds: float = 60.0
+
+
+@attrs.frozen
+class ChildExited:
+    """A child told its supervisor it has ended: ``kind`` is "normal", "crashed",
+    "start_failed", "gave_up" or "dead" (found dead by a probe)."""
+
+    name: str
+    incarnation: int
+    kind: str
+    cause: str = ""
+
+    @property
+    def abnormal(self) -> bool:
+        """True for every ending but a normal stop."""
+        return self.kind != "normal"
+
+
+@attrs.frozen
+class ChildHung:
+    """The liveness probe got no answer from a child in time."""
+
+    name: str
+    incarnation: int
+    cause: str
+
+
+@attrs.frozen
+class RestartChild:
+    """Ask a supervisor to restart one child now (the heartbeat's answer to a stalled loop)."""
+
+    name: str
+    cause: str
+
+
+@attrs.frozen
+class RestartDue:
+    """A restart's backoff delay has passed."""
+
+    name: str
+    attempt: int
+
+
+@attrs.frozen
+class GetChildren:
+    """Ask a supervisor for its children: name -> (incarnation, alive)."""
+
+
+# --- guard ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class EquityReading:
+    """One account equity reading for the guard; ``positions_open`` (when known) lets a halted
+    guard find positions left open without asking the broker on every reading."""
+
+    equity: Any
+    at: datetime
+    positions_open: int | None = None
+    sent_at: float | None = None  # perf_counter() when sent, for guard_reaction_ms
+
+
+@attrs.frozen
+class EquityBatch:
+    """Many readings at one moment; the guard's result equals that of one reading at a time."""
+
+    equities: Sequence[Any]
+    at: datetime
+    positions_open: int | None = None
+
+
+@attrs.frozen
+class CashFlow:
+    """A deposit (> 0) or withdrawal (< 0): neither a gain nor a drawdown."""
+
+    amount: float
+
+
+@attrs.frozen
+class Resume:
+    """Lift a latched HALTED (or REDUCING) back to ACTIVE; the peak is kept."""
+
+    by: str = "operator"
+
+
+@attrs.frozen
+class GetGuardState:
+    """Ask the guard for its `GuardState` and block counts."""
+
+
+@attrs.frozen
+class GuardStatus:
+    """The guard's answer to `GetGuardState`."""
+
+    state: Any  # runtime.GuardState
+    block_counts: dict[str, int]
+    bad_readings: int
+    liquidating: bool
+
+
+@attrs.frozen
+class Liquidate:
+    """Close every open position now (the guard's own retry, or a fail-safe's request)."""
+
+    reason: str
+    attempt: int = 0
+
+
+@attrs.frozen
+class TradingStateChanged:
+    """The guard tells the loop what it may do now."""
+
+    state: TradingState
+    reason: str | None = None
+
+
+# --- loop -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class MarketData:
+    """New market data arrived (a bar closed at ``at``): the loop hands it to its market feed
+    (which updates prices and strategies, in the loop's own thread and order), then runs a cycle.
+    ``bar`` is whatever the feed understands (a `runtime.prices.Bar`, a dict of prices, ...)."""
+
+    at: datetime
+    bar: Any = None
+
+
+@attrs.frozen
+class RunCycle:
+    """Run one trading cycle now (``at`` defaults to the clock's time); answers with `LoopStatus`."""
+
+    at: datetime | None = None
+
+
+@attrs.frozen
+class GetMetrics:
+    """Ask the loop for its `LoopStatus`."""
+
+
+@attrs.frozen
+class LoopStatus:
+    """The loop's heartbeat figures and when (clock monotonic seconds) it last completed a cycle."""
+
+    metrics: Any  # runtime.HeartbeatMetrics
+    last_cycle_at: float | None
+    trading_state: TradingState
+
+
+# --- emitter and alerts -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class Publish:
+    """An event for the emitter to fan out."""
+
+    event: Event
+
+
+@attrs.frozen
+class Subscribe:
+    """Add a subscriber: a callable taking an `Event`, or a pykka ActorRef that is told each event."""
+
+    subscriber: Any
+
+
+@attrs.frozen
+class Unsubscribe:
+    """Remove a subscriber added before."""
+
+    subscriber: Any
+
+
+@attrs.frozen
+class SendAlert:
+    """An alert for the alert actor to deliver."""
+
+    alert: Alert

@@ -1,0 +1,465 @@
+"""An Erlang/OTP-style supervisor on pykka: child specs, restart strategies and intensity,
+backoff, liveness probes, ordered start, reverse-ordered stop, and escalation to a parent.
+
+Vocabulary as in OTP: a child's restart type is ``permanent`` (always restarted), ``transient``
+(restarted only after an abnormal end) or ``temporary`` (never restarted). The strategy says who
+restarts with a failed child: ``one_for_one`` (only it), ``one_for_all`` (every child),
+``rest_for_one`` (it and the children started after it). More than ``max_restarts`` within
+``within_seconds`` and the supervisor gives up: it stops every child in reverse order, runs its
+fail-safe, and ends abnormally, which its own supervisor (if any) sees as a failed child.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import pykka
+
+from actors.address import Address, Slot
+from actors.base import SupervisedActor
+from actors.context import ChildContext
+from actors.messages import ChildExited, ChildHung, GetChildren, Ping, RestartChild, RestartDue
+from runtime.clock import Clock
+from runtime.events import EventType
+from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+
+__all__ = ["Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo"]
+
+
+class Restart(enum.Enum):
+    """When a child that ended is started again (OTP restart types)."""
+
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    TEMPORARY = "temporary"
+
+
+class Strategy(enum.Enum):
+    """Which children restart when one fails (OTP strategies)."""
+
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
+@attrs.frozen
+class Backoff:
+    """Delay before a restart, as Akka's restart-with-backoff: ``min * 2**(attempt-1)``, capped at
+    ``max``, stretched by up to ``random_factor`` at random so that siblings do not restart in step."""
+
+    min_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    max_seconds: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
+    random_factor: float = attrs.field(default=0.2, validator=attrs.validators.ge(0))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before restart ``attempt`` (1 for the first)."""
+        if self.min_seconds == 0:
+            return 0.0
+        base = min(self.max_seconds, self.min_seconds * 2 ** max(0, attempt - 1))
+        return base * (1.0 + self.random_factor * rng.random())
+
+
+@attrs.frozen
+class ChildSpec:
+    """How to start and supervise one child.
+
+    ``start`` receives the incarnation's `ChildContext` and returns the new actor's ref; an actor
+    built on `SupervisedActor` reports every way it ends, a plain pykka actor is found dead by the
+    liveness probe. ``liveness_timeout`` (None to opt out) is how long a probe waits for an answer
+    before the child counts as hung; ``shutdown_timeout`` is how long a stop may take before the
+    child is abandoned.
+    """
+
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
+    start: Callable[[ChildContext], pykka.ActorRef[Any]]
+    restart: Restart = attrs.field(default=Restart.PERMANENT, converter=Restart)
+    shutdown_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    liveness_timeout: float | None = 2.0
+
+
+@attrs.frozen
+class ChildInfo:
+    """A child as its supervisor sees it."""
+
+    name: str
+    incarnation: int
+    alive: bool
+    restarts: int
+
+
+class _Child:
+    __slots__ = ("spec", "slot", "ref", "context", "incarnation", "restarts", "running", "pending_cause")
+
+    def __init__(self, spec: ChildSpec, slot: Slot) -> None:
+        self.spec = spec
+        self.slot = slot
+        self.ref: pykka.ActorRef[Any] | None = None
+        self.context: ChildContext | None = None
+        self.incarnation = 0
+        self.restarts = 0
+        self.running = False
+        self.pending_cause: str | None = None
+
+
+Notify = Callable[[EventType, dict[str, Any]], None]
+
+
+class Supervisor(SupervisedActor):
+    """Starts its children in order, restarts them by its strategy, stops them in reverse order.
+
+    Defaults suit a trading system: at most 5 restarts within 60 seconds (a crash loop faster
+    than that is a fault a person must look at, and the fail-safe halts trading), no backoff.
+    Start one with `Supervisor.launch`, or as a child of another supervisor with `child_spec`.
+    """
+
+    def __init__(
+        self,
+        context: ChildContext,
+        children: Sequence[ChildSpec],
+        slots: Mapping[str, Slot],
+        *,
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 5,
+        within_seconds: float = 60.0,
+        backoff: Backoff | None = None,
+        probe_interval: float = 0.5,
+        start_timeout: float = 10.0,
+        fail_safe: Callable[[str], None] | None = None,
+        notify: Notify | None = None,
+        metrics: MetricsSink | None = None,
+        gave_up: threading.Event | None = None,
+        seed: int | None = None,
+        child_clock: Clock | None = None,
+    ) -> None:
+        super().__init__(context)
+        self._child_clock = child_clock or context.clock
+        names = [spec.name for spec in children]
+        if len(set(names)) != len(names):
+            raise ValueError(f"children must have unique names, got {names!r}")
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, got {max_restarts!r}")
+        if not within_seconds > 0:
+            raise ValueError(f"within_seconds must be > 0, got {within_seconds!r}")
+        self._children = [_Child(spec, slots[spec.name]) for spec in children]
+        self._strategy = Strategy(strategy)
+        self._max_restarts = max_restarts
+        self._within = within_seconds
+        self._backoff = backoff or Backoff()
+        self._probe_interval = probe_interval
+        self._start_timeout = start_timeout
+        self._fail_safe = fail_safe
+        self._notify = notify
+        self._metrics = metrics or NullMetrics()
+        self._gave_up = gave_up or threading.Event()
+        self._rng = random.Random(seed)
+        self._restart_times: deque[float] = deque()
+        self._stopped_children = False
+
+    # --- starting ---------------------------------------------------------------------------
+
+    @classmethod
+    def launch(
+        cls,
+        children: Sequence[ChildSpec],
+        *,
+        name: str = "supervisor",
+        context: ChildContext | None = None,
+        slots: Mapping[str, Slot] | None = None,
+        **options: Any,
+    ) -> SupervisorHandle:
+        """Start a supervisor over ``children`` and return a handle with their addresses.
+
+        Pass the ``context`` a parent supervisor gave to make this one its child; pass ``slots``
+        (from an earlier handle) to keep the same addresses across restarts of this supervisor.
+        """
+        slots = dict(slots) if slots is not None else make_slots(children)
+        gave_up = threading.Event()
+        context = context or ChildContext.standalone(name)
+        ref = cls.start(context, children, slots, gave_up=gave_up, **options)
+        if context.supervisor is None:
+            # Standalone: return once every child is up (a parent supervisor does its own wait).
+            try:
+                ref.ask(Ping(), timeout=options.get("start_timeout", 10.0) * max(1, len(children)))
+            except pykka.ActorDeadError:
+                pass  # it gave up while starting; the handle shows it
+        return SupervisorHandle(ref, slots, gave_up)
+
+    def prepare(self) -> None:
+        """Start every child in order, each answering before the next starts."""
+        for child in self._children:
+            if not self._start_child(child):
+                self._child_down(child, "start_failed", child.pending_cause or "did not start")
+                if self._gave_up.is_set():
+                    return
+        self.timers.start_fixed_rate("probe", self._probe_interval)
+
+    def _start_child(self, child: _Child) -> bool:
+        child.incarnation += 1
+        context = ChildContext(
+            child.spec.name,
+            child.incarnation,
+            supervisor=self.actor_ref,
+            slots={c.spec.name: c.slot for c in self._children},
+            clock=self._child_clock,
+        )
+        child.context = context
+        child.pending_cause = None
+        try:
+            ref = child.spec.start(context)
+            ref.ask(Ping(), timeout=self._start_timeout)
+        except pykka.Timeout:
+            child.pending_cause = f"no answer within {self._start_timeout}s of starting"
+            self._abandon(child)
+            return False
+        except Exception as exc:  # the factory or the actor's start raised
+            child.pending_cause = f"{type(exc).__name__}: {exc}"
+            self._abandon(child)
+            return False
+        child.ref = ref
+        child.running = True
+        child.slot.install(ref)
+        self.log.debug("started {} incarnation {}", child.spec.name, child.incarnation)
+        return True
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def handle(self, message: Any) -> Any:
+        """Child reports, restart requests, backoff timers and introspection."""
+        if isinstance(message, ChildExited):
+            child = self._current(message.name, message.incarnation)
+            if child is not None:
+                self._child_down(child, message.kind, message.cause)
+        elif isinstance(message, ChildHung):
+            child = self._current(message.name, message.incarnation)
+            if child is not None:
+                self._abandon(child)
+                self._child_down(child, "hung", message.cause)
+        elif isinstance(message, RestartChild):
+            child = self._by_name(message.name)
+            if child.running:
+                self._stop_child(child)
+                self._child_down(child, "restart_requested", message.cause)
+        elif isinstance(message, RestartDue):
+            self._restart_pending()
+        elif isinstance(message, GetChildren):
+            return {
+                c.spec.name: ChildInfo(c.spec.name, c.incarnation, c.running and c.ref is not None and c.ref.is_alive(), c.restarts)
+                for c in self._children
+            }
+        else:
+            return super().handle(message)
+        return None
+
+    def on_tick(self, key: str) -> None:
+        """Run the liveness probe, or a restart whose backoff has passed."""
+        if key == "probe":
+            self._probe()
+        elif key == "restart":
+            self._restart_pending()
+
+    def _current(self, name: str, incarnation: int) -> _Child | None:
+        child = self._by_name(name)
+        if not child.running or child.incarnation != incarnation:
+            return None  # a report from an incarnation already replaced or stopped on purpose
+        return child
+
+    def _by_name(self, name: str) -> _Child:
+        for child in self._children:
+            if child.spec.name == name:
+                return child
+        raise KeyError(f"no child named {name!r}; children: {[c.spec.name for c in self._children]}")
+
+    # --- liveness ---------------------------------------------------------------------------
+
+    def _probe(self) -> None:
+        asked = []
+        for child in self._children:
+            if child.running and child.ref is not None and child.spec.liveness_timeout is not None:
+                asked.append((child, child.incarnation, child.ref.ask(Ping(), block=False)))
+        now = self.context.clock.monotonic()
+        for child, incarnation, future in asked:
+            if child.incarnation != incarnation or not child.running:
+                continue
+            timeout = child.spec.liveness_timeout or 0.0
+            try:
+                future.get(timeout=max(0.0, now + timeout - self.context.clock.monotonic()))
+            except pykka.Timeout:
+                self.log.warning("{} did not answer a liveness probe within {}s", child.spec.name, timeout)
+                self._abandon(child)
+                self._child_down(child, "hung", f"no answer to a liveness probe within {timeout}s")
+            except pykka.ActorDeadError:
+                self._child_down(child, "dead", "found dead by the liveness probe")
+            except Exception as exc:  # a plain actor that refuses Ping is still alive
+                self.log.debug("{} answered the probe with {!r}", child.spec.name, exc)
+
+    # --- failure handling -------------------------------------------------------------------
+
+    def _child_down(self, child: _Child, kind: str, cause: str) -> None:
+        child.running = False
+        child.ref = None
+        child.slot.suspend()
+        spec = child.spec
+        self.log.warning("child {} ended ({}): {}", spec.name, kind, cause)
+        if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and kind == "normal"):
+            child.slot.close()
+            return
+        if self._intensity_exceeded():
+            self._give_up(
+                f"{spec.name} ended ({kind}: {cause}) and restarts exceeded "
+                f"{self._max_restarts} within {self._within}s"
+            )
+            return
+        index = self._children.index(child)
+        if self._strategy is Strategy.ONE_FOR_ONE:
+            group = [child]
+        elif self._strategy is Strategy.ONE_FOR_ALL:
+            group = list(self._children)
+        else:
+            group = self._children[index:]
+        for sibling in reversed(group):
+            if sibling is not child and sibling.running:
+                self._stop_child(sibling)
+                sibling.slot.suspend()
+        for member in group:
+            if member is child:
+                member.pending_cause = cause
+            elif member.spec.restart is Restart.TEMPORARY:
+                member.slot.close()
+            else:
+                member.pending_cause = f"sibling {spec.name} failed: {cause}"
+        child.restarts += 1
+        delay = self._backoff.delay(child.restarts, self._rng)
+        if delay > 0:
+            self.timers.start_single("restart", delay)
+        else:
+            self._restart_pending()
+
+    def _intensity_exceeded(self) -> bool:
+        now = self.context.clock.monotonic()
+        times = self._restart_times
+        times.append(now)
+        while times and times[0] <= now - self._within:
+            times.popleft()
+        return len(times) > self._max_restarts
+
+    def _restart_pending(self) -> None:
+        for child in self._children:
+            if child.running or child.pending_cause is None:
+                continue
+            cause = child.pending_cause
+            attempt = child.restarts
+            if not self._start_child(child):
+                self._child_down(child, "start_failed", child.pending_cause or cause)
+                return
+            self._metrics.incr(MetricNames.ACTOR_RESTARTS_TOTAL)
+            self._emit(
+                EventType.ACTOR_RESTARTED,
+                {"actor": child.spec.name, "cause": cause, "attempt": attempt, "incarnation": child.incarnation},
+            )
+
+    def _emit(self, event_type: EventType, metadata: dict[str, Any]) -> None:
+        if self._notify is None:
+            return
+        try:
+            self._notify(event_type, metadata)
+        except Exception:
+            self.log.exception("could not report {}", event_type.value)
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def _stop_child(self, child: _Child) -> None:
+        ref = child.ref
+        child.running = False
+        child.ref = None
+        if ref is None:
+            return
+        try:
+            ref.stop(block=True, timeout=child.spec.shutdown_timeout)
+        except pykka.Timeout:
+            self.log.warning("{} did not stop within {}s; abandoned", child.spec.name, child.spec.shutdown_timeout)
+            self._abandon(child, ref)
+
+    def _abandon(self, child: _Child, ref: pykka.ActorRef[Any] | None = None) -> None:
+        # A pykka thread cannot be killed: cut its links so it can do no harm, and ask it to
+        # stop whenever it wakes.
+        ref = ref or child.ref
+        if ref is not None:
+            child.slot.salvage(ref.actor_inbox)
+        if child.context is not None:
+            child.context.revoke()
+        if ref is not None:
+            try:
+                ref.stop(block=False)
+            except pykka.ActorDeadError:
+                pass
+
+    def _stop_all(self) -> None:
+        if self._stopped_children:
+            return
+        self._stopped_children = True
+        for child in reversed(self._children):
+            child.pending_cause = None
+            self._stop_child(child)
+            child.slot.close()
+
+    def _give_up(self, cause: str) -> None:
+        self.log.critical("giving up: {}", cause)
+        self.timers.cancel_all()
+        self._stop_all()
+        if self._fail_safe is not None:
+            try:
+                self._fail_safe(cause)
+            except Exception:
+                self.log.exception("fail-safe failed")
+        self._gave_up.set()
+        self.exit_with("gave_up", cause)
+
+    def cleanup(self) -> None:
+        """Stop every child in reverse start order."""
+        self._stop_all()
+
+
+def make_slots(children: Sequence[ChildSpec], stash_limit: int = 10_000, metrics: MetricsSink | None = None) -> dict[str, Slot]:
+    """One address slot per child, for `Supervisor.launch`."""
+    return {spec.name: Slot(spec.name, stash_limit, metrics) for spec in children}
+
+
+class SupervisorHandle:
+    """What `Supervisor.launch` returns: the supervisor's ref and its children's addresses."""
+
+    def __init__(self, ref: pykka.ActorRef[Any], slots: Mapping[str, Slot], gave_up: threading.Event) -> None:
+        self.ref = ref
+        self.slots = dict(slots)
+        self.gave_up = gave_up
+
+    def address(self, name: str) -> Address:
+        """The stable address of the child ``name``."""
+        try:
+            return Address(self.slots[name])
+        except KeyError:
+            raise KeyError(f"no child named {name!r}; children: {sorted(self.slots)}") from None
+
+    def children(self, timeout: float = 5.0) -> dict[str, ChildInfo]:
+        """Each child's incarnation, liveness and restart count."""
+        return self.ref.ask(GetChildren(), timeout=timeout)
+
+    def restart(self, name: str, cause: str) -> None:
+        """Ask the supervisor to restart the child ``name`` now."""
+        self.ref.tell(RestartChild(name, cause))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the supervisor and, in reverse start order, every child."""
+        try:
+            self.ref.stop(block=True, timeout=timeout)
+        except pykka.ActorDeadError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the supervisor has ended (stopped or given up); False on timeout."""
+        return self.ref.actor_stopped.wait(timeout)

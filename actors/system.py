@@ -1,0 +1,312 @@
+"""Assembling the whole trading system under one supervisor, standalone or inside a host's tree."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from actors.address import Address, Slot
+from actors.alerts import AlertActor
+from actors.context import ChildContext
+from actors.emitter import EmitterActor, EventSink, Publisher, Subscribers, journal_sink, log_sink
+from actors.guard import GuardActor
+from actors.heartbeat import HeartbeatActor
+from actors.loop import LoopActor
+from actors.messages import GetGuardState, MarketData, GuardStatus, Resume, RestartChild, Subscribe
+from actors.supervisor import Backoff, ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorHandle, make_slots
+from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
+from runtime.broker import Broker
+from runtime.clock import Clock, SystemClock
+from runtime.events import Event, EventType
+from runtime.guards import TradingState
+from runtime.metrics import MetricsSink, NullMetrics
+from runtime.monitor import RiskMonitor
+from runtime.settings import Settings
+from runtime.signals import ApprovalPolicy, SignalSource
+from runtime.store import MemoryStore, StateStore
+
+__all__ = ["TradingSystem", "start_trading_system"]
+
+_FAIL_SAFE_ATTEMPTS = 5
+
+
+class TradingSystem:
+    """The four actors (plus the alert sender) under one supervisor, with stable addresses.
+
+    Children start in the order emitter, alerts, guard, loop, heartbeat and stop in reverse, so
+    LOOP_STOPPED reaches the journal before the emitter goes. Build it, then either `start` it
+    on its own or hand `child_spec` to a host's `Supervisor`; the addresses stay the same across
+    every restart, the host's included. When restarts exceed the settings' intensity, the
+    fail-safe halts trading, closes every position and alerts, and the failure escalates.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        signals: SignalSource,
+        *,
+        approval: ApprovalPolicy | None = None,
+        alerts: AlertSink | None = None,
+        metrics: MetricsSink | None = None,
+        store: StateStore | None = None,
+        clock: Clock | None = None,
+        subscribers: Sequence[Any] = (),
+        sinks: Sequence[EventSink] | None = None,
+        loop_interval: float | None = -1.0,
+        market_feed: Callable[[MarketData], None] | None = None,
+        backoff: Backoff | None = None,
+        probe_interval: float = 0.5,
+        liveness_timeout: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.store = store if store is not None else MemoryStore()
+        self.metrics = metrics or NullMetrics()
+        self.alert_sink = alerts or LogAlerts()
+        self.clock = clock or SystemClock.shared()
+        self.subscribers = Subscribers(subscribers)
+        self._signals = signals
+        self._approval = approval
+        self._market_feed = market_feed
+        self._sinks = list(sinks) if sinks is not None else [log_sink, journal_sink(self.store)]
+        self._loop_interval = settings.loop_interval_seconds if loop_interval == -1.0 else loop_interval
+        self._backoff = backoff
+        self._probe_interval = probe_interval
+        self._liveness_timeout = liveness_timeout
+        self._specs = self._child_specs()
+        self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
+        self._handle: SupervisorHandle | None = None
+        self._gave_up = threading.Event()
+
+    # --- the children -----------------------------------------------------------------------
+
+    def _child_specs(self) -> list[ChildSpec]:
+        s = self.settings
+        loop_id = s.loop_id
+        timeout = self._liveness_timeout
+
+        def emitter(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return EmitterActor.start(ctx, sinks=self._sinks, subscribers=self.subscribers, metrics=self.metrics)
+
+        def alerts(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return AlertActor.start(ctx, sink=self.alert_sink)
+
+        def guard(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return GuardActor.start(
+                ctx, guards=s.guards(), broker=self.broker, store=self.store, loop_id=loop_id, metrics=self.metrics
+            )
+
+        def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return LoopActor.start(
+                ctx,
+                broker=self.broker,
+                signals=self._signals,
+                store=self.store,
+                approval=self._approval,
+                loop_id=loop_id,
+                interval=self._loop_interval,
+                market_feed=self._market_feed,
+                metrics=self.metrics,
+            )
+
+        def heartbeat(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return HeartbeatActor.start(
+                ctx,
+                provider=ctx.address("loop"),
+                interval=s.heartbeat_interval_seconds,
+                timeout=s.heartbeat_timeout,
+                stall_after=s.stall_after,
+                loop_id=loop_id,
+                restart_loop=lambda cause: self.restart("loop", cause),
+                metrics=self.metrics,
+            )
+
+        return [
+            ChildSpec("emitter", emitter, liveness_timeout=timeout),
+            # Alerts may block on a slow API by design: only its own stop may wait that long.
+            ChildSpec("alerts", alerts, liveness_timeout=None),
+            ChildSpec("guard", guard, liveness_timeout=timeout),
+            ChildSpec("loop", loop, liveness_timeout=None),  # the heartbeat watches the loop
+            ChildSpec("heartbeat", heartbeat, liveness_timeout=timeout),
+        ]
+
+    # --- starting and stopping --------------------------------------------------------------
+
+    def start(self) -> TradingSystem:
+        """Start the system under its own top-level supervisor; returns self."""
+        self._launch(None)
+        return self
+
+    def child_spec(self, name: str = "trading", restart: Restart = Restart.PERMANENT) -> ChildSpec:
+        """A child spec for a host's `Supervisor`: the host starts (and restarts) this whole
+        system as one child, and sees it fail when this system's supervisor gives up."""
+        return ChildSpec(name, self._launch, restart=restart, shutdown_timeout=60.0, liveness_timeout=30.0)
+
+    def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
+        publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
+        self._gave_up.clear()
+        self._handle = Supervisor.launch(
+            self._specs,
+            name=f"trading-{self.settings.loop_id}",
+            context=context,
+            slots=self._slots,
+            strategy=Strategy.ONE_FOR_ONE,
+            max_restarts=self.settings.max_restarts,
+            within_seconds=self.settings.within_seconds,
+            backoff=self._backoff,
+            probe_interval=self._probe_interval,
+            fail_safe=self._fail_safe,
+            notify=publisher,
+            metrics=self.metrics,
+            child_clock=self.clock,
+        )
+        return self._handle.ref
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop cleanly: heartbeat, loop (LOOP_STOPPED), guard, alerts, emitter, in that order."""
+        if self._handle is not None:
+            self._handle.stop(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the system has ended (stopped, or given up); False on timeout."""
+        if self._handle is None:
+            return True
+        return self._handle.wait(timeout)
+
+    @property
+    def gave_up(self) -> bool:
+        """True once the supervisor gave up and ran the fail-safe."""
+        return self._gave_up.is_set()
+
+    # --- addresses and conveniences ---------------------------------------------------------
+
+    def address(self, name: str) -> Address:
+        """The stable address of ``name``: emitter, alerts, guard, loop or heartbeat."""
+        return Address(self._slots[name])
+
+    @property
+    def loop(self) -> Address:
+        """The loop's address."""
+        return self.address("loop")
+
+    @property
+    def guard(self) -> Address:
+        """The guard's address."""
+        return self.address("guard")
+
+    @property
+    def heartbeat(self) -> Address:
+        """The heartbeat's address."""
+        return self.address("heartbeat")
+
+    @property
+    def emitter(self) -> Address:
+        """The emitter's address."""
+        return self.address("emitter")
+
+    @property
+    def supervisor(self) -> SupervisorHandle:
+        """The handle of the supervisor now running this system."""
+        if self._handle is None:
+            raise RuntimeError("the trading system has not been started")
+        return self._handle
+
+    def children(self) -> dict[str, ChildInfo]:
+        """Each actor's incarnation, liveness and restart count."""
+        return self.supervisor.children()
+
+    def restart(self, name: str, cause: str) -> None:
+        """Ask the supervisor to restart one actor now."""
+        if self._handle is not None:
+            try:
+                self._handle.ref.tell(RestartChild(name, cause))
+            except pykka.ActorDeadError:
+                logger.warning("restart of {} not requested: supervisor stopped", name)
+
+    def guard_status(self, timeout: float = 5.0) -> GuardStatus:
+        """The guard's state, block counts and bad-reading count."""
+        return self.guard.ask(GetGuardState(), timeout=timeout)
+
+    def resume(self, by: str = "operator", timeout: float = 5.0) -> TradingState:
+        """Lift a latched HALTED back to ACTIVE; returns the state before."""
+        return self.guard.ask(Resume(by), timeout=timeout)
+
+    def subscribe(self, subscriber: Any) -> None:
+        """Add a subscriber: a callable taking an `Event`, or a pykka ActorRef told each event."""
+        self.subscribers.add(subscriber)
+        self.emitter.tell(Subscribe(subscriber))
+
+    # --- the fail-safe ----------------------------------------------------------------------
+
+    def _fail_safe(self, cause: str) -> None:
+        # Runs on the supervisor's thread after every child has stopped: nothing else is left to
+        # act, so it talks to the ports directly. The alert goes on its own thread so a dead
+        # alert service cannot hold up the escalation.
+        self._gave_up.set()
+        loop_id = self.settings.loop_id
+        record = self.store.load_guard(loop_id)
+        if record is not None:
+            monitor = RiskMonitor.from_record(record, self.settings.guards())
+            previous = monitor.halt(f"supervisor gave up: {cause}")
+            self.store.save_guard(loop_id, monitor.record())
+            self._journal(EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
+        for attempt in range(_FAIL_SAFE_ATTEMPTS):
+            try:
+                for position in self.broker.open_positions():
+                    fill = self.broker.close_position(position.position_id)
+                    self._journal(
+                        EventType.POSITION_CLOSED,
+                        {"position_id": position.position_id, "symbol": position.symbol,
+                         "price": fill.price, "realised_pnl": fill.realised_pnl, "reason": "fail-safe"},
+                    )
+                break
+            except Exception as exc:
+                logger.error("fail-safe close attempt {} failed: {!r}", attempt + 1, exc)
+                threading.Event().wait(min(2.0, 0.1 * 2**attempt))
+        alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
+        threading.Thread(target=self._send_alert, args=(alert,), name="tradewarden-fail-safe-alert", daemon=True).start()
+
+    def _journal(self, event_type: EventType, metadata: dict[str, Any]) -> None:
+        event = Event(event_type, self.settings.loop_id, metadata, self.clock.now())
+        try:
+            self.store.append_event(event)
+        except Exception as exc:
+            logger.error("fail-safe event not journaled: {!r}", exc)
+        for subscriber in self.subscribers.snapshot():
+            try:
+                subscriber.tell(event) if hasattr(subscriber, "tell") else subscriber(event)
+            except Exception as exc:
+                logger.error("fail-safe event not delivered to {!r}: {!r}", subscriber, exc)
+
+    def _send_alert(self, alert: Alert) -> None:
+        try:
+            self.alert_sink.send(alert)
+        except Exception as exc:
+            logger.error("fail-safe alert not delivered: {!r}", exc)
+
+
+def start_trading_system(
+    settings: Settings,
+    broker: Broker,
+    signals: SignalSource,
+    *,
+    approval: ApprovalPolicy | None = None,
+    alerts: AlertSink | None = None,
+    metrics: MetricsSink | None = None,
+    store: StateStore | None = None,
+    clock: Clock | None = None,
+    **options: Any,
+) -> TradingSystem:
+    """Start the whole trading system under one supervisor and return its `TradingSystem` handle.
+
+    Defaults: auto-approval, alerts to the log, no metrics, an in-memory store, the system clock.
+    ``options`` go to `TradingSystem` (subscribers, sinks, loop_interval, backoff, ...).
+    """
+    return TradingSystem(
+        settings, broker, signals, approval=approval, alerts=alerts, metrics=metrics, store=store, clock=clock, **options
+    ).start()
