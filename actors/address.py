@@ -16,7 +16,7 @@ import pykka
 import pykka.messages
 from loguru import logger
 
-from actors.messages import Tick
+from actors.messages import Ping, Tick
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
 __all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable"]
@@ -83,7 +83,9 @@ class Slot:
         """Ask the current incarnation, waiting up to ``timeout`` seconds in all for it to exist."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            if not self._cond.wait_for(lambda: self._ref is not None or self._state == "stopped", timeout):
+            # A ref that died but is not yet replaced counts as absent: wait for the next one.
+            ready = lambda: (self._ref is not None and self._ref.is_alive()) or self._state == "stopped"  # noqa: E731
+            if not self._cond.wait_for(ready, timeout):
                 raise pykka.Timeout(f"{self.name!r} did not come back within {timeout}s to answer {message!r}")
             if self._ref is None:
                 raise ChildUnavailable(f"{self.name!r} has stopped; cannot answer {message!r}")
@@ -95,7 +97,8 @@ class Slot:
 
         pykka drops told messages and fails asks left in a stopped actor's inbox; taking them
         here (ahead of anything stashed since) delivers them, asks included, to the next
-        incarnation. Timer ticks and stop requests are not carried over. Returns how many.
+        incarnation. Timer ticks, stop requests and the supervisor's own probes are not carried
+        over. Returns how many.
         """
         with self._cond:
             self._ref = None
@@ -112,6 +115,11 @@ class Slot:
                     if envelope.reply_to is not None:
                         envelope.reply_to.set(None)
                     continue
+                if isinstance(message, Ping) and message.from_supervisor:
+                    if envelope.reply_to is not None:
+                        dead = pykka.ActorDeadError(f"{self.name!r} incarnation ended before answering")
+                        envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, dead, None))
+                    continue
                 taken.append(_Salvaged(envelope))
             self._stash.extendleft(reversed(taken))
             return len(taken)
@@ -121,6 +129,7 @@ class Slot:
         with self._cond:
             self._ref = None
             self._state = "restarting"
+            self._cond.notify_all()
 
     def install(self, ref: pykka.ActorRef[Any]) -> None:
         """A new incarnation is up: deliver the stash to it in order, then route to it."""

@@ -7,7 +7,9 @@ from typing import Any
 from actors.base import SupervisedActor
 from actors.context import ChildContext
 from actors.messages import SendAlert
+from actors.timers import Timers
 from runtime.alerts import AlertSink, LogAlerts
+from runtime.clock import SystemClock
 
 __all__ = ["AlertActor"]
 
@@ -16,14 +18,34 @@ class AlertActor(SupervisedActor):
     """Receives `SendAlert` and hands it to the alert sink (Telegram, logs, ...).
 
     The sink may block or fail: only this actor waits. A failure is logged and counted in
-    ``failures``; the sink itself owns retries and rate limits.
+    ``failures``; the sink itself owns retries, rate limits and merging. A sink that merges
+    repeats (it has ``next_flush_in()`` and ``flush()``, as `TelegramAlerts` does) is flushed
+    when its merge window closes, on wall-clock time even in a replay, since the people reading
+    the alerts live in wall-clock time.
     """
 
     def __init__(self, context: ChildContext, *, sink: AlertSink | None = None) -> None:
         super().__init__(context)
         self._sink = context.guarded(sink or LogAlerts())
+        self.timers = Timers(self.actor_ref, SystemClock.shared())
         self.delivered = 0
         self.failures = 0
+
+    def on_tick(self, key: str) -> None:
+        """A merge window closed: send what was merged."""
+        if key == "flush":
+            try:
+                self._sink.flush()
+            except Exception as exc:
+                self.failures += 1
+                self.log.error("merged alerts not delivered: {}", exc)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        next_flush_in = getattr(self._sink, "next_flush_in", None)
+        delay = next_flush_in() if next_flush_in is not None else None
+        if delay is not None:
+            self.timers.start_single("flush", max(0.0, delay))
 
     def handle(self, message: Any) -> Any:
         """Deliver a `SendAlert`."""
@@ -35,4 +57,5 @@ class AlertActor(SupervisedActor):
         except Exception as exc:
             self.failures += 1
             self.log.error("alert {!r} not delivered: {}", message.alert.title, exc)
+        self._schedule_flush()
         return None

@@ -44,6 +44,7 @@ class ChildContext:
         self.supervisor = supervisor
         self.clock: Clock = clock or SystemClock.shared()
         self.revoked = threading.Event()
+        self.ended: tuple[str, str] | None = None
         self._slots = dict(slots or {})
 
     @classmethod
@@ -67,7 +68,9 @@ class ChildContext:
         return Revocable(port, self)  # type: ignore[return-value]
 
     def report_exit(self, kind: str, cause: str = "") -> None:
-        """Tell the supervisor this incarnation ended (nothing if revoked: it was already replaced)."""
+        """Record how this incarnation ended and tell the supervisor (unless revoked: it was
+        already replaced)."""
+        self.ended = (kind, cause)
         if self.supervisor is None or self.revoked.is_set():
             return
         try:

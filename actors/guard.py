@@ -58,7 +58,7 @@ class GuardActor(SupervisedActor):
         super().__init__(context)
         self._guards = list(guards)
         self._broker = context.guarded(broker)
-        self._store = store
+        self._store = context.guarded(store)
         self._loop_id = loop_id
         self._metrics = metrics or NullMetrics()
         self._loop = context.sibling("loop")

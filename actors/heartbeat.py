@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+import pykka
 
 from actors.address import Address
 from actors.base import SupervisedActor
@@ -46,7 +47,7 @@ class HeartbeatActor(SupervisedActor):
     It is also the loop's watchdog: when the loop does not answer in time, or answers but has
     completed no cycle for ``stall_after`` seconds (a loop that only answers is still stalled), it
     emits STALL_DETECTED, alerts, and asks for the loop to be restarted (at most once per
-    ``stall_after``). The provider is the loop's address, or a plain callable, sync or a coroutine
+    ``stall_after``): gracefully if it still answers, abandoning it at once if it does not. The provider is the loop's address, or a plain callable, sync or a coroutine
     function; whatever a provider returns that can be awaited is awaited.
     """
 
@@ -59,7 +60,7 @@ class HeartbeatActor(SupervisedActor):
         timeout: float,
         stall_after: float,
         loop_id: str = "main",
-        restart_loop: Callable[[str], None] | None = None,
+        restart_loop: Callable[[str, bool], None] | None = None,
         metrics: MetricsSink | None = None,
     ) -> None:
         super().__init__(context)
@@ -104,16 +105,16 @@ class HeartbeatActor(SupervisedActor):
             self._beat()
 
     def _beat(self) -> None:
-        clock = self.context.clock
+        # Judge the answer against the beat's own moment: a fast virtual clock may move on
+        # while the loop answers.
+        now = self.context.clock.monotonic()
         try:
             answer = self._fetch()
         except Exception as exc:
-            reason = (
-                f"loop did not answer within {self._timeout}s"
-                if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout"
-                else f"metrics provider failed: {exc!r}"
-            )
-            self._stall(reason)
+            if isinstance(exc, (TimeoutError, pykka.Timeout)):
+                self._stall(f"loop did not answer within {self._timeout}s", now, answering=False)
+            else:
+                self._stall(f"metrics provider failed: {exc!r}", now, answering=True)
             return
         metrics, last_cycle_at = answer
         self._beats += 1
@@ -122,9 +123,9 @@ class HeartbeatActor(SupervisedActor):
         self._publish(EventType.HEARTBEAT, {**metrics.as_dict(), "beat": self._beats})
         if isinstance(self._provider, Address):
             reference = self._watch_from if last_cycle_at is None else max(last_cycle_at, self._watch_from)
-            idle = clock.monotonic() - reference
+            idle = now - reference
             if idle > self._stall_after:
-                self._stall(f"no completed cycle for {idle:.1f}s (limit {self._stall_after}s)")
+                self._stall(f"no completed cycle for {idle:.1f}s (limit {self._stall_after}s)", now, answering=True)
 
     def _fetch(self) -> tuple[HeartbeatMetrics, float | None]:
         if isinstance(self._provider, Address):
@@ -142,9 +143,8 @@ class HeartbeatActor(SupervisedActor):
             self._event_loop = asyncio.new_event_loop()
         return self._event_loop.run_until_complete(asyncio.wait_for(_wrap(awaitable), self._timeout))
 
-    def _stall(self, reason: str) -> None:
+    def _stall(self, reason: str, now: float, answering: bool) -> None:
         self._stalls += 1
-        now = self.context.clock.monotonic()
         self.log.error("loop stalled: {}", reason)
         self._publish(EventType.STALL_DETECTED, {"reason": reason, "stalls": self._stalls})
         if self._alerts is not None:
@@ -157,7 +157,7 @@ class HeartbeatActor(SupervisedActor):
         ):
             self._last_restart_request = now
             self._watch_from = now  # the new loop gets a full stall period to complete a cycle
-            self._restart_loop(reason)
+            self._restart_loop(reason, answering)  # a loop that does not answer cannot stop gracefully
 
 
 async def _wrap(awaitable: Any) -> Any:

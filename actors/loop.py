@@ -57,7 +57,7 @@ class LoopActor(SupervisedActor):
         self._broker = context.guarded(broker)
         self._signals = signals
         self._approval = approval or AutoApprove()
-        self._store = store
+        self._store = context.guarded(store)
         self._loop_id = loop_id
         self._interval = interval
         self._market_feed = market_feed
@@ -88,7 +88,10 @@ class LoopActor(SupervisedActor):
             self.timers.start_fixed_rate("cycle", self._interval)
 
     def cleanup(self) -> None:
-        """Save the totals and mark the end of this loop's life with LOOP_STOPPED."""
+        """Save the totals and mark the end of this loop's life with LOOP_STOPPED (not for an
+        abandoned incarnation: its successor owns the totals now)."""
+        if self.context.revoked.is_set():
+            return
         self._store.save_loop_totals(self._loop_id, self._totals)
         self._publish(
             EventType.LOOP_STOPPED,

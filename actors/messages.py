@@ -47,7 +47,13 @@ __all__ = [
 
 @attrs.frozen
 class Ping:
-    """Liveness probe: every supervised actor answers `Pong` from its own thread."""
+    """Liveness probe: every supervised actor answers `Pong` from its own thread.
+
+    A supervisor's own probe (``from_supervisor``) is about one incarnation, so it is never
+    carried over to the next one: left unanswered by a dead incarnation, it fails at once.
+    """
+
+    from_supervisor: bool = False
 
 
 @attrs.frozen
@@ -115,10 +121,14 @@ class ChildHung:
 
 @attrs.frozen
 class RestartChild:
-    """Ask a supervisor to restart one child now (the heartbeat's answer to a stalled loop)."""
+    """Ask a supervisor to restart one child now (the heartbeat's answer to a stalled loop).
+
+    ``graceful`` asks it to stop first (waiting up to its shutdown timeout); a child known not to
+    answer is abandoned at once instead."""
 
     name: str
     cause: str
+    graceful: bool = True
 
 
 @attrs.frozen

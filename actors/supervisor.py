@@ -193,6 +193,8 @@ class Supervisor(SupervisedActor):
     def prepare(self) -> None:
         """Start every child in order, each answering before the next starts."""
         for child in self._children:
+            child.slot.suspend()  # a relaunch: stash, rather than refuse, until each is back
+        for child in self._children:
             if not self._start_child(child):
                 self._child_down(child, "start_failed", child.pending_cause or "did not start")
                 if self._gave_up.is_set():
@@ -212,13 +214,14 @@ class Supervisor(SupervisedActor):
         child.pending_cause = None
         try:
             ref = child.spec.start(context)
-            ref.ask(Ping(), timeout=self._start_timeout)
+            ref.ask(Ping(from_supervisor=True), timeout=self._start_timeout)
         except pykka.Timeout:
             child.pending_cause = f"no answer within {self._start_timeout}s of starting"
             self._abandon(child)
             return False
         except Exception as exc:  # the factory or the actor's start raised
-            child.pending_cause = f"{type(exc).__name__}: {exc}"
+            ended = context.ended
+            child.pending_cause = ended[1] if ended is not None else f"{type(exc).__name__}: {exc}"
             self._abandon(child)
             return False
         child.ref = ref
@@ -243,7 +246,10 @@ class Supervisor(SupervisedActor):
         elif isinstance(message, RestartChild):
             child = self._by_name(message.name)
             if child.running:
-                self._stop_child(child)
+                if message.graceful:
+                    self._stop_child(child)
+                else:
+                    self._abandon(child)
                 self._child_down(child, "restart_requested", message.cause)
         elif isinstance(message, RestartDue):
             self._restart_pending()
@@ -281,7 +287,7 @@ class Supervisor(SupervisedActor):
         asked = []
         for child in self._children:
             if child.running and child.ref is not None and child.spec.liveness_timeout is not None:
-                asked.append((child, child.incarnation, child.ref.ask(Ping(), block=False)))
+                asked.append((child, child.incarnation, child.ref.ask(Ping(from_supervisor=True), block=False)))
         now = self.context.clock.monotonic()
         for child, incarnation, future in asked:
             if child.incarnation != incarnation or not child.running:
@@ -328,7 +334,7 @@ class Supervisor(SupervisedActor):
                 sibling.slot.suspend()
         for member in group:
             if member is child:
-                member.pending_cause = cause
+                member.pending_cause = cause or kind
             elif member.spec.restart is Restart.TEMPORARY:
                 member.slot.close()
             else:
@@ -449,9 +455,9 @@ class SupervisorHandle:
         """Each child's incarnation, liveness and restart count."""
         return self.ref.ask(GetChildren(), timeout=timeout)
 
-    def restart(self, name: str, cause: str) -> None:
-        """Ask the supervisor to restart the child ``name`` now."""
-        self.ref.tell(RestartChild(name, cause))
+    def restart(self, name: str, cause: str, graceful: bool = True) -> None:
+        """Ask the supervisor to restart the child ``name`` now (abandoning it if not graceful)."""
+        self.ref.tell(RestartChild(name, cause, graceful))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the supervisor and, in reverse start order, every child."""

@@ -81,7 +81,7 @@ class TradingSystem:
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
         self._handle: SupervisorHandle | None = None
-        self._gave_up = threading.Event()
+        self.escalations = 0
 
     # --- the children -----------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ class TradingSystem:
                 timeout=s.heartbeat_timeout,
                 stall_after=s.stall_after,
                 loop_id=loop_id,
-                restart_loop=lambda cause: self.restart("loop", cause),
+                restart_loop=lambda cause, graceful: self.restart("loop", cause, graceful),
                 metrics=self.metrics,
             )
 
@@ -149,7 +149,6 @@ class TradingSystem:
 
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
         publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
-        self._gave_up.clear()
         self._handle = Supervisor.launch(
             self._specs,
             name=f"trading-{self.settings.loop_id}",
@@ -180,8 +179,9 @@ class TradingSystem:
 
     @property
     def gave_up(self) -> bool:
-        """True once the supervisor gave up and ran the fail-safe."""
-        return self._gave_up.is_set()
+        """True once a supervisor of this system has given up and run the fail-safe (it stays
+        true after a host restarts the system; `escalations` counts how often)."""
+        return self.escalations > 0
 
     # --- addresses and conveniences ---------------------------------------------------------
 
@@ -220,11 +220,12 @@ class TradingSystem:
         """Each actor's incarnation, liveness and restart count."""
         return self.supervisor.children()
 
-    def restart(self, name: str, cause: str) -> None:
-        """Ask the supervisor to restart one actor now."""
+    def restart(self, name: str, cause: str, graceful: bool = True) -> None:
+        """Ask the supervisor to restart one actor now; ``graceful=False`` abandons it at once
+        (for an actor known not to answer)."""
         if self._handle is not None:
             try:
-                self._handle.ref.tell(RestartChild(name, cause))
+                self._handle.ref.tell(RestartChild(name, cause, graceful))
             except pykka.ActorDeadError:
                 logger.warning("restart of {} not requested: supervisor stopped", name)
 
@@ -247,7 +248,7 @@ class TradingSystem:
         # Runs on the supervisor's thread after every child has stopped: nothing else is left to
         # act, so it talks to the ports directly. The alert goes on its own thread so a dead
         # alert service cannot hold up the escalation.
-        self._gave_up.set()
+        self.escalations += 1
         loop_id = self.settings.loop_id
         record = self.store.load_guard(loop_id)
         if record is not None:

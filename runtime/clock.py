@@ -145,8 +145,9 @@ class SystemClock:
 class ManualClock:
     """A clock that moves only when told: tests advance it by hand, a replay sets it to each bar.
 
-    `advance` and `set` run every callback that falls due, in time order, on the calling thread,
-    with `monotonic` and `now` reading each callback's own moment while it runs.
+    `advance` and `set` move time to the target first, then run every callback that fell due,
+    in time order, on the calling thread: a callback sees the time it runs at, as a late callback
+    on a real clock would, so a jump over many timer deadlines looks like a pause, not a burst.
     """
 
     virtual = True
@@ -191,11 +192,11 @@ class ManualClock:
         self._move_to(target)
 
     def _move_to(self, target: float) -> None:
+        with self._lock:
+            self._elapsed = max(self._elapsed, target)
         while True:
             with self._lock:
-                item = self._schedule.pop_due(target)
-                if item is None:
-                    self._elapsed = target
-                    return
-                self._elapsed = max(self._elapsed, item.when)
+                item = self._schedule.pop_due(self._elapsed)
+            if item is None:
+                return
             _run(item)

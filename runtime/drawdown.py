@@ -132,7 +132,9 @@ class DrawdownTracker:
             )
         factor = new_latest / latest
         self._peak = new_latest if self._peak == latest else max(self._peak * factor, new_latest)
-        self._start = self._start * factor
+        # start <= peak holds exactly before the flow; scaling both can break it by one rounding
+        # (when the peak was set to new_latest above), and then snapshot() would refuse the state.
+        self._start = min(self._start * factor, self._peak)
         self._latest = new_latest
 
     @property

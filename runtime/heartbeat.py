@@ -8,7 +8,13 @@ from runtime.validation import attrs_non_negative, finite_number
 
 __all__ = ["HeartbeatMetrics"]
 
-_count = [attrs.validators.instance_of(int), attrs.validators.ge(0)]
+
+def _not_bool(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a whole number, got {value!r} (bool)")
+
+
+_count = [attrs.validators.instance_of(int), _not_bool, attrs.validators.ge(0)]
 
 
 def _count_field() -> int:

@@ -106,7 +106,8 @@ class PaperBroker:
             closed = min(held.volume, order.volume)
             realised = self._reduce(held, closed, price)
             remainder = order.volume - closed
-            if remainder > 0:
+            # The same tolerance as _reduce: a rounding remainder must not open a dust position.
+            if remainder > 1e-12 * order.volume:
                 self._open(order.symbol, order.side, remainder, price)
             return Fill(held.position_id, order.symbol, order.side, order.volume, price, self._time, realised)
 

@@ -1,0 +1,344 @@
+"""Replaying price bars through a running trading system in data time: the driver and a paper feed.
+
+A replay moves a `ManualClock` to each bar's time (so heartbeats, timers and trading-day
+rollovers follow the data, not the wall clock) and tells the loop `MarketData` for the bar; the
+loop hands it to its market feed in the loop's own thread and then runs a cycle. `PaperFeed` is
+that market feed for a `PaperBroker` and a bar-driven strategy such as
+`runtime.strategies.MovingAverageCrossover`.
+
+The driver works in lockstep: after each bar it waits until the loop has run the bar's cycle,
+the guard has judged the equity that cycle reported, and the heartbeat has beaten if a beat fell
+due. Live, bars are minutes apart and a guard reacts within milliseconds; without the wait, a
+replay at full speed would let the next bar's price reach the broker before the guard had
+liquidated at this one's, and results would depend on thread timing. The wait is also the flow
+control: at most one bar is ever in flight, so no mailbox grows however long the series.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import attrs
+import pykka
+from loguru import logger
+
+from actors.address import Address, ChildUnavailable
+from actors.messages import MarketData, Ping
+from runtime.clock import ManualClock
+from runtime.paper import PaperBroker
+from runtime.prices import Bar
+
+__all__ = ["BarStrategy", "PaperFeed", "Replay", "ReplayResult", "replay_bars"]
+
+_log = logger.bind(component="replay")
+_RETRY_DEAD = 0.005  # seconds between asks while an address has only a dead incarnation
+
+
+class BarStrategy(Protocol):
+    """What `PaperFeed` asks of a strategy: take each bar, and be told what the broker holds."""
+
+    def on_bar(self, bar: Bar) -> None:
+        """Take the next bar (in time order)."""
+        ...
+
+    def sync_position(self, volume: float) -> None:
+        """Set the volume the strategy believes it holds to what the broker reports."""
+        ...
+
+
+class PaperFeed:
+    """A market feed for `TradingSystem(market_feed=...)`: moves a paper broker and a strategy
+    in step with each replayed bar, in the loop's own thread.
+
+    For each `MarketData` carrying a `Bar` it, in this order: sets the broker's price of
+    ``symbol`` to the bar's close (fills and valuations use it from now on); tells the strategy
+    what the broker holds in that symbol (`sync_position`), so that a position the guard closed
+    is no longer believed held; then hands the bar to the strategy (`on_bar`), whose signals the
+    loop's cycle polls next. Syncing before the bar, not after, matters: a signal made on this
+    bar is executed only by the cycle that follows, and syncing in between would erase it.
+
+    The strategy is long-only in this example set: a short net volume (someone else's trade) is
+    reported to it as 0. Anything but a `Bar` raises ``TypeError`` (the loop logs and counts it).
+    """
+
+    def __init__(self, broker: PaperBroker, strategy: BarStrategy, symbol: str) -> None:
+        if not isinstance(symbol, str) or not symbol.strip():
+            raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
+        self.broker = broker
+        self.strategy = strategy
+        self.symbol = symbol
+        self._bars = 0
+        self._lock = threading.Lock()
+
+    @property
+    def bars(self) -> int:
+        """How many bars have been fed so far."""
+        with self._lock:
+            return self._bars
+
+    def __call__(self, data: MarketData) -> None:
+        """Feed one bar: price first, then the broker's holding, then the strategy."""
+        bar = data.bar
+        if not isinstance(bar, Bar):
+            raise TypeError(f"MarketData.bar must be a runtime.prices.Bar, got {bar!r} ({type(bar).__name__})")
+        self.broker.update_price(self.symbol, bar.close, bar.time)
+        self.strategy.sync_position(max(0.0, self.broker.net_volume(self.symbol)))
+        self.strategy.on_bar(bar)
+        with self._lock:
+            self._bars += 1
+
+    def __repr__(self) -> str:
+        return f"PaperFeed(symbol={self.symbol!r}, strategy={self.strategy!r})"
+
+
+@attrs.frozen
+class ReplayResult:
+    """What a replay did: bars played out of those given, the equity after each played bar,
+    whether it ended before the last bar (Ctrl-C, `Replay.stop`, or the system ended), how many
+    bars the system did not finish handling within the settle timeout, and the real seconds it
+    took."""
+
+    played: int
+    total: int
+    equity: tuple[tuple[datetime, float], ...]
+    interrupted: bool
+    unsettled: int
+    elapsed_seconds: float
+
+    @property
+    def complete(self) -> bool:
+        """True when every bar was played."""
+        return self.played == self.total and not self.interrupted
+
+
+class _System(Protocol):
+    # What the driver needs of a `TradingSystem`: the loop's and the guard's stable addresses
+    # (and the heartbeat's, when it has one, to wait for a beat that fell due).
+    @property
+    def loop(self) -> Address: ...
+
+    @property
+    def guard(self) -> Address: ...
+
+
+def _speed(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise ValueError(f"speed must be a number > 0 (data seconds per real second) or None, got {value!r}")
+    if value == float("inf"):
+        return None
+    return float(value)
+
+
+class Replay:
+    """Plays bars through a started `TradingSystem` in data time, one bar at a time.
+
+    For each bar: moves ``clock`` to the bar's time (firing every timer due on the way, e.g. the
+    heartbeat's), tells the loop ``MarketData(bar.time, bar)``, then settles: pings the loop
+    (answered once the bar's cycle has run), the guard (once it has judged that cycle's equity
+    reading, and liquidated if it had to) and the heartbeat (once any beat due has been made).
+    Every event the bar causes is therefore stamped with the bar's time. Then it reads
+    ``equity`` (if given, e.g. ``broker.account_equity``) as the bar's equity: the account marked
+    at the bar's close after the bar's orders and any liquidation, which on a paper broker (fills
+    at the close, no costs) is the reading the guard judged. Last it calls
+    ``after_bar(index, bar)`` (fault drills, early stops) and ``progress(played, total, bar_time)``.
+
+    ``speed`` paces the replay: a bar is played no sooner than ``data seconds since the first bar
+    / speed`` real seconds after the start (``speed=3600`` plays an hour of data per second);
+    None (the default) plays as fast as the system settles.
+
+    A bar that does not settle within ``settle_timeout`` real seconds (a hung loop or guard) is
+    counted in `ReplayResult.unsettled`, logged, and the replay moves on: data time must move
+    for the heartbeat's stall watchdog to run, since its timer follows the data too. Messages
+    for an actor that is replaced are kept by its address and reach the next incarnation.
+
+    `stop` (from any thread, or from ``after_bar``) ends the replay after the bar in hand; Ctrl-C
+    (KeyboardInterrupt in the replaying thread) ends it at once, a bar already told being left
+    for the loop to finish. Either way `run` returns with ``interrupted`` set, and the caller
+    stops the system (which stops its actors in reverse start order, the loop journaling
+    LOOP_STOPPED).
+    """
+
+    def __init__(
+        self,
+        system: _System,
+        clock: ManualClock,
+        *,
+        speed: float | None = None,
+        settle_timeout: float = 10.0,
+        equity: Callable[[], float] | None = None,
+        after_bar: Callable[[int, Any], None] | None = None,
+        progress: Callable[[int, int, datetime], None] | None = None,
+    ) -> None:
+        if not isinstance(clock, ManualClock):
+            raise TypeError(f"clock must be a runtime.clock.ManualClock (data time), got {clock!r}")
+        if isinstance(settle_timeout, bool) or not isinstance(settle_timeout, (int, float)) or not settle_timeout > 0:
+            raise ValueError(f"settle_timeout must be a number of seconds > 0, got {settle_timeout!r}")
+        self.system = system
+        self.clock = clock
+        self.speed = _speed(speed)
+        self.settle_timeout = float(settle_timeout)
+        self._equity = equity
+        self._after_bar = after_bar
+        self._progress = progress
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask a running replay to end after the bar in hand (safe from any thread)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` was called."""
+        return self._stopping.is_set()
+
+    def run(self, bars: Iterable[Any]) -> ReplayResult:
+        """Play ``bars`` (each with a timezone-aware ``time``, strictly increasing, none before the
+        clock's time) and return what happened. A bar out of order raises ``ValueError`` naming
+        its index and time before anything is played."""
+        series = list(bars)
+        self._check(series)
+        started = time.monotonic()
+        first_time = series[0].time if series else None
+        equity: list[tuple[datetime, float]] = []
+        played = 0
+        unsettled = 0
+        interrupted = False
+        try:
+            for index, bar in enumerate(series):
+                if self._stopping.is_set():
+                    interrupted = True
+                    break
+                if self.speed is not None and first_time is not None:
+                    due = started + (bar.time - first_time).total_seconds() / self.speed
+                    if self._stopping.wait(max(0.0, due - time.monotonic())):
+                        interrupted = True
+                        break
+                self.clock.set(bar.time)
+                if not self._tell(MarketData(bar.time, bar)):
+                    break
+                if not self._settle(index, bar):
+                    unsettled += 1
+                if self._equity is not None:
+                    equity.append((bar.time, float(self._equity())))
+                played += 1
+                if self._after_bar is not None:
+                    self._after_bar(index, bar)
+                if self._progress is not None:
+                    self._progress(played, len(series), bar.time)
+        except KeyboardInterrupt:
+            # Ends the replay, not the program: the caller still stops the system cleanly.
+            interrupted = True
+        if self._equity is not None:
+            # A bar counts as played once its equity is recorded, even if Ctrl-C came just after.
+            played = len(equity)
+        if interrupted:
+            _log.warning("replay ended early, after {} of {} bars", played, len(series))
+        return ReplayResult(
+            played=played,
+            total=len(series),
+            equity=tuple(equity),
+            interrupted=interrupted or played < len(series),
+            unsettled=unsettled,
+            elapsed_seconds=time.monotonic() - started,
+        )
+
+    def _check(self, series: Sequence[Any]) -> None:
+        now = self.clock.now()
+        previous: datetime | None = None
+        for index, bar in enumerate(series):
+            moment = getattr(bar, "time", None)
+            if not isinstance(moment, datetime) or moment.tzinfo is None:
+                raise ValueError(f"bars[{index}].time must be a timezone-aware datetime, got {moment!r}")
+            if previous is None and moment < now:
+                raise ValueError(
+                    f"bars[0].time {moment.isoformat()} is before the clock's time {now.isoformat()}; "
+                    f"start the ManualClock at the first bar's time"
+                )
+            if previous is not None and moment <= previous:
+                raise ValueError(
+                    f"bars[{index}].time {moment.isoformat()} is not after "
+                    f"bars[{index - 1}].time {previous.isoformat()}"
+                )
+            previous = moment
+
+    def _tell(self, message: MarketData) -> bool:
+        try:
+            self.system.loop.tell(message)
+        except ChildUnavailable:
+            # The system ended (stopped, or its supervisor gave up): nothing more can be played.
+            self._stopping.set()
+            _log.warning("the loop is gone; the replay ends before the bar at {}", message.at.isoformat())
+            return False
+        return True
+
+    def _settle(self, index: int, bar: Any) -> bool:
+        # Each actor answers a Ping in mailbox order, so an answer means it has handled all that
+        # was sent before: the loop this bar's cycle; the guard the equity reading that cycle
+        # told it (asked after the loop has answered, so the reading is already queued); the
+        # heartbeat any beat due at this bar. Without the heartbeat's answer a starved heartbeat
+        # thread would judge the loop's last cycle against a clock already bars ahead, and see a
+        # stall that never happened.
+        deadline = time.monotonic() + self.settle_timeout
+        for name in ("loop", "guard", "heartbeat"):
+            address = getattr(self.system, name, None)
+            if address is not None and not self._answered(name, address, deadline, index, bar):
+                return False
+        return True
+
+    def _answered(self, name: str, address: Address, deadline: float, index: int, bar: Any) -> bool:
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                address.ask(Ping(), timeout=max(0.001, remaining))
+                return True
+            except pykka.Timeout:
+                _log.warning(
+                    "bar {} at {}: the {} did not finish with it within {}s; moving on so that "
+                    "data time (and the watchdogs that follow it) keeps moving",
+                    index, bar.time.isoformat(), name, self.settle_timeout,
+                )
+                return False
+            except ChildUnavailable:
+                self._stopping.set()
+                _log.warning("bar {} at {}: the {} is gone; the replay ends", index, bar.time.isoformat(), name)
+                return False
+            except pykka.ActorDeadError:
+                # The incarnation ended between the address's lookup and the ask (a restart in
+                # progress): its mail moves to the next one, which the address will reach.
+                if remaining <= 0:
+                    return False
+                if self._stopping.wait(_RETRY_DEAD):
+                    return False
+            except Exception as exc:  # the answer itself failed: count the bar unsettled, go on
+                _log.warning("bar {} at {}: the {} failed to answer: {!r}", index, bar.time.isoformat(), name, exc)
+                return False
+
+
+def replay_bars(
+    system: _System,
+    bars: Iterable[Any],
+    clock: ManualClock,
+    *,
+    speed: float | None = None,
+    settle_timeout: float = 10.0,
+    equity: Callable[[], float] | None = None,
+    after_bar: Callable[[int, Any], None] | None = None,
+    progress: Callable[[int, int, datetime], None] | None = None,
+) -> ReplayResult:
+    """Play ``bars`` through ``system`` in data time on ``clock``; see `Replay` for the rules."""
+    replay = Replay(
+        system,
+        clock,
+        speed=speed,
+        settle_timeout=settle_timeout,
+        equity=equity,
+        after_bar=after_bar,
+        progress=progress,
+    )
+    return replay.run(bars)

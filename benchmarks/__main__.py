@@ -1,0 +1,227 @@
+"""``python -m benchmarks [--quick] [--only GROUP ...]``: measure, then print the table."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+
+import attrs
+from loguru import logger
+
+from benchmarks import baselines, guard, heartbeat, replay, restart
+from benchmarks.stats import Row, format_table, percentile
+
+GROUPS = ("pykka", "guard", "restart", "heartbeat", "replay", "memory")
+_ORDER = ("memory",) + GROUPS[:-1]  # memory first, before other groups' garbage moves the RSS
+_SLEEPER = "plain thread sleeping to the same schedule"
+
+
+@attrs.frozen
+class Sizes:
+    """How much each benchmark does: the full run's sizes, or `QUICK`'s."""
+
+    messages: int = 500_000
+    asks: int = 20_000
+    spawns: int = 1_000
+    reactions: int = 5_000
+    readings: int = 500_000
+    batches: int = 1_000
+    restarts: int = 1_000
+    beats: int = 1_000
+    replay_bars: int = 20_000
+    memory_messages: int = 1_000_000
+
+
+QUICK = Sizes(
+    messages=20_000,
+    asks=500,
+    spawns=50,
+    reactions=100,
+    readings=20_000,
+    batches=20,
+    restarts=30,
+    beats=30,
+    replay_bars=1_000,
+    memory_messages=50_000,
+)
+"""`--quick`: every benchmark briefly, so that CI runs the code (its figures mean little)."""
+
+
+class Run:
+    """One run: each group's rows, and notes; a baseline several groups use is measured once."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+        self.notes: list[str] = []
+
+    @functools.cached_property
+    def tell(self) -> float:
+        """pykka tell throughput, messages/s."""
+        return baselines.tell_throughput(self.sizes.messages)
+
+    @functools.cached_property
+    def spawn(self) -> baselines.Latency:
+        """pykka actor start until its first answer."""
+        return baselines.spawn_latencies(self.sizes.spawns)
+
+    def pykka(self) -> list[Row]:
+        """Raw pykka against raw queue.Queue."""
+        handoff = baselines.queue_handoff_throughput(self.sizes.messages)
+        ask = baselines.ask_latencies(self.sizes.asks)
+        trips = baselines.queue_round_trips(self.sizes.asks)
+        return [
+            Row("pykka tell throughput", self.tell, "msg/s", "queue.Queue thread handoff", handoff),
+            Row("pykka ask round trip p50", ask.p50_ms, "ms", "queue.Queue ping-pong p50", trips.p50_ms),
+            Row("pykka ask round trip p99", ask.p99_ms, "ms", "queue.Queue ping-pong p99", trips.p99_ms),
+        ]
+
+    def guard(self) -> list[Row]:
+        """Guard reaction (in memory, and on the journal's store), and readings/s one per message
+        and batched."""
+        reaction, asks = guard.guard_reaction(self.sizes.reactions)
+        with replay.journal_store() as (store, name):
+            durable, durable_asks = guard.guard_reaction(max(10, self.sizes.reactions // 5), store)
+        single = guard.guard_throughput(self.sizes.readings)
+        batched = guard.guard_batch_throughput(self.sizes.batches)
+        flat = "tell breach -> broker flat"
+        paired = "pykka ask {} (paired trials)"
+        return [
+            Row(f"guard reaction p50 ({flat})", reaction.p50_ms, "ms", paired.format("p50"), asks.p50_ms),
+            Row(f"guard reaction p99 ({flat})", reaction.p99_ms, "ms", paired.format("p99"), asks.p99_ms,
+                "<= 2x baseline", reaction.p99_ms <= 2.0 * asks.p99_ms),
+            Row(f"guard reaction p50, store {name} (saves first)", durable.p50_ms, "ms", paired.format("p50"),
+                durable_asks.p50_ms),
+            Row(f"guard reaction p99, store {name} (saves first)", durable.p99_ms, "ms", paired.format("p99"),
+                durable_asks.p99_ms),
+            Row("guard throughput, 1 reading/message", single, "readings/s", "pykka tell throughput", self.tell,
+                ">= 0.8x baseline", single >= 0.8 * self.tell, "msg/s"),
+            Row("guard throughput, EquityBatch of 1000", batched, "readings/s", "guard, 1 reading/message", single,
+                ">= 1,000,000/s", batched >= 1_000_000),
+        ]
+
+    def restart(self) -> list[Row]:
+        """Crash until the next incarnation answers."""
+        latencies, retried = restart.restart_latencies(self.sizes.restarts)
+        self.notes.append(f"restart: {retried} Ping ask(s) reached a dying incarnation and were retried")
+        figure = "restart {} (Crash -> Pong from new incarnation)"
+        return [
+            Row(figure.format("p50"), latencies.p50_ms, "ms", "pykka start + first ask p50", self.spawn.p50_ms),
+            Row(figure.format("p99"), latencies.p99_ms, "ms", "pykka start + first ask p99", self.spawn.p99_ms,
+                "< 5 ms", latencies.p99_ms < 5.0),
+        ]
+
+    def heartbeat(self) -> list[Row]:
+        """Heartbeat jitter, drift and bursts on the real clock with a busy loop."""
+        result = heartbeat.heartbeat_timing(self.sizes.beats)
+        events, ticks, sleeper = result.events, result.ticks, result.sleeper
+        ask50, ask99 = (percentile(result.asking, q) * 1000 for q in (50, 99))
+        hop50, hop99 = (percentile(result.delivering, q) * 1000 for q in (50, 99))
+        self.notes.append(
+            f"heartbeat: {len(events.arrivals)} beats at 50 ms while the loop ran {result.cycles:,} cycles; "
+            f"the beat timer skipped {result.missed} tick(s). A beat's stages: tick -> beat done (asking the busy "
+            f"loop, publishing) p50 {ask50:.2f} ms, p99 {ask99:.2f} ms; beat done -> subscriber (emitter and "
+            f"subscriber worker hops) p50 {hop50:.2f} ms, p99 {hop99:.2f} ms"
+        )
+        at_subscriber, at_actor = "(HEARTBEAT at subscriber)", "(tick at heartbeat actor)"
+        return [
+            Row(f"heartbeat jitter p50 {at_subscriber}", events.jitter_ms(50), "ms", f"{_SLEEPER}, p50",
+                sleeper.jitter_ms(50)),
+            Row(f"heartbeat jitter p99 {at_subscriber}", events.jitter_ms(99), "ms", f"{_SLEEPER}, p99",
+                sleeper.jitter_ms(99), "< 2 ms", events.jitter_ms(99) < 2.0),
+            Row(f"heartbeat jitter p50 {at_actor}", ticks.jitter_ms(50), "ms", f"{_SLEEPER}, p50",
+                sleeper.jitter_ms(50)),
+            Row(f"heartbeat jitter p99 {at_actor}", ticks.jitter_ms(99), "ms", f"{_SLEEPER}, p99",
+                sleeper.jitter_ms(99), "< 2 ms", ticks.jitter_ms(99) < 2.0),
+            Row(f"heartbeat drift, last beat vs ideal {at_subscriber}", events.drift_ms, "ms", f"{_SLEEPER}, last",
+                sleeper.drift_ms, "< 2 ms (none)", abs(events.drift_ms) < 2.0),
+            Row(f"heartbeat catch-up bursts {at_subscriber}", events.bursts, "", f"{_SLEEPER}, bursts",
+                sleeper.bursts, "0", events.bursts == 0),
+        ]
+
+    def replay(self) -> list[Row]:
+        """Bars/s through loop, guard, heartbeat and emitter, journaled, with statsd."""
+        bars = self.sizes.replay_bars
+        with replay.journal_store() as (store, name):
+            journaled = replay.replay_throughput(bars, store=store, store_name=name)
+        memory = replay.replay_throughput(bars, store=replay.MemoryStore(), store_name="MemoryStore")
+        for result in (journaled, memory):
+            self.notes.append(
+                f"replay ({result.store}, {result.metrics}): {result.events_journaled:,} events journaled and "
+                f"{result.datagrams_received:,} statsd datagrams received for {bars:,} bars"
+            )
+        return [
+            Row(f"full replay, journal {journaled.store}, statsd", journaled.bars_per_second, "bars/s",
+                "pykka tell throughput", self.tell, ">= 50,000/s", journaled.bars_per_second >= 50_000, "msg/s"),
+            Row("full replay, journal MemoryStore, statsd (comparison)", memory.bars_per_second, "bars/s",
+                "pykka tell throughput", self.tell, baseline_unit="msg/s"),
+        ]
+
+    def memory(self) -> list[Row]:
+        """RSS growth over many messages through the guard."""
+        grown, plain = guard.rss_growth(self.sizes.memory_messages)
+        return [
+            Row(f"RSS growth, {self.sizes.memory_messages:,} EquityReadings through the guard", grown, "MB",
+                "same through a plain pykka actor", plain, "< 5 MB", grown < 5.0),
+        ]
+
+
+def machine() -> str:
+    """nproc, CPU model, Python and pykka versions, and the GIL switch interval."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"nproc {os.cpu_count()}, {model}; Python {platform.python_version()}, pykka {version('pykka')}; "
+        f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms"
+    )
+
+
+def _quiet() -> None:
+    # The runtime's logs (a line per restart, a traceback per injected crash) would swamp the
+    # table and take time the benchmarks do not mean to measure; errors still show.
+    logger.remove()
+    logger.add(sys.stderr, level="ERROR")
+    logging.getLogger("pykka").setLevel(logging.CRITICAL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and print the table (always exit 0: targets are reported, not asserted)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="run every benchmark briefly (CI: figures mean little)")
+    parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="GROUP",
+                        help=f"run only these groups: {', '.join(GROUPS)}")
+    args = parser.parse_args(argv)
+    _quiet()
+    run = Run(QUICK if args.quick else Sizes())
+    print(f"# tradewarden benchmarks{' (--quick: figures mean little)' if args.quick else ''}")
+    print(machine(), flush=True)
+    rows: dict[str, list[Row]] = {}
+    started = time.perf_counter()
+    for group in _ORDER:
+        if group in args.only:
+            measure: Callable[[], list[Row]] = getattr(run, group)
+            print(f"running {group} ...", file=sys.stderr, flush=True)
+            rows[group] = measure()
+            gc.collect()
+    print()
+    print(format_table([row for group in GROUPS for row in rows.get(group, [])]))
+    print()
+    for note in run.notes:
+        print(f"- {note}")
+    print(f"- total {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,510 @@
+"""Paper trading: replay a price series through the whole supervised trading system on a paper broker.
+
+Run it with no arguments for the bundled demonstration (synthetic data, clearly labelled):
+
+    .venv/bin/python examples/paper_trading.py
+
+A moving-average crossover (`runtime.strategies.MovingAverageCrossover`) trades a `PaperBroker`
+through the full actor system (guard, loop, heartbeat, emitter, alerts under one supervisor).
+The replay runs in data time (`actors.replay`): heartbeats, timers and trading days follow the
+bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
+
+* ``state.db``: the SQLite state store and event journal the system ran on;
+* ``equity.csv``: ``timestamp,equity`` after every bar;
+* ``summary.json``: start_equity, final_equity, max_drawdown (a fraction), trades,
+  guard_triggers, restarts, events_by_type, all derived from the journal and the equity series;
+* ``report.png``: the equity curve and drawdown, with guard firings and closed positions marked
+  (needs the ``plot`` extra; without it the run still finishes and says how to install it).
+
+Each run starts from a fresh state: a ``state.db`` left in ``--out`` by an earlier run is moved
+to ``state.db.previous`` first. The stored peak equity and HALTED latch belong to the paper
+account that earlier run traded; this run's paper account starts again from its starting cash,
+so inheriting them would halt it (or measure its drawdown) against money it never had.
+
+Ctrl-C stops cleanly: the replay ends after the bar in hand, the system stops in reverse start
+order (the loop journals LOOP_STOPPED), and the files are written for the bars played.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from actors.emitter import journal_sink, log_sink
+from actors.replay import PaperFeed, Replay, ReplayResult
+from actors.system import TradingSystem
+from runtime.clock import ManualClock
+from runtime.drawdown import max_drawdown
+from runtime.events import Event, EventType
+from runtime.logs import configure_logging
+from runtime.paper import PaperBroker
+from runtime.prices import (
+    SYNTHETIC_MIN_LENGTH,
+    SYNTHETIC_SYMBOL,
+    SYNTHETIC_VOLUME,
+    Bar,
+    PriceDataError,
+    load_bars,
+    synthetic_bars,
+)
+from runtime.report import PLOT_INSTALL_HINT, GuardTrigger, RunSummary, format_summary, plot_report, write_equity_csv
+from runtime.settings import Settings, SettingsError
+from runtime.sqlite_store import SqliteStore, StoreError
+from runtime.statsd_metrics import StatsdMetrics
+from runtime.strategies import MovingAverageCrossover
+from runtime.telegram import TelegramAlerts
+
+__all__ = ["main", "parse_args", "summarize"]
+
+DEFAULT_OUT = "paper-run"
+STATE_DB = "state.db"
+EQUITY_CSV = "equity.csv"
+SUMMARY_JSON = "summary.json"
+REPORT_PNG = "report.png"
+SYNTHETIC_LABEL = "SYNTHETIC DATA: a made-up demonstration series, not market history"
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; the message names the flag and the value."""
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def _positive_float(flag: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _bar_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bars must be a whole number, got {text!r}") from None
+    if value < SYNTHETIC_MIN_LENGTH:
+        raise argparse.ArgumentTypeError(f"--bars must be >= {SYNTHETIC_MIN_LENGTH}, got {text!r}")
+    return value
+
+
+def _statsd_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"--statsd must be HOST:PORT, got {text!r}")
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--statsd port must be a whole number, got {port!r} in {text!r}") from None
+    return host.strip("[]"), number
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--help`` explains every option."""
+    parser = argparse.ArgumentParser(
+        prog="paper_trading.py",
+        description=(
+            "Replay a price series through the supervised tradewarden system on a paper broker, "
+            "with a moving-average crossover as the signal source, and write a report. "
+            "With no arguments it replays the bundled synthetic series (made-up data), on which "
+            "the 20% drawdown guard fires and closes the open position."
+        ),
+        epilog=(
+            "Settings come from --config, then the environment (MAX_DRAWDOWN_PERCENT, MIN_EQUITY_GBP, "
+            "DAILY_LOSS_PERCENT, STATSD_HOST, TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID, LOG_JSON, LOG_LEVEL, ...), "
+            "then these flags. Each run starts from a fresh state: an earlier run's state.db in --out is "
+            "moved to state.db.previous."
+        ),
+    )
+    data = parser.add_argument_group("prices and strategy")
+    data.add_argument(
+        "--prices", metavar="FILE",
+        help="price bars to replay: a CSV with a header timestamp,open,high,low,close[,volume][,symbol] "
+        "or a MetaTrader 5 history export (tab-separated <DATE> <TIME> <OPEN> ...). "
+        "Default: the bundled synthetic series (made-up data, labelled as such)",
+    )
+    data.add_argument(
+        "--symbol",
+        help="the symbol to trade; picks its rows from a CSV with a symbol column. "
+        f"Default: {SYNTHETIC_SYMBOL} for the synthetic series, else the file's name",
+    )
+    data.add_argument(
+        "--timezone", default="UTC",
+        help="time zone of timestamps written without an offset (MT5 exports use the broker's server time); "
+        "default UTC",
+    )
+    data.add_argument(
+        "--bars", type=_bar_count, default=400,
+        help=f"length of the synthetic series in hourly bars (>= {SYNTHETIC_MIN_LENGTH}; default 400)",
+    )
+    data.add_argument(
+        "--volume", type=_positive_float("--volume"),
+        help=f"volume each buy signal trades. Default: {SYNTHETIC_VOLUME:g} on the synthetic series; "
+        "on a file, the starting cash divided by the first close (about 1x leverage)",
+    )
+    data.add_argument("--cash", type=_positive_float("--cash"), default=10_000.0, help="starting cash (default 10000)")
+    data.add_argument("--fast", type=int, default=5, help="bars in the fast moving average (default 5)")
+    data.add_argument("--slow", type=int, default=20, help="bars in the slow moving average (default 20)")
+
+    guards = parser.add_argument_group("guards and settings")
+    guards.add_argument("--config", metavar="FILE", help="a TOML settings file (keys are the Settings field names)")
+    guards.add_argument(
+        "--max-drawdown", type=_positive_float("--max-drawdown"), metavar="PERCENT",
+        help="halt and close every position when equity falls this many percent below its peak (default 20)",
+    )
+    guards.add_argument(
+        "--min-equity", type=float, metavar="AMOUNT",
+        help="halt and close every position when equity falls below this amount (default 500)",
+    )
+    guards.add_argument(
+        "--daily-loss", type=_positive_float("--daily-loss"), metavar="PERCENT",
+        help="halt when the loss since the start of the trading day (in data time) reaches this percent "
+        "(default: off)",
+    )
+    guards.add_argument(
+        "--heartbeat-interval", type=_positive_float("--heartbeat-interval"), metavar="SECONDS",
+        help="heartbeat period in data seconds. Default: HEARTBEAT_INTERVAL_SECONDS if set, else one bar "
+        "(a live default of 10 s would beat hundreds of times between hourly bars)",
+    )
+
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--speed", type=_positive_float("--speed"),
+        help="data seconds replayed per real second, e.g. 3600 plays an hour of bars each second. "
+        "Default: as fast as the system handles the bars",
+    )
+    run.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR",
+        help=f"folder for state.db, equity.csv, summary.json and report.png (default ./{DEFAULT_OUT}/)",
+    )
+    run.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto",
+        help="progress bar on stderr: auto shows it when stderr is a terminal (default auto)",
+    )
+
+    outside = parser.add_argument_group("metrics, alerts and logs")
+    outside.add_argument(
+        "--statsd", type=_statsd_address, metavar="HOST:PORT",
+        help="send metrics to a statsd daemon (default: STATSD_HOST/STATSD_PORT, else none)",
+    )
+    outside.add_argument(
+        "--telegram-token", metavar="TOKEN",
+        help="Telegram bot token for alerts (or TELEGRAM_BOT_TOKEN); needs --telegram-chat too. "
+        "Without both, alerts are logged",
+    )
+    outside.add_argument("--telegram-chat", metavar="CHAT_ID", help="Telegram chat id for alerts (or TELEGRAM_CHAT_ID)")
+    outside.add_argument(
+        "--log-json", action="store_true", default=None, help="log one JSON object per line (or LOG_JSON=1)"
+    )
+    outside.add_argument("--log-level", help="log level: DEBUG, INFO, WARNING, ... (or LOG_LEVEL; default INFO)")
+    outside.add_argument(
+        "--log-events", action="store_true",
+        help="also log every event, one line each (the journal in state.db always has them all)",
+    )
+    return parser.parse_args(argv)
+
+
+# --- pieces of a run -------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Settings:
+    overrides: dict[str, Any] = {"state_db": str(out / STATE_DB)}
+    for flag, field in (
+        ("max_drawdown", "max_drawdown_percent"),
+        ("min_equity", "min_equity"),
+        ("daily_loss", "daily_loss_percent"),
+        ("telegram_token", "telegram_bot_token"),
+        ("telegram_chat", "telegram_chat_id"),
+        ("log_json", "log_json"),
+        ("log_level", "log_level"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[field] = value
+    if args.statsd is not None:
+        overrides["statsd_host"], overrides["statsd_port"] = args.statsd
+    configured = Settings.load(args.config, **overrides)
+
+    # Heartbeats and the stall watchdog run in data time here. One beat per bar unless the user
+    # chose otherwise; the loop cycles only when a bar arrives, so a gap in the data (a weekend)
+    # is not a stall: the stall limit covers the longest gap.
+    spacing = _spacing(bars)
+    default_interval = attrs.fields(Settings).heartbeat_interval_seconds.default
+    interval = args.heartbeat_interval or (
+        configured.heartbeat_interval_seconds if configured.heartbeat_interval_seconds != default_interval else spacing
+    )
+    replay_overrides: dict[str, Any] = {"heartbeat_interval_seconds": interval}
+    if configured.heartbeat_timeout_seconds is None or configured.heartbeat_timeout_seconds >= interval:
+        # The heartbeat's question to the loop waits in real seconds: a short wait, whatever the bar size.
+        replay_overrides["heartbeat_timeout_seconds"] = min(5.0, interval / 2)
+    if configured.stall_after_seconds is None:
+        replay_overrides["stall_after_seconds"] = max(3 * interval, _longest_gap(bars) + interval)
+    return Settings.load(args.config, **overrides, **replay_overrides)
+
+
+def _spacing(bars: Sequence[Bar]) -> float:
+    gaps = [(b.time - a.time).total_seconds() for a, b in zip(bars, bars[1:])]
+    return float(statistics.median(gaps)) if gaps else 3600.0
+
+
+def _longest_gap(bars: Sequence[Bar]) -> float:
+    return max(((b.time - a.time).total_seconds() for a, b in zip(bars, bars[1:])), default=0.0)
+
+
+def _bars(args: argparse.Namespace) -> tuple[list[Bar], str, bool]:
+    if args.prices is None:
+        return synthetic_bars(args.bars), args.symbol or SYNTHETIC_SYMBOL, True
+    bars = load_bars(args.prices, symbol=args.symbol, timezone=args.timezone)
+    return bars, args.symbol or Path(args.prices).stem.upper(), False
+
+
+def _fresh_state(out: Path) -> str | None:
+    # A run owns its state: the previous run's database (and its WAL files, which SQLite finds by
+    # name) is kept once as state.db.previous rather than carried on from.
+    database = out / STATE_DB
+    if not database.exists():
+        for suffix in ("-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        return None
+    target = out / f"{STATE_DB}.previous"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+        source = Path(f"{database}{suffix}")
+        if source.exists():
+            source.replace(Path(f"{target}{suffix}"))
+    return target.name
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, stream: Any = sys.stderr) -> None:
+        self._stream = stream
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, at: datetime) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / max(total, 1))
+        self._stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} bars  {at:%Y-%m-%d %H:%M} UTC"
+        )
+        if done >= total:
+            self._stream.write("\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        """End the line if the bar was drawn and the run ended early."""
+        if self._last:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def summarize(events: Sequence[Event], equity: Sequence[tuple[datetime, float]], start_equity: float) -> RunSummary:
+    """The run's summary from its journal and its equity series, so the two always agree:
+    trades are TRADE_EXECUTED events, guard triggers GUARD_TRIGGERED events (at the reading they
+    judged), restarts ACTOR_RESTARTED events; the drawdown is that of the equity series."""
+    counts = Counter(event.event_type.value for event in events)
+    triggers = [
+        GuardTrigger(
+            datetime.fromisoformat(event.metadata["at"]) if "at" in event.metadata else event.timestamp,
+            str(event.metadata.get("guard", "?")),
+            str(event.metadata.get("reason", "")),
+        )
+        for event in events
+        if event.event_type is EventType.GUARD_TRIGGERED
+    ]
+    values = [value for _, value in equity]
+    return RunSummary(
+        start_equity=start_equity,
+        final_equity=values[-1] if values else start_equity,
+        max_drawdown=max_drawdown(values, start_equity=start_equity),
+        trades=counts[EventType.TRADE_EXECUTED.value],
+        guard_triggers=triggers,
+        restarts=counts[EventType.ACTOR_RESTARTED.value],
+        events_by_type=dict(counts),
+    )
+
+
+def _write_report(
+    out: Path, summary: RunSummary, events: Sequence[Event], equity: Sequence[tuple[datetime, float]],
+    settings: Settings, title: str,
+) -> bool:
+    write_equity_csv(out / EQUITY_CSV, equity)
+    (out / SUMMARY_JSON).write_text(json.dumps(summary.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+    if not equity:
+        return False
+    closes = [e.timestamp for e in events if e.event_type is EventType.POSITION_CLOSED]
+    return plot_report(
+        out / REPORT_PNG,
+        [t for t, _ in equity],
+        [v for _, v in equity],
+        settings.max_drawdown_percent / 100.0,
+        guard_marks=list(summary.guard_triggers),
+        close_marks=closes,
+        title=title,
+    )
+
+
+def _describe_guards(settings: Settings) -> str:
+    daily = f"{settings.daily_loss_percent:g}%" if settings.daily_loss_percent is not None else "off"
+    trailing = "trailing" if settings.drawdown_trailing else "static"
+    return (
+        f"max drawdown {settings.max_drawdown_percent:g}% ({trailing}), "
+        f"min equity {settings.min_equity:,.2f}, daily loss {daily}"
+    )
+
+
+def _closed_lines(events: Sequence[Event]) -> list[str]:
+    lines = []
+    for event in events:
+        if event.event_type is EventType.POSITION_CLOSED:
+            m = event.metadata
+            side = {"buy": "long", "sell": "short"}.get(m.get("side"), "")
+            lines.append(
+                f"  {event.timestamp:%Y-%m-%d %H:%M} UTC  closed {side} {m.get('volume', 0):g} {m.get('symbol', '?')} "
+                f"at {m.get('price', 0.0):.4f}, realised {m.get('realised_pnl', 0.0):+,.2f}: {m.get('reason', '')}"
+            )
+    return lines
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the example; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    try:
+        bars, symbol, synthetic = _bars(args)
+        settings = _settings(args, out, bars)
+    except (PriceDataError, SettingsError, ValueError, TypeError) as exc:
+        print(f"paper_trading: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_json)
+
+    try:
+        strategy = MovingAverageCrossover(
+            symbol, fast=args.fast, slow=args.slow,
+            volume=args.volume or (SYNTHETIC_VOLUME if synthetic else round(args.cash / bars[0].close, 6)),
+        )
+        metrics = StatsdMetrics.from_settings(settings)
+        alerts = TelegramAlerts.from_settings(settings)
+    except (ValueError, TypeError) as exc:
+        print(f"paper_trading: {exc}", file=sys.stderr)
+        return 2
+
+    out.mkdir(parents=True, exist_ok=True)
+    rotated = _fresh_state(out)
+    try:
+        store = SqliteStore.from_settings(settings)
+    except StoreError as exc:
+        print(f"paper_trading: {exc}", file=sys.stderr)
+        return 2
+
+    source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
+    span = f"{bars[0].time:%Y-%m-%d %H:%M} .. {bars[-1].time:%Y-%m-%d %H:%M} UTC"
+    print(f"tradewarden paper trading: {len(bars)} bars of {symbol} ({source})")
+    print(f"  {span}, one bar every {_spacing(bars) / 60:g} min")
+    print(
+        f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
+        f"paper account {settings.account_currency} {args.cash:,.2f}"
+    )
+    print(f"  guards: {_describe_guards(settings)}")
+    speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
+    print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
+    if rotated:
+        print(f"  fresh state: the previous run's {STATE_DB} was moved to {out / rotated}")
+    sys.stdout.flush()
+
+    broker = PaperBroker(args.cash)
+    clock = ManualClock(bars[0].time)
+    sinks = [journal_sink(store)] + ([log_sink] if args.log_events else [])
+    system = TradingSystem(
+        settings,
+        broker,
+        strategy,
+        alerts=alerts,
+        metrics=metrics,
+        store=store,
+        clock=clock,
+        sinks=sinks,
+        loop_interval=None,  # data-driven: a cycle per bar
+        market_feed=PaperFeed(broker, strategy, symbol),
+    )
+    show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    progress = _Progress() if show_progress else None
+    result: ReplayResult | None = None
+    try:
+        system.start()
+        replay = Replay(system, clock, speed=args.speed, equity=broker.account_equity, progress=progress)
+        result = replay.run(bars)
+    except KeyboardInterrupt:
+        pass  # before or after the replay proper: still stop cleanly below
+    finally:
+        # A second Ctrl-C must not cut the clean shutdown short.
+        previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if progress is not None and (result is None or not result.complete):
+                progress.close()
+            system.stop()
+            for port in (alerts, metrics):
+                close = getattr(port, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+
+    equity = list(result.equity) if result is not None else []
+    try:
+        events = store.events(settings.loop_id)
+        record = store.load_guard(settings.loop_id)
+    finally:
+        store.close()
+    start_equity = record.drawdown.start_equity if record is not None else args.cash
+    summary = summarize(events, equity, start_equity)
+    title = f"tradewarden paper run: {symbol}" + (" (SYNTHETIC DATA)" if synthetic else "")
+    plotted = _write_report(out, summary, events, equity, settings, title)
+
+    interrupted = result is None or not result.complete
+    print()
+    if interrupted:
+        played = 0 if result is None else result.played
+        print(f"Interrupted: stopped cleanly after {played} of {len(bars)} bars.")
+    closed = _closed_lines(events)
+    if closed:
+        print("Positions closed by the guard:")
+        print("\n".join(closed))
+    files = [STATE_DB, EQUITY_CSV, SUMMARY_JSON] + ([REPORT_PNG] if plotted else [])
+    print(f"Wrote {', '.join(files)} to {out}{os.sep}")
+    if not plotted and equity:
+        print(f"No chart: matplotlib is not installed. Install the plot extra with: {PLOT_INSTALL_HINT}")
+    print()
+    print(format_summary(summary, settings.account_currency))
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Pure translation between MetaTrader 5's Python structures and the runtime's broker values.
+
+Nothing here imports MetaTrader5: the functions read the named tuples it returns
+(``AccountInfo``, ``TradePosition``, ``Tick``, ``OrderSendResult``, ``TradeDeal``) by attribute
+and build the request dicts ``order_send`` takes, so they are tested on any platform. The
+constants are MQL5's documented values; ``runtime.brokers.mt5`` checks them against the package.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from runtime.broker import BrokerError, Fill, Order, Position, Side
+
+__all__ = [
+    "ORDER_FILLING_FOK",
+    "ORDER_FILLING_IOC",
+    "ORDER_FILLING_RETURN",
+    "ORDER_TIME_GTC",
+    "ORDER_TYPE_BUY",
+    "ORDER_TYPE_SELL",
+    "POSITION_TYPE_BUY",
+    "POSITION_TYPE_SELL",
+    "TRADE_ACTION_DEAL",
+    "TRADE_RETCODE_DONE",
+    "check_order_result",
+    "close_request",
+    "equity_from_account",
+    "fill_from_result",
+    "market_order_request",
+    "market_price",
+    "order_type",
+    "position_from_mt5",
+    "positions_from_mt5",
+    "realised_pnl_from_deals",
+    "side_from_position_type",
+]
+
+TRADE_ACTION_DEAL = 1
+ORDER_TYPE_BUY = 0
+ORDER_TYPE_SELL = 1
+POSITION_TYPE_BUY = 0
+POSITION_TYPE_SELL = 1
+ORDER_TIME_GTC = 0
+ORDER_FILLING_FOK = 0
+ORDER_FILLING_IOC = 1
+ORDER_FILLING_RETURN = 2
+TRADE_RETCODE_DONE = 10009
+
+DEFAULT_COMMENT = "tradewarden"
+
+
+def _finite(what: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BrokerError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def equity_from_account(info: Any) -> float:
+    """The account's equity from ``mt5.account_info()``; None (no connection) or a missing or
+    non-finite ``equity`` raises `BrokerError`."""
+    if info is None:
+        raise BrokerError("account_info() returned None: the terminal is not connected to an account")
+    return _finite("account_info().equity", getattr(info, "equity", None))
+
+
+def side_from_position_type(position_type: Any) -> Side:
+    """BUY for ``POSITION_TYPE_BUY`` (0), SELL for ``POSITION_TYPE_SELL`` (1)."""
+    if position_type == POSITION_TYPE_BUY and not isinstance(position_type, bool):
+        return Side.BUY
+    if position_type == POSITION_TYPE_SELL and not isinstance(position_type, bool):
+        return Side.SELL
+    raise BrokerError(f"position type must be 0 (buy) or 1 (sell), got {position_type!r}")
+
+
+def order_type(side: Side) -> int:
+    """``ORDER_TYPE_BUY`` (0) for BUY, ``ORDER_TYPE_SELL`` (1) for SELL."""
+    return ORDER_TYPE_BUY if Side(side) is Side.BUY else ORDER_TYPE_SELL
+
+
+def position_from_mt5(raw: Any) -> Position:
+    """A `Position` from one ``TradePosition``: its ticket as ``position_id``, ``price_open`` as
+    the entry price and ``profit`` as the unrealised P&L."""
+    try:
+        return Position(
+            position_id=str(raw.ticket),
+            symbol=raw.symbol,
+            side=side_from_position_type(raw.type),
+            volume=raw.volume,
+            entry_price=raw.price_open,
+            unrealised_pnl=raw.profit,
+        )
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise BrokerError(f"cannot read position {raw!r}: {exc}") from exc
+
+
+def positions_from_mt5(raws: Iterable[Any] | None) -> list[Position]:
+    """Every position from ``mt5.positions_get()``; None (the call failed) raises `BrokerError`."""
+    if raws is None:
+        raise BrokerError("positions_get() returned None: the terminal could not list positions")
+    return [position_from_mt5(raw) for raw in raws]
+
+
+def market_price(side: Side, tick: Any) -> float:
+    """The price a market deal on ``side`` fills near: the ask to buy, the bid to sell."""
+    if tick is None:
+        raise BrokerError("symbol_info_tick() returned None: no price for the symbol (is it in Market Watch?)")
+    field = "ask" if Side(side) is Side.BUY else "bid"
+    price = _finite(f"tick.{field}", getattr(tick, field, None))
+    if price <= 0:
+        raise BrokerError(f"tick.{field} must be > 0, got {price!r}")
+    return price
+
+
+def market_order_request(
+    order: Order,
+    tick: Any,
+    *,
+    deviation: int = 20,
+    magic: int = 0,
+    filling: int = ORDER_FILLING_IOC,
+    comment: str = DEFAULT_COMMENT,
+) -> dict[str, Any]:
+    """The ``order_send`` request for a market `Order`: a deal at the current ask or bid,
+    accepting ``deviation`` points of slippage."""
+    if not isinstance(order, Order):
+        raise BrokerError(f"order must be an Order, got {order!r}")
+    return {
+        "action": TRADE_ACTION_DEAL,
+        "symbol": order.symbol,
+        "volume": float(order.volume),
+        "type": order_type(order.side),
+        "price": market_price(order.side, tick),
+        "deviation": deviation,
+        "magic": magic,
+        "comment": comment,
+        "type_time": ORDER_TIME_GTC,
+        "type_filling": filling,
+    }
+
+
+def close_request(
+    raw_position: Any,
+    tick: Any,
+    *,
+    deviation: int = 20,
+    magic: int = 0,
+    filling: int = ORDER_FILLING_IOC,
+    comment: str = DEFAULT_COMMENT,
+) -> dict[str, Any]:
+    """The ``order_send`` request closing the whole of one ``TradePosition``: the opposite deal
+    for its full volume, naming its ticket in ``position``, at the bid (closing a buy) or the
+    ask (closing a sell)."""
+    side = side_from_position_type(raw_position.type)
+    closing = side.opposite
+    return {
+        "action": TRADE_ACTION_DEAL,
+        "symbol": raw_position.symbol,
+        "volume": _finite("position volume", raw_position.volume),
+        "type": order_type(closing),
+        "position": int(raw_position.ticket),
+        "price": market_price(closing, tick),
+        "deviation": deviation,
+        "magic": magic,
+        "comment": comment,
+        "type_time": ORDER_TIME_GTC,
+        "type_filling": filling,
+    }
+
+
+def check_order_result(result: Any, what: str, last_error: Any = None) -> Any:
+    """Return ``result`` when its ``retcode`` is ``TRADE_RETCODE_DONE`` (10009); otherwise raise
+    `BrokerError` naming ``what``, the retcode and the server's comment (or ``last_error`` when
+    ``order_send`` returned None)."""
+    if result is None:
+        raise BrokerError(f"{what}: order_send() returned None (last_error {last_error!r})")
+    retcode = getattr(result, "retcode", None)
+    if retcode != TRADE_RETCODE_DONE:
+        comment = getattr(result, "comment", "")
+        raise BrokerError(f"{what}: refused with retcode {retcode!r} ({comment!r}); {TRADE_RETCODE_DONE} means done")
+    return result
+
+
+def realised_pnl_from_deals(deals: Iterable[Any] | None) -> float:
+    """What the deals put on the balance: profit plus swap, commission and fee of each."""
+    total = 0.0
+    for deal in deals or ():
+        for field in ("profit", "swap", "commission", "fee"):
+            total += _finite(f"deal.{field}", getattr(deal, field, 0.0))
+    return total
+
+
+def fill_from_result(
+    result: Any,
+    *,
+    side: Side,
+    symbol: str,
+    position_id: str,
+    at: datetime | None = None,
+    realised_pnl: float = 0.0,
+) -> Fill:
+    """A `Fill` from a done ``OrderSendResult``: its executed ``volume`` and ``price``."""
+    return Fill(
+        position_id=position_id,
+        symbol=symbol,
+        side=side,
+        volume=_finite("result.volume", result.volume),
+        price=_finite("result.price", result.price),
+        time=at if at is not None else datetime.now(UTC),
+        realised_pnl=realised_pnl,
+    )

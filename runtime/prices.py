@@ -1,0 +1,457 @@
+"""Price bars for replays: the `Bar` value, a loader for OHLC CSV and MT5 exports, and a synthetic series.
+
+`load_bars` reads two formats, told apart by their header line:
+
+* a generic CSV: a comma-separated header naming ``timestamp, open, high, low, close`` and
+  optionally ``volume`` and ``symbol`` (any order, any case); a timestamp is ISO 8601 or a plain
+  number of unix seconds;
+* the MetaTrader 5 history export: tab-separated, header ``<DATE> <TIME> <OPEN> <HIGH> <LOW>
+  <CLOSE> <TICKVOL> <VOL> <SPREAD>``, dates like ``2024.01.02`` and times like ``10:00:00`` or
+  ``10:00``; daily bars have no ``<TIME>`` column.
+
+Every row is checked where it enters: a bad row raises `PriceDataError` naming the file, the line
+and the offending value, so a replay never starts on data that would quietly mislead it.
+
+`synthetic_bars` is the bundled demonstration series (symbol `SYNTHETIC_SYMBOL`): made up, seeded,
+and shaped to take a long moving-average position through a crash (see its docstring).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+
+from runtime.validation import finite_number
+
+__all__ = [
+    "Bar",
+    "PriceDataError",
+    "load_bars",
+    "synthetic_bars",
+    "SYNTHETIC_SYMBOL",
+    "SYNTHETIC_VOLUME",
+    "SYNTHETIC_MIN_LENGTH",
+]
+
+
+class PriceDataError(ValueError):
+    """Price data could not be used; the message names the file, the line and the bad value."""
+
+
+def _utc_time(value: Any) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"time must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _price(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if finite_number(attribute.name, value) <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _volume(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if finite_number(attribute.name, value) < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen
+class Bar:
+    """One OHLC bar: the time it opened (UTC), its four prices (finite, > 0) and its volume (>= 0).
+
+    The prices must be consistent: ``high`` is the highest of the four and ``low`` the lowest.
+    A timezone-aware ``time`` in any zone is converted to UTC; a naive one is refused, because a
+    guessed zone would shift every daily-loss boundary.
+    """
+
+    time: datetime = attrs.field(converter=_utc_time)
+    open: float = attrs.field(validator=_price)
+    high: float = attrs.field(validator=_price)
+    low: float = attrs.field(validator=_price)
+    close: float = attrs.field(validator=_price)
+    volume: float = attrs.field(default=0.0, validator=_volume)
+
+    def __attrs_post_init__(self) -> None:
+        if self.high < self.low:
+            raise ValueError(f"high must be >= low, got high {self.high!r} < low {self.low!r}")
+        if self.high < max(self.open, self.close):
+            raise ValueError(
+                f"high must be >= open and close, got high {self.high!r} "
+                f"(open {self.open!r}, close {self.close!r})"
+            )
+        if self.low > min(self.open, self.close):
+            raise ValueError(
+                f"low must be <= open and close, got low {self.low!r} (open {self.open!r}, close {self.close!r})"
+            )
+
+
+# --------------------------------------------------------------------------------------- loading
+
+_GENERIC_REQUIRED = ("timestamp", "open", "high", "low", "close")
+_GENERIC_OPTIONAL = ("volume", "symbol")
+_MT5_REQUIRED = ("<DATE>", "<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>")
+_MT5_OPTIONAL = ("<TIME>", "<TICKVOL>", "<VOL>", "<SPREAD>")
+# Unix seconds above this are in the year 5138: such a number is almost surely milliseconds.
+_MAX_UNIX_SECONDS = 1e11
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PriceDataError(f"{path}: cannot read price data: {exc}") from exc
+    # MetaTrader writes some exports as UTF-16 with a byte-order mark; spreadsheets add a UTF-8 one.
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise PriceDataError(f"{path}: not {encoding} text: {exc}") from exc
+
+
+def _zone(timezone: str | tzinfo) -> tzinfo:
+    if isinstance(timezone, tzinfo):
+        return timezone
+    try:
+        return ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"timezone must be an IANA time zone name or a tzinfo, got {timezone!r}") from None
+
+
+def _number(path: Path, line: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise PriceDataError(f"{path}:{line}: {column} is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise PriceDataError(f"{path}:{line}: {column} must be a finite number, got {text!r}")
+    return value
+
+
+def _generic_time(path: Path, line: int, text: str, zone: tzinfo) -> datetime:
+    stripped = text.strip()
+    try:
+        seconds = float(stripped)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds):
+            raise PriceDataError(f"{path}:{line}: timestamp must be finite unix seconds, got {text!r}")
+        if abs(seconds) >= _MAX_UNIX_SECONDS:
+            raise PriceDataError(
+                f"{path}:{line}: timestamp {text!r} is too large for unix seconds (milliseconds? divide by 1000)"
+            )
+        return datetime.fromtimestamp(seconds, UTC)
+    try:
+        moment = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise PriceDataError(
+            f"{path}:{line}: timestamp is neither ISO 8601 nor unix seconds: {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(UTC)
+
+
+def _mt5_time(path: Path, line: int, date_text: str, time_text: str | None, zone: tzinfo) -> datetime:
+    text = date_text if time_text is None else f"{date_text} {time_text}"
+    formats = ("%Y.%m.%d",) if time_text is None else ("%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M")
+    for fmt in formats:
+        try:
+            naive = datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        return naive.replace(tzinfo=zone).astimezone(UTC)
+    expected = "YYYY.MM.DD" if time_text is None else "YYYY.MM.DD and HH:MM[:SS]"
+    raise PriceDataError(f"{path}:{line}: date/time {text!r} is not {expected}")
+
+
+def _header(
+    path: Path, line: int, names: list[str], required: Sequence[str], optional: Sequence[str]
+) -> dict[str, int]:
+    columns: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name not in required and name not in optional:
+            raise PriceDataError(
+                f"{path}:{line}: unknown column {name!r} in header; expected {', '.join(required)} "
+                f"and optionally {', '.join(optional)}"
+            )
+        if name in columns:
+            raise PriceDataError(f"{path}:{line}: column {name!r} appears twice in the header")
+        columns[name] = index
+    missing = [name for name in required if name not in columns]
+    if missing:
+        raise PriceDataError(
+            f"{path}:{line}: header lacks column(s) {', '.join(missing)}; got {', '.join(names) or 'nothing'}"
+        )
+    return columns
+
+
+def _bar(path: Path, line: int, time: datetime, prices: dict[str, float], volume: float) -> Bar:
+    try:
+        return Bar(time, prices["open"], prices["high"], prices["low"], prices["close"], volume)
+    except (TypeError, ValueError) as exc:
+        raise PriceDataError(f"{path}:{line}: {exc}") from None
+
+
+def load_bars(
+    path: str | os.PathLike[str],
+    *,
+    symbol: str | None = None,
+    timezone: str | tzinfo = "UTC",
+) -> list[Bar]:
+    """Read the bars of a generic OHLC CSV or a MetaTrader 5 history export, oldest first.
+
+    The format is told by the header (see the module docstring). Timestamps without a zone
+    (ISO 8601 without an offset, and every MT5 date) are read in ``timezone``, UTC by default;
+    MT5 exports carry the broker's server time, so pass the server's zone for those. A plain
+    number is unix seconds.
+
+    ``symbol`` picks the rows of one symbol from a generic CSV that has a ``symbol`` column (it is
+    required when that column holds several symbols); a file without one is taken to be wholly
+    of ``symbol``. For MT5 (one symbol per export) it is not checked.
+
+    Raises `PriceDataError` naming the file, the line and the value for: an empty file or one
+    with a header and no bars, an unknown header, a row with the wrong number of columns, a
+    non-number, NaN or infinity, a price <= 0, inconsistent prices (high < low, open or close
+    outside high..low), a negative volume, and timestamps out of order or repeated.
+    """
+    file = Path(path)
+    zone = _zone(timezone)
+    lines = _read_text(file).splitlines()
+    numbered = [(number, text) for number, text in enumerate(lines, start=1) if text.strip()]
+    if not numbered:
+        raise PriceDataError(
+            f"{file}: the file is empty; expected a header line "
+            f"(timestamp,open,high,low,close[,volume] or the MT5 <DATE>\\t<TIME>\\t<OPEN>... export)"
+        )
+    header_line, header_text = numbered[0]
+    if header_text.lstrip().upper().startswith("<DATE>"):
+        bars = _load_mt5(file, header_line, header_text, numbered[1:], zone)
+    else:
+        bars = _load_generic(file, header_line, header_text, numbered[1:], zone, symbol)
+    if not bars:
+        which = "" if symbol is None else f" for symbol {symbol!r}"
+        raise PriceDataError(f"{file}: has a header (line {header_line}) but no bars{which}")
+    return bars
+
+
+def _ordered(path: Path, rows: list[tuple[int, Bar]]) -> list[Bar]:
+    # A replay that steps back in time or sees one moment twice would double-count or reorder
+    # trades, so both are refused with the two lines involved.
+    for (before_line, before), (line, bar) in zip(rows, rows[1:]):
+        if bar.time == before.time:
+            raise PriceDataError(
+                f"{path}:{line}: duplicated timestamp {bar.time.isoformat()} (also on line {before_line})"
+            )
+        if bar.time < before.time:
+            raise PriceDataError(
+                f"{path}:{line}: timestamp {bar.time.isoformat()} is out of order: "
+                f"before {before.time.isoformat()} on line {before_line}"
+            )
+    return [bar for _, bar in rows]
+
+
+def _load_generic(
+    path: Path,
+    header_line: int,
+    header_text: str,
+    body: list[tuple[int, str]],
+    zone: tzinfo,
+    symbol: str | None,
+) -> list[Bar]:
+    names = [name.strip().lower() for name in next(csv.reader([header_text]))]
+    if not set(names) & {*_GENERIC_REQUIRED, *_GENERIC_OPTIONAL}:
+        raise PriceDataError(
+            f"{path}:{header_line}: no header line; the first line must name the columns "
+            f"timestamp,open,high,low,close[,volume], got {header_text.strip()!r}"
+        )
+    columns = _header(path, header_line, names, _GENERIC_REQUIRED, _GENERIC_OPTIONAL)
+    rows: list[tuple[int, Bar]] = []
+    seen_symbols: set[str] = set()
+    for line, text in body:
+        fields = next(csv.reader([text]))
+        if len(fields) != len(names):
+            raise PriceDataError(
+                f"{path}:{line}: expected {len(names)} columns ({','.join(names)}), got {len(fields)}: {text.strip()!r}"
+            )
+        if "symbol" in columns:
+            row_symbol = fields[columns["symbol"]].strip()
+            seen_symbols.add(row_symbol)
+            if symbol is not None and row_symbol != symbol:
+                continue
+        time = _generic_time(path, line, fields[columns["timestamp"]], zone)
+        prices = {name: _number(path, line, name, fields[columns[name]]) for name in ("open", "high", "low", "close")}
+        volume = _number(path, line, "volume", fields[columns["volume"]]) if "volume" in columns else 0.0
+        rows.append((line, _bar(path, line, time, prices, volume)))
+    if symbol is None and len(seen_symbols) > 1:
+        raise PriceDataError(
+            f"{path}: holds several symbols ({', '.join(sorted(seen_symbols))}); pass symbol= to pick one"
+        )
+    return _ordered(path, rows)
+
+
+def _load_mt5(path: Path, header_line: int, header_text: str, body: list[tuple[int, str]], zone: tzinfo) -> list[Bar]:
+    names = [name.strip().upper() for name in header_text.strip().split("\t")]
+    columns = _header(path, header_line, names, _MT5_REQUIRED, _MT5_OPTIONAL)
+    rows: list[tuple[int, Bar]] = []
+    real_volumes: list[float] = []
+    for line, text in body:
+        fields = text.strip().split("\t")
+        if len(fields) != len(names):
+            raise PriceDataError(
+                f"{path}:{line}: expected {len(names)} tab-separated columns ({' '.join(names)}), "
+                f"got {len(fields)}: {text.strip()!r}"
+            )
+        time_text = fields[columns["<TIME>"]] if "<TIME>" in columns else None
+        time = _mt5_time(path, line, fields[columns["<DATE>"]], time_text, zone)
+        prices = {
+            name: _number(path, line, f"<{name.upper()}>", fields[columns[f"<{name.upper()}>"]])
+            for name in ("open", "high", "low", "close")
+        }
+        counts: dict[str, float] = {}
+        for column in ("<TICKVOL>", "<VOL>"):
+            counts[column] = _number(path, line, column, fields[columns[column]]) if column in columns else 0.0
+            if counts[column] < 0:
+                raise PriceDataError(f"{path}:{line}: {column} must be >= 0, got {fields[columns[column]]!r}")
+        if "<SPREAD>" in columns:
+            _number(path, line, "<SPREAD>", fields[columns["<SPREAD>"]])
+        rows.append((line, _bar(path, line, time, prices, counts["<TICKVOL>"])))
+        real_volumes.append(counts["<VOL>"])
+    # FX brokers report no real volume (<VOL> is all zeros) but do count ticks; exchange symbols
+    # report both. One rule per file keeps the volume column in one unit throughout.
+    if any(volume > 0 for volume in real_volumes):
+        rows = [(line, attrs.evolve(bar, volume=real)) for (line, bar), real in zip(rows, real_volumes)]
+    return _ordered(path, rows)
+
+
+# ------------------------------------------------------------------------------------- synthetic
+
+SYNTHETIC_SYMBOL = "SYNTH"
+"""The symbol of the bundled synthetic series; it names no real instrument."""
+
+SYNTHETIC_VOLUME = 100.0
+"""The volume the demonstration run trades on `synthetic_bars`: 100 units is about 1x the
+10,000 starting cash at the series' opening price of 100 (the paper broker's contract size is 1)."""
+
+SYNTHETIC_MIN_LENGTH = 100
+"""The shortest `synthetic_bars` series that still keeps its shape (and its crash)."""
+
+_SYNTHETIC_START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _phase_lengths(length: int) -> list[int]:
+    # quiet, rally, plateau, breakout, crash, aftermath: fractions of the length, the crash a
+    # fixed handful of bars so a short test series falls exactly as hard as the full one.
+    crash = 6
+    quiet = max(22, round(length * 0.18))
+    rally = round(length * 0.30)
+    plateau = round(length * 0.22)
+    # Capped so the push stays steep on long series: its steepness is what keeps the averages
+    # apart through the first crash bar.
+    breakout = min(32, max(10, round(length * 0.08)))
+    aftermath = length - quiet - rally - plateau - breakout - crash
+    return [quiet, rally, plateau, breakout, crash, aftermath]
+
+
+def synthetic_bars(
+    length: int = 400,
+    *,
+    seed: int = 7,
+    start: datetime = _SYNTHETIC_START,
+) -> list[Bar]:
+    """The bundled demonstration series: ``length`` hourly bars of the made-up symbol "SYNTH".
+
+    SYNTHETIC DATA, not market history. It is generated from ``seed`` with a private
+    ``random.Random`` (the global random state is neither used nor changed), so the same
+    arguments always give the same bars. Hourly bars run round the clock from ``start``
+    (default 2024-01-01 00:00 UTC). Its six phases, as shares of ``length``:
+
+    1. quiet (~18%, at least 22 bars): price swings gently around 100;
+    2. rally (~30%): a steady climb to about 145;
+    3. plateau (~22%): two slow swings of about 2.5% around 145;
+    4. breakout (~8%, 10 to 32 bars): an accelerating push to about 175;
+    5. crash (6 bars): a 30% fall on the first bar (a flash crash), then a slide to 43% below the top;
+    6. aftermath (the rest): a weak, swinging partial recovery from about 100.
+
+    Run through `runtime.strategies.MovingAverageCrossover` (fast 5, slow 20, volume
+    `SYNTHETIC_VOLUME`) on a `PaperBroker` with 10,000 cash, the strategy is long when the crash
+    starts; on the first crash bar its averages have not yet crossed down (no exit signal) while
+    account equity is already more than 25% below its peak, so the default 20% drawdown guard
+    fires with the position open. Equity stays far above the default 500 minimum, so it is the
+    drawdown guard that fires. Tick-like
+    volumes rise with volatility and are largest through the crash.
+
+    ``length`` must be an int >= `SYNTHETIC_MIN_LENGTH`; shorter series keep the same shape.
+    """
+    if isinstance(length, bool) or not isinstance(length, int):
+        raise TypeError(f"length must be an int, got {length!r}")
+    if length < SYNTHETIC_MIN_LENGTH:
+        raise ValueError(f"length must be >= {SYNTHETIC_MIN_LENGTH}, got {length!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    start = _utc_time(start)
+    rng = random.Random(seed)
+    quiet, rally, plateau, breakout, crash, aftermath = _phase_lengths(length)
+
+    # Log-price path: each phase's trend plus noise that does not accumulate (a wobble around the
+    # trend). Sideways phases swing in slow waves, a fixed number per phase whatever the length,
+    # so a crossover trades a few swings there rather than whipsawing on every bar's noise.
+    trend: list[float] = []
+    wobble: list[float] = []
+    level = math.log(100.0)
+    for i in range(quiet):
+        trend.append(level + 0.02 * math.sin(2 * math.pi * 1.5 * i / quiet))
+        wobble.append(0.002)
+    for i in range(rally):
+        trend.append(level + math.log(1.45) * (i + 1) / rally)
+        wobble.append(0.003)
+    level += math.log(1.45)
+    for i in range(plateau):
+        trend.append(level + 0.025 * math.sin(2 * math.pi * 2 * i / plateau))
+        wobble.append(0.002)
+    top = math.log(175.0 / 145.0)
+    for i in range(breakout):
+        # Quadratic in time: the push accelerates into the top, as blow-off tops do.
+        trend.append(level + top * ((i + 1) / breakout) ** 2)
+        wobble.append(0.002)
+    level += top
+    # The crash: -30% on the first bar, then lower; values are fractions of the top price.
+    for fraction in (0.70, 0.66, 0.62, 0.60, 0.58, 0.57)[:crash]:
+        trend.append(level + math.log(fraction))
+        wobble.append(0.004)
+    level += math.log(0.57)
+    for i in range(aftermath):
+        trend.append(
+            level + math.log(1.12) * (i + 1) / aftermath + 0.03 * math.sin(2 * math.pi * 2 * i / aftermath)
+        )
+        wobble.append(0.003)
+
+    crash_start = quiet + rally + plateau + breakout
+    bars: list[Bar] = []
+    previous_close = 100.0
+    for index, (centre, noise) in enumerate(zip(trend, wobble)):
+        close = math.exp(centre + rng.gauss(0.0, noise))
+        open_ = previous_close
+        spread = abs(rng.gauss(0.0, noise)) + 0.001
+        high = max(open_, close) * (1 + spread)
+        low = min(open_, close) * (1 - spread * 0.8)
+        in_crash = crash_start <= index < crash_start + crash
+        # Tick-like volume: busier on bigger moves, and three times as busy through the crash.
+        activity = 400 + 60_000 * abs(math.log(close / open_))
+        volume = float(round(activity * (3.0 if in_crash else 1.0) * rng.uniform(0.8, 1.2)))
+        bars.append(
+            Bar(start + timedelta(hours=index), round(open_, 4), round(high, 4), round(low, 4), round(close, 4), volume)
+        )
+        previous_close = round(close, 4)
+    return bars

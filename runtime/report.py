@@ -1,0 +1,265 @@
+"""A run's report: the summary value and its summary.json form, a text digest, the equity CSV and a chart."""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+from loguru import logger
+
+from runtime.events import EventType
+from runtime.validation import attrs_finite, attrs_non_negative, attrs_positive, finite_number
+
+__all__ = ["GuardTrigger", "RunSummary", "format_summary", "write_equity_csv", "plot_report", "PLOT_INSTALL_HINT"]
+
+PLOT_INSTALL_HINT = "pip install -e '.[plot]'"
+"""The command that installs the optional plotting extra (matplotlib)."""
+
+
+def _utc(value: Any) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"time must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+@attrs.frozen
+class GuardTrigger:
+    """One time a guard fired: when (UTC), which guard, and its reason with the numbers."""
+
+    time: datetime = attrs.field(converter=_utc)
+    guard: str = attrs.field(validator=attrs.validators.instance_of(str))
+    reason: str = attrs.field(validator=attrs.validators.instance_of(str))
+
+    def to_json_dict(self) -> dict[str, str]:
+        """``{"time": ISO 8601, "guard": ..., "reason": ...}``, as in summary.json."""
+        return {"time": self.time.isoformat(), "guard": self.guard, "reason": self.reason}
+
+
+def _count(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")
+
+
+def _triggers(value: Iterable[GuardTrigger]) -> tuple[GuardTrigger, ...]:
+    triggers = tuple(value)
+    for index, trigger in enumerate(triggers):
+        if not isinstance(trigger, GuardTrigger):
+            raise TypeError(f"guard_triggers[{index}] must be a GuardTrigger, got {trigger!r}")
+    return triggers
+
+
+def _event_counts(value: Mapping[Any, int]) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"events_by_type must be a mapping of event type to count, got {value!r}")
+    counts: dict[str, int] = {}
+    for key, count in value.items():
+        name = key.value if isinstance(key, EventType) else key
+        if not isinstance(name, str):
+            raise TypeError(f"events_by_type keys must be event type names, got {key!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"events_by_type[{name!r}] must be an int >= 0, got {count!r}")
+        counts[name] = counts.get(name, 0) + count
+    # Sorted so that summary.json is the same bytes for the same run.
+    return dict(sorted(counts.items()))
+
+
+@attrs.frozen
+class RunSummary:
+    """What a run came to: equity at start and end, worst drawdown (a fraction), trades made,
+    guards fired, actor restarts, and how many events of each type were emitted.
+
+    ``events_by_type`` is keyed by the event type's JSON name (`EventType` keys are converted).
+    """
+
+    start_equity: float = attrs.field(validator=attrs_positive)
+    final_equity: float = attrs.field(validator=attrs_finite)
+    max_drawdown: float = attrs.field(validator=attrs_non_negative)
+    trades: int = attrs.field(validator=_count)
+    guard_triggers: tuple[GuardTrigger, ...] = attrs.field(default=(), converter=_triggers)
+    restarts: int = attrs.field(default=0, validator=_count)
+    events_by_type: dict[str, int] = attrs.field(factory=dict, converter=_event_counts, hash=False)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The summary.json object: exactly the keys start_equity, final_equity, max_drawdown,
+        trades, guard_triggers (a list of {time, guard, reason}), restarts, events_by_type."""
+        return {
+            "start_equity": float(self.start_equity),
+            "final_equity": float(self.final_equity),
+            "max_drawdown": float(self.max_drawdown),
+            "trades": self.trades,
+            "guard_triggers": [trigger.to_json_dict() for trigger in self.guard_triggers],
+            "restarts": self.restarts,
+            "events_by_type": dict(self.events_by_type),
+        }
+
+
+def _money(amount: float, currency: str) -> str:
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{currency} {abs(amount):,.2f}"
+
+
+def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
+    """A few lines a trader reads at a glance: profit or loss, worst drawdown, trades, what fired."""
+    change = summary.final_equity - summary.start_equity
+    lines = [
+        f"Equity: {_money(summary.start_equity, currency)} -> {_money(summary.final_equity, currency)} "
+        f"({'+' if change >= 0 else '-'}{_money(abs(change), currency)}, "
+        f"{change / summary.start_equity:+.2%})",
+        f"Max drawdown: {summary.max_drawdown:.2%}",
+        f"Trades: {summary.trades}   Restarts: {summary.restarts}",
+    ]
+    if summary.guard_triggers:
+        lines.append(f"Guards fired: {len(summary.guard_triggers)}")
+        for trigger in summary.guard_triggers:
+            lines.append(f"  {trigger.time:%Y-%m-%d %H:%M} UTC  {trigger.guard}: {trigger.reason}")
+    else:
+        lines.append("Guards fired: none")
+    if summary.events_by_type:
+        lines.append("Events: " + ", ".join(f"{name} {count}" for name, count in summary.events_by_type.items()))
+    return "\n".join(lines)
+
+
+def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime, float]]) -> int:
+    """Write ``(time, equity)`` rows to a CSV with the header ``timestamp,equity``; returns the row count.
+
+    Times must be timezone-aware (written as UTC ISO 8601) and equities finite; a bad row raises
+    ``ValueError`` naming its index and value, and nothing is left at ``path``. Parent folders are
+    created.
+    """
+    checked: list[tuple[str, float]] = []
+    for index, row in enumerate(rows):
+        try:
+            time, equity = row
+        except (TypeError, ValueError):
+            raise ValueError(f"rows[{index}] must be a (timestamp, equity) pair, got {row!r}") from None
+        try:
+            moment = _utc(time)
+        except ValueError:
+            raise ValueError(f"rows[{index}] timestamp must be a timezone-aware datetime, got {time!r}") from None
+        checked.append((moment.isoformat(), finite_number(f"rows[{index}] equity", equity)))
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("timestamp", "equity"))
+        writer.writerows(checked)
+    return len(checked)
+
+
+def _mark_time(value: Any, field: str, index: int) -> datetime:
+    # Guard marks may be given as the summary's GuardTrigger values as well as plain times.
+    moment = value.time if isinstance(value, GuardTrigger) else value
+    try:
+        return _utc(moment)
+    except ValueError:
+        raise ValueError(f"{field}[{index}] must be a timezone-aware datetime, got {value!r}") from None
+
+
+def _drawdowns(equities: Sequence[float]) -> list[float]:
+    peak = equities[0]
+    out = []
+    for equity in equities:
+        peak = max(peak, equity)
+        out.append((peak - equity) / peak)
+    return out
+
+
+def plot_report(
+    path: str | os.PathLike[str],
+    times: Sequence[datetime],
+    equities: Sequence[float],
+    drawdown_limit_fraction: float,
+    guard_marks: Sequence[datetime | GuardTrigger] = (),
+    close_marks: Sequence[datetime] = (),
+    *,
+    title: str = "tradewarden run",
+) -> bool:
+    """Save a PNG: the equity curve with markers where guards fired and positions were closed,
+    and below it the drawdown from the running peak with the guard's limit as a line.
+
+    ``times`` and ``equities`` are the curve (same length, at least one point, first equity > 0);
+    ``drawdown_limit_fraction`` is the drawdown guard's limit, e.g. 0.2; each mark is drawn on the
+    curve at the last point at or before its time. Returns True once the file is written, or False
+    (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is missing.
+    Bad inputs raise ``ValueError`` naming the argument and value.
+    """
+    if len(times) != len(equities):
+        raise ValueError(f"times and equities must have the same length, got {len(times)} and {len(equities)}")
+    if not times:
+        raise ValueError("times and equities must hold at least one point, got none")
+    moments = [_mark_time(t, "times", i) for i, t in enumerate(times)]
+    for index in range(1, len(moments)):
+        if moments[index] < moments[index - 1]:
+            raise ValueError(
+                f"times must be in order, got times[{index}] {moments[index].isoformat()} "
+                f"before times[{index - 1}] {moments[index - 1].isoformat()}"
+            )
+    values = [finite_number(f"equities[{i}]", e) for i, e in enumerate(equities)]
+    if values[0] <= 0:
+        raise ValueError(f"equities[0] must be > 0 to measure drawdown from it, got {equities[0]!r}")
+    limit = finite_number("drawdown_limit_fraction", drawdown_limit_fraction)
+    if not 0 < limit <= 1:
+        raise ValueError(f"drawdown_limit_fraction must be in (0, 1], got {drawdown_limit_fraction!r}")
+    guards = [_mark_time(m, "guard_marks", i) for i, m in enumerate(guard_marks)]
+    closes = [_mark_time(m, "close_marks", i) for i, m in enumerate(close_marks)]
+
+    try:
+        # The object API with the Agg canvas draws without pyplot's global state or a display,
+        # so a report can be made from any thread and never changes the caller's backend.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+        from matplotlib.figure import Figure
+    except ImportError:
+        logger.warning(
+            "matplotlib is not installed, so no chart was drawn; install the plot extra with: {}", PLOT_INSTALL_HINT
+        )
+        return False
+
+    def on_curve(marks: list[datetime]) -> tuple[list[datetime], list[float]]:
+        xs, ys = [], []
+        for mark in marks:
+            index = bisect.bisect_right(moments, mark) - 1
+            xs.append(mark)
+            ys.append(values[max(index, 0)])
+        return xs, ys
+
+    figure = Figure(figsize=(10, 6.5), dpi=100)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    top.plot(moments, values, color="tab:blue", linewidth=1.2, label="equity")
+    if closes:
+        xs, ys = on_curve(closes)
+        top.scatter(xs, ys, marker="o", s=36, facecolors="none", edgecolors="black", zorder=3, label="position closed")
+    if guards:
+        xs, ys = on_curve(guards)
+        top.scatter(xs, ys, marker="v", s=90, color="tab:red", zorder=4, label="guard fired")
+    top.set_ylabel("equity")
+    top.set_title(title)
+    top.grid(True, alpha=0.3)
+    top.legend(loc="best")
+
+    drawdown_percent = [d * 100 for d in _drawdowns(values)]
+    bottom.fill_between(moments, drawdown_percent, 0, color="tab:red", alpha=0.25)
+    bottom.plot(moments, drawdown_percent, color="tab:red", linewidth=1.0, label="drawdown")
+    bottom.axhline(limit * 100, color="black", linestyle="--", linewidth=1.0, label=f"limit {limit:.0%}")
+    for mark in guards:
+        bottom.axvline(mark, color="tab:red", linestyle=":", linewidth=1.0)
+    bottom.set_ylim(max(max(drawdown_percent), limit * 100) * 1.15, 0)  # inverted: losses go down
+    bottom.set_ylabel("drawdown %")
+    bottom.grid(True, alpha=0.3)
+    bottom.legend(loc="lower left")
+    locator = AutoDateLocator()
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    figure.tight_layout()
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, format="png")
+    return True

@@ -1,0 +1,136 @@
+"""The metrics port over UDP statsd: fire-and-forget figures that never block or raise."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import TYPE_CHECKING, Any
+
+import statsd
+from loguru import logger
+
+from runtime.metrics import MetricsSink, NullMetrics
+
+if TYPE_CHECKING:
+    from runtime.settings import Settings
+
+__all__ = ["StatsdMetrics"]
+
+
+class _NonBlockingClient(statsd.StatsClient):
+    # The stock client sends on a blocking socket and silently swallows send errors. A full
+    # socket buffer must not stall the guard's thread, and a drop should be counted, so the
+    # socket is made non-blocking and every send failure is reported to the owner.
+    def __init__(self, host: str, port: int, prefix: str | None, on_drop: Any) -> None:
+        super().__init__(host, port, prefix)
+        self._sock.setblocking(False)
+        self._on_drop = on_drop
+
+    def _send(self, data: str) -> None:
+        try:
+            self._sock.sendto(data.encode("ascii"), self._addr)
+        except Exception as exc:  # OSError, BlockingIOError, UnicodeEncodeError, a closed socket
+            self._on_drop(exc)
+
+
+class StatsdMetrics:
+    """A `MetricsSink` that sends every figure as one UDP datagram to a statsd daemon.
+
+    Promises: ``incr``, ``gauge`` and ``timing`` never block (the socket is non-blocking) and
+    never raise; a figure that cannot be sent (daemon unreachable, socket buffer full, a
+    non-finite value, a name that is not ASCII) is dropped, counted in `dropped`, and the first
+    drop is logged once as a warning. Names pass through unchanged after ``prefix + "."``, so
+    dotted names such as ``analytics_events_total.trade_executed`` arrive as written.
+
+    The host name is resolved once, here; an unresolvable host or a bad port raises
+    ``ValueError`` naming it, so a misconfiguration fails at start-up rather than silently.
+    """
+
+    def __init__(self, host: str, port: int = 8125, prefix: str | None = "tradewarden") -> None:
+        if not isinstance(host, str) or not host.strip():
+            raise ValueError(f"statsd_host must be a non-empty string, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"statsd_port must be a port number in 1..65535, got {port!r}")
+        if prefix is not None and not isinstance(prefix, str):
+            raise ValueError(f"statsd_prefix must be a string or None, got {prefix!r}")
+        self._host = host
+        self._port = port
+        self._prefix = prefix or None
+        self._lock = threading.Lock()
+        self._dropped = 0
+        try:
+            self._client = _NonBlockingClient(host, port, self._prefix, self._drop)
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"statsd_host {host!r} (port {port}) cannot be resolved: {exc}") from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricsSink:
+        """A `StatsdMetrics` for ``settings.statsd_host``/``port``/``prefix``, or `NullMetrics`
+        when no statsd host is configured."""
+        if settings.statsd_host is None:
+            return NullMetrics()
+        return cls(settings.statsd_host, settings.statsd_port, settings.statsd_prefix)
+
+    def incr(self, name: str, count: int = 1) -> None:
+        """Add ``count`` to the counter ``name`` (sent as ``prefix.name:count|c``)."""
+        try:
+            self._client.incr(name, count)
+        except Exception as exc:
+            self._drop(exc)
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set the gauge ``name`` to ``value``; a negative value is sent as statsd needs it
+        (a reset to 0 then the value, in one datagram), a non-finite one is dropped."""
+        try:
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(f"gauge {name!r} value must be finite, got {value!r}")
+            self._client.gauge(name, number)
+        except Exception as exc:
+            self._drop(exc)
+
+    def timing(self, name: str, milliseconds: float) -> None:
+        """Record one duration of ``milliseconds`` under the timer ``name``; non-finite is dropped."""
+        try:
+            number = float(milliseconds)
+            if not math.isfinite(number):
+                raise ValueError(f"timing {name!r} milliseconds must be finite, got {milliseconds!r}")
+            self._client.timing(name, number)
+        except Exception as exc:
+            self._drop(exc)
+
+    @property
+    def dropped(self) -> int:
+        """How many figures could not be sent since this sink was made."""
+        with self._lock:
+            return self._dropped
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The ``(host, port)`` figures are sent to, as configured."""
+        return (self._host, self._port)
+
+    def close(self) -> None:
+        """Close the socket; later figures are dropped (and counted), never raised."""
+        try:
+            self._client.close()
+        except OSError:
+            pass
+
+    def _drop(self, exc: BaseException) -> None:
+        with self._lock:
+            self._dropped += 1
+            first = self._dropped == 1
+        if first:
+            # Logged once: a dead daemon would otherwise log on every figure, on the hot path.
+            logger.bind(component="metrics").warning(
+                "statsd {}:{}: a figure was dropped ({}: {}); further drops are only counted",
+                self._host,
+                self._port,
+                type(exc).__name__,
+                exc,
+            )
+
+    def __repr__(self) -> str:
+        return f"StatsdMetrics(host={self._host!r}, port={self._port!r}, prefix={self._prefix!r})"
+

@@ -1,0 +1,219 @@
+"""A real local HTTP server speaking the Telegram Bot API's sendMessage, scriptable per request.
+
+Each request takes the next scripted `Reply` (then plain success once the script runs out):
+success, a 5xx, a 429 with ``parameters.retry_after``, any other error, or a hang that holds the
+connection open until `BotApiServer.release` (or the server closes). Every request is recorded
+with its arrival time, so tests assert what arrived and when.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+__all__ = ["TEST_TOKEN", "Reply", "Received", "BotApiServer", "bot_api"]
+
+# Shaped like a real token (bot id, colon, 35 characters) so scrubbing is tested on the real form.
+TEST_TOKEN = "987654321:AAHtestTOKENsecret_abcdefghijklmnopq"
+
+_PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>\w+)$")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How the server answers one request: ``kind`` is ok, error, too_many or hang."""
+
+    kind: str
+    status: int = 200
+    description: str = ""
+    retry_after: float = 0
+
+    @classmethod
+    def ok(cls) -> Reply:
+        """200 with ``{"ok": true, "result": <the message>}``."""
+        return cls("ok")
+
+    @classmethod
+    def error(cls, status: int = 500, description: str = "Internal Server Error") -> Reply:
+        """``status`` with ``{"ok": false, "error_code": status, "description": ...}``."""
+        return cls("error", status, description)
+
+    @classmethod
+    def too_many(cls, retry_after: float) -> Reply:
+        """429 with ``parameters.retry_after``, exactly as Telegram's flood control answers."""
+        return cls("too_many", 429, f"Too Many Requests: retry after {retry_after:g}", retry_after)
+
+    @classmethod
+    def hang(cls) -> Reply:
+        """Hold the connection, answering nothing, until released."""
+        return cls("hang")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as it arrived: token and method from the path, the JSON body, the
+    ``time.monotonic()`` of arrival, and the kind of reply it got."""
+
+    token: str
+    method: str
+    payload: Any
+    at: float
+    reply: str
+
+    @property
+    def text(self) -> str | None:
+        """The message text sent, if any."""
+        return self.payload.get("text") if isinstance(self.payload, dict) else None
+
+
+class BotApiServer:
+    """The server on 127.0.0.1 at a free port; `url` is the base URL to give the client."""
+
+    def __init__(self, token: str = TEST_TOKEN) -> None:
+        self.token = token
+        self._script: deque[Reply] = deque()
+        self._received: list[Received] = []
+        self._changed = threading.Condition()
+        self._release = threading.Event()
+        self._message_ids = iter(range(1, 1_000_000))
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                owner._handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802
+                owner._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep the test output clean
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        # A short poll interval keeps close() quick: shutdown() waits for the serving loop's next poll.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="bot-api-server", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321``."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> BotApiServer:
+        """Start serving on a background thread."""
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Release hung requests, stop serving and close the socket."""
+        self._release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> BotApiServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies for the next requests, in order."""
+        with self._changed:
+            self._script.extend(replies)
+
+    def release(self) -> None:
+        """Let every hung request (and any later hang) end without an answer."""
+        self._release.set()
+
+    @property
+    def requests(self) -> list[Received]:
+        """Every request so far, in arrival order."""
+        with self._changed:
+            return list(self._received)
+
+    @property
+    def delivered(self) -> list[Received]:
+        """The sendMessage requests that got a success answer, in arrival order."""
+        return [r for r in self.requests if r.method == "sendMessage" and r.reply == "ok"]
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[Received]:
+        """Block until at least ``count`` requests arrived; fail the test after ``timeout``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._received) >= count, timeout):
+                pytest.fail(f"expected {count} requests within {timeout}s, got {len(self._received)}: {self._received!r}")
+            return list(self._received)
+
+    # -- the handler ----------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        arrived = time.monotonic()
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = None
+        match = _PATH.match(handler.path)
+        token, method = (match["token"], match["method"]) if match else ("", "")
+        with self._changed:
+            if token != self.token:
+                reply = Reply.error(401, "Unauthorized")
+            elif method != "sendMessage":
+                reply = Reply.error(404, "Not Found: method not found")
+            else:
+                reply = self._script.popleft() if self._script else Reply.ok()
+            self._received.append(Received(token, method, payload, arrived, reply.kind))
+            self._changed.notify_all()
+        if reply.kind == "hang":
+            self._release.wait(30)  # bounded, so a forgotten release cannot wedge the test run
+            handler.close_connection = True
+            return
+        if reply.kind == "ok":
+            text = payload.get("text") if isinstance(payload, dict) else None
+            chat = payload.get("chat_id") if isinstance(payload, dict) else None
+            answer: dict[str, Any] = {
+                "ok": True,
+                "result": {
+                    "message_id": next(self._message_ids),
+                    "date": int(time.time()),
+                    "chat": {"id": chat, "type": "private"},
+                    "text": text,
+                },
+            }
+            status = 200
+        else:
+            answer = {"ok": False, "error_code": reply.status, "description": reply.description}
+            if reply.kind == "too_many":
+                answer["parameters"] = {"retry_after": reply.retry_after}
+            status = reply.status
+        data = json.dumps(answer).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (timed out) first
+
+
+@pytest.fixture
+def bot_api() -> Iterator[BotApiServer]:
+    """A started `BotApiServer` expecting `TEST_TOKEN`, closed after the test."""
+    server = BotApiServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,46 @@
+"""`python -m benchmarks --quick` runs every benchmark and prints every figure's row (no speeds asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FIGURES = (
+    "pykka tell throughput",
+    "pykka ask round trip p50",
+    "pykka ask round trip p99",
+    "guard reaction p50 (tell breach -> broker flat)",
+    "guard reaction p99 (tell breach -> broker flat)",
+    "guard reaction p50, store",
+    "guard reaction p99, store",
+    "guard throughput, 1 reading/message",
+    "guard throughput, EquityBatch of 1000",
+    "restart p50 (Crash -> Pong from new incarnation)",
+    "restart p99 (Crash -> Pong from new incarnation)",
+    "heartbeat jitter p50 (HEARTBEAT at subscriber)",
+    "heartbeat jitter p99 (HEARTBEAT at subscriber)",
+    "heartbeat jitter p50 (tick at heartbeat actor)",
+    "heartbeat jitter p99 (tick at heartbeat actor)",
+    "heartbeat drift, last beat vs ideal",
+    "heartbeat catch-up bursts",
+    "full replay, journal",
+    "full replay, journal MemoryStore",
+    "RSS growth, 50,000 EquityReadings through the guard",
+)
+
+
+def test_quick_run_prints_every_figure() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    missing = [name for name in FIGURES if not any(row.startswith(f"| {name}") for row in rows)]
+    assert not missing, f"rows missing: {missing}\nstdout:\n{done.stdout}"

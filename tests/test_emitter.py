@@ -1,0 +1,122 @@
+"""The emitter's fan-out: every sink and subscriber gets every event; a failing or slow one
+neither blocks nor breaks the others; events are counted per type."""
+
+from __future__ import annotations
+
+import threading
+
+import pykka
+from actor_helpers import WAIT, EventLog
+
+from actors import ChildSpec, EmitterActor, Supervisor
+from actors.messages import Publish, Subscribe, Unsubscribe
+from runtime import Event, EventType, MemoryMetrics, MemoryStore
+from actors.emitter import journal_sink
+
+
+def emitter(sinks=(), subscribers=None, metrics=None):
+    from actors.emitter import Subscribers
+
+    subs = Subscribers(subscribers or [])
+    handle = Supervisor.launch(
+        [ChildSpec("emitter", lambda ctx: EmitterActor.start(ctx, sinks=sinks, subscribers=subs, metrics=metrics))]
+    )
+    return handle, handle.address("emitter")
+
+
+def event(kind=EventType.TRADE_EXECUTED, n=0) -> Event:
+    return Event(kind, "main", {"n": n})
+
+
+def test_every_sink_and_subscriber_gets_every_event_in_order():
+    first, second, subscriber = EventLog(), EventLog(), EventLog()
+    handle, address = emitter([first, second], [subscriber])
+    sent = [event(n=i) for i in range(20)]
+    for e in sent:
+        address.tell(Publish(e))
+    for log in (first, second, subscriber):
+        assert log.wait_count(EventType.TRADE_EXECUTED, 20) == sent
+    handle.stop()
+
+
+def test_a_failing_sink_is_counted_and_the_others_still_get_every_event():
+    def broken(_: Event) -> None:
+        raise OSError("disk full")
+
+    good, metrics = EventLog(), MemoryMetrics()
+    handle, address = emitter([broken, good], metrics=metrics)
+    for i in range(5):
+        address.tell(Publish(event(n=i)))
+    good.wait_count(EventType.TRADE_EXECUTED, 5)
+    handle.stop()  # the workers finish what they were given before the emitter stops
+    assert metrics.counters["sink_errors_total"] == 5
+
+
+def test_a_slow_sink_does_not_hold_up_the_others():
+    gate = threading.Event()
+
+    def stuck(_: Event) -> None:
+        gate.wait(WAIT)
+
+    fast = EventLog()
+    handle, address = emitter([stuck, fast])
+    for i in range(10):
+        address.tell(Publish(event(n=i)))
+    fast.wait_count(EventType.TRADE_EXECUTED, 10, timeout=2.0)
+    assert not gate.is_set()
+    gate.set()
+    handle.stop()
+
+
+def test_a_host_systems_pykka_actor_can_subscribe_and_unsubscribe():
+    received = EventLog()
+
+    class HostActor(pykka.ThreadingActor):
+        def on_receive(self, message):
+            received(message)
+
+    host = HostActor.start()
+    handle, address = emitter()
+    address.tell(Subscribe(host))
+    address.tell(Publish(event(EventType.HEARTBEAT)))
+    received.wait_count(EventType.HEARTBEAT, 1)
+    address.tell(Unsubscribe(host))
+    address.tell(Publish(event(EventType.HEARTBEAT)))
+    address.ask(Publish(event(EventType.LOOP_STARTED)))
+    assert len(received.of(EventType.HEARTBEAT)) == 1
+    host.stop()
+    handle.stop()
+
+
+def test_a_subscriber_that_has_died_does_not_stop_the_fan_out():
+    class Gone(pykka.ThreadingActor):
+        pass
+
+    gone = Gone.start()
+    gone.stop()
+    log = EventLog()
+    handle, address = emitter([log], [gone])
+    address.tell(Publish(event()))
+    log.wait_count(EventType.TRADE_EXECUTED, 1)
+    handle.stop()
+
+
+def test_events_are_counted_per_type_as_analytics_events_total():
+    metrics, log = MemoryMetrics(), EventLog()
+    handle, address = emitter([log], metrics=metrics)
+    for kind in (EventType.TRADE_EXECUTED, EventType.TRADE_EXECUTED, EventType.HEARTBEAT):
+        address.tell(Publish(event(kind)))
+    log.wait_for(lambda es: len(es) == 3)
+    assert metrics.counters["analytics_events_total.trade_executed"] == 2
+    assert metrics.counters["analytics_events_total.heartbeat"] == 1
+    handle.stop()
+
+
+def test_the_journal_sink_keeps_each_event_once():
+    store = MemoryStore()
+    handle, address = emitter([journal_sink(store)])
+    e = event()
+    address.tell(Publish(e))
+    address.tell(Publish(e))
+    handle.stop()
+    assert store.events() == [e]

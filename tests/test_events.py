@@ -1,0 +1,151 @@
+"""Events: exact JSON round trip, UTC timestamps, and metadata checked where it enters."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+
+from runtime import Event, EventType, Level, TradingState
+from strategies import event_metadata, events
+
+
+@settings(max_examples=200)
+@given(event=events())
+def test_an_event_survives_a_json_round_trip_exactly(event):
+    text = event.to_json()
+    back = Event.from_json(text)
+    assert back == event
+    assert back.metadata == event.metadata
+    assert back.timestamp == event.timestamp and back.timestamp.utcoffset() == timedelta(0)
+    assert back.to_json() == text
+    assert "\n" not in text
+
+
+@given(metadata=event_metadata())
+def test_json_shaped_metadata_is_kept_as_given(metadata):
+    event = Event(EventType.HEARTBEAT, "main", metadata)
+    assert event.metadata == metadata
+    assert json.loads(event.to_json())["metadata"] == metadata
+
+
+@given(event=events())
+def test_every_timestamp_is_timezone_aware_utc(event):
+    assert event.timestamp.tzinfo is not None
+    assert event.timestamp.utcoffset() == timedelta(0)
+
+
+def test_a_timestamp_in_another_zone_becomes_the_same_instant_in_utc():
+    tokyo = datetime(2024, 7, 1, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    event = Event(EventType.LOOP_STARTED, "main", timestamp=tokyo)
+    assert event.timestamp == datetime(2024, 7, 1, 0, 0, tzinfo=UTC)
+    assert event.timestamp.utcoffset() == timedelta(0)
+    assert event.to_json().count('"timestamp":"2024-07-01T00:00:00+00:00"') == 1
+
+
+def test_the_default_timestamp_is_now_in_utc():
+    before = datetime.now(UTC)
+    event = Event(EventType.HEARTBEAT, "main")
+    assert before <= event.timestamp <= datetime.now(UTC)
+    assert event.timestamp.utcoffset() == timedelta(0)
+
+
+def test_a_naive_timestamp_is_refused_naming_it():
+    with pytest.raises(ValueError, match="timestamp must be a timezone-aware datetime, got datetime"):
+        Event(EventType.HEARTBEAT, "main", timestamp=datetime(2024, 1, 1))
+
+
+def test_two_events_get_different_ids():
+    assert Event(EventType.HEARTBEAT, "main").event_id != Event(EventType.HEARTBEAT, "main").event_id
+
+
+def test_the_event_type_may_be_given_by_its_json_name():
+    assert Event("guard_triggered", "main").event_type is EventType.GUARD_TRIGGERED
+
+
+def test_an_unknown_event_type_is_refused_naming_it():
+    with pytest.raises(ValueError, match="'exploded'"):
+        Event("exploded", "main")
+
+
+def test_a_loop_id_that_is_not_a_string_is_refused():
+    with pytest.raises(TypeError, match="loop_id"):
+        Event(EventType.HEARTBEAT, 7)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+def test_metadata_is_held_in_its_json_shape():
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    event = Event(
+        EventType.TRADING_STATE_CHANGED,
+        "main",
+        {"state": TradingState.HALTED, "pair": (1, 2), "at": when, "colour": Colour.RED, "nested": {"l": [Colour.RED]}},
+    )
+    assert event.metadata == {
+        "state": "halted",
+        "pair": [1, 2],
+        "at": "2024-01-02T03:04:05+00:00",
+        "colour": "red",
+        "nested": {"l": ["red"]},
+    }
+    assert Event.from_json(event.to_json()) == event
+
+
+def test_an_int_enum_in_metadata_round_trips_equal():
+    event = Event(EventType.GUARD_TRIGGERED, "main", {"level": Level.BREACH})
+    assert Event.from_json(event.to_json()) == event
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_number_in_metadata_is_refused_naming_its_path(bad):
+    with pytest.raises(ValueError, match=rf"metadata\['figures'\]\[1\] must be finite, got {bad!r}"):
+        Event(EventType.HEARTBEAT, "main", {"figures": [1.0, bad]})
+
+
+def test_a_metadata_key_that_is_not_a_string_is_refused_naming_it():
+    with pytest.raises(TypeError, match="keys must be strings, got 3"):
+        Event(EventType.HEARTBEAT, "main", {"inner": {3: "x"}})
+
+
+def test_a_metadata_value_that_json_cannot_hold_is_refused_naming_its_type():
+    with pytest.raises(TypeError, match=r"metadata\['blob'\].*bytes"):
+        Event(EventType.HEARTBEAT, "main", {"blob": b"\x00"})
+
+
+def test_metadata_that_is_not_a_mapping_is_refused():
+    with pytest.raises(TypeError, match="metadata must be a mapping"):
+        Event(EventType.HEARTBEAT, "main", [("a", 1)])
+
+
+def test_metadata_is_copied_so_later_changes_to_the_argument_do_not_leak_in():
+    given_metadata = {"a": [1]}
+    event = Event(EventType.HEARTBEAT, "main", given_metadata)
+    given_metadata["a"].append(2)
+    given_metadata["b"] = 3
+    assert event.metadata == {"a": [1]}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json",
+        "[]",
+        '"event"',
+        '{"event_type": "heartbeat"}',
+        '{"event_type": "nope", "loop_id": "m", "metadata": {}, "timestamp": "2024-01-01T00:00:00+00:00", "event_id": "x"}',
+        '{"event_type": "heartbeat", "loop_id": "m", "metadata": {}, "timestamp": "yesterday", "event_id": "x"}',
+        '{"event_type": "heartbeat", "loop_id": "m", "metadata": [], "timestamp": "2024-01-01T00:00:00+00:00", "event_id": "x"}',
+    ],
+)
+def test_text_that_is_not_an_events_json_raises_value_error(text):
+    with pytest.raises(ValueError):
+        Event.from_json(text)

@@ -1,0 +1,275 @@
+"""The examples end to end, each in its own process: exit codes, files, and agreement with the journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+
+from runtime.drawdown import DrawdownTracker, max_drawdown
+from runtime.events import EventType
+from runtime.prices import Bar, synthetic_bars
+from runtime.report import GuardTrigger, RunSummary, format_summary
+from runtime.settings import Settings
+from runtime.sqlite_store import SqliteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+RUN_TIMEOUT = 120.0
+SUMMARY_KEYS = {
+    "start_equity", "final_equity", "max_drawdown", "trades", "guard_triggers", "restarts", "events_by_type",
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any tradewarden setting, so a developer's own
+    variables cannot change what the examples do under test."""
+    names = {var for field in attrs.fields(Settings) for var in field.metadata["env"]}
+    env = {key: value for key, value in os.environ.items() if key not in names}
+    env.update(extra)
+    return env
+
+
+def run_example(
+    name: str, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )
+
+
+def journal(out: Path):
+    with SqliteStore(out / "state.db") as store:
+        return store.events()
+
+
+def equity_rows(out: Path) -> list[tuple[datetime, float]]:
+    lines = (out / "equity.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "timestamp,equity"
+    rows = []
+    for line in lines[1:]:
+        stamp, value = line.split(",")
+        rows.append((datetime.fromisoformat(stamp), float(value)))
+    return rows
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    assert data[12:16] == b"IHDR", "a PNG starts with its IHDR chunk"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def check_paper_run(out: Path, bars: list[Bar], limit: float) -> dict:
+    """Every promise of a finished paper run: files, summary keys, agreement with the journal and
+    with the equity series, and the guard firing exactly where the data says it must."""
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert set(summary) == SUMMARY_KEYS
+
+    events = journal(out)
+    counts = Counter(event.event_type.value for event in events)
+    assert summary["events_by_type"] == dict(counts)
+    assert summary["trades"] == counts["trade_executed"]
+    assert summary["restarts"] == counts["actor_restarted"] == 0
+    triggered = [e for e in events if e.event_type is EventType.GUARD_TRIGGERED]
+    assert summary["guard_triggers"] == [
+        {"time": e.metadata["at"], "guard": e.metadata["guard"], "reason": e.metadata["reason"]} for e in triggered
+    ]
+    assert events[0].event_type is EventType.LOOP_STARTED and events[-1].event_type is EventType.LOOP_STOPPED
+    assert counts["stall_detected"] == 0
+
+    rows = equity_rows(out)
+    assert [t for t, _ in rows] == [bar.time for bar in bars]  # one row per bar, in order
+    values = [v for _, v in rows]
+    assert summary["final_equity"] == values[-1]
+    assert summary["max_drawdown"] == pytest.approx(max_drawdown(values, start_equity=summary["start_equity"]))
+
+    # Where the data says the guard must fire: the first bar whose drawdown reaches the limit.
+    tracker = DrawdownTracker(summary["start_equity"])
+    first_breach = None
+    for moment, value in rows:
+        tracker.observe(value)
+        if tracker.drawdown >= limit:
+            first_breach = moment
+            break
+    assert first_breach is not None, "the series must breach the limit for this check to mean anything"
+    assert triggered and triggered[0].metadata["guard"] == "max_drawdown"
+    assert datetime.fromisoformat(summary["guard_triggers"][0]["time"]) == first_breach
+    # ...and the guard closed the position there: the equity is flat from that bar on.
+    closed = [e for e in events if e.event_type is EventType.POSITION_CLOSED]
+    assert closed and closed[0].timestamp == first_breach
+    after = [v for t, v in rows if t >= first_breach]
+    assert after == pytest.approx([after[0]] * len(after))
+
+    width, height = png_size(out / "report.png")
+    assert 400 <= width <= 4000 and 300 <= height <= 4000
+    return summary
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("paper")
+    result = run_example("paper_trading.py", "--bars", "120", cwd=cwd)
+    return cwd, result
+
+
+def test_paper_trading_on_the_synthetic_series_agrees_with_its_journal(default_run):
+    cwd, result = default_run
+    assert result.returncode == 0, result.stderr
+    out = cwd / "paper-run"  # the default --out
+    check_paper_run(out, synthetic_bars(120), 0.20)
+    assert "SYNTHETIC DATA" in result.stdout
+    assert "Positions closed by the guard:" in result.stdout
+    # It ends with format_summary's text of what summary.json holds.
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    triggers = [
+        GuardTrigger(datetime.fromisoformat(t["time"]), t["guard"], t["reason"]) for t in summary["guard_triggers"]
+    ]
+    expected = format_summary(RunSummary(**{**summary, "guard_triggers": triggers}), "GBP")
+    assert result.stdout.rstrip().endswith(expected)
+    assert "Guards fired: 1" in expected
+
+
+def test_a_second_run_into_the_same_folder_starts_from_a_fresh_state(default_run):
+    cwd, first = default_run
+    assert first.returncode == 0, first.stderr
+    out = cwd / "paper-run"
+    before = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    again = run_example("paper_trading.py", "--bars", "120", cwd=cwd)
+    assert again.returncode == 0, again.stderr
+    assert "was moved to" in again.stdout
+    assert (out / "state.db.previous").exists()
+    # Not halted from the start by the previous run's latch: the same trades, the same trigger.
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8")) == before
+    check_paper_run(out, synthetic_bars(120), 0.20)
+
+
+def test_the_guard_flags_are_honoured(tmp_path):
+    result = run_example("paper_trading.py", "--bars", "120", "--max-drawdown", "35", "--out", "dd35", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = check_paper_run(tmp_path / "dd35", synthetic_bars(120), 0.35)
+    assert "limit 35.00%" in summary["guard_triggers"][0]["reason"]
+
+
+def write_mt5(path: Path, bars: list[Bar]) -> None:
+    lines = ["<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"]
+    for bar in bars:
+        lines.append(
+            f"{bar.time:%Y.%m.%d}\t{bar.time:%H:%M:%S}\t{bar.open}\t{bar.high}\t{bar.low}\t{bar.close}"
+            f"\t{int(bar.volume)}\t0\t12"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_an_mt5_export_with_a_weekend_gap_replays_without_a_false_stall(tmp_path):
+    # The synthetic prices with a 48-hour gap after bar 60, as a market closed for a weekend.
+    bars = [
+        attrs.evolve(bar, time=bar.time + timedelta(hours=48)) if index > 60 else bar
+        for index, bar in enumerate(synthetic_bars(150))
+    ]
+    prices = tmp_path / "EURX_H1.csv"
+    write_mt5(prices, bars)
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--symbol", "EURX", "--volume", "100", "--out", "mt5",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC" not in result.stdout and f"prices from {prices}" in result.stdout
+    check_paper_run(tmp_path / "mt5", bars, 0.20)
+
+
+def test_without_matplotlib_it_says_how_to_install_the_plot_extra_and_still_finishes(tmp_path):
+    hidden = tmp_path / "hide-matplotlib" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("matplotlib is hidden for this test")\n', encoding="utf-8")
+    env = clean_env(PYTHONPATH=str(hidden.parent))
+    result = run_example("paper_trading.py", "--bars", "100", "--out", "noplot", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "pip install -e '.[plot]'" in result.stdout
+    out = tmp_path / "noplot"
+    assert not (out / "report.png").exists()
+    assert {p.name for p in out.iterdir()} >= {"state.db", "equity.csv", "summary.json"}
+    assert "Guards fired: 1" in result.stdout
+
+
+def test_ctrl_c_stops_cleanly_and_writes_the_files_for_the_bars_played(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "paper_trading.py"), "--bars", "400", "--speed", "36000",
+         "--progress", "on", "--out", "interrupted"],
+        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        seen = ""
+        while "5/400 bars" not in seen:  # the progress bar says the replay is under way
+            char = process.stderr.read(1)
+            assert char, f"the example ended before replaying: {seen}"
+            seen += char
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 130, seen + stderr
+    out = tmp_path / "interrupted"
+    rows = equity_rows(out)
+    assert 5 <= len(rows) < 400
+    assert f"stopped cleanly after {len(rows)} of 400 bars" in stdout
+    events = journal(out)
+    assert events[-1].event_type is EventType.LOOP_STOPPED and events[-1].metadata["how"] == "normal"
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["events_by_type"] == dict(Counter(e.event_type.value for e in events))
+
+
+def test_help_explains_every_option_and_bad_input_is_named(tmp_path):
+    result = run_example("paper_trading.py", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for flag in ("--prices", "--symbol", "--volume", "--config", "--max-drawdown", "--min-equity", "--daily-loss",
+                 "--speed", "--statsd", "--telegram-token", "--telegram-chat", "--log-json", "--out"):
+        assert flag in result.stdout
+    missing = run_example("paper_trading.py", "--prices", "no-such-file.csv", cwd=tmp_path)
+    assert missing.returncode == 2 and "no-such-file.csv" in missing.stderr
+    bad = run_example("paper_trading.py", "--max-drawdown", "-5", cwd=tmp_path)
+    assert bad.returncode == 2 and "--max-drawdown must be a finite number > 0, got '-5'" in bad.stderr
+
+
+def test_crash_recovery_restarts_every_way_of_dying_and_keeps_the_peak(tmp_path):
+    result = run_example("crash_recovery.py", "--out", "drills", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "peak equity kept across every crash: yes" in result.stdout
+    drills = json.loads((tmp_path / "drills" / "drills.json").read_text(encoding="utf-8"))
+    assert [(d["actor"], d["how"].split(" (")[0].split(",")[0]) for d in drills] == [
+        ("guard", "exception in a told message"), ("guard", "hang"), ("guard", "stopped on its own"),
+        ("guard", "start failure"), ("loop", "exception in a told message"), ("loop", "hang"),
+        ("loop", "stopped on its own"), ("loop", "start failure"),
+    ]
+    for drill in drills:
+        assert drill["restarted"] and drill["peak_kept"] and drill["peak_after"] == drill["peak_before"], drill
+    causes = [drill["causes"][0] for drill in drills]
+    assert "guard crash" in causes[0] and "liveness probe" in causes[1] and "StoreOutage" in causes[3]
+    assert "loop crash" in causes[4] and "did not answer" in causes[5] and "StoreOutage" in causes[7]
+    # The journal agrees: one ACTOR_RESTARTED per drill, with the same causes.
+    restarted = [e for e in journal(tmp_path / "drills") if e.event_type is EventType.ACTOR_RESTARTED]
+    assert [(e.metadata["actor"], str(e.metadata["cause"] or "(no cause given)")) for e in restarted] == [
+        (d["actor"], d["causes"][0]) for d in drills
+    ]
+
+
+def test_embedded_escalation_reaches_the_host_supervisor(tmp_path):
+    result = run_example("embedded.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "crash 1: restarted inside the trading system" in out
+    assert "host supervisor notified: child 'trading' failed and was restarted" in out
+    assert "restarts exceeded 1" in out
+    assert "host event actor heard from the fail-safe: trading_state_changed to halted; position_closed" in out
+    assert "trading incarnation 2, restarts 1" in out
+    assert "guard is halted" in out and out.rstrip().endswith("host: stopped")

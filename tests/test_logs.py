@@ -1,0 +1,58 @@
+"""configure_logging: human lines with the bound context, JSON lines that parse and carry it."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+
+import pytest
+from loguru import logger
+
+from runtime.logs import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def restore_loguru() -> Iterator[None]:
+    # configure_logging replaces every sink; put a plain stderr sink back for the other tests.
+    yield
+    logger.remove()
+    logger.add(sys.stderr)
+
+
+def test_json_lines_parse_and_carry_bound_extras() -> None:
+    out = io.StringIO()
+    configure_logging("DEBUG", json=True, sink=out)
+    logger.bind(actor="GuardActor", loop_id="main").warning("drawdown {:.1%}", 0.185)
+    logger.debug("plain")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["record"]["message"] == "drawdown 18.5%"
+    assert first["record"]["level"]["name"] == "WARNING"
+    assert first["record"]["extra"] == {"actor": "GuardActor", "loop_id": "main"}
+    assert second["record"]["extra"] == {}
+
+
+def test_human_lines_show_actor_and_loop_first_then_other_extras() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", sink=out)
+    logger.bind(component="alerts", loop_id="main", actor="AlertActor").info("sent {}", "{not a field}")
+    logger.info("no context")
+    with_context, without = out.getvalue().splitlines()
+    assert "| actor=AlertActor loop_id=main component=alerts | sent {not a field}" in with_context
+    assert " | INFO     | " in with_context
+    assert "=" not in without.split(" | ", 3)[2] and without.endswith("| no context")
+
+
+def test_the_level_filters_and_a_bad_level_is_named_and_changes_nothing() -> None:
+    out = io.StringIO()
+    configure_logging("warning", sink=out)
+    logger.info("hidden")
+    logger.error("shown")
+    with pytest.raises(ValueError, match="log_level .* got 'LOUD'"):
+        configure_logging("loud", sink=io.StringIO())
+    logger.error("still here")
+    lines = out.getvalue().splitlines()
+    assert [line.rsplit("| ", 1)[1] for line in lines] == ["shown", "still here"]

@@ -1,0 +1,167 @@
+"""The trading loop inside a real trading system: signals to orders by trading state, events,
+equity to the guard, heartbeat figures and lifetime totals that survive a restart."""
+
+from __future__ import annotations
+
+import pytest
+from actor_helpers import EventLog, FlakyBroker
+
+from actors import start_trading_system
+from actors.loop import reduces_exposure
+from actors.messages import Crash, GetMetrics, RunCycle, TradingStateChanged
+from runtime import (
+    BrokerError,
+    EventType,
+    ListSignalSource,
+    ManualClock,
+    MemoryMetrics,
+    MemoryStore,
+    Order,
+    PaperBroker,
+    Position,
+    Settings,
+    Signal,
+    TradingState,
+)
+
+
+class RejectSmall:
+    """An approval policy that refuses signals below a volume."""
+
+    def approve(self, signal: Signal, state: TradingState) -> bool:
+        return signal.volume >= 5
+
+
+@pytest.fixture
+def system_factory():
+    systems = []
+
+    def make(broker=None, *, settings=None, approval=None, store=None, metrics=None):
+        broker = broker or PaperBroker(10_000)
+        if isinstance(broker, PaperBroker):
+            broker.update_price("X", 100.0)
+        signals = ListSignalSource()
+        events = EventLog()
+        system = start_trading_system(
+            settings or Settings(heartbeat_interval_seconds=3600),
+            broker,
+            signals,
+            approval=approval,
+            store=store or MemoryStore(),
+            metrics=metrics,
+            clock=ManualClock(),
+            loop_interval=None,
+            subscribers=[events],
+        )
+        systems.append(system)
+        return system, signals, events, broker
+
+    yield make
+    for system in systems:
+        system.stop()
+
+
+def test_a_signal_is_received_approved_executed_and_the_equity_goes_to_the_guard(system_factory):
+    system, signals, events, broker = system_factory()
+    signals.push(Signal("X", "buy", 10, reason="test"))
+    status = system.loop.ask(RunCycle())
+    assert status.metrics.signals_processed == 1 and status.metrics.trades_executed == 1
+    assert status.metrics.positions_open == 1 and status.metrics.account_equity == 10_000
+    events.wait_count(EventType.TRADE_EXECUTED, 1)
+    kinds = [e.event_type for e in events.events if e.event_type.value.startswith(("signal", "trade"))]
+    assert kinds == [EventType.SIGNAL_RECEIVED, EventType.SIGNAL_APPROVED, EventType.TRADE_EXECUTED]
+    assert broker.net_volume("X") == 10
+    broker.update_price("X", 200.0)
+    system.loop.ask(RunCycle())
+    assert system.guard_status().state.peak_equity == 11_000
+
+
+def test_a_signal_the_policy_refuses_is_received_but_not_executed(system_factory):
+    system, signals, events, broker = system_factory(approval=RejectSmall())
+    signals.push(Signal("X", "buy", 1))
+    status = system.loop.ask(RunCycle())
+    assert status.metrics.signals_processed == 1 and status.metrics.trades_executed == 0
+    assert events.of(EventType.SIGNAL_APPROVED) == [] and broker.open_positions() == []
+
+
+def test_while_halted_no_order_reaches_the_broker_and_the_signal_is_recorded_as_rejected(system_factory):
+    broker = FlakyBroker(PaperBroker(10_000))
+    broker.inner.update_price("X", 100.0)
+    system, signals, events, _ = system_factory(broker)
+    system.loop.tell(TradingStateChanged(TradingState.HALTED, "test"))
+    signals.push(Signal("X", "buy", 10))
+    system.loop.ask(RunCycle())
+    [failed] = events.wait_count(EventType.TRADE_FAILED, 1)
+    assert failed.metadata["rejected"] is True and failed.metadata["error"] == "trading halted"
+    assert broker.submit_calls == 0
+
+
+def test_while_reducing_only_orders_that_reduce_exposure_go_through(system_factory):
+    system, signals, events, broker = system_factory()
+    signals.push(Signal("X", "buy", 10))
+    system.loop.ask(RunCycle())
+    system.loop.tell(TradingStateChanged(TradingState.REDUCING, "warning"))
+    signals.push(Signal("X", "buy", 5), Signal("X", "sell", 20), Signal("X", "sell", 4))
+    status = system.loop.ask(RunCycle())
+    assert status.metrics.trades_executed == 2
+    assert broker.net_volume("X") == 6
+    rejected = events.wait_count(EventType.TRADE_FAILED, 2)
+    assert [e.metadata["volume"] for e in rejected] == [5, 20]
+
+
+def test_a_broker_that_raises_gives_trade_failed_and_an_error_count_and_the_loop_lives_on(system_factory):
+    class RefusingBroker(PaperBroker):
+        def submit_order(self, order: Order):
+            raise BrokerError("market closed")
+
+    system, signals, events, broker = system_factory(RefusingBroker(10_000))
+    signals.push(Signal("X", "buy", 1))
+    status = system.loop.ask(RunCycle())
+    assert status.metrics.error_count == 1
+    [failed] = events.wait_count(EventType.TRADE_FAILED, 1)
+    assert "market closed" in failed.metadata["error"] and failed.metadata["rejected"] is False
+    assert system.children()["loop"].incarnation == 1
+
+
+def test_lifetime_totals_survive_a_crash_of_the_loop_while_per_run_counts_start_again(system_factory):
+    system, signals, events, broker = system_factory()
+    signals.push(Signal("X", "buy", 1), Signal("X", "buy", 1))
+    system.loop.ask(RunCycle())
+    system.loop.tell(Crash())
+    signals.push(Signal("X", "buy", 1))
+    status = system.loop.ask(RunCycle())
+    assert status.metrics.total_signals_lifetime == 3 and status.metrics.total_trades_lifetime == 3
+    assert status.metrics.signals_processed == 1
+    events.wait_count(EventType.LOOP_STARTED, 2)
+    [stopped] = events.wait_count(EventType.LOOP_STOPPED, 1)
+    assert stopped.metadata["how"] == "crashed"
+
+
+def test_a_restarted_loop_starts_in_the_state_the_guard_saved(system_factory):
+    system, signals, events, broker = system_factory()
+    signals.push(Signal("X", "buy", 30))
+    system.loop.ask(RunCycle())
+    broker.update_price("X", 1.0)  # equity 7,030: a 29.7% drawdown
+    system.loop.ask(RunCycle())
+    assert system.guard_status().state.trading_state is TradingState.HALTED
+    system.loop.tell(Crash())
+    assert system.loop.ask(GetMetrics()).trading_state is TradingState.HALTED
+
+
+def test_loop_duration_and_positions_are_reported_as_metrics(system_factory):
+    metrics = MemoryMetrics()
+    system, signals, events, broker = system_factory(metrics=metrics)
+    signals.push(Signal("X", "buy", 1))
+    system.loop.ask(RunCycle())
+    assert metrics.gauges["positions_open"] == 1
+    assert len(metrics.timings["loop_duration_ms"]) == 1 and metrics.timings["loop_duration_ms"][0] >= 0
+
+
+@pytest.mark.parametrize(
+    ("side", "volume", "net", "expected"),
+    [("sell", 5, 10, True), ("sell", 10, 10, True), ("sell", 11, 10, False), ("buy", 1, 10, False),
+     ("buy", 5, -10, True), ("sell", 1, 0, False)],
+)
+def test_reduces_exposure_only_for_orders_that_shrink_the_net_position(side, volume, net, expected):
+    positions = [] if net == 0 else [Position("1", "X", "buy" if net > 0 else "sell", abs(net), 100.0)]
+    assert reduces_exposure(Signal("X", side, volume), positions) is expected

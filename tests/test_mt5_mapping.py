@@ -1,0 +1,217 @@
+"""The MetaTrader 5 adapter: its pure mapping on MT5-shaped tuples, and the clear ImportError off Windows."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from collections import namedtuple
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from runtime import BrokerError, Order, Position, Side
+from runtime.brokers import mt5_mapping as m
+
+# The shapes (field names and order) the MetaTrader5 package returns.
+AccountInfo = namedtuple("AccountInfo", "login balance credit profit equity margin margin_free currency")
+TradePosition = namedtuple(
+    "TradePosition",
+    "ticket time time_msc time_update time_update_msc type magic identifier reason volume price_open "
+    "sl tp price_current swap profit symbol comment external_id",
+)
+Tick = namedtuple("Tick", "time bid ask last volume time_msc flags volume_real")
+OrderSendResult = namedtuple(
+    "OrderSendResult", "retcode deal order volume price bid ask comment request_id retcode_external request"
+)
+TradeDeal = namedtuple(
+    "TradeDeal",
+    "ticket order time time_msc type entry magic position_id reason volume price commission swap profit fee "
+    "symbol comment external_id",
+)
+
+
+def _position(ticket: int = 5001, kind: int = 0, volume: float = 0.3, profit: float = -12.5) -> TradePosition:
+    return TradePosition(
+        ticket, 1_700_000_000, 1_700_000_000_000, 0, 0, kind, 0, ticket, 3, volume, 1.0842, 0.0, 0.0, 1.0815, 0.0,
+        profit, "EURUSD", "", "",
+    )
+
+
+TICK = Tick(1_700_000_000, 1.08150, 1.08162, 0.0, 0, 1_700_000_000_000, 6, 0.0)
+
+
+def _result(retcode: int = 10009, comment: str = "Request executed") -> OrderSendResult:
+    return OrderSendResult(retcode, 777, 888, 0.3, 1.0815, 1.0815, 1.08162, comment, 1, 0, None)
+
+
+# -- pure mapping ------------------------------------------------------------------------------------
+
+
+def test_equity_comes_from_account_info() -> None:
+    assert m.equity_from_account(AccountInfo(1, 10_000.0, 0.0, -250.5, 9_749.5, 120.0, 9_629.5, "GBP")) == 9_749.5
+    with pytest.raises(BrokerError, match="account_info\\(\\) returned None"):
+        m.equity_from_account(None)
+    with pytest.raises(BrokerError, match="account_info\\(\\).equity must be a finite number, got nan"):
+        m.equity_from_account(AccountInfo(1, 0.0, 0.0, 0.0, float("nan"), 0.0, 0.0, "GBP"))
+
+
+def test_positions_map_type_ticket_volume_price_and_profit() -> None:
+    buy, sell = _position(5001, 0, 0.3, -12.5), _position(5002, 1, 1.0, 40.0)
+    assert m.positions_from_mt5((buy, sell)) == [
+        Position("5001", "EURUSD", Side.BUY, 0.3, 1.0842, -12.5),
+        Position("5002", "EURUSD", Side.SELL, 1.0, 1.0842, 40.0),
+    ]
+    assert m.positions_from_mt5(()) == []
+    with pytest.raises(BrokerError, match="positions_get\\(\\) returned None"):
+        m.positions_from_mt5(None)
+
+
+def test_an_unknown_position_type_or_bad_volume_is_refused_naming_it() -> None:
+    with pytest.raises(BrokerError, match="position type must be 0 \\(buy\\) or 1 \\(sell\\), got 7"):
+        m.position_from_mt5(_position(kind=7))
+    with pytest.raises(BrokerError, match="volume must be > 0"):
+        m.position_from_mt5(_position(volume=0.0))
+
+
+def test_a_market_order_request_buys_at_the_ask_and_sells_at_the_bid() -> None:
+    buy = m.market_order_request(Order("EURUSD", Side.BUY, 0.5), TICK, deviation=10, magic=42)
+    assert buy == {
+        "action": m.TRADE_ACTION_DEAL,
+        "symbol": "EURUSD",
+        "volume": 0.5,
+        "type": m.ORDER_TYPE_BUY,
+        "price": TICK.ask,
+        "deviation": 10,
+        "magic": 42,
+        "comment": "tradewarden",
+        "type_time": m.ORDER_TIME_GTC,
+        "type_filling": m.ORDER_FILLING_IOC,
+    }
+    sell = m.market_order_request(Order("EURUSD", Side.SELL, 0.5), TICK)
+    assert (sell["type"], sell["price"]) == (m.ORDER_TYPE_SELL, TICK.bid)
+
+
+def test_closing_a_buy_sells_its_ticket_at_the_bid_and_a_sell_buys_at_the_ask() -> None:
+    close_buy = m.close_request(_position(5001, 0, 0.3), TICK, deviation=5, filling=m.ORDER_FILLING_RETURN)
+    assert close_buy == {
+        "action": 1,
+        "symbol": "EURUSD",
+        "volume": 0.3,
+        "type": 1,
+        "position": 5001,
+        "price": TICK.bid,
+        "deviation": 5,
+        "magic": 0,
+        "comment": "tradewarden",
+        "type_time": 0,
+        "type_filling": 2,
+    }
+    close_sell = m.close_request(_position(5002, 1, 1.0), TICK)
+    assert (close_sell["type"], close_sell["position"], close_sell["price"]) == (0, 5002, TICK.ask)
+
+
+def test_no_tick_means_no_price() -> None:
+    with pytest.raises(BrokerError, match="symbol_info_tick\\(\\) returned None"):
+        m.market_price(Side.BUY, None)
+    with pytest.raises(BrokerError, match="tick.bid must be > 0, got 0.0"):
+        m.market_price(Side.SELL, TICK._replace(bid=0.0))
+
+
+def test_only_retcode_done_is_success() -> None:
+    done = _result()
+    assert m.check_order_result(done, "closing position 5001") is done
+    with pytest.raises(BrokerError, match=r"closing position 5001: refused with retcode 10018 \('Market closed'\)"):
+        m.check_order_result(_result(10018, "Market closed"), "closing position 5001")
+    with pytest.raises(BrokerError, match=r"retcode 10010"):  # a partial fill is not a done close
+        m.check_order_result(_result(10010, "partial"), "closing position 5001")
+    with pytest.raises(BrokerError, match=r"order_send\(\) returned None \(last_error \(-2, 'Invalid params'\)\)"):
+        m.check_order_result(None, "market buy", (-2, "Invalid params"))
+
+
+def test_a_fill_and_its_realised_pnl_come_from_the_result_and_deals() -> None:
+    deal = TradeDeal(777, 888, 0, 0, 1, 1, 0, 5001, 3, 0.3, 1.0815, -0.6, -0.2, -8.1, 0.0, "EURUSD", "", "")
+    pnl = m.realised_pnl_from_deals([deal])
+    assert pnl == pytest.approx(-8.9)
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    fill = m.fill_from_result(_result(), side=Side.SELL, symbol="EURUSD", position_id="5001", at=at, realised_pnl=pnl)
+    assert (fill.position_id, fill.side, fill.volume, fill.price, fill.time) == ("5001", Side.SELL, 0.3, 1.0815, at)
+    assert m.realised_pnl_from_deals(None) == 0.0
+
+
+# -- the adapter module ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_mt5_import() -> Iterator[None]:
+    sys.modules.pop("runtime.brokers.mt5", None)
+    yield
+    sys.modules.pop("runtime.brokers.mt5", None)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the refusal is for platforms without MetaTrader5")
+def test_importing_the_adapter_off_windows_says_why_and_what_to_use(fresh_mt5_import: None) -> None:
+    with pytest.raises(ImportError) as info:
+        importlib.import_module("runtime.brokers.mt5")
+    message = str(info.value)
+    assert "MetaTrader5" in message and "Windows-only" in message
+    assert "runtime.PaperBroker" in message
+
+
+class _Terminal(types.ModuleType):
+    """A stand-in for the MetaTrader5 package (the third-party terminal), holding one account."""
+
+    TRADE_ACTION_DEAL, ORDER_TYPE_BUY, ORDER_TYPE_SELL, POSITION_TYPE_BUY, POSITION_TYPE_SELL = 1, 0, 1, 0, 1
+    ORDER_TIME_GTC, ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN = 0, 0, 1, 2
+    TRADE_RETCODE_DONE = 10009
+
+    def __init__(self) -> None:
+        super().__init__("MetaTrader5")
+        self.positions = [_position(5001, 0, 0.3)]
+        self.sent: list[dict[str, Any]] = []
+
+    def initialize(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def last_error(self) -> tuple[int, str]:
+        return (1, "Success")
+
+    def account_info(self) -> AccountInfo:
+        return AccountInfo(1, 10_000.0, 0.0, -12.5, 9_987.5, 0.0, 0.0, "GBP")
+
+    def positions_get(self, ticket: int | None = None) -> tuple[TradePosition, ...]:
+        return tuple(p for p in self.positions if ticket is None or p.ticket == ticket)
+
+    def symbol_info_tick(self, symbol: str) -> Tick:
+        return TICK
+
+    def order_send(self, request: dict[str, Any]) -> OrderSendResult:
+        self.sent.append(request)
+        return OrderSendResult(10009, 777, 888, request["volume"], request["price"], 0, 0, "done", 1, 0, None)
+
+    def history_deals_get(self, ticket: int) -> tuple[TradeDeal, ...]:
+        return (TradeDeal(ticket, 888, 0, 0, 1, 1, 0, 5001, 3, 0.3, 1.0815, 0.0, 0.0, -8.1, 0.0, "EURUSD", "", ""),)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_the_adapter_drives_a_terminal_through_the_mapping(
+    fresh_mt5_import: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "MetaTrader5", terminal)
+    mt5 = importlib.import_module("runtime.brokers.mt5")
+    broker = mt5.MT5Broker(deviation=7)
+    assert broker.account_equity() == 9_987.5
+    assert [p.position_id for p in broker.open_positions()] == ["5001"]
+    fill = broker.close_position("5001")
+    assert terminal.sent[-1]["position"] == 5001 and terminal.sent[-1]["deviation"] == 7
+    assert (fill.side, fill.price, fill.realised_pnl) == (Side.SELL, TICK.bid, -8.1)
+    bought = broker.submit_order(Order("EURUSD", Side.BUY, 0.1))
+    assert (bought.position_id, bought.price) == ("5001", TICK.ask)
+    with pytest.raises(BrokerError, match="unknown position '9'"):
+        broker.close_position("9")

@@ -1,0 +1,203 @@
+"""PaperBroker: fills at the fed price, equity is cash plus unrealised PnL, netting, clear refusals."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime import Broker, BrokerError, Fill, Order, PaperBroker, Position, Side
+from strategies import equities
+
+AT = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+
+
+def state(broker: PaperBroker):
+    """Everything a user can see of the account."""
+    return broker.cash, broker.account_equity(), broker.open_positions()
+
+
+@pytest.fixture
+def broker() -> PaperBroker:
+    paper = PaperBroker(10_000.0)
+    paper.update_price("EURUSD", 1.10, at=AT)
+    return paper
+
+
+def test_a_paper_broker_is_a_broker():
+    assert isinstance(PaperBroker(), Broker)
+
+
+def test_a_market_order_fills_at_the_fed_price_and_time(broker):
+    fill = broker.submit_order(Order("EURUSD", Side.BUY, 2.0))
+    assert fill == Fill(fill.position_id, "EURUSD", Side.BUY, 2.0, 1.10, AT)
+    assert broker.open_positions() == [Position(fill.position_id, "EURUSD", Side.BUY, 2.0, 1.10, 0.0)]
+
+
+def test_equity_is_cash_plus_unrealised_pnl():
+    broker = PaperBroker(1_000.0, contract_size=100.0)
+    broker.update_price("XAUUSD", 2000.0)
+    broker.update_price("EURUSD", 1.10)
+    broker.submit_order(Order("XAUUSD", "buy", 0.5))
+    broker.submit_order(Order("EURUSD", "sell", 10.0))
+    broker.update_price("XAUUSD", 2010.0)  # long 0.5 x 100 units: +500
+    broker.update_price("EURUSD", 1.12)  # short 10 x 100 units: -20
+    unrealised = {p.symbol: p.unrealised_pnl for p in broker.open_positions()}
+    assert unrealised == pytest.approx({"XAUUSD": 500.0, "EURUSD": -20.0})
+    assert broker.cash == 1_000.0
+    assert broker.account_equity() == pytest.approx(1_000.0 + 500.0 - 20.0)
+
+
+def test_adding_to_a_position_averages_the_entry_price(broker):
+    first = broker.submit_order(Order("EURUSD", Side.BUY, 1.0))
+    broker.update_price("EURUSD", 1.20)
+    second = broker.submit_order(Order("EURUSD", Side.BUY, 3.0))
+    assert second.position_id == first.position_id
+    (position,) = broker.open_positions()
+    assert position.volume == 4.0
+    assert position.entry_price == pytest.approx((1.10 + 3 * 1.20) / 4)
+    assert broker.cash == 10_000.0
+
+
+def test_an_opposite_order_smaller_than_the_position_reduces_it_and_realises_that_part(broker):
+    broker.submit_order(Order("EURUSD", Side.BUY, 3.0))
+    broker.update_price("EURUSD", 1.30)
+    fill = broker.submit_order(Order("EURUSD", Side.SELL, 1.0))
+    assert fill.realised_pnl == pytest.approx(0.20)
+    (position,) = broker.open_positions()
+    assert (position.side, position.volume, position.entry_price) == (Side.BUY, 2.0, 1.10)
+    assert broker.cash == pytest.approx(10_000.20)
+    assert broker.account_equity() == pytest.approx(10_000.0 + 3 * 0.20)
+
+
+def test_an_opposite_order_of_the_same_volume_closes_the_position(broker):
+    broker.submit_order(Order("EURUSD", Side.BUY, 2.0))
+    broker.update_price("EURUSD", 1.00)
+    fill = broker.submit_order(Order("EURUSD", Side.SELL, 2.0))
+    assert fill.realised_pnl == pytest.approx(-0.20)
+    assert broker.open_positions() == []
+    assert broker.net_volume("EURUSD") == 0.0
+    assert broker.account_equity() == broker.cash == pytest.approx(9_999.80)
+
+
+def test_an_opposite_order_larger_than_the_position_reverses_it_at_the_fill_price(broker):
+    broker.submit_order(Order("EURUSD", Side.BUY, 3.0))
+    broker.update_price("EURUSD", 1.20)
+    fill = broker.submit_order(Order("EURUSD", Side.SELL, 5.0))
+    assert fill.realised_pnl == pytest.approx(0.30)
+    (position,) = broker.open_positions()
+    assert (position.side, position.volume, position.entry_price) == (Side.SELL, 2.0, 1.20)
+    assert broker.net_volume("EURUSD") == -2.0
+    broker.update_price("EURUSD", 1.10)
+    assert broker.account_equity() == pytest.approx(10_000.30 + 2 * 0.10)
+
+
+def test_closing_with_a_volume_off_by_rounding_leaves_no_dust_position(broker):
+    broker.submit_order(Order("EURUSD", Side.BUY, 0.3))
+    broker.submit_order(Order("EURUSD", Side.SELL, 0.1 + 0.2))  # 0.30000000000000004
+    assert broker.open_positions() == []
+    assert broker.net_volume("EURUSD") == 0.0
+
+
+def test_close_position_closes_it_whole_with_an_opposite_fill(broker):
+    opened = broker.submit_order(Order("EURUSD", Side.SELL, 4.0))
+    broker.update_price("EURUSD", 1.05)
+    fill = broker.close_position(opened.position_id)
+    assert (fill.side, fill.volume, fill.price) == (Side.BUY, 4.0, 1.05)
+    assert fill.realised_pnl == pytest.approx(0.20)
+    assert broker.open_positions() == []
+    assert broker.cash == pytest.approx(10_000.20)
+
+
+@settings(max_examples=50)
+@given(
+    prices=st.lists(equities(min_value=0.5, max_value=5_000.0), min_size=1, max_size=8),
+    volumes=st.lists(st.integers(-5, 5).filter(bool).map(float), min_size=1, max_size=8),
+)
+def test_equity_is_always_cash_plus_the_open_positions_pnl(prices, volumes):
+    broker = PaperBroker(100_000.0)
+    net = 0.0
+    for price, volume in zip(prices, volumes):
+        broker.update_price("X", price)
+        broker.submit_order(Order("X", Side.BUY if volume > 0 else Side.SELL, abs(volume)))
+        net += volume
+        positions = broker.open_positions()
+        assert broker.account_equity() == pytest.approx(broker.cash + sum(p.unrealised_pnl for p in positions))
+        assert broker.net_volume("X") == net
+        assert len(positions) == (0 if net == 0 else 1)
+
+
+# --- refusals change nothing ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("volume", [0.0, -1.0, math.nan])
+def test_an_order_with_zero_negative_or_nan_volume_is_refused_naming_the_volume(volume):
+    with pytest.raises(ValueError, match=rf"volume.*{volume!r}"):
+        Order("EURUSD", Side.BUY, volume)
+
+
+def test_an_order_for_a_symbol_with_no_price_yet_is_refused_and_changes_nothing(broker):
+    broker.submit_order(Order("EURUSD", Side.BUY, 1.0))
+    before = state(broker)
+    with pytest.raises(BrokerError, match="no price yet for symbol 'GBPUSD'"):
+        broker.submit_order(Order("GBPUSD", Side.BUY, 1.0))
+    assert state(broker) == before
+
+
+def test_closing_an_unknown_position_is_refused_naming_it_and_changes_nothing(broker):
+    broker.submit_order(Order("EURUSD", Side.BUY, 1.0))
+    before = state(broker)
+    with pytest.raises(BrokerError, match="unknown position '999'"):
+        broker.close_position("999")
+    assert state(broker) == before
+
+
+def test_closing_a_position_twice_is_refused_the_second_time(broker):
+    opened = broker.submit_order(Order("EURUSD", Side.BUY, 1.0))
+    broker.close_position(opened.position_id)
+    before = state(broker)
+    with pytest.raises(BrokerError, match="not open"):
+        broker.close_position(opened.position_id)
+    assert state(broker) == before
+
+
+def test_something_that_is_not_an_order_is_refused(broker):
+    with pytest.raises(BrokerError, match="order must be an Order"):
+        broker.submit_order({"symbol": "EURUSD", "side": "buy", "volume": 1.0})
+    assert broker.open_positions() == []
+
+
+def test_price_of_an_unfed_symbol_is_refused_naming_it():
+    with pytest.raises(BrokerError, match="'BTCUSD'"):
+        PaperBroker().price("BTCUSD")
+
+
+@pytest.mark.parametrize("price", [0.0, -1.0, math.nan, math.inf])
+def test_a_bad_price_is_refused_naming_it_and_the_old_price_stays(broker, price):
+    with pytest.raises(ValueError, match=rf"price.*{price!r}"):
+        broker.update_price("EURUSD", price)
+    assert broker.price("EURUSD") == 1.10
+
+
+@pytest.mark.parametrize(("cash", "contract"), [(0.0, 1.0), (-5.0, 1.0), (100.0, 0.0), (math.nan, 1.0)])
+def test_a_broker_without_positive_cash_and_contract_size_is_refused(cash, contract):
+    with pytest.raises(ValueError):
+        PaperBroker(cash, contract_size=contract)
+
+
+def test_an_unknown_side_is_refused_naming_it():
+    with pytest.raises(ValueError, match="'hold'"):
+        Order("EURUSD", "hold", 1.0)
+
+
+def test_an_empty_symbol_is_refused():
+    with pytest.raises(ValueError, match="symbol must be a non-empty string"):
+        Order(" ", Side.BUY, 1.0)
+
+
+def test_sides_know_their_opposite_and_sign():
+    assert (Side.BUY.opposite, Side.SELL.opposite) == (Side.SELL, Side.BUY)
+    assert (Side.BUY.sign, Side.SELL.sign) == (1, -1)

@@ -1,0 +1,163 @@
+"""Tests for the run report: summary.json keys, the text digest, the equity CSV and the PNG chart."""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from loguru import logger
+
+from runtime import EventType
+from runtime.report import GuardTrigger, RunSummary, format_summary, plot_report, write_equity_csv
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SUMMARY_KEYS = [
+    "start_equity",
+    "final_equity",
+    "max_drawdown",
+    "trades",
+    "guard_triggers",
+    "restarts",
+    "events_by_type",
+]
+
+
+def a_summary(**changes) -> RunSummary:
+    """A plausible summary, with ``changes`` applied."""
+    fields = {
+        "start_equity": 10_000.0,
+        "final_equity": 12_345.5,
+        "max_drawdown": 0.2512,
+        "trades": 13,
+        "guard_triggers": (
+            GuardTrigger(T0 + timedelta(hours=312), "max_drawdown", "max drawdown 25.12% >= limit 20.00%"),
+        ),
+        "restarts": 1,
+        "events_by_type": {EventType.TRADE_EXECUTED: 13, "guard_triggered": 1},
+    }
+    return RunSummary(**(fields | changes))
+
+
+def test_summary_json_has_exactly_the_documented_keys_and_shapes():
+    data = a_summary().to_json_dict()
+    assert list(data) == SUMMARY_KEYS
+    assert data["guard_triggers"] == [
+        {"time": "2024-01-14T00:00:00+00:00", "guard": "max_drawdown", "reason": "max drawdown 25.12% >= limit 20.00%"}
+    ]
+    assert data["events_by_type"] == {"guard_triggered": 1, "trade_executed": 13}
+    assert data["start_equity"] == 10_000.0 and data["trades"] == 13 and data["restarts"] == 1
+    assert json.loads(json.dumps(data)) == data  # plain JSON values only
+
+
+def test_guard_trigger_times_are_utc():
+    trigger = GuardTrigger(datetime(2024, 1, 1, 3, tzinfo=timezone(timedelta(hours=3))), "min_equity", "low")
+    assert trigger.to_json_dict()["time"] == "2024-01-01T00:00:00+00:00"
+    with pytest.raises(ValueError, match="time must be a timezone-aware datetime"):
+        GuardTrigger(datetime(2024, 1, 1), "min_equity", "low")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"trades": -1}, "trades must be an int >= 0, got -1"),
+        ({"restarts": 1.5}, "restarts must be an int >= 0, got 1.5"),
+        ({"start_equity": 0}, "start_equity must be > 0, got 0"),
+        ({"max_drawdown": -0.1}, "max_drawdown must be >= 0, got -0.1"),
+        ({"events_by_type": {"heartbeat": -2}}, "events_by_type['heartbeat'] must be an int >= 0, got -2"),
+    ],
+)
+def test_summary_refuses_bad_values_naming_field_and_value(changes, message):
+    with pytest.raises(ValueError) as caught:
+        a_summary(**changes)
+    assert message in str(caught.value)
+
+
+def test_format_summary_reads_at_a_glance():
+    text = format_summary(a_summary(final_equity=7_400.5), currency="USD")
+    assert "USD 10,000.00 -> USD 7,400.50 (-USD 2,599.50, -26.00%)" in text
+    assert "Max drawdown: 25.12%" in text
+    assert "Trades: 13" in text and "Restarts: 1" in text
+    assert "2024-01-14 00:00 UTC  max_drawdown: max drawdown 25.12% >= limit 20.00%" in text
+    assert "trade_executed 13" in text
+    assert len(text.splitlines()) <= 8
+    calm = format_summary(a_summary(guard_triggers=(), events_by_type={}))
+    assert "Guards fired: none" in calm and "GBP 12,345.50" in calm and "+GBP 2,345.50, +23.46%" in calm
+
+
+def test_write_equity_csv(tmp_path):
+    path = tmp_path / "out" / "equity.csv"
+    rows = [(T0, 10_000.0), (T0 + timedelta(hours=1), 9_876.5)]
+    assert write_equity_csv(path, rows) == 2
+    with path.open(newline="") as handle:
+        assert list(csv.reader(handle)) == [
+            ["timestamp", "equity"],
+            ["2024-01-01T00:00:00+00:00", "10000.0"],
+            ["2024-01-01T01:00:00+00:00", "9876.5"],
+        ]
+
+
+def test_write_equity_csv_refuses_bad_rows_and_writes_nothing(tmp_path):
+    path = tmp_path / "equity.csv"
+    with pytest.raises(ValueError, match=r"rows\[1\] timestamp must be a timezone-aware datetime"):
+        write_equity_csv(path, [(T0, 1.0), (datetime(2024, 1, 1), 2.0)])
+    with pytest.raises(ValueError, match=r"rows\[0\] equity must be a finite real number, got nan"):
+        write_equity_csv(path, [(T0, float("nan"))])
+    assert not path.exists()
+
+
+def curve():
+    """60 hourly points: a climb, then a fall of about 33% from the peak."""
+    times = [T0 + timedelta(hours=i) for i in range(60)]
+    equities = [10_000 + 100 * i for i in range(30)] + [12_900 - 150 * i for i in range(30)]
+    return times, equities
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, after checking the signature."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
+    assert data[12:16] == b"IHDR", "the first chunk of a PNG must be IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_plot_report_writes_a_real_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed: pip install -e '.[plot]'")
+    times, equities = curve()
+    path = tmp_path / "charts" / "report.png"
+    guard = GuardTrigger(times[40], "max_drawdown", "max drawdown 20.9% >= limit 20.00%")
+    assert plot_report(path, times, equities, 0.2, [guard], [times[41], times[50]]) is True
+    width, height = png_size(path.read_bytes())
+    assert width >= 600 and height >= 400
+    assert path.stat().st_size > 10_000  # a drawn chart, not an empty canvas
+
+
+def test_plot_report_checks_its_inputs(tmp_path):
+    times, equities = curve()
+    with pytest.raises(ValueError, match="times and equities must have the same length, got 60 and 59"):
+        plot_report(tmp_path / "a.png", times, equities[:-1], 0.2, [], [])
+    with pytest.raises(ValueError, match=r"drawdown_limit_fraction must be in \(0, 1\], got 20"):
+        plot_report(tmp_path / "a.png", times, equities, 20, [], [])
+    with pytest.raises(ValueError, match=r"guard_marks\[0\] must be a timezone-aware datetime"):
+        plot_report(tmp_path / "a.png", times, equities, 0.2, [datetime(2024, 1, 1)], [])
+    with pytest.raises(ValueError, match=r"times must be in order, got times\[1\] 2024-01-01T00:00:00\+00:00"):
+        plot_report(tmp_path / "a.png", [times[1], times[0]], equities[:2], 0.2, [], [])
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_plot_report_without_matplotlib_returns_false_and_says_how_to_install(tmp_path, monkeypatch):
+    # Submodules already imported by an earlier test would still import, so block them all.
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    messages: list[str] = []
+    sink = logger.add(messages.append, level="WARNING", format="{message}")
+    try:
+        times, equities = curve()
+        path = tmp_path / "report.png"
+        assert plot_report(path, times, equities, 0.2, [], []) is False
+    finally:
+        logger.remove(sink)
+    assert not path.exists()
+    assert any("pip install -e '.[plot]'" in message for message in messages), messages

@@ -1,0 +1,358 @@
+"""SqliteStore on real files: exact round trips, the journal's once-only rule, refusal of files
+that are not ours, threads, and a writer process killed at a random point."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import selectors
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime import (
+    DrawdownSnapshot,
+    Event,
+    EventType,
+    GuardRecord,
+    LoopTotals,
+    MemoryStore,
+    Settings,
+    TradingState,
+)
+from runtime.sqlite_store import (
+    APPLICATION_ID,
+    SqliteStore,
+    StoreError,
+    decode_guard_record,
+    encode_guard_record,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def guard_record(i: int) -> GuardRecord:
+    """The i-th record of a deterministic series whose floats have no short decimal form."""
+    # Imports inside: the killed writer process runs this function's source on its own.
+    from datetime import UTC, date, datetime, timedelta
+
+    from runtime import DrawdownSnapshot, GuardRecord, TradingState
+
+    start = 10_000.0 / 3.0
+    peak = start + i * 0.1 + 1e-9 / 7.0
+    latest = peak * (1.0 - (i % 17) / 101.0)
+    return GuardRecord(
+        drawdown=DrawdownSnapshot(start, peak, latest, (peak - latest) / peak + i / 1e7),
+        trading_state=[TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED][i % 3],
+        reason=None if i % 3 == 0 else f"rule {i}: drawdown {(peak - latest) / peak:.2%}",
+        day=date(2024, 1, 1) + timedelta(days=i // 100),
+        day_start_equity=start + i / 3.0,
+        last_check_time=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i, microseconds=i * 7),
+        block_counts=(("daily_loss_block_total", i // 5), ("drawdown_block_total", i // 3)),
+    )
+
+
+def _event(i: int, loop_id: str = "main") -> Event:
+    at = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(microseconds=i)
+    return Event(EventType.HEARTBEAT, loop_id, {"i": i, "equity": 1000.0 + i / 3}, at, event_id=f"{loop_id}-{i}")
+
+
+# -- round trips -----------------------------------------------------------------------------------
+
+
+def test_a_guard_record_round_trips_exactly(tmp_path: Path) -> None:
+    record = guard_record(41)
+    with SqliteStore(tmp_path / "state.db") as store:
+        assert store.load_guard("main") is None
+        store.save_guard("main", record)
+        store.save_guard("main", guard_record(42))  # replaced, not added
+        store.save_guard("other", record)
+        assert store.load_guard("main") == guard_record(42)
+        assert store.load_guard("other") == record
+
+
+def test_a_record_with_nones_and_another_utc_offset_round_trips(tmp_path: Path) -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    record = GuardRecord(
+        drawdown=DrawdownSnapshot(1000.0, 1000.0, -0.0, 0.0),
+        trading_state=TradingState.HALTED,
+        reason="fail-safe: broker unreachable",
+        day=None,
+        day_start_equity=None,
+        last_check_time=datetime(2024, 3, 1, 9, 15, 0, 123456, tzinfo=india),
+    )
+    with SqliteStore(tmp_path / "state.db") as store:
+        store.save_guard("main", record)
+        loaded = store.load_guard("main")
+    assert loaded == record
+    assert loaded is not None and loaded.last_check_time is not None
+    assert loaded.last_check_time.utcoffset() == timedelta(hours=5, minutes=30)
+    assert str(loaded.drawdown.latest_equity) == "-0.0"
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+positive = st.floats(min_value=5e-324, max_value=1e300, allow_nan=False)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> GuardRecord:
+    start = draw(positive)
+    peak = max(start, draw(positive))
+    latest = min(peak, draw(finite))
+    return GuardRecord(
+        drawdown=DrawdownSnapshot(start, peak, latest, abs(draw(finite))),
+        trading_state=draw(st.sampled_from(TradingState)),
+        reason=draw(st.none() | st.text()),
+        day=draw(st.none() | st.dates()),
+        day_start_equity=draw(st.none() | finite),
+        last_check_time=draw(st.none() | st.datetimes(timezones=st.just(UTC))),
+        block_counts=tuple(draw(st.lists(st.tuples(st.text(), st.integers(0, 2**62)), max_size=3))),
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
+    # Module-scoped: Hypothesis runs many examples per test call and refuses per-test fixtures.
+    with SqliteStore(tmp_path_factory.mktemp("hypothesis") / "state.db") as store:
+        yield store
+
+
+@settings(max_examples=150, deadline=None)
+@given(record=records())
+def test_any_record_round_trips_bit_for_bit(shared_store: SqliteStore, record: GuardRecord) -> None:
+    shared_store.save_guard("main", record)
+    loaded = shared_store.load_guard("main")
+    assert loaded == record
+    assert loaded is not None
+    for field in ("start_equity", "peak_equity", "latest_equity", "max_drawdown"):
+        assert getattr(loaded.drawdown, field).hex() == getattr(record.drawdown, field).hex()
+    assert decode_guard_record(encode_guard_record(record)) == record
+
+
+def test_loop_totals_round_trip_and_are_replaced(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "state.db") as store:
+        assert store.load_loop_totals("main") is None
+        store.save_loop_totals("main", LoopTotals(3, 1))
+        store.save_loop_totals("main", LoopTotals(10, 4))
+        assert store.load_loop_totals("main") == LoopTotals(10, 4)
+        assert store.load_loop_totals("other") is None
+
+
+# -- the journal -----------------------------------------------------------------------------------
+
+
+def test_a_duplicate_event_is_ignored_and_order_is_kept(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "state.db") as store:
+        assert [store.append_event(_event(i, "a" if i % 2 else "b")) for i in range(6)] == [True] * 6
+        assert store.append_event(_event(3, "a")) is False
+        assert store.append_event(Event(EventType.TRADE_EXECUTED, "a", {"other": True}, event_id="a-1")) is False
+        assert [e.event_id for e in store.events()] == ["b-0", "a-1", "b-2", "a-3", "b-4", "a-5"]
+        assert [e.event_id for e in store.events("a")] == ["a-1", "a-3", "a-5"]
+        assert store.events("a")[0] == _event(1, "a")  # the first write wins, intact
+
+
+def test_everything_survives_closing_and_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:
+        store.save_guard("main", guard_record(7))
+        store.save_loop_totals("main", LoopTotals(5, 2))
+        for i in range(3):
+            store.append_event(_event(i))
+    with SqliteStore(path) as store:
+        assert store.load_guard("main") == guard_record(7)
+        assert store.load_loop_totals("main") == LoopTotals(5, 2)
+        assert store.events() == [_event(i) for i in range(3)]
+        assert store.append_event(_event(1)) is False
+
+
+def test_concurrent_appends_from_threads_keep_each_event_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    start = threading.Barrier(8)
+    accepted: list[list[str]] = [[] for _ in range(8)]
+
+    def append(worker: int) -> None:
+        start.wait()
+        # Workers overlap: ids 0..299 are each offered by two or three workers.
+        for i in range(worker * 25, worker * 25 + 100):
+            if store.append_event(_event(i)):
+                accepted[worker].append(f"main-{i}")
+            if i % 10 == 0:
+                store.save_guard("main", guard_record(i))
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    every = [event_id for worker in accepted for event_id in worker]
+    journal = [e.event_id for e in store.events()]
+    assert sorted(every) == sorted(journal) == sorted(f"main-{i}" for i in range(275))
+    assert len(set(journal)) == len(journal)
+    store.close()
+
+
+# -- refusing files that are not ours --------------------------------------------------------------
+
+
+def test_a_file_of_random_bytes_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    garbage = random.Random(1).randbytes(8192)
+    path.write_bytes(garbage)
+    with pytest.raises(StoreError, match=r"state_db '.*state\.db' is not a usable SQLite database") as info:
+        SqliteStore(path)
+    assert "left untouched" in str(info.value)
+    assert path.read_bytes() == garbage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+
+
+def test_a_corrupted_state_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:
+        for i in range(200):
+            store.append_event(_event(i))
+    page_size = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+    with path.open("r+b") as handle:  # wipe page 3 (a table's root) with an impossible page type
+        handle.seek(2 * page_size)
+        handle.write(b"\xff" * page_size)
+    with pytest.raises(StoreError, match=r"state_db '.*state\.db' (is corrupt|is not a usable)"):
+        SqliteStore(path)
+
+
+def test_another_applications_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO users (name) VALUES ('ada')")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"state_db '.*app\.db' is not a tradewarden state database .*users"):
+        SqliteStore(path)
+    assert path.read_bytes() == before
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_database_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with pytest.raises(StoreError, match=r"schema version 2, a newer one than this tradewarden reads \(1\)"):
+        SqliteStore(path)
+
+
+def test_a_new_or_empty_file_is_initialised_with_our_identity(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.touch()
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_an_unopenable_path_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"state_db '.*missing.*state\.db' cannot be opened"):
+        SqliteStore(tmp_path / "missing" / "state.db")
+
+
+def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    store.close()
+    with pytest.raises(StoreError, match="is closed"):
+        store.events()
+
+
+def test_from_settings_is_memory_without_a_path_and_sqlite_with_one(tmp_path: Path) -> None:
+    assert isinstance(SqliteStore.from_settings(Settings()), MemoryStore)
+    store = SqliteStore.from_settings(Settings(state_db=str(tmp_path / "s.db")))
+    assert isinstance(store, SqliteStore) and store.path == tmp_path / "s.db"
+    store.close()
+
+
+# -- a writer killed at a random point -------------------------------------------------------------
+
+_CHILD = """from __future__ import annotations
+import sys
+from runtime import Event, EventType
+from runtime.sqlite_store import SqliteStore
+
+{source}
+
+store = SqliteStore(sys.argv[1])
+i = 0
+while True:
+    store.append_event(Event(EventType.HEARTBEAT, "kill", {{"i": i}}, event_id=f"e{{i}}"))
+    print(f"E {{i}}", flush=True)
+    store.save_guard("kill", guard_record(i))
+    print(f"G {{i}}", flush=True)
+    i += 1
+"""
+
+
+def _read_acknowledgements(process: subprocess.Popen[str], wanted: int, timeout: float = 20.0) -> list[str]:
+    lines: list[str] = []
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while len(lines) < wanted:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                pytest.fail(f"the writer acknowledged only {len(lines)} of {wanted} writes in {timeout}s")
+            line = process.stdout.readline()
+            if not line:
+                pytest.fail(f"the writer exited early ({process.wait()}): {process.stderr.read() if process.stderr else ''}")
+            lines.append(line.strip())
+    return lines
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+@pytest.mark.parametrize("run", range(3))
+def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int) -> None:
+    seed = random.randrange(2**32)
+    wanted = random.Random(seed).randint(5, 300)
+    path = tmp_path / "state.db"
+    code = _CHILD.format(source=inspect.getsource(guard_record))
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = _read_acknowledgements(process, wanted)
+        os.kill(process.pid, signal.SIGKILL)
+        rest, _ = process.communicate(timeout=10)  # acknowledgements printed before it died
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+    lines += rest.split("\n")[:-1]  # the last piece is empty or a line cut short by the kill
+    acked_events = [int(line.split()[1]) for line in lines if line.startswith("E ")]
+    acked_guards = [int(line.split()[1]) for line in lines if line.startswith("G ")]
+
+    with SqliteStore(path) as store:
+        journal = [e.event_id for e in store.events("kill")]
+        restored = store.load_guard("kill")
+    context = f"seed {seed}, killed after {wanted} acknowledgements, journal of {len(journal)}"
+    assert len(journal) == len(set(journal)), context
+    assert journal[: len(acked_events)] == [f"e{i}" for i in acked_events], context
+    assert len(journal) <= len(acked_events) + 1, context  # at most one written but not acknowledged
+    last = acked_guards[-1] if acked_guards else -1
+    assert restored in (guard_record(last) if last >= 0 else None, guard_record(last + 1)), context

@@ -1,0 +1,347 @@
+"""The supervisor, tested with real pykka actors and real threads: every way a child can end,
+the three strategies, restart intensity, the fail-safe, escalation, backoff and the stash."""
+
+from __future__ import annotations
+
+import threading
+
+import pykka
+import pytest
+from actor_helpers import WAIT, Journal, Recorder
+
+from actors import Address, Backoff, ChildSpec, Restart, StashOverflow, Strategy, Supervisor
+from actors.messages import Crash, Hang, Ping
+from runtime.events import EventType
+
+
+@pytest.fixture(autouse=True)
+def _reset_start_failures():
+    Recorder.start_failures.clear()
+    yield
+    Recorder.start_failures.clear()
+
+
+def recorder_spec(name: str, journal: Journal, **kw) -> ChildSpec:
+    return ChildSpec(name, lambda ctx: Recorder.start(ctx, journal), **kw)
+
+
+class Notes:
+    """Collects the supervisor's ACTOR_RESTARTED notifications."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.items: list[tuple[EventType, dict]] = []
+
+    def __call__(self, event_type: EventType, metadata: dict) -> None:
+        with self.cond:
+            self.items.append((event_type, metadata))
+            self.cond.notify_all()
+
+    def wait(self, count: int) -> list[dict]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.items) >= count, WAIT), self.items
+            return [m for _, m in self.items]
+
+
+def launch(names, journal, notes=None, **options):
+    specs = [recorder_spec(n, journal, liveness_timeout=0.3) for n in names]
+    options.setdefault("probe_interval", 0.05)
+    return Supervisor.launch(specs, notify=notes, **options)
+
+
+def incarnation(address: Address) -> int:
+    return address.ask(("echo", None))[1]
+
+
+def test_children_start_in_order_and_stop_in_reverse_order():
+    journal = Journal()
+    handle = launch("abc", journal)
+    assert [e[1] for e in journal.snapshot() if e[0] == "started"] == ["a", "b", "c"]
+    handle.stop()
+    assert [e[1] for e in journal.snapshot() if e[0] == "ended"] == ["c", "b", "a"]
+    assert handle.wait(WAIT)
+
+
+def test_a_child_that_crashes_on_a_told_message_is_restarted_and_later_mail_reaches_the_new_one():
+    journal, notes = Journal(), Notes()
+    handle = launch("ab", journal, notes)
+    address = handle.address("a")
+    address.tell(Crash("boom"))
+    address.tell("after-crash-1")
+    address.tell("after-crash-2")
+    journal.wait_for(lambda es: ("got", "a", 2, "after-crash-2") in es)
+    got = [e for e in journal.snapshot() if e[0] == "got"]
+    assert got == [("got", "a", 2, "after-crash-1"), ("got", "a", 2, "after-crash-2")]
+    [restart] = notes.wait(1)
+    assert restart == {"actor": "a", "cause": "RuntimeError: boom", "attempt": 1, "incarnation": 2}
+    assert incarnation(handle.address("b")) == 1, "one_for_one restarts only the failed child"
+    handle.stop()
+
+
+def test_an_ask_waiting_in_a_crashed_childs_mailbox_is_answered_by_the_next_incarnation():
+    journal = Journal()
+    handle = launch("a", journal)
+    address = handle.address("a")
+    hold = threading.Event()
+    address.tell(Hang(hold, seconds=WAIT))  # keeps the mailbox full while we queue behind it
+    address.tell(Crash("boom"))
+    future = pykka.ThreadingFuture()
+    answer = {}
+
+    def ask() -> None:
+        answer["value"] = address.ask(("echo", "still here"), timeout=WAIT)
+        future.set(None)
+
+    threading.Thread(target=ask, daemon=True).start()
+    hold.set()
+    future.get(timeout=WAIT)
+    assert answer["value"] == ("still here", 2)
+    handle.stop()
+
+
+def test_a_child_whose_start_fails_is_started_again():
+    journal, notes = Journal(), Notes()
+    handle = launch("ab", journal, notes)
+    Recorder.start_failures["a"] = 1
+    handle.address("a").tell(Crash("first"))
+    assert incarnation(handle.address("a")) == 3
+    assert ("start_failed", "a", 2) in journal.snapshot()
+    [note] = notes.wait(1)
+    assert note["actor"] == "a" and note["attempt"] == 2 and note["incarnation"] == 3
+    assert note["cause"] == "RuntimeError: a refuses to start"
+    handle.stop()
+
+
+def test_a_permanent_child_that_stops_on_its_own_is_restarted():
+    journal = Journal()
+    handle = launch("a", journal)
+    handle.address("a").tell("stop_self")
+    journal.wait_for(lambda es: ("started", "a", 2) in es)
+    handle.stop()
+
+
+def test_a_transient_child_that_stops_normally_stays_stopped_but_one_that_crashes_restarts():
+    journal = Journal()
+    specs = [
+        ChildSpec("t1", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TRANSIENT),
+        ChildSpec("t2", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TRANSIENT),
+    ]
+    handle = Supervisor.launch(specs, probe_interval=0.05)
+    handle.address("t1").tell("stop_self")
+    handle.address("t2").tell(Crash())
+    journal.wait_for(lambda es: ("started", "t2", 2) in es)
+    children = handle.children()
+    assert children["t1"].alive is False and children["t1"].incarnation == 1
+    assert children["t2"].alive is True
+    with pytest.raises(Exception, match="stopped"):
+        handle.address("t1").tell("anything")
+    handle.stop()
+
+
+def test_a_temporary_child_is_never_restarted():
+    journal = Journal()
+    handle = Supervisor.launch([ChildSpec("tmp", lambda ctx: Recorder.start(ctx, journal), restart="temporary")])
+    handle.address("tmp").tell(Crash())
+    journal.wait_for(lambda es: ("ended", "tmp", 1, "crashed") in es)
+    assert handle.children()["tmp"].alive is False
+    assert [e for e in journal.snapshot() if e[0] == "started"] == [("started", "tmp", 1)]
+    handle.stop()
+
+
+def test_a_hung_child_is_abandoned_replaced_and_can_do_no_harm_when_it_wakes():
+    journal = Journal()
+    handle = launch("ab", journal)
+    hung = handle.address("a")
+    release = threading.Event()
+    hung.tell(Hang(release, seconds=WAIT))
+    hung.tell("queued-behind-the-hang")
+    journal.wait_for(lambda es: ("started", "a", 2) in es)
+    # the message that waited behind the hang went to the new incarnation, not the old one
+    journal.wait_for(lambda es: ("got", "a", 2, "queued-behind-the-hang") in es)
+    assert incarnation(hung) == 2
+    release.set()
+    journal.wait_for(lambda es: ("ended", "a", 1, "normal") in es)
+    assert not any(e[:3] == ("got", "a", 1) for e in journal.snapshot())
+    handle.stop()
+
+
+def test_an_abandoned_incarnations_ports_and_addresses_refuse_to_act():
+    from actors.context import ChildContext, IncarnationRevoked
+
+    class Port:
+        def send(self) -> str:
+            return "sent"
+
+    journal = Journal()
+    handle = launch("a", journal)
+    context = ChildContext("x", 1, slots=handle.slots)
+    port = context.guarded(Port())
+    sibling = context.address("a")
+    assert port.send() == "sent"
+    context.revoke()
+    with pytest.raises(IncarnationRevoked, match="abandoned"):
+        port.send()
+    sibling.tell("from a ghost")
+    assert incarnation(handle.address("a")) == 1
+    assert not any(e[0] == "got" for e in journal.snapshot())
+    handle.stop()
+
+
+def test_one_for_all_restarts_every_child_in_start_order():
+    journal = Journal()
+    handle = launch("abc", journal, strategy=Strategy.ONE_FOR_ALL)
+    handle.address("b").tell(Crash())
+    entries = journal.wait_for(lambda es: ("started", "c", 2) in es)
+    after = entries[entries.index(("started", "c", 1)) + 1 :]
+    assert [e for e in after if e[0] == "ended"] == [("ended", "b", 1, "crashed"), ("ended", "c", 1, "normal"), ("ended", "a", 1, "normal")]
+    assert [e for e in after if e[0] == "started"] == [("started", "a", 2), ("started", "b", 2), ("started", "c", 2)]
+    handle.stop()
+
+
+def test_rest_for_one_restarts_the_failed_child_and_those_started_after_it_only():
+    journal = Journal()
+    handle = launch("abcd", journal, strategy=Strategy.REST_FOR_ONE)
+    handle.address("b").tell(Crash())
+    entries = journal.wait_for(lambda es: ("started", "d", 2) in es)
+    restarted = [e[1] for e in entries if e[0] == "started" and e[2] == 2]
+    assert restarted == ["b", "c", "d"]
+    stopped = [e[1] for e in entries if e[0] == "ended" and e[3] == "normal"]
+    assert stopped == ["d", "c"], "siblings stop in reverse order"
+    assert incarnation(handle.address("a")) == 1
+    handle.stop()
+
+
+def test_past_the_restart_intensity_the_supervisor_stops_everything_runs_its_fail_safe_and_ends():
+    journal = Journal()
+    fail_safe_causes = []
+    handle = launch("ab", journal, max_restarts=2, within_seconds=60, fail_safe=fail_safe_causes.append)
+    address = handle.address("a")
+    for expected in (2, 3):
+        address.tell(Crash())
+        journal.wait_for(lambda es, n=expected: ("started", "a", n) in es)
+    address.tell(Crash())
+    assert handle.wait(WAIT), "the supervisor ends when it gives up"
+    assert handle.gave_up.is_set()
+    assert len(fail_safe_causes) == 1 and "exceeded 2 within 60" in fail_safe_causes[0]
+    ended = [e for e in journal.snapshot() if e[0] == "ended" and e[3] == "normal"]
+    assert ended == [("ended", "b", 1, "normal")]
+    with pytest.raises(Exception, match="stopped"):
+        address.tell("after giving up")
+
+
+def test_restarts_older_than_the_period_do_not_count_towards_the_intensity():
+    from runtime.clock import ManualClock
+    from actors.context import ChildContext
+
+    clock = ManualClock()
+    journal = Journal()
+    specs = [recorder_spec("a", journal)]
+    handle = Supervisor.launch(specs, context=ChildContext.standalone("sup", clock), max_restarts=1, within_seconds=10)
+    address = handle.address("a")
+    for n in range(2, 6):
+        address.tell(Crash())
+        journal.wait_for(lambda es, n=n: ("started", "a", n) in es)
+        clock.advance(11)
+    assert not handle.gave_up.is_set()
+    handle.stop()
+
+
+def test_escalation_reaches_the_parent_which_restarts_the_whole_child_supervisor():
+    journal, parent_notes = Journal(), Notes()
+    inner_specs = [recorder_spec("worker", journal)]
+    inner_slots = {}
+
+    def start_inner(ctx):
+        handle = Supervisor.launch(inner_specs, context=ctx, max_restarts=0, slots=inner_slots or None)
+        inner_slots.update(handle.slots)
+        return handle.ref
+
+    parent = Supervisor.launch([ChildSpec("inner", start_inner)], notify=parent_notes, probe_interval=0.05)
+    Address(inner_slots["worker"]).tell(Crash("fatal"))
+    [note] = parent_notes.wait(1)
+    assert note["actor"] == "inner" and "exceeded 0 within" in note["cause"]
+    journal.wait_for(lambda es: ("started", "worker", 1) in es and es.count(("started", "worker", 1)) == 2)
+    assert Address(inner_slots["worker"]).ask(("echo", "back"), timeout=WAIT) == ("back", 1)
+    parent.stop()
+
+
+def test_backoff_delays_the_restart():
+    journal = Journal()
+    handle = launch("a", journal, backoff=Backoff(min_seconds=0.3, max_seconds=1.0, random_factor=0.0))
+    import time
+
+    crashed_at = time.monotonic()
+    handle.address("a").tell(Crash())
+    journal.wait_for(lambda es: ("started", "a", 2) in es)
+    assert time.monotonic() - crashed_at >= 0.3
+    handle.stop()
+
+
+def test_backoff_grows_exponentially_and_is_capped():
+    import random
+
+    backoff = Backoff(min_seconds=0.1, max_seconds=1.0, random_factor=0.0)
+    rng = random.Random(1)
+    assert [backoff.delay(n, rng) for n in (1, 2, 3, 4, 5, 6)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+    jittered = Backoff(min_seconds=1.0, max_seconds=1.0, random_factor=0.5)
+    assert all(1.0 <= jittered.delay(1, rng) <= 1.5 for _ in range(100))
+
+
+def test_messages_sent_while_a_child_waits_to_restart_are_stashed_and_delivered_in_order():
+    journal = Journal()
+    handle = launch("a", journal, backoff=Backoff(min_seconds=0.3, max_seconds=0.3, random_factor=0.0))
+    address = handle.address("a")
+    address.tell(Crash())
+    slot = handle.slots["a"]
+    assert slot_wait(lambda: slot.ref is None)
+    for i in range(5):
+        address.tell(("m", i))
+    journal.wait_for(lambda es: ("got", "a", 2, ("m", 4)) in es)
+    assert [e[3] for e in journal.snapshot() if e[0] == "got"] == [("m", i) for i in range(5)]
+    handle.stop()
+
+
+def test_a_full_stash_refuses_the_message_with_a_clear_error_and_counts_it():
+    from actors.address import Slot
+
+    slot = Slot("guard", stash_limit=2)
+    slot.suspend()
+    address = Address(slot)
+    address.tell(1)
+    address.tell(2)
+    with pytest.raises(StashOverflow, match="stash for 'guard' is full \\(2 messages\\)"):
+        address.tell(3)
+    assert slot.overflowed == 1 and slot.stashed == 2
+
+
+def test_a_plain_pykka_child_found_dead_by_the_probe_is_restarted():
+    started = Journal()
+
+    class Plain(pykka.ThreadingActor):
+        def on_start(self) -> None:
+            started.add("started")
+
+    handle = Supervisor.launch([ChildSpec("plain", lambda ctx: Plain.start(), liveness_timeout=0.5)], probe_interval=0.05)
+    handle.slots["plain"].ref.stop()
+    started.wait_for(lambda es: len(es) == 2)
+    handle.stop()
+
+
+def test_ping_is_answered_by_every_supervised_actor_with_its_incarnation():
+    journal = Journal()
+    handle = launch("a", journal)
+    pong = handle.address("a").ask(Ping())
+    assert (pong.name, pong.incarnation) == ("a", 1)
+    handle.stop()
+
+
+def slot_wait(predicate, timeout: float = WAIT) -> bool:
+    event = threading.Event()
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        event.wait(0.005)
+    return True

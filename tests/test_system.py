@@ -1,0 +1,186 @@
+"""The whole trading system: clean stop in reverse order, the fail-safe when restarts run out,
+embedding under a host's supervisor with escalation, and a stateful test that crashes random
+actors while readings and signals flow."""
+
+from __future__ import annotations
+
+import threading
+
+import pykka
+from actor_helpers import WAIT, EventLog, Journal
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from actors import ChildSpec, Supervisor, TradingSystem, start_trading_system
+from actors.messages import Crash, EquityReading, GetGuardState, Ping, RunCycle
+from runtime import (
+    Alert,
+    EventType,
+    ListSignalSource,
+    ManualClock,
+    MemoryStore,
+    Order,
+    PaperBroker,
+    Settings,
+    Signal,
+    TradingState,
+)
+
+
+class AlertInbox:
+    """An alert sink standing in for Telegram: keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.sent: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        with self.cond:
+            self.sent.append(alert)
+            self.cond.notify_all()
+
+    def wait_for(self, title_part: str) -> Alert:
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(title_part in a.title for a in self.sent), WAIT), self.sent
+            return next(a for a in self.sent if title_part in a.title)
+
+
+def paper(*symbols: str) -> PaperBroker:
+    broker = PaperBroker(10_000)
+    for symbol in symbols:
+        broker.update_price(symbol, 100.0)
+        broker.submit_order(Order(symbol, "buy", 10))
+    return broker
+
+
+def test_stop_ends_every_actor_in_reverse_order_and_journals_loop_stopped():
+    store = MemoryStore()
+    system = start_trading_system(Settings(), paper(), ListSignalSource(), store=store, clock=ManualClock(), loop_interval=None)
+    system.loop.ask(RunCycle())
+    system.stop()
+    assert system.wait(WAIT)
+    kinds = [e.event_type for e in store.events()]
+    assert kinds[0] is EventType.LOOP_STARTED and kinds[-1] is EventType.LOOP_STOPPED
+    assert store.events()[-1].metadata["how"] == "normal"
+
+
+def test_when_restarts_run_out_the_fail_safe_halts_closes_every_position_and_alerts():
+    broker, store, alerts = paper("A", "B"), MemoryStore(), AlertInbox()
+    system = start_trading_system(
+        Settings(max_restarts=2, within_seconds=60), broker, ListSignalSource(), store=store, alerts=alerts,
+        clock=ManualClock(), loop_interval=None,
+    )
+    for _ in range(3):
+        system.guard.tell(Crash("broken guard"))
+        system.guard.ask(GetGuardState()) if _ < 2 else None
+    assert system.wait(WAIT)
+    assert system.gave_up
+    assert broker.open_positions() == []
+    assert store.load_guard("main").trading_state is TradingState.HALTED
+    alert = alerts.wait_for("Supervisor gave up")
+    assert alert.critical and "broken guard" in alert.text
+    closed = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
+    assert sorted(e.metadata["symbol"] for e in closed) == ["A", "B"]
+
+
+def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
+    host_events = EventLog()
+
+    class HostListener(pykka.ThreadingActor):
+        """One of the host's own actors, subscribed to the trading events."""
+
+        def on_receive(self, message):
+            host_events(message)
+
+    host_notes = Journal()
+    listener = HostListener.start()
+    broker = paper("X")
+    trading = TradingSystem(
+        Settings(max_restarts=0), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None,
+        subscribers=[listener],
+    )
+    host = Supervisor.launch(
+        [trading.child_spec("trading")], notify=lambda t, m: host_notes.add((t, m)), probe_interval=0.05
+    )
+    trading.loop.ask(RunCycle(), timeout=WAIT)
+    host_events.wait_count(EventType.LOOP_STARTED, 1)
+    trading.guard.tell(EquityReading(12_000.0, ManualClock().now()))
+    assert trading.guard.ask(GetGuardState(), timeout=WAIT).state.peak_equity == 12_000
+    trading.guard.tell(Crash("fatal"))  # max_restarts=0: the trading supervisor gives up at once
+    host_events.wait_count(EventType.LOOP_STARTED, 2)  # ...and the host started it all again
+    [(kind, note)] = host_notes.wait_for(lambda notes: len(notes) == 1)
+    assert kind is EventType.ACTOR_RESTARTED and note["actor"] == "trading"
+    assert "guard ended (crashed: RuntimeError: fatal)" in note["cause"]
+    status = trading.guard.ask(GetGuardState(), timeout=WAIT)
+    assert status.state.peak_equity == 12_000, "the same store: the peak survives the whole restart"
+    assert status.state.trading_state is TradingState.HALTED, "the fail-safe halted trading"
+    assert broker.open_positions() == []
+    host.stop()
+    listener.stop()
+
+
+class CrashingSystem(RuleBasedStateMachine):
+    """Readings, signals and crashes of random actors; the guard's promises must hold throughout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broker = PaperBroker(10_000)
+        self.broker.update_price("X", 100.0)
+        self.signals = ListSignalSource()
+        self.clock = ManualClock()
+        self.system = start_trading_system(
+            Settings(max_restarts=1_000, min_equity=500), self.broker, self.signals, clock=self.clock,
+            loop_interval=None, liveness_timeout=5.0,
+        )
+        self.peak = 10_000.0
+        self.breached = False
+
+    def _observe(self, equity: float) -> None:
+        self.peak = max(self.peak, equity)
+        if (self.peak - equity) / self.peak >= 0.2 or equity < 500:
+            self.breached = True
+
+    @rule(equity=st.floats(min_value=100, max_value=50_000))
+    def reading(self, equity):
+        self.system.guard.tell(EquityReading(equity, self.clock.now()))
+        self._observe(equity)
+
+    @rule(price=st.floats(min_value=50, max_value=200), buy=st.booleans(), volume=st.integers(1, 20))
+    def cycle(self, price, buy, volume):
+        self.broker.update_price("X", price)
+        self.signals.push(Signal("X", "buy" if buy else "sell", volume))
+        status = self.system.loop.ask(RunCycle(), timeout=WAIT)
+        self._observe(status.metrics.account_equity)
+
+    @rule(name=st.sampled_from(["guard", "loop", "emitter", "heartbeat", "alerts"]))
+    def crash(self, name):
+        self.system.address(name).tell(Crash(f"chaos in {name}"))
+
+    def settle(self):
+        for name in ("emitter", "alerts", "guard", "loop", "heartbeat"):
+            self.system.address(name).ask(Ping(), timeout=WAIT)  # waits for a live incarnation
+        self.system.guard.ask(GetGuardState(), timeout=WAIT)
+        self.system.loop.ask(RunCycle(), timeout=WAIT)  # reports equity and open positions again
+        return self.system.guard.ask(GetGuardState(), timeout=WAIT)
+
+    @invariant()
+    def guard_promises_hold(self):
+        status = self.settle()
+        if status.state.current_equity is not None:
+            self._observe(status.state.current_equity)
+        assert status.state.peak_equity == self.peak
+        if self.breached:
+            assert status.state.trading_state is TradingState.HALTED
+            assert self.broker.open_positions() == []
+        children = self.system.children()
+        assert all(child.alive for child in children.values()), children
+
+    def teardown(self):
+        self.system.stop()
+
+
+CrashingSystem.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=list(HealthCheck)
+)
+test_crashing_random_actors_never_breaks_the_guards_promises = CrashingSystem.TestCase
