@@ -18,16 +18,19 @@ from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
 from actors.messages import GetGuardState, MarketData, GuardStatus, Resume, RestartChild, Subscribe
 from actors.supervisor import Backoff, ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorHandle, make_slots
-from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
+from runtime.alerts import Alert, AlertSink, Severity
 from runtime.broker import Broker
 from runtime.clock import Clock, SystemClock
 from runtime.events import Event, EventType
 from runtime.guards import TradingState
-from runtime.metrics import MetricsSink, NullMetrics
+from runtime.metrics import MetricsSink
 from runtime.monitor import RiskMonitor
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
-from runtime.store import MemoryStore, StateStore
+from runtime.sqlite_store import SqliteStore
+from runtime.statsd_metrics import StatsdMetrics
+from runtime.store import StateStore
+from runtime.telegram import TelegramAlerts
 
 __all__ = ["TradingSystem", "start_trading_system"]
 
@@ -65,9 +68,11 @@ class TradingSystem:
     ) -> None:
         self.settings = settings
         self.broker = broker
-        self.store = store if store is not None else MemoryStore()
-        self.metrics = metrics or NullMetrics()
-        self.alert_sink = alerts or LogAlerts()
+        # What is not given comes from the settings: SQLite at STATE_DB, statsd at STATSD_HOST,
+        # Telegram with TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID; else memory, nothing, the log.
+        self.store = store if store is not None else SqliteStore.from_settings(settings)
+        self.metrics = metrics if metrics is not None else StatsdMetrics.from_settings(settings)
+        self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
         self.clock = clock or SystemClock.shared()
         self.subscribers = Subscribers(subscribers)
         self._signals = signals
@@ -305,7 +310,9 @@ def start_trading_system(
 ) -> TradingSystem:
     """Start the whole trading system under one supervisor and return its `TradingSystem` handle.
 
-    Defaults: auto-approval, alerts to the log, no metrics, an in-memory store, the system clock.
+    Defaults: auto-approval, the system clock, and from ``settings``: the SQLite store at
+    ``state_db`` (else in memory), statsd at ``statsd_host`` (else no metrics), Telegram alerts
+    with ``telegram_bot_token`` and ``telegram_chat_id`` (else alerts are logged).
     ``options`` go to `TradingSystem` (subscribers, sinks, loop_interval, backoff, ...).
     """
     return TradingSystem(

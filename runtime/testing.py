@@ -278,7 +278,9 @@ def _optional_warn(warn: bool | None) -> st.SearchStrategy[float | None]:
     return warn_fractions() if warn else st.none()
 
 
-def max_drawdown_guards(*, trailing: bool | None = None, warn: bool | None = None) -> st.SearchStrategy[MaxDrawdownGuard]:
+def max_drawdown_guards(
+    *, trailing: bool | None = None, warn: bool | None = None
+) -> st.SearchStrategy[MaxDrawdownGuard]:
     """Drawdown guards; trailing or static as asked (either when None), with or without a warning."""
     return st.builds(
         MaxDrawdownGuard,

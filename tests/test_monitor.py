@@ -245,13 +245,14 @@ def test_a_cash_flow_moves_no_drawdown_and_no_daily_loss(data, guards, curve):
     monitor.observe_many(curve, T0)
     amount = data.draw(cash_flows(monitor.tracker.latest_equity), label="amount")
     before = monitor.record()
+    drawdown = 1 - before.drawdown.latest_equity / before.drawdown.peak_equity
     daily_loss = 1 - before.drawdown.latest_equity / before.day_start_equity
     monitor.record_cash_flow(amount)
     after = monitor.record()
-    assert math.isclose(monitor.tracker.drawdown, 1 - before.drawdown.latest_equity / before.drawdown.peak_equity,
-                        rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(monitor.tracker.drawdown, drawdown, rel_tol=1e-9, abs_tol=1e-12)
     assert after.drawdown.max_drawdown == before.drawdown.max_drawdown
-    assert math.isclose(1 - after.drawdown.latest_equity / after.day_start_equity, daily_loss, rel_tol=1e-9, abs_tol=1e-12)
+    after_daily_loss = 1 - after.drawdown.latest_equity / after.day_start_equity
+    assert math.isclose(after_daily_loss, daily_loss, rel_tol=1e-9, abs_tol=1e-12)
     assert after.trading_state is before.trading_state
 
 

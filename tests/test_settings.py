@@ -40,7 +40,9 @@ def test_the_environment_beats_the_file_and_arguments_beat_both(tmp_path):
 
 
 def test_a_file_value_is_used_when_nothing_overrides_it(tmp_path):
-    config = write(tmp_path, "heartbeat_interval_seconds = 2.5\ndaily_loss_percent = 4\ntrading_timezone = 'Europe/London'\n")
+    config = write(
+        tmp_path, "heartbeat_interval_seconds = 2.5\ndaily_loss_percent = 4\ntrading_timezone = 'Europe/London'\n"
+    )
     loaded = Settings.load(config, environ={})
     assert loaded.heartbeat_interval_seconds == 2.5
     assert loaded.daily_loss_percent == 4

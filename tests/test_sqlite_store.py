@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import os
 import random
-import selectors
 import signal
 import sqlite3
 import subprocess
@@ -38,6 +37,7 @@ from runtime.sqlite_store import (
     decode_guard_record,
     encode_guard_record,
 )
+from support.processes import read_acknowledgements
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -303,23 +303,6 @@ while True:
 """
 
 
-def _read_acknowledgements(process: subprocess.Popen[str], wanted: int, timeout: float = 20.0) -> list[str]:
-    lines: list[str] = []
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        while len(lines) < wanted:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                pytest.fail(f"the writer acknowledged only {len(lines)} of {wanted} writes in {timeout}s")
-            line = process.stdout.readline()
-            if not line:
-                pytest.fail(f"the writer exited early ({process.wait()}): {process.stderr.read() if process.stderr else ''}")
-            lines.append(line.strip())
-    return lines
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 @pytest.mark.parametrize("run", range(3))
 def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int) -> None:
@@ -335,7 +318,7 @@ def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int) -
         text=True,
     )
     try:
-        lines = _read_acknowledgements(process, wanted)
+        lines = read_acknowledgements(process, wanted)
         os.kill(process.pid, signal.SIGKILL)
         rest, _ = process.communicate(timeout=10)  # acknowledgements printed before it died
     finally:
