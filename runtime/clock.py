@@ -53,7 +53,8 @@ class Clock(Protocol):
         ...
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Scheduled:
-        """Run ``callback`` once `monotonic` reaches ``when`` (at once if it already has)."""
+        """Run ``callback`` once `monotonic` reaches ``when``: a real clock runs an overdue one at
+        once, a manual clock at its next `advance` or `set`."""
         ...
 
 

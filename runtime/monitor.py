@@ -56,6 +56,11 @@ class GuardRecord:
     block_counts: tuple[tuple[str, int], ...] = ()
 
 
+def _check_time(at: datetime) -> None:
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise ValueError(f"at must be a timezone-aware datetime, got {at!r}")
+
+
 class RiskMonitor:
     """Runs every guard on each equity reading and latches HALTED on the first breach.
 
@@ -111,8 +116,7 @@ class RiskMonitor:
         """
         if type(equity) is not float or equity - equity != 0.0:
             equity = finite_number("equity", equity)
-        if at.tzinfo is None:
-            raise ValueError(f"at must be timezone-aware, got {at!r}")
+        _check_time(at)
         return self._step(equity, at)
 
     def observe_many(self, equities: Iterable[float], at: datetime) -> list[Assessment]:
@@ -121,8 +125,7 @@ class RiskMonitor:
         The batch is checked whole before any of it is taken, so a bad reading (named with its
         index) leaves the monitor unchanged. Returns the assessments in reading order.
         """
-        if at.tzinfo is None:
-            raise ValueError(f"at must be timezone-aware, got {at!r}")
+        _check_time(at)
         readings = [
             e if type(e) is float and e - e == 0.0 else finite_number(f"equities[{i}]", e)
             for i, e in enumerate(equities)

@@ -214,7 +214,8 @@ class Settings:
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:
-            source = next((s for n, s in sources.items() if n in str(exc)), "settings")
+            # Field validators start their message with the field's name.
+            source = next((s for n, s in sources.items() if str(exc).startswith(n)), "settings")
             raise SettingsError(f"{source}: {exc}") from exc
 
 
