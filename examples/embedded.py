@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     status = trading.guard_status(timeout=WAIT)
     children = host.children()
-    print(f"host: children now: " + ", ".join(
+    print("host: children now: " + ", ".join(
         f"{name} incarnation {info.incarnation}, restarts {info.restarts}" for name, info in children.items()))
     print(f"host: the restarted trading system's guard is {status.state.trading_state.value} "
           f"(reason: {status.state.reason}); a person must resume it")

@@ -10,3 +10,7 @@ from pathlib import Path
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
+
+# Fixtures for the real services the integration tests talk to, for every test module.
+from support.bot_api_server import bot_api  # noqa: E402, F401
+from support.statsd_daemon import statsd_daemon  # noqa: E402, F401

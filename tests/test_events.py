@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -83,7 +83,7 @@ class Colour(enum.Enum):
 
 
 def test_metadata_is_held_in_its_json_shape():
-    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     event = Event(
         EventType.TRADING_STATE_CHANGED,
         "main",

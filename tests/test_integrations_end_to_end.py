@@ -8,13 +8,13 @@ import time
 import uuid
 
 import pytest
-from support.bot_api_server import TEST_TOKEN, BotApiServer, Reply, bot_api  # noqa: F401 (fixture)
-from support.statsd_daemon import StatsdDaemon, statsd_daemon  # noqa: F401 (fixture)
+from support.bot_api_server import TEST_TOKEN, BotApiServer, Reply
+from support.statsd_daemon import StatsdDaemon
 
 from actors import start_trading_system
 from actors.heartbeat import GetHeartbeatStats
 from actors.messages import GetGuardState, RunCycle
-from runtime import ListSignalSource, ManualClock, Order, PaperBroker, Settings, Signal, TradingState
+from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, Signal, TradingState
 
 
 def trading(settings: Settings):

@@ -15,7 +15,6 @@ from support.statsd_daemon import (
     StatsdDaemon,
     StatsdDaemonError,
     parse_inspect,
-    statsd_daemon,  # noqa: F401  (the fixture)
 )
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from actors import ChildSpec, Supervisor, TradingSystem, start_trading_system
+from actors import Supervisor, TradingSystem, start_trading_system
 from actors.messages import Crash, EquityReading, GetGuardState, Ping, RunCycle
 from runtime import (
     Alert,

@@ -26,7 +26,6 @@ from support.bot_api_server import (
     TEST_TOKEN,
     BotApiServer,
     Reply,
-    bot_api,  # noqa: F401  (the fixture)
 )
 
 FAST = RetryPolicy(first_delay=0.01, factor=2.0, max_delay=0.05, max_attempts=3)

@@ -128,18 +128,7 @@ def market_order_request(
     accepting ``deviation`` points of slippage."""
     if not isinstance(order, Order):
         raise BrokerError(f"order must be an Order, got {order!r}")
-    return {
-        "action": TRADE_ACTION_DEAL,
-        "symbol": order.symbol,
-        "volume": float(order.volume),
-        "type": order_type(order.side),
-        "price": market_price(order.side, tick),
-        "deviation": deviation,
-        "magic": magic,
-        "comment": comment,
-        "type_time": ORDER_TIME_GTC,
-        "type_filling": filling,
-    }
+    return _deal(order.symbol, float(order.volume), order.side, tick, deviation, magic, filling, comment)
 
 
 def close_request(
@@ -154,15 +143,23 @@ def close_request(
     """The ``order_send`` request closing the whole of one ``TradePosition``: the opposite deal
     for its full volume, naming its ticket in ``position``, at the bid (closing a buy) or the
     ask (closing a sell)."""
-    side = side_from_position_type(raw_position.type)
-    closing = side.opposite
+    closing = side_from_position_type(raw_position.type).opposite
+    volume = _finite("position volume", raw_position.volume)
+    request = _deal(raw_position.symbol, volume, closing, tick, deviation, magic, filling, comment)
+    request["position"] = int(raw_position.ticket)
+    return request
+
+
+def _deal(
+    symbol: str, volume: float, side: Side, tick: Any, deviation: int, magic: int, filling: int, comment: str
+) -> dict[str, Any]:
+    # The one shape of a market deal request that opening and closing share.
     return {
         "action": TRADE_ACTION_DEAL,
-        "symbol": raw_position.symbol,
-        "volume": _finite("position volume", raw_position.volume),
-        "type": order_type(closing),
-        "position": int(raw_position.ticket),
-        "price": market_price(closing, tick),
+        "symbol": symbol,
+        "volume": volume,
+        "type": order_type(side),
+        "price": market_price(side, tick),
         "deviation": deviation,
         "magic": magic,
         "comment": comment,
