@@ -28,6 +28,8 @@ class SupervisedActor(pykka.ThreadingActor):
     """
 
     use_daemon_thread = True
+    salvage_mail = True
+    """Whether mail left unhandled when this incarnation ends goes to the next one."""
 
     def __init__(self, context: ChildContext) -> None:
         super().__init__()
@@ -75,12 +77,13 @@ class SupervisedActor(pykka.ThreadingActor):
         try:
             self.prepare()
         except Exception as exc:
-            self.context.salvage(self.actor_inbox)
+            self._salvage()
             self._finish("start_failed", f"{type(exc).__name__}: {exc}")
             raise
 
     def on_stop(self) -> None:
-        """A requested stop: clean up and report it."""
+        """A requested stop: keep the unhandled mail for a next incarnation, clean up, report."""
+        self._salvage()
         self._finish(self._exit_kind, self._exit_cause)
 
     def on_failure(
@@ -90,8 +93,12 @@ class SupervisedActor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         """An exception in a told message: keep the unhandled mail, clean up, report "crashed"."""
-        self.context.salvage(self.actor_inbox)
+        self._salvage()
         self._finish("crashed", f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
+
+    def _salvage(self) -> None:
+        if self.salvage_mail:
+            self.context.salvage(self.actor_inbox)
 
     def _finish(self, kind: str, cause: str) -> None:
         self._exit_kind, self._exit_cause = kind, cause

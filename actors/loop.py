@@ -73,6 +73,7 @@ class LoopActor(SupervisedActor):
         self._equity = 0.0
         self._totals = LoopTotals()
         self._last_cycle_at: float | None = None
+        self._started = False
 
     def prepare(self) -> None:
         """Reload lifetime totals and the guard's last trading state; start the cycle timer."""
@@ -86,12 +87,12 @@ class LoopActor(SupervisedActor):
         )
         if self._interval is not None:
             self.timers.start_fixed_rate("cycle", self._interval)
+        self._started = True
 
     def cleanup(self) -> None:
-        """Save the totals and mark the end of this loop's life with LOOP_STOPPED (not for an
-        abandoned incarnation: its successor owns the totals now)."""
-        if self.context.revoked.is_set():
-            return
+        """Save the totals and mark the end of this loop's life with LOOP_STOPPED."""
+        if self.context.revoked.is_set() or not self._started:
+            return  # an abandoned loop's successor owns the totals; a loop that never started has none
         self._store.save_loop_totals(self._loop_id, self._totals)
         self._publish(
             EventType.LOOP_STOPPED,

@@ -115,8 +115,12 @@ class Supervisor(SupervisedActor):
 
     Defaults suit a trading system: at most 5 restarts within 60 seconds (a crash loop faster
     than that is a fault a person must look at, and the fail-safe halts trading), no backoff.
-    Start one with `Supervisor.launch`, or as a child of another supervisor with `child_spec`.
+    Start one with `Supervisor.launch`; to make it a child of another supervisor, call `launch`
+    with the context that the parent passes to its `ChildSpec.start`.
     """
+
+    # Its mail is about its own children's incarnations; a new supervisor must not act on it.
+    salvage_mail = False
 
     def __init__(
         self,
