@@ -29,7 +29,7 @@ from runtime.clock import Clock
 from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
-__all__ = ["Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo"]
+__all__ = ["Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "make_slots"]
 
 
 class Restart(enum.Enum):
