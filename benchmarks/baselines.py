@@ -29,7 +29,7 @@ COUNT = object()
 
 
 class Counter(pykka.ThreadingActor):
-    """A plain pykka actor that counts what it is told and answers any ask with the count."""
+    """A plain pykka actor that counts what it is told and answers an ask of `COUNT` with the count."""
 
     use_daemon_thread = True
 

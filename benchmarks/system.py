@@ -29,7 +29,9 @@ def running_system(broker: PaperBroker, **options: Any) -> Iterator[TradingSyste
     """A started `TradingSystem` on ``broker`` (stopped on exit) with what the benchmarks need
     by default: no loop timer, no signals, an in-memory store journaled by the emitter, alerts
     discarded. ``options`` override any of these (and the settings)."""
-    store = options.pop("store", None) or MemoryStore()
+    store = options.pop("store", None)
+    if store is None:
+        store = MemoryStore()
     options.setdefault("sinks", [journal_sink(store)])
     options.setdefault("loop_interval", None)
     options.setdefault("alerts", DiscardAlerts())
