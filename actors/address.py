@@ -60,6 +60,15 @@ class Slot:
 
     def tell(self, message: Any) -> None:
         """Deliver to the current incarnation, or stash while it restarts."""
+        ref = self._ref
+        if ref is not None:
+            # The common case needs no lock: a ref read just before a restart either still
+            # takes the message (and a crash salvages it) or is dead and falls through.
+            try:
+                ref.tell(message)
+                return
+            except pykka.ActorDeadError:
+                pass
         with self._cond:
             ref = self._ref
             if ref is not None:

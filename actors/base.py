@@ -16,6 +16,8 @@ from actors.timers import Timers
 
 __all__ = ["SupervisedActor"]
 
+_LIFECYCLE = frozenset({Tick, Ping, Crash, Hang})
+
 
 class SupervisedActor(pykka.ThreadingActor):
     """A pykka actor that tells its supervisor how it ended.
@@ -111,6 +113,8 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         """Answer pings, route timer ticks, obey fault injection, hand the rest to `handle`."""
+        if type(message) not in _LIFECYCLE:  # the hot path: one set lookup per message
+            return self.handle(message)
         if isinstance(message, Tick):
             if self.timers.accept(message):
                 self.on_tick(message.key)

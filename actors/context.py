@@ -92,7 +92,7 @@ class ChildContext:
 class Revocable:
     """A transparent wrapper around a port whose calls are refused after revocation."""
 
-    __slots__ = ("_target", "_context")
+    __slots__ = ("_target", "_context", "__dict__")
 
     def __init__(self, target: Any, context: ChildContext) -> None:
         self._target = target
@@ -111,6 +111,7 @@ class Revocable:
                 )
             return attr(*args, **kwargs)
 
+        self.__dict__[name] = guarded  # later calls find it without __getattr__
         return guarded
 
     def __repr__(self) -> str:

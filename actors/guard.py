@@ -22,6 +22,7 @@ from actors.messages import (
 )
 from runtime.alerts import Alert, Severity
 from runtime.broker import Broker
+from runtime.drawdown import DrawdownTracker
 from runtime.events import EventType
 from runtime.guards import Guard, TradingState
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -129,6 +130,11 @@ class GuardActor(SupervisedActor):
         except (TypeError, ValueError, AttributeError) as exc:
             self._refuse(reading.equity, exc)
             return
+        if assessment is None and monitor.trading_state is not TradingState.HALTED:
+            tracker = monitor.tracker
+            if (tracker.peak_equity, monitor.day) == self._saved:  # nothing to save or act on
+                self._gauges(tracker)
+                return
         self._after([assessment] if assessment is not None else [], reading.positions_open, reading.sent_at)
 
     def _batch(self, batch: EquityBatch) -> None:
@@ -149,8 +155,7 @@ class GuardActor(SupervisedActor):
         tracker = monitor.tracker
         if assessments or (tracker.peak_equity, monitor.day) != self._saved:
             self._save()  # durable before anything acts on it
-        self._metrics.gauge(MetricNames.EQUITY, tracker.latest_equity)
-        self._metrics.gauge(MetricNames.DRAWDOWN_PCT, tracker.drawdown * 100.0)
+        self._gauges(tracker)
         for assessment in assessments:
             if assessment.newly_halted:
                 self._breach(assessment, sent_at)
@@ -160,6 +165,10 @@ class GuardActor(SupervisedActor):
             if positions_open is None or positions_open > 0:
                 if not any(a.newly_halted for a in assessments):
                     self._liquidate("positions found open while halted", 0)
+
+    def _gauges(self, tracker: DrawdownTracker) -> None:
+        self._metrics.gauge(MetricNames.EQUITY, tracker.latest_equity)
+        self._metrics.gauge(MetricNames.DRAWDOWN_PCT, tracker.drawdown * 100.0)
 
     def _breach(self, assessment: Assessment, sent_at: float | None) -> None:
         reason = "; ".join(v.reason for v in assessment.breaches)
@@ -206,13 +215,13 @@ class GuardActor(SupervisedActor):
         except Exception as exc:
             self._retry(reason, attempt, f"listing positions failed: {exc!r}")
             return
-        failed = []
-        for position in positions:
+        failed, closed = [], []
+        for position in positions:  # close everything first: the events can wait, the market cannot
             try:
-                fill = self._broker.close_position(position.position_id)
+                closed.append((position, self._broker.close_position(position.position_id)))
             except Exception as exc:
                 failed.append(f"{position.position_id}: {exc!r}")
-                continue
+        for position, fill in closed:
             self._publish(
                 EventType.POSITION_CLOSED,
                 {

@@ -2,9 +2,10 @@
 
 A timer posts `Tick` messages to its actor. When time jumps past several deadlines at once (a
 paused process, a manual clock moved far) only one tick is posted and the rest are counted as
-missed. On a real clock, a tick still waiting in the mailbox when the next falls due also makes
-that next one be skipped and counted, so a busy actor never gets a burst; on a virtual clock
-(a replay) every step of time is real work, so each deadline crossed posts its tick. Each tick carries the timer's generation and its owner's identity: after a cancel, a
+missed; a tick still waiting in the mailbox when the next falls due also makes that next one be
+skipped and counted. So a busy actor never gets a burst, and a backlog of ticks never builds up
+(on a virtual clock driven faster than the actor keeps up, too). A replay that wants every beat
+waits for the actor before moving time on, as `actors.replay.Replay` does. Each tick carries the timer's generation and its owner's identity: after a cancel, a
 restart or a new incarnation, old ticks are recognised and dropped.
 """
 
@@ -45,7 +46,6 @@ class Timers:
         self._ref = actor_ref
         self._clock = clock
         self._owner = next(_owners)
-        self._skip_pending = not getattr(clock, "virtual", False)
         self._generations = itertools.count(1)
         self._timers: dict[str, _Timer] = {}
         self._lock = threading.Lock()
@@ -75,7 +75,7 @@ class Timers:
         with self._lock:
             if self._timers.get(timer.key) is not timer:
                 return
-            send = not (timer.pending and self._skip_pending)
+            send = not timer.pending
             if send:
                 timer.pending = True
             else:

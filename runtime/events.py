@@ -35,7 +35,12 @@ class EventType(enum.Enum):
 def _json_value(path: str, value: Any) -> Any:
     # Metadata is held in its JSON shape (dicts, lists, str, finite numbers, bools, None) so
     # that from_json(to_json(e)) == e holds exactly; anything else is refused where it enters.
-    if value is None or isinstance(value, (bool, str, int)):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float and value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+        return value
+    if isinstance(value, (bool, str, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -15,6 +15,11 @@ def finite_number(field: str, value: Any) -> float:
     Booleans, strings, ``None``, NaN and infinities are refused: ``TypeError`` for a value that is
     not a real number at all, ``ValueError`` for a real that is not finite.
     """
+    kind = type(value)
+    if kind is float and value - value == 0.0:  # the common case, before the slow ABC check
+        return value
+    if kind is int:
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{field} must be a finite real number, got {value!r} ({type(value).__name__})")
     number = float(value)
