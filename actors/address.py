@@ -101,18 +101,21 @@ class Slot:
             ref = self._ref
         return ref.ask(message, timeout=max(0.0, deadline - time.monotonic()))
 
-    def salvage(self, inbox: Any) -> int:
+    def salvage(self, inbox: Any, owner: pykka.ActorRef[Any]) -> int:
         """Take back what waits unhandled in a dead or abandoned incarnation's mailbox.
 
         pykka drops told messages and fails asks left in a stopped actor's inbox; taking them
         here (ahead of anything stashed since) delivers them, asks included, to the next
         incarnation. Timer ticks, stop requests and the supervisor's own probes are not carried
-        over. Returns how many.
+        over. ``owner`` is the incarnation the inbox belongs to: if a newer one is already routed
+        to (its end was noticed first), the mail goes straight to it. Returns how many.
         """
         with self._cond:
-            self._ref = None
-            if self._state != "stopped":
-                self._state = "restarting"
+            newer = self._ref if self._ref is not None and self._ref is not owner else None
+            if newer is None:
+                self._ref = None
+                if self._state != "stopped":
+                    self._state = "restarting"
             taken = []
             while True:
                 try:
@@ -130,7 +133,11 @@ class Slot:
                         envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, dead, None))
                     continue
                 taken.append(_Salvaged(envelope))
-            self._stash.extendleft(reversed(taken))
+            if newer is not None and not self._stash:
+                for item in taken:
+                    newer.actor_inbox.put(item.envelope)
+            else:
+                self._stash.extendleft(reversed(taken))
             return len(taken)
 
     def suspend(self) -> None:

@@ -7,9 +7,7 @@ from typing import Any
 from actors.base import SupervisedActor
 from actors.context import ChildContext
 from actors.messages import SendAlert
-from actors.timers import Timers
 from runtime.alerts import AlertSink, LogAlerts
-from runtime.clock import SystemClock
 
 __all__ = ["AlertActor"]
 
@@ -24,10 +22,11 @@ class AlertActor(SupervisedActor):
     the alerts live in wall-clock time.
     """
 
+    wall_clock_timers = True
+
     def __init__(self, context: ChildContext, *, sink: AlertSink | None = None) -> None:
         super().__init__(context)
         self._sink = context.guarded(sink or LogAlerts())
-        self.timers = Timers(self.actor_ref, SystemClock.shared())
         self.delivered = 0
         self.failures = 0
 

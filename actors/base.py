@@ -13,6 +13,7 @@ from loguru import logger
 from actors.context import ChildContext
 from actors.messages import Crash, Hang, Ping, Pong, Tick
 from actors.timers import Timers
+from runtime.clock import SystemClock
 
 __all__ = ["SupervisedActor"]
 
@@ -32,11 +33,14 @@ class SupervisedActor(pykka.ThreadingActor):
     use_daemon_thread = True
     salvage_mail = True
     """Whether mail left unhandled when this incarnation ends goes to the next one."""
+    wall_clock_timers = False
+    """Whether this actor's timers run on wall-clock time even when its context has a data-time
+    clock (a replay): for timers about people or services outside, such as alert merging."""
 
     def __init__(self, context: ChildContext) -> None:
         super().__init__()
         self.context = context
-        self.timers = Timers(self.actor_ref, context.clock)
+        self.timers = Timers(self.actor_ref, SystemClock.shared() if self.wall_clock_timers else context.clock)
         self.log = logger.bind(actor=context.name, incarnation=context.incarnation)
         self._exit_kind = "normal"
         self._exit_cause = ""
@@ -100,7 +104,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _salvage(self) -> None:
         if self.salvage_mail:
-            self.context.salvage(self.actor_inbox)
+            self.context.salvage(self.actor_ref)
 
     def _finish(self, kind: str, cause: str) -> None:
         self._exit_kind, self._exit_cause = kind, cause

@@ -45,6 +45,7 @@ class ChildContext:
         self.clock: Clock = clock or SystemClock.shared()
         self.revoked = threading.Event()
         self.ended: tuple[str, str] | None = None
+        self.progress = 0
         self._slots = dict(slots or {})
 
     @classmethod
@@ -78,11 +79,16 @@ class ChildContext:
         except pykka.ActorDeadError:
             logger.bind(actor=self.name).debug("supervisor gone; exit {} not reported", kind)
 
-    def salvage(self, inbox: Any) -> None:
-        """Hand this incarnation's unhandled mail to its address, for the next incarnation."""
+    def salvage(self, ref: pykka.ActorRef[Any]) -> None:
+        """Hand the unhandled mail of this incarnation (``ref``) to its address, for the next."""
         slot = self._slots.get(self.name)
         if slot is not None and not self.revoked.is_set():
-            slot.salvage(inbox)
+            slot.salvage(ref.actor_inbox, ref)
+
+    def mark_progress(self) -> None:
+        """Say that a long piece of work is moving (each broker call of a liquidation, say), so
+        that a liveness probe that goes unanswered meanwhile does not count the actor as hung."""
+        self.progress += 1
 
     def revoke(self) -> None:
         """Abandon this incarnation: its addresses and guarded ports stop working."""

@@ -14,6 +14,7 @@ from actors.messages import (
     EquityBatch,
     EquityReading,
     GetGuardState,
+    GetTradingState,
     GuardStatus,
     Liquidate,
     Resume,
@@ -25,6 +26,7 @@ from runtime.broker import Broker
 from runtime.drawdown import DrawdownTracker
 from runtime.events import EventType
 from runtime.guards import Guard, TradingState
+from runtime.liquidation import close_every_position, position_closed_metadata
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.monitor import Assessment, RiskMonitor
 from runtime.store import StateStore
@@ -105,6 +107,8 @@ class GuardActor(SupervisedActor):
             self._batch(message)
         elif isinstance(message, Liquidate):
             self._liquidate(message.reason, message.attempt)
+        elif isinstance(message, GetTradingState):
+            return self.monitor.trading_state
         elif isinstance(message, GetGuardState):
             return GuardStatus(
                 self.monitor.state(), self.monitor.block_counts, self._bad_readings, self._liquidating is not None
@@ -200,6 +204,9 @@ class GuardActor(SupervisedActor):
 
     def _resume(self, by: str) -> TradingState:
         previous = self.monitor.resume()
+        self._liquidating = None  # a retry still scheduled must not close positions of the resumed account
+        self._retry_attempt = 0
+        self.timers.cancel("liquidate")
         self._save()
         self._tell_loop(TradingState.ACTIVE, f"resumed by {by}")
         if previous is not TradingState.ACTIVE:
@@ -210,35 +217,19 @@ class GuardActor(SupervisedActor):
     # --- liquidation ------------------------------------------------------------------------
 
     def _liquidate(self, reason: str, attempt: int) -> None:
+        # Close everything first, then report: the events can wait, the market cannot. Each
+        # broker call marks progress, so a slow broker does not get the guard abandoned as hung.
         try:
-            positions = self._broker.open_positions()
+            closed, failed = close_every_position(self._broker, self.context.mark_progress)
         except Exception as exc:
             self._retry(reason, attempt, f"listing positions failed: {exc!r}")
             return
-        failed, closed = [], []
-        for position in positions:  # close everything first: the events can wait, the market cannot
-            try:
-                closed.append((position, self._broker.close_position(position.position_id)))
-            except Exception as exc:
-                failed.append(f"{position.position_id}: {exc!r}")
         for position, fill in closed:
-            self._publish(
-                EventType.POSITION_CLOSED,
-                {
-                    "position_id": position.position_id,
-                    "symbol": position.symbol,
-                    "side": position.side.value,
-                    "volume": position.volume,
-                    "price": fill.price,
-                    "realised_pnl": fill.realised_pnl,
-                    "reason": reason,
-                    "attempt": attempt,
-                },
-            )
+            self._publish(EventType.POSITION_CLOSED, position_closed_metadata(position, fill, reason, attempt))
         if failed:
             self._retry(reason, attempt, "; ".join(failed))
             return
-        if self._liquidating is not None or positions:
+        if self._liquidating is not None or closed:
             self.log.info("flat after {} attempt(s): {}", attempt + 1, reason)
         self._liquidating = None
         self.timers.cancel("liquidate")
@@ -247,7 +238,7 @@ class GuardActor(SupervisedActor):
             self._reaction_started = None
 
     def _retry(self, reason: str, attempt: int, failure: str) -> None:
-        delay = min(_RETRY_CAP, _RETRY_FIRST * 2**attempt)
+        delay = min(_RETRY_CAP, _RETRY_FIRST * 2 ** min(attempt, 20))
         self.log.error("liquidation attempt {} failed ({}); retrying in {:.2f}s", attempt + 1, failure, delay)
         if attempt == 0:
             self._alert("Liquidation failing", f"{reason}: {failure}; retrying until flat", Severity.CRITICAL)
@@ -258,10 +249,18 @@ class GuardActor(SupervisedActor):
     # --- helpers ----------------------------------------------------------------------------
 
     def _save(self) -> None:
+        # A store that fails must not stop the guard from protecting the account: it acts on the
+        # state it holds, says loudly that the state is not durable, and saves again next time.
         monitor = self.monitor
-        self._store.save_guard(self._loop_id, monitor.record())
-        self._saved = (monitor.tracker.peak_equity, monitor.day)
         self._metrics.gauge(MetricNames.TRADING_STATE, monitor.trading_state.gauge)
+        try:
+            self._store.save_guard(self._loop_id, monitor.record())
+        except Exception as exc:
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("guard state not saved: {!r}", exc)
+            self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds", Severity.CRITICAL)
+            return
+        self._saved = (monitor.tracker.peak_equity, monitor.day)
 
     def _tell_loop(self, state: TradingState, reason: str | None = None) -> None:
         if self._loop is not None:

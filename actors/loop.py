@@ -10,7 +10,7 @@ from typing import Any
 from actors.base import SupervisedActor
 from actors.context import ChildContext
 from actors.emitter import Publisher
-from actors.messages import EquityReading, GetMetrics, LoopStatus, MarketData, RunCycle, TradingStateChanged
+from actors.messages import EquityReading, GetMetrics, GetTradingState, LoopStatus, MarketData, RunCycle, TradingStateChanged
 from runtime.broker import Broker, Fill, Position
 from runtime.events import EventType
 from runtime.guards import TradingState
@@ -34,8 +34,9 @@ class LoopActor(SupervisedActor):
     (first handed to ``market_feed``, so prices and strategies move in step with the cycle).
 
     A cycle polls the signal source; for each signal it emits SIGNAL_RECEIVED, asks the approval
-    policy (SIGNAL_APPROVED), executes by the trading state (ACTIVE: any order; REDUCING: only
-    orders that reduce exposure; HALTED: none, recorded as a rejected TRADE_FAILED), emits
+    policy (SIGNAL_APPROVED), executes by the trading state the guard confirms for each order
+    (ACTIVE: any order; REDUCING: only orders that reduce exposure; HALTED, or a guard that does
+    not answer within ``guard_timeout``: none, recorded as a rejected TRADE_FAILED), emits
     TRADE_EXECUTED or TRADE_FAILED, and sends the account equity to the guard. A cycle without
     signals still sends the equity once. Lifetime totals survive restarts through the store.
     """
@@ -52,6 +53,7 @@ class LoopActor(SupervisedActor):
         interval: float | None = 1.0,
         market_feed: Callable[[MarketData], None] | None = None,
         metrics: MetricsSink | None = None,
+        guard_timeout: float = 5.0,
     ) -> None:
         super().__init__(context)
         self._broker = context.guarded(broker)
@@ -61,6 +63,7 @@ class LoopActor(SupervisedActor):
         self._loop_id = loop_id
         self._interval = interval
         self._market_feed = market_feed
+        self._guard_timeout = guard_timeout
         self._metrics = metrics or NullMetrics()
         self._guard = context.sibling("guard")
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
@@ -184,6 +187,13 @@ class LoopActor(SupervisedActor):
         self._publish(EventType.TRADE_EXECUTED, {**_describe(signal), **_fill(fill)})
 
     def _refusal(self, signal: Signal) -> str | None:
+        # Ask the guard itself before every order: the equity this loop just reported may have
+        # halted trading, and that news could still be waiting behind this cycle in the mailbox.
+        if self._guard is not None:
+            try:
+                self._state = self._guard.ask(GetTradingState(), timeout=self._guard_timeout)
+            except Exception as exc:
+                return f"the guard did not confirm the trading state: {exc!r}"
         if self._state is TradingState.HALTED:
             return "trading halted"
         if self._state is TradingState.REDUCING:

@@ -19,15 +19,14 @@ __all__ = [
     "Crash",
     "Hang",
     "ChildExited",
-    "ChildHung",
     "RestartChild",
-    "RestartDue",
     "GetChildren",
     "EquityReading",
     "EquityBatch",
     "CashFlow",
     "Resume",
     "GetGuardState",
+    "GetTradingState",
     "GuardStatus",
     "Liquidate",
     "TradingStateChanged",
@@ -104,20 +103,6 @@ class ChildExited:
     kind: str
     cause: str = ""
 
-    @property
-    def abnormal(self) -> bool:
-        """True for every ending but a normal stop."""
-        return self.kind != "normal"
-
-
-@attrs.frozen
-class ChildHung:
-    """The liveness probe got no answer from a child in time."""
-
-    name: str
-    incarnation: int
-    cause: str
-
 
 @attrs.frozen
 class RestartChild:
@@ -129,14 +114,6 @@ class RestartChild:
     name: str
     cause: str
     graceful: bool = True
-
-
-@attrs.frozen
-class RestartDue:
-    """A restart's backoff delay has passed."""
-
-    name: str
-    attempt: int
 
 
 @attrs.frozen
@@ -179,6 +156,11 @@ class Resume:
     """Lift a latched HALTED (or REDUCING) back to ACTIVE; the peak is kept."""
 
     by: str = "operator"
+
+
+@attrs.frozen
+class GetTradingState:
+    """Ask the guard what trading may do now (the loop asks before every order)."""
 
 
 @attrs.frozen

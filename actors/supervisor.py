@@ -24,7 +24,7 @@ import pykka
 from actors.address import Address, Slot
 from actors.base import SupervisedActor
 from actors.context import ChildContext
-from actors.messages import ChildExited, ChildHung, GetChildren, Ping, RestartChild, RestartDue
+from actors.messages import ChildExited, GetChildren, Ping, RestartChild
 from runtime.clock import Clock
 from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -94,7 +94,7 @@ class ChildInfo:
 
 
 class _Child:
-    __slots__ = ("spec", "slot", "ref", "context", "incarnation", "restarts", "running", "pending_cause")
+    __slots__ = ("spec", "slot", "ref", "context", "incarnation", "restarts", "running", "pending_cause", "seen_progress")
 
     def __init__(self, spec: ChildSpec, slot: Slot) -> None:
         self.spec = spec
@@ -105,6 +105,7 @@ class _Child:
         self.restarts = 0
         self.running = False
         self.pending_cause: str | None = None
+        self.seen_progress = 0
 
 
 Notify = Callable[[EventType, dict[str, Any]], None]
@@ -148,8 +149,10 @@ class Supervisor(SupervisedActor):
             raise ValueError(f"children must have unique names, got {names!r}")
         if max_restarts < 0:
             raise ValueError(f"max_restarts must be >= 0, got {max_restarts!r}")
-        if not within_seconds > 0:
-            raise ValueError(f"within_seconds must be > 0, got {within_seconds!r}")
+        for name, value in (("within_seconds", within_seconds), ("probe_interval", probe_interval),
+                            ("start_timeout", start_timeout)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
         self._children = [_Child(spec, slots[spec.name]) for spec in children]
         self._strategy = Strategy(strategy)
         self._max_restarts = max_restarts
@@ -164,6 +167,7 @@ class Supervisor(SupervisedActor):
         self._rng = random.Random(seed)
         self._restart_times: deque[float] = deque()
         self._stopped_children = False
+        self._fail_safe_ran = False
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -188,21 +192,21 @@ class Supervisor(SupervisedActor):
         ref = cls.start(context, children, slots, gave_up=gave_up, **options)
         if context.supervisor is None:
             # Standalone: return once every child is up (a parent supervisor does its own wait).
+            # Failed starts are retried within the restart intensity, so allow for all of them.
+            attempts = options.get("max_restarts", 5) + len(children)
             try:
-                ref.ask(Ping(), timeout=options.get("start_timeout", 10.0) * max(1, len(children)))
+                ref.ask(Ping(), timeout=options.get("start_timeout", 10.0) * attempts)
             except pykka.ActorDeadError:
-                pass  # it gave up while starting; the handle shows it
+                if not gave_up.is_set():
+                    raise RuntimeError("the supervisor failed while starting; see the log") from None
         return SupervisorHandle(ref, slots, gave_up)
 
     def prepare(self) -> None:
         """Start every child in order, each answering before the next starts."""
         for child in self._children:
             child.slot.suspend()  # a relaunch: stash, rather than refuse, until each is back
-        for child in self._children:
-            if not self._start_child(child):
-                self._child_down(child, "start_failed", child.pending_cause or "did not start")
-                if self._gave_up.is_set():
-                    return
+            child.pending_cause = ""  # "" marks a first start: no ACTOR_RESTARTED for it
+        self._restart_pending()
         self.timers.start_fixed_rate("probe", self._probe_interval)
 
     def _start_child(self, child: _Child) -> bool:
@@ -216,17 +220,18 @@ class Supervisor(SupervisedActor):
         )
         child.context = context
         child.pending_cause = None
+        ref = None
         try:
             ref = child.spec.start(context)
             ref.ask(Ping(from_supervisor=True), timeout=self._start_timeout)
         except pykka.Timeout:
             child.pending_cause = f"no answer within {self._start_timeout}s of starting"
-            self._abandon(child)
+            self._abandon(child, ref)
             return False
         except Exception as exc:  # the factory or the actor's start raised
             ended = context.ended
             child.pending_cause = ended[1] if ended is not None else f"{type(exc).__name__}: {exc}"
-            self._abandon(child)
+            self._abandon(child, ref)
             return False
         child.ref = ref
         child.running = True
@@ -242,21 +247,16 @@ class Supervisor(SupervisedActor):
             child = self._current(message.name, message.incarnation)
             if child is not None:
                 self._child_down(child, message.kind, message.cause)
-        elif isinstance(message, ChildHung):
-            child = self._current(message.name, message.incarnation)
-            if child is not None:
-                self._abandon(child)
-                self._child_down(child, "hung", message.cause)
         elif isinstance(message, RestartChild):
-            child = self._by_name(message.name)
-            if child.running:
+            child = self._find(message.name)
+            if child is None:
+                self.log.error("restart of unknown child {!r} ignored; children: {}", message.name, self.names)
+            elif child.running:
                 if message.graceful:
                     self._stop_child(child)
                 else:
                     self._abandon(child)
                 self._child_down(child, "restart_requested", message.cause)
-        elif isinstance(message, RestartDue):
-            self._restart_pending()
         elif isinstance(message, GetChildren):
             return {
                 c.spec.name: ChildInfo(c.spec.name, c.incarnation, c.running and c.ref is not None and c.ref.is_alive(), c.restarts)
@@ -274,16 +274,18 @@ class Supervisor(SupervisedActor):
             self._restart_pending()
 
     def _current(self, name: str, incarnation: int) -> _Child | None:
-        child = self._by_name(name)
-        if not child.running or child.incarnation != incarnation:
+        child = self._find(name)
+        if child is None or not child.running or child.incarnation != incarnation:
             return None  # a report from an incarnation already replaced or stopped on purpose
         return child
 
-    def _by_name(self, name: str) -> _Child:
-        for child in self._children:
-            if child.spec.name == name:
-                return child
-        raise KeyError(f"no child named {name!r}; children: {[c.spec.name for c in self._children]}")
+    def _find(self, name: str) -> _Child | None:
+        return next((child for child in self._children if child.spec.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        """The children's names in start order."""
+        return [child.spec.name for child in self._children]
 
     # --- liveness ---------------------------------------------------------------------------
 
@@ -300,6 +302,9 @@ class Supervisor(SupervisedActor):
             try:
                 future.get(timeout=max(0.0, now + timeout - self.context.clock.monotonic()))
             except pykka.Timeout:
+                if child.context is not None and child.context.progress != child.seen_progress:
+                    child.seen_progress = child.context.progress  # busy but moving: not hung
+                    continue
                 self.log.warning("{} did not answer a liveness probe within {}s", child.spec.name, timeout)
                 self._abandon(child)
                 self._child_down(child, "hung", f"no answer to a liveness probe within {timeout}s")
@@ -311,6 +316,12 @@ class Supervisor(SupervisedActor):
     # --- failure handling -------------------------------------------------------------------
 
     def _child_down(self, child: _Child, kind: str, cause: str) -> None:
+        if self._mark_down(child, kind, cause) == 0.0:
+            self._restart_pending()
+
+    def _mark_down(self, child: _Child, kind: str, cause: str) -> float | None:
+        # Applies the restart type, the intensity and the strategy to one child's end, and says
+        # when to restart: now (0.0), after a backoff the timer will bring (> 0), or never (None).
         child.running = False
         child.ref = None
         child.slot.suspend()
@@ -318,13 +329,14 @@ class Supervisor(SupervisedActor):
         self.log.warning("child {} ended ({}): {}", spec.name, kind, cause)
         if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and kind == "normal"):
             child.slot.close()
-            return
+            child.pending_cause = None
+            return None
         if self._intensity_exceeded():
             self._give_up(
                 f"{spec.name} ended ({kind}: {cause}) and restarts exceeded "
                 f"{self._max_restarts} within {self._within}s"
             )
-            return
+            return None
         index = self._children.index(child)
         if self._strategy is Strategy.ONE_FOR_ONE:
             group = [child]
@@ -336,19 +348,16 @@ class Supervisor(SupervisedActor):
             if sibling is not child and sibling.running:
                 self._stop_child(sibling)
                 sibling.slot.suspend()
-        for member in group:
-            if member is child:
-                member.pending_cause = cause or kind
-            elif member.spec.restart is Restart.TEMPORARY:
-                member.slot.close()
-            else:
-                member.pending_cause = f"sibling {spec.name} failed: {cause}"
+                if sibling.spec.restart is Restart.TEMPORARY:
+                    sibling.slot.close()
+                else:
+                    sibling.pending_cause = f"sibling {spec.name} failed: {cause}"
+        child.pending_cause = cause or kind
         child.restarts += 1
         delay = self._backoff.delay(child.restarts, self._rng)
         if delay > 0:
             self.timers.start_single("restart", delay)
-        else:
-            self._restart_pending()
+        return delay
 
     def _intensity_exceeded(self) -> bool:
         now = self.context.clock.monotonic()
@@ -359,19 +368,23 @@ class Supervisor(SupervisedActor):
         return len(times) > self._max_restarts
 
     def _restart_pending(self) -> None:
-        for child in self._children:
-            if child.running or child.pending_cause is None:
-                continue
-            cause = child.pending_cause
-            attempt = child.restarts
-            if not self._start_child(child):
-                self._child_down(child, "start_failed", child.pending_cause or cause)
+        # Starts every pending child in order; a start that fails is handled and the loop goes
+        # on (iteration, not recursion, however long a child keeps failing).
+        while not self._gave_up.is_set():
+            child = next((c for c in self._children if not c.running and c.pending_cause is not None), None)
+            if child is None:
                 return
-            self._metrics.incr(MetricNames.ACTOR_RESTARTS_TOTAL)
-            self._emit(
-                EventType.ACTOR_RESTARTED,
-                {"actor": child.spec.name, "cause": cause, "attempt": attempt, "incarnation": child.incarnation},
-            )
+            cause, attempt = child.pending_cause, child.restarts
+            if not self._start_child(child):
+                if self._mark_down(child, "start_failed", child.pending_cause or cause) != 0.0:
+                    return  # given up, or waiting for a backoff
+                continue
+            if cause:  # "" is a first start, not a restart
+                self._metrics.incr(MetricNames.ACTOR_RESTARTS_TOTAL)
+                self._emit(
+                    EventType.ACTOR_RESTARTED,
+                    {"actor": child.spec.name, "cause": cause, "attempt": attempt, "incarnation": child.incarnation},
+                )
 
     def _emit(self, event_type: EventType, metadata: dict[str, Any]) -> None:
         if self._notify is None:
@@ -400,7 +413,7 @@ class Supervisor(SupervisedActor):
         # stop whenever it wakes.
         ref = ref or child.ref
         if ref is not None:
-            child.slot.salvage(ref.actor_inbox)
+            child.slot.salvage(ref.actor_inbox, ref)
         if child.context is not None:
             child.context.revoke()
         if ref is not None:
@@ -422,17 +435,25 @@ class Supervisor(SupervisedActor):
         self.log.critical("giving up: {}", cause)
         self.timers.cancel_all()
         self._stop_all()
-        if self._fail_safe is not None:
-            try:
-                self._fail_safe(cause)
-            except Exception:
-                self.log.exception("fail-safe failed")
+        self._run_fail_safe(cause)
         self._gave_up.set()
         self.exit_with("gave_up", cause)
 
+    def _run_fail_safe(self, cause: str) -> None:
+        if self._fail_safe is None or self._fail_safe_ran:
+            return
+        self._fail_safe_ran = True
+        try:
+            self._fail_safe(cause)
+        except Exception:
+            self.log.exception("fail-safe failed")
+
     def cleanup(self) -> None:
-        """Stop every child in reverse start order."""
+        """Stop every child in reverse start order; if the supervisor itself failed, run the
+        fail-safe too, since nothing watches the children any more."""
         self._stop_all()
+        if self.exit_kind not in ("normal", "gave_up"):
+            self._run_fail_safe(f"supervisor {self.context.name} failed: {self.exit_cause}")
 
 
 def make_slots(children: Sequence[ChildSpec], stash_limit: int = 10_000, metrics: MetricsSink | None = None) -> dict[str, Slot]:
@@ -461,6 +482,8 @@ class SupervisorHandle:
 
     def restart(self, name: str, cause: str, graceful: bool = True) -> None:
         """Ask the supervisor to restart the child ``name`` now (abandoning it if not graceful)."""
+        if name not in self.slots:
+            raise KeyError(f"no child named {name!r}; children: {sorted(self.slots)}")
         self.ref.tell(RestartChild(name, cause, graceful))
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -24,6 +24,7 @@ from runtime.clock import Clock, SystemClock
 from runtime.events import Event, EventType
 from runtime.guards import TradingState
 from runtime.metrics import MetricsSink
+from runtime.liquidation import close_every_position, position_closed_metadata
 from runtime.monitor import RiskMonitor
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
@@ -65,6 +66,7 @@ class TradingSystem:
         backoff: Backoff | None = None,
         probe_interval: float = 0.5,
         liveness_timeout: float = 5.0,
+        fail_safe_deadline: float = 30.0,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -73,6 +75,9 @@ class TradingSystem:
         self.store = store if store is not None else SqliteStore.from_settings(settings)
         self.metrics = metrics if metrics is not None else StatsdMetrics.from_settings(settings)
         self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
+        # What this system built it also closes (on `stop`); what the caller gave, the caller owns.
+        self._owned = [part for part, given in ((self.store, store), (self.metrics, metrics), (self.alert_sink, alerts))
+                       if given is None]
         self.clock = clock or SystemClock.shared()
         self.subscribers = Subscribers(subscribers)
         self._signals = signals
@@ -83,6 +88,7 @@ class TradingSystem:
         self._backoff = backoff
         self._probe_interval = probe_interval
         self._liveness_timeout = liveness_timeout
+        self._fail_safe_deadline = fail_safe_deadline
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
         self._handle: SupervisorHandle | None = None
@@ -127,7 +133,8 @@ class TradingSystem:
                 timeout=s.heartbeat_timeout,
                 stall_after=s.stall_after,
                 loop_id=loop_id,
-                restart_loop=lambda cause, graceful: self.restart("loop", cause, graceful),
+                # An abandoned heartbeat must not restart anything.
+                restart_loop=lambda cause, graceful: None if ctx.revoked.is_set() else self.restart("loop", cause, graceful),
                 metrics=self.metrics,
             )
 
@@ -137,7 +144,8 @@ class TradingSystem:
             ChildSpec("alerts", alerts, liveness_timeout=None),
             ChildSpec("guard", guard, liveness_timeout=timeout),
             ChildSpec("loop", loop, liveness_timeout=None),  # the heartbeat watches the loop
-            ChildSpec("heartbeat", heartbeat, liveness_timeout=timeout),
+            # The heartbeat may wait heartbeat_timeout on a stalled loop: that is not a hang.
+            ChildSpec("heartbeat", heartbeat, liveness_timeout=timeout + s.heartbeat_timeout),
         ]
 
     # --- starting and stopping --------------------------------------------------------------
@@ -164,7 +172,7 @@ class TradingSystem:
             within_seconds=self.settings.within_seconds,
             backoff=self._backoff,
             probe_interval=self._probe_interval,
-            fail_safe=self._fail_safe,
+            fail_safe=lambda cause: self._fail_safe(cause, context),
             notify=publisher,
             metrics=self.metrics,
             child_clock=self.clock,
@@ -172,9 +180,18 @@ class TradingSystem:
         return self._handle.ref
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Stop cleanly: heartbeat, loop (LOOP_STOPPED), guard, alerts, emitter, in that order."""
+        """Stop cleanly: heartbeat, loop (LOOP_STOPPED), guard, alerts, emitter, in that order;
+        then close the store, metrics and alert sinks this system built from its settings (a
+        Telegram sink sends the repeats it was still merging)."""
         if self._handle is not None:
             self._handle.stop(timeout)
+        for part in self._owned:
+            close = getattr(part, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:
+                    logger.error("closing {!r} failed: {!r}", part, exc)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the system has ended (stopped, or given up); False on timeout."""
@@ -249,38 +266,47 @@ class TradingSystem:
 
     # --- the fail-safe ----------------------------------------------------------------------
 
-    def _fail_safe(self, cause: str) -> None:
-        # Runs on the supervisor's thread after every child has stopped: nothing else is left to
-        # act, so it talks to the ports directly. The alert goes on its own thread so a dead
-        # alert service cannot hold up the escalation.
+    def _fail_safe(self, cause: str, context: ChildContext | None = None) -> None:
+        # Runs on the supervisor's thread once every child has stopped: nothing else is left to
+        # act, so it talks to the ports directly. The alert goes first and on its own thread, and
+        # the liquidation runs on its own thread with a deadline, so neither a dead alert service
+        # nor a stuck broker can hold up the escalation. Through the supervisor's context the
+        # ports go quiet if a host abandons this supervisor meanwhile.
         self.escalations += 1
-        loop_id = self.settings.loop_id
-        record = self.store.load_guard(loop_id)
-        if record is not None:
-            monitor = RiskMonitor.from_record(record, self.settings.guards())
-            previous = monitor.halt(f"supervisor gave up: {cause}")
-            self.store.save_guard(loop_id, monitor.record())
-            self._journal(EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
+        broker = context.guarded(self.broker) if context is not None else self.broker
+        store = context.guarded(self.store) if context is not None else self.store
+        alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
+        _in_background("fail-safe-alert", self._send_alert, alert)
+        try:
+            record = store.load_guard(self.settings.loop_id)
+            if record is not None:
+                monitor = RiskMonitor.from_record(record, self.settings.guards())
+                previous = monitor.halt(f"supervisor gave up: {cause}")
+                store.save_guard(self.settings.loop_id, monitor.record())
+                self._journal(store, EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
+        except Exception as exc:  # the store may be what failed: liquidate all the same
+            logger.critical("fail-safe could not save HALTED: {!r}", exc)
+        done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
+        if not done.wait(self._fail_safe_deadline):
+            logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._fail_safe_deadline)
+
+    def _close_everything(self, broker: Broker, store: StateStore) -> None:
         for attempt in range(_FAIL_SAFE_ATTEMPTS):
             try:
-                for position in self.broker.open_positions():
-                    fill = self.broker.close_position(position.position_id)
-                    self._journal(
-                        EventType.POSITION_CLOSED,
-                        {"position_id": position.position_id, "symbol": position.symbol,
-                         "price": fill.price, "realised_pnl": fill.realised_pnl, "reason": "fail-safe"},
-                    )
-                break
+                closed, failed = close_every_position(broker)
             except Exception as exc:
-                logger.error("fail-safe close attempt {} failed: {!r}", attempt + 1, exc)
-                threading.Event().wait(min(2.0, 0.1 * 2**attempt))
-        alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
-        threading.Thread(target=self._send_alert, args=(alert,), name="tradewarden-fail-safe-alert", daemon=True).start()
+                closed, failed = [], [repr(exc)]
+            for position, fill in closed:
+                self._journal(store, EventType.POSITION_CLOSED, position_closed_metadata(position, fill, "fail-safe", attempt))
+            if not failed:
+                return
+            logger.error("fail-safe close attempt {} failed: {}", attempt + 1, "; ".join(failed))
+            threading.Event().wait(min(2.0, 0.1 * 2**attempt))
 
-    def _journal(self, event_type: EventType, metadata: dict[str, Any]) -> None:
+    def _journal(self, store: StateStore, event_type: EventType, metadata: dict[str, Any]) -> None:
         event = Event(event_type, self.settings.loop_id, metadata, self.clock.now())
         try:
-            self.store.append_event(event)
+            store.append_event(event)
         except Exception as exc:
             logger.error("fail-safe event not journaled: {!r}", exc)
         for subscriber in self.subscribers.snapshot():
@@ -294,6 +320,20 @@ class TradingSystem:
             self.alert_sink.send(alert)
         except Exception as exc:
             logger.error("fail-safe alert not delivered: {!r}", exc)
+
+
+def _in_background(name: str, target: Callable[..., None], *args: Any) -> threading.Event:
+    """Run ``target(*args)`` on a daemon thread; the event is set when it returns."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            target(*args)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"tradewarden-{name}", daemon=True).start()
+    return done
 
 
 def start_trading_system(

@@ -14,6 +14,7 @@ from runtime.validation import attrs_finite, finite_number, percent_limit
 
 __all__ = [
     "TradingState",
+    "LIMIT_TOLERANCE",
     "Level",
     "Verdict",
     "Guard",
@@ -40,6 +41,11 @@ class TradingState(enum.Enum):
 
 
 _STATE_GAUGE = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+LIMIT_TOLERANCE = 1e-12
+"""Relative slack in "the loss reaches the limit": a loss that is exactly the limit in decimal
+(peak 101.05, equity 80.84 is 20%) can come out a few units in the last place below it in binary
+floating point, and must still fire."""
 
 
 class Level(enum.IntEnum):
@@ -103,7 +109,7 @@ class _ThresholdGuard:
     def level(self, equity: float, peak: float, start: float, day_start: float) -> Level:
         """How far this reading is past the rule: OK, WARN (past the warning level) or BREACH."""
         severity = self._severity(equity, peak, start, day_start)
-        limit = self._limit()
+        limit = self._limit() * (1.0 - LIMIT_TOLERANCE)
         if severity >= limit:
             return Level.BREACH
         if self.warn_at is not None and severity >= limit * self.warn_at:

@@ -20,6 +20,7 @@ class MetricNames:
     BAD_READINGS_TOTAL = "bad_readings_total"
     SINK_ERRORS_TOTAL = "sink_errors_total"
     STASH_OVERFLOW_TOTAL = "stash_overflow_total"
+    STORE_ERRORS_TOTAL = "store_errors_total"
     EQUITY = "equity"
     DRAWDOWN_PCT = "drawdown_pct"
     POSITIONS_OPEN = "positions_open"

@@ -231,3 +231,39 @@ def test_a_new_guard_starts_from_the_brokers_equity_and_saves_it_before_answerin
     tree = tree_factory(broker, store=store)
     assert tree.status().state.peak_equity == 25_000
     assert store.load_guard("main").drawdown.peak_equity == 25_000
+
+
+class FailingSaves(MemoryStore):
+    """A store whose disk has filled up: every save after the first raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+
+    def save_guard(self, loop_id, record):
+        self.saves += 1
+        if self.saves > 1:
+            raise OSError("No space left on device")
+        super().save_guard(loop_id, record)
+
+
+def test_a_store_that_cannot_save_does_not_stop_the_guard_from_liquidating_and_it_says_so(tree_factory):
+    broker = broker_with_positions("X")
+    tree = tree_factory(broker, store=FailingSaves())
+    tree.read(10_000, 7_000)
+    status = tree.status()
+    assert status.state.trading_state is TradingState.HALTED
+    assert broker.open_positions() == []
+    tree.journal.wait_for(lambda es: any(a.title == "Guard state not saved" for a in tree.alerts()))
+    assert tree.metrics.counters["store_errors_total"] >= 1
+    assert tree.handle.children()["guard"].incarnation == 1
+
+
+def test_resume_cancels_a_liquidation_still_retrying(tree_factory):
+    broker = FlakyBroker(broker_with_positions("X"), close_failures=1_000)
+    tree = tree_factory(broker)
+    tree.read(10_000, 7_000)
+    assert tree.status().liquidating is True
+    tree.guard.ask(Resume("risk desk"))
+    status = tree.status()
+    assert status.liquidating is False and status.state.trading_state is TradingState.ACTIVE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -49,20 +51,46 @@ def readings(draw):
 # --- each rule fires iff its condition holds -----------------------------------------------------
 
 
+def reaches(base: float, equity: float, fraction: Fraction) -> bool | None:
+    """Whether the exact loss (base - equity) / base reaches ``fraction``: True at or above it,
+    False clearly below it, None within floating-point rounding of it (either answer is right)."""
+    exact = (Fraction(base) - Fraction(equity)) / Fraction(base)
+    if exact >= fraction:
+        return True
+    if exact < fraction * (1 - Fraction(1, 10**11)):
+        return False
+    return None
+
+
+def agrees(fired: bool, expected: bool | None) -> bool:
+    return expected is None or fired is expected
+
+
+def limit_of(guard) -> Fraction:
+    return Fraction(guard.limit_percent) / 100
+
+
 @given(guard=max_drawdown_guards(trailing=True), reading=readings())
 def test_trailing_drawdown_guard_breaches_iff_the_loss_from_peak_reaches_the_limit(guard, reading):
     equity, peak, start, day_start = reading
-    condition = (peak - equity) / peak >= guard.limit_percent / 100
-    assert (guard.level(equity, peak, start, day_start) is Level.BREACH) is condition
+    condition = reaches(peak, equity, limit_of(guard))
+    assert agrees(guard.level(equity, peak, start, day_start) is Level.BREACH, condition)
     verdict = guard.verdict(equity, peak, start, day_start)
-    assert (verdict is not None and verdict.level is Level.BREACH) is condition
+    assert agrees(verdict is not None and verdict.level is Level.BREACH, condition)
 
 
 @given(guard=max_drawdown_guards(trailing=False), reading=readings())
 def test_static_drawdown_guard_breaches_iff_the_loss_from_start_reaches_the_limit(guard, reading):
     equity, peak, start, day_start = reading
-    condition = (start - equity) / start >= guard.limit_percent / 100
-    assert (guard.level(equity, peak, start, day_start) is Level.BREACH) is condition
+    condition = reaches(start, equity, limit_of(guard))
+    assert agrees(guard.level(equity, peak, start, day_start) is Level.BREACH, condition)
+
+
+@pytest.mark.parametrize(("peak", "equity"), [(101.05, 80.84), (12_345.65, 9_876.52), (250.5, 200.4)])
+def test_a_loss_of_exactly_the_limit_in_decimal_fires_despite_binary_rounding(peak, equity):
+    assert (peak - equity) / peak < 0.2  # rounding puts it a hair below the limit
+    assert MaxDrawdownGuard(20.0).level(equity, peak, peak, peak) is Level.BREACH
+    assert DailyLossGuard(20.0).level(equity, peak, peak, peak) is Level.BREACH
 
 
 @given(guard=min_equity_guards(), reading=readings())
@@ -74,8 +102,8 @@ def test_min_equity_guard_breaches_iff_equity_is_below_the_minimum(guard, readin
 @given(guard=daily_loss_guards(), reading=readings())
 def test_daily_loss_guard_breaches_iff_the_loss_from_day_start_reaches_the_limit(guard, reading):
     equity, peak, start, day_start = reading
-    condition = (day_start - equity) / day_start >= guard.limit_percent / 100
-    assert (guard.level(equity, peak, start, day_start) is Level.BREACH) is condition
+    condition = reaches(day_start, equity, limit_of(guard))
+    assert agrees(guard.level(equity, peak, start, day_start) is Level.BREACH, condition)
 
 
 @given(guard=guards(), reading=readings())
@@ -91,9 +119,10 @@ def test_a_guard_warns_only_when_it_has_a_warning_level_and_between_warning_and_
         base = {"max_drawdown": peak, "daily_loss": day_start}[guard.name]
         if isinstance(guard, MaxDrawdownGuard) and not guard.trailing:
             base = start
-        severity = (base - equity) / base
-        breach_condition = severity >= guard.limit_percent / 100
-        warn_condition = guard.warn_at is not None and severity >= guard.limit_percent / 100 * guard.warn_at
+        breach_condition = reaches(base, equity, limit_of(guard))
+        warn_condition = guard.warn_at is not None and reaches(base, equity, limit_of(guard) * Fraction(guard.warn_at))
+        if breach_condition is None or warn_condition is None:
+            return  # within rounding of a threshold: either side is right
     expected = Level.BREACH if breach_condition else Level.WARN if warn_condition else Level.OK
     assert level is expected
 
@@ -265,7 +294,7 @@ def test_repeated_checks_on_one_tracker_fire_iff_the_curve_has_reached_the_limit
     for equity in curve:
         state = enforce_max_drawdown(tracker, equity, limit)
         peak = max(peak, equity)
-        assert state.cap_triggered is ((peak - equity) / peak >= limit / 100)
+        assert agrees(state.cap_triggered, reaches(peak, equity, Fraction(limit) / 100))
         assert state.peak_equity == peak
 
 

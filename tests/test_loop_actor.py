@@ -3,12 +3,14 @@ equity to the guard, heartbeat figures and lifetime totals that survive a restar
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from actor_helpers import EventLog, FlakyBroker
 
 from actors import start_trading_system
 from actors.loop import reduces_exposure
-from actors.messages import Crash, GetMetrics, RunCycle, TradingStateChanged
+from actors.messages import Crash, EquityReading, GetMetrics, RunCycle
 from runtime import (
     BrokerError,
     EventType,
@@ -23,6 +25,9 @@ from runtime import (
     Signal,
     TradingState,
 )
+
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class RejectSmall:
@@ -88,7 +93,7 @@ def test_while_halted_no_order_reaches_the_broker_and_the_signal_is_recorded_as_
     broker = FlakyBroker(PaperBroker(10_000))
     broker.inner.update_price("X", 100.0)
     system, signals, events, _ = system_factory(broker)
-    system.loop.tell(TradingStateChanged(TradingState.HALTED, "test"))
+    system.guard.tell(EquityReading(5_000.0, T0))  # a 50% drawdown: the guard halts trading
     signals.push(Signal("X", "buy", 10))
     system.loop.ask(RunCycle())
     [failed] = events.wait_count(EventType.TRADE_FAILED, 1)
@@ -97,16 +102,38 @@ def test_while_halted_no_order_reaches_the_broker_and_the_signal_is_recorded_as_
 
 
 def test_while_reducing_only_orders_that_reduce_exposure_go_through(system_factory):
-    system, signals, events, broker = system_factory()
-    signals.push(Signal("X", "buy", 10))
+    settings = Settings(heartbeat_interval_seconds=3600, guard_warn_fraction=0.5)
+    system, signals, events, broker = system_factory(settings=settings)
+    signals.push(Signal("X", "buy", 50))
     system.loop.ask(RunCycle())
-    system.loop.tell(TradingStateChanged(TradingState.REDUCING, "warning"))
-    signals.push(Signal("X", "buy", 5), Signal("X", "sell", 20), Signal("X", "sell", 4))
+    broker.update_price("X", 78.0)  # equity 8,900: 11% down, past half the 20% limit
+    system.loop.ask(RunCycle())
+    assert system.guard_status().state.trading_state is TradingState.REDUCING
+    signals.push(Signal("X", "buy", 5), Signal("X", "sell", 60), Signal("X", "sell", 20))
     status = system.loop.ask(RunCycle())
     assert status.metrics.trades_executed == 2
-    assert broker.net_volume("X") == 6
+    assert broker.net_volume("X") == 30
     rejected = events.wait_count(EventType.TRADE_FAILED, 2)
-    assert [e.metadata["volume"] for e in rejected] == [5, 20]
+    assert [e.metadata["volume"] for e in rejected] == [5, 60]
+    assert all(e.metadata["rejected"] for e in rejected)
+
+
+def test_a_loop_that_reported_a_breach_sends_no_more_orders_in_the_same_cycle(system_factory):
+    # The guard's HALTED news would still wait behind this cycle in the loop's mailbox: the loop
+    # asks the guard before each order instead of trusting what it was last told.
+    system, signals, events, broker = system_factory()
+    signals.push(Signal("X", "buy", 50), Signal("X", "buy", 1))
+    broker.update_price("X", 100.0)
+    system.loop.ask(RunCycle())
+    broker.update_price("X", 50.0)  # equity 7,500: a breach, not yet reported to the guard
+    signals.push(Signal("X", "buy", 1), Signal("X", "buy", 1))
+    system.loop.ask(RunCycle())
+    # the first order still went in (the drop was not yet reported); its equity report halted
+    # trading, so the second order of the same cycle was refused
+    [failed] = events.wait_count(EventType.TRADE_FAILED, 1)
+    assert failed.metadata["error"] == "trading halted"
+    assert len(events.of(EventType.TRADE_EXECUTED)) == 3
+    assert broker.open_positions() == []
 
 
 def test_a_broker_that_raises_gives_trade_failed_and_an_error_count_and_the_loop_lives_on(system_factory):

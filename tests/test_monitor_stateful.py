@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from runtime import DailyLossGuard, Level, MaxDrawdownGuard, MinEquityGuard, RiskMonitor, TradingState
+from runtime.guards import LIMIT_TOLERANCE
 from strategies import (
     aware_datetimes,
     cash_flows,
@@ -48,7 +49,7 @@ def expected_level(guard, equity: float, peak: float, start: float, day_start: f
         assert isinstance(guard, MaxDrawdownGuard)
         base = peak if guard.trailing else start
     loss = (base - equity) / base
-    limit = guard.limit_percent / 100
+    limit = guard.limit_percent / 100 * (1 - LIMIT_TOLERANCE)  # "reaches", as the guards document it
     if loss >= limit:
         return Level.BREACH
     if guard.warn_at is not None and loss >= limit * guard.warn_at:

@@ -345,3 +345,64 @@ def slot_wait(predicate, timeout: float = WAIT) -> bool:
             return False
         event.wait(0.005)
     return True
+
+
+class SlowStarter(Recorder):
+    """Blocks its start until released: a child too slow to come up."""
+
+    gate = threading.Event()
+
+    def prepare(self) -> None:
+        if self.context.incarnation == 1:
+            SlowStarter.gate.wait(WAIT)
+        super().prepare()
+
+
+def test_a_child_too_slow_to_start_is_replaced_and_the_slow_one_stopped_when_it_wakes():
+    journal = Journal()
+    SlowStarter.gate = threading.Event()
+    handle = Supervisor.launch(
+        [ChildSpec("slow", lambda ctx: SlowStarter.start(ctx, journal))], start_timeout=0.3, probe_interval=0.05
+    )
+    assert incarnation(handle.address("slow")) == 2
+    SlowStarter.gate.set()
+    journal.wait_for(lambda es: ("ended", "slow", 1, "normal") in es)
+    handle.stop()
+
+
+def test_a_failed_first_start_under_rest_for_one_starts_the_later_children_once():
+    journal = Journal()
+    Recorder.start_failures["b"] = 1
+    handle = launch("abc", journal, strategy=Strategy.REST_FOR_ONE)
+    assert incarnation(handle.address("c")) == 1
+    handle.stop()
+    started_c = [e for e in journal.snapshot() if e[:2] == ("started", "c")]
+    assert started_c == [("started", "c", 1)]
+    assert ("ended", "c", 1, "normal") in journal.snapshot()
+
+
+def test_a_child_that_keeps_failing_to_start_is_retried_without_exhausting_the_stack():
+    journal = Journal()
+    handle = launch("a", journal, max_restarts=2_000)
+    Recorder.start_failures["a"] = 1_200
+    handle.address("a").tell(Crash())
+    assert handle.address("a").ask(("echo", "up"), timeout=60)[0] == "up"
+    assert not handle.gave_up.is_set()
+    handle.stop()
+
+
+def test_a_restart_request_for_an_unknown_child_is_refused_and_harms_nothing():
+    from actors.messages import RestartChild
+
+    journal = Journal()
+    handle = launch("ab", journal)
+    with pytest.raises(KeyError, match="no child named 'A'"):
+        handle.restart("A", "typo")
+    handle.ref.tell(RestartChild("A", "typo"))
+    assert all(child.alive for child in handle.children().values())
+    handle.stop()
+
+
+def test_a_supervisor_whose_options_are_wrong_is_refused_naming_the_option():
+    with pytest.raises(ValueError, match="probe_interval must be > 0, got 0"):
+        Supervisor.launch([recorder_spec("a", Journal())], probe_interval=0)

@@ -184,3 +184,58 @@ CrashingSystem.TestCase.settings = settings(
     max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=list(HealthCheck)
 )
 test_crashing_random_actors_never_breaks_the_guards_promises = CrashingSystem.TestCase
+
+
+class DyingStore(MemoryStore):
+    """A store whose disk dies while the system runs: from then on every guard read and write fails."""
+
+    dead = False
+
+    def load_guard(self, loop_id):
+        if self.dead:
+            raise OSError("disk I/O error")
+        return super().load_guard(loop_id)
+
+    def save_guard(self, loop_id, record):
+        if self.dead:
+            raise OSError("disk I/O error")
+        super().save_guard(loop_id, record)
+
+
+def test_the_fail_safe_still_liquidates_and_alerts_when_the_store_is_what_failed():
+    broker, alerts = paper("A"), AlertInbox()
+    store = DyingStore()
+    system = start_trading_system(
+        Settings(max_restarts=0), broker, ListSignalSource(), store=store, alerts=alerts,
+        clock=ManualClock(), loop_interval=None,
+    )
+    store.dead = True
+    system.guard.tell(Crash("disk I/O error"))
+    assert system.wait(WAIT) and system.gave_up
+    assert broker.open_positions() == []
+    assert alerts.wait_for("Supervisor gave up").critical
+
+
+def test_the_fail_safe_does_not_hang_on_a_stuck_broker_and_alerts_first():
+    release = threading.Event()
+
+    class StuckBroker(PaperBroker):
+        stuck = False
+
+        def open_positions(self):
+            if self.stuck:
+                release.wait(WAIT)
+            return super().open_positions()
+
+    broker, alerts = StuckBroker(10_000), AlertInbox()
+    system = start_trading_system(
+        Settings(max_restarts=0), broker, ListSignalSource(), alerts=alerts, clock=ManualClock(), loop_interval=None,
+        fail_safe_deadline=0.5,
+    )
+    try:
+        broker.stuck = True
+        system.guard.tell(Crash("fatal"))
+        assert alerts.wait_for("Supervisor gave up").critical
+        assert system.wait(WAIT), "the supervisor escalated although the broker hung"
+    finally:
+        release.set()

@@ -1,0 +1,45 @@
+"""Closing every open position: the one routine the guard and the supervisor's fail-safe share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from runtime.broker import Broker, Fill, Position
+
+__all__ = ["close_every_position", "position_closed_metadata"]
+
+
+def close_every_position(
+    broker: Broker, after_each: Callable[[], None] | None = None
+) -> tuple[list[tuple[Position, Fill]], list[str]]:
+    """Close each open position, one broker call each, carrying on past failures.
+
+    Returns the positions closed with their fills, and a description of each failure (empty when
+    the account is flat). A failure to list the positions raises: nothing was closed.
+    ``after_each`` runs after every close attempt (to show progress on a slow broker).
+    """
+    closed: list[tuple[Position, Fill]] = []
+    failed: list[str] = []
+    for position in broker.open_positions():
+        try:
+            closed.append((position, broker.close_position(position.position_id)))
+        except Exception as exc:
+            failed.append(f"{position.position_id}: {exc!r}")
+        if after_each is not None:
+            after_each()
+    return closed, failed
+
+
+def position_closed_metadata(position: Position, fill: Fill, reason: str, attempt: int) -> dict[str, Any]:
+    """The metadata of a POSITION_CLOSED event for ``position`` closed by ``fill``."""
+    return {
+        "position_id": position.position_id,
+        "symbol": position.symbol,
+        "side": position.side.value,
+        "volume": position.volume,
+        "price": fill.price,
+        "realised_pnl": fill.realised_pnl,
+        "reason": reason,
+        "attempt": attempt,
+    }
