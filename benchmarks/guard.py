@@ -15,6 +15,7 @@ from benchmarks.stats import rss_bytes
 from benchmarks.system import running_system
 from runtime.broker import Order, Side
 from runtime.guards import TradingState
+from runtime.metrics import MemoryMetrics, MetricNames
 from runtime.paper import PaperBroker
 from runtime.store import StateStore
 
@@ -32,7 +33,7 @@ def _broker() -> PaperBroker:
     return broker
 
 
-def guard_reaction(trials: int, store: StateStore | None = None) -> tuple[Latency, Latency]:
+def guard_reaction(trials: int, store: StateStore | None = None) -> tuple[Latency, Latency, Latency]:
     """Time from telling the guard a breaching reading until the paper broker is flat, over
     ``trials`` fresh breaches; with the round trip of a plain pykka ask timed in alternation.
 
@@ -40,14 +41,17 @@ def guard_reaction(trials: int, store: StateStore | None = None) -> tuple[Latenc
     Timed: tell the breaching reading, then ask `GetGuardState`; the ask is queued behind the
     reading, so when it returns the liquidation has run (checked: the broker is flat and the
     guard HALTED). ``store`` is the system's state store (default in memory). Returns
-    (reaction, paired plain asks).
+    (tell-to-answer, reading-to-flat, paired plain asks). Reading-to-flat is the guard's own
+    ``guard_reaction_ms``: from the reading's ``sent_at`` to the moment the last close returned,
+    which is the issue's definition; tell-to-answer adds the ask and the events published after.
     """
     broker = _broker()
     counter = Counter.start()
+    metrics = MemoryMetrics()
     reaction, asks = [], []
     clock = time.perf_counter
     try:
-        with running_system(broker, store=store) as system:
+        with running_system(broker, store=store, metrics=metrics) as system:
             guard = system.guard
             peak = _START
             for trial in range(trials):
@@ -57,19 +61,19 @@ def guard_reaction(trials: int, store: StateStore | None = None) -> tuple[Latenc
                     guard.ask(Resume("benchmark"))
                 for symbol in _SYMBOLS:
                     broker.submit_order(Order(symbol, Side.BUY, 1.0))
-                breach = EquityReading(peak * 0.7, _AT, len(_SYMBOLS))
                 started = clock()
                 counter.ask(COUNT)
                 asks.append(clock() - started)
                 started = clock()
-                guard.tell(breach)
+                guard.tell(EquityReading(peak * 0.7, _AT, len(_SYMBOLS), started))
                 status = guard.ask(GetGuardState())
                 reaction.append(clock() - started)
                 if broker.open_positions() or status.state.trading_state is not TradingState.HALTED:
                     raise AssertionError(f"trial {trial}: not flat and halted after the breach: {status!r}")
     finally:
         counter.stop()
-    return Latency(tuple(reaction)), Latency(tuple(asks))
+    flat = Latency(tuple(ms / 1000.0 for ms in metrics.timings[MetricNames.GUARD_REACTION_MS]))
+    return Latency(tuple(reaction)), flat, Latency(tuple(asks))
 
 
 def _readings(count: int) -> list[EquityReading]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -89,6 +90,17 @@ class Guard(Protocol):
         """The finding for this reading with its numbers, or ``None`` when within limits."""
         ...
 
+    def clear_line(self, start: float, day_start: float) -> tuple[float, float]:
+        """``(peak_factor, floor)``: any equity above both ``peak * peak_factor`` and ``floor``
+        is surely OK for this rule (no warning, no breach). It lets a monitor skip the rule for
+        most readings; it may be cautious, never optimistic. Optional: a rule without it is
+        checked on every reading."""
+        ...
+
+
+_NO_LINE = -math.inf
+_SLACK = 1e-9  # keeps a clear line cautious against rounding
+
 
 class _ThresholdGuard:
     # Shared by every rule: the rule says how bad a reading is (its "severity") and where the
@@ -115,6 +127,10 @@ class _ThresholdGuard:
         if self.warn_at is not None and severity >= limit * self.warn_at:
             return Level.WARN
         return Level.OK
+
+    def _first_alarm(self) -> float:
+        # The smallest loss fraction at which this rule says anything (its warning, else its limit).
+        return self._limit() * (self.warn_at or 1.0)
 
     def verdict(self, equity: float, peak: float, start: float, day_start: float) -> Verdict | None:
         """The finding for this reading, with a reason that states the numbers; None when OK."""
@@ -144,6 +160,11 @@ class MaxDrawdownGuard(_ThresholdGuard):
 
     def _limit(self) -> float:
         return self.limit_percent / 100.0
+
+    def clear_line(self, start: float, day_start: float) -> tuple[float, float]:
+        """Above ``peak * (1 - first alarm)`` (trailing) or ``start * (1 - first alarm)`` (static)."""
+        factor = 1.0 - self._first_alarm() + _SLACK
+        return (factor, _NO_LINE) if self.trailing else (_NO_LINE, start * factor)
 
     def _severity(self, equity: float, peak: float, start: float, day_start: float) -> float:
         if self.trailing:
@@ -191,6 +212,10 @@ class MinEquityGuard(_ThresholdGuard):
     def _severity(self, equity: float, peak: float, start: float, day_start: float) -> float:
         return self.min_equity - equity
 
+    def clear_line(self, start: float, day_start: float) -> tuple[float, float]:
+        """At or above the minimum (or its warning level ``min_equity / warn_at``)."""
+        return _NO_LINE, self.min_equity if self.warn_at is None else self.min_equity / self.warn_at
+
     def _explain(self, severity: float, equity: float, peak: float, start: float, day_start: float) -> str:
         if equity < self.min_equity:
             return f"equity {equity:.2f} < minimum {self.min_equity:.2f}"
@@ -227,6 +252,12 @@ class DailyLossGuard(_ThresholdGuard):
 
     def _limit(self) -> float:
         return self.limit_percent / 100.0
+
+    def clear_line(self, start: float, day_start: float) -> tuple[float, float]:
+        """Above ``day_start * (1 - first alarm)``; a day that began at or below zero never alarms."""
+        if day_start <= 0:
+            return _NO_LINE, _NO_LINE
+        return _NO_LINE, day_start * (1.0 - self._first_alarm() + _SLACK)
 
     def _severity(self, equity: float, peak: float, start: float, day_start: float) -> float:
         if day_start <= 0:

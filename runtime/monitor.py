@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
 
 from runtime.drawdown import DrawdownSnapshot, DrawdownTracker
-from runtime.guards import DailyLossGuard, Guard, GuardState, Level, TradingState, Verdict
+from runtime.guards import (
+    DailyLossGuard,
+    Guard,
+    GuardState,
+    Level,
+    TradingState,
+    Verdict,
+)
 from runtime.validation import finite_number
 
 __all__ = ["Assessment", "GuardRecord", "RiskMonitor"]
 
 _UTC = ZoneInfo("UTC")
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 @attrs.frozen
@@ -82,6 +91,9 @@ class RiskMonitor:
         self._day_start: float = self._tracker.start_equity
         self._last_check: datetime | None = None
         self._block_counts: dict[str, int] = {g.block_counter: 0 for g in self._guards}
+        self._day_from = self._day_until = _NEVER  # the current day's bounds in UTC, once known
+        self._clear_for: tuple[float, float] | None = None
+        self._clear = (math.inf, math.inf)
 
     @classmethod
     def from_record(cls, record: GuardRecord, guards: Sequence[Guard]) -> RiskMonitor:
@@ -142,20 +154,45 @@ class RiskMonitor:
         tracker = self._tracker
         tracker.observe(equity)
         self._last_check = at
-        day = at.astimezone(self._zone).date()
-        if day != self._day:
-            self._day = day
-            self._day_start = equity
+        if not self._day_from <= at < self._day_until:
+            self._roll_day(at, equity)
+        previous = self._state
+        if previous is not TradingState.REDUCING:
+            # Most readings are far from every limit: one comparison settles them.
+            factor, floor = self._clear_line()
+            if equity > floor and equity > tracker.peak_equity * factor:
+                return None
         peak, start, day_start = tracker.peak_equity, tracker.start_equity, self._day_start
         worst = Level.OK
         for guard in self._guards:
             level = guard.level(equity, peak, start, day_start)
             if level > worst:
                 worst = level
-        previous = self._state
         if worst is Level.OK and previous is not TradingState.REDUCING:
             return None
         return self._assess(equity, at, previous)
+
+    def _roll_day(self, at: datetime, equity: float) -> None:
+        day = at.astimezone(self._zone).date()
+        if day != self._day:
+            self._day = day
+            self._day_start = equity
+        begins = datetime.combine(day, time(), tzinfo=self._zone).astimezone(UTC)
+        ends = datetime.combine(day + timedelta(days=1), time(), tzinfo=self._zone).astimezone(UTC)
+        # A zone whose midnight is skipped or doubled may not bracket ``at``: then no shortcut.
+        self._day_from, self._day_until = (begins, ends) if begins <= at < ends else (_NEVER, _NEVER)
+
+    def _clear_line(self) -> tuple[float, float]:
+        key = (self._tracker.start_equity, self._day_start)
+        if key != self._clear_for:
+            # A rule of the user's own without a clear line is simply always checked.
+            lines = [
+                guard.clear_line(*key) if hasattr(guard, "clear_line") else (math.inf, math.inf)
+                for guard in self._guards
+            ]
+            self._clear = (max((f for f, _ in lines), default=-math.inf), max((g for _, g in lines), default=-math.inf))
+            self._clear_for = key
+        return self._clear
 
     def _assess(self, equity: float, at: datetime, previous: TradingState) -> Assessment:
         tracker = self._tracker

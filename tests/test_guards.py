@@ -86,6 +86,14 @@ def test_static_drawdown_guard_breaches_iff_the_loss_from_start_reaches_the_limi
     assert agrees(guard.level(equity, peak, start, day_start) is Level.BREACH, condition)
 
 
+@given(guard=guards(), reading=readings())
+def test_a_reading_above_a_guards_clear_line_is_always_ok_for_it(guard, reading):
+    equity, peak, start, day_start = reading
+    factor, floor = guard.clear_line(start, day_start)
+    if equity > floor and equity > peak * factor:
+        assert guard.level(equity, peak, start, day_start) is Level.OK
+
+
 @pytest.mark.parametrize(("peak", "equity"), [(101.05, 80.84), (12_345.65, 9_876.52), (250.5, 200.4)])
 def test_a_loss_of_exactly_the_limit_in_decimal_fires_despite_binary_rounding(peak, equity):
     assert (peak - equity) / peak < 0.2  # rounding puts it a hair below the limit
