@@ -6,12 +6,12 @@ import enum
 import math
 from datetime import datetime
 from typing import Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import attrs
 
 from runtime.drawdown import DrawdownTracker
-from runtime.validation import attrs_finite, finite_number, percent_limit
+from runtime.validation import attrs_finite, attrs_timezone, finite_number, percent_limit
 
 __all__ = [
     "TradingState",
@@ -233,17 +233,10 @@ class DailyLossGuard(_ThresholdGuard):
     """
 
     limit_percent: float = attrs.field(converter=lambda v: percent_limit("limit_percent", v))
-    timezone: str = attrs.field(default="UTC")
+    timezone: str = attrs.field(default="UTC", validator=attrs_timezone)
     warn_at: float | None = attrs.field(default=None, validator=_warn_fraction)
     name: str = attrs.field(default="daily_loss", init=False)
     block_counter: str = attrs.field(default="daily_loss_block_total", init=False)
-
-    @timezone.validator
-    def _check_timezone(self, attribute: attrs.Attribute, value: str) -> None:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValueError(f"timezone must be an IANA time zone name, got {value!r}") from None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -11,12 +11,18 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
 from runtime.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
-from runtime.validation import finite_number, percent_limit
+from runtime.validation import (
+    attrs_non_negative,
+    attrs_percent,
+    attrs_positive,
+    attrs_timezone,
+    attrs_whole,
+    finite_number,
+)
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -29,30 +35,6 @@ def _env(*names: str, parse: str) -> dict[str, Any]:
     return {"env": names, "parse": parse}
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if finite_number(attribute.name, value) <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None:
-        _positive(instance, attribute, value)
-
-
-def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if finite_number(attribute.name, value) < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _percent(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    percent_limit(attribute.name, value)
-
-
-def _optional_percent(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None:
-        percent_limit(attribute.name, value)
-
-
 def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not 0.0 < finite_number(attribute.name, value) < 1.0:
         raise ValueError(f"{attribute.name} must be a fraction in (0, 1), got {value!r}")
@@ -63,11 +45,6 @@ def _port(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{attribute.name} must be a port number in 1..65535, got {value!r}")
 
 
-def _whole(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be a whole number >= 0, got {value!r}")
-
-
 def _text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
@@ -76,13 +53,6 @@ def _text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 def _optional_text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None:
         _text(instance, attribute, value)
-
-
-def _zone(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"{attribute.name} must be an IANA time zone name, got {value!r}") from None
 
 
 def _secret_repr(value: str | None) -> str:
@@ -98,41 +68,44 @@ class Settings:
         default="GBP", validator=_text, metadata=_env("ACCOUNT_CURRENCY", parse="str")
     )
     heartbeat_interval_seconds: float = attrs.field(
-        default=10.0, validator=_positive, metadata=_env("HEARTBEAT_INTERVAL_SECONDS", parse="float")
+        default=10.0, validator=attrs_positive, metadata=_env("HEARTBEAT_INTERVAL_SECONDS", parse="float")
     )
     heartbeat_timeout_seconds: float | None = attrs.field(
-        default=None, validator=_optional_positive, metadata=_env("HEARTBEAT_TIMEOUT_SECONDS", parse="float?")
+        default=None, validator=attrs.validators.optional(attrs_positive), metadata=_env("HEARTBEAT_TIMEOUT_SECONDS", parse="float?")
     )
     stall_after_seconds: float | None = attrs.field(
-        default=None, validator=_optional_positive, metadata=_env("STALL_AFTER_SECONDS", parse="float?")
+        default=None, validator=attrs.validators.optional(attrs_positive), metadata=_env("STALL_AFTER_SECONDS", parse="float?")
     )
     loop_interval_seconds: float = attrs.field(
-        default=1.0, validator=_positive, metadata=_env("LOOP_INTERVAL_SECONDS", parse="float")
+        default=1.0, validator=attrs_positive, metadata=_env("LOOP_INTERVAL_SECONDS", parse="float")
     )
     max_drawdown_percent: float = attrs.field(
-        default=20.0, validator=_percent, metadata=_env("MAX_DRAWDOWN_PERCENT", parse="float")
+        default=20.0, validator=attrs_percent, metadata=_env("MAX_DRAWDOWN_PERCENT", parse="float")
     )
     drawdown_trailing: bool = attrs.field(default=True, metadata=_env("DRAWDOWN_TRAILING", parse="bool"))
     min_equity: float = attrs.field(
-        default=500.0, validator=_non_negative, metadata=_env("MIN_EQUITY_GBP", "MIN_EQUITY", parse="float")
+        default=500.0, validator=attrs_non_negative, metadata=_env("MIN_EQUITY_GBP", "MIN_EQUITY", parse="float")
     )
     daily_loss_percent: float | None = attrs.field(
-        default=None, validator=_optional_percent, metadata=_env("DAILY_LOSS_PERCENT", parse="float?")
+        default=None, validator=attrs.validators.optional(attrs_percent), metadata=_env("DAILY_LOSS_PERCENT", parse="float?")
     )
     trading_timezone: str = attrs.field(
-        default="UTC", validator=[_text, _zone], metadata=_env("TRADING_TIMEZONE", parse="str")
+        default="UTC", validator=[_text, attrs_timezone], metadata=_env("TRADING_TIMEZONE", parse="str")
     )
     guard_warn_fraction: float | None = attrs.field(
         default=None, validator=_fraction, metadata=_env("GUARD_WARN_FRACTION", parse="float?")
     )
-    max_restarts: int = attrs.field(default=5, validator=_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
+    max_restarts: int = attrs.field(default=5, validator=attrs_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
     within_seconds: float = attrs.field(
-        default=60.0, validator=_positive, metadata=_env("SUPERVISOR_WITHIN_SECONDS", parse="float")
+        default=60.0, validator=attrs_positive, metadata=_env("SUPERVISOR_WITHIN_SECONDS", parse="float")
     )
     statsd_host: str | None = attrs.field(
         default=None, validator=_optional_text, metadata=_env("STATSD_HOST", parse="str?")
     )
     statsd_port: int = attrs.field(default=8125, validator=_port, metadata=_env("STATSD_PORT", parse="int"))
+    statsd_flush_seconds: float = attrs.field(
+        default=0.1, validator=attrs_non_negative, metadata=_env("STATSD_FLUSH_SECONDS", parse="float")
+    )
     statsd_prefix: str = attrs.field(
         default="tradewarden", validator=_text, metadata=_env("STATSD_PREFIX", parse="str")
     )

@@ -33,8 +33,17 @@ class _NonBlockingClient(statsd.StatsClient):
             self._on_drop(exc)
 
 
+_DATAGRAM = 1432  # bytes: fits one Ethernet frame with IP and UDP headers, as statsd advises
+
+
 class StatsdMetrics:
-    """A `MetricsSink` that sends every figure as one UDP datagram to a statsd daemon.
+    """A `MetricsSink` that sends figures over UDP to a statsd daemon.
+
+    With ``flush_interval`` 0 every figure is one datagram, sent at once. With a positive
+    ``flush_interval`` (what `from_settings` uses) figures are summed in memory (counters added,
+    gauges kept at their last value, every timing kept) and a daemon thread sends them packed
+    into few datagrams every ``flush_interval`` seconds, and on `close`: a replay that reports a
+    gauge per bar then costs a datagram per flush, not one per bar.
 
     Promises: ``incr``, ``gauge`` and ``timing`` never block (the socket is non-blocking) and
     never raise; a figure that cannot be sent (daemon unreachable, socket buffer full, a
@@ -46,13 +55,19 @@ class StatsdMetrics:
     ``ValueError`` naming it, so a misconfiguration fails at start-up rather than silently.
     """
 
-    def __init__(self, host: str, port: int = 8125, prefix: str | None = "tradewarden") -> None:
+    def __init__(
+        self, host: str, port: int = 8125, prefix: str | None = "tradewarden", *, flush_interval: float = 0.0
+    ) -> None:
         if not isinstance(host, str) or not host.strip():
             raise ValueError(f"statsd_host must be a non-empty string, got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"statsd_port must be a port number in 1..65535, got {port!r}")
         if prefix is not None and not isinstance(prefix, str):
             raise ValueError(f"statsd_prefix must be a string or None, got {prefix!r}")
+        if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)) or not (
+            math.isfinite(flush_interval) and flush_interval >= 0
+        ):
+            raise ValueError(f"statsd_flush_seconds must be a number of seconds >= 0, got {flush_interval!r}")
         self._host = host
         self._port = port
         self._prefix = prefix or None
@@ -62,6 +77,16 @@ class StatsdMetrics:
             self._client = _NonBlockingClient(host, port, self._prefix, self._drop)
         except (OSError, UnicodeError) as exc:
             raise ValueError(f"statsd_host {host!r} (port {port}) cannot be resolved: {exc}") from None
+        self._pending: list[str] | None = None
+        if flush_interval > 0:
+            self._pending = []
+            self._counts: dict[str, int] = {}
+            self._gauges: dict[str, float] = {}
+            self._closed = threading.Event()
+            self._flusher = threading.Thread(
+                target=self._flush_every, args=(flush_interval,), name="tradewarden-statsd", daemon=True
+            )
+            self._flusher.start()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricsSink:
@@ -69,10 +94,17 @@ class StatsdMetrics:
         when no statsd host is configured."""
         if settings.statsd_host is None:
             return NullMetrics()
-        return cls(settings.statsd_host, settings.statsd_port, settings.statsd_prefix)
+        return cls(
+            settings.statsd_host, settings.statsd_port, settings.statsd_prefix,
+            flush_interval=settings.statsd_flush_seconds,
+        )
 
     def incr(self, name: str, count: int = 1) -> None:
         """Add ``count`` to the counter ``name`` (sent as ``prefix.name:count|c``)."""
+        if self._pending is not None:
+            with self._lock:
+                self._counts[name] = self._counts.get(name, 0) + count
+            return
         try:
             self._client.incr(name, count)
         except Exception as exc:
@@ -85,6 +117,10 @@ class StatsdMetrics:
             number = float(value)
             if not math.isfinite(number):
                 raise ValueError(f"gauge {name!r} value must be finite, got {value!r}")
+            if self._pending is not None:
+                with self._lock:
+                    self._gauges[name] = number
+                return
             self._client.gauge(name, number)
         except Exception as exc:
             self._drop(exc)
@@ -95,6 +131,10 @@ class StatsdMetrics:
             number = float(milliseconds)
             if not math.isfinite(number):
                 raise ValueError(f"timing {name!r} milliseconds must be finite, got {milliseconds!r}")
+            if self._pending is not None:
+                with self._lock:
+                    self._pending.append(f"{self._name(name)}:{number:0.6f}|ms")
+                return
             self._client.timing(name, number)
         except Exception as exc:
             self._drop(exc)
@@ -110,8 +150,44 @@ class StatsdMetrics:
         """The ``(host, port)`` figures are sent to, as configured."""
         return (self._host, self._port)
 
+    def flush(self) -> None:
+        """Send what has been summed since the last flush (nothing to do without a flush interval)."""
+        if self._pending is None:
+            return
+        with self._lock:
+            lines, self._pending = self._pending, []
+            counts, self._counts = self._counts, {}
+            gauges, self._gauges = self._gauges, {}
+        lines += [f"{self._name(name)}:{count}|c" for name, count in counts.items()]
+        for name, value in gauges.items():
+            if value < 0:  # statsd reads "-5" as "subtract 5": reset to 0 first, as the client does
+                lines.append(f"{self._name(name)}:0|g")
+            lines.append(f"{self._name(name)}:{value!r}|g")
+        packet: list[str] = []
+        size = 0
+        for line in lines:
+            if packet and size + len(line) + 1 > _DATAGRAM:
+                self._client._send("\n".join(packet))
+                packet, size = [], 0
+            packet.append(line)
+            size += len(line) + 1
+        if packet:
+            self._client._send("\n".join(packet))
+
+    def _flush_every(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            self.flush()
+
+    def _name(self, name: str) -> str:
+        return f"{self._prefix}.{name}" if self._prefix else name
+
     def close(self) -> None:
-        """Close the socket; later figures are dropped (and counted), never raised."""
+        """Send what is still summed, then close the socket; later figures are dropped (and
+        counted), never raised."""
+        if self._pending is not None:
+            self._closed.set()
+            self._flusher.join(timeout=5.0)
+            self.flush()
         try:
             self._client.close()
         except OSError:

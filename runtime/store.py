@@ -9,21 +9,17 @@ import attrs
 
 from runtime.events import Event
 from runtime.monitor import GuardRecord
+from runtime.validation import attrs_whole
 
 __all__ = ["LoopTotals", "StateStore", "MemoryStore"]
-
-
-def _whole(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be a whole number >= 0, got {value!r}")
 
 
 @attrs.frozen
 class LoopTotals:
     """The loop's lifetime totals, kept across restarts."""
 
-    total_signals_lifetime: int = attrs.field(default=0, validator=_whole)
-    total_trades_lifetime: int = attrs.field(default=0, validator=_whole)
+    total_signals_lifetime: int = attrs.field(default=0, validator=attrs_whole)
+    total_trades_lifetime: int = attrs.field(default=0, validator=attrs_whole)
 
 
 class StateStore(Protocol):

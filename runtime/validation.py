@@ -5,8 +5,18 @@ from __future__ import annotations
 import math
 from numbers import Real
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["finite_number", "attrs_finite", "attrs_positive", "attrs_non_negative", "percent_limit"]
+__all__ = [
+    "finite_number",
+    "percent_limit",
+    "attrs_finite",
+    "attrs_positive",
+    "attrs_non_negative",
+    "attrs_percent",
+    "attrs_whole",
+    "attrs_timezone",
+]
 
 
 def finite_number(field: str, value: Any) -> float:
@@ -51,3 +61,22 @@ def attrs_non_negative(instance: Any, attribute: Any, value: Any) -> None:
     """attrs validator: the field holds a finite real number greater than or equal to zero."""
     if finite_number(attribute.name, value) < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def attrs_percent(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: the field holds a finite percentage in (0, 100]."""
+    percent_limit(attribute.name, value)
+
+
+def attrs_whole(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: the field holds a whole number (an int, not a bool) >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be a whole number >= 0, got {value!r}")
+
+
+def attrs_timezone(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: the field names an IANA time zone (``Europe/London``, ``UTC``)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"{attribute.name} must be an IANA time zone name, got {value!r}") from None

@@ -4,6 +4,7 @@ brokers that fail the way real ones do (the outside world, not our code, is what
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,18 @@ from runtime.events import Event, EventType
 from runtime.paper import PaperBroker
 
 WAIT = 10.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+    """Wait for ``predicate`` to hold, looking every few milliseconds, for at most ``timeout``:
+    for state that no event announces (a timer's missed count, a slot's ref)."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        pause.wait(0.005)
+    return True
 
 
 class EventLog:

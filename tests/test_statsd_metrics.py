@@ -146,3 +146,37 @@ def test_parse_inspect_reads_node_objects_and_refuses_truncated_arrays() -> None
     assert parse_inspect(text) == {"statsd.bad_lines_seen": 0, "plain_key": -5.25, "a.b": [12.5, 3, 1e21]}
     with pytest.raises(ValueError, match="truncated"):
         parse_inspect("{ 'a': [ 1, 2, ... 98 more items ] }")
+
+
+def test_with_a_flush_interval_figures_are_summed_and_arrive_packed(statsd_daemon: StatsdDaemon) -> None:
+    prefix = _prefix()
+    metrics = StatsdMetrics(statsd_daemon.host, statsd_daemon.port, prefix, flush_interval=0.05)
+    for _ in range(1_000):
+        metrics.incr(MetricNames.HEARTBEAT_TOTAL)
+        metrics.gauge(MetricNames.EQUITY, 9_000.5)
+    metrics.gauge(MetricNames.DRAWDOWN_PCT, -2.5)
+    metrics.timing(MetricNames.LOOP_DURATION_MS, 1.5)
+    metrics.timing(MetricNames.LOOP_DURATION_MS, 2.5)
+    name = f"{prefix}.{{}}".format
+    counters = statsd_daemon.wait_for(statsd_daemon.counters, lambda c: c.get(name(MetricNames.HEARTBEAT_TOTAL)) == 1_000)
+    assert counters[name(MetricNames.HEARTBEAT_TOTAL)] == 1_000
+    gauges = statsd_daemon.wait_for(statsd_daemon.gauges, lambda g: name(MetricNames.DRAWDOWN_PCT) in g)
+    assert gauges[name(MetricNames.EQUITY)] == 9_000.5 and gauges[name(MetricNames.DRAWDOWN_PCT)] == -2.5
+    timers = statsd_daemon.wait_for(statsd_daemon.timers, lambda t: len(t.get(name(MetricNames.LOOP_DURATION_MS), [])) == 2)
+    assert sorted(timers[name(MetricNames.LOOP_DURATION_MS)]) == [1.5, 2.5]
+    metrics.close()
+    assert metrics.dropped == 0
+
+
+def test_close_sends_what_is_still_summed(statsd_daemon: StatsdDaemon) -> None:
+    prefix = _prefix()
+    metrics = StatsdMetrics(statsd_daemon.host, statsd_daemon.port, prefix, flush_interval=3600)
+    metrics.incr(MetricNames.ACTOR_RESTARTS_TOTAL, 7)
+    metrics.close()
+    name = f"{prefix}.{MetricNames.ACTOR_RESTARTS_TOTAL}"
+    assert statsd_daemon.wait_for(statsd_daemon.counters, lambda c: c.get(name) == 7)[name] == 7
+
+
+def test_a_bad_flush_interval_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="statsd_flush_seconds must be a number of seconds >= 0, got -1"):
+        StatsdMetrics("127.0.0.1", 8125, "x", flush_interval=-1)

@@ -7,7 +7,7 @@ import threading
 
 import pykka
 import pytest
-from actor_helpers import WAIT, Journal, Recorder
+from actor_helpers import WAIT, Journal, Recorder, wait_until
 
 from actors import Address, Backoff, ChildSpec, Restart, StashOverflow, Strategy, Supervisor
 from actors.messages import Crash, Hang, Ping
@@ -293,7 +293,7 @@ def test_messages_sent_while_a_child_waits_to_restart_are_stashed_and_delivered_
     address = handle.address("a")
     address.tell(Crash())
     slot = handle.slots["a"]
-    assert slot_wait(lambda: slot.ref is None)
+    assert wait_until(lambda: slot.ref is None)
     for i in range(5):
         address.tell(("m", i))
     journal.wait_for(lambda es: ("got", "a", 2, ("m", 4)) in es)
@@ -333,18 +333,6 @@ def test_ping_is_answered_by_every_supervised_actor_with_its_incarnation():
     pong = handle.address("a").ask(Ping())
     assert (pong.name, pong.incarnation) == ("a", 1)
     handle.stop()
-
-
-def slot_wait(predicate, timeout: float = WAIT) -> bool:
-    event = threading.Event()
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        event.wait(0.005)
-    return True
 
 
 class SlowStarter(Recorder):
