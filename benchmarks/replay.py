@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import random
 import socket
 import subprocess
@@ -26,7 +25,9 @@ from runtime.metrics import MetricsSink
 from runtime.paper import PaperBroker
 from runtime.settings import Settings
 from runtime.signals import Signal
-from runtime.store import MemoryStore, StateStore
+from runtime.sqlite_store import SqliteStore
+from runtime.statsd_metrics import StatsdMetrics
+from runtime.store import StateStore
 
 __all__ = ["ReplayResult", "FlipSignals", "UdpCounter", "replay_throughput", "journal_store", "statsd_sink"]
 
@@ -98,15 +99,10 @@ class UdpCounter:
 
 @contextmanager
 def journal_store() -> Iterator[tuple[StateStore, str]]:
-    """`runtime.sqlite_store.SqliteStore` with its defaults, in a temporary directory, when that
-    module exists; else a `MemoryStore`. Yields (store, a description for the table)."""
-    try:
-        module = importlib.import_module("runtime.sqlite_store")
-    except ImportError:
-        yield MemoryStore(), "MemoryStore (runtime.sqlite_store not found)"
-        return
+    """A `SqliteStore` with its defaults (WAL, ``synchronous=FULL``) in a temporary directory.
+    Yields (store, a description for the table)."""
     with tempfile.TemporaryDirectory(prefix="tradewarden-bench-") as directory:
-        store = module.SqliteStore(Path(directory) / "state.db")
+        store = SqliteStore(Path(directory) / "state.db")
         try:
             yield store, "SqliteStore"
         finally:
@@ -114,15 +110,11 @@ def journal_store() -> Iterator[tuple[StateStore, str]]:
 
 
 def statsd_sink(port: int) -> tuple[MetricsSink, str]:
-    """A statsd metrics sink for 127.0.0.1:``port``: the runtime's `StatsdMetrics` when
-    ``runtime.statsd_metrics`` exists, else the statsd client itself. Returns (sink, description)."""
-    try:
-        module = importlib.import_module("runtime.statsd_metrics")
-    except ImportError:
-        import statsd
-
-        return statsd.StatsClient("127.0.0.1", port, prefix="tradewarden"), "statsd.StatsClient"
-    return module.StatsdMetrics("127.0.0.1", port), "StatsdMetrics"
+    """The runtime's statsd sink for 127.0.0.1:``port``, made from settings as a trading system
+    makes it (figures summed and sent packed every ``statsd_flush_seconds``). Returns (sink,
+    description)."""
+    settings = Settings(statsd_host="127.0.0.1", statsd_port=port)
+    return StatsdMetrics.from_settings(settings), f"StatsdMetrics, flushed every {settings.statsd_flush_seconds} s"
 
 
 def _bars(count: int) -> list[MarketData]:
