@@ -17,6 +17,7 @@ import attrs
 from loguru import logger
 
 from benchmarks import baselines, guard, heartbeat, replay, restart
+from runtime.store import MemoryStore
 from benchmarks.stats import Row, format_table, percentile
 
 GROUPS = ("pykka", "guard", "restart", "heartbeat", "replay", "memory")
@@ -154,7 +155,7 @@ class Run:
         bars = self.sizes.replay_bars
         with replay.journal_store() as (store, name):
             journaled = replay.replay_throughput(bars, store=store, store_name=name)
-        memory = replay.replay_throughput(bars, store=replay.MemoryStore(), store_name="MemoryStore")
+        memory = replay.replay_throughput(bars, store=MemoryStore(), store_name="MemoryStore")
         for result in (journaled, memory):
             self.notes.append(
                 f"replay ({result.store}, {result.metrics}): {result.events_journaled:,} events journaled and "
