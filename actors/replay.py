@@ -320,25 +320,7 @@ class Replay:
                 return False
 
 
-def replay_bars(
-    system: _System,
-    bars: Iterable[Any],
-    clock: ManualClock,
-    *,
-    speed: float | None = None,
-    settle_timeout: float = 10.0,
-    equity: Callable[[], float] | None = None,
-    after_bar: Callable[[int, Any], None] | None = None,
-    progress: Callable[[int, int, datetime], None] | None = None,
-) -> ReplayResult:
-    """Play ``bars`` through ``system`` in data time on ``clock``; see `Replay` for the rules."""
-    replay = Replay(
-        system,
-        clock,
-        speed=speed,
-        settle_timeout=settle_timeout,
-        equity=equity,
-        after_bar=after_bar,
-        progress=progress,
-    )
-    return replay.run(bars)
+def replay_bars(system: _System, bars: Iterable[Any], clock: ManualClock, **options: Any) -> ReplayResult:
+    """Play ``bars`` through ``system`` in data time on ``clock``; ``options`` are `Replay`'s
+    (speed, settle_timeout, equity, after_bar, progress), and so are the rules."""
+    return Replay(system, clock, **options).run(bars)
