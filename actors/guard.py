@@ -68,7 +68,7 @@ class GuardActor(SupervisedActor):
         self._alerts = context.sibling("alerts")
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
         self._monitor: RiskMonitor | None = None
-        self._saved = (0.0, None)  # (peak, day) last written to the store
+        self._saved: tuple[float, object, int] = (0.0, None, 0)  # what the store last got: see _worth_saving
         self._bad_readings = 0
         self._liquidating: str | None = None
         self._reaction_started: float | None = None
@@ -84,7 +84,7 @@ class GuardActor(SupervisedActor):
             self._save()
         else:
             self._monitor = RiskMonitor.from_record(record, self._guards)
-            self._saved = (record.drawdown.peak_equity, record.day)
+            self._saved = self._save_key()
         state = self._monitor.trading_state
         self._tell_loop(state)
         if state is TradingState.HALTED:
@@ -136,7 +136,7 @@ class GuardActor(SupervisedActor):
             return
         if assessment is None and monitor.trading_state is not TradingState.HALTED:
             tracker = monitor.tracker
-            if (tracker.peak_equity, monitor.day) == self._saved:  # nothing to save or act on
+            if self._save_key() == self._saved:  # nothing to save or act on
                 self._gauges(tracker)
                 return
         self._after([assessment] if assessment is not None else [], reading.positions_open, reading.sent_at)
@@ -157,7 +157,7 @@ class GuardActor(SupervisedActor):
     def _after(self, assessments: list[Assessment], positions_open: int | None, sent_at: float | None) -> None:
         monitor = self.monitor
         tracker = monitor.tracker
-        if assessments or (tracker.peak_equity, monitor.day) != self._saved:
+        if assessments or self._save_key() != self._saved:
             self._save()  # durable before anything acts on it
         self._gauges(tracker)
         for assessment in assessments:
@@ -260,7 +260,13 @@ class GuardActor(SupervisedActor):
             self.log.critical("guard state not saved: {!r}", exc)
             self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds", Severity.CRITICAL)
             return
-        self._saved = (monitor.tracker.peak_equity, monitor.day)
+        self._saved = self._save_key()
+
+    def _save_key(self) -> tuple[float, object, int]:
+        # A reading is saved when it moves the peak or the day (which must never be lost), or
+        # the worst drawdown by another 0.1 point (so a restart loses at most that much of it).
+        monitor = self.monitor
+        return monitor.tracker.peak_equity, monitor.day, int(monitor.tracker.max_drawdown * 1000)
 
     def _tell_loop(self, state: TradingState, reason: str | None = None) -> None:
         if self._loop is not None:

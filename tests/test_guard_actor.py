@@ -267,3 +267,12 @@ def test_resume_cancels_a_liquidation_still_retrying(tree_factory):
     tree.guard.ask(Resume("risk desk"))
     status = tree.status()
     assert status.liquidating is False and status.state.trading_state is TradingState.ACTIVE
+
+
+def test_after_a_crash_the_worst_drawdown_is_kept_to_within_a_tenth_of_a_point(tree_factory):
+    tree = tree_factory(broker_with_positions("X"))
+    tree.read(10_000, 9_500, 9_000, 9_400)  # worst drawdown 10%, while within every limit
+    before = tree.status().state.max_drawdown
+    tree.guard.tell(Crash("lost"))
+    after = tree.status().state.max_drawdown
+    assert before == pytest.approx(0.10) and before - after < 0.001
