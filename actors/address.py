@@ -59,16 +59,12 @@ class Slot:
         return self._ref
 
     def tell(self, message: Any) -> None:
-        """Deliver to the current incarnation, or stash while it restarts."""
-        ref = self._ref
-        if ref is not None:
-            # The common case needs no lock: a ref read just before a restart either still
-            # takes the message (and a crash salvages it) or is dead and falls through.
-            try:
-                ref.tell(message)
-                return
-            except pykka.ActorDeadError:
-                pass
+        """Deliver to the current incarnation, or stash while it restarts.
+
+        The put happens under the slot's lock, which a dying incarnation's salvage also takes:
+        so a message either lands before the salvage (and is carried over) or after it (and goes
+        to the stash), never into a dead inbox that nobody reads.
+        """
         with self._cond:
             ref = self._ref
             if ref is not None:
@@ -98,8 +94,8 @@ class Slot:
                 raise pykka.Timeout(f"{self.name!r} did not come back within {timeout}s to answer {message!r}")
             if self._ref is None:
                 raise ChildUnavailable(f"{self.name!r} has stopped; cannot answer {message!r}")
-            ref = self._ref
-        return ref.ask(message, timeout=max(0.0, deadline - time.monotonic()))
+            future = self._ref.ask(message, block=False)  # queued under the lock, as `tell` is
+        return future.get(timeout=max(0.0, deadline - time.monotonic()))
 
     def salvage(self, inbox: Any, owner: pykka.ActorRef[Any]) -> int:
         """Take back what waits unhandled in a dead or abandoned incarnation's mailbox.

@@ -77,6 +77,7 @@ class LoopActor(SupervisedActor):
         self._totals = LoopTotals()
         self._last_cycle_at: float | None = None
         self._started = False
+        self._unconfirmed: str | None = None
 
     def prepare(self) -> None:
         """Reload lifetime totals and the guard's last trading state; start the cycle timer."""
@@ -137,6 +138,7 @@ class LoopActor(SupervisedActor):
     def _cycle(self, at: datetime) -> None:
         started = time.perf_counter()
         before = self._totals
+        self._unconfirmed = None
         signals = self._poll(at)
         for signal in signals:
             self._signals_processed += 1
@@ -189,11 +191,15 @@ class LoopActor(SupervisedActor):
     def _refusal(self, signal: Signal) -> str | None:
         # Ask the guard itself before every order: the equity this loop just reported may have
         # halted trading, and that news could still be waiting behind this cycle in the mailbox.
+        # One unanswered ask refuses the rest of the cycle without waiting again.
+        if self._unconfirmed is not None:
+            return self._unconfirmed
         if self._guard is not None:
             try:
                 self._state = self._guard.ask(GetTradingState(), timeout=self._guard_timeout)
             except Exception as exc:
-                return f"the guard did not confirm the trading state: {exc!r}"
+                self._unconfirmed = f"the guard did not confirm the trading state: {exc!r}"
+                return self._unconfirmed
         if self._state is TradingState.HALTED:
             return "trading halted"
         if self._state is TradingState.REDUCING:
@@ -215,7 +221,11 @@ class LoopActor(SupervisedActor):
             return
         self._equity = equity
         if self._guard is not None:
-            self._guard.tell(EquityReading(equity, at, self._positions_open, time.perf_counter()))
+            try:
+                self._guard.tell(EquityReading(equity, at, self._positions_open, time.perf_counter()))
+            except Exception as exc:  # a guard gone for good must not take the loop down with it
+                self._errors += 1
+                self.log.error("equity reading not delivered to the guard: {!r}", exc)
 
     # --- figures ----------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ class Backoff:
         """Seconds to wait before restart ``attempt`` (1 for the first)."""
         if self.min_seconds == 0:
             return 0.0
-        base = min(self.max_seconds, self.min_seconds * 2 ** max(0, attempt - 1))
+        base = min(self.max_seconds, self.min_seconds * 2.0 ** min(max(0, attempt - 1), 60))
         return base * (1.0 + self.random_factor * rng.random())
 
 
@@ -94,7 +94,10 @@ class ChildInfo:
 
 
 class _Child:
-    __slots__ = ("spec", "slot", "ref", "context", "incarnation", "restarts", "running", "pending_cause", "seen_progress")
+    __slots__ = (
+        "spec", "slot", "ref", "context", "incarnation", "restarts", "running", "pending_cause", "seen_progress",
+        "started_at",
+    )
 
     def __init__(self, spec: ChildSpec, slot: Slot) -> None:
         self.spec = spec
@@ -106,6 +109,7 @@ class _Child:
         self.running = False
         self.pending_cause: str | None = None
         self.seen_progress = 0
+        self.started_at: float | None = None
 
 
 Notify = Callable[[EventType, dict[str, Any]], None]
@@ -199,6 +203,9 @@ class Supervisor(SupervisedActor):
             except pykka.ActorDeadError:
                 if not gave_up.is_set():
                     raise RuntimeError("the supervisor failed while starting; see the log") from None
+            except pykka.Timeout:
+                ref.stop(block=False)  # leave no orphaned tree behind the error
+                raise
         return SupervisorHandle(ref, slots, gave_up)
 
     def prepare(self) -> None:
@@ -233,8 +240,14 @@ class Supervisor(SupervisedActor):
             child.pending_cause = ended[1] if ended is not None else f"{type(exc).__name__}: {exc}"
             self._abandon(child, ref)
             return False
+        if self.context.revoked.is_set():
+            # This supervisor was itself abandoned while starting: its replacement owns the slots.
+            self._abandon(child, ref)
+            return False
         child.ref = ref
         child.running = True
+        child.seen_progress = 0
+        child.started_at = self.context.clock.monotonic()
         child.slot.install(ref)
         self.log.debug("started {} incarnation {}", child.spec.name, child.incarnation)
         return True
@@ -324,6 +337,8 @@ class Supervisor(SupervisedActor):
         # when to restart: now (0.0), after a backoff the timer will bring (> 0), or never (None).
         child.running = False
         child.ref = None
+        if self.context.revoked.is_set():
+            return None  # abandoned: the slots belong to this supervisor's replacement now
         child.slot.suspend()
         spec = child.spec
         self.log.warning("child {} ended ({}): {}", spec.name, kind, cause)
@@ -353,6 +368,8 @@ class Supervisor(SupervisedActor):
                 else:
                     sibling.pending_cause = f"sibling {spec.name} failed: {cause}"
         child.pending_cause = cause or kind
+        if child.started_at is not None and self.context.clock.monotonic() - child.started_at > self._within:
+            child.restarts = 0  # it ran well for a whole period: backoff starts afresh
         child.restarts += 1
         delay = self._backoff.delay(child.restarts, self._rng)
         if delay > 0:
@@ -370,13 +387,14 @@ class Supervisor(SupervisedActor):
     def _restart_pending(self) -> None:
         # Starts every pending child in order; a start that fails is handled and the loop goes
         # on (iteration, not recursion, however long a child keeps failing).
-        while not self._gave_up.is_set():
+        while not self._gave_up.is_set() and not self.context.revoked.is_set():
             child = next((c for c in self._children if not c.running and c.pending_cause is not None), None)
             if child is None:
                 return
             cause, attempt = child.pending_cause, child.restarts
             if not self._start_child(child):
-                if self._mark_down(child, "start_failed", child.pending_cause or cause) != 0.0:
+                delay = self._mark_down(child, "start_failed", child.pending_cause or cause)
+                if self._gave_up.is_set() or (delay is not None and delay > 0):
                     return  # given up, or waiting for a backoff
                 continue
             if cause:  # "" is a first start, not a restart
@@ -426,8 +444,17 @@ class Supervisor(SupervisedActor):
         if self._stopped_children:
             return
         self._stopped_children = True
+        abandoned = self.context.revoked.is_set()
         for child in reversed(self._children):
             child.pending_cause = None
+            if abandoned:
+                # The slots belong to this supervisor's replacement: cut these children off
+                # without closing what the new ones use.
+                if child.context is not None:
+                    child.context.revoke()
+                if child.ref is not None:
+                    child.ref.stop(block=False)
+                continue
             self._stop_child(child)
             child.slot.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,6 +90,7 @@ class TradingSystem:
         self._probe_interval = probe_interval
         self._liveness_timeout = liveness_timeout
         self._fail_safe_deadline = fail_safe_deadline
+        self._fail_safe_alert: threading.Event | None = None
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
         self._handle: SupervisorHandle | None = None
@@ -123,6 +125,8 @@ class TradingSystem:
                 interval=self._loop_interval,
                 market_feed=self._market_feed,
                 metrics=self.metrics,
+                # Well inside the heartbeat's wait, so a busy guard never makes the loop look stalled.
+                guard_timeout=min(1.0, s.heartbeat_timeout / 4),
             )
 
         def heartbeat(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -185,6 +189,8 @@ class TradingSystem:
         Telegram sink sends the repeats it was still merging)."""
         if self._handle is not None:
             self._handle.stop(timeout)
+        if self._fail_safe_alert is not None:
+            self._fail_safe_alert.wait(timeout)  # the critical alert goes out before its sink closes
         for part in self._owned:
             close = getattr(part, "close", None)
             if close is not None:
@@ -275,20 +281,24 @@ class TradingSystem:
         self.escalations += 1
         broker = context.guarded(self.broker) if context is not None else self.broker
         store = context.guarded(self.store) if context is not None else self.store
+        started = time.monotonic()
         alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
-        _in_background("fail-safe-alert", self._send_alert, alert)
+        self._fail_safe_alert = _in_background("fail-safe-alert", self._send_alert, alert)
         try:
             record = store.load_guard(self.settings.loop_id)
-            if record is not None:
-                monitor = RiskMonitor.from_record(record, self.settings.guards())
-                previous = monitor.halt(f"supervisor gave up: {cause}")
-                store.save_guard(self.settings.loop_id, monitor.record())
-                self._journal(store, EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
-        except Exception as exc:  # the store may be what failed: liquidate all the same
+            guards = self.settings.guards()
+            # No record yet (the guard never got to save one): halt a new one at today's equity,
+            # so that the next start does not trade as if nothing had happened.
+            monitor = RiskMonitor.from_record(record, guards) if record else RiskMonitor(broker.account_equity(), guards)
+            previous = monitor.halt(f"supervisor gave up: {cause}")
+            store.save_guard(self.settings.loop_id, monitor.record())
+            self._journal(store, EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
+        except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
             logger.critical("fail-safe could not save HALTED: {!r}", exc)
         done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
         if not done.wait(self._fail_safe_deadline):
             logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._fail_safe_deadline)
+        self._fail_safe_alert.wait(max(0.0, self._fail_safe_deadline - (time.monotonic() - started)))
 
     def _close_everything(self, broker: Broker, store: StateStore) -> None:
         for attempt in range(_FAIL_SAFE_ATTEMPTS):

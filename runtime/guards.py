@@ -93,9 +93,9 @@ class Guard(Protocol):
     def clear_line(self, start: float, day_start: float) -> tuple[float, float]:
         """``(peak_factor, floor)``: any equity above both ``peak * peak_factor`` and ``floor``
         is surely OK for this rule (no warning, no breach). It lets a monitor skip the rule for
-        most readings; it may be cautious, never optimistic. Optional: a rule without it is
-        checked on every reading."""
-        ...
+        most readings; it may be cautious, never optimistic. A rule that does not say returns
+        ``(inf, inf)``: no reading is clear, so the rule is checked on every one."""
+        return math.inf, math.inf
 
 
 _NO_LINE = -math.inf

@@ -65,6 +65,14 @@ class GuardRecord:
     block_counts: tuple[tuple[str, int], ...] = ()
 
 
+def _clear_line_of(guard: Guard, key: tuple[float, float]) -> tuple[float, float]:
+    method = getattr(guard, "clear_line", None)
+    line = method(*key) if callable(method) else None
+    if isinstance(line, tuple) and len(line) == 2:
+        return line
+    return math.inf, math.inf
+
+
 def _check_time(at: datetime) -> None:
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise ValueError(f"at must be a timezone-aware datetime, got {at!r}")
@@ -185,11 +193,8 @@ class RiskMonitor:
     def _clear_line(self) -> tuple[float, float]:
         key = (self._tracker.start_equity, self._day_start)
         if key != self._clear_for:
-            # A rule of the user's own without a clear line is simply always checked.
-            lines = [
-                guard.clear_line(*key) if hasattr(guard, "clear_line") else (math.inf, math.inf)
-                for guard in self._guards
-            ]
+            # A rule of the user's own without a usable clear line is simply always checked.
+            lines = [_clear_line_of(guard, key) for guard in self._guards]
             self._clear = (max((f for f, _ in lines), default=-math.inf), max((g for _, g in lines), default=-math.inf))
             self._clear_for = key
         return self._clear

@@ -102,6 +102,8 @@ class StatsdMetrics:
     def incr(self, name: str, count: int = 1) -> None:
         """Add ``count`` to the counter ``name`` (sent as ``prefix.name:count|c``)."""
         if self._pending is not None:
+            if self._refused(name):
+                return
             with self._lock:
                 self._counts[name] = self._counts.get(name, 0) + count
             return
@@ -118,8 +120,9 @@ class StatsdMetrics:
             if not math.isfinite(number):
                 raise ValueError(f"gauge {name!r} value must be finite, got {value!r}")
             if self._pending is not None:
-                with self._lock:
-                    self._gauges[name] = number
+                if not self._refused(name):
+                    with self._lock:
+                        self._gauges[name] = number
                 return
             self._client.gauge(name, number)
         except Exception as exc:
@@ -132,8 +135,9 @@ class StatsdMetrics:
             if not math.isfinite(number):
                 raise ValueError(f"timing {name!r} milliseconds must be finite, got {milliseconds!r}")
             if self._pending is not None:
-                with self._lock:
-                    self._pending.append(f"{self._name(name)}:{number:0.6f}|ms")
+                if not self._refused(name):
+                    with self._lock:
+                        self._pending.append(f"{self._name(name)}:{number:0.6f}|ms")
                 return
             self._client.timing(name, number)
         except Exception as exc:
@@ -160,9 +164,10 @@ class StatsdMetrics:
             gauges, self._gauges = self._gauges, {}
         lines += [f"{self._name(name)}:{count}|c" for name, count in counts.items()]
         for name, value in gauges.items():
-            if value < 0:  # statsd reads "-5" as "subtract 5": reset to 0 first, as the client does
-                lines.append(f"{self._name(name)}:0|g")
-            lines.append(f"{self._name(name)}:{value!r}|g")
+            # statsd reads "-5" as "subtract 5": a negative gauge is a reset to 0 and the value,
+            # kept in one datagram so the pair is never split.
+            gauge = f"{self._name(name)}:{value!r}|g"
+            lines.append(f"{self._name(name)}:0|g\n{gauge}" if value < 0 else gauge)
         packet: list[str] = []
         size = 0
         for line in lines:
@@ -173,6 +178,17 @@ class StatsdMetrics:
             size += len(line) + 1
         if packet:
             self._client._send("\n".join(packet))
+
+    def _refused(self, name: str) -> bool:
+        # Checked when a figure is recorded, so one bad figure cannot spoil a packed datagram,
+        # and nothing piles up after close.
+        if self._closed.is_set():
+            self._drop(RuntimeError("the sink is closed"))
+            return True
+        if not name.isascii():
+            self._drop(UnicodeError(f"metric name {name!r} is not ASCII"))
+            return True
+        return False
 
     def _flush_every(self, interval: float) -> None:
         while not self._closed.wait(interval):

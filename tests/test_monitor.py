@@ -288,3 +288,27 @@ def test_assessment_levels_are_reported_per_guard():
     assert assessment is not None
     assert [(v.guard, v.level) for v in assessment.breaches] == [("min_equity", Level.BREACH)]
     assert [(v.guard, v.level) for v in assessment.warnings] == [("max_drawdown", Level.WARN)]
+
+
+def test_a_users_own_rule_without_a_clear_line_is_checked_on_every_reading():
+    from runtime.guards import Guard, Level, Verdict
+
+    class NoBigSwings(Guard):
+        """Breaches when equity is below 9,000 (a rule of a user's own)."""
+
+        name = "no_big_swings"
+        block_counter = "no_big_swings_block_total"
+
+        def level(self, equity, peak, start, day_start):
+            return Level.BREACH if equity < 9_000 else Level.OK
+
+        def verdict(self, equity, peak, start, day_start):
+            if equity >= 9_000:
+                return None
+            return Verdict(self.name, Level.BREACH, f"equity {equity:.2f} < 9000", self.block_counter)
+
+    monitor = RiskMonitor(10_000, [NoBigSwings(), MaxDrawdownGuard(50)])
+    assert monitor.observe(9_500.0, T0) is None
+    assessment = monitor.observe(8_900.0, T0)
+    assert assessment is not None and assessment.newly_halted
+    assert [v.guard for v in assessment.breaches] == ["no_big_swings"]

@@ -180,3 +180,15 @@ def test_close_sends_what_is_still_summed(statsd_daemon: StatsdDaemon) -> None:
 def test_a_bad_flush_interval_is_refused_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="statsd_flush_seconds must be a number of seconds >= 0, got -1"):
         StatsdMetrics("127.0.0.1", 8125, "x", flush_interval=-1)
+
+
+def test_a_figure_with_a_non_ascii_name_is_dropped_alone(statsd_daemon: StatsdDaemon) -> None:
+    prefix = _prefix()
+    metrics = StatsdMetrics(statsd_daemon.host, statsd_daemon.port, prefix, flush_interval=0.05)
+    metrics.incr("équité_total")
+    metrics.incr(MetricNames.HEARTBEAT_TOTAL, 4)
+    name = f"{prefix}.{MetricNames.HEARTBEAT_TOTAL}"
+    assert statsd_daemon.wait_for(statsd_daemon.counters, lambda c: c.get(name) == 4)[name] == 4
+    metrics.close()
+    metrics.incr(MetricNames.HEARTBEAT_TOTAL)  # after close: dropped and counted, not kept
+    assert metrics.dropped == 2

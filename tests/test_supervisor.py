@@ -394,3 +394,22 @@ def test_a_restart_request_for_an_unknown_child_is_refused_and_harms_nothing():
 def test_a_supervisor_whose_options_are_wrong_is_refused_naming_the_option():
     with pytest.raises(ValueError, match="probe_interval must be > 0, got 0"):
         Supervisor.launch([recorder_spec("a", Journal())], probe_interval=0)
+
+
+def test_a_temporary_child_that_fails_its_first_start_does_not_keep_the_later_ones_from_starting():
+    journal = Journal()
+    Recorder.start_failures["t"] = 1
+    specs = [
+        ChildSpec("t", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TEMPORARY),
+        recorder_spec("b", journal),
+    ]
+    handle = Supervisor.launch(specs, probe_interval=0.05)
+    assert incarnation(handle.address("b")) == 1
+    assert handle.children()["t"].alive is False
+    handle.stop()
+
+
+def test_backoff_stays_finite_however_many_restarts_came_before():
+    import random
+
+    assert Backoff(min_seconds=0.1, max_seconds=5.0).delay(100_000, random.Random(1)) <= 5.0 * 1.2
