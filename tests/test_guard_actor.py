@@ -104,7 +104,7 @@ def test_a_breach_halts_tells_the_loop_closes_every_position_alerts_counts_and_r
     tree.journal.wait_for(lambda es: any(isinstance(e[-1], SendAlert) for e in es))
     [alert] = tree.alerts()
     assert alert.critical and "20.50%" in alert.text
-    assert TradingState.HALTED in tree.loop_states()
+    tree.journal.wait_for(lambda es: TradingState.HALTED in tree.loop_states())
     assert status.block_counts["drawdown_block_total"] == 1
     assert tree.metrics.counters["drawdown_block_total"] == 1
     tree.events.wait_count(EventType.TRADING_STATE_CHANGED, 1)
