@@ -96,7 +96,7 @@ class ChildInfo:
 class _Child:
     __slots__ = (
         "spec", "slot", "ref", "context", "incarnation", "restarts", "running", "pending_cause", "seen_progress",
-        "started_at",
+        "started_at", "due",
     )
 
     def __init__(self, spec: ChildSpec, slot: Slot) -> None:
@@ -110,6 +110,7 @@ class _Child:
         self.pending_cause: str | None = None
         self.seen_progress = 0
         self.started_at: float | None = None
+        self.due = 0.0  # when a pending restart may run (a backoff puts it in the future)
 
 
 Notify = Callable[[EventType, dict[str, Any]], None]
@@ -372,9 +373,20 @@ class Supervisor(SupervisedActor):
             child.restarts = 0  # it ran well for a whole period: backoff starts afresh
         child.restarts += 1
         delay = self._backoff.delay(child.restarts, self._rng)
+        due = self.context.clock.monotonic() + delay
+        for member in group:  # a strategy's group comes back together, when its failed child may
+            if member.pending_cause is not None and not member.running:
+                member.due = due
         if delay > 0:
-            self.timers.start_single("restart", delay)
+            self._arm_restart_timer()
         return delay
+
+    def _arm_restart_timer(self) -> None:
+        # One timer, for the earliest restart waiting on a backoff: each child keeps its own due time.
+        now = self.context.clock.monotonic()
+        waiting = [c.due for c in self._children if not c.running and c.pending_cause is not None and c.due > now]
+        if waiting:
+            self.timers.start_single("restart", min(waiting) - now)
 
     def _intensity_exceeded(self) -> bool:
         now = self.context.clock.monotonic()
@@ -388,8 +400,12 @@ class Supervisor(SupervisedActor):
         # Starts every pending child in order; a start that fails is handled and the loop goes
         # on (iteration, not recursion, however long a child keeps failing).
         while not self._gave_up.is_set() and not self.context.revoked.is_set():
-            child = next((c for c in self._children if not c.running and c.pending_cause is not None), None)
+            now = self.context.clock.monotonic()
+            child = next(
+                (c for c in self._children if not c.running and c.pending_cause is not None and c.due <= now), None
+            )
             if child is None:
+                self._arm_restart_timer()  # for any still waiting on a backoff
                 return
             cause, attempt = child.pending_cause, child.restarts
             if not self._start_child(child):

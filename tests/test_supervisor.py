@@ -413,3 +413,22 @@ def test_backoff_stays_finite_however_many_restarts_came_before():
     import random
 
     assert Backoff(min_seconds=0.1, max_seconds=5.0).delay(100_000, random.Random(1)) <= 5.0 * 1.2
+
+
+def test_each_child_keeps_its_own_backoff_when_another_fails_meanwhile():
+    import time
+
+    journal = Journal()
+    handle = launch("ab", journal, backoff=Backoff(min_seconds=0.1, max_seconds=5.0, random_factor=0.0))
+    a = handle.address("a")
+    for n in (2, 3, 4):  # three crashes: the fourth restart of a waits 0.8 s
+        a.tell(Crash())
+        journal.wait_for(lambda es, n=n: ("started", "a", n) in es)
+    crashed_at = time.monotonic()
+    a.tell(Crash())
+    handle.address("b").tell(Crash())  # b's first restart waits 0.1 s: neither may move the other's
+    journal.wait_for(lambda es: ("started", "b", 2) in es)
+    assert time.monotonic() - crashed_at < 0.6, "b waited for a's backoff"
+    journal.wait_for(lambda es: ("started", "a", 5) in es)
+    assert time.monotonic() - crashed_at >= 0.8, "a came back before its backoff"
+    handle.stop()
