@@ -6,17 +6,17 @@ Layout: `supervisor` (OTP-style supervision), `address` (stable addresses with a
 `messages` (frozen message values), and `system` (`start_trading_system`, `TradingSystem`).
 """
 
-from actors.address import Address, ChildUnavailable, StashOverflow
 from actors.alerts import AlertActor
-from actors.base import SupervisedActor
-from actors.context import ChildContext, IncarnationRevoked
 from actors.emitter import EmitterActor, Subscribers
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor, HeartbeatStats
 from actors.loop import LoopActor
-from actors.supervisor import Backoff, ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorHandle
+from actors.supervision.address import Address, ChildUnavailable, StashOverflow
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext, IncarnationRevoked
+from actors.supervision.supervisor import Backoff, ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorHandle
+from actors.supervision.timers import Timers
 from actors.system import TradingSystem, start_trading_system
-from actors.timers import Timers
 
 __all__ = [
     "Address",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.base import SupervisedActor
-from actors.context import ChildContext
 from actors.messages import SendAlert
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
 from runtime.alerts import AlertSink, LogAlerts
 
 __all__ = ["AlertActor"]
@@ -34,7 +34,9 @@ class AlertActor(SupervisedActor):
         """A merge window closed: send what was merged."""
         if key == "flush":
             try:
-                self._sink.flush()
+                flush = getattr(self._sink, "flush", None)  # only merging sinks have one
+                if flush is not None:
+                    flush()
             except Exception as exc:
                 self.failures += 1
                 self.log.error("merged alerts not delivered: {}", exc)

@@ -10,10 +10,10 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.address import Address
-from actors.base import SupervisedActor
-from actors.context import ChildContext
 from actors.messages import Publish, Subscribe, Unsubscribe
+from actors.supervision.address import Address
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
 from runtime.clock import Clock
 from runtime.events import Event, EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics

@@ -6,8 +6,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from actors.base import SupervisedActor
-from actors.context import ChildContext
 from actors.emitter import Publisher
 from actors.messages import (
     CashFlow,
@@ -21,14 +19,16 @@ from actors.messages import (
     SendAlert,
     TradingStateChanged,
 )
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
 from runtime.alerts import Alert, Severity
 from runtime.broker import Broker
-from runtime.drawdown import DrawdownTracker
 from runtime.events import EventType
-from runtime.guards import Guard, TradingState
-from runtime.liquidation import close_every_position, position_closed_metadata
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
-from runtime.monitor import Assessment, RiskMonitor
+from runtime.risk.drawdown import DrawdownTracker
+from runtime.risk.guards import Guard, TradingState
+from runtime.risk.liquidation import close_every_position, position_closed_metadata
+from runtime.risk.monitor import Assessment, RiskMonitor
 from runtime.store import StateStore
 
 __all__ = ["GuardActor"]

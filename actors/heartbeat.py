@@ -10,11 +10,11 @@ from typing import Any
 import attrs
 import pykka
 
-from actors.address import Address
-from actors.base import SupervisedActor
-from actors.context import ChildContext
 from actors.emitter import Publisher
 from actors.messages import GetMetrics, LoopStatus, SendAlert
+from actors.supervision.address import Address
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
 from runtime.alerts import Alert, Severity
 from runtime.events import EventType
 from runtime.heartbeat import HeartbeatMetrics

@@ -7,15 +7,23 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from actors.base import SupervisedActor
-from actors.context import ChildContext
 from actors.emitter import Publisher
-from actors.messages import EquityReading, GetMetrics, GetTradingState, LoopStatus, MarketData, RunCycle, TradingStateChanged
+from actors.messages import (
+    EquityReading,
+    GetMetrics,
+    GetTradingState,
+    LoopStatus,
+    MarketData,
+    RunCycle,
+    TradingStateChanged,
+)
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
 from runtime.broker import Broker, Fill, Position
 from runtime.events import EventType
-from runtime.guards import TradingState
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+from runtime.risk.guards import TradingState
 from runtime.signals import ApprovalPolicy, AutoApprove, Signal, SignalSource
 from runtime.store import LoopTotals, StateStore
 

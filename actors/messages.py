@@ -8,9 +8,10 @@ from typing import Any
 
 import attrs
 
+from actors.supervision.messages import ChildExited, Crash, GetChildren, Hang, Ping, Pong, RestartChild, Tick
 from runtime.alerts import Alert
 from runtime.events import Event
-from runtime.guards import TradingState
+from runtime.risk.guards import TradingState
 
 __all__ = [
     "Ping",
@@ -39,86 +40,6 @@ __all__ = [
     "Unsubscribe",
     "SendAlert",
 ]
-
-
-# --- lifecycle and supervision ---------------------------------------------------------------
-
-
-@attrs.frozen
-class Ping:
-    """Liveness probe: every supervised actor answers `Pong` from its own thread.
-
-    A supervisor's own probe (``from_supervisor``) is about one incarnation, so it is never
-    carried over to the next one: left unanswered by a dead incarnation, it fails at once.
-    """
-
-    from_supervisor: bool = False
-
-
-@attrs.frozen
-class Pong:
-    """The answer to `Ping`: the actor's name and incarnation."""
-
-    name: str
-    incarnation: int
-
-
-@attrs.frozen
-class Tick:
-    """A timer firing. ``owner`` and ``generation`` let the actor drop ticks of cancelled timers
-    and of earlier incarnations."""
-
-    key: str
-    generation: int
-    owner: int
-
-
-@attrs.frozen
-class Crash:
-    """Fault injection for drills and tests: the receiving actor raises ``RuntimeError(reason)``.
-
-    Sent with ``tell`` it kills the actor (pykka stops it and calls ``on_failure``); sent with
-    ``ask`` the error returns to the caller and the actor lives on, as pykka's rules say.
-    """
-
-    reason: str = "injected crash"
-
-
-@attrs.frozen
-class Hang:
-    """Fault injection: the receiving actor blocks until ``release`` is set (or ``seconds`` pass),
-    so it stops answering, as a stuck broker call would make it."""
-
-    release: Any  # threading.Event
-    seconds: float = 60.0
-
-
-@attrs.frozen
-class ChildExited:
-    """A child told its supervisor it has ended: ``kind`` is "normal", "crashed",
-    "start_failed", "gave_up" or "dead" (found dead by a probe)."""
-
-    name: str
-    incarnation: int
-    kind: str
-    cause: str = ""
-
-
-@attrs.frozen
-class RestartChild:
-    """Ask a supervisor to restart one child now (the heartbeat's answer to a stalled loop).
-
-    ``graceful`` asks it to stop first (waiting up to its shutdown timeout); a child known not to
-    answer is abandoned at once instead."""
-
-    name: str
-    cause: str
-    graceful: bool = True
-
-
-@attrs.frozen
-class GetChildren:
-    """Ask a supervisor for its children: name -> (incarnation, alive)."""
 
 
 # --- guard ------------------------------------------------------------------------------------
@@ -201,7 +122,7 @@ class TradingStateChanged:
 class MarketData:
     """New market data arrived (a bar closed at ``at``): the loop hands it to its market feed
     (which updates prices and strategies, in the loop's own thread and order), then runs a cycle.
-    ``bar`` is whatever the feed understands (a `runtime.prices.Bar`, a dict of prices, ...)."""
+    ``bar`` is whatever the feed understands (a `runtime.replay.prices.Bar`, a dict of prices, ...)."""
 
     at: datetime
     bar: Any = None

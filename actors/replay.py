@@ -4,7 +4,7 @@ A replay moves a `ManualClock` to each bar's time (so heartbeats, timers and tra
 rollovers follow the data, not the wall clock) and tells the loop `MarketData` for the bar; the
 loop hands it to its market feed in the loop's own thread and then runs a cycle. `PaperFeed` is
 that market feed for a `PaperBroker` and a bar-driven strategy such as
-`runtime.strategies.MovingAverageCrossover`.
+`runtime.replay.strategies.MovingAverageCrossover`.
 
 The driver works in lockstep: after each bar it waits until the loop has run the bar's cycle,
 the guard has judged the equity that cycle reported, and the heartbeat has beaten if a beat fell
@@ -26,11 +26,11 @@ import attrs
 import pykka
 from loguru import logger
 
-from actors.address import Address, ChildUnavailable
 from actors.messages import MarketData, Ping
+from actors.supervision.address import Address, ChildUnavailable
+from runtime.adapters.paper import PaperBroker
 from runtime.clock import ManualClock
-from runtime.paper import PaperBroker
-from runtime.prices import Bar
+from runtime.replay.prices import Bar
 
 __all__ = ["BarStrategy", "PaperFeed", "Replay", "ReplayResult", "replay_bars"]
 
@@ -84,7 +84,7 @@ class PaperFeed:
         """Feed one bar: price first, then the broker's holding, then the strategy."""
         bar = data.bar
         if not isinstance(bar, Bar):
-            raise TypeError(f"MarketData.bar must be a runtime.prices.Bar, got {bar!r} ({type(bar).__name__})")
+            raise TypeError(f"MarketData.bar must be a runtime.replay.prices.Bar, got {bar!r} ({type(bar).__name__})")
         self.broker.update_price(self.symbol, bar.close, bar.time)
         self.strategy.sync_position(max(0.0, self.broker.net_volume(self.symbol)))
         self.strategy.on_bar(bar)

@@ -10,29 +10,39 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.address import Address, Slot
 from actors.alerts import AlertActor
-from actors.context import ChildContext
 from actors.emitter import EmitterActor, EventSink, Publisher, Subscribers, journal_sink, log_sink
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
-from actors.messages import GetGuardState, MarketData, GuardStatus, Resume, RestartChild, Subscribe
-from actors.supervisor import Backoff, ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorHandle, make_slots
+from actors.messages import GetGuardState, GuardStatus, MarketData, RestartChild, Resume, Subscribe
+from actors.supervision.address import Address, Slot
+from actors.supervision.context import ChildContext
+from actors.supervision.supervisor import (
+    Backoff,
+    ChildInfo,
+    ChildSpec,
+    Restart,
+    Strategy,
+    Supervisor,
+    SupervisorHandle,
+    make_slots,
+)
+from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.statsd import StatsdMetrics
+from runtime.adapters.system_clock import SystemClock
+from runtime.adapters.telegram import TelegramAlerts
 from runtime.alerts import Alert, AlertSink, Severity
 from runtime.broker import Broker
-from runtime.clock import Clock, SystemClock
+from runtime.clock import Clock
 from runtime.events import Event, EventType
-from runtime.guards import TradingState
 from runtime.metrics import MetricsSink
-from runtime.liquidation import close_every_position, position_closed_metadata
-from runtime.monitor import RiskMonitor
+from runtime.risk.guards import TradingState
+from runtime.risk.liquidation import close_every_position, position_closed_metadata
+from runtime.risk.monitor import RiskMonitor
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
-from runtime.sqlite_store import SqliteStore
-from runtime.statsd_metrics import StatsdMetrics
 from runtime.store import StateStore
-from runtime.telegram import TelegramAlerts
 
 __all__ = ["TradingSystem", "start_trading_system"]
 

@@ -17,8 +17,8 @@ import attrs
 from loguru import logger
 
 from benchmarks import baselines, guard, heartbeat, replay, restart
-from runtime.store import MemoryStore
 from benchmarks.stats import Row, format_table, percentile
+from runtime.store import MemoryStore
 
 GROUPS = ("pykka", "guard", "restart", "heartbeat", "replay", "memory")
 _ORDER = ("memory",) + GROUPS[:-1]  # memory first, before other groups' garbage moves the RSS

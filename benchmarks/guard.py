@@ -13,10 +13,10 @@ from actors.messages import EquityBatch, EquityReading, GetGuardState, Resume
 from benchmarks.baselines import COUNT, Counter, Latency
 from benchmarks.stats import rss_bytes
 from benchmarks.system import running_system
+from runtime.adapters.paper import PaperBroker
 from runtime.broker import Order, Side
-from runtime.guards import TradingState
 from runtime.metrics import MemoryMetrics, MetricNames
-from runtime.paper import PaperBroker
+from runtime.risk.guards import TradingState
 from runtime.store import StateStore
 
 __all__ = ["guard_reaction", "guard_throughput", "guard_batch_throughput", "rss_growth"]

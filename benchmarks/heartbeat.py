@@ -17,8 +17,8 @@ from actors.heartbeat import GetHeartbeatStats
 from actors.messages import GetMetrics, MarketData
 from benchmarks.replay import FlipSignals
 from benchmarks.stats import percentile
+from runtime.adapters.paper import PaperBroker
 from runtime.events import Event, EventType
-from runtime.paper import PaperBroker
 from runtime.settings import Settings
 from runtime.store import MemoryStore
 

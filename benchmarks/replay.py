@@ -19,14 +19,14 @@ import attrs
 from actors.emitter import journal_sink
 from actors.messages import GetGuardState, GetMetrics, MarketData, Ping, Publish
 from benchmarks.system import running_system
+from runtime.adapters.paper import PaperBroker
+from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.statsd import StatsdMetrics
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
 from runtime.metrics import MetricsSink
-from runtime.paper import PaperBroker
 from runtime.settings import Settings
 from runtime.signals import Signal
-from runtime.sqlite_store import SqliteStore
-from runtime.statsd_metrics import StatsdMetrics
 from runtime.store import StateStore
 
 __all__ = ["ReplayResult", "FlipSignals", "UdpCounter", "replay_throughput", "journal_store", "statsd_sink"]

@@ -9,7 +9,7 @@ import pykka
 from actors import ChildContext, ChildSpec, GuardActor, Supervisor
 from actors.messages import Crash, Ping
 from benchmarks.baselines import Latency
-from runtime.paper import PaperBroker
+from runtime.adapters.paper import PaperBroker
 from runtime.settings import Settings
 from runtime.store import MemoryStore
 

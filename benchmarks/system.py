@@ -8,8 +8,8 @@ from typing import Any
 
 from actors import TradingSystem, start_trading_system
 from actors.emitter import journal_sink
+from runtime.adapters.paper import PaperBroker
 from runtime.alerts import Alert
-from runtime.paper import PaperBroker
 from runtime.settings import Settings
 from runtime.signals import ListSignalSource
 from runtime.store import MemoryStore

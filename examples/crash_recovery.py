@@ -41,16 +41,16 @@ from actors.emitter import journal_sink
 from actors.messages import Crash, Hang
 from actors.replay import PaperFeed, Replay
 from actors.system import TradingSystem
+from runtime.adapters.logs import configure_logging
+from runtime.adapters.paper import PaperBroker
+from runtime.adapters.sqlite import SqliteStore
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
-from runtime.logs import configure_logging
-from runtime.monitor import GuardRecord
-from runtime.paper import PaperBroker
-from runtime.prices import SYNTHETIC_MIN_LENGTH, SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, synthetic_bars
+from runtime.replay.prices import SYNTHETIC_MIN_LENGTH, SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, synthetic_bars
+from runtime.replay.strategies import MovingAverageCrossover
+from runtime.risk.monitor import GuardRecord
 from runtime.settings import Settings
-from runtime.sqlite_store import SqliteStore
 from runtime.store import LoopTotals, StateStore
-from runtime.strategies import MovingAverageCrossover
 
 __all__ = ["Drill", "DrillResult", "FlakyStore", "main"]
 

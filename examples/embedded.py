@@ -25,16 +25,16 @@ import pykka
 
 from actors.messages import Crash
 from actors.replay import PaperFeed, Replay
-from actors.supervisor import ChildSpec, Supervisor
+from actors.supervision.supervisor import ChildSpec, Supervisor
 from actors.system import TradingSystem
+from runtime.adapters.logs import configure_logging
+from runtime.adapters.paper import PaperBroker
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
-from runtime.logs import configure_logging
-from runtime.paper import PaperBroker
-from runtime.prices import SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, synthetic_bars
+from runtime.replay.prices import SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, synthetic_bars
+from runtime.replay.strategies import MovingAverageCrossover
 from runtime.settings import Settings
 from runtime.store import MemoryStore
-from runtime.strategies import MovingAverageCrossover
 
 __all__ = ["EventCounter", "HostLog", "main"]
 

@@ -4,7 +4,7 @@ Run it with no arguments for the bundled demonstration (synthetic data, clearly 
 
     .venv/bin/python examples/paper_trading.py
 
-A moving-average crossover (`runtime.strategies.MovingAverageCrossover`) trades a `PaperBroker`
+A moving-average crossover (`runtime.replay.strategies.MovingAverageCrossover`) trades a `PaperBroker`
 through the full actor system (guard, loop, heartbeat, emitter, alerts under one supervisor).
 The replay runs in data time (`actors.replay`): heartbeats, timers and trading days follow the
 bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
@@ -46,12 +46,14 @@ import attrs
 from actors.emitter import journal_sink, log_sink
 from actors.replay import PaperFeed, Replay, ReplayResult
 from actors.system import TradingSystem
+from runtime.adapters.logs import configure_logging
+from runtime.adapters.paper import PaperBroker
+from runtime.adapters.sqlite import SqliteStore, StoreError
+from runtime.adapters.statsd import StatsdMetrics
+from runtime.adapters.telegram import TelegramAlerts
 from runtime.clock import ManualClock
-from runtime.drawdown import max_drawdown
 from runtime.events import Event, EventType
-from runtime.logs import configure_logging
-from runtime.paper import PaperBroker
-from runtime.prices import (
+from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
     SYNTHETIC_SYMBOL,
     SYNTHETIC_VOLUME,
@@ -60,12 +62,17 @@ from runtime.prices import (
     load_bars,
     synthetic_bars,
 )
-from runtime.report import PLOT_INSTALL_HINT, GuardTrigger, RunSummary, format_summary, plot_report, write_equity_csv
+from runtime.replay.report import (
+    PLOT_INSTALL_HINT,
+    GuardTrigger,
+    RunSummary,
+    format_summary,
+    plot_report,
+    write_equity_csv,
+)
+from runtime.replay.strategies import MovingAverageCrossover
+from runtime.risk.drawdown import max_drawdown
 from runtime.settings import Settings, SettingsError
-from runtime.sqlite_store import SqliteStore, StoreError
-from runtime.statsd_metrics import StatsdMetrics
-from runtime.strategies import MovingAverageCrossover
-from runtime.telegram import TelegramAlerts
 
 __all__ = ["main", "parse_args", "summarize"]
 

@@ -1,4 +1,4 @@
-"""Time as a port: wall time live, data time in a replay, a hand-driven clock in tests.
+"""Time as a port, and the hand-driven clock for tests and replays (wall time: `runtime.adapters.system_clock`).
 
 A clock tells the time and calls back at a moment. Callbacks must be quick (the actors' timers
 only post a message), because a clock runs them on its own thread (`SystemClock`) or on the
@@ -10,14 +10,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from loguru import logger
 
-__all__ = ["Clock", "Scheduled", "SystemClock", "ManualClock"]
+__all__ = ["Clock", "Scheduled", "Schedule", "ManualClock", "run_scheduled"]
 
 
 class Scheduled:
@@ -58,89 +57,39 @@ class Clock(Protocol):
         ...
 
 
-class _Schedule:
-    # The heap of waiting callbacks both clocks keep; ordered by time, then by arrival.
+class Schedule:
+    """The heap of waiting callbacks a clock keeps, ordered by time, then by arrival."""
+
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Scheduled]] = []
         self._order = itertools.count()
 
     def push(self, item: Scheduled) -> None:
+        """Queue ``item``."""
         heapq.heappush(self._heap, (item.when, next(self._order), item))
 
     def next_time(self) -> float | None:
+        """When the earliest live callback is due, or None when none waits."""
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> Scheduled | None:
+        """The earliest callback due at ``now``, taken off the heap, or None."""
         when = self.next_time()
         if when is None or when > now:
             return None
         return heapq.heappop(self._heap)[2]
 
 
-def _run(item: Scheduled) -> None:
+def run_scheduled(item: Scheduled) -> None:
+    """Run ``item`` unless cancelled; a failing callback is logged, never raised."""
     if item.cancelled:
         return
     try:
         item.callback()
     except Exception:  # a failing callback must not stop time for everyone else
         logger.exception("clock callback {} failed", item.callback)
-
-
-class SystemClock:
-    """Wall time, with callbacks run on one daemon thread started on first use.
-
-    `SystemClock.shared()` is the one instance most code should use, so that one thread serves
-    every timer in the process.
-    """
-
-    virtual = False
-    _shared: SystemClock | None = None
-    _shared_lock = threading.Lock()
-
-    @classmethod
-    def shared(cls) -> SystemClock:
-        """The process-wide system clock."""
-        with cls._shared_lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
-
-    def __init__(self) -> None:
-        self._schedule = _Schedule()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def now(self) -> datetime:
-        """The wall-clock time, UTC."""
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        """``time.monotonic()``."""
-        return time.monotonic()
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> Scheduled:
-        """Run ``callback`` on the clock's thread once ``time.monotonic()`` reaches ``when``."""
-        item = Scheduled(when, callback)
-        with self._wake:
-            self._schedule.push(item)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="tradewarden-clock", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-        return item
-
-    def _serve(self) -> None:
-        while True:
-            with self._wake:
-                while True:
-                    item = self._schedule.pop_due(time.monotonic())
-                    if item is not None:
-                        break
-                    when = self._schedule.next_time()
-                    self._wake.wait(None if when is None else max(0.0, when - time.monotonic()))
-            _run(item)
 
 
 class ManualClock:
@@ -159,7 +108,7 @@ class ManualClock:
             raise ValueError(f"start must be timezone-aware, got {start!r}")
         self._origin = start.astimezone(UTC)
         self._elapsed = 0.0
-        self._schedule = _Schedule()
+        self._schedule = Schedule()
         self._lock = threading.RLock()
 
     def now(self) -> datetime:
@@ -200,4 +149,4 @@ class ManualClock:
                 item = self._schedule.pop_due(self._elapsed)
             if item is None:
                 return
-            _run(item)
+            run_scheduled(item)

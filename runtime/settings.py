@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from runtime.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
+from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.validation import (
     attrs_non_negative,
     attrs_percent,

@@ -10,7 +10,7 @@ from typing import Protocol
 import attrs
 
 from runtime.broker import Order, Side
-from runtime.guards import TradingState
+from runtime.risk.guards import TradingState
 from runtime.validation import attrs_positive
 
 __all__ = ["Signal", "SignalSource", "ApprovalPolicy", "AutoApprove", "ListSignalSource"]

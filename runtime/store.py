@@ -8,7 +8,7 @@ from typing import Protocol
 import attrs
 
 from runtime.events import Event
-from runtime.monitor import GuardRecord
+from runtime.risk.monitor import GuardRecord
 from runtime.validation import attrs_whole
 
 __all__ = ["LoopTotals", "StateStore", "MemoryStore"]

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 
 from runtime.events import Event, EventType
-from runtime.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
+from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.settings import Settings
 
 __all__ = [

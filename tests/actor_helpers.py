@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.base import SupervisedActor
-from actors.context import ChildContext
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
+from runtime.adapters.paper import PaperBroker
 from runtime.broker import BrokerError, Fill, Order
 from runtime.events import Event, EventType
-from runtime.paper import PaperBroker
 
 WAIT = 10.0
 

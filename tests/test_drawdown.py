@@ -7,9 +7,9 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import bad_readings, cash_flows, equities, equity_curves
 
 from runtime import DrawdownSnapshot, DrawdownTracker, max_drawdown
-from strategies import bad_readings, cash_flows, equities, equity_curves
 
 TIGHT = {"rel_tol": 1e-12, "abs_tol": 1e-12}
 

@@ -9,9 +9,9 @@ import pykka
 from actor_helpers import WAIT, EventLog
 
 from actors import ChildSpec, EmitterActor, Supervisor
+from actors.emitter import journal_sink
 from actors.messages import Publish, Subscribe, Unsubscribe
 from runtime import Event, EventType, MemoryMetrics, MemoryStore
-from actors.emitter import journal_sink
 
 
 def emitter(sinks=(), subscribers=None, metrics=None):

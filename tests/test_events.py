@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
+from strategies import event_metadata, events
 
 from runtime import Event, EventType, Level, TradingState
-from strategies import event_metadata, events
 
 
 @settings(max_examples=200)

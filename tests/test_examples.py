@@ -14,12 +14,12 @@ from pathlib import Path
 import attrs
 import pytest
 
-from runtime.drawdown import DrawdownTracker, max_drawdown
+from runtime.adapters.sqlite import SqliteStore
 from runtime.events import EventType
-from runtime.prices import Bar, synthetic_bars
-from runtime.report import GuardTrigger, RunSummary, format_summary
+from runtime.replay.prices import Bar, synthetic_bars
+from runtime.replay.report import GuardTrigger, RunSummary, format_summary
+from runtime.risk.drawdown import DrawdownTracker, max_drawdown
 from runtime.settings import Settings
-from runtime.sqlite_store import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

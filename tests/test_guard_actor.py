@@ -21,7 +21,7 @@ from actors.messages import (
     TradingStateChanged,
 )
 from runtime import EventType, MemoryMetrics, MemoryStore, Order, PaperBroker, Settings, TradingState
-from runtime.clock import SystemClock
+from runtime.adapters.system_clock import SystemClock
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 

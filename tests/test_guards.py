@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import math
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from runtime import (
-    DailyLossGuard,
-    DrawdownTracker,
-    Level,
-    MaxDrawdownGuard,
-    MinEquityGuard,
-    RiskMonitor,
-    TradingState,
-    enforce_max_drawdown,
-    min_equity_guard,
-)
 from strategies import (
     daily_loss_guards,
     day_rollovers,
@@ -33,6 +20,18 @@ from strategies import (
     max_drawdown_guards,
     min_equity_guards,
     warn_fractions,
+)
+
+from runtime import (
+    DailyLossGuard,
+    DrawdownTracker,
+    Level,
+    MaxDrawdownGuard,
+    MinEquityGuard,
+    RiskMonitor,
+    TradingState,
+    enforce_max_drawdown,
+    min_equity_guard,
 )
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ import pytest
 from actor_helpers import WAIT, EventLog, Journal, Recorder
 
 from actors import ChildSpec, EmitterActor, HeartbeatActor, Supervisor, start_trading_system
-from actors.context import ChildContext
 from actors.heartbeat import GetHeartbeatStats
 from actors.messages import Hang, RunCycle, SendAlert
+from actors.supervision.context import ChildContext
 from runtime import EventType, HeartbeatMetrics, ListSignalSource, ManualClock, MemoryMetrics, PaperBroker, Settings
 
 FIGURES = dict(signals_processed=3, trades_executed=2, error_count=0, loop_duration_ms=1.5, positions_open=1,

@@ -9,6 +9,7 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import bad_readings, equities
 
 from runtime import (
     DailyLossGuard,
@@ -19,7 +20,6 @@ from runtime import (
     MinEquityGuard,
     NullMetrics,
 )
-from strategies import bad_readings, equities
 
 COUNTS = [
     "signals_processed",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from loguru import logger
 
-from runtime.logs import configure_logging
+from runtime.adapters.logs import configure_logging
 
 
 @pytest.fixture(autouse=True)

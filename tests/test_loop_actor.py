@@ -26,7 +26,6 @@ from runtime import (
     TradingState,
 )
 
-
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 

@@ -9,6 +9,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import (
+    bad_readings,
+    cash_flows,
+    day_rollovers,
+    equity_curves,
+    guard_sets,
+    next_midnight,
+    timezones,
+)
 
 from runtime import (
     DailyLossGuard,
@@ -18,15 +27,6 @@ from runtime import (
     MinEquityGuard,
     RiskMonitor,
     TradingState,
-)
-from strategies import (
-    bad_readings,
-    cash_flows,
-    day_rollovers,
-    equity_curves,
-    guard_sets,
-    next_midnight,
-    timezones,
 )
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -291,7 +291,7 @@ def test_assessment_levels_are_reported_per_guard():
 
 
 def test_a_users_own_rule_without_a_clear_line_is_checked_on_every_reading():
-    from runtime.guards import Guard, Level, Verdict
+    from runtime.risk.guards import Guard, Level, Verdict
 
     class NoBigSwings(Guard):
         """Breaches when equity is below 9,000 (a rule of a user's own)."""

@@ -17,9 +17,6 @@ from zoneinfo import ZoneInfo
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
-from runtime import DailyLossGuard, Level, MaxDrawdownGuard, MinEquityGuard, RiskMonitor, TradingState
-from runtime.guards import LIMIT_TOLERANCE
 from strategies import (
     aware_datetimes,
     cash_flows,
@@ -29,6 +26,9 @@ from strategies import (
     guard_sets,
     timezones,
 )
+
+from runtime import DailyLossGuard, Level, MaxDrawdownGuard, MinEquityGuard, RiskMonitor, TradingState
+from runtime.risk.guards import LIMIT_TOLERANCE
 
 CLOSE = {"rel_tol": 1e-9, "abs_tol": 1e-9}
 

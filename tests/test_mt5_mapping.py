@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runtime import BrokerError, Order, Position, Side
-from runtime.brokers import mt5_mapping as m
+from runtime.adapters import mt5_mapping as m
 
 # The shapes (field names and order) the MetaTrader5 package returns.
 AccountInfo = namedtuple("AccountInfo", "login balance credit profit equity margin margin_free currency")
@@ -146,15 +146,15 @@ def test_a_fill_and_its_realised_pnl_come_from_the_result_and_deals() -> None:
 
 @pytest.fixture
 def fresh_mt5_import() -> Iterator[None]:
-    sys.modules.pop("runtime.brokers.mt5", None)
+    sys.modules.pop("runtime.adapters.mt5", None)
     yield
-    sys.modules.pop("runtime.brokers.mt5", None)
+    sys.modules.pop("runtime.adapters.mt5", None)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the refusal is for platforms without MetaTrader5")
 def test_importing_the_adapter_off_windows_says_why_and_what_to_use(fresh_mt5_import: None) -> None:
     with pytest.raises(ImportError) as info:
-        importlib.import_module("runtime.brokers.mt5")
+        importlib.import_module("runtime.adapters.mt5")
     message = str(info.value)
     assert "MetaTrader5" in message and "Windows-only" in message
     assert "runtime.PaperBroker" in message
@@ -204,7 +204,7 @@ def test_the_adapter_drives_a_terminal_through_the_mapping(
     terminal = _Terminal()
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setitem(sys.modules, "MetaTrader5", terminal)
-    mt5 = importlib.import_module("runtime.brokers.mt5")
+    mt5 = importlib.import_module("runtime.adapters.mt5")
     broker = mt5.MT5Broker(deviation=7)
     assert broker.account_equity() == 9_987.5
     assert [p.position_id for p in broker.open_positions()] == ["5001"]

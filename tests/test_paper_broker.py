@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import equities
 
 from runtime import Broker, BrokerError, Fill, Order, PaperBroker, Position, Side
-from strategies import equities
 
 AT = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 

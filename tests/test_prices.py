@@ -10,7 +10,7 @@ from typing import NamedTuple
 import pytest
 
 from runtime import DrawdownTracker, Level, MaxDrawdownGuard, MinEquityGuard, PaperBroker, Side
-from runtime.prices import (
+from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
     SYNTHETIC_SYMBOL,
     SYNTHETIC_VOLUME,
@@ -19,7 +19,7 @@ from runtime.prices import (
     load_bars,
     synthetic_bars,
 )
-from runtime.strategies import MovingAverageCrossover
+from runtime.replay.strategies import MovingAverageCrossover
 
 T0 = datetime(2024, 1, 2, 10, tzinfo=UTC)
 MT5_HEADER = "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"

@@ -16,7 +16,7 @@ MODULES = sorted(
         info.name
         for package in (runtime, actors)
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
-        if info.name != "runtime.brokers.mt5"  # Windows only: importing it elsewhere is refused by design
+        if info.name != "runtime.adapters.mt5"  # Windows only: importing it elsewhere is refused by design
     }
 )
 
@@ -62,4 +62,4 @@ def test_the_windows_only_broker_refuses_to_load_here_and_names_the_paper_broker
     if sys.platform == "win32":
         pytest.skip("MetaTrader 5 loads on Windows")
     with pytest.raises(ImportError, match="PaperBroker"):
-        importlib.import_module("runtime.brokers.mt5")
+        importlib.import_module("runtime.adapters.mt5")

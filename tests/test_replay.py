@@ -11,15 +11,15 @@ from actors.emitter import journal_sink
 from actors.messages import Crash
 from actors.replay import PaperFeed, Replay, ReplayResult, replay_bars
 from actors.system import TradingSystem
+from runtime.adapters.paper import PaperBroker
 from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import EventType
-from runtime.paper import PaperBroker
-from runtime.prices import SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, Bar, synthetic_bars
+from runtime.replay.prices import SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, Bar, synthetic_bars
+from runtime.replay.strategies import MovingAverageCrossover
 from runtime.settings import Settings
 from runtime.signals import Signal
 from runtime.store import MemoryStore
-from runtime.strategies import MovingAverageCrossover
 
 START = datetime(2024, 3, 4, tzinfo=UTC)
 
@@ -247,5 +247,5 @@ def test_the_paper_feed_refuses_what_is_not_a_bar():
     from actors.messages import MarketData
 
     feed = PaperFeed(PaperBroker(), BuyOnFirstBar("X", 1), "X")
-    with pytest.raises(TypeError, match=r"MarketData\.bar must be a runtime\.prices\.Bar, got \{'X': 1\.0\}"):
+    with pytest.raises(TypeError, match=r"MarketData\.bar must be a runtime\.replay\.prices\.Bar, got \{'X': 1\.0\}"):
         feed(MarketData(START, {"X": 1.0}))

@@ -12,7 +12,7 @@ import pytest
 from loguru import logger
 
 from runtime import EventType
-from runtime.report import GuardTrigger, RunSummary, format_summary, plot_report, write_equity_csv
+from runtime.replay.report import GuardTrigger, RunSummary, format_summary, plot_report, write_equity_csv
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SUMMARY_KEYS = [

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from strategies import guard_settings
 
 from runtime import DailyLossGuard, MaxDrawdownGuard, MinEquityGuard, RiskMonitor, Settings, SettingsError
-from strategies import guard_settings
 
 TOKEN = "123456:AAE-very-secret-token"
 

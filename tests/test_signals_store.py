@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
+from strategies import events
 
 from runtime import (
     Alert,
@@ -27,7 +28,6 @@ from runtime import (
     Signal,
     TradingState,
 )
-from strategies import events
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 

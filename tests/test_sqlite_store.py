@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.processes import read_acknowledgements
 
 from runtime import (
     DrawdownSnapshot,
@@ -29,14 +30,13 @@ from runtime import (
     Settings,
     TradingState,
 )
-from runtime.sqlite_store import (
+from runtime.adapters.sqlite import (
     APPLICATION_ID,
     SqliteStore,
     StoreError,
     decode_guard_record,
     encode_guard_record,
 )
-from support.processes import read_acknowledgements
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -287,7 +287,7 @@ def test_from_settings_is_memory_without_a_path_and_sqlite_with_one(tmp_path: Pa
 _CHILD = """from __future__ import annotations
 import sys
 from runtime import Event, EventType
-from runtime.sqlite_store import SqliteStore
+from runtime.adapters.sqlite import SqliteStore
 
 {source}
 

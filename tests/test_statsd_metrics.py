@@ -7,15 +7,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from runtime import MetricNames, NullMetrics, Settings
-from runtime.statsd_metrics import StatsdMetrics
 from support.statsd_daemon import (
     INSTALL_COMMAND,
     StatsdDaemon,
     StatsdDaemonError,
     parse_inspect,
 )
+
+from runtime import MetricNames, NullMetrics, Settings
+from runtime.adapters.statsd import StatsdMetrics
 
 
 def _prefix() -> str:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import Side, SignalSource
-from runtime.prices import Bar
-from runtime.strategies import MovingAverageCrossover
+from runtime.replay.prices import Bar
+from runtime.replay.strategies import MovingAverageCrossover
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

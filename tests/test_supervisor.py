@@ -166,7 +166,7 @@ def test_a_hung_child_is_abandoned_replaced_and_can_do_no_harm_when_it_wakes():
 
 
 def test_an_abandoned_incarnations_ports_and_addresses_refuse_to_act():
-    from actors.context import ChildContext, IncarnationRevoked
+    from actors.supervision.context import ChildContext, IncarnationRevoked
 
     class Port:
         def send(self) -> str:
@@ -230,8 +230,8 @@ def test_past_the_restart_intensity_the_supervisor_stops_everything_runs_its_fai
 
 
 def test_restarts_older_than_the_period_do_not_count_towards_the_intensity():
+    from actors.supervision.context import ChildContext
     from runtime.clock import ManualClock
-    from actors.context import ChildContext
 
     clock = ManualClock()
     journal = Journal()
@@ -302,7 +302,7 @@ def test_messages_sent_while_a_child_waits_to_restart_are_stashed_and_delivered_
 
 
 def test_a_full_stash_refuses_the_message_with_a_clear_error_and_counts_it():
-    from actors.address import Slot
+    from actors.supervision.address import Slot
 
     slot = Slot("guard", stash_limit=2)
     slot.suspend()

@@ -10,22 +10,22 @@ from collections.abc import Iterator
 
 import pytest
 from loguru import logger
+from support.bot_api_server import (
+    TEST_TOKEN,
+    BotApiServer,
+    Reply,
+)
 
 from runtime import Alert, LogAlerts, ManualClock, Settings, Severity
-from runtime.telegram import (
+from runtime.adapters.telegram import (
+    MAX_MESSAGE_LENGTH,
     AlertDeliveryError,
     AlertMerger,
-    MAX_MESSAGE_LENGTH,
     RateLimiter,
     RetryPolicy,
     TelegramAlerts,
     classify_response,
     scrub,
-)
-from support.bot_api_server import (
-    TEST_TOKEN,
-    BotApiServer,
-    Reply,
 )
 
 FAST = RetryPolicy(first_delay=0.01, factor=2.0, max_delay=0.05, max_attempts=3)

@@ -7,10 +7,11 @@ from typing import Any
 
 from actor_helpers import WAIT, Journal, wait_until
 
-from actors.base import SupervisedActor
-from actors.context import ChildContext
 from actors.messages import Hang, Tick
-from runtime.clock import ManualClock, SystemClock
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
+from runtime.adapters.system_clock import SystemClock
+from runtime.clock import ManualClock
 
 
 class Ticker(SupervisedActor):

@@ -20,7 +20,7 @@ from loguru import logger
 from actors import start_trading_system
 from actors.messages import EquityReading, GetGuardState, RunCycle
 from runtime import Event, ListSignalSource, ManualClock, PaperBroker, Settings, Signal
-from runtime.sqlite_store import SqliteStore
+from runtime.adapters.sqlite import SqliteStore
 
 _lock = threading.Lock()
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from runtime.broker import Side
-from runtime.prices import Bar
+from runtime.replay.prices import Bar
 from runtime.signals import Signal
 from runtime.validation import finite_number
 

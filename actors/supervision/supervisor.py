@@ -16,15 +16,15 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pykka
 
-from actors.address import Address, Slot
-from actors.base import SupervisedActor
-from actors.context import ChildContext
-from actors.messages import ChildExited, GetChildren, Ping, RestartChild
+from actors.supervision.address import Address, Slot
+from actors.supervision.base import SupervisedActor
+from actors.supervision.context import ChildContext
+from actors.supervision.messages import ChildExited, GetChildren, Ping, RestartChild
 from runtime.clock import Clock
 from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -409,7 +409,7 @@ class Supervisor(SupervisedActor):
                 return
             cause, attempt = child.pending_cause, child.restarts
             if not self._start_child(child):
-                delay = self._mark_down(child, "start_failed", child.pending_cause or cause)
+                delay = self._mark_down(child, "start_failed", child.pending_cause or cause or "")
                 if self._gave_up.is_set() or (delay is not None and delay > 0):
                     return  # given up, or waiting for a backoff
                 continue
@@ -521,7 +521,7 @@ class SupervisorHandle:
 
     def children(self, timeout: float = 5.0) -> dict[str, ChildInfo]:
         """Each child's incarnation, liveness and restart count."""
-        return self.ref.ask(GetChildren(), timeout=timeout)
+        return cast("dict[str, ChildInfo]", self.ref.ask(GetChildren(), timeout=timeout))
 
     def restart(self, name: str, cause: str, graceful: bool = True) -> None:
         """Ask the supervisor to restart the child ``name`` now (abandoning it if not graceful)."""

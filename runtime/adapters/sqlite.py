@@ -24,10 +24,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.drawdown import DrawdownSnapshot
 from runtime.events import Event
-from runtime.guards import TradingState
-from runtime.monitor import GuardRecord
+from runtime.risk.drawdown import DrawdownSnapshot
+from runtime.risk.guards import TradingState
+from runtime.risk.monitor import GuardRecord
 from runtime.store import LoopTotals, MemoryStore, StateStore
 
 if TYPE_CHECKING:

@@ -384,7 +384,7 @@ def synthetic_bars(
     5. crash (6 bars): a 30% fall on the first bar (a flash crash), then a slide to 43% below the top;
     6. aftermath (the rest): a weak, swinging partial recovery from about 100.
 
-    Run through `runtime.strategies.MovingAverageCrossover` (fast 5, slow 20, volume
+    Run through `runtime.replay.strategies.MovingAverageCrossover` (fast 5, slow 20, volume
     `SYNTHETIC_VOLUME`) on a `PaperBroker` with 10,000 cash, the strategy is long when the crash
     starts; on the first crash bar its averages have not yet crossed down (no exit signal) while
     account equity is already more than 25% below its peak, so the default 20% drawdown guard

@@ -18,7 +18,7 @@ from typing import Any
 
 import pykka
 
-from actors.messages import Tick
+from actors.supervision.messages import Tick
 from runtime.clock import Clock, Scheduled
 
 __all__ = ["Timers"]

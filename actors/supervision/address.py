@@ -16,7 +16,7 @@ import pykka
 import pykka.messages
 from loguru import logger
 
-from actors.messages import Ping, Tick
+from actors.supervision.messages import Ping, Tick
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
 __all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable"]
@@ -119,7 +119,7 @@ class Slot:
                 except queue.Empty:
                     break
                 message = envelope.message
-                if isinstance(message, (Tick, pykka.messages._ActorStop)):  # noqa: SLF001
+                if isinstance(message, (Tick, pykka.messages._ActorStop)):
                     if envelope.reply_to is not None:
                         envelope.reply_to.set(None)
                     continue

@@ -10,10 +10,10 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.context import ChildContext
-from actors.messages import Crash, Hang, Ping, Pong, Tick
-from actors.timers import Timers
-from runtime.clock import SystemClock
+from actors.supervision.context import ChildContext
+from actors.supervision.messages import Crash, Hang, Ping, Pong, Tick
+from actors.supervision.timers import Timers
+from runtime.adapters.system_clock import SystemClock
 
 __all__ = ["SupervisedActor"]
 

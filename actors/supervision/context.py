@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 import pykka
 from loguru import logger
 
-from actors.address import Address, Slot
-from actors.messages import ChildExited
-from runtime.clock import Clock, SystemClock
+from actors.supervision.address import Address, Slot
+from actors.supervision.messages import ChildExited
+from runtime.adapters.system_clock import SystemClock
+from runtime.clock import Clock
 
 __all__ = ["ChildContext", "IncarnationRevoked", "Revocable"]
 

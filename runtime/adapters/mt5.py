@@ -3,7 +3,7 @@
 Install with ``pip install 'tradewarden[mt5]'`` on Windows, next to a running terminal with
 algorithmic trading allowed. Importing this module anywhere else raises ``ImportError``
 saying so; use ``runtime.PaperBroker`` there. The translation itself lives in
-``runtime.brokers.mt5_mapping`` and is tested on every platform.
+``runtime.adapters.mt5_mapping`` and is tested on every platform.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import sys
 
 if sys.platform != "win32":
     raise ImportError(
-        "runtime.brokers.mt5 needs the MetaTrader5 package, which is Windows-only (it talks to a "
+        "runtime.adapters.mt5 needs the MetaTrader5 package, which is Windows-only (it talks to a "
         f"MetaTrader 5 terminal running on the same Windows machine); this is {sys.platform}. "
         "Use runtime.PaperBroker here, or run on Windows with: pip install 'tradewarden[mt5]'"
     )
 
 try:
-    import MetaTrader5 as mt5  # noqa: N813 (the package's documented alias)
+    import MetaTrader5 as mt5
 except ImportError as exc:
     raise ImportError(
-        "runtime.brokers.mt5 needs the MetaTrader5 package: pip install 'tradewarden[mt5]' "
+        "runtime.adapters.mt5 needs the MetaTrader5 package: pip install 'tradewarden[mt5]' "
         "(Windows only). Without it, use runtime.PaperBroker."
     ) from exc
 
@@ -29,8 +29,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from runtime.adapters import mt5_mapping as mapping
 from runtime.broker import BrokerError, Fill, Order, Position
-from runtime.brokers import mt5_mapping as mapping
 
 __all__ = ["MT5Broker"]
 

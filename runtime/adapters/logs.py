@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 __all__ = ["configure_logging", "human_format"]
 
@@ -13,7 +16,7 @@ __all__ = ["configure_logging", "human_format"]
 _LEADING_EXTRAS = ("actor", "loop_id")
 
 
-def human_format(record: dict[str, Any]) -> str:
+def human_format(record: Record) -> str:
     """loguru format for people: time, level, source, the bound context, message, exception.
 
     Bound extras appear as ``key=value`` after the source, ``actor`` and ``loop_id`` first.

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from runtime.drawdown import DrawdownSnapshot, DrawdownTracker
-from runtime.guards import (
+from runtime.risk.drawdown import DrawdownSnapshot, DrawdownTracker
+from runtime.risk.guards import (
     DailyLossGuard,
     Guard,
     GuardState,

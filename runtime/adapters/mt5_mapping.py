@@ -3,7 +3,7 @@
 Nothing here imports MetaTrader5: the functions read the named tuples it returns
 (``AccountInfo``, ``TradePosition``, ``Tick``, ``OrderSendResult``, ``TradeDeal``) by attribute
 and build the request dicts ``order_send`` takes, so they are tested on any platform. The
-constants are MQL5's documented values; ``runtime.brokers.mt5`` checks them against the package.
+constants are MQL5's documented values; ``runtime.adapters.mt5`` checks them against the package.
 """
 
 from __future__ import annotations

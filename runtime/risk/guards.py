@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from runtime.drawdown import DrawdownTracker
+from runtime.risk.drawdown import DrawdownTracker
 from runtime.validation import attrs_finite, attrs_timezone, finite_number, percent_limit
 
 __all__ = [
@@ -79,8 +79,15 @@ class Guard(Protocol):
     start equity (scaled by cash flows) and the start-of-day equity.
     """
 
-    name: str
-    block_counter: str
+    @property
+    def name(self) -> str:
+        """The rule's name in verdicts and events."""
+        ...
+
+    @property
+    def block_counter(self) -> str:
+        """The metric counted each time this rule's breach halts trading."""
+        ...
 
     def level(self, equity: float, peak: float, start: float, day_start: float) -> Level:
         """How far this reading is past the rule."""
@@ -308,7 +315,7 @@ def enforce_max_drawdown(
         peak_equity=tracker.peak_equity,
         current_drawdown=tracker.drawdown,
         cap_triggered=breached,
-        reason=verdict.reason if breached else None,
+        reason=verdict.reason if verdict is not None and breached else None,
         last_check_time=at,
         trading_state=TradingState.HALTED if breached else TradingState.ACTIVE,
         max_drawdown=tracker.max_drawdown,
