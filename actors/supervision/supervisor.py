@@ -25,6 +25,7 @@ from actors.supervision.address import Address, Slot
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from actors.supervision.messages import ChildExited, GetChildren, Ping, RestartChild
+from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -46,23 +47,6 @@ class Strategy(enum.Enum):
     ONE_FOR_ONE = "one_for_one"
     ONE_FOR_ALL = "one_for_all"
     REST_FOR_ONE = "rest_for_one"
-
-
-@attrs.frozen
-class Backoff:
-    """Delay before a restart, as Akka's restart-with-backoff: ``min * 2**(attempt-1)``, capped at
-    ``max``, stretched by up to ``random_factor`` at random so that siblings do not restart in step."""
-
-    min_seconds: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
-    max_seconds: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
-    random_factor: float = attrs.field(default=0.2, validator=attrs.validators.ge(0))
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before restart ``attempt`` (1 for the first)."""
-        if self.min_seconds == 0:
-            return 0.0
-        base = min(self.max_seconds, self.min_seconds * 2.0 ** min(max(0, attempt - 1), 60))
-        return base * (1.0 + self.random_factor * rng.random())
 
 
 @attrs.frozen
