@@ -54,12 +54,22 @@ class Publisher:
 
     def __call__(self, event_type: EventType, metadata: dict[str, Any] | None = None) -> None:
         """Publish one event of ``event_type`` with ``metadata``."""
+        if self._emitter is not None:
+            self.send(self.make(event_type, metadata))
+
+    def make(self, event_type: EventType, metadata: dict[str, Any] | None = None) -> Event:
+        """The event that publishing would send, stamped now but not sent: for an event that must
+        be journaled first (an order, before the broker sees it)."""
+        return Event(event_type, self._loop_id, metadata or {}, self._clock.now())
+
+    def send(self, event: Event) -> None:
+        """Publish an event made by `make` (the journal keeps it once, however often it is sent)."""
         if self._emitter is None:
             return
         try:
-            self._emitter.tell(Publish(Event(event_type, self._loop_id, metadata or {}, self._clock.now())))
+            self._emitter.tell(Publish(event))
         except Exception as exc:
-            logger.bind(loop_id=self._loop_id).error("event {} lost: {!r}", event_type.value, exc)
+            logger.bind(loop_id=self._loop_id).error("event {} lost: {!r}", event.event_type.value, exc)
 
 
 class Subscribers:

@@ -1,4 +1,5 @@
-"""The guard actor: owns the risk monitor and the trading state, and liquidates on a breach."""
+"""The guard actor: the one gateway for orders, owner of the risk monitor and the trading state,
+and the liquidator on a breach."""
 
 from __future__ import annotations
 
@@ -12,40 +13,51 @@ from actors.messages import (
     EquityBatch,
     EquityReading,
     GetGuardState,
-    GetTradingState,
     GuardStatus,
     Liquidate,
+    OrderOutcome,
+    PlaceOrder,
     Resume,
     SendAlert,
-    TradingStateChanged,
 )
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.alerts import Alert, Severity
-from runtime.broker import Broker
+from runtime.backoff import Backoff
+from runtime.broker import Broker, Fill, Order
 from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.risk.drawdown import DrawdownTracker
+from runtime.risk.gate import check_order
 from runtime.risk.guards import Guard, TradingState
 from runtime.risk.liquidation import close_every_position, position_closed_metadata
 from runtime.risk.monitor import Assessment, RiskMonitor
+from runtime.signals import Signal
 from runtime.store import StateStore
 
-__all__ = ["GuardActor"]
+__all__ = ["GuardActor", "order_metadata"]
 
-_RETRY_FIRST = 0.05
-_RETRY_CAP = 5.0
+_LIQUIDATION_RETRIES = Backoff(0.05, 5.0, random_factor=0.0)
+_RECONCILE_EVERY = 1.0  # seconds between looks at an order the broker does not know yet
 
 
 class GuardActor(SupervisedActor):
-    """Checks every equity reading against the guards; on a breach, in this order: latches HALTED
-    and tells the loop, closes every position (retrying a failing broker with backoff until flat,
-    one POSITION_CLOSED each), alerts, counts the block, and emits GUARD_TRIGGERED.
+    """The only way an order reaches the broker, and the only holder of the trading state.
 
-    While HALTED, a reading that reports open positions closes them; a breach while halted and
-    flat does nothing more. A bad reading is refused, logged and counted, never fatal. The peak,
-    start-of-day equity and trading state are saved to the store before they take effect, and a
-    new incarnation carries on from them.
+    Orders (`PlaceOrder`, asked): checked by `runtime.risk.gate.check_order` (HALTED refuses,
+    REDUCING allows only what reduces exposure); an allowed order is journaled with its client id
+    (ORDER_SUBMITTED) before the broker sees it, submitted, and journaled with its outcome
+    (TRADE_EXECUTED or TRADE_FAILED); then the account is read and observed as a reading, and the
+    answer is an `OrderOutcome`. A refusal is journaled as a rejected TRADE_FAILED. On start, an
+    order journaled as submitted but with no outcome (its guard died in between) is looked up at
+    the broker by client id and settled, so the journal and the broker agree.
+
+    Readings (`EquityReading`, `EquityBatch`): checked against the guards; on a breach, in this
+    order: latches HALTED, closes every position (retrying a failing broker with backoff until
+    flat, one POSITION_CLOSED each), alerts, counts the block, and emits GUARD_TRIGGERED. While
+    HALTED, a reading that reports open positions closes them. A bad reading is refused, logged
+    and counted, never fatal. The peak, start-of-day equity and trading state are saved to the
+    store before they take effect, and a new incarnation carries on from them.
     """
 
     def __init__(
@@ -57,14 +69,15 @@ class GuardActor(SupervisedActor):
         store: StateStore,
         loop_id: str = "main",
         metrics: MetricsSink | None = None,
+        settle_grace: float = 30.0,
     ) -> None:
         super().__init__(context)
         self._guards = list(guards)
+        self._settle_grace = settle_grace
         self._broker = context.guarded(broker)
         self._store = context.guarded(store)
         self._loop_id = loop_id
         self._metrics = metrics or NullMetrics()
-        self._loop = context.sibling("loop")
         self._alerts = context.sibling("alerts")
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
         self._monitor: RiskMonitor | None = None
@@ -85,8 +98,8 @@ class GuardActor(SupervisedActor):
         else:
             self._monitor = RiskMonitor.from_record(record, self._guards)
             self._saved = self._save_key()
+        self._reconcile()
         state = self._monitor.trading_state
-        self._tell_loop(state)
         if state is TradingState.HALTED:
             self.actor_ref.tell(Liquidate("restarted while halted"))
         self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
@@ -100,15 +113,15 @@ class GuardActor(SupervisedActor):
     # --- messages ---------------------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
-        """Readings, batches, cash flows, resume, liquidation retries and state queries."""
+        """Orders, readings, batches, cash flows, resume, liquidation retries and state queries."""
+        if isinstance(message, PlaceOrder):
+            return self._place(message)
         if isinstance(message, EquityReading):
             self._reading(message)
         elif isinstance(message, EquityBatch):
             self._batch(message)
         elif isinstance(message, Liquidate):
             self._liquidate(message.reason, message.attempt)
-        elif isinstance(message, GetTradingState):
-            return self.monitor.trading_state
         elif isinstance(message, GetGuardState):
             return GuardStatus(
                 self.monitor.state(), self.monitor.block_counts, self._bad_readings, self._liquidating is not None
@@ -123,9 +136,11 @@ class GuardActor(SupervisedActor):
         return None
 
     def on_tick(self, key: str) -> None:
-        """A liquidation retry is due."""
+        """A liquidation retry, or another look at orders the broker did not know yet, is due."""
         if key == "liquidate" and self._liquidating is not None:
             self._liquidate(self._liquidating, self._retry_attempt)
+        elif key == "reconcile":
+            self._reconcile()
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
@@ -177,7 +192,6 @@ class GuardActor(SupervisedActor):
     def _breach(self, assessment: Assessment, sent_at: float | None) -> None:
         reason = "; ".join(v.reason for v in assessment.breaches)
         self._reaction_started = sent_at if sent_at is not None else time.perf_counter()
-        self._tell_loop(TradingState.HALTED, reason)
         self._liquidate(reason, 0)
         self._alert(f"Trading halted: {', '.join(v.guard for v in assessment.breaches)}", reason, Severity.CRITICAL)
         for verdict in assessment.breaches:
@@ -197,7 +211,6 @@ class GuardActor(SupervisedActor):
 
     def _state_changed(self, assessment: Assessment) -> None:
         reason = "; ".join(v.reason for v in assessment.warnings) or "back within limits"
-        self._tell_loop(assessment.state, reason)
         if assessment.state is TradingState.REDUCING:
             self._alert("Reducing exposure", reason, Severity.WARNING)
         self._publish_state(assessment.previous_state, assessment.state, reason)
@@ -208,11 +221,106 @@ class GuardActor(SupervisedActor):
         self._retry_attempt = 0
         self.timers.cancel("liquidate")
         self._save()
-        self._tell_loop(TradingState.ACTIVE, f"resumed by {by}")
         if previous is not TradingState.ACTIVE:
             self._publish_state(previous, TradingState.ACTIVE, f"resumed by {by}")
             self._alert("Trading resumed", f"resumed by {by}", Severity.INFO)
         return previous
+
+    # --- the order gateway --------------------------------------------------------------------
+
+    def _place(self, request: PlaceOrder) -> OrderOutcome:
+        order = request.order
+        described = order_metadata(order, request.signal)
+        refusal = check_order(order, self.monitor.trading_state, self._positions_if_reducing())
+        submitted = None
+        if refusal is None:
+            submitted = self._publish.make(EventType.ORDER_SUBMITTED, described)
+            try:
+                self._store.open_order(submitted)  # durable before the broker sees the order
+            except Exception as exc:
+                self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+                refusal = f"order not journaled, so not sent: {exc!r}"
+        if submitted is None or refusal is not None:
+            self._publish(EventType.TRADE_FAILED, {**described, "rejected": True, "error": refusal})
+            return self._outcome(order, request.at, refusal=refusal)
+        self._publish.send(submitted)
+        try:
+            fill = self._broker.submit_order(order)
+        except Exception as exc:
+            self.context.mark_progress()
+            self._settle(order.client_id, EventType.TRADE_FAILED, {**described, "rejected": False, "error": repr(exc)})
+            return self._outcome(order, request.at, error=repr(exc))
+        self.context.mark_progress()
+        self._settle(order.client_id, EventType.TRADE_EXECUTED, {**described, **fill_metadata(fill)})
+        return self._outcome(order, request.at, fill=fill)
+
+    def _positions_if_reducing(self) -> list | None:
+        # Only REDUCING needs the positions (to tell a reducing order); None refuses there.
+        if self.monitor.trading_state is not TradingState.REDUCING:
+            return []
+        try:
+            return self._broker.open_positions()
+        except Exception as exc:
+            self.log.error("open positions not read for an order while reducing: {!r}", exc)
+            return None
+
+    def _settle(self, client_id: str, event_type: EventType, metadata: dict[str, Any]) -> None:
+        outcome = self._publish.make(event_type, metadata)
+        try:
+            self._store.settle_order(self._loop_id, client_id, outcome)
+        except Exception as exc:
+            # Unsettled in the store, the order is looked up at the broker on the next start.
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("outcome of order {} not journaled: {!r}", client_id, exc)
+            self._alert("Order outcome not journaled", f"order {client_id}: {exc!r}", Severity.CRITICAL)
+        self._publish.send(outcome)
+
+    def _outcome(
+        self, order: Order, at: Any, *, fill: Fill | None = None, refusal: str | None = None, error: str | None = None
+    ) -> OrderOutcome:
+        # The account right after the order is a reading like any other: a fill that breaches a
+        # limit halts and liquidates before the answer goes back.
+        equity: float | None = None
+        positions_open: int | None = None
+        try:
+            equity = self._broker.account_equity()
+            positions_open = len(self._broker.open_positions())
+        except Exception as exc:
+            self.log.error("account not read after order {}: {!r}", order.client_id, exc)
+            equity = positions_open = None
+        if equity is not None:
+            self._reading(EquityReading(equity, at, positions_open, time.perf_counter()))
+        return OrderOutcome(order.client_id, fill, refusal, error, self.monitor.trading_state, equity, positions_open)
+
+    def _reconcile(self) -> None:
+        # An order journaled as submitted without an outcome: its guard died between the two.
+        # The broker knows whether it executed; journal what it says, so both agree. A young order
+        # the broker does not know yet may still be in flight (an abandoned incarnation's call
+        # can finish late), so it is looked at again until it is settle_grace seconds old.
+        now = self.context.clock.now()
+        wait: float | None = None
+        for submitted in self._store.unsettled_orders(self._loop_id):
+            client_id = submitted.metadata["client_order_id"]
+            try:
+                fill = self._broker.find_fill(client_id)
+            except Exception as exc:
+                self.log.critical("order {} could not be looked up at the broker: {!r}", client_id, exc)
+                self._alert("Order outcome unknown", f"order {client_id}: {exc!r}; looked up again at the next start", Severity.CRITICAL)
+                continue
+            base = {**submitted.metadata, "reconciled": True}
+            if fill is not None:
+                self._settle(client_id, EventType.TRADE_EXECUTED, {**base, **fill_metadata(fill)})
+                self.log.warning("order {} reconciled with the broker: filled", client_id)
+                continue
+            left = self._settle_grace - (now - submitted.timestamp).total_seconds()
+            if left > 0:
+                wait = min(left, _RECONCILE_EVERY, wait if wait is not None else left)
+                continue
+            error = f"not executed: the broker has no fill for this client id {self._settle_grace:g}s after it was sent"
+            self._settle(client_id, EventType.TRADE_FAILED, {**base, "rejected": False, "error": error})
+            self.log.warning("order {} reconciled with the broker: not executed", client_id)
+        if wait is not None:
+            self.timers.start_single("reconcile", wait)
 
     # --- liquidation ------------------------------------------------------------------------
 
@@ -238,7 +346,7 @@ class GuardActor(SupervisedActor):
             self._reaction_started = None
 
     def _retry(self, reason: str, attempt: int, failure: str) -> None:
-        delay = min(_RETRY_CAP, _RETRY_FIRST * 2 ** min(attempt, 20))
+        delay = _LIQUIDATION_RETRIES.delay(attempt + 1)
         self.log.error("liquidation attempt {} failed ({}); retrying in {:.2f}s", attempt + 1, failure, delay)
         if attempt == 0:
             self._alert("Liquidation failing", f"{reason}: {failure}; retrying until flat", Severity.CRITICAL)
@@ -268,13 +376,6 @@ class GuardActor(SupervisedActor):
         monitor = self.monitor
         return monitor.tracker.peak_equity, monitor.day, int(monitor.tracker.max_drawdown * 1000)
 
-    def _tell_loop(self, state: TradingState, reason: str | None = None) -> None:
-        if self._loop is not None:
-            try:
-                self._loop.tell(TradingStateChanged(state, reason))
-            except Exception as exc:  # the loop also reads the stored state when it starts
-                self.log.error("could not tell the loop {}: {!r}", state.value, exc)
-
     def _alert(self, title: str, text: str, severity: Severity) -> None:
         if self._alerts is None:
             return
@@ -285,3 +386,27 @@ class GuardActor(SupervisedActor):
 
     def _publish_state(self, previous: TradingState, state: TradingState, reason: str) -> None:
         self._publish(EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": state.value, "reason": reason})
+
+
+def order_metadata(order: Order, signal: Signal | None) -> dict[str, Any]:
+    """What every event of an order says of it: its client id and, when it came from a signal,
+    the signal's id and reason (its symbol, side and volume are the order's)."""
+    return {
+        "client_order_id": order.client_id,
+        "signal_id": signal.signal_id if signal is not None else None,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "volume": order.volume,
+        "reason": signal.reason if signal is not None else "",
+    }
+
+
+def fill_metadata(fill: Fill) -> dict[str, Any]:
+    """A fill's part of TRADE_EXECUTED."""
+    return {
+        "position_id": fill.position_id,
+        "price": fill.price,
+        "filled_volume": fill.volume,
+        "realised_pnl": fill.realised_pnl,
+    }
+

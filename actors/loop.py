@@ -1,4 +1,4 @@
-"""The trading loop actor: signals in, orders out, equity to the guard, figures for the heartbeat."""
+"""The trading loop actor: signals in, orders to the guard, figures for the heartbeat."""
 
 from __future__ import annotations
 
@@ -8,33 +8,38 @@ from datetime import datetime
 from typing import Any
 
 from actors.emitter import Publisher
-from actors.messages import (
-    EquityReading,
-    GetMetrics,
-    GetTradingState,
-    LoopStatus,
-    MarketData,
-    RunCycle,
-    TradingStateChanged,
-)
+from actors.messages import EquityReading, GetMetrics, LoopStatus, MarketData, OrderOutcome, PlaceOrder, RunCycle
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
-from runtime.broker import Broker, Fill, Position
+from runtime.broker import Broker
+from runtime.errors import TradewardenError
 from runtime.events import EventType
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
-from runtime.risk.guards import TradingState
 from runtime.signals import ApprovalPolicy, AutoApprove, Signal, SignalSource
 from runtime.store import LoopTotals, StateStore
 
-__all__ = ["LoopActor", "reduces_exposure"]
+__all__ = ["LoopActor", "NoGuard"]
 
 
-def reduces_exposure(signal: Signal, positions: list[Position]) -> bool:
-    """True when the signal's order only shrinks the net position in its symbol (never opens,
-    adds to, or reverses one)."""
-    net = sum(p.side.sign * p.volume for p in positions if p.symbol == signal.symbol)
-    return net != 0 and signal.side.sign * net < 0 and signal.volume <= abs(net) + 1e-12
+class NoGuard(TradewardenError, LookupError):
+    """A loop was started without a guard sibling: it refuses to start rather than trade unguarded."""
+
+
+class _Account:
+    """The loop's view of the broker: it reads the account and has no way to place or close an
+    order (only the guard does that)."""
+
+    __slots__ = ("_broker",)
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    def equity(self) -> float:
+        return self._broker.account_equity()
+
+    def positions_open(self) -> int:
+        return len(self._broker.open_positions())
 
 
 class LoopActor(SupervisedActor):
@@ -42,11 +47,13 @@ class LoopActor(SupervisedActor):
     (first handed to ``market_feed``, so prices and strategies move in step with the cycle).
 
     A cycle polls the signal source; for each signal it emits SIGNAL_RECEIVED, asks the approval
-    policy (SIGNAL_APPROVED), executes by the trading state the guard confirms for each order
-    (ACTIVE: any order; REDUCING: only orders that reduce exposure; HALTED, or a guard that does
-    not answer within ``guard_timeout``: none, recorded as a rejected TRADE_FAILED), emits
-    TRADE_EXECUTED or TRADE_FAILED, and sends the account equity to the guard. A cycle without
-    signals still sends the equity once. Lifetime totals survive restarts through the store.
+    policy (SIGNAL_APPROVED), and asks the guard to place its order (`PlaceOrder`): the guard alone
+    decides whether it goes out, journals it and answers with the fill or the refusal. The loop
+    holds no trading state and never calls the broker's order methods. A cycle in which no order
+    was answered sends the account equity to the guard as one `EquityReading`. An order the guard
+    does not answer within ``guard_timeout`` is logged and counted (the guard journals its
+    outcome); the cycle then places no further order. Lifetime totals survive restarts through the
+    store. Without a guard sibling the loop refuses to start (`NoGuard`).
     """
 
     def __init__(
@@ -64,7 +71,7 @@ class LoopActor(SupervisedActor):
         guard_timeout: float = 5.0,
     ) -> None:
         super().__init__(context)
-        self._broker = context.guarded(broker)
+        self._account = _Account(context.guarded(broker))
         self._signals = signals
         self._approval = approval or AutoApprove()
         self._store = context.guarded(store)
@@ -73,9 +80,11 @@ class LoopActor(SupervisedActor):
         self._market_feed = market_feed
         self._guard_timeout = guard_timeout
         self._metrics = metrics or NullMetrics()
-        self._guard = context.sibling("guard")
+        guard = context.sibling("guard")
+        if guard is None:
+            raise NoGuard(f"loop {loop_id!r} has no guard sibling: it would trade unguarded, so it does not start")
+        self._guard = guard
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
-        self._state = TradingState.ACTIVE
         self._signals_processed = 0
         self._trades_executed = 0
         self._errors = 0
@@ -85,18 +94,12 @@ class LoopActor(SupervisedActor):
         self._totals = LoopTotals()
         self._last_cycle_at: float | None = None
         self._started = False
-        self._unconfirmed: str | None = None
+        self._unanswered: str | None = None  # why orders are held back for the rest of this cycle
 
     def prepare(self) -> None:
-        """Reload lifetime totals and the guard's last trading state; start the cycle timer."""
+        """Reload lifetime totals; start the cycle timer."""
         self._totals = self._store.load_loop_totals(self._loop_id) or LoopTotals()
-        record = self._store.load_guard(self._loop_id)
-        if record is not None:
-            self._state = record.trading_state
-        self._publish(
-            EventType.LOOP_STARTED,
-            {"incarnation": self.context.incarnation, "trading_state": self._state.value, **self._totals_dict()},
-        )
+        self._publish(EventType.LOOP_STARTED, {"incarnation": self.context.incarnation, **self._totals_dict()})
         if self._interval is not None:
             self.timers.start_fixed_rate("cycle", self._interval)
         self._started = True
@@ -112,7 +115,7 @@ class LoopActor(SupervisedActor):
         )
 
     def handle(self, message: Any) -> Any:
-        """Market data and cycle requests, trading-state changes and metrics requests."""
+        """Market data, cycle requests and metrics requests."""
         if isinstance(message, MarketData):
             self._feed(message)
             self._cycle(message.at)
@@ -121,8 +124,6 @@ class LoopActor(SupervisedActor):
             return self._status()
         elif isinstance(message, GetMetrics):
             return self._status()
-        elif isinstance(message, TradingStateChanged):
-            self._state = message.state
         else:
             return super().handle(message)
         return None
@@ -146,17 +147,16 @@ class LoopActor(SupervisedActor):
     def _cycle(self, at: datetime) -> None:
         started = time.perf_counter()
         before = self._totals
-        self._unconfirmed = None
-        signals = self._poll(at)
-        for signal in signals:
+        self._unanswered = None
+        answered = False
+        for signal in self._poll(at):
             self._signals_processed += 1
             self._totals = LoopTotals(self._totals.total_signals_lifetime + 1, self._totals.total_trades_lifetime)
             self._publish(EventType.SIGNAL_RECEIVED, _describe(signal))
             if self._approve(signal):
                 self._publish(EventType.SIGNAL_APPROVED, _describe(signal))
-                self._execute(signal)
-            self._report_equity(at)
-        if not signals:
+                answered = self._place(signal, at) or answered
+        if not answered:  # the guard read the account after every order it answered
             self._report_equity(at)
         if self._totals != before:
             self._store.save_loop_totals(self._loop_id, self._totals)
@@ -175,65 +175,53 @@ class LoopActor(SupervisedActor):
 
     def _approve(self, signal: Signal) -> bool:
         try:
-            return bool(self._approval.approve(signal, self._state))
+            return bool(self._approval.approve(signal))
         except Exception as exc:
             self._errors += 1
             self.log.error("approval policy failed on {}: {!r}", signal.signal_id, exc)
             return False
 
-    def _execute(self, signal: Signal) -> None:
-        refusal = self._refusal(signal)
-        if refusal is not None:
-            self._publish(EventType.TRADE_FAILED, {**_describe(signal), "rejected": True, "error": refusal})
-            return
+    def _place(self, signal: Signal, at: datetime) -> bool:
+        """Ask the guard to place the signal's order; True when it answered."""
+        if self._unanswered is not None:
+            # An earlier order of this cycle is unanswered: its guard is busy or gone, and this
+            # order must not pile up behind it (or go out after the cycle has moved on).
+            self._errors += 1
+            self._publish(EventType.TRADE_FAILED, {**_describe(signal), "rejected": True, "error": self._unanswered})
+            return False
+        order = signal.order()
         try:
-            fill = self._broker.submit_order(signal.order())
+            outcome: OrderOutcome = self._guard.ask(PlaceOrder(order, at, signal), timeout=self._guard_timeout)
         except Exception as exc:
             self._errors += 1
-            self._publish(EventType.TRADE_FAILED, {**_describe(signal), "rejected": False, "error": repr(exc)})
-            return
-        self._trades_executed += 1
-        self._totals = LoopTotals(self._totals.total_signals_lifetime, self._totals.total_trades_lifetime + 1)
-        self._publish(EventType.TRADE_EXECUTED, {**_describe(signal), **_fill(fill)})
-
-    def _refusal(self, signal: Signal) -> str | None:
-        # Ask the guard itself before every order: the equity this loop just reported may have
-        # halted trading, and that news could still be waiting behind this cycle in the mailbox.
-        # One unanswered ask refuses the rest of the cycle without waiting again.
-        if self._unconfirmed is not None:
-            return self._unconfirmed
-        if self._guard is not None:
-            try:
-                self._state = self._guard.ask(GetTradingState(), timeout=self._guard_timeout)
-            except Exception as exc:
-                self._unconfirmed = f"the guard did not confirm the trading state: {exc!r}"
-                return self._unconfirmed
-        if self._state is TradingState.HALTED:
-            return "trading halted"
-        if self._state is TradingState.REDUCING:
-            try:
-                positions = self._broker.open_positions()
-            except Exception as exc:
-                return f"reducing, and positions could not be read: {exc!r}"
-            if not reduces_exposure(signal, positions):
-                return "reducing: only orders that reduce exposure are allowed"
-        return None
+            self._unanswered = f"held back: order {order.client_id} of this cycle was not answered by the guard ({exc!r})"
+            self.log.error("order {} not answered by the guard: {!r}; the guard journals its outcome", order.client_id, exc)
+            return False
+        if outcome.executed:
+            self._trades_executed += 1
+            self._totals = LoopTotals(self._totals.total_signals_lifetime, self._totals.total_trades_lifetime + 1)
+        elif outcome.error is not None:
+            self._errors += 1
+        if outcome.equity is not None:
+            self._equity = outcome.equity
+        if outcome.positions_open is not None:
+            self._positions_open = outcome.positions_open
+        return True
 
     def _report_equity(self, at: datetime) -> None:
         try:
-            equity = self._broker.account_equity()
-            self._positions_open = len(self._broker.open_positions())
+            equity = self._account.equity()
+            self._positions_open = self._account.positions_open()
         except Exception as exc:
             self._errors += 1
             self.log.error("could not read account equity: {!r}", exc)
             return
         self._equity = equity
-        if self._guard is not None:
-            try:
-                self._guard.tell(EquityReading(equity, at, self._positions_open, time.perf_counter()))
-            except Exception as exc:  # a guard gone for good must not take the loop down with it
-                self._errors += 1
-                self.log.error("equity reading not delivered to the guard: {!r}", exc)
+        try:
+            self._guard.tell(EquityReading(equity, at, self._positions_open, time.perf_counter()))
+        except Exception as exc:  # a guard gone for good must not take the loop down with it
+            self._errors += 1
+            self.log.error("equity reading not delivered to the guard: {!r}", exc)
 
     # --- figures ----------------------------------------------------------------------------
 
@@ -248,7 +236,7 @@ class LoopActor(SupervisedActor):
             total_signals_lifetime=self._totals.total_signals_lifetime,
             total_trades_lifetime=self._totals.total_trades_lifetime,
         )
-        return LoopStatus(metrics, self._last_cycle_at, self._state)
+        return LoopStatus(metrics, self._last_cycle_at)
 
     def _totals_dict(self) -> dict[str, int]:
         return {
@@ -264,13 +252,4 @@ def _describe(signal: Signal) -> dict[str, Any]:
         "side": signal.side.value,
         "volume": signal.volume,
         "reason": signal.reason,
-    }
-
-
-def _fill(fill: Fill) -> dict[str, Any]:
-    return {
-        "position_id": fill.position_id,
-        "price": fill.price,
-        "filled_volume": fill.volume,
-        "realised_pnl": fill.realised_pnl,
     }

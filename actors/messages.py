@@ -10,8 +10,10 @@ import attrs
 
 from actors.supervision.messages import ChildExited, Crash, GetChildren, Hang, Ping, Pong, RestartChild, Tick
 from runtime.alerts import Alert
+from runtime.broker import Fill, Order
 from runtime.events import Event
 from runtime.risk.guards import TradingState
+from runtime.signals import Signal
 
 __all__ = [
     "Ping",
@@ -27,10 +29,10 @@ __all__ = [
     "CashFlow",
     "Resume",
     "GetGuardState",
-    "GetTradingState",
     "GuardStatus",
     "Liquidate",
-    "TradingStateChanged",
+    "PlaceOrder",
+    "OrderOutcome",
     "MarketData",
     "RunCycle",
     "GetMetrics",
@@ -80,11 +82,6 @@ class Resume:
 
 
 @attrs.frozen
-class GetTradingState:
-    """Ask the guard what trading may do now (the loop asks before every order)."""
-
-
-@attrs.frozen
 class GetGuardState:
     """Ask the guard for its `GuardState` and block counts."""
 
@@ -108,11 +105,38 @@ class Liquidate:
 
 
 @attrs.frozen
-class TradingStateChanged:
-    """The guard tells the loop what it may do now."""
+class PlaceOrder:
+    """An order for the guard, the one gateway to the broker (ask it; the answer is `OrderOutcome`).
 
-    state: TradingState
-    reason: str | None = None
+    The guard checks the order against the trading state (`runtime.risk.gate.check_order`),
+    journals it, submits it, reads the account right after, observes that equity, and answers.
+    ``at`` is the moment of the cycle that made it; ``signal`` (when it came from one) names it in
+    the order's events.
+    """
+
+    order: Order = attrs.field(validator=attrs.validators.instance_of(Order))
+    at: datetime = attrs.field(validator=attrs.validators.instance_of(datetime))
+    signal: Signal | None = None
+
+
+@attrs.frozen
+class OrderOutcome:
+    """The guard's answer to `PlaceOrder`: exactly one of ``fill`` (executed), ``refusal`` (the
+    gate refused it: it never reached the broker) and ``error`` (the broker failed it), with the
+    trading state and the account as read right after (``equity`` None when unreadable)."""
+
+    client_id: str
+    fill: Fill | None
+    refusal: str | None
+    error: str | None
+    trading_state: TradingState
+    equity: float | None
+    positions_open: int | None
+
+    @property
+    def executed(self) -> bool:
+        """True when the order was filled."""
+        return self.fill is not None
 
 
 # --- loop -------------------------------------------------------------------------------------
@@ -146,7 +170,6 @@ class LoopStatus:
 
     metrics: Any  # runtime.HeartbeatMetrics
     last_cycle_at: float | None
-    trading_state: TradingState
 
 
 # --- emitter and alerts -----------------------------------------------------------------------

@@ -93,6 +93,10 @@ class FlakyStore:
                 self._armed.discard(what)
                 raise StoreOutage(f"state database connection lost during {what} (drill)")
 
+    def __getattr__(self, name: str) -> Any:
+        # The rest of the port (orders, the journal) goes to the real store unchanged.
+        return getattr(self.inner, name)
+
     def load_guard(self, loop_id: str) -> GuardRecord | None:
         """The real store's guard record, unless an outage is armed."""
         self._outage("load_guard")

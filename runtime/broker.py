@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -10,7 +11,7 @@ import attrs
 
 from runtime.validation import attrs_finite, attrs_positive
 
-__all__ = ["Side", "Order", "Position", "Fill", "Broker", "BrokerError"]
+__all__ = ["CLIENT_ID_MAX_LENGTH", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id"]
 
 
 class BrokerError(RuntimeError):
@@ -39,14 +40,34 @@ def _symbol(instance: object, attribute: attrs.Attribute, value: str) -> None:
         raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
 
 
+def new_client_id() -> str:
+    """A fresh client order id: 20 hex digits, unique across processes, short enough for a
+    MetaTrader 5 deal comment."""
+    return uuid.uuid4().hex[:20]
+
+
+def _client_id(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > CLIENT_ID_MAX_LENGTH or not value.isprintable():
+        raise ValueError(
+            f"{attribute.name} must be a printable string of 1 to {CLIENT_ID_MAX_LENGTH} characters, got {value!r}"
+        )
+
+
+CLIENT_ID_MAX_LENGTH = 28  # a MetaTrader 5 comment holds 31 characters; the adapter prefixes "tw:"
+
+
 @attrs.frozen
 class Order:
-    """A market order: buy or sell ``volume`` units of ``symbol``."""
+    """A market order: buy or sell ``volume`` units of ``symbol``.
+
+    ``client_id`` is made when the order is, before it is submitted, so the journal can record the
+    order before the broker sees it and a restart can find it at the broker afterwards.
+    """
 
     symbol: str = attrs.field(validator=_symbol)
     side: Side = attrs.field(converter=Side)
     volume: float = attrs.field(validator=attrs_positive)
-    client_id: str | None = None
+    client_id: str = attrs.field(factory=new_client_id, validator=_client_id)
 
 
 @attrs.frozen
@@ -72,6 +93,7 @@ class Fill:
     price: float = attrs.field(validator=attrs_finite)
     time: datetime
     realised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
+    client_id: str | None = None  # the order's client id; None for a close the guard made
 
 
 @runtime_checkable
@@ -92,4 +114,9 @@ class Broker(Protocol):
 
     def close_position(self, position_id: str) -> Fill:
         """Close the whole of one open position with an opposite deal and return its fill."""
+        ...
+
+    def find_fill(self, client_id: str) -> Fill | None:
+        """The fill of the order submitted with ``client_id``, or None when the broker never
+        executed one (the guard asks after a restart, to settle an order whose outcome it lost)."""
         ...

@@ -20,6 +20,7 @@ class EventType(enum.Enum):
 
     SIGNAL_RECEIVED = "signal_received"
     SIGNAL_APPROVED = "signal_approved"
+    ORDER_SUBMITTED = "order_submitted"
     TRADE_EXECUTED = "trade_executed"
     TRADE_FAILED = "trade_failed"
     POSITION_CLOSED = "position_closed"

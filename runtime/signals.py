@@ -10,7 +10,6 @@ from typing import Protocol
 import attrs
 
 from runtime.broker import Order, Side
-from runtime.risk.guards import TradingState
 from runtime.validation import attrs_positive
 
 __all__ = ["Signal", "SignalSource", "ApprovalPolicy", "AutoApprove", "ListSignalSource"]
@@ -28,8 +27,8 @@ class Signal:
     signal_id: str = attrs.field(factory=lambda: uuid.uuid4().hex[:12])
 
     def order(self) -> Order:
-        """The market order that carries out this signal."""
-        return Order(self.symbol, self.side, self.volume, client_id=self.signal_id)
+        """A new market order that carries out this signal, with its own client order id."""
+        return Order(self.symbol, self.side, self.volume)
 
 
 class SignalSource(Protocol):
@@ -41,17 +40,18 @@ class SignalSource(Protocol):
 
 
 class ApprovalPolicy(Protocol):
-    """Decides whether a received signal may go on to execution."""
+    """Decides whether a received signal may go on to execution. It is a strategy's filter, not a
+    risk control: the guard checks every approved order against the trading state on its own."""
 
-    def approve(self, signal: Signal, state: TradingState) -> bool:
-        """True to pass the signal on; the trading state is given for information."""
+    def approve(self, signal: Signal) -> bool:
+        """True to pass the signal on to the guard as an order."""
         ...
 
 
 class AutoApprove:
-    """Approves every signal (the default); the trading state still gates execution."""
+    """Approves every signal (the default); the guard still gates every order."""
 
-    def approve(self, signal: Signal, state: TradingState) -> bool:
+    def approve(self, signal: Signal) -> bool:
         """Always True."""
         return True
 

@@ -7,11 +7,21 @@ from typing import Protocol
 
 import attrs
 
-from runtime.events import Event
+from runtime.events import Event, EventType
 from runtime.risk.monitor import GuardRecord
 from runtime.validation import attrs_whole
 
-__all__ = ["LoopTotals", "StateStore", "MemoryStore"]
+__all__ = ["LoopTotals", "MemoryStore", "StateStore", "order_client_id"]
+
+
+def order_client_id(submitted: Event) -> str:
+    """The client order id an ORDER_SUBMITTED event carries; a wrong event is refused."""
+    if submitted.event_type is not EventType.ORDER_SUBMITTED:
+        raise ValueError(f"an order is opened by an order_submitted event, got {submitted.event_type.value}")
+    client_id = submitted.metadata.get("client_order_id")
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError(f"order_submitted metadata must name a client_order_id, got {client_id!r}")
+    return client_id
 
 
 @attrs.frozen
@@ -52,6 +62,20 @@ class StateStore(Protocol):
         """Journaled events in the order they were appended, optionally of one loop only."""
         ...
 
+    def open_order(self, submitted: Event) -> None:
+        """Journal ``submitted`` (ORDER_SUBMITTED, its metadata naming ``client_order_id``) and
+        hold its order as unsettled, in one durable write, before the broker sees the order."""
+        ...
+
+    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
+        """Journal ``outcome`` (the order's TRADE_EXECUTED or TRADE_FAILED) and settle the order,
+        in one durable write."""
+        ...
+
+    def unsettled_orders(self, loop_id: str) -> list[Event]:
+        """The ORDER_SUBMITTED events of the loop's orders that have no outcome yet, oldest first."""
+        ...
+
 
 class MemoryStore:
     """A `StateStore` in this process's memory: survives actor restarts, not a process exit."""
@@ -62,6 +86,7 @@ class MemoryStore:
         self._totals: dict[str, LoopTotals] = {}
         self._events: list[Event] = []
         self._event_ids: set[str] = set()
+        self._unsettled: dict[tuple[str, str], Event] = {}
 
     def load_guard(self, loop_id: str) -> GuardRecord | None:
         """The guard's last saved record, or None."""
@@ -86,13 +111,34 @@ class MemoryStore:
     def append_event(self, event: Event) -> bool:
         """Keep the event unless one with its id is already kept."""
         with self._lock:
-            if event.event_id in self._event_ids:
-                return False
-            self._event_ids.add(event.event_id)
-            self._events.append(event)
-            return True
+            return self._append(event)
 
     def events(self, loop_id: str | None = None) -> list[Event]:
         """Kept events in append order."""
         with self._lock:
             return [e for e in self._events if loop_id is None or e.loop_id == loop_id]
+
+    def open_order(self, submitted: Event) -> None:
+        """Keep ``submitted`` and hold its order as unsettled."""
+        key = (submitted.loop_id, order_client_id(submitted))
+        with self._lock:
+            self._append(submitted)
+            self._unsettled.setdefault(key, submitted)
+
+    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
+        """Keep ``outcome`` and settle the order."""
+        with self._lock:
+            self._append(outcome)
+            self._unsettled.pop((loop_id, client_order_id), None)
+
+    def unsettled_orders(self, loop_id: str) -> list[Event]:
+        """The submitted events of orders with no outcome, oldest first."""
+        with self._lock:
+            return [e for (loop, _), e in self._unsettled.items() if loop == loop_id]
+
+    def _append(self, event: Event) -> bool:
+        if event.event_id in self._event_ids:
+            return False
+        self._event_ids.add(event.event_id)
+        self._events.append(event)
+        return True

@@ -116,11 +116,15 @@ class Recorder(SupervisedActor):
 
 class FlakyBroker:
     """A paper broker whose close_position fails its first ``close_failures`` calls, as a broker
-    with a dropped connection would, and which counts every call."""
+    with a dropped connection would, and which counts every call. With ``hold_submit`` each
+    order waits for that event before it reaches the paper account (a trade server that is slow
+    to answer); ``submit_started`` is set when an order is waiting."""
 
-    def __init__(self, inner: PaperBroker, close_failures: int = 0) -> None:
+    def __init__(self, inner: PaperBroker, close_failures: int = 0, hold_submit: threading.Event | None = None) -> None:
         self.inner = inner
         self.close_failures = close_failures
+        self.hold_submit = hold_submit
+        self.submit_started = threading.Event()
         self.close_calls = 0
         self.submit_calls = 0
         self._lock = threading.Lock()
@@ -134,7 +138,14 @@ class FlakyBroker:
     def submit_order(self, order: Order) -> Fill:
         with self._lock:
             self.submit_calls += 1
+        if self.hold_submit is not None:
+            self.submit_started.set()
+            if not self.hold_submit.wait(WAIT):
+                raise BrokerError("trade server did not answer")
         return self.inner.submit_order(order)
+
+    def find_fill(self, client_id: str) -> Fill | None:
+        return self.inner.find_fill(client_id)
 
     def close_position(self, position_id: str) -> Fill:
         with self._lock:

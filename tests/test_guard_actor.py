@@ -4,10 +4,10 @@ alert sender, a paper broker (made flaky where a test needs a failing broker) an
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from actor_helpers import WAIT, EventLog, FlakyBroker, Journal, Recorder
+from actor_helpers import WAIT, EventLog, FlakyBroker, Journal, Recorder, wait_until
 
 from actors import ChildSpec, EmitterActor, GuardActor, Supervisor
 from actors.messages import (
@@ -16,11 +16,22 @@ from actors.messages import (
     EquityReading,
     GetGuardState,
     Hang,
+    OrderOutcome,
+    PlaceOrder,
     Resume,
     SendAlert,
-    TradingStateChanged,
 )
-from runtime import EventType, MemoryMetrics, MemoryStore, Order, PaperBroker, Settings, TradingState
+from runtime import (
+    BrokerError,
+    Event,
+    EventType,
+    MemoryMetrics,
+    MemoryStore,
+    Order,
+    PaperBroker,
+    Settings,
+    TradingState,
+)
 from runtime.adapters.system_clock import SystemClock
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -29,7 +40,7 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 class GuardTree:
     """A supervisor with the guard and just enough around it to watch what it does."""
 
-    def __init__(self, broker, *, settings: Settings | None = None, store=None) -> None:
+    def __init__(self, broker, *, settings: Settings | None = None, store=None, guard_liveness: float = 2.0, **guard_options) -> None:
         self.broker = broker
         self.settings = settings or Settings()
         self.store = store or MemoryStore()
@@ -42,8 +53,9 @@ class GuardTree:
             ChildSpec(
                 "guard",
                 lambda ctx: GuardActor.start(
-                    ctx, guards=self.settings.guards(), broker=broker, store=self.store, metrics=self.metrics
+                    ctx, guards=self.settings.guards(), broker=broker, store=self.store, metrics=self.metrics, **guard_options
                 ),
+                liveness_timeout=guard_liveness,
             ),
             ChildSpec("loop", lambda ctx: Recorder.start(ctx, self.journal)),
         ]
@@ -57,8 +69,11 @@ class GuardTree:
     def status(self):
         return self.guard.ask(GetGuardState(), timeout=WAIT)
 
-    def loop_states(self) -> list[TradingState]:
-        return [e[3].state for e in self.journal.snapshot() if e[:2] == ("got", "loop") and isinstance(e[3], TradingStateChanged)]
+    def place(self, symbol: str = "X", side: str = "buy", volume: float = 1.0):
+        return self.guard.ask(PlaceOrder(Order(symbol, side, volume), T0), timeout=WAIT)
+
+    def state_changes(self) -> list[tuple[str, str]]:
+        return [(e.metadata["from"], e.metadata["to"]) for e in self.events.of(EventType.TRADING_STATE_CHANGED)]
 
     def alerts(self) -> list:
         return [e[3].alert for e in self.journal.snapshot() if e[:2] == ("got", "alerts") and isinstance(e[3], SendAlert)]
@@ -89,7 +104,7 @@ def tree_factory():
         tree.stop()
 
 
-def test_a_breach_halts_tells_the_loop_closes_every_position_alerts_counts_and_reports(tree_factory):
+def test_a_breach_halts_closes_every_position_alerts_counts_reports_and_refuses_orders(tree_factory):
     broker = broker_with_positions("EURUSD", "GBPUSD")
     tree = tree_factory(broker)
     tree.read(10_000, 12_000, 11_000, 9_540)
@@ -104,7 +119,8 @@ def test_a_breach_halts_tells_the_loop_closes_every_position_alerts_counts_and_r
     tree.journal.wait_for(lambda es: any(isinstance(e[-1], SendAlert) for e in es))
     [alert] = tree.alerts()
     assert alert.critical and "20.50%" in alert.text
-    tree.journal.wait_for(lambda es: TradingState.HALTED in tree.loop_states())
+    refused = tree.place("EURUSD")
+    assert (refused.refusal, refused.fill, refused.trading_state) == ("trading halted", None, TradingState.HALTED)
     assert status.block_counts["drawdown_block_total"] == 1
     assert tree.metrics.counters["drawdown_block_total"] == 1
     tree.events.wait_count(EventType.TRADING_STATE_CHANGED, 1)
@@ -162,8 +178,8 @@ def test_after_a_crash_the_guard_keeps_its_peak_and_its_latched_halt(tree_factor
     assert status.state.trading_state is TradingState.HALTED
     assert status.state.peak_equity == 13_000
     assert tree.handle.children()["guard"].incarnation == 3
-    # the new incarnation tells the loop its latched state as soon as it is up
-    tree.journal.wait_for(lambda es: tree.loop_states()[-2:] == [TradingState.HALTED, TradingState.HALTED])
+    # the new incarnation refuses orders as soon as it is up
+    assert tree.place().refusal == "trading halted"
 
 
 def test_a_breach_while_halted_and_flat_does_not_liquidate_again_but_an_open_position_is_closed(tree_factory):
@@ -189,7 +205,8 @@ def test_resume_returns_to_active_and_keeps_the_peak(tree_factory):
     assert tree.guard.ask(Resume("risk desk")) is TradingState.HALTED
     status = tree.status()
     assert status.state.trading_state is TradingState.ACTIVE and status.state.peak_equity == 12_000
-    tree.journal.wait_for(lambda es: tree.loop_states()[-1:] == [TradingState.ACTIVE])
+    assert tree.place().executed
+    tree.events.wait_for(lambda es: tree.state_changes()[-1:] == [("halted", "active")])
 
 
 def test_a_warning_level_asks_for_reducing_and_clears_when_equity_recovers(tree_factory):
@@ -198,7 +215,7 @@ def test_a_warning_level_asks_for_reducing_and_clears_when_equity_recovers(tree_
     assert tree.status().state.trading_state is TradingState.REDUCING
     tree.read(9_800)
     assert tree.status().state.trading_state is TradingState.ACTIVE
-    tree.journal.wait_for(lambda es: tree.loop_states()[-2:] == [TradingState.REDUCING, TradingState.ACTIVE])
+    tree.events.wait_for(lambda es: tree.state_changes() == [("active", "reducing"), ("reducing", "active")])
     assert len(tree.events.of(EventType.POSITION_CLOSED)) == 0
 
 
@@ -276,3 +293,139 @@ def test_after_a_crash_the_worst_drawdown_is_kept_to_within_a_tenth_of_a_point(t
     tree.guard.tell(Crash("lost"))
     after = tree.status().state.max_drawdown
     assert before == pytest.approx(0.10) and before - after < 0.001
+
+
+# --- the order gateway ------------------------------------------------------------------------
+
+
+def test_while_halted_an_order_is_refused_journaled_as_rejected_and_never_reaches_the_broker(tree_factory):
+    broker = FlakyBroker(broker_with_positions("X"))
+    tree = tree_factory(broker)
+    tree.read(10_000, 7_000)
+    tree.events.wait_count(EventType.POSITION_CLOSED, 1)
+    calls = broker.submit_calls
+    outcome = tree.place("X", "buy", 2)
+    assert outcome == OrderOutcome(outcome.client_id, None, "trading halted", None, TradingState.HALTED, 10_000.0, 0)
+    [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
+    assert failed.metadata == {
+        "client_order_id": outcome.client_id, "signal_id": None, "symbol": "X", "side": "buy", "volume": 2,
+        "reason": "", "rejected": True, "error": "trading halted",
+    }
+    assert broker.submit_calls == calls and tree.events.of(EventType.ORDER_SUBMITTED) == []
+
+
+def test_while_reducing_the_guard_lets_through_only_an_order_that_reduces_exposure(tree_factory):
+    broker = broker_with_positions("X")  # long 10 at 100
+    tree = tree_factory(broker, settings=Settings(guard_warn_fraction=0.5, min_equity=0))
+    tree.read(10_000, 8_900)
+    assert tree.place("X", "buy", 1).refusal == "reducing: only orders that reduce exposure are allowed"
+    reduced = tree.place("X", "sell", 4)
+    assert reduced.executed and reduced.fill.volume == 4 and broker.net_volume("X") == 6
+
+
+def test_a_fill_whose_equity_breaches_halts_and_liquidates_before_the_answer(tree_factory):
+    broker = PaperBroker(10_000)
+    broker.update_price("X", 100.0)
+    tree = tree_factory(broker)
+    opened = tree.place("X", "buy", 50)
+    assert opened.executed and opened.trading_state is TradingState.ACTIVE and opened.positions_open == 1
+    broker.update_price("X", 50.0)  # 7,500 if read: not yet read by anyone
+    outcome = tree.place("X", "buy", 1)
+    assert outcome.executed and outcome.trading_state is TradingState.HALTED
+    assert broker.open_positions() == [] and outcome.equity == 7_500.0
+    assert tree.status().state.reason == "max drawdown 25.00% >= limit 20.00% (peak 10000.00, equity 7500.00)"
+
+
+def test_a_broker_that_fails_an_order_gives_trade_failed_settled_in_the_journal(tree_factory):
+    class RefusingBroker(PaperBroker):
+        def submit_order(self, order: Order):
+            raise BrokerError("market closed")
+
+    broker = RefusingBroker(10_000)
+    tree = tree_factory(broker)
+    outcome = tree.place("X", "buy", 1)
+    assert (outcome.fill, outcome.refusal, outcome.error) == (None, None, "BrokerError('market closed')")
+    [submitted] = tree.events.wait_count(EventType.ORDER_SUBMITTED, 1)
+    [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
+    assert failed.metadata == {**submitted.metadata, "rejected": False, "error": "BrokerError('market closed')"}
+    assert tree.store.unsettled_orders("main") == []
+    assert [e.event_type for e in tree.store.events()] == [EventType.ORDER_SUBMITTED, EventType.TRADE_FAILED]
+
+
+def test_an_order_that_cannot_be_journaled_is_not_sent(tree_factory):
+    class FullDisk(MemoryStore):
+        def open_order(self, submitted):
+            raise OSError(28, "No space left on device")
+
+    broker = FlakyBroker(PaperBroker(10_000))
+    broker.inner.update_price("X", 100.0)
+    tree = tree_factory(broker, store=FullDisk())
+    outcome = tree.place("X", "buy", 1)
+    assert outcome.refusal == "order not journaled, so not sent: OSError(28, 'No space left on device')"
+    assert broker.submit_calls == 0 and tree.metrics.counters["store_errors_total"] == 1
+
+
+def _left_unsettled(store: MemoryStore, broker: PaperBroker, *, filled: bool, at=T0) -> str:
+    """What a guard process killed between journaling an order and its outcome leaves behind."""
+    order = Order("X", "buy", 3)
+    metadata = {"client_order_id": order.client_id, "signal_id": "s1", "symbol": "X", "side": "buy", "volume": 3, "reason": "r"}
+    store.open_order(Event(EventType.ORDER_SUBMITTED, "main", metadata, at))
+    if filled:
+        broker.submit_order(order)
+    return order.client_id
+
+
+def test_on_start_an_order_the_broker_filled_but_the_journal_lost_is_journaled_as_executed(tree_factory):
+    broker, store = PaperBroker(10_000), MemoryStore()
+    broker.update_price("X", 100.0)
+    client_id = _left_unsettled(store, broker, filled=True)
+    tree = tree_factory(broker, store=store)
+    [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+    fill = broker.find_fill(client_id)
+    assert executed.metadata == {
+        "client_order_id": client_id, "signal_id": "s1", "symbol": "X", "side": "buy", "volume": 3, "reason": "r",
+        "reconciled": True, "position_id": fill.position_id, "price": 100.0, "filled_volume": 3, "realised_pnl": 0.0,
+    }
+    assert store.unsettled_orders("main") == []
+
+
+def test_on_start_an_old_order_the_broker_never_saw_is_journaled_as_failed(tree_factory):
+    broker, store = PaperBroker(10_000), MemoryStore()
+    client_id = _left_unsettled(store, broker, filled=False, at=datetime.now(UTC) - timedelta(seconds=60))
+    tree_factory(broker, store=store, settle_grace=30.0)
+    wait_until(lambda: store.unsettled_orders("main") == [])
+    [failed] = [e for e in store.events() if e.event_type is EventType.TRADE_FAILED]
+    assert failed.metadata["client_order_id"] == client_id and failed.metadata["reconciled"] is True
+    assert failed.metadata["error"] == "not executed: the broker has no fill for this client id 30s after it was sent"
+    assert broker.open_positions() == []
+
+
+def test_an_order_in_flight_in_an_abandoned_guard_is_journaled_as_the_broker_filled_it(tree_factory):
+    # The guard hangs inside the broker call and is abandoned; the call then completes. The new
+    # incarnation must not declare the order failed while it may still be in flight.
+    release = threading.Event()
+    broker = FlakyBroker(PaperBroker(10_000), hold_submit=release)
+    broker.inner.update_price("X", 100.0)
+    tree = tree_factory(broker, guard_liveness=0.3, settle_grace=5.0)
+    answers: list = []
+
+    def place() -> None:
+        try:
+            answers.append(tree.guard.ask(PlaceOrder(Order("X", "buy", 2), T0), timeout=WAIT))
+        except Exception as exc:
+            answers.append(exc)
+
+    caller = threading.Thread(target=place, daemon=True)
+    caller.start()
+    assert broker.submit_started.wait(WAIT)
+    assert wait_until(lambda: tree.handle.children()["guard"].incarnation == 2)
+    release.set()  # the abandoned incarnation's call reaches the paper account now
+    [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+    assert executed.metadata["reconciled"] is True and executed.metadata["filled_volume"] == 2
+    assert broker.inner.net_volume("X") == 2 and tree.store.unsettled_orders("main") == []
+    caller.join(WAIT)
+    # The abandoned incarnation still tells its caller the truth: filled; its own journal write
+    # and account read were refused, since it was revoked.
+    [answer] = answers
+    assert isinstance(answer, OrderOutcome) and answer.fill is not None and answer.fill.volume == 2
+    assert (answer.equity, answer.positions_open) == (None, None)

@@ -9,8 +9,9 @@ import pytest
 from actor_helpers import EventLog, FlakyBroker
 
 from actors import start_trading_system
-from actors.loop import reduces_exposure
-from actors.messages import Crash, EquityReading, GetMetrics, RunCycle
+from actors.loop import LoopActor, NoGuard
+from actors.messages import Crash, EquityReading, RunCycle
+from actors.supervision.context import ChildContext
 from runtime import (
     BrokerError,
     EventType,
@@ -20,7 +21,6 @@ from runtime import (
     MemoryStore,
     Order,
     PaperBroker,
-    Position,
     Settings,
     Signal,
     TradingState,
@@ -32,7 +32,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 class RejectSmall:
     """An approval policy that refuses signals below a volume."""
 
-    def approve(self, signal: Signal, state: TradingState) -> bool:
+    def approve(self, signal: Signal) -> bool:
         return signal.volume >= 5
 
 
@@ -118,8 +118,8 @@ def test_while_reducing_only_orders_that_reduce_exposure_go_through(system_facto
 
 
 def test_a_loop_that_reported_a_breach_sends_no_more_orders_in_the_same_cycle(system_factory):
-    # The guard's HALTED news would still wait behind this cycle in the loop's mailbox: the loop
-    # asks the guard before each order instead of trusting what it was last told.
+    # Every order goes through the guard, which reads the account right after each fill: the fill
+    # whose equity breaches halts trading before the next order of the same cycle is checked.
     system, signals, events, broker = system_factory()
     signals.push(Signal("X", "buy", 50), Signal("X", "buy", 1))
     broker.update_price("X", 100.0)
@@ -127,8 +127,8 @@ def test_a_loop_that_reported_a_breach_sends_no_more_orders_in_the_same_cycle(sy
     broker.update_price("X", 50.0)  # equity 7,500: a breach, not yet reported to the guard
     signals.push(Signal("X", "buy", 1), Signal("X", "buy", 1))
     system.loop.ask(RunCycle())
-    # the first order still went in (the drop was not yet reported); its equity report halted
-    # trading, so the second order of the same cycle was refused
+    # the first order still went in (the drop was not yet seen); the account read after its fill
+    # halted trading, so the second order of the same cycle was refused
     [failed] = events.wait_count(EventType.TRADE_FAILED, 1)
     assert failed.metadata["error"] == "trading halted"
     assert len(events.of(EventType.TRADE_EXECUTED)) == 3
@@ -163,7 +163,7 @@ def test_lifetime_totals_survive_a_crash_of_the_loop_while_per_run_counts_start_
     assert stopped.metadata["how"] == "crashed"
 
 
-def test_a_restarted_loop_starts_in_the_state_the_guard_saved(system_factory):
+def test_a_restarted_loop_cannot_trade_while_the_guard_holds_halted(system_factory):
     system, signals, events, broker = system_factory()
     signals.push(Signal("X", "buy", 30))
     system.loop.ask(RunCycle())
@@ -171,7 +171,46 @@ def test_a_restarted_loop_starts_in_the_state_the_guard_saved(system_factory):
     system.loop.ask(RunCycle())
     assert system.guard_status().state.trading_state is TradingState.HALTED
     system.loop.tell(Crash())
-    assert system.loop.ask(GetMetrics()).trading_state is TradingState.HALTED
+    signals.push(Signal("X", "buy", 5))
+    status = system.loop.ask(RunCycle())
+    assert status.metrics.trades_executed == 0 and broker.open_positions() == []
+    [failed] = events.wait_count(EventType.TRADE_FAILED, 1)
+    assert (failed.metadata["rejected"], failed.metadata["error"], failed.metadata["volume"]) == (True, "trading halted", 5)
+
+
+def test_a_loop_without_a_guard_refuses_to_start():
+    with pytest.raises(NoGuard, match=r"^loop 'main' has no guard sibling: it would trade unguarded, so it does not start$"):
+        LoopActor.start(
+            ChildContext.standalone("loop", clock=ManualClock()),
+            broker=PaperBroker(),
+            signals=ListSignalSource(),
+            store=MemoryStore(),
+            interval=None,
+        )
+
+
+def test_every_order_is_journaled_with_its_client_id_before_and_after_the_broker(system_factory):
+    store = MemoryStore()
+    system, signals, events, broker = system_factory(store=store)
+    signal = Signal("X", "buy", 10, reason="cross")
+    signals.push(signal)
+    system.loop.ask(RunCycle())
+    [executed] = events.wait_count(EventType.TRADE_EXECUTED, 1)
+    [submitted] = events.of(EventType.ORDER_SUBMITTED)
+    [position] = broker.open_positions()
+    client_id = submitted.metadata["client_order_id"]
+    assert submitted.metadata == {
+        "client_order_id": client_id, "signal_id": signal.signal_id, "symbol": "X", "side": "buy", "volume": 10,
+        "reason": "cross",
+    }
+    assert executed.metadata == {
+        **submitted.metadata, "position_id": position.position_id, "price": 100.0, "filled_volume": 10,
+        "realised_pnl": 0.0,
+    }
+    assert broker.find_fill(client_id).position_id == position.position_id
+    journal = [e.event_type for e in store.events() if e.event_type in (EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED)]
+    assert journal == [EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED]
+    assert store.unsettled_orders("main") == []
 
 
 def test_loop_duration_and_positions_are_reported_as_metrics(system_factory):
@@ -181,13 +220,3 @@ def test_loop_duration_and_positions_are_reported_as_metrics(system_factory):
     system.loop.ask(RunCycle())
     assert metrics.gauges["positions_open"] == 1
     assert len(metrics.timings["loop_duration_ms"]) == 1 and metrics.timings["loop_duration_ms"][0] >= 0
-
-
-@pytest.mark.parametrize(
-    ("side", "volume", "net", "expected"),
-    [("sell", 5, 10, True), ("sell", 10, 10, True), ("sell", 11, 10, False), ("buy", 1, 10, False),
-     ("buy", 5, -10, True), ("sell", 1, 0, False)],
-)
-def test_reduces_exposure_only_for_orders_that_shrink_the_net_position(side, volume, net, expected):
-    positions = [] if net == 0 else [Position("1", "X", "buy" if net > 0 else "sell", abs(net), 100.0)]
-    assert reduces_exposure(Signal("X", side, volume), positions) is expected

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runtime import BrokerError, Order, Position, Side
+from runtime import BrokerError, Fill, Order, Position, Side
 from runtime.adapters import mt5_mapping as m
 
 # The shapes (field names and order) the MetaTrader5 package returns.
@@ -50,6 +50,35 @@ def _result(retcode: int = 10009, comment: str = "Request executed") -> OrderSen
 # -- pure mapping ------------------------------------------------------------------------------------
 
 
+def _deal(comment: str, volume: float, price: float, profit: float = 0.0, kind: int = 0) -> TradeDeal:
+    return TradeDeal(
+        901, 888, 1_700_000_000, 0, kind, 0, 0, 5001, 3, volume, price, -0.5, 0.0, profit, 0.0, "EURUSD", comment, ""
+    )
+
+
+def test_a_client_id_travels_in_the_deal_comment_and_back() -> None:
+    longest = "f" * 28
+    assert m.order_comment(longest) == "tw:" + longest and len(m.order_comment(longest)) == 31
+    assert m.client_id_from_comment("tw:abc") == "abc"
+    assert [m.client_id_from_comment(c) for c in ("tradewarden", "tw:", "", None)] == [None, None, None, None]
+
+
+def test_an_order_is_found_again_in_the_deal_history_by_its_client_id() -> None:
+    deals = [_deal("tw:other", 9.0, 2.0), _deal("tw:c1", 0.1, 1.10, 1.0), _deal("tw:c1", 0.3, 1.20, 2.0)]
+    fill = m.fill_from_deals(deals, "c1")
+    assert fill is not None and fill.price == pytest.approx(1.175)
+    assert fill == Fill(
+        "5001", "EURUSD", Side.BUY, 0.4, fill.price, datetime.fromtimestamp(1_700_000_000, UTC), 2.0, "c1"
+    )
+    assert m.fill_from_deals(deals, "never-sent") is None
+    assert m.fill_from_deals(None, "c1") is None
+
+
+def test_a_deal_of_unknown_type_is_refused_naming_it() -> None:
+    with pytest.raises(BrokerError, match=r"^deal\.type must be 0 \(buy\) or 1 \(sell\), got 7$"):
+        m.fill_from_deals([_deal("tw:c1", 0.1, 1.1, kind=7)], "c1")
+
+
 def test_equity_comes_from_account_info() -> None:
     assert m.equity_from_account(AccountInfo(1, 10_000.0, 0.0, -250.5, 9_749.5, 120.0, 9_629.5, "GBP")) == 9_749.5
     with pytest.raises(BrokerError, match="account_info\\(\\) returned None"):
@@ -77,7 +106,7 @@ def test_an_unknown_position_type_or_bad_volume_is_refused_naming_it() -> None:
 
 
 def test_a_market_order_request_buys_at_the_ask_and_sells_at_the_bid() -> None:
-    buy = m.market_order_request(Order("EURUSD", Side.BUY, 0.5), TICK, deviation=10, magic=42)
+    buy = m.market_order_request(Order("EURUSD", Side.BUY, 0.5, client_id="c0ffee"), TICK, deviation=10, magic=42)
     assert buy == {
         "action": m.TRADE_ACTION_DEAL,
         "symbol": "EURUSD",
@@ -86,7 +115,7 @@ def test_a_market_order_request_buys_at_the_ask_and_sells_at_the_bid() -> None:
         "price": TICK.ask,
         "deviation": 10,
         "magic": 42,
-        "comment": "tradewarden",
+        "comment": "tw:c0ffee",
         "type_time": m.ORDER_TIME_GTC,
         "type_filling": m.ORDER_FILLING_IOC,
     }
@@ -191,7 +220,13 @@ class _Terminal(types.ModuleType):
         self.sent.append(request)
         return OrderSendResult(10009, 777, 888, request["volume"], request["price"], 0, 0, "done", 1, 0, None)
 
-    def history_deals_get(self, ticket: int) -> tuple[TradeDeal, ...]:
+    def history_deals_get(self, *window: datetime, ticket: int | None = None) -> tuple[TradeDeal, ...]:
+        if window:  # the history by time: every deal sent, each with its request's comment
+            return tuple(
+                TradeDeal(777, 888, 1_700_000_000, 0, r["type"], 0, 0, 5001, 3, r["volume"], r["price"], 0.0, 0.0, 0.0, 0.0,
+                          r["symbol"], r["comment"], "")
+                for r in self.sent
+            )
         return (TradeDeal(ticket, 888, 0, 0, 1, 1, 0, 5001, 3, 0.3, 1.0815, 0.0, 0.0, -8.1, 0.0, "EURUSD", "", ""),)
 
     def shutdown(self) -> None:
@@ -211,7 +246,11 @@ def test_the_adapter_drives_a_terminal_through_the_mapping(
     fill = broker.close_position("5001")
     assert terminal.sent[-1]["position"] == 5001 and terminal.sent[-1]["deviation"] == 7
     assert (fill.side, fill.price, fill.realised_pnl) == (Side.SELL, TICK.bid, -8.1)
-    bought = broker.submit_order(Order("EURUSD", Side.BUY, 0.1))
-    assert (bought.position_id, bought.price) == ("5001", TICK.ask)
+    bought = broker.submit_order(Order("EURUSD", Side.BUY, 0.1, client_id="c-42"))
+    assert (bought.position_id, bought.price, bought.client_id) == ("5001", TICK.ask, "c-42")
+    assert terminal.sent[-1]["comment"] == "tw:c-42"
+    found = broker.find_fill("c-42")
+    assert (found.side, found.volume, found.price, found.client_id) == (Side.BUY, 0.1, TICK.ask, "c-42")
+    assert broker.find_fill("never-sent") is None
     with pytest.raises(BrokerError, match="unknown position '9'"):
         broker.close_position("9")

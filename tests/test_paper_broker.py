@@ -32,9 +32,36 @@ def test_a_paper_broker_is_a_broker():
 
 
 def test_a_market_order_fills_at_the_fed_price_and_time(broker):
-    fill = broker.submit_order(Order("EURUSD", Side.BUY, 2.0))
-    assert fill == Fill(fill.position_id, "EURUSD", Side.BUY, 2.0, 1.10, AT)
+    order = Order("EURUSD", Side.BUY, 2.0, client_id="c-1")
+    fill = broker.submit_order(order)
+    assert fill == Fill(fill.position_id, "EURUSD", Side.BUY, 2.0, 1.10, AT, 0.0, "c-1")
     assert broker.open_positions() == [Position(fill.position_id, "EURUSD", Side.BUY, 2.0, 1.10, 0.0)]
+
+
+def test_a_fill_is_found_again_by_its_client_id_and_an_unknown_id_finds_none(broker):
+    fill = broker.submit_order(Order("EURUSD", Side.BUY, 2.0, client_id="c-1"))
+    assert broker.find_fill("c-1") == fill
+    assert broker.find_fill("never-sent") is None
+
+
+def test_an_order_sent_twice_with_one_client_id_trades_once(broker):
+    broker.submit_order(Order("EURUSD", Side.BUY, 2.0, client_id="c-1"))
+    before = state(broker)
+    with pytest.raises(BrokerError, match=r"^duplicate client id 'c-1': that order was already filled$"):
+        broker.submit_order(Order("EURUSD", Side.BUY, 2.0, client_id="c-1"))
+    assert state(broker) == before
+
+
+def test_every_order_gets_its_own_client_id_before_it_is_sent():
+    first, second = Order("EURUSD", Side.BUY, 1.0), Order("EURUSD", Side.BUY, 1.0)
+    assert first.client_id != second.client_id
+    assert len(first.client_id) == 20 and int(first.client_id, 16) >= 0
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 29, "tab\there", 7])
+def test_a_client_id_that_no_broker_can_carry_is_refused(bad):
+    with pytest.raises(ValueError, match=r"^client_id must be a printable string of 1 to 28 characters, got "):
+        Order("EURUSD", Side.BUY, 1.0, client_id=bad)
 
 
 def test_equity_is_cash_plus_unrealised_pnl():

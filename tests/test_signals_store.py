@@ -21,7 +21,6 @@ from runtime import (
     LoopTotals,
     MaxDrawdownGuard,
     MemoryStore,
-    Order,
     RiskMonitor,
     Severity,
     Side,
@@ -33,11 +32,6 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 # --- signals --------------------------------------------------------------------------------------
-
-
-def test_a_signal_becomes_a_market_order_carrying_its_id():
-    signal = Signal("EURUSD", "buy", 2.0, reason="cross")
-    assert signal.order() == Order("EURUSD", Side.BUY, 2.0, client_id=signal.signal_id)
 
 
 def test_signals_get_distinct_ids():
@@ -58,9 +52,15 @@ def test_a_list_source_hands_over_each_pushed_signal_once():
     assert list(source.poll(NOW)) == []
 
 
-def test_auto_approve_approves_in_every_state():
-    signal = Signal("X", Side.BUY, 1.0)
-    assert all(AutoApprove().approve(signal, state) for state in TradingState)
+def test_auto_approve_approves_every_signal():
+    assert AutoApprove().approve(Signal("X", Side.BUY, 1.0)) is True
+
+
+def test_each_order_of_a_signal_gets_a_new_client_id():
+    signal = Signal("X", Side.BUY, 2.0)
+    first, second = signal.order(), signal.order()
+    assert (first.symbol, first.side, first.volume) == ("X", Side.BUY, 2.0)
+    assert first.client_id != second.client_id
 
 
 # --- the store ------------------------------------------------------------------------------------

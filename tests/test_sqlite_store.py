@@ -247,10 +247,67 @@ def test_a_database_of_another_schema_version_is_refused(tmp_path: Path) -> None
     path = tmp_path / "state.db"
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 3")
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 2, a newer one than this tradewarden reads \(1\)"):
+    with pytest.raises(StoreError, match=r"schema version 3, a newer one than this tradewarden reads \(2\)"):
         SqliteStore(path)
+
+
+def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:
+        store.save_guard("main", guard_record(3))
+        store.append_event(_event(1))
+    conn = sqlite3.connect(path)  # make it the file an earlier tradewarden wrote
+    conn.execute("DROP TABLE orders")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with SqliteStore(path) as store:
+        assert store.load_guard("main") == guard_record(3)
+        assert store.events() == [_event(1)]
+        store.open_order(_submitted("c1"))
+        assert store.unsettled_orders("main") == [_submitted("c1")]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+
+
+def _submitted(client_id: str, loop_id: str = "main") -> Event:
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    return Event(EventType.ORDER_SUBMITTED, loop_id, {"client_order_id": client_id, "symbol": "X"}, at, event_id=f"s-{client_id}")
+
+
+def _outcome(client_id: str, loop_id: str = "main") -> Event:
+    at = datetime(2024, 1, 1, 0, 1, tzinfo=UTC)
+    return Event(EventType.TRADE_EXECUTED, loop_id, {"client_order_id": client_id}, at, event_id=f"o-{client_id}")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_an_order_is_journaled_when_opened_and_when_settled_and_only_unsettled_ones_are_listed(tmp_path: Path, kind: str) -> None:
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "state.db")
+    store.open_order(_submitted("c1"))
+    store.open_order(_submitted("c2"))
+    store.open_order(_submitted("c3", loop_id="other"))
+    store.open_order(_submitted("c1"))  # opened twice: still one order, one event
+    store.settle_order("main", "c1", _outcome("c1"))
+    assert store.unsettled_orders("main") == [_submitted("c2")]
+    assert store.unsettled_orders("other") == [_submitted("c3", loop_id="other")]
+    assert store.events("main") == [_submitted("c1"), _submitted("c2"), _outcome("c1")]
+    if kind == "sqlite":
+        store.close()
+        with SqliteStore(tmp_path / "state.db") as reopened:
+            assert reopened.unsettled_orders("main") == [_submitted("c2")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_an_order_can_only_be_opened_by_an_order_submitted_event_naming_its_client_id(tmp_path: Path, kind: str) -> None:
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "state.db")
+    with pytest.raises(ValueError, match=r"^an order is opened by an order_submitted event, got heartbeat$"):
+        store.open_order(_event(1))
+    nameless = Event(EventType.ORDER_SUBMITTED, "main", {"symbol": "X"}, datetime(2024, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match=r"^order_submitted metadata must name a client_order_id, got None$"):
+        store.open_order(nameless)
+    assert store.events() == [] and store.unsettled_orders("main") == []
 
 
 def test_a_new_or_empty_file_is_initialised_with_our_identity(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ except ImportError as exc:
     ) from exc
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.adapters import mt5_mapping as mapping
@@ -63,7 +63,8 @@ class MT5Broker:
     raises `BrokerError` naming the operation, the retcode and the terminal's comment when the
     terminal refuses. Calls are serialised by a lock: the package has one global connection.
     Market deals accept ``deviation`` points of slippage and use the ``filling`` policy
-    (``ORDER_FILLING_IOC`` unless the broker needs another).
+    (``ORDER_FILLING_IOC`` unless the broker needs another). Each deal's comment carries its
+    order's client id, so `find_fill` can find it in the last ``history_days`` days of deals.
     """
 
     def __init__(
@@ -77,8 +78,10 @@ class MT5Broker:
         deviation: int = 20,
         magic: int = 0,
         filling: int = mapping.ORDER_FILLING_IOC,
+        history_days: int = 7,
     ) -> None:
         self._lock = threading.Lock()
+        self._history_days = history_days
         self._deviation = deviation
         self._magic = magic
         self._filling = filling
@@ -124,7 +127,16 @@ class MT5Broker:
                 position_id=position_id,
                 at=datetime.now(UTC),
                 realised_pnl=mapping.realised_pnl_from_deals(deals),
+                client_id=order.client_id,
             )
+
+    def find_fill(self, client_id: str) -> Fill | None:
+        """The fill of the order sent with ``client_id``, from the deals of the last
+        ``history_days`` days (its deal comment carries the client id); None if there is none."""
+        with self._lock:
+            now = datetime.now(UTC)
+            deals = mt5.history_deals_get(now - timedelta(days=self._history_days), now + timedelta(days=1))
+            return mapping.fill_from_deals(deals, client_id)
 
     def close_position(self, position_id: str) -> Fill:
         """Close the whole position with ticket ``position_id`` and return the closing fill."""

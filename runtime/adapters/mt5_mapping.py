@@ -26,12 +26,18 @@ __all__ = [
     "POSITION_TYPE_SELL",
     "TRADE_ACTION_DEAL",
     "TRADE_RETCODE_DONE",
+    "CLIENT_COMMENT_PREFIX",
+    "DEAL_TYPE_BUY",
+    "DEAL_TYPE_SELL",
     "check_order_result",
+    "client_id_from_comment",
     "close_request",
     "equity_from_account",
+    "fill_from_deals",
     "fill_from_result",
     "market_order_request",
     "market_price",
+    "order_comment",
     "order_type",
     "position_from_mt5",
     "positions_from_mt5",
@@ -49,8 +55,23 @@ ORDER_FILLING_FOK = 0
 ORDER_FILLING_IOC = 1
 ORDER_FILLING_RETURN = 2
 TRADE_RETCODE_DONE = 10009
+DEAL_TYPE_BUY = 0
+DEAL_TYPE_SELL = 1
 
 DEFAULT_COMMENT = "tradewarden"
+CLIENT_COMMENT_PREFIX = "tw:"  # a deal comment holds 31 characters: the prefix and a client id fit
+
+
+def order_comment(client_id: str) -> str:
+    """The deal comment that carries an order's client id to the trade server and back."""
+    return CLIENT_COMMENT_PREFIX + client_id
+
+
+def client_id_from_comment(comment: Any) -> str | None:
+    """The client id a deal comment carries, or None for a deal tradewarden did not send."""
+    if isinstance(comment, str) and comment.startswith(CLIENT_COMMENT_PREFIX) and len(comment) > len(CLIENT_COMMENT_PREFIX):
+        return comment[len(CLIENT_COMMENT_PREFIX) :]
+    return None
 
 
 def _finite(what: str, value: Any) -> float:
@@ -122,13 +143,15 @@ def market_order_request(
     deviation: int = 20,
     magic: int = 0,
     filling: int = ORDER_FILLING_IOC,
-    comment: str = DEFAULT_COMMENT,
+    comment: str | None = None,
 ) -> dict[str, Any]:
     """The ``order_send`` request for a market `Order`: a deal at the current ask or bid,
-    accepting ``deviation`` points of slippage."""
+    accepting ``deviation`` points of slippage. The comment carries the order's client id
+    (`order_comment`) unless one is given."""
     if not isinstance(order, Order):
         raise BrokerError(f"order must be an Order, got {order!r}")
-    return _deal(order.symbol, float(order.volume), order.side, tick, deviation, magic, filling, comment)
+    text = order_comment(order.client_id) if comment is None else comment
+    return _deal(order.symbol, float(order.volume), order.side, tick, deviation, magic, filling, text)
 
 
 def close_request(
@@ -198,6 +221,7 @@ def fill_from_result(
     position_id: str,
     at: datetime | None = None,
     realised_pnl: float = 0.0,
+    client_id: str | None = None,
 ) -> Fill:
     """A `Fill` from a done ``OrderSendResult``: its executed ``volume`` and ``price``."""
     return Fill(
@@ -208,4 +232,36 @@ def fill_from_result(
         price=_finite("result.price", result.price),
         time=at if at is not None else datetime.now(UTC),
         realised_pnl=realised_pnl,
+        client_id=client_id,
+    )
+
+
+def fill_from_deals(deals: Iterable[Any] | None, client_id: str) -> Fill | None:
+    """The fill of the order sent with ``client_id``, rebuilt from the account's ``TradeDeal``
+    history (``history_deals_get``), or None when no deal carries its comment.
+
+    Several deals of one order (a partial fill) make one fill: their volumes summed, their
+    price volume-weighted, their profit, swap, commission and fee summed; it is stamped with the
+    first deal's time (the trade server's seconds, read as UTC).
+    """
+    comment = order_comment(client_id)
+    mine = [deal for deal in deals or () if getattr(deal, "comment", None) == comment]
+    if not mine:
+        return None
+    volume = sum(_finite("deal.volume", deal.volume) for deal in mine)
+    if volume <= 0:
+        raise BrokerError(f"deals of client id {client_id!r} have a total volume of {volume!r}")
+    price = sum(_finite("deal.price", deal.price) * deal.volume for deal in mine) / volume
+    first = mine[0]
+    if first.type not in (DEAL_TYPE_BUY, DEAL_TYPE_SELL):
+        raise BrokerError(f"deal.type must be {DEAL_TYPE_BUY} (buy) or {DEAL_TYPE_SELL} (sell), got {first.type!r}")
+    return Fill(
+        position_id=str(first.position_id),
+        symbol=first.symbol,
+        side=Side.BUY if first.type == DEAL_TYPE_BUY else Side.SELL,
+        volume=volume,
+        price=price,
+        time=datetime.fromtimestamp(_finite("deal.time", first.time), UTC),
+        realised_pnl=realised_pnl_from_deals(mine),
+        client_id=client_id,
     )

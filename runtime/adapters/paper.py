@@ -32,6 +32,7 @@ class PaperBroker:
         self._time = datetime(1970, 1, 1, tzinfo=UTC)
         self._positions: dict[str, Position] = {}
         self._tickets = itertools.count(1)
+        self._fills: dict[str, Fill] = {}  # by client id, for find_fill
         self._lock = threading.Lock()
 
     def update_price(self, symbol: str, price: float, at: datetime | None = None) -> None:
@@ -90,26 +91,42 @@ class PaperBroker:
         return None
 
     def submit_order(self, order: Order) -> Fill:
-        """Fill a market order at the latest price; it opens, adds to, reduces or reverses."""
+        """Fill a market order at the latest price; it opens, adds to, reduces or reverses.
+
+        The fill carries the order's client id. A client id already filled is refused: an order
+        sent twice (a retry after a lost answer, say) must not trade twice.
+        """
         if not isinstance(order, Order):
             raise BrokerError(f"order must be an Order, got {order!r}")
         with self._lock:
-            price = self._price(order.symbol)
-            held = self._by_symbol(order.symbol)
-            if held is None:
-                return self._open(order.symbol, order.side, order.volume, price)
-            if held.side is order.side:
-                volume = held.volume + order.volume
-                entry = (held.entry_price * held.volume + price * order.volume) / volume
-                self._positions[held.position_id] = Position(held.position_id, held.symbol, held.side, volume, entry)
-                return Fill(held.position_id, order.symbol, order.side, order.volume, price, self._time)
-            closed = min(held.volume, order.volume)
-            realised = self._reduce(held, closed, price)
-            remainder = order.volume - closed
-            # The same tolerance as _reduce: a rounding remainder must not open a dust position.
-            if remainder > 1e-12 * order.volume:
-                self._open(order.symbol, order.side, remainder, price)
-            return Fill(held.position_id, order.symbol, order.side, order.volume, price, self._time, realised)
+            if order.client_id in self._fills:
+                raise BrokerError(f"duplicate client id {order.client_id!r}: that order was already filled")
+            fill = self._execute(order)
+            self._fills[order.client_id] = fill
+            return fill
+
+    def _execute(self, order: Order) -> Fill:
+        price = self._price(order.symbol)
+        held = self._by_symbol(order.symbol)
+        if held is None:
+            return self._open(order.symbol, order.side, order.volume, price, order.client_id)
+        if held.side is order.side:
+            volume = held.volume + order.volume
+            entry = (held.entry_price * held.volume + price * order.volume) / volume
+            self._positions[held.position_id] = Position(held.position_id, held.symbol, held.side, volume, entry)
+            return Fill(held.position_id, order.symbol, order.side, order.volume, price, self._time, 0.0, order.client_id)
+        closed = min(held.volume, order.volume)
+        realised = self._reduce(held, closed, price)
+        remainder = order.volume - closed
+        # The same tolerance as _reduce: a rounding remainder must not open a dust position.
+        if remainder > 1e-12 * order.volume:
+            self._open(order.symbol, order.side, remainder, price)
+        return Fill(held.position_id, order.symbol, order.side, order.volume, price, self._time, realised, order.client_id)
+
+    def find_fill(self, client_id: str) -> Fill | None:
+        """The fill of the order submitted with ``client_id``, or None if none was filled."""
+        with self._lock:
+            return self._fills.get(client_id)
 
     def close_position(self, position_id: str) -> Fill:
         """Close the whole position with ticket ``position_id`` at the latest price."""
@@ -121,10 +138,10 @@ class PaperBroker:
             realised = self._reduce(held, held.volume, price)
             return Fill(position_id, held.symbol, held.side.opposite, held.volume, price, self._time, realised)
 
-    def _open(self, symbol: str, side: Side, volume: float, price: float) -> Fill:
+    def _open(self, symbol: str, side: Side, volume: float, price: float, client_id: str | None = None) -> Fill:
         ticket = str(next(self._tickets))
         self._positions[ticket] = Position(ticket, symbol, side, volume, price)
-        return Fill(ticket, symbol, side, volume, price, self._time)
+        return Fill(ticket, symbol, side, volume, price, self._time, 0.0, client_id)
 
     def _reduce(self, held: Position, volume: float, price: float) -> float:
         realised = self._pnl(held, price) * (volume / held.volume)

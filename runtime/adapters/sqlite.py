@@ -28,7 +28,7 @@ from runtime.events import Event
 from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import GuardRecord
-from runtime.store import LoopTotals, MemoryStore, StateStore
+from runtime.store import LoopTotals, MemoryStore, StateStore, order_client_id
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -43,9 +43,18 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x54574431  # "TWD1": marks the file as a tradewarden state database
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_TABLES = ("events", "guard_state", "loop_totals")
+_TABLES = ("events", "guard_state", "loop_totals", "orders")
+# Version 1 had no orders table; adding it changes nothing that exists, so a version-1 file is
+# upgraded in place (the one migration this store makes).
+_ORDERS_TABLE = """
+CREATE TABLE orders (
+    loop_id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (loop_id, client_order_id)
+)"""
 _SCHEMA = """
 CREATE TABLE guard_state (
     loop_id TEXT PRIMARY KEY,
@@ -63,7 +72,7 @@ CREATE TABLE events (
     event TEXT NOT NULL
 );
 CREATE INDEX events_by_loop ON events (loop_id, seq);
-"""
+""" + _ORDERS_TABLE
 
 
 class StoreError(RuntimeError):
@@ -200,6 +209,9 @@ class SqliteStore:
                         conn.execute("ROLLBACK")
                     raise
                 application_id, version, names = self._identity()
+            if application_id == APPLICATION_ID and version == 1:
+                self._upgrade_from_1()
+                application_id, version, names = self._identity()
             if application_id != APPLICATION_ID:
                 listed = ", ".join(sorted(names)) or "none"
                 raise self._refuse(
@@ -223,6 +235,13 @@ class SqliteStore:
             conn.execute(f"PRAGMA synchronous = {synchronous}")
         except sqlite3.DatabaseError as exc:
             raise self._refuse(f"is not a usable SQLite database (corrupt or another kind of file: {exc})") from None
+
+    def _upgrade_from_1(self) -> None:
+        conn = self._connection()
+        with _transaction(conn):
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:  # not upgraded meanwhile by another process
+                conn.execute(_ORDERS_TABLE)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -305,11 +324,7 @@ class SqliteStore:
         if not isinstance(event, Event):
             raise TypeError(f"event must be an Event, got {event!r}")
         with self._using(f"appending event {event.event_id!r}") as conn:
-            cursor = conn.execute(
-                "INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event.event_id, event.loop_id, event.to_json()),
-            )
-            return cursor.rowcount == 1
+            return self._insert_event(conn, event)
 
     def events(self, loop_id: str | None = None) -> list[Event]:
         """Journaled events in append order, of every loop or of ``loop_id`` only."""
@@ -318,10 +333,61 @@ class SqliteStore:
                 rows = conn.execute("SELECT event FROM events ORDER BY seq").fetchall()
             else:
                 rows = conn.execute("SELECT event FROM events WHERE loop_id = ? ORDER BY seq", (loop_id,)).fetchall()
+        return self._decode(rows)
+
+    def open_order(self, submitted: Event) -> None:
+        """Journal ``submitted`` and hold its order as unsettled, in one transaction."""
+        client_id = order_client_id(submitted)
+        with self._using(f"opening order {client_id!r}") as conn, _transaction(conn):
+            self._insert_event(conn, submitted)
+            conn.execute(
+                "INSERT INTO orders (loop_id, client_order_id, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (submitted.loop_id, client_id, submitted.event_id),
+            )
+
+    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
+        """Journal ``outcome`` and settle the order, in one transaction."""
+        if not isinstance(outcome, Event):
+            raise TypeError(f"outcome must be an Event, got {outcome!r}")
+        with self._using(f"settling order {client_order_id!r}") as conn, _transaction(conn):
+            self._insert_event(conn, outcome)
+            conn.execute("DELETE FROM orders WHERE loop_id = ? AND client_order_id = ?", (loop_id, client_order_id))
+
+    def unsettled_orders(self, loop_id: str) -> list[Event]:
+        """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""
+        with self._using("reading unsettled orders") as conn:
+            rows = conn.execute(
+                "SELECT e.event FROM orders o JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = ? ORDER BY e.seq",
+                (_loop_id(loop_id),),
+            ).fetchall()
+        return self._decode(rows)
+
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, event: Event) -> bool:
+        cursor = conn.execute(
+            "INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            (event.event_id, event.loop_id, event.to_json()),
+        )
+        return cursor.rowcount == 1
+
+    def _decode(self, rows: list[Any]) -> list[Event]:
         try:
             return [Event.from_json(row[0]) for row in rows]
         except ValueError as exc:
             raise StoreError(f"state_db {str(self._path)!r}: an event in the journal is unreadable: {exc}") from exc
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # Several statements as one durable commit (the connection is otherwise in autocommit).
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _loop_id(value: Any) -> str:
