@@ -16,11 +16,11 @@ from importlib.metadata import version
 import attrs
 from loguru import logger
 
-from benchmarks import baselines, guard, heartbeat, replay, restart
+from benchmarks import baselines, gateway, guard, heartbeat, replay, restart
 from benchmarks.stats import Row, format_table, percentile
 from runtime.store import MemoryStore
 
-GROUPS = ("pykka", "guard", "restart", "heartbeat", "replay", "memory")
+GROUPS = ("pykka", "guard", "gateway", "restart", "heartbeat", "replay", "memory")
 _ORDER = ("memory",) + GROUPS[:-1]  # memory first, before other groups' garbage moves the RSS
 _SLEEPER = "plain thread sleeping to the same schedule"
 
@@ -35,6 +35,7 @@ class Sizes:
     reactions: int = 5_000
     readings: int = 500_000
     batches: int = 1_000
+    orders: int = 5_000
     restarts: int = 1_000
     beats: int = 1_000
     replay_bars: int = 20_000
@@ -48,6 +49,7 @@ QUICK = Sizes(
     reactions=100,
     readings=20_000,
     batches=20,
+    orders=50,
     restarts=30,
     beats=30,
     replay_bars=1_000,
@@ -109,6 +111,25 @@ class Run:
                 ">= 0.8x baseline", single >= 0.8 * self.tell, "msg/s"),
             Row("guard throughput, EquityBatch of 1000", batched, "readings/s", "guard, 1 reading/message", single,
                 ">= 1,000,000/s", batched >= 1_000_000),
+        ]
+
+    def gateway(self) -> list[Row]:
+        """An order's round trip through the guard, in memory and on the journal's store."""
+        loop, direct, asks = gateway.order_round_trips(self.sizes.orders)
+        with replay.journal_store() as (store, name):
+            durable, durable_direct, durable_asks = gateway.order_round_trips(max(10, self.sizes.orders // 5), store)
+        paired = "pykka ask {} (paired trials)"
+        to_fill = "signal -> fill answered, loop + guard"
+        direct_name = "PlaceOrder -> answer, guard alone"
+        return [
+            Row(f"order round trip p50 ({to_fill})", loop.p50_ms, "ms", paired.format("p50"), asks.p50_ms),
+            Row(f"order round trip p99 ({to_fill})", loop.p99_ms, "ms", paired.format("p99"), asks.p99_ms),
+            Row(f"order round trip p50 ({direct_name})", direct.p50_ms, "ms", paired.format("p50"), asks.p50_ms),
+            Row(f"order round trip p99 ({direct_name})", direct.p99_ms, "ms", paired.format("p99"), asks.p99_ms),
+            Row(f"order round trip p50, store {name} ({to_fill})", durable.p50_ms, "ms", paired.format("p50"),
+                durable_asks.p50_ms),
+            Row(f"order round trip p99, store {name} ({direct_name})", durable_direct.p99_ms, "ms",
+                paired.format("p99"), durable_asks.p99_ms),
         ]
 
     def restart(self) -> list[Row]:
