@@ -1,16 +1,36 @@
 """tradewarden's actors: concurrency only, thin shells over `runtime`.
 
-Layout: `supervisor` (OTP-style supervision), `address` (stable addresses with a stash),
-`context` (an incarnation's links, revoked when abandoned), `timers` (keyed fixed-rate timers),
-`base` (`SupervisedActor`), the actors `guard`, `loop`, `heartbeat`, `emitter` and `alerts`,
-`messages` (frozen message values), and `system` (`start_trading_system`, `TradingSystem`).
+Layout: `actors.supervision` is the generic OTP layer (supervisor, stable addresses, contexts,
+timers, the `SupervisedActor` base, its messages), with nothing of trading in it. Beside it are
+the trading actors `guard` (the order gateway and the trading state), `loop`, `heartbeat`,
+`emitter` and `alerts`; `messages` (the frozen values they exchange); `system`
+(`start_trading_system`, `TradingSystem`); and `replay` (the data-time replay driver).
+
+Everything a user imports is exported here; the modules stay importable for the rest.
 """
 
 from actors.alerts import AlertActor
-from actors.emitter import EmitterActor, Subscribers
+from actors.emitter import EmitterActor, EventSink, Subscribers, journal_sink, log_sink
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor, HeartbeatStats
-from actors.loop import LoopActor
+from actors.loop import LoopActor, NoGuard
+from actors.messages import (
+    CashFlow,
+    Crash,
+    EquityBatch,
+    EquityReading,
+    GetGuardState,
+    GetMetrics,
+    GuardStatus,
+    Hang,
+    LoopStatus,
+    MarketData,
+    OrderOutcome,
+    PlaceOrder,
+    Resume,
+    RunCycle,
+)
+from actors.replay import PaperFeed, Replay, ReplayResult, replay_bars
 from actors.supervision.address import Address, ChildUnavailable, StashOverflow
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext, IncarnationRevoked
@@ -22,17 +42,36 @@ __all__ = [
     "Address",
     "AlertActor",
     "Backoff",
+    "CashFlow",
     "ChildContext",
     "ChildInfo",
     "ChildSpec",
     "ChildUnavailable",
+    "Crash",
     "EmitterActor",
+    "EquityBatch",
+    "EquityReading",
+    "EventSink",
+    "GetGuardState",
+    "GetMetrics",
     "GuardActor",
+    "GuardStatus",
+    "Hang",
     "HeartbeatActor",
     "HeartbeatStats",
     "IncarnationRevoked",
     "LoopActor",
+    "LoopStatus",
+    "MarketData",
+    "NoGuard",
+    "OrderOutcome",
+    "PaperFeed",
+    "PlaceOrder",
+    "Replay",
+    "ReplayResult",
     "Restart",
+    "Resume",
+    "RunCycle",
     "StashOverflow",
     "Strategy",
     "Subscribers",
@@ -41,5 +80,8 @@ __all__ = [
     "SupervisorHandle",
     "Timers",
     "TradingSystem",
+    "journal_sink",
+    "log_sink",
+    "replay_bars",
     "start_trading_system",
 ]
