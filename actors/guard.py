@@ -14,6 +14,7 @@ from actors.messages import (
     EquityReading,
     GetGuardState,
     GuardStatus,
+    Halt,
     Liquidate,
     OrderOutcome,
     PlaceOrder,
@@ -31,7 +32,7 @@ from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import check_order
 from runtime.risk.guards import Guard, TradingState
 from runtime.risk.liquidation import close_every_position, position_closed_metadata
-from runtime.risk.monitor import Assessment, RiskMonitor
+from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
 from runtime.signals import Signal
 from runtime.store import StateStore
 
@@ -70,10 +71,16 @@ class GuardActor(SupervisedActor):
         loop_id: str = "main",
         metrics: MetricsSink | None = None,
         settle_grace: float = 30.0,
+        equity_stale_after: float = 30.0,
+        equity_stale_state: TradingState = TradingState.REDUCING,
     ) -> None:
         super().__init__(context)
         self._guards = list(guards)
         self._settle_grace = settle_grace
+        self._stale_after = equity_stale_after
+        self._stale_state = TradingState(equity_stale_state)
+        self._last_valid = context.clock.monotonic()
+        self._blind = False
         self._broker = context.guarded(broker)
         self._store = context.guarded(store)
         self._loop_id = loop_id
@@ -99,6 +106,10 @@ class GuardActor(SupervisedActor):
             self._monitor = RiskMonitor.from_record(record, self._guards)
             self._saved = self._save_key()
         self._reconcile()
+        if self._stale_after > 0 and not self.context.clock.virtual:
+            # Blindness is judged on a real clock only: a replay's time moves in steps, and a
+            # weekend between two bars is not an outage.
+            self.timers.start_fixed_rate("equity_watch", max(0.05, self._stale_after / 4))
         state = self._monitor.trading_state
         if state is TradingState.HALTED:
             self.actor_ref.tell(Liquidate("restarted while halted"))
@@ -127,7 +138,9 @@ class GuardActor(SupervisedActor):
                 self.monitor.state(), self.monitor.block_counts, self._bad_readings, self._liquidating is not None
             )
         elif isinstance(message, Resume):
-            return self._resume(message.by)
+            return self._resume(message.by, message.rebaseline)
+        elif isinstance(message, Halt):
+            return self._halt(message.by, message.reason)
         elif isinstance(message, CashFlow):
             self.monitor.record_cash_flow(message.amount)
             self._save()
@@ -141,6 +154,8 @@ class GuardActor(SupervisedActor):
             self._liquidate(self._liquidating, self._retry_attempt)
         elif key == "reconcile":
             self._reconcile()
+        elif key == "equity_watch":
+            self._watch_equity()
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
@@ -149,6 +164,7 @@ class GuardActor(SupervisedActor):
         except (TypeError, ValueError, AttributeError) as exc:
             self._refuse(reading.equity, exc)
             return
+        self._seen_valid()
         if assessment is None and monitor.trading_state is not TradingState.HALTED:
             tracker = monitor.tracker
             if self._save_key() == self._saved:  # nothing to save or act on
@@ -157,11 +173,26 @@ class GuardActor(SupervisedActor):
         self._after([assessment] if assessment is not None else [], reading.positions_open, reading.sent_at)
 
     def _batch(self, batch: EquityBatch) -> None:
+        monitor = self.monitor
         try:
-            assessments = self.monitor.observe_many(batch.equities, batch.at)
-        except (TypeError, ValueError, AttributeError) as exc:
-            self._refuse(batch.equities, exc)
-            return
+            assessments = monitor.observe_many(batch.equities, batch.at)
+        except (TypeError, ValueError, AttributeError):
+            # A bad value among good ones: take them one at a time, exactly as single readings
+            # would be taken, refusing and counting only the bad ones.
+            assessments = []
+            taken = 0
+            for value in _values(batch.equities):
+                try:
+                    found = monitor.observe(value, batch.at)
+                except (TypeError, ValueError, AttributeError) as exc:
+                    self._refuse(value, exc)
+                    continue
+                taken += 1
+                if found is not None:
+                    assessments.append(found)
+            if not taken:
+                return
+        self._seen_valid()
         self._after(assessments, batch.positions_open, None)
 
     def _refuse(self, value: Any, exc: Exception) -> None:
@@ -215,16 +246,71 @@ class GuardActor(SupervisedActor):
             self._alert("Reducing exposure", reason, Severity.WARNING)
         self._publish_state(assessment.previous_state, assessment.state, reason)
 
-    def _resume(self, by: str) -> TradingState:
-        previous = self.monitor.resume()
+    def _resume(self, by: str, rebaseline: bool) -> TradingState | ResumeRefused:
+        try:
+            previous, changed = self.monitor.resume(rebaseline)
+        except ResumeRefused as refused:
+            self.log.warning("resume by {} refused: {}", by, refused)
+            return refused  # answered, not raised: a told Resume must not kill the guard
         self._liquidating = None  # a retry still scheduled must not close positions of the resumed account
         self._retry_attempt = 0
         self.timers.cancel("liquidate")
         self._save()
+        if changed is not None:
+            self._publish(
+                EventType.REBASELINED,
+                {"by": by, "old_peak": changed.old_peak, "new_peak": changed.new_peak,
+                 "old_day_start": changed.old_day_start, "new_day_start": changed.new_day_start},
+            )
+            self._alert(
+                "Peak rebaselined",
+                f"by {by}: peak {changed.old_peak:.2f} -> {changed.new_peak:.2f}, "
+                f"day start {changed.old_day_start:.2f} -> {changed.new_day_start:.2f}",
+                Severity.WARNING,
+            )
         if previous is not TradingState.ACTIVE:
             self._publish_state(previous, TradingState.ACTIVE, f"resumed by {by}")
             self._alert("Trading resumed", f"resumed by {by}", Severity.INFO)
         return previous
+
+    def _halt(self, by: str, reason: str) -> TradingState:
+        # The kill switch: latched like a breach, and everything is closed even if already halted.
+        why = f"halted by {by}: {reason}"
+        previous = self.monitor.halt(why)
+        self._save()
+        self._reaction_started = time.perf_counter()
+        self._liquidate(why, 0)
+        self._alert("Trading halted by hand", why, Severity.CRITICAL)
+        self._publish_state(previous, TradingState.HALTED, why)
+        return previous
+
+    # --- a blind guard ----------------------------------------------------------------------
+
+    def _seen_valid(self) -> None:
+        self._last_valid = self.context.clock.monotonic()
+        if self._blind:
+            self._blind = False
+            self._publish(EventType.EQUITY_RESTORED, {"equity": self.monitor.tracker.latest_equity})
+            self._alert("Equity readings restored", f"equity {self.monitor.tracker.latest_equity:.2f}", Severity.INFO)
+
+    def _watch_equity(self) -> None:
+        silent = self.context.clock.monotonic() - self._last_valid
+        if self._blind or silent < self._stale_after:
+            return
+        self._blind = True
+        reason = f"no valid equity reading for {silent:.1f}s (limit {self._stale_after:g}s)"
+        previous = self.monitor.degrade(self._stale_state, reason)
+        self._save()
+        self._publish(
+            EventType.EQUITY_UNAVAILABLE,
+            {"seconds": silent, "limit_seconds": self._stale_after, "last_equity": self.monitor.tracker.latest_equity,
+             "action": self._stale_state.value},
+        )
+        self._alert("Equity unavailable", f"{reason}; trading {self.monitor.trading_state.value}", Severity.CRITICAL)
+        if self.monitor.trading_state is not previous:
+            self._publish_state(previous, self.monitor.trading_state, reason)
+        if self.monitor.trading_state is TradingState.HALTED:
+            self._liquidate(reason, 0)
 
     # --- the order gateway --------------------------------------------------------------------
 
@@ -409,4 +495,12 @@ def fill_metadata(fill: Fill) -> dict[str, Any]:
         "filled_volume": fill.volume,
         "realised_pnl": fill.realised_pnl,
     }
+
+
+def _values(equities: Any) -> list[Any]:
+    # A batch that is not even a sequence is one bad value.
+    try:
+        return list(equities)
+    except TypeError:
+        return [equities]
 

@@ -28,6 +28,7 @@ __all__ = [
     "EquityBatch",
     "CashFlow",
     "Resume",
+    "Halt",
     "GetGuardState",
     "GuardStatus",
     "Liquidate",
@@ -76,9 +77,24 @@ class CashFlow:
 
 @attrs.frozen
 class Resume:
-    """Lift a latched HALTED (or REDUCING) back to ACTIVE; the peak is kept."""
+    """Lift a latched HALTED (or REDUCING) back to ACTIVE; the peak is kept.
 
-    by: str = "operator"
+    Asked, the guard answers the previous `TradingState`, or a `ResumeRefused` (returned, not
+    raised, so a told Resume can never kill the guard) while the account is still past a hard
+    limit. ``rebaseline`` first sets the peak and the day's start to today's equity.
+    """
+
+    by: str = attrs.field(default="operator", validator=attrs.validators.instance_of(str))
+    rebaseline: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+
+@attrs.frozen
+class Halt:
+    """The kill switch: latch HALTED with who and why, close every position, alert and journal.
+    Asked, the guard answers the previous `TradingState`."""
+
+    by: str = attrs.field(validator=attrs.validators.instance_of(str))
+    reason: str = attrs.field(validator=attrs.validators.instance_of(str))
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ from actors.emitter import EmitterActor, EventSink, Publisher, Subscribers, jour
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
-from actors.messages import GetGuardState, GuardStatus, MarketData, RestartChild, Resume, Subscribe
+from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, RestartChild, Resume, Subscribe
 from actors.supervision.address import Address, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
@@ -39,7 +39,7 @@ from runtime.events import Event, EventType
 from runtime.metrics import MetricsSink
 from runtime.risk.guards import TradingState
 from runtime.risk.liquidation import close_every_position, position_closed_metadata
-from runtime.risk.monitor import RiskMonitor
+from runtime.risk.monitor import ResumeRefused, RiskMonitor
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
 from runtime.store import StateStore
@@ -121,7 +121,14 @@ class TradingSystem:
 
         def guard(ctx: ChildContext) -> pykka.ActorRef[Any]:
             return GuardActor.start(
-                ctx, guards=s.guards(), broker=self.broker, store=self.store, loop_id=loop_id, metrics=self.metrics
+                ctx,
+                guards=s.guards(),
+                broker=self.broker,
+                store=self.store,
+                loop_id=loop_id,
+                metrics=self.metrics,
+                equity_stale_after=s.equity_stale_seconds,
+                equity_stale_state=TradingState(s.equity_stale_action),
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -271,9 +278,19 @@ class TradingSystem:
         """The guard's state, block counts and bad-reading count."""
         return self.guard.ask(GetGuardState(), timeout=timeout)
 
-    def resume(self, by: str = "operator", timeout: float = 5.0) -> TradingState:
-        """Lift a latched HALTED back to ACTIVE; returns the state before."""
-        return self.guard.ask(Resume(by), timeout=timeout)
+    def resume(self, by: str = "operator", *, rebaseline: bool = False, timeout: float = 5.0) -> TradingState:
+        """Lift a latched HALTED back to ACTIVE; returns the state before. Raises `ResumeRefused`
+        (naming the limit and the numbers) while the account is still past a hard limit, unless
+        ``rebaseline`` sets the peak and the day's start to today's equity first."""
+        answer = self.guard.ask(Resume(by, rebaseline), timeout=timeout)
+        if isinstance(answer, ResumeRefused):
+            raise answer
+        return answer
+
+    def halt(self, by: str, reason: str, timeout: float = 5.0) -> TradingState:
+        """The kill switch: latch HALTED with who and why, close every position, alert and
+        journal; returns the state before."""
+        return self.guard.ask(Halt(by, reason), timeout=timeout)
 
     def subscribe(self, subscriber: Any) -> None:
         """Add a subscriber: a callable taking an `Event`, or a pykka ActorRef told each event."""

@@ -31,6 +31,9 @@ class EventType(enum.Enum):
     TRADING_STATE_CHANGED = "trading_state_changed"
     ACTOR_RESTARTED = "actor_restarted"
     STALL_DETECTED = "stall_detected"
+    REBASELINED = "rebaselined"
+    EQUITY_UNAVAILABLE = "equity_unavailable"
+    EQUITY_RESTORED = "equity_restored"
 
 
 def _json_value(path: str, value: Any) -> Any:

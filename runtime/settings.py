@@ -55,6 +55,11 @@ def _optional_text(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
         _text(instance, attribute, value)
 
 
+def _stale_action(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in ("reducing", "halted"):
+        raise ValueError(f"{attribute.name} must be 'reducing' or 'halted', got {value!r}")
+
+
 def _secret_repr(value: str | None) -> str:
     return "None" if value is None else "'***'"
 
@@ -94,6 +99,12 @@ class Settings:
     )
     guard_warn_fraction: float | None = attrs.field(
         default=None, validator=_fraction, metadata=_env("GUARD_WARN_FRACTION", parse="float?")
+    )
+    equity_stale_seconds: float = attrs.field(
+        default=30.0, validator=attrs_non_negative, metadata=_env("EQUITY_STALE_SECONDS", parse="float")
+    )
+    equity_stale_action: str = attrs.field(
+        default="reducing", validator=_stale_action, metadata=_env("EQUITY_STALE_ACTION", parse="str")
     )
     max_restarts: int = attrs.field(default=5, validator=attrs_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
     within_seconds: float = attrs.field(

@@ -15,6 +15,7 @@ from actors.messages import (
     EquityBatch,
     EquityReading,
     GetGuardState,
+    Halt,
     Hang,
     OrderOutcome,
     PlaceOrder,
@@ -33,6 +34,7 @@ from runtime import (
     TradingState,
 )
 from runtime.adapters.system_clock import SystemClock
+from runtime.risk.monitor import ResumeRefused
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -200,7 +202,7 @@ def test_a_breach_while_halted_and_flat_does_not_liquidate_again_but_an_open_pos
 
 def test_resume_returns_to_active_and_keeps_the_peak(tree_factory):
     tree = tree_factory(broker_with_positions("X"))
-    tree.read(12_000, 9_000)
+    tree.read(12_000, 9_000, 10_500)  # halted at 25% down; 12.5% down now, within the limit
     assert tree.status().state.trading_state is TradingState.HALTED
     assert tree.guard.ask(Resume("risk desk")) is TradingState.HALTED
     status = tree.status()
@@ -242,6 +244,100 @@ def test_a_batch_gives_the_same_state_and_breach_as_one_reading_at_a_time(tree_f
     assert a.state.reason.startswith("max drawdown 20.54%")
 
 
+def test_a_batch_with_a_bad_value_takes_the_good_ones_in_order_and_counts_the_bad(tree_factory):
+    one = tree_factory(broker_with_positions("X"))
+    one.read(12_000, 9_000)
+    batched = tree_factory(broker_with_positions("X"))
+    batched.guard.tell(EquityBatch([12_000, float("nan"), 9_000, "lots"], T0))
+    a, b = one.status(), batched.status()
+    assert b.state.trading_state is TradingState.HALTED and a.state == b.state
+    assert (a.bad_readings, b.bad_readings) == (0, 2)
+    assert batched.metrics.counters["bad_readings_total"] == 2
+
+
+def test_resume_past_a_limit_is_refused_with_the_numbers_and_changes_nothing(tree_factory):
+    tree = tree_factory(broker_with_positions("X"))
+    tree.read(12_000, 9_000)
+    refused = tree.guard.ask(Resume("risk desk"), timeout=WAIT)
+    assert isinstance(refused, ResumeRefused)
+    assert str(refused) == (
+        "resume refused: max drawdown 25.00% >= limit 20.00% (peak 12000.00, equity 9000.00); resume with a "
+        "rebaseline to measure from equity 9000.00 (the peak and the day's start set to it)"
+    )
+    assert tree.status().state.trading_state is TradingState.HALTED
+    assert tree.place().refusal == "trading halted"
+
+
+def test_a_rebaseline_resume_is_journaled_and_alerted_with_who_and_the_old_and_new_peak(tree_factory):
+    tree = tree_factory(broker_with_positions("X"), settings=Settings(min_equity=0))
+    tree.read(12_000, 9_000)
+    assert tree.guard.ask(Resume("risk desk", rebaseline=True), timeout=WAIT) is TradingState.HALTED
+    status = tree.status().state
+    assert (status.trading_state, status.peak_equity, status.entry_equity) == (TradingState.ACTIVE, 9_000, 9_000)
+    [event] = tree.events.wait_count(EventType.REBASELINED, 1)
+    assert event.metadata == {
+        "by": "risk desk", "old_peak": 12_000.0, "new_peak": 9_000.0, "old_day_start": 12_000.0, "new_day_start": 9_000.0,
+    }
+    tree.journal.wait_for(lambda es: any(a.title == "Peak rebaselined" for a in tree.alerts()))
+    [alert] = [a for a in tree.alerts() if a.title == "Peak rebaselined"]
+    assert alert.text == "by risk desk: peak 12000.00 -> 9000.00, day start 12000.00 -> 9000.00"
+
+
+def test_the_kill_switch_latches_halted_with_who_and_why_and_closes_everything(tree_factory):
+    broker = broker_with_positions("EURUSD", "GBPUSD")
+    tree = tree_factory(broker)
+    assert tree.guard.ask(Halt("alice", "news at 14:30"), timeout=WAIT) is TradingState.ACTIVE
+    assert broker.open_positions() == []
+    status = tree.status().state
+    assert (status.trading_state, status.reason) == (TradingState.HALTED, "halted by alice: news at 14:30")
+    closed = tree.events.wait_count(EventType.POSITION_CLOSED, 2)
+    assert {e.metadata["reason"] for e in closed} == {"halted by alice: news at 14:30"}
+    tree.events.wait_for(lambda es: tree.state_changes() == [("active", "halted")])
+    tree.journal.wait_for(lambda es: any(a.title == "Trading halted by hand" for a in tree.alerts()))
+    assert tree.place().refusal == "trading halted"
+    assert tree.status().block_counts["drawdown_block_total"] == 0  # no guard fired
+
+
+class BlindBroker(PaperBroker):
+    """A paper account whose equity cannot be read while ``blind`` is set (a lost connection)."""
+
+    blind = False
+
+    def account_equity(self) -> float:
+        if self.blind:
+            raise BrokerError("connection to trade server lost")
+        return super().account_equity()
+
+
+def test_a_guard_without_valid_readings_goes_reducing_alerts_and_recovers_when_they_return(tree_factory):
+    broker = BlindBroker(10_000)
+    broker.update_price("X", 100.0)
+    broker.submit_order(Order("X", "buy", 10))
+    tree = tree_factory(broker, equity_stale_after=0.2, store=MemoryStore())
+    tree.read(10_000)
+    broker.blind = True
+    [blind] = tree.events.wait_count(EventType.EQUITY_UNAVAILABLE, 1)
+    assert blind.metadata["limit_seconds"] == 0.2 and blind.metadata["action"] == "reducing"
+    assert blind.metadata["seconds"] >= 0.2 and blind.metadata["last_equity"] == 10_000
+    assert tree.status().state.trading_state is TradingState.REDUCING
+    assert tree.place("X", "buy", 1).refusal == "reducing: only orders that reduce exposure are allowed"
+    tree.journal.wait_for(lambda es: any(a.title == "Equity unavailable" and a.critical for a in tree.alerts()))
+    tree.read(float("nan"))  # a bad reading is not a reading: still blind
+    assert tree.status().state.trading_state is TradingState.REDUCING
+    broker.blind = False
+    tree.read(10_000)
+    tree.events.wait_count(EventType.EQUITY_RESTORED, 1)
+    assert tree.status().state.trading_state is TradingState.ACTIVE
+
+
+def test_a_blind_guard_set_to_halt_closes_every_position(tree_factory):
+    broker = broker_with_positions("X")
+    tree = tree_factory(broker, equity_stale_after=0.2, equity_stale_state=TradingState.HALTED)
+    tree.events.wait_count(EventType.EQUITY_UNAVAILABLE, 1)
+    tree.events.wait_count(EventType.POSITION_CLOSED, 1)
+    assert broker.open_positions() == [] and tree.status().state.trading_state is TradingState.HALTED
+
+
 def test_a_new_guard_starts_from_the_brokers_equity_and_saves_it_before_answering(tree_factory):
     broker = PaperBroker(25_000)
     store = MemoryStore()
@@ -281,7 +377,8 @@ def test_resume_cancels_a_liquidation_still_retrying(tree_factory):
     tree = tree_factory(broker)
     tree.read(10_000, 7_000)
     assert tree.status().liquidating is True
-    tree.guard.ask(Resume("risk desk"))
+    tree.read(9_000)  # back within the limit, positions still open
+    assert tree.guard.ask(Resume("risk desk")) is TradingState.HALTED
     status = tree.status()
     assert status.liquidating is False and status.state.trading_state is TradingState.ACTIVE
 

@@ -28,6 +28,7 @@ from runtime import (
     RiskMonitor,
     TradingState,
 )
+from runtime.risk.monitor import Rebaseline, ResumeRefused
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -106,20 +107,65 @@ def test_a_breach_latches_halted_until_resume_even_when_equity_recovers():
     again = monitor.observe(700.0, at(2))
     assert again is not None and again.breaches and not again.newly_halted
     assert monitor.block_counts == {"drawdown_block_total": 1}
-    assert monitor.resume() is TradingState.HALTED
+    monitor.observe(900.0, at(3))  # back within the limit
+    assert monitor.resume() == (TradingState.HALTED, None)
     assert monitor.trading_state is TradingState.ACTIVE
     assert monitor.tracker.peak_equity == 1000.0  # resume keeps the peak
 
 
-def test_after_resume_a_breach_that_still_holds_halts_and_counts_again():
+def test_resume_while_still_past_a_limit_is_refused_naming_the_limit_and_the_numbers():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(700.0, at(0))
+    before = monitor.record()
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: max drawdown 30.00% >= limit 20.00% (peak 1000.00, equity 700.00); resume with a "
+        "rebaseline to measure from equity 700.00 (the peak and the day's start set to it)"
+    )
+    assert monitor.record() == before and monitor.trading_state is TradingState.HALTED
+
+
+def test_a_rebaseline_resumes_with_the_peak_and_the_days_start_at_todays_equity():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), DailyLossGuard(5.0)])
+    monitor.observe(1200.0, at(0))
+    monitor.observe(700.0, at(1))
+    previous, changed = monitor.resume(rebaseline=True)
+    assert previous is TradingState.HALTED and monitor.trading_state is TradingState.ACTIVE
+    assert changed == Rebaseline(old_peak=1200.0, new_peak=700.0, old_day_start=1200.0, new_day_start=700.0)
+    assert (monitor.tracker.peak_equity, monitor.tracker.start_equity, monitor.tracker.drawdown) == (700.0, 700.0, 0.0)
+    assert monitor.tracker.max_drawdown == pytest.approx(500 / 1200)  # history is kept
+    assert monitor.observe(690.0, at(2)) is None  # measured from 700 now: 1.4% is within both limits
+
+
+def test_a_minimum_equity_breach_cannot_be_rebaselined_away():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(900.0)])
+    monitor.observe(700.0, at(0))
+    with pytest.raises(ResumeRefused, match=r"^resume refused, even with a rebaseline: equity 700\.00 < minimum 900\.00$"):
+        monitor.resume(rebaseline=True)
+    assert monitor.trading_state is TradingState.HALTED and monitor.tracker.peak_equity == 1000.0
+
+
+def test_after_resume_a_breach_that_returns_halts_and_counts_again():
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(900.0)])
     monitor.observe(700.0, at(0))
     assert monitor.block_counts == {"drawdown_block_total": 1, "min_equity_block_total": 1}
+    monitor.observe(950.0, at(1))
     monitor.resume()
-    assessment = monitor.observe(700.0, at(1))
+    assessment = monitor.observe(700.0, at(2))
     assert assessment is not None and assessment.newly_halted
     assert monitor.block_counts == {"drawdown_block_total": 2, "min_equity_block_total": 2}
     assert "max drawdown" in monitor.state().reason and "minimum 900.00" in monitor.state().reason
+
+
+def test_degrade_reduces_or_halts_but_never_lifts_a_halt():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    assert monitor.degrade(TradingState.REDUCING, "equity unavailable") is TradingState.ACTIVE
+    assert (monitor.trading_state, monitor.state().reason) == (TradingState.REDUCING, "equity unavailable")
+    assert monitor.observe(1000.0, at(0)).state is TradingState.ACTIVE  # lifted by a reading within limits
+    monitor.degrade(TradingState.HALTED, "equity unavailable")
+    assert monitor.degrade(TradingState.REDUCING, "again") is TradingState.HALTED
+    assert monitor.trading_state is TradingState.HALTED
 
 
 def test_a_warning_reduces_and_clearing_it_returns_to_active():

@@ -29,6 +29,7 @@ from strategies import (
 
 from runtime import DailyLossGuard, Level, MaxDrawdownGuard, MinEquityGuard, RiskMonitor, TradingState
 from runtime.risk.guards import LIMIT_TOLERANCE
+from runtime.risk.monitor import ResumeRefused
 
 CLOSE = {"rel_tol": 1e-9, "abs_tol": 1e-9}
 
@@ -207,11 +208,33 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         self.since_flow = []
         assert near(self.monitor.tracker.drawdown, drawdown)
 
-    @rule()
-    def resume(self):
-        previous = self.monitor.resume()
+    @rule(rebaseline=st.booleans())
+    def resume(self, rebaseline):
+        # Refused while the latest equity is past a hard limit, judged by the model's own rules
+        # on the numbers the monitor decides with (after a rebaseline: all at the latest equity).
+        peak, start, day_start = self._bases()
+        latest = self.monitor.tracker.latest_equity
+        if rebaseline:
+            peak = start = day_start = latest
+        breaching = (rebaseline and latest <= 0) or any(
+            expected_level(g, latest, peak, start, day_start) is Level.BREACH for g in self.guards
+        )
+        before = self.monitor.record()
+        try:
+            previous, changed = self.monitor.resume(rebaseline)
+        except ResumeRefused as exc:
+            assert breaching, f"refused although no limit is breached: {exc}"
+            assert self.monitor.record() == before
+            return
+        assert not breaching
         assert previous is self.state
         self.state = TradingState.ACTIVE
+        if rebaseline:
+            assert changed is not None and changed.new_peak == changed.new_day_start == latest
+            self.peak = self.start = self.day_start = self.latest = latest
+            self.since_flow = [latest]
+        else:
+            assert changed is None
 
     @rule()
     def fail_safe_halt(self):

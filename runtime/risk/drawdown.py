@@ -70,6 +70,14 @@ class DrawdownTracker:
         tracker._max_drawdown = snapshot.max_drawdown
         return tracker
 
+    def rebaseline(self) -> None:
+        """Start afresh at the latest equity: the start and the peak become it, so today's
+        drawdown is 0. The worst drawdown seen is history and is kept. Refused (``ValueError``)
+        while equity is zero or negative."""
+        if self._latest <= 0:
+            raise ValueError(f"cannot rebaseline while equity is {self._latest!r} (must be > 0)")
+        self._start = self._peak = self._latest
+
     def snapshot(self) -> DrawdownSnapshot:
         """The tracker's whole state as a frozen value."""
         return DrawdownSnapshot(self._start, self._peak, self._latest, self._max_drawdown)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
+from runtime.errors import TradewardenError
 from runtime.risk.drawdown import DrawdownSnapshot, DrawdownTracker
 from runtime.risk.guards import (
     DailyLossGuard,
@@ -20,7 +21,7 @@ from runtime.risk.guards import (
 )
 from runtime.validation import finite_number
 
-__all__ = ["Assessment", "GuardRecord", "RiskMonitor"]
+__all__ = ["Assessment", "GuardRecord", "Rebaseline", "ResumeRefused", "RiskMonitor"]
 
 _UTC = ZoneInfo("UTC")
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -63,6 +64,21 @@ class GuardRecord:
     day_start_equity: float | None
     last_check_time: datetime | None
     block_counts: tuple[tuple[str, int], ...] = ()
+
+
+class ResumeRefused(TradewardenError, RuntimeError):
+    """A resume was refused because the account is still past a hard limit; the message names
+    the limit and the numbers, and how to resume anyway (rebaseline) where that can help."""
+
+
+@attrs.frozen
+class Rebaseline:
+    """What a rebaselining resume changed: the peak and the day's start, before and after."""
+
+    old_peak: float
+    new_peak: float
+    old_day_start: float
+    new_day_start: float
 
 
 def _clear_line_of(guard: Guard, key: tuple[float, float]) -> tuple[float, float]:
@@ -216,11 +232,65 @@ class RiskMonitor:
             self._reason = "; ".join(v.reason for v in warnings) or None
         return Assessment(breaches, warnings, previous, self._state, equity, at)
 
-    def resume(self) -> TradingState:
-        """Lift a HALTED or REDUCING state back to ACTIVE; the peak is kept. Returns the old state."""
+    def resume(self, rebaseline: bool = False) -> tuple[TradingState, Rebaseline | None]:
+        """Lift a HALTED or REDUCING state back to ACTIVE; returns the old state, and what a
+        rebaseline changed (None without one).
+
+        While the latest equity is still past a hard limit, resuming would only halt again at the
+        next reading (after an order has gone out), so it is refused with `ResumeRefused` naming
+        the limit and the numbers, and nothing changes. ``rebaseline=True`` first sets the start,
+        the peak and the day's start to the latest equity (the drawdown limits then measure from
+        there); a limit that still breaches (a minimum equity) refuses even so.
+        """
+        changed = None
+        if rebaseline:
+            tracker = self._tracker
+            if tracker.latest_equity <= 0:
+                raise ResumeRefused(f"resume refused: cannot rebaseline at equity {tracker.latest_equity:.2f} (must be > 0)")
+            old_peak, old_day_start = tracker.peak_equity, self._day_start
+            breaches = self._breaches_now()
+            if breaches:
+                after = DrawdownTracker.restore(tracker.snapshot())
+                after.rebaseline()
+                still = self._breaches_now(after.latest_equity, after.peak_equity, after.start_equity, after.latest_equity)
+                if still:
+                    raise ResumeRefused(f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in still)}")
+            tracker.rebaseline()
+            self._day_start = tracker.latest_equity
+            changed = Rebaseline(old_peak, tracker.peak_equity, old_day_start, self._day_start)
+        else:
+            breaches = self._breaches_now()
+            if breaches:
+                reasons = "; ".join(v.reason for v in breaches)
+                raise ResumeRefused(
+                    f"resume refused: {reasons}; resume with a rebaseline to measure from equity "
+                    f"{self._tracker.latest_equity:.2f} (the peak and the day's start set to it)"
+                )
         previous = self._state
         self._state = TradingState.ACTIVE
         self._reason = None
+        return previous, changed
+
+    def _breaches_now(
+        self, equity: float | None = None, peak: float | None = None, start: float | None = None, day_start: float | None = None
+    ) -> list[Verdict]:
+        tracker = self._tracker
+        args = (
+            tracker.latest_equity if equity is None else equity,
+            tracker.peak_equity if peak is None else peak,
+            tracker.start_equity if start is None else start,
+            self._day_start if day_start is None else day_start,
+        )
+        return [v for v in (g.verdict(*args) for g in self._guards) if v is not None and v.level is Level.BREACH]
+
+    def degrade(self, state: TradingState, reason: str) -> TradingState:
+        """Move to ``state`` (REDUCING or HALTED) for a reason outside the guards, such as an
+        equity that cannot be read; never to a lesser state than the current one. A REDUCING set
+        this way lifts at the next reading within limits, as a warning's does. Returns the old state."""
+        previous = self._state
+        if state is TradingState.HALTED or previous is TradingState.ACTIVE:
+            self._state = state
+            self._reason = reason
         return previous
 
     def halt(self, reason: str) -> TradingState:
