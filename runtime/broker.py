@@ -8,12 +8,13 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from runtime.errors import TradewardenError
 from runtime.validation import attrs_finite, attrs_positive
 
 __all__ = ["Side", "Order", "Position", "Fill", "Broker", "BrokerError"]
 
 
-class BrokerError(RuntimeError):
+class BrokerError(TradewardenError, RuntimeError):
     """A broker refused or failed an operation; the message says which and why."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from runtime.errors import TradewardenError
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.validation import (
     attrs_non_negative,
@@ -27,7 +28,7 @@ from runtime.validation import (
 __all__ = ["Settings", "SettingsError"]
 
 
-class SettingsError(ValueError):
+class SettingsError(TradewardenError, ValueError):
     """A setting had a bad value; the message names where it came from, the value, and what fits."""
 
 

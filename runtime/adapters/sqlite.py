@@ -24,6 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime.errors import TradewardenError
 from runtime.events import Event
 from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.guards import TradingState
@@ -66,7 +67,7 @@ CREATE INDEX events_by_loop ON events (loop_id, seq);
 """
 
 
-class StoreError(RuntimeError):
+class StoreError(TradewardenError, RuntimeError):
     """The state file cannot be used or an operation on it failed; the message names the path."""
 
 

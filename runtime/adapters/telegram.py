@@ -40,6 +40,7 @@ import httpx
 from loguru import logger
 
 from runtime.alerts import Alert, AlertSink, LogAlerts
+from runtime.errors import TradewardenError
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -60,7 +61,7 @@ DEFAULT_BASE_URL = "https://api.telegram.org"
 MAX_MESSAGE_LENGTH = 4096  # the Bot API refuses longer texts with a 400 that no retry can fix
 
 
-class AlertDeliveryError(RuntimeError):
+class AlertDeliveryError(TradewardenError, RuntimeError):
     """An alert was not delivered: the message names the alert, the attempts and the last
     error, and never contains the bot token."""
 

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from runtime.errors import TradewardenError
 from runtime.validation import finite_number
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-class PriceDataError(ValueError):
+class PriceDataError(TradewardenError, ValueError):
     """Price data could not be used; the message names the file, the line and the bad value."""
 
 
