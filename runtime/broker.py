@@ -9,9 +9,9 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from runtime.errors import TradewardenError
-from runtime.validation import attrs_finite, attrs_positive
+from runtime.validation import attrs_finite, attrs_positive, attrs_text, member
 
-__all__ = ["Side", "Order", "Position", "Fill", "Broker", "BrokerError"]
+__all__ = ["Side", "to_side", "Order", "Position", "Fill", "Broker", "BrokerError"]
 
 
 class BrokerError(TradewardenError, RuntimeError):
@@ -35,17 +35,18 @@ class Side(enum.Enum):
         return 1 if self is Side.BUY else -1
 
 
-def _symbol(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+def to_side(value: object) -> Side:
+    """The side ``value`` is or names (``"buy"``, ``"sell"``): ``TypeError`` for a value that is not a
+    Side or a string, ``ValueError`` for another string, both naming ``side``."""
+    return member("side", Side, value)
 
 
 @attrs.frozen
 class Order:
     """A market order: buy or sell ``volume`` units of ``symbol``."""
 
-    symbol: str = attrs.field(validator=_symbol)
-    side: Side = attrs.field(converter=Side)
+    symbol: str = attrs.field(validator=attrs_text)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     client_id: str | None = None
 
@@ -55,8 +56,8 @@ class Position:
     """An open position as the broker reports it; ``position_id`` is the broker's ticket."""
 
     position_id: str
-    symbol: str = attrs.field(validator=_symbol)
-    side: Side = attrs.field(converter=Side)
+    symbol: str = attrs.field(validator=attrs_text)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     entry_price: float = attrs.field(validator=attrs_finite)
     unrealised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
@@ -68,7 +69,7 @@ class Fill:
 
     position_id: str
     symbol: str
-    side: Side = attrs.field(converter=Side)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     price: float = attrs.field(validator=attrs_finite)
     time: datetime

@@ -9,9 +9,9 @@ from typing import Protocol
 
 import attrs
 
-from runtime.broker import Order, Side
+from runtime.broker import Order, Side, to_side
 from runtime.risk.guards import TradingState
-from runtime.validation import attrs_positive
+from runtime.validation import attrs_positive, attrs_text
 
 __all__ = ["Signal", "SignalSource", "ApprovalPolicy", "AutoApprove", "ListSignalSource"]
 
@@ -20,8 +20,8 @@ __all__ = ["Signal", "SignalSource", "ApprovalPolicy", "AutoApprove", "ListSigna
 class Signal:
     """A trade idea: buy or sell ``volume`` of ``symbol``, with why and when."""
 
-    symbol: str
-    side: Side = attrs.field(converter=Side)
+    symbol: str = attrs.field(validator=attrs_text)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     at: datetime | None = None
     reason: str = ""

@@ -127,7 +127,7 @@ def market_order_request(
     """The ``order_send`` request for a market `Order`: a deal at the current ask or bid,
     accepting ``deviation`` points of slippage."""
     if not isinstance(order, Order):
-        raise BrokerError(f"order must be an Order, got {order!r}")
+        raise TypeError(f"order must be an Order, got {order!r} ({type(order).__name__})")
     return _deal(order.symbol, float(order.volume), order.side, tick, deviation, magic, filling, comment)
 
 

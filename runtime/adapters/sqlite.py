@@ -326,6 +326,8 @@ class SqliteStore:
 
 
 def _loop_id(value: Any) -> str:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        raise TypeError(f"loop_id must be a non-empty string, got {value!r} ({type(value).__name__})")
+    if not value:
         raise ValueError(f"loop_id must be a non-empty string, got {value!r}")
     return value
