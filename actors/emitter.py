@@ -17,6 +17,7 @@ from actors.supervision.context import ChildContext
 from runtime.clock import Clock
 from runtime.events import Event, EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+from runtime.payloads import Payload
 from runtime.store import StateStore
 
 __all__ = ["EmitterActor", "Publisher", "Subscribers", "log_sink", "journal_sink", "EventSink"]
@@ -52,15 +53,15 @@ class Publisher:
         self._loop_id = loop_id
         self._clock = clock
 
-    def __call__(self, event_type: EventType, metadata: dict[str, Any] | None = None) -> None:
-        """Publish one event of ``event_type`` with ``metadata``."""
+    def __call__(self, payload: Payload) -> None:
+        """Publish one event carrying ``payload``."""
         if self._emitter is not None:
-            self.send(self.make(event_type, metadata))
+            self.send(self.make(payload))
 
-    def make(self, event_type: EventType, metadata: dict[str, Any] | None = None) -> Event:
-        """The event that publishing would send, stamped now but not sent: for an event that must
-        be journaled first (an order, before the broker sees it)."""
-        return Event(event_type, self._loop_id, metadata or {}, self._clock.now())
+    def make(self, payload: Payload) -> Event:
+        """The event that publishing ``payload`` would send, stamped now but not sent: for an
+        event that must be journaled first (an order, before the broker sees it)."""
+        return payload.event(self._loop_id, self._clock.now())
 
     def send(self, event: Event) -> None:
         """Publish an event made by `make` (the journal keeps it once, however often it is sent)."""

@@ -26,17 +26,26 @@ from actors.supervision.context import ChildContext
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
 from runtime.broker import Broker, Fill, Order
-from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+from runtime.payloads import (
+    EquityRestored,
+    EquityUnavailable,
+    GuardTriggered,
+    OrderSubmitted,
+    PositionClosed,
+    Rebaselined,
+    TradeExecuted,
+    TradeFailed,
+    TradingStateChanged,
+)
 from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import check_order
 from runtime.risk.guards import Guard, TradingState
-from runtime.risk.liquidation import close_every_position, position_closed_metadata
+from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
-from runtime.signals import Signal
 from runtime.store import StateStore
 
-__all__ = ["GuardActor", "order_metadata"]
+__all__ = ["GuardActor"]
 
 _LIQUIDATION_RETRIES = Backoff(0.05, 5.0, random_factor=0.0)
 _RECONCILE_EVERY = 1.0  # seconds between looks at an order the broker does not know yet
@@ -227,16 +236,11 @@ class GuardActor(SupervisedActor):
         self._alert(f"Trading halted: {', '.join(v.guard for v in assessment.breaches)}", reason, Severity.CRITICAL)
         for verdict in assessment.breaches:
             self._metrics.incr(verdict.block_counter)
+            tracker = self.monitor.tracker
             self._publish(
-                EventType.GUARD_TRIGGERED,
-                {
-                    "guard": verdict.guard,
-                    "reason": verdict.reason,
-                    "equity": assessment.equity,
-                    "peak_equity": self.monitor.tracker.peak_equity,
-                    "drawdown": self.monitor.tracker.drawdown,
-                    "at": assessment.at.isoformat(),
-                },
+                GuardTriggered(
+                    verdict.guard, verdict.reason, assessment.equity, tracker.peak_equity, tracker.drawdown, assessment.at
+                )
             )
         self._publish_state(assessment.previous_state, TradingState.HALTED, reason)
 
@@ -258,9 +262,7 @@ class GuardActor(SupervisedActor):
         self._save()
         if changed is not None:
             self._publish(
-                EventType.REBASELINED,
-                {"by": by, "old_peak": changed.old_peak, "new_peak": changed.new_peak,
-                 "old_day_start": changed.old_day_start, "new_day_start": changed.new_day_start},
+                Rebaselined(by, changed.old_peak, changed.new_peak, changed.old_day_start, changed.new_day_start)
             )
             self._alert(
                 "Peak rebaselined",
@@ -290,7 +292,7 @@ class GuardActor(SupervisedActor):
         self._last_valid = self.context.clock.monotonic()
         if self._blind:
             self._blind = False
-            self._publish(EventType.EQUITY_RESTORED, {"equity": self.monitor.tracker.latest_equity})
+            self._publish(EquityRestored(self.monitor.tracker.latest_equity))
             self._alert("Equity readings restored", f"equity {self.monitor.tracker.latest_equity:.2f}", Severity.INFO)
 
     def _watch_equity(self) -> None:
@@ -301,11 +303,7 @@ class GuardActor(SupervisedActor):
         reason = f"no valid equity reading for {silent:.1f}s (limit {self._stale_after:g}s)"
         previous = self.monitor.degrade(self._stale_state, reason)
         self._save()
-        self._publish(
-            EventType.EQUITY_UNAVAILABLE,
-            {"seconds": silent, "limit_seconds": self._stale_after, "last_equity": self.monitor.tracker.latest_equity,
-             "action": self._stale_state.value},
-        )
+        self._publish(EquityUnavailable(silent, self._stale_after, self.monitor.tracker.latest_equity, self._stale_state))
         self._alert("Equity unavailable", f"{reason}; trading {self.monitor.trading_state.value}", Severity.CRITICAL)
         if self.monitor.trading_state is not previous:
             self._publish_state(previous, self.monitor.trading_state, reason)
@@ -315,29 +313,28 @@ class GuardActor(SupervisedActor):
     # --- the order gateway --------------------------------------------------------------------
 
     def _place(self, request: PlaceOrder) -> OrderOutcome:
-        order = request.order
-        described = order_metadata(order, request.signal)
+        order, signal = request.order, request.signal
         refusal = check_order(order, self.monitor.trading_state, self._positions_if_reducing())
-        submitted = None
         if refusal is None:
-            submitted = self._publish.make(EventType.ORDER_SUBMITTED, described)
+            submitted = OrderSubmitted.of(order, signal)
+            event = self._publish.make(submitted)
             try:
-                self._store.open_order(submitted)  # durable before the broker sees the order
+                self._store.open_order(event)  # durable before the broker sees the order
             except Exception as exc:
                 self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
                 refusal = f"order not journaled, so not sent: {exc!r}"
-        if submitted is None or refusal is not None:
-            self._publish(EventType.TRADE_FAILED, {**described, "rejected": True, "error": refusal})
+        if refusal is not None:
+            self._publish(TradeFailed.of(order, signal, rejected=True, error=refusal))
             return self._outcome(order, request.at, refusal=refusal)
-        self._publish.send(submitted)
+        self._publish.send(event)
         try:
             fill = self._broker.submit_order(order)
         except Exception as exc:
             self.context.mark_progress()
-            self._settle(order.client_id, EventType.TRADE_FAILED, {**described, "rejected": False, "error": repr(exc)})
+            self._settle(order.client_id, TradeFailed.of(order, signal, rejected=False, error=repr(exc)))
             return self._outcome(order, request.at, error=repr(exc))
         self.context.mark_progress()
-        self._settle(order.client_id, EventType.TRADE_EXECUTED, {**described, **fill_metadata(fill)})
+        self._settle(order.client_id, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
 
     def _positions_if_reducing(self) -> list | None:
@@ -350,8 +347,8 @@ class GuardActor(SupervisedActor):
             self.log.error("open positions not read for an order while reducing: {!r}", exc)
             return None
 
-    def _settle(self, client_id: str, event_type: EventType, metadata: dict[str, Any]) -> None:
-        outcome = self._publish.make(event_type, metadata)
+    def _settle(self, client_id: str, payload: TradeExecuted | TradeFailed) -> None:
+        outcome = self._publish.make(payload)
         try:
             self._store.settle_order(self._loop_id, client_id, outcome)
         except Exception as exc:
@@ -386,16 +383,16 @@ class GuardActor(SupervisedActor):
         now = self.context.clock.now()
         wait: float | None = None
         for submitted in self._store.unsettled_orders(self._loop_id):
-            client_id = submitted.metadata["client_order_id"]
+            order = OrderSubmitted.from_event(submitted)
+            client_id = order.client_order_id
             try:
                 fill = self._broker.find_fill(client_id)
             except Exception as exc:
                 self.log.critical("order {} could not be looked up at the broker: {!r}", client_id, exc)
                 self._alert("Order outcome unknown", f"order {client_id}: {exc!r}; looked up again at the next start", Severity.CRITICAL)
                 continue
-            base = {**submitted.metadata, "reconciled": True}
             if fill is not None:
-                self._settle(client_id, EventType.TRADE_EXECUTED, {**base, **fill_metadata(fill)})
+                self._settle(client_id, TradeExecuted.of(order, fill, reconciled=True))
                 self.log.warning("order {} reconciled with the broker: filled", client_id)
                 continue
             left = self._settle_grace - (now - submitted.timestamp).total_seconds()
@@ -403,7 +400,8 @@ class GuardActor(SupervisedActor):
                 wait = min(left, _RECONCILE_EVERY, wait if wait is not None else left)
                 continue
             error = f"not executed: the broker has no fill for this client id {self._settle_grace:g}s after it was sent"
-            self._settle(client_id, EventType.TRADE_FAILED, {**base, "rejected": False, "error": error})
+            failed = TradeFailed(**order.order_fields(), rejected=False, error=error, client_order_id=client_id, reconciled=True)
+            self._settle(client_id, failed)
             self.log.warning("order {} reconciled with the broker: not executed", client_id)
         if wait is not None:
             self.timers.start_single("reconcile", wait)
@@ -419,7 +417,7 @@ class GuardActor(SupervisedActor):
             self._retry(reason, attempt, f"listing positions failed: {exc!r}")
             return
         for position, fill in closed:
-            self._publish(EventType.POSITION_CLOSED, position_closed_metadata(position, fill, reason, attempt))
+            self._publish(PositionClosed.of(position, fill, reason, attempt))
         if failed:
             self._retry(reason, attempt, "; ".join(failed))
             return
@@ -471,30 +469,7 @@ class GuardActor(SupervisedActor):
             self.log.error("alert {!r} not queued: {!r}", title, exc)
 
     def _publish_state(self, previous: TradingState, state: TradingState, reason: str) -> None:
-        self._publish(EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": state.value, "reason": reason})
-
-
-def order_metadata(order: Order, signal: Signal | None) -> dict[str, Any]:
-    """What every event of an order says of it: its client id and, when it came from a signal,
-    the signal's id and reason (its symbol, side and volume are the order's)."""
-    return {
-        "client_order_id": order.client_id,
-        "signal_id": signal.signal_id if signal is not None else None,
-        "symbol": order.symbol,
-        "side": order.side.value,
-        "volume": order.volume,
-        "reason": signal.reason if signal is not None else "",
-    }
-
-
-def fill_metadata(fill: Fill) -> dict[str, Any]:
-    """A fill's part of TRADE_EXECUTED."""
-    return {
-        "position_id": fill.position_id,
-        "price": fill.price,
-        "filled_volume": fill.volume,
-        "realised_pnl": fill.realised_pnl,
-    }
+        self._publish(TradingStateChanged(previous, state, reason))
 
 
 def _values(equities: Any) -> list[Any]:

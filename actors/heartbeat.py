@@ -16,9 +16,9 @@ from actors.supervision.address import Address
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.alerts import Alert, Severity
-from runtime.events import EventType
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+from runtime.payloads import Heartbeat, StallDetected
 
 __all__ = ["HeartbeatActor", "HeartbeatStats", "GetHeartbeatStats", "MetricsProvider"]
 
@@ -120,7 +120,7 @@ class HeartbeatActor(SupervisedActor):
         self._beats += 1
         self._last = metrics
         self._metrics.incr(MetricNames.HEARTBEAT_TOTAL)
-        self._publish(EventType.HEARTBEAT, {**metrics.as_dict(), "beat": self._beats})
+        self._publish(Heartbeat.of(metrics, self._beats))
         if isinstance(self._provider, Address):
             reference = self._watch_from if last_cycle_at is None else max(last_cycle_at, self._watch_from)
             idle = now - reference
@@ -146,7 +146,7 @@ class HeartbeatActor(SupervisedActor):
     def _stall(self, reason: str, now: float, answering: bool) -> None:
         self._stalls += 1
         self.log.error("loop stalled: {}", reason)
-        self._publish(EventType.STALL_DETECTED, {"reason": reason, "stalls": self._stalls})
+        self._publish(StallDetected(reason, self._stalls))
         if self._alerts is not None:
             try:
                 self._alerts.tell(SendAlert(Alert("Trading loop stalled", reason, Severity.CRITICAL, key="stall")))

@@ -13,9 +13,9 @@ from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.broker import Broker
 from runtime.errors import TradewardenError
-from runtime.events import EventType
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+from runtime.payloads import LoopStarted, LoopStopped, SignalApproved, SignalReceived, TradeFailed
 from runtime.signals import ApprovalPolicy, AutoApprove, Signal, SignalSource
 from runtime.store import LoopTotals, StateStore
 
@@ -99,7 +99,8 @@ class LoopActor(SupervisedActor):
     def prepare(self) -> None:
         """Reload lifetime totals; start the cycle timer."""
         self._totals = self._store.load_loop_totals(self._loop_id) or LoopTotals()
-        self._publish(EventType.LOOP_STARTED, {"incarnation": self.context.incarnation, **self._totals_dict()})
+        totals = self._totals
+        self._publish(LoopStarted(self.context.incarnation, totals.total_signals_lifetime, totals.total_trades_lifetime))
         if self._interval is not None:
             self.timers.start_fixed_rate("cycle", self._interval)
         self._started = True
@@ -109,9 +110,15 @@ class LoopActor(SupervisedActor):
         if self.context.revoked.is_set() or not self._started:
             return  # an abandoned loop's successor owns the totals; a loop that never started has none
         self._store.save_loop_totals(self._loop_id, self._totals)
+        totals = self._totals
         self._publish(
-            EventType.LOOP_STOPPED,
-            {"incarnation": self.context.incarnation, "how": self.exit_kind, "cause": self.exit_cause, **self._totals_dict()},
+            LoopStopped(
+                self.context.incarnation,
+                str(self.exit_kind),
+                self.exit_cause,
+                totals.total_signals_lifetime,
+                totals.total_trades_lifetime,
+            )
         )
 
     def handle(self, message: Any) -> Any:
@@ -152,9 +159,9 @@ class LoopActor(SupervisedActor):
         for signal in self._poll(at):
             self._signals_processed += 1
             self._totals = LoopTotals(self._totals.total_signals_lifetime + 1, self._totals.total_trades_lifetime)
-            self._publish(EventType.SIGNAL_RECEIVED, _describe(signal))
+            self._publish(SignalReceived.of(signal))
             if self._approve(signal):
-                self._publish(EventType.SIGNAL_APPROVED, _describe(signal))
+                self._publish(SignalApproved.of(signal))
                 answered = self._place(signal, at) or answered
         if not answered:  # the guard read the account after every order it answered
             self._report_equity(at)
@@ -187,7 +194,7 @@ class LoopActor(SupervisedActor):
             # An earlier order of this cycle is unanswered: its guard is busy or gone, and this
             # order must not pile up behind it (or go out after the cycle has moved on).
             self._errors += 1
-            self._publish(EventType.TRADE_FAILED, {**_describe(signal), "rejected": True, "error": self._unanswered})
+            self._publish(TradeFailed.held_back(signal, self._unanswered))
             return False
         order = signal.order()
         try:
@@ -237,19 +244,3 @@ class LoopActor(SupervisedActor):
             total_trades_lifetime=self._totals.total_trades_lifetime,
         )
         return LoopStatus(metrics, self._last_cycle_at)
-
-    def _totals_dict(self) -> dict[str, int]:
-        return {
-            "total_signals_lifetime": self._totals.total_signals_lifetime,
-            "total_trades_lifetime": self._totals.total_trades_lifetime,
-        }
-
-
-def _describe(signal: Signal) -> dict[str, Any]:
-    return {
-        "signal_id": signal.signal_id,
-        "symbol": signal.symbol,
-        "side": signal.side.value,
-        "volume": signal.volume,
-        "reason": signal.reason,
-    }

@@ -194,7 +194,7 @@ class TradingSystem:
             backoff=self._backoff,
             probe_interval=self._probe_interval,
             fail_safe=lambda cause: self._fail_safe(cause, context),
-            notify=publisher,
+            notify=lambda event_type, metadata: publisher.send(Event(event_type, self.settings.loop_id, metadata, self.clock.now())),
             metrics=self.metrics,
             child_clock=self.clock,
         )

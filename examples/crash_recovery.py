@@ -46,6 +46,7 @@ from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
+from runtime.payloads import ActorRestarted, GuardTriggered
 from runtime.replay.prices import SYNTHETIC_MIN_LENGTH, SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, synthetic_bars
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.risk.monitor import GuardRecord
@@ -129,30 +130,30 @@ class Restarts:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.events: list[Event] = []
+        self.events: list[ActorRestarted] = []
 
     def __call__(self, event: Event) -> None:
         """Take one event from the emitter."""
         if event.event_type is EventType.ACTOR_RESTARTED:
             with self._cond:
-                self.events.append(event)
+                self.events.append(ActorRestarted.from_event(event))
                 self._cond.notify_all()
 
     def count(self, actor: str) -> int:
         """How many restarts of ``actor`` have been seen."""
         with self._cond:
-            return sum(e.metadata.get("actor") == actor for e in self.events)
+            return sum(e.actor == actor for e in self.events)
 
-    def since(self, actor: str, seen: int) -> list[Event]:
+    def since(self, actor: str, seen: int) -> list[ActorRestarted]:
         """The restarts of ``actor`` after the first ``seen``."""
         with self._cond:
-            return [e for e in self.events if e.metadata.get("actor") == actor][seen:]
+            return [e for e in self.events if e.actor == actor][seen:]
 
     def wait(self, actor: str, more_than: int, timeout: float = WAIT) -> bool:
         """Wait until ``actor`` has restarted more than ``more_than`` times; False on timeout."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: sum(e.metadata.get("actor") == actor for e in self.events) > more_than, timeout
+                lambda: sum(e.actor == actor for e in self.events) > more_than, timeout
             )
 
 
@@ -294,8 +295,8 @@ class DrillRunner:
         self.results.append(
             DrillResult(
                 drill.actor, drill.how, at, True,
-                tuple(str(e.metadata.get("cause") or "(no cause given)") for e in events),
-                tuple(int(e.metadata.get("attempt", 0)) for e in events),
+                tuple(e.cause or "(no cause given)" for e in events),
+                tuple(e.attempt for e in events),
                 before, after,
                 "the store outage was never triggered: the new incarnation did not load its state" if unread else "",
             )
@@ -377,17 +378,17 @@ def run(args: argparse.Namespace, out: Path) -> int:
             print(f"{'':<6}   NOT restarted within {WAIT:g}s")
         if r.problem:
             print(f"{'':<6}   PROBLEM: {r.problem}")
-    restarted = [e for e in events if e.event_type is EventType.ACTOR_RESTARTED]
+    restarted = [ActorRestarted.from_event(e) for e in events if e.event_type is EventType.ACTOR_RESTARTED]
     by_actor: dict[str, int] = {}
-    for event in restarted:
-        by_actor[event.metadata["actor"]] = by_actor.get(event.metadata["actor"], 0) + 1
+    for restart in restarted:
+        by_actor[restart.actor] = by_actor.get(restart.actor, 0) + 1
     stalls = sum(e.event_type is EventType.STALL_DETECTED for e in events)
-    fired = [e for e in events if e.event_type is EventType.GUARD_TRIGGERED]
+    fired = [GuardTriggered.from_event(e) for e in events if e.event_type is EventType.GUARD_TRIGGERED]
     print()
     print(f"ACTOR_RESTARTED events in the journal: {len(restarted)} "
           f"({', '.join(f'{a} {n}' for a, n in sorted(by_actor.items())) or 'none'}); STALL_DETECTED: {stalls}")
     print(f"Replay: {result.played} of {result.total} bars, {result.unsettled} not settled in time; "
-          f"guard fired {len(fired)} time(s)" + (f", first at {fired[0].metadata.get('at')}" if fired else ""))
+          f"guard fired {len(fired)} time(s)" + (f", first at {fired[0].at.isoformat()}" if fired else ""))
     all_ran = runner.done and len(runner.results) == runner.total
     kept = all_ran and all(r.peak_kept for r in runner.results)
     ok = all_ran and all(r.ok for r in runner.results)

@@ -31,6 +31,7 @@ from runtime.adapters.logs import configure_logging
 from runtime.adapters.paper import PaperBroker
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
+from runtime.payloads import ActorRestarted
 from runtime.replay.prices import SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, synthetic_bars
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.settings import Settings
@@ -78,12 +79,11 @@ class HostLog:
             self.entries.append((event_type, dict(metadata)))
             self._cond.notify_all()
 
-    def wait_for_restart(self, actor: str, timeout: float = WAIT) -> dict[str, Any] | None:
-        """The metadata of the first restart of ``actor`` the host supervisor made, or None."""
-        def found() -> dict[str, Any] | None:
-            return next(
-                (m for t, m in self.entries if t is EventType.ACTOR_RESTARTED and m.get("actor") == actor), None
-            )
+    def wait_for_restart(self, actor: str, timeout: float = WAIT) -> ActorRestarted | None:
+        """The first restart of ``actor`` the host supervisor made, or None."""
+        def found() -> ActorRestarted | None:
+            restarts = (ActorRestarted.from_metadata(m) for t, m in self.entries if t is EventType.ACTOR_RESTARTED)
+            return next((r for r in restarts if r.actor == actor), None)
         with self._cond:
             self._cond.wait_for(lambda: found() is not None, timeout)
             return found()
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     guard_restarted = threading.Event()
     trading.subscribe(
         lambda event: guard_restarted.set()
-        if event.event_type is EventType.ACTOR_RESTARTED and event.metadata.get("actor") == "guard"
+        if event.event_type is EventType.ACTOR_RESTARTED and ActorRestarted.from_event(event).actor == "guard"
         else None
     )
     trading.guard.tell(Crash("host drill: guard crash 1"))
@@ -168,15 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("host: the escalation did NOT reach the host supervisor", file=sys.stderr)
         host.stop()
         return 1
-    print(f"host supervisor notified: child 'trading' failed and was restarted (attempt {restart['attempt']})")
-    print(f"  cause: {restart['cause']}")
+    print(f"host supervisor notified: child 'trading' failed and was restarted (attempt {restart.attempt})")
+    print(f"  cause: {restart.cause}")
     print(f"  positions open now: {len(broker.open_positions())} (the fail-safe closed them before escalating)")
 
     # The fail-safe tells subscribers directly (the emitter has stopped by then).
     heard = events.ask("seen", timeout=WAIT)
     fail_safe = [
         (kind, meta) for kind, meta in heard
-        if (kind == "trading_state_changed" and meta.get("to") == "halted" and meta.get("reason") == restart["cause"])
+        if (kind == "trading_state_changed" and meta.get("to") == "halted" and meta.get("reason") == restart.cause)
         or (kind == "position_closed" and meta.get("reason") == "fail-safe")
     ]
     print("host event actor heard from the fail-safe: " + "; ".join(

@@ -51,8 +51,10 @@ from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore, StoreError
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
+from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
+from runtime.payloads import GuardTriggered, PositionClosed
 from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
     SYNTHETIC_SYMBOL,
@@ -334,15 +336,8 @@ def summarize(events: Sequence[Event], equity: Sequence[tuple[datetime, float]],
     trades are TRADE_EXECUTED events, guard triggers GUARD_TRIGGERED events (at the reading they
     judged), restarts ACTOR_RESTARTED events; the drawdown is that of the equity series."""
     counts = Counter(event.event_type.value for event in events)
-    triggers = [
-        GuardTrigger(
-            datetime.fromisoformat(event.metadata["at"]) if "at" in event.metadata else event.timestamp,
-            str(event.metadata.get("guard", "?")),
-            str(event.metadata.get("reason", "")),
-        )
-        for event in events
-        if event.event_type is EventType.GUARD_TRIGGERED
-    ]
+    fired = [GuardTriggered.from_event(event) for event in events if event.event_type is EventType.GUARD_TRIGGERED]
+    triggers = [GuardTrigger(trigger.at, trigger.guard, trigger.reason) for trigger in fired]
     values = [value for _, value in equity]
     return RunSummary(
         start_equity=start_equity,
@@ -388,11 +383,11 @@ def _closed_lines(events: Sequence[Event]) -> list[str]:
     lines = []
     for event in events:
         if event.event_type is EventType.POSITION_CLOSED:
-            m = event.metadata
-            side = {"buy": "long", "sell": "short"}.get(m.get("side"), "")
+            closed = PositionClosed.from_event(event)
+            side = "long" if closed.side is Side.BUY else "short"
             lines.append(
-                f"  {event.timestamp:%Y-%m-%d %H:%M} UTC  closed {side} {m.get('volume', 0):g} {m.get('symbol', '?')} "
-                f"at {m.get('price', 0.0):.4f}, realised {m.get('realised_pnl', 0.0):+,.2f}: {m.get('reason', '')}"
+                f"  {event.timestamp:%Y-%m-%d %H:%M} UTC  closed {side} {closed.volume:g} {closed.symbol} "
+                f"at {closed.price:.4f}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
             )
     return lines
 

@@ -3,7 +3,7 @@
 Layout (each folder says what its files may do):
 
 - ``runtime`` itself: frozen values and the ports (``broker``, ``store``, ``alerts``, ``metrics``,
-  ``signals``, ``clock``), ``events``, ``heartbeat``, ``settings``, ``validation``.
+  ``signals``, ``clock``), ``errors``, ``events``, ``heartbeat``, ``settings``, ``validation``.
 - ``runtime.risk``: the pure risk core: ``drawdown``, ``guards`` (one class per rule), ``monitor``
   (the latched trading state), ``gate`` (may this order go out?), ``liquidation``.
 - ``runtime.adapters``: I/O behind the ports; they may block and start threads: ``paper``,
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
 from runtime.broker import Broker, BrokerError, Fill, Order, Position, Side
 from runtime.clock import Clock, ManualClock
+from runtime.errors import TradewardenError
 from runtime.events import Event, EventType
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MemoryMetrics, MetricNames, MetricsSink, NullMetrics
@@ -144,6 +145,7 @@ __all__ = [
     "SYNTHETIC_VOLUME",
     "SystemClock",
     "TelegramAlerts",
+    "TradewardenError",
     "TradingState",
     "Verdict",
     "write_equity_csv",

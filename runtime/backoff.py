@@ -6,13 +6,13 @@ import random
 
 import attrs
 
-from runtime.validation import attrs_non_negative
+from runtime.validation import attrs_non_negative, finite_number
 
 __all__ = ["Backoff"]
 
 
 def _at_least_one(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not value >= 1.0:
+    if finite_number(attribute.name, value) < 1.0:
         raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
 
 

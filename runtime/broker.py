@@ -9,12 +9,13 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from runtime.validation import attrs_finite, attrs_positive
+from runtime.errors import TradewardenError
+from runtime.validation import attrs_finite, attrs_positive, attrs_text, member
 
-__all__ = ["CLIENT_ID_MAX_LENGTH", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id"]
+__all__ = ["CLIENT_ID_MAX_LENGTH", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
 
 
-class BrokerError(RuntimeError):
+class BrokerError(TradewardenError, RuntimeError):
     """A broker refused or failed an operation; the message says which and why."""
 
 
@@ -35,9 +36,10 @@ class Side(enum.Enum):
         return 1 if self is Side.BUY else -1
 
 
-def _symbol(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
+def to_side(value: object) -> Side:
+    """The side ``value`` is or names (``"buy"``, ``"sell"``): ``TypeError`` for a value that is not a
+    Side or a string, ``ValueError`` for another string, both naming ``side``."""
+    return member("side", Side, value)
 
 
 def new_client_id() -> str:
@@ -47,7 +49,9 @@ def new_client_id() -> str:
 
 
 def _client_id(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > CLIENT_ID_MAX_LENGTH or not value.isprintable():
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string, got {value!r}")
+    if not value or len(value) > CLIENT_ID_MAX_LENGTH or not value.isprintable():
         raise ValueError(
             f"{attribute.name} must be a printable string of 1 to {CLIENT_ID_MAX_LENGTH} characters, got {value!r}"
         )
@@ -64,8 +68,8 @@ class Order:
     order before the broker sees it and a restart can find it at the broker afterwards.
     """
 
-    symbol: str = attrs.field(validator=_symbol)
-    side: Side = attrs.field(converter=Side)
+    symbol: str = attrs.field(validator=attrs_text)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     client_id: str = attrs.field(factory=new_client_id, validator=_client_id)
 
@@ -75,8 +79,8 @@ class Position:
     """An open position as the broker reports it; ``position_id`` is the broker's ticket."""
 
     position_id: str
-    symbol: str = attrs.field(validator=_symbol)
-    side: Side = attrs.field(converter=Side)
+    symbol: str = attrs.field(validator=attrs_text)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     entry_price: float = attrs.field(validator=attrs_finite)
     unrealised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
@@ -88,7 +92,7 @@ class Fill:
 
     position_id: str
     symbol: str
-    side: Side = attrs.field(converter=Side)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     price: float = attrs.field(validator=attrs_finite)
     time: datetime

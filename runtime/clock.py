@@ -16,6 +16,8 @@ from typing import Protocol
 
 from loguru import logger
 
+from runtime.validation import aware_datetime
+
 __all__ = ["Clock", "Scheduled", "Schedule", "ManualClock", "run_scheduled"]
 
 
@@ -103,9 +105,7 @@ class ManualClock:
     virtual = True
 
     def __init__(self, start: datetime | None = None) -> None:
-        start = start or datetime(2024, 1, 1, tzinfo=UTC)
-        if start.tzinfo is None:
-            raise ValueError(f"start must be timezone-aware, got {start!r}")
+        start = aware_datetime("start", start or datetime(2024, 1, 1, tzinfo=UTC))
         self._origin = start.astimezone(UTC)
         self._elapsed = 0.0
         self._schedule = Schedule()
@@ -134,9 +134,7 @@ class ManualClock:
 
     def set(self, moment: datetime) -> None:
         """Move time forward to ``moment``; moving backwards is refused (time never goes back)."""
-        if moment.tzinfo is None:
-            raise ValueError(f"moment must be timezone-aware, got {moment!r}")
-        target = (moment.astimezone(UTC) - self._origin).total_seconds()
+        target = (aware_datetime("moment", moment).astimezone(UTC) - self._origin).total_seconds()
         if target < self._elapsed:
             raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")
         self._move_to(target)

@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from runtime.validation import aware_datetime, member
+
 __all__ = ["EventType", "Event"]
 
 
@@ -75,9 +77,17 @@ def _metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _utc_timestamp(value: datetime) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValueError(f"timestamp must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(UTC)
+    return aware_datetime("timestamp", value).astimezone(UTC)
+
+
+def _loop_id(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    # Any string, the empty one included: journals written before this check must still read.
+    if not isinstance(value, str):
+        raise TypeError(f"loop_id must be a string, got {value!r} ({type(value).__name__})")
+
+
+def _event_type(value: EventType | str) -> EventType:
+    return member("event_type", EventType, value)
 
 
 @attrs.frozen
@@ -89,8 +99,8 @@ class Event:
     lets the journal keep every event exactly once.
     """
 
-    event_type: EventType = attrs.field(converter=EventType)
-    loop_id: str = attrs.field(validator=attrs.validators.instance_of(str))
+    event_type: EventType = attrs.field(converter=_event_type)
+    loop_id: str = attrs.field(validator=_loop_id)
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata, hash=False)
     timestamp: datetime = attrs.field(factory=lambda: datetime.now(UTC), converter=_utc_timestamp)
     event_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)

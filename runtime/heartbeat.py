@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import attrs
 
-from runtime.validation import attrs_non_negative, finite_number
+from runtime.validation import attrs_non_negative, attrs_whole, finite_number
 
 __all__ = ["HeartbeatMetrics"]
 
 
-def _not_bool(instance: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be a whole number, got {value!r} (bool)")
-
-
-_count = [attrs.validators.instance_of(int), _not_bool, attrs.validators.ge(0)]
-
-
 def _count_field() -> int:
-    return attrs.field(default=0, validator=_count)
+    return attrs.field(default=0, validator=attrs_whole)
 
 
 @attrs.frozen

@@ -14,20 +14,24 @@ from typing import Any
 
 import attrs
 
+from runtime.errors import TradewardenError
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.validation import (
+    attrs_boolean,
     attrs_non_negative,
     attrs_percent,
     attrs_positive,
+    attrs_text,
     attrs_timezone,
     attrs_whole,
     finite_number,
+    whole_number,
 )
 
 __all__ = ["Settings", "SettingsError"]
 
 
-class SettingsError(ValueError):
+class SettingsError(TradewardenError, ValueError):
     """A setting had a bad value; the message names where it came from, the value, and what fits."""
 
 
@@ -41,18 +45,11 @@ def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 
 def _port(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+    if whole_number(attribute.name, value, 1) > 65535:
         raise ValueError(f"{attribute.name} must be a port number in 1..65535, got {value!r}")
 
 
-def _text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{attribute.name} must be a non-empty string, got {value!r}")
-
-
-def _optional_text(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None:
-        _text(instance, attribute, value)
+_optional_text = attrs.validators.optional(attrs_text)
 
 
 def _stale_action(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -68,9 +65,9 @@ def _secret_repr(value: str | None) -> str:
 class Settings:
     """Every setting of the runtime with its default; see README for the variable of each."""
 
-    loop_id: str = attrs.field(default="main", validator=_text, metadata=_env("LOOP_ID", parse="str"))
+    loop_id: str = attrs.field(default="main", validator=attrs_text, metadata=_env("LOOP_ID", parse="str"))
     account_currency: str = attrs.field(
-        default="GBP", validator=_text, metadata=_env("ACCOUNT_CURRENCY", parse="str")
+        default="GBP", validator=attrs_text, metadata=_env("ACCOUNT_CURRENCY", parse="str")
     )
     heartbeat_interval_seconds: float = attrs.field(
         default=10.0, validator=attrs_positive, metadata=_env("HEARTBEAT_INTERVAL_SECONDS", parse="float")
@@ -87,7 +84,7 @@ class Settings:
     max_drawdown_percent: float = attrs.field(
         default=20.0, validator=attrs_percent, metadata=_env("MAX_DRAWDOWN_PERCENT", parse="float")
     )
-    drawdown_trailing: bool = attrs.field(default=True, metadata=_env("DRAWDOWN_TRAILING", parse="bool"))
+    drawdown_trailing: bool = attrs.field(default=True, validator=attrs_boolean, metadata=_env("DRAWDOWN_TRAILING", parse="bool"))
     min_equity: float = attrs.field(
         default=500.0, validator=attrs_non_negative, metadata=_env("MIN_EQUITY_GBP", "MIN_EQUITY", parse="float")
     )
@@ -95,7 +92,7 @@ class Settings:
         default=None, validator=attrs.validators.optional(attrs_percent), metadata=_env("DAILY_LOSS_PERCENT", parse="float?")
     )
     trading_timezone: str = attrs.field(
-        default="UTC", validator=[_text, attrs_timezone], metadata=_env("TRADING_TIMEZONE", parse="str")
+        default="UTC", validator=[attrs_text, attrs_timezone], metadata=_env("TRADING_TIMEZONE", parse="str")
     )
     guard_warn_fraction: float | None = attrs.field(
         default=None, validator=_fraction, metadata=_env("GUARD_WARN_FRACTION", parse="float?")
@@ -118,7 +115,7 @@ class Settings:
         default=0.1, validator=attrs_non_negative, metadata=_env("STATSD_FLUSH_SECONDS", parse="float")
     )
     statsd_prefix: str = attrs.field(
-        default="tradewarden", validator=_text, metadata=_env("STATSD_PREFIX", parse="str")
+        default="tradewarden", validator=attrs_text, metadata=_env("STATSD_PREFIX", parse="str")
     )
     telegram_bot_token: str | None = attrs.field(
         default=None, validator=_optional_text, repr=_secret_repr, metadata=_env("TELEGRAM_BOT_TOKEN", parse="str?")
@@ -127,16 +124,13 @@ class Settings:
         default=None, validator=_optional_text, metadata=_env("TELEGRAM_CHAT_ID", parse="str?")
     )
     telegram_api_base_url: str = attrs.field(
-        default="https://api.telegram.org", validator=_text, metadata=_env("TELEGRAM_API_BASE_URL", parse="str")
+        default="https://api.telegram.org", validator=attrs_text, metadata=_env("TELEGRAM_API_BASE_URL", parse="str")
     )
     state_db: str | None = attrs.field(default=None, validator=_optional_text, metadata=_env("STATE_DB", parse="str?"))
-    log_json: bool = attrs.field(default=False, metadata=_env("LOG_JSON", parse="bool"))
-    log_level: str = attrs.field(default="INFO", validator=_text, metadata=_env("LOG_LEVEL", parse="str"))
+    log_json: bool = attrs.field(default=False, validator=attrs_boolean, metadata=_env("LOG_JSON", parse="bool"))
+    log_level: str = attrs.field(default="INFO", validator=attrs_text, metadata=_env("LOG_LEVEL", parse="str"))
 
     def __attrs_post_init__(self) -> None:
-        for name in ("drawdown_trailing", "log_json"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         timeout = self.heartbeat_timeout_seconds
         if timeout is not None and timeout >= self.heartbeat_interval_seconds:
             raise ValueError(

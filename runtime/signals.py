@@ -9,8 +9,8 @@ from typing import Protocol
 
 import attrs
 
-from runtime.broker import Order, Side
-from runtime.validation import attrs_positive
+from runtime.broker import Order, Side, to_side
+from runtime.validation import attrs_positive, attrs_text
 
 __all__ = ["Signal", "SignalSource", "ApprovalPolicy", "AutoApprove", "ListSignalSource"]
 
@@ -19,8 +19,8 @@ __all__ = ["Signal", "SignalSource", "ApprovalPolicy", "AutoApprove", "ListSigna
 class Signal:
     """A trade idea: buy or sell ``volume`` of ``symbol``, with why and when."""
 
-    symbol: str
-    side: Side = attrs.field(converter=Side)
+    symbol: str = attrs.field(validator=attrs_text)
+    side: Side = attrs.field(converter=to_side)
     volume: float = attrs.field(validator=attrs_positive)
     at: datetime | None = None
     reason: str = ""

@@ -31,9 +31,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import attrs
 from hypothesis import strategies as st
 
 from runtime.events import Event, EventType
+from runtime.payloads import PAYLOAD_TYPES, Payload, is_nullable, kind_of
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.settings import Settings
 
@@ -56,6 +58,7 @@ __all__ = [
     "min_equities",
     "min_equity_guards",
     "next_midnight",
+    "payloads",
     "timezones",
     "warn_fractions",
 ]
@@ -380,3 +383,26 @@ def events(loop_ids: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[
         timestamp=timezones().flatmap(lambda tz: aware_datetimes(tz, min_year=1971, max_year=2100)),
         event_id=st.uuids().map(lambda u: u.hex),
     )
+
+
+def _payload_value(kind: type) -> st.SearchStrategy[Any]:
+    simple: dict[type, st.SearchStrategy[Any]] = {
+        str: st.text(max_size=20),
+        int: st.integers(min_value=0, max_value=2**53),
+        float: st.integers(-(10**9), 10**9) | st.floats(allow_nan=False, allow_infinity=False),
+        bool: st.booleans(),
+        datetime: st.sampled_from(TIMEZONES).flatmap(aware_datetimes),
+    }
+    return simple[kind] if kind in simple else st.sampled_from(kind)  # an enum class: its members
+
+
+def _field_value(field: attrs.Attribute) -> st.SearchStrategy[Any]:
+    value = _payload_value(kind_of(field))
+    return st.none() | value if is_nullable(field) else value
+
+
+def payloads(kinds: list[type[Payload]] | None = None) -> st.SearchStrategy[Payload]:
+    """Any registered event payload (or one of ``kinds``), with every field drawn from its declared kind."""
+    def build(kind: type[Payload]) -> st.SearchStrategy[Payload]:
+        return st.builds(kind, **{f.name: _field_value(f) for f in attrs.fields(kind)})
+    return st.sampled_from(kinds or list(PAYLOAD_TYPES.values())).flatmap(build)

@@ -1,15 +1,28 @@
-"""Checks at the boundary: every bad value fails where it enters, naming the field and the value."""
+"""Checks at the boundary: every bad value fails where it enters, naming the field and the value.
+
+One rule for all of them: a value of the wrong type raises `TypeError`, a value of the right type
+that is out of range raises `ValueError`; both messages read ``<field> must be ..., got <value>``.
+"""
 
 from __future__ import annotations
 
+import enum
 import math
+from datetime import datetime
 from numbers import Real
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "finite_number",
     "percent_limit",
+    "text",
+    "whole_number",
+    "boolean",
+    "aware_datetime",
+    "member",
+    "attrs_text",
+    "attrs_boolean",
     "attrs_finite",
     "attrs_positive",
     "attrs_non_negative",
@@ -46,6 +59,73 @@ def percent_limit(field: str, value: Any) -> float:
     return number
 
 
+def _wrong_type(field: str, expected: str, value: Any) -> TypeError:
+    return TypeError(f"{field} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def text(field: str, value: Any) -> str:
+    """Return ``value`` if it is a string with something other than spaces, else raise naming ``field``."""
+    if not isinstance(value, str):
+        raise _wrong_type(field, "a non-empty string", value)
+    if not value.strip():
+        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+    return value
+
+
+def whole_number(field: str, value: Any, minimum: int = 0) -> int:
+    """Return ``value`` if it is an int (not a bool) >= ``minimum``, else raise naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong_type(field, f"a whole number >= {minimum}", value)
+    if value < minimum:
+        raise ValueError(f"{field} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def boolean(field: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (not 0, 1 or a string), else raise ``TypeError``."""
+    if not isinstance(value, bool):
+        raise _wrong_type(field, "true or false", value)
+    return value
+
+
+def aware_datetime(field: str, value: Any) -> datetime:
+    """Return ``value`` if it is a timezone-aware datetime, else raise naming ``field``.
+
+    A naive datetime is refused (``ValueError``): a guessed zone would shift every trading day.
+    """
+    if not isinstance(value, datetime):
+        raise _wrong_type(field, "a timezone-aware datetime", value)
+    if value.utcoffset() is None:
+        raise ValueError(f"{field} must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+_Member = TypeVar("_Member", bound=enum.Enum)
+
+
+def member(field: str, kind: type[_Member], value: Any) -> _Member:
+    """Return the member of the string enum ``kind`` that ``value`` is or names, else raise naming ``field``."""
+    if isinstance(value, kind):
+        return value
+    names = ", ".join(repr(m.value) for m in kind)
+    if not isinstance(value, str):
+        raise _wrong_type(field, f"one of {names}", value)
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{field} must be one of {names}, got {value!r}") from None
+
+
+def attrs_text(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: the field holds a non-empty string."""
+    text(attribute.name, value)
+
+
+def attrs_boolean(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: the field holds ``True`` or ``False``."""
+    boolean(attribute.name, value)
+
+
 def attrs_finite(instance: Any, attribute: Any, value: Any) -> None:
     """attrs validator: the field holds a finite real number."""
     finite_number(attribute.name, value)
@@ -70,13 +150,14 @@ def attrs_percent(instance: Any, attribute: Any, value: Any) -> None:
 
 def attrs_whole(instance: Any, attribute: Any, value: Any) -> None:
     """attrs validator: the field holds a whole number (an int, not a bool) >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be a whole number >= 0, got {value!r}")
+    whole_number(attribute.name, value)
 
 
 def attrs_timezone(instance: Any, attribute: Any, value: Any) -> None:
     """attrs validator: the field names an IANA time zone (``Europe/London``, ``UTC``)."""
+    if not isinstance(value, str):
+        raise _wrong_type(attribute.name, "an IANA time zone name", value)
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"{attribute.name} must be an IANA time zone name, got {value!r}") from None

@@ -405,8 +405,8 @@ def test_while_halted_an_order_is_refused_journaled_as_rejected_and_never_reache
     assert outcome == OrderOutcome(outcome.client_id, None, "trading halted", None, TradingState.HALTED, 10_000.0, 0)
     [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
     assert failed.metadata == {
-        "client_order_id": outcome.client_id, "signal_id": None, "symbol": "X", "side": "buy", "volume": 2,
-        "reason": "", "rejected": True, "error": "trading halted",
+        "signal_id": None, "symbol": "X", "side": "buy", "volume": 2, "reason": "", "rejected": True,
+        "error": "trading halted", "client_order_id": outcome.client_id, "reconciled": False,
     }
     assert broker.submit_calls == calls and tree.events.of(EventType.ORDER_SUBMITTED) == []
 
@@ -444,7 +444,9 @@ def test_a_broker_that_fails_an_order_gives_trade_failed_settled_in_the_journal(
     assert (outcome.fill, outcome.refusal, outcome.error) == (None, None, "BrokerError('market closed')")
     [submitted] = tree.events.wait_count(EventType.ORDER_SUBMITTED, 1)
     [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
-    assert failed.metadata == {**submitted.metadata, "rejected": False, "error": "BrokerError('market closed')"}
+    assert failed.metadata == {
+        **submitted.metadata, "rejected": False, "error": "BrokerError('market closed')", "reconciled": False,
+    }
     assert tree.store.unsettled_orders("main") == []
     assert [e.event_type for e in tree.store.events()] == [EventType.ORDER_SUBMITTED, EventType.TRADE_FAILED]
 
@@ -480,8 +482,8 @@ def test_on_start_an_order_the_broker_filled_but_the_journal_lost_is_journaled_a
     [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
     fill = broker.find_fill(client_id)
     assert executed.metadata == {
-        "client_order_id": client_id, "signal_id": "s1", "symbol": "X", "side": "buy", "volume": 3, "reason": "r",
-        "reconciled": True, "position_id": fill.position_id, "price": 100.0, "filled_volume": 3, "realised_pnl": 0.0,
+        "signal_id": "s1", "symbol": "X", "side": "buy", "volume": 3, "reason": "r", "position_id": fill.position_id,
+        "price": 100.0, "filled_volume": 3, "realised_pnl": 0.0, "client_order_id": client_id, "reconciled": True,
     }
     assert store.unsettled_orders("main") == []
 

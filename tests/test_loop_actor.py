@@ -200,12 +200,12 @@ def test_every_order_is_journaled_with_its_client_id_before_and_after_the_broker
     [position] = broker.open_positions()
     client_id = submitted.metadata["client_order_id"]
     assert submitted.metadata == {
-        "client_order_id": client_id, "signal_id": signal.signal_id, "symbol": "X", "side": "buy", "volume": 10,
-        "reason": "cross",
+        "signal_id": signal.signal_id, "symbol": "X", "side": "buy", "volume": 10, "reason": "cross",
+        "client_order_id": client_id,
     }
     assert executed.metadata == {
         **submitted.metadata, "position_id": position.position_id, "price": 100.0, "filled_volume": 10,
-        "realised_pnl": 0.0,
+        "realised_pnl": 0.0, "reconciled": False,
     }
     assert broker.find_fill(client_id).position_id == position.position_id
     journal = [e.event_type for e in store.events() if e.event_type in (EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED)]

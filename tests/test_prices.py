@@ -254,7 +254,7 @@ def test_synthetic_series_is_hourly_utc_and_well_formed():
 
 @pytest.mark.parametrize("length", [0, SYNTHETIC_MIN_LENGTH - 1])
 def test_synthetic_series_refuses_too_short_a_length(length):
-    with pytest.raises(ValueError, match=f"length must be >= {SYNTHETIC_MIN_LENGTH}, got {length}"):
+    with pytest.raises(ValueError, match=f"^length must be a whole number >= {SYNTHETIC_MIN_LENGTH}, got {length}$"):
         synthetic_bars(length)
 
 

@@ -61,17 +61,17 @@ def test_guard_trigger_times_are_utc():
 
 
 @pytest.mark.parametrize(
-    ("changes", "message"),
+    ("changes", "error", "message"),
     [
-        ({"trades": -1}, "trades must be an int >= 0, got -1"),
-        ({"restarts": 1.5}, "restarts must be an int >= 0, got 1.5"),
-        ({"start_equity": 0}, "start_equity must be > 0, got 0"),
-        ({"max_drawdown": -0.1}, "max_drawdown must be >= 0, got -0.1"),
-        ({"events_by_type": {"heartbeat": -2}}, "events_by_type['heartbeat'] must be an int >= 0, got -2"),
+        ({"trades": -1}, ValueError, "trades must be a whole number >= 0, got -1"),
+        ({"restarts": 1.5}, TypeError, "restarts must be a whole number >= 0, got 1.5 (float)"),
+        ({"start_equity": 0}, ValueError, "start_equity must be > 0, got 0"),
+        ({"max_drawdown": -0.1}, ValueError, "max_drawdown must be >= 0, got -0.1"),
+        ({"events_by_type": {"heartbeat": -2}}, ValueError, "events_by_type['heartbeat'] must be a whole number >= 0, got -2"),
     ],
 )
-def test_summary_refuses_bad_values_naming_field_and_value(changes, message):
-    with pytest.raises(ValueError) as caught:
+def test_summary_refuses_bad_values_naming_field_and_value(changes, error, message):
+    with pytest.raises(error) as caught:
         a_summary(**changes)
     assert message in str(caught.value)
 

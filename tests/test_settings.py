@@ -141,7 +141,7 @@ def test_a_heartbeat_timeout_not_shorter_than_the_interval_is_refused():
 
 
 def test_a_non_boolean_switch_is_refused():
-    with pytest.raises(ValueError, match="drawdown_trailing must be true or false, got 'yes'"):
+    with pytest.raises(TypeError, match=r"^drawdown_trailing must be true or false, got 'yes' \(str\)$"):
         Settings(drawdown_trailing="yes")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 
@@ -140,9 +141,14 @@ def test_saving_replaces_the_previous_guard_record_and_totals():
     assert store.load_loop_totals("main") == LoopTotals(total_signals_lifetime=5, total_trades_lifetime=2)
 
 
-@pytest.mark.parametrize("value", [-1, 1.5, "3", True, None])
-def test_loop_totals_must_be_whole_numbers_and_name_the_field(value):
-    with pytest.raises(ValueError, match=rf"total_trades_lifetime must be a whole number >= 0, got {value!r}"):
+def test_loop_totals_refuse_a_negative_count_naming_the_field():
+    with pytest.raises(ValueError, match=r"^total_trades_lifetime must be a whole number >= 0, got -1$"):
+        LoopTotals(total_trades_lifetime=-1)
+
+
+@pytest.mark.parametrize("value", [1.5, "3", True, None])
+def test_loop_totals_refuse_a_count_that_is_not_an_int_naming_the_field(value):
+    with pytest.raises(TypeError, match=rf"^total_trades_lifetime must be a whole number >= 0, got {re.escape(repr(value))} \("):
         LoopTotals(total_trades_lifetime=value)
 
 

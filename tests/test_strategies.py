@@ -35,9 +35,9 @@ def feed(strategy: MovingAverageCrossover, closes: list[float]) -> list[tuple[in
     [
         ({"fast": 3, "slow": 3}, ValueError, "fast must be < slow, got fast 3 and slow 3"),
         ({"fast": 5, "slow": 2}, ValueError, "fast must be < slow, got fast 5 and slow 2"),
-        ({"fast": 0}, ValueError, "fast must be >= 1, got 0"),
-        ({"slow": 2.5}, TypeError, "slow must be an int number of bars, got 2.5"),
-        ({"fast": True}, TypeError, "fast must be an int number of bars, got True"),
+        ({"fast": 0}, ValueError, "fast must be a whole number >= 1, got 0"),
+        ({"slow": 2.5}, TypeError, "slow must be a whole number >= 1, got 2.5 (float)"),
+        ({"fast": True}, TypeError, "fast must be a whole number >= 1, got True (bool)"),
         ({"volume": 0}, ValueError, "volume must be > 0, got 0"),
         ({"volume": float("nan")}, ValueError, "volume must be a finite real number, got nan"),
         ({"volume": "1"}, TypeError, "volume must be a finite real number, got '1'"),

@@ -45,7 +45,7 @@ def configure_logging(level: str | int = "INFO", json: bool = False, sink: TextI
     existing sinks are left as they were.
     """
     if isinstance(level, bool) or not isinstance(level, (str, int)):
-        raise ValueError(f"log_level must be a level name or number, got {level!r}")
+        raise TypeError(f"log_level must be a level name or number, got {level!r} ({type(level).__name__})")
     if isinstance(level, str):
         level = level.strip().upper()
         try:
@@ -57,7 +57,7 @@ def configure_logging(level: str | int = "INFO", json: bool = False, sink: TextI
     elif level < 0:
         raise ValueError(f"log_level must be >= 0, got {level!r}")
     if not isinstance(json, bool):
-        raise ValueError(f"log_json must be true or false, got {json!r}")
+        raise TypeError(f"log_json must be true or false, got {json!r} ({type(json).__name__})")
     if sink is None:
         sink = sys.stderr
     logger.remove()

@@ -149,7 +149,7 @@ def market_order_request(
     accepting ``deviation`` points of slippage. The comment carries the order's client id
     (`order_comment`) unless one is given."""
     if not isinstance(order, Order):
-        raise BrokerError(f"order must be an Order, got {order!r}")
+        raise TypeError(f"order must be an Order, got {order!r} ({type(order).__name__})")
     text = order_comment(order.client_id) if comment is None else comment
     return _deal(order.symbol, float(order.volume), order.side, tick, deviation, magic, filling, text)
 

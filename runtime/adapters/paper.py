@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime
 
 from runtime.broker import BrokerError, Fill, Order, Position, Side
-from runtime.validation import finite_number
+from runtime.validation import finite_number, text
 
 __all__ = ["PaperBroker"]
 
@@ -18,7 +18,8 @@ class PaperBroker:
     Equity is cash plus unrealised profit and loss, with ``contract_size`` units of the asset per
     unit of volume. An order against an open position reduces, closes or reverses it, realising
     profit and loss into cash. Impossible orders (no price yet, non-positive volume, unknown
-    position) raise `BrokerError` and change nothing. Safe to share between threads.
+    position) raise `BrokerError` and change nothing; an argument of the wrong type raises
+    `TypeError`. Safe to share between threads.
     """
 
     def __init__(self, starting_cash: float = 10_000.0, *, contract_size: float = 1.0) -> None:
@@ -37,6 +38,7 @@ class PaperBroker:
 
     def update_price(self, symbol: str, price: float, at: datetime | None = None) -> None:
         """Feed the next price of ``symbol`` (finite, > 0); fills and valuations use it from now on."""
+        text("symbol", symbol)
         value = finite_number("price", price)
         if value <= 0:
             raise ValueError(f"price must be > 0, got {price!r} for {symbol!r}")
@@ -97,7 +99,7 @@ class PaperBroker:
         sent twice (a retry after a lost answer, say) must not trade twice.
         """
         if not isinstance(order, Order):
-            raise BrokerError(f"order must be an Order, got {order!r}")
+            raise TypeError(f"order must be an Order, got {order!r} ({type(order).__name__})")
         with self._lock:
             if order.client_id in self._fills:
                 raise BrokerError(f"duplicate client id {order.client_id!r}: that order was already filled")
@@ -130,6 +132,7 @@ class PaperBroker:
 
     def close_position(self, position_id: str) -> Fill:
         """Close the whole position with ticket ``position_id`` at the latest price."""
+        text("position_id", position_id)
         with self._lock:
             held = self._positions.get(position_id)
             if held is None:

@@ -24,6 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime.errors import TradewardenError
 from runtime.events import Event
 from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.guards import TradingState
@@ -75,7 +76,7 @@ CREATE INDEX events_by_loop ON events (loop_id, seq);
 """ + _ORDERS_TABLE
 
 
-class StoreError(RuntimeError):
+class StoreError(TradewardenError, RuntimeError):
     """The state file cannot be used or an operation on it failed; the message names the path."""
 
 
@@ -391,6 +392,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def _loop_id(value: Any) -> str:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        raise TypeError(f"loop_id must be a non-empty string, got {value!r} ({type(value).__name__})")
+    if not value:
         raise ValueError(f"loop_id must be a non-empty string, got {value!r}")
     return value

@@ -10,6 +10,7 @@ import statsd
 from loguru import logger
 
 from runtime.metrics import MetricsSink, NullMetrics
+from runtime.validation import finite_number, text, whole_number
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -58,15 +59,12 @@ class StatsdMetrics:
     def __init__(
         self, host: str, port: int = 8125, prefix: str | None = "tradewarden", *, flush_interval: float = 0.0
     ) -> None:
-        if not isinstance(host, str) or not host.strip():
-            raise ValueError(f"statsd_host must be a non-empty string, got {host!r}")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        text("statsd_host", host)
+        if whole_number("statsd_port", port, 1) > 65535:
             raise ValueError(f"statsd_port must be a port number in 1..65535, got {port!r}")
         if prefix is not None and not isinstance(prefix, str):
-            raise ValueError(f"statsd_prefix must be a string or None, got {prefix!r}")
-        if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)) or not (
-            math.isfinite(flush_interval) and flush_interval >= 0
-        ):
+            raise TypeError(f"statsd_prefix must be a string or None, got {prefix!r} ({type(prefix).__name__})")
+        if finite_number("statsd_flush_seconds", flush_interval) < 0:
             raise ValueError(f"statsd_flush_seconds must be a number of seconds >= 0, got {flush_interval!r}")
         self._host = host
         self._port = port

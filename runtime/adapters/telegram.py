@@ -40,6 +40,8 @@ import httpx
 from loguru import logger
 
 from runtime.alerts import Alert, AlertSink, LogAlerts
+from runtime.errors import TradewardenError
+from runtime.validation import finite_number, whole_number
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -60,7 +62,7 @@ DEFAULT_BASE_URL = "https://api.telegram.org"
 MAX_MESSAGE_LENGTH = 4096  # the Bot API refuses longer texts with a 400 that no retry can fix
 
 
-class AlertDeliveryError(RuntimeError):
+class AlertDeliveryError(TradewardenError, RuntimeError):
     """An alert was not delivered: the message names the alert, the attempts and the last
     error, and never contains the bot token."""
 
@@ -75,11 +77,10 @@ def scrub(text: str, secret: str) -> str:
 
 
 def _number(field: str, value: Any, *, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{field} must be a finite number, got {value!r}")
+    value = finite_number(field, value)
     if value < minimum or (strict and value == minimum):
         raise ValueError(f"{field} must be {'>' if strict else '>='} {minimum}, got {value!r}")
-    return float(value)
+    return value
 
 
 # -- the pure policy parts ---------------------------------------------------------------------
@@ -100,8 +101,7 @@ class RetryPolicy:
 
     @max_attempts.validator
     def _check_attempts(self, attribute: attrs.Attribute, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"max_attempts must be a whole number >= 1, got {value!r}")
+        whole_number("max_attempts", value, 1)
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failed attempt (1 for the first)."""
@@ -315,7 +315,9 @@ class TelegramAlerts:
         if not isinstance(token, str) or not token.strip() or any(c in token for c in "/?# \t\r\n"):
             # The value is a secret: the message describes it without showing it.
             raise ValueError("telegram_bot_token must be a non-empty string without '/', '?', '#' or spaces")
-        if isinstance(chat_id, bool) or not isinstance(chat_id, (str, int)) or not str(chat_id).strip():
+        if isinstance(chat_id, bool) or not isinstance(chat_id, (str, int)):
+            raise TypeError(f"telegram_chat_id must be a non-empty string or an integer, got {chat_id!r} ({type(chat_id).__name__})")
+        if not str(chat_id).strip():
             raise ValueError(f"telegram_chat_id must be a non-empty string or an integer, got {chat_id!r}")
         try:
             url = httpx.URL(base_url) if isinstance(base_url, str) else None
@@ -331,7 +333,7 @@ class TelegramAlerts:
         self._merger = AlertMerger(merge_window)
         self._retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self._retry, RetryPolicy):
-            raise ValueError(f"retry must be a RetryPolicy, got {retry!r}")
+            raise TypeError(f"retry must be a RetryPolicy, got {retry!r} ({type(retry).__name__})")
         self._clock: _Monotonic = clock if clock is not None else _SystemMonotonic()
         self._lock = threading.Lock()
         self._closing = threading.Event()

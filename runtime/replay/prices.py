@@ -30,7 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from runtime.validation import finite_number
+from runtime.errors import TradewardenError
+from runtime.validation import aware_datetime, finite_number, whole_number
 
 __all__ = [
     "Bar",
@@ -43,14 +44,12 @@ __all__ = [
 ]
 
 
-class PriceDataError(ValueError):
+class PriceDataError(TradewardenError, ValueError):
     """Price data could not be used; the message names the file, the line and the bad value."""
 
 
 def _utc_time(value: Any) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"time must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(UTC)
+    return aware_datetime("time", value).astimezone(UTC)
 
 
 def _price(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -122,9 +121,11 @@ def _read_text(path: Path) -> str:
 def _zone(timezone: str | tzinfo) -> tzinfo:
     if isinstance(timezone, tzinfo):
         return timezone
+    if not isinstance(timezone, str):
+        raise TypeError(f"timezone must be an IANA time zone name or a tzinfo, got {timezone!r} ({type(timezone).__name__})")
     try:
         return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"timezone must be an IANA time zone name or a tzinfo, got {timezone!r}") from None
 
 
@@ -394,12 +395,9 @@ def synthetic_bars(
 
     ``length`` must be an int >= `SYNTHETIC_MIN_LENGTH`; shorter series keep the same shape.
     """
-    if isinstance(length, bool) or not isinstance(length, int):
-        raise TypeError(f"length must be an int, got {length!r}")
-    if length < SYNTHETIC_MIN_LENGTH:
-        raise ValueError(f"length must be >= {SYNTHETIC_MIN_LENGTH}, got {length!r}")
+    whole_number("length", length, SYNTHETIC_MIN_LENGTH)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+        raise TypeError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
     start = _utc_time(start)
     rng = random.Random(seed)
     quiet, rally, plateau, breakout, crash, aftermath = _phase_lengths(length)

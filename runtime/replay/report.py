@@ -14,7 +14,15 @@ import attrs
 from loguru import logger
 
 from runtime.events import EventType
-from runtime.validation import attrs_finite, attrs_non_negative, attrs_positive, finite_number
+from runtime.validation import (
+    attrs_finite,
+    attrs_non_negative,
+    attrs_positive,
+    attrs_whole,
+    aware_datetime,
+    finite_number,
+    whole_number,
+)
 
 __all__ = ["GuardTrigger", "RunSummary", "format_summary", "write_equity_csv", "plot_report", "PLOT_INSTALL_HINT"]
 
@@ -23,9 +31,7 @@ PLOT_INSTALL_HINT = "pip install -e '.[plot]'"
 
 
 def _utc(value: Any) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"time must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(UTC)
+    return aware_datetime("time", value).astimezone(UTC)
 
 
 @attrs.frozen
@@ -39,11 +45,6 @@ class GuardTrigger:
     def to_json_dict(self) -> dict[str, str]:
         """``{"time": ISO 8601, "guard": ..., "reason": ...}``, as in summary.json."""
         return {"time": self.time.isoformat(), "guard": self.guard, "reason": self.reason}
-
-
-def _count(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")
 
 
 def _triggers(value: Iterable[GuardTrigger]) -> tuple[GuardTrigger, ...]:
@@ -62,8 +63,7 @@ def _event_counts(value: Mapping[Any, int]) -> dict[str, int]:
         name = key.value if isinstance(key, EventType) else key
         if not isinstance(name, str):
             raise TypeError(f"events_by_type keys must be event type names, got {key!r}")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"events_by_type[{name!r}] must be an int >= 0, got {count!r}")
+        whole_number(f"events_by_type[{name!r}]", count)
         counts[name] = counts.get(name, 0) + count
     # Sorted so that summary.json is the same bytes for the same run.
     return dict(sorted(counts.items()))
@@ -80,9 +80,9 @@ class RunSummary:
     start_equity: float = attrs.field(validator=attrs_positive)
     final_equity: float = attrs.field(validator=attrs_finite)
     max_drawdown: float = attrs.field(validator=attrs_non_negative)
-    trades: int = attrs.field(validator=_count)
+    trades: int = attrs.field(validator=attrs_whole)
     guard_triggers: tuple[GuardTrigger, ...] = attrs.field(default=(), converter=_triggers)
-    restarts: int = attrs.field(default=0, validator=_count)
+    restarts: int = attrs.field(default=0, validator=attrs_whole)
     events_by_type: dict[str, int] = attrs.field(factory=dict, converter=_event_counts, hash=False)
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -10,17 +10,9 @@ from datetime import datetime
 from runtime.broker import Side
 from runtime.replay.prices import Bar
 from runtime.signals import Signal
-from runtime.validation import finite_number
+from runtime.validation import finite_number, text, whole_number
 
 __all__ = ["MovingAverageCrossover"]
-
-
-def _window(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field} must be an int number of bars, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{field} must be >= 1, got {value!r}")
-    return value
 
 
 class MovingAverageCrossover:
@@ -43,10 +35,9 @@ class MovingAverageCrossover:
     """
 
     def __init__(self, symbol: str, fast: int = 5, slow: int = 20, volume: float = 1.0) -> None:
-        if not isinstance(symbol, str) or not symbol.strip():
-            raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
-        self._fast = _window("fast", fast)
-        self._slow = _window("slow", slow)
+        text("symbol", symbol)
+        self._fast = whole_number("fast", fast, 1)
+        self._slow = whole_number("slow", slow, 1)
         if self._fast >= self._slow:
             raise ValueError(f"fast must be < slow, got fast {fast!r} and slow {slow!r}")
         self._volume = finite_number("volume", volume)

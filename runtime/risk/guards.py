@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from runtime.risk.drawdown import DrawdownTracker
-from runtime.validation import attrs_finite, attrs_timezone, finite_number, percent_limit
+from runtime.validation import attrs_boolean, attrs_finite, attrs_timezone, finite_number, percent_limit
 
 __all__ = [
     "TradingState",
@@ -160,7 +160,7 @@ class MaxDrawdownGuard(_ThresholdGuard):
     """
 
     limit_percent: float = attrs.field(converter=lambda v: percent_limit("limit_percent", v))
-    trailing: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    trailing: bool = attrs.field(default=True, validator=attrs_boolean)
     warn_at: float | None = attrs.field(default=None, validator=_warn_fraction)
     name: str = attrs.field(default="max_drawdown", init=False)
     block_counter: str = attrs.field(default="drawdown_block_total", init=False)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime.broker import Broker, Fill, Position
+from runtime.payloads import PositionClosed
 
 __all__ = ["close_every_position", "position_closed_metadata"]
 
@@ -32,14 +33,8 @@ def close_every_position(
 
 
 def position_closed_metadata(position: Position, fill: Fill, reason: str, attempt: int) -> dict[str, Any]:
-    """The metadata of a POSITION_CLOSED event for ``position`` closed by ``fill``."""
-    return {
-        "position_id": position.position_id,
-        "symbol": position.symbol,
-        "side": position.side.value,
-        "volume": position.volume,
-        "price": fill.price,
-        "realised_pnl": fill.realised_pnl,
-        "reason": reason,
-        "attempt": attempt,
-    }
+    """The metadata of a POSITION_CLOSED event for ``position`` closed by ``fill``.
+
+    Kept for the actors that still call it; new code builds `PositionClosed.of` directly.
+    """
+    return PositionClosed.of(position, fill, reason, attempt).metadata()

@@ -19,7 +19,7 @@ from runtime.risk.guards import (
     TradingState,
     Verdict,
 )
-from runtime.validation import finite_number
+from runtime.validation import aware_datetime, finite_number
 
 __all__ = ["Assessment", "GuardRecord", "Rebaseline", "ResumeRefused", "RiskMonitor"]
 
@@ -90,8 +90,7 @@ def _clear_line_of(guard: Guard, key: tuple[float, float]) -> tuple[float, float
 
 
 def _check_time(at: datetime) -> None:
-    if not isinstance(at, datetime) or at.tzinfo is None:
-        raise ValueError(f"at must be a timezone-aware datetime, got {at!r}")
+    aware_datetime("at", at)
 
 
 class RiskMonitor:
