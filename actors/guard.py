@@ -25,7 +25,7 @@ from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
-from runtime.broker import Broker, Fill, Order
+from runtime.broker import Broker, Fill, Order, read_account
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import (
     EquityRestored,
@@ -97,8 +97,9 @@ class GuardActor(SupervisedActor):
         self._alerts = context.sibling("alerts")
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
         self._monitor: RiskMonitor | None = None
-        self._saved: tuple[float, object, int] = (0.0, None, 0)  # what the store last got: see _worth_saving
+        self._saved: tuple[float, object, int, float | None] = (0.0, None, 0, None)  # what the store last got: see _worth_saving
         self._bad_readings = 0
+        self._bad_cash_flows = 0
         self._liquidating: str | None = None
         self._reaction_started: float | None = None
         self._retry_attempt = 0
@@ -109,7 +110,10 @@ class GuardActor(SupervisedActor):
         """Carry on from the stored record, or start a new one at the broker's equity."""
         record = self._store.load_guard(self._loop_id)
         if record is None:
-            self._monitor = RiskMonitor(self._broker.account_equity(), self._guards)
+            snapshot = read_account(self._broker)
+            self._monitor = RiskMonitor(snapshot.equity, self._guards)
+            if snapshot.net_deposits is not None:
+                self._monitor.take_net_deposits(snapshot.net_deposits)  # the baseline: no flow yet
             self._save()
         else:
             self._monitor = RiskMonitor.from_record(record, self._guards)
@@ -144,15 +148,23 @@ class GuardActor(SupervisedActor):
             self._liquidate(message.reason, message.attempt)
         elif isinstance(message, GetGuardState):
             return GuardStatus(
-                self.monitor.state(), self.monitor.block_counts, self._bad_readings, self._liquidating is not None
+                self.monitor.state(),
+                self.monitor.block_counts,
+                self._bad_readings,
+                self._liquidating is not None,
+                self._bad_cash_flows,
             )
         elif isinstance(message, Resume):
             return self._resume(message.by, message.rebaseline)
         elif isinstance(message, Halt):
             return self._halt(message.by, message.reason)
         elif isinstance(message, CashFlow):
-            self.monitor.record_cash_flow(message.amount)
-            self._save()
+            try:
+                self.monitor.record_cash_flow(message.amount)
+            except (TypeError, ValueError) as exc:
+                self._refuse_flow(message.amount, exc)
+            else:
+                self._save()
         else:
             return super().handle(message)
         return None
@@ -168,6 +180,8 @@ class GuardActor(SupervisedActor):
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
+        if reading.net_deposits is not None:
+            self._take_flows(reading.net_deposits)
         try:
             assessment = monitor.observe(reading.equity, reading.at)
         except (TypeError, ValueError, AttributeError) as exc:
@@ -183,6 +197,8 @@ class GuardActor(SupervisedActor):
 
     def _batch(self, batch: EquityBatch) -> None:
         monitor = self.monitor
+        if batch.net_deposits is not None:
+            self._take_flows(batch.net_deposits)
         try:
             assessments = monitor.observe_many(batch.equities, batch.at)
         except (TypeError, ValueError, AttributeError):
@@ -203,6 +219,22 @@ class GuardActor(SupervisedActor):
                 return
         self._seen_valid()
         self._after(assessments, batch.positions_open, None)
+
+    def _take_flows(self, net_deposits: Any) -> None:
+        # Cash flows travel with the equity they changed: no reading can fall between the two.
+        try:
+            flow = self.monitor.take_net_deposits(net_deposits)
+        except (TypeError, ValueError) as exc:
+            self._refuse_flow(net_deposits, exc)
+            return
+        if flow:
+            self.log.info("cash flow of {:+.2f} taken from the account's net deposits", flow)
+
+    def _refuse_flow(self, value: Any, exc: Exception) -> None:
+        self._bad_cash_flows += 1
+        self._metrics.incr(MetricNames.BAD_CASH_FLOWS_TOTAL)
+        self.log.warning("cash flow {!r} refused: {}", value, exc)
+        self._alert("Cash flow refused", f"{value!r}: {exc}", Severity.WARNING)
 
     def _refuse(self, value: Any, exc: Exception) -> None:
         self._bad_readings += 1
@@ -366,13 +398,13 @@ class GuardActor(SupervisedActor):
         equity: float | None = None
         positions_open: int | None = None
         try:
-            equity = self._broker.account_equity()
-            positions_open = len(self._broker.open_positions())
+            snapshot = read_account(self._broker)
+            equity, positions_open = snapshot.equity, len(self._broker.open_positions())
         except Exception as exc:
             self.log.error("account not read after order {}: {!r}", order.client_id, exc)
             equity = positions_open = None
-        if equity is not None:
-            self._reading(EquityReading(equity, at, positions_open, time.perf_counter()))
+        else:
+            self._reading(EquityReading(equity, at, positions_open, time.perf_counter(), snapshot.net_deposits))
         return OrderOutcome(order.client_id, fill, refusal, error, self.monitor.trading_state, equity, positions_open)
 
     def _reconcile(self) -> None:
@@ -454,11 +486,12 @@ class GuardActor(SupervisedActor):
             return
         self._saved = self._save_key()
 
-    def _save_key(self) -> tuple[float, object, int]:
-        # A reading is saved when it moves the peak or the day (which must never be lost), or
-        # the worst drawdown by another 0.1 point (so a restart loses at most that much of it).
+    def _save_key(self) -> tuple[float, object, int, float | None]:
+        # A reading is saved when it moves the peak, the day or the net deposits (which must
+        # never be lost: a restart would take the flow again), or the worst drawdown by another
+        # 0.1 point (so a restart loses at most that much of it).
         monitor = self.monitor
-        return monitor.tracker.peak_equity, monitor.day, int(monitor.tracker.max_drawdown * 1000)
+        return monitor.tracker.peak_equity, monitor.day, int(monitor.tracker.max_drawdown * 1000), monitor.net_deposits
 
     def _alert(self, title: str, text: str, severity: Severity) -> None:
         if self._alerts is None:

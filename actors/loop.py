@@ -11,7 +11,7 @@ from actors.emitter import Publisher
 from actors.messages import EquityReading, GetMetrics, LoopStatus, MarketData, OrderOutcome, PlaceOrder, RunCycle
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
-from runtime.broker import Broker
+from runtime.broker import AccountSnapshot, Broker, read_account
 from runtime.errors import TradewardenError
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -35,8 +35,8 @@ class _Account:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
 
-    def equity(self) -> float:
-        return self._broker.account_equity()
+    def snapshot(self) -> AccountSnapshot:
+        return read_account(self._broker)
 
     def positions_open(self) -> int:
         return len(self._broker.open_positions())
@@ -217,15 +217,16 @@ class LoopActor(SupervisedActor):
 
     def _report_equity(self, at: datetime) -> None:
         try:
-            equity = self._account.equity()
+            snapshot = self._account.snapshot()
             self._positions_open = self._account.positions_open()
         except Exception as exc:
             self._errors += 1
             self.log.error("could not read account equity: {!r}", exc)
             return
-        self._equity = equity
+        self._equity = snapshot.equity
+        reading = EquityReading(snapshot.equity, at, self._positions_open, time.perf_counter(), snapshot.net_deposits)
         try:
-            self._guard.tell(EquityReading(equity, at, self._positions_open, time.perf_counter()))
+            self._guard.tell(reading)
         except Exception as exc:  # a guard gone for good must not take the loop down with it
             self._errors += 1
             self.log.error("equity reading not delivered to the guard: {!r}", exc)

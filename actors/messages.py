@@ -14,6 +14,7 @@ from runtime.broker import Fill, Order
 from runtime.events import Event
 from runtime.risk.guards import TradingState
 from runtime.signals import Signal
+from runtime.validation import attrs_finite
 
 __all__ = [
     "Ping",
@@ -51,12 +52,17 @@ __all__ = [
 @attrs.frozen
 class EquityReading:
     """One account equity reading for the guard; ``positions_open`` (when known) lets a halted
-    guard find positions left open without asking the broker on every reading."""
+    guard find positions left open without asking the broker on every reading.
+
+    ``net_deposits`` is the account's cumulative net deposits read with the equity (see
+    `runtime.broker.AccountSnapshot`): a change since the guard's last one is a cash flow.
+    """
 
     equity: Any
     at: datetime
     positions_open: int | None = None
     sent_at: float | None = None  # perf_counter() when sent, for guard_reaction_ms
+    net_deposits: Any = None
 
 
 @attrs.frozen
@@ -66,13 +72,19 @@ class EquityBatch:
     equities: Sequence[Any]
     at: datetime
     positions_open: int | None = None
+    net_deposits: Any = None  # the account's net deposits, read with the batch's last equity
 
 
 @attrs.frozen
 class CashFlow:
-    """A deposit (> 0) or withdrawal (< 0): neither a gain nor a drawdown."""
+    """A deposit (> 0) or withdrawal (< 0): neither a gain nor a drawdown.
 
-    amount: float
+    For a broker without `AccountSnapshot` only: told separately it races with the readings (a
+    reading between the balance change and this message looks like a gain or a loss). A flow the
+    guard cannot take (one that would leave no equity) is refused and counted, never fatal.
+    """
+
+    amount: float = attrs.field(validator=attrs_finite)
 
 
 @attrs.frozen
@@ -110,6 +122,7 @@ class GuardStatus:
     block_counts: dict[str, int]
     bad_readings: int
     liquidating: bool
+    bad_cash_flows: int = 0
 
 
 @attrs.frozen

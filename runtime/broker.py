@@ -12,7 +12,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.validation import attrs_finite, attrs_positive, attrs_text, member
 
-__all__ = ["CLIENT_ID_MAX_LENGTH", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
+__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "read_account", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
 
 
 class BrokerError(TradewardenError, RuntimeError):
@@ -100,9 +100,38 @@ class Fill:
     client_id: str | None = None  # the order's client id; None for a close the guard made
 
 
+@attrs.frozen
+class AccountSnapshot:
+    """The account in one read: its equity and its cumulative net deposits (deposits minus
+    withdrawals since the account opened; None when the broker cannot say).
+
+    Read together, so the guard can tell a cash flow from a gain or a loss: a change in
+    ``net_deposits`` between two snapshots is money moved in or out, not trading.
+    """
+
+    equity: float
+    net_deposits: float | None = None
+
+
+def read_account(broker: Broker) -> AccountSnapshot:
+    """One snapshot of ``broker``'s account: `Broker.account_snapshot` where the broker has it,
+    else its equity alone (no cash-flow information)."""
+    snapshot = getattr(broker, "account_snapshot", None)
+    if snapshot is None:
+        return AccountSnapshot(broker.account_equity())
+    result: AccountSnapshot = snapshot()
+    return result
+
+
 @runtime_checkable
 class Broker(Protocol):
-    """What the loop and the guard need from a broker. Any method may raise `BrokerError`."""
+    """What the loop and the guard need from a broker. Any method may raise `BrokerError`.
+
+    A broker may also offer ``account_snapshot() -> AccountSnapshot`` (equity and cumulative net
+    deposits in one read, as `PaperBroker` and the MT5 adapter do); then deposits and withdrawals
+    are told apart from trading by the guard itself. Without it, tell the guard each cash flow
+    (`CashFlow`), which races with readings.
+    """
 
     def account_equity(self) -> float:
         """Cash plus the unrealised profit and loss of every open position."""

@@ -18,6 +18,7 @@ class MetricNames:
     ANALYTICS_EVENTS_TOTAL = "analytics_events_total"
     ACTOR_RESTARTS_TOTAL = "actor_restarts_total"
     BAD_READINGS_TOTAL = "bad_readings_total"
+    BAD_CASH_FLOWS_TOTAL = "bad_cash_flows_total"
     SINK_ERRORS_TOTAL = "sink_errors_total"
     STASH_OVERFLOW_TOTAL = "stash_overflow_total"
     STORE_ERRORS_TOTAL = "store_errors_total"

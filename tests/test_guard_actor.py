@@ -308,6 +308,11 @@ class BlindBroker(PaperBroker):
             raise BrokerError("connection to trade server lost")
         return super().account_equity()
 
+    def account_snapshot(self):
+        if self.blind:
+            raise BrokerError("connection to trade server lost")
+        return super().account_snapshot()
+
 
 def test_a_guard_without_valid_readings_goes_reducing_alerts_and_recovers_when_they_return(tree_factory):
     broker = BlindBroker(10_000)

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.adapters import mt5_mapping as mapping
-from runtime.broker import BrokerError, Fill, Order, Position
+from runtime.broker import AccountSnapshot, BrokerError, Fill, Order, Position
 
 __all__ = ["MT5Broker"]
 
@@ -129,6 +129,14 @@ class MT5Broker:
                 realised_pnl=mapping.realised_pnl_from_deals(deals),
                 client_id=order.client_id,
             )
+
+    def account_snapshot(self) -> AccountSnapshot:
+        """Equity and cumulative net deposits (the balance deals of the whole history), read
+        under one lock."""
+        with self._lock:
+            equity = mapping.equity_from_account(mt5.account_info())
+            deals = mt5.history_deals_get(datetime(1970, 1, 2, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1))
+            return AccountSnapshot(equity, mapping.net_deposits_from_deals(deals))
 
     def find_fill(self, client_id: str) -> Fill | None:
         """The fill of the order sent with ``client_id``, from the deals of the last

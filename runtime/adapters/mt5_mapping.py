@@ -27,6 +27,7 @@ __all__ = [
     "TRADE_ACTION_DEAL",
     "TRADE_RETCODE_DONE",
     "CLIENT_COMMENT_PREFIX",
+    "DEAL_TYPE_BALANCE",
     "DEAL_TYPE_BUY",
     "DEAL_TYPE_SELL",
     "check_order_result",
@@ -37,6 +38,7 @@ __all__ = [
     "fill_from_result",
     "market_order_request",
     "market_price",
+    "net_deposits_from_deals",
     "order_comment",
     "order_type",
     "position_from_mt5",
@@ -57,6 +59,7 @@ ORDER_FILLING_RETURN = 2
 TRADE_RETCODE_DONE = 10009
 DEAL_TYPE_BUY = 0
 DEAL_TYPE_SELL = 1
+DEAL_TYPE_BALANCE = 2  # a deposit (profit > 0) or a withdrawal (profit < 0) on the balance
 
 DEFAULT_COMMENT = "tradewarden"
 CLIENT_COMMENT_PREFIX = "tw:"  # a deal comment holds 31 characters: the prefix and a client id fit
@@ -202,6 +205,12 @@ def check_order_result(result: Any, what: str, last_error: Any = None) -> Any:
         comment = getattr(result, "comment", "")
         raise BrokerError(f"{what}: refused with retcode {retcode!r} ({comment!r}); {TRADE_RETCODE_DONE} means done")
     return result
+
+
+def net_deposits_from_deals(deals: Iterable[Any] | None) -> float:
+    """Cumulative net deposits from the account's deal history: the sum of its balance deals'
+    ``profit`` (deposits positive, withdrawals negative); trades do not count."""
+    return sum(_finite("deal.profit", deal.profit) for deal in deals or () if getattr(deal, "type", None) == DEAL_TYPE_BALANCE)
 
 
 def realised_pnl_from_deals(deals: Iterable[Any] | None) -> float:

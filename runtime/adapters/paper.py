@@ -6,7 +6,7 @@ import itertools
 import threading
 from datetime import UTC, datetime
 
-from runtime.broker import BrokerError, Fill, Order, Position, Side
+from runtime.broker import AccountSnapshot, BrokerError, Fill, Order, Position, Side
 from runtime.validation import finite_number, text
 
 __all__ = ["PaperBroker"]
@@ -34,6 +34,7 @@ class PaperBroker:
         self._positions: dict[str, Position] = {}
         self._tickets = itertools.count(1)
         self._fills: dict[str, Fill] = {}  # by client id, for find_fill
+        self._net_deposits = 0.0
         self._lock = threading.Lock()
 
     def update_price(self, symbol: str, price: float, at: datetime | None = None) -> None:
@@ -70,7 +71,37 @@ class PaperBroker:
     def account_equity(self) -> float:
         """Cash plus the unrealised profit and loss of every open position at the latest prices."""
         with self._lock:
-            return self._cash + sum(self._pnl(p, self._prices[p.symbol]) for p in self._positions.values())
+            return self._equity()
+
+    def _equity(self) -> float:
+        return self._cash + sum(self._pnl(p, self._prices[p.symbol]) for p in self._positions.values())
+
+    def account_snapshot(self) -> AccountSnapshot:
+        """Equity and cumulative net deposits, read together under one lock."""
+        with self._lock:
+            return AccountSnapshot(self._equity(), self._net_deposits)
+
+    def deposit(self, amount: float) -> None:
+        """Add ``amount`` (finite, > 0) of cash: a deposit, not a gain."""
+        value = finite_number("amount", amount)
+        if value <= 0:
+            raise ValueError(f"a deposit must be > 0, got {amount!r}")
+        with self._lock:
+            self._cash += value
+            self._net_deposits += value
+
+    def withdraw(self, amount: float) -> None:
+        """Take ``amount`` (finite, > 0) of cash out: a withdrawal, not a loss. Refused with
+        `BrokerError` when it is more than the free cash (the equity less open losses)."""
+        value = finite_number("amount", amount)
+        if value <= 0:
+            raise ValueError(f"a withdrawal must be > 0, got {amount!r}")
+        with self._lock:
+            equity = self._equity()
+            if value >= equity:
+                raise BrokerError(f"withdrawal of {value!r} refused: equity is {equity!r}")
+            self._cash -= value
+            self._net_deposits -= value
 
     def open_positions(self) -> list[Position]:
         """Every open position, valued at the latest price."""

@@ -102,6 +102,7 @@ def encode_guard_record(record: GuardRecord) -> str:
         "day_start_equity": record.day_start_equity,
         "last_check_time": record.last_check_time.isoformat() if record.last_check_time is not None else None,
         "block_counts": [[name, count] for name, count in record.block_counts],
+        "net_deposits": record.net_deposits,
     }
     # allow_nan=False: a non-finite number must fail here, not come back as something else.
     return json.dumps(data, allow_nan=False, sort_keys=True, separators=(",", ":"))
@@ -122,6 +123,8 @@ def decode_guard_record(text: str) -> GuardRecord:
             day_start_equity=data["day_start_equity"],
             last_check_time=datetime.fromisoformat(checked) if checked is not None else None,
             block_counts=tuple((str(name), int(count)) for name, count in data["block_counts"]),
+            # Records saved before cash flows travelled with the equity have none.
+            net_deposits=data.get("net_deposits"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a guard record's JSON: {text[:200]!r} ({type(exc).__name__}: {exc})") from exc

@@ -64,6 +64,7 @@ class GuardRecord:
     day_start_equity: float | None
     last_check_time: datetime | None
     block_counts: tuple[tuple[str, int], ...] = ()
+    net_deposits: float | None = None  # the account's net deposits at the latest reading, when known
 
 
 class ResumeRefused(TradewardenError, RuntimeError):
@@ -115,6 +116,7 @@ class RiskMonitor:
         self._last_check: datetime | None = None
         self._block_counts: dict[str, int] = {g.block_counter: 0 for g in self._guards}
         self._day_from = self._day_until = _NEVER  # the current day's bounds in UTC, once known
+        self._net_deposits: float | None = None
         self._clear_for: tuple[float, float] | None = None
         self._clear = (math.inf, math.inf)
 
@@ -130,6 +132,7 @@ class RiskMonitor:
             monitor._day_start = record.day_start_equity
         monitor._last_check = record.last_check_time
         monitor._block_counts.update(dict(record.block_counts))
+        monitor._net_deposits = record.net_deposits
         return monitor
 
     def record(self) -> GuardRecord:
@@ -142,6 +145,7 @@ class RiskMonitor:
             day_start_equity=self._day_start,
             last_check_time=self._last_check,
             block_counts=tuple(sorted(self._block_counts.items())),
+            net_deposits=self._net_deposits,
         )
 
     def observe(self, equity: float, at: datetime) -> Assessment | None:
@@ -298,6 +302,27 @@ class RiskMonitor:
         self._state = TradingState.HALTED
         self._reason = reason
         return previous
+
+    def take_net_deposits(self, net_deposits: float) -> float:
+        """Take the account's cumulative net deposits as read with the next reading (before it is
+        observed): a change since the last one is a cash flow, recorded so that it is neither a
+        gain nor a drawdown. Returns the flow taken (0.0 for none, and for the first one known).
+
+        A flow that cannot be scaled (it would take equity to zero or below) raises
+        ``ValueError``; the new figure is kept even so, so the same flow is never taken twice.
+        """
+        value = finite_number("net_deposits", net_deposits)
+        previous, self._net_deposits = self._net_deposits, value
+        if previous is None or value == previous:
+            return 0.0
+        flow = value - previous
+        self.record_cash_flow(flow)
+        return flow
+
+    @property
+    def net_deposits(self) -> float | None:
+        """The account's net deposits as last taken, or None before any was known."""
+        return self._net_deposits
 
     def record_cash_flow(self, amount: float) -> None:
         """A deposit or withdrawal: scales peak, start and start-of-day equity (see DrawdownTracker)."""

@@ -1,0 +1,174 @@
+"""Deposits and withdrawals travel with the equity they change, so they can never fake a
+drawdown or a gain: on the paper broker, through the MT5 mapping, and through the real guard."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from datetime import UTC, datetime
+
+import pytest
+from actor_helpers import WAIT, EventLog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors import CashFlow, EquityReading, GetGuardState, RunCycle, start_trading_system
+from actors.messages import Crash
+from runtime import (
+    BrokerError,
+    ListSignalSource,
+    ManualClock,
+    MemoryMetrics,
+    MemoryStore,
+    PaperBroker,
+    Settings,
+    TradingState,
+)
+from runtime.adapters import mt5_mapping as m
+from runtime.broker import AccountSnapshot
+
+T0 = datetime(2024, 5, 1, 9, tzinfo=UTC)
+
+
+# --- the paper broker -------------------------------------------------------------------------
+
+
+def test_a_paper_deposit_and_withdrawal_move_cash_and_net_deposits_together():
+    broker = PaperBroker(10_000)
+    assert broker.account_snapshot() == AccountSnapshot(10_000.0, 0.0)
+    broker.deposit(2_500)
+    broker.withdraw(500.0)
+    assert broker.account_snapshot() == AccountSnapshot(12_000.0, 2_000.0)
+    assert broker.cash == 12_000.0
+
+
+@pytest.mark.parametrize(
+    ("call", "amount", "error", "message"),
+    [
+        ("deposit", 0, ValueError, r"^a deposit must be > 0, got 0$"),
+        ("withdraw", -5, ValueError, r"^a withdrawal must be > 0, got -5$"),
+        ("deposit", float("nan"), ValueError, r"^amount must be a finite real number, got nan$"),
+        ("withdraw", 10_000, BrokerError, r"^withdrawal of 10000\.0 refused: equity is 10000\.0$"),
+    ],
+)
+def test_an_impossible_cash_flow_is_refused_and_changes_nothing(call, amount, error, message):
+    broker = PaperBroker(10_000)
+    with pytest.raises(error, match=message):
+        getattr(broker, call)(amount)
+    assert broker.account_snapshot() == AccountSnapshot(10_000.0, 0.0)
+
+
+# --- MetaTrader 5: balance deals are the deposits and withdrawals ------------------------------
+
+Deal = namedtuple("Deal", "type profit")
+
+
+def test_mt5_net_deposits_are_the_balance_deals_alone():
+    deals = [Deal(m.DEAL_TYPE_BALANCE, 10_000.0), Deal(m.DEAL_TYPE_BUY, -120.0), Deal(m.DEAL_TYPE_BALANCE, -2_500.0),
+             Deal(m.DEAL_TYPE_SELL, 300.0)]
+    assert m.net_deposits_from_deals(deals) == 7_500.0
+    assert m.net_deposits_from_deals(None) == 0.0
+    with pytest.raises(BrokerError, match=r"^deal\.profit must be a finite number, got nan$"):
+        m.net_deposits_from_deals([Deal(m.DEAL_TYPE_BALANCE, float("nan"))])
+
+
+# --- through the real guard -------------------------------------------------------------------
+
+
+@pytest.fixture
+def system_factory():
+    systems = []
+
+    def make(broker: PaperBroker, store=None):
+        events = EventLog()
+        metrics = MemoryMetrics()
+        system = start_trading_system(
+            Settings(heartbeat_interval_seconds=3600, min_equity=0),
+            broker,
+            ListSignalSource(),
+            store=store or MemoryStore(),
+            metrics=metrics,
+            clock=ManualClock(T0),
+            loop_interval=None,
+            subscribers=[events],
+        )
+        systems.append(system)
+        return system, events, metrics
+
+    yield make
+    for system in systems:
+        system.stop()
+
+
+def test_a_withdrawal_of_half_the_account_is_neither_a_drawdown_nor_a_halt(system_factory):
+    broker = PaperBroker(10_000)
+    system, events, _ = system_factory(broker)
+    system.loop.ask(RunCycle())
+    broker.withdraw(5_000)  # a 50% fall in equity, all of it money taken out
+    system.loop.ask(RunCycle())
+    state = system.guard_status().state
+    assert (state.trading_state, state.current_drawdown, state.current_equity) == (TradingState.ACTIVE, 0.0, 5_000.0)
+    assert state.peak_equity == pytest.approx(5_000.0)
+    broker.deposit(15_000)  # quadruples the equity: not a gain either
+    system.loop.ask(RunCycle())
+    state = system.guard_status().state
+    assert state.peak_equity == pytest.approx(20_000.0) and state.current_drawdown == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_flow_made_while_the_guard_was_restarting_is_taken_once(system_factory):
+    broker, store = PaperBroker(10_000), MemoryStore()
+    system, _, _ = system_factory(broker, store)
+    system.loop.ask(RunCycle())
+    system.guard.tell(Crash("drill"))
+    broker.withdraw(4_000)
+    system.loop.ask(RunCycle())
+    system.loop.ask(RunCycle())
+    state = system.guard_status().state
+    assert (state.trading_state, state.current_drawdown) == (TradingState.ACTIVE, 0.0)
+    assert store.load_guard("main").net_deposits == -4_000.0
+
+
+def test_a_bad_or_impossible_cash_flow_message_is_refused_counted_and_never_fatal(system_factory):
+    with pytest.raises(ValueError, match=r"^amount must be a finite real number, got nan$"):
+        CashFlow(float("nan"))
+    system, _, metrics = system_factory(PaperBroker(10_000))
+    system.loop.ask(RunCycle())
+    for _ in range(6):
+        system.guard.tell(CashFlow(-50_000.0))  # more than the whole account
+    status = system.guard.ask(GetGuardState(), timeout=WAIT)
+    assert status.bad_cash_flows == 6 and metrics.counters["bad_cash_flows_total"] == 6
+    assert status.state.trading_state is TradingState.ACTIVE and status.state.current_equity == 10_000.0
+    assert system.children()["guard"].incarnation == 1 and not system.gave_up
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("deposit"), st.floats(1.0, 50_000.0)),
+            st.tuples(st.just("withdraw"), st.floats(0.01, 0.95)),  # a fraction of the equity
+            st.tuples(st.just("reading"), st.none()),
+            st.tuples(st.just("crash"), st.none()),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_random_flows_readings_and_guard_crashes_never_move_the_drawdown_or_halt(system_factory, steps):
+    broker = PaperBroker(10_000)
+    system, _, _ = system_factory(broker)
+    system.loop.ask(RunCycle())
+    for kind, value in steps:
+        if kind == "deposit":
+            broker.deposit(value)
+        elif kind == "withdraw":
+            broker.withdraw(broker.account_equity() * value)
+        elif kind == "crash":
+            system.guard.tell(Crash("drill"))
+        else:
+            snapshot = broker.account_snapshot()
+            system.guard.tell(EquityReading(snapshot.equity, T0, 0, None, snapshot.net_deposits))
+    system.loop.ask(RunCycle())
+    state = system.guard_status().state
+    assert state.trading_state is TradingState.ACTIVE
+    assert state.current_drawdown == pytest.approx(0.0, abs=1e-9)
+    assert state.current_equity == pytest.approx(broker.account_equity())
