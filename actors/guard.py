@@ -67,7 +67,13 @@ class GuardActor(SupervisedActor):
     flat, one POSITION_CLOSED each), alerts, counts the block, and emits GUARD_TRIGGERED. While
     HALTED, a reading that reports open positions closes them. A bad reading is refused, logged
     and counted, never fatal. The peak, start-of-day equity and trading state are saved to the
-    store before they take effect, and a new incarnation carries on from them.
+    store before they take effect, and a new incarnation carries on from them. A reading's net
+    deposits (`runtime.broker.AccountSnapshot`) are taken as a cash flow before its equity.
+
+    Operators: `Resume` (refused past a hard limit unless it rebaselines) and `Halt` (the kill
+    switch). On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
+    to ``equity_stale_state`` (REDUCING, lifted by the next reading within limits, or HALTED and
+    liquidated), with EQUITY_UNAVAILABLE and a critical alert.
     """
 
     def __init__(
@@ -97,7 +103,7 @@ class GuardActor(SupervisedActor):
         self._alerts = context.sibling("alerts")
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
         self._monitor: RiskMonitor | None = None
-        self._saved: tuple[float, object, int, float | None] = (0.0, None, 0, None)  # what the store last got: see _worth_saving
+        self._saved: tuple[float, object, int, float | None] = (0.0, None, 0, None)  # what the store last got: see _save_key
         self._bad_readings = 0
         self._bad_cash_flows = 0
         self._liquidating: str | None = None
