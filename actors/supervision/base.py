@@ -11,7 +11,7 @@ import pykka
 from loguru import logger
 
 from actors.supervision.context import ChildContext
-from actors.supervision.messages import Crash, Hang, Ping, Pong, Tick
+from actors.supervision.messages import Crash, ExitKind, Hang, Ping, Pong, Tick
 from actors.supervision.timers import Timers
 from runtime.adapters.system_clock import SystemClock
 
@@ -25,8 +25,8 @@ class SupervisedActor(pykka.ThreadingActor):
 
     Subclasses implement `prepare` (instead of ``on_start``), `handle` (instead of
     ``on_receive``), `on_tick`, and optionally `cleanup`. The ways of ending and what the
-    supervisor hears: an exception in `prepare` -> "start_failed"; an exception in a told
-    message -> "crashed"; a stop it asks for itself -> "normal" (or what `exit_with` set).
+    supervisor hears (an `ExitKind`): an exception in `prepare` -> START_FAILED; an exception in
+    a told message -> CRASHED; a stop it asks for itself -> NORMAL (or what `exit_with` set).
     Threads are daemons so that an abandoned, hung incarnation never keeps a process alive.
     """
 
@@ -42,7 +42,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self.context = context
         self.timers = Timers(self.actor_ref, SystemClock.shared() if self.wall_clock_timers else context.clock)
         self.log = logger.bind(actor=context.name, incarnation=context.incarnation)
-        self._exit_kind = "normal"
+        self._exit_kind = ExitKind.NORMAL
         self._exit_cause = ""
 
     # --- hooks for subclasses ---------------------------------------------------------------
@@ -62,8 +62,8 @@ class SupervisedActor(pykka.ThreadingActor):
         `exit_kind` and `exit_cause` saying which."""
 
     @property
-    def exit_kind(self) -> str:
-        """How this incarnation is ending: "normal", "crashed", "start_failed", "gave_up"."""
+    def exit_kind(self) -> ExitKind:
+        """How this incarnation is ending (NORMAL until it ends otherwise)."""
         return self._exit_kind
 
     @property
@@ -73,18 +73,18 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # --- pykka lifecycle --------------------------------------------------------------------
 
-    def exit_with(self, kind: str, cause: str) -> None:
-        """Stop after this message and report ``kind`` (for example "gave_up") to the supervisor."""
+    def exit_with(self, kind: ExitKind, cause: str) -> None:
+        """Stop after this message and report ``kind`` (for example GAVE_UP) to the supervisor."""
         self._exit_kind, self._exit_cause = kind, cause
         self.stop()
 
     def on_start(self) -> None:
-        """Run `prepare`; if it raises, clean up, report "start_failed" and let pykka stop us."""
+        """Run `prepare`; if it raises, clean up, report START_FAILED and let pykka stop us."""
         try:
             self.prepare()
         except Exception as exc:
             self._salvage()
-            self._finish("start_failed", f"{type(exc).__name__}: {exc}")
+            self._finish(ExitKind.START_FAILED, f"{type(exc).__name__}: {exc}")
             raise
 
     def on_stop(self) -> None:
@@ -98,15 +98,15 @@ class SupervisedActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """An exception in a told message: keep the unhandled mail, clean up, report "crashed"."""
+        """An exception in a told message: keep the unhandled mail, clean up, report CRASHED."""
         self._salvage()
-        self._finish("crashed", f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
+        self._finish(ExitKind.CRASHED, f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
 
     def _salvage(self) -> None:
         if self.salvage_mail:
             self.context.salvage(self.actor_ref)
 
-    def _finish(self, kind: str, cause: str) -> None:
+    def _finish(self, kind: ExitKind, cause: str) -> None:
         self._exit_kind, self._exit_cause = kind, cause
         self.timers.cancel_all()
         try:

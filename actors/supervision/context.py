@@ -15,7 +15,7 @@ import pykka
 from loguru import logger
 
 from actors.supervision.address import Address, Slot
-from actors.supervision.messages import ChildExited
+from actors.supervision.messages import ChildExited, ExitKind
 from runtime.adapters.system_clock import SystemClock
 from runtime.clock import Clock
 
@@ -45,7 +45,7 @@ class ChildContext:
         self.supervisor = supervisor
         self.clock: Clock = clock or SystemClock.shared()
         self.revoked = threading.Event()
-        self.ended: tuple[str, str] | None = None
+        self.ended: tuple[ExitKind, str] | None = None
         self.progress = 0
         self._slots = dict(slots or {})
 
@@ -69,7 +69,7 @@ class ChildContext:
         """``port`` wrapped so that every call is refused once this incarnation is revoked."""
         return Revocable(port, self)  # type: ignore[return-value]
 
-    def report_exit(self, kind: str, cause: str = "") -> None:
+    def report_exit(self, kind: ExitKind, cause: str = "") -> None:
         """Record how this incarnation ended and tell the supervisor (unless revoked: it was
         already replaced)."""
         self.ended = (kind, cause)

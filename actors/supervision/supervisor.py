@@ -24,7 +24,7 @@ import pykka
 from actors.supervision.address import Address, Slot
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
-from actors.supervision.messages import ChildExited, GetChildren, Ping, RestartChild
+from actors.supervision.messages import ChildExited, ExitKind, GetChildren, Ping, RestartChild
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.events import EventType
@@ -254,7 +254,7 @@ class Supervisor(SupervisedActor):
                     self._stop_child(child)
                 else:
                     self._abandon(child)
-                self._child_down(child, "restart_requested", message.cause)
+                self._child_down(child, ExitKind.RESTART_REQUESTED, message.cause)
         elif isinstance(message, GetChildren):
             return {
                 c.spec.name: ChildInfo(c.spec.name, c.incarnation, c.running and c.ref is not None and c.ref.is_alive(), c.restarts)
@@ -305,19 +305,19 @@ class Supervisor(SupervisedActor):
                     continue
                 self.log.warning("{} did not answer a liveness probe within {}s", child.spec.name, timeout)
                 self._abandon(child)
-                self._child_down(child, "hung", f"no answer to a liveness probe within {timeout}s")
+                self._child_down(child, ExitKind.HUNG, f"no answer to a liveness probe within {timeout}s")
             except pykka.ActorDeadError:
-                self._child_down(child, "dead", "found dead by the liveness probe")
+                self._child_down(child, ExitKind.DEAD, "found dead by the liveness probe")
             except Exception as exc:  # a plain actor that refuses Ping is still alive
                 self.log.debug("{} answered the probe with {!r}", child.spec.name, exc)
 
     # --- failure handling -------------------------------------------------------------------
 
-    def _child_down(self, child: _Child, kind: str, cause: str) -> None:
+    def _child_down(self, child: _Child, kind: ExitKind, cause: str) -> None:
         if self._mark_down(child, kind, cause) == 0.0:
             self._restart_pending()
 
-    def _mark_down(self, child: _Child, kind: str, cause: str) -> float | None:
+    def _mark_down(self, child: _Child, kind: ExitKind, cause: str) -> float | None:
         # Applies the restart type, the intensity and the strategy to one child's end, and says
         # when to restart: now (0.0), after a backoff the timer will bring (> 0), or never (None).
         child.running = False
@@ -327,7 +327,7 @@ class Supervisor(SupervisedActor):
         child.slot.suspend()
         spec = child.spec
         self.log.warning("child {} ended ({}): {}", spec.name, kind, cause)
-        if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and kind == "normal"):
+        if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and kind is ExitKind.NORMAL):
             child.slot.close()
             child.pending_cause = None
             return None
@@ -393,7 +393,7 @@ class Supervisor(SupervisedActor):
                 return
             cause, attempt = child.pending_cause, child.restarts
             if not self._start_child(child):
-                delay = self._mark_down(child, "start_failed", child.pending_cause or cause or "")
+                delay = self._mark_down(child, ExitKind.START_FAILED, child.pending_cause or cause or "")
                 if self._gave_up.is_set() or (delay is not None and delay > 0):
                     return  # given up, or waiting for a backoff
                 continue
@@ -464,7 +464,7 @@ class Supervisor(SupervisedActor):
         self._stop_all()
         self._run_fail_safe(cause)
         self._gave_up.set()
-        self.exit_with("gave_up", cause)
+        self.exit_with(ExitKind.GAVE_UP, cause)
 
     def _run_fail_safe(self, cause: str) -> None:
         if self._fail_safe is None or self._fail_safe_ran:
@@ -479,7 +479,7 @@ class Supervisor(SupervisedActor):
         """Stop every child in reverse start order; if the supervisor itself failed, run the
         fail-safe too, since nothing watches the children any more."""
         self._stop_all()
-        if self.exit_kind not in ("normal", "gave_up"):
+        if self.exit_kind not in (ExitKind.NORMAL, ExitKind.GAVE_UP):
             self._run_fail_safe(f"supervisor {self.context.name} failed: {self.exit_cause}")
 
 
