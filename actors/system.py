@@ -19,6 +19,7 @@ from actors.messages import GetGuardState, GuardStatus, MarketData, RestartChild
 from actors.supervision.address import Address, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
+    DEFAULT_PROBE_INTERVAL,
     Backoff,
     ChildInfo,
     ChildSpec,
@@ -75,7 +76,7 @@ class TradingSystem:
         loop_interval: float | None = -1.0,
         market_feed: Callable[[MarketData], None] | None = None,
         backoff: Backoff | None = None,
-        probe_interval: float = 0.5,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         liveness_timeout: float = 5.0,
         fail_safe_deadline: float = 30.0,
     ) -> None:

@@ -19,7 +19,12 @@ from loguru import logger
 from actors.supervision.messages import Ping, Tick
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
-__all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable"]
+__all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable", "DEFAULT_STASH_LIMIT", "DEFAULT_ASK_TIMEOUT"]
+
+DEFAULT_STASH_LIMIT = 10_000
+"""How many told messages wait for a restarting child before more are refused."""
+DEFAULT_ASK_TIMEOUT = 5.0
+"""How long an ask through an address waits for its answer, by default (seconds)."""
 
 
 class StashOverflow(RuntimeError):
@@ -41,7 +46,7 @@ class _Salvaged:
 class Slot:
     """The supervisor's side of an address: the current ref of one child and its stash."""
 
-    def __init__(self, name: str, stash_limit: int = 10_000, metrics: MetricsSink | None = None) -> None:
+    def __init__(self, name: str, stash_limit: int = DEFAULT_STASH_LIMIT, metrics: MetricsSink | None = None) -> None:
         if stash_limit < 0:
             raise ValueError(f"stash_limit must be >= 0, got {stash_limit!r}")
         self.name = name
@@ -214,7 +219,7 @@ class Address:
             return
         self._slot.tell(message)
 
-    def ask(self, message: Any, timeout: float = 5.0) -> Any:
+    def ask(self, message: Any, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send and wait up to ``timeout`` seconds for the answer (pykka.Timeout past it)."""
         if self._gate is not None and self._gate.is_set():
             raise ChildUnavailable(f"this incarnation was abandoned; ask to {self._slot.name!r} refused")

@@ -21,7 +21,7 @@ from typing import Any, cast
 import attrs
 import pykka
 
-from actors.supervision.address import Address, Slot
+from actors.supervision.address import DEFAULT_ASK_TIMEOUT, DEFAULT_STASH_LIMIT, Address, Slot
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from actors.supervision.messages import ChildExited, ExitKind, GetChildren, Ping, RestartChild
@@ -30,7 +30,29 @@ from runtime.clock import Clock
 from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
-__all__ = ["Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "make_slots"]
+__all__ = [
+    "Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "make_slots",
+    "DEFAULT_MAX_RESTARTS", "DEFAULT_WITHIN_SECONDS", "DEFAULT_PROBE_INTERVAL", "DEFAULT_START_TIMEOUT",
+    "DEFAULT_SHUTDOWN_TIMEOUT", "DEFAULT_LIVENESS_TIMEOUT", "DEFAULT_STOP_TIMEOUT",
+]
+
+# Each default is defined here once; the specs, the supervisor, its handle and the trading
+# system refer to these names.
+DEFAULT_MAX_RESTARTS = 5
+"""Restarts allowed within `DEFAULT_WITHIN_SECONDS` before a supervisor gives up: a crash loop
+faster than that is a fault a person must look at."""
+DEFAULT_WITHIN_SECONDS = 60.0
+"""The period (seconds) over which restarts are counted against the intensity."""
+DEFAULT_PROBE_INTERVAL = 0.5
+"""Seconds between two liveness probes of every child."""
+DEFAULT_START_TIMEOUT = 10.0
+"""Seconds a new incarnation has to answer its first probe before its start counts as failed."""
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds a child's stop may take before the child is abandoned."""
+DEFAULT_LIVENESS_TIMEOUT = 2.0
+"""Seconds a child has to answer a liveness probe before it counts as hung."""
+DEFAULT_STOP_TIMEOUT = 30.0
+"""Seconds `SupervisorHandle.stop` waits for the whole tree to stop."""
 
 
 class Restart(enum.Enum):
@@ -63,8 +85,8 @@ class ChildSpec:
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
     start: Callable[[ChildContext], pykka.ActorRef[Any]]
     restart: Restart = attrs.field(default=Restart.PERMANENT, converter=Restart)
-    shutdown_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
-    liveness_timeout: float | None = 2.0
+    shutdown_timeout: float = attrs.field(default=DEFAULT_SHUTDOWN_TIMEOUT, validator=attrs.validators.gt(0))
+    liveness_timeout: float | None = DEFAULT_LIVENESS_TIMEOUT
 
 
 @attrs.frozen
@@ -103,8 +125,8 @@ Notify = Callable[[EventType, dict[str, Any]], None]
 class Supervisor(SupervisedActor):
     """Starts its children in order, restarts them by its strategy, stops them in reverse order.
 
-    Defaults suit a trading system: at most 5 restarts within 60 seconds (a crash loop faster
-    than that is a fault a person must look at, and the fail-safe halts trading), no backoff.
+    Defaults suit a trading system: at most `DEFAULT_MAX_RESTARTS` restarts within
+    `DEFAULT_WITHIN_SECONDS` (past that the fail-safe halts trading), no backoff.
     Start one with `Supervisor.launch`; to make it a child of another supervisor, call `launch`
     with the context that the parent passes to its `ChildSpec.start`.
     """
@@ -119,11 +141,11 @@ class Supervisor(SupervisedActor):
         slots: Mapping[str, Slot],
         *,
         strategy: Strategy = Strategy.ONE_FOR_ONE,
-        max_restarts: int = 5,
-        within_seconds: float = 60.0,
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        within_seconds: float = DEFAULT_WITHIN_SECONDS,
         backoff: Backoff | None = None,
-        probe_interval: float = 0.5,
-        start_timeout: float = 10.0,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
         fail_safe: Callable[[str], None] | None = None,
         notify: Notify | None = None,
         metrics: MetricsSink | None = None,
@@ -182,9 +204,9 @@ class Supervisor(SupervisedActor):
         if context.supervisor is None:
             # Standalone: return once every child is up (a parent supervisor does its own wait).
             # Failed starts are retried within the restart intensity, so allow for all of them.
-            attempts = options.get("max_restarts", 5) + len(children)
+            attempts = options.get("max_restarts", DEFAULT_MAX_RESTARTS) + len(children)
             try:
-                ref.ask(Ping(), timeout=options.get("start_timeout", 10.0) * attempts)
+                ref.ask(Ping(), timeout=options.get("start_timeout", DEFAULT_START_TIMEOUT) * attempts)
             except pykka.ActorDeadError:
                 if not gave_up.is_set():
                     raise RuntimeError("the supervisor failed while starting; see the log") from None
@@ -483,7 +505,7 @@ class Supervisor(SupervisedActor):
             self._run_fail_safe(f"supervisor {self.context.name} failed: {self.exit_cause}")
 
 
-def make_slots(children: Sequence[ChildSpec], stash_limit: int = 10_000, metrics: MetricsSink | None = None) -> dict[str, Slot]:
+def make_slots(children: Sequence[ChildSpec], stash_limit: int = DEFAULT_STASH_LIMIT, metrics: MetricsSink | None = None) -> dict[str, Slot]:
     """One address slot per child, for `Supervisor.launch`."""
     return {spec.name: Slot(spec.name, stash_limit, metrics) for spec in children}
 
@@ -503,7 +525,7 @@ class SupervisorHandle:
         except KeyError:
             raise KeyError(f"no child named {name!r}; children: {sorted(self.slots)}") from None
 
-    def children(self, timeout: float = 5.0) -> dict[str, ChildInfo]:
+    def children(self, timeout: float = DEFAULT_ASK_TIMEOUT) -> dict[str, ChildInfo]:
         """Each child's incarnation, liveness and restart count."""
         return cast("dict[str, ChildInfo]", self.ref.ask(GetChildren(), timeout=timeout))
 
@@ -513,7 +535,7 @@ class SupervisorHandle:
             raise KeyError(f"no child named {name!r}; children: {sorted(self.slots)}")
         self.ref.tell(RestartChild(name, cause, graceful))
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Stop the supervisor and, in reverse start order, every child."""
         try:
             self.ref.stop(block=True, timeout=timeout)
