@@ -24,6 +24,7 @@ from actors.supervision.supervisor import (
     ChildInfo,
     ChildSpec,
     Restart,
+    Restarted,
     Strategy,
     Supervisor,
     SupervisorHandle,
@@ -177,6 +178,13 @@ class TradingSystem:
 
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
         publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
+
+        def restarted(r: Restarted) -> None:
+            publisher(
+                EventType.ACTOR_RESTARTED,
+                {"actor": r.actor, "cause": r.cause, "attempt": r.attempt, "incarnation": r.incarnation},
+            )
+
         self._handle = Supervisor.launch(
             self._specs,
             name=f"trading-{self.settings.loop_id}",
@@ -188,7 +196,7 @@ class TradingSystem:
             backoff=self._backoff,
             probe_interval=self._probe_interval,
             fail_safe=lambda cause: self._fail_safe(cause, context),
-            notify=publisher,
+            on_restart=restarted,
             metrics=self.metrics,
             child_clock=self.clock,
         )

@@ -25,7 +25,7 @@ import pykka
 
 from actors.messages import Crash
 from actors.replay import PaperFeed, Replay
-from actors.supervision.supervisor import ChildSpec, Supervisor
+from actors.supervision.supervisor import ChildSpec, Restarted, Supervisor
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
 from runtime.adapters.paper import PaperBroker
@@ -66,24 +66,22 @@ class EventCounter(pykka.ThreadingActor):
 
 
 class HostLog:
-    """What the host supervisor reported through its ``notify`` callback, with a way to wait."""
+    """What the host supervisor reported through its ``on_restart`` hook, with a way to wait."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.entries: list[tuple[EventType, dict[str, Any]]] = []
+        self.entries: list[Restarted] = []
 
-    def __call__(self, event_type: EventType, metadata: dict[str, Any]) -> None:
-        """The host supervisor's notify callback (runs on its thread)."""
+    def __call__(self, restarted: Restarted) -> None:
+        """The host supervisor's on_restart hook (runs on its thread)."""
         with self._cond:
-            self.entries.append((event_type, dict(metadata)))
+            self.entries.append(restarted)
             self._cond.notify_all()
 
-    def wait_for_restart(self, actor: str, timeout: float = WAIT) -> dict[str, Any] | None:
-        """The metadata of the first restart of ``actor`` the host supervisor made, or None."""
-        def found() -> dict[str, Any] | None:
-            return next(
-                (m for t, m in self.entries if t is EventType.ACTOR_RESTARTED and m.get("actor") == actor), None
-            )
+    def wait_for_restart(self, actor: str, timeout: float = WAIT) -> Restarted | None:
+        """The first restart of ``actor`` the host supervisor made, or None."""
+        def found() -> Restarted | None:
+            return next((r for r in self.entries if r.actor == actor), None)
         with self._cond:
             self._cond.wait_for(lambda: found() is not None, timeout)
             return found()
@@ -125,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trading.child_spec("trading"),
         ],
         name="host",
-        notify=host_log,
+        on_restart=host_log,
     )
     # The host subscribes its actor by its stable address, so a restart of that actor by the host
     # does not leave the trading system telling a dead ref.
@@ -168,15 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("host: the escalation did NOT reach the host supervisor", file=sys.stderr)
         host.stop()
         return 1
-    print(f"host supervisor notified: child 'trading' failed and was restarted (attempt {restart['attempt']})")
-    print(f"  cause: {restart['cause']}")
+    print(f"host supervisor notified: child 'trading' failed and was restarted (attempt {restart.attempt})")
+    print(f"  cause: {restart.cause}")
     print(f"  positions open now: {len(broker.open_positions())} (the fail-safe closed them before escalating)")
 
     # The fail-safe tells subscribers directly (the emitter has stopped by then).
     heard = events.ask("seen", timeout=WAIT)
     fail_safe = [
         (kind, meta) for kind, meta in heard
-        if (kind == "trading_state_changed" and meta.get("to") == "halted" and meta.get("reason") == restart["cause"])
+        if (kind == "trading_state_changed" and meta.get("to") == "halted" and meta.get("reason") == restart.cause)
         or (kind == "position_closed" and meta.get("reason") == "fail-safe")
     ]
     print("host event actor heard from the fail-safe: " + "; ".join(

@@ -11,7 +11,7 @@ from actor_helpers import WAIT, Journal, Recorder, wait_until
 
 from actors import Address, Backoff, ChildSpec, Restart, StashOverflow, Strategy, Supervisor
 from actors.messages import Crash, Hang, Ping
-from runtime.events import EventType
+from actors.supervision.supervisor import Restarted
 
 
 @pytest.fixture(autouse=True)
@@ -26,27 +26,27 @@ def recorder_spec(name: str, journal: Journal, **kw) -> ChildSpec:
 
 
 class Notes:
-    """Collects the supervisor's ACTOR_RESTARTED notifications."""
+    """Collects what the supervisor's ``on_restart`` hook hears."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.items: list[tuple[EventType, dict]] = []
+        self.items: list[Restarted] = []
 
-    def __call__(self, event_type: EventType, metadata: dict) -> None:
+    def __call__(self, restarted: Restarted) -> None:
         with self.cond:
-            self.items.append((event_type, metadata))
+            self.items.append(restarted)
             self.cond.notify_all()
 
-    def wait(self, count: int) -> list[dict]:
+    def wait(self, count: int) -> list[Restarted]:
         with self.cond:
             assert self.cond.wait_for(lambda: len(self.items) >= count, WAIT), self.items
-            return [m for _, m in self.items]
+            return list(self.items)
 
 
 def launch(names, journal, notes=None, **options):
     specs = [recorder_spec(n, journal, liveness_timeout=0.3) for n in names]
     options.setdefault("probe_interval", 0.05)
-    return Supervisor.launch(specs, notify=notes, **options)
+    return Supervisor.launch(specs, on_restart=notes, **options)
 
 
 def incarnation(address: Address) -> int:
@@ -73,7 +73,7 @@ def test_a_child_that_crashes_on_a_told_message_is_restarted_and_later_mail_reac
     got = [e for e in journal.snapshot() if e[0] == "got"]
     assert got == [("got", "a", 2, "after-crash-1"), ("got", "a", 2, "after-crash-2")]
     [restart] = notes.wait(1)
-    assert restart == {"actor": "a", "cause": "RuntimeError: boom", "attempt": 1, "incarnation": 2}
+    assert restart == Restarted(actor="a", cause="RuntimeError: boom", attempt=1, incarnation=2)
     assert incarnation(handle.address("b")) == 1, "one_for_one restarts only the failed child"
     handle.stop()
 
@@ -107,8 +107,7 @@ def test_a_child_whose_start_fails_is_started_again():
     assert incarnation(handle.address("a")) == 3
     assert ("start_failed", "a", 2) in journal.snapshot()
     [note] = notes.wait(1)
-    assert note["actor"] == "a" and note["attempt"] == 2 and note["incarnation"] == 3
-    assert note["cause"] == "RuntimeError: a refuses to start"
+    assert note == Restarted(actor="a", cause="RuntimeError: a refuses to start", attempt=2, incarnation=3)
     handle.stop()
 
 
@@ -256,10 +255,10 @@ def test_escalation_reaches_the_parent_which_restarts_the_whole_child_supervisor
         inner_slots.update(handle.slots)
         return handle.ref
 
-    parent = Supervisor.launch([ChildSpec("inner", start_inner)], notify=parent_notes, probe_interval=0.05)
+    parent = Supervisor.launch([ChildSpec("inner", start_inner)], on_restart=parent_notes, probe_interval=0.05)
     Address(inner_slots["worker"]).tell(Crash("fatal"))
     [note] = parent_notes.wait(1)
-    assert note["actor"] == "inner" and "exceeded 0 within" in note["cause"]
+    assert note.actor == "inner" and "exceeded 0 within" in note.cause
     journal.wait_for(lambda es: ("started", "worker", 1) in es and es.count(("started", "worker", 1)) == 2)
     assert Address(inner_slots["worker"]).ask(("echo", "back"), timeout=WAIT) == ("back", 1)
     parent.stop()

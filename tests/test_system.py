@@ -101,7 +101,7 @@ def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
         subscribers=[listener],
     )
     host = Supervisor.launch(
-        [trading.child_spec("trading")], notify=lambda t, m: host_notes.add((t, m)), probe_interval=0.05
+        [trading.child_spec("trading")], on_restart=host_notes.add, probe_interval=0.05
     )
     trading.loop.ask(RunCycle(), timeout=WAIT)
     host_events.wait_count(EventType.LOOP_STARTED, 1)
@@ -109,9 +109,8 @@ def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
     assert trading.guard.ask(GetGuardState(), timeout=WAIT).state.peak_equity == 12_000
     trading.guard.tell(Crash("fatal"))  # max_restarts=0: the trading supervisor gives up at once
     host_events.wait_count(EventType.LOOP_STARTED, 2)  # ...and the host started it all again
-    [(kind, note)] = host_notes.wait_for(lambda notes: len(notes) == 1)
-    assert kind is EventType.ACTOR_RESTARTED and note["actor"] == "trading"
-    assert "guard ended (crashed: RuntimeError: fatal)" in note["cause"]
+    [note] = host_notes.wait_for(lambda notes: len(notes) == 1)
+    assert note.actor == "trading" and "guard ended (crashed: RuntimeError: fatal)" in note.cause
     status = trading.guard.ask(GetGuardState(), timeout=WAIT)
     assert status.state.peak_equity == 12_000, "the same store: the peak survives the whole restart"
     assert status.state.trading_state is TradingState.HALTED, "the fail-safe halted trading"

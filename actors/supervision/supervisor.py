@@ -27,11 +27,11 @@ from actors.supervision.context import ChildContext
 from actors.supervision.messages import ChildExited, ExitKind, GetChildren, Ping, RestartChild
 from runtime.backoff import Backoff
 from runtime.clock import Clock
-from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
 __all__ = [
-    "Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "make_slots",
+    "Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "Restarted",
+    "make_slots",
     "DEFAULT_MAX_RESTARTS", "DEFAULT_WITHIN_SECONDS", "DEFAULT_PROBE_INTERVAL", "DEFAULT_START_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT", "DEFAULT_LIVENESS_TIMEOUT", "DEFAULT_STOP_TIMEOUT",
 ]
@@ -119,7 +119,16 @@ class _Child:
         self.due = 0.0  # when a pending restart may run (a backoff puts it in the future)
 
 
-Notify = Callable[[EventType, dict[str, Any]], None]
+@attrs.frozen
+class Restarted:
+    """What a supervisor's ``on_restart`` hook hears after it restarted a child: which child,
+    why, the how-many-th restart in a row (``attempt``, 1 for the first after a good period)
+    and the incarnation now running."""
+
+    actor: str
+    cause: str
+    attempt: int
+    incarnation: int
 
 
 class Supervisor(SupervisedActor):
@@ -127,6 +136,8 @@ class Supervisor(SupervisedActor):
 
     Defaults suit a trading system: at most `DEFAULT_MAX_RESTARTS` restarts within
     `DEFAULT_WITHIN_SECONDS` (past that the fail-safe halts trading), no backoff.
+    After each restart (not a first start) it calls ``on_restart`` with a `Restarted`, on its own
+    thread; a hook that raises is logged and changes nothing.
     Start one with `Supervisor.launch`; to make it a child of another supervisor, call `launch`
     with the context that the parent passes to its `ChildSpec.start`.
     """
@@ -147,7 +158,7 @@ class Supervisor(SupervisedActor):
         probe_interval: float = DEFAULT_PROBE_INTERVAL,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         fail_safe: Callable[[str], None] | None = None,
-        notify: Notify | None = None,
+        on_restart: Callable[[Restarted], None] | None = None,
         metrics: MetricsSink | None = None,
         gave_up: threading.Event | None = None,
         seed: int | None = None,
@@ -172,7 +183,7 @@ class Supervisor(SupervisedActor):
         self._probe_interval = probe_interval
         self._start_timeout = start_timeout
         self._fail_safe = fail_safe
-        self._notify = notify
+        self._on_restart = on_restart
         self._metrics = metrics or NullMetrics()
         self._gave_up = gave_up or threading.Event()
         self._rng = random.Random(seed)
@@ -421,18 +432,15 @@ class Supervisor(SupervisedActor):
                 continue
             if cause:  # "" is a first start, not a restart
                 self._metrics.incr(MetricNames.ACTOR_RESTARTS_TOTAL)
-                self._emit(
-                    EventType.ACTOR_RESTARTED,
-                    {"actor": child.spec.name, "cause": cause, "attempt": attempt, "incarnation": child.incarnation},
-                )
+                self._report_restart(Restarted(child.spec.name, cause, attempt, child.incarnation))
 
-    def _emit(self, event_type: EventType, metadata: dict[str, Any]) -> None:
-        if self._notify is None:
+    def _report_restart(self, restarted: Restarted) -> None:
+        if self._on_restart is None:
             return
         try:
-            self._notify(event_type, metadata)
-        except Exception:
-            self.log.exception("could not report {}", event_type.value)
+            self._on_restart(restarted)
+        except Exception:  # a failing hook must not stop the supervisor supervising
+            self.log.exception("on_restart hook failed for {}", restarted)
 
     # --- stopping ---------------------------------------------------------------------------
 
