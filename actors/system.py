@@ -267,12 +267,13 @@ class TradingSystem:
         """Each actor's incarnation, liveness and restart count."""
         return self.supervisor.children()
 
-    def restart(self, name: str, cause: str, graceful: bool = True) -> None:
+    def restart(self, name: str, cause: str, graceful: bool = True, incarnation: int | None = None) -> None:
         """Ask the supervisor to restart one actor now; ``graceful=False`` abandons it at once
-        (for an actor known not to answer)."""
+        (for an actor known not to answer); with ``incarnation``, only if that incarnation is
+        still the one running (a stale request is ignored)."""
         if self._handle is not None:
             try:
-                self._handle.ref.tell(RestartChild(name, cause, graceful))
+                self._handle.ref.tell(RestartChild(name, cause, graceful, incarnation))
             except pykka.ActorDeadError:
                 logger.warning("restart of {} not requested: supervisor stopped", name)
 

@@ -7,7 +7,7 @@ import threading
 
 import pykka
 import pytest
-from actor_helpers import WAIT, Journal, Recorder, wait_until
+from actor_helpers import WAIT, Journal, LogLines, Recorder, wait_until
 
 from actors import Address, Backoff, ChildSpec, Restart, StashOverflow, Strategy, Supervisor
 from actors.messages import Crash, Hang, Ping
@@ -430,4 +430,25 @@ def test_each_child_keeps_its_own_backoff_when_another_fails_meanwhile():
     assert time.monotonic() - crashed_at < 0.6, "b waited for a's backoff"
     journal.wait_for(lambda es: ("started", "a", 5) in es)
     assert time.monotonic() - crashed_at >= 0.8, "a came back before its backoff"
+    handle.stop()
+
+
+def test_a_stale_restart_request_for_an_earlier_incarnation_restarts_nothing():
+    journal, notes = Journal(), Notes()
+    handle = launch("ab", journal, notes)
+    address = handle.address("a")
+    address.tell(Crash("boom"))
+    notes.wait(1)
+    assert incarnation(address) == 2
+    with LogLines("WARNING") as lines:
+        handle.restart("a", "stalled long ago", incarnation=1)
+        lines.wait_for(lambda ls: any("stale restart" in line for line in ls))
+    assert [line for line in lines.snapshot() if "stale restart" in line] == [
+        "WARNING stale restart of a ignored: it was for incarnation 1, the current one is 2"
+    ]
+    assert incarnation(address) == 2
+    assert handle.children()["a"].restarts == 1 and len(notes.items) == 1
+    handle.restart("a", "stalled now", incarnation=2)
+    assert notes.wait(2)[1] == Restarted(actor="a", cause="stalled now", attempt=2, incarnation=3)
+    assert incarnation(address) == 3
     handle.stop()

@@ -94,11 +94,14 @@ class RestartChild:
     """Ask a supervisor to restart one child now (the heartbeat's answer to a stalled loop).
 
     ``graceful`` asks it to stop first (waiting up to its shutdown timeout); a child known not to
-    answer is abandoned at once instead."""
+    answer is abandoned at once instead. ``incarnation`` names the incarnation the request is
+    about: when the child has moved on since, the request is stale and ignored (logged at
+    warning), so it can never stop a healthy successor. None restarts whatever runs now."""
 
     name: str
     cause: str
     graceful: bool = True
+    incarnation: int | None = None
 
 
 @attrs.frozen

@@ -282,6 +282,11 @@ class Supervisor(SupervisedActor):
             child = self._find(message.name)
             if child is None:
                 self.log.error("restart of unknown child {!r} ignored; children: {}", message.name, self.names)
+            elif message.incarnation is not None and message.incarnation != child.incarnation:
+                self.log.warning(
+                    "stale restart of {} ignored: it was for incarnation {}, the current one is {}",
+                    message.name, message.incarnation, child.incarnation,
+                )
             elif child.running:
                 if message.graceful:
                     self._stop_child(child)
@@ -537,11 +542,12 @@ class SupervisorHandle:
         """Each child's incarnation, liveness and restart count."""
         return cast("dict[str, ChildInfo]", self.ref.ask(GetChildren(), timeout=timeout))
 
-    def restart(self, name: str, cause: str, graceful: bool = True) -> None:
-        """Ask the supervisor to restart the child ``name`` now (abandoning it if not graceful)."""
+    def restart(self, name: str, cause: str, graceful: bool = True, incarnation: int | None = None) -> None:
+        """Ask the supervisor to restart the child ``name`` now (abandoning it if not graceful);
+        with ``incarnation``, only if that incarnation is still the one running."""
         if name not in self.slots:
             raise KeyError(f"no child named {name!r}; children: {sorted(self.slots)}")
-        self.ref.tell(RestartChild(name, cause, graceful))
+        self.ref.tell(RestartChild(name, cause, graceful, incarnation))
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Stop the supervisor and, in reverse start order, every child."""
