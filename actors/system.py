@@ -149,8 +149,6 @@ class TradingSystem:
                 timeout=s.heartbeat_timeout,
                 stall_after=s.stall_after,
                 loop_id=loop_id,
-                # An abandoned heartbeat must not restart anything.
-                restart_loop=lambda cause, graceful: None if ctx.revoked.is_set() else self.restart("loop", cause, graceful),
                 metrics=self.metrics,
             )
 

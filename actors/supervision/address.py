@@ -55,6 +55,7 @@ class Slot:
         self._metrics = metrics or NullMetrics()
         self._cond = threading.Condition()
         self._ref: pykka.ActorRef[Any] | None = None
+        self._incarnation: int | None = None
         self._state = "starting"
         self._stash: deque[Any] = deque()
 
@@ -62,6 +63,11 @@ class Slot:
     def ref(self) -> pykka.ActorRef[Any] | None:
         """The current incarnation's ref, or None while it restarts or after it stopped."""
         return self._ref
+
+    @property
+    def incarnation(self) -> int | None:
+        """The number of the incarnation routed to now, or None while it restarts or after it stopped."""
+        return self._incarnation
 
     def tell(self, message: Any) -> None:
         """Deliver to the current incarnation, or stash while it restarts.
@@ -114,7 +120,7 @@ class Slot:
         with self._cond:
             newer = self._ref if self._ref is not None and self._ref is not owner else None
             if newer is None:
-                self._ref = None
+                self._ref = self._incarnation = None
                 if self._state != "stopped":
                     self._state = "restarting"
             taken = []
@@ -144,12 +150,12 @@ class Slot:
     def suspend(self) -> None:
         """The child is restarting: stash what arrives until `install`."""
         with self._cond:
-            self._ref = None
+            self._ref = self._incarnation = None
             self._state = "restarting"
             self._cond.notify_all()
 
-    def install(self, ref: pykka.ActorRef[Any]) -> None:
-        """A new incarnation is up: deliver the stash to it in order, then route to it."""
+    def install(self, ref: pykka.ActorRef[Any], incarnation: int) -> None:
+        """Incarnation number ``incarnation`` is up: deliver the stash to it in order, then route to it."""
         with self._cond:
             while self._stash:
                 item = self._stash[0]
@@ -163,7 +169,7 @@ class Slot:
                 except pykka.ActorDeadError:
                     return  # it died already; the stash waits for the next one
                 self._stash.popleft()
-            self._ref = ref
+            self._ref, self._incarnation = ref, incarnation
             self._state = "running"
             self._cond.notify_all()
 
@@ -178,7 +184,7 @@ class Slot:
                             exc_info=(ChildUnavailable, ChildUnavailable(f"{self.name!r} stopped"), None)
                         )
                 self._stash.clear()
-            self._ref = None
+            self._ref = self._incarnation = None
             self._state = "stopped"
             self._cond.notify_all()
 
@@ -211,6 +217,12 @@ class Address:
     def ref(self) -> pykka.ActorRef[Any] | None:
         """The current incarnation's ref (None while it restarts)."""
         return self._slot.ref
+
+    @property
+    def incarnation(self) -> int | None:
+        """The number of the child's incarnation it reaches now (None while it restarts), so a
+        request about that incarnation can say which one it means."""
+        return self._slot.incarnation
 
     def tell(self, message: Any) -> None:
         """Send without waiting. Raises `StashOverflow` or `ChildUnavailable` when refused."""

@@ -73,12 +73,20 @@ class ChildContext:
         """Record how this incarnation ended and tell the supervisor (unless revoked: it was
         already replaced)."""
         self.ended = (kind, cause)
+        if not self.tell_supervisor(ChildExited(self.name, self.incarnation, kind, cause)):
+            logger.bind(actor=self.name).debug("exit {} not reported: no supervisor, or revoked", kind)
+
+    def tell_supervisor(self, message: Any) -> bool:
+        """Tell this incarnation's supervisor ``message``; False (nothing sent) when there is no
+        supervisor, it has gone, or this incarnation was revoked (an abandoned incarnation must
+        not steer the supervisor of its successor)."""
         if self.supervisor is None or self.revoked.is_set():
-            return
+            return False
         try:
-            self.supervisor.tell(ChildExited(self.name, self.incarnation, kind, cause))
+            self.supervisor.tell(message)
         except pykka.ActorDeadError:
-            logger.bind(actor=self.name).debug("supervisor gone; exit {} not reported", kind)
+            return False
+        return True
 
     def salvage(self, ref: pykka.ActorRef[Any]) -> None:
         """Hand the unhandled mail of this incarnation (``ref``) to its address, for the next."""

@@ -266,7 +266,7 @@ class Supervisor(SupervisedActor):
         child.running = True
         child.seen_progress = 0
         child.started_at = self.context.clock.monotonic()
-        child.slot.install(ref)
+        child.slot.install(ref, child.incarnation)
         self.log.debug("started {} incarnation {}", child.spec.name, child.incarnation)
         return True
 
