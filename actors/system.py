@@ -59,6 +59,8 @@ class TradingSystem:
     on its own or hand `child_spec` to a host's `Supervisor`; the addresses stay the same across
     every restart, the host's included. When restarts exceed the settings' intensity, the
     fail-safe halts trading, closes every position and alerts, and the failure escalates.
+    ``drills=True`` lets its actors obey `Crash` and `Hang` (tests, drills); a live system, the
+    default, refuses them.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class TradingSystem:
         probe_interval: float = DEFAULT_PROBE_INTERVAL,
         liveness_timeout: float = 5.0,
         fail_safe_deadline: float = 30.0,
+        drills: bool = False,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -102,6 +105,7 @@ class TradingSystem:
         self._probe_interval = probe_interval
         self._liveness_timeout = liveness_timeout
         self._fail_safe_deadline = fail_safe_deadline
+        self._drills = drills
         self._fail_safe_alert: threading.Event | None = None
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
@@ -197,6 +201,7 @@ class TradingSystem:
             on_restart=restarted,
             metrics=self.metrics,
             child_clock=self.clock,
+            drills=self._drills,
         )
         return self._handle.ref
 

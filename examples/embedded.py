@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              heartbeat_timeout_seconds=1.0)
     trading = TradingSystem(
         settings, broker, strategy, store=store, clock=clock, loop_interval=None,
-        market_feed=PaperFeed(broker, strategy, SYNTHETIC_SYMBOL),
+        market_feed=PaperFeed(broker, strategy, SYNTHETIC_SYMBOL), drills=True,  # this demo crashes the guard
     )
 
     host_log = HostLog()

@@ -117,7 +117,7 @@ def system():
     broker = PaperBroker(10_000)
     settings = Settings(heartbeat_interval_seconds=10, heartbeat_timeout_seconds=0.3, stall_after_seconds=25)
     system = start_trading_system(
-        settings, broker, ListSignalSource(), clock=clock, loop_interval=None, subscribers=[events]
+        settings, broker, ListSignalSource(), clock=clock, loop_interval=None, subscribers=[events], drills=True
     )
     yield system, clock, events
     system.stop()

@@ -43,7 +43,7 @@ def test_every_layer_offers_the_same_default_for_each_setting():
 
 def test_a_supervisor_on_defaults_restarts_the_default_number_of_crashes_and_gives_up_on_the_next():
     journal, causes = Journal(), []
-    handle = Supervisor.launch([ChildSpec("a", lambda ctx: Recorder.start(ctx, journal))], fail_safe=causes.append)
+    handle = Supervisor.launch([ChildSpec("a", lambda ctx: Recorder.start(ctx, journal))], fail_safe=causes.append, drills=True)
     address = handle.address("a")
     for n in range(2, DEFAULT_MAX_RESTARTS + 2):
         address.tell(Crash())

@@ -46,7 +46,7 @@ class Notes:
 def launch(names, journal, notes=None, **options):
     specs = [recorder_spec(n, journal, liveness_timeout=0.3) for n in names]
     options.setdefault("probe_interval", 0.05)
-    return Supervisor.launch(specs, on_restart=notes, **options)
+    return Supervisor.launch(specs, on_restart=notes, drills=True, **options)
 
 
 def incarnation(address: Address) -> int:
@@ -125,7 +125,7 @@ def test_a_transient_child_that_stops_normally_stays_stopped_but_one_that_crashe
         ChildSpec("t1", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TRANSIENT),
         ChildSpec("t2", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TRANSIENT),
     ]
-    handle = Supervisor.launch(specs, probe_interval=0.05)
+    handle = Supervisor.launch(specs, probe_interval=0.05, drills=True)
     handle.address("t1").tell("stop_self")
     handle.address("t2").tell(Crash())
     journal.wait_for(lambda es: ("started", "t2", 2) in es)
@@ -139,7 +139,7 @@ def test_a_transient_child_that_stops_normally_stays_stopped_but_one_that_crashe
 
 def test_a_temporary_child_is_never_restarted():
     journal = Journal()
-    handle = Supervisor.launch([ChildSpec("tmp", lambda ctx: Recorder.start(ctx, journal), restart="temporary")])
+    handle = Supervisor.launch([ChildSpec("tmp", lambda ctx: Recorder.start(ctx, journal), restart="temporary")], drills=True)
     handle.address("tmp").tell(Crash())
     journal.wait_for(lambda es: ("ended", "tmp", 1, "crashed") in es)
     assert handle.children()["tmp"].alive is False
@@ -235,7 +235,7 @@ def test_restarts_older_than_the_period_do_not_count_towards_the_intensity():
     clock = ManualClock()
     journal = Journal()
     specs = [recorder_spec("a", journal)]
-    handle = Supervisor.launch(specs, context=ChildContext.standalone("sup", clock), max_restarts=1, within_seconds=10)
+    handle = Supervisor.launch(specs, context=ChildContext.standalone("sup", clock), max_restarts=1, within_seconds=10, drills=True)
     address = handle.address("a")
     for n in range(2, 6):
         address.tell(Crash())
@@ -251,7 +251,7 @@ def test_escalation_reaches_the_parent_which_restarts_the_whole_child_supervisor
     inner_slots = {}
 
     def start_inner(ctx):
-        handle = Supervisor.launch(inner_specs, context=ctx, max_restarts=0, slots=inner_slots or None)
+        handle = Supervisor.launch(inner_specs, context=ctx, max_restarts=0, slots=inner_slots or None, drills=True)
         inner_slots.update(handle.slots)
         return handle.ref
 
@@ -402,7 +402,7 @@ def test_a_temporary_child_that_fails_its_first_start_does_not_keep_the_later_on
         ChildSpec("t", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TEMPORARY),
         recorder_spec("b", journal),
     ]
-    handle = Supervisor.launch(specs, probe_interval=0.05)
+    handle = Supervisor.launch(specs, probe_interval=0.05, drills=True)
     assert incarnation(handle.address("b")) == 1
     assert handle.children()["t"].alive is False
     handle.stop()

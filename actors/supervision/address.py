@@ -17,6 +17,7 @@ import pykka.messages
 from loguru import logger
 
 from actors.supervision.messages import Ping, Tick
+from runtime.errors import TradewardenError
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
 __all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable", "DEFAULT_STASH_LIMIT", "DEFAULT_ASK_TIMEOUT"]
@@ -27,11 +28,11 @@ DEFAULT_ASK_TIMEOUT = 5.0
 """How long an ask through an address waits for its answer, by default (seconds)."""
 
 
-class StashOverflow(RuntimeError):
+class StashOverflow(TradewardenError, RuntimeError):
     """A message for a restarting child was refused because its stash is full."""
 
 
-class ChildUnavailable(RuntimeError):
+class ChildUnavailable(TradewardenError, RuntimeError):
     """The child behind an address has stopped for good (or never started)."""
 
 

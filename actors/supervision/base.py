@@ -1,5 +1,5 @@
 """The base of every supervised actor: it reports each way it can end, answers liveness pings,
-owns its timers, and understands the fault-injection messages used in drills."""
+owns its timers, and obeys the fault-injection messages of drills (only where drills are on)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,26 @@ import threading
 from types import TracebackType
 from typing import Any
 
-import pykka
 from loguru import logger
 
 from actors.supervision.context import ChildContext
 from actors.supervision.messages import Crash, ExitKind, Hang, Ping, Pong, Tick
+from actors.supervision.pykka_internals import FailureTolerantActor
 from actors.supervision.timers import Timers
 from runtime.adapters.system_clock import SystemClock
+from runtime.errors import TradewardenError
 
-__all__ = ["SupervisedActor"]
+__all__ = ["SupervisedActor", "DrillsDisabled"]
 
 _LIFECYCLE = frozenset({Tick, Ping, Crash, Hang})
 
 
-class SupervisedActor(pykka.ThreadingActor):
+class DrillsDisabled(TradewardenError, RuntimeError):
+    """A `Crash` or `Hang` reached an actor whose context has drills off (a live system): it was
+    refused and the actor lives on. Raised to an asker; a told one is logged at warning."""
+
+
+class SupervisedActor(FailureTolerantActor):
     """A pykka actor that tells its supervisor how it ended.
 
     Subclasses implement `prepare` (instead of ``on_start``), `handle` (instead of
@@ -98,9 +104,20 @@ class SupervisedActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """An exception in a told message: keep the unhandled mail, clean up, report CRASHED."""
+        """An exception in a told message: keep the unhandled mail, clean up, report CRASHED
+        (a refused drill is not one: the actor lives on)."""
+        if exception_value is not None and self.survives(exception_value):
+            return
         self._salvage()
         self._finish(ExitKind.CRASHED, f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
+
+    def survives(self, exception: BaseException) -> bool:
+        """Only a refused drill leaves the actor running after a told message raised."""
+        return isinstance(exception, DrillsDisabled)
+
+    def on_told_failure_survived(self, exception: BaseException) -> None:
+        """Log the refused drill at warning."""
+        self.log.warning("{}; ignored", exception)
 
     def _salvage(self) -> None:
         if self.salvage_mail:
@@ -125,6 +142,11 @@ class SupervisedActor(pykka.ThreadingActor):
             return None
         if isinstance(message, Ping):
             return Pong(self.context.name, self.context.incarnation)
+        if isinstance(message, (Crash, Hang)) and not self.context.drills:
+            raise DrillsDisabled(
+                f"drills are disabled: {type(message).__name__} refused by "
+                f"{self.context.name} incarnation {self.context.incarnation}"
+            )
         if isinstance(message, Crash):
             raise RuntimeError(message.reason)
         if isinstance(message, Hang):

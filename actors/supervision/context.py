@@ -18,18 +18,22 @@ from actors.supervision.address import Address, Slot
 from actors.supervision.messages import ChildExited, ExitKind
 from runtime.adapters.system_clock import SystemClock
 from runtime.clock import Clock
+from runtime.errors import TradewardenError
 
 __all__ = ["ChildContext", "IncarnationRevoked", "Revocable"]
 
 T = TypeVar("T")
 
 
-class IncarnationRevoked(RuntimeError):
+class IncarnationRevoked(TradewardenError, RuntimeError):
     """An abandoned incarnation tried to act; the call was refused."""
 
 
 class ChildContext:
-    """One incarnation's link to its supervisor and siblings."""
+    """One incarnation's link to its supervisor and siblings.
+
+    ``drills`` says whether the incarnation obeys fault injection (`Crash`, `Hang`): on in tests
+    and drills, off (refused) in a live system."""
 
     def __init__(
         self,
@@ -39,8 +43,10 @@ class ChildContext:
         supervisor: pykka.ActorRef[Any] | None = None,
         slots: Mapping[str, Slot] | None = None,
         clock: Clock | None = None,
+        drills: bool = False,
     ) -> None:
         self.name = name
+        self.drills = drills
         self.incarnation = incarnation
         self.supervisor = supervisor
         self.clock: Clock = clock or SystemClock.shared()
@@ -50,9 +56,9 @@ class ChildContext:
         self._slots = dict(slots or {})
 
     @classmethod
-    def standalone(cls, name: str, clock: Clock | None = None) -> ChildContext:
+    def standalone(cls, name: str, clock: Clock | None = None, drills: bool = False) -> ChildContext:
         """A context for an actor started outside any supervisor (nobody is told when it ends)."""
-        return cls(name, 1, clock=clock)
+        return cls(name, 1, clock=clock, drills=drills)
 
     def address(self, name: str) -> Address:
         """A sibling's stable address, silenced if this incarnation is revoked."""

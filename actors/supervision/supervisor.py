@@ -163,8 +163,10 @@ class Supervisor(SupervisedActor):
         gave_up: threading.Event | None = None,
         seed: int | None = None,
         child_clock: Clock | None = None,
+        drills: bool = False,
     ) -> None:
         super().__init__(context)
+        self._drills = drills
         self._child_clock = child_clock or context.clock
         names = [spec.name for spec in children]
         if len(set(names)) != len(names):
@@ -201,17 +203,20 @@ class Supervisor(SupervisedActor):
         name: str = "supervisor",
         context: ChildContext | None = None,
         slots: Mapping[str, Slot] | None = None,
+        drills: bool = False,
         **options: Any,
     ) -> SupervisorHandle:
         """Start a supervisor over ``children`` and return a handle with their addresses.
 
         Pass the ``context`` a parent supervisor gave to make this one its child; pass ``slots``
         (from an earlier handle) to keep the same addresses across restarts of this supervisor.
+        ``drills=True`` makes the children (and a standalone supervisor itself) obey `Crash` and
+        `Hang`; off, as a live system must be, they are refused.
         """
         slots = dict(slots) if slots is not None else make_slots(children)
         gave_up = threading.Event()
-        context = context or ChildContext.standalone(name)
-        ref = cls.start(context, children, slots, gave_up=gave_up, **options)
+        context = context or ChildContext.standalone(name, drills=drills)
+        ref = cls.start(context, children, slots, gave_up=gave_up, drills=drills, **options)
         if context.supervisor is None:
             # Standalone: return once every child is up (a parent supervisor does its own wait).
             # Failed starts are retried within the restart intensity, so allow for all of them.
@@ -242,6 +247,7 @@ class Supervisor(SupervisedActor):
             supervisor=self.actor_ref,
             slots={c.spec.name: c.slot for c in self._children},
             clock=self._child_clock,
+            drills=self._drills,
         )
         child.context = context
         child.pending_cause = None
