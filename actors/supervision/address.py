@@ -6,16 +6,15 @@ the next incarnation; asks wait for it. A full stash refuses the message with `S
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
 from typing import Any
 
 import pykka
-import pykka.messages
 from loguru import logger
 
+from actors.supervision import pykka_internals as internals
 from actors.supervision.messages import Ping, Tick
 from runtime.errors import TradewardenError
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -109,13 +108,13 @@ class Slot:
             future = self._ref.ask(message, block=False)  # queued under the lock, as `tell` is
         return future.get(timeout=max(0.0, deadline - time.monotonic()))
 
-    def salvage(self, inbox: Any, owner: pykka.ActorRef[Any]) -> int:
+    def salvage(self, owner: pykka.ActorRef[Any]) -> int:
         """Take back what waits unhandled in a dead or abandoned incarnation's mailbox.
 
         pykka drops told messages and fails asks left in a stopped actor's inbox; taking them
         here (ahead of anything stashed since) delivers them, asks included, to the next
         incarnation. Timer ticks, stop requests and the supervisor's own probes are not carried
-        over. ``owner`` is the incarnation the inbox belongs to: if a newer one is already routed
+        over. ``owner`` is the dead or abandoned incarnation: if a newer one is already routed
         to (its end was noticed first), the mail goes straight to it. Returns how many.
         """
         with self._cond:
@@ -125,25 +124,18 @@ class Slot:
                 if self._state != "stopped":
                     self._state = "restarting"
             taken = []
-            while True:
-                try:
-                    envelope = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                message = envelope.message
-                if isinstance(message, (Tick, pykka.messages._ActorStop)):
-                    if envelope.reply_to is not None:
-                        envelope.reply_to.set(None)
+            for envelope in internals.take_waiting_mail(owner):
+                message = internals.message_of(envelope)
+                if isinstance(message, Tick) or internals.is_stop_request(message):
+                    internals.answer(envelope, None)
                     continue
                 if isinstance(message, Ping) and message.from_supervisor:
-                    if envelope.reply_to is not None:
-                        dead = pykka.ActorDeadError(f"{self.name!r} incarnation ended before answering")
-                        envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, dead, None))
+                    internals.fail(envelope, pykka.ActorDeadError(f"{self.name!r} incarnation ended before answering"))
                     continue
                 taken.append(_Salvaged(envelope))
             if newer is not None and not self._stash:
                 for item in taken:
-                    newer.actor_inbox.put(item.envelope)
+                    internals.redeliver(newer, item.envelope)
             else:
                 self._stash.extendleft(reversed(taken))
             return len(taken)
@@ -164,7 +156,7 @@ class Slot:
                     if isinstance(item, _Salvaged):
                         if not ref.is_alive():
                             raise pykka.ActorDeadError(str(ref))
-                        ref.actor_inbox.put(item.envelope)  # keeps the asker's reply future
+                        internals.redeliver(ref, item.envelope)  # keeps the asker's reply future
                     else:
                         ref.tell(item)
                 except pykka.ActorDeadError:
@@ -180,10 +172,8 @@ class Slot:
             if self._stash:
                 logger.bind(actor=self.name).warning("dropping {} stashed messages: child stopped", len(self._stash))
                 for item in self._stash:
-                    if isinstance(item, _Salvaged) and item.envelope.reply_to is not None:
-                        item.envelope.reply_to.set_exception(
-                            exc_info=(ChildUnavailable, ChildUnavailable(f"{self.name!r} stopped"), None)
-                        )
+                    if isinstance(item, _Salvaged):
+                        internals.fail(item.envelope, ChildUnavailable(f"{self.name!r} stopped"))
                 self._stash.clear()
             self._ref = self._incarnation = None
             self._state = "stopped"

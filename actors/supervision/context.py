@@ -98,7 +98,7 @@ class ChildContext:
         """Hand the unhandled mail of this incarnation (``ref``) to its address, for the next."""
         slot = self._slots.get(self.name)
         if slot is not None and not self.revoked.is_set():
-            slot.salvage(ref.actor_inbox, ref)
+            slot.salvage(ref)
 
     def mark_progress(self) -> None:
         """Say that a long piece of work is moving (each broker call of a liquidation, say), so

@@ -7,11 +7,61 @@ setup.cfg pins ``pykka>=4.5,<5``; what is used here is pykka 4's envelope (``mes
 
 from __future__ import annotations
 
+import queue
 from types import TracebackType
+from typing import Any
 
 import pykka
+import pykka.messages
 
-__all__ = ["FailureTolerantActor"]
+__all__ = [
+    "FailureTolerantActor", "take_waiting_mail", "message_of", "is_ask", "answer", "fail", "redeliver",
+    "is_stop_request",
+]
+
+
+def take_waiting_mail(ref: pykka.ActorRef[Any]) -> list[Any]:
+    """Take every envelope waiting unhandled in ``ref``'s inbox, oldest first, without blocking."""
+    inbox: Any = ref.actor_inbox  # a queue.Queue for threading actors; pykka types it as a protocol without get_nowait
+    taken = []
+    while True:
+        try:
+            taken.append(inbox.get_nowait())
+        except queue.Empty:
+            return taken
+
+
+def message_of(envelope: Any) -> Any:
+    """The message an envelope carries."""
+    return envelope.message
+
+
+def is_ask(envelope: Any) -> bool:
+    """True when someone waits on the envelope's reply (it was asked, not told)."""
+    return envelope.reply_to is not None
+
+
+def answer(envelope: Any, value: Any) -> None:
+    """Answer an asked envelope with ``value`` (nothing for a told one)."""
+    if envelope.reply_to is not None:
+        envelope.reply_to.set(value)
+
+
+def fail(envelope: Any, error: BaseException) -> None:
+    """Make the asker of an envelope get ``error`` (nothing for a told one)."""
+    if envelope.reply_to is not None:
+        envelope.reply_to.set_exception(exc_info=(type(error), error, None))
+
+
+def redeliver(ref: pykka.ActorRef[Any], envelope: Any) -> None:
+    """Put a taken envelope, reply future and all, into another actor's inbox (check that the
+    actor is alive first: pykka does not read a stopped actor's inbox)."""
+    ref.actor_inbox.put(envelope)
+
+
+def is_stop_request(message: Any) -> bool:
+    """True for the message pykka's ``ActorRef.stop`` sends."""
+    return isinstance(message, pykka.messages._ActorStop)
 
 
 class FailureTolerantActor(pykka.ThreadingActor):

@@ -472,7 +472,7 @@ class Supervisor(SupervisedActor):
         # stop whenever it wakes.
         ref = ref or child.ref
         if ref is not None:
-            child.slot.salvage(ref.actor_inbox, ref)
+            child.slot.salvage(ref)
         if child.context is not None:
             child.context.revoke()
         if ref is not None:
