@@ -228,9 +228,5 @@ class Address:
             raise ChildUnavailable(f"this incarnation was abandoned; ask to {self._slot.name!r} refused")
         return self._slot.ask(message, timeout)
 
-    def gated(self, gate: threading.Event) -> Address:
-        """The same address, silenced once ``gate`` is set (an abandoned incarnation's view)."""
-        return Address(self._slot, gate)
-
     def __repr__(self) -> str:
         return f"Address({self._slot.name!r})"
