@@ -49,6 +49,8 @@ from runtime.store import StateStore
 __all__ = ["TradingSystem", "start_trading_system"]
 
 _FAIL_SAFE_ATTEMPTS = 5
+# No random stretch: every actor has stopped, so nothing retries against the broker in step with it.
+_FAIL_SAFE_BACKOFF = Backoff(min_seconds=0.1, max_seconds=2.0, random_factor=0.0)
 
 
 class TradingSystem:
@@ -334,7 +336,7 @@ class TradingSystem:
             if not failed:
                 return
             logger.error("fail-safe close attempt {} failed: {}", attempt + 1, "; ".join(failed))
-            threading.Event().wait(min(2.0, 0.1 * 2**attempt))
+            threading.Event().wait(_FAIL_SAFE_BACKOFF.delay(attempt + 1))
 
     def _journal(self, store: StateStore, event_type: EventType, metadata: dict[str, Any]) -> None:
         event = Event(event_type, self.settings.loop_id, metadata, self.clock.now())
