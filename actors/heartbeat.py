@@ -15,6 +15,7 @@ from actors.messages import GetMetrics, LoopStatus, SendAlert
 from actors.supervision.address import Address
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
+from actors.supervision.messages import RestartChild
 from runtime.alerts import Alert, Severity
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -46,9 +47,13 @@ class HeartbeatActor(SupervisedActor):
 
     It is also the loop's watchdog: when the loop does not answer in time, or answers but has
     completed no cycle for ``stall_after`` seconds (a loop that only answers is still stalled), it
-    emits STALL_DETECTED, alerts, and asks for the loop to be restarted (at most once per
-    ``stall_after``): gracefully if it still answers, abandoning it at once if it does not. The provider is the loop's address, or a plain callable, sync or a coroutine
-    function; whatever a provider returns that can be awaited is awaited.
+    emits STALL_DETECTED and alerts. When the provider is the loop's address, it also tells its own
+    supervisor `RestartChild` for that child (at most once per ``stall_after``), naming the
+    incarnation it watched, so the request cannot stop a successor that is already healthy:
+    gracefully if the loop still answers, abandoning it at once if it does not. An abandoned
+    heartbeat restarts nothing. The provider is the loop's address, or a plain callable (sync or
+    a coroutine function; nothing to restart then); whatever it returns that can be awaited is
+    awaited.
     """
 
     def __init__(
@@ -60,7 +65,6 @@ class HeartbeatActor(SupervisedActor):
         timeout: float,
         stall_after: float,
         loop_id: str = "main",
-        restart_loop: Callable[[str, bool], None] | None = None,
         metrics: MetricsSink | None = None,
     ) -> None:
         super().__init__(context)
@@ -72,7 +76,6 @@ class HeartbeatActor(SupervisedActor):
         self._interval = interval
         self._timeout = timeout
         self._stall_after = stall_after
-        self._restart_loop = restart_loop
         self._metrics = metrics or NullMetrics()
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
         self._alerts = context.sibling("alerts")
@@ -108,13 +111,14 @@ class HeartbeatActor(SupervisedActor):
         # Judge the answer against the beat's own moment: a fast virtual clock may move on
         # while the loop answers.
         now = self.context.clock.monotonic()
+        watched = self._provider.incarnation if isinstance(self._provider, Address) else None
         try:
             answer = self._fetch()
         except Exception as exc:
             if isinstance(exc, (TimeoutError, pykka.Timeout)):
-                self._stall(f"loop did not answer within {self._timeout}s", now, answering=False)
+                self._stall(f"loop did not answer within {self._timeout}s", now, watched, answering=False)
             else:
-                self._stall(f"metrics provider failed: {exc!r}", now, answering=True)
+                self._stall(f"metrics provider failed: {exc!r}", now, watched, answering=True)
             return
         metrics, last_cycle_at = answer
         self._beats += 1
@@ -125,7 +129,7 @@ class HeartbeatActor(SupervisedActor):
             reference = self._watch_from if last_cycle_at is None else max(last_cycle_at, self._watch_from)
             idle = now - reference
             if idle > self._stall_after:
-                self._stall(f"no completed cycle for {idle:.1f}s (limit {self._stall_after}s)", now, answering=True)
+                self._stall(f"no completed cycle for {idle:.1f}s (limit {self._stall_after}s)", now, watched, answering=True)
 
     def _fetch(self) -> tuple[HeartbeatMetrics, float | None]:
         if isinstance(self._provider, Address):
@@ -143,7 +147,7 @@ class HeartbeatActor(SupervisedActor):
             self._event_loop = asyncio.new_event_loop()
         return self._event_loop.run_until_complete(asyncio.wait_for(_wrap(awaitable), self._timeout))
 
-    def _stall(self, reason: str, now: float, answering: bool) -> None:
+    def _stall(self, reason: str, now: float, watched: int | None, answering: bool) -> None:
         self._stalls += 1
         self.log.error("loop stalled: {}", reason)
         self._publish(StallDetected(reason, self._stalls))
@@ -152,12 +156,19 @@ class HeartbeatActor(SupervisedActor):
                 self._alerts.tell(SendAlert(Alert("Trading loop stalled", reason, Severity.CRITICAL, key="stall")))
             except Exception as exc:
                 self.log.error("stall alert not queued: {!r}", exc)
-        if self._restart_loop is not None and (
-            self._last_restart_request is None or now - self._last_restart_request >= self._stall_after
-        ):
-            self._last_restart_request = now
-            self._watch_from = now  # the new loop gets a full stall period to complete a cycle
-            self._restart_loop(reason, answering)  # a loop that does not answer cannot stop gracefully
+        loop = self._provider
+        if not isinstance(loop, Address) or self.context.supervisor is None:
+            return  # nothing this heartbeat's supervisor could restart
+        if self._last_restart_request is not None and now - self._last_restart_request < self._stall_after:
+            return
+        self._last_restart_request = now
+        self._watch_from = now  # the new loop gets a full stall period to complete a cycle
+        # A beat that started while the loop was restarting watched whichever incarnation answered
+        # (or failed to): the one the address reaches now.
+        incarnation = watched if watched is not None else loop.incarnation
+        # A loop that does not answer cannot stop gracefully.
+        if not self.context.tell_supervisor(RestartChild(loop.name, reason, answering, incarnation)):
+            self.log.warning("restart of {} incarnation {} not requested: abandoned, or no supervisor", loop.name, incarnation)
 
 
 async def _wrap(awaitable: Any) -> Any:

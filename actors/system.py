@@ -19,10 +19,12 @@ from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, Restar
 from actors.supervision.address import Address, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
+    DEFAULT_PROBE_INTERVAL,
     Backoff,
     ChildInfo,
     ChildSpec,
     Restart,
+    Restarted,
     Strategy,
     Supervisor,
     SupervisorHandle,
@@ -37,6 +39,7 @@ from runtime.broker import Broker
 from runtime.clock import Clock
 from runtime.events import Event, EventType
 from runtime.metrics import MetricsSink
+from runtime.payloads import ActorRestarted
 from runtime.risk.guards import TradingState
 from runtime.risk.liquidation import close_every_position, position_closed_metadata
 from runtime.risk.monitor import ResumeRefused, RiskMonitor
@@ -47,6 +50,8 @@ from runtime.store import StateStore
 __all__ = ["TradingSystem", "start_trading_system"]
 
 _FAIL_SAFE_ATTEMPTS = 5
+# No random stretch: every actor has stopped, so nothing retries against the broker in step with it.
+_FAIL_SAFE_BACKOFF = Backoff(min_seconds=0.1, max_seconds=2.0, random_factor=0.0)
 
 
 class TradingSystem:
@@ -57,6 +62,8 @@ class TradingSystem:
     on its own or hand `child_spec` to a host's `Supervisor`; the addresses stay the same across
     every restart, the host's included. When restarts exceed the settings' intensity, the
     fail-safe halts trading, closes every position and alerts, and the failure escalates.
+    ``drills=True`` lets its actors obey `Crash` and `Hang` (tests, drills); a live system, the
+    default, refuses them.
     """
 
     def __init__(
@@ -75,9 +82,10 @@ class TradingSystem:
         loop_interval: float | None = -1.0,
         market_feed: Callable[[MarketData], None] | None = None,
         backoff: Backoff | None = None,
-        probe_interval: float = 0.5,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         liveness_timeout: float = 5.0,
         fail_safe_deadline: float = 30.0,
+        drills: bool = False,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -100,6 +108,7 @@ class TradingSystem:
         self._probe_interval = probe_interval
         self._liveness_timeout = liveness_timeout
         self._fail_safe_deadline = fail_safe_deadline
+        self._drills = drills
         self._fail_safe_alert: threading.Event | None = None
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
@@ -154,8 +163,6 @@ class TradingSystem:
                 timeout=s.heartbeat_timeout,
                 stall_after=s.stall_after,
                 loop_id=loop_id,
-                # An abandoned heartbeat must not restart anything.
-                restart_loop=lambda cause, graceful: None if ctx.revoked.is_set() else self.restart("loop", cause, graceful),
                 metrics=self.metrics,
             )
 
@@ -183,6 +190,10 @@ class TradingSystem:
 
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
         publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
+
+        def restarted(r: Restarted) -> None:
+            publisher(ActorRestarted(r.actor, r.cause, r.attempt, r.incarnation))
+
         self._handle = Supervisor.launch(
             self._specs,
             name=f"trading-{self.settings.loop_id}",
@@ -194,9 +205,10 @@ class TradingSystem:
             backoff=self._backoff,
             probe_interval=self._probe_interval,
             fail_safe=lambda cause: self._fail_safe(cause, context),
-            notify=lambda event_type, metadata: publisher.send(Event(event_type, self.settings.loop_id, metadata, self.clock.now())),
+            on_restart=restarted,
             metrics=self.metrics,
             child_clock=self.clock,
+            drills=self._drills,
         )
         return self._handle.ref
 
@@ -265,12 +277,13 @@ class TradingSystem:
         """Each actor's incarnation, liveness and restart count."""
         return self.supervisor.children()
 
-    def restart(self, name: str, cause: str, graceful: bool = True) -> None:
+    def restart(self, name: str, cause: str, graceful: bool = True, incarnation: int | None = None) -> None:
         """Ask the supervisor to restart one actor now; ``graceful=False`` abandons it at once
-        (for an actor known not to answer)."""
+        (for an actor known not to answer); with ``incarnation``, only if that incarnation is
+        still the one running (a stale request is ignored)."""
         if self._handle is not None:
             try:
-                self._handle.ref.tell(RestartChild(name, cause, graceful))
+                self._handle.ref.tell(RestartChild(name, cause, graceful, incarnation))
             except pykka.ActorDeadError:
                 logger.warning("restart of {} not requested: supervisor stopped", name)
 
@@ -338,7 +351,7 @@ class TradingSystem:
             if not failed:
                 return
             logger.error("fail-safe close attempt {} failed: {}", attempt + 1, "; ".join(failed))
-            threading.Event().wait(min(2.0, 0.1 * 2**attempt))
+            threading.Event().wait(_FAIL_SAFE_BACKOFF.delay(attempt + 1))
 
     def _journal(self, store: StateStore, event_type: EventType, metadata: dict[str, Any]) -> None:
         event = Event(event_type, self.settings.loop_id, metadata, self.clock.now())

@@ -29,7 +29,7 @@ def restart_latencies(trials: int) -> tuple[Latency, int]:
         return GuardActor.start(context, guards=guards, broker=broker, store=store)
 
     handle = Supervisor.launch(
-        [ChildSpec("guard", start_guard)], name="bench-restart", max_restarts=trials + 1, within_seconds=3600.0
+        [ChildSpec("guard", start_guard)], name="bench-restart", max_restarts=trials + 1, within_seconds=3600.0, drills=True
     )
     address = handle.address("guard")
     samples, retried = [], 0

@@ -349,7 +349,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
         settings, broker, strategy, store=store, clock=clock, loop_interval=None,
         market_feed=PaperFeed(broker, strategy, SYNTHETIC_SYMBOL),
         sinks=[journal_sink(store)], subscribers=[restarts],
-        probe_interval=0.1, liveness_timeout=0.5,
+        probe_interval=0.1, liveness_timeout=0.5, drills=True,
     )
     print(f"tradewarden crash drills: {len(bars)} hourly bars of {SYNTHETIC_SYMBOL} ({SYNTHETIC_LABEL})")
     print("  probe every 0.1 s (hung after 0.5 s); heartbeat every bar, waiting 0.3 s for the loop")

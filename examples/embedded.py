@@ -25,7 +25,7 @@ import pykka
 
 from actors.messages import Crash
 from actors.replay import PaperFeed, Replay
-from actors.supervision.supervisor import ChildSpec, Supervisor
+from actors.supervision.supervisor import ChildSpec, Restarted, Supervisor
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
 from runtime.adapters.paper import PaperBroker
@@ -67,23 +67,22 @@ class EventCounter(pykka.ThreadingActor):
 
 
 class HostLog:
-    """What the host supervisor reported through its ``notify`` callback, with a way to wait."""
+    """What the host supervisor reported through its ``on_restart`` hook, with a way to wait."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.entries: list[tuple[EventType, dict[str, Any]]] = []
+        self.entries: list[Restarted] = []
 
-    def __call__(self, event_type: EventType, metadata: dict[str, Any]) -> None:
-        """The host supervisor's notify callback (runs on its thread)."""
+    def __call__(self, restarted: Restarted) -> None:
+        """The host supervisor's on_restart hook (runs on its thread)."""
         with self._cond:
-            self.entries.append((event_type, dict(metadata)))
+            self.entries.append(restarted)
             self._cond.notify_all()
 
-    def wait_for_restart(self, actor: str, timeout: float = WAIT) -> ActorRestarted | None:
+    def wait_for_restart(self, actor: str, timeout: float = WAIT) -> Restarted | None:
         """The first restart of ``actor`` the host supervisor made, or None."""
-        def found() -> ActorRestarted | None:
-            restarts = (ActorRestarted.from_metadata(m) for t, m in self.entries if t is EventType.ACTOR_RESTARTED)
-            return next((r for r in restarts if r.actor == actor), None)
+        def found() -> Restarted | None:
+            return next((r for r in self.entries if r.actor == actor), None)
         with self._cond:
             self._cond.wait_for(lambda: found() is not None, timeout)
             return found()
@@ -115,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              heartbeat_timeout_seconds=1.0)
     trading = TradingSystem(
         settings, broker, strategy, store=store, clock=clock, loop_interval=None,
-        market_feed=PaperFeed(broker, strategy, SYNTHETIC_SYMBOL),
+        market_feed=PaperFeed(broker, strategy, SYNTHETIC_SYMBOL), drills=True,  # this demo crashes the guard
     )
 
     host_log = HostLog()
@@ -125,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trading.child_spec("trading"),
         ],
         name="host",
-        notify=host_log,
+        on_restart=host_log,
     )
     # The host subscribes its actor by its stable address, so a restart of that actor by the host
     # does not leave the trading system telling a dead ref.

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from loguru import logger
+
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.adapters.paper import PaperBroker
@@ -78,6 +80,23 @@ class Journal:
     def snapshot(self) -> list[Any]:
         with self._cond:
             return list(self.entries)
+
+
+class LogLines(Journal):
+    """Inside ``with``, records every log line at ``level`` or above as "LEVEL message"."""
+
+    def __init__(self, level: str = "WARNING") -> None:
+        super().__init__()
+        self._level = level
+        self._sink: int | None = None
+
+    def __enter__(self) -> LogLines:
+        self._sink = logger.add(lambda m: self.add(m.rstrip("\n")), level=self._level, format="{level} {message}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sink is not None:
+            logger.remove(self._sink)
 
 
 class Recorder(SupervisedActor):

@@ -90,6 +90,7 @@ def system_factory():
             clock=ManualClock(T0),
             loop_interval=None,
             subscribers=[events],
+            drills=True,
         )
         systems.append(system)
         return system, events, metrics
@@ -123,6 +124,7 @@ def test_a_flow_made_while_the_guard_was_restarting_is_taken_once(system_factory
     system.loop.ask(RunCycle())
     system.loop.ask(RunCycle())
     state = system.guard_status().state
+    assert system.children()["guard"].incarnation == 2
     assert (state.trading_state, state.current_drawdown) == (TradingState.ACTIVE, 0.0)
     assert store.load_guard("main").net_deposits == -4_000.0
 
@@ -169,6 +171,8 @@ def test_random_flows_readings_and_guard_crashes_never_move_the_drawdown_or_halt
             system.guard.tell(EquityReading(snapshot.equity, T0, 0, None, snapshot.net_deposits))
     system.loop.ask(RunCycle())
     state = system.guard_status().state
+    crashes = sum(kind == "crash" for kind, _ in steps)
+    assert system.children()["guard"].incarnation == 1 + crashes
     assert state.trading_state is TradingState.ACTIVE
     assert state.current_drawdown == pytest.approx(0.0, abs=1e-9)
     assert state.current_equity == pytest.approx(broker.account_equity())

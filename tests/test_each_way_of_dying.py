@@ -46,7 +46,7 @@ class World:
         self.system = start_trading_system(
             Settings(heartbeat_interval_seconds=10, heartbeat_timeout_seconds=0.3, stall_after_seconds=1000),
             self.broker, self.signals, store=self.store, clock=self.clock, loop_interval=None,
-            subscribers=[self.events], probe_interval=0.05, liveness_timeout=0.3,
+            subscribers=[self.events], probe_interval=0.05, liveness_timeout=0.3, drills=True,
         )
         self.release = threading.Event()
 

@@ -61,7 +61,7 @@ class GuardTree:
             ),
             ChildSpec("loop", lambda ctx: Recorder.start(ctx, self.journal)),
         ]
-        self.handle = Supervisor.launch(specs, probe_interval=0.05, child_clock=SystemClock.shared())
+        self.handle = Supervisor.launch(specs, probe_interval=0.05, child_clock=SystemClock.shared(), drills=True)
         self.guard = self.handle.address("guard")
 
     def read(self, *equities: float, positions_open: int | None = None) -> None:

@@ -7,11 +7,12 @@ import asyncio
 import threading
 
 import pytest
-from actor_helpers import WAIT, EventLog, Journal, Recorder
+from actor_helpers import WAIT, EventLog, Journal, Recorder, wait_until
 
 from actors import ChildSpec, EmitterActor, HeartbeatActor, Supervisor, start_trading_system
 from actors.heartbeat import GetHeartbeatStats
-from actors.messages import Hang, RunCycle, SendAlert
+from actors.messages import Hang, RestartChild, RunCycle, SendAlert
+from actors.supervision.address import Slot
 from actors.supervision.context import ChildContext
 from runtime import EventType, HeartbeatMetrics, ListSignalSource, ManualClock, MemoryMetrics, PaperBroker, Settings
 
@@ -116,7 +117,7 @@ def system():
     broker = PaperBroker(10_000)
     settings = Settings(heartbeat_interval_seconds=10, heartbeat_timeout_seconds=0.3, stall_after_seconds=25)
     system = start_trading_system(
-        settings, broker, ListSignalSource(), clock=clock, loop_interval=None, subscribers=[events]
+        settings, broker, ListSignalSource(), clock=clock, loop_interval=None, subscribers=[events], drills=True
     )
     yield system, clock, events
     system.stop()
@@ -144,7 +145,7 @@ def test_a_loop_that_does_not_answer_is_a_stall_and_is_replaced(system):
     assert stall.metadata["reason"] == "loop did not answer within 0.3s"
     restarted = events.wait_for(lambda es: any(e.event_type is EventType.ACTOR_RESTARTED for e in es))
     [restart] = [e for e in restarted if e.event_type is EventType.ACTOR_RESTARTED]
-    assert restart.metadata["actor"] == "loop" and "did not answer" in restart.metadata["cause"]
+    assert restart.metadata == {"actor": "loop", "cause": "loop did not answer within 0.3s", "attempt": 1, "incarnation": 2}
     assert system.loop.ask(RunCycle()).metrics.account_equity == 10_000
     release.set()
 
@@ -159,3 +160,54 @@ def test_a_loop_that_answers_but_completes_no_cycle_is_still_a_stall(system):
     assert stall.metadata["reason"].startswith("no completed cycle for 30.0s")
     events.wait_for(lambda es: any(e.event_type is EventType.ACTOR_RESTARTED for e in es))
     assert len(events.wait_count(EventType.HEARTBEAT, 3)) == 3, "it still beat while the loop idled"
+
+
+def watched_loop_tree(clock):
+    """A heartbeat whose supervisor is a recording test actor and whose loop (at incarnation 1)
+    answers the metrics ask with nothing, which the heartbeat reports as a stall."""
+    supervisor_journal, loop_journal = Journal(), Journal()
+    supervisor = Recorder.start(ChildContext.standalone("supervisor"), supervisor_journal)
+    loop_slot = Slot("loop")
+    loop_slot.install(Recorder.start(ChildContext.standalone("loop"), loop_journal), 1)
+    context = ChildContext("heartbeat", 1, supervisor=supervisor, slots={"loop": loop_slot}, clock=clock)
+    heartbeat = HeartbeatActor.start(
+        context, provider=context.address("loop"), interval=10.0, timeout=0.5, stall_after=30.0
+    )
+    return context, heartbeat, supervisor, supervisor_journal, loop_slot
+
+
+NOT_METRICS = "TypeError('metrics provider returned None; expected HeartbeatMetrics, LoopStatus or a mapping')"
+
+
+def test_a_stalled_loop_is_restarted_by_a_request_to_the_heartbeats_own_supervisor_naming_the_watched_incarnation():
+    clock = ManualClock()
+    _, heartbeat, supervisor, journal, _ = watched_loop_tree(clock)
+    clock.advance(10.0)
+    assert heartbeat.ask(GetHeartbeatStats(), timeout=WAIT).stalls == 1
+    reason = f"metrics provider failed: {NOT_METRICS}"
+    journal.wait_for(lambda es: len(es) == 2)
+    assert journal.snapshot()[1] == ("got", "supervisor", 1, RestartChild("loop", reason, True, 1))
+    heartbeat.stop()
+    supervisor.stop()
+
+
+def test_an_abandoned_heartbeat_restarts_nothing():
+    clock = ManualClock()
+    context, heartbeat, supervisor, journal, loop_slot = watched_loop_tree(clock)
+    context.revoke()
+    clock.advance(10.0)
+    assert heartbeat.ask(GetHeartbeatStats(), timeout=WAIT).stalls == 1
+    # Anything the heartbeat had told the supervisor would be ahead of this ask in its mailbox.
+    assert supervisor.ask(("echo", "after"), timeout=WAIT) == ("after", 1)
+    assert journal.snapshot() == [("started", "supervisor", 1)]
+    assert loop_slot.incarnation == 1
+    heartbeat.stop()
+    supervisor.stop()
+
+
+def test_the_loops_address_tells_which_incarnation_it_reaches(system):
+    system, _, _ = system
+    assert system.loop.incarnation == 1
+    system.restart("loop", "drill", incarnation=1)
+    assert wait_until(lambda: system.loop.incarnation == 2)
+    assert system.children()["loop"].incarnation == 2

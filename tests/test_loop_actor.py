@@ -56,6 +56,7 @@ def system_factory():
             clock=ManualClock(),
             loop_interval=None,
             subscribers=[events],
+            drills=True,
         )
         systems.append(system)
         return system, signals, events, broker

@@ -66,7 +66,7 @@ class Run:
                                       **settings)
         self.system = TradingSystem(
             self.settings, self.broker, strategy, store=self.store, clock=self.clock, loop_interval=None,
-            market_feed=self.feed, sinks=[journal_sink(self.store)],
+            market_feed=self.feed, sinks=[journal_sink(self.store)], drills=True,
         ).start()
 
     def replay(self, **options) -> ReplayResult:
@@ -192,7 +192,7 @@ def test_speed_paces_the_replay_by_data_time():
     system = TradingSystem(
         Settings.load(environ={}, heartbeat_interval_seconds=3600.0, heartbeat_timeout_seconds=2.0),
         broker, strategy, clock=clock, loop_interval=None, market_feed=PaperFeed(broker, strategy, "X"),
-        sinks=[],
+        sinks=[], drills=True,
     ).start()
     try:
         result = replay_bars(system, bars, clock, speed=4 * 3600 / 0.3)  # the 4 hours in 0.3 s

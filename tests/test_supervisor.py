@@ -7,11 +7,11 @@ import threading
 
 import pykka
 import pytest
-from actor_helpers import WAIT, Journal, Recorder, wait_until
+from actor_helpers import WAIT, Journal, LogLines, Recorder, wait_until
 
 from actors import Address, Backoff, ChildSpec, Restart, StashOverflow, Strategy, Supervisor
 from actors.messages import Crash, Hang, Ping
-from runtime.events import EventType
+from actors.supervision.supervisor import Restarted
 
 
 @pytest.fixture(autouse=True)
@@ -26,27 +26,27 @@ def recorder_spec(name: str, journal: Journal, **kw) -> ChildSpec:
 
 
 class Notes:
-    """Collects the supervisor's ACTOR_RESTARTED notifications."""
+    """Collects what the supervisor's ``on_restart`` hook hears."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.items: list[tuple[EventType, dict]] = []
+        self.items: list[Restarted] = []
 
-    def __call__(self, event_type: EventType, metadata: dict) -> None:
+    def __call__(self, restarted: Restarted) -> None:
         with self.cond:
-            self.items.append((event_type, metadata))
+            self.items.append(restarted)
             self.cond.notify_all()
 
-    def wait(self, count: int) -> list[dict]:
+    def wait(self, count: int) -> list[Restarted]:
         with self.cond:
             assert self.cond.wait_for(lambda: len(self.items) >= count, WAIT), self.items
-            return [m for _, m in self.items]
+            return list(self.items)
 
 
 def launch(names, journal, notes=None, **options):
     specs = [recorder_spec(n, journal, liveness_timeout=0.3) for n in names]
     options.setdefault("probe_interval", 0.05)
-    return Supervisor.launch(specs, notify=notes, **options)
+    return Supervisor.launch(specs, on_restart=notes, drills=True, **options)
 
 
 def incarnation(address: Address) -> int:
@@ -73,7 +73,7 @@ def test_a_child_that_crashes_on_a_told_message_is_restarted_and_later_mail_reac
     got = [e for e in journal.snapshot() if e[0] == "got"]
     assert got == [("got", "a", 2, "after-crash-1"), ("got", "a", 2, "after-crash-2")]
     [restart] = notes.wait(1)
-    assert restart == {"actor": "a", "cause": "RuntimeError: boom", "attempt": 1, "incarnation": 2}
+    assert restart == Restarted(actor="a", cause="RuntimeError: boom", attempt=1, incarnation=2)
     assert incarnation(handle.address("b")) == 1, "one_for_one restarts only the failed child"
     handle.stop()
 
@@ -107,8 +107,7 @@ def test_a_child_whose_start_fails_is_started_again():
     assert incarnation(handle.address("a")) == 3
     assert ("start_failed", "a", 2) in journal.snapshot()
     [note] = notes.wait(1)
-    assert note["actor"] == "a" and note["attempt"] == 2 and note["incarnation"] == 3
-    assert note["cause"] == "RuntimeError: a refuses to start"
+    assert note == Restarted(actor="a", cause="RuntimeError: a refuses to start", attempt=2, incarnation=3)
     handle.stop()
 
 
@@ -126,7 +125,7 @@ def test_a_transient_child_that_stops_normally_stays_stopped_but_one_that_crashe
         ChildSpec("t1", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TRANSIENT),
         ChildSpec("t2", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TRANSIENT),
     ]
-    handle = Supervisor.launch(specs, probe_interval=0.05)
+    handle = Supervisor.launch(specs, probe_interval=0.05, drills=True)
     handle.address("t1").tell("stop_self")
     handle.address("t2").tell(Crash())
     journal.wait_for(lambda es: ("started", "t2", 2) in es)
@@ -140,7 +139,7 @@ def test_a_transient_child_that_stops_normally_stays_stopped_but_one_that_crashe
 
 def test_a_temporary_child_is_never_restarted():
     journal = Journal()
-    handle = Supervisor.launch([ChildSpec("tmp", lambda ctx: Recorder.start(ctx, journal), restart="temporary")])
+    handle = Supervisor.launch([ChildSpec("tmp", lambda ctx: Recorder.start(ctx, journal), restart="temporary")], drills=True)
     handle.address("tmp").tell(Crash())
     journal.wait_for(lambda es: ("ended", "tmp", 1, "crashed") in es)
     assert handle.children()["tmp"].alive is False
@@ -236,7 +235,7 @@ def test_restarts_older_than_the_period_do_not_count_towards_the_intensity():
     clock = ManualClock()
     journal = Journal()
     specs = [recorder_spec("a", journal)]
-    handle = Supervisor.launch(specs, context=ChildContext.standalone("sup", clock), max_restarts=1, within_seconds=10)
+    handle = Supervisor.launch(specs, context=ChildContext.standalone("sup", clock), max_restarts=1, within_seconds=10, drills=True)
     address = handle.address("a")
     for n in range(2, 6):
         address.tell(Crash())
@@ -252,14 +251,14 @@ def test_escalation_reaches_the_parent_which_restarts_the_whole_child_supervisor
     inner_slots = {}
 
     def start_inner(ctx):
-        handle = Supervisor.launch(inner_specs, context=ctx, max_restarts=0, slots=inner_slots or None)
+        handle = Supervisor.launch(inner_specs, context=ctx, max_restarts=0, slots=inner_slots or None, drills=True)
         inner_slots.update(handle.slots)
         return handle.ref
 
-    parent = Supervisor.launch([ChildSpec("inner", start_inner)], notify=parent_notes, probe_interval=0.05)
+    parent = Supervisor.launch([ChildSpec("inner", start_inner)], on_restart=parent_notes, probe_interval=0.05)
     Address(inner_slots["worker"]).tell(Crash("fatal"))
     [note] = parent_notes.wait(1)
-    assert note["actor"] == "inner" and "exceeded 0 within" in note["cause"]
+    assert note.actor == "inner" and "exceeded 0 within" in note.cause
     journal.wait_for(lambda es: ("started", "worker", 1) in es and es.count(("started", "worker", 1)) == 2)
     assert Address(inner_slots["worker"]).ask(("echo", "back"), timeout=WAIT) == ("back", 1)
     parent.stop()
@@ -403,7 +402,7 @@ def test_a_temporary_child_that_fails_its_first_start_does_not_keep_the_later_on
         ChildSpec("t", lambda ctx: Recorder.start(ctx, journal), restart=Restart.TEMPORARY),
         recorder_spec("b", journal),
     ]
-    handle = Supervisor.launch(specs, probe_interval=0.05)
+    handle = Supervisor.launch(specs, probe_interval=0.05, drills=True)
     assert incarnation(handle.address("b")) == 1
     assert handle.children()["t"].alive is False
     handle.stop()
@@ -431,4 +430,25 @@ def test_each_child_keeps_its_own_backoff_when_another_fails_meanwhile():
     assert time.monotonic() - crashed_at < 0.6, "b waited for a's backoff"
     journal.wait_for(lambda es: ("started", "a", 5) in es)
     assert time.monotonic() - crashed_at >= 0.8, "a came back before its backoff"
+    handle.stop()
+
+
+def test_a_stale_restart_request_for_an_earlier_incarnation_restarts_nothing():
+    journal, notes = Journal(), Notes()
+    handle = launch("ab", journal, notes)
+    address = handle.address("a")
+    address.tell(Crash("boom"))
+    notes.wait(1)
+    assert incarnation(address) == 2
+    with LogLines("WARNING") as lines:
+        handle.restart("a", "stalled long ago", incarnation=1)
+        lines.wait_for(lambda ls: any("stale restart" in line for line in ls))
+    assert [line for line in lines.snapshot() if "stale restart" in line] == [
+        "WARNING stale restart of a ignored: it was for incarnation 1, the current one is 2"
+    ]
+    assert incarnation(address) == 2
+    assert handle.children()["a"].restarts == 1 and len(notes.items) == 1
+    handle.restart("a", "stalled now", incarnation=2)
+    assert notes.wait(2)[1] == Restarted(actor="a", cause="stalled now", attempt=2, incarnation=3)
+    assert incarnation(address) == 3
     handle.stop()

@@ -69,7 +69,7 @@ def test_when_restarts_run_out_the_fail_safe_halts_closes_every_position_and_ale
     broker, store, alerts = paper("A", "B"), MemoryStore(), AlertInbox()
     system = start_trading_system(
         Settings(max_restarts=2, within_seconds=60), broker, ListSignalSource(), store=store, alerts=alerts,
-        clock=ManualClock(), loop_interval=None,
+        clock=ManualClock(), loop_interval=None, drills=True,
     )
     for _ in range(3):
         system.guard.tell(Crash("broken guard"))
@@ -98,10 +98,10 @@ def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
     broker = paper("X")
     trading = TradingSystem(
         Settings(max_restarts=0), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None,
-        subscribers=[listener],
+        subscribers=[listener], drills=True,
     )
     host = Supervisor.launch(
-        [trading.child_spec("trading")], notify=lambda t, m: host_notes.add((t, m)), probe_interval=0.05
+        [trading.child_spec("trading")], on_restart=host_notes.add, probe_interval=0.05
     )
     trading.loop.ask(RunCycle(), timeout=WAIT)
     host_events.wait_count(EventType.LOOP_STARTED, 1)
@@ -109,9 +109,8 @@ def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
     assert trading.guard.ask(GetGuardState(), timeout=WAIT).state.peak_equity == 12_000
     trading.guard.tell(Crash("fatal"))  # max_restarts=0: the trading supervisor gives up at once
     host_events.wait_count(EventType.LOOP_STARTED, 2)  # ...and the host started it all again
-    [(kind, note)] = host_notes.wait_for(lambda notes: len(notes) == 1)
-    assert kind is EventType.ACTOR_RESTARTED and note["actor"] == "trading"
-    assert "guard ended (crashed: RuntimeError: fatal)" in note["cause"]
+    [note] = host_notes.wait_for(lambda notes: len(notes) == 1)
+    assert note.actor == "trading" and "guard ended (crashed: RuntimeError: fatal)" in note.cause
     status = trading.guard.ask(GetGuardState(), timeout=WAIT)
     assert status.state.peak_equity == 12_000, "the same store: the peak survives the whole restart"
     assert status.state.trading_state is TradingState.HALTED, "the fail-safe halted trading"
@@ -131,7 +130,7 @@ class CrashingSystem(RuleBasedStateMachine):
         self.clock = ManualClock()
         self.system = start_trading_system(
             Settings(max_restarts=1_000, min_equity=500), self.broker, self.signals, clock=self.clock,
-            loop_interval=None, liveness_timeout=5.0,
+            loop_interval=None, liveness_timeout=5.0, drills=True,
         )
         self.peak = 10_000.0
         self.breached = False
@@ -207,7 +206,7 @@ def test_the_fail_safe_still_liquidates_and_alerts_when_the_store_is_what_failed
     store = DyingStore()
     system = start_trading_system(
         Settings(max_restarts=0), broker, ListSignalSource(), store=store, alerts=alerts,
-        clock=ManualClock(), loop_interval=None,
+        clock=ManualClock(), loop_interval=None, drills=True,
     )
     store.dead = True
     system.guard.tell(Crash("disk I/O error"))
@@ -230,7 +229,7 @@ def test_the_fail_safe_does_not_hang_on_a_stuck_broker_and_alerts_first():
     broker, alerts = StuckBroker(10_000), AlertInbox()
     system = start_trading_system(
         Settings(max_restarts=0), broker, ListSignalSource(), alerts=alerts, clock=ManualClock(), loop_interval=None,
-        fail_safe_deadline=0.5,
+        fail_safe_deadline=0.5, drills=True,
     )
     try:
         broker.stuck = True

@@ -45,7 +45,7 @@ class Ticker(SupervisedActor):
 
 def start(clock) -> tuple[Any, Journal]:
     journal = Journal()
-    ref = Ticker.start(ChildContext.standalone("ticker", clock), journal)
+    ref = Ticker.start(ChildContext.standalone("ticker", clock, drills=True), journal)
     return ref, journal
 
 

@@ -6,27 +6,32 @@ the next incarnation; asks wait for it. A full stash refuses the message with `S
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
 from typing import Any
 
 import pykka
-import pykka.messages
 from loguru import logger
 
+from actors.supervision import pykka_internals as internals
 from actors.supervision.messages import Ping, Tick
+from runtime.errors import TradewardenError
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
-__all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable"]
+__all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable", "DEFAULT_STASH_LIMIT", "DEFAULT_ASK_TIMEOUT"]
+
+DEFAULT_STASH_LIMIT = 10_000
+"""How many told messages wait for a restarting child before more are refused."""
+DEFAULT_ASK_TIMEOUT = 5.0
+"""How long an ask through an address waits for its answer, by default (seconds)."""
 
 
-class StashOverflow(RuntimeError):
+class StashOverflow(TradewardenError, RuntimeError):
     """A message for a restarting child was refused because its stash is full."""
 
 
-class ChildUnavailable(RuntimeError):
+class ChildUnavailable(TradewardenError, RuntimeError):
     """The child behind an address has stopped for good (or never started)."""
 
 
@@ -41,7 +46,7 @@ class _Salvaged:
 class Slot:
     """The supervisor's side of an address: the current ref of one child and its stash."""
 
-    def __init__(self, name: str, stash_limit: int = 10_000, metrics: MetricsSink | None = None) -> None:
+    def __init__(self, name: str, stash_limit: int = DEFAULT_STASH_LIMIT, metrics: MetricsSink | None = None) -> None:
         if stash_limit < 0:
             raise ValueError(f"stash_limit must be >= 0, got {stash_limit!r}")
         self.name = name
@@ -50,6 +55,7 @@ class Slot:
         self._metrics = metrics or NullMetrics()
         self._cond = threading.Condition()
         self._ref: pykka.ActorRef[Any] | None = None
+        self._incarnation: int | None = None
         self._state = "starting"
         self._stash: deque[Any] = deque()
 
@@ -57,6 +63,11 @@ class Slot:
     def ref(self) -> pykka.ActorRef[Any] | None:
         """The current incarnation's ref, or None while it restarts or after it stopped."""
         return self._ref
+
+    @property
+    def incarnation(self) -> int | None:
+        """The number of the incarnation routed to now, or None while it restarts or after it stopped."""
+        return self._incarnation
 
     def tell(self, message: Any) -> None:
         """Deliver to the current incarnation, or stash while it restarts.
@@ -97,41 +108,34 @@ class Slot:
             future = self._ref.ask(message, block=False)  # queued under the lock, as `tell` is
         return future.get(timeout=max(0.0, deadline - time.monotonic()))
 
-    def salvage(self, inbox: Any, owner: pykka.ActorRef[Any]) -> int:
+    def salvage(self, owner: pykka.ActorRef[Any]) -> int:
         """Take back what waits unhandled in a dead or abandoned incarnation's mailbox.
 
         pykka drops told messages and fails asks left in a stopped actor's inbox; taking them
         here (ahead of anything stashed since) delivers them, asks included, to the next
         incarnation. Timer ticks, stop requests and the supervisor's own probes are not carried
-        over. ``owner`` is the incarnation the inbox belongs to: if a newer one is already routed
+        over. ``owner`` is the dead or abandoned incarnation: if a newer one is already routed
         to (its end was noticed first), the mail goes straight to it. Returns how many.
         """
         with self._cond:
             newer = self._ref if self._ref is not None and self._ref is not owner else None
             if newer is None:
-                self._ref = None
+                self._ref = self._incarnation = None
                 if self._state != "stopped":
                     self._state = "restarting"
             taken = []
-            while True:
-                try:
-                    envelope = inbox.get_nowait()
-                except queue.Empty:
-                    break
-                message = envelope.message
-                if isinstance(message, (Tick, pykka.messages._ActorStop)):
-                    if envelope.reply_to is not None:
-                        envelope.reply_to.set(None)
+            for envelope in internals.take_waiting_mail(owner):
+                message = internals.message_of(envelope)
+                if isinstance(message, Tick) or internals.is_stop_request(message):
+                    internals.answer(envelope, None)
                     continue
                 if isinstance(message, Ping) and message.from_supervisor:
-                    if envelope.reply_to is not None:
-                        dead = pykka.ActorDeadError(f"{self.name!r} incarnation ended before answering")
-                        envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, dead, None))
+                    internals.fail(envelope, pykka.ActorDeadError(f"{self.name!r} incarnation ended before answering"))
                     continue
                 taken.append(_Salvaged(envelope))
             if newer is not None and not self._stash:
                 for item in taken:
-                    newer.actor_inbox.put(item.envelope)
+                    internals.redeliver(newer, item.envelope)
             else:
                 self._stash.extendleft(reversed(taken))
             return len(taken)
@@ -139,12 +143,12 @@ class Slot:
     def suspend(self) -> None:
         """The child is restarting: stash what arrives until `install`."""
         with self._cond:
-            self._ref = None
+            self._ref = self._incarnation = None
             self._state = "restarting"
             self._cond.notify_all()
 
-    def install(self, ref: pykka.ActorRef[Any]) -> None:
-        """A new incarnation is up: deliver the stash to it in order, then route to it."""
+    def install(self, ref: pykka.ActorRef[Any], incarnation: int) -> None:
+        """Incarnation number ``incarnation`` is up: deliver the stash to it in order, then route to it."""
         with self._cond:
             while self._stash:
                 item = self._stash[0]
@@ -152,13 +156,13 @@ class Slot:
                     if isinstance(item, _Salvaged):
                         if not ref.is_alive():
                             raise pykka.ActorDeadError(str(ref))
-                        ref.actor_inbox.put(item.envelope)  # keeps the asker's reply future
+                        internals.redeliver(ref, item.envelope)  # keeps the asker's reply future
                     else:
                         ref.tell(item)
                 except pykka.ActorDeadError:
                     return  # it died already; the stash waits for the next one
                 self._stash.popleft()
-            self._ref = ref
+            self._ref, self._incarnation = ref, incarnation
             self._state = "running"
             self._cond.notify_all()
 
@@ -168,12 +172,10 @@ class Slot:
             if self._stash:
                 logger.bind(actor=self.name).warning("dropping {} stashed messages: child stopped", len(self._stash))
                 for item in self._stash:
-                    if isinstance(item, _Salvaged) and item.envelope.reply_to is not None:
-                        item.envelope.reply_to.set_exception(
-                            exc_info=(ChildUnavailable, ChildUnavailable(f"{self.name!r} stopped"), None)
-                        )
+                    if isinstance(item, _Salvaged):
+                        internals.fail(item.envelope, ChildUnavailable(f"{self.name!r} stopped"))
                 self._stash.clear()
-            self._ref = None
+            self._ref = self._incarnation = None
             self._state = "stopped"
             self._cond.notify_all()
 
@@ -207,6 +209,12 @@ class Address:
         """The current incarnation's ref (None while it restarts)."""
         return self._slot.ref
 
+    @property
+    def incarnation(self) -> int | None:
+        """The number of the child's incarnation it reaches now (None while it restarts), so a
+        request about that incarnation can say which one it means."""
+        return self._slot.incarnation
+
     def tell(self, message: Any) -> None:
         """Send without waiting. Raises `StashOverflow` or `ChildUnavailable` when refused."""
         if self._gate is not None and self._gate.is_set():
@@ -214,15 +222,11 @@ class Address:
             return
         self._slot.tell(message)
 
-    def ask(self, message: Any, timeout: float = 5.0) -> Any:
+    def ask(self, message: Any, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Send and wait up to ``timeout`` seconds for the answer (pykka.Timeout past it)."""
         if self._gate is not None and self._gate.is_set():
             raise ChildUnavailable(f"this incarnation was abandoned; ask to {self._slot.name!r} refused")
         return self._slot.ask(message, timeout)
-
-    def gated(self, gate: threading.Event) -> Address:
-        """The same address, silenced once ``gate`` is set (an abandoned incarnation's view)."""
-        return Address(self._slot, gate)
 
     def __repr__(self) -> str:
         return f"Address({self._slot.name!r})"

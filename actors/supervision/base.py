@@ -1,5 +1,5 @@
 """The base of every supervised actor: it reports each way it can end, answers liveness pings,
-owns its timers, and understands the fault-injection messages used in drills."""
+owns its timers, and obeys the fault-injection messages of drills (only where drills are on)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,32 @@ import threading
 from types import TracebackType
 from typing import Any
 
-import pykka
 from loguru import logger
 
 from actors.supervision.context import ChildContext
-from actors.supervision.messages import Crash, Hang, Ping, Pong, Tick
+from actors.supervision.messages import Crash, ExitKind, Hang, Ping, Pong, Tick
+from actors.supervision.pykka_internals import FailureTolerantActor
 from actors.supervision.timers import Timers
 from runtime.adapters.system_clock import SystemClock
+from runtime.errors import TradewardenError
 
-__all__ = ["SupervisedActor"]
+__all__ = ["SupervisedActor", "DrillsDisabled"]
 
 _LIFECYCLE = frozenset({Tick, Ping, Crash, Hang})
 
 
-class SupervisedActor(pykka.ThreadingActor):
+class DrillsDisabled(TradewardenError, RuntimeError):
+    """A `Crash` or `Hang` reached an actor whose context has drills off (a live system): it was
+    refused and the actor lives on. Raised to an asker; a told one is logged at warning."""
+
+
+class SupervisedActor(FailureTolerantActor):
     """A pykka actor that tells its supervisor how it ended.
 
     Subclasses implement `prepare` (instead of ``on_start``), `handle` (instead of
     ``on_receive``), `on_tick`, and optionally `cleanup`. The ways of ending and what the
-    supervisor hears: an exception in `prepare` -> "start_failed"; an exception in a told
-    message -> "crashed"; a stop it asks for itself -> "normal" (or what `exit_with` set).
+    supervisor hears (an `ExitKind`): an exception in `prepare` -> START_FAILED; an exception in
+    a told message -> CRASHED; a stop it asks for itself -> NORMAL (or what `exit_with` set).
     Threads are daemons so that an abandoned, hung incarnation never keeps a process alive.
     """
 
@@ -42,7 +48,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self.context = context
         self.timers = Timers(self.actor_ref, SystemClock.shared() if self.wall_clock_timers else context.clock)
         self.log = logger.bind(actor=context.name, incarnation=context.incarnation)
-        self._exit_kind = "normal"
+        self._exit_kind = ExitKind.NORMAL
         self._exit_cause = ""
 
     # --- hooks for subclasses ---------------------------------------------------------------
@@ -62,8 +68,8 @@ class SupervisedActor(pykka.ThreadingActor):
         `exit_kind` and `exit_cause` saying which."""
 
     @property
-    def exit_kind(self) -> str:
-        """How this incarnation is ending: "normal", "crashed", "start_failed", "gave_up"."""
+    def exit_kind(self) -> ExitKind:
+        """How this incarnation is ending (NORMAL until it ends otherwise)."""
         return self._exit_kind
 
     @property
@@ -73,18 +79,18 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # --- pykka lifecycle --------------------------------------------------------------------
 
-    def exit_with(self, kind: str, cause: str) -> None:
-        """Stop after this message and report ``kind`` (for example "gave_up") to the supervisor."""
+    def exit_with(self, kind: ExitKind, cause: str) -> None:
+        """Stop after this message and report ``kind`` (for example GAVE_UP) to the supervisor."""
         self._exit_kind, self._exit_cause = kind, cause
         self.stop()
 
     def on_start(self) -> None:
-        """Run `prepare`; if it raises, clean up, report "start_failed" and let pykka stop us."""
+        """Run `prepare`; if it raises, clean up, report START_FAILED and let pykka stop us."""
         try:
             self.prepare()
         except Exception as exc:
             self._salvage()
-            self._finish("start_failed", f"{type(exc).__name__}: {exc}")
+            self._finish(ExitKind.START_FAILED, f"{type(exc).__name__}: {exc}")
             raise
 
     def on_stop(self) -> None:
@@ -98,15 +104,26 @@ class SupervisedActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """An exception in a told message: keep the unhandled mail, clean up, report "crashed"."""
+        """An exception in a told message: keep the unhandled mail, clean up, report CRASHED
+        (a refused drill is not one: the actor lives on)."""
+        if exception_value is not None and self.survives(exception_value):
+            return
         self._salvage()
-        self._finish("crashed", f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
+        self._finish(ExitKind.CRASHED, f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
+
+    def survives(self, exception: BaseException) -> bool:
+        """Only a refused drill leaves the actor running after a told message raised."""
+        return isinstance(exception, DrillsDisabled)
+
+    def on_told_failure_survived(self, exception: BaseException) -> None:
+        """Log the refused drill at warning."""
+        self.log.warning("{}; ignored", exception)
 
     def _salvage(self) -> None:
         if self.salvage_mail:
             self.context.salvage(self.actor_ref)
 
-    def _finish(self, kind: str, cause: str) -> None:
+    def _finish(self, kind: ExitKind, cause: str) -> None:
         self._exit_kind, self._exit_cause = kind, cause
         self.timers.cancel_all()
         try:
@@ -125,6 +142,11 @@ class SupervisedActor(pykka.ThreadingActor):
             return None
         if isinstance(message, Ping):
             return Pong(self.context.name, self.context.incarnation)
+        if isinstance(message, (Crash, Hang)) and not self.context.drills:
+            raise DrillsDisabled(
+                f"drills are disabled: {type(message).__name__} refused by "
+                f"{self.context.name} incarnation {self.context.incarnation}"
+            )
         if isinstance(message, Crash):
             raise RuntimeError(message.reason)
         if isinstance(message, Hang):

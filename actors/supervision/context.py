@@ -15,21 +15,25 @@ import pykka
 from loguru import logger
 
 from actors.supervision.address import Address, Slot
-from actors.supervision.messages import ChildExited
+from actors.supervision.messages import ChildExited, ExitKind
 from runtime.adapters.system_clock import SystemClock
 from runtime.clock import Clock
+from runtime.errors import TradewardenError
 
 __all__ = ["ChildContext", "IncarnationRevoked", "Revocable"]
 
 T = TypeVar("T")
 
 
-class IncarnationRevoked(RuntimeError):
+class IncarnationRevoked(TradewardenError, RuntimeError):
     """An abandoned incarnation tried to act; the call was refused."""
 
 
 class ChildContext:
-    """One incarnation's link to its supervisor and siblings."""
+    """One incarnation's link to its supervisor and siblings.
+
+    ``drills`` says whether the incarnation obeys fault injection (`Crash`, `Hang`): on in tests
+    and drills, off (refused) in a live system."""
 
     def __init__(
         self,
@@ -39,20 +43,22 @@ class ChildContext:
         supervisor: pykka.ActorRef[Any] | None = None,
         slots: Mapping[str, Slot] | None = None,
         clock: Clock | None = None,
+        drills: bool = False,
     ) -> None:
         self.name = name
+        self.drills = drills
         self.incarnation = incarnation
         self.supervisor = supervisor
         self.clock: Clock = clock or SystemClock.shared()
         self.revoked = threading.Event()
-        self.ended: tuple[str, str] | None = None
+        self.ended: tuple[ExitKind, str] | None = None
         self.progress = 0
         self._slots = dict(slots or {})
 
     @classmethod
-    def standalone(cls, name: str, clock: Clock | None = None) -> ChildContext:
+    def standalone(cls, name: str, clock: Clock | None = None, drills: bool = False) -> ChildContext:
         """A context for an actor started outside any supervisor (nobody is told when it ends)."""
-        return cls(name, 1, clock=clock)
+        return cls(name, 1, clock=clock, drills=drills)
 
     def address(self, name: str) -> Address:
         """A sibling's stable address, silenced if this incarnation is revoked."""
@@ -69,22 +75,30 @@ class ChildContext:
         """``port`` wrapped so that every call is refused once this incarnation is revoked."""
         return Revocable(port, self)  # type: ignore[return-value]
 
-    def report_exit(self, kind: str, cause: str = "") -> None:
+    def report_exit(self, kind: ExitKind, cause: str = "") -> None:
         """Record how this incarnation ended and tell the supervisor (unless revoked: it was
         already replaced)."""
         self.ended = (kind, cause)
+        if not self.tell_supervisor(ChildExited(self.name, self.incarnation, kind, cause)):
+            logger.bind(actor=self.name).debug("exit {} not reported: no supervisor, or revoked", kind)
+
+    def tell_supervisor(self, message: Any) -> bool:
+        """Tell this incarnation's supervisor ``message``; False (nothing sent) when there is no
+        supervisor, it has gone, or this incarnation was revoked (an abandoned incarnation must
+        not steer the supervisor of its successor)."""
         if self.supervisor is None or self.revoked.is_set():
-            return
+            return False
         try:
-            self.supervisor.tell(ChildExited(self.name, self.incarnation, kind, cause))
+            self.supervisor.tell(message)
         except pykka.ActorDeadError:
-            logger.bind(actor=self.name).debug("supervisor gone; exit {} not reported", kind)
+            return False
+        return True
 
     def salvage(self, ref: pykka.ActorRef[Any]) -> None:
         """Hand the unhandled mail of this incarnation (``ref``) to its address, for the next."""
         slot = self._slots.get(self.name)
         if slot is not None and not self.revoked.is_set():
-            slot.salvage(ref.actor_inbox, ref)
+            slot.salvage(ref)
 
     def mark_progress(self) -> None:
         """Say that a long piece of work is moving (each broker call of a liquidation, say), so

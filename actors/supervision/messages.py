@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import attrs
 
-__all__ = ["Ping", "Pong", "Tick", "Crash", "Hang", "ChildExited", "RestartChild", "GetChildren"]
+__all__ = ["ExitKind", "Ping", "Pong", "Tick", "Crash", "Hang", "ChildExited", "RestartChild", "GetChildren"]
 
+
+class ExitKind(enum.StrEnum):
+    """How an incarnation ended. A `StrEnum`, so that event metadata, logs and comparisons with
+    the plain strings ("normal", "crashed", ...) keep seeing the same values."""
+
+    NORMAL = "normal"
+    """It stopped because it, or its supervisor, asked it to."""
+    CRASHED = "crashed"
+    """An exception in a told message stopped it."""
+    START_FAILED = "start_failed"
+    """Its start raised, or it did not answer within the start timeout."""
+    GAVE_UP = "gave_up"
+    """A supervisor whose restarts exceeded its intensity."""
+    DEAD = "dead"
+    """Found dead by the liveness probe, without having reported an end."""
+    HUNG = "hung"
+    """It did not answer a liveness probe in time and was abandoned."""
+    RESTART_REQUESTED = "restart_requested"
+    """Someone (the heartbeat, an operator) asked for it to be restarted."""
 
 
 @attrs.frozen
@@ -61,12 +81,11 @@ class Hang:
 
 @attrs.frozen
 class ChildExited:
-    """A child told its supervisor it has ended: ``kind`` is "normal", "crashed",
-    "start_failed", "gave_up" or "dead" (found dead by a probe)."""
+    """A child told its supervisor it has ended, and how."""
 
     name: str
     incarnation: int
-    kind: str
+    kind: ExitKind = attrs.field(converter=ExitKind)
     cause: str = ""
 
 
@@ -75,11 +94,14 @@ class RestartChild:
     """Ask a supervisor to restart one child now (the heartbeat's answer to a stalled loop).
 
     ``graceful`` asks it to stop first (waiting up to its shutdown timeout); a child known not to
-    answer is abandoned at once instead."""
+    answer is abandoned at once instead. ``incarnation`` names the incarnation the request is
+    about: when the child has moved on since, the request is stale and ignored (logged at
+    warning), so it can never stop a healthy successor. None restarts whatever runs now."""
 
     name: str
     cause: str
     graceful: bool = True
+    incarnation: int | None = None
 
 
 @attrs.frozen

@@ -21,16 +21,38 @@ from typing import Any, cast
 import attrs
 import pykka
 
-from actors.supervision.address import Address, Slot
+from actors.supervision.address import DEFAULT_ASK_TIMEOUT, DEFAULT_STASH_LIMIT, Address, Slot
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
-from actors.supervision.messages import ChildExited, GetChildren, Ping, RestartChild
+from actors.supervision.messages import ChildExited, ExitKind, GetChildren, Ping, RestartChild
 from runtime.backoff import Backoff
 from runtime.clock import Clock
-from runtime.events import EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
-__all__ = ["Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "make_slots"]
+__all__ = [
+    "Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "Restarted",
+    "make_slots",
+    "DEFAULT_MAX_RESTARTS", "DEFAULT_WITHIN_SECONDS", "DEFAULT_PROBE_INTERVAL", "DEFAULT_START_TIMEOUT",
+    "DEFAULT_SHUTDOWN_TIMEOUT", "DEFAULT_LIVENESS_TIMEOUT", "DEFAULT_STOP_TIMEOUT",
+]
+
+# Each default is defined here once; the specs, the supervisor, its handle and the trading
+# system refer to these names.
+DEFAULT_MAX_RESTARTS = 5
+"""Restarts allowed within `DEFAULT_WITHIN_SECONDS` before a supervisor gives up: a crash loop
+faster than that is a fault a person must look at."""
+DEFAULT_WITHIN_SECONDS = 60.0
+"""The period (seconds) over which restarts are counted against the intensity."""
+DEFAULT_PROBE_INTERVAL = 0.5
+"""Seconds between two liveness probes of every child."""
+DEFAULT_START_TIMEOUT = 10.0
+"""Seconds a new incarnation has to answer its first probe before its start counts as failed."""
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds a child's stop may take before the child is abandoned."""
+DEFAULT_LIVENESS_TIMEOUT = 2.0
+"""Seconds a child has to answer a liveness probe before it counts as hung."""
+DEFAULT_STOP_TIMEOUT = 30.0
+"""Seconds `SupervisorHandle.stop` waits for the whole tree to stop."""
 
 
 class Restart(enum.Enum):
@@ -63,8 +85,8 @@ class ChildSpec:
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
     start: Callable[[ChildContext], pykka.ActorRef[Any]]
     restart: Restart = attrs.field(default=Restart.PERMANENT, converter=Restart)
-    shutdown_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
-    liveness_timeout: float | None = 2.0
+    shutdown_timeout: float = attrs.field(default=DEFAULT_SHUTDOWN_TIMEOUT, validator=attrs.validators.gt(0))
+    liveness_timeout: float | None = DEFAULT_LIVENESS_TIMEOUT
 
 
 @attrs.frozen
@@ -97,14 +119,25 @@ class _Child:
         self.due = 0.0  # when a pending restart may run (a backoff puts it in the future)
 
 
-Notify = Callable[[EventType, dict[str, Any]], None]
+@attrs.frozen
+class Restarted:
+    """What a supervisor's ``on_restart`` hook hears after it restarted a child: which child,
+    why, the how-many-th restart in a row (``attempt``, 1 for the first after a good period)
+    and the incarnation now running."""
+
+    actor: str
+    cause: str
+    attempt: int
+    incarnation: int
 
 
 class Supervisor(SupervisedActor):
     """Starts its children in order, restarts them by its strategy, stops them in reverse order.
 
-    Defaults suit a trading system: at most 5 restarts within 60 seconds (a crash loop faster
-    than that is a fault a person must look at, and the fail-safe halts trading), no backoff.
+    Defaults suit a trading system: at most `DEFAULT_MAX_RESTARTS` restarts within
+    `DEFAULT_WITHIN_SECONDS` (past that the fail-safe halts trading), no backoff.
+    After each restart (not a first start) it calls ``on_restart`` with a `Restarted`, on its own
+    thread; a hook that raises is logged and changes nothing.
     Start one with `Supervisor.launch`; to make it a child of another supervisor, call `launch`
     with the context that the parent passes to its `ChildSpec.start`.
     """
@@ -119,19 +152,21 @@ class Supervisor(SupervisedActor):
         slots: Mapping[str, Slot],
         *,
         strategy: Strategy = Strategy.ONE_FOR_ONE,
-        max_restarts: int = 5,
-        within_seconds: float = 60.0,
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        within_seconds: float = DEFAULT_WITHIN_SECONDS,
         backoff: Backoff | None = None,
-        probe_interval: float = 0.5,
-        start_timeout: float = 10.0,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
         fail_safe: Callable[[str], None] | None = None,
-        notify: Notify | None = None,
+        on_restart: Callable[[Restarted], None] | None = None,
         metrics: MetricsSink | None = None,
         gave_up: threading.Event | None = None,
         seed: int | None = None,
         child_clock: Clock | None = None,
+        drills: bool = False,
     ) -> None:
         super().__init__(context)
+        self._drills = drills
         self._child_clock = child_clock or context.clock
         names = [spec.name for spec in children]
         if len(set(names)) != len(names):
@@ -150,7 +185,7 @@ class Supervisor(SupervisedActor):
         self._probe_interval = probe_interval
         self._start_timeout = start_timeout
         self._fail_safe = fail_safe
-        self._notify = notify
+        self._on_restart = on_restart
         self._metrics = metrics or NullMetrics()
         self._gave_up = gave_up or threading.Event()
         self._rng = random.Random(seed)
@@ -168,23 +203,26 @@ class Supervisor(SupervisedActor):
         name: str = "supervisor",
         context: ChildContext | None = None,
         slots: Mapping[str, Slot] | None = None,
+        drills: bool = False,
         **options: Any,
     ) -> SupervisorHandle:
         """Start a supervisor over ``children`` and return a handle with their addresses.
 
         Pass the ``context`` a parent supervisor gave to make this one its child; pass ``slots``
         (from an earlier handle) to keep the same addresses across restarts of this supervisor.
+        ``drills=True`` makes the children (and a standalone supervisor itself) obey `Crash` and
+        `Hang`; off, as a live system must be, they are refused.
         """
         slots = dict(slots) if slots is not None else make_slots(children)
         gave_up = threading.Event()
-        context = context or ChildContext.standalone(name)
-        ref = cls.start(context, children, slots, gave_up=gave_up, **options)
+        context = context or ChildContext.standalone(name, drills=drills)
+        ref = cls.start(context, children, slots, gave_up=gave_up, drills=drills, **options)
         if context.supervisor is None:
             # Standalone: return once every child is up (a parent supervisor does its own wait).
             # Failed starts are retried within the restart intensity, so allow for all of them.
-            attempts = options.get("max_restarts", 5) + len(children)
+            attempts = options.get("max_restarts", DEFAULT_MAX_RESTARTS) + len(children)
             try:
-                ref.ask(Ping(), timeout=options.get("start_timeout", 10.0) * attempts)
+                ref.ask(Ping(), timeout=options.get("start_timeout", DEFAULT_START_TIMEOUT) * attempts)
             except pykka.ActorDeadError:
                 if not gave_up.is_set():
                     raise RuntimeError("the supervisor failed while starting; see the log") from None
@@ -209,6 +247,7 @@ class Supervisor(SupervisedActor):
             supervisor=self.actor_ref,
             slots={c.spec.name: c.slot for c in self._children},
             clock=self._child_clock,
+            drills=self._drills,
         )
         child.context = context
         child.pending_cause = None
@@ -233,7 +272,7 @@ class Supervisor(SupervisedActor):
         child.running = True
         child.seen_progress = 0
         child.started_at = self.context.clock.monotonic()
-        child.slot.install(ref)
+        child.slot.install(ref, child.incarnation)
         self.log.debug("started {} incarnation {}", child.spec.name, child.incarnation)
         return True
 
@@ -249,12 +288,17 @@ class Supervisor(SupervisedActor):
             child = self._find(message.name)
             if child is None:
                 self.log.error("restart of unknown child {!r} ignored; children: {}", message.name, self.names)
+            elif message.incarnation is not None and message.incarnation != child.incarnation:
+                self.log.warning(
+                    "stale restart of {} ignored: it was for incarnation {}, the current one is {}",
+                    message.name, message.incarnation, child.incarnation,
+                )
             elif child.running:
                 if message.graceful:
                     self._stop_child(child)
                 else:
                     self._abandon(child)
-                self._child_down(child, "restart_requested", message.cause)
+                self._child_down(child, ExitKind.RESTART_REQUESTED, message.cause)
         elif isinstance(message, GetChildren):
             return {
                 c.spec.name: ChildInfo(c.spec.name, c.incarnation, c.running and c.ref is not None and c.ref.is_alive(), c.restarts)
@@ -305,19 +349,19 @@ class Supervisor(SupervisedActor):
                     continue
                 self.log.warning("{} did not answer a liveness probe within {}s", child.spec.name, timeout)
                 self._abandon(child)
-                self._child_down(child, "hung", f"no answer to a liveness probe within {timeout}s")
+                self._child_down(child, ExitKind.HUNG, f"no answer to a liveness probe within {timeout}s")
             except pykka.ActorDeadError:
-                self._child_down(child, "dead", "found dead by the liveness probe")
+                self._child_down(child, ExitKind.DEAD, "found dead by the liveness probe")
             except Exception as exc:  # a plain actor that refuses Ping is still alive
                 self.log.debug("{} answered the probe with {!r}", child.spec.name, exc)
 
     # --- failure handling -------------------------------------------------------------------
 
-    def _child_down(self, child: _Child, kind: str, cause: str) -> None:
+    def _child_down(self, child: _Child, kind: ExitKind, cause: str) -> None:
         if self._mark_down(child, kind, cause) == 0.0:
             self._restart_pending()
 
-    def _mark_down(self, child: _Child, kind: str, cause: str) -> float | None:
+    def _mark_down(self, child: _Child, kind: ExitKind, cause: str) -> float | None:
         # Applies the restart type, the intensity and the strategy to one child's end, and says
         # when to restart: now (0.0), after a backoff the timer will bring (> 0), or never (None).
         child.running = False
@@ -327,7 +371,7 @@ class Supervisor(SupervisedActor):
         child.slot.suspend()
         spec = child.spec
         self.log.warning("child {} ended ({}): {}", spec.name, kind, cause)
-        if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and kind == "normal"):
+        if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and kind is ExitKind.NORMAL):
             child.slot.close()
             child.pending_cause = None
             return None
@@ -393,24 +437,21 @@ class Supervisor(SupervisedActor):
                 return
             cause, attempt = child.pending_cause, child.restarts
             if not self._start_child(child):
-                delay = self._mark_down(child, "start_failed", child.pending_cause or cause or "")
+                delay = self._mark_down(child, ExitKind.START_FAILED, child.pending_cause or cause or "")
                 if self._gave_up.is_set() or (delay is not None and delay > 0):
                     return  # given up, or waiting for a backoff
                 continue
             if cause:  # "" is a first start, not a restart
                 self._metrics.incr(MetricNames.ACTOR_RESTARTS_TOTAL)
-                self._emit(
-                    EventType.ACTOR_RESTARTED,
-                    {"actor": child.spec.name, "cause": cause, "attempt": attempt, "incarnation": child.incarnation},
-                )
+                self._report_restart(Restarted(child.spec.name, cause, attempt, child.incarnation))
 
-    def _emit(self, event_type: EventType, metadata: dict[str, Any]) -> None:
-        if self._notify is None:
+    def _report_restart(self, restarted: Restarted) -> None:
+        if self._on_restart is None:
             return
         try:
-            self._notify(event_type, metadata)
-        except Exception:
-            self.log.exception("could not report {}", event_type.value)
+            self._on_restart(restarted)
+        except Exception:  # a failing hook must not stop the supervisor supervising
+            self.log.exception("on_restart hook failed for {}", restarted)
 
     # --- stopping ---------------------------------------------------------------------------
 
@@ -431,7 +472,7 @@ class Supervisor(SupervisedActor):
         # stop whenever it wakes.
         ref = ref or child.ref
         if ref is not None:
-            child.slot.salvage(ref.actor_inbox, ref)
+            child.slot.salvage(ref)
         if child.context is not None:
             child.context.revoke()
         if ref is not None:
@@ -464,7 +505,7 @@ class Supervisor(SupervisedActor):
         self._stop_all()
         self._run_fail_safe(cause)
         self._gave_up.set()
-        self.exit_with("gave_up", cause)
+        self.exit_with(ExitKind.GAVE_UP, cause)
 
     def _run_fail_safe(self, cause: str) -> None:
         if self._fail_safe is None or self._fail_safe_ran:
@@ -479,11 +520,11 @@ class Supervisor(SupervisedActor):
         """Stop every child in reverse start order; if the supervisor itself failed, run the
         fail-safe too, since nothing watches the children any more."""
         self._stop_all()
-        if self.exit_kind not in ("normal", "gave_up"):
+        if self.exit_kind not in (ExitKind.NORMAL, ExitKind.GAVE_UP):
             self._run_fail_safe(f"supervisor {self.context.name} failed: {self.exit_cause}")
 
 
-def make_slots(children: Sequence[ChildSpec], stash_limit: int = 10_000, metrics: MetricsSink | None = None) -> dict[str, Slot]:
+def make_slots(children: Sequence[ChildSpec], stash_limit: int = DEFAULT_STASH_LIMIT, metrics: MetricsSink | None = None) -> dict[str, Slot]:
     """One address slot per child, for `Supervisor.launch`."""
     return {spec.name: Slot(spec.name, stash_limit, metrics) for spec in children}
 
@@ -503,17 +544,18 @@ class SupervisorHandle:
         except KeyError:
             raise KeyError(f"no child named {name!r}; children: {sorted(self.slots)}") from None
 
-    def children(self, timeout: float = 5.0) -> dict[str, ChildInfo]:
+    def children(self, timeout: float = DEFAULT_ASK_TIMEOUT) -> dict[str, ChildInfo]:
         """Each child's incarnation, liveness and restart count."""
         return cast("dict[str, ChildInfo]", self.ref.ask(GetChildren(), timeout=timeout))
 
-    def restart(self, name: str, cause: str, graceful: bool = True) -> None:
-        """Ask the supervisor to restart the child ``name`` now (abandoning it if not graceful)."""
+    def restart(self, name: str, cause: str, graceful: bool = True, incarnation: int | None = None) -> None:
+        """Ask the supervisor to restart the child ``name`` now (abandoning it if not graceful);
+        with ``incarnation``, only if that incarnation is still the one running."""
         if name not in self.slots:
             raise KeyError(f"no child named {name!r}; children: {sorted(self.slots)}")
-        self.ref.tell(RestartChild(name, cause, graceful))
+        self.ref.tell(RestartChild(name, cause, graceful, incarnation))
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Stop the supervisor and, in reverse start order, every child."""
         try:
             self.ref.stop(block=True, timeout=timeout)

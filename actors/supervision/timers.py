@@ -127,11 +127,6 @@ class Timers:
             for key in list(self._timers):
                 self._cancel(key)
 
-    def active(self, key: str) -> bool:
-        """True while the timer ``key`` runs."""
-        with self._lock:
-            return key in self._timers
-
     def missed(self, key: str) -> int:
         """How many ticks of ``key`` were skipped because the actor was behind or time jumped."""
         with self._lock:

@@ -1,0 +1,93 @@
+"""Every use of pykka's private parts, in one place, so that a pykka upgrade breaks one module
+(and `tests/test_pykka_internals.py` says what changed) rather than the supervision layer.
+
+setup.cfg pins ``pykka>=4.5,<5``; what is used here is pykka 4's envelope (``message`` and
+``reply_to``), its stop message, the actor's inbox, and its told-failure path.
+"""
+
+from __future__ import annotations
+
+import queue
+from types import TracebackType
+from typing import Any
+
+import pykka
+import pykka.messages
+
+__all__ = [
+    "FailureTolerantActor", "take_waiting_mail", "message_of", "is_ask", "answer", "fail", "redeliver",
+    "is_stop_request",
+]
+
+
+def take_waiting_mail(ref: pykka.ActorRef[Any]) -> list[Any]:
+    """Take every envelope waiting unhandled in ``ref``'s inbox, oldest first, without blocking."""
+    inbox: Any = ref.actor_inbox  # a queue.Queue for threading actors; pykka types it as a protocol without get_nowait
+    taken = []
+    while True:
+        try:
+            taken.append(inbox.get_nowait())
+        except queue.Empty:
+            return taken
+
+
+def message_of(envelope: Any) -> Any:
+    """The message an envelope carries."""
+    return envelope.message
+
+
+def is_ask(envelope: Any) -> bool:
+    """True when someone waits on the envelope's reply (it was asked, not told)."""
+    return envelope.reply_to is not None
+
+
+def answer(envelope: Any, value: Any) -> None:
+    """Answer an asked envelope with ``value`` (nothing for a told one)."""
+    if envelope.reply_to is not None:
+        envelope.reply_to.set(value)
+
+
+def fail(envelope: Any, error: BaseException) -> None:
+    """Make the asker of an envelope get ``error`` (nothing for a told one)."""
+    if envelope.reply_to is not None:
+        envelope.reply_to.set_exception(exc_info=(type(error), error, None))
+
+
+def redeliver(ref: pykka.ActorRef[Any], envelope: Any) -> None:
+    """Put a taken envelope, reply future and all, into another actor's inbox (check that the
+    actor is alive first: pykka does not read a stopped actor's inbox)."""
+    ref.actor_inbox.put(envelope)
+
+
+def is_stop_request(message: Any) -> bool:
+    """True for the message pykka's ``ActorRef.stop`` sends."""
+    return isinstance(message, pykka.messages._ActorStop)
+
+
+class FailureTolerantActor(pykka.ThreadingActor):
+    """A pykka ThreadingActor that may survive an exception raised by a told message.
+
+    pykka stops an actor whose told message raised, through its private ``_handle_failure``
+    (then calls ``on_failure``). Overriding it is the only way to keep the actor alive, and to
+    know that the failing message was told rather than asked: an asked message's exception goes
+    back to its caller without reaching here.
+    """
+
+    def survives(self, exception: BaseException) -> bool:
+        """True when a told message that raised ``exception`` must leave this actor running; the
+        subclass then logs it (in `on_told_failure_survived`) and pykka's ``on_failure`` is skipped."""
+        return False
+
+    def on_told_failure_survived(self, exception: BaseException) -> None:
+        """Called instead of stopping when `survives` said so."""
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exception_value is not None and self.survives(exception_value):
+            self.on_told_failure_survived(exception_value)
+            return
+        super()._handle_failure(exception_type, exception_value, traceback)
