@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-__all__ = ["MetricsSink", "NullMetrics", "MemoryMetrics", "MetricNames"]
+__all__ = ["MetricsSink", "NullMetrics", "MemoryMetrics", "FanOutMetrics", "MetricNames"]
 
 
 class MetricNames:
@@ -28,6 +28,7 @@ class MetricNames:
     TRADING_STATE = "trading_state"
     LOOP_DURATION_MS = "loop_duration_ms"
     GUARD_REACTION_MS = "guard_reaction_ms"
+    CONTROL_AUTH_FAILURES_TOTAL = "control_auth_failures_total"
 
 
 class MetricsSink(Protocol):
@@ -82,3 +83,44 @@ class MemoryMetrics:
         """Append one duration to ``name``."""
         with self._lock:
             self.timings.setdefault(name, []).append(milliseconds)
+
+
+class FanOutMetrics:
+    """Sends every figure to each of ``sinks`` in turn (statsd and Prometheus both, say).
+
+    Promises what each sink promises: a sink that raises anyway is skipped for that figure and
+    the others still get it, so one broken sink never silences the rest.
+    """
+
+    def __init__(self, *sinks: MetricsSink) -> None:
+        self.sinks = sinks
+
+    def incr(self, name: str, count: int = 1) -> None:
+        """Add ``count`` to the counter ``name`` in every sink."""
+        self._each("incr", name, count)
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set the gauge ``name`` in every sink."""
+        self._each("gauge", name, value)
+
+    def timing(self, name: str, milliseconds: float) -> None:
+        """Record one duration under ``name`` in every sink."""
+        self._each("timing", name, milliseconds)
+
+    def _each(self, method: str, name: str, value: float) -> None:
+        for sink in self.sinks:
+            try:
+                getattr(sink, method)(name, value)
+            except Exception:
+                # The port says a sink never raises; one that does must not silence the others.
+                continue
+
+    def close(self) -> None:
+        """Close every sink that can be closed."""
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
+    def __repr__(self) -> str:
+        return f"FanOutMetrics({', '.join(map(repr, self.sinks))})"

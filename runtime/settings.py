@@ -127,6 +127,13 @@ class Settings:
         default="https://api.telegram.org", validator=attrs_text, metadata=_env("TELEGRAM_API_BASE_URL", parse="str")
     )
     state_db: str | None = attrs.field(default=None, validator=_optional_text, metadata=_env("STATE_DB", parse="str?"))
+    control_host: str = attrs.field(
+        default="127.0.0.1", validator=attrs_text, metadata=_env("CONTROL_HOST", parse="str")
+    )
+    control_port: int = attrs.field(default=8787, validator=_port, metadata=_env("CONTROL_PORT", parse="int"))
+    control_token: str | None = attrs.field(
+        default=None, validator=_optional_text, repr=_secret_repr, metadata=_env("CONTROL_TOKEN", parse="str?")
+    )
     log_json: bool = attrs.field(default=False, validator=attrs_boolean, metadata=_env("LOG_JSON", parse="bool"))
     log_level: str = attrs.field(default="INFO", validator=attrs_text, metadata=_env("LOG_LEVEL", parse="str"))
 

@@ -1,0 +1,178 @@
+"""The `tradewarden` command: run, replay, status, halt, resume and journal.
+
+Exit codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
+2 bad usage or config; 3 the control API did not answer or refused the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from actors.service.client import Answer, ControlClient, ControlUnreachable
+from actors.service.config import ConfigError, RunConfig
+from actors.service.journal import JournalError, JournalReader, parse_since
+from runtime.adapters.logs import configure_logging
+from runtime.events import EventType
+from runtime.settings import Settings, SettingsError
+
+__all__ = ["main", "parser"]
+
+_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "paper_trading.py"
+_FOLLOW_SECONDS = 0.5
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line; ``--help`` on each subcommand explains its options."""
+    top = argparse.ArgumentParser(prog="tradewarden", description="Run a guarded trading bot and operate it.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a live trading system until SIGTERM or SIGINT")
+    run.add_argument("--config", required=True, metavar="FILE", help="the run config (TOML; see examples/live.toml)")
+
+    commands.add_parser(
+        "replay", help="replay prices through a paper system and write a report (examples/paper_trading.py)",
+        add_help=False,
+    )
+
+    def remote(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--config", metavar="FILE", help="read control_host, control_port, control_token from it")
+        command.add_argument("--url", help="the control API, e.g. http://127.0.0.1:8787 (default: from the settings)")
+        command.add_argument("--json", action="store_true", help="print the answer as JSON")
+        return command
+
+    remote("status", "show the trading state, equity, limits and actors of a running process")
+    halt = remote("halt", "the kill switch: halt trading and close every position")
+    halt.add_argument("--reason", required=True, help="why (journaled and alerted)")
+    resume = remote("resume", "lift a HALTED state; refused while past a hard limit unless --rebaseline")
+    resume.add_argument("--rebaseline", action="store_true", help="set the peak and the day's start to today's equity first")
+
+    journal = commands.add_parser("journal", help="print a state file's events as JSON lines (read-only)")
+    journal.add_argument("--db", required=True, metavar="FILE", help="the state file (STATE_DB)")
+    journal.add_argument("--type", choices=[t.value for t in EventType], help="only events of this type")
+    journal.add_argument("--since", metavar="TIME", help="only events after this ISO 8601 time (UTC without a zone)")
+    journal.add_argument("--loop-id", help="only events of this trading loop")
+    journal.add_argument("--follow", action="store_true", help="keep printing new events until Ctrl-C")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["replay"]:
+        return _replay(args_list[1:])
+    args = parser().parse_args(args_list)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "journal":
+        return _journal(args)
+    return _remote(args)
+
+
+def _run(path: str) -> int:
+    from actors.service.live import run  # the server stack is loaded only to run one
+
+    try:
+        config = RunConfig.load(path)
+    except ConfigError as exc:
+        print(f"tradewarden run: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.settings.log_level, config.settings.log_json)
+    return run(config)
+
+
+def _replay(argv: list[str]) -> int:
+    # The replay is the example's, so README's first command and this one stay the same program.
+    if not _EXAMPLE.is_file():
+        print(f"tradewarden replay: needs a source checkout; {_EXAMPLE} not found", file=sys.stderr)
+        return 2
+    example = runpy.run_path(str(_EXAMPLE), run_name="tradewarden_replay")
+    code: int = example["main"](argv)
+    return code
+
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    settings = Settings.load(args.config)
+    url = args.url or f"http://{settings.control_host}:{settings.control_port}"
+    return ControlClient(url, settings.control_token)
+
+
+def _remote(args: argparse.Namespace) -> int:
+    try:
+        client = _client(args)
+    except SettingsError as exc:
+        print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "status":
+            answer = client.call("GET", "/api/status")
+        elif args.command == "halt":
+            answer = client.call("POST", "/api/halt", {"reason": args.reason, "by": "tradewarden halt"})
+        else:
+            answer = client.call("POST", "/api/resume", {"rebaseline": args.rebaseline, "by": "tradewarden resume"})
+    except ControlUnreachable as exc:
+        print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer))
+    if answer.ok:
+        return 0
+    return 1 if answer.status == 409 else 3
+
+
+def _readable(command: str, answer: Answer) -> str:
+    body = answer.body
+    if not answer.ok:
+        return f"{command} {body.get('done', 'failed')} ({answer.status}): {body.get('error')}"
+    if command == "halt":
+        return f"halted (was {body['previous_state']}): {body['reason']}"
+    if command == "resume":
+        how = " with a new baseline" if body["rebaseline"] else ""
+        return f"resumed{how} (was {body['previous_state']})"
+    return _status_text(body)
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    lines = [
+        f"loop {status['loop_id']}: {status['trading_state'].upper()}" + (f" ({status['reason']})" if status["reason"] else ""),
+        f"  equity {status['equity']:,.2f}  peak {status['peak_equity']:,.2f}  drawdown {status['drawdown']:.2%}",
+        f"  open positions {status['positions_open']}" + ("  (liquidating)" if status["liquidating"] else ""),
+    ]
+    for limit in status["limits"]:
+        lines.append(f"  {limit['guard']}: fires at equity {limit['breach_at']:,.2f}, headroom {limit['headroom']:,.2f}")
+    beat = status["last_heartbeat"]
+    lines.append(f"  last heartbeat: #{beat['beat']} {beat['age_seconds']:.1f}s ago" if beat else "  last heartbeat: none yet")
+    children = ", ".join(f"{name} #{child['incarnation']}" for name, child in status["children"].items())
+    lines.append(f"  actors: {children}; restarts {status['restarts']}" + ("; SUPERVISOR GAVE UP" if status["gave_up"] else ""))
+    return "\n".join(lines)
+
+
+def _journal(args: argparse.Namespace) -> int:
+    try:
+        reader = JournalReader(args.db)
+        since = parse_since("--since", args.since) if args.since else None
+    except JournalError as exc:
+        print(f"tradewarden journal: {exc}", file=sys.stderr)
+        return 2
+    seq = 0
+    idle = threading.Event()
+    try:
+        while True:
+            rows = reader.events(loop_id=args.loop_id, event_type=args.type, since=since, after_seq=seq)
+            for _, event in rows:
+                print(event.to_json(), flush=True)
+            seq = rows[-1][0] if rows else seq
+            if not args.follow:
+                return 0
+            idle.wait(_FOLLOW_SECONDS)
+    except JournalError as exc:
+        print(f"tradewarden journal: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0

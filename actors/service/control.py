@@ -1,0 +1,207 @@
+"""The control API as a Starlette app: status, events, halt, resume, health and metrics.
+
+Every call into the trading system (an ask to the guard, a journal query) runs in the
+threadpool, so the event loop, and with it `/health`, never waits on an actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pykka
+from loguru import logger
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from actors.service.auth import BearerToken, RequireToken
+from actors.service.hub import EventHub
+from actors.service.journal import JournalError, JournalReader, parse_since
+from actors.service.status import health_problems, status
+from actors.supervision.address import ChildUnavailable
+from actors.system import TradingSystem
+from runtime.adapters.prometheus import CONTENT_TYPE_LATEST, PrometheusMetrics
+from runtime.events import EventType
+from runtime.metrics import MetricsSink
+from runtime.risk.monitor import ResumeRefused
+from runtime.validation import member
+
+__all__ = ["MAX_BODY_BYTES", "control_app"]
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_EVENTS = 1_000
+_KEEPALIVE_SECONDS = 15.0
+_log = logger.bind(component="control")
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _body(request: Request, fields: dict[str, type], required: set[str]) -> dict[str, Any]:
+    # Read at most MAX_BODY_BYTES whatever Content-Length claims, so a huge body costs nothing.
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _BadRequest(413, f"the body is {declared} bytes; at most {MAX_BODY_BYTES} are accepted")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise _BadRequest(413, f"the body is over {MAX_BODY_BYTES} bytes; at most {MAX_BODY_BYTES} are accepted")
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _BadRequest(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _BadRequest(400, f"the body must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise _BadRequest(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(fields))}")
+    missing = sorted(required - set(data))
+    if missing:
+        raise _BadRequest(400, f"field {missing[0]!r} is required")
+    for name, value in data.items():
+        kind = fields[name]
+        if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
+            expected = "a non-empty string" if kind is str else "true or false"
+            raise _BadRequest(400, f"field {name!r} must be {expected}, got {json.dumps(value)}")
+    return data
+
+
+def _query(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    unknown = sorted(set(params) - {"since", "type", "limit"})
+    if unknown:
+        raise _BadRequest(400, f"unknown query parameter {unknown[0]!r}; known: limit, since, type")
+    query: dict[str, Any] = {}
+    try:
+        if "since" in params:
+            query["since"] = parse_since("since", params["since"])
+        if "type" in params:
+            query["event_type"] = member("type", EventType, params["type"]).value
+    except ValueError as exc:
+        raise _BadRequest(400, str(exc)) from None
+    text = params.get("limit", "100")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS:
+        raise _BadRequest(400, f"limit must be a whole number in 1..{MAX_EVENTS}, got {text!r}")
+    query["limit"] = int(text)
+    return query
+
+
+def control_app(
+    system: TradingSystem,
+    hub: EventHub,
+    journal: JournalReader,
+    prometheus: PrometheusMetrics,
+    metrics: MetricsSink,
+    token: BearerToken | None,
+    ask_timeout: float = 5.0,
+) -> RequireToken:
+    """The control API of ``system`` as an ASGI app, every route but ``/health`` behind ``token``.
+
+    Answers are JSON (``/metrics`` is the Prometheus text format); a bad request gets a 4xx with
+    ``{"error": ...}`` naming the field and the value, and changes nothing; an actor that does
+    not answer within ``ask_timeout`` gives 503.
+    """
+
+    async def on_system(call: Callable[[], Any]) -> Any:
+        try:
+            return await run_in_threadpool(call)
+        except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
+            raise _BadRequest(503, f"the trading system did not answer: {exc}") from None
+
+    async def health(request: Request) -> Response:
+        problems = await run_in_threadpool(health_problems, system, hub)
+        if problems:
+            return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ok", "problems": []})
+
+    async def get_status(request: Request) -> Response:
+        return JSONResponse(await on_system(lambda: status(system, hub, ask_timeout)))
+
+    async def get_events(request: Request) -> Response:
+        query = _query(request)
+        try:
+            rows = await run_in_threadpool(
+                lambda: journal.events(loop_id=system.settings.loop_id, latest="since" not in query, **query)
+            )
+        except JournalError as exc:
+            return _error(503, str(exc))
+        return JSONResponse({"events": [{"seq": seq, **json.loads(event.to_json())} for seq, event in rows]})
+
+    async def stream_events(request: Request) -> Response:
+        query = _query(request)
+        wanted = query.get("event_type")
+        listener = hub.listen()
+
+        async def lines() -> AsyncIterator[str]:
+            try:
+                yield ": connected\n\n"
+                while not listener.overflowed:
+                    try:
+                        event = await asyncio.wait_for(listener.queue.get(), _KEEPALIVE_SECONDS)
+                    except TimeoutError:
+                        yield ": keepalive\n\n"
+                        continue
+                    if wanted is None or event.event_type.value == wanted:
+                        yield f"event: {event.event_type.value}\nid: {event.event_id}\ndata: {event.to_json()}\n\n"
+                yield "event: overflow\ndata: {\"error\": \"this client fell too far behind; reconnect\"}\n\n"
+            finally:
+                hub.remove(listener)
+
+        return StreamingResponse(lines(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+    async def halt(request: Request) -> Response:
+        body = await _body(request, {"reason": str, "by": str}, required={"reason"})
+        by = body.get("by", "control API")
+        previous = await on_system(lambda: system.halt(by, body["reason"], timeout=ask_timeout))
+        _log.warning("halted through the control API by {}: {}", by, body["reason"])
+        return JSONResponse({"done": "halted", "previous_state": previous.value, "by": by, "reason": body["reason"]})
+
+    async def resume(request: Request) -> Response:
+        body = await _body(request, {"rebaseline": bool, "by": str}, required=set())
+        by, rebaseline = body.get("by", "control API"), body.get("rebaseline", False)
+        try:
+            previous = await on_system(lambda: system.resume(by, rebaseline=rebaseline, timeout=ask_timeout))
+        except ResumeRefused as exc:
+            return JSONResponse({"done": "refused", "error": str(exc)}, status_code=409)
+        _log.warning("resumed through the control API by {} (rebaseline {})", by, rebaseline)
+        return JSONResponse({"done": "resumed", "previous_state": previous.value, "by": by, "rebaseline": rebaseline})
+
+    async def scrape(request: Request) -> Response:
+        return Response(prometheus.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def run(request: Request) -> Response:
+            try:
+                response: Response = await endpoint(request)
+                return response
+            except _BadRequest as exc:
+                return _error(exc.status, str(exc))
+
+        return run
+
+    routes = [
+        Route("/health", answering(health), methods=["GET"]),
+        Route("/api/status", answering(get_status), methods=["GET"]),
+        Route("/api/events", answering(get_events), methods=["GET"]),
+        Route("/api/events/stream", answering(stream_events), methods=["GET"]),
+        Route("/api/halt", answering(halt), methods=["POST"]),
+        Route("/api/resume", answering(resume), methods=["POST"]),
+        Route("/metrics", answering(scrape), methods=["GET"]),
+    ]
+    return RequireToken(Starlette(routes=routes), token, metrics)

@@ -1,0 +1,83 @@
+"""The control server's view of the event stream: the last heartbeat, and a queue per live client."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from runtime.events import Event, EventType
+
+__all__ = ["EventHub", "Listener"]
+
+_QUEUE_SIZE = 1_000
+
+
+class Listener:
+    """One live client's events, on its event loop; `overflowed` once it fell ``_QUEUE_SIZE``
+    events behind (it is then sent nothing more, and should be disconnected)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(_QUEUE_SIZE)
+        self.overflowed = False
+
+    def _put(self, event: Event) -> None:
+        # Runs on the client's event loop, never on the emitter's thread.
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class EventHub:
+    """A subscriber for `TradingSystem.subscribe`: remembers when the last HEARTBEAT came, and
+    hands every event to each registered `Listener`.
+
+    Promises: a call (on the emitter's thread) never blocks and never raises; a slow client only
+    overflows its own queue.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: set[Listener] = set()
+        self._last_heartbeat: tuple[Event, float] | None = None
+        self.started = time.monotonic()
+
+    def __call__(self, event: Event) -> None:
+        """Take one event from the emitter."""
+        if event.event_type is EventType.HEARTBEAT:
+            with self._lock:
+                self._last_heartbeat = (event, time.monotonic())
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener.loop.call_soon_threadsafe(listener._put, event)
+            except RuntimeError:  # its event loop has closed: the client is gone
+                self.remove(listener)
+
+    def last_heartbeat(self) -> tuple[Event, float] | None:
+        """The last HEARTBEAT event and how many seconds ago (monotonic) it arrived, or None."""
+        with self._lock:
+            if self._last_heartbeat is None:
+                return None
+            event, at = self._last_heartbeat
+        return event, time.monotonic() - at
+
+    def listen(self) -> Listener:
+        """Register a listener on the running event loop (call from a coroutine)."""
+        listener = Listener(asyncio.get_running_loop())
+        with self._lock:
+            self._listeners.add(listener)
+        return listener
+
+    def remove(self, listener: Listener) -> None:
+        """Stop handing events to ``listener``."""
+        with self._lock:
+            self._listeners.discard(listener)
+
+    def __repr__(self) -> str:
+        return f"EventHub(listeners={len(self._listeners)})"

@@ -1,0 +1,122 @@
+"""What `/api/status` and `/health` report, read from a running system through its addresses."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pykka
+
+from actors.messages import GetMetrics, Ping
+from actors.service.hub import EventHub
+from actors.supervision.address import ChildUnavailable
+from actors.system import TradingSystem
+from runtime.payloads import Heartbeat
+from runtime.risk.guards import DailyLossGuard, Guard, GuardState, MaxDrawdownGuard, MinEquityGuard
+
+__all__ = ["limits", "status", "health_problems"]
+
+_ACTORS = ("emitter", "alerts", "guard", "loop", "heartbeat")
+
+
+def limits(guards: list[Guard], state: GuardState) -> list[dict[str, Any]]:
+    """Each guard rule, the equity at which it fires and how far the account is from it.
+
+    ``breach_at`` is the equity that fires the rule (from the peak, the start or the day's start
+    it measures from); ``headroom`` is equity minus that, negative once past it.
+    """
+    equity = state.current_equity
+    out = []
+    for guard in guards:
+        if isinstance(guard, MaxDrawdownGuard):
+            base = state.peak_equity if guard.trailing else state.entry_equity
+            rule: dict[str, Any] = {"limit_percent": guard.limit_percent, "trailing": guard.trailing}
+            breach_at = base * (1 - guard.limit_percent / 100)
+        elif isinstance(guard, MinEquityGuard):
+            rule, breach_at = {"min_equity": guard.min_equity}, guard.min_equity
+        elif isinstance(guard, DailyLossGuard):
+            day_start = state.day_start_equity if state.day_start_equity is not None else equity
+            rule = {"limit_percent": guard.limit_percent, "timezone": guard.timezone, "day_start_equity": day_start}
+            breach_at = day_start * (1 - guard.limit_percent / 100)
+        else:
+            continue
+        out.append({"guard": guard.name, **rule, "breach_at": breach_at, "headroom": equity - breach_at})
+    return out
+
+
+def _heartbeat(hub: EventHub) -> dict[str, Any] | None:
+    last = hub.last_heartbeat()
+    if last is None:
+        return None
+    event, age = last
+    beat = Heartbeat.from_event(event)
+    return {"at": event.timestamp.isoformat(), "age_seconds": round(age, 3), "beat": beat.beat,
+            "positions_open": beat.positions_open, "account_equity": beat.account_equity}
+
+
+def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[str, Any]:
+    """The trading state and reason, equity, peak, drawdown, each limit and its headroom, open
+    positions, the last heartbeat, restarts and every child's incarnation. Raises what the guard's
+    ask raises (`pykka.Timeout`, `ChildUnavailable`) when the guard does not answer."""
+    guard = system.guard_status(timeout=timeout)
+    state: GuardState = guard.state
+    try:
+        positions_open = system.loop.ask(GetMetrics(), timeout=timeout).metrics.positions_open
+    except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError):
+        positions_open = None
+    children = {
+        name: {"incarnation": child.incarnation, "alive": child.alive, "restarts": child.restarts}
+        for name, child in system.children().items()
+    }
+    return {
+        "loop_id": system.settings.loop_id,
+        "trading_state": state.trading_state.value,
+        "reason": state.reason,
+        "equity": state.current_equity,
+        "peak_equity": state.peak_equity,
+        "start_equity": state.entry_equity,
+        "drawdown": state.current_drawdown,
+        "max_drawdown": state.max_drawdown,
+        "last_check_time": state.last_check_time.isoformat() if state.last_check_time else None,
+        "limits": limits(system.settings.guards(), state),
+        "positions_open": positions_open,
+        "liquidating": guard.liquidating,
+        "block_counts": guard.block_counts,
+        "bad_readings": guard.bad_readings,
+        "last_heartbeat": _heartbeat(hub),
+        "restarts": sum(child["restarts"] for child in children.values()),
+        "gave_up": system.gave_up,
+        "children": children,
+    }
+
+
+def _answers(system: TradingSystem, name: str, timeout: float) -> str | None:
+    try:
+        system.address(name).ask(Ping(), timeout=timeout)
+    except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
+        return f"the {name} did not answer a ping within {timeout:g}s ({type(exc).__name__})"
+    return None
+
+
+def health_problems(system: TradingSystem, hub: EventHub, timeout: float = 2.0) -> list[str]:
+    """Why the system is not healthy, or [] when it is: the supervisor has not given up, every
+    actor answers a ping within ``timeout`` seconds (all asked at once, so one hung actor does not
+    eat the others' time), and the last heartbeat is fresh: within two intervals plus the
+    heartbeat's own wait (a process that has not beaten yet gets as long from its start)."""
+    problems = []
+    if system.gave_up:
+        problems.append("the supervisor gave up (restart intensity exceeded); trading is halted")
+    with ThreadPoolExecutor(len(_ACTORS), thread_name_prefix="tradewarden-health") as pool:
+        answers = list(pool.map(lambda name: _answers(system, name, timeout), _ACTORS))
+    problems += [answer for answer in answers if answer is not None]
+    settings = system.settings
+    allowed = 2 * settings.heartbeat_interval_seconds + settings.heartbeat_timeout
+    last = hub.last_heartbeat()
+    if last is None:
+        waited = time.monotonic() - hub.started
+        if waited > allowed:
+            problems.append(f"no heartbeat in the {waited:.1f}s since start (allowed {allowed:g}s)")
+    elif last[1] > allowed:
+        problems.append(f"the last heartbeat was {last[1]:.1f}s ago (allowed {allowed:g}s)")
+    return problems

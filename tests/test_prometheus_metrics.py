@@ -1,0 +1,75 @@
+"""The Prometheus sink keeps the statsd names, never raises, and the fan-out feeds every sink."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from runtime.adapters.prometheus import PrometheusMetrics
+from runtime.metrics import FanOutMetrics, MemoryMetrics
+
+
+def samples(sink: PrometheusMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(sink.exposition().decode())
+        for sample in family.samples
+    }
+
+
+def test_counters_gauges_and_timings_keep_the_statsd_names_under_the_namespace():
+    sink = PrometheusMetrics("tradewarden")
+    sink.incr("heartbeat_total")
+    sink.incr("heartbeat_total", 2)
+    sink.gauge("equity", 9_500.5)
+    sink.timing("loop_duration_ms", 3.0)
+    scraped = samples(sink)
+    assert scraped[("tradewarden_heartbeat_total", ())] == 3
+    assert scraped[("tradewarden_equity", ())] == 9_500.5
+    assert scraped[("tradewarden_loop_duration_ms_count", ())] == 1
+    assert scraped[("tradewarden_loop_duration_ms_sum", ())] == 3.0
+
+
+def test_a_dotted_name_is_the_family_with_its_suffix_as_a_label():
+    sink = PrometheusMetrics()
+    sink.incr("analytics_events_total.trade_executed", 2)
+    sink.incr("analytics_events_total.heartbeat")
+    scraped = samples(sink)
+    assert scraped[("tradewarden_analytics_events_total", (("event_type", "trade_executed"),))] == 2
+    assert scraped[("tradewarden_analytics_events_total", (("event_type", "heartbeat"),))] == 1
+
+
+def test_the_statsd_prefix_becomes_a_valid_namespace():
+    sink = PrometheusMetrics("bot.one")
+    sink.gauge("equity", 1.0)
+    assert samples(sink)[("bot_one_equity", ())] == 1.0
+
+
+def test_a_figure_that_cannot_be_kept_is_dropped_and_counted_never_raised():
+    sink = PrometheusMetrics()
+    sink.incr("heartbeat_total")
+    sink.gauge("heartbeat_total", 1.0)  # another kind under a used name
+    sink.gauge("equity", math.nan)
+    sink.gauge("no-dashes", 1.0)
+    assert sink.dropped == 3
+    assert samples(sink)[("tradewarden_heartbeat_total", ())] == 1
+
+
+class _Broken:
+    def incr(self, name, count=1):
+        raise RuntimeError("broken")
+
+    gauge = timing = incr
+
+
+def test_the_fan_out_sends_every_figure_to_every_sink_even_past_a_broken_one():
+    first, second = MemoryMetrics(), MemoryMetrics()
+    fan = FanOutMetrics(first, _Broken(), second)
+    fan.incr("heartbeat_total", 2)
+    fan.gauge("equity", 5.0)
+    fan.timing("loop_duration_ms", 1.5)
+    for sink in (first, second):
+        assert sink.counters == {"heartbeat_total": 2}
+        assert sink.gauges == {"equity": 5.0}
+        assert sink.timings == {"loop_duration_ms": [1.5]}

@@ -1,0 +1,251 @@
+"""`tradewarden run` in a real process, driven over real HTTP and through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+LIVE_TOML = ROOT / "examples" / "live.toml"
+TOKEN = "test-token-0123456789"
+TRADEWARDEN = [sys.executable, "-m", "actors.service"]
+
+VOLATILE = """
+[tradewarden]
+loop_id = "volatile"
+state_db = "{db}"
+max_drawdown_percent = 1.0
+min_equity = 500.0
+loop_interval_seconds = 0.2
+heartbeat_interval_seconds = 1.0
+
+[broker]
+kind = "paper"
+cash = 10000.0
+
+[feed]
+kind = "synthetic"
+seed = 3
+interval_seconds = 0.05
+volatility = 0.02
+
+[strategy]
+class = "runtime.replay.strategies:MovingAverageCrossover"
+
+[strategy.options]
+fast = 2
+slow = 4
+volume = 50.0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Bot:
+    """A `tradewarden run` child: its URL, its state file, and its stderr for a failure report."""
+
+    def __init__(self, config: Path, db: Path, tmp: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = db
+        self.log = tmp / "child.log"
+        self.env = {
+            **os.environ, "STATE_DB": str(db), "CONTROL_PORT": str(self.port), "CONTROL_TOKEN": TOKEN,
+            "PYTHONFAULTHANDLER": "1", **env,
+        }
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen([*TRADEWARDEN, "run", "--config", str(config)], env=self.env, cwd=tmp,
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def fail(self, why: str) -> None:
+        # SIGABRT makes the child's faulthandler dump every thread before it dies.
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(10)
+        pytest.fail(f"{why}\n--- child output ---\n{self.log.read_text()[-20_000:]}")
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.fail(f"the child exited ({self.process.returncode}) while waiting for {what}")
+            try:
+                result = check()
+            except httpx.HTTPError:
+                result = None
+            if result:
+                return result
+            time.sleep(0.05)  # a poll interval under a deadline, not a wait for something to happen
+        self.fail(f"{what} did not happen within {timeout}s")
+
+    def get(self, path: str, token: str | None = TOKEN) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(self.url + path, headers=headers, timeout=10)
+
+    def post(self, path: str, token: str | None = TOKEN, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(self.url + path, headers=headers, timeout=10, **kwargs)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*TRADEWARDEN, *args, "--url", self.url], env=self.env, capture_output=True,
+                              text=True, timeout=60)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the child did not stop within {timeout}s of SIGTERM")
+            raise
+
+    def journal(self, *args: str) -> list[dict[str, Any]]:
+        done = subprocess.run([*TRADEWARDEN, "journal", "--db", str(self.db), *args], capture_output=True,
+                              text=True, timeout=60, check=True)
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.fixture
+def bots(tmp_path: Path) -> Iterator[Callable[..., Bot]]:
+    started: list[Bot] = []
+
+    def start(config: Path, **env: str) -> Bot:
+        bot = Bot(config, tmp_path / "state.db", tmp_path, **env)
+        started.append(bot)
+        bot.wait_for("a healthy control API", lambda: bot.get("/health", token=None).status_code == 200)
+        return bot
+
+    yield start
+    for bot in started:
+        if bot.process.poll() is None:
+            bot.process.kill()
+            bot.process.wait(10)
+
+
+def scrape(bot: Bot) -> dict[str, float]:
+    text = bot.get("/metrics").text
+    return {
+        sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_example_config_runs_answers_status_and_stops_cleanly_on_sigterm(bots):
+    bot = bots(LIVE_TOML)
+    shown = bot.cli("status")
+    assert shown.returncode == 0, shown.stderr
+    assert re.match(r"^loop paper-live: ACTIVE\n  equity 10,000\.00  peak 10,000\.00  drawdown 0\.00%\n", shown.stdout)
+    status = json.loads(bot.cli("status", "--json").stdout)
+    assert status["trading_state"] == "active"
+    assert [limit["guard"] for limit in status["limits"]] == ["max_drawdown", "min_equity", "daily_loss"]
+    assert status["limits"][0]["breach_at"] == pytest.approx(9_000.0)
+    assert set(status["children"]) == {"emitter", "alerts", "guard", "loop", "heartbeat"}
+    events = bot.get("/api/events?type=loop_started").json()["events"]
+    assert [event["event_type"] for event in events] == ["loop_started"]
+    assert bot.terminate() == 0
+    stopped = bot.journal("--type", "loop_stopped")
+    assert [event["metadata"]["how"] for event in stopped] == ["normal"]
+
+
+def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch_halts(bots, tmp_path):
+    config = tmp_path / "volatile.toml"
+    config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
+    bot = bots(config)
+
+    # Nobody without the token changes anything, however they ask.
+    intruder = bot.post("/api/halt", token="wrong", json={"reason": "intruder"})
+    assert (intruder.status_code, intruder.json()) == (401, {"error": "wrong bearer token"})
+    anonymous = bot.post("/api/resume", token=None, json={"rebaseline": True})
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {"error": "no bearer token (send 'Authorization: Bearer <CONTROL_TOKEN>')"}
+    assert bot.get("/api/status", token="wrong").status_code == 401
+    malformed = bot.post("/api/halt", content=b"{reason: nope")
+    assert malformed.status_code == 400
+    assert re.match(r"^the body is not valid JSON: ", malformed.json()["error"])
+    unknown = bot.post("/api/halt", json={"reason": "x", "force": True})
+    assert (unknown.status_code, unknown.json()) == (400, {"error": "unknown field 'force'; known: by, reason"})
+    wrong_type = bot.post("/api/resume", json={"rebaseline": "yes"})
+    assert wrong_type.json() == {"error": "field 'rebaseline' must be true or false, got \"yes\""}
+    huge = bot.post("/api/halt", content=b"{" + b" " * 100_000 + b"}")
+    assert (huge.status_code, huge.json()) == (413, {"error": "the body is 100002 bytes; at most 16384 are accepted"})
+    bad_query = bot.get("/api/events?type=nonsense")
+    assert bad_query.status_code == 400
+    assert re.match(r"^type must be one of 'signal_received', .*, got 'nonsense'$", bad_query.json()["error"])
+
+    halted = bot.wait_for(
+        "a drawdown breach", lambda: (s := bot.get("/api/status").json())["trading_state"] == "halted" and s, timeout=60
+    )
+    assert re.match(r"^max drawdown \d+\.\d\d% >= limit 1\.00% ", halted["reason"])
+    assert halted["positions_open"] == 0 or halted["liquidating"]
+
+    refused = bot.cli("resume")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert re.match(r"^resume refused \(409\): resume refused: max drawdown ", refused.stdout)
+    assert bot.get("/api/status").json()["trading_state"] == "halted"
+
+    rebaselined = bot.cli("resume", "--rebaseline")
+    assert (rebaselined.returncode, rebaselined.stdout) == (0, "resumed with a new baseline (was halted)\n")
+
+    killed = bot.cli("halt", "--reason", "operator test")
+    assert killed.returncode == 0, killed.stderr
+    assert re.match(r"^halted \(was (active|reducing|halted)\): operator test$", killed.stdout)
+    assert bot.get("/api/status").json()["trading_state"] == "halted"
+
+    with httpx.stream("GET", bot.url + "/api/events/stream?type=heartbeat",
+                      headers={"authorization": f"Bearer {TOKEN}"}, timeout=10) as stream:
+        data = next(line for line in stream.iter_lines() if line.startswith("data: "))
+    assert json.loads(data.removeprefix("data: "))["event_type"] == "heartbeat"
+
+    figures = scrape(bot)
+    assert figures["tradewarden_drawdown_block_total"] >= 1
+    assert figures["tradewarden_control_auth_failures_total"] == 3
+    assert figures["tradewarden_analytics_events_total{event_type=guard_triggered}"] >= 1
+    assert figures["tradewarden_trading_state"] == 2
+
+    assert bot.terminate() == 0
+    journal = bot.journal()
+    types = [event["event_type"] for event in journal]
+    assert {"guard_triggered", "position_closed", "rebaselined"} <= set(types)
+    assert types[-1] == "loop_stopped"
+    reasons = " ".join(json.dumps(event["metadata"]) for event in journal)
+    assert "intruder" not in reasons
+    assert "operator test" in reasons
+
+
+def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(VOLATILE.format(db=tmp_path / "state.db").replace("interval_seconds = 0.05", "interval_seconds = -1"))
+    done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == f"tradewarden run: {config}: feed.interval_seconds must be a number > 0, got -1\n"
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_a_non_loopback_control_host_without_a_token_is_refused_before_anything_starts(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CONTROL_TOKEN"}
+    env.update(CONTROL_HOST="0.0.0.0", STATE_DB=str(tmp_path / "state.db"))
+    done = subprocess.run([*TRADEWARDEN, "run", "--config", str(LIVE_TOML)], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "tradewarden run: control_host '0.0.0.0' is not a loopback address: set CONTROL_TOKEN (control_token) "
+        "before exposing the control API\n"
+    )
+    assert not (tmp_path / "state.db").exists()
