@@ -82,7 +82,7 @@ def system_factory():
         events = EventLog()
         metrics = MemoryMetrics()
         system = start_trading_system(
-            Settings(heartbeat_interval_seconds=3600, min_equity=0),
+            Settings(heartbeat_interval_seconds=3600, min_equity=0, max_restarts=100),
             broker,
             ListSignalSource(),
             store=store or MemoryStore(),

@@ -222,7 +222,9 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert bot.terminate() == 0
     journal = bot.journal()
     types = [event["event_type"] for event in journal]
-    assert {"guard_triggered", "position_closed", "rebaselined"} <= set(types)
+    # No POSITION_CLOSED is required: the breach may come from the account read right after the
+    # strategy's own closing fill, when nothing is left open to close.
+    assert {"guard_triggered", "rebaselined"} <= set(types)
     assert types[-1] == "loop_stopped"
     reasons = " ".join(json.dumps(event["metadata"]) for event in journal)
     assert "intruder" not in reasons
