@@ -412,6 +412,20 @@ def test_crash_recovery_restarts_every_way_of_dying_and_keeps_the_peak(tmp_path)
     ]
 
 
+@pytest.mark.parametrize("bars", [100, 120, 140])
+def test_crash_recovery_on_a_short_series_reports_drills_it_had_no_time_for_as_not_run(tmp_path, bars):
+    result = run_example("crash_recovery.py", "--bars", str(bars), "--out", "drills", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    drills = json.loads((tmp_path / "drills" / "drills.json").read_text(encoding="utf-8"))
+    assert all(drill["ok"] for drill in drills), drills
+    assert re.search(
+        rf"^Drills run: {len(drills)} of 8, each restarted: yes; peak equity kept across every crash: yes\n"
+        r"Not run, the series ended before their moment: .+ \(more bars run them all, e\.g\. the default --bars 400\)$",
+        result.stdout, re.MULTILINE,
+    ), result.stdout
+    assert len(drills) < 8
+
+
 def test_embedded_escalation_reaches_the_host_supervisor(tmp_path):
     result = run_example("embedded.py", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
