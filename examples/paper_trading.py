@@ -17,26 +17,39 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
   (needs the ``plot`` extra; without it the run still finishes and says how to install it).
 
 Each run starts from a fresh state: a ``state.db`` left in ``--out`` by an earlier run is moved
-to ``state.db.previous`` first. The stored peak equity and HALTED latch belong to the paper
+to ``state.db.previous`` first (a file of that name that is not a tradewarden database is refused
+and left alone). The stored peak equity and HALTED latch belong to the paper
 account that earlier run traded; this run's paper account starts again from its starting cash,
 so inheriting them would halt it (or measure its drawdown) against money it never had.
 
-Ctrl-C stops cleanly: the replay ends after the bar in hand, the system stops in reverse start
-order (the loop journals LOOP_STOPPED), and the files are written for the bars played.
+Ctrl-C stops cleanly at any moment (exit code 130): before a file is touched it just leaves;
+after, the replay ends after the bar in hand, the system stops in reverse start order (the loop
+journals LOOP_STOPPED), and the files are written for the bars played, each one whole (written
+beside its place and renamed into it).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+
+if __name__ == "__main__":
+    # Ctrl-C before the run has touched a file leaves nothing to stop or save, so it leaves at once
+    # and quietly. Installed before the imports below, which take tenths of a second (more on a busy
+    # machine): a KeyboardInterrupt raised in them would end the program with a traceback.
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+
 import argparse
 import json
 import math
-import os
-import signal
+import shutil
+import socket
 import statistics
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +96,7 @@ STATE_DB = "state.db"
 EQUITY_CSV = "equity.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_PNG = "report.png"
+MIN_FREE_BYTES = 8 * 2**20
 SYNTHETIC_LABEL = "SYNTHETIC DATA: a made-up demonstration series, not market history"
 
 
@@ -288,12 +302,14 @@ def _bars(args: argparse.Namespace) -> tuple[list[Bar], str, bool]:
 
 def _fresh_state(out: Path) -> str | None:
     # A run owns its state: the previous run's database (and its WAL files, which SQLite finds by
-    # name) is kept once as state.db.previous rather than carried on from.
+    # name) is kept once as state.db.previous rather than carried on from. Only a file that is
+    # ours: opening it refuses, and leaves alone, anything else called state.db.
     database = out / STATE_DB
     if not database.exists():
         for suffix in ("-wal", "-shm"):
             Path(f"{database}{suffix}").unlink(missing_ok=True)
         return None
+    SqliteStore(database).close()
     target = out / f"{STATE_DB}.previous"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
@@ -301,6 +317,76 @@ def _fresh_state(out: Path) -> str | None:
         if source.exists():
             source.replace(Path(f"{target}{suffix}"))
     return target.name
+
+
+def _usable_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a folder, got {str(out)!r}, which is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out {str(out)!r} is not writable")
+    # A disk that fills during the run fails the store under the running actors, which then do
+    # what a live system must (alert, restart, give up and halt): refuse a nearly full one first.
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise UsageError(
+            f"--out {str(out)!r} has {free // 1024} KiB free, a run needs {MIN_FREE_BYTES // 2**20} MiB "
+            "(the journal's write-ahead log alone grows to 4 MiB)"
+        )
+
+
+class _CtrlC:
+    """Ctrl-C once a run has touched its files: noted, and the replay told to end after the bar in
+    hand. It never raises an exception in the main thread, so the system always stops in order
+    and every file is written whole, whenever the key is pressed (and however often).
+
+    The replay is stopped from a thread of its own, woken through `signal.set_wakeup_fd`: a signal
+    handler runs in the main thread between any two bytecodes, possibly inside the replay's own
+    locks, so it must not take them itself.
+    """
+
+    def __init__(self) -> None:
+        self._pressed = threading.Event()
+        self._stop: Callable[[], None] | None = None
+        self._wakeup, writer = socket.socketpair()
+        writer.setblocking(False)
+        self._writer = writer  # kept open for the life of the run: the wakeup fd must stay valid
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        # A Python handler must be set for the wakeup fd to hear the signal; it has nothing to do.
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
+        threading.Thread(target=self._watch, name="ctrl-c", daemon=True).start()
+
+    def _watch(self) -> None:
+        while received := self._wakeup.recv(64):
+            if signal.SIGINT in received:
+                self._pressed.set()
+                if self._stop is not None:
+                    self._stop()
+
+    def stops(self, stop: Callable[[], None]) -> None:
+        """Call ``stop`` on Ctrl-C, at once if it was pressed already."""
+        self._stop = stop
+        if self._pressed.is_set():
+            stop()
+
+    @property
+    def pressed(self) -> bool:
+        """True once Ctrl-C was pressed."""
+        return self._pressed.is_set()
+
+
+def _replace_whole(path: Path, write: Callable[[Path], bool]) -> bool:
+    # Written beside the file and renamed over it, so that the file at ``path`` is always a whole
+    # one, whenever the run is interrupted or killed. The suffix is kept: plot_report picks the
+    # image format by it.
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        written = write(partial)
+        if written:
+            partial.replace(path)
+        return written
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class _Progress:
@@ -354,20 +440,28 @@ def _write_report(
     out: Path, summary: RunSummary, events: Sequence[Event], equity: Sequence[tuple[datetime, float]],
     settings: Settings, title: str,
 ) -> bool:
-    write_equity_csv(out / EQUITY_CSV, equity)
-    (out / SUMMARY_JSON).write_text(json.dumps(summary.to_json_dict(), indent=2) + "\n", encoding="utf-8")
-    if not equity:
-        return False
-    closes = [e.timestamp for e in events if e.event_type is EventType.POSITION_CLOSED]
-    return plot_report(
-        out / REPORT_PNG,
-        [t for t, _ in equity],
-        [v for _, v in equity],
-        settings.max_drawdown_percent / 100.0,
-        guard_marks=list(summary.guard_triggers),
-        close_marks=closes,
-        title=title,
-    )
+    def summary_json(path: Path) -> bool:
+        path.write_text(json.dumps(summary.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+        return True
+
+    def report_png(path: Path) -> bool:
+        closes = [e.timestamp for e in events if e.event_type is EventType.POSITION_CLOSED]
+        return plot_report(
+            path,
+            [t for t, _ in equity],
+            [v for _, v in equity],
+            settings.max_drawdown_percent / 100.0,
+            guard_marks=list(summary.guard_triggers),
+            close_marks=closes,
+            title=title,
+        )
+
+    _replace_whole(out / EQUITY_CSV, lambda path: write_equity_csv(path, equity) >= 0)
+    _replace_whole(out / SUMMARY_JSON, summary_json)
+    plotted = bool(equity) and _replace_whole(out / REPORT_PNG, report_png)
+    if not plotted:
+        (out / REPORT_PNG).unlink(missing_ok=True)  # an earlier run's chart would not match these files
+    return plotted
 
 
 def _describe_guards(settings: Settings) -> str:
@@ -402,28 +496,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         bars, symbol, synthetic = _bars(args)
         settings = _settings(args, out, bars)
-    except (PriceDataError, SettingsError, ValueError, TypeError) as exc:
-        print(f"paper_trading: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_json)
-
-    try:
+        configure_logging(settings.log_level, settings.log_json)
         strategy = MovingAverageCrossover(
             symbol, fast=args.fast, slow=args.slow,
             volume=args.volume or (SYNTHETIC_VOLUME if synthetic else round(args.cash / bars[0].close, 6)),
         )
         metrics = StatsdMetrics.from_settings(settings)
         alerts = TelegramAlerts.from_settings(settings)
-    except (ValueError, TypeError) as exc:
+    except (PriceDataError, SettingsError, ValueError, TypeError) as exc:
         print(f"paper_trading: {exc}", file=sys.stderr)
         return 2
 
-    out.mkdir(parents=True, exist_ok=True)
-    rotated = _fresh_state(out)
+    ctrl_c = _CtrlC()  # from here on files change: Ctrl-C must let the run finish them
     try:
+        _usable_folder(out)
+        rotated = _fresh_state(out)
         store = SqliteStore.from_settings(settings)
-    except StoreError as exc:
+    except (UsageError, StoreError) as exc:
         print(f"paper_trading: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"paper_trading: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
     source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
@@ -458,43 +551,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
     progress = _Progress() if show_progress else None
+    replay = Replay(system, clock, speed=args.speed, equity=broker.account_equity, progress=progress)
+    ctrl_c.stops(replay.stop)
     result: ReplayResult | None = None
     try:
         system.start()
-        replay = Replay(system, clock, speed=args.speed, equity=broker.account_equity, progress=progress)
         result = replay.run(bars)
-    except KeyboardInterrupt:
-        pass  # before or after the replay proper: still stop cleanly below
     finally:
-        # A second Ctrl-C must not cut the clean shutdown short.
-        previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if progress is not None and (result is None or not result.complete):
-                progress.close()
-            system.stop()
-            for port in (alerts, metrics):
-                close = getattr(port, "close", None)
-                if close is not None:
-                    close()
-        finally:
-            signal.signal(signal.SIGINT, previous_handler)
+        if progress is not None and (result is None or not result.complete):
+            progress.close()
+        system.stop()
+        for port in (alerts, metrics):
+            close = getattr(port, "close", None)
+            if close is not None:
+                close()
 
-    equity = list(result.equity) if result is not None else []
-    try:
-        events = store.events(settings.loop_id)
-        record = store.load_guard(settings.loop_id)
-    finally:
-        store.close()
-    start_equity = record.drawdown.start_equity if record is not None else args.cash
-    summary = summarize(events, equity, start_equity)
+    equity = list(result.equity)
     title = f"tradewarden paper run: {symbol}" + (" (SYNTHETIC DATA)" if synthetic else "")
-    plotted = _write_report(out, summary, events, equity, settings, title)
+    try:
+        try:
+            events = store.events(settings.loop_id)
+            record = store.load_guard(settings.loop_id)
+        finally:
+            store.close()
+        start_equity = record.drawdown.start_equity if record is not None else args.cash
+        summary = summarize(events, equity, start_equity)
+        plotted = _write_report(out, summary, events, equity, settings, title)
+    except StoreError as exc:
+        print(f"paper_trading: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"paper_trading: cannot write the report to {str(out)!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
-    interrupted = result is None or not result.complete
+    interrupted = ctrl_c.pressed or not result.complete
     print()
     if interrupted:
-        played = 0 if result is None else result.played
-        print(f"Interrupted: stopped cleanly after {played} of {len(bars)} bars.")
+        print(f"Interrupted: stopped cleanly after {result.played} of {len(bars)} bars.")
     closed = _closed_lines(events)
     if closed:
         print("Positions closed by the guard:")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+
+from support.processes import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,13 +35,7 @@ FIGURES = (
 
 
 def test_quick_run_prints_every_figure() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
+    done = run([sys.executable, "-m", "benchmarks", "--quick"], cwd=ROOT, timeout=110)
     assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     missing = [name for name in FIGURES if not any(row.startswith(f"| {name}") for row in rows)]

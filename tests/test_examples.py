@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import subprocess
+import sqlite3
 import sys
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import attrs
 import pytest
+from support.processes import Child, Finished, run
 
-from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.sqlite import APPLICATION_ID, SqliteStore
 from runtime.events import EventType
 from runtime.replay.prices import Bar, synthetic_bars
 from runtime.replay.report import GuardTrigger, RunSummary, format_summary
@@ -38,18 +42,25 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_example(
-    name: str, *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
-    )
+def example(name: str, *args: str, python: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, *python, str(EXAMPLES / name), *args]
+
+
+def run_example(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Finished:
+    return run(example(name, *args), cwd=cwd, env=env or clean_env(), timeout=RUN_TIMEOUT)
 
 
 def journal(out: Path):
     with SqliteStore(out / "state.db") as store:
         return store.events()
+
+
+def started_and_stopped_once(events) -> bool:
+    """LOOP_STARTED once, then LOOP_STOPPED last. LOOP_STARTED need not be first: the guard journals
+    ORDER_SUBMITTED and its outcome itself, durably, while LOOP_STARTED reaches the journal through
+    the emitter's own worker, which a busy machine can delay past the first order."""
+    marks = [e.event_type for e in events if e.event_type in (EventType.LOOP_STARTED, EventType.LOOP_STOPPED)]
+    return marks == [EventType.LOOP_STARTED, EventType.LOOP_STOPPED] and events[-1].event_type is EventType.LOOP_STOPPED
 
 
 def equity_rows(out: Path) -> list[tuple[datetime, float]]:
@@ -84,7 +95,7 @@ def check_paper_run(out: Path, bars: list[Bar], limit: float) -> dict:
     assert summary["guard_triggers"] == [
         {"time": e.metadata["at"], "guard": e.metadata["guard"], "reason": e.metadata["reason"]} for e in triggered
     ]
-    assert events[0].event_type is EventType.LOOP_STARTED and events[-1].event_type is EventType.LOOP_STOPPED
+    assert started_and_stopped_once(events)
     assert counts["stall_detected"] == 0
 
     rows = equity_rows(out)
@@ -202,31 +213,177 @@ def test_without_matplotlib_it_says_how_to_install_the_plot_extra_and_still_fini
 
 
 def test_ctrl_c_stops_cleanly_and_writes_the_files_for_the_bars_played(tmp_path):
-    process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "paper_trading.py"), "--bars", "400", "--speed", "7200",
-         "--progress", "on", "--out", "interrupted"],
-        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        seen = ""
-        while "2/400 bars" not in seen:  # the progress bar says the replay is under way (2 bars/s)
-            char = process.stderr.read(1)
-            assert char, f"the example ended before replaying: {seen}"
-            seen += char
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        process.kill()
-    assert process.returncode == 130, seen + stderr
+    command = example("paper_trading.py", "--bars", "400", "--speed", "7200", "--progress", "on", "--out", "interrupted")
+    with Child(command, cwd=tmp_path, env=clean_env()) as child:
+        child.wait_for("2/400 bars", RUN_TIMEOUT, stream="stderr")  # the replay is under way (2 bars/s)
+        child.send_signal(signal.SIGINT)
+        finished = child.finish(RUN_TIMEOUT)
+    assert finished.returncode == 130, finished.stderr
     out = tmp_path / "interrupted"
     rows = equity_rows(out)
     assert 2 <= len(rows) < 400
-    assert f"stopped cleanly after {len(rows)} of 400 bars" in stdout
+    assert f"stopped cleanly after {len(rows)} of 400 bars" in finished.stdout
     events = journal(out)
     assert events[-1].event_type is EventType.LOOP_STOPPED and events[-1].metadata["how"] == "normal"
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert set(summary) == SUMMARY_KEYS
     assert summary["events_by_type"] == dict(Counter(e.event_type.value for e in events))
+
+
+def whole_png(path: Path) -> bool:
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and data[-8:-4] == b"IEND"
+
+
+def check_files_of_an_interrupted_run(out: Path, moment: str) -> None:
+    """None of the files, or all of them, each whole and agreeing with the journal."""
+    names = {path.name for path in out.iterdir()} if out.exists() else set()
+    if not names:
+        return
+    rows = equity_rows(out)
+    assert names == {"state.db", "equity.csv", "summary.json"} | ({"report.png"} if rows else set()), moment
+    with sqlite3.connect(f"file:{out / 'state.db'}?mode=ro", uri=True) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID, moment
+    events = journal(out)
+    assert started_and_stopped_once(events), moment
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["events_by_type"] == dict(Counter(e.event_type.value for e in events)), moment
+    assert summary["final_equity"] == (rows[-1][1] if rows else summary["start_equity"]), moment
+    if rows:
+        assert whole_png(out / "report.png"), moment
+
+
+# Where Ctrl-C lands: just after the child writes a marker (stderr carries -X importtime's line for
+# each import as it completes, and the progress bar), then after a delay. The first marker is
+# the first import after the example's own SIGINT handler; earlier, Python itself is starting.
+INTERRUPTS = [
+    *(("stderr", "| argparse\n", delay) for delay in (0.0, 0.1, 0.25, 0.5, 1.0)),
+    ("stderr", "| actors.emitter\n", 0.0),
+    ("stderr", "| runtime.replay.strategies\n", 0.0),
+    ("stdout", "tradewarden paper trading:", 0.0),
+    ("stderr", "] 1/120 bars", 0.0),
+    ("stderr", "120/120 bars", 0.0),
+    ("stderr", "| matplotlib.backends.backend_agg\n", 0.0),
+    ("stderr", "| matplotlib.figure\n", 0.0),
+]
+
+
+def interrupt_paper_run(cwd: Path, stream: str, marker: str, delay: float) -> Finished:
+    # --speed gives the replay a second and a half, long enough for every delay to land in the run.
+    command = example(
+        "paper_trading.py", "--bars", "120", "--speed", "288000", "--progress", "on", "--out", "out",
+        python=("-X", "importtime"),
+    )
+    with Child(command, cwd=cwd, env=clean_env()) as child:
+        child.wait_for(marker, RUN_TIMEOUT, stream=stream)
+        timer = threading.Timer(delay, child.send_signal, (signal.SIGINT,))
+        timer.start()
+        try:
+            return child.finish(RUN_TIMEOUT)
+        finally:
+            timer.cancel()
+
+
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback_and_leaves_whole_files_or_none(tmp_path):
+    folders = [tmp_path / f"run{index}" for index in range(len(INTERRUPTS))]
+    for folder in folders:
+        folder.mkdir()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = list(pool.map(lambda args: interrupt_paper_run(*args), [
+            (folder, *moment) for folder, moment in zip(folders, INTERRUPTS)
+        ]))
+    for folder, (stream, marker, delay), finished in zip(folders, INTERRUPTS, runs):
+        moment = f"Ctrl-C {delay}s after {marker!r} on {stream}"
+        stderr = "".join(line for line in finished.stderr.splitlines(keepends=True) if "import time:" not in line)
+        assert finished.returncode == 130, f"{moment}: exit {finished.returncode}\n{stderr}"
+        assert "Traceback" not in stderr, f"{moment}:\n{stderr}"
+        check_files_of_an_interrupted_run(folder / "out", moment)
+
+
+@pytest.fixture
+def mounted_tmpfs(tmp_path):
+    """Mount a tmpfs with the given options on a new folder (root only); unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        done = run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], timeout=30)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        run(["umount", str(folder)], timeout=30)
+
+
+def refused(result: Finished, message: str) -> None:
+    """Exit 2 with ``message`` as the only line on stderr: no traceback, no alert, no stall."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert re.fullmatch(message + r"\n", result.stderr), result.stderr
+
+
+def test_an_out_that_is_a_file_or_under_one_is_refused_by_name(tmp_path):
+    (tmp_path / "afile").write_text("mine\n", encoding="utf-8")
+    refused(
+        run_example("paper_trading.py", "--out", "afile", cwd=tmp_path),
+        r"paper_trading: --out must be a folder, got 'afile', which is a file",
+    )
+    refused(
+        run_example("paper_trading.py", "--out", "afile/run", cwd=tmp_path),
+        r"paper_trading: --out 'afile/run' cannot be used: Not a directory",
+    )
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "mine\n"
+
+
+def test_an_out_that_cannot_be_written_is_refused_by_name(tmp_path, mounted_tmpfs):
+    if os.geteuid() == 0:  # root writes through chmod: a read-only file system stops it
+        folder = mounted_tmpfs("readonly", "ro,size=16m")
+    else:
+        folder = tmp_path / "readonly"
+        folder.mkdir(mode=0o500)
+    refused(
+        run_example("paper_trading.py", "--out", str(folder), cwd=tmp_path),
+        rf"paper_trading: --out '{re.escape(str(folder))}' is not writable",
+    )
+
+
+def test_a_nearly_full_disk_is_refused_before_the_run(tmp_path, mounted_tmpfs):
+    folder = mounted_tmpfs("full", "size=64k")
+    refused(
+        run_example("paper_trading.py", "--out", str(folder), cwd=tmp_path),
+        rf"paper_trading: --out '{re.escape(str(folder))}' has 64 KiB free, a run needs 8 MiB "
+        r"\(the journal's write-ahead log alone grows to 4 MiB\)",
+    )
+    assert list(folder.iterdir()) == []
+
+
+def test_an_unknown_log_level_is_refused_by_name(tmp_path):
+    refused(
+        run_example("paper_trading.py", "--out", "run", cwd=tmp_path, env=clean_env(LOG_LEVEL="LOUD")),
+        r"paper_trading: log_level must be one of TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL, "
+        r"got 'LOUD'",
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_state_db_that_is_not_ours_is_refused_and_never_moved(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with sqlite3.connect(out / "state.db") as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.close()
+    before = (out / "state.db").read_bytes()
+    refused(
+        run_example("paper_trading.py", "--out", "run", cwd=tmp_path),
+        r"paper_trading: state_db 'run/state\.db' is not a tradewarden state database "
+        r"\(application_id 0x0, expected 0x54574431; schema objects: users\); "
+        r"it was left untouched \(not replaced, not migrated\)",
+    )
+    assert sorted(path.name for path in out.iterdir()) == ["state.db"]
+    assert (out / "state.db").read_bytes() == before
 
 
 def test_help_explains_every_option_and_bad_input_is_named(tmp_path):
@@ -261,6 +418,20 @@ def test_crash_recovery_restarts_every_way_of_dying_and_keeps_the_peak(tmp_path)
     assert [(e.metadata["actor"], str(e.metadata["cause"] or "(no cause given)")) for e in restarted] == [
         (d["actor"], d["causes"][0]) for d in drills
     ]
+
+
+@pytest.mark.parametrize("bars", [100, 120, 140])
+def test_crash_recovery_on_a_short_series_reports_drills_it_had_no_time_for_as_not_run(tmp_path, bars):
+    result = run_example("crash_recovery.py", "--bars", str(bars), "--out", "drills", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    drills = json.loads((tmp_path / "drills" / "drills.json").read_text(encoding="utf-8"))
+    assert all(drill["ok"] for drill in drills), drills
+    assert re.search(
+        rf"^Drills run: {len(drills)} of 8, each restarted: yes; peak equity kept across every crash: yes\n"
+        r"Not run, the series ended before their moment: .+ \(more bars run them all, e\.g\. the default --bars 400\)$",
+        result.stdout, re.MULTILINE,
+    ), result.stdout
+    assert len(drills) < 8
 
 
 def test_embedded_escalation_reaches_the_host_supervisor(tmp_path):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
+from support.processes import run
 
 _CORE_MODULES = [
     "runtime",
@@ -33,7 +33,8 @@ def test_importing_a_core_module_loads_no_adapter_and_no_io_library(module):
         f"import sys; import {module}; "
         f"print(sorted(m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {_FORBIDDEN!r})))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    out = run([sys.executable, "-c", probe], timeout=60)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"import {module} loaded {out.stdout.strip()}"
 
 
@@ -42,7 +43,8 @@ def test_an_adapter_name_on_runtime_is_loaded_on_first_use():
         "import sys, runtime; before = 'runtime.adapters.sqlite' in sys.modules; "
         "store = runtime.SqliteStore; print(before, 'runtime.adapters.sqlite' in sys.modules, store.__module__)"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    out = run([sys.executable, "-c", probe], timeout=60)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True", "runtime.adapters.sqlite"]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from strategies import guard_settings
+from support.processes import run
 
 from runtime import DailyLossGuard, MaxDrawdownGuard, MinEquityGuard, RiskMonitor, Settings, SettingsError
 
@@ -228,7 +228,7 @@ def test_runtime_imports_without_hypothesis_and_does_not_load_runtime_testing():
         "except ImportError:\n"
         "    print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = run([sys.executable, "-c", code], timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

@@ -4,11 +4,9 @@ that are not ours, threads, and a writer process killed at a random point."""
 from __future__ import annotations
 
 import inspect
-import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.processes import read_acknowledgements
+from support.processes import Child
 
 from runtime import (
     DrawdownSnapshot,
@@ -366,23 +364,12 @@ def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int) -
     wanted = random.Random(seed).randint(5, 300)
     path = tmp_path / "state.db"
     code = _CHILD.format(source=inspect.getsource(guard_record))
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, str(path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        lines = read_acknowledgements(process, wanted)
-        os.kill(process.pid, signal.SIGKILL)
-        rest, _ = process.communicate(timeout=10)  # acknowledgements printed before it died
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-    assert process.returncode == -signal.SIGKILL
-    lines += rest.split("\n")[:-1]  # the last piece is empty or a line cut short by the kill
+    with Child([sys.executable, "-c", code, str(path)], cwd=REPO) as child:
+        child.lines(wanted, timeout=20)
+        child.send_signal(signal.SIGKILL)
+        finished = child.finish(timeout=10)
+    assert finished.returncode == -signal.SIGKILL, finished.stderr
+    lines = finished.stdout.split("\n")[:-1]  # the last piece is empty or a line cut short by the kill
     acked_events = [int(line.split()[1]) for line in lines if line.startswith("E ")]
     acked_guards = [int(line.split()[1]) for line in lines if line.startswith("G ")]
 

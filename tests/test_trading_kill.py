@@ -4,46 +4,37 @@ with its peak, its latched HALTED state, its lifetime totals and every acknowled
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support.processes import read_acknowledgements
+from support.processes import Child
 from support.trading_child import readings
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).resolve().parent / "support" / "trading_child.py"
 
 
-def child(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def child(*args: str) -> Child:
+    return Child([sys.executable, str(CHILD), *args], cwd=REPO)
 
 
 def run_until_killed(db: Path, seed: int, start: int, wanted: int) -> list[str]:
-    process = child("run", str(db), str(seed), str(start))
-    try:
-        lines = read_acknowledgements(process, wanted, timeout=60)
-        os.kill(process.pid, signal.SIGKILL)
-        rest, _ = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-    assert process.returncode == -signal.SIGKILL
-    return lines + rest.split("\n")[:-1]  # the last piece is empty or cut short by the kill
+    with child("run", str(db), str(seed), str(start)) as running:
+        running.lines(wanted, timeout=60)
+        running.send_signal(signal.SIGKILL)
+        finished = running.finish(timeout=10)
+    assert finished.returncode == -signal.SIGKILL, finished.stderr
+    return finished.stdout.split("\n")[:-1]  # the last piece is empty or cut short by the kill
 
 
 def restore(db: Path) -> dict:
-    process = child("restore", str(db))
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    return json.loads(out)
+    with child("restore", str(db)) as restoring:
+        finished = restoring.finish(timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    return json.loads(finished.stdout)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
