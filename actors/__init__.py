@@ -32,9 +32,19 @@ from actors.messages import (
 )
 from actors.replay import PaperFeed, Replay, ReplayResult, replay_bars
 from actors.supervision.address import Address, ChildUnavailable, StashOverflow
-from actors.supervision.base import SupervisedActor
+from actors.supervision.base import DrillsDisabled, SupervisedActor
 from actors.supervision.context import ChildContext, IncarnationRevoked
-from actors.supervision.supervisor import Backoff, ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorHandle
+from actors.supervision.messages import ExitKind
+from actors.supervision.supervisor import (
+    Backoff,
+    ChildInfo,
+    ChildSpec,
+    Restart,
+    Restarted,
+    Strategy,
+    Supervisor,
+    SupervisorHandle,
+)
 from actors.supervision.timers import Timers
 from actors.system import TradingSystem, start_trading_system
 
@@ -48,10 +58,12 @@ __all__ = [
     "ChildSpec",
     "ChildUnavailable",
     "Crash",
+    "DrillsDisabled",
     "EmitterActor",
     "EquityBatch",
     "EquityReading",
     "EventSink",
+    "ExitKind",
     "GetGuardState",
     "GetMetrics",
     "GuardActor",
@@ -70,6 +82,7 @@ __all__ = [
     "Replay",
     "ReplayResult",
     "Restart",
+    "Restarted",
     "Resume",
     "RunCycle",
     "StashOverflow",
