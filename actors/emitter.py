@@ -4,9 +4,11 @@ so a failing or slow one never blocks or breaks the others."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import pykka
 from loguru import logger
 
@@ -20,9 +22,22 @@ from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import Payload
 from runtime.store import StateStore
 
-__all__ = ["EmitterActor", "Publisher", "Subscribers", "log_sink", "journal_sink", "EventSink"]
+__all__ = [
+    "EmitterActor",
+    "EventSink",
+    "GetJournals",
+    "JournalSink",
+    "Publisher",
+    "Subscribers",
+    "journal_sink",
+    "log_sink",
+]
 
 EventSink = Callable[[Event], None]
+
+# What the emitter's stop waits for its workers: under the supervisor's default shutdown timeout
+# (5 s), so a slow sink does not get the emitter abandoned.
+_DRAIN_SECONDS = 4.0
 
 _COUNTER_NAMES = {t: f"{MetricNames.ANALYTICS_EVENTS_TOTAL}.{t.value}" for t in EventType}
 
@@ -34,14 +49,81 @@ def log_sink(event: Event) -> None:
     )
 
 
-def journal_sink(store: StateStore) -> EventSink:
-    """A sink that appends each event to ``store``'s journal (once per event id)."""
+class JournalSink:
+    """The event journal as an emitter sink: every event it is handed goes into ``store``'s
+    journal, each id once, in group commits.
 
-    def append(event: Event) -> None:
-        store.append_event(event)
+    The emitter's worker for it writes every event waiting in one `StateStore.append_events`
+    transaction, so the journal keeps up with a fast producer on a store that fsyncs each commit.
+    It counts, across emitter restarts, the events handed to it and not yet written (`backlog`,
+    which a producer may wait on with `wait_backlog`) and those a failing store lost
+    (`unjournaled`), so that a stop can say how many events the journal is missing. Called with
+    one event, it journals that event at once.
+    """
 
-    append.__qualname__ = f"journal_sink({type(store).__name__})"
-    return append
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._cond = threading.Condition()
+        self._handed = 0
+        self._settled = 0
+        self._failed = 0
+
+    def __call__(self, event: Event) -> None:
+        """Journal ``event`` now (once per event id)."""
+        self._expect(1)
+        self.write([event])
+
+    def write(self, events: Sequence[Event]) -> int:
+        """Journal ``events`` in one transaction; returns how many were new. When the store
+        raises, every one of them is counted in `unjournaled` and the error is raised."""
+        try:
+            return self.store.append_events(events)
+        except Exception:
+            with self._cond:
+                self._failed += len(events)
+            raise
+        finally:
+            with self._cond:
+                self._settled += len(events)
+                self._cond.notify_all()
+
+    @property
+    def backlog(self) -> int:
+        """Events handed to this journal and not yet written (nor lost)."""
+        with self._cond:
+            return self._handed - self._settled
+
+    @property
+    def unjournaled(self) -> int:
+        """Events lost so far because the store failed to write them."""
+        with self._cond:
+            return self._failed
+
+    def wait_backlog(self, at_most: int, timeout: float | None) -> bool:
+        """Block until at most ``at_most`` events wait to be written, or ``timeout`` seconds have
+        passed; True when the backlog is that small."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._handed - self._settled <= at_most, timeout)
+
+    def _expect(self, count: int) -> None:
+        # Counted before the event is queued, so the backlog never reads low.
+        with self._cond:
+            self._handed += count
+
+    def __repr__(self) -> str:
+        return f"journal_sink({type(self.store).__name__})"
+
+
+def journal_sink(store: StateStore) -> JournalSink:
+    """A sink that journals each event into ``store`` (once per event id), in group commits."""
+    return JournalSink(store)
+
+
+@attrs.frozen
+class GetJournals:
+    """Ask the emitter for its `JournalSink`s. The answer comes once every event published before
+    the ask has been handed to them, so a producer that then waits on their `JournalSink.backlog`
+    waits for its own events too (flow control for a replay; live actors never wait)."""
 
 
 class Publisher:
@@ -102,36 +184,73 @@ class Subscribers:
             return list(self._items)
 
 
-class _SinkWorker(pykka.ThreadingActor):
+class _SinkWorker:
     # One thread per sink: a slow sink delays only itself; a failing one is counted, not fatal.
-    use_daemon_thread = True
+    # Whatever waits when the thread gets to it is taken at once: a journal writes it as one batch.
 
     def __init__(self, sink: EventSink, name: str, metrics: MetricsSink) -> None:
-        super().__init__()
         self._sink = sink
+        self._journal = sink if isinstance(sink, JournalSink) else None
         self._name = name
         self._metrics = metrics
-        self.errors = 0
+        self._cond = threading.Condition()
+        self._queue: list[Event] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"tradewarden-sink-{name}", daemon=True)
+        self._thread.start()
 
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Event):
-            try:
-                self._sink(message)
-            except Exception as exc:
-                self.errors += 1
-                self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL)
-                logger.bind(actor="emitter", sink=self._name).warning(
-                    "sink {} failed on {}: {!r}", self._name, message.event_type.value, exc
-                )
-            return None
-        return self.errors
+    def tell(self, event: Event) -> None:
+        if self._journal is not None:
+            self._journal._expect(1)
+        with self._cond:
+            self._queue.append(event)
+            self._cond.notify()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        # The thread delivers everything already queued before it ends.
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def join(self, timeout: float | None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stopping)
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            if self._journal is not None:
+                try:
+                    self._journal.write(batch)
+                except Exception as exc:
+                    self._failed(f"{len(batch)} events", exc)
+                continue
+            for event in batch:
+                try:
+                    self._sink(event)
+                except Exception as exc:
+                    self._failed(event.event_type.value, exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL)
+        level = "WARNING" if self._journal is None else "ERROR"  # a journal that fails loses events
+        logger.bind(actor="emitter", sink=self._name).log(level, "sink {} failed on {}: {!r}", self._name, what, exc)
 
 
 class EmitterActor(SupervisedActor):
     """Receives `Publish` messages and fans each event out; counts analytics_events_total per type.
 
-    Sinks (log, journal, ...) and callable subscribers each run on their own worker thread;
-    pykka actor refs and addresses of a host system are told the event directly.
+    Sinks (log, journal, ...) and callable subscribers each run on their own worker thread, which
+    takes every event waiting at once (a `JournalSink` writes them in one transaction); pykka actor
+    refs and addresses of a host system are told the event directly. Handing an event to a worker
+    never blocks: a producer that must not outrun the journal asks `GetJournals` and waits on them.
     """
 
     def __init__(
@@ -146,7 +265,7 @@ class EmitterActor(SupervisedActor):
         self._sinks = list(sinks)
         self._subscribers = subscribers or Subscribers()
         self._metrics = metrics or NullMetrics()
-        self._workers: dict[int, tuple[Any, pykka.ActorRef[Any]]] = {}
+        self._workers: dict[int, tuple[Any, _SinkWorker]] = {}
         self.counts: dict[str, int] = {}
 
     def prepare(self) -> None:
@@ -154,16 +273,18 @@ class EmitterActor(SupervisedActor):
         for sink in self._sinks:
             self._worker_for(sink)
 
-    def _worker_for(self, target: EventSink) -> pykka.ActorRef[Any]:
+    def _worker_for(self, target: EventSink) -> _SinkWorker:
         entry = self._workers.get(id(target))
         if entry is None or not entry[1].is_alive():
-            name = getattr(target, "__qualname__", repr(target))
-            entry = (target, _SinkWorker.start(target, name, self._metrics))
+            name = repr(target) if isinstance(target, JournalSink) else getattr(target, "__qualname__", repr(target))
+            entry = (target, _SinkWorker(target, name, self._metrics))
             self._workers[id(target)] = entry
         return entry[1]
 
     def handle(self, message: Any) -> Any:
-        """Publish, Subscribe, Unsubscribe; anything else is refused."""
+        """Publish, Subscribe, Unsubscribe, GetJournals; anything else is refused."""
+        if isinstance(message, GetJournals):
+            return tuple(sink for sink in self._sinks if isinstance(sink, JournalSink))
         if isinstance(message, Publish):
             self._publish(message.event)
         elif isinstance(message, Subscribe):
@@ -172,7 +293,7 @@ class EmitterActor(SupervisedActor):
             self._subscribers.remove(message.subscriber)
             entry = self._workers.pop(id(message.subscriber), None)
             if entry is not None:
-                entry[1].stop(block=False)
+                entry[1].stop()
         else:
             return super().handle(message)
         return None
@@ -194,10 +315,13 @@ class EmitterActor(SupervisedActor):
                 self.log.warning("subscriber {!r} refused {}: {!r}", subscriber, name, exc)
 
     def cleanup(self) -> None:
-        """Let every worker finish what it was given, then stop it."""
-        for _, worker in self._workers.values():
-            try:
-                worker.stop(block=True, timeout=5.0)
-            except (pykka.Timeout, pykka.ActorDeadError):
-                pass
+        """Let every worker deliver what it was given, then stop it. The wait is bounded (within
+        the supervisor's shutdown timeout): a worker still busy then goes on delivering on its own
+        thread, and `TradingSystem.stop` waits for the journal before it closes the store."""
+        workers = [worker for _, worker in self._workers.values()]
+        for worker in workers:
+            worker.stop()
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
         self._workers.clear()

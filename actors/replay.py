@@ -11,7 +11,9 @@ the guard has judged the equity that cycle reported, and the heartbeat has beate
 due. Live, bars are minutes apart and a guard reacts within milliseconds; without the wait, a
 replay at full speed would let the next bar's price reach the broker before the guard had
 liquidated at this one's, and results would depend on thread timing. The wait is also the flow
-control: at most one bar is ever in flight, so no mailbox grows however long the series.
+control: at most one bar is ever in flight, so no mailbox grows however long the series, and
+the journal is never more than `JOURNAL_BACKLOG` events behind (the driver waits for it), so a
+stop has little left to write and none of a long replay's events is lost.
 """
 
 from __future__ import annotations
@@ -26,16 +28,24 @@ import attrs
 import pykka
 from loguru import logger
 
+from actors.emitter import GetJournals, JournalSink
 from actors.messages import MarketData, Ping
 from actors.supervision.address import Address, ChildUnavailable
 from runtime.adapters.paper import PaperBroker
 from runtime.clock import ManualClock
 from runtime.replay.prices import Bar
 
-__all__ = ["BarStrategy", "PaperFeed", "Replay", "ReplayResult", "replay_bars"]
+__all__ = ["JOURNAL_BACKLOG", "BarStrategy", "PaperFeed", "Replay", "ReplayResult", "replay_bars"]
+
+JOURNAL_BACKLOG = 1_000
+"""How many events a replay lets the journal fall behind before it waits for it (`Replay`'s
+``journal_backlog``): at the 20,000 events/s or more that group commit writes on SQLite with
+fsync, a few tens of milliseconds of writing, so a stop drains well within the emitter's
+shutdown timeout and a long replay's memory stays flat."""
 
 _log = logger.bind(component="replay")
 _RETRY_DEAD = 0.005  # seconds between asks while an address has only a dead incarnation
+_NO_ANSWER = object()
 
 
 class BarStrategy(Protocol):
@@ -117,7 +127,8 @@ class ReplayResult:
 
 class _System(Protocol):
     # What the driver needs of a `TradingSystem`: the loop's and the guard's stable addresses
-    # (and the heartbeat's, when it has one, to wait for a beat that fell due).
+    # (and the heartbeat's, when it has one, to wait for a beat that fell due; the emitter's, to
+    # wait for the journal).
     @property
     def loop(self) -> Address: ...
 
@@ -142,7 +153,9 @@ class Replay:
     heartbeat's), tells the loop ``MarketData(bar.time, bar)``, then settles: pings the loop
     (answered once the bar's cycle has run), the guard (once it has judged that cycle's equity
     reading, and liquidated if it had to) and the heartbeat (once any beat due has been made).
-    Every event the bar causes is therefore stamped with the bar's time. Then it reads
+    Every event the bar causes is therefore stamped with the bar's time. Last it waits, when the
+    system has an emitter, until its journal has at most ``journal_backlog`` events left to write
+    (`JOURNAL_BACKLOG` by default; 0 waits for every one). Then it reads
     ``equity`` (if given, e.g. ``broker.account_equity``) as the bar's equity: the account marked
     at the bar's close after the bar's orders and any liquidation, which on a paper broker (fills
     at the close, no costs) is the reading the guard judged. Last it calls
@@ -174,6 +187,7 @@ class Replay:
         equity: Callable[[], float] | None = None,
         after_bar: Callable[[int, Any], None] | None = None,
         progress: Callable[[int, int, datetime], None] | None = None,
+        journal_backlog: int = JOURNAL_BACKLOG,
     ) -> None:
         if not isinstance(clock, ManualClock):
             raise TypeError(f"clock must be a runtime.clock.ManualClock (data time), got {clock!r}")
@@ -183,6 +197,9 @@ class Replay:
         self.clock = clock
         self.speed = _speed(speed)
         self.settle_timeout = float(settle_timeout)
+        if isinstance(journal_backlog, bool) or not isinstance(journal_backlog, int) or journal_backlog < 0:
+            raise ValueError(f"journal_backlog must be a whole number of events >= 0, got {journal_backlog!r}")
+        self.journal_backlog = journal_backlog
         self._equity = equity
         self._after_bar = after_bar
         self._progress = progress
@@ -287,40 +304,59 @@ class Replay:
         deadline = time.monotonic() + self.settle_timeout
         for name in ("loop", "guard", "heartbeat"):
             address = getattr(self.system, name, None)
-            if address is not None and not self._answered(name, address, deadline, index, bar):
+            if address is not None and self._ask(name, address, Ping(), deadline, index, bar) is _NO_ANSWER:
+                return False
+        return self._journal_caught_up(deadline, index, bar)
+
+    def _journal_caught_up(self, deadline: float, index: int, bar: Any) -> bool:
+        # Asked after the others have answered, so every event this bar caused is already in the
+        # emitter's mailbox, and the emitter answers once it has handed them to the journal.
+        emitter = getattr(self.system, "emitter", None)
+        if emitter is None:
+            return True
+        journals = self._ask("emitter", emitter, GetJournals(), deadline, index, bar)
+        if journals is _NO_ANSWER:
+            return False
+        journal: JournalSink
+        for journal in journals:
+            if not journal.wait_backlog(self.journal_backlog, max(0.0, deadline - time.monotonic())):
+                _log.warning(
+                    "bar {} at {}: the journal still had {} events to write after {}s; moving on",
+                    index, bar.time.isoformat(), journal.backlog, self.settle_timeout,
+                )
                 return False
         return True
 
-    def _answered(self, name: str, address: Address, deadline: float, index: int, bar: Any) -> bool:
+    def _ask(self, name: str, address: Address, message: Any, deadline: float, index: int, bar: Any) -> Any:
+        # The answer, or _NO_ANSWER (logged) when there was none in time.
         while True:
             remaining = deadline - time.monotonic()
             try:
-                address.ask(Ping(), timeout=max(0.001, remaining))
-                return True
+                return address.ask(message, timeout=max(0.001, remaining))
             except pykka.Timeout:
                 _log.warning(
                     "bar {} at {}: the {} did not finish with it within {}s; moving on so that "
                     "data time (and the watchdogs that follow it) keeps moving",
                     index, bar.time.isoformat(), name, self.settle_timeout,
                 )
-                return False
+                return _NO_ANSWER
             except ChildUnavailable:
                 self._stopping.set()
                 _log.warning("bar {} at {}: the {} is gone; the replay ends", index, bar.time.isoformat(), name)
-                return False
+                return _NO_ANSWER
             except pykka.ActorDeadError:
                 # The incarnation ended between the address's lookup and the ask (a restart in
                 # progress): its mail moves to the next one, which the address will reach.
                 if remaining <= 0:
-                    return False
+                    return _NO_ANSWER
                 if self._stopping.wait(_RETRY_DEAD):
-                    return False
+                    return _NO_ANSWER
             except Exception as exc:  # the answer itself failed: count the bar unsettled, go on
                 _log.warning("bar {} at {}: the {} failed to answer: {!r}", index, bar.time.isoformat(), name, exc)
-                return False
+                return _NO_ANSWER
 
 
 def replay_bars(system: _System, bars: Iterable[Any], clock: ManualClock, **options: Any) -> ReplayResult:
     """Play ``bars`` through ``system`` in data time on ``clock``; ``options`` are `Replay`'s
-    (speed, settle_timeout, equity, after_bar, progress), and so are the rules."""
+    (speed, settle_timeout, equity, after_bar, progress, journal_backlog), and so are the rules."""
     return Replay(system, clock, **options).run(bars)

@@ -11,7 +11,7 @@ import pykka
 from loguru import logger
 
 from actors.alerts import AlertActor
-from actors.emitter import EmitterActor, EventSink, Publisher, Subscribers, journal_sink, log_sink
+from actors.emitter import EmitterActor, EventSink, JournalSink, Publisher, Subscribers, journal_sink, log_sink
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
@@ -114,6 +114,7 @@ class TradingSystem:
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
         self._handle: SupervisorHandle | None = None
         self.escalations = 0
+        self._unjournaled = 0
 
     # --- the children -----------------------------------------------------------------------
 
@@ -214,12 +215,17 @@ class TradingSystem:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop cleanly: heartbeat, loop (LOOP_STOPPED), guard, alerts, emitter, in that order;
-        then close the store, metrics and alert sinks this system built from its settings (a
-        Telegram sink sends the repeats it was still merging)."""
+        wait, within ``timeout`` in all, until the journal has taken every event published; then
+        close the store, metrics and alert sinks this system built from its settings (a Telegram
+        sink sends the repeats it was still merging). Events the journal could not take (its store
+        failed, or was still writing at the deadline) are logged at critical and counted in
+        `unjournaled`."""
+        deadline = time.monotonic() + timeout
         if self._handle is not None:
             self._handle.stop(timeout)
         if self._fail_safe_alert is not None:
             self._fail_safe_alert.wait(timeout)  # the critical alert goes out before its sink closes
+        self._unjournaled = self._drain_journals(deadline)
         for part in self._owned:
             close = getattr(part, "close", None)
             if close is not None:
@@ -227,6 +233,27 @@ class TradingSystem:
                     close()
                 except Exception as exc:
                     logger.error("closing {!r} failed: {!r}", part, exc)
+
+    def _drain_journals(self, deadline: float) -> int:
+        # The emitter's journal worker may still be writing (an emitter stops after a bounded
+        # wait): closing the store under it would lose what it holds.
+        journals = [sink for sink in self._sinks if isinstance(sink, JournalSink)]
+        for journal in journals:
+            journal.wait_backlog(0, max(0.0, deadline - time.monotonic()))
+        failed = sum(journal.unjournaled for journal in journals)
+        waiting = sum(journal.backlog for journal in journals)
+        if failed or waiting:
+            logger.critical(
+                "{} events were not journaled: {} lost by a failing store, {} still unwritten at the stop's deadline",
+                failed + waiting, failed, waiting,
+            )
+        return failed + waiting
+
+    @property
+    def unjournaled(self) -> int:
+        """How many published events the journal did not take, as counted by the last `stop`
+        (0 before it): the journal is complete when this is 0."""
+        return self._unjournaled
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the system has ended (stopped, or given up); False on timeout."""

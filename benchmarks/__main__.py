@@ -16,11 +16,11 @@ from importlib.metadata import version
 import attrs
 from loguru import logger
 
-from benchmarks import baselines, gateway, guard, heartbeat, replay, restart
+from benchmarks import baselines, gateway, guard, heartbeat, journal, replay, restart
 from benchmarks.stats import Row, format_table, percentile
 from runtime.store import MemoryStore
 
-GROUPS = ("pykka", "guard", "gateway", "restart", "heartbeat", "replay", "memory")
+GROUPS = ("pykka", "guard", "gateway", "restart", "heartbeat", "replay", "journal", "memory")
 _ORDER = ("memory",) + GROUPS[:-1]  # memory first, before other groups' garbage moves the RSS
 _SLEEPER = "plain thread sleeping to the same schedule"
 
@@ -39,6 +39,8 @@ class Sizes:
     restarts: int = 1_000
     beats: int = 1_000
     replay_bars: int = 20_000
+    journal_events: int = 200_000
+    journal_singles: int = 2_000
     memory_messages: int = 1_000_000
 
 
@@ -53,6 +55,8 @@ QUICK = Sizes(
     restarts=30,
     beats=30,
     replay_bars=1_000,
+    journal_events=5_000,
+    journal_singles=100,
     memory_messages=50_000,
 )
 """`--quick`: every benchmark briefly, so that CI runs the code (its figures mean little)."""
@@ -187,6 +191,22 @@ class Run:
                 "pykka tell throughput", self.tell, ">= 50,000/s", journaled.bars_per_second >= 50_000, "msg/s"),
             Row("full replay, journal MemoryStore, statsd (comparison)", memory.bars_per_second, "bars/s",
                 "pykka tell throughput", self.tell, baseline_unit="msg/s"),
+        ]
+
+    def journal(self) -> list[Row]:
+        """Journal appends/s on SQLite with fsync: group commit against one transaction per event."""
+        rates = journal.journal_rates(self.sizes.journal_events, self.sizes.journal_singles)
+        self.notes.append(
+            f"journal: {rates.emitter_events:,} events told to the emitter, all journaled; "
+            f"{self.sizes.journal_singles:,} appended one transaction each"
+        )
+        single = "one transaction per event (append_event)"
+        return [
+            Row("journal appends, group commit through the emitter (SQLite WAL, synchronous=FULL)",
+                rates.through_emitter, "events/s", single, rates.per_event, ">= 20,000/s",
+                rates.through_emitter >= 20_000),
+            Row(f"journal appends, append_events batches of {rates.batch_size:,} (SQLite WAL, synchronous=FULL)",
+                rates.batched, "events/s", single, rates.per_event),
         ]
 
     def memory(self) -> list[Row]:

@@ -486,11 +486,24 @@ def _closed_lines(events: Sequence[Event]) -> list[str]:
     return lines
 
 
+def _journal_incomplete(system: TradingSystem) -> bool:
+    """Say so on stderr, with the count, when the stop could not journal every event: a summary
+    and chart built from a journal that misses events would be wrong, so none is written."""
+    if not system.unjournaled:
+        return False
+    print(
+        f"paper_trading: {system.unjournaled} events were not journaled (the state store failed); "
+        "the journal is incomplete, so no summary or chart was written",
+        file=sys.stderr,
+    )
+    return True
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
+    """Run the example; returns the exit code (0 done, 1 journal incomplete, 2 bad input, 130 interrupted)."""
     args = parse_args(argv)
     out = Path(args.out)
     try:
@@ -566,6 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if close is not None:
                 close()
 
+    if _journal_incomplete(system):
+        store.close()
+        return 1
     equity = list(result.equity)
     title = f"tradewarden paper run: {symbol}" + (" (SYNTHETIC DATA)" if synthetic else "")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 import attrs
@@ -11,7 +12,7 @@ from runtime.events import Event, EventType
 from runtime.risk.monitor import GuardRecord
 from runtime.validation import attrs_whole
 
-__all__ = ["LoopTotals", "MemoryStore", "StateStore", "order_client_id"]
+__all__ = ["LoopTotals", "MemoryStore", "StateStore", "check_events", "order_client_id"]
 
 
 def order_client_id(submitted: Event) -> str:
@@ -22,6 +23,16 @@ def order_client_id(submitted: Event) -> str:
     if not isinstance(client_id, str) or not client_id:
         raise ValueError(f"order_submitted metadata must name a client_order_id, got {client_id!r}")
     return client_id
+
+
+def check_events(events: Sequence[Event]) -> None:
+    """Refuse, with ``TypeError`` naming the first offender's index, a batch for
+    `StateStore.append_events` that is not a sequence of events."""
+    if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+        raise TypeError(f"events must be a sequence of Event, got {events!r}")
+    for index, event in enumerate(events):
+        if not isinstance(event, Event):
+            raise TypeError(f"events[{index}] must be an Event, got {event!r}")
 
 
 @attrs.frozen
@@ -56,6 +67,12 @@ class StateStore(Protocol):
 
     def append_event(self, event: Event) -> bool:
         """Journal an event once; False (and nothing written) when its id is already there."""
+        ...
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        """Journal ``events`` in order in one durable write (a group commit): each id is kept
+        once, so an event already journaled, or repeated in ``events``, is skipped. Returns how
+        many were new. On failure nothing of the batch is written."""
         ...
 
     def events(self, loop_id: str | None = None) -> list[Event]:
@@ -112,6 +129,13 @@ class MemoryStore:
         """Keep the event unless one with its id is already kept."""
         with self._lock:
             return self._append(event)
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        """Keep each event whose id is not kept yet, in order; returns how many were new. A batch
+        holding anything but events raises ``TypeError`` and keeps none of it."""
+        check_events(events)
+        with self._lock:
+            return sum(self._append(event) for event in events)
 
     def events(self, loop_id: str | None = None) -> list[Event]:
         """Kept events in append order."""

@@ -30,6 +30,8 @@ FIGURES = (
     "heartbeat catch-up bursts",
     "full replay, journal",
     "full replay, journal MemoryStore",
+    "journal appends, group commit through the emitter (SQLite WAL, synchronous=FULL)",
+    "journal appends, append_events batches of 1,000 (SQLite WAL, synchronous=FULL)",
     "RSS growth, 50,000 EquityReadings through the guard",
 )
 

@@ -4,14 +4,17 @@ neither blocks nor breaks the others; events are counted per type."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 
 import pykka
 from actor_helpers import WAIT, EventLog
 
 from actors import ChildSpec, EmitterActor, Supervisor
-from actors.emitter import journal_sink
+from actors.emitter import GetJournals, journal_sink
 from actors.messages import Publish, Subscribe, Unsubscribe
 from runtime import Event, EventType, MemoryMetrics, MemoryStore
+from runtime.adapters.sqlite import SqliteStore
 
 
 def emitter(sinks=(), subscribers=None, metrics=None):
@@ -120,3 +123,68 @@ def test_the_journal_sink_keeps_each_event_once():
     address.tell(Publish(e))
     handle.stop()
     assert store.events() == [e]
+
+
+class SlowDisk:
+    """A real SQLite store behind a disk that holds each batch until the test lets it through,
+    recording the size of every batch it is asked to write."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = SqliteStore(path)
+        self.batches: list[int] = []
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        self.batches.append(len(events))
+        self.writing.set()
+        self.release.wait(WAIT)
+        return self.store.append_events(events)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+def test_the_journal_writes_every_event_waiting_as_one_batch(tmp_path):
+    disk = SlowDisk(tmp_path / "state.db")
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal])
+    sent = [event(n=i) for i in range(300)]
+    address.tell(Publish(sent[0]))
+    assert disk.writing.wait(WAIT)
+    for e in sent[1:]:
+        address.tell(Publish(e))
+    assert address.ask(GetJournals()) == (journal,)  # answered once all 300 were handed over
+    assert journal.backlog == 300
+    disk.release.set()
+    assert journal.wait_backlog(0, WAIT)
+    handle.stop()
+    assert disk.batches == [1, 299]
+    assert disk.store.events() == sent
+    disk.store.close()
+
+
+def test_stopping_the_emitter_journals_every_event_it_was_given(tmp_path):
+    store = SqliteStore(tmp_path / "state.db")
+    journal = journal_sink(store)
+    handle, address = emitter([journal])
+    sent = [event(EventType.HEARTBEAT, n=i) for i in range(20_000)]
+    for e in sent:
+        address.tell(Publish(e))
+    handle.stop()
+    assert journal.wait_backlog(0, WAIT)
+    assert (len(store.events()), journal.unjournaled) == (20_000, 0)
+    store.close()
+
+
+def test_a_journal_whose_store_fails_counts_every_event_it_could_not_write(tmp_path):
+    store = SqliteStore(tmp_path / "state.db")
+    store.close()  # every write now raises StoreError
+    journal, metrics = journal_sink(store), MemoryMetrics()
+    handle, address = emitter([journal], metrics=metrics)
+    for i in range(10):
+        address.tell(Publish(event(n=i)))
+    handle.stop()
+    assert journal.wait_backlog(0, WAIT)
+    assert journal.unjournaled == 10
+    assert 1 <= metrics.counters["sink_errors_total"] <= 10  # once per failed batch

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +16,7 @@ from actors.system import TradingSystem
 from runtime.adapters.paper import PaperBroker
 from runtime.broker import Side
 from runtime.clock import ManualClock
-from runtime.events import EventType
+from runtime.events import Event, EventType
 from runtime.replay.prices import SYNTHETIC_SYMBOL, SYNTHETIC_VOLUME, Bar, synthetic_bars
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.settings import Settings
@@ -238,6 +240,8 @@ def test_bad_input_is_refused_before_anything_is_played(runs):
         Replay(run.system, run.clock, speed=0)
     with pytest.raises(ValueError, match="settle_timeout must be"):
         Replay(run.system, run.clock, settle_timeout=-1)
+    with pytest.raises(ValueError, match=r"^journal_backlog must be a whole number of events >= 0, got -1$"):
+        Replay(run.system, run.clock, journal_backlog=-1)
     assert run.feed.bars == 0
     with pytest.raises(ValueError, match="symbol must be a non-empty string"):
         PaperFeed(run.broker, BuyOnFirstBar("X", 1), "")
@@ -249,3 +253,42 @@ def test_the_paper_feed_refuses_what_is_not_a_bar():
     feed = PaperFeed(PaperBroker(), BuyOnFirstBar("X", 1), "X")
     with pytest.raises(TypeError, match=r"MarketData\.bar must be a runtime\.replay\.prices\.Bar, got \{'X': 1\.0\}"):
         feed(MarketData(START, {"X": 1.0}))
+
+
+class SlowJournalDisk:
+    """A store whose journal writes take 20 ms a batch, like a disk busy with other work."""
+
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        threading.Event().wait(0.02)
+        return self.store.append_events(events)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+@pytest.mark.parametrize("backlog", [0, 3])
+def test_the_replay_never_lets_the_journal_fall_further_behind_than_its_backlog(backlog):
+    bars = synthetic_bars(150)
+    disk = SlowJournalDisk()
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    broker, clock = PaperBroker(10_000.0), ManualClock(bars[0].time)
+    strategy = MovingAverageCrossover(SYNTHETIC_SYMBOL, volume=SYNTHETIC_VOLUME)
+    settings = Settings.load(environ={}, heartbeat_interval_seconds=3600.0, heartbeat_timeout_seconds=2.0)
+    system = TradingSystem(
+        settings, broker, strategy, store=disk, clock=clock, loop_interval=None,  # type: ignore[arg-type]
+        market_feed=PaperFeed(broker, strategy, SYNTHETIC_SYMBOL), sinks=[journal],
+    ).start()
+    behind: list[int] = []
+    try:
+        result = Replay(
+            system, clock, journal_backlog=backlog, after_bar=lambda index, bar: behind.append(journal.backlog)
+        ).run(bars)
+    finally:
+        system.stop()
+    assert result.complete and result.unsettled == 0
+    assert len(behind) == 150 and max(behind) <= backlog
+    assert system.unjournaled == 0
+    assert disk.store.events()[-1].event_type is EventType.LOOP_STOPPED

@@ -382,3 +382,46 @@ def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int) -
     assert len(journal) <= len(acked_events) + 1, context  # at most one written but not acknowledged
     last = acked_guards[-1] if acked_guards else -1
     assert restored in (guard_record(last) if last >= 0 else None, guard_record(last + 1)), context
+
+
+# -- group commit ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_batch_is_journaled_in_order_keeping_each_id_once_and_counting_the_new(tmp_path: Path, kind: str) -> None:
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "state.db")
+    store.append_event(_event(1))
+    batch = [_event(0), _event(1), _event(2), _event(0), _event(3)]
+    assert store.append_events(batch) == 3
+    assert store.append_events(batch) == 0
+    assert store.append_events([]) == 0
+    assert [e.event_id for e in store.events()] == ["main-1", "main-0", "main-2", "main-3"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_batch_holding_something_else_than_an_event_is_refused_and_nothing_of_it_is_kept(
+    tmp_path: Path, kind: str
+) -> None:
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "state.db")
+    with pytest.raises(TypeError, match=r"^events\[1\] must be an Event, got 'heartbeat'$"):
+        store.append_events([_event(0), "heartbeat"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"^events must be a sequence of Event, got 'abc'$"):
+        store.append_events("abc")  # type: ignore[arg-type]
+    assert store.events() == []
+
+
+def test_a_batch_that_fails_part_way_writes_none_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    # A real failure inside the transaction, on the batch's third row.
+    other = sqlite3.connect(path)
+    other.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.event_id = 'main-2' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    )
+    other.close()
+    with pytest.raises(StoreError, match=r"^state_db '.*state\.db': appending 4 events failed: refused by the test$"):
+        store.append_events([_event(i) for i in range(4)])
+    assert store.events() == []
+    assert store.append_events([_event(0), _event(1)]) == 2
+    store.close()

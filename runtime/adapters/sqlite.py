@@ -1,7 +1,8 @@
 """The state store in one SQLite file: WAL, fsync on every save, refused unless the file is ours.
 
 Durability: the database runs in WAL mode and every save or append is its own transaction, so it
-is on disk when the call returns. ``synchronous="FULL"`` (the default) fsyncs the WAL on every
+is on disk when the call returns; `SqliteStore.append_events` journals a whole batch in one
+transaction (a group commit), paying for one fsync instead of one per event. ``synchronous="FULL"`` (the default) fsyncs the WAL on every
 commit: a returned save survives a process kill and a power loss, for about a quarter of a
 millisecond per save on an SSD. ``"NORMAL"`` skips that fsync: still safe against a process
 kill (the data is in the OS's cache) but the last saves may be lost on a power cut.
@@ -18,7 +19,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from runtime.events import Event
 from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import GuardRecord
-from runtime.store import LoopTotals, MemoryStore, StateStore, order_client_id
+from runtime.store import LoopTotals, MemoryStore, StateStore, check_events, order_client_id
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -74,6 +75,9 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_loop ON events (loop_id, seq);
 """ + _ORDERS_TABLE
+
+
+_INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
 
 
 class StoreError(TradewardenError, RuntimeError):
@@ -330,6 +334,19 @@ class SqliteStore:
         with self._using(f"appending event {event.event_id!r}") as conn:
             return self._insert_event(conn, event)
 
+    def append_events(self, events: Sequence[Event]) -> int:
+        """Journal ``events`` in order in one transaction (durable when this returns), skipping
+        each whose ``event_id`` is already there or earlier in the batch; returns how many were
+        new. A failure writes none of them."""
+        check_events(events)
+        if not events:
+            return 0
+        rows = [(event.event_id, event.loop_id, event.to_json()) for event in events]  # encoded outside the lock
+        with self._using(f"appending {len(rows)} events") as conn, _transaction(conn):
+            before = conn.total_changes
+            conn.executemany(_INSERT_EVENT, rows)
+            return conn.total_changes - before
+
     def events(self, loop_id: str | None = None) -> list[Event]:
         """Journaled events in append order, of every loop or of ``loop_id`` only."""
         with self._using("reading the event journal") as conn:
@@ -368,10 +385,7 @@ class SqliteStore:
 
     @staticmethod
     def _insert_event(conn: sqlite3.Connection, event: Event) -> bool:
-        cursor = conn.execute(
-            "INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            (event.event_id, event.loop_id, event.to_json()),
-        )
+        cursor = conn.execute(_INSERT_EVENT, (event.event_id, event.loop_id, event.to_json()))
         return cursor.rowcount == 1
 
     def _decode(self, rows: list[Any]) -> list[Event]:
