@@ -10,7 +10,7 @@ Everything a user imports is exported here; the modules stay importable for the 
 """
 
 from actors.alerts import AlertActor
-from actors.emitter import EmitterActor, EventSink, Subscribers, journal_sink, log_sink
+from actors.emitter import EmitterActor, EventSink, JournalSink, Subscribers, journal_sink, log_sink
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor, HeartbeatStats
 from actors.loop import LoopActor, NoGuard
@@ -72,6 +72,7 @@ __all__ = [
     "HeartbeatActor",
     "HeartbeatStats",
     "IncarnationRevoked",
+    "JournalSink",
     "LoopActor",
     "LoopStatus",
     "MarketData",

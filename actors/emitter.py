@@ -8,11 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import attrs
 import pykka
 from loguru import logger
 
-from actors.messages import Publish, Subscribe, Unsubscribe
+from actors.messages import GetJournals, Publish, Subscribe, Unsubscribe
 from actors.supervision.address import Address
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
@@ -25,7 +24,6 @@ from runtime.store import StateStore
 __all__ = [
     "EmitterActor",
     "EventSink",
-    "GetJournals",
     "JournalSink",
     "Publisher",
     "Subscribers",
@@ -117,13 +115,6 @@ class JournalSink:
 def journal_sink(store: StateStore) -> JournalSink:
     """A sink that journals each event into ``store`` (once per event id), in group commits."""
     return JournalSink(store)
-
-
-@attrs.frozen
-class GetJournals:
-    """Ask the emitter for its `JournalSink`s. The answer comes once every event published before
-    the ask has been handed to them, so a producer that then waits on their `JournalSink.backlog`
-    waits for its own events too (flow control for a replay; live actors never wait)."""
 
 
 class Publisher:

@@ -42,6 +42,7 @@ __all__ = [
     "Publish",
     "Subscribe",
     "Unsubscribe",
+    "GetJournals",
     "SendAlert",
 ]
 
@@ -223,6 +224,13 @@ class Unsubscribe:
     """Remove a subscriber added before."""
 
     subscriber: Any
+
+
+@attrs.frozen
+class GetJournals:
+    """Ask the emitter for its `JournalSink`s. The answer comes once every event published before
+    the ask has been handed to them, so a producer that then waits on their `JournalSink.backlog`
+    waits for its own events too (flow control for a replay; live actors never wait)."""
 
 
 @attrs.frozen

@@ -28,8 +28,8 @@ import attrs
 import pykka
 from loguru import logger
 
-from actors.emitter import GetJournals, JournalSink
-from actors.messages import MarketData, Ping
+from actors.emitter import JournalSink
+from actors.messages import GetJournals, MarketData, Ping
 from actors.supervision.address import Address, ChildUnavailable
 from runtime.adapters.paper import PaperBroker
 from runtime.clock import ManualClock

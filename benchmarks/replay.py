@@ -15,8 +15,8 @@ from pathlib import Path
 
 import attrs
 
-from actors.emitter import GetJournals, journal_sink
-from actors.messages import GetGuardState, GetMetrics, MarketData, Ping, Publish
+from actors.emitter import journal_sink
+from actors.messages import GetGuardState, GetJournals, GetMetrics, MarketData, Ping, Publish
 from benchmarks.system import running_system
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore

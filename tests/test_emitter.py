@@ -11,8 +11,8 @@ import pykka
 from actor_helpers import WAIT, EventLog
 
 from actors import ChildSpec, EmitterActor, Supervisor
-from actors.emitter import GetJournals, journal_sink
-from actors.messages import Publish, Subscribe, Unsubscribe
+from actors.emitter import journal_sink
+from actors.messages import GetJournals, Publish, Subscribe, Unsubscribe
 from runtime import Event, EventType, MemoryMetrics, MemoryStore
 from runtime.adapters.sqlite import SqliteStore
 
