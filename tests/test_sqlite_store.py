@@ -8,7 +8,6 @@ import random
 import signal
 import sqlite3
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +22,6 @@ from runtime import (
     Event,
     EventType,
     GuardRecord,
-    LoopTotals,
     MemoryStore,
     Settings,
     TradingState,
@@ -137,69 +135,6 @@ def test_any_record_round_trips_bit_for_bit(shared_store: SqliteStore, record: G
     assert decode_guard_record(encode_guard_record(record)) == record
 
 
-def test_loop_totals_round_trip_and_are_replaced(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "state.db") as store:
-        assert store.load_loop_totals("main") is None
-        store.save_loop_totals("main", LoopTotals(3, 1))
-        store.save_loop_totals("main", LoopTotals(10, 4))
-        assert store.load_loop_totals("main") == LoopTotals(10, 4)
-        assert store.load_loop_totals("other") is None
-
-
-# -- the journal -----------------------------------------------------------------------------------
-
-
-def test_a_duplicate_event_is_ignored_and_order_is_kept(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "state.db") as store:
-        assert [store.append_event(_event(i, "a" if i % 2 else "b")) for i in range(6)] == [True] * 6
-        assert store.append_event(_event(3, "a")) is False
-        assert store.append_event(Event(EventType.TRADE_EXECUTED, "a", {"other": True}, event_id="a-1")) is False
-        assert [e.event_id for e in store.events()] == ["b-0", "a-1", "b-2", "a-3", "b-4", "a-5"]
-        assert [e.event_id for e in store.events("a")] == ["a-1", "a-3", "a-5"]
-        assert store.events("a")[0] == _event(1, "a")  # the first write wins, intact
-
-
-def test_everything_survives_closing_and_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    with SqliteStore(path) as store:
-        store.save_guard("main", guard_record(7))
-        store.save_loop_totals("main", LoopTotals(5, 2))
-        for i in range(3):
-            store.append_event(_event(i))
-    with SqliteStore(path) as store:
-        assert store.load_guard("main") == guard_record(7)
-        assert store.load_loop_totals("main") == LoopTotals(5, 2)
-        assert store.events() == [_event(i) for i in range(3)]
-        assert store.append_event(_event(1)) is False
-
-
-def test_concurrent_appends_from_threads_keep_each_event_once(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "state.db")
-    start = threading.Barrier(8)
-    accepted: list[list[str]] = [[] for _ in range(8)]
-
-    def append(worker: int) -> None:
-        start.wait()
-        # Workers overlap: ids 0..299 are each offered by two or three workers.
-        for i in range(worker * 25, worker * 25 + 100):
-            if store.append_event(_event(i)):
-                accepted[worker].append(f"main-{i}")
-            if i % 10 == 0:
-                store.save_guard("main", guard_record(i))
-
-    threads = [threading.Thread(target=append, args=(w,)) for w in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
-    every = [event_id for worker in accepted for event_id in worker]
-    journal = [e.event_id for e in store.events()]
-    assert sorted(every) == sorted(journal) == sorted(f"main-{i}" for i in range(275))
-    assert len(set(journal)) == len(journal)
-    store.close()
-
-
 # -- refusing files that are not ours --------------------------------------------------------------
 
 
@@ -278,34 +213,6 @@ def _submitted(client_id: str, loop_id: str = "main") -> Event:
 def _outcome(client_id: str, loop_id: str = "main") -> Event:
     at = datetime(2024, 1, 1, 0, 1, tzinfo=UTC)
     return Event(EventType.TRADE_EXECUTED, loop_id, {"client_order_id": client_id}, at, event_id=f"o-{client_id}")
-
-
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_an_order_is_journaled_when_opened_and_when_settled_and_only_unsettled_ones_are_listed(tmp_path: Path, kind: str) -> None:
-    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "state.db")
-    store.open_order(_submitted("c1"))
-    store.open_order(_submitted("c2"))
-    store.open_order(_submitted("c3", loop_id="other"))
-    store.open_order(_submitted("c1"))  # opened twice: still one order, one event
-    store.settle_order("main", "c1", _outcome("c1"))
-    assert store.unsettled_orders("main") == [_submitted("c2")]
-    assert store.unsettled_orders("other") == [_submitted("c3", loop_id="other")]
-    assert store.events("main") == [_submitted("c1"), _submitted("c2"), _outcome("c1")]
-    if kind == "sqlite":
-        store.close()
-        with SqliteStore(tmp_path / "state.db") as reopened:
-            assert reopened.unsettled_orders("main") == [_submitted("c2")]
-
-
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_an_order_can_only_be_opened_by_an_order_submitted_event_naming_its_client_id(tmp_path: Path, kind: str) -> None:
-    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "state.db")
-    with pytest.raises(ValueError, match=r"^an order is opened by an order_submitted event, got heartbeat$"):
-        store.open_order(_event(1))
-    nameless = Event(EventType.ORDER_SUBMITTED, "main", {"symbol": "X"}, datetime(2024, 1, 1, tzinfo=UTC))
-    with pytest.raises(ValueError, match=r"^order_submitted metadata must name a client_order_id, got None$"):
-        store.open_order(nameless)
-    assert store.events() == [] and store.unsettled_orders("main") == []
 
 
 def test_a_new_or_empty_file_is_initialised_with_our_identity(tmp_path: Path) -> None:

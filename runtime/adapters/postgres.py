@@ -1,0 +1,329 @@
+"""The state store on a PostgreSQL server (psycopg 3), with fencing, for accounts that move between machines.
+
+Durability: every save or append is one transaction committed with ``synchronous_commit = on``
+(set on each connection whatever the server's default), so a returned save is in the server's
+WAL on disk. `PostgresStore.append_events` journals a whole batch in one transaction.
+
+Fencing: an account incarnation calls `PostgresStore.claim` before it writes. Claiming
+increments the loop's epoch in the database and returns it; every state write (guard record,
+loop totals, opening and settling an order) checks, in its own transaction and under a share lock
+on the epoch row, that the epoch is still the one this store claimed. Once a newer incarnation
+has claimed the loop, an older one's writes are refused with `StaleEpochError`: a worker on a node
+the cluster declared dead, still running, can neither overwrite the state nor send an order (the
+guard sends none it could not journal). Journal appends are not fenced: the journal keeps facts,
+each id once, whoever reports them.
+
+Identity: the tables live in the schema ``tradewarden`` (or the one given), whose ``meta`` table
+names `SCHEMA_VERSION`; another version is refused with `StoreError`, never migrated. Errors name
+the server as ``user@host:port/dbname``, never the password.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from runtime.adapters.sqlite import StoreError, _loop_id, decode_guard_record, encode_guard_record
+from runtime.events import Event
+from runtime.risk.monitor import GuardRecord
+from runtime.store import LoopTotals, order_client_id
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "StaleEpochError"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS epochs (loop_id TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS guard_state (loop_id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS loop_totals (
+    loop_id TEXT PRIMARY KEY,
+    total_signals_lifetime BIGINT NOT NULL,
+    total_trades_lifetime BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    loop_id TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_loop ON events (loop_id, seq);
+CREATE TABLE IF NOT EXISTS orders (
+    loop_id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (loop_id, client_order_id)
+)"""
+_INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (%s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
+# Any constant works: it only serialises stores creating the schema at the same moment.
+_SCHEMA_LOCK = 0x54574431
+
+
+class StaleEpochError(StoreError):
+    """A write by an incarnation whose claim on its loop was superseded by a newer one; refused."""
+
+
+class PostgresStore:
+    """A `StateStore` on the PostgreSQL server at ``dsn``; safe to share between threads.
+
+    ``dsn`` is a libpq connection string or URI. The tables are created in ``schema`` on first
+    use. Call `claim` for a loop before writing its state: writes for a loop this store has not
+    claimed, or whose claim a newer store took over, raise `StoreError`. A connection that
+    breaks is opened again on the next call; the call that found it broken raises `StoreError`.
+    """
+
+    def __init__(self, dsn: str, *, schema: str = "tradewarden", connect_timeout: float = 5.0) -> None:
+        if not isinstance(schema, str) or not schema.isidentifier():
+            raise ValueError(f"schema must be an identifier such as 'tradewarden', got {schema!r}")
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"dsn is not a PostgreSQL connection string or URI: {exc}") from None
+        self._dsn = dsn
+        self._password = str(params.get("password") or "")
+        self._server = "{}@{}:{}/{}".format(
+            params.get("user", "(default user)"),
+            params.get("host", "(local socket)"),
+            params.get("port", 5432),
+            params.get("dbname", "(default database)"),
+        )
+        self._schema = schema
+        self._connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._claims: dict[str, int] = {}
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        self.ping()
+
+    @property
+    def server(self) -> str:
+        """The server as errors name it: ``user@host:port/dbname``, without the password."""
+        return self._server
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._server!r}, schema={self._schema!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _error(self, operation: str, exc: BaseException) -> StoreError:
+        # libpq messages do not carry the password, but one that echoes the DSN must not leak it.
+        text = str(exc).strip()
+        if self._password:
+            text = text.replace(self._password, "***")
+        return StoreError(f"postgres {self._server}: {operation} failed: {text}")
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=max(1, round(self._connect_timeout)))
+        try:
+            # The server's default may be off; a save is acknowledged only once it is on disk.
+            conn.execute("SET synchronous_commit TO on")
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
+                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+                for statement in _SCHEMA.split(";"):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO NOTHING",
+                    (str(SCHEMA_VERSION),),
+                )
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None or row[0] != str(SCHEMA_VERSION):
+                raise StoreError(
+                    f"postgres {self._server}: schema {self._schema!r} has schema version "
+                    f"{None if row is None else row[0]!r}, this tradewarden reads {SCHEMA_VERSION}; "
+                    "it was left untouched (not migrated)"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _using(self, operation: str) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"postgres {self._server} store is closed")
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                yield self._conn
+            except psycopg.Error as exc:
+                if self._conn is not None and self._conn.broken:
+                    self._conn.close()
+                    self._conn = None
+                raise self._error(operation, exc) from None
+
+    @contextmanager
+    def _fenced(self, loop_id: str, operation: str) -> Iterator[psycopg.Connection[Any]]:
+        # The share lock on the epoch row makes a concurrent claim wait for this write: once
+        # claim() has returned, no write of an older epoch can still commit.
+        epoch = self._claims.get(_loop_id(loop_id))
+        if epoch is None:
+            raise StoreError(f"postgres {self._server}: {operation} refused: loop {loop_id!r} is not claimed by this store; call claim({loop_id!r}) first")
+        with self._using(operation) as conn, conn.transaction():
+            row = conn.execute("SELECT epoch FROM epochs WHERE loop_id = %s FOR SHARE", (loop_id,)).fetchone()
+            current = None if row is None else row[0]
+            if current != epoch:
+                raise StaleEpochError(
+                    f"postgres {self._server}: {operation} refused: loop {loop_id!r} was claimed by a newer "
+                    f"incarnation (epoch {current}, this store holds epoch {epoch})"
+                )
+            yield conn
+
+    def close(self) -> None:
+        """Close the connection; later calls raise `StoreError`."""
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Connect if not connected (creating the schema on first use) and check the server
+        answers; `StoreError` naming the server when it does not."""
+        with self._using("reaching the server") as conn:
+            conn.execute("SELECT 1")
+
+    # -- fencing -------------------------------------------------------------------------------
+
+    def claim(self, loop_id: str) -> int:
+        """Claim ``loop_id`` for this store: its epoch goes up by one in the database and is
+        returned; every earlier claimant's writes for the loop are refused from now on."""
+        with self._using(f"claiming loop {loop_id!r}") as conn:
+            row = conn.execute(
+                "INSERT INTO epochs (loop_id, epoch) VALUES (%s, 1) "
+                "ON CONFLICT (loop_id) DO UPDATE SET epoch = epochs.epoch + 1 RETURNING epoch",
+                (_loop_id(loop_id),),
+            ).fetchone()
+            assert row is not None  # RETURNING always gives the one row written
+            self._claims[loop_id] = int(row[0])
+        return int(row[0])
+
+    # -- the port ------------------------------------------------------------------------------
+
+    def load_guard(self, loop_id: str) -> GuardRecord | None:
+        """The guard's last saved record for ``loop_id``, or None when none was saved."""
+        with self._using(f"loading the guard record of loop {loop_id!r}") as conn:
+            row = conn.execute("SELECT record FROM guard_state WHERE loop_id = %s", (loop_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return decode_guard_record(row[0])
+        except ValueError as exc:
+            raise StoreError(f"postgres {self._server}: the guard record of loop {loop_id!r} is unreadable: {exc}") from exc
+
+    def save_guard(self, loop_id: str, record: GuardRecord) -> None:
+        """Replace the guard's record for ``loop_id`` if this store's claim holds; durable when
+        this returns."""
+        text = encode_guard_record(record)
+        with self._fenced(loop_id, f"saving the guard record of loop {loop_id!r}") as conn:
+            conn.execute(
+                "INSERT INTO guard_state (loop_id, record) VALUES (%s, %s) "
+                "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
+                (loop_id, text),
+            )
+
+    def load_loop_totals(self, loop_id: str) -> LoopTotals | None:
+        """The loop's last saved totals, or None when none were saved."""
+        with self._using(f"loading the totals of loop {loop_id!r}") as conn:
+            row = conn.execute(
+                "SELECT total_signals_lifetime, total_trades_lifetime FROM loop_totals WHERE loop_id = %s", (loop_id,)
+            ).fetchone()
+        return None if row is None else LoopTotals(row[0], row[1])
+
+    def save_loop_totals(self, loop_id: str, totals: LoopTotals) -> None:
+        """Replace the loop's totals if this store's claim holds; durable when this returns."""
+        if not isinstance(totals, LoopTotals):
+            raise TypeError(f"totals must be LoopTotals, got {totals!r}")
+        with self._fenced(loop_id, f"saving the totals of loop {loop_id!r}") as conn:
+            conn.execute(
+                "INSERT INTO loop_totals (loop_id, total_signals_lifetime, total_trades_lifetime) VALUES (%s, %s, %s) "
+                "ON CONFLICT (loop_id) DO UPDATE SET total_signals_lifetime = excluded.total_signals_lifetime, "
+                "total_trades_lifetime = excluded.total_trades_lifetime",
+                (loop_id, totals.total_signals_lifetime, totals.total_trades_lifetime),
+            )
+
+    def append_event(self, event: Event) -> bool:
+        """Journal ``event`` (durable when this returns) unless its ``event_id`` is already
+        there; False, with nothing written, for a duplicate."""
+        if not isinstance(event, Event):
+            raise TypeError(f"event must be an Event, got {event!r}")
+        with self._using(f"appending event {event.event_id!r}") as conn:
+            return _insert_event(conn, event)
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        """Journal ``events`` in order in one transaction (durable when this returns), skipping
+        each whose ``event_id`` is already there or earlier in the batch; returns how many were
+        new. A failure writes none of them."""
+        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+            raise TypeError(f"events must be a sequence of Event, got {events!r}")
+        for index, event in enumerate(events):
+            if not isinstance(event, Event):
+                raise TypeError(f"events[{index}] must be an Event, got {event!r}")
+        if not events:
+            return 0
+        with self._using(f"appending {len(events)} events") as conn, conn.transaction():
+            return sum(_insert_event(conn, event) for event in events)
+
+    def events(self, loop_id: str | None = None) -> list[Event]:
+        """Journaled events in append order, of every loop or of ``loop_id`` only."""
+        with self._using("reading the event journal") as conn:
+            if loop_id is None:
+                rows = conn.execute("SELECT event FROM events ORDER BY seq").fetchall()
+            else:
+                rows = conn.execute("SELECT event FROM events WHERE loop_id = %s ORDER BY seq", (loop_id,)).fetchall()
+        return self._decode(rows)
+
+    def open_order(self, submitted: Event) -> None:
+        """Journal ``submitted`` and hold its order as unsettled, in one transaction, if this
+        store's claim on the order's loop holds."""
+        client_id = order_client_id(submitted)
+        with self._fenced(submitted.loop_id, f"opening order {client_id!r}") as conn:
+            _insert_event(conn, submitted)
+            conn.execute(
+                "INSERT INTO orders (loop_id, client_order_id, event_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (submitted.loop_id, client_id, submitted.event_id),
+            )
+
+    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
+        """Journal ``outcome`` and settle the order, in one transaction, if this store's claim
+        on ``loop_id`` holds (a stale incarnation's order is left for the new one to reconcile)."""
+        if not isinstance(outcome, Event):
+            raise TypeError(f"outcome must be an Event, got {outcome!r}")
+        with self._fenced(loop_id, f"settling order {client_order_id!r}") as conn:
+            _insert_event(conn, outcome)
+            conn.execute("DELETE FROM orders WHERE loop_id = %s AND client_order_id = %s", (loop_id, client_order_id))
+
+    def unsettled_orders(self, loop_id: str) -> list[Event]:
+        """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""
+        with self._using("reading unsettled orders") as conn:
+            rows = conn.execute(
+                "SELECT e.event FROM orders o JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = %s ORDER BY e.seq",
+                (_loop_id(loop_id),),
+            ).fetchall()
+        return self._decode(rows)
+
+    def _decode(self, rows: list[Any]) -> list[Event]:
+        try:
+            return [Event.from_json(row[0]) for row in rows]
+        except ValueError as exc:
+            raise StoreError(f"postgres {self._server}: an event in the journal is unreadable: {exc}") from exc
+
+
+def _insert_event(conn: psycopg.Connection[Any], event: Event) -> bool:
+    cursor = conn.execute(_INSERT_EVENT, (event.event_id, event.loop_id, event.to_json()))
+    return cursor.rowcount == 1
+

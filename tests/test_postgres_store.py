@@ -1,0 +1,173 @@
+"""PostgresStore beyond the shared contract: fencing of stale incarnations, group commit, errors
+that name the server but never the password, a schema of another version, a dropped connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from support.postgres import PostgresServer
+from test_sqlite_store import _event, _outcome, _submitted, guard_record
+
+from runtime import LoopTotals
+from runtime.adapters.postgres import SCHEMA_VERSION, PostgresStore, StaleEpochError
+from runtime.adapters.sqlite import StoreError
+
+OpenStore = Callable[[], PostgresStore]
+
+
+@pytest.fixture
+def open_store(postgres_dsn: str, pg_schema: str) -> Iterator[OpenStore]:
+    opened: list[PostgresStore] = []
+
+    def make() -> PostgresStore:
+        opened.append(PostgresStore(postgres_dsn, schema=pg_schema))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+# -- fencing ---------------------------------------------------------------------------------------
+
+
+def test_each_claim_of_a_loop_gets_the_next_epoch_whichever_store_makes_it(open_store: OpenStore) -> None:
+    first, second = open_store(), open_store()
+    assert [first.claim("main"), second.claim("main"), first.claim("main")] == [1, 2, 3]
+    assert second.claim("other") == 1
+
+
+def test_the_older_of_two_incarnations_has_every_state_write_refused(open_store: OpenStore, postgres_server: PostgresServer) -> None:
+    older, newer = open_store(), open_store()
+    older.claim("main")
+    older.save_guard("main", guard_record(1))
+    older.open_order(_submitted("c1"))
+    newer.claim("main")
+    stale = (
+        rf"^postgres postgres@127\.0\.0\.1:{postgres_server.port}/postgres: {{}} refused: loop 'main' was claimed "
+        r"by a newer incarnation \(epoch 2, this store holds epoch 1\)$"
+    )
+    with pytest.raises(StaleEpochError, match=stale.format("saving the guard record of loop 'main'")):
+        older.save_guard("main", guard_record(2))
+    with pytest.raises(StaleEpochError, match=stale.format("saving the totals of loop 'main'")):
+        older.save_loop_totals("main", LoopTotals(9, 9))
+    with pytest.raises(StaleEpochError, match=stale.format("opening order 'c2'")):
+        older.open_order(_submitted("c2"))
+    with pytest.raises(StaleEpochError, match=stale.format("settling order 'c1'")):
+        older.settle_order("main", "c1", _outcome("c1"))
+    # Nothing of the refused writes is kept; the newer incarnation carries on from the older's last.
+    assert newer.load_guard("main") == guard_record(1)
+    assert newer.load_loop_totals("main") is None
+    assert newer.unsettled_orders("main") == [_submitted("c1")]
+    assert [e.event_id for e in newer.events()] == ["s-c1"]
+    newer.save_guard("main", guard_record(3))
+    newer.settle_order("main", "c1", _outcome("c1"))
+    assert older.load_guard("main") == guard_record(3)
+
+
+def test_a_stale_incarnation_may_still_journal_what_happened(open_store: OpenStore) -> None:
+    older, newer = open_store(), open_store()
+    older.claim("main")
+    newer.claim("main")
+    assert older.append_event(_event(1)) is True
+    assert newer.events() == [_event(1)]
+
+
+def test_a_write_for_a_loop_this_store_never_claimed_is_refused(open_store: OpenStore, postgres_server: PostgresServer) -> None:
+    store = open_store()
+    with pytest.raises(
+        StoreError,
+        match=rf"^postgres postgres@127\.0\.0\.1:{postgres_server.port}/postgres: saving the guard record of loop "
+        r"'main' refused: loop 'main' is not claimed by this store; call claim\('main'\) first$",
+    ):
+        store.save_guard("main", guard_record(1))
+    assert store.load_guard("main") is None
+
+
+# -- group commit ----------------------------------------------------------------------------------
+
+
+def test_a_batch_is_journaled_in_order_keeping_each_id_once_and_counting_the_new(open_store: OpenStore) -> None:
+    store = open_store()
+    store.append_event(_event(1))
+    batch = [_event(0), _event(1), _event(2), _event(0), _event(3)]
+    assert store.append_events(batch) == 3
+    assert store.append_events(batch) == 0
+    assert store.append_events([]) == 0
+    assert [e.event_id for e in store.events()] == ["main-1", "main-0", "main-2", "main-3"]
+
+
+def test_a_batch_holding_something_else_than_an_event_is_refused_and_nothing_of_it_is_kept(open_store: OpenStore) -> None:
+    store = open_store()
+    with pytest.raises(TypeError, match=r"^events\[1\] must be an Event, got 'heartbeat'$"):
+        store.append_events([_event(0), "heartbeat"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"^events must be a sequence of Event, got 'abc'$"):
+        store.append_events("abc")  # type: ignore[arg-type]
+    assert store.events() == []
+
+
+def test_a_batch_that_fails_part_way_writes_none_of_it(open_store: OpenStore, postgres_dsn: str, pg_schema: str) -> None:
+    store = open_store()
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(
+            f"CREATE FUNCTION {pg_schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+        )
+        admin.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {pg_schema}.events FOR EACH ROW "
+            f"WHEN (NEW.event_id = 'main-2') EXECUTE FUNCTION {pg_schema}.refuse()"
+        )
+    with pytest.raises(StoreError, match=r"^postgres .*: appending 4 events failed: refused by the test"):
+        store.append_events([_event(i) for i in range(4)])
+    assert store.events() == []
+    assert store.append_events([_event(0), _event(1)]) == 2
+
+
+# -- errors and connections ------------------------------------------------------------------------
+
+
+def test_an_unreachable_server_is_named_and_the_password_never_shown() -> None:
+    with pytest.raises(StoreError, match=r"^postgres tw@127\.0\.0\.1:1/state: reaching the server failed: ") as caught:
+        PostgresStore("host=127.0.0.1 port=1 user=tw dbname=state password=s3cr3t-pw connect_timeout=2")
+    assert "s3cr3t-pw" not in str(caught.value) and "s3cr3t-pw" not in repr(caught.value)
+
+
+def test_the_password_is_not_in_the_repr(postgres_server: PostgresServer) -> None:
+    with PostgresStore(postgres_server.dsn + " password=s3cr3t-pw", schema="t_repr") as store:
+        assert repr(store) == f"PostgresStore('postgres@127.0.0.1:{postgres_server.port}/postgres', schema='t_repr')"
+
+
+def test_a_schema_of_another_version_is_refused_and_left_alone(open_store: OpenStore, postgres_dsn: str, pg_schema: str) -> None:
+    open_store().close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"UPDATE {pg_schema}.meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(
+        StoreError,
+        match=rf"^postgres .*: schema '{pg_schema}' has schema version '99', this tradewarden reads {SCHEMA_VERSION}; "
+        r"it was left untouched \(not migrated\)$",
+    ):
+        PostgresStore(postgres_dsn, schema=pg_schema)
+
+
+def test_a_dropped_connection_fails_one_call_and_the_next_reconnects(open_store: OpenStore, postgres_dsn: str) -> None:
+    store = open_store()
+    store.claim("main")
+    store.save_guard("main", guard_record(1))
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND datname = 'postgres' AND backend_type = 'client backend'"
+        )
+    with pytest.raises(StoreError, match=r"^postgres .*: loading the guard record of loop 'main' failed: "):
+        store.load_guard("main")
+    assert store.load_guard("main") == guard_record(1)
+    store.save_guard("main", guard_record(2))  # the claim outlives the connection
+
+
+def test_a_closed_store_says_so(open_store: OpenStore, postgres_server: PostgresServer) -> None:
+    store = open_store()
+    store.close()
+    with pytest.raises(StoreError, match=rf"^postgres postgres@127\.0\.0\.1:{postgres_server.port}/postgres store is closed$"):
+        store.events()

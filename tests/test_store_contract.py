@@ -1,0 +1,170 @@
+"""The `StateStore` port's contract, held by every store: memory, SQLite and PostgreSQL.
+
+Each test gets `Backing`: ``open()`` gives a store on the same data (for SQLite the same file, for
+PostgreSQL the same schema, claiming the loops the tests write, as a new incarnation would), and
+``durable`` says whether a store opened again sees what an earlier one wrote.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from test_sqlite_store import _event, _outcome, _submitted, guard_record
+
+from runtime import Event, EventType, LoopTotals, MemoryStore
+from runtime.adapters.sqlite import SqliteStore
+
+LOOPS = ("main", "other", "a", "b")
+
+
+@attrs.define
+class Backing:
+    """Opens stores on one backing and closes them all at the end of the test."""
+
+    kind: str
+    factory: Callable[[], Any]
+    opened: list[Any] = attrs.field(factory=list)
+
+    @property
+    def durable(self) -> bool:
+        """Whether a store opened again sees what an earlier one wrote (not so for memory)."""
+        return self.kind != "memory"
+
+    def open(self) -> Any:
+        """A store on this backing, ready for writes to every loop in `LOOPS`."""
+        store = self.factory()
+        self.opened.append(store)
+        return store
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def backing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backing]:
+    if request.param == "memory":
+        memory = MemoryStore()
+        made = Backing("memory", lambda: memory)
+    elif request.param == "sqlite":
+        made = Backing("sqlite", lambda: SqliteStore(tmp_path / "state.db"))
+    else:
+        from runtime.adapters.postgres import PostgresStore
+
+        dsn, schema = request.getfixturevalue("postgres_dsn"), request.getfixturevalue("pg_schema")
+
+        def claimed() -> PostgresStore:
+            store = PostgresStore(dsn, schema=schema)
+            for loop_id in LOOPS:
+                store.claim(loop_id)
+            return store
+
+        made = Backing("postgres", claimed)
+    yield made
+    for store in made.opened:
+        getattr(store, "close", lambda: None)()
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+
+def test_guard_records_round_trip_exactly_and_are_replaced(backing: Backing) -> None:
+    store = backing.open()
+    assert store.load_guard("main") is None
+    for i in range(5):
+        store.save_guard("main", guard_record(i))
+        assert store.load_guard("main") == guard_record(i)
+    assert store.load_guard("other") is None
+
+
+def test_loop_totals_round_trip_and_are_replaced(backing: Backing) -> None:
+    store = backing.open()
+    assert store.load_loop_totals("main") is None
+    store.save_loop_totals("main", LoopTotals(3, 1))
+    store.save_loop_totals("main", LoopTotals(10, 4))
+    assert store.load_loop_totals("main") == LoopTotals(10, 4)
+    assert store.load_loop_totals("other") is None
+
+
+def test_everything_survives_closing_and_reopening(backing: Backing) -> None:
+    if not backing.durable:
+        pytest.skip("a MemoryStore lives as long as its process, by design")
+    store = backing.open()
+    store.save_guard("main", guard_record(7))
+    store.save_loop_totals("main", LoopTotals(5, 2))
+    for i in range(3):
+        store.append_event(_event(i))
+    store.open_order(_submitted("c1"))
+    store.close()
+    reopened = backing.open()
+    assert reopened.load_guard("main") == guard_record(7)
+    assert reopened.load_loop_totals("main") == LoopTotals(5, 2)
+    assert reopened.events() == [*(_event(i) for i in range(3)), _submitted("c1")]
+    assert reopened.unsettled_orders("main") == [_submitted("c1")]
+    assert reopened.append_event(_event(1)) is False
+
+
+# -- the journal -----------------------------------------------------------------------------------
+
+
+def test_a_duplicate_event_is_ignored_and_order_is_kept(backing: Backing) -> None:
+    store = backing.open()
+    assert [store.append_event(_event(i, "a" if i % 2 else "b")) for i in range(6)] == [True] * 6
+    assert store.append_event(_event(3, "a")) is False
+    assert store.append_event(Event(EventType.TRADE_EXECUTED, "a", {"other": True}, event_id="a-1")) is False
+    assert [e.event_id for e in store.events()] == ["b-0", "a-1", "b-2", "a-3", "b-4", "a-5"]
+    assert [e.event_id for e in store.events("a")] == ["a-1", "a-3", "a-5"]
+    assert store.events("a")[0] == _event(1, "a")  # the first write wins, intact
+
+
+def test_concurrent_appends_from_threads_keep_each_event_once(backing: Backing) -> None:
+    store = backing.open()
+    start = threading.Barrier(8)
+    accepted: list[list[str]] = [[] for _ in range(8)]
+
+    def append(worker: int) -> None:
+        start.wait(timeout=30)
+        # Workers overlap: ids 0..274 are each offered by up to four workers.
+        for i in range(worker * 25, worker * 25 + 100):
+            if store.append_event(_event(i)):
+                accepted[worker].append(f"main-{i}")
+            if i % 10 == 0:
+                store.save_guard("main", guard_record(i))
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    every = [event_id for worker in accepted for event_id in worker]
+    journal = [e.event_id for e in store.events()]
+    assert sorted(every) == sorted(journal) == sorted(f"main-{i}" for i in range(275))
+    assert len(set(journal)) == len(journal)
+
+
+# -- orders ----------------------------------------------------------------------------------------
+
+
+def test_an_order_is_journaled_when_opened_and_when_settled_and_only_unsettled_ones_are_listed(backing: Backing) -> None:
+    store = backing.open()
+    store.open_order(_submitted("c1"))
+    store.open_order(_submitted("c2"))
+    store.open_order(_submitted("c3", loop_id="other"))
+    store.open_order(_submitted("c1"))  # opened twice: still one order, one event
+    store.settle_order("main", "c1", _outcome("c1"))
+    assert store.unsettled_orders("main") == [_submitted("c2")]
+    assert store.unsettled_orders("other") == [_submitted("c3", loop_id="other")]
+    assert store.events("main") == [_submitted("c1"), _submitted("c2"), _outcome("c1")]
+
+
+def test_an_order_can_only_be_opened_by_an_order_submitted_event_naming_its_client_id(backing: Backing) -> None:
+    store = backing.open()
+    with pytest.raises(ValueError, match=r"^an order is opened by an order_submitted event, got heartbeat$"):
+        store.open_order(_event(1))
+    nameless = Event(EventType.ORDER_SUBMITTED, "main", {"symbol": "X"}, datetime(2024, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match=r"^order_submitted metadata must name a client_order_id, got None$"):
+        store.open_order(nameless)
+    assert store.events() == [] and store.unsettled_orders("main") == []
