@@ -12,7 +12,7 @@ from runtime.events import Event, EventType
 from runtime.risk.monitor import GuardRecord
 from runtime.validation import attrs_whole
 
-__all__ = ["LoopTotals", "MemoryStore", "StateStore", "check_events", "order_client_id"]
+__all__ = ["LoopTotals", "MemoryStore", "StateStore", "check_events", "loop_id_of", "order_client_id"]
 
 
 def order_client_id(submitted: Event) -> str:
@@ -23,6 +23,16 @@ def order_client_id(submitted: Event) -> str:
     if not isinstance(client_id, str) or not client_id:
         raise ValueError(f"order_submitted metadata must name a client_order_id, got {client_id!r}")
     return client_id
+
+
+def loop_id_of(value: object) -> str:
+    """``value`` as a loop id for a store: a non-empty string (``TypeError`` for another type,
+    ``ValueError`` for an empty one)."""
+    if not isinstance(value, str):
+        raise TypeError(f"loop_id must be a non-empty string, got {value!r} ({type(value).__name__})")
+    if not value:
+        raise ValueError(f"loop_id must be a non-empty string, got {value!r}")
+    return value
 
 
 def check_events(events: Sequence[Event]) -> None:

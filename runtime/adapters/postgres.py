@@ -29,10 +29,10 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from runtime.adapters.sqlite import StoreError, _loop_id, decode_guard_record, encode_guard_record
+from runtime.adapters.sqlite import StoreError, decode_guard_record, encode_guard_record
 from runtime.events import Event
 from runtime.risk.monitor import GuardRecord
-from runtime.store import LoopTotals, order_client_id
+from runtime.store import LoopTotals, check_events, loop_id_of, order_client_id
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "StaleEpochError"]
 
@@ -164,7 +164,7 @@ class PostgresStore:
     def _fenced(self, loop_id: str, operation: str) -> Iterator[psycopg.Connection[Any]]:
         # The share lock on the epoch row makes a concurrent claim wait for this write: once
         # claim() has returned, no write of an older epoch can still commit.
-        epoch = self._claims.get(_loop_id(loop_id))
+        epoch = self._claims.get(loop_id_of(loop_id))
         if epoch is None:
             raise StoreError(f"postgres {self._server}: {operation} refused: loop {loop_id!r} is not claimed by this store; call claim({loop_id!r}) first")
         with self._using(operation) as conn, conn.transaction():
@@ -206,7 +206,7 @@ class PostgresStore:
             row = conn.execute(
                 "INSERT INTO epochs (loop_id, epoch) VALUES (%s, 1) "
                 "ON CONFLICT (loop_id) DO UPDATE SET epoch = epochs.epoch + 1 RETURNING epoch",
-                (_loop_id(loop_id),),
+                (loop_id_of(loop_id),),
             ).fetchone()
             assert row is not None  # RETURNING always gives the one row written
             self._claims[loop_id] = int(row[0])
@@ -268,11 +268,7 @@ class PostgresStore:
         """Journal ``events`` in order in one transaction (durable when this returns), skipping
         each whose ``event_id`` is already there or earlier in the batch; returns how many were
         new. A failure writes none of them."""
-        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
-            raise TypeError(f"events must be a sequence of Event, got {events!r}")
-        for index, event in enumerate(events):
-            if not isinstance(event, Event):
-                raise TypeError(f"events[{index}] must be an Event, got {event!r}")
+        check_events(events)
         if not events:
             return 0
         with self._using(f"appending {len(events)} events") as conn, conn.transaction():
@@ -312,7 +308,7 @@ class PostgresStore:
         with self._using("reading unsettled orders") as conn:
             rows = conn.execute(
                 "SELECT e.event FROM orders o JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = %s ORDER BY e.seq",
-                (_loop_id(loop_id),),
+                (loop_id_of(loop_id),),
             ).fetchall()
         return self._decode(rows)
 

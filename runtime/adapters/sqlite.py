@@ -30,7 +30,7 @@ from runtime.events import Event
 from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import GuardRecord
-from runtime.store import LoopTotals, MemoryStore, StateStore, check_events, order_client_id
+from runtime.store import LoopTotals, MemoryStore, StateStore, check_events, loop_id_of, order_client_id
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -303,7 +303,7 @@ class SqliteStore:
             conn.execute(
                 "INSERT INTO guard_state (loop_id, record) VALUES (?, ?) "
                 "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
-                (_loop_id(loop_id), text),
+                (loop_id_of(loop_id), text),
             )
 
     def load_loop_totals(self, loop_id: str) -> LoopTotals | None:
@@ -323,7 +323,7 @@ class SqliteStore:
                 "INSERT INTO loop_totals (loop_id, total_signals_lifetime, total_trades_lifetime) VALUES (?, ?, ?) "
                 "ON CONFLICT (loop_id) DO UPDATE SET total_signals_lifetime = excluded.total_signals_lifetime, "
                 "total_trades_lifetime = excluded.total_trades_lifetime",
-                (_loop_id(loop_id), totals.total_signals_lifetime, totals.total_trades_lifetime),
+                (loop_id_of(loop_id), totals.total_signals_lifetime, totals.total_trades_lifetime),
             )
 
     def append_event(self, event: Event) -> bool:
@@ -379,7 +379,7 @@ class SqliteStore:
         with self._using("reading unsettled orders") as conn:
             rows = conn.execute(
                 "SELECT e.event FROM orders o JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = ? ORDER BY e.seq",
-                (_loop_id(loop_id),),
+                (loop_id_of(loop_id),),
             ).fetchall()
         return self._decode(rows)
 
@@ -406,11 +406,3 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _loop_id(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"loop_id must be a non-empty string, got {value!r} ({type(value).__name__})")
-    if not value:
-        raise ValueError(f"loop_id must be a non-empty string, got {value!r}")
-    return value
