@@ -90,10 +90,12 @@ def run(config: RunConfig) -> int:
     try:
         system.start()
         journal = JournalReader(str(settings.state_db))
+        for _, change in journal.events(loop_id=settings.loop_id, event_type="trading_state_changed", latest=True, limit=1):
+            hub.remember_state_change(change)
         server = ControlServer(control_app(system, hub, journal, prometheus, metrics, token), sock).start()
         if feed is not None:
             feed.start()
-        _log.info("trading loop {!r} running; control API on http://{}:{}", settings.loop_id, *server.address)
+        _log.info("trading loop {!r} running; control API and dashboard on http://{}:{}/", settings.loop_id, *server.address)
         # Wakes for a signal, or to notice a system that ended on its own.
         while not stopping.wait(0.5) and not system.wait(0):
             pass
