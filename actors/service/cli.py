@@ -13,11 +13,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from actors.service.client import Answer, ControlClient, ControlUnreachable
 from actors.service.config import ConfigError, RunConfig
 from actors.service.journal import JournalError, JournalReader, parse_since
+from actors.service.status import status_text
 from runtime.adapters.logs import configure_logging
 from runtime.events import EventType
 from runtime.settings import Settings, SettingsError
@@ -135,22 +135,7 @@ def _readable(command: str, answer: Answer) -> str:
     if command == "resume":
         how = " with a new baseline" if body["rebaseline"] else ""
         return f"resumed{how} (was {body['previous_state']})"
-    return _status_text(body)
-
-
-def _status_text(status: dict[str, Any]) -> str:
-    lines = [
-        f"loop {status['loop_id']}: {status['trading_state'].upper()}" + (f" ({status['reason']})" if status["reason"] else ""),
-        f"  equity {status['equity']:,.2f}  peak {status['peak_equity']:,.2f}  drawdown {status['drawdown']:.2%}",
-        f"  open positions {status['positions_open']}" + ("  (liquidating)" if status["liquidating"] else ""),
-    ]
-    for limit in status["limits"]:
-        lines.append(f"  {limit['guard']}: fires at equity {limit['breach_at']:,.2f}, headroom {limit['headroom']:,.2f}")
-    beat = status["last_heartbeat"]
-    lines.append(f"  last heartbeat: #{beat['beat']} {beat['age_seconds']:.1f}s ago" if beat else "  last heartbeat: none yet")
-    children = ", ".join(f"{name} #{child['incarnation']}" for name, child in status["children"].items())
-    lines.append(f"  actors: {children}; restarts {status['restarts']}" + ("; SUPERVISOR GAVE UP" if status["gave_up"] else ""))
-    return "\n".join(lines)
+    return status_text(body)
 
 
 def _journal(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from actors.system import TradingSystem
 from runtime.payloads import Heartbeat
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, MaxDrawdownGuard, MinEquityGuard
 
-__all__ = ["limits", "status", "health_problems"]
+__all__ = ["limits", "status", "status_text", "health_problems"]
 
 _log = logger.bind(component="control")
 _ACTORS = ("emitter", "alerts", "guard", "loop", "heartbeat")
@@ -116,6 +116,22 @@ def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[s
         "gave_up": system.gave_up,
         "children": children,
     }
+
+
+def status_text(status: dict[str, Any]) -> str:
+    """`status` as a few lines of text, for the command line and the Telegram `/status`."""
+    lines = [
+        f"loop {status['loop_id']}: {status['trading_state'].upper()}" + (f" ({status['reason']})" if status["reason"] else ""),
+        f"  equity {status['equity']:,.2f}  peak {status['peak_equity']:,.2f}  drawdown {status['drawdown']:.2%}",
+        f"  open positions {status['positions_open']}" + ("  (liquidating)" if status["liquidating"] else ""),
+    ]
+    for limit in status["limits"]:
+        lines.append(f"  {limit['guard']}: fires at equity {limit['breach_at']:,.2f}, headroom {limit['headroom']:,.2f}")
+    beat = status["last_heartbeat"]
+    lines.append(f"  last heartbeat: #{beat['beat']} {beat['age_seconds']:.1f}s ago" if beat else "  last heartbeat: none yet")
+    children = ", ".join(f"{name} #{child['incarnation']}" for name, child in status["children"].items())
+    lines.append(f"  actors: {children}; restarts {status['restarts']}" + ("; SUPERVISOR GAVE UP" if status["gave_up"] else ""))
+    return "\n".join(lines)
 
 
 def _answers(system: TradingSystem, name: str, timeout: float) -> str | None:
