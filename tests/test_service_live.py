@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.live_bot import ROOT, TOKEN, TRADEWARDEN, Bot
+from support.live_bot import ROOT, TOKEN, TRADEWARDEN, Bot, free_port
+from support.processes import read_acknowledgements
 
 LIVE_TOML = ROOT / "examples" / "live.toml"
 
@@ -156,3 +159,32 @@ def test_a_non_loopback_control_host_without_a_token_is_refused_before_anything_
         "before exposing the control API\n"
     )
     assert not (tmp_path / "state.db").exists()
+
+
+def test_the_demo_prints_the_dashboard_address_and_token_and_serves_the_page(tmp_path):
+    port = free_port()
+    env = {**os.environ, "CONTROL_TOKEN": TOKEN, "PYTHONFAULTHANDLER": "1"}
+    process = subprocess.Popen([*TRADEWARDEN, "demo", "--port", str(port), "--dir", str(tmp_path / "demo")], env=env,
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        [line] = read_acknowledgements(process, 1)
+        assert line == f"dashboard: http://127.0.0.1:{port}/  token: {TOKEN}  (Ctrl-C stops the demo)"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    process.send_signal(signal.SIGABRT)  # its faulthandler dumps every thread
+                    pytest.fail(f"the demo's dashboard did not answer within 30s: {process.communicate(timeout=10)[1]}")
+                time.sleep(0.05)  # a poll interval under a deadline
+        assert page.status_code == 200 and "<title>tradewarden</title>" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).status_code == 401
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

@@ -365,12 +365,30 @@ function draw() {
   let lo = Math.min(...values), hi = Math.max(...values);
   const span = Math.max(hi - lo, hi * 0.002);
   // Levels near the curve widen the scale; a far one (a minimum far below) is labelled at the edge.
-  for (const l of s.limits) for (const v of [l.breach_at, l.warn_at]) if (v !== null && v > lo - 2 * span) lo = Math.min(lo, v);
+  const lowestPeak = Math.min(...points.map((p) => p.peak));
+  for (const l of s.limits) {
+    const levels = [l.breach_at, l.warn_at];
+    if (l.guard === "max_drawdown" && l.trailing) levels.push(lowestPeak * (1 - l.limit_percent / 100));
+    for (const v of levels) if (v !== null && v > lo - 2 * span) lo = Math.min(lo, v);
+  }
   const pad = (hi - lo || span) * 0.06;
   const f = frame(eq.width, eq.height, lo - pad, hi + pad, t0, t1);
   axis(eq.g, f, t0, t1);
   for (const l of s.limits) {
-    const name = l.guard === "max_drawdown" ? (l.trailing ? "trailing" : "floor") : l.guard === "min_equity" ? "min equity" : "daily loss";
+    if (l.guard === "max_drawdown" && l.trailing) {
+      // The trailing limit follows the peak, so it is drawn under the peak's own line.
+      const below = (fraction) => (p) => p.peak * (1 - fraction);
+      series(eq.g, f, points, below(l.limit_percent / 100), COLOURS.lim, 1);
+      eq.g.fillText("trailing " + money(l.breach_at), f.right + 4, f.y(l.breach_at) + 4);
+      if (l.warn_at !== null) {
+        eq.g.setLineDash([5, 4]);
+        series(eq.g, f, points, below((s.peak_equity - l.warn_at) / s.peak_equity), COLOURS.warn, 1);
+        eq.g.setLineDash([]);
+        eq.g.fillText("warn " + money(l.warn_at), f.right + 4, f.y(l.warn_at) + 4);
+      }
+      continue;
+    }
+    const name = l.guard === "max_drawdown" ? "floor" : l.guard === "min_equity" ? "min equity" : "daily loss";
     levelLine(eq.g, f, l.breach_at, COLOURS.lim, name + " " + money(l.breach_at), false);
     if (l.warn_at !== null) levelLine(eq.g, f, l.warn_at, COLOURS.warn, "warn " + money(l.warn_at), true);
   }
