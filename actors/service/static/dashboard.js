@@ -415,7 +415,8 @@ function draw() {
     if (l.warn_at !== null) levels.push([at(l.warn_at), COLOURS.warn, "warn " + at(l.warn_at).toFixed(1) + "%", true]);
   }
   const worst = Math.max(0.5, ...drawdowns.map((p) => p.d));
-  const nearest = Math.min(...levels.map((l) => l[0]).filter((v) => v > 0), Infinity);
+  // Scaled to show the nearest limit (and the warnings before it) unless it is far past the worst.
+  const nearest = Math.min(...levels.filter((l) => l[1] === COLOURS.lim).map((l) => l[0]).filter((v) => v > 0), Infinity);
   const top = Math.max(worst, nearest === Infinity ? worst : Math.min(nearest, worst * 4)) * 1.15;
   // Drawdown grows downwards, as the equity falls.
   const g = frame(dd.width, dd.height, -top, 0, t0, t1);
