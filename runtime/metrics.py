@@ -29,6 +29,7 @@ class MetricNames:
     LOOP_DURATION_MS = "loop_duration_ms"
     GUARD_REACTION_MS = "guard_reaction_ms"
     CONTROL_AUTH_FAILURES_TOTAL = "control_auth_failures_total"
+    TELEGRAM_FOREIGN_MESSAGES_TOTAL = "telegram_foreign_messages_total"
 
 
 class MetricsSink(Protocol):

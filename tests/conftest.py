@@ -13,5 +13,6 @@ if _TESTS not in sys.path:
 
 # Fixtures for the real services the integration tests talk to, for every test module.
 from support.bot_api_server import bot_api  # noqa: E402, F401
+from support.live_bot import bots  # noqa: E402, F401
 from support.postgres import pg_schema, postgres_dsn, postgres_server  # noqa: E402, F401
 from support.statsd_daemon import statsd_daemon  # noqa: E402, F401

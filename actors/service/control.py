@@ -1,4 +1,4 @@
-"""The control API as a Starlette app: status, events, halt, resume, health and metrics.
+"""The control API as a Starlette app: status, events, halt, resume, health, metrics and the dashboard.
 
 Every call into the trading system (an ask to the guard, a journal query) runs in the
 threadpool, so the event loop, and with it `/health`, never waits on an actor.
@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from actors.service.auth import BearerToken, RequireToken
+from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.hub import EventHub
 from actors.service.journal import JournalError, JournalReader, parse_since
 from actors.service.status import health_problems, status
@@ -111,7 +112,8 @@ def control_app(
     token: BearerToken | None,
     ask_timeout: float = 5.0,
 ) -> RequireToken:
-    """The control API of ``system`` as an ASGI app, every route but ``/health`` behind ``token``.
+    """The control API of ``system`` as an ASGI app, every route but ``/health`` and the
+    dashboard's static files behind ``token``.
 
     Answers are JSON (``/metrics`` is the Prometheus text format); a bad request gets a 4xx with
     ``{"error": ...}`` naming the field and the value, and changes nothing; an actor that does
@@ -203,5 +205,6 @@ def control_app(
         Route("/api/halt", answering(halt), methods=["POST"]),
         Route("/api/resume", answering(resume), methods=["POST"]),
         Route("/metrics", answering(scrape), methods=["GET"]),
+        *dashboard_routes(),
     ]
-    return RequireToken(Starlette(routes=routes), token, metrics)
+    return RequireToken(Starlette(routes=routes), token, metrics, exempt=PUBLIC_PATHS | {"/health"})

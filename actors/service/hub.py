@@ -33,8 +33,8 @@ class Listener:
 
 
 class EventHub:
-    """A subscriber for `TradingSystem.subscribe`: remembers when the last HEARTBEAT came, and
-    hands every event to each registered `Listener`.
+    """A subscriber for `TradingSystem.subscribe`: remembers when the last HEARTBEAT came and the
+    last TRADING_STATE_CHANGED, and hands every event to each registered `Listener`.
 
     Promises: a call (on the emitter's thread) never blocks and never raises; a slow client only
     overflows its own queue.
@@ -44,6 +44,7 @@ class EventHub:
         self._lock = threading.Lock()
         self._listeners: set[Listener] = set()
         self._last_heartbeat: tuple[Event, float] | None = None
+        self._last_state_change: Event | None = None
         self.started = time.monotonic()
 
     def __call__(self, event: Event) -> None:
@@ -51,6 +52,8 @@ class EventHub:
         if event.event_type is EventType.HEARTBEAT:
             with self._lock:
                 self._last_heartbeat = (event, time.monotonic())
+        elif event.event_type is EventType.TRADING_STATE_CHANGED:
+            self.remember_state_change(event)
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
@@ -66,6 +69,19 @@ class EventHub:
                 return None
             event, at = self._last_heartbeat
         return event, time.monotonic() - at
+
+    def remember_state_change(self, event: Event) -> None:
+        """Keep ``event`` (a TRADING_STATE_CHANGED) as the latest unless a later one is known; a
+        process seeds it from its journal, since the change may predate this process."""
+        with self._lock:
+            known = self._last_state_change
+            if known is None or known.timestamp <= event.timestamp:
+                self._last_state_change = event
+
+    def last_state_change(self) -> Event | None:
+        """The latest TRADING_STATE_CHANGED event seen or remembered, or None."""
+        with self._lock:
+            return self._last_state_change
 
     def listen(self) -> Listener:
         """Register a listener on the running event loop (call from a coroutine)."""

@@ -18,12 +18,14 @@ from actors.service.feed import LiveFeed, bar_source
 from actors.service.hub import EventHub
 from actors.service.journal import JournalReader
 from actors.service.server import ControlServer, bind
+from actors.service.telegram_bot import CommandHandler
 from actors.system import TradingSystem
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.prometheus import PrometheusMetrics
 from runtime.adapters.sqlite import SqliteStore
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
+from runtime.adapters.telegram_commands import TelegramCommands
 from runtime.broker import Broker
 from runtime.metrics import FanOutMetrics
 from runtime.replay.prices import PriceDataError
@@ -86,18 +88,25 @@ def run(config: RunConfig) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server: ControlServer | None = None
+    commands = TelegramCommands.from_settings(settings, CommandHandler(system, hub), metrics)
     feed = LiveFeed(system.loop, bars) if bars is not None else None
     try:
         system.start()
         journal = JournalReader(str(settings.state_db))
+        for _, change in journal.events(loop_id=settings.loop_id, event_type="trading_state_changed", latest=True, limit=1):
+            hub.remember_state_change(change)
         server = ControlServer(control_app(system, hub, journal, prometheus, metrics, token), sock).start()
         if feed is not None:
             feed.start()
-        _log.info("trading loop {!r} running; control API on http://{}:{}", settings.loop_id, *server.address)
+        if commands is not None:
+            commands.start()
+        _log.info("trading loop {!r} running; control API and dashboard on http://{}:{}/", settings.loop_id, *server.address)
         # Wakes for a signal, or to notice a system that ended on its own.
         while not stopping.wait(0.5) and not system.wait(0):
             pass
     finally:
+        if commands is not None:
+            commands.stop()
         if feed is not None:
             feed.stop()
         system.stop()

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pykka
+from loguru import logger
 
 from actors.messages import GetMetrics, Ping
 from actors.service.hub import EventHub
@@ -15,8 +16,9 @@ from actors.system import TradingSystem
 from runtime.payloads import Heartbeat
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, MaxDrawdownGuard, MinEquityGuard
 
-__all__ = ["limits", "status", "health_problems"]
+__all__ = ["limits", "status", "status_text", "health_problems"]
 
+_log = logger.bind(component="control")
 _ACTORS = ("emitter", "alerts", "guard", "loop", "heartbeat")
 
 
@@ -24,25 +26,47 @@ def limits(guards: list[Guard], state: GuardState) -> list[dict[str, Any]]:
     """Each guard rule, the equity at which it fires and how far the account is from it.
 
     ``breach_at`` is the equity that fires the rule (from the peak, the start or the day's start
-    it measures from); ``headroom`` is equity minus that, negative once past it.
+    it measures from); ``headroom`` is equity minus that, negative once past it; ``warn_at`` is
+    the equity below which the rule warns (REDUCING), or None without a warning level.
     """
     equity = state.current_equity
     out = []
     for guard in guards:
+        warn: float | None = getattr(guard, "warn_at", None)  # every rule has one; the Guard protocol does not say so
         if isinstance(guard, MaxDrawdownGuard):
             base = state.peak_equity if guard.trailing else state.entry_equity
             rule: dict[str, Any] = {"limit_percent": guard.limit_percent, "trailing": guard.trailing}
             breach_at = base * (1 - guard.limit_percent / 100)
+            warn_at = None if warn is None else base * (1 - guard.limit_percent * warn / 100)
         elif isinstance(guard, MinEquityGuard):
             rule, breach_at = {"min_equity": guard.min_equity}, guard.min_equity
+            warn_at = None if warn is None else guard.min_equity / warn
         elif isinstance(guard, DailyLossGuard):
             day_start = state.day_start_equity if state.day_start_equity is not None else equity
             rule = {"limit_percent": guard.limit_percent, "timezone": guard.timezone, "day_start_equity": day_start}
             breach_at = day_start * (1 - guard.limit_percent / 100)
+            warn_at = None if warn is None else day_start * (1 - guard.limit_percent * warn / 100)
         else:
             continue
-        out.append({"guard": guard.name, **rule, "breach_at": breach_at, "headroom": equity - breach_at})
+        out.append({"guard": guard.name, **rule, "breach_at": breach_at, "warn_at": warn_at,
+                    "headroom": equity - breach_at})
     return out
+
+
+def _positions(system: TradingSystem) -> list[dict[str, Any]] | None:
+    # A read of the account, like the loop's own: only the guard sends orders to the broker.
+    try:
+        held = system.broker.open_positions()
+    except Exception as exc:  # a broker that cannot answer must not take the status down with it
+        _log.warning("status: the broker did not list its positions: {!r}", exc)
+        return None
+    return [{"position_id": p.position_id, "symbol": p.symbol, "side": p.side.value, "volume": p.volume,
+             "entry_price": p.entry_price, "unrealised_pnl": p.unrealised_pnl} for p in held]
+
+
+def _state_since(hub: EventHub) -> str | None:
+    change = hub.last_state_change()
+    return change.timestamp.isoformat() if change is not None else None
 
 
 def _heartbeat(hub: EventHub) -> dict[str, Any] | None:
@@ -56,8 +80,9 @@ def _heartbeat(hub: EventHub) -> dict[str, Any] | None:
 
 
 def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[str, Any]:
-    """The trading state and reason, equity, peak, drawdown, each limit and its headroom, open
-    positions, the last heartbeat, restarts and every child's incarnation. Raises what the guard's
+    """The trading state, its reason and since when, equity, peak, drawdown, each limit with its
+    headroom and warning level, open positions (count and list), the last heartbeat, restarts and
+    every child's incarnation. Raises what the guard's
     ask raises (`pykka.Timeout`, `ChildUnavailable`) when the guard does not answer."""
     guard = system.guard_status(timeout=timeout)
     state: GuardState = guard.state
@@ -73,6 +98,7 @@ def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[s
         "loop_id": system.settings.loop_id,
         "trading_state": state.trading_state.value,
         "reason": state.reason,
+        "state_since": _state_since(hub),
         "equity": state.current_equity,
         "peak_equity": state.peak_equity,
         "start_equity": state.entry_equity,
@@ -81,6 +107,7 @@ def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[s
         "last_check_time": state.last_check_time.isoformat() if state.last_check_time else None,
         "limits": limits(system.settings.guards(), state),
         "positions_open": positions_open,
+        "positions": _positions(system),
         "liquidating": guard.liquidating,
         "block_counts": guard.block_counts,
         "bad_readings": guard.bad_readings,
@@ -89,6 +116,22 @@ def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[s
         "gave_up": system.gave_up,
         "children": children,
     }
+
+
+def status_text(status: dict[str, Any]) -> str:
+    """`status` as a few lines of text, for the command line and the Telegram `/status`."""
+    lines = [
+        f"loop {status['loop_id']}: {status['trading_state'].upper()}" + (f" ({status['reason']})" if status["reason"] else ""),
+        f"  equity {status['equity']:,.2f}  peak {status['peak_equity']:,.2f}  drawdown {status['drawdown']:.2%}",
+        f"  open positions {status['positions_open']}" + ("  (liquidating)" if status["liquidating"] else ""),
+    ]
+    for limit in status["limits"]:
+        lines.append(f"  {limit['guard']}: fires at equity {limit['breach_at']:,.2f}, headroom {limit['headroom']:,.2f}")
+    beat = status["last_heartbeat"]
+    lines.append(f"  last heartbeat: #{beat['beat']} {beat['age_seconds']:.1f}s ago" if beat else "  last heartbeat: none yet")
+    children = ", ".join(f"{name} #{child['incarnation']}" for name, child in status["children"].items())
+    lines.append(f"  actors: {children}; restarts {status['restarts']}" + ("; SUPERVISOR GAVE UP" if status["gave_up"] else ""))
+    return "\n".join(lines)
 
 
 def _answers(system: TradingSystem, name: str, timeout: float) -> str | None:

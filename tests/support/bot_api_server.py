@@ -1,6 +1,8 @@
-"""A real local HTTP server speaking the Telegram Bot API's sendMessage, scriptable per request.
+"""A real local HTTP server speaking the Telegram Bot API's sendMessage and getUpdates.
 
-Each request takes the next scripted `Reply` (then plain success once the script runs out):
+`BotApiServer.say` queues a message from a chat, which getUpdates hands out as Telegram does: long
+polling up to the request's ``timeout``, from the request's ``offset`` on. Each sendMessage
+request takes the next scripted `Reply` (then plain success once the script runs out):
 success, a 5xx, a 429 with ``parameters.retry_after``, any other error, or a hang that holds the
 connection open until `BotApiServer.release` (or the server closes). Every request is recorded
 with its arrival time, so tests assert what arrived and when.
@@ -84,7 +86,9 @@ class BotApiServer:
         self._received: list[Received] = []
         self._changed = threading.Condition()
         self._release = threading.Event()
+        self._closed = threading.Event()
         self._message_ids = iter(range(1, 1_000_000))
+        self._updates: list[dict[str, Any]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -116,8 +120,11 @@ class BotApiServer:
         return self
 
     def close(self) -> None:
-        """Release hung requests, stop serving and close the socket."""
+        """Release hung requests and long polls, stop serving and close the socket."""
         self._release.set()
+        self._closed.set()
+        with self._changed:
+            self._changed.notify_all()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -136,6 +143,26 @@ class BotApiServer:
     def release(self) -> None:
         """Let every hung request (and any later hang) end without an answer."""
         self._release.set()
+
+    def say(self, chat_id: int, text: str) -> None:
+        """A user in ``chat_id`` sends ``text`` to the bot: the next getUpdates hands it out."""
+        with self._changed:
+            update_id = 1000 + len(self._updates)
+            self._updates.append({"update_id": update_id, "message": {
+                "message_id": next(self._message_ids), "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"}, "text": text}})
+            self._changed.notify_all()
+
+    def replies(self, chat_id: int | str) -> list[Received]:
+        """The sendMessage requests to ``chat_id``, in arrival order."""
+        return [r for r in self.requests if r.method == "sendMessage" and str(r.payload.get("chat_id")) == str(chat_id)]
+
+    def wait_for_replies(self, chat_id: int | str, count: int, timeout: float = 5.0) -> list[Received]:
+        """Block until ``count`` sendMessage requests to ``chat_id`` arrived; fail after ``timeout``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.replies(chat_id)) >= count, timeout):
+                pytest.fail(f"expected {count} replies to {chat_id} within {timeout}s, got {self.replies(chat_id)!r}")
+        return self.replies(chat_id)
 
     @property
     def requests(self) -> list[Received]:
@@ -167,6 +194,9 @@ class BotApiServer:
             payload = None
         match = _PATH.match(handler.path)
         token, method = (match["token"], match["method"]) if match else ("", "")
+        if method == "getUpdates" and token == self.token:
+            self._get_updates(handler, payload if isinstance(payload, dict) else {}, arrived)
+            return
         with self._changed:
             if token != self.token:
                 reply = Reply.error(401, "Unauthorized")
@@ -198,6 +228,22 @@ class BotApiServer:
             if reply.kind == "too_many":
                 answer["parameters"] = {"retry_after": reply.retry_after}
             status = reply.status
+        self._answer(handler, status, answer)
+
+    def _get_updates(self, handler: BaseHTTPRequestHandler, payload: dict[str, Any], arrived: float) -> None:
+        offset = payload.get("offset", 0)
+        with self._changed:
+            self._received.append(Received(self.token, "getUpdates", payload, arrived, "ok"))
+            self._changed.notify_all()
+            # Long polling, as Telegram: answer as soon as there is something, else at the timeout.
+            self._changed.wait_for(
+                lambda: self._closed.is_set() or any(u["update_id"] >= offset for u in self._updates),
+                min(float(payload.get("timeout", 0)), 30.0),
+            )
+            result = [u for u in self._updates if u["update_id"] >= offset]
+        self._answer(handler, 200, {"ok": True, "result": result})
+
+    def _answer(self, handler: BaseHTTPRequestHandler, status: int, answer: dict[str, Any]) -> None:
         data = json.dumps(answer).encode()
         try:
             handler.send_response(status)

@@ -1,0 +1,101 @@
+"""The Telegram commands of a running system: /status, /positions, /halt, /resume, /help.
+
+Each command is one call into the system with a timeout, made on the command poller's thread:
+never on the guard's, and never holding up an alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actors.service.hub import EventHub
+from actors.service.status import status, status_text
+from actors.supervision.address import ChildUnavailable
+from actors.system import TradingSystem
+from runtime.adapters.telegram_commands import parse_command
+from runtime.risk.monitor import ResumeRefused
+
+__all__ = ["HELP", "CommandHandler"]
+
+HELP = """Commands:
+/status: trading state, equity, limits, heartbeat, actors
+/positions: open positions
+/halt [reason]: the kill switch (HALTED, every position closed)
+/resume: lift a HALTED state (asks you to confirm)
+/resume confirm: resume now (refused while past a hard limit)
+/resume rebaseline: measure from today's equity, then resume
+/help: this list"""
+
+_BY = "telegram"
+
+
+class CommandHandler:
+    """``handler(text) -> reply`` for `TelegramCommands`, acting on ``system``.
+
+    An unknown command or plain text gets `HELP`. A system that does not answer within
+    ``timeout`` seconds gets a reply saying so; nothing here raises for it.
+    """
+
+    def __init__(self, system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> None:
+        self.system = system
+        self.hub = hub
+        self.timeout = timeout
+
+    def __call__(self, text: str) -> str:
+        """The reply to one message from the configured chat."""
+        command = parse_command(text)
+        actions: dict[str, Callable[[str], str]] = {
+            "/status": self._status, "/positions": self._positions, "/halt": self._halt, "/resume": self._resume,
+        }
+        if command is None or command[0] not in actions:
+            return HELP
+        name, rest = command
+        try:
+            return actions[name](rest)
+        except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
+            return f"The trading system did not answer within {self.timeout:g}s ({type(exc).__name__}); try again."
+
+    def _snapshot(self) -> dict[str, Any]:
+        return status(self.system, self.hub, self.timeout)
+
+    def _status(self, rest: str) -> str:
+        return status_text(self._snapshot())
+
+    def _positions(self, rest: str) -> str:
+        held = self._snapshot()["positions"]
+        if held is None:
+            return "The broker did not list its positions; see the bot's log."
+        if not held:
+            return "No open positions."
+        return "\n".join(f"{p['symbol']} {p['side']} {p['volume']:g} at {p['entry_price']:,.5g}, P&L {p['unrealised_pnl']:,.2f}"
+                         for p in held)
+
+    def _halt(self, rest: str) -> str:
+        reason = rest or "halted from Telegram"
+        previous = self.system.halt(_BY, reason, timeout=self.timeout)
+        return f"HALTED (was {previous.value}): {reason}. Every position is being closed."
+
+    def _resume(self, rest: str) -> str:
+        word = rest.lower()
+        if word not in ("", "confirm", "rebaseline"):
+            return "Send /resume confirm, or /resume rebaseline.\n\n" + HELP
+        if not word:
+            now = self._snapshot()
+            if now["trading_state"] == "active":
+                return "Trading is already ACTIVE."
+            return (f"Trading is {now['trading_state'].upper()}: {now['reason']}\n"
+                    f"Send /resume confirm to resume, or /resume rebaseline to move the peak from "
+                    f"{now['peak_equity']:,.2f} to today's equity {now['equity']:,.2f} first.")
+        rebaseline = word == "rebaseline"
+        before = self._snapshot() if rebaseline else None
+        try:
+            previous = self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout)
+        except ResumeRefused as exc:
+            return f"{exc}\nSend /resume rebaseline to measure from today's equity instead."
+        if before is not None:
+            after = self._snapshot()
+            return f"Resumed with a new baseline (was {previous.value}): peak {before['peak_equity']:,.2f} → {after['peak_equity']:,.2f}."
+        return f"Resumed (was {previous.value})."

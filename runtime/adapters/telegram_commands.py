@@ -1,0 +1,179 @@
+"""Commands from the alert chat: getUpdates long polling on a thread of its own, replies rate-limited.
+
+The same bot that `TelegramAlerts` sends with (same token, chat and Bot API base URL, the same
+token scrubbing and rate-limit policy) but its own HTTP client and thread, so a hanging poll or
+reply never delays an alert, and the guard is never waited on. Only messages from the configured
+chat reach the handler; any other is dropped, logged by chat id without its text, and counted
+(``telegram_foreign_messages_total``). Replies to the chat are at least ``min_interval`` seconds
+apart (Telegram allows about one message per second per chat).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from loguru import logger
+
+from runtime.adapters.telegram import DEFAULT_BASE_URL, MAX_MESSAGE_LENGTH, RateLimiter, _register_token, scrub
+from runtime.backoff import Backoff
+from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+
+if TYPE_CHECKING:
+    from runtime.settings import Settings
+
+__all__ = ["TelegramCommands", "parse_command"]
+
+_log = logger.bind(component="telegram-commands")
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """``("/name", "the rest")`` for a message that is a command (``/halt@my_bot news`` gives
+    ``("/halt", "news")``), or None for plain text."""
+    text = text.strip()
+    if not text.startswith("/"):
+        return None
+    word, _, rest = text.partition(" ")
+    return word.split("@", 1)[0].lower(), rest.strip()
+
+
+class TelegramCommands:
+    """Polls ``getUpdates`` for ``chat_id``'s messages and answers each with ``handler(text)``.
+
+    Promises: `start` returns at once; the poll, the handler and the replies all run on one
+    daemon thread; a failing or hanging Bot API is retried with ``backoff`` and never raises into
+    the caller; a handler that raises gets its error logged and the chat a short apology; each
+    batch is confirmed through the next poll's ``offset``, so Telegram does not send it again.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        chat_id: str | int,
+        handler: Callable[[str], str],
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        metrics: MetricsSink | None = None,
+        poll_seconds: int = 10,
+        timeout: float = 10.0,
+        min_interval: float = 1.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._token = token
+        self._chat_id = str(chat_id).strip()
+        self._handler = handler
+        self._metrics = metrics if metrics is not None else NullMetrics()
+        self._poll_seconds = poll_seconds
+        self._timeout = timeout
+        self._limiter = RateLimiter(min_interval)
+        self._backoff = backoff if backoff is not None else Backoff(1.0, 30.0, 0.2)
+        self._stopping = threading.Event()
+        self._offset: int | None = None
+        _register_token(token)
+        # The token lives only inside the client's base URL, as in TelegramAlerts.
+        self._client = httpx.Client(
+            base_url=f"{base_url.rstrip('/')}/bot{token}/", timeout=httpx.Timeout(timeout), follow_redirects=False
+        )
+        self._thread = threading.Thread(target=self._run, name="tradewarden-telegram-commands", daemon=True)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, handler: Callable[[str], str], metrics: MetricsSink | None = None
+    ) -> TelegramCommands | None:
+        """Commands for the settings' bot and chat, or None when either is not set."""
+        if not (settings.telegram_bot_token and settings.telegram_chat_id):
+            return None
+        return cls(settings.telegram_bot_token, settings.telegram_chat_id, handler,
+                   settings.telegram_api_base_url, metrics=metrics)
+
+    def start(self) -> TelegramCommands:
+        """Start polling on its own thread; returns self."""
+        self._thread.start()
+        _log.info("telegram commands: listening to chat {}", self._chat_id)
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop polling; a poll in flight is abandoned with the daemon thread after ``timeout``."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"TelegramCommands(token='***', chat_id={self._chat_id!r})"
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                updates = self._poll()
+            except Exception as exc:  # the poller outlives any Bot API or network failure
+                failures += 1
+                delay = self._backoff.delay(failures)
+                _log.warning("telegram commands: getUpdates failed ({}); again in {:.1f}s",
+                             scrub(f"{type(exc).__name__}: {exc}", self._token), delay)
+                self._stopping.wait(delay)
+                continue
+            failures = 0
+            for update in updates:
+                if self._stopping.is_set():
+                    return
+                self._take(update)
+
+    def _poll(self) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"timeout": self._poll_seconds, "allowed_updates": ["message"]}
+        if self._offset is not None:
+            params["offset"] = self._offset
+        # The long poll may rightly take poll_seconds; only beyond that is the server hanging.
+        response = self._client.post("getUpdates", json=params, timeout=self._poll_seconds + self._timeout)
+        payload = response.json()
+        if response.status_code != 200 or not isinstance(payload, dict) or payload.get("ok") is not True:
+            raise RuntimeError(f"HTTP {response.status_code}: {str(payload)[:200]}")
+        updates = [u for u in payload.get("result", []) if isinstance(u, dict) and isinstance(u.get("update_id"), int)]
+        if updates:
+            self._offset = max(u["update_id"] for u in updates) + 1
+        return updates
+
+    def _take(self, update: dict[str, Any]) -> None:
+        message = update.get("message")
+        if not isinstance(message, dict):
+            return
+        chat = message.get("chat")
+        chat_id = str(chat.get("id")) if isinstance(chat, dict) else None
+        if chat_id != self._chat_id:
+            # Its text may be anything, a token pasted by mistake included: never logged.
+            self._metrics.incr(MetricNames.TELEGRAM_FOREIGN_MESSAGES_TOTAL)
+            _log.warning("telegram commands: ignored a message from chat {} (not the configured chat)", chat_id)
+            return
+        text = message.get("text")
+        if not isinstance(text, str):
+            return
+        try:
+            answer = self._handler(text)
+        except Exception as exc:
+            _log.error("telegram commands: the command failed: {!r}", exc)
+            answer = f"That command failed: {type(exc).__name__}. See the bot's log."
+        self._reply(answer)
+
+    def _reply(self, text: str) -> None:
+        if len(text) > MAX_MESSAGE_LENGTH:
+            text = text[: MAX_MESSAGE_LENGTH - 1] + "…"
+        if self._stopping.wait(self._limiter.delay(time.monotonic())):
+            return
+        try:
+            response = self._client.post("sendMessage", json={"chat_id": self._chat_id, "text": text})
+            if response.status_code == 429:
+                retry_after = (response.json().get("parameters") or {}).get("retry_after")
+                if isinstance(retry_after, (int, float)):
+                    self._limiter.hold_until(time.monotonic() + float(retry_after))
+            if response.status_code != 200:
+                _log.warning("telegram commands: reply not delivered: HTTP {}", response.status_code)
+        except Exception as exc:  # a lost reply is logged; the next command gets its own
+            _log.warning("telegram commands: reply not delivered: {}", scrub(f"{type(exc).__name__}: {exc}", self._token))
+        finally:
+            self._limiter.record(time.monotonic())

@@ -1,0 +1,149 @@
+"""Telegram commands against the local Bot API server: the configured chat steers a real system,
+any other chat is ignored and counted, replies keep Telegram's pace, and a hanging Bot API holds
+up no alert."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from actor_helpers import wait_until
+from loguru import logger
+from support.bot_api_server import TEST_TOKEN, BotApiServer, Reply
+
+from actors import start_trading_system
+from actors.messages import RunCycle
+from actors.service.hub import EventHub
+from actors.service.telegram_bot import HELP, CommandHandler
+from actors.system import TradingSystem
+from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, Signal
+from runtime.adapters.telegram import TelegramAlerts
+from runtime.adapters.telegram_commands import TelegramCommands, parse_command
+from runtime.alerts import Alert, Severity
+from runtime.metrics import MemoryMetrics
+
+CHAT = 4242
+STRANGER = 666
+
+
+@pytest.fixture
+def system() -> Iterator[tuple[TradingSystem, PaperBroker, ListSignalSource]]:
+    broker = PaperBroker(10_000)
+    broker.update_price("X", 100.0)
+    signals = ListSignalSource()
+    trading = start_trading_system(Settings(), broker, signals, clock=ManualClock(), loop_interval=None)
+    try:
+        yield trading, broker, signals
+    finally:
+        trading.stop()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+    handler = logger.add(lambda message: lines.append(str(message)), level="DEBUG", format="{message} {extra}")
+    yield lines
+    logger.remove(handler)
+
+
+def listening(bot_api: BotApiServer, handler, metrics=None, min_interval: float = 1.0) -> TelegramCommands:
+    return TelegramCommands(TEST_TOKEN, CHAT, handler, bot_api.url, metrics=metrics, poll_seconds=2,
+                            min_interval=min_interval).start()
+
+
+def test_a_command_is_its_first_word_without_the_bot_name():
+    assert parse_command(" /halt@tradewarden_bot news at 14:30 ") == ("/halt", "news at 14:30")
+    assert parse_command("/STATUS") == ("/status", "")
+    assert parse_command("halt now") is None
+
+
+def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_nothing(bot_api, system, log_lines):
+    trading, broker, signals = system
+    metrics = MemoryMetrics()
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), metrics, min_interval=0.0)
+    try:
+        bot_api.say(STRANGER, "/halt secret-intruder-text")
+        assert wait_until(lambda: metrics.counters.get("telegram_foreign_messages_total") == 1)
+        assert bot_api.replies(STRANGER) == []
+        assert trading.guard_status().state.trading_state.value == "active"
+        assert not any("secret-intruder-text" in line for line in log_lines)
+        assert any(f"ignored a message from chat {STRANGER}" in line for line in log_lines)
+
+        bot_api.say(CHAT, "/halt news at 14:30")
+        [halted] = bot_api.wait_for_replies(CHAT, 1)
+        assert halted.text == "HALTED (was active): news at 14:30. Every position is being closed."
+        assert trading.guard_status().state.trading_state.value == "halted"
+
+        bot_api.say(CHAT, "/resume")
+        asked = bot_api.wait_for_replies(CHAT, 2)[-1]
+        assert re.match(r"^Trading is HALTED: halted by telegram: news at 14:30\nSend /resume confirm to resume, "
+                        r"or /resume rebaseline to move the peak from 10,000\.00 to today's equity 10,000\.00 first\.$",
+                        asked.text)
+        assert trading.guard_status().state.trading_state.value == "halted"
+
+        bot_api.say(CHAT, "/resume confirm")
+        assert bot_api.wait_for_replies(CHAT, 3)[-1].text == "Resumed (was halted)."
+        assert trading.guard_status().state.trading_state.value == "active"
+
+        bot_api.say(CHAT, "/status")
+        assert bot_api.wait_for_replies(CHAT, 4)[-1].text.startswith("loop main: ACTIVE\n  equity 10,000.00")
+        bot_api.say(CHAT, "/forceexit all")
+        assert bot_api.wait_for_replies(CHAT, 5)[-1].text == HELP
+    finally:
+        commands.stop()
+    assert bot_api.replies(STRANGER) == []
+
+
+def test_positions_are_listed_and_a_refused_resume_offers_the_rebaseline(bot_api, system):
+    trading, broker, signals = system
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        signals.push(Signal("X", "buy", 50))
+        trading.loop.ask(RunCycle())
+        bot_api.say(CHAT, "/positions")
+        assert bot_api.wait_for_replies(CHAT, 1)[-1].text == "X buy 50 at 100, P&L 0.00"
+
+        broker.update_price("X", 40.0)  # equity 7,000: a 30% drawdown
+        trading.loop.ask(RunCycle())
+        assert trading.guard_status().state.trading_state.value == "halted"
+        bot_api.say(CHAT, "/resume confirm")
+        refused = bot_api.wait_for_replies(CHAT, 2)[-1].text
+        assert re.match(r"^resume refused: max drawdown .*\nSend /resume rebaseline to measure from today's equity "
+                        r"instead\.$", refused, re.S)
+        bot_api.say(CHAT, "/resume rebaseline")
+        assert re.match(r"^Resumed with a new baseline \(was halted\): peak 10,000\.00 → 7,000\.00\.$",
+                        bot_api.wait_for_replies(CHAT, 3)[-1].text)
+    finally:
+        commands.stop()
+
+
+def test_a_burst_of_commands_gets_one_reply_per_second(bot_api):
+    commands = listening(bot_api, lambda text: f"ok {text}")
+    try:
+        for n in range(3):
+            bot_api.say(CHAT, f"/status {n}")
+        replies = bot_api.wait_for_replies(CHAT, 3, timeout=10)
+    finally:
+        commands.stop()
+    assert [r.text for r in replies] == ["ok /status 0", "ok /status 1", "ok /status 2"]
+    gaps = [later.at - earlier.at for earlier, later in zip(replies, replies[1:])]
+    assert min(gaps) >= 0.95, gaps
+
+
+def test_a_hanging_reply_holds_up_no_alert(bot_api):
+    bot_api.script(Reply.hang())  # the command's reply hangs; the alert after it is answered
+    commands = listening(bot_api, lambda text: "a reply that will hang")
+    alerts = TelegramAlerts(TEST_TOKEN, CHAT, bot_api.url, min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/status")
+        assert wait_until(lambda: any(r.reply == "hang" for r in bot_api.requests))
+        started = time.monotonic()
+        alerts.send(Alert("Trading halted", "max drawdown", Severity.CRITICAL))
+        assert time.monotonic() - started < 2.0
+        assert [r.text for r in bot_api.delivered] == ["[CRITICAL] Trading halted\nmax drawdown"]
+    finally:
+        bot_api.release()
+        commands.stop()
+        alerts.close()
