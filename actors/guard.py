@@ -3,6 +3,7 @@ and the liquidator on a breach."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -106,6 +107,7 @@ class GuardActor(SupervisedActor):
         self._saved: tuple[float, object, int, float | None] = (0.0, None, 0, None)  # what the store last got: see _save_key
         self._bad_readings = 0
         self._bad_cash_flows = 0
+        self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
         self._liquidating: str | None = None
         self._reaction_started: float | None = None
         self._retry_attempt = 0
@@ -186,25 +188,35 @@ class GuardActor(SupervisedActor):
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
+        found: list[Assessment] = []
         if reading.net_deposits is not None:
-            self._take_flows(reading.net_deposits)
+            before_flow = self._take_flows(reading.net_deposits, reading.equity, reading.at)
+            if before_flow is not None:
+                found.append(before_flow)
         try:
             assessment = monitor.observe(reading.equity, reading.at)
         except (TypeError, ValueError, AttributeError) as exc:
             self._refuse(reading.equity, exc)
             return
         self._seen_valid()
-        if assessment is None and monitor.trading_state is not TradingState.HALTED:
+        if assessment is not None:
+            found.append(assessment)
+        if not found and monitor.trading_state is not TradingState.HALTED:
             tracker = monitor.tracker
             if self._save_key() == self._saved:  # nothing to save or act on
                 self._gauges(tracker)
                 return
-        self._after([assessment] if assessment is not None else [], reading.positions_open, reading.sent_at)
+        self._after(found, reading.positions_open, reading.sent_at)
 
     def _batch(self, batch: EquityBatch) -> None:
         monitor = self.monitor
-        if batch.net_deposits is not None:
-            self._take_flows(batch.net_deposits)
+        if batch.net_deposits is not None and batch.equities:
+            # The net deposits were read with the batch's last equity: exactly as single
+            # readings, the earlier ones are taken first, then the flow, then the last one.
+            head = EquityBatch(batch.equities[:-1], batch.at, batch.positions_open)
+            self._batch(head)
+            self._reading(EquityReading(batch.equities[-1], batch.at, batch.positions_open, None, batch.net_deposits))
+            return
         try:
             assessments = monitor.observe_many(batch.equities, batch.at)
         except (TypeError, ValueError, AttributeError):
@@ -223,18 +235,29 @@ class GuardActor(SupervisedActor):
                     assessments.append(found)
             if not taken:
                 return
-        self._seen_valid()
+        if batch.equities:
+            self._seen_valid()
         self._after(assessments, batch.positions_open, None)
 
-    def _take_flows(self, net_deposits: Any) -> None:
+    def _take_flows(self, net_deposits: Any, equity: Any, at: Any) -> Assessment | None:
         # Cash flows travel with the equity they changed: no reading can fall between the two.
+        # Whatever trading did since the last reading is judged first, in the units before the
+        # flow (the equity less the flow), so the flow is scaled against the right equity.
+        monitor = self.monitor
+        found = None
+        known = monitor.net_deposits
+        if known is not None and _finite(net_deposits) and _finite(equity) and net_deposits != known:
+            before_flow = equity - (net_deposits - known)
+            if before_flow > 0:
+                found = monitor.observe(float(before_flow), at)
         try:
-            flow = self.monitor.take_net_deposits(net_deposits)
+            flow = monitor.take_net_deposits(net_deposits)
         except (TypeError, ValueError) as exc:
             self._refuse_flow(net_deposits, exc)
-            return
+            return found
         if flow:
             self.log.info("cash flow of {:+.2f} taken from the account's net deposits", flow)
+        return found
 
     def _refuse_flow(self, value: Any, exc: Exception) -> None:
         self._bad_cash_flows += 1
@@ -289,6 +312,15 @@ class GuardActor(SupervisedActor):
         self._publish_state(assessment.previous_state, assessment.state, reason)
 
     def _resume(self, by: str, rebaseline: bool) -> TradingState | ResumeRefused:
+        # Decide on the account as it is now, not on the last reading (which may be old).
+        try:
+            snapshot = read_account(self._broker)
+            positions_open = len(self._broker.open_positions())
+        except Exception as exc:
+            return ResumeRefused(f"resume refused: the account cannot be read ({exc!r})")
+        self._reading(EquityReading(snapshot.equity, self.context.clock.now(), positions_open, None, snapshot.net_deposits))
+        if self._blind:
+            return ResumeRefused("resume refused: no valid equity reading (the guard is blind)")
         try:
             previous, changed = self.monitor.resume(rebaseline)
         except ResumeRefused as refused:
@@ -352,10 +384,17 @@ class GuardActor(SupervisedActor):
 
     def _place(self, request: PlaceOrder) -> OrderOutcome:
         order, signal = request.order, request.signal
-        refusal = check_order(order, self.monitor.trading_state, self._positions_if_reducing())
+        if request.expires is not None and time.monotonic() > request.expires:
+            # Its sender stopped waiting: sent now, it would fill at another price, unaccounted.
+            refusal: str | None = "expired: the sender stopped waiting before the guard reached it"
+        elif order.client_id in self._client_ids:
+            refusal = f"duplicate client id {order.client_id!r}: that order was already placed"
+        else:
+            refusal = check_order(order, self.monitor.trading_state, self._positions_if_reducing())
         if refusal is None:
             submitted = OrderSubmitted.of(order, signal)
             event = self._publish.make(submitted)
+            self._client_ids.add(order.client_id)
             try:
                 self._store.open_order(event)  # durable before the broker sees the order
             except Exception as exc:
@@ -427,7 +466,8 @@ class GuardActor(SupervisedActor):
                 fill = self._broker.find_fill(client_id)
             except Exception as exc:
                 self.log.critical("order {} could not be looked up at the broker: {!r}", client_id, exc)
-                self._alert("Order outcome unknown", f"order {client_id}: {exc!r}; looked up again at the next start", Severity.CRITICAL)
+                self._alert("Order outcome unknown", f"order {client_id}: {exc!r}; looked up again", Severity.CRITICAL)
+                wait = min(_RECONCILE_EVERY, wait if wait is not None else _RECONCILE_EVERY)
                 continue
             if fill is not None:
                 self._settle(client_id, TradeExecuted.of(order, fill, reconciled=True))
@@ -509,6 +549,10 @@ class GuardActor(SupervisedActor):
 
     def _publish_state(self, previous: TradingState, state: TradingState, reason: str) -> None:
         self._publish(TradingStateChanged(previous, state, reason))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _values(equities: Any) -> list[Any]:

@@ -198,7 +198,8 @@ class LoopActor(SupervisedActor):
             return False
         order = signal.order()
         try:
-            outcome: OrderOutcome = self._guard.ask(PlaceOrder(order, at, signal), timeout=self._guard_timeout)
+            request = PlaceOrder(order, at, signal, expires=time.monotonic() + self._guard_timeout)
+            outcome: OrderOutcome = self._guard.ask(request, timeout=self._guard_timeout)
         except Exception as exc:
             self._errors += 1
             self._unanswered = f"held back: order {order.client_id} of this cycle was not answered by the guard ({exc!r})"

@@ -70,10 +70,19 @@ class EquityReading:
 class EquityBatch:
     """Many readings at one moment; the guard's result equals that of one reading at a time."""
 
-    equities: Sequence[Any]
+    equities: Sequence[Any] = attrs.field(converter=lambda values: tuple(values) if _iterable(values) else (values,))
     at: datetime
     positions_open: int | None = None
     net_deposits: Any = None  # the account's net deposits, read with the batch's last equity
+
+
+def _iterable(values: Any) -> bool:
+    # A batch is read once, whole, where it is made: a generator must not lose readings later.
+    try:
+        iter(values)
+    except TypeError:
+        return False
+    return not isinstance(values, (str, bytes))
 
 
 @attrs.frozen
@@ -147,6 +156,9 @@ class PlaceOrder:
     order: Order = attrs.field(validator=attrs.validators.instance_of(Order))
     at: datetime = attrs.field(validator=attrs.validators.instance_of(datetime))
     signal: Signal | None = None
+    # time.monotonic() after which the sender no longer waits: a later order is refused, never
+    # sent behind the sender's back (None: the sender waits for as long as it takes).
+    expires: float | None = None
 
 
 @attrs.frozen

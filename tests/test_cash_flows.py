@@ -176,3 +176,14 @@ def test_random_flows_readings_and_guard_crashes_never_move_the_drawdown_or_halt
     assert state.trading_state is TradingState.ACTIVE
     assert state.current_drawdown == pytest.approx(0.0, abs=1e-9)
     assert state.current_equity == pytest.approx(broker.account_equity())
+
+
+def test_a_withdrawal_after_a_rise_the_guard_did_not_see_is_neither_a_loss_nor_refused(system_factory):
+    # The guard last saw 1,000; the account then grew to 5,000 and 4,500 was taken out: the next
+    # snapshot is 500 with net deposits -4,500, a gain and a withdrawal, not a 50% loss.
+    system, _, _ = system_factory(PaperBroker(1_000))
+    system.loop.ask(RunCycle())
+    system.guard.tell(EquityReading(500.0, T0, 0, None, -4_500.0))
+    status = system.guard.ask(GetGuardState(), timeout=WAIT)
+    assert (status.state.trading_state, status.bad_cash_flows) == (TradingState.ACTIVE, 0)
+    assert status.state.current_drawdown == pytest.approx(0.0, abs=1e-12)

@@ -4,6 +4,7 @@ alert sender, a paper broker (made flaky where a test needs a failing broker) an
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -256,7 +257,7 @@ def test_a_batch_with_a_bad_value_takes_the_good_ones_in_order_and_counts_the_ba
 
 
 def test_resume_past_a_limit_is_refused_with_the_numbers_and_changes_nothing(tree_factory):
-    tree = tree_factory(broker_with_positions("X"))
+    tree = tree_factory(PaperBroker(9_000))  # the account as it is when resume is asked
     tree.read(12_000, 9_000)
     refused = tree.guard.ask(Resume("risk desk"), timeout=WAIT)
     assert isinstance(refused, ResumeRefused)
@@ -269,18 +270,19 @@ def test_resume_past_a_limit_is_refused_with_the_numbers_and_changes_nothing(tre
 
 
 def test_a_rebaseline_resume_is_journaled_and_alerted_with_who_and_the_old_and_new_peak(tree_factory):
-    tree = tree_factory(broker_with_positions("X"), settings=Settings(min_equity=0))
+    tree = tree_factory(PaperBroker(9_000), settings=Settings(min_equity=0))
     tree.read(12_000, 9_000)
     assert tree.guard.ask(Resume("risk desk", rebaseline=True), timeout=WAIT) is TradingState.HALTED
     status = tree.status().state
     assert (status.trading_state, status.peak_equity, status.entry_equity) == (TradingState.ACTIVE, 9_000, 9_000)
     [event] = tree.events.wait_count(EventType.REBASELINED, 1)
     assert event.metadata == {
-        "by": "risk desk", "old_peak": 12_000.0, "new_peak": 9_000.0, "old_day_start": 12_000.0, "new_day_start": 9_000.0,
+        # resume reads the account now (today, by the guard's clock): a new trading day began at 9,000
+        "by": "risk desk", "old_peak": 12_000.0, "new_peak": 9_000.0, "old_day_start": 9_000.0, "new_day_start": 9_000.0,
     }
     tree.journal.wait_for(lambda es: any(a.title == "Peak rebaselined" for a in tree.alerts()))
     [alert] = [a for a in tree.alerts() if a.title == "Peak rebaselined"]
-    assert alert.text == "by risk desk: peak 12000.00 -> 9000.00, day start 12000.00 -> 9000.00"
+    assert alert.text == "by risk desk: peak 12000.00 -> 9000.00, day start 9000.00 -> 9000.00"
 
 
 def test_the_kill_switch_latches_halted_with_who_and_why_and_closes_everything(tree_factory):
@@ -533,3 +535,69 @@ def test_an_order_in_flight_in_an_abandoned_guard_is_journaled_as_the_broker_fil
     [answer] = answers
     assert isinstance(answer, OrderOutcome) and answer.fill is not None and answer.fill.volume == 2
     assert (answer.equity, answer.positions_open) == (None, None)
+
+
+# --- found by review: each fails without its fix ------------------------------------------------
+
+
+def test_an_order_whose_sender_stopped_waiting_is_refused_not_sent_later(tree_factory):
+    broker = FlakyBroker(PaperBroker(10_000))
+    broker.inner.update_price("X", 100.0)
+    tree = tree_factory(broker)
+    outcome = tree.guard.ask(PlaceOrder(Order("X", "buy", 1), T0, expires=time.monotonic() - 1.0), timeout=WAIT)
+    assert outcome.refusal == "expired: the sender stopped waiting before the guard reached it"
+    assert broker.submit_calls == 0 and broker.inner.open_positions() == []
+
+
+def test_an_order_placed_twice_with_one_client_id_reaches_the_broker_once(tree_factory):
+    class NoDedupBroker(PaperBroker):
+        def submit_order(self, order):  # a broker that would fill a repeated client id again
+            return super().submit_order(Order(order.symbol, order.side, order.volume))
+
+    broker = NoDedupBroker(10_000)
+    broker.update_price("X", 100.0)
+    tree = tree_factory(broker)
+    order = Order("X", "buy", 1)
+    assert tree.guard.ask(PlaceOrder(order, T0), timeout=WAIT).executed
+    again = tree.guard.ask(PlaceOrder(order, T0), timeout=WAIT)
+    assert again.refusal == f"duplicate client id {order.client_id!r}: that order was already placed"
+    assert broker.net_volume("X") == 1
+
+
+def test_resume_judges_the_account_as_it_is_now_not_the_last_reading(tree_factory):
+    broker = PaperBroker(7_000)  # down 30% from the 10,000 the guard last saw; nobody told it
+    tree = tree_factory(broker)
+    tree.read(10_000)
+    tree.guard.ask(Halt("alice", "news"), timeout=WAIT)
+    refused = tree.guard.ask(Resume("alice"), timeout=WAIT)
+    assert isinstance(refused, ResumeRefused) and str(refused).startswith(
+        "resume refused: max drawdown 30.00% >= limit 20.00% (peak 10000.00, equity 7000.00)"
+    )
+
+
+def test_resume_is_refused_while_the_account_cannot_be_read(tree_factory):
+    broker = BlindBroker(10_000)
+    tree = tree_factory(broker)
+    tree.guard.ask(Halt("alice", "news"), timeout=WAIT)
+    broker.blind = True
+    refused = tree.guard.ask(Resume("alice"), timeout=WAIT)
+    assert str(refused) == "resume refused: the account cannot be read (BrokerError('connection to trade server lost'))"
+    assert tree.status().state.trading_state is TradingState.HALTED
+
+
+def test_a_batch_takes_its_cash_flow_with_its_last_reading_as_single_readings_would(tree_factory):
+    tree = tree_factory(PaperBroker(10_000))
+    tree.guard.tell(EquityReading(10_000.0, T0, 0, None, 0.0))
+    tree.guard.tell(EquityBatch([10_000.0, 15_000.0], T0, 0, 5_000.0))  # a 5,000 deposit came with 15,000
+    tree.guard.tell(EquityBatch((e for e in [15_000.0, float("nan"), 15_000.0]), T0, 0))  # a generator
+    status = tree.status()
+    assert (status.state.trading_state, status.state.current_drawdown, status.bad_readings) == (TradingState.ACTIVE, 0.0, 1)
+    assert status.state.peak_equity == pytest.approx(15_000.0)
+
+
+def test_an_empty_batch_is_no_reading_for_a_blind_guard(tree_factory):
+    tree = tree_factory(broker_with_positions("X"), equity_stale_after=0.2)
+    tree.events.wait_count(EventType.EQUITY_UNAVAILABLE, 1)
+    tree.guard.tell(EquityBatch([], T0))
+    assert tree.status().state.trading_state is TradingState.REDUCING
+    assert tree.events.of(EventType.EQUITY_RESTORED) == []
