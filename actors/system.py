@@ -15,7 +15,7 @@ from actors.emitter import EmitterActor, EventSink, Publisher, Subscribers, jour
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
-from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, RestartChild, Resume, Subscribe
+from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, RestartChild, Resume, SendAlert, Subscribe
 from actors.supervision.address import Address, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
@@ -23,6 +23,7 @@ from actors.supervision.supervisor import (
     Backoff,
     ChildInfo,
     ChildSpec,
+    Overdue,
     Restart,
     Restarted,
     Strategy,
@@ -138,6 +139,7 @@ class TradingSystem:
                 metrics=self.metrics,
                 equity_stale_after=s.equity_stale_seconds,
                 equity_stale_state=TradingState(s.equity_stale_action),
+                broker_call_bound=s.broker_call_bound_seconds,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -194,6 +196,14 @@ class TradingSystem:
         def restarted(r: Restarted) -> None:
             publisher(ActorRestarted(r.actor, r.cause, r.attempt, r.incarnation))
 
+        def overdue(o: Overdue) -> None:
+            # The call may never return, so this is said now; the guard counts it when it returns.
+            text = (f"{o.actor} incarnation {o.incarnation} has been inside {o.what} for {o.seconds:.1f}s, "
+                    f"past its {o.bound:g}s bound; not abandoned")
+            Address(self._slots["alerts"]).tell(
+                SendAlert(Alert("Call overdue", text, Severity.CRITICAL, key=f"overdue:{o.actor}:{o.what}"))
+            )
+
         self._handle = Supervisor.launch(
             self._specs,
             name=f"trading-{self.settings.loop_id}",
@@ -206,6 +216,7 @@ class TradingSystem:
             probe_interval=self._probe_interval,
             fail_safe=lambda cause: self._fail_safe(cause, context),
             on_restart=restarted,
+            on_overdue=overdue,
             metrics=self.metrics,
             child_clock=self.clock,
             drills=self._drills,
