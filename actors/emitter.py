@@ -4,7 +4,7 @@ so a failing or slow one never blocks or breaks the others."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pykka
@@ -20,7 +20,7 @@ from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import Payload
 from runtime.store import StateStore
 
-__all__ = ["EmitterActor", "Publisher", "Subscribers", "log_sink", "journal_sink", "EventSink"]
+__all__ = ["EmitterActor", "Publisher", "Subscribers", "log_sink", "journal_sink", "EventSink", "deliver_to_subscribers"]
 
 EventSink = Callable[[Event], None]
 
@@ -100,6 +100,33 @@ class Subscribers:
         """The subscribers now."""
         with self._lock:
             return list(self._items)
+
+
+def deliver_to_subscribers(
+    subscribers: Iterable[Any],
+    event: Event,
+    log: Any,
+    *,
+    call: Callable[[Any, Event], None] | None = None,
+    level: str = "WARNING",
+) -> int:
+    """Deliver ``event`` to every subscriber: one with a ``tell`` (an ActorRef, an `Address`)
+    is told it, a callable is called with it, or handed to ``call`` (``call(subscriber, event)``)
+    when given. A subscriber that fails is logged on ``log`` at ``level`` and does not stop the
+    others. Returns how many failed."""
+    failures = 0
+    for subscriber in subscribers:
+        try:
+            if hasattr(subscriber, "tell"):
+                subscriber.tell(event)
+            elif call is not None:
+                call(subscriber, event)
+            else:
+                subscriber(event)
+        except Exception as exc:  # a subscriber that has gone away must not stop the others
+            failures += 1
+            log.log(level, "subscriber {!r} refused {}: {!r}", subscriber, event.event_type.value, exc)
+    return failures
 
 
 class _SinkWorker(pykka.ThreadingActor):
@@ -183,15 +210,11 @@ class EmitterActor(SupervisedActor):
         self._metrics.incr(_COUNTER_NAMES[event.event_type])
         for sink in self._sinks:
             self._worker_for(sink).tell(event)
-        for subscriber in self._subscribers.snapshot():
-            try:
-                if isinstance(subscriber, (pykka.ActorRef, Address)):
-                    subscriber.tell(event)
-                else:
-                    self._worker_for(subscriber).tell(event)
-            except Exception as exc:  # a subscriber that has gone away must not stop the others
-                self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL)
-                self.log.warning("subscriber {!r} refused {}: {!r}", subscriber, name, exc)
+        failures = deliver_to_subscribers(
+            self._subscribers.snapshot(), event, self.log, call=lambda s, e: self._worker_for(s).tell(e)
+        )
+        if failures:
+            self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL, failures)
 
     def cleanup(self) -> None:
         """Let every worker finish what it was given, then stop it."""

@@ -120,3 +120,19 @@ def test_the_journal_sink_keeps_each_event_once():
     address.tell(Publish(e))
     handle.stop()
     assert store.events() == [e]
+
+
+def test_deliver_to_subscribers_reaches_every_one_past_a_failing_one_and_counts_the_failures():
+    from loguru import logger as log
+
+    from actors.emitter import deliver_to_subscribers
+    from runtime.events import Event, EventType
+
+    got: list = []
+
+    def broken(event):
+        raise RuntimeError("subscriber gone")
+
+    event = Event(EventType.HEARTBEAT, "main", {})
+    assert deliver_to_subscribers([broken, got.append], event, log) == 1
+    assert got == [event]
