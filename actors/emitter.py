@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import pykka
 from loguru import logger
 
 from actors.messages import GetJournals, Publish, Subscribe, Unsubscribe
@@ -27,6 +26,7 @@ __all__ = [
     "JournalSink",
     "Publisher",
     "Subscribers",
+    "deliver_to_subscribers",
     "journal_sink",
     "log_sink",
 ]
@@ -175,6 +175,33 @@ class Subscribers:
             return list(self._items)
 
 
+def deliver_to_subscribers(
+    subscribers: Iterable[Any],
+    event: Event,
+    log: Any,
+    *,
+    call: Callable[[Any, Event], None] | None = None,
+    level: str = "WARNING",
+) -> int:
+    """Deliver ``event`` to every subscriber: one with a ``tell`` (an ActorRef, an `Address`)
+    is told it, a callable is called with it, or handed to ``call`` (``call(subscriber, event)``)
+    when given. A subscriber that fails is logged on ``log`` at ``level`` and does not stop the
+    others. Returns how many failed."""
+    failures = 0
+    for subscriber in subscribers:
+        try:
+            if hasattr(subscriber, "tell"):
+                subscriber.tell(event)
+            elif call is not None:
+                call(subscriber, event)
+            else:
+                subscriber(event)
+        except Exception as exc:  # a subscriber that has gone away must not stop the others
+            failures += 1
+            log.log(level, "subscriber {!r} refused {}: {!r}", subscriber, event.event_type.value, exc)
+    return failures
+
+
 class _SinkWorker:
     # One thread per sink: a slow sink delays only itself; a failing one is counted, not fatal.
     # Whatever waits when the thread gets to it is taken at once: a journal writes it as one batch.
@@ -295,15 +322,11 @@ class EmitterActor(SupervisedActor):
         self._metrics.incr(_COUNTER_NAMES[event.event_type])
         for sink in self._sinks:
             self._worker_for(sink).tell(event)
-        for subscriber in self._subscribers.snapshot():
-            try:
-                if isinstance(subscriber, (pykka.ActorRef, Address)):
-                    subscriber.tell(event)
-                else:
-                    self._worker_for(subscriber).tell(event)
-            except Exception as exc:  # a subscriber that has gone away must not stop the others
-                self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL)
-                self.log.warning("subscriber {!r} refused {}: {!r}", subscriber, name, exc)
+        failures = deliver_to_subscribers(
+            self._subscribers.snapshot(), event, self.log, call=lambda s, e: self._worker_for(s).tell(e)
+        )
+        if failures:
+            self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL, failures)
 
     def cleanup(self) -> None:
         """Let every worker deliver what it was given, then stop it. The wait is bounded (within

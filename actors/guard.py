@@ -23,7 +23,7 @@ from actors.messages import (
     SendAlert,
 )
 from actors.supervision.base import SupervisedActor
-from actors.supervision.context import ChildContext
+from actors.supervision.context import BusySection, ChildContext
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
 from runtime.broker import Broker, Fill, Order, read_account
@@ -50,6 +50,7 @@ __all__ = ["GuardActor"]
 
 _LIQUIDATION_RETRIES = Backoff(0.05, 5.0, random_factor=0.0)
 _RECONCILE_EVERY = 1.0  # seconds between looks at an order the broker does not know yet
+_BATCH_PROGRESS_EVERY = 10_000  # readings of a batch between two progress marks (milliseconds of work)
 
 
 class GuardActor(SupervisedActor):
@@ -75,6 +76,10 @@ class GuardActor(SupervisedActor):
     switch). On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
     to ``equity_stale_state`` (REDUCING, lifted by the next reading within limits, or HALTED and
     liquidated), with EQUITY_UNAVAILABLE and a critical alert.
+
+    Every broker call runs inside a busy section of its context, so a slow broker never gets the
+    guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
+    a critical alert naming the call and its duration, and ``broker_slow_calls_total``.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class GuardActor(SupervisedActor):
         settle_grace: float = 30.0,
         equity_stale_after: float = 30.0,
         equity_stale_state: TradingState = TradingState.REDUCING,
+        broker_call_bound: float = 10.0,
     ) -> None:
         super().__init__(context)
         self._guards = list(guards)
@@ -97,7 +103,7 @@ class GuardActor(SupervisedActor):
         self._stale_state = TradingState(equity_stale_state)
         self._last_valid = context.clock.monotonic()
         self._blind = False
-        self._broker = context.guarded(broker)
+        self._broker = context.guarded(broker, busy="broker", bound=broker_call_bound, on_slow=self._slow_call)
         self._store = context.guarded(store)
         self._loop_id = loop_id
         self._metrics = metrics or NullMetrics()
@@ -217,26 +223,31 @@ class GuardActor(SupervisedActor):
             self._batch(head)
             self._reading(EquityReading(batch.equities[-1], batch.at, batch.positions_open, None, batch.net_deposits))
             return
-        try:
-            assessments = monitor.observe_many(batch.equities, batch.at)
-        except (TypeError, ValueError, AttributeError):
-            # A bad value among good ones: take them one at a time, exactly as single readings
-            # would be taken, refusing and counting only the bad ones.
-            assessments = []
-            taken = 0
-            for value in _values(batch.equities):
-                try:
-                    found = monitor.observe(value, batch.at)
-                except (TypeError, ValueError, AttributeError) as exc:
-                    self._refuse(value, exc)
-                    continue
-                taken += 1
-                if found is not None:
-                    assessments.append(found)
-            if not taken:
-                return
-        if batch.equities:
-            self._seen_valid()
+        values = batch.equities
+        assessments: list[Assessment] = []
+        taken = 0
+        # Taken in chunks, marking progress after each, so a long batch is not taken for a hang.
+        for start in range(0, len(values), _BATCH_PROGRESS_EVERY):
+            chunk = values[start:start + _BATCH_PROGRESS_EVERY]
+            try:
+                assessments += monitor.observe_many(chunk, batch.at)
+                taken += len(chunk)
+            except (TypeError, ValueError, AttributeError):
+                # A bad value among good ones: take them one at a time, exactly as single
+                # readings would be taken, refusing and counting only the bad ones.
+                for value in chunk:
+                    try:
+                        found = monitor.observe(value, batch.at)
+                    except (TypeError, ValueError, AttributeError) as exc:
+                        self._refuse(value, exc)
+                        continue
+                    taken += 1
+                    if found is not None:
+                        assessments.append(found)
+            self.context.mark_progress()
+        if not taken:  # nothing valid (or an empty batch): no reading at all
+            return
+        self._seen_valid()
         self._after(assessments, batch.positions_open, None)
 
     def _take_flows(self, net_deposits: Any, equity: Any, at: Any) -> Assessment | None:
@@ -407,10 +418,8 @@ class GuardActor(SupervisedActor):
         try:
             fill = self._broker.submit_order(order)
         except Exception as exc:
-            self.context.mark_progress()
             self._settle(order.client_id, TradeFailed.of(order, signal, rejected=False, error=repr(exc)))
             return self._outcome(order, request.at, error=repr(exc))
-        self.context.mark_progress()
         self._settle(order.client_id, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
 
@@ -488,9 +497,9 @@ class GuardActor(SupervisedActor):
 
     def _liquidate(self, reason: str, attempt: int) -> None:
         # Close everything first, then report: the events can wait, the market cannot. Each
-        # broker call marks progress, so a slow broker does not get the guard abandoned as hung.
+        # broker call is a busy section, so a slow broker does not get the guard abandoned as hung.
         try:
-            closed, failed = close_every_position(self._broker, self.context.mark_progress)
+            closed, failed = close_every_position(self._broker)
         except Exception as exc:
             self._retry(reason, attempt, f"listing positions failed: {exc!r}")
             return
@@ -517,6 +526,13 @@ class GuardActor(SupervisedActor):
         self.timers.start_single("liquidate", delay)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _slow_call(self, section: BusySection) -> None:
+        # A broker slower than its bound is the broker's fault, not a hung guard: say it loudly.
+        seconds = section.elapsed()
+        self._metrics.incr(MetricNames.BROKER_SLOW_CALLS_TOTAL)
+        self.log.critical("{} took {:.1f}s, past the {:g}s bound", section.what, seconds, section.bound)
+        self._alert("Broker call slow", f"{section.what} took {seconds:.1f}s, past the {section.bound:g}s bound", Severity.CRITICAL)
 
     def _save(self) -> None:
         # A store that fails must not stop the guard from protecting the account: it acts on the

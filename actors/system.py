@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,10 +11,11 @@ from loguru import logger
 
 from actors.alerts import AlertActor
 from actors.emitter import EmitterActor, EventSink, JournalSink, Publisher, Subscribers, journal_sink, log_sink
+from actors.fail_safe import FailSafe
 from actors.guard import GuardActor
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
-from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, RestartChild, Resume, Subscribe
+from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, RestartChild, Resume, SendAlert, Subscribe
 from actors.supervision.address import Address, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
@@ -23,6 +23,7 @@ from actors.supervision.supervisor import (
     Backoff,
     ChildInfo,
     ChildSpec,
+    Overdue,
     Restart,
     Restarted,
     Strategy,
@@ -37,22 +38,15 @@ from runtime.adapters.telegram import TelegramAlerts
 from runtime.alerts import Alert, AlertSink, Severity
 from runtime.broker import Broker
 from runtime.clock import Clock
-from runtime.events import Event, EventType
 from runtime.metrics import MetricsSink
 from runtime.payloads import ActorRestarted
 from runtime.risk.guards import TradingState
-from runtime.risk.liquidation import close_every_position, position_closed_metadata
-from runtime.risk.monitor import ResumeRefused, RiskMonitor
+from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
 from runtime.store import StateStore
 
 __all__ = ["TradingSystem", "start_trading_system"]
-
-_FAIL_SAFE_ATTEMPTS = 5
-# No random stretch: every actor has stopped, so nothing retries against the broker in step with it.
-_FAIL_SAFE_BACKOFF = Backoff(min_seconds=0.1, max_seconds=2.0, random_factor=0.0)
-
 
 class TradingSystem:
     """The four actors (plus the alert sender) under one supervisor, with stable addresses.
@@ -107,9 +101,17 @@ class TradingSystem:
         self._backoff = backoff
         self._probe_interval = probe_interval
         self._liveness_timeout = liveness_timeout
-        self._fail_safe_deadline = fail_safe_deadline
         self._drills = drills
-        self._fail_safe_alert: threading.Event | None = None
+        self._fail_safe = FailSafe(
+            loop_id=settings.loop_id,
+            guards=settings.guards,
+            broker=broker,
+            store=self.store,
+            alert_sink=self.alert_sink,
+            clock=self.clock,
+            subscribers=self.subscribers,
+            deadline=fail_safe_deadline,
+        )
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
         self._handle: SupervisorHandle | None = None
@@ -139,6 +141,7 @@ class TradingSystem:
                 metrics=self.metrics,
                 equity_stale_after=s.equity_stale_seconds,
                 equity_stale_state=TradingState(s.equity_stale_action),
+                broker_call_bound=s.broker_call_bound_seconds,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -195,6 +198,14 @@ class TradingSystem:
         def restarted(r: Restarted) -> None:
             publisher(ActorRestarted(r.actor, r.cause, r.attempt, r.incarnation))
 
+        def overdue(o: Overdue) -> None:
+            # The call may never return, so this is said now; the guard counts it when it returns.
+            text = (f"{o.actor} incarnation {o.incarnation} has been inside {o.what} for {o.seconds:.1f}s, "
+                    f"past its {o.bound:g}s bound; not abandoned")
+            Address(self._slots["alerts"]).tell(
+                SendAlert(Alert("Call overdue", text, Severity.CRITICAL, key=f"overdue:{o.actor}:{o.what}"))
+            )
+
         self._handle = Supervisor.launch(
             self._specs,
             name=f"trading-{self.settings.loop_id}",
@@ -205,8 +216,9 @@ class TradingSystem:
             within_seconds=self.settings.within_seconds,
             backoff=self._backoff,
             probe_interval=self._probe_interval,
-            fail_safe=lambda cause: self._fail_safe(cause, context),
+            fail_safe=lambda cause: self._run_fail_safe(cause, context),
             on_restart=restarted,
+            on_overdue=overdue,
             metrics=self.metrics,
             child_clock=self.clock,
             drills=self._drills,
@@ -223,8 +235,8 @@ class TradingSystem:
         deadline = time.monotonic() + timeout
         if self._handle is not None:
             self._handle.stop(timeout)
-        if self._fail_safe_alert is not None:
-            self._fail_safe_alert.wait(timeout)  # the critical alert goes out before its sink closes
+        if self._fail_safe.alert_sent is not None:
+            self._fail_safe.alert_sent.wait(timeout)  # the critical alert goes out before its sink closes
         self._unjournaled = self._drain_journals(deadline)
         for part in self._owned:
             close = getattr(part, "close", None)
@@ -339,78 +351,9 @@ class TradingSystem:
 
     # --- the fail-safe ----------------------------------------------------------------------
 
-    def _fail_safe(self, cause: str, context: ChildContext | None = None) -> None:
-        # Runs on the supervisor's thread once every child has stopped: nothing else is left to
-        # act, so it talks to the ports directly. The alert goes first and on its own thread, and
-        # the liquidation runs on its own thread with a deadline, so neither a dead alert service
-        # nor a stuck broker can hold up the escalation. Through the supervisor's context the
-        # ports go quiet if a host abandons this supervisor meanwhile.
+    def _run_fail_safe(self, cause: str, context: ChildContext | None) -> None:
         self.escalations += 1
-        broker = context.guarded(self.broker) if context is not None else self.broker
-        store = context.guarded(self.store) if context is not None else self.store
-        started = time.monotonic()
-        alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
-        self._fail_safe_alert = _in_background("fail-safe-alert", self._send_alert, alert)
-        try:
-            record = store.load_guard(self.settings.loop_id)
-            guards = self.settings.guards()
-            # No record yet (the guard never got to save one): halt a new one at today's equity,
-            # so that the next start does not trade as if nothing had happened.
-            monitor = RiskMonitor.from_record(record, guards) if record else RiskMonitor(broker.account_equity(), guards)
-            previous = monitor.halt(f"supervisor gave up: {cause}")
-            store.save_guard(self.settings.loop_id, monitor.record())
-            self._journal(store, EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
-        except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
-            logger.critical("fail-safe could not save HALTED: {!r}", exc)
-        done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
-        if not done.wait(self._fail_safe_deadline):
-            logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._fail_safe_deadline)
-        self._fail_safe_alert.wait(max(0.0, self._fail_safe_deadline - (time.monotonic() - started)))
-
-    def _close_everything(self, broker: Broker, store: StateStore) -> None:
-        for attempt in range(_FAIL_SAFE_ATTEMPTS):
-            try:
-                closed, failed = close_every_position(broker)
-            except Exception as exc:
-                closed, failed = [], [repr(exc)]
-            for position, fill in closed:
-                self._journal(store, EventType.POSITION_CLOSED, position_closed_metadata(position, fill, "fail-safe", attempt))
-            if not failed:
-                return
-            logger.error("fail-safe close attempt {} failed: {}", attempt + 1, "; ".join(failed))
-            threading.Event().wait(_FAIL_SAFE_BACKOFF.delay(attempt + 1))
-
-    def _journal(self, store: StateStore, event_type: EventType, metadata: dict[str, Any]) -> None:
-        event = Event(event_type, self.settings.loop_id, metadata, self.clock.now())
-        try:
-            store.append_event(event)
-        except Exception as exc:
-            logger.error("fail-safe event not journaled: {!r}", exc)
-        for subscriber in self.subscribers.snapshot():
-            try:
-                subscriber.tell(event) if hasattr(subscriber, "tell") else subscriber(event)
-            except Exception as exc:
-                logger.error("fail-safe event not delivered to {!r}: {!r}", subscriber, exc)
-
-    def _send_alert(self, alert: Alert) -> None:
-        try:
-            self.alert_sink.send(alert)
-        except Exception as exc:
-            logger.error("fail-safe alert not delivered: {!r}", exc)
-
-
-def _in_background(name: str, target: Callable[..., None], *args: Any) -> threading.Event:
-    """Run ``target(*args)`` on a daemon thread; the event is set when it returns."""
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            target(*args)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"tradewarden-{name}", daemon=True).start()
-    return done
+        self._fail_safe.run(cause, context)
 
 
 def start_trading_system(

@@ -19,7 +19,7 @@ def _at_least_one(instance: object, attribute: attrs.Attribute, value: float) ->
 @attrs.frozen
 class Backoff:
     """Attempt ``n`` (1 for the first) waits ``min_seconds * multiplier**(n-1)``, capped at
-    ``max_seconds``, then stretched by up to ``random_factor`` at random (as Akka's
+    ``max_seconds`` (never an overflow, however large the multiplier or the attempt), then stretched by up to ``random_factor`` at random (as Akka's
     restart-with-backoff), so that siblings retrying together do not retry in step.
 
     ``min_seconds=0`` means no wait at all. The same schedule serves the supervisor's restarts,
@@ -40,7 +40,13 @@ class Backoff:
         (the module's generator when None)."""
         if self.min_seconds == 0:
             return 0.0
-        base = min(self.max_seconds, self.min_seconds * self.multiplier ** min(max(0, attempt - 1), 60))
+        try:
+            grown = self.min_seconds * self.multiplier ** max(0, attempt - 1)
+        except OverflowError:  # the power itself is out of range: far past any cap
+            grown = self.max_seconds
+        # The result is capped, not the exponent, so a small multiplier still grows as it
+        # should on a late attempt; a product that overflows to infinity is capped too.
+        base = min(self.max_seconds, grown)
         if self.random_factor == 0:
             return base
         return base * (1.0 + self.random_factor * (rng or random).random())

@@ -103,6 +103,9 @@ class Settings:
     equity_stale_action: str = attrs.field(
         default="reducing", validator=_stale_action, metadata=_env("EQUITY_STALE_ACTION", parse="str")
     )
+    broker_call_bound_seconds: float = attrs.field(
+        default=10.0, validator=attrs_positive, metadata=_env("BROKER_CALL_BOUND_SECONDS", parse="float")
+    )
     max_restarts: int = attrs.field(default=5, validator=attrs_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
     within_seconds: float = attrs.field(
         default=60.0, validator=attrs_positive, metadata=_env("SUPERVISOR_WITHIN_SECONDS", parse="float")

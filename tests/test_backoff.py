@@ -45,3 +45,20 @@ def test_a_huge_attempt_number_is_capped_without_overflow():
 def test_a_bad_setting_is_refused_naming_the_field_and_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Backoff(**kwargs)
+
+
+def test_a_small_multiplier_keeps_growing_on_a_late_attempt():
+    # Attempt 500 at 1.01: 0.01 * 1.01**499 is about 1.44, well under the cap, and must not be cut short.
+    assert Backoff(0.01, 1000.0, random_factor=0.0, multiplier=1.01).delay(500) == 0.01 * 1.01**499
+
+
+@pytest.mark.parametrize("multiplier", [1e10, 1e300, float(2**1023)])
+@pytest.mark.parametrize("attempt", [2, 61, 500, 10**9])
+def test_a_huge_multiplier_returns_the_cap_without_overflow(multiplier, attempt):
+    assert Backoff(0.5, 30.0, random_factor=0.0, multiplier=multiplier).delay(attempt) == 30.0
+
+
+def test_the_random_stretch_applies_to_the_capped_result():
+    rng = random.Random(3)
+    delay = Backoff(1.0, 10.0, random_factor=0.5, multiplier=1e300).delay(500, rng)
+    assert 10.0 <= delay <= 15.0

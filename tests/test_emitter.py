@@ -188,3 +188,19 @@ def test_a_journal_whose_store_fails_counts_every_event_it_could_not_write(tmp_p
     assert journal.wait_backlog(0, WAIT)
     assert journal.unjournaled == 10
     assert 1 <= metrics.counters["sink_errors_total"] <= 10  # once per failed batch
+
+
+def test_deliver_to_subscribers_reaches_every_one_past_a_failing_one_and_counts_the_failures():
+    from loguru import logger as log
+
+    from actors.emitter import deliver_to_subscribers
+    from runtime.events import Event, EventType
+
+    got: list = []
+
+    def broken(event):
+        raise RuntimeError("subscriber gone")
+
+    event = Event(EventType.HEARTBEAT, "main", {})
+    assert deliver_to_subscribers([broken, got.append], event, log) == 1
+    assert got == [event]

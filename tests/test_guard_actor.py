@@ -3,12 +3,13 @@ alert sender, a paper broker (made flaky where a test needs a failing broker) an
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from actor_helpers import WAIT, EventLog, FlakyBroker, Journal, Recorder, wait_until
+from actor_helpers import WAIT, EventLog, FlakyBroker, Journal, LogLines, Recorder, wait_until
 
 from actors import ChildSpec, EmitterActor, GuardActor, Supervisor
 from actors.messages import (
@@ -507,8 +508,9 @@ def test_on_start_an_old_order_the_broker_never_saw_is_journaled_as_failed(tree_
 
 
 def test_an_order_in_flight_in_an_abandoned_guard_is_journaled_as_the_broker_filled_it(tree_factory):
-    # The guard hangs inside the broker call and is abandoned; the call then completes. The new
-    # incarnation must not declare the order failed while it may still be in flight.
+    # The guard waits inside the broker call and is abandoned (busy is not hung, so by hand, as
+    # an operator would); the call then completes. The new incarnation must not declare the
+    # order failed while it may still be in flight.
     release = threading.Event()
     broker = FlakyBroker(PaperBroker(10_000), hold_submit=release)
     broker.inner.update_price("X", 100.0)
@@ -524,6 +526,7 @@ def test_an_order_in_flight_in_an_abandoned_guard_is_journaled_as_the_broker_fil
     caller = threading.Thread(target=place, daemon=True)
     caller.start()
     assert broker.submit_started.wait(WAIT)
+    tree.handle.restart("guard", "operator: guard stuck in a broker call", graceful=False)
     assert wait_until(lambda: tree.handle.children()["guard"].incarnation == 2)
     release.set()  # the abandoned incarnation's call reaches the paper account now
     [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
@@ -601,3 +604,45 @@ def test_an_empty_batch_is_no_reading_for_a_blind_guard(tree_factory):
     tree.guard.tell(EquityBatch([], T0))
     assert tree.status().state.trading_state is TradingState.REDUCING
     assert tree.events.of(EventType.EQUITY_RESTORED) == []
+
+
+def test_a_slow_broker_call_is_a_broker_fault_not_a_hung_guard(tree_factory):
+    # The order's broker call takes longer than the guard's liveness timeout and its bound: the
+    # guard is not abandoned, the order is filled and answered, and the slow call is alerted
+    # with its name and duration, and counted.
+    release = threading.Event()
+    broker = FlakyBroker(PaperBroker(10_000), hold_submit=release)
+    broker.inner.update_price("X", 100.0)
+    tree = tree_factory(broker, guard_liveness=0.1, broker_call_bound=0.3)
+    answers: list = []
+    with LogLines("CRITICAL") as lines:
+        caller = threading.Thread(target=lambda: answers.append(tree.place(volume=2)), daemon=True)
+        caller.start()
+        assert broker.submit_started.wait(WAIT)
+        # The supervisor says, once, that the call is still running past its bound; many probes
+        # have gone unanswered meanwhile.
+        [overdue] = lines.wait_for(lambda seen: any("past its" in line for line in seen))
+        assert overdue.startswith("CRITICAL guard incarnation 1 has been inside broker.submit_order for ")
+        assert tree.handle.children()["guard"].incarnation == 1
+        release.set()
+    caller.join(WAIT)
+    [answer] = answers
+    assert isinstance(answer, OrderOutcome) and answer.fill is not None and answer.fill.volume == 2
+    assert tree.handle.children()["guard"].incarnation == 1
+    assert tree.metrics.counters["broker_slow_calls_total"] == 1
+    [slow] = [a for a in tree.alerts() if a.title == "Broker call slow"]
+    assert slow.severity.value == "critical"
+    assert re.fullmatch(r"broker\.submit_order took \d+\.\ds, past the 0\.3s bound", slow.text), slow.text
+
+
+
+def test_a_long_batch_marks_progress_so_the_guard_is_not_abandoned_and_keeps_its_peak(tree_factory):
+    # Two million rising readings take the guard far longer than its liveness timeout.
+    tree = tree_factory(PaperBroker(10_000), guard_liveness=0.1)
+    curve = [10_000.0 + i * 0.001 for i in range(2_000_000)]
+    tree.guard.tell(EquityBatch(curve, T0))
+    status = tree.guard.ask(GetGuardState(), timeout=60.0)
+    assert status.state.trading_state is TradingState.ACTIVE and status.state.peak_equity == curve[-1]
+    guard = tree.handle.children()["guard"]
+    assert (guard.incarnation, guard.alive, guard.restarts) == (1, True, 0)
+    assert tree.store.load_guard("main").drawdown.peak_equity == curve[-1]

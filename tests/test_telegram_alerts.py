@@ -61,6 +61,24 @@ def test_retry_policy_backs_off_exponentially_up_to_the_cap() -> None:
     assert policy.delay(100_000) == 3.0  # a critical alert's endless retries never overflow
 
 
+def _documented_delay(first: float, factor: float, cap: float, n: int) -> float:
+    # The formula RetryPolicy documents, computed the slow and obvious way.
+    try:
+        return min(cap, first * factor ** (n - 1))
+    except OverflowError:
+        return cap
+
+
+@pytest.mark.parametrize(
+    ("first", "factor", "cap"),
+    [(1.0, 2.0, 60.0), (0.5, 1.01, 1e6), (0.01, 1.01, 1000.0), (2.0, 1e300, 45.0), (1.0, 1.0, 5.0), (90.0, 2.0, 60.0)],
+)
+def test_retry_policy_waits_exactly_the_documented_delay_at_every_attempt(first: float, factor: float, cap: float) -> None:
+    policy = RetryPolicy(first_delay=first, factor=factor, max_delay=cap)
+    for n in [1, 2, 3, 7, 60, 61, 500, 1025, 100_000]:
+        assert policy.delay(n) == _documented_delay(first, factor, cap, n), n
+
+
 def test_retry_policy_gives_up_non_critical_alerts_only() -> None:
     policy = RetryPolicy(max_attempts=3)
     assert [policy.gives_up(n, critical=False) for n in (1, 2, 3)] == [False, False, True]

@@ -96,17 +96,32 @@ class Slot:
             self._stash.append(message)
 
     def ask(self, message: Any, timeout: float) -> Any:
-        """Ask the current incarnation, waiting up to ``timeout`` seconds in all for it to exist."""
+        """Ask the current incarnation, waiting up to ``timeout`` seconds in all for it to exist
+        and answer.
+
+        An ask that meets a dying incarnation waits for the next one, within the same
+        ``timeout``: either it lands before that incarnation's salvage (and is carried over),
+        or it is refused before being queued, or pykka's teardown fails it unhandled; the last
+        two are sent again. An ask that was handled is never sent twice."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            # A ref that died but is not yet replaced counts as absent: wait for the next one.
-            ready = lambda: (self._ref is not None and self._ref.is_alive()) or self._state == "stopped"  # noqa: E731
-            if not self._cond.wait_for(ready, timeout):
-                raise pykka.Timeout(f"{self.name!r} did not come back within {timeout}s to answer {message!r}")
-            if self._ref is None:
-                raise ChildUnavailable(f"{self.name!r} has stopped; cannot answer {message!r}")
-            future = self._ref.ask(message, block=False)  # queued under the lock, as `tell` is
-        return future.get(timeout=max(0.0, deadline - time.monotonic()))
+        # A ref that died but is not yet replaced counts as absent: wait for the next one.
+        ready = lambda: (self._ref is not None and self._ref.is_alive()) or self._state == "stopped"  # noqa: E731
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(ready, max(0.0, deadline - time.monotonic())):
+                    raise pykka.Timeout(f"{self.name!r} did not come back within {timeout}s to answer {message!r}")
+                ref = self._ref
+                if ref is None:
+                    raise ChildUnavailable(f"{self.name!r} has stopped; cannot answer {message!r}")
+                future = internals.deliver_ask(ref, message)  # queued under the lock, as `tell` is
+            if future is None:
+                continue  # it died since `ready` looked: nothing was queued
+            try:
+                return future.get(timeout=max(0.0, deadline - time.monotonic()))
+            except pykka.ActorDeadError as exc:
+                if not internals.died_before_handling(ref, exc):
+                    raise
+                logger.bind(actor=self.name).debug("ask {!r} met a dying incarnation unhandled; asking the next", message)
 
     def salvage(self, owner: pykka.ActorRef[Any]) -> int:
         """Take back what waits unhandled in a dead or abandoned incarnation's mailbox.

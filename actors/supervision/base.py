@@ -90,7 +90,7 @@ class SupervisedActor(FailureTolerantActor):
             self.prepare()
         except Exception as exc:
             self._salvage()
-            self._finish(ExitKind.START_FAILED, f"{type(exc).__name__}: {exc}")
+            self._finish(ExitKind.START_FAILED, _described(exc))
             raise
 
     def on_stop(self) -> None:
@@ -109,7 +109,14 @@ class SupervisedActor(FailureTolerantActor):
         if exception_value is not None and self.survives(exception_value):
             return
         self._salvage()
-        self._finish(ExitKind.CRASHED, f"{exception_type.__name__ if exception_type else 'Error'}: {exception_value}")
+        self._finish(ExitKind.CRASHED, _described(exception_value))
+
+    def before_failure_stops(self, exception: BaseException | None) -> None:
+        """Record the crash and its exception in the context at once, so that a liveness probe
+        that finds this incarnation dead before its report arrives still names the real cause (a
+        failed start has recorded its own already)."""
+        if self.context.ended is None:
+            self.context.ended = (ExitKind.CRASHED, _described(exception))
 
     def survives(self, exception: BaseException) -> bool:
         """Only a refused drill leaves the actor running after a told message raised."""
@@ -154,3 +161,8 @@ class SupervisedActor(FailureTolerantActor):
             release.wait(message.seconds)
             return None
         return self.handle(message)
+
+
+def _described(exception: BaseException | None) -> str:
+    # How an exception reads as a cause: its type and message.
+    return f"{type(exception).__name__}: {exception}" if exception is not None else "Error: unknown"

@@ -3,12 +3,18 @@
 Each incarnation gets its own context. When the supervisor abandons an incarnation (it hung),
 it revokes the context: from then on the incarnation's addresses go quiet and its guarded ports
 (broker, alerts) refuse every call, so a thread that wakes up late can do no harm.
+
+An incarnation inside a long call says so with `ChildContext.busy`: the supervisor's liveness
+probe never counts a child inside a busy section as hung, and reports (once) a section that
+runs past its bound.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pykka
@@ -20,13 +26,41 @@ from runtime.adapters.system_clock import SystemClock
 from runtime.clock import Clock
 from runtime.errors import TradewardenError
 
-__all__ = ["ChildContext", "IncarnationRevoked", "Revocable"]
+__all__ = ["ChildContext", "IncarnationRevoked", "Revocable", "BusySection"]
 
 T = TypeVar("T")
 
 
 class IncarnationRevoked(TradewardenError, RuntimeError):
     """An abandoned incarnation tried to act; the call was refused."""
+
+
+class BusySection:
+    """One long call an incarnation is inside: what it is, since when, and its bound.
+
+    Durations are wall time (`time.monotonic`), whatever the context's clock: a broker call
+    takes real seconds even in a replay."""
+
+    __slots__ = ("what", "bound", "started", "overdue_reported")
+
+    def __init__(self, what: str, bound: float | None) -> None:
+        if bound is not None and not bound > 0:
+            raise ValueError(f"bound must be > 0 seconds or None, got {bound!r}")
+        self.what = what
+        self.bound = bound
+        self.started = time.monotonic()
+        self.overdue_reported = False
+
+    def elapsed(self) -> float:
+        """Seconds since the section was entered."""
+        return time.monotonic() - self.started
+
+    def overdue(self) -> bool:
+        """True once the section has run longer than its bound (never without one)."""
+        return self.bound is not None and self.elapsed() > self.bound
+
+    def __repr__(self) -> str:
+        return f"BusySection({self.what!r}, {self.elapsed():.2f}s, bound={self.bound!r})"
 
 
 class ChildContext:
@@ -54,6 +88,8 @@ class ChildContext:
         self.ended: tuple[ExitKind, str] | None = None
         self.progress = 0
         self._slots = dict(slots or {})
+        self._busy_lock = threading.Lock()  # the supervisor reads the sections from its own thread
+        self._busy: list[BusySection] = []
 
     @classmethod
     def standalone(cls, name: str, clock: Clock | None = None, drills: bool = False) -> ChildContext:
@@ -71,9 +107,43 @@ class ChildContext:
         """Like `address`, or None when there is no such sibling (an optional collaborator)."""
         return self.address(name) if name in self._slots else None
 
-    def guarded(self, port: T) -> T:
-        """``port`` wrapped so that every call is refused once this incarnation is revoked."""
-        return Revocable(port, self)  # type: ignore[return-value]
+    def guarded(
+        self,
+        port: T,
+        *,
+        busy: str | None = None,
+        bound: float | None = None,
+        on_slow: Callable[[BusySection], None] | None = None,
+    ) -> T:
+        """``port`` wrapped so that every call is refused once this incarnation is revoked.
+
+        With ``busy`` (a label such as ``"broker"``), every call also runs inside a busy section
+        named ``"<busy>.<method>"`` with ``bound``, and a call that took longer than ``bound``
+        calls ``on_slow`` with its section once it returns (or raises)."""
+        return Revocable(port, self, busy, bound, on_slow)  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def busy(self, what: str, bound: float | None = None) -> Iterator[BusySection]:
+        """Mark the code inside as one long call named ``what`` (``"broker.submit_order"``).
+
+        While inside, the supervisor does not count this incarnation as hung, however long its
+        liveness probe waits; past ``bound`` seconds the supervisor reports the section once
+        (`Supervisor`'s ``on_overdue``) and still does not abandon it. Leaving the section marks
+        progress."""
+        section = BusySection(what, bound)
+        with self._busy_lock:
+            self._busy.append(section)
+        try:
+            yield section
+        finally:
+            with self._busy_lock:
+                self._busy.remove(section)
+            self.mark_progress()
+
+    def busy_sections(self) -> list[BusySection]:
+        """The busy sections this incarnation is inside now, outermost first (a copy)."""
+        with self._busy_lock:
+            return list(self._busy)
 
     def report_exit(self, kind: ExitKind, cause: str = "") -> None:
         """Record how this incarnation ended and tell the supervisor (unless revoked: it was
@@ -101,8 +171,8 @@ class ChildContext:
             slot.salvage(ref)
 
     def mark_progress(self) -> None:
-        """Say that a long piece of work is moving (each broker call of a liquidation, say), so
-        that a liveness probe that goes unanswered meanwhile does not count the actor as hung."""
+        """Say that a long piece of work is moving (every so many readings of a long batch, say),
+        so that a liveness probe that goes unanswered meanwhile does not count the actor as hung."""
         self.progress += 1
 
     def revoke(self) -> None:
@@ -113,24 +183,41 @@ class ChildContext:
 class Revocable:
     """A transparent wrapper around a port whose calls are refused after revocation."""
 
-    __slots__ = ("_target", "_context", "__dict__")
+    __slots__ = ("_target", "_context", "_busy", "_bound", "_on_slow", "__dict__")
 
-    def __init__(self, target: Any, context: ChildContext) -> None:
+    def __init__(
+        self,
+        target: Any,
+        context: ChildContext,
+        busy: str | None = None,
+        bound: float | None = None,
+        on_slow: Callable[[BusySection], None] | None = None,
+    ) -> None:
         self._target = target
         self._context = context
+        self._busy = busy
+        self._bound = bound
+        self._on_slow = on_slow
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
         if not callable(attr):
             return attr
-        context = self._context
+        context, label, bound, on_slow = self._context, self._busy, self._bound, self._on_slow
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if context.revoked.is_set():
                 raise IncarnationRevoked(
                     f"{context.name} incarnation {context.incarnation} was abandoned; call {name!r} refused"
                 )
-            return attr(*args, **kwargs)
+            if label is None:
+                return attr(*args, **kwargs)
+            with context.busy(f"{label}.{name}", bound) as section:
+                try:
+                    return attr(*args, **kwargs)
+                finally:
+                    if on_slow is not None and section.overdue():
+                        on_slow(section)
 
         self.__dict__[name] = guarded  # later calls find it without __getattr__
         return guarded

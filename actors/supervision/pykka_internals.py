@@ -13,10 +13,11 @@ from typing import Any
 
 import pykka
 import pykka.messages
+from pykka._envelope import Envelope
 
 __all__ = [
     "FailureTolerantActor", "take_waiting_mail", "message_of", "is_ask", "answer", "fail", "redeliver",
-    "is_stop_request",
+    "is_stop_request", "deliver_ask", "died_before_handling",
 ]
 
 
@@ -59,6 +60,27 @@ def redeliver(ref: pykka.ActorRef[Any], envelope: Any) -> None:
     ref.actor_inbox.put(envelope)
 
 
+def deliver_ask(ref: pykka.ActorRef[Any], message: Any) -> pykka.Future[Any] | None:
+    """Put ``message`` in ``ref``'s inbox as an ask and return its reply future; None, with
+    nothing queued, when the actor is dead.
+
+    Unlike ``ActorRef.ask``, a death between the check and the put never fails the future on
+    the spot: the envelope is in the inbox, where a salvage, or pykka's own teardown (see
+    `died_before_handling`), finds it."""
+    if not ref.is_alive():
+        return None
+    future: pykka.Future[Any] = ref.actor_class._create_future()
+    ref.actor_inbox.put(Envelope(message, reply_to=future))
+    return future
+
+
+def died_before_handling(ref: pykka.ActorRef[Any], error: BaseException) -> bool:
+    """True when ``error`` is what pykka's teardown gives an ask that was still waiting in
+    ``ref``'s inbox when the actor stopped: the message was never handled. An ActorDeadError
+    raised by the handler itself (about another actor) is not one."""
+    return isinstance(error, pykka.ActorDeadError) and str(error) == f"{ref} stopped before handling the message"
+
+
 def is_stop_request(message: Any) -> bool:
     """True for the message pykka's ``ActorRef.stop`` sends."""
     return isinstance(message, pykka.messages._ActorStop)
@@ -81,6 +103,10 @@ class FailureTolerantActor(pykka.ThreadingActor):
     def on_told_failure_survived(self, exception: BaseException) -> None:
         """Called instead of stopping when `survives` said so."""
 
+    def before_failure_stops(self, exception: BaseException | None) -> None:
+        """Called on the actor's thread when an exception is about to stop it, before pykka
+        marks it stopped (so before anyone can see it dead), and before ``on_failure``."""
+
     def _handle_failure(
         self,
         exception_type: type[BaseException] | None,
@@ -90,4 +116,5 @@ class FailureTolerantActor(pykka.ThreadingActor):
         if exception_value is not None and self.survives(exception_value):
             self.on_told_failure_survived(exception_value)
             return
+        self.before_failure_stops(exception_value)
         super()._handle_failure(exception_type, exception_value, traceback)

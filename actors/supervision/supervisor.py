@@ -7,6 +7,12 @@ restarts with a failed child: ``one_for_one`` (only it), ``one_for_all`` (every 
 ``rest_for_one`` (it and the children started after it). More than ``max_restarts`` within
 ``within_seconds`` and the supervisor gives up: it stops every child in reverse order, runs its
 fail-safe, and ends abnormally, which its own supervisor (if any) sees as a failed child.
+
+Busy is not hung: a child inside a `ChildContext.busy` section (a long broker call) is never
+counted as hung by the liveness probe, nor its start as failed, however long it takes. A section
+that runs past its own bound is the fault of whatever it waits on, not of the child: the
+supervisor logs it at critical and calls ``on_overdue`` once per section, and leaves the child
+running (abandoning it would cut a call whose outcome matters, such as an order in flight).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
 __all__ = [
     "Restart", "Strategy", "Backoff", "ChildSpec", "Supervisor", "SupervisorHandle", "ChildInfo", "Restarted",
+    "Overdue",
     "make_slots",
     "DEFAULT_MAX_RESTARTS", "DEFAULT_WITHIN_SECONDS", "DEFAULT_PROBE_INTERVAL", "DEFAULT_START_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT", "DEFAULT_LIVENESS_TIMEOUT", "DEFAULT_STOP_TIMEOUT",
@@ -131,13 +138,27 @@ class Restarted:
     incarnation: int
 
 
+@attrs.frozen
+class Overdue:
+    """What a supervisor's ``on_overdue`` hook hears when a child has been inside one busy
+    section (``what``) for ``seconds``, longer than the section's ``bound``: once per section,
+    while the call still runs."""
+
+    actor: str
+    incarnation: int
+    what: str
+    seconds: float
+    bound: float
+
+
 class Supervisor(SupervisedActor):
     """Starts its children in order, restarts them by its strategy, stops them in reverse order.
 
     Defaults suit a trading system: at most `DEFAULT_MAX_RESTARTS` restarts within
     `DEFAULT_WITHIN_SECONDS` (past that the fail-safe halts trading), no backoff.
     After each restart (not a first start) it calls ``on_restart`` with a `Restarted`, on its own
-    thread; a hook that raises is logged and changes nothing.
+    thread; a hook that raises is logged and changes nothing. ``on_overdue`` hears, the same way,
+    of a child's busy section that has run past its bound (an `Overdue`).
     Start one with `Supervisor.launch`; to make it a child of another supervisor, call `launch`
     with the context that the parent passes to its `ChildSpec.start`.
     """
@@ -159,6 +180,7 @@ class Supervisor(SupervisedActor):
         start_timeout: float = DEFAULT_START_TIMEOUT,
         fail_safe: Callable[[str], None] | None = None,
         on_restart: Callable[[Restarted], None] | None = None,
+        on_overdue: Callable[[Overdue], None] | None = None,
         metrics: MetricsSink | None = None,
         gave_up: threading.Event | None = None,
         seed: int | None = None,
@@ -186,6 +208,7 @@ class Supervisor(SupervisedActor):
         self._start_timeout = start_timeout
         self._fail_safe = fail_safe
         self._on_restart = on_restart
+        self._on_overdue = on_overdue
         self._metrics = metrics or NullMetrics()
         self._gave_up = gave_up or threading.Event()
         self._rng = random.Random(seed)
@@ -220,9 +243,10 @@ class Supervisor(SupervisedActor):
         if context.supervisor is None:
             # Standalone: return once every child is up (a parent supervisor does its own wait).
             # Failed starts are retried within the restart intensity, so allow for all of them.
+            # A supervisor waiting on a busy child's start is busy itself: wait on meanwhile.
             attempts = options.get("max_restarts", DEFAULT_MAX_RESTARTS) + len(children)
             try:
-                ref.ask(Ping(), timeout=options.get("start_timeout", DEFAULT_START_TIMEOUT) * attempts)
+                _await(ref.ask(Ping(), block=False), options.get("start_timeout", DEFAULT_START_TIMEOUT) * attempts, context)
             except pykka.ActorDeadError:
                 if not gave_up.is_set():
                     raise RuntimeError("the supervisor failed while starting; see the log") from None
@@ -253,8 +277,10 @@ class Supervisor(SupervisedActor):
         child.pending_cause = None
         ref = None
         try:
-            ref = child.spec.start(context)
-            ref.ask(Ping(from_supervisor=True), timeout=self._start_timeout)
+            # Busy while a child starts, so that a parent (or `launch`) waits on a slow start.
+            with self.context.busy(f"start of {child.spec.name}"):
+                ref = child.spec.start(context)
+                self._await_start(child, context, ref.ask(Ping(from_supervisor=True), block=False))
         except pykka.Timeout:
             child.pending_cause = f"no answer within {self._start_timeout}s of starting"
             self._abandon(child, ref)
@@ -275,6 +301,11 @@ class Supervisor(SupervisedActor):
         child.slot.install(ref, child.incarnation)
         self.log.debug("started {} incarnation {}", child.spec.name, child.incarnation)
         return True
+
+    def _await_start(self, child: _Child, context: ChildContext, answered: pykka.Future[Any]) -> None:
+        # A start inside a busy section (its first broker read, say) is slow, not failed: wait
+        # on while it is busy or moving; only a start silent for a whole timeout has failed.
+        _await(answered, self._start_timeout, context, lambda: self._report_overdue(child.spec.name, context))
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -344,16 +375,39 @@ class Supervisor(SupervisedActor):
             try:
                 future.get(timeout=max(0.0, now + timeout - self.context.clock.monotonic()))
             except pykka.Timeout:
-                if child.context is not None and child.context.progress != child.seen_progress:
-                    child.seen_progress = child.context.progress  # busy but moving: not hung
+                context = child.context
+                if context is not None and (context.busy_sections() or context.progress != child.seen_progress):
+                    child.seen_progress = context.progress  # inside a long call, or moving: not hung
                     continue
                 self.log.warning("{} did not answer a liveness probe within {}s", child.spec.name, timeout)
                 self._abandon(child)
                 self._child_down(child, ExitKind.HUNG, f"no answer to a liveness probe within {timeout}s")
             except pykka.ActorDeadError:
-                self._child_down(child, ExitKind.DEAD, "found dead by the liveness probe")
+                # Its own report may still be on the way: a crash it recorded is the truth.
+                ended = child.context.ended if child.context is not None else None
+                kind, cause = ended if ended is not None else (ExitKind.DEAD, "found dead by the liveness probe")
+                self._child_down(child, kind, cause)
             except Exception as exc:  # a plain actor that refuses Ping is still alive
                 self.log.debug("{} answered the probe with {!r}", child.spec.name, exc)
+        for child in self._children:
+            if child.running and child.context is not None:
+                self._report_overdue(child.spec.name, child.context)
+
+    def _report_overdue(self, name: str, context: ChildContext) -> None:
+        for section in context.busy_sections():
+            if section.overdue_reported or not section.overdue():
+                continue
+            section.overdue_reported = True
+            overdue = Overdue(name, context.incarnation, section.what, section.elapsed(), cast("float", section.bound))
+            self.log.critical(
+                "{} incarnation {} has been inside {} for {:.1f}s, past its {:g}s bound; not abandoned",
+                name, overdue.incarnation, overdue.what, overdue.seconds, overdue.bound,
+            )
+            if self._on_overdue is not None:
+                try:
+                    self._on_overdue(overdue)
+                except Exception:  # a failing hook must not stop the supervisor supervising
+                    self.log.exception("on_overdue hook failed for {}", overdue)
 
     # --- failure handling -------------------------------------------------------------------
 
@@ -522,6 +576,23 @@ class Supervisor(SupervisedActor):
         self._stop_all()
         if self.exit_kind not in (ExitKind.NORMAL, ExitKind.GAVE_UP):
             self._run_fail_safe(f"supervisor {self.context.name} failed: {self.exit_cause}")
+
+
+def _await(
+    answered: pykka.Future[Any], timeout: float, context: ChildContext, each_wait: Callable[[], None] | None = None
+) -> Any:
+    # Waits for ``answered`` in rounds of ``timeout``: a round without an answer fails (Timeout)
+    # unless ``context`` was inside a busy section or made progress during it.
+    seen = context.progress
+    while True:
+        try:
+            return answered.get(timeout=timeout)
+        except pykka.Timeout:
+            if each_wait is not None:
+                each_wait()
+            if not context.busy_sections() and context.progress == seen:
+                raise
+            seen = context.progress
 
 
 def make_slots(children: Sequence[ChildSpec], stash_limit: int = DEFAULT_STASH_LIMIT, metrics: MetricsSink | None = None) -> dict[str, Slot]:

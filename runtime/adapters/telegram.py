@@ -40,6 +40,7 @@ import httpx
 from loguru import logger
 
 from runtime.alerts import Alert, AlertSink, LogAlerts
+from runtime.backoff import Backoff
 from runtime.errors import TradewardenError
 from runtime.validation import finite_number, whole_number
 
@@ -90,7 +91,8 @@ def _number(field: str, value: Any, *, minimum: float = 0.0, strict: bool = Fals
 class RetryPolicy:
     """How long to wait after each failed attempt, and when to give up.
 
-    The n-th failure waits ``first_delay * factor ** (n - 1)`` seconds, capped at ``max_delay``.
+    The n-th failure waits ``first_delay * factor ** (n - 1)`` seconds, capped at ``max_delay``
+    (a `runtime.backoff.Backoff` without random stretch, so it never overflows).
     A non-critical alert is given up after ``max_attempts`` failed attempts; a critical one never.
     """
 
@@ -107,12 +109,11 @@ class RetryPolicy:
         """Seconds to wait after the ``failures``-th failed attempt (1 for the first)."""
         if failures < 1:
             raise ValueError(f"failures must be >= 1, got {failures!r}")
-        # Capping the exponent keeps a critical alert's thousandth retry from overflowing.
-        exponent = min(failures - 1, 1024)
-        try:
-            return min(self.max_delay, self.first_delay * self.factor**exponent)
-        except OverflowError:
-            return self.max_delay
+        # The project's one schedule, without the random stretch: only this sender retries
+        # against the chat. A first delay above the cap waits the cap, as Backoff needs
+        # min <= max.
+        schedule = Backoff(min(self.first_delay, self.max_delay), self.max_delay, random_factor=0.0, multiplier=self.factor)
+        return schedule.delay(failures)
 
     def gives_up(self, failures: int, *, critical: bool) -> bool:
         """True when an alert that has failed ``failures`` times must not be tried again."""

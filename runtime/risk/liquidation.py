@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from runtime.broker import Broker, Fill, Position
@@ -12,13 +11,12 @@ __all__ = ["close_every_position", "position_closed_metadata"]
 
 
 def close_every_position(
-    broker: Broker, after_each: Callable[[], None] | None = None
+    broker: Broker,
 ) -> tuple[list[tuple[Position, Fill]], list[str]]:
     """Close each open position, one broker call each, carrying on past failures.
 
     Returns the positions closed with their fills, and a description of each failure (empty when
     the account is flat). A failure to list the positions raises: nothing was closed.
-    ``after_each`` runs after every close attempt (to show progress on a slow broker).
     """
     closed: list[tuple[Position, Fill]] = []
     failed: list[str] = []
@@ -27,8 +25,6 @@ def close_every_position(
             closed.append((position, broker.close_position(position.position_id)))
         except Exception as exc:
             failed.append(f"{position.position_id}: {exc!r}")
-        if after_each is not None:
-            after_each()
     return closed, failed
 
 

@@ -1,0 +1,129 @@
+"""The trading system's fail-safe: what runs when its supervisor gives up, with no actor left."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+from actors.emitter import Subscribers, deliver_to_subscribers
+from actors.supervision.context import ChildContext
+from runtime.alerts import Alert, AlertSink, Severity
+from runtime.backoff import Backoff
+from runtime.broker import Broker
+from runtime.clock import Clock
+from runtime.events import Event, EventType
+from runtime.risk.guards import Guard
+from runtime.risk.liquidation import close_every_position, position_closed_metadata
+from runtime.risk.monitor import RiskMonitor
+from runtime.store import StateStore
+
+__all__ = ["FailSafe"]
+
+_ATTEMPTS = 5
+# No random stretch: every actor has stopped, so nothing retries against the broker in step with it.
+_BACKOFF = Backoff(min_seconds=0.1, max_seconds=2.0, random_factor=0.0)
+
+
+class FailSafe:
+    """Halts trading and closes every position when a supervisor gives up, and cannot hang.
+
+    `run` sends the critical alert first, on its own thread; then latches HALTED in the store (a
+    failing store is logged and skipped: it may be what failed) and journals it; then closes
+    every position on a thread of its own, up to five attempts with backoff, journaling each
+    POSITION_CLOSED and telling every subscriber. It returns within ``deadline`` seconds
+    whatever the broker or the alert service do.
+    """
+
+    def __init__(
+        self,
+        *,
+        loop_id: str,
+        guards: Callable[[], list[Guard]],
+        broker: Broker,
+        store: StateStore,
+        alert_sink: AlertSink,
+        clock: Clock,
+        subscribers: Subscribers,
+        deadline: float,
+    ) -> None:
+        self._loop_id = loop_id
+        self._guards = guards
+        self._broker = broker
+        self._store = store
+        self._alert_sink = alert_sink
+        self._clock = clock
+        self._subscribers = subscribers
+        self._deadline = deadline
+        self.alert_sent: threading.Event | None = None
+        """Set once the last run's alert has been sent (or failed); None before any run."""
+
+    def run(self, cause: str, context: ChildContext | None = None) -> None:
+        """Halt, alert and close everything because of ``cause``; with ``context`` (the
+        supervisor's), the ports go quiet if a host abandons that supervisor meanwhile."""
+        # Runs on the supervisor's thread once every child has stopped: nothing else is left to
+        # act, so it talks to the ports directly.
+        broker = context.guarded(self._broker) if context is not None else self._broker
+        store = context.guarded(self._store) if context is not None else self._store
+        started = time.monotonic()
+        alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
+        self.alert_sent = _in_background("fail-safe-alert", self._send_alert, alert)
+        try:
+            record = store.load_guard(self._loop_id)
+            guards = self._guards()
+            # No record yet (the guard never got to save one): halt a new one at today's equity,
+            # so that the next start does not trade as if nothing had happened.
+            monitor = RiskMonitor.from_record(record, guards) if record else RiskMonitor(broker.account_equity(), guards)
+            previous = monitor.halt(f"supervisor gave up: {cause}")
+            store.save_guard(self._loop_id, monitor.record())
+            self._journal(store, EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
+        except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
+            logger.critical("fail-safe could not save HALTED: {!r}", exc)
+        done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
+        if not done.wait(self._deadline):
+            logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._deadline)
+        self.alert_sent.wait(max(0.0, self._deadline - (time.monotonic() - started)))
+
+    def _close_everything(self, broker: Broker, store: StateStore) -> None:
+        for attempt in range(_ATTEMPTS):
+            try:
+                closed, failed = close_every_position(broker)
+            except Exception as exc:
+                closed, failed = [], [repr(exc)]
+            for position, fill in closed:
+                self._journal(store, EventType.POSITION_CLOSED, position_closed_metadata(position, fill, "fail-safe", attempt))
+            if not failed:
+                return
+            logger.error("fail-safe close attempt {} failed: {}", attempt + 1, "; ".join(failed))
+            threading.Event().wait(_BACKOFF.delay(attempt + 1))
+
+    def _journal(self, store: StateStore, event_type: EventType, metadata: dict[str, Any]) -> None:
+        event = Event(event_type, self._loop_id, metadata, self._clock.now())
+        try:
+            store.append_event(event)
+        except Exception as exc:
+            logger.error("fail-safe event not journaled: {!r}", exc)
+        deliver_to_subscribers(self._subscribers.snapshot(), event, logger, level="ERROR")
+
+    def _send_alert(self, alert: Alert) -> None:
+        try:
+            self._alert_sink.send(alert)
+        except Exception as exc:
+            logger.error("fail-safe alert not delivered: {!r}", exc)
+
+
+def _in_background(name: str, target: Callable[..., None], *args: Any) -> threading.Event:
+    # Runs target(*args) on a daemon thread; the event is set when it returns.
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            target(*args)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"tradewarden-{name}", daemon=True).start()
+    return done
