@@ -15,9 +15,9 @@ from runtime.alerts import Alert, AlertSink, Severity
 from runtime.backoff import Backoff
 from runtime.broker import Broker
 from runtime.clock import Clock
-from runtime.events import Event, EventType
-from runtime.risk.guards import Guard
-from runtime.risk.liquidation import close_every_position, position_closed_metadata
+from runtime.payloads import Payload, PositionClosed, TradingStateChanged
+from runtime.risk.guards import Guard, TradingState
+from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import RiskMonitor
 from runtime.store import StateStore
 
@@ -79,7 +79,7 @@ class FailSafe:
             monitor = RiskMonitor.from_record(record, guards) if record else RiskMonitor(broker.account_equity(), guards)
             previous = monitor.halt(f"supervisor gave up: {cause}")
             store.save_guard(self._loop_id, monitor.record())
-            self._journal(store, EventType.TRADING_STATE_CHANGED, {"from": previous.value, "to": "halted", "reason": cause})
+            self._journal(store, TradingStateChanged(previous, TradingState.HALTED, cause))
         except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
             logger.critical("fail-safe could not save HALTED: {!r}", exc)
         done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
@@ -94,14 +94,14 @@ class FailSafe:
             except Exception as exc:
                 closed, failed = [], [repr(exc)]
             for position, fill in closed:
-                self._journal(store, EventType.POSITION_CLOSED, position_closed_metadata(position, fill, "fail-safe", attempt))
+                self._journal(store, PositionClosed.of(position, fill, "fail-safe", attempt))
             if not failed:
                 return
             logger.error("fail-safe close attempt {} failed: {}", attempt + 1, "; ".join(failed))
             threading.Event().wait(_BACKOFF.delay(attempt + 1))
 
-    def _journal(self, store: StateStore, event_type: EventType, metadata: dict[str, Any]) -> None:
-        event = Event(event_type, self._loop_id, metadata, self._clock.now())
+    def _journal(self, store: StateStore, payload: Payload) -> None:
+        event = payload.event(self._loop_id, self._clock.now())
         try:
             store.append_event(event)
         except Exception as exc:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from strategies import payloads
 
-from runtime import Event, EventType, Fill, Order, Position, Side, Signal
+from runtime import Event, EventType, Fill, Order, Position, Signal
 from runtime.payloads import (
     PAYLOAD_TYPES,
     ActorRestarted,
@@ -30,7 +30,6 @@ from runtime.payloads import (
     TradingStateChanged,
 )
 from runtime.risk.guards import TradingState
-from runtime.risk.liquidation import position_closed_metadata
 
 AT = datetime(2024, 3, 1, 12, tzinfo=UTC)
 SIGNAL = Signal("EURUSD", "buy", 1_000, reason="breakout", signal_id="s1")
@@ -126,11 +125,6 @@ def test_a_payload_round_trips_through_the_journal_json(payload, metadata):
     assert event.metadata == metadata
     assert type(payload).from_event(event) == payload
     assert Payload.of_event(event) == payload
-
-
-def test_position_closed_metadata_is_the_payloads_metadata():
-    position, fill = Position("7", "EURUSD", Side.SELL, 2.0, 1.1), Fill("7", "EURUSD", "buy", 2.0, 1.0, AT, 0.2)
-    assert position_closed_metadata(position, fill, "breach", 1) == PositionClosed.of(position, fill, "breach", 1).metadata()
 
 
 def test_heartbeat_gives_back_the_loop_figures_it_carried():

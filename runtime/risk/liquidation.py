@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from runtime.broker import Broker, Fill, Position
-from runtime.payloads import PositionClosed
 
-__all__ = ["close_every_position", "position_closed_metadata"]
+__all__ = ["close_every_position"]
 
 
 def close_every_position(
@@ -26,11 +23,3 @@ def close_every_position(
         except Exception as exc:
             failed.append(f"{position.position_id}: {exc!r}")
     return closed, failed
-
-
-def position_closed_metadata(position: Position, fill: Fill, reason: str, attempt: int) -> dict[str, Any]:
-    """The metadata of a POSITION_CLOSED event for ``position`` closed by ``fill``.
-
-    Kept for the actors that still call it; new code builds `PositionClosed.of` directly.
-    """
-    return PositionClosed.of(position, fill, reason, attempt).metadata()
