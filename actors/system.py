@@ -138,6 +138,7 @@ class TradingSystem:
                 metrics=self.metrics,
                 equity_stale_after=s.equity_stale_seconds,
                 equity_stale_state=TradingState(s.equity_stale_action),
+                gate=s.gate(),  # a new one each incarnation: its order history is not stored
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:

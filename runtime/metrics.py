@@ -29,6 +29,7 @@ class MetricNames:
     LOOP_DURATION_MS = "loop_duration_ms"
     GUARD_REACTION_MS = "guard_reaction_ms"
     CONTROL_AUTH_FAILURES_TOTAL = "control_auth_failures_total"
+    ORDER_REFUSED_TOTAL = "order_refused_total"
 
 
 class MetricsSink(Protocol):
