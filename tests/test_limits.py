@@ -3,7 +3,9 @@ first that refuses, reducing orders pass every rule, and a flood of rate refusal
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +246,14 @@ def test_a_bad_limit_fails_at_load_naming_the_variable_and_the_value(variable, r
     with pytest.raises(SettingsError) as raised:
         Settings.load(environ={variable: raw})
     assert str(raised.value) == message
+
+
+# --- the README's property test -------------------------------------------------------------------
+
+
+def test_the_readmes_limit_property_test_runs_and_passes():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "limit_settings(" in b]
+    namespace: dict = {}
+    exec(compile(block, "<README: property-testing limits>", "exec"), namespace)  # no file: Hypothesis must not read README.md for it
+    namespace["test_my_limits_never_let_out_an_order_over_the_notional_limit"]()
