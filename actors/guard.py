@@ -56,8 +56,9 @@ _RECONCILE_EVERY = 1.0  # seconds between looks at an order the broker does not 
 class GuardActor(SupervisedActor):
     """The only way an order reaches the broker, and the only holder of the trading state.
 
-    Orders (`PlaceOrder`, asked): checked by `runtime.risk.gate.check_order` (HALTED refuses,
-    REDUCING allows only what reduces exposure); an allowed order is journaled with its client id
+    Orders (`PlaceOrder`, asked): checked by its `runtime.risk.gate.Gate` (HALTED refuses,
+    REDUCING allows only what reduces exposure, then every pre-trade limit; a runaway loop latches
+    REDUCING with a critical alert until `Resume`); an allowed order is journaled with its client id
     (ORDER_SUBMITTED) before the broker sees it, submitted, and journaled with its outcome
     (TRADE_EXECUTED or TRADE_FAILED); then the account is read and observed as a reading, and the
     answer is an `OrderOutcome`. A refusal is journaled as a rejected TRADE_FAILED. On start, an
