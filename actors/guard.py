@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from actors.emitter import Publisher
 from actors.messages import (
     CashFlow,
@@ -40,8 +42,8 @@ from runtime.payloads import (
     TradingStateChanged,
 )
 from runtime.risk.drawdown import DrawdownTracker
-from runtime.risk.gate import check_order
-from runtime.risk.guards import Guard, TradingState
+from runtime.risk.gate import Gate, Refusal
+from runtime.risk.guards import Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
 from runtime.store import StateStore
@@ -56,8 +58,9 @@ _BATCH_PROGRESS_EVERY = 10_000  # readings of a batch between two progress marks
 class GuardActor(SupervisedActor):
     """The only way an order reaches the broker, and the only holder of the trading state.
 
-    Orders (`PlaceOrder`, asked): checked by `runtime.risk.gate.check_order` (HALTED refuses,
-    REDUCING allows only what reduces exposure); an allowed order is journaled with its client id
+    Orders (`PlaceOrder`, asked): checked by its `runtime.risk.gate.Gate` (HALTED refuses,
+    REDUCING allows only what reduces exposure, then every pre-trade limit; a runaway loop latches
+    REDUCING with a critical alert until `Resume`); an allowed order is journaled with its client id
     (ORDER_SUBMITTED) before the broker sees it, submitted, and journaled with its outcome
     (TRADE_EXECUTED or TRADE_FAILED); then the account is read and observed as a reading, and the
     answer is an `OrderOutcome`. A refusal is journaled as a rejected TRADE_FAILED. On start, an
@@ -95,8 +98,10 @@ class GuardActor(SupervisedActor):
         equity_stale_after: float = 30.0,
         equity_stale_state: TradingState = TradingState.REDUCING,
         broker_call_bound: float = 10.0,
+        gate: Gate | None = None,
     ) -> None:
         super().__init__(context)
+        self._gate = gate or Gate()
         self._guards = list(guards)
         self._settle_grace = settle_grace
         self._stale_after = equity_stale_after
@@ -104,6 +109,8 @@ class GuardActor(SupervisedActor):
         self._last_valid = context.clock.monotonic()
         self._blind = False
         self._broker = context.guarded(broker, busy="broker", bound=broker_call_bound, on_slow=self._slow_call)
+        # The optional port for notional limits: without it, a symbol is valued at its entry price.
+        self._latest_price = getattr(self._broker, "price", None)
         self._store = context.guarded(store)
         self._loop_id = loop_id
         self._metrics = metrics or NullMetrics()
@@ -162,7 +169,7 @@ class GuardActor(SupervisedActor):
             self._liquidate(message.reason, message.attempt)
         elif isinstance(message, GetGuardState):
             return GuardStatus(
-                self.monitor.state(),
+                self._state(),
                 self.monitor.block_counts,
                 self._bad_readings,
                 self._liquidating is not None,
@@ -337,6 +344,8 @@ class GuardActor(SupervisedActor):
         except ResumeRefused as refused:
             self.log.warning("resume by {} refused: {}", by, refused)
             return refused  # answered, not raised: a told Resume must not kill the guard
+        if self._gate.release() is not None and previous is TradingState.ACTIVE:
+            previous = TradingState.REDUCING  # the gate held it there for a runaway loop
         self._liquidating = None  # a retry still scheduled must not close positions of the resumed account
         self._retry_attempt = 0
         self.timers.cancel("liquidate")
@@ -367,6 +376,13 @@ class GuardActor(SupervisedActor):
         self._publish_state(previous, TradingState.HALTED, why)
         return previous
 
+    def _state(self) -> GuardState:
+        # The monitor's state, unless a runaway loop latched the gate in REDUCING over it.
+        state = self.monitor.state()
+        if self._gate.state(state.trading_state) is state.trading_state:
+            return state
+        return attrs.evolve(state, trading_state=TradingState.REDUCING, reason=self._gate.latched)
+
     # --- a blind guard ----------------------------------------------------------------------
 
     def _seen_valid(self) -> None:
@@ -395,13 +411,15 @@ class GuardActor(SupervisedActor):
 
     def _place(self, request: PlaceOrder) -> OrderOutcome:
         order, signal = request.order, request.signal
+        refusal: Refusal | None
         if request.expires is not None and time.monotonic() > request.expires:
             # Its sender stopped waiting: sent now, it would fill at another price, unaccounted.
-            refusal: str | None = "expired: the sender stopped waiting before the guard reached it"
+            refusal = Refusal("expired", "expired: the sender stopped waiting before the guard reached it")
         elif order.client_id in self._client_ids:
-            refusal = f"duplicate client id {order.client_id!r}: that order was already placed"
+            refusal = Refusal("duplicate", f"duplicate client id {order.client_id!r}: that order was already placed")
         else:
-            refusal = check_order(order, self.monitor.trading_state, self._positions_if_reducing())
+            refusal = self._check(order)
+        reason = refusal.reason if refusal is not None else None
         if refusal is None:
             submitted = OrderSubmitted.of(order, signal)
             event = self._publish.make(submitted)
@@ -410,11 +428,13 @@ class GuardActor(SupervisedActor):
                 self._store.open_order(event)  # durable before the broker sees the order
             except Exception as exc:
                 self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
-                refusal = f"order not journaled, so not sent: {exc!r}"
-        if refusal is not None:
-            self._publish(TradeFailed.of(order, signal, rejected=True, error=refusal))
-            return self._outcome(order, request.at, refusal=refusal)
+                reason = f"order not journaled, so not sent: {exc!r}"
+        if reason is not None:
+            refused_by = refusal.rule if refusal is not None else None
+            self._publish(TradeFailed.of(order, signal, rejected=True, error=reason, refused_by=refused_by))
+            return self._outcome(order, request.at, refusal=reason)
         self._publish.send(event)
+        self._gate.sent(self.context.clock.now())
         try:
             fill = self._broker.submit_order(order)
         except Exception as exc:
@@ -423,15 +443,42 @@ class GuardActor(SupervisedActor):
         self._settle(order.client_id, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
 
-    def _positions_if_reducing(self) -> list | None:
-        # Only REDUCING needs the positions (to tell a reducing order); None refuses there.
-        if self.monitor.trading_state is not TradingState.REDUCING:
+    def _check(self, order: Order) -> Refusal | None:
+        gate, state = self._gate, self.monitor.trading_state
+        positions = self._positions_for_gate(gate.state(state))
+        prices = self._prices(order, positions) if gate.needs_prices and positions is not None else {}
+        now = self.context.clock.now()
+        refusal = gate.check(order, state, positions, now=now, prices=prices, equity=self.monitor.tracker.latest_equity)
+        if refusal is None:
+            return None
+        self._metrics.incr(f"{MetricNames.ORDER_REFUSED_TOTAL}.{refusal.rule}")
+        if refusal.runaway is not None:
+            self.log.critical("{}: trading reducing", refusal.runaway)
+            self._alert("Runaway order loop", f"{refusal.runaway}; trading reducing until resumed", Severity.CRITICAL)
+            self._publish_state(state, gate.state(state), refusal.runaway)
+        return refusal
+
+    def _positions_for_gate(self, state: TradingState) -> list | None:
+        # Read only when something needs them: REDUCING (to tell a reducing order) or a limit.
+        # None refuses there.
+        if state is TradingState.HALTED or (state is TradingState.ACTIVE and not self._gate.needs_positions):
             return []
         try:
             return self._broker.open_positions()
         except Exception as exc:
-            self.log.error("open positions not read for an order while reducing: {!r}", exc)
+            self.log.error("open positions not read for an order: {!r}", exc)
             return None
+
+    def _prices(self, order: Order, positions: list | None) -> dict[str, float]:
+        if self._latest_price is None:
+            return {}
+        prices = {}
+        for symbol in {order.symbol, *(p.symbol for p in positions or ())}:
+            try:
+                prices[symbol] = self._latest_price(symbol)
+            except Exception as exc:  # the rule falls back to the entry price, or refuses
+                self.log.debug("no latest price for {}: {!r}", symbol, exc)
+        return prices
 
     def _settle(self, client_id: str, payload: TradeExecuted | TradeFailed) -> None:
         outcome = self._publish.make(payload)
@@ -459,7 +506,7 @@ class GuardActor(SupervisedActor):
             equity = positions_open = None
         else:
             self._reading(EquityReading(equity, at, positions_open, time.perf_counter(), snapshot.net_deposits))
-        return OrderOutcome(order.client_id, fill, refusal, error, self.monitor.trading_state, equity, positions_open)
+        return OrderOutcome(order.client_id, fill, refusal, error, self._gate.state(self.monitor.trading_state), equity, positions_open)
 
     def _reconcile(self) -> None:
         # An order journaled as submitted without an outcome: its guard died between the two.

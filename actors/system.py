@@ -142,6 +142,7 @@ class TradingSystem:
                 equity_stale_after=s.equity_stale_seconds,
                 equity_stale_state=TradingState(s.equity_stale_action),
                 broker_call_bound=s.broker_call_bound_seconds,
+                gate=s.gate(),  # a new one each incarnation: its order history is not stored
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:

@@ -16,11 +16,11 @@ from importlib.metadata import version
 import attrs
 from loguru import logger
 
-from benchmarks import baselines, gateway, guard, heartbeat, journal, replay, restart
+from benchmarks import baselines, gateway, guard, heartbeat, journal, limits, replay, restart
 from benchmarks.stats import Row, format_table, percentile
 from runtime.store import MemoryStore
 
-GROUPS = ("pykka", "guard", "gateway", "restart", "heartbeat", "replay", "journal", "memory")
+GROUPS = ("pykka", "guard", "gateway", "limits", "restart", "heartbeat", "replay", "journal", "memory")
 _ORDER = ("memory",) + GROUPS[:-1]  # memory first, before other groups' garbage moves the RSS
 _SLEEPER = "plain thread sleeping to the same schedule"
 
@@ -134,6 +134,27 @@ class Run:
                 durable_asks.p50_ms),
             Row(f"order round trip p99, store {name} ({direct_name})", durable_direct.p99_ms, "ms",
                 paired.format("p99"), durable_asks.p99_ms),
+        ]
+
+    def limits(self) -> list[Row]:
+        """The gate with every pre-trade limit on: alone per order, and in the guard's round trip."""
+        checks = limits.gate_checks(self.sizes.orders * 10)
+        # In the order A B B A, so that neither side gets the quieter half of a shared machine.
+        order = (None, limits.EVERY_LIMIT, limits.EVERY_LIMIT, None)
+        runs = [gateway.order_round_trips(self.sizes.orders, settings=s)[1] for s in order]
+        plain = baselines.Latency(runs[0].samples + runs[3].samples)
+        limited = baselines.Latency(runs[1].samples + runs[2].samples)
+        direct = "PlaceOrder -> answer, guard alone"
+        return [
+            Row("pre-trade gate per order, every limit on, p50", checks.p50_ms, "ms",
+                f"order round trip p50 ({direct}), no limits", plain.p50_ms, "< 10% of baseline",
+                checks.p50_ms < 0.1 * plain.p50_ms),
+            Row("pre-trade gate per order, every limit on, p99", checks.p99_ms, "ms",
+                f"order round trip p99 ({direct}), no limits", plain.p99_ms, "< 10% of baseline",
+                checks.p99_ms < 0.1 * plain.p99_ms),
+            Row(f"order round trip p50 ({direct}), every limit on", limited.p50_ms, "ms",
+                f"order round trip p50 ({direct}), no limits", plain.p50_ms, "< 1.1x baseline",
+                limited.p50_ms < 1.1 * plain.p50_ms),
         ]
 
     def restart(self) -> list[Row]:

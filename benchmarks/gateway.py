@@ -10,6 +10,7 @@ from benchmarks.baselines import COUNT, Counter, Latency
 from benchmarks.system import running_system
 from runtime.adapters.paper import PaperBroker
 from runtime.broker import Order, Side
+from runtime.settings import Settings
 from runtime.signals import ListSignalSource, Signal
 from runtime.store import StateStore
 
@@ -19,7 +20,9 @@ _SYMBOL = "EURUSD"
 _AT = datetime(2024, 1, 2, 12, 0, tzinfo=UTC)
 
 
-def order_round_trips(trials: int, store: StateStore | None = None) -> tuple[Latency, Latency, Latency]:
+def order_round_trips(
+    trials: int, store: StateStore | None = None, settings: Settings | None = None
+) -> tuple[Latency, Latency, Latency]:
     """Time ``trials`` orders, alternating buy and sell so the account stays near flat, each way
     in turn, with a plain pykka ask timed between them as the baseline:
 
@@ -27,7 +30,8 @@ def order_round_trips(trials: int, store: StateStore | None = None) -> tuple[Lat
       has gated, journaled, submitted, journaled the outcome, read the account and answered;
     - `PlaceOrder` asked of the guard directly (the gateway alone, without the loop's hop).
 
-    ``store`` is the system's state store (default in memory). Returns (signal -> fill,
+    ``store`` is the system's state store (default in memory), ``settings`` its settings (the
+    defaults: no pre-trade limit). Returns (signal -> fill,
     PlaceOrder -> answer, paired plain asks). Every order is checked to have filled.
     """
     broker = PaperBroker(1_000_000.0)
@@ -37,7 +41,7 @@ def order_round_trips(trials: int, store: StateStore | None = None) -> tuple[Lat
     through_loop, direct, asks = [], [], []
     clock = time.perf_counter
     try:
-        with running_system(broker, store=store, signals=signals) as system:
+        with running_system(broker, store=store, signals=signals, settings=settings) as system:
             loop, guard = system.loop, system.guard
             guard.ask(GetGuardState())
             for trial in range(trials):

@@ -31,6 +31,7 @@ class MetricNames:
     GUARD_REACTION_MS = "guard_reaction_ms"
     CONTROL_AUTH_FAILURES_TOTAL = "control_auth_failures_total"
     TELEGRAM_FOREIGN_MESSAGES_TOTAL = "telegram_foreign_messages_total"
+    ORDER_REFUSED_TOTAL = "order_refused_total"
 
 
 class MetricsSink(Protocol):

@@ -327,19 +327,32 @@ class TradeExecuted(_OrderPayload):
 @attrs.frozen(field_transformer=_check_fields)
 class TradeFailed(_OrderPayload):
     """An order did not trade: ``rejected`` when it never reached the broker (the gate refused
-    it, or the loop held it back), else the broker failed it; ``error`` says why."""
+    it, or the loop held it back), else the broker failed it; ``error`` says why, and
+    ``refused_by`` names the gate's rule that refused it (a limit, or ``trading_state``; None for
+    any other failure, and in journals written before it existed)."""
 
     rejected: bool = key(bool)
     error: str = key(str)
     client_order_id: str | None = key(str, nullable=True, default=None)
     reconciled: bool = key(bool, default=False)
+    refused_by: str | None = key(str, nullable=True, default=None)
 
     @classmethod
-    def of(cls, order: Order, signal: Signal | None, *, rejected: bool, error: str, reconciled: bool = False) -> TradeFailed:
-        """The payload of ``order`` (from ``signal``) refused (``rejected``) or failed with ``error``."""
+    def of(
+        cls,
+        order: Order,
+        signal: Signal | None,
+        *,
+        rejected: bool,
+        error: str,
+        reconciled: bool = False,
+        refused_by: str | None = None,
+    ) -> TradeFailed:
+        """The payload of ``order`` (from ``signal``) refused (``rejected``, by the rule
+        ``refused_by`` when the gate refused it) or failed with ``error``."""
         return cls(
             **cls._order(order, signal), rejected=rejected, error=error, client_order_id=order.client_id,
-            reconciled=reconciled,
+            reconciled=reconciled, refused_by=refused_by,
         )
 
     @classmethod

@@ -15,7 +15,20 @@ from typing import Any
 import attrs
 
 from runtime.errors import TradewardenError
+from runtime.risk.gate import Gate
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
+from runtime.risk.limits import (
+    Limit,
+    MaxLeverage,
+    MaxOpenPositions,
+    MaxOrderNotional,
+    MaxOrderVolume,
+    MaxSymbolExposure,
+    MaxTotalExposure,
+    MaxTradesPerDay,
+    OrderRate,
+    RunawayLoop,
+)
 from runtime.validation import (
     attrs_boolean,
     attrs_non_negative,
@@ -50,6 +63,18 @@ def _port(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 
 _optional_text = attrs.validators.optional(attrs_text)
+_optional_positive = attrs.validators.optional(attrs_positive)
+
+
+def _optional_count(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        whole_number(attribute.name, value, 1)
+
+
+def _limit(variable: str, parse: str) -> Any:
+    # Every pre-trade limit is off unless set.
+    validator = _optional_positive if parse == "float?" else _optional_count
+    return attrs.field(default=None, validator=validator, metadata=_env(variable, parse=parse))
 
 
 def _stale_action(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -106,6 +131,20 @@ class Settings:
     broker_call_bound_seconds: float = attrs.field(
         default=10.0, validator=attrs_positive, metadata=_env("BROKER_CALL_BOUND_SECONDS", parse="float")
     )
+    max_order_volume: float | None = _limit("MAX_ORDER_VOLUME", "float?")
+    max_order_notional: float | None = _limit("MAX_ORDER_NOTIONAL", "float?")
+    max_open_positions: int | None = _limit("MAX_OPEN_POSITIONS", "int?")
+    max_symbol_exposure: float | None = _limit("MAX_SYMBOL_EXPOSURE", "float?")
+    max_total_exposure: float | None = _limit("MAX_TOTAL_EXPOSURE", "float?")
+    max_leverage: float | None = _limit("MAX_LEVERAGE", "float?")
+    max_orders_per_second: int | None = _limit("MAX_ORDERS_PER_SECOND", "int?")
+    max_orders_per_day: int | None = _limit("MAX_ORDERS_PER_DAY", "int?")
+    max_trades_per_day: int | None = _limit("MAX_TRADES_PER_DAY", "int?")
+    runaway_refusals: int | None = _limit("RUNAWAY_REFUSALS", "int?")
+    runaway_window_seconds: float = attrs.field(
+        default=60.0, validator=attrs_positive, metadata=_env("RUNAWAY_WINDOW_SECONDS", parse="float")
+    )
+    contract_size: float = attrs.field(default=1.0, validator=attrs_positive, metadata=_env("CONTRACT_SIZE", parse="float"))
     max_restarts: int = attrs.field(default=5, validator=attrs_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
     within_seconds: float = attrs.field(
         default=60.0, validator=attrs_positive, metadata=_env("SUPERVISOR_WITHIN_SECONDS", parse="float")
@@ -169,6 +208,33 @@ class Settings:
         if self.daily_loss_percent is not None:
             rules.append(DailyLossGuard(self.daily_loss_percent, timezone=self.trading_timezone, warn_at=warn))
         return rules
+
+    def limits(self) -> list[Limit]:
+        """The pre-trade limits these settings ask for, in the order the gate checks them."""
+        rules: list[Limit] = []
+        makers: list[tuple[Any, Callable[[Any], Limit]]] = [
+            (self.max_order_volume, MaxOrderVolume),
+            (self.max_order_notional, MaxOrderNotional),
+            (self.max_open_positions, MaxOpenPositions),
+            (self.max_symbol_exposure, MaxSymbolExposure),
+            (self.max_total_exposure, MaxTotalExposure),
+            (self.max_leverage, MaxLeverage),
+        ]
+        rules.extend(make(value) for value, make in makers if value is not None)
+        if self.max_orders_per_second is not None:
+            rules.append(OrderRate(self.max_orders_per_second, 1.0, "max_orders_per_second"))
+        if self.max_orders_per_day is not None:
+            rules.append(OrderRate(self.max_orders_per_day, 86_400.0, "max_orders_per_day"))
+        if self.max_trades_per_day is not None:
+            rules.append(MaxTradesPerDay(self.max_trades_per_day, self.trading_timezone))
+        return rules
+
+    def gate(self) -> Gate:
+        """A new order gate with these settings' limits and runaway detector (one per guard)."""
+        runaway = None
+        if self.runaway_refusals is not None:
+            runaway = RunawayLoop(self.runaway_refusals, self.runaway_window_seconds)
+        return Gate(self.limits(), runaway=runaway, contract_size=self.contract_size)
 
     @classmethod
     def load(

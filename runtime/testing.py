@@ -1,7 +1,8 @@
 """Hypothesis strategies for property-testing your own guard settings against realistic accounts.
 
 Equity curves with crashes and rallies, cash flows that are valid for an equity, readings that
-cross midnight in a trading time zone, the bad readings a broker can send, and guard settings.
+cross midnight in a trading time zone, the bad readings a broker can send, guard settings, and
+for the pre-trade limits: orders, open positions, prices, order contexts and limit settings.
 Everything drawn is realistic in size (equity between 1e-2 and 1e9 by default), so float
 underflow is not a concern in properties built on it.
 
@@ -34,9 +35,11 @@ from zoneinfo import ZoneInfo
 import attrs
 from hypothesis import strategies as st
 
+from runtime.broker import Order, Position, Side
 from runtime.events import Event, EventType
 from runtime.payloads import PAYLOAD_TYPES, Payload, is_nullable, kind_of
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
+from runtime.risk.limits import OrderContext
 from runtime.settings import Settings
 
 __all__ = [
@@ -54,6 +57,12 @@ __all__ = [
     "guard_settings",
     "guards",
     "limit_percents",
+    "limit_settings",
+    "open_positions",
+    "order_contexts",
+    "orders",
+    "prices",
+    "SYMBOLS",
     "max_drawdown_guards",
     "min_equities",
     "min_equity_guards",
@@ -75,6 +84,9 @@ TIMEZONES: tuple[str, ...] = (
     "Asia/Beirut",
 )
 """Trading time zones worth testing: no DST, DST at 01:00/02:00, odd offsets, DST at midnight."""
+
+SYMBOLS: tuple[str, ...] = ("EURUSD", "GBPUSD", "XAUUSD", "US500")
+"""The symbols the order strategies draw from: few, so orders meet the positions they reduce."""
 
 _MIN_EQUITY = 1e-2
 _MAX_EQUITY = 1e9
@@ -406,3 +418,82 @@ def payloads(kinds: list[type[Payload]] | None = None) -> st.SearchStrategy[Payl
     def build(kind: type[Payload]) -> st.SearchStrategy[Payload]:
         return st.builds(kind, **{f.name: _field_value(f) for f in attrs.fields(kind)})
     return st.sampled_from(kinds or list(PAYLOAD_TYPES.values())).flatmap(build)
+
+
+# --- pre-trade limits ---------------------------------------------------------------------------
+
+
+def prices(min_value: float = 0.01, max_value: float = 10_000.0) -> st.SearchStrategy[float]:
+    """A price in [``min_value``, ``max_value``] (finite, > 0)."""
+    _check_range(min_value, max_value)
+    return st.floats(min_value, max_value)
+
+
+def _volumes(max_volume: float) -> st.SearchStrategy[float]:
+    return st.floats(0.01, max_volume)
+
+
+def orders(symbols: tuple[str, ...] = SYMBOLS, max_volume: float = 1_000.0) -> st.SearchStrategy[Order]:
+    """A market order in one of ``symbols``, either side, of volume in [0.01, ``max_volume``]."""
+    return st.builds(Order, st.sampled_from(symbols), st.sampled_from(list(Side)), _volumes(max_volume))
+
+
+@st.composite
+def _open_positions(draw: Any, symbols: tuple[str, ...], max_volume: float) -> list[Position]:
+    held = draw(st.lists(st.sampled_from(symbols), unique=True, max_size=len(symbols)))
+    return [
+        Position(str(index), symbol, draw(st.sampled_from(list(Side))), draw(_volumes(max_volume)), draw(prices()))
+        for index, symbol in enumerate(held)
+    ]
+
+
+def open_positions(symbols: tuple[str, ...] = SYMBOLS, max_volume: float = 1_000.0) -> st.SearchStrategy[list[Position]]:
+    """The open positions of a netting account: at most one per symbol, each at an entry price."""
+    return _open_positions(symbols, max_volume)
+
+
+@st.composite
+def _order_contexts(draw: Any, symbols: tuple[str, ...], timezone: str | None) -> OrderContext:
+    positions = draw(open_positions(symbols))
+    quoted = draw(st.lists(st.sampled_from(symbols), unique=True))
+    now = draw(aware_datetimes(draw(timezones()) if timezone is None else timezone))
+    ages = draw(st.lists(st.floats(0.0, 2 * 86_400.0), max_size=50))
+    sent = sorted(now.timestamp() - age for age in ages)
+    equity = draw(st.none() | equities(1.0, 1e7))
+    return OrderContext(positions, {s: draw(prices()) for s in quoted}, equity, now, sent)
+
+
+def order_contexts(symbols: tuple[str, ...] = SYMBOLS, timezone: str | None = None) -> st.SearchStrategy[OrderContext]:
+    """What the limits judge an order against: open positions, latest prices for some symbols
+    (others fall back to entry prices or are unknown), an equity (or None), a time (in
+    ``timezone``, drawn when None) and up to 50 orders sent in the two days before it."""
+    return _order_contexts(symbols, timezone)
+
+
+@st.composite
+def _limit_settings(draw: Any, timezone: str | None) -> Settings:
+    def maybe(strategy: st.SearchStrategy[Any]) -> Any:
+        return draw(st.none() | strategy)
+
+    money = st.floats(1.0, 1e7)
+    return Settings(
+        max_order_volume=maybe(st.floats(0.01, 1_000.0)),
+        max_order_notional=maybe(money),
+        max_open_positions=maybe(st.integers(1, len(SYMBOLS))),
+        max_symbol_exposure=maybe(money),
+        max_total_exposure=maybe(money),
+        max_leverage=maybe(st.floats(0.1, 100.0)),
+        max_orders_per_second=maybe(st.integers(1, 10)),
+        max_orders_per_day=maybe(st.integers(1, 100)),
+        max_trades_per_day=maybe(st.integers(1, 100)),
+        runaway_refusals=maybe(st.integers(1, 20)),
+        runaway_window_seconds=draw(st.floats(1.0, 3_600.0)),
+        trading_timezone=draw(timezones()) if timezone is None else timezone,
+    )
+
+
+def limit_settings(timezone: str | None = None) -> st.SearchStrategy[Settings]:
+    """`Settings` with each pre-trade limit either off or drawn, and the runaway detector, in
+    ``timezone`` (drawn when None). Use ``settings.gate()`` for a gate with them; other fields
+    keep their defaults (``contract_size`` 1, as `order_contexts` draws)."""
+    return _limit_settings(timezone)

@@ -13,6 +13,7 @@ from loguru import logger
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.adapters.paper import PaperBroker
+from runtime.alerts import Alert
 from runtime.broker import BrokerError, Fill, Order
 from runtime.events import Event, EventType
 
@@ -29,6 +30,24 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
             return False
         pause.wait(0.005)
     return True
+
+
+class AlertInbox:
+    """An alert sink standing in for Telegram: keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.sent: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        with self.cond:
+            self.sent.append(alert)
+            self.cond.notify_all()
+
+    def wait_for(self, title_part: str) -> Alert:
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(title_part in a.title for a in self.sent), WAIT), self.sent
+            return next(a for a in self.sent if title_part in a.title)
 
 
 class EventLog:

@@ -414,7 +414,7 @@ def test_while_halted_an_order_is_refused_journaled_as_rejected_and_never_reache
     [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
     assert failed.metadata == {
         "signal_id": None, "symbol": "X", "side": "buy", "volume": 2, "reason": "", "rejected": True,
-        "error": "trading halted", "client_order_id": outcome.client_id, "reconciled": False,
+        "error": "trading halted", "client_order_id": outcome.client_id, "reconciled": False, "refused_by": "trading_state",
     }
     assert broker.submit_calls == calls and tree.events.of(EventType.ORDER_SUBMITTED) == []
 
@@ -453,7 +453,7 @@ def test_a_broker_that_fails_an_order_gives_trade_failed_settled_in_the_journal(
     [submitted] = tree.events.wait_count(EventType.ORDER_SUBMITTED, 1)
     [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
     assert failed.metadata == {
-        **submitted.metadata, "rejected": False, "error": "BrokerError('market closed')", "reconciled": False,
+        **submitted.metadata, "rejected": False, "error": "BrokerError('market closed')", "reconciled": False, "refused_by": None,
     }
     assert tree.store.unsettled_orders("main") == []
     assert [e.event_type for e in tree.store.events()] == [EventType.ORDER_SUBMITTED, EventType.TRADE_FAILED]

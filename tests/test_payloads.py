@@ -49,12 +49,18 @@ EXAMPLES: list[tuple[Payload, dict]] = [
         {**SIGNAL_KEYS, **FILL_KEYS, "client_order_id": "c1", "reconciled": False},
     ),
     (
-        TradeFailed.of(ORDER, SIGNAL, rejected=True, error="halted"),
-        {**SIGNAL_KEYS, "rejected": True, "error": "halted", "client_order_id": "c1", "reconciled": False},
+        TradeFailed.of(ORDER, SIGNAL, rejected=True, error="trading halted", refused_by="trading_state"),
+        {
+            **SIGNAL_KEYS, "rejected": True, "error": "trading halted", "client_order_id": "c1", "reconciled": False,
+            "refused_by": "trading_state",
+        },
     ),
     (
         TradeFailed.held_back(SIGNAL, "held back"),
-        {**SIGNAL_KEYS, "rejected": True, "error": "held back", "client_order_id": None, "reconciled": False},
+        {
+            **SIGNAL_KEYS, "rejected": True, "error": "held back", "client_order_id": None, "reconciled": False,
+            "refused_by": None,
+        },
     ),
     (
         PositionClosed.of(Position("7", "EURUSD", "sell", 2.0, 1.1), Fill("7", "EURUSD", "buy", 2.0, 1.0, AT, 0.2), "breach", 1),
@@ -105,6 +111,11 @@ def test_a_trade_journaled_before_client_ids_existed_still_reads():
     started = Event(EventType.LOOP_STARTED, "main", {"incarnation": 1, "trading_state": "halted",
                                                      "total_signals_lifetime": 0, "total_trades_lifetime": 0}, AT)
     assert LoopStarted.from_event(started) == LoopStarted(1, 0, 0)
+
+
+def test_a_refusal_journaled_before_refused_by_existed_reads_with_no_rule():
+    old = Event(EventType.TRADE_FAILED, "main", {**SIGNAL_KEYS, "rejected": True, "error": "trading halted"}, AT)
+    assert TradeFailed.from_event(old).refused_by is None
 IDS = [type(p).__name__ for p, _ in EXAMPLES]
 
 

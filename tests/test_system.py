@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pykka
-from actor_helpers import WAIT, EventLog, Journal
+from actor_helpers import WAIT, AlertInbox, EventLog, Journal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -15,7 +15,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from actors import Supervisor, TradingSystem, start_trading_system
 from actors.messages import Crash, EquityReading, GetGuardState, Ping, RunCycle
 from runtime import (
-    Alert,
     EventType,
     ListSignalSource,
     ManualClock,
@@ -26,24 +25,6 @@ from runtime import (
     Signal,
     TradingState,
 )
-
-
-class AlertInbox:
-    """An alert sink standing in for Telegram: keeps what it was sent."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.sent: list[Alert] = []
-
-    def send(self, alert: Alert) -> None:
-        with self.cond:
-            self.sent.append(alert)
-            self.cond.notify_all()
-
-    def wait_for(self, title_part: str) -> Alert:
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(title_part in a.title for a in self.sent), WAIT), self.sent
-            return next(a for a in self.sent if title_part in a.title)
 
 
 def paper(*symbols: str) -> PaperBroker:

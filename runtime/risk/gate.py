@@ -1,17 +1,30 @@
 """The order gate: whether one order may go out, given the trading state and what is held.
 
-Pure and synchronous. The guard actor calls `check_order` for every order before it reaches the
-broker; it is the only place that decides. Pre-trade limits are added here as further rules.
+Pure and synchronous. The guard actor asks its `Gate` for every order before it reaches the
+broker; it is the only place that decides. The gate checks the trading state (`check_order`), then
+every pre-trade limit (`runtime.risk.limits`) over the orders it has let out, and latches
+REDUCING when the order-rate refusals show a runaway loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_right, insort
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import attrs
 
 from runtime.broker import Order, Position
 from runtime.risk.guards import TradingState
+from runtime.risk.limits import Limit, OrderContext, RunawayLoop
 
-__all__ = ["check_order", "net_volume", "reduces_exposure"]
+__all__ = ["Gate", "Refusal", "TRADING_STATE", "POSITIONS_UNREAD", "check_order", "net_volume", "reduces_exposure"]
+
+TRADING_STATE = "trading_state"
+"""What a refusal by the trading state (HALTED, or REDUCING and the order adds exposure) is named."""
+
+POSITIONS_UNREAD = "positions_unread"
+"""What a refusal is named when limits are set but the open positions could not be read."""
 
 _VOLUME_TOLERANCE = 1e-12  # relative: a close of exactly the held volume must not count as a reversal
 
@@ -44,3 +57,115 @@ def check_order(order: Order, state: TradingState, positions: Sequence[Position]
     if not reduces_exposure(order, positions):
         return "reducing: only orders that reduce exposure are allowed"
     return None
+
+
+@attrs.frozen
+class Refusal:
+    """An order the gate refused: ``rule`` is the name of what refused it (a limit's name,
+    `TRADING_STATE` or `POSITIONS_UNREAD`), ``reason`` states the numbers, and ``runaway`` is the
+    reason of the runaway loop this refusal revealed (None when it revealed none)."""
+
+    rule: str
+    reason: str
+    runaway: str | None = None
+
+
+class Gate:
+    """Whether an order may go out: the trading state, then every limit in order, the first
+    refusal winning; an order that only reduces exposure passes every limit.
+
+    The gate remembers the times of the orders it was told were sent (`sent`), as far back as its
+    rate rules look. With a ``runaway`` detector, order-rate refusals are counted, and a flood
+    latches REDUCING (`latched`) until `release`. ``contract_size`` is the units of the asset per
+    unit of volume, for notional. Not thread-safe: one guard owns it.
+    """
+
+    def __init__(
+        self, limits: Sequence[Limit] = (), *, runaway: RunawayLoop | None = None, contract_size: float = 1.0
+    ) -> None:
+        names = [limit.name for limit in limits]
+        if len(set(names)) != len(names):
+            raise ValueError(f"limits must have distinct names, got {names!r}")
+        self._limits = tuple(limits)
+        self._runaway = runaway
+        self._contract = contract_size
+        self._sent: list[float] = []
+        self._lookback = max((limit.lookback for limit in limits), default=0.0)
+        self.latched: str | None = None
+        """The runaway loop's reason while REDUCING is latched by it, else None."""
+
+    @property
+    def limits(self) -> tuple[Limit, ...]:
+        """The limits, in the order they are checked."""
+        return self._limits
+
+    @property
+    def needs_positions(self) -> bool:
+        """True when some limit is set, so the positions must be read for every order."""
+        return bool(self._limits)
+
+    @property
+    def needs_prices(self) -> bool:
+        """True when some limit values positions, so prices must be read for every order."""
+        return any(limit.uses_prices for limit in self._limits)
+
+    def state(self, state: TradingState) -> TradingState:
+        """The trading state the gate applies: ``state``, made REDUCING while a runaway is latched."""
+        if self.latched is not None and state is TradingState.ACTIVE:
+            return TradingState.REDUCING
+        return state
+
+    def check(
+        self,
+        order: Order,
+        state: TradingState,
+        positions: Sequence[Position] | None,
+        *,
+        now: datetime,
+        prices: Mapping[str, float] | None = None,
+        equity: float | None = None,
+    ) -> Refusal | None:
+        """None when ``order`` may go out at ``now``, else the `Refusal`.
+
+        ``positions`` are the open positions (None when unread: refused in REDUCING, and by any
+        limit); ``prices`` the latest price per symbol; ``equity`` the latest equity.
+        """
+        reason = check_order(order, self.state(state), positions)
+        if reason is not None:
+            return Refusal(TRADING_STATE, reason)
+        if not self._limits:
+            return None
+        if positions is None:
+            return Refusal(POSITIONS_UNREAD, "the open positions could not be read, so the limits cannot be checked")
+        if reduces_exposure(order, positions):
+            return None
+        context = OrderContext(positions, prices or {}, equity, now, self._sent, self._contract)
+        for limit in self._limits:
+            reason = limit.check(order, context)
+            if reason is not None:
+                return Refusal(limit.name, reason, self._count_rate(limit, context.timestamp))
+        return None
+
+    def _count_rate(self, limit: Limit, at: float) -> str | None:
+        if self._runaway is None or not limit.counts_rate:
+            return None
+        runaway = self._runaway.refused(at)
+        if runaway is not None and self.latched is None:
+            self.latched = runaway
+            return runaway
+        return None
+
+    def sent(self, at: datetime) -> None:
+        """Remember that an order went to the broker at ``at``."""
+        if not self._lookback:
+            return
+        moment = at.timestamp()
+        insort(self._sent, moment)  # a clock set back must not unsort the history
+        del self._sent[: bisect_right(self._sent, moment - self._lookback)]
+
+    def release(self) -> str | None:
+        """Lift a latched runaway (an operator resumed) and forget its refusals; returns its reason."""
+        latched, self.latched = self.latched, None
+        if self._runaway is not None:
+            self._runaway.reset()
+        return latched
