@@ -7,10 +7,10 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import httpx
 import pytest
+from actor_helpers import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from support.live_bot import ROOT, TOKEN, TRADEWARDEN, Bot, free_port
 from support.processes import Child
@@ -167,16 +167,19 @@ def test_the_demo_prints_the_dashboard_address_and_token_and_serves_the_page(tmp
     with Child([*TRADEWARDEN, "demo", "--port", str(port), "--dir", str(tmp_path / "demo")], env=env, cwd=tmp_path) as demo:
         [line] = demo.lines(1, timeout=60)
         assert line == f"dashboard: http://127.0.0.1:{port}/  token: {TOKEN}  (Ctrl-C stops the demo)"
-        deadline = time.monotonic() + 30
-        while True:
+        pages: list[httpx.Response] = []
+
+        def serving() -> bool:
             try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-                break
+                pages[:] = [httpx.get(f"http://127.0.0.1:{port}/", timeout=5)]
             except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    ended = demo.finish(0.1)  # still running: fails the test with the demo's threads
-                    pytest.fail(f"the demo exited with {ended.returncode} before serving: {ended.stderr}")
-                time.sleep(0.05)  # a poll interval under a deadline
+                return False
+            return True
+
+        if not wait_until(serving, 30):
+            ended = demo.finish(0.1)  # still running: fails the test with the demo's threads
+            pytest.fail(f"the demo exited with {ended.returncode} before serving: {ended.stderr}")
+        [page] = pages
         assert page.status_code == 200 and "<title>tradewarden</title>" in page.text
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).status_code == 401

@@ -8,13 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from actor_helpers import wait_until
 
 __all__ = ["ROOT", "TOKEN", "TRADEWARDEN", "Bot", "bots", "free_port"]
 
@@ -53,18 +53,22 @@ class Bot:
         pytest.fail(f"{why}\n--- child output ---\n{self.log.read_text()[-20_000:]}")
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        # The bot's HTTP state has no event to wait on: look again until it holds, under a deadline.
+        found: list[Any] = []
+
+        def ready() -> bool:
             if self.process.poll() is not None:
                 self.fail(f"the child exited ({self.process.returncode}) while waiting for {what}")
             try:
                 result = check()
             except httpx.HTTPError:
-                result = None
-            if result:
-                return result
-            time.sleep(0.05)  # a poll interval under a deadline, not a wait for something to happen
-        self.fail(f"{what} did not happen within {timeout}s")
+                return False
+            found[:] = [result]
+            return bool(result)
+
+        if not wait_until(ready, timeout):
+            self.fail(f"{what} did not happen within {timeout}s")
+        return found[0]
 
     def get(self, path: str, token: str | None = TOKEN) -> httpx.Response:
         headers = {"authorization": f"Bearer {token}"} if token else {}
