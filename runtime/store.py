@@ -9,6 +9,7 @@ from typing import Protocol
 import attrs
 
 from runtime.events import Event, EventType
+from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
 from runtime.validation import attrs_whole
 
@@ -67,6 +68,14 @@ class StateStore(Protocol):
         """Replace the guard's record."""
         ...
 
+    def load_gate(self, loop_id: str) -> GateRecord | None:
+        """The guard's last saved gate record (order history, runaway latch, cooldown), or None."""
+        ...
+
+    def save_gate(self, loop_id: str, record: GateRecord) -> None:
+        """Replace the guard's gate record."""
+        ...
+
     def load_loop_totals(self, loop_id: str) -> LoopTotals | None:
         """The loop's last saved totals, or None on first start."""
         ...
@@ -110,6 +119,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._guards: dict[str, GuardRecord] = {}
+        self._gates: dict[str, GateRecord] = {}
         self._totals: dict[str, LoopTotals] = {}
         self._events: list[Event] = []
         self._event_ids: set[str] = set()
@@ -124,6 +134,18 @@ class MemoryStore:
         """Replace the guard's record."""
         with self._lock:
             self._guards[loop_id] = record
+
+    def load_gate(self, loop_id: str) -> GateRecord | None:
+        """The guard's last saved gate record, or None."""
+        with self._lock:
+            return self._gates.get(loop_id)
+
+    def save_gate(self, loop_id: str, record: GateRecord) -> None:
+        """Replace the guard's gate record."""
+        if not isinstance(record, GateRecord):
+            raise TypeError(f"record must be a GateRecord, got {record!r}")
+        with self._lock:
+            self._gates[loop_id_of(loop_id)] = record
 
     def load_loop_totals(self, loop_id: str) -> LoopTotals | None:
         """The loop's last saved totals, or None."""

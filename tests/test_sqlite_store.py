@@ -180,9 +180,9 @@ def test_a_database_of_another_schema_version_is_refused(tmp_path: Path) -> None
     path = tmp_path / "state.db"
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute("PRAGMA user_version = 4")
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 3, a newer one than this tradewarden reads \(2\)"):
+    with pytest.raises(StoreError, match=r"schema version 4, a newer one than this tradewarden reads \(3\)"):
         SqliteStore(path)
 
 
@@ -193,6 +193,7 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pa
         store.append_event(_event(1))
     conn = sqlite3.connect(path)  # make it the file an earlier tradewarden wrote
     conn.execute("DROP TABLE orders")
+    conn.execute("DROP TABLE gate_state")
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     with SqliteStore(path) as store:
@@ -201,7 +202,7 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pa
         store.open_order(_submitted("c1"))
         assert store.unsettled_orders("main") == [_submitted("c1")]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
 
 

@@ -7,6 +7,7 @@ PostgreSQL the same schema, claiming the loops the tests write, as a new incarna
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from test_sqlite_store import _event, _outcome, _submitted, guard_record
 
 from runtime import Event, EventType, LoopTotals, MemoryStore
 from runtime.adapters.sqlite import SqliteStore
+from runtime.risk.gate import GateRecord
 
 LOOPS = ("main", "other", "a", "b")
 
@@ -29,6 +31,8 @@ class Backing:
 
     kind: str
     factory: Callable[[], Any]
+    path: Any = None  # the SQLite file, or the PostgreSQL DSN
+    schema: str | None = None  # the PostgreSQL schema
     opened: list[Any] = attrs.field(factory=list)
 
     @property
@@ -49,7 +53,7 @@ def backing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backing]
         memory = MemoryStore()
         made = Backing("memory", lambda: memory)
     elif request.param == "sqlite":
-        made = Backing("sqlite", lambda: SqliteStore(tmp_path / "state.db"))
+        made = Backing("sqlite", lambda: SqliteStore(tmp_path / "state.db"), tmp_path / "state.db")
     else:
         from runtime.adapters.postgres import PostgresStore
 
@@ -61,7 +65,7 @@ def backing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backing]
                 store.claim(loop_id)
             return store
 
-        made = Backing("postgres", claimed)
+        made = Backing("postgres", claimed, dsn, schema)
     yield made
     for store in made.opened:
         getattr(store, "close", lambda: None)()
@@ -104,6 +108,66 @@ def test_everything_survives_closing_and_reopening(backing: Backing) -> None:
     assert reopened.events() == [*(_event(i) for i in range(3)), _submitted("c1")]
     assert reopened.unsettled_orders("main") == [_submitted("c1")]
     assert reopened.append_event(_event(1)) is False
+
+
+def gate_record(i: int) -> GateRecord:
+    """The i-th gate record of a series whose floats have no short decimal form."""
+    base = 1_700_000_000.0 + i / 3.0
+    return GateRecord(
+        sent=tuple(base + k / 7.0 for k in range(i + 1)),
+        refusals=tuple(base + k / 11.0 for k in range(i)),
+        latched=None if i % 2 == 0 else f"runaway order loop: {i} orders refused",
+        latched_at=None if i % 2 == 0 else base + 0.1,
+        halted_by=("daily_loss", "max_drawdown")[: i % 3],
+        halted_at=None if i % 3 == 0 else base + 0.2,
+    )
+
+
+def test_gate_records_round_trip_exactly_are_replaced_and_survive_reopening(backing: Backing) -> None:
+    store = backing.open()
+    assert store.load_gate("main") is None
+    for i in range(4):
+        store.save_gate("main", gate_record(i))
+        assert store.load_gate("main") == gate_record(i)
+    assert store.load_gate("other") is None
+    with pytest.raises(TypeError, match=r"^record must be a GateRecord, got 'x'$"):
+        store.save_gate("main", "x")
+    if backing.durable:
+        store.close()
+        assert backing.open().load_gate("main") == gate_record(3)
+
+
+def test_a_store_written_before_gate_records_existed_is_upgraded_and_keeps_everything(backing: Backing) -> None:
+    if not backing.durable:
+        pytest.skip("a MemoryStore has no schema to upgrade")
+    store = backing.open()
+    store.save_guard("main", guard_record(4))
+    store.open_order(_submitted("c1"))
+    store.close()
+    _as_written_before_gate_records(backing)
+    upgraded = backing.open()
+    assert upgraded.load_guard("main") == guard_record(4)
+    assert upgraded.unsettled_orders("main") == [_submitted("c1")]
+    assert upgraded.load_gate("main") is None
+    upgraded.save_gate("main", gate_record(2))
+    upgraded.close()
+    assert backing.open().load_gate("main") == gate_record(2)
+
+
+def _as_written_before_gate_records(backing: Backing) -> None:
+    # The file (schema version 2) or the schema (version 1, without the table) an earlier
+    # tradewarden wrote: the same tables less gate_state.
+    if backing.kind == "sqlite":
+        conn = sqlite3.connect(backing.path)
+        conn.execute("DROP TABLE gate_state")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(backing.path, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {backing.schema}.gate_state")
 
 
 # -- the journal -----------------------------------------------------------------------------------

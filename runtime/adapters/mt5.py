@@ -106,6 +106,12 @@ class MT5Broker:
         with self._lock:
             return mapping.positions_from_mt5(mt5.positions_get())
 
+    def price(self, symbol: str) -> float:
+        """The latest price of ``symbol`` (the middle of its bid and ask), for the notional limits;
+        `BrokerError` when the terminal has no tick for it."""
+        with self._lock:
+            return mapping.price_from_tick(symbol, mt5.symbol_info_tick(symbol))
+
     def submit_order(self, order: Order) -> Fill:
         """Send a market deal for ``order`` and return its fill; refused deals raise `BrokerError`."""
         with self._lock:

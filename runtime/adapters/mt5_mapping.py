@@ -43,6 +43,7 @@ __all__ = [
     "order_type",
     "position_from_mt5",
     "positions_from_mt5",
+    "price_from_tick",
     "realised_pnl_from_deals",
     "side_from_position_type",
 ]
@@ -137,6 +138,21 @@ def market_price(side: Side, tick: Any) -> float:
     if price <= 0:
         raise BrokerError(f"tick.{field} must be > 0, got {price!r}")
     return price
+
+
+def price_from_tick(symbol: str, tick: Any) -> float:
+    """The latest price of ``symbol`` from ``mt5.symbol_info_tick``: the middle of the bid and
+    the ask (what a position is valued at, neither side's spread). No tick, or a bid or ask that
+    is not a finite number > 0, raises `BrokerError` naming the symbol."""
+    if tick is None:
+        raise BrokerError(f"symbol_info_tick({symbol!r}) returned None: no price for it (is it in Market Watch?)")
+    sides = []
+    for field in ("bid", "ask"):
+        value = _finite(f"tick.{field} of {symbol}", getattr(tick, field, None))
+        if value <= 0:
+            raise BrokerError(f"tick.{field} of {symbol} must be > 0, got {value!r}")
+        sides.append(value)
+    return (sides[0] + sides[1]) / 2.0
 
 
 def market_order_request(

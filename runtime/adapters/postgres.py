@@ -14,7 +14,8 @@ guard sends none it could not journal). Journal appends are not fenced: the jour
 each id once, whoever reports them.
 
 Identity: the tables live in the schema ``tradewarden`` (or the one given), whose ``meta`` table
-names `SCHEMA_VERSION`; another version is refused with `StoreError`, never migrated. Errors name
+names `SCHEMA_VERSION`; another version is refused with `StoreError`, never migrated. A table
+added within a version (``gate_state``) is created, if missing, on connecting. Errors name
 the server as ``user@host:port/dbname``, never the password.
 """
 
@@ -31,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from runtime.adapters.sqlite import StoreError, decode_guard_record, encode_guard_record
 from runtime.events import Event
+from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
 from runtime.store import LoopTotals, check_events, loop_id_of, order_client_id
 
@@ -42,6 +44,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS epochs (loop_id TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS guard_state (loop_id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS gate_state (loop_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS loop_totals (
     loop_id TEXT PRIMARY KEY,
     total_signals_lifetime BIGINT NOT NULL,
@@ -232,6 +235,30 @@ class PostgresStore:
         with self._fenced(loop_id, f"saving the guard record of loop {loop_id!r}") as conn:
             conn.execute(
                 "INSERT INTO guard_state (loop_id, record) VALUES (%s, %s) "
+                "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
+                (loop_id, text),
+            )
+
+    def load_gate(self, loop_id: str) -> GateRecord | None:
+        """The guard's last saved gate record for ``loop_id``, or None when none was saved."""
+        with self._using(f"loading the gate record of loop {loop_id!r}") as conn:
+            row = conn.execute("SELECT record FROM gate_state WHERE loop_id = %s", (loop_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return GateRecord.from_json(row[0])
+        except ValueError as exc:
+            raise StoreError(f"postgres {self._server}: the gate record of loop {loop_id!r} is unreadable: {exc}") from exc
+
+    def save_gate(self, loop_id: str, record: GateRecord) -> None:
+        """Replace the guard's gate record for ``loop_id`` if this store's claim holds; durable
+        when this returns."""
+        if not isinstance(record, GateRecord):
+            raise TypeError(f"record must be a GateRecord, got {record!r}")
+        text = record.to_json()
+        with self._fenced(loop_id, f"saving the gate record of loop {loop_id!r}") as conn:
+            conn.execute(
+                "INSERT INTO gate_state (loop_id, record) VALUES (%s, %s) "
                 "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
                 (loop_id, text),
             )

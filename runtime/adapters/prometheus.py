@@ -20,7 +20,7 @@ __all__ = ["PrometheusMetrics", "CONTENT_TYPE_LATEST"]
 
 # Prometheus has no dotted names: statsd's ``analytics_events_total.trade_executed`` is the
 # family ``analytics_events_total`` with the suffix as a label, named here per family.
-_LABEL_OF = {MetricNames.ANALYTICS_EVENTS_TOTAL: "event_type"}
+_LABEL_OF = {MetricNames.ANALYTICS_EVENTS_TOTAL: "event_type", MetricNames.ORDER_REFUSED_TOTAL: "rule"}
 _DEFAULT_LABEL = "key"
 # Timings are in milliseconds, as in statsd: from a fast cycle to a slow liquidation.
 _MS_BUCKETS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
@@ -33,7 +33,8 @@ class PrometheusMetrics:
     Names are the statsd names with ``namespace + "_"`` in front (the statsd prefix with
     anything but letters, digits and ``_`` made ``_``): counters are Counters, gauges Gauges,
     timings Histograms in milliseconds. A dotted name ``family.suffix`` is the metric ``family``
-    with the suffix as a label (``event_type`` for ``analytics_events_total``, else ``key``).
+    with the suffix as a label (``event_type`` for ``analytics_events_total``, ``rule`` for
+    ``order_refused_total``, else ``key``).
 
     Promises: ``incr``, ``gauge`` and ``timing`` never block on I/O and never raise; a figure
     that cannot be kept (a non-finite value, a name Prometheus refuses, a name already used for

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.errors import TradewardenError
 from runtime.events import Event
 from runtime.risk.drawdown import DrawdownSnapshot
+from runtime.risk.gate import GateRecord
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import GuardRecord
 from runtime.store import LoopTotals, MemoryStore, StateStore, check_events, loop_id_of, order_client_id
@@ -45,11 +46,11 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x54574431  # "TWD1": marks the file as a tradewarden state database
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_TABLES = ("events", "guard_state", "loop_totals", "orders")
-# Version 1 had no orders table; adding it changes nothing that exists, so a version-1 file is
-# upgraded in place (the one migration this store makes).
+_TABLES = ("events", "guard_state", "loop_totals", "orders", "gate_state")
+# Version 1 had no orders table, version 2 no gate_state table; adding them changes nothing that
+# exists, so an older file is upgraded in place (the only migrations this store makes).
 _ORDERS_TABLE = """
 CREATE TABLE orders (
     loop_id TEXT NOT NULL,
@@ -57,6 +58,12 @@ CREATE TABLE orders (
     event_id TEXT NOT NULL,
     PRIMARY KEY (loop_id, client_order_id)
 )"""
+_GATE_TABLE = """
+CREATE TABLE gate_state (
+    loop_id TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+)"""
+_UPGRADES = {1: _ORDERS_TABLE, 2: _GATE_TABLE}  # from a version, the table the next one added
 _SCHEMA = """
 CREATE TABLE guard_state (
     loop_id TEXT PRIMARY KEY,
@@ -74,7 +81,7 @@ CREATE TABLE events (
     event TEXT NOT NULL
 );
 CREATE INDEX events_by_loop ON events (loop_id, seq);
-""" + _ORDERS_TABLE
+""" + _ORDERS_TABLE + ";" + _GATE_TABLE
 
 
 _INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
@@ -217,8 +224,8 @@ class SqliteStore:
                         conn.execute("ROLLBACK")
                     raise
                 application_id, version, names = self._identity()
-            if application_id == APPLICATION_ID and version == 1:
-                self._upgrade_from_1()
+            if application_id == APPLICATION_ID and version in _UPGRADES:
+                self._upgrade()
                 application_id, version, names = self._identity()
             if application_id != APPLICATION_ID:
                 listed = ", ".join(sorted(names)) or "none"
@@ -244,12 +251,15 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             raise self._refuse(f"is not a usable SQLite database (corrupt or another kind of file: {exc})") from None
 
-    def _upgrade_from_1(self) -> None:
+    def _upgrade(self) -> None:
         conn = self._connection()
         with _transaction(conn):
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 1:  # not upgraded meanwhile by another process
-                conn.execute(_ORDERS_TABLE)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # Read again under the write lock: another process may have upgraded meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            while version in _UPGRADES:
+                conn.execute(_UPGRADES[version])
+                version += 1
+            conn.execute(f"PRAGMA user_version = {version}")
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -302,6 +312,29 @@ class SqliteStore:
         with self._using(f"saving the guard record of loop {loop_id!r}") as conn:
             conn.execute(
                 "INSERT INTO guard_state (loop_id, record) VALUES (?, ?) "
+                "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
+                (loop_id_of(loop_id), text),
+            )
+
+    def load_gate(self, loop_id: str) -> GateRecord | None:
+        """The guard's last saved gate record for ``loop_id``, or None when none was saved."""
+        with self._using(f"loading the gate record of loop {loop_id!r}") as conn:
+            row = conn.execute("SELECT record FROM gate_state WHERE loop_id = ?", (loop_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return GateRecord.from_json(row[0])
+        except ValueError as exc:
+            raise StoreError(f"state_db {str(self._path)!r}: the gate record of loop {loop_id!r} is unreadable: {exc}") from exc
+
+    def save_gate(self, loop_id: str, record: GateRecord) -> None:
+        """Replace the guard's gate record for ``loop_id``; durable when this returns."""
+        if not isinstance(record, GateRecord):
+            raise TypeError(f"record must be a GateRecord, got {record!r}")
+        text = record.to_json()
+        with self._using(f"saving the gate record of loop {loop_id!r}") as conn:
+            conn.execute(
+                "INSERT INTO gate_state (loop_id, record) VALUES (?, ?) "
                 "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
                 (loop_id_of(loop_id), text),
             )

@@ -8,9 +8,12 @@ REDUCING when the order-rate refusals show a runaway loop.
 
 from __future__ import annotations
 
+import json
+import math
 from bisect import bisect_right, insort
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -18,7 +21,7 @@ from runtime.broker import Order, Position
 from runtime.risk.guards import TradingState
 from runtime.risk.limits import Limit, OrderContext, RunawayLoop
 
-__all__ = ["Gate", "Refusal", "TRADING_STATE", "POSITIONS_UNREAD", "check_order", "net_volume", "reduces_exposure"]
+__all__ = ["Gate", "GateRecord", "Refusal", "TRADING_STATE", "POSITIONS_UNREAD", "check_order", "net_volume", "reduces_exposure"]
 
 TRADING_STATE = "trading_state"
 """What a refusal by the trading state (HALTED, or REDUCING and the order adds exposure) is named."""
@@ -62,12 +65,66 @@ def check_order(order: Order, state: TradingState, positions: Sequence[Position]
 @attrs.frozen
 class Refusal:
     """An order the gate refused: ``rule`` is the name of what refused it (a limit's name,
-    `TRADING_STATE` or `POSITIONS_UNREAD`), ``reason`` states the numbers, and ``runaway`` is the
-    reason of the runaway loop this refusal revealed (None when it revealed none)."""
+    `TRADING_STATE` or `POSITIONS_UNREAD`), ``reason`` states the numbers, ``runaway`` is the
+    reason of the runaway loop this refusal revealed (None when it revealed none), and
+    ``counted`` is true when the runaway detector counted it (the gate's record changed)."""
 
     rule: str
     reason: str
     runaway: str | None = None
+    counted: bool = False
+
+
+def _times(value: Any) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"times must be a sequence of epoch seconds, got {value!r}") from None
+
+
+def _finite_times(instance: object, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
+    bad = [t for t in value if not math.isfinite(t)]
+    if bad:
+        raise ValueError(f"{attribute.name} must hold finite epoch seconds, got {bad[0]!r}")
+
+
+def _moment(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be finite epoch seconds or None, got {value!r}")
+
+
+@attrs.frozen
+class GateRecord:
+    """What the guard's gate and latches must get back after a restart; what the store keeps
+    beside the guard's record.
+
+    ``sent``: the times (epoch seconds, ascending) of the orders sent within the rate rules'
+    lookback; ``refusals``: the times of the order-rate refusals the runaway detector still
+    counts; ``latched``: the runaway loop's reason while it holds REDUCING (None when it does
+    not), latched at ``latched_at``; ``halted_by``: the rules whose breach halted trading (for a
+    cooldown to lift), at ``halted_at`` (empty and None when no such halt is held).
+    """
+
+    sent: tuple[float, ...] = attrs.field(default=(), converter=_times, validator=_finite_times)
+    refusals: tuple[float, ...] = attrs.field(default=(), converter=_times, validator=_finite_times)
+    latched: str | None = None
+    latched_at: float | None = attrs.field(default=None, validator=_moment)
+    halted_by: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    halted_at: float | None = attrs.field(default=None, validator=_moment)
+
+    def to_json(self) -> str:
+        """The record as one line of JSON; `from_json` gives back an equal record (floats in
+        their shortest exact form)."""
+        return json.dumps(attrs.asdict(self), allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> GateRecord:
+        """The record `to_json` wrote; a malformed text raises ``ValueError`` quoting it."""
+        try:
+            data = json.loads(text)
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a gate record's JSON: {text[:200]!r} ({type(exc).__name__}: {exc})") from exc
 
 
 class Gate:
@@ -76,7 +133,8 @@ class Gate:
 
     The gate remembers the times of the orders it was told were sent (`sent`), as far back as its
     rate rules look. With a ``runaway`` detector, order-rate refusals are counted, and a flood
-    latches REDUCING (`latched`) until `release`. ``contract_size`` is the units of the asset per
+    latches REDUCING (`latched`, since `latched_at`) until `release`. `record` and `restore`
+    carry all of that across a guard's restart. ``contract_size`` is the units of the asset per
     unit of volume, for notional. Not thread-safe: one guard owns it.
     """
 
@@ -93,11 +151,31 @@ class Gate:
         self._lookback = max((limit.lookback for limit in limits), default=0.0)
         self.latched: str | None = None
         """The runaway loop's reason while REDUCING is latched by it, else None."""
+        self.latched_at: float | None = None
+        """When (epoch seconds) the runaway latched, while it holds; else None."""
 
     @property
     def limits(self) -> tuple[Limit, ...]:
         """The limits, in the order they are checked."""
         return self._limits
+
+    @property
+    def remembers(self) -> bool:
+        """True when the gate holds anything a restart must not lose (a rate rule's order
+        history or a runaway detector), so the guard saves its `record`."""
+        return bool(self._lookback) or self._runaway is not None
+
+    def record(self) -> GateRecord:
+        """The order history and the runaway's refusals and latch, for the store."""
+        refusals = self._runaway.times if self._runaway is not None else ()
+        return GateRecord(tuple(self._sent), refusals, self.latched, self.latched_at)
+
+    def restore(self, record: GateRecord) -> None:
+        """Carry on from ``record`` (what a previous incarnation's gate saved)."""
+        self._sent = sorted(record.sent)
+        if self._runaway is not None:
+            self._runaway.restore(record.refusals)
+        self.latched, self.latched_at = record.latched, record.latched_at
 
     @property
     def needs_positions(self) -> bool:
@@ -143,15 +221,16 @@ class Gate:
         for limit in self._limits:
             reason = limit.check(order, context)
             if reason is not None:
-                return Refusal(limit.name, reason, self._count_rate(limit, context.timestamp))
+                if self._runaway is None or not limit.counts_rate:
+                    return Refusal(limit.name, reason)
+                return Refusal(limit.name, reason, self._count_rate(context.timestamp), counted=True)
         return None
 
-    def _count_rate(self, limit: Limit, at: float) -> str | None:
-        if self._runaway is None or not limit.counts_rate:
-            return None
+    def _count_rate(self, at: float) -> str | None:
+        assert self._runaway is not None
         runaway = self._runaway.refused(at)
         if runaway is not None and self.latched is None:
-            self.latched = runaway
+            self.latched, self.latched_at = runaway, at
             return runaway
         return None
 
@@ -165,7 +244,7 @@ class Gate:
 
     def release(self) -> str | None:
         """Lift a latched runaway (an operator resumed) and forget its refusals; returns its reason."""
-        latched, self.latched = self.latched, None
+        latched, self.latched, self.latched_at = self.latched, None, None
         if self._runaway is not None:
             self._runaway.reset()
         return latched

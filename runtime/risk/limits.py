@@ -368,3 +368,12 @@ class RunawayLoop:
         """Forget the refusals counted so far (after an operator's resume)."""
         self._times.clear()
 
+    @property
+    def times(self) -> tuple[float, ...]:
+        """The times of the refusals still counted, oldest first (for the guard's record)."""
+        return tuple(self._times)
+
+    def restore(self, times: Sequence[float]) -> None:
+        """Count again the refusals at ``times`` (a restarted guard's record), in order."""
+        self._times[:] = sorted(times)
+
