@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -28,7 +29,7 @@ from actors.supervision.base import SupervisedActor
 from actors.supervision.context import BusySection, ChildContext
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
-from runtime.broker import Broker, Fill, Order, read_account
+from runtime.broker import Broker, Fill, Order, Position, read_account
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import (
     EquityRestored,
@@ -41,11 +42,13 @@ from runtime.payloads import (
     TradeFailed,
     TradingStateChanged,
 )
+from runtime.risk.cooldown import MAX_DRAWDOWN, RUNAWAY_LOOP, Cooldown
 from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import Gate, Refusal
 from runtime.risk.guards import Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
+from runtime.risk.position_stop import PositionStop
 from runtime.store import StateStore
 
 __all__ = ["GuardActor"]
@@ -75,8 +78,16 @@ class GuardActor(SupervisedActor):
     store before they take effect, and a new incarnation carries on from them. A reading's net
     deposits (`runtime.broker.AccountSnapshot`) are taken as a cash flow before its equity.
 
+    With a ``position_stop``, each reading also checks the open positions: one the stop fires for
+    is closed on its own (journaled with a client id like any order, then POSITION_CLOSED naming
+    the rule), and trading is not halted for it. The gate's order history and runaway latch are
+    saved to the store (`runtime.risk.gate.GateRecord`) and a new incarnation carries on from them.
+
     Operators: `Resume` (refused past a hard limit unless it rebaselines) and `Halt` (the kill
-    switch). On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
+    switch). With a ``cooldown``, a halt by the rules it names (and the runaway latch, when it
+    names ``runaway_loop``) lifts by itself when its cooldown ends, on the actor's timers (the
+    data clock in a replay), journaled and alerted as an automatic resume; a max-drawdown halt
+    resumes with a rebaseline, and one the account still breaches stays halted, with an alert. On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
     to ``equity_stale_state`` (REDUCING, lifted by the next reading within limits, or HALTED and
     liquidated), with EQUITY_UNAVAILABLE and a critical alert.
 
@@ -99,9 +110,15 @@ class GuardActor(SupervisedActor):
         equity_stale_state: TradingState = TradingState.REDUCING,
         broker_call_bound: float = 10.0,
         gate: Gate | None = None,
+        position_stop: PositionStop | None = None,
+        cooldown: Cooldown | None = None,
     ) -> None:
         super().__init__(context)
         self._gate = gate or Gate()
+        self._position_stop = position_stop
+        self._cooldown = cooldown
+        self._halted_by: tuple[str, ...] = ()  # the rules of a halt a cooldown may lift, since _halted_at
+        self._halted_at: float | None = None
         self._guards = list(guards)
         self._settle_grace = settle_grace
         self._stale_after = equity_stale_after
@@ -139,6 +156,7 @@ class GuardActor(SupervisedActor):
         else:
             self._monitor = RiskMonitor.from_record(record, self._guards)
             self._saved = self._save_key()
+        self._restore_gate()
         self._reconcile()
         if self._stale_after > 0 and not self.context.clock.virtual:
             # Blindness is judged on a real clock only: a replay's time moves in steps, and a
@@ -163,8 +181,10 @@ class GuardActor(SupervisedActor):
             return self._place(message)
         if isinstance(message, EquityReading):
             self._reading(message)
+            self._check_stops()
         elif isinstance(message, EquityBatch):
             self._batch(message)
+            self._check_stops()
         elif isinstance(message, Liquidate):
             self._liquidate(message.reason, message.attempt)
         elif isinstance(message, GetGuardState):
@@ -198,6 +218,10 @@ class GuardActor(SupervisedActor):
             self._reconcile()
         elif key == "equity_watch":
             self._watch_equity()
+        elif key == "cooldown":
+            self._cool_down()
+        elif key == "runaway_cooldown":
+            self._lift_runaway()
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
@@ -322,6 +346,7 @@ class GuardActor(SupervisedActor):
                 )
             )
         self._publish_state(assessment.previous_state, TradingState.HALTED, reason)
+        self._hold_halt(tuple(v.guard for v in assessment.breaches))
 
     def _state_changed(self, assessment: Assessment) -> None:
         reason = "; ".join(v.reason for v in assessment.warnings) or "back within limits"
@@ -329,7 +354,7 @@ class GuardActor(SupervisedActor):
             self._alert("Reducing exposure", reason, Severity.WARNING)
         self._publish_state(assessment.previous_state, assessment.state, reason)
 
-    def _resume(self, by: str, rebaseline: bool) -> TradingState | ResumeRefused:
+    def _resume(self, by: str, rebaseline: bool, *, automatic: bool = False) -> TradingState | ResumeRefused:
         # Decide on the account as it is now, not on the last reading (which may be old).
         try:
             snapshot = read_account(self._broker)
@@ -344,11 +369,13 @@ class GuardActor(SupervisedActor):
         except ResumeRefused as refused:
             self.log.warning("resume by {} refused: {}", by, refused)
             return refused  # answered, not raised: a told Resume must not kill the guard
-        if self._gate.release() is not None and previous is TradingState.ACTIVE:
+        # An automatic resume lifts only its own halt: a runaway latch has its own cooldown.
+        if not automatic and self._gate.release() is not None and previous is TradingState.ACTIVE:
             previous = TradingState.REDUCING  # the gate held it there for a runaway loop
         self._liquidating = None  # a retry still scheduled must not close positions of the resumed account
         self._retry_attempt = 0
         self.timers.cancel("liquidate")
+        self._release_halt(runaway_too=not automatic)
         self._save()
         if changed is not None:
             self._publish(
@@ -360,15 +387,18 @@ class GuardActor(SupervisedActor):
                 f"day start {changed.old_day_start:.2f} -> {changed.new_day_start:.2f}",
                 Severity.WARNING,
             )
-        if previous is not TradingState.ACTIVE:
-            self._publish_state(previous, TradingState.ACTIVE, f"resumed by {by}")
-            self._alert("Trading resumed", f"resumed by {by}", Severity.INFO)
+        now = self._gate.state(TradingState.ACTIVE)
+        if previous is not now:
+            why = f"resumed automatically: {by}" if automatic else f"resumed by {by}"
+            self._publish_state(previous, now, why)
+            self._alert("Trading resumed automatically" if automatic else "Trading resumed", why, Severity.INFO)
         return previous
 
     def _halt(self, by: str, reason: str) -> TradingState:
         # The kill switch: latched like a breach, and everything is closed even if already halted.
         why = f"halted by {by}: {reason}"
         previous = self.monitor.halt(why)
+        self._release_halt(runaway_too=False)  # the operator's halt latches: no cooldown lifts it
         self._save()
         self._reaction_started = time.perf_counter()
         self._liquidate(why, 0)
@@ -435,6 +465,7 @@ class GuardActor(SupervisedActor):
             return self._outcome(order, request.at, refusal=reason)
         self._publish.send(event)
         self._gate.sent(self.context.clock.now())
+        self._save_gate()  # before the broker sees it: a restart must count this order
         try:
             fill = self._broker.submit_order(order)
         except Exception as exc:
@@ -452,10 +483,13 @@ class GuardActor(SupervisedActor):
         if refusal is None:
             return None
         self._metrics.incr(f"{MetricNames.ORDER_REFUSED_TOTAL}.{refusal.rule}")
+        if refusal.counted:
+            self._save_gate()
         if refusal.runaway is not None:
             self.log.critical("{}: trading reducing", refusal.runaway)
             self._alert("Runaway order loop", f"{refusal.runaway}; trading reducing until resumed", Severity.CRITICAL)
             self._publish_state(state, gate.state(state), refusal.runaway)
+            self._arm_cooldowns()
         return refusal
 
     def _positions_for_gate(self, state: TradingState) -> list | None:
@@ -539,6 +573,123 @@ class GuardActor(SupervisedActor):
             self.log.warning("order {} reconciled with the broker: not executed", client_id)
         if wait is not None:
             self.timers.start_single("reconcile", wait)
+
+    # --- the per-position stop ----------------------------------------------------------------
+
+    def _check_stops(self) -> None:
+        # While halted the liquidation closes everything; a stop would only race it.
+        stop = self._position_stop
+        if stop is None or self._liquidating is not None or self.monitor.trading_state is TradingState.HALTED:
+            return
+        try:
+            positions = self._broker.open_positions()
+        except Exception as exc:
+            self.log.error("open positions not read for the position stop: {!r}", exc)
+            return
+        for position, reason in stop.fired(positions, self.monitor.tracker.latest_equity):
+            self._close_stopped(position, reason)
+
+    def _close_stopped(self, position: Position, reason: str) -> None:
+        # The close of the exact ticket, journaled as an order: its client id, then its outcome.
+        order = Order(position.symbol, position.side.opposite, position.volume)
+        submitted = OrderSubmitted.of(order, None)
+        event = self._publish.make(submitted)
+        try:
+            self._store.open_order(event)
+        except Exception as exc:
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("position stop of {} not journaled, so not sent: {!r}", position.position_id, exc)
+            return
+        self._client_ids.add(order.client_id)
+        self._publish.send(event)
+        try:
+            fill = attrs.evolve(self._broker.close_position(position.position_id), client_id=order.client_id)
+        except Exception as exc:
+            self._settle(order.client_id, TradeFailed.of(order, None, rejected=False, error=repr(exc)))
+            self.log.error("{}; closing failed: {!r}", reason, exc)
+            self._alert("Position stop failing", f"{reason}; closing failed: {exc!r}; tried again at the next reading", Severity.CRITICAL)
+            return
+        self._settle(order.client_id, TradeExecuted.of(submitted, fill))
+        self._publish(PositionClosed.of(position, fill, reason, 0, rule=PositionStop.name))
+        self.log.warning("{}: closed", reason)
+        self._alert("Position stopped", reason, Severity.WARNING)
+
+    # --- what the gate remembers, and the cooldowns ----------------------------------------------
+
+    @property
+    def _remembers(self) -> bool:
+        return self._gate.remembers or self._cooldown is not None
+
+    def _restore_gate(self) -> None:
+        if not self._remembers:
+            return
+        record = self._store.load_gate(self._loop_id)
+        if record is not None:
+            self._gate.restore(record)
+            if self.monitor.trading_state is TradingState.HALTED:
+                self._halted_by, self._halted_at = record.halted_by, record.halted_at
+        self._arm_cooldowns()
+
+    def _save_gate(self) -> None:
+        # As _save: a store that fails must not stop the guard, but it must say so.
+        if not self._remembers:
+            return
+        record = attrs.evolve(self._gate.record(), halted_by=self._halted_by, halted_at=self._halted_at)
+        try:
+            self._store.save_gate(self._loop_id, record)
+        except Exception as exc:
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("gate state not saved: {!r}", exc)
+            self._alert("Gate state not saved", f"{exc!r}; a restart would forget the order history and latches", Severity.CRITICAL)
+
+    def _hold_halt(self, rules: tuple[str, ...]) -> None:
+        if self._cooldown is None:
+            return
+        self._halted_by, self._halted_at = rules, self.context.clock.now().timestamp()
+        self._save_gate()
+        self._arm_cooldowns()
+
+    def _release_halt(self, *, runaway_too: bool) -> None:
+        self._halted_by, self._halted_at = (), None
+        self.timers.cancel("cooldown")
+        if runaway_too:
+            self.timers.cancel("runaway_cooldown")
+        self._save_gate()
+
+    def _arm_cooldowns(self) -> None:
+        cooldown = self._cooldown
+        if cooldown is None:
+            return
+        latched = (RUNAWAY_LOOP,) if self._gate.latched is not None else ()
+        for key, rules, since in (
+            ("cooldown", self._halted_by, self._halted_at),
+            ("runaway_cooldown", latched, self._gate.latched_at),
+        ):
+            if not rules or since is None:
+                continue
+            ends = cooldown.resume_at(rules, datetime.fromtimestamp(since, UTC))
+            if ends is not None:
+                self.timers.start_single(key, max(0.0, (ends - self.context.clock.now()).total_seconds()))
+
+    def _cool_down(self) -> None:
+        rules = self._halted_by
+        if not rules or self.monitor.trading_state is not TradingState.HALTED:
+            return
+        by = f"the cooldown after {', '.join(rules)} ended"
+        answer = self._resume(by, MAX_DRAWDOWN in rules, automatic=True)
+        if isinstance(answer, ResumeRefused):
+            self._release_halt(runaway_too=False)  # latched from now on: an operator decides
+            self._alert("Automatic resume refused", f"{by}, but {answer}; trading stays halted until resumed", Severity.WARNING)
+
+    def _lift_runaway(self) -> None:
+        reason = self._gate.release()
+        if reason is None:
+            return
+        self._save_gate()
+        why = f"resumed automatically: the cooldown after {RUNAWAY_LOOP} ended"
+        if self.monitor.trading_state is TradingState.ACTIVE:
+            self._publish_state(TradingState.REDUCING, TradingState.ACTIVE, why)
+        self._alert("Trading resumed automatically", f"{why} ({reason})", Severity.INFO)
 
     # --- liquidation ------------------------------------------------------------------------
 

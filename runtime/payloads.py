@@ -365,7 +365,8 @@ class TradeFailed(_OrderPayload):
 @attrs.frozen(field_transformer=_check_fields)
 class PositionClosed(Payload):
     """A position was closed by the guard or the fail-safe: what it was, the fill's price and
-    profit, why, and on which attempt."""
+    profit, why, and on which attempt; ``rule`` names the rule that closed that one position on
+    its own (``position_stop``; None for a liquidation, and in journals written before it existed)."""
 
     position_id: str = key(str)
     symbol: str = key(str)
@@ -375,10 +376,11 @@ class PositionClosed(Payload):
     realised_pnl: float = key(float)
     reason: str = key(str)
     attempt: int = key(int)
+    rule: str | None = key(str, nullable=True, default=None)
 
     @classmethod
-    def of(cls, position: Position, fill: Fill, reason: str, attempt: int) -> PositionClosed:
-        """The payload of ``position`` closed by ``fill``."""
+    def of(cls, position: Position, fill: Fill, reason: str, attempt: int, *, rule: str | None = None) -> PositionClosed:
+        """The payload of ``position`` closed by ``fill`` (by ``rule``, for a position stop)."""
         return cls(
             position.position_id,
             position.symbol,
@@ -388,6 +390,7 @@ class PositionClosed(Payload):
             fill.realised_pnl,
             reason,
             attempt,
+            rule,
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from runtime.errors import TradewardenError
+from runtime.risk.cooldown import Cooldown
 from runtime.risk.gate import Gate
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.risk.limits import (
@@ -29,6 +30,7 @@ from runtime.risk.limits import (
     OrderRate,
     RunawayLoop,
 )
+from runtime.risk.position_stop import STOP_BASES, PositionStop
 from runtime.validation import (
     attrs_boolean,
     attrs_non_negative,
@@ -80,6 +82,16 @@ def _limit(variable: str, parse: str) -> Any:
 def _stale_action(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value not in ("reducing", "halted"):
         raise ValueError(f"{attribute.name} must be 'reducing' or 'halted', got {value!r}")
+
+
+def _stop_basis(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in STOP_BASES:
+        raise ValueError(f"{attribute.name} must be 'equity' or 'entry', got {value!r}")
+
+
+def _cooldown_rules(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be rule names separated by commas, got {value!r}")
 
 
 def _secret_repr(value: str | None) -> str:
@@ -145,6 +157,18 @@ class Settings:
         default=60.0, validator=attrs_positive, metadata=_env("RUNAWAY_WINDOW_SECONDS", parse="float")
     )
     contract_size: float = attrs.field(default=1.0, validator=attrs_positive, metadata=_env("CONTRACT_SIZE", parse="float"))
+    position_stop_percent: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs_percent), metadata=_env("POSITION_STOP_PERCENT", parse="float?")
+    )
+    position_stop_basis: str = attrs.field(
+        default="equity", validator=_stop_basis, metadata=_env("POSITION_STOP_BASIS", parse="str")
+    )
+    cooldown_rules: str | None = attrs.field(
+        default=None, validator=_cooldown_rules, metadata=_env("COOLDOWN_RULES", parse="str?")
+    )
+    cooldown_seconds: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs_positive), metadata=_env("COOLDOWN_SECONDS", parse="float?")
+    )
     max_restarts: int = attrs.field(default=5, validator=attrs_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
     within_seconds: float = attrs.field(
         default=60.0, validator=attrs_positive, metadata=_env("SUPERVISOR_WITHIN_SECONDS", parse="float")
@@ -186,6 +210,7 @@ class Settings:
                 f"heartbeat_timeout_seconds must be shorter than heartbeat_interval_seconds "
                 f"({self.heartbeat_interval_seconds!r}), got {timeout!r}"
             )
+        self.cooldown()  # a cooldown naming an unknown rule, or a timed one without seconds, is refused here
 
     @property
     def heartbeat_timeout(self) -> float:
@@ -235,6 +260,18 @@ class Settings:
         if self.runaway_refusals is not None:
             runaway = RunawayLoop(self.runaway_refusals, self.runaway_window_seconds)
         return Gate(self.limits(), runaway=runaway, contract_size=self.contract_size)
+
+    def position_stop(self) -> PositionStop | None:
+        """The per-position stop these settings ask for, or None (off unless set)."""
+        if self.position_stop_percent is None:
+            return None
+        return PositionStop(self.position_stop_percent, self.position_stop_basis, self.contract_size)
+
+    def cooldown(self) -> Cooldown | None:
+        """The automatic resume these settings ask for, or None (halts latch unless set)."""
+        if self.cooldown_rules is None:
+            return None
+        return Cooldown(self.cooldown_rules, self.cooldown_seconds, self.trading_timezone)
 
     @classmethod
     def load(

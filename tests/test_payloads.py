@@ -66,7 +66,7 @@ EXAMPLES: list[tuple[Payload, dict]] = [
         PositionClosed.of(Position("7", "EURUSD", "sell", 2.0, 1.1), Fill("7", "EURUSD", "buy", 2.0, 1.0, AT, 0.2), "breach", 1),
         {
             "position_id": "7", "symbol": "EURUSD", "side": "sell", "volume": 2.0,
-            "price": 1.0, "realised_pnl": 0.2, "reason": "breach", "attempt": 1,
+            "price": 1.0, "realised_pnl": 0.2, "reason": "breach", "attempt": 1, "rule": None,
         },
     ),
     (LoopStarted(2, 5, 3), {"incarnation": 2, "total_signals_lifetime": 5, "total_trades_lifetime": 3}),

@@ -82,6 +82,12 @@ def _times(value: Any) -> tuple[float, ...]:
         raise TypeError(f"times must be a sequence of epoch seconds, got {value!r}") from None
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(name, str) for name in value):
+        raise TypeError(f"halted_by must be a sequence of rule names, got {value!r}")
+    return tuple(value)
+
+
 def _finite_times(instance: object, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
     bad = [t for t in value if not math.isfinite(t)]
     if bad:
@@ -109,7 +115,7 @@ class GateRecord:
     refusals: tuple[float, ...] = attrs.field(default=(), converter=_times, validator=_finite_times)
     latched: str | None = None
     latched_at: float | None = attrs.field(default=None, validator=_moment)
-    halted_by: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    halted_by: tuple[str, ...] = attrs.field(default=(), converter=_names)
     halted_at: float | None = attrs.field(default=None, validator=_moment)
 
     def to_json(self) -> str:
