@@ -40,6 +40,7 @@ from runtime.events import Event, EventType
 from runtime.payloads import PAYLOAD_TYPES, Payload, is_nullable, kind_of
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.risk.limits import OrderContext
+from runtime.risk.position_stop import STOP_BASES, PositionStop
 from runtime.settings import Settings
 
 __all__ = [
@@ -68,6 +69,8 @@ __all__ = [
     "min_equity_guards",
     "next_midnight",
     "payloads",
+    "position_stops",
+    "priced_positions",
     "timezones",
     "warn_fractions",
 ]
@@ -497,3 +500,23 @@ def limit_settings(timezone: str | None = None) -> st.SearchStrategy[Settings]:
     ``timezone`` (drawn when None). Use ``settings.gate()`` for a gate with them; other fields
     keep their defaults (``contract_size`` 1, as `order_contexts` draws)."""
     return _limit_settings(timezone)
+
+
+def position_stops() -> st.SearchStrategy[PositionStop]:
+    """A per-position stop at a drawn percentage, on either basis, with a drawn contract size."""
+    return st.builds(
+        PositionStop, limit_percents(), st.sampled_from(STOP_BASES), st.sampled_from([1.0, 100.0, 100_000.0])
+    )
+
+
+@st.composite
+def _priced_positions(draw: Any, symbols: tuple[str, ...], max_volume: float) -> list[Position]:
+    held = draw(open_positions(symbols, max_volume))
+    pnl = st.floats(-1e6, 1e6) | st.just(0.0)
+    return [attrs.evolve(p, unrealised_pnl=draw(pnl)) for p in held]
+
+
+def priced_positions(symbols: tuple[str, ...] = SYMBOLS, max_volume: float = 1_000.0) -> st.SearchStrategy[list[Position]]:
+    """Open positions as `open_positions` draws them, each with an unrealised P&L (a loss, a
+    gain or flat) as a broker reports it: what a `PositionStop` judges."""
+    return _priced_positions(symbols, max_volume)
