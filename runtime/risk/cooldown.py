@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -57,8 +57,8 @@ class Cooldown:
         return bool(rules) and all(rule in self.rules for rule in rules)
 
     def resume_at(self, rules: Sequence[str], latched_at: datetime) -> datetime | None:
-        """When a latch by ``rules`` at ``latched_at`` (timezone-aware) lifts: the latest of each
-        rule's own end; None when it does not lift by itself."""
+        """When (UTC) a latch by ``rules`` at ``latched_at`` (timezone-aware) lifts: the latest of
+        each rule's own end; None when it does not lift by itself."""
         aware_datetime("latched_at", latched_at)
         if not self.covers(rules):
             return None
@@ -67,8 +67,9 @@ class Cooldown:
             if rule == DAILY_LOSS:
                 zone = ZoneInfo(self.timezone)
                 day = latched_at.astimezone(zone).date() + timedelta(days=1)
-                ends.append(datetime.combine(day, time(), tzinfo=zone))
+                # Through UTC: where a clock change skips midnight, the day's first real moment.
+                ends.append(datetime.combine(day, time(), tzinfo=zone).astimezone(UTC))
             else:
                 assert self.seconds is not None  # checked on construction
-                ends.append(latched_at + timedelta(seconds=self.seconds))
+                ends.append((latched_at + timedelta(seconds=self.seconds)).astimezone(UTC))
         return max(ends)
