@@ -1,0 +1,59 @@
+"""The gate's order history and the runaway latch survive a guard crash: a restarted guard goes on
+refusing what the rate limits refuse, and stays REDUCING for a runaway, from the SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from actor_helpers import WAIT, AlertInbox, EventLog, wait_until
+
+from actors import start_trading_system
+from actors.messages import Crash, PlaceOrder
+from runtime import EventType, ListSignalSource, ManualClock, Order, PaperBroker, Settings, TradingState
+from runtime.adapters.sqlite import SqliteStore
+
+
+def test_the_rate_limit_and_the_runaway_latch_still_apply_after_the_guard_restarts(tmp_path: Path):
+    broker, clock, events, alerts = PaperBroker(10_000), ManualClock(), EventLog(), AlertInbox()
+    broker.update_price("EURUSD", 1.0)
+    store = SqliteStore(tmp_path / "state.db")
+    settings = Settings(max_orders_per_day=3, runaway_refusals=2, runaway_window_seconds=600)
+    system = start_trading_system(
+        settings, broker, ListSignalSource(), store=store, alerts=alerts, clock=clock,
+        loop_interval=None, subscribers=[events], drills=True,
+    )
+
+    def place(side: str = "buy"):
+        return system.guard.ask(PlaceOrder(Order("EURUSD", side, 1), clock.now()), timeout=WAIT)
+
+    def crash(incarnation: int) -> None:
+        system.guard.tell(Crash("drill"))
+        assert wait_until(lambda: (g := system.children()["guard"]).incarnation == incarnation and g.alive)
+
+    try:
+        for _ in range(3):
+            assert place().executed
+            clock.advance(1)
+        crash(2)
+        refused = place()
+        assert refused.refusal == "orders 4 in 86400s > limit 3 for EURUSD"  # the three before the crash count
+        assert store.load_gate("main").refusals == (clock.now().timestamp(),)
+        crash(3)
+        flood = place()  # the refusal before the crash counts too: two make a runaway
+        runaway = "runaway order loop: 2 orders refused by rate limits within 600s (limit 2)"
+        assert flood.refusal == "orders 4 in 86400s > limit 3 for EURUSD" and flood.trading_state is TradingState.REDUCING
+        alerts.wait_for("Runaway order loop")
+        crash(4)
+        status = system.guard_status()
+        assert (status.state.trading_state, status.state.reason) == (TradingState.REDUCING, runaway)
+        assert place().refusal == "reducing: only orders that reduce exposure are allowed"
+        assert place("sell").executed  # reducing still goes out
+        assert broker.net_volume("EURUSD") == 2
+        failed = [e.metadata["refused_by"] for e in events.wait_count(EventType.TRADE_FAILED, 3)]
+        assert failed == ["max_orders_per_day", "max_orders_per_day", "trading_state"]
+        assert system.resume(by="desk") is TradingState.REDUCING
+        record = store.load_gate("main")
+        assert (len(record.sent), record.refusals, record.latched, record.latched_at, record.halted_by) == (4, (), None, None, ())
+    finally:
+        system.stop()
+        store.close()
