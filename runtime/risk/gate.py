@@ -138,7 +138,7 @@ class Gate:
     refusal winning; an order that only reduces exposure passes every limit.
 
     The gate remembers the times of the orders it was told were sent (`sent`), as far back as its
-    rate rules look. With a ``runaway`` detector, order-rate refusals are counted, and a flood
+    rate rules look and no more of them than they need (their ``keeps``). With a ``runaway`` detector, order-rate refusals are counted, and a flood
     latches REDUCING (`latched`, since `latched_at`) until `release`. `record` and `restore`
     carry all of that across a guard's restart. ``contract_size`` is the units of the asset per
     unit of volume, for notional. Not thread-safe: one guard owns it.
@@ -155,6 +155,10 @@ class Gate:
         self._contract = contract_size
         self._sent: list[float] = []
         self._lookback = max((limit.lookback for limit in limits), default=0.0)
+        # The history a restart must get back is saved with every order: bounded by the rules.
+        looking: list[int | None] = [getattr(limit, "keeps", None) for limit in limits if limit.lookback]
+        counts = [keep for keep in looking if keep is not None]
+        self._keep = max(counts) if counts and len(counts) == len(looking) else None
         self.latched: str | None = None
         """The runaway loop's reason while REDUCING is latched by it, else None."""
         self.latched_at: float | None = None
@@ -247,6 +251,8 @@ class Gate:
         moment = at.timestamp()
         insort(self._sent, moment)  # a clock set back must not unsort the history
         del self._sent[: bisect_right(self._sent, moment - self._lookback)]
+        if self._keep is not None and len(self._sent) > self._keep:
+            del self._sent[: len(self._sent) - self._keep]
 
     def release(self) -> str | None:
         """Lift a latched runaway (an operator resumed) and forget its refusals; returns its reason."""

@@ -129,7 +129,9 @@ class Limit(Protocol):
     ``name`` is what a refusal is attributed to (`TradeFailed.refused_by`, the metric
     ``order_refused_total.<name>``); ``uses_prices`` tells the guard to read prices for it;
     ``counts_rate`` marks the order-rate rules whose refusals feed the runaway detector;
-    ``lookback`` is how many seconds of sent orders it needs to see (0 for none).
+    ``lookback`` is how many seconds of sent orders it needs to see (0 for none). A rule may also
+    say, as ``keeps``, how many of the latest sent orders are enough for it; the gate then keeps
+    no more than the largest such number (without it, every order within the lookback is kept).
     """
 
     @property
@@ -304,6 +306,12 @@ class OrderRate:
         """The window."""
         return self.window_seconds
 
+    @property
+    def keeps(self) -> int:
+        """How many of the latest orders sent it needs to see: past ``max_orders`` of them in
+        the window, older ones cannot change its answer."""
+        return self.max_orders
+
     def check(self, order: Order, context: OrderContext) -> str | None:
         """The orders sent within the window, with this one, against the limit."""
         sent = context.sent
@@ -324,6 +332,12 @@ class MaxTradesPerDay:
     uses_prices: ClassVar[bool] = False
     counts_rate: ClassVar[bool] = True
     lookback: ClassVar[float] = 26 * 3600.0  # a trading day is 25 hours long when the clocks go back
+
+    @property
+    def keeps(self) -> int:
+        """How many of the latest orders sent it needs to see (``limit``: older ones cannot
+        change its answer)."""
+        return self.limit
 
     def day_start(self, now: datetime) -> datetime:
         """Midnight of the trading day ``now`` falls in, in the rule's zone."""
