@@ -87,7 +87,8 @@ class GuardActor(SupervisedActor):
     switch). With a ``cooldown``, a halt by the rules it names (and the runaway latch, when it
     names ``runaway_loop``) lifts by itself when its cooldown ends, on the actor's timers (the
     data clock in a replay), journaled and alerted as an automatic resume; a max-drawdown halt
-    resumes with a rebaseline, and one the account still breaches stays halted, with an alert. On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
+    resumes with a rebaseline, and one the account still breaches stays halted, with an alert.
+    On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
     to ``equity_stale_state`` (REDUCING, lifted by the next reading within limits, or HALTED and
     liquidated), with EQUITY_UNAVAILABLE and a critical alert.
 
