@@ -465,8 +465,8 @@ class GuardActor(SupervisedActor):
             self._publish(TradeFailed.of(order, signal, rejected=True, error=reason, refused_by=refused_by))
             return self._outcome(order, request.at, refusal=reason)
         self._publish.send(event)
-        self._gate.sent(self.context.clock.now())
-        self._save_gate()  # before the broker sees it: a restart must count this order
+        if self._gate.sent(self.context.clock.now()):
+            self._save_gate()  # before the broker sees it: a restart must count this order
         try:
             fill = self._broker.submit_order(order)
         except Exception as exc:

@@ -62,6 +62,10 @@ def test_only_a_gate_with_a_rate_rule_or_a_runaway_detector_has_anything_to_reme
     assert not Settings(max_order_volume=5).gate().remembers
     assert Settings(max_trades_per_day=5).gate().remembers
     assert Settings(runaway_refusals=5).gate().remembers
+    # Only an order a rate rule counts changes the record (and must be saved before it goes out).
+    assert Settings(max_order_volume=5, runaway_refusals=5).gate().sent(START) is False
+    counting = Settings(max_trades_per_day=5).gate()
+    assert counting.sent(START) is True and counting.record().sent == (START.timestamp(),)
 
 
 @pytest.mark.parametrize(

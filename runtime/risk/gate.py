@@ -244,15 +244,17 @@ class Gate:
             return runaway
         return None
 
-    def sent(self, at: datetime) -> None:
-        """Remember that an order went to the broker at ``at``."""
+    def sent(self, at: datetime) -> bool:
+        """Remember that an order went to the broker at ``at``; True when that changed the
+        `record` (some rate rule counts orders), so it must be saved again."""
         if not self._lookback:
-            return
+            return False
         moment = at.timestamp()
         insort(self._sent, moment)  # a clock set back must not unsort the history
         del self._sent[: bisect_right(self._sent, moment - self._lookback)]
         if self._keep is not None and len(self._sent) > self._keep:
             del self._sent[: len(self._sent) - self._keep]
+        return True
 
     def release(self) -> str | None:
         """Lift a latched runaway (an operator resumed) and forget its refusals; returns its reason."""
