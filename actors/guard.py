@@ -49,6 +49,7 @@ from runtime.risk.guards import Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
 from runtime.store import StateStore
+from runtime.validation import finite_number
 
 __all__ = ["GuardActor"]
 
@@ -130,9 +131,9 @@ class GuardActor(SupervisedActor):
         super().__init__(context)
         self._gate = gate or Gate()
         self._guards = list(guards)
-        self._settle_grace = settle_grace
-        self._late_fill_watch = timedelta(seconds=late_fill_watch)
-        self._late_fill_every = max(_RECONCILE_EVERY, min(settle_grace, _LATE_FILL_EVERY_AT_MOST))
+        self._settle_grace = _seconds("settle_grace", settle_grace)
+        self._late_fill_watch = timedelta(seconds=_seconds("late_fill_watch", late_fill_watch))
+        self._late_fill_every = max(_RECONCILE_EVERY, min(self._settle_grace, _LATE_FILL_EVERY_AT_MOST))
         self._stale_after = equity_stale_after
         self._stale_state = TradingState(equity_stale_state)
         self._last_valid = context.clock.monotonic()
@@ -704,6 +705,14 @@ class GuardActor(SupervisedActor):
 
     def _publish_state(self, previous: TradingState, state: TradingState, reason: str) -> None:
         self._publish(TradingStateChanged(previous, state, reason))
+
+
+def _seconds(field: str, value: Any) -> float:
+    # A duration option: a finite number of seconds, >= 0 (else an error naming it).
+    seconds = finite_number(field, value)
+    if seconds < 0:
+        raise ValueError(f"{field} must be >= 0 seconds, got {value!r}")
+    return seconds
 
 
 def _finite(value: Any) -> bool:

@@ -8,6 +8,7 @@ found and journaled, and the account judged with it.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest
 from actor_helpers import WAIT, wait_until
 from test_guard_actor import T0, GuardTree
 
+from actors import GuardActor
 from actors.messages import GetGuardState, Halt, PlaceOrder
-from runtime import EventType, Order, PaperBroker, TradingState
+from actors.supervision.context import ChildContext
+from runtime import Event, EventType, MemoryStore, Order, PaperBroker, TradingState
 from runtime.adapters.sqlite import SqliteStore
 from runtime.broker import Fill
 
@@ -119,8 +122,6 @@ def test_a_watch_ends_without_a_fill_once_its_time_is_up(tmp_path: Path) -> None
     store = SqliteStore(tmp_path / "state.db")
     order = Order("X", "buy", 1)
     metadata = {"client_order_id": order.client_id, "signal_id": "s1", "symbol": "X", "side": "buy", "volume": 1, "reason": "r"}
-    from runtime import Event
-
     sent = datetime.now(UTC) - timedelta(seconds=10)
     store.open_order(Event(EventType.ORDER_SUBMITTED, "main", metadata, T0), sent_at=sent)
     tree = GuardTree(broker, store=store, settle_grace=1.0, late_fill_watch=1.5)
@@ -134,3 +135,17 @@ def test_a_watch_ends_without_a_fill_once_its_time_is_up(tmp_path: Path) -> None
     finally:
         tree.stop()
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "message"),
+    [
+        ("late_fill_watch", -1.0, ValueError, "late_fill_watch must be >= 0 seconds, got -1.0"),
+        ("late_fill_watch", float("nan"), ValueError, "late_fill_watch must be a finite real number, got nan"),
+        ("settle_grace", "30", TypeError, "settle_grace must be a finite real number, got '30' (str)"),
+    ],
+)
+def test_a_bad_reconciliation_option_is_refused_naming_it(option, value, error, message) -> None:
+    context = ChildContext.standalone("guard")
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        GuardActor.start(context, guards=[], broker=PaperBroker(10_000), store=MemoryStore(), **{option: value})
