@@ -456,7 +456,8 @@ class GuardActor(SupervisedActor):
         reason = refusal.reason if refusal is not None else None
         if refusal is None:
             submitted = OrderSubmitted.of(order, signal)
-            wait = _JOURNAL_CATCH_UP if request.expires is None else min(_JOURNAL_CATCH_UP, request.expires - time.monotonic())
+            # At most half the time its sender still waits: the rest is the broker's.
+            wait = _JOURNAL_CATCH_UP if request.expires is None else min(_JOURNAL_CATCH_UP, (request.expires - time.monotonic()) / 2)
             self._journal_caught_up(wait)
             event = self._publish.make(submitted)
             self._client_ids.add(order.client_id)
@@ -500,7 +501,7 @@ class GuardActor(SupervisedActor):
             return
         deadline = time.monotonic() + within
         try:
-            with self.context.busy("journal.catch_up", within):
+            with self.context.busy("journal.catch_up"):  # bounded by within itself
                 journals = self._emitter.ask(GetJournals(), timeout=within)
                 behind = [j for j in journals if not j.wait_caught_up(max(0.0, deadline - time.monotonic()))]
         except Exception as exc:
@@ -580,14 +581,21 @@ class GuardActor(SupervisedActor):
 
     def _reconcile(self) -> None:
         # See the class docstring. Ages are wall time: the broker is real I/O, even in a replay.
-        held_orders = self._store.held_orders(self._loop_id)
+        try:
+            held_orders = self._store.held_orders(self._loop_id)
+        except Exception as exc:  # a store that fails now is read again, not fatal
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("orders to reconcile not read: {!r}; read again in {:g}s", exc, _RECONCILE_EVERY)
+            self.timers.start_single("reconcile", _RECONCILE_EVERY)
+            return
         if held_orders:
             self._journal_caught_up(_JOURNAL_CATCH_UP)
         now = datetime.now(UTC)
         waits: list[float] = []
         for held in held_orders:
             order = OrderSubmitted.from_event(held.submitted)
-            client_id, watched = order.client_order_id, held.watch_until is not None
+            client_id, watch_until = order.client_order_id, held.watch_until
+            watched = watch_until is not None
             try:
                 fill = self._broker.find_fill(client_id)
             except Exception as exc:
@@ -599,13 +607,9 @@ class GuardActor(SupervisedActor):
             if fill is not None:
                 self._settle(client_id, TradeExecuted.of(order, fill, reconciled=True))
                 self._found(client_id, fill, watched)
-            elif watched:
-                assert held.watch_until is not None
-                if now < held.watch_until:
+            elif watch_until is not None:
+                if now < watch_until or not self._unwatch(client_id):
                     waits.append(self._late_fill_every)
-                else:
-                    self._store.unwatch_order(self._loop_id, client_id)
-                    self.log.warning("order {}: no late fill by the end of its watch; not executed", client_id)
             else:
                 left = self._settle_grace - (now - held.sent_at).total_seconds()
                 if left > 0:
@@ -618,6 +622,17 @@ class GuardActor(SupervisedActor):
                 waits.append(self._late_fill_every)
         if waits:
             self.timers.start_single("reconcile", min(waits))
+
+    def _unwatch(self, client_id: str) -> bool:
+        # The watch is over with no fill: the order stays journaled as not executed.
+        try:
+            self._store.unwatch_order(self._loop_id, client_id)
+        except Exception as exc:  # still watched in the store: ended again at the next look
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("watch of order {} not ended: {!r}", client_id, exc)
+            return False
+        self.log.warning("order {}: no late fill by the end of its watch; not executed", client_id)
+        return True
 
     def _found(self, client_id: str, fill: Fill, late: bool) -> None:
         # A reconciled fill changed the account behind the guard's back: judge it now.
