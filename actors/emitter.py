@@ -103,6 +103,14 @@ class JournalSink:
         with self._cond:
             return self._cond.wait_for(lambda: self._handed - self._settled <= at_most, timeout)
 
+    def wait_caught_up(self, timeout: float | None) -> bool:
+        """Block until every event handed to this journal so far is written (or lost), or
+        ``timeout`` seconds have passed; True when it caught up. Events handed later are not
+        waited for, so a steady producer cannot keep the caller waiting."""
+        with self._cond:
+            handed = self._handed
+            return self._cond.wait_for(lambda: self._settled >= handed, timeout)
+
     def _expect(self, count: int) -> None:
         # Counted before the event is queued, so the backlog never reads low.
         with self._cond:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -17,6 +17,7 @@ from actors.messages import (
     EquityBatch,
     EquityReading,
     GetGuardState,
+    GetJournals,
     GuardStatus,
     Halt,
     Liquidate,
@@ -50,11 +51,15 @@ from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
 from runtime.risk.position_stop import PositionStop
 from runtime.store import StateStore
+from runtime.validation import finite_number
 
 __all__ = ["GuardActor"]
 
 _LIQUIDATION_RETRIES = Backoff(0.05, 5.0, random_factor=0.0)
 _RECONCILE_EVERY = 1.0  # seconds between looks at an order the broker does not know yet
+_LATE_FILL_EVERY_AT_MOST = 30.0  # seconds between looks at an order failed by a reconciliation
+_JOURNAL_CATCH_UP = 0.5  # seconds an order's events wait for the journal to write what came before
+_BLIND = "no valid equity reading"  # how a blind guard's reason starts: a restart finds it there
 _BATCH_PROGRESS_EVERY = 10_000  # readings of a batch between two progress marks (milliseconds of work)
 
 
@@ -66,9 +71,24 @@ class GuardActor(SupervisedActor):
     REDUCING with a critical alert until `Resume`); an allowed order is journaled with its client id
     (ORDER_SUBMITTED) before the broker sees it, submitted, and journaled with its outcome
     (TRADE_EXECUTED or TRADE_FAILED); then the account is read and observed as a reading, and the
-    answer is an `OrderOutcome`. A refusal is journaled as a rejected TRADE_FAILED. On start, an
-    order journaled as submitted but with no outcome (its guard died in between) is looked up at
-    the broker by client id and settled, so the journal and the broker agree.
+    answer is an `OrderOutcome`. The gate judges an order with the account's equity read just
+    before it (a reading like any other), not the last cycle's. A refusal is journaled as a
+    rejected TRADE_FAILED. Before an order's events are written, the journal is given up to
+    half a second to write every event published before them, so its append order is causal.
+
+    Reconciliation: on start, an order journaled as submitted but with no outcome (its guard died
+    in between) is looked up at the broker by client id. Found, its TRADE_EXECUTED is journaled
+    (``reconciled``) and the account is read and judged. Not found, it may still be in flight (an
+    abandoned incarnation's call can finish late), so it is looked up every second until
+    ``settle_grace`` seconds (wall time) after it was sent, then journaled as not executed. A
+    broker call can outlive any grace, so such an order stays in the store, watched: it is
+    looked up again every ``settle_grace`` seconds (at least one, at most thirty) for
+    ``late_fill_watch`` seconds, by whichever incarnation is up, and a fill found then is
+    journaled as a correcting TRADE_EXECUTED (``reconciled``, after the reconciled TRADE_FAILED
+    of the same client id), alerted, and the account read and judged with it (a late position
+    while HALTED is closed). A watch, not an in-flight marker, because only the broker can tell
+    whether an order executed: a marker dies with the process that made the call, while the
+    broker may still carry the order out.
 
     Readings (`EquityReading`, `EquityBatch`): checked against the guards; on a breach, in this
     order: latches HALTED, closes every position (retrying a failing broker with backoff until
@@ -77,6 +97,7 @@ class GuardActor(SupervisedActor):
     and counted, never fatal. The peak, start-of-day equity and trading state are saved to the
     store before they take effect, and a new incarnation carries on from them. A reading's net
     deposits (`runtime.broker.AccountSnapshot`) are taken as a cash flow before its equity.
+    Liquidation retries back off in wall time, also in a replay: the broker is real I/O.
 
     With a ``position_stop``, each reading also checks the open positions: one the stop fires for
     is closed on its own (journaled with a client id like any order, then POSITION_CLOSED naming
@@ -90,12 +111,17 @@ class GuardActor(SupervisedActor):
     resumes with a rebaseline, and one the account still breaches stays halted, with an alert.
     On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
     to ``equity_stale_state`` (REDUCING, lifted by the next reading within limits, or HALTED and
-    liquidated), with EQUITY_UNAVAILABLE and a critical alert.
+    liquidated), with EQUITY_UNAVAILABLE and a critical alert; EQUITY_RESTORED follows the first
+    valid reading, also in an incarnation started while blind (the stored reason says so).
 
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
     a critical alert naming the call and its duration, and ``broker_slow_calls_total``.
     """
+
+    # Its timers are about the broker (liquidation retries, reconciliation) and a blind guard
+    # (judged on a real clock only): wall time, even when a replay moves the context's clock.
+    wall_clock_timers = True
 
     def __init__(
         self,
@@ -107,6 +133,7 @@ class GuardActor(SupervisedActor):
         loop_id: str = "main",
         metrics: MetricsSink | None = None,
         settle_grace: float = 30.0,
+        late_fill_watch: float = 86_400.0,
         equity_stale_after: float = 30.0,
         equity_stale_state: TradingState = TradingState.REDUCING,
         broker_call_bound: float = 10.0,
@@ -121,7 +148,9 @@ class GuardActor(SupervisedActor):
         self._halted_by: tuple[str, ...] = ()  # the rules of a halt a cooldown may lift, since _halted_at
         self._halted_at: float | None = None
         self._guards = list(guards)
-        self._settle_grace = settle_grace
+        self._settle_grace = _seconds("settle_grace", settle_grace)
+        self._late_fill_watch = timedelta(seconds=_seconds("late_fill_watch", late_fill_watch))
+        self._late_fill_every = max(_RECONCILE_EVERY, min(self._settle_grace, _LATE_FILL_EVERY_AT_MOST))
         self._stale_after = equity_stale_after
         self._stale_state = TradingState(equity_stale_state)
         self._last_valid = context.clock.monotonic()
@@ -133,7 +162,8 @@ class GuardActor(SupervisedActor):
         self._loop_id = loop_id
         self._metrics = metrics or NullMetrics()
         self._alerts = context.sibling("alerts")
-        self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
+        self._emitter = context.sibling("emitter")
+        self._publish = Publisher(self._emitter, loop_id, context.clock)
         self._monitor: RiskMonitor | None = None
         self._saved: tuple[float, object, int, float | None] = (0.0, None, 0, None)  # what the store last got: see _save_key
         self._bad_readings = 0
@@ -157,6 +187,8 @@ class GuardActor(SupervisedActor):
         else:
             self._monitor = RiskMonitor.from_record(record, self._guards)
             self._saved = self._save_key()
+            # Blind when the last incarnation stopped: so the first valid reading says restored.
+            self._blind = record.trading_state is not TradingState.ACTIVE and (record.reason or "").startswith(_BLIND)
         self._restore_gate()
         self._reconcile()
         if self._stale_after > 0 and not self.context.clock.virtual:
@@ -428,7 +460,7 @@ class GuardActor(SupervisedActor):
         if self._blind or silent < self._stale_after:
             return
         self._blind = True
-        reason = f"no valid equity reading for {silent:.1f}s (limit {self._stale_after:g}s)"
+        reason = f"{_BLIND} for {silent:.1f}s (limit {self._stale_after:g}s)"
         previous = self.monitor.degrade(self._stale_state, reason)
         self._save()
         self._publish(EquityUnavailable(silent, self._stale_after, self.monitor.tracker.latest_equity, self._stale_state))
@@ -449,14 +481,18 @@ class GuardActor(SupervisedActor):
         elif order.client_id in self._client_ids:
             refusal = Refusal("duplicate", f"duplicate client id {order.client_id!r}: that order was already placed")
         else:
+            self._read_before(order, request.at)
             refusal = self._check(order)
         reason = refusal.reason if refusal is not None else None
         if refusal is None:
             submitted = OrderSubmitted.of(order, signal)
+            # At most half the time its sender still waits: the rest is the broker's.
+            wait = _JOURNAL_CATCH_UP if request.expires is None else min(_JOURNAL_CATCH_UP, (request.expires - time.monotonic()) / 2)
+            self._journal_caught_up(wait)
             event = self._publish.make(submitted)
             self._client_ids.add(order.client_id)
             try:
-                self._store.open_order(event)  # durable before the broker sees the order
+                self._store.open_order(event, datetime.now(UTC))  # durable before the broker sees the order
             except Exception as exc:
                 self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
                 reason = f"order not journaled, so not sent: {exc!r}"
@@ -474,6 +510,38 @@ class GuardActor(SupervisedActor):
             return self._outcome(order, request.at, error=repr(exc))
         self._settle(order.client_id, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
+
+    def _read_before(self, order: Order, at: Any) -> None:
+        # The gate judges the order against the account as it is now: the last cycle's equity
+        # may be a loss ago. HALTED refuses every order, so no read is needed then.
+        if self.monitor.trading_state is TradingState.HALTED:
+            return
+        try:
+            snapshot = read_account(self._broker)
+        except Exception as exc:
+            self.log.error("account not read before order {}: {!r}; judged on the last reading", order.client_id, exc)
+            return
+        self._reading(EquityReading(snapshot.equity, at, None, None, snapshot.net_deposits))
+
+    def _journal_caught_up(self, within: float) -> None:
+        # The guard writes an order's events to the store itself, every other event reaches it
+        # through the emitter's journal worker: once the emitter has answered (so has handed on
+        # everything told to it before) and the journal has written that, what was published
+        # before the order is journaled before it. Bounded: the order must not wait on a slow disk.
+        if self._emitter is None or within <= 0:
+            return
+        deadline = time.monotonic() + within
+        try:
+            with self.context.busy("journal.catch_up"):  # bounded by within itself
+                journals = self._emitter.ask(GetJournals(), timeout=within)
+                behind = [j for j in journals if not j.wait_caught_up(max(0.0, deadline - time.monotonic()))]
+        except Exception as exc:
+            self.log.warning("journal not caught up before an order's events: {!r}; they may precede earlier events", exc)
+            return
+        for journal in behind:
+            self.log.warning(
+                "journal {} still {} events behind after {:g}s; an order's events may precede them", journal, journal.backlog, within
+            )
 
     def _check(self, order: Order) -> Refusal | None:
         gate, state = self._gate, self.monitor.trading_state
@@ -515,10 +583,10 @@ class GuardActor(SupervisedActor):
                 self.log.debug("no latest price for {}: {!r}", symbol, exc)
         return prices
 
-    def _settle(self, client_id: str, payload: TradeExecuted | TradeFailed) -> None:
+    def _settle(self, client_id: str, payload: TradeExecuted | TradeFailed, watch_until: datetime | None = None) -> None:
         outcome = self._publish.make(payload)
         try:
-            self._store.settle_order(self._loop_id, client_id, outcome)
+            self._store.settle_order(self._loop_id, client_id, outcome, watch_until)
         except Exception as exc:
             # Unsettled in the store, the order is looked up at the broker on the next start.
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
@@ -531,49 +599,88 @@ class GuardActor(SupervisedActor):
     ) -> OrderOutcome:
         # The account right after the order is a reading like any other: a fill that breaches a
         # limit halts and liquidates before the answer goes back.
-        equity: float | None = None
-        positions_open: int | None = None
-        try:
-            snapshot = read_account(self._broker)
-            equity, positions_open = snapshot.equity, len(self._broker.open_positions())
-        except Exception as exc:
-            self.log.error("account not read after order {}: {!r}", order.client_id, exc)
-            equity = positions_open = None
-        else:
-            self._reading(EquityReading(equity, at, positions_open, time.perf_counter(), snapshot.net_deposits))
+        equity, positions_open = self._judge_account(order.client_id, at)
         return OrderOutcome(order.client_id, fill, refusal, error, self._gate.state(self.monitor.trading_state), equity, positions_open)
 
+    def _judge_account(self, client_id: str, at: Any) -> tuple[float | None, int | None]:
+        # Read the account after order ``client_id`` changed it, and take it as a reading.
+        try:
+            snapshot = read_account(self._broker)
+            positions_open = len(self._broker.open_positions())
+        except Exception as exc:
+            self.log.error("account not read after order {}: {!r}", client_id, exc)
+            return None, None
+        self._reading(EquityReading(snapshot.equity, at, positions_open, time.perf_counter(), snapshot.net_deposits))
+        return snapshot.equity, positions_open
+
     def _reconcile(self) -> None:
-        # An order journaled as submitted without an outcome: its guard died between the two.
-        # The broker knows whether it executed; journal what it says, so both agree. A young order
-        # the broker does not know yet may still be in flight (an abandoned incarnation's call
-        # can finish late), so it is looked at again until it is settle_grace seconds old.
-        now = self.context.clock.now()
-        wait: float | None = None
-        for submitted in self._store.unsettled_orders(self._loop_id):
-            order = OrderSubmitted.from_event(submitted)
-            client_id = order.client_order_id
+        # See the class docstring. Ages are wall time: the broker is real I/O, even in a replay.
+        try:
+            held_orders = self._store.held_orders(self._loop_id)
+        except Exception as exc:  # a store that fails now is read again, not fatal
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("orders to reconcile not read: {!r}; read again in {:g}s", exc, _RECONCILE_EVERY)
+            self.timers.start_single("reconcile", _RECONCILE_EVERY)
+            return
+        if held_orders:
+            self._journal_caught_up(_JOURNAL_CATCH_UP)
+        now = datetime.now(UTC)
+        waits: list[float] = []
+        for held in held_orders:
+            order = OrderSubmitted.from_event(held.submitted)
+            client_id, watch_until = order.client_order_id, held.watch_until
+            watched = watch_until is not None
             try:
                 fill = self._broker.find_fill(client_id)
             except Exception as exc:
                 self.log.critical("order {} could not be looked up at the broker: {!r}", client_id, exc)
-                self._alert("Order outcome unknown", f"order {client_id}: {exc!r}; looked up again", Severity.CRITICAL)
-                wait = min(_RECONCILE_EVERY, wait if wait is not None else _RECONCILE_EVERY)
+                if not watched:
+                    self._alert("Order outcome unknown", f"order {client_id}: {exc!r}; looked up again", Severity.CRITICAL)
+                waits.append(self._late_fill_every if watched else _RECONCILE_EVERY)
                 continue
             if fill is not None:
                 self._settle(client_id, TradeExecuted.of(order, fill, reconciled=True))
-                self.log.warning("order {} reconciled with the broker: filled", client_id)
-                continue
-            left = self._settle_grace - (now - submitted.timestamp).total_seconds()
-            if left > 0:
-                wait = min(left, _RECONCILE_EVERY, wait if wait is not None else left)
-                continue
-            error = f"not executed: the broker has no fill for this client id {self._settle_grace:g}s after it was sent"
-            failed = TradeFailed(**order.order_fields(), rejected=False, error=error, client_order_id=client_id, reconciled=True)
-            self._settle(client_id, failed)
-            self.log.warning("order {} reconciled with the broker: not executed", client_id)
-        if wait is not None:
-            self.timers.start_single("reconcile", wait)
+                self._found(client_id, fill, watched)
+            elif watch_until is not None:
+                if now < watch_until or not self._unwatch(client_id):
+                    waits.append(self._late_fill_every)
+            else:
+                left = self._settle_grace - (now - held.sent_at).total_seconds()
+                if left > 0:
+                    waits.append(min(left, _RECONCILE_EVERY))
+                    continue
+                error = f"not executed: the broker has no fill for this client id {self._settle_grace:g}s after it was sent"
+                failed = TradeFailed(**order.order_fields(), rejected=False, error=error, client_order_id=client_id, reconciled=True)
+                self._settle(client_id, failed, watch_until=now + self._late_fill_watch)
+                self.log.warning("order {} reconciled with the broker: not executed (watched for a late fill)", client_id)
+                waits.append(self._late_fill_every)
+        if waits:
+            self.timers.start_single("reconcile", min(waits))
+
+    def _unwatch(self, client_id: str) -> bool:
+        # The watch is over with no fill: the order stays journaled as not executed.
+        try:
+            self._store.unwatch_order(self._loop_id, client_id)
+        except Exception as exc:  # still watched in the store: ended again at the next look
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.critical("watch of order {} not ended: {!r}", client_id, exc)
+            return False
+        self.log.warning("order {}: no late fill by the end of its watch; not executed", client_id)
+        return True
+
+    def _found(self, client_id: str, fill: Fill, late: bool) -> None:
+        # A reconciled fill changed the account behind the guard's back: judge it now.
+        if late:
+            self.log.critical("order {}: late fill found after it was journaled as not executed", client_id)
+            self._alert(
+                "Late fill found",
+                f"order {client_id}: filled {fill.volume:g} {fill.symbol} at {fill.price:.2f} after it was journaled "
+                "as not executed; journal corrected (trade_executed, reconciled)",
+                Severity.CRITICAL,
+            )
+        else:
+            self.log.warning("order {} reconciled with the broker: filled", client_id)
+        self._judge_account(client_id, self.context.clock.now())
 
     # --- the per-position stop ----------------------------------------------------------------
 
@@ -764,6 +871,14 @@ class GuardActor(SupervisedActor):
 
     def _publish_state(self, previous: TradingState, state: TradingState, reason: str) -> None:
         self._publish(TradingStateChanged(previous, state, reason))
+
+
+def _seconds(field: str, value: Any) -> float:
+    # A duration option: a finite number of seconds, >= 0 (else an error naming it).
+    seconds = finite_number(field, value)
+    if seconds < 0:
+        raise ValueError(f"{field} must be >= 0 seconds, got {value!r}")
+    return seconds
 
 
 def _finite(value: Any) -> bool:

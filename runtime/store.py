@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 import attrs
@@ -11,9 +12,19 @@ import attrs
 from runtime.events import Event, EventType
 from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
-from runtime.validation import attrs_whole
+from runtime.validation import attrs_whole, aware_datetime
 
-__all__ = ["LoopTotals", "MemoryStore", "StateStore", "check_events", "loop_id_of", "order_client_id"]
+__all__ = [
+    "HeldOrder",
+    "LoopTotals",
+    "MemoryStore",
+    "StateStore",
+    "check_events",
+    "check_outcome",
+    "loop_id_of",
+    "order_client_id",
+    "order_sent_at",
+]
 
 
 def order_client_id(submitted: Event) -> str:
@@ -24,6 +35,23 @@ def order_client_id(submitted: Event) -> str:
     if not isinstance(client_id, str) or not client_id:
         raise ValueError(f"order_submitted metadata must name a client_order_id, got {client_id!r}")
     return client_id
+
+
+def order_sent_at(submitted: Event, sent_at: datetime | None) -> datetime:
+    """When an order opened with `StateStore.open_order` was sent: ``sent_at`` (an aware
+    datetime, else ``TypeError``/``ValueError``), or the submitted event's timestamp."""
+    if sent_at is None:
+        return submitted.timestamp
+    return aware_datetime("sent_at", sent_at).astimezone(UTC)
+
+
+def check_outcome(outcome: Event, watch_until: datetime | None) -> None:
+    """Refuse, naming the field, an outcome for `StateStore.settle_order` that is not an event,
+    or a ``watch_until`` that is not an aware datetime."""
+    if not isinstance(outcome, Event):
+        raise TypeError(f"outcome must be an Event, got {outcome!r}")
+    if watch_until is not None:
+        aware_datetime("watch_until", watch_until)
 
 
 def loop_id_of(value: object) -> str:
@@ -44,6 +72,17 @@ def check_events(events: Sequence[Event]) -> None:
     for index, event in enumerate(events):
         if not isinstance(event, Event):
             raise TypeError(f"events[{index}] must be an Event, got {event!r}")
+
+
+@attrs.frozen
+class HeldOrder:
+    """An order the store still holds: sent and without an outcome (``watch_until`` None), or
+    journaled as not executed by a reconciliation and watched for a late fill until
+    ``watch_until``. ``sent_at`` is the wall-clock time (UTC) it went to the broker."""
+
+    submitted: Event
+    sent_at: datetime
+    watch_until: datetime | None = None
 
 
 @attrs.frozen
@@ -98,18 +137,31 @@ class StateStore(Protocol):
         """Journaled events in the order they were appended, optionally of one loop only."""
         ...
 
-    def open_order(self, submitted: Event) -> None:
+    def open_order(self, submitted: Event, sent_at: datetime | None = None) -> None:
         """Journal ``submitted`` (ORDER_SUBMITTED, its metadata naming ``client_order_id``) and
-        hold its order as unsettled, in one durable write, before the broker sees the order."""
+        hold its order as unsettled, in one durable write, before the broker sees the order.
+        ``sent_at`` is the wall-clock time it is sent (default: the event's timestamp, which is
+        wall time on a live clock but data time in a replay)."""
         ...
 
-    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
+    def settle_order(
+        self, loop_id: str, client_order_id: str, outcome: Event, watch_until: datetime | None = None
+    ) -> None:
         """Journal ``outcome`` (the order's TRADE_EXECUTED or TRADE_FAILED) and settle the order,
-        in one durable write."""
+        in one durable write. With ``watch_until`` the order stays held, watched for a late fill
+        until then (a reconciliation's "not executed" that a late fill may still correct)."""
         ...
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's orders that have no outcome yet, oldest first."""
+        ...
+
+    def held_orders(self, loop_id: str) -> list[HeldOrder]:
+        """Every order of the loop the store holds (unsettled, and watched), oldest first."""
+        ...
+
+    def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
+        """Stop holding a watched order (its watch is over); an order not held is ignored."""
         ...
 
 
@@ -123,7 +175,7 @@ class MemoryStore:
         self._totals: dict[str, LoopTotals] = {}
         self._events: list[Event] = []
         self._event_ids: set[str] = set()
-        self._unsettled: dict[tuple[str, str], Event] = {}
+        self._held: dict[tuple[str, str], HeldOrder] = {}
 
     def load_guard(self, loop_id: str) -> GuardRecord | None:
         """The guard's last saved record, or None."""
@@ -174,23 +226,41 @@ class MemoryStore:
         with self._lock:
             return [e for e in self._events if loop_id is None or e.loop_id == loop_id]
 
-    def open_order(self, submitted: Event) -> None:
-        """Keep ``submitted`` and hold its order as unsettled."""
+    def open_order(self, submitted: Event, sent_at: datetime | None = None) -> None:
+        """Keep ``submitted`` and hold its order as unsettled, sent at ``sent_at``."""
         key = (submitted.loop_id, order_client_id(submitted))
+        held = HeldOrder(submitted, order_sent_at(submitted, sent_at))
         with self._lock:
             self._append(submitted)
-            self._unsettled.setdefault(key, submitted)
+            self._held.setdefault(key, held)
 
-    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
-        """Keep ``outcome`` and settle the order."""
+    def settle_order(
+        self, loop_id: str, client_order_id: str, outcome: Event, watch_until: datetime | None = None
+    ) -> None:
+        """Keep ``outcome`` and settle the order (still held, watched, until ``watch_until``)."""
+        check_outcome(outcome, watch_until)
+        key = (loop_id, client_order_id)
         with self._lock:
             self._append(outcome)
-            self._unsettled.pop((loop_id, client_order_id), None)
+            held = self._held.pop(key, None)
+            if held is not None and watch_until is not None:
+                self._held[key] = attrs.evolve(held, watch_until=watch_until)
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The submitted events of orders with no outcome, oldest first."""
+        return [held.submitted for held in self.held_orders(loop_id) if held.watch_until is None]
+
+    def held_orders(self, loop_id: str) -> list[HeldOrder]:
+        """The orders held for ``loop_id``, oldest first."""
         with self._lock:
-            return [e for (loop, _), e in self._unsettled.items() if loop == loop_id]
+            return [held for (loop, _), held in self._held.items() if loop == loop_id]
+
+    def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
+        """Forget the watched order, if held and watched."""
+        with self._lock:
+            held = self._held.get((loop_id, client_order_id))
+            if held is not None and held.watch_until is not None:
+                del self._held[(loop_id, client_order_id)]
 
     def _append(self, event: Event) -> bool:
         if event.event_id in self._event_ids:

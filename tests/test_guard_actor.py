@@ -44,7 +44,9 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 class GuardTree:
     """A supervisor with the guard and just enough around it to watch what it does."""
 
-    def __init__(self, broker, *, settings: Settings | None = None, store=None, guard_liveness: float = 2.0, **guard_options) -> None:
+    def __init__(
+        self, broker, *, settings: Settings | None = None, store=None, guard_liveness: float = 2.0, clock=None, **guard_options
+    ) -> None:
         self.broker = broker
         self.settings = settings or Settings()
         self.store = store or MemoryStore()
@@ -63,7 +65,7 @@ class GuardTree:
             ),
             ChildSpec("loop", lambda ctx: Recorder.start(ctx, self.journal)),
         ]
-        self.handle = Supervisor.launch(specs, probe_interval=0.05, child_clock=SystemClock.shared(), drills=True)
+        self.handle = Supervisor.launch(specs, probe_interval=0.05, child_clock=clock or SystemClock.shared(), drills=True)
         self.guard = self.handle.address("guard")
 
     def read(self, *equities: float, positions_open: int | None = None) -> None:
@@ -422,20 +424,23 @@ def test_while_halted_an_order_is_refused_journaled_as_rejected_and_never_reache
 def test_while_reducing_the_guard_lets_through_only_an_order_that_reduces_exposure(tree_factory):
     broker = broker_with_positions("X")  # long 10 at 100
     tree = tree_factory(broker, settings=Settings(guard_warn_fraction=0.5, min_equity=0))
-    tree.read(10_000, 8_900)
+    tree.read(12_000)  # the peak; the account, read before each order, is at 10,000: 16.7% down
     assert tree.place("X", "buy", 1).refusal == "reducing: only orders that reduce exposure are allowed"
     reduced = tree.place("X", "sell", 4)
     assert reduced.executed and reduced.fill.volume == 4 and broker.net_volume("X") == 6
 
 
 def test_a_fill_whose_equity_breaches_halts_and_liquidates_before_the_answer(tree_factory):
-    broker = PaperBroker(10_000)
+    class GappingMarket(PaperBroker):
+        def submit_order(self, order: Order):
+            fill = super().submit_order(order)
+            self.update_price("X", 50.0)  # the market gaps down right after the fill
+            return fill
+
+    broker = GappingMarket(10_000)
     broker.update_price("X", 100.0)
     tree = tree_factory(broker)
-    opened = tree.place("X", "buy", 50)
-    assert opened.executed and opened.trading_state is TradingState.ACTIVE and opened.positions_open == 1
-    broker.update_price("X", 50.0)  # 7,500 if read: not yet read by anyone
-    outcome = tree.place("X", "buy", 1)
+    outcome = tree.place("X", "buy", 50)
     assert outcome.executed and outcome.trading_state is TradingState.HALTED
     assert broker.open_positions() == [] and outcome.equity == 7_500.0
     assert tree.status().state.reason == "max drawdown 25.00% >= limit 20.00% (peak 10000.00, equity 7500.00)"
@@ -461,7 +466,7 @@ def test_a_broker_that_fails_an_order_gives_trade_failed_settled_in_the_journal(
 
 def test_an_order_that_cannot_be_journaled_is_not_sent(tree_factory):
     class FullDisk(MemoryStore):
-        def open_order(self, submitted):
+        def open_order(self, submitted, sent_at=None):
             raise OSError(28, "No space left on device")
 
     broker = FlakyBroker(PaperBroker(10_000))

@@ -119,8 +119,8 @@ def test_while_reducing_only_orders_that_reduce_exposure_go_through(system_facto
 
 
 def test_a_loop_that_reported_a_breach_sends_no_more_orders_in_the_same_cycle(system_factory):
-    # Every order goes through the guard, which reads the account right after each fill: the fill
-    # whose equity breaches halts trading before the next order of the same cycle is checked.
+    # Every order goes through the guard, which reads the account before and after each order: an
+    # equity that breaches halts trading before the next order is checked.
     system, signals, events, broker = system_factory()
     signals.push(Signal("X", "buy", 50), Signal("X", "buy", 1))
     broker.update_price("X", 100.0)
@@ -128,11 +128,11 @@ def test_a_loop_that_reported_a_breach_sends_no_more_orders_in_the_same_cycle(sy
     broker.update_price("X", 50.0)  # equity 7,500: a breach, not yet reported to the guard
     signals.push(Signal("X", "buy", 1), Signal("X", "buy", 1))
     system.loop.ask(RunCycle())
-    # the first order still went in (the drop was not yet seen); the account read after its fill
-    # halted trading, so the second order of the same cycle was refused
-    [failed] = events.wait_count(EventType.TRADE_FAILED, 1)
-    assert failed.metadata["error"] == "trading halted"
-    assert len(events.of(EventType.TRADE_EXECUTED)) == 3
+    # the guard reads the account before judging an order: the drop halts trading at the first
+    # order of the cycle, so neither reaches the broker
+    failed = events.wait_count(EventType.TRADE_FAILED, 2)
+    assert [e.metadata["error"] for e in failed] == ["trading halted", "trading halted"]
+    assert len(events.of(EventType.TRADE_EXECUTED)) == 2
     assert broker.open_positions() == []
 
 

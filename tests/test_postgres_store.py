@@ -4,6 +4,7 @@ that name the server but never the password, a schema of another version, a drop
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ from test_sqlite_store import _event, _outcome, _submitted, guard_record
 from runtime import LoopTotals
 from runtime.adapters.postgres import SCHEMA_VERSION, PostgresStore, StaleEpochError
 from runtime.adapters.sqlite import StoreError
+from runtime.store import HeldOrder
 
 OpenStore = Callable[[], PostgresStore]
 
@@ -149,6 +151,24 @@ def test_a_schema_of_another_version_is_refused_and_left_alone(open_store: OpenS
         r"it was left untouched \(not migrated\)$",
     ):
         PostgresStore(postgres_dsn, schema=pg_schema)
+
+
+def test_a_version_1_schema_is_upgraded_in_place_and_its_unsettled_orders_are_aged_by_their_events(
+    open_store: OpenStore, postgres_dsn: str, pg_schema: str
+) -> None:
+    first = open_store()
+    first.claim("main")
+    first.open_order(_submitted("c1"))
+    first.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:  # the orders table as version 1 had it
+        admin.execute(f"ALTER TABLE {pg_schema}.orders DROP COLUMN sent_at, DROP COLUMN watch_until")
+        admin.execute(f"UPDATE {pg_schema}.meta SET value = '1' WHERE key = 'schema_version'")
+    store = open_store()
+    store.claim("main")
+    assert store.held_orders("main") == [HeldOrder(_submitted("c1"), datetime(2024, 1, 1, tzinfo=UTC))]
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        row = admin.execute(f"SELECT value FROM {pg_schema}.meta WHERE key = 'schema_version'").fetchone()
+    assert row == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 2
 
 
 def test_a_dropped_connection_fails_one_call_and_the_next_reconnects(open_store: OpenStore, postgres_dsn: str) -> None:

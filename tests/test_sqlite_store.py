@@ -33,6 +33,7 @@ from runtime.adapters.sqlite import (
     decode_guard_record,
     encode_guard_record,
 )
+from runtime.store import HeldOrder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,6 +202,34 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pa
         assert store.events() == [_event(1)]
         store.open_order(_submitted("c1"))
         assert store.unsettled_orders("main") == [_submitted("c1")]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
+
+
+def test_a_version_2_file_is_upgraded_in_place_and_its_unsettled_orders_are_aged_by_their_events(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:
+        store.append_event(_event(1))
+    conn = sqlite3.connect(path)  # the orders table as version 2 had it, holding one order
+    conn.execute("DROP TABLE orders")
+    conn.execute("DROP TABLE gate_state")
+    conn.execute(
+        "CREATE TABLE orders (loop_id TEXT NOT NULL, client_order_id TEXT NOT NULL, event_id TEXT NOT NULL, "
+        "PRIMARY KEY (loop_id, client_order_id))"
+    )
+    conn.execute("INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?)", ("s-c1", "main", _submitted("c1").to_json()))
+    conn.execute("INSERT INTO orders VALUES ('main', 'c1', 's-c1')")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with SqliteStore(path) as store:
+        assert store.events() == [_event(1), _submitted("c1")]
+        assert store.load_gate("main") is None  # the gate_state table version 3 added
+        assert store.held_orders("main") == [HeldOrder(_submitted("c1"), datetime(2024, 1, 1, tzinfo=UTC))]
+        until = datetime(2024, 1, 2, tzinfo=UTC)
+        store.settle_order("main", "c1", _outcome("c1"), watch_until=until)
+        assert store.held_orders("main") == [HeldOrder(_submitted("c1"), datetime(2024, 1, 1, tzinfo=UTC), until)]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()

@@ -21,6 +21,7 @@ from test_sqlite_store import _event, _outcome, _submitted, guard_record
 from runtime import Event, EventType, LoopTotals, MemoryStore
 from runtime.adapters.sqlite import SqliteStore
 from runtime.risk.gate import GateRecord
+from runtime.store import HeldOrder
 
 LOOPS = ("main", "other", "a", "b")
 
@@ -155,11 +156,13 @@ def test_a_store_written_before_gate_records_existed_is_upgraded_and_keeps_every
 
 
 def _as_written_before_gate_records(backing: Backing) -> None:
-    # The file (schema version 2) or the schema (version 1, without the table) an earlier
-    # tradewarden wrote: the same tables less gate_state.
+    # The file (schema version 2: no gate_state, orders without sent_at and watch_until) or the
+    # PostgreSQL schema (without the table, added within its version) an earlier tradewarden wrote.
     if backing.kind == "sqlite":
         conn = sqlite3.connect(backing.path)
         conn.execute("DROP TABLE gate_state")
+        conn.execute("ALTER TABLE orders DROP COLUMN sent_at")
+        conn.execute("ALTER TABLE orders DROP COLUMN watch_until")
         conn.execute("PRAGMA user_version = 2")
         conn.commit()
         conn.close()
@@ -232,3 +235,63 @@ def test_an_order_can_only_be_opened_by_an_order_submitted_event_naming_its_clie
     with pytest.raises(ValueError, match=r"^order_submitted metadata must name a client_order_id, got None$"):
         store.open_order(nameless)
     assert store.events() == [] and store.unsettled_orders("main") == []
+
+
+def test_an_order_is_held_with_the_wall_time_it_was_sent_or_its_events_timestamp(backing: Backing) -> None:
+    store = backing.open()
+    sent = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
+    store.open_order(_submitted("c1"), sent_at=sent)
+    store.open_order(_submitted("c2"))
+    assert store.held_orders("main") == [
+        HeldOrder(_submitted("c1"), sent),
+        HeldOrder(_submitted("c2"), datetime(2024, 1, 1, tzinfo=UTC)),  # the event's timestamp
+    ]
+    with pytest.raises(ValueError, match=r"^sent_at must be a timezone-aware datetime, got datetime.datetime\(2026, 1, 1, 0, 0\)$"):
+        store.open_order(_submitted("c3"), sent_at=datetime(2026, 1, 1))
+    assert store.held_orders("other") == [] and "s-c3" not in {e.event_id for e in store.events()}
+
+
+def test_an_order_settled_with_a_watch_stays_held_until_settled_again_or_unwatched(backing: Backing) -> None:
+    store = backing.open()
+    sent, until = datetime(2026, 12, 1, 22, 0, tzinfo=UTC), datetime(2026, 12, 2, 22, 0, tzinfo=UTC)
+    for client_id in ("c1", "c2"):
+        store.open_order(_submitted(client_id), sent_at=sent)
+    failed = Event(EventType.TRADE_FAILED, "main", {"client_order_id": "c1"}, sent, event_id="f-c1")
+    store.settle_order("main", "c1", failed, watch_until=until)
+    store.settle_order("main", "c2", Event(EventType.TRADE_FAILED, "main", {}, sent, event_id="f-c2"), watch_until=until)
+    # Watched, not unsettled: a restarted guard must not settle them again as if new.
+    assert store.unsettled_orders("main") == []
+    assert store.held_orders("main") == [HeldOrder(_submitted("c1"), sent, until), HeldOrder(_submitted("c2"), sent, until)]
+    store.settle_order("main", "c1", _outcome("c1"))  # the late fill's correction
+    store.unwatch_order("main", "c2")  # its watch ended without a fill
+    store.unwatch_order("main", "c9")  # never held: ignored
+    assert store.held_orders("main") == []
+    assert [e.event_id for e in store.events("main")] == ["s-c1", "s-c2", "f-c1", "f-c2", "o-c1"]
+    if backing.durable:
+        assert backing.open().held_orders("main") == []
+
+
+def test_unwatching_leaves_an_unsettled_order_held(backing: Backing) -> None:
+    store = backing.open()
+    store.open_order(_submitted("c1"))
+    store.unwatch_order("main", "c1")
+    assert store.unsettled_orders("main") == [_submitted("c1")]
+
+
+def test_a_watched_order_survives_reopening(backing: Backing) -> None:
+    if not backing.durable:
+        pytest.skip("memory is not durable")
+    sent, until = datetime(2026, 12, 1, 22, 0, tzinfo=UTC), datetime(2026, 12, 2, 22, 0, tzinfo=UTC)
+    backing.open().open_order(_submitted("c1"), sent_at=sent)
+    backing.open().settle_order("main", "c1", _outcome("c1"), watch_until=until)
+    assert backing.open().held_orders("main") == [HeldOrder(_submitted("c1"), sent, until)]
+
+
+def test_a_settle_that_is_not_an_event_or_has_a_naive_watch_is_refused_and_writes_nothing(backing: Backing) -> None:
+    store = backing.open()
+    store.open_order(_submitted("c1"))
+    with pytest.raises(TypeError, match=r"^outcome must be an Event, got 'done'$"):
+        store.settle_order("main", "c1", "done")
+    with pytest.raises(ValueError, match=r"^watch_until must be a timezone-aware datetime, got datetime.datetime\(2026, 1, 1, 0, 0\)$"):
+        store.settle_order("main", "c1", _outcome("c1"), watch_until=datetime(2026, 1, 1))
+    assert store.unsettled_orders("main") == [_submitted("c1")] and store.events("main") == [_submitted("c1")]

@@ -129,6 +129,8 @@ class CrashingSystem(RuleBasedStateMachine):
     @rule(price=st.floats(min_value=50, max_value=200), buy=st.booleans(), volume=st.integers(1, 20))
     def cycle(self, price, buy, volume):
         self.broker.update_price("X", price)
+        if not self.breached:  # the guard judges the order on the account read just before it
+            self._observe(self.broker.account_equity())
         self.signals.push(Signal("X", "buy" if buy else "sell", volume))
         status = self.system.loop.ask(RunCycle(), timeout=WAIT)
         self._observe(status.metrics.account_equity)

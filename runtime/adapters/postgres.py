@@ -14,8 +14,9 @@ guard sends none it could not journal). Journal appends are not fenced: the jour
 each id once, whoever reports them.
 
 Identity: the tables live in the schema ``tradewarden`` (or the one given), whose ``meta`` table
-names `SCHEMA_VERSION`; another version is refused with `StoreError`, never migrated. A table
-added within a version (``gate_state``) is created, if missing, on connecting. Errors name
+names `SCHEMA_VERSION`; version 1 is upgraded in place (two columns added to ``orders``),
+another version is refused with `StoreError`, never migrated. A table added within a version
+(``gate_state``) is created, if missing, on connecting. Errors name
 the server as ``user@host:port/dbname``, never the password.
 """
 
@@ -24,21 +25,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from runtime.adapters.sqlite import StoreError, decode_guard_record, encode_guard_record
+from runtime.adapters.sqlite import StoreError, decode_guard_record, encode_guard_record, held_order
 from runtime.events import Event
 from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
-from runtime.store import LoopTotals, check_events, loop_id_of, order_client_id
+from runtime.store import HeldOrder, LoopTotals, check_events, check_outcome, loop_id_of, order_client_id, order_sent_at
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "StaleEpochError"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,7 +64,11 @@ CREATE TABLE IF NOT EXISTS orders (
     client_order_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     PRIMARY KEY (loop_id, client_order_id)
-)"""
+);
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS sent_at TEXT;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS watch_until TEXT"""
+# Version 1 had no sent_at or watch_until in orders; the statements above add them (nothing that
+# exists changes), so a version-1 schema is upgraded in place, under the schema lock.
 _INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (%s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
 # Any constant works: it only serialises stores creating the schema at the same moment.
 _SCHEMA_LOCK = 0x54574431
@@ -136,6 +142,7 @@ class PostgresStore:
                     "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO NOTHING",
                     (str(SCHEMA_VERSION),),
                 )
+                conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version' AND value = '1'", (str(SCHEMA_VERSION),))
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None or row[0] != str(SCHEMA_VERSION):
                 raise StoreError(
@@ -310,34 +317,57 @@ class PostgresStore:
                 rows = conn.execute("SELECT event FROM events WHERE loop_id = %s ORDER BY seq", (loop_id,)).fetchall()
         return self._decode(rows)
 
-    def open_order(self, submitted: Event) -> None:
-        """Journal ``submitted`` and hold its order as unsettled, in one transaction, if this
-        store's claim on the order's loop holds."""
+    def open_order(self, submitted: Event, sent_at: datetime | None = None) -> None:
+        """Journal ``submitted`` and hold its order as unsettled, sent at ``sent_at``, in one
+        transaction, if this store's claim on the order's loop holds."""
         client_id = order_client_id(submitted)
+        sent = order_sent_at(submitted, sent_at).isoformat()
         with self._fenced(submitted.loop_id, f"opening order {client_id!r}") as conn:
             _insert_event(conn, submitted)
             conn.execute(
-                "INSERT INTO orders (loop_id, client_order_id, event_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (submitted.loop_id, client_id, submitted.event_id),
+                "INSERT INTO orders (loop_id, client_order_id, event_id, sent_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (submitted.loop_id, client_id, submitted.event_id, sent),
             )
 
-    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
-        """Journal ``outcome`` and settle the order, in one transaction, if this store's claim
-        on ``loop_id`` holds (a stale incarnation's order is left for the new one to reconcile)."""
-        if not isinstance(outcome, Event):
-            raise TypeError(f"outcome must be an Event, got {outcome!r}")
+    def settle_order(
+        self, loop_id: str, client_order_id: str, outcome: Event, watch_until: datetime | None = None
+    ) -> None:
+        """Journal ``outcome`` and settle the order (still held, watched, until ``watch_until``),
+        in one transaction, if this store's claim on ``loop_id`` holds (a stale incarnation's
+        order is left for the new one to reconcile)."""
+        check_outcome(outcome, watch_until)
         with self._fenced(loop_id, f"settling order {client_order_id!r}") as conn:
             _insert_event(conn, outcome)
-            conn.execute("DELETE FROM orders WHERE loop_id = %s AND client_order_id = %s", (loop_id, client_order_id))
+            if watch_until is None:
+                conn.execute("DELETE FROM orders WHERE loop_id = %s AND client_order_id = %s", (loop_id, client_order_id))
+            else:
+                conn.execute(
+                    "UPDATE orders SET watch_until = %s WHERE loop_id = %s AND client_order_id = %s",
+                    (watch_until.isoformat(), loop_id, client_order_id),
+                )
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""
-        with self._using("reading unsettled orders") as conn:
+        return [held.submitted for held in self.held_orders(loop_id) if held.watch_until is None]
+
+    def held_orders(self, loop_id: str) -> list[HeldOrder]:
+        """The loop's unsettled and watched orders, oldest first."""
+        with self._using("reading held orders") as conn:
             rows = conn.execute(
-                "SELECT e.event FROM orders o JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = %s ORDER BY e.seq",
+                "SELECT e.event, o.sent_at, o.watch_until FROM orders o JOIN events e ON e.event_id = o.event_id "
+                "WHERE o.loop_id = %s ORDER BY e.seq",
                 (loop_id_of(loop_id),),
             ).fetchall()
-        return self._decode(rows)
+        return [held_order(submitted, row[1], row[2]) for submitted, row in zip(self._decode(rows), rows, strict=True)]
+
+    def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
+        """Stop holding the watched order, if it is held and watched and this store's claim holds."""
+        with self._fenced(loop_id, f"unwatching order {client_order_id!r}") as conn:
+            conn.execute(
+                "DELETE FROM orders WHERE loop_id = %s AND client_order_id = %s AND watch_until IS NOT NULL",
+                (loop_id, client_order_id),
+            )
 
     def _decode(self, rows: list[Any]) -> list[Event]:
         try:

@@ -31,7 +31,17 @@ from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.gate import GateRecord
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import GuardRecord
-from runtime.store import LoopTotals, MemoryStore, StateStore, check_events, loop_id_of, order_client_id
+from runtime.store import (
+    HeldOrder,
+    LoopTotals,
+    MemoryStore,
+    StateStore,
+    check_events,
+    check_outcome,
+    loop_id_of,
+    order_client_id,
+    order_sent_at,
+)
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -43,19 +53,25 @@ __all__ = [
     "StoreError",
     "decode_guard_record",
     "encode_guard_record",
+    "held_order",
 ]
 
 APPLICATION_ID = 0x54574431  # "TWD1": marks the file as a tradewarden state database
 SCHEMA_VERSION = 3
 
 _TABLES = ("events", "guard_state", "loop_totals", "orders", "gate_state")
-# Version 1 had no orders table, version 2 no gate_state table; adding them changes nothing that
-# exists, so an older file is upgraded in place (the only migrations this store makes).
+# Version 1 had no orders table; version 2 had no gate_state table and no sent_at (wall time, ISO)
+# or watch_until (a watched order's deadline, ISO; NULL for an unsettled one) in orders. Adding
+# them changes nothing that exists, so older files are upgraded in place (the only migrations this
+# store makes). A row upgraded from version 2 has no sent_at: its order is aged by its event's
+# timestamp.
 _ORDERS_TABLE = """
 CREATE TABLE orders (
     loop_id TEXT NOT NULL,
     client_order_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
+    sent_at TEXT,
+    watch_until TEXT,
     PRIMARY KEY (loop_id, client_order_id)
 )"""
 _GATE_TABLE = """
@@ -63,7 +79,9 @@ CREATE TABLE gate_state (
     loop_id TEXT PRIMARY KEY,
     record TEXT NOT NULL
 )"""
-_UPGRADES = {1: _ORDERS_TABLE, 2: _GATE_TABLE}  # from a version, the table the next one added
+_ORDERS_COLUMNS_OF_3 = ("ALTER TABLE orders ADD COLUMN sent_at TEXT", "ALTER TABLE orders ADD COLUMN watch_until TEXT")
+# From an older version, the statements that make it the current one.
+_UPGRADES = {1: (_ORDERS_TABLE, _GATE_TABLE), 2: (*_ORDERS_COLUMNS_OF_3, _GATE_TABLE)}
 _SCHEMA = """
 CREATE TABLE guard_state (
     loop_id TEXT PRIMARY KEY,
@@ -139,6 +157,16 @@ def decode_guard_record(text: str) -> GuardRecord:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a guard record's JSON: {text[:200]!r} ({type(exc).__name__}: {exc})") from exc
+
+
+def held_order(submitted: Event, sent_at: str | None, watch_until: str | None) -> HeldOrder:
+    """A `HeldOrder` from an orders row's ISO texts (a row without ``sent_at``, from an older
+    schema, is aged by its event's timestamp)."""
+    return HeldOrder(
+        submitted,
+        submitted.timestamp if sent_at is None else datetime.fromisoformat(sent_at),
+        None if watch_until is None else datetime.fromisoformat(watch_until),
+    )
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -256,10 +284,9 @@ class SqliteStore:
         with _transaction(conn):
             # Read again under the write lock: another process may have upgraded meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            while version in _UPGRADES:
-                conn.execute(_UPGRADES[version])
-                version += 1
-            conn.execute(f"PRAGMA user_version = {version}")
+            for statement in _UPGRADES.get(version, ()):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -389,32 +416,54 @@ class SqliteStore:
                 rows = conn.execute("SELECT event FROM events WHERE loop_id = ? ORDER BY seq", (loop_id,)).fetchall()
         return self._decode(rows)
 
-    def open_order(self, submitted: Event) -> None:
-        """Journal ``submitted`` and hold its order as unsettled, in one transaction."""
+    def open_order(self, submitted: Event, sent_at: datetime | None = None) -> None:
+        """Journal ``submitted`` and hold its order as unsettled, sent at ``sent_at``, in one transaction."""
         client_id = order_client_id(submitted)
+        sent = order_sent_at(submitted, sent_at).isoformat()
         with self._using(f"opening order {client_id!r}") as conn, _transaction(conn):
             self._insert_event(conn, submitted)
             conn.execute(
-                "INSERT INTO orders (loop_id, client_order_id, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (submitted.loop_id, client_id, submitted.event_id),
+                "INSERT INTO orders (loop_id, client_order_id, event_id, sent_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (submitted.loop_id, client_id, submitted.event_id, sent),
             )
 
-    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
-        """Journal ``outcome`` and settle the order, in one transaction."""
-        if not isinstance(outcome, Event):
-            raise TypeError(f"outcome must be an Event, got {outcome!r}")
+    def settle_order(
+        self, loop_id: str, client_order_id: str, outcome: Event, watch_until: datetime | None = None
+    ) -> None:
+        """Journal ``outcome`` and settle the order (still held, watched, until ``watch_until``),
+        in one transaction."""
+        check_outcome(outcome, watch_until)
         with self._using(f"settling order {client_order_id!r}") as conn, _transaction(conn):
             self._insert_event(conn, outcome)
-            conn.execute("DELETE FROM orders WHERE loop_id = ? AND client_order_id = ?", (loop_id, client_order_id))
+            if watch_until is None:
+                conn.execute("DELETE FROM orders WHERE loop_id = ? AND client_order_id = ?", (loop_id, client_order_id))
+            else:
+                conn.execute(
+                    "UPDATE orders SET watch_until = ? WHERE loop_id = ? AND client_order_id = ?",
+                    (watch_until.isoformat(), loop_id, client_order_id),
+                )
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""
-        with self._using("reading unsettled orders") as conn:
+        return [held.submitted for held in self.held_orders(loop_id) if held.watch_until is None]
+
+    def held_orders(self, loop_id: str) -> list[HeldOrder]:
+        """The loop's unsettled and watched orders, oldest first."""
+        with self._using("reading held orders") as conn:
             rows = conn.execute(
-                "SELECT e.event FROM orders o JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = ? ORDER BY e.seq",
+                "SELECT e.event, o.sent_at, o.watch_until FROM orders o JOIN events e ON e.event_id = o.event_id "
+                "WHERE o.loop_id = ? ORDER BY e.seq",
                 (loop_id_of(loop_id),),
             ).fetchall()
-        return self._decode(rows)
+        return [held_order(submitted, row[1], row[2]) for submitted, row in zip(self._decode(rows), rows, strict=True)]
+
+    def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
+        """Stop holding the watched order, if it is held and watched."""
+        with self._using(f"unwatching order {client_order_id!r}") as conn:
+            conn.execute(
+                "DELETE FROM orders WHERE loop_id = ? AND client_order_id = ? AND watch_until IS NOT NULL",
+                (loop_id, client_order_id),
+            )
 
     @staticmethod
     def _insert_event(conn: sqlite3.Connection, event: Event) -> bool:
