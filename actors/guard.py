@@ -58,7 +58,6 @@ __all__ = ["GuardActor"]
 _LIQUIDATION_RETRIES = Backoff(0.05, 5.0, random_factor=0.0)
 _RECONCILE_EVERY = 1.0  # seconds between looks at an order the broker does not know yet
 _LATE_FILL_EVERY_AT_MOST = 30.0  # seconds between looks at an order failed by a reconciliation
-_JOURNAL_CATCH_UP = 0.5  # seconds an order's events wait for the journal to write what came before
 _BLIND = "no valid equity reading"  # how a blind guard's reason starts: a restart finds it there
 _BATCH_PROGRESS_EVERY = 10_000  # readings of a batch between two progress marks (milliseconds of work)
 
@@ -74,7 +73,8 @@ class GuardActor(SupervisedActor):
     answer is an `OrderOutcome`. The gate judges an order with the account's equity read just
     before it (a reading like any other), not the last cycle's. A refusal is journaled as a
     rejected TRADE_FAILED. Before an order's events are written, the journal is given up to
-    half a second to write every event published before them, so its append order is causal.
+    ``journal_catch_up`` seconds (and half the time the order's sender still waits) to write
+    every event published before them, so its append order is causal.
 
     Reconciliation: on start, an order journaled as submitted but with no outcome (its guard died
     in between) is looked up at the broker by client id. Found, its TRADE_EXECUTED is journaled
@@ -134,6 +134,7 @@ class GuardActor(SupervisedActor):
         metrics: MetricsSink | None = None,
         settle_grace: float = 30.0,
         late_fill_watch: float = 86_400.0,
+        journal_catch_up: float = 0.5,
         equity_stale_after: float = 30.0,
         equity_stale_state: TradingState = TradingState.REDUCING,
         broker_call_bound: float = 10.0,
@@ -151,6 +152,7 @@ class GuardActor(SupervisedActor):
         self._settle_grace = _seconds("settle_grace", settle_grace)
         self._late_fill_watch = timedelta(seconds=_seconds("late_fill_watch", late_fill_watch))
         self._late_fill_every = max(_RECONCILE_EVERY, min(self._settle_grace, _LATE_FILL_EVERY_AT_MOST))
+        self._journal_catch_up = _seconds("journal_catch_up", journal_catch_up)
         self._stale_after = equity_stale_after
         self._stale_state = TradingState(equity_stale_state)
         self._last_valid = context.clock.monotonic()
@@ -487,7 +489,9 @@ class GuardActor(SupervisedActor):
         if refusal is None:
             submitted = OrderSubmitted.of(order, signal)
             # At most half the time its sender still waits: the rest is the broker's.
-            wait = _JOURNAL_CATCH_UP if request.expires is None else min(_JOURNAL_CATCH_UP, (request.expires - time.monotonic()) / 2)
+            wait = self._journal_catch_up
+            if request.expires is not None:
+                wait = min(wait, (request.expires - time.monotonic()) / 2)
             self._journal_caught_up(wait)
             event = self._publish.make(submitted)
             self._client_ids.add(order.client_id)
@@ -623,7 +627,7 @@ class GuardActor(SupervisedActor):
             self.timers.start_single("reconcile", _RECONCILE_EVERY)
             return
         if held_orders:
-            self._journal_caught_up(_JOURNAL_CATCH_UP)
+            self._journal_caught_up(self._journal_catch_up)
         now = datetime.now(UTC)
         waits: list[float] = []
         for held in held_orders:

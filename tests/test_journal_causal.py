@@ -29,7 +29,8 @@ def test_events_published_before_an_order_are_journaled_before_it_and_those_afte
         ChildSpec("alerts", lambda ctx: Recorder.start(ctx, journal), liveness_timeout=None),
         ChildSpec(
             "guard",
-            lambda ctx: GuardActor.start(ctx, guards=Settings().guards(), broker=broker, store=store),
+            # A generous wait, so that a loaded machine cannot make the journal miss it.
+            lambda ctx: GuardActor.start(ctx, guards=Settings().guards(), broker=broker, store=store, journal_catch_up=WAIT),
         ),
     ]
     handle = Supervisor.launch(specs, probe_interval=0.05, child_clock=SystemClock.shared())

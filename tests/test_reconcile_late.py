@@ -110,7 +110,7 @@ def test_a_late_fill_while_halted_is_judged_with_the_account_and_closed(late) ->
 def test_the_watch_survives_a_restart_of_the_guard(late) -> None:
     tree, broker, client_id = late
     tree.handle.restart("guard", "operator: restart", graceful=True)
-    assert wait_until(lambda: tree.handle.children()["guard"].incarnation == 3)
+    assert wait_until(lambda: tree.handle.children()["guard"].incarnation >= 3)
     broker.release.set()
     [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
     assert executed.metadata["client_order_id"] == client_id and executed.metadata["reconciled"] is True
@@ -143,9 +143,39 @@ def test_a_watch_ends_without_a_fill_once_its_time_is_up(tmp_path: Path) -> None
         ("late_fill_watch", -1.0, ValueError, "late_fill_watch must be >= 0 seconds, got -1.0"),
         ("late_fill_watch", float("nan"), ValueError, "late_fill_watch must be a finite real number, got nan"),
         ("settle_grace", "30", TypeError, "settle_grace must be a finite real number, got '30' (str)"),
+        ("journal_catch_up", -0.5, ValueError, "journal_catch_up must be >= 0 seconds, got -0.5"),
     ],
 )
 def test_a_bad_reconciliation_option_is_refused_naming_it(option, value, error, message) -> None:
     context = ChildContext.standalone("guard")
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         GuardActor.start(context, guards=[], broker=PaperBroker(10_000), store=MemoryStore(), **{option: value})
+
+
+def test_a_store_that_fails_while_reconciling_is_read_again_and_the_guard_lives_on() -> None:
+    class FlakyDisk(MemoryStore):
+        """Fails the second read of the held orders (the first look after start), as a disk
+        with a transient I/O error would."""
+
+        reads = 0
+
+        def held_orders(self, loop_id):
+            self.reads += 1
+            if self.reads == 2:
+                raise OSError(5, "Input/output error")
+            return super().held_orders(loop_id)
+
+    broker, store = PaperBroker(10_000), FlakyDisk()
+    order = Order("X", "buy", 1)
+    metadata = {"client_order_id": order.client_id, "signal_id": "s1", "symbol": "X", "side": "buy", "volume": 1, "reason": "r"}
+    store.open_order(Event(EventType.ORDER_SUBMITTED, "main", metadata, T0), sent_at=datetime.now(UTC))
+    tree = GuardTree(broker, store=store, settle_grace=0.2, late_fill_watch=0.0)
+    try:
+        [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
+        assert failed.metadata["client_order_id"] == order.client_id and store.reads >= 3
+        assert wait_until(lambda: store.held_orders("main") == [])
+        guard = tree.handle.children()["guard"]
+        assert (guard.incarnation, guard.alive) == (1, True)
+        assert tree.metrics.counters["store_errors_total"] == 1
+    finally:
+        tree.stop()
