@@ -60,7 +60,7 @@ from actors.emitter import journal_sink, log_sink
 from actors.replay import PaperFeed, Replay, ReplayResult
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
-from runtime.adapters.paper import PaperBroker
+from runtime.adapters.paper import PaperBroker, PaperCosts
 from runtime.adapters.sqlite import SqliteStore, StoreError
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
@@ -118,6 +118,24 @@ def _positive_float(flag: str) -> Any:
         return value
 
     return parse
+
+
+def _non_negative_float(flag: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number >= 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _leverage(text: str) -> float | str:
+    # "off" is kept as a word until the settings are made: None there means "not given here".
+    return "off" if text.strip().lower() == "off" else _positive_float("--max-leverage")(text)
 
 
 def _bar_count(text: str) -> int:
@@ -185,6 +203,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "on a file, the starting cash divided by the first close (about 1x leverage)",
     )
     data.add_argument("--cash", type=_positive_float("--cash"), default=10_000.0, help="starting cash (default 10000)")
+
+    costs = parser.add_argument_group("paper broker costs and margin (the bid is the bar's price; a buy pays the spread)")
+    costs.add_argument(
+        "--commission-per-lot", type=_non_negative_float("--commission-per-lot"), metavar="AMOUNT",
+        help="commission per unit of volume on every fill (or PAPER_COMMISSION_PER_LOT; default 0)",
+    )
+    costs.add_argument(
+        "--commission-percent", type=_non_negative_float("--commission-percent"), metavar="PERCENT",
+        help="commission in percent of each fill's notional (or PAPER_COMMISSION_PERCENT; default 0)",
+    )
+    costs.add_argument(
+        "--spread", type=_non_negative_float("--spread"), metavar="PRICE",
+        help="a fixed spread in price units (or PAPER_SPREAD; default 0)",
+    )
+    costs.add_argument(
+        "--point", type=_positive_float("--point"), metavar="PRICE",
+        help="the price of one point (e.g. 0.00001 for EURUSD): each bar's MT5 <SPREAD> in points becomes "
+        "its spread (or PAPER_POINT; default: the file's spreads are not used)",
+    )
+    costs.add_argument(
+        "--slippage", type=_non_negative_float("--slippage"), metavar="PRICE",
+        help="price units by which every fill is worse than its quote (or PAPER_SLIPPAGE; default 0)",
+    )
+    costs.add_argument(
+        "--max-leverage", type=_leverage, metavar="RATIO",
+        help="refuse an order that would hold a notional above RATIO x equity; 'off' allows any "
+        "(or PAPER_MAX_LEVERAGE; default 100)",
+    )
     data.add_argument("--fast", type=int, default=5, help="bars in the fast moving average (default 5)")
     data.add_argument("--slow", type=int, default=20, help="bars in the slow moving average (default 20)")
 
@@ -259,12 +305,19 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
         ("telegram_chat", "telegram_chat_id"),
         ("log_json", "log_json"),
         ("log_level", "log_level"),
+        ("commission_per_lot", "paper_commission_per_lot"),
+        ("commission_percent", "paper_commission_percent"),
+        ("spread", "paper_spread"),
+        ("point", "paper_point"),
+        ("slippage", "paper_slippage"),
     ):
         value = getattr(args, flag)
         if value is not None:
             overrides[field] = value
     if args.statsd is not None:
         overrides["statsd_host"], overrides["statsd_port"] = args.statsd
+    if args.max_leverage is not None:
+        overrides["paper_max_leverage"] = None if args.max_leverage == "off" else args.max_leverage
     configured = Settings.load(args.config, **overrides)
 
     # Heartbeats and the stall watchdog run in data time here. One beat per bar unless the user
@@ -499,6 +552,30 @@ def _journal_incomplete(system: TradingSystem) -> bool:
     return True
 
 
+def _with_bar_spreads(broker: PaperBroker, feed: PaperFeed) -> Callable[[Any], None]:
+    """``feed``, with each bar's own spread (an MT5 export's ``<SPREAD>``, in points) handed to the
+    broker first; the broker keeps it for the bar (used with ``--point``)."""
+
+    def market_feed(data: Any) -> None:
+        bar = data.bar
+        if isinstance(bar, Bar) and bar.spread_points is not None:
+            broker.update_price(feed.symbol, bar.close, bar.time, spread_points=bar.spread_points)
+        feed(data)
+
+    return market_feed
+
+
+def _describe_costs(settings: Settings) -> str:
+    spread = f"{settings.paper_spread:g}"
+    if settings.paper_point is not None:
+        spread += f" (or a bar's <SPREAD> x {settings.paper_point:g})"
+    leverage = "any" if settings.paper_max_leverage is None else f"{settings.paper_max_leverage:g}:1"
+    return (
+        f"commission {settings.paper_commission_per_lot:g}/lot + {settings.paper_commission_percent:g}%, "
+        f"spread {spread}, slippage {settings.paper_slippage:g}; max leverage {leverage}"
+    )
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -540,6 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
         f"paper account {settings.account_currency} {args.cash:,.2f}"
     )
+    print(f"  paper costs: {_describe_costs(settings)}")
     print(f"  guards: {_describe_guards(settings)}")
     speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
     print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
@@ -547,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  fresh state: the previous run's {STATE_DB} was moved to {out / rotated}")
     sys.stdout.flush()
 
-    broker = PaperBroker(args.cash)
+    broker = PaperBroker(args.cash, costs=PaperCosts.from_settings(settings))
     clock = ManualClock(bars[0].time)
     sinks = [journal_sink(store)] + ([log_sink] if args.log_events else [])
     system = TradingSystem(
@@ -560,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock=clock,
         sinks=sinks,
         loop_interval=None,  # data-driven: a cycle per bar
-        market_feed=PaperFeed(broker, strategy, symbol),
+        market_feed=_with_bar_spreads(broker, PaperFeed(broker, strategy, symbol)),
     )
     show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
     progress = _Progress() if show_progress else None

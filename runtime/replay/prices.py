@@ -64,7 +64,8 @@ def _volume(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen
 class Bar:
-    """One OHLC bar: the time it opened (UTC), its four prices (finite, > 0) and its volume (>= 0).
+    """One OHLC bar: the time it opened (UTC), its four prices (finite, > 0), its volume (>= 0) and,
+    when the data says (an MT5 export's ``<SPREAD>``), its spread in points (>= 0; else None).
 
     The prices must be consistent: ``high`` is the highest of the four and ``low`` the lowest.
     A timezone-aware ``time`` in any zone is converted to UTC; a naive one is refused, because a
@@ -77,6 +78,7 @@ class Bar:
     low: float = attrs.field(validator=_price)
     close: float = attrs.field(validator=_price)
     volume: float = attrs.field(default=0.0, validator=_volume)
+    spread_points: float | None = attrs.field(default=None, validator=attrs.validators.optional(_volume))
 
     def __attrs_post_init__(self) -> None:
         if self.high < self.low:
@@ -198,9 +200,11 @@ def _header(
     return columns
 
 
-def _bar(path: Path, line: int, time: datetime, prices: dict[str, float], volume: float) -> Bar:
+def _bar(
+    path: Path, line: int, time: datetime, prices: dict[str, float], volume: float, spread: float | None = None
+) -> Bar:
     try:
-        return Bar(time, prices["open"], prices["high"], prices["low"], prices["close"], volume)
+        return Bar(time, prices["open"], prices["high"], prices["low"], prices["close"], volume, spread)
     except (TypeError, ValueError) as exc:
         raise PriceDataError(f"{path}:{line}: {exc}") from None
 
@@ -325,9 +329,10 @@ def _load_mt5(path: Path, header_line: int, header_text: str, body: list[tuple[i
             counts[column] = _number(path, line, column, fields[columns[column]]) if column in columns else 0.0
             if counts[column] < 0:
                 raise PriceDataError(f"{path}:{line}: {column} must be >= 0, got {fields[columns[column]]!r}")
-        if "<SPREAD>" in columns:
-            _number(path, line, "<SPREAD>", fields[columns["<SPREAD>"]])
-        rows.append((line, _bar(path, line, time, prices, counts["<TICKVOL>"])))
+        spread = _number(path, line, "<SPREAD>", fields[columns["<SPREAD>"]]) if "<SPREAD>" in columns else None
+        if spread is not None and spread < 0:
+            raise PriceDataError(f"{path}:{line}: <SPREAD> must be >= 0, got {fields[columns['<SPREAD>']]!r}")
+        rows.append((line, _bar(path, line, time, prices, counts["<TICKVOL>"], spread)))
         real_volumes.append(counts["<VOL>"])
     # FX brokers report no real volume (<VOL> is all zeros) but do count ticks; exchange symbols
     # report both. One rule per file keeps the volume column in one unit throughout.
