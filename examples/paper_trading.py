@@ -135,7 +135,15 @@ def _non_negative_float(flag: str) -> Any:
 
 def _leverage(text: str) -> float | str:
     # "off" is kept as a word until the settings are made: None there means "not given here".
-    return "off" if text.strip().lower() == "off" else _positive_float("--max-leverage")(text)
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"--max-leverage must be a finite number > 0 or off, got {text!r}")
+    return value
 
 
 def _bar_count(text: str) -> int:
