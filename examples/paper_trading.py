@@ -11,6 +11,8 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 
 * ``state.db``: the SQLite state store and event journal the system ran on;
 * ``equity.csv``: ``timestamp,equity`` after every bar;
+* ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
+  (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
 * ``summary.json``: start_equity, final_equity, max_drawdown (a fraction), trades,
   guard_triggers, restarts, events_by_type, all derived from the journal and the equity series;
 * ``report.png``: the equity curve and drawdown, with guard firings and closed positions marked
@@ -81,9 +83,11 @@ from runtime.replay.report import (
     PLOT_INSTALL_HINT,
     GuardTrigger,
     RunSummary,
+    fills_from_events,
     format_summary,
     plot_report,
     write_equity_csv,
+    write_fills_csv,
 )
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.risk.drawdown import max_drawdown
@@ -94,6 +98,7 @@ __all__ = ["main", "parse_args", "summarize"]
 DEFAULT_OUT = "paper-run"
 STATE_DB = "state.db"
 EQUITY_CSV = "equity.csv"
+FILLS_CSV = "fills.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_PNG = "report.png"
 MIN_FREE_BYTES = 8 * 2**20
@@ -271,7 +276,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     run.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR",
-        help=f"folder for state.db, equity.csv, summary.json and report.png (default ./{DEFAULT_OUT}/)",
+        help=f"folder for state.db, equity.csv, fills.csv, summary.json and report.png (default ./{DEFAULT_OUT}/)",
     )
     run.add_argument(
         "--progress", choices=("auto", "on", "off"), default="auto",
@@ -518,6 +523,7 @@ def _write_report(
         )
 
     _replace_whole(out / EQUITY_CSV, lambda path: write_equity_csv(path, equity) >= 0)
+    _replace_whole(out / FILLS_CSV, lambda path: write_fills_csv(path, fills_from_events(events)) >= 0)
     _replace_whole(out / SUMMARY_JSON, summary_json)
     plotted = bool(equity) and _replace_whole(out / REPORT_PNG, report_png)
     if not plotted:
@@ -694,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if closed:
         print("Positions closed by the guard:")
         print("\n".join(closed))
-    files = [STATE_DB, EQUITY_CSV, SUMMARY_JSON] + ([REPORT_PNG] if plotted else [])
+    files = [STATE_DB, EQUITY_CSV, FILLS_CSV, SUMMARY_JSON] + ([REPORT_PNG] if plotted else [])
     print(f"Wrote {', '.join(files)} to {out}{os.sep}")
     if not plotted and equity:
         print(f"No chart: matplotlib is not installed. Install the plot extra with: {PLOT_INSTALL_HINT}")

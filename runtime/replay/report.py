@@ -1,4 +1,4 @@
-"""A run's report: the summary value and its summary.json form, a text digest, the equity CSV and a chart."""
+"""A run's report: the summary value and its summary.json form, a text digest, the equity and fills CSVs and a chart."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from typing import Any
 import attrs
 from loguru import logger
 
-from runtime.events import EventType
+from runtime.broker import Side
+from runtime.events import Event, EventType
+from runtime.payloads import PositionClosed, TradeExecuted
 from runtime.validation import (
     attrs_finite,
     attrs_non_negative,
@@ -24,7 +26,18 @@ from runtime.validation import (
     whole_number,
 )
 
-__all__ = ["GuardTrigger", "RunSummary", "format_summary", "write_equity_csv", "plot_report", "PLOT_INSTALL_HINT"]
+__all__ = [
+    "FILLS_CSV_HEADER",
+    "FillRow",
+    "GuardTrigger",
+    "RunSummary",
+    "fills_from_events",
+    "format_summary",
+    "write_equity_csv",
+    "write_fills_csv",
+    "plot_report",
+    "PLOT_INSTALL_HINT",
+]
 
 PLOT_INSTALL_HINT = "pip install -e '.[plot]'"
 """The command that installs the optional plotting extra (matplotlib)."""
@@ -150,6 +163,73 @@ def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime
         writer.writerow(("timestamp", "equity"))
         writer.writerows(checked)
     return len(checked)
+
+
+FILLS_CSV_HEADER = ("timestamp", "symbol", "side", "volume", "price", "costs", "realised_pnl", "why", "reason")
+"""The columns of fills.csv, in order."""
+
+
+@attrs.frozen
+class FillRow:
+    """One fill of a run, as fills.csv has it: when (UTC), what traded (``side`` is the fill's own:
+    a guard's close of a long is a sell), at what price, what trading it cost, what it put into
+    cash, and why: ``signal`` (the strategy's), ``order`` (placed without a signal), ``guard`` (a
+    limit's liquidation) or ``fail-safe``; ``reason`` is the signal's or the guard's own words."""
+
+    time: datetime
+    symbol: str
+    side: Side
+    volume: float
+    price: float
+    costs: float
+    realised_pnl: float
+    why: str
+    reason: str
+
+    def csv_row(self) -> tuple[str, ...]:
+        """The row in `FILLS_CSV_HEADER` order; numbers as Python writes them, exactly."""
+        return (
+            self.time.astimezone(UTC).isoformat(), self.symbol, self.side.value, repr(float(self.volume)),
+            repr(float(self.price)), repr(float(self.costs)), repr(float(self.realised_pnl)), self.why, self.reason,
+        )
+
+
+_FAIL_SAFE_REASON = "fail-safe"  # what actors.fail_safe journals as a close's reason
+
+
+def fills_from_events(events: Iterable[Event]) -> list[FillRow]:
+    """Every fill in a journal, in journal order: TRADE_EXECUTED (orders) and POSITION_CLOSED
+    (liquidations), stamped with the event's time (a replay's data time)."""
+    rows = []
+    for event in events:
+        if event.event_type is EventType.TRADE_EXECUTED:
+            trade = TradeExecuted.from_event(event)
+            why = "signal" if trade.signal_id is not None else "order"
+            rows.append(FillRow(
+                event.timestamp, trade.symbol, trade.side, trade.filled_volume, trade.price, trade.costs,
+                trade.realised_pnl, why, trade.reason,
+            ))
+        elif event.event_type is EventType.POSITION_CLOSED:
+            closed = PositionClosed.from_event(event)
+            why = "fail-safe" if closed.reason == _FAIL_SAFE_REASON else "guard"
+            rows.append(FillRow(
+                event.timestamp, closed.symbol, closed.side.opposite, closed.volume, closed.price, closed.costs,
+                closed.realised_pnl, why, closed.reason,
+            ))
+    return rows
+
+
+def write_fills_csv(path: str | os.PathLike[str], fills: Iterable[FillRow]) -> int:
+    """Write ``fills`` to a CSV with the header `FILLS_CSV_HEADER`; returns the row count. Parent
+    folders are created; a run without fills gets the header alone."""
+    rows = [fill.csv_row() for fill in fills]
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FILLS_CSV_HEADER)
+        writer.writerows(rows)
+    return len(rows)
 
 
 def _mark_time(value: Any, field: str, index: int) -> datetime:
