@@ -76,7 +76,7 @@ from runtime.replay.prices import (
     SYNTHETIC_VOLUME,
     Bar,
     PriceDataError,
-    load_bars,
+    load_series,
     synthetic_bars,
 )
 from runtime.replay.report import (
@@ -193,13 +193,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument(
         "--prices", metavar="FILE",
         help="price bars to replay: a CSV with a header timestamp,open,high,low,close[,volume][,symbol] "
+        "(the time may be a Date[,Time] or Datetime column, or an unnamed first column; Adj Close is skipped) "
         "or a MetaTrader 5 history export (tab-separated <DATE> <TIME> <OPEN> ...). "
         "Default: the bundled synthetic series (made-up data, labelled as such)",
     )
     data.add_argument(
         "--symbol",
         help="the symbol to trade; picks its rows from a CSV with a symbol column. "
-        f"Default: {SYNTHETIC_SYMBOL} for the synthetic series, else the file's name",
+        f"Default: {SYNTHETIC_SYMBOL} for the synthetic series, else the file's symbol column, else the file's name",
     )
     data.add_argument(
         "--timezone", default="UTC",
@@ -362,8 +363,9 @@ def _longest_gap(bars: Sequence[Bar]) -> float:
 def _bars(args: argparse.Namespace) -> tuple[list[Bar], str, bool]:
     if args.prices is None:
         return synthetic_bars(args.bars), args.symbol or SYNTHETIC_SYMBOL, True
-    bars = load_bars(args.prices, symbol=args.symbol, timezone=args.timezone)
-    return bars, args.symbol or Path(args.prices).stem.upper(), False
+    series = load_series(args.prices, symbol=args.symbol, timezone=args.timezone, symbol_field="--symbol")
+    # The file's own symbol column says what it holds better than the file's name does.
+    return list(series.bars), args.symbol or series.symbol or Path(args.prices).stem.upper(), False
 
 
 def _fresh_state(out: Path) -> str | None:

@@ -221,8 +221,8 @@ def test_header_only_missing_header_and_unknown_column_are_errors(tmp_path):
     for first_row in ("1704189600,1,1,1,1", "2024-01-02T10:00:00,1,1,1,1"):
         with pytest.raises(PriceDataError, match=r"a.csv:1: no header line"):
             load_bars(write(tmp_path, first_row + "\n", "a.csv"))
-    with pytest.raises(PriceDataError, match=r"b.csv:1: unknown column 'adj_close'"):
-        load_bars(write(tmp_path, "timestamp,open,high,low,close,adj_close\n", "b.csv"))
+    with pytest.raises(PriceDataError, match=r"b.csv:1: unknown column 'vwap'"):
+        load_bars(write(tmp_path, "timestamp,open,high,low,close,vwap\n", "b.csv"))
     with pytest.raises(PriceDataError, match=r"c.csv:1: header lacks column\(s\) <CLOSE>"):
         load_bars(write(tmp_path, "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\n", "c.csv"))
     with pytest.raises(PriceDataError, match=r"cannot read price data"):
