@@ -15,7 +15,8 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
 * ``summary.json``: start_equity, final_equity, max_drawdown (a fraction), trades,
   guard_triggers, restarts, events_by_type, all derived from the journal and the equity series;
-* ``report.png``: the equity curve and drawdown, with guard firings and closed positions marked
+* ``report.png``: the equity curve and drawdown with every active limit and warning level drawn,
+  and guard firings (by guard) and closed positions marked
   (needs the ``plot`` extra; without it the run still finishes and says how to install it).
 
 Each run starts from a fresh state: a ``state.db`` left in ``--out`` by an earlier run is moved
@@ -70,6 +71,7 @@ from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
 from runtime.payloads import GuardTriggered, PositionClosed
+from runtime.replay.limits import ReportLimits, describe_limits, limit_levels
 from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
     SYNTHETIC_SYMBOL,
@@ -514,14 +516,16 @@ def _write_report(
 
     def report_png(path: Path) -> bool:
         closes = [e.timestamp for e in events if e.event_type is EventType.POSITION_CLOSED]
+        times, values = [t for t, _ in equity], [v for _, v in equity]
         return plot_report(
             path,
-            [t for t, _ in equity],
-            [v for _, v in equity],
+            times,
+            values,
             settings.max_drawdown_percent / 100.0,
             guard_marks=list(summary.guard_triggers),
             close_marks=closes,
             title=title,
+            levels=limit_levels(ReportLimits.from_settings(settings), times, values, summary.start_equity),
         )
 
     _replace_whole(out / EQUITY_CSV, lambda path: write_equity_csv(path, equity) >= 0)
@@ -706,6 +710,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Wrote {', '.join(files)} to {out}{os.sep}")
     if not plotted and equity:
         print(f"No chart: matplotlib is not installed. Install the plot extra with: {PLOT_INSTALL_HINT}")
+    limits = describe_limits(
+        ReportLimits.from_settings(settings), [t for t, _ in equity], [v for _, v in equity],
+        summary.start_equity, summary.guard_triggers,
+    )
+    print("\n".join(limits))
     print()
     print(format_summary(summary, settings.account_currency))
     return 130 if interrupted else 0
