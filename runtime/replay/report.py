@@ -352,7 +352,7 @@ def report_figure(
     top.plot(moments, values, color="tab:blue", linewidth=1.2, label="equity")
     colours = {"max_drawdown": "black", "min_equity": "tab:purple", "daily_loss": "tab:orange"}
     low, high = min(values), max(values)
-    reach = low - (high - low) * 0.5  # an equity level lower than this would squash the curve
+    reach = low * 0.5  # an equity level below half the lowest equity would squash the curve
     shown_low = low
     for level in (lv for lv in levels if lv.panel != DRAWDOWN_PANEL):
         style = {"color": colours.get(level.guard, "tab:gray"), "linestyle": ":" if level.warning else "--", "linewidth": 1.0}
