@@ -205,3 +205,18 @@ def test_the_replay_flags_set_the_costs_and_off_lifts_the_limit(tmp_path):
     bad = run_example("paper_trading.py", "--max-leverage", "0", "--out", "bad", cwd=tmp_path)
     assert bad.returncode == 2
     assert "argument --max-leverage: --max-leverage must be a finite number > 0 or off, got '0'" in bad.stderr
+
+
+def test_tradewarden_run_builds_its_paper_broker_with_the_configs_costs(tmp_path):
+    from actors.service.config import RunConfig
+    from actors.service.live import _broker
+
+    path = tmp_path / "live.toml"
+    path.write_text(
+        '[tradewarden]\nstate_db = "state.db"\npaper_spread = 0.5\npaper_max_leverage = 20.0\n\n'
+        '[broker]\nkind = "paper"\ncash = 5000.0\n',
+        encoding="utf-8",
+    )
+    broker = _broker(RunConfig.load(path))
+    assert isinstance(broker, PaperBroker)
+    assert (broker.costs, broker.cash) == (PaperCosts(spread=0.5, max_leverage=20.0), 5_000.0)
