@@ -11,9 +11,12 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 
 * ``state.db``: the SQLite state store and event journal the system ran on;
 * ``equity.csv``: ``timestamp,equity`` after every bar;
+* ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
+  (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
 * ``summary.json``: start_equity, final_equity, max_drawdown (a fraction), trades,
   guard_triggers, restarts, events_by_type, all derived from the journal and the equity series;
-* ``report.png``: the equity curve and drawdown, with guard firings and closed positions marked
+* ``report.png``: the equity curve and drawdown with every active limit and warning level drawn,
+  and guard firings (by guard) and closed positions marked
   (needs the ``plot`` extra; without it the run still finishes and says how to install it).
 
 Each run starts from a fresh state: a ``state.db`` left in ``--out`` by an earlier run is moved
@@ -60,7 +63,7 @@ from actors.emitter import journal_sink, log_sink
 from actors.replay import PaperFeed, Replay, ReplayResult
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
-from runtime.adapters.paper import PaperBroker
+from runtime.adapters.paper import PaperBroker, PaperCosts
 from runtime.adapters.sqlite import SqliteStore, StoreError
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
@@ -68,22 +71,25 @@ from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
 from runtime.payloads import GuardTriggered, PositionClosed
+from runtime.replay.limits import ReportLimits, describe_limits, limit_levels
 from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
     SYNTHETIC_SYMBOL,
     SYNTHETIC_VOLUME,
     Bar,
     PriceDataError,
-    load_bars,
+    load_series,
     synthetic_bars,
 )
 from runtime.replay.report import (
     PLOT_INSTALL_HINT,
     GuardTrigger,
     RunSummary,
+    fills_from_events,
     format_summary,
     plot_report,
     write_equity_csv,
+    write_fills_csv,
 )
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.risk.drawdown import max_drawdown
@@ -94,6 +100,7 @@ __all__ = ["main", "parse_args", "summarize"]
 DEFAULT_OUT = "paper-run"
 STATE_DB = "state.db"
 EQUITY_CSV = "equity.csv"
+FILLS_CSV = "fills.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_PNG = "report.png"
 MIN_FREE_BYTES = 8 * 2**20
@@ -118,6 +125,32 @@ def _positive_float(flag: str) -> Any:
         return value
 
     return parse
+
+
+def _non_negative_float(flag: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number >= 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _leverage(text: str) -> float | str:
+    # "off" is kept as a word until the settings are made: None there means "not given here".
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"--max-leverage must be a finite number > 0 or off, got {text!r}")
+    return value
 
 
 def _bar_count(text: str) -> int:
@@ -162,13 +195,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument(
         "--prices", metavar="FILE",
         help="price bars to replay: a CSV with a header timestamp,open,high,low,close[,volume][,symbol] "
+        "(the time may be a Date[,Time] or Datetime column, or an unnamed first column; Adj Close is skipped) "
         "or a MetaTrader 5 history export (tab-separated <DATE> <TIME> <OPEN> ...). "
         "Default: the bundled synthetic series (made-up data, labelled as such)",
     )
     data.add_argument(
         "--symbol",
         help="the symbol to trade; picks its rows from a CSV with a symbol column. "
-        f"Default: {SYNTHETIC_SYMBOL} for the synthetic series, else the file's name",
+        f"Default: {SYNTHETIC_SYMBOL} for the synthetic series, else the file's symbol column, else the file's name",
     )
     data.add_argument(
         "--timezone", default="UTC",
@@ -185,6 +219,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "on a file, the starting cash divided by the first close (about 1x leverage)",
     )
     data.add_argument("--cash", type=_positive_float("--cash"), default=10_000.0, help="starting cash (default 10000)")
+
+    costs = parser.add_argument_group("paper broker costs and margin (the bid is the bar's price; a buy pays the spread)")
+    costs.add_argument(
+        "--commission-per-lot", type=_non_negative_float("--commission-per-lot"), metavar="AMOUNT",
+        help="commission per unit of volume on every fill (or PAPER_COMMISSION_PER_LOT; default 0)",
+    )
+    costs.add_argument(
+        "--commission-percent", type=_non_negative_float("--commission-percent"), metavar="PERCENT",
+        help="commission in percent of each fill's notional (or PAPER_COMMISSION_PERCENT; default 0)",
+    )
+    costs.add_argument(
+        "--spread", type=_non_negative_float("--spread"), metavar="PRICE",
+        help="a fixed spread in price units (or PAPER_SPREAD; default 0)",
+    )
+    costs.add_argument(
+        "--point", type=_positive_float("--point"), metavar="PRICE",
+        help="the price of one point (e.g. 0.00001 for EURUSD): each bar's MT5 <SPREAD> in points becomes "
+        "its spread (or PAPER_POINT; default: the file's spreads are not used)",
+    )
+    costs.add_argument(
+        "--slippage", type=_non_negative_float("--slippage"), metavar="PRICE",
+        help="price units by which every fill is worse than its quote (or PAPER_SLIPPAGE; default 0)",
+    )
+    costs.add_argument(
+        "--max-leverage", type=_leverage, metavar="RATIO",
+        help="refuse an order that would hold a notional above RATIO x equity; 'off' allows any "
+        "(or PAPER_MAX_LEVERAGE; default 100)",
+    )
     data.add_argument("--fast", type=int, default=5, help="bars in the fast moving average (default 5)")
     data.add_argument("--slow", type=int, default=20, help="bars in the slow moving average (default 20)")
 
@@ -217,7 +279,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     run.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR",
-        help=f"folder for state.db, equity.csv, summary.json and report.png (default ./{DEFAULT_OUT}/)",
+        help=f"folder for state.db, equity.csv, fills.csv, summary.json and report.png (default ./{DEFAULT_OUT}/)",
     )
     run.add_argument(
         "--progress", choices=("auto", "on", "off"), default="auto",
@@ -259,12 +321,19 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
         ("telegram_chat", "telegram_chat_id"),
         ("log_json", "log_json"),
         ("log_level", "log_level"),
+        ("commission_per_lot", "paper_commission_per_lot"),
+        ("commission_percent", "paper_commission_percent"),
+        ("spread", "paper_spread"),
+        ("point", "paper_point"),
+        ("slippage", "paper_slippage"),
     ):
         value = getattr(args, flag)
         if value is not None:
             overrides[field] = value
     if args.statsd is not None:
         overrides["statsd_host"], overrides["statsd_port"] = args.statsd
+    if args.max_leverage is not None:
+        overrides["paper_max_leverage"] = None if args.max_leverage == "off" else args.max_leverage
     configured = Settings.load(args.config, **overrides)
 
     # Heartbeats and the stall watchdog run in data time here. One beat per bar unless the user
@@ -296,8 +365,9 @@ def _longest_gap(bars: Sequence[Bar]) -> float:
 def _bars(args: argparse.Namespace) -> tuple[list[Bar], str, bool]:
     if args.prices is None:
         return synthetic_bars(args.bars), args.symbol or SYNTHETIC_SYMBOL, True
-    bars = load_bars(args.prices, symbol=args.symbol, timezone=args.timezone)
-    return bars, args.symbol or Path(args.prices).stem.upper(), False
+    series = load_series(args.prices, symbol=args.symbol, timezone=args.timezone, symbol_field="--symbol")
+    # The file's own symbol column says what it holds better than the file's name does.
+    return list(series.bars), args.symbol or series.symbol or Path(args.prices).stem.upper(), False
 
 
 def _fresh_state(out: Path) -> str | None:
@@ -446,17 +516,20 @@ def _write_report(
 
     def report_png(path: Path) -> bool:
         closes = [e.timestamp for e in events if e.event_type is EventType.POSITION_CLOSED]
+        times, values = [t for t, _ in equity], [v for _, v in equity]
         return plot_report(
             path,
-            [t for t, _ in equity],
-            [v for _, v in equity],
+            times,
+            values,
             settings.max_drawdown_percent / 100.0,
             guard_marks=list(summary.guard_triggers),
             close_marks=closes,
             title=title,
+            levels=limit_levels(ReportLimits.from_settings(settings), times, values, summary.start_equity),
         )
 
     _replace_whole(out / EQUITY_CSV, lambda path: write_equity_csv(path, equity) >= 0)
+    _replace_whole(out / FILLS_CSV, lambda path: write_fills_csv(path, fills_from_events(events)) >= 0)
     _replace_whole(out / SUMMARY_JSON, summary_json)
     plotted = bool(equity) and _replace_whole(out / REPORT_PNG, report_png)
     if not plotted:
@@ -497,6 +570,30 @@ def _journal_incomplete(system: TradingSystem) -> bool:
         file=sys.stderr,
     )
     return True
+
+
+def _with_bar_spreads(broker: PaperBroker, feed: PaperFeed) -> Callable[[Any], None]:
+    """``feed``, with each bar's own spread (an MT5 export's ``<SPREAD>``, in points) handed to the
+    broker first; the broker keeps it for the bar (used with ``--point``)."""
+
+    def market_feed(data: Any) -> None:
+        bar = data.bar
+        if isinstance(bar, Bar) and bar.spread_points is not None:
+            broker.update_price(feed.symbol, bar.close, bar.time, spread_points=bar.spread_points)
+        feed(data)
+
+    return market_feed
+
+
+def _describe_costs(settings: Settings) -> str:
+    spread = f"{settings.paper_spread:g}"
+    if settings.paper_point is not None:
+        spread += f" (or a bar's <SPREAD> x {settings.paper_point:g})"
+    leverage = "any" if settings.paper_max_leverage is None else f"{settings.paper_max_leverage:g}:1"
+    return (
+        f"commission {settings.paper_commission_per_lot:g}/lot + {settings.paper_commission_percent:g}%, "
+        f"spread {spread}, slippage {settings.paper_slippage:g}; max leverage {leverage}"
+    )
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -540,6 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
         f"paper account {settings.account_currency} {args.cash:,.2f}"
     )
+    print(f"  paper costs: {_describe_costs(settings)}")
     print(f"  guards: {_describe_guards(settings)}")
     speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
     print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
@@ -547,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  fresh state: the previous run's {STATE_DB} was moved to {out / rotated}")
     sys.stdout.flush()
 
-    broker = PaperBroker(args.cash)
+    broker = PaperBroker(args.cash, costs=PaperCosts.from_settings(settings))
     clock = ManualClock(bars[0].time)
     sinks = [journal_sink(store)] + ([log_sink] if args.log_events else [])
     system = TradingSystem(
@@ -560,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock=clock,
         sinks=sinks,
         loop_interval=None,  # data-driven: a cycle per bar
-        market_feed=PaperFeed(broker, strategy, symbol),
+        market_feed=_with_bar_spreads(broker, PaperFeed(broker, strategy, symbol)),
     )
     show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
     progress = _Progress() if show_progress else None
@@ -608,10 +706,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if closed:
         print("Positions closed by the guard:")
         print("\n".join(closed))
-    files = [STATE_DB, EQUITY_CSV, SUMMARY_JSON] + ([REPORT_PNG] if plotted else [])
+    files = [STATE_DB, EQUITY_CSV, FILLS_CSV, SUMMARY_JSON] + ([REPORT_PNG] if plotted else [])
     print(f"Wrote {', '.join(files)} to {out}{os.sep}")
     if not plotted and equity:
         print(f"No chart: matplotlib is not installed. Install the plot extra with: {PLOT_INSTALL_HINT}")
+    limits = describe_limits(
+        ReportLimits.from_settings(settings), [t for t, _ in equity], [v for _, v in equity],
+        summary.start_equity, summary.guard_triggers,
+    )
+    print("\n".join(limits))
     print()
     print(format_summary(summary, settings.account_currency))
     return 130 if interrupted else 0

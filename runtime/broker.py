@@ -88,7 +88,9 @@ class Position:
 
 @attrs.frozen
 class Fill:
-    """An executed deal: what moved, at what price, and when; ``realised_pnl`` of any part closed."""
+    """An executed deal: what moved, at what price, and when; ``realised_pnl`` is what it put into
+    cash (the profit of any part closed, less its commission) and ``costs`` what trading it cost
+    (commission, plus the spread and slippage already in ``price``; 0 where the broker does not say)."""
 
     position_id: str
     symbol: str
@@ -98,6 +100,7 @@ class Fill:
     time: datetime
     realised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
     client_id: str | None = None  # the order's client id; None for a close the guard made
+    costs: float = attrs.field(default=0.0, validator=attrs_finite)  # commission, spread and slippage paid
 
 
 @attrs.frozen

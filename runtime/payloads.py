@@ -299,8 +299,9 @@ class OrderSubmitted(_OrderPayload):
 @attrs.frozen(field_transformer=_check_fields)
 class TradeExecuted(_OrderPayload):
     """An order was filled: the order, then the position, price, volume and profit of the fill;
-    ``reconciled`` when a restarted guard found the fill at the broker. Journals written before
-    client ids existed read with ``client_order_id`` None."""
+    ``reconciled`` when a restarted guard found the fill at the broker; ``realised_pnl`` is what
+    the fill put into cash and ``costs`` what trading cost it (`Fill`). Journals written before
+    client ids existed read with ``client_order_id`` None, and before costs with ``costs`` 0."""
 
     position_id: str = key(str)
     price: float = key(float)
@@ -308,6 +309,7 @@ class TradeExecuted(_OrderPayload):
     realised_pnl: float = key(float)
     client_order_id: str | None = key(str, nullable=True, default=None)
     reconciled: bool = key(bool, default=False)
+    costs: float = key(float, default=0.0)
 
     @classmethod
     def of(cls, submitted: OrderSubmitted, fill: Fill, *, reconciled: bool = False) -> TradeExecuted:
@@ -320,6 +322,7 @@ class TradeExecuted(_OrderPayload):
             realised_pnl=fill.realised_pnl,
             client_order_id=submitted.client_order_id,
             reconciled=reconciled,
+            costs=fill.costs,
         )
 
 
@@ -364,9 +367,11 @@ class TradeFailed(_OrderPayload):
 @payload(EventType.POSITION_CLOSED)
 @attrs.frozen(field_transformer=_check_fields)
 class PositionClosed(Payload):
-    """A position was closed by the guard or the fail-safe: what it was, the fill's price and
-    profit, why, and on which attempt; ``rule`` names the rule that closed that one position on
-    its own (``position_stop``; None for a liquidation, and in journals written before it existed)."""
+    """A position was closed by the guard or the fail-safe: what it was (``side`` is the
+    position's; the closing fill is the opposite), the fill's price, profit and costs, why, and on
+    which attempt; ``rule`` names the rule that closed that one position on its own
+    (``position_stop``; None for a liquidation). Journals written before ``rule`` or ``costs``
+    existed read with None and 0."""
 
     position_id: str = key(str)
     symbol: str = key(str)
@@ -377,6 +382,7 @@ class PositionClosed(Payload):
     reason: str = key(str)
     attempt: int = key(int)
     rule: str | None = key(str, nullable=True, default=None)
+    costs: float = key(float, default=0.0)
 
     @classmethod
     def of(cls, position: Position, fill: Fill, reason: str, attempt: int, *, rule: str | None = None) -> PositionClosed:
@@ -391,6 +397,7 @@ class PositionClosed(Payload):
             reason,
             attempt,
             rule,
+            fill.costs,
         )
 
 

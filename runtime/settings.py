@@ -79,6 +79,14 @@ def _limit(variable: str, parse: str) -> Any:
     return attrs.field(default=None, validator=validator, metadata=_env(variable, parse=parse))
 
 
+_PAPER_MAX_LEVERAGE: float | None = 100.0  # None allows any leverage
+
+
+def _commission_percent(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not 0 <= finite_number(attribute.name, value) < 100:
+        raise ValueError(f"{attribute.name} must be a percentage in [0, 100), got {value!r}")
+
+
 def _stale_action(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value not in ("reducing", "halted"):
         raise ValueError(f"{attribute.name} must be 'reducing' or 'halted', got {value!r}")
@@ -168,6 +176,21 @@ class Settings:
     )
     cooldown_seconds: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs_positive), metadata=_env("COOLDOWN_SECONDS", parse="float?")
+    )
+    # The paper broker's costs and margin (runtime.adapters.paper.PaperCosts): free by default, and
+    # 100:1 at most (what many retail FX brokers allow outside the ESMA 30:1 cap; far above any sane
+    # position, and a volume typo such as 1e9 lots on 10,000 is refused at the broker).
+    paper_commission_per_lot: float = attrs.field(
+        default=0.0, validator=attrs_non_negative, metadata=_env("PAPER_COMMISSION_PER_LOT", parse="float")
+    )
+    paper_commission_percent: float = attrs.field(
+        default=0.0, validator=_commission_percent, metadata=_env("PAPER_COMMISSION_PERCENT", parse="float")
+    )
+    paper_spread: float = attrs.field(default=0.0, validator=attrs_non_negative, metadata=_env("PAPER_SPREAD", parse="float"))
+    paper_point: float | None = attrs.field(default=None, validator=_optional_positive, metadata=_env("PAPER_POINT", parse="float?"))
+    paper_slippage: float = attrs.field(default=0.0, validator=attrs_non_negative, metadata=_env("PAPER_SLIPPAGE", parse="float"))
+    paper_max_leverage: float | None = attrs.field(
+        default=_PAPER_MAX_LEVERAGE, validator=_optional_positive, metadata=_env("PAPER_MAX_LEVERAGE", parse="float?")
     )
     max_restarts: int = attrs.field(default=5, validator=attrs_whole, metadata=_env("SUPERVISOR_MAX_RESTARTS", parse="int"))
     within_seconds: float = attrs.field(

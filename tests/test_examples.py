@@ -241,7 +241,7 @@ def check_files_of_an_interrupted_run(out: Path, moment: str) -> None:
     if not names:
         return
     rows = equity_rows(out)
-    assert names == {"state.db", "equity.csv", "summary.json"} | ({"report.png"} if rows else set()), moment
+    assert names == {"state.db", "equity.csv", "fills.csv", "summary.json"} | ({"report.png"} if rows else set()), moment
     with sqlite3.connect(f"file:{out / 'state.db'}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID, moment
     events = journal(out)

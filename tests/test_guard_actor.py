@@ -497,6 +497,7 @@ def test_on_start_an_order_the_broker_filled_but_the_journal_lost_is_journaled_a
     assert executed.metadata == {
         "signal_id": "s1", "symbol": "X", "side": "buy", "volume": 3, "reason": "r", "position_id": fill.position_id,
         "price": 100.0, "filled_volume": 3, "realised_pnl": 0.0, "client_order_id": client_id, "reconciled": True,
+        "costs": 0.0,
     }
     assert store.unsettled_orders("main") == []
 

@@ -206,7 +206,7 @@ def test_every_order_is_journaled_with_its_client_id_before_and_after_the_broker
     }
     assert executed.metadata == {
         **submitted.metadata, "position_id": position.position_id, "price": 100.0, "filled_volume": 10,
-        "realised_pnl": 0.0, "reconciled": False,
+        "realised_pnl": 0.0, "reconciled": False, "costs": 0.0,
     }
     assert broker.find_fill(client_id).position_id == position.position_id
     journal = [e.event_type for e in store.events() if e.event_type in (EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED)]

@@ -46,7 +46,7 @@ EXAMPLES: list[tuple[Payload, dict]] = [
     (SUBMITTED, {**SIGNAL_KEYS, "client_order_id": "c1"}),
     (
         TradeExecuted.of(SUBMITTED, FILL),
-        {**SIGNAL_KEYS, **FILL_KEYS, "client_order_id": "c1", "reconciled": False},
+        {**SIGNAL_KEYS, **FILL_KEYS, "client_order_id": "c1", "reconciled": False, "costs": 0.0},
     ),
     (
         TradeFailed.of(ORDER, SIGNAL, rejected=True, error="trading halted", refused_by="trading_state"),
@@ -66,7 +66,7 @@ EXAMPLES: list[tuple[Payload, dict]] = [
         PositionClosed.of(Position("7", "EURUSD", "sell", 2.0, 1.1), Fill("7", "EURUSD", "buy", 2.0, 1.0, AT, 0.2), "breach", 1),
         {
             "position_id": "7", "symbol": "EURUSD", "side": "sell", "volume": 2.0,
-            "price": 1.0, "realised_pnl": 0.2, "reason": "breach", "attempt": 1, "rule": None,
+            "price": 1.0, "realised_pnl": 0.2, "reason": "breach", "attempt": 1, "rule": None, "costs": 0.0,
         },
     ),
     (LoopStarted(2, 5, 3), {"incarnation": 2, "total_signals_lifetime": 5, "total_trades_lifetime": 3}),

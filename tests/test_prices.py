@@ -127,8 +127,8 @@ def test_mt5_intraday_export_with_seconds_and_without(tmp_path):
     )
     bars = load_bars(path)
     assert bars == [
-        Bar(T0, 1.1045, 1.106, 1.103, 1.105, 1520.0),  # FX: <VOL> is all zeros, so tick volume is used
-        Bar(T0 + timedelta(hours=1), 1.105, 1.107, 1.104, 1.1065, 1310.0),
+        Bar(T0, 1.1045, 1.106, 1.103, 1.105, 1520.0, 7.0),  # FX: <VOL> is all zeros, so tick volume is used
+        Bar(T0 + timedelta(hours=1), 1.105, 1.107, 1.104, 1.1065, 1310.0, 6.0),  # <SPREAD> in points
     ]
 
 
@@ -143,7 +143,7 @@ def test_mt5_daily_export_has_no_time_column_and_real_volume_wins(tmp_path):
     bars = load_bars(path)
     assert [b.time for b in bars] == [datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC)]
     assert [b.volume for b in bars] == [120000.0, 98000.0]
-    assert bars[1] == Bar(datetime(2024, 1, 3, tzinfo=UTC), 103.0, 105.0, 101.0, 102.0, 98000.0)
+    assert bars[1] == Bar(datetime(2024, 1, 3, tzinfo=UTC), 103.0, 105.0, 101.0, 102.0, 98000.0, 2.0)
 
 
 def test_mt5_export_in_utf16_with_bom_and_server_time_zone(tmp_path):
@@ -221,8 +221,8 @@ def test_header_only_missing_header_and_unknown_column_are_errors(tmp_path):
     for first_row in ("1704189600,1,1,1,1", "2024-01-02T10:00:00,1,1,1,1"):
         with pytest.raises(PriceDataError, match=r"a.csv:1: no header line"):
             load_bars(write(tmp_path, first_row + "\n", "a.csv"))
-    with pytest.raises(PriceDataError, match=r"b.csv:1: unknown column 'adj_close'"):
-        load_bars(write(tmp_path, "timestamp,open,high,low,close,adj_close\n", "b.csv"))
+    with pytest.raises(PriceDataError, match=r"b.csv:1: unknown column 'vwap'"):
+        load_bars(write(tmp_path, "timestamp,open,high,low,close,vwap\n", "b.csv"))
     with pytest.raises(PriceDataError, match=r"c.csv:1: header lacks column\(s\) <CLOSE>"):
         load_bars(write(tmp_path, "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\n", "c.csv"))
     with pytest.raises(PriceDataError, match=r"cannot read price data"):

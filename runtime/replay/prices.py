@@ -4,7 +4,11 @@
 
 * a generic CSV: a comma-separated header naming ``timestamp, open, high, low, close`` and
   optionally ``volume`` and ``symbol`` (any order, any case); a timestamp is ISO 8601 or a plain
-  number of unix seconds;
+  number of unix seconds. The time may instead be in a ``datetime`` or ``date`` column (with an
+  optional ``time`` column beside it, as spreadsheets and Yahoo write), or in an unnamed first
+  column (a pandas index, as in the `backtesting` package's own CSVs); an unnamed first column
+  beside a named time column is a row number and is skipped, and so is ``Adj Close`` (the close
+  as traded is what fills use);
 * the MetaTrader 5 history export: tab-separated, header ``<DATE> <TIME> <OPEN> <HIGH> <LOW>
   <CLOSE> <TICKVOL> <VOL> <SPREAD>``, dates like ``2024.01.02`` and times like ``10:00:00`` or
   ``10:00``; daily bars have no ``<TIME>`` column.
@@ -36,7 +40,9 @@ from runtime.validation import aware_datetime, finite_number, whole_number
 __all__ = [
     "Bar",
     "PriceDataError",
+    "PriceSeries",
     "load_bars",
+    "load_series",
     "synthetic_bars",
     "SYNTHETIC_SYMBOL",
     "SYNTHETIC_VOLUME",
@@ -64,7 +70,8 @@ def _volume(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen
 class Bar:
-    """One OHLC bar: the time it opened (UTC), its four prices (finite, > 0) and its volume (>= 0).
+    """One OHLC bar: the time it opened (UTC), its four prices (finite, > 0), its volume (>= 0) and,
+    when the data says (an MT5 export's ``<SPREAD>``), its spread in points (>= 0; else None).
 
     The prices must be consistent: ``high`` is the highest of the four and ``low`` the lowest.
     A timezone-aware ``time`` in any zone is converted to UTC; a naive one is refused, because a
@@ -77,6 +84,7 @@ class Bar:
     low: float = attrs.field(validator=_price)
     close: float = attrs.field(validator=_price)
     volume: float = attrs.field(default=0.0, validator=_volume)
+    spread_points: float | None = attrs.field(default=None, validator=attrs.validators.optional(_volume))
 
     def __attrs_post_init__(self) -> None:
         if self.high < self.low:
@@ -96,6 +104,9 @@ class Bar:
 
 _GENERIC_REQUIRED = ("timestamp", "open", "high", "low", "close")
 _GENERIC_OPTIONAL = ("volume", "symbol")
+# Other names for the time column, the first one present wins; "date" may have a "time" beside it.
+_TIME_COLUMNS = ("timestamp", "datetime", "date", "time")
+_IGNORED = ("adj close", "adj_close", "adjclose")  # the dividend-adjusted close: fills use the traded one
 _MT5_REQUIRED = ("<DATE>", "<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>")
 _MT5_OPTIONAL = ("<TIME>", "<TICKVOL>", "<VOL>", "<SPREAD>")
 # Unix seconds above this are in the year 5138: such a number is almost surely milliseconds.
@@ -198,11 +209,22 @@ def _header(
     return columns
 
 
-def _bar(path: Path, line: int, time: datetime, prices: dict[str, float], volume: float) -> Bar:
+def _bar(
+    path: Path, line: int, time: datetime, prices: dict[str, float], volume: float, spread: float | None = None
+) -> Bar:
     try:
-        return Bar(time, prices["open"], prices["high"], prices["low"], prices["close"], volume)
+        return Bar(time, prices["open"], prices["high"], prices["low"], prices["close"], volume, spread)
     except (TypeError, ValueError) as exc:
         raise PriceDataError(f"{path}:{line}: {exc}") from None
+
+
+@attrs.frozen
+class PriceSeries:
+    """The bars of one price file, oldest first, and the symbol the file names (its ``symbol``
+    column's, when it has one; None when the file does not say)."""
+
+    bars: tuple[Bar, ...]
+    symbol: str | None
 
 
 def load_bars(
@@ -210,7 +232,19 @@ def load_bars(
     *,
     symbol: str | None = None,
     timezone: str | tzinfo = "UTC",
+    symbol_field: str = "symbol=",
 ) -> list[Bar]:
+    """The bars of `load_series`, as a list."""
+    return list(load_series(path, symbol=symbol, timezone=timezone, symbol_field=symbol_field).bars)
+
+
+def load_series(
+    path: str | os.PathLike[str],
+    *,
+    symbol: str | None = None,
+    timezone: str | tzinfo = "UTC",
+    symbol_field: str = "symbol=",
+) -> PriceSeries:
     """Read the bars of a generic OHLC CSV or a MetaTrader 5 history export, oldest first.
 
     The format is told by the header (see the module docstring). Timestamps without a zone
@@ -219,8 +253,9 @@ def load_bars(
     number is unix seconds.
 
     ``symbol`` picks the rows of one symbol from a generic CSV that has a ``symbol`` column (it is
-    required when that column holds several symbols); a file without one is taken to be wholly
-    of ``symbol``. For MT5 (one symbol per export) it is not checked.
+    required when that column holds several symbols; the error tells the user to pass
+    ``symbol_field``, e.g. ``--symbol`` for a command line); a file without one is taken to be
+    wholly of ``symbol``. For MT5 (one symbol per export) it is not checked.
 
     Raises `PriceDataError` naming the file, the line and the value for: an empty file or one
     with a header and no bars, an unknown header, a row with the wrong number of columns, a
@@ -237,14 +272,17 @@ def load_bars(
             f"(timestamp,open,high,low,close[,volume] or the MT5 <DATE>\\t<TIME>\\t<OPEN>... export)"
         )
     header_line, header_text = numbered[0]
+    symbols: set[str] = set()
     if header_text.lstrip().upper().startswith("<DATE>"):
         bars = _load_mt5(file, header_line, header_text, numbered[1:], zone)
     else:
-        bars = _load_generic(file, header_line, header_text, numbered[1:], zone, symbol)
+        bars = _load_generic(file, header_line, header_text, numbered[1:], zone, (symbol, symbol_field), symbols)
     if not bars:
         which = "" if symbol is None else f" for symbol {symbol!r}"
-        raise PriceDataError(f"{file}: has a header (line {header_line}) but no bars{which}")
-    return bars
+        held = f"; it holds {', '.join(sorted(symbols))}" if symbols else ""
+        raise PriceDataError(f"{file}: has a header (line {header_line}) but no bars{which}{held}")
+    named = symbol if symbol is not None and symbols else (next(iter(symbols)) if len(symbols) == 1 else None)
+    return PriceSeries(tuple(bars), named)
 
 
 def _ordered(path: Path, rows: list[tuple[int, Bar]]) -> list[Bar]:
@@ -263,41 +301,95 @@ def _ordered(path: Path, rows: list[tuple[int, Bar]]) -> list[Bar]:
     return [bar for _, bar in rows]
 
 
+@attrs.frozen
+class _GenericColumns:
+    # Where each field of a generic CSV is: the time (a second column when a date has its time
+    # beside it), the prices, and the optional volume and symbol.
+    time: int
+    clock: int | None
+    prices: dict[str, int]
+    volume: int | None
+    symbol: int | None
+
+
+def _generic_columns(path: Path, line: int, header_text: str, names: list[str]) -> _GenericColumns:
+    plain = (*_GENERIC_REQUIRED, *_GENERIC_OPTIONAL)
+    if not set(names) & {*plain, *_TIME_COLUMNS, *_IGNORED}:
+        raise PriceDataError(
+            f"{path}:{line}: no header line; the first line must name the columns "
+            f"timestamp,open,high,low,close[,volume], got {header_text.strip()!r}"
+        )
+    named_time = next((name for name in _TIME_COLUMNS if name in names), None)
+    columns: dict[str, int] = {}
+    for index, raw in enumerate(names):
+        if raw in _IGNORED:
+            continue
+        if index == 0 and raw == "":
+            if named_time is not None:
+                continue  # a row number beside a named time column
+            name = "timestamp"  # an unnamed index column (pandas) holds the times
+        elif raw == named_time:
+            name = "timestamp"
+        elif raw == "time" and named_time == "date":
+            name = "clock"
+        elif raw in _TIME_COLUMNS:
+            raise PriceDataError(f"{path}:{line}: two time columns, {named_time!r} and {raw!r}; keep one")
+        elif raw in plain:
+            name = raw
+        else:
+            raise PriceDataError(
+                f"{path}:{line}: unknown column {raw!r} in header; expected {', '.join(_GENERIC_REQUIRED)} "
+                f"and optionally {', '.join(_GENERIC_OPTIONAL)} (the time may be a datetime or date[,time] column)"
+            )
+        if name in columns:
+            raise PriceDataError(f"{path}:{line}: column {raw!r} appears twice in the header")
+        columns[name] = index
+    missing = [name for name in _GENERIC_REQUIRED if name not in columns]
+    if missing:
+        raise PriceDataError(
+            f"{path}:{line}: header lacks column(s) {', '.join(missing)}; got {', '.join(names) or 'nothing'}"
+        )
+    return _GenericColumns(
+        columns["timestamp"], columns.get("clock"), {name: columns[name] for name in ("open", "high", "low", "close")},
+        columns.get("volume"), columns.get("symbol"),
+    )
+
+
 def _load_generic(
     path: Path,
     header_line: int,
     header_text: str,
     body: list[tuple[int, str]],
     zone: tzinfo,
-    symbol: str | None,
+    pick: tuple[str | None, str],
+    seen_symbols: set[str],
 ) -> list[Bar]:
+    # ``pick`` is the symbol asked for and how the user asks for one; ``seen_symbols`` is filled in.
+    symbol, symbol_field = pick
     names = [name.strip().lower() for name in next(csv.reader([header_text]))]
-    if not set(names) & {*_GENERIC_REQUIRED, *_GENERIC_OPTIONAL}:
-        raise PriceDataError(
-            f"{path}:{header_line}: no header line; the first line must name the columns "
-            f"timestamp,open,high,low,close[,volume], got {header_text.strip()!r}"
-        )
-    columns = _header(path, header_line, names, _GENERIC_REQUIRED, _GENERIC_OPTIONAL)
+    columns = _generic_columns(path, header_line, header_text, names)
     rows: list[tuple[int, Bar]] = []
-    seen_symbols: set[str] = set()
     for line, text in body:
         fields = next(csv.reader([text]))
         if len(fields) != len(names):
             raise PriceDataError(
                 f"{path}:{line}: expected {len(names)} columns ({','.join(names)}), got {len(fields)}: {text.strip()!r}"
             )
-        if "symbol" in columns:
-            row_symbol = fields[columns["symbol"]].strip()
+        if columns.symbol is not None:
+            row_symbol = fields[columns.symbol].strip()
             seen_symbols.add(row_symbol)
             if symbol is not None and row_symbol != symbol:
                 continue
-        time = _generic_time(path, line, fields[columns["timestamp"]], zone)
-        prices = {name: _number(path, line, name, fields[columns[name]]) for name in ("open", "high", "low", "close")}
-        volume = _number(path, line, "volume", fields[columns["volume"]]) if "volume" in columns else 0.0
+        stamp = fields[columns.time]
+        if columns.clock is not None:
+            stamp = f"{stamp.strip()} {fields[columns.clock].strip()}"
+        time = _generic_time(path, line, stamp, zone)
+        prices = {name: _number(path, line, name, fields[index]) for name, index in columns.prices.items()}
+        volume = _number(path, line, "volume", fields[columns.volume]) if columns.volume is not None else 0.0
         rows.append((line, _bar(path, line, time, prices, volume)))
     if symbol is None and len(seen_symbols) > 1:
         raise PriceDataError(
-            f"{path}: holds several symbols ({', '.join(sorted(seen_symbols))}); pass symbol= to pick one"
+            f"{path}: holds several symbols ({', '.join(sorted(seen_symbols))}); pass {symbol_field} to pick one"
         )
     return _ordered(path, rows)
 
@@ -325,9 +417,10 @@ def _load_mt5(path: Path, header_line: int, header_text: str, body: list[tuple[i
             counts[column] = _number(path, line, column, fields[columns[column]]) if column in columns else 0.0
             if counts[column] < 0:
                 raise PriceDataError(f"{path}:{line}: {column} must be >= 0, got {fields[columns[column]]!r}")
-        if "<SPREAD>" in columns:
-            _number(path, line, "<SPREAD>", fields[columns["<SPREAD>"]])
-        rows.append((line, _bar(path, line, time, prices, counts["<TICKVOL>"])))
+        spread = _number(path, line, "<SPREAD>", fields[columns["<SPREAD>"]]) if "<SPREAD>" in columns else None
+        if spread is not None and spread < 0:
+            raise PriceDataError(f"{path}:{line}: <SPREAD> must be >= 0, got {fields[columns['<SPREAD>']]!r}")
+        rows.append((line, _bar(path, line, time, prices, counts["<TICKVOL>"], spread)))
         real_volumes.append(counts["<VOL>"])
     # FX brokers report no real volume (<VOL> is all zeros) but do count ticks; exchange symbols
     # report both. One rule per file keeps the volume column in one unit throughout.

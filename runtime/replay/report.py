@@ -1,4 +1,4 @@
-"""A run's report: the summary value and its summary.json form, a text digest, the equity CSV and a chart."""
+"""A run's report: the summary value and its summary.json form, a text digest, the equity and fills CSVs and a chart."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from typing import Any
 import attrs
 from loguru import logger
 
-from runtime.events import EventType
+from runtime.broker import Side
+from runtime.events import Event, EventType
+from runtime.payloads import PositionClosed, TradeExecuted
+from runtime.replay.limits import DRAWDOWN_PANEL, LimitLevel
 from runtime.validation import (
     attrs_finite,
     attrs_non_negative,
@@ -24,7 +27,19 @@ from runtime.validation import (
     whole_number,
 )
 
-__all__ = ["GuardTrigger", "RunSummary", "format_summary", "write_equity_csv", "plot_report", "PLOT_INSTALL_HINT"]
+__all__ = [
+    "FILLS_CSV_HEADER",
+    "FillRow",
+    "GuardTrigger",
+    "RunSummary",
+    "fills_from_events",
+    "format_summary",
+    "write_equity_csv",
+    "write_fills_csv",
+    "plot_report",
+    "report_figure",
+    "PLOT_INSTALL_HINT",
+]
 
 PLOT_INSTALL_HINT = "pip install -e '.[plot]'"
 """The command that installs the optional plotting extra (matplotlib)."""
@@ -152,6 +167,77 @@ def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime
     return len(checked)
 
 
+FILLS_CSV_HEADER = ("timestamp", "symbol", "side", "volume", "price", "costs", "realised_pnl", "why", "reason")
+"""The columns of fills.csv, in order."""
+
+
+@attrs.frozen
+class FillRow:
+    """One fill of a run, as fills.csv has it: when (UTC), what traded (``side`` is the fill's own:
+    a guard's close of a long is a sell), at what price, what trading it cost, what it put into
+    cash, and why: ``signal`` (the strategy's), ``order`` (placed without a signal), ``guard`` (a
+    limit's liquidation), ``fail-safe`` or ``position_stop`` (that position's own stop);
+    ``reason`` is the signal's or the guard's own words."""
+
+    time: datetime
+    symbol: str
+    side: Side
+    volume: float
+    price: float
+    costs: float
+    realised_pnl: float
+    why: str
+    reason: str
+
+    def csv_row(self) -> tuple[str, ...]:
+        """The row in `FILLS_CSV_HEADER` order; numbers as Python writes them, exactly."""
+        return (
+            self.time.astimezone(UTC).isoformat(), self.symbol, self.side.value, repr(float(self.volume)),
+            repr(float(self.price)), repr(float(self.costs)), repr(float(self.realised_pnl)), self.why, self.reason,
+        )
+
+
+_FAIL_SAFE_REASON = "fail-safe"  # what actors.fail_safe journals as a close's reason
+
+
+def fills_from_events(events: Iterable[Event]) -> list[FillRow]:
+    """Every fill in a journal, in journal order: TRADE_EXECUTED (orders) and POSITION_CLOSED
+    (liquidations), stamped with the event's time (a replay's data time)."""
+    rows = []
+    for event in events:
+        if event.event_type is EventType.TRADE_EXECUTED:
+            trade = TradeExecuted.from_event(event)
+            why = "signal" if trade.signal_id is not None else "order"
+            rows.append(FillRow(
+                event.timestamp, trade.symbol, trade.side, trade.filled_volume, trade.price, trade.costs,
+                trade.realised_pnl, why, trade.reason,
+            ))
+        elif event.event_type is EventType.POSITION_CLOSED:
+            closed = PositionClosed.from_event(event)
+            if closed.rule is not None:
+                why = closed.rule  # the rule that closed that one position (position_stop)
+            else:
+                why = "fail-safe" if closed.reason == _FAIL_SAFE_REASON else "guard"
+            rows.append(FillRow(
+                event.timestamp, closed.symbol, closed.side.opposite, closed.volume, closed.price, closed.costs,
+                closed.realised_pnl, why, closed.reason,
+            ))
+    return rows
+
+
+def write_fills_csv(path: str | os.PathLike[str], fills: Iterable[FillRow]) -> int:
+    """Write ``fills`` to a CSV with the header `FILLS_CSV_HEADER`; returns the row count. Parent
+    folders are created; a run without fills gets the header alone."""
+    rows = [fill.csv_row() for fill in fills]
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FILLS_CSV_HEADER)
+        writer.writerows(rows)
+    return len(rows)
+
+
 def _mark_time(value: Any, field: str, index: int) -> datetime:
     # Guard marks may be given as the summary's GuardTrigger values as well as plain times.
     moment = value.time if isinstance(value, GuardTrigger) else value
@@ -179,15 +265,50 @@ def plot_report(
     close_marks: Sequence[datetime] = (),
     *,
     title: str = "tradewarden run",
+    levels: Sequence[LimitLevel] | None = None,
 ) -> bool:
-    """Save a PNG: the equity curve with markers where guards fired and positions were closed,
-    and below it the drawdown from the running peak with the guard's limit as a line.
+    """Save a PNG of `report_figure` (the same arguments); returns True once the file is written,
+    or False (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is
+    missing. Bad inputs raise ``ValueError`` naming the argument and value, and write nothing."""
+    try:
+        figure = report_figure(
+            times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels
+        )
+    except ImportError:
+        logger.warning(
+            "matplotlib is not installed, so no chart was drawn; install the plot extra with: {}", PLOT_INSTALL_HINT
+        )
+        return False
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, format="png")
+    return True
+
+
+_GUARD_MARKERS = ("v", "X", "s", "D", "P")
+
+
+def report_figure(
+    times: Sequence[datetime],
+    equities: Sequence[float],
+    drawdown_limit_fraction: float,
+    guard_marks: Sequence[datetime | GuardTrigger] = (),
+    close_marks: Sequence[datetime] = (),
+    *,
+    title: str = "tradewarden run",
+    levels: Sequence[LimitLevel] | None = None,
+) -> Any:
+    """The report chart as a matplotlib ``Figure`` (not saved): the equity curve with markers where
+    guards fired (one marker per guard, named in the legend, when the marks are `GuardTrigger`
+    values) and positions were closed, and below it the drawdown from the running peak.
 
     ``times`` and ``equities`` are the curve (same length, at least one point, first equity > 0);
-    ``drawdown_limit_fraction`` is the drawdown guard's limit, e.g. 0.2; each mark is drawn on the
-    curve at the last point at or before its time. Returns True once the file is written, or False
-    (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is missing.
-    Bad inputs raise ``ValueError`` naming the argument and value.
+    each mark is drawn on the curve at the last point at or before its time. ``levels`` are the
+    limit lines to draw (`runtime.replay.limits.limit_levels`: floors, minimums and daily limits
+    on the equity panel, drawdown limits on the drawdown panel, warnings dotted); without them the
+    drawdown panel has ``drawdown_limit_fraction`` (the drawdown guard's limit, e.g. 0.2) as its
+    line. An equity level far below the curve is named in the legend rather than squashing the
+    curve. Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad argument.
     """
     if len(times) != len(equities):
         raise ValueError(f"times and equities must have the same length, got {len(times)} and {len(equities)}")
@@ -207,19 +328,19 @@ def plot_report(
     if not 0 < limit <= 1:
         raise ValueError(f"drawdown_limit_fraction must be in (0, 1], got {drawdown_limit_fraction!r}")
     guards = [_mark_time(m, "guard_marks", i) for i, m in enumerate(guard_marks)]
+    names = [m.guard if isinstance(m, GuardTrigger) else "guard" for m in guard_marks]
     closes = [_mark_time(m, "close_marks", i) for i, m in enumerate(close_marks)]
+    if levels is None:
+        levels = [LimitLevel("max_drawdown", f"limit {limit:.0%}", DRAWDOWN_PANEL, (limit,) * len(values))]
+    for index, level in enumerate(levels):
+        if not isinstance(level, LimitLevel) or len(level.values) != len(values):
+            raise ValueError(f"levels[{index}] must be a LimitLevel with a value per point ({len(values)}), got {level!r}")
 
-    try:
-        # The object API with the Agg canvas draws without pyplot's global state or a display,
-        # so a report can be made from any thread and never changes the caller's backend.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-        from matplotlib.figure import Figure
-    except ImportError:
-        logger.warning(
-            "matplotlib is not installed, so no chart was drawn; install the plot extra with: {}", PLOT_INSTALL_HINT
-        )
-        return False
+    # The object API with the Agg canvas draws without pyplot's global state or a display,
+    # so a report can be made from any thread and never changes the caller's backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
 
     def on_curve(marks: list[datetime]) -> tuple[list[datetime], list[float]]:
         xs, ys = [], []
@@ -233,33 +354,51 @@ def plot_report(
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     top.plot(moments, values, color="tab:blue", linewidth=1.2, label="equity")
+    colours = {"max_drawdown": "black", "min_equity": "tab:purple", "daily_loss": "tab:orange"}
+    low, high = min(values), max(values)
+    reach = low * 0.5  # an equity level below half the lowest equity would squash the curve
+    shown_low = low
+    for level in (lv for lv in levels if lv.panel != DRAWDOWN_PANEL):
+        style = {"color": colours.get(level.guard, "tab:gray"), "linestyle": ":" if level.warning else "--", "linewidth": 1.0}
+        if min(level.values) < reach:
+            top.plot([], [], label=f"{level.label} (below the chart)", **style)
+            continue
+        shown_low = min(shown_low, min(level.values))
+        top.plot(moments, level.values, drawstyle="steps-post", label=level.label, **style)
+    margin = (high - shown_low) * 0.05 or high * 0.01
+    top.set_ylim(shown_low - margin, high + margin)
     if closes:
         xs, ys = on_curve(closes)
         top.scatter(xs, ys, marker="o", s=36, facecolors="none", edgecolors="black", zorder=3, label="position closed")
-    if guards:
-        xs, ys = on_curve(guards)
-        top.scatter(xs, ys, marker="v", s=90, color="tab:red", zorder=4, label="guard fired")
+    for number, guard in enumerate(dict.fromkeys(names)):
+        xs, ys = on_curve([mark for mark, name in zip(guards, names) if name == guard])
+        label = "guard fired" if guard == "guard" else f"{guard} fired"
+        marker = _GUARD_MARKERS[number % len(_GUARD_MARKERS)]
+        top.scatter(xs, ys, marker=marker, s=90, color="tab:red", zorder=4, label=label)
     top.set_ylabel("equity")
     top.set_title(title)
     top.grid(True, alpha=0.3)
-    top.legend(loc="best")
+    top.legend(loc="best", fontsize="small")
 
     drawdown_percent = [d * 100 for d in _drawdowns(values)]
     bottom.fill_between(moments, drawdown_percent, 0, color="tab:red", alpha=0.25)
-    bottom.plot(moments, drawdown_percent, color="tab:red", linewidth=1.0, label="drawdown")
-    bottom.axhline(limit * 100, color="black", linestyle="--", linewidth=1.0, label=f"limit {limit:.0%}")
+    bottom.plot(moments, drawdown_percent, color="tab:red", linewidth=1.0, label="drawdown from peak")
+    deepest = max(drawdown_percent)
+    for level in (lv for lv in levels if lv.panel == DRAWDOWN_PANEL):
+        percent = [v * 100 for v in level.values]
+        deepest = max(deepest, max(percent))
+        bottom.plot(
+            moments, percent, drawstyle="steps-post", color=colours.get(level.guard, "tab:gray"),
+            linestyle=":" if level.warning else "--", linewidth=1.0, label=level.label,
+        )
     for mark in guards:
         bottom.axvline(mark, color="tab:red", linestyle=":", linewidth=1.0)
-    bottom.set_ylim(max(max(drawdown_percent), limit * 100) * 1.15, 0)  # inverted: losses go down
+    bottom.set_ylim(deepest * 1.15 or 1.0, 0)  # inverted: losses go down
     bottom.set_ylabel("drawdown %")
     bottom.grid(True, alpha=0.3)
-    bottom.legend(loc="lower left")
+    bottom.legend(loc="lower left", fontsize="small")
     locator = AutoDateLocator()
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     figure.tight_layout()
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, format="png")
-    return True
+    return figure

@@ -122,8 +122,16 @@ class _ThresholdGuard:
     def _limit(self) -> float:
         raise NotImplementedError
 
-    def _explain(self, severity: float, equity: float, peak: float, start: float, day_start: float) -> str:
+    def _explain(self, severity: float, level: Level, equity: float, peak: float, start: float, day_start: float) -> str:
         raise NotImplementedError
+
+    def _against(self, level: Level) -> tuple[str, str]:
+        # (the level crossed, what to say of the limit first in the brackets): a warning names
+        # the warning level it crossed, and the limit beside it.
+        limit = self._limit()
+        if level is Level.WARN and self.warn_at is not None:
+            return f"warning {limit * self.warn_at:.2%}", f"limit {limit:.2%}, "
+        return f"limit {limit:.2%}", ""
 
     def level(self, equity: float, peak: float, start: float, day_start: float) -> Level:
         """How far this reading is past the rule: OK, WARN (past the warning level) or BREACH."""
@@ -144,7 +152,8 @@ class _ThresholdGuard:
         level = self.level(equity, peak, start, day_start)
         if level is Level.OK:
             return None
-        reason = self._explain(self._severity(equity, peak, start, day_start), equity, peak, start, day_start)
+        severity = self._severity(equity, peak, start, day_start)
+        reason = self._explain(severity, level, equity, peak, start, day_start)
         if level is Level.WARN:
             reason = f"warning: {reason}"
         return Verdict(self.name, level, reason, self.block_counter)
@@ -178,15 +187,13 @@ class MaxDrawdownGuard(_ThresholdGuard):
             return (peak - equity) / peak
         return (start - equity) / start
 
-    def _explain(self, severity: float, equity: float, peak: float, start: float, day_start: float) -> str:
+    def _explain(self, severity: float, level: Level, equity: float, peak: float, start: float, day_start: float) -> str:
+        crossed, limit = self._against(level)
         if self.trailing:
-            return (
-                f"max drawdown {severity:.2%} >= limit {self._limit():.2%} "
-                f"(peak {peak:.2f}, equity {equity:.2f})"
-            )
+            return f"max drawdown {severity:.2%} >= {crossed} ({limit}peak {peak:.2f}, equity {equity:.2f})"
         return (
-            f"static drawdown {severity:.2%} >= limit {self._limit():.2%} "
-            f"(start {start:.2f}, floor {start * (1 - self._limit()):.2f}, equity {equity:.2f})"
+            f"static drawdown {severity:.2%} >= {crossed} "
+            f"({limit}start {start:.2f}, floor {start * (1 - self._limit()):.2f}, equity {equity:.2f})"
         )
 
 
@@ -223,7 +230,7 @@ class MinEquityGuard(_ThresholdGuard):
         """At or above the minimum (or its warning level ``min_equity / warn_at``)."""
         return _NO_LINE, self.min_equity if self.warn_at is None else self.min_equity / self.warn_at
 
-    def _explain(self, severity: float, equity: float, peak: float, start: float, day_start: float) -> str:
+    def _explain(self, severity: float, level: Level, equity: float, peak: float, start: float, day_start: float) -> str:
         if equity < self.min_equity:
             return f"equity {equity:.2f} < minimum {self.min_equity:.2f}"
         assert self.warn_at is not None
@@ -265,11 +272,9 @@ class DailyLossGuard(_ThresholdGuard):
             return 0.0
         return (day_start - equity) / day_start
 
-    def _explain(self, severity: float, equity: float, peak: float, start: float, day_start: float) -> str:
-        return (
-            f"daily loss {severity:.2%} >= limit {self._limit():.2%} "
-            f"(start of day {day_start:.2f}, equity {equity:.2f})"
-        )
+    def _explain(self, severity: float, level: Level, equity: float, peak: float, start: float, day_start: float) -> str:
+        crossed, limit = self._against(level)
+        return f"daily loss {severity:.2%} >= {crossed} ({limit}start of day {day_start:.2f}, equity {equity:.2f})"
 
 
 def _none_or_finite(instance: object, attribute: attrs.Attribute, value: float | None) -> None:

@@ -1,0 +1,109 @@
+"""fills.csv: every fill of a run from its journal, with its costs, what it realised and why."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from test_examples import journal, run_example
+
+from runtime.broker import Fill, Order, Position, Side
+from runtime.events import Event, EventType
+from runtime.payloads import OrderSubmitted, PositionClosed, TradeExecuted
+from runtime.replay.report import FILLS_CSV_HEADER, FillRow, fills_from_events, write_fills_csv
+from runtime.signals import Signal
+
+T0 = datetime(2024, 1, 1, 9, tzinfo=UTC)
+
+
+def a_journal() -> list[Event]:
+    signal = Signal("SYNTH", Side.BUY, 100.0, T0, "fast MA(5) 101 crossed above slow MA(20) 100")
+    order = Order("SYNTH", Side.BUY, 100.0, client_id="c-1")
+    bought = Fill("1", "SYNTH", Side.BUY, 100.0, 101.5, T0, -2.5, "c-1", 7.5)
+    manual = Order("SYNTH", Side.BUY, 10.0, client_id="c-2")
+    added = Fill("1", "SYNTH", Side.BUY, 10.0, 102.0, T0, 0.0, "c-2", 0.0)
+    position = Position("1", "SYNTH", Side.BUY, 110.0, 101.55)
+    closed = Fill("1", "SYNTH", Side.SELL, 110.0, 80.0, T0, -2370.5, None, 2.75)
+    return [
+        OrderSubmitted.of(order, signal).event("main", T0),
+        TradeExecuted.of(OrderSubmitted.of(order, signal), bought).event("main", T0),
+        TradeExecuted.of(OrderSubmitted.of(manual, None), added).event("main", T0 + timedelta(hours=1)),
+        PositionClosed.of(position, closed, "max drawdown 21.00% >= limit 20.00% (peak 10000.00, equity 7900.00)", 0)
+        .event("main", T0 + timedelta(hours=2)),
+        PositionClosed.of(Position("2", "EURX", Side.SELL, 5.0, 1.1), Fill("2", "EURX", Side.BUY, 5.0, 1.2, T0, -0.5),
+                          "fail-safe", 1).event("main", T0 + timedelta(hours=3)),
+    ]
+
+
+def test_every_fill_is_read_from_the_journal_with_the_side_it_traded_and_why():
+    assert fills_from_events(a_journal()) == [
+        FillRow(T0, "SYNTH", Side.BUY, 100.0, 101.5, 7.5, -2.5, "signal",
+                "fast MA(5) 101 crossed above slow MA(20) 100"),
+        FillRow(T0 + timedelta(hours=1), "SYNTH", Side.BUY, 10.0, 102.0, 0.0, 0.0, "order", ""),
+        # The guard closed a long: the fill is a sell.
+        FillRow(T0 + timedelta(hours=2), "SYNTH", Side.SELL, 110.0, 80.0, 2.75, -2370.5, "guard",
+                "max drawdown 21.00% >= limit 20.00% (peak 10000.00, equity 7900.00)"),
+        FillRow(T0 + timedelta(hours=3), "EURX", Side.BUY, 5.0, 1.2, 0.0, -0.5, "fail-safe", "fail-safe"),
+    ]
+
+
+def test_fills_csv_has_its_header_and_a_row_per_fill(tmp_path):
+    path = tmp_path / "deep" / "fills.csv"
+    assert write_fills_csv(path, fills_from_events(a_journal())) == 4
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason"
+    assert lines[1] == (
+        "2024-01-01T09:00:00+00:00,SYNTH,buy,100.0,101.5,7.5,-2.5,signal,fast MA(5) 101 crossed above slow MA(20) 100"
+    )
+    assert lines[2] == "2024-01-01T10:00:00+00:00,SYNTH,buy,10.0,102.0,0.0,0.0,order,"
+    assert lines[3] == (
+        '2024-01-01T11:00:00+00:00,SYNTH,sell,110.0,80.0,2.75,-2370.5,guard,'
+        '"max drawdown 21.00% >= limit 20.00% (peak 10000.00, equity 7900.00)"'
+    )
+    assert write_fills_csv(tmp_path / "none.csv", []) == 0
+    assert (tmp_path / "none.csv").read_text(encoding="utf-8").splitlines() == [",".join(FILLS_CSV_HEADER)]
+
+
+def test_a_journal_written_before_costs_existed_still_reads_with_no_costs():
+    executed, closed = a_journal()[1], a_journal()[3]
+    old_trade = {k: v for k, v in executed.metadata.items() if k != "costs"}
+    old_close = {k: v for k, v in closed.metadata.items() if k != "costs"}
+    assert TradeExecuted.from_metadata(old_trade).costs == 0.0
+    assert PositionClosed.from_metadata(old_close).costs == 0.0
+    assert executed.metadata["costs"] == 7.5 and closed.metadata["costs"] == 2.75
+
+
+def test_a_replay_writes_fills_csv_beside_equity_csv_agreeing_with_journal_and_account(tmp_path):
+    result = run_example(
+        "paper_trading.py", "--bars", "120", "--commission-per-lot", "0.1", "--spread", "0.02", "--out", "run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "run"
+    assert "Wrote state.db, equity.csv, fills.csv, summary.json, report.png to " in result.stdout
+    with (out / "fills.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    events = journal(out)
+    expected = fills_from_events(events)
+    assert [tuple(row.values()) for row in rows] == [fill.csv_row() for fill in expected]
+    executed = sum(e.event_type is EventType.TRADE_EXECUTED for e in events)
+    closes = sum(e.event_type is EventType.POSITION_CLOSED for e in events)
+    assert len(rows) == executed + closes and closes == 1
+    assert [row["why"] for row in rows] == ["signal"] * executed + ["guard"]
+    assert rows[-1]["side"] == "sell" and rows[-1]["reason"].startswith("max drawdown ")
+    for row in rows:
+        spread = 0.02 if row["side"] == "buy" else 0.0
+        assert float(row["costs"]) == pytest.approx(float(row["volume"]) * (0.1 + spread))
+    # Flat at the end (the guard closed the position): the fills' realised sum is the result.
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["final_equity"] == pytest.approx(10_000.0 + sum(float(row["realised_pnl"]) for row in rows))
+
+
+def test_a_position_closed_by_its_own_stop_says_position_stop():
+    position = Position("3", "SYNTH", Side.BUY, 2.0, 100.0)
+    fill = Fill("3", "SYNTH", Side.SELL, 2.0, 90.0, T0, -20.0, "c-3", 0.5)
+    reason = "position 3 SYNTH: unrealised loss 20.00 >= 0.20% of equity 10000.00"
+    event = PositionClosed.of(position, fill, reason, 0, rule="position_stop").event("main", T0)
+    assert fills_from_events([event]) == [FillRow(T0, "SYNTH", Side.SELL, 2.0, 90.0, 0.5, -20.0, "position_stop", reason)]
