@@ -643,8 +643,9 @@ def test_a_slow_broker_call_is_a_broker_fault_not_a_hung_guard(tree_factory):
 
 
 def test_a_long_batch_marks_progress_so_the_guard_is_not_abandoned_and_keeps_its_peak(tree_factory):
-    # Two million rising readings take the guard far longer than its liveness timeout.
-    tree = tree_factory(PaperBroker(10_000), guard_liveness=0.1)
+    # Two million rising readings take the guard over a second even on an idle machine, several
+    # times its liveness timeout (which stays long enough for a thread starved by a loaded machine).
+    tree = tree_factory(PaperBroker(10_000), guard_liveness=0.3)
     curve = [10_000.0 + i * 0.001 for i in range(2_000_000)]
     tree.guard.tell(EquityBatch(curve, T0))
     status = tree.guard.ask(GetGuardState(), timeout=60.0)
