@@ -15,4 +15,5 @@ if _TESTS not in sys.path:
 from support.bot_api_server import bot_api  # noqa: E402, F401
 from support.live_bot import bots  # noqa: E402, F401
 from support.postgres import pg_schema, postgres_dsn, postgres_server  # noqa: E402, F401
+from support.ray_cluster import ray_cluster  # noqa: E402, F401
 from support.statsd_daemon import statsd_daemon  # noqa: E402, F401

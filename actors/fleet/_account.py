@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 from typing import Any
 
 import ray
@@ -39,6 +41,8 @@ class AccountActor:
     that Ray starts it again, HALTED from its store."""
 
     def __init__(self, spec: AccountSpec, controller: str, namespace: str) -> None:
+        # `kill -USR1 <pid>` writes every thread's stack to the worker's stderr: for a zombie.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         node = None
         try:
             node = ray.get_runtime_context().get_node_id()

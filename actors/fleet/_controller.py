@@ -46,7 +46,7 @@ class Controller:
         self._probing = probing
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._misses: dict[str, int] = {}
+        self._misses: dict[str, tuple[int, int]] = {}  # account -> (Ray's restart count, pings missed; -1: killed)
         self.recreated: dict[str, int] = {}
         self.zombies_killed: dict[str, int] = {}
         for key in internal_kv._internal_kv_list(_SPEC_PREFIX, namespace=namespace):
@@ -59,14 +59,16 @@ class Controller:
     # --- the accounts ---------------------------------------------------------------------
 
     def add(self, spec: AccountSpec, node: str | None) -> None:
-        """Record ``spec`` and start its account actor (on ``node`` if alive, else anywhere)."""
+        """Record ``spec`` and start its account actor (on ``node`` when given: Ray then cannot
+        restart it elsewhere when that node goes, so the controller re-creates it anywhere)."""
         with self._lock:
             if spec.account_id in self._entries:
                 raise ValueError(f"account {spec.account_id!r} is already in the fleet")
             entry = _Entry(spec, node)
+            # Created first: the watcher must never see an account without its actor.
+            self._create(entry, pinned=True)
             internal_kv._internal_kv_put(_key(spec.account_id), cloudpickle.dumps(entry), namespace=self._namespace)
             self._entries[spec.account_id] = entry
-        self._create(entry)
 
     def remove(self, account_id: str, timeout: float) -> None:
         """Stop the account cleanly (within ``timeout``), then end its actor for good."""
@@ -108,11 +110,12 @@ class Controller:
 
     # --- watching -------------------------------------------------------------------------
 
-    def _create(self, entry: _Entry) -> None:
+    def _create(self, entry: _Entry, pinned: bool) -> None:
         spec = entry.spec
         options: dict[str, Any] = {}
-        if entry.node is not None:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(entry.node, soft=True)
+        if pinned and entry.node is not None:
+            # Hard: Ray 2.60 places a soft-pinned zero-CPU actor elsewhere even on a live node.
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(entry.node, soft=False)
         ray.remote(AccountActor).options(
             name=account_name(spec.account_id),
             namespace=self._namespace,
@@ -143,12 +146,19 @@ class Controller:
         try:
             ray.get(handle.ping.remote(), timeout=self._probing.timeout)
         except GetTimeoutError:
-            misses = self._misses.get(account_id, 0) + 1
-            self._misses[account_id] = misses
+            # Only an incarnation Ray calls ALIVE (its constructor done) can be a zombie: one
+            # still starting, or restarting, is just slow. The count restarts with each incarnation.
+            # A zombie already killed stays ALIVE to Ray until its kill lands: it is not counted twice.
+            state, incarnation = _ray_state(handle)
+            last, misses = self._misses.get(account_id, (incarnation, 0))
+            if misses < 0 and last == incarnation:
+                return
+            misses = misses + 1 if state == "ALIVE" and last == incarnation else 0
+            self._misses[account_id] = (incarnation, misses)
             if misses >= self._probing.zombie_after:
                 logger.critical("account {} is a zombie ({} pings unanswered): killing it for Ray to restart",
                                 account_id, misses)
-                self._misses[account_id] = 0
+                self._misses[account_id] = (incarnation, -1)
                 with self._lock:
                     self.zombies_killed[account_id] = self.zombies_killed.get(account_id, 0) + 1
                 ray.kill(handle, no_restart=False)
@@ -158,19 +168,29 @@ class Controller:
         except ActorDiedError:
             self._recreate(account_id, "its actor died for good")
             return
-        self._misses[account_id] = 0
+        self._misses.pop(account_id, None)
 
     def _recreate(self, account_id: str, why: str) -> None:
         with self._lock:
             entry = self._entries.get(account_id)
             if entry is None:
                 return  # removed meanwhile
+            logger.critical("account {}: {}; re-creating it", account_id, why)
+            try:
+                self._create(entry, pinned=False)
+            except ValueError as exc:  # the name is taken again: it came back meanwhile
+                logger.warning("account {} not re-created: {!r}", account_id, exc)
+                return
             self.recreated[account_id] = self.recreated.get(account_id, 0) + 1
-        logger.critical("account {}: {}; re-creating it", account_id, why)
-        try:
-            self._create(entry)
-        except ValueError as exc:  # the name is taken again: someone else re-created it
-            logger.warning("account {} not re-created: {!r}", account_id, exc)
+
+
+def _ray_state(handle: Any) -> tuple[str, int]:
+    # Ray's public state API needs the dashboard, which a lean cluster runs without; the GCS
+    # actor table it reads is there either way.
+    from ray._private import state
+
+    info = state.actors(actor_id=handle._actor_id.hex())
+    return str(info.get("State", "UNKNOWN")), int(info.get("NumRestarts", 0))
 
 
 def _key(account_id: str) -> bytes:

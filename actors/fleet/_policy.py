@@ -32,7 +32,7 @@ class RestartWindow:
 
     max_restarts: int = attrs.field(default=3, validator=attrs_whole)
     within_seconds: float = attrs.field(default=60.0, validator=attrs_positive)
-    backoff: Backoff = attrs.field(factory=lambda: Backoff(0.5, 10.0), validator=attrs.validators.instance_of(Backoff))
+    backoff: Backoff = attrs.field(factory=lambda: Backoff(0.2, 10.0), validator=attrs.validators.instance_of(Backoff))
     _starts: dict[str, collections.deque[float]] = attrs.field(factory=dict, init=False)
 
     def admit(self, account_id: str, now: float) -> Admission:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -41,9 +42,16 @@ def local_auth_token() -> None:
     """Give a local cluster started from this process token authentication with a fresh
     random token in the environment (inherited by every Ray process), unless the environment
     already chooses (``RAY_AUTH_MODE``): Ray 2.60 would otherwise write one to ~/.ray."""
-    if "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex)
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex)
+    if "ray" in sys.modules:
+        # Ray reads its mode once, on import: a process that imported it already must reread it
+        # (what Ray itself does when it turns token auth on).
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
 
 
 class Fleet:
@@ -88,8 +96,8 @@ class Fleet:
     ) -> Fleet:
         """Start a one-machine Ray cluster (no dashboard, a small object store, token auth with a
         random token) and its fleet; `close` shuts the cluster down."""
-        ray = _ray()
         local_auth_token()
+        ray = _ray()
         ray.init(num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
                  object_store_memory=object_store_mb * 1024 * 1024, log_to_driver=False)
         return cls(namespace, _controller(ray, namespace, window, probing), started=True)
@@ -119,9 +127,10 @@ class Fleet:
         node: str | None = None,
         ready_timeout: float | None = 60.0,
     ) -> None:
-        """Add an account: its actor starts (on ``node``, a Ray node id, while that node is
-        alive) and builds its broker and signal source there by calling the factories.
-        Waits up to ``ready_timeout`` until it trades or is quarantined (None: no wait)."""
+        """Add an account: its actor starts (on ``node``, a Ray node id, when given; should that
+        node go, the controller re-creates the account on another) and builds its broker and
+        signal source there by calling the factories. Waits up to ``ready_timeout`` until it
+        trades or is quarantined (None: no wait). An id already in the fleet is a ValueError."""
         spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
         self._call(self._controller.add.remote(spec, node), account_id, "adding", 30.0)
         if ready_timeout is not None and not self._call(self._handle(account_id).wait_ready.remote(ready_timeout),
