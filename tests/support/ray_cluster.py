@@ -2,8 +2,8 @@
 threads when they time out.
 
 `ray_cluster` starts a head node and one worker node with `ray.cluster_utils.Cluster` (short
-health checks so a killed node is declared dead in about 2 s, a small object store, no
-dashboard) and connects this process as the driver. Ray 2.60 turns token authentication on by
+health checks so a killed node is declared dead in about 2 s, a short kill timeout, a small
+object store, no dashboard) and connects this process as the driver. Ray 2.60 turns token authentication on by
 default and would write a token to ~/.ray: the cluster gets a fresh random token through the
 environment instead (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``). Without Ray the fleet tests
 are skipped on a developer machine and FAIL under CI (``CI`` set), where the ``test`` extra
@@ -31,6 +31,10 @@ _HEALTH_CHECKS = {
     "health_check_period_ms": 500,
     "health_check_timeout_ms": 500,
     "health_check_failure_threshold": 3,
+    # A zombie's kill waits this long for the worker to exit by itself (default 5 s); a stopped one never does.
+    "kill_worker_timeout_milliseconds": 500,
+    # No idle workers started for the driver: on 2 cores they slow the accounts' own start.
+    "prestart_worker_first_driver": False,
 }
 _OBJECT_STORE = 80 * 1024 * 1024
 
