@@ -1,4 +1,4 @@
-"""Three paper accounts as a fleet on a local Ray cluster: list them, halt one, kill its worker
+"""Two paper accounts as a fleet on a local Ray cluster: list them, halt one, kill its worker
 with SIGKILL, and watch Ray bring it back HALTED with its peak, from its store.
 
     pip install -e '.[ray]'
@@ -21,7 +21,7 @@ from pathlib import Path
 from actors.fleet import AccountStatus, Fleet, Health
 from runtime import ListSignalSource, PaperBroker, Settings
 
-ACCOUNTS = ("acct-1", "acct-2", "acct-3")
+ACCOUNTS = ("acct-1", "acct-2")
 
 
 def show(step: str, statuses: list[AccountStatus]) -> None:
@@ -55,7 +55,7 @@ def main(out: Path) -> None:
             fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource)
         show("started", fleet.accounts())
 
-        fleet.halt("acct-2", "example", "halted by hand")
+        fleet.halt("acct-2", "example", "halted by hand")  # acct-1 trades on throughout
         show("acct-2 halted", fleet.accounts())
 
         killed = fleet.status("acct-2")
