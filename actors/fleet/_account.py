@@ -13,6 +13,7 @@ from loguru import logger
 from actors.fleet._incarnation import AccountSpec, Incarnation
 from actors.fleet._policy import Admission
 from actors.fleet.status import AccountStatus
+from actors.messages import OrderOutcome
 from runtime.broker import Order
 from runtime.risk.guards import TradingState
 
@@ -72,7 +73,7 @@ class AccountActor:
         return self._incarnation.resume(by, rebaseline)
 
     @ray.method(max_task_retries=0)
-    def place_order(self, order: Order, timeout: float) -> Any:
+    def place_order(self, order: Order, timeout: float) -> OrderOutcome:
         """See `Incarnation.place_order`; never retried by Ray (a retry could send it twice)."""
         return self._incarnation.place_order(order, timeout)
 

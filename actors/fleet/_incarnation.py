@@ -17,12 +17,12 @@ from loguru import logger
 
 from actors.fleet._policy import Admission
 from actors.fleet.status import AccountStatus, Health
-from actors.messages import PlaceOrder
+from actors.messages import OrderOutcome, PlaceOrder
 from actors.supervision.messages import Crash
 from actors.system import TradingSystem, start_trading_system
 from runtime.adapters.sqlite import SqliteStore
 from runtime.adapters.telegram import TelegramAlerts
-from runtime.alerts import Alert, Severity
+from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
 from runtime.backoff import Backoff
 from runtime.broker import Broker, Order
 from runtime.events import EventType
@@ -99,12 +99,11 @@ class Incarnation:
         self._client_ids: set[str] | None = None
         self._stopping = threading.Event()
         self.ready = threading.Event()  # set once the account trades, or is quarantined
+        self._alerts: AlertSink
         try:
             self._alerts = TelegramAlerts.from_settings(self.settings)
         except Exception as exc:  # a bad alert setting must not keep the account down
             logger.error("account {}: alert sink not built ({!r}); alerts are logged", spec.account_id, exc)
-            from runtime.alerts import LogAlerts
-
             self._alerts = LogAlerts()
 
     # --- starting -------------------------------------------------------------------------
@@ -269,7 +268,7 @@ class Incarnation:
         """Lift HALTED (see `TradingSystem.resume`); returns the state before."""
         return self._running().resume(by, rebaseline=rebaseline)
 
-    def place_order(self, order: Order, timeout: float) -> Any:
+    def place_order(self, order: Order, timeout: float) -> OrderOutcome:
         """Hand ``order`` to the guard once; an order whose client id this account's journal
         already holds (from any incarnation) is refused as a duplicate, never sent again."""
         system = self._running()
@@ -286,7 +285,8 @@ class Incarnation:
             self._client_ids.add(order.client_id)
         if duplicate:
             raise ValueError(f"duplicate client id {order.client_id!r}: the journal of {self.spec.account_id} already holds that order")
-        return system.guard.ask(PlaceOrder(order, datetime.now(UTC)), timeout=timeout)
+        outcome: OrderOutcome = system.guard.ask(PlaceOrder(order, datetime.now(UTC)), timeout=timeout)
+        return outcome
 
     def journal(self, limit: int | None) -> list[str]:
         """The account's journaled events as JSON, oldest first (the last ``limit`` of them)."""

@@ -153,6 +153,8 @@ class Fleet:
                 pending[self._handle(account_id).status.remote(min(2.0, timeout / 2))] = account_id
             except FleetError as exc:
                 answers[account_id] = AccountStatus(account_id, Health.UNREACHABLE, detail=str(exc))
+        if not pending:
+            return [answers[account_id] for account_id in ids]
         ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
         for ref in ready:
             try:
