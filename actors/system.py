@@ -46,7 +46,24 @@ from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
 from runtime.store import StateStore
 
-__all__ = ["TradingSystem", "start_trading_system"]
+__all__ = ["TradingSystem", "start_trading_system", "store_from_settings"]
+
+
+def store_from_settings(settings: Settings) -> StateStore:
+    """The store ``settings`` choose: a `PostgresStore` at ``state_dsn`` that has claimed the
+    loop (this incarnation's epoch: an older one's writes are refused from now on), else the
+    SQLite store at ``state_db``, else memory."""
+    if settings.state_dsn is None:
+        return SqliteStore.from_settings(settings)
+    from runtime.adapters.postgres import PostgresStore  # psycopg only when asked for
+
+    store = PostgresStore(settings.state_dsn)
+    try:
+        store.claim(settings.loop_id)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 class TradingSystem:
     """The four actors (plus the alert sender) under one supervisor, with stable addresses.
@@ -83,9 +100,10 @@ class TradingSystem:
     ) -> None:
         self.settings = settings
         self.broker = broker
-        # What is not given comes from the settings: SQLite at STATE_DB, statsd at STATSD_HOST,
-        # Telegram with TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID; else memory, nothing, the log.
-        self.store = store if store is not None else SqliteStore.from_settings(settings)
+        # What is not given comes from the settings: PostgreSQL at STATE_DSN or SQLite at STATE_DB,
+        # statsd at STATSD_HOST, Telegram with TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID; else
+        # memory, nothing, the log.
+        self.store = store if store is not None else store_from_settings(settings)
         self.metrics = metrics if metrics is not None else StatsdMetrics.from_settings(settings)
         self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
         # What this system built it also closes (on `stop`); what the caller gave, the caller owns.
@@ -373,8 +391,9 @@ def start_trading_system(
 ) -> TradingSystem:
     """Start the whole trading system under one supervisor and return its `TradingSystem` handle.
 
-    Defaults: auto-approval, the system clock, and from ``settings``: the SQLite store at
-    ``state_db`` (else in memory), statsd at ``statsd_host`` (else no metrics), Telegram alerts
+    Defaults: auto-approval, the system clock, and from ``settings``: the store of
+    `store_from_settings` (PostgreSQL at ``state_dsn``, SQLite at ``state_db``, else memory),
+    statsd at ``statsd_host`` (else no metrics), Telegram alerts
     with ``telegram_bot_token`` and ``telegram_chat_id`` (else alerts are logged).
     ``options`` go to `TradingSystem` (subscribers, sinks, loop_interval, backoff, ...).
     """

@@ -7,6 +7,7 @@ working (HEARTBEAT_INTERVAL_SECONDS, MAX_DRAWDOWN_PERCENT, MIN_EQUITY_GBP).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,7 +44,7 @@ from runtime.validation import (
     whole_number,
 )
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["Settings", "SettingsError", "masked_dsn"]
 
 
 class SettingsError(TradewardenError, ValueError):
@@ -104,6 +105,32 @@ def _cooldown_rules(instance: Any, attribute: attrs.Attribute, value: Any) -> No
 
 def _secret_repr(value: str | None) -> str:
     return "None" if value is None else "'***'"
+
+
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)|(://[^/@:]*:)[^/@]*@", re.I)
+_DSN_KEYWORD = re.compile(r"^\s*[A-Za-z_]+\s*=")
+
+
+def masked_dsn(dsn: str) -> str:
+    """``dsn`` with its password, if any, shown as ``***`` (for errors and reprs)."""
+    return _DSN_PASSWORD.sub(lambda m: f"{m.group(1)}***" if m.group(1) else f"{m.group(3)}***@", dsn)
+
+
+def _dsn(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    # Checked by shape only: the core does not import the PostgreSQL driver.
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string, got {type(value).__name__}")
+    if not (value.startswith(("postgresql://", "postgres://")) or _DSN_KEYWORD.match(value)):
+        raise ValueError(
+            f"{attribute.name} must be a PostgreSQL connection string ('host=... dbname=...') or a "
+            f"postgresql:// URI, got {masked_dsn(value)!r}"
+        )
+
+
+def _dsn_repr(value: str | None) -> str:
+    return "None" if value is None else repr(masked_dsn(value))
 
 
 @attrs.frozen
@@ -216,6 +243,7 @@ class Settings:
         default="https://api.telegram.org", validator=attrs_text, metadata=_env("TELEGRAM_API_BASE_URL", parse="str")
     )
     state_db: str | None = attrs.field(default=None, validator=_optional_text, metadata=_env("STATE_DB", parse="str?"))
+    state_dsn: str | None = attrs.field(default=None, validator=_dsn, repr=_dsn_repr, metadata=_env("STATE_DSN", parse="str?"))
     control_host: str = attrs.field(
         default="127.0.0.1", validator=attrs_text, metadata=_env("CONTROL_HOST", parse="str")
     )
@@ -234,6 +262,11 @@ class Settings:
                 f"({self.heartbeat_interval_seconds!r}), got {timeout!r}"
             )
         self.cooldown()  # a cooldown naming an unknown rule, or a timed one without seconds, is refused here
+        if self.state_db is not None and self.state_dsn is not None:
+            raise ValueError(
+                f"state_dsn ({masked_dsn(self.state_dsn)!r}) and state_db ({self.state_db!r}) are both set: "
+                "an account's state lives in one store, unset one of them"
+            )
 
     @property
     def heartbeat_timeout(self) -> float:

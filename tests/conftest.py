@@ -7,6 +7,8 @@ import mode or rootdir.
 import sys
 from pathlib import Path
 
+from hypothesis import HealthCheck, settings
+
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
@@ -15,13 +17,12 @@ if _TESTS not in sys.path:
 from support.bot_api_server import bot_api  # noqa: E402, F401
 from support.live_bot import bots  # noqa: E402, F401
 from support.postgres import pg_schema, postgres_dsn, postgres_server  # noqa: E402, F401
+from support.ray_cluster import ray_cluster  # noqa: E402, F401
 from support.statsd_daemon import statsd_daemon  # noqa: E402, F401
 
 # Hypothesis's own timing checks (a 200 ms deadline per example, "input generation is slow") are
 # timed assertions, and the suite keeps none: on a loaded 2-core machine they fail correct code.
 # What a property checks stays exactly the same; only those clocks are off, for every test.
-from hypothesis import HealthCheck, settings  # noqa: E402
-
 settings.register_profile(
     "tradewarden", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )

@@ -53,3 +53,11 @@ def test_an_unknown_name_on_runtime_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match=r"^module 'runtime' has no attribute 'NoSuchThing'$"):
         runtime.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.parametrize("module", ["actors", "actors.system", "actors.service.cli", "actors.fleet", "runtime.settings"])
+def test_nothing_but_the_fleet_loads_ray_and_the_fleet_only_when_it_connects(module):
+    probe = f"import sys; import {module}; print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    out = run([sys.executable, "-c", probe], timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"import {module} loaded {out.stdout.strip()}"

@@ -97,6 +97,12 @@ class RunConfig:
             raise ConfigError(str(exc)) from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name}: {exc}") from None
+        if settings.state_dsn is not None:
+            # Its dashboard and journal API read the SQLite journal; PostgreSQL accounts run in a fleet.
+            raise ConfigError(
+                f"{name}: tradewarden.state_dsn is for accounts in a fleet (actors.fleet); "
+                "`tradewarden run` keeps its state and journal in tradewarden.state_db"
+            )
         if settings.state_db is None:
             raise ConfigError(f"{name}: tradewarden.state_db must be set: a live run keeps its state and journal")
         return cls(name, settings, broker, feed, strategy)

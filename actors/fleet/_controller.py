@@ -1,0 +1,197 @@
+"""The fleet's controller: what Ray's own supervision lacks, in one small detached actor.
+
+Ray restarts a worker that exits, at once and without limit. The controller adds: a restart
+window with backoff (each incarnation asks it how to start, see `RestartWindow`), quarantine
+after too many restarts, re-creating an account Ray gave up on (its actor is gone), and killing
+a zombie (alive to Ray, not answering its probes) so that Ray starts it again. The accounts'
+specs live in Ray's internal key-value store, so a restarted controller knows them all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import attrs
+import ray
+from loguru import logger
+from ray import cloudpickle
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
+from ray.experimental import internal_kv
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.fleet._account import AccountActor, account_name
+from actors.fleet._incarnation import AccountSpec
+from actors.fleet._policy import Admission, Probing, RestartWindow
+
+__all__ = ["CONTROLLER_NAME", "Controller"]
+
+CONTROLLER_NAME = "tradewarden-fleet-controller"
+_SPEC_PREFIX = b"tradewarden-account:"
+
+
+@attrs.frozen
+class _Entry:
+    spec: AccountSpec
+    node: str | None
+
+
+class Controller:
+    """The detached controller actor (one per namespace); see the module's docstring."""
+
+    def __init__(self, namespace: str, window: RestartWindow, probing: Probing) -> None:
+        self._namespace = namespace
+        self._window = window
+        self._probing = probing
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._misses: dict[str, tuple[int, int]] = {}  # account -> (Ray's restart count, pings missed; -1: killed)
+        self.recreated: dict[str, int] = {}
+        self.zombies_killed: dict[str, int] = {}
+        for key in internal_kv._internal_kv_list(_SPEC_PREFIX, namespace=namespace):
+            blob = internal_kv._internal_kv_get(key, namespace=namespace)
+            if blob is not None:
+                entry = cloudpickle.loads(blob)
+                self._entries[entry.spec.account_id] = entry
+        threading.Thread(target=self._watch, name="fleet-controller-watch", daemon=True).start()
+
+    # --- the accounts ---------------------------------------------------------------------
+
+    def add(self, spec: AccountSpec, node: str | None) -> None:
+        """Record ``spec`` and start its account actor (on ``node`` when given: Ray then cannot
+        restart it elsewhere when that node goes, so the controller re-creates it anywhere)."""
+        with self._lock:
+            if spec.account_id in self._entries:
+                raise ValueError(f"account {spec.account_id!r} is already in the fleet")
+            entry = _Entry(spec, node)
+            # Created first: the watcher must never see an account without its actor.
+            self._create(entry, pinned=True)
+            internal_kv._internal_kv_put(_key(spec.account_id), cloudpickle.dumps(entry), namespace=self._namespace)
+            self._entries[spec.account_id] = entry
+
+    def remove(self, account_id: str, timeout: float) -> None:
+        """Stop the account cleanly (within ``timeout``), then end its actor for good."""
+        with self._lock:
+            entry = self._entries.pop(account_id, None)
+            internal_kv._internal_kv_del(_key(account_id), namespace=self._namespace)
+            self._window.forget(account_id)
+        if entry is None:
+            raise KeyError(account_id)
+        try:
+            handle = ray.get_actor(account_name(account_id), namespace=self._namespace)
+        except ValueError:
+            return
+        try:
+            ray.get(handle.stop.remote(timeout), timeout=timeout + 5)
+        except Exception as exc:
+            logger.error("account {} did not stop cleanly ({!r}); killing it", account_id, exc)
+        ray.kill(handle, no_restart=True)
+
+    def account_ids(self) -> list[str]:
+        """Every account in the fleet, sorted."""
+        with self._lock:
+            return sorted(self._entries)
+
+    def admit(self, account_id: str) -> Admission:
+        """How an incarnation of ``account_id`` starting now may start (see `RestartWindow`)."""
+        with self._lock:
+            admission = self._window.admit(account_id, time.monotonic())
+        if admission.quarantined:
+            logger.critical("account {} quarantined: {}", account_id, admission.reason)
+        elif admission.restarts:
+            logger.warning("account {} restart {} starts in {:.2f}s", account_id, admission.restarts, admission.delay)
+        return admission
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """How many times each account was re-created, and killed as a zombie."""
+        with self._lock:
+            return {"recreated": dict(self.recreated), "zombies_killed": dict(self.zombies_killed)}
+
+    # --- watching -------------------------------------------------------------------------
+
+    def _create(self, entry: _Entry, pinned: bool) -> None:
+        spec = entry.spec
+        options: dict[str, Any] = {}
+        if pinned and entry.node is not None:
+            # Hard: Ray 2.60 places a soft-pinned zero-CPU actor elsewhere even on a live node.
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(entry.node, soft=False)
+        ray.remote(AccountActor).options(
+            name=account_name(spec.account_id),
+            namespace=self._namespace,
+            lifetime="detached",
+            max_restarts=-1,  # Ray restarts at once; the window above adds the backoff and the bound
+            max_task_retries=0,  # nothing is retried blindly: a caller decides
+            max_concurrency=16,  # status answers while an order or a stop is in progress
+            num_cpus=0,
+            **options,
+        ).remote(spec, CONTROLLER_NAME, self._namespace)
+
+    def _watch(self) -> None:
+        pause = threading.Event()
+        while not pause.wait(self._probing.interval):
+            for account_id in self.account_ids():
+                try:
+                    self._probe(account_id)
+                except Exception as exc:  # one account's trouble must not stop the watching
+                    logger.error("probing account {} failed: {!r}", account_id, exc)
+
+    def _probe(self, account_id: str) -> None:
+        name = account_name(account_id)
+        try:
+            handle = ray.get_actor(name, namespace=self._namespace)
+        except ValueError:
+            self._recreate(account_id, "its actor is gone (Ray gave up on it)")
+            return
+        try:
+            ray.get(handle.ping.remote(), timeout=self._probing.timeout)
+        except GetTimeoutError:
+            # Only an incarnation Ray calls ALIVE (its constructor done) can be a zombie: one
+            # still starting, or restarting, is just slow. The count restarts with each incarnation.
+            # A zombie already killed stays ALIVE to Ray until its kill lands: it is not counted twice.
+            state, incarnation = _ray_state(handle)
+            last, misses = self._misses.get(account_id, (incarnation, 0))
+            if misses < 0 and last == incarnation:
+                return
+            misses = misses + 1 if state == "ALIVE" and last == incarnation else 0
+            self._misses[account_id] = (incarnation, misses)
+            if misses >= self._probing.zombie_after:
+                logger.critical("account {} is a zombie ({} pings unanswered): killing it for Ray to restart",
+                                account_id, misses)
+                self._misses[account_id] = (incarnation, -1)
+                with self._lock:
+                    self.zombies_killed[account_id] = self.zombies_killed.get(account_id, 0) + 1
+                ray.kill(handle, no_restart=False)
+            return
+        except ActorUnavailableError:
+            return  # restarting: Ray is on it
+        except ActorDiedError:
+            self._recreate(account_id, "its actor died for good")
+            return
+        self._misses.pop(account_id, None)
+
+    def _recreate(self, account_id: str, why: str) -> None:
+        with self._lock:
+            entry = self._entries.get(account_id)
+            if entry is None:
+                return  # removed meanwhile
+            logger.critical("account {}: {}; re-creating it", account_id, why)
+            try:
+                self._create(entry, pinned=False)
+            except ValueError as exc:  # the name is taken again: it came back meanwhile
+                logger.warning("account {} not re-created: {!r}", account_id, exc)
+                return
+            self.recreated[account_id] = self.recreated.get(account_id, 0) + 1
+
+
+def _ray_state(handle: Any) -> tuple[str, int]:
+    # Ray's public state API needs the dashboard, which a lean cluster runs without; the GCS
+    # actor table it reads is there either way.
+    from ray._private import state
+
+    info = state.actors(actor_id=handle._actor_id.hex())
+    return str(info.get("State", "UNKNOWN")), int(info.get("NumRestarts", 0))
+
+
+def _key(account_id: str) -> bytes:
+    return _SPEC_PREFIX + account_id.encode()

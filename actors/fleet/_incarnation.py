@@ -1,0 +1,311 @@
+"""One incarnation of one account, inside whatever process hosts it (a Ray worker, or a test).
+
+It never raises from its constructor or `begin`: a store that stays down, or a factory that
+fails, makes the account come up quarantined and HALTED, with an alert. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from loguru import logger
+
+from actors.fleet._policy import Admission
+from actors.fleet.status import AccountStatus, Health
+from actors.messages import OrderOutcome, PlaceOrder
+from actors.supervision.messages import Crash
+from actors.system import TradingSystem, start_trading_system
+from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.telegram import TelegramAlerts
+from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
+from runtime.backoff import Backoff
+from runtime.broker import Broker, Order
+from runtime.events import EventType
+from runtime.risk.guards import TradingState
+from runtime.risk.monitor import GuardRecord, RiskMonitor
+from runtime.settings import Settings, masked_dsn
+from runtime.signals import SignalSource
+from runtime.store import StateStore
+from runtime.validation import attrs_text, attrs_whole
+
+__all__ = ["AccountSpec", "Incarnation"]
+
+_DRILL_ACTORS = ("emitter", "alerts", "guard", "loop", "heartbeat")
+
+
+def _callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not callable(value):
+        raise TypeError(f"{attribute.name} must be a factory (a callable taking no arguments), got {value!r}")
+
+
+def _account_id(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    attrs_text(instance, attribute, value)
+    if not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError(f"{attribute.name} may hold letters, digits, '-', '_' and '.' only, got {value!r}")
+
+
+def _settings_for(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, Settings):
+        raise TypeError(f"settings must be Settings, got {type(value).__name__}")
+
+
+@attrs.frozen
+class AccountSpec:
+    """Everything needed to (re)start one account anywhere: its id (its ``loop_id`` too), its
+    settings, and factories for its broker and signal source, called inside the worker.
+    ``options`` go to `start_trading_system` (loop_interval, backoff, ...); ``drills`` lets it
+    obey `Fleet.drill`. A store that is down is tried ``store_attempts`` times, ``store_backoff``
+    apart, before the account comes up quarantined."""
+
+    account_id: str = attrs.field(validator=_account_id)
+    settings: Settings = attrs.field(validator=_settings_for)
+    broker: Callable[[], Broker] = attrs.field(validator=_callable)
+    signals: Callable[[], SignalSource] = attrs.field(validator=_callable)
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    drills: bool = False
+    store_attempts: int = attrs.field(default=5, validator=attrs_whole)
+    store_backoff: Backoff = attrs.field(factory=lambda: Backoff(0.2, 2.0))
+
+    @property
+    def account_settings(self) -> Settings:
+        """The settings with ``loop_id`` set to the account's id."""
+        return attrs.evolve(self.settings, loop_id=self.account_id)
+
+
+class Incarnation:
+    """The account's trading system in this process, started by `begin` on a thread of its own.
+
+    ``on_gave_up`` is called (on the watcher's thread) when the system's own supervisor gives
+    up after its fail-safe has run: a Ray worker turns that into a process exit that Ray restarts.
+    """
+
+    def __init__(self, spec: AccountSpec, *, on_gave_up: Callable[[], None], node: str | None = None) -> None:
+        self.spec = spec
+        self.settings = spec.account_settings
+        self._on_gave_up = on_gave_up
+        self._node = node
+        self._lock = threading.Lock()
+        self._health = Health.STARTING
+        self._detail = "starting"
+        self._epoch: int | None = None
+        self._store: StateStore | None = None
+        self._system: TradingSystem | None = None
+        self._record: GuardRecord | None = None  # what a quarantined account shows
+        self._client_ids: set[str] | None = None
+        self._stopping = threading.Event()
+        self.ready = threading.Event()  # set once the account trades, or is quarantined
+        self._alerts: AlertSink
+        try:
+            self._alerts = TelegramAlerts.from_settings(self.settings)
+        except Exception as exc:  # a bad alert setting must not keep the account down
+            logger.error("account {}: alert sink not built ({!r}); alerts are logged", spec.account_id, exc)
+            self._alerts = LogAlerts()
+
+    # --- starting -------------------------------------------------------------------------
+
+    def begin(self, admission: Admission) -> None:
+        """Start in the background as ``admission`` says (after its delay, or quarantined)."""
+        threading.Thread(target=self._start, args=(admission,), name=f"account-{self.spec.account_id}", daemon=True).start()
+
+    def _start(self, admission: Admission) -> None:
+        try:
+            self._start_or_quarantine(admission)
+        except BaseException as exc:  # whatever happens, the account comes up: quarantined
+            self._quarantine(f"start failed: {exc!r}")
+        finally:
+            self.ready.set()
+
+    def _start_or_quarantine(self, admission: Admission) -> None:
+        if admission.delay and self._stopping.wait(admission.delay):
+            return
+        opened = self._open_store()
+        if isinstance(opened, str):
+            self._quarantine(opened)
+            return
+        if admission.quarantined:
+            self._quarantine(admission.reason)
+            return
+        spec = self.spec
+        broker, signals = spec.broker(), spec.signals()
+        system = start_trading_system(self.settings, broker, signals, store=opened, drills=spec.drills, **dict(spec.options))
+        with self._lock:
+            self._system = system
+            self._health, self._detail = Health.OK, ""
+        threading.Thread(target=self._watch, args=(system,), name=f"account-{spec.account_id}-watch", daemon=True).start()
+
+    def _open_store(self) -> StateStore | str:
+        """The account's store, claimed, or the reason it could not be opened."""
+        s, spec = self.settings, self.spec
+        if s.state_dsn is None:
+            self._store = SqliteStore.from_settings(s)
+            return self._store
+        error: Exception | None = None
+        for attempt in range(1, spec.store_attempts + 1):
+            try:
+                self._store = self._claimed_postgres(s.state_dsn)
+                return self._store
+            except Exception as exc:
+                error = exc
+                logger.warning("account {}: state store attempt {} of {} failed: {!r}", spec.account_id, attempt,
+                               spec.store_attempts, exc)
+            if attempt < spec.store_attempts and self._stopping.wait(spec.store_backoff.delay(attempt)):
+                break
+        return f"state store {masked_dsn(s.state_dsn)!r} unreachable after {spec.store_attempts} attempts: {error}"
+
+    def _claimed_postgres(self, dsn: str) -> StateStore:
+        from actors.fleet._fencing import FencedStore  # psycopg only for an account on PostgreSQL
+        from runtime.adapters.postgres import PostgresStore
+
+        store = PostgresStore(dsn)
+        try:
+            epoch = store.claim(self.spec.account_id)
+        except BaseException:
+            store.close()
+            raise
+        self._epoch = epoch
+        return FencedStore(store, epoch, self._fenced)
+
+    def _quarantine(self, reason: str) -> None:
+        """Come up HALTED without trading; latch HALTED in the store when it can be reached."""
+        account = self.spec.account_id
+        record: GuardRecord | None = None
+        store = self._store
+        if store is not None:
+            try:
+                record = store.load_guard(account)
+                if record is not None and record.trading_state is not TradingState.HALTED:
+                    monitor = RiskMonitor.from_record(record, self.settings.guards())
+                    monitor.halt(f"quarantined: {reason}")
+                    record = monitor.record()
+                    store.save_guard(account, record)
+            except Exception as exc:
+                logger.error("account {}: HALTED not saved while quarantining: {!r}", account, exc)
+        with self._lock:
+            self._record = record
+            self._health, self._detail = Health.QUARANTINED, reason
+        logger.critical("account {} quarantined (HALTED, not trading): {}", account, reason)
+        self._alert("Account quarantined: trading halted", f"{account}: {reason}")
+
+    def _alert(self, title: str, text: str) -> None:
+        try:
+            self._alerts.send(Alert(title, text, Severity.CRITICAL, key=f"fleet:{self.spec.account_id}:{title}"))
+        except Exception as exc:
+            logger.error("account {}: alert {!r} not sent: {!r}", self.spec.account_id, title, exc)
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def _watch(self, system: TradingSystem) -> None:
+        system.wait()
+        if self._stopping.is_set() or self._health is Health.FENCED:
+            return
+        with self._lock:
+            self._health, self._detail = Health.STOPPED, "its supervisor gave up (fail-safe ran)"
+        logger.critical("account {}: the trading system ended (gave up: {})", self.spec.account_id, system.gave_up)
+        try:
+            system.stop(10.0)  # journal what is left and close the store before the process goes
+        finally:
+            self._on_gave_up()
+
+    def _fenced(self, error: Exception) -> None:
+        # A newer incarnation owns the account: stop trading here at once (no liquidation: the
+        # positions are the newer incarnation's to manage, and every order of ours is refused).
+        with self._lock:
+            self._health, self._detail = Health.FENCED, str(error)
+            system = self._system
+        logger.critical("account {}: fenced by a newer incarnation, halting itself: {}", self.spec.account_id, error)
+        self._alert("Stale account incarnation halted", f"{self.spec.account_id} on pid {os.getpid()}: {error}")
+        if system is not None:
+            system.stop(10.0)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop trading cleanly (LOOP_STOPPED journaled) and close the store."""
+        self._stopping.set()
+        with self._lock:
+            system, store = self._system, self._store
+        if system is not None:
+            system.stop(timeout)
+        close = getattr(store, "close", None)  # the store is ours, not the system's
+        if close is not None:
+            close()
+
+    # --- asking ---------------------------------------------------------------------------
+
+    def status(self, timeout: float = 2.0) -> AccountStatus:
+        """The account's status now; the guard is asked within ``timeout``."""
+        with self._lock:
+            health, detail, system, record = self._health, self._detail, self._system, self._record
+        here = AccountStatus(self.spec.account_id, health, detail=detail, node=self._node, pid=os.getpid(), epoch=self._epoch)
+        if health is Health.OK and system is not None:
+            try:
+                state = system.guard_status(timeout).state
+            except Exception as exc:
+                return attrs.evolve(here, health=Health.UNREACHABLE, detail=f"guard did not answer: {exc!r}")
+            return attrs.evolve(here, trading_state=state.trading_state, equity=state.current_equity,
+                                peak=state.peak_equity, detail=state.reason or "")
+        if health in (Health.QUARANTINED, Health.FENCED):
+            here = attrs.evolve(here, trading_state=TradingState.HALTED)
+            if record is not None:
+                here = attrs.evolve(here, equity=record.drawdown.latest_equity, peak=record.drawdown.peak_equity)
+        return here
+
+    def _running(self) -> TradingSystem:
+        with self._lock:
+            health, detail, system = self._health, self._detail, self._system
+        if health is not Health.OK or system is None:
+            raise RuntimeError(f"account {self.spec.account_id} is not trading ({health.value}: {detail})")
+        return system
+
+    def halt(self, by: str, reason: str) -> TradingState:
+        """The kill switch (see `TradingSystem.halt`); returns the state before."""
+        return self._running().halt(by, reason)
+
+    def resume(self, by: str, rebaseline: bool) -> TradingState:
+        """Lift HALTED (see `TradingSystem.resume`); returns the state before."""
+        return self._running().resume(by, rebaseline=rebaseline)
+
+    def place_order(self, order: Order, timeout: float) -> OrderOutcome:
+        """Hand ``order`` to the guard once; an order whose client id this account's journal
+        already holds (from any incarnation) is refused as a duplicate, never sent again."""
+        system = self._running()
+        if not isinstance(order, Order):
+            raise TypeError(f"order must be an Order, got {order!r}")
+        with self._lock:
+            if self._client_ids is None:
+                self._client_ids = {
+                    str(e.metadata.get("client_order_id"))
+                    for e in system.store.events(self.spec.account_id)
+                    if e.event_type is EventType.ORDER_SUBMITTED
+                }
+            duplicate = order.client_id in self._client_ids
+            self._client_ids.add(order.client_id)
+        if duplicate:
+            raise ValueError(f"duplicate client id {order.client_id!r}: the journal of {self.spec.account_id} already holds that order")
+        outcome: OrderOutcome = system.guard.ask(PlaceOrder(order, datetime.now(UTC)), timeout=timeout)
+        return outcome
+
+    def journal(self, limit: int | None) -> list[str]:
+        """The account's journaled events as JSON, oldest first (the last ``limit`` of them)."""
+        with self._lock:
+            store = self._store
+        if store is None:
+            raise RuntimeError(f"account {self.spec.account_id} has no store open ({self._detail})")
+        events = store.events(self.spec.account_id)
+        if limit is not None:
+            events = events[-limit:] if limit else []
+        return [event.to_json() for event in events]
+
+    def drill(self, actor: str, reason: str) -> int:
+        """Crash ``actor`` of the trading system (drills only); returns its incarnation before."""
+        if not self.spec.drills:
+            raise PermissionError(f"account {self.spec.account_id} was added without drills=True: drills are refused")
+        if actor not in _DRILL_ACTORS:
+            raise ValueError(f"actor must be one of {', '.join(_DRILL_ACTORS)}, got {actor!r}")
+        system = self._running()
+        before = system.children()[actor].incarnation
+        system.address(actor).tell(Crash(reason))
+        return before

@@ -1,0 +1,261 @@
+"""`Fleet`: many accounts as named, detached Ray actors, found by id from any driver."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+from actors.fleet._incarnation import AccountSpec
+from actors.fleet._policy import Probing, RestartWindow
+from actors.fleet.status import AccountStatus, Health
+from actors.messages import OrderOutcome
+from runtime.broker import Broker, Order
+from runtime.errors import TradewardenError
+from runtime.events import Event
+from runtime.risk.guards import TradingState
+from runtime.settings import Settings
+from runtime.signals import SignalSource
+
+__all__ = ["DEFAULT_NAMESPACE", "Fleet", "FleetError"]
+
+DEFAULT_NAMESPACE = "tradewarden"
+_INSTALL_HINT = "pip install 'tradewarden[ray]'"
+
+
+class FleetError(TradewardenError, RuntimeError):
+    """A fleet operation failed: the message names the account and what happened."""
+
+
+def _ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise FleetError(f"the fleet runs on Ray, which is not installed: {_INSTALL_HINT}") from None
+    return ray
+
+
+def local_auth_token() -> None:
+    """Give a local cluster started from this process token authentication with a fresh
+    random token in the environment (inherited by every Ray process), unless the environment
+    already chooses (``RAY_AUTH_MODE``): Ray 2.60 would otherwise write one to ~/.ray."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex)
+    if "ray" in sys.modules:
+        # Ray reads its mode once, on import: a process that imported it already must reread it
+        # (what Ray itself does when it turns token auth on).
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
+
+
+class Fleet:
+    """A driver's view of the fleet in one Ray namespace. Build it with `connect` (an existing
+    cluster) or `local` (a one-machine cluster, for trying it and for tests). Accounts outlive
+    the driver: another `Fleet` on the same namespace finds them by id."""
+
+    def __init__(self, namespace: str, controller: Any, *, started: bool) -> None:
+        self._ray = _ray()
+        self.namespace = namespace
+        self._controller = controller
+        self._started = started
+
+    # --- connecting -----------------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        address: str = "auto",
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        window: RestartWindow | None = None,
+        probing: Probing | None = None,
+        **init_options: Any,
+    ) -> Fleet:
+        """Join the Ray cluster at ``address`` and the fleet in ``namespace``, starting its
+        controller (with ``window`` and ``probing``) if it is not running yet."""
+        ray = _ray()
+        if not ray.is_initialized():
+            ray.init(address=address, namespace=namespace, **init_options)
+        return cls(namespace, _controller(ray, namespace, window, probing), started=False)
+
+    @classmethod
+    def local(
+        cls,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        num_cpus: int = 2,
+        object_store_mb: int = 100,
+        window: RestartWindow | None = None,
+        probing: Probing | None = None,
+    ) -> Fleet:
+        """Start a one-machine Ray cluster (no dashboard, a small object store, token auth with a
+        random token) and its fleet; `close` shuts the cluster down."""
+        local_auth_token()
+        ray = _ray()
+        ray.init(num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
+                 object_store_memory=object_store_mb * 1024 * 1024, log_to_driver=False)
+        return cls(namespace, _controller(ray, namespace, window, probing), started=True)
+
+    def close(self) -> None:
+        """Leave the cluster (shutting it down if `local` started it); accounts on a cluster
+        this driver joined keep running."""
+        self._ray.shutdown()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def add(
+        self,
+        account_id: str,
+        settings: Settings,
+        broker: Callable[[], Broker],
+        signals: Callable[[], SignalSource],
+        *,
+        options: Mapping[str, Any] | None = None,
+        drills: bool = False,
+        node: str | None = None,
+        ready_timeout: float | None = 60.0,
+    ) -> None:
+        """Add an account: its actor starts (on ``node``, a Ray node id, when given; should that
+        node go, the controller re-creates the account on another) and builds its broker and
+        signal source there by calling the factories. Waits up to ``ready_timeout`` until it
+        trades or is quarantined (None: no wait). An id already in the fleet is a ValueError."""
+        spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
+        self._call(self._controller.add.remote(spec, node), account_id, "adding", 30.0)
+        if ready_timeout is not None and not self._call(self._handle(account_id).wait_ready.remote(ready_timeout),
+                                                        account_id, "starting", ready_timeout + 10):
+            raise FleetError(f"account {account_id!r} did not start within {ready_timeout:g}s")
+
+    def account_ids(self) -> list[str]:
+        """Every account's id, sorted."""
+        return self._call(self._controller.account_ids.remote(), "(all)", "listing", 10.0)
+
+    def accounts(self, timeout: float = 5.0) -> list[AccountStatus]:
+        """Every account's status, asked of all at once and gathered within ``timeout``: an
+        account that does not answer in time is listed as `Health.UNREACHABLE`."""
+        ray = self._ray
+        ids = self.account_ids()
+        pending: dict[Any, str] = {}
+        answers: dict[str, AccountStatus] = {}
+        for account_id in ids:
+            try:
+                pending[self._handle(account_id).status.remote(min(2.0, timeout / 2))] = account_id
+            except FleetError as exc:
+                answers[account_id] = AccountStatus(account_id, Health.UNREACHABLE, detail=str(exc))
+        if not pending:
+            return [answers[account_id] for account_id in ids]
+        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
+        for ref in ready:
+            try:
+                answers[pending[ref]] = ray.get(ref)
+            except Exception as exc:
+                answers[pending[ref]] = AccountStatus(pending[ref], Health.UNREACHABLE, detail=_why(exc))
+        for ref in late:
+            answers[pending[ref]] = AccountStatus(pending[ref], Health.UNREACHABLE, detail=f"no answer within {timeout:g}s")
+            ray.cancel(ref)
+        return [answers[account_id] for account_id in ids]
+
+    def status(self, account_id: str, timeout: float = 5.0) -> AccountStatus:
+        """One account's status (see `accounts`)."""
+        return self._call(self._handle(account_id).status.remote(min(2.0, timeout / 2)), account_id, "status", timeout)
+
+    def halt(self, account_id: str, by: str, reason: str, timeout: float = 10.0) -> TradingState:
+        """The kill switch for one account; returns its state before."""
+        return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
+
+    def resume(self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0) -> TradingState:
+        """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit."""
+        return self._call(self._handle(account_id).resume.remote(by, rebaseline), account_id, "resuming", timeout)
+
+    def place_order(self, account_id: str, order: Order, timeout: float = 10.0) -> OrderOutcome:
+        """Hand ``order`` to the account's guard, once: Ray never retries it. When the account
+        did not answer, its outcome is unknown: the error says so and names the client id,
+        whose ORDER_SUBMITTED in the journal tells whether it was sent; placing the same
+        order again is refused as a duplicate."""
+        ref = self._handle(account_id).place_order.remote(order, timeout)
+        try:
+            return self._ray.get(ref, timeout=timeout + 5)
+        except Exception as exc:
+            cause = _cause(exc)
+            if isinstance(cause, (TypeError, ValueError, TradewardenError)):
+                raise cause from None
+            raise FleetError(
+                f"order {order.client_id!r} for account {account_id!r}: outcome unknown ({_why(exc)}); it was not "
+                "retried; its client id in the journal says whether it was sent"
+            ) from None
+
+    def journal(self, account_id: str, limit: int | None = None, timeout: float = 10.0) -> list[Event]:
+        """The account's journaled events, oldest first (the last ``limit`` of them)."""
+        texts = self._call(self._handle(account_id).journal.remote(limit), account_id, "reading the journal", timeout)
+        return [Event.from_json(text) for text in texts]
+
+    def drill(self, account_id: str, actor: str, reason: str = "fleet drill", timeout: float = 10.0) -> int:
+        """Crash one actor of an account added with ``drills=True``; its incarnation before."""
+        return self._call(self._handle(account_id).drill.remote(actor, reason), account_id, "drilling", timeout)
+
+    def remove(self, account_id: str, timeout: float = 30.0) -> None:
+        """Stop the account cleanly and remove it from the fleet for good."""
+        try:
+            self._call(self._controller.remove.remote(account_id, timeout), account_id, "removing", timeout + 10)
+        except KeyError:
+            raise FleetError(f"account {account_id!r} is not in the fleet") from None
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The controller's counts: accounts re-created, zombies killed."""
+        return self._call(self._controller.counters.remote(), "(all)", "counting", 10.0)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _handle(self, account_id: str) -> Any:
+        from actors.fleet._account import account_name
+
+        try:
+            return self._ray.get_actor(account_name(account_id), namespace=self.namespace)
+        except ValueError:
+            raise FleetError(f"account {account_id!r} has no actor in namespace {self.namespace!r}") from None
+
+    def _call(self, ref: Any, account_id: str, what: str, timeout: float) -> Any:
+        try:
+            return self._ray.get(ref, timeout=timeout)
+        except Exception as exc:
+            cause = _cause(exc)
+            if isinstance(cause, (TypeError, ValueError, KeyError, PermissionError, TradewardenError)):
+                raise cause from None
+            raise FleetError(f"account {account_id!r}: {what} failed: {_why(exc)}") from None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    # A RayTaskError carries the remote exception as its cause.
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def _why(exc: BaseException) -> str:
+    cause = _cause(exc)
+    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+
+
+def _controller(ray: ModuleType, namespace: str, window: RestartWindow | None, probing: Probing | None) -> Any:
+    from actors.fleet._controller import CONTROLLER_NAME, Controller
+
+    return ray.remote(Controller).options(
+        name=CONTROLLER_NAME,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_concurrency=16,
+        num_cpus=0,
+        resources={"node:__internal_head__": 0.001},  # beside the cluster's own state, not on a node that may go
+    ).remote(namespace, window or RestartWindow(), probing or Probing())

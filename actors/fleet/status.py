@@ -1,0 +1,40 @@
+"""What a fleet says about one account: its trading state, equity, peak and health."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from runtime.risk.guards import TradingState
+
+__all__ = ["AccountStatus", "Health"]
+
+
+class Health(enum.Enum):
+    """How an account's incarnation is doing, as far as the fleet can tell."""
+
+    OK = "ok"  # trading system running and answering
+    STARTING = "starting"  # the incarnation is opening its store or waiting out a restart backoff
+    QUARANTINED = "quarantined"  # not trading: too many restarts, or its store stayed down (HALTED)
+    FENCED = "fenced"  # a newer incarnation claimed the account: this one halted itself
+    UNREACHABLE = "unreachable"  # did not answer within the timeout (restarting, or a zombie)
+    STOPPED = "stopped"  # the trading system ended and the process is about to exit
+
+
+@attrs.frozen
+class AccountStatus:
+    """One account in `Fleet.accounts`. ``trading_state``, ``equity`` and ``peak`` are None when
+    the account did not answer or has no guard running (``detail`` says why); ``node`` and
+    ``pid`` say where the answering incarnation runs, ``epoch`` is its claim on the state store
+    (None for a store without fencing)."""
+
+    account_id: str
+    health: Health
+    trading_state: TradingState | None = None
+    equity: float | None = None
+    peak: float | None = None
+    detail: str = ""
+    node: str | None = None
+    pid: int | None = None
+    epoch: int | None = None

@@ -1,0 +1,212 @@
+"""The fleet's parts that need no Ray, in this process: the restart window, one account's
+incarnation (quarantine when its store stays down or a factory fails, exit when its supervisor
+gives up, fencing by a newer incarnation), and the STATE_DSN setting that picks PostgreSQL."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+from actor_helpers import wait_until
+from support.bot_api_server import TEST_TOKEN, BotApiServer
+
+from actors.fleet import AccountStatus, Admission, Health, RestartWindow
+from actors.fleet._incarnation import AccountSpec, Incarnation
+from actors.service.config import ConfigError, RunConfig
+from actors.system import store_from_settings
+from runtime.adapters.paper import PaperBroker
+from runtime.adapters.postgres import PostgresStore
+from runtime.adapters.sqlite import SqliteStore
+from runtime.backoff import Backoff
+from runtime.events import EventType
+from runtime.risk.guards import TradingState
+from runtime.settings import Settings, SettingsError
+from runtime.signals import ListSignalSource
+
+PAPER = functools.partial(PaperBroker, 10_000)
+BASE = Settings(loop_interval_seconds=0.5, heartbeat_interval_seconds=1.0)
+
+
+# -- the restart window ------------------------------------------------------------------------
+
+
+def test_the_restart_window_backs_off_each_restart_and_quarantines_past_its_count() -> None:
+    window = RestartWindow(2, 10.0, Backoff(1.0, 8.0, random_factor=0))
+    assert window.admit("a", 0.0) == Admission()  # a first start is not a restart
+    assert window.admit("a", 1.0) == Admission(delay=1.0, restarts=1)
+    assert window.admit("b", 1.5) == Admission()  # each account counts its own
+    assert window.admit("a", 2.0) == Admission(delay=2.0, restarts=2)
+    assert window.admit("a", 3.0) == Admission(quarantined=True, reason="restarted 3 times within 10s (at most 2)", restarts=3)
+    # Once the window has moved past the storm, a restart is the first again.
+    assert window.admit("a", 30.0) == Admission(delay=1.0, restarts=1)
+    window.forget("a")
+    assert window.admit("a", 31.0) == Admission()
+
+
+# -- one incarnation ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def incarnations() -> Iterator[list[Incarnation]]:
+    made: list[Incarnation] = []
+    yield made
+    for incarnation in made:
+        incarnation.stop(10.0)
+
+
+FIRST_START = Admission()
+
+
+def _start(made: list[Incarnation], spec: AccountSpec, admission: Admission = FIRST_START,
+           on_gave_up=lambda: None) -> Incarnation:
+    incarnation = Incarnation(spec, on_gave_up=on_gave_up, node="here")
+    made.append(incarnation)
+    incarnation.begin(admission)
+    assert incarnation.ready.wait(20.0), "the incarnation neither traded nor was quarantined"
+    return incarnation
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_store_that_stays_down_quarantines_the_account_halted_and_alerts(
+    incarnations: list[Incarnation], bot_api: BotApiServer
+) -> None:
+    dsn = f"host=127.0.0.1 port={_closed_port()} user=postgres password=s3cret dbname=postgres"
+    settings = attrs.evolve(BASE, state_dsn=dsn, telegram_bot_token=TEST_TOKEN, telegram_chat_id="-1001",
+                            telegram_api_base_url=bot_api.url)
+    spec = AccountSpec("down", settings, PAPER, ListSignalSource, store_attempts=3, store_backoff=Backoff(0.01, 0.02))
+    status = _start(incarnations, spec).status()
+    shown = dsn.replace("s3cret", "***")
+    assert status.detail.startswith(f"state store {shown!r} unreachable after 3 attempts: postgres postgres@127.0.0.1:")
+    assert "s3cret" not in status.detail
+    assert status == AccountStatus("down", Health.QUARANTINED, TradingState.HALTED, detail=status.detail, node="here",
+                                   pid=status.pid, epoch=None)
+    [alert] = bot_api.wait_for_requests(1, timeout=10)
+    assert alert.text == f"[CRITICAL] Account quarantined: trading halted\ndown: {status.detail}"
+
+
+def test_a_factory_that_raises_leaves_the_account_quarantined_not_a_raising_constructor(
+    incarnations: list[Incarnation], tmp_path: Path
+) -> None:
+    def broken_broker() -> PaperBroker:
+        raise RuntimeError("broker login refused")
+
+    spec = AccountSpec("broken", attrs.evolve(BASE, state_db=str(tmp_path / "s.db")), broken_broker, ListSignalSource)
+    status = _start(incarnations, spec).status()
+    assert (status.health, status.trading_state, status.detail) == (
+        Health.QUARANTINED, TradingState.HALTED, "start failed: RuntimeError('broker login refused')")
+
+
+def test_a_quarantining_admission_latches_halted_in_the_store(incarnations: list[Incarnation], tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    spec = AccountSpec("flappy", attrs.evolve(BASE, state_db=db), PAPER, ListSignalSource)
+    first = _start(incarnations, spec)
+    assert wait_until(lambda: first.status().trading_state is TradingState.ACTIVE)
+    first.stop(10.0)
+    reason = "restarted 4 times within 60s (at most 3)"
+    again = _start(incarnations, spec, Admission(quarantined=True, reason=reason, restarts=4))
+    status = again.status()
+    assert (status.health, status.trading_state, status.equity, status.peak, status.detail) == (
+        Health.QUARANTINED, TradingState.HALTED, 10_000, 10_000, reason)
+    with SqliteStore(db) as store:
+        record = store.load_guard("flappy")
+    assert record is not None and (record.trading_state, record.reason) == (TradingState.HALTED, f"quarantined: {reason}")
+
+
+def test_a_supervisor_that_gives_up_runs_the_fail_safe_then_asks_for_the_process_to_end(
+    incarnations: list[Incarnation], tmp_path: Path
+) -> None:
+    db = str(tmp_path / "s.db")
+    gave_up = threading.Event()
+    spec = AccountSpec("storm", attrs.evolve(BASE, state_db=db, max_restarts=0), PAPER, ListSignalSource, drills=True)
+    incarnation = _start(incarnations, spec, on_gave_up=gave_up.set)
+    assert incarnation.drill("guard", "crash storm") == 1
+    assert gave_up.wait(20.0), "the incarnation did not report its supervisor giving up"
+    assert incarnation.status().health is Health.STOPPED
+    with SqliteStore(db) as store:
+        record = store.load_guard("storm")
+        changes = [e for e in store.events("storm") if e.event_type is EventType.TRADING_STATE_CHANGED]
+    assert record is not None and record.trading_state is TradingState.HALTED
+    assert record.reason is not None and record.reason.startswith("supervisor gave up: ")
+    assert [(e.metadata["from"], e.metadata["to"]) for e in changes] == [("active", "halted")]
+
+
+def test_drills_are_refused_unless_the_account_was_added_with_them(incarnations: list[Incarnation]) -> None:
+    incarnation = _start(incarnations, AccountSpec("calm", BASE, PAPER, ListSignalSource))
+    with pytest.raises(PermissionError, match=r"^account calm was added without drills=True: drills are refused$"):
+        incarnation.drill("guard", "no")
+
+
+def test_a_newer_incarnation_fences_the_older_whose_halt_is_refused_and_which_stops_itself(
+    incarnations: list[Incarnation], postgres_dsn: str
+) -> None:
+    account = f"fenced-{uuid.uuid4().hex[:6]}"
+    spec = AccountSpec(account, attrs.evolve(BASE, state_dsn=postgres_dsn), PAPER, ListSignalSource)
+    older = _start(incarnations, spec)
+    newer = _start(incarnations, spec)
+    assert (older.status().epoch, newer.status().epoch) == (1, 2)
+    older.halt("ops", "from the stale one")  # its guard latches in memory; the save is refused
+    assert wait_until(lambda: older.status().health is Health.FENCED)
+    status = older.status()
+    assert status.trading_state is TradingState.HALTED
+    assert status.detail.endswith(
+        f"saving the guard record of loop {account!r} refused: loop {account!r} was claimed by a newer "
+        "incarnation (epoch 2, this store holds epoch 1)")
+    with pytest.raises(RuntimeError, match=rf"^account {account} is not trading \(fenced: "):
+        older.halt("ops", "again")
+    assert newer.status().trading_state is TradingState.ACTIVE
+    with PostgresStore(postgres_dsn) as store:
+        record = store.load_guard(account)
+    assert record is None or record.trading_state is TradingState.ACTIVE  # the stale halt did not land
+
+
+# -- STATE_DSN ---------------------------------------------------------------------------------
+
+
+def test_state_dsn_takes_a_connection_string_or_uri_and_refuses_anything_else_naming_field_and_value() -> None:
+    assert Settings.load(environ={"STATE_DSN": "host=db user=tw"}).state_dsn == "host=db user=tw"
+    assert Settings(state_dsn="postgresql://tw:pw@db/tw").state_dsn == "postgresql://tw:pw@db/tw"
+    assert "pw" not in repr(Settings(state_dsn="postgresql://tw:pw@db/tw"))
+    with pytest.raises(SettingsError, match=(
+        r"^STATE_DSN='sqlite:///x.db': state_dsn must be a PostgreSQL connection string \('host=\.\.\. dbname=\.\.\.'\) "
+        r"or a postgresql:// URI, got 'sqlite:///x.db'$")):
+        Settings.load(environ={"STATE_DSN": "sqlite:///x.db"})
+    with pytest.raises(SettingsError, match=(
+        r"^argument state_dsn: state_dsn \('host=db password=\*\*\*'\) and state_db \('s.db'\) are both set: "
+        r"an account's state lives in one store, unset one of them$")):
+        Settings.load(environ={}, state_db="s.db", state_dsn="host=db password=hunter2")
+
+
+def test_a_run_config_names_a_bad_state_dsn_and_sends_a_good_one_to_the_fleet(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[tradewarden]\nstate_dsn = "db.example:5432"\n')
+    with pytest.raises(ConfigError, match=rf"^{bad}: state_dsn: state_dsn must be a PostgreSQL connection string"):
+        RunConfig.load(bad)
+    good = tmp_path / "good.toml"
+    good.write_text('[tradewarden]\nstate_dsn = "host=db dbname=tw"\n')
+    with pytest.raises(ConfigError, match=(
+        rf"^{good}: tradewarden.state_dsn is for accounts in a fleet \(actors.fleet\); `tradewarden run` keeps its "
+        r"state and journal in tradewarden.state_db$")):
+        RunConfig.load(good)
+
+
+def test_a_system_built_from_state_dsn_uses_postgres_and_claims_its_loop(postgres_dsn: str) -> None:
+    settings = Settings(loop_id=f"dsn-{uuid.uuid4().hex[:6]}", state_dsn=postgres_dsn)
+    first = store_from_settings(settings)
+    second = store_from_settings(settings)
+    try:
+        assert isinstance(first, PostgresStore) and isinstance(second, PostgresStore)
+        assert second.claim(settings.loop_id) == 3  # each store claimed once already: epochs 1 and 2
+    finally:
+        first.close()  # type: ignore[union-attr]
+        second.close()  # type: ignore[union-attr]
