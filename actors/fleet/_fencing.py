@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from runtime.adapters.postgres import PostgresStore, StaleEpochError
 from runtime.events import Event
+from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
-from runtime.store import LoopTotals
+from runtime.store import HeldOrder, LoopTotals
 
 __all__ = ["FencedStore"]
 
@@ -49,6 +51,14 @@ class FencedStore:
         """As `PostgresStore.save_guard`; a stale refusal fences this incarnation."""
         self._write(self.store.save_guard, loop_id, record)
 
+    def load_gate(self, loop_id: str) -> GateRecord | None:
+        """As `PostgresStore.load_gate`."""
+        return self.store.load_gate(loop_id)
+
+    def save_gate(self, loop_id: str, record: GateRecord) -> None:
+        """As `PostgresStore.save_gate`; a stale refusal fences this incarnation."""
+        self._write(self.store.save_gate, loop_id, record)
+
     def load_loop_totals(self, loop_id: str) -> LoopTotals | None:
         """As `PostgresStore.load_loop_totals`."""
         return self.store.load_loop_totals(loop_id)
@@ -69,14 +79,24 @@ class FencedStore:
         """As `PostgresStore.events`."""
         return self.store.events(loop_id)
 
-    def open_order(self, submitted: Event) -> None:
+    def open_order(self, submitted: Event, sent_at: datetime | None = None) -> None:
         """As `PostgresStore.open_order`; a stale refusal fences this incarnation (and the order
         is never sent: the guard sends none it could not journal)."""
-        self._write(self.store.open_order, submitted)
+        self._write(self.store.open_order, submitted, sent_at)
 
-    def settle_order(self, loop_id: str, client_order_id: str, outcome: Event) -> None:
+    def settle_order(
+        self, loop_id: str, client_order_id: str, outcome: Event, watch_until: datetime | None = None
+    ) -> None:
         """As `PostgresStore.settle_order`; a stale refusal fences this incarnation."""
-        self._write(self.store.settle_order, loop_id, client_order_id, outcome)
+        self._write(self.store.settle_order, loop_id, client_order_id, outcome, watch_until)
+
+    def held_orders(self, loop_id: str) -> list[HeldOrder]:
+        """As `PostgresStore.held_orders`."""
+        return self.store.held_orders(loop_id)
+
+    def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
+        """As `PostgresStore.unwatch_order`; a stale refusal fences this incarnation."""
+        self._write(self.store.unwatch_order, loop_id, client_order_id)
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """As `PostgresStore.unsettled_orders`."""
