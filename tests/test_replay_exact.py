@@ -129,9 +129,9 @@ def test_a_replay_in_batches_of_any_size_is_the_replay_bar_by_bar(case: dict[str
 
     assert many_equity == one_equity
     fills = {EventType.TRADE_EXECUTED.value, EventType.POSITION_CLOSED.value}
-    assert [e for e in many_journal if e[2] in fills] == [e for e in one_journal if e[2] in fills]
+    assert [e for e in many_journal if e[1] in fills] == [e for e in one_journal if e[1] in fills]
     fired = EventType.GUARD_TRIGGERED.value
-    assert [e for e in many_journal if e[2] == fired] == [e for e in one_journal if e[2] == fired]
+    assert [e for e in many_journal if e[1] == fired] == [e for e in one_journal if e[1] == fired]
     assert many_journal == one_journal
     # The guard ends in the same state: peak, worst drawdown, day, trading state, counts.
     assert many_guard == one_guard
