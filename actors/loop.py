@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -228,8 +229,26 @@ class LoopActor(SupervisedActor):
         if outcome.positions_open is not None:
             self._positions_open = outcome.positions_open
         if self._batching:
-            self._line = self._ask_line(GetGuardLine())  # the order's reading moved the guard
+            self._follow_order(outcome, at)
         return True
+
+    def _follow_order(self, outcome: OrderOutcome, at: datetime) -> None:
+        # The guard judged the account after the order as a reading: when the line calls that
+        # reading clear, the guard found nothing and the line only follows it; otherwise the
+        # guard may have moved (a warning, a breach), and the line is asked for again.
+        line = self._line
+        if line is not None and outcome.equity is not None and outcome.positions_open is not None:
+            try:
+                net_deposits = self._account.snapshot().net_deposits
+            except Exception:
+                net_deposits = math.nan  # unknown: never clear
+            if (
+                outcome.trading_state is line.state
+                and line.clear(outcome.equity, at, outcome.positions_open, net_deposits)
+            ):
+                line.take(outcome.equity)
+                return
+        self._line = self._ask_line(GetGuardLine())
 
     def _report_equity(self, at: datetime) -> None:
         try:

@@ -128,8 +128,9 @@ class PaperFeed:
             return None
         worst = bar.low if held > 0 else bar.high
         equity = broker.equity_at(symbol, worst)
-        snapshot = broker.account_snapshot()
-        if line.clear(equity, bar.time, len(broker.open_positions()), snapshot.net_deposits):
+        # A position is open (``held``): the count only matters to a halted guard, for which
+        # any open position makes the reading one to judge.
+        if line.clear(equity, bar.time, 1, broker.account_snapshot().net_deposits):
             return equity, True
         price = worst
         if line.breaches(equity, bar.time):
