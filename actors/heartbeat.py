@@ -90,6 +90,7 @@ class HeartbeatActor(SupervisedActor):
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._due: float | None = None  # the next beat's data time, once beats follow the loop's cycles
         self._skipped = 0  # deadlines passed with no cycle at them, while following the data
+        self._last_figures: tuple[Any, ...] | None = None
 
     def prepare(self) -> None:
         """Start the beat timer."""
@@ -104,6 +105,8 @@ class HeartbeatActor(SupervisedActor):
     def handle(self, message: Any) -> Any:
         """Answers `GetHeartbeatStats`."""
         if isinstance(message, GetHeartbeatStats):
+            if self._last_figures is not None:  # the figures of the last beat made from cycles
+                self._last, self._last_figures = HeartbeatMetrics(*self._last_figures), None
             return HeartbeatStats(self._beats, self._stalls, self.timers.missed("beat") + self._skipped, self._last)
         if isinstance(message, FollowData):
             self._follow_data()
@@ -137,11 +140,11 @@ class HeartbeatActor(SupervisedActor):
                 self._skipped += skipped
                 following = self._due + (skipped + 1) * interval
             self._due = following
-            metrics = HeartbeatMetrics(*figures)
             self._beats += 1
-            self._last = metrics
+            self._last_figures = figures
             self._metrics.incr(MetricNames.HEARTBEAT_TOTAL)
-            self._publish.send(Heartbeat.of(metrics, self._beats).event(self._loop_id, at))
+            beat = Heartbeat(*figures, beat=self._beats)  # type: ignore[misc]  # the fields in order
+            self._publish.send(beat.event(self._loop_id, at))
 
     def on_tick(self, key: str) -> None:
         """The beat timer fired: beat."""
@@ -163,7 +166,7 @@ class HeartbeatActor(SupervisedActor):
             return
         metrics, last_cycle_at = answer
         self._beats += 1
-        self._last = metrics
+        self._last, self._last_figures = metrics, None
         self._metrics.incr(MetricNames.HEARTBEAT_TOTAL)
         self._publish(Heartbeat.of(metrics, self._beats))
         if isinstance(self._provider, Address):

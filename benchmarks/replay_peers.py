@@ -113,7 +113,7 @@ def supervised_replay(bars: list[Bar], store: StateStore, name: str) -> PeerResu
     """The README's path: a whole `TradingSystem` (emitter journaling to ``store``, alerts, guard,
     loop, heartbeat beating once per bar in data time) on a `PaperBroker` fed by `PaperFeed`,
     played by `Replay` with its defaults; timed from the first bar until the journal holds every
-    event of the run."""
+    event the bars caused."""
     broker = PaperBroker(CASH)
     strategy = MovingAverageCrossover(SYMBOL, FAST, SLOW, _volume(bars))
     clock = ManualClock(bars[0].time)
@@ -125,7 +125,9 @@ def supervised_replay(bars: list[Bar], store: StateStore, name: str) -> PeerResu
     ).start()
     try:
         started = time.perf_counter()
-        result = Replay(system, clock, journal_backlog=0).run(bars)
+        result = Replay(system, clock).run(bars)
+        if not journal.wait_backlog(0, 120.0):
+            raise AssertionError("the journal never caught up with the replay")
         elapsed = time.perf_counter() - started
         if not result.complete or result.unsettled:
             raise AssertionError(f"the replay did not play every bar: {result}")
