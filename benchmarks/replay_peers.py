@@ -151,11 +151,11 @@ def backtrader_replay(bars: list[Bar]) -> PeerResult | None:
     broker fills) and sold on the cross down, and the same guard written in the strategy: when
     the broker's value is 20% below its peak, close and trade no more."""
     try:
-        import backtrader as bt  # type: ignore[import-not-found]
+        import backtrader as bt
     except ImportError:
         return None
 
-    class Feed(bt.feed.DataBase):  # type: ignore[misc]
+    class Feed(bt.feed.DataBase):
         def start(self) -> None:
             super().start()
             self._rows = iter(bars)
@@ -175,7 +175,7 @@ def backtrader_replay(bars: list[Bar]) -> PeerResult | None:
     volume = _volume(bars)
     outcome: dict[str, Any] = {"trades": 0, "halted_at": None}
 
-    class Crossover(bt.Strategy):  # type: ignore[misc]
+    class Crossover(bt.Strategy):
         def __init__(self) -> None:
             self.cross = bt.indicators.CrossOver(bt.indicators.SMA(self.data.close, period=FAST),
                                                  bt.indicators.SMA(self.data.close, period=SLOW))
