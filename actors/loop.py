@@ -268,8 +268,7 @@ class LoopActor(SupervisedActor):
             # Near a limit, or the state may change: the guard judges it before the bar goes on.
             self._send_held()
             self._line = self._ask_line(JudgeReading(reading))
-            if self._line is not None:
-                return
+            return  # (unanswered, the guard still takes it when it gets to it: never twice)
         try:
             self._guard.tell(reading)
         except Exception as exc:  # a guard gone for good must not take the loop down with it

@@ -1,19 +1,21 @@
 """Replaying price bars through a running trading system in data time: the driver and a paper feed.
 
-A replay moves a `ManualClock` to each bar's time (so heartbeats, timers and trading-day
-rollovers follow the data, not the wall clock) and tells the loop `MarketData` for the bar; the
-loop hands it to its market feed in the loop's own thread and then runs a cycle. `PaperFeed` is
-that market feed for a `PaperBroker` and a bar-driven strategy such as
-`runtime.replay.strategies.MovingAverageCrossover`.
+A replay hands the loop its bars in batches (`MarketBatch`); the loop moves a `ManualClock` to
+each bar's time (so heartbeats, timers and trading-day rollovers follow the data, not the wall
+clock), hands the bar to its market feed in its own thread and runs a cycle. `PaperFeed` is that
+market feed for a `PaperBroker` and a bar-driven strategy such as
+`runtime.replay.strategies.MovingAverageCrossover`; it also shows the guard the worst of each bar
+first (`PaperFeed.intrabar`).
 
-The driver works in lockstep: after each bar it waits until the loop has run the bar's cycle,
-the guard has judged the equity that cycle reported, and the heartbeat has beaten if a beat fell
-due. Live, bars are minutes apart and a guard reacts within milliseconds; without the wait, a
-replay at full speed would let the next bar's price reach the broker before the guard had
-liquidated at this one's, and results would depend on thread timing. The wait is also the flow
-control: at most one bar is ever in flight, so no mailbox grows however long the series, and
-the journal is never more than `JOURNAL_BACKLOG` events behind (the driver waits for it), so a
-stop has little left to write and none of a long replay's events is lost.
+A batch is played exactly as its bars would be one at a time, each settled before the next:
+live, bars are minutes apart and a guard reacts within milliseconds, so a reading that might make
+the guard act (near a limit, or after an order) is judged by it before the bar goes on, and the
+next bar's price never reaches the broker before the guard has liquidated at this one's. Only
+readings the guard's clear line calls clear (nothing can fire on them) wait, and reach it as one
+series. The driver waits for each batch, the guard, the heartbeat and (every few batches) the
+journal, which is the flow control: no mailbox grows however long the series, and the journal
+is never more than `JOURNAL_BACKLOG` events behind, so a stop has little left to write and none
+of a long replay's events is lost.
 """
 
 from __future__ import annotations
@@ -285,8 +287,6 @@ class Replay:
         interrupted = False
         since_journal = 0
         try:
-            if series and self._follow_data:
-                self._follow(series[0])
             index = 0
             while index < len(series):
                 if self._stopping.is_set():
@@ -298,6 +298,8 @@ class Replay:
                     if self._stopping.wait(max(0.0, due - time.monotonic())):
                         interrupted = True
                         break
+                if self._follow_data:
+                    self._follow()
                 self.clock.set(chunk[0].time)  # data time moves even if the loop does not answer
                 deadline = time.monotonic() + self.settle_timeout
                 done = self._play(chunk, index, deadline)
@@ -355,10 +357,16 @@ class Replay:
                 )
             previous = moment
 
-    def _follow(self, first: Any) -> None:
+    def _follow(self) -> None:
+        # Told before every batch, so that a heartbeat restarted during the replay follows the
+        # data too; it reaches the heartbeat before any tick the batch's clock moves could post.
         heartbeat = getattr(self.system, "heartbeat", None)
-        if heartbeat is not None:
-            self._ask("heartbeat", heartbeat, FollowData(), time.monotonic() + self.settle_timeout, 0, first)
+        if heartbeat is None:
+            return
+        try:
+            heartbeat.tell(FollowData())
+        except ChildUnavailable:
+            pass  # no heartbeat left to follow anything
 
     def _play(self, chunk: Sequence[Any], index: int, deadline: float) -> BatchDone | None:
         batch = MarketBatch(tuple(MarketData(bar.time, bar) for bar in chunk), self._equity)

@@ -59,7 +59,7 @@ class GetGuardLine:
 
 @attrs.frozen
 class FollowData:
-    """Tell the heartbeat (asked) that its beats follow the loop's `Cycles` from now on, not its
+    """Tell the heartbeat that its beats follow the loop's `Cycles` from now on, not its
     timer: beats fall due on the same data-time schedule, without a timer tick per bar."""
 
 

@@ -29,6 +29,7 @@ from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
 from runtime.clock import ManualClock
 from runtime.events import EventType
+from runtime.replay.guard_line import crossing_price
 from runtime.replay.prices import Bar
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.risk.monitor import RiskMonitor
@@ -85,14 +86,26 @@ def _volume(bars: list[Bar]) -> float:
 
 def plain_core(bars: list[Bar]) -> PeerResult:
     """tradewarden's own parts with no actor: a `PaperBroker`, the strategy and a `RiskMonitor`
-    with the 20% trailing guard, one reading per bar at the close, flat and halted on a breach."""
+    with the same guards, reading bars as the replay does (the worst of a held bar first, a
+    liquidation inside a bar at the crossing price, then the close), flat and halted on a breach."""
     broker = PaperBroker(CASH)
     strategy = MovingAverageCrossover(SYMBOL, FAST, SLOW, _volume(bars))
-    monitor = RiskMonitor(CASH, _settings().guards())
+    guards = _settings().guards()
+    monitor = RiskMonitor(CASH, guards)
     trades = 0
     halted_at = None
     started = time.perf_counter()
     for bar in bars:
+        if halted_at is None and broker.net_volume(SYMBOL) > 0:
+            worst = broker.equity_at(SYMBOL, bar.low)
+            if _halts(monitor, guards, worst, bar.time):
+                price = crossing_price(
+                    bar.open, bar.low, lambda p, at=bar.time: _halts(monitor, guards, broker.equity_at(SYMBOL, p), at)
+                )
+                broker.update_price(SYMBOL, price, bar.time)
+                halted_at = _liquidate(monitor, broker, bar)
+            else:
+                monitor.observe(worst, bar.time)
         broker.update_price(SYMBOL, bar.close, bar.time)
         strategy.sync_position(max(0.0, broker.net_volume(SYMBOL)))
         strategy.on_bar(bar)
@@ -100,13 +113,29 @@ def plain_core(bars: list[Bar]) -> PeerResult:
             if halted_at is None:
                 broker.submit_order(signal.order())
                 trades += 1
-        found = monitor.observe(broker.account_equity(), bar.time)
-        if found is not None and found.newly_halted:
-            halted_at = bar.time
-            for position in broker.open_positions():
-                broker.close_position(position.position_id)
+        if halted_at is None and _halts(monitor, guards, broker.account_equity(), bar.time):
+            halted_at = _liquidate(monitor, broker, bar)
+        else:
+            monitor.observe(broker.account_equity(), bar.time)
     elapsed = time.perf_counter() - started
     return PeerResult("tradewarden core, plain loop", len(bars) / elapsed, trades, broker.account_equity(), halted_at)
+
+
+def _halts(monitor: RiskMonitor, guards: list[Any], equity: float, at: datetime) -> bool:
+    # Whether this reading would halt, asked of a copy (only near a limit: the clear line first).
+    factor, floor = monitor._clear_line()
+    peak = max(monitor.tracker.peak_equity, equity)
+    if equity > floor and equity > peak * factor:
+        return False
+    found = RiskMonitor.from_record(monitor.record(), guards).observe(equity, at)
+    return found is not None and found.newly_halted
+
+
+def _liquidate(monitor: RiskMonitor, broker: PaperBroker, bar: Bar) -> datetime:
+    monitor.observe(broker.account_equity(), bar.time)
+    for position in broker.open_positions():
+        broker.close_position(position.position_id)
+    return bar.time
 
 
 def supervised_replay(bars: list[Bar], store: StateStore, name: str) -> PeerResult:
@@ -202,6 +231,7 @@ def backtrader_replay(bars: list[Bar]) -> PeerResult | None:
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.broker.setcash(CASH)
     cerebro.broker.set_coc(True)
+    cerebro.broker.set_checksubmit(False)  # the paper broker lets equity fall below the order's value too
     cerebro.adddata(Feed())
     cerebro.addstrategy(Crossover)
     started = time.perf_counter()
@@ -212,19 +242,34 @@ def backtrader_replay(bars: list[Bar]) -> PeerResult | None:
 
 
 def run_all(count: int) -> list[PeerResult | None]:
-    """Every system on the same ``count`` bars, in the order backtrader, plain core, supervised
-    replay on SQLite, supervised replay on memory: [backtrader or None, core, sqlite, memory]."""
+    """Every system on the same ``count`` bars, run in the order backtrader, plain core,
+    supervised replay on SQLite, on memory, and then again in reverse, each system's two runs
+    pooled (all its bars over all its time), so that none gets only the quieter half of a shared
+    machine. Returns [backtrader or None, core, sqlite, memory]."""
     bars = hourly_bars(count)
-    peer = backtrader_replay(bars)
-    core = plain_core(bars)
-    with tempfile.TemporaryDirectory(prefix="tradewarden-peers-") as directory:
-        store = SqliteStore(Path(directory) / "state.db")
-        try:
-            sqlite = supervised_replay(bars, store, "SqliteStore")
-        finally:
-            store.close()
-    memory = supervised_replay(bars, MemoryStore(), "MemoryStore")
-    return [peer, core, sqlite, memory]
+
+    def sqlite() -> PeerResult:
+        with tempfile.TemporaryDirectory(prefix="tradewarden-peers-") as directory:
+            store = SqliteStore(Path(directory) / "state.db")
+            try:
+                return supervised_replay(bars, store, "SqliteStore")
+            finally:
+                store.close()
+
+    systems: list[Callable[[], PeerResult | None]] = [
+        lambda: backtrader_replay(bars), lambda: plain_core(bars), sqlite,
+        lambda: supervised_replay(bars, MemoryStore(), "MemoryStore"),
+    ]
+    first = [run() for run in systems]
+    second = [run() for run in reversed(systems)][::-1]
+    return [_pooled(a, b) for a, b in zip(first, second)]
+
+
+def _pooled(first: PeerResult | None, second: PeerResult | None) -> PeerResult | None:
+    if first is None or second is None:
+        return None
+    seconds = 1 / first.bars_per_second + 1 / second.bars_per_second  # per bar, both runs
+    return attrs.evolve(second, bars_per_second=2 / seconds)
 
 
 def describe(result: PeerResult) -> str:
