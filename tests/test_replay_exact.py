@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from actors.emitter import journal_sink
@@ -118,11 +118,23 @@ def _journal(events: list[Event]) -> list[Any]:
     return sorted(canonical, key=lambda entry: (entry[0], entry[1]))
 
 
+def _crash() -> dict[str, Any]:
+    # One case that surely goes through a warning, a breach inside a bar and refused orders.
+    closes = [100 + i for i in range(20)] + [118 - 3 * i for i in range(20)]
+    bars = [Bar(START + timedelta(hours=i), c, c + 1, c - 4, c) for i, c in enumerate(closes)]
+    return {
+        "bars": bars, "orders": {0: 80.0, 5: -20.0, 30: 40.0, 33: -40.0}, "batch": 7,
+        "guards": {"max_drawdown_percent": 8.0, "drawdown_trailing": True, "daily_loss_percent": None,
+                   "min_equity": 500.0, "guard_warn_fraction": 0.5, "heartbeat_interval_seconds": 5400.0},
+    }
+
+
 # Each example starts two trading systems; shrinking would take minutes, and the example that
 # failed is printed whole anyway.
 @settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(replays())
+@example(_crash())
 def test_a_replay_in_batches_of_any_size_is_the_replay_bar_by_bar(case: dict[str, Any]) -> None:
     one_journal, one_equity, one_guard = _play(case, 1)
     many_journal, many_equity, many_guard = _play(case, case["batch"])
@@ -133,5 +145,8 @@ def test_a_replay_in_batches_of_any_size_is_the_replay_bar_by_bar(case: dict[str
     fired = EventType.GUARD_TRIGGERED.value
     assert [e for e in many_journal if e[1] == fired] == [e for e in one_journal if e[1] == fired]
     assert many_journal == one_journal
+    if case["orders"] == _crash()["orders"]:  # the explicit case did what it is there for
+        kinds = {e[1] for e in one_journal}
+        assert {"guard_triggered", "position_closed", "trading_state_changed", "trade_failed"} <= kinds
     # The guard ends in the same state: peak, worst drawdown, day, trading state, counts.
     assert many_guard == one_guard
