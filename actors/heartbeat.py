@@ -109,19 +109,18 @@ class HeartbeatActor(SupervisedActor):
                 self._last, self._last_figures = HeartbeatMetrics(*self._last_figures), None
             return HeartbeatStats(self._beats, self._stalls, self.timers.missed("beat") + self._skipped, self._last)
         if isinstance(message, FollowData):
-            self._follow_data()
+            self._follow_data(message.since)
             return None
         if isinstance(message, Cycles):
             self._cycles(message)
             return None
         return super().handle(message)
 
-    def _follow_data(self) -> None:
-        # The timer's schedule, kept without the timer: the next deadline after now.
+    def _follow_data(self, since: float) -> None:
+        # The timer's schedule, kept without the timer: the next deadline after ``since``.
         if self._due is None:
             self.timers.cancel("beat")
-            now = self.context.clock.monotonic()
-            self._due = self._watch_from + (math.floor((now - self._watch_from) / self._interval) + 1) * self._interval
+            self._due = self._watch_from + (math.floor((since - self._watch_from) / self._interval) + 1) * self._interval
 
     def _cycles(self, cycles: Cycles) -> None:
         # A beat falls due where the timer would have ticked: at the first cycle at or past its

@@ -364,7 +364,7 @@ class Replay:
         if heartbeat is None:
             return
         try:
-            heartbeat.tell(FollowData())
+            heartbeat.tell(FollowData(self.clock.monotonic()))
         except ChildUnavailable:
             pass  # no heartbeat left to follow anything
 

@@ -59,8 +59,12 @@ class GetGuardLine:
 
 @attrs.frozen
 class FollowData:
-    """Tell the heartbeat that its beats follow the loop's `Cycles` from now on, not its
-    timer: beats fall due on the same data-time schedule, without a timer tick per bar."""
+    """Tell the heartbeat that its beats follow the loop's `Cycles` from data time ``since``
+    (clock monotonic seconds, read when this is sent: the loop may move the clock before the
+    heartbeat reads it), not its timer: beats fall due on the same data-time schedule, without a
+    timer tick per bar."""
+
+    since: float
 
 
 @attrs.frozen
