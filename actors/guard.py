@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as dt_time
 from typing import Any
 
 import attrs
@@ -26,6 +27,7 @@ from actors.messages import (
     Resume,
     SendAlert,
 )
+from actors.replay_messages import EquitySeries, GetGuardLine, JudgeReading
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import BusySection, ChildContext
 from runtime.alerts import Alert, Severity
@@ -43,10 +45,11 @@ from runtime.payloads import (
     TradeFailed,
     TradingStateChanged,
 )
+from runtime.replay.guard_line import GuardLine
 from runtime.risk.cooldown import MAX_DRAWDOWN, RUNAWAY_LOOP, Cooldown
 from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import Gate, Refusal
-from runtime.risk.guards import Guard, GuardState, TradingState
+from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
 from runtime.risk.position_stop import PositionStop
@@ -220,6 +223,15 @@ class GuardActor(SupervisedActor):
         elif isinstance(message, EquityBatch):
             self._batch(message)
             self._check_stops()
+        elif isinstance(message, EquitySeries):
+            self._series(message)
+            self._check_stops()
+        elif isinstance(message, JudgeReading):
+            self._reading(message.reading)
+            self._check_stops()
+            return self._line()
+        elif isinstance(message, GetGuardLine):
+            return self._line()
         elif isinstance(message, Liquidate):
             self._liquidate(message.reason, message.attempt)
         elif isinstance(message, GetGuardState):
@@ -316,6 +328,42 @@ class GuardActor(SupervisedActor):
         self._seen_valid()
         self._after(assessments, batch.positions_open, None)
 
+    def _series(self, series: EquitySeries) -> None:
+        # Readings a replay found clear, each at its own time: taken one by one as single
+        # readings would be, with at most one save and one set of gauges for the lot.
+        found: list[Assessment] = []
+        taken = 0
+        for equity, at in zip(series.equities, series.times):
+            try:
+                assessment = self.monitor.observe(equity, at)
+            except (TypeError, ValueError, AttributeError) as exc:
+                self._refuse(equity, exc)
+                continue
+            taken += 1
+            if assessment is not None:
+                found.append(assessment)
+        if taken:
+            self._seen_valid()
+            self._after(found, series.positions_open, None)
+
+    def _line(self) -> GuardLine:
+        # What a replay needs to know to send clear readings in series (see GuardLine).
+        monitor = self.monitor
+        tracker = monitor.tracker
+        factor, floor = monitor._clear_line()  # the monitor's own shortcut, so both always agree
+        day_until = None
+        daily = [g for g in self._guards if isinstance(g, DailyLossGuard)]
+        if daily:
+            day = monitor.day
+            day_until = _NEVER if day is None else _day_end(day, daily[0].zone)
+        state = monitor.state()
+        return GuardLine(
+            monitor.trading_state, tracker.peak_equity, tracker.start_equity,
+            state.day_start_equity if state.day_start_equity is not None else tracker.start_equity,
+            factor, floor, day_until, monitor.net_deposits, tuple(self._guards),
+            watches_positions=self._position_stop is not None,
+        )
+
     def _take_flows(self, net_deposits: Any, equity: Any, at: Any) -> Assessment | None:
         # Cash flows travel with the equity they changed: no reading can fall between the two.
         # Whatever trading did since the last reading is judged first, in the units before the
@@ -350,8 +398,8 @@ class GuardActor(SupervisedActor):
     def _after(self, assessments: list[Assessment], positions_open: int | None, sent_at: float | None) -> None:
         monitor = self.monitor
         tracker = monitor.tracker
-        if assessments or self._save_key() != self._saved:
-            self._save()  # durable before anything acts on it
+        if any(a.state_changed for a in assessments) or self._save_key() != self._saved:
+            self._save()  # durable before anything acts on it (a breach while halted changes nothing)
         self._gauges(tracker)
         for assessment in assessments:
             if assessment.newly_halted:
@@ -883,6 +931,13 @@ def _seconds(field: str, value: Any) -> float:
     if seconds < 0:
         raise ValueError(f"{field} must be >= 0 seconds, got {value!r}")
     return seconds
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _day_end(day: date, zone: tzinfo) -> datetime:
+    return datetime.combine(day + timedelta(days=1), dt_time(), tzinfo=zone).astimezone(UTC)
 
 
 def _finite(value: Any) -> bool:

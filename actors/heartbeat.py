@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ import pykka
 
 from actors.emitter import Publisher
 from actors.messages import GetMetrics, LoopStatus, SendAlert
+from actors.replay_messages import Cycles, FollowData
 from actors.supervision.address import Address
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
@@ -78,6 +80,7 @@ class HeartbeatActor(SupervisedActor):
         self._stall_after = stall_after
         self._metrics = metrics or NullMetrics()
         self._publish = Publisher(context.sibling("emitter"), loop_id, context.clock)
+        self._loop_id = loop_id
         self._alerts = context.sibling("alerts")
         self._beats = 0
         self._stalls = 0
@@ -85,6 +88,9 @@ class HeartbeatActor(SupervisedActor):
         self._watch_from = 0.0
         self._last_restart_request: float | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._due: float | None = None  # the next beat's data time, once beats follow the loop's cycles
+        self._skipped = 0  # deadlines passed with no cycle at them, while following the data
+        self._last_figures: tuple[Any, ...] | None = None
 
     def prepare(self) -> None:
         """Start the beat timer."""
@@ -99,8 +105,45 @@ class HeartbeatActor(SupervisedActor):
     def handle(self, message: Any) -> Any:
         """Answers `GetHeartbeatStats`."""
         if isinstance(message, GetHeartbeatStats):
-            return HeartbeatStats(self._beats, self._stalls, self.timers.missed("beat"), self._last)
+            if self._last_figures is not None:  # the figures of the last beat made from cycles
+                self._last, self._last_figures = HeartbeatMetrics(*self._last_figures), None
+            return HeartbeatStats(self._beats, self._stalls, self.timers.missed("beat") + self._skipped, self._last)
+        if isinstance(message, FollowData):
+            self._follow_data(message.since)
+            return None
+        if isinstance(message, Cycles):
+            self._cycles(message)
+            return None
         return super().handle(message)
+
+    def _follow_data(self, since: float) -> None:
+        # The timer's schedule, kept without the timer: the next deadline after ``since``.
+        if self._due is None:
+            self.timers.cancel("beat")
+            self._due = self._watch_from + (math.floor((since - self._watch_from) / self._interval) + 1) * self._interval
+
+    def _cycles(self, cycles: Cycles) -> None:
+        # A beat falls due where the timer would have ticked: at the first cycle at or past its
+        # deadline, skipping (and counting) deadlines a gap in the data jumped over, as the
+        # timer does. It carries the figures of that cycle, stamped with its data time; the loop
+        # that sent them completed that cycle, so there is no stall to judge.
+        if self._due is None:
+            return
+        interval = self._interval
+        for at, moment, figures in cycles.entries:
+            if moment < self._due:
+                continue
+            following = self._due + interval
+            if following <= moment:
+                skipped = math.floor((moment - self._due) / interval)
+                self._skipped += skipped
+                following = self._due + (skipped + 1) * interval
+            self._due = following
+            self._beats += 1
+            self._last_figures = figures
+            self._metrics.incr(MetricNames.HEARTBEAT_TOTAL)
+            beat = Heartbeat(*figures, beat=self._beats)  # type: ignore[misc]  # the fields in order
+            self._publish.send(beat.event(self._loop_id, at))
 
     def on_tick(self, key: str) -> None:
         """The beat timer fired: beat."""
@@ -122,7 +165,7 @@ class HeartbeatActor(SupervisedActor):
             return
         metrics, last_cycle_at = answer
         self._beats += 1
-        self._last = metrics
+        self._last, self._last_figures = metrics, None
         self._metrics.incr(MetricNames.HEARTBEAT_TOTAL)
         self._publish(Heartbeat.of(metrics, self._beats))
         if isinstance(self._provider, Address):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 from actors.emitter import Publisher
 from actors.messages import EquityReading, GetMetrics, LoopStatus, MarketData, OrderOutcome, PlaceOrder, RunCycle
+from actors.replay_messages import BatchDone, Cycles, EquitySeries, GetGuardLine, JudgeReading, MarketBatch
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.broker import AccountSnapshot, Broker, read_account
@@ -16,10 +18,13 @@ from runtime.errors import TradewardenError
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import LoopStarted, LoopStopped, SignalApproved, SignalReceived, TradeFailed
+from runtime.replay.guard_line import GuardLine
 from runtime.signals import ApprovalPolicy, AutoApprove, Signal, SignalSource
 from runtime.store import LoopTotals, StateStore
 
 __all__ = ["LoopActor", "NoGuard"]
+
+_SERIES_MAX = 10_000  # clear readings held back at most, before they go to the guard as one series
 
 
 class NoGuard(TradewardenError, LookupError):
@@ -95,6 +100,12 @@ class LoopActor(SupervisedActor):
         self._last_cycle_at: float | None = None
         self._started = False
         self._unanswered: str | None = None  # why orders are held back for the rest of this cycle
+        # While a MarketBatch plays: the guard's line, and the clear readings not yet sent to it.
+        self._line: GuardLine | None = None
+        self._batching = False
+        self._held_equities: list[float] = []
+        self._held_times: list[datetime] = []
+        self._held_positions: int | None = None
 
     def prepare(self) -> None:
         """Reload lifetime totals; start the cycle timer."""
@@ -126,6 +137,8 @@ class LoopActor(SupervisedActor):
         if isinstance(message, MarketData):
             self._feed(message)
             self._cycle(message.at)
+        elif isinstance(message, MarketBatch):
+            return self._play(message)
         elif isinstance(message, RunCycle):
             self._cycle(message.at or self.context.clock.now())
             return self._status()
@@ -165,7 +178,7 @@ class LoopActor(SupervisedActor):
                 answered = self._place(signal, at) or answered
         if not answered:  # the guard read the account after every order it answered
             self._report_equity(at)
-        if self._totals != before:
+        if self._totals != before and not self._batching:  # a batch saves them once, at its end
             self._store.save_loop_totals(self._loop_id, self._totals)
         self._duration_ms = (time.perf_counter() - started) * 1000.0
         self._last_cycle_at = self.context.clock.monotonic()
@@ -197,6 +210,7 @@ class LoopActor(SupervisedActor):
             self._publish(TradeFailed.held_back(signal, self._unanswered))
             return False
         order = signal.order()
+        self._send_held()  # the guard takes every reading made before the order first
         try:
             request = PlaceOrder(order, at, signal, expires=time.monotonic() + self._guard_timeout)
             outcome: OrderOutcome = self._guard.ask(request, timeout=self._guard_timeout)
@@ -214,7 +228,27 @@ class LoopActor(SupervisedActor):
             self._equity = outcome.equity
         if outcome.positions_open is not None:
             self._positions_open = outcome.positions_open
+        if self._batching:
+            self._follow_order(outcome, at)
         return True
+
+    def _follow_order(self, outcome: OrderOutcome, at: datetime) -> None:
+        # The guard judged the account after the order as a reading: when the line calls that
+        # reading clear, the guard found nothing and the line only follows it; otherwise the
+        # guard may have moved (a warning, a breach), and the line is asked for again.
+        line = self._line
+        if line is not None and outcome.equity is not None and outcome.positions_open is not None:
+            try:
+                net_deposits = self._account.snapshot().net_deposits
+            except Exception:
+                net_deposits = math.nan  # unknown: never clear
+            if (
+                outcome.trading_state is line.state
+                and line.clear(outcome.equity, at, outcome.positions_open, net_deposits)
+            ):
+                line.take(outcome.equity)
+                return
+        self._line = self._ask_line(GetGuardLine())
 
     def _report_equity(self, at: datetime) -> None:
         try:
@@ -225,12 +259,123 @@ class LoopActor(SupervisedActor):
             self.log.error("could not read account equity: {!r}", exc)
             return
         self._equity = snapshot.equity
+        line = self._line
+        if line is not None and line.clear(snapshot.equity, at, self._positions_open, snapshot.net_deposits):
+            self._hold(snapshot.equity, at)
+            return
         reading = EquityReading(snapshot.equity, at, self._positions_open, time.perf_counter(), snapshot.net_deposits)
+        if self._batching:
+            # Near a limit, or the state may change: the guard judges it before the bar goes on.
+            self._send_held()
+            self._line = self._ask_line(JudgeReading(reading))
+            return  # (unanswered, the guard still takes it when it gets to it: never twice)
         try:
             self._guard.tell(reading)
         except Exception as exc:  # a guard gone for good must not take the loop down with it
             self._errors += 1
             self.log.error("equity reading not delivered to the guard: {!r}", exc)
+
+    # --- a batch of bars (a replay) -------------------------------------------------------------
+
+    def _play(self, batch: MarketBatch) -> BatchDone:
+        # Each bar exactly as a MarketData told alone and settled before the next: the clock
+        # moves to it, the guard sees the worst of the bar first, then the close. Readings the
+        # guard's line calls clear are held and sent as one series before anything else reaches
+        # the guard; any other reading, and every order, is judged at once (asked).
+        clock = self.context.clock
+        move = getattr(clock, "set", None)
+        if move is None:
+            raise TypeError(f"a MarketBatch needs a clock that a replay moves (ManualClock), got {self.context.clock!r}")
+        intrabar = getattr(self._market_feed, "intrabar", None)
+        before = self._totals
+        cycles: list[tuple[datetime, float, tuple[Any, ...]]] = []
+        equities: list[float] = []
+        self._batching = True
+        self._line = self._ask_line(GetGuardLine())
+        try:
+            for data in batch.bars:
+                if data.at > clock.now():  # (a driver that gave up waiting may have moved it on)
+                    move(data.at)
+                if intrabar is not None and self._line is not None:
+                    self._inside_bar(intrabar, data)
+                self._feed(data)
+                self._cycle(data.at)
+                cycles.append((data.at, clock.monotonic(), self._figures()))
+                if batch.equity is not None:
+                    equities.append(float(batch.equity()))
+        finally:
+            self._send_held()
+            self._batching = False
+            self._line = None
+            if self._totals != before:
+                self._store.save_loop_totals(self._loop_id, self._totals)
+            self._tell_heartbeat(cycles)
+        return BatchDone(len(cycles), tuple(equities))
+
+    def _inside_bar(self, intrabar: Callable[[MarketData, GuardLine], tuple[float, bool] | None], data: MarketData) -> None:
+        # The feed tells the equity at the bar's worst for what is held, and whether it is clear;
+        # when it is not, it has priced the broker where the guard must judge it (the crossing).
+        assert self._line is not None
+        try:
+            worst = intrabar(data, self._line)
+        except Exception as exc:
+            self._errors += 1
+            self.log.error("market feed failed inside the bar at {}: {!r}", data.at.isoformat(), exc)
+            return
+        if worst is None:
+            return
+        equity, clear = worst
+        if clear:
+            self._hold(equity, data.at)
+        else:
+            self._report_equity(data.at)
+
+    def _hold(self, equity: float, at: datetime) -> None:
+        assert self._line is not None
+        self._line.take(equity)
+        self._held_equities.append(equity)
+        self._held_times.append(at)
+        self._held_positions = self._positions_open
+        if len(self._held_equities) >= _SERIES_MAX:
+            self._send_held()
+
+    def _send_held(self) -> None:
+        if not self._held_equities:
+            return
+        series = EquitySeries(tuple(self._held_equities), tuple(self._held_times), self._held_positions)
+        self._held_equities, self._held_times = [], []
+        try:
+            self._guard.tell(series)
+        except Exception as exc:
+            self._errors += 1
+            self.log.error("equity readings not delivered to the guard: {!r}", exc)
+
+    def _ask_line(self, message: Any) -> GuardLine | None:
+        # None when the guard did not answer: readings then go to it one by one, told.
+        try:
+            line = self._guard.ask(message, timeout=self._guard_timeout)
+        except Exception as exc:
+            self._errors += 1
+            self.log.error("the guard did not answer {!r}: {!r}", type(message).__name__, exc)
+            return None
+        return line if isinstance(line, GuardLine) else None
+
+    def _tell_heartbeat(self, cycles: list[tuple[datetime, float, tuple[Any, ...]]]) -> None:
+        heartbeat = self.context.sibling("heartbeat")
+        if heartbeat is None or not cycles:
+            return
+        try:
+            heartbeat.tell(Cycles(tuple(cycles)))
+        except Exception as exc:
+            self.log.error("cycles not delivered to the heartbeat: {!r}", exc)
+
+    def _figures(self) -> tuple[Any, ...]:
+        # HeartbeatMetrics' fields in order: built only for the cycles a beat falls on.
+        totals = self._totals
+        return (
+            self._signals_processed, self._trades_executed, self._errors, self._duration_ms,
+            self._positions_open, self._equity, totals.total_signals_lifetime, totals.total_trades_lifetime,
+        )
 
     # --- figures ----------------------------------------------------------------------------
 

@@ -1,19 +1,21 @@
 """Replaying price bars through a running trading system in data time: the driver and a paper feed.
 
-A replay moves a `ManualClock` to each bar's time (so heartbeats, timers and trading-day
-rollovers follow the data, not the wall clock) and tells the loop `MarketData` for the bar; the
-loop hands it to its market feed in the loop's own thread and then runs a cycle. `PaperFeed` is
-that market feed for a `PaperBroker` and a bar-driven strategy such as
-`runtime.replay.strategies.MovingAverageCrossover`.
+A replay hands the loop its bars in batches (`MarketBatch`); the loop moves a `ManualClock` to
+each bar's time (so heartbeats, timers and trading-day rollovers follow the data, not the wall
+clock), hands the bar to its market feed in its own thread and runs a cycle. `PaperFeed` is that
+market feed for a `PaperBroker` and a bar-driven strategy such as
+`runtime.replay.strategies.MovingAverageCrossover`; it also shows the guard the worst of each bar
+first (`PaperFeed.intrabar`).
 
-The driver works in lockstep: after each bar it waits until the loop has run the bar's cycle,
-the guard has judged the equity that cycle reported, and the heartbeat has beaten if a beat fell
-due. Live, bars are minutes apart and a guard reacts within milliseconds; without the wait, a
-replay at full speed would let the next bar's price reach the broker before the guard had
-liquidated at this one's, and results would depend on thread timing. The wait is also the flow
-control: at most one bar is ever in flight, so no mailbox grows however long the series, and
-the journal is never more than `JOURNAL_BACKLOG` events behind (the driver waits for it), so a
-stop has little left to write and none of a long replay's events is lost.
+A batch is played exactly as its bars would be one at a time, each settled before the next:
+live, bars are minutes apart and a guard reacts within milliseconds, so a reading that might make
+the guard act (near a limit, or after an order) is judged by it before the bar goes on, and the
+next bar's price never reaches the broker before the guard has liquidated at this one's. Only
+readings the guard's clear line calls clear (nothing can fire on them) wait, and reach it as one
+series. The driver waits for each batch, the guard, the heartbeat and (every few batches) the
+journal, which is the flow control: no mailbox grows however long the series, and the journal
+is never more than `JOURNAL_BACKLOG` events behind, so a stop has little left to write and none
+of a long replay's events is lost.
 """
 
 from __future__ import annotations
@@ -30,12 +32,18 @@ from loguru import logger
 
 from actors.emitter import JournalSink
 from actors.messages import GetJournals, MarketData, Ping
+from actors.replay_messages import BatchDone, FollowData, MarketBatch
 from actors.supervision.address import Address, ChildUnavailable
 from runtime.adapters.paper import PaperBroker
 from runtime.clock import ManualClock
+from runtime.replay.guard_line import GuardLine, crossing_price
 from runtime.replay.prices import Bar
 
-__all__ = ["JOURNAL_BACKLOG", "BarStrategy", "PaperFeed", "Replay", "ReplayResult", "replay_bars"]
+__all__ = ["DEFAULT_BATCH", "JOURNAL_BACKLOG", "BarStrategy", "PaperFeed", "Replay", "ReplayResult", "replay_bars"]
+
+DEFAULT_BATCH = 500
+"""Bars a replay hands the loop in one message by default: enough that the messages cost little
+beside the bars' own work, few enough that the journal's backlog and a stop's wait stay short."""
 
 JOURNAL_BACKLOG = 1_000
 """How many events a replay lets the journal fall behind before it waits for it (`Replay`'s
@@ -103,6 +111,35 @@ class PaperFeed:
         with self._lock:
             self._bars += 1
 
+    def intrabar(self, data: MarketData, line: GuardLine) -> tuple[float, bool] | None:
+        """The equity at the worst of the bar for what the broker holds in ``symbol`` (a long
+        marked at the bar's low, a short at its high) and whether ``line`` calls it clear; None
+        when nothing is held. This is the reading the guard sees first in the bar.
+
+        When the reading is not clear, the broker's price is left where the guard must judge
+        it, so that a liquidation fills there: at the price where the account crosses the limit
+        that breaches (at the bar's open when the bar opened past it, gapping through), or at the
+        worst price when no limit breaches. The close is set afterwards by `__call__`.
+        """
+        bar = data.bar
+        if not isinstance(bar, Bar):
+            return None
+        broker, symbol = self.broker, self.symbol
+        held = broker.net_volume(symbol)
+        if held == 0:
+            return None
+        worst = bar.low if held > 0 else bar.high
+        equity = broker.equity_at(symbol, worst)
+        # A position is open (``held``): the count only matters to a halted guard, for which
+        # any open position makes the reading one to judge.
+        if line.clear(equity, bar.time, 1, broker.account_snapshot().net_deposits):
+            return equity, True
+        price = worst
+        if line.breaches(equity, bar.time):
+            price = crossing_price(bar.open, worst, lambda p: line.breaches(broker.equity_at(symbol, p), bar.time))
+        broker.update_price(symbol, price, bar.time)
+        return broker.account_equity(), False
+
     def __repr__(self) -> str:
         return f"PaperFeed(symbol={self.symbol!r}, strategy={self.strategy!r})"
 
@@ -149,33 +186,44 @@ def _speed(value: float | None) -> float | None:
 
 
 class Replay:
-    """Plays bars through a started `TradingSystem` in data time, one bar at a time.
+    """Plays bars through a started `TradingSystem` in data time, in batches.
 
-    For each bar: moves ``clock`` to the bar's time (firing every timer due on the way, e.g. the
-    heartbeat's), tells the loop ``MarketData(bar.time, bar)``, then settles: pings the loop
-    (answered once the bar's cycle has run), the guard (once it has judged that cycle's equity
-    reading, and liquidated if it had to) and the heartbeat (once any beat due has been made).
-    Every event the bar causes is therefore stamped with the bar's time. Last it waits, when the
-    system has an emitter, until its journal has at most ``journal_backlog`` events left to write
-    (`JOURNAL_BACKLOG` by default; 0 waits for every one). Then it reads
-    ``equity`` (if given, e.g. ``broker.account_equity``) as the bar's equity: the account marked
-    at the bar's close after the bar's orders and any liquidation, which on a paper broker (fills
-    at the close, no costs) is the reading the guard judged. Last it calls
-    ``after_bar(index, bar)`` (fault drills, early stops) and ``progress(played, total, bar_time)``.
+    Each batch of up to ``batch`` bars is one `MarketBatch` asked of the loop: for each bar the
+    loop moves ``clock`` to the bar's time (firing every timer due on the way), shows the guard
+    the worst of the bar for what is held (see `PaperFeed.intrabar`), hands the bar to its market
+    feed and runs a cycle; readings the guard's clear line calls clear travel to the guard as one
+    series, and any other reading, and every order, is judged by the guard before the bar goes
+    on. The result is the same at any batch size, bar for bar and event for event: the same
+    fills, the same guard bar and reason, the same equity after each bar, the same journal. Every
+    event a bar causes is stamped with the bar's time. The heartbeat, told `FollowData` first,
+    beats on its data-time schedule from the loop's figures after each cycle, with no timer tick
+    per bar. After each batch the driver waits until the guard and the heartbeat have taken what
+    the batch sent them and, when the system has an emitter, until its journal has at most
+    ``journal_backlog`` events left to write (`JOURNAL_BACKLOG` by default; 0 waits for every
+    one): that is the flow control, so no mailbox grows however long the series.
+
+    ``equity`` (if given, e.g. ``broker.account_equity``) is read by the loop after each bar: the
+    account marked at the bar's close after the bar's orders and any liquidation. Then, for each
+    bar of the batch, the driver calls ``after_bar(index, bar)`` (fault drills, early stops) and
+    ``progress(played, total, bar_time)``.
+
+    ``batch`` defaults to `DEFAULT_BATCH`, or to 1 when ``speed`` or ``after_bar`` is given. With
+    ``after_bar`` and one bar at a time the heartbeat keeps its own timer and stall watchdog, so
+    a fault drill's hung loop is found as it would be live.
 
     ``speed`` paces the replay: a bar is played no sooner than ``data seconds since the first bar
     / speed`` real seconds after the start (``speed=3600`` plays an hour of data per second);
     None (the default) plays as fast as the system settles.
 
-    A bar that does not settle within ``settle_timeout`` real seconds (a hung loop or guard) is
-    counted in `ReplayResult.unsettled`, logged, and the replay moves on: data time must move
-    for the heartbeat's stall watchdog to run, since its timer follows the data too. Messages
-    for an actor that is replaced are kept by its address and reach the next incarnation.
+    A batch that does not settle within ``settle_timeout`` real seconds (a hung loop or guard)
+    has its bars counted in `ReplayResult.unsettled`, logged, and the replay moves on: data time
+    must move for the heartbeat's stall watchdog to run, since its timer follows the data too.
+    Messages for an actor that is replaced are kept by its address and reach the next incarnation.
 
-    `stop` (from any thread, or from ``after_bar``) ends the replay after the bar in hand; Ctrl-C
-    (KeyboardInterrupt in the replaying thread) ends it at once, a bar already told being left
-    for the loop to finish. Either way `run` returns with ``interrupted`` set, and the caller
-    stops the system (which stops its actors in reverse start order, the loop journaling
+    `stop` (from any thread, or from ``after_bar``) ends the replay after the batch in hand;
+    Ctrl-C (KeyboardInterrupt in the replaying thread) ends it at once, a batch already asked
+    being left for the loop to finish. Either way `run` returns with ``interrupted`` set, and the
+    caller stops the system (which stops its actors in reverse start order, the loop journaling
     LOOP_STOPPED).
     """
 
@@ -190,6 +238,7 @@ class Replay:
         after_bar: Callable[[int, Any], None] | None = None,
         progress: Callable[[int, int, datetime], None] | None = None,
         journal_backlog: int = JOURNAL_BACKLOG,
+        batch: int | None = None,
     ) -> None:
         if not isinstance(clock, ManualClock):
             raise TypeError(f"clock must be a runtime.clock.ManualClock (data time), got {clock!r}")
@@ -201,15 +250,22 @@ class Replay:
         self.settle_timeout = float(settle_timeout)
         if isinstance(journal_backlog, bool) or not isinstance(journal_backlog, int) or journal_backlog < 0:
             raise ValueError(f"journal_backlog must be a whole number of events >= 0, got {journal_backlog!r}")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise ValueError(f"batch must be a whole number of bars >= 1 or None, got {batch!r}")
         self.journal_backlog = journal_backlog
         self._journal_every = max(1, journal_backlog // 16)
+        if batch is None:
+            batch = 1 if self.speed is not None or after_bar is not None else DEFAULT_BATCH
+        self.batch = 1 if self.speed is not None else batch
+        self._follow_data = not (after_bar is not None and self.batch == 1)
         self._equity = equity
         self._after_bar = after_bar
         self._progress = progress
         self._stopping = threading.Event()
+        self._gone = False  # the system ended: nothing more can be played
 
     def stop(self) -> None:
-        """Ask a running replay to end after the bar in hand (safe from any thread)."""
+        """Ask a running replay to end after the batch in hand (safe from any thread)."""
         self._stopping.set()
 
     @property
@@ -229,28 +285,42 @@ class Replay:
         played = 0
         unsettled = 0
         interrupted = False
+        since_journal = 0
         try:
-            for index, bar in enumerate(series):
+            index = 0
+            while index < len(series):
                 if self._stopping.is_set():
                     interrupted = True
                     break
+                chunk = series[index:index + self.batch]
                 if self.speed is not None and first_time is not None:
-                    due = started + (bar.time - first_time).total_seconds() / self.speed
+                    due = started + (chunk[0].time - first_time).total_seconds() / self.speed
                     if self._stopping.wait(max(0.0, due - time.monotonic())):
                         interrupted = True
                         break
-                self.clock.set(bar.time)
-                if not self._tell(MarketData(bar.time, bar)):
+                if self._follow_data:
+                    self._follow()
+                self.clock.set(chunk[0].time)  # data time moves even if the loop does not answer
+                deadline = time.monotonic() + self.settle_timeout
+                done = self._play(chunk, index, deadline)
+                if done is None and self._gone:
                     break
-                if not self._settle(index, bar):
-                    unsettled += 1
-                if self._equity is not None:
-                    equity.append((bar.time, float(self._equity())))
-                played += 1
-                if self._after_bar is not None:
-                    self._after_bar(index, bar)
-                if self._progress is not None:
-                    self._progress(played, len(series), bar.time)
+                since_journal += len(chunk)
+                settled = done is not None and self._settle(index, chunk[-1], deadline)
+                if settled and since_journal >= self._journal_every:
+                    since_journal = 0
+                    settled = self._journal_caught_up(deadline, index, chunk[-1])
+                if not settled:
+                    unsettled += len(chunk)
+                for offset, bar in enumerate(chunk):
+                    if done is not None and self._equity is not None and offset < len(done.equities):
+                        equity.append((bar.time, done.equities[offset]))
+                    played += 1
+                    if self._after_bar is not None:
+                        self._after_bar(index + offset, bar)
+                    if self._progress is not None:
+                        self._progress(played, len(series), bar.time)
+                index += len(chunk)
         except KeyboardInterrupt:
             # Ends the replay, not the program: the caller still stops the system cleanly.
             interrupted = True
@@ -287,38 +357,35 @@ class Replay:
                 )
             previous = moment
 
-    def _tell(self, message: MarketData) -> bool:
+    def _follow(self) -> None:
+        # Told before every batch, so that a heartbeat restarted during the replay follows the
+        # data too; it reaches the heartbeat before any tick the batch's clock moves could post.
+        heartbeat = getattr(self.system, "heartbeat", None)
+        if heartbeat is None:
+            return
         try:
-            self.system.loop.tell(message)
+            heartbeat.tell(FollowData(self.clock.monotonic()))
         except ChildUnavailable:
-            # The system ended (stopped, or its supervisor gave up): nothing more can be played.
-            self._stopping.set()
-            _log.warning("the loop is gone; the replay ends before the bar at {}", message.at.isoformat())
-            return False
-        return True
+            pass  # no heartbeat left to follow anything
 
-    def _settle(self, index: int, bar: Any) -> bool:
-        # Each actor answers a Ping in mailbox order, so an answer means it has handled all that
-        # was sent before: the loop this bar's cycle; the guard the equity reading that cycle
-        # told it (asked after the loop has answered, so the reading is already queued); the
-        # heartbeat any beat due at this bar. Without the heartbeat's answer a starved heartbeat
-        # thread would judge the loop's last cycle against a clock already bars ahead, and see a
-        # stall that never happened.
-        deadline = time.monotonic() + self.settle_timeout
-        for name in ("loop", "guard", "heartbeat"):
+    def _play(self, chunk: Sequence[Any], index: int, deadline: float) -> BatchDone | None:
+        batch = MarketBatch(tuple(MarketData(bar.time, bar) for bar in chunk), self._equity)
+        done = self._ask("loop", self.system.loop, batch, deadline, index, chunk[0])
+        return done if isinstance(done, BatchDone) else None
+
+    def _settle(self, index: int, bar: Any, deadline: float) -> bool:
+        # Each actor answers a Ping in mailbox order: the guard once it has taken the readings
+        # the batch sent it, the heartbeat once it has made the beats that fell due (or, on its
+        # own timer, judged the loop against a clock that has not run bars ahead of it).
+        for name in ("guard", "heartbeat"):
             address = getattr(self.system, name, None)
             if address is not None and self._ask(name, address, Ping(), deadline, index, bar) is _NO_ANSWER:
                 return False
-        # The journal check is an ask of its own: with a roomy backlog it is made only every
-        # `_journal_every` bars, so between checks the journal may fall that many bars' events
-        # further behind (a few hundred), never more.
-        if index % self._journal_every:
-            return True
-        return self._journal_caught_up(deadline, index, bar)
+        return True
 
     def _journal_caught_up(self, deadline: float, index: int, bar: Any) -> bool:
-        # Asked after the others have answered, so every event this bar caused is already in the
-        # emitter's mailbox, and the emitter answers once it has handed them to the journal.
+        # Asked after the others have answered, so every event the batch caused is already in
+        # the emitter's mailbox, and the emitter answers once it has handed them to the journal.
         emitter = getattr(self.system, "emitter", None)
         if emitter is None:
             return True
@@ -350,6 +417,7 @@ class Replay:
                 return _NO_ANSWER
             except ChildUnavailable:
                 self._stopping.set()
+                self._gone = True
                 _log.warning("bar {} at {}: the {} is gone; the replay ends", index, bar.time.isoformat(), name)
                 return _NO_ANSWER
             except pykka.ActorDeadError:
@@ -359,7 +427,7 @@ class Replay:
                     return _NO_ANSWER
                 if self._stopping.wait(_RETRY_DEAD):
                     return _NO_ANSWER
-            except Exception as exc:  # the answer itself failed: count the bar unsettled, go on
+            except Exception as exc:  # the answer itself failed: count the bars unsettled, go on
                 _log.warning("bar {} at {}: the {} failed to answer: {!r}", index, bar.time.isoformat(), name, exc)
                 return _NO_ANSWER
 

@@ -16,7 +16,7 @@ from importlib.metadata import version
 import attrs
 from loguru import logger
 
-from benchmarks import baselines, gateway, guard, heartbeat, journal, limits, replay, restart
+from benchmarks import baselines, gateway, guard, heartbeat, journal, limits, replay, replay_peers, restart
 from benchmarks.stats import Row, format_table, percentile
 from runtime.store import MemoryStore
 
@@ -212,7 +212,29 @@ class Run:
                 "pykka tell throughput", self.tell, ">= 50,000/s", journaled.bars_per_second >= 50_000, "msg/s"),
             Row("full replay, journal MemoryStore, statsd (comparison)", memory.bars_per_second, "bars/s",
                 "pykka tell throughput", self.tell, baseline_unit="msg/s"),
+            *self._peers(),
         ]
+
+    def _peers(self) -> list[Row]:
+        # The same MA(5/20) bars through backtrader, the plain core and the supervised replay.
+        peer, core, sqlite, memory = replay_peers.run_all(self.sizes.replay_bars)
+        assert core is not None and sqlite is not None and memory is not None
+        for result in (peer, core, sqlite, memory):
+            if result is not None:
+                self.notes.append(f"replay beside peers, {self.sizes.replay_bars:,} hourly bars: {replay_peers.describe(result)}")
+        if peer is None:
+            self.notes.append("replay beside peers: backtrader not installed (pip install -e '.[bench]')")
+        figure = "supervised replay, SQLite journal, heartbeat per bar, MA(5/20)"
+        rows = [
+            Row(figure, sqlite.bars_per_second, "bars/s", "tradewarden core in a plain loop, same bars",
+                core.bars_per_second, ">= 0.3x baseline", sqlite.bars_per_second >= 0.3 * core.bars_per_second),
+            Row("supervised replay, MemoryStore, heartbeat per bar, MA(5/20) (comparison)", memory.bars_per_second,
+                "bars/s", "tradewarden core in a plain loop, same bars", core.bars_per_second),
+        ]
+        if peer is not None:
+            rows.insert(0, Row(figure, sqlite.bars_per_second, "bars/s", f"{peer.system}, same bars",
+                               peer.bars_per_second, ">= 3x baseline", sqlite.bars_per_second >= 3 * peer.bars_per_second))
+        return rows
 
     def journal(self) -> list[Row]:
         """Journal appends/s on SQLite with fsync: group commit against one transaction per event."""

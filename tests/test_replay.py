@@ -151,7 +151,7 @@ def test_the_daily_loss_guard_uses_the_trading_day_of_the_data(runs):
     assert after == pytest.approx([9_100.0] * len(after))
 
 
-def test_a_guard_liquidation_is_reflected_in_the_strategy_on_the_next_bar(runs):
+def test_a_guard_liquidation_inside_a_bar_is_reflected_in_the_strategy_at_that_bars_close(runs):
     bars = synthetic_bars(120)
     strategy = MovingAverageCrossover(SYNTHETIC_SYMBOL, volume=SYNTHETIC_VOLUME)
     run = runs(bars, strategy, SYNTHETIC_SYMBOL)
@@ -161,9 +161,11 @@ def test_a_guard_liquidation_is_reflected_in_the_strategy_on_the_next_bar(runs):
     trigger = run.events(EventType.GUARD_TRIGGERED)[0]
     fired_at = datetime.fromisoformat(trigger.metadata["at"])
     assert run.broker.open_positions() == []
-    # The bar the guard fired on still shows the strategy's belief; the next bar's feed syncs it.
+    # The guard fired inside the bar (on its low), before the bar's close reached the strategy:
+    # the feed syncs it at that close, so it holds nothing from that bar on.
     held = dict(seen)
-    assert held[fired_at] == SYNTHETIC_VOLUME
+    assert held[fired_at - timedelta(hours=1)] == SYNTHETIC_VOLUME
+    assert held[fired_at] == 0.0
     assert held[fired_at + timedelta(hours=1)] == 0.0
     assert result.unsettled == 0
 

@@ -174,6 +174,16 @@ class PaperBroker:
     def _notional(self) -> float:
         return sum(p.volume * self._prices[p.symbol] * self._contract for p in self._positions.values())
 
+    def equity_at(self, symbol: str, price: float) -> float:
+        """The equity `account_equity` would give were ``symbol`` priced at ``price`` (nothing
+        changes): what a replay asks to know the account at a bar's low or high."""
+        value = finite_number("price", price)
+        with self._lock:
+            prices = self._prices
+            return self._cash + sum(
+                self._pnl(p, value if p.symbol == symbol else prices[p.symbol]) for p in self._positions.values()
+            )
+
     def account_snapshot(self) -> AccountSnapshot:
         """Equity and cumulative net deposits, read together under one lock."""
         with self._lock:

@@ -1,0 +1,94 @@
+"""What a batched replay needs to know of the guard to tell, bar by bar, whether a reading can
+wait: the guard's clear line, its trading state and the rules, as one frozen value.
+
+A reading the line calls clear is one the guard would take without a finding: no warning, no
+breach, no state change, no event. Such readings may travel to the guard in batches; any other
+one must reach it on its own, and be judged, before the replay goes on. The line follows the
+readings it lets through (a new peak raises it) exactly as the guard's monitor would, and is
+fetched again from the guard after every reading or order the guard judged on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import attrs
+
+from runtime.risk.guards import Guard, Level, TradingState
+
+__all__ = ["GuardLine", "crossing_price"]
+
+
+@attrs.define
+class GuardLine:
+    """The guard's view for a replay: its monitor's trading state, peak, start and start-of-day
+    equity, the clear line (``equity > peak * factor`` and ``equity > floor`` is clear), the end of
+    the trading day in UTC (None when no rule depends on the day), the net deposits it knows, and
+    whether it watches each open position (a per-position stop: then no reading with a position
+    open is clear, since the guard checks the positions with every reading it takes).
+
+    `clear` and `take` must see the same readings the guard will, in the same order.
+    """
+
+    state: TradingState
+    peak: float
+    start: float
+    day_start: float
+    factor: float
+    floor: float
+    day_until: datetime | None
+    net_deposits: float | None
+    guards: tuple[Guard, ...]
+    watches_positions: bool = False
+
+    def clear(self, equity: float, at: datetime, positions_open: int, net_deposits: float | None) -> bool:
+        """True when the guard would take this reading without a finding or an effect: ACTIVE
+        and above the clear line on the same trading day with no cash flow, or HALTED with no
+        position open (nothing left to close). REDUCING is never clear: every reading there is
+        judged, and may lift it."""
+        if net_deposits != self.net_deposits:
+            return False
+        if self.state is TradingState.HALTED:
+            return positions_open == 0
+        if self.watches_positions and positions_open > 0:
+            return False
+        if self.state is not TradingState.ACTIVE:
+            return False
+        if self.day_until is not None and at >= self.day_until:
+            return False  # a new day: the guard takes a new start of day, and the line moves
+        peak = equity if equity > self.peak else self.peak
+        return equity > self.floor and equity > peak * self.factor
+
+    def take(self, equity: float) -> None:
+        """Follow a clear reading the guard will take (its peak rises with it)."""
+        if equity > self.peak:
+            self.peak = equity
+
+    def breaches(self, equity: float, at: datetime) -> bool:
+        """True when this reading, taken next, would latch HALTED (a rule's level is BREACH)."""
+        if self.state is TradingState.HALTED:
+            return False
+        peak = equity if equity > self.peak else self.peak
+        day_start = equity if self.day_until is not None and at >= self.day_until else self.day_start
+        return any(guard.level(equity, peak, self.start, day_start) is Level.BREACH for guard in self.guards)
+
+
+def crossing_price(start: float, worst: float, breaches: Callable[[float], bool]) -> float:
+    """The price nearest ``start`` on the way from ``start`` to ``worst`` at which
+    ``breaches(price)`` first holds, given that it holds at ``worst`` (and that it holds at every
+    price beyond the first one that breaches: the account only gets worse on the way). ``start``
+    itself when it already breaches (the bar gapped through the limit)."""
+    if breaches(start):
+        return start
+    safe, hit = start, worst
+    # Bisection to the last representable price: ~60 halvings bring two floats together.
+    for _ in range(200):
+        middle = (safe + hit) / 2.0
+        if middle == safe or middle == hit:
+            break
+        if breaches(middle):
+            hit = middle
+        else:
+            safe = middle
+    return hit
