@@ -73,15 +73,17 @@ class _Source:
         self._read = read
         self._lock = threading.Lock()
         self._running: Future[Any] | None = None
+        self._started = 0.0
         self.last: tuple[Any, float, datetime] | None = None
 
-    def fetch(self) -> Future[Any]:
+    def fetch(self) -> tuple[Future[Any], float]:
+        # The read in flight (or a new one) and when it started.
         with self._lock:
             if self._running is None or self._running.done():
-                self._running = Future()
+                self._running, self._started = Future(), time.monotonic()
                 threading.Thread(target=self._run, args=(self._running,), name=f"tradewarden-status-{self.name}",
                                  daemon=True).start()
-            return self._running
+            return self._running, self._started
 
     def _run(self, future: Future[Any]) -> None:
         try:
@@ -117,7 +119,9 @@ class StatusReader:
     a liquidation or a long `EquityBatch`, a slow broker) is shown as its last answer and named
     in ``stale`` with why, as of when, and its age; its read goes on in the background, one at a
     time, and the next status shows the answer once it comes (each background read waits at
-    most ``background_timeout`` seconds for an actor).
+    most ``background_timeout`` seconds for an actor). A read that has been running for
+    ``timeout`` already is not waited for again: while the guard stays busy, status answers at
+    once, from the last answer.
     """
 
     def __init__(self, system: TradingSystem, hub: EventHub, background_timeout: float = 60.0) -> None:
@@ -137,8 +141,12 @@ class StatusReader:
         not at all ({} when every part is fresh). Answers within about ``timeout`` seconds.
         Raises `pykka.Timeout` when the guard has not answered and never answered before."""
         sources = (self._guard, self._loop, self._positions, self._children)
-        futures = [source.fetch() for source in sources]
-        wait(futures, timeout)
+        reads = [source.fetch() for source in sources]
+        # Each read is waited for until ``timeout`` after it started: a read already that old
+        # (the guard busy for longer) is not waited for again, so the answer comes at once.
+        for future, started in reads:
+            wait([future], max(0.0, started + timeout - time.monotonic()))
+        futures = [future for future, _ in reads]
         stale: dict[str, dict[str, Any]] = {}
         values = {source.name: self._value(source, future, timeout, stale) for source, future in zip(sources, futures)}
         guard: GuardStatus | None = values["guard"]
