@@ -51,7 +51,8 @@ from runtime.store import StateStore
 __all__ = ["TradingSystem", "start_trading_system"]
 
 class TradingSystem:
-    """The four actors (plus the alert sender) under one supervisor, with stable addresses.
+    """The four actors (plus the alert sender, and with ``healthcheck_ping_url`` the dead man's
+    switch) under one supervisor, with stable addresses.
 
     Children start in the order emitter, alerts, guard, loop, heartbeat and stop in reverse, so
     LOOP_STOPPED reaches the journal before the emitter goes. Build it, then either `start` it
