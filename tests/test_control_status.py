@@ -10,7 +10,7 @@ from actors import TradingSystem
 from actors.messages import Halt
 from actors.service.hub import EventHub
 from actors.service.status import status_text
-from runtime import EventType, ListSignalSource, Settings
+from runtime import BrokerError, EventType, ListSignalSource, Settings
 from runtime.adapters.sqlite import SqliteStore
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -57,3 +57,26 @@ def test_status_while_the_guard_liquidates_against_a_slow_broker_is_its_last_ans
             assert after["positions"] == []
     finally:
         broker.release.set()  # a failed assertion must not leave the guard waiting on the broker
+
+
+class _PositionsDown(SlowCloseBroker):
+    # A trade server that answers equity but fails to list positions, as a half-broken link does.
+    def open_positions(self):
+        raise BrokerError("positions request timed out")
+
+
+def test_a_broker_that_cannot_list_positions_is_named_in_stale_and_the_rest_is_answered(tmp_path):
+    db = str(tmp_path / "state.db")
+    hub = EventHub()
+    system = TradingSystem(Settings(loop_id="half"), _PositionsDown(paper_with_positions(1)), ListSignalSource(),
+                           store=SqliteStore(db), subscribers=[hub], loop_interval=None)
+    with served(system, hub, db) as api, httpx.Client(base_url=api.url, headers=AUTH, timeout=WAIT) as client:
+        body = client.get("/api/status").json()
+    assert (body["trading_state"], body["positions"]) == ("active", None)
+    assert body["stale"] == {"positions": {
+        "reason": "the broker could not be read: BrokerError('positions request timed out')",
+        "as_of": None, "age_seconds": None,
+    }}
+    assert status_text(body).splitlines()[-1] == (
+        "  stale: positions (the broker could not be read: BrokerError('positions request timed out'); not shown)"
+    )

@@ -68,8 +68,9 @@ class _Source:
     # one in flight, on a daemon thread of its own (a broker call cannot be cancelled, and must
     # not hold up the interpreter's exit), and its last answer kept with when it came.
 
-    def __init__(self, name: str, read: Callable[[], Any]) -> None:
+    def __init__(self, name: str, who: str, read: Callable[[], Any]) -> None:
         self.name = name
+        self.who = who  # what is late, in a stale part's reason
         self._read = read
         self._lock = threading.Lock()
         self._running: Future[Any] | None = None
@@ -127,11 +128,12 @@ class StatusReader:
     def __init__(self, system: TradingSystem, hub: EventHub, background_timeout: float = 60.0) -> None:
         self.system = system
         self.hub = hub
-        self._guard = _Source("guard", lambda: system.guard_status(timeout=background_timeout))
-        self._loop = _Source("loop", lambda: system.loop.ask(GetMetrics(), timeout=background_timeout))
-        self._positions = _Source("positions", lambda: _positions(system))
+        self._guard = _Source("guard", "the guard", lambda: system.guard_status(timeout=background_timeout))
+        self._loop = _Source("loop", "the loop", lambda: system.loop.ask(GetMetrics(), timeout=background_timeout))
+        self._positions = _Source("positions", "the broker", lambda: _positions(system))
         # The supervisor answers from its own thread, which a probe of a busy child may hold.
-        self._children = _Source("supervisor", lambda: system.supervisor.children(timeout=background_timeout))
+        self._children = _Source("supervisor", "the supervisor",
+                                 lambda: system.supervisor.children(timeout=background_timeout))
 
     def status(self, timeout: float = 1.0) -> dict[str, Any]:
         """The trading state, its reason and since when, equity, peak, drawdown, each limit with
@@ -160,10 +162,10 @@ class StatusReader:
         if future.done() and future.exception() is None:
             return future.result()
         if not future.done():
-            reason = f"the {source.name} did not answer within {timeout:g}s"
+            reason = f"{source.who} did not answer within {timeout:g}s"
         else:
             error = future.exception()
-            reason = f"the {source.name} could not be read: {error!r}"
+            reason = f"{source.who} could not be read: {error!r}"
             _log.warning("status: {}", reason)
         last = source.last
         if last is None:
