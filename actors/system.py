@@ -13,6 +13,7 @@ from actors.alerts import AlertActor
 from actors.emitter import EmitterActor, EventSink, JournalSink, Publisher, Subscribers, journal_sink, log_sink
 from actors.fail_safe import FailSafe
 from actors.guard import GuardActor
+from actors.healthcheck import HealthcheckActor, HealthcheckRelay
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
 from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, RestartChild, Resume, SendAlert, Subscribe
@@ -31,6 +32,7 @@ from actors.supervision.supervisor import (
     SupervisorHandle,
     make_slots,
 )
+from runtime.adapters.healthcheck import HealthcheckPing
 from runtime.adapters.sqlite import SqliteStore
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.system_clock import SystemClock
@@ -66,7 +68,8 @@ def store_from_settings(settings: Settings) -> StateStore:
     return store
 
 class TradingSystem:
-    """The four actors (plus the alert sender) under one supervisor, with stable addresses.
+    """The four actors (plus the alert sender, and with ``healthcheck_ping_url`` the dead man's
+    switch) under one supervisor, with stable addresses.
 
     Children start in the order emitter, alerts, guard, loop, heartbeat and stop in reverse, so
     LOOP_STOPPED reaches the journal before the emitter goes. Build it, then either `start` it
@@ -107,8 +110,12 @@ class TradingSystem:
         self.metrics = metrics if metrics is not None else StatsdMetrics.from_settings(settings)
         self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
         # What this system built it also closes (on `stop`); what the caller gave, the caller owns.
-        self._owned = [part for part, given in ((self.store, store), (self.metrics, metrics), (self.alert_sink, alerts))
+        self._owned: list[Any] = [part for part, given in ((self.store, store), (self.metrics, metrics), (self.alert_sink, alerts))
                        if given is None]
+        # The dead man's switch, when HEALTHCHECK_PING_URL is set: a child of its own, last.
+        self._healthcheck = HealthcheckPing.from_settings(settings, self.metrics)
+        if self._healthcheck is not None:
+            self._owned.append(self._healthcheck)
         self.clock = clock or SystemClock.shared()
         self.subscribers = Subscribers(subscribers)
         self._signals = signals
@@ -132,6 +139,10 @@ class TradingSystem:
         )
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
+        self._healthcheck_relay: HealthcheckRelay | None = None
+        if self._healthcheck is not None:
+            self._healthcheck_relay = HealthcheckRelay(Address(self._slots["healthcheck"]), self._healthcheck)
+            self.subscribers.add(self._healthcheck_relay)
         self._handle: SupervisorHandle | None = None
         self.escalations = 0
         self._unjournaled = 0
@@ -191,7 +202,13 @@ class TradingSystem:
                 metrics=self.metrics,
             )
 
-        return [
+        def healthcheck(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            assert self._healthcheck is not None
+            return HealthcheckActor.start(
+                ctx, ping=self._healthcheck, fresh_for=s.heartbeat_interval_seconds, guard_timeout=s.heartbeat_timeout
+            )
+
+        specs = [
             ChildSpec("emitter", emitter, liveness_timeout=timeout),
             # Alerts may block on a slow API by design: only its own stop may wait that long.
             ChildSpec("alerts", alerts, liveness_timeout=None),
@@ -200,6 +217,11 @@ class TradingSystem:
             # The heartbeat may wait heartbeat_timeout on a stalled loop: that is not a hang.
             ChildSpec("heartbeat", heartbeat, liveness_timeout=timeout + s.heartbeat_timeout),
         ]
+        if self._healthcheck is not None:
+            # Last, so it stops first: no ping says "healthy" while the rest shuts down. It may
+            # wait on a slow endpoint (each request bounded by its timeout): that is not a hang.
+            specs.append(ChildSpec("healthcheck", healthcheck, liveness_timeout=None))
+        return specs
 
     # --- starting and stopping --------------------------------------------------------------
 
@@ -258,6 +280,8 @@ class TradingSystem:
             self._handle.stop(timeout)
         if self._fail_safe.alert_sent is not None:
             self._fail_safe.alert_sent.wait(timeout)  # the critical alert goes out before its sink closes
+        if self._healthcheck_relay is not None:
+            self._healthcheck_relay.wait(max(0.0, deadline - time.monotonic()))  # so does the failure ping
         self._unjournaled = self._drain_journals(deadline)
         for part in self._owned:
             close = getattr(part, "close", None)

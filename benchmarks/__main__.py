@@ -16,11 +16,11 @@ from importlib.metadata import version
 import attrs
 from loguru import logger
 
-from benchmarks import baselines, gateway, guard, heartbeat, journal, limits, replay, replay_peers, restart
+from benchmarks import baselines, control, gateway, guard, heartbeat, journal, limits, replay, replay_peers, restart
 from benchmarks.stats import Row, format_table, percentile
 from runtime.store import MemoryStore
 
-GROUPS = ("pykka", "guard", "gateway", "limits", "restart", "heartbeat", "replay", "journal", "memory")
+GROUPS = ("pykka", "guard", "gateway", "limits", "restart", "heartbeat", "replay", "journal", "control", "memory")
 _ORDER = ("memory",) + GROUPS[:-1]  # memory first, before other groups' garbage moves the RSS
 _SLEEPER = "plain thread sleeping to the same schedule"
 
@@ -42,6 +42,8 @@ class Sizes:
     journal_events: int = 200_000
     journal_singles: int = 2_000
     memory_messages: int = 1_000_000
+    status_requests: int = 300
+    liquidated_positions: int = 150
 
 
 QUICK = Sizes(
@@ -58,6 +60,8 @@ QUICK = Sizes(
     journal_events=5_000,
     journal_singles=100,
     memory_messages=50_000,
+    status_requests=10,
+    liquidated_positions=10,
 )
 """`--quick`: every benchmark briefly, so that CI runs the code (its figures mean little)."""
 
@@ -250,6 +254,30 @@ class Run:
                 rates.through_emitter >= 20_000),
             Row(f"journal appends, append_events batches of {rates.batch_size:,} (SQLite WAL, synchronous=FULL)",
                 rates.batched, "events/s", single, rates.per_event),
+        ]
+
+    def control(self) -> list[Row]:
+        """`/api/status` over real HTTP while the guard is busy, beside the same calls idle."""
+        figures = control.status_latencies(self.sizes.status_requests, self.sizes.liquidated_positions)
+        requests = self.sizes.status_requests
+        self.notes.append(
+            f"control: {requests} status calls idle, {requests} while the guard worked through EquityBatches of "
+            f"{control.BATCH:,} readings kept about a second deep ({figures.batches_stale} named the guard stale), "
+            f"{len(figures.liquidation.samples)} during a liquidation of {self.sizes.liquidated_positions} positions "
+            f"at {control.CLOSE_SECONDS * 1000:g} ms per close, {figures.liquidation_seconds:.2f} s "
+            f"({figures.liquidation_stale} named the guard stale)"
+        )
+        bound = "<= 1.1 s (status_timeout 1 s + 100 ms)"
+        batches, liquidating = "guard working through EquityBatches", "guard liquidating, slow broker"
+        return [
+            Row(f"/api/status p50, {batches}", figures.batches.p50_ms, "ms", "/api/status p50, idle",
+                figures.idle.p50_ms),
+            Row(f"/api/status p99, {batches}", figures.batches.p99_ms, "ms", "/api/status p99, idle",
+                figures.idle.p99_ms, bound, figures.batches.p99_ms <= 1100.0),
+            Row(f"/api/status p50, {liquidating}", figures.liquidation.p50_ms, "ms", "/api/status p50, idle",
+                figures.idle.p50_ms),
+            Row(f"/api/status p99, {liquidating}", figures.liquidation.p99_ms, "ms", "/api/status p99, idle",
+                figures.idle.p99_ms, bound, figures.liquidation.p99_ms <= 1100.0),
         ]
 
     def memory(self) -> list[Row]:

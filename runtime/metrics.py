@@ -32,6 +32,8 @@ class MetricNames:
     CONTROL_AUTH_FAILURES_TOTAL = "control_auth_failures_total"
     TELEGRAM_FOREIGN_MESSAGES_TOTAL = "telegram_foreign_messages_total"
     ORDER_REFUSED_TOTAL = "order_refused_total"
+    HEALTHCHECK_PINGS_TOTAL = "healthcheck_pings_total"
+    HEALTHCHECK_PING_FAILURES_TOTAL = "healthcheck_ping_failures_total"
 
 
 class MetricsSink(Protocol):

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -101,6 +102,15 @@ def _stop_basis(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 def _cooldown_rules(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{attribute.name} must be rule names separated by commas, got {value!r}")
+
+
+def _ping_url(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    attrs_text(instance, attribute, value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(f"{attribute.name} must be an http:// or https:// URL with a host and no #fragment, got {value!r}")
 
 
 def _secret_repr(value: str | None) -> str:
@@ -250,6 +260,11 @@ class Settings:
     control_port: int = attrs.field(default=8787, validator=_port, metadata=_env("CONTROL_PORT", parse="int"))
     control_token: str | None = attrs.field(
         default=None, validator=_optional_text, repr=_secret_repr, metadata=_env("CONTROL_TOKEN", parse="str?")
+    )
+    # The dead man's switch (off unless set): pinged while healthy, so an outside monitor alerts
+    # when the pings stop. The URL is the check's credential, hence kept out of the repr.
+    healthcheck_ping_url: str | None = attrs.field(
+        default=None, validator=_ping_url, repr=_secret_repr, metadata=_env("HEALTHCHECK_PING_URL", parse="str?")
     )
     log_json: bool = attrs.field(default=False, validator=attrs_boolean, metadata=_env("LOG_JSON", parse="bool"))
     log_level: str = attrs.field(default="INFO", validator=attrs_text, metadata=_env("LOG_LEVEL", parse="str"))

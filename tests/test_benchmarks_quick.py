@@ -36,6 +36,10 @@ FIGURES = (
     "journal appends, group commit through the emitter (SQLite WAL, synchronous=FULL)",
     "journal appends, append_events batches of 1,000 (SQLite WAL, synchronous=FULL)",
     "RSS growth, 50,000 EquityReadings through the guard",
+    "/api/status p50, guard working through EquityBatches",
+    "/api/status p99, guard working through EquityBatches",
+    "/api/status p50, guard liquidating, slow broker",
+    "/api/status p99, guard liquidating, slow broker",
 )
 
 

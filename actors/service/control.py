@@ -23,7 +23,7 @@ from actors.service.auth import BearerToken, RequireToken
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.hub import EventHub
 from actors.service.journal import JournalError, JournalReader, parse_since
-from actors.service.status import health_problems, status
+from actors.service.status import StatusReader, health_problems
 from actors.supervision.address import ChildUnavailable
 from actors.system import TradingSystem
 from runtime.adapters.prometheus import CONTENT_TYPE_LATEST, PrometheusMetrics
@@ -32,10 +32,14 @@ from runtime.metrics import MetricsSink
 from runtime.risk.monitor import ResumeRefused
 from runtime.validation import member
 
-__all__ = ["MAX_BODY_BYTES", "control_app"]
+__all__ = ["MAX_BODY_BYTES", "MAX_STREAMS", "SEND_TIMEOUT", "control_app"]
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_EVENTS = 1_000
+MAX_STREAMS = 16
+"""Event streams open at once; one more gets 503 (each costs the emitter a hand-off per event)."""
+SEND_TIMEOUT = 10.0
+"""Seconds one piece of a response may wait for a client that does not read; then it is dropped."""
 _KEEPALIVE_SECONDS = 15.0
 _log = logger.bind(component="control")
 
@@ -103,6 +107,39 @@ def _query(request: Request) -> dict[str, Any]:
     return query
 
 
+class _SendTimeout:
+    # A client that stops reading fills the socket and makes every later send wait: bound that
+    # wait, then give up on the response (uvicorn closes the connection), so such a client holds
+    # neither a task, nor an event stream's queue, for longer than ``timeout``.
+
+    def __init__(self, app: Any, timeout: float) -> None:
+        self._app = app
+        self._timeout = timeout
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        timeout = self._timeout
+
+        async def bounded(message: Any) -> None:
+            try:
+                await asyncio.wait_for(send(message), timeout)
+            except TimeoutError:
+                raise _ClientStalled(scope.get("client"), timeout) from None
+
+        try:
+            await self._app(scope, receive, bounded)
+        except* _ClientStalled as stalled:
+            _log.warning("control: {}", stalled.exceptions[0])
+
+
+class _ClientStalled(Exception):
+    def __init__(self, client: Any, timeout: float) -> None:
+        who = f"{client[0]}:{client[1]}" if client else "a client"
+        super().__init__(f"{who} read nothing for {timeout:g}s; its response was dropped")
+
+
 def control_app(
     system: TradingSystem,
     hub: EventHub,
@@ -111,14 +148,21 @@ def control_app(
     metrics: MetricsSink,
     token: BearerToken | None,
     ask_timeout: float = 5.0,
-) -> RequireToken:
+    status_timeout: float = 1.0,
+    send_timeout: float = SEND_TIMEOUT,
+) -> Any:
     """The control API of ``system`` as an ASGI app, every route but ``/health`` and the
     dashboard's static files behind ``token``.
 
     Answers are JSON (``/metrics`` is the Prometheus text format); a bad request gets a 4xx with
     ``{"error": ...}`` naming the field and the value, and changes nothing; an actor that does
-    not answer within ``ask_timeout`` gives 503.
+    not answer within ``ask_timeout`` gives 503. ``/api/status`` answers within about
+    ``status_timeout`` seconds however busy the guard is: what has not answered by then is its
+    last answer, named in ``stale`` (see `StatusReader`). A client that reads nothing of its
+    answer for ``send_timeout`` seconds is dropped, and at most `MAX_STREAMS` event streams are
+    open at once.
     """
+    reader = StatusReader(system, hub)
 
     async def on_system(call: Callable[[], Any]) -> Any:
         try:
@@ -133,7 +177,7 @@ def control_app(
         return JSONResponse({"status": "ok", "problems": []})
 
     async def get_status(request: Request) -> Response:
-        return JSONResponse(await on_system(lambda: status(system, hub, ask_timeout)))
+        return JSONResponse(await on_system(lambda: reader.status(status_timeout)))
 
     async def get_events(request: Request) -> Response:
         query = _query(request)
@@ -148,6 +192,8 @@ def control_app(
     async def stream_events(request: Request) -> Response:
         query = _query(request)
         wanted = query.get("event_type")
+        if hub.listeners >= MAX_STREAMS:
+            raise _BadRequest(503, f"{MAX_STREAMS} event streams are open already; close one, or poll /api/events")
         listener = hub.listen()
 
         async def lines() -> AsyncIterator[str]:
@@ -207,4 +253,5 @@ def control_app(
         Route("/metrics", answering(scrape), methods=["GET"]),
         *dashboard_routes(),
     ]
-    return RequireToken(Starlette(routes=routes), token, metrics, exempt=PUBLIC_PATHS | {"/health"})
+    app = RequireToken(Starlette(routes=routes), token, metrics, exempt=PUBLIC_PATHS | {"/health"})
+    return _SendTimeout(app, send_timeout)

@@ -37,7 +37,7 @@ class EventHub:
     last TRADING_STATE_CHANGED, and hands every event to each registered `Listener`.
 
     Promises: a call (on the emitter's thread) never blocks and never raises; a slow client only
-    overflows its own queue.
+    overflows its own queue, and is then handed nothing more.
     """
 
     def __init__(self) -> None:
@@ -57,6 +57,9 @@ class EventHub:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
+            if listener.overflowed:  # it is sent nothing more: stop handing it events now
+                self.remove(listener)
+                continue
             try:
                 listener.loop.call_soon_threadsafe(listener._put, event)
             except RuntimeError:  # its event loop has closed: the client is gone
@@ -89,6 +92,12 @@ class EventHub:
         with self._lock:
             self._listeners.add(listener)
         return listener
+
+    @property
+    def listeners(self) -> int:
+        """How many listeners are registered."""
+        with self._lock:
+            return len(self._listeners)
 
     def remove(self, listener: Listener) -> None:
         """Stop handing events to ``listener``."""

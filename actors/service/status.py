@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from typing import Any
 
 import pykka
 from loguru import logger
 
-from actors.messages import GetMetrics, Ping
+from actors.messages import GetMetrics, GuardStatus, LoopStatus, Ping
 from actors.service.hub import EventHub
 from actors.supervision.address import ChildUnavailable
+from actors.supervision.supervisor import ChildInfo
 from actors.system import TradingSystem
 from runtime.payloads import Heartbeat
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, MaxDrawdownGuard, MinEquityGuard
 
-__all__ = ["limits", "status", "status_text", "health_problems"]
+__all__ = ["StatusReader", "limits", "status_text", "health_problems"]
 
 _log = logger.bind(component="control")
 _ACTORS = ("emitter", "alerts", "guard", "loop", "heartbeat")
@@ -53,15 +57,44 @@ def limits(guards: list[Guard], state: GuardState) -> list[dict[str, Any]]:
     return out
 
 
-def _positions(system: TradingSystem) -> list[dict[str, Any]] | None:
+def _positions(system: TradingSystem) -> list[dict[str, Any]]:
     # A read of the account, like the loop's own: only the guard sends orders to the broker.
-    try:
-        held = system.broker.open_positions()
-    except Exception as exc:  # a broker that cannot answer must not take the status down with it
-        _log.warning("status: the broker did not list its positions: {!r}", exc)
-        return None
     return [{"position_id": p.position_id, "symbol": p.symbol, "side": p.side.value, "volume": p.volume,
-             "entry_price": p.entry_price, "unrealised_pnl": p.unrealised_pnl} for p in held]
+             "entry_price": p.entry_price, "unrealised_pnl": p.unrealised_pnl} for p in system.broker.open_positions()]
+
+
+class _Source:
+    # One read of the system that may be slow (an ask of a busy actor, a slow broker): at most
+    # one in flight, on a daemon thread of its own (a broker call cannot be cancelled, and must
+    # not hold up the interpreter's exit), and its last answer kept with when it came.
+
+    def __init__(self, name: str, who: str, read: Callable[[], Any]) -> None:
+        self.name = name
+        self.who = who  # what is late, in a stale part's reason
+        self._read = read
+        self._lock = threading.Lock()
+        self._running: Future[Any] | None = None
+        self._started = 0.0
+        self.last: tuple[Any, float, datetime] | None = None
+
+    def fetch(self) -> tuple[Future[Any], float]:
+        # The read in flight (or a new one) and when it started.
+        with self._lock:
+            if self._running is None or self._running.done():
+                self._running, self._started = Future(), time.monotonic()
+                threading.Thread(target=self._run, args=(self._running,), name=f"tradewarden-status-{self.name}",
+                                 daemon=True).start()
+            return self._running, self._started
+
+    def _run(self, future: Future[Any]) -> None:
+        try:
+            value = self._read()
+        except BaseException as exc:  # handed to the reader, which says why it is stale
+            future.set_exception(exc)
+            return
+        with self._lock:
+            self.last = (value, time.monotonic(), datetime.now(UTC))
+        future.set_result(value)
 
 
 def _state_since(hub: EventHub) -> str | None:
@@ -79,20 +112,78 @@ def _heartbeat(hub: EventHub) -> dict[str, Any] | None:
             "positions_open": beat.positions_open, "account_equity": beat.account_equity}
 
 
-def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[str, Any]:
-    """The trading state, its reason and since when, equity, peak, drawdown, each limit with its
-    headroom and warning level, open positions (count and list), the last heartbeat, restarts and
-    every child's incarnation. Raises what the guard's
-    ask raises (`pykka.Timeout`, `ChildUnavailable`) when the guard does not answer."""
-    guard = system.guard_status(timeout=timeout)
+class StatusReader:
+    """What `/api/status` and the Telegram `/status` report, within a bound however busy the system is.
+
+    Each read asks the guard, the loop and the supervisor and lists the broker's positions at once, and waits
+    at most ``timeout`` seconds for them. A part that has not answered by then (a guard deep in
+    a liquidation or a long `EquityBatch`, a slow broker) is shown as its last answer and named
+    in ``stale`` with why, as of when, and its age; its read goes on in the background, one at a
+    time, and the next status shows the answer once it comes (each background read waits at
+    most ``background_timeout`` seconds for an actor). A read that has been running for
+    ``timeout`` already is not waited for again: while the guard stays busy, status answers at
+    once, from the last answer.
+    """
+
+    def __init__(self, system: TradingSystem, hub: EventHub, background_timeout: float = 60.0) -> None:
+        self.system = system
+        self.hub = hub
+        self._guard = _Source("guard", "the guard", lambda: system.guard_status(timeout=background_timeout))
+        self._loop = _Source("loop", "the loop", lambda: system.loop.ask(GetMetrics(), timeout=background_timeout))
+        self._positions = _Source("positions", "the broker", lambda: _positions(system))
+        # The supervisor answers from its own thread, which a probe of a busy child may hold.
+        self._children = _Source("supervisor", "the supervisor",
+                                 lambda: system.supervisor.children(timeout=background_timeout))
+
+    def status(self, timeout: float = 1.0) -> dict[str, Any]:
+        """The trading state, its reason and since when, equity, peak, drawdown, each limit with
+        its headroom and warning level, open positions (count and list), the last heartbeat,
+        restarts, every child's incarnation, and ``stale``: {part: {"reason", "as_of",
+        "age_seconds"}} for each part (guard, loop, positions, supervisor) shown from an earlier answer or
+        not at all ({} when every part is fresh). Answers within about ``timeout`` seconds.
+        Raises `pykka.Timeout` when the guard has not answered and never answered before."""
+        sources = (self._guard, self._loop, self._positions, self._children)
+        reads = [source.fetch() for source in sources]
+        # Each read is waited for until ``timeout`` after it started: a read already that old
+        # (the guard busy for longer) is not waited for again, so the answer comes at once.
+        for future, started in reads:
+            wait([future], max(0.0, started + timeout - time.monotonic()))
+        futures = [future for future, _ in reads]
+        stale: dict[str, dict[str, Any]] = {}
+        values = {source.name: self._value(source, future, timeout, stale) for source, future in zip(sources, futures)}
+        guard: GuardStatus | None = values["guard"]
+        if guard is None:
+            raise pykka.Timeout(f"the guard did not answer within {timeout:g}s, and never answered before")
+        loop: LoopStatus | None = values["loop"]
+        return _report(self.system, self.hub, guard, loop, values["positions"], values["supervisor"] or {}, stale)
+
+    @staticmethod
+    def _value(source: _Source, future: Future[Any], timeout: float, stale: dict[str, dict[str, Any]]) -> Any:
+        if future.done() and future.exception() is None:
+            return future.result()
+        if not future.done():
+            reason = f"{source.who} did not answer within {timeout:g}s"
+        else:
+            error = future.exception()
+            reason = f"{source.who} could not be read: {error!r}"
+            _log.warning("status: {}", reason)
+        last = source.last
+        if last is None:
+            stale[source.name] = {"reason": reason, "as_of": None, "age_seconds": None}
+            return None
+        value, at, wall = last
+        stale[source.name] = {"reason": reason, "as_of": wall.isoformat(), "age_seconds": round(time.monotonic() - at, 3)}
+        return value
+
+
+def _report(
+    system: TradingSystem, hub: EventHub, guard: GuardStatus, loop: LoopStatus | None,
+    positions: list[dict[str, Any]] | None, children_info: dict[str, ChildInfo], stale: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     state: GuardState = guard.state
-    try:
-        positions_open = system.loop.ask(GetMetrics(), timeout=timeout).metrics.positions_open
-    except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError):
-        positions_open = None
     children = {
         name: {"incarnation": child.incarnation, "alive": child.alive, "restarts": child.restarts}
-        for name, child in system.children().items()
+        for name, child in children_info.items()
     }
     return {
         "loop_id": system.settings.loop_id,
@@ -106,8 +197,8 @@ def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[s
         "max_drawdown": state.max_drawdown,
         "last_check_time": state.last_check_time.isoformat() if state.last_check_time else None,
         "limits": limits(system.settings.guards(), state),
-        "positions_open": positions_open,
-        "positions": _positions(system),
+        "positions_open": loop.metrics.positions_open if loop is not None else None,
+        "positions": positions,
         "liquidating": guard.liquidating,
         "block_counts": guard.block_counts,
         "bad_readings": guard.bad_readings,
@@ -115,6 +206,7 @@ def status(system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> dict[s
         "restarts": sum(child["restarts"] for child in children.values()),
         "gave_up": system.gave_up,
         "children": children,
+        "stale": stale,
     }
 
 
@@ -131,6 +223,9 @@ def status_text(status: dict[str, Any]) -> str:
     lines.append(f"  last heartbeat: #{beat['beat']} {beat['age_seconds']:.1f}s ago" if beat else "  last heartbeat: none yet")
     children = ", ".join(f"{name} #{child['incarnation']}" for name, child in status["children"].items())
     lines.append(f"  actors: {children}; restarts {status['restarts']}" + ("; SUPERVISOR GAVE UP" if status["gave_up"] else ""))
+    for part, why in status.get("stale", {}).items():
+        since = f"shown as of {why['age_seconds']:.1f}s ago" if why["as_of"] else "not shown"
+        lines.append(f"  stale: {part} ({why['reason']}; {since})")
     return "\n".join(lines)
 
 

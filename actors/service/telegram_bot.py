@@ -12,7 +12,7 @@ from typing import Any
 import pykka
 
 from actors.service.hub import EventHub
-from actors.service.status import status, status_text
+from actors.service.status import StatusReader, status_text
 from actors.supervision.address import ChildUnavailable
 from actors.system import TradingSystem
 from runtime.adapters.telegram_commands import parse_command
@@ -43,6 +43,7 @@ class CommandHandler:
         self.system = system
         self.hub = hub
         self.timeout = timeout
+        self._reader = StatusReader(system, hub)
 
     def __call__(self, text: str) -> str:
         """The reply to one message from the configured chat."""
@@ -59,7 +60,7 @@ class CommandHandler:
             return f"The trading system did not answer within {self.timeout:g}s ({type(exc).__name__}); try again."
 
     def _snapshot(self) -> dict[str, Any]:
-        return status(self.system, self.hub, self.timeout)
+        return self._reader.status(self.timeout)
 
     def _status(self, rest: str) -> str:
         return status_text(self._snapshot())
