@@ -30,6 +30,8 @@ from actors.messages import (
 from actors.replay_messages import EquitySeries, GetGuardLine, JudgeReading
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import BusySection, ChildContext
+from actors.supervision.messages import Tick
+from actors.supervision.timers import Timers
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
 from runtime.broker import Broker, Fill, Order, Position, read_account
@@ -151,6 +153,9 @@ class GuardActor(SupervisedActor):
         self._cooldown = cooldown
         self._halted_by: tuple[str, ...] = ()  # the rules of a halt a cooldown may lift, since _halted_at
         self._halted_at: float | None = None
+        # A cooldown follows the trading clock (the data's time in a replay: a day's cooldown is
+        # a day of data), whatever clock the guard's timers about the broker keep.
+        self._cooldown_timers = Timers(self.actor_ref, context.clock)
         self._guards = list(guards)
         self._settle_grace = _seconds("settle_grace", settle_grace)
         self._late_fill_watch = timedelta(seconds=_seconds("late_fill_watch", late_fill_watch))
@@ -211,7 +216,18 @@ class GuardActor(SupervisedActor):
         assert self._monitor is not None, "guard not started"
         return self._monitor
 
+    def cleanup(self) -> None:
+        """Stop the cooldown timers with the incarnation (the actor's own timers stop anyway)."""
+        self._cooldown_timers.cancel_all()
+
     # --- messages ---------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        """A cooldown's tick, else as every supervised actor."""
+        if type(message) is Tick and self._cooldown_timers.accept(message):
+            self.on_tick(message.key)
+            return None
+        return super().on_receive(message)
 
     def handle(self, message: Any) -> Any:
         """Orders, readings, batches, cash flows, resume, liquidation retries and state queries."""
@@ -811,9 +827,9 @@ class GuardActor(SupervisedActor):
 
     def _release_halt(self, *, runaway_too: bool) -> None:
         self._halted_by, self._halted_at = (), None
-        self.timers.cancel("cooldown")
+        self._cooldown_timers.cancel("cooldown")
         if runaway_too:
-            self.timers.cancel("runaway_cooldown")
+            self._cooldown_timers.cancel("runaway_cooldown")
         self._save_gate()
 
     def _arm_cooldowns(self) -> None:
@@ -829,7 +845,7 @@ class GuardActor(SupervisedActor):
                 continue
             ends = cooldown.resume_at(rules, datetime.fromtimestamp(since, UTC))
             if ends is not None:
-                self.timers.start_single(key, max(0.0, (ends - self.context.clock.now()).total_seconds()))
+                self._cooldown_timers.start_single(key, max(0.0, (ends - self.context.clock.now()).total_seconds()))
 
     def _cool_down(self) -> None:
         rules = self._halted_by

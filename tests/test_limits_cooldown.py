@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import attrs
 import pytest
 from actor_helpers import WAIT, AlertInbox, EventLog, wait_until
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors import start_trading_system
@@ -60,6 +60,7 @@ def test_a_bad_cooldown_is_refused_naming_the_field_and_value(kwargs, message):
     assert str(info.value) == message
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(timezones().flatmap(lambda zone: st.tuples(st.just(zone), aware_datetimes(zone))))
 def test_a_daily_loss_halt_always_lifts_at_the_first_midnight_after_it(case):
     zone, halted = case

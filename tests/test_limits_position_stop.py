@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from actor_helpers import FlakyBroker
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from test_guard_actor import GuardTree
 
 from runtime import EventType, Order, PaperBroker, Position, Settings, TradingState
@@ -69,6 +69,7 @@ def test_a_bad_stop_is_refused_naming_the_field_and_value(kwargs, error, message
     assert str(info.value) == message
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(position_stops(), priced_positions(), equities(1.0, 1e7))
 def test_the_stop_fires_exactly_for_the_positions_whose_loss_reaches_its_share(stop, positions, equity):
     fired = {p.position_id for p, _ in stop.fired(positions, equity)}

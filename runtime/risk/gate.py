@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_right, insort
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,28 +75,38 @@ class Refusal:
     counted: bool = False
 
 
-def _times(value: Any) -> tuple[float, ...]:
-    try:
-        return tuple(float(t) for t in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"times must be a sequence of epoch seconds, got {value!r}") from None
+def _times(field: str, value: Any) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{field} must be a sequence of epoch seconds, got {value!r}")
+    for t in value:
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise TypeError(f"{field} must be a sequence of epoch seconds, got {value!r}")
+        if not math.isfinite(t):
+            raise ValueError(f"{field} must hold finite epoch seconds, got {t!r}")
+    return tuple(float(t) for t in value)
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not all(isinstance(name, str) for name in value):
-        raise TypeError(f"halted_by must be a sequence of rule names, got {value!r}")
+def _moment(field: str, value: Any) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        raise ValueError(f"{field} must be finite epoch seconds or None, got {value!r}")
+    return None if value is None else float(value)
+
+
+def _reason(field: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{field} must be a reason or None, got {value!r}")
+    return value
+
+
+def _names(field: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(name, str) for name in value):
+        raise TypeError(f"{field} must be a sequence of rule names, got {value!r}")
     return tuple(value)
 
 
-def _finite_times(instance: object, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
-    bad = [t for t in value if not math.isfinite(t)]
-    if bad:
-        raise ValueError(f"{attribute.name} must hold finite epoch seconds, got {bad[0]!r}")
-
-
-def _moment(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be finite epoch seconds or None, got {value!r}")
+_FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "sent": _times, "refusals": _times, "latched": _reason, "latched_at": _moment, "halted_by": _names, "halted_at": _moment,
+}
 
 
 @attrs.frozen
@@ -109,26 +119,40 @@ class GateRecord:
     counts; ``latched``: the runaway loop's reason while it holds REDUCING (None when it does
     not), latched at ``latched_at``; ``halted_by``: the rules whose breach halted trading (for a
     cooldown to lift), at ``halted_at`` (empty and None when no such halt is held).
+
+    Made by the gate on every order it counts, so making one checks nothing (a copy of the
+    history, no more); what comes back from a store is checked by `from_json`.
     """
 
-    sent: tuple[float, ...] = attrs.field(default=(), converter=_times, validator=_finite_times)
-    refusals: tuple[float, ...] = attrs.field(default=(), converter=_times, validator=_finite_times)
+    sent: tuple[float, ...] = ()
+    refusals: tuple[float, ...] = ()
     latched: str | None = None
-    latched_at: float | None = attrs.field(default=None, validator=_moment)
-    halted_by: tuple[str, ...] = attrs.field(default=(), converter=_names)
-    halted_at: float | None = attrs.field(default=None, validator=_moment)
+    latched_at: float | None = None
+    halted_by: tuple[str, ...] = ()
+    halted_at: float | None = None
 
     def to_json(self) -> str:
         """The record as one line of JSON; `from_json` gives back an equal record (floats in
-        their shortest exact form)."""
-        return json.dumps(attrs.asdict(self), allow_nan=False, sort_keys=True, separators=(",", ":"))
+        their shortest exact form). A non-finite time raises ``ValueError``."""
+        data = {
+            "sent": list(self.sent), "refusals": list(self.refusals), "latched": self.latched,
+            "latched_at": self.latched_at, "halted_by": list(self.halted_by), "halted_at": self.halted_at,
+        }
+        return json.dumps(data, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> GateRecord:
-        """The record `to_json` wrote; a malformed text raises ``ValueError`` quoting it."""
+        """The record `to_json` wrote; a malformed text (not JSON, an unknown key, a value of
+        the wrong kind, a time that is not finite) raises ``ValueError`` quoting it."""
         try:
             data = json.loads(text)
-            return cls(**data)
+            if not isinstance(data, dict):
+                raise TypeError(f"a gate record is a JSON object, got {data!r}")
+            unknown = sorted(set(data) - set(_FIELD_CHECKS))
+            if unknown:
+                raise TypeError(f"unknown key {unknown[0]!r}; known: {', '.join(_FIELD_CHECKS)}")
+            checked: dict[str, Any] = {key: _FIELD_CHECKS[key](key, value) for key, value in data.items()}
+            return cls(**checked)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a gate record's JSON: {text[:200]!r} ({type(exc).__name__}: {exc})") from exc
 
