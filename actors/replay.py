@@ -101,11 +101,12 @@ class PaperFeed:
             return self._bars
 
     def __call__(self, data: MarketData) -> None:
-        """Feed one bar: price first, then the broker's holding, then the strategy."""
+        """Feed one bar: price (with the bar's own spread, when it has one) first, then the
+        broker's holding, then the strategy."""
         bar = data.bar
         if not isinstance(bar, Bar):
             raise TypeError(f"MarketData.bar must be a runtime.replay.prices.Bar, got {bar!r} ({type(bar).__name__})")
-        self.broker.update_price(self.symbol, bar.close, bar.time)
+        self.broker.update_price(self.symbol, bar.close, bar.time, spread_points=bar.spread_points)
         self.strategy.sync_position(max(0.0, self.broker.net_volume(self.symbol)))
         self.strategy.on_bar(bar)
         with self._lock:

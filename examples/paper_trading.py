@@ -572,19 +572,6 @@ def _journal_incomplete(system: TradingSystem) -> bool:
     return True
 
 
-def _with_bar_spreads(broker: PaperBroker, feed: PaperFeed) -> Callable[[Any], None]:
-    """``feed``, with each bar's own spread (an MT5 export's ``<SPREAD>``, in points) handed to the
-    broker first; the broker keeps it for the bar (used with ``--point``)."""
-
-    def market_feed(data: Any) -> None:
-        bar = data.bar
-        if isinstance(bar, Bar) and bar.spread_points is not None:
-            broker.update_price(feed.symbol, bar.close, bar.time, spread_points=bar.spread_points)
-        feed(data)
-
-    return market_feed
-
-
 def _describe_costs(settings: Settings) -> str:
     spread = f"{settings.paper_spread:g}"
     if settings.paper_point is not None:
@@ -658,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock=clock,
         sinks=sinks,
         loop_interval=None,  # data-driven: a cycle per bar
-        market_feed=_with_bar_spreads(broker, PaperFeed(broker, strategy, symbol)),
+        market_feed=PaperFeed(broker, strategy, symbol),
     )
     show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
     progress = _Progress() if show_progress else None

@@ -114,6 +114,7 @@ def test_the_guard_closes_a_losing_position_on_its_own_journaled_and_trading_goe
     assert closed.metadata == {
         "position_id": "1", "symbol": "EURUSD", "side": "buy", "volume": 10_000.0, "price": 0.97,
         "realised_pnl": pytest.approx(-300.0), "reason": reason, "attempt": 0, "rule": "position_stop",
+        "costs": 0.0,
     }
     [submitted] = tree.events.of(EventType.ORDER_SUBMITTED)
     [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)

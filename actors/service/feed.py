@@ -52,7 +52,7 @@ def bar_source(config: FeedConfig) -> Iterator[tuple[float, Bar]]:
     read raises `PriceDataError` naming the file and the line before anything starts."""
     if config.kind == "csv":
         assert config.path is not None
-        return csv_bars(load_bars(config.path, symbol=config.symbol, timezone=config.timezone), config.speed)
+        return csv_bars(load_bars(config.path, symbol=config.symbol, timezone=config.timezone, symbol_field="feed.symbol"), config.speed)
     return random_walk(config, _utc_now)
 
 

@@ -51,7 +51,9 @@ def _market_feed(broker: Broker, strategy: Any, symbol: str) -> Any:
     # source only needs the paper broker's price to follow the bars.
     if callable(getattr(strategy, "on_bar", None)) and callable(getattr(strategy, "sync_position", None)):
         return PaperFeed(broker, strategy, symbol)  # type: ignore[arg-type]
-    return lambda data: broker.update_price(symbol, data.bar.close, data.bar.time)  # type: ignore[attr-defined]
+    return lambda data: broker.update_price(  # type: ignore[attr-defined]
+        symbol, data.bar.close, data.bar.time, spread_points=data.bar.spread_points
+    )
 
 
 def run(config: RunConfig) -> int:
