@@ -544,3 +544,17 @@ def test_a_guard_state_takes_no_day_start_or_a_finite_one():
     )
     assert GuardState(**base).day_start_equity is None
     assert GuardState(**base, day_start_equity=2.0).day_start_equity == 2.0
+
+
+def test_a_daily_clear_line_for_a_day_that_started_below_one_is_still_a_line():
+    assert DailyLossGuard(5.0).clear_line(100.0, 0.5) == (-math.inf, 0.5 * (1.0 - 0.05 + 1e-9))
+    assert DailyLossGuard(5.0).clear_line(100.0, 1.0) == (-math.inf, 1.0 - 0.05 + 1e-9)
+
+
+def test_equity_exactly_at_the_minimum_with_a_warning_level_is_a_warning_not_a_breach():
+    assert MinEquityGuard(500.0, warn_at=0.5).verdict(500.0, 900.0, 900.0, 900.0) == Verdict(
+        "min_equity",
+        Level.WARN,
+        "warning: equity 500.00 < warning level 1000.00 (minimum 500.00)",
+        "min_equity_block_total",
+    )
