@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
+import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.validation import (
     attrs_non_negative,
@@ -226,3 +229,22 @@ def test_the_attrs_validators_name_the_field_and_value(kwargs, error, message):
     with _exact(error, message) as caught:
         _Checked(**kwargs)
     assert caught.value.__cause__ is None
+
+
+# The hot paths (finite_number, DrawdownTracker.observe and observe_many, RiskMonitor.observe,
+# max_drawdown's first point) skip the full check for a float that is finite. Switching such a
+# fast path off must change no result: the full check hands back the very same float.
+
+
+@settings(max_examples=300)
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_the_full_check_returns_the_very_float_it_was_given(value):
+    assert finite_number("x", value) is value
+    assert finite_number("x", _Float(value)) == value
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308])
+def test_the_full_check_returns_the_extreme_floats_unchanged(value):
+    result = finite_number("x", value)
+    assert result is value
+    assert math.copysign(1.0, result) == math.copysign(1.0, value)
