@@ -751,3 +751,51 @@ def test_observe_many_returns_the_assessments_in_reading_order_with_their_equity
     with pytest.raises(TypeError, match=r"^equities\[1\] must be a finite real number, got None \(NoneType\)$"):
         monitor.observe_many([900.0, None], at(1))
     assert monitor.record().last_check_time == at(0)
+
+
+# --- gaps left by the mutation run of 2026-12-01 (written after it; see TESTING.md) ---------------
+
+
+def test_a_static_drawdown_breach_is_cleared_by_a_rebaseline_and_refused_without_one():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(10.0, trailing=False)])
+    monitor.observe(850.0, at(0))
+    with pytest.raises(ResumeRefused, match=r"^resume refused: static drawdown 15\.00% >= limit 10\.00% \(start 1000\.00"):
+        monitor.resume()
+    assert monitor.resume(rebaseline=True)[0] is TradingState.HALTED
+    assert monitor.record().drawdown == DrawdownSnapshot(850.0, 850.0, 850.0, 0.15)
+
+
+def test_every_warning_is_in_the_reason_joined_by_semicolons():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0, warn_at=0.5), MinEquityGuard(500.0, warn_at=0.5)])
+    monitor.observe(880.0, at(0))
+    assert monitor.state().reason == (
+        "warning: max drawdown 12.00% >= limit 20.00% (peak 1000.00, equity 880.00); "
+        "warning: equity 880.00 < warning level 1000.00 (minimum 500.00)"
+    )
+
+
+def test_a_rebaseline_refused_names_every_limit_still_breached():
+    monitor = RiskMonitor(1000.0, [MinEquityGuard(900.0), MinEquityGuard(800.0)])
+    monitor.observe(700.0, at(0))
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume(rebaseline=True)
+    assert str(refused.value) == (
+        "resume refused, even with a rebaseline: equity 700.00 < minimum 900.00; equity 700.00 < minimum 800.00"
+    )
+
+
+def test_a_rebaseline_just_above_zero_equity_is_taken():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(0.5, at(0))
+    assert monitor.resume(rebaseline=True) == (
+        TradingState.HALTED,
+        Rebaseline(old_peak=1000.0, new_peak=0.5, old_day_start=0.5, new_day_start=0.5),
+    )
+
+
+def test_observe_takes_an_int_as_a_float_and_names_a_string():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    found = monitor.observe(700, at(0))
+    assert found is not None and found.equity == 700.0 and type(found.equity) is float
+    with pytest.raises(TypeError, match=r"^equity must be a finite real number, got '900' \(str\)$"):
+        monitor.observe("900", at(1))
