@@ -799,3 +799,10 @@ def test_observe_takes_an_int_as_a_float_and_names_a_string():
     assert found is not None and found.equity == 700.0 and type(found.equity) is float
     with pytest.raises(TypeError, match=r"^equity must be a finite real number, got '900' \(str\)$"):
         monitor.observe("900", at(1))
+
+
+def test_a_new_tokyo_day_starts_at_tokyo_midnight_even_right_after_a_reading_of_the_old_day():
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(5.0, timezone="Asia/Tokyo")])
+    monitor.observe(1000.0, datetime(2024, 3, 1, 14, 0, tzinfo=UTC))  # 23:00 on 1 March in Tokyo
+    monitor.observe(990.0, datetime(2024, 3, 1, 15, 30, tzinfo=UTC))  # 00:30 on 2 March in Tokyo
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 2), 990.0)
