@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -86,22 +87,22 @@ def test_an_empty_curve_has_no_drawdown_from_its_start_equity():
 
 
 def test_an_empty_curve_without_a_start_equity_is_refused():
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"^equity_curve is empty and no start_equity was given$"):
         max_drawdown([])
 
 
 def test_a_curve_starting_at_zero_is_refused_naming_the_value():
-    with pytest.raises(ValueError, match=r"0\.0"):
+    with pytest.raises(ValueError, match=r"^start_equity must be > 0, got 0\.0$"):
         max_drawdown([0.0, 10.0])
 
 
 def test_a_nan_in_a_curve_is_refused_naming_its_index():
-    with pytest.raises(ValueError, match=r"equities\[2\].*nan"):
+    with pytest.raises(ValueError, match=r"^equities\[2\] must be a finite real number, got nan$"):
         max_drawdown([100.0, 90.0, math.nan, 80.0])
 
 
 def test_a_bad_first_point_of_a_curve_is_named_as_the_first_point():
-    with pytest.raises(TypeError, match=r"equity_curve\[0\].*'100'"):
+    with pytest.raises(TypeError, match=r"^equity_curve\[0\] must be a finite real number, got '100' \(str\)$"):
         max_drawdown(["100", 90.0])
 
 
@@ -175,7 +176,9 @@ def test_a_cash_flow_that_would_empty_the_account_is_refused_and_changes_nothing
     tracker = DrawdownTracker(1000.0)
     tracker.observe(900.0)
     before = tracker.snapshot()
-    with pytest.raises(ValueError, match=r"-900\.0"):
+    with pytest.raises(
+        ValueError, match=r"^cash flow amount -900\.0 would take equity from 900\.0 to 0\.0 \(must stay > 0\)$"
+    ):
         tracker.record_cash_flow(-900.0)
     assert tracker.snapshot() == before
 
@@ -183,13 +186,15 @@ def test_a_cash_flow_that_would_empty_the_account_is_refused_and_changes_nothing
 def test_a_cash_flow_while_equity_is_negative_is_refused():
     tracker = DrawdownTracker(1000.0)
     tracker.observe(-10.0)
-    with pytest.raises(ValueError, match=r"-10\.0"):
+    before = tracker.snapshot()
+    with pytest.raises(ValueError, match=r"^cannot record a cash flow of 500\.0 while equity is -10\.0 \(must be > 0\)$"):
         tracker.record_cash_flow(500.0)
+    assert tracker.snapshot() == before
 
 
 def test_a_nan_cash_flow_is_refused_naming_the_amount():
     tracker = DrawdownTracker(1000.0)
-    with pytest.raises(ValueError, match="amount.*nan"):
+    with pytest.raises(ValueError, match=r"^amount must be a finite real number, got nan$"):
         tracker.record_cash_flow(math.nan)
 
 
@@ -224,29 +229,29 @@ def test_a_bad_value_in_a_batch_leaves_the_tracker_unchanged_and_names_index_and
 def test_every_bad_reading_is_refused_by_observe_and_named(bad):
     tracker = DrawdownTracker(100.0)
     before = tracker.snapshot()
-    with pytest.raises((TypeError, ValueError), match="equity") as raised:
+    with pytest.raises((TypeError, ValueError), match=r"^equity must be a finite real number, got ") as raised:
         tracker.observe(bad)
     assert repr(bad) in str(raised.value)
     assert tracker.snapshot() == before
 
 
 def test_nan_equity_is_refused_and_names_the_value():
-    with pytest.raises(ValueError, match=r"equity must be a finite real number, got nan"):
+    with pytest.raises(ValueError, match=r"^equity must be a finite real number, got nan$"):
         DrawdownTracker(100.0).observe(math.nan)
 
 
 def test_infinite_equity_is_refused_and_names_the_value():
-    with pytest.raises(ValueError, match=r"equity.*-inf"):
+    with pytest.raises(ValueError, match=r"^equity must be a finite real number, got -inf$"):
         DrawdownTracker(100.0).observe(-math.inf)
 
 
 def test_a_string_equity_is_refused_as_a_type_error_naming_the_value():
-    with pytest.raises(TypeError, match=r"equity.*'12\.5'.*str"):
+    with pytest.raises(TypeError, match=r"^equity must be a finite real number, got '12\.5' \(str\)$"):
         DrawdownTracker(100.0).observe("12.5")
 
 
 def test_a_boolean_equity_is_refused():
-    with pytest.raises(TypeError, match="True"):
+    with pytest.raises(TypeError, match=r"^equity must be a finite real number, got True \(bool\)$"):
         DrawdownTracker(100.0).observe(True)
 
 
@@ -257,10 +262,29 @@ def test_integer_readings_are_taken_as_floats():
     assert type(tracker.latest_equity) is float
 
 
-@pytest.mark.parametrize("start", [0.0, -1.0, math.nan, math.inf])
-def test_a_start_equity_that_is_not_positive_and_finite_is_refused_naming_the_field(start):
-    with pytest.raises(ValueError, match="start_equity"):
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        (0.0, "start_equity must be > 0, got 0.0"),
+        (-1.0, "start_equity must be > 0, got -1.0"),
+        (-1, "start_equity must be > 0, got -1"),
+        (math.nan, "start_equity must be a finite real number, got nan"),
+        (math.inf, "start_equity must be a finite real number, got inf"),
+    ],
+)
+def test_a_start_equity_that_is_not_positive_and_finite_is_refused_naming_the_field(start, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         DrawdownTracker(start)
+
+
+def test_the_smallest_positive_start_equity_is_accepted():
+    tracker = DrawdownTracker(5e-324)
+    assert (tracker.start_equity, tracker.peak_equity, tracker.latest_equity, tracker.max_drawdown) == (
+        5e-324,
+        5e-324,
+        5e-324,
+        0.0,
+    )
 
 
 # --- snapshots ----------------------------------------------------------------------------------
@@ -277,17 +301,17 @@ def test_a_restored_tracker_behaves_exactly_as_the_one_that_made_the_snapshot(cu
 
 
 def test_a_snapshot_with_latest_above_the_peak_is_refused_naming_both():
-    with pytest.raises(ValueError, match=r"latest_equity.*120\.0.*110\.0"):
+    with pytest.raises(ValueError, match=r"^latest_equity must be <= peak_equity, got 120\.0 > 110\.0$"):
         DrawdownSnapshot(100.0, 110.0, 120.0, 0.0)
 
 
 def test_a_snapshot_with_peak_below_start_is_refused():
-    with pytest.raises(ValueError, match="peak_equity must be >= start_equity"):
+    with pytest.raises(ValueError, match=r"^peak_equity must be >= start_equity, got 90\.0 < 100\.0$"):
         DrawdownSnapshot(100.0, 90.0, 80.0, 0.1)
 
 
 def test_a_snapshot_with_a_negative_max_drawdown_is_refused():
-    with pytest.raises(ValueError, match="max_drawdown"):
+    with pytest.raises(ValueError, match=r"^max_drawdown must be >= 0, got -0\.1$"):
         DrawdownSnapshot(100.0, 100.0, 100.0, -0.1)
 
 
@@ -346,3 +370,182 @@ def test_no_bad_reading_is_a_finite_number():
         assert isinstance(bad, (bool, str, type(None))) or not math.isfinite(bad)
 
     check()
+
+
+# --- exact values: every field, both sides of every bound ---------------------------------------
+
+
+def state_of(tracker: DrawdownTracker) -> tuple[float, float, float, float]:
+    return tracker.start_equity, tracker.peak_equity, tracker.latest_equity, tracker.max_drawdown
+
+
+def test_a_new_tracker_starts_at_its_start_equity_with_no_drawdown():
+    tracker = DrawdownTracker(250.0)
+    assert state_of(tracker) == (250.0, 250.0, 250.0, 0.0)
+    assert (tracker.drawdown, tracker.static_drawdown) == (0.0, 0.0)
+    assert tracker.snapshot() == DrawdownSnapshot(250.0, 250.0, 250.0, 0.0)
+
+
+def test_observe_moves_the_peak_only_above_it_and_keeps_the_worst_drawdown():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(100.0)  # at the peak: no new peak, no drawdown
+    assert state_of(tracker) == (100.0, 100.0, 100.0, 0.0)
+    tracker.observe(75.0)
+    assert state_of(tracker) == (100.0, 100.0, 75.0, 0.25)
+    tracker.observe(90.0)  # a smaller drawdown leaves the worst alone
+    assert state_of(tracker) == (100.0, 100.0, 90.0, 0.25)
+    assert tracker.drawdown == 0.1
+    tracker.observe(200.0)
+    assert state_of(tracker) == (100.0, 200.0, 200.0, 0.25)
+    assert tracker.drawdown == 0.0
+    tracker.observe(100.0)  # a worse drawdown from the new peak replaces it
+    assert state_of(tracker) == (100.0, 200.0, 100.0, 0.5)
+
+
+def test_observe_many_gives_every_field_as_one_at_a_time():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe_many([100.0, 75, 90.0, 200.0, 150.0])
+    assert state_of(tracker) == (100.0, 200.0, 150.0, 0.25)
+    assert type(tracker.latest_equity) is float
+    tracker.observe_many([])
+    assert state_of(tracker) == (100.0, 200.0, 150.0, 0.25)
+    tracker.observe_many([40.0])
+    assert state_of(tracker) == (100.0, 200.0, 40.0, 0.8)
+
+
+def test_observe_many_names_a_bad_reading_by_its_index_and_keeps_the_state():
+    tracker = DrawdownTracker(100.0)
+    with pytest.raises(TypeError, match=r"^equities\[1\] must be a finite real number, got '5' \(str\)$"):
+        tracker.observe_many([90.0, "5", 80.0])
+    with pytest.raises(ValueError, match=r"^equities\[0\] must be a finite real number, got inf$"):
+        tracker.observe_many([math.inf])
+    assert state_of(tracker) == (100.0, 100.0, 100.0, 0.0)
+
+
+def test_static_drawdown_on_both_sides_of_the_start():
+    tracker = DrawdownTracker(200.0)
+    tracker.observe(150.0)
+    assert tracker.static_drawdown == 0.25
+    tracker.observe(200.0)
+    assert tracker.static_drawdown == 0.0
+    tracker.observe(300.0)
+    assert tracker.static_drawdown == 0.0
+    tracker.observe(-100.0)
+    assert tracker.static_drawdown == 1.5
+
+
+def test_the_repr_states_every_number():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(120.0)
+    tracker.observe(90.0)
+    assert repr(tracker) == (
+        "DrawdownTracker(start=100.0, peak=120.0, latest=90.0, drawdown=0.250000, max_drawdown=0.250000)"
+    )
+
+
+def test_restore_gives_back_the_literal_fields_of_the_snapshot():
+    restored = DrawdownTracker.restore(DrawdownSnapshot(100.0, 150.0, 120.0, 0.3))
+    assert state_of(restored) == (100.0, 150.0, 120.0, 0.3)
+    assert restored.drawdown == 0.2
+    restored.observe(160.0)
+    assert state_of(restored) == (100.0, 160.0, 160.0, 0.3)
+
+
+def test_a_snapshot_accepts_its_boundaries():
+    assert DrawdownSnapshot(100.0, 100.0, 100.0, 0.0).max_drawdown == 0.0
+    assert DrawdownSnapshot(100.0, 100.0, -5.0, 1.05).latest_equity == -5.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ((0.0, 100.0, 100.0, 0.0), ValueError, "start_equity must be > 0, got 0.0"),
+        ((100.0, 0.0, 0.0, 0.0), ValueError, "peak_equity must be > 0, got 0.0"),
+        ((100.0, 100.0, math.nan, 0.0), ValueError, "latest_equity must be a finite real number, got nan"),
+        ((100.0, 100.0, 100.0, "0"), TypeError, "max_drawdown must be a finite real number, got '0' (str)"),
+    ],
+)
+def test_a_snapshot_names_a_bad_field_and_its_value(fields, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        DrawdownSnapshot(*fields)
+
+
+def test_a_deposit_while_equity_is_exactly_zero_is_refused_with_the_documented_error():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(0.0)
+    before = tracker.snapshot()
+    with pytest.raises(ValueError, match=r"^cannot record a cash flow of 50\.0 while equity is 0\.0 \(must be > 0\)$"):
+        tracker.record_cash_flow(50.0)
+    assert tracker.snapshot() == before
+
+
+def test_a_withdrawal_to_just_above_zero_is_taken_and_one_to_exactly_zero_is_not():
+    tracker = DrawdownTracker(100.0)
+    with pytest.raises(ValueError, match=r"^cash flow amount -100\.0 would take equity from 100\.0 to 0\.0 \(must stay > 0\)$"):
+        tracker.record_cash_flow(-100)
+    tracker.record_cash_flow(-99.0)
+    assert state_of(tracker) == (1.0, 1.0, 1.0, 0.0)
+
+
+def test_a_deposit_at_the_peak_moves_start_peak_and_latest_together():
+    tracker = DrawdownTracker(100.0)
+    tracker.record_cash_flow(50)
+    assert state_of(tracker) == (150.0, 150.0, 150.0, 0.0)
+    assert type(tracker.latest_equity) is float
+    assert tracker.drawdown == 0.0
+
+
+def test_a_deposit_below_the_peak_scales_the_peak_and_the_start():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(200.0)
+    tracker.observe(100.0)
+    tracker.record_cash_flow(100.0)
+    assert state_of(tracker) == (200.0, 400.0, 200.0, 0.5)
+    assert tracker.drawdown == 0.5
+
+
+def test_a_flow_after_gains_scales_a_start_below_the_peak():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(400.0)
+    tracker.record_cash_flow(-200.0)
+    assert state_of(tracker) == (50.0, 200.0, 200.0, 0.0)
+
+
+def test_rebaseline_sets_start_and_peak_to_the_latest_and_keeps_the_worst():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(120.0)
+    tracker.observe(60.0)
+    tracker.rebaseline()
+    assert state_of(tracker) == (60.0, 60.0, 60.0, 0.5)
+    assert (tracker.drawdown, tracker.static_drawdown) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(("equity", "shown"), [(0.0, "0.0"), (-3.0, "-3.0")])
+def test_rebaseline_at_zero_or_below_is_refused_and_changes_nothing(equity, shown):
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(equity)
+    before = tracker.snapshot()
+    with pytest.raises(ValueError, match=rf"^cannot rebaseline while equity is {re.escape(shown)} \(must be > 0\)$"):
+        tracker.rebaseline()
+    assert tracker.snapshot() == before
+
+
+def test_rebaseline_just_above_zero_is_taken():
+    tracker = DrawdownTracker(100.0)
+    tracker.observe(1e-300)
+    tracker.rebaseline()
+    assert (tracker.start_equity, tracker.peak_equity) == (1e-300, 1e-300)
+
+
+def test_max_drawdown_with_a_start_names_a_bad_first_point_by_its_batch_index():
+    with pytest.raises(TypeError, match=r"^equities\[0\] must be a finite real number, got None \(NoneType\)$"):
+        max_drawdown([None, 90.0], start_equity=100.0)
+    assert max_drawdown([90.0], start_equity=100.0) == 0.1
+    assert max_drawdown([120.0, 90.0]) == 0.25
+    assert max_drawdown(iter([100, 50])) == 0.5
+
+
+def test_max_drawdown_takes_an_int_first_point_and_refuses_a_nan_one():
+    assert max_drawdown([100, 80.0]) == 0.2
+    with pytest.raises(ValueError, match=r"^equity_curve\[0\] must be a finite real number, got nan$"):
+        max_drawdown([math.nan, 80.0])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +27,7 @@ from strategies import (
 from runtime import (
     DailyLossGuard,
     DrawdownTracker,
+    GuardState,
     Level,
     MaxDrawdownGuard,
     MinEquityGuard,
@@ -33,6 +36,7 @@ from runtime import (
     enforce_max_drawdown,
     min_equity_guard,
 )
+from runtime.risk.guards import LIMIT_TOLERANCE, Verdict
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -192,7 +196,7 @@ def test_min_equity_guard_function_returns_a_breach_below_the_minimum_and_none_a
 
 
 def test_min_equity_guard_function_refuses_nan_equity_naming_the_value():
-    with pytest.raises(ValueError, match="equity.*nan"):
+    with pytest.raises(ValueError, match=r"^equity must be a finite real number, got nan$"):
         min_equity_guard(math.nan, 500.0)
 
 
@@ -203,46 +207,71 @@ def test_trading_state_gauges_are_0_1_2():
 # --- bad settings are refused naming the field and the value -----------------------------------
 
 
-@pytest.mark.parametrize("limit", [-5.0, 0.0, 100.5, math.nan, math.inf])
-def test_a_drawdown_limit_outside_0_to_100_is_refused_naming_field_and_value(limit):
-    with pytest.raises(ValueError, match=rf"limit_percent.*{limit!r}"):
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        (-5.0, "limit_percent must be a percentage in (0, 100], got -5.0"),
+        (0.0, "limit_percent must be a percentage in (0, 100], got 0.0"),
+        (100.5, "limit_percent must be a percentage in (0, 100], got 100.5"),
+        (math.nan, "limit_percent must be a finite real number, got nan"),
+        (math.inf, "limit_percent must be a finite real number, got inf"),
+    ],
+)
+def test_a_drawdown_limit_outside_0_to_100_is_refused_naming_field_and_value(limit, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         MaxDrawdownGuard(limit)
 
 
 @pytest.mark.parametrize("limit", ["20", None, True])
 def test_a_drawdown_limit_that_is_not_a_number_is_refused_as_a_type_error(limit):
-    with pytest.raises(TypeError, match="limit_percent"):
+    message = f"limit_percent must be a finite real number, got {limit!r} ({type(limit).__name__})"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         MaxDrawdownGuard(limit)
 
 
 def test_a_negative_minimum_equity_is_refused_naming_the_value():
-    with pytest.raises(ValueError, match=r"min_equity must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"^min_equity must be >= 0, got -1\.0$"):
         MinEquityGuard(-1)
 
 
 def test_a_nan_minimum_equity_is_refused():
-    with pytest.raises(ValueError, match="min_equity.*nan"):
+    with pytest.raises(ValueError, match=r"^min_equity must be a finite real number, got nan$"):
         MinEquityGuard(math.nan)
 
 
-@pytest.mark.parametrize("warn", [0.0, 1.0, 1.5, -0.2, math.nan])
+@pytest.mark.parametrize("warn", [0.0, 1.0, 1.5, -0.2])
 def test_a_warning_level_outside_0_to_1_is_refused_naming_the_value(warn):
-    with pytest.raises(ValueError, match=rf"warn_at.*{warn!r}"):
-        MaxDrawdownGuard(20.0, warn_at=warn)
+    message = f"warn_at must be a fraction in (0, 1) of the limit, got {warn!r}"
+    for build in (MaxDrawdownGuard, DailyLossGuard):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            build(20.0, warn_at=warn)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        MinEquityGuard(20.0, warn_at=warn)
+
+
+def test_a_nan_warning_level_is_refused_as_not_finite():
+    with pytest.raises(ValueError, match=r"^warn_at must be a finite real number, got nan$"):
+        MaxDrawdownGuard(20.0, warn_at=math.nan)
+
+
+@pytest.mark.parametrize("warn", [1e-300, 0.5, 0.9999999999999999])
+def test_a_warning_level_just_inside_0_to_1_is_accepted(warn):
+    assert MaxDrawdownGuard(20.0, warn_at=warn).warn_at == warn
+    assert MinEquityGuard(20.0, warn_at=warn).warn_at == warn
 
 
 def test_a_negative_daily_loss_limit_is_refused():
-    with pytest.raises(ValueError, match=r"limit_percent.*-3"):
+    with pytest.raises(ValueError, match=r"^limit_percent must be a percentage in \(0, 100\], got -3$"):
         DailyLossGuard(-3)
 
 
 def test_an_unknown_time_zone_is_refused_naming_it():
-    with pytest.raises(ValueError, match="Mars/Olympus"):
+    with pytest.raises(ValueError, match=r"^timezone must be an IANA time zone name, got 'Mars/Olympus'$"):
         DailyLossGuard(5.0, timezone="Mars/Olympus")
 
 
 def test_trailing_must_be_a_bool():
-    with pytest.raises(TypeError, match="trailing"):
+    with pytest.raises(TypeError, match=r"^trailing must be true or false, got 'no' \(str\)$"):
         MaxDrawdownGuard(20.0, trailing="no")
 
 
@@ -316,3 +345,216 @@ def test_the_usage_example_in_runtime_testing_holds(config, curve, moments):
         monitor.observe(equity, moments[min(index, len(moments) - 1)])
         if equity < config.min_equity:
             assert monitor.trading_state is TradingState.HALTED
+
+
+# --- exact verdicts, clear lines and both sides of every bound -----------------------------------
+
+
+def test_a_trailing_breach_verdict_has_every_field():
+    assert MaxDrawdownGuard(20.0).verdict(80.0, 100.0, 50.0, 70.0) == Verdict(
+        "max_drawdown",
+        Level.BREACH,
+        "max drawdown 20.00% >= limit 20.00% (peak 100.00, equity 80.00)",
+        "drawdown_block_total",
+    )
+
+
+def test_a_trailing_warning_verdict_has_every_field_and_starts_at_the_warning_level():
+    guard = MaxDrawdownGuard(20.0, warn_at=0.5)
+    assert guard.verdict(90.0, 100.0, 50.0, 70.0) == Verdict(
+        "max_drawdown",
+        Level.WARN,
+        "warning: max drawdown 10.00% >= limit 20.00% (peak 100.00, equity 90.00)",
+        "drawdown_block_total",
+    )
+    assert guard.level(90.01, 100.0, 50.0, 70.0) is Level.OK
+    assert guard.verdict(90.01, 100.0, 50.0, 70.0) is None
+    assert guard.level(80.01, 100.0, 50.0, 70.0) is Level.WARN
+    assert guard.level(80.0, 100.0, 50.0, 70.0) is Level.BREACH
+
+
+def test_a_static_breach_verdict_states_start_floor_and_equity():
+    assert MaxDrawdownGuard(10.0, trailing=False).verdict(90.0, 200.0, 100.0, 100.0) == Verdict(
+        "max_drawdown",
+        Level.BREACH,
+        "static drawdown 10.00% >= limit 10.00% (start 100.00, floor 90.00, equity 90.00)",
+        "drawdown_block_total",
+    )
+    assert MaxDrawdownGuard(10.0, trailing=False).level(90.01, 90.01, 100.0, 100.0) is Level.OK
+
+
+def test_a_min_equity_breach_and_warning_have_every_field():
+    guard = MinEquityGuard(500.0, warn_at=0.5)
+    assert guard.verdict(400.0, 900.0, 900.0, 900.0) == Verdict(
+        "min_equity", Level.BREACH, "equity 400.00 < minimum 500.00", "min_equity_block_total"
+    )
+    assert guard.verdict(999.0, 2000.0, 2000.0, 2000.0) == Verdict(
+        "min_equity",
+        Level.WARN,
+        "warning: equity 999.00 < warning level 1000.00 (minimum 500.00)",
+        "min_equity_block_total",
+    )
+    assert guard.level(500.0, 2000.0, 2000.0, 2000.0) is Level.WARN
+    assert guard.level(1000.0, 2000.0, 2000.0, 2000.0) is Level.OK
+    assert MinEquityGuard(500.0).level(499.0, 2000.0, 2000.0, 2000.0) is Level.BREACH
+    assert MinEquityGuard(500.0).level(600.0, 2000.0, 2000.0, 2000.0) is Level.OK
+
+
+def test_a_min_equity_of_zero_is_accepted_and_breaches_only_below_zero():
+    guard = MinEquityGuard(0)
+    assert guard.min_equity == 0.0 and type(guard.min_equity) is float
+    assert guard.level(0.0, 1.0, 1.0, 1.0) is Level.OK
+    assert guard.level(-0.01, 1.0, 1.0, 1.0) is Level.BREACH
+
+
+def test_a_daily_loss_verdict_has_every_field_on_both_sides_of_the_limit():
+    guard = DailyLossGuard(5.0)
+    assert guard.verdict(950.0, 2000.0, 2000.0, 1000.0) == Verdict(
+        "daily_loss",
+        Level.BREACH,
+        "daily loss 5.00% >= limit 5.00% (start of day 1000.00, equity 950.00)",
+        "daily_loss_block_total",
+    )
+    assert guard.verdict(950.01, 2000.0, 2000.0, 1000.0) is None
+    warned = DailyLossGuard(5.0, warn_at=0.5).verdict(975.0, 2000.0, 2000.0, 1000.0)
+    assert warned == Verdict(
+        "daily_loss",
+        Level.WARN,
+        "warning: daily loss 2.50% >= limit 5.00% (start of day 1000.00, equity 975.00)",
+        "daily_loss_block_total",
+    )
+    # measured from the day's start, not the peak or the start
+    assert guard.level(950.0, 950.0, 950.0, 1000.0) is Level.BREACH
+    assert guard.level(950.0, 2000.0, 2000.0, 950.0) is Level.OK
+
+
+def test_a_daily_loss_from_a_day_that_started_just_above_zero_still_fires():
+    assert DailyLossGuard(5.0).level(0.0, 1.0, 1.0, 1e-300) is Level.BREACH
+
+
+def test_the_limit_tolerance_is_one_part_in_a_trillion_on_each_side():
+    assert LIMIT_TOLERANCE == 1e-12
+    guard = MaxDrawdownGuard(20.0)
+    just_inside = 1.0 - 0.2 * (1 - 0.5e-12)  # short of the limit by half the tolerance: fires
+    just_outside = 1.0 - 0.2 * (1 - 2e-12)  # short by twice the tolerance: does not
+    assert guard.level(just_inside, 1.0, 1.0, 1.0) is Level.BREACH
+    assert guard.level(just_outside, 1.0, 1.0, 1.0) is Level.OK
+    daily = DailyLossGuard(20.0)
+    assert daily.level(just_inside, 1.0, 1.0, 1.0) is Level.BREACH
+    assert daily.level(just_outside, 1.0, 1.0, 1.0) is Level.OK
+
+
+def test_the_clear_lines_are_the_first_alarm_with_a_cautious_slack():
+    assert MaxDrawdownGuard(20.0).clear_line(100.0, 50.0) == (1.0 - 0.2 + 1e-9, -math.inf)
+    assert MaxDrawdownGuard(20.0, warn_at=0.5).clear_line(100.0, 50.0) == (1.0 - 0.1 + 1e-9, -math.inf)
+    assert MaxDrawdownGuard(20.0, trailing=False).clear_line(100.0, 50.0) == (-math.inf, 100.0 * (1.0 - 0.2 + 1e-9))
+    assert MinEquityGuard(500.0).clear_line(100.0, 50.0) == (-math.inf, 500.0)
+    assert MinEquityGuard(500.0, warn_at=0.5).clear_line(100.0, 50.0) == (-math.inf, 1000.0)
+    assert DailyLossGuard(5.0).clear_line(100.0, 1000.0) == (-math.inf, 1000.0 * (1.0 - 0.05 + 1e-9))
+    assert DailyLossGuard(5.0, warn_at=0.5).clear_line(100.0, 1000.0) == (-math.inf, 1000.0 * (1.0 - 0.025 + 1e-9))
+    assert DailyLossGuard(5.0).clear_line(100.0, 0.0) == (-math.inf, -math.inf)
+    assert DailyLossGuard(5.0).clear_line(100.0, -5.0) == (-math.inf, -math.inf)
+
+
+def test_a_guards_defaults_and_names():
+    drawdown, minimum, daily = MaxDrawdownGuard(20), MinEquityGuard(5), DailyLossGuard(3)
+    assert (drawdown.limit_percent, drawdown.trailing, drawdown.warn_at) == (20.0, True, None)
+    assert type(drawdown.limit_percent) is float
+    assert (drawdown.name, drawdown.block_counter) == ("max_drawdown", "drawdown_block_total")
+    assert (minimum.min_equity, minimum.warn_at) == (5.0, None)
+    assert (minimum.name, minimum.block_counter) == ("min_equity", "min_equity_block_total")
+    assert (daily.limit_percent, daily.timezone, daily.warn_at) == (3.0, "UTC", None)
+    assert (daily.name, daily.block_counter) == ("daily_loss", "daily_loss_block_total")
+    assert daily.zone == ZoneInfo("UTC")
+    assert DailyLossGuard(3, timezone="Europe/London").zone == ZoneInfo("Europe/London")
+
+
+def test_the_levels_and_states_are_ordered_and_named_as_documented():
+    assert (int(Level.OK), int(Level.WARN), int(Level.BREACH)) == (0, 1, 2)
+    assert [s.value for s in TradingState] == ["active", "reducing", "halted"]
+    assert (TradingState.ACTIVE.gauge, TradingState.REDUCING.gauge, TradingState.HALTED.gauge) == (0, 1, 2)
+
+
+def test_min_equity_guard_function_returns_the_whole_verdict():
+    assert min_equity_guard(400, 500.0) == Verdict(
+        "min_equity", Level.BREACH, "equity 400.00 < minimum 500.00", "min_equity_block_total"
+    )
+    assert min_equity_guard(500.0, 500.0) is None
+
+
+def test_enforce_max_drawdown_reports_every_field_of_the_guard_state():
+    tracker = DrawdownTracker(1000.0)
+    calm = enforce_max_drawdown(tracker, 900.0, 20.0, at=T0)
+    assert calm == GuardState(
+        current_equity=900.0,
+        entry_equity=1000.0,
+        peak_equity=1000.0,
+        current_drawdown=0.1,
+        cap_triggered=False,
+        reason=None,
+        last_check_time=T0,
+        trading_state=TradingState.ACTIVE,
+        max_drawdown=0.1,
+        day_start_equity=None,
+    )
+    breached = enforce_max_drawdown(tracker, 800.0, 20.0)
+    assert breached == GuardState(
+        current_equity=800.0,
+        entry_equity=1000.0,
+        peak_equity=1000.0,
+        current_drawdown=0.2,
+        cap_triggered=True,
+        reason="max drawdown 20.00% >= limit 20.00% (peak 1000.00, equity 800.00)",
+        last_check_time=None,
+        trading_state=TradingState.HALTED,
+        max_drawdown=0.2,
+        day_start_equity=None,
+    )
+
+
+def test_enforce_max_drawdown_reports_no_reason_for_a_reading_past_only_the_limit_of_a_warning():
+    # enforce_max_drawdown has no warning level, so a loss short of the limit is simply ACTIVE.
+    state = enforce_max_drawdown(DrawdownTracker(1000.0), 801.0, 20.0)
+    assert (state.cap_triggered, state.reason, state.trading_state) == (False, None, TradingState.ACTIVE)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "message"),
+    [
+        ("current_equity", math.nan, ValueError, "current_equity must be a finite real number, got nan"),
+        ("peak_equity", "1", TypeError, "peak_equity must be a finite real number, got '1' (str)"),
+        ("max_drawdown", math.inf, ValueError, "max_drawdown must be a finite real number, got inf"),
+        ("day_start_equity", math.nan, ValueError, "day_start_equity must be a finite real number, got nan"),
+    ],
+)
+def test_a_guard_state_names_a_bad_field(field, value, error, message):
+    fields = dict(
+        current_equity=1.0, entry_equity=1.0, peak_equity=1.0, current_drawdown=0.0, cap_triggered=False,
+        reason=None, last_check_time=None,
+    )
+    fields[field] = value
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        GuardState(**fields)
+
+
+def test_a_guard_state_takes_no_day_start_or_a_finite_one():
+    base = dict(
+        current_equity=1.0, entry_equity=1.0, peak_equity=1.0, current_drawdown=0.0, cap_triggered=False,
+        reason=None, last_check_time=None,
+    )
+    assert GuardState(**base).day_start_equity is None
+    assert GuardState(**base, day_start_equity=2.0).day_start_equity == 2.0
+
+
+def test_a_daily_clear_line_for_a_day_that_started_below_one_is_still_a_line():
+    assert DailyLossGuard(5.0).clear_line(100.0, 0.5) == (-math.inf, 0.5 * (1.0 - 0.05 + 1e-9))
+    assert DailyLossGuard(5.0).clear_line(100.0, 1.0) == (-math.inf, 1.0 - 0.05 + 1e-9)
+
+
+def test_equity_exactly_at_the_minimum_with_a_warning_level_is_a_warning_not_a_breach():
+    assert MinEquityGuard(500.0, warn_at=0.5).verdict(500.0, 900.0, 900.0, 900.0) == Verdict(
+        "min_equity",
+        Level.WARN,
+        "warning: equity 500.00 < warning level 1000.00 (minimum 500.00)",
+        "min_equity_block_total",
+    )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,9 @@ from runtime import (
     RiskMonitor,
     TradingState,
 )
-from runtime.risk.monitor import Rebaseline, ResumeRefused
+from runtime.risk.drawdown import DrawdownSnapshot
+from runtime.risk.guards import GuardState, Verdict
+from runtime.risk.monitor import Assessment, Rebaseline, ResumeRefused
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -80,17 +83,20 @@ def test_nan_equity_is_refused_and_names_the_value_and_changes_nothing():
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
     monitor.observe(900.0, T0)
     before = monitor.record()
-    with pytest.raises(ValueError, match="equity.*nan"):
+    with pytest.raises(ValueError, match=r"^equity must be a finite real number, got nan$"):
         monitor.observe(math.nan, at(1))
     assert monitor.record() == before
 
 
 def test_a_reading_without_a_time_zone_is_refused():
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
-    with pytest.raises(ValueError, match="timezone-aware"):
+    naive = r"^at must be a timezone-aware datetime, got datetime\.datetime\(2024, 3, 1, 12, 0\)$"
+    with pytest.raises(ValueError, match=naive):
         monitor.observe(900.0, datetime(2024, 3, 1, 12))
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.raises(ValueError, match=naive):
         monitor.observe_many([900.0], datetime(2024, 3, 1, 12))
+    with pytest.raises(TypeError, match=r"^at must be a timezone-aware datetime, got '2024' \(str\)$"):
+        monitor.observe(900.0, "2024")
     assert monitor.record().last_check_time is None
 
 
@@ -155,7 +161,9 @@ def test_after_resume_a_breach_that_returns_halts_and_counts_again():
     assessment = monitor.observe(700.0, at(2))
     assert assessment is not None and assessment.newly_halted
     assert monitor.block_counts == {"drawdown_block_total": 2, "min_equity_block_total": 2}
-    assert "max drawdown" in monitor.state().reason and "minimum 900.00" in monitor.state().reason
+    assert monitor.state().reason == (
+        "max drawdown 30.00% >= limit 20.00% (peak 1000.00, equity 700.00); equity 700.00 < minimum 900.00"
+    )
 
 
 def test_degrade_reduces_or_halts_but_never_lifts_a_halt():
@@ -210,7 +218,9 @@ def test_state_reports_the_old_systems_fields():
 
 
 def test_daily_loss_guards_in_different_time_zones_are_refused():
-    with pytest.raises(ValueError, match="Europe/London.*Asia/Tokyo"):
+    with pytest.raises(
+        ValueError, match=r"^daily loss guards must share one timezone, got \['Europe/London', 'Asia/Tokyo'\]$"
+    ):
         RiskMonitor(1000.0, [DailyLossGuard(5.0, timezone="Europe/London"), DailyLossGuard(5.0, timezone="Asia/Tokyo")])
 
 
@@ -237,7 +247,7 @@ def test_a_daily_loss_fires_against_the_first_reading_of_the_day():
     assert monitor.observe(860.0, datetime(2024, 3, 2, 1, 0, tzinfo=UTC)) is None
     assessment = monitor.observe(855.0, datetime(2024, 3, 2, 2, 0, tzinfo=UTC))
     assert assessment is not None and assessment.newly_halted
-    assert "start of day 900.00" in assessment.breaches[0].reason
+    assert assessment.breaches[0].reason == "daily loss 5.00% >= limit 5.00% (start of day 900.00, equity 855.00)"
     assert monitor.block_counts == {"daily_loss_block_total": 1}
 
 
@@ -358,3 +368,441 @@ def test_a_users_own_rule_without_a_clear_line_is_checked_on_every_reading():
     assessment = monitor.observe(8_900.0, T0)
     assert assessment is not None and assessment.newly_halted
     assert [v.guard for v in assessment.breaches] == ["no_big_swings"]
+
+
+# --- exact values: whole assessments, records and states ------------------------------------------
+
+DRAWDOWN_20 = "max drawdown 20.00% >= limit 20.00% (peak 1000.00, equity 800.00)"
+
+
+def test_a_breach_gives_the_whole_assessment():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(100.0)])
+    assert monitor.observe(800.0, at(5)) == Assessment(
+        breaches=(Verdict("max_drawdown", Level.BREACH, DRAWDOWN_20, "drawdown_block_total"),),
+        warnings=(),
+        previous_state=TradingState.ACTIVE,
+        state=TradingState.HALTED,
+        equity=800.0,
+        at=at(5),
+    )
+    assert monitor.state().reason == DRAWDOWN_20
+    assert monitor.block_counts == {"drawdown_block_total": 1, "min_equity_block_total": 0}
+
+
+def test_assessment_flags_for_every_pair_of_states():
+    def flags(previous, state):
+        found = Assessment((), (), previous, state, 1.0, T0)
+        return found.newly_halted, found.state_changed
+
+    assert flags(TradingState.ACTIVE, TradingState.HALTED) == (True, True)
+    assert flags(TradingState.REDUCING, TradingState.HALTED) == (True, True)
+    assert flags(TradingState.HALTED, TradingState.HALTED) == (False, False)
+    assert flags(TradingState.ACTIVE, TradingState.REDUCING) == (False, True)
+    assert flags(TradingState.REDUCING, TradingState.ACTIVE) == (False, True)
+    assert flags(TradingState.ACTIVE, TradingState.ACTIVE) == (False, False)
+
+
+def test_the_limit_tolerance_holds_through_the_monitor_on_both_sides():
+    just_inside = 1.0 - 0.2 * (1 - 0.5e-12)  # short of 20% by half the tolerance: a breach
+    just_outside = 1.0 - 0.2 * (1 - 2e-12)  # short by twice the tolerance: within the limit
+    for guard in (MaxDrawdownGuard(20.0), DailyLossGuard(20.0)):
+        calm = RiskMonitor(1.0, [guard])
+        assert calm.observe(1.0, T0) is None  # the day's first reading is its start
+        assert calm.observe(just_outside, T0) is None
+        assert calm.trading_state is TradingState.ACTIVE
+        fired = RiskMonitor(1.0, [guard])
+        fired.observe(1.0, T0)
+        found = fired.observe(just_inside, T0)
+        assert found is not None and found.newly_halted and [v.guard for v in found.breaches] == [guard.name]
+
+
+def test_a_reading_just_below_a_warning_level_is_found_past_the_clear_line():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0, warn_at=0.5)])
+    assert monitor.observe(900.01, at(0)) is None
+    warned = monitor.observe(900.0, at(1))
+    assert warned == Assessment(
+        (),
+        (
+            Verdict(
+                "max_drawdown",
+                Level.WARN,
+                "warning: max drawdown 10.00% >= limit 20.00% (peak 1000.00, equity 900.00)",
+                "drawdown_block_total",
+            ),
+        ),
+        TradingState.ACTIVE,
+        TradingState.REDUCING,
+        900.0,
+        at(1),
+    )
+    assert monitor.state().reason == "warning: max drawdown 10.00% >= limit 20.00% (peak 1000.00, equity 900.00)"
+
+
+def test_a_reading_just_above_the_minimum_is_clear_and_one_below_breaches():
+    monitor = RiskMonitor(1000.0, [MinEquityGuard(500.0)])
+    assert monitor.observe(500.0, at(0)) is None
+    found = monitor.observe(499.99, at(1))
+    assert found is not None and found.breaches[0].reason == "equity 499.99 < minimum 500.00"
+
+
+class _PlainRule:
+    """A user's own rule written without subclassing Guard: it has no clear_line at all."""
+
+    name = "plain"
+    block_counter = "plain_block_total"
+
+    def level(self, equity, peak, start, day_start):
+        return Level.BREACH if equity < 990.0 else Level.OK
+
+    def verdict(self, equity, peak, start, day_start):
+        if equity >= 990.0:
+            return None
+        return Verdict(self.name, Level.BREACH, f"equity {equity:.2f} < 990", self.block_counter)
+
+
+class _OddLineRule(_PlainRule):
+    """A user's rule whose clear_line answers something that is not a (factor, floor) pair."""
+
+    name = "odd"
+    block_counter = "odd_block_total"
+
+    def clear_line(self, start, day_start):
+        return 0.0
+
+
+def test_a_users_rule_without_clear_line_is_checked_on_the_first_and_every_reading():
+    for rule in (_PlainRule(), _OddLineRule()):
+        monitor = RiskMonitor(1000.0, [rule, MaxDrawdownGuard(50.0)])
+        assert monitor.observe(995.0, at(0)) is None
+        found = monitor.observe(989.0, at(1))
+        assert found is not None and found.newly_halted
+        assert [v.reason for v in found.breaches] == ["equity 989.00 < 990"]
+        assert monitor.block_counts == {rule.block_counter: 1, "drawdown_block_total": 0}
+
+
+def test_a_users_rule_alone_halts_on_the_very_first_reading():
+    monitor = RiskMonitor(1000.0, [_PlainRule()])
+    found = monitor.observe(100.0, T0)
+    assert found is not None and found.state is TradingState.HALTED
+
+
+def test_a_monitor_with_no_guards_takes_every_reading_and_never_halts():
+    monitor = RiskMonitor(1000.0, [])
+    assert monitor.guards == ()
+    assert monitor.observe(1.0, at(0)) is None
+    assert monitor.observe(-500.0, at(1)) is None
+    assert monitor.observe_many([2000.0, 10.0], at(2)) == []
+    assert monitor.trading_state is TradingState.ACTIVE
+    assert monitor.block_counts == {}
+    assert (monitor.tracker.peak_equity, monitor.tracker.latest_equity) == (2000.0, 10.0)
+    monitor.degrade(TradingState.REDUCING, "equity unavailable")
+    lifted = monitor.observe(20.0, at(3))
+    assert lifted == Assessment((), (), TradingState.REDUCING, TradingState.ACTIVE, 20.0, at(3))
+    assert monitor.state().reason is None
+
+
+def test_the_daily_guards_default_zone_is_utc_even_when_london_is_not():
+    # In July London is UTC+1: 23:30 UTC is already tomorrow there, and still today in UTC.
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(5.0)])
+    monitor.observe(1000.0, datetime(2024, 7, 1, 12, 0, tzinfo=UTC))
+    monitor.observe(990.0, datetime(2024, 7, 1, 23, 30, tzinfo=UTC))
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 7, 1), 1000.0)
+    monitor.observe(980.0, datetime(2024, 7, 2, 0, 0, tzinfo=UTC))
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 7, 2), 980.0)
+    # ... and a monitor with no daily guard counts days in UTC too.
+    plain = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    plain.observe(990.0, datetime(2024, 7, 1, 23, 30, tzinfo=UTC))
+    assert plain.day == date(2024, 7, 1)
+
+
+def test_a_reading_one_microsecond_before_midnight_is_still_today():
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(5.0, timezone="Europe/London")])
+    monitor.observe(1000.0, datetime(2024, 7, 1, 12, 0, tzinfo=UTC))
+    monitor.observe(990.0, datetime(2024, 7, 1, 22, 59, 59, 999999, tzinfo=UTC))
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 7, 1), 1000.0)
+    monitor.observe(970.0, datetime(2024, 7, 1, 23, 0, tzinfo=UTC))
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 7, 2), 970.0)
+    monitor.observe(960.0, datetime(2024, 7, 1, 23, 0, 1, tzinfo=UTC))
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 7, 2), 970.0)
+
+
+def test_a_daily_loss_measured_from_the_days_first_reading_in_london():
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(5.0, timezone="Europe/London")])
+    monitor.observe(1000.0, datetime(2024, 7, 1, 22, 0, tzinfo=UTC))
+    assert monitor.observe(960.0, datetime(2024, 7, 1, 23, 30, tzinfo=UTC)) is None  # a new London day
+    found = monitor.observe(912.0, datetime(2024, 7, 2, 1, 0, tzinfo=UTC))
+    assert found is not None and found.breaches[0].reason == (
+        "daily loss 5.00% >= limit 5.00% (start of day 960.00, equity 912.00)"
+    )
+
+
+def test_state_gives_every_field_before_and_after_a_reading():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(10.0)])
+    assert monitor.state() == GuardState(
+        current_equity=1000.0,
+        entry_equity=1000.0,
+        peak_equity=1000.0,
+        current_drawdown=0.0,
+        cap_triggered=False,
+        reason=None,
+        last_check_time=None,
+        trading_state=TradingState.ACTIVE,
+        max_drawdown=0.0,
+        day_start_equity=None,
+    )
+    monitor.observe(1200.0, at(0))
+    monitor.observe(1140.0, at(1))
+    assert monitor.state() == GuardState(
+        current_equity=1140.0,
+        entry_equity=1000.0,
+        peak_equity=1200.0,
+        current_drawdown=0.05,
+        cap_triggered=False,
+        reason=None,
+        last_check_time=at(1),
+        trading_state=TradingState.ACTIVE,
+        max_drawdown=0.05,
+        day_start_equity=1200.0,
+    )
+
+
+def _halted_monitor() -> RiskMonitor:
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), DailyLossGuard(50.0)])
+    monitor.take_net_deposits(300.0)
+    monitor.observe(1000.0, at(0))
+    monitor.observe(800.0, at(60))
+    return monitor
+
+
+HALTED_RECORD = GuardRecord(
+    drawdown=DrawdownSnapshot(1000.0, 1000.0, 800.0, 0.2),
+    trading_state=TradingState.HALTED,
+    reason=DRAWDOWN_20,
+    day=date(2024, 3, 1),
+    day_start_equity=1000.0,
+    last_check_time=at(60),
+    block_counts=(("daily_loss_block_total", 0), ("drawdown_block_total", 1)),
+    net_deposits=300.0,
+)
+
+
+def test_a_record_is_every_field_of_the_monitor_as_literal_values():
+    assert _halted_monitor().record() == HALTED_RECORD
+
+
+def test_a_monitor_restored_from_a_literal_record_has_every_field_back():
+    guards = [MaxDrawdownGuard(20.0), DailyLossGuard(50.0)]
+    restored = RiskMonitor.from_record(HALTED_RECORD, guards)
+    assert restored.record() == HALTED_RECORD
+    assert restored.trading_state is TradingState.HALTED
+    assert restored.state().reason == DRAWDOWN_20  # the halt reason survives a restart
+    assert restored.day == date(2024, 3, 1)
+    assert restored.net_deposits == 300.0
+    assert restored.block_counts == {"daily_loss_block_total": 0, "drawdown_block_total": 1}
+    assert restored.state() == GuardState(
+        current_equity=800.0,
+        entry_equity=1000.0,
+        peak_equity=1000.0,
+        current_drawdown=0.2,
+        cap_triggered=True,
+        reason=DRAWDOWN_20,
+        last_check_time=at(60),
+        trading_state=TradingState.HALTED,
+        max_drawdown=0.2,
+        day_start_equity=1000.0,
+    )
+    # the same day carries on: its start is not re-taken from the next reading
+    restored.observe(790.0, at(120))
+    assert restored.record().day_start_equity == 1000.0
+
+
+def test_a_record_without_a_day_start_keeps_the_start_equity_as_the_days_start():
+    record = attrs.evolve(HALTED_RECORD, day=None, day_start_equity=None, block_counts=(), net_deposits=None)
+    restored = RiskMonitor.from_record(record, [MaxDrawdownGuard(20.0)])
+    assert restored.record() == attrs.evolve(
+        record, day_start_equity=1000.0, block_counts=(("drawdown_block_total", 0),)
+    )
+    assert restored.net_deposits is None
+
+
+def test_net_deposits_the_first_figure_is_no_flow_and_a_change_is_one():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    assert monitor.net_deposits is None
+    assert monitor.take_net_deposits(500) == 0.0
+    assert monitor.net_deposits == 500.0 and type(monitor.net_deposits) is float
+    assert monitor.take_net_deposits(500.0) == 0.0
+    assert monitor.tracker.snapshot() == DrawdownSnapshot(1000.0, 1000.0, 1000.0, 0.0)
+    assert monitor.take_net_deposits(1000.0) == 500.0
+    assert monitor.tracker.snapshot() == DrawdownSnapshot(1500.0, 1500.0, 1500.0, 0.0)
+    assert monitor.take_net_deposits(700.0) == -300.0
+    assert monitor.tracker.snapshot() == DrawdownSnapshot(1200.0, 1200.0, 1200.0, 0.0)
+    assert monitor.net_deposits == 700.0
+
+
+def test_a_flow_that_cannot_be_taken_is_refused_but_its_figure_is_kept():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.take_net_deposits(0.0)
+    with pytest.raises(ValueError, match=r"^cash flow amount -1000\.0 would take equity from 1000\.0 to 0\.0 \(must stay > 0\)$"):
+        monitor.take_net_deposits(-1000.0)
+    assert monitor.net_deposits == -1000.0
+    assert monitor.take_net_deposits(-1000.0) == 0.0
+    with pytest.raises(ValueError, match=r"^net_deposits must be a finite real number, got nan$"):
+        monitor.take_net_deposits(math.nan)
+    assert monitor.net_deposits == -1000.0
+
+
+def test_a_cash_flow_scales_the_days_start_with_the_equity():
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(50.0)])
+    monitor.observe(1000.0, at(0))
+    monitor.observe(800.0, at(1))
+    monitor.record_cash_flow(800.0)
+    record = monitor.record()
+    assert (record.day_start_equity, record.drawdown.latest_equity, record.drawdown.peak_equity) == (2000.0, 1600.0, 2000.0)
+
+
+def test_a_deposit_while_equity_is_exactly_zero_is_refused_with_the_documented_error():
+    monitor = RiskMonitor(1000.0, [MinEquityGuard(10.0)])
+    monitor.observe(0.0, at(0))
+    before = monitor.record()
+    message = r"^cannot record a cash flow of 50\.0 while equity is 0\.0 \(must be > 0\)$"
+    with pytest.raises(ValueError, match=message):
+        monitor.record_cash_flow(50.0)
+    assert monitor.record() == before
+    monitor.take_net_deposits(0.0)
+    with pytest.raises(ValueError, match=message):
+        monitor.take_net_deposits(50.0)
+
+
+def test_resume_from_reducing_and_a_rebaseline_with_nothing_in_breach():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0, warn_at=0.5)])
+    monitor.observe(880.0, at(0))
+    assert monitor.trading_state is TradingState.REDUCING
+    assert monitor.resume() == (TradingState.REDUCING, None)
+    assert (monitor.trading_state, monitor.state().reason) == (TradingState.ACTIVE, None)
+    assert monitor.resume(rebaseline=True) == (
+        TradingState.ACTIVE,
+        Rebaseline(old_peak=1000.0, new_peak=880.0, old_day_start=880.0, new_day_start=880.0),
+    )
+    assert monitor.record().drawdown == DrawdownSnapshot(880.0, 880.0, 880.0, 0.12)
+
+
+@pytest.mark.parametrize(("equity", "shown"), [(0.0, "0.00"), (-5.0, "-5.00")])
+def test_a_rebaseline_at_zero_or_below_is_refused_and_changes_nothing(equity, shown):
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(equity, at(0))
+    before = monitor.record()
+    with pytest.raises(ResumeRefused, match=rf"^resume refused: cannot rebaseline at equity {shown} \(must be > 0\)$"):
+        monitor.resume(rebaseline=True)
+    assert monitor.record() == before
+
+
+def test_a_rebaseline_that_clears_a_drawdown_breach_resumes():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(500.0)])
+    monitor.observe(700.0, at(0))
+    assert monitor.resume(rebaseline=True) == (
+        TradingState.HALTED,
+        Rebaseline(old_peak=1000.0, new_peak=700.0, old_day_start=700.0, new_day_start=700.0),
+    )
+    assert monitor.state().reason is None
+
+
+def test_a_rebaseline_is_refused_by_a_daily_loss_only_when_it_would_still_breach():
+    # The daily loss measures from the latest equity after a rebaseline, so it clears.
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(5.0)])
+    monitor.observe(1000.0, at(0))
+    monitor.observe(900.0, at(1))
+    with pytest.raises(ResumeRefused, match=r"^resume refused: daily loss 10\.00% >= limit 5\.00% \(start of day 1000\.00"):
+        monitor.resume()
+    assert monitor.resume(rebaseline=True)[0] is TradingState.HALTED
+    assert monitor.record().day_start_equity == 900.0
+
+
+def test_resume_without_a_rebaseline_is_refused_naming_every_breach():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(900.0)])
+    monitor.observe(700.0, at(0))
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: max drawdown 30.00% >= limit 20.00% (peak 1000.00, equity 700.00); "
+        "equity 700.00 < minimum 900.00; resume with a rebaseline to measure from equity 700.00 "
+        "(the peak and the day's start set to it)"
+    )
+
+
+def test_degrade_keeps_the_first_reducing_reason_and_halt_replaces_it():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.degrade(TradingState.REDUCING, "first")
+    assert monitor.degrade(TradingState.REDUCING, "second") is TradingState.REDUCING
+    assert monitor.state().reason == "first"
+    assert monitor.degrade(TradingState.HALTED, "stale equity") is TradingState.REDUCING
+    assert (monitor.trading_state, monitor.state().reason) == (TradingState.HALTED, "stale equity")
+    assert monitor.halt("broker down") is TradingState.HALTED
+    assert monitor.state().reason == "broker down"
+
+
+def test_observe_many_returns_the_assessments_in_reading_order_with_their_equity():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0, warn_at=0.5)])
+    found = monitor.observe_many([950.0, 890, 960.0, 700.0], at(0))
+    assert [(a.equity, a.previous_state, a.state) for a in found] == [
+        (890.0, TradingState.ACTIVE, TradingState.REDUCING),
+        (960.0, TradingState.REDUCING, TradingState.ACTIVE),
+        (700.0, TradingState.ACTIVE, TradingState.HALTED),
+    ]
+    with pytest.raises(TypeError, match=r"^equities\[1\] must be a finite real number, got None \(NoneType\)$"):
+        monitor.observe_many([900.0, None], at(1))
+    assert monitor.record().last_check_time == at(0)
+
+
+# --- gaps left by the mutation run of 2026-12-01 (written after it; see TESTING.md) ---------------
+
+
+def test_a_static_drawdown_breach_is_cleared_by_a_rebaseline_and_refused_without_one():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(10.0, trailing=False)])
+    monitor.observe(850.0, at(0))
+    with pytest.raises(ResumeRefused, match=r"^resume refused: static drawdown 15\.00% >= limit 10\.00% \(start 1000\.00"):
+        monitor.resume()
+    assert monitor.resume(rebaseline=True)[0] is TradingState.HALTED
+    assert monitor.record().drawdown == DrawdownSnapshot(850.0, 850.0, 850.0, 0.15)
+
+
+def test_every_warning_is_in_the_reason_joined_by_semicolons():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0, warn_at=0.5), MinEquityGuard(500.0, warn_at=0.5)])
+    monitor.observe(880.0, at(0))
+    assert monitor.state().reason == (
+        "warning: max drawdown 12.00% >= limit 20.00% (peak 1000.00, equity 880.00); "
+        "warning: equity 880.00 < warning level 1000.00 (minimum 500.00)"
+    )
+
+
+def test_a_rebaseline_refused_names_every_limit_still_breached():
+    monitor = RiskMonitor(1000.0, [MinEquityGuard(900.0), MinEquityGuard(800.0)])
+    monitor.observe(700.0, at(0))
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume(rebaseline=True)
+    assert str(refused.value) == (
+        "resume refused, even with a rebaseline: equity 700.00 < minimum 900.00; equity 700.00 < minimum 800.00"
+    )
+
+
+def test_a_rebaseline_just_above_zero_equity_is_taken():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(0.5, at(0))
+    assert monitor.resume(rebaseline=True) == (
+        TradingState.HALTED,
+        Rebaseline(old_peak=1000.0, new_peak=0.5, old_day_start=0.5, new_day_start=0.5),
+    )
+
+
+def test_observe_takes_an_int_as_a_float_and_names_a_string():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    found = monitor.observe(700, at(0))
+    assert found is not None and found.equity == 700.0 and type(found.equity) is float
+    with pytest.raises(TypeError, match=r"^equity must be a finite real number, got '900' \(str\)$"):
+        monitor.observe("900", at(1))
+
+
+def test_a_new_tokyo_day_starts_at_tokyo_midnight_even_right_after_a_reading_of_the_old_day():
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(5.0, timezone="Asia/Tokyo")])
+    monitor.observe(1000.0, datetime(2024, 3, 1, 14, 0, tzinfo=UTC))  # 23:00 on 1 March in Tokyo
+    monitor.observe(990.0, datetime(2024, 3, 1, 15, 30, tzinfo=UTC))  # 00:30 on 2 March in Tokyo
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 2), 990.0)

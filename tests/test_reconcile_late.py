@@ -85,6 +85,7 @@ def test_a_fill_later_than_the_grace_corrects_the_not_executed_outcome(late) -> 
     assert executed.metadata == {
         "signal_id": None, "symbol": "X", "side": "buy", "volume": 2, "reason": "", "position_id": fill.position_id,
         "price": 100.0, "filled_volume": 2, "realised_pnl": 0.0, "client_order_id": client_id, "reconciled": True,
+        "costs": 0.0,
     }
     assert wait_until(lambda: tree.store.held_orders("main") == [])
     assert wait_until(lambda: any(a.title == "Late fill found" for a in tree.alerts()))
