@@ -364,7 +364,7 @@ def test_a_trailing_warning_verdict_has_every_field_and_starts_at_the_warning_le
     assert guard.verdict(90.0, 100.0, 50.0, 70.0) == Verdict(
         "max_drawdown",
         Level.WARN,
-        "warning: max drawdown 10.00% >= limit 20.00% (peak 100.00, equity 90.00)",
+        "warning: max drawdown 10.00% >= warning 10.00% (limit 20.00%, peak 100.00, equity 90.00)",
         "drawdown_block_total",
     )
     assert guard.level(90.01, 100.0, 50.0, 70.0) is Level.OK
@@ -420,7 +420,7 @@ def test_a_daily_loss_verdict_has_every_field_on_both_sides_of_the_limit():
     assert warned == Verdict(
         "daily_loss",
         Level.WARN,
-        "warning: daily loss 2.50% >= limit 5.00% (start of day 1000.00, equity 975.00)",
+        "warning: daily loss 2.50% >= warning 2.50% (limit 5.00%, start of day 1000.00, equity 975.00)",
         "daily_loss_block_total",
     )
     # measured from the day's start, not the peak or the start

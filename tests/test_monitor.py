@@ -426,7 +426,7 @@ def test_a_reading_just_below_a_warning_level_is_found_past_the_clear_line():
             Verdict(
                 "max_drawdown",
                 Level.WARN,
-                "warning: max drawdown 10.00% >= limit 20.00% (peak 1000.00, equity 900.00)",
+                "warning: max drawdown 10.00% >= warning 10.00% (limit 20.00%, peak 1000.00, equity 900.00)",
                 "drawdown_block_total",
             ),
         ),
@@ -435,7 +435,7 @@ def test_a_reading_just_below_a_warning_level_is_found_past_the_clear_line():
         900.0,
         at(1),
     )
-    assert monitor.state().reason == "warning: max drawdown 10.00% >= limit 20.00% (peak 1000.00, equity 900.00)"
+    assert monitor.state().reason == "warning: max drawdown 10.00% >= warning 10.00% (limit 20.00%, peak 1000.00, equity 900.00)"
 
 
 def test_a_reading_just_above_the_minimum_is_clear_and_one_below_breaches():
@@ -769,7 +769,7 @@ def test_every_warning_is_in_the_reason_joined_by_semicolons():
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0, warn_at=0.5), MinEquityGuard(500.0, warn_at=0.5)])
     monitor.observe(880.0, at(0))
     assert monitor.state().reason == (
-        "warning: max drawdown 12.00% >= limit 20.00% (peak 1000.00, equity 880.00); "
+        "warning: max drawdown 12.00% >= warning 10.00% (limit 20.00%, peak 1000.00, equity 880.00); "
         "warning: equity 880.00 < warning level 1000.00 (minimum 500.00)"
     )
 
