@@ -253,3 +253,29 @@ def test_an_unknown_synchronous_level_is_refused_naming_it(tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"^synchronous must be 'FULL', 'NORMAL' or 'EXTRA', got 'OFF'$"):
         SqliteStore(tmp_path / "state.db", synchronous="OFF")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "application_id", "listed"),
+    [
+        (("PRAGMA application_id = 12345",), "0x3039", "none"),
+        (("CREATE TABLE users (id INTEGER)", "PRAGMA user_version = 7"), "0x0", "users"),
+    ],
+)
+def test_another_applications_database_locked_by_its_writer_is_refused_at_once_as_not_ours(
+    tmp_path: Path, setup, application_id, listed
+) -> None:
+    path = tmp_path / "app.db"
+    raw(path, *setup)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the other application is writing: its write lock is held
+    try:
+        with pytest.raises(StoreError) as info:
+            SqliteStore(path, busy_timeout=0.2)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert str(info.value) == (
+        f"state_db {str(path)!r} is not a tradewarden state database (application_id {application_id}, expected "
+        f"{APPLICATION_ID:#x}; schema objects: {listed}); {UNTOUCHED}"
+    )
