@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -63,3 +65,14 @@ def test_no_state_lets_an_order_grow_exposure_unless_active(side, volume, net, s
     after = abs(net_volume("X", positions) + side.sign * volume)
     if allowed and state is not TradingState.ACTIVE:
         assert state is TradingState.REDUCING and after <= before * (1 + 1e-9)
+
+
+def test_closing_a_held_volume_of_exactly_one_reduces():
+    assert reduces_exposure(Order("X", "sell", 1), _held(1)) is True
+    assert reduces_exposure(Order("X", "buy", 1), _held(-1)) is True
+
+
+def test_a_close_over_the_held_volume_by_the_tolerance_reduces_and_one_step_more_reverses():
+    edge = 10.0 * (1 + 1e-12)  # the largest volume still counted as closing 10 held
+    assert reduces_exposure(Order("X", "sell", edge), _held(10)) is True
+    assert reduces_exposure(Order("X", "sell", math.nextafter(edge, math.inf)), _held(10)) is False

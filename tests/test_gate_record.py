@@ -4,14 +4,16 @@ answering exactly as the whole history would."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime import Order, Settings, TradingState
-from runtime.risk.gate import Gate, GateRecord
-from runtime.risk.limits import OrderContext, RunawayLoop
+from runtime.risk.gate import Gate, GateRecord, Refusal
+from runtime.risk.limits import MaxLeverage, MaxOrderNotional, OrderContext, OrderRate, RunawayLoop
 
 START = datetime(2024, 3, 30, 12, 0, tzinfo=UTC)
 ORDER = Order("X", "buy", 1)
@@ -80,6 +82,11 @@ def test_only_a_gate_with_a_rate_rule_or_a_runaway_detector_has_anything_to_reme
         ('{"halted_at": true}', "not a gate record's JSON: '{\"halted_at\": true}' (ValueError: halted_at must be finite epoch seconds or None, got True)"),
         ('{"halted_by": "daily_loss"}', "not a gate record's JSON: '{\"halted_by\": \"daily_loss\"}' (TypeError: halted_by must be a sequence of rule names, got 'daily_loss')"),
         ('{"latched": 3}', "not a gate record's JSON: '{\"latched\": 3}' (TypeError: latched must be a reason or None, got 3)"),
+        ('{"sent": 5}', "not a gate record's JSON: '{\"sent\": 5}' (TypeError: sent must be a sequence of epoch seconds, got 5)"),
+        ('{"sent": {}}', "not a gate record's JSON: '{\"sent\": {}}' (TypeError: sent must be a sequence of epoch seconds, got {})"),
+        ('{"latched_at": Infinity}', "not a gate record's JSON: '{\"latched_at\": Infinity}' (ValueError: latched_at must be finite epoch seconds or None, got inf)"),
+        ('{"halted_by": ["daily_loss", 1]}', "not a gate record's JSON: '{\"halted_by\": [\"daily_loss\", 1]}' (TypeError: halted_by must be a sequence of rule names, got ['daily_loss', 1])"),
+        ("x" * 300, "not a gate record's JSON: '" + "x" * 200 + "' (JSONDecodeError: Expecting value: line 1 column 1 (char 0))"),
     ],
 )
 def test_a_malformed_record_is_refused_quoting_it(text, message):
@@ -91,3 +98,100 @@ def test_a_malformed_record_is_refused_quoting_it(text, message):
 def test_a_record_with_a_non_finite_time_cannot_be_written():
     with pytest.raises(ValueError, match=r"^Out of range float values are not JSON compliant"):
         GateRecord(sent=(float("nan"),)).to_json()
+
+
+def test_a_record_is_written_as_one_compact_line_with_its_keys_sorted():
+    record = GateRecord(
+        sent=(1.5, 2.0), refusals=(2.0,), latched="runaway", latched_at=2.0, halted_by=("daily_loss",), halted_at=3.25
+    )
+    assert record.to_json() == (
+        '{"halted_at":3.25,"halted_by":["daily_loss"],"latched":"runaway","latched_at":2.0,"refusals":[2.0],"sent":[1.5,2.0]}'
+    )
+    assert GateRecord.from_json(record.to_json()) == record
+
+
+def test_a_gate_without_limits_or_runaway_detector_remembers_nothing():
+    gate = Gate()
+    assert gate.remembers is False
+    assert gate.sent(START) is False
+    assert gate.record() == GateRecord()
+    assert gate.release() is None
+
+
+def test_the_record_keeps_only_as_many_orders_as_the_hungriest_rule_needs():
+    gate = Gate([OrderRate(2, 60.0, "two_a_minute"), OrderRate(3, 60.0, "three_a_minute")])
+    times = [START + timedelta(seconds=i) for i in range(5)]
+    assert [gate.sent(t) for t in times] == [True] * 5
+    assert gate.record() == GateRecord(sent=tuple(t.timestamp() for t in times[2:]))
+
+
+@attrs.frozen
+class LastMinuteCap:
+    """A user's own rate rule that does not say how many orders it needs (no ``keeps``)."""
+
+    name: ClassVar[str] = "last_minute_cap"
+    uses_prices: ClassVar[bool] = False
+    counts_rate: ClassVar[bool] = False
+    lookback: ClassVar[float] = 60.0
+
+    def check(self, order: Order, context: OrderContext) -> str | None:
+        return None
+
+
+def test_a_users_rule_that_does_not_say_what_it_keeps_keeps_every_order_within_its_lookback():
+    gate = Gate([OrderRate(2, 60.0, "two_a_minute"), LastMinuteCap()])
+    times = [START + timedelta(seconds=i) for i in range(5)]
+    for t in times:
+        gate.sent(t)
+    assert gate.record() == GateRecord(sent=tuple(t.timestamp() for t in times))
+    gate.sent(START + timedelta(seconds=63))  # 60 s on from the fourth order: the first four drop
+    assert gate.record() == GateRecord(sent=(times[4].timestamp(), (START + timedelta(seconds=63)).timestamp()))
+
+
+def test_the_gate_values_an_order_at_the_prices_given_and_its_contract_size():
+    order = Order("X", "buy", 11)
+    assert Gate([MaxOrderNotional(1_000)]).check(order, TradingState.ACTIVE, [], now=START, prices={"X": 100.0}) == (
+        Refusal("max_order_notional", "notional 1,100.00 > limit 1,000.00 for X")
+    )
+    assert Gate([MaxOrderNotional(1_000)]).check(Order("X", "buy", 10), TradingState.ACTIVE, [], now=START, prices={"X": 100.0}) is None
+    lots = Gate([MaxOrderNotional(1_000)], contract_size=100.0)
+    assert lots.check(Order("X", "buy", 0.11), TradingState.ACTIVE, [], now=START, prices={"X": 100.0}) == (
+        Refusal("max_order_notional", "notional 1,100.00 > limit 1,000.00 for X")
+    )
+    assert lots.check(Order("X", "buy", 0.1), TradingState.ACTIVE, [], now=START, prices={"X": 100.0}) is None
+
+
+def test_the_gate_judges_leverage_on_the_equity_given():
+    gate = Gate([MaxLeverage(2.0)])
+    order = Order("X", "buy", 30)
+    assert gate.check(order, TradingState.ACTIVE, [], now=START, prices={"X": 100.0}, equity=1_000.0) == Refusal(
+        "max_leverage", "leverage 3.00 > limit 2.00 after X (exposure 3,000.00, equity 1,000.00)"
+    )
+    assert gate.check(order, TradingState.ACTIVE, [], now=START, prices={"X": 100.0}, equity=1_500.0) is None
+
+
+def test_a_counted_rate_refusal_names_its_rule_and_reason_and_a_release_forgets_the_refusals():
+    def gate() -> Gate:
+        return Gate([OrderRate(1, 1.0, "max_orders_per_second")], runaway=RunawayLoop(2, 60.0))
+
+    first = gate()
+    first.sent(START)
+    later = START + timedelta(milliseconds=500)
+    reason = "orders 2 in 1s > limit 1 for X"
+    runaway = "runaway order loop: 2 orders refused by rate limits within 60s (limit 2)"
+    assert first.check(ORDER, TradingState.ACTIVE, [], now=START) == Refusal("max_orders_per_second", reason, None, True)
+    assert first.check(ORDER, TradingState.ACTIVE, [], now=later) == Refusal("max_orders_per_second", reason, runaway, True)
+    saved = GateRecord(
+        sent=(START.timestamp(),), refusals=(START.timestamp(), later.timestamp()), latched=runaway, latched_at=later.timestamp()
+    )
+    assert first.record() == saved
+    restarted = gate()
+    restarted.restore(GateRecord.from_json(saved.to_json()))
+    assert restarted.record() == saved
+    assert restarted.release() == runaway
+    assert restarted.record() == GateRecord(sent=(START.timestamp(),))
+    # Without a runaway detector a rate refusal is not counted.
+    uncounted = Gate([OrderRate(1, 1.0, "max_orders_per_second")])
+    uncounted.sent(START)
+    assert uncounted.check(ORDER, TradingState.ACTIVE, [], now=START) == Refusal("max_orders_per_second", reason)
+    assert uncounted.release() is None and uncounted.record() == GateRecord(sent=(START.timestamp(),))

@@ -146,16 +146,15 @@ class PaperBroker:
     def _spread(self, symbol: str) -> float:
         return self._spreads.get(symbol, self._costs.spread)
 
-    def _mark(self, symbol: str, side: Side) -> float:
-        # What a position of ``side`` is worth per unit: a long sells at the bid, a short buys back at the ask.
-        bid = self._prices[symbol]
+    def _mark(self, symbol: str, side: Side, bid: float) -> float:
+        # What a position of ``side`` is worth per unit at ``bid``: a long sells at the bid, a short buys back at the ask.
         return bid if side is Side.BUY else bid + self._spread(symbol)
 
     def _pnl(self, position: Position, price: float) -> float:
         return (price - position.entry_price) * position.side.sign * position.volume * self._contract
 
     def _value(self, position: Position) -> float:
-        return self._pnl(position, self._mark(position.symbol, position.side))
+        return self._pnl(position, self._mark(position.symbol, position.side, self._prices[position.symbol]))
 
     @property
     def cash(self) -> float:
@@ -175,13 +174,15 @@ class PaperBroker:
         return sum(p.volume * self._prices[p.symbol] * self._contract for p in self._positions.values())
 
     def equity_at(self, symbol: str, price: float) -> float:
-        """The equity `account_equity` would give were ``symbol`` priced at ``price`` (nothing
-        changes): what a replay asks to know the account at a bar's low or high."""
+        """The equity `account_equity` would give were ``symbol``'s bid ``price`` (nothing
+        changes; a short in it is valued at that bid plus its spread, as `account_equity` values
+        it): what a replay asks to know the account at a bar's low or high."""
         value = finite_number("price", price)
         with self._lock:
             prices = self._prices
             return self._cash + sum(
-                self._pnl(p, value if p.symbol == symbol else prices[p.symbol]) for p in self._positions.values()
+                self._pnl(p, self._mark(p.symbol, p.side, value if p.symbol == symbol else prices[p.symbol]))
+                for p in self._positions.values()
             )
 
     def account_snapshot(self) -> AccountSnapshot:
