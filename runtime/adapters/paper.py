@@ -278,7 +278,7 @@ class PaperBroker:
             raise BrokerError(f"cannot sell {symbol!r}: the bid {bid!r} less slippage {self._costs.slippage!r} is <= 0")
         return price
 
-    def _charge(self, symbol: str, side: Side, volume: float, price: float) -> tuple[float, float]:
+    def _charge(self, symbol: str, volume: float, price: float) -> tuple[float, float]:
         # (commission, costs): the commission leaves cash now; the costs add what the spread and
         # slippage took through the price, against the bid.
         notional = volume * price * self._contract
@@ -289,7 +289,7 @@ class PaperBroker:
 
     def _execute(self, order: Order) -> Fill:
         price = self._fill_price(order.symbol, order.side)
-        commission, costs = self._charge(order.symbol, order.side, order.volume, price)
+        commission, costs = self._charge(order.symbol, order.volume, price)
         held = self._by_symbol(order.symbol)
         if held is None:
             ticket = self._open(order.symbol, order.side, order.volume, price)
@@ -333,7 +333,7 @@ class PaperBroker:
                 raise BrokerError(f"unknown position {position_id!r}: it is not open")
             side = held.side.opposite
             price = self._fill_price(held.symbol, side)
-            commission, costs = self._charge(held.symbol, side, held.volume, price)
+            commission, costs = self._charge(held.symbol, held.volume, price)
             realised = self._reduce(held, held.volume, price)
             fill = Fill(position_id, held.symbol, side, held.volume, price, self._time, realised - commission, client_id, costs)
             if client_id is not None:
