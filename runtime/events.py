@@ -76,6 +76,10 @@ def _metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return _json_value("", value)
 
 
+# One encoder for every event: ``json.dumps`` with options would build a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def _utc_timestamp(value: datetime) -> datetime:
     return aware_datetime("timestamp", value).astimezone(UTC)
 
@@ -105,18 +109,37 @@ class Event:
     timestamp: datetime = attrs.field(factory=lambda: datetime.now(UTC), converter=_utc_timestamp)
     event_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
 
+    @classmethod
+    def of_json_metadata(
+        cls, event_type: EventType, loop_id: str, metadata: dict[str, Any], timestamp: datetime
+    ) -> Event:
+        """The event the constructor would make, for ``metadata`` that is already a fresh dict
+        of JSON values checked key by key (a payload's: see `runtime.payloads.Payload.event`),
+        so it is taken as it is instead of being walked and copied again. The loop id and the
+        timestamp are checked as the constructor checks them."""
+        if type(event_type) is not EventType:
+            raise TypeError(f"event_type must be an EventType, got {event_type!r}")
+        if not isinstance(loop_id, str):
+            raise TypeError(f"loop_id must be a string, got {loop_id!r} ({type(loop_id).__name__})")
+        event = object.__new__(cls)
+        put = object.__setattr__  # how attrs itself fills a frozen instance
+        put(event, "event_type", event_type)
+        put(event, "loop_id", loop_id)
+        put(event, "metadata", metadata)
+        put(event, "timestamp", _utc_timestamp(timestamp))
+        put(event, "event_id", uuid.uuid4().hex)
+        return event
+
     def to_json(self) -> str:
         """The event as one line of JSON."""
-        return json.dumps(
+        return _ENCODE(
             {
                 "event_type": self.event_type.value,
                 "loop_id": self.loop_id,
                 "metadata": self.metadata,
                 "timestamp": self.timestamp.isoformat(),
                 "event_id": self.event_id,
-            },
-            separators=(",", ":"),
-            sort_keys=True,
+            }
         )
 
     @classmethod
