@@ -577,30 +577,31 @@ class GuardActor(SupervisedActor):
             refused_by = refusal.rule if refusal is not None else None
             self._publish(TradeFailed.of(order, signal, rejected=True, error=reason, refused_by=refused_by))
             return self._outcome(order, request.at, refusal=reason)
-        self._publish.send(event)
         if self._gate.sent(self.context.clock.now()):
             self._save_gate()  # before the broker sees it: a restart must count this order
         try:
             fill = self._broker.submit_order(order)
         except Exception as exc:
-            self._close_order(order.client_id, TradeFailed.of(order, signal, rejected=False, error=repr(exc)))
+            self._close_order(order.client_id, event, TradeFailed.of(order, signal, rejected=False, error=repr(exc)))
             return self._outcome(order, request.at, error=repr(exc))
-        self._close_order(order.client_id, TradeExecuted.of(submitted, fill))
+        self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
 
     def _open(self, submitted: Event) -> None:
-        # Journal an order about to go out: durable before the broker sees it, unless the
-        # account lives in this process (see _journal_first). Raises when the store fails.
+        # Journal an order about to go out: durable before the broker sees it, and published,
+        # unless the account lives in this process (see _journal_first): then it is published
+        # with its outcome. Raises when the store fails.
         if self._journal_first:
             self._store.open_order(submitted, datetime.now(UTC))
+            self._publish.send(submitted)
 
-    def _close_order(self, client_id: str, payload: TradeExecuted | TradeFailed) -> None:
+    def _close_order(self, client_id: str, submitted: Event, payload: TradeExecuted | TradeFailed) -> None:
         # The outcome of an order opened by _open: settled in the store with it, or published
-        # like any event when the order was never held there.
+        # in one message after its ORDER_SUBMITTED when the order was never held there.
         if self._journal_first:
             self._settle(client_id, payload)
         else:
-            self._publish(payload)
+            self._publish.send_all((submitted, self._publish.make(payload)))
 
     def _read_before(self, order: Order, at: Any) -> None:
         # The gate judges the order against the account as it is now: the last cycle's equity
@@ -800,15 +801,14 @@ class GuardActor(SupervisedActor):
             self.log.critical("position stop of {} not journaled, so not sent: {!r}", position.position_id, exc)
             return
         self._client_ids.add(order.client_id)
-        self._publish.send(event)
         try:
             fill = attrs.evolve(self._broker.close_position(position.position_id), client_id=order.client_id)
         except Exception as exc:
-            self._close_order(order.client_id, TradeFailed.of(order, None, rejected=False, error=repr(exc)))
+            self._close_order(order.client_id, event, TradeFailed.of(order, None, rejected=False, error=repr(exc)))
             self.log.error("{}; closing failed: {!r}", reason, exc)
             self._alert("Position stop failing", f"{reason}; closing failed: {exc!r}; tried again at the next reading", Severity.CRITICAL)
             return
-        self._close_order(order.client_id, TradeExecuted.of(submitted, fill))
+        self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
         self._publish(PositionClosed.of(position, fill, reason, 0, rule=PositionStop.name))
         self.log.warning("{}: closed", reason)
         self._alert("Position stopped", reason, Severity.WARNING)

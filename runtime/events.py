@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-import uuid
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +14,7 @@ import attrs
 
 from runtime.validation import aware_datetime, member
 
-__all__ = ["EventType", "Event"]
+__all__ = ["EventType", "Event", "new_event_id"]
 
 
 class EventType(enum.Enum):
@@ -80,6 +80,12 @@ def _metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
 _ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
+def new_event_id() -> str:
+    """A fresh event id: 128 random bits as 32 hex digits (a uuid4's length and alphabet, at a
+    quarter of its cost, which counts at one id per event)."""
+    return os.urandom(16).hex()
+
+
 def _utc_timestamp(value: datetime) -> datetime:
     return aware_datetime("timestamp", value).astimezone(UTC)
 
@@ -107,7 +113,7 @@ class Event:
     loop_id: str = attrs.field(validator=_loop_id)
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_metadata, hash=False)
     timestamp: datetime = attrs.field(factory=lambda: datetime.now(UTC), converter=_utc_timestamp)
-    event_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    event_id: str = attrs.field(factory=new_event_id)
 
     @classmethod
     def of_json_metadata(
@@ -127,7 +133,7 @@ class Event:
         put(event, "loop_id", loop_id)
         put(event, "metadata", metadata)
         put(event, "timestamp", _utc_timestamp(timestamp))
-        put(event, "event_id", uuid.uuid4().hex)
+        put(event, "event_id", new_event_id())
         return event
 
     def to_json(self) -> str:
