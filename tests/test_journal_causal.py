@@ -57,6 +57,10 @@ def test_events_published_before_an_order_are_journaled_before_it_and_those_afte
         store.close()
 
 
+# What the guard's thread writes to open an order, and to settle it, for a broker outside the process.
+OPEN, SETTLE = ["BEGIN", "INSERT", "INSERT", "COMMIT"], ["BEGIN", "INSERT", "DELETE", "COMMIT"]
+
+
 class Statements:
     """Every SQL statement that writes, run on a real SQLite store's connection, with the thread
     that ran it (in autocommit, a lone INSERT is a commit of its own)."""
@@ -98,7 +102,9 @@ class TradeServer(PaperBroker):
         return super().submit_order(order)
 
 
-def _orders_through_a_guard(tmp_path: Path, make_broker) -> tuple[list[str], list[EventType], Any]:
+def _orders_through_a_guard(
+    tmp_path: Path, make_broker, prices: tuple[float, float, float] = (100.0, 100.0, 100.0)
+) -> tuple[list[str], list[EventType], Any]:
     # Four orders through a real guard, emitter and journal on SQLite; returns the statements the
     # guard's own thread ran for the last three, the journal's event types in order, and the broker.
     store = SqliteStore(tmp_path / "state.db")
@@ -114,9 +120,10 @@ def _orders_through_a_guard(tmp_path: Path, make_broker) -> tuple[list[str], lis
     try:
         guard = handle.address("guard")
         # A first order, whose reading starts the guard's trading day (a save), before counting.
-        assert guard.ask(PlaceOrder(Order("X", "sell", 1), datetime.now(UTC)), timeout=WAIT).executed
+        assert guard.ask(PlaceOrder(Order("X", "buy", 1), datetime.now(UTC)), timeout=WAIT).executed
         statements = Statements(store)
-        for side in ("buy", "sell", "buy"):
+        for side, price in zip(("sell", "buy", "sell"), prices, strict=True):
+            broker.update_price("X", price)
             assert guard.ask(PlaceOrder(Order("X", side, 1), datetime.now(UTC)), timeout=WAIT).executed
         on_guard = statements.on("GuardActor")
         handle.address("emitter").ask(GetJournals(), timeout=WAIT)
@@ -141,5 +148,16 @@ def test_a_broker_outside_the_process_gets_each_order_journaled_durably_before_i
     on_guard, kinds, broker = _orders_through_a_guard(tmp_path, TradeServer)
     assert broker.held_on_arrival == [True, True, True, True]
     # Per order, on the guard's own thread: one transaction opening it, one settling it.
-    assert on_guard == ["BEGIN", "INSERT", "INSERT", "COMMIT", "BEGIN", "INSERT", "DELETE", "COMMIT"] * 3
+    assert on_guard == [*OPEN, *SETTLE] * 3
     assert kinds == [EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED] * 4
+
+
+def test_an_in_process_paper_account_s_guard_saves_its_record_without_an_fsync(tmp_path: Path) -> None:
+    # Long before the first and the third order, the price up: each read before them is a new peak.
+    on_guard, _, _ = _orders_through_a_guard(tmp_path, lambda store: PaperBroker(10_000), (101.0, 102.0, 103.0))
+    assert on_guard == ["PRAGMA", "INSERT", "PRAGMA"] * 2  # synchronous OFF, the record, back to FULL
+
+
+def test_a_broker_outside_the_process_has_the_guard_save_its_record_with_the_store_s_fsync(tmp_path: Path) -> None:
+    on_guard, _, _ = _orders_through_a_guard(tmp_path, TradeServer, (101.0, 102.0, 103.0))
+    assert on_guard == ["INSERT", *OPEN, *SETTLE, *OPEN, *SETTLE, "INSERT", *OPEN, *SETTLE]
