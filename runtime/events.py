@@ -6,6 +6,7 @@ import enum
 import json
 import math
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -81,9 +82,11 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def new_event_id() -> str:
-    """A fresh event id: 128 random bits as 32 hex digits (a uuid4's length and alphabet, at a
-    quarter of its cost, which counts at one id per event)."""
-    return os.urandom(16).hex()
+    """A fresh event id, 32 hex digits (a uuid4's length and alphabet): the wall clock in
+    nanoseconds, then 64 random bits. Ids made one after the other sort in that order, so the
+    journal's index of ids grows at its end instead of at random places (fewer pages written
+    per commit), and making one costs a quarter of a uuid4."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def _utc_timestamp(value: datetime) -> datetime:

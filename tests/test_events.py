@@ -185,3 +185,12 @@ def test_an_event_made_from_json_metadata_checks_its_type_loop_id_and_timestamp(
         Event.of_json_metadata(EventType.HEARTBEAT, 7, {}, at)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^timestamp must be a timezone-aware datetime"):
         Event.of_json_metadata(EventType.HEARTBEAT, "main", {}, datetime(2024, 3, 1))
+
+
+def test_event_ids_are_32_hex_digits_unique_and_sorted_in_the_order_they_were_made():
+    from runtime.events import new_event_id
+
+    ids = [Event(EventType.HEARTBEAT, "main").event_id for _ in range(500)] + [new_event_id() for _ in range(500)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)  # the journal's id index grows at its end
