@@ -174,8 +174,12 @@ class GuardActor(SupervisedActor):
         # lives in this process: then nothing that would outlive a crash needs that record, and
         # the order's events go through the emitter in order with the rest (no fsync, no wait).
         self._journal_first = not is_in_process(broker)
-        if not self._journal_first and hasattr(store, "without_fsync"):
-            store = store.without_fsync()  # its records need no more durability than the account
+        # Its records need no more durability than the account: saved without waiting for the
+        # disk, when the store offers that itself (a store wrapped in another, which may fence
+        # or fail its writes on purpose, keeps its wrapper's saves).
+        without_fsync = getattr(type(store), "without_fsync", None)
+        if not self._journal_first and without_fsync is not None:
+            store = without_fsync(store)
         # The optional port for notional limits: without it, a symbol is valued at its entry price.
         self._latest_price = getattr(self._broker, "price", None)
         self._store = context.guarded(store)

@@ -90,6 +90,8 @@ def new_event_id() -> str:
 
 
 def _utc_timestamp(value: datetime) -> datetime:
+    if type(value) is datetime and value.tzinfo is UTC:  # already what it would become
+        return value
     return aware_datetime("timestamp", value).astimezone(UTC)
 
 
