@@ -68,20 +68,13 @@ class Statements:
     def __init__(self, store: SqliteStore) -> None:
         self.lock = threading.Lock()
         self.seen: list[tuple[str, str]] = []
-        self.guard_records: list[str] = []  # for each write of the guard's record: "fsync" or "no fsync"
-        self._fsync = True
         store._connection().set_trace_callback(self._trace)
 
     def _trace(self, statement: str) -> None:
-        # The connection runs one statement at a time, so this is the order they ran in.
         verb = statement.split()[0].upper()
         if verb != "SELECT":
             with self.lock:
                 self.seen.append((threading.current_thread().name, verb))
-                if statement.startswith("PRAGMA synchronous"):
-                    self._fsync = not statement.endswith("OFF")
-                elif statement.startswith("INSERT INTO guard_state"):
-                    self.guard_records.append("fsync" if self._fsync else "no fsync")
 
     def clear(self) -> None:
         with self.lock:
@@ -111,7 +104,7 @@ class TradeServer(PaperBroker):
 
 def _orders_through_a_guard(
     tmp_path: Path, make_broker, prices: tuple[float, float, float] = (100.0, 100.0, 100.0)
-) -> tuple[list[str], list[EventType], Any, list[str]]:
+) -> tuple[list[str], list[EventType], Any]:
     # Four orders through a real guard, emitter and journal on SQLite; returns the statements the
     # guard's own thread ran for the last three, the journal's event types in order, and the broker.
     store = SqliteStore(tmp_path / "state.db")
@@ -134,18 +127,17 @@ def _orders_through_a_guard(
             assert guard.ask(PlaceOrder(Order("X", side, 1), datetime.now(UTC)), timeout=WAIT).executed
         on_guard = statements.on("GuardActor")
         handle.address("emitter").ask(GetJournals(), timeout=WAIT)
-        assert journal.wait_backlog(0, WAIT)  # and so has written any record kept aside for it
-        records = list(statements.guard_records)
+        assert journal.wait_backlog(0, WAIT)
         kinds = [e.event_type for e in store.events()]
         assert store.held_orders("main") == []
     finally:
         handle.stop()
         store.close()
-    return on_guard, kinds, broker, records
+    return on_guard, kinds, broker
 
 
 def test_an_in_process_paper_account_s_orders_cost_the_guard_no_store_write_and_reach_the_journal_in_order(tmp_path: Path) -> None:
-    on_guard, kinds, _, _ = _orders_through_a_guard(tmp_path, lambda store: PaperBroker(10_000))
+    on_guard, kinds, _ = _orders_through_a_guard(tmp_path, lambda store: PaperBroker(10_000))
     # Nothing it would have to wait for: no journal write, no fsync of its own (the prices did
     # not move, so no guard record changed either).
     assert on_guard == []
@@ -153,7 +145,7 @@ def test_an_in_process_paper_account_s_orders_cost_the_guard_no_store_write_and_
 
 
 def test_a_broker_outside_the_process_gets_each_order_journaled_durably_before_it_and_settled_after(tmp_path: Path) -> None:
-    on_guard, kinds, broker, _ = _orders_through_a_guard(tmp_path, TradeServer)
+    on_guard, kinds, broker = _orders_through_a_guard(tmp_path, TradeServer)
     assert broker.held_on_arrival == [True, True, True, True]
     # Per order, on the guard's own thread: one transaction opening it, one settling it.
     assert on_guard == [*OPEN, *SETTLE] * 3
@@ -162,13 +154,10 @@ def test_a_broker_outside_the_process_gets_each_order_journaled_durably_before_i
 
 def test_an_in_process_paper_account_s_guard_saves_its_record_without_an_fsync(tmp_path: Path) -> None:
     # Long before the first and the third order, the price up: each read before them is a new peak.
-    # Written by the guard's thread, or, when the journal's commit held the file, by that commit
-    # as it let go (two saves may then be one write); never waiting for an fsync.
-    _, _, _, records = _orders_through_a_guard(tmp_path, lambda store: PaperBroker(10_000), (101.0, 102.0, 103.0))
-    assert records in (["no fsync"], ["no fsync"] * 2)
+    on_guard, _, _ = _orders_through_a_guard(tmp_path, lambda store: PaperBroker(10_000), (101.0, 102.0, 103.0))
+    assert on_guard == ["PRAGMA", "INSERT", "PRAGMA"] * 2  # synchronous OFF, the record, back to FULL
 
 
 def test_a_broker_outside_the_process_has_the_guard_save_its_record_with_the_store_s_fsync(tmp_path: Path) -> None:
-    on_guard, _, _, records = _orders_through_a_guard(tmp_path, TradeServer, (101.0, 102.0, 103.0))
+    on_guard, _, _ = _orders_through_a_guard(tmp_path, TradeServer, (101.0, 102.0, 103.0))
     assert on_guard == ["INSERT", *OPEN, *SETTLE, *OPEN, *SETTLE, "INSERT", *OPEN, *SETTLE]
-    assert records == ["fsync"] * 2

@@ -189,10 +189,6 @@ class SqliteStore:
         self._path = Path(path)
         self._lock = threading.Lock()
         self._synchronous = synchronous
-        # Records saved through without_fsync() while another write held the file: (table,
-        # loop id) -> text, read by the loads, written by whoever lets go of the file next.
-        self._behind: dict[tuple[str, str], str] = {}
-        self._behind_lock = threading.Lock()
         try:
             # Autocommit (isolation_level=None): each statement is its own durable transaction,
             # and explicit BEGIN is used where several must be one. One connection serialised by
@@ -302,69 +298,36 @@ class SqliteStore:
 
     @contextmanager
     def _using(self, operation: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"state_db {str(self._path)!r}: {operation} failed: {exc}") from exc
+
+    @contextmanager
+    def _synced(self, conn: sqlite3.Connection, fsync: bool) -> Iterator[None]:
+        # A commit that does not wait for the disk (see without_fsync); inside _using's lock.
+        if fsync:
+            yield
+            return
+        conn.execute("PRAGMA synchronous = OFF")
         try:
-            with self._lock:
-                conn = self._connection()
-                try:
-                    yield conn
-                except sqlite3.Error as exc:
-                    raise StoreError(f"state_db {str(self._path)!r}: {operation} failed: {exc}") from exc
+            yield
         finally:
-            if self._behind:  # saved while this call held the file: written now, not left behind
-                self._write_behind(raising=False)
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
 
     def without_fsync(self) -> StateStore:
         """This store for the state of an account that lives in this process and dies with it
-        (`runtime.broker.is_in_process`; the guard asks for it). Its saves of the guard's record
-        and gate record never wait for the disk: each is committed without an fsync, and when
-        another write holds the file at that moment (a group commit of the journal, say, waiting
-        for its fsync), it is kept aside and written by that write as it lets go. Either way it
-        is visible to this store's loads at once, it is in the file within that write's time, a
-        killed process keeps what reached the file (the OS holds it), and only the machine going
-        down (an OS crash, a power cut), which takes such an account with it, can lose it. Every
-        other call, the journal's group commits included, is this store's."""
+        (`runtime.broker.is_in_process`; the guard asks for it): the guard's record and gate
+        record are committed without waiting for the disk (no fsync), so they are visible to
+        every reader at once and kept through a kill of the process (the OS holds them), and
+        lost only with the machine (an OS crash, a power cut), which takes such an account with
+        it anyway. Every other call, the journal's group commits included, is this store's."""
         return _WithoutFsync(self)
-
-    def _save_behind(self, table: str, loop_id: str, text: str) -> None:
-        # without_fsync's save: written now if the file is free, else by the write holding it.
-        with self._behind_lock:
-            self._behind[(table, loop_id_of(loop_id))] = text
-        self._write_behind(raising=True)
-
-    def _write_behind(self, *, raising: bool) -> None:
-        # Write every record kept aside, without an fsync, if the file is free now; when it is
-        # not, the write holding it does so as it lets go (_using), after this was kept aside.
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            with self._behind_lock:
-                waiting, self._behind = self._behind, {}
-            if not waiting or self._conn is None:
-                return
-            conn = self._conn
-            try:
-                conn.execute("PRAGMA synchronous = OFF")
-                try:
-                    with _transaction(conn):
-                        for (table, loop_id), text in waiting.items():
-                            conn.execute(_UPSERT_RECORD[table], (loop_id, text))
-                finally:
-                    conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            except sqlite3.Error as exc:
-                with self._behind_lock:  # tried again at the next write; a newer save wins
-                    self._behind = {**waiting, **self._behind}
-                if raising:
-                    raise StoreError(f"state_db {str(self._path)!r}: saving {sorted(waiting)} failed: {exc}") from exc
-        finally:
-            self._lock.release()
-
-    def _kept_aside(self, table: str, loop_id: str) -> str | None:
-        with self._behind_lock:
-            return self._behind.get((table, loop_id))
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL into the file); later calls raise `StoreError`."""
-        self._write_behind(raising=False)
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -383,10 +346,8 @@ class SqliteStore:
 
     def load_guard(self, loop_id: str) -> GuardRecord | None:
         """The guard's last saved record for ``loop_id``, or None when none was saved."""
-        row = (text,) if (text := self._kept_aside("guard_state", loop_id)) is not None else None
-        if row is None:
-            with self._using(f"loading the guard record of loop {loop_id!r}") as conn:
-                row = conn.execute("SELECT record FROM guard_state WHERE loop_id = ?", (loop_id,)).fetchone()
+        with self._using(f"loading the guard record of loop {loop_id!r}") as conn:
+            row = conn.execute("SELECT record FROM guard_state WHERE loop_id = ?", (loop_id,)).fetchone()
         if row is None:
             return None
         try:
@@ -396,21 +357,21 @@ class SqliteStore:
 
     def save_guard(self, loop_id: str, record: GuardRecord) -> None:
         """Replace the guard's record for ``loop_id``; durable when this returns."""
-        self._save_record("guard_state", loop_id, encode_guard_record(record), "the guard record")
+        self._save_guard(loop_id, record, fsync=True)
 
-    def _save_record(self, table: str, loop_id: str, text: str, what: str) -> None:
-        key = (table, loop_id_of(loop_id))
-        with self._using(f"saving {what} of loop {loop_id!r}") as conn:
-            with self._behind_lock:  # an older one kept aside must not overwrite this one
-                self._behind.pop(key, None)
-            conn.execute(_UPSERT_RECORD[table], (loop_id, text))
+    def _save_guard(self, loop_id: str, record: GuardRecord, *, fsync: bool) -> None:
+        text = encode_guard_record(record)
+        with self._using(f"saving the guard record of loop {loop_id!r}") as conn, self._synced(conn, fsync):
+            conn.execute(
+                "INSERT INTO guard_state (loop_id, record) VALUES (?, ?) "
+                "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
+                (loop_id_of(loop_id), text),
+            )
 
     def load_gate(self, loop_id: str) -> GateRecord | None:
         """The guard's last saved gate record for ``loop_id``, or None when none was saved."""
-        row = (text,) if (text := self._kept_aside("gate_state", loop_id)) is not None else None
-        if row is None:
-            with self._using(f"loading the gate record of loop {loop_id!r}") as conn:
-                row = conn.execute("SELECT record FROM gate_state WHERE loop_id = ?", (loop_id,)).fetchone()
+        with self._using(f"loading the gate record of loop {loop_id!r}") as conn:
+            row = conn.execute("SELECT record FROM gate_state WHERE loop_id = ?", (loop_id,)).fetchone()
         if row is None:
             return None
         try:
@@ -420,7 +381,18 @@ class SqliteStore:
 
     def save_gate(self, loop_id: str, record: GateRecord) -> None:
         """Replace the guard's gate record for ``loop_id``; durable when this returns."""
-        self._save_record("gate_state", loop_id, _gate_text(record), "the gate record")
+        self._save_gate(loop_id, record, fsync=True)
+
+    def _save_gate(self, loop_id: str, record: GateRecord, *, fsync: bool) -> None:
+        if not isinstance(record, GateRecord):
+            raise TypeError(f"record must be a GateRecord, got {record!r}")
+        text = record.to_json()
+        with self._using(f"saving the gate record of loop {loop_id!r}") as conn, self._synced(conn, fsync):
+            conn.execute(
+                "INSERT INTO gate_state (loop_id, record) VALUES (?, ?) "
+                "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
+                (loop_id_of(loop_id), text),
+            )
 
     def load_loop_totals(self, loop_id: str) -> LoopTotals | None:
         """The loop's last saved totals, or None when none were saved."""
@@ -533,29 +505,17 @@ class SqliteStore:
             raise StoreError(f"state_db {str(self._path)!r}: an event in the journal is unreadable: {exc}") from exc
 
 
-_UPSERT_RECORD = {
-    table: f"INSERT INTO {table} (loop_id, record) VALUES (?, ?) ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record"
-    for table in ("guard_state", "gate_state")
-}
-
-
-def _gate_text(record: GateRecord) -> str:
-    if not isinstance(record, GateRecord):
-        raise TypeError(f"record must be a GateRecord, got {record!r}")
-    return record.to_json()
-
-
 class _WithoutFsync:
-    # SqliteStore.without_fsync: the guard's two records saved without waiting, the rest as is.
+    # SqliteStore.without_fsync: the guard's two records saved without an fsync, the rest as is.
 
     def __init__(self, store: SqliteStore) -> None:
         self._sqlite = store
 
     def save_guard(self, loop_id: str, record: GuardRecord) -> None:
-        self._sqlite._save_behind("guard_state", loop_id, encode_guard_record(record))
+        self._sqlite._save_guard(loop_id, record, fsync=False)
 
     def save_gate(self, loop_id: str, record: GateRecord) -> None:
-        self._sqlite._save_behind("gate_state", loop_id, _gate_text(record))
+        self._sqlite._save_gate(loop_id, record, fsync=False)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sqlite, name)
