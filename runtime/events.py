@@ -81,12 +81,18 @@ def _metadata(value: Mapping[str, Any] | None) -> dict[str, Any]:
 _ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
+_last_ns = [0]  # the time part of the last id made (never going back, should the clock do so)
+
+
 def new_event_id() -> str:
     """A fresh event id, 32 hex digits (a uuid4's length and alphabet): the wall clock in
-    nanoseconds, then 64 random bits. Ids made one after the other sort in that order, so the
-    journal's index of ids grows at its end instead of at random places (fewer pages written
-    per commit), and making one costs a quarter of a uuid4."""
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+    nanoseconds (past the last id's, should the clock step back), then 64 random bits. Ids made
+    one after the other sort in that order, so the journal's index of ids grows at its end
+    instead of at random places (fewer pages written per commit), and making one costs a
+    quarter of a uuid4. The random bits alone keep two ids apart."""
+    now = max(time.time_ns(), _last_ns[0] + 1)
+    _last_ns[0] = now
+    return f"{now:016x}{os.urandom(8).hex()}"
 
 
 def _utc_timestamp(value: datetime) -> datetime:
