@@ -725,7 +725,11 @@ class GuardActor(SupervisedActor):
         now = datetime.now(UTC)
         waits: list[float] = []
         for held in held_orders:
-            order = OrderSubmitted.from_event(held.submitted)
+            try:
+                order = OrderSubmitted.from_event(held.submitted)
+            except (TypeError, ValueError) as exc:  # one unreadable record must not stop the guard
+                self._unreadable_order(held.submitted, exc)
+                continue
             client_id, watch_until = order.client_order_id, held.watch_until
             watched = watch_until is not None
             try:
@@ -754,6 +758,17 @@ class GuardActor(SupervisedActor):
                 waits.append(self._late_fill_every)
         if waits:
             self.timers.start_single("reconcile", min(waits))
+
+    def _unreadable_order(self, submitted: Event, exc: Exception) -> None:
+        # Left in the store as it is: only a person can say what that order was.
+        self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+        client_id = submitted.metadata.get("client_order_id")
+        self.log.critical("order {!r} held in the store is unreadable, not reconciled: {}", client_id, exc)
+        self._alert(
+            "Order record unreadable",
+            f"order {client_id!r} held in the store is unreadable, so not reconciled with the broker: {exc}; check it by hand",
+            Severity.CRITICAL,
+        )
 
     def _unwatch(self, client_id: str) -> bool:
         # The watch is over with no fill: the order stays journaled as not executed.
@@ -808,7 +823,7 @@ class GuardActor(SupervisedActor):
             return
         self._client_ids.add(order.client_id)
         try:
-            fill = attrs.evolve(self._broker.close_position(position.position_id), client_id=order.client_id)
+            fill = attrs.evolve(self._broker.close_position(position.position_id, order.client_id), client_id=order.client_id)
         except Exception as exc:
             self._close_order(order.client_id, event, TradeFailed.of(order, None, rejected=False, error=repr(exc)))
             self.log.error("{}; closing failed: {!r}", reason, exc)

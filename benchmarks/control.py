@@ -73,9 +73,9 @@ class _SlowCloseBroker:
     def find_fill(self, client_id: str) -> Fill | None:
         return self.inner.find_fill(client_id)
 
-    def close_position(self, position_id: str) -> Fill:
+    def close_position(self, position_id: str, client_id: str | None = None) -> Fill:
         time.sleep(CLOSE_SECONDS)
-        return self.inner.close_position(position_id)
+        return self.inner.close_position(position_id, client_id)
 
 
 class _Closed:

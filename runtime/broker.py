@@ -99,7 +99,7 @@ class Fill:
     price: float = attrs.field(validator=attrs_finite)
     time: datetime
     realised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
-    client_id: str | None = None  # the order's client id; None for a close the guard made
+    client_id: str | None = None  # the order's client id; None for a liquidation's close
     costs: float = attrs.field(default=0.0, validator=attrs_finite)  # commission, spread and slippage paid
 
 
@@ -161,8 +161,12 @@ class Broker(Protocol):
         """Execute a market order and return its fill."""
         ...
 
-    def close_position(self, position_id: str) -> Fill:
-        """Close the whole of one open position with an opposite deal and return its fill."""
+    def close_position(self, position_id: str, client_id: str | None = None) -> Fill:
+        """Close the whole of one open position with an opposite deal and return its fill.
+
+        With a ``client_id`` (the guard's per-position stop journals its close as an order), the
+        broker keeps the close under it, so `find_fill` finds it after a restart as for any order.
+        """
         ...
 
     def find_fill(self, client_id: str) -> Fill | None:

@@ -195,7 +195,9 @@ def aware_datetimes(
 def next_midnight(moment: datetime, timezone: str) -> datetime:
     """The first moment of the local day after ``moment``'s local day in ``timezone`` (aware).
 
-    Where DST skips midnight, this is the first moment that exists on that day.
+    Where DST skips midnight, this is the first moment that exists on that day; where a clock
+    change repeats midnight, the first of the two. Compare it as an instant (``.astimezone(UTC)``
+    or ``.timestamp()``): Python never calls a repeated local time equal to a time in another zone.
     """
     if moment.tzinfo is None:
         raise ValueError(f"moment must be timezone-aware, got {moment!r}")

@@ -185,10 +185,10 @@ class FlakyBroker:
     def find_fill(self, client_id: str) -> Fill | None:
         return self.inner.find_fill(client_id)
 
-    def close_position(self, position_id: str) -> Fill:
+    def close_position(self, position_id: str, client_id: str | None = None) -> Fill:
         with self._lock:
             self.close_calls += 1
             if self.close_failures > 0:
                 self.close_failures -= 1
                 raise BrokerError("connection to trade server lost")
-        return self.inner.close_position(position_id)
+        return self.inner.close_position(position_id, client_id)

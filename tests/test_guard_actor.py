@@ -638,6 +638,8 @@ def test_a_slow_broker_call_is_a_broker_fault_not_a_hung_guard(tree_factory):
     assert isinstance(answer, OrderOutcome) and answer.fill is not None and answer.fill.volume == 2
     assert tree.handle.children()["guard"].incarnation == 1
     assert tree.metrics.counters["broker_slow_calls_total"] == 1
+    # The alert is told to the alert actor: wait for it to arrive, as a person's phone would.
+    tree.journal.wait_for(lambda es: any(a.title == "Broker call slow" for a in tree.alerts()))
     [slow] = [a for a in tree.alerts() if a.title == "Broker call slow"]
     assert slow.severity.value == "critical"
     assert re.fullmatch(r"broker\.submit_order took \d+\.\ds, past the 0\.3s bound", slow.text), slow.text

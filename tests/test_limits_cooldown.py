@@ -66,7 +66,16 @@ def test_a_daily_loss_halt_always_lifts_at_the_first_midnight_after_it(case):
     zone, halted = case
     resumes = Cooldown("daily_loss", timezone=zone).resume_at(["daily_loss"], halted)
     assert resumes > halted
-    assert resumes == next_midnight(halted, zone)
+    # As instants: a local midnight that a clock change repeats is never == a UTC time (PEP 495).
+    assert resumes == next_midnight(halted, zone).astimezone(UTC)
+
+
+def test_a_daily_loss_halt_lifts_at_the_first_of_two_midnights_when_the_clock_goes_back_at_one():
+    # Havana left DST at 01:00 on 2021-11-07, back to 00:00: that midnight happened twice.
+    halted = datetime(2021, 11, 6, 12, 0, tzinfo=UTC)  # 08:00 in Havana
+    resumes = Cooldown("daily_loss", timezone="America/Havana").resume_at(["daily_loss"], halted)
+    assert resumes == datetime(2021, 11, 7, 4, 0, tzinfo=UTC)
+    assert resumes.isoformat() == "2021-11-07T04:00:00+00:00"
 
 
 def test_the_settings_make_the_cooldown_and_refuse_a_bad_one_naming_the_source():

@@ -254,3 +254,19 @@ def test_the_adapter_drives_a_terminal_through_the_mapping(
     assert broker.find_fill("never-sent") is None
     with pytest.raises(BrokerError, match="unknown position '9'"):
         broker.close_position("9")
+
+
+def test_a_close_with_a_client_id_carries_it_in_the_deal_comment_and_is_found_again(
+    fresh_mt5_import: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "MetaTrader5", terminal)
+    broker = importlib.import_module("runtime.adapters.mt5").MT5Broker()
+    fill = broker.close_position("5001", "stop-7")
+    assert (terminal.sent[-1]["position"], terminal.sent[-1]["comment"]) == (5001, "tw:stop-7")
+    assert (fill.position_id, fill.side, fill.volume, fill.price, fill.client_id) == ("5001", Side.SELL, 0.3, TICK.bid, "stop-7")
+    found = broker.find_fill("stop-7")
+    assert (found.side, found.volume, found.price, found.client_id) == (Side.SELL, 0.3, TICK.bid, "stop-7")
+    plain = broker.close_position("5001")  # a liquidation's close: no client id, the default comment
+    assert (terminal.sent[-1]["comment"], plain.client_id) == ("tradewarden", None)

@@ -152,8 +152,9 @@ class MT5Broker:
             deals = mt5.history_deals_get(now - timedelta(days=self._history_days), now + timedelta(days=1))
             return mapping.fill_from_deals(deals, client_id)
 
-    def close_position(self, position_id: str) -> Fill:
-        """Close the whole position with ticket ``position_id`` and return the closing fill."""
+    def close_position(self, position_id: str, client_id: str | None = None) -> Fill:
+        """Close the whole position with ticket ``position_id`` and return the closing fill; a
+        ``client_id`` goes in the deal comment (``tw:<id>``), so `find_fill` finds the close."""
         with self._lock:
             try:
                 ticket = int(position_id)
@@ -163,8 +164,10 @@ class MT5Broker:
             if not found:
                 raise BrokerError(f"unknown position {position_id!r}: it is not open ({mt5.last_error()!r})")
             raw = found[0]
+            comment = mapping.DEFAULT_COMMENT if client_id is None else mapping.order_comment(client_id)
             request = mapping.close_request(
-                raw, mt5.symbol_info_tick(raw.symbol), deviation=self._deviation, magic=self._magic, filling=self._filling
+                raw, mt5.symbol_info_tick(raw.symbol), deviation=self._deviation, magic=self._magic, filling=self._filling,
+                comment=comment,
             )
             result = mapping.check_order_result(mt5.order_send(request), f"closing position {position_id}", mt5.last_error())
             deals = mt5.history_deals_get(ticket=result.deal) or ()
@@ -175,6 +178,7 @@ class MT5Broker:
                 position_id=position_id,
                 at=datetime.now(UTC),
                 realised_pnl=mapping.realised_pnl_from_deals(deals),
+                client_id=client_id,
             )
 
     def shutdown(self) -> None:

@@ -320,11 +320,16 @@ class PaperBroker:
         with self._lock:
             return self._fills.get(client_id)
 
-    def close_position(self, position_id: str) -> Fill:
+    def close_position(self, position_id: str, client_id: str | None = None) -> Fill:
         """Close the whole position with ticket ``position_id`` at the latest price (never refused
-        for leverage: it only reduces)."""
+        for leverage: it only reduces). With a ``client_id`` the fill carries it and `find_fill`
+        finds it; a client id already filled is refused, as for an order."""
         text("position_id", position_id)
+        if client_id is not None:
+            text("client_id", client_id)
         with self._lock:
+            if client_id is not None and client_id in self._fills:
+                raise BrokerError(f"duplicate client id {client_id!r}: that order was already filled")
             held = self._positions.get(position_id)
             if held is None:
                 raise BrokerError(f"unknown position {position_id!r}: it is not open")
@@ -332,7 +337,10 @@ class PaperBroker:
             price = self._fill_price(held.symbol, side)
             commission, costs = self._charge(held.symbol, side, held.volume, price)
             realised = self._reduce(held, held.volume, price)
-            return Fill(position_id, held.symbol, side, held.volume, price, self._time, realised - commission, None, costs)
+            fill = Fill(position_id, held.symbol, side, held.volume, price, self._time, realised - commission, client_id, costs)
+            if client_id is not None:
+                self._fills[client_id] = fill
+            return fill
 
     def _open(self, symbol: str, side: Side, volume: float, price: float) -> str:
         ticket = str(self._next_ticket)

@@ -54,10 +54,10 @@ class SlowCloseBroker:
     def find_fill(self, client_id: str) -> Any:
         return self.inner.find_fill(client_id)
 
-    def close_position(self, position_id: str) -> Any:
+    def close_position(self, position_id: str, client_id: str | None = None) -> Any:
         self.closing.set()
         self.release.wait(30)
-        return self.inner.close_position(position_id)
+        return self.inner.close_position(position_id, client_id)
 
 
 @dataclass

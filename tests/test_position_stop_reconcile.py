@@ -1,0 +1,91 @@
+"""A per-position stop's close is an order the broker knows by its client id: found again after a
+restart, so a guard killed between journaling it and its outcome reconciles it as executed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from test_guard_actor import tree_factory  # noqa: F401  (a fixture)
+from test_limits_position_stop import losing_account
+
+from runtime import BrokerError, EventType, Fill, MemoryStore, Order, PaperBroker, Settings, Side
+from runtime.events import Event
+from runtime.payloads import OrderSubmitted
+
+T0 = datetime(2024, 1, 2, tzinfo=UTC)
+
+
+def test_the_paper_broker_keeps_a_close_under_its_client_id_and_refuses_the_id_twice():
+    broker = PaperBroker(10_000)
+    broker.update_price("EURUSD", 1.0)
+    broker.submit_order(Order("EURUSD", "buy", 1_000))
+    broker.update_price("EURUSD", 1.1)
+    fill = broker.close_position("1", "stop-1")
+    assert fill == Fill("1", "EURUSD", Side.SELL, 1_000.0, 1.1, fill.time, fill.realised_pnl, "stop-1", 0.0)
+    assert fill.realised_pnl == pytest.approx(100.0)
+    assert broker.find_fill("stop-1") == fill
+    broker.submit_order(Order("EURUSD", "buy", 1_000))
+    with pytest.raises(BrokerError) as info:
+        broker.close_position("2", "stop-1")
+    assert str(info.value) == "duplicate client id 'stop-1': that order was already filled"
+    assert [p.position_id for p in broker.open_positions()] == ["2"]  # the refused close left it open
+    with pytest.raises(ValueError) as bad:
+        broker.close_position("2", " ")
+    assert str(bad.value) == "client_id must be a non-empty string, got ' '"
+    assert broker.close_position("2").client_id is None and broker.open_positions() == []
+
+
+def test_the_guards_stop_closes_under_the_client_id_it_journaled(tree_factory):  # noqa: F811
+    broker, inner = losing_account()
+    tree = tree_factory(broker, position_stop=Settings(position_stop_percent=3).position_stop())
+    tree.read(inner.account_equity())
+    [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+    [submitted] = tree.events.of(EventType.ORDER_SUBMITTED)
+    client_id = submitted.metadata["client_order_id"]
+    found = inner.find_fill(client_id)
+    assert found == Fill("1", "EURUSD", Side.SELL, 10_000.0, 0.97, found.time, found.realised_pnl, client_id, 0.0)
+    assert found.realised_pnl == pytest.approx(-300.0)
+    assert executed.metadata["client_order_id"] == client_id
+
+
+def test_a_stop_close_the_journal_lost_is_reconciled_as_executed_after_a_restart(tree_factory):  # noqa: F811
+    # What a guard killed between journaling its stop's close and the outcome leaves behind: the
+    # order in the store, the close done at the broker.
+    broker, store = PaperBroker(10_000), MemoryStore()
+    broker.update_price("EURUSD", 1.0)
+    broker.submit_order(Order("EURUSD", "buy", 10_000))
+    broker.update_price("EURUSD", 0.97)
+    order = Order("EURUSD", "sell", 10_000)
+    submitted = OrderSubmitted.of(order, None).event("main", T0)  # as the guard journals a stop's close
+    store.open_order(submitted)
+    closed = broker.close_position("1", order.client_id)
+    tree = tree_factory(broker, store=store)
+    [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+    assert executed.metadata == {
+        **submitted.metadata, "position_id": "1", "price": 0.97, "filled_volume": 10_000.0, "realised_pnl": closed.realised_pnl,
+        "client_order_id": order.client_id, "reconciled": True, "costs": 0.0,
+    }
+    assert tree.events.of(EventType.TRADE_FAILED) == [] and store.unsettled_orders("main") == []
+
+
+def test_an_unreadable_order_in_the_store_is_alerted_and_skipped_and_the_guard_lives_on(tree_factory):  # noqa: F811
+    broker, store = PaperBroker(10_000), MemoryStore()
+    broker.update_price("X", 100.0)
+    bad = {"client_order_id": "c-bad", "signal_id": None, "symbol": "X", "side": "buy", "volume": 1.0, "reason": None}
+    store.open_order(Event(EventType.ORDER_SUBMITTED, "main", bad, T0))
+    good = Order("X", "buy", 2)
+    store.open_order(OrderSubmitted.of(good, None).event("main", T0))
+    broker.submit_order(good)
+    tree = tree_factory(broker, store=store)
+    [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+    assert (executed.metadata["client_order_id"], executed.metadata["reconciled"]) == (good.client_id, True)
+    tree.journal.wait_for(lambda es: any(a.title == "Order record unreadable" for a in tree.alerts()))
+    [alert] = [a for a in tree.alerts() if a.title == "Order record unreadable"]
+    assert alert.text == (
+        "order 'c-bad' held in the store is unreadable, so not reconciled with the broker: order_submitted metadata is "
+        "malformed: reason must be a string, got None (NoneType); check it by hand"
+    )
+    assert tree.metrics.counters["store_errors_total"] == 1
+    assert tree.handle.children()["guard"].incarnation == 1  # never restarted
+    assert [o.submitted.metadata["client_order_id"] for o in store.held_orders("main")] == ["c-bad"]
