@@ -11,6 +11,7 @@ from typing import Any
 from loguru import logger
 
 from actors.messages import GetJournals, Publish, Subscribe, Unsubscribe
+from actors.replay_messages import PublishBatch
 from actors.supervision.address import Address
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
@@ -153,6 +154,15 @@ class Publisher:
         except Exception as exc:
             logger.bind(loop_id=self._loop_id).error("event {} lost: {!r}", event.event_type.value, exc)
 
+    def send_all(self, events: Sequence[Event]) -> None:
+        """Publish events made by `make`, in order, in one message (as `send` would one by one)."""
+        if self._emitter is None or not events:
+            return
+        try:
+            self._emitter.tell(PublishBatch(tuple(events)))
+        except Exception as exc:
+            logger.bind(loop_id=self._loop_id).error("{} events lost: {!r}", len(events), exc)
+
 
 class Subscribers:
     """The subscribers of a trading system, kept across emitter restarts; thread-safe.
@@ -225,11 +235,12 @@ class _SinkWorker:
         self._thread = threading.Thread(target=self._run, name=f"tradewarden-sink-{name}", daemon=True)
         self._thread.start()
 
-    def tell(self, event: Event) -> None:
+    def tell(self, events: Sequence[Event]) -> None:
+        # Events in order, handed on in one go: one wake-up of the worker for the lot.
         if self._journal is not None:
-            self._journal._expect(1)
+            self._journal._expect(len(events))
         with self._cond:
-            self._queue.append(event)
+            self._queue.extend(events)
             self._cond.notify()
 
     def is_alive(self) -> bool:
@@ -312,7 +323,9 @@ class EmitterActor(SupervisedActor):
         if isinstance(message, GetJournals):
             return tuple(sink for sink in self._sinks if isinstance(sink, JournalSink))
         if isinstance(message, Publish):
-            self._publish(message.event)
+            self._publish((message.event,))
+        elif isinstance(message, PublishBatch):
+            self._publish(message.events)
         elif isinstance(message, Subscribe):
             self._subscribers.add(message.subscriber)
         elif isinstance(message, Unsubscribe):
@@ -324,15 +337,29 @@ class EmitterActor(SupervisedActor):
             return super().handle(message)
         return None
 
-    def _publish(self, event: Event) -> None:
-        name = event.event_type.value
-        self.counts[name] = self.counts.get(name, 0) + 1
-        self._metrics.incr(_COUNTER_NAMES[event.event_type])
+    def _publish(self, events: Sequence[Event]) -> None:
+        # Each sink's worker is handed the whole lot at once, in order; the counters move by as
+        # much as one event at a time would have moved them.
+        if not events:
+            return
+        counts = self.counts
+        kinds: dict[EventType, int] = {}
+        for event in events:
+            kind = event.event_type
+            kinds[kind] = kinds.get(kind, 0) + 1
+        for kind, count in kinds.items():
+            counts[kind.value] = counts.get(kind.value, 0) + count
+            self._metrics.incr(_COUNTER_NAMES[kind], count)
         for sink in self._sinks:
-            self._worker_for(sink).tell(event)
-        failures = deliver_to_subscribers(
-            self._subscribers.snapshot(), event, self.log, call=lambda s, e: self._worker_for(s).tell(e)
-        )
+            self._worker_for(sink).tell(events)
+        subscribers = self._subscribers.snapshot()
+        if not subscribers:
+            return
+        failures = 0
+        for event in events:
+            failures += deliver_to_subscribers(
+                subscribers, event, self.log, call=lambda s, e: self._worker_for(s).tell((e,))
+            )
         if failures:
             self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL, failures)
 

@@ -34,7 +34,7 @@ from actors.supervision.messages import Tick
 from actors.supervision.timers import Timers
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
-from runtime.broker import Broker, Fill, Order, Position, read_account
+from runtime.broker import Broker, Fill, Order, Position, is_in_process, read_account
 from runtime.events import Event
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import (
@@ -80,7 +80,10 @@ class GuardActor(SupervisedActor):
     before it (a reading like any other), not the last cycle's. A refusal is journaled as a
     rejected TRADE_FAILED. Before an order's events are written, the journal is given up to
     ``journal_catch_up`` seconds (and half the time the order's sender still waits) to write
-    every event published before them, so its append order is causal.
+    every event published before them, so its append order is causal. A broker whose account
+    lives in this process (`runtime.broker.is_in_process`, the paper broker) has its orders'
+    events published like every other event instead, in order, without the wait or the durable
+    write before the call: a crash the record would outlive takes the account with it.
 
     Reconciliation: on start, an order journaled as submitted but with no outcome (its guard died
     in between) is looked up at the broker by client id. Found, its TRADE_EXECUTED is journaled
@@ -167,6 +170,16 @@ class GuardActor(SupervisedActor):
         self._last_valid = context.clock.monotonic()
         self._blind = False
         self._broker = context.guarded(broker, busy="broker", bound=broker_call_bound, on_slow=self._slow_call)
+        # An order goes out only once journaled durably with its client id, unless the account
+        # lives in this process: then nothing that would outlive a crash needs that record, and
+        # the order's events go through the emitter in order with the rest (no fsync, no wait).
+        self._journal_first = not is_in_process(broker)
+        # Its records need no more durability than the account: saved without waiting for the
+        # disk, when the store offers that itself (a store wrapped in another, which may fence
+        # or fail its writes on purpose, keeps its wrapper's saves).
+        without_fsync = getattr(type(store), "without_fsync", None)
+        if not self._journal_first and without_fsync is not None:
+            store = without_fsync(store)
         # The optional port for notional limits: without it, a symbol is valued at its entry price.
         self._latest_price = getattr(self._broker, "price", None)
         self._store = context.guarded(store)
@@ -553,15 +566,16 @@ class GuardActor(SupervisedActor):
         reason = refusal.reason if refusal is not None else None
         if refusal is None:
             submitted = OrderSubmitted.of(order, signal)
-            # At most half the time its sender still waits: the rest is the broker's.
-            wait = self._journal_catch_up
-            if request.expires is not None:
-                wait = min(wait, (request.expires - time.monotonic()) / 2)
-            self._journal_caught_up(wait)
+            if self._journal_first:
+                # At most half the time its sender still waits: the rest is the broker's.
+                wait = self._journal_catch_up
+                if request.expires is not None:
+                    wait = min(wait, (request.expires - time.monotonic()) / 2)
+                self._journal_caught_up(wait)
             event = self._publish.make(submitted)
             self._client_ids.add(order.client_id)
             try:
-                self._store.open_order(event, datetime.now(UTC))  # durable before the broker sees the order
+                self._open(event)
             except Exception as exc:
                 self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
                 reason = f"order not journaled, so not sent: {exc!r}"
@@ -569,16 +583,31 @@ class GuardActor(SupervisedActor):
             refused_by = refusal.rule if refusal is not None else None
             self._publish(TradeFailed.of(order, signal, rejected=True, error=reason, refused_by=refused_by))
             return self._outcome(order, request.at, refusal=reason)
-        self._publish.send(event)
         if self._gate.sent(self.context.clock.now()):
             self._save_gate()  # before the broker sees it: a restart must count this order
         try:
             fill = self._broker.submit_order(order)
         except Exception as exc:
-            self._settle(order.client_id, TradeFailed.of(order, signal, rejected=False, error=repr(exc)))
+            self._close_order(order.client_id, event, TradeFailed.of(order, signal, rejected=False, error=repr(exc)))
             return self._outcome(order, request.at, error=repr(exc))
-        self._settle(order.client_id, TradeExecuted.of(submitted, fill))
+        self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
+
+    def _open(self, submitted: Event) -> None:
+        # Journal an order about to go out: durable before the broker sees it, and published,
+        # unless the account lives in this process (see _journal_first): then it is published
+        # with its outcome. Raises when the store fails.
+        if self._journal_first:
+            self._store.open_order(submitted, datetime.now(UTC))
+            self._publish.send(submitted)
+
+    def _close_order(self, client_id: str, submitted: Event, payload: TradeExecuted | TradeFailed) -> None:
+        # The outcome of an order opened by _open: settled in the store with it, or published
+        # in one message after its ORDER_SUBMITTED when the order was never held there.
+        if self._journal_first:
+            self._settle(client_id, payload)
+        else:
+            self._publish.send_all((submitted, self._publish.make(payload)))
 
     def _read_before(self, order: Order, at: Any) -> None:
         # The gate judges the order against the account as it is now: the last cycle's equity
@@ -787,21 +816,20 @@ class GuardActor(SupervisedActor):
         submitted = OrderSubmitted.of(order, None)
         event = self._publish.make(submitted)
         try:
-            self._store.open_order(event)
+            self._open(event)
         except Exception as exc:
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
             self.log.critical("position stop of {} not journaled, so not sent: {!r}", position.position_id, exc)
             return
         self._client_ids.add(order.client_id)
-        self._publish.send(event)
         try:
             fill = attrs.evolve(self._broker.close_position(position.position_id, order.client_id), client_id=order.client_id)
         except Exception as exc:
-            self._settle(order.client_id, TradeFailed.of(order, None, rejected=False, error=repr(exc)))
+            self._close_order(order.client_id, event, TradeFailed.of(order, None, rejected=False, error=repr(exc)))
             self.log.error("{}; closing failed: {!r}", reason, exc)
             self._alert("Position stop failing", f"{reason}; closing failed: {exc!r}; tried again at the next reading", Severity.CRITICAL)
             return
-        self._settle(order.client_id, TradeExecuted.of(submitted, fill))
+        self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
         self._publish(PositionClosed.of(position, fill, reason, 0, rule=PositionStop.name))
         self.log.warning("{}: closed", reason)
         self._alert("Position stopped", reason, Severity.WARNING)

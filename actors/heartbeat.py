@@ -130,6 +130,7 @@ class HeartbeatActor(SupervisedActor):
         if self._due is None:
             return
         interval = self._interval
+        beats = []
         for at, moment, figures in cycles.entries:
             if moment < self._due:
                 continue
@@ -141,9 +142,11 @@ class HeartbeatActor(SupervisedActor):
             self._due = following
             self._beats += 1
             self._last_figures = figures
-            self._metrics.incr(MetricNames.HEARTBEAT_TOTAL)
             beat = Heartbeat(*figures, beat=self._beats)  # type: ignore[misc]  # the fields in order
-            self._publish.send(beat.event(self._loop_id, at))
+            beats.append(beat.event(self._loop_id, at))
+        if beats:
+            self._metrics.incr(MetricNames.HEARTBEAT_TOTAL, len(beats))
+            self._publish.send_all(beats)  # the batch's beats in one message, in order
 
     def on_tick(self, key: str) -> None:
         """The beat timer fired: beat."""

@@ -15,9 +15,10 @@ from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
 from runtime.broker import AccountSnapshot, Broker, read_account
 from runtime.errors import TradewardenError
+from runtime.events import Event
 from runtime.heartbeat import HeartbeatMetrics
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
-from runtime.payloads import LoopStarted, LoopStopped, SignalApproved, SignalReceived, TradeFailed
+from runtime.payloads import LoopStarted, LoopStopped, Payload, SignalApproved, SignalReceived, TradeFailed
 from runtime.replay.guard_line import GuardLine
 from runtime.signals import ApprovalPolicy, AutoApprove, Signal, SignalSource
 from runtime.store import LoopTotals, StateStore
@@ -106,6 +107,7 @@ class LoopActor(SupervisedActor):
         self._held_equities: list[float] = []
         self._held_times: list[datetime] = []
         self._held_positions: int | None = None
+        self._held_events: list[Event] = []  # published in one message before the guard hears more
 
     def prepare(self) -> None:
         """Reload lifetime totals; start the cycle timer."""
@@ -172,9 +174,9 @@ class LoopActor(SupervisedActor):
         for signal in self._poll(at):
             self._signals_processed += 1
             self._totals = LoopTotals(self._totals.total_signals_lifetime + 1, self._totals.total_trades_lifetime)
-            self._publish(SignalReceived.of(signal))
+            self._emit(SignalReceived.of(signal))
             if self._approve(signal):
-                self._publish(SignalApproved.of(signal))
+                self._emit(SignalApproved.of(signal))
                 answered = self._place(signal, at) or answered
         if not answered:  # the guard read the account after every order it answered
             self._report_equity(at)
@@ -184,6 +186,19 @@ class LoopActor(SupervisedActor):
         self._last_cycle_at = self.context.clock.monotonic()
         self._metrics.timing(MetricNames.LOOP_DURATION_MS, self._duration_ms)
         self._metrics.gauge(MetricNames.POSITIONS_OPEN, self._positions_open)
+
+    def _emit(self, payload: Payload) -> None:
+        # In a batch, the events wait and go out together just before the next message to the
+        # guard (or the batch's end), so all the guard then publishes still follows them.
+        if self._batching:
+            self._held_events.append(self._publish.make(payload))
+        else:
+            self._publish(payload)
+
+    def _send_events(self) -> None:
+        if self._held_events:
+            events, self._held_events = self._held_events, []
+            self._publish.send_all(events)
 
     def _poll(self, at: datetime) -> list[Signal]:
         try:
@@ -207,7 +222,7 @@ class LoopActor(SupervisedActor):
             # An earlier order of this cycle is unanswered: its guard is busy or gone, and this
             # order must not pile up behind it (or go out after the cycle has moved on).
             self._errors += 1
-            self._publish(TradeFailed.held_back(signal, self._unanswered))
+            self._emit(TradeFailed.held_back(signal, self._unanswered))
             return False
         order = signal.order()
         self._send_held()  # the guard takes every reading made before the order first
@@ -340,6 +355,7 @@ class LoopActor(SupervisedActor):
             self._send_held()
 
     def _send_held(self) -> None:
+        self._send_events()
         if not self._held_equities:
             return
         series = EquitySeries(tuple(self._held_equities), tuple(self._held_times), self._held_positions)
@@ -352,6 +368,7 @@ class LoopActor(SupervisedActor):
 
     def _ask_line(self, message: Any) -> GuardLine | None:
         # None when the guard did not answer: readings then go to it one by one, told.
+        self._send_events()
         try:
             line = self._guard.ask(message, timeout=self._guard_timeout)
         except Exception as exc:

@@ -10,8 +10,11 @@ from typing import Any
 import attrs
 
 from actors.messages import EquityReading, MarketData
+from runtime.events import Event
 
-__all__ = ["BatchDone", "Cycles", "EquitySeries", "FollowData", "GetGuardLine", "JudgeReading", "MarketBatch"]
+__all__ = [
+    "BatchDone", "Cycles", "EquitySeries", "FollowData", "GetGuardLine", "JudgeReading", "MarketBatch", "PublishBatch",
+]
 
 
 @attrs.frozen
@@ -73,3 +76,11 @@ class Cycles:
     with ``figures`` the eight `runtime.heartbeat.HeartbeatMetrics` values in field order."""
 
     entries: tuple[tuple[datetime, float, tuple[Any, ...]], ...]
+
+
+@attrs.frozen
+class PublishBatch:
+    """Events for the emitter to fan out, in order, as if each came in its own `Publish`: one
+    message, and one hand-off to each sink's worker, for the lot (a replay's heartbeats)."""
+
+    events: tuple[Event, ...]

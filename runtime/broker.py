@@ -12,7 +12,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.validation import attrs_finite, attrs_positive, attrs_text, member
 
-__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "read_account", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
+__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
 
 
 class BrokerError(TradewardenError, RuntimeError):
@@ -116,6 +116,15 @@ class AccountSnapshot:
     net_deposits: float | None = None
 
 
+def is_in_process(broker: object) -> bool:
+    """True when ``broker`` declares ``in_process = True``: its account lives in this process
+    and dies with it. The guard then journals an order and its outcome through the emitter, in
+    order with every other event, instead of durably through the store before the broker call:
+    whatever would survive the process to need that record is gone with the account. Any other
+    broker (no declaration, or any other value) gets the durable journal before the call."""
+    return getattr(broker, "in_process", False) is True
+
+
 def read_account(broker: Broker) -> AccountSnapshot:
     """One snapshot of ``broker``'s account: `Broker.account_snapshot` where the broker has it,
     else its equity alone (no cash-flow information)."""
@@ -134,6 +143,10 @@ class Broker(Protocol):
     deposits in one read, as `PaperBroker` and the MT5 adapter do); then deposits and withdrawals
     are told apart from trading by the guard itself. Without it, tell the guard each cash flow
     (`CashFlow`), which races with readings.
+
+    A broker whose whole state lives in this process and dies with it (`PaperBroker`) may
+    declare ``in_process = True`` (see `is_in_process`). A broker that lives anywhere else (the
+    MT5 terminal, any live trade server, a test double of one) must not.
     """
 
     def account_equity(self) -> float:

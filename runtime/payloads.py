@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -124,14 +124,27 @@ def _key_of(field: attrs.Attribute) -> str:
 
 def _check_fields(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
     # attrs calls this while it builds the class: each field gets the check its `key` declared.
+    # Every field is a `key`: so a payload's metadata is JSON values by construction, and an
+    # event is made from it without walking it again (`Payload.event`).
     checked = []
     for f in fields:
-        if _KEY in f.metadata:
-            kind, _, nullable = f.metadata[_KEY]
-            check = _checker(kind, _key_of(f))
-            f = f.evolve(converter=_nullable(check) if nullable else check)
-        checked.append(f)
+        if _KEY not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{f.name} must be declared with runtime.payloads.key(...)")
+        kind, _, nullable = f.metadata[_KEY]
+        check = _checker(kind, _key_of(f))
+        checked.append(f.evolve(converter=_nullable(check) if nullable else check))
     return checked
+
+
+_KEYS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _keys(cls: type) -> tuple[tuple[str, str], ...]:
+    # (field name, metadata key) of each field of a payload class, in order; looked up once.
+    keys = _KEYS.get(cls)
+    if keys is None:
+        keys = _KEYS[cls] = tuple((f.name, _key_of(f)) for f in attrs.fields(cls))
+    return keys
 
 
 def _json(value: Any) -> Any:
@@ -153,13 +166,14 @@ class Payload:
 
     def metadata(self) -> dict[str, Any]:
         """The event metadata, exactly as the journal has always held it (JSON values only)."""
-        return {_key_of(f): _json(getattr(self, f.name)) for f in attrs.fields(type(self))}
+        return {key: _json(getattr(self, name)) for name, key in _keys(type(self))}
 
     def event(self, loop_id: str, timestamp: datetime | None = None) -> Event:
         """An `Event` of this payload's type carrying it (now, when ``timestamp`` is None)."""
+        # Every field was checked when the payload was made, so its metadata is JSON already.
         if timestamp is None:
-            return Event(self.event_type, loop_id, self.metadata())
-        return Event(self.event_type, loop_id, self.metadata(), timestamp)
+            timestamp = datetime.now(UTC)
+        return Event.of_json_metadata(self.event_type, loop_id, self.metadata(), timestamp)
 
     @classmethod
     def from_metadata(cls: type[_P], metadata: Mapping[str, Any]) -> _P:

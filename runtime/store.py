@@ -97,6 +97,10 @@ class StateStore(Protocol):
     """Durable state for the guard and the loop, and the event journal.
 
     A save returns only once the value is durable: an actor acknowledges a change after saving it.
+    A store that writes to disk may also offer ``without_fsync() -> StateStore`` (as
+    `runtime.adapters.sqlite.SqliteStore` does): the same store, whose guard and gate records
+    are committed without waiting for the disk, for a guard whose account lives in this process
+    (`runtime.broker.is_in_process`) and would not outlive the machine either.
     """
 
     def load_guard(self, loop_id: str) -> GuardRecord | None:

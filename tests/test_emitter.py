@@ -204,3 +204,42 @@ def test_deliver_to_subscribers_reaches_every_one_past_a_failing_one_and_counts_
     event = Event(EventType.HEARTBEAT, "main", {})
     assert deliver_to_subscribers([broken, got.append], event, log) == 1
     assert got == [event]
+
+
+def test_a_batch_of_events_reaches_every_sink_and_subscriber_in_order_and_is_counted_per_type():
+    from actors.replay_messages import PublishBatch
+
+    sink, subscriber, metrics = EventLog(), EventLog(), MemoryMetrics()
+    handle, address = emitter([sink], [subscriber], metrics=metrics)
+    first = event(EventType.SIGNAL_RECEIVED, n=-1)
+    batch = tuple(event(EventType.HEARTBEAT, n=i) for i in range(5)) + (event(EventType.TRADE_EXECUTED, n=5),)
+    address.tell(Publish(first))
+    address.tell(PublishBatch(batch))
+    for log in (sink, subscriber):
+        assert log.wait_for(lambda es: len(es) == 7) == [first, *batch]
+    handle.stop()
+    assert {k: v for k, v in metrics.counters.items() if k.startswith("analytics_events_total")} == {
+        "analytics_events_total.signal_received": 1,
+        "analytics_events_total.heartbeat": 5,
+        "analytics_events_total.trade_executed": 1,
+    }
+
+
+def test_a_batch_of_events_is_handed_to_a_busy_journal_at_once_and_written_as_one(tmp_path):
+    from actors.replay_messages import PublishBatch
+
+    disk = SlowDisk(tmp_path / "state.db")
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal])
+    sent = [event(n=i) for i in range(301)]
+    address.tell(Publish(sent[0]))
+    assert disk.writing.wait(WAIT)
+    address.tell(PublishBatch(tuple(sent[1:])))
+    assert address.ask(GetJournals()) == (journal,)
+    assert journal.backlog == 301  # counted in full the moment the batch was handed over
+    disk.release.set()
+    assert journal.wait_backlog(0, WAIT)
+    handle.stop()
+    assert disk.batches == [1, 300]
+    assert disk.store.events() == sent
+    disk.store.close()

@@ -163,3 +163,34 @@ def test_the_good_json_below_is_good_so_each_bad_case_fails_for_its_one_change()
 def test_text_that_is_not_an_events_json_raises_value_error(text):
     with pytest.raises(ValueError):
         Event.from_json(text)
+
+
+def test_an_event_made_from_json_metadata_is_the_event_the_constructor_makes():
+    at = datetime(2024, 3, 1, 12, tzinfo=ZoneInfo("Europe/Berlin"))
+    metadata = {"guard": "max_drawdown", "equity": 9_000.5, "count": 3, "ok": True, "none": None}
+    made = Event.of_json_metadata(EventType.GUARD_TRIGGERED, "main", dict(metadata), at)
+    built = Event(EventType.GUARD_TRIGGERED, "main", dict(metadata), at, event_id=made.event_id)
+    assert made == built
+    assert made.timestamp == datetime(2024, 3, 1, 11, tzinfo=UTC) and made.timestamp.tzinfo is UTC
+    assert made.to_json() == built.to_json()
+    assert Event.from_json(made.to_json()) == made
+    assert Event.of_json_metadata(EventType.HEARTBEAT, "main", {}, at).event_id != made.event_id
+
+
+def test_an_event_made_from_json_metadata_checks_its_type_loop_id_and_timestamp():
+    at = datetime(2024, 3, 1, tzinfo=UTC)
+    with pytest.raises(TypeError, match=r"^event_type must be an EventType, got 'heartbeat'$"):
+        Event.of_json_metadata("heartbeat", "main", {}, at)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^loop_id must be a string, got 7 \(int\)$"):
+        Event.of_json_metadata(EventType.HEARTBEAT, 7, {}, at)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^timestamp must be a timezone-aware datetime"):
+        Event.of_json_metadata(EventType.HEARTBEAT, "main", {}, datetime(2024, 3, 1))
+
+
+def test_event_ids_are_32_hex_digits_unique_and_sorted_in_the_order_they_were_made():
+    from runtime.events import new_event_id
+
+    ids = [Event(EventType.HEARTBEAT, "main").event_id for _ in range(500)] + [new_event_id() for _ in range(500)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)  # the journal's id index grows at its end

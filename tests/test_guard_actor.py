@@ -448,6 +448,8 @@ def test_a_fill_whose_equity_breaches_halts_and_liquidates_before_the_answer(tre
 
 def test_a_broker_that_fails_an_order_gives_trade_failed_settled_in_the_journal(tree_factory):
     class RefusingBroker(PaperBroker):
+        in_process = False  # a trade server outside the process: the order is journaled before it
+
         def submit_order(self, order: Order):
             raise BrokerError("market closed")
 

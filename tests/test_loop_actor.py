@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from actor_helpers import EventLog, FlakyBroker
+from actor_helpers import WAIT, EventLog, FlakyBroker
 
 from actors import start_trading_system
 from actors.loop import LoopActor, NoGuard
-from actors.messages import Crash, EquityReading, RunCycle
+from actors.messages import Crash, EquityReading, GetJournals, RunCycle
 from actors.supervision.context import ChildContext
 from runtime import (
     BrokerError,
@@ -209,6 +209,9 @@ def test_every_order_is_journaled_with_its_client_id_before_and_after_the_broker
         "realised_pnl": 0.0, "reconciled": False, "costs": 0.0,
     }
     assert broker.find_fill(client_id).position_id == position.position_id
+    # A paper account's orders reach the journal through the emitter, in order with every event.
+    [journal_sink] = system.emitter.ask(GetJournals(), timeout=WAIT)
+    assert journal_sink.wait_backlog(0, WAIT)
     journal = [e.event_type for e in store.events() if e.event_type in (EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED)]
     assert journal == [EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED]
     assert store.unsettled_orders("main") == []

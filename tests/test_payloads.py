@@ -179,3 +179,22 @@ def test_from_event_gives_back_the_payload_whose_metadata_made_the_event(payload
     event = Event(payload.event_type, "main", payload.metadata())
     assert type(payload).from_event(event) == payload
     assert type(payload).from_event(Event.from_json(event.to_json())) == payload
+
+
+def test_a_payload_field_not_declared_with_key_is_refused_when_the_class_is_made():
+    import attrs
+
+    from runtime.payloads import _check_fields, key
+
+    with pytest.raises(TypeError, match=r"^Loose\.extra must be declared with runtime\.payloads\.key\(\.\.\.\)$"):
+
+        @attrs.frozen(field_transformer=_check_fields)
+        class Loose(Payload):
+            name: str = key(str)
+            extra: dict = attrs.field(factory=dict)
+
+
+def test_a_payloads_event_carries_its_metadata_as_given_and_equal_to_one_built_by_hand():
+    made = SUBMITTED.event("main", AT)
+    assert made == Event(EventType.ORDER_SUBMITTED, "main", SUBMITTED.metadata(), AT, event_id=made.event_id)
+    assert made.metadata is not SUBMITTED.event("main", AT).metadata  # a fresh dict per event

@@ -26,7 +26,10 @@ from runtime.broker import Fill
 
 
 class SlowServer(PaperBroker):
-    """A paper account whose trade server takes until ``release`` is set to carry out an order."""
+    """A paper account whose trade server takes until ``release`` is set to carry out an order.
+    The server lives outside the process (it outlives a guard's crash), as a live broker does."""
+
+    in_process = False
 
     def __init__(self) -> None:
         super().__init__(10_000)

@@ -33,6 +33,7 @@ from runtime.adapters.sqlite import (
     decode_guard_record,
     encode_guard_record,
 )
+from runtime.risk.gate import GateRecord
 from runtime.store import HeldOrder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,24 +285,27 @@ from runtime.adapters.sqlite import SqliteStore
 {source}
 
 store = SqliteStore(sys.argv[1])
+saver = store.without_fsync() if sys.argv[2:] == ["without_fsync"] else store
 i = 0
 while True:
     store.append_event(Event(EventType.HEARTBEAT, "kill", {{"i": i}}, event_id=f"e{{i}}"))
     print(f"E {{i}}", flush=True)
-    store.save_guard("kill", guard_record(i))
+    saver.save_guard("kill", guard_record(i))
     print(f"G {{i}}", flush=True)
     i += 1
 """
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
-@pytest.mark.parametrize("run", range(3))
-def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int) -> None:
+@pytest.mark.parametrize(("run", "saver"), [(0, "store"), (1, "store"), (2, "store"), (0, "without_fsync")])
+def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int, saver: str) -> None:
+    # Saves without an fsync (for an in-process account's guard) survive a killed process too:
+    # only the machine going down could lose them.
     seed = random.randrange(2**32)
     wanted = random.Random(seed).randint(5, 300)
     path = tmp_path / "state.db"
     code = _CHILD.format(source=inspect.getsource(guard_record))
-    with Child([sys.executable, "-c", code, str(path)], cwd=REPO) as child:
+    with Child([sys.executable, "-c", code, str(path), saver], cwd=REPO) as child:
         child.lines(wanted, timeout=20)
         child.send_signal(signal.SIGKILL)
         finished = child.finish(timeout=10)
@@ -319,6 +323,24 @@ def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int) -
     assert len(journal) <= len(acked_events) + 1, context  # at most one written but not acknowledged
     last = acked_guards[-1] if acked_guards else -1
     assert restored in (guard_record(last) if last >= 0 else None, guard_record(last + 1)), context
+
+
+def test_a_save_without_fsync_commits_with_synchronous_off_and_puts_the_store_s_setting_back(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "state.db") as store, SqliteStore(tmp_path / "state.db") as reader:
+        conn = store._connection()
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        relaxed = store.without_fsync()
+        relaxed.save_guard("main", guard_record(3))
+        relaxed.save_gate("main", GateRecord())
+        assert [s.split()[0] for s in statements] == ["PRAGMA", "INSERT", "PRAGMA"] * 2
+        assert statements[0] == "PRAGMA synchronous = OFF" and statements[2] == "PRAGMA synchronous = FULL"
+        statements.clear()
+        store.save_guard("main", guard_record(4))  # the store itself keeps its fsync
+        assert [s.split()[0] for s in statements] == ["INSERT"]
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert reader.load_guard("main") == guard_record(4) and reader.load_gate("main") == GateRecord()
+        assert relaxed.events() == [] and repr(relaxed) == f"{store!r}.without_fsync()"
 
 
 # -- group commit ----------------------------------------------------------------------------------

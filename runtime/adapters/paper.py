@@ -76,8 +76,11 @@ class PaperBroker:
     profit and loss into cash. ``costs`` (a `PaperCosts`) sets commission, spread, slippage and
     the leverage limit. Impossible orders (no price yet, non-positive volume, unknown position,
     past the leverage limit) raise `BrokerError` and change nothing; an argument of the wrong type
-    raises `TypeError`. Safe to share between threads.
+    raises `TypeError`. Safe to share between threads. Its account lives in this process and
+    dies with it (``in_process``, see `runtime.broker.is_in_process`).
     """
+
+    in_process = True
 
     def __init__(
         self, starting_cash: float = 10_000.0, *, contract_size: float = 1.0, costs: PaperCosts | None = None

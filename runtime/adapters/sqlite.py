@@ -188,6 +188,7 @@ class SqliteStore:
             raise ValueError(f"synchronous must be 'FULL', 'NORMAL' or 'EXTRA', got {synchronous!r}")
         self._path = Path(path)
         self._lock = threading.Lock()
+        self._synchronous = synchronous
         try:
             # Autocommit (isolation_level=None): each statement is its own durable transaction,
             # and explicit BEGIN is used where several must be one. One connection serialised by
@@ -304,6 +305,27 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"state_db {str(self._path)!r}: {operation} failed: {exc}") from exc
 
+    @contextmanager
+    def _synced(self, conn: sqlite3.Connection, fsync: bool) -> Iterator[None]:
+        # A commit that does not wait for the disk (see without_fsync); inside _using's lock.
+        if fsync:
+            yield
+            return
+        conn.execute("PRAGMA synchronous = OFF")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    def without_fsync(self) -> StateStore:
+        """This store for the state of an account that lives in this process and dies with it
+        (`runtime.broker.is_in_process`; the guard asks for it): the guard's record and gate
+        record are committed without waiting for the disk (no fsync), so they are visible to
+        every reader at once and kept through a kill of the process (the OS holds them), and
+        lost only with the machine (an OS crash, a power cut), which takes such an account with
+        it anyway. Every other call, the journal's group commits included, is this store's."""
+        return _WithoutFsync(self)
+
     def close(self) -> None:
         """Close the database (checkpointing the WAL into the file); later calls raise `StoreError`."""
         with self._lock:
@@ -335,8 +357,11 @@ class SqliteStore:
 
     def save_guard(self, loop_id: str, record: GuardRecord) -> None:
         """Replace the guard's record for ``loop_id``; durable when this returns."""
+        self._save_guard(loop_id, record, fsync=True)
+
+    def _save_guard(self, loop_id: str, record: GuardRecord, *, fsync: bool) -> None:
         text = encode_guard_record(record)
-        with self._using(f"saving the guard record of loop {loop_id!r}") as conn:
+        with self._using(f"saving the guard record of loop {loop_id!r}") as conn, self._synced(conn, fsync):
             conn.execute(
                 "INSERT INTO guard_state (loop_id, record) VALUES (?, ?) "
                 "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
@@ -356,10 +381,13 @@ class SqliteStore:
 
     def save_gate(self, loop_id: str, record: GateRecord) -> None:
         """Replace the guard's gate record for ``loop_id``; durable when this returns."""
+        self._save_gate(loop_id, record, fsync=True)
+
+    def _save_gate(self, loop_id: str, record: GateRecord, *, fsync: bool) -> None:
         if not isinstance(record, GateRecord):
             raise TypeError(f"record must be a GateRecord, got {record!r}")
         text = record.to_json()
-        with self._using(f"saving the gate record of loop {loop_id!r}") as conn:
+        with self._using(f"saving the gate record of loop {loop_id!r}") as conn, self._synced(conn, fsync):
             conn.execute(
                 "INSERT INTO gate_state (loop_id, record) VALUES (?, ?) "
                 "ON CONFLICT (loop_id) DO UPDATE SET record = excluded.record",
@@ -475,6 +503,25 @@ class SqliteStore:
             return [Event.from_json(row[0]) for row in rows]
         except ValueError as exc:
             raise StoreError(f"state_db {str(self._path)!r}: an event in the journal is unreadable: {exc}") from exc
+
+
+class _WithoutFsync:
+    # SqliteStore.without_fsync: the guard's two records saved without an fsync, the rest as is.
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._sqlite = store
+
+    def save_guard(self, loop_id: str, record: GuardRecord) -> None:
+        self._sqlite._save_guard(loop_id, record, fsync=False)
+
+    def save_gate(self, loop_id: str, record: GateRecord) -> None:
+        self._sqlite._save_gate(loop_id, record, fsync=False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqlite, name)
+
+    def __repr__(self) -> str:
+        return f"{self._sqlite!r}.without_fsync()"
 
 
 @contextmanager
