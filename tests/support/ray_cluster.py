@@ -1,6 +1,10 @@
 """A two-node Ray cluster on this machine for the fleet tests, and waits that show the workers'
 threads when they time out.
 
+`served_fleet` is a small fleet of two idle paper accounts on the head node, served by the
+fleet's control API (`tradewarden fleet`'s app) on a real port, for the control API's and the
+dashboard's fleet views.
+
 `ray_cluster` starts a head node and one worker node with `ray.cluster_utils.Cluster` (short
 health checks so a killed node is declared dead in about 2 s, a short kill timeout, a small
 object store, no dashboard) and connects this process as the driver. Ray 2.60 turns token authentication on by
@@ -21,9 +25,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import attrs
 import pytest
 
-__all__ = ["RayCluster", "fleet_wait", "ray_cluster"]
+__all__ = ["FLEET_TOKEN", "RayCluster", "ServedFleet", "fleet_wait", "ray_cluster", "served_fleet"]
 
 INSTALL_HINT = "pip install -e '.[test]' (or 'tradewarden[ray]')"
 _HEALTH_CHECKS = {
@@ -107,7 +112,7 @@ def ray_cluster() -> Iterator[RayCluster]:
 
 
 def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[], Iterable[int | None]], what: str) -> None:
-    """Wait for ``predicate`` (looked at every 50 ms; an exception counts as not yet) for at
+    """Wait for ``predicate`` (looked at every 100 ms; an exception counts as not yet) for at
     most ``timeout`` seconds. On timeout the workers ``pids`` names dump their threads (SIGUSR1,
     to their stderr, which reaches this test's output) and so does this process, and the test
     fails saying ``what`` it waited for."""
@@ -120,7 +125,7 @@ def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[],
                 return
         except Exception as exc:
             last = exc
-        pause.wait(0.05)
+        pause.wait(0.1)
     for pid in pids():
         if pid:
             try:
@@ -130,3 +135,55 @@ def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[],
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     pause.wait(1.0)  # the workers' dumps travel to this process's stderr
     pytest.fail(f"no {what} within {timeout}s (last error: {last!r})", pytrace=False)
+
+
+FLEET_TOKEN = "fleet-control-test-token"
+
+
+@attrs.frozen
+class ServedFleet:
+    """A fleet and the control server serving it at ``url`` (bearer `FLEET_TOKEN`); ``accounts``
+    are its two account ids, sorted."""
+
+    fleet: Any
+    url: str
+    accounts: tuple[str, str]
+
+
+@pytest.fixture(scope="session")
+def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedFleet]:
+    """Two paper accounts on SQLite (pinned to the head node, which no test removes) in a
+    namespace of their own, served on 127.0.0.1; dissolved at the end (every account stopped
+    cleanly)."""
+    import functools
+    import uuid
+
+    from actors.fleet import Fleet, Health
+    from actors.service.auth import BearerToken
+    from actors.service.fleet_api import fleet_app
+    from actors.service.server import ControlServer, bind
+    from runtime.adapters.paper import PaperBroker
+    from runtime.settings import Settings
+    from runtime.signals import ListSignalSource
+
+    run = uuid.uuid4().hex[:6]
+    fleet = Fleet.connect(ray_cluster.address, namespace=f"served-{run}")
+    folder = tmp_path_factory.mktemp("served-fleet")
+    accounts = (f"alpha-{run}", f"beta-{run}")
+    for account in accounts:
+        settings = Settings(state_db=str(folder / f"{account}.db"), loop_interval_seconds=1.0, heartbeat_interval_seconds=5.0)
+        fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource,
+                  node=ray_cluster.head.node_id, ready_timeout=None)
+
+    def pids() -> list[int | None]:
+        return [s.pid for s in fleet.accounts(timeout=10.0)]
+
+    fleet_wait(lambda: all(s.health is Health.OK for s in fleet.accounts(timeout=10.0)), 120.0, pids,
+               "the served fleet's accounts trading")
+    server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, has_token=True)).start()
+    host, port = server.address
+    try:
+        yield ServedFleet(fleet, f"http://{host}:{port}", accounts)
+    finally:
+        server.stop()
+        fleet.dissolve(timeout=10.0)
