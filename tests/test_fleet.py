@@ -23,7 +23,7 @@ import attrs
 import pytest
 from support.fleet_parts import priced_broker
 from support.postgres import PostgresServer
-from support.ray_cluster import RayCluster, fleet_wait
+from support.ray_cluster import RayCluster, fleet_fail, fleet_wait
 
 from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, Health, Probing, RestartWindow
 from runtime.adapters.paper import PaperBroker
@@ -44,7 +44,7 @@ ASK = 10.0  # a status call's timeout (its guard gets half): answered in millise
 PAPER = functools.partial(PaperBroker, 10_000)
 # A slow heartbeat: its timeout (half the interval) must hold on a loaded machine, where a missed
 # beat would restart an account's loop and spend its restarts.
-BASE = Settings(loop_interval_seconds=1.0, heartbeat_interval_seconds=5.0)
+BASE = Settings(loop_interval_seconds=2.0, heartbeat_interval_seconds=5.0)
 # Each account restarts at most once in this module, so one restart within the window is allowed
 # and a second quarantines (the quarantine test does exactly that).
 WINDOW = RestartWindow(1, 600.0, Backoff(0.05, 0.1))
@@ -130,11 +130,11 @@ def accounts(fleet: Fleet, ray_cluster: RayCluster, dsn: str, tmp_path_factory: 
     for account, settings, broker, options in added:
         fleet.add(account, settings, broker, ListSignalSource, ready_timeout=None, **options)
     everyone = [account for account, *_ in added]
-
-    def all_trading() -> bool:
-        return all(s.health is Health.OK for s in fleet.accounts(timeout=ASK) if s.account_id in everyone)
-
-    fleet_wait(all_trading, WAIT, _pids(fleet), f"the {len(everyone)} accounts trading")
+    late = fleet.wait_ready(everyone, WAIT)
+    if late:
+        fleet_fail(_pids(fleet), f"accounts {late} did not start within {WAIT}s (all {len(everyone)} started at once)")
+    statuses = {s.account_id: s.health for s in fleet.accounts(timeout=ASK)}
+    assert {a: statuses[a] for a in everyone} == {a: Health.OK for a in everyone}
     return ids
 
 

@@ -5,9 +5,14 @@ what was wrong (a wrong token, an account not in the fleet, a bad body or query)
 from __future__ import annotations
 
 import re
+import signal
+import sys
 
 import httpx
-from support.ray_cluster import FLEET_TOKEN, ServedFleet
+from support.live_bot import free_port
+from support.processes import Child
+from support.ray_cluster import FLEET_TOKEN, RayCluster, ServedFleet
+from test_examples import clean_env
 
 from actors.fleet import AccountStatus, Health
 from actors.service.fleet_api import account_json
@@ -110,3 +115,28 @@ def test_the_fleet_api_refuses_a_wrong_token_an_unknown_account_and_a_bad_reques
                         r"column 2 \(char 1\)", malformed.json()["error"])
     # Nothing was changed by a refused request.
     assert _get(served_fleet, f"/api/fleet/{alpha}").json()["trading_state"] == "active"
+
+
+def test_tradewarden_fleet_serves_the_fleet_until_sigterm_then_lets_go_and_every_account_trades_on(
+    served_fleet: ServedFleet, ray_cluster: RayCluster
+) -> None:
+    fleet = served_fleet.fleet
+    before = {s.account_id: s.pid for s in fleet.accounts(timeout=10.0)}
+    port = free_port()
+    env = clean_env(CONTROL_PORT=str(port), CONTROL_TOKEN="cli-token", LOG_LEVEL="WARNING")
+    command = [sys.executable, "-m", "actors.service", "fleet", "--address", ray_cluster.address,
+               "--namespace", fleet.namespace]
+    with Child(command, env=env) as child:
+        child.wait_for(f"fleet {fleet.namespace!r} on http://127.0.0.1:{port}/ (Ctrl-C stops serving; the accounts "
+                       "keep trading)", timeout=120.0)
+        listed = httpx.get(f"http://127.0.0.1:{port}/api/fleet", headers={"authorization": "Bearer cli-token"},
+                           timeout=30.0)
+        assert listed.status_code == 200
+        assert {a["account_id"]: (a["health"], a["pid"]) for a in listed.json()["accounts"]} == {
+            account: ("ok", pid) for account, pid in before.items()}
+        child.send_signal(signal.SIGTERM)
+        finished = child.finish(timeout=60.0)
+    assert finished.returncode == 0, finished.stderr
+    # Released, not dissolved: the same workers answer.
+    assert {s.account_id: (s.health.value, s.pid) for s in fleet.accounts(timeout=10.0)} == {
+        account: ("ok", pid) for account, pid in before.items()}

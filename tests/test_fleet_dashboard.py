@@ -10,7 +10,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from support.ray_cluster import FLEET_TOKEN, ServedFleet, fleet_wait
+from support.ray_cluster import FLEET_TOKEN, ServedFleet, fleet_fail
 from test_dashboard_browser import chromium, text  # noqa: F401 (the fixture, and its skip without Chromium)
 
 
@@ -24,8 +24,8 @@ def test_the_dashboard_of_a_fleet_lists_every_account_and_halts_and_resumes_one_
             return WebDriverWait(chromium, timeout, poll_frequency=0.1).until(check)
         except TimeoutException:
             page = chromium.find_element(By.TAG_NAME, "body").text
-            fleet_wait(lambda: False, 0.0, lambda: [s.pid for s in fleet.accounts(timeout=10.0)],
-                       f"{what} within {timeout}s; the page shows:\n{page}")
+            fleet_fail(lambda: [s.pid for s in fleet.accounts(timeout=10.0)],
+                       f"no {what} within {timeout}s; the page shows:\n{page}")
 
     # The table is redrawn on every poll: each read and click is one script, never a stale element.
     def row(account: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -181,9 +181,31 @@ class Fleet:
         trades or is quarantined (None: no wait). An id already in the fleet is a ValueError."""
         spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
         self._call(self._controller().add.remote(spec, node), account_id, "adding", 30.0)
-        if ready_timeout is not None and not self._call(self._handle(account_id).wait_ready.remote(ready_timeout),
-                                                        account_id, "starting", ready_timeout + 10):
+        if ready_timeout is not None and self.wait_ready([account_id], ready_timeout):
             raise FleetError(f"account {account_id!r} did not start within {ready_timeout:g}s")
+
+    def wait_ready(self, account_ids: Iterable[str], timeout: float) -> list[str]:
+        """Wait, at most ``timeout`` seconds for all of them together, until each account trades
+        or is quarantined (see `status`), without polling: each account says so itself. Returns
+        the ids that were not ready in time, or whose actor failed meanwhile (empty when all were)."""
+        ray = self._ray
+        pending: dict[Any, str] = {}
+        late: list[str] = []
+        for account_id in account_ids:
+            try:
+                pending[self._handle(account_id).wait_ready.remote(timeout)] = account_id
+            except FleetError:
+                late.append(account_id)
+        done, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=timeout + 5) if pending else ([], [])
+        for ref in done:
+            try:
+                ready = ray.get(ref)
+            except Exception:  # the actor died meanwhile: not ready
+                ready = False
+            if not ready:
+                late.append(pending[ref])
+        late.extend(pending[ref] for ref in waiting)
+        return sorted(late)
 
     def account_ids(self) -> list[str]:
         """Every account's id, sorted."""

@@ -23,12 +23,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import pytest
 
-__all__ = ["FLEET_TOKEN", "RayCluster", "ServedFleet", "fleet_wait", "ray_cluster", "served_fleet"]
+__all__ = ["FLEET_TOKEN", "RayCluster", "ServedFleet", "fleet_fail", "fleet_wait", "ray_cluster", "served_fleet"]
 
 INSTALL_HINT = "pip install -e '.[test]' (or 'tradewarden[ray]')"
 _HEALTH_CHECKS = {
@@ -126,7 +126,19 @@ def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[],
         except Exception as exc:
             last = exc
         pause.wait(0.1)
-    for pid in pids():
+    fleet_fail(pids, f"no {what} within {timeout}s (last error: {last!r})")
+
+
+def fleet_fail(pids: Callable[[], Iterable[int | None]], why: str) -> NoReturn:
+    """Fail the test saying ``why``, after the workers ``pids`` names and this process dumped
+    their threads (the workers' dumps reach this test's output through Ray's log monitor)."""
+    pause = threading.Event()
+    try:
+        named = list(pids())
+    except Exception as exc:  # the fleet itself not answering is part of what is shown
+        print(f"the workers' pids are unknown: {exc!r}", file=sys.stderr)
+        named = []
+    for pid in named:
         if pid:
             try:
                 os.kill(pid, signal.SIGUSR1)
@@ -134,7 +146,7 @@ def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[],
                 pass
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     pause.wait(1.0)  # the workers' dumps travel to this process's stderr
-    pytest.fail(f"no {what} within {timeout}s (last error: {last!r})", pytrace=False)
+    pytest.fail(why, pytrace=False)
 
 
 FLEET_TOKEN = "fleet-control-test-token"
@@ -178,6 +190,9 @@ def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFacto
     def pids() -> list[int | None]:
         return [s.pid for s in fleet.accounts(timeout=10.0)]
 
+    late = fleet.wait_ready(accounts, 120.0)
+    if late:
+        fleet_fail(pids, f"the served fleet's accounts {late} did not start within 120s")
     fleet_wait(lambda: all(s.health is Health.OK for s in fleet.accounts(timeout=10.0)), 120.0, pids,
                "the served fleet's accounts trading")
     server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, has_token=True)).start()
