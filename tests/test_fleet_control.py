@@ -46,12 +46,13 @@ def test_the_fleet_api_lists_every_account_and_halts_and_resumes_one(served_flee
     alpha, beta = served_fleet.accounts
     fleet = served_fleet.fleet
     health = _get(served_fleet, "/health", headers={})
-    assert (health.status_code, health.json()) == (200, {"status": "ok", "problems": [], "accounts": 2})
+    assert (health.status_code, health.json()) == (200, {"status": "ok", "problems": [], "accounts": 3})
 
     listed = _get(served_fleet, "/api/fleet")
     assert listed.status_code == 200
     body = listed.json()
-    assert (body["namespace"], [a["account_id"] for a in body["accounts"]]) == (fleet.namespace, [alpha, beta])
+    assert (body["namespace"], [a["account_id"] for a in body["accounts"]]) == (
+        fleet.namespace, [alpha, beta, served_fleet.below_minimum])
     assert body["counters"] == {"recreated": {}, "zombies_killed": {}}
     here = fleet.status(alpha, timeout=10.0)
     assert body["accounts"][0] == {
@@ -83,17 +84,18 @@ def test_the_fleet_api_refuses_a_wrong_token_an_unknown_account_and_a_bad_reques
     served_fleet: ServedFleet,
 ) -> None:
     alpha, beta = served_fleet.accounts
+    gamma = served_fleet.below_minimum
     namespace = served_fleet.fleet.namespace
     cases = [
         (_get(served_fleet, "/api/fleet", headers={}), 401,
          "no bearer token (send 'Authorization: Bearer <CONTROL_TOKEN>')"),
         (_get(served_fleet, "/api/fleet", headers={"authorization": "Bearer nope"}), 401, "wrong bearer token"),
         (_get(served_fleet, "/api/fleet/nope"), 404,
-         f"account 'nope' is not in the fleet (namespace {namespace!r}); its accounts: {alpha}, {beta}"),
+         f"account 'nope' is not in the fleet (namespace {namespace!r}); its accounts: {alpha}, {beta}, {gamma}"),
         (_post(served_fleet, "/api/fleet/nope/halt", json={"reason": "x"}), 404,
-         f"account 'nope' is not in the fleet (namespace {namespace!r}); its accounts: {alpha}, {beta}"),
+         f"account 'nope' is not in the fleet (namespace {namespace!r}); its accounts: {alpha}, {beta}, {gamma}"),
         (_get(served_fleet, "/api/fleet/nope/events"), 404,
-         f"account 'nope' is not in the fleet (namespace {namespace!r}); its accounts: {alpha}, {beta}"),
+         f"account 'nope' is not in the fleet (namespace {namespace!r}); its accounts: {alpha}, {beta}, {gamma}"),
         (_post(served_fleet, f"/api/fleet/{alpha}/halt", json={}), 400, "field 'reason' is required"),
         (_post(served_fleet, f"/api/fleet/{alpha}/halt", json={"reason": "x", "whom": "me"}), 400,
          "unknown field 'whom'; known: by, reason"),
@@ -113,6 +115,10 @@ def test_the_fleet_api_refuses_a_wrong_token_an_unknown_account_and_a_bad_reques
     assert malformed.status_code == 400
     assert re.fullmatch(r"the body is not valid JSON: Expecting property name enclosed in double quotes: line 1 "
                         r"column 2 \(char 1\)", malformed.json()["error"])
+    refused = _post(served_fleet, f"/api/fleet/{gamma}/resume", json={"rebaseline": True, "by": "ops"})
+    assert (refused.status_code, refused.json()) == (409, {
+        "account_id": gamma, "done": "refused",
+        "error": "resume refused, even with a rebaseline: equity 10000.00 < minimum 20000.00"})
     # Nothing was changed by a refused request.
     assert _get(served_fleet, f"/api/fleet/{alpha}").json()["trading_state"] == "active"
 

@@ -54,7 +54,8 @@ def test_the_dashboard_of_a_fleet_lists_every_account_and_halts_and_resumes_one_
         "return [...document.querySelectorAll(`#fleet-accounts tr[data-account='${arguments[0]}'] button`)]"
         ".map((b) => [b.innerText, b.dataset.action]);", beta) == [["Halt", "halt"], ["Resume", "resume"]]
     assert chromium.execute_script(
-        "return [...document.querySelectorAll('#fleet-accounts tr')].map((r) => r.dataset.account);") == [alpha, beta]
+        "return [...document.querySelectorAll('#fleet-accounts tr')].map((r) => r.dataset.account);") == [
+        alpha, beta, served_fleet.below_minimum]
     assert text(chromium, "fleet-counters") == "re-created by the controller: none; zombies killed: none"
 
     chromium.find_element(By.ID, "fleet-reason").send_keys("desk closed")

@@ -32,7 +32,7 @@ from runtime.metrics import MetricsSink
 from runtime.risk.monitor import ResumeRefused
 from runtime.validation import member
 
-__all__ = ["MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "control_app", "read_body"]
+__all__ = ["MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "answering", "control_app", "read_body"]
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_EVENTS = 1_000
@@ -90,6 +90,20 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
             expected = "a non-empty string" if kind is str else "true or false"
             raise BadRequest(400, f"field {name!r} must be {expected}, got {json.dumps(value)}")
     return data
+
+
+def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """The route for ``endpoint``: a `BadRequest` it raises is answered as ``{"error": ...}``
+    with its status."""
+
+    async def run(request: Request) -> Response:
+        try:
+            response: Response = await endpoint(request)
+            return response
+        except BadRequest as exc:
+            return _error(exc.status, str(exc))
+
+    return run
 
 
 def _query(request: Request) -> dict[str, Any]:
@@ -240,16 +254,6 @@ def control_app(
 
     async def scrape(request: Request) -> Response:
         return Response(prometheus.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def run(request: Request) -> Response:
-            try:
-                response: Response = await endpoint(request)
-                return response
-            except BadRequest as exc:
-                return _error(exc.status, str(exc))
-
-        return run
 
     routes = [
         Route("/health", answering(health), methods=["GET"]),

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError
 from actors.service.auth import BearerToken, RequireToken
-from actors.service.control import MAX_EVENTS, SEND_TIMEOUT, BadRequest, SendTimeout, read_body
+from actors.service.control import MAX_EVENTS, SEND_TIMEOUT, BadRequest, SendTimeout, answering, read_body
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.server import ControlServer, bind
 from runtime.metrics import MetricsSink, NullMetrics
@@ -150,16 +150,6 @@ def fleet_app(
         _log.warning("account {} resumed through the fleet control API by {} (rebaseline {})", account_id, by, rebaseline)
         return JSONResponse({"account_id": account_id, "done": "resumed", "previous_state": previous.value, "by": by,
                              "rebaseline": rebaseline})
-
-    def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def run(request: Request) -> Response:
-            try:
-                response: Response = await endpoint(request)
-                return response
-            except BadRequest as exc:
-                return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-        return run
 
     routes = [
         Route("/health", answering(health), methods=["GET"]),

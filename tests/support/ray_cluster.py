@@ -1,7 +1,7 @@
 """A two-node Ray cluster on this machine for the fleet tests, and waits that show the workers'
 threads when they time out.
 
-`served_fleet` is a small fleet of two idle paper accounts on the head node, served by the
+`served_fleet` is a small fleet of three idle paper accounts on the head node, served by the
 fleet's control API (`tradewarden fleet`'s app) on a real port, for the control API's and the
 dashboard's fleet views.
 
@@ -155,16 +155,18 @@ FLEET_TOKEN = "fleet-control-test-token"
 @attrs.frozen
 class ServedFleet:
     """A fleet and the control server serving it at ``url`` (bearer `FLEET_TOKEN`); ``accounts``
-    are its two account ids, sorted."""
+    are its two trading accounts' ids, sorted; ``below_minimum`` an account whose equity (10,000)
+    is under its minimum (20,000): HALTED from its first reading, and every resume refused."""
 
     fleet: Any
     url: str
     accounts: tuple[str, str]
+    below_minimum: str
 
 
 @pytest.fixture(scope="session")
 def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedFleet]:
-    """Two paper accounts on SQLite (pinned to the head node, which no test removes) in a
+    """Three paper accounts on SQLite (pinned to the head node, which no test removes) in a
     namespace of their own, served on 127.0.0.1; dissolved at the end (every account stopped
     cleanly)."""
     import functools
@@ -182,15 +184,17 @@ def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFacto
     fleet = Fleet.connect(ray_cluster.address, namespace=f"served-{run}")
     folder = tmp_path_factory.mktemp("served-fleet")
     accounts = (f"alpha-{run}", f"beta-{run}")
-    for account in accounts:
-        settings = Settings(state_db=str(folder / f"{account}.db"), loop_interval_seconds=1.0, heartbeat_interval_seconds=5.0)
+    below_minimum = f"gamma-{run}"
+    for account in (*accounts, below_minimum):
+        settings = Settings(state_db=str(folder / f"{account}.db"), loop_interval_seconds=2.0, heartbeat_interval_seconds=5.0,
+                            min_equity=20_000 if account == below_minimum else 500)
         fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource,
                   node=ray_cluster.head.node_id, ready_timeout=None)
 
     def pids() -> list[int | None]:
         return [s.pid for s in fleet.accounts(timeout=10.0)]
 
-    late = fleet.wait_ready(accounts, 120.0)
+    late = fleet.wait_ready([*accounts, below_minimum], 120.0)
     if late:
         fleet_fail(pids, f"the served fleet's accounts {late} did not start within 120s")
     fleet_wait(lambda: all(s.health is Health.OK for s in fleet.accounts(timeout=10.0)), 120.0, pids,
@@ -198,7 +202,7 @@ def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFacto
     server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, has_token=True)).start()
     host, port = server.address
     try:
-        yield ServedFleet(fleet, f"http://{host}:{port}", accounts)
+        yield ServedFleet(fleet, f"http://{host}:{port}", accounts, below_minimum)
     finally:
         server.stop()
         fleet.dissolve(timeout=10.0)
