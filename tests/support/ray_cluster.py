@@ -186,7 +186,7 @@ def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFacto
     accounts = (f"alpha-{run}", f"beta-{run}")
     below_minimum = f"gamma-{run}"
     for account in (*accounts, below_minimum):
-        settings = Settings(state_db=str(folder / f"{account}.db"), loop_interval_seconds=2.0, heartbeat_interval_seconds=5.0,
+        settings = Settings(state_db=str(folder / f"{account}.db"), loop_interval_seconds=5.0, heartbeat_interval_seconds=10.0,
                             min_equity=20_000 if account == below_minimum else 500)
         fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource,
                   node=ray_cluster.head.node_id, ready_timeout=None)
