@@ -328,6 +328,13 @@ def test_a_driver_that_releases_the_fleet_leaves_every_account_running(
     assert accounts.bystander in fleet.account_ids()
 
 
+def test_a_local_fleet_cannot_be_released_only_closed() -> None:
+    local = Fleet("local-view", controller=object(), started=True)  # as Fleet.local makes it; no cluster needed
+    with pytest.raises(FleetError, match=(
+            r"^a local fleet's cluster ends with this process: close\(\) it \(every account stops cleanly\)$")):
+        local.release()
+
+
 def test_a_lost_node_moves_its_accounts_to_the_other_node_with_their_peaks_and_latches(
     fleet: Fleet, accounts: Accounts, ray_cluster: RayCluster
 ) -> None:

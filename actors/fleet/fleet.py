@@ -57,7 +57,9 @@ def local_auth_token() -> None:
 class Fleet:
     """A driver's view of the fleet in one Ray namespace. Build it with `connect` (an existing
     cluster) or `local` (a one-machine cluster, for trying it and for tests). Accounts outlive
-    the driver: another `Fleet` on the same namespace finds them by id."""
+    the driver: another `Fleet` on the same namespace finds them by id. `release` lets go of
+    them from this driver, `dissolve` stops them all and ends the controller, and `close` does
+    whichever suits how the fleet was built."""
 
     def __init__(self, namespace: str, controller: Any, *, started: bool, joined: bool = False) -> None:
         self._ray = _ray()
@@ -241,11 +243,13 @@ class Fleet:
         return self._call(self._handle(account_id).status.remote(timeout / 2), account_id, "status", timeout)
 
     def halt(self, account_id: str, by: str, reason: str, timeout: float = 10.0) -> TradingState:
-        """The kill switch for one account; returns its state before."""
+        """The kill switch for one account; returns its state before. `AccountNotTrading` when it
+        has no trading system running (a quarantined or fenced account is HALTED already)."""
         return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
 
     def resume(self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0) -> TradingState:
-        """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit."""
+        """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit,
+        `AccountNotTrading` when it has no trading system running."""
         return self._call(self._handle(account_id).resume.remote(by, rebaseline), account_id, "resuming", timeout)
 
     def place_order(self, account_id: str, order: Order, timeout: float = 10.0) -> OrderOutcome:

@@ -1,10 +1,6 @@
 """A two-node Ray cluster on this machine for the fleet tests, and waits that show the workers'
 threads when they time out.
 
-`served_fleet` is a small fleet of three idle paper accounts on the head node, served by the
-fleet's control API (`tradewarden fleet`'s app) on a real port, for the control API's and the
-dashboard's fleet views.
-
 `ray_cluster` starts a head node and one worker node with `ray.cluster_utils.Cluster` (short
 health checks so a killed node is declared dead in about 2 s, a short kill timeout, a small
 object store, no dashboard) and connects this process as the driver. Ray 2.60 turns token authentication on by
@@ -12,6 +8,10 @@ default and would write a token to ~/.ray: the cluster gets a fresh random token
 environment instead (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``). Without Ray the fleet tests
 are skipped on a developer machine and FAIL under CI (``CI`` set), where the ``test`` extra
 installs it.
+
+`served_fleet` is a small fleet of three idle paper accounts on the head node, served by the
+fleet's control API (`tradewarden fleet`'s app) on a real port, for the control API's and the
+dashboard's fleet views.
 """
 
 from __future__ import annotations
