@@ -40,6 +40,7 @@ from runtime.signals import ListSignalSource
 # Upper bounds only: on a loaded 2-core CI machine a worker that imports Ray, pykka and
 # tradewarden can take tens of seconds to start. Nothing here waits for a bound to pass.
 WAIT = 120.0
+SETUP_WAIT = 240.0  # nine workers starting at once took 80 s on this 2-core machine at a load of 23
 ASK = 10.0  # a status call's timeout (its guard gets half): answered in milliseconds when idle
 PAPER = functools.partial(PaperBroker, 10_000)
 # A slow heartbeat: its timeout (half the interval) must hold on a loaded machine, where a missed
@@ -130,9 +131,9 @@ def accounts(fleet: Fleet, ray_cluster: RayCluster, dsn: str, tmp_path_factory: 
     for account, settings, broker, options in added:
         fleet.add(account, settings, broker, ListSignalSource, ready_timeout=None, **options)
     everyone = [account for account, *_ in added]
-    late = fleet.wait_ready(everyone, WAIT)
+    late = fleet.wait_ready(everyone, SETUP_WAIT)
     if late:
-        fleet_fail(_pids(fleet), f"accounts {late} did not start within {WAIT}s (all {len(everyone)} started at once)")
+        fleet_fail(_pids(fleet), f"accounts {late} did not start within {SETUP_WAIT}s (all {len(everyone)} started at once)")
     statuses = {s.account_id: s.health for s in fleet.accounts(timeout=ASK)}
     assert {a: statuses[a] for a in everyone} == {a: Health.OK for a in everyone}
     return ids
