@@ -31,12 +31,12 @@ def show(step: str, statuses: list[AccountStatus]) -> None:
         print(f"{s.account_id} {s.health.value} {state} equity={s.equity} peak={s.peak} pid={s.pid}")
 
 
-def back_after(fleet: Fleet, account: str, old_pid: int | None, timeout: float = 60.0) -> AccountStatus:
+def back_after(fleet: Fleet, account: str, old_pid: int | None, timeout: float = 120.0) -> AccountStatus:
     deadline = time.monotonic() + timeout
     pause = threading.Event()
     while time.monotonic() < deadline:
         try:
-            status = fleet.status(account, timeout=2.0)
+            status = fleet.status(account, timeout=5.0)
             if status.pid != old_pid and status.health is Health.OK:
                 return status
         except Exception:  # restarting: not answering yet
@@ -51,19 +51,22 @@ def main(out: Path) -> None:
     with Fleet.connect(address) if address else Fleet.local(num_cpus=2) as fleet:
         for account in ACCOUNTS:
             settings = Settings(state_db=str(out / f"{account}.db"), loop_interval_seconds=0.5)
-            # The factories run inside each account's worker process.
-            fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource)
-        show("started", fleet.accounts())
+            # The factories run inside each account's worker process; the workers start side by side.
+            fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource, ready_timeout=None)
+        late = fleet.wait_ready(ACCOUNTS, timeout=120.0)
+        if late:
+            raise SystemExit(f"{', '.join(late)} did not start within 120s")
+        show("started", fleet.accounts(timeout=10.0))
 
         fleet.halt("acct-2", "example", "halted by hand")  # acct-1 trades on throughout
-        show("acct-2 halted", fleet.accounts())
+        show("acct-2 halted", fleet.accounts(timeout=10.0))
 
         killed = fleet.status("acct-2")
         started = time.monotonic()
         os.kill(killed.pid, signal.SIGKILL)
         back = back_after(fleet, "acct-2", killed.pid)
         print(f"acct-2 restarted by Ray in {time.monotonic() - started:.1f}s, still {back.trading_state.value}")
-        show("after SIGKILL", fleet.accounts())
+        show("after SIGKILL", fleet.accounts(timeout=10.0))
 
         for account in ACCOUNTS:
             fleet.remove(account)

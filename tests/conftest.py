@@ -17,7 +17,7 @@ if _TESTS not in sys.path:
 from support.bot_api_server import bot_api  # noqa: E402, F401
 from support.live_bot import bots  # noqa: E402, F401
 from support.postgres import pg_schema, postgres_dsn, postgres_server  # noqa: E402, F401
-from support.ray_cluster import ray_cluster  # noqa: E402, F401
+from support.ray_cluster import ray_cluster, served_fleet  # noqa: E402, F401
 from support.statsd_daemon import statsd_daemon  # noqa: E402, F401
 
 # Hypothesis's own timing checks (a 200 ms deadline per example, "input generation is slow") are

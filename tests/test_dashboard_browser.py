@@ -126,7 +126,7 @@ def test_the_dashboard_shows_the_curve_and_state_follows_a_breach_and_halts_and_
     wait("the live stream", lambda d: text(d, "stream-state") == "live")
     assert [row.text.split()[0] for row in chromium.find_elements(By.CSS_SELECTOR, "#limits tr")] == [
         "max_drawdown", "min_equity", "daily_loss"]
-    assert text(chromium, "heartbeat").startswith("#")
+    wait("the first heartbeat", lambda d: text(d, "heartbeat").startswith("#"))
 
     cue.touch()
     wait("the badge turning HALTED", badge_is("HALTED"), timeout=30)
@@ -168,3 +168,4 @@ def test_the_dashboard_shows_the_curve_and_state_follows_a_breach_and_halts_and_
 
     chromium.set_window_size(390, 844)
     assert chromium.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+

@@ -30,7 +30,7 @@ def test_the_fleet_example_halts_an_account_kills_its_worker_and_gets_it_back_ha
     assert "python examples/fleet.py" in README
     out = tmp_path / "run"
     done = run([sys.executable, str(EXAMPLES / "fleet.py"), str(out)], env=clean_env(RAY_ADDRESS=ray_cluster.address),
-               timeout=120)
+               timeout=300)
     assert done.returncode == 0, done.stderr
     started, halted, after = (_table(done.stdout, step) for step in ("started", "acct-2 halted", "after SIGKILL"))
     assert {a: row[:2] for a, row in started.items()} == {"acct-1": ("ok", "active"), "acct-2": ("ok", "active")}

@@ -17,7 +17,7 @@ import attrs
 import ray
 from loguru import logger
 from ray import cloudpickle
-from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, ActorUnschedulableError
 from ray.experimental import internal_kv
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -60,13 +60,14 @@ class Controller:
 
     def add(self, spec: AccountSpec, node: str | None) -> None:
         """Record ``spec`` and start its account actor (on ``node`` when given: Ray then cannot
-        restart it elsewhere when that node goes, so the controller re-creates it anywhere)."""
+        restart it elsewhere when that node goes, so once Ray declares the node dead the
+        controller re-creates it at once on any node, and it stays unpinned)."""
         with self._lock:
             if spec.account_id in self._entries:
                 raise ValueError(f"account {spec.account_id!r} is already in the fleet")
             entry = _Entry(spec, node)
             # Created first: the watcher must never see an account without its actor.
-            self._create(entry, pinned=True)
+            self._create(entry)
             internal_kv._internal_kv_put(_key(spec.account_id), cloudpickle.dumps(entry), namespace=self._namespace)
             self._entries[spec.account_id] = entry
 
@@ -110,10 +111,10 @@ class Controller:
 
     # --- watching -------------------------------------------------------------------------
 
-    def _create(self, entry: _Entry, pinned: bool) -> None:
+    def _create(self, entry: _Entry) -> None:
         spec = entry.spec
         options: dict[str, Any] = {}
-        if pinned and entry.node is not None:
+        if entry.node is not None:
             # Hard: Ray 2.60 places a soft-pinned zero-CPU actor elsewhere even on a live node.
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(entry.node, soft=False)
         ray.remote(AccountActor).options(
@@ -130,45 +131,88 @@ class Controller:
     def _watch(self) -> None:
         pause = threading.Event()
         while not pause.wait(self._probing.interval):
-            for account_id in self.account_ids():
-                try:
-                    self._probe(account_id)
-                except Exception as exc:  # one account's trouble must not stop the watching
-                    logger.error("probing account {} failed: {!r}", account_id, exc)
+            try:
+                self._probe_all()
+            except Exception as exc:  # one round's trouble must not stop the watching
+                logger.error("probing the accounts failed: {!r}", exc)
 
-    def _probe(self, account_id: str) -> None:
-        name = account_name(account_id)
+    def _probe_all(self) -> None:
+        """One round: every account pinged at once and the answers gathered within the probe's
+        timeout, so one silent account costs the others nothing and a round lasts at most that
+        timeout however many accounts there are. An account pinned to a node Ray declared dead
+        is re-created elsewhere at once, without waiting for Ray to give up on it."""
+        with self._lock:
+            entries = dict(self._entries)
+        dead = _dead_nodes({entry.node for entry in entries.values() if entry.node is not None})
+        pings: dict[Any, tuple[str, Any]] = {}
+        for account_id, entry in entries.items():
+            if entry.node in dead:
+                self._lost_node(account_id, entry.node)
+                continue
+            try:
+                handle = ray.get_actor(account_name(account_id), namespace=self._namespace)
+            except ValueError:
+                self._recreate(account_id, "its actor is gone (Ray gave up on it)")
+                continue
+            pings[handle.ping.remote()] = (account_id, handle)
+        if not pings:
+            return
+        ready, late = ray.wait(list(pings), num_returns=len(pings), timeout=self._probing.timeout)
+        for ref in ready:
+            account_id, _ = pings[ref]
+            try:
+                ray.get(ref)
+            except ActorUnavailableError:
+                continue  # restarting: Ray is on it
+            except ActorUnschedulableError:
+                # Pinned to a node that is gone: Ray said so before its node table did.
+                self._lost_node(account_id, str(entries[account_id].node))
+                continue
+            except ActorDiedError:
+                self._recreate(account_id, "its actor died for good")
+                continue
+            except Exception as exc:
+                logger.error("probing account {} failed: {!r}", account_id, exc)
+                continue
+            self._misses.pop(account_id, None)
+        for ref in late:
+            account_id, handle = pings[ref]
+            try:
+                self._missed(account_id, handle)
+            except Exception as exc:
+                logger.error("probing account {} failed: {!r}", account_id, exc)
+
+    def _lost_node(self, account_id: str, node: str) -> None:
+        # Ray can never place the account on its node again: from now on it may run anywhere.
+        with self._lock:
+            entry = self._entries.get(account_id)
+            if entry is None:
+                return  # removed meanwhile
+            entry = self._entries[account_id] = attrs.evolve(entry, node=None)
+            internal_kv._internal_kv_put(_key(account_id), cloudpickle.dumps(entry), namespace=self._namespace)
         try:
-            handle = ray.get_actor(name, namespace=self._namespace)
+            ray.kill(ray.get_actor(account_name(account_id), namespace=self._namespace), no_restart=True)  # frees its name
         except ValueError:
-            self._recreate(account_id, "its actor is gone (Ray gave up on it)")
+            pass  # Ray gave up on it already
+        self._recreate(account_id, f"its node {node} is dead")
+
+    def _missed(self, account_id: str, handle: Any) -> None:
+        # Only an incarnation Ray calls ALIVE (its constructor done) can be a zombie: one
+        # still starting, or restarting, is just slow. The count restarts with each incarnation.
+        # A zombie already killed stays ALIVE to Ray until its kill lands: it is not counted twice.
+        state, incarnation = _ray_state(handle)
+        last, misses = self._misses.get(account_id, (incarnation, 0))
+        if misses < 0 and last == incarnation:
             return
-        try:
-            ray.get(handle.ping.remote(), timeout=self._probing.timeout)
-        except GetTimeoutError:
-            # Only an incarnation Ray calls ALIVE (its constructor done) can be a zombie: one
-            # still starting, or restarting, is just slow. The count restarts with each incarnation.
-            # A zombie already killed stays ALIVE to Ray until its kill lands: it is not counted twice.
-            state, incarnation = _ray_state(handle)
-            last, misses = self._misses.get(account_id, (incarnation, 0))
-            if misses < 0 and last == incarnation:
-                return
-            misses = misses + 1 if state == "ALIVE" and last == incarnation else 0
-            self._misses[account_id] = (incarnation, misses)
-            if misses >= self._probing.zombie_after:
-                logger.critical("account {} is a zombie ({} pings unanswered): killing it for Ray to restart",
-                                account_id, misses)
-                self._misses[account_id] = (incarnation, -1)
-                with self._lock:
-                    self.zombies_killed[account_id] = self.zombies_killed.get(account_id, 0) + 1
-                ray.kill(handle, no_restart=False)
-            return
-        except ActorUnavailableError:
-            return  # restarting: Ray is on it
-        except ActorDiedError:
-            self._recreate(account_id, "its actor died for good")
-            return
-        self._misses.pop(account_id, None)
+        misses = misses + 1 if state == "ALIVE" and last == incarnation else 0
+        self._misses[account_id] = (incarnation, misses)
+        if misses >= self._probing.zombie_after:
+            logger.critical("account {} is a zombie ({} pings unanswered): killing it for Ray to restart",
+                            account_id, misses)
+            self._misses[account_id] = (incarnation, -1)
+            with self._lock:
+                self.zombies_killed[account_id] = self.zombies_killed.get(account_id, 0) + 1
+            ray.kill(handle, no_restart=False)
 
     def _recreate(self, account_id: str, why: str) -> None:
         with self._lock:
@@ -177,11 +221,18 @@ class Controller:
                 return  # removed meanwhile
             logger.critical("account {}: {}; re-creating it", account_id, why)
             try:
-                self._create(entry, pinned=False)
+                self._create(entry)
             except ValueError as exc:  # the name is taken again: it came back meanwhile
                 logger.warning("account {} not re-created: {!r}", account_id, exc)
                 return
             self.recreated[account_id] = self.recreated.get(account_id, 0) + 1
+
+
+def _dead_nodes(nodes: set[str]) -> set[str]:
+    # Ray's node table, from the cluster's own state: a node its health checks declared dead.
+    if not nodes:
+        return set()
+    return {node["NodeID"] for node in ray.nodes() if node["NodeID"] in nodes and not node["Alive"]}
 
 
 def _ray_state(handle: Any) -> tuple[str, int]:

@@ -16,7 +16,7 @@ import attrs
 from loguru import logger
 
 from actors.fleet._policy import Admission
-from actors.fleet.status import AccountStatus, Health
+from actors.fleet.status import AccountNotTrading, AccountStatus, Health
 from actors.messages import OrderOutcome, PlaceOrder
 from actors.supervision.messages import Crash
 from actors.system import TradingSystem, start_trading_system
@@ -257,7 +257,7 @@ class Incarnation:
         with self._lock:
             health, detail, system = self._health, self._detail, self._system
         if health is not Health.OK or system is None:
-            raise RuntimeError(f"account {self.spec.account_id} is not trading ({health.value}: {detail})")
+            raise AccountNotTrading(f"account {self.spec.account_id} is not trading ({health.value}: {detail})")
         return system
 
     def halt(self, by: str, reason: str) -> TradingState:

@@ -61,8 +61,9 @@ class RestartWindow:
 
 @attrs.frozen
 class Probing:
-    """How the controller watches accounts: a ping every ``interval`` seconds, answered within
-    ``timeout``; ``zombie_after`` unanswered pings in a row make the account a zombie."""
+    """How the controller watches accounts: every ``interval`` seconds it pings every account at
+    once and gathers the answers within ``timeout`` (a round never lasts longer, however many
+    accounts are silent); ``zombie_after`` unanswered pings in a row make an account a zombie."""
 
     interval: float = attrs.field(default=1.0, validator=attrs_positive)
     timeout: float = attrs.field(default=2.0, validator=attrs_positive)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -57,13 +57,16 @@ def local_auth_token() -> None:
 class Fleet:
     """A driver's view of the fleet in one Ray namespace. Build it with `connect` (an existing
     cluster) or `local` (a one-machine cluster, for trying it and for tests). Accounts outlive
-    the driver: another `Fleet` on the same namespace finds them by id."""
+    the driver: another `Fleet` on the same namespace finds them by id. `release` lets go of
+    them from this driver, `dissolve` stops them all and ends the controller, and `close` does
+    whichever suits how the fleet was built."""
 
-    def __init__(self, namespace: str, controller: Any, *, started: bool) -> None:
+    def __init__(self, namespace: str, controller: Any, *, started: bool, joined: bool = False) -> None:
         self._ray = _ray()
         self.namespace = namespace
-        self._controller = controller
-        self._started = started
+        self._controller_handle: Any = controller
+        self._started = started  # this process started the cluster (`local`)
+        self._joined = joined  # this Fleet connected the process to Ray (`connect` without Ray up)
 
     # --- connecting -----------------------------------------------------------------------
 
@@ -80,9 +83,10 @@ class Fleet:
         """Join the Ray cluster at ``address`` and the fleet in ``namespace``, starting its
         controller (with ``window`` and ``probing``) if it is not running yet."""
         ray = _ray()
-        if not ray.is_initialized():
+        joined = not ray.is_initialized()
+        if joined:
             ray.init(address=address, namespace=namespace, **init_options)
-        return cls(namespace, _controller(ray, namespace, window, probing), started=False)
+        return cls(namespace, _start_controller(ray, namespace, window, probing), started=False, joined=joined)
 
     @classmethod
     def local(
@@ -95,17 +99,63 @@ class Fleet:
         probing: Probing | None = None,
     ) -> Fleet:
         """Start a one-machine Ray cluster (no dashboard, a small object store, token auth with a
-        random token) and its fleet; `close` shuts the cluster down."""
+        random token) and its fleet; `close` stops every account cleanly and shuts the cluster down."""
         local_auth_token()
         ray = _ray()
         ray.init(num_cpus=num_cpus, namespace=namespace, include_dashboard=False,
                  object_store_memory=object_store_mb * 1024 * 1024, log_to_driver=False)
-        return cls(namespace, _controller(ray, namespace, window, probing), started=True)
+        return cls(namespace, _start_controller(ray, namespace, window, probing), started=True)
+
+    def release(self) -> None:
+        """Let go of the fleet from this driver, stopping nothing: the accounts and the controller
+        are detached and keep trading and watching, and any driver finds them again with `connect`
+        on the same namespace. Disconnects this process from Ray when this `Fleet` connected it
+        (a host that had started Ray itself stays connected). Every later call on this `Fleet`
+        raises `FleetError`; releasing twice does nothing. A `local` fleet cannot be released:
+        its cluster ends with this process (`close` it)."""
+        if self._started:
+            raise FleetError("a local fleet's cluster ends with this process: close() it (every account stops cleanly)")
+        self._let_go()
+
+    def _let_go(self) -> None:
+        if self._controller_handle is None:
+            return
+        self._controller_handle = None
+        if self._joined:
+            self._ray.shutdown()
+
+    def dissolve(self, timeout: float = 30.0) -> None:
+        """Stop every account cleanly (as `remove`, each within ``timeout``), then end the fleet's
+        controller: nothing of the fleet is left in its namespace or holds the cluster's
+        resources. This `Fleet` is then released (a `local` fleet's cluster keeps running until
+        `close`)."""
+        for account_id in self.account_ids():
+            try:
+                self.remove(account_id, timeout)
+            except FleetError as exc:
+                if f"account {account_id!r} is not in the fleet" not in str(exc):  # removed meanwhile: done
+                    raise
+        from actors.fleet._controller import CONTROLLER_NAME
+
+        try:
+            self._ray.kill(self._ray.get_actor(CONTROLLER_NAME, namespace=self.namespace), no_restart=True)
+        except ValueError:
+            pass  # ended already
+        self._let_go()
 
     def close(self) -> None:
-        """Leave the cluster (shutting it down if `local` started it); accounts on a cluster
-        this driver joined keep running."""
-        self._ray.shutdown()
+        """Done with the fleet from this driver: a `local` fleet is dissolved (every account
+        stopped cleanly, LOOP_STOPPED journaled) and its cluster shut down; a fleet joined with
+        `connect` is released (its accounts keep running)."""
+        if not self._started:
+            self.release()
+            return
+        try:
+            if self._controller_handle is not None:
+                self.dissolve()
+        finally:
+            self._controller_handle = None
+            self._ray.shutdown()
 
     def __enter__(self) -> Fleet:
         return self
@@ -132,14 +182,36 @@ class Fleet:
         signal source there by calling the factories. Waits up to ``ready_timeout`` until it
         trades or is quarantined (None: no wait). An id already in the fleet is a ValueError."""
         spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
-        self._call(self._controller.add.remote(spec, node), account_id, "adding", 30.0)
-        if ready_timeout is not None and not self._call(self._handle(account_id).wait_ready.remote(ready_timeout),
-                                                        account_id, "starting", ready_timeout + 10):
+        self._call(self._controller().add.remote(spec, node), account_id, "adding", 30.0)
+        if ready_timeout is not None and self.wait_ready([account_id], ready_timeout):
             raise FleetError(f"account {account_id!r} did not start within {ready_timeout:g}s")
+
+    def wait_ready(self, account_ids: Iterable[str], timeout: float) -> list[str]:
+        """Wait, at most ``timeout`` seconds for all of them together, until each account trades
+        or is quarantined (see `status`), without polling: each account says so itself. Returns
+        the ids that were not ready in time, or whose actor failed meanwhile (empty when all were)."""
+        ray = self._ray
+        pending: dict[Any, str] = {}
+        late: list[str] = []
+        for account_id in account_ids:
+            try:
+                pending[self._handle(account_id).wait_ready.remote(timeout)] = account_id
+            except FleetError:
+                late.append(account_id)
+        done, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=timeout + 5) if pending else ([], [])
+        for ref in done:
+            try:
+                ready = ray.get(ref)
+            except Exception:  # the actor died meanwhile: not ready
+                ready = False
+            if not ready:
+                late.append(pending[ref])
+        late.extend(pending[ref] for ref in waiting)
+        return sorted(late)
 
     def account_ids(self) -> list[str]:
         """Every account's id, sorted."""
-        return self._call(self._controller.account_ids.remote(), "(all)", "listing", 10.0)
+        return self._call(self._controller().account_ids.remote(), "(all)", "listing", 10.0)
 
     def accounts(self, timeout: float = 5.0) -> list[AccountStatus]:
         """Every account's status, asked of all at once and gathered within ``timeout``: an
@@ -150,7 +222,7 @@ class Fleet:
         answers: dict[str, AccountStatus] = {}
         for account_id in ids:
             try:
-                pending[self._handle(account_id).status.remote(min(2.0, timeout / 2))] = account_id
+                pending[self._handle(account_id).status.remote(timeout / 2)] = account_id
             except FleetError as exc:
                 answers[account_id] = AccountStatus(account_id, Health.UNREACHABLE, detail=str(exc))
         if not pending:
@@ -167,15 +239,17 @@ class Fleet:
         return [answers[account_id] for account_id in ids]
 
     def status(self, account_id: str, timeout: float = 5.0) -> AccountStatus:
-        """One account's status (see `accounts`)."""
-        return self._call(self._handle(account_id).status.remote(min(2.0, timeout / 2)), account_id, "status", timeout)
+        """One account's status (see `accounts`); its guard is given half the ``timeout`` to answer."""
+        return self._call(self._handle(account_id).status.remote(timeout / 2), account_id, "status", timeout)
 
     def halt(self, account_id: str, by: str, reason: str, timeout: float = 10.0) -> TradingState:
-        """The kill switch for one account; returns its state before."""
+        """The kill switch for one account; returns its state before. `AccountNotTrading` when it
+        has no trading system running (a quarantined or fenced account is HALTED already)."""
         return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
 
     def resume(self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0) -> TradingState:
-        """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit."""
+        """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit,
+        `AccountNotTrading` when it has no trading system running."""
         return self._call(self._handle(account_id).resume.remote(by, rebaseline), account_id, "resuming", timeout)
 
     def place_order(self, account_id: str, order: Order, timeout: float = 10.0) -> OrderOutcome:
@@ -207,19 +281,25 @@ class Fleet:
     def remove(self, account_id: str, timeout: float = 30.0) -> None:
         """Stop the account cleanly and remove it from the fleet for good."""
         try:
-            self._call(self._controller.remove.remote(account_id, timeout), account_id, "removing", timeout + 10)
+            self._call(self._controller().remove.remote(account_id, timeout), account_id, "removing", timeout + 10)
         except KeyError:
             raise FleetError(f"account {account_id!r} is not in the fleet") from None
 
     def counters(self) -> dict[str, dict[str, int]]:
         """The controller's counts: accounts re-created, zombies killed."""
-        return self._call(self._controller.counters.remote(), "(all)", "counting", 10.0)
+        return self._call(self._controller().counters.remote(), "(all)", "counting", 10.0)
 
     # --- plumbing -------------------------------------------------------------------------
+
+    def _controller(self) -> Any:
+        if self._controller_handle is None:
+            raise FleetError(f"this Fleet on namespace {self.namespace!r} was released or closed: connect again")
+        return self._controller_handle
 
     def _handle(self, account_id: str) -> Any:
         from actors.fleet._account import account_name
 
+        self._controller()  # a released Fleet finds nothing
         try:
             return self._ray.get_actor(account_name(account_id), namespace=self.namespace)
         except ValueError:
@@ -246,7 +326,7 @@ def _why(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
 
 
-def _controller(ray: ModuleType, namespace: str, window: RestartWindow | None, probing: Probing | None) -> Any:
+def _start_controller(ray: ModuleType, namespace: str, window: RestartWindow | None, probing: Probing | None) -> Any:
     from actors.fleet._controller import CONTROLLER_NAME, Controller
 
     return ray.remote(Controller).options(

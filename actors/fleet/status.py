@@ -6,9 +6,15 @@ import enum
 
 import attrs
 
+from runtime.errors import TradewardenError
 from runtime.risk.guards import TradingState
 
-__all__ = ["AccountStatus", "Health"]
+__all__ = ["AccountNotTrading", "AccountStatus", "Health"]
+
+
+class AccountNotTrading(TradewardenError, RuntimeError):
+    """Asked to halt, resume, trade or drill an account that has no trading system running
+    (starting, quarantined, fenced or stopped); the message names the account and its health."""
 
 
 class Health(enum.Enum):

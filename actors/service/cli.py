@@ -1,6 +1,7 @@
 """The `tradewarden` command: run, replay, status, halt, resume and journal.
 
-``tradewarden demo`` runs a paper bot on a random walk and prints the dashboard's address and token.
+``tradewarden demo`` runs a paper bot on a random walk and prints the dashboard's address and token;
+``tradewarden fleet`` serves the control API and dashboard of a fleet on Ray.
 
 Exit codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
 2 bad usage or config; 3 the control API did not answer or refused the request.
@@ -44,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8787, help="the dashboard's port on 127.0.0.1 (default 8787)")
     demo.add_argument("--dir", default="demo-run", metavar="DIR", help="where its state file goes (default ./demo-run)")
 
+    fleet = commands.add_parser(
+        "fleet", help="serve a fleet's control API and dashboard (every account on a Ray cluster) until SIGTERM or SIGINT")
+    fleet.add_argument("--address", default="auto", help="the Ray cluster to join (default: auto, RAY_ADDRESS or this machine's)")
+    fleet.add_argument("--namespace", default="tradewarden", help="the fleet's Ray namespace (default: tradewarden)")
+    fleet.add_argument("--config", metavar="FILE", help="read control_host, control_port, control_token from it")
+
     commands.add_parser(
         "replay", help="replay prices through a paper system and write a report (examples/paper_trading.py)",
         add_help=False,
@@ -81,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "demo":
         return _demo(args.port, Path(args.dir))
+    if args.command == "fleet":
+        return _fleet(args)
     if args.command == "journal":
         return _journal(args)
     return _remote(args)
@@ -142,6 +151,18 @@ def _demo(port: int, folder: Path) -> int:
     token = os.environ.setdefault("CONTROL_TOKEN", secrets.token_hex(16))
     print(f"dashboard: http://127.0.0.1:{port}/  token: {token}  (Ctrl-C stops the demo)", flush=True)
     return _run(str(config))
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.load(args.config)
+    except SettingsError as exc:
+        print(f"tradewarden fleet: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_json)
+    from actors.service.fleet_api import serve_fleet  # Ray and the server stack only to serve a fleet
+
+    return serve_fleet(settings, args.address, args.namespace)
 
 
 def _replay(argv: list[str]) -> int:

@@ -32,7 +32,7 @@ from runtime.metrics import MetricsSink
 from runtime.risk.monitor import ResumeRefused
 from runtime.validation import member
 
-__all__ = ["MAX_BODY_BYTES", "MAX_STREAMS", "SEND_TIMEOUT", "control_app"]
+__all__ = ["MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "answering", "control_app", "read_body"]
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_EVENTS = 1_000
@@ -44,7 +44,10 @@ _KEEPALIVE_SECONDS = 15.0
 _log = logger.bind(component="control")
 
 
-class _BadRequest(Exception):
+class BadRequest(Exception):
+    """A request refused with ``status`` and a message naming the field and the value; the
+    routes answer it as ``{"error": message}``."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -54,44 +57,60 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _body(request: Request, fields: dict[str, type], required: set[str]) -> dict[str, Any]:
+async def read_body(request: Request, fields: dict[str, type], required: set[str]) -> dict[str, Any]:
+    """The request's JSON object, read up to `MAX_BODY_BYTES`, with only ``fields`` (each of its
+    type; a string not blank) and every ``required`` one; else `BadRequest` (400, 413) naming it."""
     # Read at most MAX_BODY_BYTES whatever Content-Length claims, so a huge body costs nothing.
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _BadRequest(413, f"the body is {declared} bytes; at most {MAX_BODY_BYTES} are accepted")
+        raise BadRequest(413, f"the body is {declared} bytes; at most {MAX_BODY_BYTES} are accepted")
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
-            raise _BadRequest(413, f"the body is over {MAX_BODY_BYTES} bytes; at most {MAX_BODY_BYTES} are accepted")
+            raise BadRequest(413, f"the body is over {MAX_BODY_BYTES} bytes; at most {MAX_BODY_BYTES} are accepted")
     if not raw.strip():
         data: Any = {}
     else:
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _BadRequest(400, f"the body is not valid JSON: {exc}") from None
+            raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise _BadRequest(400, f"the body must be a JSON object, got {type(data).__name__}")
+        raise BadRequest(400, f"the body must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise _BadRequest(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(fields))}")
+        raise BadRequest(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(fields))}")
     missing = sorted(required - set(data))
     if missing:
-        raise _BadRequest(400, f"field {missing[0]!r} is required")
+        raise BadRequest(400, f"field {missing[0]!r} is required")
     for name, value in data.items():
         kind = fields[name]
         if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
             expected = "a non-empty string" if kind is str else "true or false"
-            raise _BadRequest(400, f"field {name!r} must be {expected}, got {json.dumps(value)}")
+            raise BadRequest(400, f"field {name!r} must be {expected}, got {json.dumps(value)}")
     return data
+
+
+def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """The route for ``endpoint``: a `BadRequest` it raises is answered as ``{"error": ...}``
+    with its status."""
+
+    async def run(request: Request) -> Response:
+        try:
+            response: Response = await endpoint(request)
+            return response
+        except BadRequest as exc:
+            return _error(exc.status, str(exc))
+
+    return run
 
 
 def _query(request: Request) -> dict[str, Any]:
     params = request.query_params
     unknown = sorted(set(params) - {"since", "type", "limit"})
     if unknown:
-        raise _BadRequest(400, f"unknown query parameter {unknown[0]!r}; known: limit, since, type")
+        raise BadRequest(400, f"unknown query parameter {unknown[0]!r}; known: limit, since, type")
     query: dict[str, Any] = {}
     try:
         if "since" in params:
@@ -99,15 +118,18 @@ def _query(request: Request) -> dict[str, Any]:
         if "type" in params:
             query["event_type"] = member("type", EventType, params["type"]).value
     except ValueError as exc:
-        raise _BadRequest(400, str(exc)) from None
+        raise BadRequest(400, str(exc)) from None
     text = params.get("limit", "100")
     if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS:
-        raise _BadRequest(400, f"limit must be a whole number in 1..{MAX_EVENTS}, got {text!r}")
+        raise BadRequest(400, f"limit must be a whole number in 1..{MAX_EVENTS}, got {text!r}")
     query["limit"] = int(text)
     return query
 
 
-class _SendTimeout:
+class SendTimeout:
+    """ASGI middleware: a response piece that waits over ``timeout`` seconds for its client is
+    dropped with the connection (logged)."""
+
     # A client that stops reading fills the socket and makes every later send wait: bound that
     # wait, then give up on the response (uvicorn closes the connection), so such a client holds
     # neither a task, nor an event stream's queue, for longer than ``timeout``.
@@ -168,7 +190,7 @@ def control_app(
         try:
             return await run_in_threadpool(call)
         except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
-            raise _BadRequest(503, f"the trading system did not answer: {exc}") from None
+            raise BadRequest(503, f"the trading system did not answer: {exc}") from None
 
     async def health(request: Request) -> Response:
         problems = await run_in_threadpool(health_problems, system, hub)
@@ -193,7 +215,7 @@ def control_app(
         query = _query(request)
         wanted = query.get("event_type")
         if hub.listeners >= MAX_STREAMS:
-            raise _BadRequest(503, f"{MAX_STREAMS} event streams are open already; close one, or poll /api/events")
+            raise BadRequest(503, f"{MAX_STREAMS} event streams are open already; close one, or poll /api/events")
         listener = hub.listen()
 
         async def lines() -> AsyncIterator[str]:
@@ -214,14 +236,14 @@ def control_app(
         return StreamingResponse(lines(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
     async def halt(request: Request) -> Response:
-        body = await _body(request, {"reason": str, "by": str}, required={"reason"})
+        body = await read_body(request, {"reason": str, "by": str}, required={"reason"})
         by = body.get("by", "control API")
         previous = await on_system(lambda: system.halt(by, body["reason"], timeout=ask_timeout))
         _log.warning("halted through the control API by {}: {}", by, body["reason"])
         return JSONResponse({"done": "halted", "previous_state": previous.value, "by": by, "reason": body["reason"]})
 
     async def resume(request: Request) -> Response:
-        body = await _body(request, {"rebaseline": bool, "by": str}, required=set())
+        body = await read_body(request, {"rebaseline": bool, "by": str}, required=set())
         by, rebaseline = body.get("by", "control API"), body.get("rebaseline", False)
         try:
             previous = await on_system(lambda: system.resume(by, rebaseline=rebaseline, timeout=ask_timeout))
@@ -232,16 +254,6 @@ def control_app(
 
     async def scrape(request: Request) -> Response:
         return Response(prometheus.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def run(request: Request) -> Response:
-            try:
-                response: Response = await endpoint(request)
-                return response
-            except _BadRequest as exc:
-                return _error(exc.status, str(exc))
-
-        return run
 
     routes = [
         Route("/health", answering(health), methods=["GET"]),
@@ -254,4 +266,4 @@ def control_app(
         *dashboard_routes(),
     ]
     app = RequireToken(Starlette(routes=routes), token, metrics, exempt=PUBLIC_PATHS | {"/health"})
-    return _SendTimeout(app, send_timeout)
+    return SendTimeout(app, send_timeout)

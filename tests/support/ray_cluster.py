@@ -8,6 +8,10 @@ default and would write a token to ~/.ray: the cluster gets a fresh random token
 environment instead (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``). Without Ray the fleet tests
 are skipped on a developer machine and FAIL under CI (``CI`` set), where the ``test`` extra
 installs it.
+
+`served_fleet` is a small fleet of three idle paper accounts on the head node, served by the
+fleet's control API (`tradewarden fleet`'s app) on a real port, for the control API's and the
+dashboard's fleet views.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
+import attrs
 import pytest
 
-__all__ = ["RayCluster", "fleet_wait", "ray_cluster"]
+__all__ = ["FLEET_TOKEN", "RayCluster", "ServedFleet", "fleet_fail", "fleet_wait", "ray_cluster", "served_fleet"]
 
 INSTALL_HINT = "pip install -e '.[test]' (or 'tradewarden[ray]')"
 _HEALTH_CHECKS = {
@@ -107,7 +112,7 @@ def ray_cluster() -> Iterator[RayCluster]:
 
 
 def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[], Iterable[int | None]], what: str) -> None:
-    """Wait for ``predicate`` (looked at every 50 ms; an exception counts as not yet) for at
+    """Wait for ``predicate`` (looked at every 100 ms; an exception counts as not yet) for at
     most ``timeout`` seconds. On timeout the workers ``pids`` names dump their threads (SIGUSR1,
     to their stderr, which reaches this test's output) and so does this process, and the test
     fails saying ``what`` it waited for."""
@@ -120,8 +125,20 @@ def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[],
                 return
         except Exception as exc:
             last = exc
-        pause.wait(0.05)
-    for pid in pids():
+        pause.wait(0.1)
+    fleet_fail(pids, f"no {what} within {timeout}s (last error: {last!r})")
+
+
+def fleet_fail(pids: Callable[[], Iterable[int | None]], why: str) -> NoReturn:
+    """Fail the test saying ``why``, after the workers ``pids`` names and this process dumped
+    their threads (the workers' dumps reach this test's output through Ray's log monitor)."""
+    pause = threading.Event()
+    try:
+        named = list(pids())
+    except Exception as exc:  # the fleet itself not answering is part of what is shown
+        print(f"the workers' pids are unknown: {exc!r}", file=sys.stderr)
+        named = []
+    for pid in named:
         if pid:
             try:
                 os.kill(pid, signal.SIGUSR1)
@@ -129,4 +146,63 @@ def fleet_wait(predicate: Callable[[], bool], timeout: float, pids: Callable[[],
                 pass
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     pause.wait(1.0)  # the workers' dumps travel to this process's stderr
-    pytest.fail(f"no {what} within {timeout}s (last error: {last!r})", pytrace=False)
+    pytest.fail(why, pytrace=False)
+
+
+FLEET_TOKEN = "fleet-control-test-token"
+
+
+@attrs.frozen
+class ServedFleet:
+    """A fleet and the control server serving it at ``url`` (bearer `FLEET_TOKEN`); ``accounts``
+    are its two trading accounts' ids, sorted; ``below_minimum`` an account whose equity (10,000)
+    is under its minimum (20,000): HALTED from its first reading, and every resume refused."""
+
+    fleet: Any
+    url: str
+    accounts: tuple[str, str]
+    below_minimum: str
+
+
+@pytest.fixture(scope="session")
+def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedFleet]:
+    """Three paper accounts on SQLite (pinned to the head node, which no test removes) in a
+    namespace of their own, served on 127.0.0.1; dissolved at the end (every account stopped
+    cleanly)."""
+    import functools
+    import uuid
+
+    from actors.fleet import Fleet, Health
+    from actors.service.auth import BearerToken
+    from actors.service.fleet_api import fleet_app
+    from actors.service.server import ControlServer, bind
+    from runtime.adapters.paper import PaperBroker
+    from runtime.settings import Settings
+    from runtime.signals import ListSignalSource
+
+    run = uuid.uuid4().hex[:6]
+    fleet = Fleet.connect(ray_cluster.address, namespace=f"served-{run}")
+    folder = tmp_path_factory.mktemp("served-fleet")
+    accounts = (f"alpha-{run}", f"beta-{run}")
+    below_minimum = f"gamma-{run}"
+    for account in (*accounts, below_minimum):
+        settings = Settings(state_db=str(folder / f"{account}.db"), loop_interval_seconds=5.0, heartbeat_interval_seconds=10.0,
+                            min_equity=20_000 if account == below_minimum else 500)
+        fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource,
+                  node=ray_cluster.head.node_id, ready_timeout=None)
+
+    def pids() -> list[int | None]:
+        return [s.pid for s in fleet.accounts(timeout=10.0)]
+
+    late = fleet.wait_ready([*accounts, below_minimum], 240.0)  # an upper bound for a heavily loaded machine
+    if late:
+        fleet_fail(pids, f"the served fleet's accounts {late} did not start within 240s")
+    fleet_wait(lambda: all(s.health is Health.OK for s in fleet.accounts(timeout=10.0)), 120.0, pids,
+               "the served fleet's accounts trading")
+    server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, has_token=True)).start()
+    host, port = server.address
+    try:
+        yield ServedFleet(fleet, f"http://{host}:{port}", accounts, below_minimum)
+    finally:
+        server.stop()
+        fleet.dissolve(timeout=10.0)

@@ -17,6 +17,7 @@ const app = {
   types: new Set(),
   stream: null,        // AbortController of the running stream
   poller: null,
+  fleet: false,        // serving a fleet (`tradewarden fleet`): one row per account, no charts
 };
 
 function auth() { return { authorization: "Bearer " + app.token }; }
@@ -72,6 +73,7 @@ async function connect(token) {
   sessionStorage.setItem("tradewarden-token", token);
   $("login-error").textContent = "";
   $("login").hidden = true;
+  if (answer.status === 404) { await startFleet(); return; }  // a fleet's server has no single status
   $("dashboard").hidden = false;
   showStatus(answer.data);
   await loadHistory();
@@ -85,6 +87,7 @@ function logout(why) {
   app.token = null;
   sessionStorage.removeItem("tradewarden-token");
   $("dashboard").hidden = true;
+  $("fleet").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = why;
 }
@@ -94,7 +97,7 @@ async function guarded(work) {
     return await work();
   } catch (error) {
     if (error instanceof Unauthorised) logout("Refused: " + error.message);
-    else $("action-message").textContent = "No answer from the control API: " + error.message;
+    else $(app.fleet ? "fleet-message" : "action-message").textContent = "No answer from the control API: " + error.message;
     return null;
   }
 }
@@ -148,6 +151,76 @@ function showHeartbeat() {
   if (!beat) { $("heartbeat").textContent = "none yet"; return; }
   const age = beat.age_seconds + (performance.now() - app.statusAt) / 1000;
   $("heartbeat").textContent = "#" + beat.beat + " at " + new Date(beat.at).toLocaleTimeString() + ", " + ago(age);
+}
+
+// -- a fleet ------------------------------------------------------------------------------------
+
+const FLEET_POLL_MS = 2000;
+
+async function startFleet() {
+  app.fleet = true;
+  $("fleet").hidden = false;
+  $("stream-state").hidden = true;  // a fleet is polled: each account has its own journal
+  await refreshFleet();
+  app.poller = setInterval(refreshFleet, FLEET_POLL_MS);
+}
+
+async function refreshFleet() {
+  const answer = await guarded(() => api("GET", "/api/fleet"));
+  if (!answer) return;
+  if (!answer.ok) { $("fleet-message").textContent = answer.data.error; return; }
+  showFleet(answer.data);
+}
+
+function counted(byAccount) {
+  const entries = Object.entries(byAccount);
+  return entries.length ? entries.map(([account, n]) => account + " ×" + n).join(", ") : "none";
+}
+
+function showFleet(f) {
+  $("loop-id").textContent = "fleet " + f.namespace;
+  rows($("fleet-accounts"), f.accounts.length ? f.accounts : [null], (tr, a) => {
+    if (a === null) { cell(tr, "no accounts in this fleet"); return; }
+    tr.dataset.account = a.account_id;
+    const missing = (x, show) => (x === null ? "–" : show(x));
+    cell(tr, a.account_id);
+    cell(tr, a.health, a.health === "ok" ? "" : "neg");
+    cell(tr, missing(a.trading_state, (x) => x.toUpperCase()), a.trading_state === "active" ? "" : "neg");
+    cell(tr, money(a.equity));
+    cell(tr, money(a.peak));
+    cell(tr, missing(a.drawdown, pct));
+    cell(tr, missing(a.node, (x) => x.slice(0, 8)));
+    cell(tr, missing(a.pid, String));
+    cell(tr, missing(a.epoch, String));
+    cell(tr, a.detail);
+    const actions = document.createElement("td");
+    for (const [label, action, style] of [["Halt", "halt", "danger"], ["Resume", "resume", ""]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = label;
+      button.className = style;
+      button.dataset.action = action;
+      button.addEventListener("click", () => fleetAct(a.account_id, action));
+      actions.appendChild(button);
+    }
+    tr.appendChild(actions);
+  });
+  $("fleet-counters").textContent = "re-created by the controller: " + counted(f.counters.recreated) +
+    "; zombies killed: " + counted(f.counters.zombies_killed);
+}
+
+async function fleetAct(account, action) {
+  const body = action === "halt"
+    ? { reason: $("fleet-reason").value.trim() || "halted from the dashboard", by: "dashboard" }
+    : { by: "dashboard" };
+  $("fleet-message").textContent = "";
+  const answer = await guarded(() => api("POST", "/api/fleet/" + encodeURIComponent(account) + "/" + action, body));
+  if (answer) {
+    $("fleet-message").textContent = answer.ok
+      ? (action === "halt" ? "Halted " : "Resumed ") + account + " (was " + answer.data.previous_state + ")"
+      : account + ": " + answer.data.error;
+  }
+  await refreshFleet();
 }
 
 // -- series -------------------------------------------------------------------------------------

@@ -1,0 +1,205 @@
+"""The control API of a fleet: every account's state, one account's status and journal, halt and
+resume per account, and the dashboard's fleet view, from a driver connected to the Ray cluster.
+
+`tradewarden fleet` serves it (see `serve_fleet`); the routes, the token, the limits on bodies
+and slow clients and the dashboard's static files are the same as a single system's control API.
+Every call into the fleet (a Ray call to the controller or an account) runs in the threadpool,
+so the event loop never waits on Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from loguru import logger
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError
+from actors.service.auth import BearerToken, RequireToken
+from actors.service.control import MAX_EVENTS, SEND_TIMEOUT, BadRequest, SendTimeout, answering, read_body
+from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
+from actors.service.server import ControlServer, bind
+from runtime.metrics import MetricsSink, NullMetrics
+from runtime.risk.monitor import ResumeRefused
+from runtime.settings import Settings
+
+__all__ = ["account_json", "fleet_app", "serve_fleet"]
+
+_log = logger.bind(component="fleet-control")
+
+
+def account_json(status: AccountStatus) -> dict[str, Any]:
+    """One account as the fleet API shows it: every field of `AccountStatus`, plus its drawdown
+    from the peak (a fraction; None without both figures)."""
+    drawdown = None
+    if status.equity is not None and status.peak:
+        drawdown = max(0.0, (status.peak - status.equity) / status.peak)
+    return {
+        "account_id": status.account_id,
+        "health": status.health.value,
+        "trading_state": status.trading_state.value if status.trading_state is not None else None,
+        "equity": status.equity,
+        "peak": status.peak,
+        "drawdown": drawdown,
+        "detail": status.detail,
+        "node": status.node,
+        "pid": status.pid,
+        "epoch": status.epoch,
+    }
+
+
+def _limit(request: Request) -> int:
+    params = request.query_params
+    unknown = sorted(set(params) - {"limit"})
+    if unknown:
+        raise BadRequest(400, f"unknown query parameter {unknown[0]!r}; known: limit")
+    text = params.get("limit", "100")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS:
+        raise BadRequest(400, f"limit must be a whole number in 1..{MAX_EVENTS}, got {text!r}")
+    return int(text)
+
+
+def fleet_app(
+    fleet: Fleet, token: BearerToken | None, metrics: MetricsSink | None = None, status_timeout: float = 5.0,
+    ask_timeout: float = 10.0, send_timeout: float = SEND_TIMEOUT,
+) -> Any:
+    """The fleet's control API as an ASGI app, every route but ``/health`` and the dashboard's
+    static files behind ``token``:
+
+    - ``GET /api/fleet``: ``{"namespace", "accounts": [...], "counters"}``, every account asked
+      at once and gathered within ``status_timeout`` (one that does not answer is listed as
+      ``unreachable``);
+    - ``GET /api/fleet/{account}``: one account; ``GET /api/fleet/{account}/events?limit=``: its
+      journal, the latest ``limit`` (100, at most 1000) oldest first;
+    - ``POST /api/fleet/{account}/halt`` ``{"reason", "by"}`` and ``.../resume``
+      ``{"rebaseline", "by"}``: as the single system's halt and resume; 409 when the resume is
+      refused or the account is not trading (quarantined, fenced, starting).
+
+    An account not in the fleet gets 404 naming it; a bad body 400 or 413 naming the field and
+    the value; an account that does not answer within ``ask_timeout`` 503.
+    """
+    metrics = metrics or NullMetrics()
+
+    async def on_fleet(call: Callable[[], Any]) -> Any:
+        try:
+            return await run_in_threadpool(call)
+        except FleetError as exc:
+            raise BadRequest(503, str(exc)) from None
+
+    async def known(request: Request) -> str:
+        account_id = request.path_params["account"]
+        ids = await on_fleet(fleet.account_ids)
+        if account_id not in ids:
+            raise BadRequest(404, f"account {account_id!r} is not in the fleet (namespace {fleet.namespace!r}); "
+                                  f"its accounts: {', '.join(ids) or 'none'}")
+        return str(account_id)
+
+    async def health(request: Request) -> Response:
+        try:
+            ids = await run_in_threadpool(fleet.account_ids)
+        except FleetError as exc:
+            return JSONResponse({"status": "unhealthy", "problems": [str(exc)]}, status_code=503)
+        return JSONResponse({"status": "ok", "problems": [], "accounts": len(ids)})
+
+    async def list_accounts(request: Request) -> Response:
+        statuses = await on_fleet(lambda: fleet.accounts(timeout=status_timeout))
+        counters = await on_fleet(fleet.counters)
+        return JSONResponse({"namespace": fleet.namespace, "accounts": [account_json(s) for s in statuses],
+                             "counters": counters})
+
+    async def one_account(request: Request) -> Response:
+        account_id = await known(request)
+        return JSONResponse(account_json(await on_fleet(lambda: fleet.status(account_id, timeout=status_timeout))))
+
+    async def events(request: Request) -> Response:
+        limit = _limit(request)
+        account_id = await known(request)
+        journal = await on_fleet(lambda: fleet.journal(account_id, limit=limit, timeout=ask_timeout))
+        return JSONResponse({"account_id": account_id, "events": [json.loads(event.to_json()) for event in journal]})
+
+    async def halt(request: Request) -> Response:
+        body = await read_body(request, {"reason": str, "by": str}, required={"reason"})
+        account_id = await known(request)
+        by = body.get("by", "fleet control API")
+        try:
+            previous = await on_fleet(lambda: fleet.halt(account_id, by, body["reason"], timeout=ask_timeout))
+        except AccountNotTrading as exc:
+            return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
+        _log.warning("account {} halted through the fleet control API by {}: {}", account_id, by, body["reason"])
+        return JSONResponse({"account_id": account_id, "done": "halted", "previous_state": previous.value, "by": by,
+                             "reason": body["reason"]})
+
+    async def resume(request: Request) -> Response:
+        body = await read_body(request, {"rebaseline": bool, "by": str}, required=set())
+        account_id = await known(request)
+        by, rebaseline = body.get("by", "fleet control API"), body.get("rebaseline", False)
+        try:
+            previous = await on_fleet(lambda: fleet.resume(account_id, by, rebaseline=rebaseline, timeout=ask_timeout))
+        except (ResumeRefused, AccountNotTrading) as exc:
+            return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
+        _log.warning("account {} resumed through the fleet control API by {} (rebaseline {})", account_id, by, rebaseline)
+        return JSONResponse({"account_id": account_id, "done": "resumed", "previous_state": previous.value, "by": by,
+                             "rebaseline": rebaseline})
+
+    routes = [
+        Route("/health", answering(health), methods=["GET"]),
+        Route("/api/fleet", answering(list_accounts), methods=["GET"]),
+        Route("/api/fleet/{account}", answering(one_account), methods=["GET"]),
+        Route("/api/fleet/{account}/events", answering(events), methods=["GET"]),
+        Route("/api/fleet/{account}/halt", answering(halt), methods=["POST"]),
+        Route("/api/fleet/{account}/resume", answering(resume), methods=["POST"]),
+        *dashboard_routes(),
+    ]
+    app = RequireToken(Starlette(routes=routes), token, metrics, exempt=PUBLIC_PATHS | {"/health"})
+    return SendTimeout(app, send_timeout)
+
+
+def serve_fleet(settings: Settings, address: str, namespace: str) -> int:
+    """`tradewarden fleet`: join the cluster at ``address``, serve the fleet in ``namespace`` on
+    ``control_host:control_port`` (with ``control_token``) until SIGTERM or SIGINT, then release
+    the fleet (its accounts keep trading). Exit 0 after a requested stop, 2 when the address
+    cannot be served or the cluster joined."""
+    token = BearerToken(settings.control_token) if settings.control_token else None
+    try:
+        sock = bind(settings.control_host, settings.control_port, has_token=token is not None)
+    except RuntimeError as exc:
+        print(f"tradewarden fleet: {exc}", file=sys.stderr)
+        return 2
+    try:
+        fleet = Fleet.connect(address, namespace=namespace)
+    except Exception as exc:  # Ray's own errors: no cluster there, a refused token
+        sock.close()
+        print(f"tradewarden fleet: cannot join the Ray cluster at {address!r}: {exc}", file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = None
+    try:
+        server = ControlServer(fleet_app(fleet, token), sock).start()
+        host, port = server.address
+        print(f"fleet {namespace!r} on http://{host}:{port}/ (Ctrl-C stops serving; the accounts keep trading)",
+              flush=True)
+        stopping.wait()
+    finally:
+        if server is not None:
+            server.stop()
+        else:
+            sock.close()
+        fleet.release()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
