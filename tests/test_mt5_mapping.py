@@ -233,14 +233,17 @@ class _Terminal(types.ModuleType):
         pass
 
 
-def test_the_adapter_drives_a_terminal_through_the_mapping(
-    fresh_mt5_import: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    terminal = _Terminal()
+@pytest.fixture
+def terminal(fresh_mt5_import: None, monkeypatch: pytest.MonkeyPatch) -> _Terminal:
+    """The stand-in terminal, installed as the MetaTrader5 package on a platform taken for Windows."""
+    made = _Terminal()
     monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setitem(sys.modules, "MetaTrader5", terminal)
-    mt5 = importlib.import_module("runtime.adapters.mt5")
-    broker = mt5.MT5Broker(deviation=7)
+    monkeypatch.setitem(sys.modules, "MetaTrader5", made)
+    return made
+
+
+def test_the_adapter_drives_a_terminal_through_the_mapping(terminal: _Terminal) -> None:
+    broker = importlib.import_module("runtime.adapters.mt5").MT5Broker(deviation=7)
     assert broker.account_equity() == 9_987.5
     assert [p.position_id for p in broker.open_positions()] == ["5001"]
     fill = broker.close_position("5001")
@@ -256,12 +259,7 @@ def test_the_adapter_drives_a_terminal_through_the_mapping(
         broker.close_position("9")
 
 
-def test_a_close_with_a_client_id_carries_it_in_the_deal_comment_and_is_found_again(
-    fresh_mt5_import: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    terminal = _Terminal()
-    monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setitem(sys.modules, "MetaTrader5", terminal)
+def test_a_close_with_a_client_id_carries_it_in_the_deal_comment_and_is_found_again(terminal: _Terminal) -> None:
     broker = importlib.import_module("runtime.adapters.mt5").MT5Broker()
     fill = broker.close_position("5001", "stop-7")
     assert (terminal.sent[-1]["position"], terminal.sent[-1]["comment"]) == (5001, "tw:stop-7")
