@@ -34,7 +34,7 @@ from actors.supervision.messages import Tick
 from actors.supervision.timers import Timers
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
-from runtime.broker import Broker, Fill, Order, Position, is_in_process, read_account
+from runtime.broker import Broker, Fill, Order, Position, closes_with_client_id, is_in_process, read_account
 from runtime.events import Event
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import (
@@ -174,6 +174,7 @@ class GuardActor(SupervisedActor):
         # lives in this process: then nothing that would outlive a crash needs that record, and
         # the order's events go through the emitter in order with the rest (no fsync, no wait).
         self._journal_first = not is_in_process(broker)
+        self._close_with_id = closes_with_client_id(broker)
         # Its records need no more durability than the account: saved without waiting for the
         # disk, when the store offers that itself (a store wrapped in another, which may fence
         # or fail its writes on purpose, keeps its wrapper's saves).
@@ -193,6 +194,7 @@ class GuardActor(SupervisedActor):
         self._bad_readings = 0
         self._bad_cash_flows = 0
         self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
+        self._unreadable: set[str] = set()  # repr of each held order's id whose record is unreadable: alerted once
         self._liquidating: str | None = None
         self._reaction_started: float | None = None
         self._retry_attempt = 0
@@ -223,6 +225,11 @@ class GuardActor(SupervisedActor):
         if state is TradingState.HALTED:
             self.actor_ref.tell(Liquidate("restarted while halted"))
         self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
+        if self._position_stop is not None and not self._close_with_id:
+            self.log.warning(
+                "the broker's close_position takes no client_id: a position stop's close cannot be found again "
+                "after a crash (it would be reconciled as not executed)"
+            )
 
     @property
     def monitor(self) -> RiskMonitor:
@@ -760,9 +767,13 @@ class GuardActor(SupervisedActor):
             self.timers.start_single("reconcile", min(waits))
 
     def _unreadable_order(self, submitted: Event, exc: Exception) -> None:
-        # Left in the store as it is: only a person can say what that order was.
-        self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+        # Left in the store as it is: only a person can say what that order was. Said once per
+        # incarnation, though reconciliation passes over it again while other orders wait.
         client_id = submitted.metadata.get("client_order_id")
+        if repr(client_id) in self._unreadable:
+            return
+        self._unreadable.add(repr(client_id))
+        self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
         self.log.critical("order {!r} held in the store is unreadable, not reconciled: {}", client_id, exc)
         self._alert(
             "Order record unreadable",
@@ -823,7 +834,11 @@ class GuardActor(SupervisedActor):
             return
         self._client_ids.add(order.client_id)
         try:
-            fill = attrs.evolve(self._broker.close_position(position.position_id, order.client_id), client_id=order.client_id)
+            if self._close_with_id:
+                closed = self._broker.close_position(position.position_id, client_id=order.client_id)
+            else:
+                closed = self._broker.close_position(position.position_id)
+            fill = attrs.evolve(closed, client_id=order.client_id)
         except Exception as exc:
             self._close_order(order.client_id, event, TradeFailed.of(order, None, rejected=False, error=repr(exc)))
             self.log.error("{}; closing failed: {!r}", reason, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import inspect
 import uuid
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -12,7 +13,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.validation import attrs_finite, attrs_positive, attrs_text, member
 
-__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
+__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "closes_with_client_id", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
 
 
 class BrokerError(TradewardenError, RuntimeError):
@@ -117,12 +118,27 @@ class AccountSnapshot:
 
 
 def is_in_process(broker: object) -> bool:
-    """True when ``broker`` declares ``in_process = True``: its account lives in this process
-    and dies with it. The guard then journals an order and its outcome through the emitter, in
-    order with every other event, instead of durably through the store before the broker call:
-    whatever would survive the process to need that record is gone with the account. Any other
-    broker (no declaration, or any other value) gets the durable journal before the call."""
-    return getattr(broker, "in_process", False) is True
+    """True when ``broker``'s own class declares ``in_process = True``: its account lives in this
+    process and dies with it. The guard then journals an order and its outcome through the
+    emitter, in order with every other event, instead of durably through the store before the
+    broker call: whatever would survive the process to need that record is gone with the account.
+
+    Any other broker gets the durable journal before the call: no declaration, any other value,
+    and a subclass that does not declare it again itself (a ``PaperBroker`` subclass may send its
+    orders to a real venue; it must say it does not).
+    """
+    return vars(type(broker)).get("in_process") is True
+
+
+def closes_with_client_id(broker: object) -> bool:
+    """True when ``broker.close_position`` takes a ``client_id`` keyword (the port's form); False
+    for a broker written against the older one-argument form, which the guard still drives
+    without it (its position stop's close then cannot be found again after a crash)."""
+    try:
+        parameters = inspect.signature(broker.close_position).parameters.values()  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return any(p.name == "client_id" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def read_account(broker: Broker) -> AccountSnapshot:

@@ -155,7 +155,7 @@ def test_a_broker_outside_the_process_gets_each_order_journaled_durably_before_i
 def test_an_in_process_paper_account_s_guard_saves_its_record_without_an_fsync(tmp_path: Path) -> None:
     # Long before the first and the third order, the price up: each read before them is a new peak.
     on_guard, _, _ = _orders_through_a_guard(tmp_path, lambda store: PaperBroker(10_000), (101.0, 102.0, 103.0))
-    assert on_guard == ["PRAGMA", "INSERT", "PRAGMA"] * 2  # synchronous OFF, the record, back to FULL
+    assert on_guard == ["PRAGMA", "INSERT", "PRAGMA"] * 2  # synchronous NORMAL, the record, back to FULL
 
 
 def test_a_broker_outside_the_process_has_the_guard_save_its_record_with_the_store_s_fsync(tmp_path: Path) -> None:

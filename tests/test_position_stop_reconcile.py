@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from actor_helpers import LogLines
 from test_guard_actor import tree_factory  # noqa: F401  (a fixture)
 from test_limits_position_stop import losing_account
 
 from runtime import BrokerError, EventType, Fill, MemoryStore, Order, PaperBroker, Settings, Side
+from runtime.broker import closes_with_client_id
 from runtime.events import Event
 from runtime.payloads import OrderSubmitted
 
@@ -89,3 +91,56 @@ def test_an_unreadable_order_in_the_store_is_alerted_and_skipped_and_the_guard_l
     assert tree.metrics.counters["store_errors_total"] == 1
     assert tree.handle.children()["guard"].incarnation == 1  # never restarted
     assert [o.submitted.metadata["client_order_id"] for o in store.held_orders("main")] == ["c-bad"]
+
+
+def test_a_broker_written_against_the_one_argument_close_still_has_its_positions_stopped(tree_factory):  # noqa: F811
+    class OldBroker:
+        """A user's broker from before close_position took a client id."""
+
+        def __init__(self, inner: PaperBroker) -> None:
+            self.inner = inner
+
+        def account_equity(self) -> float:
+            return self.inner.account_equity()
+
+        def open_positions(self):
+            return self.inner.open_positions()
+
+        def submit_order(self, order):
+            return self.inner.submit_order(order)
+
+        def find_fill(self, client_id):
+            return self.inner.find_fill(client_id)
+
+        def close_position(self, position_id):
+            return self.inner.close_position(position_id)
+
+    assert not closes_with_client_id(OldBroker(PaperBroker(1)))
+    assert closes_with_client_id(PaperBroker(1))
+    broker, inner = losing_account(OldBroker)
+    with LogLines("WARNING") as lines:
+        tree = tree_factory(broker, position_stop=Settings(position_stop_percent=3).position_stop())
+        tree.read(inner.account_equity())
+        [closed] = tree.events.wait_count(EventType.POSITION_CLOSED, 1)
+        assert lines.wait_for(lambda seen: any("close_position takes no client_id" in line for line in seen))
+    assert (closed.metadata["position_id"], closed.metadata["rule"]) == ("1", "position_stop")
+    assert [p.position_id for p in inner.open_positions()] == ["2"]
+    assert tree.events.of(EventType.TRADE_FAILED) == []
+    assert [line for line in lines.snapshot() if "client_id" in line] == [
+        "WARNING the broker's close_position takes no client_id: a position stop's close cannot be found again after "
+        "a crash (it would be reconciled as not executed)"
+    ]
+
+
+def test_an_unreadable_order_is_alerted_once_while_reconciliation_passes_over_it_again(tree_factory):  # noqa: F811
+    broker, store = PaperBroker(10_000), MemoryStore()
+    bad = {"client_order_id": "c-bad", "signal_id": None, "symbol": "X", "side": "buy", "volume": 1.0, "reason": None}
+    store.open_order(Event(EventType.ORDER_SUBMITTED, "main", bad, T0))
+    pending = Order("X", "buy", 1)  # never reached the broker: looked up again each second until the grace ends
+    store.open_order(OrderSubmitted.of(pending, None).event("main", datetime.now(UTC)))
+    tree = tree_factory(broker, store=store, settle_grace=1.5)
+    [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)  # after two or more passes
+    assert failed.metadata["client_order_id"] == pending.client_id
+    tree.journal.wait_for(lambda es: any(a.title == "Order record unreadable" for a in tree.alerts()))
+    assert [a.title for a in tree.alerts() if a.title == "Order record unreadable"] == ["Order record unreadable"]
+    assert tree.metrics.counters["store_errors_total"] == 1

@@ -96,6 +96,8 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     bad_query = bot.get("/api/events?type=nonsense")
     assert bad_query.status_code == 400
     assert re.match(r"^type must be one of 'signal_received', .*, got 'nonsense'$", bad_query.json()["error"])
+    superscript = bot.get("/api/events?limit=\u00b2")  # a digit to str.isdigit, not to int()
+    assert (superscript.status_code, superscript.json()) == (400, {"error": "limit must be a whole number in 1..1000, got '\u00b2'"})
 
     halted = bot.wait_for(
         "a drawdown breach", lambda: (s := bot.get("/api/status").json())["trading_state"] == "halted" and s, timeout=60

@@ -325,7 +325,7 @@ def test_every_acknowledged_write_survives_a_sigkill(tmp_path: Path, run: int, s
     assert restored in (guard_record(last) if last >= 0 else None, guard_record(last + 1)), context
 
 
-def test_a_save_without_fsync_commits_with_synchronous_off_and_puts_the_store_s_setting_back(tmp_path: Path) -> None:
+def test_a_save_without_fsync_commits_with_synchronous_normal_and_puts_the_store_s_setting_back(tmp_path: Path) -> None:
     with SqliteStore(tmp_path / "state.db") as store, SqliteStore(tmp_path / "state.db") as reader:
         conn = store._connection()
         statements: list[str] = []
@@ -334,7 +334,7 @@ def test_a_save_without_fsync_commits_with_synchronous_off_and_puts_the_store_s_
         relaxed.save_guard("main", guard_record(3))
         relaxed.save_gate("main", GateRecord())
         assert [s.split()[0] for s in statements] == ["PRAGMA", "INSERT", "PRAGMA"] * 2
-        assert statements[0] == "PRAGMA synchronous = OFF" and statements[2] == "PRAGMA synchronous = FULL"
+        assert statements[0] == "PRAGMA synchronous = NORMAL" and statements[2] == "PRAGMA synchronous = FULL"
         statements.clear()
         store.save_guard("main", guard_record(4))  # the store itself keeps its fsync
         assert [s.split()[0] for s in statements] == ["INSERT"]
@@ -384,3 +384,16 @@ def test_a_batch_that_fails_part_way_writes_none_of_it(tmp_path: Path) -> None:
     assert store.events() == []
     assert store.append_events([_event(0), _event(1)]) == 2
     store.close()
+
+
+def test_a_subclass_that_saves_its_own_way_keeps_its_saves_without_fsync_asked(tmp_path: Path) -> None:
+    class Checked(SqliteStore):
+        def save_guard(self, loop_id, record):
+            raise StoreError(f"refused: loop {loop_id!r} is fenced")
+
+    with Checked(tmp_path / "state.db") as store:
+        assert store.without_fsync() is store
+        with pytest.raises(StoreError) as info:
+            store.without_fsync().save_guard("main", guard_record(1))
+        assert str(info.value) == "refused: loop 'main' is fenced"
+        assert store.load_guard("main") is None

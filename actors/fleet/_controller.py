@@ -165,8 +165,11 @@ class Controller:
             except ActorUnavailableError:
                 continue  # restarting: Ray is on it
             except ActorUnschedulableError:
-                # Pinned to a node that is gone: Ray said so before its node table did.
-                self._lost_node(account_id, str(entries[account_id].node))
+                # Pinned to a node that is gone: Ray said so before its node table did. An
+                # account pinned nowhere is Ray's to place, not a lost node's.
+                node = entries[account_id].node
+                if node is not None:
+                    self._lost_node(account_id, str(node))
                 continue
             except ActorDiedError:
                 self._recreate(account_id, "its actor died for good")

@@ -62,7 +62,7 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
     type; a string not blank) and every ``required`` one; else `BadRequest` (400, 413) naming it."""
     # Read at most MAX_BODY_BYTES whatever Content-Length claims, so a huge body costs nothing.
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared is not None and _whole(declared) and int(declared) > MAX_BODY_BYTES:
         raise BadRequest(413, f"the body is {declared} bytes; at most {MAX_BODY_BYTES} are accepted")
     raw = b""
     async for chunk in request.stream():
@@ -119,11 +119,20 @@ def _query(request: Request) -> dict[str, Any]:
             query["event_type"] = member("type", EventType, params["type"]).value
     except ValueError as exc:
         raise BadRequest(400, str(exc)) from None
-    text = params.get("limit", "100")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS:
-        raise BadRequest(400, f"limit must be a whole number in 1..{MAX_EVENTS}, got {text!r}")
-    query["limit"] = int(text)
+    query["limit"] = event_limit(params.get("limit", "100"))
     return query
+
+
+def event_limit(text: str) -> int:
+    """The ``limit`` query parameter: a whole number of events in 1..`MAX_EVENTS`, else 400."""
+    if not _whole(text) or not 1 <= int(text) <= MAX_EVENTS:
+        raise BadRequest(400, f"limit must be a whole number in 1..{MAX_EVENTS}, got {text!r}")
+    return int(text)
+
+
+def _whole(text: str) -> bool:
+    # ASCII digits only: str.isdigit also takes "²", which int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 class SendTimeout:

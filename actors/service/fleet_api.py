@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError
 from actors.service.auth import BearerToken, RequireToken
-from actors.service.control import MAX_EVENTS, SEND_TIMEOUT, BadRequest, SendTimeout, answering, read_body
+from actors.service.control import SEND_TIMEOUT, BadRequest, SendTimeout, answering, event_limit, read_body
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.server import ControlServer, bind
 from runtime.metrics import MetricsSink, NullMetrics
@@ -63,10 +63,7 @@ def _limit(request: Request) -> int:
     unknown = sorted(set(params) - {"limit"})
     if unknown:
         raise BadRequest(400, f"unknown query parameter {unknown[0]!r}; known: limit")
-    text = params.get("limit", "100")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS:
-        raise BadRequest(400, f"limit must be a whole number in 1..{MAX_EVENTS}, got {text!r}")
-    return int(text)
+    return event_limit(params.get("limit", "100"))
 
 
 def fleet_app(

@@ -311,7 +311,7 @@ class SqliteStore:
         if fsync:
             yield
             return
-        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL's level that skips the commit's fsync, never OFF's corruption risk
         try:
             yield
         finally:
@@ -323,7 +323,13 @@ class SqliteStore:
         record are committed without waiting for the disk (no fsync), so they are visible to
         every reader at once and kept through a kill of the process (the OS holds them), and
         lost only with the machine (an OS crash, a power cut), which takes such an account with
-        it anyway. Every other call, the journal's group commits included, is this store's."""
+        it anyway. Every other call, the journal's group commits included, is this store's.
+
+        A subclass that saves either record its own way (fencing, checks) is returned as it is,
+        so its saves still run."""
+        cls = type(self)
+        if cls.save_guard is not SqliteStore.save_guard or cls.save_gate is not SqliteStore.save_gate:
+            return self
         return _WithoutFsync(self)
 
     def close(self) -> None:
