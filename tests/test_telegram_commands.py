@@ -65,11 +65,12 @@ def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_n
     commands = listening(bot_api, CommandHandler(trading, EventHub()), metrics, min_interval=0.0)
     try:
         bot_api.say(STRANGER, "/halt secret-intruder-text")
-        assert wait_until(lambda: metrics.counters.get("telegram_foreign_messages_total") == 1)
+        # The log line comes after the count: wait for it, so both are there to be read.
+        assert wait_until(lambda: any(f"ignored a message from chat {STRANGER}" in line for line in log_lines))
+        assert metrics.counters.get("telegram_foreign_messages_total") == 1
         assert bot_api.replies(STRANGER) == []
         assert trading.guard_status().state.trading_state.value == "active"
         assert not any("secret-intruder-text" in line for line in log_lines)
-        assert any(f"ignored a message from chat {STRANGER}" in line for line in log_lines)
 
         bot_api.say(CHAT, "/halt news at 14:30")
         [halted] = bot_api.wait_for_replies(CHAT, 1)
