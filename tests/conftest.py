@@ -7,6 +7,7 @@ import mode or rootdir.
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _TESTS = str(Path(__file__).resolve().parent)
@@ -27,3 +28,12 @@ settings.register_profile(
     "tradewarden", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 settings.load_profile("tradewarden")
+
+
+@pytest.fixture
+def trees():
+    """Guard trees a test makes and appends here, each stopped after the test."""
+    made: list = []
+    yield made
+    for tree in made:
+        tree.stop()

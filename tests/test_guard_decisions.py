@@ -4,7 +4,6 @@ refusal or a fallback, counted and alerted, and the guard goes on."""
 
 from __future__ import annotations
 
-import pytest
 from actor_helpers import FlakyBroker
 from test_guard_actor import GuardTree
 
@@ -30,14 +29,6 @@ class PartlyPricedBroker(FlakyBroker):
         if symbol != self.quoted:
             raise BrokerError(f"no quote for {symbol}")
         return self.inner.price(symbol)
-
-
-@pytest.fixture
-def trees():
-    made: list[GuardTree] = []
-    yield made
-    for tree in made:
-        tree.stop()
 
 
 def paper(**prices: float) -> PaperBroker:

@@ -3,21 +3,12 @@ counted per rule, and never reaches the broker; a runaway signal source ends RED
 
 from __future__ import annotations
 
-import pytest
 from actor_helpers import WAIT, AlertInbox, EventLog, FlakyBroker
 from test_guard_actor import GuardTree
 
 from actors import start_trading_system
 from actors.messages import RunCycle
 from runtime import EventType, ListSignalSource, ManualClock, Order, PaperBroker, Settings, Signal, TradingState
-
-
-@pytest.fixture
-def trees():
-    made: list[GuardTree] = []
-    yield made
-    for tree in made:
-        tree.stop()
 
 
 def guard_with(trees, broker, **limits) -> GuardTree:

@@ -85,14 +85,6 @@ def test_the_stop_fires_exactly_for_the_positions_whose_loss_reaches_its_share(s
 # --- the guard ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def trees():
-    made: list[GuardTree] = []
-    yield made
-    for tree in made:
-        tree.stop()
-
-
 def losing_account(broker_factory=lambda inner: inner):
     inner = PaperBroker(10_000)
     for symbol in ("EURUSD", "GBPUSD"):
