@@ -56,7 +56,7 @@ from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
 from runtime.risk.position_stop import PositionStop
-from runtime.store import StateStore
+from runtime.store import StateStore, UnreadableOrder
 from runtime.validation import finite_number
 
 __all__ = ["GuardActor"]
@@ -732,10 +732,13 @@ class GuardActor(SupervisedActor):
         now = datetime.now(UTC)
         waits: list[float] = []
         for held in held_orders:
+            if isinstance(held, UnreadableOrder):
+                self._unreadable_order(held.client_order_id, held.problem)
+                continue
             try:
                 order = OrderSubmitted.from_event(held.submitted)
             except (TypeError, ValueError) as exc:  # one unreadable record must not stop the guard
-                self._unreadable_order(held.submitted, exc)
+                self._unreadable_order(held.submitted.metadata.get("client_order_id"), str(exc))
                 continue
             client_id, watch_until = order.client_order_id, held.watch_until
             watched = watch_until is not None
@@ -766,18 +769,17 @@ class GuardActor(SupervisedActor):
         if waits:
             self.timers.start_single("reconcile", min(waits))
 
-    def _unreadable_order(self, submitted: Event, exc: Exception) -> None:
+    def _unreadable_order(self, client_id: Any, problem: str) -> None:
         # Left in the store as it is: only a person can say what that order was. Said once per
         # incarnation, though reconciliation passes over it again while other orders wait.
-        client_id = submitted.metadata.get("client_order_id")
         if repr(client_id) in self._unreadable:
             return
         self._unreadable.add(repr(client_id))
         self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
-        self.log.critical("order {!r} held in the store is unreadable, not reconciled: {}", client_id, exc)
+        self.log.critical("order {!r} held in the store is unreadable, not reconciled: {}", client_id, problem)
         self._alert(
             "Order record unreadable",
-            f"order {client_id!r} held in the store is unreadable, so not reconciled with the broker: {exc}; check it by hand",
+            f"order {client_id!r} held in the store is unreadable, so not reconciled with the broker: {problem}; check it by hand",
             Severity.CRITICAL,
         )
 

@@ -19,11 +19,13 @@ __all__ = [
     "LoopTotals",
     "MemoryStore",
     "StateStore",
+    "UnreadableOrder",
     "check_events",
     "check_outcome",
     "loop_id_of",
     "order_client_id",
     "order_sent_at",
+    "unsettled",
 ]
 
 
@@ -83,6 +85,21 @@ class HeldOrder:
     submitted: Event
     sent_at: datetime
     watch_until: datetime | None = None
+
+
+@attrs.frozen
+class UnreadableOrder:
+    """An order the store holds whose journaled record cannot be read back (its text is not an
+    event's JSON, or its times are not ISO times): only its client id, from the orders table,
+    and ``problem`` are known. The store keeps it for a person to settle by hand."""
+
+    client_order_id: str
+    problem: str
+
+
+def unsettled(held_orders: Sequence[HeldOrder | UnreadableOrder]) -> list[Event]:
+    """The ORDER_SUBMITTED events of the readable orders in ``held_orders`` that have no outcome."""
+    return [held.submitted for held in held_orders if isinstance(held, HeldOrder) and held.watch_until is None]
 
 
 @attrs.frozen
@@ -157,11 +174,14 @@ class StateStore(Protocol):
         ...
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
-        """The ORDER_SUBMITTED events of the loop's orders that have no outcome yet, oldest first."""
+        """The ORDER_SUBMITTED events of the loop's readable orders that have no outcome yet,
+        oldest first."""
         ...
 
-    def held_orders(self, loop_id: str) -> list[HeldOrder]:
-        """Every order of the loop the store holds (unsettled, and watched), oldest first."""
+    def held_orders(self, loop_id: str) -> list[HeldOrder | UnreadableOrder]:
+        """Every order of the loop the store holds (unsettled, and watched), oldest first; one
+        whose record cannot be read is an `UnreadableOrder` in its place, never an error that
+        hides the others."""
         ...
 
     def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
@@ -252,9 +272,9 @@ class MemoryStore:
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The submitted events of orders with no outcome, oldest first."""
-        return [held.submitted for held in self.held_orders(loop_id) if held.watch_until is None]
+        return unsettled(self.held_orders(loop_id))
 
-    def held_orders(self, loop_id: str) -> list[HeldOrder]:
+    def held_orders(self, loop_id: str) -> list[HeldOrder | UnreadableOrder]:
         """The orders held for ``loop_id``, oldest first."""
         with self._lock:
             return [held for (loop, _), held in self._held.items() if loop == loop_id]

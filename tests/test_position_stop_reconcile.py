@@ -3,6 +3,7 @@ restart, so a guard killed between journaling it and its outcome reconciles it a
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -11,9 +12,11 @@ from test_guard_actor import tree_factory  # noqa: F401  (a fixture)
 from test_limits_position_stop import losing_account
 
 from runtime import BrokerError, EventType, Fill, MemoryStore, Order, PaperBroker, Settings, Side
+from runtime.adapters.sqlite import SqliteStore
 from runtime.broker import closes_with_client_id
 from runtime.events import Event
 from runtime.payloads import OrderSubmitted
+from runtime.store import UnreadableOrder
 
 T0 = datetime(2024, 1, 2, tzinfo=UTC)
 
@@ -91,6 +94,28 @@ def test_an_unreadable_order_in_the_store_is_alerted_and_skipped_and_the_guard_l
     assert tree.metrics.counters["store_errors_total"] == 1
     assert tree.handle.children()["guard"].incarnation == 1  # never restarted
     assert [o.submitted.metadata["client_order_id"] for o in store.held_orders("main")] == ["c-bad"]
+
+
+def test_an_order_whose_journaled_text_is_unreadable_hides_no_other_from_reconciliation(tree_factory, tmp_path):  # noqa: F811
+    broker, store = PaperBroker(10_000), SqliteStore(tmp_path / "state.db")
+    broker.update_price("X", 100.0)
+    bad = OrderSubmitted.of(Order("X", "buy", 1, client_id="c-bad"), None).event("main", T0)
+    store.open_order(bad)
+    good = Order("X", "buy", 2)
+    store.open_order(OrderSubmitted.of(good, None).event("main", T0))
+    broker.submit_order(good)
+    with sqlite3.connect(tmp_path / "state.db") as conn:  # a hand edit gone wrong
+        conn.execute("UPDATE events SET event = '{\"loop_id\": \"main\"' WHERE event_id = ?", (bad.event_id,))
+    tree = tree_factory(broker, store=store)
+    [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+    assert (executed.metadata["client_order_id"], executed.metadata["reconciled"]) == (good.client_id, True)
+    tree.journal.wait_for(lambda es: any(a.title == "Order record unreadable" for a in tree.alerts()))
+    [alert] = [a for a in tree.alerts() if a.title == "Order record unreadable"]
+    problem = "not an event's JSON: '{\"loop_id\": \"main\"' (Expecting ',' delimiter: line 1 column 19 (char 18))"
+    assert alert.text == f"order 'c-bad' held in the store is unreadable, so not reconciled with the broker: {problem}; check it by hand"
+    assert tree.metrics.counters["store_errors_total"] == 1
+    assert tree.handle.children()["guard"].incarnation == 1
+    assert store.held_orders("main") == [UnreadableOrder("c-bad", problem)]  # left for a person
 
 
 def test_a_broker_written_against_the_one_argument_close_still_has_its_positions_stopped(tree_factory):  # noqa: F811

@@ -21,7 +21,7 @@ from test_sqlite_store import _event, _outcome, _submitted, guard_record
 from runtime import Event, EventType, LoopTotals, MemoryStore
 from runtime.adapters.sqlite import SqliteStore
 from runtime.risk.gate import GateRecord
-from runtime.store import HeldOrder
+from runtime.store import HeldOrder, UnreadableOrder
 
 LOOPS = ("main", "other", "a", "b")
 
@@ -285,6 +285,37 @@ def test_a_watched_order_survives_reopening(backing: Backing) -> None:
     backing.open().open_order(_submitted("c1"), sent_at=sent)
     backing.open().settle_order("main", "c1", _outcome("c1"), watch_until=until)
     assert backing.open().held_orders("main") == [HeldOrder(_submitted("c1"), sent, until)]
+
+
+def test_an_order_whose_record_is_unreadable_is_listed_as_such_and_hides_no_other(backing: Backing) -> None:
+    if not backing.durable:
+        pytest.skip("a MemoryStore holds events, never their text")
+    sent = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
+    store = backing.open()
+    for client_id in ("c1", "c2", "c3"):
+        store.open_order(_submitted(client_id), sent_at=sent)
+    _damage(backing, "s-c2", '{"loop_id": "main"}')  # what a hand edit or a bad restore leaves
+    held = backing.open().held_orders("main")
+    assert held == [
+        HeldOrder(_submitted("c1"), sent),
+        UnreadableOrder("c2", "not an event's JSON: '{\"loop_id\": \"main\"}' ('event_type')"),
+        HeldOrder(_submitted("c3"), sent),
+    ]
+    assert backing.open().unsettled_orders("main") == [_submitted("c1"), _submitted("c3")]
+
+
+def _damage(backing: Backing, event_id: str, text: str) -> None:
+    # Overwrite one journaled event's text behind the store's back.
+    if backing.kind == "sqlite":
+        conn = sqlite3.connect(backing.path)
+        conn.execute("UPDATE events SET event = ? WHERE event_id = ?", (text, event_id))
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(backing.path, autocommit=True) as conn:
+            conn.execute(f"UPDATE {backing.schema}.events SET event = %s WHERE event_id = %s", (text, event_id))
 
 
 def test_a_settle_that_is_not_an_event_or_has_a_naive_watch_is_refused_and_writes_nothing(backing: Backing) -> None:

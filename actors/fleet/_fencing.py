@@ -11,7 +11,7 @@ from runtime.adapters.postgres import PostgresStore, StaleEpochError
 from runtime.events import Event
 from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
-from runtime.store import HeldOrder, LoopTotals
+from runtime.store import HeldOrder, LoopTotals, UnreadableOrder
 
 __all__ = ["FencedStore"]
 
@@ -90,7 +90,7 @@ class FencedStore:
         """As `PostgresStore.settle_order`; a stale refusal fences this incarnation."""
         self._write(self.store.settle_order, loop_id, client_order_id, outcome, watch_until)
 
-    def held_orders(self, loop_id: str) -> list[HeldOrder]:
+    def held_orders(self, loop_id: str) -> list[HeldOrder | UnreadableOrder]:
         """As `PostgresStore.held_orders`."""
         return self.store.held_orders(loop_id)
 

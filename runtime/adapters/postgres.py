@@ -32,11 +32,21 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from runtime.adapters.sqlite import StoreError, decode_guard_record, encode_guard_record, held_order
+from runtime.adapters.sqlite import StoreError, decode_guard_record, encode_guard_record, held_orders_of
 from runtime.events import Event
 from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
-from runtime.store import HeldOrder, LoopTotals, check_events, check_outcome, loop_id_of, order_client_id, order_sent_at
+from runtime.store import (
+    HeldOrder,
+    LoopTotals,
+    UnreadableOrder,
+    check_events,
+    check_outcome,
+    loop_id_of,
+    order_client_id,
+    order_sent_at,
+    unsettled,
+)
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "StaleEpochError"]
 
@@ -349,17 +359,17 @@ class PostgresStore:
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""
-        return [held.submitted for held in self.held_orders(loop_id) if held.watch_until is None]
+        return unsettled(self.held_orders(loop_id))
 
-    def held_orders(self, loop_id: str) -> list[HeldOrder]:
-        """The loop's unsettled and watched orders, oldest first."""
+    def held_orders(self, loop_id: str) -> list[HeldOrder | UnreadableOrder]:
+        """The loop's unsettled and watched orders, oldest first (see `held_orders_of`)."""
         with self._using("reading held orders") as conn:
             rows = conn.execute(
-                "SELECT e.event, o.sent_at, o.watch_until FROM orders o JOIN events e ON e.event_id = o.event_id "
-                "WHERE o.loop_id = %s ORDER BY e.seq",
+                "SELECT o.client_order_id, e.event, o.sent_at, o.watch_until FROM orders o "
+                "JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = %s ORDER BY e.seq",
                 (loop_id_of(loop_id),),
             ).fetchall()
-        return [held_order(submitted, row[1], row[2]) for submitted, row in zip(self._decode(rows), rows, strict=True)]
+        return held_orders_of(rows)
 
     def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
         """Stop holding the watched order, if it is held and watched and this store's claim holds."""

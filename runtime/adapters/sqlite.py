@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -36,11 +36,13 @@ from runtime.store import (
     LoopTotals,
     MemoryStore,
     StateStore,
+    UnreadableOrder,
     check_events,
     check_outcome,
     loop_id_of,
     order_client_id,
     order_sent_at,
+    unsettled,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ __all__ = [
     "StoreError",
     "decode_guard_record",
     "encode_guard_record",
-    "held_order",
+    "held_orders_of",
 ]
 
 APPLICATION_ID = 0x54574431  # "TWD1": marks the file as a tradewarden state database
@@ -159,14 +161,23 @@ def decode_guard_record(text: str) -> GuardRecord:
         raise ValueError(f"not a guard record's JSON: {text[:200]!r} ({type(exc).__name__}: {exc})") from exc
 
 
-def held_order(submitted: Event, sent_at: str | None, watch_until: str | None) -> HeldOrder:
-    """A `HeldOrder` from an orders row's ISO texts (a row without ``sent_at``, from an older
-    schema, is aged by its event's timestamp)."""
-    return HeldOrder(
-        submitted,
-        submitted.timestamp if sent_at is None else datetime.fromisoformat(sent_at),
-        None if watch_until is None else datetime.fromisoformat(watch_until),
-    )
+def held_orders_of(rows: Iterable[Sequence[Any]]) -> list[HeldOrder | UnreadableOrder]:
+    """`StateStore.held_orders` from rows of (client order id, event JSON, sent_at, watch_until
+    ISO texts), decoded one by one: a row that cannot be read is an `UnreadableOrder`, so it
+    never hides the others. A row without ``sent_at`` (an older schema) is aged by its event's
+    timestamp."""
+    held: list[HeldOrder | UnreadableOrder] = []
+    for client_id, text, sent_at, watch_until in rows:
+        try:
+            submitted = Event.from_json(text)
+            held.append(HeldOrder(
+                submitted,
+                submitted.timestamp if sent_at is None else datetime.fromisoformat(sent_at),
+                None if watch_until is None else datetime.fromisoformat(watch_until),
+            ))
+        except ValueError as exc:
+            held.append(UnreadableOrder(client_id, str(exc)))
+    return held
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -479,17 +490,17 @@ class SqliteStore:
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""
-        return [held.submitted for held in self.held_orders(loop_id) if held.watch_until is None]
+        return unsettled(self.held_orders(loop_id))
 
-    def held_orders(self, loop_id: str) -> list[HeldOrder]:
-        """The loop's unsettled and watched orders, oldest first."""
+    def held_orders(self, loop_id: str) -> list[HeldOrder | UnreadableOrder]:
+        """The loop's unsettled and watched orders, oldest first (see `held_orders_of`)."""
         with self._using("reading held orders") as conn:
             rows = conn.execute(
-                "SELECT e.event, o.sent_at, o.watch_until FROM orders o JOIN events e ON e.event_id = o.event_id "
-                "WHERE o.loop_id = ? ORDER BY e.seq",
+                "SELECT o.client_order_id, e.event, o.sent_at, o.watch_until FROM orders o "
+                "JOIN events e ON e.event_id = o.event_id WHERE o.loop_id = ? ORDER BY e.seq",
                 (loop_id_of(loop_id),),
             ).fetchall()
-        return [held_order(submitted, row[1], row[2]) for submitted, row in zip(self._decode(rows), rows, strict=True)]
+        return held_orders_of(rows)
 
     def unwatch_order(self, loop_id: str, client_order_id: str) -> None:
         """Stop holding the watched order, if it is held and watched."""
