@@ -752,6 +752,8 @@ class GuardActor(SupervisedActor):
                 continue
             if fill is not None:
                 self._settle(client_id, TradeExecuted.of(order, fill, reconciled=True))
+                if order.closes is not None:
+                    self._stop_found(order, fill)
                 self._found(client_id, fill, watched)
             elif watch_until is not None:
                 if now < watch_until or not self._unwatch(client_id):
@@ -782,6 +784,12 @@ class GuardActor(SupervisedActor):
             f"order {client_id!r} held in the store is unreadable, so not reconciled with the broker: {problem}; check it by hand",
             Severity.CRITICAL,
         )
+
+    def _stop_found(self, order: OrderSubmitted, fill: Fill) -> None:
+        # A stop's close done at the broker by a guard that went before journaling it.
+        self._publish(PositionClosed.found(order, fill))
+        self.log.warning("{}: closed (found at the broker after a restart)", order.reason)
+        self._alert("Position stopped", f"{order.reason} (closed before a restart; found at the broker)", Severity.WARNING)
 
     def _unwatch(self, client_id: str) -> bool:
         # The watch is over with no fill: the order stays journaled as not executed.
@@ -826,7 +834,7 @@ class GuardActor(SupervisedActor):
     def _close_stopped(self, position: Position, reason: str) -> None:
         # The close of the exact ticket, journaled as an order: its client id, then its outcome.
         order = Order(position.symbol, position.side.opposite, position.volume)
-        submitted = OrderSubmitted.of(order, None)
+        submitted = OrderSubmitted.closing(order, position.position_id, PositionStop.name, reason)
         event = self._publish.make(submitted)
         try:
             self._open(event)

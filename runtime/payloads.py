@@ -299,14 +299,26 @@ class _OrderPayload(Payload):
 @attrs.frozen(field_transformer=_check_fields)
 class OrderSubmitted(_OrderPayload):
     """An order passed the gate and is about to reach the broker, journaled first: its client id,
-    the signal it came from, symbol, side, volume and reason."""
+    the signal it came from, symbol, side, volume and reason. The close of one position by a
+    rule of the guard (a position stop) names the ``rule`` and the position it ``closes``, so a
+    guard that finds the fill after a restart can journal the position as closed; both are None
+    for any other order, and in journals written before they existed."""
 
     client_order_id: str = key(str)
+    rule: str | None = key(str, nullable=True, default=None)
+    closes: str | None = key(str, nullable=True, default=None)
 
     @classmethod
     def of(cls, order: Order, signal: Signal | None) -> OrderSubmitted:
         """The payload of ``order`` (from ``signal``, when it came from one) about to be sent."""
         return cls(**cls._order(order, signal), client_order_id=order.client_id)
+
+    @classmethod
+    def closing(cls, order: Order, position_id: str, rule: str, reason: str) -> OrderSubmitted:
+        """The payload of ``order``, the close of position ``position_id`` that ``rule`` fired
+        for ``reason``."""
+        fields = {**cls._order(order, None), "reason": reason}
+        return cls(**fields, client_order_id=order.client_id, rule=rule, closes=position_id)
 
 
 @payload(EventType.TRADE_EXECUTED)
@@ -397,6 +409,15 @@ class PositionClosed(Payload):
     attempt: int = key(int)
     rule: str | None = key(str, nullable=True, default=None)
     costs: float = key(float, default=0.0)
+
+    @classmethod
+    def found(cls, order: OrderSubmitted, fill: Fill) -> PositionClosed:
+        """The payload of the position ``order`` closed (`OrderSubmitted.closing`), by ``fill``
+        found at the broker after the guard that sent it had gone."""
+        if order.closes is None:
+            raise ValueError(f"order {order.client_order_id!r} closes no position")
+        return cls(order.closes, order.symbol, order.side.opposite, order.volume, fill.price, fill.realised_pnl,
+                   order.reason, 0, order.rule, fill.costs)
 
     @classmethod
     def of(cls, position: Position, fill: Fill, reason: str, attempt: int, *, rule: str | None = None) -> PositionClosed:

@@ -101,9 +101,18 @@ def test_a_replay_writes_fills_csv_beside_equity_csv_agreeing_with_journal_and_a
     assert summary["final_equity"] == pytest.approx(10_000.0 + sum(float(row["realised_pnl"]) for row in rows))
 
 
-def test_a_position_closed_by_its_own_stop_says_position_stop():
+def test_a_position_closed_by_its_own_stop_is_one_fill_saying_position_stop():
     position = Position("3", "SYNTH", Side.BUY, 2.0, 100.0)
     fill = Fill("3", "SYNTH", Side.SELL, 2.0, 90.0, T0, -20.0, "c-3", 0.5)
     reason = "position 3 SYNTH: unrealised loss 20.00 >= 0.20% of equity 10000.00"
-    event = PositionClosed.of(position, fill, reason, 0, rule="position_stop").event("main", T0)
-    assert fills_from_events([event]) == [FillRow(T0, "SYNTH", Side.SELL, 2.0, 90.0, 0.5, -20.0, "position_stop", reason)]
+    submitted = OrderSubmitted.closing(Order("SYNTH", Side.SELL, 2.0, client_id="c-3"), "3", "position_stop", reason)
+    stop = [
+        submitted.event("main", T0),
+        TradeExecuted.of(submitted, fill).event("main", T0),
+        PositionClosed.of(position, fill, reason, 0, rule="position_stop").event("main", T0),
+    ]
+    assert fills_from_events(stop) == [FillRow(T0, "SYNTH", Side.SELL, 2.0, 90.0, 0.5, -20.0, "position_stop", reason)]
+    # A journal from before the order named its rule: still one fill, the order's.
+    older = OrderSubmitted.of(Order("SYNTH", Side.SELL, 2.0, client_id="c-3"), None)
+    old_stop = [older.event("main", T0), TradeExecuted.of(older, fill).event("main", T0), stop[2]]
+    assert fills_from_events(old_stop) == [FillRow(T0, "SYNTH", Side.SELL, 2.0, 90.0, 0.5, -20.0, "order", "")]

@@ -460,7 +460,8 @@ def test_a_broker_that_fails_an_order_gives_trade_failed_settled_in_the_journal(
     [submitted] = tree.events.wait_count(EventType.ORDER_SUBMITTED, 1)
     [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
     assert failed.metadata == {
-        **submitted.metadata, "rejected": False, "error": "BrokerError('market closed')", "reconciled": False, "refused_by": None,
+        "signal_id": None, "symbol": "X", "side": "buy", "volume": 1, "reason": "", "client_order_id": submitted.metadata["client_order_id"],
+        "rejected": False, "error": "BrokerError('market closed')", "reconciled": False, "refused_by": None,
     }
     assert tree.store.unsettled_orders("main") == []
     assert [e.event_type for e in tree.store.events()] == [EventType.ORDER_SUBMITTED, EventType.TRADE_FAILED]

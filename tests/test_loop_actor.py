@@ -200,12 +200,10 @@ def test_every_order_is_journaled_with_its_client_id_before_and_after_the_broker
     [submitted] = events.of(EventType.ORDER_SUBMITTED)
     [position] = broker.open_positions()
     client_id = submitted.metadata["client_order_id"]
-    assert submitted.metadata == {
-        "signal_id": signal.signal_id, "symbol": "X", "side": "buy", "volume": 10, "reason": "cross",
-        "client_order_id": client_id,
-    }
+    order = {"signal_id": signal.signal_id, "symbol": "X", "side": "buy", "volume": 10, "reason": "cross", "client_order_id": client_id}
+    assert submitted.metadata == {**order, "rule": None, "closes": None}
     assert executed.metadata == {
-        **submitted.metadata, "position_id": position.position_id, "price": 100.0, "filled_volume": 10,
+        **order, "position_id": position.position_id, "price": 100.0, "filled_volume": 10,
         "realised_pnl": 0.0, "reconciled": False, "costs": 0.0,
     }
     assert broker.find_fill(client_id).position_id == position.position_id

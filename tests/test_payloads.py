@@ -43,7 +43,12 @@ FILL_KEYS = {"position_id": "7", "price": 1.085, "filled_volume": 1_000, "realis
 EXAMPLES: list[tuple[Payload, dict]] = [
     (SignalReceived.of(SIGNAL), SIGNAL_KEYS),
     (SignalApproved.of(SIGNAL), SIGNAL_KEYS),
-    (SUBMITTED, {**SIGNAL_KEYS, "client_order_id": "c1"}),
+    (SUBMITTED, {**SIGNAL_KEYS, "client_order_id": "c1", "rule": None, "closes": None}),
+    (
+        OrderSubmitted.closing(Order("EURUSD", "sell", 1_000, client_id="c2"), "7", "position_stop", "stop of 7"),
+        {"signal_id": None, "symbol": "EURUSD", "side": "sell", "volume": 1_000, "reason": "stop of 7",
+         "client_order_id": "c2", "rule": "position_stop", "closes": "7"},
+    ),
     (
         TradeExecuted.of(SUBMITTED, FILL),
         {**SIGNAL_KEYS, **FILL_KEYS, "client_order_id": "c1", "reconciled": False, "costs": 0.0},

@@ -13,9 +13,11 @@ from test_limits_position_stop import losing_account
 
 from runtime import BrokerError, EventType, Fill, MemoryStore, Order, PaperBroker, Settings, Side
 from runtime.adapters.sqlite import SqliteStore
+from runtime.alerts import Severity
 from runtime.broker import closes_with_client_id
 from runtime.events import Event
 from runtime.payloads import OrderSubmitted
+from runtime.replay.report import FillRow, fills_from_events
 from runtime.store import UnreadableOrder
 
 T0 = datetime(2024, 1, 2, tzinfo=UTC)
@@ -41,20 +43,32 @@ def test_the_paper_broker_keeps_a_close_under_its_client_id_and_refuses_the_id_t
     assert broker.close_position("2").client_id is None and broker.open_positions() == []
 
 
-def test_the_guards_stop_closes_under_the_client_id_it_journaled(tree_factory):  # noqa: F811
+def test_the_guards_stop_closes_under_the_client_id_it_journaled_naming_the_rule_and_the_position(tree_factory):  # noqa: F811
     broker, inner = losing_account()
     tree = tree_factory(broker, position_stop=Settings(position_stop_percent=3).position_stop())
     tree.read(inner.account_equity())
     [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
     [submitted] = tree.events.of(EventType.ORDER_SUBMITTED)
     client_id = submitted.metadata["client_order_id"]
+    reason = ("position stop: EURUSD buy 10000 (position 1) unrealised loss 300.00 >= 3% of equity 9,710.00 "
+              "(291.30)")
+    order = {"signal_id": None, "symbol": "EURUSD", "side": "sell", "volume": 10_000.0, "reason": reason, "client_order_id": client_id}
+    assert submitted.metadata == {**order, "rule": "position_stop", "closes": "1"}
     found = inner.find_fill(client_id)
     assert found == Fill("1", "EURUSD", Side.SELL, 10_000.0, 0.97, found.time, found.realised_pnl, client_id, 0.0)
     assert found.realised_pnl == pytest.approx(-300.0)
-    assert executed.metadata["client_order_id"] == client_id
+    assert executed.metadata == {
+        **order, "position_id": "1", "price": 0.97, "filled_volume": 10_000.0, "realised_pnl": found.realised_pnl,
+        "reconciled": False, "costs": 0.0,
+    }
+    # One close, one fill in fills.csv: the order's, said to be the position stop's.
+    [closed] = tree.events.wait_count(EventType.POSITION_CLOSED, 1)
+    assert fills_from_events(tree.events.events) == [
+        FillRow(executed.timestamp, "EURUSD", Side.SELL, 10_000.0, 0.97, 0.0, found.realised_pnl, "position_stop", reason),
+    ]
 
 
-def test_a_stop_close_the_journal_lost_is_reconciled_as_executed_after_a_restart(tree_factory):  # noqa: F811
+def test_a_stop_close_the_journal_lost_is_reconciled_as_executed_and_the_position_as_closed_after_a_restart(tree_factory):  # noqa: F811
     # What a guard killed between journaling its stop's close and the outcome leaves behind: the
     # order in the store, the close done at the broker.
     broker, store = PaperBroker(10_000), MemoryStore()
@@ -62,15 +76,25 @@ def test_a_stop_close_the_journal_lost_is_reconciled_as_executed_after_a_restart
     broker.submit_order(Order("EURUSD", "buy", 10_000))
     broker.update_price("EURUSD", 0.97)
     order = Order("EURUSD", "sell", 10_000)
-    submitted = OrderSubmitted.of(order, None).event("main", T0)  # as the guard journals a stop's close
+    reason = "position stop: EURUSD buy 10000 (position 1) unrealised loss 300.00 >= 3% of equity 9,700.00 (291.00)"
+    submitted = OrderSubmitted.closing(order, "1", "position_stop", reason).event("main", T0)  # as the guard journals it
     store.open_order(submitted)
     closed = broker.close_position("1", order.client_id)
     tree = tree_factory(broker, store=store)
     [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+    fields = {"signal_id": None, "symbol": "EURUSD", "side": "sell", "volume": 10_000.0, "reason": reason}
     assert executed.metadata == {
-        **submitted.metadata, "position_id": "1", "price": 0.97, "filled_volume": 10_000.0, "realised_pnl": closed.realised_pnl,
+        **fields, "position_id": "1", "price": 0.97, "filled_volume": 10_000.0, "realised_pnl": closed.realised_pnl,
         "client_order_id": order.client_id, "reconciled": True, "costs": 0.0,
     }
+    [position_closed] = tree.events.wait_count(EventType.POSITION_CLOSED, 1)
+    assert position_closed.metadata == {
+        "position_id": "1", "symbol": "EURUSD", "side": "buy", "volume": 10_000.0, "price": 0.97,
+        "realised_pnl": closed.realised_pnl, "reason": reason, "attempt": 0, "rule": "position_stop", "costs": 0.0,
+    }
+    tree.journal.wait_for(lambda es: any(a.title == "Position stopped" for a in tree.alerts()))
+    [alert] = [a for a in tree.alerts() if a.title == "Position stopped"]
+    assert (alert.text, alert.severity) == (f"{reason} (closed before a restart; found at the broker)", Severity.WARNING)
     assert tree.events.of(EventType.TRADE_FAILED) == [] and store.unsettled_orders("main") == []
 
 

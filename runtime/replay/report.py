@@ -15,7 +15,7 @@ from loguru import logger
 
 from runtime.broker import Side
 from runtime.events import Event, EventType
-from runtime.payloads import PositionClosed, TradeExecuted
+from runtime.payloads import OrderSubmitted, PositionClosed, TradeExecuted
 from runtime.replay.limits import DRAWDOWN_PANEL, LimitLevel
 from runtime.validation import (
     attrs_finite,
@@ -201,13 +201,19 @@ _FAIL_SAFE_REASON = "fail-safe"  # what actors.fail_safe journals as a close's r
 
 
 def fills_from_events(events: Iterable[Event]) -> list[FillRow]:
-    """Every fill in a journal, in journal order: TRADE_EXECUTED (orders) and POSITION_CLOSED
-    (liquidations), stamped with the event's time (a replay's data time)."""
+    """Every fill in a journal, in journal order: TRADE_EXECUTED (orders, a position stop's close
+    among them) and POSITION_CLOSED (liquidations), stamped with the event's time (a replay's
+    data time). A position stop's close is one row: its POSITION_CLOSED repeats the order's fill."""
     rows = []
+    rules: dict[str | None, str] = {}  # client order id -> the rule whose close it is
     for event in events:
-        if event.event_type is EventType.TRADE_EXECUTED:
+        if event.event_type is EventType.ORDER_SUBMITTED:
+            submitted = OrderSubmitted.from_event(event)
+            if submitted.rule is not None:
+                rules[submitted.client_order_id] = submitted.rule
+        elif event.event_type is EventType.TRADE_EXECUTED:
             trade = TradeExecuted.from_event(event)
-            why = "signal" if trade.signal_id is not None else "order"
+            why = rules.get(trade.client_order_id) or ("signal" if trade.signal_id is not None else "order")
             rows.append(FillRow(
                 event.timestamp, trade.symbol, trade.side, trade.filled_volume, trade.price, trade.costs,
                 trade.realised_pnl, why, trade.reason,
@@ -215,9 +221,8 @@ def fills_from_events(events: Iterable[Event]) -> list[FillRow]:
         elif event.event_type is EventType.POSITION_CLOSED:
             closed = PositionClosed.from_event(event)
             if closed.rule is not None:
-                why = closed.rule  # the rule that closed that one position (position_stop)
-            else:
-                why = "fail-safe" if closed.reason == _FAIL_SAFE_REASON else "guard"
+                continue  # a rule's close is an order: its fill is that order's TRADE_EXECUTED
+            why = "fail-safe" if closed.reason == _FAIL_SAFE_REASON else "guard"
             rows.append(FillRow(
                 event.timestamp, closed.symbol, closed.side.opposite, closed.volume, closed.price, closed.costs,
                 closed.realised_pnl, why, closed.reason,
