@@ -9,7 +9,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.risk.guards import TradingState
 
-__all__ = ["AccountNotTrading", "AccountStatus", "Health"]
+__all__ = ["AccountNotTrading", "AccountStatus", "HaltPending", "Health"]
 
 
 class AccountNotTrading(TradewardenError, RuntimeError):
@@ -44,3 +44,16 @@ class AccountStatus:
     node: str | None = None
     pid: int | None = None
     epoch: int | None = None
+
+
+@attrs.frozen
+class HaltPending:
+    """What `Fleet.halt` answers for an account that is still starting (opening its store,
+    waiting out a restart backoff): the halt is latched, and the account's guard takes it
+    before anything else, so the account starts HALTED and it is journaled and alerted as a
+    manual halt by ``by`` for ``reason``. ``detail`` says so and what the account is doing."""
+
+    account_id: str
+    by: str
+    reason: str
+    detail: str
