@@ -79,8 +79,7 @@ class TradingSystem:
     ``drills=True`` lets its actors obey `Crash` and `Hang` (tests, drills); a live system, the
     default, refuses them. ``halts`` are kill switches pressed before the system started: each is
     handled exactly as `halt` (HALTED latched and saved, positions closed, alert, journaled),
-    by the guard before anything else, so the system starts HALTED and no order reaches its broker
-    before them.
+    as the guard's first messages, ahead of any order: the system starts HALTED.
     """
 
     def __init__(

@@ -109,19 +109,19 @@ def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
     return run
 
 
-async def calling(call: Callable[[], Any], unavailable: tuple[type[Exception], ...], why: str) -> Any:
+async def calling(call: Callable[[], Any], unavailable: tuple[type[Exception], ...], prefix: str) -> Any:
     """What ``call`` returns, run in the threadpool so that the event loop never waits on it.
 
     A `TypeError` or `ValueError` it raises is a value the system refused, whose message names
     the field and the value: `BadRequest` 400 with that message, never a 500, whichever process
-    raised it. One of ``unavailable``: `BadRequest` 503, ``why`` then its message."""
+    raised it. One of ``unavailable``: `BadRequest` 503, ``prefix`` then its message."""
     try:
         return await run_in_threadpool(call)
     except (TypeError, ValueError) as exc:
         _log.warning("control: refused, {}", exc)
         raise BadRequest(400, str(exc)) from None
     except unavailable as exc:
-        raise BadRequest(503, f"{why}{exc}") from None
+        raise BadRequest(503, f"{prefix}{exc}") from None
 
 
 def _query(request: Request) -> dict[str, Any]:
