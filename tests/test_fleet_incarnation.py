@@ -148,11 +148,13 @@ def test_a_supervisor_that_gives_up_runs_the_fail_safe_then_asks_for_the_process
     assert [(e.metadata["from"], e.metadata["to"]) for e in changes] == [("active", "halted")]
 
 
-def _gated_broker(building: threading.Event, go: threading.Event) -> Callable[[], PaperBroker]:
+def _gated_broker(building: threading.Event, go: threading.Event, refused: bool = False) -> Callable[[], PaperBroker]:
     def broker() -> PaperBroker:
         building.set()  # the account is starting: its store is open, its trading system not built
         if not go.wait(30.0):
             raise RuntimeError("the test never let the broker be built")
+        if refused:
+            raise RuntimeError("broker login refused")
         made = PaperBroker(10_000)
         made.update_price("EURUSD", 1.10)
         return made
@@ -210,6 +212,28 @@ def test_a_halt_pressed_while_the_account_starts_is_held_and_it_starts_halted_be
     assert first.text == "[CRITICAL] Trading halted by hand\nhalted by ops: desk closed"
     # Started: the halts are the guard's, and a halt now is asked of it as on any running account.
     assert incarnation.halt("ops", "still closed") is TradingState.HALTED
+
+
+def test_a_halt_held_while_starting_is_named_when_the_account_is_quarantined_instead(
+    incarnations: list[Incarnation], tmp_path: Path, bot_api: BotApiServer
+) -> None:
+    building, go = threading.Event(), threading.Event()
+    settings = attrs.evolve(BASE, state_db=str(tmp_path / "s.db"), telegram_bot_token=TEST_TOKEN,
+                            telegram_chat_id="-1001", telegram_api_base_url=bot_api.url)
+    incarnation = Incarnation(AccountSpec("refused", settings, _gated_broker(building, go, refused=True), ListSignalSource),
+                              on_gave_up=lambda: None, node="here")
+    incarnations.append(incarnation)
+    incarnation.begin(FIRST_START)
+    assert building.wait(20.0), "the incarnation never built its broker"
+    assert isinstance(incarnation.halt("ops", "desk closed"), HaltPending)
+    go.set()
+    assert incarnation.ready.wait(20.0), "the incarnation neither traded nor was quarantined"
+    status = incarnation.status()
+    reason = "start failed: RuntimeError('broker login refused')"
+    assert (status.health, status.trading_state, status.detail) == (Health.QUARANTINED, TradingState.HALTED, reason)
+    [alert] = bot_api.wait_for_requests(1, timeout=10)
+    assert alert.text == (f"[CRITICAL] Account quarantined: trading halted\nrefused: {reason}; "
+                          "halted by ops while starting: desk closed")
 
 
 def test_a_halt_without_who_or_why_is_refused_naming_the_field_and_the_value(incarnations: list[Incarnation]) -> None:

@@ -208,8 +208,11 @@ class Incarnation:
         with self._lock:
             self._record = record
             self._health, self._detail = Health.QUARANTINED, reason
-        logger.critical("account {} quarantined (HALTED, not trading): {}", account, reason)
-        self._alert("Account quarantined: trading halted", f"{account}: {reason}")
+            held, self._halts = self._halts, []
+        # A halt pressed while it started is not dropped unsaid: quarantined, it is HALTED as asked.
+        pressed = "".join(f"; halted by {halt.by} while starting: {halt.reason}" for halt in held)
+        logger.critical("account {} quarantined (HALTED, not trading): {}{}", account, reason, pressed)
+        self._alert("Account quarantined: trading halted", f"{account}: {reason}{pressed}")
 
     def _alert(self, title: str, text: str) -> None:
         try:
