@@ -21,7 +21,7 @@ class Health(enum.Enum):
     """How an account's incarnation is doing, as far as the fleet can tell."""
 
     OK = "ok"  # trading system running and answering
-    STARTING = "starting"  # the incarnation is opening its store or waiting out a restart backoff
+    STARTING = "starting"  # opening its store, waiting out a restart backoff, or building its system
     QUARANTINED = "quarantined"  # not trading: too many restarts, or its store stayed down (HALTED)
     FENCED = "fenced"  # a newer incarnation claimed the account: this one halted itself
     UNREACHABLE = "unreachable"  # did not answer within the timeout (restarting, or a zombie)
