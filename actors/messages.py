@@ -14,7 +14,7 @@ from runtime.broker import Fill, Order
 from runtime.events import Event
 from runtime.risk.guards import TradingState
 from runtime.signals import Signal
-from runtime.validation import attrs_finite
+from runtime.validation import attrs_finite, attrs_text
 
 __all__ = [
     "Ping",
@@ -113,10 +113,12 @@ class Resume:
 @attrs.frozen
 class Halt:
     """The kill switch: latch HALTED with who and why, close every position, alert and journal.
-    Asked, the guard answers the previous `TradingState`."""
+    Asked, the guard answers the previous `TradingState`. ``by`` and ``reason`` are non-blank
+    strings (else `TypeError` or `ValueError` naming the field and the value): the journal and
+    the alert must say who pressed it and why."""
 
-    by: str = attrs.field(validator=attrs.validators.instance_of(str))
-    reason: str = attrs.field(validator=attrs.validators.instance_of(str))
+    by: str = attrs.field(validator=attrs_text)
+    reason: str = attrs.field(validator=attrs_text)
 
 
 @attrs.frozen

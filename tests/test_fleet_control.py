@@ -1,22 +1,33 @@
 """The fleet's control API over real HTTP, against a real fleet on the session's Ray cluster:
-every account in one call, one account, its journal, halt and resume, and every refusal naming
-what was wrong (a wrong token, an account not in the fleet, a bad body or query)."""
+every account in one call, one account, its journal, halt and resume (a halt of an account still
+starting held until it starts HALTED, one of a quarantined account answered HALTED), and every
+refusal naming what was wrong (a wrong token, an account not in the fleet, a bad body or query,
+a value the account itself refuses)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
+import socket
 import sys
+import uuid
+from pathlib import Path
 
+import attrs
 import httpx
+import pytest
+from support.fleet_parts import gated_broker, refusing_broker
 from support.live_bot import free_port
 from support.processes import Child
-from support.ray_cluster import FLEET_TOKEN, RayCluster, ServedFleet
+from support.ray_cluster import FLEET_TOKEN, RayCluster, ServedFleet, fleet_wait
 from test_examples import clean_env
 
 from actors.fleet import AccountStatus, Health
 from actors.service.fleet_api import account_json
 from runtime.risk.guards import TradingState
+from runtime.settings import Settings
+from runtime.signals import ListSignalSource, Signal
 
 AUTH = {"authorization": f"Bearer {FLEET_TOKEN}"}
 
@@ -146,3 +157,74 @@ def test_tradewarden_fleet_serves_the_fleet_until_sigterm_then_lets_go_and_every
     # Released, not dissolved: the same workers answer.
     assert {s.account_id: (s.health.value, s.pid) for s in fleet.accounts(timeout=10.0)} == {
         account: ("ok", pid) for account, pid in before.items()}
+
+
+def test_the_fleet_api_holds_a_halt_for_a_starting_account_and_answers_a_quarantined_one_as_halted(
+    served_fleet: ServedFleet, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served_fleet.fleet
+    run = uuid.uuid4().hex[:6]
+    starting, quarantined = f"starting-{run}", f"quarantined-{run}"
+    settings = Settings(loop_interval_seconds=1.0, heartbeat_interval_seconds=10.0)
+    order = Signal("EURUSD", "buy", 1_000)  # its loop's first cycle places it
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(240.0)
+        fleet.add(starting, attrs.evolve(settings, state_db=str(tmp_path / "starting.db")),
+                  functools.partial(gated_broker, listener.getsockname()[1]), functools.partial(ListSignalSource, [order]),
+                  node=ray_cluster.head.node_id, ready_timeout=None)
+        fleet.add(quarantined, settings, refusing_broker, ListSignalSource, node=ray_cluster.head.node_id,
+                  ready_timeout=None)
+        try:
+            gate, _ = listener.accept()  # its worker is building the broker: the account is starting
+            with gate:
+                phase = "building its broker and signal source"
+                held = _post(served_fleet, f"/api/fleet/{starting}/halt", json={"reason": "desk closed", "by": "ops"})
+                assert (held.status_code, held.json()) == (202, {
+                    "account_id": starting, "done": "halt_pending", "by": "ops", "reason": "desk closed",
+                    "detail": f"account {starting} is starting ({phase}): it will start HALTED"})
+                shown = _get(served_fleet, f"/api/fleet/{starting}").json()
+                pending = f"{phase}; 1 halt pending: it will start HALTED"
+                assert (shown["health"], shown["trading_state"], shown["detail"]) == ("starting", None, pending)
+                refused = _post(served_fleet, f"/api/fleet/{starting}/resume", json={"by": "ops"})
+                assert (refused.status_code, refused.json()) == (409, {
+                    "account_id": starting, "done": "refused",
+                    "error": f"account {starting} is not trading (starting: {pending})"})
+                gate.sendall(b"g")
+            assert fleet.wait_ready([starting, quarantined], 240.0) == []
+
+            def refused_order_journaled() -> bool:
+                events = _get(served_fleet, f"/api/fleet/{starting}/events", params={"limit": "1000"}).json()["events"]
+                return any(e["event_type"] == "trade_failed" for e in events)
+
+            fleet_wait(refused_order_journaled, 120.0, lambda: [fleet.status(starting).pid], "the order refused")
+            one = _get(served_fleet, f"/api/fleet/{starting}").json()
+            assert (one["health"], one["trading_state"], one["detail"]) == ("ok", "halted", "halted by ops: desk closed")
+            events = _get(served_fleet, f"/api/fleet/{starting}/events", params={"limit": "1000"}).json()["events"]
+            journal = [(e["event_type"], e["metadata"].get("reason"), e["metadata"].get("refused_by")) for e in events
+                       if e["event_type"] in ("trading_state_changed", "order_submitted", "trade_failed")]
+            assert journal == [("trading_state_changed", "halted by ops: desk closed", None),
+                               ("trade_failed", "", "trading_state")]
+
+            # A quarantined account is HALTED and does not trade: its halt answers that, not an error.
+            assert fleet.status(quarantined).health is Health.QUARANTINED
+            halted = _post(served_fleet, f"/api/fleet/{quarantined}/halt", json={"reason": "desk closed", "by": "ops"})
+            assert (halted.status_code, halted.json()) == (200, {
+                "account_id": quarantined, "done": "halted", "previous_state": "halted", "by": "ops",
+                "reason": "desk closed"})
+            resumed = _post(served_fleet, f"/api/fleet/{quarantined}/resume", json={"by": "ops"})
+            assert (resumed.status_code, resumed.json()) == (409, {
+                "account_id": quarantined, "done": "refused",
+                "error": f"account {quarantined} is not trading (quarantined: start failed: "
+                         "RuntimeError('broker login refused'))"})
+        finally:
+            for account in (starting, quarantined):
+                fleet.remove(account, timeout=30.0)
+
+
+def test_a_value_an_account_refuses_comes_back_through_ray_as_itself(served_fleet: ServedFleet) -> None:
+    alpha, _ = served_fleet.accounts
+    with pytest.raises(ValueError, match=r"^by must be a non-empty string, got ' '$"):
+        served_fleet.fleet.halt(alpha, " ", "desk closed")
+    with pytest.raises(TypeError, match=r"^reason must be a non-empty string, got 3 \(int\)$"):
+        served_fleet.fleet.halt(alpha, "ops", 3)
+    assert _get(served_fleet, f"/api/fleet/{alpha}").json()["trading_state"] == "active"

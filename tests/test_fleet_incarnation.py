@@ -1,6 +1,7 @@
 """The fleet's parts that need no Ray, in this process: the restart window, one account's
 incarnation (quarantine when its store stays down or a factory fails, exit when its supervisor
-gives up, fencing by a newer incarnation), and the STATE_DSN setting that picks PostgreSQL."""
+gives up, fencing by a newer incarnation, a halt pressed while it starts), and the STATE_DSN
+setting that picks PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import functools
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -16,7 +17,7 @@ import pytest
 from actor_helpers import wait_until
 from support.bot_api_server import TEST_TOKEN, BotApiServer
 
-from actors.fleet import AccountStatus, Admission, Health, RestartWindow
+from actors.fleet import AccountNotTrading, AccountStatus, Admission, HaltPending, Health, RestartWindow
 from actors.fleet._incarnation import AccountSpec, Incarnation
 from actors.service.config import ConfigError, RunConfig
 from actors.system import store_from_settings
@@ -24,10 +25,10 @@ from runtime.adapters.paper import PaperBroker
 from runtime.adapters.postgres import PostgresStore
 from runtime.adapters.sqlite import SqliteStore
 from runtime.backoff import Backoff
-from runtime.events import EventType
+from runtime.events import Event, EventType
 from runtime.risk.guards import TradingState
 from runtime.settings import Settings, SettingsError
-from runtime.signals import ListSignalSource
+from runtime.signals import ListSignalSource, Signal
 
 PAPER = functools.partial(PaperBroker, 10_000)
 BASE = Settings(loop_interval_seconds=0.5, heartbeat_interval_seconds=1.0)
@@ -102,9 +103,15 @@ def test_a_factory_that_raises_leaves_the_account_quarantined_not_a_raising_cons
         raise RuntimeError("broker login refused")
 
     spec = AccountSpec("broken", attrs.evolve(BASE, state_db=str(tmp_path / "s.db")), broken_broker, ListSignalSource)
-    status = _start(incarnations, spec).status()
+    incarnation = _start(incarnations, spec)
+    status = incarnation.status()
     assert (status.health, status.trading_state, status.detail) == (
         Health.QUARANTINED, TradingState.HALTED, "start failed: RuntimeError('broker login refused')")
+    # HALTED already and not trading: a halt is answered with that, not refused as an error.
+    assert incarnation.halt("ops", "desk closed") is TradingState.HALTED
+    with pytest.raises(AccountNotTrading, match=(
+            r"^account broken is not trading \(quarantined: start failed: RuntimeError\('broker login refused'\)\)$")):
+        incarnation.resume("ops", False)
 
 
 def test_a_quarantining_admission_latches_halted_in_the_store(incarnations: list[Incarnation], tmp_path: Path) -> None:
@@ -139,6 +146,103 @@ def test_a_supervisor_that_gives_up_runs_the_fail_safe_then_asks_for_the_process
     assert record is not None and record.trading_state is TradingState.HALTED
     assert record.reason is not None and record.reason.startswith("supervisor gave up: ")
     assert [(e.metadata["from"], e.metadata["to"]) for e in changes] == [("active", "halted")]
+
+
+def _gated_broker(building: threading.Event, go: threading.Event, refused: bool = False) -> Callable[[], PaperBroker]:
+    def broker() -> PaperBroker:
+        building.set()  # the account is starting: its store is open, its trading system not built
+        if not go.wait(30.0):
+            raise RuntimeError("the test never let the broker be built")
+        if refused:
+            raise RuntimeError("broker login refused")
+        made = PaperBroker(10_000)
+        made.update_price("EURUSD", 1.10)
+        return made
+
+    return broker
+
+
+def _journal(incarnation: Incarnation) -> list[Event]:
+    return [Event.from_json(text) for text in incarnation.journal(None)]
+
+
+def test_a_halt_pressed_while_the_account_starts_is_held_and_it_starts_halted_before_any_order(
+    incarnations: list[Incarnation], tmp_path: Path, bot_api: BotApiServer
+) -> None:
+    building, go = threading.Event(), threading.Event()
+    settings = attrs.evolve(BASE, state_db=str(tmp_path / "s.db"), telegram_bot_token=TEST_TOKEN,
+                            telegram_chat_id="-1001", telegram_api_base_url=bot_api.url)
+    signal = Signal("EURUSD", "buy", 1_000)  # the loop's first cycle places it
+    spec = AccountSpec("held", settings, _gated_broker(building, go), lambda: ListSignalSource([signal]))
+    incarnation = Incarnation(spec, on_gave_up=lambda: None, node="here")
+    incarnations.append(incarnation)
+    incarnation.begin(FIRST_START)
+    assert building.wait(20.0), "the incarnation never built its broker"
+
+    phase = "building its broker and signal source"
+    assert incarnation.halt("ops", "desk closed") == HaltPending(
+        "held", "ops", "desk closed", f"account held is starting ({phase}): it will start HALTED")
+    assert incarnation.halt("risk", "news at 14:30") == HaltPending(
+        "held", "risk", "news at 14:30", f"account held is starting ({phase}): it will start HALTED")
+    held = f"{phase}; 2 halts pending: it will start HALTED"
+    assert incarnation.status() == AccountStatus("held", Health.STARTING, detail=held, node="here",
+                                                 pid=incarnation.status().pid)
+    # A resume is refused while it starts, and says the halts are still held: it clears nothing.
+    with pytest.raises(AccountNotTrading, match=f"^account held is not trading \\(starting: {held}\\)$"):
+        incarnation.resume("ops", False)
+
+    go.set()
+    assert incarnation.ready.wait(20.0), "the incarnation neither traded nor was quarantined"
+    assert wait_until(lambda: any(e.event_type is EventType.TRADE_FAILED for e in _journal(incarnation)))
+    status = incarnation.status()
+    assert (status.health, status.trading_state, status.detail) == (Health.OK, TradingState.HALTED,
+                                                                   "halted by risk: news at 14:30")
+    journal = [e for e in _journal(incarnation)
+               if e.event_type in (EventType.TRADING_STATE_CHANGED, EventType.ORDER_SUBMITTED, EventType.TRADE_FAILED)]
+    # Both halts, journaled as manual halts in the order pressed, before the loop's order,
+    # which the guard refused: it never reached the broker.
+    assert [(e.event_type, e.metadata.get("from"), e.metadata.get("to"), e.metadata.get("reason")) for e in journal] == [
+        (EventType.TRADING_STATE_CHANGED, "active", "halted", "halted by ops: desk closed"),
+        (EventType.TRADING_STATE_CHANGED, "halted", "halted", "halted by risk: news at 14:30"),
+        (EventType.TRADE_FAILED, None, None, ""),
+    ]
+    assert (journal[2].metadata["error"], journal[2].metadata["refused_by"]) == ("trading halted", "trading_state")
+    # The second alert has the first's title: the Telegram sink merges it into its next message.
+    first = bot_api.wait_for_requests(1, timeout=10)[0]
+    assert first.text == "[CRITICAL] Trading halted by hand\nhalted by ops: desk closed"
+    # Started: the halts are the guard's, and a halt now is asked of it as on any running account.
+    assert incarnation.halt("ops", "still closed") is TradingState.HALTED
+
+
+def test_a_halt_held_while_starting_is_named_when_the_account_is_quarantined_instead(
+    incarnations: list[Incarnation], tmp_path: Path, bot_api: BotApiServer
+) -> None:
+    building, go = threading.Event(), threading.Event()
+    settings = attrs.evolve(BASE, state_db=str(tmp_path / "s.db"), telegram_bot_token=TEST_TOKEN,
+                            telegram_chat_id="-1001", telegram_api_base_url=bot_api.url)
+    incarnation = Incarnation(AccountSpec("refused", settings, _gated_broker(building, go, refused=True), ListSignalSource),
+                              on_gave_up=lambda: None, node="here")
+    incarnations.append(incarnation)
+    incarnation.begin(FIRST_START)
+    assert building.wait(20.0), "the incarnation never built its broker"
+    assert isinstance(incarnation.halt("ops", "desk closed"), HaltPending)
+    go.set()
+    assert incarnation.ready.wait(20.0), "the incarnation neither traded nor was quarantined"
+    status = incarnation.status()
+    reason = "start failed: RuntimeError('broker login refused')"
+    assert (status.health, status.trading_state, status.detail) == (Health.QUARANTINED, TradingState.HALTED, reason)
+    [alert] = bot_api.wait_for_requests(1, timeout=10)
+    assert alert.text == (f"[CRITICAL] Account quarantined: trading halted\nrefused: {reason}; "
+                          "halted by ops while starting: desk closed")
+
+
+def test_a_halt_without_who_or_why_is_refused_naming_the_field_and_the_value(incarnations: list[Incarnation]) -> None:
+    incarnation = _start(incarnations, AccountSpec("calm", BASE, PAPER, ListSignalSource))
+    with pytest.raises(ValueError, match=r"^by must be a non-empty string, got ' '$"):
+        incarnation.halt(" ", "desk closed")
+    with pytest.raises(TypeError, match=r"^reason must be a non-empty string, got None \(NoneType\)$"):
+        incarnation.halt("ops", None)  # type: ignore[arg-type]
+    assert incarnation.status().trading_state is TradingState.ACTIVE
 
 
 def test_drills_are_refused_unless_the_account_was_added_with_them(incarnations: list[Incarnation]) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import threading
 
 import pykka
+import pytest
 from actor_helpers import WAIT, AlertInbox, EventLog, Journal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from actors import Supervisor, TradingSystem, start_trading_system
-from actors.messages import Crash, EquityReading, GetGuardState, Ping, RunCycle
+from actors.messages import Crash, EquityReading, GetGuardState, Halt, Ping, RunCycle
 from runtime import (
     EventType,
     ListSignalSource,
@@ -44,6 +45,37 @@ def test_stop_ends_every_actor_in_reverse_order_and_journals_loop_stopped():
     kinds = [e.event_type for e in store.events()]
     assert kinds[0] is EventType.LOOP_STARTED and kinds[-1] is EventType.LOOP_STOPPED
     assert store.events()[-1].metadata["how"] == "normal"
+
+
+def test_halts_pressed_before_the_start_come_first_so_the_system_starts_halted_and_refuses_the_first_order():
+    broker, store, alerts, events = paper("A"), MemoryStore(), AlertInbox(), EventLog()
+    buy = Signal("A", "buy", 5)
+    signals = ListSignalSource([buy])
+    system = start_trading_system(Settings(), broker, signals, store=store, alerts=alerts, clock=ManualClock(),
+                                  loop_interval=None, subscribers=[events], halts=[Halt("ops", "desk closed")])
+    try:
+        system.loop.ask(RunCycle())  # the signal's order reaches the guard after the halt
+        [refused] = events.wait_count(EventType.TRADE_FAILED, 1)
+        events.wait_count(EventType.POSITION_CLOSED, 1)
+        assert alerts.wait_for("Trading halted by hand").text == "halted by ops: desk closed"
+        changes = events.of(EventType.TRADING_STATE_CHANGED)
+        assert [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in changes] == [
+            ("active", "halted", "halted by ops: desk closed")]
+        assert events.events.index(changes[0]) < events.events.index(refused)
+        assert (refused.metadata["symbol"], refused.metadata["error"], refused.metadata["refused_by"]) == (
+            "A", "trading halted", "trading_state")
+        # Refused at the gate: nothing of the buy was submitted, and the halt closed the position.
+        assert [e.event_type for e in events.events if e.metadata.get("signal_id") == buy.signal_id] == [
+            EventType.SIGNAL_RECEIVED, EventType.SIGNAL_APPROVED, EventType.TRADE_FAILED]
+        assert broker.open_positions() == []
+        assert store.load_guard("main").trading_state is TradingState.HALTED
+    finally:
+        system.stop()
+
+
+def test_a_halt_at_start_must_be_a_halt_message():
+    with pytest.raises(TypeError, match=r"^halts must hold Halt messages, got 'desk closed' \(str\)$"):
+        TradingSystem(Settings(), paper(), ListSignalSource(), store=MemoryStore(), halts=["desk closed"])
 
 
 def test_when_restarts_run_out_the_fail_safe_halts_closes_every_position_and_alerts():

@@ -12,7 +12,7 @@ from loguru import logger
 
 from actors.fleet._incarnation import AccountSpec, Incarnation
 from actors.fleet._policy import Admission
-from actors.fleet.status import AccountStatus
+from actors.fleet.status import AccountStatus, HaltPending
 from actors.messages import OrderOutcome
 from runtime.broker import Order
 from runtime.risk.guards import TradingState
@@ -64,7 +64,7 @@ class AccountActor:
         """Wait until the account trades or is quarantined; False on timeout."""
         return self._incarnation.ready.wait(timeout)
 
-    def halt(self, by: str, reason: str) -> TradingState:
+    def halt(self, by: str, reason: str) -> TradingState | HaltPending:
         """See `Incarnation.halt`."""
         return self._incarnation.halt(by, reason)
 

@@ -16,10 +16,10 @@ import attrs
 from loguru import logger
 
 from actors.fleet._policy import Admission
-from actors.fleet.status import AccountNotTrading, AccountStatus, Health
-from actors.messages import OrderOutcome, PlaceOrder
+from actors.fleet.status import AccountNotTrading, AccountStatus, HaltPending, Health
+from actors.messages import Halt, OrderOutcome, PlaceOrder
 from actors.supervision.messages import Crash
-from actors.system import TradingSystem, start_trading_system
+from actors.system import TradingSystem
 from runtime.adapters.sqlite import SqliteStore
 from runtime.adapters.telegram import TelegramAlerts
 from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
@@ -82,6 +82,9 @@ class Incarnation:
 
     ``on_gave_up`` is called (on the watcher's thread) when the system's own supervisor gives
     up after its fail-safe has run: a Ray worker turns that into a process exit that Ray restarts.
+
+    A halt pressed while it starts is never lost: held until its trading system is built, it is
+    then handed to the system's guard, which takes it before any order (see `halt`).
     """
 
     def __init__(self, spec: AccountSpec, *, on_gave_up: Callable[[], None], node: str | None = None) -> None:
@@ -96,6 +99,7 @@ class Incarnation:
         self._store: StateStore | None = None
         self._system: TradingSystem | None = None
         self._record: GuardRecord | None = None  # what a quarantined account shows
+        self._halts: list[Halt] = []  # pressed while starting; handed to the system when it is built
         self._client_ids: set[str] | None = None
         self._stopping = threading.Event()
         self.ready = threading.Event()  # set once the account trades, or is quarantined
@@ -121,8 +125,11 @@ class Incarnation:
             self.ready.set()
 
     def _start_or_quarantine(self, admission: Admission) -> None:
-        if admission.delay and self._stopping.wait(admission.delay):
-            return
+        if admission.delay:
+            self._starting(f"waiting {admission.delay:g}s before restart {admission.restarts}")
+            if self._stopping.wait(admission.delay):
+                return
+        self._starting("opening its state store")
         opened = self._open_store()
         if isinstance(opened, str):
             self._quarantine(opened)
@@ -131,12 +138,25 @@ class Incarnation:
             self._quarantine(admission.reason)
             return
         spec = self.spec
+        self._starting("building its broker and signal source")
         broker, signals = spec.broker(), spec.signals()
-        system = start_trading_system(self.settings, broker, signals, store=opened, drills=spec.drills, **dict(spec.options))
         with self._lock:
+            # Built under the lock: a halt pressed until now goes in with the system, and one
+            # pressed from now on is asked of its guard (see `halt`); none falls in between.
+            system = TradingSystem(self.settings, broker, signals, store=opened, drills=spec.drills,
+                                   halts=self._halts, **dict(spec.options))
             self._system = system
-            self._health, self._detail = Health.OK, ""
+            self._detail = "starting its trading system"
+        system.start()
+        with self._lock:
+            self._halts = []  # the guard has taken them
+            if self._health is Health.STARTING:  # not fenced meanwhile
+                self._health, self._detail = Health.OK, ""
         threading.Thread(target=self._watch, args=(system,), name=f"account-{spec.account_id}-watch", daemon=True).start()
+
+    def _starting(self, detail: str) -> None:
+        with self._lock:
+            self._detail = detail
 
     def _open_store(self) -> StateStore | str:
         """The account's store, claimed, or the reason it could not be opened."""
@@ -188,8 +208,11 @@ class Incarnation:
         with self._lock:
             self._record = record
             self._health, self._detail = Health.QUARANTINED, reason
-        logger.critical("account {} quarantined (HALTED, not trading): {}", account, reason)
-        self._alert("Account quarantined: trading halted", f"{account}: {reason}")
+            held, self._halts = self._halts, []
+        # A halt pressed while it started is not dropped unsaid: quarantined, it is HALTED as asked.
+        pressed = "".join(f"; halted by {halt.by} while starting: {halt.reason}" for halt in held)
+        logger.critical("account {} quarantined (HALTED, not trading): {}{}", account, reason, pressed)
+        self._alert("Account quarantined: trading halted", f"{account}: {reason}{pressed}")
 
     def _alert(self, title: str, text: str) -> None:
         try:
@@ -238,7 +261,7 @@ class Incarnation:
     def status(self, timeout: float = 2.0) -> AccountStatus:
         """The account's status now; the guard is asked within ``timeout``."""
         with self._lock:
-            health, detail, system, record = self._health, self._detail, self._system, self._record
+            (health, detail, system), record = self._described(), self._record
         here = AccountStatus(self.spec.account_id, health, detail=detail, node=self._node, pid=os.getpid(), epoch=self._epoch)
         if health is Health.OK and system is not None:
             try:
@@ -253,19 +276,53 @@ class Incarnation:
                 here = attrs.evolve(here, equity=record.drawdown.latest_equity, peak=record.drawdown.peak_equity)
         return here
 
+    def _described(self) -> tuple[Health, str, TradingSystem | None]:
+        # Under the lock: its health, what it is doing (with the halts held while it starts, so
+        # that neither a status nor a refused resume reads as if none were), and its system.
+        detail = self._detail
+        if self._health is Health.STARTING and self._halts:
+            held = len(self._halts)
+            detail += f"; {held} halt{'s' if held > 1 else ''} pending: it will start HALTED"
+        return self._health, detail, self._system
+
     def _running(self) -> TradingSystem:
         with self._lock:
-            health, detail, system = self._health, self._detail, self._system
+            health, detail, system = self._described()
         if health is not Health.OK or system is None:
             raise AccountNotTrading(f"account {self.spec.account_id} is not trading ({health.value}: {detail})")
         return system
 
-    def halt(self, by: str, reason: str) -> TradingState:
-        """The kill switch (see `TradingSystem.halt`); returns the state before."""
-        return self._running().halt(by, reason)
+    def halt(self, by: str, reason: str) -> TradingState | HaltPending:
+        """The kill switch (see `TradingSystem.halt`): returns the state before, for an account
+        whose trading system runs or is being started (then the ask waits for its guard, which
+        takes every halt held before it first). For an account still starting (opening its
+        store, waiting out a restart backoff), the halt is held and a `HaltPending` returned:
+        the guard takes it before any order, so the account starts HALTED, journaled and
+        alerted as this manual halt. A quarantined account is HALTED and does not trade: HALTED
+        is returned, and nothing changes. `AccountNotTrading` for a fenced or stopped one;
+        ``by`` and ``reason`` must be non-blank strings (else `ValueError` or `TypeError`
+        naming the field and the value)."""
+        message = Halt(by, reason)
+        account = self.spec.account_id
+        with self._lock:
+            health, detail, system = self._health, self._detail, self._system
+            held = system is None and health is Health.STARTING
+            if held:
+                self._halts.append(message)
+        if held:
+            logger.warning("account {}: halt by {} held until it has started: {}", account, by, reason)
+            return HaltPending(account, by, reason, f"account {account} is starting ({detail}): it will start HALTED")
+        if system is not None and health in (Health.OK, Health.STARTING):
+            return system.halt(by, reason)
+        if health is Health.QUARANTINED:
+            logger.warning("account {}: halt by {} asked of a quarantined account, HALTED already: {}", account, by, reason)
+            return TradingState.HALTED
+        raise AccountNotTrading(f"account {account} is not trading ({health.value}: {detail})")
 
     def resume(self, by: str, rebaseline: bool) -> TradingState:
-        """Lift HALTED (see `TradingSystem.resume`); returns the state before."""
+        """Lift HALTED (see `TradingSystem.resume`); returns the state before. Refused with
+        `AccountNotTrading` while the account is not trading, starting included: a halt pressed
+        while starting stays held (the refusal says so)."""
         return self._running().resume(by, rebaseline=rebaseline)
 
     def place_order(self, order: Order, timeout: float) -> OrderOutcome:

@@ -11,7 +11,7 @@ from typing import Any
 
 from actors.fleet._incarnation import AccountSpec
 from actors.fleet._policy import Probing, RestartWindow
-from actors.fleet.status import AccountStatus, Health
+from actors.fleet.status import AccountStatus, HaltPending, Health
 from actors.messages import OrderOutcome
 from runtime.broker import Broker, Order
 from runtime.errors import TradewardenError
@@ -242,9 +242,12 @@ class Fleet:
         """One account's status (see `accounts`); its guard is given half the ``timeout`` to answer."""
         return self._call(self._handle(account_id).status.remote(timeout / 2), account_id, "status", timeout)
 
-    def halt(self, account_id: str, by: str, reason: str, timeout: float = 10.0) -> TradingState:
-        """The kill switch for one account; returns its state before. `AccountNotTrading` when it
-        has no trading system running (a quarantined or fenced account is HALTED already)."""
+    def halt(self, account_id: str, by: str, reason: str, timeout: float = 10.0) -> TradingState | HaltPending:
+        """The kill switch for one account; returns its state before (HALTED for a quarantined
+        account, which does not trade). For an account still starting, a `HaltPending`: the halt
+        is held, and the account starts HALTED with it journaled and alerted as a manual halt.
+        `AccountNotTrading` for a fenced or stopped account (HALTED already, and not trading);
+        a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
         return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
 
     def resume(self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0) -> TradingState:
@@ -261,9 +264,9 @@ class Fleet:
         try:
             return self._ray.get(ref, timeout=timeout + 5)
         except Exception as exc:
-            cause = _cause(exc)
-            if isinstance(cause, (TypeError, ValueError, TradewardenError)):
-                raise cause from None
+            refusal = self._refusal(exc, (TypeError, ValueError, TradewardenError))
+            if refusal is not None:
+                raise refusal from None
             raise FleetError(
                 f"order {order.client_id!r} for account {account_id!r}: outcome unknown ({_why(exc)}); it was not "
                 "retried; its client id in the journal says whether it was sent"
@@ -309,10 +312,19 @@ class Fleet:
         try:
             return self._ray.get(ref, timeout=timeout)
         except Exception as exc:
-            cause = _cause(exc)
-            if isinstance(cause, (TypeError, ValueError, KeyError, PermissionError, TradewardenError)):
-                raise cause from None
+            refusal = self._refusal(exc, (TypeError, ValueError, KeyError, PermissionError, TradewardenError))
+            if refusal is not None:
+                raise refusal from None
             raise FleetError(f"account {account_id!r}: {what} failed: {_why(exc)}") from None
+
+    def _refusal(self, exc: Exception, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+        # What the account's own code raised, when it is one of ``kinds``: raised here as itself,
+        # so a bad value is a ValueError naming it, whichever process found it. Ray's own errors
+        # are not the account's answer, even those that are ValueErrors (a handle not found).
+        cause = _cause(exc)
+        if isinstance(cause, kinds) and not isinstance(cause, self._ray.exceptions.RayError):
+            return cause
+        return None
 
 
 def _cause(exc: BaseException) -> BaseException:

@@ -9,7 +9,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.risk.guards import TradingState
 
-__all__ = ["AccountNotTrading", "AccountStatus", "Health"]
+__all__ = ["AccountNotTrading", "AccountStatus", "HaltPending", "Health"]
 
 
 class AccountNotTrading(TradewardenError, RuntimeError):
@@ -21,7 +21,7 @@ class Health(enum.Enum):
     """How an account's incarnation is doing, as far as the fleet can tell."""
 
     OK = "ok"  # trading system running and answering
-    STARTING = "starting"  # the incarnation is opening its store or waiting out a restart backoff
+    STARTING = "starting"  # opening its store, waiting out a restart backoff, or building its system
     QUARANTINED = "quarantined"  # not trading: too many restarts, or its store stayed down (HALTED)
     FENCED = "fenced"  # a newer incarnation claimed the account: this one halted itself
     UNREACHABLE = "unreachable"  # did not answer within the timeout (restarting, or a zombie)
@@ -44,3 +44,16 @@ class AccountStatus:
     node: str | None = None
     pid: int | None = None
     epoch: int | None = None
+
+
+@attrs.frozen
+class HaltPending:
+    """What `Fleet.halt` answers for an account that is still starting (opening its store,
+    waiting out a restart backoff): the halt is latched, and the account's guard takes it
+    before anything else, so the account starts HALTED and it is journaled and alerted as a
+    manual halt by ``by`` for ``reason``. ``detail`` says so and what the account is doing."""
+
+    account_id: str
+    by: str
+    reason: str
+    detail: str

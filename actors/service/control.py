@@ -32,7 +32,10 @@ from runtime.metrics import MetricsSink
 from runtime.risk.monitor import ResumeRefused
 from runtime.validation import member
 
-__all__ = ["MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "answering", "control_app", "read_body"]
+__all__ = [
+    "MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "answering", "calling",
+    "control_app", "read_body",
+]
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_EVENTS = 1_000
@@ -104,6 +107,21 @@ def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
             return _error(exc.status, str(exc))
 
     return run
+
+
+async def calling(call: Callable[[], Any], unavailable: tuple[type[Exception], ...], prefix: str) -> Any:
+    """What ``call`` returns, run in the threadpool so that the event loop never waits on it.
+
+    A `TypeError` or `ValueError` it raises is a value the system refused, whose message names
+    the field and the value: `BadRequest` 400 with that message, never a 500, whichever process
+    raised it. One of ``unavailable``: `BadRequest` 503, ``prefix`` then its message."""
+    try:
+        return await run_in_threadpool(call)
+    except (TypeError, ValueError) as exc:
+        _log.warning("control: refused, {}", exc)
+        raise BadRequest(400, str(exc)) from None
+    except unavailable as exc:
+        raise BadRequest(503, f"{prefix}{exc}") from None
 
 
 def _query(request: Request) -> dict[str, Any]:
@@ -196,10 +214,7 @@ def control_app(
     reader = StatusReader(system, hub)
 
     async def on_system(call: Callable[[], Any]) -> Any:
-        try:
-            return await run_in_threadpool(call)
-        except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
-            raise BadRequest(503, f"the trading system did not answer: {exc}") from None
+        return await calling(call, (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError), "the trading system did not answer: ")
 
     async def health(request: Request) -> Response:
         problems = await run_in_threadpool(health_problems, system, hub)

@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError
+from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltPending
 from actors.service.auth import BearerToken, RequireToken
-from actors.service.control import SEND_TIMEOUT, BadRequest, SendTimeout, answering, event_limit, read_body
+from actors.service.control import SEND_TIMEOUT, BadRequest, SendTimeout, answering, calling, event_limit, read_body
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.server import ControlServer, bind
 from runtime.metrics import MetricsSink, NullMetrics
@@ -79,19 +79,22 @@ def fleet_app(
     - ``GET /api/fleet/{account}``: one account; ``GET /api/fleet/{account}/events?limit=``: its
       journal, the latest ``limit`` (100, at most 1000) oldest first;
     - ``POST /api/fleet/{account}/halt`` ``{"reason", "by"}`` and ``.../resume``
-      ``{"rebaseline", "by"}``: as the single system's halt and resume; 409 when the resume is
-      refused or the account is not trading (quarantined, fenced, starting).
+      ``{"rebaseline", "by"}``: as the single system's halt and resume. A halt of an account
+      still starting is held (202, ``"done": "halt_pending"``: it starts HALTED); one of a
+      quarantined account answers its state before, HALTED; 409 when the account is fenced or
+      stopped, or the resume is refused (past a hard limit, or the account is not trading:
+      starting, quarantined, fenced or stopped).
 
     An account not in the fleet gets 404 naming it; a bad body 400 or 413 naming the field and
-    the value; an account that does not answer within ``ask_timeout`` 503.
+    the value, and so does a value the account itself refuses; an account that does not answer
+    within ``ask_timeout`` 503.
     """
     metrics = metrics or NullMetrics()
 
     async def on_fleet(call: Callable[[], Any]) -> Any:
-        try:
-            return await run_in_threadpool(call)
-        except FleetError as exc:
-            raise BadRequest(503, str(exc)) from None
+        # A validation error raised inside an account comes back through Ray as itself (see
+        # `Fleet`): 400 with its message, as for a single system.
+        return await calling(call, (FleetError,), "")
 
     async def known(request: Request) -> str:
         account_id = request.path_params["account"]
@@ -132,6 +135,10 @@ def fleet_app(
             previous = await on_fleet(lambda: fleet.halt(account_id, by, body["reason"], timeout=ask_timeout))
         except AccountNotTrading as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
+        if isinstance(previous, HaltPending):
+            _log.warning("account {} halt held through the fleet control API by {}: {}", account_id, by, body["reason"])
+            return JSONResponse({"account_id": account_id, "done": "halt_pending", "by": by, "reason": body["reason"],
+                                 "detail": previous.detail}, status_code=202)
         _log.warning("account {} halted through the fleet control API by {}: {}", account_id, by, body["reason"])
         return JSONResponse({"account_id": account_id, "done": "halted", "previous_state": previous.value, "by": by,
                              "reason": body["reason"]})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+
 from runtime.adapters.paper import PaperBroker
 
-__all__ = ["priced_broker"]
+__all__ = ["gated_broker", "priced_broker", "refusing_broker"]
 
 
 def priced_broker() -> PaperBroker:
@@ -12,3 +14,18 @@ def priced_broker() -> PaperBroker:
     broker = PaperBroker(10_000)
     broker.update_price("EURUSD", 1.10)
     return broker
+
+
+def gated_broker(port: int) -> PaperBroker:
+    """`priced_broker`, built only once the test listening on 127.0.0.1:``port`` sends a byte:
+    until then the account is starting (its store open, its trading system not yet built)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=240.0) as gate:
+        gate.settimeout(240.0)
+        if gate.recv(1) != b"g":
+            raise RuntimeError(f"the gate on port {port} closed without opening")
+    return priced_broker()
+
+
+def refusing_broker() -> PaperBroker:
+    """A broker whose login is refused: the account comes up quarantined."""
+    raise RuntimeError("broker login refused")

@@ -216,9 +216,9 @@ async function fleetAct(account, action) {
   $("fleet-message").textContent = "";
   const answer = await guarded(() => api("POST", "/api/fleet/" + encodeURIComponent(account) + "/" + action, body));
   if (answer) {
-    $("fleet-message").textContent = answer.ok
-      ? (action === "halt" ? "Halted " : "Resumed ") + account + " (was " + answer.data.previous_state + ")"
-      : account + ": " + answer.data.error;
+    $("fleet-message").textContent = !answer.ok ? account + ": " + answer.data.error
+      : answer.data.done === "halt_pending" ? "Halt held: " + answer.data.detail  // 202: still starting
+      : (action === "halt" ? "Halted " : "Resumed ") + account + " (was " + answer.data.previous_state + ")";
   }
   await refreshFleet();
 }
