@@ -457,14 +457,15 @@ class SqliteStore:
             return 0
         rows = [(event.event_id, event.loop_id, event.to_json()) for event in events]  # encoded outside the lock
         what = f"appending {len(rows)} events"
+        fsync_after = self._synchronous != "NORMAL"  # (at NORMAL no commit waits for the disk)
         with self._using(what) as conn:
-            with self._synced(conn, False), _transaction(conn):
+            with self._synced(conn, not fsync_after), _transaction(conn):
                 before = conn.total_changes
                 conn.executemany(_INSERT_EVENT, rows)
                 added = conn.total_changes - before
-            if self._synchronous != "NORMAL":
+            if fsync_after:
                 self._open_wal(conn)
-        if self._synchronous != "NORMAL":
+        if fsync_after:
             self._sync_wal(what)
         return added
 
