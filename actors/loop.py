@@ -57,8 +57,9 @@ class LoopActor(SupervisedActor):
     decides whether it goes out, journals it and answers with the fill or the refusal. The loop
     holds no trading state and never calls the broker's order methods. A cycle in which no order
     was answered sends the account equity to the guard as one `EquityReading`. An order the guard
-    does not answer within ``guard_timeout`` is logged and counted (the guard journals its
-    outcome); the cycle then places no further order. Lifetime totals survive restarts through the
+    does not answer within ``guard_timeout`` (in a replay's `MarketBatch`, by the batch's
+    deadline) is logged and counted (the guard journals its outcome); the cycle then places no
+    further order. Lifetime totals survive restarts through the
     store. Without a guard sibling the loop refuses to start (`NoGuard`).
     """
 
@@ -108,6 +109,7 @@ class LoopActor(SupervisedActor):
         self._held_times: list[datetime] = []
         self._held_positions: int | None = None
         self._held_events: list[Event] = []  # published in one message before the guard hears more
+        self._batch_deadline: float | None = None  # while a MarketBatch plays: how long the guard is waited for
 
     def prepare(self) -> None:
         """Reload lifetime totals; start the cycle timer."""
@@ -227,8 +229,9 @@ class LoopActor(SupervisedActor):
         order = signal.order()
         self._send_held()  # the guard takes every reading made before the order first
         try:
-            request = PlaceOrder(order, at, signal, expires=time.monotonic() + self._guard_timeout)
-            outcome: OrderOutcome = self._guard.ask(request, timeout=self._guard_timeout)
+            patience = self._patience()
+            request = PlaceOrder(order, at, signal, expires=time.monotonic() + patience)
+            outcome: OrderOutcome = self._guard.ask(request, timeout=patience)
         except Exception as exc:
             self._errors += 1
             self._unanswered = f"held back: order {order.client_id} of this cycle was not answered by the guard ({exc!r})"
@@ -246,6 +249,13 @@ class LoopActor(SupervisedActor):
         if self._batching:
             self._follow_order(outcome, at)
         return True
+
+    def _patience(self) -> float:
+        # Seconds to wait for the guard's answer: in a replay's batch, until the replay's own
+        # deadline (data time waits for the guard; only a hung system gives up), else guard_timeout.
+        if self._batch_deadline is None:
+            return self._guard_timeout
+        return max(self._guard_timeout, self._batch_deadline - time.monotonic())
 
     def _follow_order(self, outcome: OrderOutcome, at: datetime) -> None:
         # The guard judged the account after the order as a reading: when the line calls that
@@ -306,6 +316,7 @@ class LoopActor(SupervisedActor):
         cycles: list[tuple[datetime, float, tuple[Any, ...]]] = []
         equities: list[float] = []
         self._batching = True
+        self._batch_deadline = batch.deadline
         self._line = self._ask_line(GetGuardLine())
         try:
             for data in batch.bars:
@@ -321,6 +332,7 @@ class LoopActor(SupervisedActor):
         finally:
             self._send_held()
             self._batching = False
+            self._batch_deadline = None
             self._line = None
             if self._totals != before:
                 self._store.save_loop_totals(self._loop_id, self._totals)
@@ -370,7 +382,7 @@ class LoopActor(SupervisedActor):
         # None when the guard did not answer: readings then go to it one by one, told.
         self._send_events()
         try:
-            line = self._guard.ask(message, timeout=self._guard_timeout)
+            line = self._guard.ask(message, timeout=self._patience())
         except Exception as exc:
             self._errors += 1
             self.log.error("the guard did not answer {!r}: {!r}", type(message).__name__, exc)

@@ -370,7 +370,7 @@ class Replay:
             pass  # no heartbeat left to follow anything
 
     def _play(self, chunk: Sequence[Any], index: int, deadline: float) -> BatchDone | None:
-        batch = MarketBatch(tuple(MarketData(bar.time, bar) for bar in chunk), self._equity)
+        batch = MarketBatch(tuple(MarketData(bar.time, bar) for bar in chunk), self._equity, deadline)
         done = self._ask("loop", self.system.loop, batch, deadline, index, chunk[0])
         return done if isinstance(done, BatchDone) else None
 

@@ -22,10 +22,14 @@ class MarketBatch:
     """Bars for the loop to play one after the other in one message (asked): for each it moves
     the replay's clock to the bar's time, hands the bar to its market feed and runs a cycle,
     exactly as for a `MarketData` told alone and settled before the next. ``equity``, when
-    given, is read after each bar; the answer is a `BatchDone`."""
+    given, is read after each bar; the answer is a `BatchDone`. ``deadline`` (a
+    ``time.monotonic()`` moment: the replay's own deadline for the batch) is how long the loop
+    waits for the guard's answers while it plays the batch, so that a slow machine never makes
+    it give up on an order that a quiet one would have placed; None: the loop's ``guard_timeout``."""
 
     bars: tuple[MarketData, ...]
     equity: Callable[[], float] | None = None
+    deadline: float | None = None
 
 
 @attrs.frozen

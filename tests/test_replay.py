@@ -294,3 +294,43 @@ def test_the_replay_never_lets_the_journal_fall_further_behind_than_its_backlog(
     assert len(behind) == 150 and max(behind) <= backlog
     assert system.unjournaled == 0
     assert disk.store.events()[-1].event_type is EventType.LOOP_STOPPED
+
+
+class SlowVenue(PaperBroker):
+    """A paper account whose fills take 0.7 s each, like a venue under load: longer than the
+    loop's ``guard_timeout`` (0.5 s with a 2 s heartbeat timeout)."""
+
+    in_process = True
+
+    def submit_order(self, order):
+        threading.Event().wait(0.7)
+        return super().submit_order(order)
+
+
+class BuyTwiceOnFirstBar(BuyOnFirstBar):
+    def on_bar(self, bar: Bar) -> None:
+        super().on_bar(bar)
+        if self.bars == 1:
+            self._pending.append(Signal(self.symbol, Side.BUY, self.volume, bar.time, "second order"))
+
+
+def test_a_replay_waits_for_every_order_answer_however_slow_so_its_result_does_not_depend_on_the_machine_s_load():
+    bars = hourly([100.0, 101.0, 102.0])
+    broker, clock = SlowVenue(10_000.0), ManualClock(bars[0].time)
+    store = MemoryStore()
+    strategy = BuyTwiceOnFirstBar("X", 1)
+    settings = Settings.load(environ={}, heartbeat_interval_seconds=3600.0, heartbeat_timeout_seconds=2.0)
+    system = TradingSystem(
+        settings, broker, strategy, store=store, clock=clock, loop_interval=None,
+        market_feed=PaperFeed(broker, strategy, "X"), sinks=[journal_sink(store)],
+    ).start()
+    try:
+        result = Replay(system, clock).run(bars)
+    finally:
+        system.stop()
+    assert result.complete and result.unsettled == 0
+    kinds = Counter(e.event_type for e in store.events())
+    assert kinds[EventType.TRADE_EXECUTED] == 2 and kinds[EventType.TRADE_FAILED] == 0
+    assert broker.net_volume("X") == 2.0
+    beats = [e.metadata for e in store.events() if e.event_type is EventType.HEARTBEAT]
+    assert [(b["trades_executed"], b["error_count"]) for b in beats] == [(2, 0), (2, 0)]

@@ -4,11 +4,13 @@ that are not ours, threads, and a writer process killed at a random point."""
 from __future__ import annotations
 
 import inspect
+import os
 import random
 import signal
 import sqlite3
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -384,6 +386,51 @@ def test_a_batch_that_fails_part_way_writes_none_of_it(tmp_path: Path) -> None:
     assert store.events() == []
     assert store.append_events([_event(0), _event(1)]) == 2
     store.close()
+
+
+def _held_fsync(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], threading.Event, threading.Event]:
+    # os.fsync, held until released: the inodes it was asked to sync, when it is reached.
+    synced: list[int] = []
+    reached, release = threading.Event(), threading.Event()
+    real: Callable[[int], None] = os.fsync
+
+    def held(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        reached.set()
+        assert release.wait(10), "the test never released the fsync"
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", held)
+    return synced, reached, release
+
+
+def test_a_group_commit_fsyncs_the_wal_before_it_returns_and_a_save_without_fsync_does_not_wait_for_that(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SqliteStore(tmp_path / "state.db") as store, SqliteStore(tmp_path / "state.db") as reader:
+        synced, reached, release = _held_fsync(monkeypatch)
+        returned: list[int] = []
+        appender = threading.Thread(target=lambda: returned.append(store.append_events([_event(0), _event(1)])))
+        appender.start()
+        assert reached.wait(10)
+        assert synced == [os.stat(tmp_path / "state.db-wal").st_ino]
+        assert [e.event_id for e in reader.events()] == ["main-0", "main-1"]  # committed, its fsync pending
+        saver = threading.Thread(target=store.without_fsync().save_guard, args=("main", guard_record(2)))
+        saver.start()
+        saver.join(10)
+        assert not saver.is_alive() and reader.load_guard("main") == guard_record(2)
+        assert appender.is_alive() and returned == []  # the append waits for its fsync
+        release.set()
+        appender.join(10)
+        assert returned == [2] and len(synced) == 1
+
+
+def test_a_store_at_synchronous_normal_journals_without_an_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced, _, release = _held_fsync(monkeypatch)
+    release.set()
+    with SqliteStore(tmp_path / "state.db", synchronous="NORMAL") as store:
+        assert store.append_events([_event(0)]) == 1
+        assert synced == []
 
 
 def test_a_subclass_that_saves_its_own_way_keeps_its_saves_without_fsync_asked(tmp_path: Path) -> None:
