@@ -201,7 +201,9 @@ class Replay:
     per bar. After each batch the driver waits until the guard and the heartbeat have taken what
     the batch sent them and, when the system has an emitter, until its journal has at most
     ``journal_backlog`` events left to write (`JOURNAL_BACKLOG` by default; 0 waits for every
-    one): that is the flow control, so no mailbox grows however long the series.
+    one): that is the flow control, so no mailbox grows however long the series. After the last
+    batch it waits for every one: once `run` returns with every bar played and settled, the
+    journal holds every event the replay caused.
 
     ``equity`` (if given, e.g. ``broker.account_equity``) is read by the loop after each bar: the
     account marked at the bar's close after the bar's orders and any liquidation. Then, for each
@@ -308,9 +310,10 @@ class Replay:
                     break
                 since_journal += len(chunk)
                 settled = done is not None and self._settle(index, chunk[-1], deadline)
-                if settled and since_journal >= self._journal_every:
+                last = index + len(chunk) >= len(series)
+                if settled and (last or since_journal >= self._journal_every):
                     since_journal = 0
-                    settled = self._journal_caught_up(deadline, index, chunk[-1])
+                    settled = self._journal_caught_up(deadline, index, chunk[-1], 0 if last else self.journal_backlog)
                 if not settled:
                     unsettled += len(chunk)
                 for offset, bar in enumerate(chunk):
@@ -384,7 +387,7 @@ class Replay:
                 return False
         return True
 
-    def _journal_caught_up(self, deadline: float, index: int, bar: Any) -> bool:
+    def _journal_caught_up(self, deadline: float, index: int, bar: Any, backlog: int) -> bool:
         # Asked after the others have answered, so every event the batch caused is already in
         # the emitter's mailbox, and the emitter answers once it has handed them to the journal.
         emitter = getattr(self.system, "emitter", None)
@@ -395,7 +398,7 @@ class Replay:
             return False
         journal: JournalSink
         for journal in journals:
-            if not journal.wait_backlog(self.journal_backlog, max(0.0, deadline - time.monotonic())):
+            if not journal.wait_backlog(backlog, max(0.0, deadline - time.monotonic())):
                 _log.warning(
                     "bar {} at {}: the journal still had {} events to write after {}s; moving on",
                     index, bar.time.isoformat(), journal.backlog, self.settle_timeout,
