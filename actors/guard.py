@@ -786,10 +786,11 @@ class GuardActor(SupervisedActor):
         )
 
     def _stop_found(self, order: OrderSubmitted, fill: Fill) -> None:
-        # A stop's close done at the broker by a guard that went before journaling it.
+        # A stop's close done at the broker whose outcome was not journaled when it was sent
+        # (its guard went first, or the broker's answer was lost).
         self._publish(PositionClosed.found(order, fill))
-        self.log.warning("{}: closed (found at the broker after a restart)", order.reason)
-        self._alert("Position stopped", f"{order.reason} (closed before a restart; found at the broker)", Severity.WARNING)
+        self.log.warning("{}: closed (found at the broker by reconciliation)", order.reason)
+        self._alert("Position stopped", f"{order.reason} (closed; found at the broker by reconciliation)", Severity.WARNING)
 
     def _unwatch(self, client_id: str) -> bool:
         # The watch is over with no fill: the order stays journaled as not executed.

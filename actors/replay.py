@@ -313,7 +313,7 @@ class Replay:
                 last = index + len(chunk) >= len(series)
                 if settled and (last or since_journal >= self._journal_every):
                     since_journal = 0
-                    settled = self._journal_caught_up(deadline, index, chunk[-1], 0 if last else self.journal_backlog)
+                    settled = self._journal_caught_up(deadline, index, chunk[-1], last)
                 if not settled:
                     unsettled += len(chunk)
                 for offset, bar in enumerate(chunk):
@@ -387,9 +387,10 @@ class Replay:
                 return False
         return True
 
-    def _journal_caught_up(self, deadline: float, index: int, bar: Any, backlog: int) -> bool:
+    def _journal_caught_up(self, deadline: float, index: int, bar: Any, last: bool) -> bool:
         # Asked after the others have answered, so every event the batch caused is already in
         # the emitter's mailbox, and the emitter answers once it has handed them to the journal.
+        # After the last batch, every one of them is waited for (none that others hand it later).
         emitter = getattr(self.system, "emitter", None)
         if emitter is None:
             return True
@@ -398,7 +399,8 @@ class Replay:
             return False
         journal: JournalSink
         for journal in journals:
-            if not journal.wait_backlog(backlog, max(0.0, deadline - time.monotonic())):
+            left = max(0.0, deadline - time.monotonic())
+            if not (journal.wait_caught_up(left) if last else journal.wait_backlog(self.journal_backlog, left)):
                 _log.warning(
                     "bar {} at {}: the journal still had {} events to write after {}s; moving on",
                     index, bar.time.isoformat(), journal.backlog, self.settle_timeout,

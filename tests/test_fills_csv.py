@@ -116,3 +116,9 @@ def test_a_position_closed_by_its_own_stop_is_one_fill_saying_position_stop():
     older = OrderSubmitted.of(Order("SYNTH", Side.SELL, 2.0, client_id="c-3"), None)
     old_stop = [older.event("main", T0), TradeExecuted.of(older, fill).event("main", T0), stop[2]]
     assert fills_from_events(old_stop) == [FillRow(T0, "SYNTH", Side.SELL, 2.0, 90.0, 0.5, -20.0, "order", "")]
+
+
+def test_an_unreadable_order_submitted_does_not_keep_the_other_fills_out_of_fills_csv():
+    damaged = Event(EventType.ORDER_SUBMITTED, "main", {"client_order_id": "c-9", "volume": "ten"}, T0)
+    assert fills_from_events([damaged, *a_journal()]) == fills_from_events(a_journal())
+    assert len(fills_from_events(a_journal())) == 4

@@ -181,7 +181,8 @@ def test_the_fleet_api_holds_a_halt_for_a_starting_account_and_answers_a_quarant
                 held = _post(served_fleet, f"/api/fleet/{starting}/halt", json={"reason": "desk closed", "by": "ops"})
                 assert (held.status_code, held.json()) == (202, {
                     "account_id": starting, "done": "halt_pending", "by": "ops", "reason": "desk closed",
-                    "detail": f"account {starting} is starting ({phase}): it will start HALTED"})
+                    "detail": f"account {starting} is starting ({phase}): it will start HALTED"
+                              " (held by its starting process: if that process is lost first, halt it again)"})
                 shown = _get(served_fleet, f"/api/fleet/{starting}").json()
                 pending = f"{phase}; 1 halt pending: it will start HALTED"
                 assert (shown["health"], shown["trading_state"], shown["detail"]) == ("starting", None, pending)

@@ -181,9 +181,11 @@ def test_a_halt_pressed_while_the_account_starts_is_held_and_it_starts_halted_be
 
     phase = "building its broker and signal source"
     assert incarnation.halt("ops", "desk closed") == HaltPending(
-        "held", "ops", "desk closed", f"account held is starting ({phase}): it will start HALTED")
+        "held", "ops", "desk closed", f"account held is starting ({phase}): it will start HALTED"
+        " (held by its starting process: if that process is lost first, halt it again)")
     assert incarnation.halt("risk", "news at 14:30") == HaltPending(
-        "held", "risk", "news at 14:30", f"account held is starting ({phase}): it will start HALTED")
+        "held", "risk", "news at 14:30", f"account held is starting ({phase}): it will start HALTED"
+        " (held by its starting process: if that process is lost first, halt it again)")
     held = f"{phase}; 2 halts pending: it will start HALTED"
     assert incarnation.status() == AccountStatus("held", Health.STARTING, detail=held, node="here",
                                                  pid=incarnation.status().pid)

@@ -94,7 +94,7 @@ def test_a_stop_close_the_journal_lost_is_reconciled_as_executed_and_the_positio
     }
     tree.journal.wait_for(lambda es: any(a.title == "Position stopped" for a in tree.alerts()))
     [alert] = [a for a in tree.alerts() if a.title == "Position stopped"]
-    assert (alert.text, alert.severity) == (f"{reason} (closed before a restart; found at the broker)", Severity.WARNING)
+    assert (alert.text, alert.severity) == (f"{reason} (closed; found at the broker by reconciliation)", Severity.WARNING)
     assert tree.events.of(EventType.TRADE_FAILED) == [] and store.unsettled_orders("main") == []
 
 

@@ -292,30 +292,38 @@ def test_an_order_whose_record_is_unreadable_is_listed_as_such_and_hides_no_othe
         pytest.skip("a MemoryStore holds events, never their text")
     sent = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
     store = backing.open()
-    for client_id in ("c1", "c2", "c3"):
+    for client_id in ("c1", "c2", "c3", "c4", "c5"):
         store.open_order(_submitted(client_id), sent_at=sent)
-    _damage(backing, "s-c2", '{"loop_id": "main"}')  # what a hand edit or a bad restore leaves
+    # What a hand edit or a bad restore leaves behind.
+    _damage(backing, "UPDATE {}events SET event = ? WHERE event_id = ?", ('{"loop_id": "main"}', "s-c2"))
+    _damage(backing, "UPDATE {}orders SET sent_at = ? WHERE client_order_id = ?", ("2026-12-01 22:00:00", "c4"))
+    _damage(backing, "UPDATE {}orders SET watch_until = ? WHERE client_order_id = ?", ("tomorrow", "c5"))
     held = backing.open().held_orders("main")
     assert held == [
         HeldOrder(_submitted("c1"), sent),
         UnreadableOrder("c2", "not an event's JSON: '{\"loop_id\": \"main\"}' ('event_type')"),
         HeldOrder(_submitted("c3"), sent),
+        UnreadableOrder("c4", "sent_at '2026-12-01 22:00:00' is not an ISO time with a timezone"),
+        UnreadableOrder("c5", "watch_until 'tomorrow' is not an ISO time with a timezone"),
     ]
     assert backing.open().unsettled_orders("main") == [_submitted("c1"), _submitted("c3")]
+    if backing.kind == "sqlite":  # a column of the wrong type: SQLite keeps what it is given
+        _damage(backing, "UPDATE {}orders SET sent_at = ? WHERE client_order_id = ?", (b"\x00", "c3"))
+        assert backing.open().held_orders("main")[2] == UnreadableOrder("c3", "sent_at b'\\x00' is not an ISO time with a timezone")
 
 
-def _damage(backing: Backing, event_id: str, text: str) -> None:
-    # Overwrite one journaled event's text behind the store's back.
+def _damage(backing: Backing, statement: str, values: tuple[Any, ...]) -> None:
+    # Change a row behind the store's back; {} in ``statement`` is where the schema goes.
     if backing.kind == "sqlite":
         conn = sqlite3.connect(backing.path)
-        conn.execute("UPDATE events SET event = ? WHERE event_id = ?", (text, event_id))
+        conn.execute(statement.format(""), values)
         conn.commit()
         conn.close()
     else:
         import psycopg
 
         with psycopg.connect(backing.path, autocommit=True) as conn:
-            conn.execute(f"UPDATE {backing.schema}.events SET event = %s WHERE event_id = %s", (text, event_id))
+            conn.execute(statement.format(f"{backing.schema}.").replace("?", "%s"), values)
 
 
 def test_a_settle_that_is_not_an_event_or_has_a_naive_watch_is_refused_and_writes_nothing(backing: Backing) -> None:

@@ -311,7 +311,8 @@ class Incarnation:
                 self._halts.append(message)
         if held:
             logger.warning("account {}: halt by {} held until it has started: {}", account, by, reason)
-            return HaltPending(account, by, reason, f"account {account} is starting ({detail}): it will start HALTED")
+            return HaltPending(account, by, reason, f"account {account} is starting ({detail}): it will start HALTED"
+                               " (held by its starting process: if that process is lost first, halt it again)")
         if system is not None and health in (Health.OK, Health.STARTING):
             return system.halt(by, reason)
         if health is Health.QUARANTINED:

@@ -48,8 +48,9 @@ class AccountStatus:
 
 @attrs.frozen
 class HaltPending:
-    """What `Fleet.halt` answers for an account that is still starting (opening its store,
-    waiting out a restart backoff): the halt is latched, and the account's guard takes it
+    """What `Fleet.halt` answers for an account that is still starting (waiting out a restart
+    backoff, opening its store, building its broker and signal source): the halt is held by the
+    starting process (lost with it: see ``detail``), and the account's guard takes it
     before anything else, so the account starts HALTED and it is journaled and alerted as a
     manual halt by ``by`` for ``reason``. ``detail`` says so and what the account is doing."""
 

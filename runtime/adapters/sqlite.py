@@ -165,21 +165,32 @@ def decode_guard_record(text: str) -> GuardRecord:
 
 def held_orders_of(rows: Iterable[Sequence[Any]]) -> list[HeldOrder | UnreadableOrder]:
     """`StateStore.held_orders` from rows of (client order id, event JSON, sent_at, watch_until
-    ISO texts), decoded one by one: a row that cannot be read is an `UnreadableOrder`, so it
-    never hides the others. A row without ``sent_at`` (an older schema) is aged by its event's
-    timestamp."""
+    ISO texts), decoded one by one: a row that cannot be read (its event, or a time that is not
+    an ISO time with a timezone) is an `UnreadableOrder` naming what is wrong, so it never hides
+    the others. A row without ``sent_at`` (an older schema) is aged by its event's timestamp."""
     held: list[HeldOrder | UnreadableOrder] = []
     for client_id, text, sent_at, watch_until in rows:
         try:
             submitted = Event.from_json(text)
             held.append(HeldOrder(
                 submitted,
-                submitted.timestamp if sent_at is None else datetime.fromisoformat(sent_at),
-                None if watch_until is None else datetime.fromisoformat(watch_until),
+                submitted.timestamp if sent_at is None else _stored_time("sent_at", sent_at),
+                None if watch_until is None else _stored_time("watch_until", watch_until),
             ))
-        except ValueError as exc:
-            held.append(UnreadableOrder(client_id, str(exc)))
+        except (TypeError, ValueError) as exc:
+            held.append(UnreadableOrder(str(client_id), str(exc)))
     return held
+
+
+def _stored_time(column: str, value: Any) -> datetime:
+    # An orders row's time, as open_order and settle_order write it: ISO text with its timezone.
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ValueError(f"{column} {value!r} is not an ISO time with a timezone")
+    return parsed
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -206,6 +217,7 @@ class SqliteStore:
         # (see append_events); opened after the first commit, when the WAL file exists.
         self._wal_lock = threading.Lock()
         self._wal_fd: int | None = None
+        self._unsynced: str | None = None  # why the WAL's last fsync failed: every later call is refused
         try:
             # Autocommit (isolation_level=None): each statement is its own durable transaction,
             # and explicit BEGIN is used where several must be one. One connection serialised by
@@ -311,6 +323,11 @@ class SqliteStore:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"state_db {str(self._path)!r} is closed")
+        if self._unsynced is not None:
+            # After a failed fsync the kernel may have dropped the pages it could not write, and
+            # a later fsync can succeed without them: nothing written since can be called durable.
+            raise StoreError(f"state_db {str(self._path)!r}: refused: {self._unsynced}; what was committed since "
+                             "its last good fsync may not be on disk: open the store again")
         return self._conn
 
     @contextmanager
@@ -324,7 +341,8 @@ class SqliteStore:
 
     @contextmanager
     def _synced(self, conn: sqlite3.Connection, fsync: bool) -> Iterator[None]:
-        # A commit that does not wait for the disk (see without_fsync); inside _using's lock.
+        # A commit that does not wait for the disk (see without_fsync, and append_events, which
+        # fsyncs the WAL itself after its commit); inside _using's lock.
         if fsync:
             yield
             return
@@ -359,9 +377,9 @@ class SqliteStore:
             if self._wal_fd is not None:
                 # A group commit whose own fsync comes after this finds no descriptor: this one
                 # covers it (another process may hold the WAL open, so the close need not have
-                # checkpointed it).
+                # checkpointed it), and its failure is that commit's too.
                 try:
-                    os.fsync(self._wal_fd)
+                    self._fsync_wal("closing")
                 finally:
                     os.close(self._wal_fd)
                     self._wal_fd = None
@@ -458,11 +476,14 @@ class SqliteStore:
     def append_events(self, events: Sequence[Event]) -> int:
         """Journal ``events`` in order in one transaction (durable when this returns), skipping
         each whose ``event_id`` is already there or earlier in the batch; returns how many were
-        new. A failure writes none of them.
+        new. A failure of the commit writes none of them.
 
         The commit itself does not wait for the disk: the WAL is fsynced after it, outside the
         store's lock, so that the guard's saves are not held up behind a group commit's fsync
-        (a commit in WAL mode without its fsync is never torn, only possibly not yet on disk)."""
+        (a commit in WAL mode without its fsync is never torn, only possibly not yet on disk;
+        other readers may see it a moment before it is). When that fsync fails, `StoreError`
+        says so: the events are committed but may not be on disk, and the store refuses every
+        later call until it is opened again, since a later fsync could succeed without them."""
         check_events(events)
         if not events:
             return 0
@@ -486,18 +507,29 @@ class SqliteStore:
         with self._wal_lock:
             if self._wal_fd is None:
                 database = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
-                self._wal_fd = os.open(f"{database}-wal", os.O_RDWR)
+                try:
+                    self._wal_fd = os.open(f"{database}-wal", os.O_RDWR)
+                except OSError as exc:
+                    self._unsynced = f"the WAL could not be opened to fsync it: {exc}"
+                    raise StoreError(f"state_db {str(self._path)!r}: {self._unsynced}") from exc
 
     def _sync_wal(self, what: str) -> None:
         # Every commit made so far, this one included, reaches the disk; a store closed meanwhile
-        # fsynced it as it closed.
+        # fsynced it as it closed (and a failure then is this commit's too).
         with self._wal_lock:
-            if self._wal_fd is None:
-                return
-            try:
-                os.fsync(self._wal_fd)
-            except OSError as exc:
-                raise StoreError(f"state_db {str(self._path)!r}: {what} failed: the WAL's fsync: {exc}") from exc
+            if self._wal_fd is not None:
+                self._fsync_wal(what)
+            elif self._unsynced is not None:
+                raise StoreError(f"state_db {str(self._path)!r}: {what} failed: {self._unsynced}")
+
+    def _fsync_wal(self, what: str) -> None:
+        # Under _wal_lock, with the descriptor open.
+        assert self._wal_fd is not None
+        try:
+            os.fsync(self._wal_fd)
+        except OSError as exc:
+            self._unsynced = f"the WAL's fsync failed while {what}: {exc}"
+            raise StoreError(f"state_db {str(self._path)!r}: {what} failed: {self._unsynced}") from exc
 
     def events(self, loop_id: str | None = None) -> list[Event]:
         """Journaled events in append order, of every loop or of ``loop_id`` only."""

@@ -15,7 +15,7 @@ from loguru import logger
 
 from runtime.broker import Side
 from runtime.events import Event, EventType
-from runtime.payloads import OrderSubmitted, PositionClosed, TradeExecuted
+from runtime.payloads import PositionClosed, TradeExecuted
 from runtime.replay.limits import DRAWDOWN_PANEL, LimitLevel
 from runtime.validation import (
     attrs_finite,
@@ -208,9 +208,9 @@ def fills_from_events(events: Iterable[Event]) -> list[FillRow]:
     rules: dict[str | None, str] = {}  # client order id -> the rule whose close it is
     for event in events:
         if event.event_type is EventType.ORDER_SUBMITTED:
-            submitted = OrderSubmitted.from_event(event)
-            if submitted.rule is not None:
-                rules[submitted.client_order_id] = submitted.rule
+            rule = event.metadata.get("rule")  # read alone: a fill's row needs nothing else of it
+            if isinstance(rule, str):
+                rules[event.metadata.get("client_order_id")] = rule
         elif event.event_type is EventType.TRADE_EXECUTED:
             trade = TradeExecuted.from_event(event)
             why = rules.get(trade.client_order_id) or ("signal" if trade.signal_id is not None else "order")
