@@ -304,7 +304,8 @@ class LoopActor(SupervisedActor):
 
     def _play(self, batch: MarketBatch) -> BatchDone:
         # Each bar exactly as a MarketData told alone and settled before the next: the clock
-        # moves to it, the guard sees the worst of the bar first, then the close. Readings the
+        # moves to it, the guard sees the equity carried into a new trading day (on the day's
+        # first bar), then the worst of the bar, then the close. Readings the
         # guard's line calls clear are held and sent as one series before anything else reaches
         # the guard; any other reading, and every order, is judged at once (asked).
         clock = self.context.clock
@@ -322,6 +323,11 @@ class LoopActor(SupervisedActor):
             for data in batch.bars:
                 if data.at > clock.now():  # (a driver that gave up waiting may have moved it on)
                     move(data.at)
+                if self._line is not None and self._line.begins_day(data.at):
+                    # The day starts from the equity carried into it (the broker still prices
+                    # the last close), as a live guard reads it at midnight: never from the
+                    # worst of the day's first bar, which would hide that bar's loss.
+                    self._report_equity(data.at)
                 if intrabar is not None and self._line is not None:
                     self._inside_bar(intrabar, data)
                 self._feed(data)

@@ -128,6 +128,24 @@ def test_the_equity_of_every_bar_is_recorded_after_the_system_has_handled_it(run
     assert strategy.synced == [0.0, 10.0, 10.0, 10.0, 10.0]
 
 
+def test_a_days_first_bar_that_falls_through_the_daily_loss_fires_from_the_equity_carried_into_the_day(runs):
+    # Daily bars: the day's start used to be the worst of its first bar (its only bar), so the
+    # daily loss could never fire on daily data. It starts from the close before, as a live
+    # guard reading the account at midnight would see it.
+    bars = [Bar(START, 100, 100, 100, 100), Bar(START + timedelta(days=1), 100, 100, 90, 95)]
+    run = runs(bars, BuyOnFirstBar("X", 100), "X", daily_loss_percent=8.0, max_drawdown_percent=50.0)
+    result = run.replay()
+    run.stop()
+
+    assert result.complete and result.unsettled == 0
+    [trigger] = run.events(EventType.GUARD_TRIGGERED)
+    assert (trigger.metadata["guard"], trigger.metadata["reason"], trigger.timestamp) == (
+        "daily_loss", "daily loss 8.00% >= limit 8.00% (start of day 10000.00, equity 9200.00)", bars[1].time)
+    [closed] = run.events(EventType.POSITION_CLOSED)
+    assert (closed.metadata["price"], closed.metadata["realised_pnl"]) == (pytest.approx(92.0), pytest.approx(-800.0))
+    assert [e for _, e in result.equity] == pytest.approx([10_000, 9_200])
+
+
 def test_the_daily_loss_guard_uses_the_trading_day_of_the_data(runs):
     # Day 1 loses 4% (under the 5% limit); day 2 starts at 96 and the limit is measured from
     # there: 92 is 8% below day 1's start but only 4.17% below day 2's, and it is 91 (5.2%) at

@@ -72,6 +72,27 @@ def test_the_example_config_runs_answers_status_and_stops_cleanly_on_sigterm(bot
     assert [event["metadata"]["how"] for event in stopped] == ["normal"]
 
 
+def test_a_burst_of_signals_stops_it_once_cleanly_with_nothing_taken_in_a_signal_handler(bots):
+    # The handler used to log and set an Event the main thread waited on: a signal landing while
+    # that thread held the Event's lock (or loguru's) deadlocked it, and the bot traded on.
+    bot = bots(LIVE_TOML)
+    for _ in range(40):
+        bot.process.send_signal(signal.SIGINT)
+    bot.process.send_signal(signal.SIGTERM)
+    try:
+        code = bot.process.wait(30)
+    except subprocess.TimeoutExpired:
+        bot.fail("the child did not stop within 30s of 40 SIGINTs and a SIGTERM")
+        raise
+    output = bot.log.read_text()
+    assert code == 0, output[-5_000:]
+    assert "deadlock avoided" not in output and "Traceback" not in output
+    assert [line.split(" | ")[-1] for line in output.splitlines() if "received: stopping" in line] == [
+        "SIGINT received: stopping"]
+    stopped = bot.journal("--type", "loop_stopped")
+    assert [event["metadata"]["how"] for event in stopped] == ["normal"]
+
+
 def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch_halts(bots, tmp_path):
     config = tmp_path / "volatile.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
@@ -147,6 +168,41 @@ def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):
     done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == f"tradewarden run: {config}: feed.interval_seconds must be a number > 0, got -1\n"
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_an_unknown_log_level_fails_before_anything_starts_naming_it(tmp_path):
+    config = tmp_path / "live.toml"
+    config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
+    env = {**os.environ, "LOG_LEVEL": "LOUD"}
+    done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60, env=env)
+    assert (done.returncode, done.stderr) == (2, "tradewarden run: LOG_LEVEL: log_level must be one of TRACE, DEBUG, INFO, "
+                                                 "SUCCESS, WARNING, ERROR, CRITICAL, got 'LOUD'\n")
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_a_second_bot_on_the_same_state_file_is_refused_and_the_first_trades_on(bots, tmp_path):
+    bot = bots(LIVE_TOML)
+    env = {**bot.env, "CONTROL_PORT": str(free_port())}
+    second = subprocess.run([*TRADEWARDEN, "run", "--config", str(LIVE_TOML)], capture_output=True, text=True,
+                            timeout=60, env=env, cwd=tmp_path)
+    assert second.returncode == 2
+    assert second.stderr.splitlines()[-1] == (
+        f"tradewarden run: state_db {str(bot.db)!r} is in use by another running bot: two bots on one state file "
+        "would both trade the account; stop the other, or give this one its own STATE_DB")
+    assert bot.get("/health", token=None).status_code == 200
+    assert bot.terminate() == 0
+    assert [e["metadata"]["incarnation"] for e in bot.journal("--type", "loop_started")] == [1]  # the second never started
+
+
+def test_an_unreachable_statsd_host_fails_before_anything_starts_naming_it(tmp_path):
+    config = tmp_path / "live.toml"
+    config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
+    env = {**os.environ, "STATSD_HOST": "no.such.host.invalid"}
+    done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    # (the resolver's own words after the colon depend on the machine's DNS)
+    assert done.stderr.startswith("tradewarden run: statsd_host 'no.such.host.invalid' (port 8125) cannot be resolved: ")
     assert not (tmp_path / "state.db").exists()
 
 

@@ -103,8 +103,19 @@ def _run(path: str) -> int:
     except ConfigError as exc:
         print(f"tradewarden run: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.settings.log_level, config.settings.log_json)
+    if not _logging("run", config.settings):
+        return 2
     return run(config)
+
+
+def _logging(command: str, settings: Settings) -> bool:
+    # A log level loguru does not know is a bad setting like any other: named, exit 2.
+    try:
+        configure_logging(settings.log_level, settings.log_json)
+    except (TypeError, ValueError) as exc:
+        print(f"tradewarden {command}: LOG_LEVEL: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 _DEMO = """# written by `tradewarden demo`: a lively paper bot, so the dashboard has something to show
@@ -159,7 +170,8 @@ def _fleet(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"tradewarden fleet: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_json)
+    if not _logging("fleet", settings):
+        return 2
     from actors.service.fleet_api import serve_fleet  # Ray and the server stack only to serve a fleet
 
     return serve_fleet(settings, args.address, args.namespace)

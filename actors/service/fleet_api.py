@@ -10,11 +10,8 @@ so the event loop never waits on Ray.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 from loguru import logger
@@ -29,6 +26,7 @@ from actors.service.auth import BearerToken, RequireToken
 from actors.service.control import SEND_TIMEOUT, BadRequest, SendTimeout, answering, calling, event_limit, read_body
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.server import ControlServer, bind
+from actors.service.stop_signals import StopSignals
 from runtime.metrics import MetricsSink, NullMetrics
 from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
@@ -185,25 +183,18 @@ def serve_fleet(settings: Settings, address: str, namespace: str) -> int:
         sock.close()
         print(f"tradewarden fleet: cannot join the Ray cluster at {address!r}: {exc}", file=sys.stderr)
         return 2
-    stopping = threading.Event()
-
-    def on_signal(number: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = None
-    try:
-        server = ControlServer(fleet_app(fleet, token), sock).start()
-        host, port = server.address
-        print(f"fleet {namespace!r} on http://{host}:{port}/ (Ctrl-C stops serving; the accounts keep trading)",
-              flush=True)
-        stopping.wait()
-    finally:
-        if server is not None:
-            server.stop()
-        else:
-            sock.close()
-        fleet.release()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with StopSignals() as signals:
+        try:
+            server = ControlServer(fleet_app(fleet, token), sock).start()
+            host, port = server.address
+            print(f"fleet {namespace!r} on http://{host}:{port}/ (Ctrl-C stops serving; the accounts keep trading)",
+                  flush=True)
+            _log.info("{} received: letting go of the fleet", signals.wait(None))
+        finally:
+            if server is not None:
+                server.stop()
+            else:
+                sock.close()
+            fleet.release()
     return 0

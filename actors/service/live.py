@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from types import FrameType
 from typing import Any
 
 from loguru import logger
@@ -18,6 +15,8 @@ from actors.service.feed import LiveFeed, bar_source
 from actors.service.hub import EventHub
 from actors.service.journal import JournalReader
 from actors.service.server import ControlServer, bind
+from actors.service.state_claim import StateFileClaim
+from actors.service.stop_signals import StopSignals
 from actors.service.telegram_bot import CommandHandler
 from actors.system import TradingSystem
 from runtime.adapters.paper import PaperBroker, PaperCosts
@@ -27,6 +26,7 @@ from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
 from runtime.adapters.telegram_commands import TelegramCommands
 from runtime.broker import Broker
+from runtime.errors import TradewardenError
 from runtime.metrics import FanOutMetrics
 from runtime.replay.prices import PriceDataError
 
@@ -56,6 +56,13 @@ def _market_feed(broker: Broker, strategy: Any, symbol: str) -> Any:
     )
 
 
+def _opened(opened: list[Any], part: Any) -> Any:
+    # ``part``, remembered for closing when it has a close.
+    if callable(getattr(part, "close", None)):
+        opened.append(part)
+    return part
+
+
 def run(config: RunConfig) -> int:
     """Run until SIGTERM or SIGINT, then stop everything cleanly; returns the exit code: 0 after
     a requested stop, 1 when the system ended on its own (its supervisor gave up), 2 when the
@@ -70,58 +77,61 @@ def run(config: RunConfig) -> int:
     except (ConfigError, PriceDataError, RuntimeError) as exc:
         print(f"tradewarden run: {exc}", file=sys.stderr)
         return 2
+    opened: list[Any] = []  # closed in reverse order when a later part cannot be made
+    try:
+        prometheus = PrometheusMetrics.from_settings(settings)
+        statsd = _opened(opened, StatsdMetrics.from_settings(settings))
+        store = _opened(opened, SqliteStore.from_settings(settings))
+        _opened(opened, StateFileClaim.of(settings.state_db))
+        alerts = _opened(opened, TelegramAlerts.from_settings(settings))
+    except (TradewardenError, OSError, TypeError, ValueError) as exc:
+        # A setting the parts refuse (an unreachable statsd host, a foreign or busy state file,
+        # a bad Telegram URL) is a config that cannot be used: named, exit 2, nothing started.
+        for part in reversed(opened):
+            part.close()
+        sock.close()
+        print(f"tradewarden run: {exc}", file=sys.stderr)
+        return 2
+    metrics = FanOutMetrics(statsd, prometheus)
     if token is None:
         _log.warning("no CONTROL_TOKEN: the control API on {} is open to every local user", settings.control_host)
-    prometheus = PrometheusMetrics.from_settings(settings)
-    statsd = StatsdMetrics.from_settings(settings)
-    metrics = FanOutMetrics(statsd, prometheus)
-    store = SqliteStore.from_settings(settings)
-    alerts = TelegramAlerts.from_settings(settings)
     hub = EventHub()
     system = TradingSystem(
         settings, broker, strategy, alerts=alerts, metrics=metrics, store=store, subscribers=[hub],
         market_feed=_market_feed(broker, strategy, config.feed.symbol) if bars is not None else None,
     )
-    stopping = threading.Event()
-
-    def on_signal(number: int, frame: FrameType | None) -> None:
-        _log.info("{} received: stopping", signal.Signals(number).name)
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server: ControlServer | None = None
     commands = TelegramCommands.from_settings(settings, CommandHandler(system, hub), metrics)
     feed = LiveFeed(system.loop, bars) if bars is not None else None
-    try:
-        system.start()
-        journal = JournalReader(str(settings.state_db))
-        for _, change in journal.events(loop_id=settings.loop_id, event_type="trading_state_changed", latest=True, limit=1):
-            hub.remember_state_change(change)
-        server = ControlServer(control_app(system, hub, journal, prometheus, metrics, token), sock).start()
-        if feed is not None:
-            feed.start()
-        if commands is not None:
-            commands.start()
-        _log.info("trading loop {!r} running; control API and dashboard on http://{}:{}/", settings.loop_id, *server.address)
-        # Wakes for a signal, or to notice a system that ended on its own.
-        while not stopping.wait(0.5) and not system.wait(0):
-            pass
-    finally:
-        if commands is not None:
-            commands.stop()
-        if feed is not None:
-            feed.stop()
-        system.stop()
-        if server is not None:
-            server.stop()
-        else:
-            sock.close()
-        for part in (metrics, alerts, store):
-            close = getattr(part, "close", None)
-            if close is not None:
-                close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with StopSignals() as signals:
+        try:
+            system.start()
+            journal = JournalReader(str(settings.state_db))
+            for _, change in journal.events(loop_id=settings.loop_id, event_type="trading_state_changed", latest=True, limit=1):
+                hub.remember_state_change(change)
+            server = ControlServer(control_app(system, hub, journal, prometheus, metrics, token), sock).start()
+            if feed is not None:
+                feed.start()
+            if commands is not None:
+                commands.start()
+            _log.info("trading loop {!r} running; control API and dashboard on http://{}:{}/", settings.loop_id, *server.address)
+            # Wakes for a signal, or to notice a system that ended on its own.
+            while (received := signals.wait(0.5)) is None and not system.wait(0):
+                pass
+            if received is not None:
+                _log.info("{} received: stopping", received)
+        finally:
+            if commands is not None:
+                commands.stop()
+            if feed is not None:
+                feed.stop()
+            system.stop()
+            if server is not None:
+                server.stop()
+            else:
+                sock.close()
+            for part in reversed(opened):  # the store before its claim: no other bot opens it first
+                part.close()
     if system.gave_up:
         _log.critical("the trading system ended: its supervisor gave up; trading is halted")
         return 1

@@ -55,10 +55,15 @@ class GuardLine:
             return False
         if self.state is not TradingState.ACTIVE:
             return False
-        if self.day_until is not None and at >= self.day_until:
+        if self.begins_day(at):
             return False  # a new day: the guard takes a new start of day, and the line moves
         peak = equity if equity > self.peak else self.peak
         return equity > self.floor and equity > peak * self.factor
+
+    def begins_day(self, at: datetime) -> bool:
+        """True when a reading at ``at`` would be the first of a new trading day for a rule that
+        measures the day (the guard takes that reading as the day's start)."""
+        return self.day_until is not None and at >= self.day_until
 
     def take(self, equity: float) -> None:
         """Follow a clear reading the guard will take (its peak rises with it)."""
@@ -70,7 +75,7 @@ class GuardLine:
         if self.state is TradingState.HALTED:
             return False
         peak = equity if equity > self.peak else self.peak
-        day_start = equity if self.day_until is not None and at >= self.day_until else self.day_start
+        day_start = equity if self.begins_day(at) else self.day_start
         return any(guard.level(equity, peak, self.start, day_start) is Level.BREACH for guard in self.guards)
 
 

@@ -1,0 +1,57 @@
+"""One running bot per state file: a second `tradewarden run` on the same file is refused."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from runtime.errors import TradewardenError
+
+__all__ = ["StateFileClaim", "StateFileInUse"]
+
+
+class StateFileInUse(TradewardenError, RuntimeError):
+    """Another running process holds the claim on this state file."""
+
+
+class StateFileClaim:
+    """An exclusive claim on a SQLite state file for as long as it is open: two bots on one file
+    would each trade the account and each keep their own peak and latch, so a halt of one would
+    leave the other trading. The claim is an advisory lock (``flock``) on the file itself, which
+    SQLite does not use (its own locks are ``fcntl`` record locks, so readers such as
+    ``tradewarden journal`` and the control API's journal are not held up). It is released when
+    closed, or when the process ends however it ends. Close it only after the store that uses the
+    file: closing a descriptor never drops SQLite's locks when no other is held by the store."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def of(cls, path: str | None) -> StateFileClaim | None:
+        """The claim on the state file at ``path`` (None for a memory store: nothing to claim);
+        `StateFileInUse` naming the file when another process holds it."""
+        if path is None:
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateFileInUse(
+                f"state_db {path!r} is in use by another running bot: two bots on one state file would both "
+                "trade the account; stop the other, or give this one its own STATE_DB"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd)
+
+    def close(self) -> None:
+        """Release the claim (again: nothing)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __repr__(self) -> str:
+        return f"StateFileClaim({self.path!r}, {'held' if self._fd is not None else 'released'})"
