@@ -126,6 +126,8 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert re.match(r"^max drawdown \d+\.\d\d% >= limit 1\.00% ", halted["reason"])
     assert halted["positions_open"] == 0 or halted["liquidating"]
 
+    blank = bot.cli("halt", "--reason", " ")
+    assert (blank.returncode, blank.stdout) == (2, 'halt failed (400): field \'reason\' must be a non-empty string, got " "\n')
     refused = bot.cli("resume")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert re.match(r"^resume refused \(409\): resume refused: max drawdown ", refused.stdout)

@@ -212,7 +212,7 @@ def _remote(args: argparse.Namespace) -> int:
     print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer))
     if answer.ok:
         return 0
-    return 1 if answer.status == 409 else 3
+    return {409: 1, 400: 2, 413: 2}.get(answer.status, 3)  # refused; a bad request; no usable answer
 
 
 def _readable(command: str, answer: Answer) -> str:
