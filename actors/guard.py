@@ -842,6 +842,8 @@ class GuardActor(SupervisedActor):
         except Exception as exc:
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
             self.log.critical("position stop of {} not journaled, so not sent: {!r}", position.position_id, exc)
+            self._alert("Position stop failing", f"{reason}; its close could not be journaled, so it was not sent: "
+                        f"{exc!r}; tried again at the next reading", Severity.CRITICAL)
             return
         self._client_ids.add(order.client_id)
         try:

@@ -12,7 +12,7 @@ from test_guard_actor import tree_factory  # noqa: F401  (a fixture)
 from test_limits_position_stop import losing_account
 
 from runtime import BrokerError, EventType, Fill, MemoryStore, Order, PaperBroker, Settings, Side
-from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.sqlite import SqliteStore, StoreError
 from runtime.alerts import Severity
 from runtime.broker import closes_with_client_id
 from runtime.events import Event
@@ -193,3 +193,39 @@ def test_an_unreadable_order_is_alerted_once_while_reconciliation_passes_over_it
     tree.journal.wait_for(lambda es: any(a.title == "Order record unreadable" for a in tree.alerts()))
     assert [a.title for a in tree.alerts() if a.title == "Order record unreadable"] == ["Order record unreadable"]
     assert tree.metrics.counters["store_errors_total"] == 1
+
+
+def test_a_stop_whose_close_cannot_be_journaled_is_alerted_and_tried_again(tree_factory):  # noqa: F811
+    class FullDisk(MemoryStore):
+        """A store whose disk refuses the first order record (a full disk, a failing fsync)."""
+
+        refusals = 1
+
+        def open_order(self, submitted, sent_at=None):
+            if self.refusals:
+                self.refusals -= 1
+                raise StoreError("state_db 'x.db': opening order failed: database or disk is full")
+            super().open_order(submitted, sent_at)
+
+    class Venue:
+        """A paper account behind a venue of its own: not in this process, so every order is
+        recorded in the store before it is sent."""
+
+        def __init__(self, inner: PaperBroker) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    broker, inner = losing_account(Venue)
+    tree = tree_factory(broker, store=FullDisk(), position_stop=Settings(position_stop_percent=3).position_stop())
+    tree.read(inner.account_equity())
+    tree.journal.wait_for(lambda es: any(a.title == "Position stop failing" for a in tree.alerts()))
+    [alert] = [a for a in tree.alerts() if a.title == "Position stop failing"]
+    assert alert.severity is Severity.CRITICAL
+    assert alert.text.endswith("its close could not be journaled, so it was not sent: StoreError(\"state_db 'x.db': "
+                               "opening order failed: database or disk is full\"); tried again at the next reading")
+    assert [p.position_id for p in inner.open_positions()] == ["1", "2"]  # nothing sent unjournaled
+    tree.read(inner.account_equity())  # the next reading: journaled and closed this time
+    [closed] = tree.events.wait_count(EventType.POSITION_CLOSED, 1)
+    assert (closed.metadata["position_id"], closed.metadata["rule"]) == ("1", "position_stop")

@@ -146,6 +146,22 @@ def test_a_days_first_bar_that_falls_through_the_daily_loss_fires_from_the_equit
     assert [e for _, e in result.equity] == pytest.approx([10_000, 9_200])
 
 
+@pytest.mark.parametrize("batch", [1, 4, 1000])
+def test_a_daily_loss_cooldown_ends_on_the_first_bar_of_the_next_day_at_any_batch_size(runs, batch):
+    # Halted on day 1 (nothing left open), the guard resumes with the new day's first reading:
+    # that reading is never held back as "clear" until the end of a batch.
+    day1 = [100.0, 99.0, 97.0, 94.0] + [94.0] * 20  # a 6% fall: past the 5% limit at 03:00
+    bars = hourly(day1 + [94.0] * 12)
+    run = runs(bars, BuyOnFirstBar("X", 100), "X", daily_loss_percent=5.0, max_drawdown_percent=50.0,
+               cooldown_rules="daily_loss")
+    result = run.replay(batch=batch)
+    run.stop()
+
+    assert result.complete and result.unsettled == 0
+    changes = [(e.metadata["to"], e.timestamp) for e in run.events(EventType.TRADING_STATE_CHANGED)]
+    assert changes == [("halted", START + timedelta(hours=3)), ("active", START + timedelta(days=1))]
+
+
 def test_the_daily_loss_guard_uses_the_trading_day_of_the_data(runs):
     # Day 1 loses 4% (under the 5% limit); day 2 starts at 96 and the limit is measured from
     # there: 92 is 8% below day 1's start but only 4.17% below day 2's, and it is 91 (5.2%) at

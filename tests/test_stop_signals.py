@@ -26,3 +26,9 @@ def test_each_stop_signal_is_named_by_wait_and_ends_nothing_while_entered() -> N
 def test_wait_outside_the_with_block_is_refused() -> None:
     with pytest.raises(RuntimeError, match=r"^StopSignals.wait outside its with block$"):
         StopSignals().wait(0)
+
+
+def test_wait_without_a_timeout_returns_the_signal_already_received() -> None:
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert signals.wait(None) == "SIGTERM"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from typing import Any
 
 from loguru import logger
@@ -56,10 +57,11 @@ def _market_feed(broker: Broker, strategy: Any, symbol: str) -> Any:
     )
 
 
-def _opened(opened: list[Any], part: Any) -> Any:
-    # ``part``, remembered for closing when it has a close.
-    if callable(getattr(part, "close", None)):
-        opened.append(part)
+def _closed_last(parts: ExitStack, part: Any) -> Any:
+    # ``part``, closed with ``parts`` (before every part opened earlier) when it has a close.
+    close = getattr(part, "close", None)
+    if callable(close):
+        parts.callback(close)
     return part
 
 
@@ -77,33 +79,32 @@ def run(config: RunConfig) -> int:
     except (ConfigError, PriceDataError, RuntimeError) as exc:
         print(f"tradewarden run: {exc}", file=sys.stderr)
         return 2
-    opened: list[Any] = []  # closed in reverse order when a later part cannot be made
-    try:
-        prometheus = PrometheusMetrics.from_settings(settings)
-        statsd = _opened(opened, StatsdMetrics.from_settings(settings))
-        store = _opened(opened, SqliteStore.from_settings(settings))
-        _opened(opened, StateFileClaim.of(settings.state_db))
-        alerts = _opened(opened, TelegramAlerts.from_settings(settings))
-    except (TradewardenError, OSError, TypeError, ValueError) as exc:
-        # A setting the parts refuse (an unreachable statsd host, a foreign or busy state file,
-        # a bad Telegram URL) is a config that cannot be used: named, exit 2, nothing started.
-        for part in reversed(opened):
-            part.close()
-        sock.close()
-        print(f"tradewarden run: {exc}", file=sys.stderr)
-        return 2
-    metrics = FanOutMetrics(statsd, prometheus)
-    if token is None:
-        _log.warning("no CONTROL_TOKEN: the control API on {} is open to every local user", settings.control_host)
-    hub = EventHub()
-    system = TradingSystem(
-        settings, broker, strategy, alerts=alerts, metrics=metrics, store=store, subscribers=[hub],
-        market_feed=_market_feed(broker, strategy, config.feed.symbol) if bars is not None else None,
-    )
-    server: ControlServer | None = None
-    commands = TelegramCommands.from_settings(settings, CommandHandler(system, hub), metrics)
-    feed = LiveFeed(system.loop, bars) if bars is not None else None
-    with StopSignals() as signals:
+    with ExitStack() as parts:  # closed in reverse order however run ends: the claim after the store
+        parts.callback(sock.close)
+        try:
+            signals = parts.enter_context(StopSignals())
+            prometheus = PrometheusMetrics.from_settings(settings)
+            statsd = _closed_last(parts, StatsdMetrics.from_settings(settings))
+            _closed_last(parts, StateFileClaim.of(settings.state_db))  # before a second bot's store touches the file
+            store = _closed_last(parts, SqliteStore.from_settings(settings))
+            alerts = _closed_last(parts, TelegramAlerts.from_settings(settings))
+        except (TradewardenError, OSError, TypeError, ValueError) as exc:
+            # A setting the parts refuse (an unreachable statsd host, a foreign or busy state
+            # file, a bad Telegram URL) is a config that cannot be used: named, exit 2, nothing
+            # started.
+            print(f"tradewarden run: {exc}", file=sys.stderr)
+            return 2
+        metrics = FanOutMetrics(statsd, prometheus)
+        if token is None:
+            _log.warning("no CONTROL_TOKEN: the control API on {} is open to every local user", settings.control_host)
+        hub = EventHub()
+        system = TradingSystem(
+            settings, broker, strategy, alerts=alerts, metrics=metrics, store=store, subscribers=[hub],
+            market_feed=_market_feed(broker, strategy, config.feed.symbol) if bars is not None else None,
+        )
+        server: ControlServer | None = None
+        commands = TelegramCommands.from_settings(settings, CommandHandler(system, hub), metrics)
+        feed = LiveFeed(system.loop, bars) if bars is not None else None
         try:
             system.start()
             journal = JournalReader(str(settings.state_db))
@@ -128,10 +129,6 @@ def run(config: RunConfig) -> int:
             system.stop()
             if server is not None:
                 server.stop()
-            else:
-                sock.close()
-            for part in reversed(opened):  # the store before its claim: no other bot opens it first
-                part.close()
     if system.gave_up:
         _log.critical("the trading system ended: its supervisor gave up; trading is halted")
         return 1

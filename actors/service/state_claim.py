@@ -11,7 +11,8 @@ __all__ = ["StateFileClaim", "StateFileInUse"]
 
 
 class StateFileInUse(TradewardenError, RuntimeError):
-    """Another running process holds the claim on this state file."""
+    """The state file cannot be claimed: another running process holds the claim, or the file
+    cannot be opened or locked (the message names the file and why)."""
 
 
 class StateFileClaim:
@@ -20,8 +21,9 @@ class StateFileClaim:
     leave the other trading. The claim is an advisory lock (``flock``) on the file itself, which
     SQLite does not use (its own locks are ``fcntl`` record locks, so readers such as
     ``tradewarden journal`` and the control API's journal are not held up). It is released when
-    closed, or when the process ends however it ends. Close it only after the store that uses the
-    file: closing a descriptor never drops SQLite's locks when no other is held by the store."""
+    closed, or when the process ends however it ends. Take it before the store opens the file and
+    close it after the store: closing any descriptor of the file drops this process's ``fcntl``
+    locks on it, SQLite's included."""
 
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
@@ -33,7 +35,12 @@ class StateFileClaim:
         `StateFileInUse` naming the file when another process holds it."""
         if path is None:
             return None
-        fd = os.open(path, os.O_RDONLY)
+        try:
+            # Read-write (an NFS lock needs it) and created when missing: the claim comes before
+            # the store opens the file, so a second bot never reads or upgrades a claimed one.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateFileInUse(f"state_db {path!r} cannot be opened to claim it: {exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -42,9 +49,9 @@ class StateFileClaim:
                 f"state_db {path!r} is in use by another running bot: two bots on one state file would both "
                 "trade the account; stop the other, or give this one its own STATE_DB"
             ) from None
-        except BaseException:
+        except OSError as exc:
             os.close(fd)
-            raise
+            raise StateFileInUse(f"state_db {path!r} cannot be claimed: {exc}") from None
         return cls(path, fd)
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import select
 import signal
 import socket
 import time
@@ -36,9 +35,12 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
-        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._writer.setblocking(False)  # the interpreter writes to it from its C signal handler
+        try:
+            self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        except BaseException:  # not the main thread: nothing is left open
+            self._close_sockets()
+            raise
         self._previous = {number: signal.signal(number, _ignore) for number in _STOPS}
         return self
 
@@ -51,13 +53,13 @@ class StopSignals:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            readable, _, _ = select.select([reader], [], [], left)
-            if not readable:
+            if left == 0.0:
                 return None
+            reader.settimeout(left)  # (blocking until then: no select, so any descriptor number works)
             try:
                 received = reader.recv(64)
-            except BlockingIOError:
-                continue
+            except TimeoutError:
+                return None
             for number in received:  # other signals with a Python handler are written here too
                 if number in _STOPS:
                     return signal.Signals(number).name
@@ -66,6 +68,9 @@ class StopSignals:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         signal.set_wakeup_fd(self._previous_fd)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         for end in (self._reader, self._writer):
             if end is not None:
                 end.close()

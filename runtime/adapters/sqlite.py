@@ -217,7 +217,7 @@ class SqliteStore:
         # (see append_events); opened after the first commit, when the WAL file exists.
         self._wal_lock = threading.Lock()
         self._wal_fd: int | None = None
-        self._unsynced: str | None = None  # why the WAL's last fsync failed: every later call is refused
+        self._unsynced: str | None = None  # why the WAL's fsync in close() failed: a commit it covered failed too
         try:
             # Autocommit (isolation_level=None): each statement is its own durable transaction,
             # and explicit BEGIN is used where several must be one. One connection serialised by
@@ -323,11 +323,6 @@ class SqliteStore:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"state_db {str(self._path)!r} is closed")
-        if self._unsynced is not None:
-            # After a failed fsync the kernel may have dropped the pages it could not write, and
-            # a later fsync can succeed without them: nothing written since can be called durable.
-            raise StoreError(f"state_db {str(self._path)!r}: refused: {self._unsynced}; what was committed since "
-                             "its last good fsync may not be on disk: open the store again")
         return self._conn
 
     @contextmanager
@@ -482,8 +477,9 @@ class SqliteStore:
         store's lock, so that the guard's saves are not held up behind a group commit's fsync
         (a commit in WAL mode without its fsync is never torn, only possibly not yet on disk;
         other readers may see it a moment before it is). When that fsync fails, `StoreError`
-        says so: the events are committed but may not be on disk, and the store refuses every
-        later call until it is opened again, since a later fsync could succeed without them."""
+        says so: the events are committed but may not be on disk (the caller counts them as not
+        journaled; a disk that fails one fsync is reported, and the store goes on: a guard must
+        still be able to save a halt)."""
         check_events(events)
         if not events:
             return 0
@@ -510,8 +506,7 @@ class SqliteStore:
                 try:
                     self._wal_fd = os.open(f"{database}-wal", os.O_RDWR)
                 except OSError as exc:
-                    self._unsynced = f"the WAL could not be opened to fsync it: {exc}"
-                    raise StoreError(f"state_db {str(self._path)!r}: {self._unsynced}") from exc
+                    raise StoreError(f"state_db {str(self._path)!r}: the WAL could not be opened to fsync it: {exc}") from exc
 
     def _sync_wal(self, what: str) -> None:
         # Every commit made so far, this one included, reaches the disk; a store closed meanwhile
@@ -528,8 +523,10 @@ class SqliteStore:
         try:
             os.fsync(self._wal_fd)
         except OSError as exc:
-            self._unsynced = f"the WAL's fsync failed while {what}: {exc}"
-            raise StoreError(f"state_db {str(self._path)!r}: {what} failed: {self._unsynced}") from exc
+            failed = f"the WAL's fsync failed while {what}: {exc}"
+            if what == "closing":
+                self._unsynced = failed
+            raise StoreError(f"state_db {str(self._path)!r}: {what} failed: {failed}") from exc
 
     def events(self, loop_id: str | None = None) -> list[Event]:
         """Journaled events in append order, of every loop or of ``loop_id`` only."""

@@ -43,20 +43,20 @@ class GuardLine:
     watches_positions: bool = False
 
     def clear(self, equity: float, at: datetime, positions_open: int, net_deposits: float | None) -> bool:
-        """True when the guard would take this reading without a finding or an effect: ACTIVE
-        and above the clear line on the same trading day with no cash flow, or HALTED with no
+        """True when the guard would take this reading without a finding or an effect, on the
+        same trading day with no cash flow: ACTIVE and above the clear line, or HALTED with no
         position open (nothing left to close). REDUCING is never clear: every reading there is
-        judged, and may lift it."""
+        judged, and may lift it; nor is a new day's first (a day's cooldown may end there)."""
         if net_deposits != self.net_deposits:
             return False
+        if self.begins_day(at):
+            return False  # a new day: the guard takes a new start of day (a cooldown may end), the line moves
         if self.state is TradingState.HALTED:
             return positions_open == 0
         if self.watches_positions and positions_open > 0:
             return False
         if self.state is not TradingState.ACTIVE:
             return False
-        if self.begins_day(at):
-            return False  # a new day: the guard takes a new start of day, and the line moves
         peak = equity if equity > self.peak else self.peak
         return equity > self.floor and equity > peak * self.factor
 
