@@ -87,8 +87,10 @@ def test_a_burst_of_signals_stops_it_once_cleanly_with_nothing_taken_in_a_signal
     output = bot.log.read_text()
     assert code == 0, output[-5_000:]
     assert "deadlock avoided" not in output and "Traceback" not in output
-    assert [line.split(" | ")[-1] for line in output.splitlines() if "received: stopping" in line] == [
-        "SIGINT received: stopping"]
+    # One stop, named after whichever signal the main thread read first (the kernel delivers
+    # pending signals to any thread, so their order is not the order they were sent in).
+    [stopping] = [line.split(" | ")[-1] for line in output.splitlines() if "received: stopping" in line]
+    assert stopping in ("SIGINT received: stopping", "SIGTERM received: stopping")
     stopped = bot.journal("--type", "loop_stopped")
     assert [event["metadata"]["how"] for event in stopped] == ["normal"]
 
