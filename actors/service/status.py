@@ -197,9 +197,7 @@ def _report(
         "max_drawdown": state.max_drawdown,
         "last_check_time": state.last_check_time.isoformat() if state.last_check_time else None,
         "limits": limits(system.settings.guards(), state),
-        # Counted from the broker's positions read now, when they were: the loop's count is from
-        # its last cycle, and would still show a position a kill switch has just closed.
-        "positions_open": len(positions) if positions is not None else loop.metrics.positions_open if loop is not None else None,
+        "positions_open": loop.metrics.positions_open if loop is not None else None,
         "positions": positions,
         "liquidating": guard.liquidating,
         "block_counts": guard.block_counts,
