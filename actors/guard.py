@@ -315,7 +315,7 @@ class GuardActor(SupervisedActor):
             if before_flow is not None:
                 found.append(before_flow)
         try:
-            assessment = monitor.observe(reading.equity, reading.at)
+            assessment = monitor.observe(reading.equity, reading.at, changes_only=True)
         except (TypeError, ValueError, AttributeError) as exc:
             self._refuse(reading.equity, exc)
             return
@@ -345,14 +345,14 @@ class GuardActor(SupervisedActor):
         for start in range(0, len(values), _BATCH_PROGRESS_EVERY):
             chunk = values[start:start + _BATCH_PROGRESS_EVERY]
             try:
-                assessments += monitor.observe_many(chunk, batch.at)
+                assessments += monitor.observe_many(chunk, batch.at, changes_only=True)
                 taken += len(chunk)
             except (TypeError, ValueError, AttributeError):
                 # A bad value among good ones: take them one at a time, exactly as single
                 # readings would be taken, refusing and counting only the bad ones.
                 for value in chunk:
                     try:
-                        found = monitor.observe(value, batch.at)
+                        found = monitor.observe(value, batch.at, changes_only=True)
                     except (TypeError, ValueError, AttributeError) as exc:
                         self._refuse(value, exc)
                         continue
@@ -372,7 +372,7 @@ class GuardActor(SupervisedActor):
         taken = 0
         for equity, at in zip(series.equities, series.times):
             try:
-                assessment = self.monitor.observe(equity, at)
+                assessment = self.monitor.observe(equity, at, changes_only=True)
             except (TypeError, ValueError, AttributeError) as exc:
                 self._refuse(equity, exc)
                 continue
@@ -411,7 +411,7 @@ class GuardActor(SupervisedActor):
         if known is not None and _finite(net_deposits) and _finite(equity) and net_deposits != known:
             before_flow = equity - (net_deposits - known)
             if before_flow > 0:
-                found = monitor.observe(float(before_flow), at)
+                found = monitor.observe(float(before_flow), at, changes_only=True)
         try:
             flow = monitor.take_net_deposits(net_deposits)
         except (TypeError, ValueError) as exc:

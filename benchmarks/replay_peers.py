@@ -105,7 +105,7 @@ def plain_core(bars: list[Bar]) -> PeerResult:
                 broker.update_price(SYMBOL, price, bar.time)
                 halted_at = _liquidate(monitor, broker, bar)
             else:
-                monitor.observe(worst, bar.time)
+                monitor.observe(worst, bar.time, changes_only=True)
         broker.update_price(SYMBOL, bar.close, bar.time)
         strategy.sync_position(max(0.0, broker.net_volume(SYMBOL)))
         strategy.on_bar(bar)
@@ -116,7 +116,7 @@ def plain_core(bars: list[Bar]) -> PeerResult:
         if halted_at is None and _halts(monitor, guards, broker.account_equity(), bar.time):
             halted_at = _liquidate(monitor, broker, bar)
         else:
-            monitor.observe(broker.account_equity(), bar.time)
+            monitor.observe(broker.account_equity(), bar.time, changes_only=True)
     elapsed = time.perf_counter() - started
     return PeerResult("tradewarden core, plain loop", len(bars) / elapsed, trades, broker.account_equity(), halted_at)
 
@@ -127,12 +127,12 @@ def _halts(monitor: RiskMonitor, guards: list[Any], equity: float, at: datetime)
     peak = max(monitor.tracker.peak_equity, equity)
     if equity > floor and equity > peak * factor:
         return False
-    found = RiskMonitor.from_record(monitor.record(), guards).observe(equity, at)
+    found = RiskMonitor.from_record(monitor.record(), guards).observe(equity, at, changes_only=True)
     return found is not None and found.newly_halted
 
 
 def _liquidate(monitor: RiskMonitor, broker: PaperBroker, bar: Bar) -> datetime:
-    monitor.observe(broker.account_equity(), bar.time)
+    monitor.observe(broker.account_equity(), bar.time, changes_only=True)
     for position in broker.open_positions():
         broker.close_position(position.position_id)
     return bar.time

@@ -180,6 +180,22 @@ class RiskMonitorMachine(RuleBasedStateMachine):
                 expected.append(found)
         assert [self._seen(a) for a in self.monitor.observe_many(batch, self.now)] == expected
 
+    @rule(data=st.data(), size=st.integers(1, 6))
+    def observe_changes_only(self, data, size):
+        # The same steps, with nothing worked out for a reading taken while HALTED.
+        batch = self._next_equities(data, size)
+        peak, start, day_start = self._bases()
+        expected = []
+        for equity in batch:
+            halted = self.state is TradingState.HALTED
+            found, peak, day_start = self._expect(equity, peak, start, day_start)
+            expected.append(None if halted else found)
+        if size == 1:
+            assert [self._seen(self.monitor.observe(batch[0], self.now, changes_only=True))] == expected
+        else:
+            found = self.monitor.observe_many(batch, self.now, changes_only=True)
+            assert [self._seen(a) for a in found] == [e for e in expected if e is not None]
+
     @rule(seconds=st.integers(0, 4 * 3600))
     def tick(self, seconds):
         # In UTC: adding to a local datetime adds wall-clock time, which DST can run backwards.

@@ -148,18 +148,24 @@ class RiskMonitor:
             net_deposits=self._net_deposits,
         )
 
-    def observe(self, equity: float, at: datetime) -> Assessment | None:
+    def observe(self, equity: float, at: datetime, *, changes_only: bool = False) -> Assessment | None:
         """Take one reading made at ``at`` (timezone-aware); None when nothing is found or changed.
+
+        With ``changes_only``, None for every reading taken while HALTED: nothing but `resume`
+        moves a HALTED monitor, so the breaches such a reading finds change nothing, and they are
+        not worked out (their reasons are formatted text). The monitor's state after the reading
+        is the same either way. A caller that acts only on what changed (the guard) asks for it.
 
         A bad reading raises ``TypeError``/``ValueError`` naming the value and changes nothing.
         """
         if type(equity) is not float or equity - equity != 0.0:
             equity = finite_number("equity", equity)
         _check_time(at)
-        return self._step(equity, at)
+        return self._step(equity, at, changes_only)
 
-    def observe_many(self, equities: Iterable[float], at: datetime) -> list[Assessment]:
-        """Take a batch of readings made at ``at``; exactly as observing them one at a time.
+    def observe_many(self, equities: Iterable[float], at: datetime, *, changes_only: bool = False) -> list[Assessment]:
+        """Take a batch of readings made at ``at``; exactly as observing them one at a time
+        (with the same ``changes_only``).
 
         The batch is checked whole before any of it is taken, so a bad reading (named with its
         index) leaves the monitor unchanged. Returns the assessments in reading order.
@@ -172,12 +178,12 @@ class RiskMonitor:
         step = self._step
         found = []
         for equity in readings:
-            assessment = step(equity, at)
+            assessment = step(equity, at, changes_only)
             if assessment is not None:
                 found.append(assessment)
         return found
 
-    def _step(self, equity: float, at: datetime) -> Assessment | None:
+    def _step(self, equity: float, at: datetime, changes_only: bool) -> Assessment | None:
         tracker = self._tracker
         tracker.observe(equity)
         self._last_check = at
@@ -185,6 +191,8 @@ class RiskMonitor:
             self._roll_day(at, equity)
         previous = self._state
         if previous is not TradingState.REDUCING:
+            if changes_only and previous is TradingState.HALTED:
+                return None  # (see _assess: nothing moves a HALTED monitor but resume)
             # Most readings are far from every limit: one comparison settles them.
             factor, floor = self._clear_line()
             if equity > floor and equity > tracker.peak_equity * factor:
