@@ -13,6 +13,7 @@ whose fields are made with `key` (the same name in the metadata unless ``name=``
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -88,6 +89,14 @@ def _checker(kind: type, field: str) -> _Converter:
         datetime: _timestamp,
     }
     check = checks[kind]
+    # Every event is made of these: the commonest values (an exact str, a whole number, a
+    # finite float) pass one test inline; anything else gets the full check and its message.
+    if kind is str:
+        return lambda value: value if type(value) is str else check(field, value)
+    if kind is int:
+        return lambda value: value if type(value) is int and value >= 0 else check(field, value)
+    if kind is float:
+        return lambda value: value if type(value) is float and value - value == 0.0 else check(field, value)
     return lambda value: check(field, value)
 
 
@@ -136,15 +145,34 @@ def _check_fields(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attrib
     return checked
 
 
-_KEYS: dict[type, tuple[tuple[str, str], ...]] = {}
+@attrs.frozen
+class _Layout:
+    # How a payload class's metadata is written, worked out once per class: its keys in field
+    # order, a getter of its field values as a tuple, and which of them are not JSON values as
+    # they are (enums, datetimes; every other kind was checked to be one when the payload was made).
+    keys: tuple[str, ...]
+    values: Callable[[Any], tuple[Any, ...]]
+    converted: tuple[int, ...]
 
 
-def _keys(cls: type) -> tuple[tuple[str, str], ...]:
-    # (field name, metadata key) of each field of a payload class, in order; looked up once.
-    keys = _KEYS.get(cls)
-    if keys is None:
-        keys = _KEYS[cls] = tuple((f.name, _key_of(f)) for f in attrs.fields(cls))
-    return keys
+_LAYOUTS: dict[type, _Layout] = {}
+
+
+def _layout(cls: type) -> _Layout:
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        fields = attrs.fields(cls)
+        names = [f.name for f in fields]
+        if len(names) > 1:
+            values: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*names)
+        else:  # (attrgetter of one name gives the value itself, of none fails)
+            values = lambda payload: tuple(getattr(payload, name) for name in names)  # noqa: E731
+        converted = tuple(
+            i for i, f in enumerate(fields)
+            if kind_of(f) is datetime or (isinstance(kind_of(f), type) and issubclass(kind_of(f), enum.Enum))
+        )
+        layout = _LAYOUTS[cls] = _Layout(tuple(_key_of(f) for f in fields), values, converted)
+    return layout
 
 
 def _json(value: Any) -> Any:
@@ -166,7 +194,11 @@ class Payload:
 
     def metadata(self) -> dict[str, Any]:
         """The event metadata, exactly as the journal has always held it (JSON values only)."""
-        return {key: _json(getattr(self, name)) for name, key in _keys(type(self))}
+        layout = _layout(type(self))
+        values = layout.values(self)
+        if layout.converted:
+            values = tuple(_json(v) if i in layout.converted else v for i, v in enumerate(values))
+        return dict(zip(layout.keys, values))
 
     def event(self, loop_id: str, timestamp: datetime | None = None) -> Event:
         """An `Event` of this payload's type carrying it (now, when ``timestamp`` is None)."""

@@ -27,6 +27,21 @@ def test_an_event_survives_a_json_round_trip_exactly(event):
     assert "\n" not in text
 
 
+@pytest.mark.parametrize(
+    ("metadata", "written"),
+    [
+        ({"x": 1e-7, "s": "caf\u00e9"}, '"metadata":{"s":"caf\u00e9","x":1e-7}'),  # orjson's spelling
+        ({"big": 2**70, "x": 1e-7}, '"metadata":{"big":1180591620717411303424,"x":1e-07}'),  # past 64 bits: json's
+    ],
+)
+def test_an_event_reads_back_equal_whichever_encoder_wrote_it(metadata, written):
+    event = Event(EventType.HEARTBEAT, "main", metadata)
+    text = event.to_json()
+    assert written in text
+    assert Event.from_json(text) == event
+    assert type(Event.from_json(text).metadata.get("big", 0)) is int
+
+
 @given(metadata=event_metadata())
 def test_json_shaped_metadata_is_kept_as_given(metadata):
     event = Event(EventType.HEARTBEAT, "main", metadata)
