@@ -13,11 +13,17 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 * ``equity.csv``: ``timestamp,equity`` after every bar;
 * ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
-* ``summary.json``: start_equity, final_equity, max_drawdown (a fraction), trades,
-  guard_triggers, restarts, events_by_type, all derived from the journal and the equity series;
+* ``summary.json``: start_equity, final_equity, max_drawdown (a fraction), fills (the rows of
+  fills.csv) and fills_by_why, guard_triggers, restarts, orders_refused and orders_refused_by,
+  open_positions and their unrealised_pnl, price_digits and events_by_type, all derived from the
+  journal and the equity series;
 * ``report.png``: the equity curve and drawdown with every active limit and warning level drawn,
-  and guard firings (by guard) and closed positions marked
+  guard firings (by guard), closed positions and refused orders marked, and what is still open
+  at the end written under it
   (needs the ``plot`` extra; without it the run still finishes and says how to install it).
+
+The same program is the ``tradewarden replay`` command (`actors.service.cli`), which passes its
+own name to `main` for its usage line and its messages.
 
 Each run starts from a fresh state: a ``state.db`` left in ``--out`` by an earlier run is moved
 to ``state.db.previous`` first (a file of that name that is not a tradewarden database is refused
@@ -83,11 +89,16 @@ from runtime.replay.prices import (
 )
 from runtime.replay.report import (
     PLOT_INSTALL_HINT,
+    PRICE_DIGITS_UNKNOWN,
     GuardTrigger,
     RunSummary,
+    end_of_run_lines,
     fills_from_events,
     format_summary,
+    open_positions,
     plot_report,
+    price_digits,
+    refusals_from_events,
     write_equity_csv,
     write_fills_csv,
 )
@@ -97,6 +108,7 @@ from runtime.settings import Settings, SettingsError
 
 __all__ = ["main", "parse_args", "summarize"]
 
+PROG = "paper_trading.py"
 DEFAULT_OUT = "paper-run"
 STATE_DB = "state.db"
 EQUITY_CSV = "equity.csv"
@@ -174,10 +186,11 @@ def _statsd_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line; ``--help`` explains every option."""
+def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.Namespace:
+    """The command line of the program called ``prog`` (its usage line and errors say that
+    name); ``--help`` explains every option."""
     parser = argparse.ArgumentParser(
-        prog="paper_trading.py",
+        prog=prog,
         description=(
             "Replay a price series through the supervised tradewarden system on a paper broker, "
             "with a moving-average crossover as the signal source, and write a report. "
@@ -487,22 +500,37 @@ class _Progress:
             self._stream.flush()
 
 
-def summarize(events: Sequence[Event], equity: Sequence[tuple[datetime, float]], start_equity: float) -> RunSummary:
-    """The run's summary from its journal and its equity series, so the two always agree:
-    trades are TRADE_EXECUTED events, guard triggers GUARD_TRIGGERED events (at the reading they
-    judged), restarts ACTOR_RESTARTED events; the drawdown is that of the equity series."""
+def summarize(
+    events: Sequence[Event], equity: Sequence[tuple[datetime, float]], start_equity: float,
+    digits: int = PRICE_DIGITS_UNKNOWN,
+) -> RunSummary:
+    """The run's summary from its journal and its equity series, so the two always agree: fills
+    are fills.csv's rows (`fills_from_events`) counted by why, guard triggers GUARD_TRIGGERED
+    events (at the reading they judged), restarts ACTOR_RESTARTED events, refused orders
+    TRADE_FAILED events (`refusals_from_events`) counted by cause; the drawdown is that of the
+    equity series. ``start_equity`` is the paper account's starting cash, so the final equity less
+    it and every fill's realised profit is what the positions still open are worth at the last
+    close. ``digits`` are the decimals of the instrument's prices (`price_digits`)."""
     counts = Counter(event.event_type.value for event in events)
     fired = [GuardTriggered.from_event(event) for event in events if event.event_type is EventType.GUARD_TRIGGERED]
     triggers = [GuardTrigger(trigger.at, trigger.guard, trigger.reason) for trigger in fired]
+    fills = fills_from_events(events)
+    held = open_positions(fills)
     values = [value for _, value in equity]
+    final = values[-1] if values else start_equity
     return RunSummary(
         start_equity=start_equity,
-        final_equity=values[-1] if values else start_equity,
+        final_equity=final,
         max_drawdown=max_drawdown(values, start_equity=start_equity),
-        trades=counts[EventType.TRADE_EXECUTED.value],
+        fills_by_why=Counter(fill.why for fill in fills),
         guard_triggers=triggers,
         restarts=counts[EventType.ACTOR_RESTARTED.value],
         events_by_type=dict(counts),
+        orders_refused_by=Counter(refusal.cause for refusal in refusals_from_events(events)),
+        open_positions=held,
+        # Cash is the start plus what every fill put into it; the rest of the equity is unrealised.
+        unrealised_pnl=final - start_equity - math.fsum(fill.realised_pnl for fill in fills) if held else 0.0,
+        price_digits=digits,
     )
 
 
@@ -526,10 +554,13 @@ def _write_report(
             close_marks=closes,
             title=title,
             levels=limit_levels(ReportLimits.from_settings(settings), times, values, summary.start_equity),
+            refused_marks=refusals_from_events(events),
+            notes=end_of_run_lines(summary, settings.account_currency),
         )
 
     _replace_whole(out / EQUITY_CSV, lambda path: write_equity_csv(path, equity) >= 0)
-    _replace_whole(out / FILLS_CSV, lambda path: write_fills_csv(path, fills_from_events(events)) >= 0)
+    fills = fills_from_events(events)
+    _replace_whole(out / FILLS_CSV, lambda path: write_fills_csv(path, fills, summary.price_digits) >= 0)
     _replace_whole(out / SUMMARY_JSON, summary_json)
     plotted = bool(equity) and _replace_whole(out / REPORT_PNG, report_png)
     if not plotted:
@@ -546,7 +577,7 @@ def _describe_guards(settings: Settings) -> str:
     )
 
 
-def _closed_lines(events: Sequence[Event]) -> list[str]:
+def _closed_lines(events: Sequence[Event], digits: int) -> list[str]:
     lines = []
     for event in events:
         if event.event_type is EventType.POSITION_CLOSED:
@@ -554,22 +585,31 @@ def _closed_lines(events: Sequence[Event]) -> list[str]:
             side = "long" if closed.side is Side.BUY else "short"
             lines.append(
                 f"  {event.timestamp:%Y-%m-%d %H:%M} UTC  closed {side} {closed.volume:g} {closed.symbol} "
-                f"at {closed.price:.4f}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
+                f"at {closed.price:.{digits}f}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
             )
     return lines
 
 
-def _journal_incomplete(system: TradingSystem) -> bool:
-    """Say so on stderr, with the count, when the stop could not journal every event: a summary
-    and chart built from a journal that misses events would be wrong, so none is written."""
+def _journal_incomplete(system: TradingSystem, name: str) -> bool:
+    """Say so on stderr, as ``name``, with the count, when the stop could not journal every event:
+    a summary and chart built from a journal that misses events would be wrong, so none is written."""
     if not system.unjournaled:
         return False
     print(
-        f"paper_trading: {system.unjournaled} events were not journaled (the state store failed); "
+        f"{name}: {system.unjournaled} events were not journaled (the state store failed); "
         "the journal is incomplete, so no summary or chart was written",
         file=sys.stderr,
     )
     return True
+
+
+def _instrument_digits(bars: Sequence[Bar], settings: Settings) -> int:
+    # A fill's price is a bar's price plus the spread and the slippage: together they hold every
+    # decimal a fill can carry, so rounding to them takes off float noise and nothing else.
+    added = [settings.paper_spread, settings.paper_slippage]
+    if settings.paper_point is not None:
+        added.append(settings.paper_point)
+    return price_digits([price for bar in bars for price in (bar.open, bar.high, bar.low, bar.close)] + added)
 
 
 def _describe_costs(settings: Settings) -> str:
@@ -586,9 +626,11 @@ def _describe_costs(settings: Settings) -> str:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; returns the exit code (0 done, 1 journal incomplete, 2 bad input, 130 interrupted)."""
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run the example as the program called ``prog`` (its usage line and error messages say that
+    name); returns the exit code (0 done, 1 journal incomplete, 2 bad input, 130 interrupted)."""
+    args = parse_args(argv, prog)
+    name = prog.removesuffix(".py")
     out = Path(args.out)
     try:
         bars, symbol, synthetic = _bars(args)
@@ -601,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = StatsdMetrics.from_settings(settings)
         alerts = TelegramAlerts.from_settings(settings)
     except (PriceDataError, SettingsError, ValueError, TypeError) as exc:
-        print(f"paper_trading: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
 
     ctrl_c = _CtrlC()  # from here on files change: Ctrl-C must let the run finish them
@@ -610,10 +652,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rotated = _fresh_state(out)
         store = SqliteStore.from_settings(settings)
     except (UsageError, StoreError) as exc:
-        print(f"paper_trading: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"paper_trading: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{name}: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
     source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
@@ -664,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if close is not None:
                 close()
 
-    if _journal_incomplete(system):
+    if _journal_incomplete(system, name):
         store.close()
         return 1
     equity = list(result.equity)
@@ -676,20 +718,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             store.close()
         start_equity = record.drawdown.start_equity if record is not None else args.cash
-        summary = summarize(events, equity, start_equity)
+        summary = summarize(events, equity, start_equity, _instrument_digits(bars, settings))
         plotted = _write_report(out, summary, events, equity, settings, title)
     except StoreError as exc:
-        print(f"paper_trading: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"paper_trading: cannot write the report to {str(out)!r}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{name}: cannot write the report to {str(out)!r}: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
     interrupted = ctrl_c.pressed or not result.complete
     print()
     if interrupted:
         print(f"Interrupted: stopped cleanly after {result.played} of {len(bars)} bars.")
-    closed = _closed_lines(events)
+    closed = _closed_lines(events, summary.price_digits)
     if closed:
         print("Positions closed by the guard:")
         print("\n".join(closed))

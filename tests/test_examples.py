@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from support.processes import Child, Finished, run
 from runtime.adapters.sqlite import APPLICATION_ID, SqliteStore
 from runtime.events import EventType
 from runtime.replay.prices import Bar, synthetic_bars
-from runtime.replay.report import GuardTrigger, RunSummary, format_summary
+from runtime.replay.report import RunSummary, format_summary
 from runtime.risk.drawdown import DrawdownTracker, max_drawdown
 from runtime.risk.guards import LIMIT_TOLERANCE
 from runtime.settings import Settings
@@ -30,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 RUN_TIMEOUT = 120.0
 SUMMARY_KEYS = {
-    "start_equity", "final_equity", "max_drawdown", "trades", "guard_triggers", "restarts", "events_by_type",
+    "start_equity", "final_equity", "max_drawdown", "fills", "fills_by_why", "guard_triggers", "restarts",
+    "orders_refused", "orders_refused_by", "open_positions", "unrealised_pnl", "price_digits", "events_by_type",
 }
 
 
@@ -90,7 +92,11 @@ def check_paper_run(out: Path, bars: list[Bar], limit: float) -> dict:
     events = journal(out)
     counts = Counter(event.event_type.value for event in events)
     assert summary["events_by_type"] == dict(counts)
-    assert summary["trades"] == counts["trade_executed"]
+    with (out / "fills.csv").open(encoding="utf-8", newline="") as handle:
+        fills = list(csv.DictReader(handle))
+    assert summary["fills"] == len(fills) == counts["trade_executed"] + counts["position_closed"]
+    assert summary["fills_by_why"] == dict(Counter(row["why"] for row in fills))
+    assert summary["orders_refused"] == counts["trade_failed"]
     assert summary["restarts"] == counts["actor_restarted"] == 0
     triggered = [e for e in events if e.event_type is EventType.GUARD_TRIGGERED]
     assert summary["guard_triggers"] == [
@@ -144,10 +150,7 @@ def test_paper_trading_on_the_synthetic_series_agrees_with_its_journal(default_r
     assert "Positions closed by the guard:" in result.stdout
     # It ends with format_summary's text of what summary.json holds.
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    triggers = [
-        GuardTrigger(datetime.fromisoformat(t["time"]), t["guard"], t["reason"]) for t in summary["guard_triggers"]
-    ]
-    expected = format_summary(RunSummary(**{**summary, "guard_triggers": triggers}), "GBP")
+    expected = format_summary(RunSummary.from_json_dict(summary), "GBP")
     assert result.stdout.rstrip().endswith(expected)
     assert "Guards fired: 1" in expected
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -51,16 +52,22 @@ def test_every_fill_is_read_from_the_journal_with_the_side_it_traded_and_why():
 
 def test_fills_csv_has_its_header_and_a_row_per_fill(tmp_path):
     path = tmp_path / "deep" / "fills.csv"
-    assert write_fills_csv(path, fills_from_events(a_journal())) == 4
+    assert write_fills_csv(path, fills_from_events(a_journal()), price_digits=2) == 4
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason"
     assert lines[1] == (
-        "2024-01-01T09:00:00+00:00,SYNTH,buy,100.0,101.5,7.5,-2.5,signal,fast MA(5) 101 crossed above slow MA(20) 100"
+        "2024-01-01T09:00:00+00:00,SYNTH,buy,100,101.50,7.5000,-2.5000,signal,"
+        "fast MA(5) 101 crossed above slow MA(20) 100"
     )
-    assert lines[2] == "2024-01-01T10:00:00+00:00,SYNTH,buy,10.0,102.0,0.0,0.0,order,"
+    assert lines[2] == "2024-01-01T10:00:00+00:00,SYNTH,buy,10,102.00,0.0000,0.0000,order,"
     assert lines[3] == (
-        '2024-01-01T11:00:00+00:00,SYNTH,sell,110.0,80.0,2.75,-2370.5,guard,'
+        '2024-01-01T11:00:00+00:00,SYNTH,sell,110,80.00,2.7500,-2370.5000,guard,'
         '"max drawdown 21.00% >= limit 20.00% (peak 10000.00, equity 7900.00)"'
+    )
+    # Without the instrument's digits, six.
+    write_fills_csv(path, fills_from_events(a_journal()))
+    assert path.read_text(encoding="utf-8").splitlines()[4] == (
+        "2024-01-01T12:00:00+00:00,EURX,buy,5,1.200000,0.0000,-0.5000,fail-safe,fail-safe"
     )
     assert write_fills_csv(tmp_path / "none.csv", []) == 0
     assert (tmp_path / "none.csv").read_text(encoding="utf-8").splitlines() == [",".join(FILLS_CSV_HEADER)]
@@ -75,19 +82,27 @@ def test_a_journal_written_before_costs_existed_still_reads_with_no_costs():
     assert executed.metadata["costs"] == 7.5 and closed.metadata["costs"] == 2.75
 
 
-def test_a_replay_writes_fills_csv_beside_equity_csv_agreeing_with_journal_and_account(tmp_path):
+@pytest.fixture(scope="module")
+def costly_run(tmp_path_factory):
+    """A replay of 120 synthetic bars with a commission and a spread: its output folder and result."""
+    cwd = tmp_path_factory.mktemp("costly")
     result = run_example(
         "paper_trading.py", "--bars", "120", "--commission-per-lot", "0.1", "--spread", "0.02", "--out", "run",
-        cwd=tmp_path,
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "run"
+    return cwd / "run", result
+
+
+def test_a_replay_writes_fills_csv_beside_equity_csv_agreeing_with_journal_and_account(costly_run):
+    out, result = costly_run
     assert "Wrote state.db, equity.csv, fills.csv, summary.json, report.png to " in result.stdout
     with (out / "fills.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     events = journal(out)
     expected = fills_from_events(events)
-    assert [tuple(row.values()) for row in rows] == [fill.csv_row() for fill in expected]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [tuple(row.values()) for row in rows] == [fill.csv_row(summary["price_digits"]) for fill in expected]
     executed = sum(e.event_type is EventType.TRADE_EXECUTED for e in events)
     closes = sum(e.event_type is EventType.POSITION_CLOSED for e in events)
     assert len(rows) == executed + closes and closes == 1
@@ -97,8 +112,29 @@ def test_a_replay_writes_fills_csv_beside_equity_csv_agreeing_with_journal_and_a
         spread = 0.02 if row["side"] == "buy" else 0.0
         assert float(row["costs"]) == pytest.approx(float(row["volume"]) * (0.1 + spread))
     # Flat at the end (the guard closed the position): the fills' realised sum is the result.
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["final_equity"] == pytest.approx(10_000.0 + sum(float(row["realised_pnl"]) for row in rows))
+
+
+def test_a_replay_writes_fills_and_equity_to_the_instruments_digits_and_money_to_four_places(costly_run):
+    out, _ = costly_run
+    # The synthetic series is quoted to four decimals: its fills' prices are too, and no float
+    # noise (-655.9599999999991) reaches a column a trader reads or sums.
+    assert (out / "fills.csv").read_text(encoding="utf-8").splitlines() == [
+        "timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason",
+        "2024-01-04T01:00:00+00:00,SYNTH,buy,100,148.0921,12.0000,-10.0000,signal,"
+        "fast MA(5) 145.208 crossed above slow MA(20) 144.915",
+        "2024-01-04T08:00:00+00:00,SYNTH,sell,100,141.6325,10.0000,-655.9600,signal,"
+        "fast MA(5) 144.484 crossed below slow MA(20) 145.317",
+        "2024-01-04T14:00:00+00:00,SYNTH,buy,100,147.6517,12.0000,-10.0000,signal,"
+        "fast MA(5) 144.818 crossed above slow MA(20) 144.717",
+        "2024-01-04T22:00:00+00:00,SYNTH,sell,100,150.7741,10.0000,302.2400,guard,"
+        '"max drawdown 20.00% >= limit 20.00% (peak 12045.35, equity 9636.28)"',
+    ]
+    equity = (out / "equity.csv").read_text(encoding="utf-8").splitlines()
+    assert len(equity) == 121 and equity[-1] == "2024-01-05T23:00:00+00:00,9626.2800"
+    assert all(re.fullmatch(r"[^,]+,-?\d+\.\d{4}", line) for line in equity[1:]), equity
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["price_digits"], summary["start_equity"], summary["final_equity"]) == (4, 10_000.0, 9_626.28)
 
 
 def test_a_position_closed_by_its_own_stop_is_one_fill_saying_position_stop():

@@ -150,7 +150,7 @@ def test_the_paper_trading_summary_of_a_long_run_beside_a_cpu_burner_agrees_with
     assert counts["heartbeat"] == EXAMPLE_BARS - 1
     assert journal[-1].event_type is EventType.LOOP_STOPPED
     assert summary["events_by_type"] == dict(counts)
-    assert summary["trades"] == counts["trade_executed"] > 0
+    assert summary["fills"] == counts["trade_executed"] + counts["position_closed"] > 0
     fired = [event.metadata["guard"] for event in journal if event.event_type is EventType.GUARD_TRIGGERED]
     assert [trigger["guard"] for trigger in summary["guard_triggers"]] == fired
     assert record is not None

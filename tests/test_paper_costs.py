@@ -169,12 +169,14 @@ def test_a_volume_typo_is_refused_by_the_broker_and_journaled_as_a_failed_trade(
     assert result.returncode == 0, result.stderr
     assert "max leverage 100:1" in result.stdout
     summary = json.loads((tmp_path / "typo" / "summary.json").read_text(encoding="utf-8"))
-    assert (summary["trades"], summary["final_equity"]) == (0, 10_000.0)
+    assert (summary["fills"], summary["final_equity"]) == (0, 10_000.0)
     assert "Equity: GBP 10,000.00 -> GBP 10,000.00 (+GBP 0.00, +0.00%)" in result.stdout
     events = journal(tmp_path / "typo")
     closes = {bar.time: bar.close for bar in synthetic_bars(120)}
     failed = [(e.timestamp, TradeFailed.from_event(e)) for e in events if e.event_type is EventType.TRADE_FAILED]
     assert failed, "the buy signals must reach the broker and fail there"
+    assert summary["orders_refused_by"] == {"broker": len(failed)}
+    assert f"Orders refused: {len(failed)}: broker {len(failed)} (the broker refused or failed it)\n" in result.stdout
     for at, trade in failed:
         notional = 1e9 * closes[at]
         assert (trade.side, trade.volume, trade.rejected, trade.refused_by) == (Side.BUY, 1e9, False, None)

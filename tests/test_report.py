@@ -11,17 +11,36 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from loguru import logger
 
-from runtime import EventType
-from runtime.replay.report import GuardTrigger, RunSummary, format_summary, plot_report, write_equity_csv
+from runtime import EventType, Side
+from runtime.replay.report import (
+    PRICE_DIGITS_UNKNOWN,
+    FillRow,
+    GuardTrigger,
+    OpenPosition,
+    Refusal,
+    RunSummary,
+    format_summary,
+    open_positions,
+    plot_report,
+    price_digits,
+    report_figure,
+    write_equity_csv,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SUMMARY_KEYS = [
     "start_equity",
     "final_equity",
     "max_drawdown",
-    "trades",
+    "fills",
+    "fills_by_why",
     "guard_triggers",
     "restarts",
+    "orders_refused",
+    "orders_refused_by",
+    "open_positions",
+    "unrealised_pnl",
+    "price_digits",
     "events_by_type",
 ]
 
@@ -32,12 +51,16 @@ def a_summary(**changes) -> RunSummary:
         "start_equity": 10_000.0,
         "final_equity": 12_345.5,
         "max_drawdown": 0.2512,
-        "trades": 13,
+        "fills_by_why": {"signal": 12, "guard": 1},
         "guard_triggers": (
             GuardTrigger(T0 + timedelta(hours=312), "max_drawdown", "max drawdown 25.12% >= limit 20.00%"),
         ),
         "restarts": 1,
-        "events_by_type": {EventType.TRADE_EXECUTED: 13, "guard_triggered": 1},
+        "events_by_type": {EventType.TRADE_EXECUTED: 12, "position_closed": 1, "guard_triggered": 1},
+        "orders_refused_by": {"trading_state": 2, "max_order_volume": 1},
+        "open_positions": (OpenPosition("EURUSD", Side.SELL, 0.5, 1.0851234),),
+        "unrealised_pnl": -12.345678,
+        "price_digits": 5,
     }
     return RunSummary(**(fields | changes))
 
@@ -48,9 +71,18 @@ def test_summary_json_has_exactly_the_documented_keys_and_shapes():
     assert data["guard_triggers"] == [
         {"time": "2024-01-14T00:00:00+00:00", "guard": "max_drawdown", "reason": "max drawdown 25.12% >= limit 20.00%"}
     ]
-    assert data["events_by_type"] == {"guard_triggered": 1, "trade_executed": 13}
-    assert data["start_equity"] == 10_000.0 and data["trades"] == 13 and data["restarts"] == 1
+    assert data["events_by_type"] == {"guard_triggered": 1, "position_closed": 1, "trade_executed": 12}
+    assert (data["fills"], data["fills_by_why"]) == (13, {"guard": 1, "signal": 12})
+    assert (data["orders_refused"], data["orders_refused_by"]) == (3, {"max_order_volume": 1, "trading_state": 2})
+    assert data["open_positions"] == [{"symbol": "EURUSD", "side": "short", "volume": 0.5, "entry_price": 1.08512}]
+    assert (data["unrealised_pnl"], data["price_digits"]) == (-12.3457, 5)
+    assert data["start_equity"] == 10_000.0 and data["restarts"] == 1
     assert json.loads(json.dumps(data)) == data  # plain JSON values only
+    # A reader gets the same summary back, its money and prices as summary.json rounds them.
+    again = RunSummary.from_json_dict(data)
+    assert again.to_json_dict() == data and again.fills == 13 and again.orders_refused == 3
+    with pytest.raises(ValueError, match=r"^fills must be the sum of its counts, 13, got 14$"):
+        RunSummary.from_json_dict(data | {"fills": 14})
 
 
 def test_guard_trigger_times_are_utc():
@@ -63,7 +95,9 @@ def test_guard_trigger_times_are_utc():
 @pytest.mark.parametrize(
     ("changes", "error", "message"),
     [
-        ({"trades": -1}, ValueError, "trades must be a whole number >= 0, got -1"),
+        ({"fills_by_why": {"signal": -1}}, ValueError, "fills_by_why['signal'] must be a whole number >= 0, got -1"),
+        ({"orders_refused_by": {"broker": 1.0}}, TypeError, "orders_refused_by['broker'] must be a whole number"),
+        ({"open_positions": ("EURUSD",)}, TypeError, "open_positions[0] must be an OpenPosition, got 'EURUSD'"),
         ({"restarts": 1.5}, TypeError, "restarts must be a whole number >= 0, got 1.5 (float)"),
         ({"start_equity": 0}, ValueError, "start_equity must be > 0, got 0"),
         ({"max_drawdown": -0.1}, ValueError, "max_drawdown must be >= 0, got -0.1"),
@@ -80,12 +114,16 @@ def test_format_summary_reads_at_a_glance():
     text = format_summary(a_summary(final_equity=7_400.5), currency="USD")
     assert "USD 10,000.00 -> USD 7,400.50 (-USD 2,599.50, -26.00%)" in text
     assert "Max drawdown: 25.12%" in text
-    assert "Trades: 13" in text and "Restarts: 1" in text
+    assert "Fills: 13 in fills.csv: 12 by signal, 1 closed by the guard   Restarts: 1" in text
+    assert "Open at the end: short 0.5 EURUSD from 1.08512; unrealised -USD 12.35 at the last close, in the final equity" in text
+    assert "Orders refused: 3: max_order_volume 1, trading_state 2 (the guard was halted or reducing)" in text
     assert "2024-01-14 00:00 UTC  max_drawdown: max drawdown 25.12% >= limit 20.00%" in text
-    assert "trade_executed 13" in text
-    assert len(text.splitlines()) <= 8
-    calm = format_summary(a_summary(guard_triggers=(), events_by_type={}))
+    assert "trade_executed 12" in text
+    assert len(text.splitlines()) <= 10
+    calm = format_summary(a_summary(guard_triggers=(), events_by_type={}, fills_by_why={}, orders_refused_by={},
+                                    open_positions=()))
     assert "Guards fired: none" in calm and "GBP 12,345.50" in calm and "+GBP 2,345.50, +23.46%" in calm
+    assert "Fills: 0 in fills.csv   Restarts: 1\nOpen at the end: none (flat)\nOrders refused: none\n" in calm
 
 
 def test_write_equity_csv(tmp_path):
@@ -95,9 +133,64 @@ def test_write_equity_csv(tmp_path):
     with path.open(newline="") as handle:
         assert list(csv.reader(handle)) == [
             ["timestamp", "equity"],
-            ["2024-01-01T00:00:00+00:00", "10000.0"],
-            ["2024-01-01T01:00:00+00:00", "9876.5"],
+            ["2024-01-01T00:00:00+00:00", "10000.0000"],
+            ["2024-01-01T01:00:00+00:00", "9876.5000"],
         ]
+
+
+def test_equity_csv_writes_money_to_four_places_without_float_noise(tmp_path):
+    path = tmp_path / "equity.csv"
+    write_equity_csv(path, [(T0, 14_391.088000003596), (T0 + timedelta(hours=1), -0.00001)])
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == [
+        "2024-01-01T00:00:00+00:00,14391.0880",
+        "2024-01-01T01:00:00+00:00,0.0000",
+    ]
+
+
+def test_an_instruments_digits_are_read_from_its_own_prices():
+    assert price_digits([1.08512, 1.0851, 1.1]) == 5
+    assert price_digits([148.0921, 100.0, 0.02]) == 4
+    assert price_digits([60_000.0, 1e-05]) == 5  # written 1e-05 by Python: still five decimals
+    assert price_digits([]) == PRICE_DIGITS_UNKNOWN == 6
+    assert price_digits([0.1 + 0.2]) == 10  # computed, not quoted: no more than ten decimals
+
+
+def fill(side: Side, volume: float, price: float, symbol: str = "SYNTH") -> FillRow:
+    return FillRow(T0, symbol, side, volume, price, 0.0, 0.0, "signal", "")
+
+
+def test_open_positions_net_fills_as_the_paper_broker_does():
+    assert open_positions([fill(Side.BUY, 100.0, 10.0), fill(Side.SELL, 100.0, 11.0)]) == []
+    # Added to at the volume-weighted price, reduced at the same entry.
+    added = [fill(Side.BUY, 100.0, 10.0), fill(Side.BUY, 300.0, 12.0), fill(Side.SELL, 100.0, 13.0)]
+    assert open_positions(added) == [OpenPosition("SYNTH", Side.BUY, 300.0, 11.5)]
+    # Reversed at the fill's price; one position per symbol.
+    reversed_ = [fill(Side.BUY, 1.0, 10.0), fill(Side.SELL, 3.0, 9.0), fill(Side.SELL, 0.1 + 0.2, 1.2, "EURX")]
+    assert open_positions(reversed_) == [
+        OpenPosition("SYNTH", Side.SELL, 2.0, 9.0), OpenPosition("EURX", Side.SELL, 0.1 + 0.2, 1.2),
+    ]
+    # A rounding remainder is no position.
+    assert open_positions([fill(Side.BUY, 0.1 + 0.2, 10.0), fill(Side.SELL, 0.3, 10.0)]) == []
+
+
+def test_the_chart_marks_refused_orders_and_writes_the_end_of_the_run_under_it():
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed: pip install -e '.[plot]'")
+    from matplotlib.dates import date2num
+
+    times, equities = curve()
+    notes = ["Open at the end: long 100 SYNTH from 139.2495; unrealised +GBP 12.00 at the last close, in the final equity",
+             "Orders refused: 2: trading_state 2 (the guard was halted or reducing)"]
+    refusals = [Refusal(times[45], "trading_state"), Refusal(times[50], "trading_state")]
+    figure = report_figure(times, equities, 0.2, refused_marks=refusals, notes=notes)
+    assert [text.get_text() for text in figure.texts] == ["\n".join(notes)]
+    top = figure.axes[0]
+    assert "order refused (2)" in [text.get_text() for text in top.get_legend().get_texts()]
+    [marks] = [c for c in top.collections if c.get_label() == "order refused (2)"]
+    assert [tuple(point) for point in marks.get_offsets()] == [
+        (date2num(times[45]), equities[45]), (date2num(times[50]), equities[50]),
+    ]
+    with pytest.raises(ValueError, match=r"refused_marks\[0\] must be a timezone-aware datetime"):
+        report_figure(times, equities, 0.2, refused_marks=[datetime(2024, 1, 1)])
 
 
 def test_write_equity_csv_refuses_bad_rows_and_writes_nothing(tmp_path):

@@ -183,7 +183,7 @@ def _replay(argv: list[str]) -> int:
         print(f"tradewarden replay: needs a source checkout; {_EXAMPLE} not found", file=sys.stderr)
         return 2
     example = runpy.run_path(str(_EXAMPLE), run_name="tradewarden_replay")
-    code: int = example["main"](argv)
+    code: int = example["main"](argv, prog="tradewarden replay")
     return code
 
 

@@ -7,15 +7,16 @@ import csv
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import attrs
 from loguru import logger
 
-from runtime.broker import Side
+from runtime.broker import Side, to_side
 from runtime.events import Event, EventType
-from runtime.payloads import PositionClosed, TradeExecuted
+from runtime.payloads import PositionClosed, TradeExecuted, TradeFailed
 from runtime.replay.limits import DRAWDOWN_PANEL, LimitLevel
 from runtime.validation import (
     attrs_finite,
@@ -29,11 +30,19 @@ from runtime.validation import (
 
 __all__ = [
     "FILLS_CSV_HEADER",
+    "MONEY_DIGITS",
+    "PRICE_DIGITS_UNKNOWN",
     "FillRow",
     "GuardTrigger",
+    "OpenPosition",
+    "Refusal",
     "RunSummary",
+    "end_of_run_lines",
     "fills_from_events",
     "format_summary",
+    "open_positions",
+    "price_digits",
+    "refusals_from_events",
     "write_equity_csv",
     "write_fills_csv",
     "plot_report",
@@ -43,6 +52,40 @@ __all__ = [
 
 PLOT_INSTALL_HINT = "pip install -e '.[plot]'"
 """The command that installs the optional plotting extra (matplotlib)."""
+
+MONEY_DIGITS = 4
+"""Decimal places of money (equity, costs, realised profit) in equity.csv, fills.csv and
+summary.json: finer than a cent, so a commission of a fraction of a cent still shows and the
+realised_pnl column adds up to the change in cash to the cent over thousands of fills."""
+
+PRICE_DIGITS_UNKNOWN = 6
+"""Decimal places of a price when the instrument's own are not known."""
+
+_MAX_PRICE_DIGITS = 10  # a price written with more decimals than this is computed, not quoted
+_VOLUME_DIGITS = 8  # finer than any broker's volume step (MT5's finest is 1e-8 lots)
+
+
+def _fixed(value: float, digits: int) -> str:
+    """``value`` with exactly ``digits`` decimals; a value that rounds to zero is written
+    unsigned (a zero commission taken off is 0, not -0)."""
+    written = f"{value:.{digits}f}"
+    return written.lstrip("-") if float(written) == 0 else written
+
+
+def _trimmed(value: float, digits: int) -> str:
+    """``value`` rounded to ``digits`` decimals, without trailing zeros: 100, 0.5, 79.681275."""
+    return _fixed(value, digits).rstrip("0").rstrip(".")
+
+
+def price_digits(prices: Iterable[float]) -> int:
+    """The decimal places an instrument is quoted to, read from its own prices (the bars' open,
+    high, low and close, and any spread or slippage added to them): the most any one needs when
+    written as Python writes a float, so rounding a fill's price to them removes float noise and
+    nothing else. `PRICE_DIGITS_UNKNOWN` for no prices; at most 10."""
+    digits = [max(0, -int(Decimal(repr(float(price))).as_tuple().exponent)) for price in prices]
+    if not digits:
+        return PRICE_DIGITS_UNKNOWN
+    return min(max(digits), _MAX_PRICE_DIGITS)
 
 
 def _utc(value: Any) -> datetime:
@@ -62,32 +105,101 @@ class GuardTrigger:
         return {"time": self.time.isoformat(), "guard": self.guard, "reason": self.reason}
 
 
-def _triggers(value: Iterable[GuardTrigger]) -> tuple[GuardTrigger, ...]:
-    triggers = tuple(value)
-    for index, trigger in enumerate(triggers):
+def _triggers(value: Iterable[GuardTrigger | Mapping[str, Any]]) -> tuple[GuardTrigger, ...]:
+    triggers = []
+    for index, trigger in enumerate(value):
+        if isinstance(trigger, Mapping):  # summary.json's {time, guard, reason}, read back
+            trigger = GuardTrigger(datetime.fromisoformat(trigger["time"]), trigger["guard"], trigger["reason"])
         if not isinstance(trigger, GuardTrigger):
             raise TypeError(f"guard_triggers[{index}] must be a GuardTrigger, got {trigger!r}")
-    return triggers
+        triggers.append(trigger)
+    return tuple(triggers)
 
 
-def _event_counts(value: Mapping[Any, int]) -> dict[str, int]:
+def _counts(field: str, what: str, value: Mapping[Any, int]) -> dict[str, int]:
+    # A mapping of names to counts, checked; an EventType key becomes its JSON name.
     if not isinstance(value, Mapping):
-        raise TypeError(f"events_by_type must be a mapping of event type to count, got {value!r}")
+        raise TypeError(f"{field} must be a mapping of {what} to count, got {value!r}")
     counts: dict[str, int] = {}
     for key, count in value.items():
         name = key.value if isinstance(key, EventType) else key
         if not isinstance(name, str):
-            raise TypeError(f"events_by_type keys must be event type names, got {key!r}")
-        whole_number(f"events_by_type[{name!r}]", count)
+            raise TypeError(f"{field} keys must be {what}s, got {key!r}")
+        whole_number(f"{field}[{name!r}]", count)
         counts[name] = counts.get(name, 0) + count
     # Sorted so that summary.json is the same bytes for the same run.
     return dict(sorted(counts.items()))
 
 
+def _event_counts(value: Mapping[Any, int]) -> dict[str, int]:
+    return _counts("events_by_type", "event type name", value)
+
+
+def _fill_counts(value: Mapping[str, int]) -> dict[str, int]:
+    return _counts("fills_by_why", "why", value)
+
+
+def _refusal_counts(value: Mapping[str, int]) -> dict[str, int]:
+    return _counts("orders_refused_by", "cause", value)
+
+
+_POSITION_SIDES = {Side.BUY: "long", Side.SELL: "short"}
+
+
+def _position_side(value: Any) -> Side:
+    # "long" and "short" as summary.json writes them, or a Side (or its name) as the journal has it.
+    for side, word in _POSITION_SIDES.items():
+        if value == word:
+            return side
+    return to_side(value)
+
+
+@attrs.frozen
+class OpenPosition:
+    """A position still open when a run ended, as its fills left it: the symbol, the side
+    (BUY for a long), the volume and the volume-weighted entry price of the fills that opened it."""
+
+    symbol: str = attrs.field(validator=attrs.validators.instance_of(str))
+    side: Side = attrs.field(converter=_position_side)
+    volume: float = attrs.field(validator=attrs_positive)
+    entry_price: float = attrs.field(validator=attrs_positive)
+
+    def describe(self, digits: int) -> str:
+        """``long 100 SYNTH from 139.2495``: the entry price to ``digits`` decimals."""
+        return (
+            f"{_POSITION_SIDES[self.side]} {_trimmed(self.volume, _VOLUME_DIGITS)} {self.symbol} "
+            f"from {_fixed(self.entry_price, digits)}"
+        )
+
+    def to_json_dict(self, digits: int) -> dict[str, Any]:
+        """``{"symbol", "side": "long" or "short", "volume", "entry_price"}``, as in summary.json
+        (the entry price rounded to ``digits`` decimals)."""
+        return {
+            "symbol": self.symbol,
+            "side": _POSITION_SIDES[self.side],
+            "volume": float(self.volume),
+            "entry_price": round(float(self.entry_price), digits),
+        }
+
+
+def _open_positions(value: Iterable[OpenPosition | Mapping[str, Any]]) -> tuple[OpenPosition, ...]:
+    positions = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):  # summary.json's form, read back
+            item = OpenPosition(**item)
+        if not isinstance(item, OpenPosition):
+            raise TypeError(f"open_positions[{index}] must be an OpenPosition, got {item!r}")
+        positions.append(item)
+    return tuple(positions)
+
+
 @attrs.frozen
 class RunSummary:
-    """What a run came to: equity at start and end, worst drawdown (a fraction), trades made,
-    guards fired, actor restarts, and how many events of each type were emitted.
+    """What a run came to: equity at start and end, worst drawdown (a fraction), its fills
+    counted by why (fills.csv's ``why`` column: one per row), guards fired, actor restarts, orders
+    refused counted by cause (`refusals_from_events`), the positions still open at the end with
+    their unrealised profit at the last close (part of the final equity), how many events of each
+    type were emitted, and the decimals its prices are written with.
 
     ``events_by_type`` is keyed by the event type's JSON name (`EventType` keys are converted).
     """
@@ -95,23 +207,57 @@ class RunSummary:
     start_equity: float = attrs.field(validator=attrs_positive)
     final_equity: float = attrs.field(validator=attrs_finite)
     max_drawdown: float = attrs.field(validator=attrs_non_negative)
-    trades: int = attrs.field(validator=attrs_whole)
+    fills_by_why: dict[str, int] = attrs.field(factory=dict, converter=_fill_counts, hash=False)
     guard_triggers: tuple[GuardTrigger, ...] = attrs.field(default=(), converter=_triggers)
     restarts: int = attrs.field(default=0, validator=attrs_whole)
     events_by_type: dict[str, int] = attrs.field(factory=dict, converter=_event_counts, hash=False)
+    orders_refused_by: dict[str, int] = attrs.field(factory=dict, converter=_refusal_counts, hash=False)
+    open_positions: tuple[OpenPosition, ...] = attrs.field(default=(), converter=_open_positions)
+    unrealised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
+    price_digits: int = attrs.field(default=PRICE_DIGITS_UNKNOWN, validator=attrs_whole)
+
+    @property
+    def fills(self) -> int:
+        """Every fill of the run: the rows of fills.csv."""
+        return sum(self.fills_by_why.values())
+
+    @property
+    def orders_refused(self) -> int:
+        """Every order that did not trade."""
+        return sum(self.orders_refused_by.values())
 
     def to_json_dict(self) -> dict[str, Any]:
         """The summary.json object: exactly the keys start_equity, final_equity, max_drawdown,
-        trades, guard_triggers (a list of {time, guard, reason}), restarts, events_by_type."""
+        fills (the rows of fills.csv), fills_by_why, guard_triggers (a list of {time, guard,
+        reason}), restarts, orders_refused, orders_refused_by, open_positions (a list of `OpenPosition`
+        objects), unrealised_pnl, price_digits, events_by_type. Money is rounded to `MONEY_DIGITS`
+        decimals, as in equity.csv, and prices to ``price_digits``."""
         return {
-            "start_equity": float(self.start_equity),
-            "final_equity": float(self.final_equity),
+            "start_equity": round(float(self.start_equity), MONEY_DIGITS),
+            "final_equity": round(float(self.final_equity), MONEY_DIGITS),
             "max_drawdown": float(self.max_drawdown),
-            "trades": self.trades,
+            "fills": self.fills,
+            "fills_by_why": dict(self.fills_by_why),
             "guard_triggers": [trigger.to_json_dict() for trigger in self.guard_triggers],
             "restarts": self.restarts,
+            "orders_refused": self.orders_refused,
+            "orders_refused_by": dict(self.orders_refused_by),
+            "open_positions": [position.to_json_dict(self.price_digits) for position in self.open_positions],
+            "unrealised_pnl": round(float(self.unrealised_pnl), MONEY_DIGITS),
+            "price_digits": self.price_digits,
             "events_by_type": dict(self.events_by_type),
         }
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+        """The summary a summary.json object holds (`to_json_dict`'s form). Its totals must
+        agree with their counts: a ``ValueError`` names the one that does not."""
+        fields = {name: data[name] for name in attrs.fields_dict(cls) if name in data}
+        summary = cls(**fields)
+        for total in ("fills", "orders_refused"):
+            if total in data and data[total] != getattr(summary, total):
+                raise ValueError(f"{total} must be the sum of its counts, {getattr(summary, total)}, got {data[total]!r}")
+        return summary
 
 
 def _money(amount: float, currency: str) -> str:
@@ -119,15 +265,58 @@ def _money(amount: float, currency: str) -> str:
     return f"{sign}{currency} {abs(amount):,.2f}"
 
 
+_WHY_WORDS = {
+    "signal": "by signal",
+    "order": "placed without a signal",
+    "guard": "closed by the guard",
+    "position_stop": "closed by a position stop",
+    "fail-safe": "closed by the fail-safe",
+}
+_CAUSE_WORDS = {
+    "trading_state": "the guard was halted or reducing",
+    "broker": "the broker refused or failed it",
+}
+
+
+def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
+    """What the run's end leaves a trader to know, in two lines: the positions still open, which
+    the final equity values at the last close (with their unrealised profit), and the orders
+    refused, counted by cause. The report's chart shows the same lines."""
+    if summary.open_positions:
+        held = ", ".join(position.describe(summary.price_digits) for position in summary.open_positions)
+        unrealised = _money(summary.unrealised_pnl, currency)
+        opened = (
+            f"Open at the end: {held}; unrealised {'' if summary.unrealised_pnl < 0 else '+'}{unrealised} "
+            "at the last close, in the final equity"
+        )
+    else:
+        opened = "Open at the end: none (flat)"
+    if summary.orders_refused:
+        causes = ", ".join(
+            f"{cause} {count}" + (f" ({_CAUSE_WORDS[cause]})" if cause in _CAUSE_WORDS else "")
+            for cause, count in summary.orders_refused_by.items()
+        )
+        refused = f"Orders refused: {summary.orders_refused}: {causes}"
+    else:
+        refused = "Orders refused: none"
+    return [opened, refused]
+
+
 def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
-    """A few lines a trader reads at a glance: profit or loss, worst drawdown, trades, what fired."""
+    """A few lines a trader reads at a glance: profit or loss, worst drawdown, fills (as many as
+    fills.csv has rows) by why, what is still open, orders refused, what fired."""
     change = summary.final_equity - summary.start_equity
+    # Trades first, then closes, as _WHY_WORDS lists them; a why it does not know goes last, by name.
+    order = {why: place for place, why in enumerate(_WHY_WORDS)}
+    whys = sorted(summary.fills_by_why, key=lambda why: (order.get(why, len(order)), why))
+    by_why = ", ".join(f"{summary.fills_by_why[why]} {_WHY_WORDS.get(why, why)}" for why in whys)
     lines = [
         f"Equity: {_money(summary.start_equity, currency)} -> {_money(summary.final_equity, currency)} "
         f"({'+' if change >= 0 else '-'}{_money(abs(change), currency)}, "
         f"{change / summary.start_equity:+.2%})",
         f"Max drawdown: {summary.max_drawdown:.2%}",
-        f"Trades: {summary.trades}   Restarts: {summary.restarts}",
+        f"Fills: {summary.fills} in fills.csv" + (f": {by_why}" if by_why else "") + f"   Restarts: {summary.restarts}",
+        *end_of_run_lines(summary, currency),
     ]
     if summary.guard_triggers:
         lines.append(f"Guards fired: {len(summary.guard_triggers)}")
@@ -143,11 +332,12 @@ def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
 def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime, float]]) -> int:
     """Write ``(time, equity)`` rows to a CSV with the header ``timestamp,equity``; returns the row count.
 
-    Times must be timezone-aware (written as UTC ISO 8601) and equities finite; a bad row raises
+    Times must be timezone-aware (written as UTC ISO 8601) and equities finite (written with
+    `MONEY_DIGITS` decimals); a bad row raises
     ``ValueError`` naming its index and value, and nothing is left at ``path``. Parent folders are
     created.
     """
-    checked: list[tuple[str, float]] = []
+    checked: list[tuple[str, str]] = []
     for index, row in enumerate(rows):
         try:
             time, equity = row
@@ -157,7 +347,7 @@ def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime
             moment = _utc(time)
         except ValueError:
             raise ValueError(f"rows[{index}] timestamp must be a timezone-aware datetime, got {time!r}") from None
-        checked.append((moment.isoformat(), finite_number(f"rows[{index}] equity", equity)))
+        checked.append((moment.isoformat(), _fixed(finite_number(f"rows[{index}] equity", equity), MONEY_DIGITS)))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", newline="", encoding="utf-8") as handle:
@@ -189,11 +379,14 @@ class FillRow:
     why: str
     reason: str
 
-    def csv_row(self) -> tuple[str, ...]:
-        """The row in `FILLS_CSV_HEADER` order; numbers as Python writes them, exactly."""
+    def csv_row(self, price_digits: int = PRICE_DIGITS_UNKNOWN) -> tuple[str, ...]:
+        """The row in `FILLS_CSV_HEADER` order: the price with ``price_digits`` decimals (the
+        instrument's, `price_digits`), costs and profit with `MONEY_DIGITS`, the volume with up
+        to 8 and no trailing zeros, so float noise (1.1000000000000001) never reaches the file."""
         return (
-            self.time.astimezone(UTC).isoformat(), self.symbol, self.side.value, repr(float(self.volume)),
-            repr(float(self.price)), repr(float(self.costs)), repr(float(self.realised_pnl)), self.why, self.reason,
+            self.time.astimezone(UTC).isoformat(), self.symbol, self.side.value, _trimmed(self.volume, _VOLUME_DIGITS),
+            _fixed(self.price, price_digits), _fixed(self.costs, MONEY_DIGITS),
+            _fixed(self.realised_pnl, MONEY_DIGITS), self.why, self.reason,
         )
 
 
@@ -230,10 +423,60 @@ def fills_from_events(events: Iterable[Event]) -> list[FillRow]:
     return rows
 
 
-def write_fills_csv(path: str | os.PathLike[str], fills: Iterable[FillRow]) -> int:
-    """Write ``fills`` to a CSV with the header `FILLS_CSV_HEADER`; returns the row count. Parent
-    folders are created; a run without fills gets the header alone."""
-    rows = [fill.csv_row() for fill in fills]
+def open_positions(fills: Iterable[FillRow]) -> list[OpenPosition]:
+    """The positions ``fills`` leave open, one per symbol, netted as the paper broker nets them: a
+    fill on the side held adds to it at the volume-weighted price, one on the other side reduces
+    it at the same entry, and one larger than the position reverses it at the fill's price."""
+    held: dict[str, OpenPosition] = {}
+    for fill in fills:
+        position = held.pop(fill.symbol, None)
+        if position is None:
+            held[fill.symbol] = OpenPosition(fill.symbol, fill.side, fill.volume, fill.price)
+        elif position.side is fill.side:
+            volume = position.volume + fill.volume
+            entry = (position.entry_price * position.volume + fill.price * fill.volume) / volume
+            held[fill.symbol] = OpenPosition(fill.symbol, fill.side, volume, entry)
+        # The broker's tolerance: a rounding remainder is no position (runtime.adapters.paper).
+        elif position.volume - fill.volume > 1e-12 * position.volume:
+            held[fill.symbol] = attrs.evolve(position, volume=position.volume - fill.volume)
+        elif fill.volume - position.volume > 1e-12 * fill.volume:
+            held[fill.symbol] = OpenPosition(fill.symbol, fill.side, fill.volume - position.volume, fill.price)
+    return list(held.values())
+
+
+@attrs.frozen
+class Refusal:
+    """An order that did not trade: when (UTC), and its cause: the gate's rule that refused it
+    (a pre-trade limit's setting name, or ``trading_state`` when the guard was halted or
+    reducing), ``broker`` when the broker refused or failed it, or ``not sent`` when it never
+    reached the broker for another reason (the loop held it back, or it could not be journaled)."""
+
+    time: datetime = attrs.field(converter=_utc)
+    cause: str = attrs.field(validator=attrs.validators.instance_of(str))
+
+
+def refusals_from_events(events: Iterable[Event]) -> list[Refusal]:
+    """Every order a journal says did not trade (its TRADE_FAILED events), in journal order. A
+    reconciled one is left out: a restarted guard journals it for an order it could not find,
+    whose fill may still turn up (a reconciled TRADE_EXECUTED, a row of fills.csv)."""
+    refusals = []
+    for event in events:
+        if event.event_type is EventType.TRADE_FAILED:
+            failed = TradeFailed.from_event(event)
+            if failed.reconciled:
+                continue
+            cause = failed.refused_by or ("not sent" if failed.rejected else "broker")
+            refusals.append(Refusal(event.timestamp, cause))
+    return refusals
+
+
+def write_fills_csv(
+    path: str | os.PathLike[str], fills: Iterable[FillRow], price_digits: int = PRICE_DIGITS_UNKNOWN
+) -> int:
+    """Write ``fills`` to a CSV with the header `FILLS_CSV_HEADER`, prices with ``price_digits``
+    decimals (`FillRow.csv_row`); returns the row count. Parent folders are created; a run
+    without fills gets the header alone."""
+    rows = [fill.csv_row(price_digits) for fill in fills]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", newline="", encoding="utf-8") as handle:
@@ -244,8 +487,8 @@ def write_fills_csv(path: str | os.PathLike[str], fills: Iterable[FillRow]) -> i
 
 
 def _mark_time(value: Any, field: str, index: int) -> datetime:
-    # Guard marks may be given as the summary's GuardTrigger values as well as plain times.
-    moment = value.time if isinstance(value, GuardTrigger) else value
+    # Marks may be given as the report's GuardTrigger and Refusal values as well as plain times.
+    moment = value.time if isinstance(value, (GuardTrigger, Refusal)) else value
     try:
         return _utc(moment)
     except ValueError:
@@ -271,13 +514,16 @@ def plot_report(
     *,
     title: str = "tradewarden run",
     levels: Sequence[LimitLevel] | None = None,
+    refused_marks: Sequence[datetime | Refusal] = (),
+    notes: Sequence[str] = (),
 ) -> bool:
     """Save a PNG of `report_figure` (the same arguments); returns True once the file is written,
     or False (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is
     missing. Bad inputs raise ``ValueError`` naming the argument and value, and write nothing."""
     try:
         figure = report_figure(
-            times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels
+            times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels,
+            refused_marks=refused_marks, notes=notes,
         )
     except ImportError:
         logger.warning(
@@ -302,6 +548,8 @@ def report_figure(
     *,
     title: str = "tradewarden run",
     levels: Sequence[LimitLevel] | None = None,
+    refused_marks: Sequence[datetime | Refusal] = (),
+    notes: Sequence[str] = (),
 ) -> Any:
     """The report chart as a matplotlib ``Figure`` (not saved): the equity curve with markers where
     guards fired (one marker per guard, named in the legend, when the marks are `GuardTrigger`
@@ -313,7 +561,9 @@ def report_figure(
     on the equity panel, drawdown limits on the drawdown panel, warnings dotted); without them the
     drawdown panel has ``drawdown_limit_fraction`` (the drawdown guard's limit, e.g. 0.2) as its
     line. An equity level far below the curve is named in the legend rather than squashing the
-    curve. Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad argument.
+    curve. ``refused_marks`` are orders that did not trade (`Refusal` values or times), marked on
+    the curve and counted in the legend; ``notes`` are lines printed under the chart (what is
+    still open at the end, what was refused: `end_of_run_lines`). Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad argument.
     """
     if len(times) != len(equities):
         raise ValueError(f"times and equities must have the same length, got {len(times)} and {len(equities)}")
@@ -335,6 +585,10 @@ def report_figure(
     guards = [_mark_time(m, "guard_marks", i) for i, m in enumerate(guard_marks)]
     names = [m.guard if isinstance(m, GuardTrigger) else "guard" for m in guard_marks]
     closes = [_mark_time(m, "close_marks", i) for i, m in enumerate(close_marks)]
+    refused = [_mark_time(m, "refused_marks", i) for i, m in enumerate(refused_marks)]
+    for index, note in enumerate(notes):
+        if not isinstance(note, str):
+            raise ValueError(f"notes[{index}] must be a string, got {note!r}")
     if levels is None:
         levels = [LimitLevel("max_drawdown", f"limit {limit:.0%}", DRAWDOWN_PANEL, (limit,) * len(values))]
     for index, level in enumerate(levels):
@@ -375,6 +629,9 @@ def report_figure(
     if closes:
         xs, ys = on_curve(closes)
         top.scatter(xs, ys, marker="o", s=36, facecolors="none", edgecolors="black", zorder=3, label="position closed")
+    if refused:
+        xs, ys = on_curve(refused)
+        top.scatter(xs, ys, marker="x", s=36, color="tab:gray", zorder=3, label=f"order refused ({len(refused)})")
     for number, guard in enumerate(dict.fromkeys(names)):
         xs, ys = on_curve([mark for mark, name in zip(guards, names) if name == guard])
         label = "guard fired" if guard == "guard" else f"{guard} fired"
@@ -405,5 +662,10 @@ def report_figure(
     locator = AutoDateLocator()
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    figure.tight_layout()
+    if notes:
+        # Under the chart, in the figure's own margin, so no curve or legend ever hides them.
+        figure.text(0.01, 0.01, "\n".join(notes), ha="left", va="bottom", fontsize="small")
+        figure.tight_layout(rect=(0, 0.025 * (len(notes) + 1), 1, 1))
+    else:
+        figure.tight_layout()
     return figure

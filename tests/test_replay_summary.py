@@ -1,0 +1,78 @@
+"""What a replay's summary tells a trader: every fill of fills.csv counted by why, the position
+still open at the end with its unrealised profit, and the orders refused, counted by cause."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from test_examples import clean_env, run_example
+
+
+def test_the_summary_counts_every_row_of_fills_csv_the_guards_close_included(tmp_path):
+    result = run_example("paper_trading.py", "--bars", "120", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "run"
+    rows = (out / "fills.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert [row.split(",")[7] for row in rows] == ["signal", "signal", "signal", "guard"]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["fills"], summary["fills_by_why"]) == (4, {"guard": 1, "signal": 3})
+    assert "\nFills: 4 in fills.csv: 3 by signal, 1 closed by the guard   Restarts: 0\n" in result.stdout
+    # The buy signal after the guard halted trading is refused, and said so; nothing is left open.
+    assert (summary["orders_refused"], summary["orders_refused_by"]) == (1, {"trading_state": 1})
+    assert (summary["open_positions"], summary["unrealised_pnl"]) == ([], 0.0)
+    assert (
+        "\nOpen at the end: none (flat)\n"
+        "Orders refused: 1: trading_state 1 (the guard was halted or reducing)\n"
+        "Guards fired: 1\n"
+    ) in result.stdout
+
+
+def write_prices(path: Path, closes: list[float]) -> None:
+    """Hourly bars from 2024-03-04 04:00 UTC, each opening at the close before, a quarter wider."""
+    start = datetime(2024, 3, 4, 4, tzinfo=UTC)
+    lines = ["timestamp,open,high,low,close"]
+    previous = closes[0]
+    for index, close in enumerate(closes):
+        low, high = min(previous, close) - 0.25, max(previous, close) + 0.25
+        lines.append(f"{(start + timedelta(hours=index)).isoformat()},{previous:.2f},{high:.2f},{low:.2f},{close:.2f}")
+        previous = close
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# Three swings on the first day (a buy and a sell, then two buys past max_trades_per_day 2), a
+# quiet night, and a climb on the second day that the last buy rides to the end.
+SWINGS = [100.0] * 4 + [99, 98] + [99, 100, 101, 100, 99, 98] * 3 + [98] * 3 + [99, 100, 101, 102, 103]
+
+
+def test_the_summary_shows_the_position_open_at_the_end_and_the_orders_a_limit_refused(tmp_path):
+    prices = tmp_path / "DEMO.csv"
+    write_prices(prices, SWINGS)
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "4", "--volume", "10",
+        "--spread", "0.01", "--commission-per-lot", "0.013", "--out", "run",
+        cwd=tmp_path, env=clean_env(MAX_TRADES_PER_DAY="2"),
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "run"
+    assert (out / "fills.csv").read_text(encoding="utf-8").splitlines()[1:] == [
+        "2024-03-04T11:00:00+00:00,DEMO,buy,10,100.01,0.2300,-0.1300,signal,fast MA(2) 99.5 crossed above slow MA(4) 99",
+        "2024-03-04T14:00:00+00:00,DEMO,sell,10,99.00,0.1300,-10.2300,signal,fast MA(2) 99.5 crossed below slow MA(4) 100",
+        "2024-03-05T07:00:00+00:00,DEMO,buy,10,99.01,0.2300,-0.1300,signal,fast MA(2) 98.5 crossed above slow MA(4) 98.25",
+    ]
+    # Cash is 10,000 - 0.13 - 10.23 - 0.13 = 9,989.51; the long of 10 from 99.01 is worth
+    # (103 - 99.01) x 10 = 39.90 at the last close (the bid), so the final equity is 10,029.41.
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["open_positions"] == [{"symbol": "DEMO", "side": "long", "volume": 10.0, "entry_price": 99.01}]
+    assert (summary["unrealised_pnl"], summary["final_equity"]) == (39.9, 10_029.41)
+    assert (summary["orders_refused"], summary["orders_refused_by"]) == (2, {"max_trades_per_day": 2})
+    assert (summary["fills"], summary["fills_by_why"], summary["price_digits"]) == (3, {"signal": 3}, 2)
+    assert (
+        "\nEquity: GBP 10,000.00 -> GBP 10,029.41 (+GBP 29.41, +0.29%)\n"
+        "Max drawdown: 0.20%\n"
+        "Fills: 3 in fills.csv: 3 by signal   Restarts: 0\n"
+        "Open at the end: long 10 DEMO from 99.01; unrealised +GBP 39.90 at the last close, in the final equity\n"
+        "Orders refused: 2: max_trades_per_day 2\n"
+        "Guards fired: none\n"
+    ) in result.stdout
