@@ -216,13 +216,14 @@ class GuardActor(SupervisedActor):
             # Blind when the last incarnation stopped: so the first valid reading says restored.
             self._blind = record.trading_state is not TradingState.ACTIVE and (record.reason or "").startswith(_BLIND)
         self._restore_gate()
+        took_halts = self._take_pending_halts()
         self._reconcile()
         if self._stale_after > 0 and not self.context.clock.virtual:
             # Blindness is judged on a real clock only: a replay's time moves in steps, and a
             # weekend between two bars is not an outage.
             self.timers.start_fixed_rate("equity_watch", max(0.05, self._stale_after / 4))
         state = self._monitor.trading_state
-        if state is TradingState.HALTED:
+        if state is TradingState.HALTED and not took_halts:  # a halt taken has closed everything already
             self.actor_ref.tell(Liquidate("restarted while halted"))
         self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
         if self._position_stop is not None and not self._close_with_id:
@@ -230,6 +231,23 @@ class GuardActor(SupervisedActor):
                 "the broker's close_position takes no client_id: a position stop's close cannot be found again "
                 "after a crash (it would be reconciled as not executed)"
             )
+
+    def _take_pending_halts(self) -> bool:
+        # Halts pressed while no guard of the account ran (see `PendingHalt`) are taken before
+        # anything else, each as a halt asked now. A store that cannot say whether any are
+        # pending fails the start: the guard must not trade without knowing. They are cleared
+        # only once HALTED is saved (again, to know it is), so a crash in between takes them
+        # again, never loses them.
+        pending = self._store.load_pending_halts(self._loop_id)
+        for halt in pending:
+            self._halt(halt.by, halt.reason)
+        if pending and self._save():
+            try:
+                self._store.clear_pending_halts(self._loop_id, [halt.halt_id for halt in pending])
+            except Exception as exc:
+                self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+                self.log.error("pending halts taken but not cleared (the next start takes them again): {!r}", exc)
+        return bool(pending)
 
     @property
     def monitor(self) -> RiskMonitor:
@@ -980,9 +998,10 @@ class GuardActor(SupervisedActor):
         self.log.critical("{} took {:.1f}s, past the {:g}s bound", section.what, seconds, section.bound)
         self._alert("Broker call slow", f"{section.what} took {seconds:.1f}s, past the {section.bound:g}s bound", Severity.CRITICAL)
 
-    def _save(self) -> None:
+    def _save(self) -> bool:
         # A store that fails must not stop the guard from protecting the account: it acts on the
         # state it holds, says loudly that the state is not durable, and saves again next time.
+        # True once saved.
         monitor = self.monitor
         self._metrics.gauge(MetricNames.TRADING_STATE, monitor.trading_state.gauge)
         try:
@@ -991,8 +1010,9 @@ class GuardActor(SupervisedActor):
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
             self.log.critical("guard state not saved: {!r}", exc)
             self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds", Severity.CRITICAL)
-            return
+            return False
         self._saved = self._save_key()
+        return True
 
     def _save_key(self) -> tuple[float, object, int, float | None]:
         # A reading is saved when it moves the peak, the day (when a rule measures from the

@@ -77,9 +77,9 @@ class TradingSystem:
     every restart, the host's included. When restarts exceed the settings' intensity, the
     fail-safe halts trading, closes every position and alerts, and the failure escalates.
     ``drills=True`` lets its actors obey `Crash` and `Hang` (tests, drills); a live system, the
-    default, refuses them. ``halts`` are kill switches pressed before the system started: each is
-    handled exactly as `halt` (HALTED latched and saved, positions closed, alert, journaled),
-    as the guard's first messages, ahead of any order: the system starts HALTED.
+    default, refuses them. A kill switch pressed before the system started is kept by its store
+    (`runtime.store.PendingHalt`): the guard takes it as it starts, ahead of any order, exactly
+    as `halt` (HALTED latched and saved, positions closed, alert, journaled).
     """
 
     def __init__(
@@ -102,11 +102,7 @@ class TradingSystem:
         liveness_timeout: float = 5.0,
         fail_safe_deadline: float = 30.0,
         drills: bool = False,
-        halts: Sequence[Halt] = (),
     ) -> None:
-        for halt in halts:
-            if not isinstance(halt, Halt):
-                raise TypeError(f"halts must hold Halt messages, got {halt!r} ({type(halt).__name__})")
         self.settings = settings
         self.broker = broker
         # What is not given comes from the settings: PostgreSQL at STATE_DSN or SQLite at STATE_DB,
@@ -145,10 +141,6 @@ class TradingSystem:
         )
         self._specs = self._child_specs()
         self._slots: dict[str, Slot] = make_slots(self._specs, metrics=self.metrics)
-        # Told now, they wait in the guard's stash and are its first messages: the loop, whose
-        # orders go through the guard, starts only once the guard is up.
-        for halt in halts:
-            self.guard.tell(halt)
         self._healthcheck_relay: HealthcheckRelay | None = None
         if self._healthcheck is not None:
             self._healthcheck_relay = HealthcheckRelay(Address(self._slots["healthcheck"]), self._healthcheck)

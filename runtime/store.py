@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -12,16 +13,18 @@ import attrs
 from runtime.events import Event, EventType
 from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
-from runtime.validation import attrs_whole, aware_datetime
+from runtime.validation import attrs_text, attrs_whole, aware_datetime
 
 __all__ = [
     "HeldOrder",
     "LoopTotals",
     "MemoryStore",
+    "PendingHalt",
     "StateStore",
     "UnreadableOrder",
     "check_events",
     "check_outcome",
+    "check_pending_halt",
     "loop_id_of",
     "order_client_id",
     "order_sent_at",
@@ -100,6 +103,27 @@ class UnreadableOrder:
 def unsettled(held_orders: Sequence[HeldOrder | UnreadableOrder]) -> list[Event]:
     """The ORDER_SUBMITTED events of the readable orders in ``held_orders`` that have no outcome."""
     return [held.submitted for held in held_orders if isinstance(held, HeldOrder) and held.watch_until is None]
+
+
+@attrs.frozen
+class PendingHalt:
+    """A kill switch pressed for an account whose trading system is not running yet, kept by
+    the store (`StateStore.save_pending_halt`) until a guard of that account takes it: as its
+    first act on starting, before any order, exactly as a halt asked of a running guard (HALTED
+    latched and saved, positions closed, alerted and journaled as halted by ``by``: ``reason``).
+    ``by`` and ``reason`` are non-blank strings (else `TypeError` or `ValueError` naming the field
+    and the value); ``halt_id`` tells one pending halt from another when it is cleared."""
+
+    by: str = attrs.field(validator=attrs_text)
+    reason: str = attrs.field(validator=attrs_text)
+    halt_id: str = attrs.field(factory=lambda: uuid.uuid4().hex, validator=attrs_text)
+
+
+def check_pending_halt(halt: object) -> PendingHalt:
+    """``halt`` for `StateStore.save_pending_halt`: a `PendingHalt`, else ``TypeError``."""
+    if not isinstance(halt, PendingHalt):
+        raise TypeError(f"halt must be a PendingHalt, got {halt!r}")
+    return halt
 
 
 @attrs.frozen
@@ -188,6 +212,21 @@ class StateStore(Protocol):
         """Stop holding a watched order (its watch is over); an order not held is ignored."""
         ...
 
+    def save_pending_halt(self, loop_id: str, halt: PendingHalt) -> None:
+        """Keep ``halt`` for the loop's next guard to take, durably (a store with fencing
+        refuses it from an incarnation a newer one superseded); a ``halt_id`` kept already is
+        kept once."""
+        ...
+
+    def load_pending_halts(self, loop_id: str) -> list[PendingHalt]:
+        """The loop's pending halts, in the order they were saved."""
+        ...
+
+    def clear_pending_halts(self, loop_id: str, halt_ids: Sequence[str]) -> None:
+        """Forget the loop's pending halts named in ``halt_ids`` (taken by its guard); one not
+        kept is ignored, and one saved meanwhile under another id is kept."""
+        ...
+
 
 class MemoryStore:
     """A `StateStore` in this process's memory: survives actor restarts, not a process exit."""
@@ -200,6 +239,7 @@ class MemoryStore:
         self._events: list[Event] = []
         self._event_ids: set[str] = set()
         self._held: dict[tuple[str, str], HeldOrder] = {}
+        self._halts: dict[str, dict[str, PendingHalt]] = {}
 
     def load_guard(self, loop_id: str) -> GuardRecord | None:
         """The guard's last saved record, or None."""
@@ -285,6 +325,24 @@ class MemoryStore:
             held = self._held.get((loop_id, client_order_id))
             if held is not None and held.watch_until is not None:
                 del self._held[(loop_id, client_order_id)]
+
+    def save_pending_halt(self, loop_id: str, halt: PendingHalt) -> None:
+        """Keep ``halt`` for the loop's next guard (in this process only)."""
+        check_pending_halt(halt)
+        with self._lock:
+            self._halts.setdefault(loop_id_of(loop_id), {}).setdefault(halt.halt_id, halt)
+
+    def load_pending_halts(self, loop_id: str) -> list[PendingHalt]:
+        """The loop's pending halts, in the order they were saved."""
+        with self._lock:
+            return list(self._halts.get(loop_id, {}).values())
+
+    def clear_pending_halts(self, loop_id: str, halt_ids: Sequence[str]) -> None:
+        """Forget the loop's pending halts named in ``halt_ids``."""
+        with self._lock:
+            kept = self._halts.get(loop_id, {})
+            for halt_id in halt_ids:
+                kept.pop(halt_id, None)
 
     def _append(self, event: Event) -> bool:
         if event.event_id in self._event_ids:

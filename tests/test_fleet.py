@@ -281,13 +281,16 @@ def test_too_many_restarts_within_the_window_quarantine_the_account_halted(
     quarantined = _wait_restarted(fleet, account, again.pid, f"quarantine of {account}")
     with PostgresStore(dsn) as store:
         record = store.load_guard(account)
-    assert record is not None and record.trading_state is TradingState.HALTED
+        pending = store.load_pending_halts(account)
+    assert record is not None
     # A quarantined account shows its last saved reading (the guard saves when a reading matters).
     assert quarantined == AccountStatus(
         account, Health.QUARANTINED, TradingState.HALTED, equity=record.drawdown.latest_equity, peak=12_000,
         detail="restarted 2 times within 600s (at most 1)", node=quarantined.node, pid=quarantined.pid, epoch=4,
     )
-    assert record.reason == "quarantined: restarted 2 times within 600s (at most 1)"
+    # Left for whichever incarnation starts it next: it starts HALTED, saying who and why.
+    assert [(halt.by, halt.reason) for halt in pending] == [
+        ("fleet quarantine", "restarted 2 times within 600s (at most 1)")]
 
 
 def test_a_stale_incarnation_in_the_cluster_has_its_saves_refused_and_halts_itself(

@@ -1,11 +1,13 @@
 """The fleet's parts that need no Ray, in this process: the restart window, one account's
-incarnation (quarantine when its store stays down or a factory fails, exit when its supervisor
-gives up, fencing by a newer incarnation, a halt pressed while it starts), and the STATE_DSN
-setting that picks PostgreSQL."""
+incarnation (quarantine when its store stays down or a factory fails, and the pending halt it
+leaves, exit when its supervisor gives up, fencing by a newer incarnation, a halt pressed while
+it starts, saved so that it outlives the incarnation), and the STATE_DSN setting that picks
+PostgreSQL."""
 
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import threading
 import uuid
@@ -17,7 +19,7 @@ import pytest
 from actor_helpers import wait_until
 from support.bot_api_server import TEST_TOKEN, BotApiServer
 
-from actors.fleet import AccountNotTrading, AccountStatus, Admission, HaltPending, Health, RestartWindow
+from actors.fleet import AccountNotTrading, AccountStatus, Admission, HaltNotDurable, HaltPending, Health, RestartWindow
 from actors.fleet._incarnation import AccountSpec, Incarnation
 from actors.service.config import ConfigError, RunConfig
 from actors.system import store_from_settings
@@ -29,6 +31,7 @@ from runtime.events import Event, EventType
 from runtime.risk.guards import TradingState
 from runtime.settings import Settings, SettingsError
 from runtime.signals import ListSignalSource, Signal
+from runtime.store import PendingHalt
 
 PAPER = functools.partial(PaperBroker, 10_000)
 BASE = Settings(loop_interval_seconds=0.5, heartbeat_interval_seconds=1.0)
@@ -114,7 +117,14 @@ def test_a_factory_that_raises_leaves_the_account_quarantined_not_a_raising_cons
         incarnation.resume("ops", False)
 
 
-def test_a_quarantining_admission_latches_halted_in_the_store(incarnations: list[Incarnation], tmp_path: Path) -> None:
+def _halts_changed(incarnation: Incarnation) -> list[tuple[str, str, str]]:
+    return [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in _journal(incarnation)
+            if e.event_type is EventType.TRADING_STATE_CHANGED]
+
+
+def test_a_quarantining_admission_leaves_a_pending_halt_that_the_next_start_takes(
+    incarnations: list[Incarnation], tmp_path: Path
+) -> None:
     db = str(tmp_path / "s.db")
     spec = AccountSpec("flappy", attrs.evolve(BASE, state_db=db), PAPER, ListSignalSource)
     first = _start(incarnations, spec)
@@ -125,9 +135,45 @@ def test_a_quarantining_admission_latches_halted_in_the_store(incarnations: list
     status = again.status()
     assert (status.health, status.trading_state, status.equity, status.peak, status.detail) == (
         Health.QUARANTINED, TradingState.HALTED, 10_000, 10_000, reason)
+    again.stop(10.0)
+    [pending] = _pending(spec.settings, "flappy")
+    assert (pending.by, pending.reason) == ("fleet quarantine", reason)
+    later = _start(incarnations, spec)
+    assert wait_until(lambda: later.status().trading_state is TradingState.HALTED)
+    assert later.status().detail == f"halted by fleet quarantine: {reason}"
+    assert _halts_changed(later) == [("active", "halted", f"halted by fleet quarantine: {reason}")]
+    assert _pending(spec.settings, "flappy") == []
+
+
+def test_a_quarantine_on_the_very_first_start_leaves_the_account_halted_for_its_next_start(
+    incarnations: list[Incarnation], tmp_path: Path, bot_api: BotApiServer
+) -> None:
+    def broken_broker() -> PaperBroker:
+        raise RuntimeError("broker login refused")
+
+    db = str(tmp_path / "s.db")
+    settings = attrs.evolve(BASE, state_db=db, telegram_bot_token=TEST_TOKEN, telegram_chat_id="-1001",
+                            telegram_api_base_url=bot_api.url)
+    reason = "start failed: RuntimeError('broker login refused')"
+    broken = _start(incarnations, AccountSpec("fresh", settings, broken_broker, ListSignalSource))
+    assert (broken.status().health, broken.status().detail) == (Health.QUARANTINED, reason)
+    broken.stop(10.0)
     with SqliteStore(db) as store:
-        record = store.load_guard("flappy")
-    assert record is not None and (record.trading_state, record.reason) == (TradingState.HALTED, f"quarantined: {reason}")
+        assert store.load_guard("fresh") is None  # no guard ever ran: nothing to latch HALTED in
+    [pending] = _pending(settings, "fresh")
+    assert (pending.by, pending.reason) == ("fleet quarantine", reason)
+    # Its broker mended, the account starts HALTED, saying who halted it and why, and trades nothing.
+    signal = Signal("EURUSD", "buy", 1_000)
+    mended = _start(incarnations, AccountSpec("fresh", settings, _priced, lambda: ListSignalSource([signal])))
+    assert _halted_then_refused(mended) == [
+        (EventType.TRADING_STATE_CHANGED, "active", "halted", f"halted by fleet quarantine: {reason}", None, None), REFUSED]
+    status = mended.status()
+    assert (status.health, status.trading_state, status.detail) == (
+        Health.OK, TradingState.HALTED, f"halted by fleet quarantine: {reason}")
+    texts = [r.text for r in bot_api.wait_for_requests(2, timeout=10)]
+    assert texts == [f"[CRITICAL] Account quarantined: trading halted\nfresh: {reason}",
+                     f"[CRITICAL] Trading halted by hand\nhalted by fleet quarantine: {reason}"]
+    assert _pending(settings, "fresh") == []
 
 
 def test_a_supervisor_that_gives_up_runs_the_fail_safe_then_asks_for_the_process_to_end(
@@ -166,7 +212,36 @@ def _journal(incarnation: Incarnation) -> list[Event]:
     return [Event.from_json(text) for text in incarnation.journal(None)]
 
 
-def test_a_halt_pressed_while_the_account_starts_is_held_and_it_starts_halted_before_any_order(
+# The loop's first order, refused by the guard of an account that started HALTED.
+REFUSED = (EventType.TRADE_FAILED, None, None, "", "trading halted", "trading_state")
+
+
+def _halted_then_refused(incarnation: Incarnation) -> list[tuple]:
+    # Once the loop's first order has been answered: the account's state changes, its orders sent
+    # and their outcomes, in journal order, as (type, from, to, reason, error, refused_by).
+    kinds = (EventType.TRADING_STATE_CHANGED, EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED, EventType.TRADE_FAILED)
+    assert wait_until(lambda: any(e.event_type in kinds[2:] for e in _journal(incarnation)))
+    return [(e.event_type, *(e.metadata.get(key) for key in ("from", "to", "reason", "error", "refused_by")))
+            for e in _journal(incarnation) if e.event_type in kinds]
+
+
+def _priced() -> PaperBroker:
+    broker = PaperBroker(10_000)
+    broker.update_price("EURUSD", 1.10)
+    return broker
+
+
+def _pending(settings: Settings, account: str) -> list[PendingHalt]:
+    # The account's pending halts, read by a store of its own, as an operator would.
+    if settings.state_db is not None:
+        with SqliteStore(settings.state_db) as store:
+            return store.load_pending_halts(account)
+    assert settings.state_dsn is not None
+    with PostgresStore(settings.state_dsn) as store:
+        return store.load_pending_halts(account)
+
+
+def test_a_halt_pressed_while_the_account_starts_is_saved_and_it_starts_halted_before_any_order(
     incarnations: list[Incarnation], tmp_path: Path, bot_api: BotApiServer
 ) -> None:
     building, go = threading.Event(), threading.Event()
@@ -182,10 +257,10 @@ def test_a_halt_pressed_while_the_account_starts_is_held_and_it_starts_halted_be
     phase = "building its broker and signal source"
     assert incarnation.halt("ops", "desk closed") == HaltPending(
         "held", "ops", "desk closed", f"account held is starting ({phase}): it will start HALTED"
-        " (held by its starting process: if that process is lost first, halt it again)")
+        " (saved in its state store: whichever incarnation starts it takes it first)")
     assert incarnation.halt("risk", "news at 14:30") == HaltPending(
         "held", "risk", "news at 14:30", f"account held is starting ({phase}): it will start HALTED"
-        " (held by its starting process: if that process is lost first, halt it again)")
+        " (saved in its state store: whichever incarnation starts it takes it first)")
     held = f"{phase}; 2 halts pending: it will start HALTED"
     assert incarnation.status() == AccountStatus("held", Health.STARTING, detail=held, node="here",
                                                  pid=incarnation.status().pid)
@@ -195,20 +270,16 @@ def test_a_halt_pressed_while_the_account_starts_is_held_and_it_starts_halted_be
 
     go.set()
     assert incarnation.ready.wait(20.0), "the incarnation neither traded nor was quarantined"
-    assert wait_until(lambda: any(e.event_type is EventType.TRADE_FAILED for e in _journal(incarnation)))
+    # Both halts, journaled as manual halts in the order pressed, before the loop's order,
+    # which the guard refused: it never reached the broker.
+    assert _halted_then_refused(incarnation) == [
+        (EventType.TRADING_STATE_CHANGED, "active", "halted", "halted by ops: desk closed", None, None),
+        (EventType.TRADING_STATE_CHANGED, "halted", "halted", "halted by risk: news at 14:30", None, None),
+        REFUSED,
+    ]
     status = incarnation.status()
     assert (status.health, status.trading_state, status.detail) == (Health.OK, TradingState.HALTED,
                                                                    "halted by risk: news at 14:30")
-    journal = [e for e in _journal(incarnation)
-               if e.event_type in (EventType.TRADING_STATE_CHANGED, EventType.ORDER_SUBMITTED, EventType.TRADE_FAILED)]
-    # Both halts, journaled as manual halts in the order pressed, before the loop's order,
-    # which the guard refused: it never reached the broker.
-    assert [(e.event_type, e.metadata.get("from"), e.metadata.get("to"), e.metadata.get("reason")) for e in journal] == [
-        (EventType.TRADING_STATE_CHANGED, "active", "halted", "halted by ops: desk closed"),
-        (EventType.TRADING_STATE_CHANGED, "halted", "halted", "halted by risk: news at 14:30"),
-        (EventType.TRADE_FAILED, None, None, ""),
-    ]
-    assert (journal[2].metadata["error"], journal[2].metadata["refused_by"]) == ("trading halted", "trading_state")
     # The second alert has the first's title: the Telegram sink merges it into its next message.
     first = bot_api.wait_for_requests(1, timeout=10)[0]
     assert first.text == "[CRITICAL] Trading halted by hand\nhalted by ops: desk closed"
@@ -236,6 +307,74 @@ def test_a_halt_held_while_starting_is_named_when_the_account_is_quarantined_ins
     [alert] = bot_api.wait_for_requests(1, timeout=10)
     assert alert.text == (f"[CRITICAL] Account quarantined: trading halted\nrefused: {reason}; "
                           "halted by ops while starting: desk closed")
+
+
+@pytest.mark.parametrize("backing", ["sqlite", "postgres"])
+def test_a_halt_saved_while_the_account_starts_outlives_its_incarnation_and_the_next_start_is_halted(
+    backing: str, incarnations: list[Incarnation], tmp_path: Path, bot_api: BotApiServer, request: pytest.FixtureRequest
+) -> None:
+    account = f"lost-{uuid.uuid4().hex[:6]}"
+    where = ({"state_db": str(tmp_path / "s.db")} if backing == "sqlite"
+             else {"state_dsn": request.getfixturevalue("postgres_dsn")})
+    settings = attrs.evolve(BASE, **where, telegram_bot_token=TEST_TOKEN, telegram_chat_id="-1001",
+                            telegram_api_base_url=bot_api.url)
+    building, go = threading.Event(), threading.Event()
+    lost = Incarnation(AccountSpec(account, settings, _gated_broker(building, go, refused=True), ListSignalSource),
+                       on_gave_up=lambda: None, node="here")
+    incarnations.append(lost)
+    lost.begin(FIRST_START)
+    assert building.wait(20.0), "the incarnation never built its broker"
+    answer = lost.halt("ops", "desk closed")
+    try:
+        # Its process is lost before the account has started: that incarnation never goes on,
+        # and the next one (a restart, after its backoff) starts the account.
+        signal = Signal("EURUSD", "buy", 1_000)  # the loop's first cycle places it
+        spec = AccountSpec(account, settings, _priced, lambda: ListSignalSource([signal]))
+        restarted = _start(incarnations, spec, Admission(delay=0.01, restarts=1))
+        # The halt, journaled as the manual halt pressed, before the loop's order, which the guard
+        # refused: it never reached the broker.
+        assert _halted_then_refused(restarted) == [
+            (EventType.TRADING_STATE_CHANGED, "active", "halted", "halted by ops: desk closed", None, None), REFUSED]
+        status = restarted.status()
+        assert (status.health, status.trading_state, status.detail) == (Health.OK, TradingState.HALTED,
+                                                                       "halted by ops: desk closed")
+        first = bot_api.wait_for_requests(1, timeout=10)[0]
+        assert first.text == "[CRITICAL] Trading halted by hand\nhalted by ops: desk closed"
+        assert _pending(settings, account) == []  # taken, and cleared once HALTED was saved
+        # What the answer promised is what happened.
+        assert answer == HaltPending(account, "ops", "desk closed", f"account {account} is starting (building its broker"
+                                     " and signal source): it will start HALTED (saved in its state store: whichever"
+                                     " incarnation starts it takes it first)")
+    finally:
+        go.set()  # the lost incarnation's thread ends: its broker is refused, it is quarantined
+        assert lost.ready.wait(20.0), "the lost incarnation's thread did not end"
+
+
+def test_a_halt_that_cannot_be_saved_is_answered_as_not_durable_and_still_held_by_the_process(
+    incarnations: list[Incarnation]
+) -> None:
+    building, go = threading.Event(), threading.Event()
+    signal = Signal("EURUSD", "buy", 1_000)
+    incarnation = Incarnation(AccountSpec("memory", BASE, _gated_broker(building, go), lambda: ListSignalSource([signal])),
+                              on_gave_up=lambda: None, node="here")
+    incarnations.append(incarnation)
+    incarnation.begin(FIRST_START)
+    assert building.wait(20.0), "the incarnation never built its broker"
+    phase = "building its broker and signal source"
+    with pytest.raises(HaltNotDurable) as refused:
+        incarnation.halt("ops", "desk closed")
+    assert str(refused.value) == (
+        f"account memory is starting ({phase}): the halt was not saved (it keeps its state in this process's memory:"
+        f" give it a state_db or a state_dsn); only its starting process (pid {os.getpid()}) holds it, and saves it"
+        " once it can, but it is lost if that process is lost first: halt it again once the account has started")
+    assert incarnation.status().detail == f"{phase}; 1 halt pending: it will start HALTED (1 not saved: held by this process only)"
+    go.set()
+    assert incarnation.ready.wait(20.0), "the incarnation neither traded nor was quarantined"
+    assert _halted_then_refused(incarnation) == [
+        (EventType.TRADING_STATE_CHANGED, "active", "halted", "halted by ops: desk closed", None, None), REFUSED]
+    status = incarnation.status()
+    assert (status.health, status.trading_state, status.detail) == (Health.OK, TradingState.HALTED,
+                                                                   "halted by ops: desk closed")
 
 
 def test_a_halt_without_who_or_why_is_refused_naming_the_field_and_the_value(incarnations: list[Incarnation]) -> None:

@@ -14,7 +14,7 @@ from test_sqlite_store import _event, _outcome, _submitted, guard_record
 from runtime import LoopTotals
 from runtime.adapters.postgres import SCHEMA_VERSION, PostgresStore, StaleEpochError
 from runtime.adapters.sqlite import StoreError
-from runtime.store import HeldOrder
+from runtime.store import HeldOrder, PendingHalt
 
 OpenStore = Callable[[], PostgresStore]
 
@@ -59,6 +59,14 @@ def test_the_older_of_two_incarnations_has_every_state_write_refused(open_store:
         older.open_order(_submitted("c2"))
     with pytest.raises(StaleEpochError, match=stale.format("settling order 'c1'")):
         older.settle_order("main", "c1", _outcome("c1"))
+    # A halt is state too: a stale incarnation can neither leave one (the newer, running already,
+    # would take it only at its next start) nor clear one the newer left.
+    newer.save_pending_halt("main", PendingHalt("ops", "kept", halt_id="h1"))
+    with pytest.raises(StaleEpochError, match=stale.format("saving a pending halt of loop 'main'")):
+        older.save_pending_halt("main", PendingHalt("ops", "desk closed"))
+    with pytest.raises(StaleEpochError, match=stale.format("clearing the pending halts of loop 'main'")):
+        older.clear_pending_halts("main", ["h1"])
+    assert older.load_pending_halts("main") == [PendingHalt("ops", "kept", halt_id="h1")]
     # Nothing of the refused writes is kept; the newer incarnation carries on from the older's last.
     assert newer.load_guard("main") == guard_record(1)
     assert newer.load_loop_totals("main") is None
@@ -168,7 +176,7 @@ def test_a_version_1_schema_is_upgraded_in_place_and_its_unsettled_orders_are_ag
     assert store.held_orders("main") == [HeldOrder(_submitted("c1"), datetime(2024, 1, 1, tzinfo=UTC))]
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:
         row = admin.execute(f"SELECT value FROM {pg_schema}.meta WHERE key = 'schema_version'").fetchone()
-    assert row == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 2
+    assert row == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 3
 
 
 def test_a_dropped_connection_fails_one_call_and_the_next_reconnects(open_store: OpenStore, postgres_dsn: str) -> None:

@@ -185,9 +185,9 @@ def test_a_database_of_another_schema_version_is_refused(tmp_path: Path) -> None
     path = tmp_path / "state.db"
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 4")
+    conn.execute("PRAGMA user_version = 5")
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 4, a newer one than this tradewarden reads \(3\)"):
+    with pytest.raises(StoreError, match=r"schema version 5, a newer one than this tradewarden reads \(4\)"):
         SqliteStore(path)
 
 
@@ -199,6 +199,7 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pa
     conn = sqlite3.connect(path)  # make it the file an earlier tradewarden wrote
     conn.execute("DROP TABLE orders")
     conn.execute("DROP TABLE gate_state")
+    conn.execute("DROP TABLE pending_halts")
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     with SqliteStore(path) as store:
@@ -207,7 +208,7 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pa
         store.open_order(_submitted("c1"))
         assert store.unsettled_orders("main") == [_submitted("c1")]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     conn.close()
 
 
@@ -218,6 +219,7 @@ def test_a_version_2_file_is_upgraded_in_place_and_its_unsettled_orders_are_aged
     conn = sqlite3.connect(path)  # the orders table as version 2 had it, holding one order
     conn.execute("DROP TABLE orders")
     conn.execute("DROP TABLE gate_state")
+    conn.execute("DROP TABLE pending_halts")
     conn.execute(
         "CREATE TABLE orders (loop_id TEXT NOT NULL, client_order_id TEXT NOT NULL, event_id TEXT NOT NULL, "
         "PRIMARY KEY (loop_id, client_order_id))"
@@ -235,7 +237,7 @@ def test_a_version_2_file_is_upgraded_in_place_and_its_unsettled_orders_are_aged
         store.settle_order("main", "c1", _outcome("c1"), watch_until=until)
         assert store.held_orders("main") == [HeldOrder(_submitted("c1"), datetime(2024, 1, 1, tzinfo=UTC), until)]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     conn.close()
 
 

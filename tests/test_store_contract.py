@@ -21,7 +21,7 @@ from test_sqlite_store import _event, _outcome, _submitted, guard_record
 from runtime import Event, EventType, LoopTotals, MemoryStore
 from runtime.adapters.sqlite import SqliteStore
 from runtime.risk.gate import GateRecord
-from runtime.store import HeldOrder, UnreadableOrder
+from runtime.store import HeldOrder, PendingHalt, UnreadableOrder
 
 LOOPS = ("main", "other", "a", "b")
 
@@ -156,21 +156,90 @@ def test_a_store_written_before_gate_records_existed_is_upgraded_and_keeps_every
 
 
 def _as_written_before_gate_records(backing: Backing) -> None:
-    # The file (schema version 2: no gate_state, orders without sent_at and watch_until) or the
-    # PostgreSQL schema (without the table, added within its version) an earlier tradewarden wrote.
+    # The file (schema version 2: no gate_state or pending_halts, orders without sent_at and
+    # watch_until) or the PostgreSQL schema (without the table, added within its version) an
+    # earlier tradewarden wrote.
+    _as_written_by_an_earlier_tradewarden(
+        backing,
+        ("DROP TABLE gate_state", "DROP TABLE pending_halts", "ALTER TABLE orders DROP COLUMN sent_at",
+         "ALTER TABLE orders DROP COLUMN watch_until", "PRAGMA user_version = 2"),
+        ("DROP TABLE {schema}.gate_state",),
+    )
+
+
+def _as_written_by_an_earlier_tradewarden(backing: Backing, sqlite: tuple[str, ...], postgres: tuple[str, ...]) -> None:
+    # Runs the statements that make the backing's file (``sqlite``) or schema (``postgres``, in
+    # which {schema} names the test's schema) what an earlier tradewarden wrote.
     if backing.kind == "sqlite":
         conn = sqlite3.connect(backing.path)
-        conn.execute("DROP TABLE gate_state")
-        conn.execute("ALTER TABLE orders DROP COLUMN sent_at")
-        conn.execute("ALTER TABLE orders DROP COLUMN watch_until")
-        conn.execute("PRAGMA user_version = 2")
+        for statement in sqlite:
+            conn.execute(statement)
         conn.commit()
         conn.close()
     else:
         import psycopg
 
-        with psycopg.connect(backing.path, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE {backing.schema}.gate_state")
+        with psycopg.connect(backing.path, autocommit=True) as pg:
+            for statement in postgres:
+                pg.execute(statement.format(schema=backing.schema))
+
+
+# -- pending halts ---------------------------------------------------------------------------------
+
+
+def test_pending_halts_are_kept_per_loop_in_the_order_saved_each_id_once_until_cleared(backing: Backing) -> None:
+    store = backing.open()
+    assert store.load_pending_halts("main") == []
+    first, second = PendingHalt("ops", "desk closed", halt_id="h1"), PendingHalt("risk", "news at 14:30", halt_id="h2")
+    store.save_pending_halt("main", first)
+    store.save_pending_halt("other", PendingHalt("ops", "another account", halt_id="h3"))
+    store.save_pending_halt("main", second)
+    store.save_pending_halt("main", PendingHalt("ops", "a retry of the first", halt_id="h1"))  # kept once, as first saved
+    assert store.load_pending_halts("main") == [first, second]
+    with pytest.raises(TypeError, match=r"^halt must be a PendingHalt, got 'desk closed'$"):
+        store.save_pending_halt("main", "desk closed")
+    if backing.durable:
+        store.close()
+        store = backing.open()
+        assert store.load_pending_halts("main") == [first, second]
+    # Cleared by id: a halt saved after its guard read the others is kept for the next one.
+    store.clear_pending_halts("main", ["h1", "h2", "unknown"])
+    assert store.load_pending_halts("main") == []
+    assert store.load_pending_halts("other") == [PendingHalt("ops", "another account", halt_id="h3")]
+
+
+def test_a_pending_halt_names_who_and_why_and_gets_an_id_of_its_own() -> None:
+    assert PendingHalt("ops", "desk closed").halt_id != PendingHalt("ops", "desk closed").halt_id
+    with pytest.raises(ValueError, match=r"^by must be a non-empty string, got ' '$"):
+        PendingHalt(" ", "desk closed")
+    with pytest.raises(TypeError, match=r"^reason must be a non-empty string, got None \(NoneType\)$"):
+        PendingHalt("ops", None)  # type: ignore[arg-type]
+
+
+def test_a_store_written_before_pending_halts_existed_is_upgraded_and_keeps_everything(backing: Backing) -> None:
+    if not backing.durable:
+        pytest.skip("a MemoryStore has no schema to upgrade")
+    store = backing.open()
+    store.save_guard("main", guard_record(4))
+    store.save_gate("main", gate_record(1))
+    store.close()
+    _as_written_before_pending_halts(backing)
+    upgraded = backing.open()
+    assert (upgraded.load_guard("main"), upgraded.load_gate("main")) == (guard_record(4), gate_record(1))
+    assert upgraded.load_pending_halts("main") == []
+    upgraded.save_pending_halt("main", PendingHalt("ops", "desk closed", halt_id="h1"))
+    upgraded.close()
+    assert backing.open().load_pending_halts("main") == [PendingHalt("ops", "desk closed", halt_id="h1")]
+
+
+def _as_written_before_pending_halts(backing: Backing) -> None:
+    # The file (schema version 3) or the PostgreSQL schema (version 2) an earlier tradewarden
+    # wrote: no pending_halts table.
+    _as_written_by_an_earlier_tradewarden(
+        backing,
+        ("DROP TABLE pending_halts", "PRAGMA user_version = 3"),
+        ("DROP TABLE {schema}.pending_halts", "UPDATE {schema}.meta SET value = '2' WHERE key = 'schema_version'"),
+    )
 
 
 # -- the journal -----------------------------------------------------------------------------------

@@ -7,14 +7,13 @@ from __future__ import annotations
 import threading
 
 import pykka
-import pytest
 from actor_helpers import WAIT, AlertInbox, EventLog, Journal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from actors import Supervisor, TradingSystem, start_trading_system
-from actors.messages import Crash, EquityReading, GetGuardState, Halt, Ping, RunCycle
+from actors.messages import Crash, EquityReading, GetGuardState, Ping, RunCycle
 from runtime import (
     EventType,
     ListSignalSource,
@@ -26,6 +25,7 @@ from runtime import (
     Signal,
     TradingState,
 )
+from runtime.store import PendingHalt
 
 
 def paper(*symbols: str) -> PaperBroker:
@@ -47,12 +47,15 @@ def test_stop_ends_every_actor_in_reverse_order_and_journals_loop_stopped():
     assert store.events()[-1].metadata["how"] == "normal"
 
 
-def test_halts_pressed_before_the_start_come_first_so_the_system_starts_halted_and_refuses_the_first_order():
+def test_halts_pending_in_the_store_come_first_so_the_system_starts_halted_and_refuses_the_first_order():
     broker, store, alerts, events = paper("A"), MemoryStore(), AlertInbox(), EventLog()
     buy = Signal("A", "buy", 5)
     signals = ListSignalSource([buy])
+    store.save_pending_halt("main", PendingHalt("ops", "desk closed"))
+    others = PendingHalt("ops", "another account's")
+    store.save_pending_halt("other", others)
     system = start_trading_system(Settings(), broker, signals, store=store, alerts=alerts, clock=ManualClock(),
-                                  loop_interval=None, subscribers=[events], halts=[Halt("ops", "desk closed")])
+                                  loop_interval=None, subscribers=[events])
     try:
         system.loop.ask(RunCycle())  # the signal's order reaches the guard after the halt
         [refused] = events.wait_count(EventType.TRADE_FAILED, 1)
@@ -68,14 +71,13 @@ def test_halts_pressed_before_the_start_come_first_so_the_system_starts_halted_a
         assert [e.event_type for e in events.events if e.metadata.get("signal_id") == buy.signal_id] == [
             EventType.SIGNAL_RECEIVED, EventType.SIGNAL_APPROVED, EventType.TRADE_FAILED]
         assert broker.open_positions() == []
-        assert store.load_guard("main").trading_state is TradingState.HALTED
+        record = store.load_guard("main")
+        assert (record.trading_state, record.reason) == (TradingState.HALTED, "halted by ops: desk closed")
+        # Taken once: cleared from the store once HALTED was saved (another loop's is not this guard's).
+        assert store.load_pending_halts("main") == []
+        assert store.load_pending_halts("other") == [others]
     finally:
         system.stop()
-
-
-def test_a_halt_at_start_must_be_a_halt_message():
-    with pytest.raises(TypeError, match=r"^halts must hold Halt messages, got 'desk closed' \(str\)$"):
-        TradingSystem(Settings(), paper(), ListSignalSource(), store=MemoryStore(), halts=["desk closed"])
 
 
 def test_when_restarts_run_out_the_fail_safe_halts_closes_every_position_and_alerts():

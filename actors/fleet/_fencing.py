@@ -11,7 +11,7 @@ from runtime.adapters.postgres import PostgresStore, StaleEpochError
 from runtime.events import Event
 from runtime.risk.gate import GateRecord
 from runtime.risk.monitor import GuardRecord
-from runtime.store import HeldOrder, LoopTotals, UnreadableOrder
+from runtime.store import HeldOrder, LoopTotals, PendingHalt, UnreadableOrder
 
 __all__ = ["FencedStore"]
 
@@ -101,6 +101,18 @@ class FencedStore:
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """As `PostgresStore.unsettled_orders`."""
         return self.store.unsettled_orders(loop_id)
+
+    def save_pending_halt(self, loop_id: str, halt: PendingHalt) -> None:
+        """As `PostgresStore.save_pending_halt`; a stale refusal fences this incarnation."""
+        self._write(self.store.save_pending_halt, loop_id, halt)
+
+    def load_pending_halts(self, loop_id: str) -> list[PendingHalt]:
+        """As `PostgresStore.load_pending_halts`."""
+        return self.store.load_pending_halts(loop_id)
+
+    def clear_pending_halts(self, loop_id: str, halt_ids: Sequence[str]) -> None:
+        """As `PostgresStore.clear_pending_halts`; a stale refusal fences this incarnation."""
+        self._write(self.store.clear_pending_halts, loop_id, halt_ids)
 
     def close(self) -> None:
         """Close the underlying store."""

@@ -2,6 +2,10 @@
 
 It never raises from its constructor or `begin`: a store that stays down, or a factory that
 fails, makes the account come up quarantined and HALTED, with an alert. Nothing here imports Ray.
+
+A halt pressed while the account starts, and a quarantine, are kept in the account's state store
+as pending halts (`runtime.store.PendingHalt`), which the next guard of the account takes before
+anything else: they outlive this process.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import attrs
 from loguru import logger
 
 from actors.fleet._policy import Admission
-from actors.fleet.status import AccountNotTrading, AccountStatus, HaltPending, Health
-from actors.messages import Halt, OrderOutcome, PlaceOrder
+from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltPending, Health
+from actors.messages import OrderOutcome, PlaceOrder
 from actors.supervision.messages import Crash
 from actors.system import TradingSystem
 from runtime.adapters.sqlite import SqliteStore
@@ -27,14 +31,15 @@ from runtime.backoff import Backoff
 from runtime.broker import Broker, Order
 from runtime.events import EventType
 from runtime.risk.guards import TradingState
-from runtime.risk.monitor import GuardRecord, RiskMonitor
+from runtime.risk.monitor import GuardRecord
 from runtime.settings import Settings, masked_dsn
 from runtime.signals import SignalSource
-from runtime.store import StateStore
+from runtime.store import MemoryStore, PendingHalt, StateStore
 from runtime.validation import attrs_text, attrs_whole
 
-__all__ = ["AccountSpec", "Incarnation"]
+__all__ = ["QUARANTINE_BY", "AccountSpec", "Incarnation"]
 
+QUARANTINE_BY = "fleet quarantine"  # who a quarantine's pending halt says halted the account
 _DRILL_ACTORS = ("emitter", "alerts", "guard", "loop", "heartbeat")
 
 
@@ -83,8 +88,9 @@ class Incarnation:
     ``on_gave_up`` is called (on the watcher's thread) when the system's own supervisor gives
     up after its fail-safe has run: a Ray worker turns that into a process exit that Ray restarts.
 
-    A halt pressed while it starts is never lost: held until its trading system is built, it is
-    then handed to the system's guard, which takes it before any order (see `halt`).
+    A halt pressed while it starts is saved in the account's state store before it is
+    acknowledged, so that it outlives this process: whichever incarnation starts the account
+    next takes it before any order (see `halt`).
     """
 
     def __init__(self, spec: AccountSpec, *, on_gave_up: Callable[[], None], node: str | None = None) -> None:
@@ -99,7 +105,12 @@ class Incarnation:
         self._store: StateStore | None = None
         self._system: TradingSystem | None = None
         self._record: GuardRecord | None = None  # what a quarantined account shows
-        self._halts: list[Halt] = []  # pressed while starting; handed to the system when it is built
+        # A halt pressed while starting is saved, or the system built, one at a time: a halt
+        # is either in the store before the guard reads it, or asked of the guard. Reentrant:
+        # a quarantine while building takes it again.
+        self._pressing = threading.RLock()
+        self._pressed: list[PendingHalt] = []  # pressed while starting (for the status and a quarantine's alert)
+        self._unsaved: list[PendingHalt] = []  # of those, the ones its store could not keep yet
         self._client_ids: set[str] | None = None
         self._stopping = threading.Event()
         self.ready = threading.Event()  # set once the account trades, or is quarantined
@@ -125,10 +136,8 @@ class Incarnation:
             self.ready.set()
 
     def _start_or_quarantine(self, admission: Admission) -> None:
-        if admission.delay:
-            self._starting(f"waiting {admission.delay:g}s before restart {admission.restarts}")
-            if self._stopping.wait(admission.delay):
-                return
+        # The store first, before a restart's backoff: from then on a halt pressed while the
+        # account starts is saved in it, not only held by this process.
         self._starting("opening its state store")
         opened = self._open_store()
         if isinstance(opened, str):
@@ -137,19 +146,29 @@ class Incarnation:
         if admission.quarantined:
             self._quarantine(admission.reason)
             return
+        if admission.delay:
+            self._starting(f"waiting {admission.delay:g}s before restart {admission.restarts}")
+            if self._stopping.wait(admission.delay):
+                return
         spec = self.spec
         self._starting("building its broker and signal source")
         broker, signals = spec.broker(), spec.signals()
-        with self._lock:
-            # Built under the lock: a halt pressed until now goes in with the system, and one
-            # pressed from now on is asked of its guard (see `halt`); none falls in between.
-            system = TradingSystem(self.settings, broker, signals, store=opened, drills=spec.drills,
-                                   halts=self._halts, **dict(spec.options))
-            self._system = system
-            self._detail = "starting its trading system"
+        with self._pressing:
+            try:
+                for halt in self._unsaved:  # pressed before its store was open: the guard reads them there
+                    opened.save_pending_halt(spec.account_id, halt)
+            except Exception as exc:
+                self._quarantine(f"a halt pressed while it started could not be saved: {exc}")
+                return
+            with self._lock:
+                self._unsaved = []
+                system = TradingSystem(self.settings, broker, signals, store=opened, drills=spec.drills,
+                                       **dict(spec.options))
+                self._system = system
+                self._detail = "starting its trading system"
         system.start()
         with self._lock:
-            self._halts = []  # the guard has taken them
+            self._pressed = []  # the guard has taken them
             if self._health is Health.STARTING:  # not fenced meanwhile
                 self._health, self._detail = Health.OK, ""
         threading.Thread(target=self._watch, args=(system,), name=f"account-{spec.account_id}-watch", daemon=True).start()
@@ -191,24 +210,28 @@ class Incarnation:
         return FencedStore(store, epoch, self._fenced)
 
     def _quarantine(self, reason: str) -> None:
-        """Come up HALTED without trading; latch HALTED in the store when it can be reached."""
-        account = self.spec.account_id
-        record: GuardRecord | None = None
-        store = self._store
-        if store is not None:
-            try:
-                record = store.load_guard(account)
-                if record is not None and record.trading_state is not TradingState.HALTED:
-                    monitor = RiskMonitor.from_record(record, self.settings.guards())
-                    monitor.halt(f"quarantined: {reason}")
-                    record = monitor.record()
-                    store.save_guard(account, record)
-            except Exception as exc:
-                logger.error("account {}: HALTED not saved while quarantining: {!r}", account, exc)
-        with self._lock:
-            self._record = record
-            self._health, self._detail = Health.QUARANTINED, reason
-            held, self._halts = self._halts, []
+        """Come up HALTED without trading. When its store can be reached, leave behind as
+        pending halts the quarantine itself (by `QUARANTINE_BY`, for ``reason``) and the halts
+        pressed while it started that were not saved yet: whichever incarnation starts the
+        account next, on its first start too (no guard record yet), starts HALTED, journaled
+        and alerted with who halted it and why."""
+        with self._pressing:  # a halt pressed meanwhile is in this list or sees the quarantine
+            account, store = self.spec.account_id, self._store
+            record: GuardRecord | None = None
+            if store is not None:
+                try:
+                    record = store.load_guard(account)  # what its status shows
+                except Exception as exc:
+                    logger.error("account {}: its guard record not read while quarantining: {!r}", account, exc)
+                try:
+                    for halt in [*self._unsaved, PendingHalt(QUARANTINE_BY, reason)]:
+                        store.save_pending_halt(account, halt)
+                except Exception as exc:
+                    logger.error("account {}: HALTED not saved while quarantining: {!r}", account, exc)
+            with self._lock:
+                self._record = record
+                self._health, self._detail = Health.QUARANTINED, reason
+                held, self._pressed, self._unsaved = self._pressed, [], []
         # A halt pressed while it started is not dropped unsaid: quarantined, it is HALTED as asked.
         pressed = "".join(f"; halted by {halt.by} while starting: {halt.reason}" for halt in held)
         logger.critical("account {} quarantined (HALTED, not trading): {}{}", account, reason, pressed)
@@ -277,12 +300,15 @@ class Incarnation:
         return here
 
     def _described(self) -> tuple[Health, str, TradingSystem | None]:
-        # Under the lock: its health, what it is doing (with the halts held while it starts, so
-        # that neither a status nor a refused resume reads as if none were), and its system.
+        # Under the lock: its health, what it is doing (with the halts pressed while it starts,
+        # and how many only this process holds, so that neither a status nor a refused resume
+        # reads as if none were), and its system.
         detail = self._detail
-        if self._health is Health.STARTING and self._halts:
-            held = len(self._halts)
-            detail += f"; {held} halt{'s' if held > 1 else ''} pending: it will start HALTED"
+        if self._health is Health.STARTING and self._pressed:
+            pressed, unsaved = len(self._pressed), len(self._unsaved)
+            detail += f"; {pressed} halt{'s' if pressed > 1 else ''} pending: it will start HALTED"
+            if unsaved:
+                detail += f" ({unsaved} not saved: held by this process only)"
         return self._health, detail, self._system
 
     def _running(self) -> TradingSystem:
@@ -295,30 +321,57 @@ class Incarnation:
     def halt(self, by: str, reason: str) -> TradingState | HaltPending:
         """The kill switch (see `TradingSystem.halt`): returns the state before, for an account
         whose trading system runs or is being started (then the ask waits for its guard, which
-        takes every halt held before it first). For an account still starting (opening its
-        store, waiting out a restart backoff), the halt is held and a `HaltPending` returned:
-        the guard takes it before any order, so the account starts HALTED, journaled and
-        alerted as this manual halt. A quarantined account is HALTED and does not trade: HALTED
-        is returned, and nothing changes. `AccountNotTrading` for a fenced or stopped one;
-        ``by`` and ``reason`` must be non-blank strings (else `ValueError` or `TypeError`
-        naming the field and the value)."""
-        message = Halt(by, reason)
+        takes every pending halt first). For an account still starting (waiting out a restart
+        backoff, building its broker), the halt is saved in its state store as a pending halt
+        and a `HaltPending` returned once it is durable: whichever incarnation starts the
+        account next, this one or another should this process be lost, takes it before any
+        order, so the account starts HALTED, journaled and alerted as this manual halt.
+        `HaltNotDurable` when it could not be saved (its store not open yet, failing, or in
+        memory): this process holds it and saves it once it can, but it is lost with this
+        process. A quarantined account is HALTED and does not trade: HALTED is returned, and
+        nothing changes. `AccountNotTrading` for a fenced or stopped one; ``by`` and ``reason``
+        must be non-blank strings (else `ValueError` or `TypeError` naming the field and the
+        value)."""
+        pending = PendingHalt(by, reason)
         account = self.spec.account_id
-        with self._lock:
-            health, detail, system = self._health, self._detail, self._system
-            held = system is None and health is Health.STARTING
-            if held:
-                self._halts.append(message)
-        if held:
-            logger.warning("account {}: halt by {} held until it has started: {}", account, by, reason)
-            return HaltPending(account, by, reason, f"account {account} is starting ({detail}): it will start HALTED"
-                               " (held by its starting process: if that process is lost first, halt it again)")
+        with self._pressing:
+            with self._lock:
+                health, detail, system, store = self._health, self._detail, self._system, self._store
+            if system is None and health is Health.STARTING:
+                return self._press(pending, detail, store)
         if system is not None and health in (Health.OK, Health.STARTING):
             return system.halt(by, reason)
         if health is Health.QUARANTINED:
             logger.warning("account {}: halt by {} asked of a quarantined account, HALTED already: {}", account, by, reason)
             return TradingState.HALTED
         raise AccountNotTrading(f"account {account} is not trading ({health.value}: {detail})")
+
+    def _press(self, halt: PendingHalt, detail: str, store: StateStore | None) -> HaltPending:
+        # Under _pressing, while the account starts and has no trading system yet.
+        account = self.spec.account_id
+        with self._lock:
+            self._pressed.append(halt)
+        if store is None:
+            why = "its state store is not open yet"
+        elif isinstance(store, MemoryStore):
+            why = "it keeps its state in this process's memory: give it a state_db or a state_dsn"
+        else:
+            try:
+                store.save_pending_halt(account, halt)
+            except Exception as exc:
+                why = f"its state store failed: {exc}"
+            else:
+                logger.warning("account {}: halt by {} saved until it starts: {}", account, halt.by, halt.reason)
+                return HaltPending(account, halt.by, halt.reason, f"account {account} is starting ({detail}): it will"
+                                   " start HALTED (saved in its state store: whichever incarnation starts it takes it first)")
+        with self._lock:
+            self._unsaved.append(halt)
+        logger.error("account {}: halt by {} not saved ({}), held by this process: {}", account, halt.by, why, halt.reason)
+        raise HaltNotDurable(
+            f"account {account} is starting ({detail}): the halt was not saved ({why}); only its starting process"
+            f" (pid {os.getpid()}) holds it, and saves it once it can, but it is lost if that process is lost first:"
+            " halt it again once the account has started"
+        )
 
     def resume(self, by: str, rebaseline: bool) -> TradingState:
         """Lift HALTED (see `TradingSystem.resume`); returns the state before. Refused with

@@ -244,8 +244,10 @@ class Fleet:
 
     def halt(self, account_id: str, by: str, reason: str, timeout: float = 10.0) -> TradingState | HaltPending:
         """The kill switch for one account; returns its state before (HALTED for a quarantined
-        account, which does not trade). For an account still starting, a `HaltPending`: the halt
-        is held, and the account starts HALTED with it journaled and alerted as a manual halt.
+        account, which does not trade). For an account still starting, a `HaltPending` once the
+        halt is saved in the account's state store: the account starts HALTED with it journaled
+        and alerted as a manual halt, even should its worker be lost first; `HaltNotDurable`
+        when it could not be saved (only the starting worker holds it: halt it again).
         `AccountNotTrading` for a fenced or stopped account (HALTED already, and not trading);
         a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
         return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)

@@ -9,12 +9,19 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.risk.guards import TradingState
 
-__all__ = ["AccountNotTrading", "AccountStatus", "HaltPending", "Health"]
+__all__ = ["AccountNotTrading", "AccountStatus", "HaltNotDurable", "HaltPending", "Health"]
 
 
 class AccountNotTrading(TradewardenError, RuntimeError):
     """Asked to halt, resume, trade or drill an account that has no trading system running
     (starting, quarantined, fenced or stopped); the message names the account and its health."""
+
+
+class HaltNotDurable(TradewardenError, RuntimeError):
+    """A halt pressed while the account starts that could not be saved in its state store (not
+    open yet, failing, or kept in memory): its starting process holds it, and saves it once it
+    can, but it is lost if that process is lost first. The message names the account, what it
+    is doing and why the halt was not saved; halt it again once the account has started."""
 
 
 class Health(enum.Enum):
@@ -49,10 +56,11 @@ class AccountStatus:
 @attrs.frozen
 class HaltPending:
     """What `Fleet.halt` answers for an account that is still starting (waiting out a restart
-    backoff, opening its store, building its broker and signal source): the halt is held by the
-    starting process (lost with it: see ``detail``), and the account's guard takes it
-    before anything else, so the account starts HALTED and it is journaled and alerted as a
-    manual halt by ``by`` for ``reason``. ``detail`` says so and what the account is doing."""
+    backoff, building its broker and signal source) once the halt is saved in the account's
+    state store: whichever incarnation starts the account next (this one, or another should its
+    process be lost) takes it before anything else, so the account starts HALTED and it is
+    journaled and alerted as a manual halt by ``by`` for ``reason``. ``detail`` says so and what
+    the account is doing."""
 
     account_id: str
     by: str

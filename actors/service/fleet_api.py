@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltPending
+from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltNotDurable, HaltPending
 from actors.service.auth import BearerToken, RequireToken
 from actors.service.control import SEND_TIMEOUT, BadRequest, SendTimeout, answering, calling, event_limit, read_body
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
@@ -78,10 +78,12 @@ def fleet_app(
       journal, the latest ``limit`` (100, at most 1000) oldest first;
     - ``POST /api/fleet/{account}/halt`` ``{"reason", "by"}`` and ``.../resume``
       ``{"rebaseline", "by"}``: as the single system's halt and resume. A halt of an account
-      still starting is held (202, ``"done": "halt_pending"``: it starts HALTED); one of a
-      quarantined account answers its state before, HALTED; 409 when the account is fenced or
-      stopped, or the resume is refused (past a hard limit, or the account is not trading:
-      starting, quarantined, fenced or stopped).
+      still starting is saved in its state store (202, ``"done": "halt_pending"``: it starts
+      HALTED, whichever worker starts it), or 503 (``"done": "not_saved"``) when it could not
+      be saved (only the starting worker holds it); one of a quarantined account answers its
+      state before, HALTED; 409 when the account is fenced or stopped, or the resume is refused
+      (past a hard limit, or the account is not trading: starting, quarantined, fenced or
+      stopped).
 
     An account not in the fleet gets 404 naming it; a bad body 400 or 413 naming the field and
     the value, and so does a value the account itself refuses; an account that does not answer
@@ -133,8 +135,11 @@ def fleet_app(
             previous = await on_fleet(lambda: fleet.halt(account_id, by, body["reason"], timeout=ask_timeout))
         except AccountNotTrading as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
+        except HaltNotDurable as exc:
+            _log.error("account {} halt through the fleet control API by {} not saved: {}", account_id, by, exc)
+            return JSONResponse({"account_id": account_id, "done": "not_saved", "error": str(exc)}, status_code=503)
         if isinstance(previous, HaltPending):
-            _log.warning("account {} halt held through the fleet control API by {}: {}", account_id, by, body["reason"])
+            _log.warning("account {} halt saved through the fleet control API by {}: {}", account_id, by, body["reason"])
             return JSONResponse({"account_id": account_id, "done": "halt_pending", "by": by, "reason": body["reason"],
                                  "detail": previous.detail}, status_code=202)
         _log.warning("account {} halted through the fleet control API by {}: {}", account_id, by, body["reason"])

@@ -14,8 +14,9 @@ guard sends none it could not journal). Journal appends are not fenced: the jour
 each id once, whoever reports them.
 
 Identity: the tables live in the schema ``tradewarden`` (or the one given), whose ``meta`` table
-names `SCHEMA_VERSION`; version 1 is upgraded in place (two columns added to ``orders``),
-another version is refused with `StoreError`, never migrated. A table added within a version
+names `SCHEMA_VERSION`; versions 1 and 2 are upgraded in place (version 1 without two columns of
+``orders``, version 2 without ``pending_halts``: nothing that exists changes), another version is
+refused with `StoreError`, never migrated. Pending halts are written like state: fenced. A table added within a version
 (``gate_state``) is created, if missing, on connecting. Errors name
 the server as ``user@host:port/dbname``, never the password.
 """
@@ -39,9 +40,11 @@ from runtime.risk.monitor import GuardRecord
 from runtime.store import (
     HeldOrder,
     LoopTotals,
+    PendingHalt,
     UnreadableOrder,
     check_events,
     check_outcome,
+    check_pending_halt,
     loop_id_of,
     order_client_id,
     order_sent_at,
@@ -50,7 +53,7 @@ from runtime.store import (
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "StaleEpochError"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -76,9 +79,19 @@ CREATE TABLE IF NOT EXISTS orders (
     PRIMARY KEY (loop_id, client_order_id)
 );
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS sent_at TEXT;
-ALTER TABLE orders ADD COLUMN IF NOT EXISTS watch_until TEXT"""
-# Version 1 had no sent_at or watch_until in orders; the statements above add them (nothing that
-# exists changes), so a version-1 schema is upgraded in place, under the schema lock.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS watch_until TEXT;
+CREATE TABLE IF NOT EXISTS pending_halts (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    loop_id TEXT NOT NULL,
+    halt_id TEXT NOT NULL UNIQUE,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL
+)"""
+# Version 1 had no sent_at or watch_until in orders, version 2 no pending_halts; the statements
+# above add them (nothing that exists changes), so such a schema is upgraded in place, under the
+# schema lock. The version goes up with pending_halts so that an older tradewarden, which would
+# start an account without taking its pending halts, refuses the schema instead.
+_UPGRADED = ("1", "2")
 _INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (%s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
 # Any constant works: it only serialises stores creating the schema at the same moment.
 _SCHEMA_LOCK = 0x54574431
@@ -152,7 +165,8 @@ class PostgresStore:
                     "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO NOTHING",
                     (str(SCHEMA_VERSION),),
                 )
-                conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version' AND value = '1'", (str(SCHEMA_VERSION),))
+                conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version' AND value = ANY(%s)",
+                             (str(SCHEMA_VERSION), list(_UPGRADED)))
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None or row[0] != str(SCHEMA_VERSION):
                 raise StoreError(
@@ -378,6 +392,30 @@ class PostgresStore:
                 "DELETE FROM orders WHERE loop_id = %s AND client_order_id = %s AND watch_until IS NOT NULL",
                 (loop_id, client_order_id),
             )
+
+    def save_pending_halt(self, loop_id: str, halt: PendingHalt) -> None:
+        """Keep ``halt`` for the loop's next guard if this store's claim holds; durable when this
+        returns (a ``halt_id`` kept already is kept once)."""
+        check_pending_halt(halt)
+        with self._fenced(loop_id, f"saving a pending halt of loop {loop_id!r}") as conn:
+            conn.execute(
+                "INSERT INTO pending_halts (loop_id, halt_id, by, reason) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (loop_id, halt.halt_id, halt.by, halt.reason),
+            )
+
+    def load_pending_halts(self, loop_id: str) -> list[PendingHalt]:
+        """The loop's pending halts, in the order they were saved."""
+        with self._using(f"loading the pending halts of loop {loop_id!r}") as conn:
+            rows = conn.execute(
+                "SELECT by, reason, halt_id FROM pending_halts WHERE loop_id = %s ORDER BY seq", (loop_id_of(loop_id),)
+            ).fetchall()
+        return [PendingHalt(*row) for row in rows]
+
+    def clear_pending_halts(self, loop_id: str, halt_ids: Sequence[str]) -> None:
+        """Forget the loop's pending halts named in ``halt_ids``, in one transaction, if this
+        store's claim holds."""
+        with self._fenced(loop_id, f"clearing the pending halts of loop {loop_id!r}") as conn:
+            conn.execute("DELETE FROM pending_halts WHERE loop_id = %s AND halt_id = ANY(%s)", (loop_id, list(halt_ids)))
 
     def _decode(self, rows: list[Any]) -> list[Event]:
         try:

@@ -37,10 +37,12 @@ from runtime.store import (
     HeldOrder,
     LoopTotals,
     MemoryStore,
+    PendingHalt,
     StateStore,
     UnreadableOrder,
     check_events,
     check_outcome,
+    check_pending_halt,
     loop_id_of,
     order_client_id,
     order_sent_at,
@@ -61,14 +63,16 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x54574431  # "TWD1": marks the file as a tradewarden state database
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-_TABLES = ("events", "guard_state", "loop_totals", "orders", "gate_state")
+_TABLES = ("events", "guard_state", "loop_totals", "orders", "gate_state", "pending_halts")
 # Version 1 had no orders table; version 2 had no gate_state table and no sent_at (wall time, ISO)
-# or watch_until (a watched order's deadline, ISO; NULL for an unsettled one) in orders. Adding
-# them changes nothing that exists, so older files are upgraded in place (the only migrations this
-# store makes). A row upgraded from version 2 has no sent_at: its order is aged by its event's
-# timestamp.
+# or watch_until (a watched order's deadline, ISO; NULL for an unsettled one) in orders; version 3
+# had no pending_halts table. Adding them changes nothing that exists, so older files are upgraded
+# in place (the only migrations this store makes). A row upgraded from version 2 has no sent_at:
+# its order is aged by its event's timestamp. The version goes up with pending_halts so that an
+# older tradewarden, which would start an account without taking its pending halts, refuses the
+# file instead.
 _ORDERS_TABLE = """
 CREATE TABLE orders (
     loop_id TEXT NOT NULL,
@@ -83,9 +87,21 @@ CREATE TABLE gate_state (
     loop_id TEXT PRIMARY KEY,
     record TEXT NOT NULL
 )"""
+_HALTS_TABLE = """
+CREATE TABLE pending_halts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    loop_id TEXT NOT NULL,
+    halt_id TEXT NOT NULL UNIQUE,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL
+)"""
 _ORDERS_COLUMNS_OF_3 = ("ALTER TABLE orders ADD COLUMN sent_at TEXT", "ALTER TABLE orders ADD COLUMN watch_until TEXT")
 # From an older version, the statements that make it the current one.
-_UPGRADES = {1: (_ORDERS_TABLE, _GATE_TABLE), 2: (*_ORDERS_COLUMNS_OF_3, _GATE_TABLE)}
+_UPGRADES = {
+    1: (_ORDERS_TABLE, _GATE_TABLE, _HALTS_TABLE),
+    2: (*_ORDERS_COLUMNS_OF_3, _GATE_TABLE, _HALTS_TABLE),
+    3: (_HALTS_TABLE,),
+}
 _SCHEMA = """
 CREATE TABLE guard_state (
     loop_id TEXT PRIMARY KEY,
@@ -103,7 +119,7 @@ CREATE TABLE events (
     event TEXT NOT NULL
 );
 CREATE INDEX events_by_loop ON events (loop_id, seq);
-""" + _ORDERS_TABLE + ";" + _GATE_TABLE
+""" + ";".join((_ORDERS_TABLE, _GATE_TABLE, _HALTS_TABLE))
 
 
 _INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
@@ -584,6 +600,31 @@ class SqliteStore:
             conn.execute(
                 "DELETE FROM orders WHERE loop_id = ? AND client_order_id = ? AND watch_until IS NOT NULL",
                 (loop_id, client_order_id),
+            )
+
+    def save_pending_halt(self, loop_id: str, halt: PendingHalt) -> None:
+        """Keep ``halt`` for the loop's next guard; durable when this returns (a ``halt_id``
+        kept already is kept once)."""
+        check_pending_halt(halt)
+        with self._using(f"saving a pending halt of loop {loop_id!r}") as conn:
+            conn.execute(
+                "INSERT INTO pending_halts (loop_id, halt_id, by, reason) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (loop_id_of(loop_id), halt.halt_id, halt.by, halt.reason),
+            )
+
+    def load_pending_halts(self, loop_id: str) -> list[PendingHalt]:
+        """The loop's pending halts, in the order they were saved."""
+        with self._using(f"loading the pending halts of loop {loop_id!r}") as conn:
+            rows = conn.execute(
+                "SELECT by, reason, halt_id FROM pending_halts WHERE loop_id = ? ORDER BY seq", (loop_id_of(loop_id),)
+            ).fetchall()
+        return [PendingHalt(*row) for row in rows]
+
+    def clear_pending_halts(self, loop_id: str, halt_ids: Sequence[str]) -> None:
+        """Forget the loop's pending halts named in ``halt_ids``, in one durable write."""
+        with self._using(f"clearing the pending halts of loop {loop_id!r}") as conn, _transaction(conn):
+            conn.executemany(
+                "DELETE FROM pending_halts WHERE loop_id = ? AND halt_id = ?", [(loop_id, h) for h in halt_ids]
             )
 
     @staticmethod
