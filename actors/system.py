@@ -16,7 +16,17 @@ from actors.guard import GuardActor
 from actors.healthcheck import HealthcheckActor, HealthcheckRelay
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
-from actors.messages import GetGuardState, GuardStatus, Halt, MarketData, RestartChild, Resume, SendAlert, Subscribe
+from actors.messages import (
+    GetGuardState,
+    GetJournals,
+    GuardStatus,
+    Halt,
+    MarketData,
+    RestartChild,
+    Resume,
+    SendAlert,
+    Subscribe,
+)
 from actors.supervision.address import Address, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
@@ -390,6 +400,20 @@ class TradingSystem:
         """The kill switch: latch HALTED with who and why, close every position, alert and
         journal; returns the state before."""
         return self.guard.ask(Halt(by, reason), timeout=timeout)
+
+    def journaled(self, timeout: float) -> bool:
+        """Block until every event published so far is in the journal (the emitter has handed on
+        what it was told, and each journal has written that), or ``timeout`` seconds have passed;
+        True when it is. Events published later are not waited for. An order of an account that
+        lives in this process (`PaperBroker`) is journaled after the guard answers it: a caller
+        that must know the order is on record before it answers (the fleet) waits here."""
+        deadline = time.monotonic() + timeout
+        try:
+            journals = self.emitter.ask(GetJournals(), timeout=max(0.001, timeout))
+        except Exception as exc:  # no emitter to answer (stopped, restarting): nothing is known
+            logger.warning("the journal could not be asked whether it caught up: {!r}", exc)
+            return False
+        return all(journal.wait_caught_up(max(0.0, deadline - time.monotonic())) for journal in journals)
 
     def subscribe(self, subscriber: Any) -> None:
         """Add a subscriber: a callable taking an `Event`, or a pykka ActorRef told each event."""

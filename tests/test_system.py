@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from actors import Supervisor, TradingSystem, start_trading_system
-from actors.messages import Crash, EquityReading, GetGuardState, Ping, RunCycle
+from actors.messages import Crash, EquityReading, GetGuardState, Ping, PlaceOrder, RunCycle
 from runtime import (
     EventType,
     ListSignalSource,
@@ -77,6 +77,37 @@ def test_halts_pending_in_the_store_come_first_so_the_system_starts_halted_and_r
         assert store.load_pending_halts("main") == []
         assert store.load_pending_halts("other") == [others]
     finally:
+        system.stop()
+
+
+class StalledJournal(MemoryStore):
+    """A store whose journal writes wait until ``flowing`` is set: a disk that stalls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flowing = threading.Event()
+
+    def append_events(self, events):
+        self.flowing.wait(WAIT)
+        return super().append_events(events)
+
+
+def test_journaled_waits_until_the_journal_holds_a_paper_order_answered_before_it_was_written():
+    store = StalledJournal()
+    system = start_trading_system(Settings(), paper("A"), ListSignalSource(), store=store, clock=ManualClock(),
+                                  loop_interval=None)
+    try:
+        order = Order("A", "buy", 5)
+        outcome = system.guard.ask(PlaceOrder(order, system.clock.now()), timeout=WAIT)
+        assert outcome.executed
+        assert system.journaled(0.2) is False  # answered, and not yet on record
+        store.flowing.set()
+        assert system.journaled(WAIT) is True
+        recorded = [(e.event_type, e.metadata["client_order_id"]) for e in store.events()
+                    if e.event_type in (EventType.ORDER_SUBMITTED, EventType.TRADE_EXECUTED)]
+        assert recorded == [(EventType.ORDER_SUBMITTED, order.client_id), (EventType.TRADE_EXECUTED, order.client_id)]
+    finally:
+        store.flowing.set()
         system.stop()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -396,7 +397,14 @@ class Incarnation:
             self._client_ids.add(order.client_id)
         if duplicate:
             raise ValueError(f"duplicate client id {order.client_id!r}: the journal of {self.spec.account_id} already holds that order")
+        deadline = time.monotonic() + timeout
         outcome: OrderOutcome = system.guard.ask(PlaceOrder(order, datetime.now(UTC)), timeout=timeout)
+        # Answered once the journal holds it, so that an incarnation started after this one is
+        # lost still refuses it as a duplicate (a paper account's orders are journaled after
+        # the guard answers them).
+        if not system.journaled(max(0.0, deadline - time.monotonic())):
+            logger.warning("account {}: order {} answered before the journal took it (within {}s)",
+                           self.spec.account_id, order.client_id, timeout)
         return outcome
 
     def journal(self, limit: int | None) -> list[str]:
