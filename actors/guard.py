@@ -1015,13 +1015,11 @@ class GuardActor(SupervisedActor):
         return True
 
     def _save_key(self) -> tuple[float, object, int, float | None]:
-        # A reading is saved when it moves the peak, the day (when a rule measures from the
-        # day's start: else a restart's first reading starts the day as well as any), the net
-        # deposits (which must never be lost: a restart would take the flow again), or the worst
-        # drawdown by another 0.1 point (so a restart loses at most that much of it).
+        # A reading is saved when it moves the peak, the day or the net deposits (which must
+        # never be lost: a restart would take the flow again), or the worst drawdown by another
+        # 0.1 point (so a restart loses at most that much of it).
         monitor = self.monitor
-        day = monitor.day if monitor.measures_day else None
-        return monitor.tracker.peak_equity, day, int(monitor.tracker.max_drawdown * 1000), monitor.net_deposits
+        return monitor.tracker.peak_equity, monitor.day, int(monitor.tracker.max_drawdown * 1000), monitor.net_deposits
 
     def _alert(self, title: str, text: str, severity: Severity) -> None:
         if self._alerts is None:

@@ -370,35 +370,6 @@ class FailingSaves(MemoryStore):
         super().save_guard(loop_id, record)
 
 
-class CountedSaves(MemoryStore):
-    """A store that counts the guard's record saves."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.saves = 0
-
-    def save_guard(self, loop_id, record):
-        self.saves += 1
-        super().save_guard(loop_id, record)
-
-
-@pytest.mark.parametrize(("daily_loss_percent", "saves"), [(None, 0), (5.0, 3)])
-def test_a_new_trading_day_is_saved_only_when_a_rule_measures_from_the_days_start(
-    tree_factory, daily_loss_percent, saves
-):
-    store = CountedSaves()
-    tree = tree_factory(PaperBroker(10_000), settings=Settings(daily_loss_percent=daily_loss_percent), store=store)
-    tree.status()  # up: its first record saved
-    before = store.saves
-    for day in (1, 2, 3):  # at the peak each day: nothing else moves
-        tree.guard.tell(EquityReading(10_000.0, T0 + timedelta(days=day), 0))
-    status = tree.status()
-    assert status.state.last_check_time == T0 + timedelta(days=3)
-    assert store.saves - before == saves
-    saved_day = store.load_guard("main").day
-    assert saved_day == (T0.date() + timedelta(days=3) if daily_loss_percent else None)  # (none before a reading)
-
-
 def test_a_store_that_cannot_save_does_not_stop_the_guard_from_liquidating_and_it_says_so(tree_factory):
     broker = broker_with_positions("X")
     tree = tree_factory(broker, store=FailingSaves())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -97,13 +97,6 @@ class Guard(Protocol):
         """The finding for this reading with its numbers, or ``None`` when within limits."""
         ...
 
-    @property
-    def measures_day(self) -> bool:
-        """Whether ``day_start`` can change this rule's level: when no rule says so, a new trading
-        day is nothing the guard must keep through a restart. A rule that does not say is taken
-        to measure the day."""
-        return True
-
     def clear_line(self, start: float, day_start: float) -> tuple[float, float]:
         """``(peak_factor, floor)``: any equity above both ``peak * peak_factor`` and ``floor``
         is surely OK for this rule (no warning, no breach). It lets a monitor skip the rule for
@@ -180,7 +173,6 @@ class MaxDrawdownGuard(_ThresholdGuard):
     warn_at: float | None = attrs.field(default=None, validator=_warn_fraction)
     name: str = attrs.field(default="max_drawdown", init=False)
     block_counter: str = attrs.field(default="drawdown_block_total", init=False)
-    measures_day: ClassVar[bool] = False
 
     def _limit(self) -> float:
         return self.limit_percent / 100.0
@@ -216,7 +208,6 @@ class MinEquityGuard(_ThresholdGuard):
     warn_at: float | None = attrs.field(default=None, validator=_warn_fraction)
     name: str = attrs.field(default="min_equity", init=False)
     block_counter: str = attrs.field(default="min_equity_block_total", init=False)
-    measures_day: ClassVar[bool] = False
 
     @min_equity.validator
     def _check_min_equity(self, attribute: attrs.Attribute, value: float) -> None:
@@ -260,7 +251,6 @@ class DailyLossGuard(_ThresholdGuard):
     warn_at: float | None = attrs.field(default=None, validator=_warn_fraction)
     name: str = attrs.field(default="daily_loss", init=False)
     block_counter: str = attrs.field(default="daily_loss_block_total", init=False)
-    measures_day: ClassVar[bool] = True
 
     @property
     def zone(self) -> ZoneInfo:

@@ -119,7 +119,6 @@ class RiskMonitor:
         self._net_deposits: float | None = None
         self._clear_for: tuple[float, float] | None = None
         self._clear = (math.inf, math.inf)
-        self._measures_day = any(getattr(g, "measures_day", True) for g in self._guards)
 
     @classmethod
     def from_record(cls, record: GuardRecord, guards: Sequence[Guard]) -> RiskMonitor:
@@ -353,12 +352,6 @@ class RiskMonitor:
     def day(self) -> date | None:
         """The trading day (in the daily guard's zone) of the latest reading."""
         return self._day
-
-    @property
-    def measures_day(self) -> bool:
-        """Whether any rule measures from the start of the trading day (`Guard.measures_day`):
-        only then is a new day's start something to keep through a restart."""
-        return self._measures_day
 
     @property
     def guards(self) -> tuple[Guard, ...]:
