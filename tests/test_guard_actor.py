@@ -370,6 +370,23 @@ class FailingSaves(MemoryStore):
         super().save_guard(loop_id, record)
 
 
+def test_a_daily_loss_rule_turned_on_at_a_restart_measures_from_the_day_start_already_taken(tree_factory):
+    # A new day is saved whatever the rules: the next process on the same store may measure it.
+    store = MemoryStore()
+    first = tree_factory(PaperBroker(10_000), settings=Settings(daily_loss_percent=None), store=store)
+    first.status()
+    day0, day1 = T0, T0 + timedelta(days=1)
+    # Day 1 opens at 9,800 and falls to 9,400: no new peak, no worse drawdown than day 0's 10%.
+    for equity, at in ((10_000.0, day0), (9_000.0, day0), (9_800.0, day0), (9_800.0, day1), (9_400.0, day1)):
+        first.guard.tell(EquityReading(equity, at, 0))
+    assert first.status().state.last_check_time == day1
+    first.stop()
+    second = tree_factory(PaperBroker(10_000), settings=Settings(daily_loss_percent=5.0), store=store)
+    second.guard.tell(EquityReading(9_250.0, day1 + timedelta(hours=1), 0))  # 5.61% below the day's 9,800
+    status = second.status().state
+    assert (status.day_start_equity, status.trading_state) == (9_800.0, TradingState.HALTED)
+
+
 def test_a_store_that_cannot_save_does_not_stop_the_guard_from_liquidating_and_it_says_so(tree_factory):
     broker = broker_with_positions("X")
     tree = tree_factory(broker, store=FailingSaves())
