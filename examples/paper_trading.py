@@ -94,6 +94,7 @@ from runtime.replay.report import (
     RunSummary,
     end_of_run_lines,
     fills_from_events,
+    format_price,
     format_summary,
     open_positions,
     plot_report,
@@ -585,7 +586,7 @@ def _closed_lines(events: Sequence[Event], digits: int) -> list[str]:
             side = "long" if closed.side is Side.BUY else "short"
             lines.append(
                 f"  {event.timestamp:%Y-%m-%d %H:%M} UTC  closed {side} {closed.volume:g} {closed.symbol} "
-                f"at {closed.price:.{digits}f}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
+                f"at {format_price(closed.price, digits)}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
             )
     return lines
 

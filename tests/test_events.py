@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from strategies import event_metadata, events
 
 from runtime import Event, EventType, Level, TradingState
+from runtime.events import new_event_id
 
 
 @settings(max_examples=200)
@@ -39,7 +41,22 @@ def test_an_event_reads_back_equal_whichever_encoder_wrote_it(metadata, written)
     text = event.to_json()
     assert written in text
     assert Event.from_json(text) == event
-    assert type(Event.from_json(text).metadata.get("big", 0)) is int
+
+
+def test_a_forked_child_makes_event_ids_whose_random_bits_are_not_its_parents():
+    # Both start from the generator's state at the fork: without a new seed, the same bits.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, then gone without running the parent's cleanup
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = new_event_id()
+    assert len(child) == len(parent) == 32
+    assert child[16:] != parent[16:]
 
 
 @given(metadata=event_metadata())

@@ -19,6 +19,7 @@ from runtime.replay.report import (
     OpenPosition,
     Refusal,
     RunSummary,
+    format_price,
     format_summary,
     open_positions,
     plot_report,
@@ -74,7 +75,8 @@ def test_summary_json_has_exactly_the_documented_keys_and_shapes():
     assert data["events_by_type"] == {"guard_triggered": 1, "position_closed": 1, "trade_executed": 12}
     assert (data["fills"], data["fills_by_why"]) == (13, {"guard": 1, "signal": 12})
     assert (data["orders_refused"], data["orders_refused_by"]) == (3, {"max_order_volume": 1, "trading_state": 2})
-    assert data["open_positions"] == [{"symbol": "EURUSD", "side": "short", "volume": 0.5, "entry_price": 1.08512}]
+    # An average entry lies between the instrument's ticks: written with every decimal it has.
+    assert data["open_positions"] == [{"symbol": "EURUSD", "side": "short", "volume": 0.5, "entry_price": 1.0851234}]
     assert (data["unrealised_pnl"], data["price_digits"]) == (-12.3457, 5)
     assert data["start_equity"] == 10_000.0 and data["restarts"] == 1
     assert json.loads(json.dumps(data)) == data  # plain JSON values only
@@ -115,7 +117,7 @@ def test_format_summary_reads_at_a_glance():
     assert "USD 10,000.00 -> USD 7,400.50 (-USD 2,599.50, -26.00%)" in text
     assert "Max drawdown: 25.12%" in text
     assert "Fills: 13 in fills.csv: 12 by signal, 1 closed by the guard   Restarts: 1" in text
-    assert "Open at the end: short 0.5 EURUSD from 1.08512; unrealised -USD 12.35 at the last close, in the final equity" in text
+    assert "Open at the end: short 0.5 EURUSD from 1.0851234; unrealised -USD 12.35 at the last close, in the final equity" in text
     assert "Orders refused: 3: max_order_volume 1, trading_state 2 (the guard was halted or reducing)" in text
     assert "2024-01-14 00:00 UTC  max_drawdown: max drawdown 25.12% >= limit 20.00%" in text
     assert "trade_executed 12" in text
@@ -153,6 +155,17 @@ def test_an_instruments_digits_are_read_from_its_own_prices():
     assert price_digits([60_000.0, 1e-05]) == 5  # written 1e-05 by Python: still five decimals
     assert price_digits([]) == PRICE_DIGITS_UNKNOWN == 6
     assert price_digits([0.1 + 0.2]) == 10  # computed, not quoted: no more than ten decimals
+
+
+def test_a_quoted_price_loses_its_float_noise_and_a_price_between_ticks_keeps_its_decimals():
+    quoted = FillRow(T0, "EURUSD", Side.BUY, 1.0, 1.1000000000000001, 0.0, 0.0, "signal", "")
+    assert quoted.csv_row(5)[4] == "1.10000"
+    # A guard's close where the limit was crossed (bisected, not on the 0.01 grid): rounded to
+    # 96.98 it would disagree with its realised profit by 0.04 on 73 units.
+    crossed = FillRow(T0, "DEMO", Side.SELL, 73.0, 96.98058904110191, 0.0, -220.41699999956074, "guard", "")
+    assert crossed.csv_row(2)[3:7] == ("73", "96.9805890411", "0.0000", "-220.4170")
+    assert format_price(96.98058904110191, 2) == "96.9805890411"
+    assert format_price(96.98, 2) == "96.98"
 
 
 def fill(side: Side, volume: float, price: float, symbol: str = "SYNTH") -> FillRow:

@@ -39,6 +39,7 @@ __all__ = [
     "RunSummary",
     "end_of_run_lines",
     "fills_from_events",
+    "format_price",
     "format_summary",
     "open_positions",
     "price_digits",
@@ -75,6 +76,16 @@ def _fixed(value: float, digits: int) -> str:
 def _trimmed(value: float, digits: int) -> str:
     """``value`` rounded to ``digits`` decimals, without trailing zeros: 100, 0.5, 79.681275."""
     return _fixed(value, digits).rstrip("0").rstrip(".")
+
+
+def format_price(value: float, digits: int) -> str:
+    """``value`` with the instrument's ``digits`` decimals when that takes off float noise and
+    nothing else (a quoted price: 1.1000000000000001 is 1.10000); a price that lies between
+    the instrument's ticks (a guard's close where the limit was crossed, an average entry) with
+    every decimal it has, up to 10, so that price, volume and profit still agree."""
+    if abs(value - round(value, digits)) <= 1e-9 * max(1.0, abs(value)):
+        return _fixed(value, digits)
+    return _trimmed(value, _MAX_PRICE_DIGITS)
 
 
 def price_digits(prices: Iterable[float]) -> int:
@@ -168,7 +179,7 @@ class OpenPosition:
         """``long 100 SYNTH from 139.2495``: the entry price to ``digits`` decimals."""
         return (
             f"{_POSITION_SIDES[self.side]} {_trimmed(self.volume, _VOLUME_DIGITS)} {self.symbol} "
-            f"from {_fixed(self.entry_price, digits)}"
+            f"from {format_price(self.entry_price, digits)}"
         )
 
     def to_json_dict(self, digits: int) -> dict[str, Any]:
@@ -178,7 +189,7 @@ class OpenPosition:
             "symbol": self.symbol,
             "side": _POSITION_SIDES[self.side],
             "volume": float(self.volume),
-            "entry_price": round(float(self.entry_price), digits),
+            "entry_price": float(format_price(self.entry_price, digits)),
         }
 
 
@@ -385,7 +396,7 @@ class FillRow:
         to 8 and no trailing zeros, so float noise (1.1000000000000001) never reaches the file."""
         return (
             self.time.astimezone(UTC).isoformat(), self.symbol, self.side.value, _trimmed(self.volume, _VOLUME_DIGITS),
-            _fixed(self.price, price_digits), _fixed(self.costs, MONEY_DIGITS),
+            format_price(self.price, price_digits), _fixed(self.costs, MONEY_DIGITS),
             _fixed(self.realised_pnl, MONEY_DIGITS), self.why, self.reason,
         )
 
