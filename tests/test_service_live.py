@@ -166,6 +166,31 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert "operator test" in reasons
 
 
+def test_a_resume_of_an_active_account_says_nothing_was_halted_and_a_rebaseline_on_it_says_what_it_moved(bots):
+    bot = bots(LIVE_TOML)
+    plain = bot.cli("resume")
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "already active: nothing to resume\n", "")
+    answer = bot.post("/api/resume", json={"by": "desk"})
+    assert (answer.status_code, answer.json()) == (200, {
+        "done": "already_active", "previous_state": "active", "by": "desk", "rebaseline": False,
+        "message": "already active: nothing to resume",
+    })
+
+    # Allowed, as any rebaseline is: journaled and alerted, and the answer says what it moved.
+    moved = "already active: nothing to resume; the peak and the day's start were set to today's equity"
+    rebaselined = bot.cli("resume", "--rebaseline")
+    assert (rebaselined.returncode, rebaselined.stdout, rebaselined.stderr) == (0, moved + "\n", "")
+    as_json = bot.cli("resume", "--rebaseline", "--json")
+    assert (as_json.returncode, json.loads(as_json.stdout)) == (0, {
+        "done": "rebaselined", "previous_state": "active", "by": "tradewarden resume", "rebaseline": True, "message": moved,
+    })
+    assert bot.get("/api/status").json()["trading_state"] == "active"
+
+    assert bot.terminate() == 0
+    assert [event["metadata"]["by"] for event in bot.journal("--type", "rebaselined")] == ["tradewarden resume"] * 2
+    assert bot.journal("--type", "trading_state_changed") == []  # nothing was lifted
+
+
 def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db").replace("interval_seconds = 0.05", "interval_seconds = -1"))

@@ -222,8 +222,7 @@ def _readable(command: str, answer: Answer) -> str:
     if command == "halt":
         return f"halted (was {body['previous_state']}): {body['reason']}"
     if command == "resume":
-        how = " with a new baseline" if body["rebaseline"] else ""
-        return f"resumed{how} (was {body['previous_state']})"
+        return str(body["message"])
     return status_text(body)
 
 

@@ -29,12 +29,13 @@ from actors.system import TradingSystem
 from runtime.adapters.prometheus import CONTENT_TYPE_LATEST, PrometheusMetrics
 from runtime.events import EventType
 from runtime.metrics import MetricsSink
+from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
 from runtime.validation import member
 
 __all__ = [
     "MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "answering", "calling",
-    "control_app", "read_body",
+    "control_app", "read_body", "resumed",
 ]
 
 MAX_BODY_BYTES = 16 * 1024
@@ -122,6 +123,21 @@ async def calling(call: Callable[[], Any], unavailable: tuple[type[Exception], .
         raise BadRequest(400, str(exc)) from None
     except unavailable as exc:
         raise BadRequest(503, f"{prefix}{exc}") from None
+
+
+def resumed(previous: TradingState, rebaseline: bool) -> tuple[str, str]:
+    """What a resume that was not refused did, from the state it found: ``(done, message)``.
+
+    ``done`` is ``resumed`` when the account was HALTED or REDUCING; on an ACTIVE account
+    nothing was lifted: ``already_active``, or ``rebaselined`` when the peak and the day's start
+    were still set to today's equity (journaled as REBASELINED and alerted, like any rebaseline).
+    """
+    if previous is not TradingState.ACTIVE:
+        how = " with a new baseline" if rebaseline else ""
+        return "resumed", f"resumed{how} (was {previous.value})"
+    if rebaseline:
+        return "rebaselined", "already active: nothing to resume; the peak and the day's start were set to today's equity"
+    return "already_active", "already active: nothing to resume"
 
 
 def _query(request: Request) -> dict[str, Any]:
@@ -273,8 +289,10 @@ def control_app(
             previous = await on_system(lambda: system.resume(by, rebaseline=rebaseline, timeout=ask_timeout))
         except ResumeRefused as exc:
             return JSONResponse({"done": "refused", "error": str(exc)}, status_code=409)
-        _log.warning("resumed through the control API by {} (rebaseline {})", by, rebaseline)
-        return JSONResponse({"done": "resumed", "previous_state": previous.value, "by": by, "rebaseline": rebaseline})
+        done, message = resumed(previous, rebaseline)
+        _log.warning("resume through the control API by {}: {}", by, message)
+        return JSONResponse({"done": done, "previous_state": previous.value, "by": by, "rebaseline": rebaseline,
+                             "message": message})
 
     async def scrape(request: Request) -> Response:
         return Response(prometheus.exposition(), media_type=CONTENT_TYPE_LATEST)
