@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ from runtime.validation import member
 
 __all__ = [
     "MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "answering", "calling",
-    "control_app", "read_body", "resumed",
+    "control_app", "read_body", "refused_value", "resumed",
 ]
 
 MAX_BODY_BYTES = 16 * 1024
@@ -98,7 +99,8 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
 
 def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
     """The route for ``endpoint``: a `BadRequest` it raises is answered as ``{"error": ...}``
-    with its status."""
+    with its status; any other exception is a defect of ours, answered 500 ``{"error":
+    "internal error: ...; its traceback is in the log"}`` with its traceback logged."""
 
     async def run(request: Request) -> Response:
         try:
@@ -106,19 +108,39 @@ def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
             return response
         except BadRequest as exc:
             return _error(exc.status, str(exc))
+        except Exception as exc:
+            _log.opt(exception=exc).error("control: {} {} failed: {!r}", request.method, request.url.path, exc)
+            return _error(500, f"internal error: {exc!r}; its traceback is in the log")
 
     return run
+
+
+_REFUSAL = re.compile(r"\S+ must be .+, got .+", re.DOTALL)
+
+
+def refused_value(exc: BaseException) -> bool:
+    """True for a `TypeError` or `ValueError` that the validation boundary raised on purpose.
+
+    `runtime.validation` and the message validators built on it raise plain `TypeError` and
+    `ValueError`, and word every refusal ``<field> must be <expected>, got <value>``; that form,
+    which survives the trip back from a fleet's account through Ray, is what tells one from a
+    defect's (``unsupported operand type(s) for -``, ``heartbeat metadata is missing 'beat'``)."""
+    return isinstance(exc, (TypeError, ValueError)) and _REFUSAL.fullmatch(str(exc)) is not None
 
 
 async def calling(call: Callable[[], Any], unavailable: tuple[type[Exception], ...], prefix: str) -> Any:
     """What ``call`` returns, run in the threadpool so that the event loop never waits on it.
 
-    A `TypeError` or `ValueError` it raises is a value the system refused, whose message names
-    the field and the value: `BadRequest` 400 with that message, never a 500, whichever process
-    raised it. One of ``unavailable``: `BadRequest` 503, ``prefix`` then its message."""
+    A value the system refused at its validation boundary (see `refused_value`), whichever
+    process raised it: `BadRequest` 400 with its message, which names the field and the value.
+    One of ``unavailable``: `BadRequest` 503, ``prefix`` then its message. Anything else is
+    raised as itself: the caller's to answer (a `ResumeRefused`), else a defect that
+    `answering` answers 500 with its traceback logged."""
     try:
         return await run_in_threadpool(call)
     except (TypeError, ValueError) as exc:
+        if not refused_value(exc):
+            raise
         _log.warning("control: refused, {}", exc)
         raise BadRequest(400, str(exc)) from None
     except unavailable as exc:
