@@ -110,6 +110,11 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     malformed = bot.post("/api/halt", content=b"{reason: nope")
     assert malformed.status_code == 400
     assert re.match(r"^the body is not valid JSON: ", malformed.json()["error"])
+    for body, kind in ((b"null", "null"), (b'["stop"]', "an array"), (b'"stop"', "a string"), (b"3", "a number"),
+                       (b"true", "true")):
+        not_an_object = bot.post("/api/halt", content=body)
+        assert (not_an_object.status_code, not_an_object.json()) == (
+            400, {"error": f"the body must be a JSON object, got {kind}"})
     unknown = bot.post("/api/halt", json={"reason": "x", "force": True})
     assert (unknown.status_code, unknown.json()) == (400, {"error": "unknown field 'force'; known: by, reason"})
     wrong_type = bot.post("/api/resume", json={"rebaseline": "yes"})

@@ -82,7 +82,7 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise BadRequest(400, f"the body must be a JSON object, got {type(data).__name__}")
+        raise BadRequest(400, f"the body must be a JSON object, got {_json_kind(data)}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise BadRequest(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(fields))}")
@@ -95,6 +95,15 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
             expected = "a non-empty string" if kind is str else "true or false"
             raise BadRequest(400, f"field {name!r} must be {expected}, got {json.dumps(value)}")
     return data
+
+
+def _json_kind(value: Any) -> str:
+    # What a parsed JSON value is, in JSON's words: a client sent JSON, not Python's NoneType.
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)  # null, true, false
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else "a number"
 
 
 def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
