@@ -13,7 +13,7 @@ import pytest
 from actor_helpers import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from support.live_bot import ROOT, TOKEN, TRADEWARDEN, Bot, free_port
-from support.processes import Child
+from support.processes import Child, run
 
 LIVE_TOML = ROOT / "examples" / "live.toml"
 
@@ -213,6 +213,18 @@ def test_an_unknown_log_level_fails_before_anything_starts_naming_it(tmp_path):
     assert (done.returncode, done.stderr) == (2, "tradewarden run: LOG_LEVEL: log_level must be one of TRACE, DEBUG, INFO, "
                                                  "SUCCESS, WARNING, ERROR, CRITICAL, got 'LOUD'\n")
     assert not (tmp_path / "state.db").exists()
+
+
+def test_a_setting_the_trading_system_refuses_fails_before_anything_starts_on_one_line(tmp_path):
+    # Each setting is valid alone; the dead man's switch refuses the wait they make (half the
+    # heartbeat interval, 0.0 once halved), and used to end the run with a traceback.
+    config = tmp_path / "live.toml"
+    config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
+    env = {**os.environ, "HEALTHCHECK_PING_URL": "http://127.0.0.1:9/ping", "HEARTBEAT_INTERVAL_SECONDS": "5e-324"}
+    done = run([*TRADEWARDEN, "run", "--config", str(config)], timeout=60, env=env, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, "tradewarden run: timeout must be > 0, got 0.0\n")
+    journal = run([*TRADEWARDEN, "journal", "--db", str(tmp_path / "state.db")], timeout=60)
+    assert (journal.returncode, journal.stdout) == (0, "")  # its store was opened, and nothing started
 
 
 def test_a_second_bot_on_the_same_state_file_is_refused_and_the_first_trades_on(bots, tmp_path):
