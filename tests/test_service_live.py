@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 
 import httpx
@@ -225,6 +226,50 @@ def test_a_setting_the_trading_system_refuses_fails_before_anything_starts_on_on
     assert (done.returncode, done.stderr) == (2, "tradewarden run: timeout must be > 0, got 0.0\n")
     journal = run([*TRADEWARDEN, "journal", "--db", str(tmp_path / "state.db")], timeout=60)
     assert (journal.returncode, journal.stdout) == (0, "")  # its store was opened, and nothing started
+
+
+SLOW_TO_BUILD = """
+[tradewarden]
+loop_id = "slow"
+state_db = "{db}"
+
+[broker]
+kind = "paper"
+
+[feed]
+kind = "synthetic"
+
+[strategy]
+class = "support.slow_start:SlowToBuild"
+"""
+
+
+def test_ctrl_c_before_the_run_has_started_stops_it_quietly_with_0_as_any_ctrl_c_does(tmp_path):
+    config = tmp_path / "slow.toml"
+    config.write_text(SLOW_TO_BUILD.format(db=tmp_path / "state.db"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    with Child([*TRADEWARDEN, "run", "--config", str(config)], env=env, cwd=tmp_path) as bot:
+        bot.wait_for("building the strategy\n", timeout=60)  # before its signal handling, as while it imports
+        bot.send_signal(signal.SIGINT)
+        done = bot.finish(30)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "building the strategy\n", "")
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_ctrl_c_during_a_status_that_waits_on_a_silent_api_exits_130_unfinished_and_quietly(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, and never answers
+        silent.settimeout(60)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with Child([*TRADEWARDEN, "status", "--url", url], cwd=tmp_path) as asking:
+            try:
+                connection, _ = silent.accept()  # the command is waiting for its answer
+            except TimeoutError:
+                ended = asking.finish(0.1)  # still running: fails the test with the command's threads
+                pytest.fail(f"the command exited with {ended.returncode} before asking: {ended.stderr}")
+            with connection:
+                asking.send_signal(signal.SIGINT)
+                done = asking.finish(30)
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
 
 
 def test_a_second_bot_on_the_same_state_file_is_refused_and_the_first_trades_on(bots, tmp_path):
