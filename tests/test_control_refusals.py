@@ -1,18 +1,31 @@
 """Where the control APIs meet the trading system: a value it refuses is a 400 naming the field
 and the value, never a 500, and a system that does not answer is a 503. The single system's API
-and the fleet's answer through the same `calling`, whichever process raised the error."""
+and the fleet's answer through the same `calling`, whichever process raised the error. A
+defect's own TypeError or ValueError is a 500 with its traceback logged, never the client's bad
+request."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pykka
 import pytest
+from actor_helpers import WAIT, LogLines
+from support.control_server import TOKEN, served
+from support.live_bot import TRADEWARDEN
+from support.processes import run
 
+from actors import TradingSystem
 from actors.messages import Halt
 from actors.service.control import BadRequest, calling
+from actors.service.hub import EventHub
+from runtime import Event, EventType, ListSignalSource, PaperBroker, Settings
+from runtime.adapters.sqlite import SqliteStore
+from runtime.payloads import Heartbeat
 
 
 def _answer(call: Callable[[], Any]) -> Any:
@@ -30,6 +43,10 @@ def _broken() -> None:
     raise RuntimeError("a defect, not a refusal")
 
 
+def _defect() -> None:
+    len(None)  # type: ignore[arg-type]  # a TypeError of our own making, as a bug raises it
+
+
 def test_a_refused_value_is_a_400_with_its_message_and_no_answer_a_503() -> None:
     assert _answer(lambda: Halt(" ", "desk closed")) == (400, "by must be a non-empty string, got ' '")
     assert _answer(lambda: Halt("ops", 3)) == (400, "reason must be a non-empty string, got 3 (int)")
@@ -37,3 +54,35 @@ def test_a_refused_value_is_a_400_with_its_message_and_no_answer_a_503() -> None
     assert _answer(lambda: "halted") == "halted"
     with pytest.raises(RuntimeError, match=r"^a defect, not a refusal$"):  # any other error is not a refusal
         _answer(_broken)
+
+
+def test_a_type_or_value_error_of_a_defect_is_not_taken_for_a_refused_value() -> None:
+    with pytest.raises(TypeError, match=r"^object of type 'NoneType' has no len\(\)$"):
+        _answer(_defect)
+    with pytest.raises(ValueError, match=r"^heartbeat metadata is missing 'signals_processed'$"):
+        _answer(lambda: Heartbeat.from_metadata({}))
+
+
+def test_a_defect_behind_the_control_api_is_a_500_with_its_traceback_logged_never_the_clients_bad_request(tmp_path):
+    db = str(tmp_path / "state.db")
+    hub = EventHub()
+    system = TradingSystem(Settings(loop_id="flawed"), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    # A heartbeat no actor of ours would publish, as a defect would: the status cannot read it.
+    hub(Event(EventType.HEARTBEAT, "flawed", {"beat": 1}))
+    wanted = {"error": "internal error: ValueError(\"heartbeat metadata is missing 'signals_processed'\"); "
+                       "its traceback is in the log"}
+    with served(system, hub, db) as api, LogLines("ERROR") as lines:
+        answer = httpx.get(api.url + "/api/status", headers={"authorization": f"Bearer {TOKEN}"}, timeout=WAIT)
+        assert (answer.status_code, answer.json()) == (500, wanted)
+        shown = run([*TRADEWARDEN, "status", "--url", api.url], timeout=60,
+                    env={**os.environ, "CONTROL_TOKEN": TOKEN, "STATE_DB": db})
+        assert (shown.returncode, shown.stdout, shown.stderr) == (3, f"status failed (500): {wanted['error']}\n", "")
+        logged = lines.wait_for(lambda entries: len(entries) >= 2)  # the request's and the command's
+    for entry in logged:
+        shown_lines = entry.splitlines()
+        assert shown_lines[:2] == ["ERROR control: GET /api/status failed: "
+                                   "ValueError(\"heartbeat metadata is missing 'signals_processed'\")",
+                                   "Traceback (most recent call last):"]
+        assert shown_lines[-1] == "ValueError: heartbeat metadata is missing 'signals_processed'"
+    assert len(logged) == 2

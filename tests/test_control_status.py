@@ -7,10 +7,10 @@ from actor_helpers import WAIT, EventLog, wait_until
 from support.control_server import TOKEN, SlowCloseBroker, paper_with_positions, served
 
 from actors import TradingSystem
-from actors.messages import Halt
+from actors.messages import Halt, RunCycle
 from actors.service.hub import EventHub
 from actors.service.status import status_text
-from runtime import BrokerError, EventType, ListSignalSource, Settings
+from runtime import BrokerError, EventType, ListSignalSource, Settings, TradingState
 from runtime.adapters.sqlite import SqliteStore
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -32,9 +32,12 @@ def test_status_while_the_guard_liquidates_against_a_slow_broker_is_its_last_ans
             busy = client.get("/api/status")
             assert busy.status_code == 200
             body = busy.json()
-            # The supervisor, probing the busy guard from its own thread, may be late too.
-            assert "guard" in body["stale"] and set(body["stale"]) <= {"guard", "supervisor"}
-            assert all(why["reason"] == f"the {part} did not answer within 0.5s" for part, why in body["stale"].items())
+            # The positions are listed after the guard answers; the supervisor, probing the busy
+            # guard from its own thread, may be late too.
+            assert set(body["stale"]) - {"supervisor"} == {"guard", "positions"}
+            assert body["stale"]["positions"]["reason"] == "read after the guard's answer, which did not come within 0.5s"
+            assert body["stale"].get("supervisor", {"reason": "the supervisor did not answer within 0.5s"})["reason"] == (
+                "the supervisor did not answer within 0.5s")
             assert set(body["children"]) == {"emitter", "alerts", "guard", "loop", "heartbeat"}
             stale = body["stale"]["guard"]
             assert stale["reason"] == "the guard did not answer within 0.5s"
@@ -83,3 +86,81 @@ def test_a_broker_that_cannot_list_positions_is_named_in_stale_and_the_rest_is_a
     assert status_text(body).splitlines()[-1] == (
         "  stale: positions (the broker could not be read: BrokerError('positions request timed out'); not shown)"
     )
+
+
+def _position(symbol: str) -> dict:
+    # One position of paper_with_positions as the status lists it.
+    return {"position_id": "1", "symbol": symbol, "side": "buy", "volume": 10, "entry_price": 100.0,
+            "unrealised_pnl": 0.0}
+
+
+def test_a_status_read_right_after_a_kill_switch_counts_no_position_open_as_its_list_shows_none(tmp_path):
+    # The count used to be the loop's, from its last cycle: HALTED with a position still counted
+    # beside an empty list, until the loop's next cycle.
+    db = str(tmp_path / "state.db")
+    hub = EventHub()
+    system = TradingSystem(Settings(loop_id="kill"), paper_with_positions(1), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    with served(system, hub, db) as api, httpx.Client(base_url=api.url, headers=AUTH, timeout=WAIT) as client:
+        assert system.loop.ask(RunCycle(), timeout=WAIT).metrics.positions_open == 1  # the loop has counted it
+        before = client.get("/api/status").json()
+        assert (before["trading_state"], before["positions_open"], before["positions"]) == ("active", 1, [_position("S0")])
+
+        assert system.halt("ops", "drill", timeout=WAIT) is TradingState.ACTIVE  # answered once flat
+        after = client.get("/api/status").json()
+    shown = {key: after[key] for key in ("trading_state", "reason", "liquidating", "positions_open", "positions", "stale")}
+    assert shown == {"trading_state": "halted", "reason": "halted by ops: drill", "liquidating": False,
+                     "positions_open": 0, "positions": [], "stale": {}}
+    assert status_text(after).splitlines()[:3] == [
+        "loop kill: HALTED (halted by ops: drill)",
+        "  equity 100,000.00  peak 100,000.00  drawdown 0.00%",
+        "  open positions 0",
+    ]
+
+
+class _ListedWhileClosing(SlowCloseBroker):
+    # A list of positions asked for while the guard's close waits at the trade server (the
+    # guard, inside the close, is not the one asking) answers the account as it is, and then
+    # the close goes through: a status that listed before the guard's answer would show the
+    # position beside a guard that says it is closed.
+    def open_positions(self):
+        held = self.inner.open_positions()
+        if self.closing.is_set():
+            self.release.set()
+        return held
+
+
+def test_a_status_lists_positions_only_after_the_guard_has_answered_so_a_halt_and_its_liquidation_agree(tmp_path):
+    db = str(tmp_path / "state.db")
+    broker = _ListedWhileClosing(paper_with_positions(1))
+    hub = EventHub()
+    system = TradingSystem(Settings(loop_id="order"), broker, ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    try:
+        with served(system, hub, db, status_timeout=1.0) as api, \
+                httpx.Client(base_url=api.url, headers=AUTH, timeout=WAIT) as client:
+            assert system.loop.ask(RunCycle(), timeout=WAIT).metrics.positions_open == 1
+            idle = client.get("/api/status").json()
+            assert (idle["trading_state"], idle["positions_open"], idle["positions"], idle["stale"]) == (
+                "active", 1, [_position("S0")], {})
+
+            system.guard.tell(Halt("ops", "drill"))
+            assert broker.closing.wait(WAIT)
+            # The guard is in the close: this status may not list the account before it answers,
+            # so both are shown as of the last answer, and say so.
+            busy = client.get("/api/status").json()
+            assert (busy["trading_state"], busy["liquidating"], busy["positions_open"], busy["positions"]) == (
+                "active", False, 1, [_position("S0")])
+            assert set(busy["stale"]) - {"supervisor"} == {"guard", "positions"}  # the supervisor probes the busy guard
+            assert busy["stale"]["guard"]["reason"] == "the guard did not answer within 1s"
+            assert busy["stale"]["positions"]["reason"] == "read after the guard's answer, which did not come within 1s"
+            assert all(why["as_of"] is not None and why["age_seconds"] >= 1.0 for why in busy["stale"].values())
+
+            broker.release.set()
+            assert wait_until(lambda: client.get("/api/status").json()["stale"] == {})
+            after = client.get("/api/status").json()
+            shown = {key: after[key] for key in ("trading_state", "reason", "liquidating", "positions_open", "positions")}
+            assert shown == {"trading_state": "halted", "reason": "halted by ops: drill", "liquidating": False,
+                             "positions_open": 0, "positions": []}
+    finally:
+        broker.release.set()  # a failed assertion must not leave the guard waiting on the broker

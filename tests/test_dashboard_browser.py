@@ -102,7 +102,8 @@ def test_the_dashboard_shows_the_curve_and_state_follows_a_breach_and_halts_and_
     cue = tmp_path / "buy-now"
     config = tmp_path / "falling.toml"
     config.write_text(FALLING.format(db=tmp_path / "state.db", cue=cue))
-    bot = bots(config, PYTHONPATH=str(ROOT / "tests"))
+    # The checkout's own code first, then the tests' strategies (not whatever tradewarden is installed).
+    bot = bots(config, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     wait = waiter(chromium, bot)
     click = lambda element_id: chromium.find_element(By.ID, element_id).click()  # noqa: E731
 
@@ -155,6 +156,9 @@ def test_the_dashboard_shows_the_curve_and_state_follows_a_breach_and_halts_and_
     wait("the halt's reason", lambda d: "lunch" in text(d, "state-reason"))
     click("resume-button")
     wait("the badge turning ACTIVE by the button", badge_is("ACTIVE"))
+    wait("the resume's answer", lambda d: text(d, "action-message") == "Resumed (was halted)")
+    click("resume-button")  # once more, on an ACTIVE account
+    wait("the answer that nothing was halted", lambda d: text(d, "action-message") == "Already active: nothing to resume")
     journal = bot.get("/api/events?type=rebaselined").json()["events"]
     assert [event["metadata"]["by"] for event in journal] == ["dashboard"]
     wait("the markers", lambda d: d.execute_script(

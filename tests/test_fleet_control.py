@@ -116,7 +116,7 @@ def test_the_fleet_api_refuses_a_wrong_token_an_unknown_account_and_a_bad_reques
          'field \'reason\' must be a non-empty string, got " "'),
         (_post(served_fleet, f"/api/fleet/{alpha}/resume", json={"rebaseline": "yes"}), 400,
          'field \'rebaseline\' must be true or false, got "yes"'),
-        (_post(served_fleet, f"/api/fleet/{alpha}/halt", json=["x"]), 400, "the body must be a JSON object, got list"),
+        (_post(served_fleet, f"/api/fleet/{alpha}/halt", json=["x"]), 400, "the body must be a JSON object, got an array"),
         (_get(served_fleet, f"/api/fleet/{alpha}/events", params={"limit": "0"}), 400,
          "limit must be a whole number in 1..1000, got '0'"),
         (_get(served_fleet, f"/api/fleet/{alpha}/events", params={"since": "x"}), 400,

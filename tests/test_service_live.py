@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from actor_helpers import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from support.live_bot import ROOT, TOKEN, TRADEWARDEN, Bot, free_port
-from support.processes import Child
+from support.processes import Child, run
 
 LIVE_TOML = ROOT / "examples" / "live.toml"
 
@@ -110,6 +111,11 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     malformed = bot.post("/api/halt", content=b"{reason: nope")
     assert malformed.status_code == 400
     assert re.match(r"^the body is not valid JSON: ", malformed.json()["error"])
+    for body, kind in ((b"null", "null"), (b'["stop"]', "an array"), (b'"stop"', "a string"), (b"3", "a number"),
+                       (b"true", "true")):
+        not_an_object = bot.post("/api/halt", content=body)
+        assert (not_an_object.status_code, not_an_object.json()) == (
+            400, {"error": f"the body must be a JSON object, got {kind}"})
     unknown = bot.post("/api/halt", json={"reason": "x", "force": True})
     assert (unknown.status_code, unknown.json()) == (400, {"error": "unknown field 'force'; known: by, reason"})
     wrong_type = bot.post("/api/resume", json={"rebaseline": "yes"})
@@ -166,6 +172,31 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert "operator test" in reasons
 
 
+def test_a_resume_of_an_active_account_says_nothing_was_halted_and_a_rebaseline_on_it_says_what_it_moved(bots):
+    bot = bots(LIVE_TOML)
+    plain = bot.cli("resume")
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "already active: nothing to resume\n", "")
+    answer = bot.post("/api/resume", json={"by": "desk"})
+    assert (answer.status_code, answer.json()) == (200, {
+        "done": "already_active", "previous_state": "active", "by": "desk", "rebaseline": False,
+        "message": "already active: nothing to resume",
+    })
+
+    # Allowed, as any rebaseline is: journaled and alerted, and the answer says what it moved.
+    moved = "already active: nothing to resume; the peak and the day's start were set to today's equity"
+    rebaselined = bot.cli("resume", "--rebaseline")
+    assert (rebaselined.returncode, rebaselined.stdout, rebaselined.stderr) == (0, moved + "\n", "")
+    as_json = bot.cli("resume", "--rebaseline", "--json")
+    assert (as_json.returncode, json.loads(as_json.stdout)) == (0, {
+        "done": "rebaselined", "previous_state": "active", "by": "tradewarden resume", "rebaseline": True, "message": moved,
+    })
+    assert bot.get("/api/status").json()["trading_state"] == "active"
+
+    assert bot.terminate() == 0
+    assert [event["metadata"]["by"] for event in bot.journal("--type", "rebaselined")] == ["tradewarden resume"] * 2
+    assert bot.journal("--type", "trading_state_changed") == []  # nothing was lifted
+
+
 def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db").replace("interval_seconds = 0.05", "interval_seconds = -1"))
@@ -183,6 +214,62 @@ def test_an_unknown_log_level_fails_before_anything_starts_naming_it(tmp_path):
     assert (done.returncode, done.stderr) == (2, "tradewarden run: LOG_LEVEL: log_level must be one of TRACE, DEBUG, INFO, "
                                                  "SUCCESS, WARNING, ERROR, CRITICAL, got 'LOUD'\n")
     assert not (tmp_path / "state.db").exists()
+
+
+def test_a_setting_the_trading_system_refuses_fails_before_anything_starts_on_one_line(tmp_path):
+    # Each setting is valid alone; the dead man's switch refuses the wait they make (half the
+    # heartbeat interval, 0.0 once halved), and used to end the run with a traceback.
+    config = tmp_path / "live.toml"
+    config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
+    env = {**os.environ, "HEALTHCHECK_PING_URL": "http://127.0.0.1:9/ping", "HEARTBEAT_INTERVAL_SECONDS": "5e-324"}
+    done = run([*TRADEWARDEN, "run", "--config", str(config)], timeout=60, env=env, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, "tradewarden run: timeout must be > 0, got 0.0\n")
+    journal = run([*TRADEWARDEN, "journal", "--db", str(tmp_path / "state.db")], timeout=60)
+    assert (journal.returncode, journal.stdout) == (0, "")  # its store was opened, and nothing started
+
+
+SLOW_TO_BUILD = """
+[tradewarden]
+loop_id = "slow"
+state_db = "{db}"
+
+[broker]
+kind = "paper"
+
+[feed]
+kind = "synthetic"
+
+[strategy]
+class = "support.slow_start:SlowToBuild"
+"""
+
+
+def test_ctrl_c_before_the_run_has_started_stops_it_quietly_with_0_as_any_ctrl_c_does(tmp_path):
+    config = tmp_path / "slow.toml"
+    config.write_text(SLOW_TO_BUILD.format(db=tmp_path / "state.db"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    with Child([*TRADEWARDEN, "run", "--config", str(config)], env=env, cwd=tmp_path) as bot:
+        bot.wait_for("building the strategy\n", timeout=60)  # before its signal handling, as while it imports
+        bot.send_signal(signal.SIGINT)
+        done = bot.finish(30)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "building the strategy\n", "")
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_ctrl_c_during_a_status_that_waits_on_a_silent_api_exits_130_unfinished_and_quietly(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, and never answers
+        silent.settimeout(60)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with Child([*TRADEWARDEN, "status", "--url", url], cwd=tmp_path) as asking:
+            try:
+                connection, _ = silent.accept()  # the command is waiting for its answer
+            except TimeoutError:
+                ended = asking.finish(0.1)  # still running: fails the test with the command's threads
+                pytest.fail(f"the command exited with {ended.returncode} before asking: {ended.stderr}")
+            with connection:
+                asking.send_signal(signal.SIGINT)
+                done = asking.finish(30)
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
 
 
 def test_a_second_bot_on_the_same_state_file_is_refused_and_the_first_trades_on(bots, tmp_path):

@@ -87,11 +87,13 @@ def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_n
         bot_api.say(CHAT, "/resume confirm")
         assert bot_api.wait_for_replies(CHAT, 3)[-1].text == "Resumed (was halted)."
         assert trading.guard_status().state.trading_state.value == "active"
+        bot_api.say(CHAT, "/resume confirm")
+        assert bot_api.wait_for_replies(CHAT, 4)[-1].text == "Already active: nothing to resume."
 
         bot_api.say(CHAT, "/status")
-        assert bot_api.wait_for_replies(CHAT, 4)[-1].text.startswith("loop main: ACTIVE\n  equity 10,000.00")
+        assert bot_api.wait_for_replies(CHAT, 5)[-1].text.startswith("loop main: ACTIVE\n  equity 10,000.00")
         bot_api.say(CHAT, "/forceexit all")
-        assert bot_api.wait_for_replies(CHAT, 5)[-1].text == HELP
+        assert bot_api.wait_for_replies(CHAT, 6)[-1].text == HELP
     finally:
         commands.stop()
     assert bot_api.replies(STRANGER) == []

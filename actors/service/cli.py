@@ -4,7 +4,9 @@
 ``tradewarden fleet`` serves the control API and dashboard of a fleet on Ray.
 
 Exit codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
-2 bad usage or config; 3 the control API did not answer or refused the request.
+2 bad usage or config; 3 the control API did not answer or refused the request. Ctrl-C is how
+run, demo and fleet are stopped: 0 whenever it comes, also before they have started; any other
+command it interrupts exits 130, unfinished. Either way without a traceback.
 """
 
 from __future__ import annotations
@@ -78,9 +80,21 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+_RUN_UNTIL_STOPPED = ("run", "demo", "fleet")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _command(args_list)
+    except KeyboardInterrupt:
+        # Ctrl-C before a service has its own signal handling (while it imports, or loads its
+        # config and strategy) or during a one-shot command: nothing to clean up, nothing to say.
+        return 0 if args_list[:1] and args_list[0] in _RUN_UNTIL_STOPPED else 130
+
+
+def _command(args_list: list[str]) -> int:
     if args_list[:1] == ["replay"]:
         return _replay(args_list[1:])
     args = parser().parse_args(args_list)
@@ -222,8 +236,7 @@ def _readable(command: str, answer: Answer) -> str:
     if command == "halt":
         return f"halted (was {body['previous_state']}): {body['reason']}"
     if command == "resume":
-        how = " with a new baseline" if body["rebaseline"] else ""
-        return f"resumed{how} (was {body['previous_state']})"
+        return str(body["message"])
     return status_text(body)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -29,12 +30,13 @@ from actors.system import TradingSystem
 from runtime.adapters.prometheus import CONTENT_TYPE_LATEST, PrometheusMetrics
 from runtime.events import EventType
 from runtime.metrics import MetricsSink
+from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
 from runtime.validation import member
 
 __all__ = [
     "MAX_BODY_BYTES", "MAX_EVENTS", "MAX_STREAMS", "SEND_TIMEOUT", "BadRequest", "SendTimeout", "answering", "calling",
-    "control_app", "read_body",
+    "control_app", "read_body", "refused_value", "resumed",
 ]
 
 MAX_BODY_BYTES = 16 * 1024
@@ -80,7 +82,7 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise BadRequest(400, f"the body must be a JSON object, got {type(data).__name__}")
+        raise BadRequest(400, f"the body must be a JSON object, got {_json_kind(data)}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise BadRequest(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(fields))}")
@@ -95,9 +97,19 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
     return data
 
 
+def _json_kind(value: Any) -> str:
+    # What a parsed JSON value is, in JSON's words: a client sent JSON, not Python's NoneType.
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)  # null, true, false
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else "a number"
+
+
 def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
     """The route for ``endpoint``: a `BadRequest` it raises is answered as ``{"error": ...}``
-    with its status."""
+    with its status; any other exception is a defect of ours, answered 500 ``{"error":
+    "internal error: ...; its traceback is in the log"}`` with its traceback logged."""
 
     async def run(request: Request) -> Response:
         try:
@@ -105,23 +117,58 @@ def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
             return response
         except BadRequest as exc:
             return _error(exc.status, str(exc))
+        except Exception as exc:
+            _log.opt(exception=exc).error("control: {} {} failed: {!r}", request.method, request.url.path, exc)
+            return _error(500, f"internal error: {exc!r}; its traceback is in the log")
 
     return run
+
+
+_REFUSAL = re.compile(r"\S+ must be .+, got .+", re.DOTALL)
+
+
+def refused_value(exc: BaseException) -> bool:
+    """True for a `TypeError` or `ValueError` that the validation boundary raised on purpose.
+
+    `runtime.validation` and the message validators built on it raise plain `TypeError` and
+    `ValueError`, and word every refusal ``<field> must be <expected>, got <value>``; that form,
+    which survives the trip back from a fleet's account through Ray, is what tells one from a
+    defect's (``unsupported operand type(s) for -``, ``heartbeat metadata is missing 'beat'``)."""
+    return isinstance(exc, (TypeError, ValueError)) and _REFUSAL.fullmatch(str(exc)) is not None
 
 
 async def calling(call: Callable[[], Any], unavailable: tuple[type[Exception], ...], prefix: str) -> Any:
     """What ``call`` returns, run in the threadpool so that the event loop never waits on it.
 
-    A `TypeError` or `ValueError` it raises is a value the system refused, whose message names
-    the field and the value: `BadRequest` 400 with that message, never a 500, whichever process
-    raised it. One of ``unavailable``: `BadRequest` 503, ``prefix`` then its message."""
+    A value the system refused at its validation boundary (see `refused_value`), whichever
+    process raised it: `BadRequest` 400 with its message, which names the field and the value.
+    One of ``unavailable``: `BadRequest` 503, ``prefix`` then its message. Anything else is
+    raised as itself: the caller's to answer (a `ResumeRefused`), else a defect that
+    `answering` answers 500 with its traceback logged."""
     try:
         return await run_in_threadpool(call)
     except (TypeError, ValueError) as exc:
+        if not refused_value(exc):
+            raise
         _log.warning("control: refused, {}", exc)
         raise BadRequest(400, str(exc)) from None
     except unavailable as exc:
         raise BadRequest(503, f"{prefix}{exc}") from None
+
+
+def resumed(previous: TradingState, rebaseline: bool) -> tuple[str, str]:
+    """What a resume that was not refused did, from the state it found: ``(done, message)``.
+
+    ``done`` is ``resumed`` when the account was HALTED or REDUCING; on an ACTIVE account
+    nothing was lifted: ``already_active``, or ``rebaselined`` when the peak and the day's start
+    were still set to today's equity (journaled as REBASELINED and alerted, like any rebaseline).
+    """
+    if previous is not TradingState.ACTIVE:
+        how = " with a new baseline" if rebaseline else ""
+        return "resumed", f"resumed{how} (was {previous.value})"
+    if rebaseline:
+        return "rebaselined", "already active: nothing to resume; the peak and the day's start were set to today's equity"
+    return "already_active", "already active: nothing to resume"
 
 
 def _query(request: Request) -> dict[str, Any]:
@@ -273,8 +320,10 @@ def control_app(
             previous = await on_system(lambda: system.resume(by, rebaseline=rebaseline, timeout=ask_timeout))
         except ResumeRefused as exc:
             return JSONResponse({"done": "refused", "error": str(exc)}, status_code=409)
-        _log.warning("resumed through the control API by {} (rebaseline {})", by, rebaseline)
-        return JSONResponse({"done": "resumed", "previous_state": previous.value, "by": by, "rebaseline": rebaseline})
+        done, message = resumed(previous, rebaseline)
+        _log.warning("resume through the control API by {}: {}", by, message)
+        return JSONResponse({"done": done, "previous_state": previous.value, "by": by, "rebaseline": rebaseline,
+                             "message": message})
 
     async def scrape(request: Request) -> Response:
         return Response(prometheus.exposition(), media_type=CONTENT_TYPE_LATEST)

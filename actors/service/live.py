@@ -11,7 +11,7 @@ from loguru import logger
 from actors.replay import PaperFeed
 from actors.service.auth import BearerToken
 from actors.service.config import ConfigError, RunConfig, build_strategy, load_object
-from actors.service.control import control_app
+from actors.service.control import control_app, refused_value
 from actors.service.feed import LiveFeed, bar_source
 from actors.service.hub import EventHub
 from actors.service.journal import JournalReader
@@ -65,6 +65,12 @@ def _closed_last(parts: ExitStack, part: Any) -> Any:
     return part
 
 
+def _unusable(exc: BaseException) -> int:
+    # A config that cannot be used: named on one line (no traceback), exit 2, nothing started.
+    print(f"tradewarden run: {exc}", file=sys.stderr)
+    return 2
+
+
 def run(config: RunConfig) -> int:
     """Run until SIGTERM or SIGINT, then stop everything cleanly; returns the exit code: 0 after
     a requested stop, 1 when the system ended on its own (its supervisor gave up), 2 when the
@@ -77,8 +83,7 @@ def run(config: RunConfig) -> int:
         bars = bar_source(config.feed) if isinstance(broker, PaperBroker) else None
         sock = bind(settings.control_host, settings.control_port, has_token=token is not None)
     except (ConfigError, PriceDataError, RuntimeError) as exc:
-        print(f"tradewarden run: {exc}", file=sys.stderr)
-        return 2
+        return _unusable(exc)
     with ExitStack() as parts:  # closed in reverse order however run ends: the claim after the store
         parts.callback(sock.close)
         try:
@@ -92,19 +97,25 @@ def run(config: RunConfig) -> int:
             # A setting the parts refuse (an unreachable statsd host, a foreign or busy state
             # file, a bad Telegram URL) is a config that cannot be used: named, exit 2, nothing
             # started.
-            print(f"tradewarden run: {exc}", file=sys.stderr)
-            return 2
+            return _unusable(exc)
         metrics = FanOutMetrics(statsd, prometheus)
+        hub = EventHub()
+        try:
+            system = TradingSystem(
+                settings, broker, strategy, alerts=alerts, metrics=metrics, store=store, subscribers=[hub],
+                market_feed=_market_feed(broker, strategy, config.feed.symbol) if bars is not None else None,
+            )
+            commands = TelegramCommands.from_settings(settings, CommandHandler(system, hub), metrics)
+            feed = LiveFeed(system.loop, bars) if bars is not None else None
+        except (TradewardenError, TypeError, ValueError) as exc:
+            # A setting the system refuses at its validation boundary is a bad setting like the
+            # others; any other error here is a defect of ours, shown with its traceback.
+            if not isinstance(exc, TradewardenError) and not refused_value(exc):
+                raise
+            return _unusable(exc)
         if token is None:
             _log.warning("no CONTROL_TOKEN: the control API on {} is open to every local user", settings.control_host)
-        hub = EventHub()
-        system = TradingSystem(
-            settings, broker, strategy, alerts=alerts, metrics=metrics, store=store, subscribers=[hub],
-            market_feed=_market_feed(broker, strategy, config.feed.symbol) if bars is not None else None,
-        )
         server: ControlServer | None = None
-        commands = TelegramCommands.from_settings(settings, CommandHandler(system, hub), metrics)
-        feed = LiveFeed(system.loop, bars) if bars is not None else None
         try:
             system.start()
             journal = JournalReader(str(settings.state_db))

@@ -12,7 +12,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from actors.messages import GetMetrics, GuardStatus, LoopStatus, Ping
+from actors.messages import GuardStatus, Ping
 from actors.service.hub import EventHub
 from actors.supervision.address import ChildUnavailable
 from actors.supervision.supervisor import ChildInfo
@@ -63,38 +63,49 @@ def _positions(system: TradingSystem) -> list[dict[str, Any]]:
              "entry_price": p.entry_price, "unrealised_pnl": p.unrealised_pnl} for p in system.broker.open_positions()]
 
 
-class _Source:
-    # One read of the system that may be slow (an ask of a busy actor, a slow broker): at most
-    # one in flight, on a daemon thread of its own (a broker call cannot be cancelled, and must
-    # not hold up the interpreter's exit), and its last answer kept with when it came.
+class _Part:
+    # One part of a status read from the system, and its last answer with when it came.
 
     def __init__(self, name: str, who: str, read: Callable[[], Any]) -> None:
         self.name = name
         self.who = who  # what is late, in a stale part's reason
-        self._read = read
-        self._lock = threading.Lock()
-        self._running: Future[Any] | None = None
-        self._started = 0.0
+        self.read = read
         self.last: tuple[Any, float, datetime] | None = None
 
-    def fetch(self) -> tuple[Future[Any], float]:
-        # The read in flight (or a new one) and when it started.
-        with self._lock:
-            if self._running is None or self._running.done():
-                self._running, self._started = Future(), time.monotonic()
-                threading.Thread(target=self._run, args=(self._running,), name=f"tradewarden-status-{self.name}",
-                                 daemon=True).start()
-            return self._running, self._started
 
-    def _run(self, future: Future[Any]) -> None:
-        try:
-            value = self._read()
-        except BaseException as exc:  # handed to the reader, which says why it is stale
-            future.set_exception(exc)
-            return
+class _Reads:
+    # Reads of the system that may be slow (an ask of a busy actor, a slow broker), run in order
+    # on a daemon thread of their own (a broker call cannot be cancelled, and must not hold up
+    # the interpreter's exit), each begun once the one before has answered or failed: a later
+    # part shows the system as it was after the earlier part's answer. At most one run in flight.
+
+    def __init__(self, *parts: _Part) -> None:
+        self.parts = parts
+        self._lock = threading.Lock()
+        self._running: list[Future[Any]] = []
+        self._started = 0.0
+
+    def fetch(self) -> tuple[list[Future[Any]], float, list[bool]]:
+        # The run in flight (or a new one): each part's future, when the run started, and which
+        # parts had answered already when it was handed out (answers older than this request).
         with self._lock:
-            self.last = (value, time.monotonic(), datetime.now(UTC))
-        future.set_result(value)
+            if self._running and not self._running[-1].done():
+                return self._running, self._started, [future.done() for future in self._running]
+            self._running, self._started = [Future() for _ in self.parts], time.monotonic()
+            threading.Thread(target=self._run, args=(self._running,), name=f"tradewarden-status-{self.parts[0].name}",
+                             daemon=True).start()
+            return self._running, self._started, [False] * len(self.parts)
+
+    def _run(self, futures: list[Future[Any]]) -> None:
+        for part, future in zip(self.parts, futures):
+            try:
+                value = part.read()
+            except BaseException as exc:  # handed to the reader, which says why it is stale
+                future.set_exception(exc)
+                continue
+            with self._lock:
+                part.last = (value, time.monotonic(), datetime.now(UTC))
+            future.set_result(value)
 
 
 def _state_since(hub: EventHub) -> str | None:
@@ -115,69 +126,93 @@ def _heartbeat(hub: EventHub) -> dict[str, Any] | None:
 class StatusReader:
     """What `/api/status` and the Telegram `/status` report, within a bound however busy the system is.
 
-    Each read asks the guard, the loop and the supervisor and lists the broker's positions at once, and waits
-    at most ``timeout`` seconds for them. A part that has not answered by then (a guard deep in
-    a liquidation or a long `EquityBatch`, a slow broker) is shown as its last answer and named
-    in ``stale`` with why, as of when, and its age; its read goes on in the background, one at a
-    time, and the next status shows the answer once it comes (each background read waits at
-    most ``background_timeout`` seconds for an actor). A read that has been running for
-    ``timeout`` already is not waited for again: while the guard stays busy, status answers at
-    once, from the last answer.
+    Each read asks the guard, then lists the broker's positions once the guard has answered, and
+    asks the supervisor meanwhile; it waits at most ``timeout`` seconds for them. The positions
+    shown are never older than the guard's answer shown beside them, so a status never lists a
+    position that the guard's answer says it has closed (a HALTED guard done liquidating is shown
+    with the account flat). A part that has not answered by then (a guard deep in a liquidation
+    or a long `EquityBatch`, a slow broker) is shown as its last answer and named in ``stale``
+    with why, as of when, and its age: while the guard is late, so are the positions listed
+    after it. Its read goes on in the background, one at a time, and the next status shows the
+    answer once it comes (each background read waits at most ``background_timeout`` seconds for
+    an actor). A read that has been running for ``timeout`` already is not waited for again:
+    while the guard stays busy, status answers at once, from the last answer.
     """
 
     def __init__(self, system: TradingSystem, hub: EventHub, background_timeout: float = 60.0) -> None:
         self.system = system
         self.hub = hub
-        self._guard = _Source("guard", "the guard", lambda: system.guard_status(timeout=background_timeout))
-        self._loop = _Source("loop", "the loop", lambda: system.loop.ask(GetMetrics(), timeout=background_timeout))
-        self._positions = _Source("positions", "the broker", lambda: _positions(system))
-        # The supervisor answers from its own thread, which a probe of a busy child may hold.
-        self._children = _Source("supervisor", "the supervisor",
-                                 lambda: system.supervisor.children(timeout=background_timeout))
+        self._reads = (
+            _Reads(_Part("guard", "the guard", lambda: system.guard_status(timeout=background_timeout)),
+                   _Part("positions", "the broker", lambda: _positions(system))),
+            # The supervisor answers from its own thread, which a probe of a busy child may hold.
+            _Reads(_Part("supervisor", "the supervisor", lambda: system.supervisor.children(timeout=background_timeout))),
+        )
 
     def status(self, timeout: float = 1.0) -> dict[str, Any]:
         """The trading state, its reason and since when, equity, peak, drawdown, each limit with
-        its headroom and warning level, open positions (count and list), the last heartbeat,
-        restarts, every child's incarnation, and ``stale``: {part: {"reason", "as_of",
-        "age_seconds"}} for each part (guard, loop, positions, supervisor) shown from an earlier answer or
-        not at all ({} when every part is fresh). Answers within about ``timeout`` seconds.
-        Raises `pykka.Timeout` when the guard has not answered and never answered before."""
-        sources = (self._guard, self._loop, self._positions, self._children)
-        reads = [source.fetch() for source in sources]
-        # Each read is waited for until ``timeout`` after it started: a read already that old
+        its headroom and warning level, open positions (``positions``, listed after the guard's
+        answer, and ``positions_open``, how many that list holds; None when the broker has never
+        listed them: the loop's own count, from its last cycle, is in ``last_heartbeat``), the
+        last heartbeat, restarts, every child's incarnation, and ``stale``: {part: {"reason",
+        "as_of", "age_seconds"}} for each part (guard, positions, supervisor) shown from an
+        earlier answer or not at all ({} when every part is fresh). Answers within about
+        ``timeout`` seconds. Raises `pykka.Timeout` when the guard has not answered and never
+        answered before."""
+        runs = [reads.fetch() for reads in self._reads]
+        # Each read is waited for until ``timeout`` after its run started: a run already that old
         # (the guard busy for longer) is not waited for again, so the answer comes at once.
-        for future, started in reads:
-            wait([future], max(0.0, started + timeout - time.monotonic()))
-        futures = [future for future, _ in reads]
+        for futures, started, _ in runs:
+            for future in futures:
+                wait([future], max(0.0, started + timeout - time.monotonic()))
         stale: dict[str, dict[str, Any]] = {}
-        values = {source.name: self._value(source, future, timeout, stale) for source, future in zip(sources, futures)}
+        values: dict[str, Any] = {}
+        for reads, (futures, _, answered_before) in zip(self._reads, runs):
+            for index, part in enumerate(reads.parts):
+                late = _late(reads.parts, futures, answered_before, index, timeout)
+                values[part.name] = _shown(part, late, futures[index], stale)
         guard: GuardStatus | None = values["guard"]
         if guard is None:
             raise pykka.Timeout(f"the guard did not answer within {timeout:g}s, and never answered before")
-        loop: LoopStatus | None = values["loop"]
-        return _report(self.system, self.hub, guard, loop, values["positions"], values["supervisor"] or {}, stale)
+        return _report(self.system, self.hub, guard, values["positions"], values["supervisor"] or {}, stale)
 
-    @staticmethod
-    def _value(source: _Source, future: Future[Any], timeout: float, stale: dict[str, dict[str, Any]]) -> Any:
-        if future.done() and future.exception() is None:
-            return future.result()
-        if not future.done():
-            reason = f"{source.who} did not answer within {timeout:g}s"
-        else:
-            error = future.exception()
-            reason = f"{source.who} could not be read: {error!r}"
-            _log.warning("status: {}", reason)
-        last = source.last
-        if last is None:
-            stale[source.name] = {"reason": reason, "as_of": None, "age_seconds": None}
-            return None
-        value, at, wall = last
-        stale[source.name] = {"reason": reason, "as_of": wall.isoformat(), "age_seconds": round(time.monotonic() - at, 3)}
-        return value
+
+def _late(parts: tuple[_Part, ...], futures: list[Future[Any]], answered_before: list[bool], index: int,
+          timeout: float) -> str | None:
+    # Why part ``index`` of a run is not shown from this request's answer, or None when it is.
+    future = futures[index]
+    pending = next((n for n, earlier in enumerate(futures) if not earlier.done()), None)
+    if pending is not None and pending < index:
+        return f"read after {parts[pending].who}'s answer, which did not come within {timeout:g}s"
+    if pending == index:
+        return f"{parts[index].who} did not answer within {timeout:g}s"
+    error = future.exception()
+    if error is not None:
+        reason = f"{parts[index].who} could not be read: {error!r}"
+        _log.warning("status: {}", reason)
+        return reason
+    if answered_before[index] and pending is not None:
+        # An answer from a run still in flight, given before this request: read again only
+        # once the part it waits for answers.
+        return f"read again after {parts[pending].who}'s answer, which did not come within {timeout:g}s"
+    return None
+
+
+def _shown(part: _Part, late: str | None, future: Future[Any], stale: dict[str, dict[str, Any]]) -> Any:
+    # The part's answer to this request, or its last one named in ``stale`` with ``late``.
+    if late is None:
+        return future.result()
+    last = part.last
+    if last is None:
+        stale[part.name] = {"reason": late, "as_of": None, "age_seconds": None}
+        return None
+    value, at, wall = last
+    stale[part.name] = {"reason": late, "as_of": wall.isoformat(), "age_seconds": round(time.monotonic() - at, 3)}
+    return value
 
 
 def _report(
-    system: TradingSystem, hub: EventHub, guard: GuardStatus, loop: LoopStatus | None,
+    system: TradingSystem, hub: EventHub, guard: GuardStatus,
     positions: list[dict[str, Any]] | None, children_info: dict[str, ChildInfo], stale: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     state: GuardState = guard.state
@@ -197,7 +232,9 @@ def _report(
         "max_drawdown": state.max_drawdown,
         "last_check_time": state.last_check_time.isoformat() if state.last_check_time else None,
         "limits": limits(system.settings.guards(), state),
-        "positions_open": loop.metrics.positions_open if loop is not None else None,
+        # Counted from the list beside it, never from the loop's last cycle (up to an interval
+        # old: it would still count a position a kill switch has just closed).
+        "positions_open": len(positions) if positions is not None else None,
         "positions": positions,
         "liquidating": guard.liquidating,
         "block_counts": guard.block_counts,
@@ -215,7 +252,8 @@ def status_text(status: dict[str, Any]) -> str:
     lines = [
         f"loop {status['loop_id']}: {status['trading_state'].upper()}" + (f" ({status['reason']})" if status["reason"] else ""),
         f"  equity {status['equity']:,.2f}  peak {status['peak_equity']:,.2f}  drawdown {status['drawdown']:.2%}",
-        f"  open positions {status['positions_open']}" + ("  (liquidating)" if status["liquidating"] else ""),
+        f"  open positions {'unknown' if status['positions_open'] is None else status['positions_open']}"
+        + ("  (liquidating)" if status["liquidating"] else ""),
     ]
     for limit in status["limits"]:
         lines.append(f"  {limit['guard']}: fires at equity {limit['breach_at']:,.2f}, headroom {limit['headroom']:,.2f}")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pykka
 
+from actors.service.control import resumed
 from actors.service.hub import EventHub
 from actors.service.status import StatusReader, status_text
 from actors.supervision.address import ChildUnavailable
@@ -96,7 +97,9 @@ class CommandHandler:
             previous = self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout)
         except ResumeRefused as exc:
             return f"{exc}\nSend /resume rebaseline to measure from today's equity instead."
+        done = resumed(previous, rebaseline)[1]
+        done = done[0].upper() + done[1:]
         if before is not None:
             after = self._snapshot()
-            return f"Resumed with a new baseline (was {previous.value}): peak {before['peak_equity']:,.2f} → {after['peak_equity']:,.2f}."
-        return f"Resumed (was {previous.value})."
+            return f"{done}: peak {before['peak_equity']:,.2f} → {after['peak_equity']:,.2f}."
+        return f"{done}."

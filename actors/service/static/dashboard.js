@@ -42,6 +42,7 @@ async function api(method, path, body) {
 const money = (x) => x === null || x === undefined ? "–" : Number(x).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const pct = (x) => (100 * x).toFixed(2) + "%";
 const clock = (ms) => new Date(ms).toLocaleTimeString();
+const capitalised = (text) => text.charAt(0).toUpperCase() + text.slice(1);  // the API's message, as a sentence
 function ago(seconds) {
   if (seconds < 60) return seconds.toFixed(1) + "s ago";
   if (seconds < 3600) return Math.floor(seconds / 60) + "m " + Math.floor(seconds % 60) + "s ago";
@@ -524,7 +525,7 @@ function resume() {
     const refused = a.status === 409;
     $("resume-error").textContent = a.ok ? "" : a.data.error;
     $("rebaseline-button").hidden = !refused;
-    if (a.ok) $("action-message").textContent = "Resumed (was " + a.data.previous_state + ")";
+    if (a.ok) $("action-message").textContent = capitalised(a.data.message);
   });
 }
 
@@ -540,7 +541,7 @@ function rebaseline() {
     $("rebaseline-confirm").hidden = true;
     $("resume-error").textContent = a.ok ? "" : a.data.error;
     $("rebaseline-button").hidden = a.ok;
-    if (a.ok) $("action-message").textContent = "Resumed with a new baseline (was " + a.data.previous_state + ")";
+    if (a.ok) $("action-message").textContent = capitalised(a.data.message);
   });
 }
 
