@@ -81,8 +81,13 @@ def test_the_fleet_api_lists_every_account_and_halts_and_resumes_one(served_flee
 
     resumed = _post(served_fleet, f"/api/fleet/{alpha}/resume", json={"by": "ops"})
     assert (resumed.status_code, resumed.json()) == (200, {
-        "account_id": alpha, "done": "resumed", "previous_state": "halted", "by": "ops", "rebaseline": False})
+        "account_id": alpha, "done": "resumed", "previous_state": "halted", "by": "ops", "rebaseline": False,
+        "message": "resumed (was halted)"})
     assert _get(served_fleet, f"/api/fleet/{alpha}").json()["trading_state"] == "active"
+    again = _post(served_fleet, f"/api/fleet/{alpha}/resume", json={"by": "ops"})
+    assert (again.status_code, again.json()) == (200, {
+        "account_id": alpha, "done": "already_active", "previous_state": "active", "by": "ops", "rebaseline": False,
+        "message": "already active: nothing to resume"})
 
     events = _get(served_fleet, f"/api/fleet/{alpha}/events", params={"limit": "1000"})
     assert events.status_code == 200 and events.json()["account_id"] == alpha

@@ -23,7 +23,16 @@ from starlette.routing import Route
 
 from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltNotDurable, HaltPending
 from actors.service.auth import BearerToken, RequireToken
-from actors.service.control import SEND_TIMEOUT, BadRequest, SendTimeout, answering, calling, event_limit, read_body
+from actors.service.control import (
+    SEND_TIMEOUT,
+    BadRequest,
+    SendTimeout,
+    answering,
+    calling,
+    event_limit,
+    read_body,
+    resumed,
+)
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.server import ControlServer, bind
 from actors.service.stop_signals import StopSignals
@@ -154,9 +163,10 @@ def fleet_app(
             previous = await on_fleet(lambda: fleet.resume(account_id, by, rebaseline=rebaseline, timeout=ask_timeout))
         except (ResumeRefused, AccountNotTrading) as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
-        _log.warning("account {} resumed through the fleet control API by {} (rebaseline {})", account_id, by, rebaseline)
-        return JSONResponse({"account_id": account_id, "done": "resumed", "previous_state": previous.value, "by": by,
-                             "rebaseline": rebaseline})
+        done, message = resumed(previous, rebaseline)
+        _log.warning("account {}: resume through the fleet control API by {}: {}", account_id, by, message)
+        return JSONResponse({"account_id": account_id, "done": done, "previous_state": previous.value, "by": by,
+                             "rebaseline": rebaseline, "message": message})
 
     routes = [
         Route("/health", answering(health), methods=["GET"]),
