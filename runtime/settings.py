@@ -108,9 +108,14 @@ def _ping_url(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is None:
         return
     attrs_text(instance, attribute, value)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-        raise ValueError(f"{attribute.name} must be an http:// or https:// URL with a host and no #fragment, got {value!r}")
+    wanted = f"{attribute.name} must be an http:// or https:// URL with a host and no #fragment, got {value!r}"
+    try:
+        parts = urlsplit(value)
+        hostname, _ = parts.hostname, parts.port
+    except ValueError as exc:  # (an unclosed [IPv6] host, a bad port): named, with why
+        raise ValueError(f"{wanted} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not hostname or parts.fragment:
+        raise ValueError(wanted)
 
 
 def _secret_repr(value: str | None) -> str:

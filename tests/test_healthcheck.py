@@ -206,6 +206,18 @@ def test_a_bad_ping_url_is_refused_naming_the_variable_and_the_value(url):
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "why"), [("http://[::1/x", "Invalid IPv6 URL"), ("https://hc-ping.com:99999/x", "Port out of range 0-65535")]
+)
+def test_a_ping_url_that_cannot_be_parsed_is_refused_naming_the_variable_the_value_and_why(url, why):
+    with pytest.raises(SettingsError) as refused:
+        Settings.load(environ={"HEALTHCHECK_PING_URL": url})
+    assert str(refused.value) == (
+        f"HEALTHCHECK_PING_URL={url!r}: healthcheck_ping_url must be an http:// or https:// URL "
+        f"with a host and no #fragment, got {url!r} ({why})"
+    )
+
+
 def test_a_bad_ping_url_in_the_run_config_is_refused_naming_the_file_and_the_key(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(f'[tradewarden]\nstate_db = "{tmp_path / "s.db"}"\nhealthcheck_ping_url = "hc-ping.com/x"\n')
