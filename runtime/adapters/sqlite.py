@@ -390,7 +390,7 @@ class SqliteStore:
                 # covers it (another process may hold the WAL open, so the close need not have
                 # checkpointed it), and its failure is that commit's too.
                 try:
-                    self._fsync_wal("closing")
+                    self._fsync_wal("closing", covers_later=True)
                 finally:
                     os.close(self._wal_fd)
                     self._wal_fd = None
@@ -533,14 +533,16 @@ class SqliteStore:
             elif self._unsynced is not None:
                 raise StoreError(f"state_db {str(self._path)!r}: {what} failed: {self._unsynced}")
 
-    def _fsync_wal(self, what: str) -> None:
-        # Under _wal_lock, with the descriptor open.
+    def _fsync_wal(self, what: str, *, covers_later: bool = False) -> None:
+        # Under _wal_lock, with the descriptor open. ``covers_later``: the fsync of close(),
+        # which stands in for those of commits still to come (see _sync_wal), so its failure is
+        # theirs too.
         assert self._wal_fd is not None
         try:
             os.fsync(self._wal_fd)
         except OSError as exc:
             failed = f"the WAL's fsync failed while {what}: {exc}"
-            if what == "closing":
+            if covers_later:
                 self._unsynced = failed
             raise StoreError(f"state_db {str(self._path)!r}: {what} failed: {failed}") from exc
 
