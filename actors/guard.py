@@ -196,6 +196,7 @@ class GuardActor(SupervisedActor):
         self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
         self._unreadable: set[str] = set()  # repr of each held order's id whose record is unreadable: alerted once
         self._liquidating: str | None = None
+        self._taken_halts: list[str] = []  # ids of pending halts taken whose clear failed
         self._reaction_started: float | None = None
         self._retry_attempt = 0
 
@@ -216,8 +217,8 @@ class GuardActor(SupervisedActor):
             # Blind when the last incarnation stopped: so the first valid reading says restored.
             self._blind = record.trading_state is not TradingState.ACTIVE and (record.reason or "").startswith(_BLIND)
         self._restore_gate()
+        self._reconcile()  # first: an order filled before a crash is journaled before any close of it
         took_halts = self._take_pending_halts()
-        self._reconcile()
         if self._stale_after > 0 and not self.context.clock.virtual:
             # Blindness is judged on a real clock only: a replay's time moves in steps, and a
             # weekend between two bars is not an outage.
@@ -234,20 +235,32 @@ class GuardActor(SupervisedActor):
 
     def _take_pending_halts(self) -> bool:
         # Halts pressed while no guard of the account ran (see `PendingHalt`) are taken before
-        # anything else, each as a halt asked now. A store that cannot say whether any are
-        # pending fails the start: the guard must not trade without knowing. They are cleared
-        # only once HALTED is saved (again, to know it is), so a crash in between takes them
-        # again, never loses them.
+        # any order, each as a halt asked now. A store that cannot say whether any are pending
+        # fails the start: the guard must not trade without knowing. They are cleared only once
+        # HALTED is saved, so a crash in between takes them again, never loses them; a clear
+        # that fails is tried again before a resume lifts the halt (else a later restart would
+        # take a halt the operator has since lifted).
         pending = self._store.load_pending_halts(self._loop_id)
+        saved = True
         for halt in pending:
-            self._halt(halt.by, halt.reason)
-        if pending and self._save():
-            try:
-                self._store.clear_pending_halts(self._loop_id, [halt.halt_id for halt in pending])
-            except Exception as exc:
-                self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
-                self.log.error("pending halts taken but not cleared (the next start takes them again): {!r}", exc)
+            saved = self._halt(halt.by, halt.reason)[1]
+        if pending and saved:
+            self._taken_halts = [halt.halt_id for halt in pending]
+            self._clear_taken_halts()
         return bool(pending)
+
+    def _clear_taken_halts(self) -> bool:
+        # True once no pending halt this guard has taken is left in the store.
+        if not self._taken_halts:
+            return True
+        try:
+            self._store.clear_pending_halts(self._loop_id, self._taken_halts)
+        except Exception as exc:
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            self.log.error("pending halts taken but not cleared (a resume tries again): {!r}", exc)
+            return False
+        self._taken_halts = []
+        return True
 
     @property
     def monitor(self) -> RiskMonitor:
@@ -300,7 +313,7 @@ class GuardActor(SupervisedActor):
         elif isinstance(message, Resume):
             return self._resume(message.by, message.rebaseline)
         elif isinstance(message, Halt):
-            return self._halt(message.by, message.reason)
+            return self._halt(message.by, message.reason)[0]
         elif isinstance(message, CashFlow):
             try:
                 self.monitor.record_cash_flow(message.amount)
@@ -502,6 +515,11 @@ class GuardActor(SupervisedActor):
         self._reading(EquityReading(snapshot.equity, self.context.clock.now(), positions_open, None, snapshot.net_deposits))
         if self._blind:
             return ResumeRefused("resume refused: no valid equity reading (the guard is blind)")
+        if not self._clear_taken_halts():
+            return ResumeRefused(
+                "resume refused: a halt pressed before this guard started is still pending in the state store "
+                "(clearing it failed; see the log), and the next start would take it again; try again"
+            )
         try:
             previous, changed = self.monitor.resume(rebaseline)
         except ResumeRefused as refused:
@@ -532,17 +550,18 @@ class GuardActor(SupervisedActor):
             self._alert("Trading resumed automatically" if automatic else "Trading resumed", why, Severity.INFO)
         return previous
 
-    def _halt(self, by: str, reason: str) -> TradingState:
+    def _halt(self, by: str, reason: str) -> tuple[TradingState, bool]:
         # The kill switch: latched like a breach, and everything is closed even if already halted.
+        # Returns the state before, and whether HALTED was saved.
         why = f"halted by {by}: {reason}"
         previous = self.monitor.halt(why)
         self._release_halt(runaway_too=False)  # the operator's halt latches: no cooldown lifts it
-        self._save()
+        saved = self._save()
         self._reaction_started = time.perf_counter()
         self._liquidate(why, 0)
         self._alert("Trading halted by hand", why, Severity.CRITICAL)
         self._publish_state(previous, TradingState.HALTED, why)
-        return previous
+        return previous, saved
 
     def _state(self) -> GuardState:
         # The monitor's state, unless a runaway loop latched the gate in REDUCING over it.

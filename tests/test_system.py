@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pykka
-from actor_helpers import WAIT, AlertInbox, EventLog, Journal
+from actor_helpers import WAIT, AlertInbox, EventLog, Journal, wait_until
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -25,6 +25,7 @@ from runtime import (
     Signal,
     TradingState,
 )
+from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
 
 
@@ -76,6 +77,46 @@ def test_halts_pending_in_the_store_come_first_so_the_system_starts_halted_and_r
         # Taken once: cleared from the store once HALTED was saved (another loop's is not this guard's).
         assert store.load_pending_halts("main") == []
         assert store.load_pending_halts("other") == [others]
+    finally:
+        system.stop()
+
+
+class FailingClears(MemoryStore):
+    """A store whose first ``failures`` clears of pending halts raise (a disk full for a moment)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def clear_pending_halts(self, loop_id, halt_ids):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("No space left on device")
+        super().clear_pending_halts(loop_id, halt_ids)
+
+
+def test_a_pending_halt_whose_clear_failed_is_cleared_before_a_resume_so_a_later_restart_stays_active():
+    store = FailingClears(failures=2)
+    store.save_pending_halt("main", PendingHalt("ops", "desk closed (monday)"))
+    system = start_trading_system(Settings(), paper("A"), ListSignalSource(), store=store, clock=ManualClock(),
+                                  loop_interval=None, drills=True)
+    try:
+        assert system.guard_status().state.trading_state is TradingState.HALTED  # taken; its clear failed
+        # The second clear fails too: the resume is refused rather than leave the halt to come back.
+        try:
+            system.resume("ops")
+        except ResumeRefused as refused:
+            assert str(refused) == (
+                "resume refused: a halt pressed before this guard started is still pending in the state store "
+                "(clearing it failed; see the log), and the next start would take it again; try again")
+        else:
+            raise AssertionError("a resume lifted a halt still pending in the store")
+        assert system.resume("ops") is TradingState.HALTED  # the third clear goes through
+        assert store.load_pending_halts("main") == []
+        before = system.children()["guard"].incarnation
+        system.guard.tell(Crash("an unrelated defect"))
+        assert wait_until(lambda: system.children()["guard"].incarnation > before), "the guard never restarted"
+        assert system.guard_status().state.trading_state is TradingState.ACTIVE
     finally:
         system.stop()
 
