@@ -192,6 +192,7 @@ def test_pending_halts_are_kept_per_loop_in_the_order_saved_each_id_once_until_c
     assert store.load_pending_halts("main") == []
     first, second = PendingHalt("ops", "desk closed", halt_id="h1"), PendingHalt("risk", "news at 14:30", halt_id="h2")
     store.save_pending_halt("main", first)
+    store.save_pending_halt("other", first)  # the same halt pressed for two accounts: each keeps it
     store.save_pending_halt("other", PendingHalt("ops", "another account", halt_id="h3"))
     store.save_pending_halt("main", second)
     store.save_pending_halt("main", PendingHalt("ops", "a retry of the first", halt_id="h1"))  # kept once, as first saved
@@ -203,9 +204,12 @@ def test_pending_halts_are_kept_per_loop_in_the_order_saved_each_id_once_until_c
         store = backing.open()
         assert store.load_pending_halts("main") == [first, second]
     # Cleared by id: a halt saved after its guard read the others is kept for the next one.
-    store.clear_pending_halts("main", ["h1", "h2", "unknown"])
-    assert store.load_pending_halts("main") == []
-    assert store.load_pending_halts("other") == [PendingHalt("ops", "another account", halt_id="h3")]
+    read = store.load_pending_halts("main")
+    later = PendingHalt("ops", "pressed after the guard read the others", halt_id="h4")
+    store.save_pending_halt("main", later)
+    store.clear_pending_halts("main", [halt.halt_id for halt in read] + ["unknown"])
+    assert store.load_pending_halts("main") == [later]
+    assert store.load_pending_halts("other") == [first, PendingHalt("ops", "another account", halt_id="h3")]
 
 
 def test_a_pending_halt_names_who_and_why_and_gets_an_id_of_its_own() -> None:

@@ -83,9 +83,10 @@ ALTER TABLE orders ADD COLUMN IF NOT EXISTS watch_until TEXT;
 CREATE TABLE IF NOT EXISTS pending_halts (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     loop_id TEXT NOT NULL,
-    halt_id TEXT NOT NULL UNIQUE,
+    halt_id TEXT NOT NULL,
     by TEXT NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    UNIQUE (loop_id, halt_id)
 )"""
 # Version 1 had no sent_at or watch_until in orders, version 2 no pending_halts; the statements
 # above add them (nothing that exists changes), so such a schema is upgraded in place, under the
@@ -399,7 +400,8 @@ class PostgresStore:
         check_pending_halt(halt)
         with self._fenced(loop_id, f"saving a pending halt of loop {loop_id!r}") as conn:
             conn.execute(
-                "INSERT INTO pending_halts (loop_id, halt_id, by, reason) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                "INSERT INTO pending_halts (loop_id, halt_id, by, reason) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (loop_id, halt_id) DO NOTHING",
                 (loop_id, halt.halt_id, halt.by, halt.reason),
             )
 

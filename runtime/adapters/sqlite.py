@@ -91,9 +91,10 @@ _HALTS_TABLE = """
 CREATE TABLE pending_halts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     loop_id TEXT NOT NULL,
-    halt_id TEXT NOT NULL UNIQUE,
+    halt_id TEXT NOT NULL,
     by TEXT NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    UNIQUE (loop_id, halt_id)
 )"""
 _ORDERS_COLUMNS_OF_3 = ("ALTER TABLE orders ADD COLUMN sent_at TEXT", "ALTER TABLE orders ADD COLUMN watch_until TEXT")
 # From an older version, the statements that make it the current one.
@@ -610,7 +611,8 @@ class SqliteStore:
         check_pending_halt(halt)
         with self._using(f"saving a pending halt of loop {loop_id!r}") as conn:
             conn.execute(
-                "INSERT INTO pending_halts (loop_id, halt_id, by, reason) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO pending_halts (loop_id, halt_id, by, reason) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (loop_id, halt_id) DO NOTHING",
                 (loop_id_of(loop_id), halt.halt_id, halt.by, halt.reason),
             )
 
