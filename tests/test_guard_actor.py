@@ -37,6 +37,7 @@ from runtime import (
 )
 from runtime.adapters.system_clock import SystemClock
 from runtime.risk.monitor import ResumeRefused
+from runtime.store import PendingHalt
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -520,6 +521,25 @@ def test_on_start_an_order_the_broker_filled_but_the_journal_lost_is_journaled_a
         "costs": 0.0,
     }
     assert store.unsettled_orders("main") == []
+
+
+class TradeServer(PaperBroker):
+    in_process = False  # a trade server outside the process: its orders are journaled before it sees them
+
+
+def test_a_pending_halt_is_taken_after_an_order_filled_before_a_crash_is_journaled(tree_factory):
+    broker, store = TradeServer(10_000), MemoryStore()
+    broker.update_price("X", 100.0)
+    client_id = _left_unsettled(store, broker, filled=True)
+    store.save_pending_halt("main", PendingHalt("ops", "desk closed"))
+    tree = tree_factory(broker, store=store)
+    tree.events.wait_count(EventType.TRADING_STATE_CHANGED, 1)
+    kinds = (EventType.TRADE_EXECUTED, EventType.POSITION_CLOSED, EventType.TRADING_STATE_CHANGED)
+    # The fill that opened the position, then the halt's close of it: never a close before its open.
+    assert [(e.event_type, e.metadata.get("reconciled")) for e in tree.events.events if e.event_type in kinds] == [
+        (EventType.TRADE_EXECUTED, True), (EventType.POSITION_CLOSED, None), (EventType.TRADING_STATE_CHANGED, None)]
+    assert store.unsettled_orders("main") == [] and broker.open_positions() == []
+    assert broker.find_fill(client_id) is not None
 
 
 def test_on_start_an_old_order_the_broker_never_saw_is_journaled_as_failed(tree_factory):
