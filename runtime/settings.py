@@ -282,6 +282,11 @@ class Settings:
                 f"({self.heartbeat_interval_seconds!r}), got {timeout!r}"
             )
         self.cooldown()  # a cooldown naming an unknown rule, or a timed one without seconds, is refused here
+        if not self.heartbeat_timeout > 0:  # (a subnormal interval halves to 0.0)
+            raise ValueError(
+                "heartbeat_interval_seconds must be a number of seconds whose half (the heartbeat's timeout) "
+                f"is > 0, got {self.heartbeat_interval_seconds!r}"
+            )
         if self.state_db is not None and self.state_dsn is not None:
             raise ValueError(
                 f"state_dsn ({masked_dsn(self.state_dsn)!r}) and state_db ({self.state_db!r}) are both set: "

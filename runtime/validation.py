@@ -64,11 +64,17 @@ def _wrong_type(field: str, expected: str, value: Any) -> TypeError:
 
 
 def text(field: str, value: Any) -> str:
-    """Return ``value`` if it is a string with something other than spaces, else raise naming ``field``."""
+    """Return ``value`` if it is a string with something other than spaces that UTF-8 can carry
+    (no lone surrogate, which JSON's \\ud800 escapes can make: the journal, the logs and every
+    answer that quotes it must be able to write it), else raise naming ``field``."""
     if not isinstance(value, str):
         raise _wrong_type(field, "a non-empty string", value)
     if not value.strip():
         raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{field} must be text that UTF-8 can carry (no lone surrogate), got {value!r}") from None
     return value
 
 

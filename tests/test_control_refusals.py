@@ -86,3 +86,18 @@ def test_a_defect_behind_the_control_api_is_a_500_with_its_traceback_logged_neve
                                    "Traceback (most recent call last):"]
         assert shown_lines[-1] == "ValueError: heartbeat metadata is missing 'signals_processed'"
     assert len(logged) == 2
+
+
+def test_a_halt_reason_utf8_cannot_carry_is_a_400_naming_it_and_nothing_is_halted(tmp_path):
+    # "\ud800" is valid JSON for a lone surrogate: accepted, it halted the account and then made
+    # every status a 500 (the guard's reason could not be written out).
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="odd"), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    auth = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    with served(system, hub, db) as api:
+        answer = httpx.post(api.url + "/api/halt", content=b'{"reason": "drill \\ud800"}', headers=auth, timeout=WAIT)
+        assert (answer.status_code, answer.json()) == (400, {
+            "error": "reason must be text that UTF-8 can carry (no lone surrogate), got 'drill \\ud800'"})
+        status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT)
+        assert (status.status_code, status.json()["trading_state"]) == (200, "active")

@@ -136,6 +136,9 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
 
     blank = bot.cli("halt", "--reason", " ")
     assert (blank.returncode, blank.stdout) == (2, 'halt failed (400): field \'reason\' must be a non-empty string, got " "\n')
+    latin = bot.cli("halt", "--reason", "caf\udce9")  # b"caf\xe9": Latin-1 bytes in a UTF-8 command line
+    assert (latin.returncode, latin.stdout, latin.stderr) == (
+        2, "", "tradewarden halt: --reason must be text that UTF-8 can carry, got 'caf\\udce9'\n")
     refused = bot.cli("resume")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert re.match(r"^resume refused \(409\): resume refused: max drawdown ", refused.stdout)
@@ -216,16 +219,17 @@ def test_an_unknown_log_level_fails_before_anything_starts_naming_it(tmp_path):
     assert not (tmp_path / "state.db").exists()
 
 
-def test_a_setting_the_trading_system_refuses_fails_before_anything_starts_on_one_line(tmp_path):
-    # Each setting is valid alone; the dead man's switch refuses the wait they make (half the
-    # heartbeat interval, 0.0 once halved), and used to end the run with a traceback.
+def test_a_heartbeat_interval_too_small_to_halve_fails_before_anything_starts_naming_it(tmp_path):
+    # Valid alone as a number > 0, but its half (the heartbeat's timeout, and the dead man's
+    # switch's wait) is 0.0: the run used to end with a traceback from deep in the system.
     config = tmp_path / "live.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
     env = {**os.environ, "HEALTHCHECK_PING_URL": "http://127.0.0.1:9/ping", "HEARTBEAT_INTERVAL_SECONDS": "5e-324"}
     done = run([*TRADEWARDEN, "run", "--config", str(config)], timeout=60, env=env, cwd=tmp_path)
-    assert (done.returncode, done.stderr) == (2, "tradewarden run: timeout must be > 0, got 0.0\n")
-    journal = run([*TRADEWARDEN, "journal", "--db", str(tmp_path / "state.db")], timeout=60)
-    assert (journal.returncode, journal.stdout) == (0, "")  # its store was opened, and nothing started
+    assert (done.returncode, done.stderr) == (2, "tradewarden run: HEARTBEAT_INTERVAL_SECONDS='5e-324': "
+                                                 "heartbeat_interval_seconds must be a number of seconds whose half "
+                                                 "(the heartbeat's timeout) is > 0, got 5e-324\n")
+    assert not (tmp_path / "state.db").exists()
 
 
 SLOW_TO_BUILD = """

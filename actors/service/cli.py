@@ -213,6 +213,9 @@ def _remote(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
         return 2
+    if args.command == "halt" and not _utf8(args.reason):  # (bytes of another encoding in argv)
+        print(f"tradewarden halt: --reason must be text that UTF-8 can carry, got {args.reason!r}", file=sys.stderr)
+        return 2
     try:
         if args.command == "status":
             answer = client.call("GET", "/api/status")
@@ -227,6 +230,14 @@ def _remote(args: argparse.Namespace) -> int:
     if answer.ok:
         return 0
     return {409: 1, 400: 2, 413: 2}.get(answer.status, 3)  # refused; a bad request; no usable answer
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _readable(command: str, answer: Answer) -> str:

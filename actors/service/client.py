@@ -43,9 +43,10 @@ class ControlClient:
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             response = httpx.request(method, f"{self.url.rstrip('/')}{path}", json=body, headers=headers, timeout=self.timeout)
-            return Answer(response.status_code, response.json())
         except httpx.HTTPError as exc:
             raise ControlUnreachable(f"control API at {self.url} did not answer: {exc}") from None
+        try:
+            return Answer(response.status_code, response.json())
         except ValueError:
             raise ControlUnreachable(f"control API at {self.url} answered {response.status_code} without JSON") from None
 
