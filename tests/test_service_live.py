@@ -203,7 +203,8 @@ def test_a_resume_of_an_active_account_says_nothing_was_halted_and_a_rebaseline_
 def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db").replace("interval_seconds = 0.05", "interval_seconds = -1"))
-    done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "CONTROL_PORT": str(free_port())}  # (never the default port another bot may hold)
+    done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2
     assert done.stderr == f"tradewarden run: {config}: feed.interval_seconds must be a number > 0, got -1\n"
     assert not (tmp_path / "state.db").exists()
@@ -212,7 +213,7 @@ def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):
 def test_an_unknown_log_level_fails_before_anything_starts_naming_it(tmp_path):
     config = tmp_path / "live.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
-    env = {**os.environ, "LOG_LEVEL": "LOUD"}
+    env = {**os.environ, "LOG_LEVEL": "LOUD", "CONTROL_PORT": str(free_port())}
     done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60, env=env)
     assert (done.returncode, done.stderr) == (2, "tradewarden run: LOG_LEVEL: log_level must be one of TRACE, DEBUG, INFO, "
                                                  "SUCCESS, WARNING, ERROR, CRITICAL, got 'LOUD'\n")
@@ -224,7 +225,8 @@ def test_a_heartbeat_interval_too_small_to_halve_fails_before_anything_starts_na
     # switch's wait) is 0.0: the run used to end with a traceback from deep in the system.
     config = tmp_path / "live.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
-    env = {**os.environ, "HEALTHCHECK_PING_URL": "http://127.0.0.1:9/ping", "HEARTBEAT_INTERVAL_SECONDS": "5e-324"}
+    env = {**os.environ, "HEALTHCHECK_PING_URL": "http://127.0.0.1:9/ping", "HEARTBEAT_INTERVAL_SECONDS": "5e-324",
+           "CONTROL_PORT": str(free_port())}
     done = run([*TRADEWARDEN, "run", "--config", str(config)], timeout=60, env=env, cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, "tradewarden run: HEARTBEAT_INTERVAL_SECONDS='5e-324': "
                                                  "heartbeat_interval_seconds must be a number of seconds whose half "
@@ -251,7 +253,7 @@ class = "support.slow_start:SlowToBuild"
 def test_ctrl_c_before_the_run_has_started_stops_it_quietly_with_0_as_any_ctrl_c_does(tmp_path):
     config = tmp_path / "slow.toml"
     config.write_text(SLOW_TO_BUILD.format(db=tmp_path / "state.db"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "CONTROL_PORT": str(free_port())}
     with Child([*TRADEWARDEN, "run", "--config", str(config)], env=env, cwd=tmp_path) as bot:
         bot.wait_for("building the strategy\n", timeout=60)  # before its signal handling, as while it imports
         bot.send_signal(signal.SIGINT)
@@ -293,7 +295,7 @@ def test_a_second_bot_on_the_same_state_file_is_refused_and_the_first_trades_on(
 def test_an_unreachable_statsd_host_fails_before_anything_starts_naming_it(tmp_path):
     config = tmp_path / "live.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
-    env = {**os.environ, "STATSD_HOST": "no.such.host.invalid"}
+    env = {**os.environ, "STATSD_HOST": "no.such.host.invalid", "CONTROL_PORT": str(free_port())}  # (not 8787: another bot's)
     done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
     # (the resolver's own words after the colon depend on the machine's DNS)
