@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 from actor_helpers import WAIT, EventLog, wait_until
-from support.control_server import TOKEN, SlowCloseBroker, paper_with_positions, served
+from support.control_server import TOKEN, SlowCloseBroker, SlowListBroker, paper_with_positions, served
 
 from actors import TradingSystem
 from actors.messages import Halt, RunCycle
@@ -35,7 +38,7 @@ def test_status_while_the_guard_liquidates_against_a_slow_broker_is_its_last_ans
             # The positions are listed after the guard answers; the supervisor, probing the busy
             # guard from its own thread, may be late too.
             assert set(body["stale"]) - {"supervisor"} == {"guard", "positions"}
-            assert body["stale"]["positions"]["reason"] == "read after the guard's answer, which did not come within 0.5s"
+            assert body["stale"]["positions"]["reason"] == "read after the guard's answer, and the guard did not answer within 0.5s"
             assert body["stale"].get("supervisor", {"reason": "the supervisor did not answer within 0.5s"})["reason"] == (
                 "the supervisor did not answer within 0.5s")
             assert set(body["children"]) == {"emitter", "alerts", "guard", "loop", "heartbeat"}
@@ -153,7 +156,7 @@ def test_a_status_lists_positions_only_after_the_guard_has_answered_so_a_halt_an
                 "active", False, 1, [_position("S0")])
             assert set(busy["stale"]) - {"supervisor"} == {"guard", "positions"}  # the supervisor probes the busy guard
             assert busy["stale"]["guard"]["reason"] == "the guard did not answer within 1s"
-            assert busy["stale"]["positions"]["reason"] == "read after the guard's answer, which did not come within 1s"
+            assert busy["stale"]["positions"]["reason"] == "read after the guard's answer, and the guard did not answer within 1s"
             assert all(why["as_of"] is not None and why["age_seconds"] >= 1.0 for why in busy["stale"].values())
 
             broker.release.set()
@@ -164,3 +167,78 @@ def test_a_status_lists_positions_only_after_the_guard_has_answered_so_a_halt_an
                              "positions_open": 0, "positions": []}
     finally:
         broker.release.set()  # a failed assertion must not leave the guard waiting on the broker
+
+
+@contextmanager
+def _hung_list_served(tmp_path) -> Iterator[tuple[TradingSystem, SlowListBroker, httpx.Client]]:
+    # A served system holding one position, whose broker closes at once and hangs listing
+    # positions for a status once ``slow`` is set; a client of its control server.
+    broker = SlowListBroker(paper_with_positions(1))
+    broker.release.set()
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="hung"), broker, ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    try:
+        with served(system, hub, db, status_timeout=1.0) as api, \
+                httpx.Client(base_url=api.url, headers=AUTH, timeout=WAIT) as client:
+            yield system, broker, client
+    finally:
+        broker.unblock.set()  # a failed assertion must not leave a status thread waiting on the broker
+
+
+_UNKNOWN = {"reason": "the broker did not answer within 1s; its last list was read before the guard's answer shown",
+            "as_of": None, "age_seconds": None}
+
+
+def test_a_kill_switch_pressed_while_the_broker_hangs_listing_shows_halted_at_once(tmp_path):
+    # Review finding: the status used to chain the guard's read and the broker's list in one
+    # job, reused until both answered, so while the list hung the guard was never asked again
+    # and a halt still showed ACTIVE (forever, with a hung MT5 terminal).
+    with _hung_list_served(tmp_path) as (system, broker, client):
+        idle = client.get("/api/status").json()
+        assert (idle["trading_state"], idle["positions_open"], idle["positions"], idle["stale"]) == (
+            "active", 1, [_position("S0")], {})
+
+        broker.slow.set()
+        # The guard answers; the list asked for after it hangs, and the last one came
+        # before that answer: the positions are unknown, not the old list.
+        late = client.get("/api/status").json()
+        assert (late["trading_state"], late["positions_open"], late["positions"], late["stale"]) == (
+            "active", None, None, {"positions": _UNKNOWN})
+
+        assert system.halt("ops", "drill", timeout=WAIT) is TradingState.ACTIVE  # answered once flat
+        halted = client.get("/api/status").json()
+        shown = {key: halted[key] for key in ("trading_state", "reason", "liquidating", "positions_open", "positions",
+                                              "stale")}
+        assert shown == {"trading_state": "halted", "reason": "halted by ops: drill", "liquidating": False,
+                         "positions_open": None, "positions": None, "stale": {"positions": _UNKNOWN}}
+        lines = status_text(halted).splitlines()
+        assert (lines[0], lines[2], lines[-1]) == (
+            "loop hung: HALTED (halted by ops: drill)",
+            "  open positions unknown",
+            "  stale: positions (the broker did not answer within 1s; its last list was read before the guard's"
+            " answer shown; not shown)",
+        )
+
+        broker.unblock.set()
+        # The list that hung answers for the guard answer it followed; the next status
+        # lists again after its own guard answer.
+        assert wait_until(lambda: client.get("/api/status").json()["stale"] == {})
+        after = client.get("/api/status").json()
+        assert (after["trading_state"], after["positions_open"], after["positions"]) == ("halted", 0, [])
+
+
+def test_a_late_list_after_a_halt_is_unknown_never_the_pre_halt_list_beside_the_halted_guard(tmp_path):
+    # Review finding: a late broker fell back to the last list, read before the halt: HALTED with
+    # positions_open 1 and the closed position listed, though the account was flat.
+    with _hung_list_served(tmp_path) as (system, broker, client):
+        before = client.get("/api/status").json()
+        assert (before["positions_open"], before["positions"]) == (1, [_position("S0")])
+        assert system.halt("ops", "drill", timeout=WAIT) is TradingState.ACTIVE
+        assert broker.inner.open_positions() == []  # flat
+
+        broker.slow.set()
+        after = client.get("/api/status").json()
+        shown = {key: after[key] for key in ("trading_state", "positions_open", "positions", "stale")}
+        assert shown == {"trading_state": "halted", "positions_open": None, "positions": None,
+                         "stale": {"positions": _UNKNOWN}}

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from actor_helpers import WAIT
+from support.control_server import TOKEN as CONTROL_TOKEN
+from support.control_server import SlowListBroker, paper_with_positions, served
 from support.live_bot import ROOT, TOKEN, Bot
+
+from actors import TradingSystem
+from actors.messages import Halt
+from actors.service.hub import EventHub
+from runtime import ListSignalSource, Settings
+from runtime.adapters.sqlite import SqliteStore
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -173,3 +182,66 @@ def test_the_dashboard_shows_the_curve_and_state_follows_a_breach_and_halts_and_
     chromium.set_window_size(390, 844)
     assert chromium.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
 
+
+
+def test_the_dashboard_marks_a_stale_state_and_stale_or_unknown_positions(chromium, tmp_path):
+    # An in-process system whose broker the test holds: a guard busy closing, then a broker that
+    # hangs listing positions for the status.
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    broker = SlowListBroker(paper_with_positions(1))
+    system = TradingSystem(Settings(loop_id="stale"), broker, ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+
+    def shown(driver: webdriver.Chrome) -> dict[str, Any]:
+        # What the page shows of the state and the positions, read at one moment.
+        return dict(driver.execute_script("""
+            const marker = (id) => document.getElementById(id).hidden ? null : document.getElementById(id).textContent;
+            const badge = document.getElementById("state-badge");
+            return {badge: badge.textContent, badge_class: badge.className, state_stale: marker("state-stale"),
+                    positions: [...document.querySelectorAll("#positions tr")].map((r) => r.innerText.split("\\t")),
+                    positions_stale: marker("positions-stale")};"""))
+
+    def showing(expected: dict[str, Any]) -> None:
+        # Wait until the page shows ``expected``, ages in a stale marker read as "N.Ns ago".
+        def now(driver: webdriver.Chrome) -> dict[str, Any]:
+            return {key: re.sub(r"\d+\.\ds ago", "N.Ns ago", value) if isinstance(value, str) else value
+                    for key, value in shown(driver).items()}
+
+        try:
+            WebDriverWait(chromium, 20, poll_frequency=0.05).until(lambda driver: now(driver) == expected)
+        except TimeoutException:
+            pytest.fail(f"the page shows {now(chromium)}, not {expected}")
+
+    held = [["S0", "buy", "10", "100.00", "0.00"]]
+    try:
+        with served(system, hub, db, status_timeout=1.0) as api:
+            chromium.get(api.url + "/")
+            chromium.find_element(By.ID, "token").send_keys(CONTROL_TOKEN)
+            chromium.find_element(By.ID, "connect").click()
+            showing({"badge": "ACTIVE", "badge_class": "badge active", "state_stale": None,
+                                "positions": held, "positions_stale": None})
+
+            system.guard.tell(Halt("ops", "drill"))
+            assert broker.closing.wait(WAIT)  # the guard is busy closing: its last answer is shown, marked
+            showing({
+                "badge": "ACTIVE", "badge_class": "badge active stale",
+                "state_stale": "stale: the guard did not answer within 1s; shown as of N.Ns ago",
+                "positions": held,
+                "positions_stale": "stale: read after the guard's answer, and the guard did not answer within 1s;"
+                                   " shown as of N.Ns ago",
+            })
+
+            broker.slow.set()
+            broker.release.set()  # the guard answers HALTED, flat; the list after it hangs
+            showing({
+                "badge": "HALTED", "badge_class": "badge halted", "state_stale": None, "positions": [["unknown"]],
+                "positions_stale": "stale: the broker did not answer within 1s; its last list was read before the"
+                                   " guard's answer shown; not shown",
+            })
+
+            broker.unblock.set()
+            showing({"badge": "HALTED", "badge_class": "badge halted", "state_stale": None,
+                                "positions": [["none"]], "positions_stale": None})
+    finally:
+        broker.release.set()  # a failed assertion must not leave the guard or a status thread waiting
+        broker.unblock.set()

@@ -68,7 +68,7 @@ def test_the_dashboard_of_a_fleet_lists_every_account_and_halts_and_resumes_one_
 
     press(beta, "resume")
     wait(f"{beta} ACTIVE again", state_of(beta, "ACTIVE"))
-    assert text(chromium, "fleet-message") == f"Resumed {beta} (was halted)"
+    assert text(chromium, "fleet-message") == f"{beta}: resumed (was halted)"
 
     chromium.set_window_size(390, 844)
     assert chromium.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")

@@ -9,12 +9,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from actor_helpers import wait_until
+from actor_helpers import WAIT, wait_until
 from loguru import logger
 from support.bot_api_server import TEST_TOKEN, BotApiServer, Reply
+from support.control_server import SlowListBroker, paper_with_positions
 
 from actors import start_trading_system
-from actors.messages import RunCycle
+from actors.messages import Halt, RunCycle
 from actors.service.hub import EventHub
 from actors.service.telegram_bot import HELP, CommandHandler
 from actors.system import TradingSystem
@@ -150,3 +151,27 @@ def test_a_hanging_reply_holds_up_no_alert(bot_api):
         bot_api.release()
         commands.stop()
         alerts.close()
+
+
+def test_positions_from_a_hung_broker_are_unknown_and_a_list_from_an_earlier_answer_says_so():
+    # /positions used to pass the status's fallback list off as the account now.
+    broker = SlowListBroker(paper_with_positions(1))
+    trading = start_trading_system(Settings(), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None)
+    handler = CommandHandler(trading, EventHub(), timeout=1.0)
+    try:
+        assert handler("/positions") == "S0 buy 10 at 100, P&L 0.00"
+        trading.guard.tell(Halt("ops", "drill"))
+        assert broker.closing.wait(WAIT)  # the guard is busy closing: the list after its last answer is shown, dated
+        assert re.match(r"^As of \d+\.\ds ago \(read after the guard's answer, and the guard did not answer within 1s\):\n"
+                        r"S0 buy 10 at 100, P&L 0\.00$", handler("/positions"))
+        broker.slow.set()
+        broker.release.set()  # the guard answers HALTED, flat; the list after it hangs
+        assert wait_until(lambda: handler("/positions") == (
+            "Open positions unknown: the broker did not answer within 1s; its last list was read before the guard's"
+            " answer shown."))
+        broker.unblock.set()
+        assert wait_until(lambda: handler("/positions") == "No open positions.")
+    finally:
+        broker.release.set()  # a failed assertion must not leave the guard or a status thread waiting
+        broker.unblock.set()
+        trading.stop()

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,49 +64,73 @@ def _positions(system: TradingSystem) -> list[dict[str, Any]]:
              "entry_price": p.entry_price, "unrealised_pnl": p.unrealised_pnl} for p in system.broker.open_positions()]
 
 
-class _Part:
-    # One part of a status read from the system, and its last answer with when it came.
+@dataclass(frozen=True)
+class _Answer:
+    # One answer of a read, numbered (1, 2, ...) among its source's answers, with when it came;
+    # ``after`` is the number of the guard's answer the read began after (0 for reads that
+    # follow none), which says whether a list of positions may be shown beside a guard answer.
+    value: Any
+    number: int
+    after: int
+    at: float  # time.monotonic()
+    wall: datetime
 
-    def __init__(self, name: str, who: str, read: Callable[[], Any]) -> None:
+
+class _Source:
+    # One read of the system that may be slow (an ask of a busy actor, a slow broker): at most
+    # one in flight, on a daemon thread of its own (a broker call cannot be cancelled, and must
+    # not hold up the interpreter's exit), and its last answer kept. ``after`` says, when a read
+    # begins, which guard answer it follows.
+
+    def __init__(self, name: str, who: str, read: Callable[[], Any], after: Callable[[], int] = lambda: 0) -> None:
         self.name = name
         self.who = who  # what is late, in a stale part's reason
-        self.read = read
-        self.last: tuple[Any, float, datetime] | None = None
-
-
-class _Reads:
-    # Reads of the system that may be slow (an ask of a busy actor, a slow broker), run in order
-    # on a daemon thread of their own (a broker call cannot be cancelled, and must not hold up
-    # the interpreter's exit), each begun once the one before has answered or failed: a later
-    # part shows the system as it was after the earlier part's answer. At most one run in flight.
-
-    def __init__(self, *parts: _Part) -> None:
-        self.parts = parts
+        self._read = read
+        self._after = after
         self._lock = threading.Lock()
-        self._running: list[Future[Any]] = []
+        self._running: Future[_Answer] | None = None
         self._started = 0.0
+        self.last: _Answer | None = None
 
-    def fetch(self) -> tuple[list[Future[Any]], float, list[bool]]:
-        # The run in flight (or a new one): each part's future, when the run started, and which
-        # parts had answered already when it was handed out (answers older than this request).
+    def fetch(self) -> tuple[Future[_Answer], float]:
+        # The read in flight (or a new one) and when it started.
         with self._lock:
-            if self._running and not self._running[-1].done():
-                return self._running, self._started, [future.done() for future in self._running]
-            self._running, self._started = [Future() for _ in self.parts], time.monotonic()
-            threading.Thread(target=self._run, args=(self._running,), name=f"tradewarden-status-{self.parts[0].name}",
-                             daemon=True).start()
-            return self._running, self._started, [False] * len(self.parts)
+            if self._running is None or self._running.done():
+                self._running, self._started = Future(), time.monotonic()
+                threading.Thread(target=self._run, args=(self._running, self._after()),
+                                 name=f"tradewarden-status-{self.name}", daemon=True).start()
+            return self._running, self._started
 
-    def _run(self, futures: list[Future[Any]]) -> None:
-        for part, future in zip(self.parts, futures):
-            try:
-                value = part.read()
-            except BaseException as exc:  # handed to the reader, which says why it is stale
-                future.set_exception(exc)
-                continue
-            with self._lock:
-                part.last = (value, time.monotonic(), datetime.now(UTC))
-            future.set_result(value)
+    def answered(self) -> int:
+        # The number of the last answer (0 before the first).
+        with self._lock:
+            return self.last.number if self.last is not None else 0
+
+    def _run(self, future: Future[_Answer], after: int) -> None:
+        try:
+            value = self._read()
+        except BaseException as exc:  # handed to the reader, which says why it is stale
+            future.set_exception(exc)
+            return
+        with self._lock:
+            number = self.last.number + 1 if self.last is not None else 1
+            self.last = answer = _Answer(value, number, after, time.monotonic(), datetime.now(UTC))
+        future.set_result(answer)
+
+    def outcome(self, run: tuple[Future[_Answer], float], deadline: float, timeout: float) -> _Answer | str:
+        # The answer of ``run`` (from `fetch`), or why there is none. A read is waited for until
+        # ``timeout`` after it started, and no later than the request's ``deadline``: one already
+        # that old (a busy guard, a hung broker) is not waited for again, so the answer comes at once.
+        future, started = run
+        wait([future], max(0.0, min(deadline, started + timeout) - time.monotonic()))
+        if not future.done():
+            return f"{self.who} did not answer within {timeout:g}s"
+        error = future.exception()
+        if error is not None:
+            reason = f"{self.who} could not be read: {error!r}"
+            _log.warning("status: {}", reason)
+            return reason
+        return future.result()
 
 
 def _state_since(hub: EventHub) -> str | None:
@@ -126,89 +151,95 @@ def _heartbeat(hub: EventHub) -> dict[str, Any] | None:
 class StatusReader:
     """What `/api/status` and the Telegram `/status` report, within a bound however busy the system is.
 
-    Each read asks the guard, then lists the broker's positions once the guard has answered, and
-    asks the supervisor meanwhile; it waits at most ``timeout`` seconds for them. The positions
-    shown are never older than the guard's answer shown beside them, so a status never lists a
-    position that the guard's answer says it has closed (a HALTED guard done liquidating is shown
-    with the account flat). A part that has not answered by then (a guard deep in a liquidation
-    or a long `EquityBatch`, a slow broker) is shown as its last answer and named in ``stale``
-    with why, as of when, and its age: while the guard is late, so are the positions listed
-    after it. Its read goes on in the background, one at a time, and the next status shows the
-    answer once it comes (each background read waits at most ``background_timeout`` seconds for
-    an actor). A read that has been running for ``timeout`` already is not waited for again:
-    while the guard stays busy, status answers at once, from the last answer.
+    Each read asks the guard and the supervisor at once, and lists the broker's positions once
+    the guard has answered it; it waits at most ``timeout`` seconds in all. The guard is asked
+    on every read (one ask in flight at a time), whatever the broker does, so a halt shows as
+    soon as the guard answers, even while the broker hangs.
+
+    The positions shown were always listed after the guard's answer shown beside them, so a
+    status never lists a position that the guard's answer says it has closed (a HALTED guard
+    done liquidating is shown with the account flat). Each list is kept with the guard answer
+    it followed: when this read's list does not come in time (a slow or failing broker, or a
+    guard that did not answer, so nothing was listed), the last list is shown only if it
+    followed the guard answer shown; one older than that answer is never shown as current:
+    ``positions`` and ``positions_open`` are then None (unknown).
+
+    A part that has not answered in time is shown as its last answer (or not at all) and named
+    in ``stale`` with why, as of when, and its age. Its read goes on in the background, one at
+    a time, and a later status shows the answer once it comes (each background read waits at
+    most ``background_timeout`` seconds for an actor). A read that has been running for
+    ``timeout`` already is not waited for again: while the guard stays busy or the broker hung,
+    status answers at once.
     """
 
     def __init__(self, system: TradingSystem, hub: EventHub, background_timeout: float = 60.0) -> None:
         self.system = system
         self.hub = hub
-        self._reads = (
-            _Reads(_Part("guard", "the guard", lambda: system.guard_status(timeout=background_timeout)),
-                   _Part("positions", "the broker", lambda: _positions(system))),
-            # The supervisor answers from its own thread, which a probe of a busy child may hold.
-            _Reads(_Part("supervisor", "the supervisor", lambda: system.supervisor.children(timeout=background_timeout))),
-        )
+        self._guard = _Source("guard", "the guard", lambda: system.guard_status(timeout=background_timeout))
+        self._positions = _Source("positions", "the broker", lambda: _positions(system), after=self._guard.answered)
+        # The supervisor answers from its own thread, which a probe of a busy child may hold.
+        self._children = _Source("supervisor", "the supervisor",
+                                 lambda: system.supervisor.children(timeout=background_timeout))
 
     def status(self, timeout: float = 1.0) -> dict[str, Any]:
         """The trading state, its reason and since when, equity, peak, drawdown, each limit with
         its headroom and warning level, open positions (``positions``, listed after the guard's
-        answer, and ``positions_open``, how many that list holds; None when the broker has never
-        listed them: the loop's own count, from its last cycle, is in ``last_heartbeat``), the
-        last heartbeat, restarts, every child's incarnation, and ``stale``: {part: {"reason",
-        "as_of", "age_seconds"}} for each part (guard, positions, supervisor) shown from an
-        earlier answer or not at all ({} when every part is fresh). Answers within about
+        answer shown, and ``positions_open``, how many that list holds; both None when no list
+        that followed that answer is at hand: the loop's own count, from its last cycle, is in
+        ``last_heartbeat``), the last heartbeat, restarts, every child's incarnation, and
+        ``stale``: {part: {"reason", "as_of", "age_seconds"}} for each part (guard, positions,
+        supervisor) shown from an earlier answer (``as_of`` and ``age_seconds`` say when it
+        came) or not at all (both None); {} when every part is fresh. Answers within about
         ``timeout`` seconds. Raises `pykka.Timeout` when the guard has not answered and never
         answered before."""
-        runs = [reads.fetch() for reads in self._reads]
-        # Each read is waited for until ``timeout`` after its run started: a run already that old
-        # (the guard busy for longer) is not waited for again, so the answer comes at once.
-        for futures, started, _ in runs:
-            for future in futures:
-                wait([future], max(0.0, started + timeout - time.monotonic()))
+        deadline = time.monotonic() + timeout
+        guard_run, children_run = self._guard.fetch(), self._children.fetch()
         stale: dict[str, dict[str, Any]] = {}
-        values: dict[str, Any] = {}
-        for reads, (futures, _, answered_before) in zip(self._reads, runs):
-            for index, part in enumerate(reads.parts):
-                late = _late(reads.parts, futures, answered_before, index, timeout)
-                values[part.name] = _shown(part, late, futures[index], stale)
-        guard: GuardStatus | None = values["guard"]
+        guard_read = self._guard.outcome(guard_run, deadline, timeout)
+        guard = _or_last(self._guard, guard_read, stale)
         if guard is None:
             raise pykka.Timeout(f"the guard did not answer within {timeout:g}s, and never answered before")
-        return _report(self.system, self.hub, guard, values["positions"], values["supervisor"] or {}, stale)
+        positions = self._listed(guard, guard_read, deadline, timeout, stale)
+        children = _or_last(self._children, self._children.outcome(children_run, deadline, timeout), stale)
+        return _report(self.system, self.hub, guard.value, positions, children.value if children else {}, stale)
+
+    def _listed(self, guard: _Answer, guard_read: _Answer | str, deadline: float, timeout: float,
+                stale: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
+        # The positions to show beside ``guard``: listed now when the guard answered this read
+        # (``guard_read``), else the last list if it followed ``guard``, else None (unknown).
+        if isinstance(guard_read, str):
+            # Nothing is listed before the guard answers: a list read now could show a
+            # liquidation half done beside the state the guard had before it.
+            late = f"read after the guard's answer, and {guard_read}"
+        else:
+            listed = self._positions.outcome(self._positions.fetch(), deadline, timeout)
+            if isinstance(listed, _Answer) and listed.after < guard.number:
+                # A list begun before this guard answer, for an earlier read: list again after it.
+                listed = self._positions.outcome(self._positions.fetch(), deadline, timeout)
+            if isinstance(listed, _Answer):
+                return listed.value
+            late = listed
+        last = self._positions.last
+        if last is not None and last.after < guard.number:
+            late += "; its last list was read before the guard's answer shown"
+            last = None
+        shown = _stale("positions", late, last, stale)
+        return shown.value if shown is not None else None
 
 
-def _late(parts: tuple[_Part, ...], futures: list[Future[Any]], answered_before: list[bool], index: int,
-          timeout: float) -> str | None:
-    # Why part ``index`` of a run is not shown from this request's answer, or None when it is.
-    future = futures[index]
-    pending = next((n for n, earlier in enumerate(futures) if not earlier.done()), None)
-    if pending is not None and pending < index:
-        return f"read after {parts[pending].who}'s answer, which did not come within {timeout:g}s"
-    if pending == index:
-        return f"{parts[index].who} did not answer within {timeout:g}s"
-    error = future.exception()
-    if error is not None:
-        reason = f"{parts[index].who} could not be read: {error!r}"
-        _log.warning("status: {}", reason)
-        return reason
-    if answered_before[index] and pending is not None:
-        # An answer from a run still in flight, given before this request: read again only
-        # once the part it waits for answers.
-        return f"read again after {parts[pending].who}'s answer, which did not come within {timeout:g}s"
-    return None
+def _or_last(source: _Source, read: _Answer | str, stale: dict[str, dict[str, Any]]) -> _Answer | None:
+    # ``read`` when it is an answer, else the source's last answer, named in ``stale`` with why.
+    return read if isinstance(read, _Answer) else _stale(source.name, read, source.last, stale)
 
 
-def _shown(part: _Part, late: str | None, future: Future[Any], stale: dict[str, dict[str, Any]]) -> Any:
-    # The part's answer to this request, or its last one named in ``stale`` with ``late``.
-    if late is None:
-        return future.result()
-    last = part.last
-    if last is None:
-        stale[part.name] = {"reason": late, "as_of": None, "age_seconds": None}
-        return None
-    value, at, wall = last
-    stale[part.name] = {"reason": late, "as_of": wall.isoformat(), "age_seconds": round(time.monotonic() - at, 3)}
-    return value
+def _stale(part: str, reason: str, shown: _Answer | None, stale: dict[str, dict[str, Any]]) -> _Answer | None:
+    # Names ``part`` in ``stale`` with why and when ``shown`` came (None: not shown); returns ``shown``.
+    stale[part] = {
+        "reason": reason,
+        "as_of": shown.wall.isoformat() if shown is not None else None,
+        "age_seconds": round(time.monotonic() - shown.at, 3) if shown is not None else None,
+    }
+    return shown
 
 
 def _report(

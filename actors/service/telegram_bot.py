@@ -67,13 +67,15 @@ class CommandHandler:
         return status_text(self._snapshot())
 
     def _positions(self, rest: str) -> str:
-        held = self._snapshot()["positions"]
-        if held is None:
-            return "The broker did not list its positions; see the bot's log."
-        if not held:
-            return "No open positions."
-        return "\n".join(f"{p['symbol']} {p['side']} {p['volume']:g} at {p['entry_price']:,.5g}, P&L {p['unrealised_pnl']:,.2f}"
-                         for p in held)
+        status = self._snapshot()
+        held, stale = status["positions"], status["stale"].get("positions")
+        if held is None:  # always named in stale, with why
+            return f"Open positions unknown: {stale['reason']}."
+        # A list from an earlier answer says so first, never passed off as the account now.
+        listed = [f"As of {stale['age_seconds']:.1f}s ago ({stale['reason']}):"] if stale else []
+        listed += [f"{p['symbol']} {p['side']} {p['volume']:g} at {p['entry_price']:,.5g}, P&L {p['unrealised_pnl']:,.2f}"
+                   for p in held] or ["No open positions."]
+        return "\n".join(listed)
 
     def _halt(self, rest: str) -> str:
         reason = rest or "halted from Telegram"

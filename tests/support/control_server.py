@@ -19,7 +19,7 @@ from runtime import Order, PaperBroker, Position
 from runtime.adapters.prometheus import PrometheusMetrics
 from runtime.metrics import MemoryMetrics
 
-__all__ = ["TOKEN", "Served", "SlowCloseBroker", "paper_with_positions", "served"]
+__all__ = ["TOKEN", "Served", "SlowCloseBroker", "SlowListBroker", "paper_with_positions", "served"]
 
 TOKEN = "control-test-token-0123456789"
 
@@ -58,6 +58,22 @@ class SlowCloseBroker:
         self.closing.set()
         self.release.wait(30)
         return self.inner.close_position(position_id, client_id)
+
+
+class SlowListBroker(SlowCloseBroker):
+    """A `SlowCloseBroker` that also hangs listing positions for a status while ``slow`` is set,
+    until ``unblock`` (a trade server that stops answering one kind of request); the guard's own
+    lists answer at once."""
+
+    def __init__(self, inner: PaperBroker) -> None:
+        super().__init__(inner)
+        self.slow, self.unblock = threading.Event(), threading.Event()
+
+    def open_positions(self) -> list[Position]:
+        # The status reads on threads of its own, named so; the guard's reads are not held.
+        if self.slow.is_set() and threading.current_thread().name.startswith("tradewarden-status"):
+            self.unblock.wait(30)
+        return self.inner.open_positions()
 
 
 @dataclass

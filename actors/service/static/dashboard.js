@@ -111,19 +111,31 @@ async function refresh() {
   else if (answer) $("action-message").textContent = answer.data.error;
 }
 
-function showBadge(state, reason, since) {
+// Where each part of a status that can be stale is marked: the guard's answer (the badge, the
+// figures and the limits), the positions listed after it, the supervisor's list of actors.
+const STALE_MARKERS = { guard: "state-stale", positions: "positions-stale", supervisor: "children-stale" };
+
+function showStale(part, why) {
+  // A part shown from an earlier answer, or not at all, says so beside it, as `tradewarden status` does.
+  const marker = $(STALE_MARKERS[part]);
+  marker.hidden = !why;
+  marker.textContent = why ? "stale: " + why.reason + "; " + (why.as_of ? "shown as of " + ago(why.age_seconds) : "not shown") : "";
+}
+
+function showBadge(state, reason, since, stale) {
   const badge = $("state-badge");
   badge.textContent = state.toUpperCase();
-  badge.className = "badge " + state;
+  badge.className = "badge " + state + (stale ? " stale" : "");
   $("state-reason").textContent = reason || "";
   $("state-since").textContent = since ? "since " + new Date(since).toLocaleString() : "";
+  showStale("guard", stale);
 }
 
 function showStatus(s) {
   app.status = s;
   app.statusAt = performance.now();
   $("loop-id").textContent = s.loop_id;
-  showBadge(s.trading_state, s.reason, s.state_since);
+  showBadge(s.trading_state, s.reason, s.state_since, s.stale.guard);
   $("equity").textContent = money(s.equity);
   $("peak").textContent = money(s.peak_equity);
   $("drawdown").textContent = pct(s.drawdown);
@@ -135,13 +147,15 @@ function showStatus(s) {
   });
   const held = s.positions || [];
   rows($("positions"), held.length ? held : [null], (tr, p) => {
-    if (p === null) { cell(tr, s.positions === null ? "the broker did not answer" : "none"); return; }
+    if (p === null) { cell(tr, s.positions === null ? "unknown" : "none", s.positions === null ? "neg" : ""); return; }
     cell(tr, p.symbol); cell(tr, p.side); cell(tr, String(p.volume)); cell(tr, money(p.entry_price));
     cell(tr, money(p.unrealised_pnl), p.unrealised_pnl < 0 ? "neg" : "");
   });
   rows($("restarts"), Object.entries(s.children), (tr, [name, c]) => {
     cell(tr, name + (c.alive ? "" : " (down)"), c.alive ? "" : "neg"); cell(tr, "#" + c.incarnation); cell(tr, String(c.restarts));
   });
+  showStale("positions", s.stale.positions);
+  showStale("supervisor", s.stale.supervisor);
   showHeartbeat();
   if (s.last_check_time) addPoint(Date.parse(s.last_check_time), s.equity, s.peak_equity);
   draw();
@@ -217,9 +231,11 @@ async function fleetAct(account, action) {
   $("fleet-message").textContent = "";
   const answer = await guarded(() => api("POST", "/api/fleet/" + encodeURIComponent(account) + "/" + action, body));
   if (answer) {
+    // A resume says what it did in its own words (an ACTIVE account: nothing was resumed).
     $("fleet-message").textContent = !answer.ok ? account + ": " + answer.data.error
-      : answer.data.done === "halt_pending" ? "Halt held: " + answer.data.detail  // 202: still starting
-      : (action === "halt" ? "Halted " : "Resumed ") + account + " (was " + answer.data.previous_state + ")";
+      : answer.data.done === "halt_pending" ? "Halt saved: " + answer.data.detail  // 202: still starting
+      : action === "halt" ? "Halted " + account + " (was " + answer.data.previous_state + ")"
+      : account + ": " + answer.data.message;
   }
   await refreshFleet();
 }
@@ -255,8 +271,8 @@ function takeEvent(event, live) {
   if (event.event_type === "rebaselined") addPoint(t, m.new_peak, m.new_peak);
   if (event.event_type === "guard_triggered" || event.event_type === "position_closed") addMarker(event);
   if (live && event.event_type === "trading_state_changed") {
-    // Shown at once from the event itself; the status that follows fills in the rest.
-    showBadge(m.to, m.reason, event.timestamp);
+    // Shown at once from the event itself, as fresh; the status that follows fills in the rest.
+    showBadge(m.to, m.reason, event.timestamp, null);
   }
   if (!app.types.has(event.event_type)) {
     app.types.add(event.event_type);
