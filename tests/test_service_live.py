@@ -338,5 +338,25 @@ def test_the_demo_prints_the_dashboard_address_and_token_and_serves_the_page(tmp
         assert page.status_code == 200 and "<title>tradewarden</title>" in page.text
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).status_code == 401
+        # A second demo in the same folder is refused before it touches the running one's files.
+        db = (tmp_path / "demo" / "state.db").resolve()
+        second = run([*TRADEWARDEN, "demo", "--port", str(free_port()), "--dir", str(tmp_path / "demo")], timeout=60, env=env)
+        assert (second.returncode, second.stdout, second.stderr) == (2, "", (
+            f"tradewarden demo: state_db {str(db)!r} is in use by another running bot: two bots on one state file "
+            "would both trade the account; stop the other, or give this one its own STATE_DB\n"))
+        events = httpx.get(f"http://127.0.0.1:{port}/api/events", headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
+        assert events.status_code == 200 and events.json()["events"][0]["event_type"] == "loop_started"
         demo.send_signal(signal.SIGTERM)
         assert demo.finish(30).returncode == 0
+
+
+@pytest.mark.parametrize(("flags", "error"), [
+    (["--port", "0"], "tradewarden demo: --port must be a port number in 1..65535, got 0\n"),
+    (["--port", "99999"], "tradewarden demo: --port must be a port number in 1..65535, got 99999\n"),
+    (["--dir", "afile"], "tradewarden demo: --dir must be a folder, got 'afile', which is a file\n"),
+])
+def test_a_demo_given_a_bad_port_or_folder_exits_2_naming_it_and_writes_nothing(tmp_path, flags, error):
+    (tmp_path / "afile").write_text("mine\n")
+    done = run([*TRADEWARDEN, "demo", *flags], timeout=60, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", error)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine\n"

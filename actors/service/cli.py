@@ -24,6 +24,7 @@ from pathlib import Path
 from actors.service.client import Answer, ControlClient, ControlUnreachable
 from actors.service.config import ConfigError, RunConfig
 from actors.service.journal import JournalError, JournalReader, parse_since
+from actors.service.state_claim import StateFileClaim, StateFileInUse
 from actors.service.status import status_text
 from runtime.adapters.logs import configure_logging
 from runtime.events import EventType
@@ -166,11 +167,29 @@ volume = 60.0
 
 
 def _demo(port: int, folder: Path) -> int:
+    if not 0 < port < 65536:
+        print(f"tradewarden demo: --port must be a port number in 1..65535, got {port}", file=sys.stderr)
+        return 2
+    if folder.exists() and not folder.is_dir():
+        print(f"tradewarden demo: --dir must be a folder, got {str(folder)!r}, which is a file", file=sys.stderr)
+        return 2
     folder.mkdir(parents=True, exist_ok=True)
     db = (folder / "state.db").resolve()
-    # A demo starts from a fresh account, as the paper replay does: an old HALTED latch is not its own.
-    for stale in folder.glob("state.db*"):
-        stale.unlink()
+    # A demo starts from a fresh account, as the paper replay does: an old HALTED latch is not its
+    # own. Emptied under the state file's claim, so a demo still running there keeps its journal
+    # (the claim is let go just before the run takes it again).
+    try:
+        claim = StateFileClaim.of(str(db))
+    except StateFileInUse as exc:
+        print(f"tradewarden demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        os.truncate(db, 0)  # (the same file, so the claim on it holds throughout)
+        for stale in (db.with_name("state.db-wal"), db.with_name("state.db-shm")):
+            stale.unlink(missing_ok=True)
+    finally:
+        if claim is not None:
+            claim.close()
     config = folder / "demo.toml"
     config.write_text(_DEMO.format(db=db.as_posix(), port=port))
     token = os.environ.setdefault("CONTROL_TOKEN", secrets.token_hex(16))
