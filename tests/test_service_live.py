@@ -303,6 +303,17 @@ def test_an_unreachable_statsd_host_fails_before_anything_starts_naming_it(tmp_p
     assert not (tmp_path / "state.db").exists()
 
 
+def test_a_non_loopback_control_host_with_a_guessable_token_is_refused_before_anything_starts(tmp_path):
+    env = {**os.environ, "CONTROL_HOST": "0.0.0.0", "CONTROL_TOKEN": "a", "STATE_DB": str(tmp_path / "state.db"),
+           "CONTROL_PORT": str(free_port())}
+    done = subprocess.run([*TRADEWARDEN, "run", "--config", str(LIVE_TOML)], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", (
+        "tradewarden run: control_token must be at least 16 characters to expose the control API on '0.0.0.0', "
+        "got one of 1\n"))
+    assert not (tmp_path / "state.db").exists()
+
+
 def test_a_non_loopback_control_host_without_a_token_is_refused_before_anything_starts(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CONTROL_TOKEN"}
     env.update(CONTROL_HOST="0.0.0.0", STATE_DB=str(tmp_path / "state.db"))

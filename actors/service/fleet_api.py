@@ -188,7 +188,7 @@ def serve_fleet(settings: Settings, address: str, namespace: str) -> int:
     cannot be served or the cluster joined."""
     token = BearerToken(settings.control_token) if settings.control_token else None
     try:
-        sock = bind(settings.control_host, settings.control_port, has_token=token is not None)
+        sock = bind(settings.control_host, settings.control_port, token=settings.control_token)
     except RuntimeError as exc:
         print(f"tradewarden fleet: {exc}", file=sys.stderr)
         return 2

@@ -81,7 +81,7 @@ def run(config: RunConfig) -> int:
         strategy = build_strategy(config)
         broker = _broker(config)
         bars = bar_source(config.feed) if isinstance(broker, PaperBroker) else None
-        sock = bind(settings.control_host, settings.control_port, has_token=token is not None)
+        sock = bind(settings.control_host, settings.control_port, token=settings.control_token)
     except (ConfigError, PriceDataError, RuntimeError) as exc:
         return _unusable(exc)
     with ExitStack() as parts:  # closed in reverse order however run ends: the claim after the store

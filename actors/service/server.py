@@ -88,13 +88,24 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def bind(host: str, port: int, *, has_token: bool) -> socket.socket:
+MIN_EXPOSED_TOKEN = 16
+"""The fewest characters of a control token that may guard an API on a non-loopback address
+(`secrets.token_hex(16)`, as `tradewarden demo` makes, has 32)."""
+
+
+def bind(host: str, port: int, *, token: str | None) -> socket.socket:
     """A listening socket on ``host:port``. Refuses (`ServerError`) a non-loopback host without a
-    token, and names the address when it cannot be bound (in use, not this machine's)."""
-    if not _loopback(host) and not has_token:
+    token or with one shorter than `MIN_EXPOSED_TOKEN` (guessable by anyone who can reach it),
+    and names the address when it cannot be bound (in use, not this machine's)."""
+    if not _loopback(host) and not token:
         raise ServerError(
             f"control_host {host!r} is not a loopback address: set CONTROL_TOKEN (control_token) "
             f"before exposing the control API"
+        )
+    if not _loopback(host) and token is not None and len(token) < MIN_EXPOSED_TOKEN:
+        raise ServerError(
+            f"control_token must be at least {MIN_EXPOSED_TOKEN} characters to expose the control API on "
+            f"{host!r}, got one of {len(token)}"
         )
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

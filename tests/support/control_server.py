@@ -99,7 +99,7 @@ def served(system: TradingSystem, hub: EventHub, db: str, *, request_timeout: fl
     """Start ``system`` (built with ``hub`` among its subscribers and a SqliteStore at ``db``) and
     its control server; stop both on the way out."""
     metrics = MemoryMetrics()
-    sock = bind("127.0.0.1", 0, has_token=True)
+    sock = bind("127.0.0.1", 0, token=TOKEN)
     system.start()
     try:
         app = control_app(system, hub, JournalReader(db), PrometheusMetrics(), metrics,

@@ -199,7 +199,7 @@ def served_fleet(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFacto
         fleet_fail(pids, f"the served fleet's accounts {late} did not start within 240s")
     fleet_wait(lambda: all(s.health is Health.OK for s in fleet.accounts(timeout=10.0)), 120.0, pids,
                "the served fleet's accounts trading")
-    server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, has_token=True)).start()
+    server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, token=FLEET_TOKEN)).start()
     host, port = server.address
     try:
         yield ServedFleet(fleet, f"http://{host}:{port}", accounts, below_minimum)
