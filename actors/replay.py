@@ -83,6 +83,10 @@ class PaperFeed:
 
     The strategy is long-only in this example set: a short net volume (someone else's trade) is
     reported to it as 0. Anything but a `Bar` raises ``TypeError`` (the loop logs and counts it).
+
+    It keeps the equity it showed the guard inside each bar (`inside_readings`), one number per
+    bar that held a position, so that a report can give the worst the guard saw, not only the
+    closes.
     """
 
     def __init__(self, broker: PaperBroker, strategy: BarStrategy, symbol: str) -> None:
@@ -92,6 +96,7 @@ class PaperFeed:
         self.strategy = strategy
         self.symbol = symbol
         self._bars = 0
+        self._inside: dict[datetime, float] = {}
         self._lock = threading.Lock()
 
     @property
@@ -99,6 +104,13 @@ class PaperFeed:
         """How many bars have been fed so far."""
         with self._lock:
             return self._bars
+
+    @property
+    def inside_readings(self) -> dict[datetime, float]:
+        """The equity the guard was shown inside each bar fed so far that held a position, by bar
+        time: the worst of the bar, or where a limit was crossed (`intrabar`). A copy."""
+        with self._lock:
+            return dict(self._inside)
 
     def __call__(self, data: MarketData) -> None:
         """Feed one bar: price (with the bar's own spread, when it has one) first, then the
@@ -133,13 +145,16 @@ class PaperFeed:
         equity = broker.equity_at(symbol, worst)
         # A position is open (``held``): the count only matters to a halted guard, for which
         # any open position makes the reading one to judge.
-        if line.clear(equity, bar.time, 1, broker.account_snapshot().net_deposits):
-            return equity, True
-        price = worst
-        if line.breaches(equity, bar.time):
-            price = crossing_price(bar.open, worst, lambda p: line.breaches(broker.equity_at(symbol, p), bar.time))
-        broker.update_price(symbol, price, bar.time)
-        return broker.account_equity(), False
+        clear = line.clear(equity, bar.time, 1, broker.account_snapshot().net_deposits)
+        if not clear:
+            price = worst
+            if line.breaches(equity, bar.time):
+                price = crossing_price(bar.open, worst, lambda p: line.breaches(broker.equity_at(symbol, p), bar.time))
+            broker.update_price(symbol, price, bar.time)
+            equity = broker.account_equity()
+        with self._lock:
+            self._inside[bar.time] = equity
+        return equity, clear
 
     def __repr__(self) -> str:
         return f"PaperFeed(symbol={self.symbol!r}, strategy={self.strategy!r})"

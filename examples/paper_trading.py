@@ -10,10 +10,12 @@ The replay runs in data time (`actors.replay`): heartbeats, timers and trading d
 bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 
 * ``state.db``: the SQLite state store and event journal the system ran on;
-* ``equity.csv``: ``timestamp,equity`` after every bar;
+* ``equity.csv``: ``timestamp,equity,worst_equity``: the equity after every bar, and the lowest
+  equity the guard saw in it (what was held marked at the bar's worst price);
 * ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
-* ``summary.json``: start_equity, final_equity, max_drawdown (a fraction), fills (the rows of
+* ``summary.json``: start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
+  inside bars included), fills (the rows of
   fills.csv) and fills_by_why, guard_triggers, restarts, orders_refused and orders_refused_by,
   open_positions and their unrealised_pnl, price_digits and events_by_type, all derived from the
   journal and the equity series;
@@ -24,6 +26,10 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 
 The same program is the ``tradewarden replay`` command (`actors.service.cli`), which passes its
 own name to `main` for its usage line and its messages.
+
+A run claims its ``--out`` folder's ``state.db`` (`actors.service.state_claim.StateFileClaim`)
+before it touches anything there, and holds it until its last file is written: a second replay
+into the same folder, while one runs, is refused (exit code 2) and changes nothing.
 
 Each run starts from a fresh state: a ``state.db`` left in ``--out`` by an earlier run is moved
 to ``state.db.previous`` first (a file of that name that is not a tradewarden database is refused
@@ -49,6 +55,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -67,6 +74,7 @@ import attrs
 
 from actors.emitter import journal_sink, log_sink
 from actors.replay import PaperFeed, Replay, ReplayResult
+from actors.service.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
 from runtime.adapters.paper import PaperBroker, PaperCosts
@@ -77,7 +85,7 @@ from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
 from runtime.payloads import GuardTriggered, PositionClosed
-from runtime.replay.limits import ReportLimits, describe_limits, limit_levels
+from runtime.replay.limits import EquityPath, ReportLimits, describe_limits, limit_levels
 from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
     SYNTHETIC_SYMBOL,
@@ -104,7 +112,7 @@ from runtime.replay.report import (
     write_fills_csv,
 )
 from runtime.replay.strategies import MovingAverageCrossover
-from runtime.risk.drawdown import max_drawdown
+from runtime.risk.monitor import GuardRecord
 from runtime.settings import Settings, SettingsError
 
 __all__ = ["main", "parse_args", "summarize"]
@@ -384,14 +392,46 @@ def _bars(args: argparse.Namespace) -> tuple[list[Bar], str, bool]:
     return list(series.bars), args.symbol or series.symbol or Path(args.prices).stem.upper(), False
 
 
+def _claim(out: Path) -> StateFileClaim:
+    # The same claim a running bot takes on its state file: a replay and a bot, or two replays, on
+    # one folder would each rotate and rewrite the other's files.
+    try:
+        claim = StateFileClaim.of(str(out / STATE_DB))
+    except StateFileHeld:
+        raise UsageError(
+            f"--out {str(out)!r} is in use: another replay is writing it (its {STATE_DB} is claimed); "
+            "wait for it to end, or give this run another --out"
+        ) from None
+    assert claim is not None  # (None only for a memory store, which has no path)
+    return claim
+
+
+def _claim_fresh_state(out: Path) -> tuple[StateFileClaim, str | None]:
+    """Claim ``out``'s state file for this run, then start it fresh (`_fresh_state`); the claim,
+    and the name the previous run's database was moved to, if any."""
+    held = _claim(out)
+    try:
+        rotated = _fresh_state(out)
+        if rotated is not None:
+            # The claim went with the file it locks, now state.db.previous: the new state.db is
+            # claimed before the store makes it, so a replay started meanwhile is refused.
+            renewed = _claim(out)
+            held.close()
+            held = renewed
+    except BaseException:
+        held.close()
+        raise
+    return held, rotated
+
+
 def _fresh_state(out: Path) -> str | None:
     # A run owns its state: the previous run's database (and its WAL files, which SQLite finds by
     # name) is kept once as state.db.previous rather than carried on from. Only a file that is
-    # ours: opening it refuses, and leaves alone, anything else called state.db.
+    # ours: opening it refuses, and leaves alone, anything else called state.db. An empty
+    # state.db with no WAL (the claim made it) holds nothing to keep.
     database = out / STATE_DB
-    if not database.exists():
-        for suffix in ("-wal", "-shm"):
-            Path(f"{database}{suffix}").unlink(missing_ok=True)
+    if database.stat().st_size == 0 and not Path(f"{database}-wal").exists():
+        Path(f"{database}-shm").unlink(missing_ok=True)
         return None
     SqliteStore(database).close()
     target = out / f"{STATE_DB}.previous"
@@ -502,27 +542,28 @@ class _Progress:
 
 
 def summarize(
-    events: Sequence[Event], equity: Sequence[tuple[datetime, float]], start_equity: float,
-    digits: int = PRICE_DIGITS_UNKNOWN,
+    events: Sequence[Event], path: EquityPath, guard_drawdown: float = 0.0, digits: int = PRICE_DIGITS_UNKNOWN,
 ) -> RunSummary:
-    """The run's summary from its journal and its equity series, so the two always agree: fills
-    are fills.csv's rows (`fills_from_events`) counted by why, guard triggers GUARD_TRIGGERED
-    events (at the reading they judged), restarts ACTOR_RESTARTED events, refused orders
-    TRADE_FAILED events (`refusals_from_events`) counted by cause; the drawdown is that of the
-    equity series. ``start_equity`` is the paper account's starting cash, so the final equity less
-    it and every fill's realised profit is what the positions still open are worth at the last
-    close. ``digits`` are the decimals of the instrument's prices (`price_digits`)."""
+    """The run's summary from its journal and its equity path, so they always agree: fills are
+    fills.csv's rows (`fills_from_events`) counted by why, guard triggers GUARD_TRIGGERED events
+    (at the reading they judged), restarts ACTOR_RESTARTED events, refused orders TRADE_FAILED
+    events (`refusals_from_events`) counted by cause. The max drawdown is the worst of the path's
+    (inside bars included) and ``guard_drawdown``, the guard's own tracker's: the guard also judged
+    the account before each order, which no bar's equity shows. The path's start is the paper
+    account's starting cash, so the final equity less it and every fill's realised profit is what
+    the positions still open are worth at the last close. ``digits`` are the decimals of the
+    instrument's prices (`price_digits`)."""
     counts = Counter(event.event_type.value for event in events)
     fired = [GuardTriggered.from_event(event) for event in events if event.event_type is EventType.GUARD_TRIGGERED]
     triggers = [GuardTrigger(trigger.at, trigger.guard, trigger.reason) for trigger in fired]
     fills = fills_from_events(events)
     held = open_positions(fills)
-    values = [value for _, value in equity]
-    final = values[-1] if values else start_equity
+    start_equity = path.start_equity
+    final = path.closes[-1] if path.closes else start_equity
     return RunSummary(
         start_equity=start_equity,
         final_equity=final,
-        max_drawdown=max_drawdown(values, start_equity=start_equity),
+        max_drawdown=max(path.max_drawdown(), guard_drawdown),
         fills_by_why=Counter(fill.why for fill in fills),
         guard_triggers=triggers,
         restarts=counts[EventType.ACTOR_RESTARTED.value],
@@ -536,34 +577,34 @@ def summarize(
 
 
 def _write_report(
-    out: Path, summary: RunSummary, events: Sequence[Event], equity: Sequence[tuple[datetime, float]],
-    settings: Settings, title: str,
+    out: Path, summary: RunSummary, events: Sequence[Event], path: EquityPath, settings: Settings, title: str,
 ) -> bool:
-    def summary_json(path: Path) -> bool:
-        path.write_text(json.dumps(summary.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+    def summary_json(target: Path) -> bool:
+        target.write_text(json.dumps(summary.to_json_dict(), indent=2) + "\n", encoding="utf-8")
         return True
 
-    def report_png(path: Path) -> bool:
+    def report_png(target: Path) -> bool:
         closes = [e.timestamp for e in events if e.event_type is EventType.POSITION_CLOSED]
-        times, values = [t for t, _ in equity], [v for _, v in equity]
         return plot_report(
-            path,
-            times,
-            values,
+            target,
+            path.times,
+            path.closes,
             settings.max_drawdown_percent / 100.0,
             guard_marks=list(summary.guard_triggers),
             close_marks=closes,
             title=title,
-            levels=limit_levels(ReportLimits.from_settings(settings), times, values, summary.start_equity),
+            levels=limit_levels(ReportLimits.from_settings(settings), path),
             refused_marks=refusals_from_events(events),
             notes=end_of_run_lines(summary, settings.account_currency),
+            lows=path.lows,
+            start_equity=path.start_equity,
         )
 
-    _replace_whole(out / EQUITY_CSV, lambda path: write_equity_csv(path, equity) >= 0)
+    _replace_whole(out / EQUITY_CSV, lambda target: write_equity_csv(target, path.rows()) >= 0)
     fills = fills_from_events(events)
-    _replace_whole(out / FILLS_CSV, lambda path: write_fills_csv(path, fills, summary.price_digits) >= 0)
+    _replace_whole(out / FILLS_CSV, lambda target: write_fills_csv(target, fills, summary.price_digits) >= 0)
     _replace_whole(out / SUMMARY_JSON, summary_json)
-    plotted = bool(equity) and _replace_whole(out / REPORT_PNG, report_png)
+    plotted = bool(path.times) and _replace_whole(out / REPORT_PNG, report_png)
     if not plotted:
         (out / REPORT_PNG).unlink(missing_ok=True)  # an earlier run's chart would not match these files
     return plotted
@@ -650,104 +691,133 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     ctrl_c = _CtrlC()  # from here on files change: Ctrl-C must let the run finish them
     try:
         _usable_folder(out)
-        rotated = _fresh_state(out)
-        store = SqliteStore.from_settings(settings)
-    except (UsageError, StoreError) as exc:
+        claim, rotated = _claim_fresh_state(out)
+    except (UsageError, StateFileInUse, StoreError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"{name}: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
         return 2
-
-    source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
-    span = f"{bars[0].time:%Y-%m-%d %H:%M} .. {bars[-1].time:%Y-%m-%d %H:%M} UTC"
-    print(f"tradewarden paper trading: {len(bars)} bars of {symbol} ({source})")
-    print(f"  {span}, one bar every {_spacing(bars) / 60:g} min")
-    print(
-        f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
-        f"paper account {settings.account_currency} {args.cash:,.2f}"
-    )
-    print(f"  paper costs: {_describe_costs(settings)}")
-    print(f"  guards: {_describe_guards(settings)}")
-    speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
-    print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
-    if rotated:
-        print(f"  fresh state: the previous run's {STATE_DB} was moved to {out / rotated}")
-    sys.stdout.flush()
-
-    broker = PaperBroker(args.cash, costs=PaperCosts.from_settings(settings))
-    clock = ManualClock(bars[0].time)
-    sinks = [journal_sink(store)] + ([log_sink] if args.log_events else [])
-    system = TradingSystem(
-        settings,
-        broker,
-        strategy,
-        alerts=alerts,
-        metrics=metrics,
-        store=store,
-        clock=clock,
-        sinks=sinks,
-        loop_interval=None,  # data-driven: a cycle per bar
-        market_feed=PaperFeed(broker, strategy, symbol),
-    )
-    show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
-    progress = _Progress() if show_progress else None
-    replay = Replay(system, clock, speed=args.speed, equity=broker.account_equity, progress=progress)
-    ctrl_c.stops(replay.stop)
-    result: ReplayResult | None = None
-    try:
-        system.start()
-        result = replay.run(bars)
-    finally:
-        if progress is not None and (result is None or not result.complete):
-            progress.close()
-        system.stop()
-        for port in (alerts, metrics):
-            close = getattr(port, "close", None)
-            if close is not None:
-                close()
-
-    if _journal_incomplete(system, name):
-        store.close()
-        return 1
-    equity = list(result.equity)
-    title = f"tradewarden paper run: {symbol}" + (" (SYNTHETIC DATA)" if synthetic else "")
-    try:
+    # Held until the last file is written, and released after the store is closed (closing a
+    # file the claim holds would drop SQLite's own locks on it).
+    with contextlib.closing(claim):
         try:
-            events = store.events(settings.loop_id)
-            record = store.load_guard(settings.loop_id)
-        finally:
-            store.close()
-        start_equity = record.drawdown.start_equity if record is not None else args.cash
-        summary = summarize(events, equity, start_equity, _instrument_digits(bars, settings))
-        plotted = _write_report(out, summary, events, equity, settings, title)
-    except StoreError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{name}: cannot write the report to {str(out)!r}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+            store = SqliteStore.from_settings(settings)
+        except StoreError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"{name}: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
+            return 2
 
-    interrupted = ctrl_c.pressed or not result.complete
-    print()
-    if interrupted:
-        print(f"Interrupted: stopped cleanly after {result.played} of {len(bars)} bars.")
-    closed = _closed_lines(events, summary.price_digits)
-    if closed:
-        print("Positions closed by the guard:")
-        print("\n".join(closed))
-    files = [STATE_DB, EQUITY_CSV, FILLS_CSV, SUMMARY_JSON] + ([REPORT_PNG] if plotted else [])
-    print(f"Wrote {', '.join(files)} to {out}{os.sep}")
-    if not plotted and equity:
-        print(f"No chart: matplotlib is not installed. Install the plot extra with: {PLOT_INSTALL_HINT}")
-    limits = describe_limits(
-        ReportLimits.from_settings(settings), [t for t, _ in equity], [v for _, v in equity],
-        summary.start_equity, summary.guard_triggers,
-    )
-    print("\n".join(limits))
-    print()
-    print(format_summary(summary, settings.account_currency))
-    return 130 if interrupted else 0
+        source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
+        span = f"{bars[0].time:%Y-%m-%d %H:%M} .. {bars[-1].time:%Y-%m-%d %H:%M} UTC"
+        print(f"tradewarden paper trading: {len(bars)} bars of {symbol} ({source})")
+        print(f"  {span}, one bar every {_spacing(bars) / 60:g} min")
+        print(
+            f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
+            f"paper account {settings.account_currency} {args.cash:,.2f}"
+        )
+        print(f"  paper costs: {_describe_costs(settings)}")
+        print(f"  guards: {_describe_guards(settings)}")
+        speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
+        print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
+        if rotated:
+            print(f"  fresh state: the previous run's {STATE_DB} was moved to {out / rotated}")
+        sys.stdout.flush()
+
+        broker = PaperBroker(args.cash, costs=PaperCosts.from_settings(settings))
+        clock = ManualClock(bars[0].time)
+        feed = PaperFeed(broker, strategy, symbol)
+        sinks = [journal_sink(store)] + ([log_sink] if args.log_events else [])
+        system = TradingSystem(
+            settings,
+            broker,
+            strategy,
+            alerts=alerts,
+            metrics=metrics,
+            store=store,
+            clock=clock,
+            sinks=sinks,
+            loop_interval=None,  # data-driven: a cycle per bar
+            market_feed=feed,
+        )
+        show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+        progress = _Progress() if show_progress else None
+        replay = Replay(system, clock, speed=args.speed, equity=broker.account_equity, progress=progress)
+        ctrl_c.stops(replay.stop)
+        result: ReplayResult | None = None
+        guard_drawdown: float | None = None
+        try:
+            system.start()
+            result = replay.run(bars)
+            guard_drawdown = _guard_drawdown(system)  # asked while the guard is up, after its last reading
+        finally:
+            if progress is not None and (result is None or not result.complete):
+                progress.close()
+            system.stop()
+            for port in (alerts, metrics):
+                close = getattr(port, "close", None)
+                if close is not None:
+                    close()
+
+        if _journal_incomplete(system, name):
+            store.close()
+            return 1
+        title = f"tradewarden paper run: {symbol}" + (" (SYNTHETIC DATA)" if synthetic else "")
+        try:
+            try:
+                events = store.events(settings.loop_id)
+                record = store.load_guard(settings.loop_id)
+            finally:
+                store.close()
+            start_equity = record.drawdown.start_equity if record is not None else args.cash
+            path = EquityPath.of(start_equity, result.equity, feed.inside_readings)
+            summary = summarize(
+                events, path, _worst_known(guard_drawdown, record), _instrument_digits(bars, settings)
+            )
+            plotted = _write_report(out, summary, events, path, settings, title)
+        except StoreError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"{name}: cannot write the report to {str(out)!r}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+
+        interrupted = ctrl_c.pressed or not result.complete
+        print()
+        if interrupted:
+            print(f"Interrupted: stopped cleanly after {result.played} of {len(bars)} bars.")
+        closed = _closed_lines(events, summary.price_digits)
+        if closed:
+            print("Positions closed by the guard:")
+            print("\n".join(closed))
+        files = [STATE_DB, EQUITY_CSV, FILLS_CSV, SUMMARY_JSON] + ([REPORT_PNG] if plotted else [])
+        print(f"Wrote {', '.join(files)} to {out}{os.sep}")
+        if not plotted and path.times:
+            print(f"No chart: matplotlib is not installed. Install the plot extra with: {PLOT_INSTALL_HINT}")
+        print("\n".join(describe_limits(ReportLimits.from_settings(settings), path, summary)))
+        print()
+        print(format_summary(summary, settings.account_currency))
+        return 130 if interrupted else 0
+
+
+def _guard_drawdown(system: TradingSystem) -> float | None:
+    """The guard's own worst drawdown from its running peak, or None when it cannot say (gone,
+    or busy past the wait)."""
+    try:
+        return float(system.guard_status().state.max_drawdown)
+    except Exception:  # any failure to answer: the stored record stands in (_worst_known)
+        return None
+
+
+def _worst_known(asked: float | None, record: GuardRecord | None) -> float:
+    # The guard's answer is its tracker as it is; its stored record may lag it by up to 0.1 point,
+    # as the guard saves the worst drawdown only in such steps, so it stands in only when the
+    # guard did not answer (and none of either when the guard never judged a reading).
+    if asked is not None:
+        return asked
+    return record.drawdown.max_drawdown if record is not None else 0.0
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ from support.processes import Child, Finished, run
 
 from runtime.adapters.sqlite import APPLICATION_ID, SqliteStore
 from runtime.events import EventType
+from runtime.replay.limits import EquityPath
 from runtime.replay.prices import Bar, synthetic_bars
 from runtime.replay.report import RunSummary, format_summary
-from runtime.risk.drawdown import DrawdownTracker, max_drawdown
+from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.guards import LIMIT_TOLERANCE
 from runtime.settings import Settings
 
@@ -66,14 +67,21 @@ def started_and_stopped_once(events) -> bool:
     return marks == [EventType.LOOP_STARTED, EventType.LOOP_STOPPED] and events[-1].event_type is EventType.LOOP_STOPPED
 
 
-def equity_rows(out: Path) -> list[tuple[datetime, float]]:
+def equity_csv(out: Path) -> list[tuple[datetime, float, float]]:
+    """equity.csv's rows: each bar's time, equity at its close, and the lowest the guard saw in it."""
     lines = (out / "equity.csv").read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "timestamp,equity"
+    assert lines[0] == "timestamp,equity,worst_equity"
     rows = []
     for line in lines[1:]:
-        stamp, value = line.split(",")
-        rows.append((datetime.fromisoformat(stamp), float(value)))
+        stamp, value, worst = line.split(",")
+        assert float(worst) <= float(value), line
+        rows.append((datetime.fromisoformat(stamp), float(value), float(worst)))
     return rows
+
+
+def equity_rows(out: Path) -> list[tuple[datetime, float]]:
+    """equity.csv's time and equity after each bar."""
+    return [(moment, value) for moment, value, _ in equity_csv(out)]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -109,7 +117,13 @@ def check_paper_run(out: Path, bars: list[Bar], limit: float) -> dict:
     assert [t for t, _ in rows] == [bar.time for bar in bars]  # one row per bar, in order
     values = [v for _, v in rows]
     assert summary["final_equity"] == values[-1]
-    assert summary["max_drawdown"] == pytest.approx(max_drawdown(values, start_equity=summary["start_equity"]))
+    # The worst the guard saw, inside bars included: its tracker's, which its stored record
+    # follows in steps of 0.1 point, and no less than equity.csv's.
+    with SqliteStore(out / "state.db") as store:
+        record = store.load_guard(Settings().loop_id)
+    assert record is not None and 0 <= summary["max_drawdown"] - record.drawdown.max_drawdown < 1e-3
+    path = EquityPath(summary["start_equity"], *zip(*equity_csv(out)))
+    assert summary["max_drawdown"] >= path.max_drawdown() - 1e-9
 
     # Where the data says the guard must fire: the first bar whose drawdown reaches the limit
     # (as the guard rounds it: a liquidation inside a bar fills where the limit was crossed).

@@ -131,8 +131,8 @@ def test_a_replay_writes_fills_and_equity_to_the_instruments_digits_and_money_to
         '"max drawdown 20.00% >= limit 20.00% (peak 12045.35, equity 9636.28)"',
     ]
     equity = (out / "equity.csv").read_text(encoding="utf-8").splitlines()
-    assert len(equity) == 121 and equity[-1] == "2024-01-05T23:00:00+00:00,9626.2800"
-    assert all(re.fullmatch(r"[^,]+,-?\d+\.\d{4}", line) for line in equity[1:]), equity
+    assert len(equity) == 121 and equity[-1] == "2024-01-05T23:00:00+00:00,9626.2800,9626.2800"
+    assert all(re.fullmatch(r"[^,]+,-?\d+\.\d{4},-?\d+\.\d{4}", line) for line in equity[1:]), equity
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert (summary["price_digits"], summary["start_equity"], summary["final_equity"]) == (4, 10_000.0, 9_626.28)
 

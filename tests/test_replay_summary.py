@@ -70,7 +70,8 @@ def test_the_summary_shows_the_position_open_at_the_end_and_the_orders_a_limit_r
     assert (summary["fills"], summary["fills_by_why"], summary["price_digits"]) == (3, {"signal": 3}, 2)
     assert (
         "\nEquity: GBP 10,000.00 -> GBP 10,029.41 (+GBP 29.41, +0.29%)\n"
-        "Max drawdown: 0.20%\n"
+        # From 10,009.77 at the 12:00 close to 9,986.91 inside the next day's 08:00 bar.
+        "Max drawdown: 0.23%\n"
         "Fills: 3 in fills.csv: 3 by signal   Restarts: 0\n"
         "Open at the end: long 10 DEMO from 99.01; unrealised +GBP 39.90 at the last close, in the final equity\n"
         "Orders refused: 2: max_trades_per_day 2\n"

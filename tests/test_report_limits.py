@@ -9,31 +9,39 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from test_examples import clean_env, run_example
 
-from runtime.replay.limits import LimitLevel, ReportLimits, describe_limits, limit_levels
-from runtime.replay.report import GuardTrigger, report_figure
+from runtime.replay.limits import EquityPath, LimitLevel, ReportLimits, describe_limits, limit_levels
+from runtime.replay.report import GuardTrigger, RunSummary, report_figure
 from runtime.settings import Settings
 
 T0 = datetime(2024, 1, 1, 22, tzinfo=UTC)
 TIMES = [T0 + timedelta(hours=h) for h in range(4)]  # two hours on Jan 1, two on Jan 2 (UTC)
 EQUITIES = [10_000.0, 9_500.0, 9_000.0, 9_300.0]
+CLOSES = EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES)  # no position inside any bar reached lower
+# The same closes, with the worst inside the last bar: 8,800 (its close is 9,300).
+INSIDE = EquityPath(10_000.0, TIMES, EQUITIES, [10_000.0, 9_500.0, 9_000.0, 8_800.0])
+
+
+def summary_of(path: EquityPath, triggers=()) -> RunSummary:
+    return RunSummary(path.start_equity, path.closes[-1], path.max_drawdown(), guard_triggers=triggers)
 
 
 def test_a_static_floor_min_equity_and_a_daily_loss_are_equity_lines_with_their_warnings():
     limits = ReportLimits(0.2, trailing=False, min_equity=500.0, daily_loss=0.05, warn_at=0.5)
-    assert limit_levels(limits, TIMES, EQUITIES, 10_000.0) == [
+    assert limit_levels(limits, CLOSES) == [
         LimitLevel("max_drawdown", "static floor 8,000.00 (20% below start)", "equity", (8_000.0,) * 4),
         LimitLevel("max_drawdown", "static floor warning 9,000.00", "equity", (9_000.0,) * 4, True),
         LimitLevel("min_equity", "min equity 500.00", "equity", (500.0,) * 4),
         LimitLevel("min_equity", "min equity warning 1,000.00", "equity", (1_000.0,) * 4, True),
-        # The day's limit steps at midnight, from the first equity of each day.
-        LimitLevel("daily_loss", "daily loss limit 5%", "equity", (9_500.0, 9_500.0, 8_550.0, 8_550.0)),
-        LimitLevel("daily_loss", "daily loss warning 2.5%", "equity", (9_750.0, 9_750.0, 8_775.0, 8_775.0), True),
+        # The day's limit steps at midnight, from the equity carried into the day (the guard's
+        # start of day): the start on the first, the 23:00 close of 9,500 on the second.
+        LimitLevel("daily_loss", "daily loss limit 5%", "equity", (9_500.0, 9_500.0, 9_025.0, 9_025.0)),
+        LimitLevel("daily_loss", "daily loss warning 2.5%", "equity", (9_750.0, 9_750.0, 9_262.5, 9_262.5), True),
     ]
 
 
 def test_a_trailing_limit_is_a_drawdown_line_and_the_days_follow_the_trading_zone():
     limits = ReportLimits(0.2, min_equity=0.0, daily_loss=0.1, timezone="Asia/Tokyo")  # midnight is 15:00 UTC
-    levels = limit_levels(limits, TIMES, EQUITIES, 10_000.0)
+    levels = limit_levels(limits, CLOSES)
     assert levels == [
         LimitLevel("max_drawdown", "max drawdown limit 20%", "drawdown", (0.2,) * 4),
         LimitLevel("daily_loss", "daily loss limit 10%", "equity", (9_000.0,) * 4),
@@ -52,19 +60,51 @@ def test_the_limits_come_from_the_settings():
 def test_the_text_names_each_limit_how_close_the_run_came_and_whether_it_fired():
     fired = [GuardTrigger(TIMES[2], "daily_loss", "daily loss 5.26% >= limit 5.00% (start of day 9500.00, equity 9000.00)")]
     static = ReportLimits(0.2, trailing=False, min_equity=500.0, daily_loss=0.05, warn_at=0.5)
-    assert describe_limits(static, TIMES, EQUITIES, 10_000.0, fired) == [
+    assert describe_limits(static, CLOSES, summary_of(CLOSES, fired)) == [
         "Limits:",
         "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 9,000.00 (10.00% below start); not fired",
         "  min equity 500.00: lowest equity 9,000.00; not fired",
-        "  daily loss 5.00%: worst day 5.00%; fired 2024-01-02 00:00 UTC",
+        # The second day starts from the 9,500 carried into it, as the trigger's reason says.
+        "  daily loss 5.00%: worst day 5.26%; fired 2024-01-02 00:00 UTC",
         "  warnings at 50% of each limit",
     ]
     trailing = ReportLimits(0.05)
     hit = [GuardTrigger(TIMES[1], "max_drawdown", "max drawdown 5.00% >= limit 5.00%")]
-    assert describe_limits(trailing, TIMES, EQUITIES, 10_000.0, hit) == [
+    assert describe_limits(trailing, CLOSES, summary_of(CLOSES, hit)) == [
         "Limits:",
         "  max drawdown 5.00% (trailing): worst 10.00% below the peak; fired 2024-01-01 23:00 UTC",
     ]
+
+
+def test_the_worst_of_each_limit_counts_the_worst_inside_each_bar_not_only_the_closes():
+    # The closes alone say 9,000 at worst; inside the last bar the guard saw 8,800.
+    assert (INSIDE.lowest(), CLOSES.lowest()) == (8_800.0, 9_000.0)
+    assert INSIDE.drawdowns() == pytest.approx([0.0, 0.05, 0.1, 0.12])
+    assert INSIDE.max_drawdown() == pytest.approx(0.12)
+    static = ReportLimits(0.2, trailing=False, min_equity=500.0, daily_loss=0.1)
+    assert describe_limits(static, INSIDE, summary_of(INSIDE)) == [
+        "Limits:",
+        "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 8,800.00 (12.00% below start); not fired",
+        "  min equity 500.00: lowest equity 8,800.00; not fired",
+        "  daily loss 10.00%: worst day 7.37%; not fired",  # (9,500 - 8,800) / 9,500
+    ]
+    # The trailing line says the summary's figure, so the two can never disagree.
+    guard_saw = RunSummary(10_000.0, 9_300.0, 0.1796875)
+    assert describe_limits(ReportLimits(0.2), INSIDE, guard_saw) == [
+        "Limits:",
+        "  max drawdown 20.00% (trailing): worst 17.97% below the peak; not fired",
+    ]
+
+
+def test_an_equity_path_takes_the_worst_inside_each_bar_from_the_readings_the_guard_was_shown():
+    closes = list(zip(TIMES, EQUITIES))
+    inside = {TIMES[1]: 9_900.0, TIMES[3]: 8_800.0, TIMES[2]: 9_200.0}  # 9,200 is above that bar's close
+    assert EquityPath.of(10_000.0, closes, inside) == INSIDE
+    assert list(INSIDE.rows()) == list(zip(TIMES, EQUITIES, INSIDE.lows))
+    with pytest.raises(ValueError, match=r"^lows\[3\] must be <= closes\[3\] 9300.0, got 9400.0$"):
+        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES[:3] + [9_400.0])
+    with pytest.raises(ValueError, match=r"^times, closes and lows must have the same length, got 4, 4 and 3$"):
+        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES[:3])
 
 
 def legends(figure) -> list[list[str]]:
@@ -75,7 +115,7 @@ def test_the_chart_draws_every_level_and_names_the_guard_that_fired():
     pytest.importorskip("matplotlib", reason="the plot extra is not installed: pip install -e '.[plot]'")
     limits = ReportLimits(0.2, trailing=False, min_equity=500.0, daily_loss=0.05, warn_at=0.5)
     fired = [GuardTrigger(TIMES[2], "daily_loss", "daily loss 5.26% >= limit 5.00%")]
-    figure = report_figure(TIMES, EQUITIES, 0.2, fired, [TIMES[2]], levels=limit_levels(limits, TIMES, EQUITIES, 10_000.0))
+    figure = report_figure(TIMES, EQUITIES, 0.2, fired, [TIMES[2]], levels=limit_levels(limits, CLOSES))
     equity, drawdown = legends(figure)
     assert equity == [
         "equity",
@@ -92,8 +132,20 @@ def test_the_chart_draws_every_level_and_names_the_guard_that_fired():
     low, high = figure.axes[0].get_ylim()
     assert low < 8_000.0 and high > 10_000.0  # the floor is in view; the far-off minimum is not
     assert low > 1_000.0
-    trailing = report_figure(TIMES, EQUITIES, 0.2, levels=limit_levels(ReportLimits(0.2, warn_at=0.75), TIMES, EQUITIES, 10_000.0))
+    trailing = report_figure(TIMES, EQUITIES, 0.2, levels=limit_levels(ReportLimits(0.2, warn_at=0.75), CLOSES))
     assert legends(trailing)[1] == ["drawdown from peak", "max drawdown limit 20%", "max drawdown warning 15%"]
+
+
+def test_the_chart_draws_the_worst_inside_each_bar_and_the_drawdown_there():
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed: pip install -e '.[plot]'")
+    figure = report_figure(TIMES, EQUITIES, 0.2, lows=INSIDE.lows, start_equity=10_000.0,
+                           levels=limit_levels(ReportLimits(0.2), INSIDE))
+    equity, drawdown = legends(figure)
+    assert equity == ["equity", "lowest inside each bar"]
+    assert drawdown == ["drawdown from peak, worst in each bar", "max drawdown limit 20%"]
+    (curve,) = [line for line in figure.axes[1].get_lines() if line.get_label().startswith("drawdown from peak")]
+    assert list(curve.get_ydata()) == pytest.approx([0.0, 5.0, 10.0, 12.0])  # percent: the worst is 12, not 10
+    assert figure.axes[0].get_ylim()[0] < 8_800.0  # the lowest inside a bar is in view
 
 
 def test_a_static_floor_run_shows_its_floor_and_says_it_did_not_fire(tmp_path):
@@ -102,7 +154,7 @@ def test_a_static_floor_run_shows_its_floor_and_says_it_did_not_fire(tmp_path):
     assert result.returncode == 0, result.stderr
     out = tmp_path / "static"
     with (out / "equity.csv").open(encoding="utf-8", newline="") as handle:
-        lowest = min(float(row["equity"]) for row in csv.DictReader(handle))
+        lowest = min(float(row["worst_equity"]) for row in csv.DictReader(handle))  # inside the bars too
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["guard_triggers"] == [] and summary["max_drawdown"] > 0.2
     assert (

@@ -7,12 +7,17 @@ import os
 
 from runtime.errors import TradewardenError
 
-__all__ = ["StateFileClaim", "StateFileInUse"]
+__all__ = ["StateFileClaim", "StateFileHeld", "StateFileInUse"]
 
 
 class StateFileInUse(TradewardenError, RuntimeError):
     """The state file cannot be claimed: another running process holds the claim, or the file
     cannot be opened or locked (the message names the file and why)."""
+
+
+class StateFileHeld(StateFileInUse):
+    """The state file is claimed by another running process (not merely unusable), so a caller
+    can say who holds it in its own words."""
 
 
 class StateFileClaim:
@@ -32,7 +37,8 @@ class StateFileClaim:
     @classmethod
     def of(cls, path: str | None) -> StateFileClaim | None:
         """The claim on the state file at ``path`` (None for a memory store: nothing to claim);
-        `StateFileInUse` naming the file when another process holds it."""
+        `StateFileHeld` naming the file when another process holds it, `StateFileInUse` when it
+        cannot be opened or locked."""
         if path is None:
             return None
         try:
@@ -45,7 +51,7 @@ class StateFileClaim:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StateFileInUse(
+            raise StateFileHeld(
                 f"state_db {path!r} is in use by another running bot: two bots on one state file would both "
                 "trade the account; stop the other, or give this one its own STATE_DB"
             ) from None

@@ -1,20 +1,29 @@
-"""The guard limits a run had, as its report shows them: the lines on the chart and the lines of text."""
+"""The guard limits a run had, as its report shows them: the lines on the chart and the lines of
+text, and the run's equity bar by bar as the guard saw it, inside each bar included."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import attrs
 
-from runtime.validation import attrs_boolean, attrs_non_negative, attrs_timezone, finite_number
+from runtime.risk.drawdown import DrawdownTracker
+from runtime.validation import (
+    attrs_boolean,
+    attrs_non_negative,
+    attrs_positive,
+    attrs_timezone,
+    aware_datetime,
+    finite_number,
+)
 
 if TYPE_CHECKING:  # report.py draws these levels, so it is the one that imports at run time
-    from runtime.replay.report import GuardTrigger
+    from runtime.replay.report import RunSummary
 
-__all__ = ["LimitLevel", "ReportLimits", "describe_limits", "limit_levels"]
+__all__ = ["EquityPath", "LimitLevel", "ReportLimits", "describe_limits", "limit_levels"]
 
 EQUITY_PANEL = "equity"
 DRAWDOWN_PANEL = "drawdown"
@@ -72,29 +81,118 @@ class LimitLevel:
     warning: bool = False
 
 
+def _floats(field: str, values: Iterable[Any]) -> tuple[float, ...]:
+    return tuple(finite_number(f"{field}[{index}]", value) for index, value in enumerate(values))
+
+
+def _closes(values: Iterable[Any]) -> tuple[float, ...]:
+    return _floats("closes", values)
+
+
+def _lows(values: Iterable[Any]) -> tuple[float, ...]:
+    return _floats("lows", values)
+
+
+def _times(values: Iterable[Any]) -> tuple[datetime, ...]:
+    return tuple(aware_datetime(f"times[{index}]", value) for index, value in enumerate(values))
+
+
+@attrs.frozen
+class EquityPath:
+    """A run's equity bar by bar, as its guard saw it: ``start_equity`` (the account before the
+    first bar), and for each bar its time, its close (``closes``: the equity after the bar, marked
+    at its close after its orders and any liquidation) and its low (``lows``: the lowest equity the
+    guard was shown in the bar: what was held marked at the bar's worst price, or at the price
+    where a limit was crossed, or the close when that is lower).
+
+    Every "worst" the report gives comes from here, read as the guard reads a bar: the low against
+    the peak before the bar, then the close; a trading day starts from the equity carried into it.
+    A ``ValueError`` names a value that is not finite, a time that is not aware, a low above its
+    close, or lengths that differ."""
+
+    start_equity: float = attrs.field(validator=attrs_positive)
+    times: tuple[datetime, ...] = attrs.field(converter=_times)
+    closes: tuple[float, ...] = attrs.field(converter=_closes)
+    lows: tuple[float, ...] = attrs.field(converter=_lows)
+
+    def __attrs_post_init__(self) -> None:
+        if not len(self.times) == len(self.closes) == len(self.lows):
+            raise ValueError(
+                f"times, closes and lows must have the same length, got {len(self.times)}, {len(self.closes)} "
+                f"and {len(self.lows)}"
+            )
+        for index, (low, close) in enumerate(zip(self.lows, self.closes)):
+            if low > close:
+                raise ValueError(f"lows[{index}] must be <= closes[{index}] {close!r}, got {low!r}")
+
+    @classmethod
+    def of(
+        cls, start_equity: float, equity: Iterable[tuple[datetime, float]], inside: Mapping[datetime, float]
+    ) -> EquityPath:
+        """The path of a replay from the equity after each bar (``(time, equity)`` pairs, as
+        `actors.replay.ReplayResult.equity` has them) and the equity the guard was shown inside
+        the bars that held a position, by bar time (`actors.replay.PaperFeed.inside_readings`)."""
+        rows = list(equity)
+        return cls(
+            start_equity,
+            [moment for moment, _ in rows],
+            [close for _, close in rows],
+            [min(close, inside.get(moment, close)) for moment, close in rows],
+        )
+
+    def rows(self) -> Iterator[tuple[datetime, float, float]]:
+        """``(time, close, low)`` for each bar: the rows of equity.csv."""
+        return zip(self.times, self.closes, self.lows)
+
+    def drawdowns(self) -> list[float]:
+        """For each bar, its worst drawdown (a fraction): its low against the peak before it, by
+        the guard's own rule (`runtime.risk.drawdown.DrawdownTracker`)."""
+        tracker = DrawdownTracker(self.start_equity)
+        worst = []
+        for low, close in zip(self.lows, self.closes):
+            tracker.observe(low)
+            worst.append(tracker.drawdown)
+            tracker.observe(close)
+        return worst
+
+    def max_drawdown(self) -> float:
+        """The worst drawdown of the run from its running peak (a fraction; 0 with no bars)."""
+        return max(self.drawdowns(), default=0.0)
+
+    def lowest(self) -> float:
+        """The lowest equity of the run, inside its bars included (the start with no bars)."""
+        return min(self.lows, default=self.start_equity)
+
+    def day_starts(self, zone: ZoneInfo) -> list[float]:
+        """For each bar, the start of its trading day in ``zone`` as the guard takes it: the
+        equity carried into the day, the close of the bar before (the start equity on the first)."""
+        starts: list[float] = []
+        day = None
+        start = carried = self.start_equity
+        for moment, close in zip(self.times, self.closes):
+            today = moment.astimezone(zone).date()
+            if today != day:
+                day, start = today, carried
+            starts.append(start)
+            carried = close
+        return starts
+
+    def worst_day(self, zone: ZoneInfo) -> float:
+        """The worst loss of any trading day in ``zone`` (a fraction of the day's start, 0 when no
+        day lost): each bar's low against its day's start."""
+        losses = ((start - low) / start for start, low in zip(self.day_starts(zone), self.lows) if start > 0)
+        return max(0.0, max(losses, default=0.0))
+
+
 def _percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-def _day_starts(times: Sequence[datetime], equities: Sequence[float], zone: ZoneInfo) -> list[float]:
-    # The first equity of each trading day, as the guard takes it (its first reading of the day).
-    starts: list[float] = []
-    day = None
-    start = equities[0] if equities else 0.0
-    for moment, equity in zip(times, equities):
-        today = moment.astimezone(zone).date()
-        if today != day:
-            day, start = today, equity
-        starts.append(start)
-    return starts
-
-
-def limit_levels(
-    limits: ReportLimits, times: Sequence[datetime], equities: Sequence[float], start_equity: float
-) -> list[LimitLevel]:
-    """Every line the chart draws for ``limits`` along the curve ``times``/``equities`` of a run
-    that started at ``start_equity``: each limit, then its warning level when there is one."""
-    count = len(times)
+def limit_levels(limits: ReportLimits, path: EquityPath) -> list[LimitLevel]:
+    """Every line the chart draws for ``limits`` along the run's ``path``, a value per bar: each
+    limit, then its warning level when there is one."""
+    count = len(path.times)
+    start_equity = path.start_equity
     warn = limits.warn_at
     levels: list[LimitLevel] = []
 
@@ -119,7 +217,7 @@ def limit_levels(
             line = limits.min_equity / warn
             level("min_equity", f"min equity warning {line:,.2f}", EQUITY_PANEL, [line] * count, True)
     if limits.daily_loss is not None:
-        starts = _day_starts(times, equities, ZoneInfo(limits.timezone))
+        starts = path.day_starts(ZoneInfo(limits.timezone))
         loss = limits.daily_loss
         level("daily_loss", f"daily loss limit {_percent(loss)}", EQUITY_PANEL, [s * (1 - loss) for s in starts])
         if warn is not None:
@@ -128,51 +226,42 @@ def limit_levels(
     return levels
 
 
-def _fired(guard: str, triggers: Sequence[GuardTrigger]) -> str:
-    times = [t.time for t in triggers if t.guard == guard]
+def _fired(guard: str, summary: RunSummary) -> str:
+    times = [t.time for t in summary.guard_triggers if t.guard == guard]
     if not times:
         return "not fired"
     return "fired " + ", ".join(f"{moment:%Y-%m-%d %H:%M} UTC" for moment in times)
 
 
-def describe_limits(
-    limits: ReportLimits,
-    times: Sequence[datetime],
-    equities: Sequence[float],
-    start_equity: float,
-    triggers: Sequence[GuardTrigger],
-) -> list[str]:
-    """The report's text on the limits: a line per active guard with its level, the worst the run's
-    equity came to against it, and whether it fired (from the run's ``triggers``, the
-    GUARD_TRIGGERED events), then the warning level when there is one."""
+def describe_limits(limits: ReportLimits, path: EquityPath, summary: RunSummary) -> list[str]:
+    """The report's text on the limits: a line per active guard with its level, the worst the run
+    came to against it, inside its bars included (the trailing drawdown is the summary's
+    ``max_drawdown``, so the two always agree; the rest come from ``path``), and whether it fired
+    (from the summary's guard triggers, the GUARD_TRIGGERED events), then the warning level when
+    there is one."""
     lines = ["Limits:"]
-    lowest = min(equities, default=start_equity)
+    lowest = path.lowest()
+    start_equity = path.start_equity
     drawdown = limits.max_drawdown
     if limits.trailing:
-        peak, worst = start_equity, 0.0
-        for equity in equities:
-            peak = max(peak, equity)
-            worst = max(worst, (peak - equity) / peak)
         lines.append(
-            f"  max drawdown {drawdown:.2%} (trailing): worst {worst:.2%} below the peak; {_fired('max_drawdown', triggers)}"
+            f"  max drawdown {drawdown:.2%} (trailing): worst {summary.max_drawdown:.2%} below the peak; "
+            f"{_fired('max_drawdown', summary)}"
         )
     else:
         floor = start_equity * (1 - drawdown)
         below = (start_equity - lowest) / start_equity
         lines.append(
             f"  max drawdown {drawdown:.2%} (static): floor {floor:,.2f}, lowest equity {lowest:,.2f} "
-            f"({below:.2%} below start); {_fired('max_drawdown', triggers)}"
+            f"({below:.2%} below start); {_fired('max_drawdown', summary)}"
         )
     if limits.min_equity > 0:
         lines.append(
-            f"  min equity {limits.min_equity:,.2f}: lowest equity {lowest:,.2f}; {_fired('min_equity', triggers)}"
+            f"  min equity {limits.min_equity:,.2f}: lowest equity {lowest:,.2f}; {_fired('min_equity', summary)}"
         )
     if limits.daily_loss is not None:
-        starts = _day_starts(times, equities, ZoneInfo(limits.timezone))
-        worst_day = max(((s - e) / s for s, e in zip(starts, equities) if s > 0), default=0.0)
-        lines.append(
-            f"  daily loss {limits.daily_loss:.2%}: worst day {max(worst_day, 0.0):.2%}; {_fired('daily_loss', triggers)}"
-        )
+        worst_day = path.worst_day(ZoneInfo(limits.timezone))
+        lines.append(f"  daily loss {limits.daily_loss:.2%}: worst day {worst_day:.2%}; {_fired('daily_loss', summary)}")
     if limits.warn_at is not None:
         lines.append(f"  warnings at {_percent(limits.warn_at)} of each limit")
     return lines

@@ -17,7 +17,7 @@ from loguru import logger
 from runtime.broker import Side, to_side
 from runtime.events import Event, EventType
 from runtime.payloads import PositionClosed, TradeExecuted, TradeFailed
-from runtime.replay.limits import DRAWDOWN_PANEL, LimitLevel
+from runtime.replay.limits import DRAWDOWN_PANEL, EquityPath, LimitLevel
 from runtime.validation import (
     attrs_finite,
     attrs_non_negative,
@@ -29,6 +29,7 @@ from runtime.validation import (
 )
 
 __all__ = [
+    "EQUITY_CSV_HEADER",
     "FILLS_CSV_HEADER",
     "MONEY_DIGITS",
     "PRICE_DIGITS_UNKNOWN",
@@ -206,7 +207,8 @@ def _open_positions(value: Iterable[OpenPosition | Mapping[str, Any]]) -> tuple[
 
 @attrs.frozen
 class RunSummary:
-    """What a run came to: equity at start and end, worst drawdown (a fraction), its fills
+    """What a run came to: equity at start and end, worst drawdown from the peak (a fraction: the
+    worst the guard saw, inside bars included), its fills
     counted by why (fills.csv's ``why`` column: one per row), guards fired, actor restarts, orders
     refused counted by cause (`refusals_from_events`), the positions still open at the end with
     their unrealised profit at the last close (part of the final equity), how many events of each
@@ -340,30 +342,40 @@ def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
     return "\n".join(lines)
 
 
-def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime, float]]) -> int:
-    """Write ``(time, equity)`` rows to a CSV with the header ``timestamp,equity``; returns the row count.
+EQUITY_CSV_HEADER = ("timestamp", "equity", "worst_equity")
+"""The columns of equity.csv, in order: each bar's time, the equity at its close and the lowest
+equity the guard saw in it (`runtime.replay.limits.EquityPath`)."""
+
+
+def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime, float, float]]) -> int:
+    """Write ``(time, equity, worst_equity)`` rows (`runtime.replay.limits.EquityPath.rows`) to a
+    CSV with the header `EQUITY_CSV_HEADER`; returns the row count.
 
     Times must be timezone-aware (written as UTC ISO 8601) and equities finite (written with
     `MONEY_DIGITS` decimals); a bad row raises
     ``ValueError`` naming its index and value, and nothing is left at ``path``. Parent folders are
     created.
     """
-    checked: list[tuple[str, str]] = []
+    checked: list[tuple[str, str, str]] = []
     for index, row in enumerate(rows):
         try:
-            time, equity = row
+            time, equity, worst = row
         except (TypeError, ValueError):
-            raise ValueError(f"rows[{index}] must be a (timestamp, equity) pair, got {row!r}") from None
+            raise ValueError(f"rows[{index}] must be a (timestamp, equity, worst_equity) triple, got {row!r}") from None
         try:
             moment = _utc(time)
         except ValueError:
             raise ValueError(f"rows[{index}] timestamp must be a timezone-aware datetime, got {time!r}") from None
-        checked.append((moment.isoformat(), _fixed(finite_number(f"rows[{index}] equity", equity), MONEY_DIGITS)))
+        checked.append((
+            moment.isoformat(),
+            _fixed(finite_number(f"rows[{index}] equity", equity), MONEY_DIGITS),
+            _fixed(finite_number(f"rows[{index}] worst_equity", worst), MONEY_DIGITS),
+        ))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("timestamp", "equity"))
+        writer.writerow(EQUITY_CSV_HEADER)
         writer.writerows(checked)
     return len(checked)
 
@@ -506,15 +518,6 @@ def _mark_time(value: Any, field: str, index: int) -> datetime:
         raise ValueError(f"{field}[{index}] must be a timezone-aware datetime, got {value!r}") from None
 
 
-def _drawdowns(equities: Sequence[float]) -> list[float]:
-    peak = equities[0]
-    out = []
-    for equity in equities:
-        peak = max(peak, equity)
-        out.append((peak - equity) / peak)
-    return out
-
-
 def plot_report(
     path: str | os.PathLike[str],
     times: Sequence[datetime],
@@ -527,6 +530,8 @@ def plot_report(
     levels: Sequence[LimitLevel] | None = None,
     refused_marks: Sequence[datetime | Refusal] = (),
     notes: Sequence[str] = (),
+    lows: Sequence[float] | None = None,
+    start_equity: float | None = None,
 ) -> bool:
     """Save a PNG of `report_figure` (the same arguments); returns True once the file is written,
     or False (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is
@@ -534,7 +539,7 @@ def plot_report(
     try:
         figure = report_figure(
             times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels,
-            refused_marks=refused_marks, notes=notes,
+            refused_marks=refused_marks, notes=notes, lows=lows, start_equity=start_equity,
         )
     except ImportError:
         logger.warning(
@@ -561,6 +566,8 @@ def report_figure(
     levels: Sequence[LimitLevel] | None = None,
     refused_marks: Sequence[datetime | Refusal] = (),
     notes: Sequence[str] = (),
+    lows: Sequence[float] | None = None,
+    start_equity: float | None = None,
 ) -> Any:
     """The report chart as a matplotlib ``Figure`` (not saved): the equity curve with markers where
     guards fired (one marker per guard, named in the legend, when the marks are `GuardTrigger`
@@ -574,7 +581,14 @@ def report_figure(
     line. An equity level far below the curve is named in the legend rather than squashing the
     curve. ``refused_marks`` are orders that did not trade (`Refusal` values or times), marked on
     the curve and counted in the legend; ``notes`` are lines printed under the chart (what is
-    still open at the end, what was refused: `end_of_run_lines`). Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad argument.
+    still open at the end, what was refused: `end_of_run_lines`).
+
+    ``lows`` are the lowest equity inside each point's bar (`runtime.replay.limits.EquityPath`;
+    default: the points themselves): the equity panel shades the way down to them, and the
+    drawdown panel shows each bar's worst, its low against the peak before it, so the deepest
+    drawdown drawn is the worst the guard saw. The peak starts at ``start_equity`` (default: the
+    first point). Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad
+    argument.
     """
     if len(times) != len(equities):
         raise ValueError(f"times and equities must have the same length, got {len(times)} and {len(equities)}")
@@ -590,6 +604,8 @@ def report_figure(
     values = [finite_number(f"equities[{i}]", e) for i, e in enumerate(equities)]
     if values[0] <= 0:
         raise ValueError(f"equities[0] must be > 0 to measure drawdown from it, got {equities[0]!r}")
+    path = EquityPath(values[0] if start_equity is None else start_equity, moments, values,
+                      values if lows is None else lows)
     limit = finite_number("drawdown_limit_fraction", drawdown_limit_fraction)
     if not 0 < limit <= 1:
         raise ValueError(f"drawdown_limit_fraction must be in (0, 1], got {drawdown_limit_fraction!r}")
@@ -624,8 +640,11 @@ def report_figure(
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     top.plot(moments, values, color="tab:blue", linewidth=1.2, label="equity")
+    if path.lows != path.closes:
+        top.fill_between(moments, path.lows, values, color="tab:blue", alpha=0.2, linewidth=0,
+                         label="lowest inside each bar")
     colours = {"max_drawdown": "black", "min_equity": "tab:purple", "daily_loss": "tab:orange"}
-    low, high = min(values), max(values)
+    low, high = path.lowest(), max(values)
     reach = low * 0.5  # an equity level below half the lowest equity would squash the curve
     shown_low = low
     for level in (lv for lv in levels if lv.panel != DRAWDOWN_PANEL):
@@ -653,9 +672,10 @@ def report_figure(
     top.grid(True, alpha=0.3)
     top.legend(loc="best", fontsize="small")
 
-    drawdown_percent = [d * 100 for d in _drawdowns(values)]
+    drawdown_percent = [d * 100 for d in path.drawdowns()]
     bottom.fill_between(moments, drawdown_percent, 0, color="tab:red", alpha=0.25)
-    bottom.plot(moments, drawdown_percent, color="tab:red", linewidth=1.0, label="drawdown from peak")
+    bottom.plot(moments, drawdown_percent, color="tab:red", linewidth=1.0,
+                label="drawdown from peak" if lows is None else "drawdown from peak, worst in each bar")
     deepest = max(drawdown_percent)
     for level in (lv for lv in levels if lv.panel == DRAWDOWN_PANEL):
         percent = [v * 100 for v in level.values]
