@@ -141,7 +141,8 @@ def test_a_quarantining_admission_leaves_a_pending_halt_that_the_next_start_take
     later = _start(incarnations, spec)
     assert wait_until(lambda: later.status().trading_state is TradingState.HALTED)
     assert later.status().detail == f"halted by fleet quarantine: {reason}"
-    assert _halts_changed(later) == [("active", "halted", f"halted by fleet quarantine: {reason}")]
+    wanted = [("active", "halted", f"halted by fleet quarantine: {reason}")]
+    assert wait_until(lambda: _halts_changed(later) == wanted), _halts_changed(later)  # (journaled after the answer)
     assert _pending(spec.settings, "flappy") == []
 
 
