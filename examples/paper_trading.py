@@ -64,6 +64,7 @@ import statistics
 import sys
 import threading
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -373,6 +374,18 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
     if configured.stall_after_seconds is None:
         replay_overrides["stall_after_seconds"] = max(3 * interval, _longest_gap(bars) + interval)
     return Settings.load(args.config, **overrides, **replay_overrides)
+
+
+def _run_tables(config: str | None) -> list[str]:
+    """The tables of a run config other than [tradewarden], which a replay does not read (a
+    config Settings.load refused has already been reported)."""
+    if config is None:
+        return []
+    try:
+        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    return sorted(key for key, value in data.items() if key != "tradewarden" and isinstance(value, dict))
 
 
 def _spacing(bars: Sequence[Bar]) -> float:
@@ -724,6 +737,10 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
         if rotated:
             print(f"  fresh state: the previous run's {STATE_DB} was moved to {out / rotated}")
+        ignored = _run_tables(args.config)
+        if ignored:
+            print(f"  not read from {args.config}: {', '.join(f'[{t}]' for t in ignored)} (for `tradewarden run`; "
+                  "a replay takes the account, bars and strategy from its own flags)")
         sys.stdout.flush()
 
         broker = PaperBroker(args.cash, costs=PaperCosts.from_settings(settings))

@@ -41,3 +41,11 @@ def test_replay_runs_the_paper_replay_and_writes_its_report(tmp_path):
     assert "Wrote state.db, equity.csv, fills.csv, summary.json, report.png to run/" in result.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
     assert summary["fills"] == len((tmp_path / "run" / "fills.csv").read_text(encoding="utf-8").splitlines()) - 1
+
+
+def test_a_replay_given_a_run_config_says_which_of_its_tables_it_does_not_read(tmp_path):
+    config = Path(__file__).parents[1] / "examples" / "live.toml"
+    result = tradewarden("replay", "--bars", "100", "--config", str(config), "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (f"  not read from {config}: [broker], [feed], [strategy] (for `tradewarden run`; a replay takes the "
+            "account, bars and strategy from its own flags)\n") in result.stdout
