@@ -101,3 +101,12 @@ def test_a_halt_reason_utf8_cannot_carry_is_a_400_naming_it_and_nothing_is_halte
             "error": "reason must be text that UTF-8 can carry (no lone surrogate), got 'drill \\ud800'"})
         status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT)
         assert (status.status_code, status.json()["trading_state"]) == (200, "active")
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("notaurl", ""), ("ftp://127.0.0.1:8787", ""), ("http://127.0.0.1:99999", " (Port out of range 0-65535)"),
+])
+def test_a_url_that_is_no_control_api_is_a_bad_request_exit_2_naming_it(url, why):
+    done = run([*TRADEWARDEN, "status", "--url", url], timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", (
+        f"tradewarden status: --url must be an http:// or https:// URL of the control API, got {url!r}{why}\n"))

@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from actors.service.client import Answer, ControlClient, ControlUnreachable
 from actors.service.config import ConfigError, RunConfig
@@ -222,6 +223,15 @@ def _replay(argv: list[str]) -> int:
 
 def _client(args: argparse.Namespace) -> ControlClient:
     settings = Settings.load(args.config)
+    if args.url is not None:
+        wanted = f"--url must be an http:// or https:// URL of the control API, got {args.url!r}"
+        try:
+            parts = urlsplit(args.url)
+            _ = parts.hostname, parts.port
+        except ValueError as exc:  # (an unclosed [IPv6] host, a port out of range)
+            raise SettingsError(f"{wanted} ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(wanted)
     url = args.url or f"http://{settings.control_host}:{settings.control_port}"
     return ControlClient(url, settings.control_token)
 
