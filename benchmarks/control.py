@@ -105,7 +105,7 @@ def _serving(positions: int) -> Iterator[tuple[TradingSystem, httpx.Client, _Clo
     db = str(Path(folder.name) / "state.db")
     system = TradingSystem(settings, _SlowCloseBroker(inner), ListSignalSource(), store=SqliteStore(db),
                            metrics=NullMetrics(), subscribers=[hub, closed], loop_interval=None)
-    sock = bind("127.0.0.1", 0, has_token=True)
+    sock = bind("127.0.0.1", 0, token=_TOKEN)
     system.start()
     server: ControlServer | None = None
     try:
