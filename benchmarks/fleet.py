@@ -155,7 +155,7 @@ def in_process(accounts: int, kills: int, root: Path) -> InProcess:
         systems[index] = start_trading_system(settings(index), _PAPER(), ListSignalSource())
         systems[index].guard_status()
         restarts.append(time.perf_counter() - started)
-    asks = [_timed(lambda s=s: s.guard_status()) for _ in range(50) for s in systems]
+    asks = [_timed(s.guard_status) for _ in range(50) for s in systems]
     for system in systems:
         system.stop()
     return InProcess(accounts / elapsed, grown, Latency(tuple(restarts)), Latency(tuple(asks)))
@@ -171,7 +171,7 @@ def on_ray(accounts: int, kills: int, root: Path) -> OnRay:
             def pid(self) -> int:
                 return os.getpid()
 
-        idle = Idle.remote()
+        idle = Idle.remote()  # type: ignore[attr-defined]  # (made by Ray's decorator)
         idle_pid = ray.get(idle.pid.remote())
         idle_rss = rss_mib(idle_pid)
         ray_mib = ray_processes_mib(exclude=set())  # before any account: Ray and one idle worker
@@ -188,7 +188,7 @@ def on_ray(accounts: int, kills: int, root: Path) -> OnRay:
         rss = sum(rss_mib(pid) for pid in pids) / len(pids)
         pss = sum(pss_mib(pid) for pid in pids) / len(pids)
         others = ids[1:]
-        at_rest = [_timed(lambda a=a: fleet.status(a)) for _ in range(20) for a in others]
+        at_rest = [_timed(functools.partial(fleet.status, a)) for _ in range(20) for a in others]
         restarts: list[float] = []
         during: list[float] = []
         errors: list[BaseException] = []

@@ -9,6 +9,7 @@ extra (``pip install -e '.[bench]'``); without it its row says so and the rest s
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import sys
@@ -99,9 +100,7 @@ def plain_core(bars: list[Bar]) -> PeerResult:
         if halted_at is None and broker.net_volume(SYMBOL) > 0:
             worst = broker.equity_at(SYMBOL, bar.low)
             if _halts(monitor, guards, worst, bar.time):
-                price = crossing_price(
-                    bar.open, bar.low, lambda p, at=bar.time: _halts(monitor, guards, broker.equity_at(SYMBOL, p), at)
-                )
+                price = crossing_price(bar.open, bar.low, functools.partial(_breaches_at, monitor, guards, broker, bar.time))
                 broker.update_price(SYMBOL, price, bar.time)
                 halted_at = _liquidate(monitor, broker, bar)
             else:
@@ -129,6 +128,11 @@ def _halts(monitor: RiskMonitor, guards: list[Any], equity: float, at: datetime)
         return False
     found = RiskMonitor.from_record(monitor.record(), guards).observe(equity, at, changes_only=True)
     return found is not None and found.newly_halted
+
+
+def _breaches_at(monitor: RiskMonitor, guards: list[Any], broker: PaperBroker, at: datetime, price: float) -> bool:
+    # Whether the account, were the bid ``price``, would halt (crossing_price's question).
+    return _halts(monitor, guards, broker.equity_at(SYMBOL, price), at)
 
 
 def _liquidate(monitor: RiskMonitor, broker: PaperBroker, bar: Bar) -> datetime:
