@@ -11,7 +11,8 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 
 * ``state.db``: the SQLite state store and event journal the system ran on;
 * ``equity.csv``: ``timestamp,equity,worst_equity``: the equity after every bar, and the lowest
-  equity the guard saw in it (what was held marked at the bar's worst price);
+  equity the guard saw in it (what was held marked at the bar's worst price, or where a limit was
+  crossed when one was);
 * ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
 * ``summary.json``: start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
@@ -412,7 +413,7 @@ def _claim(out: Path) -> StateFileClaim:
         claim = StateFileClaim.of(str(out / STATE_DB))
     except StateFileHeld:
         raise UsageError(
-            f"--out {str(out)!r} is in use: another replay is writing it (its {STATE_DB} is claimed); "
+            f"--out {str(out)!r} is in use: its {STATE_DB} is claimed by another running replay, demo or bot; "
             "wait for it to end, or give this run another --out"
         ) from None
     assert claim is not None  # (None only for a memory store, which has no path)
@@ -443,10 +444,20 @@ def _fresh_state(out: Path) -> str | None:
     # ours: opening it refuses, and leaves alone, anything else called state.db. An empty
     # state.db with no WAL (the claim made it) holds nothing to keep.
     database = out / STATE_DB
-    if database.stat().st_size == 0 and not Path(f"{database}-wal").exists():
-        Path(f"{database}-shm").unlink(missing_ok=True)
+    if database.stat().st_size == 0:
+        # Made by the claim just now; a WAL beside it belonged to a database since deleted (a WAL
+        # database's first page is on disk before any frame of its WAL): nothing to keep.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
         return None
     SqliteStore(database).close()
+    if not (out / SUMMARY_JSON).exists():
+        # Not a finished replay's: perhaps a stopped bot's, whose HALTED latch must not be moved
+        # out of its way (its next start would trade).
+        raise UsageError(
+            f"--out {str(out)!r} holds a {STATE_DB} that no replay finished (no {SUMMARY_JSON} beside it), "
+            "perhaps a bot's with its latch: give this run another --out, or move that file away yourself"
+        )
     target = out / f"{STATE_DB}.previous"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)

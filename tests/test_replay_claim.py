@@ -7,16 +7,18 @@ import json
 import signal
 from collections import Counter
 
-from support.processes import Child
+from support.processes import Child, run
 from test_examples import RUN_TIMEOUT, clean_env, equity_rows, example, journal, run_example
 
 from runtime.adapters.sqlite import SqliteStore
+from runtime.store import PendingHalt
 
 
 def test_a_second_replay_into_a_folder_a_replay_is_writing_is_refused_and_changes_nothing(tmp_path):
     out = tmp_path / "conc"
     out.mkdir()
     SqliteStore(out / "state.db").close()  # an earlier run's: the first replay moves it away, then claims anew
+    (out / "summary.json").write_text("{}\n", encoding="utf-8")  # (a replay's, finished)
     first = example("paper_trading.py", "--bars", "400", "--speed", "7200", "--progress", "on", "--out", "conc")
     with Child(first, cwd=tmp_path, env=clean_env()) as running:
         running.wait_for("2/400 bars", RUN_TIMEOUT, stream="stderr")  # under way (2 bars/s), its files open
@@ -27,7 +29,7 @@ def test_a_second_replay_into_a_folder_a_replay_is_writing_is_refused_and_change
         second = run_example("paper_trading.py", "--bars", "100", "--out", "conc", cwd=tmp_path)
         assert second.returncode == 2, second.stdout + second.stderr
         assert second.stderr == (
-            "paper_trading: --out 'conc' is in use: another replay is writing it (its state.db is claimed); "
+            "paper_trading: --out 'conc' is in use: its state.db is claimed by another running replay, demo or bot; "
             "wait for it to end, or give this run another --out\n"
         )
         assert second.stdout == ""
@@ -56,3 +58,38 @@ def test_a_replay_after_the_first_has_ended_is_not_refused(tmp_path):
     assert sorted(path.name for path in (tmp_path / "again").iterdir()) == [
         "equity.csv", "fills.csv", "report.png", "state.db", "state.db.previous", "summary.json",
     ]
+
+
+def test_a_replay_into_a_folder_with_a_state_db_no_replay_finished_is_refused_and_moves_nothing(tmp_path):
+    # A stopped bot's, say, with its HALTED latch: moved aside, its next start would trade.
+    out = tmp_path / "bot"
+    out.mkdir()
+    with SqliteStore(out / "state.db") as store:
+        store.save_pending_halt("main", PendingHalt("ops", "desk closed"))
+    before = sorted(p.name for p in out.iterdir())
+    done = run(example("paper_trading.py", "--bars", "100", "--out", "bot"), cwd=tmp_path, env=clean_env(),
+               timeout=RUN_TIMEOUT)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", (
+        "paper_trading: --out 'bot' holds a state.db that no replay finished (no summary.json beside it), perhaps a "
+        "bot's with its latch: give this run another --out, or move that file away yourself\n"))
+    assert sorted(p.name for p in out.iterdir()) == before
+    with SqliteStore(out / "state.db") as store:
+        assert [h.reason for h in store.load_pending_halts("main")] == ["desk closed"]
+
+
+def test_a_wal_left_without_its_database_is_dropped_and_the_previous_run_kept(tmp_path):
+    out = tmp_path / "run"
+    assert run(example("paper_trading.py", "--bars", "100", "--out", "run"), cwd=tmp_path, env=clean_env(),
+               timeout=RUN_TIMEOUT).returncode == 0
+    assert run(example("paper_trading.py", "--bars", "100", "--out", "run"), cwd=tmp_path, env=clean_env(),
+               timeout=RUN_TIMEOUT).returncode == 0
+    with SqliteStore(out / "state.db.previous") as store:
+        kept = len(store.events())
+    (out / "state.db").unlink()  # the user starts over, leaving the last run's WAL behind
+    (out / "state.db-wal").write_bytes(b"left over")
+    done = run(example("paper_trading.py", "--bars", "100", "--out", "run"), cwd=tmp_path, env=clean_env(),
+               timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert "fresh state" not in done.stdout
+    with SqliteStore(out / "state.db.previous") as store:
+        assert len(store.events()) == kept > 0

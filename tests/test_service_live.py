@@ -16,6 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.live_bot import ROOT, TOKEN, TRADEWARDEN, Bot, free_port
 from support.processes import Child, run
 
+from actors.service.server import MIN_EXPOSED_TOKEN, ServerError, bind
+from runtime.adapters.sqlite import SqliteStore
+from runtime.store import PendingHalt
+
 LIVE_TOML = ROOT / "examples" / "live.toml"
 
 VOLATILE = """
@@ -330,6 +334,9 @@ def test_a_non_loopback_control_host_without_a_token_is_refused_before_anything_
 def test_the_demo_prints_the_dashboard_address_and_token_and_serves_the_page(tmp_path):
     port = free_port()
     env = {**os.environ, "CONTROL_TOKEN": TOKEN}
+    (tmp_path / "demo").mkdir()
+    with SqliteStore(tmp_path / "demo" / "state.db") as store:  # an old demo's, halted: the new one starts afresh
+        store.save_pending_halt("demo", PendingHalt("ops", "an old demo's halt"))
     with Child([*TRADEWARDEN, "demo", "--port", str(port), "--dir", str(tmp_path / "demo")], env=env, cwd=tmp_path) as demo:
         [line] = demo.lines(1, timeout=60)
         assert line == f"dashboard: http://127.0.0.1:{port}/  token: {TOKEN}  (Ctrl-C stops the demo)"
@@ -349,12 +356,13 @@ def test_the_demo_prints_the_dashboard_address_and_token_and_serves_the_page(tmp
         assert page.status_code == 200 and "<title>tradewarden</title>" in page.text
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).status_code == 401
+        status = httpx.get(f"http://127.0.0.1:{port}/api/status", headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
+        assert status.json()["trading_state"] == "active"
         # A second demo in the same folder is refused before it touches the running one's files.
-        db = (tmp_path / "demo" / "state.db").resolve()
         second = run([*TRADEWARDEN, "demo", "--port", str(free_port()), "--dir", str(tmp_path / "demo")], timeout=60, env=env)
         assert (second.returncode, second.stdout, second.stderr) == (2, "", (
-            f"tradewarden demo: state_db {str(db)!r} is in use by another running bot: two bots on one state file "
-            "would both trade the account; stop the other, or give this one its own STATE_DB\n"))
+            f"tradewarden demo: --dir {str(tmp_path / 'demo')!r} is in use: its state.db is claimed by another running "
+            "demo or bot; stop it, or give this demo another --dir\n"))
         events = httpx.get(f"http://127.0.0.1:{port}/api/events", headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
         assert events.status_code == 200 and events.json()["events"][0]["event_type"] == "loop_started"
         demo.send_signal(signal.SIGTERM)
@@ -371,3 +379,16 @@ def test_a_demo_given_a_bad_port_or_folder_exits_2_naming_it_and_writes_nothing(
     done = run([*TRADEWARDEN, "demo", *flags], timeout=60, cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", error)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("length", [15, 16])
+def test_a_token_of_16_characters_is_the_least_that_may_guard_a_non_loopback_address(length):
+    token = "t" * length
+    if length < MIN_EXPOSED_TOKEN:
+        with pytest.raises(ServerError) as refused:
+            bind("0.0.0.0", 0, token=token)
+        assert str(refused.value) == (
+            "control_token must be at least 16 characters to expose the control API on '0.0.0.0', got one of 15")
+    else:
+        bind("0.0.0.0", 0, token=token).close()
+    bind("127.0.0.1", 0, token="t").close()  # on loopback any token will do

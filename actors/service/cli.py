@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from actors.service.client import Answer, ControlClient, ControlUnreachable
 from actors.service.config import ConfigError, RunConfig
 from actors.service.journal import JournalError, JournalReader, parse_since
-from actors.service.state_claim import StateFileClaim, StateFileInUse
+from actors.service.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from actors.service.status import status_text
 from runtime.adapters.logs import configure_logging
 from runtime.events import EventType
@@ -181,6 +181,10 @@ def _demo(port: int, folder: Path) -> int:
     # (the claim is let go just before the run takes it again).
     try:
         claim = StateFileClaim.of(str(db))
+    except StateFileHeld:
+        print(f"tradewarden demo: --dir {str(folder)!r} is in use: its state.db is claimed by another running demo or "
+              "bot; stop it, or give this demo another --dir", file=sys.stderr)
+        return 2
     except StateFileInUse as exc:
         print(f"tradewarden demo: {exc}", file=sys.stderr)
         return 2
