@@ -377,6 +377,15 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
     return Settings.load(args.config, **overrides, **replay_overrides)
 
 
+def _unusable_out(name: str, out: Path, exc: Exception) -> int:
+    """Say why ``--out`` cannot be used, on one line; the exit code for bad input."""
+    if isinstance(exc, OSError):
+        print(f"{name}: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
+    else:
+        print(f"{name}: {exc}", file=sys.stderr)
+    return 2
+
+
 def _run_tables(config: str | None) -> list[str]:
     """The tables of a run config other than [tradewarden], which a replay does not read (a
     config Settings.load refused has already been reported)."""
@@ -716,23 +725,15 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     try:
         _usable_folder(out)
         claim, rotated = _claim_fresh_state(out)
-    except (UsageError, StateFileInUse, StoreError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{name}: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except (UsageError, StateFileInUse, StoreError, OSError) as exc:
+        return _unusable_out(name, out, exc)
     # Held until the last file is written, and released after the store is closed (closing a
     # file the claim holds would drop SQLite's own locks on it).
     with contextlib.closing(claim):
         try:
             store = SqliteStore.from_settings(settings)
-        except StoreError as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"{name}: --out {str(out)!r} cannot be used: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+        except (StoreError, OSError) as exc:
+            return _unusable_out(name, out, exc)
 
         source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
         span = f"{bars[0].time:%Y-%m-%d %H:%M} .. {bars[-1].time:%Y-%m-%d %H:%M} UTC"
