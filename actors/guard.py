@@ -397,9 +397,19 @@ class GuardActor(SupervisedActor):
         self._after(assessments, batch.positions_open, None)
 
     def _series(self, series: EquitySeries) -> None:
-        # Readings a replay found clear, each at its own time: taken one by one as single
-        # readings would be, with at most one save and one set of gauges for the lot.
-        found: list[Assessment] = []
+        # Readings a replay found clear, each at its own time: taken as single readings would
+        # be, with at most one save and one set of gauges for the lot; a series with a bad
+        # reading in it is taken one by one, refusing and counting only the bad ones.
+        try:
+            found = self.monitor.observe_series(series.equities, series.times, changes_only=True)
+        except (TypeError, ValueError, AttributeError):
+            pass
+        else:
+            if series.equities:
+                self._seen_valid()
+                self._after(found, series.positions_open, None)
+            return
+        found = []
         taken = 0
         for equity, at in zip(series.equities, series.times):
             try:

@@ -24,6 +24,7 @@ from actors.messages import (
     Resume,
     SendAlert,
 )
+from actors.replay_messages import EquitySeries
 from runtime import (
     BrokerError,
     Event,
@@ -258,6 +259,28 @@ def test_a_batch_with_a_bad_value_takes_the_good_ones_in_order_and_counts_the_ba
     assert b.state.trading_state is TradingState.HALTED and a.state == b.state
     assert (a.bad_readings, b.bad_readings) == (0, 2)
     assert batched.metrics.counters["bad_readings_total"] == 2
+
+
+def test_a_series_with_a_bad_value_takes_the_good_ones_at_their_times_and_counts_the_bad(tree_factory):
+    # A replay's series, as the loop sends clear readings; one with a bad reading in it is
+    # taken one by one, exactly as single readings.
+    one = tree_factory(broker_with_positions("X"))
+    one.read(12_000, 9_000)
+    series = tree_factory(broker_with_positions("X"))
+    times = (T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(hours=3))
+    series.guard.tell(EquitySeries((12_000.0, float("nan"), 9_000.0, "lots"), times, 1))  # type: ignore[arg-type]
+    a, b = one.status(), series.status()
+    assert b.state.trading_state is TradingState.HALTED and a.state.reason == b.state.reason
+    assert b.state.last_check_time == times[2]
+    assert (a.bad_readings, b.bad_readings) == (0, 2)
+    assert series.metrics.counters["bad_readings_total"] == 2
+    clear = tree_factory(broker_with_positions("X"))
+    clear.guard.tell(EquitySeries((10_500.0, 11_000.0, 10_400.0), times[:3], 1))
+    status = clear.status()
+    assert (status.state.trading_state, status.state.peak_equity, status.state.current_equity) == (
+        TradingState.ACTIVE, 11_000.0, 10_400.0,
+    )
+    assert (status.state.last_check_time, status.bad_readings) == (times[2], 0)
 
 
 def test_resume_past_a_limit_is_refused_with_the_numbers_and_changes_nothing(tree_factory):

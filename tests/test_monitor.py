@@ -65,6 +65,70 @@ def test_observe_many_gives_the_same_assessments_and_record_as_one_at_a_time(dat
     assert in_batches == one_at_a_time
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    guards=guard_sets(),
+    curve=equity_curves(min_size=2, max_size=40),
+    changes_only=st.booleans(),
+)
+def test_observe_series_gives_the_same_assessments_and_record_as_one_at_a_time(data, guards, curve, changes_only):
+    # Each reading at its own time, minutes to hours apart (so some series cross midnight, and
+    # some go back in time), after a first reading that starts the day: runs that can only move
+    # the tracker are taken in one pass, the rest reading by reading, either way exactly as
+    # single readings.
+    zone = guards[-1].timezone if isinstance(guards[-1], DailyLossGuard) else "UTC"
+    first = data.draw(day_rollovers(zone, min_size=2, max_size=2), label="first")[0]
+    earliest = -6 * 3600 if data.draw(st.booleans(), label="back in time") else 0
+    gaps = data.draw(st.lists(st.integers(earliest, 6 * 3600), min_size=len(curve), max_size=len(curve)), label="gaps")
+    times = [first]
+    for gap in gaps[1:]:
+        times.append(times[-1] + timedelta(seconds=gap))
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(curve)), max_size=4), label="cuts"))
+    bounds = [1, *cuts, len(curve)]
+    single, series = RiskMonitor(curve[0], guards), RiskMonitor(curve[0], guards)
+    single.observe(curve[0], first)
+    series.observe(curve[0], first)
+    one_at_a_time, in_series = [], []
+    for low, high in zip(bounds, bounds[1:]):
+        for equity, moment in zip(curve[low:high], times[low:high]):
+            found = single.observe(equity, moment, changes_only=changes_only)
+            if found is not None:
+                one_at_a_time.append(found)
+        in_series.extend(series.observe_series(curve[low:high], times[low:high], changes_only=changes_only))
+        assert series.record() == single.record()
+    assert in_series == one_at_a_time
+
+
+def test_a_series_that_makes_a_new_peak_and_falls_from_it_halts_at_the_fall():
+    # A clear line judged against the peak before the series would let the fall through.
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(1000.0, T0)
+    found = monitor.observe_series([1100.0, 1500.0, 1190.0, 1300.0], [at(60), at(120), at(180), at(240)])
+    assert [(a.previous_state, a.state, a.equity, a.at) for a in found] == [
+        (TradingState.ACTIVE, TradingState.HALTED, 1190.0, at(180))
+    ]
+    assert [v.reason for v in found[0].breaches] == ["max drawdown 20.67% >= limit 20.00% (peak 1500.00, equity 1190.00)"]
+    tracker = monitor.tracker
+    assert (tracker.peak_equity, tracker.latest_equity, tracker.max_drawdown) == (1500.0, 1300.0, 310.0 / 1500.0)
+    assert monitor.record().last_check_time == at(240)
+
+
+def test_a_bad_value_or_time_in_a_series_leaves_the_monitor_unchanged_and_names_its_index():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(1000.0, T0)
+    before = monitor.record()
+    with pytest.raises(ValueError, match=r"^equities\[1\] must be a finite real number, got nan$"):
+        monitor.observe_series([990.0, math.nan, 980.0], [at(1), at(2), at(3)])
+    with pytest.raises(ValueError, match=r"^times\[2\] must be a timezone-aware datetime, got datetime\.datetime\(2024, 3, 1, 12, 0, 3\)$"):
+        monitor.observe_series([990.0, 985.0, 980.0], [at(1), at(2), datetime(2024, 3, 1, 12, 0, 3)])
+    with pytest.raises(ValueError, match=r"^equities and times must be as long as each other, got 2 and 1$"):
+        monitor.observe_series([990.0, 985.0], [at(1)])
+    assert monitor.record() == before
+    assert monitor.observe_series([], []) == []
+    assert monitor.record() == before
+
+
 @settings(max_examples=75)
 @given(data=st.data(), guards=guard_sets(), curve=equity_curves(max_size=20), bad=bad_readings())
 def test_a_bad_value_in_a_batch_leaves_the_monitor_unchanged_and_names_index_and_value(data, guards, curve, bad):

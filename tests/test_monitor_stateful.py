@@ -196,6 +196,26 @@ class RiskMonitorMachine(RuleBasedStateMachine):
             found = self.monitor.observe_many(batch, self.now, changes_only=True)
             assert [self._seen(a) for a in found] == [e for e in expected if e is not None]
 
+    @rule(data=st.data(), size=st.integers(1, 12), changes_only=st.booleans())
+    def observe_a_series(self, data, size, changes_only):
+        # Readings each at its own time, some an hour or more apart (so a series may cross
+        # midnight): as many single readings, whether taken in one pass or one by one.
+        batch = self._next_equities(data, size)
+        gaps = data.draw(st.lists(st.integers(0, 3 * 3600), min_size=size, max_size=size), label="gaps")
+        times = []
+        peak, start, day_start = self._bases()
+        expected = []
+        for equity, gap in zip(batch, gaps):
+            self.now = (self.now.astimezone(UTC) + timedelta(seconds=gap)).astimezone(self.now.tzinfo)
+            times.append(self.now)
+            halted = self.state is TradingState.HALTED
+            found, peak, day_start = self._expect(equity, peak, start, day_start)
+            if found is not None and not (changes_only and halted):
+                expected.append(found)
+        found = self.monitor.observe_series(batch, times, changes_only=changes_only)
+        assert [self._seen(a) for a in found] == expected
+        assert self.monitor.record().last_check_time == times[-1]
+
     @rule(seconds=st.integers(0, 4 * 3600))
     def tick(self, seconds):
         # In UTC: adding to a local datetime adds wall-clock time, which DST can run backwards.

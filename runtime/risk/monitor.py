@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import operator
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import accumulate, repeat
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -92,6 +95,18 @@ def _clear_line_of(guard: Guard, key: tuple[float, float]) -> tuple[float, float
 
 def _check_time(at: datetime) -> None:
     aware_datetime("at", at)
+
+
+def _plain(equities: Sequence[float], times: Sequence[datetime]) -> bool:
+    # Every reading a finite float and every time an aware datetime, in order: then a series
+    # needs no check per reading. Each test runs in C over the whole series.
+    if set(map(type, equities)) - {float} or set(map(type, times)) - {datetime}:
+        return False
+    if not math.isfinite(sum(equities)):  # (any NaN or infinity makes the sum one)
+        return False
+    if None in set(map(datetime.utcoffset, times)):
+        return False
+    return all(map(operator.le, times, times[1:]))
 
 
 class RiskMonitor:
@@ -182,6 +197,73 @@ class RiskMonitor:
             if assessment is not None:
                 found.append(assessment)
         return found
+
+    def observe_series(
+        self, equities: Sequence[float], times: Sequence[datetime], *, changes_only: bool = False
+    ) -> list[Assessment]:
+        """Take readings each made at its own time (``equities[i]`` at ``times[i]``), in order;
+        exactly as observing them one at a time (with the same ``changes_only``).
+
+        The series is checked whole before any of it is taken, so a bad reading or time (named
+        with its index) leaves the monitor unchanged. Returns the assessments in reading order.
+        Readings in time order are taken a run at a time where they can only move the tracker:
+        inside the current trading day, and clear of every rule (or HALTED, with ``changes_only``).
+        """
+        if len(equities) != len(times):
+            raise ValueError(f"equities and times must be as long as each other, got {len(equities)} and {len(times)}")
+        step = self._step
+        found = []
+        if not _plain(equities, times):
+            readings = [
+                e if type(e) is float and e - e == 0.0 else finite_number(f"equities[{i}]", e)
+                for i, e in enumerate(equities)
+            ]
+            for index, at in enumerate(times):
+                aware_datetime(f"times[{index}]", at)
+            for equity, at in zip(readings, times):
+                assessment = step(equity, at, changes_only)
+                if assessment is not None:
+                    found.append(assessment)
+            return found
+        index, count = 0, len(equities)
+        while index < count:
+            end = self._clear_run(equities, times, index, changes_only)
+            if end > index:
+                self._tracker.observe_many(equities[index:end])
+                self._last_check = times[end - 1]
+                index = end
+                continue
+            assessment = step(equities[index], times[index], changes_only)
+            if assessment is not None:
+                found.append(assessment)
+            index += 1
+        return found
+
+    def _clear_run(self, equities: Sequence[float], times: Sequence[datetime], start: int, changes_only: bool) -> int:
+        # The end of the run of readings from ``start`` that would change only the tracker and
+        # the last check (``start`` itself when there is none): inside the current day (so no
+        # day rolls; the times are in order) and settled by the clear line of _step, each
+        # against the peak that includes it, or all taken while HALTED with changes_only. The
+        # tests run in C and stop at the first reading that fails.
+        state = self._state
+        if state is TradingState.REDUCING or (state is TradingState.HALTED and not changes_only):
+            return start
+        if not self._day_from <= times[start] < self._day_until:
+            return start
+        end = bisect_left(times, self._day_until, start)
+        if state is TradingState.HALTED:
+            return end
+        factor, floor = self._clear_line()
+        if factor != factor or floor != floor:  # (a NaN line settles nothing)
+            return start
+        run = range(start, end)
+        peaks = accumulate(map(equities.__getitem__, run), max, initial=self._tracker.peak_equity)
+        next(peaks)
+        lines = map(max, repeat(floor), map(operator.mul, peaks, repeat(factor)))
+        try:
+            return start + operator.indexOf(map(operator.gt, map(equities.__getitem__, run), lines), False)
+        except ValueError:  # every reading of the run is clear
+            return end
 
     def _step(self, equity: float, at: datetime, changes_only: bool) -> Assessment | None:
         tracker = self._tracker
