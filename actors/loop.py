@@ -168,7 +168,8 @@ class LoopActor(SupervisedActor):
             self._errors += 1
             self.log.error("market feed failed on data at {}: {!r}", data.at.isoformat(), exc)
 
-    def _cycle(self, at: datetime) -> None:
+    def _cycle(self, at: datetime) -> float:
+        # Returns the clock's monotonic moment at the cycle's end.
         started = time.perf_counter()
         before = self._totals
         self._unanswered = None
@@ -182,12 +183,13 @@ class LoopActor(SupervisedActor):
                 answered = self._place(signal, at) or answered
         if not answered:  # the guard read the account after every order it answered
             self._report_equity(at)
-        if self._totals != before and not self._batching:  # a batch saves them once, at its end
+        if self._totals is not before and not self._batching:  # a batch saves them once, at its end
             self._store.save_loop_totals(self._loop_id, self._totals)
         self._duration_ms = (time.perf_counter() - started) * 1000.0
-        self._last_cycle_at = self.context.clock.monotonic()
+        self._last_cycle_at = moment = self.context.clock.monotonic()
         self._metrics.timing(MetricNames.LOOP_DURATION_MS, self._duration_ms)
         self._metrics.gauge(MetricNames.POSITIONS_OPEN, self._positions_open)
+        return moment
 
     def _emit(self, payload: Payload) -> None:
         # In a batch, the events wait and go out together just before the next message to the
@@ -331,8 +333,7 @@ class LoopActor(SupervisedActor):
                 if intrabar is not None and self._line is not None:
                     self._inside_bar(intrabar, data)
                 self._feed(data)
-                self._cycle(data.at)
-                cycles.append((data.at, clock.monotonic(), self._figures()))
+                cycles.append((data.at, self._cycle(data.at), self._figures()))
                 if batch.equity is not None:
                     equities.append(float(batch.equity()))
         finally:
@@ -340,7 +341,7 @@ class LoopActor(SupervisedActor):
             self._batching = False
             self._batch_deadline = None
             self._line = None
-            if self._totals != before:
+            if self._totals is not before:
                 self._store.save_loop_totals(self._loop_id, self._totals)
             self._tell_heartbeat(cycles)
         return BatchDone(len(cycles), tuple(equities))
