@@ -221,9 +221,9 @@ class Run:
 
     def _peers(self) -> list[Row]:
         # The same MA(5/20) bars through backtrader, the plain core and the supervised replay.
-        peer, core, sqlite, memory = replay_peers.run_all(self.sizes.replay_bars)
-        assert core is not None and sqlite is not None and memory is not None
-        for result in (peer, core, sqlite, memory):
+        peer, core, journaled, sqlite, memory = replay_peers.run_all(self.sizes.replay_bars)
+        assert core is not None and journaled is not None and sqlite is not None and memory is not None
+        for result in (peer, core, journaled, sqlite, memory):
             if result is not None:
                 self.notes.append(f"replay beside peers, {self.sizes.replay_bars:,} hourly bars: {replay_peers.describe(result)}")
         if peer is None:
@@ -234,6 +234,9 @@ class Run:
                 core.bars_per_second, ">= 0.3x baseline", sqlite.bars_per_second >= 0.3 * core.bars_per_second),
             Row("supervised replay, MemoryStore, heartbeat per bar, MA(5/20) (comparison)", memory.bars_per_second,
                 "bars/s", "tradewarden core in a plain loop, same bars", core.bars_per_second),
+            Row(f"{figure} (comparison)", sqlite.bars_per_second, "bars/s",
+                "the core making and journaling the same events to SQLite in one thread, no actor",
+                journaled.bars_per_second),
         ]
         if peer is not None:
             rows.insert(0, Row(figure, sqlite.bars_per_second, "bars/s", f"{peer.system}, same bars",

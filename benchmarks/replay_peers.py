@@ -28,13 +28,16 @@ from actors.system import TradingSystem
 from benchmarks.system import DiscardAlerts
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
+from runtime.broker import Fill
 from runtime.clock import ManualClock
-from runtime.events import EventType
+from runtime.events import Event, EventType
+from runtime.payloads import Heartbeat, OrderSubmitted, SignalApproved, SignalReceived, TradeExecuted, TradeFailed
 from runtime.replay.guard_line import crossing_price
 from runtime.replay.prices import Bar
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.risk.monitor import RiskMonitor
 from runtime.settings import Settings
+from runtime.signals import Signal
 from runtime.store import MemoryStore, StateStore
 
 __all__ = ["PeerResult", "backtrader_replay", "hourly_bars", "plain_core", "supervised_replay"]
@@ -85,14 +88,62 @@ def _volume(bars: list[Bar]) -> float:
     return CASH / bars[0].close  # about 1x leverage
 
 
-def plain_core(bars: list[Bar]) -> PeerResult:
+class _Journal:
+    """What the supervised replay journals, made and written with no actor: the events of each
+    signal (received, approved, then submitted and executed, or refused while halted) and a
+    heartbeat for every bar after the first, appended to ``store`` 500 at a time (one group
+    commit each, as the journal worker's are)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.events = 0
+        self._pending: list[Event] = []
+        self._beats = 0
+        self._signals = self._trades = 0
+        self._started = False
+
+    def signal(self, signal: Signal, at: datetime, fill: Fill | None) -> None:
+        order = signal.order()
+        self._signals += 1
+        made = [SignalReceived.of(signal), SignalApproved.of(signal)]
+        if fill is None:
+            made.append(TradeFailed.of(order, signal, rejected=True, error="trading is halted", refused_by="halted"))
+        else:
+            submitted = OrderSubmitted.of(order, signal)
+            made += [submitted, TradeExecuted.of(submitted, fill)]
+            self._trades += 1
+        self._add([payload.event("main", at) for payload in made])
+
+    def bar(self, at: datetime, positions_open: int, equity: float) -> None:
+        # The heartbeat's first deadline is an interval after it starts: the second bar.
+        if self._started:
+            self._beats += 1
+            beat = Heartbeat(self._signals, self._trades, 0, 0.0, positions_open, equity, self._signals, self._trades, self._beats)
+            self._add([beat.event("main", at)])
+        self._started = True
+
+    def _add(self, events: list[Event]) -> None:
+        self._pending += events
+        if len(self._pending) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        self.events += self.store.append_events(pending)
+
+
+def plain_core(bars: list[Bar], journal: StateStore | None = None) -> PeerResult:
     """tradewarden's own parts with no actor: a `PaperBroker`, the strategy and a `RiskMonitor`
     with the same guards, reading bars as the replay does (the worst of a held bar first, a
-    liquidation inside a bar at the crossing price, then the close), flat and halted on a breach."""
+    liquidation inside a bar at the crossing price, then the close), flat and halted on a breach.
+
+    With ``journal``, it also makes and journals there what the supervised replay journals for
+    these bars (`_Journal`), all in the one thread: the least a journaled replay costs here."""
     broker = PaperBroker(CASH)
     strategy = MovingAverageCrossover(SYMBOL, FAST, SLOW, _volume(bars))
     guards = _settings().guards()
     monitor = RiskMonitor(CASH, guards)
+    writer = _Journal(journal) if journal is not None else None
     trades = 0
     halted_at = None
     started = time.perf_counter()
@@ -109,15 +160,23 @@ def plain_core(bars: list[Bar]) -> PeerResult:
         strategy.sync_position(max(0.0, broker.net_volume(SYMBOL)))
         strategy.on_bar(bar)
         for signal in strategy.poll(bar.time):
+            fill = None
             if halted_at is None:
-                broker.submit_order(signal.order())
+                fill = broker.submit_order(signal.order())
                 trades += 1
+            if writer is not None:
+                writer.signal(signal, bar.time, fill)
         if halted_at is None and _halts(monitor, guards, broker.account_equity(), bar.time):
             halted_at = _liquidate(monitor, broker, bar)
         else:
             monitor.observe(broker.account_equity(), bar.time, changes_only=True)
+        if writer is not None:
+            writer.bar(bar.time, len(broker.open_positions()), broker.account_equity())
+    if writer is not None:
+        writer.flush()
     elapsed = time.perf_counter() - started
-    return PeerResult("tradewarden core, plain loop", len(bars) / elapsed, trades, broker.account_equity(), halted_at)
+    name = "tradewarden core, plain loop" if writer is None else "tradewarden core journaling to SQLite, plain loop"
+    return PeerResult(name, len(bars) / elapsed, trades, broker.account_equity(), halted_at, writer.events if writer else 0)
 
 
 def _halts(monitor: RiskMonitor, guards: list[Any], equity: float, at: datetime) -> bool:
@@ -247,21 +306,26 @@ def backtrader_replay(bars: list[Bar]) -> PeerResult | None:
 
 def run_all(count: int) -> list[PeerResult | None]:
     """Every system on the same ``count`` bars, run in the order backtrader, plain core,
-    supervised replay on SQLite, on memory, and then again in reverse, each system's two runs
+    core journaling to SQLite, supervised replay on SQLite, on memory, and then again in reverse, each system's two runs
     pooled (all its bars over all its time), so that none gets only the quieter half of a shared
-    machine. Returns [backtrader or None, core, sqlite, memory]."""
+    machine. Returns [backtrader or None, core, core journaling to SQLite, sqlite, memory]."""
     bars = hourly_bars(count)
 
-    def sqlite() -> PeerResult:
-        with tempfile.TemporaryDirectory(prefix="tradewarden-peers-") as directory:
-            store = SqliteStore(Path(directory) / "state.db")
-            try:
-                return supervised_replay(bars, store, "SqliteStore")
-            finally:
-                store.close()
+    def on_sqlite(run: Callable[[StateStore], PeerResult]) -> Callable[[], PeerResult]:
+        def system() -> PeerResult:
+            with tempfile.TemporaryDirectory(prefix="tradewarden-peers-") as directory:
+                store = SqliteStore(Path(directory) / "state.db")
+                try:
+                    return run(store)
+                finally:
+                    store.close()
+
+        return system
 
     systems: list[Callable[[], PeerResult | None]] = [
-        lambda: backtrader_replay(bars), lambda: plain_core(bars), sqlite,
+        lambda: backtrader_replay(bars), lambda: plain_core(bars),
+        on_sqlite(functools.partial(plain_core, bars)),
+        on_sqlite(functools.partial(supervised_replay, bars, name="SqliteStore")),
         lambda: supervised_replay(bars, MemoryStore(), "MemoryStore"),
     ]
     first = [run() for run in systems]
@@ -292,9 +356,9 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     from benchmarks.__main__ import _quiet
 
     _quiet()
-    peer, core, sqlite, memory = run_all(args.bars)
-    assert core is not None and sqlite is not None and memory is not None
-    for result in (peer, core, sqlite, memory):
+    peer, core, journaled, sqlite, memory = run_all(args.bars)
+    assert core is not None and journaled is not None and sqlite is not None and memory is not None
+    for result in (peer, core, journaled, sqlite, memory):
         if result is not None:
             out(describe(result))
     if peer is None:
@@ -302,6 +366,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     else:
         out(f"supervised replay (SQLite) / backtrader: {sqlite.bars_per_second / peer.bars_per_second:.2f}x (target >= 3x)")
     out(f"supervised replay (SQLite) / plain core: {sqlite.bars_per_second / core.bars_per_second:.1%} (target >= 30%)")
+    out(f"supervised replay (SQLite) / core journaling to SQLite: {sqlite.bars_per_second / journaled.bars_per_second:.1%} "
+        "(what the actors cost beside the least a journaled replay does)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,9 @@ FIGURES = (
     "full replay, journal MemoryStore",
     "journal appends, group commit through the emitter (SQLite WAL, synchronous=FULL)",
     "journal appends, append_events batches of 1,000 (SQLite WAL, synchronous=FULL)",
+    "supervised replay, SQLite journal, heartbeat per bar, MA(5/20) ",
+    "supervised replay, MemoryStore, heartbeat per bar, MA(5/20) (comparison)",
+    "supervised replay, SQLite journal, heartbeat per bar, MA(5/20) (comparison)",
     "RSS growth, 50,000 EquityReadings through the guard",
     "/api/status p50, guard working through EquityBatches",
     "/api/status p99, guard working through EquityBatches",
@@ -49,3 +53,12 @@ def test_quick_run_prints_every_figure() -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     missing = [name for name in FIGURES if not any(row.startswith(f"| {name}") for row in rows)]
     assert not missing, f"rows missing: {missing}\nstdout:\n{done.stdout}"
+    # The replay's peers, on the same bars: what every one of them did must agree.
+    peers = [line for line in done.stdout.splitlines() if line.startswith("- replay beside peers, ")]
+    tradewarden = [line.split(": ", 1)[1] for line in peers if ": tradewarden " in line]
+    assert [name.split(":")[0] for name in tradewarden] == [
+        "tradewarden core, plain loop", "tradewarden core journaling to SQLite, plain loop",
+        "tradewarden supervised replay, journal SqliteStore", "tradewarden supervised replay, journal MemoryStore",
+    ], done.stdout
+    outcomes = {re.sub(r", [\d,]+ events journaled$", "", line.split("; ", 1)[1]) for line in tradewarden}
+    assert len(outcomes) == 1, f"the replays disagree: {tradewarden}"
