@@ -31,7 +31,15 @@ from runtime.adapters.sqlite import SqliteStore
 from runtime.broker import Fill
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
-from runtime.payloads import Heartbeat, OrderSubmitted, SignalApproved, SignalReceived, TradeExecuted, TradeFailed
+from runtime.payloads import (
+    Heartbeat,
+    OrderSubmitted,
+    Payload,
+    SignalApproved,
+    SignalReceived,
+    TradeExecuted,
+    TradeFailed,
+)
 from runtime.replay.guard_line import crossing_price
 from runtime.replay.prices import Bar
 from runtime.replay.strategies import MovingAverageCrossover
@@ -105,7 +113,7 @@ class _Journal:
     def signal(self, signal: Signal, at: datetime, fill: Fill | None) -> None:
         order = signal.order()
         self._signals += 1
-        made = [SignalReceived.of(signal), SignalApproved.of(signal)]
+        made: list[Payload] = [SignalReceived.of(signal), SignalApproved.of(signal)]
         if fill is None:
             made.append(TradeFailed.of(order, signal, rejected=True, error="trading is halted", refused_by="halted"))
         else:
