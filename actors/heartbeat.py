@@ -142,11 +142,11 @@ class HeartbeatActor(SupervisedActor):
             self._due = following
             self._beats += 1
             self._last_figures = figures
-            beat = Heartbeat(*figures, beat=self._beats)  # type: ignore[misc]  # the fields in order
-            beats.append(beat.event(self._loop_id, at))
+            beats.append((at, (*figures, self._beats)))  # the fields in order, the beat's number last
         if beats:
-            self._metrics.incr(MetricNames.HEARTBEAT_TOTAL, len(beats))
-            self._publish.send_all(beats)  # the batch's beats in one message, in order
+            events = Heartbeat.events_of(self._loop_id, beats)
+            self._metrics.incr(MetricNames.HEARTBEAT_TOTAL, len(events))
+            self._publish.send_all(events)  # the batch's beats in one message, in order
 
     def on_tick(self, key: str) -> None:
         """The beat timer fired: beat."""
