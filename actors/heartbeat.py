@@ -127,26 +127,28 @@ class HeartbeatActor(SupervisedActor):
         # deadline, skipping (and counting) deadlines a gap in the data jumped over, as the
         # timer does. It carries the figures of that cycle, stamped with its data time; the loop
         # that sent them completed that cycle, so there is no stall to judge.
-        if self._due is None:
+        due = self._due
+        if due is None:
             return
-        interval = self._interval
+        interval, number = self._interval, self._beats
         beats = []
-        for at, moment, figures in cycles.entries:
-            if moment < self._due:
+        for at, moment, figures in cycles.entries:  # (kept in locals, and stored once at the end)
+            if moment < due:
                 continue
-            following = self._due + interval
+            following = due + interval
             if following <= moment:
-                skipped = math.floor((moment - self._due) / interval)
+                skipped = math.floor((moment - due) / interval)
                 self._skipped += skipped
-                following = self._due + (skipped + 1) * interval
-            self._due = following
-            self._beats += 1
-            self._last_figures = figures
-            beat = Heartbeat(*figures, beat=self._beats)  # type: ignore[misc]  # the fields in order
-            beats.append(beat.event(self._loop_id, at))
+                following = due + (skipped + 1) * interval
+            due = following
+            number += 1
+            beats.append((at, (*figures, number)))  # the fields in order, the beat's number last
+        self._due, self._beats = due, number
         if beats:
-            self._metrics.incr(MetricNames.HEARTBEAT_TOTAL, len(beats))
-            self._publish.send_all(beats)  # the batch's beats in one message, in order
+            self._last_figures = beats[-1][1][:-1]
+            events = Heartbeat.events_of(self._loop_id, beats)
+            self._metrics.incr(MetricNames.HEARTBEAT_TOTAL, len(events))
+            self._publish.send_all(events)  # the batch's beats in one message, in order
 
     def on_tick(self, key: str) -> None:
         """The beat timer fired: beat."""

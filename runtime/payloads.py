@@ -13,8 +13,9 @@ whose fields are made with `key` (the same name in the metadata unless ``name=``
 from __future__ import annotations
 
 import enum
+import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -150,12 +151,32 @@ class _Layout:
     # How a payload class's metadata is written, worked out once per class: its keys in field
     # order, a getter of its field values as a tuple, and which of them are not JSON values as
     # they are (enums, datetimes; every other kind was checked to be one when the payload was made).
+    # And, for `Payload.events_of`, the exact type of each field's value when every field holds
+    # the value it is given (None when one converts it or may hold None).
     keys: tuple[str, ...]
     values: Callable[[Any], tuple[Any, ...]]
     converted: tuple[int, ...]
+    exact: tuple[type, ...] | None
+
+    def held_as_given(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """True when every row of ``rows`` (values, one per field in order) is what the fields'
+        checks would let through unchanged: of the declared kinds exactly, whole numbers >= 0,
+        floats finite. False for anything else, which the checks themselves must judge. Judged
+        a column at a time, each in a few passes that Python makes in C."""
+        if self.exact is None or set(map(len, rows)) - {len(self.exact)}:
+            return False
+        for kind, column in zip(self.exact, zip(*rows)):
+            if set(map(type, column)) != {kind}:
+                return False
+            if kind is int and min(column) < 0:
+                return False
+            if kind is float and not all(map(math.isfinite, column)):
+                return False
+        return True
 
 
 _LAYOUTS: dict[type, _Layout] = {}
+_HELD_AS_GIVEN = (str, int, float, bool)  # the kinds whose checks give back the very value they pass
 
 
 def _layout(cls: type) -> _Layout:
@@ -167,11 +188,17 @@ def _layout(cls: type) -> _Layout:
             values: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*names)
         else:  # (attrgetter of one name gives the value itself, of none fails)
             values = lambda payload: tuple(getattr(payload, name) for name in names)  # noqa: E731
+        kinds = [kind_of(f) for f in fields]
         converted = tuple(
-            i for i, f in enumerate(fields)
-            if kind_of(f) is datetime or (isinstance(kind_of(f), type) and issubclass(kind_of(f), enum.Enum))
+            i for i, kind in enumerate(kinds) if kind is datetime or (isinstance(kind, type) and issubclass(kind, enum.Enum))
         )
-        layout = _LAYOUTS[cls] = _Layout(tuple(_key_of(f) for f in fields), values, converted)
+        held = all(kind in _HELD_AS_GIVEN for kind in kinds) and not any(map(is_nullable, fields))
+        layout = _LAYOUTS[cls] = _Layout(
+            tuple(_key_of(f) for f in fields),
+            values,
+            converted,
+            tuple(kinds) if held else None,
+        )
     return layout
 
 
@@ -206,6 +233,22 @@ class Payload:
         if timestamp is None:
             timestamp = datetime.now(UTC)
         return Event.of_json_metadata(self.event_type, loop_id, self.metadata(), timestamp)
+
+    @classmethod
+    def events_of(cls, loop_id: str, entries: Sequence[tuple[datetime, tuple[Any, ...]]]) -> list[Event]:
+        """The events ``cls(*values).event(loop_id, at)`` makes for each ``(at, values)`` of
+        ``entries``, in order; a bad value raises as that constructor does, naming its key.
+        When every value is one the fields would hold as it is given (`_Layout.held_as_given`:
+        the common case, such as a replay's heartbeat figures), the metadata is made without a
+        payload."""
+        layout = _layout(cls)
+        rows = [values for _, values in entries]
+        if layout.held_as_given(rows):
+            keys = layout.keys
+            metadata = [dict(zip(keys, values)) for values in rows]
+        else:
+            metadata = [cls(*values).metadata() for values in rows]
+        return Event.all_of_json_metadata(cls.event_type, loop_id, list(zip(metadata, (at for at, _ in entries))))
 
     @classmethod
     def from_metadata(cls: type[_P], metadata: Mapping[str, Any]) -> _P:

@@ -212,14 +212,15 @@ def test_a_batch_of_events_reaches_every_sink_and_subscriber_in_order_and_is_cou
     sink, subscriber, metrics = EventLog(), EventLog(), MemoryMetrics()
     handle, address = emitter([sink], [subscriber], metrics=metrics)
     first = event(EventType.SIGNAL_RECEIVED, n=-1)
-    batch = tuple(event(EventType.HEARTBEAT, n=i) for i in range(5)) + (event(EventType.TRADE_EXECUTED, n=5),)
+    kinds = [EventType.HEARTBEAT] * 3 + [EventType.TRADE_EXECUTED] + [EventType.HEARTBEAT] * 2 + [EventType.SIGNAL_RECEIVED]
+    batch = tuple(event(kind, n=i) for i, kind in enumerate(kinds))  # a type's events in more than one run
     address.tell(Publish(first))
     address.tell(PublishBatch(batch))
     for log in (sink, subscriber):
-        assert log.wait_for(lambda es: len(es) == 7) == [first, *batch]
+        assert log.wait_for(lambda es: len(es) == 8) == [first, *batch]
     handle.stop()
     assert {k: v for k, v in metrics.counters.items() if k.startswith("analytics_events_total")} == {
-        "analytics_events_total.signal_received": 1,
+        "analytics_events_total.signal_received": 2,
         "analytics_events_total.heartbeat": 5,
         "analytics_events_total.trade_executed": 1,
     }

@@ -9,12 +9,13 @@ import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from strategies import event_metadata, events
 
 from runtime import Event, EventType, Level, TradingState
-from runtime.events import new_event_id
+from runtime.events import new_event_id, new_event_ids
 
 
 @settings(max_examples=200)
@@ -220,9 +221,56 @@ def test_an_event_made_from_json_metadata_checks_its_type_loop_id_and_timestamp(
 
 
 def test_event_ids_are_32_hex_digits_unique_and_sorted_in_the_order_they_were_made():
-    from runtime.events import new_event_id
-
     ids = [Event(EventType.HEARTBEAT, "main").event_id for _ in range(500)] + [new_event_id() for _ in range(500)]
+    ids += new_event_ids(500) + new_event_ids(1) + new_event_ids(0) + [new_event_id()]
+    assert len(ids) == 1502
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)  # the journal's id index grows at its end
+
+
+def test_events_made_in_one_go_are_the_events_made_one_by_one():
+    berlin = ZoneInfo("Europe/Berlin")
+    entries = [({"n": i, "x": i / 3}, datetime(2024, 3, 1, 12, i, tzinfo=berlin)) for i in range(4)]
+    made = Event.all_of_json_metadata(EventType.HEARTBEAT, "main", [(dict(m), at) for m, at in entries])
+    one_by_one = [Event.of_json_metadata(EventType.HEARTBEAT, "main", dict(m), at) for m, at in entries]
+    assert made == [attrs.evolve(e, event_id=m.event_id) for e, m in zip(one_by_one, made)]
+    assert all(e.timestamp.tzinfo is UTC for e in made)
+    ids = [e.event_id for e in made]
+    assert len(set(ids)) == 4 and ids == sorted(ids) and ids[-1] < one_by_one[0].event_id
+    assert Event.all_of_json_metadata(EventType.HEARTBEAT, "main", []) == []
+
+
+def test_events_made_in_one_go_check_their_type_loop_id_and_each_timestamp():
+    at = datetime(2024, 3, 1, tzinfo=UTC)
+    with pytest.raises(TypeError, match=r"^event_type must be an EventType, got 'heartbeat'$"):
+        Event.all_of_json_metadata("heartbeat", "main", [({}, at)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^loop_id must be a string, got 7 \(int\)$"):
+        Event.all_of_json_metadata(EventType.HEARTBEAT, 7, [({}, at)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^timestamp must be a timezone-aware datetime"):
+        Event.all_of_json_metadata(EventType.HEARTBEAT, "main", [({}, at), ({}, datetime(2024, 3, 1))])
+
+
+@settings(max_examples=300)
+@given(event=events())
+def test_an_events_json_spells_its_timestamp_as_isoformat_does(event):
+    text = event.to_json()
+    assert f'"timestamp":"{event.timestamp.isoformat()}"' in text
+    assert json.loads(text)["timestamp"] == event.timestamp.isoformat()
+
+
+class _Stamp(datetime):
+    """A datetime of another type (pandas' Timestamp is one) that writes itself its own way."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return super().isoformat(sep, "microseconds")
+
+
+def test_a_timestamp_of_a_datetime_subclass_is_written_by_its_own_isoformat_in_the_same_json():
+    event = Event(EventType.HEARTBEAT, "main", {"x": 1e-7}, _Stamp(2024, 3, 1, tzinfo=UTC))
+    assert event.to_json() == (
+        f'{{"event_id":"{event.event_id}","event_type":"heartbeat","loop_id":"main","metadata":{{"x":1e-7}},'
+        '"timestamp":"2024-03-01T00:00:00.000000+00:00"}'
+    )
+    plain = Event(EventType.HEARTBEAT, "main", {"x": 1e-7}, datetime(2024, 3, 1, tzinfo=UTC))
+    assert '"metadata":{"x":1e-7},"timestamp":"2024-03-01T00:00:00+00:00"}' in plain.to_json()

@@ -14,6 +14,7 @@ from runtime.adapters.paper import PaperBroker
 from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import EventType
+from runtime.payloads import Heartbeat
 from runtime.replay.prices import Bar
 from runtime.settings import Settings
 from runtime.signals import Signal
@@ -53,7 +54,7 @@ def test_beats_follow_the_bars_schedule_skip_a_weekend_and_carry_each_bars_figur
         market_feed=PaperFeed(broker, strategy, "X"), sinks=[journal_sink(store)],
     ).start()
     try:
-        result = Replay(system, clock, batch=4).run(bars)
+        result = Replay(system, clock, batch=5).run(bars)  # two beats in the last batch
         stats = system.heartbeat.ask(GetHeartbeatStats(), timeout=10.0)
     finally:
         system.stop()
@@ -73,4 +74,5 @@ def test_beats_follow_the_bars_schedule_skip_a_weekend_and_carry_each_bars_figur
     assert [b.metadata["positions_open"] for b in beats] == [1, 1, 1, 1]
     assert stats.beats == 4 and stats.missed == 33 and stats.stalls == 0
     assert stats.last_metrics.signals_processed == 9
+    assert stats.last_metrics == Heartbeat.from_event(beats[-1]).metrics  # the last beat's, not its batch's first
     assert not [e for e in store.events() if e.event_type is EventType.STALL_DETECTED]

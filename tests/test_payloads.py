@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
+import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies import payloads
 
-from runtime import Event, EventType, Fill, Order, Position, Signal
+from runtime import Event, EventType, Fill, Order, Position, Side, Signal
 from runtime.payloads import (
     PAYLOAD_TYPES,
     ActorRestarted,
@@ -28,6 +31,7 @@ from runtime.payloads import (
     TradeExecuted,
     TradeFailed,
     TradingStateChanged,
+    _layout,
 )
 from runtime.risk.guards import TradingState
 
@@ -203,3 +207,108 @@ def test_a_payloads_event_carries_its_metadata_as_given_and_equal_to_one_built_b
     made = SUBMITTED.event("main", AT)
     assert made == Event(EventType.ORDER_SUBMITTED, "main", SUBMITTED.metadata(), AT, event_id=made.event_id)
     assert made.metadata is not SUBMITTED.event("main", AT).metadata  # a fresh dict per event
+
+
+# Anything a field may be handed: its own kind and every other, in range and out of it.
+_ANY_VALUE = st.one_of(
+    st.integers(-2, 2**70),
+    st.booleans(),
+    st.floats(),  # NaN and the infinities included
+    st.text(max_size=3),
+    st.none(),
+    st.sampled_from(list(Side)),
+    st.just(AT),
+)
+
+
+@st.composite
+def _rows(draw: st.DrawFn, kind: type[Payload]) -> list[tuple[object, ...]]:
+    # Each row a payload's own field values, in order; now and then one of them replaced by
+    # any value, or the row cut short or made longer.
+    names = [f.name for f in attrs.fields(kind)]
+    rows = []
+    for payload in draw(st.lists(payloads([kind]), min_size=1, max_size=4)):
+        row = [getattr(payload, name) for name in names]
+        change = draw(st.sampled_from(["none", "none", "value", "shorter", "longer"]))
+        if change == "value" and row:
+            row[draw(st.integers(0, len(row) - 1))] = draw(_ANY_VALUE)
+        elif change == "shorter" and row:
+            row.pop()
+        elif change == "longer":
+            row.append(draw(_ANY_VALUE))
+        rows.append(tuple(row))
+    return rows
+
+
+def _without_id(event: Event) -> str:
+    # The event's exact JSON (1 and 1.0 and true told apart), but for its random id.
+    return event.to_json().replace(event.event_id, "")
+
+
+def _events_one_by_one(kind: type[Payload], rows: list[tuple[object, ...]], at: list[datetime]) -> list[Event] | Exception:
+    try:
+        return [kind(*row).event("main", moment) for row, moment in zip(rows, at)]
+    except (TypeError, ValueError) as exc:
+        return exc
+
+
+def _assert_events_of_matches_one_by_one(kind: type[Payload], rows: list[tuple[object, ...]]) -> None:
+    at = [datetime(2024, 3, 1, 12, i, tzinfo=UTC) for i in range(len(rows))]
+    expected = _events_one_by_one(kind, rows, at)
+    if isinstance(expected, Exception):
+        with pytest.raises(type(expected)) as raised:
+            kind.events_of("main", list(zip(at, rows)))
+        assert str(raised.value) == str(expected)
+        return
+    made = kind.events_of("main", list(zip(at, rows)))
+    assert [_without_id(e) for e in made] == [_without_id(e) for e in expected]
+    assert made == [attrs.evolve(e, event_id=m.event_id) for e, m in zip(expected, made)]
+    ids = [e.event_id for e in made]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)
+
+
+@settings(max_examples=400)
+@given(data=st.data(), kind=st.sampled_from(list(PAYLOAD_TYPES.values())))
+def test_events_made_in_one_go_are_the_events_of_each_payload_or_its_error(data, kind):
+    _assert_events_of_matches_one_by_one(kind, data.draw(_rows(kind)))
+
+
+class _Figure(float):
+    """A float of another type (numpy's float64 is one): held as it is given only by the check."""
+
+
+FIGURES = (10, 2, 0, 1.25, 1, 10_234.5, 10, 2, 7)
+
+
+@pytest.mark.parametrize(
+    ("index", "value"),
+    [
+        (None, None),  # the figures as the loop sends them
+        (2, -1),  # a count below 0
+        (2, True),  # a bool for a count
+        (2, 2.0),  # a float for a count
+        (3, math.nan),
+        (5, math.inf),
+        (5, -math.inf),
+        (5, 10_234),  # an int for a float: kept as the int
+        (5, _Figure(10_234.5)),
+        (0, "10"),
+    ],
+)
+def test_a_batch_of_heartbeats_is_made_as_each_would_be_one_by_one(index, value):
+    # Every row good but one, which is changed in a different place from row to row: the one
+    # bad value must be judged by the field's own check (refused, or kept as it is).
+    rows = [FIGURES[:8] + (beat,) for beat in range(1, 6)]
+    assert _layout(Heartbeat).held_as_given(rows)  # the rows that take the path without a payload
+    if index is not None:
+        rows[3] = rows[3][:index] + (value,) + rows[3][index + 1 :]
+        assert not _layout(Heartbeat).held_as_given(rows)
+    _assert_events_of_matches_one_by_one(Heartbeat, rows)
+
+
+def test_a_batch_of_heartbeats_refuses_a_bad_figure_naming_its_key_and_value():
+    rows = [FIGURES, FIGURES[:5] + (math.nan,) + FIGURES[6:]]
+    with pytest.raises(ValueError, match=r"^account_equity must be a finite real number, got nan$"):
+        Heartbeat.events_of("main", [(AT, row) for row in rows])
+    with pytest.raises(TypeError, match=r"^error_count must be a whole number >= 0, got True \(bool\)$"):
+        Heartbeat.events_of("main", [(AT, FIGURES[:2] + (True,) + FIGURES[3:])])
