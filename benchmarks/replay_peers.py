@@ -99,14 +99,16 @@ def _volume(bars: list[Bar]) -> float:
 class _Journal:
     """What the supervised replay journals, made and written with no actor: the events of each
     signal (received, approved, then submitted and executed, or refused while halted) and a
-    heartbeat for every bar after the first, appended to ``store`` 500 at a time (one group
-    commit each, as the journal worker's are)."""
+    heartbeat for every bar after the first (made a run at a time, as the heartbeat actor makes
+    a batch's), appended to ``store`` 500 at a time (one group commit each, as the journal
+    worker's are)."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self.events = 0
-        self._pending: list[Event] = []
-        self._beats = 0
+        self._written: list[Event] = []
+        self._beats: list[tuple[datetime, tuple[Any, ...]]] = []  # made when something follows them
+        self._beat = 0
         self._signals = self._trades = 0
         self._started = False
 
@@ -120,24 +122,29 @@ class _Journal:
             submitted = OrderSubmitted.of(order, signal)
             made += [submitted, TradeExecuted.of(submitted, fill)]
             self._trades += 1
-        self._add([payload.event("main", at) for payload in made])
+        self._make_beats()
+        self._written += [payload.event("main", at) for payload in made]
 
     def bar(self, at: datetime, positions_open: int, equity: float) -> None:
         # The heartbeat's first deadline is an interval after it starts: the second bar.
         if self._started:
-            self._beats += 1
-            beat = Heartbeat(self._signals, self._trades, 0, 0.0, positions_open, equity, self._signals, self._trades, self._beats)
-            self._add([beat.event("main", at)])
+            self._beat += 1
+            figures = (self._signals, self._trades, 0, 0.0, positions_open, equity, self._signals, self._trades, self._beat)
+            self._beats.append((at, figures))
+            if len(self._beats) + len(self._written) >= 500:
+                self.flush()
         self._started = True
 
-    def _add(self, events: list[Event]) -> None:
-        self._pending += events
-        if len(self._pending) >= 500:
-            self.flush()
+    def _make_beats(self) -> None:
+        if self._beats:
+            self._written += Heartbeat.events_of("main", self._beats)
+            self._beats = []
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        self.events += self.store.append_events(pending)
+        """Write what is made and due."""
+        self._make_beats()
+        written, self._written = self._written, []
+        self.events += self.store.append_events(written)
 
 
 def plain_core(bars: list[Bar], journal: StateStore | None = None) -> PeerResult:
