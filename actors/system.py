@@ -56,7 +56,7 @@ from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
-from runtime.store import StateStore
+from runtime.store import StateStore, check_store
 
 __all__ = ["TradingSystem", "start_trading_system", "store_from_settings"]
 
@@ -118,7 +118,7 @@ class TradingSystem:
         # What is not given comes from the settings: PostgreSQL at STATE_DSN or SQLite at STATE_DB,
         # statsd at STATSD_HOST, Telegram with TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID; else
         # memory, nothing, the log.
-        self.store = store if store is not None else store_from_settings(settings)
+        self.store = check_store(store) if store is not None else store_from_settings(settings)
         self.metrics = metrics if metrics is not None else StatsdMetrics.from_settings(settings)
         self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
         # What this system built it also closes (on `stop`); what the caller gave, the caller owns.

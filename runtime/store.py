@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -24,6 +24,7 @@ __all__ = [
     "UnreadableOrder",
     "check_events",
     "check_outcome",
+    "check_store",
     "check_pending_halt",
     "loop_id_of",
     "order_client_id",
@@ -77,6 +78,19 @@ def check_events(events: Sequence[Event]) -> None:
     for index, event in enumerate(events):
         if not isinstance(event, Event):
             raise TypeError(f"events[{index}] must be an Event, got {event!r}")
+
+
+def check_store(store: Any) -> Any:
+    """Return ``store`` when it has every method of the `StateStore` port, else raise
+    ``TypeError`` naming those it lacks: a store written for an older port (say, without
+    pending halts) is refused once, where it is given, instead of failing each guard start."""
+    missing = [name for name in _PORT_METHODS if not callable(getattr(store, name, None))]
+    if missing:
+        raise TypeError(
+            f"store must be a runtime.store.StateStore, got {store!r}, which has no {', '.join(missing)} "
+            f"(a store written for an older tradewarden must add them)"
+        )
+    return store
 
 
 @attrs.frozen
@@ -226,6 +240,9 @@ class StateStore(Protocol):
         """Forget the loop's pending halts named in ``halt_ids`` (taken by its guard); one not
         kept is ignored, and one saved meanwhile under another id is kept."""
         ...
+
+
+_PORT_METHODS = tuple(name for name in vars(StateStore) if not name.startswith("_"))
 
 
 class MemoryStore:

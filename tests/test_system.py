@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import pykka
+import pytest
 from actor_helpers import WAIT, AlertInbox, EventLog, Journal, wait_until
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -46,6 +47,31 @@ def test_stop_ends_every_actor_in_reverse_order_and_journals_loop_stopped():
     kinds = [e.event_type for e in store.events()]
     assert kinds[0] is EventType.LOOP_STARTED and kinds[-1] is EventType.LOOP_STOPPED
     assert store.events()[-1].metadata["how"] == "normal"
+
+
+class OlderPortStore:
+    """A store of the user's own, written before pending halts were in the port: every other
+    method is a working memory store's."""
+
+    def __init__(self) -> None:
+        self._memory = MemoryStore()
+
+    def __getattr__(self, name: str):
+        if name in {"save_pending_halt", "load_pending_halts", "clear_pending_halts"}:
+            raise AttributeError(name)
+        return getattr(self._memory, name)
+
+    def __repr__(self) -> str:
+        return "OlderPortStore()"
+
+
+def test_a_store_without_every_method_of_the_port_is_refused_once_by_name_before_anything_starts():
+    with pytest.raises(TypeError) as refused:
+        TradingSystem(Settings(), paper(), ListSignalSource(), store=OlderPortStore(), clock=ManualClock(), loop_interval=None)
+    assert str(refused.value) == (
+        "store must be a runtime.store.StateStore, got OlderPortStore(), which has no save_pending_halt, "
+        "load_pending_halts, clear_pending_halts (a store written for an older tradewarden must add them)"
+    )
 
 
 def test_halts_pending_in_the_store_come_first_so_the_system_starts_halted_and_refuses_the_first_order():
