@@ -108,12 +108,19 @@ class ManualClock:
         start = aware_datetime("start", start or datetime(2024, 1, 1, tzinfo=UTC))
         self._origin = start.astimezone(UTC)
         self._elapsed = 0.0
+        # (elapsed, the time then): the last `now`, kept, since time is asked far more often than it moves.
+        self._now: tuple[float | None, datetime] = (None, self._origin)
         self._schedule = Schedule()
         self._lock = threading.RLock()
 
     def now(self) -> datetime:
         """The clock's current time, UTC."""
-        return self._origin + timedelta(seconds=self._elapsed)
+        elapsed = self._elapsed
+        known, moment = self._now
+        if known != elapsed:
+            moment = self._origin + timedelta(seconds=elapsed)
+            self._now = (elapsed, moment)
+        return moment
 
     def monotonic(self) -> float:
         """Seconds since the clock was made."""
@@ -134,7 +141,10 @@ class ManualClock:
 
     def set(self, moment: datetime) -> None:
         """Move time forward to ``moment``; moving backwards is refused (time never goes back)."""
-        target = (aware_datetime("moment", moment).astimezone(UTC) - self._origin).total_seconds()
+        utc = moment
+        if type(utc) is not datetime or utc.tzinfo is not UTC:  # (a replay's bars are in UTC already)
+            utc = aware_datetime("moment", moment).astimezone(UTC)
+        target = (utc - self._origin).total_seconds()
         if target < self._elapsed:
             raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")
         self._move_to(target)
@@ -142,9 +152,8 @@ class ManualClock:
     def _move_to(self, target: float) -> None:
         with self._lock:
             self._elapsed = max(self._elapsed, target)
-        while True:
+            item = self._schedule.pop_due(self._elapsed)
+        while item is not None:
+            run_scheduled(item)
             with self._lock:
                 item = self._schedule.pop_due(self._elapsed)
-            if item is None:
-                return
-            run_scheduled(item)
