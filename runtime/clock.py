@@ -20,6 +20,10 @@ from runtime.validation import aware_datetime
 
 __all__ = ["Clock", "Scheduled", "Schedule", "ManualClock", "run_scheduled"]
 
+# Seconds as a float hold every microsecond exactly below 2**52 of them (142 years): within that
+# of its start, a clock set to a moment reads back that very moment.
+_EXACT_SECONDS = 2**52 / 1e6
+
 
 class Scheduled:
     """A callback waiting for its moment; `cancel` makes sure it never runs."""
@@ -147,11 +151,14 @@ class ManualClock:
         target = (utc - self._origin).total_seconds()
         if target < self._elapsed:
             raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")
+        if target < _EXACT_SECONDS and type(utc) is type(self._origin) and not utc.fold:
+            self._now = (target, utc)  # the time `now` would compute for ``target``: it need not
         self._move_to(target)
 
     def _move_to(self, target: float) -> None:
         with self._lock:
-            self._elapsed = max(self._elapsed, target)
+            if target > self._elapsed:  # (another thread may have moved it further meanwhile)
+                self._elapsed = target
             item = self._schedule.pop_due(self._elapsed)
         while item is not None:
             run_scheduled(item)

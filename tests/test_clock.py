@@ -198,6 +198,30 @@ def test_set_to_a_utc_moment_moves_exactly_as_to_the_same_instant_in_any_zone(st
         assert all(now == moment for _, now in seen["utc"][ran:])
 
 
+class _Stamp(datetime):
+    """A datetime subclass (as pandas' Timestamp is one): a clock started at one keeps its type."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.sampled_from([datetime(1900, 1, 1, tzinfo=UTC), _Stamp(1999, 12, 31, 23, 59, tzinfo=UTC)]),
+    moments=st.lists(
+        st.tuples(st.datetimes(datetime(1900, 1, 1), datetime(9999, 12, 31), timezones=st.just(UTC)), st.booleans()),
+        max_size=10,
+    ),
+)
+def test_after_set_now_reads_exactly_the_start_plus_the_elapsed_seconds(start, moments):
+    # Set keeps the moment it was given as the time (within 142 years of the start); it must be
+    # the very datetime the start plus the elapsed seconds makes: value, type, zone and fold.
+    clock = ManualClock(start)
+    for moment, folded in sorted(moments):
+        if moment.astimezone(UTC) < clock.now():
+            continue
+        clock.set(moment.replace(fold=1) if folded else moment)
+        made = start + timedelta(seconds=clock.monotonic())
+        assert (type(clock.now()), repr(clock.now())) == (type(made), repr(made))
+
+
 @settings(max_examples=100, deadline=None)
 @given(moves=st.lists(st.tuples(st.floats(0.0, 1e6), st.booleans()), max_size=20))
 def test_now_is_always_the_start_plus_the_elapsed_seconds_however_often_it_is_asked(moves):
