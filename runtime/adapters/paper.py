@@ -183,7 +183,9 @@ class PaperBroker:
         positions = self._positions
         if len(positions) > 1:  # added by sum(), whose rounding Python 3.12 compensates
             return self._cash + sum([self._value(p, symbol, bid) for p in positions.values()])
-        equity = self._cash  # none or one (a replay's every bar): the sum of one value is that value
+        # None or one (a replay's every bar): cash plus the one value is cash plus sum() of it
+        # (sum() starts from +0, which differs from adding nothing only to a cash of -0.0, never made).
+        equity = self._cash
         for position in positions.values():
             equity += self._value(position, symbol, bid)
         return equity
