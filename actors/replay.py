@@ -145,7 +145,7 @@ class PaperFeed:
         equity = broker.equity_at(symbol, worst)
         # A position is open (``held``): the count only matters to a halted guard, for which
         # any open position makes the reading one to judge.
-        clear = line.clear(equity, bar.time, 1, broker.account_snapshot().net_deposits)
+        clear = line.clear(equity, bar.time, 1, broker.net_deposits)
         if not clear:
             price = worst
             if line.breaches(equity, bar.time):

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from runtime.errors import TradewardenError
-from runtime.validation import attrs_finite, attrs_positive, attrs_text, member
+from runtime.validation import attrs_finite, attrs_positive, attrs_text, finite_number, member
 
 __all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "closes_with_client_id", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
 
@@ -34,7 +34,9 @@ class Side(enum.Enum):
     @property
     def sign(self) -> int:
         """+1 for BUY, -1 for SELL."""
-        return 1 if self is Side.BUY else -1
+        # By value, not ``self is Side.BUY``: a member looked up through its class costs a
+        # metaclass call, and brokers and guards ask this for every position on every reading.
+        return 1 if self._value_ == "buy" else -1
 
 
 def to_side(value: object) -> Side:
@@ -85,6 +87,23 @@ class Position:
     volume: float = attrs.field(validator=attrs_positive)
     entry_price: float = attrs.field(validator=attrs_finite)
     unrealised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
+
+    def revalued(self, unrealised_pnl: float) -> Position:
+        """This position with ``unrealised_pnl`` in place of its own, refused as the constructor
+        refuses it (not a finite real number: ``TypeError`` or ``ValueError`` naming the field).
+
+        Only the new value is checked: the other fields are this position's, checked when it was
+        made, and a broker revalues every open position on every reading of the account."""
+        finite_number("unrealised_pnl", unrealised_pnl)
+        copy = object.__new__(Position)
+        put = object.__setattr__  # (the frozen class's own __setattr__ refuses; attrs' __init__ does the same)
+        put(copy, "position_id", self.position_id)
+        put(copy, "symbol", self.symbol)
+        put(copy, "side", self.side)
+        put(copy, "volume", self.volume)
+        put(copy, "entry_price", self.entry_price)
+        put(copy, "unrealised_pnl", unrealised_pnl)
+        return copy
 
 
 @attrs.frozen

@@ -20,6 +20,10 @@ from runtime.validation import aware_datetime
 
 __all__ = ["Clock", "Scheduled", "Schedule", "ManualClock", "run_scheduled"]
 
+# Seconds as a float hold every microsecond exactly below 2**52 of them (142 years): within that
+# of its start, a clock set to a moment reads back that very moment.
+_EXACT_SECONDS = 2**52 / 1e6
+
 
 class Scheduled:
     """A callback waiting for its moment; `cancel` makes sure it never runs."""
@@ -108,12 +112,19 @@ class ManualClock:
         start = aware_datetime("start", start or datetime(2024, 1, 1, tzinfo=UTC))
         self._origin = start.astimezone(UTC)
         self._elapsed = 0.0
+        # (elapsed, the time then): the last `now`, kept, since time is asked far more often than it moves.
+        self._now: tuple[float | None, datetime] = (None, self._origin)
         self._schedule = Schedule()
         self._lock = threading.RLock()
 
     def now(self) -> datetime:
         """The clock's current time, UTC."""
-        return self._origin + timedelta(seconds=self._elapsed)
+        elapsed = self._elapsed
+        known, moment = self._now
+        if known != elapsed:
+            moment = self._origin + timedelta(seconds=elapsed)
+            self._now = (elapsed, moment)
+        return moment
 
     def monotonic(self) -> float:
         """Seconds since the clock was made."""
@@ -134,17 +145,22 @@ class ManualClock:
 
     def set(self, moment: datetime) -> None:
         """Move time forward to ``moment``; moving backwards is refused (time never goes back)."""
-        target = (aware_datetime("moment", moment).astimezone(UTC) - self._origin).total_seconds()
+        utc = moment
+        if type(utc) is not datetime or utc.tzinfo is not UTC:  # (a replay's bars are in UTC already)
+            utc = aware_datetime("moment", moment).astimezone(UTC)
+        target = (utc - self._origin).total_seconds()
         if target < self._elapsed:
             raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")
+        if target < _EXACT_SECONDS and type(utc) is type(self._origin) and not utc.fold:
+            self._now = (target, utc)  # the time `now` would compute for ``target``: it need not
         self._move_to(target)
 
     def _move_to(self, target: float) -> None:
         with self._lock:
-            self._elapsed = max(self._elapsed, target)
-        while True:
+            if target > self._elapsed:  # (another thread may have moved it further meanwhile)
+                self._elapsed = target
+            item = self._schedule.pop_due(self._elapsed)
+        while item is not None:
+            run_scheduled(item)
             with self._lock:
                 item = self._schedule.pop_due(self._elapsed)
-            if item is None:
-                return
-            run_scheduled(item)

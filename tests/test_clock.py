@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import aware_datetimes
 
 from runtime import ManualClock, SystemClock
 
@@ -147,6 +150,89 @@ def test_set_to_the_current_moment_is_allowed():
 def test_set_with_a_naive_moment_is_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         ManualClock(START).set(datetime(2024, 1, 2))
+
+
+def test_set_backwards_in_another_zone_is_refused_naming_the_moment_as_given():
+    clock = ManualClock(START)
+    clock.advance(7200.0)
+    with pytest.raises(ValueError) as refused:
+        clock.set(datetime(2024, 1, 1, 2, 30, tzinfo=ZoneInfo("Europe/Paris")))
+    assert str(refused.value) == (
+        "moment 2024-01-01T02:30:00+01:00 is before the clock's time 2024-01-01T02:00:00+00:00"
+    )
+    with pytest.raises(TypeError) as refused:
+        clock.set("2024-01-02")  # type: ignore[arg-type]
+    assert str(refused.value) == "moment must be a timezone-aware datetime, got '2024-01-02' (str)"
+    assert clock.monotonic() == 7200.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=aware_datetimes("Asia/Kolkata"),
+    steps=st.lists(
+        st.tuples(st.floats(0.0, 10 * 86_400.0), st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"])),
+        max_size=12,
+    ),
+    due=st.lists(st.floats(0.0, 40 * 86_400.0), max_size=8),
+)
+def test_set_to_a_utc_moment_moves_exactly_as_to_the_same_instant_in_any_zone(start, steps, due):
+    # Two clocks set to the same instants, one given each in UTC (the replay's case) and one in
+    # another zone: the same time, to the microsecond and the bit, and the same callbacks at it.
+    utc_clock, zoned_clock = ManualClock(start), ManualClock(start)
+    seen: dict[str, list[tuple[float, datetime]]] = {"utc": [], "zoned": []}
+    for name, clock in (("utc", utc_clock), ("zoned", zoned_clock)):
+        for when in due:
+            clock.call_at(when, lambda c=clock, n=name, w=when: seen[n].append((w, c.now())))
+    moment = start.astimezone(UTC)
+    for seconds, zone in steps:
+        moment = moment + timedelta(seconds=seconds)
+        ran = len(seen["utc"])
+        utc_clock.set(moment)
+        zoned_clock.set(moment.astimezone(ZoneInfo(zone)))
+        assert utc_clock.monotonic().hex() == zoned_clock.monotonic().hex()
+        assert utc_clock.now() == zoned_clock.now() == moment
+        assert utc_clock.now().tzinfo is UTC
+        assert seen["utc"] == seen["zoned"]
+        # Every callback that fell due ran in this move, in time order, and saw the time moved to.
+        assert [when for when, _ in seen["utc"][ran:]] == sorted(w for w in due if w <= utc_clock.monotonic())[ran:]
+        assert all(now == moment for _, now in seen["utc"][ran:])
+
+
+class _Stamp(datetime):
+    """A datetime subclass (as pandas' Timestamp is one): a clock started at one keeps its type."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.sampled_from([datetime(1900, 1, 1, tzinfo=UTC), _Stamp(1999, 12, 31, 23, 59, tzinfo=UTC)]),
+    moments=st.lists(
+        st.tuples(st.datetimes(datetime(1900, 1, 1), datetime(9999, 12, 31), timezones=st.just(UTC)), st.booleans()),
+        max_size=10,
+    ),
+)
+def test_after_set_now_reads_exactly_the_start_plus_the_elapsed_seconds(start, moments):
+    # Set keeps the moment it was given as the time (within 142 years of the start); it must be
+    # the very datetime the start plus the elapsed seconds makes: value, type, zone and fold.
+    clock = ManualClock(start)
+    for moment, folded in sorted(moments):
+        if moment.astimezone(UTC) < clock.now():
+            continue
+        clock.set(moment.replace(fold=1) if folded else moment)
+        made = start + timedelta(seconds=clock.monotonic())
+        assert (type(clock.now()), repr(clock.now())) == (type(made), repr(made))
+
+
+@settings(max_examples=100, deadline=None)
+@given(moves=st.lists(st.tuples(st.floats(0.0, 1e6), st.booleans()), max_size=20))
+def test_now_is_always_the_start_plus_the_elapsed_seconds_however_often_it_is_asked(moves):
+    clock = ManualClock(START)
+    assert clock.now() == START
+    for seconds, ask_twice in moves:
+        clock.advance(seconds)
+        expected = START + timedelta(seconds=clock.monotonic())
+        assert clock.now() == expected
+        if ask_twice:
+            assert clock.now() == expected
 
 
 @pytest.mark.parametrize("seconds", [-1.0, float("nan")])

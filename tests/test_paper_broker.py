@@ -6,10 +6,11 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import equities
+from strategies import equities, open_positions
 
 from runtime import Broker, BrokerError, Fill, Order, PaperBroker, Position, Side
 from runtime.broker import AccountSnapshot
@@ -256,6 +257,29 @@ def test_an_empty_symbol_is_refused():
 def test_sides_know_their_opposite_and_sign():
     assert (Side.BUY.opposite, Side.SELL.opposite) == (Side.SELL, Side.BUY)
     assert (Side.BUY.sign, Side.SELL.sign) == (1, -1)
+
+
+@given(positions=open_positions(), pnl=st.floats(allow_nan=False, allow_infinity=False) | st.integers(-10**6, 10**6))
+def test_a_revalued_position_is_the_position_made_with_that_pnl(positions, pnl):
+    for position in positions:
+        fields = attrs.astuple(position, recurse=False)[:-1]
+        revalued = position.revalued(pnl)
+        assert type(revalued) is Position
+        made = Position(*fields, pnl)
+        assert repr(revalued) == repr(made)  # every field, and its type (an int stays an int)
+        assert revalued == made and hash(revalued) == hash(made)
+        assert attrs.astuple(position, recurse=False)[-1] == 0.0  # the original is untouched
+
+
+@pytest.mark.parametrize("pnl", [math.nan, math.inf, -math.inf, "1", None, True])
+def test_a_revalued_position_refuses_what_the_constructor_refuses_with_the_same_message(pnl):
+    position = Position("7", "EURUSD", Side.SELL, 2.0, 1.1)
+    with pytest.raises((TypeError, ValueError)) as made:
+        Position("7", "EURUSD", Side.SELL, 2.0, 1.1, pnl)
+    with pytest.raises(made.type) as revalued:
+        position.revalued(pnl)
+    assert str(revalued.value) == str(made.value)
+    assert str(made.value).startswith("unrealised_pnl must be a finite real number, got ")
 
 
 # --- every field of every fill: open, add, reduce, reverse, close ----------------------------------

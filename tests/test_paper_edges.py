@@ -8,6 +8,8 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime import BrokerError, Fill, Order, PaperBroker, Position, Side
 from runtime.adapters.paper import PaperCosts
@@ -206,3 +208,119 @@ def test_a_cost_that_is_not_a_number_is_refused_naming_its_field(field):
     with pytest.raises(TypeError) as refused:
         PaperCosts(**{field: "x"})
     assert str(refused.value) == f"{field} must be a finite real number, got 'x' (str)"
+
+
+# --- valuation: the figures the per-bar fast paths give are the sum's, to the last bit ------------
+
+
+def _priced_value(broker: PaperBroker, position: Position, contract: float, symbol: str | None, bid: float) -> float:
+    # The valuation as the broker defined it before it had a one-position path: the bid (``bid``
+    # for ``symbol``), plus the spread for a short, less the entry, times the side's sign, the
+    # volume and the contract size, in that order.
+    price = bid if position.symbol == symbol else broker.price(position.symbol)
+    mark = price if position.side is Side.BUY else price + broker.spread(position.symbol)
+    return (mark - position.entry_price) * position.side.sign * position.volume * contract
+
+
+def _summed_equity(broker: PaperBroker, contract: float, symbol: str | None = None, bid: float = 0.0) -> float:
+    return broker.cash + sum(_priced_value(broker, p, contract, symbol, bid) for p in broker.open_positions())
+
+
+_SYMBOLS = ("X", "Y", "Z")
+_STEPS = st.one_of(
+    st.tuples(st.just("price"), st.sampled_from(_SYMBOLS), st.floats(0.5, 500.0), st.none() | st.floats(0.0, 80.0)),
+    st.tuples(st.just("order"), st.sampled_from(_SYMBOLS), st.sampled_from(list(Side)), st.floats(0.01, 50.0)),
+    st.tuples(st.just("close"), st.integers(0, 3)),
+    st.tuples(st.just("deposit"), st.floats(0.01, 5_000.0)),
+    st.tuples(st.just("withdraw"), st.floats(0.01, 5_000.0)),
+)
+
+
+def _play(broker: PaperBroker, step: tuple) -> None:
+    kind, *args = step
+    try:
+        if kind == "price":
+            symbol, price, spread_points = args
+            broker.update_price(symbol, price, AT, spread_points=spread_points)
+        elif kind == "order":
+            broker.submit_order(Order(*args))
+        elif kind == "close":
+            positions = broker.open_positions()
+            if positions:
+                broker.close_position(positions[args[0] % len(positions)].position_id)
+        else:
+            getattr(broker, kind)(args[0])
+    except BrokerError:
+        pass  # refused (no price yet, over the free cash): nothing changed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(_STEPS, max_size=30),
+    contract=st.sampled_from([1.0, 0.5, 3.0, 100_000.0]),
+    spread=st.sampled_from([0.0, 0.25, 0.013]),
+    point=st.sampled_from([None, 0.01, 0.0001]),
+    commission=st.sampled_from([0.0, 0.7]),
+    bids=st.lists(st.floats(0.5, 500.0), min_size=3, max_size=3),
+)
+def test_equity_snapshot_equity_at_and_positions_are_the_sum_over_positions_to_the_last_bit(
+    steps, contract, spread, point, commission, bids
+):
+    # None, one or several positions, longs and shorts, own spreads in points: every figure equals
+    # the plain sum over the positions, bit for bit (hex), whichever path the broker took.
+    broker = PaperBroker(
+        100_000.0, contract_size=contract, costs=PaperCosts(commission_per_lot=commission, spread=spread, point=point)
+    )
+    for step in steps:
+        _play(broker, step)
+        equity = _summed_equity(broker, contract)
+        assert broker.account_equity().hex() == equity.hex()
+        snapshot = broker.account_snapshot()
+        assert (snapshot.equity.hex(), snapshot.net_deposits) == (equity.hex(), broker.net_deposits)
+        for symbol, bid in zip(_SYMBOLS, bids):
+            if any(p.symbol == symbol for p in broker.open_positions()):
+                assert broker.equity_at(symbol, bid).hex() == _summed_equity(broker, contract, symbol, bid).hex()
+        assert broker.open_positions() == [
+            Position(p.position_id, p.symbol, p.side, p.volume, p.entry_price, _priced_value(broker, p, contract, None, 0.0))
+            for p in broker.open_positions()
+        ]
+
+
+def test_net_deposits_are_the_snapshots_and_move_only_with_cash_flows():
+    broker = paper()
+    assert broker.net_deposits == 0.0
+    broker.submit_order(Order("X", "buy", 3))
+    broker.update_price("X", 120.0, AT)
+    broker.deposit(250.0)
+    broker.withdraw(100.0)
+    assert broker.net_deposits == 150.0
+    assert broker.account_snapshot() == AccountSnapshot(10_000.0 + 60.0 + 150.0, 150.0)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "error", "message"),
+    [
+        (" ", ValueError, "symbol must be a non-empty string, got ' '"),
+        ("\ud800", ValueError, "symbol must be text that UTF-8 can carry (no lone surrogate), got '\\ud800'"),
+        (1, TypeError, "symbol must be a non-empty string, got 1 (int)"),
+        (["X"], TypeError, "symbol must be a non-empty string, got ['X'] (list)"),
+    ],
+)
+def test_a_bad_symbol_is_refused_by_a_broker_that_already_prices_others(symbol, error, message):
+    # A symbol priced before is not checked again; every other one still is, and changes nothing.
+    broker = paper()
+    with pytest.raises(error) as refused:
+        broker.update_price(symbol, 101.0, AT)
+    assert str(refused.value) == message
+    assert (broker.price("X"), broker.price("Y")) == (100.0, 50.0)
+
+
+def test_a_known_symbol_with_a_bad_price_is_still_refused_naming_the_price():
+    broker = paper()
+    with pytest.raises(ValueError) as refused:
+        broker.update_price("X", math.nan, AT)
+    assert str(refused.value) == "price must be a finite real number, got nan"
+    with pytest.raises(ValueError) as refused:
+        broker.update_price("X", -1.0, AT)
+    assert str(refused.value) == "price must be > 0, got -1.0 for 'X'"
+    assert broker.price("X") == 100.0

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from statistics import fmean
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from runtime import Side, SignalSource
@@ -163,3 +163,41 @@ def test_never_oversells_and_every_signal_is_a_true_cross(closes, fast, extra, v
         assert held >= 0.0
         assert index >= slow  # a cross needs a previous full window
     assert strategy.position == held
+
+
+def _crosses(closes: list[float], fast: int, slow: int, volume: float) -> list[tuple[int, Side, float, str]]:
+    # The crossover spelt out plainly: each average the sum of its window's list slice, divided.
+    found, above, held = [], None, 0.0
+    for index in range(slow - 1, len(closes)):
+        window = closes[index + 1 - slow : index + 1]
+        fast_ma, slow_ma = sum(window[-fast:]) / fast, sum(window) / slow
+        if fast_ma == slow_ma:
+            continue
+        previous, above = above, fast_ma > slow_ma
+        if previous is None or previous == above:
+            continue
+        reason = f"fast MA({fast}) {fast_ma:.6g} crossed {'above' if above else 'below'} slow MA({slow}) {slow_ma:.6g}"
+        if above and held == 0:
+            held = volume
+            found.append((index, Side.BUY, volume, reason))
+        elif not above and held > 0:
+            found.append((index, Side.SELL, held, reason))
+            held = 0.0
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    closes=st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.7]) | st.floats(0.05, 2.0), max_size=80),
+    fast=st.integers(min_value=1, max_value=6),
+    extra=st.integers(min_value=1, max_value=10),
+)
+# The last window, summed left to right, averages just above its close 0.2 (a sell); summed right
+# to left, just below: the order of the additions decides.
+@example(closes=[0.3, 0.7, 0.2, 0.3, 0.1, 0.3, 0.2], fast=1, extra=2)
+def test_every_signal_and_reason_is_the_one_the_sums_of_the_windows_give(closes, fast, extra):
+    # The strategy sums its windows without copying them; the figures, and so every decision, must
+    # be the plain sums' to the bit (ties included: repeated closes make equal averages often).
+    strategy = MovingAverageCrossover("X", fast=fast, slow=fast + extra, volume=2.0)
+    made = [(index, s.side, s.volume, s.reason) for index, s in feed(strategy, closes)]
+    assert made == _crosses(closes, fast, fast + extra, 2.0)

@@ -13,6 +13,10 @@ from runtime.validation import finite_number, text
 
 __all__ = ["PaperBroker", "PaperCosts"]
 
+# The broker asks every open position's side on every valuation: a module constant, since an
+# Enum member looked up through its class costs a metaclass call each time.
+_LONG = Side.BUY
+
 
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if finite_number(attribute.name, value) < 0:
@@ -117,7 +121,8 @@ class PaperBroker:
         ``<SPREAD>``): with `PaperCosts.point` set it is the symbol's spread from now on; None
         keeps the spread the symbol has.
         """
-        text("symbol", symbol)
+        if type(symbol) is not str or symbol not in self._prices:  # (a symbol priced before was checked then)
+            text("symbol", symbol)
         value = finite_number("price", price)
         if value <= 0:
             raise ValueError(f"price must be > 0, got {price!r} for {symbol!r}")
@@ -149,15 +154,18 @@ class PaperBroker:
     def _spread(self, symbol: str) -> float:
         return self._spreads.get(symbol, self._costs.spread)
 
-    def _mark(self, symbol: str, side: Side, bid: float) -> float:
-        # What a position of ``side`` is worth per unit at ``bid``: a long sells at the bid, a short buys back at the ask.
-        return bid if side is Side.BUY else bid + self._spread(symbol)
-
     def _pnl(self, position: Position, price: float) -> float:
-        return (price - position.entry_price) * position.side.sign * position.volume * self._contract
+        # (gain * side.sign, as a branch: the same product, exact either way, without a call.)
+        gain = price - position.entry_price
+        return (gain if position.side is _LONG else -gain) * position.volume * self._contract
 
-    def _value(self, position: Position) -> float:
-        return self._pnl(position, self._mark(position.symbol, position.side, self._prices[position.symbol]))
+    def _value(self, position: Position, symbol: str | None = None, bid: float = 0.0) -> float:
+        # What ``position`` is worth at its symbol's latest bid (at ``bid`` when that is
+        # ``symbol``): a long sells at the bid, a short buys back at the ask.
+        price = bid if position.symbol == symbol else self._prices[position.symbol]
+        if position.side is _LONG:
+            return self._pnl(position, price)
+        return self._pnl(position, price + self._spread(position.symbol))
 
     @property
     def cash(self) -> float:
@@ -170,8 +178,17 @@ class PaperBroker:
         with self._lock:
             return self._equity()
 
-    def _equity(self) -> float:
-        return self._cash + sum(self._value(p) for p in self._positions.values())
+    def _equity(self, symbol: str | None = None, bid: float = 0.0) -> float:
+        # Cash plus every position's value at the latest bids, but at ``bid`` for ``symbol``'s.
+        positions = self._positions
+        if len(positions) > 1:  # added by sum(), whose rounding Python 3.12 compensates
+            return self._cash + sum([self._value(p, symbol, bid) for p in positions.values()])
+        # None or one (a replay's every bar): cash plus the one value is cash plus sum() of it
+        # (sum() starts from +0, which differs from adding nothing only to a cash of -0.0, never made).
+        equity = self._cash
+        for position in positions.values():
+            equity += self._value(position, symbol, bid)
+        return equity
 
     def _notional(self) -> float:
         return sum(p.volume * self._prices[p.symbol] * self._contract for p in self._positions.values())
@@ -182,16 +199,19 @@ class PaperBroker:
         it): what a replay asks to know the account at a bar's low or high."""
         value = finite_number("price", price)
         with self._lock:
-            prices = self._prices
-            return self._cash + sum(
-                self._pnl(p, self._mark(p.symbol, p.side, value if p.symbol == symbol else prices[p.symbol]))
-                for p in self._positions.values()
-            )
+            return self._equity(symbol, value)
 
     def account_snapshot(self) -> AccountSnapshot:
         """Equity and cumulative net deposits, read together under one lock."""
         with self._lock:
             return AccountSnapshot(self._equity(), self._net_deposits)
+
+    @property
+    def net_deposits(self) -> float:
+        """Cumulative net deposits (deposits less withdrawals), as `account_snapshot` gives them,
+        without valuing the account."""
+        with self._lock:
+            return self._net_deposits
 
     def deposit(self, amount: float) -> None:
         """Add ``amount`` (finite, > 0) of cash: a deposit, not a gain."""
@@ -218,10 +238,7 @@ class PaperBroker:
     def open_positions(self) -> list[Position]:
         """Every open position, valued at the latest price (longs at the bid, shorts at the ask)."""
         with self._lock:
-            return [
-                Position(p.position_id, p.symbol, p.side, p.volume, p.entry_price, self._value(p))
-                for p in self._positions.values()
-            ]
+            return [p.revalued(self._value(p)) for p in self._positions.values()]
 
     def net_volume(self, symbol: str) -> float:
         """Signed exposure in ``symbol``: positive long, negative short, 0 flat."""

@@ -19,6 +19,11 @@ from runtime.risk.guards import Guard, Level, TradingState
 
 __all__ = ["GuardLine", "crossing_price"]
 
+# `clear` runs for every reading of a replay: module constants, since an Enum member looked up
+# through its class costs a metaclass call each time.
+_ACTIVE = TradingState.ACTIVE
+_HALTED = TradingState.HALTED
+
 
 @attrs.define
 class GuardLine:
@@ -51,11 +56,11 @@ class GuardLine:
             return False
         if self.begins_day(at):
             return False  # a new day: the guard takes a new start of day (a cooldown may end), the line moves
-        if self.state is TradingState.HALTED:
+        if self.state is _HALTED:
             return positions_open == 0
         if self.watches_positions and positions_open > 0:
             return False
-        if self.state is not TradingState.ACTIVE:
+        if self.state is not _ACTIVE:
             return False
         peak = equity if equity > self.peak else self.peak
         return equity > self.floor and equity > peak * self.factor
@@ -72,7 +77,7 @@ class GuardLine:
 
     def breaches(self, equity: float, at: datetime) -> bool:
         """True when this reading, taken next, would latch HALTED (a rule's level is BREACH)."""
-        if self.state is TradingState.HALTED:
+        if self.state is _HALTED:
             return False
         peak = equity if equity > self.peak else self.peak
         day_start = equity if self.begins_day(at) else self.day_start

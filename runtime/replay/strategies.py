@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import islice
 
 from runtime.broker import Side
 from runtime.replay.prices import Bar
@@ -102,8 +103,8 @@ class MovingAverageCrossover:
             self._closes.append(bar.close)
             if len(self._closes) < self._slow:
                 return
-            closes = list(self._closes)
-            fast_ma = sum(closes[-self._fast :]) / self._fast
+            closes = self._closes  # full: the last ``fast`` start at ``slow - fast``
+            fast_ma = sum(islice(closes, self._slow - self._fast, None)) / self._fast
             slow_ma = sum(closes) / self._slow
             if fast_ma == slow_ma:
                 return
@@ -124,6 +125,8 @@ class MovingAverageCrossover:
 
         ``now`` is not consulted: each signal carries its own bar's time in ``at``.
         """
+        if not self._pending:  # (nothing to hand over; a signal queued meanwhile waits for the next poll)
+            return []
         with self._lock:
             pending, self._pending = self._pending, []
         return pending
