@@ -428,7 +428,14 @@ def test_crash_recovery_restarts_every_way_of_dying_and_keeps_the_peak(tmp_path)
         ("loop", "stopped on its own"), ("loop", "start failure"),
     ]
     for drill in drills:
-        assert drill["restarted"] and drill["peak_kept"] and drill["peak_after"] == drill["peak_before"], drill
+        # Bars pass only while the hung loop is found; its successor trades them, so the peak
+        # may rise then (a gain), never fall.
+        assert drill["bars_passed"] is (drill["how"].startswith("hang") and drill["actor"] == "loop"), drill
+        assert drill["restarted"] and drill["peak_kept"], drill
+        if drill["bars_passed"]:
+            assert drill["peak_after"] >= drill["peak_before"], drill
+        else:
+            assert drill["peak_after"] == drill["peak_before"], drill
     causes = [drill["causes"][0] for drill in drills]
     assert "guard crash" in causes[0] and "liveness probe" in causes[1] and "StoreOutage" in causes[3]
     assert "loop crash" in causes[4] and "did not answer" in causes[5] and "StoreOutage" in causes[7]
