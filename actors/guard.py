@@ -54,7 +54,7 @@ from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import Gate, Refusal
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
-from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor
+from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor, SeriesInterrupted
 from runtime.risk.position_stop import PositionStop
 from runtime.store import StateStore, UnreadableOrder
 from runtime.validation import finite_number
@@ -398,20 +398,22 @@ class GuardActor(SupervisedActor):
 
     def _series(self, series: EquitySeries) -> None:
         # Readings a replay found clear, each at its own time: taken as single readings would
-        # be, with at most one save and one set of gauges for the lot; a series with a bad
-        # reading in it is taken one by one, refusing and counting only the bad ones.
+        # be, with at most one save and one set of gauges for the lot. A series with a bad
+        # reading in it is taken one by one, refusing and counting only the bad ones; so is the
+        # rest of one on whose reading a rule raised, that reading refused.
+        equities = series.equities
         try:
-            found = self.monitor.observe_series(series.equities, series.times, changes_only=True)
+            found = self.monitor.observe_series(equities, series.times, changes_only=True)
+            taken = done = len(equities)
+        except SeriesInterrupted as stop:
+            cause = stop.__cause__
+            if not isinstance(cause, (TypeError, ValueError, AttributeError)):
+                raise  # as a single reading's would, it fails the guard (its cause attached)
+            found, taken, done = stop.found, stop.index, stop.index + 1
+            self._refuse(equities[stop.index], cause)
         except (TypeError, ValueError, AttributeError):
-            pass
-        else:
-            if series.equities:
-                self._seen_valid()
-                self._after(found, series.positions_open, None)
-            return
-        found = []
-        taken = 0
-        for equity, at in zip(series.equities, series.times):
+            found, taken, done = [], 0, 0
+        for equity, at in zip(equities[done:], series.times[done:]):
             try:
                 assessment = self.monitor.observe(equity, at, changes_only=True)
             except (TypeError, ValueError, AttributeError) as exc:

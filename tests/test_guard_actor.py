@@ -37,6 +37,7 @@ from runtime import (
     TradingState,
 )
 from runtime.adapters.system_clock import SystemClock
+from runtime.risk.guards import Level
 from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
 
@@ -281,6 +282,46 @@ def test_a_series_with_a_bad_value_takes_the_good_ones_at_their_times_and_counts
         TradingState.ACTIVE, 11_000.0, 10_400.0,
     )
     assert (status.state.last_check_time, status.bad_readings) == (times[2], 0)
+
+
+class SpikeFilter:
+    """A rule of the user's own that refuses a reading it finds implausible by raising, as the
+    guard refuses a bad reading."""
+
+    name = "spike_filter"
+    block_counter = "spike_filter_block_total"
+
+    def level(self, equity, peak, start, day_start):
+        if equity > 1.15 * start:
+            raise ValueError(f"implausible equity {equity!r}")
+        return Level.OK
+
+    def verdict(self, equity, peak, start, day_start):
+        self.level(equity, peak, start, day_start)
+
+
+class WithSpikeFilter(Settings):
+    def guards(self):
+        return [*super().guards(), SpikeFilter()]
+
+
+def test_a_series_in_which_a_rule_raises_on_a_reading_is_taken_as_single_readings_would_be(tree_factory):
+    # The readings before the refused one are not taken twice: taking 9,000 again after the
+    # peak had reached 12,000 would have halted at a 25% drawdown.
+    times = (T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(hours=3))
+    equities = (9_000.0, 12_000.0, 11_000.0)
+    single = tree_factory(broker_with_positions("X"), settings=WithSpikeFilter())
+    for equity, moment in zip(equities, times):
+        single.guard.tell(EquityReading(equity, moment, 1))
+    series = tree_factory(broker_with_positions("X"), settings=WithSpikeFilter())
+    series.guard.tell(EquitySeries(equities, times, 1))
+    a, b = single.status(), series.status()
+    assert b.state.trading_state is TradingState.ACTIVE
+    assert (b.state, b.bad_readings, b.block_counts) == (a.state, a.bad_readings, a.block_counts)
+    assert (b.bad_readings, b.state.peak_equity, b.state.current_equity, b.state.last_check_time) == (
+        1, 12_000.0, 11_000.0, times[2],
+    )
+    assert series.metrics.counters["bad_readings_total"] == 1
 
 
 def test_resume_past_a_limit_is_refused_with_the_numbers_and_changes_nothing(tree_factory):

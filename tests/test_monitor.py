@@ -31,7 +31,7 @@ from runtime import (
 )
 from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.guards import GuardState, Verdict
-from runtime.risk.monitor import Assessment, Rebaseline, ResumeRefused
+from runtime.risk.monitor import Assessment, Rebaseline, ResumeRefused, SeriesInterrupted
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -84,6 +84,8 @@ def test_observe_series_gives_the_same_assessments_and_record_as_one_at_a_time(d
     times = [first]
     for gap in gaps[1:]:
         times.append(times[-1] + timedelta(seconds=gap))
+    if data.draw(st.booleans(), label="in UTC"):  # (as a replay's: then runs are taken in one pass)
+        times = [moment.astimezone(UTC) for moment in times]
     cuts = sorted(data.draw(st.sets(st.integers(1, len(curve)), max_size=4), label="cuts"))
     bounds = [1, *cuts, len(curve)]
     single, series = RiskMonitor(curve[0], guards), RiskMonitor(curve[0], guards)
@@ -112,6 +114,89 @@ def test_a_series_that_makes_a_new_peak_and_falls_from_it_halts_at_the_fall():
     tracker = monitor.tracker
     assert (tracker.peak_equity, tracker.latest_equity, tracker.max_drawdown) == (1500.0, 1300.0, 310.0 / 1500.0)
     assert monitor.record().last_check_time == at(240)
+
+
+def test_a_series_whose_wall_clock_rises_while_its_instants_do_not_is_taken_as_single_readings():
+    # Clocks go back in London on 2024-10-27: 01:10 the second time (fold=1) is 01:10Z, after
+    # midnight in Cape Verde (01:00Z), while the readings around it are before it.
+    london = ZoneInfo("Europe/London")
+    guards = [DailyLossGuard(limit_percent=5.0, timezone="Atlantic/Cape_Verde")]
+
+    def moment(hour: int, minute: int, fold: int = 0) -> datetime:
+        return datetime(2024, 10, 27, hour, minute, tzinfo=london, fold=fold)
+
+    times = [moment(1, 5), moment(1, 10, fold=1), moment(1, 20), moment(1, 30), moment(1, 40), moment(1, 50)]
+    equities = [1000.0, 990.0, 985.0, 984.0, 983.0, 982.0]
+    single, series = RiskMonitor(1000.0, guards), RiskMonitor(1000.0, guards)
+    for monitor in (single, series):
+        monitor.observe(1000.0, moment(0, 1))
+    for equity, at in zip(equities, times):
+        single.observe(equity, at, changes_only=True)
+    series.observe_series(equities, times, changes_only=True)
+    assert series.record() == single.record()
+    assert (single.record().day, single.record().day_start_equity) == (date(2024, 10, 26), 985.0)
+
+
+class Refusing:
+    """A rule of the user's own that raises on a reading it cannot judge."""
+
+    name = "refusing"
+    block_counter = "refusing_block_total"
+
+    def level(self, equity, peak, start, day_start):
+        if equity > 1.15 * start:
+            raise ValueError(f"implausible equity {equity!r}")
+        return Level.OK if equity > 0.5 * start else Level.BREACH
+
+    def verdict(self, equity, peak, start, day_start):
+        if self.level(equity, peak, start, day_start) is Level.BREACH:
+            return Verdict(self.name, Level.BREACH, "below half the start", self.block_counter)
+        return None
+
+
+def test_a_rule_that_raises_in_a_series_ends_it_there_saying_where_and_what_was_found_before():
+    guards = [MaxDrawdownGuard(20.0, warn_at=0.5), Refusing()]
+    single, series = RiskMonitor(10_000.0, guards), RiskMonitor(10_000.0, guards)
+    equities = [8_500.0, 9_600.0, 12_000.0, 11_000.0]
+    times = [at(60), at(120), at(180), at(240)]
+    found = [single.observe(equities[0], times[0]), single.observe(equities[1], times[1])]
+    with pytest.raises(ValueError, match=r"^implausible equity 12000\.0$"):
+        single.observe(equities[2], times[2])
+    with pytest.raises(SeriesInterrupted) as stopped:
+        series.observe_series(equities, times)
+    assert str(stopped.value) == "a rule raised on reading 2 of the series"
+    assert stopped.value.index == 2
+    assert stopped.value.found == [a for a in found if a is not None]
+    assert [(a.previous_state, a.state) for a in stopped.value.found] == [
+        (TradingState.ACTIVE, TradingState.REDUCING), (TradingState.REDUCING, TradingState.ACTIVE),
+    ]
+    assert repr(stopped.value.__cause__) == "ValueError('implausible equity 12000.0')"
+    assert series.record() == single.record()
+
+
+@pytest.mark.parametrize("line", [(math.nan, math.nan), (0.5, math.nan), (None, 1.0), ("0.9", 0.0), (True, 0.0)])
+def test_a_rule_whose_clear_line_is_not_two_real_numbers_is_always_checked_in_any_order(line):
+    # 9,400 is 6% down: clear of a 20% drawdown rule, but past this rule's 9,500.
+    class Custom:
+        name = "custom"
+        block_counter = "custom_block_total"
+
+        def level(self, equity, peak, start, day_start):
+            return Level.BREACH if equity < 9_500 else Level.OK
+
+        def verdict(self, equity, peak, start, day_start):
+            if equity < 9_500:
+                return Verdict(self.name, Level.BREACH, "below 9,500", self.block_counter)
+            return None
+
+        def clear_line(self, start, day_start):
+            return line
+
+    for guards in ([MaxDrawdownGuard(20.0), Custom()], [Custom(), MaxDrawdownGuard(20.0)]):
+        monitor = RiskMonitor(10_000.0, guards)
+        found = monitor.observe(9_400.0, T0)
+        assert found is not None and [v.reason for v in found.breaches] == ["below 9,500"], guards
+        assert monitor.trading_state is TradingState.HALTED
 
 
 def test_a_bad_value_or_time_in_a_series_leaves_the_monitor_unchanged_and_names_its_index():

@@ -24,7 +24,7 @@ from runtime.risk.guards import (
 )
 from runtime.validation import aware_datetime, finite_number
 
-__all__ = ["Assessment", "GuardRecord", "Rebaseline", "ResumeRefused", "RiskMonitor"]
+__all__ = ["Assessment", "GuardRecord", "Rebaseline", "ResumeRefused", "RiskMonitor", "SeriesInterrupted"]
 
 _UTC = ZoneInfo("UTC")
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -70,6 +70,18 @@ class GuardRecord:
     net_deposits: float | None = None  # the account's net deposits at the latest reading, when known
 
 
+class SeriesInterrupted(TradewardenError, RuntimeError):
+    """A rule raised on the reading at ``index`` of a series (`RiskMonitor.observe_series`):
+    the readings before it were taken, ``found`` holding their assessments; that one was left
+    as `RiskMonitor.observe` leaves a reading on which a rule raises; the rest were not taken.
+    The rule's exception is the ``__cause__``."""
+
+    def __init__(self, index: int, found: list[Assessment]) -> None:
+        super().__init__(f"a rule raised on reading {index} of the series")
+        self.index = index
+        self.found = found
+
+
 class ResumeRefused(TradewardenError, RuntimeError):
     """A resume was refused because the account is still past a hard limit; the message names
     the limit and the numbers, and how to resume anyway (rebaseline) where that can help."""
@@ -86,11 +98,17 @@ class Rebaseline:
 
 
 def _clear_line_of(guard: Guard, key: tuple[float, float]) -> tuple[float, float]:
+    # A line that is not two real numbers (None, NaN, text) settles nothing: that rule is
+    # always checked. (A NaN kept here would be dropped by max() or not, by the rules' order.)
     method = getattr(guard, "clear_line", None)
     line = method(*key) if callable(method) else None
-    if isinstance(line, tuple) and len(line) == 2:
-        return line
+    if isinstance(line, tuple) and len(line) == 2 and all(_real(part) for part in line):
+        return float(line[0]), float(line[1])
     return math.inf, math.inf
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def _check_time(at: datetime) -> None:
@@ -98,15 +116,20 @@ def _check_time(at: datetime) -> None:
 
 
 def _plain(equities: Sequence[float], times: Sequence[datetime]) -> bool:
-    # Every reading a finite float and every time an aware datetime, in order: then a series
-    # needs no check per reading. Each test runs in C over the whole series.
+    # Every reading a finite float and every time a datetime in UTC, in order: then a series
+    # needs no check per reading. In UTC a time's wall clock is its instant (no fold, no
+    # offset), so comparing them (and bisecting on them) is comparing instants. Each test runs
+    # in C over the whole series.
     if set(map(type, equities)) - {float} or set(map(type, times)) - {datetime}:
         return False
     if not math.isfinite(sum(equities)):  # (any NaN or infinity makes the sum one)
         return False
-    if None in set(map(datetime.utcoffset, times)):
+    if set(map(_TZINFO, times)) - {UTC}:
         return False
     return all(map(operator.le, times, times[1:]))
+
+
+_TZINFO = operator.attrgetter("tzinfo")
 
 
 class RiskMonitor:
@@ -205,35 +228,37 @@ class RiskMonitor:
         exactly as observing them one at a time (with the same ``changes_only``).
 
         The series is checked whole before any of it is taken, so a bad reading or time (named
-        with its index) leaves the monitor unchanged. Returns the assessments in reading order.
-        Readings in time order are taken a run at a time where they can only move the tracker:
-        inside the current trading day, and clear of every rule (or HALTED, with ``changes_only``).
+        with its index) leaves the monitor unchanged. A rule that raises on a reading ends the
+        series there with `SeriesInterrupted`, saying which reading and what was found before
+        it. Returns the assessments in reading order. Readings in UTC and in time order are
+        taken a run at a time where they can only move the tracker: inside the current trading
+        day, and clear of every rule (or HALTED, with ``changes_only``).
         """
         if len(equities) != len(times):
             raise ValueError(f"equities and times must be as long as each other, got {len(equities)} and {len(times)}")
-        step = self._step
-        found = []
-        if not _plain(equities, times):
+        plain = _plain(equities, times)
+        readings = equities
+        if not plain:
             readings = [
                 e if type(e) is float and e - e == 0.0 else finite_number(f"equities[{i}]", e)
                 for i, e in enumerate(equities)
             ]
             for index, at in enumerate(times):
                 aware_datetime(f"times[{index}]", at)
-            for equity, at in zip(readings, times):
-                assessment = step(equity, at, changes_only)
-                if assessment is not None:
-                    found.append(assessment)
-            return found
-        index, count = 0, len(equities)
+        step = self._step
+        found: list[Assessment] = []
+        index, count = 0, len(readings)
         while index < count:
-            end = self._clear_run(equities, times, index, changes_only)
+            end = self._clear_run(readings, times, index, changes_only) if plain else index
             if end > index:
-                self._tracker.observe_many(equities[index:end])
+                self._tracker.observe_many(readings[index:end])
                 self._last_check = times[end - 1]
                 index = end
                 continue
-            assessment = step(equities[index], times[index], changes_only)
+            try:
+                assessment = step(readings[index], times[index], changes_only)
+            except Exception as exc:  # a rule's own code (the readings and times were checked)
+                raise SeriesInterrupted(index, found) from exc
             if assessment is not None:
                 found.append(assessment)
             index += 1
@@ -253,8 +278,9 @@ class RiskMonitor:
         end = bisect_left(times, self._day_until, start)
         if state is TradingState.HALTED:
             return end
-        factor, floor = self._clear_line()
-        if factor != factor or floor != floor:  # (a NaN line settles nothing)
+        try:
+            factor, floor = self._clear_line()
+        except Exception:  # a rule's own line failed: the reading is judged alone, and fails there as alone
             return start
         run = range(start, end)
         peaks = accumulate(map(equities.__getitem__, run), max, initial=self._tracker.peak_equity)
