@@ -235,7 +235,7 @@ class Run:
             Row("supervised replay, MemoryStore, heartbeat per bar, MA(5/20) (comparison)", memory.bars_per_second,
                 "bars/s", "tradewarden core in a plain loop, same bars", core.bars_per_second),
             Row(f"{figure} (comparison)", sqlite.bars_per_second, "bars/s",
-                "the core making and journaling the same events to SQLite in one thread, no actor",
+                "the core journaling what the replay journals to SQLite, one thread, no actor",
                 journaled.bars_per_second),
         ]
         if peer is not None:

@@ -98,8 +98,9 @@ def _volume(bars: list[Bar]) -> float:
 
 class _Journal:
     """What the supervised replay journals, made and written with no actor: the events of each
-    signal (received, approved, then submitted and executed, or refused while halted) and a
-    heartbeat for every bar after the first (made a run at a time, as the heartbeat actor makes
+    signal (received, approved, then submitted and executed, or refused while halted, worded as
+    the guard words it) and a heartbeat for every bar after the first (all but the loop's start
+    and stop and the guard's three events of its halt) (made a run at a time, as the heartbeat actor makes
     a batch's), appended to ``store`` 500 at a time (one group commit each, as the journal
     worker's are)."""
 
@@ -117,7 +118,7 @@ class _Journal:
         self._signals += 1
         made: list[Payload] = [SignalReceived.of(signal), SignalApproved.of(signal)]
         if fill is None:
-            made.append(TradeFailed.of(order, signal, rejected=True, error="trading is halted", refused_by="halted"))
+            made.append(TradeFailed.of(order, signal, rejected=True, error="trading halted", refused_by="trading_state"))
         else:
             submitted = OrderSubmitted.of(order, signal)
             made += [submitted, TradeExecuted.of(submitted, fill)]

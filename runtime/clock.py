@@ -151,7 +151,7 @@ class ManualClock:
         target = (utc - self._origin).total_seconds()
         if target < self._elapsed:
             raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")
-        if target < _EXACT_SECONDS and type(utc) is type(self._origin) and not utc.fold:
+        if target < _EXACT_SECONDS and type(utc) is datetime and type(self._origin) is datetime and not utc.fold:
             self._now = (target, utc)  # the time `now` would compute for ``target``: it need not
         self._move_to(target)
 

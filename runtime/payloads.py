@@ -237,18 +237,16 @@ class Payload:
     @classmethod
     def events_of(cls, loop_id: str, entries: Sequence[tuple[datetime, tuple[Any, ...]]]) -> list[Event]:
         """The events ``cls(*values).event(loop_id, at)`` makes for each ``(at, values)`` of
-        ``entries``, in order; a bad value raises as that constructor does, naming its key.
-        When every value is one the fields would hold as it is given (`_Layout.held_as_given`:
-        the common case, such as a replay's heartbeat figures), the metadata is made without a
-        payload."""
+        ``entries``, in order, and the first error it would raise. When every value is one the
+        fields would hold as it is given (`_Layout.held_as_given`: the common case, such as a
+        replay's heartbeat figures), the metadata is made without a payload and the ids in one go."""
         layout = _layout(cls)
         rows = [values for _, values in entries]
-        if layout.held_as_given(rows):
-            keys = layout.keys
-            metadata = [dict(zip(keys, values)) for values in rows]
-        else:
-            metadata = [cls(*values).metadata() for values in rows]
-        return Event.all_of_json_metadata(cls.event_type, loop_id, list(zip(metadata, (at for at, _ in entries))))
+        if not layout.held_as_given(rows):
+            return [cls(*values).event(loop_id, at) for at, values in entries]
+        keys = layout.keys
+        made = [(dict(zip(keys, values)), at if at is not None else datetime.now(UTC)) for at, values in entries]
+        return Event.all_of_json_metadata(cls.event_type, loop_id, made)
 
     @classmethod
     def from_metadata(cls: type[_P], metadata: Mapping[str, Any]) -> _P:

@@ -222,6 +222,23 @@ def test_after_set_now_reads_exactly_the_start_plus_the_elapsed_seconds(start, m
         assert (type(clock.now()), repr(clock.now())) == (type(made), repr(made))
 
 
+class _Precise(datetime):
+    """A datetime subclass holding more than microseconds (as pandas' Timestamp holds nanoseconds)."""
+
+    nanoseconds = 789
+
+
+def test_a_clock_set_to_a_datetime_subclass_reads_the_time_it_computes_not_the_moment_given():
+    # Only a plain datetime is kept as the time: a subclass may hold more than the clock keeps.
+    start = _Precise(2024, 1, 1, tzinfo=UTC)
+    clock = ManualClock(start)
+    moment = _Precise(2024, 1, 1, 0, 0, 1, 1, tzinfo=UTC)
+    clock.set(moment)
+    assert clock.now() is not moment
+    made = start + timedelta(seconds=clock.monotonic())
+    assert (type(clock.now()), repr(clock.now())) == (type(made), repr(made))
+
+
 @settings(max_examples=100, deadline=None)
 @given(moves=st.lists(st.tuples(st.floats(0.0, 1e6), st.booleans()), max_size=20))
 def test_now_is_always_the_start_plus_the_elapsed_seconds_however_often_it_is_asked(moves):

@@ -312,3 +312,17 @@ def test_a_batch_of_heartbeats_refuses_a_bad_figure_naming_its_key_and_value():
         Heartbeat.events_of("main", [(AT, row) for row in rows])
     with pytest.raises(TypeError, match=r"^error_count must be a whole number >= 0, got True \(bool\)$"):
         Heartbeat.events_of("main", [(AT, FIGURES[:2] + (True,) + FIGURES[3:])])
+
+
+def test_events_of_raises_the_first_error_one_by_one_would_and_takes_no_time_as_now():
+    good = (10, 2, 0, 1.25, 1, 10_234.5, 10, 2, 7)
+    bad = (*good[:2], -1, *good[3:])
+    naive = datetime(2024, 3, 1)
+    with pytest.raises(ValueError, match=r"^timestamp must be a timezone-aware datetime, got datetime\.datetime\(2024, 3, 1, 0, 0\)$"):
+        Heartbeat.events_of("main", [(naive, good), (datetime(2024, 3, 1, tzinfo=UTC), bad)])
+    with pytest.raises(ValueError, match=r"^error_count must be a whole number >= 0, got -1$"):
+        Heartbeat.events_of("main", [(datetime(2024, 3, 1, tzinfo=UTC), bad), (naive, good)])
+    before = datetime.now(UTC)
+    (event,) = Heartbeat.events_of("main", [(None, good)])
+    assert before <= event.timestamp <= datetime.now(UTC) and event.timestamp.tzinfo is UTC
+    assert event.metadata == Heartbeat(*good).metadata()
