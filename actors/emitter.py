@@ -4,6 +4,7 @@ so a failing or slow one never blocks or breaks the others."""
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import threading
 import time
@@ -51,24 +52,39 @@ def log_sink(event: Event) -> None:
     )
 
 
+GATHER_SECONDS = 0.002
+"""How long the journal's worker lets events gather after a group commit begins before it
+begins the next (`JournalSink`'s ``gather``): under a steady stream of events a few times more
+go into each commit, so the journal writes them with a fraction of the commits, fsyncs and
+thread hand-offs; no event waits longer than this for its commit to begin, and none at all
+while someone waits on the journal (`JournalSink.wait_backlog`, `JournalSink.wait_caught_up`:
+a guard before an order's events, a replay's flow control) or the emitter stops."""
+
+
 class JournalSink:
     """The event journal as an emitter sink: every event it is handed goes into ``store``'s
     journal, each id once, in group commits.
 
     The emitter's worker for it writes every event waiting in one `StateStore.append_events`
-    transaction, so the journal keeps up with a fast producer on a store that fsyncs each commit.
-    It counts, across emitter restarts, the events handed to it and not yet written (`backlog`,
-    which a producer may wait on with `wait_backlog`) and those a failing store lost
-    (`unjournaled`), so that a stop can say how many events the journal is missing. Called with
-    one event, it journals that event at once.
+    transaction, so the journal keeps up with a fast producer on a store that fsyncs each commit;
+    it begins a commit at most every ``gather`` seconds (`GATHER_SECONDS`) unless someone waits
+    on the journal. It counts, across emitter restarts, the events handed to it and not yet
+    written (`backlog`, which a producer may wait on with `wait_backlog`) and those a failing
+    store lost (`unjournaled`), so that a stop can say how many events the journal is missing.
+    Called with one event, it journals that event at once.
     """
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, *, gather: float = GATHER_SECONDS) -> None:
+        if isinstance(gather, bool) or not isinstance(gather, (int, float)) or not 0 <= gather <= 1:
+            raise ValueError(f"gather must be a number of seconds in 0..1, got {gather!r}")
         self.store = store
+        self.gather = float(gather)
         self._cond = threading.Condition()
         self._handed = 0
         self._settled = 0
         self._failed = 0
+        self._waiting = 0  # callers of wait_backlog and wait_caught_up waiting now
+        self._hurry = threading.Event()  # set while anyone waits on the journal (or a worker stops)
 
     def __call__(self, event: Event) -> None:
         """Journal ``event`` now (once per event id)."""
@@ -104,8 +120,7 @@ class JournalSink:
     def wait_backlog(self, at_most: int, timeout: float | None) -> bool:
         """Block until at most ``at_most`` events wait to be written, or ``timeout`` seconds have
         passed; True when the backlog is that small."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._handed - self._settled <= at_most, timeout)
+        return self._wait(lambda: self._handed - self._settled <= at_most, timeout)
 
     def wait_caught_up(self, timeout: float | None) -> bool:
         """Block until every event handed to this journal so far is written (or lost), or
@@ -113,7 +128,34 @@ class JournalSink:
         waited for, so a steady producer cannot keep the caller waiting."""
         with self._cond:
             handed = self._handed
-            return self._cond.wait_for(lambda: self._settled >= handed, timeout)
+        return self._wait(lambda: self._settled >= handed, timeout)
+
+    def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        # While anyone waits, the worker commits what is there without gathering more.
+        with self._cond:
+            if done():
+                return True
+            self._waiting += 1
+            self._hurry.set()
+            try:
+                return self._cond.wait_for(done, timeout)
+            finally:
+                self._waiting -= 1
+                if not self._waiting:
+                    self._hurry.clear()
+
+    def gathered(self, since: float) -> None:
+        """Return once events have gathered for ``gather`` seconds since ``since`` (the
+        `time.monotonic` at which the last commit began), or at once while anyone waits on the
+        journal or `hurry` was called: the worker calls it before each commit."""
+        left = since + self.gather - time.monotonic()
+        if left > 0:
+            self._hurry.wait(left)
+
+    def hurry(self) -> None:
+        """Make `gathered` return now, and until the next wait on the journal ends (the
+        emitter's worker is stopping and writes what is left at once)."""
+        self._hurry.set()
 
     def _expect(self, count: int) -> None:
         # Counted before the event is queued, so the backlog never reads low.
@@ -124,9 +166,10 @@ class JournalSink:
         return f"journal_sink({type(self.store).__name__})"
 
 
-def journal_sink(store: StateStore) -> JournalSink:
-    """A sink that journals each event into ``store`` (once per event id), in group commits."""
-    return JournalSink(store)
+def journal_sink(store: StateStore, *, gather: float = GATHER_SECONDS) -> JournalSink:
+    """A sink that journals each event into ``store`` (once per event id), in group commits at
+    most every ``gather`` seconds (see `JournalSink`)."""
+    return JournalSink(store, gather=gather)
 
 
 class Publisher:
@@ -250,7 +293,9 @@ class _SinkWorker:
         return self._thread.is_alive()
 
     def stop(self) -> None:
-        # The thread delivers everything already queued before it ends.
+        # The thread delivers everything already queued before it ends, at once.
+        if self._journal is not None:
+            self._journal.hurry()
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -260,11 +305,16 @@ class _SinkWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        began = -math.inf  # when the journal's last commit began
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue or self._stopping)
                 if not self._queue:
                     return
+            if self._journal is not None:
+                self._journal.gathered(began)  # (producers go on queueing meanwhile)
+                began = time.monotonic()
+            with self._cond:
                 batch, self._queue = self._queue, []
             if self._journal is not None:
                 try:

@@ -4,10 +4,12 @@ neither blocks nor breaks the others; events are counted per type."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pykka
+import pytest
 from actor_helpers import WAIT, EventLog
 
 from actors import ChildSpec, EmitterActor, Supervisor
@@ -162,6 +164,80 @@ def test_the_journal_writes_every_event_waiting_as_one_batch(tmp_path):
     assert disk.batches == [1, 299]
     assert disk.store.events() == sent
     disk.store.close()
+
+
+class CountedCommits(MemoryStore):
+    """A memory store recording the size of every batch it is asked to journal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.first = threading.Event()
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        self.batches.append(len(events))
+        self.first.set()
+        return super().append_events(events)
+
+
+def test_the_journal_lets_events_gather_after_a_commit_begins_so_a_stream_takes_few_commits():
+    # A stream of 20 events 10 ms apart: without the gathering each would be a commit of its own.
+    store = CountedCommits()
+    journal = journal_sink(store, gather=1.0)
+    handle, address = emitter([journal])
+    sent = [event(n=i) for i in range(20)]
+    address.tell(Publish(sent[0]))
+    assert store.first.wait(WAIT)
+    pace = threading.Event()  # (never set: the stream's own pace)
+    for e in sent[1:]:
+        pace.wait(0.01)
+        address.tell(Publish(e))
+    address.ask(GetJournals())  # every event handed to the journal's worker
+    handle.stop()
+    assert store.events() == sent
+    assert store.batches[0] == 1 and len(store.batches) <= 3, store.batches
+
+
+def test_a_wait_on_the_journal_is_answered_without_waiting_for_the_gathering_to_end():
+    # The gathering would hold the second commit back a second: a waiter has it begin at once
+    # (half a second is the most a wait may take here).
+    store = CountedCommits()
+    journal = journal_sink(store, gather=1.0)
+    handle, address = emitter([journal])
+    address.tell(Publish(event(n=0)))
+    assert store.first.wait(WAIT) and journal.wait_caught_up(WAIT)
+    address.tell(Publish(event(n=1)))
+    address.ask(GetJournals())
+    assert journal.wait_caught_up(0.5)
+    assert [e.metadata["n"] for e in store.events()] == [0, 1]
+    address.tell(Publish(event(n=2)))
+    address.ask(GetJournals())
+    assert journal.wait_backlog(0, 0.5)
+    handle.stop()
+    assert [e.metadata["n"] for e in store.events()] == [0, 1, 2]
+
+
+def test_a_stopping_emitter_writes_what_its_journal_holds_without_waiting_for_the_gathering():
+    store = CountedCommits()
+    journal = journal_sink(store, gather=1.0)
+    handle, address = emitter([journal])
+    address.tell(Publish(event(n=0)))
+    assert store.first.wait(WAIT)
+    for n in range(1, 50):
+        address.tell(Publish(event(n=n)))
+    address.ask(GetJournals())
+    started = time.monotonic()
+    handle.stop()
+    assert time.monotonic() - started < 0.5
+    assert [e.metadata["n"] for e in store.events()] == list(range(50))
+    assert (journal.backlog, journal.unjournaled) == (0, 0)
+
+
+@pytest.mark.parametrize("gather", [-0.001, 1.5, float("nan"), True, "0.002"])
+def test_a_gathering_time_outside_zero_to_one_second_is_refused_by_name(gather):
+    with pytest.raises(ValueError) as refused:
+        journal_sink(MemoryStore(), gather=gather)
+    assert str(refused.value) == f"gather must be a number of seconds in 0..1, got {gather!r}"
 
 
 def test_stopping_the_emitter_journals_every_event_it_was_given(tmp_path):
