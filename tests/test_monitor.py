@@ -176,26 +176,15 @@ def test_a_rule_that_raises_in_a_series_ends_it_there_saying_where_and_what_was_
 
 @pytest.mark.parametrize("line", [(math.nan, math.nan), (0.5, math.nan), (None, 1.0), ("0.9", 0.0), (True, 0.0)])
 def test_a_rule_whose_clear_line_is_not_two_real_numbers_is_always_checked_in_any_order(line):
-    # 9,400 is 6% down: clear of a 20% drawdown rule, but past this rule's 9,500.
-    class Custom:
-        name = "custom"
-        block_counter = "custom_block_total"
-
-        def level(self, equity, peak, start, day_start):
-            return Level.BREACH if equity < 9_500 else Level.OK
-
-        def verdict(self, equity, peak, start, day_start):
-            if equity < 9_500:
-                return Verdict(self.name, Level.BREACH, "below 9,500", self.block_counter)
-            return None
-
+    # 940 is 6% down: clear of a 20% drawdown rule, but past this rule's 990.
+    class Custom(_PlainRule):
         def clear_line(self, start, day_start):
             return line
 
     for guards in ([MaxDrawdownGuard(20.0), Custom()], [Custom(), MaxDrawdownGuard(20.0)]):
-        monitor = RiskMonitor(10_000.0, guards)
-        found = monitor.observe(9_400.0, T0)
-        assert found is not None and [v.reason for v in found.breaches] == ["below 9,500"], guards
+        monitor = RiskMonitor(1_000.0, guards)
+        found = monitor.observe(940.0, T0)
+        assert found is not None and [v.guard for v in found.breaches] == ["plain"], guards
         assert monitor.trading_state is TradingState.HALTED
 
 
