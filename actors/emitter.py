@@ -56,9 +56,9 @@ GATHER_SECONDS = 0.002
 """How long the journal's worker lets events gather after a group commit begins before it
 begins the next (`JournalSink`'s ``gather``): under a steady stream of events a few times more
 go into each commit, so the journal writes them with a fraction of the commits, fsyncs and
-thread hand-offs; no event waits longer than this for its commit to begin, and none at all
-while someone waits on the journal (`JournalSink.wait_backlog`, `JournalSink.wait_caught_up`:
-a guard before an order's events, a replay's flow control) or the emitter stops."""
+thread hand-offs. The gathering delays no event by more than this, and none at all while
+someone waits on the journal (`JournalSink.wait_backlog`, `JournalSink.wait_caught_up`: a guard
+before an order's events, a replay's flow control) or the worker stops."""
 
 
 class JournalSink:
@@ -84,7 +84,6 @@ class JournalSink:
         self._settled = 0
         self._failed = 0
         self._waiting = 0  # callers of wait_backlog and wait_caught_up waiting now
-        self._hurry = threading.Event()  # set while anyone waits on the journal (or a worker stops)
 
     def __call__(self, event: Event) -> None:
         """Journal ``event`` now (once per event id)."""
@@ -136,26 +135,25 @@ class JournalSink:
             if done():
                 return True
             self._waiting += 1
-            self._hurry.set()
+            self._cond.notify_all()  # (a worker gathering commits now)
             try:
                 return self._cond.wait_for(done, timeout)
             finally:
                 self._waiting -= 1
-                if not self._waiting:
-                    self._hurry.clear()
 
-    def gathered(self, since: float) -> None:
+    def gathered(self, since: float, stopping: Callable[[], bool]) -> None:
         """Return once events have gathered for ``gather`` seconds since ``since`` (the
         `time.monotonic` at which the last commit began), or at once while anyone waits on the
-        journal or `hurry` was called: the worker calls it before each commit."""
+        journal or ``stopping()`` is true (see `wake`): the worker calls it before each commit."""
         left = since + self.gather - time.monotonic()
         if left > 0:
-            self._hurry.wait(left)
+            with self._cond:
+                self._cond.wait_for(lambda: self._waiting > 0 or stopping(), left)
 
-    def hurry(self) -> None:
-        """Make `gathered` return now, and until the next wait on the journal ends (the
-        emitter's worker is stopping and writes what is left at once)."""
-        self._hurry.set()
+    def wake(self) -> None:
+        """Have a `gathered` in progress look again at its ``stopping`` (a worker stops)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _expect(self, count: int) -> None:
         # Counted before the event is queued, so the backlog never reads low.
@@ -292,13 +290,16 @@ class _SinkWorker:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def _is_stopping(self) -> bool:
+        return self._stopping
+
     def stop(self) -> None:
         # The thread delivers everything already queued before it ends, at once.
-        if self._journal is not None:
-            self._journal.hurry()
         with self._cond:
             self._stopping = True
             self._cond.notify()
+        if self._journal is not None:
+            self._journal.wake()
 
     def join(self, timeout: float | None) -> bool:
         self._thread.join(timeout)
@@ -312,7 +313,7 @@ class _SinkWorker:
                 if not self._queue:
                     return
             if self._journal is not None:
-                self._journal.gathered(began)  # (producers go on queueing meanwhile)
+                self._journal.gathered(began, self._is_stopping)  # (producers go on queueing meanwhile)
                 began = time.monotonic()
             with self._cond:
                 batch, self._queue = self._queue, []

@@ -180,22 +180,87 @@ class CountedCommits(MemoryStore):
         return super().append_events(events)
 
 
+def stream(address, numbers) -> None:
+    """Tell events numbered ``numbers`` 10 ms apart (the stream's own pace), then wait until the
+    emitter has handed every one to its journal's worker."""
+    pace = threading.Event()  # (never set)
+    for n in numbers:
+        pace.wait(0.01)
+        address.tell(Publish(event(n=n)))
+    address.ask(GetJournals())
+
+
 def test_the_journal_lets_events_gather_after_a_commit_begins_so_a_stream_takes_few_commits():
-    # A stream of 20 events 10 ms apart: without the gathering each would be a commit of its own.
+    # 20 events 10 ms apart: without the gathering each would be a commit of its own.
     store = CountedCommits()
     journal = journal_sink(store, gather=1.0)
     handle, address = emitter([journal])
-    sent = [event(n=i) for i in range(20)]
-    address.tell(Publish(sent[0]))
+    address.tell(Publish(event(n=0)))
     assert store.first.wait(WAIT)
-    pace = threading.Event()  # (never set: the stream's own pace)
-    for e in sent[1:]:
-        pace.wait(0.01)
-        address.tell(Publish(e))
-    address.ask(GetJournals())  # every event handed to the journal's worker
+    stream(address, range(1, 20))
     handle.stop()
-    assert store.events() == sent
+    assert [e.metadata["n"] for e in store.events()] == list(range(20))
     assert store.batches[0] == 1 and len(store.batches) <= 3, store.batches
+
+
+def test_the_journal_gathers_again_once_a_wait_on_it_ends_and_under_the_next_emitter():
+    store = CountedCommits()
+    journal = journal_sink(store, gather=1.0)
+    handle, address = emitter([journal])
+    address.tell(Publish(event(n=0)))
+    address.ask(GetJournals())
+    assert journal.wait_caught_up(WAIT)  # a wait: the commit began at once
+    stream(address, range(1, 20))
+    assert journal.wait_caught_up(WAIT)
+    handle.stop()  # an emitter that stops writes what is left at once
+    assert len(store.batches) <= 4, store.batches
+    store.batches.clear()
+    handle, address = emitter([journal])  # the journal outlives its emitter, as across a restart
+    stream(address, range(20, 40))  # (with no wait on the journal first)
+    handle.stop()
+    assert [e.metadata["n"] for e in store.events()] == list(range(40))
+    assert len(store.batches) <= 3, store.batches
+
+
+class SlowSecondCommit(CountedCommits):
+    """Its second commit waits until the test lets it through (a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_second = threading.Event()
+        self.release = threading.Event()
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        if len(self.batches) == 1:
+            self.in_second.set()
+            self.release.wait(WAIT)
+        return super().append_events(events)
+
+
+def test_a_wait_that_ends_while_the_emitter_stops_does_not_hold_its_last_commit_back():
+    store = SlowSecondCommit()
+    journal = journal_sink(store, gather=1.0)
+    handle, address = emitter([journal])
+    address.tell(Publish(event(n=0)))
+    address.ask(GetJournals())  # (handed to the journal's worker: a wait now waits for it)
+    assert journal.wait_caught_up(WAIT)
+    address.tell(Publish(event(n=1)))
+    address.ask(GetJournals())
+    waited: list[bool] = []
+    waiter = threading.Thread(target=lambda: waited.append(journal.wait_caught_up(0.3)))
+    waiter.start()  # has the second commit begin, and gives up on it on the slow disk
+    assert store.in_second.wait(WAIT)
+    address.tell(Publish(event(n=2)))
+    address.ask(GetJournals())
+    stopper = threading.Thread(target=handle.stop)
+    stopper.start()
+    waiter.join(WAIT)
+    assert waited == [False]
+    released = time.monotonic()
+    store.release.set()
+    stopper.join(WAIT)
+    assert not stopper.is_alive() and time.monotonic() - released < 0.5
+    assert [e.metadata["n"] for e in store.events()] == [0, 1, 2]
 
 
 def test_a_wait_on_the_journal_is_answered_without_waiting_for_the_gathering_to_end():
@@ -205,6 +270,7 @@ def test_a_wait_on_the_journal_is_answered_without_waiting_for_the_gathering_to_
     journal = journal_sink(store, gather=1.0)
     handle, address = emitter([journal])
     address.tell(Publish(event(n=0)))
+    address.ask(GetJournals())
     assert store.first.wait(WAIT) and journal.wait_caught_up(WAIT)
     address.tell(Publish(event(n=1)))
     address.ask(GetJournals())
