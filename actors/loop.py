@@ -324,7 +324,7 @@ class LoopActor(SupervisedActor):
         try:
             for data in batch.bars:
                 if data.at > clock.now():  # (a driver that gave up waiting may have moved it on)
-                    move(data.at)
+                    self._move(move, data.at)
                 if self._line is not None and self._line.begins_day(data.at):
                     # The day starts from the equity carried into it (the broker still prices
                     # the last close), as a live guard reads it at midnight: never from the
@@ -345,6 +345,13 @@ class LoopActor(SupervisedActor):
                 self._store.save_loop_totals(self._loop_id, self._totals)
             self._tell_heartbeat(cycles)
         return BatchDone(len(cycles), tuple(equities))
+
+    def _move(self, move: Callable[..., int], at: datetime) -> None:
+        # A timer that falls due as the clock moves to ``at`` (the guard's cooldown, a retry)
+        # acts at this bar's time, as it does between bars played one at a time: what was held
+        # for the guard reaches it before the tick, and the bar waits for the guard's new line.
+        if move(at, before_callbacks=self._send_held) and self._line is not None:
+            self._line = self._ask_line(GetGuardLine())
 
     def _inside_bar(self, intrabar: Callable[[MarketData, GuardLine], tuple[float, bool] | None], data: MarketData) -> None:
         # The feed tells the equity at the bar's worst for what is held, and whether it is clear;

@@ -143,8 +143,10 @@ class ManualClock:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self._move_to(self._elapsed + seconds)
 
-    def set(self, moment: datetime) -> None:
-        """Move time forward to ``moment``; moving backwards is refused (time never goes back)."""
+    def set(self, moment: datetime, *, before_callbacks: Callable[[], None] | None = None) -> int:
+        """Move time forward to ``moment``; moving backwards is refused (time never goes back).
+        Returns how many callbacks fell due and ran. ``before_callbacks`` is called once before
+        the first of them (a replay sends what it holds, so that it arrives before any tick)."""
         utc = moment
         if type(utc) is not datetime or utc.tzinfo is not UTC:  # (a replay's bars are in UTC already)
             utc = aware_datetime("moment", moment).astimezone(UTC)
@@ -153,14 +155,19 @@ class ManualClock:
             raise ValueError(f"moment {moment.isoformat()} is before the clock's time {self.now().isoformat()}")
         if target < _EXACT_SECONDS and type(utc) is datetime and type(self._origin) is datetime and not utc.fold:
             self._now = (target, utc)  # the time `now` would compute for ``target``: it need not
-        self._move_to(target)
+        return self._move_to(target, before_callbacks)
 
-    def _move_to(self, target: float) -> None:
+    def _move_to(self, target: float, before_callbacks: Callable[[], None] | None = None) -> int:
         with self._lock:
             if target > self._elapsed:  # (another thread may have moved it further meanwhile)
                 self._elapsed = target
             item = self._schedule.pop_due(self._elapsed)
+        if item is not None and before_callbacks is not None:
+            before_callbacks()
+        ran = 0
         while item is not None:
             run_scheduled(item)
+            ran += 1
             with self._lock:
                 item = self._schedule.pop_due(self._elapsed)
+        return ran

@@ -324,3 +324,17 @@ def test_system_clock_callbacks_fire_in_time_order():
     clock.call_at(now + 0.04, lambda: ran.append(2))
     assert done.wait(timeout=WAIT)
     assert ran == [1, 2, 3]
+
+
+def test_set_says_how_many_callbacks_ran_and_calls_before_callbacks_once_before_the_first():
+    clock = ManualClock(START)
+    seen: list[str] = []
+    clock.call_at(60.0, lambda: seen.append("first"))
+    clock.call_at(90.0, lambda: seen.append("second"))
+    clock.call_at(3600.0, lambda: seen.append("later"))
+    assert clock.set(START + timedelta(seconds=30), before_callbacks=lambda: seen.append("before")) == 0
+    assert seen == []  # nothing fell due: not called
+    assert clock.set(START + timedelta(seconds=120), before_callbacks=lambda: seen.append("before")) == 2
+    assert seen == ["before", "first", "second"]
+    assert clock.set(START + timedelta(hours=2)) == 1
+    assert seen == ["before", "first", "second", "later"]

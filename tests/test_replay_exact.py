@@ -129,12 +129,27 @@ def _crash() -> dict[str, Any]:
     }
 
 
+def _cooldown() -> dict[str, Any]:
+    # A crash inside a bar halts, and the cooldown resumes trading two bars later, mid-batch:
+    # the guard must take the readings before it, resume at that bar's time and judge the
+    # readings after it as resumed, as it does bar by bar.
+    closes = [100.0] * 6 + [100 + i for i in range(1, 8)] + [80.0] + [95 + (i % 3) for i in range(16)]
+    bars = [Bar(START + timedelta(hours=i), c, c + 1, c - (15 if c == 80.0 else 1), c) for i, c in enumerate(closes)]
+    return {
+        "bars": bars, "orders": {2: 80.0, 18: 40.0, 24: -40.0}, "batch": 30,
+        "guards": {"max_drawdown_percent": 10.0, "drawdown_trailing": True, "daily_loss_percent": None,
+                   "min_equity": 500.0, "guard_warn_fraction": None, "heartbeat_interval_seconds": 3600.0,
+                   "cooldown_rules": "max_drawdown", "cooldown_seconds": 7200.0},
+    }
+
+
 # Each example starts two trading systems; shrinking would take minutes, and the example that
 # failed is printed whole anyway.
 @settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(replays())
 @example(_crash())
+@example(_cooldown())
 def test_a_replay_in_batches_of_any_size_is_the_replay_bar_by_bar(case: dict[str, Any]) -> None:
     one_journal, one_equity, one_guard = _play(case, 1)
     many_journal, many_equity, many_guard = _play(case, case["batch"])
@@ -145,8 +160,12 @@ def test_a_replay_in_batches_of_any_size_is_the_replay_bar_by_bar(case: dict[str
     fired = EventType.GUARD_TRIGGERED.value
     assert [e for e in many_journal if e[1] == fired] == [e for e in one_journal if e[1] == fired]
     assert many_journal == one_journal
-    if case["orders"] == _crash()["orders"]:  # the explicit case did what it is there for
+    if case["orders"] == _crash()["orders"]:  # the explicit cases did what they are there for
         kinds = {e[1] for e in one_journal}
         assert {"guard_triggered", "position_closed", "trading_state_changed", "trade_failed"} <= kinds
+    if case["orders"] == _cooldown()["orders"]:
+        changes = [(e[0], e[2]["from"], e[2]["to"]) for e in one_journal if e[1] == "trading_state_changed"]
+        halted = next(e[0] for e in one_journal if e[1] == "guard_triggered")
+        assert changes == [(halted, "active", "halted"), (halted + timedelta(hours=2), "halted", "active")], changes
     # The guard ends in the same state: peak, worst drawdown, day, trading state, counts.
     assert many_guard == one_guard
