@@ -82,7 +82,11 @@ def replays(draw: Any) -> dict[str, Any]:
         "min_equity": draw(st.sampled_from([500.0, 9_000.0])),
         "guard_warn_fraction": draw(st.sampled_from([None, 0.5, 0.8])),
         "heartbeat_interval_seconds": draw(st.sampled_from([3600.0, 5400.0, 7200.0])),
+        "cooldown_rules": draw(st.sampled_from([None, "max_drawdown"])),
+        "cooldown_seconds": draw(st.sampled_from([3600.0, 5400.0, 4 * 3600.0])),
     }
+    if guards["cooldown_rules"] is None:
+        del guards["cooldown_seconds"]
     return {"bars": bars, "orders": orders, "guards": guards, "batch": draw(st.integers(2, len(bars) + 5))}
 
 
