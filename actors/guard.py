@@ -502,10 +502,10 @@ class GuardActor(SupervisedActor):
         self._alert(f"Trading halted: {', '.join(v.guard for v in assessment.breaches)}", reason, Severity.CRITICAL)
         for verdict in assessment.breaches:
             self._metrics.incr(verdict.block_counter)
-            tracker = self.monitor.tracker
             self._publish(
                 GuardTriggered(
-                    verdict.guard, verdict.reason, assessment.equity, tracker.peak_equity, tracker.drawdown, assessment.at
+                    verdict.guard, verdict.reason, assessment.equity, assessment.peak_equity, assessment.drawdown,
+                    assessment.at,
                 )
             )
         self._publish_state(assessment.previous_state, TradingState.HALTED, reason)

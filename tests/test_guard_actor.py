@@ -251,6 +251,20 @@ def test_a_batch_gives_the_same_state_and_breach_as_one_reading_at_a_time(tree_f
     assert a.state.reason.startswith("max drawdown 20.54%")
 
 
+def test_a_breach_inside_a_batch_is_reported_with_the_peak_and_drawdown_of_its_own_reading(tree_factory):
+    # The batch goes on to a new peak after the breach: the trigger must not take it.
+    one = tree_factory(broker_with_positions("X"), settings=Settings(max_drawdown_percent=10.0))
+    one.read(10_000, 8_500, 12_000)
+    batched = tree_factory(broker_with_positions("X"), settings=Settings(max_drawdown_percent=10.0))
+    batched.guard.tell(EquityBatch([10_000, 8_500, 12_000], T0))
+    [single] = one.events.wait_count(EventType.GUARD_TRIGGERED, 1)
+    [in_batch] = batched.events.wait_count(EventType.GUARD_TRIGGERED, 1)
+    assert in_batch.metadata == single.metadata
+    assert {k: in_batch.metadata[k] for k in ("equity", "peak_equity", "drawdown")} == {
+        "equity": 8_500.0, "peak_equity": 10_000.0, "drawdown": 0.15,
+    }
+
+
 def test_a_batch_with_a_bad_value_takes_the_good_ones_in_order_and_counts_the_bad(tree_factory):
     one = tree_factory(broker_with_positions("X"))
     one.read(12_000, 9_000)

@@ -522,6 +522,7 @@ def test_a_breach_gives_the_whole_assessment():
         state=TradingState.HALTED,
         equity=800.0,
         at=at(5),
+        peak_equity=1000.0,
     )
     assert monitor.state().reason == DRAWDOWN_20
     assert monitor.block_counts == {"drawdown_block_total": 1, "min_equity_block_total": 0}
@@ -529,7 +530,7 @@ def test_a_breach_gives_the_whole_assessment():
 
 def test_assessment_flags_for_every_pair_of_states():
     def flags(previous, state):
-        found = Assessment((), (), previous, state, 1.0, T0)
+        found = Assessment((), (), previous, state, 1.0, T0, 1.0)
         return found.newly_halted, found.state_changed
 
     assert flags(TradingState.ACTIVE, TradingState.HALTED) == (True, True)
@@ -572,6 +573,7 @@ def test_a_reading_just_below_a_warning_level_is_found_past_the_clear_line():
         TradingState.REDUCING,
         900.0,
         at(1),
+        1000.0,
     )
     assert monitor.state().reason == "warning: max drawdown 10.00% >= warning 10.00% (limit 20.00%, peak 1000.00, equity 900.00)"
 
@@ -635,7 +637,7 @@ def test_a_monitor_with_no_guards_takes_every_reading_and_never_halts():
     assert (monitor.tracker.peak_equity, monitor.tracker.latest_equity) == (2000.0, 10.0)
     monitor.degrade(TradingState.REDUCING, "equity unavailable")
     lifted = monitor.observe(20.0, at(3))
-    assert lifted == Assessment((), (), TradingState.REDUCING, TradingState.ACTIVE, 20.0, at(3))
+    assert lifted == Assessment((), (), TradingState.REDUCING, TradingState.ACTIVE, 20.0, at(3), 2000.0)
     assert monitor.state().reason is None
 
 

@@ -44,6 +44,12 @@ class Assessment:
     state: TradingState
     equity: float
     at: datetime
+    peak_equity: float  # the peak as the reading left it (later readings of a batch may move it)
+
+    @property
+    def drawdown(self) -> float:
+        """The drawdown from the peak at this reading, as a fraction."""
+        return (self.peak_equity - self.equity) / self.peak_equity
 
     @property
     def newly_halted(self) -> bool:
@@ -349,7 +355,7 @@ class RiskMonitor:
         elif previous is not TradingState.HALTED:
             self._state = TradingState.REDUCING if warnings else TradingState.ACTIVE
             self._reason = "; ".join(v.reason for v in warnings) or None
-        return Assessment(breaches, warnings, previous, self._state, equity, at)
+        return Assessment(breaches, warnings, previous, self._state, equity, at, tracker.peak_equity)
 
     def resume(self, rebaseline: bool = False) -> tuple[TradingState, Rebaseline | None]:
         """Lift a HALTED or REDUCING state back to ACTIVE; returns the old state, and what a
