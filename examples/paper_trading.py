@@ -800,8 +800,9 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                 record = store.load_guard(settings.loop_id)
             finally:
                 store.close()
-            start_equity = record.drawdown.start_equity if record is not None else args.cash
-            path = EquityPath.of(start_equity, result.equity, feed.inside_readings)
+            # The account's own start: a resume that rebaselines (a cooldown's) moves the
+            # guard's start, not the money the run began with.
+            path = EquityPath.of(args.cash, result.equity, feed.inside_readings)
             summary = summarize(
                 events, path, _worst_known(guard_drawdown, record), _instrument_digits(bars, settings)
             )

@@ -77,3 +77,22 @@ def test_the_summary_shows_the_position_open_at_the_end_and_the_orders_a_limit_r
         "Orders refused: 2: max_trades_per_day 2\n"
         "Guards fired: none\n"
     ) in result.stdout
+
+
+def test_after_a_cooldown_resumes_with_a_new_baseline_the_summary_starts_from_the_accounts_own_start(tmp_path):
+    # A buy at 101, a crash inside a bar that halts at 20% (closed at 83), the cooldown's
+    # automatic resume two hours later, which sets the guard's start to the 8,400 then, and a
+    # buy at 72: the run still began with 10,000.
+    prices = tmp_path / "DEMO.csv"
+    write_prices(prices, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 72])
+    config = tmp_path / "cool.toml"
+    config.write_text('[tradewarden]\ncooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\n', encoding="utf-8")
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "3", "--volume", "100",
+        "--config", str(config), "--out", "run", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["start_equity"], summary["final_equity"]) == (10_000.0, 8_400.0)
+    assert "\nEquity: GBP 10,000.00 -> GBP 8,400.00 (-GBP 1,600.00, -16.00%)\n" in result.stdout
+    assert "rebaselined 1" in result.stdout
