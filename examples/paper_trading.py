@@ -150,6 +150,13 @@ def _positive_float(flag: str) -> Any:
     return parse
 
 
+def _symbol(text: str) -> str:
+    # An empty --symbol would fall back to the default silently: say so instead.
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"--symbol must be a non-empty string, got {text!r}")
+    return text
+
+
 def _non_negative_float(flag: str) -> Any:
     def parse(text: str) -> float:
         try:
@@ -224,7 +231,7 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
         "Default: the bundled synthetic series (made-up data, labelled as such)",
     )
     data.add_argument(
-        "--symbol",
+        "--symbol", type=_symbol,
         help="the symbol to trade; picks its rows from a CSV with a symbol column. "
         f"Default: {SYNTHETIC_SYMBOL} for the synthetic series, else the file's symbol column, else the file's name",
     )

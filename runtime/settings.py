@@ -427,4 +427,5 @@ def _parse(var: str, raw: str, kind: str) -> Any:
     try:
         return parse(text)
     except ValueError:
-        raise SettingsError(f"{var}={raw!r}: expected {expected}") from None
+        either = " or off (none, or empty: not set)" if optional else ""
+        raise SettingsError(f"{var}={raw!r}: expected {expected}{either}") from None

@@ -30,6 +30,13 @@ def test_replay_names_itself_in_its_errors(tmp_path):
     assert bad_flag.stderr.endswith(
         "tradewarden replay: error: argument --max-drawdown: --max-drawdown must be a finite number > 0, got '-5'\n"
     )
+    for empty in ("", "   "):  # (an empty one used to fall back to the default symbol silently)
+        bad_symbol = tradewarden("replay", "--symbol", empty, "--out", "run", cwd=tmp_path)
+        assert bad_symbol.returncode == 2
+        assert bad_symbol.stderr.endswith(
+            f"tradewarden replay: error: argument --symbol: --symbol must be a non-empty string, got {empty!r}\n"
+        )
+    assert not (tmp_path / "run").exists()
     missing = tradewarden("replay", "--prices", "no-such-file.csv", cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.startswith("tradewarden replay: ") and "no-such-file.csv" in missing.stderr

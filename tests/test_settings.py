@@ -116,7 +116,7 @@ def test_a_bad_value_in_the_file_is_refused_naming_the_file_key_and_value(tmp_pa
         ("MAX_DRAWDOWN_PERCENT", "150", r"MAX_DRAWDOWN_PERCENT='150'.*\(0, 100\], got 150"),
         ("MAX_DRAWDOWN_PERCENT", "-3", r"MAX_DRAWDOWN_PERCENT='-3'.*got -3"),
         ("MIN_EQUITY_GBP", "-1", r"MIN_EQUITY_GBP='-1'.*min_equity must be >= 0, got -1"),
-        ("MIN_EQUITY_GBP", "lots", r"MIN_EQUITY_GBP='lots': expected a number"),
+        ("MIN_EQUITY_GBP", "lots", r"MIN_EQUITY_GBP='lots': expected a number$"),
         ("DRAWDOWN_TRAILING", "maybe", r"DRAWDOWN_TRAILING='maybe': expected true or false"),
         ("STATSD_PORT", "70000", r"STATSD_PORT='70000'.*port number.*70000"),
         ("STATSD_PORT", "81.5", r"STATSD_PORT='81.5': expected a whole number"),
