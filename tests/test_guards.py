@@ -175,6 +175,15 @@ def test_min_equity_is_strictly_below_so_equity_at_the_minimum_is_fine():
     assert guard.level(499.99, 1000.0, 1000.0, 1000.0) is Level.BREACH
 
 
+def test_a_reading_a_hair_below_the_minimum_is_told_apart_from_it_in_the_reason():
+    guard = MinEquityGuard(9_500.0, warn_at=0.5)
+    below = guard.verdict(9_499.999, 10_000.0, 10_000.0, 10_000.0)
+    assert below is not None and below.reason == "equity 9499.999 < minimum 9500.000"
+    assert guard.verdict(9_400.0, 10_000.0, 10_000.0, 10_000.0).reason == "equity 9400.00 < minimum 9500.00"
+    warned = MinEquityGuard(100.0, warn_at=0.5).verdict(199.9999, 1_000.0, 1_000.0, 1_000.0)
+    assert warned is not None and warned.reason == "warning: equity 199.9999 < warning level 200.0000 (minimum 100.00)"
+
+
 def test_a_min_equity_warning_starts_at_minimum_over_warn_at():
     guard = MinEquityGuard(500.0, warn_at=0.5)
     assert guard.level(1000.0, 2000.0, 2000.0, 2000.0) is Level.OK

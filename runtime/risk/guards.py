@@ -232,9 +232,22 @@ class MinEquityGuard(_ThresholdGuard):
 
     def _explain(self, severity: float, level: Level, equity: float, peak: float, start: float, day_start: float) -> str:
         if equity < self.min_equity:
-            return f"equity {equity:.2f} < minimum {self.min_equity:.2f}"
+            shown, minimum = _apart(equity, self.min_equity)
+            return f"equity {shown} < minimum {minimum}"
         assert self.warn_at is not None
-        return f"equity {equity:.2f} < warning level {self.min_equity / self.warn_at:.2f} (minimum {self.min_equity:.2f})"
+        shown, line = _apart(equity, self.min_equity / self.warn_at)
+        return f"equity {shown} < warning level {line} (minimum {self.min_equity:.2f})"
+
+
+def _apart(value: float, bound: float) -> tuple[str, str]:
+    # Both to two decimals, or to as many more as it takes to show them apart: a reading a
+    # hair below the minimum (a liquidation filled where it was crossed) must not read as
+    # "equity 9500.00 < minimum 9500.00".
+    for digits in range(2, 13):
+        shown, limit = f"{value:.{digits}f}", f"{bound:.{digits}f}"
+        if shown != limit:
+            break
+    return shown, limit
 
 
 @attrs.frozen
