@@ -152,9 +152,10 @@ def _positive_float(flag: str) -> Any:
 
 def _symbol(text: str) -> str:
     # An empty --symbol would fall back to the default silently: say so instead.
-    if not text.strip():
+    symbol = text.strip()
+    if not symbol:
         raise argparse.ArgumentTypeError(f"--symbol must be a non-empty string, got {text!r}")
-    return text
+    return symbol
 
 
 def _non_negative_float(flag: str) -> Any:

@@ -161,9 +161,11 @@ class ManualClock:
         with self._lock:
             if target > self._elapsed:  # (another thread may have moved it further meanwhile)
                 self._elapsed = target
+            due = self._schedule.next_time()
+        if before_callbacks is not None and due is not None and due <= self._elapsed:
+            before_callbacks()  # (before anything is taken off the schedule: if it raises, nothing is lost)
+        with self._lock:
             item = self._schedule.pop_due(self._elapsed)
-        if item is not None and before_callbacks is not None:
-            before_callbacks()
         ran = 0
         while item is not None:
             run_scheduled(item)

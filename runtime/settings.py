@@ -427,5 +427,5 @@ def _parse(var: str, raw: str, kind: str) -> Any:
     try:
         return parse(text)
     except ValueError:
-        either = " or off (none, or empty: not set)" if optional else ""
+        either = " or off (also none, or empty)" if optional else ""
         raise SettingsError(f"{var}={raw!r}: expected {expected}{either}") from None

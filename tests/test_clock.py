@@ -338,3 +338,18 @@ def test_set_says_how_many_callbacks_ran_and_calls_before_callbacks_once_before_
     assert seen == ["before", "first", "second"]
     assert clock.set(START + timedelta(hours=2)) == 1
     assert seen == ["before", "first", "second", "later"]
+
+
+def test_a_before_callbacks_that_raises_loses_no_callback():
+    clock = ManualClock(START)
+    seen: list[str] = []
+    clock.call_at(60.0, lambda: seen.append("due"))
+
+    def failing() -> None:
+        raise RuntimeError("could not send")
+
+    with pytest.raises(RuntimeError, match="^could not send$"):
+        clock.set(START + timedelta(seconds=120), before_callbacks=failing)
+    assert seen == [] and clock.monotonic() == 120.0
+    assert clock.set(START + timedelta(seconds=180)) == 1
+    assert seen == ["due"]

@@ -180,6 +180,8 @@ def test_a_reading_a_hair_below_the_minimum_is_told_apart_from_it_in_the_reason(
     below = guard.verdict(9_499.999, 10_000.0, 10_000.0, 10_000.0)
     assert below is not None and below.reason == "equity 9499.999 < minimum 9500.000"
     assert guard.verdict(9_400.0, 10_000.0, 10_000.0, 10_000.0).reason == "equity 9400.00 < minimum 9500.00"
+    closest = MinEquityGuard(500.0).verdict(math.nextafter(500.0, 0.0), 1_000.0, 1_000.0, 1_000.0)
+    assert closest is not None and closest.reason == "equity 499.99999999999994 < minimum 500.0"
     warned = MinEquityGuard(100.0, warn_at=0.5).verdict(199.9999, 1_000.0, 1_000.0, 1_000.0)
     assert warned is not None and warned.reason == "warning: equity 199.9999 < warning level 200.0000 (minimum 100.00)"
 

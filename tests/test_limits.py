@@ -237,7 +237,7 @@ def test_limits_come_from_the_file_and_the_environment(tmp_path):
     [
         ("MAX_ORDER_NOTIONAL", "-5", "MAX_ORDER_NOTIONAL='-5': max_order_notional must be > 0, got -5.0"),
         ("MAX_OPEN_POSITIONS", "0", "MAX_OPEN_POSITIONS='0': max_open_positions must be a whole number >= 1, got 0"),
-        ("MAX_ORDERS_PER_DAY", "lots", "MAX_ORDERS_PER_DAY='lots': expected a whole number or off (none, or empty: not set)"),
+        ("MAX_ORDERS_PER_DAY", "lots", "MAX_ORDERS_PER_DAY='lots': expected a whole number or off (also none, or empty)"),
         ("RUNAWAY_WINDOW_SECONDS", "0", "RUNAWAY_WINDOW_SECONDS='0': runaway_window_seconds must be > 0, got 0.0"),
         ("CONTRACT_SIZE", "nan", "CONTRACT_SIZE='nan': contract_size must be a finite real number, got nan"),
     ],

@@ -33,8 +33,8 @@ def test_they_come_from_the_run_configs_toml_and_the_environment(tmp_path, monke
     ("environ", "message"),
     [
         ({"POSITION_STOP_PERCENT": "0"}, "POSITION_STOP_PERCENT='0': position_stop_percent must be a percentage in (0, 100], got 0.0"),
-        ({"POSITION_STOP_PERCENT": "half"}, "POSITION_STOP_PERCENT='half': expected a number or off (none, or empty: not set)"),
-        ({"PAPER_MAX_LEVERAGE": "abc"}, "PAPER_MAX_LEVERAGE='abc': expected a number or off (none, or empty: not set)"),
+        ({"POSITION_STOP_PERCENT": "half"}, "POSITION_STOP_PERCENT='half': expected a number or off (also none, or empty)"),
+        ({"PAPER_MAX_LEVERAGE": "abc"}, "PAPER_MAX_LEVERAGE='abc': expected a number or off (also none, or empty)"),
         ({"POSITION_STOP_BASIS": "margin"}, "POSITION_STOP_BASIS='margin': position_stop_basis must be 'equity' or 'entry', got 'margin'"),
         ({"COOLDOWN_SECONDS": "0"}, "COOLDOWN_SECONDS='0': cooldown_seconds must be > 0, got 0.0"),
         ({"COOLDOWN_RULES": "max_drawdown"}, "settings: cooldown_seconds must be set for a cooldown of max_drawdown, got None"),

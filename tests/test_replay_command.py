@@ -37,6 +37,8 @@ def test_replay_names_itself_in_its_errors(tmp_path):
             f"tradewarden replay: error: argument --symbol: --symbol must be a non-empty string, got {empty!r}\n"
         )
     assert not (tmp_path / "run").exists()
+    spaced = tradewarden("replay", "--symbol", " X1 ", "--bars", "100", "--out", "run", cwd=tmp_path)
+    assert spaced.returncode == 0 and spaced.stdout.startswith("tradewarden paper trading: 100 bars of X1 ("), spaced.stdout
     missing = tradewarden("replay", "--prices", "no-such-file.csv", cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.startswith("tradewarden replay: ") and "no-such-file.csv" in missing.stderr

@@ -246,8 +246,8 @@ def _apart(value: float, bound: float) -> tuple[str, str]:
     for digits in range(2, 13):
         shown, limit = f"{value:.{digits}f}", f"{bound:.{digits}f}"
         if shown != limit:
-            break
-    return shown, limit
+            return shown, limit
+    return repr(value), repr(bound)  # (the shortest text that reads back as each)
 
 
 @attrs.frozen
