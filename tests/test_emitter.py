@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
@@ -180,6 +181,17 @@ class CountedCommits(MemoryStore):
         return super().append_events(events)
 
 
+def first_committed(store: CountedCommits) -> tuple[Any, Any, Any]:
+    """An emitter journaling to ``store`` with a second's gathering, once its first event's
+    commit has begun (so the next one waits for the gathering): the journal, handle, address."""
+    journal = journal_sink(store, gather=1.0)
+    handle, address = emitter([journal])
+    address.tell(Publish(event(n=0)))
+    address.ask(GetJournals())  # (handed to the journal's worker: a wait now waits for it)
+    assert store.first.wait(WAIT) and journal.wait_caught_up(WAIT)
+    return journal, handle, address
+
+
 def stream(address, numbers) -> None:
     """Tell events numbered ``numbers`` 10 ms apart (the stream's own pace), then wait until the
     emitter has handed every one to its journal's worker."""
@@ -193,10 +205,7 @@ def stream(address, numbers) -> None:
 def test_the_journal_lets_events_gather_after_a_commit_begins_so_a_stream_takes_few_commits():
     # 20 events 10 ms apart: without the gathering each would be a commit of its own.
     store = CountedCommits()
-    journal = journal_sink(store, gather=1.0)
-    handle, address = emitter([journal])
-    address.tell(Publish(event(n=0)))
-    assert store.first.wait(WAIT)
+    journal, handle, address = first_committed(store)
     stream(address, range(1, 20))
     handle.stop()
     assert [e.metadata["n"] for e in store.events()] == list(range(20))
@@ -205,11 +214,7 @@ def test_the_journal_lets_events_gather_after_a_commit_begins_so_a_stream_takes_
 
 def test_the_journal_gathers_again_once_a_wait_on_it_ends_and_under_the_next_emitter():
     store = CountedCommits()
-    journal = journal_sink(store, gather=1.0)
-    handle, address = emitter([journal])
-    address.tell(Publish(event(n=0)))
-    address.ask(GetJournals())
-    assert journal.wait_caught_up(WAIT)  # a wait: the commit began at once
+    journal, handle, address = first_committed(store)  # (a wait: the commit began at once)
     stream(address, range(1, 20))
     assert journal.wait_caught_up(WAIT)
     handle.stop()  # an emitter that stops writes what is left at once
@@ -239,11 +244,7 @@ class SlowSecondCommit(CountedCommits):
 
 def test_a_wait_that_ends_while_the_emitter_stops_does_not_hold_its_last_commit_back():
     store = SlowSecondCommit()
-    journal = journal_sink(store, gather=1.0)
-    handle, address = emitter([journal])
-    address.tell(Publish(event(n=0)))
-    address.ask(GetJournals())  # (handed to the journal's worker: a wait now waits for it)
-    assert journal.wait_caught_up(WAIT)
+    journal, handle, address = first_committed(store)
     address.tell(Publish(event(n=1)))
     address.ask(GetJournals())
     waited: list[bool] = []
@@ -267,11 +268,7 @@ def test_a_wait_on_the_journal_is_answered_without_waiting_for_the_gathering_to_
     # The gathering would hold the second commit back a second: a waiter has it begin at once
     # (half a second is the most a wait may take here).
     store = CountedCommits()
-    journal = journal_sink(store, gather=1.0)
-    handle, address = emitter([journal])
-    address.tell(Publish(event(n=0)))
-    address.ask(GetJournals())
-    assert store.first.wait(WAIT) and journal.wait_caught_up(WAIT)
+    journal, handle, address = first_committed(store)
     address.tell(Publish(event(n=1)))
     address.ask(GetJournals())
     assert journal.wait_caught_up(0.5)
@@ -285,10 +282,7 @@ def test_a_wait_on_the_journal_is_answered_without_waiting_for_the_gathering_to_
 
 def test_a_stopping_emitter_writes_what_its_journal_holds_without_waiting_for_the_gathering():
     store = CountedCommits()
-    journal = journal_sink(store, gather=1.0)
-    handle, address = emitter([journal])
-    address.tell(Publish(event(n=0)))
-    assert store.first.wait(WAIT)
+    journal, handle, address = first_committed(store)
     for n in range(1, 50):
         address.tell(Publish(event(n=n)))
     address.ask(GetJournals())
