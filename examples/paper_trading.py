@@ -639,6 +639,7 @@ def _write_report(
             notes=end_of_run_lines(summary, settings.account_currency),
             lows=path.lows,
             start_equity=path.start_equity,
+            baselines=path.baselines,
         )
 
     _replace_whole(out / EQUITY_CSV, lambda target: write_equity_csv(target, path.rows()) >= 0)
@@ -810,7 +811,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                 store.close()
             # The account's own start: a resume that rebaselines (a cooldown's) moves the
             # guard's start, not the money the run began with.
-            path = EquityPath.of(args.cash, result.equity, feed.inside_readings)
+            baselines = [(e.timestamp, e.metadata["new_peak"]) for e in events if e.event_type is EventType.REBASELINED]
+            path = EquityPath.of(args.cash, result.equity, feed.inside_readings, baselines)
             summary = summarize(
                 events, path, _worst_known(guard_drawdown, record), _instrument_digits(bars, settings)
             )

@@ -96,3 +96,25 @@ def test_after_a_cooldown_resumes_with_a_new_baseline_the_summary_starts_from_th
     assert (summary["start_equity"], summary["final_equity"]) == (10_000.0, 8_400.0)
     assert "\nEquity: GBP 10,000.00 -> GBP 8,400.00 (-GBP 1,600.00, -16.00%)\n" in result.stdout
     assert "rebaselined 1" in result.stdout
+
+
+def test_a_static_floor_moved_by_a_cooldowns_resume_is_reported_as_the_guard_measured_it(tmp_path):
+    # Halted at the 8,000 floor at 14:00; the cooldown's resume at 16:00 sets the start to 8,000,
+    # so the floor becomes 6,400: the later fall to 7,775 is inside it, and no second trigger.
+    prices = tmp_path / "DEMO.csv"
+    write_prices(prices, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 73, 74, 70, 66, 64, 64, 64])
+    config = tmp_path / "static.toml"
+    config.write_text(
+        '[tradewarden]\ncooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\ndrawdown_trailing = false\n',
+        encoding="utf-8",
+    )
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "3", "--volume", "100",
+        "--config", str(config), "--out", "run", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "\n  max drawdown 20.00% (static): floor 8,000.00, then 6,400.00 from 2024-03-04 16:00 UTC (a resume's new "
+        "start), lowest equity 7,775.00; worst 20.00% below the start then; fired 2024-03-04 14:00 UTC\n"
+    ) in result.stdout
+    assert "rebaselined 1" in result.stdout and "Guards fired: 1\n" in result.stdout

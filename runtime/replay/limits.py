@@ -3,6 +3,7 @@ text, and the run's equity bar by bar as the guard saw it, inside each bar inclu
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,14 @@ def _times(values: Iterable[Any]) -> tuple[datetime, ...]:
     return tuple(aware_datetime(f"times[{index}]", value) for index, value in enumerate(values))
 
 
+def _baselines(values: Iterable[Any]) -> tuple[tuple[datetime, float], ...]:
+    pairs = tuple(values)
+    return tuple(
+        (aware_datetime(f"baselines[{index}] time", moment), finite_number(f"baselines[{index}] equity", equity))
+        for index, (moment, equity) in enumerate(pairs)
+    )
+
+
 @attrs.frozen
 class EquityPath:
     """A run's equity bar by bar, as its guard saw it: ``start_equity`` (the account before the
@@ -114,6 +123,9 @@ class EquityPath:
     times: tuple[datetime, ...] = attrs.field(converter=_times)
     closes: tuple[float, ...] = attrs.field(converter=_closes)
     lows: tuple[float, ...] = attrs.field(converter=_lows)
+    # (time, equity) of each resume that set the guard's start, peak and day's start to the
+    # equity then (REBASELINED): from the first bar at or after it the guard measures from there.
+    baselines: tuple[tuple[datetime, float], ...] = attrs.field(default=(), converter=_baselines)
 
     def __attrs_post_init__(self) -> None:
         if not len(self.times) == len(self.closes) == len(self.lows):
@@ -127,18 +139,43 @@ class EquityPath:
 
     @classmethod
     def of(
-        cls, start_equity: float, equity: Iterable[tuple[datetime, float]], inside: Mapping[datetime, float]
+        cls,
+        start_equity: float,
+        equity: Iterable[tuple[datetime, float]],
+        inside: Mapping[datetime, float],
+        baselines: Iterable[tuple[datetime, float]] = (),
     ) -> EquityPath:
         """The path of a replay from the equity after each bar (``(time, equity)`` pairs, as
-        `actors.replay.ReplayResult.equity` has them) and the equity the guard was shown inside
-        the bars that held a position, by bar time (`actors.replay.PaperFeed.inside_readings`)."""
+        `actors.replay.ReplayResult.equity` has them), the equity the guard was shown inside
+        the bars that held a position, by bar time (`actors.replay.PaperFeed.inside_readings`),
+        and the resumes that rebaselined the guard (``baselines``)."""
         rows = list(equity)
         return cls(
             start_equity,
             [moment for moment, _ in rows],
             [close for _, close in rows],
             [min(close, inside.get(moment, close)) for moment, close in rows],
+            baselines,
         )
+
+    def _rebaselined(self) -> list[float | None]:
+        # For each bar, the equity a resume set the guard's start to just before it, else None.
+        marks: list[float | None] = [None] * len(self.times)
+        for moment, equity in self.baselines:
+            index = bisect_left(self.times, moment)
+            if index < len(marks):
+                marks[index] = equity
+        return marks
+
+    def starts(self) -> list[float]:
+        """For each bar, the start the guard measures a static floor from: the start equity,
+        then the equity of each rebaselining resume from its bar on."""
+        starts, start = [], self.start_equity
+        for mark in self._rebaselined():
+            if mark is not None:
+                start = mark
+            starts.append(start)
+        return starts
 
     def rows(self) -> Iterator[tuple[datetime, float, float]]:
         """``(time, close, low)`` for each bar: the rows of equity.csv."""
@@ -149,7 +186,9 @@ class EquityPath:
         the guard's own rule (`runtime.risk.drawdown.DrawdownTracker`)."""
         tracker = DrawdownTracker(self.start_equity)
         worst = []
-        for low, close in zip(self.lows, self.closes):
+        for low, close, mark in zip(self.lows, self.closes, self._rebaselined()):
+            if mark is not None and mark > 0:  # a resume measured from here on (the guard's own reset)
+                tracker = DrawdownTracker(mark)
             tracker.observe(low)
             worst.append(tracker.drawdown)
             tracker.observe(close)
@@ -169,10 +208,12 @@ class EquityPath:
         starts: list[float] = []
         day = None
         start = carried = self.start_equity
-        for moment, close in zip(self.times, self.closes):
+        for moment, close, mark in zip(self.times, self.closes, self._rebaselined()):
             today = moment.astimezone(zone).date()
             if today != day:
                 day, start = today, carried
+            if mark is not None:
+                start = mark  # (a rebaselining resume sets the day's start too)
             starts.append(start)
             carried = close
         return starts
@@ -206,11 +247,15 @@ def limit_levels(limits: ReportLimits, path: EquityPath) -> list[LimitLevel]:
             level("max_drawdown", f"max drawdown warning {_percent(drawdown * warn)}", DRAWDOWN_PANEL,
                   [drawdown * warn] * count, True)
     else:
+        starts = path.starts() if count else []
         floor = start_equity * (1 - drawdown)
-        level("max_drawdown", f"static floor {floor:,.2f} ({_percent(drawdown)} below start)", EQUITY_PANEL, [floor] * count)
+        moved = " at first" if len(set(starts)) > 1 else ""
+        level("max_drawdown", f"static floor {floor:,.2f}{moved} ({_percent(drawdown)} below start)", EQUITY_PANEL,
+              [s * (1 - drawdown) for s in starts])
         if warn is not None:
             line = start_equity * (1 - drawdown * warn)
-            level("max_drawdown", f"static floor warning {line:,.2f}", EQUITY_PANEL, [line] * count, True)
+            level("max_drawdown", f"static floor warning {line:,.2f}{moved}", EQUITY_PANEL,
+                  [s * (1 - drawdown * warn) for s in starts], True)
     if limits.min_equity > 0:
         level("min_equity", f"min equity {limits.min_equity:,.2f}", EQUITY_PANEL, [limits.min_equity] * count)
         if warn is not None:
@@ -248,12 +293,26 @@ def describe_limits(limits: ReportLimits, path: EquityPath, summary: RunSummary)
             f"  max drawdown {drawdown:.2%} (trailing): worst {summary.max_drawdown:.2%} below the peak; "
             f"{_fired('max_drawdown', summary)}"
         )
-    else:
+    elif not path.baselines:
         floor = start_equity * (1 - drawdown)
         below = (start_equity - lowest) / start_equity
         lines.append(
             f"  max drawdown {drawdown:.2%} (static): floor {floor:,.2f}, lowest equity {lowest:,.2f} "
             f"({below:.2%} below start); {_fired('max_drawdown', summary)}"
+        )
+    else:
+        # A resume set a new start: the floor moved with it, and each bar is judged by its own.
+        starts = path.starts()
+        floors = ", then ".join(
+            f"{start * (1 - drawdown):,.2f}" + ("" if index == 0 else f" from {moment:%Y-%m-%d %H:%M} UTC")
+            for index, (moment, start) in enumerate(
+                [(path.times[0], starts[0]), *((path.times[i], s) for i, s in enumerate(starts) if i and s != starts[i - 1])]
+            )
+        )
+        below = max(((s - low) / s for s, low in zip(starts, path.lows) if s > 0), default=0.0)
+        lines.append(
+            f"  max drawdown {drawdown:.2%} (static): floor {floors} (a resume's new start), lowest equity "
+            f"{lowest:,.2f}; worst {max(below, 0.0):.2%} below the start then; {_fired('max_drawdown', summary)}"
         )
     if limits.min_equity > 0:
         lines.append(

@@ -532,6 +532,7 @@ def plot_report(
     notes: Sequence[str] = (),
     lows: Sequence[float] | None = None,
     start_equity: float | None = None,
+    baselines: Sequence[tuple[datetime, float]] = (),
 ) -> bool:
     """Save a PNG of `report_figure` (the same arguments); returns True once the file is written,
     or False (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is
@@ -539,7 +540,7 @@ def plot_report(
     try:
         figure = report_figure(
             times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels,
-            refused_marks=refused_marks, notes=notes, lows=lows, start_equity=start_equity,
+            refused_marks=refused_marks, notes=notes, lows=lows, start_equity=start_equity, baselines=baselines,
         )
     except ImportError:
         logger.warning(
@@ -568,6 +569,7 @@ def report_figure(
     notes: Sequence[str] = (),
     lows: Sequence[float] | None = None,
     start_equity: float | None = None,
+    baselines: Sequence[tuple[datetime, float]] = (),
 ) -> Any:
     """The report chart as a matplotlib ``Figure`` (not saved): the equity curve with markers where
     guards fired (one marker per guard, named in the legend, when the marks are `GuardTrigger`
@@ -587,7 +589,8 @@ def report_figure(
     default: the points themselves): the equity panel shades the way down to them, and the
     drawdown panel shows each bar's worst, its low against the peak before it, so the deepest
     drawdown drawn is the worst the guard saw. The peak starts at ``start_equity`` (default: the
-    first point). Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad
+    first point), and again at each of ``baselines`` (the time and equity of a resume that
+    rebaselined the guard). Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad
     argument.
     """
     if len(times) != len(equities):
@@ -605,7 +608,7 @@ def report_figure(
     if values[0] <= 0:
         raise ValueError(f"equities[0] must be > 0 to measure drawdown from it, got {equities[0]!r}")
     path = EquityPath(values[0] if start_equity is None else start_equity, moments, values,
-                      values if lows is None else lows)
+                      values if lows is None else lows, baselines)
     limit = finite_number("drawdown_limit_fraction", drawdown_limit_fraction)
     if not 0 < limit <= 1:
         raise ValueError(f"drawdown_limit_fraction must be in (0, 1], got {drawdown_limit_fraction!r}")
