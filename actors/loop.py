@@ -347,7 +347,7 @@ class LoopActor(SupervisedActor):
         return BatchDone(len(cycles), tuple(equities))
 
     def _move(self, move: Callable[..., int], at: datetime) -> None:
-        # A timer that falls due as the clock moves to ``at`` (the guard's cooldown, a retry)
+        # A data-time timer that falls due as the clock moves to ``at`` (the guard's cooldown)
         # acts at this bar's time, as it does between bars played one at a time: what was held
         # for the guard reaches it before the tick, and the bar waits for the guard's new line.
         if move(at, before_callbacks=self._send_held) and self._line is not None:
