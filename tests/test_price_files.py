@@ -38,6 +38,35 @@ def test_a_yahoo_download_with_date_and_adj_close_uses_the_traded_close(tmp_path
     assert load_bars(path) == [Bar(datetime(2024, 1, 2, tzinfo=UTC), 187.15, 188.44, 183.89, 185.64, 82488700.0)]
 
 
+def test_an_empty_volume_cell_is_no_volume_as_in_a_file_without_the_column(tmp_path):
+    path = write(tmp_path, "Date,Open,High,Low,Close,Adj Close,Volume\n"
+                 "2024-01-02,10,11,9,10.5,10.4,\n"
+                 "2024-01-03,10.5,12,10,11,,  \n"  # whitespace only; an empty Adj Close is never read
+                 "2024-01-04,11,12,10.5,11.5,11.4,1200\n")
+    assert load_bars(path) == [
+        Bar(datetime(2024, 1, 2, tzinfo=UTC), 10.0, 11.0, 9.0, 10.5, 0.0),
+        Bar(datetime(2024, 1, 3, tzinfo=UTC), 10.5, 12.0, 10.0, 11.0, 0.0),
+        Bar(datetime(2024, 1, 4, tzinfo=UTC), 11.0, 12.0, 10.5, 11.5, 1200.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("2024-01-03,10.5,12,,11,10.9,300", "low is not a number: ''"),
+        ("2024-01-03,10.5, ,10,11,10.9,300", "high is not a number: ' '"),
+        # Yahoo writes a day it has no prices for as nulls: refused, never skipped.
+        ("2024-01-03,null,null,null,null,null,null", "open is not a number: 'null'"),
+        ("2024-01-03,10.5,12,10,11,10.9,null", "volume is not a number: 'null'"),
+    ],
+)
+def test_an_empty_or_null_price_is_refused_naming_the_line_the_column_and_the_text(tmp_path, row, message):
+    path = write(tmp_path, f"Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-02,10,11,9,10.5,10.4,100\n{row}\n")
+    with pytest.raises(PriceDataError) as refused:
+        load_bars(path)
+    assert str(refused.value) == f"{path}:3: {message}"
+
+
 def test_a_date_and_a_time_column_make_one_timestamp_in_the_given_zone(tmp_path):
     path = write(tmp_path, "Date,Time,Open,High,Low,Close\n2024-07-01,12:00,1.1,1.2,1.0,1.15\n"
                  "2024-07-01,13:00:00,1.15,1.2,1.1,1.12\n")

@@ -8,7 +8,7 @@
   optional ``time`` column beside it, as spreadsheets and Yahoo write), or in an unnamed first
   column (a pandas index, as in the `backtesting` package's own CSVs); an unnamed first column
   beside a named time column is a row number and is skipped, and so is ``Adj Close`` (the close
-  as traded is what fills use);
+  as traded is what fills use). An empty volume cell is volume 0, as in a file without the column;
 * the MetaTrader 5 history export: tab-separated, header ``<DATE> <TIME> <OPEN> <HIGH> <LOW>
   <CLOSE> <TICKVOL> <VOL> <SPREAD>``, dates like ``2024.01.02`` and times like ``10:00:00`` or
   ``10:00``; daily bars have no ``<TIME>`` column.
@@ -259,7 +259,8 @@ def load_series(
 
     Raises `PriceDataError` naming the file, the line and the value for: an empty file or one
     with a header and no bars, an unknown header, a row with the wrong number of columns, a
-    non-number, NaN or infinity, a price <= 0, inconsistent prices (high < low, open or close
+    non-number (an empty price or Yahoo's ``null`` included; an empty volume cell is volume 0, no
+    volume reported), NaN or infinity, a price <= 0, inconsistent prices (high < low, open or close
     outside high..low), a negative volume, and timestamps out of order or repeated.
     """
     file = Path(path)
@@ -385,7 +386,11 @@ def _load_generic(
             stamp = f"{stamp.strip()} {fields[columns.clock].strip()}"
         time = _generic_time(path, line, stamp, zone)
         prices = {name: _number(path, line, name, fields[index]) for name, index in columns.prices.items()}
-        volume = _number(path, line, "volume", fields[columns.volume]) if columns.volume is not None else 0.0
+        volume = 0.0
+        # An empty volume cell (Yahoo writes one where none was reported) is no volume, as in a
+        # file without the column; an empty price is refused like any other non-number.
+        if columns.volume is not None and fields[columns.volume].strip():
+            volume = _number(path, line, "volume", fields[columns.volume])
         rows.append((line, _bar(path, line, time, prices, volume)))
     if symbol is None and len(seen_symbols) > 1:
         raise PriceDataError(
