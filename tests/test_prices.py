@@ -114,6 +114,78 @@ def test_naive_timestamps_can_be_read_in_another_zone(tmp_path):
         load_bars(path, timezone="Mars/Olympus")
 
 
+def local_times(tmp_path: Path, form: str, stamps: list[str]) -> Path:
+    """A price file of one bar at each of ``stamps`` (``YYYY-MM-DD HH:MM``, no offset), as a
+    generic CSV or as an MT5 export (``form``)."""
+    if form == "csv":
+        return write(tmp_path, "timestamp,open,high,low,close\n" + "".join(f"{s},1,1,1,1\n" for s in stamps))
+    rows = "".join(f"{s[:10].replace('-', '.')}\t{s[11:]}\t1\t1\t1\t1\t10\t0\t5\n" for s in stamps)
+    return write(tmp_path, MT5_HEADER + "\n" + rows)
+
+
+@pytest.mark.parametrize("form", ["csv", "mt5"])
+@pytest.mark.parametrize(
+    ("wall", "utc"),
+    [
+        # Europe/London goes back from 02:00 BST to 01:00 GMT: the hour from 01:00 comes twice.
+        (["00:00", "01:00", "01:00", "02:00"], ["2024-10-26 23:00", "00:00", "01:00", "02:00"]),
+        (["01:00", "01:30", "01:00", "01:30", "02:00"], ["00:00", "00:30", "01:00", "01:30", "02:00"]),
+        (["00:30", "01:30", "01:00"], ["2024-10-26 23:30", "00:30", "01:00"]),
+    ],
+    ids=["hourly", "half-hourly", "half-hour-back"],
+)
+def test_the_hour_repeated_when_the_clocks_go_back_is_read_as_its_second_instant_the_second_time(
+    tmp_path, form, wall, utc
+):
+    path = local_times(tmp_path, form, [f"2024-10-27 {time}" for time in wall])
+    expected = [datetime.fromisoformat(t if " " in t else f"2024-10-27 {t}").replace(tzinfo=UTC) for t in utc]
+    assert [bar.time for bar in load_bars(path, timezone="Europe/London")] == expected
+
+
+@pytest.mark.parametrize("form", ["csv", "mt5"])
+@pytest.mark.parametrize(
+    ("stamps", "zone", "message"),
+    [
+        (["2024-10-27 00:00", "2024-10-27 01:00", "2024-10-27 01:00", "2024-10-27 01:00"], "Europe/London",
+         "5: duplicated timestamp 2024-10-27T01:00:00+00:00 (also on line 4)"),
+        (["2024-10-27 02:00", "2024-10-27 03:00", "2024-10-27 03:00"], "Europe/London",
+         "4: duplicated timestamp 2024-10-27T03:00:00+00:00 (also on line 3)"),
+        (["2024-10-27 00:00", "2024-10-27 01:00", "2024-10-27 01:00"], "UTC",
+         "4: duplicated timestamp 2024-10-27T01:00:00+00:00 (also on line 3)"),
+        (["2024-07-01 01:00", "2024-07-01 01:00"], "Europe/London",
+         "3: duplicated timestamp 2024-07-01T00:00:00+00:00 (also on line 2)"),
+    ],
+    ids=["a third time", "an hour not repeated", "a zone without changes", "in summer"],
+)
+def test_a_wall_time_repeated_where_the_clocks_did_not_repeat_it_is_a_duplicate(tmp_path, form, stamps, zone, message):
+    path = local_times(tmp_path, form, stamps)
+    with pytest.raises(PriceDataError) as refused:
+        load_bars(path, timezone=zone)
+    assert str(refused.value) == f"{path}:{message}"
+
+
+@pytest.mark.parametrize(("form", "text"), [("csv", "2024-03-31 01:30"), ("mt5", "2024.03.31 01:30")])
+def test_a_time_the_clocks_skip_when_they_go_forward_is_refused_naming_it_and_the_zone(tmp_path, form, text):
+    path = local_times(tmp_path, form, ["2024-03-31 00:30", "2024-03-31 01:30", "2024-03-31 02:30"])
+    with pytest.raises(PriceDataError) as refused:
+        load_bars(path, timezone="Europe/London")
+    assert str(refused.value) == (
+        f"{path}:3: local time {text!r} does not exist in Europe/London (the clocks jumped past it)"
+    )
+
+
+def test_a_date_alone_is_the_start_of_its_day_even_when_the_clocks_skip_its_midnight(tmp_path):
+    # Santiago's clocks go from 24:00 on 7 September 2024 to 01:00: the 8th starts at 01:00 (-03).
+    days = write(tmp_path, "Date,Open,High,Low,Close\n2024-09-07,1,1,1,1\n2024-09-08,1,1,1,1\n")
+    mt5 = write(
+        tmp_path, MT5_DAILY_HEADER + "\n2024.09.07\t1\t1\t1\t1\t10\t0\t5\n2024.09.08\t1\t1\t1\t1\t10\t0\t5\n", "d1.csv"
+    )
+    for path in (days, mt5):
+        assert [bar.time for bar in load_bars(path, timezone="America/Santiago")] == [
+            datetime(2024, 9, 7, 4, tzinfo=UTC), datetime(2024, 9, 8, 4, tzinfo=UTC),
+        ]
+
+
 # ------------------------------------------------------------------------------------------- MT5
 
 

@@ -27,7 +27,7 @@ import math
 import os
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -150,7 +150,40 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
     return value
 
 
-def _generic_time(path: Path, line: int, text: str, zone: tzinfo) -> datetime:
+def _local_time(
+    path: Path, line: int, text: str, naive: datetime, zone: tzinfo, previous: datetime | None
+) -> datetime:
+    # ``naive`` is a wall time in ``zone``, written ``text``; ``previous`` is the time of the bar
+    # before it (None for the first).
+    moment = naive.replace(tzinfo=zone).astimezone(UTC)
+    if moment.astimezone(zone).replace(tzinfo=None) != naive:
+        # zoneinfo would shift it by the size of the jump, onto a real time the file may also hold.
+        raise PriceDataError(f"{path}:{line}: local time {text!r} does not exist in {zone} (the clocks jumped past it)")
+    if previous is not None and moment <= previous:
+        # The hour repeated when the clocks go back: the second time round is its later instant
+        # (fold=1). Taken when it is not before the bar before, so that a third time round is
+        # refused as the duplicate it is.
+        later = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        if later >= previous:
+            return later
+    return moment
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _day_start(day: datetime, zone: tzinfo) -> datetime:
+    # A day's first instant: zoneinfo reads a midnight the clocks skip at the offset before the
+    # jump, which is the instant the day starts, and a repeated one as its first instant.
+    return day.replace(tzinfo=zone).astimezone(UTC)
+
+
+def _generic_time(path: Path, line: int, text: str, zone: tzinfo, previous: datetime | None) -> datetime:
     stripped = text.strip()
     try:
         seconds = float(stripped)
@@ -170,12 +203,16 @@ def _generic_time(path: Path, line: int, text: str, zone: tzinfo) -> datetime:
         raise PriceDataError(
             f"{path}:{line}: timestamp is neither ISO 8601 nor unix seconds: {text!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC)
+    if _is_date(stripped):
+        return _day_start(moment, zone)
+    return _local_time(path, line, stripped, moment, zone, previous)
 
 
-def _mt5_time(path: Path, line: int, date_text: str, time_text: str | None, zone: tzinfo) -> datetime:
+def _mt5_time(
+    path: Path, line: int, date_text: str, time_text: str | None, zone: tzinfo, previous: datetime | None
+) -> datetime:
     text = date_text if time_text is None else f"{date_text} {time_text}"
     formats = ("%Y.%m.%d",) if time_text is None else ("%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M")
     for fmt in formats:
@@ -183,7 +220,9 @@ def _mt5_time(path: Path, line: int, date_text: str, time_text: str | None, zone
             naive = datetime.strptime(text.strip(), fmt)
         except ValueError:
             continue
-        return naive.replace(tzinfo=zone).astimezone(UTC)
+        if time_text is None:
+            return _day_start(naive, zone)
+        return _local_time(path, line, text.strip(), naive, zone, previous)
     expected = "YYYY.MM.DD" if time_text is None else "YYYY.MM.DD and HH:MM[:SS]"
     raise PriceDataError(f"{path}:{line}: date/time {text!r} is not {expected}")
 
@@ -250,7 +289,13 @@ def load_series(
     The format is told by the header (see the module docstring). Timestamps without a zone
     (ISO 8601 without an offset, and every MT5 date) are read in ``timezone``, UTC by default;
     MT5 exports carry the broker's server time, so pass the server's zone for those. A plain
-    number is unix seconds.
+    number is unix seconds. A date alone is the first instant of that day in ``timezone``.
+
+    Where the clocks go back, a wall time comes twice: it is read as its first instant, and as
+    its second (``fold=1``) when the bar before it is already at or past the first. So hourly
+    rows 00:00, 01:00, 01:00, 02:00 on the night Europe/London's clocks go back are four bars an
+    hour apart, and half-hourly rows 01:00, 01:30, 01:00, 01:30, 02:00 five bars; a wall time
+    repeated where the clocks did not repeat it (or a third 01:00) is refused as a duplicate.
 
     ``symbol`` picks the rows of one symbol from a generic CSV that has a ``symbol`` column (it is
     required when that column holds several symbols; the error tells the user to pass
@@ -261,7 +306,9 @@ def load_series(
     with a header and no bars, an unknown header, a row with the wrong number of columns, a
     non-number (an empty price or Yahoo's ``null`` included; an empty volume cell is volume 0, no
     volume reported), NaN or infinity, a price <= 0, inconsistent prices (high < low, open or close
-    outside high..low), a negative volume, and timestamps out of order or repeated.
+    outside high..low), a negative volume, a wall time that does not exist in ``timezone`` (one
+    the clocks jump past when they go forward, which would otherwise be shifted by the jump), and
+    timestamps out of order or repeated.
     """
     file = Path(path)
     zone = _zone(timezone)
@@ -384,7 +431,7 @@ def _load_generic(
         stamp = fields[columns.time]
         if columns.clock is not None:
             stamp = f"{stamp.strip()} {fields[columns.clock].strip()}"
-        time = _generic_time(path, line, stamp, zone)
+        time = _generic_time(path, line, stamp, zone, rows[-1][1].time if rows else None)
         prices = {name: _number(path, line, name, fields[index]) for name, index in columns.prices.items()}
         volume = 0.0
         # An empty volume cell (Yahoo writes one where none was reported) is no volume, as in a
@@ -412,7 +459,8 @@ def _load_mt5(path: Path, header_line: int, header_text: str, body: list[tuple[i
                 f"got {len(fields)}: {text.strip()!r}"
             )
         time_text = fields[columns["<TIME>"]] if "<TIME>" in columns else None
-        time = _mt5_time(path, line, fields[columns["<DATE>"]], time_text, zone)
+        previous = rows[-1][1].time if rows else None
+        time = _mt5_time(path, line, fields[columns["<DATE>"]], time_text, zone, previous)
         prices = {
             name: _number(path, line, f"<{name.upper()}>", fields[columns[f"<{name.upper()}>"]])
             for name in ("open", "high", "low", "close")
