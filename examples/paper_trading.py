@@ -207,7 +207,8 @@ def _statsd_address(text: str) -> tuple[str, int]:
 
 def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.Namespace:
     """The command line of the program called ``prog`` (its usage line and errors say that
-    name); ``--help`` explains every option."""
+    name); ``--help`` explains every option. ``--timezone`` without ``--prices`` is refused as
+    bad usage (exit code 2): the demo's own bars are in UTC."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -237,9 +238,9 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
         f"Default: {SYNTHETIC_SYMBOL} for the synthetic series, else the file's symbol column, else the file's name",
     )
     data.add_argument(
-        "--timezone", default="UTC",
-        help="time zone of timestamps written without an offset (MT5 exports use the broker's server time); "
-        "default UTC",
+        "--timezone",
+        help="time zone of the --prices file's timestamps written without an offset (MT5 exports use the "
+        "broker's server time); default UTC",
     )
     data.add_argument(
         "--bars", type=_bar_count, default=400,
@@ -337,7 +338,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
         "--log-events", action="store_true",
         help="also log every event, one line each (the journal in state.db always has them all)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.timezone is not None and args.prices is None:
+        # The synthetic bars are made in UTC: a zone would be ignored without a word.
+        parser.error("--timezone applies only to a --prices file (the demo's own bars are in UTC)")
+    return args
 
 
 # --- pieces of a run -------------------------------------------------------------------------
@@ -418,7 +423,8 @@ def _longest_gap(bars: Sequence[Bar]) -> float:
 def _bars(args: argparse.Namespace) -> tuple[list[Bar], str, bool]:
     if args.prices is None:
         return synthetic_bars(args.bars), args.symbol or SYNTHETIC_SYMBOL, True
-    series = load_series(args.prices, symbol=args.symbol, timezone=args.timezone, symbol_field="--symbol")
+    zone = "UTC" if args.timezone is None else args.timezone
+    series = load_series(args.prices, symbol=args.symbol, timezone=zone, symbol_field="--symbol")
     # The file's own symbol column says what it holds better than the file's name does.
     return list(series.bars), args.symbol or series.symbol or Path(args.prices).stem.upper(), False
 

@@ -417,6 +417,24 @@ def test_help_explains_every_option_and_bad_input_is_named(tmp_path):
     assert bad.returncode == 2 and "--max-drawdown must be a finite number > 0, got '-5'" in bad.stderr
 
 
+def test_a_timezone_without_a_prices_file_is_refused_and_a_bad_one_with_a_file_is_named(tmp_path):
+    for zone in ("Nowhere/Else", "UTC"):  # the demo's bars are in UTC: any zone given for them is ignored
+        alone = run_example("paper_trading.py", "--timezone", zone, "--out", "run", cwd=tmp_path)
+        assert alone.returncode == 2 and alone.stdout == ""
+        assert alone.stderr.startswith("usage: paper_trading.py [-h]")
+        assert alone.stderr.endswith(
+            "paper_trading.py: error: --timezone applies only to a --prices file (the demo's own bars are in UTC)\n"
+        )
+    prices = tmp_path / "prices.csv"
+    prices.write_text("timestamp,open,high,low,close\n2024-01-02 10:00,1.1,1.2,1.0,1.1\n", encoding="utf-8")
+    refused(
+        run_example("paper_trading.py", "--prices", str(prices), "--timezone", "Nowhere/Else", "--out", "run",
+                    cwd=tmp_path),
+        r"paper_trading: timezone must be an IANA time zone name or a tzinfo, got 'Nowhere/Else'",
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_crash_recovery_restarts_every_way_of_dying_and_keeps_the_peak(tmp_path):
     result = run_example("crash_recovery.py", "--out", "drills", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -96,6 +96,20 @@ def test_two_time_columns_and_unknown_columns_are_refused_by_name(tmp_path):
     )
 
 
+def test_a_file_in_local_time_across_the_clocks_going_back_replays_every_bar_in_utc(tmp_path):
+    # Hourly bars in London time through the night of 27 October 2024: 01:00 comes twice.
+    hours = [f"2024-10-26 {h:02}:00" for h in range(24)] + [f"2024-10-27 {h:02}:00" for h in (0, 1, 1, 2, 3, 4, 5)]
+    rows = "".join(f"{stamp},{100 + i},{101 + i},{99 + i},{100.5 + i}\n" for i, stamp in enumerate(hours))
+    path = write(tmp_path, "timestamp,open,high,low,close\n" + rows, "london.csv")
+    result = run_example("paper_trading.py", "--prices", str(path), "--timezone", "Europe/London", "--out", "run",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        f"tradewarden paper trading: 31 bars of LONDON (prices from {path})\n"
+        "  2024-10-25 23:00 .. 2024-10-27 05:00 UTC, one bar every 60 min\n"
+    )
+
+
 MIXED = (
     "symbol,timestamp,open,high,low,close\n"
     "EURUSD,2024-01-02T10:00:00,1.10,1.12,1.09,1.11\n"
