@@ -127,6 +127,8 @@ FILLS_CSV = "fills.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_PNG = "report.png"
 MIN_FREE_BYTES = 8 * 2**20
+SYNTHETIC_BARS = 400
+"""How many hourly bars the demo makes when `--bars` is not given."""
 SYNTHETIC_LABEL = "SYNTHETIC DATA: a made-up demonstration series, not market history"
 
 
@@ -207,8 +209,9 @@ def _statsd_address(text: str) -> tuple[str, int]:
 
 def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.Namespace:
     """The command line of the program called ``prog`` (its usage line and errors say that
-    name); ``--help`` explains every option. ``--timezone`` without ``--prices`` is refused as
-    bad usage (exit code 2): the demo's own bars are in UTC."""
+    name); ``--help`` explains every option. ``--timezone`` without ``--prices``, and ``--bars``
+    with it, are refused as bad usage (exit code 2): the one is for a file's times, the other for
+    the demo's own series."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -243,8 +246,9 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
         "broker's server time); default UTC",
     )
     data.add_argument(
-        "--bars", type=_bar_count, default=400,
-        help=f"length of the synthetic series in hourly bars (>= {SYNTHETIC_MIN_LENGTH}; default 400)",
+        "--bars", type=_bar_count,
+        help=f"length of the synthetic series in hourly bars (>= {SYNTHETIC_MIN_LENGTH}; default {SYNTHETIC_BARS}); "
+        "a --prices file is replayed whole",
     )
     data.add_argument(
         "--volume", type=_positive_float("--volume"),
@@ -342,6 +346,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     if args.timezone is not None and args.prices is None:
         # The synthetic bars are made in UTC: a zone would be ignored without a word.
         parser.error("--timezone applies only to a --prices file (the demo's own bars are in UTC)")
+    if args.bars is not None and args.prices is not None:
+        parser.error("--bars applies only to the demo's own series (a --prices file is replayed whole)")
     return args
 
 
@@ -422,7 +428,7 @@ def _longest_gap(bars: Sequence[Bar]) -> float:
 
 def _bars(args: argparse.Namespace) -> tuple[list[Bar], str, bool]:
     if args.prices is None:
-        return synthetic_bars(args.bars), args.symbol or SYNTHETIC_SYMBOL, True
+        return synthetic_bars(SYNTHETIC_BARS if args.bars is None else args.bars), args.symbol or SYNTHETIC_SYMBOL, True
     zone = "UTC" if args.timezone is None else args.timezone
     series = load_series(args.prices, symbol=args.symbol, timezone=zone, symbol_field="--symbol")
     # The file's own symbol column says what it holds better than the file's name does.

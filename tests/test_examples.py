@@ -435,6 +435,18 @@ def test_a_timezone_without_a_prices_file_is_refused_and_a_bad_one_with_a_file_i
     assert not (tmp_path / "run").exists()
 
 
+def test_bars_with_a_prices_file_is_refused_as_the_file_is_replayed_whole(tmp_path):
+    prices = tmp_path / "prices.csv"
+    prices.write_text("timestamp,open,high,low,close\n2024-01-02 10:00,1.1,1.2,1.0,1.1\n", encoding="utf-8")
+    both = run_example("paper_trading.py", "--prices", str(prices), "--bars", "200", "--out", "run", cwd=tmp_path)
+    assert both.returncode == 2 and both.stdout == ""
+    assert both.stderr.startswith("usage: paper_trading.py [-h]")
+    assert both.stderr.endswith(
+        "paper_trading.py: error: --bars applies only to the demo's own series (a --prices file is replayed whole)\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_crash_recovery_restarts_every_way_of_dying_and_keeps_the_peak(tmp_path):
     result = run_example("crash_recovery.py", "--out", "drills", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
