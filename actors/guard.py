@@ -224,6 +224,9 @@ class GuardActor(SupervisedActor):
             # weekend between two bars is not an outage.
             self.timers.start_fixed_rate("equity_watch", max(0.05, self._stale_after / 4))
         state = self._monitor.trading_state
+        # A scrape shows the state from the start: an account that comes back halted and flat
+        # may never save again, and an alert on the gauge must not miss exactly that one.
+        self._metrics.gauge(MetricNames.TRADING_STATE, state.gauge)
         if state is TradingState.HALTED and not took_halts:  # a halt taken has closed everything already
             self.actor_ref.tell(Liquidate("restarted while halted"))
         self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)

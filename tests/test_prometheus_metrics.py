@@ -7,6 +7,7 @@ import math
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.adapters.prometheus import PrometheusMetrics
+from runtime.events import EventType
 from runtime.metrics import FanOutMetrics, MemoryMetrics
 
 
@@ -38,6 +39,40 @@ def test_a_dotted_name_is_the_family_with_its_suffix_as_a_label():
     scraped = samples(sink)
     assert scraped[("tradewarden_analytics_events_total", (("event_type", "trade_executed"),))] == 2
     assert scraped[("tradewarden_analytics_events_total", (("event_type", "heartbeat"),))] == 1
+
+
+def test_a_fresh_sink_shows_the_halts_errors_and_events_at_zero_with_what_each_counts():
+    # An alert on increase(tradewarden_drawdown_block_total[5m]) must see the first halt after a
+    # restart: a counter that first appears at 1 has no increase in the window it appeared in.
+    families = {family.name: family for family in text_string_to_metric_families(PrometheusMetrics().exposition().decode())}
+    zero = {
+        "drawdown_block": "times the drawdown limit halted trading",
+        "min_equity_block": "times the minimum equity halted trading",
+        "daily_loss_block": "times the daily loss limit halted trading",
+        "actor_restarts": "actor restarts by the supervisor",
+        "bad_readings": "equity readings refused as invalid (NaN, infinite, not a number)",
+        "bad_cash_flows": "cash flows refused as invalid",
+        "sink_errors": "events an event sink or subscriber failed to take",
+        "stash_overflow": "messages dropped because an actor's stash was full while it restarted",
+        "store_errors": "state store operations that failed",
+        "broker_slow_calls": "broker calls that took longer than their bound",
+        "control_auth_failures": "control API requests refused for a missing or wrong token",
+        "telegram_foreign_messages": "Telegram messages ignored because they came from another chat",
+        "healthcheck_ping_failures": "health-check pings that failed",
+    }
+    for name, help_text in zero.items():
+        family = families[f"tradewarden_{name}"]
+        assert (family.type, family.documentation) == ("counter", help_text)
+        assert [(s.name, s.labels, s.value) for s in family.samples if s.name.endswith("_total")] == [
+            (f"tradewarden_{name}_total", {}, 0.0)
+        ]
+    events = families["tradewarden_analytics_events"]
+    assert events.documentation == "events published, by event type"
+    assert sorted((s.labels["event_type"], s.value) for s in events.samples if s.name.endswith("_total")) == sorted(
+        (event_type.value, 0.0) for event_type in EventType
+    )
+    kept = {name for name in families if not name.endswith("_created")}  # (each counter's creation time)
+    assert kept == {f"tradewarden_{name}" for name in zero} | {"tradewarden_analytics_events"}
 
 
 def test_the_statsd_prefix_becomes_a_valid_namespace():

@@ -11,6 +11,7 @@ from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from runtime.events import EventType
 from runtime.metrics import MetricNames
 
 if TYPE_CHECKING:
@@ -25,6 +26,52 @@ _DEFAULT_LABEL = "key"
 # Timings are in milliseconds, as in statsd: from a fast cycle to a slow liquidation.
 _MS_BUCKETS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# What each of the runtime's figures means, for a scrape's HELP line (a name not here, such as a
+# custom rule's counter, is described by its kind alone).
+_HELP = {
+    MetricNames.HEARTBEAT_TOTAL: "heartbeats beaten (one per loop interval while the loop answers)",
+    MetricNames.DRAWDOWN_BLOCK_TOTAL: "times the drawdown limit halted trading",
+    MetricNames.MIN_EQUITY_BLOCK_TOTAL: "times the minimum equity halted trading",
+    MetricNames.DAILY_LOSS_BLOCK_TOTAL: "times the daily loss limit halted trading",
+    MetricNames.ANALYTICS_EVENTS_TOTAL: "events published, by event type",
+    MetricNames.ACTOR_RESTARTS_TOTAL: "actor restarts by the supervisor",
+    MetricNames.BAD_READINGS_TOTAL: "equity readings refused as invalid (NaN, infinite, not a number)",
+    MetricNames.BAD_CASH_FLOWS_TOTAL: "cash flows refused as invalid",
+    MetricNames.SINK_ERRORS_TOTAL: "events an event sink or subscriber failed to take",
+    MetricNames.STASH_OVERFLOW_TOTAL: "messages dropped because an actor's stash was full while it restarted",
+    MetricNames.STORE_ERRORS_TOTAL: "state store operations that failed",
+    MetricNames.BROKER_SLOW_CALLS_TOTAL: "broker calls that took longer than their bound",
+    MetricNames.EQUITY: "account equity at the guard's last reading",
+    MetricNames.DRAWDOWN_PCT: "drawdown from the peak at the guard's last reading, in percent",
+    MetricNames.POSITIONS_OPEN: "open positions",
+    MetricNames.TRADING_STATE: "trading state: 0 active, 1 reducing, 2 halted",
+    MetricNames.LOOP_DURATION_MS: "time of one trading loop cycle, in milliseconds",
+    MetricNames.GUARD_REACTION_MS: "time from a breaching reading to every position closed, in milliseconds",
+    MetricNames.CONTROL_AUTH_FAILURES_TOTAL: "control API requests refused for a missing or wrong token",
+    MetricNames.TELEGRAM_FOREIGN_MESSAGES_TOTAL: "Telegram messages ignored because they came from another chat",
+    MetricNames.ORDER_REFUSED_TOTAL: "orders the guard refused, by rule",
+    MetricNames.HEALTHCHECK_PINGS_TOTAL: "health-check pings sent, by kind",
+    MetricNames.HEALTHCHECK_PING_FAILURES_TOTAL: "health-check pings that failed",
+}
+# Counters a scrape shows at 0 from the start (each family's first label values with it): a
+# counter that first appears at 1 has no increase() over the window in which it appeared, so the
+# first halt after a restart would go unseen by an alert on it.
+_FROM_ZERO: dict[str, tuple[str, ...]] = {
+    MetricNames.DRAWDOWN_BLOCK_TOTAL: (),
+    MetricNames.MIN_EQUITY_BLOCK_TOTAL: (),
+    MetricNames.DAILY_LOSS_BLOCK_TOTAL: (),
+    MetricNames.ACTOR_RESTARTS_TOTAL: (),
+    MetricNames.BAD_READINGS_TOTAL: (),
+    MetricNames.BAD_CASH_FLOWS_TOTAL: (),
+    MetricNames.SINK_ERRORS_TOTAL: (),
+    MetricNames.STASH_OVERFLOW_TOTAL: (),
+    MetricNames.STORE_ERRORS_TOTAL: (),
+    MetricNames.BROKER_SLOW_CALLS_TOTAL: (),
+    MetricNames.CONTROL_AUTH_FAILURES_TOTAL: (),
+    MetricNames.TELEGRAM_FOREIGN_MESSAGES_TOTAL: (),
+    MetricNames.HEALTHCHECK_PING_FAILURES_TOTAL: (),
+    MetricNames.ANALYTICS_EVENTS_TOTAL: tuple(event_type.value for event_type in EventType),
+}
 
 
 class PrometheusMetrics:
@@ -39,7 +86,8 @@ class PrometheusMetrics:
     Promises: ``incr``, ``gauge`` and ``timing`` never block on I/O and never raise; a figure
     that cannot be kept (a non-finite value, a name Prometheus refuses, a name already used for
     another kind) is dropped and counted in `dropped`, the first drop logged once. `exposition`
-    is the text a scrape gets.
+    is the text a scrape gets. The runtime's counters of halts, errors and refusals, and its
+    events by type, are there at 0 from the start, so that ``increase()`` sees their first rise.
     """
 
     def __init__(self, namespace: str | None = "tradewarden") -> None:
@@ -48,6 +96,10 @@ class PrometheusMetrics:
         self._lock = threading.Lock()
         self._metrics: dict[str, Any] = {}
         self._dropped = 0
+        for family, labels in _FROM_ZERO.items():
+            metric = self._metric("counter", family, labelled=bool(labels))
+            for label in labels:
+                metric.labels(label)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PrometheusMetrics:
@@ -111,11 +163,12 @@ class PrometheusMetrics:
             }
             metric: Any
             if kind == "counter":
-                metric = Counter(family, f"{family} (counter)", **options)
+                metric = Counter(family, _HELP.get(family, f"{family} (counter)"), **options)
             elif kind == "gauge":
-                metric = Gauge(family, f"{family} (gauge)", **options)
+                metric = Gauge(family, _HELP.get(family, f"{family} (gauge)"), **options)
             else:
-                metric = Histogram(family, f"{family} (milliseconds)", buckets=_MS_BUCKETS, **options)
+                help_text = _HELP.get(family, f"{family} (milliseconds)")
+                metric = Histogram(family, help_text, buckets=_MS_BUCKETS, **options)
             self._metrics[family] = (kind, metric)
             return metric
 

@@ -1,0 +1,41 @@
+"""A scrape shows the trading state from the guard's start, for an account that comes back halted
+too: it is flat, takes no reading that changes anything, and so never saves again."""
+
+from __future__ import annotations
+
+from actor_helpers import WAIT
+from prometheus_client.parser import text_string_to_metric_families
+
+from actors import start_trading_system
+from actors.messages import GetGuardState, Halt
+from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, TradingState
+from runtime.adapters.prometheus import PrometheusMetrics
+from runtime.store import MemoryStore
+
+
+def gauges(sink: PrometheusMetrics) -> dict[str, float]:
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(sink.exposition().decode())
+        if family.type == "gauge"
+        for sample in family.samples
+    }
+
+
+def test_an_account_that_restarts_halted_shows_halted_in_a_scrape_from_the_start():
+    store = MemoryStore()
+    first = start_trading_system(Settings(), PaperBroker(10_000), ListSignalSource(), store=store,
+                                 clock=ManualClock(), loop_interval=None)
+    try:
+        assert first.guard.ask(Halt("desk", "news at 14:30"), timeout=WAIT) is TradingState.ACTIVE
+    finally:
+        first.stop()
+
+    sink = PrometheusMetrics()
+    second = start_trading_system(Settings(), PaperBroker(10_000), ListSignalSource(), store=store, metrics=sink,
+                                  clock=ManualClock(), loop_interval=None)
+    try:
+        assert second.guard.ask(GetGuardState(), timeout=WAIT).state.trading_state is TradingState.HALTED
+        assert gauges(sink)["tradewarden_trading_state"] == 2.0
+    finally:
+        second.stop()
