@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -857,16 +858,30 @@ def test_a_rebaseline_is_refused_by_a_daily_loss_only_when_it_would_still_breach
     assert monitor.record().day_start_equity == 900.0
 
 
-def test_resume_without_a_rebaseline_is_refused_naming_every_breach():
+def test_resume_without_a_rebaseline_names_every_breach_and_no_rebaseline_that_would_be_refused_too():
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(900.0)])
     monitor.observe(700.0, at(0))
     with pytest.raises(ResumeRefused) as refused:
         monitor.resume()
     assert str(refused.value) == (
         "resume refused: max drawdown 30.00% >= limit 20.00% (peak 1000.00, equity 700.00); "
-        "equity 700.00 < minimum 900.00; resume with a rebaseline to measure from equity 700.00 "
-        "(the peak and the day's start set to it)"
+        "equity 700.00 < minimum 900.00; a rebaseline cannot lift min_equity "
+        "(it moves the peak and the day's start, not a fixed level)"
     )
+
+
+def test_a_refused_resume_says_whether_a_rebaseline_would_be_taken_also_once_pickled():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(750.0)])
+    monitor.observe(700.0, at(0))
+    with pytest.raises(ResumeRefused) as both:
+        monitor.resume()
+    monitor.observe(760.0, at(1))
+    with pytest.raises(ResumeRefused) as drawdown_only:
+        monitor.resume()
+    for refused, helps in ((both.value, False), (drawdown_only.value, True)):
+        copy = pickle.loads(pickle.dumps(refused))  # as a fleet's account sends it back through Ray
+        assert (type(copy), str(copy), copy.rebaseline_helps) == (ResumeRefused, str(refused), helps)
+        assert refused.rebaseline_helps is helps
 
 
 def test_degrade_keeps_the_first_reducing_reason_and_halt_replaces_it():

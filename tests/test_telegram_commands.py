@@ -100,6 +100,33 @@ def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_n
     assert bot_api.replies(STRANGER) == []
 
 
+def test_a_resume_that_a_rebaseline_cannot_help_is_refused_without_offering_one(bot_api):
+    broker = PaperBroker(10_000)
+    broker.update_price("X", 100.0)
+    signals = ListSignalSource()
+    trading = start_trading_system(Settings(min_equity=9_500.0), broker, signals, clock=ManualClock(), loop_interval=None)
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        signals.push(Signal("X", "buy", 50))
+        trading.loop.ask(RunCycle())
+        broker.update_price("X", 80.0)  # equity 9,000: a 10% drawdown, within 20%, but below the minimum
+        trading.loop.ask(RunCycle())
+        assert trading.guard_status().state.trading_state.value == "halted"
+        bot_api.say(CHAT, "/resume confirm")
+        assert bot_api.wait_for_replies(CHAT, 1)[-1].text == (
+            "resume refused: equity 9000.00 < minimum 9500.00; a rebaseline cannot lift min_equity "
+            "(it moves the peak and the day's start, not a fixed level)"
+        )
+        bot_api.say(CHAT, "/resume rebaseline")
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == (
+            "resume refused, even with a rebaseline: equity 9000.00 < minimum 9500.00"
+        )
+        assert trading.guard_status().state.trading_state.value == "halted"
+    finally:
+        commands.stop()
+        trading.stop()
+
+
 def test_positions_are_listed_and_a_refused_resume_offers_the_rebaseline(bot_api, system):
     trading, broker, signals = system
     commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)

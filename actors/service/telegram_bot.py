@@ -98,7 +98,9 @@ class CommandHandler:
         try:
             previous = self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout)
         except ResumeRefused as exc:
-            return f"{exc}\nSend /resume rebaseline to measure from today's equity instead."
+            if exc.rebaseline_helps:
+                return f"{exc}\nSend /resume rebaseline to measure from today's equity instead."
+            return str(exc)
         done = resumed(previous, rebaseline)[1]
         done = done[0].upper() + done[1:]
         if before is not None:

@@ -90,7 +90,16 @@ class SeriesInterrupted(TradewardenError, RuntimeError):
 
 class ResumeRefused(TradewardenError, RuntimeError):
     """A resume was refused because the account is still past a hard limit; the message names
-    the limit and the numbers, and how to resume anyway (rebaseline) where that can help."""
+    the limit and the numbers, and how to resume anyway (rebaseline) where that can help, when
+    ``rebaseline_helps`` is True: a resume with a rebaseline would be taken."""
+
+    def __init__(self, message: str, rebaseline_helps: bool = False) -> None:
+        super().__init__(message)
+        self.rebaseline_helps = rebaseline_helps
+
+    def __reduce__(self) -> tuple[type[ResumeRefused], tuple[str, bool]]:
+        # Pickled whole (to a fleet's caller through Ray): the flag is not one of the args.
+        return type(self), (str(self), self.rebaseline_helps)
 
 
 @attrs.frozen
@@ -365,7 +374,9 @@ class RiskMonitor:
         next reading (after an order has gone out), so it is refused with `ResumeRefused` naming
         the limit and the numbers, and nothing changes. ``rebaseline=True`` first sets the start,
         the peak and the day's start to the latest equity (the drawdown limits then measure from
-        there); a limit that still breaches (a minimum equity) refuses even so.
+        there); a limit that still breaches (a minimum equity) refuses even so. A refusal without
+        a rebaseline suggests one only when it would lift every breach, and else names the limits
+        it cannot lift.
         """
         changed = None
         if rebaseline:
@@ -373,11 +384,8 @@ class RiskMonitor:
             if tracker.latest_equity <= 0:
                 raise ResumeRefused(f"resume refused: cannot rebaseline at equity {tracker.latest_equity:.2f} (must be > 0)")
             old_peak, old_day_start = tracker.peak_equity, self._day_start
-            breaches = self._breaches_now()
-            if breaches:
-                after = DrawdownTracker.restore(tracker.snapshot())
-                after.rebaseline()
-                still = self._breaches_now(after.latest_equity, after.peak_equity, after.start_equity, after.latest_equity)
+            if self._breaches_now():
+                still = self._breaches_after_rebaseline()
                 if still:
                     raise ResumeRefused(f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in still)}")
             tracker.rebaseline()
@@ -387,14 +395,29 @@ class RiskMonitor:
             breaches = self._breaches_now()
             if breaches:
                 reasons = "; ".join(v.reason for v in breaches)
+                still = self._breaches_after_rebaseline()
+                if still:
+                    # Suggesting a rebaseline that would be refused too costs an incident time.
+                    names = ", ".join(dict.fromkeys(v.guard for v in still))
+                    raise ResumeRefused(
+                        f"resume refused: {reasons}; a rebaseline cannot lift {names} "
+                        "(it moves the peak and the day's start, not a fixed level)"
+                    )
                 raise ResumeRefused(
                     f"resume refused: {reasons}; resume with a rebaseline to measure from equity "
-                    f"{self._tracker.latest_equity:.2f} (the peak and the day's start set to it)"
+                    f"{self._tracker.latest_equity:.2f} (the peak and the day's start set to it)",
+                    rebaseline_helps=True,
                 )
         previous = self._state
         self._state = TradingState.ACTIVE
         self._reason = None
         return previous, changed
+
+    def _breaches_after_rebaseline(self) -> list[Verdict]:
+        # The breaches a rebaseline to the latest equity would leave (the limits of fixed levels).
+        after = DrawdownTracker.restore(self._tracker.snapshot())
+        after.rebaseline()
+        return self._breaches_now(after.latest_equity, after.peak_equity, after.start_equity, after.latest_equity)
 
     def _breaches_now(
         self, equity: float | None = None, peak: float | None = None, start: float | None = None, day_start: float | None = None
