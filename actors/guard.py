@@ -567,9 +567,17 @@ class GuardActor(SupervisedActor):
 
     def _halt(self, by: str, reason: str) -> tuple[TradingState, bool]:
         # The kill switch: latched like a breach, and everything is closed even if already halted.
-        # Returns the state before, and whether HALTED was saved.
+        # Returns the state before, and whether HALTED was saved. Pressed while halted, it keeps
+        # the halt's own reason (a breach's numbers must not be hidden by a precaution), adding
+        # only that a cooldown no longer lifts it; the press itself is journaled and alerted.
         why = f"halted by {by}: {reason}"
-        previous = self.monitor.halt(why)
+        monitor = self.monitor
+        if monitor.trading_state is not TradingState.HALTED:
+            previous = monitor.halt(why)
+        else:
+            previous = TradingState.HALTED
+            if self._halted_by:
+                monitor.halt(f"{monitor.state().reason or 'halted'}; then {why} (latched: no cooldown lifts it)")
         self._release_halt(runaway_too=False)  # the operator's halt latches: no cooldown lifts it
         saved = self._save()
         self._reaction_started = time.perf_counter()

@@ -6,7 +6,8 @@ import asyncio
 from datetime import UTC, datetime
 
 from actors.service.hub import EventHub
-from runtime.payloads import StallDetected
+from runtime.payloads import StallDetected, TradingStateChanged
+from runtime.risk.guards import TradingState
 
 
 async def _listen(hub: EventHub):
@@ -26,3 +27,18 @@ def test_a_listener_that_overflowed_is_dropped_by_the_hub_at_the_next_event():
         assert hub.listeners == 0
     finally:
         loop.close()
+
+
+def test_the_state_is_as_old_as_the_change_that_made_it_not_a_halt_pressed_again():
+    hub = EventHub()
+    halted = TradingStateChanged(TradingState.ACTIVE, TradingState.HALTED, "halted by alice: news").event(
+        "main", datetime(2024, 3, 4, 9, tzinfo=UTC))
+    again = TradingStateChanged(TradingState.HALTED, TradingState.HALTED, "halted by bob: again").event(
+        "main", datetime(2024, 3, 4, 10, tzinfo=UTC))
+    hub(halted)
+    hub(again)
+    assert hub.last_state_change() == halted
+    seeded = EventHub()  # a new process reads its journal's last changes, oldest first
+    for event in (halted, again):
+        seeded.remember_state_change(event)
+    assert seeded.last_state_change() == halted

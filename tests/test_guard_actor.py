@@ -382,6 +382,26 @@ def test_the_kill_switch_latches_halted_with_who_and_why_and_closes_everything(t
     assert tree.status().block_counts["drawdown_block_total"] == 0  # no guard fired
 
 
+def test_the_kill_switch_pressed_again_closes_what_reopened_and_keeps_the_halts_reason(tree_factory):
+    broker = broker_with_positions("EURUSD")
+    tree = tree_factory(broker)
+    tree.guard.ask(Halt("alice", "news at 14:30"), timeout=WAIT)
+    broker.update_price("GBPUSD", 1.25)
+    broker.submit_order(Order("GBPUSD", "buy", 10))  # opened behind the guard's back
+    assert tree.guard.ask(Halt("bob", "again"), timeout=WAIT) is TradingState.HALTED
+    assert broker.open_positions() == []
+    status = tree.status().state
+    assert (status.trading_state, status.reason) == (TradingState.HALTED, "halted by alice: news at 14:30")
+    # The press is journaled and alerted all the same: who pressed it, and why.
+    tree.events.wait_for(lambda es: tree.state_changes() == [("active", "halted"), ("halted", "halted")])
+    [_, again] = tree.events.of(EventType.TRADING_STATE_CHANGED)
+    assert again.metadata["reason"] == "halted by bob: again"
+    tree.journal.wait_for(lambda es: len([a for a in tree.alerts() if a.title == "Trading halted by hand"]) == 2)
+    assert [a.text for a in tree.alerts() if a.title == "Trading halted by hand"] == [
+        "halted by alice: news at 14:30", "halted by bob: again"
+    ]
+
+
 class BlindBroker(PaperBroker):
     """A paper account whose equity cannot be read while ``blind`` is set (a lost connection)."""
 

@@ -188,8 +188,8 @@ def test_a_halt_the_account_still_breaches_stays_halted_with_an_alert_and_is_not
     run.clock.advance(60)
     alert = run.alerts.wait_for("Automatic resume refused")
     assert alert.text == (
-        "the cooldown after min_equity ended, but resume refused: equity 9400.00 < minimum 9500.00; resume with "
-        "a rebaseline to measure from equity 9400.00 (the peak and the day's start set to it); trading stays halted "
+        "the cooldown after min_equity ended, but resume refused: equity 9400.00 < minimum 9500.00; a rebaseline "
+        "cannot lift min_equity (it moves the peak and the day's start, not a fixed level); trading stays halted "
         "until resumed"
     )
     run.clock.advance(3_600)
@@ -211,9 +211,19 @@ def test_an_operators_halt_cancels_a_pending_cooldown(running):
     run.read()
     run.lose(0.94)
     assert run.state() is TradingState.HALTED
+    breach = run.system.guard_status().state.reason
+    assert breach.startswith("daily loss 6.00% >= limit 5.00%")
     run.system.halt("desk", "news")
+    # The breach's numbers stay in the reason, which now says that no cooldown lifts it.
+    latched = f"{breach}; then halted by desk: news (latched: no cooldown lifts it)"
+    assert run.system.guard_status().state.reason == latched
     run.clock.set(datetime(2024, 3, 2, 1, 0, tzinfo=UTC))
     assert run.state() is TradingState.HALTED and run.titled("Trading resumed automatically") == []
+    run.system.halt("desk", "still news")  # a third press: nothing more to latch, the reason stays
+    assert run.system.guard_status().state.reason == latched
+    run.events.wait_for(lambda es: len(run.changes()) == 3)
+    assert run.changes() == [("active", "halted", breach), ("halted", "halted", "halted by desk: news"),
+                             ("halted", "halted", "halted by desk: still news")]
 
 
 def test_a_pending_cooldown_survives_a_guard_crash(running):

@@ -75,7 +75,11 @@ class EventHub:
 
     def remember_state_change(self, event: Event) -> None:
         """Keep ``event`` (a TRADING_STATE_CHANGED) as the latest unless a later one is known; a
-        process seeds it from its journal, since the change may predate this process."""
+        process seeds it from its journal, since the change may predate this process. A halt
+        pressed while halted (from and to the same state) is not a change: the state is as old
+        as the change that made it."""
+        if event.metadata.get("from") == event.metadata.get("to"):
+            return
         with self._lock:
             known = self._last_state_change
             if known is None or known.timestamp <= event.timestamp:

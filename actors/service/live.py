@@ -34,6 +34,9 @@ from runtime.replay.prices import PriceDataError
 __all__ = ["run"]
 
 _log = logger.bind(component="run")
+# How many of the journal's last state changes a start reads for the one that set the state now
+# (halts pressed again while halted come after it, and are not changes).
+_STATE_CHANGES_READ = 1_000
 
 
 def _broker(config: RunConfig) -> Broker:
@@ -119,7 +122,9 @@ def run(config: RunConfig) -> int:
         try:
             system.start()
             journal = JournalReader(str(settings.state_db))
-            for _, change in journal.events(loop_id=settings.loop_id, event_type="trading_state_changed", latest=True, limit=1):
+            # The latest that changed the state: a halt pressed again while halted did not.
+            for _, change in journal.events(loop_id=settings.loop_id, event_type="trading_state_changed", latest=True,
+                                            limit=_STATE_CHANGES_READ):
                 hub.remember_state_change(change)
             server = ControlServer(control_app(system, hub, journal, prometheus, metrics, token), sock).start()
             if feed is not None:
