@@ -270,8 +270,9 @@ function takeEvent(event, live) {
   if (event.event_type === "heartbeat") addPoint(t, m.account_equity, null);
   if (event.event_type === "rebaselined") addPoint(t, m.new_peak, m.new_peak);
   if (event.event_type === "guard_triggered" || event.event_type === "position_closed") addMarker(event);
-  if (live && event.event_type === "trading_state_changed") {
+  if (live && event.event_type === "trading_state_changed" && m.from !== m.to) {
     // Shown at once from the event itself, as fresh; the status that follows fills in the rest.
+    // (A halt pressed again while halted changes neither the reason shown nor since when.)
     showBadge(m.to, m.reason, event.timestamp, null);
   }
   if (!app.types.has(event.event_type)) {
