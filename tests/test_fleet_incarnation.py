@@ -279,8 +279,9 @@ def test_a_halt_pressed_while_the_account_starts_is_saved_and_it_starts_halted_b
         REFUSED,
     ]
     status = incarnation.status()
+    # The account's halt is the first pressed; the second is journaled, not its reason.
     assert (status.health, status.trading_state, status.detail) == (Health.OK, TradingState.HALTED,
-                                                                   "halted by risk: news at 14:30")
+                                                                   "halted by ops: desk closed")
     # The second alert has the first's title: the Telegram sink merges it into its next message.
     first = bot_api.wait_for_requests(1, timeout=10)[0]
     assert first.text == "[CRITICAL] Trading halted by hand\nhalted by ops: desk closed"
