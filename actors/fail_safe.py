@@ -19,11 +19,12 @@ from runtime.payloads import Payload, PositionClosed, TradingStateChanged
 from runtime.risk.guards import Guard, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import RiskMonitor
-from runtime.store import StateStore
+from runtime.store import PendingHalt, StateStore
 
 __all__ = ["FailSafe"]
 
 _ATTEMPTS = 5
+_BY = "the fail-safe"  # who a pending halt it saves says pressed it
 # No random stretch: every actor has stopped, so nothing retries against the broker in step with it.
 _BACKOFF = Backoff(min_seconds=0.1, max_seconds=2.0, random_factor=0.0)
 
@@ -32,7 +33,9 @@ class FailSafe:
     """Halts trading and closes every position when a supervisor gives up, and cannot hang.
 
     `run` sends the critical alert first, on its own thread; then latches HALTED in the store (a
-    failing store is logged and skipped: it may be what failed) and journals it; then closes
+    failing store is logged and skipped: it may be what failed) and journals it, or, when the
+    guard never saved a record and the equity cannot be read, saves a pending halt that the
+    next start takes before any order; then closes
     every position on a thread of its own, up to five attempts with backoff, journaling each
     POSITION_CLOSED and telling every subscriber. It returns within ``deadline`` seconds
     whatever the broker or the alert service do.
@@ -72,20 +75,35 @@ class FailSafe:
         alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
         self.alert_sent = _in_background("fail-safe-alert", self._send_alert, alert)
         try:
-            record = store.load_guard(self._loop_id)
-            guards = self._guards()
-            # No record yet (the guard never got to save one): halt a new one at today's equity,
-            # so that the next start does not trade as if nothing had happened.
-            monitor = RiskMonitor.from_record(record, guards) if record else RiskMonitor(broker.account_equity(), guards)
-            previous = monitor.halt(f"supervisor gave up: {cause}")
-            store.save_guard(self._loop_id, monitor.record())
-            self._journal(store, TradingStateChanged(previous, TradingState.HALTED, cause))
+            self._latch(store, broker, cause)
         except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
             logger.critical("fail-safe could not save HALTED: {!r}", exc)
         done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
         if not done.wait(self._deadline):
             logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._deadline)
         self.alert_sent.wait(max(0.0, self._deadline - (time.monotonic() - started)))
+
+    def _latch(self, store: StateStore, broker: Broker, cause: str) -> None:
+        # HALTED in the store, so that the next start does not trade as if nothing had happened.
+        reason = f"supervisor gave up: {cause}"
+        record = store.load_guard(self._loop_id)
+        guards = self._guards()
+        if record is not None:
+            monitor = RiskMonitor.from_record(record, guards)
+        else:
+            # The guard never got to save one: halt a new one at today's equity. With no equity to
+            # be had (the broker may be what failed), the halt waits in the store as a pending
+            # one, which the next start takes before any order, as an operator's pressed then.
+            try:
+                equity = broker.account_equity()
+            except Exception as exc:
+                store.save_pending_halt(self._loop_id, PendingHalt(_BY, reason))
+                logger.critical("fail-safe: no guard record and no equity ({!r}): HALTED saved as a pending halt", exc)
+                return
+            monitor = RiskMonitor(equity, guards)
+        previous = monitor.halt(reason)
+        store.save_guard(self._loop_id, monitor.record())
+        self._journal(store, TradingStateChanged(previous, TradingState.HALTED, cause))
 
     def _close_everything(self, broker: Broker, store: StateStore) -> None:
         for attempt in range(_ATTEMPTS):

@@ -26,6 +26,7 @@ from runtime import (
     Signal,
     TradingState,
 )
+from runtime.broker import BrokerError
 from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
 
@@ -195,6 +196,51 @@ def test_when_restarts_run_out_the_fail_safe_halts_closes_every_position_and_ale
     assert alert.critical and "broken guard" in alert.text
     closed = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
     assert sorted(e.metadata["symbol"] for e in closed) == ["A", "B"]
+
+
+class UnreachableBroker(PaperBroker):
+    """A paper account whose venue cannot be reached while ``down`` is set (still connecting)."""
+
+    down = True
+
+    def account_snapshot(self):
+        if self.down:
+            raise BrokerError("venue unreachable")
+        return super().account_snapshot()
+
+    def account_equity(self):
+        if self.down:
+            raise BrokerError("venue unreachable")
+        return super().account_equity()
+
+
+def test_a_system_that_gave_up_before_its_guard_saved_a_record_comes_back_halted():
+    # Nothing to halt at: no record and no equity. The halt waits in the store, and the next
+    # start, once the venue answers, takes it before any order.
+    broker, store, alerts = UnreachableBroker(10_000), MemoryStore(), AlertInbox()
+    broker.update_price("A", 100.0)
+    first = start_trading_system(Settings(max_restarts=1, within_seconds=60), broker, ListSignalSource(),
+                                 store=store, alerts=alerts, clock=ManualClock(), loop_interval=None)
+    assert first.wait(WAIT) and first.gave_up
+    cause = alerts.wait_for("Supervisor gave up").text
+    assert store.load_guard("main") is None
+    assert [(h.by, h.reason) for h in store.load_pending_halts("main")] == [
+        ("the fail-safe", f"supervisor gave up: {cause}")]
+
+    broker.down = False
+    events = EventLog()
+    second = start_trading_system(Settings(), broker, ListSignalSource([Signal("A", "buy", 5)]), store=store,
+                                  alerts=AlertInbox(), clock=ManualClock(), loop_interval=None, subscribers=[events])
+    try:
+        second.loop.ask(RunCycle())
+        [refused] = events.wait_count(EventType.TRADE_FAILED, 1)
+        assert (refused.metadata["error"], refused.metadata["refused_by"]) == ("trading halted", "trading_state")
+        state = second.guard_status().state
+        assert (state.trading_state, state.reason) == (
+            TradingState.HALTED, f"halted by the fail-safe: supervisor gave up: {cause}")
+        assert broker.open_positions() == [] and store.load_pending_halts("main") == []
+    finally:
+        second.stop()
 
 
 def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
