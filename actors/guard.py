@@ -478,7 +478,17 @@ class GuardActor(SupervisedActor):
         self._metrics.incr(MetricNames.BAD_READINGS_TOTAL)
         self.log.warning("bad equity reading refused: {}", exc)
 
-    def _after(self, assessments: list[Assessment], positions_open: int | None, sent_at: float | None) -> None:
+    def _after(self, assessments: list[Assessment], positions_open: Any, sent_at: Any) -> None:
+        # A reading's equity is what the guard acts on: a bad count or send time beside a good
+        # equity is taken as unknown (the broker is asked), never a reason to drop the reading.
+        if positions_open is not None and (
+            isinstance(positions_open, bool) or not isinstance(positions_open, int) or positions_open < 0
+        ):
+            self.log.warning("positions_open {!r} is not a whole number >= 0: taken as unknown", positions_open)
+            positions_open = None
+        if sent_at is not None and not _finite(sent_at):
+            self.log.warning("sent_at {!r} is not a finite number: the reaction is timed from now", sent_at)
+            sent_at = None
         monitor = self.monitor
         tracker = monitor.tracker
         if any(a.state_changed for a in assessments) or self._save_key() != self._saved:

@@ -206,19 +206,31 @@ class LoopActor(SupervisedActor):
 
     def _poll(self, at: datetime) -> list[Signal]:
         try:
-            return list(self._signals.poll(at))
+            polled = list(self._signals.poll(at))
         except Exception as exc:
             self._errors += 1
             self.log.error("signal source failed: {!r}", exc)
             return []
+        signals = [item for item in polled if isinstance(item, Signal)]
+        if len(signals) < len(polled):  # a source's bug must not take the loop down with it
+            for item in polled:
+                if not isinstance(item, Signal):
+                    self._errors += 1
+                    self.log.error("signal source {!r} gave {!r}, not a Signal: skipped", self._signals, item)
+        return signals
 
     def _approve(self, signal: Signal) -> bool:
         try:
-            return bool(self._approval.approve(signal))
+            verdict = self._approval.approve(signal)
         except Exception as exc:
             self._errors += 1
             self.log.error("approval policy failed on {}: {!r}", signal.signal_id, exc)
             return False
+        if not isinstance(verdict, bool):  # "no" is a truthy string: only True approves
+            self._errors += 1
+            self.log.error("approval policy gave {!r} on {}, not True or False: not approved", verdict, signal.signal_id)
+            return False
+        return verdict
 
     def _place(self, signal: Signal, at: datetime) -> bool:
         """Ask the guard to place the signal's order; True when it answered."""

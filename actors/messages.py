@@ -14,7 +14,14 @@ from runtime.broker import Fill, Order
 from runtime.events import Event
 from runtime.risk.guards import TradingState
 from runtime.signals import Signal
-from runtime.validation import attrs_finite, attrs_text
+from runtime.validation import (
+    attrs_aware_datetime,
+    attrs_boolean,
+    attrs_finite,
+    attrs_instance_of,
+    attrs_optional_aware_datetime,
+    attrs_text,
+)
 
 __all__ = [
     "Ping",
@@ -99,15 +106,17 @@ class CashFlow:
 
 @attrs.frozen
 class Resume:
-    """Lift a latched HALTED (or REDUCING) back to ACTIVE; the peak is kept.
+    """Lift a latched HALTED (or REDUCING) back to ACTIVE; the peak is kept. ``by`` is a
+    non-blank string and ``rebaseline`` True or False (else `TypeError` or `ValueError` naming
+    the field and the value), as for `Halt`.
 
     Asked, the guard answers the previous `TradingState`, or a `ResumeRefused` (returned, not
     raised, so a told Resume can never kill the guard) while the account is still past a hard
     limit. ``rebaseline`` first sets the peak and the day's start to today's equity.
     """
 
-    by: str = attrs.field(default="operator", validator=attrs.validators.instance_of(str))
-    rebaseline: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    by: str = attrs.field(default="operator", validator=attrs_text)
+    rebaseline: bool = attrs.field(default=False, validator=attrs_boolean)
 
 
 @attrs.frozen
@@ -155,8 +164,8 @@ class PlaceOrder:
     the order's events.
     """
 
-    order: Order = attrs.field(validator=attrs.validators.instance_of(Order))
-    at: datetime = attrs.field(validator=attrs.validators.instance_of(datetime))
+    order: Order = attrs.field(validator=attrs_instance_of(Order))
+    at: datetime = attrs.field(validator=attrs_instance_of(datetime))
     signal: Signal | None = None
     # time.monotonic() after which the sender no longer waits: a later order is refused, never
     # sent behind the sender's back (None: the sender waits for as long as it takes).
@@ -190,17 +199,19 @@ class OrderOutcome:
 class MarketData:
     """New market data arrived (a bar closed at ``at``): the loop hands it to its market feed
     (which updates prices and strategies, in the loop's own thread and order), then runs a cycle.
-    ``bar`` is whatever the feed understands (a `runtime.replay.prices.Bar`, a dict of prices, ...)."""
+    ``bar`` is whatever the feed understands (a `runtime.replay.prices.Bar`, a dict of prices, ...).
+    ``at`` must be a timezone-aware datetime (else `TypeError` or `ValueError` naming it)."""
 
-    at: datetime
+    at: datetime = attrs.field(validator=attrs_aware_datetime)
     bar: Any = None
 
 
 @attrs.frozen
 class RunCycle:
-    """Run one trading cycle now (``at`` defaults to the clock's time); answers with `LoopStatus`."""
+    """Run one trading cycle now (``at``, a timezone-aware datetime, defaults to the clock's
+    time); answers with `LoopStatus`."""
 
-    at: datetime | None = None
+    at: datetime | None = attrs.field(default=None, validator=attrs_optional_aware_datetime)
 
 
 @attrs.frozen

@@ -44,7 +44,8 @@ class ApprovalPolicy(Protocol):
     risk control: the guard checks every approved order against the trading state on its own."""
 
     def approve(self, signal: Signal) -> bool:
-        """True to pass the signal on to the guard as an order."""
+        """True to pass the signal on to the guard as an order (anything but True or False is
+        an error, and the signal is not approved)."""
         ...
 
 

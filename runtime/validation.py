@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from datetime import datetime
 from numbers import Real
 from typing import Any, TypeVar
@@ -29,6 +30,9 @@ __all__ = [
     "attrs_percent",
     "attrs_whole",
     "attrs_timezone",
+    "attrs_aware_datetime",
+    "attrs_optional_aware_datetime",
+    "attrs_instance_of",
 ]
 
 
@@ -167,3 +171,26 @@ def attrs_timezone(instance: Any, attribute: Any, value: Any) -> None:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"{attribute.name} must be an IANA time zone name, got {value!r}") from None
+
+
+def attrs_aware_datetime(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: the field holds a timezone-aware datetime."""
+    aware_datetime(attribute.name, value)
+
+
+def attrs_optional_aware_datetime(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: the field holds None or a timezone-aware datetime."""
+    if value is not None:
+        aware_datetime(attribute.name, value)
+
+
+def attrs_instance_of(kind: type) -> Callable[[Any, Any, Any], None]:
+    """attrs validator: the field holds a ``kind``; else `TypeError` naming the field, the type
+    wanted and the value (attrs' own puts its arguments in a tuple, unreadable in an answer)."""
+
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, kind):
+            article = "an" if kind.__name__[:1] in "AEIOU" else "a"
+            raise _wrong_type(attribute.name, f"{article} {kind.__name__}", value)
+
+    return check

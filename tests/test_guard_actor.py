@@ -174,6 +174,23 @@ def test_a_bad_reading_is_refused_counted_and_never_kills_the_guard(tree_factory
     assert tree.handle.children()["guard"].incarnation == 1
 
 
+@pytest.mark.parametrize("count", ["x", -1, 1.5, True])
+def test_a_bad_position_count_or_send_time_beside_a_good_equity_is_taken_as_unknown_and_never_kills_the_guard(
+    tree_factory, count
+):
+    broker = broker_with_positions("X")
+    tree = tree_factory(broker)
+    tree.guard.ask(Halt("alice", "news"), timeout=WAIT)
+    broker.update_price("X", 100.0)
+    broker.submit_order(Order("X", "buy", 10))  # opened behind the guard's back while halted
+    tree.guard.tell(EquityReading(10_000.0, T0, count, "now"))
+    # Unknown, the count is the broker's: the guard finds the position and closes it.
+    tree.events.wait_for(lambda es: len([e for e in es if e.event_type is EventType.POSITION_CLOSED]) == 2)
+    assert broker.open_positions() == []
+    assert tree.handle.children()["guard"].incarnation == 1
+    assert tree.status().bad_readings == 0  # the equity was good, and taken
+
+
 def test_after_a_crash_the_guard_keeps_its_peak_and_its_latched_halt(tree_factory):
     broker = broker_with_positions("X")
     tree = tree_factory(broker)

@@ -40,11 +40,11 @@ class RejectSmall:
 def system_factory():
     systems = []
 
-    def make(broker=None, *, settings=None, approval=None, store=None, metrics=None):
+    def make(broker=None, *, settings=None, approval=None, store=None, metrics=None, signals=None):
         broker = broker or PaperBroker(10_000)
         if isinstance(broker, PaperBroker):
             broker.update_price("X", 100.0)
-        signals = ListSignalSource()
+        signals = signals or ListSignalSource()
         events = EventLog()
         system = start_trading_system(
             settings or Settings(heartbeat_interval_seconds=3600),
@@ -87,6 +87,37 @@ def test_a_signal_the_policy_refuses_is_received_but_not_executed(system_factory
     status = system.loop.ask(RunCycle())
     assert status.metrics.signals_processed == 1 and status.metrics.trades_executed == 0
     assert events.of(EventType.SIGNAL_APPROVED) == [] and broker.open_positions() == []
+
+
+class SaysNo:
+    """An approval policy that answers in words, not True or False."""
+
+    def approve(self, signal: Signal) -> str:
+        return "no"
+
+
+def test_an_approval_that_is_not_true_or_false_approves_nothing_and_counts_an_error(system_factory):
+    system, signals, events, broker = system_factory(approval=SaysNo())
+    signals.push(Signal("X", "buy", 10))
+    status = system.loop.ask(RunCycle())
+    assert (status.metrics.signals_processed, status.metrics.trades_executed, status.metrics.error_count) == (1, 0, 1)
+    assert events.of(EventType.SIGNAL_APPROVED) == [] and broker.open_positions() == []
+
+
+class Careless(ListSignalSource):
+    """A signal source that gives back, beside a real signal, what it meant to make one from."""
+
+    def poll(self, now):
+        return [("X", "buy", 1), *super().poll(now), None]
+
+
+def test_what_a_signal_source_gives_that_is_not_a_signal_is_skipped_and_counted_and_the_loop_lives_on(system_factory):
+    system, signals, events, broker = system_factory(signals=Careless())
+    signals.push(Signal("X", "buy", 10))
+    status = system.loop.ask(RunCycle())
+    assert (status.metrics.signals_processed, status.metrics.trades_executed, status.metrics.error_count) == (1, 1, 2)
+    assert broker.net_volume("X") == 10
+    assert system.children()["loop"].incarnation == 1
 
 
 def test_while_halted_no_order_reaches_the_broker_and_the_signal_is_recorded_as_rejected(system_factory):
