@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -379,6 +380,26 @@ def test_a_demo_given_a_bad_port_or_folder_exits_2_naming_it_and_writes_nothing(
     done = run([*TRADEWARDEN, "demo", *flags], timeout=60, cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", error)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("old_demo", [False, True])
+def test_a_demo_on_a_port_in_use_exits_2_naming_it_before_printing_or_writing_anything(tmp_path, old_demo):
+    # It used to print a dashboard address that was someone else's server, then fail as
+    # `tradewarden run`, leaving its config and an empty state file (an old demo's emptied).
+    folder = tmp_path / "demo"
+    if old_demo:
+        folder.mkdir()
+        with SqliteStore(folder / "state.db") as store:
+            store.save_pending_halt("demo", PendingHalt("ops", "an old demo's halt"))
+        (folder / "demo.toml").write_text("# an old demo's config\n")
+    before = {str(path): path.read_bytes() if path.is_file() else "a folder" for path in tmp_path.rglob("*")}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = run([*TRADEWARDEN, "demo", "--port", str(port), "--dir", str(folder)], timeout=60, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", (
+        f"tradewarden demo: control API cannot listen on 127.0.0.1:{port}: "
+        f"[Errno {errno.EADDRINUSE}] {os.strerror(errno.EADDRINUSE)}\n"))
+    assert {str(path): path.read_bytes() if path.is_file() else "a folder" for path in tmp_path.rglob("*")} == before
 
 
 @pytest.mark.parametrize("length", [15, 16])

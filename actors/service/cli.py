@@ -174,6 +174,16 @@ def _demo(port: int, folder: Path) -> int:
     if folder.exists() and not folder.is_dir():
         print(f"tradewarden demo: --dir must be a folder, got {str(folder)!r}, which is a file", file=sys.stderr)
         return 2
+    from actors.service.server import ServerError, bind  # (as in _run: the server stack only to run)
+
+    # The port is tried before anything is printed or written: on a busy one the address shown
+    # would be another server's, and the run would fail leaving a config and a state file behind.
+    # (One taken between this try and the run's own bind is still refused there, by the run.)
+    try:
+        bind("127.0.0.1", port, token=None).close()
+    except ServerError as exc:
+        print(f"tradewarden demo: {exc}", file=sys.stderr)
+        return 2
     folder.mkdir(parents=True, exist_ok=True)
     db = (folder / "state.db").resolve()
     # A demo starts from a fresh account, as the paper replay does: an old HALTED latch is not its
