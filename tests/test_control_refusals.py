@@ -103,6 +103,25 @@ def test_a_halt_reason_utf8_cannot_carry_is_a_400_naming_it_and_nothing_is_halte
         assert (status.status_code, status.json()["trading_state"]) == (200, "active")
 
 
+@pytest.mark.parametrize("body", [
+    b"[" * 16_000,  # (what a fuzzer sends)
+    b'{"reason": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",  # (well formed, nested past what the parser follows)
+])
+def test_a_body_nested_too_deeply_is_a_400_as_any_malformed_body_and_nothing_is_logged_as_an_error(tmp_path, body):
+    # json.loads raises RecursionError on it: that was a 500 "internal error" with a traceback.
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="deep"), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    auth = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    with served(system, hub, db) as api, LogLines("ERROR") as lines:
+        for path in ("/api/halt", "/api/resume"):
+            answer = httpx.post(api.url + path, content=body, headers=auth, timeout=WAIT)
+            assert (answer.status_code, answer.json()) == (400, {"error": "the body is not valid JSON: nested too deeply"})
+        status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT)
+        assert (status.status_code, status.json()["trading_state"]) == (200, "active")
+    assert lines.snapshot() == []
+
+
 @pytest.mark.parametrize(("url", "why"), [
     ("notaurl", ""), ("ftp://127.0.0.1:8787", ""), ("http://127.0.0.1:99999", " (Port out of range 0-65535)"),
 ])

@@ -81,6 +81,8 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
+        except RecursionError:  # arrays or objects nested past the interpreter's recursion limit
+            raise BadRequest(400, "the body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(400, f"the body must be a JSON object, got {_json_kind(data)}")
     unknown = sorted(set(data) - set(fields))
