@@ -7,6 +7,7 @@ request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -120,6 +121,35 @@ def test_a_body_nested_too_deeply_is_a_400_as_any_malformed_body_and_nothing_is_
         status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT)
         assert (status.status_code, status.json()["trading_state"]) == (200, "active")
     assert lines.snapshot() == []
+
+
+def test_the_event_stream_refuses_a_since_or_a_limit_it_cannot_honour_and_names_only_what_it_takes(tmp_path):
+    # It replays nothing: it used to answer 200 to ?since= and ?limit= and ignore them, so a
+    # client reconnecting with since= believed it had caught up, while the refusal of an unknown
+    # parameter listed both as known.
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="streamed"), PaperBroker(10_000.0), ListSignalSource(),
+                           store=SqliteStore(db), subscribers=[hub], loop_interval=None)
+    refused = {
+        "since=2024-01-01T00:00:00Z": "since is not taken by the event stream, which sends only the events that "
+                                      "come after it connects: read earlier ones from the journal with "
+                                      "GET /api/events?since=...",
+        "limit=5": "limit is not taken by the event stream, which sends only the events that come after it "
+                   "connects: read earlier ones from the journal with GET /api/events?limit=...",
+        "type=heartbeat&since=2024-01-01": "since is not taken by the event stream, which sends only the events "
+                                           "that come after it connects: read earlier ones from the journal with "
+                                           "GET /api/events?since=...",
+        "bogus=1": "unknown query parameter 'bogus'; known: type",
+    }
+    with served(system, hub, db) as api, httpx.Client(base_url=api.url, headers={"authorization": f"Bearer {TOKEN}"},
+                                                       timeout=WAIT) as client:
+        for query, error in refused.items():
+            with client.stream("GET", f"/api/events/stream?{query}") as answer:
+                assert answer.status_code == 400, query  # (checked first: a stream would never end)
+                assert json.loads(answer.read()) == {"error": error}
+        assert hub.listeners == 0
+        with client.stream("GET", "/api/events/stream?type=heartbeat") as stream:  # what it takes
+            assert (stream.status_code, next(stream.iter_lines())) == (200, ": connected")
 
 
 @pytest.mark.parametrize(("url", "why"), [
