@@ -78,7 +78,7 @@ def test_a_defect_behind_the_control_api_is_a_500_with_its_traceback_logged_neve
         assert (answer.status_code, answer.json()) == (500, wanted)
         shown = run([*TRADEWARDEN, "status", "--url", api.url], timeout=60,
                     env={**os.environ, "CONTROL_TOKEN": TOKEN, "STATE_DB": db})
-        assert (shown.returncode, shown.stdout, shown.stderr) == (3, f"status failed (500): {wanted['error']}\n", "")
+        assert (shown.returncode, shown.stdout, shown.stderr) == (3, "", f"status failed (500): {wanted['error']}\n")
         logged = lines.wait_for(lambda entries: len(entries) >= 2)  # the request's and the command's
     for entry in logged:
         shown_lines = entry.splitlines()

@@ -140,13 +140,14 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert halted["positions_open"] == 0 or halted["liquidating"]
 
     blank = bot.cli("halt", "--reason", " ")
-    assert (blank.returncode, blank.stdout) == (2, 'halt failed (400): field \'reason\' must be a non-empty string, got " "\n')
+    assert (blank.returncode, blank.stdout, blank.stderr) == (
+        2, "", 'halt failed (400): field \'reason\' must be a non-empty string, got " "\n')
     latin = bot.cli("halt", "--reason", "caf\udce9")  # b"caf\xe9": Latin-1 bytes in a UTF-8 command line
     assert (latin.returncode, latin.stdout, latin.stderr) == (
         2, "", "tradewarden halt: --reason must be text that UTF-8 can carry, got 'caf\\udce9'\n")
     refused = bot.cli("resume")
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert re.match(r"^resume refused \(409\): resume refused: max drawdown ", refused.stdout)
+    assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
+    assert re.match(r"^resume refused \(409\): resume refused: max drawdown ", refused.stderr)
     assert bot.get("/api/status").json()["trading_state"] == "halted"
 
     rebaselined = bot.cli("resume", "--rebaseline")

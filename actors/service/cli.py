@@ -3,7 +3,8 @@
 ``tradewarden demo`` runs a paper bot on a random walk and prints the dashboard's address and token;
 ``tradewarden fleet`` serves the control API and dashboard of a fleet on Ray.
 
-Exit codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
+status, halt and resume print the answer on stdout, and an error or a refusal on stderr. Exit
+codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
 2 bad usage or config; 3 the control API did not answer or refused the request. Ctrl-C is how
 run, demo and fleet are stopped: 0 whenever it comes, also before they have started; any other
 command it interrupts exits 130, unfinished. Either way without a traceback.
@@ -269,7 +270,8 @@ def _remote(args: argparse.Namespace) -> int:
     except ControlUnreachable as exc:
         print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
         return 3
-    print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer))
+    print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer),
+          file=sys.stdout if answer.ok else sys.stderr)
     if answer.ok:
         return 0
     return {409: 1, 400: 2, 413: 2}.get(answer.status, 3)  # refused; a bad request; no usable answer

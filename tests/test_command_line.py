@@ -1,0 +1,54 @@
+"""What `tradewarden status`, `halt`, `resume` and `journal` write, and where: an answer on stdout,
+an error on stderr and said once, and nothing more (no traceback) when the reader of their output
+has gone. Each runs as a child process against a control server on a real port."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from actor_helpers import WAIT
+from support.control_server import TOKEN, Served, served
+from support.live_bot import TRADEWARDEN
+from support.processes import Finished, run
+
+from actors import TradingSystem
+from actors.service.hub import EventHub
+from runtime import ListSignalSource, PaperBroker, Settings
+from runtime.adapters.sqlite import SqliteStore
+
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@contextmanager
+def control_api(tmp_path: Path, **settings: Any) -> Iterator[tuple[Served, str]]:
+    """A paper account of 10,000 with its control server, and its state file."""
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="cli", **settings), PaperBroker(10_000.0), ListSignalSource(),
+                           store=SqliteStore(db), subscribers=[hub], loop_interval=None)
+    with served(system, hub, db) as api:
+        yield api, db
+
+
+def tradewarden(*args: str, token: str = TOKEN) -> Finished:
+    return run([*TRADEWARDEN, *args], timeout=60, env={**os.environ, "CONTROL_TOKEN": token})
+
+
+@pytest.mark.parametrize("args", [
+    ("status",), ("status", "--json"), ("halt", "--reason", "drill"), ("resume",), ("resume", "--json"),
+])
+def test_a_wrong_token_is_said_on_stderr_with_exit_3_and_nothing_on_stdout(tmp_path, args):
+    # It was printed on stdout, where a script reading the answer took it for one.
+    with control_api(tmp_path) as (api, _):
+        done = tradewarden(*args, "--url", api.url, token="wrong-token")
+        status = httpx.get(api.url + "/api/status", headers=AUTH, timeout=WAIT).json()
+    error = (json.dumps({"error": "wrong bearer token"}, indent=2) if "--json" in args
+             else f"{args[0]} failed (401): wrong bearer token")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "", error + "\n")
+    assert status["trading_state"] == "active"
