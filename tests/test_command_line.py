@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,3 +53,21 @@ def test_a_wrong_token_is_said_on_stderr_with_exit_3_and_nothing_on_stdout(tmp_p
              else f"{args[0]} failed (401): wrong bearer token")
     assert (done.returncode, done.stdout, done.stderr) == (3, "", error + "\n")
     assert status["trading_state"] == "active"
+
+
+def test_a_refused_resume_is_said_once_on_stderr_in_the_apis_words_with_exit_1(tmp_path):
+    # It read "resume refused (409): resume refused: ...". Under its minimum, the account refuses
+    # every resume, a rebaselining one too.
+    with control_api(tmp_path, min_equity=20_000.0) as (api, _):
+        # (What follows the limit in the first is the monitor's advice, worded there.)
+        for flags, refusal in (((), r"resume refused: equity 10000\.00 < minimum 20000\.00; "),
+                               (("--rebaseline",), r"resume refused, even with a rebaseline: equity 10000\.00 < minimum "
+                                                   r"20000\.00$")):
+            answer = httpx.post(api.url + "/api/resume", json={"rebaseline": bool(flags)}, headers=AUTH, timeout=WAIT)
+            assert (answer.status_code, sorted(answer.json()), answer.json()["done"]) == (409, ["done", "error"], "refused")
+            error = answer.json()["error"]
+            assert re.match(refusal, error)
+            done = tradewarden("resume", *flags, "--url", api.url)
+            assert (done.returncode, done.stdout, done.stderr) == (1, "", error + "\n")
+        as_json = tradewarden("resume", "--json", "--url", api.url)
+    assert (as_json.returncode, as_json.stdout, json.loads(as_json.stderr)["done"]) == (1, "", "refused")

@@ -288,7 +288,10 @@ def _utf8(value: str) -> bool:
 def _readable(command: str, answer: Answer) -> str:
     body = answer.body
     if not answer.ok:
-        return f"{command} {body.get('done', 'failed')} ({answer.status}): {body.get('error')}"
+        done, error = body.get("done", "failed"), body.get("error")
+        if isinstance(error, str) and error.startswith(f"{command} {done}"):
+            return error  # a refusal the API words itself ("resume refused: ..."), not framed again
+        return f"{command} {done} ({answer.status}): {error}"
     if command == "halt":
         return f"halted (was {body['previous_state']}): {body['reason']}"
     if command == "resume":
