@@ -71,3 +71,12 @@ def test_a_refused_resume_is_said_once_on_stderr_in_the_apis_words_with_exit_1(t
             assert (done.returncode, done.stdout, done.stderr) == (1, "", error + "\n")
         as_json = tradewarden("resume", "--json", "--url", api.url)
     assert (as_json.returncode, as_json.stdout, json.loads(as_json.stderr)["done"]) == (1, "", "refused")
+
+
+def test_journal_given_a_folder_says_it_is_a_folder_not_a_state_file(tmp_path):
+    folder = tradewarden("journal", "--db", str(tmp_path))
+    assert (folder.returncode, folder.stdout, folder.stderr) == (
+        2, "", f"tradewarden journal: {str(tmp_path)!r} is a folder, not a state file\n")
+    missing = tradewarden("journal", "--db", str(tmp_path / "missing.db"))
+    assert (missing.returncode, missing.stdout, missing.stderr) == (
+        2, "", f"tradewarden journal: state file {str(tmp_path / 'missing.db')!r} does not exist\n")
