@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-from actor_helpers import WAIT
+from actor_helpers import WAIT, wait_until
 from support.control_server import TOKEN, Served, served
 from support.live_bot import TRADEWARDEN
-from support.processes import Finished, run
+from support.processes import Child, Finished, run
 
 from actors import TradingSystem
 from actors.service.hub import EventHub
+from actors.service.journal import JournalReader
 from runtime import ListSignalSource, PaperBroker, Settings
 from runtime.adapters.sqlite import SqliteStore
 
@@ -39,6 +40,19 @@ def control_api(tmp_path: Path, **settings: Any) -> Iterator[tuple[Served, str]]
 
 def tradewarden(*args: str, token: str = TOKEN) -> Finished:
     return run([*TRADEWARDEN, *args], timeout=60, env={**os.environ, "CONTROL_TOKEN": token})
+
+
+def with_reader_gone(*args: str) -> Finished:
+    """The command run with a stdout whose reader closed it before it wrote a byte (as ``| head``
+    does once it has read what it wanted)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        child = Child([*TRADEWARDEN, *args], env={**os.environ, "CONTROL_TOKEN": TOKEN}, stdout=write_end)
+    finally:
+        os.close(write_end)
+    with child:
+        return child.finish(60)
 
 
 @pytest.mark.parametrize("args", [
@@ -80,3 +94,15 @@ def test_journal_given_a_folder_says_it_is_a_folder_not_a_state_file(tmp_path):
     missing = tradewarden("journal", "--db", str(tmp_path / "missing.db"))
     assert (missing.returncode, missing.stdout, missing.stderr) == (
         2, "", f"tradewarden journal: state file {str(tmp_path / 'missing.db')!r} does not exist\n")
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_each_command_quietly_and_what_it_did_stands(tmp_path):
+    # `tradewarden status --json | head -c 10` ended in a BrokenPipeError traceback.
+    with control_api(tmp_path) as (api, db):
+        for args in (("status",), ("status", "--json"), ("resume",), ("halt", "--reason", "drill")):
+            done = with_reader_gone(*args, "--url", api.url)
+            assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), args
+        assert httpx.get(api.url + "/api/status", headers=AUTH, timeout=WAIT).json()["trading_state"] == "halted"
+        assert wait_until(lambda: JournalReader(db).events(event_type="trading_state_changed"))  # something to print
+        journal = with_reader_gone("journal", "--db", db)
+    assert (journal.returncode, journal.stdout, journal.stderr) == (0, "", "")

@@ -268,6 +268,17 @@ def test_ctrl_c_before_the_run_has_started_stops_it_quietly_with_0_as_any_ctrl_c
     assert not (tmp_path / "state.db").exists()
 
 
+def test_a_broken_pipe_inside_a_run_is_its_failure_never_taken_for_a_reader_of_its_output_gone(tmp_path):
+    # A command whose reader closed stdout early ends quietly with 0; a run writes nothing there,
+    # and a 0 would tell systemd (Restart=on-failure) that it had stopped as asked.
+    config = tmp_path / "hung.toml"
+    config.write_text(SLOW_TO_BUILD.format(db=tmp_path / "state.db").replace("slow_start:SlowToBuild", "hung_up:HungUp"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "CONTROL_PORT": str(free_port())}
+    done = run([*TRADEWARDEN, "run", "--config", str(config)], timeout=60, env=env, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr.splitlines()[-1:]) == (
+        1, "", ["BrokenPipeError: [Errno 32] the model server hung up"])
+
+
 def test_ctrl_c_during_a_status_that_waits_on_a_silent_api_exits_130_unfinished_and_quietly(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, and never answers
         silent.settimeout(60)

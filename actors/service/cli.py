@@ -7,7 +7,9 @@ status, halt and resume print the answer on stdout, and an error or a refusal on
 codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
 2 bad usage or config; 3 the control API did not answer or refused the request. Ctrl-C is how
 run, demo and fleet are stopped: 0 whenever it comes, also before they have started; any other
-command it interrupts exits 130, unfinished. Either way without a traceback.
+command it interrupts exits 130, unfinished. Either way without a traceback. A reader that closes
+the output early (``tradewarden journal ... | head``) ends the command quietly too, with 0 (run and
+fleet write nothing on stdout).
 """
 
 from __future__ import annotations
@@ -90,7 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _command(args_list)
+        code = _command(args_list)
+        sys.stdout.flush()  # a reader gone early is met here, not in the interpreter's flush at exit
+        return code
+    except BrokenPipeError:
+        if args_list[:1] in (["run"], ["fleet"]):
+            # They write nothing on stdout: a broken pipe is their failure (exit 1, so that systemd
+            # restarts them), never a reader gone.
+            raise
+        # The reader of stdout closed it early (`| head`): it has all it wanted. No traceback, and
+        # stdout goes to /dev/null, so that what is still buffered is not flushed into the pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except KeyboardInterrupt:
         # Ctrl-C before a service has its own signal handling (while it imports, or loads its
         # config and strategy) or during a one-shot command: nothing to clean up, nothing to say.
@@ -320,5 +335,5 @@ def _journal(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"tradewarden journal: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, BrokenPipeError):
+    except KeyboardInterrupt:
         return 0
