@@ -7,6 +7,7 @@ request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -77,7 +78,7 @@ def test_a_defect_behind_the_control_api_is_a_500_with_its_traceback_logged_neve
         assert (answer.status_code, answer.json()) == (500, wanted)
         shown = run([*TRADEWARDEN, "status", "--url", api.url], timeout=60,
                     env={**os.environ, "CONTROL_TOKEN": TOKEN, "STATE_DB": db})
-        assert (shown.returncode, shown.stdout, shown.stderr) == (3, f"status failed (500): {wanted['error']}\n", "")
+        assert (shown.returncode, shown.stdout, shown.stderr) == (3, "", f"status failed (500): {wanted['error']}\n")
         logged = lines.wait_for(lambda entries: len(entries) >= 2)  # the request's and the command's
     for entry in logged:
         shown_lines = entry.splitlines()
@@ -101,6 +102,54 @@ def test_a_halt_reason_utf8_cannot_carry_is_a_400_naming_it_and_nothing_is_halte
             "error": "reason must be text that UTF-8 can carry (no lone surrogate), got 'drill \\ud800'"})
         status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT)
         assert (status.status_code, status.json()["trading_state"]) == (200, "active")
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 16_000,  # (what a fuzzer sends)
+    b'{"reason": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",  # (well formed, nested past what the parser follows)
+])
+def test_a_body_nested_too_deeply_is_a_400_as_any_malformed_body_and_nothing_is_logged_as_an_error(tmp_path, body):
+    # json.loads raises RecursionError on it: that was a 500 "internal error" with a traceback.
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="deep"), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    auth = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    with served(system, hub, db) as api, LogLines("ERROR") as lines:
+        for path in ("/api/halt", "/api/resume"):
+            answer = httpx.post(api.url + path, content=body, headers=auth, timeout=WAIT)
+            assert (answer.status_code, answer.json()) == (400, {"error": "the body is not valid JSON: nested too deeply"})
+        status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT)
+        assert (status.status_code, status.json()["trading_state"]) == (200, "active")
+    assert lines.snapshot() == []
+
+
+def test_the_event_stream_refuses_a_since_or_a_limit_it_cannot_honour_and_names_only_what_it_takes(tmp_path):
+    # It replays nothing: it used to answer 200 to ?since= and ?limit= and ignore them, so a
+    # client reconnecting with since= believed it had caught up, while the refusal of an unknown
+    # parameter listed both as known.
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="streamed"), PaperBroker(10_000.0), ListSignalSource(),
+                           store=SqliteStore(db), subscribers=[hub], loop_interval=None)
+    refused = {
+        "since=2024-01-01T00:00:00Z": "since is not taken by the event stream, which sends only the events that "
+                                      "come after it connects: read earlier ones from the journal with "
+                                      "GET /api/events?since=...",
+        "limit=5": "limit is not taken by the event stream, which sends only the events that come after it "
+                   "connects: read earlier ones from the journal with GET /api/events?limit=...",
+        "type=heartbeat&since=2024-01-01": "since is not taken by the event stream, which sends only the events "
+                                           "that come after it connects: read earlier ones from the journal with "
+                                           "GET /api/events?since=...",
+        "bogus=1": "unknown query parameter 'bogus'; known: type",
+    }
+    with served(system, hub, db) as api, httpx.Client(base_url=api.url, headers={"authorization": f"Bearer {TOKEN}"},
+                                                       timeout=WAIT) as client:
+        for query, error in refused.items():
+            with client.stream("GET", f"/api/events/stream?{query}") as answer:
+                assert answer.status_code == 400, query  # (checked first: a stream would never end)
+                assert json.loads(answer.read()) == {"error": error}
+        assert hub.listeners == 0
+        with client.stream("GET", "/api/events/stream?type=heartbeat") as stream:  # what it takes
+            assert (stream.status_code, next(stream.iter_lines())) == (200, ": connected")
 
 
 @pytest.mark.parametrize(("url", "why"), [

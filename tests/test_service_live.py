@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -139,13 +140,14 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert halted["positions_open"] == 0 or halted["liquidating"]
 
     blank = bot.cli("halt", "--reason", " ")
-    assert (blank.returncode, blank.stdout) == (2, 'halt failed (400): field \'reason\' must be a non-empty string, got " "\n')
+    assert (blank.returncode, blank.stdout, blank.stderr) == (
+        2, "", 'halt failed (400): field \'reason\' must be a non-empty string, got " "\n')
     latin = bot.cli("halt", "--reason", "caf\udce9")  # b"caf\xe9": Latin-1 bytes in a UTF-8 command line
     assert (latin.returncode, latin.stdout, latin.stderr) == (
         2, "", "tradewarden halt: --reason must be text that UTF-8 can carry, got 'caf\\udce9'\n")
     refused = bot.cli("resume")
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert re.match(r"^resume refused \(409\): resume refused: max drawdown ", refused.stdout)
+    assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
+    assert re.match(r"^resume refused: max drawdown ", refused.stderr)
     assert bot.get("/api/status").json()["trading_state"] == "halted"
 
     rebaselined = bot.cli("resume", "--rebaseline")
@@ -266,6 +268,17 @@ def test_ctrl_c_before_the_run_has_started_stops_it_quietly_with_0_as_any_ctrl_c
     assert not (tmp_path / "state.db").exists()
 
 
+def test_a_broken_pipe_inside_a_run_is_its_failure_never_taken_for_a_reader_of_its_output_gone(tmp_path):
+    # A command whose reader closed stdout early ends quietly with 0; a run writes nothing there,
+    # and a 0 would tell systemd (Restart=on-failure) that it had stopped as asked.
+    config = tmp_path / "hung.toml"
+    config.write_text(SLOW_TO_BUILD.format(db=tmp_path / "state.db").replace("slow_start:SlowToBuild", "hung_up:HungUp"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "CONTROL_PORT": str(free_port())}
+    done = run([*TRADEWARDEN, "run", "--config", str(config)], timeout=60, env=env, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr.splitlines()[-1:]) == (
+        1, "", ["BrokenPipeError: [Errno 32] the model server hung up"])
+
+
 def test_ctrl_c_during_a_status_that_waits_on_a_silent_api_exits_130_unfinished_and_quietly(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, and never answers
         silent.settimeout(60)
@@ -379,6 +392,26 @@ def test_a_demo_given_a_bad_port_or_folder_exits_2_naming_it_and_writes_nothing(
     done = run([*TRADEWARDEN, "demo", *flags], timeout=60, cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", error)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("old_demo", [False, True])
+def test_a_demo_on_a_port_in_use_exits_2_naming_it_before_printing_or_writing_anything(tmp_path, old_demo):
+    # It used to print a dashboard address that was someone else's server, then fail as
+    # `tradewarden run`, leaving its config and an empty state file (an old demo's emptied).
+    folder = tmp_path / "demo"
+    if old_demo:
+        folder.mkdir()
+        with SqliteStore(folder / "state.db") as store:
+            store.save_pending_halt("demo", PendingHalt("ops", "an old demo's halt"))
+        (folder / "demo.toml").write_text("# an old demo's config\n")
+    before = {str(path): path.read_bytes() if path.is_file() else "a folder" for path in tmp_path.rglob("*")}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = run([*TRADEWARDEN, "demo", "--port", str(port), "--dir", str(folder)], timeout=60, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", (
+        f"tradewarden demo: control API cannot listen on 127.0.0.1:{port}: "
+        f"[Errno {errno.EADDRINUSE}] {os.strerror(errno.EADDRINUSE)}\n"))
+    assert {str(path): path.read_bytes() if path.is_file() else "a folder" for path in tmp_path.rglob("*")} == before
 
 
 @pytest.mark.parametrize("length", [15, 16])

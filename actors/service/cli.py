@@ -3,10 +3,13 @@
 ``tradewarden demo`` runs a paper bot on a random walk and prints the dashboard's address and token;
 ``tradewarden fleet`` serves the control API and dashboard of a fleet on Ray.
 
-Exit codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
+status, halt and resume print the answer on stdout, and an error or a refusal on stderr. Exit
+codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
 2 bad usage or config; 3 the control API did not answer or refused the request. Ctrl-C is how
 run, demo and fleet are stopped: 0 whenever it comes, also before they have started; any other
-command it interrupts exits 130, unfinished. Either way without a traceback.
+command it interrupts exits 130, unfinished. Either way without a traceback. A reader that closes
+the output early (``tradewarden journal ... | head``) ends the command quietly too, with 0 (run and
+fleet write nothing on stdout).
 """
 
 from __future__ import annotations
@@ -89,7 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _command(args_list)
+        code = _command(args_list)
+        sys.stdout.flush()  # a reader gone early is met here, not in the interpreter's flush at exit
+        return code
+    except BrokenPipeError:
+        if args_list[:1] in (["run"], ["fleet"]):
+            # They write nothing on stdout: a broken pipe is their failure (exit 1, so that systemd
+            # restarts them), never a reader gone.
+            raise
+        # The reader of stdout closed it early (`| head`): it has all it wanted. No traceback, and
+        # stdout goes to /dev/null, so that what is still buffered is not flushed into the pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except KeyboardInterrupt:
         # Ctrl-C before a service has its own signal handling (while it imports, or loads its
         # config and strategy) or during a one-shot command: nothing to clean up, nothing to say.
@@ -173,6 +189,16 @@ def _demo(port: int, folder: Path) -> int:
         return 2
     if folder.exists() and not folder.is_dir():
         print(f"tradewarden demo: --dir must be a folder, got {str(folder)!r}, which is a file", file=sys.stderr)
+        return 2
+    from actors.service.server import ServerError, bind  # (as in _run: the server stack only to run)
+
+    # The port is tried before anything is printed or written: on a busy one the address shown
+    # would be another server's, and the run would fail leaving a config and a state file behind.
+    # (One taken between this try and the run's own bind is still refused there, by the run.)
+    try:
+        bind("127.0.0.1", port, token=None).close()
+    except ServerError as exc:
+        print(f"tradewarden demo: {exc}", file=sys.stderr)
         return 2
     folder.mkdir(parents=True, exist_ok=True)
     db = (folder / "state.db").resolve()
@@ -259,7 +285,8 @@ def _remote(args: argparse.Namespace) -> int:
     except ControlUnreachable as exc:
         print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
         return 3
-    print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer))
+    print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer),
+          file=sys.stdout if answer.ok else sys.stderr)
     if answer.ok:
         return 0
     return {409: 1, 400: 2, 413: 2}.get(answer.status, 3)  # refused; a bad request; no usable answer
@@ -276,7 +303,10 @@ def _utf8(value: str) -> bool:
 def _readable(command: str, answer: Answer) -> str:
     body = answer.body
     if not answer.ok:
-        return f"{command} {body.get('done', 'failed')} ({answer.status}): {body.get('error')}"
+        done, error = body.get("done", "failed"), body.get("error")
+        if isinstance(error, str) and error.startswith(f"{command} {done}"):
+            return error  # a refusal the API words itself ("resume refused: ..."), not framed again
+        return f"{command} {done} ({answer.status}): {error}"
     if command == "halt":
         return f"halted (was {body['previous_state']}): {body['reason']}"
     if command == "resume":
@@ -305,5 +335,5 @@ def _journal(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"tradewarden journal: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, BrokenPipeError):
+    except KeyboardInterrupt:
         return 0

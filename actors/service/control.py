@@ -16,6 +16,7 @@ import pykka
 from loguru import logger
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -81,6 +82,8 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
+        except RecursionError:  # arrays or objects nested past the interpreter's recursion limit
+            raise BadRequest(400, "the body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(400, f"the body must be a JSON object, got {_json_kind(data)}")
     unknown = sorted(set(data) - set(fields))
@@ -173,19 +176,46 @@ def resumed(previous: TradingState, rebaseline: bool) -> tuple[str, str]:
 
 def _query(request: Request) -> dict[str, Any]:
     params = request.query_params
-    unknown = sorted(set(params) - {"since", "type", "limit"})
-    if unknown:
-        raise BadRequest(400, f"unknown query parameter {unknown[0]!r}; known: limit, since, type")
+    _only(params, {"limit", "since", "type"})
     query: dict[str, Any] = {}
-    try:
-        if "since" in params:
+    if "since" in params:
+        try:
             query["since"] = parse_since("since", params["since"])
-        if "type" in params:
-            query["event_type"] = member("type", EventType, params["type"]).value
-    except ValueError as exc:
-        raise BadRequest(400, str(exc)) from None
+        except ValueError as exc:
+            raise BadRequest(400, str(exc)) from None
+    if (event_type := _event_type(params)) is not None:
+        query["event_type"] = event_type
     query["limit"] = event_limit(params.get("limit", "100"))
     return query
+
+
+def _stream_query(request: Request) -> str | None:
+    # The stream replays nothing (the journal and the live events reach this server by separate
+    # workers, in no common order), so a since or a limit is refused, never ignored: a client
+    # reconnecting with since= must not believe it has caught up.
+    params = request.query_params
+    for name in ("since", "limit"):
+        if name in params:
+            raise BadRequest(400, f"{name} is not taken by the event stream, which sends only the events that come "
+                                  f"after it connects: read earlier ones from the journal with GET /api/events?{name}=...")
+    _only(params, {"type"})
+    return _event_type(params)
+
+
+def _only(params: QueryParams, known: set[str]) -> None:
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise BadRequest(400, f"unknown query parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+
+
+def _event_type(params: QueryParams) -> str | None:
+    # The ``type`` query parameter as an EventType value, or None without one.
+    if "type" not in params:
+        return None
+    try:
+        return member("type", EventType, params["type"]).value
+    except ValueError as exc:
+        raise BadRequest(400, str(exc)) from None
 
 
 def event_limit(text: str) -> int:
@@ -283,8 +313,7 @@ def control_app(
         return JSONResponse({"events": [{"seq": seq, **json.loads(event.to_json())} for seq, event in rows]})
 
     async def stream_events(request: Request) -> Response:
-        query = _query(request)
-        wanted = query.get("event_type")
+        wanted = _stream_query(request)
         if hub.listeners >= MAX_STREAMS:
             raise BadRequest(503, f"{MAX_STREAMS} event streams are open already; close one, or poll /api/events")
         listener = hub.listen()

@@ -37,6 +37,8 @@ class JournalReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise JournalError(f"{str(self.path)!r} is a folder, not a state file")
         if not self.path.is_file():
             raise JournalError(f"state file {str(self.path)!r} does not exist")
         with self._connect() as conn:

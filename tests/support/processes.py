@@ -39,14 +39,15 @@ class Child:
     """A running child process. Its stdout and stderr are each read, whole and raw, by a thread
     of their own from the start, so no output is lost between one way of reading and another, and
     a child never blocks on a full pipe. Use it as a context manager: leaving kills the child if
-    it is still running."""
+    it is still running. Given ``stdout`` (a file descriptor, such as a pipe whose reader has
+    gone), the child writes its stdout there instead, and none of it is read here."""
 
     def __init__(self, args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, stdout: int = subprocess.PIPE) -> None:
         self.args = list(args)
         self.process = subprocess.Popen(
             self.args, cwd=cwd, env={**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
         )
         self._changed = threading.Condition()
         self._output = {"stdout": bytearray(), "stderr": bytearray()}
