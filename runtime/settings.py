@@ -355,6 +355,11 @@ class Settings:
         return Cooldown(self.cooldown_rules, self.cooldown_seconds, self.trading_timezone)
 
     @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        """Every environment variable `load` reads, in field order."""
+        return tuple(var for field in attrs.fields(cls) for var in field.metadata["env"])
+
+    @classmethod
     def load(
         cls,
         config_file: str | os.PathLike[str] | None = None,

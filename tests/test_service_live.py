@@ -346,7 +346,13 @@ def test_a_non_loopback_control_host_without_a_token_is_refused_before_anything_
 
 def test_the_demo_prints_the_dashboard_address_and_token_and_serves_the_page(tmp_path):
     port = free_port()
-    env = {**os.environ, "CONTROL_TOKEN": TOKEN}
+    # A live bot's settings exported in the shell reach neither the demo nor that bot's file.
+    live = tmp_path / "live.db"
+    with SqliteStore(live) as store:
+        store.save_pending_halt("demo", PendingHalt("ops", "the live bot's halt"))
+    before = live.read_bytes()
+    env = {**os.environ, "CONTROL_TOKEN": TOKEN, "STATE_DB": str(live), "CONTROL_PORT": str(free_port()),
+           "MAX_DRAWDOWN_PERCENT": "50"}
     (tmp_path / "demo").mkdir()
     with SqliteStore(tmp_path / "demo" / "state.db") as store:  # an old demo's, halted: the new one starts afresh
         store.save_pending_halt("demo", PendingHalt("ops", "an old demo's halt"))
@@ -372,14 +378,20 @@ def test_the_demo_prints_the_dashboard_address_and_token_and_serves_the_page(tmp
         status = httpx.get(f"http://127.0.0.1:{port}/api/status", headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
         assert status.json()["trading_state"] == "active"
         # A second demo in the same folder is refused before it touches the running one's files.
-        second = run([*TRADEWARDEN, "demo", "--port", str(free_port()), "--dir", str(tmp_path / "demo")], timeout=60, env=env)
+        second = run([*TRADEWARDEN, "demo", "--port", str(free_port()), "--dir", str(tmp_path / "demo")], timeout=60,
+                     env={**os.environ, "CONTROL_TOKEN": TOKEN})
         assert (second.returncode, second.stdout, second.stderr) == (2, "", (
             f"tradewarden demo: --dir {str(tmp_path / 'demo')!r} is in use: its state.db is claimed by another running "
             "demo or bot; stop it, or give this demo another --dir\n"))
         events = httpx.get(f"http://127.0.0.1:{port}/api/events", headers={"authorization": f"Bearer {TOKEN}"}, timeout=5)
         assert events.status_code == 200 and events.json()["events"][0]["event_type"] == "loop_started"
         demo.send_signal(signal.SIGTERM)
-        assert demo.finish(30).returncode == 0
+        ended = demo.finish(30)
+        assert ended.returncode == 0
+    assert ended.stderr.splitlines()[0] == (
+        "tradewarden demo: ignoring MAX_DRAWDOWN_PERCENT, STATE_DB, CONTROL_PORT from the environment: the demo runs "
+        "on its own settings")
+    assert live.read_bytes() == before
 
 
 @pytest.mark.parametrize(("flags", "error"), [

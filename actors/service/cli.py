@@ -150,6 +150,9 @@ def _logging(command: str, settings: Settings) -> bool:
     return True
 
 
+_DEMO_KEEPS = frozenset({"CONTROL_TOKEN", "LOG_LEVEL", "LOG_JSON"})
+"""The environment variables a demo takes from its shell (it ignores every other setting's)."""
+
 _DEMO = """# written by `tradewarden demo`: a lively paper bot, so the dashboard has something to show
 [tradewarden]
 loop_id = "demo"
@@ -190,6 +193,15 @@ def _demo(port: int, folder: Path) -> int:
     if folder.exists() and not folder.is_dir():
         print(f"tradewarden demo: --dir must be a folder, got {str(folder)!r}, which is a file", file=sys.stderr)
         return 2
+    # The demo runs on the settings it writes: a live bot's STATE_DB, CONTROL_PORT, limits or
+    # Telegram chat exported in this shell must not reach it (its paper account would trade on
+    # that bot's state file, and alert its chat). Its token and how it logs are the user's.
+    ignored = [var for var in Settings.variables() if var in os.environ and var not in _DEMO_KEEPS]
+    for var in ignored:
+        del os.environ[var]
+    if ignored:
+        print(f"tradewarden demo: ignoring {', '.join(ignored)} from the environment: the demo runs on its own "
+              "settings", file=sys.stderr)
     from actors.service.server import ServerError, bind  # (as in _run: the server stack only to run)
 
     # The port is tried before anything is printed or written: on a busy one the address shown
