@@ -50,7 +50,7 @@ from runtime.adapters.telegram import TelegramAlerts
 from runtime.alerts import Alert, AlertSink, Severity
 from runtime.broker import Broker
 from runtime.clock import Clock
-from runtime.metrics import MetricsSink
+from runtime.metrics import MetricsSink, contained
 from runtime.payloads import ActorRestarted
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
@@ -119,7 +119,7 @@ class TradingSystem:
         # statsd at STATSD_HOST, Telegram with TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID; else
         # memory, nothing, the log.
         self.store = check_store(store) if store is not None else store_from_settings(settings)
-        self.metrics = metrics if metrics is not None else StatsdMetrics.from_settings(settings)
+        self.metrics = contained(metrics) if metrics is not None else StatsdMetrics.from_settings(settings)
         self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
         # What this system built it also closes (on `stop`); what the caller gave, the caller owns.
         self._owned: list[Any] = [part for part, given in ((self.store, store), (self.metrics, metrics), (self.alert_sink, alerts))

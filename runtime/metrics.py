@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-__all__ = ["MetricsSink", "NullMetrics", "MemoryMetrics", "FanOutMetrics", "MetricNames"]
+from loguru import logger
+
+__all__ = ["MetricsSink", "NullMetrics", "MemoryMetrics", "FanOutMetrics", "MetricNames", "contained"]
 
 
 class MetricNames:
@@ -99,6 +101,7 @@ class FanOutMetrics:
 
     def __init__(self, *sinks: MetricsSink) -> None:
         self.sinks = sinks
+        self._broken: set[int] = set()
 
     def incr(self, name: str, count: int = 1) -> None:
         """Add ``count`` to the counter ``name`` in every sink."""
@@ -116,9 +119,17 @@ class FanOutMetrics:
         for sink in self.sinks:
             try:
                 getattr(sink, method)(name, value)
-            except Exception:
+            except Exception as exc:
                 # The port says a sink never raises; one that does must not silence the others.
-                continue
+                self._failed(sink, exc)
+
+    def _failed(self, sink: MetricsSink, exc: Exception) -> None:
+        # Said once per sink (a broken sink fails every figure): then its figures go quietly.
+        if id(sink) in self._broken:
+            return
+        self._broken.add(id(sink))
+        logger.bind(component="metrics").error("metrics sink {!r} raised {!r}: its figures are dropped from now on "
+                                                "when they fail", sink, exc)
 
     def close(self) -> None:
         """Close every sink that can be closed."""
@@ -129,3 +140,13 @@ class FanOutMetrics:
 
     def __repr__(self) -> str:
         return f"FanOutMetrics({', '.join(map(repr, self.sinks))})"
+
+
+def contained(metrics: MetricsSink) -> MetricsSink:
+    """``metrics`` as the actors may call it: itself when it is one of this module's sinks, else
+    behind a `FanOutMetrics`, so that a sink that raises anyway (which the port forbids) loses
+    its figures, said once in the log, and never fails the guard: a metrics outage must not halt
+    trading."""
+    if isinstance(metrics, (NullMetrics, MemoryMetrics, FanOutMetrics)):
+        return metrics
+    return FanOutMetrics(metrics)

@@ -8,7 +8,7 @@ import threading
 
 import pykka
 import pytest
-from actor_helpers import WAIT, AlertInbox, EventLog, Journal, wait_until
+from actor_helpers import WAIT, AlertInbox, EventLog, Journal, LogLines, wait_until
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -241,6 +241,33 @@ def test_a_system_that_gave_up_before_its_guard_saved_a_record_comes_back_halted
         assert broker.open_positions() == [] and store.load_pending_halts("main") == []
     finally:
         second.stop()
+
+
+class DownMetrics:
+    """A metrics sink whose backend is down, and which raises (as the port says it must not)."""
+
+    def incr(self, name, count=1):
+        raise OSError("metrics backend down")
+
+    gauge = timing = incr
+
+
+def test_a_metrics_sink_that_raises_loses_its_figures_said_once_and_never_halts_trading():
+    broker, events = paper("A"), EventLog()
+    with LogLines() as logs:
+        system = start_trading_system(Settings(), broker, ListSignalSource(), metrics=DownMetrics(), clock=ManualClock(),
+                                      loop_interval=None, subscribers=[events])
+        try:
+            system.guard.tell(EquityReading(10_000.0, system.clock.now(), 1))
+            assert system.guard_status().state.trading_state is TradingState.ACTIVE
+            system.guard.tell(EquityReading(7_000.0, system.clock.now(), 1))  # a breach still halts and closes
+            events.wait_count(EventType.POSITION_CLOSED, 1)
+            assert system.guard_status().state.trading_state is TradingState.HALTED
+            assert not system.gave_up and system.children()["guard"].incarnation == 1
+        finally:
+            system.stop()
+    said = [line for line in logs.snapshot() if "metrics sink" in line]
+    assert len(said) == 1 and "raised OSError('metrics backend down'): its figures are dropped" in said[0]
 
 
 def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
