@@ -57,8 +57,13 @@ from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
 from runtime.store import StateStore, check_store
+from runtime.validation import finite_number, port
 
 __all__ = ["TradingSystem", "start_trading_system", "store_from_settings"]
+
+# What the loop and the guard call on every broker (`find_fill` only after a restart, and
+# `account_snapshot` where there is one, are asked for when needed).
+_BROKER_METHODS = ("account_equity", "open_positions", "submit_order", "close_position")
 
 
 def store_from_settings(settings: Settings) -> StateStore:
@@ -113,6 +118,20 @@ class TradingSystem:
         fail_safe_deadline: float = 30.0,
         drills: bool = False,
     ) -> None:
+        # Parts that cannot work are refused here, naming them, before any actor starts: found
+        # later, each is a restart storm that ends in a fail-safe and a critical alert.
+        if not isinstance(settings, Settings):
+            raise TypeError(f"settings must be a runtime.settings.Settings, got {settings!r}")
+        port("broker", broker, "runtime.broker.Broker", _BROKER_METHODS)
+        port("signals", signals, "runtime.signals.SignalSource", ("poll",))
+        if approval is not None:
+            port("approval", approval, "runtime.signals.ApprovalPolicy", ("approve",))
+        if alerts is not None:
+            port("alerts", alerts, "runtime.alerts.AlertSink", ("send",))
+        if metrics is not None:
+            port("metrics", metrics, "runtime.metrics.MetricsSink", ("incr", "gauge", "timing"))
+        if loop_interval is not None and loop_interval != -1.0 and not finite_number("loop_interval", loop_interval) > 0:
+            raise ValueError(f"loop_interval must be > 0 seconds, or None for no cycle timer, got {loop_interval!r}")
         self.settings = settings
         self.broker = broker
         # What is not given comes from the settings: PostgreSQL at STATE_DSN or SQLite at STATE_DB,

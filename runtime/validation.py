@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from numbers import Real
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ __all__ = [
     "attrs_aware_datetime",
     "attrs_optional_aware_datetime",
     "attrs_instance_of",
+    "port",
 ]
 
 
@@ -194,3 +195,13 @@ def attrs_instance_of(kind: type) -> Callable[[Any, Any, Any], None]:
             raise _wrong_type(attribute.name, f"{article} {kind.__name__}", value)
 
     return check
+
+
+def port(field: str, value: Any, kind: str, methods: Sequence[str]) -> Any:
+    """Return ``value`` when it has every one of ``methods`` (the port ``kind``, such as
+    ``runtime.broker.Broker``), else raise `TypeError` naming the field, the value and what it
+    lacks: a part that cannot work is refused where it is given, not found by a crash later."""
+    missing = [name for name in methods if not callable(getattr(value, name, None))]
+    if missing:
+        raise TypeError(f"{field} must be a {kind}, got {value!r}, which has no {', '.join(missing)}")
+    return value

@@ -270,6 +270,31 @@ def test_a_metrics_sink_that_raises_loses_its_figures_said_once_and_never_halts_
     assert len(said) == 1 and "raised OSError('metrics backend down'): its figures are dropped" in said[0]
 
 
+@pytest.mark.parametrize(("parts", "error", "message"), [
+    ({"broker": None}, TypeError,
+     "broker must be a runtime.broker.Broker, got None, which has no account_equity, open_positions, submit_order, "
+     "close_position"),
+    ({"signals": None}, TypeError, "signals must be a runtime.signals.SignalSource, got None, which has no poll"),
+    ({"approval": "yes"}, TypeError, "approval must be a runtime.signals.ApprovalPolicy, got 'yes', which has no approve"),
+    ({"alerts": print}, TypeError, "alerts must be a runtime.alerts.AlertSink, got <built-in function print>, which "
+     "has no send"),
+    ({"metrics": object}, TypeError, "metrics must be a runtime.metrics.MetricsSink, got <class 'object'>, which has "
+     "no incr, gauge, timing"),
+    ({"settings": {"max_drawdown_percent": 20}}, TypeError,
+     "settings must be a runtime.settings.Settings, got {'max_drawdown_percent': 20}"),
+    ({"loop_interval": -5}, ValueError, "loop_interval must be > 0 seconds, or None for no cycle timer, got -5"),
+    ({"loop_interval": 0}, ValueError, "loop_interval must be > 0 seconds, or None for no cycle timer, got 0"),
+    ({"loop_interval": float("nan")}, ValueError, "loop_interval must be a finite real number, got nan"),
+])
+def test_a_part_that_cannot_work_is_refused_by_name_before_anything_starts(parts, error, message):
+    given = {"settings": Settings(), "broker": PaperBroker(10_000), "signals": ListSignalSource(), **parts}
+    before = set(threading.enumerate())
+    with pytest.raises(error) as refused:
+        TradingSystem(given.pop("settings"), given.pop("broker"), given.pop("signals"), clock=ManualClock(), **given)
+    assert type(refused.value) is error and str(refused.value) == message
+    assert set(threading.enumerate()) <= before  # nothing started
+
+
 def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
     host_events = EventLog()
 
