@@ -295,6 +295,34 @@ def test_a_part_that_cannot_work_is_refused_by_name_before_anything_starts(parts
     assert set(threading.enumerate()) <= before  # nothing started
 
 
+class StuckAlerts:
+    """An alert sink whose send blocks until released (a chat service that never answers)."""
+
+    def __init__(self) -> None:
+        self.sending = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, alert):
+        self.sending.set()
+        self.release.wait(WAIT)
+
+
+def test_a_stop_with_an_alert_sink_stuck_in_its_send_returns_by_its_deadline_and_never_raises():
+    alerts = StuckAlerts()
+    system = start_trading_system(Settings(), paper("A"), ListSignalSource(), alerts=alerts, clock=ManualClock(),
+                                  loop_interval=None)
+    try:
+        system.halt("desk", "news")
+        assert alerts.sending.wait(WAIT)
+        with LogLines("CRITICAL") as logs:
+            system.stop(timeout=1.0)  # (it raised pykka.Timeout, leaving the system half-stopped)
+        assert logs.snapshot() == [
+            "CRITICAL the trading system did not stop within 1s: what still runs is left to end on its own"]
+    finally:
+        alerts.release.set()
+    assert system.wait(WAIT), "the system never ended once its alert sink let go"
+
+
 def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
     host_events = EventLog()
 
