@@ -175,6 +175,7 @@ class TradingSystem:
             self._healthcheck_relay = HealthcheckRelay(Address(self._slots["healthcheck"]), self._healthcheck)
             self.subscribers.add(self._healthcheck_relay)
         self._handle: SupervisorHandle | None = None
+        self._host: ChildContext | None = None  # the host's, when a host's supervisor started it
         self.escalations = 0
         self._unjournaled = 0
 
@@ -267,6 +268,7 @@ class TradingSystem:
         return ChildSpec(name, self._launch, restart=restart, shutdown_timeout=60.0, liveness_timeout=30.0)
 
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
+        self._host = context
         publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
 
         def restarted(r: Restarted) -> None:
@@ -306,7 +308,18 @@ class TradingSystem:
         sink sends the repeats it was still merging). Events the journal could not take (its store
         failed, or was still writing at the deadline) are logged at critical and counted in
         `unjournaled`. It returns by the deadline and never raises for it: an actor still stopping
-        then (one blocked in a part's call) is logged at critical and left to end on its own."""
+        then (one blocked in a part's call) is logged at critical and left to end on its own.
+
+        Under a host's supervisor (`child_spec`), stop the host first: it stops this system with
+        its other children; this then only drains the journal and closes what it built. Called
+        while the host runs, it raises `RuntimeError` and changes nothing."""
+        host = self._host
+        if host is not None and host.supervisor is not None and host.supervisor.is_alive() and not host.revoked.is_set():
+            # Its host would restart it at once, on a store this stop closes, until the host gave up.
+            raise RuntimeError(
+                "this trading system runs under a host's supervisor, which would restart it: stop the host first "
+                "(host.stop() stops it too), then call stop() to drain its journal and close what it built"
+            )
         deadline = time.monotonic() + timeout
         if self._handle is not None:
             try:

@@ -158,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not guard_restarted.wait(WAIT):  # the first crash is absorbed inside the trading system
         print("host: the guard was NOT restarted by the trading system's supervisor", file=sys.stderr)
         host.stop()
+        trading.stop()
         return 1
     print("  crash 1: restarted inside the trading system (the host is not involved)")
     trading.guard.tell(Crash("host drill: guard crash 2"))
@@ -166,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if restart is None:
         print("host: the escalation did NOT reach the host supervisor", file=sys.stderr)
         host.stop()
+        trading.stop()
         return 1
     print(f"host supervisor notified: child 'trading' failed and was restarted (attempt {restart.attempt})")
     print(f"  cause: {restart.cause}")
@@ -193,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("host event actor, events heard so far: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
     host.stop()
+    trading.stop()  # after its host: drains the journal and closes what the system built
     ok = len(fail_safe) == 2 and status.state.trading_state.value == "halted" and not broker.open_positions()
     print("host: stopped" + ("" if ok else " (UNEXPECTED: see above)"))
     return 0 if ok else 1

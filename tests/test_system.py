@@ -26,6 +26,7 @@ from runtime import (
     Signal,
     TradingState,
 )
+from runtime.adapters.sqlite import SqliteStore
 from runtime.broker import BrokerError
 from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
@@ -356,6 +357,27 @@ def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
     assert broker.open_positions() == []
     host.stop()
     listener.stop()
+
+
+def test_under_a_host_the_host_stops_the_trading_system_and_its_own_stop_is_refused_until_then(tmp_path):
+    settings = Settings(state_db=str(tmp_path / "state.db"))  # a store the system builds, and closes
+    trading = TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None)
+    host = Supervisor.launch([trading.child_spec("trading")], probe_interval=0.05)
+    try:
+        trading.loop.ask(RunCycle(), timeout=WAIT)
+        with pytest.raises(RuntimeError) as refused:
+            trading.stop()
+        assert str(refused.value) == (
+            "this trading system runs under a host's supervisor, which would restart it: stop the host first "
+            "(host.stop() stops it too), then call stop() to drain its journal and close what it built")
+        # Nothing changed: it still trades, on an open store.
+        assert trading.guard.ask(GetGuardState(), timeout=WAIT).state.trading_state is TradingState.ACTIVE
+    finally:
+        host.stop()
+    trading.stop()
+    assert trading.unjournaled == 0
+    with SqliteStore(tmp_path / "state.db") as store:  # closed by the system's stop, so open again
+        assert store.events()[-1].event_type is EventType.LOOP_STOPPED
 
 
 class CrashingSystem(RuleBasedStateMachine):
