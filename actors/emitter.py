@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import pykka
 from loguru import logger
 
 from actors.messages import GetJournals, Publish, Subscribe, Unsubscribe
@@ -227,9 +228,15 @@ class Subscribers:
 
     def remove(self, subscriber: Any) -> None:
         """Remove ``subscriber`` if present."""
+        self.discard(subscriber)
+
+    def discard(self, subscriber: Any) -> bool:
+        """Remove ``subscriber``; True when it was there (so that only one caller says so)."""
         with self._lock:
             if subscriber in self._items:
                 self._items.remove(subscriber)
+                return True
+            return False
 
     def snapshot(self) -> list[Any]:
         """The subscribers now."""
@@ -244,11 +251,13 @@ def deliver_to_subscribers(
     *,
     call: Callable[[Any, Event], None] | None = None,
     level: str = "WARNING",
+    gone: Subscribers | None = None,
 ) -> int:
     """Deliver ``event`` to every subscriber: one with a ``tell`` (an ActorRef, an `Address`)
     is told it, a callable is called with it, or handed to ``call`` (``call(subscriber, event)``)
     when given. A subscriber that fails is logged on ``log`` at ``level`` and does not stop the
-    others. Returns how many failed."""
+    others. A pykka ``ActorRef`` whose actor has stopped (it never comes back: an `Address`
+    does) is removed from ``gone`` when given, said once. Returns how many failed."""
     failures = 0
     for subscriber in subscribers:
         try:
@@ -260,6 +269,10 @@ def deliver_to_subscribers(
                 subscriber(event)
         except Exception as exc:  # a subscriber that has gone away must not stop the others
             failures += 1
+            if gone is not None and isinstance(subscriber, pykka.ActorRef) and isinstance(exc, pykka.ActorDeadError):
+                if gone.discard(subscriber):
+                    log.log(level, "subscriber {!r} has stopped: it is told nothing more", subscriber)
+                continue
             log.log(level, "subscriber {!r} refused {}: {!r}", subscriber, event.event_type.value, exc)
     return failures
 
@@ -414,7 +427,7 @@ class EmitterActor(SupervisedActor):
         failures = 0
         for event in events:
             failures += deliver_to_subscribers(
-                subscribers, event, self.log, call=lambda s, e: self._worker_for(s).tell((e,))
+                subscribers, event, self.log, call=lambda s, e: self._worker_for(s).tell((e,)), gone=self._subscribers
             )
         if failures:
             self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL, failures)

@@ -27,7 +27,7 @@ from actors.messages import (
     SendAlert,
     Subscribe,
 )
-from actors.supervision.address import Address, Slot
+from actors.supervision.address import Address, ChildUnavailable, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
     DEFAULT_PROBE_INTERVAL,
@@ -456,9 +456,14 @@ class TradingSystem:
         return all(journal.wait_caught_up(max(0.0, deadline - time.monotonic())) for journal in journals)
 
     def subscribe(self, subscriber: Any) -> None:
-        """Add a subscriber: a callable taking an `Event`, or a pykka ActorRef told each event."""
+        """Add a subscriber: a callable taking an `Event`, or a pykka ActorRef told each event.
+        Added while the system is not running (before `start`, after `stop`), it is told the
+        events of its next start."""
         self.subscribers.add(subscriber)
-        self.emitter.tell(Subscribe(subscriber))
+        try:
+            self.emitter.tell(Subscribe(subscriber))
+        except ChildUnavailable:
+            pass  # no emitter now: the next one starts with every subscriber kept
 
     # --- the fail-safe ----------------------------------------------------------------------
 

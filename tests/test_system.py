@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from actors import Supervisor, TradingSystem, start_trading_system
-from actors.messages import Crash, EquityReading, GetGuardState, Ping, PlaceOrder, RunCycle
+from actors.messages import Crash, EquityReading, GetGuardState, GetJournals, Ping, PlaceOrder, RunCycle
 from runtime import (
     EventType,
     ListSignalSource,
@@ -378,6 +378,41 @@ def test_under_a_host_the_host_stops_the_trading_system_and_its_own_stop_is_refu
     assert trading.unjournaled == 0
     with SqliteStore(tmp_path / "state.db") as store:  # closed by the system's stop, so open again
         assert store.events()[-1].event_type is EventType.LOOP_STOPPED
+
+
+def test_a_subscriber_added_while_stopped_hears_the_next_start_and_no_error_is_raised():
+    system = start_trading_system(Settings(), paper(), ListSignalSource(), clock=ManualClock(), loop_interval=None)
+    system.stop()
+    heard = EventLog()
+    system.subscribe(heard)  # (it raised ChildUnavailable, and subscribed all the same)
+    system.start()
+    try:
+        heard.wait_count(EventType.LOOP_STARTED, 1)
+    finally:
+        system.stop()
+
+
+def test_a_subscribed_actor_that_stopped_is_dropped_said_once_and_the_others_still_hear():
+    class Listener(pykka.ThreadingActor):
+        def on_receive(self, message):
+            pass
+
+    listener, heard = Listener.start(), EventLog()
+    system = start_trading_system(Settings(), paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None,
+                                  subscribers=[listener, heard])
+    try:
+        listener.stop()
+        with LogLines() as logs:
+            for _ in range(3):
+                system.loop.ask(RunCycle(), timeout=WAIT)
+            system.halt("desk", "news")
+            heard.wait_count(EventType.TRADING_STATE_CHANGED, 1)
+            assert system.emitter.ask(GetJournals(), timeout=WAIT) is not None  # (every publish delivered)
+        assert [line for line in logs.snapshot() if "subscriber" in line] == [
+            f"WARNING subscriber {listener!r} has stopped: it is told nothing more"]
+        assert listener not in system.subscribers.snapshot()
+    finally:
+        system.stop()
 
 
 class CrashingSystem(RuleBasedStateMachine):
