@@ -26,6 +26,7 @@ from runtime.store import LoopTotals, StateStore
 __all__ = ["LoopActor", "NoGuard"]
 
 _SERIES_MAX = 10_000  # clear readings held back at most, before they go to the guard as one series
+_SAY_AGAIN_SECONDS = 60.0  # how often a failure that repeats every cycle is logged again
 
 
 class NoGuard(TradewardenError, LookupError):
@@ -95,6 +96,8 @@ class LoopActor(SupervisedActor):
         self._signals_processed = 0
         self._trades_executed = 0
         self._errors = 0
+        self._read_failures = 0  # the account's reads failed in a row, up to now
+        self._read_failure_said = 0.0  # time.monotonic() when that was last logged
         self._duration_ms = 0.0
         self._positions_open = 0
         self._equity = 0.0
@@ -295,8 +298,18 @@ class LoopActor(SupervisedActor):
             self._positions_open = self._account.positions_open()
         except Exception as exc:
             self._errors += 1
-            self.log.error("could not read account equity: {!r}", exc)
+            self._read_failures += 1
+            # Said at once, then once a minute while it lasts: a broker down for an hour must
+            # not write a line per cycle (the guard alerts on the stale equity in any case).
+            now = time.monotonic()
+            if self._read_failures == 1 or now - self._read_failure_said >= _SAY_AGAIN_SECONDS:
+                self._read_failure_said = now
+                self.log.error("could not read account equity ({} in a row; said once a minute while it lasts): {!r}",
+                               self._read_failures, exc)
             return
+        if self._read_failures:
+            self.log.info("account equity read again after {} failed reads", self._read_failures)
+            self._read_failures = 0
         self._equity = snapshot.equity
         line = self._line
         if line is not None and line.clear(snapshot.equity, at, self._positions_open, snapshot.net_deposits):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from actor_helpers import WAIT, EventLog, FlakyBroker
+from actor_helpers import WAIT, EventLog, FlakyBroker, LogLines
 
 from actors import start_trading_system
 from actors.loop import LoopActor, NoGuard
@@ -147,6 +147,35 @@ def test_while_reducing_only_orders_that_reduce_exposure_go_through(system_facto
     rejected = events.wait_count(EventType.TRADE_FAILED, 2)
     assert [e.metadata["volume"] for e in rejected] == [5, 60]
     assert all(e.metadata["rejected"] for e in rejected)
+
+
+class DownBroker(PaperBroker):
+    """A paper account that cannot be read while ``down`` is set (its trade server unreachable)."""
+
+    down = False
+
+    def account_snapshot(self):
+        if self.down:
+            raise BrokerError("trade server unreachable")
+        return super().account_snapshot()
+
+
+def test_an_account_that_cannot_be_read_every_cycle_is_said_once_and_when_it_reads_again(system_factory):
+    broker = DownBroker(10_000)
+    system, _, _, _ = system_factory(broker)
+    broker.down = True
+    with LogLines("INFO") as logs:
+        for _ in range(5):
+            status = system.loop.ask(RunCycle())
+        broker.down = False
+        system.loop.ask(RunCycle())
+    assert status.metrics.error_count == 5  # every failure is counted all the same
+    said = [line for line in logs.snapshot() if "account equity" in line]
+    assert said == [
+        "ERROR could not read account equity (1 in a row; said once a minute while it lasts): "
+        "BrokerError('trade server unreachable')",
+        "INFO account equity read again after 5 failed reads",
+    ]
 
 
 def test_a_loop_that_reported_a_breach_sends_no_more_orders_in_the_same_cycle(system_factory):
