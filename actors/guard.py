@@ -229,7 +229,11 @@ class GuardActor(SupervisedActor):
         self._metrics.gauge(MetricNames.TRADING_STATE, state.gauge)
         if state is TradingState.HALTED and not took_halts:  # a halt taken has closed everything already
             self.actor_ref.tell(Liquidate("restarted while halted"))
-        self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
+        if state is TradingState.ACTIVE:
+            self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
+        else:  # carried over from before this start: a trader reading the log must not miss it
+            self.log.warning("guard up: peak {:.2f}, state {} ({})", self._monitor.tracker.peak_equity, state.value,
+                             self._monitor.state().reason)
         if self._position_stop is not None and not self._close_with_id:
             self.log.warning(
                 "the broker's close_position takes no client_id: a position stop's close cannot be found again "

@@ -1,9 +1,10 @@
-"""A scrape shows the trading state from the guard's start, for an account that comes back halted
-too: it is flat, takes no reading that changes anything, and so never saves again."""
+"""An account that comes back halted says so from the guard's start: a scrape shows the state
+(it is flat, takes no reading that changes anything, and so never saves again), and the log
+warns with the halt's reason."""
 
 from __future__ import annotations
 
-from actor_helpers import WAIT
+from actor_helpers import WAIT, LogLines
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors import start_trading_system
@@ -32,10 +33,13 @@ def test_an_account_that_restarts_halted_shows_halted_in_a_scrape_from_the_start
         first.stop()
 
     sink = PrometheusMetrics()
-    second = start_trading_system(Settings(), PaperBroker(10_000), ListSignalSource(), store=store, metrics=sink,
-                                  clock=ManualClock(), loop_interval=None)
-    try:
-        assert second.guard.ask(GetGuardState(), timeout=WAIT).state.trading_state is TradingState.HALTED
-        assert gauges(sink)["tradewarden_trading_state"] == 2.0
-    finally:
-        second.stop()
+    with LogLines() as logs:
+        second = start_trading_system(Settings(), PaperBroker(10_000), ListSignalSource(), store=store, metrics=sink,
+                                      clock=ManualClock(), loop_interval=None)
+        try:
+            assert second.guard.ask(GetGuardState(), timeout=WAIT).state.trading_state is TradingState.HALTED
+            assert gauges(sink)["tradewarden_trading_state"] == 2.0
+        finally:
+            second.stop()
+    assert [line for line in logs.snapshot() if "guard up" in line] == [
+        "WARNING guard up: peak 10000.00, state halted (halted by desk: news at 14:30)"]
