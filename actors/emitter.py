@@ -47,8 +47,9 @@ _EVENT_TYPE = operator.attrgetter("event_type")
 
 
 def log_sink(event: Event) -> None:
-    """Write the event as one log line with its loop and type bound as context."""
-    logger.bind(loop_id=event.loop_id, event=event.event_type.value).info(
+    """Write the event as one log line with its loop, type and metadata bound as context (JSON
+    logs carry the metadata as JSON, under ``record.extra.metadata``)."""
+    logger.bind(loop_id=event.loop_id, event=event.event_type.value, metadata=event.metadata).info(
         "event {} {}", event.event_type.value, event.metadata
     )
 

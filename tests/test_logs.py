@@ -6,11 +6,15 @@ import io
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from loguru import logger
 
+from actors.emitter import log_sink
 from runtime.adapters.logs import configure_logging
+from runtime.payloads import TradingStateChanged
+from runtime.risk.guards import TradingState
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +60,21 @@ def test_the_level_filters_and_a_bad_level_is_named_and_changes_nothing() -> Non
     logger.error("still here")
     lines = out.getvalue().splitlines()
     assert [line.rsplit("| ", 1)[1] for line in lines] == ["shown", "still here"]
+
+
+def test_an_event_logged_carries_its_metadata_as_json_and_says_it_once_to_people() -> None:
+    event = TradingStateChanged(TradingState.ACTIVE, TradingState.HALTED, "halted by desk: news").event(
+        "main", datetime(2024, 3, 4, 9, tzinfo=UTC))
+    out = io.StringIO()
+    configure_logging("INFO", json=True, sink=out)
+    log_sink(event)
+    [record] = (json.loads(line)["record"] for line in out.getvalue().splitlines())
+    assert record["extra"] == {"loop_id": "main", "event": "trading_state_changed",
+                               "metadata": {"from": "active", "to": "halted", "reason": "halted by desk: news"}}
+    people = io.StringIO()
+    configure_logging("INFO", sink=people)
+    log_sink(event)
+    line = people.getvalue()
+    assert line.count("halted by desk: news") == 1
+    assert line.endswith(" | loop_id=main event=trading_state_changed | event trading_state_changed "
+                         "{'from': 'active', 'to': 'halted', 'reason': 'halted by desk: news'}\n")

@@ -14,18 +14,21 @@ __all__ = ["configure_logging", "human_format"]
 
 # Shown first and in this order when bound: they say which part of the runtime is speaking.
 _LEADING_EXTRAS = ("actor", "loop_id")
+# Bound for JSON logs, and not shown again in a line for people: its message already says them.
+_MESSAGE_EXTRAS = ("metadata",)
 
 
 def human_format(record: Record) -> str:
     """loguru format for people: time, level, source, the bound context, message, exception.
 
-    Bound extras appear as ``key=value`` after the source, ``actor`` and ``loop_id`` first.
+    Bound extras appear as ``key=value`` after the source, ``actor`` and ``loop_id`` first (but an
+    event's ``metadata``, which its message shows).
     Values are referenced through the record (``{extra[...]}``), never pasted into the template,
     so a brace in a value cannot break the formatting.
     """
     extra = record["extra"]
     keys = [k for k in _LEADING_EXTRAS if k in extra]
-    keys += sorted(k for k in extra if k not in _LEADING_EXTRAS and k.isidentifier())
+    keys += sorted(k for k in extra if k not in _LEADING_EXTRAS and k not in _MESSAGE_EXTRAS and k.isidentifier())
     context = "".join(f" {key}={{extra[{key}]}}" for key in keys)
     return (
         "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
