@@ -16,12 +16,13 @@ import httpx
 import pytest
 from actor_helpers import WAIT, wait_until
 from support.control_server import TOKEN, Served, served
-from support.live_bot import TRADEWARDEN
+from support.live_bot import TRADEWARDEN, free_port
 from support.processes import Child, Finished, run
 
 from actors import TradingSystem
 from actors.service.hub import EventHub
 from actors.service.journal import JournalReader
+from actors.service.state_claim import StateFileClaim
 from runtime import ListSignalSource, PaperBroker, Settings
 from runtime.adapters.sqlite import SqliteStore
 
@@ -106,3 +107,49 @@ def test_a_reader_that_closes_the_pipe_early_ends_each_command_quietly_and_what_
         assert wait_until(lambda: JournalReader(db).events(event_type="trading_state_changed"))  # something to print
         journal = with_reader_gone("journal", "--db", db)
     assert (journal.returncode, journal.stdout, journal.stderr) == (0, "", "")
+
+
+def test_halt_and_resume_journal_who_pressed_them(tmp_path):
+    with control_api(tmp_path) as (api, db):
+        halted = tradewarden("halt", "--reason", "drill", "--by", "alice", "--url", api.url)
+        assert (halted.returncode, halted.stdout) == (0, "halted (was active): drill\n")
+        resumed = tradewarden("resume", "--by", "bob", "--url", api.url)
+        assert (resumed.returncode, resumed.stdout) == (0, "resumed (was halted)\n")
+        assert wait_until(lambda: len(JournalReader(db).events(event_type="trading_state_changed")) == 2)
+        changes = [event.metadata["reason"] for _, event in JournalReader(db).events(event_type="trading_state_changed")]
+    assert changes == ["halted by alice: drill", "resumed by bob"]
+
+
+def test_a_halt_with_no_bot_answering_is_saved_for_the_next_start_unless_a_process_still_holds_the_file(tmp_path):
+    db = tmp_path / "state.db"
+    SqliteStore(db).close()  # the state file of a bot that is not running (crashed, or stopped)
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[tradewarden]\nloop_id = "desk-1"\nstate_db = "{db.as_posix()}"\ncontrol_port = {free_port()}\n')
+
+    held = StateFileClaim.of(str(db))  # a process holds the file, but its API does not answer
+    try:
+        hung = tradewarden("halt", "--config", str(config), "--reason", "venue down", "--by", "alice")
+    finally:
+        assert held is not None
+        held.close()
+    assert (hung.returncode, hung.stdout) == (3, "")
+    assert hung.stderr.splitlines()[-1] == (
+        f"tradewarden halt: the process holding {str(db)!r} does not answer: stop it (SIGTERM, else kill it), then "
+        "halt again to save the halt for its next start")
+    with SqliteStore(db) as store:
+        assert store.load_pending_halts("desk-1") == []
+
+    saved = tradewarden("halt", "--config", str(config), "--reason", "venue down", "--by", "alice")
+    assert saved.returncode == 0, saved.stderr
+    assert saved.stdout == (f"halt pending: no bot runs on {str(db)!r}; its next start takes the halt before any order "
+                            "(HALTED, every position closed): venue down\n")
+    assert saved.stderr.startswith("tradewarden halt: ")  # (that the API did not answer, first)
+    store = SqliteStore(db)
+    system = TradingSystem(Settings(loop_id="desk-1"), PaperBroker(10_000.0), ListSignalSource(), store=store,
+                           loop_interval=None).start()
+    try:
+        state = system.guard_status(timeout=WAIT).state
+        assert (state.trading_state.value, state.reason) == ("halted", "halted by alice: venue down")
+    finally:
+        system.stop()
+        store.close()

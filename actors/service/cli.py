@@ -3,7 +3,9 @@
 ``tradewarden demo`` runs a paper bot on a random walk and prints the dashboard's address and token;
 ``tradewarden fleet`` serves the control API and dashboard of a fleet on Ray.
 
-status, halt and resume print the answer on stdout, and an error or a refusal on stderr. Exit
+status, halt and resume print the answer on stdout, and an error or a refusal on stderr. A halt
+whose bot does not answer, and holds no claim on its state file (it is not running), is saved
+there for the bot's next start to take before any order (exit 0). Exit
 codes: 0 done; 1 refused (a resume past a hard limit) or the system ended on its own;
 2 bad usage or config; 3 the control API did not answer or refused the request. Ctrl-C is how
 run, demo and fleet are stopped: 0 whenever it comes, also before they have started; any other
@@ -73,8 +75,10 @@ def parser() -> argparse.ArgumentParser:
     remote("status", "show the trading state, equity, limits and actors of a running process")
     halt = remote("halt", "the kill switch: halt trading and close every position")
     halt.add_argument("--reason", required=True, help="why (journaled and alerted)")
+    halt.add_argument("--by", default="tradewarden halt", help="who (journaled and alerted; default: tradewarden halt)")
     resume = remote("resume", "lift a HALTED state; refused while past a hard limit unless --rebaseline")
     resume.add_argument("--rebaseline", action="store_true", help="set the peak and the day's start to today's equity first")
+    resume.add_argument("--by", default="tradewarden resume", help="who (journaled; default: tradewarden resume)")
 
     journal = commands.add_parser("journal", help="print a state file's events as JSON lines (read-only)")
     journal.add_argument("--db", required=True, metavar="FILE", help="the state file (STATE_DB)")
@@ -284,24 +288,73 @@ def _remote(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
         return 2
-    if args.command == "halt" and not _utf8(args.reason):  # (bytes of another encoding in argv)
-        print(f"tradewarden halt: --reason must be text that UTF-8 can carry, got {args.reason!r}", file=sys.stderr)
-        return 2
+    for flag in ("reason", "by"):
+        value = getattr(args, flag, None)
+        if value is not None and not _utf8(value):  # (bytes of another encoding in argv)
+            print(f"tradewarden {args.command}: --{flag} must be text that UTF-8 can carry, got {value!r}", file=sys.stderr)
+            return 2
     try:
         if args.command == "status":
             answer = client.call("GET", "/api/status")
         elif args.command == "halt":
-            answer = client.call("POST", "/api/halt", {"reason": args.reason, "by": "tradewarden halt"})
+            answer = client.call("POST", "/api/halt", {"reason": args.reason, "by": args.by})
         else:
-            answer = client.call("POST", "/api/resume", {"rebaseline": args.rebaseline, "by": "tradewarden resume"})
+            answer = client.call("POST", "/api/resume", {"rebaseline": args.rebaseline, "by": args.by})
     except ControlUnreachable as exc:
         print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
+        if args.command == "halt" and args.url is None:
+            return _halt_offline(args)
         return 3
     print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer),
           file=sys.stdout if answer.ok else sys.stderr)
     if answer.ok:
         return 0
     return {409: 1, 400: 2, 413: 2}.get(answer.status, 3)  # refused; a bad request; no usable answer
+
+
+def _halt_offline(args: argparse.Namespace) -> int:
+    # The API did not answer: when no process holds the bot's state file, the bot is not running,
+    # and the halt is saved there as a pending one, which its next start takes before any order
+    # (as the fleet does for an account still starting). A bot that holds it but does not answer
+    # cannot be halted from here: say so, and how.
+    settings = Settings.load(args.config)
+    path = settings.state_db
+    if path is None or settings.state_dsn is not None:
+        return 3
+    if not Path(path).is_file():
+        print(f"tradewarden halt: and no state file at {path!r} (STATE_DB) to save the halt in", file=sys.stderr)
+        return 3
+    try:
+        claim = StateFileClaim.of(path)
+    except StateFileHeld:
+        print(f"tradewarden halt: the process holding {path!r} does not answer: stop it (SIGTERM, else kill it), then "
+              "halt again to save the halt for its next start", file=sys.stderr)
+        return 3
+    except StateFileInUse as exc:
+        print(f"tradewarden halt: {exc}", file=sys.stderr)
+        return 3
+    from runtime.adapters.sqlite import SqliteStore, StoreError  # (only here: the server stack is not needed)
+    from runtime.store import PendingHalt
+
+    try:
+        halt = PendingHalt(args.by, args.reason)
+    except (TypeError, ValueError) as exc:
+        if claim is not None:
+            claim.close()
+        print(f"tradewarden halt: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with SqliteStore(path) as store:
+            store.save_pending_halt(settings.loop_id, halt)
+    except StoreError as exc:
+        print(f"tradewarden halt: the halt was not saved: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        if claim is not None:
+            claim.close()
+    print(f"halt pending: no bot runs on {path!r}; its next start takes the halt before any order "
+          f"(HALTED, every position closed): {args.reason}")
+    return 0
 
 
 def _utf8(value: str) -> bool:
