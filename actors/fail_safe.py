@@ -72,7 +72,7 @@ class FailSafe:
         broker = context.guarded(self._broker) if context is not None else self._broker
         store = context.guarded(self._store) if context is not None else self._store
         started = time.monotonic()
-        alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe")
+        alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe", merge=False)
         self.alert_sent = _in_background("fail-safe-alert", self._send_alert, alert)
         try:
             self._latch(store, broker, cause)

@@ -516,7 +516,8 @@ class GuardActor(SupervisedActor):
         reason = "; ".join(v.reason for v in assessment.breaches)
         self._reaction_started = sent_at if sent_at is not None else time.perf_counter()
         self._liquidate(reason, 0)
-        self._alert(f"Trading halted: {', '.join(v.guard for v in assessment.breaches)}", reason, Severity.CRITICAL)
+        self._alert(f"Trading halted: {', '.join(v.guard for v in assessment.breaches)}", reason, Severity.CRITICAL,
+                    news=True)
         for verdict in assessment.breaches:
             self._metrics.incr(verdict.block_counter)
             self._publish(
@@ -571,12 +572,13 @@ class GuardActor(SupervisedActor):
                 f"by {by}: peak {changed.old_peak:.2f} -> {changed.new_peak:.2f}, "
                 f"day start {changed.old_day_start:.2f} -> {changed.new_day_start:.2f}",
                 Severity.WARNING,
+                news=True,
             )
         now = self._gate.state(TradingState.ACTIVE)
         if previous is not now:
             why = f"resumed automatically: {by}" if automatic else f"resumed by {by}"
             self._publish_state(previous, now, why)
-            self._alert("Trading resumed automatically" if automatic else "Trading resumed", why, Severity.INFO)
+            self._alert("Trading resumed automatically" if automatic else "Trading resumed", why, Severity.INFO, news=True)
         return previous
 
     def _halt(self, by: str, reason: str) -> tuple[TradingState, bool]:
@@ -596,7 +598,7 @@ class GuardActor(SupervisedActor):
         saved = self._save()
         self._reaction_started = time.perf_counter()
         self._liquidate(why, 0)
-        self._alert("Trading halted by hand", why, Severity.CRITICAL)
+        self._alert("Trading halted by hand", why, Severity.CRITICAL, news=True)
         self._publish_state(previous, TradingState.HALTED, why)
         return previous, saved
 
@@ -614,7 +616,8 @@ class GuardActor(SupervisedActor):
         if self._blind:
             self._blind = False
             self._publish(EquityRestored(self.monitor.tracker.latest_equity))
-            self._alert("Equity readings restored", f"equity {self.monitor.tracker.latest_equity:.2f}", Severity.INFO)
+            self._alert("Equity readings restored", f"equity {self.monitor.tracker.latest_equity:.2f}", Severity.INFO,
+                        news=True)
 
     def _watch_equity(self) -> None:
         silent = self.context.clock.monotonic() - self._last_valid
@@ -625,7 +628,8 @@ class GuardActor(SupervisedActor):
         previous = self.monitor.degrade(self._stale_state, reason)
         self._save()
         self._publish(EquityUnavailable(silent, self._stale_after, self.monitor.tracker.latest_equity, self._stale_state))
-        self._alert("Equity unavailable", f"{reason}; trading {self.monitor.trading_state.value}", Severity.CRITICAL)
+        self._alert("Equity unavailable", f"{reason}; trading {self.monitor.trading_state.value}", Severity.CRITICAL,
+                    news=True)
         if self.monitor.trading_state is not previous:
             self._publish_state(previous, self.monitor.trading_state, reason)
         if self.monitor.trading_state is TradingState.HALTED:
@@ -735,7 +739,8 @@ class GuardActor(SupervisedActor):
             self._save_gate()
         if refusal.runaway is not None:
             self.log.critical("{}: trading reducing", refusal.runaway)
-            self._alert("Runaway order loop", f"{refusal.runaway}; trading reducing until resumed", Severity.CRITICAL)
+            self._alert("Runaway order loop", f"{refusal.runaway}; trading reducing until resumed", Severity.CRITICAL,
+                        news=True)
             self._publish_state(state, gate.state(state), refusal.runaway)
             self._arm_cooldowns()
         return refusal
@@ -1001,7 +1006,8 @@ class GuardActor(SupervisedActor):
         answer = self._resume(by, MAX_DRAWDOWN in rules, automatic=True)
         if isinstance(answer, ResumeRefused):
             self._release_halt(runaway_too=False)  # latched from now on: an operator decides
-            self._alert("Automatic resume refused", f"{by}, but {answer}; trading stays halted until resumed", Severity.WARNING)
+            self._alert("Automatic resume refused", f"{by}, but {answer}; trading stays halted until resumed",
+                        Severity.WARNING, news=True)
 
     def _lift_runaway(self) -> None:
         reason = self._gate.release()
@@ -1011,7 +1017,7 @@ class GuardActor(SupervisedActor):
         why = f"resumed automatically: the cooldown after {RUNAWAY_LOOP} ended"
         if self.monitor.trading_state is TradingState.ACTIVE:
             self._publish_state(TradingState.REDUCING, TradingState.ACTIVE, why)
-        self._alert("Trading resumed automatically", f"{why} ({reason})", Severity.INFO)
+        self._alert("Trading resumed automatically", f"{why} ({reason})", Severity.INFO, news=True)
 
     # --- liquidation ------------------------------------------------------------------------
 
@@ -1077,11 +1083,13 @@ class GuardActor(SupervisedActor):
         monitor = self.monitor
         return monitor.tracker.peak_equity, monitor.day, int(monitor.tracker.max_drawdown * 1000), monitor.net_deposits
 
-    def _alert(self, title: str, text: str, severity: Severity) -> None:
+    def _alert(self, title: str, text: str, severity: Severity, *, news: bool = False) -> None:
+        # ``news``: a change of the trading state, never merged with the last one of its title
+        # (a second breach, another person's resume): the chat's latest message says the state now.
         if self._alerts is None:
             return
         try:
-            self._alerts.tell(SendAlert(Alert(title, text, severity, key=f"guard:{title}")))
+            self._alerts.tell(SendAlert(Alert(title, text, severity, key=f"guard:{title}", merge=not news)))
         except Exception as exc:
             self.log.error("alert {!r} not queued: {!r}", title, exc)
 

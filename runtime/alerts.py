@@ -22,12 +22,15 @@ class Severity(enum.Enum):
 @attrs.frozen
 class Alert:
     """A message for a person. ``key`` groups identical alerts for merging; ``critical`` ones
-    (a guard breach, a supervisor giving up) are never dropped."""
+    (a guard breach, a supervisor giving up) are never dropped. ``merge=False`` marks news
+    that is never merged or held back, such as a change of the trading state: the latest
+    message in the chat must say the state now."""
 
     title: str
     text: str
     severity: Severity = attrs.field(default=Severity.WARNING, converter=Severity)
     key: str = ""
+    merge: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     @property
     def critical(self) -> bool:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from actor_helpers import WAIT, wait_until
 from loguru import logger
 from support.bot_api_server import (
     TEST_TOKEN,
@@ -16,7 +17,9 @@ from support.bot_api_server import (
     Reply,
 )
 
-from runtime import Alert, LogAlerts, ManualClock, Settings, Severity
+from actors import start_trading_system
+from actors.messages import EquityReading
+from runtime import Alert, ListSignalSource, LogAlerts, ManualClock, Order, PaperBroker, Settings, Severity
 from runtime.adapters.telegram import (
     MAX_MESSAGE_LENGTH,
     AlertDeliveryError,
@@ -132,6 +135,17 @@ def test_merger_tells_alerts_apart_by_severity_key_and_text() -> None:
     assert merger.offer(Alert("Drawdown", "18%", Severity.CRITICAL), 1.0) is not None
     assert merger.offer(Alert("Drawdown", "19%", Severity.WARNING), 1.0) is not None
     assert merger.offer(Alert("Drawdown", "18%", Severity.WARNING), 1.0) is None
+
+
+def test_merger_never_merges_or_holds_back_news() -> None:
+    merger = AlertMerger(60.0)
+    halted = Alert("Trading halted by hand", "halted by alice: news", key="guard:Trading halted by hand", merge=False)
+    again = Alert("Trading halted by hand", "halted by bob: again", key="guard:Trading halted by hand", merge=False)
+    assert merger.offer(halted, 0.0) == (halted, 1)
+    merger.opened(halted, 0.0)
+    assert merger.offer(again, 1.0) == (again, 1)
+    assert merger.offer(halted, 2.0) == (halted, 1)  # identical news too: it is news again
+    assert merger.next_due(2.0) is None and merger.drain() == []
 
 
 def test_merger_with_a_zero_window_merges_nothing() -> None:
@@ -347,3 +361,33 @@ def test_bad_construction_values_are_named_without_showing_the_token() -> None:
     with pytest.raises(ValueError, match="telegram_bot_token") as info:
         TelegramAlerts(TEST_TOKEN + "/x", "1")
     assert TEST_TOKEN not in str(info.value)
+
+
+def test_each_change_of_the_trading_state_reaches_the_chat_at_once_even_under_one_title(bot_api: BotApiServer) -> None:
+    # Merged by title, a second breach waited out the first one's 60 s window: the chat's last
+    # message said "Trading resumed" while the account was halted again.
+    broker = PaperBroker(10_000)
+    clock = ManualClock()
+    system = start_trading_system(Settings(max_drawdown_percent=5), broker, ListSignalSource(), clock=clock,
+                                  loop_interval=None, alerts=_sink(bot_api, merge_window=60.0))
+
+    def breach(entry: float, low: float) -> None:
+        broker.update_price("X", entry)
+        broker.submit_order(Order("X", "buy", 100))
+        broker.update_price("X", low)  # 1,000 lost: more than 5% of the peak
+        system.guard.tell(EquityReading(broker.account_equity(), clock.now(), 1))
+        assert wait_until(lambda: not broker.open_positions())
+
+    try:
+        breach(100.0, 90.0)
+        system.resume("alice", rebaseline=True)
+        breach(90.0, 80.0)
+        sent = bot_api.wait_for_requests(4, timeout=WAIT)
+    finally:
+        system.stop()
+    assert [r.text for r in sent] == [
+        "[CRITICAL] Trading halted: max_drawdown\nmax drawdown 10.00% >= limit 5.00% (peak 10000.00, equity 9000.00)",
+        "[WARNING] Peak rebaselined\nby alice: peak 10000.00 -> 9000.00, day start 9000.00 -> 9000.00",
+        "[INFO] Trading resumed\nresumed by alice",
+        "[CRITICAL] Trading halted: max_drawdown\nmax drawdown 11.11% >= limit 5.00% (peak 9000.00, equity 8000.00)",
+    ]

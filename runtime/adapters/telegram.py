@@ -11,7 +11,8 @@ thread). Its policy is made of three small pure parts, each tested on its own:
   non-critical alert is also given up at once when a 429 asks for a wait longer than
   ``max_delay``; a critical one waits it out.
 * `AlertMerger` merges identical alerts (same ``key``, or same title and text when the key is
-  empty, and same severity). The first one goes out at once and opens a window of
+  empty, and same severity), never one marked ``merge=False`` (a change of the trading state,
+  which goes out as it comes). The first one goes out at once and opens a window of
   ``merge_window`` seconds; repeats inside the window are only counted. When the window closes
   the repeats go out as one message, ``Alert.render(count)`` of the latest repeat, and a new
   window opens. A repeat arriving after its window closed carries the pending count itself.
@@ -174,6 +175,8 @@ class AlertMerger:
     def offer(self, alert: Alert, now: float) -> tuple[Alert, int] | None:
         """``None`` when ``alert`` is merged into an open window; else ``(alert, count)`` to send
         now, ``count`` including repeats still pending from a window that has closed."""
+        if not alert.merge:
+            return alert, 1
         key = self.key(alert)
         window = self._windows.get(key)
         if window is not None and now < window.opened + self._window:
@@ -185,7 +188,7 @@ class AlertMerger:
 
     def opened(self, alert: Alert, now: float) -> None:
         """A message for ``alert``'s kind went out at ``now``: count its repeats from here."""
-        if self._window > 0:
+        if self._window > 0 and alert.merge:
             self._windows[self.key(alert)] = _Window(now, 0, alert)
 
     def due(self, now: float) -> list[tuple[Alert, int]]:
