@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -242,3 +243,32 @@ def test_a_late_list_after_a_halt_is_unknown_never_the_pre_halt_list_beside_the_
         shown = {key: after[key] for key in ("trading_state", "positions_open", "positions", "stale")}
         assert shown == {"trading_state": "halted", "positions_open": None, "positions": None,
                          "stale": {"positions": _UNKNOWN}}
+
+
+class StuckAlerts:
+    """An alert sink inside a chat service that does not answer, until released."""
+
+    def __init__(self) -> None:
+        self.sending, self.release = threading.Event(), threading.Event()
+
+    def send(self, alert):
+        self.sending.set()
+        self.release.wait(WAIT)
+
+
+def test_health_stays_ok_while_the_alerts_wait_on_a_dead_chat_service_and_the_guard_still_answers(tmp_path):
+    # It said 503 ("the alerts did not answer a ping"), and README's watchdog restarted the bot
+    # every minute of a Telegram outage, losing the critical alert it was retrying each time.
+    db, hub, alerts = str(tmp_path / "state.db"), EventHub(), StuckAlerts()
+    system = TradingSystem(Settings(loop_id="quiet", heartbeat_interval_seconds=3600), paper_with_positions(1),
+                           ListSignalSource(), store=SqliteStore(db), alerts=alerts, subscribers=[hub], loop_interval=None)
+    try:
+        with served(system, hub, db) as api, httpx.Client(base_url=api.url, headers=AUTH, timeout=WAIT) as client:
+            assert client.post("/api/halt", json={"reason": "drill"}).status_code == 200
+            assert alerts.sending.wait(WAIT)
+            health = client.get("/health")
+            assert (health.status_code, health.json()) == (200, {"status": "ok", "problems": []})
+            assert client.get("/api/status").json()["trading_state"] == "halted"
+            alerts.release.set()
+    finally:
+        alerts.release.set()

@@ -24,7 +24,7 @@ from runtime.risk.guards import DailyLossGuard, Guard, GuardState, MaxDrawdownGu
 __all__ = ["StatusReader", "limits", "status_text", "health_problems"]
 
 _log = logger.bind(component="control")
-_ACTORS = ("emitter", "alerts", "guard", "loop", "heartbeat")
+_PINGED = ("emitter", "guard", "loop", "heartbeat")  # the actors that trade: see health_problems
 
 
 def limits(guards: list[Guard], state: GuardState) -> list[dict[str, Any]]:
@@ -298,6 +298,14 @@ def status_text(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _alerts_run(system: TradingSystem, timeout: float) -> str | None:
+    try:
+        child = system.supervisor.children(timeout=timeout).get("alerts")
+    except (pykka.Timeout, pykka.ActorDeadError) as exc:
+        return f"the supervisor did not say whether the alerts run within {timeout:g}s ({type(exc).__name__})"
+    return None if child is not None and child.alive else "the alerts are not running"
+
+
 def _answers(system: TradingSystem, name: str, timeout: float) -> str | None:
     try:
         system.address(name).ask(Ping(), timeout=timeout)
@@ -308,15 +316,23 @@ def _answers(system: TradingSystem, name: str, timeout: float) -> str | None:
 
 def health_problems(system: TradingSystem, hub: EventHub, timeout: float = 2.0) -> list[str]:
     """Why the system is not healthy, or [] when it is: the supervisor has not given up, every
-    actor answers a ping within ``timeout`` seconds (all asked at once, so one hung actor does not
-    eat the others' time), and the last heartbeat is fresh: within two intervals plus the
-    heartbeat's own wait (a process that has not beaten yet gets as long from its start)."""
+    actor that trades answers a ping within ``timeout`` seconds (all asked at once, so one hung
+    actor does not eat the others' time), the alert sender runs, and the last heartbeat is
+    fresh: within two intervals plus the heartbeat's own wait (a process that has not beaten yet
+    gets as long from its start).
+
+    The alert sender is not pinged: it waits inside a slow or dead chat service for as long as a
+    critical alert takes to deliver, and a watchdog that restarted the bot for that would only
+    lose the alert it was sending (Telegram's outage is not the bot's)."""
     problems = []
     if system.gave_up:
         problems.append("the supervisor gave up (restart intensity exceeded); trading is halted")
-    with ThreadPoolExecutor(len(_ACTORS), thread_name_prefix="tradewarden-health") as pool:
-        answers = list(pool.map(lambda name: _answers(system, name, timeout), _ACTORS))
-    problems += [answer for answer in answers if answer is not None]
+    with ThreadPoolExecutor(len(_PINGED) + 1, thread_name_prefix="tradewarden-health") as pool:
+        answers = pool.map(lambda name: _answers(system, name, timeout), _PINGED)
+        alerts = pool.submit(_alerts_run, system, timeout)
+        problems += [answer for answer in answers if answer is not None]
+        if (problem := alerts.result()) is not None:
+            problems.append(problem)
     settings = system.settings
     allowed = 2 * settings.heartbeat_interval_seconds + settings.heartbeat_timeout
     last = hub.last_heartbeat()
