@@ -58,6 +58,22 @@ def test_a_command_is_its_first_word_without_the_bot_name():
     assert parse_command(" /halt@tradewarden_bot news at 14:30 ") == ("/halt", "news at 14:30")
     assert parse_command("/STATUS") == ("/status", "")
     assert parse_command("halt now") is None
+    # Any whitespace ends the command word: a newline is easy to type on a phone.
+    assert parse_command("/halt\nnews at 14:30") == ("/halt", "news at 14:30")
+    assert parse_command("/halt\tnews") == ("/halt", "news")
+    assert parse_command("/halt   news \n at 14:30\n") == ("/halt", "news \n at 14:30")
+
+
+def test_a_halt_with_its_reason_on_the_next_line_presses_the_kill_switch(bot_api, system):
+    trading, broker, signals = system
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/halt\nnews at 14:30")
+        [halted] = bot_api.wait_for_replies(CHAT, 1)
+    finally:
+        commands.stop()
+    assert halted.text == "HALTED (was active): news at 14:30. Every position is being closed."
+    assert trading.guard_status().state.trading_state.value == "halted"
 
 
 def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_nothing(bot_api, system, log_lines):

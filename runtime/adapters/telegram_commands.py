@@ -32,12 +32,13 @@ _log = logger.bind(component="telegram-commands")
 
 def parse_command(text: str) -> tuple[str, str] | None:
     """``("/name", "the rest")`` for a message that is a command (``/halt@my_bot news`` gives
-    ``("/halt", "news")``), or None for plain text."""
+    ``("/halt", "news")``), or None for plain text. The command word ends at any whitespace (a
+    newline typed on a phone included); the rest is stripped."""
     text = text.strip()
     if not text.startswith("/"):
         return None
-    word, _, rest = text.partition(" ")
-    return word.split("@", 1)[0].lower(), rest.strip()
+    word, *rest = text.split(maxsplit=1)
+    return word.split("@", 1)[0].lower(), rest[0] if rest else ""
 
 
 class TelegramCommands:
