@@ -12,7 +12,7 @@ import pytest
 from actor_helpers import WAIT, wait_until
 from loguru import logger
 from support.bot_api_server import TEST_TOKEN, BotApiServer, Reply
-from support.control_server import SlowListBroker, paper_with_positions
+from support.control_server import SlowCloseBroker, SlowListBroker, paper_with_positions
 
 from actors import start_trading_system
 from actors.messages import Halt, RunCycle
@@ -218,3 +218,22 @@ def test_positions_from_a_hung_broker_are_unknown_and_a_list_from_an_earlier_ans
         broker.release.set()  # a failed assertion must not leave the guard or a status thread waiting
         broker.unblock.set()
         trading.stop()
+
+
+def test_a_resume_a_busy_guard_did_not_answer_is_said_to_be_maybe_still_carried_out_and_it_is():
+    # The reply said "try again" although the resume waited in the guard's mailbox and ran later.
+    broker = SlowCloseBroker(paper_with_positions(1))
+    trading = start_trading_system(Settings(), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None)
+    handler = CommandHandler(trading, EventHub(), timeout=1.0)
+    try:
+        trading.guard.tell(Halt("ops", "drill"))
+        assert broker.closing.wait(WAIT)  # the guard is busy closing the position
+        assert handler("/resume confirm") == (
+            "The trading system did not answer /resume confirm within 1s. It may still carry it out: send /status to"
+            " see before sending it again.")
+        broker.release.set()
+        assert wait_until(lambda: trading.guard_status().state.trading_state.value == "active")
+    finally:
+        broker.release.set()
+        trading.stop()
+    assert handler("/halt news") == "The trading system has stopped: /halt was not carried out."

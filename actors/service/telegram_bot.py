@@ -17,6 +17,7 @@ from actors.service.status import StatusReader, status_text
 from actors.supervision.address import ChildUnavailable
 from actors.system import TradingSystem
 from runtime.adapters.telegram_commands import parse_command
+from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
 
 __all__ = ["HELP", "CommandHandler"]
@@ -37,7 +38,10 @@ class CommandHandler:
     """``handler(text) -> reply`` for `TelegramCommands`, acting on ``system``.
 
     An unknown command or plain text gets `HELP`. A system that does not answer within
-    ``timeout`` seconds gets a reply saying so; nothing here raises for it.
+    ``timeout`` seconds gets a reply saying so; nothing here raises for it. When that is a /halt or
+    a /resume confirm|rebaseline, the reply says the command may still be carried out (it may wait
+    in the guard's mailbox, or the guard may have been restarting and never got it), so it does
+    not invite a second press; a guard that has stopped for good gets "not carried out".
     """
 
     def __init__(self, system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> None:
@@ -60,6 +64,21 @@ class CommandHandler:
         except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
             return f"The trading system did not answer within {self.timeout:g}s ({type(exc).__name__}); try again."
 
+    def _change(self, command: str, change: Callable[[], TradingState]) -> TradingState | str:
+        # The state before ``change`` (a call to the guard that changes the trading state), or
+        # the reply when the guard gave no answer.
+        try:
+            return change()
+        except ChildUnavailable:  # refused before it was queued
+            return f"The trading system has stopped: {command} was not carried out."
+        except pykka.Timeout:
+            # Still in the guard's mailbox, it is carried out when the guard gets to it.
+            return (f"The trading system did not answer {command} within {self.timeout:g}s. It may still carry it"
+                    f" out: send /status to see before sending it again.")
+        except pykka.ActorDeadError as exc:  # the guard died after taking it: how far it got is not known
+            return (f"The trading system failed while taking {command} ({type(exc).__name__}): it may or may not"
+                    f" have been carried out. Send /status to see before sending it again.")
+
     def _snapshot(self) -> dict[str, Any]:
         return self._reader.status(self.timeout)
 
@@ -79,7 +98,9 @@ class CommandHandler:
 
     def _halt(self, rest: str) -> str:
         reason = rest or "halted from Telegram"
-        previous = self.system.halt(_BY, reason, timeout=self.timeout)
+        previous = self._change("/halt", lambda: self.system.halt(_BY, reason, timeout=self.timeout))
+        if isinstance(previous, str):
+            return previous
         return f"HALTED (was {previous.value}): {reason}. Every position is being closed."
 
     def _resume(self, rest: str) -> str:
@@ -96,11 +117,14 @@ class CommandHandler:
         rebaseline = word == "rebaseline"
         before = self._snapshot() if rebaseline else None
         try:
-            previous = self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout)
+            previous = self._change(f"/resume {word}",
+                                    lambda: self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout))
         except ResumeRefused as exc:
             if exc.rebaseline_helps:
                 return f"{exc}\nSend /resume rebaseline to measure from today's equity instead."
             return str(exc)
+        if isinstance(previous, str):
+            return previous
         done = resumed(previous, rebaseline)[1]
         done = done[0].upper() + done[1:]
         if before is not None:
