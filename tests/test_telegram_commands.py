@@ -49,9 +49,9 @@ def log_lines() -> Iterator[list[str]]:
     logger.remove(handler)
 
 
-def listening(bot_api: BotApiServer, handler, metrics=None, min_interval: float = 1.0) -> TelegramCommands:
+def listening(bot_api: BotApiServer, handler, metrics=None, min_interval: float = 1.0, **options) -> TelegramCommands:
     return TelegramCommands(TEST_TOKEN, CHAT, handler, bot_api.url, metrics=metrics, poll_seconds=2,
-                            min_interval=min_interval).start()
+                            min_interval=min_interval, **options).start()
 
 
 def test_a_command_is_its_first_word_without_the_bot_name():
@@ -177,6 +177,49 @@ def test_a_burst_of_commands_gets_one_reply_per_second(bot_api):
     assert [r.text for r in replies] == ["ok /status 0", "ok /status 1", "ok /status 2"]
     gaps = [later.at - earlier.at for earlier, later in zip(replies, replies[1:])]
     assert min(gaps) >= 0.95, gaps
+
+
+def test_a_reply_refused_by_flood_control_goes_again_after_retry_after_while_commands_are_read(bot_api, log_lines):
+    # The reply was lost: a 429 was logged and nothing sent again.
+    bot_api.script(Reply.too_many(2))
+    taken: list[tuple[str, float]] = []
+
+    def handler(text: str) -> str:
+        taken.append((text, time.monotonic()))
+        return f"ok {text}"
+
+    commands = listening(bot_api, handler, min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/status")
+        [refused] = bot_api.wait_for_replies(CHAT, 1)
+        bot_api.say(CHAT, "/halt drill")
+        replies = bot_api.wait_for_replies(CHAT, 3, timeout=10)
+    finally:
+        commands.stop()
+    assert [(r.text, r.reply) for r in replies] == [
+        ("ok /status", "too_many"), ("ok /status", "ok"), ("ok /halt drill", "ok")]
+    assert replies[1].at - refused.at >= 1.95
+    # The halt was read and carried out while the reply waited, not after it.
+    assert [text for text, _ in taken] == ["/status", "/halt drill"] and taken[1][1] < replies[1].at
+    assert any("the reply to /status is held (HTTP 429: Too Many Requests: retry after 2); sending it again in 2s"
+               in line for line in log_lines)
+
+
+def test_a_reply_held_past_its_max_age_is_dropped_with_a_log_line(bot_api, log_lines):
+    bot_api.script(Reply.too_many(1.5))
+    commands = listening(bot_api, lambda text: f"ok {text}", min_interval=0.0, reply_max_age=1.0)
+    try:
+        bot_api.say(CHAT, "/status")
+        [refused] = bot_api.wait_for_replies(CHAT, 1)
+        assert wait_until(lambda: any("the reply to /status was dropped: it could not be sent within 1s of the command"
+                                      in line for line in log_lines))
+        # A command read after the hold is answered at once; the dropped reply never goes out.
+        assert wait_until(lambda: any(r.method == "getUpdates" and r.at > refused.at + 1.5 for r in bot_api.requests))
+        bot_api.say(CHAT, "/positions")
+        replies = bot_api.wait_for_replies(CHAT, 2)
+    finally:
+        commands.stop()
+    assert [(r.text, r.reply) for r in replies] == [("ok /status", "too_many"), ("ok /positions", "ok")]
 
 
 def test_a_hanging_reply_holds_up_no_alert(bot_api):

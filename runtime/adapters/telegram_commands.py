@@ -5,20 +5,32 @@ token scrubbing and rate-limit policy) but its own HTTP client and thread, so a 
 reply never delays an alert, and the guard is never waited on. Only messages from the configured
 chat reach the handler; any other is dropped, logged by chat id without its text, and counted
 (``telegram_foreign_messages_total``). Replies to the chat are at least ``min_interval`` seconds
-apart (Telegram allows about one message per second per chat).
+apart (Telegram allows about one message per second per chat). A reply that Telegram's flood
+control refuses (429) is sent again after the ``retry_after`` it names, in order with the replies
+after it; meanwhile the poll goes on, its long poll cut short so the reply goes out on time.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import httpx
 from loguru import logger
 
-from runtime.adapters.telegram import DEFAULT_BASE_URL, MAX_MESSAGE_LENGTH, RateLimiter, _register_token, scrub
+from runtime.adapters.telegram import (
+    DEFAULT_BASE_URL,
+    MAX_MESSAGE_LENGTH,
+    RateLimiter,
+    _register_token,
+    classify_response,
+    scrub,
+)
 from runtime.backoff import Backoff
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
@@ -41,6 +53,13 @@ def parse_command(text: str) -> tuple[str, str] | None:
     return word.split("@", 1)[0].lower(), rest[0] if rest else ""
 
 
+@attrs.frozen
+class _Reply:
+    text: str
+    to: str  # the command answered, for the log
+    made: float  # time.monotonic() when the handler answered
+
+
 class TelegramCommands:
     """Polls ``getUpdates`` for ``chat_id``'s messages and answers each with ``handler(text)``.
 
@@ -48,6 +67,9 @@ class TelegramCommands:
     daemon thread; a failing or hanging Bot API is retried with ``backoff`` and never raises into
     the caller; a handler that raises gets its error logged and the chat a short apology; each
     batch is confirmed through the next poll's ``offset``, so Telegram does not send it again.
+    A reply refused with 429 is sent again after its ``retry_after``, without holding up the
+    reading of the next commands (only the ``min_interval`` spacing is waited for in line); one
+    that could not go out within ``reply_max_age`` seconds of its command is dropped, logged.
     """
 
     def __init__(
@@ -62,6 +84,7 @@ class TelegramCommands:
         timeout: float = 10.0,
         min_interval: float = 1.0,
         backoff: Backoff | None = None,
+        reply_max_age: float = 60.0,
     ) -> None:
         self._token = token
         self._chat_id = str(chat_id).strip()
@@ -69,7 +92,10 @@ class TelegramCommands:
         self._metrics = metrics if metrics is not None else NullMetrics()
         self._poll_seconds = poll_seconds
         self._timeout = timeout
+        self._min_interval = min_interval
         self._limiter = RateLimiter(min_interval)
+        self._reply_max_age = reply_max_age
+        self._outbox: deque[_Reply] = deque()
         self._backoff = backoff if backoff is not None else Backoff(1.0, 30.0, 0.2)
         self._stopping = threading.Event()
         self._offset: int | None = None
@@ -101,6 +127,8 @@ class TelegramCommands:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._outbox:
+            _log.warning("telegram commands: stopping; replies not sent: {}", len(self._outbox))
         self._client.close()
 
     def __repr__(self) -> str:
@@ -111,6 +139,7 @@ class TelegramCommands:
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            self._send_replies()
             try:
                 updates = self._poll()
             except Exception as exc:  # the poller outlives any Bot API or network failure
@@ -127,11 +156,14 @@ class TelegramCommands:
                 self._take(update)
 
     def _poll(self) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"timeout": self._poll_seconds, "allowed_updates": ["message"]}
+        seconds = self._poll_seconds
+        if self._outbox:  # a held reply: poll no longer than until it falls due (the API takes whole seconds)
+            seconds = max(1, min(seconds, math.ceil(self._limiter.delay(time.monotonic()))))
+        params: dict[str, Any] = {"timeout": seconds, "allowed_updates": ["message"]}
         if self._offset is not None:
             params["offset"] = self._offset
-        # The long poll may rightly take poll_seconds; only beyond that is the server hanging.
-        response = self._client.post("getUpdates", json=params, timeout=self._poll_seconds + self._timeout)
+        # The long poll may rightly take its seconds; only beyond that is the server hanging.
+        response = self._client.post("getUpdates", json=params, timeout=seconds + self._timeout)
         payload = response.json()
         if response.status_code != 200 or not isinstance(payload, dict) or payload.get("ok") is not True:
             raise RuntimeError(f"HTTP {response.status_code}: {str(payload)[:200]}")
@@ -159,22 +191,50 @@ class TelegramCommands:
         except Exception as exc:
             _log.error("telegram commands: the command failed: {!r}", exc)
             answer = f"That command failed: {type(exc).__name__}. See the bot's log."
-        self._reply(answer)
+        if len(answer) > MAX_MESSAGE_LENGTH:
+            answer = answer[: MAX_MESSAGE_LENGTH - 1] + "…"
+        command = parse_command(text)
+        self._outbox.append(_Reply(answer, command[0] if command else "a message", time.monotonic()))
+        self._send_replies()
 
-    def _reply(self, text: str) -> None:
-        if len(text) > MAX_MESSAGE_LENGTH:
-            text = text[: MAX_MESSAGE_LENGTH - 1] + "…"
-        if self._stopping.wait(self._limiter.delay(time.monotonic())):
-            return
+    def _send_replies(self) -> None:
+        # In order, each reply that may go out now or after the spacing; a longer hold (a 429's
+        # retry_after) is waited out by the next poll instead, so commands keep being read.
+        while self._outbox:
+            reply, now = self._outbox[0], time.monotonic()
+            wait = self._limiter.delay(now)
+            if now + wait - reply.made > self._reply_max_age:
+                self._outbox.popleft()
+                _log.warning("telegram commands: the reply to {} was dropped: it could not be sent within {:g}s of"
+                             " the command", reply.to, self._reply_max_age)
+                continue
+            if wait > self._min_interval or self._stopping.wait(wait):
+                return
+            if self._send(reply):
+                self._outbox.popleft()
+
+    def _send(self, reply: _Reply) -> bool:
+        # True when the reply is done with (delivered, or lost and logged); False when Telegram
+        # asked for it again after a wait, which the limiter now holds.
         try:
-            response = self._client.post("sendMessage", json={"chat_id": self._chat_id, "text": text})
-            if response.status_code == 429:
-                retry_after = (response.json().get("parameters") or {}).get("retry_after")
-                if isinstance(retry_after, (int, float)):
-                    self._limiter.hold_until(time.monotonic() + float(retry_after))
-            if response.status_code != 200:
-                _log.warning("telegram commands: reply not delivered: HTTP {}", response.status_code)
+            response = self._client.post("sendMessage", json={"chat_id": self._chat_id, "text": reply.text})
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = None
+            outcome = classify_response(response.status_code, payload)
         except Exception as exc:  # a lost reply is logged; the next command gets its own
-            _log.warning("telegram commands: reply not delivered: {}", scrub(f"{type(exc).__name__}: {exc}", self._token))
+            _log.warning("telegram commands: the reply to {} was not delivered: {}", reply.to,
+                         scrub(f"{type(exc).__name__}: {exc}", self._token))
+            return True
         finally:
             self._limiter.record(time.monotonic())
+        if outcome.retry_after is not None:
+            self._limiter.hold_until(time.monotonic() + outcome.retry_after)
+            _log.warning("telegram commands: the reply to {} is held ({}); sending it again in {:g}s", reply.to,
+                         scrub(outcome.description, self._token), outcome.retry_after)
+            return False
+        if not outcome.delivered:
+            _log.warning("telegram commands: the reply to {} was not delivered: {}", reply.to,
+                         scrub(outcome.description, self._token))
+        return True
