@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from actor_helpers import WAIT, wait_until
@@ -21,12 +22,13 @@ from actors.service.telegram_bot import HELP, CommandHandler
 from actors.system import TradingSystem
 from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, Signal
 from runtime.adapters.telegram import TelegramAlerts
-from runtime.adapters.telegram_commands import TelegramCommands, parse_command
+from runtime.adapters.telegram_commands import ChatCommand, TelegramCommands, parse_command
 from runtime.alerts import Alert, Severity
 from runtime.metrics import MemoryMetrics
 
 CHAT = 4242
 STRANGER = 666
+YESTERDAY = 1_700_000_000  # 2023-11-14 22:13:20 UTC: a message Telegram kept while the bot was down
 
 
 @pytest.fixture
@@ -47,6 +49,16 @@ def log_lines() -> Iterator[list[str]]:
     handler = logger.add(lambda message: lines.append(str(message)), level="DEBUG", format="{message} {extra}")
     yield lines
     logger.remove(handler)
+
+
+def sent_now(text: str) -> ChatCommand:
+    """``text`` as the poller hands it over when it was sent after the start."""
+    name, argument = parse_command(text)
+    return ChatCommand(name, argument, datetime.now(UTC))
+
+
+def echo(command: ChatCommand) -> str:
+    return f"ok {command.name} {command.argument}".rstrip()
 
 
 def listening(bot_api: BotApiServer, handler, metrics=None, min_interval: float = 1.0, **options) -> TelegramCommands:
@@ -116,6 +128,51 @@ def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_n
     assert bot_api.replies(STRANGER) == []
 
 
+def test_commands_sent_before_the_start_halt_and_answer_but_never_lift_the_halt(bot_api, system, log_lines):
+    # A /resume rebaseline sent yesterday, kept by Telegram, resumed the account at the next start.
+    trading, broker, signals = system
+    for text in ("/halt news at 14:30", "/resume rebaseline", "/RESUME\nconfirm", "/resume", "/positions"):
+        bot_api.say(CHAT, text, date=YESTERDAY)
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        replies = [r.text for r in bot_api.wait_for_replies(CHAT, 5)]
+        assert replies[:3] == [
+            "HALTED (was active): news at 14:30. Every position is being closed.\nIt was sent at 2023-11-14 22:13:20"
+            " UTC, before this bot started: carried out all the same, as a halt only makes the account safer.",
+            "/resume rebaseline was sent at 2023-11-14 22:13:20 UTC, before this bot started, so it was not carried"
+            " out; send it again.",
+            "/resume confirm was sent at 2023-11-14 22:13:20 UTC, before this bot started, so it was not carried out;"
+            " send it again.",
+        ]
+        assert replies[3].startswith("Trading is HALTED: halted by telegram: news at 14:30\nSend /resume confirm")
+        assert replies[4] == "No open positions."
+        assert trading.guard_status().state.trading_state.value == "halted"
+        assert any("telegram /resume rebaseline sent at 2023-11-14 22:13:20 UTC, before this bot started: not carried"
+                   " out" in line for line in log_lines)
+
+        bot_api.say(CHAT, "/resume confirm")  # sent now, after the start
+        assert bot_api.wait_for_replies(CHAT, 6)[-1].text == "Resumed (was halted)."
+        assert trading.guard_status().state.trading_state.value == "active"
+    finally:
+        commands.stop()
+
+
+def test_a_message_without_a_unix_date_is_ignored_and_logged_and_the_poller_goes_on(bot_api, log_lines):
+    commands = listening(bot_api, echo, min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/resume confirm", date="yesterday")
+        bot_api.say(CHAT, "/resume confirm", date=10**20)  # past any datetime
+        bot_api.say(CHAT, "/status")
+        replies = bot_api.wait_for_replies(CHAT, 1)
+    finally:
+        commands.stop()
+    assert [r.text for r in replies] == ["ok /status"]
+    assert [line.split(" {")[0] for line in log_lines if "whose date" in line] == [
+        "telegram commands: ignored a message whose date is 'yesterday' (not a unix time)",
+        "telegram commands: ignored a message whose date is 100000000000000000000 (not a unix time)",
+    ]
+
+
 def test_a_resume_that_a_rebaseline_cannot_help_is_refused_without_offering_one(bot_api):
     broker = PaperBroker(10_000)
     broker.update_price("X", 100.0)
@@ -167,7 +224,7 @@ def test_positions_are_listed_and_a_refused_resume_offers_the_rebaseline(bot_api
 
 
 def test_a_burst_of_commands_gets_one_reply_per_second(bot_api):
-    commands = listening(bot_api, lambda text: f"ok {text}")
+    commands = listening(bot_api, echo)
     try:
         for n in range(3):
             bot_api.say(CHAT, f"/status {n}")
@@ -184,9 +241,9 @@ def test_a_reply_refused_by_flood_control_goes_again_after_retry_after_while_com
     bot_api.script(Reply.too_many(2))
     taken: list[tuple[str, float]] = []
 
-    def handler(text: str) -> str:
-        taken.append((text, time.monotonic()))
-        return f"ok {text}"
+    def handler(command: ChatCommand) -> str:
+        taken.append((command.name, time.monotonic()))
+        return echo(command)
 
     commands = listening(bot_api, handler, min_interval=0.0)
     try:
@@ -200,14 +257,14 @@ def test_a_reply_refused_by_flood_control_goes_again_after_retry_after_while_com
         ("ok /status", "too_many"), ("ok /status", "ok"), ("ok /halt drill", "ok")]
     assert replies[1].at - refused.at >= 1.95
     # The halt was read and carried out while the reply waited, not after it.
-    assert [text for text, _ in taken] == ["/status", "/halt drill"] and taken[1][1] < replies[1].at
+    assert [name for name, _ in taken] == ["/status", "/halt"] and taken[1][1] < replies[1].at
     assert any("the reply to /status is held (HTTP 429: Too Many Requests: retry after 2); sending it again in 2s"
                in line for line in log_lines)
 
 
 def test_a_reply_held_past_its_max_age_is_dropped_with_a_log_line(bot_api, log_lines):
     bot_api.script(Reply.too_many(1.5))
-    commands = listening(bot_api, lambda text: f"ok {text}", min_interval=0.0, reply_max_age=1.0)
+    commands = listening(bot_api, echo, min_interval=0.0, reply_max_age=1.0)
     try:
         bot_api.say(CHAT, "/status")
         [refused] = bot_api.wait_for_replies(CHAT, 1)
@@ -224,7 +281,7 @@ def test_a_reply_held_past_its_max_age_is_dropped_with_a_log_line(bot_api, log_l
 
 def test_a_hanging_reply_holds_up_no_alert(bot_api):
     bot_api.script(Reply.hang())  # the command's reply hangs; the alert after it is answered
-    commands = listening(bot_api, lambda text: "a reply that will hang")
+    commands = listening(bot_api, lambda command: "a reply that will hang")
     alerts = TelegramAlerts(TEST_TOKEN, CHAT, bot_api.url, min_interval=0.0)
     try:
         bot_api.say(CHAT, "/status")
@@ -245,18 +302,18 @@ def test_positions_from_a_hung_broker_are_unknown_and_a_list_from_an_earlier_ans
     trading = start_trading_system(Settings(), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None)
     handler = CommandHandler(trading, EventHub(), timeout=1.0)
     try:
-        assert handler("/positions") == "S0 buy 10 at 100, P&L 0.00"
+        assert handler(sent_now("/positions")) == "S0 buy 10 at 100, P&L 0.00"
         trading.guard.tell(Halt("ops", "drill"))
         assert broker.closing.wait(WAIT)  # the guard is busy closing: the list after its last answer is shown, dated
         assert re.match(r"^As of \d+\.\ds ago \(read after the guard's answer, and the guard did not answer within 1s\):\n"
-                        r"S0 buy 10 at 100, P&L 0\.00$", handler("/positions"))
+                        r"S0 buy 10 at 100, P&L 0\.00$", handler(sent_now("/positions")))
         broker.slow.set()
         broker.release.set()  # the guard answers HALTED, flat; the list after it hangs
-        assert wait_until(lambda: handler("/positions") == (
+        assert wait_until(lambda: handler(sent_now("/positions")) == (
             "Open positions unknown: the broker did not answer within 1s; its last list was read before the guard's"
             " answer shown."))
         broker.unblock.set()
-        assert wait_until(lambda: handler("/positions") == "No open positions.")
+        assert wait_until(lambda: handler(sent_now("/positions")) == "No open positions.")
     finally:
         broker.release.set()  # a failed assertion must not leave the guard or a status thread waiting
         broker.unblock.set()
@@ -271,7 +328,7 @@ def test_a_resume_a_busy_guard_did_not_answer_is_said_to_be_maybe_still_carried_
     try:
         trading.guard.tell(Halt("ops", "drill"))
         assert broker.closing.wait(WAIT)  # the guard is busy closing the position
-        assert handler("/resume confirm") == (
+        assert handler(sent_now("/resume confirm")) == (
             "The trading system did not answer /resume confirm within 1s. It may still carry it out: send /status to"
             " see before sending it again.")
         broker.release.set()
@@ -279,4 +336,4 @@ def test_a_resume_a_busy_guard_did_not_answer_is_said_to_be_maybe_still_carried_
     finally:
         broker.release.set()
         trading.stop()
-    assert handler("/halt news") == "The trading system has stopped: /halt was not carried out."
+    assert handler(sent_now("/halt news")) == "The trading system has stopped: /halt was not carried out."

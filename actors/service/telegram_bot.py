@@ -2,21 +2,32 @@
 
 Each command is one call into the system with a timeout, made on the command poller's thread:
 never on the guard's, and never holding up an alert.
+
+A command sent before this bot started (Telegram keeps it for 24 hours and hands it over at the
+next start) was written without seeing what happened since: one that would lift protection
+(/resume confirm, /resume rebaseline) is not carried out, and the reply says to send it again; a
+/halt is carried out, being the safe direction, and its reply says when it was sent; the others
+only read and are answered as ever. A command sent after the start is carried out however long it
+waited to be read (it was sent to this running bot; it is late only behind a busy guard or through
+a Bot API outage). Such a late /resume may meet a halt that came after it was sent: the guard
+still refuses it while the account is past a hard limit, unless it asked for a rebaseline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pykka
+from loguru import logger
 
 from actors.service.control import resumed
 from actors.service.hub import EventHub
 from actors.service.status import StatusReader, status_text
 from actors.supervision.address import ChildUnavailable
 from actors.system import TradingSystem
-from runtime.adapters.telegram_commands import parse_command
+from runtime.adapters.telegram_commands import ChatCommand
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
 
@@ -33,9 +44,15 @@ HELP = """Commands:
 
 _BY = "telegram"
 
+_log = logger.bind(component="telegram-commands")
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
 
 class CommandHandler:
-    """``handler(text) -> reply`` for `TelegramCommands`, acting on ``system``.
+    """``handler(command) -> reply`` for `TelegramCommands`, acting on ``system``.
 
     An unknown command or plain text gets `HELP`. A system that does not answer within
     ``timeout`` seconds gets a reply saying so; nothing here raises for it. When that is a /halt or
@@ -50,17 +67,16 @@ class CommandHandler:
         self.timeout = timeout
         self._reader = StatusReader(system, hub)
 
-    def __call__(self, text: str) -> str:
-        """The reply to one message from the configured chat."""
-        command = parse_command(text)
-        actions: dict[str, Callable[[str], str]] = {
+    def __call__(self, command: ChatCommand) -> str:
+        """The reply to one message from the configured chat (see the module for one sent before
+        the start)."""
+        actions: dict[str, Callable[[ChatCommand], str]] = {
             "/status": self._status, "/positions": self._positions, "/halt": self._halt, "/resume": self._resume,
         }
-        if command is None or command[0] not in actions:
+        if command.name not in actions:
             return HELP
-        name, rest = command
         try:
-            return actions[name](rest)
+            return actions[command.name](command)
         except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
             return f"The trading system did not answer within {self.timeout:g}s ({type(exc).__name__}); try again."
 
@@ -82,10 +98,10 @@ class CommandHandler:
     def _snapshot(self) -> dict[str, Any]:
         return self._reader.status(self.timeout)
 
-    def _status(self, rest: str) -> str:
+    def _status(self, command: ChatCommand) -> str:
         return status_text(self._snapshot())
 
-    def _positions(self, rest: str) -> str:
+    def _positions(self, command: ChatCommand) -> str:
         status = self._snapshot()
         held, stale = status["positions"], status["stale"].get("positions")
         if held is None:  # always named in stale, with why
@@ -96,15 +112,20 @@ class CommandHandler:
                    for p in held] or ["No open positions."]
         return "\n".join(listed)
 
-    def _halt(self, rest: str) -> str:
-        reason = rest or "halted from Telegram"
+    def _halt(self, command: ChatCommand) -> str:
+        reason = command.argument or "halted from Telegram"
         previous = self._change("/halt", lambda: self.system.halt(_BY, reason, timeout=self.timeout))
         if isinstance(previous, str):
             return previous
-        return f"HALTED (was {previous.value}): {reason}. Every position is being closed."
+        done = f"HALTED (was {previous.value}): {reason}. Every position is being closed."
+        if command.before_start:
+            _log.warning("telegram /halt sent at {}, before this bot started: carried out", _utc(command.sent_at))
+            done += (f"\nIt was sent at {_utc(command.sent_at)}, before this bot started: carried out all the same, as"
+                     f" a halt only makes the account safer.")
+        return done
 
-    def _resume(self, rest: str) -> str:
-        word = rest.lower()
+    def _resume(self, command: ChatCommand) -> str:
+        word = command.argument.lower()
         if word not in ("", "confirm", "rebaseline"):
             return "Send /resume confirm, or /resume rebaseline.\n\n" + HELP
         if not word:
@@ -114,6 +135,11 @@ class CommandHandler:
             return (f"Trading is {now['trading_state'].upper()}: {now['reason']}\n"
                     f"Send /resume confirm to resume, or /resume rebaseline to move the peak from "
                     f"{now['peak_equity']:,.2f} to today's equity {now['equity']:,.2f} first.")
+        if command.before_start:
+            _log.warning("telegram /resume {} sent at {}, before this bot started: not carried out", word,
+                         _utc(command.sent_at))
+            return (f"/resume {word} was sent at {_utc(command.sent_at)}, before this bot started, so it was not"
+                    f" carried out; send it again.")
         rebaseline = word == "rebaseline"
         before = self._snapshot() if rebaseline else None
         try:

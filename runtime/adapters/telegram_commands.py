@@ -3,7 +3,9 @@
 The same bot that `TelegramAlerts` sends with (same token, chat and Bot API base URL, the same
 token scrubbing and rate-limit policy) but its own HTTP client and thread, so a hanging poll or
 reply never delays an alert, and the guard is never waited on. Only messages from the configured
-chat reach the handler; any other is dropped, logged by chat id without its text, and counted
+chat reach the handler, each as a `ChatCommand` that says when it was sent and whether that was
+before this poller started (Telegram keeps a message for 24 hours, so one sent while the bot was
+not running is read at its next start); any other is dropped, logged by chat id without its text, and counted
 (``telegram_foreign_messages_total``). Replies to the chat are at least ``min_interval`` seconds
 apart (Telegram allows about one message per second per chat). A reply that Telegram's flood
 control refuses (429) is sent again after the ``retry_after`` it names, in order with the replies
@@ -17,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -37,7 +40,7 @@ from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 if TYPE_CHECKING:
     from runtime.settings import Settings
 
-__all__ = ["TelegramCommands", "parse_command"]
+__all__ = ["ChatCommand", "TelegramCommands", "parse_command"]
 
 _log = logger.bind(component="telegram-commands")
 
@@ -54,6 +57,33 @@ def parse_command(text: str) -> tuple[str, str] | None:
 
 
 @attrs.frozen
+class ChatCommand:
+    """A message from the configured chat, as `TelegramCommands` hands it to its handler.
+
+    ``name`` is the command word as `parse_command` gives it ("/halt"), "" for plain text;
+    ``argument`` is the rest (the whole text, stripped, for plain text). ``sent_at`` is the
+    message's date (UTC, whole seconds, as Telegram gives it). ``before_start`` is True when it
+    was sent before this poller began polling: the bot was not running, and its sender may not
+    have seen what happened since. A message dated in the second polling began counts as after.
+    """
+
+    name: str
+    argument: str
+    sent_at: datetime
+    before_start: bool = False
+
+
+def _sent_at(date: Any) -> datetime | None:
+    # A message's date (unix seconds) as a UTC time, or None when it is not one.
+    if isinstance(date, bool) or not isinstance(date, int):
+        return None
+    try:
+        return datetime.fromtimestamp(date, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@attrs.frozen
 class _Reply:
     text: str
     to: str  # the command answered, for the log
@@ -61,7 +91,7 @@ class _Reply:
 
 
 class TelegramCommands:
-    """Polls ``getUpdates`` for ``chat_id``'s messages and answers each with ``handler(text)``.
+    """Polls ``getUpdates`` for ``chat_id``'s messages and answers each with ``handler(command)``.
 
     Promises: `start` returns at once; the poll, the handler and the replies all run on one
     daemon thread; a failing or hanging Bot API is retried with ``backoff`` and never raises into
@@ -76,7 +106,7 @@ class TelegramCommands:
         self,
         token: str,
         chat_id: str | int,
-        handler: Callable[[str], str],
+        handler: Callable[[ChatCommand], str],
         base_url: str = DEFAULT_BASE_URL,
         *,
         metrics: MetricsSink | None = None,
@@ -99,6 +129,7 @@ class TelegramCommands:
         self._backoff = backoff if backoff is not None else Backoff(1.0, 30.0, 0.2)
         self._stopping = threading.Event()
         self._offset: int | None = None
+        self._started = 0  # the second polling began, in unix time (as a message's date is)
         _register_token(token)
         # The token lives only inside the client's base URL, as in TelegramAlerts.
         self._client = httpx.Client(
@@ -108,7 +139,7 @@ class TelegramCommands:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, handler: Callable[[str], str], metrics: MetricsSink | None = None
+        cls, settings: Settings, handler: Callable[[ChatCommand], str], metrics: MetricsSink | None = None
     ) -> TelegramCommands | None:
         """Commands for the settings' bot and chat, or None when either is not set."""
         if not (settings.telegram_bot_token and settings.telegram_chat_id):
@@ -117,7 +148,9 @@ class TelegramCommands:
                    settings.telegram_api_base_url, metrics=metrics)
 
     def start(self) -> TelegramCommands:
-        """Start polling on its own thread; returns self."""
+        """Start polling on its own thread; returns self. A message sent before now is handed
+        over with ``before_start``."""
+        self._started = math.floor(time.time())
         self._thread.start()
         _log.info("telegram commands: listening to chat {}", self._chat_id)
         return self
@@ -183,18 +216,24 @@ class TelegramCommands:
             self._metrics.incr(MetricNames.TELEGRAM_FOREIGN_MESSAGES_TOTAL)
             _log.warning("telegram commands: ignored a message from chat {} (not the configured chat)", chat_id)
             return
-        text = message.get("text")
+        text, date = message.get("text"), message.get("date")
         if not isinstance(text, str):
             return
+        sent_at = _sent_at(date)
+        if sent_at is None:
+            # Every Bot API message has one; without it, nothing tells whether it is from before the start.
+            _log.warning("telegram commands: ignored a message whose date is {!r} (not a unix time)", date)
+            return
+        name, argument = parse_command(text) or ("", text.strip())
+        command = ChatCommand(name, argument, sent_at, before_start=sent_at.timestamp() < self._started)
         try:
-            answer = self._handler(text)
+            answer = self._handler(command)
         except Exception as exc:
             _log.error("telegram commands: the command failed: {!r}", exc)
             answer = f"That command failed: {type(exc).__name__}. See the bot's log."
         if len(answer) > MAX_MESSAGE_LENGTH:
             answer = answer[: MAX_MESSAGE_LENGTH - 1] + "…"
-        command = parse_command(text)
-        self._outbox.append(_Reply(answer, command[0] if command else "a message", time.monotonic()))
+        self._outbox.append(_Reply(answer, name or "a message", time.monotonic()))
         self._send_replies()
 
     def _send_replies(self) -> None:

@@ -144,12 +144,13 @@ class BotApiServer:
         """Let every hung request (and any later hang) end without an answer."""
         self._release.set()
 
-    def say(self, chat_id: int, text: str) -> None:
-        """A user in ``chat_id`` sends ``text`` to the bot: the next getUpdates hands it out."""
+    def say(self, chat_id: int, text: str, date: int | None = None) -> None:
+        """A user in ``chat_id`` sends ``text`` to the bot: the next getUpdates hands it out.
+        Its ``date`` is now (unix seconds), or ``date`` for a message sent earlier."""
         with self._changed:
             update_id = 1000 + len(self._updates)
             self._updates.append({"update_id": update_id, "message": {
-                "message_id": next(self._message_ids), "date": int(time.time()),
+                "message_id": next(self._message_ids), "date": int(time.time()) if date is None else date,
                 "chat": {"id": chat_id, "type": "private"}, "text": text}})
             self._changed.notify_all()
 
