@@ -24,6 +24,7 @@ from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, Signal
 from runtime.adapters.telegram import TelegramAlerts
 from runtime.adapters.telegram_commands import ChatCommand, TelegramCommands, parse_command
 from runtime.alerts import Alert, Severity
+from runtime.backoff import Backoff
 from runtime.metrics import MemoryMetrics
 
 CHAT = 4242
@@ -53,7 +54,7 @@ def log_lines() -> Iterator[list[str]]:
 
 def sent_now(text: str) -> ChatCommand:
     """``text`` as the poller hands it over when it was sent after the start."""
-    name, argument = parse_command(text)
+    name, _, argument = parse_command(text)
     return ChatCommand(name, argument, datetime.now(UTC))
 
 
@@ -66,14 +67,14 @@ def listening(bot_api: BotApiServer, handler, metrics=None, min_interval: float 
                             min_interval=min_interval, **options).start()
 
 
-def test_a_command_is_its_first_word_without_the_bot_name():
-    assert parse_command(" /halt@tradewarden_bot news at 14:30 ") == ("/halt", "news at 14:30")
-    assert parse_command("/STATUS") == ("/status", "")
+def test_a_command_is_its_first_word_and_the_bot_it_is_addressed_to():
+    assert parse_command(" /halt@TradeWarden_bot news at 14:30 ") == ("/halt", "TradeWarden_bot", "news at 14:30")
+    assert parse_command("/STATUS") == ("/status", "", "")
     assert parse_command("halt now") is None
     # Any whitespace ends the command word: a newline is easy to type on a phone.
-    assert parse_command("/halt\nnews at 14:30") == ("/halt", "news at 14:30")
-    assert parse_command("/halt\tnews") == ("/halt", "news")
-    assert parse_command("/halt   news \n at 14:30\n") == ("/halt", "news \n at 14:30")
+    assert parse_command("/halt\nnews at 14:30") == ("/halt", "", "news at 14:30")
+    assert parse_command("/halt\tnews") == ("/halt", "", "news")
+    assert parse_command("/halt   news \n at 14:30\n") == ("/halt", "", "news \n at 14:30")
 
 
 def test_a_halt_with_its_reason_on_the_next_line_presses_the_kill_switch(bot_api, system):
@@ -126,6 +127,62 @@ def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_n
     finally:
         commands.stop()
     assert bot_api.replies(STRANGER) == []
+
+
+def test_a_command_for_another_bot_is_ignored_and_one_for_this_bot_carried_out(bot_api, system):
+    # /halt@some_other_bot halted this account.
+    trading, broker, signals = system
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/halt@some_other_bot test")
+        bot_api.say(CHAT, "/status@TradeWarden_Test_Bot")  # the name is matched whatever its case
+        [status] = bot_api.wait_for_replies(CHAT, 1)
+        assert status.text.startswith("loop main: ACTIVE\n")
+        assert trading.guard_status().state.trading_state.value == "active"
+        bot_api.say(CHAT, "/halt@TRADEWARDEN_TEST_BOT drill")
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == "HALTED (was active): drill. Every position is being closed."
+    finally:
+        commands.stop()
+    assert len(bot_api.replies(CHAT)) == 2
+    assert [r.method for r in bot_api.requests if r.method == "getMe"] == ["getMe"]  # asked once
+
+
+def test_without_its_own_username_a_halt_for_any_bot_is_carried_out_and_a_resume_is_not(bot_api, system, log_lines):
+    trading, broker, signals = system
+    bot_api.username = None  # getMe fails
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0,
+                         backoff=Backoff(0.1, 0.1, random_factor=0.0))
+    try:
+        bot_api.say(CHAT, "/halt@some_other_bot test")
+        bot_api.say(CHAT, "/resume@some_other_bot confirm")
+        bot_api.say(CHAT, "/positions@some_other_bot")
+        replies = [r.text for r in bot_api.wait_for_replies(CHAT, 3)]
+        assert replies == [
+            "HALTED (was active): test. Every position is being closed.\nIt was addressed to @some_other_bot, and this"
+            " bot could not check that name against its own (getMe failed): carried out all the same, as a halt only"
+            " makes the account safer.",
+            "/resume@some_other_bot confirm was not carried out: this bot could not learn its own username from"
+            " Telegram, so it cannot tell whether @some_other_bot is itself. Send /resume confirm without"
+            " @some_other_bot.",
+            "No open positions.",
+        ]
+        assert trading.guard_status().state.trading_state.value == "halted"
+        warnings = [line for line in log_lines if "this bot's username is not known" in line]
+        assert warnings[0].startswith(
+            "telegram commands: this bot's username is not known (getMe failed: RuntimeError: HTTP 500: {'ok': False,"
+            " 'error_code': 500, 'description': 'Internal Server Error'}); until it is, a command addressed to a bot"
+            " by @name may be meant for another bot: /halt and the reading commands are carried out, /resume"
+            " confirm|rebaseline is not. getMe again in 0.1s")
+
+        bot_api.username = "tradewarden_test_bot"  # getMe answers again: asked again, the name is learned
+        assert wait_until(lambda: any("this bot is @tradewarden_test_bot" in line for line in log_lines))
+        bot_api.say(CHAT, "/resume@some_other_bot confirm")
+        bot_api.say(CHAT, "/resume@tradewarden_test_bot confirm")
+        assert bot_api.wait_for_replies(CHAT, 4)[-1].text == "Resumed (was halted)."
+    finally:
+        commands.stop()
+    assert len(bot_api.replies(CHAT)) == 4
+    assert trading.guard_status().state.trading_state.value == "active"
 
 
 def test_commands_sent_before_the_start_halt_and_answer_but_never_lift_the_halt(bot_api, system, log_lines):

@@ -11,6 +11,11 @@ only read and are answered as ever. A command sent after the start is carried ou
 waited to be read (it was sent to this running bot; it is late only behind a busy guard or through
 a Bot API outage). Such a late /resume may meet a halt that came after it was sent: the guard
 still refuses it while the account is past a hard limit, unless it asked for a rebaseline.
+
+A command addressed to a bot by ``@name`` while the poller does not know this bot's own username
+(getMe failed) may be meant for another bot of the chat: the same rule holds (a /halt is carried
+out and says so, a lifting /resume is not, reads are answered), since a halt for us that is
+ignored costs more than one for another bot that is carried out.
 """
 
 from __future__ import annotations
@@ -118,10 +123,15 @@ class CommandHandler:
         if isinstance(previous, str):
             return previous
         done = f"HALTED (was {previous.value}): {reason}. Every position is being closed."
+        doubts = []
         if command.before_start:
-            _log.warning("telegram /halt sent at {}, before this bot started: carried out", _utc(command.sent_at))
-            done += (f"\nIt was sent at {_utc(command.sent_at)}, before this bot started: carried out all the same, as"
-                     f" a halt only makes the account safer.")
+            doubts.append(f"sent at {_utc(command.sent_at)}, before this bot started")
+        if command.unchecked_bot:
+            doubts.append(f"addressed to @{command.unchecked_bot}, and this bot could not check that name against its"
+                          f" own (getMe failed)")
+        for doubt in doubts:
+            _log.warning("telegram /halt {}: carried out", doubt)
+            done += f"\nIt was {doubt}: carried out all the same, as a halt only makes the account safer."
         return done
 
     def _resume(self, command: ChatCommand) -> str:
@@ -140,6 +150,11 @@ class CommandHandler:
                          _utc(command.sent_at))
             return (f"/resume {word} was sent at {_utc(command.sent_at)}, before this bot started, so it was not"
                     f" carried out; send it again.")
+        if command.unchecked_bot:
+            bot = command.unchecked_bot
+            _log.warning("telegram /resume@{} {}: not carried out, this bot's username is not known", bot, word)
+            return (f"/resume@{bot} {word} was not carried out: this bot could not learn its own username from"
+                    f" Telegram, so it cannot tell whether @{bot} is itself. Send /resume {word} without @{bot}.")
         rebaseline = word == "rebaseline"
         before = self._snapshot() if rebaseline else None
         try:

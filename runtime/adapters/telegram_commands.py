@@ -3,13 +3,15 @@
 The same bot that `TelegramAlerts` sends with (same token, chat and Bot API base URL, the same
 token scrubbing and rate-limit policy) but its own HTTP client and thread, so a hanging poll or
 reply never delays an alert, and the guard is never waited on. Only messages from the configured
-chat reach the handler, each as a `ChatCommand` that says when it was sent and whether that was
-before this poller started (Telegram keeps a message for 24 hours, so one sent while the bot was
-not running is read at its next start); any other is dropped, logged by chat id without its text, and counted
-(``telegram_foreign_messages_total``). Replies to the chat are at least ``min_interval`` seconds
-apart (Telegram allows about one message per second per chat). A reply that Telegram's flood
-control refuses (429) is sent again after the ``retry_after`` it names, in order with the replies
-after it; meanwhile the poll goes on, its long poll cut short so the reply goes out on time.
+chat reach the handler; any other is dropped, logged by chat id without its text, and counted
+(``telegram_foreign_messages_total``). Each reaches it as a `ChatCommand` that says when it was
+sent and whether that was before this poller started (Telegram keeps a message for 24 hours, so
+one sent while the bot was not running is read at its next start). A command addressed to another
+bot of the chat (``/halt@other_bot``) is dropped without a reply: the poller learns its own
+username from ``getMe`` before its first poll. Replies to the chat are at least ``min_interval``
+seconds apart (Telegram allows about one message per second per chat). A reply that Telegram's
+flood control refuses (429) is sent again after the ``retry_after`` it names, in order with the
+replies after it; meanwhile the poll goes on, its long poll cut short so the reply goes out on time.
 """
 
 from __future__ import annotations
@@ -45,15 +47,17 @@ __all__ = ["ChatCommand", "TelegramCommands", "parse_command"]
 _log = logger.bind(component="telegram-commands")
 
 
-def parse_command(text: str) -> tuple[str, str] | None:
-    """``("/name", "the rest")`` for a message that is a command (``/halt@my_bot news`` gives
-    ``("/halt", "news")``), or None for plain text. The command word ends at any whitespace (a
-    newline typed on a phone included); the rest is stripped."""
+def parse_command(text: str) -> tuple[str, str, str] | None:
+    """``("/name", "bot", "the rest")`` for a message that is a command (``/Halt@my_bot news``
+    gives ``("/halt", "my_bot", "news")``; ``bot`` is "" without an ``@`` suffix), or None for
+    plain text. The command word ends at any whitespace (a newline typed on a phone included);
+    the rest is stripped."""
     text = text.strip()
     if not text.startswith("/"):
         return None
     word, *rest = text.split(maxsplit=1)
-    return word.split("@", 1)[0].lower(), rest[0] if rest else ""
+    name, _, bot = word.partition("@")
+    return name.lower(), bot, rest[0] if rest else ""
 
 
 @attrs.frozen
@@ -65,12 +69,16 @@ class ChatCommand:
     message's date (UTC, whole seconds, as Telegram gives it). ``before_start`` is True when it
     was sent before this poller began polling: the bot was not running, and its sender may not
     have seen what happened since. A message dated in the second polling began counts as after.
+    ``unchecked_bot`` is the bot it was addressed to (``/halt@name``) when this bot does not know
+    its own username (getMe has not answered), so it may be meant for another bot of the chat; ""
+    when it has no suffix, or the suffix is this bot's.
     """
 
     name: str
     argument: str
     sent_at: datetime
     before_start: bool = False
+    unchecked_bot: str = ""
 
 
 def _sent_at(date: Any) -> datetime | None:
@@ -97,7 +105,10 @@ class TelegramCommands:
     daemon thread; a failing or hanging Bot API is retried with ``backoff`` and never raises into
     the caller; a handler that raises gets its error logged and the chat a short apology; each
     batch is confirmed through the next poll's ``offset``, so Telegram does not send it again.
-    A reply refused with 429 is sent again after its ``retry_after``, without holding up the
+    Before polling it asks ``getMe`` for the bot's username; a command with another bot's
+    ``@name`` is then dropped (logged at debug). While getMe fails (asked again after each
+    ``backoff`` delay) such a command is handed over with ``unchecked_bot``, for the handler to
+    judge. A reply refused with 429 is sent again after its ``retry_after``, without holding up the
     reading of the next commands (only the ``min_interval`` spacing is waited for in line); one
     that could not go out within ``reply_max_age`` seconds of its command is dropped, logged.
     """
@@ -130,6 +141,9 @@ class TelegramCommands:
         self._stopping = threading.Event()
         self._offset: int | None = None
         self._started = 0  # the second polling began, in unix time (as a message's date is)
+        self._username: str | None = None  # this bot's, from getMe
+        self._get_me_failures = 0
+        self._get_me_at = 0.0  # time.monotonic() from which getMe may be asked again
         _register_token(token)
         # The token lives only inside the client's base URL, as in TelegramAlerts.
         self._client = httpx.Client(
@@ -172,6 +186,8 @@ class TelegramCommands:
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            if self._username is None and time.monotonic() >= self._get_me_at:
+                self._learn_username()
             self._send_replies()
             try:
                 updates = self._poll()
@@ -187,6 +203,28 @@ class TelegramCommands:
                 if self._stopping.is_set():
                     return
                 self._take(update)
+
+    def _learn_username(self) -> None:
+        try:
+            response = self._client.post("getMe")
+            payload = response.json()
+            result = payload.get("result") if isinstance(payload, dict) and payload.get("ok") is True else None
+            username = result.get("username") if isinstance(result, dict) else None
+            if response.status_code != 200 or not isinstance(username, str) or not username:
+                raise RuntimeError(f"HTTP {response.status_code}: {str(payload)[:200]}")
+        except Exception as exc:
+            self._get_me_failures += 1
+            delay = self._backoff.delay(self._get_me_failures)
+            self._get_me_at = time.monotonic() + delay
+            # Said once in full; the retries are for the debug log.
+            _log.log("WARNING" if self._get_me_failures == 1 else "DEBUG",
+                     "telegram commands: this bot's username is not known (getMe failed: {}); until it is, a command"
+                     " addressed to a bot by @name may be meant for another bot: /halt and the reading commands are"
+                     " carried out, /resume confirm|rebaseline is not. getMe again in {:.1f}s",
+                     scrub(f"{type(exc).__name__}: {exc}", self._token), delay)
+            return
+        self._username = username
+        _log.info("telegram commands: this bot is @{}", username)
 
     def _poll(self) -> list[dict[str, Any]]:
         seconds = self._poll_seconds
@@ -224,8 +262,12 @@ class TelegramCommands:
             # Every Bot API message has one; without it, nothing tells whether it is from before the start.
             _log.warning("telegram commands: ignored a message whose date is {!r} (not a unix time)", date)
             return
-        name, argument = parse_command(text) or ("", text.strip())
-        command = ChatCommand(name, argument, sent_at, before_start=sent_at.timestamp() < self._started)
+        name, bot, argument = parse_command(text) or ("", "", text.strip())
+        if bot and self._username is not None and bot.lower() != self._username.lower():
+            _log.debug("telegram commands: {}@{} is for another bot: ignored", name, bot)
+            return
+        command = ChatCommand(name, argument, sent_at, before_start=sent_at.timestamp() < self._started,
+                              unchecked_bot=bot if self._username is None else "")
         try:
             answer = self._handler(command)
         except Exception as exc:
