@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from actor_helpers import WAIT, wait_until
 from loguru import logger
 from support.bot_api_server import TEST_TOKEN, BotApiServer, Reply
-from support.control_server import SlowListBroker, paper_with_positions
+from support.control_server import SlowCloseBroker, SlowListBroker, paper_with_positions
 
 from actors import start_trading_system
 from actors.messages import Halt, RunCycle
@@ -21,12 +22,14 @@ from actors.service.telegram_bot import HELP, CommandHandler
 from actors.system import TradingSystem
 from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, Signal
 from runtime.adapters.telegram import TelegramAlerts
-from runtime.adapters.telegram_commands import TelegramCommands, parse_command
+from runtime.adapters.telegram_commands import ChatCommand, TelegramCommands, parse_command
 from runtime.alerts import Alert, Severity
+from runtime.backoff import Backoff
 from runtime.metrics import MemoryMetrics
 
 CHAT = 4242
 STRANGER = 666
+YESTERDAY = 1_700_000_000  # 2023-11-14 22:13:20 UTC: a message Telegram kept while the bot was down
 
 
 @pytest.fixture
@@ -49,15 +52,41 @@ def log_lines() -> Iterator[list[str]]:
     logger.remove(handler)
 
 
-def listening(bot_api: BotApiServer, handler, metrics=None, min_interval: float = 1.0) -> TelegramCommands:
+def sent_now(text: str) -> ChatCommand:
+    """``text`` as the poller hands it over when it was sent after the start."""
+    name, _, argument = parse_command(text)
+    return ChatCommand(name, argument, datetime.now(UTC))
+
+
+def echo(command: ChatCommand) -> str:
+    return f"ok {command.name} {command.argument}".rstrip()
+
+
+def listening(bot_api: BotApiServer, handler, metrics=None, min_interval: float = 1.0, **options) -> TelegramCommands:
     return TelegramCommands(TEST_TOKEN, CHAT, handler, bot_api.url, metrics=metrics, poll_seconds=2,
-                            min_interval=min_interval).start()
+                            min_interval=min_interval, **options).start()
 
 
-def test_a_command_is_its_first_word_without_the_bot_name():
-    assert parse_command(" /halt@tradewarden_bot news at 14:30 ") == ("/halt", "news at 14:30")
-    assert parse_command("/STATUS") == ("/status", "")
+def test_a_command_is_its_first_word_and_the_bot_it_is_addressed_to():
+    assert parse_command(" /halt@TradeWarden_bot news at 14:30 ") == ("/halt", "TradeWarden_bot", "news at 14:30")
+    assert parse_command("/STATUS") == ("/status", "", "")
     assert parse_command("halt now") is None
+    # Any whitespace ends the command word: a newline is easy to type on a phone.
+    assert parse_command("/halt\nnews at 14:30") == ("/halt", "", "news at 14:30")
+    assert parse_command("/halt\tnews") == ("/halt", "", "news")
+    assert parse_command("/halt   news \n at 14:30\n") == ("/halt", "", "news \n at 14:30")
+
+
+def test_a_halt_with_its_reason_on_the_next_line_presses_the_kill_switch(bot_api, system):
+    trading, broker, signals = system
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/halt\nnews at 14:30")
+        [halted] = bot_api.wait_for_replies(CHAT, 1)
+    finally:
+        commands.stop()
+    assert halted.text == "HALTED (was active): news at 14:30. Every position is being closed."
+    assert trading.guard_status().state.trading_state.value == "halted"
 
 
 def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_nothing(bot_api, system, log_lines):
@@ -98,6 +127,107 @@ def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_n
     finally:
         commands.stop()
     assert bot_api.replies(STRANGER) == []
+
+
+def test_a_command_for_another_bot_is_ignored_and_one_for_this_bot_carried_out(bot_api, system):
+    # /halt@some_other_bot halted this account.
+    trading, broker, signals = system
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/halt@some_other_bot test")
+        bot_api.say(CHAT, "/status@TradeWarden_Test_Bot")  # the name is matched whatever its case
+        [status] = bot_api.wait_for_replies(CHAT, 1)
+        assert status.text.startswith("loop main: ACTIVE\n")
+        assert trading.guard_status().state.trading_state.value == "active"
+        bot_api.say(CHAT, "/halt@TRADEWARDEN_TEST_BOT drill")
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == "HALTED (was active): drill. Every position is being closed."
+    finally:
+        commands.stop()
+    assert len(bot_api.replies(CHAT)) == 2
+    assert [r.method for r in bot_api.requests if r.method == "getMe"] == ["getMe"]  # asked once
+
+
+def test_without_its_own_username_a_halt_for_any_bot_is_carried_out_and_a_resume_is_not(bot_api, system, log_lines):
+    trading, broker, signals = system
+    bot_api.username = None  # getMe fails
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0,
+                         backoff=Backoff(0.1, 0.1, random_factor=0.0))
+    try:
+        bot_api.say(CHAT, "/halt@some_other_bot test")
+        bot_api.say(CHAT, "/resume@some_other_bot confirm")
+        bot_api.say(CHAT, "/positions@some_other_bot")
+        replies = [r.text for r in bot_api.wait_for_replies(CHAT, 3)]
+        assert replies == [
+            "HALTED (was active): test. Every position is being closed.\nIt was addressed to @some_other_bot, and this"
+            " bot could not check that name against its own (getMe failed): carried out all the same, as a halt only"
+            " makes the account safer.",
+            "/resume@some_other_bot confirm was not carried out: this bot could not learn its own username from"
+            " Telegram, so it cannot tell whether @some_other_bot is itself. Send /resume confirm without"
+            " @some_other_bot.",
+            "No open positions.",
+        ]
+        assert trading.guard_status().state.trading_state.value == "halted"
+        warnings = [line for line in log_lines if "this bot's username is not known" in line]
+        assert warnings[0].startswith(
+            "telegram commands: this bot's username is not known (getMe failed: RuntimeError: HTTP 500: {'ok': False,"
+            " 'error_code': 500, 'description': 'Internal Server Error'}); until it is, a command addressed to a bot"
+            " by @name may be meant for another bot: /halt and the reading commands are carried out, /resume"
+            " confirm|rebaseline is not. getMe again in 0.1s")
+
+        bot_api.username = "tradewarden_test_bot"  # getMe answers again: asked again, the name is learned
+        assert wait_until(lambda: any("this bot is @tradewarden_test_bot" in line for line in log_lines))
+        bot_api.say(CHAT, "/resume@some_other_bot confirm")
+        bot_api.say(CHAT, "/resume@tradewarden_test_bot confirm")
+        assert bot_api.wait_for_replies(CHAT, 4)[-1].text == "Resumed (was halted)."
+    finally:
+        commands.stop()
+    assert len(bot_api.replies(CHAT)) == 4
+    assert trading.guard_status().state.trading_state.value == "active"
+
+
+def test_commands_sent_before_the_start_halt_and_answer_but_never_lift_the_halt(bot_api, system, log_lines):
+    # A /resume rebaseline sent yesterday, kept by Telegram, resumed the account at the next start.
+    trading, broker, signals = system
+    for text in ("/halt news at 14:30", "/resume rebaseline", "/RESUME\nconfirm", "/resume", "/positions"):
+        bot_api.say(CHAT, text, date=YESTERDAY)
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        replies = [r.text for r in bot_api.wait_for_replies(CHAT, 5)]
+        assert replies[:3] == [
+            "HALTED (was active): news at 14:30. Every position is being closed.\nIt was sent at 2023-11-14 22:13:20"
+            " UTC, before this bot started: carried out all the same, as a halt only makes the account safer.",
+            "/resume rebaseline was sent at 2023-11-14 22:13:20 UTC, before this bot started, so it was not carried"
+            " out; send it again.",
+            "/resume confirm was sent at 2023-11-14 22:13:20 UTC, before this bot started, so it was not carried out;"
+            " send it again.",
+        ]
+        assert replies[3].startswith("Trading is HALTED: halted by telegram: news at 14:30\nSend /resume confirm")
+        assert replies[4] == "No open positions."
+        assert trading.guard_status().state.trading_state.value == "halted"
+        assert any("telegram /resume rebaseline sent at 2023-11-14 22:13:20 UTC, before this bot started: not carried"
+                   " out" in line for line in log_lines)
+
+        bot_api.say(CHAT, "/resume confirm")  # sent now, after the start
+        assert bot_api.wait_for_replies(CHAT, 6)[-1].text == "Resumed (was halted)."
+        assert trading.guard_status().state.trading_state.value == "active"
+    finally:
+        commands.stop()
+
+
+def test_a_message_without_a_unix_date_is_ignored_and_logged_and_the_poller_goes_on(bot_api, log_lines):
+    commands = listening(bot_api, echo, min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/resume confirm", date="yesterday")
+        bot_api.say(CHAT, "/resume confirm", date=10**20)  # past any datetime
+        bot_api.say(CHAT, "/status")
+        replies = bot_api.wait_for_replies(CHAT, 1)
+    finally:
+        commands.stop()
+    assert [r.text for r in replies] == ["ok /status"]
+    assert [line.split(" {")[0] for line in log_lines if "whose date" in line] == [
+        "telegram commands: ignored a message whose date is 'yesterday' (not a unix time)",
+        "telegram commands: ignored a message whose date is 100000000000000000000 (not a unix time)",
+    ]
 
 
 def test_a_resume_that_a_rebaseline_cannot_help_is_refused_without_offering_one(bot_api):
@@ -151,7 +281,7 @@ def test_positions_are_listed_and_a_refused_resume_offers_the_rebaseline(bot_api
 
 
 def test_a_burst_of_commands_gets_one_reply_per_second(bot_api):
-    commands = listening(bot_api, lambda text: f"ok {text}")
+    commands = listening(bot_api, echo)
     try:
         for n in range(3):
             bot_api.say(CHAT, f"/status {n}")
@@ -163,9 +293,52 @@ def test_a_burst_of_commands_gets_one_reply_per_second(bot_api):
     assert min(gaps) >= 0.95, gaps
 
 
+def test_a_reply_refused_by_flood_control_goes_again_after_retry_after_while_commands_are_read(bot_api, log_lines):
+    # The reply was lost: a 429 was logged and nothing sent again.
+    bot_api.script(Reply.too_many(2))
+    taken: list[tuple[str, float]] = []
+
+    def handler(command: ChatCommand) -> str:
+        taken.append((command.name, time.monotonic()))
+        return echo(command)
+
+    commands = listening(bot_api, handler, min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/status")
+        [refused] = bot_api.wait_for_replies(CHAT, 1)
+        bot_api.say(CHAT, "/halt drill")
+        replies = bot_api.wait_for_replies(CHAT, 3, timeout=10)
+    finally:
+        commands.stop()
+    assert [(r.text, r.reply) for r in replies] == [
+        ("ok /status", "too_many"), ("ok /status", "ok"), ("ok /halt drill", "ok")]
+    assert replies[1].at - refused.at >= 1.95
+    # The halt was read and carried out while the reply waited, not after it.
+    assert [name for name, _ in taken] == ["/status", "/halt"] and taken[1][1] < replies[1].at
+    assert any("the reply to /status is held (HTTP 429: Too Many Requests: retry after 2); sending it again in 2s"
+               in line for line in log_lines)
+
+
+def test_a_reply_held_past_its_max_age_is_dropped_with_a_log_line(bot_api, log_lines):
+    bot_api.script(Reply.too_many(1.5))
+    commands = listening(bot_api, echo, min_interval=0.0, reply_max_age=1.0)
+    try:
+        bot_api.say(CHAT, "/status")
+        [refused] = bot_api.wait_for_replies(CHAT, 1)
+        assert wait_until(lambda: any("the reply to /status was dropped: it could not be sent within 1s of the command"
+                                      in line for line in log_lines))
+        # A command read after the hold is answered at once; the dropped reply never goes out.
+        assert wait_until(lambda: any(r.method == "getUpdates" and r.at > refused.at + 1.5 for r in bot_api.requests))
+        bot_api.say(CHAT, "/positions")
+        replies = bot_api.wait_for_replies(CHAT, 2)
+    finally:
+        commands.stop()
+    assert [(r.text, r.reply) for r in replies] == [("ok /status", "too_many"), ("ok /positions", "ok")]
+
+
 def test_a_hanging_reply_holds_up_no_alert(bot_api):
     bot_api.script(Reply.hang())  # the command's reply hangs; the alert after it is answered
-    commands = listening(bot_api, lambda text: "a reply that will hang")
+    commands = listening(bot_api, lambda command: "a reply that will hang")
     alerts = TelegramAlerts(TEST_TOKEN, CHAT, bot_api.url, min_interval=0.0)
     try:
         bot_api.say(CHAT, "/status")
@@ -186,19 +359,38 @@ def test_positions_from_a_hung_broker_are_unknown_and_a_list_from_an_earlier_ans
     trading = start_trading_system(Settings(), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None)
     handler = CommandHandler(trading, EventHub(), timeout=1.0)
     try:
-        assert handler("/positions") == "S0 buy 10 at 100, P&L 0.00"
+        assert handler(sent_now("/positions")) == "S0 buy 10 at 100, P&L 0.00"
         trading.guard.tell(Halt("ops", "drill"))
         assert broker.closing.wait(WAIT)  # the guard is busy closing: the list after its last answer is shown, dated
         assert re.match(r"^As of \d+\.\ds ago \(read after the guard's answer, and the guard did not answer within 1s\):\n"
-                        r"S0 buy 10 at 100, P&L 0\.00$", handler("/positions"))
+                        r"S0 buy 10 at 100, P&L 0\.00$", handler(sent_now("/positions")))
         broker.slow.set()
         broker.release.set()  # the guard answers HALTED, flat; the list after it hangs
-        assert wait_until(lambda: handler("/positions") == (
+        assert wait_until(lambda: handler(sent_now("/positions")) == (
             "Open positions unknown: the broker did not answer within 1s; its last list was read before the guard's"
             " answer shown."))
         broker.unblock.set()
-        assert wait_until(lambda: handler("/positions") == "No open positions.")
+        assert wait_until(lambda: handler(sent_now("/positions")) == "No open positions.")
     finally:
         broker.release.set()  # a failed assertion must not leave the guard or a status thread waiting
         broker.unblock.set()
         trading.stop()
+
+
+def test_a_resume_a_busy_guard_did_not_answer_is_said_to_be_maybe_still_carried_out_and_it_is():
+    # The reply said "try again" although the resume waited in the guard's mailbox and ran later.
+    broker = SlowCloseBroker(paper_with_positions(1))
+    trading = start_trading_system(Settings(), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None)
+    handler = CommandHandler(trading, EventHub(), timeout=1.0)
+    try:
+        trading.guard.tell(Halt("ops", "drill"))
+        assert broker.closing.wait(WAIT)  # the guard is busy closing the position
+        assert handler(sent_now("/resume confirm")) == (
+            "The trading system did not answer /resume confirm within 1s. It may still carry it out: send /status to"
+            " see before sending it again.")
+        broker.release.set()
+        assert wait_until(lambda: trading.guard_status().state.trading_state.value == "active")
+    finally:
+        broker.release.set()
+        trading.stop()
+    assert handler(sent_now("/halt news")) == "The trading system has stopped: /halt was not carried out."

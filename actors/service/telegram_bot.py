@@ -2,21 +2,38 @@
 
 Each command is one call into the system with a timeout, made on the command poller's thread:
 never on the guard's, and never holding up an alert.
+
+A command sent before this bot started (Telegram keeps it for 24 hours and hands it over at the
+next start) was written without seeing what happened since: one that would lift protection
+(/resume confirm, /resume rebaseline) is not carried out, and the reply says to send it again; a
+/halt is carried out, being the safe direction, and its reply says when it was sent; the others
+only read and are answered as ever. A command sent after the start is carried out however long it
+waited to be read (it was sent to this running bot; it is late only behind a busy guard or through
+a Bot API outage). Such a late /resume may meet a halt that came after it was sent: the guard
+still refuses it while the account is past a hard limit, unless it asked for a rebaseline.
+
+A command addressed to a bot by ``@name`` while the poller does not know this bot's own username
+(getMe failed) may be meant for another bot of the chat: the same rule holds (a /halt is carried
+out and says so, a lifting /resume is not, reads are answered), since a halt for us that is
+ignored costs more than one for another bot that is carried out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pykka
+from loguru import logger
 
 from actors.service.control import resumed
 from actors.service.hub import EventHub
 from actors.service.status import StatusReader, status_text
 from actors.supervision.address import ChildUnavailable
 from actors.system import TradingSystem
-from runtime.adapters.telegram_commands import parse_command
+from runtime.adapters.telegram_commands import ChatCommand
+from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
 
 __all__ = ["HELP", "CommandHandler"]
@@ -32,12 +49,21 @@ HELP = """Commands:
 
 _BY = "telegram"
 
+_log = logger.bind(component="telegram-commands")
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
 
 class CommandHandler:
-    """``handler(text) -> reply`` for `TelegramCommands`, acting on ``system``.
+    """``handler(command) -> reply`` for `TelegramCommands`, acting on ``system``.
 
     An unknown command or plain text gets `HELP`. A system that does not answer within
-    ``timeout`` seconds gets a reply saying so; nothing here raises for it.
+    ``timeout`` seconds gets a reply saying so; nothing here raises for it. When that is a /halt or
+    a /resume confirm|rebaseline, the reply says the command may still be carried out (it may wait
+    in the guard's mailbox, or the guard may have been restarting and never got it), so it does
+    not invite a second press; a guard that has stopped for good gets "not carried out".
     """
 
     def __init__(self, system: TradingSystem, hub: EventHub, timeout: float = 5.0) -> None:
@@ -46,27 +72,41 @@ class CommandHandler:
         self.timeout = timeout
         self._reader = StatusReader(system, hub)
 
-    def __call__(self, text: str) -> str:
-        """The reply to one message from the configured chat."""
-        command = parse_command(text)
-        actions: dict[str, Callable[[str], str]] = {
+    def __call__(self, command: ChatCommand) -> str:
+        """The reply to one message from the configured chat (see the module for one sent before
+        the start)."""
+        actions: dict[str, Callable[[ChatCommand], str]] = {
             "/status": self._status, "/positions": self._positions, "/halt": self._halt, "/resume": self._resume,
         }
-        if command is None or command[0] not in actions:
+        if command.name not in actions:
             return HELP
-        name, rest = command
         try:
-            return actions[name](rest)
+            return actions[command.name](command)
         except (pykka.Timeout, ChildUnavailable, pykka.ActorDeadError) as exc:
             return f"The trading system did not answer within {self.timeout:g}s ({type(exc).__name__}); try again."
+
+    def _change(self, command: str, change: Callable[[], TradingState]) -> TradingState | str:
+        # The state before ``change`` (a call to the guard that changes the trading state), or
+        # the reply when the guard gave no answer.
+        try:
+            return change()
+        except ChildUnavailable:  # refused before it was queued
+            return f"The trading system has stopped: {command} was not carried out."
+        except pykka.Timeout:
+            # Still in the guard's mailbox, it is carried out when the guard gets to it.
+            return (f"The trading system did not answer {command} within {self.timeout:g}s. It may still carry it"
+                    f" out: send /status to see before sending it again.")
+        except pykka.ActorDeadError as exc:  # the guard died after taking it: how far it got is not known
+            return (f"The trading system failed while taking {command} ({type(exc).__name__}): it may or may not"
+                    f" have been carried out. Send /status to see before sending it again.")
 
     def _snapshot(self) -> dict[str, Any]:
         return self._reader.status(self.timeout)
 
-    def _status(self, rest: str) -> str:
+    def _status(self, command: ChatCommand) -> str:
         return status_text(self._snapshot())
 
-    def _positions(self, rest: str) -> str:
+    def _positions(self, command: ChatCommand) -> str:
         status = self._snapshot()
         held, stale = status["positions"], status["stale"].get("positions")
         if held is None:  # always named in stale, with why
@@ -77,13 +117,25 @@ class CommandHandler:
                    for p in held] or ["No open positions."]
         return "\n".join(listed)
 
-    def _halt(self, rest: str) -> str:
-        reason = rest or "halted from Telegram"
-        previous = self.system.halt(_BY, reason, timeout=self.timeout)
-        return f"HALTED (was {previous.value}): {reason}. Every position is being closed."
+    def _halt(self, command: ChatCommand) -> str:
+        reason = command.argument or "halted from Telegram"
+        previous = self._change("/halt", lambda: self.system.halt(_BY, reason, timeout=self.timeout))
+        if isinstance(previous, str):
+            return previous
+        done = f"HALTED (was {previous.value}): {reason}. Every position is being closed."
+        doubts = []
+        if command.before_start:
+            doubts.append(f"sent at {_utc(command.sent_at)}, before this bot started")
+        if command.unchecked_bot:
+            doubts.append(f"addressed to @{command.unchecked_bot}, and this bot could not check that name against its"
+                          f" own (getMe failed)")
+        for doubt in doubts:
+            _log.warning("telegram /halt {}: carried out", doubt)
+            done += f"\nIt was {doubt}: carried out all the same, as a halt only makes the account safer."
+        return done
 
-    def _resume(self, rest: str) -> str:
-        word = rest.lower()
+    def _resume(self, command: ChatCommand) -> str:
+        word = command.argument.lower()
         if word not in ("", "confirm", "rebaseline"):
             return "Send /resume confirm, or /resume rebaseline.\n\n" + HELP
         if not word:
@@ -93,14 +145,27 @@ class CommandHandler:
             return (f"Trading is {now['trading_state'].upper()}: {now['reason']}\n"
                     f"Send /resume confirm to resume, or /resume rebaseline to move the peak from "
                     f"{now['peak_equity']:,.2f} to today's equity {now['equity']:,.2f} first.")
+        if command.before_start:
+            _log.warning("telegram /resume {} sent at {}, before this bot started: not carried out", word,
+                         _utc(command.sent_at))
+            return (f"/resume {word} was sent at {_utc(command.sent_at)}, before this bot started, so it was not"
+                    f" carried out; send it again.")
+        if command.unchecked_bot:
+            bot = command.unchecked_bot
+            _log.warning("telegram /resume@{} {}: not carried out, this bot's username is not known", bot, word)
+            return (f"/resume@{bot} {word} was not carried out: this bot could not learn its own username from"
+                    f" Telegram, so it cannot tell whether @{bot} is itself. Send /resume {word} without @{bot}.")
         rebaseline = word == "rebaseline"
         before = self._snapshot() if rebaseline else None
         try:
-            previous = self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout)
+            previous = self._change(f"/resume {word}",
+                                    lambda: self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout))
         except ResumeRefused as exc:
             if exc.rebaseline_helps:
                 return f"{exc}\nSend /resume rebaseline to measure from today's equity instead."
             return str(exc)
+        if isinstance(previous, str):
+            return previous
         done = resumed(previous, rebaseline)[1]
         done = done[0].upper() + done[1:]
         if before is not None:

@@ -1,11 +1,12 @@
-"""A real local HTTP server speaking the Telegram Bot API's sendMessage and getUpdates.
+"""A real local HTTP server speaking the Telegram Bot API's sendMessage, getUpdates and getMe.
 
 `BotApiServer.say` queues a message from a chat, which getUpdates hands out as Telegram does: long
 polling up to the request's ``timeout``, from the request's ``offset`` on. Each sendMessage
 request takes the next scripted `Reply` (then plain success once the script runs out):
 success, a 5xx, a 429 with ``parameters.retry_after``, any other error, or a hang that holds the
-connection open until `BotApiServer.release` (or the server closes). Every request is recorded
-with its arrival time, so tests assert what arrived and when.
+connection open until `BotApiServer.release` (or the server closes). getMe answers with
+`BotApiServer.username`, or fails (500) while it is None. Every request is recorded with its
+arrival time, so tests assert what arrived and when.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class BotApiServer:
         self._closed = threading.Event()
         self._message_ids = iter(range(1, 1_000_000))
         self._updates: list[dict[str, Any]] = []
+        self.username: str | None = "tradewarden_test_bot"
+        """The bot's username that getMe answers with; None makes getMe fail with a 500."""
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -144,12 +147,13 @@ class BotApiServer:
         """Let every hung request (and any later hang) end without an answer."""
         self._release.set()
 
-    def say(self, chat_id: int, text: str) -> None:
-        """A user in ``chat_id`` sends ``text`` to the bot: the next getUpdates hands it out."""
+    def say(self, chat_id: int, text: str, date: int | None = None) -> None:
+        """A user in ``chat_id`` sends ``text`` to the bot: the next getUpdates hands it out.
+        Its ``date`` is now (unix seconds), or ``date`` for a message sent earlier."""
         with self._changed:
             update_id = 1000 + len(self._updates)
             self._updates.append({"update_id": update_id, "message": {
-                "message_id": next(self._message_ids), "date": int(time.time()),
+                "message_id": next(self._message_ids), "date": int(time.time()) if date is None else date,
                 "chat": {"id": chat_id, "type": "private"}, "text": text}})
             self._changed.notify_all()
 
@@ -198,8 +202,11 @@ class BotApiServer:
             self._get_updates(handler, payload if isinstance(payload, dict) else {}, arrived)
             return
         with self._changed:
+            username = self.username
             if token != self.token:
                 reply = Reply.error(401, "Unauthorized")
+            elif method == "getMe":
+                reply = Reply.ok() if username is not None else Reply.error()
             elif method != "sendMessage":
                 reply = Reply.error(404, "Not Found: method not found")
             else:
@@ -210,10 +217,15 @@ class BotApiServer:
             self._release.wait(30)  # bounded, so a forgotten release cannot wedge the test run
             handler.close_connection = True
             return
-        if reply.kind == "ok":
+        answer: dict[str, Any]
+        if reply.kind == "ok" and method == "getMe":
+            answer = {"ok": True, "result": {"id": int(self.token.split(":")[0]), "is_bot": True,
+                                             "first_name": "tradewarden test", "username": username}}
+            status = 200
+        elif reply.kind == "ok":
             text = payload.get("text") if isinstance(payload, dict) else None
             chat = payload.get("chat_id") if isinstance(payload, dict) else None
-            answer: dict[str, Any] = {
+            answer = {
                 "ok": True,
                 "result": {
                     "message_id": next(self._message_ids),
