@@ -20,7 +20,7 @@ from actors.messages import Halt, RunCycle
 from actors.service.hub import EventHub
 from actors.service.telegram_bot import HELP, CommandHandler
 from actors.system import TradingSystem
-from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, Signal
+from runtime import ListSignalSource, ManualClock, Order, PaperBroker, Settings, Signal
 from runtime.adapters.telegram import TelegramAlerts
 from runtime.adapters.telegram_commands import ChatCommand, TelegramCommands, parse_command
 from runtime.alerts import Alert, Severity
@@ -252,6 +252,28 @@ def test_a_resume_that_a_rebaseline_cannot_help_is_refused_without_offering_one(
             "resume refused, even with a rebaseline: equity 9000.00 < minimum 9500.00"
         )
         assert trading.guard_status().state.trading_state.value == "halted"
+    finally:
+        commands.stop()
+        trading.stop()
+
+
+def test_positions_show_every_digit_of_their_prices(bot_api):
+    broker = PaperBroker(1_000_000_000)
+    for symbol, price, volume in (("EURUSD", 1.08505, 1), ("USDJPY", 151.234, 2.5), ("BTCUSD", 123456.7, 0.01),
+                                  ("XAUUSD", 2345.67, 1_250_000)):
+        broker.update_price(symbol, price)
+        broker.submit_order(Order(symbol, "buy", volume))
+    broker.update_price("EURUSD", 1.08504)  # a hair down: a loss that rounds to 0.00 is not "-0.00"
+    trading = start_trading_system(Settings(), broker, ListSignalSource(), clock=ManualClock(), loop_interval=None)
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/positions")
+        assert bot_api.wait_for_replies(CHAT, 1)[-1].text.splitlines() == [
+            "EURUSD buy 1 at 1.08505, P&L 0.00",
+            "USDJPY buy 2.5 at 151.234, P&L 0.00",
+            "BTCUSD buy 0.01 at 123,456.7, P&L 0.00",
+            "XAUUSD buy 1,250,000 at 2,345.67, P&L 0.00",
+        ]
     finally:
         commands.stop()
         trading.stop()

@@ -52,6 +52,13 @@ _BY = "telegram"
 _log = logger.bind(component="telegram-commands")
 
 
+def _figure(value: float) -> str:
+    # Every digit the broker gave, and no more (1.08505, 151.234, 123,456.7, 100): an entry price
+    # cut to five digits hid the pips a trader reads it for.
+    text = f"{value:,}"
+    return text[:-2] if text.endswith(".0") else text
+
+
 def _utc(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -113,7 +120,8 @@ class CommandHandler:
             return f"Open positions unknown: {stale['reason']}."
         # A list from an earlier answer says so first, never passed off as the account now.
         listed = [f"As of {stale['age_seconds']:.1f}s ago ({stale['reason']}):"] if stale else []
-        listed += [f"{p['symbol']} {p['side']} {p['volume']:g} at {p['entry_price']:,.5g}, P&L {p['unrealised_pnl']:,.2f}"
+        listed += [f"{p['symbol']} {p['side']} {_figure(p['volume'])} at {_figure(p['entry_price'])}, "
+                   f"P&L {round(p['unrealised_pnl'], 2) + 0.0:,.2f}"  # (+ 0.0: never "-0.00")
                    for p in held] or ["No open positions."]
         return "\n".join(listed)
 
