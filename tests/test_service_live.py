@@ -14,6 +14,7 @@ import httpx
 import pytest
 from actor_helpers import wait_until
 from prometheus_client.parser import text_string_to_metric_families
+from support.bot_api_server import TEST_TOKEN
 from support.live_bot import ROOT, TOKEN, TRADEWARDEN, Bot, free_port
 from support.processes import Child, run
 
@@ -204,6 +205,25 @@ def test_a_resume_of_an_active_account_says_nothing_was_halted_and_a_rebaseline_
     assert bot.terminate() == 0
     assert [event["metadata"]["by"] for event in bot.journal("--type", "rebaselined")] == ["tradewarden resume"] * 2
     assert bot.journal("--type", "trading_state_changed") == []  # nothing was lifted
+
+
+def test_a_telegram_token_or_chat_the_bot_api_refuses_fails_the_start_naming_it(tmp_path, bot_api):
+    # Alerts to them would all be lost, a breach's too, without a word until one was due.
+    bot_api.chats = {"-1001"}
+    config = tmp_path / "bot.toml"
+    config.write_text(VOLATILE.format(db=tmp_path / "state.db"))
+    for token, chat, refused in (
+        ("123:wrong-token", "-1001", "telegram_bot_token: the Bot API refuses the token: HTTP 401: Unauthorized"),
+        (TEST_TOKEN, "-1002", "telegram_chat_id: the Bot API refuses chat '-1002': HTTP 400: Bad Request: chat not found"),
+    ):
+        env = {**os.environ, "CONTROL_PORT": str(free_port()), "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_CHAT_ID": chat,
+               "TELEGRAM_API_BASE_URL": bot_api.url}
+        done = subprocess.run([*TRADEWARDEN, "run", "--config", str(config)], capture_output=True, text=True, timeout=60,
+                              env=env)
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr.splitlines()[-1] == f"tradewarden run: {refused}"
+        assert "wrong-token" not in done.stderr
+    assert not (tmp_path / "state.db").exists()  # nothing started
 
 
 def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):

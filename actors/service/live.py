@@ -68,7 +68,7 @@ def _closed_last(parts: ExitStack, part: Any) -> Any:
     return part
 
 
-def _unusable(exc: BaseException) -> int:
+def _unusable(exc: BaseException | str) -> int:
     # A config that cannot be used: named on one line (no traceback), exit 2, nothing started.
     print(f"tradewarden run: {exc}", file=sys.stderr)
     return 2
@@ -91,11 +91,16 @@ def run(config: RunConfig) -> int:
         parts.callback(sock.close)
         try:
             signals = parts.enter_context(StopSignals())
+            alerts = _closed_last(parts, TelegramAlerts.from_settings(settings))
+            # A token or chat the Bot API refuses would lose every alert, a breach's too, without
+            # a word until one is due: refused now, as any setting that cannot be used.
+            refused = alerts.check() if isinstance(alerts, TelegramAlerts) else None
+            if refused is not None:
+                return _unusable(refused)
             prometheus = PrometheusMetrics.from_settings(settings)
             statsd = _closed_last(parts, StatsdMetrics.from_settings(settings))
             _closed_last(parts, StateFileClaim.of(settings.state_db))  # before a second bot's store touches the file
             store = _closed_last(parts, SqliteStore.from_settings(settings))
-            alerts = _closed_last(parts, TelegramAlerts.from_settings(settings))
         except (TradewardenError, OSError, TypeError, ValueError) as exc:
             # A setting the parts refuse (an unreachable statsd host, a foreign or busy state
             # file, a bad Telegram URL) is a config that cannot be used: named, exit 2, nothing

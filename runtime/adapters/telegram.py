@@ -476,6 +476,24 @@ class TelegramAlerts:
             if outcome.retry_after is None:
                 self._wait(delay, alert)
 
+    def check(self) -> str | None:
+        """Why the Bot API refuses this token or chat, or None: asks getMe, then getChat for the
+        chat, one attempt each. Only an answer no retry could mend counts (a 401 for the token, a
+        400 or 403 for the chat: wrong, or the bot not in it); an API that cannot be reached, or
+        answers 429 or 5xx, is None, since alerts are retried until it comes back."""
+        for method, payload, setting in (("getMe", None, "telegram_bot_token"),
+                                         ("getChat", {"chat_id": self._chat_id}, "telegram_chat_id")):
+            try:
+                response = self._client.post(method, json=payload)
+                answer = response.json()
+            except (httpx.HTTPError, ValueError):
+                return None
+            outcome = classify_response(response.status_code, answer)
+            if not outcome.delivered and not outcome.retryable:
+                shown = "the token" if setting == "telegram_bot_token" else f"chat {self._chat_id!r}"
+                return f"{setting}: the Bot API refuses {shown}: {scrub(outcome.description, self._token)}"
+        return None
+
     def _attempt(self, text: str) -> Outcome:
         try:
             response = self._client.post("sendMessage", json={"chat_id": self._chat_id, "text": text})

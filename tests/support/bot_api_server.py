@@ -92,6 +92,8 @@ class BotApiServer:
         self._updates: list[dict[str, Any]] = []
         self.username: str | None = "tradewarden_test_bot"
         """The bot's username that getMe answers with; None makes getMe fail with a 500."""
+        self.chats: set[str] | None = None
+        """The chat ids getChat knows (any other is 400 "chat not found"); None knows every chat."""
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -207,6 +209,10 @@ class BotApiServer:
                 reply = Reply.error(401, "Unauthorized")
             elif method == "getMe":
                 reply = Reply.ok() if username is not None else Reply.error()
+            elif method == "getChat":
+                chat = payload.get("chat_id") if isinstance(payload, dict) else None
+                known = self.chats is None or str(chat) in self.chats
+                reply = Reply.ok() if known else Reply.error(400, "Bad Request: chat not found")
             elif method != "sendMessage":
                 reply = Reply.error(404, "Not Found: method not found")
             else:
@@ -218,7 +224,9 @@ class BotApiServer:
             handler.close_connection = True
             return
         answer: dict[str, Any]
-        if reply.kind == "ok" and method == "getMe":
+        if reply.kind == "ok" and method == "getChat":
+            answer, status = {"ok": True, "result": {"id": payload["chat_id"], "type": "private"}}, 200
+        elif reply.kind == "ok" and method == "getMe":
             answer = {"ok": True, "result": {"id": int(self.token.split(":")[0]), "is_bot": True,
                                              "first_name": "tradewarden test", "username": username}}
             status = 200
