@@ -232,8 +232,12 @@ class GuardActor(SupervisedActor):
         if state is TradingState.ACTIVE:
             self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
         else:  # carried over from before this start: a trader reading the log must not miss it
-            self.log.warning("guard up: peak {:.2f}, state {} ({})", self._monitor.tracker.peak_equity, state.value,
-                             self._monitor.state().reason)
+            reason = self._monitor.state().reason
+            self.log.warning("guard up: peak {:.2f}, state {} ({})", self._monitor.tracker.peak_equity, state.value, reason)
+            # A process that starts (not each restart of the guard), unless a halt it took just said so.
+            if self.context.incarnation == 1 and not took_halts:
+                self._alert(f"Started {state.value}", f"{reason}; trading waits for a resume" if state is TradingState.HALTED
+                            else f"{reason}; only orders that reduce exposure go through", Severity.WARNING, news=True)
         if self._position_stop is not None and not self._close_with_id:
             self.log.warning(
                 "the broker's close_position takes no client_id: a position stop's close cannot be found again "

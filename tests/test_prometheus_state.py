@@ -1,15 +1,15 @@
 """An account that comes back halted says so from the guard's start: a scrape shows the state
 (it is flat, takes no reading that changes anything, and so never saves again), and the log
-warns with the halt's reason."""
+and an alert say so with the halt's reason."""
 
 from __future__ import annotations
 
-from actor_helpers import WAIT, LogLines
+from actor_helpers import WAIT, AlertInbox, LogLines
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors import start_trading_system
 from actors.messages import GetGuardState, Halt
-from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, TradingState
+from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, Severity, TradingState
 from runtime.adapters.prometheus import PrometheusMetrics
 from runtime.store import MemoryStore
 
@@ -32,13 +32,16 @@ def test_an_account_that_restarts_halted_shows_halted_in_a_scrape_from_the_start
     finally:
         first.stop()
 
-    sink = PrometheusMetrics()
+    sink, alerts = PrometheusMetrics(), AlertInbox()
     with LogLines() as logs:
         second = start_trading_system(Settings(), PaperBroker(10_000), ListSignalSource(), store=store, metrics=sink,
-                                      clock=ManualClock(), loop_interval=None)
+                                      alerts=alerts, clock=ManualClock(), loop_interval=None)
         try:
             assert second.guard.ask(GetGuardState(), timeout=WAIT).state.trading_state is TradingState.HALTED
             assert gauges(sink)["tradewarden_trading_state"] == 2.0
+            started = alerts.wait_for("Started halted")
+            assert (started.severity, started.text) == (
+                Severity.WARNING, "halted by desk: news at 14:30; trading waits for a resume")
         finally:
             second.stop()
     assert [line for line in logs.snapshot() if "guard up" in line] == [
