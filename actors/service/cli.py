@@ -221,22 +221,16 @@ def _demo(port: int, folder: Path) -> int:
     # A demo starts from a fresh account, as the paper replay does: an old HALTED latch is not its
     # own. Emptied under the state file's claim, so a demo still running there keeps its journal
     # (the claim is let go just before the run takes it again).
-    try:
-        claim = StateFileClaim.of(str(db))
-    except StateFileHeld:
-        print(f"tradewarden demo: --dir {str(folder)!r} is in use: its state.db is claimed by another running demo or "
-              "bot; stop it, or give this demo another --dir", file=sys.stderr)
-        return 2
-    except StateFileInUse as exc:
-        print(f"tradewarden demo: {exc}", file=sys.stderr)
+    claim = _claimed("demo", str(db), f"--dir {str(folder)!r} is in use: its state.db is claimed by another running "
+                     "demo or bot; stop it, or give this demo another --dir")
+    if claim is None:
         return 2
     try:
         os.truncate(db, 0)  # (the same file, so the claim on it holds throughout)
         for stale in (db.with_name("state.db-wal"), db.with_name("state.db-shm")):
             stale.unlink(missing_ok=True)
     finally:
-        if claim is not None:
-            claim.close()
+        claim.close()
     config = folder / "demo.toml"
     config.write_text(_DEMO.format(db=db.as_posix(), port=port))
     token = os.environ.setdefault("CONTROL_TOKEN", secrets.token_hex(16))
@@ -324,25 +318,18 @@ def _halt_offline(args: argparse.Namespace) -> int:
     if not Path(path).is_file():
         print(f"tradewarden halt: and no state file at {path!r} (STATE_DB) to save the halt in", file=sys.stderr)
         return 3
-    try:
-        claim = StateFileClaim.of(path)
-    except StateFileHeld:
-        print(f"tradewarden halt: the process holding {path!r} does not answer: stop it (SIGTERM, else kill it), then "
-              "halt again to save the halt for its next start", file=sys.stderr)
-        return 3
-    except StateFileInUse as exc:
-        print(f"tradewarden halt: {exc}", file=sys.stderr)
-        return 3
     from runtime.adapters.sqlite import SqliteStore, StoreError  # (only here: the server stack is not needed)
     from runtime.store import PendingHalt
 
     try:
         halt = PendingHalt(args.by, args.reason)
     except (TypeError, ValueError) as exc:
-        if claim is not None:
-            claim.close()
         print(f"tradewarden halt: {exc}", file=sys.stderr)
         return 2
+    claim = _claimed("halt", path, f"the process holding {path!r} does not answer: stop it (SIGTERM, else kill it), "
+                     "then halt again to save the halt for its next start")
+    if claim is None:
+        return 3
     try:
         with SqliteStore(path) as store:
             store.save_pending_halt(settings.loop_id, halt)
@@ -350,11 +337,25 @@ def _halt_offline(args: argparse.Namespace) -> int:
         print(f"tradewarden halt: the halt was not saved: {exc}", file=sys.stderr)
         return 3
     finally:
-        if claim is not None:
-            claim.close()
+        claim.close()
     print(f"halt pending: no bot runs on {path!r}; its next start takes the halt before any order "
           f"(HALTED, every position closed): {args.reason}")
     return 0
+
+
+def _claimed(command: str, path: str, held: str) -> StateFileClaim | None:
+    # This process's claim on the state file at ``path``, or None once why not is said: ``held``
+    # when another process has it.
+    try:
+        claim = StateFileClaim.of(path)
+    except StateFileHeld:
+        print(f"tradewarden {command}: {held}", file=sys.stderr)
+        return None
+    except StateFileInUse as exc:
+        print(f"tradewarden {command}: {exc}", file=sys.stderr)
+        return None
+    assert claim is not None  # (None only for no path)
+    return claim
 
 
 def _utf8(value: str) -> bool:
