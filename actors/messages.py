@@ -165,7 +165,7 @@ class PlaceOrder:
     """
 
     order: Order = attrs.field(validator=attrs_instance_of(Order))
-    at: datetime = attrs.field(validator=attrs_instance_of(datetime))
+    at: datetime = attrs.field(validator=attrs_aware_datetime)
     signal: Signal | None = None
     # time.monotonic() after which the sender no longer waits: a later order is refused, never
     # sent behind the sender's back (None: the sender waits for as long as it takes).

@@ -191,6 +191,18 @@ def test_a_bad_position_count_or_send_time_beside_a_good_equity_is_taken_as_unkn
     assert tree.status().bad_readings == 0  # the equity was good, and taken
 
 
+def test_a_breach_whose_send_time_is_not_a_number_is_acted_on_and_timed_from_when_the_guard_took_it(tree_factory):
+    broker = broker_with_positions("X")
+    tree = tree_factory(broker)
+    tree.read(10_000)
+    tree.guard.tell(EquityReading(7_000.0, T0, 1, "now"))  # 30% down: a breach
+    tree.events.wait_count(EventType.POSITION_CLOSED, 1)
+    status = tree.status()
+    assert (status.state.trading_state, tree.handle.children()["guard"].incarnation) == (TradingState.HALTED, 1)
+    [reaction] = tree.metrics.timings["guard_reaction_ms"]
+    assert 0 <= reaction < 60_000  # (from when it took the reading: a real duration, not garbage)
+
+
 def test_after_a_crash_the_guard_keeps_its_peak_and_its_latched_halt(tree_factory):
     broker = broker_with_positions("X")
     tree = tree_factory(broker)

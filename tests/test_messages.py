@@ -18,7 +18,12 @@ NOW = datetime(2024, 5, 1, 10, tzinfo=UTC)
     (lambda: Resume(by=" "), ValueError, "by must be a non-empty string, got ' '"),
     (lambda: Resume("desk", rebaseline="yes"), TypeError, "rebaseline must be true or false, got 'yes' (str)"),
     (lambda: PlaceOrder("EURUSD", NOW), TypeError, "order must be an Order, got 'EURUSD' (str)"),
-    (lambda: PlaceOrder(Order("EURUSD", "buy", 1), "now"), TypeError, "at must be a datetime, got 'now' (str)"),
+    (lambda: PlaceOrder(Order("EURUSD", "buy", 1), "now"), TypeError,
+     "at must be a timezone-aware datetime, got 'now' (str)"),
+    # A naive one: the guard refused its own reading of the account at that time, and judged the
+    # order without it (an account past its limit then traded).
+    (lambda: PlaceOrder(Order("EURUSD", "buy", 1), datetime(2024, 5, 1, 10)), ValueError,
+     "at must be a timezone-aware datetime, got datetime.datetime(2024, 5, 1, 10, 0)"),
     (lambda: MarketData("2024-05-01T10:00:00Z", None), TypeError,
      "at must be a timezone-aware datetime, got '2024-05-01T10:00:00Z' (str)"),
     (lambda: MarketData(datetime(2024, 5, 1, 10)), ValueError,

@@ -870,6 +870,18 @@ def test_resume_without_a_rebaseline_names_every_breach_and_no_rebaseline_that_w
     )
 
 
+def test_a_resume_at_no_equity_is_refused_saying_no_rebaseline_can_be_taken():
+    # It raised ValueError from the rebaseline it tried, answered 500 by the control API.
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(-150.0, at(0))
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: max drawdown 115.00% >= limit 20.00% (peak 1000.00, equity -150.00); no rebaseline can be "
+        "taken at equity -150.00 (must be > 0)")
+    assert refused.value.rebaseline_helps is False and monitor.trading_state is TradingState.HALTED
+
+
 def test_a_refused_resume_says_whether_a_rebaseline_would_be_taken_also_once_pickled():
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(750.0)])
     monitor.observe(700.0, at(0))

@@ -395,6 +395,10 @@ class RiskMonitor:
             breaches = self._breaches_now()
             if breaches:
                 reasons = "; ".join(v.reason for v in breaches)
+                equity = self._tracker.latest_equity
+                if equity <= 0:
+                    raise ResumeRefused(f"resume refused: {reasons}; no rebaseline can be taken at equity {equity:.2f} "
+                                        "(must be > 0)")
                 still = self._breaches_after_rebaseline()
                 if still:
                     # Suggesting a rebaseline that would be refused too costs an incident time.
@@ -414,7 +418,7 @@ class RiskMonitor:
         return previous, changed
 
     def _breaches_after_rebaseline(self) -> list[Verdict]:
-        # The breaches a rebaseline to the latest equity would leave (the limits of fixed levels).
+        # The breaches a rebaseline to the latest equity (> 0) would leave: the limits of fixed levels.
         after = DrawdownTracker.restore(self._tracker.snapshot())
         after.rebaseline()
         return self._breaches_now(after.latest_equity, after.peak_equity, after.start_equity, after.latest_equity)
