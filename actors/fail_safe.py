@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from loguru import logger
 
 from actors.emitter import Subscribers, deliver_to_subscribers
@@ -101,8 +102,16 @@ class FailSafe:
                 logger.critical("fail-safe: no guard record and no equity ({!r}): HALTED saved as a pending halt", exc)
                 return
             monitor = RiskMonitor(equity, guards)
-        previous = monitor.halt(reason)
+        if monitor.trading_state is TradingState.HALTED:
+            # Already halted (a breach): its numbers stay in the reason, as for a halt pressed again.
+            previous = monitor.halt(f"{monitor.state().reason or 'halted'}; then {reason}")
+        else:
+            previous = monitor.halt(reason)
         store.save_guard(self._loop_id, monitor.record())
+        # A cooldown held for that breach must not lift the fail-safe's halt at the next start.
+        gate = store.load_gate(self._loop_id)
+        if gate is not None and gate.halted_by:
+            store.save_gate(self._loop_id, attrs.evolve(gate, halted_by=(), halted_at=None))
         self._journal(store, TradingStateChanged(previous, TradingState.HALTED, cause))
 
     def _close_everything(self, broker: Broker, store: StateStore) -> None:

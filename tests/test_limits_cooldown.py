@@ -226,6 +226,29 @@ def test_an_operators_halt_cancels_a_pending_cooldown(running):
                              ("halted", "halted", "halted by desk: still news")]
 
 
+def test_a_fail_safe_halt_over_a_breach_is_never_lifted_by_the_breachs_cooldown(running):
+    run = running(daily_loss_percent=5, cooldown_rules="daily_loss", max_restarts=0)
+    run.read()
+    run.lose(0.94)
+    assert run.state() is TradingState.HALTED
+    breach = run.system.guard_status().state.reason
+    run.system.guard.tell(Crash("drill"))  # no restart allowed: the supervisor gives up, the fail-safe runs
+    assert run.system.wait(WAIT) and run.system.gave_up
+    cause = run.alerts.wait_for("Supervisor gave up").text
+    store = run.system.store
+    assert store.load_guard("main").reason == f"{breach}; then supervisor gave up: {cause}"
+
+    after = start_trading_system(Settings(daily_loss_percent=5, cooldown_rules="daily_loss", stall_after_seconds=1e9),
+                                 run.broker, ListSignalSource(), store=store, clock=run.clock, loop_interval=None)
+    try:
+        run.clock.set(datetime(2024, 3, 2, 1, 0, tzinfo=UTC))  # past the day's end, when the cooldown would lift
+        after.guard.tell(EquityReading(run.broker.account_equity(), run.clock.now(), 0))
+        state = after.guard_status().state
+        assert (state.trading_state, state.reason) == (TradingState.HALTED, f"{breach}; then supervisor gave up: {cause}")
+    finally:
+        after.stop()
+
+
 def test_a_pending_cooldown_survives_a_guard_crash(running):
     run = running(daily_loss_percent=5, cooldown_rules="daily_loss")
     run.read()
