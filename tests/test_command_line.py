@@ -23,7 +23,7 @@ from actors import TradingSystem
 from actors.service.hub import EventHub
 from actors.service.journal import JournalReader
 from actors.service.state_claim import StateFileClaim
-from runtime import ListSignalSource, PaperBroker, Settings
+from runtime import ListSignalSource, PaperBroker, RiskMonitor, Settings
 from runtime.adapters.sqlite import SqliteStore
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -122,9 +122,19 @@ def test_halt_and_resume_journal_who_pressed_them(tmp_path):
 
 def test_a_halt_with_no_bot_answering_is_saved_for_the_next_start_unless_a_process_still_holds_the_file(tmp_path):
     db = tmp_path / "state.db"
-    SqliteStore(db).close()  # the state file of a bot that is not running (crashed, or stopped)
+    with SqliteStore(db) as store:  # the state file of a bot that is not running (crashed, or stopped)
+        store.save_guard("desk-1", RiskMonitor(10_000.0, []).record())
     config = tmp_path / "bot.toml"
-    config.write_text(f'[tradewarden]\nloop_id = "desk-1"\nstate_db = "{db.as_posix()}"\ncontrol_port = {free_port()}\n')
+    port = free_port()
+    # Without the bot's loop id (set only in its service's environment, say), it would be saved
+    # for a loop the file does not hold, and never taken.
+    config.write_text(f'[tradewarden]\nstate_db = "{db.as_posix()}"\ncontrol_port = {port}\n')
+    elsewhere = tradewarden("halt", "--config", str(config), "--reason", "venue down")
+    assert (elsewhere.returncode, elsewhere.stdout) == (3, "")
+    assert elsewhere.stderr.splitlines()[-1] == (
+        f"tradewarden halt: {str(db)!r} holds no loop 'main' (it holds 'desk-1'): set LOOP_ID (or loop_id in --config) "
+        "to the bot's")
+    config.write_text(f'[tradewarden]\nloop_id = "desk-1"\nstate_db = "{db.as_posix()}"\ncontrol_port = {port}\n')
 
     held = StateFileClaim.of(str(db))  # a process holds the file, but its API does not answer
     try:
@@ -137,12 +147,12 @@ def test_a_halt_with_no_bot_answering_is_saved_for_the_next_start_unless_a_proce
         f"tradewarden halt: the process holding {str(db)!r} does not answer: stop it (SIGTERM, else kill it), then "
         "halt again to save the halt for its next start")
     with SqliteStore(db) as store:
-        assert store.load_pending_halts("desk-1") == []
+        assert store.load_pending_halts("desk-1") == store.load_pending_halts("main") == []
 
     saved = tradewarden("halt", "--config", str(config), "--reason", "venue down", "--by", "alice")
     assert saved.returncode == 0, saved.stderr
-    assert saved.stdout == (f"halt pending: no bot runs on {str(db)!r}; its next start takes the halt before any order "
-                            "(HALTED, every position closed): venue down\n")
+    assert saved.stdout == (f"halt pending for loop 'desk-1': no bot runs on {str(db)!r}; its next start takes the halt "
+                            "before any order (HALTED, every position closed): venue down\n")
     assert saved.stderr.startswith("tradewarden halt: ")  # (that the API did not answer, first)
     store = SqliteStore(db)
     system = TradingSystem(Settings(loop_id="desk-1"), PaperBroker(10_000.0), ListSignalSource(), store=store,

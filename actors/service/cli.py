@@ -312,9 +312,9 @@ def _halt_offline(args: argparse.Namespace) -> int:
     # (as the fleet does for an account still starting). A bot that holds it but does not answer
     # cannot be halted from here: say so, and how.
     settings = Settings.load(args.config)
-    path = settings.state_db
-    if path is None or settings.state_dsn is not None:
+    if settings.state_db is None or settings.state_dsn is not None:
         return 3
+    path = str(Path(settings.state_db).resolve())  # (relative to this shell's folder: said whole)
     if not Path(path).is_file():
         print(f"tradewarden halt: and no state file at {path!r} (STATE_DB) to save the halt in", file=sys.stderr)
         return 3
@@ -332,14 +332,20 @@ def _halt_offline(args: argparse.Namespace) -> int:
         return 3
     try:
         with SqliteStore(path) as store:
+            loops = store.loop_ids()
+            if loops and settings.loop_id not in loops:
+                # Saved for a loop the file does not hold, it would never be taken.
+                print(f"tradewarden halt: {path!r} holds no loop {settings.loop_id!r} (it holds "
+                      f"{', '.join(map(repr, loops))}): set LOOP_ID (or loop_id in --config) to the bot's", file=sys.stderr)
+                return 3
             store.save_pending_halt(settings.loop_id, halt)
     except StoreError as exc:
         print(f"tradewarden halt: the halt was not saved: {exc}", file=sys.stderr)
         return 3
     finally:
         claim.close()
-    print(f"halt pending: no bot runs on {path!r}; its next start takes the halt before any order "
-          f"(HALTED, every position closed): {args.reason}")
+    print(f"halt pending for loop {settings.loop_id!r}: no bot runs on {path!r}; its next start takes the halt "
+          f"before any order (HALTED, every position closed): {args.reason}")
     return 0
 
 

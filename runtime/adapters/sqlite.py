@@ -616,6 +616,12 @@ class SqliteStore:
                 (loop_id_of(loop_id), halt.halt_id, halt.by, halt.reason),
             )
 
+    def loop_ids(self) -> list[str]:
+        """The loops whose guard saved a record in this file, sorted (a file shared by a fleet's
+        accounts holds several)."""
+        with self._using("listing the loops") as conn:
+            return [row[0] for row in conn.execute("SELECT loop_id FROM guard_state ORDER BY loop_id")]
+
     def load_pending_halts(self, loop_id: str) -> list[PendingHalt]:
         """The loop's pending halts, in the order they were saved."""
         with self._using(f"loading the pending halts of loop {loop_id!r}") as conn:
