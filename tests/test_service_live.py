@@ -226,6 +226,23 @@ def test_a_telegram_token_or_chat_the_bot_api_refuses_fails_the_start_naming_it(
     assert not (tmp_path / "state.db").exists()  # nothing started
 
 
+def test_an_account_that_has_traded_starts_with_a_telegram_token_the_bot_api_refuses_said_at_critical(
+    tmp_path, bot_api, bots
+):
+    # Its open positions need their guard more than the chat does: refusing to start it would
+    # leave them unguarded, restart after restart.
+    SqliteStore(tmp_path / "state.db").close()  # it has run before
+    bot = bots(LIVE_TOML, TELEGRAM_BOT_TOKEN="123:wrong-token", TELEGRAM_CHAT_ID="-1001",
+               TELEGRAM_API_BASE_URL=bot_api.url)
+    assert bot.get("/api/status").json()["trading_state"] == "active"
+    assert bot.terminate() == 0
+    said = [line for line in bot.log.read_text().splitlines() if "alerts will not reach the chat" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "telegram_bot_token: the Bot API refuses the token: HTTP 401: Unauthorized: alerts will not reach the chat until "
+        "this is mended")
+    assert "CRITICAL" in said[0] and "wrong-token" not in bot.log.read_text()
+
+
 def test_a_bad_config_fails_before_anything_starts_naming_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db").replace("interval_seconds = 0.05", "interval_seconds = -1"))

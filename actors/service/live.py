@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -93,10 +94,14 @@ def run(config: RunConfig) -> int:
             signals = parts.enter_context(StopSignals())
             alerts = _closed_last(parts, TelegramAlerts.from_settings(settings))
             # A token or chat the Bot API refuses would lose every alert, a breach's too, without
-            # a word until one is due: refused now, as any setting that cannot be used.
+            # a word until one is due: a first start is refused, as any setting that cannot be
+            # used. An account that has traded (its state file is there) starts all the same, said
+            # at critical: its open positions need their guard more than the chat.
             refused = alerts.check() if isinstance(alerts, TelegramAlerts) else None
             if refused is not None:
-                return _unusable(refused)
+                if settings.state_db is None or not Path(settings.state_db).is_file():
+                    return _unusable(refused)
+                _log.critical("{}: alerts will not reach the chat until this is mended", refused)
             prometheus = PrometheusMetrics.from_settings(settings)
             statsd = _closed_last(parts, StatsdMetrics.from_settings(settings))
             _closed_last(parts, StateFileClaim.of(settings.state_db))  # before a second bot's store touches the file
