@@ -224,15 +224,16 @@ class GuardActor(SupervisedActor):
             # weekend between two bars is not an outage.
             self.timers.start_fixed_rate("equity_watch", max(0.05, self._stale_after / 4))
         state = self._monitor.trading_state
+        shown = self._state()  # (a runaway latch the gate carried over holds REDUCING over ACTIVE)
         # A scrape shows the state from the start: an account that comes back halted and flat
         # may never save again, and an alert on the gauge must not miss exactly that one.
-        self._metrics.gauge(MetricNames.TRADING_STATE, state.gauge)
+        self._metrics.gauge(MetricNames.TRADING_STATE, shown.trading_state.gauge)
         if state is TradingState.HALTED and not took_halts:  # a halt taken has closed everything already
             self.actor_ref.tell(Liquidate("restarted while halted"))
-        if state is TradingState.ACTIVE:
+        if shown.trading_state is TradingState.ACTIVE:
             self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
         else:  # carried over from before this start: a trader reading the log must not miss it
-            reason = self._monitor.state().reason
+            state, reason = shown.trading_state, shown.reason
             self.log.warning("guard up: peak {:.2f}, state {} ({})", self._monitor.tracker.peak_equity, state.value, reason)
             # A process that starts (not each restart of the guard), unless a halt it took just said so.
             if self.context.incarnation == 1 and not took_halts:

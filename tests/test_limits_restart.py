@@ -9,7 +9,7 @@ from actor_helpers import WAIT, AlertInbox, EventLog, wait_until
 
 from actors import start_trading_system
 from actors.messages import Crash, PlaceOrder
-from runtime import EventType, ListSignalSource, ManualClock, Order, PaperBroker, Settings, TradingState
+from runtime import EventType, ListSignalSource, ManualClock, MemoryMetrics, Order, PaperBroker, Settings, TradingState
 from runtime.adapters.sqlite import SqliteStore
 
 
@@ -56,4 +56,31 @@ def test_the_rate_limit_and_the_runaway_latch_still_apply_after_the_guard_restar
         assert (len(record.sent), record.refusals, record.latched, record.latched_at, record.halted_by) == (3, (), None, None, ())
     finally:
         system.stop()
+        store.close()
+
+
+def test_a_process_that_starts_with_a_runaway_latch_says_it_is_reducing(tmp_path: Path):
+    broker, clock = PaperBroker(10_000), ManualClock()
+    broker.update_price("EURUSD", 1.0)
+    store = SqliteStore(tmp_path / "state.db")
+    settings = Settings(max_orders_per_day=1, runaway_refusals=2, runaway_window_seconds=600)
+    try:
+        first = start_trading_system(settings, broker, ListSignalSource(), store=store, clock=clock, loop_interval=None)
+        try:
+            for _ in range(3):  # one sent, two refused: a runaway
+                first.guard.ask(PlaceOrder(Order("EURUSD", "buy", 1), clock.now()), timeout=WAIT)
+            assert first.guard_status().state.trading_state is TradingState.REDUCING
+        finally:
+            first.stop()
+        alerts, metrics = AlertInbox(), MemoryMetrics()
+        second = start_trading_system(settings, broker, ListSignalSource(), store=store, clock=clock, loop_interval=None,
+                                      alerts=alerts, metrics=metrics)
+        try:
+            started = alerts.wait_for("Started reducing")
+            assert started.text == ("runaway order loop: 2 orders refused by rate limits within 600s (limit 2); only "
+                                    "orders that reduce exposure go through")
+            assert metrics.gauges["trading_state"] == 1
+        finally:
+            second.stop()
+    finally:
         store.close()

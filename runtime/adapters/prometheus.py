@@ -86,7 +86,7 @@ class PrometheusMetrics:
     Promises: ``incr``, ``gauge`` and ``timing`` never block on I/O and never raise; a figure
     that cannot be kept (a non-finite value, a name Prometheus refuses, a name already used for
     another kind) is dropped and counted in `dropped`, the first drop logged once. `exposition`
-    is the text a scrape gets. The runtime's counters of halts, errors and refusals, and its
+    is the text a scrape gets. The runtime's counters of halts and errors, and its
     events by type, are there at 0 from the start, so that ``increase()`` sees their first rise.
     """
 
