@@ -4,6 +4,7 @@ and the liquidator on a breach."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -123,6 +124,10 @@ class GuardActor(SupervisedActor):
     liquidated), with EQUITY_UNAVAILABLE and a critical alert; EQUITY_RESTORED follows the first
     valid reading, also in an incarnation started while blind (the stored reason says so).
 
+    Once ``stopping`` is set (its system's stop has begun), every new order is refused (rule
+    ``stopping``): a stop that returns while an actor is still winding down never lets one out.
+    Liquidations and position stops still run.
+
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
     a critical alert naming the call and its duration, and ``broker_slow_calls_total``.
@@ -150,8 +155,10 @@ class GuardActor(SupervisedActor):
         gate: Gate | None = None,
         position_stop: PositionStop | None = None,
         cooldown: Cooldown | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         super().__init__(context)
+        self._stopping = stopping
         self._gate = gate or Gate()
         self._position_stop = position_stop
         self._cooldown = cooldown
@@ -648,6 +655,8 @@ class GuardActor(SupervisedActor):
         if request.expires is not None and time.monotonic() > request.expires:
             # Its sender stopped waiting: sent now, it would fill at another price, unaccounted.
             refusal = Refusal("expired", "expired: the sender stopped waiting before the guard reached it")
+        elif self._stopping is not None and self._stopping.is_set():
+            refusal = Refusal("stopping", "the trading system is stopping: no new order goes out")
         elif order.client_id in self._client_ids:
             refusal = Refusal("duplicate", f"duplicate client id {order.client_id!r}: that order was already placed")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -176,6 +177,7 @@ class TradingSystem:
             self.subscribers.add(self._healthcheck_relay)
         self._handle: SupervisorHandle | None = None
         self._host: ChildContext | None = None  # the host's, when a host's supervisor started it
+        self._stopping = threading.Event()  # set as a stop begins: the guard refuses new orders from then on
         self.escalations = 0
         self._unjournaled = 0
 
@@ -206,6 +208,7 @@ class TradingSystem:
                 gate=s.gate(),  # a new one each incarnation, carrying on from the stored gate record
                 position_stop=s.position_stop(),
                 cooldown=s.cooldown(),
+                stopping=self._stopping,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -269,6 +272,7 @@ class TradingSystem:
 
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
         self._host = context
+        self._stopping.clear()
         publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
 
         def restarted(r: Restarted) -> None:
@@ -307,8 +311,9 @@ class TradingSystem:
         close the store, metrics and alert sinks this system built from its settings (a Telegram
         sink sends the repeats it was still merging). Events the journal could not take (its store
         failed, or was still writing at the deadline) are logged at critical and counted in
-        `unjournaled`. It returns by the deadline and never raises for it: an actor still stopping
-        then (one blocked in a part's call) is logged at critical and left to end on its own.
+        `unjournaled`. From the moment it is called the guard refuses every new order. It returns
+        by the deadline and never raises for it: an actor still stopping then (one blocked in a
+        part's call) is logged at critical and left to end on its own, unable to trade.
 
         Under a host's supervisor (`child_spec`), stop the host first: it stops this system with
         its other children; this then only drains the journal and closes what it built. Called
@@ -320,6 +325,7 @@ class TradingSystem:
                 "this trading system runs under a host's supervisor, which would restart it: stop the host first "
                 "(host.stop() stops it too), then call stop() to drain its journal and close what it built"
             )
+        self._stopping.set()  # no order goes out from here on, whatever is still winding down
         deadline = time.monotonic() + timeout
         if self._handle is not None:
             try:

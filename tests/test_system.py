@@ -359,6 +359,42 @@ def test_a_host_supervisor_owns_the_trading_system_and_hears_when_it_gives_up():
     listener.stop()
 
 
+class StuckSignals(ListSignalSource):
+    """A signal source whose poll hangs, once ``hang`` is set, until ``release`` (a strategy
+    waiting on a slow data service), and then gives what was pushed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hang, self.hanging, self.release = threading.Event(), threading.Event(), threading.Event()
+
+    def poll(self, now):
+        if self.hang.is_set():
+            self.hanging.set()
+            self.release.wait(WAIT)
+        return super().poll(now)
+
+
+def test_no_order_goes_out_once_stop_is_called_even_from_a_loop_still_winding_down():
+    broker, signals, events = paper(), StuckSignals(), EventLog()
+    broker.update_price("A", 100.0)
+    system = start_trading_system(Settings(), broker, signals, clock=ManualClock(), loop_interval=None,
+                                  subscribers=[events])
+    signals.hang.set()
+    system.loop.tell(RunCycle())
+    assert signals.hanging.wait(WAIT)
+    signals.push(Signal("A", "buy", 5))
+    try:
+        with LogLines("CRITICAL"):
+            system.stop(timeout=0.5)  # returns while the loop is still inside its poll
+    finally:
+        signals.release.set()  # the poll gives a buy after stop() returned
+    assert system.wait(WAIT)
+    assert broker.open_positions() == []
+    [refused] = events.wait_count(EventType.TRADE_FAILED, 1)
+    assert (refused.metadata["refused_by"], refused.metadata["error"]) == (
+        "stopping", "the trading system is stopping: no new order goes out")
+
+
 def test_under_a_host_the_host_stops_the_trading_system_and_its_own_stop_is_refused_until_then(tmp_path):
     settings = Settings(state_db=str(tmp_path / "state.db"))  # a store the system builds, and closes
     trading = TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None)
