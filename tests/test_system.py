@@ -317,7 +317,8 @@ def test_a_stop_with_an_alert_sink_stuck_in_its_send_returns_by_its_deadline_and
         assert alerts.sending.wait(WAIT)
         with LogLines("CRITICAL") as logs:
             system.stop(timeout=1.0)  # (it raised pykka.Timeout, leaving the system half-stopped)
-        assert logs.snapshot() == [
+        # (A journal still writing at the deadline would add its own critical line: not this test's.)
+        assert [line for line in logs.snapshot() if "did not stop" in line] == [
             "CRITICAL the trading system did not stop within 1s: what still runs is left to end on its own"]
     finally:
         alerts.release.set()
@@ -437,8 +438,8 @@ def test_a_subscribed_actor_that_stopped_is_dropped_said_once_and_the_others_sti
     system = start_trading_system(Settings(), paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None,
                                   subscribers=[listener, heard])
     try:
-        listener.stop()
         with LogLines() as logs:
+            listener.stop()  # (inside: the emitter may find it gone with the first event after this)
             for _ in range(3):
                 system.loop.ask(RunCycle(), timeout=WAIT)
             system.halt("desk", "news")
