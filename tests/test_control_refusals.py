@@ -159,3 +159,19 @@ def test_a_url_that_is_no_control_api_is_a_bad_request_exit_2_naming_it(url, why
     done = run([*TRADEWARDEN, "status", "--url", url], timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", (
         f"tradewarden status: --url must be an http:// or https:// URL of the control API, got {url!r}{why}\n"))
+
+
+def test_an_unknown_endpoint_a_wrong_method_and_a_field_given_twice_are_answered_as_json_errors(tmp_path):
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(loop_id="strict"), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with served(system, hub, db) as api, httpx.Client(base_url=api.url, headers=auth, timeout=WAIT) as client:
+        missing = client.get("/api/nope")
+        assert (missing.status_code, missing.json()) == (404, {"error": "no such endpoint: GET /api/nope"})
+        wrong = client.post("/api/status")
+        assert (wrong.status_code, wrong.json()) == (405, {"error": "method not allowed: POST /api/status (allowed: GET, HEAD)"})
+        # json would keep the last without a word: a client that meant the first would never know.
+        twice = client.post("/api/halt", content=b'{"reason": "drill", "reason": "news"}')
+        assert (twice.status_code, twice.json()) == (400, {"error": "the body gives field 'reason' twice"})
+        assert client.get("/api/status").json()["trading_state"] == "active"

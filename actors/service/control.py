@@ -79,7 +79,9 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
         data: Any = {}
     else:
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, object_pairs_hook=_once_each)
+        except _Repeated as exc:
+            raise BadRequest(400, str(exc)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
         except RecursionError:  # arrays or objects nested past the interpreter's recursion limit
@@ -98,6 +100,33 @@ async def read_body(request: Request, fields: dict[str, type], required: set[str
             expected = "a non-empty string" if kind is str else "true or false"
             raise BadRequest(400, f"field {name!r} must be {expected}, got {json.dumps(value)}")
     return data
+
+
+class _Repeated(ValueError):
+    """A JSON object that names a field twice."""
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A field given twice is ambiguous ({"reason": "a", "reason": "b"}): json would keep the last
+    # without a word, and a client that meant the first would never know.
+    data: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in data:
+            raise _Repeated(f"the body gives field {name!r} twice")
+        data[name] = value
+    return data
+
+
+def not_found_json(request: Request, exc: Exception) -> Response:
+    """A 404 or 405 as the API's other errors are, ``{"error": ...}`` naming the method and path
+    (and the methods allowed), not Starlette's plain text."""
+    status = getattr(exc, "status_code", 404)
+    target = f"{request.method} {request.url.path}"
+    if status == 405:
+        headers = getattr(exc, "headers", None) or {}
+        allowed = sorted(method.strip() for method in headers.get("Allow", "").split(",") if method.strip())
+        return _error(405, f"method not allowed: {target} (allowed: {', '.join(allowed) or 'none'})")
+    return _error(status, f"no such endpoint: {target}")
 
 
 def _json_kind(value: Any) -> str:
@@ -367,5 +396,6 @@ def control_app(
         Route("/metrics", answering(scrape), methods=["GET"]),
         *dashboard_routes(),
     ]
-    app = RequireToken(Starlette(routes=routes), token, metrics, exempt=PUBLIC_PATHS | {"/health"})
+    app = RequireToken(Starlette(routes=routes, exception_handlers={404: not_found_json, 405: not_found_json}), token,
+                       metrics, exempt=PUBLIC_PATHS | {"/health"})
     return SendTimeout(app, send_timeout)

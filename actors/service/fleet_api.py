@@ -30,6 +30,7 @@ from actors.service.control import (
     answering,
     calling,
     event_limit,
+    not_found_json,
     read_body,
     resumed,
 )
@@ -177,7 +178,8 @@ def fleet_app(
         Route("/api/fleet/{account}/resume", answering(resume), methods=["POST"]),
         *dashboard_routes(),
     ]
-    app = RequireToken(Starlette(routes=routes), token, metrics, exempt=PUBLIC_PATHS | {"/health"})
+    app = RequireToken(Starlette(routes=routes, exception_handlers={404: not_found_json, 405: not_found_json}), token,
+                       metrics, exempt=PUBLIC_PATHS | {"/health"})
     return SendTimeout(app, send_timeout)
 
 
