@@ -152,6 +152,26 @@ class Recorder(SupervisedActor):
         return None
 
 
+class UnreachableBroker(PaperBroker):
+    """A paper account whose equity cannot be read while ``down`` is set (its trade server
+    unreachable: ``why`` says so in the `BrokerError`); orders still reach the paper account."""
+
+    def __init__(self, cash: float, *, down: bool = False, why: str = "trade server unreachable") -> None:
+        super().__init__(cash)
+        self.down = down
+        self.why = why
+
+    def account_snapshot(self):
+        if self.down:
+            raise BrokerError(self.why)
+        return super().account_snapshot()
+
+    def account_equity(self) -> float:
+        if self.down:
+            raise BrokerError(self.why)
+        return super().account_equity()
+
+
 class FlakyBroker:
     """A paper broker whose close_position fails its first ``close_failures`` calls, as a broker
     with a dropped connection would, and which counts every call. With ``hold_submit`` each

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from actor_helpers import WAIT, EventLog, FlakyBroker, LogLines
+from actor_helpers import WAIT, EventLog, FlakyBroker, LogLines, UnreachableBroker
 
 from actors import start_trading_system
 from actors.loop import LoopActor, NoGuard
@@ -149,19 +149,8 @@ def test_while_reducing_only_orders_that_reduce_exposure_go_through(system_facto
     assert all(e.metadata["rejected"] for e in rejected)
 
 
-class DownBroker(PaperBroker):
-    """A paper account that cannot be read while ``down`` is set (its trade server unreachable)."""
-
-    down = False
-
-    def account_snapshot(self):
-        if self.down:
-            raise BrokerError("trade server unreachable")
-        return super().account_snapshot()
-
-
 def test_an_account_that_cannot_be_read_every_cycle_is_said_once_and_when_it_reads_again(system_factory):
-    broker = DownBroker(10_000)
+    broker = UnreachableBroker(10_000)
     system, _, _, _ = system_factory(broker)
     broker.down = True
     with LogLines("INFO") as logs:

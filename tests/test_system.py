@@ -8,7 +8,7 @@ import threading
 
 import pykka
 import pytest
-from actor_helpers import WAIT, AlertInbox, EventLog, Journal, LogLines, wait_until
+from actor_helpers import WAIT, AlertInbox, EventLog, Journal, LogLines, UnreachableBroker, wait_until
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -27,7 +27,6 @@ from runtime import (
     TradingState,
 )
 from runtime.adapters.sqlite import SqliteStore
-from runtime.broker import BrokerError
 from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
 
@@ -199,26 +198,10 @@ def test_when_restarts_run_out_the_fail_safe_halts_closes_every_position_and_ale
     assert sorted(e.metadata["symbol"] for e in closed) == ["A", "B"]
 
 
-class UnreachableBroker(PaperBroker):
-    """A paper account whose venue cannot be reached while ``down`` is set (still connecting)."""
-
-    down = True
-
-    def account_snapshot(self):
-        if self.down:
-            raise BrokerError("venue unreachable")
-        return super().account_snapshot()
-
-    def account_equity(self):
-        if self.down:
-            raise BrokerError("venue unreachable")
-        return super().account_equity()
-
-
 def test_a_system_that_gave_up_before_its_guard_saved_a_record_comes_back_halted():
     # Nothing to halt at: no record and no equity. The halt waits in the store, and the next
     # start, once the venue answers, takes it before any order.
-    broker, store, alerts = UnreachableBroker(10_000), MemoryStore(), AlertInbox()
+    broker, store, alerts = UnreachableBroker(10_000, down=True, why="venue unreachable"), MemoryStore(), AlertInbox()
     broker.update_price("A", 100.0)
     first = start_trading_system(Settings(max_restarts=1, within_seconds=60), broker, ListSignalSource(),
                                  store=store, alerts=alerts, clock=ManualClock(), loop_interval=None)
