@@ -214,13 +214,18 @@ class LoopActor(SupervisedActor):
             self._errors += 1
             self.log.error("signal source failed: {!r}", exc)
             return []
-        signals = [item for item in polled if isinstance(item, Signal)]
-        if len(signals) < len(polled):  # a source's bug must not take the loop down with it
-            for item in polled:
-                if not isinstance(item, Signal):
-                    self._errors += 1
-                    self.log.error("signal source {!r} gave {!r}, not a Signal: skipped", self._signals, item)
-        return signals
+        for item in polled:  # (nothing to look at on most cycles: no list is made for them)
+            if not isinstance(item, Signal):
+                return self._signals_only(polled)
+        return polled
+
+    def _signals_only(self, polled: list[Any]) -> list[Signal]:
+        # A source's bug must not take the loop down with it: what is not a Signal is skipped.
+        for item in polled:
+            if not isinstance(item, Signal):
+                self._errors += 1
+                self.log.error("signal source {!r} gave {!r}, not a Signal: skipped", self._signals, item)
+        return [item for item in polled if isinstance(item, Signal)]
 
     def _approve(self, signal: Signal) -> bool:
         try:
