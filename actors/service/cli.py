@@ -261,8 +261,7 @@ def _replay(argv: list[str]) -> int:
     return code
 
 
-def _client(args: argparse.Namespace) -> ControlClient:
-    settings = Settings.load(args.config)
+def _client(args: argparse.Namespace, settings: Settings) -> ControlClient:
     if args.url is not None:
         wanted = f"--url must be an http:// or https:// URL of the control API, got {args.url!r}"
         try:
@@ -278,7 +277,8 @@ def _client(args: argparse.Namespace) -> ControlClient:
 
 def _remote(args: argparse.Namespace) -> int:
     try:
-        client = _client(args)
+        settings = Settings.load(args.config)
+        client = _client(args, settings)
     except SettingsError as exc:
         print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -297,7 +297,7 @@ def _remote(args: argparse.Namespace) -> int:
     except ControlUnreachable as exc:
         print(f"tradewarden {args.command}: {exc}", file=sys.stderr)
         if args.command == "halt" and args.url is None:
-            return _halt_offline(args)
+            return _halt_offline(args, settings)
         return 3
     print(json.dumps(answer.body, indent=2) if args.json else _readable(args.command, answer),
           file=sys.stdout if answer.ok else sys.stderr)
@@ -306,19 +306,18 @@ def _remote(args: argparse.Namespace) -> int:
     return {409: 1, 400: 2, 413: 2}.get(answer.status, 3)  # refused; a bad request; no usable answer
 
 
-def _halt_offline(args: argparse.Namespace) -> int:
+def _halt_offline(args: argparse.Namespace, settings: Settings) -> int:
     # The API did not answer: when no process holds the bot's state file, the bot is not running,
     # and the halt is saved there as a pending one, which its next start takes before any order
     # (as the fleet does for an account still starting). A bot that holds it but does not answer
     # cannot be halted from here: say so, and how.
-    settings = Settings.load(args.config)
     if settings.state_db is None or settings.state_dsn is not None:
         return 3
     path = str(Path(settings.state_db).resolve())  # (relative to this shell's folder: said whole)
     if not Path(path).is_file():
         print(f"tradewarden halt: and no state file at {path!r} (STATE_DB) to save the halt in", file=sys.stderr)
         return 3
-    from runtime.adapters.sqlite import SqliteStore, StoreError  # (only here: the server stack is not needed)
+    from runtime.adapters.sqlite import SqliteStore, StoreError  # (only for a halt saved here)
     from runtime.store import PendingHalt
 
     try:
