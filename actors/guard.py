@@ -460,7 +460,7 @@ class GuardActor(SupervisedActor):
             monitor.trading_state, tracker.peak_equity, tracker.start_equity,
             state.day_start_equity if state.day_start_equity is not None else tracker.start_equity,
             factor, floor, day_until, monitor.net_deposits, tuple(self._guards),
-            watches_positions=self._position_stop is not None,
+            position_stop=self._position_stop,
         )
 
     def _take_flows(self, net_deposits: Any, equity: Any, at: Any) -> Assessment | None:

@@ -130,9 +130,11 @@ class PaperFeed:
         when nothing is held. This is the reading the guard sees first in the bar.
 
         When the reading is not clear, the broker's price is left where the guard must judge
-        it, so that a liquidation fills there: at the price where the account crosses the limit
-        that breaches (at the bar's open when the bar opened past it, gapping through), or at the
-        worst price when no limit breaches. The close is set afterwards by `__call__`.
+        it, so that what it closes fills there: at the first price on the way from the bar's open
+        to its worst where the guard would close something (the account crossing a limit that
+        breaches, or a position's loss reaching the per-position stop; the open itself when the
+        bar opened past it, gapping through), or at the worst price when nothing would be closed.
+        The close is set afterwards by `__call__`.
         """
         bar = data.bar
         if not isinstance(bar, Bar):
@@ -148,8 +150,12 @@ class PaperFeed:
         clear = line.clear(equity, bar.time, 1, broker.net_deposits)
         if not clear:
             price = worst
-            if line.breaches(equity, bar.time):
-                price = crossing_price(bar.open, worst, lambda p: line.breaches(broker.equity_at(symbol, p), bar.time))
+
+            def acts(at_price: float) -> bool:
+                return line.acts(broker.equity_at(symbol, at_price), bar.time, broker.positions_at(symbol, at_price))
+
+            if acts(worst):
+                price = crossing_price(bar.open, worst, acts)
             broker.update_price(symbol, price, bar.time)
             equity = broker.account_equity()
         with self._lock:

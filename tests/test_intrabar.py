@@ -188,3 +188,73 @@ def test_on_goog_daily_the_20_percent_guard_fires_on_the_day_the_low_crosses_20_
     at_close = trigger.equity - close.volume * (close.price - day.close)
     assert f"{(trigger.peak_equity - at_close) / trigger.peak_equity:.2%}" == "22.80%"
     assert result.equity[expected_index][1] == pytest.approx(8_000.0, abs=1e-6)
+
+
+# --- the per-position stop inside a bar ------------------------------------------------------
+
+
+def _stopped(store: MemoryStore, at: datetime) -> PositionClosed:
+    # The one position closed, by its stop, in the bar at ``at``.
+    [event] = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
+    close = PositionClosed.from_event(event)
+    assert close.rule == "position_stop" and event.timestamp == at
+    return close
+
+
+def test_a_position_stop_crossed_inside_a_bar_fills_where_the_loss_reached_it_not_at_the_low():
+    # 100 bought at 100 on 10,000: a 2% stop on equity fires once the loss L reaches 2% of
+    # 10,000 - L, at L = 200 / 1.02 = 196.08, a price of 98.0392; the low (70) would lose 3,000.
+    bars = hours((100, 100, 100, 100), (99, 100, 70, 75), (75, 76, 74, 75))
+    result, store = replay(bars, OpenOnFirstBar("X", Side.BUY, 100.0), "X",
+                           max_drawdown_percent=50.0, position_stop_percent=2.0)
+
+    close = _stopped(store, bars[1].time)
+    assert close.side is Side.BUY and close.volume == 100.0
+    assert close.price == pytest.approx(100 - 200 / 1.02 / 100, abs=1e-6)
+    assert close.realised_pnl == pytest.approx(-200 / 1.02, abs=1e-4)
+    assert close.reason == (
+        "position stop: X buy 100 (position 1) unrealised loss 196.08 >= 2% of equity 9,803.92 (196.08)"
+    )
+    assert fired(store) == []  # the account itself stayed within its 50%
+    assert [e for _, e in result.equity] == pytest.approx([10_000.0, 10_000 - 200 / 1.02, 10_000 - 200 / 1.02], abs=1e-4)
+
+
+def test_a_bar_that_opens_past_a_position_stop_fills_it_at_the_open():
+    bars = hours((100, 100, 100, 100), (90, 91, 70, 75))
+    _, store = replay(bars, OpenOnFirstBar("X", Side.BUY, 100.0), "X",
+                      max_drawdown_percent=50.0, position_stop_percent=2.0, position_stop_basis="entry")
+
+    close = _stopped(store, bars[1].time)
+    assert close.price == 90.0 and close.realised_pnl == pytest.approx(-1_000.0)
+    assert close.reason == "position stop: X buy 100 (position 1) unrealised loss 1,000.00 >= 2% of entry value 10,000.00 (200.00)"
+
+
+def test_a_short_position_stop_is_crossed_on_the_way_up_to_the_bars_high():
+    # Short 100 at 100, a 1% stop on the entry value (100): crossed at 101 on the way to 130.
+    bars = hours((100, 100, 100, 100), (100.5, 130, 100, 110))
+    _, store = replay(bars, OpenOnFirstBar("X", Side.SELL, 100.0), "X",
+                      max_drawdown_percent=50.0, position_stop_percent=1.0, position_stop_basis="entry")
+
+    close = _stopped(store, bars[1].time)
+    assert close.side is Side.SELL and close.price == pytest.approx(101.0, abs=1e-6)
+
+
+def test_a_position_stop_crossed_before_the_drawdown_limit_in_one_bar_closes_it_and_trading_goes_on():
+    # The bar falls from 99.5 to 90: the 1% stop on the entry value (a loss of 100) is crossed
+    # at 99, before the 4% drawdown limit would be at 96. The stop closes the position there, so
+    # the account never reaches its limit, is not halted, and the next order is filled.
+    class OpenTwice(OpenOnFirstBar):
+        def on_bar(self, bar: Bar) -> None:
+            super().on_bar(bar)
+            if self.bars == 3:
+                self._pending.append(Signal(self.symbol, self.side, self.volume, bar.time, "third bar", "open"))
+
+    bars = hours((100, 100, 100, 100), (99.5, 100, 90, 92), (92, 92.5, 91.9, 92), (92, 92.5, 91.9, 92))
+    _, store = replay(bars, OpenTwice("X", Side.BUY, 100.0), "X",
+                      max_drawdown_percent=4.0, position_stop_percent=1.0, position_stop_basis="entry")
+
+    close = _stopped(store, bars[1].time)
+    assert close.price == pytest.approx(99.0, abs=1e-6)
+    assert fired(store) == []
+    executed = [e for e in store.events() if e.event_type is EventType.TRADE_EXECUTED]
+    assert len(executed) == 3  # the first buy, the stop's close, and the buy on the third bar

@@ -240,6 +240,14 @@ class PaperBroker:
         with self._lock:
             return [p.revalued(self._value(p)) for p in self._positions.values()]
 
+    def positions_at(self, symbol: str, price: float) -> list[Position]:
+        """Every open position as `open_positions` would give them were ``symbol``'s bid
+        ``price`` (nothing changes): what a replay asks to know whether a per-position stop fires
+        at a price inside a bar."""
+        value = finite_number("price", price)
+        with self._lock:
+            return [p.revalued(self._value(p, symbol, value)) for p in self._positions.values()]
+
     def net_volume(self, symbol: str) -> float:
         """Signed exposure in ``symbol``: positive long, negative short, 0 flat."""
         with self._lock:

@@ -10,12 +10,14 @@ fetched again from the guard after every reading or order the guard judged on it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import attrs
 
+from runtime.broker import Position
 from runtime.risk.guards import Guard, Level, TradingState
+from runtime.risk.position_stop import PositionStop
 
 __all__ = ["GuardLine", "crossing_price"]
 
@@ -30,8 +32,8 @@ class GuardLine:
     """The guard's view for a replay: its monitor's trading state, peak, start and start-of-day
     equity, the clear line (``equity > peak * factor`` and ``equity > floor`` is clear), the end of
     the trading day in UTC (None when no rule depends on the day), the net deposits it knows, and
-    whether it watches each open position (a per-position stop: then no reading with a position
-    open is clear, since the guard checks the positions with every reading it takes).
+    its per-position stop, if it has one (then no reading with a position open is clear, since
+    the guard checks the positions with every reading it takes).
 
     `clear` and `take` must see the same readings the guard will, in the same order.
     """
@@ -45,7 +47,12 @@ class GuardLine:
     day_until: datetime | None
     net_deposits: float | None
     guards: tuple[Guard, ...]
-    watches_positions: bool = False
+    position_stop: PositionStop | None = None
+
+    @property
+    def watches_positions(self) -> bool:
+        """True when the guard checks each open position with every reading (a per-position stop)."""
+        return self.position_stop is not None
 
     def clear(self, equity: float, at: datetime, positions_open: int, net_deposits: float | None) -> bool:
         """True when the guard would take this reading without a finding or an effect, on the
@@ -83,12 +90,23 @@ class GuardLine:
         day_start = equity if self.begins_day(at) else self.day_start
         return any(guard.level(equity, peak, self.start, day_start) is Level.BREACH for guard in self.guards)
 
+    def acts(self, equity: float, at: datetime, positions: Sequence[Position]) -> bool:
+        """True when the guard, taking this reading next with ``positions`` open (valued as the
+        reading values them), would close something: a rule breaches (`breaches`), or its
+        per-position stop fires for one of them (which it checks unless HALTED, when the
+        liquidation closes everything)."""
+        if self.breaches(equity, at):
+            return True
+        stop = self.position_stop
+        return stop is not None and self.state is not _HALTED and bool(stop.fired(positions, equity))
+
 
 def crossing_price(start: float, worst: float, breaches: Callable[[float], bool]) -> float:
     """The price nearest ``start`` on the way from ``start`` to ``worst`` at which
     ``breaches(price)`` first holds, given that it holds at ``worst`` (and that it holds at every
-    price beyond the first one that breaches: the account only gets worse on the way). ``start``
-    itself when it already breaches (the bar gapped through the limit)."""
+    price beyond the first one that breaches: the account only gets worse on the way, and a
+    position's loss only grows). ``start`` itself when it already breaches (the bar gapped through
+    the limit or the stop)."""
     if breaches(start):
         return start
     safe, hit = start, worst
