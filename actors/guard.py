@@ -58,7 +58,7 @@ from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor, SeriesInterrupted
 from runtime.risk.position_stop import PositionStop
 from runtime.store import StateStore, UnreadableOrder
-from runtime.validation import finite_number
+from runtime.validation import brief, finite_number
 
 __all__ = ["GuardActor"]
 
@@ -486,8 +486,8 @@ class GuardActor(SupervisedActor):
     def _refuse_flow(self, value: Any, exc: Exception) -> None:
         self._bad_cash_flows += 1
         self._metrics.incr(MetricNames.BAD_CASH_FLOWS_TOTAL)
-        self.log.warning("cash flow {!r} refused: {}", value, exc)
-        self._alert("Cash flow refused", f"{value!r}: {exc}", Severity.WARNING)
+        self.log.warning("cash flow {} refused: {}", brief(value), exc)
+        self._alert("Cash flow refused", f"{brief(value)}: {exc}", Severity.WARNING)
 
     def _refuse(self, value: Any, exc: Exception) -> None:
         self._bad_readings += 1
@@ -1127,7 +1127,12 @@ def _day_end(day: date, zone: tzinfo) -> datetime:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past a float's range
+        return False
 
 
 def _values(equities: Any) -> list[Any]:

@@ -34,6 +34,7 @@ __all__ = [
     "attrs_optional_aware_datetime",
     "attrs_instance_of",
     "port",
+    "brief",
 ]
 
 
@@ -46,14 +47,33 @@ def finite_number(field: str, value: Any) -> float:
     kind = type(value)
     if kind is float and value - value == 0.0:  # the common case, before the slow ABC check
         return value
-    if kind is int:
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, Real):
+    if kind is not int and (isinstance(value, bool) or not isinstance(value, Real)):
         raise TypeError(f"{field} must be a finite real number, got {value!r} ({type(value).__name__})")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        # (an int or a Fraction past a float's range; its repr may be thousands of digits long)
+        raise ValueError(f"{field} must be a finite real number, got {_too_large(value)}") from None
     if not math.isfinite(number):
         raise ValueError(f"{field} must be a finite real number, got {value!r}")
     return number
+
+
+def _too_large(value: Any) -> str:
+    return f"{brief(value)}, too large for a float"
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, at most about ``limit`` characters: a long one is cut with
+    "...", and an integer too long to write (Python refuses past 4,300 digits) or to read is
+    given by its size in bits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length():,} bits"
+    try:
+        text = repr(value)
+    except Exception as exc:  # a repr that fails must not take the message (or its actor) with it
+        return f"<{type(value).__name__} whose repr failed: {type(exc).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({type(value).__name__})"
 
 
 def percent_limit(field: str, value: Any) -> float:

@@ -7,7 +7,7 @@ from collections import namedtuple
 from datetime import UTC, datetime
 
 import pytest
-from actor_helpers import WAIT, EventLog
+from actor_helpers import WAIT, EventLog, LogLines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -140,6 +140,35 @@ def test_a_bad_or_impossible_cash_flow_message_is_refused_counted_and_never_fata
     assert status.bad_cash_flows == 6 and metrics.counters["bad_cash_flows_total"] == 6
     assert status.state.trading_state is TradingState.ACTIVE and status.state.current_equity == 10_000.0
     assert system.children()["guard"].incarnation == 1 and not system.gave_up
+
+
+def test_numbers_too_large_for_a_float_are_refused_counted_and_never_fatal(system_factory):
+    # An integer past a float's range (10**400), or too long even to write (10**5000), told as
+    # the equity or the net deposits: Python raises OverflowError converting the first and
+    # ValueError writing the second, and either used to crash the guard until the system gave up.
+    system, _, metrics = system_factory(PaperBroker(10_000))
+    system.loop.ask(RunCycle())
+    at = datetime.now(UTC)
+    with LogLines() as lines:
+        for huge in (10**400, 10**5000):
+            for _ in range(3):
+                system.guard.tell(EquityReading(huge, at))
+                system.guard.tell(EquityReading(10_000.0, at, None, None, huge))
+        status = system.guard.ask(GetGuardState(), timeout=WAIT)
+    assert (status.bad_readings, status.bad_cash_flows) == (6, 6)
+    assert metrics.counters["bad_readings_total"] == 6 and metrics.counters["bad_cash_flows_total"] == 6
+    assert status.state.trading_state is TradingState.ACTIVE and status.state.current_equity == 10_000.0
+    assert system.children()["guard"].incarnation == 1 and not system.gave_up
+    # (the guard's own lines: its alerts reach the log through the alert actor, in their own time)
+    refused = sorted({line for line in lines.snapshot() if "refused" in line and "ALERT" not in line})
+    assert refused == [
+        "WARNING bad equity reading refused: equity must be a finite real number, got an integer of 1,329 bits, too large for a float",
+        "WARNING bad equity reading refused: equity must be a finite real number, got an integer of 16,610 bits, too large for a float",
+        "WARNING cash flow an integer of 1,329 bits refused: net_deposits must be a finite real number, got an integer of"
+        " 1,329 bits, too large for a float",
+        "WARNING cash flow an integer of 16,610 bits refused: net_deposits must be a finite real number, got an integer of"
+        " 16,610 bits, too large for a float",
+    ]
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

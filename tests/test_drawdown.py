@@ -549,3 +549,19 @@ def test_max_drawdown_takes_an_int_first_point_and_refuses_a_nan_one():
     assert max_drawdown([100, 80.0]) == 0.2
     with pytest.raises(ValueError, match=r"^equity_curve\[0\] must be a finite real number, got nan$"):
         max_drawdown([math.nan, 80.0])
+
+
+def test_a_number_too_large_for_a_float_is_refused_by_its_size_not_its_digits():
+    from fractions import Fraction
+
+    from runtime.validation import brief, finite_number
+
+    with pytest.raises(ValueError, match=r"^equity must be a finite real number, got an integer of 1,329 bits, too large for a float$"):
+        finite_number("equity", 10**400)
+    with pytest.raises(ValueError) as refused:
+        finite_number("equity", Fraction(10**400, 7))
+    assert str(refused.value) == (
+        "equity must be a finite real number, got Fraction(" + "1" + "0" * 50 + "... (Fraction), too large for a float"
+    )
+    assert finite_number("equity", 10**300) == 1e300
+    assert brief(-(10**5000)) == "an integer of 16,610 bits" and brief("x" * 100) == "'" + "x" * 59 + "... (str)"
