@@ -52,7 +52,7 @@ from runtime.payloads import (
 from runtime.replay.guard_line import GuardLine
 from runtime.risk.cooldown import MAX_DRAWDOWN, RUNAWAY_LOOP, Cooldown
 from runtime.risk.drawdown import DrawdownTracker
-from runtime.risk.gate import Gate, Refusal
+from runtime.risk.gate import ACCOUNT_UNREAD, Gate, Refusal, reduces_exposure
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor, SeriesInterrupted
@@ -660,8 +660,10 @@ class GuardActor(SupervisedActor):
         elif order.client_id in self._client_ids:
             refusal = Refusal("duplicate", f"duplicate client id {order.client_id!r}: that order was already placed")
         else:
-            self._read_before(order, request.at)
+            unread = self._read_before(order, request.at)
             refusal = self._check(order)
+            if refusal is None and unread is not None:
+                refusal = self._unread_refusal(order, unread)
         reason = refusal.reason if refusal is not None else None
         if refusal is None:
             submitted = OrderSubmitted.of(order, signal)
@@ -708,17 +710,39 @@ class GuardActor(SupervisedActor):
         else:
             self._publish.send_all((submitted, self._publish.make(payload)))
 
-    def _read_before(self, order: Order, at: Any) -> None:
+    def _read_before(self, order: Order, at: Any) -> str | None:
         # The gate judges the order against the account as it is now: the last cycle's equity
-        # may be a loss ago. HALTED refuses every order, so no read is needed then.
+        # may be a loss ago. HALTED refuses every order, so no read is needed then. Returns why
+        # the account could not be read (failed, or an equity that is not a number), else None.
         if self.monitor.trading_state is TradingState.HALTED:
-            return
+            return None
         try:
             snapshot = read_account(self._broker)
         except Exception as exc:
-            self.log.error("account not read before order {}: {!r}; judged on the last reading", order.client_id, exc)
-            return
+            self.log.error("account not read before order {}: {!r}", order.client_id, exc)
+            return f"reading it failed: {exc!r}"
+        refused = self._bad_readings
         self._reading(EquityReading(snapshot.equity, at, None, None, snapshot.net_deposits))
+        if self._bad_readings != refused:
+            return f"its equity {brief(snapshot.equity)} is not a finite number"
+        return None
+
+    def _unread_refusal(self, order: Order, why: str) -> Refusal | None:
+        # Unread, the account may already be past a limit that its last reading did not show:
+        # an order that adds exposure waits until it can be read; one that reduces goes out.
+        try:
+            positions = self._broker.open_positions()
+        except Exception as exc:
+            self.log.error("open positions not read for order {}: {!r}", order.client_id, exc)
+        else:
+            if reduces_exposure(order, positions):
+                return None
+        self._metrics.incr(f"{MetricNames.ORDER_REFUSED_TOTAL}.{ACCOUNT_UNREAD}")
+        return Refusal(
+            ACCOUNT_UNREAD,
+            f"the account could not be read before this order ({why}): only an order that reduces "
+            "exposure goes out until it can be",
+        )
 
     def _journal_caught_up(self, within: float) -> None:
         # The guard writes an order's events to the store itself, every other event reaches it

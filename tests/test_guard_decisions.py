@@ -31,6 +31,20 @@ class PartlyPricedBroker(FlakyBroker):
         return self.inner.price(symbol)
 
 
+class AccountDownBroker(FlakyBroker):
+    """A paper broker whose account service fails (``down`` is "raise") or answers NaN
+    (``down`` is "nan") while its trade server still fills orders."""
+
+    down: str | None = None
+
+    def account_equity(self) -> float:
+        if self.down == "raise":
+            raise BrokerError("account service unavailable")
+        if self.down == "nan":
+            return float("nan")
+        return self.inner.account_equity()
+
+
 def paper(**prices: float) -> PaperBroker:
     broker = PaperBroker(10_000)
     for symbol, price in prices.items():
@@ -93,3 +107,34 @@ def test_a_cash_flow_that_would_leave_no_equity_is_refused_counted_and_alerted_a
     assert (status.bad_cash_flows, state.trading_state, state.current_equity, state.peak_equity, state.current_drawdown) == (
         1, TradingState.ACTIVE, 9_000.0, 9_000.0, 0.0
     )
+
+
+def test_an_order_that_adds_exposure_is_refused_while_the_account_cannot_be_read_and_a_reducing_one_goes_out(trees):
+    # The account is 100 EURUSD long on 10,000. Its service then fails, or answers NaN: the
+    # guard cannot tell whether the account is already past a limit, so it sends no order that
+    # adds exposure (it used to judge them on the last good reading, for 30 seconds); an order
+    # that reduces the position still goes out.
+    inner = paper(EURUSD=1.0, GBPUSD=1.25)
+    inner.submit_order(Order("EURUSD", "buy", 100))
+    broker = AccountDownBroker(inner)
+    tree = GuardTree(broker)
+    trees.append(tree)
+    assert tree.place("EURUSD", "buy", 1).executed
+    for down, why in (("raise", "reading it failed: BrokerError('account service unavailable')"),
+                      ("nan", "its equity nan is not a finite number")):
+        broker.down = down
+        for symbol, side in (("EURUSD", "buy"), ("GBPUSD", "sell")):
+            outcome = tree.place(symbol, side, 1)
+            assert (outcome.refusal, outcome.fill, outcome.trading_state) == (
+                f"the account could not be read before this order ({why}): only an order that reduces exposure"
+                " goes out until it can be",
+                None,
+                TradingState.ACTIVE,
+            )
+        assert tree.place("EURUSD", "sell", 10).executed
+    failed = tree.events.wait_count(EventType.TRADE_FAILED, 4)
+    assert [(f.metadata["rejected"], f.metadata["refused_by"]) for f in failed] == [(True, "account_unread")] * 4
+    assert tree.metrics.counters["order_refused_total.account_unread"] == 4
+    assert broker.submit_calls == 3 and inner.net_volume("EURUSD") == 81
+    broker.down = None
+    assert tree.place("GBPUSD", "sell", 1).executed  # read again: trading as before

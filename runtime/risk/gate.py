@@ -21,13 +21,20 @@ from runtime.broker import Order, Position
 from runtime.risk.guards import TradingState
 from runtime.risk.limits import Limit, OrderContext, RunawayLoop
 
-__all__ = ["Gate", "GateRecord", "Refusal", "TRADING_STATE", "POSITIONS_UNREAD", "check_order", "net_volume", "reduces_exposure"]
+__all__ = [
+    "Gate", "GateRecord", "Refusal", "TRADING_STATE", "POSITIONS_UNREAD", "ACCOUNT_UNREAD", "check_order", "net_volume",
+    "reduces_exposure",
+]
 
 TRADING_STATE = "trading_state"
 """What a refusal by the trading state (HALTED, or REDUCING and the order adds exposure) is named."""
 
 POSITIONS_UNREAD = "positions_unread"
 """What a refusal is named when limits are set but the open positions could not be read."""
+
+ACCOUNT_UNREAD = "account_unread"
+"""What a refusal is named when the account could not be read just before an order that adds
+exposure: the guard cannot tell whether the account is already past a limit."""
 
 _VOLUME_TOLERANCE = 1e-12  # relative: a close of exactly the held volume must not count as a reversal
 
