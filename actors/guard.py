@@ -1041,11 +1041,23 @@ class GuardActor(SupervisedActor):
         if not rules or self.monitor.trading_state is not TradingState.HALTED:
             return
         by = f"the cooldown after {', '.join(rules)} ended"
+        if self._liquidating is not None:
+            # Resuming now would stop closing the breach's positions and trade on beside them:
+            # the cooldown takes effect once the liquidation has left the account flat.
+            self.log.warning("{}, but the liquidation is not done: trading resumes once the account is flat", by)
+            return
         answer = self._resume(by, MAX_DRAWDOWN in rules, automatic=True)
         if isinstance(answer, ResumeRefused):
             self._release_halt(runaway_too=False)  # latched from now on: an operator decides
             self._alert("Automatic resume refused", f"{by}, but {answer}; trading stays halted until resumed",
                         Severity.WARNING, news=True)
+
+    def _cooldown_ended(self) -> bool:
+        cooldown, rules, since = self._cooldown, self._halted_by, self._halted_at
+        if cooldown is None or not rules or since is None:
+            return False
+        ends = cooldown.resume_at(rules, datetime.fromtimestamp(since, UTC))
+        return ends is not None and ends <= self.context.clock.now()
 
     def _lift_runaway(self) -> None:
         reason = self._gate.release()
@@ -1079,6 +1091,8 @@ class GuardActor(SupervisedActor):
         if self._reaction_started is not None:
             self._metrics.timing(MetricNames.GUARD_REACTION_MS, (time.perf_counter() - self._reaction_started) * 1000.0)
             self._reaction_started = None
+        if self._cooldown_ended():
+            self._cool_down()  # it ended while the liquidation was still closing positions
 
     def _retry(self, reason: str, attempt: int, failure: str) -> None:
         delay = _LIQUIDATION_RETRIES.delay(attempt + 1)

@@ -3,18 +3,19 @@ its timers (a manual clock here, as a replay's data clock), journaled and alerte
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
-from actor_helpers import WAIT, AlertInbox, EventLog, wait_until
+from actor_helpers import WAIT, AlertInbox, EventLog, LogLines, wait_until
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from actors import start_trading_system
 from actors.messages import Crash, EquityReading, PlaceOrder
-from runtime import EventType, ListSignalSource, ManualClock, Order, PaperBroker, Settings, TradingState
+from runtime import BrokerError, EventType, ListSignalSource, ManualClock, Order, PaperBroker, Settings, TradingState
 from runtime.risk.cooldown import Cooldown
 from runtime.testing import aware_datetimes, next_midnight, timezones
 
@@ -105,9 +106,9 @@ def test_the_settings_make_the_cooldown_and_refuse_a_bad_one_naming_the_source()
 class Running:
     """A whole trading system on a manual clock, a paper account long EURUSD at 1.0."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, broker: PaperBroker | None = None) -> None:
         self.clock = ManualClock(T0)
-        self.broker = PaperBroker(10_000)
+        self.broker = broker if broker is not None else PaperBroker(10_000)
         self.broker.update_price("EURUSD", 1.0)
         self.events, self.alerts = EventLog(), AlertInbox()
         # No loop cycles here (loop_interval=None): the days the clock jumps are not a stall.
@@ -140,8 +141,8 @@ class Running:
 def running():
     made: list[Running] = []
 
-    def make(**settings) -> Running:
-        made.append(Running(Settings(**settings)))
+    def make(broker: PaperBroker | None = None, **settings) -> Running:
+        made.append(Running(Settings(**settings), broker))
         return made[-1]
 
     yield make
@@ -164,6 +165,42 @@ def test_a_daily_loss_halt_resumes_by_itself_at_the_next_trading_day(running):
     run.alerts.wait_for("Trading resumed automatically")
     assert run.titled("Trading resumed automatically") == [why]
     assert run.broker.open_positions() == []
+
+
+class ClosesLater(PaperBroker):
+    """A paper account whose positions cannot be closed (the market is shut) until ``closable`` is set."""
+
+    in_process = True
+
+    def __init__(self, cash: float) -> None:
+        super().__init__(cash)
+        self.closable = threading.Event()
+
+    def close_position(self, position_id: str, client_id: str | None = None):
+        if not self.closable.is_set():
+            raise BrokerError("market closed")
+        return super().close_position(position_id, client_id)
+
+
+def test_a_cooldown_that_ends_before_the_breachs_positions_are_closed_resumes_only_once_they_are(running):
+    # Resuming at midnight would have stopped the liquidation's retries and traded on beside the
+    # position that breached the limit; the cooldown waits until the liquidation is done.
+    broker = ClosesLater(10_000)
+    run = running(broker, daily_loss_percent=5, cooldown_rules="daily_loss")
+    run.read()
+    run.lose(0.94)
+    assert run.state() is TradingState.HALTED
+    with LogLines() as lines:
+        run.clock.set(datetime(2024, 3, 2, tzinfo=UTC))
+        lines.wait_for(lambda seen: any("liquidation is not done" in line for line in seen))
+    assert "WARNING the cooldown after daily_loss ended, but the liquidation is not done: trading resumes once the account is flat" in lines.snapshot()
+    assert run.state() is TradingState.HALTED and len(broker.open_positions()) == 1
+    refused = run.system.guard.ask(PlaceOrder(Order("EURUSD", "buy", 1), run.clock.now()), timeout=WAIT)
+    assert (refused.refusal, refused.fill) == ("trading halted", None)
+    broker.closable.set()  # the next retry closes it, and then the cooldown resumes trading
+    assert wait_until(lambda: run.state() is TradingState.ACTIVE)
+    assert broker.open_positions() == []
+    assert run.changes()[-1] == ("halted", "active", "resumed automatically: the cooldown after daily_loss ended")
 
 
 def test_a_drawdown_halt_resumes_after_its_seconds_with_a_rebaseline(running):
