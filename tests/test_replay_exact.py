@@ -84,9 +84,13 @@ def replays(draw: Any) -> dict[str, Any]:
         "heartbeat_interval_seconds": draw(st.sampled_from([3600.0, 5400.0, 7200.0])),
         "cooldown_rules": draw(st.sampled_from([None, "max_drawdown"])),
         "cooldown_seconds": draw(st.sampled_from([3600.0, 5400.0, 4 * 3600.0])),
+        "position_stop_percent": draw(st.sampled_from([None, None, 1.0, 3.0])),
+        "position_stop_basis": draw(st.sampled_from(["equity", "entry"])),
     }
     if guards["cooldown_rules"] is None:
         del guards["cooldown_seconds"]
+    if guards["position_stop_percent"] is None:
+        del guards["position_stop_percent"], guards["position_stop_basis"]
     return {"bars": bars, "orders": orders, "guards": guards, "batch": draw(st.integers(2, len(bars) + 5))}
 
 
