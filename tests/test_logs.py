@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import sys
@@ -78,3 +79,64 @@ def test_an_event_logged_carries_its_metadata_as_json_and_says_it_once_to_people
     assert line.count("halted by desk: news") == 1
     assert line.endswith(" | loop_id=main event=trading_state_changed | event trading_state_changed "
                          "{'from': 'active', 'to': 'halted', 'reason': 'halted by desk: news'}\n")
+
+
+def _next_line() -> int:
+    """The number of the line after the caller's: where the call a test looks for is."""
+    frame = inspect.currentframe()
+    assert frame is not None and frame.f_back is not None
+    return frame.f_back.f_lineno + 1
+
+
+def test_a_newline_in_a_message_or_a_bound_value_is_shown_escaped_on_one_line_and_json_keeps_it() -> None:
+    # A halt reason with a newline went into the log as a second line, which a reader takes for a
+    # record of its own: a reason typed in the chat could forge one.
+    reason = "news\n2024-03-04 09:00:00.000 | INFO     | actors.guard:1 | resumed by desk"
+    people = io.StringIO()
+    configure_logging("INFO", sink=people)
+    line = _next_line()
+    logger.bind(actor="GuardActor", reason=reason).warning("halted: {}", reason)
+    [shown] = people.getvalue().splitlines()
+    assert shown.split(" | ", 1)[1] == (
+        f"WARNING  | {__name__}:{line} | actor=GuardActor reason=news\\n2024-03-04 09:00:00.000 | INFO     |"
+        " actors.guard:1 | resumed by desk | halted: news\\n2024-03-04 09:00:00.000 | INFO     | actors.guard:1 |"
+        " resumed by desk")
+
+    machines = io.StringIO()
+    configure_logging("INFO", json=True, sink=machines)
+    logger.bind(actor="GuardActor", reason=reason).warning("halted: {}", reason)
+    [record] = (json.loads(line)["record"] for line in machines.getvalue().splitlines())
+    assert record["message"] == f"halted: {reason}"
+    assert record["extra"] == {"actor": "GuardActor", "reason": reason}
+
+
+def test_every_control_character_is_shown_as_its_escape_and_other_text_as_it_is() -> None:
+    # Carriage returns and the Unicode separators end a line for some readers; ESC steers a terminal.
+    people = io.StringIO()
+    configure_logging("INFO", sink=people)
+    logger.info("a\rb\tc\x1b[31mred\x00\x07\x0b\x0c\x7f\x85\u2028\u2029 é € C:\\logs {x} <red>")
+    [shown] = people.getvalue().splitlines()
+    assert shown.rsplit(" | ", 1)[1] == (
+        "a\\rb\\tc\\x1b[31mred\\x00\\x07\\x0b\\x0c\\x7f\\x85\\u2028\\u2029 é € C:\\logs {x} <red>")
+
+
+def test_a_logged_exception_keeps_its_traceback_on_lines_of_its_own_below_the_escaped_message() -> None:
+    people = io.StringIO()
+    configure_logging("INFO", sink=people)
+    try:
+        raising = _next_line()
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        logged = _next_line()
+        logger.bind(actor="GuardActor").exception("liquidation failed for {}", "news\nforged")
+    lines = people.getvalue().splitlines()
+    assert lines[0].split(" | ", 1)[1] == (
+        f"ERROR    | {__name__}:{logged} | actor=GuardActor | liquidation failed for news\\nforged")
+    function = "test_a_logged_exception_keeps_its_traceback_on_lines_of_its_own_below_the_escaped_message"
+    assert lines[1:] == [
+        "Traceback (most recent call last):",
+        f'  File "{__file__}", line {raising}, in {function}',
+        '    raise ValueError("bad\\nvalue")',
+        "ValueError: bad",
+        "value",
+    ]

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from actor_helpers import WAIT, wait_until
 from loguru import logger
@@ -24,10 +25,12 @@ from runtime.adapters.telegram import (
     MAX_MESSAGE_LENGTH,
     AlertDeliveryError,
     AlertMerger,
+    Outcome,
     RateLimiter,
     RetryPolicy,
     TelegramAlerts,
     classify_response,
+    post_message,
     scrub,
 )
 
@@ -165,6 +168,34 @@ def test_classify_response_reads_bot_api_answers() -> None:
     final = classify_response(400, {"ok": False, "description": "Bad Request: chat not found"})
     assert (final.retryable, final.description) == (False, "HTTP 400: Bad Request: chat not found")
     assert not classify_response(200, {"ok": False}).retryable
+
+
+def test_a_send_says_whether_a_failed_try_may_have_reached_the_chat(bot_api: BotApiServer) -> None:
+    # Sent again after one of these, a message may show twice; the command replies mark it.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    tries = {}
+    for name, url, reply in (("refused", f"http://127.0.0.1:{port}", None),
+                             ("telegram's 500", bot_api.url, Reply.error(500)),
+                             ("a gateway's 502", bot_api.url, Reply.error(502, "Bad Gateway")),
+                             ("answer lost", bot_api.url, Reply.lost()),
+                             ("no answer in time", bot_api.url, Reply.hang()),
+                             ("bad request", bot_api.url, Reply.error(400, "Bad Request: chat not found"))):
+        if reply is not None:
+            bot_api.script(reply)
+        with httpx.Client(base_url=f"{url}/bot{TEST_TOKEN}/", timeout=1.0) as client:
+            tries[name] = post_message(client, "42", "hello", token=TEST_TOKEN, timeout=1.0)
+    bot_api.release()
+    assert tries.pop("refused") == Outcome(False, True, "ConnectError: [Errno 111] Connection refused")
+    assert tries == {
+        "telegram's 500": Outcome(False, True, "HTTP 500: Internal Server Error"),
+        "a gateway's 502": Outcome(False, True, "HTTP 502: Bad Gateway", may_have_arrived=True),
+        "answer lost": Outcome(False, True, "RemoteProtocolError: Server disconnected without sending a response.",
+                               may_have_arrived=True),
+        "no answer in time": Outcome(False, True, "no answer within 1s (ReadTimeout)", may_have_arrived=True),
+        "bad request": Outcome(False, False, "HTTP 400: Bad Request: chat not found"),
+    }
 
 
 def test_scrub_removes_the_token_in_every_form_it_takes_in_a_url() -> None:

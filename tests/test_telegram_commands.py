@@ -5,6 +5,7 @@ up no alert."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from actor_helpers import WAIT, wait_until
 from loguru import logger
-from support.bot_api_server import TEST_TOKEN, BotApiServer, Reply
+from support.bot_api_server import TEST_TOKEN, BotApiServer, Received, Reply
 from support.control_server import SlowCloseBroker, SlowListBroker, paper_with_positions
 
 from actors import start_trading_system
@@ -21,8 +22,8 @@ from actors.service.hub import EventHub
 from actors.service.telegram_bot import HELP, CommandHandler
 from actors.system import TradingSystem
 from runtime import ListSignalSource, ManualClock, Order, PaperBroker, Settings, Signal
-from runtime.adapters.telegram import TelegramAlerts
-from runtime.adapters.telegram_commands import ChatCommand, TelegramCommands, parse_command
+from runtime.adapters.telegram import MAX_MESSAGE_LENGTH, TelegramAlerts
+from runtime.adapters.telegram_commands import RESENT_NOTE, ChatCommand, TelegramCommands, parse_command
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
 from runtime.metrics import MemoryMetrics
@@ -48,6 +49,16 @@ def system() -> Iterator[tuple[TradingSystem, PaperBroker, ListSignalSource]]:
 def log_lines() -> Iterator[list[str]]:
     lines: list[str] = []
     handler = logger.add(lambda message: lines.append(str(message)), level="DEBUG", format="{message} {extra}")
+    yield lines
+    logger.remove(handler)
+
+
+@pytest.fixture
+def reply_log() -> Iterator[list[tuple[str, str]]]:
+    """(level, message) of each log line about a reply, in order."""
+    lines: list[tuple[str, str]] = []
+    handler = logger.add(lambda message: lines.append((message.record["level"].name, message.record["message"])),
+                         level="DEBUG", filter=lambda record: "the reply to" in record["message"])
     yield lines
     logger.remove(handler)
 
@@ -341,14 +352,13 @@ def test_a_reply_refused_by_flood_control_goes_again_after_retry_after_while_com
                in line for line in log_lines)
 
 
-def test_a_reply_held_past_its_max_age_is_dropped_with_a_log_line(bot_api, log_lines):
+def test_a_reply_held_past_its_max_age_is_dropped_with_a_log_line(bot_api, reply_log):
     bot_api.script(Reply.too_many(1.5))
     commands = listening(bot_api, echo, min_interval=0.0, reply_max_age=1.0)
     try:
         bot_api.say(CHAT, "/status")
         [refused] = bot_api.wait_for_replies(CHAT, 1)
-        assert wait_until(lambda: any("the reply to /status was dropped: it could not be sent within 1s of the command"
-                                      in line for line in log_lines))
+        assert wait_until(lambda: any(level == "ERROR" for level, _ in reply_log))
         # A command read after the hold is answered at once; the dropped reply never goes out.
         assert wait_until(lambda: any(r.method == "getUpdates" and r.at > refused.at + 1.5 for r in bot_api.requests))
         bot_api.say(CHAT, "/positions")
@@ -356,6 +366,139 @@ def test_a_reply_held_past_its_max_age_is_dropped_with_a_log_line(bot_api, log_l
     finally:
         commands.stop()
     assert [(r.text, r.reply) for r in replies] == [("ok /status", "too_many"), ("ok /positions", "ok")]
+    assert reply_log == [
+        ("WARNING", "telegram commands: the reply to /status is held (HTTP 429: Too Many Requests: retry after 1.5);"
+                    " sending it again in 1.5s"),
+        ("ERROR", "telegram commands: the reply to /status was dropped: it could not be sent within 1s of the command"
+                  " (last try: HTTP 429: Too Many Requests: retry after 1.5). It began: 'ok /status'"),
+    ]
+
+
+def tries_after(bot_api: BotApiServer, handler, texts: tuple[str, ...], count: int, **options) -> list[Received]:
+    """The first ``count`` sendMessage tries of a poller (started with ``options``) that was sent
+    ``texts``; the poller has stopped, and so logged all it will, when this returns."""
+    commands = listening(bot_api, handler, min_interval=0.0, **options)
+    try:
+        for text in texts:
+            bot_api.say(CHAT, text)
+        return bot_api.wait_for_replies(CHAT, count)
+    finally:
+        bot_api.release()  # a failed assertion must not leave a hung request
+        commands.stop()
+
+
+def test_a_reply_lost_to_5xx_answers_goes_again_after_each_delay_and_the_chat_shows_it_once(bot_api, reply_log):
+    # The reply was lost with a log line: the operator who sent /halt did not learn whether it halted.
+    bot_api.script(Reply.error(500), Reply.error(503, "Service Unavailable"))
+    tries = tries_after(bot_api, echo, ("/halt drill",), 3, reply_retry_delays=(0.2, 0.4))
+    assert [(r.text, r.reply) for r in tries] == [("ok /halt drill", "error")] * 2 + [("ok /halt drill", "ok")]
+    assert bot_api.shown(CHAT) == ["ok /halt drill"]  # Telegram said it failed: sent again as it was
+    assert tries[1].at - tries[0].at >= 0.2 and tries[2].at - tries[1].at >= 0.4
+    assert reply_log == [
+        ("WARNING", "telegram commands: the reply to /halt was not delivered (HTTP 500: Internal Server Error); try 2"
+                    " of 3 in 0.2s"),
+        ("DEBUG", "telegram commands: the reply to /halt was not delivered (HTTP 503: Service Unavailable); try 3 of 3"
+                  " in 0.4s"),
+        ("INFO", "telegram commands: the reply to /halt was delivered at try 3"),
+    ]
+
+
+def test_a_reply_that_may_have_arrived_goes_again_marked_as_a_possible_repeat(bot_api, reply_log):
+    # A lost answer, no answer in time, a gateway's 504: Telegram may have carried the try out.
+    bot_api.script(Reply.lost(), Reply.ok(), Reply.hang(), Reply.ok(), Reply.error(504, "Gateway Timeout"), Reply.ok())
+    tries = tries_after(bot_api, lambda command: f"{command.name} answered\nsecond line",
+                        ("/status", "/halt", "/positions"), 6, timeout=1.0, reply_retry_delays=(0.1,))
+    assert [(r.text, r.reply) for r in tries] == [
+        ("/status answered\nsecond line", "lost"),
+        (f"/status answered\nsecond line\n{RESENT_NOTE}", "ok"),
+        ("/halt answered\nsecond line", "hang"),
+        (f"/halt answered\nsecond line\n{RESENT_NOTE}", "ok"),
+        ("/positions answered\nsecond line", "error"),
+        (f"/positions answered\nsecond line\n{RESENT_NOTE}", "ok"),
+    ]
+    assert bot_api.shown(CHAT) == [
+        "/status answered\nsecond line",
+        "/status answered\nsecond line\n(Sent again: an earlier try may have arrived, so this may be a repeat.)",
+        "/halt answered\nsecond line\n(Sent again: an earlier try may have arrived, so this may be a repeat.)",
+        "/positions answered\nsecond line\n(Sent again: an earlier try may have arrived, so this may be a repeat.)",
+    ]
+    marked = ", marked as a possible repeat: Telegram may have taken the try before"
+    assert reply_log == [
+        ("WARNING", "telegram commands: the reply to /status was not delivered (RemoteProtocolError: Server"
+                    f" disconnected without sending a response.); try 2 of 2 in 0.1s{marked}"),
+        ("INFO", "telegram commands: the reply to /status was delivered at try 2"),
+        ("WARNING", "telegram commands: the reply to /halt was not delivered (no answer within 1s (ReadTimeout));"
+                    f" try 2 of 2 in 0.1s{marked}"),
+        ("INFO", "telegram commands: the reply to /halt was delivered at try 2"),
+        ("WARNING", "telegram commands: the reply to /positions was not delivered (HTTP 504: Gateway Timeout); try 2"
+                    f" of 2 in 0.1s{marked}"),
+        ("INFO", "telegram commands: the reply to /positions was delivered at try 2"),
+    ]
+
+
+def test_a_long_reply_sent_again_keeps_its_mark_within_telegrams_length_limit(bot_api):
+    bot_api.script(Reply.lost())
+    first, again = (r.text for r in tries_after(bot_api, lambda command: "x" * 5000, ("/positions",), 2,
+                                                reply_retry_delays=(0.0,)))
+    assert first == "x" * (MAX_MESSAGE_LENGTH - 1) + "…"
+    assert again == "x" * (MAX_MESSAGE_LENGTH - len(RESENT_NOTE) - 2) + "…\n" + RESENT_NOTE
+    assert len(again) == MAX_MESSAGE_LENGTH
+
+
+def test_a_reply_whose_tries_are_used_up_is_logged_once_at_error_and_the_next_reply_goes_out(bot_api, reply_log):
+    bot_api.script(*[Reply.error(500)] * 3)
+
+    def handler(command: ChatCommand) -> str:
+        return "HALTED (was active): news.\nEvery position is being closed." if command.name == "/halt" else echo(command)
+
+    tries = tries_after(bot_api, handler, ("/halt news", "/status"), 4, reply_retry_delays=(0.05, 0.1))
+    assert [r.reply for r in tries] == ["error", "error", "error", "ok"]
+    assert bot_api.shown(CHAT) == ["ok /status"]
+    assert reply_log == [
+        ("WARNING", "telegram commands: the reply to /halt was not delivered (HTTP 500: Internal Server Error); try 2"
+                    " of 3 in 0.05s"),
+        ("DEBUG", "telegram commands: the reply to /halt was not delivered (HTTP 500: Internal Server Error); try 3"
+                  " of 3 in 0.1s"),
+        ("ERROR", "telegram commands: the reply to /halt was dropped after 3 tries; the last: HTTP 500: Internal Server"
+                  " Error. It began: 'HALTED (was active): news.'"),
+    ]
+
+
+def test_a_reply_refused_with_a_4xx_is_not_sent_again_and_is_logged_once_naming_the_refusal(bot_api, reply_log):
+    bot_api.script(Reply.error(400, "Bad Request: message text is empty"))
+    tries = tries_after(bot_api, echo, ("/status", "/positions"), 2, reply_retry_delays=(0.0, 0.0))
+    assert [(r.text, r.reply) for r in tries] == [("ok /status", "error"), ("ok /positions", "ok")]
+    assert bot_api.shown(CHAT) == ["ok /positions"]
+    assert reply_log == [
+        ("ERROR", "telegram commands: the reply to /status was refused (HTTP 400: Bad Request: message text is empty);"
+                  " not sent again, as no retry can mend that. It began: 'ok /status'"),
+    ]
+
+
+def test_a_halt_is_carried_out_while_the_reply_before_it_hangs_and_its_reply_follows_in_order(bot_api):
+    # The poller sent each reply itself: a hanging reply kept the next /halt unread for the whole timeout.
+    bot_api.script(Reply.hang())
+    halted = threading.Event()
+
+    def handler(command: ChatCommand) -> str:
+        if command.name == "/halt":
+            halted.set()
+        return echo(command)
+
+    commands = listening(bot_api, handler, min_interval=0.0, timeout=WAIT, reply_retry_delays=(0.0,))
+    try:
+        bot_api.say(CHAT, "/status")
+        assert wait_until(lambda: any(r.reply == "hang" for r in bot_api.requests))
+        bot_api.say(CHAT, "/halt drill")
+        assert halted.wait(WAIT / 2)  # carried out while the reply to /status still hangs
+        assert [r.reply for r in bot_api.replies(CHAT)] == ["hang"]
+        bot_api.release()  # the hung try ends without an answer: it is sent again, before the halt's reply
+        tries = bot_api.wait_for_replies(CHAT, 3)
+    finally:
+        bot_api.release()
+        commands.stop()
+    assert [(r.text, r.reply) for r in tries] == [
+        ("ok /status", "hang"), (f"ok /status\n{RESENT_NOTE}", "ok"), ("ok /halt drill", "ok")]
 
 
 def test_a_hanging_reply_holds_up_no_alert(bot_api):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from loguru import logger
 
@@ -17,22 +17,48 @@ _LEADING_EXTRAS = ("actor", "loop_id")
 # Bound for JSON logs, and not shown again in a line for people: its message already says them.
 _MESSAGE_EXTRAS = ("metadata",)
 
+# Every character that can end a line for a terminal or a log reader, or steer a terminal: C0 (newline,
+# carriage return, vertical tab, form feed, ESC...), DEL, C1 (NEL among them) and the Unicode line and
+# paragraph separators (str.splitlines splits on most of these). In a line for people each is shown as
+# its escape, so one record stays one line and a value typed by a user (a halt reason from the chat)
+# cannot forge a record of its own. A backslash is left as it is: Windows paths stay readable, and a
+# typed "\n" cannot break the line either.
+_CONTROLS = (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+_ESCAPES = str.maketrans({chr(code): f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in _CONTROLS}
+                         | {"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+# The record's keys that carry the escaped context and message to the format. They are not loguru's
+# fields, so a JSON sink (which serialises only loguru's) and {extra} never show them.
+_CONTEXT_FIELD = "_one_line_context"
+_MESSAGE_FIELD = "_one_line_message"
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_ESCAPES)
+
 
 def human_format(record: Record) -> str:
     """loguru format for people: time, level, source, the bound context, message, exception.
 
     Bound extras appear as ``key=value`` after the source, ``actor`` and ``loop_id`` first (but an
-    event's ``metadata``, which its message shows).
-    Values are referenced through the record (``{extra[...]}``), never pasted into the template,
-    so a brace in a value cannot break the formatting.
+    event's ``metadata``, which its message shows). The message and the values are on one line:
+    a newline, a carriage return, a tab or any other control character in them is shown escaped
+    (``\\n``, ``\\r``, ``\\t``, ``\\x1b``...). A logged exception's traceback follows on its own
+    lines, as Python prints it.
+    They reach the line as values of the record, never pasted into the template, so a brace or a
+    colour tag in them cannot break the formatting.
     """
     extra = record["extra"]
     keys = [k for k in _LEADING_EXTRAS if k in extra]
     keys += sorted(k for k in extra if k not in _LEADING_EXTRAS and k not in _MESSAGE_EXTRAS and k.isidentifier())
-    context = "".join(f" {key}={{extra[{key}]}}" for key in keys)
+    context = "".join(f" {key}={_one_line(str(extra[key]))}" for key in keys)
+    # loguru formats the template with a copy of this record, made after this call: the escaped
+    # texts travel in it (the documented way is record["extra"], which a JSON sink would print).
+    fields = cast(dict[str, Any], record)
+    fields[_CONTEXT_FIELD] = f" |{context}" if context else ""
+    fields[_MESSAGE_FIELD] = _one_line(record["message"])
     return (
         "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
-        "<cyan>{name}:{line}</cyan>" + (f" |{context}" if context else "") + " | <level>{message}</level>\n{exception}"
+        f"<cyan>{{name}}:{{line}}</cyan>{{{_CONTEXT_FIELD}}} | <level>{{{_MESSAGE_FIELD}}}</level>\n{{exception}}"
     )
 
 

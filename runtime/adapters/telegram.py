@@ -57,6 +57,7 @@ __all__ = [
     "RetryPolicy",
     "TelegramAlerts",
     "classify_response",
+    "post_message",
     "scrub",
 ]
 
@@ -214,17 +215,24 @@ class AlertMerger:
 @attrs.frozen
 class Outcome:
     """What one sendMessage attempt came to: delivered, worth retrying (after how long the
-    server asked, if it did), and a description for logs and errors."""
+    server asked, if it did), and a description for logs and errors.
+
+    ``may_have_arrived`` is True for a failure after which the message may be in the chat all the
+    same: the request reached the server whole and no answer said it failed (no answer in time, a
+    connection closed before the answer, a gateway's 502 or 504). Sent again, it may show twice.
+    """
 
     delivered: bool
     retryable: bool
     description: str
     retry_after: float | None = None
+    may_have_arrived: bool = False
 
 
 def classify_response(status_code: int, payload: Any) -> Outcome:
     """Read a Bot API answer: 200 with ``ok: true`` is delivered; 429 is retried after its
-    ``parameters.retry_after``; 5xx is retried; anything else is final."""
+    ``parameters.retry_after``; 5xx is retried (a 502 or 504, a gateway that got no good answer
+    from behind it, ``may_have_arrived``); anything else is final."""
     description = ""
     if isinstance(payload, dict) and isinstance(payload.get("description"), str):
         description = payload["description"]
@@ -240,10 +248,37 @@ def classify_response(status_code: int, payload: Any) -> Outcome:
                 retry_after = float(value)
         return Outcome(False, True, text, retry_after)
     if status_code >= 500:
-        return Outcome(False, True, text)
+        return Outcome(False, True, text, may_have_arrived=status_code in (502, 504))
     if status_code == 200:
         return Outcome(False, False, f"{text} (the answer is not a Bot API success: {str(payload)[:200]!r})")
     return Outcome(False, False, text)
+
+
+# Failures of a request that went out whole and got no answer: the server may have carried it out.
+_ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
+def post_message(client: httpx.Client, chat_id: str, text: str, *, token: str, timeout: float) -> Outcome:
+    """One ``sendMessage`` of ``text`` to ``chat_id`` through ``client`` (whose base URL holds the
+    bot's token), read as an `Outcome`; never raises. Timeouts (``timeout`` is the client's, for
+    the description) and network errors are retryable, ``may_have_arrived`` when the request had
+    gone out whole; any other error is final. The description never holds ``token``."""
+    try:
+        response = client.post("sendMessage", json={"chat_id": chat_id, "text": text})
+    except httpx.TimeoutException as exc:
+        return Outcome(False, True, f"no answer within {timeout:g}s ({type(exc).__name__})",
+                       may_have_arrived=isinstance(exc, _ANSWER_LOST))
+    except httpx.HTTPError as exc:
+        return Outcome(False, True, scrub(f"{type(exc).__name__}: {exc}", token),
+                       may_have_arrived=isinstance(exc, _ANSWER_LOST))
+    except Exception as exc:  # anything else is not a network condition a retry could fix
+        return Outcome(False, False, scrub(f"{type(exc).__name__}: {exc}", token))
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    outcome = classify_response(response.status_code, payload)
+    return attrs.evolve(outcome, description=scrub(outcome.description, token))
 
 
 # -- the sink ----------------------------------------------------------------------------------
@@ -495,20 +530,7 @@ class TelegramAlerts:
         return None
 
     def _attempt(self, text: str) -> Outcome:
-        try:
-            response = self._client.post("sendMessage", json={"chat_id": self._chat_id, "text": text})
-        except httpx.TimeoutException as exc:
-            return Outcome(False, True, f"no answer within {self._timeout:g}s ({type(exc).__name__})")
-        except httpx.HTTPError as exc:
-            return Outcome(False, True, scrub(f"{type(exc).__name__}: {exc}", self._token))
-        except Exception as exc:  # anything else is not a network condition a retry could fix
-            return Outcome(False, False, scrub(f"{type(exc).__name__}: {exc}", self._token))
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        outcome = classify_response(response.status_code, payload)
-        return attrs.evolve(outcome, description=scrub(outcome.description, self._token))
+        return post_message(self._client, self._chat_id, text, token=self._token, timeout=self._timeout)
 
     def _wait(self, seconds: float, alert: Alert) -> None:
         if self._closing.is_set() or (seconds > 0 and self._closing.wait(seconds)):

@@ -1,17 +1,30 @@
 """Commands from the alert chat: getUpdates long polling on a thread of its own, replies rate-limited.
 
 The same bot that `TelegramAlerts` sends with (same token, chat and Bot API base URL, the same
-token scrubbing and rate-limit policy) but its own HTTP client and thread, so a hanging poll or
+token scrubbing and rate-limit policy) but its own HTTP clients and threads, so a hanging poll or
 reply never delays an alert, and the guard is never waited on. Only messages from the configured
 chat reach the handler; any other is dropped, logged by chat id without its text, and counted
 (``telegram_foreign_messages_total``). Each reaches it as a `ChatCommand` that says when it was
 sent and whether that was before this poller started (Telegram keeps a message for 24 hours, so
 one sent while the bot was not running is read at its next start). A command addressed to another
 bot of the chat (``/halt@other_bot``) is dropped without a reply: the poller learns its own
-username from ``getMe`` before its first poll. Replies to the chat are at least ``min_interval``
-seconds apart (Telegram allows about one message per second per chat). A reply that Telegram's
-flood control refuses (429) is sent again after the ``retry_after`` it names, in order with the
-replies after it; meanwhile the poll goes on, its long poll cut short so the reply goes out on time.
+username from ``getMe`` before its first poll.
+
+Replies go out on a thread of their own, in order, at least ``min_interval`` seconds apart
+(Telegram allows about one message per second per chat), so a reply that hangs or waits to be sent
+again never holds up the reading and carrying out of the next command: a /halt never waits on the
+answer to the command before it. A reply that Telegram's flood control refuses (429) is sent again
+after the ``retry_after`` it names; one lost to a 5xx, a timeout or a connection error is sent again
+after each of `REPLY_RETRY_DELAYS`, then given up (logged at ERROR with its first line). Any other
+refusal (a 4xx) cannot be mended by sending again and is logged at ERROR at once.
+
+Sent again, a reply may show twice: when the request went out whole and no answer came back (no
+answer in time, the connection closed before the answer, a gateway's 502 or 504), Telegram may have
+put it in the chat already, and the Bot API has no way to ask, nor an idempotency key. Such a reply
+is sent again all the same, since an operator who sent /halt must learn whether the bot halted, but
+marked with `RESENT_NOTE` so that a second copy reads as a repeat, not as a second halt. A request
+that surely did not reach Telegram (no connection, a 500 or 503 from Telegram itself) is sent again
+as it was: the chat shows it once.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,18 +46,33 @@ from runtime.adapters.telegram import (
     MAX_MESSAGE_LENGTH,
     RateLimiter,
     _register_token,
-    classify_response,
+    post_message,
     scrub,
 )
 from runtime.backoff import Backoff
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+from runtime.validation import finite_number
 
 if TYPE_CHECKING:
+    from runtime.adapters.telegram import Outcome
     from runtime.settings import Settings
 
-__all__ = ["ChatCommand", "TelegramCommands", "parse_command"]
+__all__ = ["REPLY_RETRY_DELAYS", "RESENT_NOTE", "ChatCommand", "TelegramCommands", "parse_command"]
 
 _log = logger.bind(component="telegram-commands")
+
+REPLY_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0)
+"""Seconds to wait before each new try of a reply lost to a 5xx, a timeout or a connection error;
+after the last, the reply is given up. Six tries over about half a minute: Telegram's 5xx and
+dropped connections mostly pass within seconds (a server restarting behind its balancer), and the
+first wait is Telegram's own pace of one message a second per chat. The cap keeps the answer timely:
+within the minute a reply may wait (``reply_max_age``), while the operator still looks at the chat;
+past it, an outage is long, the ERROR log line says so, and /status asks afresh. No random stretch:
+one bot retries one chat, with nobody to fall in step with."""
+
+RESENT_NOTE = "(Sent again: an earlier try may have arrived, so this may be a repeat.)"
+"""The last line of a reply sent again after a try that Telegram may have carried out, so that a
+second copy reads as a repeat of the first, not as a second command's answer."""
 
 
 def parse_command(text: str) -> tuple[str, str, str] | None:
@@ -97,20 +125,39 @@ class _Reply:
     to: str  # the command answered, for the log
     made: float  # time.monotonic() when the handler answered
 
+    @property
+    def first_line(self) -> str:
+        # What a log line quotes of it: enough to tell which answer was lost.
+        return self.text.split("\n", 1)[0]
+
+    def marked(self) -> str:
+        # The text with RESENT_NOTE below it, cut to fit Telegram's limit.
+        room = MAX_MESSAGE_LENGTH - len(RESENT_NOTE) - 1
+        text = self.text if len(self.text) <= room else self.text[: room - 1] + "…"
+        return f"{text}\n{RESENT_NOTE}"
+
 
 class TelegramCommands:
     """Polls ``getUpdates`` for ``chat_id``'s messages and answers each with ``handler(command)``.
 
-    Promises: `start` returns at once; the poll, the handler and the replies all run on one
-    daemon thread; a failing or hanging Bot API is retried with ``backoff`` and never raises into
-    the caller; a handler that raises gets its error logged and the chat a short apology; each
-    batch is confirmed through the next poll's ``offset``, so Telegram does not send it again.
+    Promises: `start` returns at once; the poll and the handler run on one daemon thread, the
+    replies on another, so no reply ever holds up the reading and carrying out of a command; a
+    failing or hanging Bot API is retried with ``backoff`` and never raises into the caller; a
+    handler that raises gets its error logged and the chat a short apology; each batch is
+    confirmed through the next poll's ``offset``, so Telegram does not send it again.
     Before polling it asks ``getMe`` for the bot's username; a command with another bot's
     ``@name`` is then dropped (logged at debug). While getMe fails (asked again after each
     ``backoff`` delay) such a command is handed over with ``unchecked_bot``, for the handler to
-    judge. A reply refused with 429 is sent again after its ``retry_after``, without holding up the
-    reading of the next commands (only the ``min_interval`` spacing is waited for in line); one
-    that could not go out within ``reply_max_age`` seconds of its command is dropped, logged.
+    judge.
+
+    Replies go out in the order of their commands, at least ``min_interval`` seconds apart. One
+    refused with 429 is sent again after its ``retry_after``; one lost to a 5xx, a timeout
+    (``timeout`` seconds per request) or a connection error is sent again after each delay of
+    ``reply_retry_delays`` in turn (`REPLY_RETRY_DELAYS`), with `RESENT_NOTE` below it once a try
+    may have arrived (see the module docstring); the first failure is logged at WARNING, a
+    delivery after failures at INFO. A reply is given up, logged once at ERROR with its first line,
+    when its tries are used up, when Telegram refuses it otherwise (a 4xx: no retry can mend
+    that), or when it could not go out within ``reply_max_age`` seconds of its command.
     """
 
     def __init__(
@@ -126,6 +173,7 @@ class TelegramCommands:
         min_interval: float = 1.0,
         backoff: Backoff | None = None,
         reply_max_age: float = 60.0,
+        reply_retry_delays: Sequence[float] = REPLY_RETRY_DELAYS,
     ) -> None:
         self._token = token
         self._chat_id = str(chat_id).strip()
@@ -133,23 +181,33 @@ class TelegramCommands:
         self._metrics = metrics if metrics is not None else NullMetrics()
         self._poll_seconds = poll_seconds
         self._timeout = timeout
-        self._min_interval = min_interval
         self._limiter = RateLimiter(min_interval)
         self._reply_max_age = reply_max_age
+        self._retry_delays = tuple(finite_number("reply_retry_delays", delay) for delay in reply_retry_delays)
+        if any(delay < 0 for delay in self._retry_delays):
+            raise ValueError(f"reply_retry_delays must be seconds >= 0, got {reply_retry_delays!r}")
         self._outbox: deque[_Reply] = deque()
+        self._outbox_changed = threading.Condition()  # the poll thread appends, the reply thread pops
         self._backoff = backoff if backoff is not None else Backoff(1.0, 30.0, 0.2)
         self._stopping = threading.Event()
+        self._taking = threading.Lock()  # held while a poll's updates are carried out, so stop can wait for them
         self._offset: int | None = None
         self._started = 0  # the second polling began, in unix time (as a message's date is)
         self._username: str | None = None  # this bot's, from getMe
         self._get_me_failures = 0
         self._get_me_at = 0.0  # time.monotonic() from which getMe may be asked again
         _register_token(token)
-        # The token lives only inside the client's base URL, as in TelegramAlerts.
-        self._client = httpx.Client(
-            base_url=f"{base_url.rstrip('/')}/bot{token}/", timeout=httpx.Timeout(timeout), follow_redirects=False
-        )
+        # The token lives only inside the clients' base URL, as in TelegramAlerts. Each thread has a
+        # client of its own, so neither waits on a connection the other holds.
+        self._client = self._new_client(base_url)
+        self._reply_client = self._new_client(base_url)
         self._thread = threading.Thread(target=self._run, name="tradewarden-telegram-commands", daemon=True)
+        self._reply_thread = threading.Thread(target=self._run_replies, name="tradewarden-telegram-replies",
+                                              daemon=True)
+
+    def _new_client(self, base_url: str) -> httpx.Client:
+        return httpx.Client(base_url=f"{base_url.rstrip('/')}/bot{self._token}/", timeout=httpx.Timeout(self._timeout),
+                            follow_redirects=False)
 
     @classmethod
     def from_settings(
@@ -165,18 +223,30 @@ class TelegramCommands:
         """Start polling on its own thread; returns self. A message sent before now is handed
         over with ``before_start``."""
         self._started = math.floor(time.time())
+        self._reply_thread.start()
         self._thread.start()
         _log.info("telegram commands: listening to chat {}", self._chat_id)
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop polling; a poll in flight is abandoned with the daemon thread after ``timeout``."""
+        """Stop polling and replying. No command is carried out once this returns: a command being
+        carried out is waited for, a long poll in flight is abandoned at once (what it brings is not
+        taken), and a reply in flight is waited for; each wait ends after ``timeout`` seconds in all,
+        abandoning its daemon thread. Replies not sent by then are counted in a warning."""
         self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._outbox:
-            _log.warning("telegram commands: stopping; replies not sent: {}", len(self._outbox))
+        with self._outbox_changed:
+            self._outbox_changed.notify_all()
+        deadline = time.monotonic() + timeout
+        if self._taking.acquire(timeout=timeout):
+            self._taking.release()
+        if self._reply_thread.is_alive():
+            self._reply_thread.join(max(0.0, deadline - time.monotonic()))
+        with self._outbox_changed:
+            unsent = len(self._outbox)
+        if unsent:
+            _log.warning("telegram commands: stopping; replies not sent: {}", unsent)
         self._client.close()
+        self._reply_client.close()
 
     def __repr__(self) -> str:
         return f"TelegramCommands(token='***', chat_id={self._chat_id!r})"
@@ -188,10 +258,11 @@ class TelegramCommands:
         while not self._stopping.is_set():
             if self._username is None and time.monotonic() >= self._get_me_at:
                 self._learn_username()
-            self._send_replies()
             try:
                 updates = self._poll()
             except Exception as exc:  # the poller outlives any Bot API or network failure
+                if self._stopping.is_set():
+                    return  # stop closed the client under the long poll
                 failures += 1
                 delay = self._backoff.delay(failures)
                 _log.warning("telegram commands: getUpdates failed ({}); again in {:.1f}s",
@@ -199,10 +270,11 @@ class TelegramCommands:
                 self._stopping.wait(delay)
                 continue
             failures = 0
-            for update in updates:
-                if self._stopping.is_set():
-                    return
-                self._take(update)
+            with self._taking:
+                for update in updates:
+                    if self._stopping.is_set():
+                        return
+                    self._take(update)
 
     def _learn_username(self) -> None:
         try:
@@ -228,8 +300,6 @@ class TelegramCommands:
 
     def _poll(self) -> list[dict[str, Any]]:
         seconds = self._poll_seconds
-        if self._outbox:  # a held reply: poll no longer than until it falls due (the API takes whole seconds)
-            seconds = max(1, min(seconds, math.ceil(self._limiter.delay(time.monotonic()))))
         params: dict[str, Any] = {"timeout": seconds, "allowed_updates": ["message"]}
         if self._offset is not None:
             params["offset"] = self._offset
@@ -275,47 +345,71 @@ class TelegramCommands:
             answer = f"That command failed: {type(exc).__name__}. See the bot's log."
         if len(answer) > MAX_MESSAGE_LENGTH:
             answer = answer[: MAX_MESSAGE_LENGTH - 1] + "…"
-        self._outbox.append(_Reply(answer, name or "a message", time.monotonic()))
-        self._send_replies()
+        with self._outbox_changed:
+            self._outbox.append(_Reply(answer, name or "a message", time.monotonic()))
+            self._outbox_changed.notify_all()
 
-    def _send_replies(self) -> None:
-        # In order, each reply that may go out now or after the spacing; a longer hold (a 429's
-        # retry_after) is waited out by the next poll instead, so commands keep being read.
-        while self._outbox:
-            reply, now = self._outbox[0], time.monotonic()
+    # -- the reply thread ----------------------------------------------------------------------
+
+    def _run_replies(self) -> None:
+        while True:
+            with self._outbox_changed:
+                self._outbox_changed.wait_for(lambda: self._outbox or self._stopping.is_set())
+                if self._stopping.is_set():
+                    return
+                reply = self._outbox[0]
+            if not self._deliver(reply):
+                return  # stopping: the reply stays in the outbox, to be counted
+            with self._outbox_changed:
+                self._outbox.popleft()
+
+    def _deliver(self, reply: _Reply) -> bool:
+        # Tries ``reply`` until it is delivered or given up (True), or the poller stops (False).
+        failures = 0  # the tries lost to a 5xx, a timeout or a network error (a 429 is not one)
+        marked = False  # a try may have arrived: every later one carries RESENT_NOTE
+        last: Outcome | None = None
+        while True:
+            now = time.monotonic()
             wait = self._limiter.delay(now)
             if now + wait - reply.made > self._reply_max_age:
-                self._outbox.popleft()
-                _log.warning("telegram commands: the reply to {} was dropped: it could not be sent within {:g}s of"
-                             " the command", reply.to, self._reply_max_age)
+                lost = f" (last try: {last.description})" if last is not None else ""
+                self._give_up(reply, f"was dropped: it could not be sent within {self._reply_max_age:g}s of the command"
+                                     f"{lost}")
+                return True
+            if self._stopping.wait(wait):
+                return False
+            outcome = post_message(self._reply_client, self._chat_id, reply.marked() if marked else reply.text,
+                                   token=self._token, timeout=self._timeout)
+            if self._stopping.is_set() and not outcome.delivered:
+                return False  # stop has counted it among the replies not sent
+            now = time.monotonic()
+            self._limiter.record(now)
+            if outcome.delivered:
+                if failures:
+                    _log.info("telegram commands: the reply to {} was delivered at try {}", reply.to, failures + 1)
+                return True
+            last = outcome
+            if outcome.retry_after is not None:
+                self._limiter.hold_until(now + outcome.retry_after)
+                _log.warning("telegram commands: the reply to {} is held ({}); sending it again in {:g}s", reply.to,
+                             outcome.description, outcome.retry_after)
                 continue
-            if wait > self._min_interval or self._stopping.wait(wait):
-                return
-            if self._send(reply):
-                self._outbox.popleft()
+            if not outcome.retryable:
+                self._give_up(reply, f"was refused ({outcome.description}); not sent again, as no retry can mend that")
+                return True
+            failures += 1
+            if failures > len(self._retry_delays):
+                self._give_up(reply, f"was dropped after {failures} tries; the last: {outcome.description}")
+                return True
+            marked = marked or outcome.may_have_arrived
+            delay = self._retry_delays[failures - 1]
+            self._limiter.hold_until(now + delay)
+            # Said once at WARNING; the further tries are for the debug log, the outcome is said once.
+            _log.log("WARNING" if failures == 1 else "DEBUG",
+                     "telegram commands: the reply to {} was not delivered ({}); try {} of {} in {:g}s{}", reply.to,
+                     outcome.description, failures + 1, len(self._retry_delays) + 1, delay,
+                     ", marked as a possible repeat: Telegram may have taken the try before" if marked else "")
 
-    def _send(self, reply: _Reply) -> bool:
-        # True when the reply is done with (delivered, or lost and logged); False when Telegram
-        # asked for it again after a wait, which the limiter now holds.
-        try:
-            response = self._client.post("sendMessage", json={"chat_id": self._chat_id, "text": reply.text})
-            try:
-                payload = response.json()
-            except ValueError:
-                payload = None
-            outcome = classify_response(response.status_code, payload)
-        except Exception as exc:  # a lost reply is logged; the next command gets its own
-            _log.warning("telegram commands: the reply to {} was not delivered: {}", reply.to,
-                         scrub(f"{type(exc).__name__}: {exc}", self._token))
-            return True
-        finally:
-            self._limiter.record(time.monotonic())
-        if outcome.retry_after is not None:
-            self._limiter.hold_until(time.monotonic() + outcome.retry_after)
-            _log.warning("telegram commands: the reply to {} is held ({}); sending it again in {:g}s", reply.to,
-                         scrub(outcome.description, self._token), outcome.retry_after)
-            return False
-        if not outcome.delivered:
-            _log.warning("telegram commands: the reply to {} was not delivered: {}", reply.to,
-                         scrub(outcome.description, self._token))
-        return True
+    @staticmethod
+    def _give_up(reply: _Reply, what: str) -> None:
+        _log.error("telegram commands: the reply to {} {}. It began: {!r}", reply.to, what, reply.first_line)

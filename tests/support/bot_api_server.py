@@ -3,10 +3,11 @@
 `BotApiServer.say` queues a message from a chat, which getUpdates hands out as Telegram does: long
 polling up to the request's ``timeout``, from the request's ``offset`` on. Each sendMessage
 request takes the next scripted `Reply` (then plain success once the script runs out):
-success, a 5xx, a 429 with ``parameters.retry_after``, any other error, or a hang that holds the
-connection open until `BotApiServer.release` (or the server closes). getMe answers with
-`BotApiServer.username`, or fails (500) while it is None. Every request is recorded with its
-arrival time, so tests assert what arrived and when.
+success, a 5xx, a 429 with ``parameters.retry_after``, any other error, a hang that holds the
+connection open until `BotApiServer.release` (or the server closes), or a lost answer: the message
+is carried out but the connection closes without an answer. `BotApiServer.shown` is what a chat
+shows. getMe answers with `BotApiServer.username`, or fails (500) while it is None. Every request
+is recorded with its arrival time, so tests assert what arrived and when.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>\w+)$")
 
 @dataclass(frozen=True)
 class Reply:
-    """How the server answers one request: ``kind`` is ok, error, too_many or hang."""
+    """How the server answers one request: ``kind`` is ok, error, too_many, hang or lost."""
 
     kind: str
     status: int = 200
@@ -59,6 +60,12 @@ class Reply:
     def hang(cls) -> Reply:
         """Hold the connection, answering nothing, until released."""
         return cls("hang")
+
+    @classmethod
+    def lost(cls) -> Reply:
+        """Carry the message out (the chat shows it), then close the connection without an answer,
+        as when Telegram's answer is lost on its way back."""
+        return cls("lost")
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,11 @@ class BotApiServer:
         with self._changed:
             return list(self._received)
 
+    def shown(self, chat_id: int | str) -> list[str | None]:
+        """The texts ``chat_id`` shows, in order: each sendMessage to it the server carried out
+        (answered with success, or whose answer was lost)."""
+        return [r.text for r in self.replies(chat_id) if r.reply in ("ok", "lost")]
+
     @property
     def delivered(self) -> list[Received]:
         """The sendMessage requests that got a success answer, in arrival order."""
@@ -222,6 +234,9 @@ class BotApiServer:
         if reply.kind == "hang":
             self._release.wait(30)  # bounded, so a forgotten release cannot wedge the test run
             handler.close_connection = True
+            return
+        if reply.kind == "lost":
+            handler.close_connection = True  # the socket closes with nothing written to it
             return
         answer: dict[str, Any]
         if reply.kind == "ok" and method == "getChat":
