@@ -681,7 +681,7 @@ def _closed_lines(events: Sequence[Event], digits: int) -> list[str]:
             side = "long" if closed.side is Side.BUY else "short"
             lines.append(
                 f"  {event.timestamp:%Y-%m-%d %H:%M} UTC  closed {side} {closed.volume:g} {closed.symbol} "
-                f"at {format_price(closed.price, digits)}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
+                f"at {format_price(closed.price, digits, closed.volume)}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
             )
     return lines
 

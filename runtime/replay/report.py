@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -79,22 +80,32 @@ def _trimmed(value: float, digits: int) -> str:
     return _fixed(value, digits).rstrip("0").rstrip(".")
 
 
-def format_price(value: float, digits: int) -> str:
-    """``value`` with the instrument's ``digits`` decimals when that takes off float noise and
-    nothing else (a quoted price: 1.1000000000000001 is 1.10000); a price that lies between
-    the instrument's ticks (a guard's close where the limit was crossed, an average entry) with
-    every decimal it has, up to 10, so that price, volume and profit still agree."""
-    if abs(value - round(value, digits)) <= 1e-9 * max(1.0, abs(value)):
-        return _fixed(value, digits)
-    return _trimmed(value, _MAX_PRICE_DIGITS)
+def format_price(value: float, digits: int, volume: float) -> str:
+    """``value`` as a price of ``volume`` units: with the instrument's ``digits`` decimals when
+    that moves the position's worth (price x volume) by at most half of money's last decimal
+    (`MONEY_DIGITS`), so a quoted price loses its float noise and nothing else (1.1000000000000001
+    is 1.10000); else with the fewest more decimals, up to 10, that do, so that a price between the
+    instrument's ticks (a guard's close where a limit was crossed, an average entry) still agrees
+    with its volume and its profit as fills.csv writes them: 174.2419999833 for 99.661152 shares
+    quoted in cents is 174.242."""
+    half_money = 0.5 * 10.0**-MONEY_DIGITS
+    # A volume so large that no decimal could keep to half a money unit still has its float
+    # noise taken off: a few units in the last place are never a decimal of the price.
+    noise = 4 * math.ulp(value)
+    for places in range(digits, max(digits, _MAX_PRICE_DIGITS) + 1):
+        error = abs(round(value, places) - value)
+        if error * abs(volume) <= half_money or error <= noise:
+            return _fixed(value, places)
+    return _fixed(value, max(digits, _MAX_PRICE_DIGITS))
 
 
 def price_digits(prices: Iterable[float]) -> int:
     """The decimal places an instrument is quoted to, read from its own prices (the bars' open,
     high, low and close, and any spread or slippage added to them): the most any one needs when
-    written as Python writes a float, so rounding a fill's price to them removes float noise and
-    nothing else. `PRICE_DIGITS_UNKNOWN` for no prices; at most 10."""
-    digits = [max(0, -int(Decimal(repr(float(price))).as_tuple().exponent)) for price in prices]
+    written as Python writes a float, without trailing zeros (100.0 needs none, 1e-05 five), so
+    rounding a fill's price to them removes float noise and nothing else. `PRICE_DIGITS_UNKNOWN`
+    for no prices; at most 10."""
+    digits = [max(0, -int(Decimal(repr(float(price))).normalize().as_tuple().exponent)) for price in prices]
     if not digits:
         return PRICE_DIGITS_UNKNOWN
     return min(max(digits), _MAX_PRICE_DIGITS)
@@ -180,7 +191,7 @@ class OpenPosition:
         """``long 100 SYNTH from 139.2495``: the entry price to ``digits`` decimals."""
         return (
             f"{_POSITION_SIDES[self.side]} {_trimmed(self.volume, _VOLUME_DIGITS)} {self.symbol} "
-            f"from {format_price(self.entry_price, digits)}"
+            f"from {format_price(self.entry_price, digits, self.volume)}"
         )
 
     def to_json_dict(self, digits: int) -> dict[str, Any]:
@@ -190,7 +201,7 @@ class OpenPosition:
             "symbol": self.symbol,
             "side": _POSITION_SIDES[self.side],
             "volume": float(self.volume),
-            "entry_price": float(format_price(self.entry_price, digits)),
+            "entry_price": float(format_price(self.entry_price, digits, self.volume)),
         }
 
 
@@ -408,7 +419,7 @@ class FillRow:
         to 8 and no trailing zeros, so float noise (1.1000000000000001) never reaches the file."""
         return (
             self.time.astimezone(UTC).isoformat(), self.symbol, self.side.value, _trimmed(self.volume, _VOLUME_DIGITS),
-            format_price(self.price, price_digits), _fixed(self.costs, MONEY_DIGITS),
+            format_price(self.price, price_digits, self.volume), _fixed(self.costs, MONEY_DIGITS),
             _fixed(self.realised_pnl, MONEY_DIGITS), self.why, self.reason,
         )
 
