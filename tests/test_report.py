@@ -36,6 +36,7 @@ SUMMARY_KEYS = [
     "fills",
     "fills_by_why",
     "guard_triggers",
+    "state_spans",
     "restarts",
     "orders_refused",
     "orders_refused_by",
@@ -115,14 +116,18 @@ def test_summary_refuses_bad_values_naming_field_and_value(changes, error, messa
 
 def test_format_summary_reads_at_a_glance():
     text = format_summary(a_summary(final_equity=7_400.5), currency="USD")
-    assert "USD 10,000.00 -> USD 7,400.50 (-USD 2,599.50, -26.00%)" in text
-    assert "Max drawdown: 25.12%" in text
-    assert "Fills: 13 in fills.csv: 12 by signal, 1 closed by the guard   Restarts: 1" in text
-    assert "Open at the end: short 0.5 EURUSD from 1.08512; unrealised -USD 12.35 at the last close, in the final equity" in text
-    assert "Orders refused: 3: max_order_volume 1, trading_state 2 (the guard was halted or reducing)" in text
-    assert "2024-01-14 00:00 UTC  max_drawdown: max drawdown 25.12% >= limit 20.00%" in text
-    assert "trade_executed 12" in text
-    assert len(text.splitlines()) <= 10
+    assert text.splitlines() == [
+        "Equity: USD 10,000.00 -> USD 7,400.50 (-USD 2,599.50, -26.00%)",
+        "Max drawdown: 25.12%",
+        "Fills: 13 in fills.csv: 12 by signal, 1 closed by the guard   Restarts: 1",
+        "Open at the end: short 0.5 EURUSD from 1.08512; unrealised -USD 12.35 at the last close, in the final equity",
+        # No stretch of halted trading is on record here, so the state is not known.
+        "Orders refused: 3: max_order_volume 1, trading_state 2 (the guard was halted or reducing: 2)",
+        "Guards fired: 1",
+        "  2024-01-14 00:00 UTC  max_drawdown: max drawdown 25.12% >= limit 20.00%",
+        "Trading halted or reducing: never",
+        "Events: guard_triggered 1, position_closed 1, trade_executed 12",
+    ]
     calm = format_summary(a_summary(guard_triggers=(), events_by_type={}, fills_by_why={}, orders_refused_by={},
                                     open_positions=()))
     assert "Guards fired: none" in calm and "GBP 12,345.50" in calm and "+GBP 2,345.50, +23.46%" in calm
@@ -207,7 +212,7 @@ def test_the_chart_marks_refused_orders_and_writes_the_end_of_the_run_under_it()
 
     times, equities = curve()
     notes = ["Open at the end: long 100 SYNTH from 139.2495; unrealised +GBP 12.00 at the last close, in the final equity",
-             "Orders refused: 2: trading_state 2 (the guard was halted or reducing)"]
+             "Orders refused: 2: trading_state 2 (the guard was halted: 2)"]
     refusals = [Refusal(times[45], "trading_state"), Refusal(times[50], "trading_state")]
     figure = report_figure(times, equities, 0.2, refused_marks=refusals, notes=notes)
     assert [text.get_text() for text in figure.texts] == ["\n".join(notes)]
