@@ -17,11 +17,14 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
 * ``summary.json``: start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
   inside bars included), fills (the rows of
-  fills.csv) and fills_by_why, guard_triggers, restarts, orders_refused and orders_refused_by,
+  fills.csv) and fills_by_why, guard_triggers, state_spans (every stretch the guard held trading
+  halted or reducing: when, why, until when and why then, its bars and the orders it refused),
+  restarts, orders_refused and orders_refused_by,
   open_positions and their unrealised_pnl, price_digits and events_by_type, all derived from the
   journal and the equity series;
 * ``report.png``: the equity curve and drawdown with every active limit and warning level drawn,
-  guard firings (by guard), closed positions and refused orders marked, and what is still open
+  guard firings (by guard), closed positions and refused orders marked, each stretch of halted or
+  reducing trading shaded, and what is still open
   at the end written under it
   (needs the ``plot`` extra; without it the run still finishes and says how to install it).
 
@@ -113,6 +116,7 @@ from runtime.replay.report import (
     write_equity_csv,
     write_fills_csv,
 )
+from runtime.replay.spans import state_spans
 from runtime.replay.strategies import MovingAverageCrossover
 from runtime.risk.monitor import GuardRecord
 from runtime.settings import Settings, SettingsError
@@ -599,7 +603,8 @@ def summarize(
 ) -> RunSummary:
     """The run's summary from its journal and its equity path, so they always agree: fills are
     fills.csv's rows (`fills_from_events`) counted by why, guard triggers GUARD_TRIGGERED events
-    (at the reading they judged), restarts ACTOR_RESTARTED events, refused orders TRADE_FAILED
+    (at the reading they judged), the stretches of halted or reducing trading TRADING_STATE_CHANGED
+    events over the path's bars (`state_spans`), restarts ACTOR_RESTARTED events, refused orders TRADE_FAILED
     events (`refusals_from_events`) counted by cause. The max drawdown is the worst of the path's
     (inside bars included) and ``guard_drawdown``, the guard's own tracker's: the guard also judged
     the account before each order, which no bar's equity shows. The path's start is the paper
@@ -619,6 +624,7 @@ def summarize(
         max_drawdown=max(path.max_drawdown(), guard_drawdown),
         fills_by_why=Counter(fill.why for fill in fills),
         guard_triggers=triggers,
+        state_spans=state_spans(events, path.times),
         restarts=counts[EventType.ACTOR_RESTARTED.value],
         events_by_type=dict(counts),
         orders_refused_by=Counter(refusal.cause for refusal in refusals_from_events(events)),
@@ -652,6 +658,7 @@ def _write_report(
             lows=path.lows,
             start_equity=path.start_equity,
             baselines=path.baselines,
+            state_spans=summary.state_spans,
         )
 
     _replace_whole(out / EQUITY_CSV, lambda target: write_equity_csv(target, path.rows()) >= 0)
@@ -681,7 +688,7 @@ def _closed_lines(events: Sequence[Event], digits: int) -> list[str]:
             side = "long" if closed.side is Side.BUY else "short"
             lines.append(
                 f"  {event.timestamp:%Y-%m-%d %H:%M} UTC  closed {side} {closed.volume:g} {closed.symbol} "
-                f"at {format_price(closed.price, digits)}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
+                f"at {format_price(closed.price, digits, closed.volume)}, realised {closed.realised_pnl:+,.2f}: {closed.reason}"
             )
     return lines
 

@@ -34,6 +34,7 @@ RUN_TIMEOUT = 120.0
 SUMMARY_KEYS = {
     "start_equity", "final_equity", "max_drawdown", "fills", "fills_by_why", "guard_triggers", "restarts",
     "orders_refused", "orders_refused_by", "open_positions", "unrealised_pnl", "price_digits", "events_by_type",
+    "state_spans",
 }
 
 
@@ -109,6 +110,11 @@ def check_paper_run(out: Path, bars: list[Bar], limit: float) -> dict:
     triggered = [e for e in events if e.event_type is EventType.GUARD_TRIGGERED]
     assert summary["guard_triggers"] == [
         {"time": e.metadata["at"], "guard": e.metadata["guard"], "reason": e.metadata["reason"]} for e in triggered
+    ]
+    # Every change away from active trading starts a stretch, in journal order, with its reason.
+    stopped = [e for e in events if e.event_type is EventType.TRADING_STATE_CHANGED and e.metadata["to"] != "active"]
+    assert [(s["start"], s["state"], s["reason"]) for s in summary["state_spans"]] == [
+        (e.timestamp.isoformat(), e.metadata["to"], e.metadata["reason"]) for e in stopped
     ]
     assert started_and_stopped_once(events)
     assert counts["stall_detected"] == 0

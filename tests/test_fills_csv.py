@@ -158,3 +158,39 @@ def test_an_unreadable_order_submitted_does_not_keep_the_other_fills_out_of_fill
     damaged = Event(EventType.ORDER_SUBMITTED, "main", {"client_order_id": "c-9", "volume": "ten"}, T0)
     assert fills_from_events([damaged, *a_journal()]) == fills_from_events(a_journal())
     assert len(fills_from_events(a_journal())) == 4
+
+
+# Whole-number prices: a buy at 101 on the MA(2/3) cross, then a fall that takes the account
+# through its 9,900 minimum inside the 06:00 bar, where the guard closes it.
+WHOLE_NUMBER_PRICES = """timestamp,open,high,low,close,volume
+2024-01-02T00:00:00Z,100,100,100,100,10
+2024-01-02T01:00:00Z,100,100,99,99,10
+2024-01-02T02:00:00Z,99,99,98,98,10
+2024-01-02T03:00:00Z,98,101,98,101,10
+2024-01-02T04:00:00Z,101,103,101,102,10
+2024-01-02T05:00:00Z,102,104,101,103,10
+2024-01-02T06:00:00Z,102,102,70,75,10
+2024-01-02T07:00:00Z,75,76,74,75,10
+"""
+
+
+def test_whole_number_prices_and_a_close_at_the_minimum_are_written_without_float_noise(tmp_path):
+    prices = tmp_path / "cross.csv"
+    prices.write_text(WHOLE_NUMBER_PRICES, encoding="utf-8")
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "3", "--volume", "100",
+        "--min-equity", "9900", "--out", "run", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    # The fall crosses 9,900 at 100 exactly: the equity there is a float's hair below it.
+    reason = "equity below minimum 9900.00 by less than 0.01"
+    assert (tmp_path / "run" / "fills.csv").read_text(encoding="utf-8").splitlines() == [
+        "timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason",
+        "2024-01-02T03:00:00+00:00,CROSS,buy,100,101,0.0000,0.0000,signal,fast MA(2) 99.5 crossed above slow MA(3) 99.3333",
+        f"2024-01-02T06:00:00+00:00,CROSS,sell,100,100,0.0000,-100.0000,guard,{reason}",
+    ]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["price_digits"] == 0
+    assert summary["guard_triggers"] == [{"time": "2024-01-02T06:00:00+00:00", "guard": "min_equity", "reason": reason}]
+    assert f"\n  2024-01-02 06:00 UTC  closed long 100 CROSS at 100, realised -100.00: {reason}\n" in result.stdout
+    assert f"\n  2024-01-02 06:00 UTC  min_equity: {reason}\n" in result.stdout

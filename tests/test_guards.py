@@ -175,15 +175,20 @@ def test_min_equity_is_strictly_below_so_equity_at_the_minimum_is_fine():
     assert guard.level(499.99, 1000.0, 1000.0, 1000.0) is Level.BREACH
 
 
-def test_a_reading_a_hair_below_the_minimum_is_told_apart_from_it_in_the_reason():
+def test_a_reading_within_a_cent_below_the_minimum_says_so_in_two_decimals_without_float_noise():
     guard = MinEquityGuard(9_500.0, warn_at=0.5)
     below = guard.verdict(9_499.999, 10_000.0, 10_000.0, 10_000.0)
-    assert below is not None and below.reason == "equity 9499.999 < minimum 9500.000"
+    assert below is not None and below.reason == "equity below minimum 9500.00 by less than 0.01"
     assert guard.verdict(9_400.0, 10_000.0, 10_000.0, 10_000.0).reason == "equity 9400.00 < minimum 9500.00"
+    assert guard.verdict(9_499.99, 10_000.0, 10_000.0, 10_000.0).reason == "equity 9499.99 < minimum 9500.00"
+    # A liquidation filled where the minimum was crossed lands a float's hair below it.
+    crossed = MinEquityGuard(9_900.0).verdict(9_899.999999999998, 10_000.0, 10_000.0, 10_000.0)
+    assert crossed is not None and crossed.reason == "equity below minimum 9900.00 by less than 0.01"
     closest = MinEquityGuard(500.0).verdict(math.nextafter(500.0, 0.0), 1_000.0, 1_000.0, 1_000.0)
-    assert closest is not None and closest.reason == "equity 499.99999999999994 < minimum 500.0"
+    assert closest is not None and closest.reason == "equity below minimum 500.00 by less than 0.01"
     warned = MinEquityGuard(100.0, warn_at=0.5).verdict(199.9999, 1_000.0, 1_000.0, 1_000.0)
-    assert warned is not None and warned.reason == "warning: equity 199.9999 < warning level 200.0000 (minimum 100.00)"
+    assert warned is not None
+    assert warned.reason == "warning: equity below warning level 200.00 by less than 0.01 (minimum 100.00)"
 
 
 def test_a_min_equity_warning_starts_at_minimum_over_warn_at():

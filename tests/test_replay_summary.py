@@ -1,5 +1,6 @@
 """What a replay's summary tells a trader: every fill of fills.csv counted by why, the position
-still open at the end with its unrealised profit, and the orders refused, counted by cause."""
+still open at the end with its unrealised profit, the orders refused, counted by cause, and each
+stretch in which the guard held trading halted or reducing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from support.processes import Finished
 from test_examples import clean_env, run_example
 
 
@@ -24,7 +26,7 @@ def test_the_summary_counts_every_row_of_fills_csv_the_guards_close_included(tmp
     assert (summary["open_positions"], summary["unrealised_pnl"]) == ([], 0.0)
     assert (
         "\nOpen at the end: none (flat)\n"
-        "Orders refused: 1: trading_state 1 (the guard was halted or reducing)\n"
+        "Orders refused: 1: trading_state 1 (the guard was halted: 1)\n"
         "Guards fired: 1\n"
     ) in result.stdout
 
@@ -76,20 +78,30 @@ def test_the_summary_shows_the_position_open_at_the_end_and_the_orders_a_limit_r
         "Open at the end: long 10 DEMO from 99.01; unrealised +GBP 39.90 at the last close, in the final equity\n"
         "Orders refused: 2: max_trades_per_day 2\n"
         "Guards fired: none\n"
+        "Trading halted or reducing: never\n"
     ) in result.stdout
+
+
+def run_crossover(tmp_path: Path, closes: list[float], settings: str) -> Finished:
+    """The MA(2/3) crossover trading 100 DEMO on ``closes`` (`write_prices`), with ``settings``
+    (TOML lines of the ``[tradewarden]`` table), its report in ``tmp_path / "run"``."""
+    prices = tmp_path / "DEMO.csv"
+    write_prices(prices, closes)
+    config = tmp_path / "settings.toml"
+    config.write_text(f"[tradewarden]\n{settings}", encoding="utf-8")
+    return run_example(
+        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "3", "--volume", "100",
+        "--config", str(config), "--out", "run", cwd=tmp_path,
+    )
 
 
 def test_after_a_cooldown_resumes_with_a_new_baseline_the_summary_starts_from_the_accounts_own_start(tmp_path):
     # A buy at 101, a crash inside a bar that halts at 20% (closed at 83), the cooldown's
     # automatic resume two hours later, which sets the guard's start to the 8,400 then, and a
     # buy at 72: the run still began with 10,000.
-    prices = tmp_path / "DEMO.csv"
-    write_prices(prices, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 72])
-    config = tmp_path / "cool.toml"
-    config.write_text('[tradewarden]\ncooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\n', encoding="utf-8")
-    result = run_example(
-        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "3", "--volume", "100",
-        "--config", str(config), "--out", "run", cwd=tmp_path,
+    result = run_crossover(
+        tmp_path, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 72],
+        'cooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\n',
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
@@ -101,16 +113,9 @@ def test_after_a_cooldown_resumes_with_a_new_baseline_the_summary_starts_from_th
 def test_a_static_floor_moved_by_a_cooldowns_resume_is_reported_as_the_guard_measured_it(tmp_path):
     # Halted at the 8,000 floor at 14:00; the cooldown's resume at 16:00 sets the start to 8,000,
     # so the floor becomes 6,400: the later fall to 7,775 is inside it, and no second trigger.
-    prices = tmp_path / "DEMO.csv"
-    write_prices(prices, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 73, 74, 70, 66, 64, 64, 64])
-    config = tmp_path / "static.toml"
-    config.write_text(
-        '[tradewarden]\ncooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\ndrawdown_trailing = false\n',
-        encoding="utf-8",
-    )
-    result = run_example(
-        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "3", "--volume", "100",
-        "--config", str(config), "--out", "run", cwd=tmp_path,
+    result = run_crossover(
+        tmp_path, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 73, 74, 70, 66, 64, 64, 64],
+        'cooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\ndrawdown_trailing = false\n',
     )
     assert result.returncode == 0, result.stderr
     assert (
@@ -118,3 +123,38 @@ def test_a_static_floor_moved_by_a_cooldowns_resume_is_reported_as_the_guard_mea
         "start), lowest equity 7,775.00; worst 20.00% below the start then; fired 2024-03-04 14:00 UTC\n"
     ) in result.stdout
     assert "rebaselined 1" in result.stdout and "Guards fired: 1\n" in result.stdout
+
+
+def test_a_warning_that_keeps_the_account_reducing_after_a_resume_is_named_with_when_why_and_how_long(tmp_path):
+    # A buy at 99 rides to 104 (peak 10,500), then a bar falls to 96: the 3% daily loss from the
+    # day's 10,000 halts and closes there (equity 9,700). The cooldown resumes at the next day's
+    # start, where the drawdown of 7.62% is past the 5% warning: the account is reducing from
+    # then to the end, and the buy signals refused while halted and while reducing say so.
+    result = run_crossover(
+        tmp_path,
+        [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 96] + [95, 95, 96, 95, 95, 96, 95, 95, 95] + [95, 96, 97, 98, 99, 100],
+        'max_drawdown_percent = 10\ndaily_loss_percent = 3\nguard_warn_fraction = 0.5\n'
+        'cooldown_rules = "daily_loss"\ncooldown_seconds = 3600\n',
+    )
+    assert result.returncode == 0, result.stderr
+    breach = "daily loss 3.00% >= limit 3.00% (start of day 10000.00, equity 9700.00)"
+    warning = "warning: max drawdown 7.62% >= warning 5.00% (limit 10.00%, peak 10500.00, equity 9700.00)"
+    resumed = "resumed automatically: the cooldown after daily_loss ended"
+    assert result.stdout.split("Open at the end: none (flat)\n")[1].split("Events: ")[0] == (
+        "Orders refused: 3: trading_state 3 (the guard was halted: 2, reducing: 1)\n"
+        "Guards fired: 1\n"
+        f"  2024-03-04 14:00 UTC  daily_loss: {breach}\n"
+        "Trading halted or reducing: halted 1 time, 10 bars; reducing 1 time, 6 bars\n"
+        f"  2024-03-04 14:00 UTC  halted for 10 bars (10h), 2 orders refused: {breach}\n"
+        f"    until 2024-03-05 00:00 UTC, then active: {resumed}\n"
+        f"  2024-03-05 00:00 UTC  reducing for 6 bars (5h), 1 order refused: {warning}\n"
+        "    to the last bar, 2024-03-05 05:00 UTC: still reducing when the run ended\n"
+    )
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["state_spans"] == [
+        {"state": "halted", "start": "2024-03-04T14:00:00+00:00", "end": "2024-03-05T00:00:00+00:00",
+         "reason": breach, "bars": 10, "orders_refused": 2, "next_state": "active", "ended_by": resumed},
+        {"state": "reducing", "start": "2024-03-05T00:00:00+00:00", "end": "2024-03-05T05:00:00+00:00",
+         "reason": warning, "bars": 6, "orders_refused": 1, "next_state": None, "ended_by": None},
+    ]
+    assert (tmp_path / "run" / "report.png").stat().st_size > 10_000

@@ -36,6 +36,7 @@ SUMMARY_KEYS = [
     "fills",
     "fills_by_why",
     "guard_triggers",
+    "state_spans",
     "restarts",
     "orders_refused",
     "orders_refused_by",
@@ -75,8 +76,9 @@ def test_summary_json_has_exactly_the_documented_keys_and_shapes():
     assert data["events_by_type"] == {"guard_triggered": 1, "position_closed": 1, "trade_executed": 12}
     assert (data["fills"], data["fills_by_why"]) == (13, {"guard": 1, "signal": 12})
     assert (data["orders_refused"], data["orders_refused_by"]) == (3, {"max_order_volume": 1, "trading_state": 2})
-    # An average entry lies between the instrument's ticks: written with every decimal it has.
-    assert data["open_positions"] == [{"symbol": "EURUSD", "side": "short", "volume": 0.5, "entry_price": 1.0851234}]
+    # An average entry lies between the instrument's ticks: written with the decimals its worth
+    # needs to the money's last decimal (on 0.5 units the instrument's own five will do).
+    assert data["open_positions"] == [{"symbol": "EURUSD", "side": "short", "volume": 0.5, "entry_price": 1.08512}]
     assert (data["unrealised_pnl"], data["price_digits"]) == (-12.3457, 5)
     assert data["start_equity"] == 10_000.0 and data["restarts"] == 1
     assert json.loads(json.dumps(data)) == data  # plain JSON values only
@@ -114,14 +116,18 @@ def test_summary_refuses_bad_values_naming_field_and_value(changes, error, messa
 
 def test_format_summary_reads_at_a_glance():
     text = format_summary(a_summary(final_equity=7_400.5), currency="USD")
-    assert "USD 10,000.00 -> USD 7,400.50 (-USD 2,599.50, -26.00%)" in text
-    assert "Max drawdown: 25.12%" in text
-    assert "Fills: 13 in fills.csv: 12 by signal, 1 closed by the guard   Restarts: 1" in text
-    assert "Open at the end: short 0.5 EURUSD from 1.0851234; unrealised -USD 12.35 at the last close, in the final equity" in text
-    assert "Orders refused: 3: max_order_volume 1, trading_state 2 (the guard was halted or reducing)" in text
-    assert "2024-01-14 00:00 UTC  max_drawdown: max drawdown 25.12% >= limit 20.00%" in text
-    assert "trade_executed 12" in text
-    assert len(text.splitlines()) <= 10
+    assert text.splitlines() == [
+        "Equity: USD 10,000.00 -> USD 7,400.50 (-USD 2,599.50, -26.00%)",
+        "Max drawdown: 25.12%",
+        "Fills: 13 in fills.csv: 12 by signal, 1 closed by the guard   Restarts: 1",
+        "Open at the end: short 0.5 EURUSD from 1.08512; unrealised -USD 12.35 at the last close, in the final equity",
+        # No stretch of halted trading is on record here, so the state is not known.
+        "Orders refused: 3: max_order_volume 1, trading_state 2 (the guard was halted or reducing: 2)",
+        "Guards fired: 1",
+        "  2024-01-14 00:00 UTC  max_drawdown: max drawdown 25.12% >= limit 20.00%",
+        "Trading halted or reducing: never",
+        "Events: guard_triggered 1, position_closed 1, trade_executed 12",
+    ]
     calm = format_summary(a_summary(guard_triggers=(), events_by_type={}, fills_by_why={}, orders_refused_by={},
                                     open_positions=()))
     assert "Guards fired: none" in calm and "GBP 12,345.50" in calm and "+GBP 2,345.50, +23.46%" in calm
@@ -157,15 +163,29 @@ def test_an_instruments_digits_are_read_from_its_own_prices():
     assert price_digits([0.1 + 0.2]) == 10  # computed, not quoted: no more than ten decimals
 
 
-def test_a_quoted_price_loses_its_float_noise_and_a_price_between_ticks_keeps_its_decimals():
+def test_an_instrument_quoted_in_whole_numbers_has_no_decimals():
+    # A float's text has a ".0" that no file wrote: 100 is quoted to no decimals, and written so.
+    assert price_digits([100.0, 101.0, 99.0, 1_000_000.0]) == 0
+    assert FillRow(T0, "CROSS", Side.BUY, 100.0, 101.0, 0.0, 0.0, "signal", "").csv_row(0)[4] == "101"
+
+
+def test_a_quoted_price_loses_its_float_noise_and_a_price_between_ticks_keeps_the_decimals_its_profit_needs():
     quoted = FillRow(T0, "EURUSD", Side.BUY, 1.0, 1.1000000000000001, 0.0, 0.0, "signal", "")
     assert quoted.csv_row(5)[4] == "1.10000"
     # A guard's close where the limit was crossed (bisected, not on the 0.01 grid): rounded to
-    # 96.98 it would disagree with its realised profit by 0.04 on 73 units.
+    # 96.98 it would disagree with its realised profit by 0.04 on 73 units; 96.980589 is within
+    # 0.000003 of it, below the 0.0001 the money columns show.
     crossed = FillRow(T0, "DEMO", Side.SELL, 73.0, 96.98058904110191, 0.0, -220.41699999956074, "guard", "")
-    assert crossed.csv_row(2)[3:7] == ("73", "96.9805890411", "0.0000", "-220.4170")
-    assert format_price(96.98058904110191, 2) == "96.9805890411"
-    assert format_price(96.98, 2) == "96.98"
+    assert crossed.csv_row(2)[3:7] == ("73", "96.980589", "0.0000", "-220.4170")
+    assert format_price(96.98058904110191, 2, 73.0) == "96.980589"
+    assert format_price(96.98, 2, 73.0) == "96.98"
+    # GOOG's daily history with the 20% guard: the bisected crossing is a hair from 174.242,
+    # which is as exact as the fill's worth (99.661152 shares) can show.
+    goog = FillRow(T0, "GOOG", Side.SELL, 99.661152, 174.2419999833235, 0.0, -771.1779958379987, "guard", "")
+    assert goog.csv_row(2)[3:7] == ("99.661152", "174.242", "0.0000", "-771.1780")
+    # The more units, the more decimals it takes: 200,000 EURUSD need nine.
+    assert format_price(1.0891517978123, 5, 200_000.0) == "1.089151798"
+    assert format_price(1.0891517978123, 5, 1.0) == "1.08915"
 
 
 def fill(side: Side, volume: float, price: float, symbol: str = "SYNTH") -> FillRow:
@@ -192,7 +212,7 @@ def test_the_chart_marks_refused_orders_and_writes_the_end_of_the_run_under_it()
 
     times, equities = curve()
     notes = ["Open at the end: long 100 SYNTH from 139.2495; unrealised +GBP 12.00 at the last close, in the final equity",
-             "Orders refused: 2: trading_state 2 (the guard was halted or reducing)"]
+             "Orders refused: 2: trading_state 2 (the guard was halted: 2)"]
     refusals = [Refusal(times[45], "trading_state"), Refusal(times[50], "trading_state")]
     figure = report_figure(times, equities, 0.2, refused_marks=refusals, notes=notes)
     assert [text.get_text() for text in figure.texts] == ["\n".join(notes)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import bisect
 import csv
+import math
 import os
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +20,9 @@ from runtime.broker import Side, to_side
 from runtime.events import Event, EventType
 from runtime.payloads import PositionClosed, TradeExecuted, TradeFailed
 from runtime.replay.limits import DRAWDOWN_PANEL, EquityPath, LimitLevel
+from runtime.replay.spans import StateSpan, span_lines, span_notes, span_totals
+from runtime.risk.gate import TRADING_STATE
+from runtime.risk.guards import TradingState
 from runtime.validation import (
     attrs_finite,
     attrs_non_negative,
@@ -38,6 +43,7 @@ __all__ = [
     "OpenPosition",
     "Refusal",
     "RunSummary",
+    "StateSpan",
     "end_of_run_lines",
     "fills_from_events",
     "format_price",
@@ -79,22 +85,32 @@ def _trimmed(value: float, digits: int) -> str:
     return _fixed(value, digits).rstrip("0").rstrip(".")
 
 
-def format_price(value: float, digits: int) -> str:
-    """``value`` with the instrument's ``digits`` decimals when that takes off float noise and
-    nothing else (a quoted price: 1.1000000000000001 is 1.10000); a price that lies between
-    the instrument's ticks (a guard's close where the limit was crossed, an average entry) with
-    every decimal it has, up to 10, so that price, volume and profit still agree."""
-    if abs(value - round(value, digits)) <= 1e-9 * max(1.0, abs(value)):
-        return _fixed(value, digits)
-    return _trimmed(value, _MAX_PRICE_DIGITS)
+def format_price(value: float, digits: int, volume: float) -> str:
+    """``value`` as a price of ``volume`` units: with the instrument's ``digits`` decimals when
+    that moves the position's worth (price x volume) by at most half of money's last decimal
+    (`MONEY_DIGITS`), so a quoted price loses its float noise and nothing else (1.1000000000000001
+    is 1.10000); else with the fewest more decimals, up to 10, that do, so that a price between the
+    instrument's ticks (a guard's close where a limit was crossed, an average entry) still agrees
+    with its volume and its profit as fills.csv writes them: 174.2419999833 for 99.661152 shares
+    quoted in cents is 174.242."""
+    half_money = 0.5 * 10.0**-MONEY_DIGITS
+    # A volume so large that no decimal could keep to half a money unit still has its float
+    # noise taken off: a few units in the last place are never a decimal of the price.
+    noise = 4 * math.ulp(value)
+    for places in range(digits, max(digits, _MAX_PRICE_DIGITS) + 1):
+        error = abs(round(value, places) - value)
+        if error * abs(volume) <= half_money or error <= noise:
+            return _fixed(value, places)
+    return _fixed(value, max(digits, _MAX_PRICE_DIGITS))
 
 
 def price_digits(prices: Iterable[float]) -> int:
     """The decimal places an instrument is quoted to, read from its own prices (the bars' open,
     high, low and close, and any spread or slippage added to them): the most any one needs when
-    written as Python writes a float, so rounding a fill's price to them removes float noise and
-    nothing else. `PRICE_DIGITS_UNKNOWN` for no prices; at most 10."""
-    digits = [max(0, -int(Decimal(repr(float(price))).as_tuple().exponent)) for price in prices]
+    written as Python writes a float, without trailing zeros (100.0 needs none, 1e-05 five), so
+    rounding a fill's price to them removes float noise and nothing else. `PRICE_DIGITS_UNKNOWN`
+    for no prices; at most 10."""
+    digits = [max(0, -int(Decimal(repr(float(price))).normalize().as_tuple().exponent)) for price in prices]
     if not digits:
         return PRICE_DIGITS_UNKNOWN
     return min(max(digits), _MAX_PRICE_DIGITS)
@@ -126,6 +142,17 @@ def _triggers(value: Iterable[GuardTrigger | Mapping[str, Any]]) -> tuple[GuardT
             raise TypeError(f"guard_triggers[{index}] must be a GuardTrigger, got {trigger!r}")
         triggers.append(trigger)
     return tuple(triggers)
+
+
+def _spans(value: Iterable[StateSpan | Mapping[str, Any]]) -> tuple[StateSpan, ...]:
+    spans = []
+    for index, span in enumerate(value):
+        if isinstance(span, Mapping):  # summary.json's form, read back
+            span = StateSpan.from_json_dict(span)
+        if not isinstance(span, StateSpan):
+            raise TypeError(f"state_spans[{index}] must be a StateSpan, got {span!r}")
+        spans.append(span)
+    return tuple(spans)
 
 
 def _counts(field: str, what: str, value: Mapping[Any, int]) -> dict[str, int]:
@@ -180,7 +207,7 @@ class OpenPosition:
         """``long 100 SYNTH from 139.2495``: the entry price to ``digits`` decimals."""
         return (
             f"{_POSITION_SIDES[self.side]} {_trimmed(self.volume, _VOLUME_DIGITS)} {self.symbol} "
-            f"from {format_price(self.entry_price, digits)}"
+            f"from {format_price(self.entry_price, digits, self.volume)}"
         )
 
     def to_json_dict(self, digits: int) -> dict[str, Any]:
@@ -190,7 +217,7 @@ class OpenPosition:
             "symbol": self.symbol,
             "side": _POSITION_SIDES[self.side],
             "volume": float(self.volume),
-            "entry_price": float(format_price(self.entry_price, digits)),
+            "entry_price": float(format_price(self.entry_price, digits, self.volume)),
         }
 
 
@@ -209,7 +236,8 @@ def _open_positions(value: Iterable[OpenPosition | Mapping[str, Any]]) -> tuple[
 class RunSummary:
     """What a run came to: equity at start and end, worst drawdown from the peak (a fraction: the
     worst the guard saw, inside bars included), its fills
-    counted by why (fills.csv's ``why`` column: one per row), guards fired, actor restarts, orders
+    counted by why (fills.csv's ``why`` column: one per row), guards fired, every stretch the
+    guard held trading halted or reducing (`runtime.replay.spans.state_spans`), actor restarts, orders
     refused counted by cause (`refusals_from_events`), the positions still open at the end with
     their unrealised profit at the last close (part of the final equity), how many events of each
     type were emitted, and the decimals its prices are written with.
@@ -222,6 +250,7 @@ class RunSummary:
     max_drawdown: float = attrs.field(validator=attrs_non_negative)
     fills_by_why: dict[str, int] = attrs.field(factory=dict, converter=_fill_counts, hash=False)
     guard_triggers: tuple[GuardTrigger, ...] = attrs.field(default=(), converter=_triggers)
+    state_spans: tuple[StateSpan, ...] = attrs.field(default=(), converter=_spans)
     restarts: int = attrs.field(default=0, validator=attrs_whole)
     events_by_type: dict[str, int] = attrs.field(factory=dict, converter=_event_counts, hash=False)
     orders_refused_by: dict[str, int] = attrs.field(factory=dict, converter=_refusal_counts, hash=False)
@@ -242,7 +271,7 @@ class RunSummary:
     def to_json_dict(self) -> dict[str, Any]:
         """The summary.json object: exactly the keys start_equity, final_equity, max_drawdown,
         fills (the rows of fills.csv), fills_by_why, guard_triggers (a list of {time, guard,
-        reason}), restarts, orders_refused, orders_refused_by, open_positions (a list of `OpenPosition`
+        reason}), state_spans (a list of `StateSpan` objects), restarts, orders_refused, orders_refused_by, open_positions (a list of `OpenPosition`
         objects), unrealised_pnl, price_digits, events_by_type. Money is rounded to `MONEY_DIGITS`
         decimals, as in equity.csv, and prices to ``price_digits``."""
         return {
@@ -252,6 +281,7 @@ class RunSummary:
             "fills": self.fills,
             "fills_by_why": dict(self.fills_by_why),
             "guard_triggers": [trigger.to_json_dict() for trigger in self.guard_triggers],
+            "state_spans": [span.to_json_dict() for span in self.state_spans],
             "restarts": self.restarts,
             "orders_refused": self.orders_refused,
             "orders_refused_by": dict(self.orders_refused_by),
@@ -286,15 +316,28 @@ _WHY_WORDS = {
     "fail-safe": "closed by the fail-safe",
 }
 _CAUSE_WORDS = {
-    "trading_state": "the guard was halted or reducing",
     "broker": "the broker refused or failed it",
 }
+
+
+def _refused_by_state(summary: RunSummary, count: int) -> str:
+    # Which state refused the trading_state refusals, as the spans counted them; any no span
+    # accounts for (a summary written before spans were) are said as "halted or reducing".
+    counts = {state: 0 for state in (TradingState.HALTED.value, TradingState.REDUCING.value)}
+    for span in summary.state_spans:
+        counts[span.state] += span.orders_refused
+    parts = [f"{state}: {n:,}" for state, n in counts.items() if n]
+    rest = count - sum(counts.values())
+    if rest > 0:
+        parts.append(f"halted or reducing: {rest:,}")
+    return "the guard was " + ", ".join(parts)
 
 
 def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
     """What the run's end leaves a trader to know, in two lines: the positions still open, which
     the final equity values at the last close (with their unrealised profit), and the orders
-    refused, counted by cause. The report's chart shows the same lines."""
+    refused, counted by cause (those the trading state refused, by the state: ``trading_state 139
+    (the guard was reducing: 139)``). The report's chart shows the same lines."""
     if summary.open_positions:
         held = ", ".join(position.describe(summary.price_digits) for position in summary.open_positions)
         unrealised = _money(summary.unrealised_pnl, currency)
@@ -305,11 +348,11 @@ def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
     else:
         opened = "Open at the end: none (flat)"
     if summary.orders_refused:
-        causes = ", ".join(
-            f"{cause} {count}" + (f" ({_CAUSE_WORDS[cause]})" if cause in _CAUSE_WORDS else "")
-            for cause, count in summary.orders_refused_by.items()
-        )
-        refused = f"Orders refused: {summary.orders_refused}: {causes}"
+        causes = []
+        for cause, count in summary.orders_refused_by.items():
+            words = _refused_by_state(summary, count) if cause == TRADING_STATE else _CAUSE_WORDS.get(cause)
+            causes.append(f"{cause} {count}" + (f" ({words})" if words else ""))
+        refused = f"Orders refused: {summary.orders_refused}: {', '.join(causes)}"
     else:
         refused = "Orders refused: none"
     return [opened, refused]
@@ -317,7 +360,8 @@ def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
 
 def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
     """A few lines a trader reads at a glance: profit or loss, worst drawdown, fills (as many as
-    fills.csv has rows) by why, what is still open, orders refused, what fired."""
+    fills.csv has rows) by why, what is still open, orders refused, what fired, and when, why and
+    for how long trading was halted or reducing (`runtime.replay.spans.span_lines`)."""
     change = summary.final_equity - summary.start_equity
     # Trades first, then closes, as _WHY_WORDS lists them; a why it does not know goes last, by name.
     order = {why: place for place, why in enumerate(_WHY_WORDS)}
@@ -337,6 +381,7 @@ def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
             lines.append(f"  {trigger.time:%Y-%m-%d %H:%M} UTC  {trigger.guard}: {trigger.reason}")
     else:
         lines.append("Guards fired: none")
+    lines.extend(span_lines(summary.state_spans))
     if summary.events_by_type:
         lines.append("Events: " + ", ".join(f"{name} {count}" for name, count in summary.events_by_type.items()))
     return "\n".join(lines)
@@ -408,7 +453,7 @@ class FillRow:
         to 8 and no trailing zeros, so float noise (1.1000000000000001) never reaches the file."""
         return (
             self.time.astimezone(UTC).isoformat(), self.symbol, self.side.value, _trimmed(self.volume, _VOLUME_DIGITS),
-            format_price(self.price, price_digits), _fixed(self.costs, MONEY_DIGITS),
+            format_price(self.price, price_digits, self.volume), _fixed(self.costs, MONEY_DIGITS),
             _fixed(self.realised_pnl, MONEY_DIGITS), self.why, self.reason,
         )
 
@@ -533,6 +578,7 @@ def plot_report(
     lows: Sequence[float] | None = None,
     start_equity: float | None = None,
     baselines: Sequence[tuple[datetime, float]] = (),
+    state_spans: Sequence[StateSpan] = (),
 ) -> bool:
     """Save a PNG of `report_figure` (the same arguments); returns True once the file is written,
     or False (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is
@@ -541,6 +587,7 @@ def plot_report(
         figure = report_figure(
             times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels,
             refused_marks=refused_marks, notes=notes, lows=lows, start_equity=start_equity, baselines=baselines,
+            state_spans=state_spans,
         )
     except ImportError:
         logger.warning(
@@ -554,6 +601,10 @@ def plot_report(
 
 
 _GUARD_MARKERS = ("v", "X", "s", "D", "P")
+_FIGURE_HEIGHT = 6.5  # inches, with up to two lines of notes
+_NOTE_LINE_INCHES = 0.1625  # a line of small text under the chart
+_NOTE_WIDTH = 130  # characters of small text across the 10-inch figure
+_STATE_COLOURS = {TradingState.HALTED.value: "tab:red", TradingState.REDUCING.value: "gold"}
 
 
 def report_figure(
@@ -570,6 +621,7 @@ def report_figure(
     lows: Sequence[float] | None = None,
     start_equity: float | None = None,
     baselines: Sequence[tuple[datetime, float]] = (),
+    state_spans: Sequence[StateSpan] = (),
 ) -> Any:
     """The report chart as a matplotlib ``Figure`` (not saved): the equity curve with markers where
     guards fired (one marker per guard, named in the legend, when the marks are `GuardTrigger`
@@ -590,7 +642,13 @@ def report_figure(
     drawdown panel shows each bar's worst, its low against the peak before it, so the deepest
     drawdown drawn is the worst the guard saw. The peak starts at ``start_equity`` (default: the
     first point), and again at each of ``baselines`` (the time and equity of a resume that
-    rebaselined the guard). Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad
+    rebaselined the guard).
+
+    ``state_spans`` (`runtime.replay.spans.state_spans`) shade both panels from where each stretch
+    of halted or reducing trading began to where it ended, one colour per state, each counted in
+    the legend with its bars (a warning that came and went inside one bar, refusing nothing, is
+    not drawn); under the chart, after ``notes``, the longest of them are written with their
+    bars, time, refused orders and reason (`runtime.replay.spans.span_notes`). Raises ``ImportError`` without matplotlib, and ``ValueError`` naming a bad
     argument.
     """
     if len(times) != len(equities):
@@ -619,6 +677,10 @@ def report_figure(
     for index, note in enumerate(notes):
         if not isinstance(note, str):
             raise ValueError(f"notes[{index}] must be a string, got {note!r}")
+    for index, span in enumerate(state_spans):
+        if not isinstance(span, StateSpan):
+            raise ValueError(f"state_spans[{index}] must be a StateSpan, got {span!r}")
+    stopped = [span for span in state_spans if span.stopped_trading]
     if levels is None:
         levels = [LimitLevel("max_drawdown", f"limit {limit:.0%}", DRAWDOWN_PANEL, (limit,) * len(values))]
     for index, level in enumerate(levels):
@@ -639,7 +701,21 @@ def report_figure(
             ys.append(values[max(index, 0)])
         return xs, ys
 
-    figure = Figure(figsize=(10, 6.5), dpi=100)
+    def shown_until(span: StateSpan) -> datetime:
+        # A stretch that began and ended at one bar's time (it refused an order there) is drawn
+        # across that bar, to the next one, so that it shows.
+        if span.end > span.start:
+            return span.end
+        after = bisect.bisect_right(moments, span.start)
+        return moments[after] if after < len(moments) else span.end
+
+    # The caller's notes, then why and how long trading stopped, wrapped to the figure's width;
+    # the figure grows by the lines past the first two, so the chart keeps its size.
+    written = list(notes) + [
+        line for note in span_notes(stopped) for line in textwrap.wrap(note, _NOTE_WIDTH, subsequent_indent="    ")
+    ]
+    height = _FIGURE_HEIGHT + _NOTE_LINE_INCHES * max(0, len(written) - 2)
+    figure = Figure(figsize=(10, height), dpi=100)
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     top.plot(moments, values, color="tab:blue", linewidth=1.2, label="equity")
@@ -670,6 +746,14 @@ def report_figure(
         label = "guard fired" if guard == "guard" else f"{guard} fired"
         marker = _GUARD_MARKERS[number % len(_GUARD_MARKERS)]
         top.scatter(xs, ys, marker=marker, s=90, color="tab:red", zorder=4, label=label)
+    for state, colour in _STATE_COLOURS.items():
+        shaded = [span for span in stopped if span.state == state]
+        for number, span in enumerate(shaded):
+            # One legend entry per state, on the equity panel, with the state's totals.
+            named = number == 0
+            top.axvspan(span.start, shown_until(span), color=colour, alpha=0.15, linewidth=0,
+                        label=f"{state}: {span_totals(shaded, state)}" if named else "_nolegend_")
+            bottom.axvspan(span.start, shown_until(span), color=colour, alpha=0.15, linewidth=0)
     top.set_ylabel("equity")
     top.set_title(title)
     top.grid(True, alpha=0.3)
@@ -696,10 +780,10 @@ def report_figure(
     locator = AutoDateLocator()
     bottom.xaxis.set_major_locator(locator)
     bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    if notes:
+    if written:
         # Under the chart, in the figure's own margin, so no curve or legend ever hides them.
-        figure.text(0.01, 0.01, "\n".join(notes), ha="left", va="bottom", fontsize="small")
-        figure.tight_layout(rect=(0, 0.025 * (len(notes) + 1), 1, 1))
+        figure.text(0.01, 0.01, "\n".join(written), ha="left", va="bottom", fontsize="small")
+        figure.tight_layout(rect=(0, _NOTE_LINE_INCHES * (len(written) + 1) / height, 1, 1))
     else:
         figure.tight_layout()
     return figure

@@ -232,22 +232,19 @@ class MinEquityGuard(_ThresholdGuard):
 
     def _explain(self, severity: float, level: Level, equity: float, peak: float, start: float, day_start: float) -> str:
         if equity < self.min_equity:
-            shown, minimum = _apart(equity, self.min_equity)
-            return f"equity {shown} < minimum {minimum}"
+            return _below(equity, "minimum", self.min_equity)
         assert self.warn_at is not None
-        shown, line = _apart(equity, self.min_equity / self.warn_at)
-        return f"equity {shown} < warning level {line} (minimum {self.min_equity:.2f})"
+        return f"{_below(equity, 'warning level', self.min_equity / self.warn_at)} (minimum {self.min_equity:.2f})"
 
 
-def _apart(value: float, bound: float) -> tuple[str, str]:
-    # Both to two decimals, or to as many more as it takes to show them apart: a reading a
-    # hair below the minimum (a liquidation filled where it was crossed) must not read as
-    # "equity 9500.00 < minimum 9500.00".
-    for digits in range(2, 13):
-        shown, limit = f"{value:.{digits}f}", f"{bound:.{digits}f}"
-        if shown != limit:
-            return shown, limit
-    return repr(value), repr(bound)  # (the shortest text that reads back as each)
+def _below(equity: float, line: str, bound: float) -> str:
+    # Money to two decimals, as every guard writes it. A reading within a cent of the line (a
+    # liquidation filled where the minimum was crossed) would read "equity 9900.00 < minimum
+    # 9900.00", and more digits would show only float noise (9899.999999999998): say how close.
+    shown, limit = f"{equity:.2f}", f"{bound:.2f}"
+    if shown == limit:
+        return f"equity below {line} {limit} by less than 0.01"
+    return f"equity {shown} < {line} {limit}"
 
 
 @attrs.frozen
