@@ -55,7 +55,7 @@ from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import Gate, Refusal
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
-from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor, SeriesInterrupted
+from runtime.risk.monitor import Assessment, Latch, ResumeRefused, RiskMonitor, SeriesInterrupted
 from runtime.risk.position_stop import PositionStop
 from runtime.store import StateStore, UnreadableOrder
 from runtime.validation import finite_number
@@ -114,8 +114,12 @@ class GuardActor(SupervisedActor):
     the rule), and trading is not halted for it. The gate's order history and runaway latch are
     saved to the store (`runtime.risk.gate.GateRecord`) and a new incarnation carries on from them.
 
-    Operators: `Resume` (refused past a hard limit unless it rebaselines) and `Halt` (the kill
-    switch). With a ``cooldown``, a halt by the rules it names (and the runaway latch, when it
+    Operators: `Resume` (refused past a hard limit unless it rebaselines, and refused when it
+    was sent before the HALTED or REDUCING it would lift was latched: its sender had not seen
+    it) and `Halt` (the kill switch; pressed while halted, it latches the halt again, keeping
+    its reason and start, so a resume sent before the press does not lift it either). A latch
+    is dated when its TRADING_STATE_CHANGED is published, after its liquidation and alert, and
+    saved with the guard's record. With a ``cooldown``, a halt by the rules it names (and the runaway latch, when it
     names ``runaway_loop``) lifts by itself when its cooldown ends, on the actor's timers (the
     data clock in a replay), journaled and alerted as an automatic resume; a max-drawdown halt
     resumes with a rebaseline, and one the account still breaches stays halted, with an alert.
@@ -223,6 +227,12 @@ class GuardActor(SupervisedActor):
             self._saved = self._save_key()
             # Blind when the last incarnation stopped: so the first valid reading says restored.
             self._blind = record.trading_state is not TradingState.ACTIVE and (record.reason or "").startswith(_BLIND)
+            if record.trading_state is not TradingState.ACTIVE and self._monitor.latch() is None:
+                # A halt of unknown start (a record saved before halts were dated, or the
+                # fail-safe's): dated at this start, the safe side. Only a resume sent from now
+                # on lifts it, and this start says it is halted (see below).
+                self._monitor.date_latch(self.context.clock.now(), again=True)
+                self._save()
         self._restore_gate()
         self._reconcile()  # first: an order filled before a crash is journaled before any close of it
         took_halts = self._take_pending_halts()
@@ -330,7 +340,7 @@ class GuardActor(SupervisedActor):
                 self._bad_cash_flows,
             )
         elif isinstance(message, Resume):
-            return self._resume(message.by, message.rebaseline)
+            return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)
         elif isinstance(message, Halt):
             return self._halt(message.by, message.reason)[0]
         elif isinstance(message, CashFlow):
@@ -547,7 +557,9 @@ class GuardActor(SupervisedActor):
             self._alert("Reducing exposure", reason, Severity.WARNING)
         self._publish_state(assessment.previous_state, assessment.state, reason)
 
-    def _resume(self, by: str, rebaseline: bool, *, automatic: bool = False) -> TradingState | ResumeRefused:
+    def _resume(
+        self, by: str, rebaseline: bool, *, sent_at: datetime | None = None, automatic: bool = False
+    ) -> TradingState | ResumeRefused:
         # Decide on the account as it is now, not on the last reading (which may be old).
         try:
             snapshot = read_account(self._broker)
@@ -562,11 +574,16 @@ class GuardActor(SupervisedActor):
                 "resume refused: a halt pressed before this guard started is still pending in the state store "
                 "(clearing it failed; see the log), and the next start would take it again; try again"
             )
-        try:
-            previous, changed = self.monitor.resume(rebaseline)
-        except ResumeRefused as refused:
+        # A limit first: sent again, the resume would meet it too. Then what its sender could not
+        # have seen, after that reading, which may itself have halted: sent again, it is taken.
+        refused = self.monitor.resume_refusal(rebaseline)
+        latch = self._latch()
+        if refused is None and sent_at is not None and latch is not None:
+            refused = latch.refuses(sent_at)
+        if refused is not None:
             self.log.warning("resume by {} refused: {}", by, refused)
             return refused  # answered, not raised: a told Resume must not kill the guard
+        previous, changed = self.monitor.resume(rebaseline)
         # An automatic resume lifts only its own halt: a runaway latch has its own cooldown.
         if not automatic and self._gate.release() is not None and previous is TradingState.ACTIVE:
             previous = TradingState.REDUCING  # the gate held it there for a runaway loop
@@ -596,16 +613,18 @@ class GuardActor(SupervisedActor):
     def _halt(self, by: str, reason: str) -> tuple[TradingState, bool]:
         # The kill switch: latched like a breach, and everything is closed even if already halted.
         # Returns the state before, and whether HALTED was saved. Pressed while halted, it keeps
-        # the halt's own reason (a breach's numbers must not be hidden by a precaution), adding
-        # only that a cooldown no longer lifts it; the press itself is journaled and alerted.
+        # the halt's own reason and start (a breach's numbers must not be hidden by a
+        # precaution), adding only that a cooldown no longer lifts it; the press itself is
+        # journaled and alerted, and latches the halt again: a resume sent before the press (by
+        # someone who had not seen it) no longer lifts it, as it would not lift a new halt.
         why = f"halted by {by}: {reason}"
         monitor = self.monitor
         if monitor.trading_state is not TradingState.HALTED:
             previous = monitor.halt(why)
         else:
             previous = TradingState.HALTED
-            if self._halted_by:
-                monitor.halt(f"{monitor.state().reason or 'halted'}; then {why} (latched: no cooldown lifts it)")
+            kept = monitor.state().reason or why
+            monitor.halt(f"{kept}; then {why} (latched: no cooldown lifts it)" if self._halted_by else kept)
         self._release_halt(runaway_too=False)  # the operator's halt latches: no cooldown lifts it
         saved = self._save()
         self._reaction_started = time.perf_counter()
@@ -613,6 +632,14 @@ class GuardActor(SupervisedActor):
         self._alert("Trading halted by hand", why, Severity.CRITICAL, news=True)
         self._publish_state(previous, TradingState.HALTED, why)
         return previous, saved
+
+    def _latch(self) -> Latch | None:
+        # The latest latch a resume would lift: the monitor's, or the runaway loop's the gate holds.
+        latches = [self.monitor.latch()]
+        if self._gate.latched is not None and self._gate.latched_at is not None:
+            at = datetime.fromtimestamp(self._gate.latched_at, UTC)
+            latches.append(Latch(TradingState.REDUCING, self._gate.latched, at, at))
+        return max((latch for latch in latches if latch is not None), key=lambda latch: latch.latched_at, default=None)
 
     def _state(self) -> GuardState:
         # The monitor's state, unless a runaway loop latched the gate in REDUCING over it.
@@ -1108,7 +1135,15 @@ class GuardActor(SupervisedActor):
             self.log.error("alert {!r} not queued: {!r}", title, exc)
 
     def _publish_state(self, previous: TradingState, state: TradingState, reason: str) -> None:
-        self._publish(TradingStateChanged(previous, state, reason))
+        # A latch is dated when it is made public, after everything its message did (the
+        # liquidation included): no one can have seen it before, so a resume sent earlier must
+        # not lift it. The status's state_since is this event's time: both show one moment.
+        event = self._publish.make(TradingStateChanged(previous, state, reason))
+        self._publish.send(event)
+        monitor = self.monitor
+        if state is monitor.trading_state and state is not TradingState.ACTIVE:
+            monitor.date_latch(event.timestamp, again=previous is state)
+            self._save()
 
 
 def _seconds(field: str, value: Any) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import pykka
@@ -433,11 +434,17 @@ class TradingSystem:
         """The guard's state, block counts and bad-reading count."""
         return self.guard.ask(GetGuardState(), timeout=timeout)
 
-    def resume(self, by: str = "operator", *, rebaseline: bool = False, timeout: float = 5.0) -> TradingState:
+    def resume(
+        self, by: str = "operator", *, rebaseline: bool = False, timeout: float = 5.0, sent_at: datetime | None = None
+    ) -> TradingState:
         """Lift a latched HALTED back to ACTIVE; returns the state before. Raises `ResumeRefused`
         (naming the limit and the numbers) while the account is still past a hard limit, unless
-        ``rebaseline`` sets the peak and the day's start to today's equity first."""
-        answer = self.guard.ask(Resume(by, rebaseline), timeout=timeout)
+        ``rebaseline`` sets the peak and the day's start to today's equity first.
+
+        ``sent_at`` (timezone-aware, on this system's `clock`) is when the resume was decided:
+        a HALTED or REDUCING latched after it (its sender had not seen it) is not lifted, and the
+        `ResumeRefused` says when each happened. None (the default) means now: no such check."""
+        answer = self.guard.ask(Resume(by, rebaseline, sent_at), timeout=timeout)
         if isinstance(answer, ResumeRefused):
             raise answer
         return answer

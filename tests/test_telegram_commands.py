@@ -4,6 +4,7 @@ up no alert."""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -252,6 +253,35 @@ def test_a_resume_that_a_rebaseline_cannot_help_is_refused_without_offering_one(
             "resume refused, even with a rebaseline: equity 9000.00 < minimum 9500.00"
         )
         assert trading.guard_status().state.trading_state.value == "halted"
+    finally:
+        commands.stop()
+        trading.stop()
+
+
+def _utc_ms(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} UTC"
+
+
+def test_a_resume_sent_before_a_halt_that_came_while_it_waited_is_refused_saying_when_each_happened(bot_api):
+    # A /resume sent to the running bot and held back (a Bot API outage) lifted a halt that came
+    # in the meantime, which its sender had never seen. On the system clock, as live.
+    broker = PaperBroker(10_000)
+    trading = start_trading_system(Settings(), broker, ListSignalSource(), loop_interval=None)
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        sent = math.floor(time.time())  # the message's date: sent after the bot started...
+        trading.halt("desk", "news at 14:30")  # ...and a halt came before it was read
+        halted = trading.store.load_guard(trading.settings.loop_id).latched_at
+        bot_api.say(CHAT, "/resume confirm", date=sent)
+        assert bot_api.wait_for_replies(CHAT, 1)[-1].text == (
+            f"resume refused: it was sent at {_utc_ms(datetime.fromtimestamp(sent, UTC))}, before the halt in force "
+            f"began at {_utc_ms(halted)} (halted by desk: news at 14:30); send the resume again if you still mean to "
+            "lift it"
+        )
+        assert trading.guard_status().state.trading_state.value == "halted"
+        bot_api.say(CHAT, "/resume confirm", date=math.floor(halted.timestamp()) + 1)  # sent again, after the halt
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == "Resumed (was halted)."
+        assert trading.guard_status().state.trading_state.value == "active"
     finally:
         commands.stop()
         trading.stop()
