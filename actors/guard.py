@@ -338,6 +338,7 @@ class GuardActor(SupervisedActor):
                 self._bad_readings,
                 self._liquidating is not None,
                 self._bad_cash_flows,
+                self.monitor.rebaseline_blocked(),
             )
         elif isinstance(message, Resume):
             return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)

@@ -142,13 +142,16 @@ class GetGuardState:
 
 @attrs.frozen
 class GuardStatus:
-    """The guard's answer to `GetGuardState`."""
+    """The guard's answer to `GetGuardState`. ``rebaseline_blocked`` says why a resume with a
+    rebaseline would be refused on the guard's latest reading (`RiskMonitor.rebaseline_blocked`),
+    None when one would be taken."""
 
     state: Any  # runtime.GuardState
     block_counts: dict[str, int]
     bad_readings: int
     liquidating: bool
     bad_cash_flows: int = 0
+    rebaseline_blocked: str | None = None
 
 
 @attrs.frozen

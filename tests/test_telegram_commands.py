@@ -243,13 +243,19 @@ def test_a_resume_that_a_rebaseline_cannot_help_is_refused_without_offering_one(
         broker.update_price("X", 80.0)  # equity 9,000: a 10% drawdown, within 20%, but below the minimum
         trading.loop.ask(RunCycle())
         assert trading.guard_status().state.trading_state.value == "halted"
-        bot_api.say(CHAT, "/resume confirm")
+        # The prompt offered "/resume rebaseline" all the same, which the next reply refused.
+        bot_api.say(CHAT, "/resume")
         assert bot_api.wait_for_replies(CHAT, 1)[-1].text == (
+            "Trading is HALTED: equity 9000.00 < minimum 9500.00\nSend /resume confirm to resume; a rebaseline "
+            "cannot lift min_equity (it moves the peak and the day's start, not a fixed level)."
+        )
+        bot_api.say(CHAT, "/resume confirm")
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == (
             "resume refused: equity 9000.00 < minimum 9500.00; a rebaseline cannot lift min_equity "
             "(it moves the peak and the day's start, not a fixed level)"
         )
         bot_api.say(CHAT, "/resume rebaseline")
-        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == (
+        assert bot_api.wait_for_replies(CHAT, 3)[-1].text == (
             "resume refused, even with a rebaseline: equity 9000.00 < minimum 9500.00"
         )
         assert trading.guard_status().state.trading_state.value == "halted"
@@ -321,13 +327,19 @@ def test_positions_are_listed_and_a_refused_resume_offers_the_rebaseline(bot_api
         broker.update_price("X", 40.0)  # equity 7,000: a 30% drawdown
         trading.loop.ask(RunCycle())
         assert trading.guard_status().state.trading_state.value == "halted"
+        bot_api.say(CHAT, "/resume")  # a rebaseline would be taken: offered
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == (
+            "Trading is HALTED: max drawdown 30.00% >= limit 20.00% (peak 10000.00, equity 7000.00)\n"
+            "Send /resume confirm to resume, or /resume rebaseline to move the peak from 10,000.00 to today's "
+            "equity 7,000.00 first."
+        )
         bot_api.say(CHAT, "/resume confirm")
-        refused = bot_api.wait_for_replies(CHAT, 2)[-1].text
+        refused = bot_api.wait_for_replies(CHAT, 3)[-1].text
         assert re.match(r"^resume refused: max drawdown .*\nSend /resume rebaseline to measure from today's equity "
                         r"instead\.$", refused, re.S)
         bot_api.say(CHAT, "/resume rebaseline")
         assert re.match(r"^Resumed with a new baseline \(was halted\): peak 10,000\.00 → 7,000\.00\.$",
-                        bot_api.wait_for_replies(CHAT, 3)[-1].text)
+                        bot_api.wait_for_replies(CHAT, 4)[-1].text)
     finally:
         commands.stop()
 

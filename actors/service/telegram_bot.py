@@ -149,12 +149,7 @@ class CommandHandler:
         if word not in ("", "confirm", "rebaseline"):
             return "Send /resume confirm, or /resume rebaseline.\n\n" + HELP
         if not word:
-            now = self._snapshot()
-            if now["trading_state"] == "active":
-                return "Trading is already ACTIVE."
-            return (f"Trading is {now['trading_state'].upper()}: {now['reason']}\n"
-                    f"Send /resume confirm to resume, or /resume rebaseline to move the peak from "
-                    f"{now['peak_equity']:,.2f} to today's equity {now['equity']:,.2f} first.")
+            return self._resume_prompt()
         if command.before_start:
             _log.warning("telegram /resume {} sent at {}, before this bot started: not carried out", word,
                          _utc(command.sent_at))
@@ -182,3 +177,16 @@ class CommandHandler:
             after = self._snapshot()
             return f"{done}: peak {before['peak_equity']:,.2f} → {after['peak_equity']:,.2f}."
         return f"{done}."
+
+    def _resume_prompt(self) -> str:
+        # The guard's own answer (not the status's), which says whether a rebaseline would be
+        # taken: offering one that the next reply refuses costs an incident time.
+        guard = self.system.guard_status(timeout=self.timeout)
+        state = guard.state
+        if state.trading_state is TradingState.ACTIVE:
+            return "Trading is already ACTIVE."
+        now = f"Trading is {state.trading_state.value.upper()}: {state.reason}\n"
+        if guard.rebaseline_blocked is not None:
+            return f"{now}Send /resume confirm to resume; {guard.rebaseline_blocked}."
+        return (f"{now}Send /resume confirm to resume, or /resume rebaseline to move the peak from "
+                f"{state.peak_equity:,.2f} to today's equity {state.current_equity:,.2f} first.")
