@@ -132,6 +132,14 @@ class GuardActor(SupervisedActor):
     ``stopping``): a stop that returns while an actor is still winding down never lets one out.
     Liquidations and position stops still run.
 
+    A start says how the account starts when it is not ACTIVE (a warning in the log and a
+    "Started halted" or "Started reducing" alert with the reason), unless a pending halt taken
+    at that start said so already. It is said once per start of the system, by whichever
+    incarnation first comes up: ``system_start`` (one per start, from `TradingSystem`) is set by
+    the first incarnation whose `prepare` gets that far, so a first incarnation that failed to
+    start leaves it to the next, and a restart of the guard later does not say it again.
+    Without one, only incarnation 1 says it.
+
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
     a critical alert naming the call and its duration, and ``broker_slow_calls_total``.
@@ -160,9 +168,11 @@ class GuardActor(SupervisedActor):
         position_stop: PositionStop | None = None,
         cooldown: Cooldown | None = None,
         stopping: threading.Event | None = None,
+        system_start: threading.Event | None = None,
     ) -> None:
         super().__init__(context)
         self._stopping = stopping
+        self._system_start = system_start
         self._gate = gate or Gate()
         self._position_stop = position_stop
         self._cooldown = cooldown
@@ -242,6 +252,7 @@ class GuardActor(SupervisedActor):
             self.timers.start_fixed_rate("equity_watch", max(0.05, self._stale_after / 4))
         state = self._monitor.trading_state
         shown = self._state()  # (a runaway latch the gate carried over holds REDUCING over ACTIVE)
+        first_up = self._first_up_of_this_start()
         # A scrape shows the state from the start: an account that comes back halted and flat
         # may never save again, and an alert on the gauge must not miss exactly that one.
         self._metrics.gauge(MetricNames.TRADING_STATE, shown.trading_state.gauge)
@@ -252,8 +263,8 @@ class GuardActor(SupervisedActor):
         else:  # carried over from before this start: a trader reading the log must not miss it
             state, reason = shown.trading_state, shown.reason
             self.log.warning("guard up: peak {:.2f}, state {} ({})", self._monitor.tracker.peak_equity, state.value, reason)
-            # A process that starts (not each restart of the guard), unless a halt it took just said so.
-            if self.context.incarnation == 1 and not took_halts:
+            # A system that starts (not each restart of the guard), unless a halt it took just said so.
+            if first_up and not took_halts:
                 self._alert(f"Started {state.value}", f"{reason}; trading waits for a resume" if state is TradingState.HALTED
                             else f"{reason}; only orders that reduce exposure go through", Severity.WARNING, news=True)
         if self._position_stop is not None and not self._close_with_id:
@@ -261,6 +272,15 @@ class GuardActor(SupervisedActor):
                 "the broker's close_position takes no client_id: a position stop's close cannot be found again "
                 "after a crash (it would be reconciled as not executed)"
             )
+
+    def _first_up_of_this_start(self) -> bool:
+        # True for the first incarnation of this system start to come this far (see the class).
+        started = self._system_start
+        if started is None:
+            return self.context.incarnation == 1
+        first = not started.is_set()
+        started.set()
+        return first
 
     def _take_pending_halts(self) -> bool:
         # Halts pressed while no guard of the account ran (see `PendingHalt`) are taken before

@@ -179,6 +179,7 @@ class TradingSystem:
         self._handle: SupervisorHandle | None = None
         self._host: ChildContext | None = None  # the host's, when a host's supervisor started it
         self._stopping = threading.Event()  # set as a stop begins: the guard refuses new orders from then on
+        self._started = threading.Event()  # set by this start's first guard to come up: it says how the account started
         self.escalations = 0
         self._unjournaled = 0
 
@@ -210,6 +211,7 @@ class TradingSystem:
                 position_stop=s.position_stop(),
                 cooldown=s.cooldown(),
                 stopping=self._stopping,
+                system_start=self._started,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -274,6 +276,10 @@ class TradingSystem:
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
         self._host = context
         self._stopping.clear()
+        # A new start (a host's restart too): its first guard to come up says how the account
+        # starts, whichever incarnation that is. A new event, so that no guard of an earlier
+        # start still winding down can take it.
+        self._started = threading.Event()
         publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
 
         def restarted(r: Restarted) -> None:
