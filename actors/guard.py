@@ -119,10 +119,11 @@ class GuardActor(SupervisedActor):
     it) and `Halt` (the kill switch; pressed while halted, it latches the halt again, keeping
     its reason and start, so a resume sent before the press does not lift it either). A latch
     is dated when its TRADING_STATE_CHANGED is published, after its liquidation and alert, and
-    saved with the guard's record. With a ``cooldown``, a halt by the rules it names (and the runaway latch, when it
-    names ``runaway_loop``) lifts by itself when its cooldown ends, on the actor's timers (the
-    data clock in a replay), journaled and alerted as an automatic resume; a max-drawdown halt
-    resumes with a rebaseline, and one the account still breaches stays halted, with an alert.
+    saved with the guard's record. With a ``cooldown``, a halt by the rules it names (and the
+    runaway latch, when it names ``runaway_loop``) lifts by itself when its cooldown ends, on
+    the actor's timers (the data clock in a replay), journaled and alerted as an automatic
+    resume; a max-drawdown halt resumes with a rebaseline, and one the account still breaches
+    stays halted, with an alert.
     On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
     to ``equity_stale_state`` (REDUCING, lifted by the next reading within limits, or HALTED and
     liquidated), with EQUITY_UNAVAILABLE and a critical alert; EQUITY_RESTORED follows the first
@@ -598,8 +599,7 @@ class GuardActor(SupervisedActor):
         # A limit first: sent again, the resume would meet it too. Then what its sender could not
         # have seen, after that reading, which may itself have halted: sent again, it is taken.
         refused = self.monitor.resume_refusal(rebaseline)
-        latch = self._latch()
-        if refused is None and sent_at is not None and latch is not None:
+        if refused is None and sent_at is not None and (latch := self._latch()) is not None:
             refused = latch.refuses(sent_at)
         if refused is not None:
             self.log.warning("resume by {} refused: {}", by, refused)
