@@ -55,7 +55,7 @@ from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import ACCOUNT_UNREAD, Gate, Refusal, reduces_exposure
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
-from runtime.risk.monitor import Assessment, ResumeRefused, RiskMonitor, SeriesInterrupted
+from runtime.risk.monitor import Assessment, Latch, ResumeRefused, RiskMonitor, SeriesInterrupted
 from runtime.risk.position_stop import PositionStop
 from runtime.store import StateStore, UnreadableOrder
 from runtime.validation import brief, finite_number
@@ -114,11 +114,16 @@ class GuardActor(SupervisedActor):
     the rule), and trading is not halted for it. The gate's order history and runaway latch are
     saved to the store (`runtime.risk.gate.GateRecord`) and a new incarnation carries on from them.
 
-    Operators: `Resume` (refused past a hard limit unless it rebaselines) and `Halt` (the kill
-    switch). With a ``cooldown``, a halt by the rules it names (and the runaway latch, when it
-    names ``runaway_loop``) lifts by itself when its cooldown ends, on the actor's timers (the
-    data clock in a replay), journaled and alerted as an automatic resume; a max-drawdown halt
-    resumes with a rebaseline, and one the account still breaches stays halted, with an alert.
+    Operators: `Resume` (refused past a hard limit unless it rebaselines, and refused when it
+    was sent before the HALTED or REDUCING it would lift was latched: its sender had not seen
+    it) and `Halt` (the kill switch; pressed while halted, it latches the halt again, keeping
+    its reason and start, so a resume sent before the press does not lift it either). A latch
+    is dated when its TRADING_STATE_CHANGED is published, after its liquidation and alert, and
+    saved with the guard's record. With a ``cooldown``, a halt by the rules it names (and the
+    runaway latch, when it names ``runaway_loop``) lifts by itself when its cooldown ends, on
+    the actor's timers (the data clock in a replay), journaled and alerted as an automatic
+    resume; a max-drawdown halt resumes with a rebaseline, and one the account still breaches
+    stays halted, with an alert.
     On a real clock, no valid reading for ``equity_stale_after`` seconds moves trading
     to ``equity_stale_state`` (REDUCING, lifted by the next reading within limits, or HALTED and
     liquidated), with EQUITY_UNAVAILABLE and a critical alert; EQUITY_RESTORED follows the first
@@ -127,6 +132,14 @@ class GuardActor(SupervisedActor):
     Once ``stopping`` is set (its system's stop has begun), every new order is refused (rule
     ``stopping``): a stop that returns while an actor is still winding down never lets one out.
     Liquidations and position stops still run.
+
+    A start says how the account starts when it is not ACTIVE (a warning in the log and a
+    "Started halted" or "Started reducing" alert with the reason), unless a pending halt taken
+    at that start said so already. It is said once per start of the system, by whichever
+    incarnation first comes up: ``system_start`` (one per start, from `TradingSystem`) is set by
+    the first incarnation whose `prepare` gets that far, so a first incarnation that failed to
+    start leaves it to the next, and a restart of the guard later does not say it again.
+    Without one, only incarnation 1 says it.
 
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
@@ -156,9 +169,11 @@ class GuardActor(SupervisedActor):
         position_stop: PositionStop | None = None,
         cooldown: Cooldown | None = None,
         stopping: threading.Event | None = None,
+        system_start: threading.Event | None = None,
     ) -> None:
         super().__init__(context)
         self._stopping = stopping
+        self._system_start = system_start
         self._gate = gate or Gate()
         self._position_stop = position_stop
         self._cooldown = cooldown
@@ -223,6 +238,12 @@ class GuardActor(SupervisedActor):
             self._saved = self._save_key()
             # Blind when the last incarnation stopped: so the first valid reading says restored.
             self._blind = record.trading_state is not TradingState.ACTIVE and (record.reason or "").startswith(_BLIND)
+            if record.trading_state is not TradingState.ACTIVE and self._monitor.latch() is None:
+                # A halt of unknown start (a record saved before halts were dated, or the
+                # fail-safe's): dated at this start, the safe side. Only a resume sent from now
+                # on lifts it, and this start says it is halted (see below).
+                self._monitor.date_latch(self.context.clock.now(), again=True)
+                self._save()
         self._restore_gate()
         self._reconcile()  # first: an order filled before a crash is journaled before any close of it
         took_halts = self._take_pending_halts()
@@ -232,6 +253,7 @@ class GuardActor(SupervisedActor):
             self.timers.start_fixed_rate("equity_watch", max(0.05, self._stale_after / 4))
         state = self._monitor.trading_state
         shown = self._state()  # (a runaway latch the gate carried over holds REDUCING over ACTIVE)
+        first_up = self._first_up_of_this_start()
         # A scrape shows the state from the start: an account that comes back halted and flat
         # may never save again, and an alert on the gauge must not miss exactly that one.
         self._metrics.gauge(MetricNames.TRADING_STATE, shown.trading_state.gauge)
@@ -242,8 +264,8 @@ class GuardActor(SupervisedActor):
         else:  # carried over from before this start: a trader reading the log must not miss it
             state, reason = shown.trading_state, shown.reason
             self.log.warning("guard up: peak {:.2f}, state {} ({})", self._monitor.tracker.peak_equity, state.value, reason)
-            # A process that starts (not each restart of the guard), unless a halt it took just said so.
-            if self.context.incarnation == 1 and not took_halts:
+            # A system that starts (not each restart of the guard), unless a halt it took just said so.
+            if first_up and not took_halts:
                 self._alert(f"Started {state.value}", f"{reason}; trading waits for a resume" if state is TradingState.HALTED
                             else f"{reason}; only orders that reduce exposure go through", Severity.WARNING, news=True)
         if self._position_stop is not None and not self._close_with_id:
@@ -251,6 +273,15 @@ class GuardActor(SupervisedActor):
                 "the broker's close_position takes no client_id: a position stop's close cannot be found again "
                 "after a crash (it would be reconciled as not executed)"
             )
+
+    def _first_up_of_this_start(self) -> bool:
+        # True for the first incarnation of this system start to come this far (see the class).
+        started = self._system_start
+        if started is None:
+            return self.context.incarnation == 1
+        first = not started.is_set()
+        started.set()
+        return first
 
     def _take_pending_halts(self) -> bool:
         # Halts pressed while no guard of the account ran (see `PendingHalt`) are taken before
@@ -328,9 +359,10 @@ class GuardActor(SupervisedActor):
                 self._bad_readings,
                 self._liquidating is not None,
                 self._bad_cash_flows,
+                self.monitor.rebaseline_blocked(),
             )
         elif isinstance(message, Resume):
-            return self._resume(message.by, message.rebaseline)
+            return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)
         elif isinstance(message, Halt):
             return self._halt(message.by, message.reason)[0]
         elif isinstance(message, CashFlow):
@@ -547,7 +579,9 @@ class GuardActor(SupervisedActor):
             self._alert("Reducing exposure", reason, Severity.WARNING)
         self._publish_state(assessment.previous_state, assessment.state, reason)
 
-    def _resume(self, by: str, rebaseline: bool, *, automatic: bool = False) -> TradingState | ResumeRefused:
+    def _resume(
+        self, by: str, rebaseline: bool, *, sent_at: datetime | None = None, automatic: bool = False
+    ) -> TradingState | ResumeRefused:
         # Decide on the account as it is now, not on the last reading (which may be old).
         try:
             snapshot = read_account(self._broker)
@@ -562,11 +596,15 @@ class GuardActor(SupervisedActor):
                 "resume refused: a halt pressed before this guard started is still pending in the state store "
                 "(clearing it failed; see the log), and the next start would take it again; try again"
             )
-        try:
-            previous, changed = self.monitor.resume(rebaseline)
-        except ResumeRefused as refused:
+        # A limit first: sent again, the resume would meet it too. Then what its sender could not
+        # have seen, after that reading, which may itself have halted: sent again, it is taken.
+        refused = self.monitor.resume_refusal(rebaseline)
+        if refused is None and sent_at is not None and (latch := self._latch()) is not None:
+            refused = latch.refuses(sent_at)
+        if refused is not None:
             self.log.warning("resume by {} refused: {}", by, refused)
             return refused  # answered, not raised: a told Resume must not kill the guard
+        previous, changed = self.monitor.resume(rebaseline)
         # An automatic resume lifts only its own halt: a runaway latch has its own cooldown.
         if not automatic and self._gate.release() is not None and previous is TradingState.ACTIVE:
             previous = TradingState.REDUCING  # the gate held it there for a runaway loop
@@ -596,16 +634,18 @@ class GuardActor(SupervisedActor):
     def _halt(self, by: str, reason: str) -> tuple[TradingState, bool]:
         # The kill switch: latched like a breach, and everything is closed even if already halted.
         # Returns the state before, and whether HALTED was saved. Pressed while halted, it keeps
-        # the halt's own reason (a breach's numbers must not be hidden by a precaution), adding
-        # only that a cooldown no longer lifts it; the press itself is journaled and alerted.
+        # the halt's own reason and start (a breach's numbers must not be hidden by a
+        # precaution), adding only that a cooldown no longer lifts it; the press itself is
+        # journaled and alerted, and latches the halt again: a resume sent before the press (by
+        # someone who had not seen it) no longer lifts it, as it would not lift a new halt.
         why = f"halted by {by}: {reason}"
         monitor = self.monitor
         if monitor.trading_state is not TradingState.HALTED:
             previous = monitor.halt(why)
         else:
             previous = TradingState.HALTED
-            if self._halted_by:
-                monitor.halt(f"{monitor.state().reason or 'halted'}; then {why} (latched: no cooldown lifts it)")
+            kept = monitor.state().reason or why
+            monitor.halt(f"{kept}; then {why} (latched: no cooldown lifts it)" if self._halted_by else kept)
         self._release_halt(runaway_too=False)  # the operator's halt latches: no cooldown lifts it
         saved = self._save()
         self._reaction_started = time.perf_counter()
@@ -613,6 +653,14 @@ class GuardActor(SupervisedActor):
         self._alert("Trading halted by hand", why, Severity.CRITICAL, news=True)
         self._publish_state(previous, TradingState.HALTED, why)
         return previous, saved
+
+    def _latch(self) -> Latch | None:
+        # The latest latch a resume would lift: the monitor's, or the runaway loop's the gate holds.
+        latches = [self.monitor.latch()]
+        if self._gate.latched is not None and self._gate.latched_at is not None:
+            at = datetime.fromtimestamp(self._gate.latched_at, UTC)
+            latches.append(Latch(TradingState.REDUCING, self._gate.latched, at, at))
+        return max((latch for latch in latches if latch is not None), key=lambda latch: latch.latched_at, default=None)
 
     def _state(self) -> GuardState:
         # The monitor's state, unless a runaway loop latched the gate in REDUCING over it.
@@ -1146,7 +1194,15 @@ class GuardActor(SupervisedActor):
             self.log.error("alert {!r} not queued: {!r}", title, exc)
 
     def _publish_state(self, previous: TradingState, state: TradingState, reason: str) -> None:
-        self._publish(TradingStateChanged(previous, state, reason))
+        # A latch is dated when it is made public, after everything its message did (the
+        # liquidation included): no one can have seen it before, so a resume sent earlier must
+        # not lift it. The status's state_since is this event's time: both show one moment.
+        event = self._publish.make(TradingStateChanged(previous, state, reason))
+        self._publish.send(event)
+        monitor = self.monitor
+        if state is monitor.trading_state and state is not TradingState.ACTIVE:
+            monitor.date_latch(event.timestamp, again=previous is state)
+            self._save()
 
 
 def _seconds(field: str, value: Any) -> float:

@@ -107,16 +107,21 @@ class CashFlow:
 @attrs.frozen
 class Resume:
     """Lift a latched HALTED (or REDUCING) back to ACTIVE; the peak is kept. ``by`` is a
-    non-blank string and ``rebaseline`` True or False (else `TypeError` or `ValueError` naming
-    the field and the value), as for `Halt`.
+    non-blank string, ``rebaseline`` True or False and ``sent_at`` None or a timezone-aware
+    datetime (else `TypeError` or `ValueError` naming the field and the value), as for `Halt`.
 
     Asked, the guard answers the previous `TradingState`, or a `ResumeRefused` (returned, not
     raised, so a told Resume can never kill the guard) while the account is still past a hard
     limit. ``rebaseline`` first sets the peak and the day's start to today's equity.
+
+    ``sent_at`` is when the person decided to resume (a chat message's date, a request's
+    arrival), on the system's clock: a halt (or REDUCING) latched after it, which they had not
+    seen, is not lifted (the refusal says when each happened). None: no such check.
     """
 
     by: str = attrs.field(default="operator", validator=attrs_text)
     rebaseline: bool = attrs.field(default=False, validator=attrs_boolean)
+    sent_at: datetime | None = attrs.field(default=None, validator=attrs_optional_aware_datetime)
 
 
 @attrs.frozen
@@ -137,13 +142,16 @@ class GetGuardState:
 
 @attrs.frozen
 class GuardStatus:
-    """The guard's answer to `GetGuardState`."""
+    """The guard's answer to `GetGuardState`. ``rebaseline_blocked`` says why a resume with a
+    rebaseline would be refused on the guard's latest reading (`RiskMonitor.rebaseline_blocked`),
+    None when one would be taken."""
 
     state: Any  # runtime.GuardState
     block_counts: dict[str, int]
     bad_readings: int
     liquidating: bool
     bad_cash_flows: int = 0
+    rebaseline_blocked: str | None = None
 
 
 @attrs.frozen

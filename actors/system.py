@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import pykka
@@ -178,6 +179,7 @@ class TradingSystem:
         self._handle: SupervisorHandle | None = None
         self._host: ChildContext | None = None  # the host's, when a host's supervisor started it
         self._stopping = threading.Event()  # set as a stop begins: the guard refuses new orders from then on
+        self._started = threading.Event()  # set by this start's first guard to come up: it says how the account started
         self.escalations = 0
         self._unjournaled = 0
 
@@ -209,6 +211,7 @@ class TradingSystem:
                 position_stop=s.position_stop(),
                 cooldown=s.cooldown(),
                 stopping=self._stopping,
+                system_start=self._started,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -273,6 +276,10 @@ class TradingSystem:
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
         self._host = context
         self._stopping.clear()
+        # A new start (a host's restart too): its first guard to come up says how the account
+        # starts, whichever incarnation that is. A new event, so that no guard of an earlier
+        # start still winding down can take it.
+        self._started = threading.Event()
         publisher = Publisher(Address(self._slots["emitter"]), self.settings.loop_id, self.clock)
 
         def restarted(r: Restarted) -> None:
@@ -433,11 +440,17 @@ class TradingSystem:
         """The guard's state, block counts and bad-reading count."""
         return self.guard.ask(GetGuardState(), timeout=timeout)
 
-    def resume(self, by: str = "operator", *, rebaseline: bool = False, timeout: float = 5.0) -> TradingState:
+    def resume(
+        self, by: str = "operator", *, rebaseline: bool = False, timeout: float = 5.0, sent_at: datetime | None = None
+    ) -> TradingState:
         """Lift a latched HALTED back to ACTIVE; returns the state before. Raises `ResumeRefused`
         (naming the limit and the numbers) while the account is still past a hard limit, unless
-        ``rebaseline`` sets the peak and the day's start to today's equity first."""
-        answer = self.guard.ask(Resume(by, rebaseline), timeout=timeout)
+        ``rebaseline`` sets the peak and the day's start to today's equity first.
+
+        ``sent_at`` (timezone-aware, on this system's `clock`) is when the resume was decided:
+        a HALTED or REDUCING latched after it (its sender had not seen it) is not lifted, and the
+        `ResumeRefused` says when each happened. None (the default) means now: no such check."""
+        answer = self.guard.ask(Resume(by, rebaseline, sent_at), timeout=timeout)
         if isinstance(answer, ResumeRefused):
             raise answer
         return answer

@@ -10,21 +10,23 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pykka
 import pytest
-from actor_helpers import WAIT, LogLines
-from support.control_server import TOKEN, served
+from actor_helpers import WAIT, LogLines, wait_until
+from support.control_server import TOKEN, SlowCloseBroker, paper_with_positions, served
 from support.live_bot import TRADEWARDEN
 from support.processes import run
 
 from actors import TradingSystem
-from actors.messages import Halt
+from actors.messages import Halt, Resume
 from actors.service.control import BadRequest, calling
 from actors.service.hub import EventHub
-from runtime import Event, EventType, ListSignalSource, PaperBroker, Settings
+from runtime import Event, EventType, ListSignalSource, ManualClock, PaperBroker, Settings
 from runtime.adapters.sqlite import SqliteStore
 from runtime.payloads import Heartbeat
 
@@ -121,6 +123,45 @@ def test_a_body_nested_too_deeply_is_a_400_as_any_malformed_body_and_nothing_is_
         status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT)
         assert (status.status_code, status.json()["trading_state"]) == (200, "active")
     assert lines.snapshot() == []
+
+
+def _waits_in_the_guards_inbox(system: TradingSystem, kind: type) -> bool:
+    # A message of ``kind`` queued for the guard (pykka's inbox is a queue.Queue of envelopes).
+    ref = system.guard.ref
+    if ref is None:
+        return False
+    inbox = ref.actor_inbox
+    with inbox.mutex:
+        return any(isinstance(getattr(envelope, "message", None), kind) for envelope in inbox.queue)
+
+
+def test_a_resume_that_arrived_before_a_halt_made_while_it_waited_is_a_409_saying_when_each_happened(tmp_path):
+    # The guard is busy closing positions for alice's halt when bob's resume arrives: bob had not
+    # seen that halt, and his resume lifted it as soon as the guard got to it.
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    clock = ManualClock(datetime(2024, 5, 2, 9, 30, tzinfo=UTC))
+    broker = SlowCloseBroker(paper_with_positions(1))
+    system = TradingSystem(Settings(loop_id="late"), broker, ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None, clock=clock)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with served(system, hub, db) as api, ThreadPoolExecutor(2) as pool:
+        halting = pool.submit(httpx.post, api.url + "/api/halt", json={"by": "alice", "reason": "news at 14:30"},
+                              headers=auth, timeout=WAIT)
+        assert broker.closing.wait(WAIT)
+        resuming = pool.submit(httpx.post, api.url + "/api/resume", json={"by": "bob"}, headers=auth, timeout=WAIT)
+        assert wait_until(lambda: _waits_in_the_guards_inbox(system, Resume))  # it arrived at 09:30:00
+        clock.advance(10)  # the close takes ten seconds
+        broker.release.set()
+        assert halting.result(WAIT).status_code == 200
+        answer = resuming.result(WAIT)
+        assert (answer.status_code, answer.json()) == (409, {"done": "refused", "error": (
+            "resume refused: it was sent at 2024-05-02 09:30:00.000 UTC, before the halt in force began at "
+            "2024-05-02 09:30:10.000 UTC (halted by alice: news at 14:30); send the resume again if you still mean to "
+            "lift it")})
+        status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT).json()
+        assert (status["trading_state"], status["state_since"]) == ("halted", "2024-05-02T09:30:10+00:00")
+        again = httpx.post(api.url + "/api/resume", json={"by": "bob"}, headers=auth, timeout=WAIT)
+        assert (again.status_code, again.json()["done"]) == (200, "resumed")
 
 
 def test_the_event_stream_refuses_a_since_or_a_limit_it_cannot_honour_and_names_only_what_it_takes(tmp_path):

@@ -32,7 +32,7 @@ from runtime import (
 )
 from runtime.risk.drawdown import DrawdownSnapshot
 from runtime.risk.guards import GuardState, Verdict
-from runtime.risk.monitor import Assessment, Rebaseline, ResumeRefused, SeriesInterrupted
+from runtime.risk.monitor import Assessment, Latch, Rebaseline, ResumeRefused, SeriesInterrupted
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -973,3 +973,92 @@ def test_a_new_tokyo_day_starts_at_tokyo_midnight_even_right_after_a_reading_of_
     monitor.observe(1000.0, datetime(2024, 3, 1, 14, 0, tzinfo=UTC))  # 23:00 on 1 March in Tokyo
     monitor.observe(990.0, datetime(2024, 3, 1, 15, 30, tzinfo=UTC))  # 00:30 on 2 March in Tokyo
     assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 2), 990.0)
+
+
+# --- the latch's dates: a resume lifts only what its sender could have seen -----------------------
+
+DRAWDOWN_30 = "max drawdown 30.00% >= limit 20.00% (peak 1000.00, equity 700.00)"
+
+
+
+def test_a_new_state_is_undated_until_its_owner_dates_it_and_the_record_keeps_the_dates():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0, warn_at=0.5)])
+    monitor.observe(880.0, at(0))  # REDUCING
+    assert (monitor.state_since, monitor.latched_at, monitor.latch()) == (None, None, None)
+    monitor.date_latch(at(1))
+    reducing = monitor.state().reason
+    assert monitor.latch() == Latch(TradingState.REDUCING, reducing, at(1), at(1))
+    monitor.observe(700.0, at(2))  # HALTED: a new state, so undated again
+    assert (monitor.state_since, monitor.latched_at, monitor.latch()) == (None, None, None)
+    monitor.date_latch(at(3))
+    record = monitor.record()
+    assert (record.state_since, record.latched_at) == (at(3), at(3))
+    assert RiskMonitor.from_record(record, monitor.guards).latch() == Latch(TradingState.HALTED, DRAWDOWN_30, at(3), at(3))
+    monitor.resume(rebaseline=True)
+    assert (monitor.record().state_since, monitor.record().latched_at, monitor.latch()) == (None, None, None)
+    monitor.date_latch(at(4))  # nothing to date while ACTIVE
+    assert (monitor.state_since, monitor.latched_at) == (None, None)
+
+
+
+def test_a_halt_laid_over_a_halt_keeps_its_start_and_is_latched_again_when_dated():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.halt("halted by alice: news")
+    monitor.date_latch(at(10))
+    monitor.halt("halted by alice: news")  # the kill switch pressed again
+    # Undated, the record tells a guard loading it that this halt's latest latch is unknown.
+    assert (monitor.record().state_since, monitor.record().latched_at, monitor.latch()) == (at(10), None, None)
+    monitor.date_latch(at(70), again=True)
+    assert monitor.latch() == Latch(TradingState.HALTED, "halted by alice: news", at(10), at(70))
+    # A blind guard's halt over it only rewrites the reason: it keeps both dates.
+    monitor.degrade(TradingState.HALTED, "no valid equity reading")
+    assert monitor.latch() == Latch(TradingState.HALTED, "no valid equity reading", at(10), at(70))
+    undated = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    undated.halt("supervisor gave up")
+    undated.date_latch(at(5), again=True)  # a halt of unknown start, dated as it is loaded
+    assert undated.latch() == Latch(TradingState.HALTED, "supervisor gave up", at(5), at(5))
+
+
+def test_a_latch_refuses_a_resume_sent_before_it_saying_when_each_happened():
+    halt = Latch(TradingState.HALTED, "halted by alice: news at 14:30", at(5), at(5))
+    assert halt.refuses(at(5)) is None and halt.refuses(at(6)) is None
+    refused = halt.refuses(datetime(2024, 3, 1, 13, 0, 4, 250_000, tzinfo=ZoneInfo("Europe/Paris")))
+    assert isinstance(refused, ResumeRefused) and refused.rebaseline_helps is False
+    assert str(refused) == (
+        "resume refused: it was sent at 2024-03-01 12:00:04.250 UTC, before the halt in force began at "
+        "2024-03-01 12:00:05.000 UTC (halted by alice: news at 14:30); send the resume again if you still mean to lift it"
+    )
+    again = Latch(TradingState.HALTED, "halted by alice: news at 14:30", at(5), at(65))
+    assert str(again.refuses(at(30))) == (
+        "resume refused: it was sent at 2024-03-01 12:00:30.000 UTC, before the halt in force was laid again at "
+        "2024-03-01 12:01:05.000 UTC (halted since 2024-03-01 12:00:05.000 UTC: halted by alice: news at 14:30); "
+        "send the resume again if you still mean to lift it"
+    )
+    reducing = Latch(TradingState.REDUCING, None, at(5), at(5))
+    assert str(reducing.refuses(at(1))) == (
+        "resume refused: it was sent at 2024-03-01 12:00:01.000 UTC, before the reducing state in force began at "
+        "2024-03-01 12:00:05.000 UTC (no reason recorded); send the resume again if you still mean to lift it"
+    )
+
+
+def test_date_latch_takes_only_a_timezone_aware_moment():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0)])
+    monitor.halt("drill")
+    with pytest.raises(ValueError, match=r"^at must be a timezone-aware datetime, got datetime\.datetime\(2024, 3, 1, 12, 0\)$"):
+        monitor.date_latch(datetime(2024, 3, 1, 12, 0))
+    assert monitor.latch() is None
+
+
+def test_rebaseline_blocked_says_why_a_rebaseline_would_be_refused_and_none_when_it_would_be_taken():
+    monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(750.0)])
+    monitor.observe(900.0, at(0))
+    assert monitor.rebaseline_blocked() is None  # nothing in breach: a rebaseline would be taken
+    monitor.observe(760.0, at(1))
+    assert monitor.rebaseline_blocked() is None  # a drawdown only: a rebaseline lifts it
+    monitor.observe(700.0, at(2))
+    assert monitor.rebaseline_blocked() == (
+        "a rebaseline cannot lift min_equity (it moves the peak and the day's start, not a fixed level)"
+    )
+    monitor.observe(-5.0, at(3))
+    assert monitor.rebaseline_blocked() == "no rebaseline can be taken at equity -5.00 (must be > 0)"
+    assert monitor.trading_state is TradingState.HALTED  # (asking changes nothing)

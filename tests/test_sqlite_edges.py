@@ -9,6 +9,7 @@ import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 from test_sqlite_store import _event, _outcome, _submitted
 
@@ -59,6 +60,25 @@ def test_a_guard_record_saved_before_net_deposits_existed_reads_back_without_the
         day_start_equity=RECORD.day_start_equity, last_check_time=RECORD.last_check_time,
         block_counts=RECORD.block_counts, net_deposits=None,
     )
+
+
+def test_a_guard_records_latch_dates_are_written_as_iso_times_and_read_back():
+    since, latched = datetime(2024, 1, 2, 3, 0, tzinfo=UTC), datetime(2024, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+    dated = attrs.evolve(RECORD, state_since=since, latched_at=latched)
+    text = encode_guard_record(dated)
+    assert text == (
+        '{"block_counts":[["drawdown_block_total",2]],"day":"2024-01-02","day_start_equity":110.0,'
+        '"drawdown":{"latest_equity":90.0,"max_drawdown":0.25,"peak_equity":120.0,"start_equity":100.0},'
+        '"last_check_time":"2024-01-02T03:04:05+00:00","latched_at":"2024-01-02T03:04:05.678000+00:00",'
+        '"net_deposits":50.0,"reason":"max drawdown","state_since":"2024-01-02T03:00:00+00:00","trading_state":"halted"}'
+    )
+    assert decode_guard_record(text) == dated
+    # A record saved before latches were dated has none: its guard dates its halt as it loads it.
+    assert decode_guard_record(encode_guard_record(RECORD)) == RECORD
+    assert (RECORD.state_since, RECORD.latched_at) == (None, None)
+    naive = text.replace("03:00:00+00:00", "03:00:00")
+    with pytest.raises(ValueError, match=r"state_since '2024-01-02T03:00:00' is not an ISO time with a timezone\)$"):
+        decode_guard_record(naive)
 
 
 def test_a_guard_record_with_a_number_that_is_not_finite_cannot_be_written():

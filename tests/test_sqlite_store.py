@@ -60,6 +60,9 @@ def guard_record(i: int) -> GuardRecord:
         day_start_equity=start + i / 3.0,
         last_check_time=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i, microseconds=i * 7),
         block_counts=(("daily_loss_block_total", i // 5), ("drawdown_block_total", i // 3)),
+        # A latch's dates (none while ACTIVE), the latest a halt laid again over it for some.
+        state_since=None if i % 3 == 0 else datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i / 2, microseconds=i),
+        latched_at=None if i % 3 == 0 else datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=i / 2 + i % 2, microseconds=i),
     )
 
 

@@ -12,6 +12,7 @@ from actor_helpers import WAIT, AlertInbox, EventLog, Journal, LogLines, Unreach
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from test_each_way_of_dying import OnceBrokenStore
 
 from actors import Supervisor, TradingSystem, start_trading_system
 from actors.messages import Crash, EquityReading, GetGuardState, GetJournals, Ping, PlaceOrder, RunCycle
@@ -158,6 +159,33 @@ class StalledJournal(MemoryStore):
     def append_events(self, events):
         self.flowing.wait(WAIT)
         return super().append_events(events)
+
+
+def test_started_halted_is_said_once_per_start_by_the_first_guard_to_come_up_even_when_an_earlier_one_failed():
+    # Only the guard's incarnation 1 said it: a first start that failed (a database still
+    # coming up) left a system halted in silence.
+    store = OnceBrokenStore()
+    first = start_trading_system(Settings(), PaperBroker(10_000), ListSignalSource(), store=store, clock=ManualClock(),
+                                 loop_interval=None)
+    try:
+        first.halt("desk", "news at 14:30")
+    finally:
+        first.stop()
+    store.armed = True  # the next start's first guard cannot read its record
+    alerts = AlertInbox()
+    second = start_trading_system(Settings(), PaperBroker(10_000), ListSignalSource(), store=store, alerts=alerts,
+                                  clock=ManualClock(), loop_interval=None, drills=True)
+    try:
+        started = alerts.wait_for("Started halted")
+        assert started.text == "halted by desk: news at 14:30; trading waits for a resume"
+        assert second.children()["guard"].incarnation == 2
+        second.guard.tell(Crash("drill"))  # a later restart of the guard is no start of the system
+        assert wait_until(lambda: second.children()["guard"].incarnation == 3 and second.children()["guard"].alive)
+        second.halt("desk", "drill over")  # its alert comes after anything the third guard said as it came up
+        alerts.wait_for("Trading halted by hand")
+        assert [a.title for a in alerts.sent] == ["Started halted", "Trading halted by hand"]
+    finally:
+        second.stop()
 
 
 def test_journaled_waits_until_the_journal_holds_a_paper_order_answered_before_it_was_written():

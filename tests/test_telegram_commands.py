@@ -4,6 +4,7 @@ up no alert."""
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -253,16 +254,51 @@ def test_a_resume_that_a_rebaseline_cannot_help_is_refused_without_offering_one(
         broker.update_price("X", 80.0)  # equity 9,000: a 10% drawdown, within 20%, but below the minimum
         trading.loop.ask(RunCycle())
         assert trading.guard_status().state.trading_state.value == "halted"
-        bot_api.say(CHAT, "/resume confirm")
+        # The prompt offered "/resume rebaseline" all the same, which the next reply refused.
+        bot_api.say(CHAT, "/resume")
         assert bot_api.wait_for_replies(CHAT, 1)[-1].text == (
+            "Trading is HALTED: equity 9000.00 < minimum 9500.00\nSend /resume confirm to resume; a rebaseline "
+            "cannot lift min_equity (it moves the peak and the day's start, not a fixed level)."
+        )
+        bot_api.say(CHAT, "/resume confirm")
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == (
             "resume refused: equity 9000.00 < minimum 9500.00; a rebaseline cannot lift min_equity "
             "(it moves the peak and the day's start, not a fixed level)"
         )
         bot_api.say(CHAT, "/resume rebaseline")
-        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == (
+        assert bot_api.wait_for_replies(CHAT, 3)[-1].text == (
             "resume refused, even with a rebaseline: equity 9000.00 < minimum 9500.00"
         )
         assert trading.guard_status().state.trading_state.value == "halted"
+    finally:
+        commands.stop()
+        trading.stop()
+
+
+def _utc_ms(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} UTC"
+
+
+def test_a_resume_sent_before_a_halt_that_came_while_it_waited_is_refused_saying_when_each_happened(bot_api):
+    # A /resume sent to the running bot and held back (a Bot API outage) lifted a halt that came
+    # in the meantime, which its sender had never seen. On the system clock, as live.
+    broker = PaperBroker(10_000)
+    trading = start_trading_system(Settings(), broker, ListSignalSource(), loop_interval=None)
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        sent = math.floor(time.time())  # the message's date: sent after the bot started...
+        trading.halt("desk", "news at 14:30")  # ...and a halt came before it was read
+        halted = trading.store.load_guard(trading.settings.loop_id).latched_at
+        bot_api.say(CHAT, "/resume confirm", date=sent)
+        assert bot_api.wait_for_replies(CHAT, 1)[-1].text == (
+            f"resume refused: it was sent at {_utc_ms(datetime.fromtimestamp(sent, UTC))}, before the halt in force "
+            f"began at {_utc_ms(halted)} (halted by desk: news at 14:30); send the resume again if you still mean to "
+            "lift it"
+        )
+        assert trading.guard_status().state.trading_state.value == "halted"
+        bot_api.say(CHAT, "/resume confirm", date=math.floor(halted.timestamp()) + 1)  # sent again, after the halt
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == "Resumed (was halted)."
+        assert trading.guard_status().state.trading_state.value == "active"
     finally:
         commands.stop()
         trading.stop()
@@ -302,13 +338,19 @@ def test_positions_are_listed_and_a_refused_resume_offers_the_rebaseline(bot_api
         broker.update_price("X", 40.0)  # equity 7,000: a 30% drawdown
         trading.loop.ask(RunCycle())
         assert trading.guard_status().state.trading_state.value == "halted"
+        bot_api.say(CHAT, "/resume")  # a rebaseline would be taken: offered
+        assert bot_api.wait_for_replies(CHAT, 2)[-1].text == (
+            "Trading is HALTED: max drawdown 30.00% >= limit 20.00% (peak 10000.00, equity 7000.00)\n"
+            "Send /resume confirm to resume, or /resume rebaseline to move the peak from 10,000.00 to today's "
+            "equity 7,000.00 first."
+        )
         bot_api.say(CHAT, "/resume confirm")
-        refused = bot_api.wait_for_replies(CHAT, 2)[-1].text
+        refused = bot_api.wait_for_replies(CHAT, 3)[-1].text
         assert re.match(r"^resume refused: max drawdown .*\nSend /resume rebaseline to measure from today's equity "
                         r"instead\.$", refused, re.S)
         bot_api.say(CHAT, "/resume rebaseline")
         assert re.match(r"^Resumed with a new baseline \(was halted\): peak 10,000\.00 → 7,000\.00\.$",
-                        bot_api.wait_for_replies(CHAT, 3)[-1].text)
+                        bot_api.wait_for_replies(CHAT, 4)[-1].text)
     finally:
         commands.stop()
 

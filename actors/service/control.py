@@ -372,10 +372,14 @@ def control_app(
         return JSONResponse({"done": "halted", "previous_state": previous.value, "by": by, "reason": body["reason"]})
 
     async def resume(request: Request) -> Response:
+        # Sent when it arrived: a halt latched while it waited (a busy guard) was not seen by its sender.
+        arrived = system.clock.now()
         body = await read_body(request, {"rebaseline": bool, "by": str}, required=set())
         by, rebaseline = body.get("by", "control API"), body.get("rebaseline", False)
         try:
-            previous = await on_system(lambda: system.resume(by, rebaseline=rebaseline, timeout=ask_timeout))
+            previous = await on_system(
+                lambda: system.resume(by, rebaseline=rebaseline, timeout=ask_timeout, sent_at=arrived)
+            )
         except ResumeRefused as exc:
             return JSONResponse({"done": "refused", "error": str(exc)}, status_code=409)
         done, message = resumed(previous, rebaseline)

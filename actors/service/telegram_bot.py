@@ -9,8 +9,10 @@ next start) was written without seeing what happened since: one that would lift 
 /halt is carried out, being the safe direction, and its reply says when it was sent; the others
 only read and are answered as ever. A command sent after the start is carried out however long it
 waited to be read (it was sent to this running bot; it is late only behind a busy guard or through
-a Bot API outage). Such a late /resume may meet a halt that came after it was sent: the guard
-still refuses it while the account is past a hard limit, unless it asked for a rebaseline.
+a Bot API outage), except that a /resume lifts only a halt (or REDUCING) latched before the
+message's date: one that came after it, which its sender had not seen, is kept, and the reply says
+when each happened and to send it again. Telegram dates a message to the whole second, so one sent
+in the second a halt was latched counts as sent before it (the safe side).
 
 A command addressed to a bot by ``@name`` while the poller does not know this bot's own username
 (getMe failed) may be meant for another bot of the chat: the same rule holds (a /halt is carried
@@ -147,12 +149,7 @@ class CommandHandler:
         if word not in ("", "confirm", "rebaseline"):
             return "Send /resume confirm, or /resume rebaseline.\n\n" + HELP
         if not word:
-            now = self._snapshot()
-            if now["trading_state"] == "active":
-                return "Trading is already ACTIVE."
-            return (f"Trading is {now['trading_state'].upper()}: {now['reason']}\n"
-                    f"Send /resume confirm to resume, or /resume rebaseline to move the peak from "
-                    f"{now['peak_equity']:,.2f} to today's equity {now['equity']:,.2f} first.")
+            return self._resume_prompt()
         if command.before_start:
             _log.warning("telegram /resume {} sent at {}, before this bot started: not carried out", word,
                          _utc(command.sent_at))
@@ -166,8 +163,8 @@ class CommandHandler:
         rebaseline = word == "rebaseline"
         before = self._snapshot() if rebaseline else None
         try:
-            previous = self._change(f"/resume {word}",
-                                    lambda: self.system.resume(_BY, rebaseline=rebaseline, timeout=self.timeout))
+            previous = self._change(f"/resume {word}", lambda: self.system.resume(
+                _BY, rebaseline=rebaseline, timeout=self.timeout, sent_at=command.sent_at))
         except ResumeRefused as exc:
             if exc.rebaseline_helps:
                 return f"{exc}\nSend /resume rebaseline to measure from today's equity instead."
@@ -180,3 +177,16 @@ class CommandHandler:
             after = self._snapshot()
             return f"{done}: peak {before['peak_equity']:,.2f} → {after['peak_equity']:,.2f}."
         return f"{done}."
+
+    def _resume_prompt(self) -> str:
+        # The guard's own answer (not the status's), which says whether a rebaseline would be
+        # taken: offering one that the next reply refuses costs an incident time.
+        guard = self.system.guard_status(timeout=self.timeout)
+        state = guard.state
+        if state.trading_state is TradingState.ACTIVE:
+            return "Trading is already ACTIVE."
+        now = f"Trading is {state.trading_state.value.upper()}: {state.reason}\n"
+        if guard.rebaseline_blocked is not None:
+            return f"{now}Send /resume confirm to resume; {guard.rebaseline_blocked}."
+        return (f"{now}Send /resume confirm to resume, or /resume rebaseline to move the peak from "
+                f"{state.peak_equity:,.2f} to today's equity {state.current_equity:,.2f} first.")

@@ -135,7 +135,8 @@ class StoreError(TradewardenError, RuntimeError):
 
 def encode_guard_record(record: GuardRecord) -> str:
     """``record`` as one line of JSON; floats are written in their shortest exact form, so
-    `decode_guard_record` gives back an equal record with bit-identical floats."""
+    `decode_guard_record` gives back an equal record with bit-identical floats. The latch's
+    dates (``state_since``, ``latched_at``) are written only when known, as ISO times."""
     if not isinstance(record, GuardRecord):
         raise TypeError(f"record must be a GuardRecord, got {record!r}")
     snapshot = record.drawdown
@@ -154,6 +155,10 @@ def encode_guard_record(record: GuardRecord) -> str:
         "block_counts": [[name, count] for name, count in record.block_counts],
         "net_deposits": record.net_deposits,
     }
+    for name in ("state_since", "latched_at"):
+        moment = getattr(record, name)
+        if moment is not None:
+            data[name] = moment.isoformat()
     # allow_nan=False: a non-finite number must fail here, not come back as something else.
     return json.dumps(data, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
@@ -175,6 +180,9 @@ def decode_guard_record(text: str) -> GuardRecord:
             block_counts=tuple((str(name), int(count)) for name, count in data["block_counts"]),
             # Records saved before cash flows travelled with the equity have none.
             net_deposits=data.get("net_deposits"),
+            # Nor have those saved before latches were dated: a guard dates theirs as it loads them.
+            state_since=None if data.get("state_since") is None else _stored_time("state_since", data["state_since"]),
+            latched_at=None if data.get("latched_at") is None else _stored_time("latched_at", data["latched_at"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a guard record's JSON: {text[:200]!r} ({type(exc).__name__}: {exc})") from exc
@@ -200,7 +208,7 @@ def held_orders_of(rows: Iterable[Sequence[Any]]) -> list[HeldOrder | Unreadable
 
 
 def _stored_time(column: str, value: Any) -> datetime:
-    # An orders row's time, as open_order and settle_order write it: ISO text with its timezone.
+    # A stored time (an orders row's, a guard record's latch dates): ISO text with its timezone.
     try:
         parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:

@@ -24,7 +24,7 @@ from runtime.risk.guards import (
 )
 from runtime.validation import aware_datetime, finite_number
 
-__all__ = ["Assessment", "GuardRecord", "Rebaseline", "ResumeRefused", "RiskMonitor", "SeriesInterrupted"]
+__all__ = ["Assessment", "GuardRecord", "Latch", "Rebaseline", "ResumeRefused", "RiskMonitor", "SeriesInterrupted"]
 
 _UTC = ZoneInfo("UTC")
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -64,7 +64,15 @@ class Assessment:
 
 @attrs.frozen
 class GuardRecord:
-    """Everything the guard must get back after a restart; what the state store persists."""
+    """Everything the guard must get back after a restart; what the state store persists.
+
+    ``state_since`` is when the HALTED or REDUCING in force began, and ``latched_at`` when it
+    was last latched: its start, or a halt laid again over it since (a kill switch pressed while
+    halted), as the guard published them (see `RiskMonitor.date_latch`). Both None while ACTIVE.
+    A non-ACTIVE record without them (saved before they were kept, or by a part that could not
+    date its halt, such as the fail-safe) has a halt of unknown start: a guard that loads it
+    dates it at its own start, the safe side (only a resume sent after that start lifts it).
+    """
 
     drawdown: DrawdownSnapshot
     trading_state: TradingState
@@ -74,6 +82,8 @@ class GuardRecord:
     last_check_time: datetime | None
     block_counts: tuple[tuple[str, int], ...] = ()
     net_deposits: float | None = None  # the account's net deposits at the latest reading, when known
+    state_since: datetime | None = None
+    latched_at: datetime | None = None
 
 
 class SeriesInterrupted(TradewardenError, RuntimeError):
@@ -110,6 +120,41 @@ class Rebaseline:
     new_peak: float
     old_day_start: float
     new_day_start: float
+
+
+@attrs.frozen
+class Latch:
+    """A HALTED or REDUCING state in force, as a resume must weigh it: the ``state``, its
+    ``reason``, when it began (``since``, what the status shows as ``state_since``) and when it
+    was last latched (``latched_at``: its start, or a halt laid again over it since)."""
+
+    state: TradingState
+    reason: str | None
+    since: datetime
+    latched_at: datetime
+
+    def refuses(self, sent_at: datetime) -> ResumeRefused | None:
+        """The refusal of a resume sent at ``sent_at`` (timezone-aware), before this latch was
+        last laid: whoever sent it had not seen it, so it must not lift it. The message says when
+        the resume was sent, when the latch began (and was laid again, if it was), its reason,
+        and to send the resume again. None for a resume sent at or after ``latched_at``."""
+        if sent_at >= self.latched_at:
+            return None
+        what = "the halt" if self.state is TradingState.HALTED else "the reducing state"
+        why = self.reason or "no reason recorded"
+        if self.latched_at == self.since:
+            when = f"began at {_moment(self.since)} ({why})"
+        else:
+            when = f"was laid again at {_moment(self.latched_at)} ({self.state.value} since {_moment(self.since)}: {why})"
+        return ResumeRefused(
+            f"resume refused: it was sent at {_moment(sent_at)}, before {what} in force {when}; "
+            "send the resume again if you still mean to lift it"
+        )
+
+
+def _moment(at: datetime) -> str:
+    # To the millisecond: a halt and a resume can fall within one second.
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def _clear_line_of(guard: Guard, key: tuple[float, float]) -> tuple[float, float]:
@@ -153,6 +198,10 @@ class RiskMonitor:
     Rules: a breach moves trading to HALTED, which stays until `resume`; a warning moves ACTIVE to
     REDUCING, and REDUCING returns to ACTIVE when no guard warns. The peak never resets. Each new
     HALTED counts once for every guard in breach (``block_counts``, keyed by its counter name).
+
+    A change of state leaves the new state undated (``state_since`` and ``latched_at`` None), and
+    a halt laid over a halt leaves ``latched_at`` undated, until the owner dates it with
+    `date_latch` as it makes the change public: the monitor cannot know when anyone could see it.
     """
 
     def __init__(self, start_equity: float, guards: Sequence[Guard]) -> None:
@@ -170,6 +219,8 @@ class RiskMonitor:
         self._block_counts: dict[str, int] = {g.block_counter: 0 for g in self._guards}
         self._day_from = self._day_until = _NEVER  # the current day's bounds in UTC, once known
         self._net_deposits: float | None = None
+        self._since: datetime | None = None
+        self._latched_at: datetime | None = None
         self._clear_for: tuple[float, float] | None = None
         self._clear = (math.inf, math.inf)
 
@@ -186,6 +237,7 @@ class RiskMonitor:
         monitor._last_check = record.last_check_time
         monitor._block_counts.update(dict(record.block_counts))
         monitor._net_deposits = record.net_deposits
+        monitor._since, monitor._latched_at = record.state_since, record.latched_at
         return monitor
 
     def record(self) -> GuardRecord:
@@ -199,6 +251,8 @@ class RiskMonitor:
             last_check_time=self._last_check,
             block_counts=tuple(sorted(self._block_counts.items())),
             net_deposits=self._net_deposits,
+            state_since=self._since,
+            latched_at=self._latched_at,
         )
 
     def observe(self, equity: float, at: datetime, *, changes_only: bool = False) -> Assessment | None:
@@ -357,14 +411,19 @@ class RiskMonitor:
         warnings = tuple(v for v in verdicts if v.level is Level.WARN)
         if breaches:
             if previous is not TradingState.HALTED:
-                self._state = TradingState.HALTED
-                self._reason = "; ".join(v.reason for v in breaches)
+                self._become(TradingState.HALTED, "; ".join(v.reason for v in breaches))
                 for verdict in breaches:
                     self._block_counts[verdict.block_counter] += 1
         elif previous is not TradingState.HALTED:
-            self._state = TradingState.REDUCING if warnings else TradingState.ACTIVE
-            self._reason = "; ".join(v.reason for v in warnings) or None
+            self._become(TradingState.REDUCING if warnings else TradingState.ACTIVE,
+                         "; ".join(v.reason for v in warnings) or None)
         return Assessment(breaches, warnings, previous, self._state, equity, at, tracker.peak_equity)
+
+    def _become(self, state: TradingState, reason: str | None) -> None:
+        # Every change of state goes through here: a new state is undated until its owner dates it.
+        if state is not self._state:
+            self._since = self._latched_at = None
+        self._state, self._reason = state, reason
 
     def resume(self, rebaseline: bool = False) -> tuple[TradingState, Rebaseline | None]:
         """Lift a HALTED or REDUCING state back to ACTIVE; returns the old state, and what a
@@ -378,44 +437,64 @@ class RiskMonitor:
         a rebaseline suggests one only when it would lift every breach, and else names the limits
         it cannot lift.
         """
+        refused = self.resume_refusal(rebaseline)
+        if refused is not None:
+            raise refused
         changed = None
         if rebaseline:
             tracker = self._tracker
-            if tracker.latest_equity <= 0:
-                raise ResumeRefused(f"resume refused: cannot rebaseline at equity {tracker.latest_equity:.2f} (must be > 0)")
             old_peak, old_day_start = tracker.peak_equity, self._day_start
-            if self._breaches_now():
-                still = self._breaches_after_rebaseline()
-                if still:
-                    raise ResumeRefused(f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in still)}")
             tracker.rebaseline()
             self._day_start = tracker.latest_equity
             changed = Rebaseline(old_peak, tracker.peak_equity, old_day_start, self._day_start)
-        else:
-            breaches = self._breaches_now()
-            if breaches:
-                reasons = "; ".join(v.reason for v in breaches)
-                equity = self._tracker.latest_equity
-                if equity <= 0:
-                    raise ResumeRefused(f"resume refused: {reasons}; no rebaseline can be taken at equity {equity:.2f} "
-                                        "(must be > 0)")
-                still = self._breaches_after_rebaseline()
-                if still:
-                    # Suggesting a rebaseline that would be refused too costs an incident time.
-                    names = ", ".join(dict.fromkeys(v.guard for v in still))
-                    raise ResumeRefused(
-                        f"resume refused: {reasons}; a rebaseline cannot lift {names} "
-                        "(it moves the peak and the day's start, not a fixed level)"
-                    )
-                raise ResumeRefused(
-                    f"resume refused: {reasons}; resume with a rebaseline to measure from equity "
-                    f"{self._tracker.latest_equity:.2f} (the peak and the day's start set to it)",
-                    rebaseline_helps=True,
-                )
         previous = self._state
-        self._state = TradingState.ACTIVE
-        self._reason = None
+        self._become(TradingState.ACTIVE, None)
         return previous, changed
+
+    def resume_refusal(self, rebaseline: bool = False) -> ResumeRefused | None:
+        """The `ResumeRefused` that `resume` with ``rebaseline`` would raise now, or None when it
+        would be taken. Changes nothing."""
+        if rebaseline:
+            left = self._left_by_rebaseline()
+            if left is None:
+                return ResumeRefused(
+                    f"resume refused: cannot rebaseline at equity {self._tracker.latest_equity:.2f} (must be > 0)"
+                )
+            if left:
+                return ResumeRefused(f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in left)}")
+            return None
+        breaches = self._breaches_now()
+        if not breaches:
+            return None
+        reasons = "; ".join(v.reason for v in breaches)
+        blocked = self.rebaseline_blocked()
+        if blocked is not None:
+            # Suggesting a rebaseline that would be refused too costs an incident time.
+            return ResumeRefused(f"resume refused: {reasons}; {blocked}")
+        return ResumeRefused(
+            f"resume refused: {reasons}; resume with a rebaseline to measure from equity "
+            f"{self._tracker.latest_equity:.2f} (the peak and the day's start set to it)",
+            rebaseline_helps=True,
+        )
+
+    def rebaseline_blocked(self) -> str | None:
+        """Why a resume with a rebaseline would be refused now, in the words a refusal without
+        one uses (``a rebaseline cannot lift min_equity (...)``, or ``no rebaseline can be taken
+        at equity ...``), or None when one would be taken. Changes nothing."""
+        left = self._left_by_rebaseline()
+        if left is None:
+            return f"no rebaseline can be taken at equity {self._tracker.latest_equity:.2f} (must be > 0)"
+        if left:
+            names = ", ".join(dict.fromkeys(v.guard for v in left))
+            return f"a rebaseline cannot lift {names} (it moves the peak and the day's start, not a fixed level)"
+        return None
+
+    def _left_by_rebaseline(self) -> list[Verdict] | None:
+        # The breaches a rebaseline would leave (limits of fixed levels; none when nothing
+        # breaches now), or None when none can be taken (no equity to measure from).
+        if self._tracker.latest_equity <= 0:
+            return None
+        return self._breaches_after_rebaseline() if self._breaches_now() else []
 
     def _breaches_after_rebaseline(self) -> list[Verdict]:
         # The breaches a rebaseline to the latest equity (> 0) would leave: the limits of fixed levels.
@@ -438,19 +517,54 @@ class RiskMonitor:
     def degrade(self, state: TradingState, reason: str) -> TradingState:
         """Move to ``state`` (REDUCING or HALTED) for a reason outside the guards, such as an
         equity that cannot be read; never to a lesser state than the current one. A REDUCING set
-        this way lifts at the next reading within limits, as a warning's does. Returns the old state."""
+        this way lifts at the next reading within limits, as a warning's does. Returns the old state.
+        HALTED while HALTED only gives the halt this reason: it keeps its dates (a resume is
+        refused while its owner cannot read the equity, so no resume meets it unseen)."""
         previous = self._state
         if state is TradingState.HALTED or previous is TradingState.ACTIVE:
-            self._state = state
-            self._reason = reason
+            self._become(state, reason)
         return previous
 
     def halt(self, reason: str) -> TradingState:
-        """Latch HALTED for a reason outside the guards (a fail-safe). Returns the old state."""
+        """Latch HALTED for a reason outside the guards (a fail-safe, the kill switch). Returns
+        the old state. Laid over a halt in force, it keeps that halt's start (``state_since``)
+        and leaves ``latched_at`` undated until `date_latch` dates it: a resume sent before this
+        halt must not lift it either (undated in a record, a guard loading it dates it then)."""
         previous = self._state
-        self._state = TradingState.HALTED
-        self._reason = reason
+        if previous is TradingState.HALTED:
+            self._latched_at = None
+        self._become(TradingState.HALTED, reason)
         return previous
+
+    def date_latch(self, at: datetime, *, again: bool = False) -> None:
+        """Date the HALTED or REDUCING in force as its owner made it public at ``at`` (a
+        timezone-aware moment on the owner's clock): it began then, or with ``again`` a halt was
+        laid again over it then (its start kept; undated, it is taken to begin then too). A
+        resume sent before ``latched_at`` then does not lift it (see `latch`). Nothing while ACTIVE."""
+        aware_datetime("at", at)
+        if self._state is TradingState.ACTIVE:
+            return
+        if not again or self._since is None:
+            self._since = at
+        self._latched_at = at
+
+    @property
+    def state_since(self) -> datetime | None:
+        """When the HALTED or REDUCING in force began, as dated by `date_latch`; None while
+        ACTIVE or not yet dated."""
+        return self._since
+
+    @property
+    def latched_at(self) -> datetime | None:
+        """When the HALTED or REDUCING in force was last latched (its start, or a halt laid again
+        over it), as dated by `date_latch`; None while ACTIVE or not yet dated."""
+        return self._latched_at
+
+    def latch(self) -> Latch | None:
+        """The HALTED or REDUCING in force with its dates, or None while ACTIVE or not yet dated."""
+        if self._state is TradingState.ACTIVE or self._since is None or self._latched_at is None:
+            return None
+        return Latch(self._state, self._reason, self._since, self._latched_at)
 
     def take_net_deposits(self, net_deposits: float) -> float:
         """Take the account's cumulative net deposits as read with the next reading (before it is
