@@ -157,7 +157,7 @@ def test_a_resume_that_arrived_before_a_halt_made_while_it_waited_is_a_409_sayin
         assert (answer.status_code, answer.json()) == (409, {"done": "refused", "error": (
             "resume refused: it was sent at 2024-05-02 09:30:00.000 UTC, before the halt in force began at "
             "2024-05-02 09:30:10.000 UTC (halted by alice: news at 14:30); send the resume again if you still mean to "
-            "lift it")})
+            "lift it"), "rebaseline_helps": False})
         status = httpx.get(api.url + "/api/status", headers=auth, timeout=WAIT).json()
         assert (status["trading_state"], status["state_since"]) == ("halted", "2024-05-02T09:30:10+00:00")
         again = httpx.post(api.url + "/api/resume", json={"by": "bob"}, headers=auth, timeout=WAIT)

@@ -150,6 +150,8 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
     assert re.match(r"^resume refused: max drawdown ", refused.stderr)
     assert bot.get("/api/status").json()["trading_state"] == "halted"
+    as_api = bot.post("/api/resume", json={"by": "desk"}).json()
+    assert (as_api["done"], as_api["rebaseline_helps"]) == ("refused", True)  # a trailing limit: it would help
 
     rebaselined = bot.cli("resume", "--rebaseline")
     assert (rebaselined.returncode, rebaselined.stdout) == (0, "resumed with a new baseline (was halted)\n")

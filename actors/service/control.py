@@ -381,7 +381,8 @@ def control_app(
                 lambda: system.resume(by, rebaseline=rebaseline, timeout=ask_timeout, sent_at=arrived)
             )
         except ResumeRefused as exc:
-            return JSONResponse({"done": "refused", "error": str(exc)}, status_code=409)
+            return JSONResponse({"done": "refused", "error": str(exc), "rebaseline_helps": exc.rebaseline_helps},
+                                status_code=409)
         done, message = resumed(previous, rebaseline)
         _log.warning("resume through the control API by {}: {}", by, message)
         return JSONResponse({"done": done, "previous_state": previous.value, "by": by, "rebaseline": rebaseline,

@@ -539,9 +539,9 @@ function halt() {
 function resume() {
   $("rebaseline-confirm").hidden = true;
   act("/api/resume", { by: "dashboard" }, (a) => {
-    const refused = a.status === 409;
+    // A rebaseline is offered only when the guard says it would be taken (not past a fixed level).
     $("resume-error").textContent = a.ok ? "" : a.data.error;
-    $("rebaseline-button").hidden = !refused;
+    $("rebaseline-button").hidden = !(a.status === 409 && a.data.rebaseline_helps === true);
     if (a.ok) $("action-message").textContent = capitalised(a.data.message);
   });
 }
@@ -557,7 +557,7 @@ function rebaseline() {
   act("/api/resume", { rebaseline: true, by: "dashboard" }, (a) => {
     $("rebaseline-confirm").hidden = true;
     $("resume-error").textContent = a.ok ? "" : a.data.error;
-    $("rebaseline-button").hidden = a.ok;
+    $("rebaseline-button").hidden = a.ok || a.data.rebaseline_helps !== true;
     if (a.ok) $("action-message").textContent = capitalised(a.data.message);
   });
 }
