@@ -94,11 +94,14 @@ CREATE INDEX IF NOT EXISTS events_by_order ON events (loop_id, submitted_client_
 # PostgresStore.order_placed's index, which the server keeps for every journal write, whoever
 # makes it. No text may make a write fail (PostgreSQL 15 has no test for valid JSON, and a cast
 # of a row damaged by hand raises): most events are passed over by strpos() without parsing, and
-# the rest are parsed inside a block that takes any error as "no order". The index holds what it
-# returned, so its body never changes under this name: a new body takes a new name and index.
+# the rest are parsed inside a block that takes any error as "no order". That block is a
+# subtransaction, which a parallel worker cannot start: the function is PARALLEL UNSAFE, so that
+# the index on a big journal is built by one process rather than failing the upgrade. The index
+# holds what it returned, so its body never changes under this name: a new body takes a new name
+# and index.
 _ORDER_KEY_FUNCTION = """
 CREATE OR REPLACE FUNCTION submitted_client_id(event TEXT) RETURNS TEXT
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $$
 BEGIN
     IF strpos(event, '"order_submitted"') = 0 THEN
         RETURN NULL;
