@@ -705,8 +705,8 @@ class GuardActor(SupervisedActor):
             refusal = Refusal("expired", "expired: the sender stopped waiting before the guard reached it")
         elif self._stopping is not None and self._stopping.is_set():
             refusal = Refusal("stopping", "the trading system is stopping: no new order goes out")
-        elif order.client_id in self._client_ids:
-            refusal = Refusal("duplicate", f"duplicate client id {order.client_id!r}: that order was already placed")
+        elif (duplicate := self._duplicate(order.client_id)) is not None:
+            refusal = duplicate
         else:
             unread = self._read_before(order, request.at)
             refusal = self._check(order)
@@ -741,6 +741,27 @@ class GuardActor(SupervisedActor):
             return self._outcome(order, request.at, error=repr(exc))
         self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
+
+    def _duplicate(self, client_id: str) -> Refusal | None:
+        # An order goes out at most once. A host whose answer was lost (the guard died between
+        # sending and answering) retries with the same client id, and a broker outside the
+        # process may trade it again (MT5 keeps the id only as a deal comment): the journal knows
+        # every incarnation's and process's orders, and is asked (from an index) for an id this
+        # incarnation has not seen. An account in this process died with any earlier process's
+        # orders, and its broker refuses a repeat itself (see _journal_first).
+        if client_id not in self._client_ids and self._journal_first:
+            try:
+                placed = self._store.order_placed(self._loop_id, client_id)
+            except Exception as exc:
+                self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+                self.log.error("order {} not looked up in the journal, so not sent: {!r}", client_id, exc)
+                return Refusal("duplicate", f"client id {client_id!r} could not be looked up in the journal, so the "
+                                            f"order was not sent (it may have been placed already): {exc!r}")
+            if placed:
+                self._client_ids.add(client_id)
+        if client_id in self._client_ids:
+            return Refusal("duplicate", f"duplicate client id {client_id!r}: that order was already placed")
+        return None
 
     def _open(self, submitted: Event) -> None:
         # Journal an order about to go out: durable before the broker sees it, and published,

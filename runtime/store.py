@@ -211,6 +211,13 @@ class StateStore(Protocol):
         until then (a reconciliation's "not executed" that a late fill may still correct)."""
         ...
 
+    def order_placed(self, loop_id: str, client_order_id: str) -> bool:
+        """True when the journal holds an ORDER_SUBMITTED of ``loop_id`` naming
+        ``client_order_id``, whichever incarnation or process journaled it and whatever its
+        outcome: that order went, or may have gone, to the broker. Answered from an index,
+        without reading the journal, so the guard can ask it before every order."""
+        ...
+
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's readable orders that have no outcome yet,
         oldest first."""
@@ -255,6 +262,7 @@ class MemoryStore:
         self._totals: dict[str, LoopTotals] = {}
         self._events: list[Event] = []
         self._event_ids: set[str] = set()
+        self._placed: set[tuple[str, str]] = set()  # (loop id, client id) of every ORDER_SUBMITTED kept
         self._held: dict[tuple[str, str], HeldOrder] = {}
         self._halts: dict[str, dict[str, PendingHalt]] = {}
 
@@ -327,6 +335,11 @@ class MemoryStore:
             if held is not None and watch_until is not None:
                 self._held[key] = attrs.evolve(held, watch_until=watch_until)
 
+    def order_placed(self, loop_id: str, client_order_id: str) -> bool:
+        """True when an ORDER_SUBMITTED of ``loop_id`` naming ``client_order_id`` is kept."""
+        with self._lock:
+            return (loop_id, client_order_id) in self._placed
+
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The submitted events of orders with no outcome, oldest first."""
         return unsettled(self.held_orders(loop_id))
@@ -366,4 +379,8 @@ class MemoryStore:
             return False
         self._event_ids.add(event.event_id)
         self._events.append(event)
+        if event.event_type is EventType.ORDER_SUBMITTED:
+            client_id = event.metadata.get("client_order_id")
+            if isinstance(client_id, str):
+                self._placed.add((event.loop_id, client_id))
         return True

@@ -168,15 +168,84 @@ def test_a_version_1_schema_is_upgraded_in_place_and_its_unsettled_orders_are_ag
     first.claim("main")
     first.open_order(_submitted("c1"))
     first.close()
-    with psycopg.connect(postgres_dsn, autocommit=True) as admin:  # the orders table as version 1 had it
-        admin.execute(f"ALTER TABLE {pg_schema}.orders DROP COLUMN sent_at, DROP COLUMN watch_until")
-        admin.execute(f"UPDATE {pg_schema}.meta SET value = '1' WHERE key = 'schema_version'")
+    # The orders table as version 1 had it.
+    _as_version(postgres_dsn, pg_schema, "1", "ALTER TABLE {schema}.orders DROP COLUMN sent_at, DROP COLUMN watch_until")
     store = open_store()
     store.claim("main")
     assert store.held_orders("main") == [HeldOrder(_submitted("c1"), datetime(2024, 1, 1, tzinfo=UTC))]
+    assert _version(postgres_dsn, pg_schema) == str(SCHEMA_VERSION) and SCHEMA_VERSION == 4
+
+
+def test_a_version_3_schema_is_upgraded_in_place_and_knows_the_orders_placed_before(
+    open_store: OpenStore, postgres_dsn: str, pg_schema: str
+) -> None:
+    first = open_store()
+    first.claim("main")
+    first.open_order(_submitted("c1"))
+    first.settle_order("main", "c1", _outcome("c1"))
+    first.append_events([_event(1), _submitted("c2")])
+    first.close()
+    _as_version(postgres_dsn, pg_schema, "3", "DROP INDEX {schema}.events_by_order", "DROP FUNCTION {schema}.submitted_client_id",
+                "ANALYZE {schema}.events")
+    # As for a big journal, the server may build the index with parallel workers: here it must.
+    parallel = " options='-c min_parallel_table_scan_size=0 -c max_parallel_maintenance_workers=2'"
+    with PostgresStore(postgres_dsn + parallel, schema=pg_schema) as store:
+        assert [store.order_placed("main", c) for c in ("c1", "c2", "c3")] == [True, True, False]
+    assert _version(postgres_dsn, pg_schema) == "4"
+
+
+def _as_version(postgres_dsn: str, pg_schema: str, version: str, *statements: str) -> None:
+    # Make the schema what an earlier tradewarden wrote: ``statements`` ({schema} names it), and
+    # its version in meta.
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        for statement in statements:
+            admin.execute(statement.format(schema=pg_schema))
+        admin.execute(f"UPDATE {pg_schema}.meta SET value = %s WHERE key = 'schema_version'", (version,))
+
+
+def _version(postgres_dsn: str, pg_schema: str) -> str:
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:
         row = admin.execute(f"SELECT value FROM {pg_schema}.meta WHERE key = 'schema_version'").fetchone()
-    assert row == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 3
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_schema_of_another_version_gets_nothing_added_before_it_is_refused(
+    open_store: OpenStore, postgres_dsn: str, pg_schema: str
+) -> None:
+    open_store().close()
+    _as_version(postgres_dsn, pg_schema, "99", "DROP INDEX {schema}.events_by_order")
+    with pytest.raises(StoreError, match=r"has schema version '99'"):
+        PostgresStore(postgres_dsn, schema=pg_schema)
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        indexes = admin.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s ORDER BY indexname", (pg_schema,))
+        assert "events_by_order" not in [row[0] for row in indexes.fetchall()]
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+def test_looking_up_an_order_placed_reads_the_index_not_the_journal(
+    open_store: OpenStore, postgres_dsn: str, pg_schema: str, plan_cache_mode: str
+) -> None:
+    from runtime.adapters.postgres import _ORDER_PLACED  # the store's own query, word for word
+
+    store = open_store()
+    store.append_events([_event(i) for i in range(200)] + [_submitted("c1")])
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        # A sequential scan turned off, the plan shows whether the index can answer the query at
+        # all (on a table this small the planner would rightly scan it), with the client id known
+        # when planning and, as psycopg's prepared statements are, without.
+        conn.execute(f"SET search_path TO {pg_schema}")
+        conn.execute("SET enable_seqscan = off")
+        conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+        conn.execute("PREPARE placed (text, text) AS " + _ORDER_PLACED.replace("%s", "$1", 1).replace("%s", "$2", 1))
+        plan = [row[0] for row in conn.execute("EXPLAIN (COSTS OFF) EXECUTE placed ('main', 'c1')").fetchall()]
+    values = ("$1", "$2") if plan_cache_mode == "force_generic_plan" else ("'main'::text", "'c1'::text")
+    assert [line.strip() for line in plan] == [
+        "Limit",
+        "->  Index Scan using events_by_order on events",
+        f"Index Cond: ((loop_id = {values[0]}) AND (submitted_client_id(event) = {values[1]}))",
+    ]
+    assert store.order_placed("main", "c1") is True
 
 
 def test_a_dropped_connection_fails_one_call_and_the_next_reconnects(open_store: OpenStore, postgres_dsn: str) -> None:

@@ -205,7 +205,7 @@ def test_another_applications_tables_are_all_listed_in_order(tmp_path: Path) -> 
     )
 
 
-@pytest.mark.parametrize(("version", "newer"), [(0, "an older"), (5, "a newer")])
+@pytest.mark.parametrize(("version", "newer"), [(0, "an older"), (6, "a newer")])
 def test_a_state_database_of_another_schema_version_is_refused_saying_which_way(tmp_path: Path, version, newer) -> None:
     path = tmp_path / "state.db"
     SqliteStore(path).close()
@@ -213,7 +213,7 @@ def test_a_state_database_of_another_schema_version_is_refused_saying_which_way(
     with pytest.raises(StoreError) as info:
         SqliteStore(path)
     assert str(info.value) == (
-        f"state_db {str(path)!r} has schema version {version}, {newer} one than this tradewarden reads (4); {UNTOUCHED}"
+        f"state_db {str(path)!r} has schema version {version}, {newer} one than this tradewarden reads (5); {UNTOUCHED}"
     )
 
 
@@ -224,7 +224,7 @@ def test_a_state_database_missing_tables_is_refused_naming_them(tmp_path: Path) 
     with pytest.raises(StoreError) as info:
         SqliteStore(path)
     assert str(info.value) == (
-        f"state_db {str(path)!r} is missing the tables ['orders', 'gate_state'] of schema version 4; {UNTOUCHED}"
+        f"state_db {str(path)!r} is missing the tables ['orders', 'gate_state'] of schema version 5; {UNTOUCHED}"
     )
 
 

@@ -188,9 +188,9 @@ def test_a_database_of_another_schema_version_is_refused(tmp_path: Path) -> None
     path = tmp_path / "state.db"
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 5")
+    conn.execute("PRAGMA user_version = 6")
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 5, a newer one than this tradewarden reads \(4\)"):
+    with pytest.raises(StoreError, match=r"schema version 6, a newer one than this tradewarden reads \(5\)"):
         SqliteStore(path)
 
 
@@ -200,6 +200,7 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pa
         store.save_guard("main", guard_record(3))
         store.append_event(_event(1))
     conn = sqlite3.connect(path)  # make it the file an earlier tradewarden wrote
+    conn.execute("DROP INDEX events_by_order")
     conn.execute("DROP TABLE orders")
     conn.execute("DROP TABLE gate_state")
     conn.execute("DROP TABLE pending_halts")
@@ -211,7 +212,7 @@ def test_a_version_1_file_is_upgraded_in_place_and_keeps_everything(tmp_path: Pa
         store.open_order(_submitted("c1"))
         assert store.unsettled_orders("main") == [_submitted("c1")]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     conn.close()
 
 
@@ -220,6 +221,7 @@ def test_a_version_2_file_is_upgraded_in_place_and_its_unsettled_orders_are_aged
     with SqliteStore(path) as store:
         store.append_event(_event(1))
     conn = sqlite3.connect(path)  # the orders table as version 2 had it, holding one order
+    conn.execute("DROP INDEX events_by_order")
     conn.execute("DROP TABLE orders")
     conn.execute("DROP TABLE gate_state")
     conn.execute("DROP TABLE pending_halts")
@@ -240,8 +242,45 @@ def test_a_version_2_file_is_upgraded_in_place_and_its_unsettled_orders_are_aged
         store.settle_order("main", "c1", _outcome("c1"), watch_until=until)
         assert store.held_orders("main") == [HeldOrder(_submitted("c1"), datetime(2024, 1, 1, tzinfo=UTC), until)]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     conn.close()
+
+
+def test_a_version_4_file_is_upgraded_in_place_and_knows_the_orders_placed_before(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:  # an earlier incarnation's orders: one settled, one not
+        store.open_order(_submitted("c1"))
+        store.settle_order("main", "c1", _outcome("c1"))
+        store.open_order(_submitted("c2"))
+        store.append_events([_event(1), _submitted("c3", loop_id="other")])
+    conn = sqlite3.connect(path)  # the file as version 4 wrote it, with a row damaged by hand
+    conn.execute("DROP INDEX events_by_order")
+    conn.execute("INSERT INTO events (event_id, loop_id, event) VALUES ('bad', 'main', '{\"order_submitted\"')")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with SqliteStore(path) as store:
+        assert [store.order_placed("main", c) for c in ("c1", "c2", "c3")] == [True, True, False]
+        assert store.order_placed("other", "c3") is True
+        assert store.unsettled_orders("main") == [_submitted("c2")]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'events_by_order'").fetchall() == [
+        ("events_by_order",)
+    ]
+    conn.close()
+
+
+def test_looking_up_an_order_placed_reads_the_index_not_the_journal(tmp_path: Path) -> None:
+    from runtime.adapters.sqlite import _ORDER_PLACED  # the store's own query, word for word
+
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:
+        store.append_events([_event(i) for i in range(200)] + [_submitted("c1")])
+    conn = sqlite3.connect(path)
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {_ORDER_PLACED}", ("main", "c1")).fetchall()
+    conn.close()
+    assert [row[3] for row in plan] == ["SEARCH events USING INDEX events_by_order (loop_id=? AND <expr>=?)"]
 
 
 def _submitted(client_id: str, loop_id: str = "main") -> Event:

@@ -161,7 +161,7 @@ def _as_written_before_gate_records(backing: Backing) -> None:
     # earlier tradewarden wrote.
     _as_written_by_an_earlier_tradewarden(
         backing,
-        ("DROP TABLE gate_state", "DROP TABLE pending_halts", "ALTER TABLE orders DROP COLUMN sent_at",
+        ("DROP INDEX events_by_order", "DROP TABLE gate_state", "DROP TABLE pending_halts", "ALTER TABLE orders DROP COLUMN sent_at",
          "ALTER TABLE orders DROP COLUMN watch_until", "PRAGMA user_version = 2"),
         ("DROP TABLE {schema}.gate_state",),
     )
@@ -238,11 +238,12 @@ def test_a_store_written_before_pending_halts_existed_is_upgraded_and_keeps_ever
 
 def _as_written_before_pending_halts(backing: Backing) -> None:
     # The file (schema version 3) or the PostgreSQL schema (version 2) an earlier tradewarden
-    # wrote: no pending_halts table.
+    # wrote: no pending_halts table, and no events_by_order index.
     _as_written_by_an_earlier_tradewarden(
         backing,
-        ("DROP TABLE pending_halts", "PRAGMA user_version = 3"),
-        ("DROP TABLE {schema}.pending_halts", "UPDATE {schema}.meta SET value = '2' WHERE key = 'schema_version'"),
+        ("DROP INDEX events_by_order", "DROP TABLE pending_halts", "PRAGMA user_version = 3"),
+        ("DROP INDEX {schema}.events_by_order", "DROP FUNCTION {schema}.submitted_client_id", "DROP TABLE {schema}.pending_halts",
+         "UPDATE {schema}.meta SET value = '2' WHERE key = 'schema_version'"),
     )
 
 
@@ -407,3 +408,41 @@ def test_a_settle_that_is_not_an_event_or_has_a_naive_watch_is_refused_and_write
     with pytest.raises(ValueError, match=r"^watch_until must be a timezone-aware datetime, got datetime.datetime\(2026, 1, 1, 0, 0\)$"):
         store.settle_order("main", "c1", _outcome("c1"), watch_until=datetime(2026, 1, 1))
     assert store.unsettled_orders("main") == [_submitted("c1")] and store.events("main") == [_submitted("c1")]
+
+
+# -- orders placed before: the duplicate check -----------------------------------------------------
+
+
+def test_an_order_once_submitted_is_known_as_placed_by_loop_and_client_id_however_it_was_journaled(backing: Backing) -> None:
+    store = backing.open()
+    assert store.order_placed("main", "c1") is False
+    store.open_order(_submitted("c1"))  # the guard's way, before the broker sees it
+    store.append_events([_event(1), _submitted("c2")])  # the emitter's way, for an account in this process
+    store.append_event(_submitted("c3"))
+    store.open_order(_submitted("c4", loop_id="other"))
+    # Other events naming a client id are no order placed: an outcome, and a refusal whose
+    # reason quotes the words an order's event holds.
+    store.append_event(Event(EventType.TRADE_EXECUTED, "main", {"client_order_id": "c5"}, event_id="o-c5"))
+    store.append_event(Event(EventType.TRADE_FAILED, "main", {"client_order_id": "c6", "error": '"order_submitted"'},
+                             event_id="f-c6"))
+    store.settle_order("main", "c1", _outcome("c1"))  # settled or not, it was placed
+    assert [store.order_placed("main", c) for c in ("c1", "c2", "c3", "c4", "c5", "c6")] == [True, True, True, False, False, False]
+    assert (store.order_placed("other", "c4"), store.order_placed("other", "c1")) == (True, False)
+    if backing.durable:  # another incarnation or process, on the same file or schema
+        store.close()
+        again = backing.open()
+        assert [again.order_placed("main", c) for c in ("c1", "c2", "c3", "c5")] == [True, True, True, False]
+
+
+def test_a_journal_row_damaged_by_hand_fails_no_write_and_hides_no_order(backing: Backing) -> None:
+    if not backing.durable:
+        pytest.skip("a MemoryStore holds events, never their text")
+    store = backing.open()
+    store.open_order(_submitted("c1"))
+    store.open_order(_submitted("c2"))
+    # Not JSON, though it holds the words an order's event holds: the index must pass it over.
+    _damage(backing, "UPDATE {}events SET event = ? WHERE event_id = ?", ('{"event_type": "order_submitted", ', "s-c1"))
+    _damage(backing, "INSERT INTO {}events (event_id, loop_id, event) VALUES (?, ?, ?)", ("x", "main", '"order_submitted"?'))
+    store = backing.open()
+    store.open_order(_submitted("c3"))
+    assert [store.order_placed("main", c) for c in ("c1", "c2", "c3")] == [False, True, True]

@@ -98,6 +98,10 @@ class FencedStore:
         """As `PostgresStore.unwatch_order`; a stale refusal fences this incarnation."""
         self._write(self.store.unwatch_order, loop_id, client_order_id)
 
+    def order_placed(self, loop_id: str, client_order_id: str) -> bool:
+        """As `PostgresStore.order_placed`."""
+        return self.store.order_placed(loop_id, client_order_id)
+
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """As `PostgresStore.unsettled_orders`."""
         return self.store.unsettled_orders(loop_id)

@@ -14,11 +14,12 @@ guard sends none it could not journal). Journal appends are not fenced: the jour
 each id once, whoever reports them.
 
 Identity: the tables live in the schema ``tradewarden`` (or the one given), whose ``meta`` table
-names `SCHEMA_VERSION`; versions 1 and 2 are upgraded in place (version 1 without two columns of
-``orders``, version 2 without ``pending_halts``: nothing that exists changes), another version is
-refused with `StoreError`, never migrated. Pending halts are written like state: fenced. A table added within a version
-(``gate_state``) is created, if missing, on connecting. Errors name
-the server as ``user@host:port/dbname``, never the password.
+names `SCHEMA_VERSION`; versions 1 to 3 are upgraded in place (version 1 without two columns of
+``orders``, version 2 without ``pending_halts``, version 3 without the ``events_by_order`` index:
+nothing that exists changes), another version is refused with `StoreError` before anything is
+changed, never migrated. Pending halts are written like state: fenced. A table added within a
+version (``gate_state``) is created, if missing, on connecting. Errors name the server as
+``user@host:port/dbname``, never the password.
 """
 
 from __future__ import annotations
@@ -53,10 +54,9 @@ from runtime.store import (
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "StaleEpochError"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS epochs (loop_id TEXT PRIMARY KEY, epoch BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS guard_state (loop_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS gate_state (loop_id TEXT PRIMARY KEY, record TEXT NOT NULL);
@@ -87,12 +87,43 @@ CREATE TABLE IF NOT EXISTS pending_halts (
     by TEXT NOT NULL,
     reason TEXT NOT NULL,
     UNIQUE (loop_id, halt_id)
-)"""
-# Version 1 had no sent_at or watch_until in orders, version 2 no pending_halts; the statements
-# above add them (nothing that exists changes), so such a schema is upgraded in place, under the
-# schema lock. The version goes up with pending_halts so that an older tradewarden, which would
-# start an account without taking its pending halts, refuses the schema instead.
-_UPGRADED = ("1", "2")
+);
+CREATE INDEX IF NOT EXISTS events_by_order ON events (loop_id, submitted_client_id(event))
+    WHERE submitted_client_id(event) IS NOT NULL"""
+# The client id of an ORDER_SUBMITTED event (the JSON of `Event.to_json`), else NULL: the key of
+# PostgresStore.order_placed's index, which the server keeps for every journal write, whoever
+# makes it. No text may make a write fail (PostgreSQL 15 has no test for valid JSON, and a cast
+# of a row damaged by hand raises): most events are passed over by strpos() without parsing, and
+# the rest are parsed inside a block that takes any error as "no order". That block is a
+# subtransaction, which a parallel worker cannot start: the function is PARALLEL UNSAFE, so that
+# the index on a big journal is built by one process rather than failing the upgrade. The index
+# holds what it returned, so its body never changes under this name: a new body takes a new name
+# and index.
+_ORDER_KEY_FUNCTION = """
+CREATE OR REPLACE FUNCTION submitted_client_id(event TEXT) RETURNS TEXT
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $$
+BEGIN
+    IF strpos(event, '"order_submitted"') = 0 THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        IF (event::json ->> 'event_type') = 'order_submitted' THEN
+            RETURN event::json -> 'metadata' ->> 'client_order_id';
+        END IF;
+        RETURN NULL;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END;
+END
+$$"""
+# Version 1 had no sent_at or watch_until in orders, version 2 no pending_halts, version 3 no
+# events_by_order index; the statements above add them (nothing that exists changes), so such a
+# schema is upgraded in place, under the schema lock. The version went up with pending_halts so
+# that an older tradewarden, which would start an account without taking its pending halts,
+# refuses the schema instead, and with events_by_order so that one, which would send again an
+# order a host retries after a guard restart, refuses it too.
+_UPGRADED = ("1", "2", "3")
+_ORDER_PLACED = "SELECT 1 FROM events WHERE loop_id = %s AND submitted_client_id(event) = %s LIMIT 1"
 _INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (%s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
 # Any constant works: it only serialises stores creating the schema at the same moment.
 _SCHEMA_LOCK = 0x54574431
@@ -160,20 +191,24 @@ class PostgresStore:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
                 conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+                # The version is read before anything else is created, so that a schema of
+                # another version is refused with nothing changed (raising rolls back): a newer
+                # one may hold a big journal, which must not be indexed by a tradewarden that
+                # cannot use it.
+                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is not None and row[0] != str(SCHEMA_VERSION) and row[0] not in _UPGRADED:
+                    raise StoreError(
+                        f"postgres {self._server}: schema {self._schema!r} has schema version {row[0]!r}, "
+                        f"this tradewarden reads {SCHEMA_VERSION}; it was left untouched (not migrated)"
+                    )
+                conn.execute(_ORDER_KEY_FUNCTION)  # before _SCHEMA's index on it (its body holds semicolons)
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
                 conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', %s) ON CONFLICT (key) DO NOTHING",
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
-                )
-                conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version' AND value = ANY(%s)",
-                             (str(SCHEMA_VERSION), list(_UPGRADED)))
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None or row[0] != str(SCHEMA_VERSION):
-                raise StoreError(
-                    f"postgres {self._server}: schema {self._schema!r} has schema version "
-                    f"{None if row is None else row[0]!r}, this tradewarden reads {SCHEMA_VERSION}; "
-                    "it was left untouched (not migrated)"
                 )
         except BaseException:
             conn.close()
@@ -371,6 +406,14 @@ class PostgresStore:
                     "UPDATE orders SET watch_until = %s WHERE loop_id = %s AND client_order_id = %s",
                     (watch_until.isoformat(), loop_id, client_order_id),
                 )
+
+    def order_placed(self, loop_id: str, client_order_id: str) -> bool:
+        """True when the journal holds an ORDER_SUBMITTED of ``loop_id`` naming
+        ``client_order_id``, looked up in the ``events_by_order`` index (one B-tree search,
+        however long the journal; not fenced: a read)."""
+        with self._using(f"looking up order {client_order_id!r}") as conn:
+            row = conn.execute(_ORDER_PLACED, (loop_id_of(loop_id), client_order_id)).fetchone()
+        return row is not None
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""

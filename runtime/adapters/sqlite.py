@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x54574431  # "TWD1": marks the file as a tradewarden state database
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _TABLES = ("events", "guard_state", "loop_totals", "orders", "gate_state", "pending_halts")
 # Version 1 had no orders table; version 2 had no gate_state table and no sent_at (wall time, ISO)
@@ -72,7 +72,8 @@ _TABLES = ("events", "guard_state", "loop_totals", "orders", "gate_state", "pend
 # in place (the only migrations this store makes). A row upgraded from version 2 has no sent_at:
 # its order is aged by its event's timestamp. The version goes up with pending_halts so that an
 # older tradewarden, which would start an account without taking its pending halts, refuses the
-# file instead.
+# file instead. Version 4 had no events_by_order index; it goes up with it so that an older
+# tradewarden, which would send again an order a host retries after a guard restart, refuses it.
 _ORDERS_TABLE = """
 CREATE TABLE orders (
     loop_id TEXT NOT NULL,
@@ -96,12 +97,24 @@ CREATE TABLE pending_halts (
     reason TEXT NOT NULL,
     UNIQUE (loop_id, halt_id)
 )"""
+# The client id of an ORDER_SUBMITTED event (the JSON of `Event.to_json`), else NULL: the key of
+# SqliteStore.order_placed's index, which SQLite keeps for every journal write, whoever makes it.
+# Guarded so that no text (a row damaged by hand) makes a write fail: most events are passed over
+# by the cheap instr() without parsing, and invalid JSON is never handed to json_extract, which
+# would raise (CASE stops at the first WHEN that holds). The query must repeat it word for word.
+_ORDER_KEY = (
+    "CASE WHEN instr(event, '\"order_submitted\"') = 0 OR NOT json_valid(event) THEN NULL "
+    "WHEN json_extract(event, '$.event_type') = 'order_submitted' THEN json_extract(event, '$.metadata.client_order_id') END"
+)
+_ORDER_INDEX = f"CREATE INDEX events_by_order ON events (loop_id, {_ORDER_KEY}) WHERE {_ORDER_KEY} IS NOT NULL"
+_ORDER_PLACED = f"SELECT 1 FROM events WHERE loop_id = ? AND {_ORDER_KEY} = ? LIMIT 1"
 _ORDERS_COLUMNS_OF_3 = ("ALTER TABLE orders ADD COLUMN sent_at TEXT", "ALTER TABLE orders ADD COLUMN watch_until TEXT")
 # From an older version, the statements that make it the current one.
 _UPGRADES = {
-    1: (_ORDERS_TABLE, _GATE_TABLE, _HALTS_TABLE),
-    2: (*_ORDERS_COLUMNS_OF_3, _GATE_TABLE, _HALTS_TABLE),
-    3: (_HALTS_TABLE,),
+    1: (_ORDERS_TABLE, _GATE_TABLE, _HALTS_TABLE, _ORDER_INDEX),
+    2: (*_ORDERS_COLUMNS_OF_3, _GATE_TABLE, _HALTS_TABLE, _ORDER_INDEX),
+    3: (_HALTS_TABLE, _ORDER_INDEX),
+    4: (_ORDER_INDEX,),
 }
 _SCHEMA = """
 CREATE TABLE guard_state (
@@ -120,7 +133,7 @@ CREATE TABLE events (
     event TEXT NOT NULL
 );
 CREATE INDEX events_by_loop ON events (loop_id, seq);
-""" + ";".join((_ORDERS_TABLE, _GATE_TABLE, _HALTS_TABLE))
+""" + ";".join((_ORDERS_TABLE, _GATE_TABLE, _HALTS_TABLE, _ORDER_INDEX))
 
 
 _INSERT_EVENT = "INSERT INTO events (event_id, loop_id, event) VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
@@ -590,6 +603,14 @@ class SqliteStore:
                     "UPDATE orders SET watch_until = ? WHERE loop_id = ? AND client_order_id = ?",
                     (watch_until.isoformat(), loop_id, client_order_id),
                 )
+
+    def order_placed(self, loop_id: str, client_order_id: str) -> bool:
+        """True when the journal holds an ORDER_SUBMITTED of ``loop_id`` naming
+        ``client_order_id``, looked up in the ``events_by_order`` index (one B-tree search,
+        however long the journal)."""
+        with self._using(f"looking up order {client_order_id!r}") as conn:
+            row = conn.execute(_ORDER_PLACED, (loop_id_of(loop_id), client_order_id)).fetchone()
+        return row is not None
 
     def unsettled_orders(self, loop_id: str) -> list[Event]:
         """The ORDER_SUBMITTED events of the loop's orders with no outcome, oldest first."""
