@@ -135,7 +135,9 @@ def test_a_series_whose_wall_clock_rises_while_its_instants_do_not_is_taken_as_s
         single.observe(equity, at, changes_only=True)
     series.observe_series(equities, times, changes_only=True)
     assert series.record() == single.record()
-    assert (single.record().day, single.record().day_start_equity) == (date(2024, 10, 26), 985.0)
+    # The fold starts the 27th in Cape Verde; the readings after it are before that midnight
+    # again, judged against the 27th's start, and the day never goes back to the 26th.
+    assert (single.record().day, single.record().day_start_equity) == (date(2024, 10, 27), 990.0)
 
 
 class Refusing:
@@ -973,3 +975,34 @@ def test_a_new_tokyo_day_starts_at_tokyo_midnight_even_right_after_a_reading_of_
     monitor.observe(1000.0, datetime(2024, 3, 1, 14, 0, tzinfo=UTC))  # 23:00 on 1 March in Tokyo
     monitor.observe(990.0, datetime(2024, 3, 1, 15, 30, tzinfo=UTC))  # 00:30 on 2 March in Tokyo
     assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 2), 990.0)
+
+
+# --- the trading day only moves forward -----------------------------------------------------------
+
+
+def test_a_reading_stamped_before_the_trading_day_is_judged_against_its_start_and_never_takes_the_day_back():
+    # A late bar or a delayed message stamped yesterday used to start yesterday again from its
+    # equity, and the next reading today again from its own: a 5% limit never fired on 8%.
+    monitor = RiskMonitor(10_000.0, [DailyLossGuard(5.0), MaxDrawdownGuard(50.0)])
+    monitor.observe(10_000.0, at(0))
+    assert monitor.observe(9_600.0, at(60)) is None
+    assert monitor.observe(9_600.0, at(-86_400)) is None  # 4% below today's start
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 1), 10_000.0)
+    found = monitor.observe(9_200.0, at(120))
+    assert found is not None and found.breaches == (
+        Verdict("daily_loss", Level.BREACH, "daily loss 8.00% >= limit 5.00% (start of day 10000.00, equity 9200.00)",
+                "daily_loss_block_total"),
+    )
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 1), 10_000.0)
+
+
+def test_a_late_reading_past_todays_limit_fires_and_one_after_a_restart_keeps_the_saved_day():
+    monitor = RiskMonitor(10_000.0, [DailyLossGuard(5.0)])
+    monitor.observe(10_000.0, at(0))
+    restarted = RiskMonitor.from_record(monitor.record(), monitor.guards)
+    found = restarted.observe(9_400.0, at(-3 * 86_400))
+    assert found is not None and [v.reason for v in found.breaches] == [
+        "daily loss 6.00% >= limit 5.00% (start of day 10000.00, equity 9400.00)"
+    ]
+    assert (restarted.trading_state, restarted.day, restarted.record().day_start_equity) == (
+        TradingState.HALTED, date(2024, 3, 1), 10_000.0)

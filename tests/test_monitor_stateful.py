@@ -6,6 +6,9 @@ formulas written out here; their inputs are the model's numbers, which are exact
 cash flow. After a cash flow the model's scaled numbers may differ from the monitor's by rounding,
 so there the numbers are compared with isclose and the decisions use the monitor's numbers from
 before the step updated exactly (a running max, a day reset), never the monitor's own decision.
+
+The trading day only moves forward: a reading stamped before it (a late one) is judged against
+its start.
 """
 
 from __future__ import annotations
@@ -89,16 +92,19 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         self.max_drawdown = 0.0
         self.previous_max_drawdown = 0.0
         self.last_check = None
+        self.previous_day = None
 
     # --- the model's step ------------------------------------------------------------------------
 
-    def _expect(self, equity: float, base_peak: float, base_start: float, base_day_start: float):
-        """Advance the model by one reading; return what the monitor must report for it.
+    def _expect(self, equity: float, base_peak: float, base_start: float, base_day_start: float, at=None):
+        """Advance the model by one reading made at ``at`` (now by default); return what the
+        monitor must report for it.
 
         ``base_*`` are the decision inputs before the reading; they are updated here exactly.
         """
-        day = self.now.astimezone(ZoneInfo(self.zone)).date()
-        new_day = day != self.day
+        at = self.now if at is None else at
+        day = at.astimezone(ZoneInfo(self.zone)).date()
+        new_day = self.day is None or day > self.day  # never back: a late reading is judged against today
         if new_day:
             self.day = day
             self.day_start = equity
@@ -107,7 +113,7 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         self.peak = max(self.peak, equity)
         self.latest = equity
         self.since_flow.append(equity)
-        self.last_check = self.now
+        self.last_check = at
         self.max_drawdown = max(self.max_drawdown, 1 - equity / peak)
 
         levels = [expected_level(g, equity, peak, base_start, day_start) for g in self.guards]
@@ -168,6 +174,16 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         expected, _, _ = self._expect(equity, peak, start, day_start)
         assert self._seen(self.monitor.observe(equity, self.now)) == expected
         assert self.monitor.tracker.drawdown == 0.0
+
+    @rule(data=st.data(), back=st.integers(1, 3 * 86400))
+    def observe_a_late_reading(self, data, back):
+        # Stamped up to three days before now (a late bar, a delayed message): it may fall on an
+        # earlier trading day, which must not start again.
+        (equity,) = self._next_equities(data, 1)
+        late = (self.now.astimezone(UTC) - timedelta(seconds=back)).astimezone(self.now.tzinfo)
+        peak, start, day_start = self._bases()
+        expected, _, _ = self._expect(equity, peak, start, day_start, at=late)
+        assert self._seen(self.monitor.observe(equity, late)) == expected
 
     @rule(data=st.data(), size=st.integers(1, 6))
     def observe_a_batch(self, data, size):
@@ -333,6 +349,12 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         else:
             assert near(record.day_start_equity, self.day_start)
         assert record.last_check_time == self.last_check
+
+    @invariant()
+    def the_day_never_goes_back(self):
+        day = self.monitor.record().day
+        assert self.previous_day is None or (day is not None and day >= self.previous_day)
+        self.previous_day = day
 
     @invariant()
     def the_record_round_trips(self):

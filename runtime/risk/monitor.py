@@ -332,6 +332,12 @@ class RiskMonitor:
 
     def _roll_day(self, at: datetime, equity: float) -> None:
         day = at.astimezone(self._zone).date()
+        if self._day is not None and day < self._day:
+            # A reading stamped before the current trading day (a late bar, a delayed message)
+            # was still made on this account: it is judged against this day's start, which can
+            # only add to what is found. Starting that earlier day again would take its equity
+            # as a new day's start, and the next reading a third, hiding the day's loss.
+            return
         if day != self._day:
             self._day = day
             self._day_start = equity
