@@ -305,9 +305,12 @@ def test_a_snapshot_with_latest_above_the_peak_is_refused_naming_both():
         DrawdownSnapshot(100.0, 110.0, 120.0, 0.0)
 
 
-def test_a_snapshot_with_peak_below_start_is_refused():
-    with pytest.raises(ValueError, match=r"^peak_equity must be >= start_equity, got 90\.0 < 100\.0$"):
-        DrawdownSnapshot(100.0, 90.0, 80.0, 0.1)
+def test_a_snapshot_with_the_peak_below_the_start_is_a_rebaselined_account_and_restores_exactly():
+    # A rebaseline below the start moves the peak and keeps the start (a static floor is fixed).
+    tracker = DrawdownTracker.restore(DrawdownSnapshot(100.0, 90.0, 80.0, 0.2))
+    assert (tracker.drawdown, tracker.static_drawdown) == (pytest.approx(1 / 9), pytest.approx(0.2))
+    tracker.record_cash_flow(80.0)  # doubles the account: the start doubles too, not pulled to the peak
+    assert tracker.snapshot() == DrawdownSnapshot(200.0, 180.0, 160.0, 0.2)
 
 
 def test_a_snapshot_with_a_negative_max_drawdown_is_refused():
@@ -511,13 +514,14 @@ def test_a_flow_after_gains_scales_a_start_below_the_peak():
     assert state_of(tracker) == (50.0, 200.0, 200.0, 0.0)
 
 
-def test_rebaseline_sets_start_and_peak_to_the_latest_and_keeps_the_worst():
+def test_rebaseline_sets_the_peak_to_the_latest_and_keeps_the_start_and_the_worst():
+    # The start is a static floor's base: a rebaseline that moved it lowered the floor.
     tracker = DrawdownTracker(100.0)
     tracker.observe(120.0)
     tracker.observe(60.0)
     tracker.rebaseline()
-    assert state_of(tracker) == (60.0, 60.0, 60.0, 0.5)
-    assert (tracker.drawdown, tracker.static_drawdown) == (0.0, 0.0)
+    assert state_of(tracker) == (100.0, 60.0, 60.0, 0.5)
+    assert (tracker.drawdown, tracker.static_drawdown) == (0.0, 0.4)
 
 
 @pytest.mark.parametrize(("equity", "shown"), [(0.0, "0.0"), (-3.0, "-3.0")])
@@ -534,7 +538,7 @@ def test_rebaseline_just_above_zero_is_taken():
     tracker = DrawdownTracker(100.0)
     tracker.observe(1e-300)
     tracker.rebaseline()
-    assert (tracker.start_equity, tracker.peak_equity) == (1e-300, 1e-300)
+    assert (tracker.start_equity, tracker.peak_equity) == (100.0, 1e-300)
 
 
 def test_max_drawdown_with_a_start_names_a_bad_first_point_by_its_batch_index():

@@ -280,7 +280,8 @@ def test_a_rebaseline_resumes_with_the_peak_and_the_days_start_at_todays_equity(
     previous, changed = monitor.resume(rebaseline=True)
     assert previous is TradingState.HALTED and monitor.trading_state is TradingState.ACTIVE
     assert changed == Rebaseline(old_peak=1200.0, new_peak=700.0, old_day_start=1200.0, new_day_start=700.0)
-    assert (monitor.tracker.peak_equity, monitor.tracker.start_equity, monitor.tracker.drawdown) == (700.0, 700.0, 0.0)
+    # (the start, a static floor's base, stays)
+    assert (monitor.tracker.peak_equity, monitor.tracker.start_equity, monitor.tracker.drawdown) == (700.0, 1000.0, 0.0)
     assert monitor.tracker.max_drawdown == pytest.approx(500 / 1200)  # history is kept
     assert monitor.observe(690.0, at(2)) is None  # measured from 700 now: 1.4% is within both limits
 
@@ -826,7 +827,7 @@ def test_resume_from_reducing_and_a_rebaseline_with_nothing_in_breach():
         TradingState.ACTIVE,
         Rebaseline(old_peak=1000.0, new_peak=880.0, old_day_start=880.0, new_day_start=880.0),
     )
-    assert monitor.record().drawdown == DrawdownSnapshot(880.0, 880.0, 880.0, 0.12)
+    assert monitor.record().drawdown == DrawdownSnapshot(1000.0, 880.0, 880.0, 0.12)
 
 
 @pytest.mark.parametrize(("equity", "shown"), [(0.0, "0.00"), (-5.0, "-5.00")])
@@ -925,13 +926,27 @@ def test_observe_many_returns_the_assessments_in_reading_order_with_their_equity
 # --- gaps left by the mutation run of 2026-12-01 (written after it; see TESTING.md) ---------------
 
 
-def test_a_static_drawdown_breach_is_cleared_by_a_rebaseline_and_refused_without_one():
+def test_a_static_drawdown_breach_is_refused_with_and_without_a_rebaseline_and_none_is_offered():
+    # A rebaseline used to set the start to 850, so the floor fell from 900 to 765.
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(10.0, trailing=False)])
     monitor.observe(850.0, at(0))
-    with pytest.raises(ResumeRefused, match=r"^resume refused: static drawdown 15\.00% >= limit 10\.00% \(start 1000\.00"):
+    before = monitor.record()
+    with pytest.raises(ResumeRefused) as plain:
         monitor.resume()
-    assert monitor.resume(rebaseline=True)[0] is TradingState.HALTED
-    assert monitor.record().drawdown == DrawdownSnapshot(850.0, 850.0, 850.0, 0.15)
+    assert str(plain.value) == (
+        "resume refused: static drawdown 15.00% >= limit 10.00% (start 1000.00, floor 900.00, equity 850.00); a "
+        "rebaseline cannot lift max_drawdown (it moves the peak and the day's start, not a fixed level; a static "
+        "floor is fixed for the account's life)"
+    )
+    assert plain.value.rebaseline_helps is False
+    with pytest.raises(ResumeRefused) as rebaselined:
+        monitor.resume(rebaseline=True)
+    assert str(rebaselined.value) == (
+        "resume refused, even with a rebaseline: static drawdown 15.00% >= limit 10.00% (start 1000.00, floor 900.00, "
+        "equity 850.00); a static floor is fixed for the account's life"
+    )
+    assert rebaselined.value.rebaseline_helps is False
+    assert monitor.record() == before and monitor.trading_state is TradingState.HALTED
 
 
 def test_every_warning_is_in_the_reason_joined_by_semicolons():
@@ -1006,3 +1021,46 @@ def test_a_late_reading_past_todays_limit_fires_and_one_after_a_restart_keeps_th
     ]
     assert (restarted.trading_state, restarted.day, restarted.record().day_start_equity) == (
         TradingState.HALTED, date(2024, 3, 1), 10_000.0)
+
+
+# --- a static floor is fixed ----------------------------------------------------------------------
+
+
+def test_a_rebaseline_for_a_daily_loss_leaves_the_static_floor_where_it_was():
+    # The rebaseline used to set the start to 9,400 too: the floor fell from 9,000 to 8,460 and
+    # a fall to 9,000 went through it unseen.
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(10.0, trailing=False), DailyLossGuard(5.0)])
+    monitor.observe(10_000.0, at(0))
+    monitor.observe(9_400.0, at(1))
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: daily loss 6.00% >= limit 5.00% (start of day 10000.00, equity 9400.00); resume with a "
+        "rebaseline to measure from equity 9400.00 (the peak and the day's start set to it)"
+    )
+    assert refused.value.rebaseline_helps is True
+    monitor.resume(rebaseline=True)
+    assert monitor.record().drawdown == DrawdownSnapshot(10_000.0, 9_400.0, 9_400.0, 0.06)
+    found = monitor.observe(9_000.0, at(2))
+    assert found is not None and [v.reason for v in found.breaches] == [
+        "static drawdown 10.00% >= limit 10.00% (start 10000.00, floor 9000.00, equity 9000.00)"
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(curve=equity_curves(min_size=2, max_size=30), limit=st.floats(1.0, 50.0), data=st.data())
+def test_no_resume_of_any_kind_moves_a_static_floor(curve, limit, data):
+    # Past the floor every resume is refused, offering no rebaseline; above it every one is taken.
+    guard = MaxDrawdownGuard(limit, trailing=False)
+    monitor = RiskMonitor(curve[0], [guard])
+    for index, equity in enumerate(curve):
+        monitor.observe(equity, at(index))
+        rebaseline = data.draw(st.booleans(), label="rebaseline")
+        if guard.level(equity, equity, curve[0], equity) is Level.BREACH:
+            with pytest.raises(ResumeRefused) as refused:
+                monitor.resume(rebaseline=rebaseline)
+            assert refused.value.rebaseline_helps is False
+        else:
+            monitor.resume(rebaseline=rebaseline)
+            assert monitor.trading_state is TradingState.ACTIVE
+        assert monitor.tracker.start_equity == curve[0]

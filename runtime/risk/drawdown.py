@@ -15,7 +15,10 @@ __all__ = ["DrawdownTracker", "DrawdownSnapshot", "max_drawdown"]
 
 @attrs.frozen
 class DrawdownSnapshot:
-    """The whole state of a `DrawdownTracker`, for persisting and restoring it exactly."""
+    """The whole state of a `DrawdownTracker`, for persisting and restoring it exactly.
+
+    The peak is never below the latest equity; it may be below the start after a rebaseline
+    (which moves the peak, never the start)."""
 
     start_equity: float = attrs.field(validator=attrs_positive)
     peak_equity: float = attrs.field(validator=attrs_positive)
@@ -23,10 +26,6 @@ class DrawdownSnapshot:
     max_drawdown: float = attrs.field(validator=attrs_non_negative)
 
     def __attrs_post_init__(self) -> None:
-        if self.peak_equity < self.start_equity:
-            raise ValueError(
-                f"peak_equity must be >= start_equity, got {self.peak_equity!r} < {self.start_equity!r}"
-            )
         if self.latest_equity > self.peak_equity:
             raise ValueError(
                 f"latest_equity must be <= peak_equity, got {self.latest_equity!r} > {self.peak_equity!r}"
@@ -44,10 +43,12 @@ def _reading(value: Any, field: str = "equity") -> float:
 class DrawdownTracker:
     """Running peak, current drawdown and worst drawdown of an account's equity.
 
-    The peak is the highest of the start equity and every observed equity; it never decreases
-    except by a withdrawal recorded with `record_cash_flow`, which scales it so that the drawdown
-    does not move. Drawdown is a fraction: ``(peak - latest) / peak``, 0 at the peak, above 1 when
-    equity is negative.
+    The peak is the highest of the start equity and every observed equity, or of the equity at
+    the last `rebaseline` and every one since; it never decreases otherwise, except by a
+    withdrawal recorded with `record_cash_flow`, which scales it so that the drawdown does not
+    move. The start equity (the base of a static floor) is fixed: only cash flows move it.
+    Drawdown is a fraction: ``(peak - latest) / peak``, 0 at the peak, above 1 when equity is
+    negative.
     """
 
     __slots__ = ("_start", "_peak", "_latest", "_max_drawdown")
@@ -71,12 +72,13 @@ class DrawdownTracker:
         return tracker
 
     def rebaseline(self) -> None:
-        """Start afresh at the latest equity: the start and the peak become it, so today's
-        drawdown is 0. The worst drawdown seen is history and is kept. Refused (``ValueError``)
-        while equity is zero or negative."""
+        """Measure the drawdown afresh from the latest equity: the peak becomes it, so today's
+        drawdown is 0. The start stays: a static floor is fixed for the account's life, and a
+        rebaseline must not lower it. The worst drawdown seen is history and is kept. Refused
+        (``ValueError``) while equity is zero or negative."""
         if self._latest <= 0:
             raise ValueError(f"cannot rebaseline while equity is {self._latest!r} (must be > 0)")
-        self._start = self._peak = self._latest
+        self._peak = self._latest
 
     def snapshot(self) -> DrawdownSnapshot:
         """The tracker's whole state as a frozen value."""
@@ -139,11 +141,14 @@ class DrawdownTracker:
                 f"cash flow amount {flow!r} would take equity from {latest!r} to {new_latest!r} (must stay > 0)"
             )
         factor = new_latest / latest
-        self._peak = new_latest if self._peak == latest else max(self._peak * factor, new_latest)
-        # start <= peak holds exactly before the flow; scaling both can break it by one rounding
-        # (when the peak was set to new_latest above), and then snapshot() would refuse the state.
-        self._start = min(self._start * factor, self._peak)
-        self._latest = new_latest
+        peak = new_latest if self._peak == latest else max(self._peak * factor, new_latest)
+        start = self._start * factor
+        if self._start <= self._peak:
+            # Scaling both can leave the start one rounding above the peak (when the peak is
+            # set to new_latest): kept at most the peak, as the scaling means. A start above the
+            # peak (a rebaseline below it) is a static floor's base: never pulled down to it.
+            start = min(start, peak)
+        self._peak, self._start, self._latest = peak, start, new_latest
 
     @property
     def start_equity(self) -> float:

@@ -19,6 +19,7 @@ from runtime.risk.guards import (
     Guard,
     GuardState,
     Level,
+    MaxDrawdownGuard,
     TradingState,
     Verdict,
 )
@@ -378,11 +379,12 @@ class RiskMonitor:
 
         While the latest equity is still past a hard limit, resuming would only halt again at the
         next reading (after an order has gone out), so it is refused with `ResumeRefused` naming
-        the limit and the numbers, and nothing changes. ``rebaseline=True`` first sets the start,
-        the peak and the day's start to the latest equity (the drawdown limits then measure from
-        there); a limit that still breaches (a minimum equity) refuses even so. A refusal without
-        a rebaseline suggests one only when it would lift every breach, and else names the limits
-        it cannot lift.
+        the limit and the numbers, and nothing changes. ``rebaseline=True`` first sets the peak
+        and the day's start to the latest equity (the trailing and daily limits then measure
+        from there); a fixed level that still breaches refuses even so: a minimum equity, or a
+        static floor, whose start a rebaseline never moves (it is fixed for the account's life:
+        a rebaseline must not lower it). A refusal without a rebaseline suggests one only when
+        it would be taken, and else names the limits it cannot lift and why.
         """
         changed = None
         if rebaseline:
@@ -393,7 +395,10 @@ class RiskMonitor:
             if self._breaches_now():
                 still = self._breaches_after_rebaseline()
                 if still:
-                    raise ResumeRefused(f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in still)}")
+                    raise ResumeRefused(
+                        f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in still)}"
+                        f"{self._static_floor_among(still)}"
+                    )
             tracker.rebaseline()
             self._day_start = tracker.latest_equity
             changed = Rebaseline(old_peak, tracker.peak_equity, old_day_start, self._day_start)
@@ -411,7 +416,7 @@ class RiskMonitor:
                     names = ", ".join(dict.fromkeys(v.guard for v in still))
                     raise ResumeRefused(
                         f"resume refused: {reasons}; a rebaseline cannot lift {names} "
-                        "(it moves the peak and the day's start, not a fixed level)"
+                        f"(it moves the peak and the day's start, not a fixed level{self._static_floor_among(still)})"
                     )
                 raise ResumeRefused(
                     f"resume refused: {reasons}; resume with a rebaseline to measure from equity "
@@ -423,8 +428,14 @@ class RiskMonitor:
         self._reason = None
         return previous, changed
 
+    def _static_floor_among(self, verdicts: Sequence[Verdict]) -> str:
+        # Why a rebaseline leaves a static floor's breach, when one is among ``verdicts``.
+        static = {g.name for g in self._guards if isinstance(g, MaxDrawdownGuard) and not g.trailing}
+        return "; a static floor is fixed for the account's life" if any(v.guard in static for v in verdicts) else ""
+
     def _breaches_after_rebaseline(self) -> list[Verdict]:
-        # The breaches a rebaseline to the latest equity (> 0) would leave: the limits of fixed levels.
+        # The breaches a rebaseline to the latest equity (> 0) would leave: the limits of fixed
+        # levels (the tracker's rebaseline keeps the start a static floor is measured from).
         after = DrawdownTracker.restore(self._tracker.snapshot())
         after.rebaseline()
         return self._breaches_now(after.latest_equity, after.peak_equity, after.start_equity, after.latest_equity)
