@@ -804,17 +804,18 @@ def test_a_cash_flow_scales_the_days_start_with_the_equity():
     assert (record.day_start_equity, record.drawdown.latest_equity, record.drawdown.peak_equity) == (2000.0, 1600.0, 2000.0)
 
 
-def test_a_deposit_while_equity_is_exactly_zero_is_refused_with_the_documented_error():
+def test_a_withdrawal_while_equity_is_exactly_zero_is_refused_with_the_documented_error():
     monitor = RiskMonitor(1000.0, [MinEquityGuard(10.0)])
     monitor.observe(0.0, at(0))
     before = monitor.record()
-    message = r"^cannot record a cash flow of 50\.0 while equity is 0\.0 \(must be > 0\)$"
+    message = r"^cannot record a cash flow of -50\.0 while equity is 0\.0 \(must be > 0\)$"
     with pytest.raises(ValueError, match=message):
-        monitor.record_cash_flow(50.0)
+        monitor.record_cash_flow(-50.0)
     assert monitor.record() == before
     monitor.take_net_deposits(0.0)
     with pytest.raises(ValueError, match=message):
-        monitor.take_net_deposits(50.0)
+        monitor.take_net_deposits(-50.0)
+    assert monitor.net_deposits == -50.0  # (kept even so: the same flow is never taken twice)
 
 
 def test_resume_from_reducing_and_a_rebaseline_with_nothing_in_breach():
@@ -1021,6 +1022,82 @@ def test_a_late_reading_past_todays_limit_fires_and_one_after_a_restart_keeps_th
     ]
     assert (restarted.trading_state, restarted.day, restarted.record().day_start_equity) == (
         TradingState.HALTED, date(2024, 3, 1), 10_000.0)
+
+
+# --- money deposited into an account at or below zero ---------------------------------------------
+
+_RECAPITALISED = (
+    "money was deposited after equity fell to zero or below (a deposit is not a recovery: the loss before it "
+    "cannot be measured as a drawdown)"
+)
+
+
+def test_a_deposit_after_equity_fell_below_zero_is_money_added_and_only_a_rebaseline_resumes():
+    # The deposit used to be refused as unscalable, and the new money then read as a recovery
+    # from 101% to 1%: a plain resume lifted the halt.
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(500.0)])
+    monitor.observe(-100.0, at(0))
+    monitor.record_cash_flow(10_000.0)
+    monitor.observe(9_900.0, at(1))
+    assert monitor.record().drawdown == DrawdownSnapshot(20_000.0, 20_000.0, 9_900.0, 1.01, recapitalised=True)
+    assert monitor.record().day_start_equity == 9_900.0  # (the day began at -100: the same money added)
+    before = monitor.record()
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: max drawdown 50.50% >= limit 20.00% (peak 20000.00, equity 9900.00); " + _RECAPITALISED +
+        "; resume with a rebaseline to measure from equity 9900.00 (the peak and the day's start set to it)"
+    )
+    assert refused.value.rebaseline_helps is True
+    assert monitor.record() == before and monitor.trading_state is TradingState.HALTED
+    assert monitor.resume(rebaseline=True) == (
+        TradingState.HALTED,
+        Rebaseline(old_peak=20_000.0, new_peak=9_900.0, old_day_start=9_900.0, new_day_start=9_900.0),
+    )
+    assert monitor.record().drawdown == DrawdownSnapshot(20_000.0, 9_900.0, 9_900.0, 1.01)
+    monitor.halt("drill")
+    assert monitor.resume() == (TradingState.HALTED, None)  # measured afresh: a plain resume is taken again
+
+
+def test_a_deposit_into_an_emptied_account_large_enough_to_clear_every_limit_still_refuses_a_plain_resume():
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(-100.0, at(0))
+    monitor.take_net_deposits(0.0)
+    assert monitor.take_net_deposits(100_000.0) == 100_000.0
+    assert monitor.observe(99_900.0, at(1)) is None  # 9.18% below a peak of 110,000: within 20%
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: " + _RECAPITALISED + "; resume with a rebaseline to measure from equity 99900.00 (the peak "
+        "and the day's start set to it)"
+    )
+    assert refused.value.rebaseline_helps is True and monitor.trading_state is TradingState.HALTED
+    monitor.observe(-5.0, at(2))  # lost again before anyone resumed: no rebaseline can be taken now
+    with pytest.raises(ResumeRefused) as broke:
+        monitor.resume()
+    assert str(broke.value) == (
+        "resume refused: max drawdown 100.00% >= limit 20.00% (peak 110000.00, equity -5.00); " + _RECAPITALISED +
+        "; no rebaseline can be taken at equity -5.00 (must be > 0)"
+    )
+
+
+def test_a_static_floor_blown_through_zero_stays_failed_whatever_is_deposited():
+    # The deposit raises the start by the same money, so the floor is still out of reach.
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(10.0, trailing=False)])
+    monitor.observe(-100.0, at(0))
+    monitor.record_cash_flow(10_000.0)
+    monitor.observe(9_900.0, at(1))
+    with pytest.raises(ResumeRefused) as plain:
+        monitor.resume()
+    assert str(plain.value) == (
+        "resume refused: static drawdown 50.50% >= limit 10.00% (start 20000.00, floor 18000.00, equity 9900.00); "
+        + _RECAPITALISED + "; a rebaseline cannot lift max_drawdown (it moves the peak and the day's start, not a "
+        "fixed level; a static floor is fixed for the account's life)"
+    )
+    assert plain.value.rebaseline_helps is False
+    with pytest.raises(ResumeRefused, match=r"^resume refused, even with a rebaseline: static drawdown 50\.50% "):
+        monitor.resume(rebaseline=True)
+    assert monitor.tracker.recapitalised is True
 
 
 # --- a static floor is fixed ----------------------------------------------------------------------

@@ -9,7 +9,8 @@ before the step updated exactly (a running max, a day reset), never the monitor'
 
 The trading day only moves forward: a reading stamped before it (a late one) is judged against
 its start. A rebaseline moves the peak and the day's start, never the start (a static floor is
-fixed).
+fixed). A deposit while equity is zero or below is added as money and marks the account
+recapitalised, which no plain resume gets past.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         self.max_drawdown = 0.0
         self.previous_max_drawdown = 0.0
         self.last_check = None
+        self.recapitalised = False
         self.previous_day = None
 
     # --- the model's step ------------------------------------------------------------------------
@@ -186,6 +188,29 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         expected, _, _ = self._expect(equity, peak, start, day_start, at=late)
         assert self._seen(self.monitor.observe(equity, late)) == expected
 
+    @rule(equity=st.one_of(st.just(0.0), st.floats(-1e6, 0.0)))
+    def wipe_out(self, equity):
+        peak, start, day_start = self._bases()
+        expected, _, _ = self._expect(equity, peak, start, day_start)
+        assert self._seen(self.monitor.observe(equity, self.now)) == expected
+
+    @precondition(lambda self: self.monitor.tracker.latest_equity <= 0)
+    @rule(amount=st.one_of(st.floats(1e-2, 1e9), st.sampled_from([100.0, 10_000.0])))
+    def deposit_at_or_below_zero(self, amount):
+        # No unit value to scale by: the money is added to the peak, the start and the day's
+        # start, so the loss in money stays, and the account is recapitalised.
+        loss = self.monitor.tracker.peak_equity - self.monitor.tracker.latest_equity
+        self.monitor.record_cash_flow(amount)
+        self.peak += amount
+        self.start += amount
+        self.day_start += amount
+        self.latest += amount
+        self.exact = False
+        self.since_flow = []
+        self.recapitalised = True
+        tracker = self.monitor.tracker
+        assert math.isclose(tracker.peak_equity - tracker.latest_equity, loss, rel_tol=1e-9, abs_tol=1e-6)
+
     @rule(data=st.data(), size=st.integers(1, 6))
     def observe_a_batch(self, data, size):
         batch = self._next_equities(data, size)
@@ -265,12 +290,13 @@ class RiskMonitorMachine(RuleBasedStateMachine):
     def resume(self, rebaseline):
         # Refused while the latest equity is past a hard limit, judged by the model's own rules
         # on the numbers the monitor decides with (after a rebaseline: the peak and the day's
-        # start at the latest equity, the start where it was).
+        # start at the latest equity, the start where it was); without a rebaseline, refused
+        # too while the account is recapitalised.
         peak, start, day_start = self._bases()
         latest = self.monitor.tracker.latest_equity
         if rebaseline:
             peak = day_start = latest
-        breaching = (rebaseline and latest <= 0) or any(
+        breaching = (rebaseline and latest <= 0) or (not rebaseline and self.recapitalised) or any(
             expected_level(g, latest, peak, start, day_start) is Level.BREACH for g in self.guards
         )
         before = self.monitor.record()
@@ -287,6 +313,7 @@ class RiskMonitorMachine(RuleBasedStateMachine):
             assert changed is not None and changed.new_peak == changed.new_day_start == latest
             self.peak = self.day_start = self.latest = latest
             self.since_flow = [latest]
+            self.recapitalised = False
         else:
             assert changed is None
 
@@ -356,6 +383,11 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         day = self.monitor.record().day
         assert self.previous_day is None or (day is not None and day >= self.previous_day)
         self.previous_day = day
+
+    @invariant()
+    def only_a_deposit_at_or_below_zero_recapitalises_and_only_a_rebaseline_clears_it(self):
+        assert self.monitor.tracker.recapitalised is self.recapitalised
+        assert self.monitor.record().drawdown.recapitalised is self.recapitalised
 
     @invariant()
     def the_record_round_trips(self):

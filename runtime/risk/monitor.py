@@ -29,6 +29,10 @@ __all__ = ["Assessment", "GuardRecord", "Rebaseline", "ResumeRefused", "RiskMoni
 
 _UTC = ZoneInfo("UTC")
 _NEVER = datetime.min.replace(tzinfo=UTC)
+_RECAPITALISED = (
+    "money was deposited after equity fell to zero or below (a deposit is not a recovery: the loss before it "
+    "cannot be measured as a drawdown)"
+)
 
 
 @attrs.frozen
@@ -379,12 +383,15 @@ class RiskMonitor:
 
         While the latest equity is still past a hard limit, resuming would only halt again at the
         next reading (after an order has gone out), so it is refused with `ResumeRefused` naming
-        the limit and the numbers, and nothing changes. ``rebaseline=True`` first sets the peak
-        and the day's start to the latest equity (the trailing and daily limits then measure
-        from there); a fixed level that still breaches refuses even so: a minimum equity, or a
-        static floor, whose start a rebaseline never moves (it is fixed for the account's life:
-        a rebaseline must not lower it). A refusal without a rebaseline suggests one only when
-        it would be taken, and else names the limits it cannot lift and why.
+        the limit and the numbers, and nothing changes. So is a resume of an account that was
+        `recapitalised` (money deposited while its equity was zero or below): its loss before
+        the deposit cannot be measured as a drawdown, and the deposit must not read as a
+        recovery. ``rebaseline=True`` first sets the peak and the day's start to the latest
+        equity (the trailing and daily limits then measure from there); a fixed level that still
+        breaches refuses even so: a minimum equity, or a static floor, whose start a rebaseline
+        never moves (it is fixed for the account's life: a rebaseline must not lower it). A
+        refusal without a rebaseline suggests one only when it would be taken, and else names
+        the limits it cannot lift and why.
         """
         changed = None
         if rebaseline:
@@ -403,9 +410,11 @@ class RiskMonitor:
             self._day_start = tracker.latest_equity
             changed = Rebaseline(old_peak, tracker.peak_equity, old_day_start, self._day_start)
         else:
-            breaches = self._breaches_now()
-            if breaches:
-                reasons = "; ".join(v.reason for v in breaches)
+            found = [v.reason for v in self._breaches_now()]
+            if self._tracker.recapitalised:
+                found.append(_RECAPITALISED)
+            if found:
+                reasons = "; ".join(found)
                 equity = self._tracker.latest_equity
                 if equity <= 0:
                     raise ResumeRefused(f"resume refused: {reasons}; no rebaseline can be taken at equity {equity:.2f} "
@@ -474,8 +483,9 @@ class RiskMonitor:
         observed): a change since the last one is a cash flow, recorded so that it is neither a
         gain nor a drawdown. Returns the flow taken (0.0 for none, and for the first one known).
 
-        A flow that cannot be scaled (it would take equity to zero or below) raises
-        ``ValueError``; the new figure is kept even so, so the same flow is never taken twice.
+        A flow that cannot be taken (a withdrawal that would take equity to zero or below, or any
+        while it is there) raises ``ValueError``; the new figure is kept even so, so the same flow
+        is never taken twice. A deposit while equity is zero or below is taken as `record_cash_flow` says.
         """
         value = finite_number("net_deposits", net_deposits)
         previous, self._net_deposits = self._net_deposits, value
@@ -491,10 +501,17 @@ class RiskMonitor:
         return self._net_deposits
 
     def record_cash_flow(self, amount: float) -> None:
-        """A deposit or withdrawal: scales peak, start and start-of-day equity (see DrawdownTracker)."""
+        """A deposit or withdrawal: scales peak, start and start-of-day equity (see DrawdownTracker).
+
+        A deposit while equity is zero or below is added to each instead, and the account is
+        `DrawdownTracker.recapitalised`: only a rebaseline resumes it (see `resume`)."""
         before = self._tracker.latest_equity
         self._tracker.record_cash_flow(amount)
-        self._day_start *= self._tracker.latest_equity / before
+        after = self._tracker.latest_equity
+        if before > 0:
+            self._day_start *= after / before
+        else:  # (the tracker took it as money: see DrawdownTracker.record_cash_flow)
+            self._day_start += after - before
 
     @property
     def trading_state(self) -> TradingState:
