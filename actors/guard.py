@@ -392,12 +392,13 @@ class GuardActor(SupervisedActor):
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
         found: list[Assessment] = []
+        at = _not_after(reading.at, self.context.clock.now())
         if reading.net_deposits is not None:
-            before_flow = self._take_flows(reading.net_deposits, reading.equity, reading.at)
+            before_flow = self._take_flows(reading.net_deposits, reading.equity, at)
             if before_flow is not None:
                 found.append(before_flow)
         try:
-            assessment = monitor.observe(reading.equity, reading.at, changes_only=True)
+            assessment = monitor.observe(reading.equity, at, changes_only=True)
         except (TypeError, ValueError, AttributeError) as exc:
             self._refuse(reading.equity, exc)
             return
@@ -420,21 +421,21 @@ class GuardActor(SupervisedActor):
             self._batch(head)
             self._reading(EquityReading(batch.equities[-1], batch.at, batch.positions_open, None, batch.net_deposits))
             return
-        values = batch.equities
+        values, at = batch.equities, _not_after(batch.at, self.context.clock.now())
         assessments: list[Assessment] = []
         taken = 0
         # Taken in chunks, marking progress after each, so a long batch is not taken for a hang.
         for start in range(0, len(values), _BATCH_PROGRESS_EVERY):
             chunk = values[start:start + _BATCH_PROGRESS_EVERY]
             try:
-                assessments += monitor.observe_many(chunk, batch.at, changes_only=True)
+                assessments += monitor.observe_many(chunk, at, changes_only=True)
                 taken += len(chunk)
             except (TypeError, ValueError, AttributeError):
                 # A bad value among good ones: take them one at a time, exactly as single
                 # readings would be taken, refusing and counting only the bad ones.
                 for value in chunk:
                     try:
-                        found = monitor.observe(value, batch.at, changes_only=True)
+                        found = monitor.observe(value, at, changes_only=True)
                     except (TypeError, ValueError, AttributeError) as exc:
                         self._refuse(value, exc)
                         continue
@@ -452,9 +453,9 @@ class GuardActor(SupervisedActor):
         # be, with at most one save and one set of gauges for the lot. A series with a bad
         # reading in it is taken one by one, refusing and counting only the bad ones; so is the
         # rest of one on whose reading a rule raised, that reading refused.
-        equities = series.equities
+        equities, times = series.equities, _all_not_after(series.times, self.context.clock.now())
         try:
-            found = self.monitor.observe_series(equities, series.times, changes_only=True)
+            found = self.monitor.observe_series(equities, times, changes_only=True)
             taken = done = len(equities)
         except SeriesInterrupted as stop:
             cause = stop.__cause__
@@ -464,7 +465,7 @@ class GuardActor(SupervisedActor):
             self._refuse(equities[stop.index], cause)
         except (TypeError, ValueError, AttributeError):
             found, taken, done = [], 0, 0
-        for equity, at in zip(equities[done:], series.times[done:]):
+        for equity, at in zip(equities[done:], times[done:]):
             try:
                 assessment = self.monitor.observe(equity, at, changes_only=True)
             except (TypeError, ValueError, AttributeError) as exc:
@@ -503,9 +504,9 @@ class GuardActor(SupervisedActor):
         found = None
         known = monitor.net_deposits
         if known is not None and _finite(net_deposits) and _finite(equity) and net_deposits != known:
-            before_flow = equity - (net_deposits - known)
-            if before_flow > 0:
-                found = monitor.observe(float(before_flow), at, changes_only=True)
+            # At zero or below too: a loss that emptied the account is judged before the deposit
+            # that followed it, which then counts as money added (see record_cash_flow), never as a recovery.
+            found = monitor.observe(float(equity - (net_deposits - known)), at, changes_only=True)
         try:
             flow = monitor.take_net_deposits(net_deposits)
         except (TypeError, ValueError) as exc:
@@ -1239,6 +1240,27 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 def _day_end(day: date, zone: tzinfo) -> datetime:
     return datetime.combine(day + timedelta(days=1), dt_time(), tzinfo=zone).astimezone(UTC)
+
+
+def _not_after(at: Any, now: datetime) -> Any:
+    # A reading is made before the guard takes it: a time ahead of the guard's clock (a feed's
+    # local time labelled UTC, an order stamped hours ahead) is taken as now, so that no reading
+    # can start a trading day that has not begun. A time that cannot be compared is left to
+    # the monitor, which refuses it by name.
+    try:
+        return now if at > now else at
+    except TypeError:
+        return at
+
+
+def _all_not_after(times: Any, now: datetime) -> Any:
+    # As _not_after for each, and the same sequence when none is ahead (the usual case, checked in C).
+    try:
+        if max(times) <= now:
+            return times
+    except (TypeError, ValueError):  # (a time that cannot be compared, or no times)
+        pass
+    return tuple(_not_after(at, now) for at in times) if isinstance(times, (tuple, list)) else times
 
 
 def _finite(value: Any) -> bool:

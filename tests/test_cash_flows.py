@@ -7,7 +7,7 @@ from collections import namedtuple
 from datetime import UTC, datetime
 
 import pytest
-from actor_helpers import WAIT, EventLog, LogLines
+from actor_helpers import WAIT, EventLog, LogLines, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,16 +15,20 @@ from actors import CashFlow, EquityReading, GetGuardState, RunCycle, start_tradi
 from actors.messages import Crash
 from runtime import (
     BrokerError,
+    EventType,
     ListSignalSource,
     ManualClock,
     MemoryMetrics,
     MemoryStore,
+    Order,
     PaperBroker,
     Settings,
     TradingState,
 )
 from runtime.adapters import mt5_mapping as m
+from runtime.adapters.sqlite import SqliteStore
 from runtime.broker import AccountSnapshot
+from runtime.risk.monitor import ResumeRefused
 
 T0 = datetime(2024, 5, 1, 9, tzinfo=UTC)
 
@@ -216,3 +220,83 @@ def test_a_withdrawal_after_a_rise_the_guard_did_not_see_is_neither_a_loss_nor_r
     status = system.guard.ask(GetGuardState(), timeout=WAIT)
     assert (status.state.trading_state, status.bad_cash_flows) == (TradingState.ACTIVE, 0)
     assert status.state.current_drawdown == pytest.approx(0.0, abs=1e-12)
+
+
+# --- money deposited into an account at or below zero --------------------------------------------
+
+RECAPITALISED = (
+    "money was deposited after equity fell to zero or below (a deposit is not a recovery: the loss before it "
+    "cannot be measured as a drawdown)"
+)
+
+
+def long_at(price: float, volume: float) -> PaperBroker:
+    broker = PaperBroker(10_000)
+    broker.update_price("X", price)
+    broker.submit_order(Order("X", "buy", volume))
+    return broker
+
+
+def test_a_deposit_after_a_gap_through_zero_is_no_recovery_and_only_a_rebaseline_resumes_also_after_a_restart(
+    system_factory, tmp_path
+):
+    # The deposit used to be refused (it cannot be scaled at -100) and counted, and the new money
+    # then read as a recovery from 101% to 1%: a plain resume lifted the halt.
+    broker = long_at(100.0, 1_000)
+    store = SqliteStore(tmp_path / "state.db")
+    system, _, metrics = system_factory(broker, store)
+    system.loop.ask(RunCycle())
+    broker.update_price("X", 89.9)  # a gap: equity -100
+    system.loop.ask(RunCycle())
+    assert system.guard_status().state.trading_state is TradingState.HALTED
+    broker.deposit(10_000.0)
+    system.loop.ask(RunCycle())
+    status = system.guard.ask(GetGuardState(), timeout=WAIT)
+    assert status.bad_cash_flows == 0 and "bad_cash_flows_total" not in metrics.counters
+    state = status.state
+    assert (state.current_equity, state.peak_equity, state.entry_equity, state.current_drawdown) == pytest.approx(
+        (9_900.0, 20_000.0, 20_000.0, 0.505))
+    refusal = (
+        "resume refused: max drawdown 50.50% >= limit 20.00% (peak 20000.00, equity 9900.00); " + RECAPITALISED +
+        "; resume with a rebaseline to measure from equity 9900.00 (the peak and the day's start set to it)"
+    )
+    with pytest.raises(ResumeRefused) as refused:
+        system.resume("ops")
+    assert (str(refused.value), refused.value.rebaseline_helps) == (refusal, True)
+    system.guard.tell(Crash("drill"))  # the mark is saved with the guard's record
+    assert wait_until(lambda: system.children()["guard"].incarnation == 2 and system.children()["guard"].alive)
+    with pytest.raises(ResumeRefused) as again:
+        system.resume("ops")
+    assert str(again.value) == refusal
+    assert system.resume("ops", rebaseline=True) is TradingState.HALTED
+    state = system.guard_status().state
+    assert (state.trading_state, state.peak_equity, state.entry_equity) == (
+        TradingState.ACTIVE, pytest.approx(9_900.0), pytest.approx(20_000.0))
+    assert store.load_guard("main").drawdown.recapitalised is False
+
+
+def test_a_loss_through_zero_and_a_deposit_between_two_readings_halt_on_the_loss_and_refuse_a_plain_resume(
+    system_factory,
+):
+    # The guard never saw the -100: it scaled the 100,000 deposit by the 10,000 it last saw, and
+    # read 99,900 as 9.18% below the scaled peak: no halt at all.
+    broker = long_at(100.0, 1_000)
+    system, events, _ = system_factory(broker)
+    system.loop.ask(RunCycle())
+    broker.update_price("X", 89.9)
+    broker.deposit(100_000.0)
+    system.loop.ask(RunCycle())
+    state = system.guard_status().state
+    assert (state.trading_state, state.reason, state.current_equity) == (
+        TradingState.HALTED,
+        "max drawdown 101.00% >= limit 20.00% (peak 10000.00, equity -100.00); equity -100.00 < minimum 0.00",
+        pytest.approx(99_900.0),
+    )
+    triggered = events.wait_count(EventType.GUARD_TRIGGERED, 2)
+    assert sorted(e.metadata["guard"] for e in triggered) == ["max_drawdown", "min_equity"]
+    with pytest.raises(ResumeRefused) as refused:
+        system.resume("ops")
+    assert str(refused.value) == (
+        "resume refused: " + RECAPITALISED + "; resume with a rebaseline to measure from equity 99900.00 (the peak "
+        "and the day's start set to it)"
+    )

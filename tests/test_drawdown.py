@@ -183,13 +183,53 @@ def test_a_cash_flow_that_would_empty_the_account_is_refused_and_changes_nothing
     assert tracker.snapshot() == before
 
 
-def test_a_cash_flow_while_equity_is_negative_is_refused():
+def test_a_withdrawal_while_equity_is_negative_is_refused():
     tracker = DrawdownTracker(1000.0)
     tracker.observe(-10.0)
     before = tracker.snapshot()
-    with pytest.raises(ValueError, match=r"^cannot record a cash flow of 500\.0 while equity is -10\.0 \(must be > 0\)$"):
-        tracker.record_cash_flow(500.0)
+    with pytest.raises(ValueError, match=r"^cannot record a cash flow of -5\.0 while equity is -10\.0 \(must be > 0\)$"):
+        tracker.record_cash_flow(-5.0)
     assert tracker.snapshot() == before
+
+
+def test_a_deposit_while_equity_is_negative_is_added_as_money_and_recapitalises_the_account():
+    # Scaled by (equity + deposit) / equity the peak would go negative; refused, the next reading
+    # took the new money for a recovery from a 101% drawdown to 1%.
+    tracker = DrawdownTracker(10_000.0)
+    tracker.observe(-100.0)
+    tracker.record_cash_flow(10_000.0)
+    assert tracker.snapshot() == DrawdownSnapshot(20_000.0, 20_000.0, 9_900.0, 1.01, recapitalised=True)
+    assert (tracker.recapitalised, tracker.drawdown, tracker.static_drawdown) == (True, 0.505, 0.505)
+    tracker.record_cash_flow(9_900.0)  # scaled again once equity is above zero, and still marked
+    assert tracker.snapshot() == DrawdownSnapshot(40_000.0, 40_000.0, 19_800.0, 1.01, recapitalised=True)
+    tracker.rebaseline()
+    assert tracker.snapshot() == DrawdownSnapshot(40_000.0, 19_800.0, 19_800.0, 1.01)
+
+
+@settings(max_examples=200)
+@given(
+    curve=equity_curves(max_size=20),
+    loss=st.floats(1.0, 5.0),
+    deposits=st.lists(st.floats(1e-2, 1e9), min_size=1, max_size=3),
+)
+def test_deposits_at_or_below_zero_keep_the_loss_in_money_and_the_mark_until_a_rebaseline(curve, loss, deposits):
+    tracker = fed(curve)
+    tracker.observe(tracker.peak_equity * (1 - loss))  # a loss of 100% to 500% of the peak
+    for amount in deposits:
+        money_lost = tracker.peak_equity - tracker.latest_equity
+        start_gap = tracker.start_equity - tracker.latest_equity
+        at_or_below_zero = tracker.latest_equity <= 0
+        tracker.record_cash_flow(amount)
+        if at_or_below_zero:  # (to the roundings of adding the amount to each)
+            slack = 4 * math.ulp(tracker.peak_equity)
+            assert math.isclose(tracker.peak_equity - tracker.latest_equity, money_lost, rel_tol=1e-12, abs_tol=slack)
+            assert math.isclose(tracker.start_equity - tracker.latest_equity, start_gap, rel_tol=1e-12, abs_tol=slack)
+        assert tracker.recapitalised and tracker.peak_equity >= tracker.latest_equity
+        assert DrawdownTracker.restore(tracker.snapshot()).snapshot() == tracker.snapshot()
+    if tracker.latest_equity > 0:
+        start = tracker.start_equity
+        tracker.rebaseline()
+        assert (tracker.recapitalised, tracker.drawdown, tracker.start_equity) == (False, 0.0, start)
 
 
 def test_a_nan_cash_flow_is_refused_naming_the_amount():
@@ -305,9 +345,17 @@ def test_a_snapshot_with_latest_above_the_peak_is_refused_naming_both():
         DrawdownSnapshot(100.0, 110.0, 120.0, 0.0)
 
 
-def test_a_snapshot_with_peak_below_start_is_refused():
-    with pytest.raises(ValueError, match=r"^peak_equity must be >= start_equity, got 90\.0 < 100\.0$"):
-        DrawdownSnapshot(100.0, 90.0, 80.0, 0.1)
+def test_a_snapshot_with_the_peak_below_the_start_is_a_rebaselined_account_and_restores_exactly():
+    # A rebaseline below the start moves the peak and keeps the start (a static floor is fixed).
+    tracker = DrawdownTracker.restore(DrawdownSnapshot(100.0, 90.0, 80.0, 0.2))
+    assert (tracker.drawdown, tracker.static_drawdown) == (pytest.approx(1 / 9), pytest.approx(0.2))
+    tracker.record_cash_flow(80.0)  # doubles the account: the start doubles too, not pulled to the peak
+    assert tracker.snapshot() == DrawdownSnapshot(200.0, 180.0, 160.0, 0.2)
+
+
+def test_a_snapshot_says_recapitalised_only_as_true_or_false():
+    with pytest.raises(TypeError, match=r"^recapitalised must be true or false, got 1 \(int\)$"):
+        DrawdownSnapshot(100.0, 100.0, 100.0, 0.0, 1)
 
 
 def test_a_snapshot_with_a_negative_max_drawdown_is_refused():
@@ -470,13 +518,15 @@ def test_a_snapshot_names_a_bad_field_and_its_value(fields, error, message):
         DrawdownSnapshot(*fields)
 
 
-def test_a_deposit_while_equity_is_exactly_zero_is_refused_with_the_documented_error():
+def test_at_exactly_zero_equity_a_withdrawal_is_refused_and_a_deposit_is_added_as_money():
     tracker = DrawdownTracker(100.0)
     tracker.observe(0.0)
     before = tracker.snapshot()
-    with pytest.raises(ValueError, match=r"^cannot record a cash flow of 50\.0 while equity is 0\.0 \(must be > 0\)$"):
-        tracker.record_cash_flow(50.0)
+    with pytest.raises(ValueError, match=r"^cannot record a cash flow of -50\.0 while equity is 0\.0 \(must be > 0\)$"):
+        tracker.record_cash_flow(-50.0)
     assert tracker.snapshot() == before
+    tracker.record_cash_flow(50.0)
+    assert tracker.snapshot() == DrawdownSnapshot(150.0, 150.0, 50.0, 1.0, recapitalised=True)
 
 
 def test_a_withdrawal_to_just_above_zero_is_taken_and_one_to_exactly_zero_is_not():
@@ -511,13 +561,14 @@ def test_a_flow_after_gains_scales_a_start_below_the_peak():
     assert state_of(tracker) == (50.0, 200.0, 200.0, 0.0)
 
 
-def test_rebaseline_sets_start_and_peak_to_the_latest_and_keeps_the_worst():
+def test_rebaseline_sets_the_peak_to_the_latest_and_keeps_the_start_and_the_worst():
+    # The start is a static floor's base: a rebaseline that moved it lowered the floor.
     tracker = DrawdownTracker(100.0)
     tracker.observe(120.0)
     tracker.observe(60.0)
     tracker.rebaseline()
-    assert state_of(tracker) == (60.0, 60.0, 60.0, 0.5)
-    assert (tracker.drawdown, tracker.static_drawdown) == (0.0, 0.0)
+    assert state_of(tracker) == (100.0, 60.0, 60.0, 0.5)
+    assert (tracker.drawdown, tracker.static_drawdown) == (0.0, 0.4)
 
 
 @pytest.mark.parametrize(("equity", "shown"), [(0.0, "0.0"), (-3.0, "-3.0")])
@@ -534,7 +585,7 @@ def test_rebaseline_just_above_zero_is_taken():
     tracker = DrawdownTracker(100.0)
     tracker.observe(1e-300)
     tracker.rebaseline()
-    assert (tracker.start_equity, tracker.peak_equity) == (1e-300, 1e-300)
+    assert (tracker.start_equity, tracker.peak_equity) == (100.0, 1e-300)
 
 
 def test_max_drawdown_with_a_start_names_a_bad_first_point_by_its_batch_index():

@@ -29,6 +29,7 @@ from runtime import (
     BrokerError,
     Event,
     EventType,
+    ManualClock,
     MemoryMetrics,
     MemoryStore,
     Order,
@@ -822,3 +823,42 @@ def test_a_long_batch_marks_progress_so_the_guard_is_not_abandoned_and_keeps_its
     guard = tree.handle.children()["guard"]
     assert (guard.incarnation, guard.alive, guard.restarts) == (1, True, 0)
     assert tree.store.load_guard("main").drawdown.peak_equity == curve[-1]
+
+
+def test_a_time_ahead_of_the_guards_clock_is_taken_as_now_so_it_cannot_start_tomorrow(tree_factory):
+    # An order stamped 13 h ahead (01:00 tomorrow) used to start tomorrow from 9,600: the day's
+    # 9.05% loss then read as 5.26% (and a day later, nothing). The guard's clock says when it is.
+    clock = ManualClock(T0)
+    broker = PaperBroker(10_000)
+    broker.update_price("X", 100.0)
+    tree = tree_factory(broker, settings=Settings(daily_loss_percent=5.0, max_drawdown_percent=50.0, min_equity=0),
+                        clock=clock)
+    assert tree.guard.ask(PlaceOrder(Order("X", "buy", 100), T0), timeout=WAIT).executed
+    broker.update_price("X", 96.0)
+    assert tree.guard.ask(PlaceOrder(Order("X", "buy", 1), T0 + timedelta(hours=13)), timeout=WAIT).executed
+    tree.guard.tell(EquitySeries((9_600.0, 9_600.0), (T0, T0 + timedelta(days=2))))
+    tree.guard.tell(EquityBatch([9_600.0], T0 + timedelta(days=3)))
+    state = tree.status().state
+    assert (state.day_start_equity, state.last_check_time, state.trading_state) == (10_000.0, T0, TradingState.ACTIVE)
+    broker.update_price("X", 91.0)
+    tree.guard.tell(EquityReading(broker.account_equity(), T0))
+    state = tree.status().state
+    assert (state.trading_state, state.reason) == (
+        TradingState.HALTED, "daily loss 9.05% >= limit 5.00% (start of day 10000.00, equity 9095.00)"
+    )
+    [triggered] = tree.events.wait_count(EventType.GUARD_TRIGGERED, 1)
+    assert triggered.metadata["at"] == T0.isoformat()
+
+
+def test_a_reading_stamped_yesterday_is_judged_against_todays_start_and_the_clocks_next_day_starts_afresh(tree_factory):
+    clock = ManualClock(T0)
+    tree = tree_factory(PaperBroker(10_000), settings=Settings(daily_loss_percent=5.0, min_equity=0), clock=clock)
+    tree.guard.tell(EquityReading(10_000.0, T0))
+    tree.guard.tell(EquityReading(9_600.0, T0 - timedelta(days=1)))  # a delayed message
+    state = tree.status().state
+    assert (state.day_start_equity, state.current_equity, state.trading_state) == (10_000.0, 9_600.0, TradingState.ACTIVE)
+    clock.set(T0 + timedelta(days=1))
+    tree.guard.tell(EquityReading(9_600.0, clock.now()))
+    tree.guard.tell(EquityReading(9_200.0, clock.now()))  # 4.17% below the new day's start
+    state = tree.status().state
+    assert (state.day_start_equity, state.trading_state) == (9_600.0, TradingState.ACTIVE)

@@ -200,7 +200,9 @@ def test_a_cooldown_that_ends_before_the_breachs_positions_are_closed_resumes_on
     broker.closable.set()  # the next retry closes it, and then the cooldown resumes trading
     assert wait_until(lambda: run.state() is TradingState.ACTIVE)
     assert broker.open_positions() == []
-    assert run.changes()[-1] == ("halted", "active", "resumed automatically: the cooldown after daily_loss ended")
+    why = "resumed automatically: the cooldown after daily_loss ended"
+    run.events.wait_for(lambda es: any(e.metadata.get("reason") == why for e in es))  # (published after the state)
+    assert run.changes()[-1] == ("halted", "active", why)
 
 
 def test_a_drawdown_halt_resumes_after_its_seconds_with_a_rebaseline(running):
@@ -231,6 +233,27 @@ def test_a_halt_the_account_still_breaches_stays_halted_with_an_alert_and_is_not
     )
     run.clock.advance(3_600)
     assert run.state() is TradingState.HALTED and len(run.titled("Automatic resume refused")) == 1
+
+
+def test_a_static_floor_halt_is_never_lowered_by_its_cooldown_and_stays_halted_with_an_alert(running):
+    # The cooldown's rebaseline used to set the start to the equity then: the floor fell unattended,
+    # 9,000 -> 7,920 -> 6,970 ... one halt at a time.
+    run = running(max_drawdown_percent=10, drawdown_trailing=False, min_equity=0, cooldown_rules="max_drawdown",
+                  cooldown_seconds=60)
+    run.lose(0.88)  # 8,800: under the floor at 9,000
+    assert run.state() is TradingState.HALTED
+    run.clock.advance(60)
+    alert = run.alerts.wait_for("Automatic resume refused")
+    assert alert.text == (
+        "the cooldown after max_drawdown ended, but resume refused, even with a rebaseline: static drawdown 12.00% >= "
+        "limit 10.00% (start 10000.00, floor 9000.00, equity 8800.00); a static floor is fixed for the account's "
+        "life; trading stays halted until resumed"
+    )
+    state = run.system.guard_status().state
+    assert (state.trading_state, state.entry_equity) == (TradingState.HALTED, 10_000.0)
+    run.clock.advance(3_600)
+    assert run.state() is TradingState.HALTED and len(run.titled("Automatic resume refused")) == 1
+    assert run.events.of(EventType.REBASELINED) == []
 
 
 def test_a_halt_by_a_rule_not_named_or_by_hand_latches(running):

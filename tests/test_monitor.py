@@ -135,7 +135,9 @@ def test_a_series_whose_wall_clock_rises_while_its_instants_do_not_is_taken_as_s
         single.observe(equity, at, changes_only=True)
     series.observe_series(equities, times, changes_only=True)
     assert series.record() == single.record()
-    assert (single.record().day, single.record().day_start_equity) == (date(2024, 10, 26), 985.0)
+    # The fold starts the 27th in Cape Verde; the readings after it are before that midnight
+    # again, judged against the 27th's start, and the day never goes back to the 26th.
+    assert (single.record().day, single.record().day_start_equity) == (date(2024, 10, 27), 990.0)
 
 
 class Refusing:
@@ -278,7 +280,8 @@ def test_a_rebaseline_resumes_with_the_peak_and_the_days_start_at_todays_equity(
     previous, changed = monitor.resume(rebaseline=True)
     assert previous is TradingState.HALTED and monitor.trading_state is TradingState.ACTIVE
     assert changed == Rebaseline(old_peak=1200.0, new_peak=700.0, old_day_start=1200.0, new_day_start=700.0)
-    assert (monitor.tracker.peak_equity, monitor.tracker.start_equity, monitor.tracker.drawdown) == (700.0, 700.0, 0.0)
+    # (the start, a static floor's base, stays)
+    assert (monitor.tracker.peak_equity, monitor.tracker.start_equity, monitor.tracker.drawdown) == (700.0, 1000.0, 0.0)
     assert monitor.tracker.max_drawdown == pytest.approx(500 / 1200)  # history is kept
     assert monitor.observe(690.0, at(2)) is None  # measured from 700 now: 1.4% is within both limits
 
@@ -801,17 +804,18 @@ def test_a_cash_flow_scales_the_days_start_with_the_equity():
     assert (record.day_start_equity, record.drawdown.latest_equity, record.drawdown.peak_equity) == (2000.0, 1600.0, 2000.0)
 
 
-def test_a_deposit_while_equity_is_exactly_zero_is_refused_with_the_documented_error():
+def test_a_withdrawal_while_equity_is_exactly_zero_is_refused_with_the_documented_error():
     monitor = RiskMonitor(1000.0, [MinEquityGuard(10.0)])
     monitor.observe(0.0, at(0))
     before = monitor.record()
-    message = r"^cannot record a cash flow of 50\.0 while equity is 0\.0 \(must be > 0\)$"
+    message = r"^cannot record a cash flow of -50\.0 while equity is 0\.0 \(must be > 0\)$"
     with pytest.raises(ValueError, match=message):
-        monitor.record_cash_flow(50.0)
+        monitor.record_cash_flow(-50.0)
     assert monitor.record() == before
     monitor.take_net_deposits(0.0)
     with pytest.raises(ValueError, match=message):
-        monitor.take_net_deposits(50.0)
+        monitor.take_net_deposits(-50.0)
+    assert monitor.net_deposits == -50.0  # (kept even so: the same flow is never taken twice)
 
 
 def test_resume_from_reducing_and_a_rebaseline_with_nothing_in_breach():
@@ -824,7 +828,7 @@ def test_resume_from_reducing_and_a_rebaseline_with_nothing_in_breach():
         TradingState.ACTIVE,
         Rebaseline(old_peak=1000.0, new_peak=880.0, old_day_start=880.0, new_day_start=880.0),
     )
-    assert monitor.record().drawdown == DrawdownSnapshot(880.0, 880.0, 880.0, 0.12)
+    assert monitor.record().drawdown == DrawdownSnapshot(1000.0, 880.0, 880.0, 0.12)
 
 
 @pytest.mark.parametrize(("equity", "shown"), [(0.0, "0.00"), (-5.0, "-5.00")])
@@ -923,13 +927,27 @@ def test_observe_many_returns_the_assessments_in_reading_order_with_their_equity
 # --- gaps left by the mutation run of 2026-12-01 (written after it; see TESTING.md) ---------------
 
 
-def test_a_static_drawdown_breach_is_cleared_by_a_rebaseline_and_refused_without_one():
+def test_a_static_drawdown_breach_is_refused_with_and_without_a_rebaseline_and_none_is_offered():
+    # A rebaseline used to set the start to 850, so the floor fell from 900 to 765.
     monitor = RiskMonitor(1000.0, [MaxDrawdownGuard(10.0, trailing=False)])
     monitor.observe(850.0, at(0))
-    with pytest.raises(ResumeRefused, match=r"^resume refused: static drawdown 15\.00% >= limit 10\.00% \(start 1000\.00"):
+    before = monitor.record()
+    with pytest.raises(ResumeRefused) as plain:
         monitor.resume()
-    assert monitor.resume(rebaseline=True)[0] is TradingState.HALTED
-    assert monitor.record().drawdown == DrawdownSnapshot(850.0, 850.0, 850.0, 0.15)
+    assert str(plain.value) == (
+        "resume refused: static drawdown 15.00% >= limit 10.00% (start 1000.00, floor 900.00, equity 850.00); a "
+        "rebaseline cannot lift max_drawdown (it moves the peak and the day's start, not a fixed level; a static "
+        "floor is fixed for the account's life)"
+    )
+    assert plain.value.rebaseline_helps is False
+    with pytest.raises(ResumeRefused) as rebaselined:
+        monitor.resume(rebaseline=True)
+    assert str(rebaselined.value) == (
+        "resume refused, even with a rebaseline: static drawdown 15.00% >= limit 10.00% (start 1000.00, floor 900.00, "
+        "equity 850.00); a static floor is fixed for the account's life"
+    )
+    assert rebaselined.value.rebaseline_helps is False
+    assert monitor.record() == before and monitor.trading_state is TradingState.HALTED
 
 
 def test_every_warning_is_in_the_reason_joined_by_semicolons():
@@ -1062,3 +1080,153 @@ def test_rebaseline_blocked_says_why_a_rebaseline_would_be_refused_and_none_when
     monitor.observe(-5.0, at(3))
     assert monitor.rebaseline_blocked() == "no rebaseline can be taken at equity -5.00 (must be > 0)"
     assert monitor.trading_state is TradingState.HALTED  # (asking changes nothing)
+
+
+# --- the trading day only moves forward -----------------------------------------------------------
+
+
+def test_a_reading_stamped_before_the_trading_day_is_judged_against_its_start_and_never_takes_the_day_back():
+    # A late bar or a delayed message stamped yesterday used to start yesterday again from its
+    # equity, and the next reading today again from its own: a 5% limit never fired on 8%.
+    monitor = RiskMonitor(10_000.0, [DailyLossGuard(5.0), MaxDrawdownGuard(50.0)])
+    monitor.observe(10_000.0, at(0))
+    assert monitor.observe(9_600.0, at(60)) is None
+    assert monitor.observe(9_600.0, at(-86_400)) is None  # 4% below today's start
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 1), 10_000.0)
+    found = monitor.observe(9_200.0, at(120))
+    assert found is not None and found.breaches == (
+        Verdict("daily_loss", Level.BREACH, "daily loss 8.00% >= limit 5.00% (start of day 10000.00, equity 9200.00)",
+                "daily_loss_block_total"),
+    )
+    assert (monitor.day, monitor.record().day_start_equity) == (date(2024, 3, 1), 10_000.0)
+
+
+def test_a_late_reading_past_todays_limit_fires_and_one_after_a_restart_keeps_the_saved_day():
+    monitor = RiskMonitor(10_000.0, [DailyLossGuard(5.0)])
+    monitor.observe(10_000.0, at(0))
+    restarted = RiskMonitor.from_record(monitor.record(), monitor.guards)
+    found = restarted.observe(9_400.0, at(-3 * 86_400))
+    assert found is not None and [v.reason for v in found.breaches] == [
+        "daily loss 6.00% >= limit 5.00% (start of day 10000.00, equity 9400.00)"
+    ]
+    assert (restarted.trading_state, restarted.day, restarted.record().day_start_equity) == (
+        TradingState.HALTED, date(2024, 3, 1), 10_000.0)
+
+
+# --- money deposited into an account at or below zero ---------------------------------------------
+
+_RECAPITALISED = (
+    "money was deposited after equity fell to zero or below (a deposit is not a recovery: the loss before it "
+    "cannot be measured as a drawdown)"
+)
+
+
+def test_a_deposit_after_equity_fell_below_zero_is_money_added_and_only_a_rebaseline_resumes():
+    # The deposit used to be refused as unscalable, and the new money then read as a recovery
+    # from 101% to 1%: a plain resume lifted the halt.
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(20.0), MinEquityGuard(500.0)])
+    monitor.observe(-100.0, at(0))
+    monitor.record_cash_flow(10_000.0)
+    monitor.observe(9_900.0, at(1))
+    assert monitor.record().drawdown == DrawdownSnapshot(20_000.0, 20_000.0, 9_900.0, 1.01, recapitalised=True)
+    assert monitor.record().day_start_equity == 9_900.0  # (the day began at -100: the same money added)
+    before = monitor.record()
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: max drawdown 50.50% >= limit 20.00% (peak 20000.00, equity 9900.00); " + _RECAPITALISED +
+        "; resume with a rebaseline to measure from equity 9900.00 (the peak and the day's start set to it)"
+    )
+    assert refused.value.rebaseline_helps is True
+    assert monitor.record() == before and monitor.trading_state is TradingState.HALTED
+    assert monitor.resume(rebaseline=True) == (
+        TradingState.HALTED,
+        Rebaseline(old_peak=20_000.0, new_peak=9_900.0, old_day_start=9_900.0, new_day_start=9_900.0),
+    )
+    assert monitor.record().drawdown == DrawdownSnapshot(20_000.0, 9_900.0, 9_900.0, 1.01)
+    monitor.halt("drill")
+    assert monitor.resume() == (TradingState.HALTED, None)  # measured afresh: a plain resume is taken again
+
+
+def test_a_deposit_into_an_emptied_account_large_enough_to_clear_every_limit_still_refuses_a_plain_resume():
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(20.0)])
+    monitor.observe(-100.0, at(0))
+    monitor.take_net_deposits(0.0)
+    assert monitor.take_net_deposits(100_000.0) == 100_000.0
+    assert monitor.observe(99_900.0, at(1)) is None  # 9.18% below a peak of 110,000: within 20%
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: " + _RECAPITALISED + "; resume with a rebaseline to measure from equity 99900.00 (the peak "
+        "and the day's start set to it)"
+    )
+    assert refused.value.rebaseline_helps is True and monitor.trading_state is TradingState.HALTED
+    monitor.observe(-5.0, at(2))  # lost again before anyone resumed: no rebaseline can be taken now
+    with pytest.raises(ResumeRefused) as broke:
+        monitor.resume()
+    assert str(broke.value) == (
+        "resume refused: max drawdown 100.00% >= limit 20.00% (peak 110000.00, equity -5.00); " + _RECAPITALISED +
+        "; no rebaseline can be taken at equity -5.00 (must be > 0)"
+    )
+
+
+def test_a_static_floor_blown_through_zero_stays_failed_whatever_is_deposited():
+    # The deposit raises the start by the same money, so the floor is still out of reach.
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(10.0, trailing=False)])
+    monitor.observe(-100.0, at(0))
+    monitor.record_cash_flow(10_000.0)
+    monitor.observe(9_900.0, at(1))
+    with pytest.raises(ResumeRefused) as plain:
+        monitor.resume()
+    assert str(plain.value) == (
+        "resume refused: static drawdown 50.50% >= limit 10.00% (start 20000.00, floor 18000.00, equity 9900.00); "
+        + _RECAPITALISED + "; a rebaseline cannot lift max_drawdown (it moves the peak and the day's start, not a "
+        "fixed level; a static floor is fixed for the account's life)"
+    )
+    assert plain.value.rebaseline_helps is False
+    with pytest.raises(ResumeRefused, match=r"^resume refused, even with a rebaseline: static drawdown 50\.50% "):
+        monitor.resume(rebaseline=True)
+    assert monitor.tracker.recapitalised is True
+
+
+# --- a static floor is fixed ----------------------------------------------------------------------
+
+
+def test_a_rebaseline_for_a_daily_loss_leaves_the_static_floor_where_it_was():
+    # The rebaseline used to set the start to 9,400 too: the floor fell from 9,000 to 8,460 and
+    # a fall to 9,000 went through it unseen.
+    monitor = RiskMonitor(10_000.0, [MaxDrawdownGuard(10.0, trailing=False), DailyLossGuard(5.0)])
+    monitor.observe(10_000.0, at(0))
+    monitor.observe(9_400.0, at(1))
+    with pytest.raises(ResumeRefused) as refused:
+        monitor.resume()
+    assert str(refused.value) == (
+        "resume refused: daily loss 6.00% >= limit 5.00% (start of day 10000.00, equity 9400.00); resume with a "
+        "rebaseline to measure from equity 9400.00 (the peak and the day's start set to it)"
+    )
+    assert refused.value.rebaseline_helps is True
+    monitor.resume(rebaseline=True)
+    assert monitor.record().drawdown == DrawdownSnapshot(10_000.0, 9_400.0, 9_400.0, 0.06)
+    found = monitor.observe(9_000.0, at(2))
+    assert found is not None and [v.reason for v in found.breaches] == [
+        "static drawdown 10.00% >= limit 10.00% (start 10000.00, floor 9000.00, equity 9000.00)"
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(curve=equity_curves(min_size=2, max_size=30), limit=st.floats(1.0, 50.0), data=st.data())
+def test_no_resume_of_any_kind_moves_a_static_floor(curve, limit, data):
+    # Past the floor every resume is refused, offering no rebaseline; above it every one is taken.
+    guard = MaxDrawdownGuard(limit, trailing=False)
+    monitor = RiskMonitor(curve[0], [guard])
+    for index, equity in enumerate(curve):
+        monitor.observe(equity, at(index))
+        rebaseline = data.draw(st.booleans(), label="rebaseline")
+        if guard.level(equity, equity, curve[0], equity) is Level.BREACH:
+            with pytest.raises(ResumeRefused) as refused:
+                monitor.resume(rebaseline=rebaseline)
+            assert refused.value.rebaseline_helps is False
+        else:
+            monitor.resume(rebaseline=rebaseline)
+            assert monitor.trading_state is TradingState.ACTIVE
+        assert monitor.tracker.start_equity == curve[0]

@@ -6,6 +6,11 @@ formulas written out here; their inputs are the model's numbers, which are exact
 cash flow. After a cash flow the model's scaled numbers may differ from the monitor's by rounding,
 so there the numbers are compared with isclose and the decisions use the monitor's numbers from
 before the step updated exactly (a running max, a day reset), never the monitor's own decision.
+
+The trading day only moves forward: a reading stamped before it (a late one) is judged against
+its start. A rebaseline moves the peak and the day's start, never the start (a static floor is
+fixed). A deposit while equity is zero or below is added as money and marks the account
+recapitalised, which no plain resume gets past.
 """
 
 from __future__ import annotations
@@ -89,16 +94,20 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         self.max_drawdown = 0.0
         self.previous_max_drawdown = 0.0
         self.last_check = None
+        self.recapitalised = False
+        self.previous_day = None
 
     # --- the model's step ------------------------------------------------------------------------
 
-    def _expect(self, equity: float, base_peak: float, base_start: float, base_day_start: float):
-        """Advance the model by one reading; return what the monitor must report for it.
+    def _expect(self, equity: float, base_peak: float, base_start: float, base_day_start: float, at=None):
+        """Advance the model by one reading made at ``at`` (now by default); return what the
+        monitor must report for it.
 
         ``base_*`` are the decision inputs before the reading; they are updated here exactly.
         """
-        day = self.now.astimezone(ZoneInfo(self.zone)).date()
-        new_day = day != self.day
+        at = self.now if at is None else at
+        day = at.astimezone(ZoneInfo(self.zone)).date()
+        new_day = self.day is None or day > self.day  # never back: a late reading is judged against today
         if new_day:
             self.day = day
             self.day_start = equity
@@ -107,7 +116,7 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         self.peak = max(self.peak, equity)
         self.latest = equity
         self.since_flow.append(equity)
-        self.last_check = self.now
+        self.last_check = at
         self.max_drawdown = max(self.max_drawdown, 1 - equity / peak)
 
         levels = [expected_level(g, equity, peak, base_start, day_start) for g in self.guards]
@@ -168,6 +177,39 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         expected, _, _ = self._expect(equity, peak, start, day_start)
         assert self._seen(self.monitor.observe(equity, self.now)) == expected
         assert self.monitor.tracker.drawdown == 0.0
+
+    @rule(data=st.data(), back=st.integers(1, 3 * 86400))
+    def observe_a_late_reading(self, data, back):
+        # Stamped up to three days before now (a late bar, a delayed message): it may fall on an
+        # earlier trading day, which must not start again.
+        (equity,) = self._next_equities(data, 1)
+        late = (self.now.astimezone(UTC) - timedelta(seconds=back)).astimezone(self.now.tzinfo)
+        peak, start, day_start = self._bases()
+        expected, _, _ = self._expect(equity, peak, start, day_start, at=late)
+        assert self._seen(self.monitor.observe(equity, late)) == expected
+
+    @rule(equity=st.one_of(st.just(0.0), st.floats(-1e6, 0.0)))
+    def wipe_out(self, equity):
+        peak, start, day_start = self._bases()
+        expected, _, _ = self._expect(equity, peak, start, day_start)
+        assert self._seen(self.monitor.observe(equity, self.now)) == expected
+
+    @precondition(lambda self: self.monitor.tracker.latest_equity <= 0)
+    @rule(amount=st.one_of(st.floats(1e-2, 1e9), st.sampled_from([100.0, 10_000.0])))
+    def deposit_at_or_below_zero(self, amount):
+        # No unit value to scale by: the money is added to the peak, the start and the day's
+        # start, so the loss in money stays, and the account is recapitalised.
+        loss = self.monitor.tracker.peak_equity - self.monitor.tracker.latest_equity
+        self.monitor.record_cash_flow(amount)
+        self.peak += amount
+        self.start += amount
+        self.day_start += amount
+        self.latest += amount
+        self.exact = False
+        self.since_flow = []
+        self.recapitalised = True
+        tracker = self.monitor.tracker
+        assert math.isclose(tracker.peak_equity - tracker.latest_equity, loss, rel_tol=1e-9, abs_tol=1e-6)
 
     @rule(data=st.data(), size=st.integers(1, 6))
     def observe_a_batch(self, data, size):
@@ -247,12 +289,14 @@ class RiskMonitorMachine(RuleBasedStateMachine):
     @rule(rebaseline=st.booleans())
     def resume(self, rebaseline):
         # Refused while the latest equity is past a hard limit, judged by the model's own rules
-        # on the numbers the monitor decides with (after a rebaseline: all at the latest equity).
+        # on the numbers the monitor decides with (after a rebaseline: the peak and the day's
+        # start at the latest equity, the start where it was); without a rebaseline, refused
+        # too while the account is recapitalised.
         peak, start, day_start = self._bases()
         latest = self.monitor.tracker.latest_equity
         if rebaseline:
-            peak = start = day_start = latest
-        breaching = (rebaseline and latest <= 0) or any(
+            peak = day_start = latest
+        breaching = (rebaseline and latest <= 0) or (not rebaseline and self.recapitalised) or any(
             expected_level(g, latest, peak, start, day_start) is Level.BREACH for g in self.guards
         )
         before = self.monitor.record()
@@ -267,8 +311,9 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         self.state = TradingState.ACTIVE
         if rebaseline:
             assert changed is not None and changed.new_peak == changed.new_day_start == latest
-            self.peak = self.start = self.day_start = self.latest = latest
+            self.peak = self.day_start = self.latest = latest
             self.since_flow = [latest]
+            self.recapitalised = False
         else:
             assert changed is None
 
@@ -299,7 +344,6 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         tracker = self.monitor.tracker
         assert all(tracker.peak_equity >= equity for equity in self.since_flow)
         assert tracker.peak_equity >= tracker.latest_equity
-        assert tracker.peak_equity >= tracker.start_equity
         if self.exact:
             assert (tracker.peak_equity, tracker.start_equity, tracker.latest_equity) == (
                 self.peak,
@@ -333,6 +377,17 @@ class RiskMonitorMachine(RuleBasedStateMachine):
         else:
             assert near(record.day_start_equity, self.day_start)
         assert record.last_check_time == self.last_check
+
+    @invariant()
+    def the_day_never_goes_back(self):
+        day = self.monitor.record().day
+        assert self.previous_day is None or (day is not None and day >= self.previous_day)
+        self.previous_day = day
+
+    @invariant()
+    def only_a_deposit_at_or_below_zero_recapitalises_and_only_a_rebaseline_clears_it(self):
+        assert self.monitor.tracker.recapitalised is self.recapitalised
+        assert self.monitor.record().drawdown.recapitalised is self.recapitalised
 
     @invariant()
     def the_record_round_trips(self):

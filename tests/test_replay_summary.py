@@ -110,19 +110,33 @@ def test_after_a_cooldown_resumes_with_a_new_baseline_the_summary_starts_from_th
     assert "rebaselined 1" in result.stdout
 
 
-def test_a_static_floor_moved_by_a_cooldowns_resume_is_reported_as_the_guard_measured_it(tmp_path):
-    # Halted at the 8,000 floor at 14:00; the cooldown's resume at 16:00 sets the start to 8,000,
-    # so the floor becomes 6,400: the later fall to 7,775 is inside it, and no second trigger.
-    result = run_crossover(
-        tmp_path, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 73, 74, 70, 66, 64, 64, 64],
-        'cooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\ndrawdown_trailing = false\n',
+def test_a_static_floor_is_not_lowered_by_a_cooldown_and_the_run_stays_halted_saying_why(tmp_path):
+    # Halted at the 8,000 floor at 14:00. The cooldown's resume at 16:00 used to set the start to
+    # 8,000, so the floor fell to 6,400 unattended; a static floor is fixed, so the account stays
+    # halted, and the alert says why.
+    prices = tmp_path / "DEMO.csv"
+    write_prices(prices, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 73, 74, 70, 66, 64, 64, 64])
+    config = tmp_path / "static.toml"
+    config.write_text(
+        '[tradewarden]\ncooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\ndrawdown_trailing = false\n',
+        encoding="utf-8",
+    )
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--fast", "2", "--slow", "3", "--volume", "100",
+        "--config", str(config), "--out", "run", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert (
-        "\n  max drawdown 20.00% (static): floor 8,000.00, then 6,400.00 from 2024-03-04 16:00 UTC (a resume's new "
-        "start), lowest equity 7,775.00; worst 20.00% below the start then; fired 2024-03-04 14:00 UTC\n"
+        "\n  max drawdown 20.00% (static): floor 8,000.00, lowest equity 8,000.00 (20.00% below start); fired "
+        "2024-03-04 14:00 UTC\n"
     ) in result.stdout
-    assert "rebaselined 1" in result.stdout and "Guards fired: 1\n" in result.stdout
+    assert "\nEquity: GBP 10,000.00 -> GBP 8,000.00 (-GBP 2,000.00, -20.00%)\n" in result.stdout
+    assert "rebaselined" not in result.stdout and "Guards fired: 1\n" in result.stdout
+    assert (
+        "ALERT Automatic resume refused: the cooldown after max_drawdown ended, but resume refused, even with a "
+        "rebaseline: static drawdown 20.00% >= limit 20.00% (start 10000.00, floor 8000.00, equity 8000.00); a static "
+        "floor is fixed for the account's life; trading stays halted until resumed\n"
+    ) in result.stderr
 
 
 def test_a_warning_that_keeps_the_account_reducing_after_a_resume_is_named_with_when_why_and_how_long(tmp_path):

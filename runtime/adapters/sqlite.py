@@ -159,6 +159,8 @@ def encode_guard_record(record: GuardRecord) -> str:
             "peak_equity": snapshot.peak_equity,
             "latest_equity": snapshot.latest_equity,
             "max_drawdown": snapshot.max_drawdown,
+            # Written only when set: records of accounts never recapitalised stay as they were.
+            **({"recapitalised": True} if snapshot.recapitalised else {}),
         },
         "trading_state": record.trading_state.value,
         "reason": record.reason,

@@ -8,25 +8,25 @@ from typing import Any
 
 import attrs
 
-from runtime.validation import attrs_finite, attrs_non_negative, attrs_positive, finite_number
+from runtime.validation import attrs_boolean, attrs_finite, attrs_non_negative, attrs_positive, finite_number
 
 __all__ = ["DrawdownTracker", "DrawdownSnapshot", "max_drawdown"]
 
 
 @attrs.frozen
 class DrawdownSnapshot:
-    """The whole state of a `DrawdownTracker`, for persisting and restoring it exactly."""
+    """The whole state of a `DrawdownTracker`, for persisting and restoring it exactly.
+
+    The peak is never below the latest equity; it may be below the start after a rebaseline
+    (which moves the peak, never the start)."""
 
     start_equity: float = attrs.field(validator=attrs_positive)
     peak_equity: float = attrs.field(validator=attrs_positive)
     latest_equity: float = attrs.field(validator=attrs_finite)
     max_drawdown: float = attrs.field(validator=attrs_non_negative)
+    recapitalised: bool = attrs.field(default=False, validator=attrs_boolean)
 
     def __attrs_post_init__(self) -> None:
-        if self.peak_equity < self.start_equity:
-            raise ValueError(
-                f"peak_equity must be >= start_equity, got {self.peak_equity!r} < {self.start_equity!r}"
-            )
         if self.latest_equity > self.peak_equity:
             raise ValueError(
                 f"latest_equity must be <= peak_equity, got {self.latest_equity!r} > {self.peak_equity!r}"
@@ -44,13 +44,15 @@ def _reading(value: Any, field: str = "equity") -> float:
 class DrawdownTracker:
     """Running peak, current drawdown and worst drawdown of an account's equity.
 
-    The peak is the highest of the start equity and every observed equity; it never decreases
-    except by a withdrawal recorded with `record_cash_flow`, which scales it so that the drawdown
-    does not move. Drawdown is a fraction: ``(peak - latest) / peak``, 0 at the peak, above 1 when
-    equity is negative.
+    The peak is the highest of the start equity and every observed equity, or of the equity at
+    the last `rebaseline` and every one since; it never decreases otherwise, except by a
+    withdrawal recorded with `record_cash_flow`, which scales it so that the drawdown does not
+    move. The start equity (the base of a static floor) is fixed: only cash flows move it.
+    Drawdown is a fraction: ``(peak - latest) / peak``, 0 at the peak, above 1 when equity is
+    negative.
     """
 
-    __slots__ = ("_start", "_peak", "_latest", "_max_drawdown")
+    __slots__ = ("_start", "_peak", "_latest", "_max_drawdown", "_recapitalised")
 
     def __init__(self, start_equity: float) -> None:
         start = finite_number("start_equity", start_equity)
@@ -60,6 +62,7 @@ class DrawdownTracker:
         self._peak = start
         self._latest = start
         self._max_drawdown = 0.0
+        self._recapitalised = False
 
     @classmethod
     def restore(cls, snapshot: DrawdownSnapshot) -> DrawdownTracker:
@@ -68,19 +71,23 @@ class DrawdownTracker:
         tracker._peak = snapshot.peak_equity
         tracker._latest = snapshot.latest_equity
         tracker._max_drawdown = snapshot.max_drawdown
+        tracker._recapitalised = snapshot.recapitalised
         return tracker
 
     def rebaseline(self) -> None:
-        """Start afresh at the latest equity: the start and the peak become it, so today's
-        drawdown is 0. The worst drawdown seen is history and is kept. Refused (``ValueError``)
-        while equity is zero or negative."""
+        """Measure the drawdown afresh from the latest equity: the peak becomes it, so today's
+        drawdown is 0, and the account is no longer `recapitalised`. The start stays: a static
+        floor is fixed for the account's life, and a rebaseline must not lower it. The worst
+        drawdown seen is history and is kept. Refused (``ValueError``) while equity is zero or
+        negative."""
         if self._latest <= 0:
             raise ValueError(f"cannot rebaseline while equity is {self._latest!r} (must be > 0)")
-        self._start = self._peak = self._latest
+        self._peak = self._latest
+        self._recapitalised = False
 
     def snapshot(self) -> DrawdownSnapshot:
         """The tracker's whole state as a frozen value."""
-        return DrawdownSnapshot(self._start, self._peak, self._latest, self._max_drawdown)
+        return DrawdownSnapshot(self._start, self._peak, self._latest, self._max_drawdown, self._recapitalised)
 
     def observe(self, equity: float) -> None:
         """Take one equity reading: a finite real number (zero and negative are allowed).
@@ -126,24 +133,38 @@ class DrawdownTracker:
         """Record a deposit (> 0) or a withdrawal (< 0) so it is neither a gain nor a drawdown.
 
         Unit-value accounting: the peak and start equity scale by ``(equity + amount) / equity``,
-        so the current drawdown and the worst drawdown are unchanged. Refused (``ValueError``)
-        while equity is zero or negative, or when the flow would take equity to zero or below.
+        so the current drawdown and the worst drawdown are unchanged. A deposit while equity is
+        zero or negative cannot be scaled: it is added to the peak and the start as money, and
+        the account is `recapitalised` (the loss before it was 100% or more, which no drawdown
+        from a positive equity can show) until a `rebaseline`. Refused (``ValueError``): a
+        withdrawal while equity is zero or negative, or one that would take equity to zero or below.
         """
         flow = finite_number("amount", amount)
         latest = self._latest
         if latest <= 0:
-            raise ValueError(f"cannot record a cash flow of {flow!r} while equity is {latest!r} (must be > 0)")
+            if flow <= 0:
+                raise ValueError(f"cannot record a cash flow of {flow!r} while equity is {latest!r} (must be > 0)")
+            # The money is added, not scaled: the loss in money stays (peak - latest is kept),
+            # and `recapitalised` keeps the deposit from ever reading as a recovery.
+            self._peak += flow
+            self._start += flow
+            self._latest = latest + flow
+            self._recapitalised = True
+            return
         new_latest = latest + flow
         if new_latest <= 0:
             raise ValueError(
                 f"cash flow amount {flow!r} would take equity from {latest!r} to {new_latest!r} (must stay > 0)"
             )
         factor = new_latest / latest
-        self._peak = new_latest if self._peak == latest else max(self._peak * factor, new_latest)
-        # start <= peak holds exactly before the flow; scaling both can break it by one rounding
-        # (when the peak was set to new_latest above), and then snapshot() would refuse the state.
-        self._start = min(self._start * factor, self._peak)
-        self._latest = new_latest
+        peak = new_latest if self._peak == latest else max(self._peak * factor, new_latest)
+        start = self._start * factor
+        if self._start <= self._peak:
+            # Scaling both can leave the start one rounding above the peak (when the peak is
+            # set to new_latest): kept at most the peak, as the scaling means. A start above the
+            # peak (a rebaseline below it) is a static floor's base: never pulled down to it.
+            start = min(start, peak)
+        self._peak, self._start, self._latest = peak, start, new_latest
 
     @property
     def start_equity(self) -> float:
@@ -174,6 +195,13 @@ class DrawdownTracker:
     def max_drawdown(self) -> float:
         """The worst drawdown from the running peak seen so far, as a fraction."""
         return self._max_drawdown
+
+    @property
+    def recapitalised(self) -> bool:
+        """True once money was deposited while equity was zero or below, until a `rebaseline`:
+        the loss before the deposit cannot be told as a drawdown, so the account must be
+        measured afresh before trading on (see `RiskMonitor.resume`)."""
+        return self._recapitalised
 
     def __repr__(self) -> str:
         return (

@@ -19,6 +19,7 @@ from runtime.risk.guards import (
     Guard,
     GuardState,
     Level,
+    MaxDrawdownGuard,
     TradingState,
     Verdict,
 )
@@ -28,6 +29,10 @@ __all__ = ["Assessment", "GuardRecord", "Latch", "Rebaseline", "ResumeRefused", 
 
 _UTC = ZoneInfo("UTC")
 _NEVER = datetime.min.replace(tzinfo=UTC)
+_RECAPITALISED = (
+    "money was deposited after equity fell to zero or below (a deposit is not a recovery: the loss before it "
+    "cannot be measured as a drawdown)"
+)
 
 
 @attrs.frozen
@@ -386,6 +391,12 @@ class RiskMonitor:
 
     def _roll_day(self, at: datetime, equity: float) -> None:
         day = at.astimezone(self._zone).date()
+        if self._day is not None and day < self._day:
+            # A reading stamped before the current trading day (a late bar, a delayed message)
+            # was still made on this account: it is judged against this day's start, which can
+            # only add to what is found. Starting that earlier day again would take its equity
+            # as a new day's start, and the next reading a third, hiding the day's loss.
+            return
         if day != self._day:
             self._day = day
             self._day_start = equity
@@ -431,11 +442,15 @@ class RiskMonitor:
 
         While the latest equity is still past a hard limit, resuming would only halt again at the
         next reading (after an order has gone out), so it is refused with `ResumeRefused` naming
-        the limit and the numbers, and nothing changes. ``rebaseline=True`` first sets the start,
-        the peak and the day's start to the latest equity (the drawdown limits then measure from
-        there); a limit that still breaches (a minimum equity) refuses even so. A refusal without
-        a rebaseline suggests one only when it would lift every breach, and else names the limits
-        it cannot lift.
+        the limit and the numbers, and nothing changes. So is a resume of an account that was
+        `recapitalised` (money deposited while its equity was zero or below): its loss before
+        the deposit cannot be measured as a drawdown, and the deposit must not read as a
+        recovery. ``rebaseline=True`` first sets the peak and the day's start to the latest
+        equity (the trailing and daily limits then measure from there); a fixed level that still
+        breaches refuses even so: a minimum equity, or a static floor, whose start a rebaseline
+        never moves (it is fixed for the account's life: a rebaseline must not lower it). A
+        refusal without a rebaseline suggests one only when it would be taken, and else names
+        the limits it cannot lift and why.
         """
         refused = self.resume_refusal(rebaseline)
         if refused is not None:
@@ -461,12 +476,17 @@ class RiskMonitor:
                     f"resume refused: cannot rebaseline at equity {self._tracker.latest_equity:.2f} (must be > 0)"
                 )
             if left:
-                return ResumeRefused(f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in left)}")
+                return ResumeRefused(
+                    f"resume refused, even with a rebaseline: {'; '.join(v.reason for v in left)}"
+                    f"{self._static_floor_among(left)}"
+                )
             return None
-        breaches = self._breaches_now()
-        if not breaches:
+        found = [v.reason for v in self._breaches_now()]
+        if self._tracker.recapitalised:
+            found.append(_RECAPITALISED)
+        if not found:
             return None
-        reasons = "; ".join(v.reason for v in breaches)
+        reasons = "; ".join(found)
         blocked = self.rebaseline_blocked()
         if blocked is not None:
             # Suggesting a rebaseline that would be refused too costs an incident time.
@@ -486,7 +506,8 @@ class RiskMonitor:
             return f"no rebaseline can be taken at equity {self._tracker.latest_equity:.2f} (must be > 0)"
         if left:
             names = ", ".join(dict.fromkeys(v.guard for v in left))
-            return f"a rebaseline cannot lift {names} (it moves the peak and the day's start, not a fixed level)"
+            return (f"a rebaseline cannot lift {names} (it moves the peak and the day's start, not a fixed level"
+                    f"{self._static_floor_among(left)})")
         return None
 
     def _left_by_rebaseline(self) -> list[Verdict] | None:
@@ -496,8 +517,14 @@ class RiskMonitor:
             return None
         return self._breaches_after_rebaseline() if self._breaches_now() else []
 
+    def _static_floor_among(self, verdicts: Sequence[Verdict]) -> str:
+        # Why a rebaseline leaves a static floor's breach, when one is among ``verdicts``.
+        static = {g.name for g in self._guards if isinstance(g, MaxDrawdownGuard) and not g.trailing}
+        return "; a static floor is fixed for the account's life" if any(v.guard in static for v in verdicts) else ""
+
     def _breaches_after_rebaseline(self) -> list[Verdict]:
-        # The breaches a rebaseline to the latest equity (> 0) would leave: the limits of fixed levels.
+        # The breaches a rebaseline to the latest equity (> 0) would leave: the limits of fixed
+        # levels (the tracker's rebaseline keeps the start a static floor is measured from).
         after = DrawdownTracker.restore(self._tracker.snapshot())
         after.rebaseline()
         return self._breaches_now(after.latest_equity, after.peak_equity, after.start_equity, after.latest_equity)
@@ -571,8 +598,9 @@ class RiskMonitor:
         observed): a change since the last one is a cash flow, recorded so that it is neither a
         gain nor a drawdown. Returns the flow taken (0.0 for none, and for the first one known).
 
-        A flow that cannot be scaled (it would take equity to zero or below) raises
-        ``ValueError``; the new figure is kept even so, so the same flow is never taken twice.
+        A flow that cannot be taken (a withdrawal that would take equity to zero or below, or any
+        while it is there) raises ``ValueError``; the new figure is kept even so, so the same flow
+        is never taken twice. A deposit while equity is zero or below is taken as `record_cash_flow` says.
         """
         value = finite_number("net_deposits", net_deposits)
         previous, self._net_deposits = self._net_deposits, value
@@ -588,10 +616,17 @@ class RiskMonitor:
         return self._net_deposits
 
     def record_cash_flow(self, amount: float) -> None:
-        """A deposit or withdrawal: scales peak, start and start-of-day equity (see DrawdownTracker)."""
+        """A deposit or withdrawal: scales peak, start and start-of-day equity (see DrawdownTracker).
+
+        A deposit while equity is zero or below is added to each instead, and the account is
+        `DrawdownTracker.recapitalised`: only a rebaseline resumes it (see `resume`)."""
         before = self._tracker.latest_equity
         self._tracker.record_cash_flow(amount)
-        self._day_start *= self._tracker.latest_equity / before
+        after = self._tracker.latest_equity
+        if before > 0:
+            self._day_start *= after / before
+        else:  # (the tracker took it as money: see DrawdownTracker.record_cash_flow)
+            self._day_start += after - before
 
     @property
     def trading_state(self) -> TradingState:
