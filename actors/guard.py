@@ -506,7 +506,9 @@ class GuardActor(SupervisedActor):
         if known is not None and _finite(net_deposits) and _finite(equity) and net_deposits != known:
             # At zero or below too: a loss that emptied the account is judged before the deposit
             # that followed it, which then counts as money added (see record_cash_flow), never as a recovery.
-            found = monitor.observe(float(equity - (net_deposits - known)), at, changes_only=True)
+            before_flow = equity - (net_deposits - known)
+            if _finite(before_flow):  # (two huge finite numbers can make one past a float's range)
+                found = monitor.observe(float(before_flow), at, changes_only=True)
         try:
             flow = monitor.take_net_deposits(net_deposits)
         except (TypeError, ValueError) as exc:

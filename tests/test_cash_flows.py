@@ -163,6 +163,11 @@ def test_numbers_too_large_for_a_float_are_refused_counted_and_never_fatal(syste
     assert metrics.counters["bad_readings_total"] == 6 and metrics.counters["bad_cash_flows_total"] == 6
     assert status.state.trading_state is TradingState.ACTIVE and status.state.current_equity == 10_000.0
     assert system.children()["guard"].incarnation == 1 and not system.gave_up
+    # Each finite, but the equity before the flow (equity less the flow) is past a float's range.
+    for equity, flow in ((1.5e308, -1.5e308), (10**308, -(10**308))):
+        system.guard.tell(EquityReading(equity, at, None, None, flow))
+    assert system.guard.ask(GetGuardState(), timeout=WAIT).bad_cash_flows == 8
+    assert system.children()["guard"].incarnation == 1 and not system.gave_up
     # (the guard's own lines: its alerts reach the log through the alert actor, in their own time)
     refused = sorted({line for line in lines.snapshot() if "refused" in line and "ALERT" not in line})
     assert refused == [

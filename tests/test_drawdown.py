@@ -616,3 +616,14 @@ def test_a_number_too_large_for_a_float_is_refused_by_its_size_not_its_digits():
     )
     assert finite_number("equity", 10**300) == 1e300
     assert brief(-(10**5000)) == "an integer of 16,610 bits" and brief("x" * 100) == "'" + "x" * 59 + "... (str)"
+
+
+def test_a_cash_flow_that_would_take_a_figure_past_a_floats_range_is_refused_and_changes_nothing():
+    tracker = DrawdownTracker(1.5e308)
+    before = tracker.snapshot()
+    with pytest.raises(ValueError) as refused:
+        tracker.record_cash_flow(0.5e308)
+    assert str(refused.value) == (
+        "cash flow amount 5e+307 at equity 1.5e+308 would take the account's figures past a float's range"
+    )
+    assert tracker.snapshot() == before

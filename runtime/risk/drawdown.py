@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -137,7 +138,8 @@ class DrawdownTracker:
         zero or negative cannot be scaled: it is added to the peak and the start as money, and
         the account is `recapitalised` (the loss before it was 100% or more, which no drawdown
         from a positive equity can show) until a `rebaseline`. Refused (``ValueError``): a
-        withdrawal while equity is zero or negative, or one that would take equity to zero or below.
+        withdrawal while equity is zero or negative, one that would take equity to zero or below,
+        and a flow that would take a figure past a float's range (nothing is changed then).
         """
         flow = finite_number("amount", amount)
         latest = self._latest
@@ -146,12 +148,13 @@ class DrawdownTracker:
                 raise ValueError(f"cannot record a cash flow of {flow!r} while equity is {latest!r} (must be > 0)")
             # The money is added, not scaled: the loss in money stays (peak - latest is kept),
             # and `recapitalised` keeps the deposit from ever reading as a recovery.
-            self._peak += flow
-            self._start += flow
-            self._latest = latest + flow
+            peak, start, new_latest = self._peak + flow, self._start + flow, latest + flow
+            _within_range(flow, latest, peak, start)
+            self._peak, self._start, self._latest = peak, start, new_latest
             self._recapitalised = True
             return
         new_latest = latest + flow
+        _within_range(flow, latest, new_latest)
         if new_latest <= 0:
             raise ValueError(
                 f"cash flow amount {flow!r} would take equity from {latest!r} to {new_latest!r} (must stay > 0)"
@@ -159,6 +162,7 @@ class DrawdownTracker:
         factor = new_latest / latest
         peak = new_latest if self._peak == latest else max(self._peak * factor, new_latest)
         start = self._start * factor
+        _within_range(flow, latest, peak, start)
         if self._start <= self._peak:
             # Scaling both can leave the start one rounding above the peak (when the peak is
             # set to new_latest): kept at most the peak, as the scaling means. A start above the
@@ -229,3 +233,10 @@ def max_drawdown(equity_curve: Iterable[float], start_equity: float | None = Non
         tracker = DrawdownTracker(start_equity)
     tracker.observe_many(points)
     return tracker.max_drawdown
+
+
+def _within_range(flow: float, latest: float, *figures: float) -> None:
+    # A flow whose sum or scaling overflows would leave an infinite peak, start or equity, which
+    # every later reading would trip over: refused before anything changes.
+    if not all(math.isfinite(figure) for figure in figures):
+        raise ValueError(f"cash flow amount {flow!r} at equity {latest!r} would take the account's figures past a float's range")
