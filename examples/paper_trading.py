@@ -828,8 +828,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                 record = store.load_guard(settings.loop_id)
             finally:
                 store.close()
-            # The account's own start: a resume that rebaselines (a cooldown's) moves the
-            # guard's start, not the money the run began with.
+            # A resume that rebaselines (a cooldown's) moves the peak and the day's start the
+            # report measures from, never the money the run began with or the static floor.
             baselines = [(e.timestamp, e.metadata["new_peak"]) for e in events if e.event_type is EventType.REBASELINED]
             path = EquityPath.of(args.cash, result.equity, feed.inside_readings, baselines)
             summary = summarize(

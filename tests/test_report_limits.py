@@ -49,23 +49,20 @@ def test_a_trailing_limit_is_a_drawdown_line_and_the_days_follow_the_trading_zon
     ]
 
 
-def test_a_resume_that_rebaselined_moves_the_static_floor_the_days_start_and_the_peak_from_its_bar_on():
-    # A resume at 00:00 (the third bar) set the guard's start, peak and day's start to 9,000.
+def test_a_resume_that_rebaselined_moves_the_days_start_and_the_peak_from_its_bar_on_but_never_the_static_floor():
+    # A resume at 00:00 (the third bar) set the guard's peak and day's start to 9,000; a static
+    # floor is fixed for the account's life, so it stays at 8,000.
     path = EquityPath(10_000.0, TIMES, EQUITIES, [10_000.0, 9_500.0, 9_000.0, 8_800.0], [(TIMES[2], 9_000.0)])
-    assert path.starts() == [10_000.0, 10_000.0, 9_000.0, 9_000.0]
     assert path.day_starts(ZoneInfo("UTC")) == [10_000.0, 10_000.0, 9_000.0, 9_000.0]
     assert path.drawdowns() == [0.0, 0.05, 0.0, (9_000.0 - 8_800.0) / 9_000.0]  # the peak from 9,000 on
     limits = ReportLimits(0.2, trailing=False, min_equity=0.0, warn_at=0.5)
     assert limit_levels(limits, path) == [
-        LimitLevel("max_drawdown", "static floor 8,000.00 at first (20% below start)", "equity",
-                   (8_000.0, 8_000.0, 7_200.0, 7_200.0)),
-        LimitLevel("max_drawdown", "static floor warning 9,000.00 at first", "equity",
-                   (9_000.0, 9_000.0, 8_100.0, 8_100.0), True),
+        LimitLevel("max_drawdown", "static floor 8,000.00 (20% below start)", "equity", (8_000.0,) * 4),
+        LimitLevel("max_drawdown", "static floor warning 9,000.00", "equity", (9_000.0,) * 4, True),
     ]
     assert describe_limits(limits, path, summary_of(path)) == [
         "Limits:",
-        "  max drawdown 20.00% (static): floor 8,000.00, then 7,200.00 from 2024-01-02 00:00 UTC (a resume's new "
-        "start), lowest equity 8,800.00; worst 5.00% below the start then; not fired",
+        "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 8,800.00 (12.00% below start); not fired",
         "  warnings at 50% of each limit",
     ]
 

@@ -167,16 +167,6 @@ class EquityPath:
                 marks[index] = equity
         return marks
 
-    def starts(self) -> list[float]:
-        """For each bar, the start the guard measures a static floor from: the start equity,
-        then the equity of each rebaselining resume from its bar on."""
-        starts, start = [], self.start_equity
-        for mark in self._rebaselined():
-            if mark is not None:
-                start = mark
-            starts.append(start)
-        return starts
-
     def rows(self) -> Iterator[tuple[datetime, float, float]]:
         """``(time, close, low)`` for each bar: the rows of equity.csv."""
         return zip(self.times, self.closes, self.lows)
@@ -247,15 +237,13 @@ def limit_levels(limits: ReportLimits, path: EquityPath) -> list[LimitLevel]:
             level("max_drawdown", f"max drawdown warning {_percent(drawdown * warn)}", DRAWDOWN_PANEL,
                   [drawdown * warn] * count, True)
     else:
-        starts = path.starts() if count else []
+        # Fixed for the account's life: a rebaseline moves the peak and the day's start, never the start.
         floor = start_equity * (1 - drawdown)
-        moved = " at first" if len(set(starts)) > 1 else ""
-        level("max_drawdown", f"static floor {floor:,.2f}{moved} ({_percent(drawdown)} below start)", EQUITY_PANEL,
-              [s * (1 - drawdown) for s in starts])
+        level("max_drawdown", f"static floor {floor:,.2f} ({_percent(drawdown)} below start)", EQUITY_PANEL,
+              [floor] * count)
         if warn is not None:
             line = start_equity * (1 - drawdown * warn)
-            level("max_drawdown", f"static floor warning {line:,.2f}{moved}", EQUITY_PANEL,
-                  [s * (1 - drawdown * warn) for s in starts], True)
+            level("max_drawdown", f"static floor warning {line:,.2f}", EQUITY_PANEL, [line] * count, True)
     if limits.min_equity > 0:
         level("min_equity", f"min equity {limits.min_equity:,.2f}", EQUITY_PANEL, [limits.min_equity] * count)
         if warn is not None:
@@ -293,26 +281,12 @@ def describe_limits(limits: ReportLimits, path: EquityPath, summary: RunSummary)
             f"  max drawdown {drawdown:.2%} (trailing): worst {summary.max_drawdown:.2%} below the peak; "
             f"{_fired('max_drawdown', summary)}"
         )
-    elif not path.baselines:
+    else:
         floor = start_equity * (1 - drawdown)
         below = (start_equity - lowest) / start_equity
         lines.append(
             f"  max drawdown {drawdown:.2%} (static): floor {floor:,.2f}, lowest equity {lowest:,.2f} "
             f"({below:.2%} below start); {_fired('max_drawdown', summary)}"
-        )
-    else:
-        # A resume set a new start: the floor moved with it, and each bar is judged by its own.
-        starts = path.starts()
-        floors = ", then ".join(
-            f"{start * (1 - drawdown):,.2f}" + ("" if index == 0 else f" from {moment:%Y-%m-%d %H:%M} UTC")
-            for index, (moment, start) in enumerate(
-                [(path.times[0], starts[0]), *((path.times[i], s) for i, s in enumerate(starts) if i and s != starts[i - 1])]
-            )
-        )
-        below = max(((s - low) / s for s, low in zip(starts, path.lows) if s > 0), default=0.0)
-        lines.append(
-            f"  max drawdown {drawdown:.2%} (static): floor {floors} (a resume's new start), lowest equity "
-            f"{lowest:,.2f}; worst {max(below, 0.0):.2%} below the start then; {_fired('max_drawdown', summary)}"
         )
     if limits.min_equity > 0:
         lines.append(
