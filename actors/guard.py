@@ -258,6 +258,9 @@ class GuardActor(SupervisedActor):
         # may never save again, and an alert on the gauge must not miss exactly that one.
         self._metrics.gauge(MetricNames.TRADING_STATE, shown.trading_state.gauge)
         if state is TradingState.HALTED and not took_halts:  # a halt taken has closed everything already
+            # Liquidating from now: a cooldown that fell due while this guard was down waits until
+            # the account is flat, even if its tick reaches the mailbox before this Liquidate.
+            self._liquidating = "restarted while halted"
             self.actor_ref.tell(Liquidate("restarted while halted"))
         if shown.trading_state is TradingState.ACTIVE:
             self.log.info("guard up: peak {:.2f}, state {}", self._monitor.tracker.peak_equity, state.value)
@@ -535,10 +538,10 @@ class GuardActor(SupervisedActor):
         if positions_open is not None and (
             isinstance(positions_open, bool) or not isinstance(positions_open, int) or positions_open < 0
         ):
-            self.log.warning("positions_open {!r} is not a whole number >= 0: taken as unknown", positions_open)
+            self.log.warning("positions_open {} is not a whole number >= 0: taken as unknown", brief(positions_open))
             positions_open = None
         if sent_at is not None and not _finite(sent_at):
-            self.log.warning("sent_at {!r} is not a finite number: the reaction is timed from now", sent_at)
+            self.log.warning("sent_at {} is not a finite number: the reaction is timed from now", brief(sent_at))
             sent_at = None
         monitor = self.monitor
         tracker = monitor.tracker

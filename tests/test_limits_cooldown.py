@@ -17,6 +17,7 @@ from actors import start_trading_system
 from actors.messages import Crash, EquityReading, PlaceOrder
 from runtime import BrokerError, EventType, ListSignalSource, ManualClock, Order, PaperBroker, Settings, TradingState
 from runtime.risk.cooldown import Cooldown
+from runtime.store import MemoryStore
 from runtime.testing import aware_datetimes, next_midnight, timezones
 
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -203,6 +204,45 @@ def test_a_cooldown_that_ends_before_the_breachs_positions_are_closed_resumes_on
     why = "resumed automatically: the cooldown after daily_loss ended"
     run.events.wait_for(lambda es: any(e.metadata.get("reason") == why for e in es))  # (published after the state)
     assert run.changes()[-1] == ("halted", "active", why)
+
+
+class SlowHaltsStore(MemoryStore):
+    """A memory store whose pending halts take 50 ms to read, as over a network: a restarted
+    guard's overdue cooldown then falls due while it is still starting."""
+
+    def load_pending_halts(self, loop_id: str):
+        threading.Event().wait(0.05)
+        return super().load_pending_halts(loop_id)
+
+
+def test_a_cooldown_that_ended_before_a_guard_restart_still_waits_for_the_liquidation(tmp_path):
+    # On the real clock: the cooldown ends while the breach's position cannot be closed, then
+    # the guard crashes. Its next incarnation found the cooldown over as it started and resumed
+    # trading before its own liquidation had even begun; it must wait, as the first one did.
+    broker = ClosesLater(10_000)
+    broker.update_price("EURUSD", 1.0)
+    settings = Settings(max_drawdown_percent=10, cooldown_rules="max_drawdown", cooldown_seconds=0.2,
+                        stall_after_seconds=1e9)
+    waiting = "WARNING the cooldown after max_drawdown ended, but the liquidation is not done: trading resumes once the account is flat"
+    with LogLines() as lines:
+        system = start_trading_system(settings, broker, ListSignalSource(), alerts=AlertInbox(), loop_interval=None,
+                                      drills=True, store=SlowHaltsStore())
+        try:
+            broker.submit_order(Order("EURUSD", "buy", 10_000))
+            broker.update_price("EURUSD", 0.85)
+            system.guard.tell(EquityReading(broker.account_equity(), datetime.now(UTC), 1))
+            lines.wait_for(lambda seen: seen.count(waiting) == 1)
+            system.guard.tell(Crash("drill"))
+            state = lambda: system.guard_status().state.trading_state  # noqa: E731
+            # (asked outside the log's lock: the guard logs while it answers)
+            assert wait_until(lambda: lines.snapshot().count(waiting) == 2 or state() is TradingState.ACTIVE)
+            assert (system.children()["guard"].incarnation, state(), len(broker.open_positions())) == (
+                2, TradingState.HALTED, 1)
+            broker.closable.set()
+            assert wait_until(lambda: state() is TradingState.ACTIVE)
+            assert broker.open_positions() == []
+        finally:
+            system.stop()
 
 
 def test_a_drawdown_halt_resumes_after_its_seconds_with_a_rebaseline(running):
