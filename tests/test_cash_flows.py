@@ -168,6 +168,15 @@ def test_numbers_too_large_for_a_float_are_refused_counted_and_never_fatal(syste
         system.guard.tell(EquityReading(equity, at, None, None, flow))
     assert system.guard.ask(GetGuardState(), timeout=WAIT).bad_cash_flows == 8
     assert system.children()["guard"].incarnation == 1 and not system.gave_up
+    # Beside a good equity, a send time or a count too long to write is taken as unknown.
+    with LogLines() as unknown:
+        system.guard.tell(EquityReading(9_000.0, at, -(10**5000), 10**5000))
+        system.guard.ask(GetGuardState(), timeout=WAIT)
+    assert [line for line in unknown.snapshot() if "unknown" in line or "timed from now" in line] == [
+        "WARNING positions_open an integer of 16,610 bits is not a whole number >= 0: taken as unknown",
+        "WARNING sent_at an integer of 16,610 bits is not a finite number: the reaction is timed from now",
+    ]
+    assert system.children()["guard"].incarnation == 1 and not system.gave_up
     # (the guard's own lines: its alerts reach the log through the alert actor, in their own time)
     refused = sorted({line for line in lines.snapshot() if "refused" in line and "ALERT" not in line})
     assert refused == [
