@@ -31,6 +31,7 @@ from runtime import (
 )
 from runtime.adapters.sqlite import (
     APPLICATION_ID,
+    SCHEMA_VERSION,
     SqliteStore,
     StoreError,
     decode_guard_record,
@@ -513,3 +514,21 @@ def test_a_subclass_that_saves_its_own_way_keeps_its_saves_without_fsync_asked(t
             store.without_fsync().save_guard("main", guard_record(1))
         assert str(info.value) == "refused: loop 'main' is fenced"
         assert store.load_guard("main") is None
+
+
+def test_an_upgrade_that_finds_the_file_upgraded_by_a_newer_tradewarden_leaves_it_and_refuses_it(tmp_path: Path) -> None:
+    # Two processes open a version 4 file; the newer tradewarden takes the write lock first and
+    # upgrades it past this one's version. This one, upgrading after it under the same lock, used
+    # to write its own version over the newer one: the newer tradewarden then refused its own file.
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.commit()
+        conn.close()
+        store._upgrade()  # what this process does once the lock is its own, having seen version 4
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    conn.close()
+    with pytest.raises(StoreError, match=f"has schema version {SCHEMA_VERSION + 1}, a newer one than this tradewarden reads"):
+        SqliteStore(path)

@@ -354,7 +354,9 @@ class SqliteStore:
         with _transaction(conn):
             # Read again under the write lock: another process may have upgraded meanwhile.
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            for statement in _UPGRADES.get(version, ()):
+            if version not in _UPGRADES:
+                return  # upgraded meanwhile: to this version, or to a newer one that _open then refuses
+            for statement in _UPGRADES[version]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
