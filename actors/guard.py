@@ -22,6 +22,7 @@ from actors.messages import (
     GetJournals,
     GuardStatus,
     Halt,
+    HaltNotSaved,
     Liquidate,
     OrderOutcome,
     PlaceOrder,
@@ -64,6 +65,9 @@ __all__ = ["GuardActor"]
 
 _LIQUIDATION_RETRIES = Backoff(0.05, 5.0, random_factor=0.0)
 _RECONCILE_EVERY = 1.0  # seconds between looks at an order the broker does not know yet
+# Between saves of a state the store refused: soon at first (a store that blinked), then every
+# 10 s while it stays down, so that a halt reaches it within seconds of its return.
+_RESAVE = Backoff(0.5, 10.0, random_factor=0.0)
 _LATE_FILL_EVERY_AT_MOST = 30.0  # seconds between looks at an order failed by a reconciliation
 _BLIND = "no valid equity reading"  # how a blind guard's reason starts: a restart finds it there
 _BATCH_PROGRESS_EVERY = 10_000  # readings of a batch between two progress marks (milliseconds of work)
@@ -212,7 +216,8 @@ class GuardActor(SupervisedActor):
         self._emitter = context.sibling("emitter")
         self._publish = Publisher(self._emitter, loop_id, context.clock)
         self._monitor: RiskMonitor | None = None
-        self._saved: tuple[float, object, int, float | None] = (0.0, None, 0, None)  # what the store last got: see _save_key
+        self._saved: tuple[float, object, int, float | None] | None = (0.0, None, 0, None)  # what the store last got: see _save_key
+        self._unsaved: tuple[int, str] | None = None  # failed saves in a row, and the last one's error
         self._bad_readings = 0
         self._bad_cash_flows = 0
         self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
@@ -367,7 +372,15 @@ class GuardActor(SupervisedActor):
         elif isinstance(message, Resume):
             return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)
         elif isinstance(message, Halt):
-            return self._halt(message.by, message.reason)[0]
+            previous, saved = self._halt(message.by, message.reason)
+            if saved or self._unsaved is None:
+                return previous
+            return HaltNotSaved(  # answered, not raised: a told Halt must not kill the guard
+                f"halted in this process, its positions being closed, but the halt was not saved in the state store "
+                f"({self._unsaved[1]}): a restart before it is saved would start without it; the guard saves it again "
+                "until the store takes it",
+                previous,
+            )
         elif isinstance(message, CashFlow):
             try:
                 self.monitor.record_cash_flow(message.amount)
@@ -391,6 +404,8 @@ class GuardActor(SupervisedActor):
             self._cool_down()
         elif key == "runaway_cooldown":
             self._lift_runaway()
+        elif key == "resave" and self._unsaved is not None:
+            self._save()
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
@@ -1191,16 +1206,29 @@ class GuardActor(SupervisedActor):
         # A store that fails must not stop the guard from protecting the account: it acts on the
         # state it holds, says loudly that the state is not durable, and saves again next time.
         # True once saved.
+        # Until a save succeeds it is tried again on a timer (`_RESAVE`), so that a halt made
+        # while the store was down reaches it without waiting for a reading that changes anything.
         monitor = self.monitor
         self._metrics.gauge(MetricNames.TRADING_STATE, monitor.trading_state.gauge)
         try:
             self._store.save_guard(self._loop_id, monitor.record())
         except Exception as exc:
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
-            self.log.critical("guard state not saved: {!r}", exc)
-            self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds", Severity.CRITICAL)
+            failures = 1 if self._unsaved is None else self._unsaved[0] + 1
+            self._unsaved, self._saved = (failures, repr(exc)), None
+            self.timers.start_single("resave", _RESAVE.delay(failures))
+            if failures == 1:  # said once an outage; the retries are not news
+                self.log.critical("guard state not saved: {!r}; saved again until the store takes it", exc)
+                self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds, and saves it "
+                            "again until the store takes it", Severity.CRITICAL)
             return False
         self._saved = self._save_key()
+        if self._unsaved is not None:
+            failures, self._unsaved = self._unsaved[0], None
+            self.timers.cancel("resave")
+            self.log.warning("guard state saved again after {} failed tries: {}", failures, monitor.trading_state.value)
+            self._alert("Guard state saved", f"the state store took the guard's state again ({monitor.trading_state.value})"
+                        f" after {failures} failed tries", Severity.INFO)
         return True
 
     def _save_key(self) -> tuple[float, object, int, float | None]:

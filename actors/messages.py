@@ -11,6 +11,7 @@ import attrs
 from actors.supervision.messages import ChildExited, Crash, GetChildren, Hang, Ping, Pong, RestartChild, Tick
 from runtime.alerts import Alert
 from runtime.broker import Fill, Order
+from runtime.errors import TradewardenError
 from runtime.events import Event
 from runtime.risk.guards import TradingState
 from runtime.signals import Signal
@@ -36,6 +37,7 @@ __all__ = [
     "EquityBatch",
     "CashFlow",
     "Resume",
+    "HaltNotSaved",
     "Halt",
     "GetGuardState",
     "GuardStatus",
@@ -127,12 +129,28 @@ class Resume:
 @attrs.frozen
 class Halt:
     """The kill switch: latch HALTED with who and why, close every position, alert and journal.
-    Asked, the guard answers the previous `TradingState`. ``by`` and ``reason`` are non-blank
+    Asked, the guard answers the previous `TradingState`, or a `HaltNotSaved` (returned, not
+    raised) when the state store did not take the halt. ``by`` and ``reason`` are non-blank
     strings (else `TypeError` or `ValueError` naming the field and the value): the journal and
     the alert must say who pressed it and why."""
 
     by: str = attrs.field(validator=attrs_text)
     reason: str = attrs.field(validator=attrs_text)
+
+
+class HaltNotSaved(TradewardenError, RuntimeError):
+    """A halt the guard carried out (HALTED in this process, its positions being closed) that its
+    state store did not take: a restart before the guard saves it again (it tries until the store
+    takes it) would come back without it. ``previous`` is the state before the halt; the message
+    says why it was not saved."""
+
+    def __init__(self, message: str, previous: TradingState) -> None:
+        super().__init__(message)
+        self.previous = previous
+
+    def __reduce__(self) -> tuple[type[HaltNotSaved], tuple[str, TradingState]]:
+        # Pickled whole (to a fleet's caller through Ray): ``previous`` is not one of the args.
+        return type(self), (str(self), self.previous)
 
 
 @attrs.frozen

@@ -23,6 +23,7 @@ from actors.messages import (
     GetJournals,
     GuardStatus,
     Halt,
+    HaltNotSaved,
     MarketData,
     RestartChild,
     Resume,
@@ -457,8 +458,12 @@ class TradingSystem:
 
     def halt(self, by: str, reason: str, timeout: float = 5.0) -> TradingState:
         """The kill switch: latch HALTED with who and why, close every position, alert and
-        journal; returns the state before."""
-        return self.guard.ask(Halt(by, reason), timeout=timeout)
+        journal; returns the state before. Raises `HaltNotSaved` when it was carried out but
+        the state store did not take it (the guard saves it again until the store does)."""
+        answer = self.guard.ask(Halt(by, reason), timeout=timeout)
+        if isinstance(answer, HaltNotSaved):
+            raise answer
+        return answer
 
     def journaled(self, timeout: float) -> bool:
         """Block until every event published so far is in the journal (the emitter has handed on

@@ -79,7 +79,7 @@ def test_a_refused_resume_is_said_once_on_stderr_in_the_apis_words_with_exit_1(t
                                (("--rebaseline",), r"resume refused, even with a rebaseline: equity 10000\.00 < minimum "
                                                    r"20000\.00$")):
             answer = httpx.post(api.url + "/api/resume", json={"rebaseline": bool(flags)}, headers=AUTH, timeout=WAIT)
-            assert (answer.status_code, sorted(answer.json()), answer.json()["done"]) == (409, ["done", "error"], "refused")
+            assert (answer.status_code, sorted(answer.json()), answer.json()["done"]) == (409, ["done", "error", "rebaseline_helps"], "refused")
             error = answer.json()["error"]
             assert re.match(refusal, error)
             done = tradewarden("resume", *flags, "--url", api.url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pykka
 import pytest
-from actor_helpers import WAIT, LogLines, wait_until
+from actor_helpers import WAIT, AlertInbox, LogLines, wait_until
 from support.control_server import TOKEN, SlowCloseBroker, paper_with_positions, served
 from support.live_bot import TRADEWARDEN
 from support.processes import run
@@ -26,7 +27,7 @@ from actors import TradingSystem
 from actors.messages import Halt, Resume
 from actors.service.control import BadRequest, calling
 from actors.service.hub import EventHub
-from runtime import Event, EventType, ListSignalSource, ManualClock, PaperBroker, Settings
+from runtime import Event, EventType, ListSignalSource, ManualClock, PaperBroker, Settings, TradingState
 from runtime.adapters.sqlite import SqliteStore
 from runtime.payloads import Heartbeat
 
@@ -216,3 +217,45 @@ def test_an_unknown_endpoint_a_wrong_method_and_a_field_given_twice_are_answered
         twice = client.post("/api/halt", content=b'{"reason": "drill", "reason": "news"}')
         assert (twice.status_code, twice.json()) == (400, {"error": "the body gives field 'reason' twice"})
         assert client.get("/api/status").json()["trading_state"] == "active"
+
+
+class OutageStore(SqliteStore):
+    """A state file whose guard-record writes fail while ``down`` is set (a disk that filled up,
+    a database restarting), then work again."""
+
+    down = False
+
+    def save_guard(self, loop_id: str, record: Any) -> None:
+        if self.down:
+            raise OSError("No space left on device")
+        super().save_guard(loop_id, record)
+
+
+def test_a_halt_the_store_did_not_take_is_a_503_and_the_guard_saves_it_once_the_store_is_back(tmp_path):
+    # The control API answered 200 "halted" while the halt was only in this process: a restart
+    # before the next change of equity came back ACTIVE. Now the answer says it is not saved,
+    # and the guard saves it again on its own until the store takes it, with no reading needed.
+    db, hub, alerts = str(tmp_path / "state.db"), EventHub(), AlertInbox()
+    store = OutageStore(db)
+    system = TradingSystem(Settings(loop_id="outage"), paper_with_positions(1), ListSignalSource(), store=store,
+                           subscribers=[hub], alerts=alerts, loop_interval=None)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with served(system, hub, db) as api:
+        store.down = True
+        answer = httpx.post(api.url + "/api/halt", json={"by": "ops", "reason": "disk full"}, headers=auth, timeout=WAIT)
+        assert (answer.status_code, answer.json()) == (503, {
+            "done": "not_saved", "previous_state": "active", "by": "ops", "reason": "disk full",
+            "error": "halted in this process, its positions being closed, but the halt was not saved in the state "
+                     "store (OSError('No space left on device')): a restart before it is saved would start without "
+                     "it; the guard saves it again until the store takes it"})
+        assert system.guard_status().state.trading_state is TradingState.HALTED
+        assert store.load_guard("outage").trading_state is TradingState.ACTIVE
+        store.down = False
+        assert wait_until(lambda: store.load_guard("outage").trading_state is TradingState.HALTED)
+        assert store.load_guard("outage").reason == "halted by ops: disk full"
+        alerts.wait_for("Guard state saved")
+        lost, back = [a for a in alerts.sent if a.title.startswith("Guard state")]  # said once each
+        assert (lost.title, lost.text) == ("Guard state not saved", "OSError('No space left on device'); the guard "
+                                           "keeps acting on what it holds, and saves it again until the store takes it")
+        assert back.title == "Guard state saved"  # (the tries it took depend on when the store came back)
+        assert re.fullmatch(r"the state store took the guard's state again \(halted\) after \d+ failed tries", back.text)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from actor_helpers import WAIT, wait_until
@@ -22,7 +23,7 @@ from actors.messages import Halt, RunCycle
 from actors.service.hub import EventHub
 from actors.service.telegram_bot import HELP, CommandHandler
 from actors.system import TradingSystem
-from runtime import ListSignalSource, ManualClock, Order, PaperBroker, Settings, Signal
+from runtime import ListSignalSource, ManualClock, MemoryStore, Order, PaperBroker, Settings, Signal
 from runtime.adapters.telegram import MAX_MESSAGE_LENGTH, TelegramAlerts
 from runtime.adapters.telegram_commands import RESENT_NOTE, ChatCommand, TelegramCommands, parse_command
 from runtime.alerts import Alert, Severity
@@ -99,6 +100,31 @@ def test_a_halt_with_its_reason_on_the_next_line_presses_the_kill_switch(bot_api
         commands.stop()
     assert halted.text == "HALTED (was active): news at 14:30. Every position is being closed."
     assert trading.guard_status().state.trading_state.value == "halted"
+
+
+class FullDisk(MemoryStore):
+    """A store whose disk filled up: the guard's record cannot be written."""
+
+    def save_guard(self, loop_id: str, record: Any) -> None:
+        raise OSError("No space left on device")
+
+
+def test_a_halt_the_store_did_not_take_says_so_in_the_chat(bot_api):
+    broker = PaperBroker(10_000)
+    trading = start_trading_system(Settings(), broker, ListSignalSource(), store=FullDisk(), clock=ManualClock(),
+                                   loop_interval=None)
+    commands = listening(bot_api, CommandHandler(trading, EventHub()), min_interval=0.0)
+    try:
+        bot_api.say(CHAT, "/halt news")
+        [halted] = bot_api.wait_for_replies(CHAT, 1)
+    finally:
+        commands.stop()
+        trading.stop()
+    assert halted.text == (
+        "HALTED (was active): news, but NOT SAVED: halted in this process, its positions being closed, but the halt "
+        "was not saved in the state store (OSError('No space left on device')): a restart before it is saved would "
+        "start without it; the guard saves it again until the store takes it."
+    )
 
 
 def test_the_configured_chat_halts_resumes_and_asks_while_another_chat_changes_nothing(bot_api, system, log_lines):

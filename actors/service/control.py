@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from actors.messages import HaltNotSaved
 from actors.service.auth import BearerToken, RequireToken
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.hub import EventHub
@@ -367,7 +368,12 @@ def control_app(
     async def halt(request: Request) -> Response:
         body = await read_body(request, {"reason": str, "by": str}, required={"reason"})
         by = body.get("by", "control API")
-        previous = await on_system(lambda: system.halt(by, body["reason"], timeout=ask_timeout))
+        try:
+            previous = await on_system(lambda: system.halt(by, body["reason"], timeout=ask_timeout))
+        except HaltNotSaved as exc:
+            _log.error("halt through the control API by {} not saved: {}", by, exc)
+            return JSONResponse({"done": "not_saved", "previous_state": exc.previous.value, "by": by,
+                                 "reason": body["reason"], "error": str(exc)}, status_code=503)
         _log.warning("halted through the control API by {}: {}", by, body["reason"])
         return JSONResponse({"done": "halted", "previous_state": previous.value, "by": by, "reason": body["reason"]})
 

@@ -29,6 +29,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from actors.messages import HaltNotSaved
 from actors.service.control import resumed
 from actors.service.hub import EventHub
 from actors.service.status import StatusReader, status_text
@@ -129,7 +130,10 @@ class CommandHandler:
 
     def _halt(self, command: ChatCommand) -> str:
         reason = command.argument or "halted from Telegram"
-        previous = self._change("/halt", lambda: self.system.halt(_BY, reason, timeout=self.timeout))
+        try:
+            previous = self._change("/halt", lambda: self.system.halt(_BY, reason, timeout=self.timeout))
+        except HaltNotSaved as exc:
+            return f"HALTED (was {exc.previous.value}): {reason}, but NOT SAVED: {exc}."
         if isinstance(previous, str):
             return previous
         done = f"HALTED (was {previous.value}): {reason}. Every position is being closed."
