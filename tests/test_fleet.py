@@ -303,10 +303,13 @@ def test_a_stale_incarnation_in_the_cluster_has_its_saves_refused_and_halts_itse
         # A newer incarnation claims the account, as one re-created on another node would while
         # this worker, cut off from Ray, still runs.
         assert newer.claim(account) == 2
-        fleet.halt(account, "ops", "from the stale one")  # its guard latches in memory; the save is refused
-        fleet_wait(lambda: _status(fleet, account).health is Health.FENCED, WAIT, _pids(fleet), f"{account} fenced")
         refused = (f"postgres {newer.server}: saving the guard record of loop {account!r} refused: loop {account!r} "
                    "was claimed by a newer incarnation (epoch 2, this store holds epoch 1)")
+        # Its guard latches in memory, the save is refused: the halt never reached the incarnation
+        # trading the account, and says so (it used to answer as if it had).
+        with pytest.raises(AccountNotTrading, match=f"^account {account} is not trading \\(fenced: {re.escape(refused)}\\)$"):
+            fleet.halt(account, "ops", "from the stale one")
+        fleet_wait(lambda: _status(fleet, account).health is Health.FENCED, WAIT, _pids(fleet), f"{account} fenced")
         assert _status(fleet, account) == AccountStatus(
             account, Health.FENCED, TradingState.HALTED, detail=refused, node=stale.node, pid=stale.pid, epoch=1)
         record = newer.load_guard(account)

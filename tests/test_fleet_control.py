@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import attrs
@@ -28,6 +29,7 @@ from test_examples import clean_env
 from actors.fleet import AccountStatus, FleetError, Health
 from actors.service.fleet_api import account_json
 from runtime.risk.guards import TradingState
+from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
 from runtime.signals import ListSignalSource, Signal
 
@@ -78,6 +80,13 @@ def test_the_fleet_api_lists_every_account_and_halts_and_resumes_one(served_flee
         "account_id": alpha, "done": "halted", "previous_state": "active", "by": "ops", "reason": "desk closed"})
     one = _get(served_fleet, f"/api/fleet/{alpha}").json()
     assert (one["trading_state"], one["detail"], one["pid"]) == ("halted", "halted by ops: desk closed", here.pid)
+    # A resume decided before that halt (its sender had not seen it) does not lift it.
+    with pytest.raises(ResumeRefused) as late:
+        fleet.resume(alpha, "ops", sent_at=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), timeout=10.0)
+    assert re.fullmatch(
+        r"resume refused: it was sent at 2024-01-02 03:04:05\.000 UTC, before the halt in force began at "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC \(halted by ops: desk closed\); send the resume again if you "
+        r"still mean to lift it", str(late.value))
 
     resumed = _post(served_fleet, f"/api/fleet/{alpha}/resume", json={"by": "ops"})
     assert (resumed.status_code, resumed.json()) == (200, {
@@ -135,7 +144,7 @@ def test_the_fleet_api_refuses_a_wrong_token_an_unknown_account_and_a_bad_reques
                         r"column 2 \(char 1\)", malformed.json()["error"])
     refused = _post(served_fleet, f"/api/fleet/{gamma}/resume", json={"rebaseline": True, "by": "ops"})
     assert (refused.status_code, refused.json()) == (409, {
-        "account_id": gamma, "done": "refused",
+        "account_id": gamma, "done": "refused", "rebaseline_helps": False,
         "error": "resume refused, even with a rebaseline: equity 10000.00 < minimum 20000.00"})
     # Nothing was changed by a refused request.
     assert _get(served_fleet, f"/api/fleet/{alpha}").json()["trading_state"] == "active"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 import threading
 import uuid
@@ -402,13 +403,15 @@ def test_a_newer_incarnation_fences_the_older_whose_halt_is_refused_and_which_st
     older = _start(incarnations, spec)
     newer = _start(incarnations, spec)
     assert (older.status().epoch, newer.status().epoch) == (1, 2)
-    older.halt("ops", "from the stale one")  # its guard latches in memory; the save is refused
+    refused = (f"saving the guard record of loop {account!r} refused: loop {account!r} was claimed by a newer "
+               "incarnation (epoch 2, this store holds epoch 1)")
+    # Its guard latches in memory, the save is refused: the halt did not reach the newer incarnation.
+    with pytest.raises(RuntimeError, match=rf"^account {account} is not trading \(fenced: .*{re.escape(refused)}\)$"):
+        older.halt("ops", "from the stale one")
     assert wait_until(lambda: older.status().health is Health.FENCED)
     status = older.status()
     assert status.trading_state is TradingState.HALTED
-    assert status.detail.endswith(
-        f"saving the guard record of loop {account!r} refused: loop {account!r} was claimed by a newer "
-        "incarnation (epoch 2, this store holds epoch 1)")
+    assert status.detail.endswith(refused)
     with pytest.raises(RuntimeError, match=rf"^account {account} is not trading \(fenced: "):
         older.halt("ops", "again")
     assert newer.status().trading_state is TradingState.ACTIVE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+from datetime import datetime
 from typing import Any
 
 import ray
@@ -68,9 +69,9 @@ class AccountActor:
         """See `Incarnation.halt`."""
         return self._incarnation.halt(by, reason)
 
-    def resume(self, by: str, rebaseline: bool) -> TradingState:
+    def resume(self, by: str, rebaseline: bool, sent_at: datetime | None = None) -> TradingState:
         """See `Incarnation.resume`."""
-        return self._incarnation.resume(by, rebaseline)
+        return self._incarnation.resume(by, rebaseline, sent_at)
 
     @ray.method(max_task_retries=0)
     def place_order(self, order: Order, timeout: float) -> OrderOutcome:

@@ -28,17 +28,24 @@ class FencedStore:
         self.epoch = epoch
         self._on_stale = on_stale
         self._fenced = threading.Event()
+        self._stale: StaleEpochError | None = None
 
     @property
     def fenced(self) -> bool:
         """True once a write of this incarnation was refused as stale."""
         return self._fenced.is_set()
 
+    @property
+    def stale(self) -> StaleEpochError | None:
+        """The first refusal that fenced this incarnation (None while it is not fenced)."""
+        return self._stale
+
     def _write(self, call: Callable[..., _T], *args: Any) -> _T:
         try:
             return call(*args)
         except StaleEpochError as exc:
             if not self._fenced.is_set():
+                self._stale = exc
                 self._fenced.set()
                 threading.Thread(target=self._on_stale, args=(exc,), name="tradewarden-fenced", daemon=True).start()
             raise

@@ -22,7 +22,7 @@ from loguru import logger
 
 from actors.fleet._policy import Admission
 from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltPending, Health
-from actors.messages import OrderOutcome, PlaceOrder
+from actors.messages import HaltNotSaved, OrderOutcome, PlaceOrder
 from actors.supervision.messages import Crash
 from actors.system import TradingSystem
 from runtime.adapters.sqlite import SqliteStore
@@ -30,7 +30,6 @@ from runtime.adapters.telegram import TelegramAlerts
 from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
 from runtime.backoff import Backoff
 from runtime.broker import Broker, Order
-from runtime.events import EventType
 from runtime.risk.guards import TradingState
 from runtime.risk.monitor import GuardRecord
 from runtime.settings import Settings, masked_dsn
@@ -112,7 +111,7 @@ class Incarnation:
         self._pressing = threading.RLock()
         self._pressed: list[PendingHalt] = []  # pressed while starting (for the status and a quarantine's alert)
         self._unsaved: list[PendingHalt] = []  # of those, the ones its store could not keep yet
-        self._client_ids: set[str] | None = None
+        self._client_ids: set[str] = set()  # placed through this incarnation
         self._stopping = threading.Event()
         self.ready = threading.Event()  # set once the account trades, or is quarantined
         self._alerts: AlertSink
@@ -341,7 +340,14 @@ class Incarnation:
             if system is None and health is Health.STARTING:
                 return self._press(pending, detail, store)
         if system is not None and health in (Health.OK, Health.STARTING):
-            return system.halt(by, reason)
+            try:
+                return system.halt(by, reason)
+            except HaltNotSaved as exc:
+                stale = getattr(store, "stale", None)  # (a FencedStore's: imported only for PostgreSQL)
+                if stale is not None:
+                    # Not this incarnation's account any more: the halt never reached the one trading it.
+                    raise AccountNotTrading(f"account {account} is not trading (fenced: {stale})") from None
+                raise HaltNotDurable(f"account {account} is trading: it is {exc}") from None
         if health is Health.QUARANTINED:
             logger.warning("account {}: halt by {} asked of a quarantined account, HALTED already: {}", account, by, reason)
             return TradingState.HALTED
@@ -374,11 +380,11 @@ class Incarnation:
             " halt it again once the account has started"
         )
 
-    def resume(self, by: str, rebaseline: bool) -> TradingState:
-        """Lift HALTED (see `TradingSystem.resume`); returns the state before. Refused with
-        `AccountNotTrading` while the account is not trading, starting included: a halt pressed
-        while starting stays held (the refusal says so)."""
-        return self._running().resume(by, rebaseline=rebaseline)
+    def resume(self, by: str, rebaseline: bool, sent_at: datetime | None = None) -> TradingState:
+        """Lift HALTED (see `TradingSystem.resume`, ``sent_at`` included); returns the state
+        before. Refused with `AccountNotTrading` while the account is not trading, starting
+        included: a halt pressed while starting stays held (the refusal says so)."""
+        return self._running().resume(by, rebaseline=rebaseline, sent_at=sent_at)
 
     def place_order(self, order: Order, timeout: float) -> OrderOutcome:
         """Hand ``order`` to the guard once; an order whose client id this account's journal
@@ -387,13 +393,10 @@ class Incarnation:
         if not isinstance(order, Order):
             raise TypeError(f"order must be an Order, got {order!r}")
         with self._lock:
-            if self._client_ids is None:
-                self._client_ids = {
-                    str(e.metadata.get("client_order_id"))
-                    for e in system.store.events(self.spec.account_id)
-                    if e.event_type is EventType.ORDER_SUBMITTED
-                }
-            duplicate = order.client_id in self._client_ids
+            # This incarnation's ids first (one asked twice at once), then the journal's index.
+            duplicate = order.client_id in self._client_ids or system.store.order_placed(
+                self.spec.account_id, order.client_id
+            )
             self._client_ids.add(order.client_id)
         if duplicate:
             raise ValueError(f"duplicate client id {order.client_id!r}: the journal of {self.spec.account_id} already holds that order")

@@ -6,6 +6,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
@@ -252,10 +253,15 @@ class Fleet:
         a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
         return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
 
-    def resume(self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0) -> TradingState:
-        """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit,
-        `AccountNotTrading` when it has no trading system running."""
-        return self._call(self._handle(account_id).resume.remote(by, rebaseline), account_id, "resuming", timeout)
+    def resume(
+        self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0,
+        sent_at: datetime | None = None,
+    ) -> TradingState:
+        """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit, or when
+        the latch began after ``sent_at`` (timezone-aware: when the resume was decided; None, no
+        such check; see `TradingSystem.resume`), `AccountNotTrading` when it has no trading
+        system running."""
+        return self._call(self._handle(account_id).resume.remote(by, rebaseline, sent_at), account_id, "resuming", timeout)
 
     def place_order(self, account_id: str, order: Order, timeout: float = 10.0) -> OrderOutcome:
         """Hand ``order`` to the account's guard, once: Ray never retries it. When the account

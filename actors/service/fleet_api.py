@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
@@ -160,9 +161,14 @@ def fleet_app(
         body = await read_body(request, {"rebaseline": bool, "by": str}, required=set())
         account_id = await known(request)
         by, rebaseline = body.get("by", "fleet control API"), body.get("rebaseline", False)
+        arrived = datetime.now(UTC)  # a halt latched after this, its sender had not seen
         try:
-            previous = await on_fleet(lambda: fleet.resume(account_id, by, rebaseline=rebaseline, timeout=ask_timeout))
-        except (ResumeRefused, AccountNotTrading) as exc:
+            previous = await on_fleet(lambda: fleet.resume(account_id, by, rebaseline=rebaseline, timeout=ask_timeout,
+                                                           sent_at=arrived))
+        except ResumeRefused as exc:
+            return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc),
+                                 "rebaseline_helps": exc.rebaseline_helps}, status_code=409)
+        except AccountNotTrading as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
         done, message = resumed(previous, rebaseline)
         _log.warning("account {}: resume through the fleet control API by {}: {}", account_id, by, message)
