@@ -243,12 +243,16 @@ def test_the_fleet_api_saves_a_halt_for_a_starting_account_that_outlives_its_wor
                              " first: halt it again once the account has started"})
                 gate.sendall(b"g")
 
-            # A quarantined account is HALTED and does not trade: its halt answers that, not an error.
+            # A quarantined account is HALTED and does not trade; kept in memory, its halt cannot hold for
+            # whatever starts the account next (added again), and says so (it answered 200 "halted").
             assert fleet.status(quarantined).health is Health.QUARANTINED
             halted = _post(served_fleet, f"/api/fleet/{quarantined}/halt", json={"reason": "desk closed", "by": "ops"})
-            assert (halted.status_code, halted.json()) == (200, {
-                "account_id": quarantined, "done": "halted", "previous_state": "halted", "by": "ops",
-                "reason": "desk closed"})
+            assert (halted.status_code, halted.json()) == (503, {
+                "account_id": quarantined, "done": "not_saved",
+                "error": f"account {quarantined} is quarantined (start failed: RuntimeError('broker login refused')): it"
+                         " does not trade, but the halt was not saved (it keeps its state in this process's memory: give"
+                         " it a state_db or a state_dsn): added again, or started by another process, the account would"
+                         " start without it; halt it again once its state store can be reached"})
             resumed = _post(served_fleet, f"/api/fleet/{quarantined}/resume", json={"by": "ops"})
             assert (resumed.status_code, resumed.json()) == (409, {
                 "account_id": quarantined, "done": "refused",

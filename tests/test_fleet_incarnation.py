@@ -98,6 +98,12 @@ def test_a_store_that_stays_down_quarantines_the_account_halted_and_alerts(
                                    pid=status.pid, epoch=None)
     [alert] = bot_api.wait_for_requests(1, timeout=10)
     assert alert.text == f"[CRITICAL] Account quarantined: trading halted\ndown: {status.detail}"
+    # Its store never opened: a halt cannot be kept for whatever starts the account next, and says so.
+    with pytest.raises(HaltNotDurable) as unsaved:
+        _start(incarnations, spec).halt("ops", "desk closed")
+    assert str(unsaved.value).endswith(
+        "): it does not trade, but the halt was not saved (its state store is not open): added again, or started by "
+        "another process, the account would start without it; halt it again once its state store can be reached")
 
 
 def test_a_factory_that_raises_leaves_the_account_quarantined_not_a_raising_constructor(
@@ -111,8 +117,12 @@ def test_a_factory_that_raises_leaves_the_account_quarantined_not_a_raising_cons
     status = incarnation.status()
     assert (status.health, status.trading_state, status.detail) == (
         Health.QUARANTINED, TradingState.HALTED, "start failed: RuntimeError('broker login refused')")
-    # HALTED already and not trading: a halt is answered with that, not refused as an error.
+    # HALTED already and not trading: a halt is answered with that, not refused as an error, once it is
+    # saved for whatever starts the account next (beside the quarantine's own).
     assert incarnation.halt("ops", "desk closed") is TradingState.HALTED
+    with SqliteStore(tmp_path / "s.db") as store:
+        assert [(h.by, h.reason) for h in store.load_pending_halts("broken")] == [
+            ("fleet quarantine", "start failed: RuntimeError('broker login refused')"), ("ops", "desk closed")]
     with pytest.raises(AccountNotTrading, match=(
             r"^account broken is not trading \(quarantined: start failed: RuntimeError\('broker login refused'\)\)$")):
         incarnation.resume("ops", False)

@@ -349,8 +349,17 @@ class Incarnation:
                     raise AccountNotTrading(f"account {account} is not trading (fenced: {stale})") from None
                 raise HaltNotDurable(f"account {account} is trading: it is {exc}") from None
         if health is Health.QUARANTINED:
-            logger.warning("account {}: halt by {} asked of a quarantined account, HALTED already: {}", account, by, reason)
-            return TradingState.HALTED
+            # HALTED and not trading here; saved, the halt also holds for whatever starts the account next.
+            why = self._save_halt(pending, store)
+            if why is None:
+                logger.warning("account {}: halt by {} of a quarantined account saved: {}", account, by, reason)
+                return TradingState.HALTED
+            logger.error("account {}: halt by {} of a quarantined account not saved ({}): {}", account, by, why, reason)
+            raise HaltNotDurable(
+                f"account {account} is quarantined ({detail}): it does not trade, but the halt was not saved ({why}):"
+                " added again, or started by another process, the account would start without it; halt it again once"
+                " its state store can be reached"
+            )
         raise AccountNotTrading(f"account {account} is not trading ({health.value}: {detail})")
 
     def _press(self, halt: PendingHalt, detail: str, store: StateStore | None) -> HaltPending:
@@ -358,19 +367,11 @@ class Incarnation:
         account = self.spec.account_id
         with self._lock:
             self._pressed.append(halt)
-        if store is None:
-            why = "its state store is not open yet"
-        elif isinstance(store, MemoryStore):
-            why = "it keeps its state in this process's memory: give it a state_db or a state_dsn"
-        else:
-            try:
-                store.save_pending_halt(account, halt)
-            except Exception as exc:
-                why = f"its state store failed: {exc}"
-            else:
-                logger.warning("account {}: halt by {} saved until it starts: {}", account, halt.by, halt.reason)
-                return HaltPending(account, halt.by, halt.reason, f"account {account} is starting ({detail}): it will"
-                                   " start HALTED (saved in its state store: whichever incarnation starts it takes it first)")
+        why = self._save_halt(halt, store)
+        if why is None:
+            logger.warning("account {}: halt by {} saved until it starts: {}", account, halt.by, halt.reason)
+            return HaltPending(account, halt.by, halt.reason, f"account {account} is starting ({detail}): it will"
+                               " start HALTED (saved in its state store: whichever incarnation starts it takes it first)")
         with self._lock:
             self._unsaved.append(halt)
         logger.error("account {}: halt by {} not saved ({}), held by this process: {}", account, halt.by, why, halt.reason)
@@ -379,6 +380,18 @@ class Incarnation:
             f" (pid {os.getpid()}) holds it, and saves it once it can, but it is lost if that process is lost first:"
             " halt it again once the account has started"
         )
+
+    def _save_halt(self, halt: PendingHalt, store: StateStore | None) -> str | None:
+        # Keeps ``halt`` for whichever incarnation starts the account next; None once saved, else why not.
+        if store is None:
+            return "its state store is not open"
+        if isinstance(store, MemoryStore):
+            return "it keeps its state in this process's memory: give it a state_db or a state_dsn"
+        try:
+            store.save_pending_halt(self.spec.account_id, halt)
+        except Exception as exc:
+            return f"its state store failed: {exc}"
+        return None
 
     def resume(self, by: str, rebaseline: bool, sent_at: datetime | None = None) -> TradingState:
         """Lift HALTED (see `TradingSystem.resume`, ``sent_at`` included); returns the state
