@@ -422,3 +422,19 @@ def test_each_change_of_the_trading_state_reaches_the_chat_at_once_even_under_on
         "[INFO] Trading resumed\nresumed by alice",
         "[CRITICAL] Trading halted: max_drawdown\nmax drawdown 11.11% >= limit 5.00% (peak 9000.00, equity 8000.00)",
     ]
+
+
+def test_an_alert_sent_again_after_a_try_that_may_have_arrived_is_marked_as_a_possible_repeat(
+    bot_api: BotApiServer,
+) -> None:
+    # A 500 surely did not reach the chat: sent again as it was. A lost answer may have: the chat
+    # may show it twice, so every later copy says it may be a repeat (not a second halt).
+    bot_api.script(Reply.error(500), Reply.lost(), Reply.error(503, "Service Unavailable"))
+    alert = Alert("Trading halted", "max drawdown 20.00% >= limit 20.00%", Severity.CRITICAL)
+    with _sink(bot_api) as sink:
+        sink.send(alert)
+    first = alert.render(1)
+    again = f"{first}\n(Sent again: an earlier try may have arrived, so this may be a repeat.)"
+    assert [(r.text, r.reply) for r in bot_api.requests] == [
+        (first, "error"), (first, "lost"), (again, "error"), (again, "ok")]
+    assert bot_api.shown("42") == [first, again]

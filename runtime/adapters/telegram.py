@@ -53,16 +53,29 @@ __all__ = [
     "AlertMerger",
     "MAX_MESSAGE_LENGTH",
     "Outcome",
+    "RESENT_NOTE",
     "RateLimiter",
     "RetryPolicy",
     "TelegramAlerts",
     "classify_response",
+    "marked_as_resent",
     "post_message",
     "scrub",
 ]
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
 MAX_MESSAGE_LENGTH = 4096  # the Bot API refuses longer texts with a 400 that no retry can fix
+
+RESENT_NOTE = "(Sent again: an earlier try may have arrived, so this may be a repeat.)"
+"""The last line of a message sent again after a try that Telegram may have carried out, so that a
+second copy reads as a repeat of the first (a second alert, a second command's answer), not as news."""
+
+
+def marked_as_resent(text: str) -> str:
+    """``text`` with `RESENT_NOTE` as its last line, cut (with "…") to fit `MAX_MESSAGE_LENGTH`."""
+    room = MAX_MESSAGE_LENGTH - len(RESENT_NOTE) - 1
+    body = text if len(text) <= room else text[: room - 1] + "…"
+    return f"{body}\n{RESENT_NOTE}"
 
 
 class AlertDeliveryError(TradewardenError, RuntimeError):
@@ -486,6 +499,8 @@ class TelegramAlerts:
             self._limiter.record(now)
             if outcome.delivered:
                 return
+            if outcome.may_have_arrived and not text.endswith(RESENT_NOTE):
+                text = marked_as_resent(text)  # a second copy must not read as a second halt
             failures += 1
             final = not outcome.retryable or (attempts is not None and failures >= attempts)
             if outcome.retry_after is not None and outcome.retry_after > self._retry.max_delay and not alert.critical:

@@ -44,8 +44,10 @@ from loguru import logger
 from runtime.adapters.telegram import (
     DEFAULT_BASE_URL,
     MAX_MESSAGE_LENGTH,
+    RESENT_NOTE,
     RateLimiter,
     _register_token,
+    marked_as_resent,
     post_message,
     scrub,
 )
@@ -69,11 +71,6 @@ first wait is Telegram's own pace of one message a second per chat. The cap keep
 within the minute a reply may wait (``reply_max_age``), while the operator still looks at the chat;
 past it, an outage is long, the ERROR log line says so, and /status asks afresh. No random stretch:
 one bot retries one chat, with nobody to fall in step with."""
-
-RESENT_NOTE = "(Sent again: an earlier try may have arrived, so this may be a repeat.)"
-"""The last line of a reply sent again after a try that Telegram may have carried out, so that a
-second copy reads as a repeat of the first, not as a second command's answer."""
-
 
 def parse_command(text: str) -> tuple[str, str, str] | None:
     """``("/name", "bot", "the rest")`` for a message that is a command (``/Halt@my_bot news``
@@ -132,9 +129,7 @@ class _Reply:
 
     def marked(self) -> str:
         # The text with RESENT_NOTE below it, cut to fit Telegram's limit.
-        room = MAX_MESSAGE_LENGTH - len(RESENT_NOTE) - 1
-        text = self.text if len(self.text) <= room else self.text[: room - 1] + "…"
-        return f"{text}\n{RESENT_NOTE}"
+        return marked_as_resent(self.text)
 
 
 class TelegramCommands:
