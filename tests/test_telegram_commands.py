@@ -627,3 +627,20 @@ def test_a_resume_a_busy_guard_did_not_answer_is_said_to_be_maybe_still_carried_
         broker.release.set()
         trading.stop()
     assert handler(sent_now("/halt news")) == "The trading system has stopped: /halt was not carried out."
+
+
+def test_a_message_dated_ahead_of_this_hosts_clock_says_once_that_the_clock_runs_behind(bot_api, log_lines):
+    # A message cannot be read before it is sent: the host's clock is behind Telegram's, and a
+    # /resume's date would be compared with halts dated on it.
+    commands = listening(bot_api, echo, min_interval=0.0)
+    try:
+        for _ in range(2):
+            bot_api.say(CHAT, "/status", date=int(time.time()) + 60)
+        bot_api.wait_for_replies(CHAT, 2)
+    finally:
+        commands.stop()
+    behind = [line for line in log_lines if "after this host's clock" in line]
+    assert len(behind) == 1
+    assert re.fullmatch(r"telegram commands: a message is dated (59|60)s after this host's clock: the host's clock "
+                        r"runs behind Telegram's, and a /resume's date is compared with halts on the host's clock; set "
+                        r"the host's clock right \(NTP\) \{'component': 'telegram-commands'\}\n", behind[0])

@@ -63,6 +63,8 @@ __all__ = ["REPLY_RETRY_DELAYS", "RESENT_NOTE", "ChatCommand", "TelegramCommands
 
 _log = logger.bind(component="telegram-commands")
 
+_CLOCK_SLACK = 2.0  # seconds a message's date (whole seconds) may be ahead of this host's clock unremarked
+
 REPLY_RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0)
 """Seconds to wait before each new try of a reply lost to a 5xx, a timeout or a connection error;
 after the last, the reply is given up. Six tries over about half a minute: Telegram's 5xx and
@@ -191,6 +193,7 @@ class TelegramCommands:
         self._username: str | None = None  # this bot's, from getMe
         self._get_me_failures = 0
         self._get_me_at = 0.0  # time.monotonic() from which getMe may be asked again
+        self._clock_warned = False  # said once that this host's clock runs behind Telegram's
         _register_token(token)
         # The token lives only inside the clients' base URL, as in TelegramAlerts. Each thread has a
         # client of its own, so neither waits on a connection the other holds.
@@ -327,6 +330,7 @@ class TelegramCommands:
             # Every Bot API message has one; without it, nothing tells whether it is from before the start.
             _log.warning("telegram commands: ignored a message whose date is {!r} (not a unix time)", date)
             return
+        self._check_clock(sent_at)
         name, bot, argument = parse_command(text) or ("", "", text.strip())
         if bot and self._username is not None and bot.lower() != self._username.lower():
             _log.debug("telegram commands: {}@{} is for another bot: ignored", name, bot)
@@ -343,6 +347,17 @@ class TelegramCommands:
         with self._outbox_changed:
             self._outbox.append(_Reply(answer, name or "a message", time.monotonic()))
             self._outbox_changed.notify_all()
+
+    def _check_clock(self, sent_at: datetime) -> None:
+        # A message cannot be sent after it is read: a date ahead of this host's clock means the
+        # host's runs behind Telegram's, and a /resume is judged by its date against halts dated on
+        # the host's clock (one sent before a halt could then pass as sent after it). Said once.
+        ahead = sent_at.timestamp() - time.time()
+        if ahead > _CLOCK_SLACK and not self._clock_warned:
+            self._clock_warned = True
+            _log.warning("telegram commands: a message is dated {:.0f}s after this host's clock: the host's clock runs "
+                         "behind Telegram's, and a /resume's date is compared with halts on the host's clock; set the "
+                         "host's clock right (NTP)", ahead)
 
     # -- the reply thread ----------------------------------------------------------------------
 
