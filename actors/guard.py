@@ -327,8 +327,19 @@ class GuardActor(SupervisedActor):
         return self._monitor
 
     def cleanup(self) -> None:
-        """Stop the cooldown timers with the incarnation (the actor's own timers stop anyway)."""
+        """Stop the cooldown timers with the incarnation (the actor's own timers stop anyway); a
+        state the store has not taken yet is saved once more, and when that fails too, said at
+        critical level and alerted: whatever starts from the store next will not know it."""
         self._cooldown_timers.cancel_all()
+        if self._monitor is not None and self._unsaved is not None and not self._save():
+            assert self._unsaved is not None
+            state = self._state()
+            held = f"{state.trading_state.value}" + (f": {state.reason}" if state.reason else "")
+            self.log.critical("ending ({}) with its state not saved ({}): a guard that starts from the state store will "
+                              "not know it was {}", self.exit_kind.value, self._unsaved[1], held)
+            self._alert("Guard state lost", f"the guard ended ({self.exit_kind.value}) with its state ({held}) not saved: "
+                        f"{self._unsaved[1]}; the next start will not know it: press the kill switch again once it runs",
+                        Severity.CRITICAL, news=True)
 
     # --- messages ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from support.live_bot import TRADEWARDEN
 from support.processes import run
 
 from actors import TradingSystem
-from actors.messages import Halt, Resume
+from actors.messages import Halt, HaltNotSaved, Resume
 from actors.service.control import BadRequest, calling
 from actors.service.hub import EventHub
 from runtime import Event, EventType, ListSignalSource, ManualClock, PaperBroker, Settings, TradingState
@@ -259,3 +259,27 @@ def test_a_halt_the_store_did_not_take_is_a_503_and_the_guard_saves_it_once_the_
                                            "keeps acting on what it holds, and saves it again until the store takes it")
         assert back.title == "Guard state saved"  # (the tries it took depend on when the store came back)
         assert re.fullmatch(r"the state store took the guard's state again \(halted\) after \d+ failed tries", back.text)
+
+
+def test_a_halt_still_unsaved_when_the_system_stops_is_said_at_critical_level_and_alerted(tmp_path):
+    # A clean stop (systemd, Ctrl-C) is exactly the restart the halt did not survive: it used to
+    # end with "stopped cleanly" and nothing else, and the next start traded.
+    alerts = AlertInbox()
+    store = OutageStore(str(tmp_path / "state.db"))
+    system = TradingSystem(Settings(loop_id="outage"), paper_with_positions(1), ListSignalSource(), store=store,
+                           alerts=alerts, loop_interval=None).start()
+    store.down = True
+    with LogLines(level="CRITICAL") as lines:
+        try:
+            with pytest.raises(HaltNotSaved):
+                system.halt("ops", "disk full")
+        finally:
+            system.stop()
+    assert ("CRITICAL ending (normal) with its state not saved (OSError('No space left on device')): a guard that "
+            "starts from the state store will not know it was halted: halted by ops: disk full") in lines.snapshot()
+    lost = alerts.wait_for("Guard state lost")
+    assert lost.text == (
+        "the guard ended (normal) with its state (halted: halted by ops: disk full) not saved: OSError('No space left "
+        "on device'); the next start will not know it: press the kill switch again once it runs")
+    store.down = False
+    assert store.load_guard("outage").trading_state is TradingState.ACTIVE  # what the next start will find
