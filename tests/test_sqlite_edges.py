@@ -299,3 +299,27 @@ def test_another_applications_database_locked_by_its_writer_is_refused_at_once_a
         f"state_db {str(path)!r} is not a tradewarden state database (application_id {application_id}, expected "
         f"{APPLICATION_ID:#x}; schema objects: {listed}); {UNTOUCHED}"
     )
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_state_file_deleted_or_replaced_under_an_open_store_refuses_every_write(tmp_path: Path, how: str) -> None:
+    # SQLite went on writing to the unlinked file, where a halt was kept by nothing: the guard
+    # acknowledged it, and the next start (or a second bot on a new file at the path) traded.
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    try:
+        store.append_events([_event(1)])
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        if how == "replaced":
+            SqliteStore(path).close()  # another bot's new file at the same path
+        with pytest.raises(StoreError) as refused:
+            store.save_guard("main", RECORD)
+        assert str(refused.value) == (
+            f"state_db {str(path)!r}: saving the guard record of loop 'main' failed: the file was deleted or replaced "
+            "while this store had it open, so nothing written now would be kept; stop this bot, and restart it once "
+            "the state file is in place")
+        with pytest.raises(StoreError, match="the file was deleted or replaced while this store had it open"):
+            store.append_events([_event(2)])
+    finally:
+        store.close()

@@ -273,6 +273,7 @@ class SqliteStore:
             self._conn.close()
             self._conn = None
             raise
+        self._file = _file_id(self._path)  # (None for a database that is no file)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StateStore:
@@ -371,6 +372,14 @@ class SqliteStore:
     def _using(self, operation: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._connection()
+            if self._file is not None and _file_id(self._path) != self._file:
+                # SQLite goes on writing to a file deleted (or replaced) under it, where nothing
+                # is kept, and a new bot may claim the file now at the path: every write must fail.
+                raise StoreError(
+                    f"state_db {str(self._path)!r}: {operation} failed: the file was deleted or replaced while this "
+                    "store had it open, so nothing written now would be kept; stop this bot, and restart it once the "
+                    "state file is in place"
+                )
             try:
                 yield conn
             except sqlite3.Error as exc:
@@ -712,3 +721,12 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    # Which file ``path`` names now (device and inode), or None when it names none.
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
