@@ -379,6 +379,7 @@ class GuardActor(SupervisedActor):
                 self._liquidating is not None,
                 self._bad_cash_flows,
                 self.monitor.rebaseline_blocked(),
+                latch.since if (latch := self._latch()) is not None else None,
             )
         elif isinstance(message, Resume):
             return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)

@@ -162,7 +162,8 @@ class GetGuardState:
 class GuardStatus:
     """The guard's answer to `GetGuardState`. ``rebaseline_blocked`` says why a resume with a
     rebaseline would be refused on the guard's latest reading (`RiskMonitor.rebaseline_blocked`),
-    None when one would be taken."""
+    None when one would be taken. ``state_since`` is when the HALTED or REDUCING in force began,
+    as the guard's record keeps it (None while ACTIVE)."""
 
     state: Any  # runtime.GuardState
     block_counts: dict[str, int]
@@ -170,6 +171,7 @@ class GuardStatus:
     liquidating: bool
     bad_cash_flows: int = 0
     rebaseline_blocked: str | None = None
+    state_since: datetime | None = None
 
 
 @attrs.frozen

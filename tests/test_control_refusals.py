@@ -283,3 +283,24 @@ def test_a_halt_still_unsaved_when_the_system_stops_is_said_at_critical_level_an
         "on device'); the next start will not know it: press the kill switch again once it runs")
     store.down = False
     assert store.load_guard("outage").trading_state is TradingState.ACTIVE  # what the next start will find
+
+
+def test_the_status_dates_a_halt_from_the_guards_record_when_the_journal_has_not_the_change(tmp_path):
+    # The status took state_since from the journal's last state change only: one the journal
+    # lost (a full disk) or that a new process has not seen showed a halt with no date.
+    db, clock = str(tmp_path / "state.db"), ManualClock(datetime(2024, 5, 2, 9, 30, tzinfo=UTC))
+    first = TradingSystem(Settings(loop_id="dated"), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                          loop_interval=None, clock=clock).start()
+    try:
+        first.halt("ops", "news at 14:30")
+    finally:
+        first.stop()
+    with SqliteStore(db) as store:  # the change as if the journal had lost it
+        store._connection().execute("DELETE FROM events WHERE event LIKE '%trading_state_changed%'")
+    hub = EventHub()
+    second = TradingSystem(Settings(loop_id="dated"), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None, clock=ManualClock(datetime(2024, 5, 3, tzinfo=UTC)))
+    with served(second, hub, db) as api:
+        status = httpx.get(api.url + "/api/status", headers={"authorization": f"Bearer {TOKEN}"}, timeout=WAIT).json()
+    assert (status["trading_state"], status["reason"], status["state_since"]) == (
+        "halted", "halted by ops: news at 14:30", "2024-05-02T09:30:00+00:00")

@@ -255,7 +255,8 @@ def _report(
         "loop_id": system.settings.loop_id,
         "trading_state": state.trading_state.value,
         "reason": state.reason,
-        "state_since": _state_since(hub),
+        # The guard's record first: a journal that lost the change (a full disk) must not hide it.
+        "state_since": guard.state_since.isoformat() if guard.state_since is not None else _state_since(hub),
         "equity": state.current_equity,
         "peak_equity": state.peak_equity,
         "start_equity": state.entry_equity,

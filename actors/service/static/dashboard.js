@@ -549,7 +549,8 @@ function resume() {
 function askRebaseline() {
   const s = app.status;
   $("rebaseline-text").textContent = "Rebaseline: the peak goes from " + money(s.peak_equity) + " to " + money(s.equity) +
-    " (today's equity), and the start and the day's start with it. Drawdown is then measured from " + money(s.equity) + ".";
+    " (today's equity), and the day's start with it. Drawdown is then measured from " + money(s.equity) +
+    "; a static floor and a minimum equity stay where they are.";
   $("rebaseline-confirm").hidden = false;
 }
 
