@@ -1124,19 +1124,21 @@ class GuardActor(SupervisedActor):
         self._save_gate()
 
     def _arm_cooldowns(self) -> None:
-        cooldown = self._cooldown
-        if cooldown is None:
-            return
         latched = (RUNAWAY_LOOP,) if self._gate.latched is not None else ()
         for key, rules, since in (
             ("cooldown", self._halted_by, self._halted_at),
             ("runaway_cooldown", latched, self._gate.latched_at),
         ):
-            if not rules or since is None:
-                continue
-            ends = cooldown.resume_at(rules, datetime.fromtimestamp(since, UTC))
+            ends = self._cooldown_end(rules, since)
             if ends is not None:
                 self._cooldown_timers.start_single(key, max(0.0, (ends - self.context.clock.now()).total_seconds()))
+
+    def _cooldown_end(self, rules: tuple[str, ...], since: float | None) -> datetime | None:
+        # When the cooldown of a latch by ``rules`` since ``since`` (epoch seconds) ends; None
+        # when none lifts it.
+        if self._cooldown is None or not rules or since is None:
+            return None
+        return self._cooldown.resume_at(rules, datetime.fromtimestamp(since, UTC))
 
     def _cool_down(self) -> None:
         rules = self._halted_by
@@ -1155,10 +1157,7 @@ class GuardActor(SupervisedActor):
                         Severity.WARNING, news=True)
 
     def _cooldown_ended(self) -> bool:
-        cooldown, rules, since = self._cooldown, self._halted_by, self._halted_at
-        if cooldown is None or not rules or since is None:
-            return False
-        ends = cooldown.resume_at(rules, datetime.fromtimestamp(since, UTC))
+        ends = self._cooldown_end(self._halted_by, self._halted_at)
         return ends is not None and ends <= self.context.clock.now()
 
     def _lift_runaway(self) -> None:

@@ -20,7 +20,7 @@ from runtime.broker import Side, to_side
 from runtime.events import Event, EventType
 from runtime.payloads import PositionClosed, TradeExecuted, TradeFailed
 from runtime.replay.limits import DRAWDOWN_PANEL, EquityPath, LimitLevel
-from runtime.replay.spans import StateSpan, span_lines, span_notes, span_totals
+from runtime.replay.spans import StateSpan, as_utc, span_lines, span_notes, span_totals
 from runtime.risk.gate import TRADING_STATE
 from runtime.risk.guards import TradingState
 from runtime.validation import (
@@ -28,7 +28,6 @@ from runtime.validation import (
     attrs_non_negative,
     attrs_positive,
     attrs_whole,
-    aware_datetime,
     finite_number,
     whole_number,
 )
@@ -116,15 +115,11 @@ def price_digits(prices: Iterable[float]) -> int:
     return min(max(digits), _MAX_PRICE_DIGITS)
 
 
-def _utc(value: Any) -> datetime:
-    return aware_datetime("time", value).astimezone(UTC)
-
-
 @attrs.frozen
 class GuardTrigger:
     """One time a guard fired: when (UTC), which guard, and its reason with the numbers."""
 
-    time: datetime = attrs.field(converter=_utc)
+    time: datetime = attrs.field(converter=as_utc)
     guard: str = attrs.field(validator=attrs.validators.instance_of(str))
     reason: str = attrs.field(validator=attrs.validators.instance_of(str))
 
@@ -408,7 +403,7 @@ def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime
         except (TypeError, ValueError):
             raise ValueError(f"rows[{index}] must be a (timestamp, equity, worst_equity) triple, got {row!r}") from None
         try:
-            moment = _utc(time)
+            moment = as_utc(time)
         except ValueError:
             raise ValueError(f"rows[{index}] timestamp must be a timezone-aware datetime, got {time!r}") from None
         checked.append((
@@ -519,7 +514,7 @@ class Refusal:
     reducing), ``broker`` when the broker refused or failed it, or ``not sent`` when it never
     reached the broker for another reason (the loop held it back, or it could not be journaled)."""
 
-    time: datetime = attrs.field(converter=_utc)
+    time: datetime = attrs.field(converter=as_utc)
     cause: str = attrs.field(validator=attrs.validators.instance_of(str))
 
 
@@ -558,7 +553,7 @@ def _mark_time(value: Any, field: str, index: int) -> datetime:
     # Marks may be given as the report's GuardTrigger and Refusal values as well as plain times.
     moment = value.time if isinstance(value, (GuardTrigger, Refusal)) else value
     try:
-        return _utc(moment)
+        return as_utc(moment)
     except ValueError:
         raise ValueError(f"{field}[{index}] must be a timezone-aware datetime, got {value!r}") from None
 

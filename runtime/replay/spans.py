@@ -15,13 +15,15 @@ from runtime.risk.gate import TRADING_STATE
 from runtime.risk.guards import TradingState
 from runtime.validation import attrs_whole, aware_datetime
 
-__all__ = ["StateSpan", "describe_span", "span_lines", "span_notes", "span_totals", "state_spans", "time_span"]
+__all__ = ["StateSpan", "as_utc", "describe_span", "span_lines", "span_notes", "span_totals", "state_spans", "time_span"]
 
 _STOPPED = (TradingState.HALTED.value, TradingState.REDUCING.value)
 _STATES = tuple(state.value for state in TradingState)
 
 
-def _utc(value: Any) -> datetime:
+def as_utc(value: Any) -> datetime:
+    """``value`` (a timezone-aware datetime, else an error naming ``time``) in UTC: how a
+    report's times are kept and written."""
     return aware_datetime("time", value).astimezone(UTC)
 
 
@@ -55,8 +57,8 @@ class StateSpan:
     it refused (TRADE_FAILED by ``trading_state``)."""
 
     state: str = attrs.field(validator=_one_of(_STOPPED))
-    start: datetime = attrs.field(converter=_utc)
-    end: datetime = attrs.field(converter=_utc)
+    start: datetime = attrs.field(converter=as_utc)
+    end: datetime = attrs.field(converter=as_utc)
     reason: str = attrs.field(validator=attrs.validators.instance_of(str))
     bars: int = attrs.field(validator=attrs_whole)
     orders_refused: int = attrs.field(default=0, validator=attrs_whole)
@@ -113,7 +115,7 @@ def state_spans(events: Iterable[Event], bar_times: Sequence[datetime]) -> list[
     it held and the orders it refused (TRADE_FAILED by ``trading_state``, in journal order: the
     guard journals a refusal after the change that caused it). A change from halted straight to
     reducing (or back) ends one span and starts the next."""
-    times = [_utc(moment) for moment in bar_times]
+    times = [as_utc(moment) for moment in bar_times]
     spans: list[StateSpan] = []
     current: TradingStateChanged | None = None
     began = datetime.min.replace(tzinfo=UTC)
@@ -132,9 +134,9 @@ def state_spans(events: Iterable[Event], bar_times: Sequence[datetime]) -> list[
         if event.event_type is EventType.TRADING_STATE_CHANGED:
             change = TradingStateChanged.from_event(event)
             if current is not None:
-                close(_utc(event.timestamp), change)
+                close(as_utc(event.timestamp), change)
             current = change if change.to_state is not TradingState.ACTIVE else None
-            began, refused = _utc(event.timestamp), 0
+            began, refused = as_utc(event.timestamp), 0
         elif event.event_type is EventType.TRADE_FAILED and current is not None:
             failed = TradeFailed.from_event(event)
             if failed.refused_by == TRADING_STATE and not failed.reconciled:
