@@ -62,7 +62,9 @@ def test_a_resume_that_rebaselined_moves_the_days_start_and_the_peak_from_its_ba
     ]
     assert describe_limits(limits, path, summary_of(path)) == [
         "Limits:",
-        "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 8,800.00 (12.00% below start); not fired",
+        # Past the warning level (9,000): trading was held reducing, and the limit did not fire.
+        "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 8,800.00 (12.00% below start); "
+        "not fired, past its warning level 10.00%",
         "  warnings at 50% of each limit",
     ]
 
@@ -81,7 +83,9 @@ def test_the_text_names_each_limit_how_close_the_run_came_and_whether_it_fired()
     static = ReportLimits(0.2, trailing=False, min_equity=500.0, daily_loss=0.05, warn_at=0.5)
     assert describe_limits(static, CLOSES, summary_of(CLOSES, fired)) == [
         "Limits:",
-        "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 9,000.00 (10.00% below start); not fired",
+        # Exactly at the warning level reaches it, as the guard judges; 9,000 is well above min equity's 1,000.
+        "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 9,000.00 (10.00% below start); "
+        "not fired, past its warning level 10.00%",
         "  min equity 500.00: lowest equity 9,000.00; not fired",
         # The second day starts from the 9,500 carried into it, as the trigger's reason says.
         "  daily loss 5.00%: worst day 5.26%; fired 2024-01-02 00:00 UTC",
@@ -93,6 +97,20 @@ def test_the_text_names_each_limit_how_close_the_run_came_and_whether_it_fired()
         "Limits:",
         "  max drawdown 5.00% (trailing): worst 10.00% below the peak; fired 2024-01-01 23:00 UTC",
     ]
+
+
+def test_each_limit_that_did_not_fire_says_whether_the_run_went_past_its_warning_level():
+    limits = ReportLimits(0.5, min_equity=4_600.0, daily_loss=0.1, warn_at=0.5)
+    assert describe_limits(limits, CLOSES, summary_of(CLOSES)) == [
+        "Limits:",
+        "  max drawdown 50.00% (trailing): worst 10.00% below the peak; not fired",  # its warning is 25%
+        "  min equity 4,600.00: lowest equity 9,000.00; not fired, past its warning level 9,200.00",
+        "  daily loss 10.00%: worst day 5.26%; not fired, past its warning level 5.00%",
+        "  warnings at 50% of each limit",
+    ]
+    # Exactly at min equity's warning level is not past it: that guard's rule is "strictly below".
+    at_line = ReportLimits(0.5, min_equity=4_500.0, warn_at=0.5)
+    assert describe_limits(at_line, CLOSES, summary_of(CLOSES))[2] == "  min equity 4,500.00: lowest equity 9,000.00; not fired"
 
 
 def test_the_worst_of_each_limit_counts_the_worst_inside_each_bar_not_only_the_closes():
@@ -184,6 +202,21 @@ def test_a_static_floor_run_shows_its_floor_and_says_it_did_not_fire(tmp_path):
         "\nEquity: "
     ) in result.stdout
     assert "Guards fired: none" in result.stdout
+
+
+def test_a_limit_whose_warning_held_the_account_reducing_says_so_beside_not_fired(tmp_path):
+    # The line used to say only "not fired", as if the limit had never mattered, though the
+    # account traded reducing for the last 88 bars and three orders were refused.
+    result = run_example("paper_trading.py", "--max-drawdown", "40", "--out", "warned", cwd=tmp_path,
+                         env=clean_env(GUARD_WARN_FRACTION="0.5"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "warned" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["guard_triggers"] == []
+    assert [span["state"] for span in summary["state_spans"]] == ["reducing"]
+    assert (
+        f"  max drawdown 40.00% (trailing): worst {summary['max_drawdown']:.2%} below the peak; "
+        "not fired, past its warning level 20.00%\n"
+    ) in result.stdout
 
 
 def test_a_run_where_the_guard_fires_says_which_and_when(tmp_path):

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from runtime.risk.drawdown import DrawdownTracker
+from runtime.risk.guards import LIMIT_TOLERANCE
 from runtime.validation import (
     attrs_boolean,
     attrs_non_negative,
@@ -259,42 +260,62 @@ def limit_levels(limits: ReportLimits, path: EquityPath) -> list[LimitLevel]:
     return levels
 
 
-def _fired(guard: str, summary: RunSummary) -> str:
+def _fired(guard: str, summary: RunSummary, warning: str | None = None) -> str:
+    # ``warning``: the warning level the run went past, when it did (the guard then held trading
+    # reducing, which is not the limit firing; the stretches section says when and how long).
     times = [t.time for t in summary.guard_triggers if t.guard == guard]
-    if not times:
-        return "not fired"
-    return "fired " + ", ".join(f"{moment:%Y-%m-%d %H:%M} UTC" for moment in times)
+    if times:
+        return "fired " + ", ".join(f"{moment:%Y-%m-%d %H:%M} UTC" for moment in times)
+    if warning is not None:
+        return f"not fired, past its warning level {warning}"
+    return "not fired"
+
+
+def _reached(severity: float, limit: float) -> bool:
+    # As the guard judges a percentage rule (`MaxDrawdownGuard.level`): reaching the level counts.
+    return severity >= limit * (1.0 - LIMIT_TOLERANCE)
 
 
 def describe_limits(limits: ReportLimits, path: EquityPath, summary: RunSummary) -> list[str]:
     """The report's text on the limits: a line per active guard with its level, the worst the run
     came to against it, inside its bars included (the trailing drawdown is the summary's
     ``max_drawdown``, so the two always agree; the rest come from ``path``), and whether it fired
-    (from the summary's guard triggers, the GUARD_TRIGGERED events), then the warning level when
-    there is one."""
+    (from the summary's guard triggers, the GUARD_TRIGGERED events) or, when it did not, whether
+    the run went past its warning level (which held trading reducing: not the limit firing), then
+    the warning level when there is one."""
     lines = ["Limits:"]
     lowest = path.lowest()
     start_equity = path.start_equity
     drawdown = limits.max_drawdown
+    warn = limits.warn_at
+
+    def warned(severity: float, limit: float) -> str | None:
+        return f"{limit * warn:.2%}" if warn is not None and _reached(severity, limit * warn) else None
+
     if limits.trailing:
         lines.append(
             f"  max drawdown {drawdown:.2%} (trailing): worst {summary.max_drawdown:.2%} below the peak; "
-            f"{_fired('max_drawdown', summary)}"
+            f"{_fired('max_drawdown', summary, warned(summary.max_drawdown, drawdown))}"
         )
     else:
         floor = start_equity * (1 - drawdown)
         below = (start_equity - lowest) / start_equity
         lines.append(
             f"  max drawdown {drawdown:.2%} (static): floor {floor:,.2f}, lowest equity {lowest:,.2f} "
-            f"({below:.2%} below start); {_fired('max_drawdown', summary)}"
+            f"({below:.2%} below start); {_fired('max_drawdown', summary, warned(below, drawdown))}"
         )
     if limits.min_equity > 0:
+        line = None if warn is None else limits.min_equity / warn
+        past = f"{line:,.2f}" if line is not None and lowest < line else None  # (strictly below, as its guard judges)
         lines.append(
-            f"  min equity {limits.min_equity:,.2f}: lowest equity {lowest:,.2f}; {_fired('min_equity', summary)}"
+            f"  min equity {limits.min_equity:,.2f}: lowest equity {lowest:,.2f}; {_fired('min_equity', summary, past)}"
         )
     if limits.daily_loss is not None:
         worst_day = path.worst_day(ZoneInfo(limits.timezone))
-        lines.append(f"  daily loss {limits.daily_loss:.2%}: worst day {worst_day:.2%}; {_fired('daily_loss', summary)}")
-    if limits.warn_at is not None:
-        lines.append(f"  warnings at {_percent(limits.warn_at)} of each limit")
+        lines.append(
+            f"  daily loss {limits.daily_loss:.2%}: worst day {worst_day:.2%}; "
+            f"{_fired('daily_loss', summary, warned(worst_day, limits.daily_loss))}"
+        )
+    if warn is not None:
+        lines.append(f"  warnings at {_percent(warn)} of each limit")
     return lines
