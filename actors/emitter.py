@@ -19,6 +19,7 @@ from actors.replay_messages import PublishBatch
 from actors.supervision.address import Address
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext
+from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.events import Event, EventType
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -54,6 +55,12 @@ def log_sink(event: Event) -> None:
     )
 
 
+MAX_HELD = 100_000
+"""The most events a journal holds while its store refuses them (see `JournalSink`)."""
+
+RETRY = Backoff(min_seconds=0.5, max_seconds=30.0)
+"""When a journal tries events its store refused again: after 0.5 s, doubling up to 30 s."""
+
 GATHER_SECONDS = 0.002
 """How long the journal's worker lets events gather after a group commit begins before it
 begins the next (`JournalSink`'s ``gather``): under a steady stream of events a few times more
@@ -74,6 +81,14 @@ class JournalSink:
     written (`backlog`, which a producer may wait on with `wait_backlog`) and those a failing
     store lost (`unjournaled`), so that a stop can say how many events the journal is missing.
     Called with one event, it journals that event at once.
+
+    Events the store refuses (a full disk, a database that went away) are not lost at once: the
+    worker holds them, newer events joining them in order, and tries them again after a backoff
+    (`RETRY`) until the store takes them, saying so once when it fails and once when it writes
+    again. At most `MAX_HELD` are held: past that the oldest heartbeats go first, then the oldest
+    of the rest, each counted in `unjournaled`. What is still held when the worker stops is tried
+    once more and, if refused, counted there too. While it holds any, `wait_backlog` and
+    `wait_caught_up` answer at once (False unless already caught up): no wait would help.
     """
 
     def __init__(self, store: StateStore, *, gather: float = GATHER_SECONDS) -> None:
@@ -86,6 +101,9 @@ class JournalSink:
         self._settled = 0
         self._failed = 0
         self._waiting = 0  # callers of wait_backlog and wait_caught_up waiting now
+        self._held: list[Event] = []  # refused by the store, to be tried again (worker only, under _cond)
+        self._refusals = 0  # refused attempts in a row
+        self._retry_in = 0.0  # after the last refusal, how long until the next try
 
     def __call__(self, event: Event) -> None:
         """Journal ``event`` now (once per event id)."""
@@ -105,6 +123,73 @@ class JournalSink:
             with self._cond:
                 self._settled += len(events)
                 self._cond.notify_all()
+
+    def write_holding(self, events: Sequence[Event], *, last: bool = False) -> int:
+        """As `write`, for the emitter's worker: the events held first, then ``events``. When the
+        store raises, the error is raised and the lot is held to be tried again, or counted in
+        `unjournaled` when this is the ``last`` try (the worker stops) or the store found an
+        event bad (`TypeError`, `ValueError`: no retry would write it)."""
+        with self._cond:
+            batch = [*self._held, *events] if self._held else events
+        try:
+            written = self.store.append_events(batch)
+        except Exception as exc:
+            dropped = 0
+            with self._cond:
+                if last or isinstance(exc, (TypeError, ValueError)):
+                    self._held = []
+                    self._failed += len(batch)
+                    self._settled += len(batch)
+                else:
+                    self._refusals += 1
+                    self._held = list(batch)
+                    dropped = self._drop_past(MAX_HELD)
+                    self._retry_in = RETRY.delay(self._refusals)
+                self._cond.notify_all()
+            if dropped:
+                _journal_log(self).error("journal {!r}: {} refused events dropped to hold at most {}", self, dropped, MAX_HELD)
+            raise
+        with self._cond:
+            recovered = self._refusals
+            self._held, self._refusals = [], 0
+            self._settled += len(batch)
+            self._cond.notify_all()
+        if recovered:
+            _journal_log(self).warning(
+                "journal {!r}: writing again after {} refused attempts; {} events journaled", self, recovered, len(batch)
+            )
+        return written
+
+    def _drop_past(self, most: int) -> int:
+        # Under _cond: the oldest heartbeats first (the journal's bulk, one per bar or interval,
+        # each superseded by the next), then the oldest of the rest. Returns how many went.
+        excess = len(self._held) - most
+        if excess <= 0:
+            return 0
+        gone = set(itertools.islice((i for i, e in enumerate(self._held) if e.event_type is EventType.HEARTBEAT), excess))
+        if len(gone) < excess:
+            gone.update(itertools.islice((i for i in range(len(self._held)) if i not in gone), excess - len(gone)))
+        self._held = [event for i, event in enumerate(self._held) if i not in gone]
+        self._failed += len(gone)
+        self._settled += len(gone)
+        return len(gone)
+
+    @property
+    def held(self) -> int:
+        """Events the store refused that wait to be tried again (part of `backlog`)."""
+        with self._cond:
+            return len(self._held)
+
+    @property
+    def refusals(self) -> int:
+        """Attempts the store refused in a row (0 once it writes again)."""
+        with self._cond:
+            return self._refusals
+
+    def retry_delay(self) -> float:
+        """Seconds to wait after the last refusal before trying the held events again (`RETRY`)."""
+        with self._cond:
+            return self._retry_in
 
     @property
     def backlog(self) -> int:
@@ -132,14 +217,15 @@ class JournalSink:
         return self._wait(lambda: self._settled >= handed, timeout)
 
     def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
-        # While anyone waits, the worker commits what is there without gathering more.
+        # While anyone waits, the worker commits what is there without gathering more. While the
+        # store refuses events, waiting would only delay the caller (an order): answered at once.
         with self._cond:
             if done():
                 return True
             self._waiting += 1
             self._cond.notify_all()  # (a worker gathering commits now)
             try:
-                return self._cond.wait_for(done, timeout)
+                return self._cond.wait_for(lambda: done() or bool(self._held), timeout) and done()
             finally:
                 self._waiting -= 1
 
@@ -164,6 +250,10 @@ class JournalSink:
 
     def __repr__(self) -> str:
         return f"journal_sink({type(self.store).__name__})"
+
+
+def _journal_log(journal: JournalSink) -> Any:
+    return logger.bind(actor="emitter", sink=repr(journal))
 
 
 def journal_sink(store: StateStore, *, gather: float = GATHER_SECONDS) -> JournalSink:
@@ -322,26 +412,50 @@ class _SinkWorker:
     def _run(self) -> None:
         began = -math.inf  # when the journal's last commit began
         while True:
+            held = self._journal is not None and self._journal.held > 0
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stopping)
-                if not self._queue:
-                    return
+                if held:
+                    # Refused events are tried again after the backoff, newer ones joining them,
+                    # or at once when the worker stops (a last time) or as many again are waiting
+                    # (a try that fails trims them to MAX_HELD: memory stays bounded).
+                    assert self._journal is not None
+                    self._cond.wait_for(lambda: self._stopping or len(self._queue) >= MAX_HELD, self._journal.retry_delay())
+                else:
+                    self._cond.wait_for(lambda: self._queue or self._stopping)
+                    if not self._queue:
+                        return
             if self._journal is not None:
-                self._journal.gathered(began, self._is_stopping)  # (producers go on queueing meanwhile)
+                if not held:
+                    self._journal.gathered(began, self._is_stopping)  # (producers go on queueing meanwhile)
                 began = time.monotonic()
             with self._cond:
                 batch, self._queue = self._queue, []
+                last = self._stopping
             if self._journal is not None:
-                try:
-                    self._journal.write(batch)
-                except Exception as exc:
-                    self._failed(f"{len(batch)} events", exc)
+                self._write_journal(self._journal, batch, last)
                 continue
             for event in batch:
                 try:
                     self._sink(event)
                 except Exception as exc:
                     self._failed(event.event_type.value, exc)
+
+    def _write_journal(self, journal: JournalSink, batch: list[Event], last: bool) -> None:
+        tried = journal.held + len(batch)
+        try:
+            journal.write_holding(batch, last=last)
+        except Exception as exc:
+            held = journal.held
+            if not held:
+                self._failed(f"{tried} events", exc)
+                return
+            self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL)
+            # Said at the first refusal; the rest are counted, and the recovery is said too.
+            level = "ERROR" if journal.refusals == 1 else "DEBUG"
+            logger.bind(actor="emitter", sink=self._name).log(
+                level, "journal {} refused {} events: {!r}; holding them, to try again in {:.1f}s",
+                self._name, held, exc, journal.retry_delay(),
+            )
 
     def _failed(self, what: str, exc: Exception) -> None:
         self._metrics.incr(MetricNames.SINK_ERRORS_TOTAL)

@@ -11,13 +11,15 @@ from typing import Any
 
 import pykka
 import pytest
-from actor_helpers import WAIT, EventLog
+from actor_helpers import WAIT, EventLog, Journal, LogLines
 
 from actors import ChildSpec, EmitterActor, Supervisor
 from actors.emitter import journal_sink
 from actors.messages import GetJournals, Publish, Subscribe, Unsubscribe
+from actors.replay_messages import PublishBatch
 from runtime import Event, EventType, MemoryMetrics, MemoryStore
-from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.sqlite import SqliteStore, StoreError
+from runtime.backoff import Backoff
 
 
 def emitter(sinks=(), subscribers=None, metrics=None):
@@ -324,6 +326,129 @@ def test_a_journal_whose_store_fails_counts_every_event_it_could_not_write(tmp_p
     assert journal.wait_backlog(0, WAIT)
     assert journal.unjournaled == 10
     assert 1 <= metrics.counters["sink_errors_total"] <= 10  # once per failed batch
+
+
+class FullDisk:
+    """A real SQLite store behind a disk that refuses every write while ``full`` (as SQLite says
+    of a full disk), counting the refusals and the writes that went through."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = SqliteStore(path)
+        self.full = True
+        self.attempts = Journal()  # "refused" or "written", one per write asked for
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        if self.full:
+            self.attempts.add("refused")
+            raise StoreError(f"state_db {str(self.store.path)!r}: appending {len(events)} events failed: database or disk is full")
+        written = self.store.append_events(events)
+        self.attempts.add("written")
+        return written
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+def refused(disk: FullDisk, times: int) -> None:
+    disk.attempts.wait_for(lambda seen: seen.count("refused") >= times)
+
+
+def refused_again(disk: FullDisk) -> None:
+    """Wait for the next refused try (events handed over before it are in it)."""
+    refused(disk, disk.attempts.snapshot().count("refused") + 1)
+
+
+def test_a_journal_holds_what_a_full_disk_refuses_and_writes_it_all_in_order_once_there_is_room(tmp_path):
+    disk, metrics = FullDisk(tmp_path / "state.db"), MemoryMetrics()
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal], metrics=metrics)
+    sent = [event(n=i) for i in range(10)]
+    with LogLines() as lines:
+        for e in sent[:5]:
+            address.tell(Publish(e))
+        refused(disk, 1)
+        for e in sent[5:]:
+            address.tell(Publish(e))
+        address.ask(GetJournals())
+        refused_again(disk)  # the next try holds the newer five behind the first
+        assert (journal.held, journal.backlog, journal.unjournaled) == (10, 10, 0)
+        asked = time.monotonic()
+        assert journal.wait_caught_up(WAIT) is False  # answered at once: no wait would help an order
+        assert time.monotonic() - asked < WAIT
+        disk.full = False
+        disk.attempts.wait_for(lambda seen: "written" in seen)
+        assert journal.wait_caught_up(WAIT)
+        handle.stop()
+    assert disk.store.events() == sent
+    assert (journal.held, journal.backlog, journal.unjournaled) == (0, 0, 0)
+    assert metrics.counters["sink_errors_total"] == disk.attempts.snapshot().count("refused")
+    (first, *_), recovered = [line for line in lines.snapshot() if line.startswith("ERROR")], lines.snapshot()[-1]
+    assert first.startswith(
+        "ERROR journal journal_sink(FullDisk) refused 5 events: StoreError(\"state_db "
+    ) and "database or disk is full\"); holding them, to try again in 0." in first
+    assert len([line for line in lines.snapshot() if line.startswith("ERROR")]) == 1  # said once, then counted
+    refusals = disk.attempts.snapshot().count("refused")
+    assert recovered == f"WARNING journal journal_sink(FullDisk): writing again after {refusals} refused attempts; 10 events journaled"
+    disk.store.close()
+
+
+def test_a_journal_holding_too_many_refused_events_drops_the_oldest_heartbeats_first(tmp_path, monkeypatch):
+    monkeypatch.setattr("actors.emitter.MAX_HELD", 4)
+    disk = FullDisk(tmp_path / "state.db")
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal])
+    beats = [event(EventType.HEARTBEAT, n=i) for i in range(4)]
+    trades = [event(n=i) for i in range(2)]
+    with LogLines() as lines:
+        address.tell(Publish(beats[0]))
+        address.tell(Publish(trades[0]))
+        address.tell(Publish(beats[1]))
+        address.ask(GetJournals())
+        refused(disk, 1)
+        for e in (beats[2], trades[1], beats[3]):
+            address.tell(Publish(e))
+        address.ask(GetJournals())
+        refused_again(disk)  # six held, two too many: the two oldest heartbeats go
+        assert (journal.held, journal.unjournaled) == (4, 2)
+        disk.full = False
+        disk.attempts.wait_for(lambda seen: "written" in seen)
+        handle.stop()
+    assert disk.store.events() == [trades[0], beats[2], trades[1], beats[3]]
+    assert (journal.backlog, journal.unjournaled) == (0, 2)
+    assert "ERROR journal journal_sink(FullDisk): 2 refused events dropped to hold at most 4" in lines.snapshot()
+    disk.store.close()
+
+
+def test_a_journal_holding_refused_events_tries_again_early_rather_than_queue_past_its_bound(tmp_path, monkeypatch):
+    # A minute's backoff, so only the queue's size can bring the next try before the stop.
+    monkeypatch.setattr("actors.emitter.MAX_HELD", 4)
+    monkeypatch.setattr("actors.emitter.RETRY", Backoff(60.0, 60.0))
+    disk = FullDisk(tmp_path / "state.db")
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal])
+    trade, beats = event(n=0), [event(EventType.HEARTBEAT, n=i) for i in range(4)]
+    address.tell(Publish(trade))
+    refused(disk, 1)
+    address.tell(PublishBatch(tuple(beats)))
+    refused(disk, 2)  # four waiting: tried at once, and held trimmed to four again (the oldest heartbeat went)
+    assert (journal.held, journal.unjournaled) == (4, 1)
+    disk.full = False
+    handle.stop()  # the last try writes them
+    assert disk.store.events() == [trade, *beats[1:]]
+    disk.store.close()
+
+
+def test_events_still_refused_when_the_emitter_stops_are_counted_as_not_journaled(tmp_path):
+    disk = FullDisk(tmp_path / "state.db")
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal])
+    for i in range(3):
+        address.tell(Publish(event(n=i)))
+    refused(disk, 1)
+    handle.stop()  # a last try, at once, not after the backoff
+    assert disk.attempts.snapshot().count("refused") >= 2
+    assert (journal.held, journal.backlog, journal.unjournaled) == (0, 0, 3)
+    disk.store.close()
 
 
 def test_deliver_to_subscribers_reaches_every_one_past_a_failing_one_and_counts_the_failures():
