@@ -264,6 +264,8 @@ class GuardActor(SupervisedActor):
                 # on lifts it, and this start says it is halted (see below).
                 self._monitor.date_latch(self.context.clock.now(), again=True)
                 self._save()
+        # Before any reading has set the day (see RiskMonitor.open_on): a late one must not hide today's loss.
+        self._monitor.open_on(self.context.clock.now())
         self._restore_gate()
         self._reconcile()  # first: an order filled before a crash is journaled before any close of it
         took_halts = self._take_pending_halts()
