@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from actors.emitter import Publisher
+from actors.guard_carry import GuardCarry, Unsaved
 from actors.messages import (
     CashFlow,
     EquityBatch,
@@ -56,7 +57,7 @@ from runtime.risk.drawdown import DrawdownTracker
 from runtime.risk.gate import ACCOUNT_UNREAD, Gate, Refusal, reduces_exposure
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
-from runtime.risk.monitor import Assessment, Latch, ResumeRefused, RiskMonitor, SeriesInterrupted
+from runtime.risk.monitor import Assessment, GuardRecord, Latch, ResumeRefused, RiskMonitor, SeriesInterrupted
 from runtime.risk.position_stop import PositionStop
 from runtime.store import StateStore, UnreadableOrder
 from runtime.validation import brief, finite_number
@@ -145,6 +146,11 @@ class GuardActor(SupervisedActor):
     start leaves it to the next, and a restart of the guard later does not say it again.
     Without one, only incarnation 1 says it.
 
+    A record the store refuses is saved again on a timer until it takes it. With a ``carry``
+    (`actors.guard_carry.GuardCarry`, one per trading system, from `TradingSystem`), it is also
+    held there, and an incarnation that crashes before it is saved hands it to the next one,
+    which carries on from it (never from a less safe record: see `GuardCarry.adopt`).
+
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
     a critical alert naming the call and its duration, and ``broker_slow_calls_total``.
@@ -174,8 +180,10 @@ class GuardActor(SupervisedActor):
         cooldown: Cooldown | None = None,
         stopping: threading.Event | None = None,
         system_start: threading.Event | None = None,
+        carry: GuardCarry | None = None,
     ) -> None:
         super().__init__(context)
+        self._carry = carry
         self._stopping = stopping
         self._system_start = system_start
         self._gate = gate or Gate()
@@ -217,6 +225,7 @@ class GuardActor(SupervisedActor):
         self._publish = Publisher(self._emitter, loop_id, context.clock)
         self._monitor: RiskMonitor | None = None
         self._saved: tuple[float, object, int, float | None] | None = (0.0, None, 0, None)  # what the store last got: see _save_key
+        self._stored: GuardRecord | None = None  # the record the store holds, as far as this incarnation knows
         self._unsaved: tuple[int, str] | None = None  # failed saves in a row, and the last one's error
         self._bad_readings = 0
         self._bad_cash_flows = 0
@@ -230,8 +239,12 @@ class GuardActor(SupervisedActor):
     # --- life -------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Carry on from the stored record, or start a new one at the broker's equity."""
-        record = self._store.load_guard(self._loop_id)
+        """Carry on from the stored record (or from the one a crashed incarnation could not save,
+        see `GuardCarry.adopt`), or start a new one at the broker's equity."""
+        record = self._stored = self._store.load_guard(self._loop_id)
+        carried = None
+        if self._carry is not None:
+            record, carried = self._carry.adopt(self, record)
         if record is None:
             snapshot = read_account(self._broker)
             self._monitor = RiskMonitor(snapshot.equity, self._guards)
@@ -241,6 +254,8 @@ class GuardActor(SupervisedActor):
         else:
             self._monitor = RiskMonitor.from_record(record, self._guards)
             self._saved = self._save_key()
+            if carried is not None:
+                self._adopt(carried)
             # Blind when the last incarnation stopped: so the first valid reading says restored.
             self._blind = record.trading_state is not TradingState.ACTIVE and (record.reason or "").startswith(_BLIND)
             if record.trading_state is not TradingState.ACTIVE and self._monitor.latch() is None:
@@ -249,6 +264,8 @@ class GuardActor(SupervisedActor):
                 # on lifts it, and this start says it is halted (see below).
                 self._monitor.date_latch(self.context.clock.now(), again=True)
                 self._save()
+        # Before any reading has set the day (see RiskMonitor.open_on): a late one must not hide today's loss.
+        self._monitor.open_on(self.context.clock.now())
         self._restore_gate()
         self._reconcile()  # first: an order filled before a crash is journaled before any close of it
         took_halts = self._take_pending_halts()
@@ -281,6 +298,16 @@ class GuardActor(SupervisedActor):
                 "the broker's close_position takes no client_id: a position stop's close cannot be found again "
                 "after a crash (it would be reconciled as not executed)"
             )
+
+    def _adopt(self, carried: Unsaved) -> None:
+        # A state an earlier incarnation held but could not save: this one acts on it and saves
+        # it again until the store takes it, counting on from its failures (so the outage is
+        # not alerted twice, and "saved" says how many tries it took in all).
+        state = self.monitor.state()
+        held = f"{state.trading_state.value}" + (f": {state.reason}" if state.reason else "")
+        self.log.warning("carrying on from the state an earlier incarnation could not save ({}): {}", carried.error, held)
+        self._unsaved, self._saved = (carried.failures, carried.error), None
+        self._save()
 
     def _first_up_of_this_start(self) -> bool:
         # True for the first incarnation of this system start to come this far (see the class).
@@ -329,16 +356,27 @@ class GuardActor(SupervisedActor):
     def cleanup(self) -> None:
         """Stop the cooldown timers with the incarnation (the actor's own timers stop anyway); a
         state the store has not taken yet is saved once more, and when that fails too, said at
-        critical level and alerted: whatever starts from the store next will not know it."""
+        critical level and alerted. With a ``carry``, while its system is not stopping (a crash,
+        a restart), the next incarnation of this process carries it over and keeps saving it
+        ("Guard state carried over"); else whatever starts from the store next will not know it
+        ("Guard state lost")."""
         self._cooldown_timers.cancel_all()
         if self._monitor is not None and self._unsaved is not None and not self._save():
             assert self._unsaved is not None
             state = self._state()
             held = f"{state.trading_state.value}" + (f": {state.reason}" if state.reason else "")
+            kind, error = self.exit_kind.value, self._unsaved[1]
+            if self._carry is not None and not (self._stopping is not None and self._stopping.is_set()):
+                self.log.critical("ending ({}) with its state not saved ({}): the next guard of this process carries it "
+                                  "over, and a new process would not know it was {}", kind, error, held)
+                self._alert("Guard state carried over", f"the guard ended ({kind}) with its state ({held}) not saved: "
+                            f"{error}; the next guard of this process carries it over and saves it again until the store "
+                            "takes it; a new process would not know it", Severity.CRITICAL, news=True)
+                return
             self.log.critical("ending ({}) with its state not saved ({}): a guard that starts from the state store will "
-                              "not know it was {}", self.exit_kind.value, self._unsaved[1], held)
-            self._alert("Guard state lost", f"the guard ended ({self.exit_kind.value}) with its state ({held}) not saved: "
-                        f"{self._unsaved[1]}; the next start will not know it: press the kill switch again once it runs",
+                              "not know it was {}", kind, error, held)
+            self._alert("Guard state lost", f"the guard ended ({kind}) with its state ({held}) not saved: "
+                        f"{error}; the next start will not know it: press the kill switch again once it runs",
                         Severity.CRITICAL, news=True)
 
     # --- messages ---------------------------------------------------------------------------
@@ -1218,24 +1256,30 @@ class GuardActor(SupervisedActor):
         # state it holds, says loudly that the state is not durable, and saves again next time.
         # True once saved.
         # Until a save succeeds it is tried again on a timer (`_RESAVE`), so that a halt made
-        # while the store was down reaches it without waiting for a reading that changes anything.
+        # while the store was down reaches it without waiting for a reading that changes anything,
+        # and it is held in the carry, so that an incarnation that crashes before then hands it on.
         monitor = self.monitor
         self._metrics.gauge(MetricNames.TRADING_STATE, monitor.trading_state.gauge)
+        record = monitor.record()
         try:
-            self._store.save_guard(self._loop_id, monitor.record())
+            self._store.save_guard(self._loop_id, record)
         except Exception as exc:
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
             failures = 1 if self._unsaved is None else self._unsaved[0] + 1
             self._unsaved, self._saved = (failures, repr(exc)), None
+            if self._carry is not None:
+                self._carry.hold(self, Unsaved(record, self._stored, failures, repr(exc)))
             self.timers.start_single("resave", _RESAVE.delay(failures))
             if failures == 1:  # said once an outage; the retries are not news
                 self.log.critical("guard state not saved: {!r}; saved again until the store takes it", exc)
                 self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds, and saves it "
                             "again until the store takes it", Severity.CRITICAL)
             return False
-        self._saved = self._save_key()
+        self._saved, self._stored = self._save_key(), record
         if self._unsaved is not None:
             failures, self._unsaved = self._unsaved[0], None
+            if self._carry is not None:
+                self._carry.clear(self)
             self.timers.cancel("resave")
             self.log.warning("guard state saved again after {} failed tries: {}", failures, monitor.trading_state.value)
             self._alert("Guard state saved", f"the state store took the guard's state again ({monitor.trading_state.value})"

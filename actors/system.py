@@ -15,6 +15,7 @@ from actors.alerts import AlertActor
 from actors.emitter import EmitterActor, EventSink, JournalSink, Publisher, Subscribers, journal_sink, log_sink
 from actors.fail_safe import FailSafe
 from actors.guard import GuardActor
+from actors.guard_carry import GuardCarry
 from actors.healthcheck import HealthcheckActor, HealthcheckRelay
 from actors.heartbeat import HeartbeatActor
 from actors.loop import LoopActor
@@ -161,6 +162,8 @@ class TradingSystem:
         self._probe_interval = probe_interval
         self._liveness_timeout = liveness_timeout
         self._drills = drills
+        # What a guard held that the store refused, handed from one incarnation to the next.
+        self._carry = GuardCarry()
         self._fail_safe = FailSafe(
             loop_id=settings.loop_id,
             guards=settings.guards,
@@ -213,6 +216,7 @@ class TradingSystem:
                 cooldown=s.cooldown(),
                 stopping=self._stopping,
                 system_start=self._started,
+                carry=self._carry,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:

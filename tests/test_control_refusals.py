@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import httpx
 import pykka
 import pytest
@@ -24,7 +25,7 @@ from support.live_bot import TRADEWARDEN
 from support.processes import run
 
 from actors import TradingSystem
-from actors.messages import Halt, HaltNotSaved, Resume
+from actors.messages import Crash, Halt, HaltNotSaved, Resume
 from actors.service.control import BadRequest, calling
 from actors.service.hub import EventHub
 from runtime import Event, EventType, ListSignalSource, ManualClock, PaperBroker, Settings, TradingState
@@ -283,6 +284,76 @@ def test_a_halt_still_unsaved_when_the_system_stops_is_said_at_critical_level_an
         "on device'); the next start will not know it: press the kill switch again once it runs")
     store.down = False
     assert store.load_guard("outage").trading_state is TradingState.ACTIVE  # what the next start will find
+
+
+def _halted_while_the_store_is_down(tmp_path) -> tuple[TradingSystem, OutageStore, AlertInbox]:
+    # A running system whose kill switch was pressed while its store refused every guard record.
+    alerts = AlertInbox()
+    store = OutageStore(str(tmp_path / "state.db"))
+    system = TradingSystem(Settings(loop_id="outage"), paper_with_positions(1), ListSignalSource(), store=store,
+                           alerts=alerts, loop_interval=None, drills=True).start()
+    store.down = True
+    with pytest.raises(HaltNotSaved):
+        system.halt("ops", "disk full")
+    return system, store, alerts
+
+
+def _crash_the_guard(system: TradingSystem) -> None:
+    system.guard.tell(Crash("drill"))
+    assert wait_until(lambda: (guard := system.children()["guard"]).incarnation == 2 and guard.alive)
+
+
+def test_a_halt_the_store_refused_survives_a_crash_of_the_guard_and_is_saved_once_the_store_is_back(tmp_path):
+    # The next incarnation started from the store's last record: the halt, held only in memory,
+    # was gone, and the account came back ACTIVE and traded. It is carried over now.
+    system, store, alerts = _halted_while_the_store_is_down(tmp_path)
+    try:
+        since = system.guard_status().state_since
+        with LogLines(level="CRITICAL") as lines:
+            _crash_the_guard(system)
+        status = system.guard_status()
+        assert (status.state.trading_state, status.state.reason, status.state_since) == (
+            TradingState.HALTED, "halted by ops: disk full", since)
+        assert ("CRITICAL ending (crashed) with its state not saved (OSError('No space left on device')): the next "
+                "guard of this process carries it over, and a new process would not know it was halted: halted by "
+                "ops: disk full") in lines.snapshot()
+        carried = alerts.wait_for("Guard state carried over")
+        assert carried.text == (
+            "the guard ended (crashed) with its state (halted: halted by ops: disk full) not saved: OSError('No space "
+            "left on device'); the next guard of this process carries it over and saves it again until the store "
+            "takes it; a new process would not know it")
+        assert store.load_guard("outage").trading_state is TradingState.ACTIVE  # still not saved
+        store.down = False
+        assert wait_until(lambda: store.load_guard("outage").trading_state is TradingState.HALTED)
+        saved = store.load_guard("outage")
+        assert (saved.reason, saved.state_since) == ("halted by ops: disk full", since)
+        back = alerts.wait_for("Guard state saved")
+        assert re.fullmatch(r"the state store took the guard's state again \(halted\) after \d+ failed tries", back.text)
+        assert [a.title for a in alerts.sent if a.title.startswith("Guard state")] == [
+            "Guard state not saved", "Guard state carried over", "Guard state saved"]  # the outage is said once
+    finally:
+        system.stop()
+
+
+def test_a_halt_carried_over_is_laid_over_a_record_another_process_saved_meanwhile(tmp_path):
+    # The store's record changed while this guard could not write: that one is newer (its peak
+    # is taken), but its writer never saw the halt held here, so its ACTIVE does not lift it.
+    system, store, alerts = _halted_while_the_store_is_down(tmp_path)
+    try:
+        theirs = store.load_guard("outage")
+        theirs = attrs.evolve(theirs, drawdown=attrs.evolve(theirs.drawdown, peak_equity=150_000.0))
+        SqliteStore.save_guard(store, "outage", theirs)  # as another process on the same file would
+        since = system.guard_status().state_since
+        _crash_the_guard(system)
+        status = system.guard_status()
+        assert (status.state.trading_state, status.state.reason, status.state_since, status.state.peak_equity) == (
+            TradingState.HALTED, "halted by ops: disk full", since, 150_000.0)
+        store.down = False
+        assert wait_until(lambda: store.load_guard("outage").trading_state is TradingState.HALTED)
+        saved = store.load_guard("outage")
+        assert (saved.reason, saved.drawdown.peak_equity) == ("halted by ops: disk full", 150_000.0)
+    finally:
+        system.stop()
 
 
 def test_the_status_dates_a_halt_from_the_guards_record_when_the_journal_has_not_the_change(tmp_path):

@@ -850,6 +850,20 @@ def test_a_time_ahead_of_the_guards_clock_is_taken_as_now_so_it_cannot_start_tom
     assert triggered.metadata["at"] == T0.isoformat()
 
 
+@pytest.mark.parametrize("first_at", [T0 - timedelta(days=1), T0 - timedelta(hours=13), T0 + timedelta(days=1)],
+                         ids=["a day late", "13 h late", "a day ahead"])
+def test_a_fresh_guards_first_reading_stamped_late_or_ahead_does_not_hide_the_days_loss(tree_factory, first_at):
+    # A late first reading started its own (earlier) day, and the next one, on the guard's day,
+    # started that day from itself: an 11.5% fall between the two was no one's daily loss.
+    tree = tree_factory(PaperBroker(10_000), settings=Settings(daily_loss_percent=5.0, max_drawdown_percent=50.0,
+                                                               min_equity=0), clock=ManualClock(T0))
+    tree.guard.tell(EquityReading(10_000.0, first_at))
+    tree.guard.tell(EquityReading(8_850.0, T0))
+    state = tree.status().state
+    assert (state.trading_state, state.reason, state.day_start_equity) == (
+        TradingState.HALTED, "daily loss 11.50% >= limit 5.00% (start of day 10000.00, equity 8850.00)", 10_000.0)
+
+
 def test_a_reading_stamped_yesterday_is_judged_against_todays_start_and_the_clocks_next_day_starts_afresh(tree_factory):
     clock = ManualClock(T0)
     tree = tree_factory(PaperBroker(10_000), settings=Settings(daily_loss_percent=5.0, min_equity=0), clock=clock)

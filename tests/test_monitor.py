@@ -359,6 +359,25 @@ def test_state_reports_the_old_systems_fields():
     assert state.day_start_equity == 1200.0
 
 
+def test_a_late_first_reading_keeps_its_start_for_the_day_it_was_taken_on_and_a_day_between_starts_afresh():
+    opened = RiskMonitor(10_000.0, [DailyLossGuard(5.0)])
+    opened.open_on(T0)
+    opened.observe(10_000.0, T0 - timedelta(hours=13))  # taken on T0's day, stamped the day before
+    found = opened.observe(8_850.0, T0)
+    assert (found.breaches[0].reason, opened.record().day) == (
+        "daily loss 11.50% >= limit 5.00% (start of day 10000.00, equity 8850.00)", T0.date())
+    # Stamped further back: a feed on a time of its own, whose days start as ever.
+    feed = RiskMonitor(10_000.0, [DailyLossGuard(5.0)])
+    feed.open_on(T0)
+    feed.observe(10_000.0, T0 - timedelta(days=2))
+    feed.observe(9_800.0, T0 - timedelta(days=1))
+    assert feed.state().day_start_equity == 9_800.0
+    assert feed.observe(9_400.0, T0) is None
+    assert feed.state().day_start_equity == 9_400.0
+    with pytest.raises(ValueError, match=r"^now must be a timezone-aware datetime, got datetime.datetime\(2024, 3, 1, 0, 0\)$"):
+        feed.open_on(datetime(2024, 3, 1))
+
+
 def test_daily_loss_guards_in_different_time_zones_are_refused():
     with pytest.raises(
         ValueError, match=r"^daily loss guards must share one timezone, got \['Europe/London', 'Asia/Tokyo'\]$"

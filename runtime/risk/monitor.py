@@ -29,6 +29,7 @@ __all__ = ["Assessment", "GuardRecord", "Latch", "Rebaseline", "ResumeRefused", 
 
 _UTC = ZoneInfo("UTC")
 _NEVER = datetime.min.replace(tzinfo=UTC)
+_ONE_DAY = timedelta(days=1)
 _RECAPITALISED = (
     "money was deposited after equity fell to zero or below (a deposit is not a recovery: the loss before it "
     "cannot be measured as a drawdown)"
@@ -223,6 +224,8 @@ class RiskMonitor:
         self._last_check: datetime | None = None
         self._block_counts: dict[str, int] = {g.block_counter: 0 for g in self._guards}
         self._day_from = self._day_until = _NEVER  # the current day's bounds in UTC, once known
+        self._opened_on: date | None = None  # the owner's day as it opened this monitor (see open_on)
+        self._late_into: date | None = None  # the day a late first reading was taken on: it keeps that day's start
         self._net_deposits: float | None = None
         self._since: datetime | None = None
         self._latched_at: datetime | None = None
@@ -398,8 +401,13 @@ class RiskMonitor:
             # as a new day's start, and the next reading a third, hiding the day's loss.
             return
         if day != self._day:
+            # See open_on: a late first reading's equity starts the day it was taken on too.
+            keeps = self._day is not None and day == self._late_into
+            first_late = self._day is None and self._opened_on is not None and day == self._opened_on - _ONE_DAY
+            self._late_into = self._opened_on if first_late else None
             self._day = day
-            self._day_start = equity
+            if not keeps:
+                self._day_start = equity
         begins = datetime.combine(day, time(), tzinfo=self._zone).astimezone(UTC)
         ends = datetime.combine(day + timedelta(days=1), time(), tzinfo=self._zone).astimezone(UTC)
         # A zone whose midnight is skipped or doubled may not bracket ``at``: then no shortcut.
@@ -562,6 +570,24 @@ class RiskMonitor:
             self._latched_at = None
         self._become(TradingState.HALTED, reason)
         return previous
+
+    def open_on(self, now: datetime) -> None:
+        """Say when the owner opened this monitor, by its own clock (timezone-aware), so that a
+        late first reading does not hide that day's loss.
+
+        The first reading starts the trading day from its stamp, as always. One stamped on the
+        day before ``now``'s (late: a delayed message, a feed some hours behind) was taken on
+        ``now``'s day, so when the readings reach that day, it keeps the same start of day
+        instead of starting from its own first reading: the loss between the two is that day's.
+        A first reading stamped further back is taken to come from a feed on a time of its own
+        (a replay of its own days, fixed dates in tests): its days, and ``now``'s, start as ever.
+        A reading stamped after ``now``'s day is the owner's to take as now (the guard does).
+
+        Nothing once a reading has set the day, and nothing of it is saved: a monitor restored
+        from a record before the readings reach that day starts it from its own first reading."""
+        aware_datetime("now", now)
+        if self._day is None:
+            self._opened_on = now.astimezone(self._zone).date()
 
     def date_latch(self, at: datetime, *, again: bool = False) -> None:
         """Date the HALTED or REDUCING in force as its owner made it public at ``at`` (a
