@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,7 @@ from actors.supervision.supervisor import (
 )
 from runtime.adapters.healthcheck import HealthcheckPing
 from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.state_claim import StateFileClaim
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.system_clock import SystemClock
 from runtime.adapters.telegram import TelegramAlerts
@@ -68,6 +70,12 @@ __all__ = ["TradingSystem", "start_trading_system", "store_from_settings"]
 # What the loop and the guard call on every broker (`find_fill` only after a restart, and
 # `account_snapshot` where there is one, are asked for when needed).
 _BROKER_METHODS = ("account_equity", "open_positions", "submit_order", "close_position")
+
+
+def _close(part: Any) -> None:
+    close = getattr(part, "close", None)
+    if close is not None:
+        close()
 
 
 def store_from_settings(settings: Settings) -> StateStore:
@@ -141,12 +149,25 @@ class TradingSystem:
         # What is not given comes from the settings: PostgreSQL at STATE_DSN or SQLite at STATE_DB,
         # statsd at STATSD_HOST, Telegram with TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID; else
         # memory, nothing, the log.
-        self.store = check_store(store) if store is not None else store_from_settings(settings)
-        self.metrics = contained(metrics) if metrics is not None else StatsdMetrics.from_settings(settings)
-        self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
-        # What this system built it also closes (on `stop`); what the caller gave, the caller owns.
+        # A SQLite file it opens itself is claimed first (`StateFileClaim`): two systems on one
+        # file would each trade the account with its own peak and latch, so a halt of one would
+        # leave the other trading. A store the caller gives is the caller's to claim.
+        with ExitStack() as undo:  # what was built is closed again when a later part is refused
+            claim = StateFileClaim.of(settings.state_db) if store is None and settings.state_dsn is None else None
+            if claim is not None:
+                undo.callback(claim.close)
+            self.store = check_store(store) if store is not None else store_from_settings(settings)
+            if store is None:
+                undo.callback(_close, self.store)
+            self.metrics = contained(metrics) if metrics is not None else StatsdMetrics.from_settings(settings)
+            self.alert_sink = alerts if alerts is not None else TelegramAlerts.from_settings(settings)
+            undo.pop_all()
+        # What this system built it also closes (on `stop`), the claim after the store; what the
+        # caller gave, the caller owns.
         self._owned: list[Any] = [part for part, given in ((self.store, store), (self.metrics, metrics), (self.alert_sink, alerts))
                        if given is None]
+        if claim is not None:
+            self._owned.insert(1, claim)
         # The dead man's switch, when HEALTHCHECK_PING_URL is set: a child of its own, last.
         self._healthcheck = HealthcheckPing.from_settings(settings, self.metrics)
         if self._healthcheck is not None:

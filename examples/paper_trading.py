@@ -31,7 +31,7 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 The same program is the ``tradewarden replay`` command (`actors.service.cli`), which passes its
 own name to `main` for its usage line and its messages.
 
-A run claims its ``--out`` folder's ``state.db`` (`actors.service.state_claim.StateFileClaim`)
+A run claims its ``--out`` folder's ``state.db`` (`runtime.adapters.state_claim.StateFileClaim`)
 before it touches anything there, and holds it until its last file is written: a second replay
 into the same folder, while one runs, is refused (exit code 2) and changes nothing.
 
@@ -79,11 +79,11 @@ import attrs
 
 from actors.emitter import journal_sink, log_sink
 from actors.replay import PaperFeed, Replay, ReplayResult
-from actors.service.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
 from runtime.adapters.paper import PaperBroker, PaperCosts
 from runtime.adapters.sqlite import SqliteStore, StoreError
+from runtime.adapters.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
 from runtime.broker import Side

@@ -22,9 +22,9 @@ from support.processes import Child, Finished, run
 from actors import TradingSystem
 from actors.service.hub import EventHub
 from actors.service.journal import JournalReader
-from actors.service.state_claim import StateFileClaim
 from runtime import ListSignalSource, PaperBroker, RiskMonitor, Settings
 from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.state_claim import StateFileClaim
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 

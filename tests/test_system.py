@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 
+import attrs
 import pykka
 import pytest
 from actor_helpers import WAIT, AlertInbox, EventLog, Journal, LogLines, UnreachableBroker, wait_until
@@ -28,6 +29,7 @@ from runtime import (
     TradingState,
 )
 from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.state_claim import StateFileClaim, StateFileHeld
 from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
 
@@ -584,3 +586,44 @@ def test_the_fail_safe_does_not_hang_on_a_stuck_broker_and_alerts_first():
         assert system.wait(WAIT), "the supervisor escalated although the broker hung"
     finally:
         release.set()
+
+
+def test_two_systems_on_one_state_file_are_refused_until_the_first_stops(tmp_path):
+    # Both used to start and trade: a halt of one left the other trading the same account.
+    path = str(tmp_path / "state.db")
+    settings = Settings(state_db=path)
+    first = TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None).start()
+    try:
+        with pytest.raises(StateFileHeld) as refused:
+            TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None)
+        assert str(refused.value) == (
+            f"state_db {path!r} is in use by another running bot: two bots on one state file would both trade the "
+            "account; stop the other, or give this one its own STATE_DB"
+        )
+        assert first.guard_status().state.trading_state is TradingState.ACTIVE  # the first is untouched
+    finally:
+        first.stop()
+    second = TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None).start()
+    second.stop()
+
+
+def test_a_system_refused_after_it_claimed_its_state_file_lets_the_claim_go(tmp_path):
+    settings = Settings(state_db=str(tmp_path / "state.db"), statsd_host="no-such-host.invalid")
+    with pytest.raises(ValueError, match=r"^statsd_host 'no-such-host.invalid' \(port 8125\) cannot be resolved"):
+        TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None)
+    fixed = attrs.evolve(settings, statsd_host=None)
+    TradingSystem(fixed, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None).start().stop()
+
+
+def test_a_store_the_caller_gives_is_the_callers_to_claim(tmp_path):
+    # (`tradewarden run` claims the file itself, then hands the system its store.)
+    path = str(tmp_path / "state.db")
+    claim = StateFileClaim.of(path)
+    try:
+        with SqliteStore(path) as store:
+            trading = TradingSystem(Settings(state_db=path), paper("X"), ListSignalSource(), store=store,
+                                    clock=ManualClock(), loop_interval=None).start()
+            trading.stop()
+    finally:
+        assert claim is not None
+        claim.close()

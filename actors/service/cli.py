@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 from actors.service.client import Answer, ControlClient, ControlUnreachable
 from actors.service.config import ConfigError, RunConfig
 from actors.service.journal import JournalError, JournalReader, parse_since
-from actors.service.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from actors.service.status import status_text
 from runtime.adapters.logs import configure_logging
+from runtime.adapters.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from runtime.events import EventType
 from runtime.settings import Settings, SettingsError
 

@@ -17,13 +17,13 @@ from actors.service.feed import LiveFeed, bar_source
 from actors.service.hub import EventHub
 from actors.service.journal import JournalReader
 from actors.service.server import ControlServer, bind
-from actors.service.state_claim import StateFileClaim
 from actors.service.stop_signals import StopSignals
 from actors.service.telegram_bot import CommandHandler
 from actors.system import TradingSystem
 from runtime.adapters.paper import PaperBroker, PaperCosts
 from runtime.adapters.prometheus import PrometheusMetrics
 from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.state_claim import StateFileClaim
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
 from runtime.adapters.telegram_commands import TelegramCommands
