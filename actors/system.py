@@ -31,6 +31,7 @@ from actors.messages import (
     SendAlert,
     Subscribe,
 )
+from actors.pressed_halts import HaltNotConfirmed, PressedHalts
 from actors.supervision.address import Address, ChildUnavailable, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
@@ -164,6 +165,8 @@ class TradingSystem:
         self._drills = drills
         # What a guard held that the store refused, handed from one incarnation to the next.
         self._carry = GuardCarry()
+        # Kill-switch presses, in force for every guard incarnation from the moment they are pressed.
+        self._halts = PressedHalts()
         self._fail_safe = FailSafe(
             loop_id=settings.loop_id,
             guards=settings.guards,
@@ -217,6 +220,7 @@ class TradingSystem:
                 stopping=self._stopping,
                 system_start=self._started,
                 carry=self._carry,
+                pressed_halts=self._halts,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -462,9 +466,22 @@ class TradingSystem:
 
     def halt(self, by: str, reason: str, timeout: float = 5.0) -> TradingState:
         """The kill switch: latch HALTED with who and why, close every position, alert and
-        journal; returns the state before. Raises `HaltNotSaved` when it was carried out but
-        the state store did not take it (the guard saves it again until the store does)."""
-        answer = self.guard.ask(Halt(by, reason), timeout=timeout)
+        journal; returns the state before. It holds from the moment it is called: every order
+        the guard has not sent to the broker yet is refused as halted, also those queued in its
+        mailbox ahead of the halt. Raises `HaltNotSaved` when it was carried out but the state
+        store did not take it (the guard saves it again until the store does), and
+        `HaltNotConfirmed` (a `pykka.Timeout`) when the guard did not answer within ``timeout``:
+        the halt is recorded and in force all the same, and carried out when the guard gets to it."""
+        Halt(by, reason)  # refused here, naming the field, before it is recorded
+        press = self._halts.press(by, reason)
+        try:
+            answer = self.guard.ask(Halt(by, reason, press.press_id), timeout=timeout)
+        except pykka.Timeout:
+            raise HaltNotConfirmed(
+                f"the guard did not confirm the halt by {by} ({reason}) within {timeout:g}s; the halt is recorded and "
+                "in force for every order not yet sent to the broker: the guard refuses them as halted, and latches "
+                "HALTED, closes every position and alerts as soon as it gets to it"
+            ) from None
         if isinstance(answer, HaltNotSaved):
             raise answer
         return answer
