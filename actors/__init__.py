@@ -30,6 +30,7 @@ from actors.messages import (
     Resume,
     RunCycle,
 )
+from actors.pressed_halts import HaltNotConfirmed
 from actors.replay import PaperFeed, Replay, ReplayResult, replay_bars
 from actors.supervision.address import Address, ChildUnavailable, StashOverflow
 from actors.supervision.base import DrillsDisabled, SupervisedActor
@@ -68,6 +69,7 @@ __all__ = [
     "GetMetrics",
     "GuardActor",
     "GuardStatus",
+    "HaltNotConfirmed",
     "Hang",
     "HeartbeatActor",
     "HeartbeatStats",

@@ -30,6 +30,7 @@ from actors.messages import (
     Resume,
     SendAlert,
 )
+from actors.pressed_halts import PressedHalts
 from actors.replay_messages import EquitySeries, GetGuardLine, JudgeReading
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import BusySection, ChildContext
@@ -138,6 +139,13 @@ class GuardActor(SupervisedActor):
     ``stopping``): a stop that returns while an actor is still winding down never lets one out.
     Liquidations and position stops still run.
 
+    A kill switch pressed through its system (``pressed_halts``, see
+    `actors.pressed_halts.PressedHalts`) holds from the moment it is pressed, not from when its
+    `Halt` reaches the front of the mailbox: the guard carries out every press waiting there
+    before it checks an order (and again after the order's account read), so every order not
+    yet past its checks is refused as halted. An order already past them (its record being
+    written: at most ``journal_catch_up`` seconds, no broker call) goes out.
+
     A start says how the account starts when it is not ACTIVE (a warning in the log and a
     "Started halted" or "Started reducing" alert with the reason), unless a pending halt taken
     at that start said so already. It is said once per start of the system, by whichever
@@ -181,9 +189,11 @@ class GuardActor(SupervisedActor):
         stopping: threading.Event | None = None,
         system_start: threading.Event | None = None,
         carry: GuardCarry | None = None,
+        pressed_halts: PressedHalts | None = None,
     ) -> None:
         super().__init__(context)
         self._carry = carry
+        self._pressed = pressed_halts
         self._stopping = stopping
         self._system_start = system_start
         self._gate = gate or Gate()
@@ -269,6 +279,7 @@ class GuardActor(SupervisedActor):
         self._restore_gate()
         self._reconcile()  # first: an order filled before a crash is journaled before any close of it
         took_halts = self._take_pending_halts()
+        took_halts = self._take_pressed_halts() or took_halts
         if self._stale_after > 0 and not self.context.clock.virtual:
             # Blindness is judged on a real clock only: a replay's time moves in steps, and a
             # weekend between two bars is not an outage.
@@ -333,6 +344,17 @@ class GuardActor(SupervisedActor):
             self._taken_halts = [halt.halt_id for halt in pending]
             self._clear_taken_halts()
         return bool(pending)
+
+    def _take_pressed_halts(self) -> bool:
+        # Kill-switch presses not carried out yet (see `PressedHalts`): carried out now, before
+        # any order, exactly as their Halt messages would be, which then find them done.
+        if self._pressed is None or not self._pressed.waiting:
+            return False
+        halts = self._pressed.take(self.context)
+        for halt in halts:
+            previous = self._halt(halt.by, halt.reason)[0]
+            self._pressed.carried_out(halt.press_id, self.context, previous)
+        return bool(halts)
 
     def _clear_taken_halts(self) -> bool:
         # True once no pending halt this guard has taken is left in the store.
@@ -422,7 +444,8 @@ class GuardActor(SupervisedActor):
         elif isinstance(message, Resume):
             return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)
         elif isinstance(message, Halt):
-            previous, saved = self._halt(message.by, message.reason)
+            done = None if message.press is None or self._pressed is None else self._pressed.take_one(message.press, self.context)
+            previous, saved = (done, False) if done is not None else self._halt(message.by, message.reason)
             if saved or self._unsaved is None:
                 return previous
             return HaltNotSaved(  # answered, not raised: a told Halt must not kill the guard
@@ -779,8 +802,11 @@ class GuardActor(SupervisedActor):
         elif (duplicate := self._duplicate(order.client_id)) is not None:
             refusal = duplicate
         else:
+            self._take_pressed_halts()  # a halt pressed while this order waited in the mailbox refuses it
             unread = self._read_before(order, request.at)
             refusal = self._check(order)
+            if refusal is None and self._take_pressed_halts():  # one pressed while the account was read
+                refusal = self._check(order)
             if refusal is None and unread is not None:
                 refusal = self._unread_refusal(order, unread)
         reason = refusal.reason if refusal is not None else None

@@ -132,10 +132,14 @@ class Halt:
     Asked, the guard answers the previous `TradingState`, or a `HaltNotSaved` (returned, not
     raised) when the state store did not take the halt. ``by`` and ``reason`` are non-blank
     strings (else `TypeError` or `ValueError` naming the field and the value): the journal and
-    the alert must say who pressed it and why."""
+    the alert must say who pressed it and why. ``press`` is its id in the guard's
+    `actors.pressed_halts.PressedHalts` (set by `TradingSystem.halt`), which the guard may have
+    taken ahead of this message, before an order queued in front of it: then it is not carried
+    out twice, and the answer is the same."""
 
     by: str = attrs.field(validator=attrs_text)
     reason: str = attrs.field(validator=attrs_text)
+    press: int | None = None
 
 
 class HaltNotSaved(TradewardenError, RuntimeError):

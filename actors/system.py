@@ -32,6 +32,7 @@ from actors.messages import (
     SendAlert,
     Subscribe,
 )
+from actors.pressed_halts import HaltNotConfirmed, PressedHalts
 from actors.supervision.address import Address, ChildUnavailable, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
@@ -185,6 +186,8 @@ class TradingSystem:
         self._drills = drills
         # What a guard held that the store refused, handed from one incarnation to the next.
         self._carry = GuardCarry()
+        # Kill-switch presses, in force for every guard incarnation from the moment they are pressed.
+        self._halts = PressedHalts()
         self._fail_safe = FailSafe(
             loop_id=settings.loop_id,
             guards=settings.guards,
@@ -202,6 +205,7 @@ class TradingSystem:
             self._healthcheck_relay = HealthcheckRelay(Address(self._slots["healthcheck"]), self._healthcheck)
             self.subscribers.add(self._healthcheck_relay)
         self._handle: SupervisorHandle | None = None
+        self._starting = threading.Lock()  # one start at a time: two callers must not both launch
         self._host: ChildContext | None = None  # the host's, when a host's supervisor started it
         self._stopping = threading.Event()  # set as a stop begins: the guard refuses new orders from then on
         self._started = threading.Event()  # set by this start's first guard to come up: it says how the account started
@@ -238,6 +242,7 @@ class TradingSystem:
                 stopping=self._stopping,
                 system_start=self._started,
                 carry=self._carry,
+                pressed_halts=self._halts,
             )
 
         def loop(ctx: ChildContext) -> pykka.ActorRef[Any]:
@@ -290,8 +295,17 @@ class TradingSystem:
     # --- starting and stopping --------------------------------------------------------------
 
     def start(self) -> TradingSystem:
-        """Start the system under its own top-level supervisor; returns self."""
-        self._launch(None)
+        """Start the system under its own top-level supervisor; returns self. A system starts
+        at a time: started already (by this, or by a host's supervisor through `child_spec`) and
+        not stopped, it raises `RuntimeError` and changes nothing. After `stop` it starts afresh
+        from its store (one it was given: a store it built from its settings was closed by `stop`)."""
+        with self._starting:
+            if self._handle is not None and not self._stopping.is_set():
+                raise RuntimeError(
+                    "this trading system is already started: a second start would run a second guard and loop on the "
+                    "same account; stop() it first"
+                )
+            self._launch(None)
         return self
 
     def child_spec(self, name: str = "trading", restart: Restart = Restart.PERMANENT) -> ChildSpec:
@@ -462,8 +476,13 @@ class TradingSystem:
             except pykka.ActorDeadError:
                 logger.warning("restart of {} not requested: supervisor stopped", name)
 
+    def _started_or_raise(self, what: str) -> None:
+        if self._handle is None:
+            raise RuntimeError(f"the trading system is not started: start() it before {what}")
+
     def guard_status(self, timeout: float = 5.0) -> GuardStatus:
-        """The guard's state, block counts and bad-reading count."""
+        """The guard's state, block counts and bad-reading count; `RuntimeError` before `start`."""
+        self._started_or_raise("asking for the guard's status")
         return self.guard.ask(GetGuardState(), timeout=timeout)
 
     def resume(
@@ -475,7 +494,8 @@ class TradingSystem:
 
         ``sent_at`` (timezone-aware, on this system's `clock`) is when the resume was decided:
         a HALTED or REDUCING latched after it (its sender had not seen it) is not lifted, and the
-        `ResumeRefused` says when each happened. None (the default) means now: no such check."""
+        `ResumeRefused` says when each happened. None (the default) means now: no such check. `RuntimeError` before `start`."""
+        self._started_or_raise("resuming")
         answer = self.guard.ask(Resume(by, rebaseline, sent_at), timeout=timeout)
         if isinstance(answer, ResumeRefused):
             raise answer
@@ -483,9 +503,26 @@ class TradingSystem:
 
     def halt(self, by: str, reason: str, timeout: float = 5.0) -> TradingState:
         """The kill switch: latch HALTED with who and why, close every position, alert and
-        journal; returns the state before. Raises `HaltNotSaved` when it was carried out but
-        the state store did not take it (the guard saves it again until the store does)."""
-        answer = self.guard.ask(Halt(by, reason), timeout=timeout)
+        journal; returns the state before. It holds from the moment it is called: every order
+        the guard has not sent to the broker yet is refused as halted, also those queued in its
+        mailbox ahead of the halt. Raises `HaltNotSaved` when it was carried out but the state
+        store did not take it (the guard saves it again until the store does), and
+        `HaltNotConfirmed` (a `pykka.Timeout`) when the guard did not answer within ``timeout``:
+        the halt is recorded and in force all the same, and carried out when the guard gets to it.
+        Before `start`, `RuntimeError` (to halt an account whose system is not running, save a
+        `runtime.store.PendingHalt` in its store: `tradewarden halt`)."""
+        Halt(by, reason)  # refused here, naming the field, before it is recorded
+        self._started_or_raise("halting (to halt an account whose system is not running, `tradewarden halt` saves a "
+                               "pending halt in its store)")
+        press = self._halts.press(by, reason)
+        try:
+            answer = self.guard.ask(Halt(by, reason, press.press_id), timeout=timeout)
+        except pykka.Timeout:
+            raise HaltNotConfirmed(
+                f"the guard did not confirm the halt by {by} ({reason}) within {timeout:g}s; the halt is recorded and "
+                "in force for every order not yet sent to the broker: the guard refuses them as halted, and latches "
+                "HALTED, closes every position and alerts as soon as it gets to it"
+            ) from None
         if isinstance(answer, HaltNotSaved):
             raise answer
         return answer

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from actors.messages import HaltNotSaved
+from actors.pressed_halts import HaltNotConfirmed
 from actors.service.auth import BearerToken, RequireToken
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.hub import EventHub
@@ -368,12 +369,23 @@ def control_app(
     async def halt(request: Request) -> Response:
         body = await read_body(request, {"reason": str, "by": str}, required={"reason"})
         by = body.get("by", "control API")
+
+        def press() -> Any:
+            try:
+                return system.halt(by, body["reason"], timeout=ask_timeout)
+            except HaltNotConfirmed as exc:  # in force all the same: not a 503 that would say it was not taken
+                return exc
+
         try:
-            previous = await on_system(lambda: system.halt(by, body["reason"], timeout=ask_timeout))
+            previous = await on_system(press)
         except HaltNotSaved as exc:
             _log.error("halt through the control API by {} not saved: {}", by, exc)
             return JSONResponse({"done": "not_saved", "previous_state": exc.previous.value, "by": by,
                                  "reason": body["reason"], "error": str(exc)}, status_code=503)
+        if isinstance(previous, HaltNotConfirmed):
+            _log.warning("halt through the control API by {} recorded, not yet confirmed: {}", by, body["reason"])
+            return JSONResponse({"done": "recorded", "by": by, "reason": body["reason"], "error": str(previous)},
+                                status_code=202)
         _log.warning("halted through the control API by {}: {}", by, body["reason"])
         return JSONResponse({"done": "halted", "previous_state": previous.value, "by": by, "reason": body["reason"]})
 

@@ -30,6 +30,7 @@ import pykka
 from loguru import logger
 
 from actors.messages import HaltNotSaved
+from actors.pressed_halts import HaltNotConfirmed
 from actors.service.control import resumed
 from actors.service.hub import EventHub
 from actors.service.status import StatusReader, status_text
@@ -102,6 +103,8 @@ class CommandHandler:
             return change()
         except ChildUnavailable:  # refused before it was queued
             return f"The trading system has stopped: {command} was not carried out."
+        except HaltNotConfirmed as exc:  # in force already for every order not yet sent
+            return f"HALT RECORDED, not yet confirmed: {exc}. Send /status to see it carried out."
         except pykka.Timeout:
             # Still in the guard's mailbox, it is carried out when the guard gets to it.
             return (f"The trading system did not answer {command} within {self.timeout:g}s. It may still carry it"
