@@ -822,6 +822,8 @@ class GuardActor(SupervisedActor):
             return self._outcome(order, request.at, error=repr(exc))
         except Exception as exc:
             return self._unknown(request, submitted, event, f"submit_order raised {exc!r}")
+        if not isinstance(fill, Fill):  # a broker fault too: what it did is not known from that
+            return self._unknown(request, submitted, event, f"submit_order returned {brief(fill)}, not a Fill")
         self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
         return self._outcome(order, request.at, fill=fill)
 

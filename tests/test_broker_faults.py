@@ -20,7 +20,8 @@ from runtime.broker import Fill
 class Venue(PaperBroker):
     """A trade server outside the process. ``fault`` decides what an order does:
     ``"fill, then time out"`` (it trades, the answer is lost), ``"time out"`` (nothing traded yet;
-    ``late`` set makes it trade then), ``"reject"`` (a refusal it is sure of). Counts `find_fill`."""
+    `trade_late` trades it), ``"reject"`` (a refusal it is sure of), and ``"fill, then return
+    None"`` and ``"return None"`` as the timeouts, answering None instead. Counts `find_fill`."""
 
     in_process = False
 
@@ -34,10 +35,12 @@ class Venue(PaperBroker):
     def submit_order(self, order: Order) -> Fill:
         if self.fault == "reject":
             raise OrderRejected("market closed")
-        if self.fault == "fill, then time out":
+        if self.fault.startswith("fill, then"):
             super().submit_order(order)
         else:
             self.held = order  # still in the venue's queue
+        if self.fault.endswith("return None"):
+            return None  # type: ignore[return-value]  # (a broker of someone else's that breaks the port)
         raise BrokerError("venue timeout after 30s (order state unknown)")
 
     def trade_late(self) -> Fill:
@@ -163,3 +166,42 @@ def test_the_paper_brokers_refusals_are_rejections() -> None:
     broker.submit_order(order)
     with pytest.raises(OrderRejected, match=rf"^duplicate client id '{order.client_id}': that order was already filled$"):
         broker.submit_order(order)
+
+
+def test_a_broker_that_returns_none_is_a_fault_whose_order_is_looked_up() -> None:
+    broker = Venue("return None")
+    tree = _tree(broker, settle_grace=30.0)
+    try:
+        order = Order("X", "buy", 2)
+        outcome = tree.guard.ask(PlaceOrder(order, T0), timeout=WAIT)
+        assert (outcome.fill, outcome.unknown) == (None, True)
+        assert outcome.error == (
+            "outcome unknown: submit_order returned None, not a Fill; the order is being reconciled with the broker "
+            "(see the journal)"
+        )
+        assert wait_until(lambda: [a.title for a in tree.alerts()] == ["Order outcome unknown"])
+        assert tree.alerts()[0].text == (
+            f"order {order.client_id} (buy 2 X): submit_order returned None, not a Fill; the broker may hold it; looked "
+            "up at the broker until it says, and journaled then; do not send it again"
+        )
+        broker.trade_late()
+        [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+        assert (executed.metadata["client_order_id"], executed.metadata["reconciled"]) == (order.client_id, True)
+        assert wait_until(lambda: tree.store.held_orders("main") == [])
+    finally:
+        tree.stop()
+
+
+def test_a_broker_that_fills_and_returns_none_has_its_fill_found_at_once() -> None:
+    broker = Venue("fill, then return None")
+    tree = _tree(broker)
+    try:
+        order = Order("X", "buy", 2)
+        outcome = tree.guard.ask(PlaceOrder(order, T0), timeout=WAIT)
+        assert outcome.executed and outcome.fill == broker.find_fill(order.client_id)
+        tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+        assert _orders(tree) == [("order_submitted", None), ("trade_executed", True)]
+        assert tree.store.held_orders("main") == []
+        assert wait_until(lambda: [a.title for a in tree.alerts()] == ["Order filled despite a broker error"])
+    finally:
+        tree.stop()
