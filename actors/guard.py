@@ -44,6 +44,7 @@ from runtime.broker import (
     OrderRejected,
     Position,
     closes_with_client_id,
+    fill_mismatch,
     is_in_process,
     read_account,
 )
@@ -825,7 +826,23 @@ class GuardActor(SupervisedActor):
         if not isinstance(fill, Fill):  # a broker fault too: what it did is not known from that
             return self._unknown(request, submitted, event, f"submit_order returned {brief(fill)}, not a Fill")
         self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
-        return self._outcome(order, request.at, fill=fill)
+        return self._executed(order, fill, request.at)
+
+    def _executed(self, order: Order, fill: Fill, at: Any) -> OrderOutcome:
+        # The answer to a filled order. A fill that is not what the order asked for (another
+        # symbol, side or client id, more volume) is a broker fault: the account holds what the
+        # broker did, so it is journaled as the broker reports it, and the account is read from
+        # the broker and judged (_outcome) before the answer; never taken silently.
+        mismatch = fill_mismatch(order, fill)
+        if mismatch is None:
+            return self._outcome(order, at, fill=fill)
+        what = f"order {order.client_id} ({order.side.value} {order.volume:g} {order.symbol})"
+        told = (f"{fill.side.value} {fill.volume:g} {fill.symbol} at {fill.price:g}, position {fill.position_id!r}, "
+                f"client id {fill.client_id!r}")
+        self.log.critical("{}: the broker's fill does not match it: {} ({})", what, mismatch, told)
+        self._alert("Fill does not match its order", f"{what}: the broker filled {told}: {mismatch}; journaled as the "
+                    "broker reports it; the account is read from the broker", Severity.CRITICAL)
+        return self._outcome(order, at, fill=fill, error=f"the fill does not match the order: {mismatch}")
 
     def _unknown(self, request: PlaceOrder, submitted: OrderSubmitted, event: Event, fault: str) -> OrderOutcome:
         # The broker failed without saying the order did not trade (a venue that timed out after
@@ -846,7 +863,7 @@ class GuardActor(SupervisedActor):
             self.log.warning("{}: executed after all, the broker has its fill", what)
             self._alert("Order filled despite a broker error", f"{what}: {fault}; the broker has its fill "
                         f"({found.volume:g} at {found.price:.2f}): journaled as executed (reconciled)", Severity.WARNING)
-            return self._outcome(order, request.at, fill=found)
+            return self._executed(order, found, request.at)
         if found is not None:
             fault = f"{fault}; find_fill returned {brief(found)}, not a Fill"
         if not self._journal_first:

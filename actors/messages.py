@@ -209,7 +209,10 @@ class OrderOutcome:
     ``unknown`` (with ``error`` saying why) when the broker failed without saying the order did
     not trade (a timeout after it reached the venue) and does not know it yet: it may hold the
     position. The guard keeps looking it up and journals the truth (TRADE_EXECUTED, reconciled,
-    when it is found); do not send the order again as a new one."""
+    when it is found); do not send the order again as a new one.
+
+    A ``fill`` with an ``error`` is a fill that does not match its order (another symbol, side or
+    client id, more volume): executed as the broker reports it, and alerted."""
 
     client_id: str
     fill: Fill | None

@@ -13,7 +13,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.validation import attrs_finite, attrs_positive, attrs_text, finite_number, member
 
-__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "closes_with_client_id", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "OrderRejected", "Position", "Side", "new_client_id", "to_side"]
+__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "closes_with_client_id", "fill_mismatch", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "OrderRejected", "Position", "Side", "new_client_id", "to_side"]
 
 
 class BrokerError(TradewardenError, RuntimeError):
@@ -171,6 +171,23 @@ def closes_with_client_id(broker: object) -> bool:
     except (AttributeError, TypeError, ValueError):
         return False
     return any(p.name == "client_id" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def fill_mismatch(order: Order, fill: Fill) -> str | None:
+    """How ``fill`` differs from what ``order`` asked for, or None when it matches: another
+    symbol or side, more volume than ordered (less is a partial fill), or another order's client
+    id (None, a broker that does not say, is not a mismatch). Each difference names the fill's
+    value and the order's."""
+    found = []
+    if fill.symbol != order.symbol:
+        found.append(f"symbol {fill.symbol!r} (ordered {order.symbol!r})")
+    if fill.side is not order.side:
+        found.append(f"side {fill.side.value} (ordered {order.side.value})")
+    if fill.volume > order.volume * (1 + 1e-9):
+        found.append(f"volume {fill.volume:g} (ordered {order.volume:g})")
+    if fill.client_id is not None and fill.client_id != order.client_id:
+        found.append(f"client id {fill.client_id!r} (ordered {order.client_id!r})")
+    return "; ".join(found) or None
 
 
 def read_account(broker: Broker) -> AccountSnapshot:

@@ -205,3 +205,53 @@ def test_a_broker_that_fills_and_returns_none_has_its_fill_found_at_once() -> No
         assert wait_until(lambda: [a.title for a in tree.alerts()] == ["Order filled despite a broker error"])
     finally:
         tree.stop()
+
+
+class Nonsense(PaperBroker):
+    """A trade server that fills something other than the order: ``make(order)`` gives the order
+    it carries out instead, whose fill it reports; the paper account holds its position."""
+
+    in_process = False
+
+    def __init__(self, make) -> None:
+        super().__init__(10_000)
+        self.update_price("X", 100.0)
+        self.update_price("Y", 10.0)
+        self.make = make
+
+    def submit_order(self, order: Order) -> Fill:
+        return super().submit_order(self.make(order))  # what it did: the paper fill of that other order
+
+
+@pytest.mark.parametrize(
+    ("make", "told", "mismatch"),
+    [
+        (lambda o: Order("Y", "sell", 5, "someone-else"), "sell 5 Y at 10, position '1', client id 'someone-else'",
+         "symbol 'Y' (ordered 'X'); side sell (ordered buy); volume 5 (ordered 2); client id 'someone-else' (ordered '{id}')"),
+        (lambda o: Order("X", "buy", o.volume * 1000, o.client_id), "buy 2000 X at 100, position '1', client id '{id}'",
+         "volume 2000 (ordered 2)"),
+    ],
+    ids=["another order", "1000 times the volume"],
+)
+def test_a_fill_that_does_not_match_its_order_is_journaled_as_reported_alerted_and_the_account_read(make, told, mismatch):
+    broker = Nonsense(make)
+    tree = _tree(broker)
+    try:
+        order = Order("X", "buy", 2)
+        outcome = tree.guard.ask(PlaceOrder(order, T0), timeout=WAIT)
+        mismatch, told = mismatch.format(id=order.client_id), told.format(id=order.client_id)
+        [position] = broker.open_positions()
+        assert outcome.executed and outcome.error == f"the fill does not match the order: {mismatch}"
+        # The account after it is the broker's: read from it, not taken from the order.
+        assert (outcome.positions_open, outcome.equity) == (1, broker.account_equity())
+        [executed] = tree.events.wait_count(EventType.TRADE_EXECUTED, 1)
+        assert (executed.metadata["filled_volume"], executed.metadata["position_id"]) == (position.volume, "1")
+        assert wait_until(lambda: [a.title for a in tree.alerts()] == ["Fill does not match its order"])
+        [alert] = tree.alerts()
+        assert alert.severity is Severity.CRITICAL
+        assert alert.text == (
+            f"order {order.client_id} (buy 2 X): the broker filled {told}: {mismatch}; journaled as the broker reports "
+            "it; the account is read from the broker"
+        )
+    finally:
+        tree.stop()
