@@ -38,7 +38,17 @@ from actors.supervision.messages import Tick
 from actors.supervision.timers import Timers
 from runtime.alerts import Alert, Severity
 from runtime.backoff import Backoff
-from runtime.broker import Broker, Fill, Order, Position, closes_with_client_id, is_in_process, read_account
+from runtime.broker import (
+    Broker,
+    Fill,
+    Order,
+    OrderRejected,
+    Position,
+    closes_with_client_id,
+    fill_mismatch,
+    is_in_process,
+    read_account,
+)
 from runtime.events import Event
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 from runtime.payloads import (
@@ -241,6 +251,7 @@ class GuardActor(SupervisedActor):
         self._bad_cash_flows = 0
         self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
         self._unreadable: set[str] = set()  # repr of each held order's id whose record is unreadable: alerted once
+        self._unknown_ids: set[str] = set()  # orders whose outcome was alerted as unknown: their truth is alerted too
         self._liquidating: str | None = None
         self._taken_halts: list[str] = []  # ids of pending halts taken whose clear failed
         self._reaction_started: float | None = None
@@ -833,11 +844,66 @@ class GuardActor(SupervisedActor):
             self._save_gate()  # before the broker sees it: a restart must count this order
         try:
             fill = self._broker.submit_order(order)
-        except Exception as exc:
+        except OrderRejected as exc:  # the broker says it did not trade: failed for good
             self._close_order(order.client_id, event, TradeFailed.of(order, signal, rejected=False, error=repr(exc)))
             return self._outcome(order, request.at, error=repr(exc))
+        except Exception as exc:
+            return self._unknown(request, submitted, event, f"submit_order raised {exc!r}")
+        if not isinstance(fill, Fill):  # a broker fault too: what it did is not known from that
+            return self._unknown(request, submitted, event, f"submit_order returned {brief(fill)}, not a Fill")
         self._close_order(order.client_id, event, TradeExecuted.of(submitted, fill))
-        return self._outcome(order, request.at, fill=fill)
+        return self._executed(order, fill, request.at)
+
+    def _executed(self, order: Order, fill: Fill, at: Any) -> OrderOutcome:
+        # The answer to a filled order. A fill that is not what the order asked for (another
+        # symbol, side or client id, more volume) is a broker fault: the account holds what the
+        # broker did, so it is journaled as the broker reports it, and the account is read from
+        # the broker and judged (_outcome) before the answer; never taken silently.
+        mismatch = fill_mismatch(order, fill)
+        if mismatch is None:
+            return self._outcome(order, at, fill=fill)
+        what = f"order {order.client_id} ({order.side.value} {order.volume:g} {order.symbol})"
+        told = (f"{fill.side.value} {fill.volume:g} {fill.symbol} at {fill.price:g}, position {fill.position_id!r}, "
+                f"client id {fill.client_id!r}")
+        self.log.critical("{}: the broker's fill does not match it: {} ({})", what, mismatch, told)
+        self._alert("Fill does not match its order", f"{what}: the broker filled {told}: {mismatch}; journaled as the "
+                    "broker reports it; the account is read from the broker", Severity.CRITICAL)
+        return self._outcome(order, at, fill=fill, error=f"the fill does not match the order: {mismatch}")
+
+    def _unknown(self, request: PlaceOrder, submitted: OrderSubmitted, event: Event, fault: str) -> OrderOutcome:
+        # The broker failed without saying the order did not trade (a venue that timed out after
+        # the order reached it): it may hold the position, and a sender told "failed" would send
+        # it again. Only the broker can say: asked now, else the order stays held in the store
+        # and the reconciliation looks it up (every second for settle_grace, then on the watch
+        # for a late fill), journaling what the broker says.
+        order = request.order
+        client_id = order.client_id
+        what = f"order {client_id} ({order.side.value} {order.volume:g} {order.symbol})"
+        self.log.critical("{}: {}; its outcome is unknown: looked up at the broker", what, fault)
+        try:
+            found = self._broker.find_fill(client_id)
+        except Exception as exc:
+            found, fault = None, f"{fault}; find_fill raised {exc!r}"
+        if isinstance(found, Fill):
+            self._close_order(client_id, event, TradeExecuted.of(submitted, found, reconciled=True))
+            self.log.warning("{}: executed after all, the broker has its fill", what)
+            self._alert("Order filled despite a broker error", f"{what}: {fault}; the broker has its fill "
+                        f"({found.volume:g} at {found.price:.2f}): journaled as executed (reconciled)", Severity.WARNING)
+            return self._executed(order, found, request.at)
+        if found is not None:
+            fault = f"{fault}; find_fill returned {brief(found)}, not a Fill"
+        if not self._journal_first:
+            # An account in this process has nothing in flight (see _journal_first): an order
+            # it has no fill for did not trade.
+            error = f"{fault}; not executed: the broker has no fill for this client id"
+            self._close_order(client_id, event, TradeFailed.of(order, request.signal, rejected=False, error=error))
+            return self._outcome(order, request.at, error=error)
+        self._unknown_ids.add(client_id)
+        self.timers.start_single("reconcile", _RECONCILE_EVERY)
+        self._alert("Order outcome unknown", f"{what}: {fault}; the broker may hold it; looked up at the broker until it "
+                    "says, and journaled then; do not send it again", Severity.CRITICAL)
+        error = f"outcome unknown: {fault}; the order is being reconciled with the broker (see the journal)"
+        return self._outcome(order, request.at, error=error, unknown=True)
 
     def _duplicate(self, client_id: str) -> Refusal | None:
         # An order goes out at most once. A host whose answer was lost (the guard died between
@@ -983,12 +1049,14 @@ class GuardActor(SupervisedActor):
         self._publish.send(outcome)
 
     def _outcome(
-        self, order: Order, at: Any, *, fill: Fill | None = None, refusal: str | None = None, error: str | None = None
+        self, order: Order, at: Any, *, fill: Fill | None = None, refusal: str | None = None, error: str | None = None,
+        unknown: bool = False,
     ) -> OrderOutcome:
         # The account right after the order is a reading like any other: a fill that breaches a
         # limit halts and liquidates before the answer goes back.
         equity, positions_open = self._judge_account(order.client_id, at)
-        return OrderOutcome(order.client_id, fill, refusal, error, self._gate.state(self.monitor.trading_state), equity, positions_open)
+        state = self._gate.state(self.monitor.trading_state)
+        return OrderOutcome(order.client_id, fill, refusal, error, state, equity, positions_open, unknown)
 
     def _judge_account(self, client_id: str, at: Any) -> tuple[float | None, int | None]:
         # Read the account after order ``client_id`` changed it, and take it as a reading.
@@ -1050,6 +1118,10 @@ class GuardActor(SupervisedActor):
                 failed = TradeFailed(**order.order_fields(), rejected=False, error=error, client_order_id=client_id, reconciled=True)
                 self._settle(client_id, failed, watch_until=now + self._late_fill_watch)
                 self.log.warning("order {} reconciled with the broker: not executed (watched for a late fill)", client_id)
+                if client_id in self._unknown_ids:
+                    self._unknown_ids.discard(client_id)
+                    self._alert("Order outcome found", f"order {client_id}: {error}; journaled as not executed, and "
+                                "watched for a late fill", Severity.WARNING)
                 waits.append(self._late_fill_every)
         if waits:
             self.timers.start_single("reconcile", min(waits))
@@ -1098,6 +1170,10 @@ class GuardActor(SupervisedActor):
             )
         else:
             self.log.warning("order {} reconciled with the broker: filled", client_id)
+            if client_id in self._unknown_ids:
+                self._alert("Order outcome found", f"order {client_id}: filled {fill.volume:g} {fill.symbol} at "
+                            f"{fill.price:.2f}; journaled as executed (reconciled)", Severity.WARNING)
+        self._unknown_ids.discard(client_id)
         self._judge_account(client_id, self.context.clock.now())
 
     # --- the per-position stop ----------------------------------------------------------------

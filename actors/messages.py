@@ -208,7 +208,15 @@ class PlaceOrder:
 class OrderOutcome:
     """The guard's answer to `PlaceOrder`: exactly one of ``fill`` (executed), ``refusal`` (the
     gate refused it: it never reached the broker) and ``error`` (the broker failed it), with the
-    trading state and the account as read right after (``equity`` None when unreadable)."""
+    trading state and the account as read right after (``equity`` None when unreadable).
+
+    ``unknown`` (with ``error`` saying why) when the broker failed without saying the order did
+    not trade (a timeout after it reached the venue) and does not know it yet: it may hold the
+    position. The guard keeps looking it up and journals the truth (TRADE_EXECUTED, reconciled,
+    when it is found); do not send the order again as a new one.
+
+    A ``fill`` with an ``error`` is a fill that does not match its order (another symbol, side or
+    client id, more volume): executed as the broker reports it, and alerted."""
 
     client_id: str
     fill: Fill | None
@@ -217,6 +225,7 @@ class OrderOutcome:
     trading_state: TradingState
     equity: float | None
     positions_open: int | None
+    unknown: bool = False
 
     @property
     def executed(self) -> bool:

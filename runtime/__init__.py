@@ -24,7 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from runtime.alerts import Alert, AlertSink, LogAlerts, Severity
-from runtime.broker import Broker, BrokerError, Fill, Order, Position, Side
+from runtime.broker import Broker, BrokerError, Fill, Order, OrderRejected, Position, Side
 from runtime.clock import Clock, ManualClock
 from runtime.errors import TradewardenError
 from runtime.events import Event, EventType
@@ -124,6 +124,7 @@ __all__ = [
     "MovingAverageCrossover",
     "NullMetrics",
     "Order",
+    "OrderRejected",
     "PaperBroker",
     "plot_report",
     "Position",

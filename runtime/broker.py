@@ -13,11 +13,24 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.validation import attrs_finite, attrs_positive, attrs_text, finite_number, member
 
-__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "closes_with_client_id", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "Position", "Side", "new_client_id", "to_side"]
+__all__ = ["AccountSnapshot", "CLIENT_ID_MAX_LENGTH", "closes_with_client_id", "fill_mismatch", "is_in_process", "read_account", "Broker", "BrokerError", "Fill", "Order", "OrderRejected", "Position", "Side", "new_client_id", "to_side"]
 
 
 class BrokerError(TradewardenError, RuntimeError):
-    """A broker refused or failed an operation; the message says which and why."""
+    """A broker refused or failed an operation; the message says which and why.
+
+    Raised by `Broker.submit_order`, it does not say the order was not executed: a venue may
+    time out after the order reached it. Only `OrderRejected` says that."""
+
+
+class OrderRejected(BrokerError):
+    """The broker refused an order and did not execute any of it, and will not: it answered with
+    a refusal (not enough margin, the market closed, a volume it does not take, a duplicate).
+
+    Raise it from `Broker.submit_order` only when that is certain. The guard then journals the
+    order as failed at once (TRADE_FAILED). Any other error, and a result that is not a `Fill`,
+    leaves the order's outcome unknown: the guard looks it up with `Broker.find_fill` until the
+    broker says."""
 
 
 class Side(enum.Enum):
@@ -160,6 +173,23 @@ def closes_with_client_id(broker: object) -> bool:
     return any(p.name == "client_id" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
+def fill_mismatch(order: Order, fill: Fill) -> str | None:
+    """How ``fill`` differs from what ``order`` asked for, or None when it matches: another
+    symbol or side, more volume than ordered (less is a partial fill), or another order's client
+    id (None, a broker that does not say, is not a mismatch). Each difference names the fill's
+    value and the order's."""
+    found = []
+    if fill.symbol != order.symbol:
+        found.append(f"symbol {fill.symbol!r} (ordered {order.symbol!r})")
+    if fill.side is not order.side:
+        found.append(f"side {fill.side.value} (ordered {order.side.value})")
+    if fill.volume > order.volume * (1 + 1e-9):
+        found.append(f"volume {fill.volume:g} (ordered {order.volume:g})")
+    if fill.client_id is not None and fill.client_id != order.client_id:
+        found.append(f"client id {fill.client_id!r} (ordered {order.client_id!r})")
+    return "; ".join(found) or None
+
+
 def read_account(broker: Broker) -> AccountSnapshot:
     """One snapshot of ``broker``'s account: `Broker.account_snapshot` where the broker has it,
     else its equity alone (no cash-flow information)."""
@@ -193,7 +223,15 @@ class Broker(Protocol):
         ...
 
     def submit_order(self, order: Order) -> Fill:
-        """Execute a market order and return its fill."""
+        """Execute a market order and return its fill: the order's symbol, side and volume (less
+        only when partly filled), with its ``client_id``.
+
+        Raise `OrderRejected` when the broker certainly did not execute it (the guard journals
+        TRADE_FAILED). Any other error (a timeout, a lost connection after the order was sent),
+        or a result that is not a `Fill`, leaves its outcome unknown: the guard asks `find_fill`
+        at once, and again on its watch for a late fill until the broker knows the order or the
+        watch ends, and answers the sender with ``OrderOutcome.unknown``. A fill that does not
+        match its order is journaled as the broker reports it and alerted."""
         ...
 
     def close_position(self, position_id: str, client_id: str | None = None) -> Fill:

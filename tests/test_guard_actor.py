@@ -33,6 +33,7 @@ from runtime import (
     MemoryMetrics,
     MemoryStore,
     Order,
+    OrderRejected,
     PaperBroker,
     Settings,
     TradingState,
@@ -597,17 +598,17 @@ def test_a_broker_that_fails_an_order_gives_trade_failed_settled_in_the_journal(
         in_process = False  # a trade server outside the process: the order is journaled before it
 
         def submit_order(self, order: Order):
-            raise BrokerError("market closed")
+            raise OrderRejected("market closed")  # sure it did not trade: any other error is an unknown outcome
 
     broker = RefusingBroker(10_000)
     tree = tree_factory(broker)
     outcome = tree.place("X", "buy", 1)
-    assert (outcome.fill, outcome.refusal, outcome.error) == (None, None, "BrokerError('market closed')")
+    assert (outcome.fill, outcome.refusal, outcome.error) == (None, None, "OrderRejected('market closed')")
     [submitted] = tree.events.wait_count(EventType.ORDER_SUBMITTED, 1)
     [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
     assert failed.metadata == {
         "signal_id": None, "symbol": "X", "side": "buy", "volume": 1, "reason": "", "client_order_id": submitted.metadata["client_order_id"],
-        "rejected": False, "error": "BrokerError('market closed')", "reconciled": False, "refused_by": None,
+        "rejected": False, "error": "OrderRejected('market closed')", "reconciled": False, "refused_by": None,
     }
     assert tree.store.unsettled_orders("main") == []
     assert [e.event_type for e in tree.store.events()] == [EventType.ORDER_SUBMITTED, EventType.TRADE_FAILED]

@@ -13,13 +13,13 @@ from actors.loop import LoopActor, NoGuard
 from actors.messages import Crash, EquityReading, GetJournals, RunCycle
 from actors.supervision.context import ChildContext
 from runtime import (
-    BrokerError,
     EventType,
     ListSignalSource,
     ManualClock,
     MemoryMetrics,
     MemoryStore,
     Order,
+    OrderRejected,
     PaperBroker,
     Settings,
     Signal,
@@ -188,7 +188,7 @@ def test_a_loop_that_reported_a_breach_sends_no_more_orders_in_the_same_cycle(sy
 def test_a_broker_that_raises_gives_trade_failed_and_an_error_count_and_the_loop_lives_on(system_factory):
     class RefusingBroker(PaperBroker):
         def submit_order(self, order: Order):
-            raise BrokerError("market closed")
+            raise OrderRejected("market closed")
 
     system, signals, events, broker = system_factory(RefusingBroker(10_000))
     signals.push(Signal("X", "buy", 1))

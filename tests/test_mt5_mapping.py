@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runtime import BrokerError, Fill, Order, Position, Side
+from runtime import BrokerError, Fill, Order, OrderRejected, Position, Side
 from runtime.adapters import mt5_mapping as m
 
 # The shapes (field names and order) the MetaTrader5 package returns.
@@ -152,12 +152,16 @@ def test_no_tick_means_no_price() -> None:
 def test_only_retcode_done_is_success() -> None:
     done = _result()
     assert m.check_order_result(done, "closing position 5001") is done
-    with pytest.raises(BrokerError, match=r"closing position 5001: refused with retcode 10018 \('Market closed'\)"):
+    with pytest.raises(OrderRejected, match=r"closing position 5001: refused with retcode 10018 \('Market closed'\)"):
         m.check_order_result(_result(10018, "Market closed"), "closing position 5001")
-    with pytest.raises(BrokerError, match=r"retcode 10010"):  # a partial fill is not a done close
+    # A partial fill is not a done close, and no rejection either: part of it traded.
+    with pytest.raises(BrokerError, match=r"retcode 10010") as partial:
         m.check_order_result(_result(10010, "partial"), "closing position 5001")
-    with pytest.raises(BrokerError, match=r"order_send\(\) returned None \(last_error \(-2, 'Invalid params'\)\)"):
+    with pytest.raises(BrokerError, match=r"retcode 10008") as placed:  # placed: it may still trade
+        m.check_order_result(_result(10008, "placed"), "market buy")
+    with pytest.raises(BrokerError, match=r"order_send\(\) returned None \(last_error \(-2, 'Invalid params'\)\)") as none:
         m.check_order_result(None, "market buy", (-2, "Invalid params"))
+    assert [type(e.value) for e in (partial, placed, none)] == [BrokerError] * 3
 
 
 def test_a_fill_and_its_realised_pnl_come_from_the_result_and_deals() -> None:

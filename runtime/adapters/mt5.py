@@ -113,7 +113,8 @@ class MT5Broker:
             return mapping.price_from_tick(symbol, mt5.symbol_info_tick(symbol))
 
     def submit_order(self, order: Order) -> Fill:
-        """Send a market deal for ``order`` and return its fill; refused deals raise `BrokerError`."""
+        """Send a market deal for ``order`` and return its fill; a deal the server refused raises
+        `OrderRejected`, one it may have carried out all the same a plain `BrokerError`."""
         with self._lock:
             tick = mt5.symbol_info_tick(order.symbol)
             request = mapping.market_order_request(

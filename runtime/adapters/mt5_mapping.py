@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from runtime.broker import BrokerError, Fill, Order, Position, Side
+from runtime.broker import BrokerError, Fill, Order, OrderRejected, Position, Side
 
 __all__ = [
     "ORDER_FILLING_FOK",
@@ -210,16 +210,24 @@ def _deal(
     }
 
 
+# Retcodes that are not done yet may still have traded: 10008, the order was placed, and 10010,
+# part of it was done. Every other retcode is the trade server refusing the request.
+_MAY_HAVE_TRADED = frozenset({10008, 10010})
+
+
 def check_order_result(result: Any, what: str, last_error: Any = None) -> Any:
     """Return ``result`` when its ``retcode`` is ``TRADE_RETCODE_DONE`` (10009); otherwise raise
     `BrokerError` naming ``what``, the retcode and the server's comment (or ``last_error`` when
-    ``order_send`` returned None)."""
+    ``order_send`` returned None). It is an `OrderRejected` (nothing traded) when the server
+    answered with a refusal; a plain `BrokerError` when the request may have traded all the same
+    (no answer, 10008 placed, 10010 done partially), so the guard looks it up by client id."""
     if result is None:
         raise BrokerError(f"{what}: order_send() returned None (last_error {last_error!r})")
     retcode = getattr(result, "retcode", None)
     if retcode != TRADE_RETCODE_DONE:
         comment = getattr(result, "comment", "")
-        raise BrokerError(f"{what}: refused with retcode {retcode!r} ({comment!r}); {TRADE_RETCODE_DONE} means done")
+        error = OrderRejected if retcode not in _MAY_HAVE_TRADED else BrokerError
+        raise error(f"{what}: refused with retcode {retcode!r} ({comment!r}); {TRADE_RETCODE_DONE} means done")
     return result
 
 

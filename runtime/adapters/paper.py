@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from runtime.broker import AccountSnapshot, BrokerError, Fill, Order, Position, Side
+from runtime.broker import AccountSnapshot, BrokerError, Fill, Order, OrderRejected, Position, Side
 from runtime.validation import finite_number, text
 
 __all__ = ["PaperBroker", "PaperCosts"]
@@ -267,19 +267,24 @@ class PaperBroker:
         sent twice (a retry after a lost answer, say) must not trade twice. An order that would
         raise the notional held above `PaperCosts.max_leverage` times equity is refused, naming
         the order, the notional, the equity and the limit.
+
+        Every refusal is an `OrderRejected`: the account is as if the order was never sent.
         """
         if not isinstance(order, Order):
             raise TypeError(f"order must be an Order, got {order!r} ({type(order).__name__})")
         with self._lock:
             if order.client_id in self._fills:
-                raise BrokerError(f"duplicate client id {order.client_id!r}: that order was already filled")
+                raise OrderRejected(f"duplicate client id {order.client_id!r}: that order was already filled")
             before = (self._cash, dict(self._positions), self._next_ticket)
             notional_before = self._notional()
-            fill = self._execute(order)
+            try:
+                fill = self._execute(order)
+            except BrokerError as exc:  # no price, or none to sell at: refused before anything moved
+                raise OrderRejected(str(exc)) from None
             refusal = self._over_leverage(order, notional_before)
             if refusal is not None:
                 self._cash, self._positions, self._next_ticket = before  # as if it never traded
-                raise BrokerError(refusal)
+                raise OrderRejected(refusal)
             self._fills[order.client_id] = fill
             return fill
 
