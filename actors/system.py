@@ -63,7 +63,7 @@ from runtime.risk.guards import TradingState
 from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
 from runtime.signals import ApprovalPolicy, SignalSource
-from runtime.store import StateStore, check_store
+from runtime.store import PendingHalt, StateStore, check_store
 from runtime.validation import finite_number, port
 
 __all__ = ["TradingSystem", "start_trading_system", "store_from_settings"]
@@ -388,6 +388,7 @@ class TradingSystem:
         if self._healthcheck_relay is not None:
             self._healthcheck_relay.wait(max(0.0, deadline - time.monotonic()))  # so does the failure ping
         self._unjournaled = self._drain_journals(deadline)
+        self._halts_left_pending()  # (before the store closes)
         for part in self._owned:
             close = getattr(part, "close", None)
             if close is not None:
@@ -476,6 +477,31 @@ class TradingSystem:
             except pykka.ActorDeadError:
                 logger.warning("restart of {} not requested: supervisor stopped", name)
 
+    def _halt_pending(self, by: str, reason: str) -> TradingState:
+        # The kill switch of a system not started: kept by its store for its guard's start.
+        loop_id = self.settings.loop_id
+        record = None
+        try:
+            record = self.store.load_guard(loop_id)
+            self.store.save_pending_halt(loop_id, PendingHalt(by, reason))
+        except Exception as exc:
+            previous = TradingState.ACTIVE if record is None else record.trading_state
+            raise HaltNotSaved(f"the halt by {by} ({reason}) was not saved for the system's start: {exc}", previous) from exc
+        logger.warning("halt by {} ({}) saved as pending: the guard carries it out as it starts", by, reason)
+        return TradingState.ACTIVE if record is None else record.trading_state
+
+    def _halts_left_pending(self) -> None:
+        # Kill-switch presses no guard took before the stop: kept by the store for the next start.
+        for press in self._halts.left():
+            try:
+                self.store.save_pending_halt(self.settings.loop_id, PendingHalt(press.by, press.reason))
+            except Exception as exc:
+                logger.critical("halt by {} ({}) was not carried out before the stop, nor saved for the next start: {!r}",
+                                press.by, press.reason, exc)
+                continue
+            logger.warning("halt by {} ({}) was not carried out before the stop: saved as pending, the next start "
+                           "carries it out first", press.by, press.reason)
+
     def _started_or_raise(self, what: str) -> None:
         if self._handle is None:
             raise RuntimeError(f"the trading system is not started: start() it before {what}")
@@ -509,11 +535,13 @@ class TradingSystem:
         store did not take it (the guard saves it again until the store does), and
         `HaltNotConfirmed` (a `pykka.Timeout`) when the guard did not answer within ``timeout``:
         the halt is recorded and in force all the same, and carried out when the guard gets to it.
-        Before `start`, `RuntimeError` (to halt an account whose system is not running, save a
-        `runtime.store.PendingHalt` in its store: `tradewarden halt`)."""
+        Before `start`, it is saved in the store as a `runtime.store.PendingHalt`, which the guard
+        carries out as its first act when the system starts (as `tradewarden halt` does for a bot
+        that is not running), and the state the store holds is returned; `HaltNotSaved` when the
+        store does not take it."""
         Halt(by, reason)  # refused here, naming the field, before it is recorded
-        self._started_or_raise("halting (to halt an account whose system is not running, `tradewarden halt` saves a "
-                               "pending halt in its store)")
+        if self._handle is None:
+            return self._halt_pending(by, reason)
         press = self._halts.press(by, reason)
         try:
             answer = self.guard.ask(Halt(by, reason, press.press_id), timeout=timeout)

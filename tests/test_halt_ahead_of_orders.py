@@ -98,3 +98,12 @@ def test_a_halt_the_guard_does_not_confirm_in_time_says_it_is_recorded_and_is_in
     )
     broker.release.set()
     _carried_out_once(*held)
+
+
+def test_a_halt_no_guard_took_before_the_stop_is_kept_by_the_store_for_the_next_start(held):
+    system, broker, alerts, events, store, first, queued, answers = held
+    with pytest.raises(HaltNotConfirmed):
+        system.halt("desk", "news at 14:30", timeout=0.2)
+    system.stop(timeout=0.5)  # the guard is still inside the broker's call: it never took the press
+    (pending,) = store.load_pending_halts(system.settings.loop_id)
+    assert (pending.by, pending.reason) == ("desk", "news at 14:30")

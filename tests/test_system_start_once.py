@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors import TradingSystem
-from runtime import ListSignalSource, ManualClock, MemoryStore, PaperBroker, Settings
+from runtime import ListSignalSource, ManualClock, MemoryStore, PaperBroker, Settings, TradingState
 
 
 def _system() -> TradingSystem:
@@ -32,11 +32,23 @@ def test_a_second_start_is_refused_by_name_and_runs_nothing_more_and_a_start_aft
 
 @pytest.mark.parametrize(("call", "what"), [
     (lambda s: s.guard_status(timeout=1), "asking for the guard's status"),
-    (lambda s: s.halt("desk", "news", timeout=1), "halting (to halt an account whose system is not running, "
-                                                  "`tradewarden halt` saves a pending halt in its store)"),
     (lambda s: s.resume("desk", timeout=1), "resuming"),
 ])
 def test_before_start_the_guard_calls_say_the_system_is_not_started(call, what):
     with pytest.raises(RuntimeError) as refused:
         call(_system())
     assert str(refused.value) == f"the trading system is not started: start() it before {what}"
+
+
+def test_a_halt_before_start_is_kept_by_the_store_and_carried_out_as_the_system_starts():
+    system = _system()
+    assert system.halt("desk", "news at 14:30") is TradingState.ACTIVE  # what the store held
+    (pending,) = system.store.load_pending_halts(system.settings.loop_id)
+    assert (pending.by, pending.reason) == ("desk", "news at 14:30")
+    system.start()
+    try:
+        state = system.guard_status().state
+        assert (state.trading_state, state.reason) == (TradingState.HALTED, "halted by desk: news at 14:30")
+        assert system.store.load_pending_halts(system.settings.loop_id) == []
+    finally:
+        system.stop()
