@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from test_examples import clean_env, journal, run_example
 
-from runtime import BrokerError, Fill, Order, PaperBroker, Position, Settings, SettingsError, Side
+from runtime import BrokerError, Fill, Order, OrderRejected, PaperBroker, Position, Settings, SettingsError, Side
 from runtime.adapters.paper import PaperCosts
 from runtime.events import EventType
 from runtime.payloads import TradeFailed
@@ -180,7 +180,7 @@ def test_a_volume_typo_is_refused_by_the_broker_and_journaled_as_a_failed_trade(
     for at, trade in failed:
         notional = 1e9 * closes[at]
         assert (trade.side, trade.volume, trade.rejected, trade.refused_by) == (Side.BUY, 1e9, False, None)
-        assert trade.error == repr(BrokerError(
+        assert trade.error == repr(OrderRejected(
             f"order refused: buy 1e+09 SYNTH would hold notional {notional:,.2f} on equity 10,000.00, "
             f"leverage {notional / 10_000:,.1f}:1, over max_leverage 100:1"
         ))
