@@ -38,6 +38,29 @@ def long(symbol: str, volume: float, entry: float = 1.0) -> Position:
 # --- one rule at a time ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("bad", [float("nan"), 0.0, -1.0, float("inf")])
+@pytest.mark.parametrize("rule", [MaxOrderNotional(1_000), MaxSymbolExposure(1_000), MaxTotalExposure(1_000), MaxLeverage(1)])
+def test_a_price_that_is_not_a_number_above_0_values_nothing_and_every_rule_refuses_naming_it(rule, bad):
+    # A broker's NaN or 0 valued a billion lots at nothing, and the order went out.
+    refused = rule.check(Order("EURUSD", "buy", 1e9), context(prices={"EURUSD": bad}))
+    assert refused == f"the price of EURUSD is {bad!r}, not a number above 0, so its notional cannot be checked"
+
+
+@pytest.mark.parametrize("entry", [0.0, -2.0])
+def test_an_entry_price_that_is_not_a_number_above_0_is_no_price_either(entry):
+    refused = MaxOrderNotional(1_000).check(Order("EURUSD", "buy", 1), context(long("EURUSD", 1, entry)))
+    assert refused == (
+        f"the entry price of the EURUSD held is {entry!r}, not a number above 0, and no price is known, so its "
+        "notional cannot be checked"
+    )
+
+
+@pytest.mark.parametrize("equity", [float("nan"), float("inf")])
+def test_max_leverage_refuses_while_the_equity_is_not_a_finite_number(equity):
+    refused = MaxLeverage(1).check(Order("EURUSD", "buy", 1), context(prices={"EURUSD": 1.0}, equity=equity))
+    assert refused == f"equity {equity:,.2f}, so leverage cannot be checked"
+
+
 def test_max_order_volume_refuses_only_past_the_limit_and_states_the_numbers():
     rule = MaxOrderVolume(100)
     assert rule.check(Order("EURUSD", "buy", 100), context()) is None

@@ -81,3 +81,19 @@ def test_a_runaway_signal_source_ends_reducing_with_a_critical_alert_and_few_ord
         assert system.guard_status().state.trading_state is TradingState.ACTIVE
     finally:
         system.stop()
+
+
+class NaNQuotes(PaperBroker):
+    """A paper account whose broker quotes NaN for every symbol (a feed gone bad)."""
+
+    def price(self, symbol: str) -> float:
+        return float("nan")
+
+
+def test_a_broker_quoting_nan_gets_no_order_past_a_notional_limit(trees):
+    broker = NaNQuotes(10_000)
+    broker.update_price("EURUSD", 1.0)
+    tree = guard_with(trees, broker, max_order_notional=1_000)
+    outcome = tree.place("EURUSD", "buy", 1e9)
+    assert outcome.refusal == "the price of EURUSD is nan, not a number above 0, so its notional cannot be checked"
+    assert broker.net_volume("EURUSD") == 0

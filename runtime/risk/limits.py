@@ -9,6 +9,7 @@ rule answers None when the order may go out, else the reason, stating the number
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time
@@ -78,13 +79,28 @@ class OrderContext:
 
     def price(self, symbol: str) -> float | None:
         """The latest price of ``symbol``, else the volume-weighted entry price of its positions,
-        else None (nothing is known of it)."""
+        else None: nothing is known of it, or what is known is no price (not a finite number
+        above 0: a broker's NaN or 0 would value any volume at nothing; `unpriced` says why)."""
+        price = self._raw_price(symbol)
+        return price if _usable(price) else None
+
+    def _raw_price(self, symbol: str) -> float | None:
         latest = self.prices.get(symbol)
         if latest is not None:
             return latest
         held = [p for p in self.positions if p.symbol == symbol]
         volume = sum(p.volume for p in held)
         return sum(p.entry_price * p.volume for p in held) / volume if volume else None
+
+    def unpriced(self, symbol: str) -> str:
+        """Why ``symbol``'s notional cannot be checked (its `price` is None), naming the value."""
+        if symbol in self.prices:
+            return f"the price of {symbol} is {self.prices[symbol]!r}, not a number above 0, so its notional cannot be checked"
+        raw = self._raw_price(symbol)
+        if raw is not None:
+            return (f"the entry price of the {symbol} held is {raw!r}, not a number above 0, and no price is known, "
+                    "so its notional cannot be checked")
+        return f"no price known for {symbol}, so its notional cannot be checked"
 
     def net_after(self, order: Order) -> dict[str, float]:
         """Signed net volume per symbol once ``order`` has filled; a symbol left flat is dropped."""
@@ -119,8 +135,8 @@ class OrderContext:
         return self.now.timestamp()
 
 
-def _no_price(symbol: str) -> str:
-    return f"no price known for {symbol}, so its notional cannot be checked"
+def _usable(price: object) -> bool:
+    return isinstance(price, (int, float)) and not isinstance(price, bool) and math.isfinite(price) and price > 0
 
 
 class Limit(Protocol):
@@ -195,7 +211,7 @@ class MaxOrderNotional:
         """The order's own notional against the limit."""
         notional = context.notional(order.symbol, order.volume)
         if notional is None:
-            return _no_price(order.symbol)
+            return context.unpriced(order.symbol)
         if exceeds(notional, self.limit):
             return f"notional {_money(notional)} > limit {_money(self.limit)} for {order.symbol}"
         return None
@@ -235,7 +251,7 @@ class MaxSymbolExposure:
         """The symbol's net notional after the order against the limit."""
         notional = context.notional(order.symbol, context.net_after(order).get(order.symbol, 0.0))
         if notional is None:
-            return _no_price(order.symbol)
+            return context.unpriced(order.symbol)
         if exceeds(notional, self.limit):
             return f"exposure {_money(notional)} > limit {_money(self.limit)} for {order.symbol}"
         return None
@@ -256,7 +272,7 @@ class MaxTotalExposure:
         """The account's total notional after the order against the limit."""
         total, unknown = context.exposure_after(order)
         if unknown is not None:
-            return _no_price(unknown)
+            return context.unpriced(unknown)
         if exceeds(total, self.limit):
             return f"total exposure {_money(total)} > limit {_money(self.limit)} after {order.symbol}"
         return None
@@ -265,7 +281,7 @@ class MaxTotalExposure:
 @attrs.frozen
 class MaxLeverage:
     """Refuses an order that leaves total notional over equity above ``limit``, one in a symbol
-    with no known price, and any order while the equity is unknown or not positive."""
+    with no known price, and any order while the equity is unknown or not a finite number above 0."""
 
     limit: float = attrs.field(validator=attrs_positive)
     name: ClassVar[str] = "max_leverage"
@@ -276,11 +292,11 @@ class MaxLeverage:
     def check(self, order: Order, context: OrderContext) -> str | None:
         """Total notional after the order, over the latest equity, against the limit."""
         equity = context.equity
-        if equity is None or equity <= 0:
+        if equity is None or not (math.isfinite(equity) and equity > 0):
             return f"equity {'unknown' if equity is None else _money(equity)}, so leverage cannot be checked"
         total, unknown = context.exposure_after(order)
         if unknown is not None:
-            return _no_price(unknown)
+            return context.unpriced(unknown)
         leverage = total / equity
         if exceeds(leverage, self.limit):
             return (
