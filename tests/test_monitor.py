@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -1249,3 +1250,14 @@ def test_no_resume_of_any_kind_moves_a_static_floor(curve, limit, data):
             monitor.resume(rebaseline=rebaseline)
             assert monitor.trading_state is TradingState.ACTIVE
         assert monitor.tracker.start_equity == curve[0]
+
+
+def test_readings_at_the_ends_of_a_floats_range_halt_and_leave_a_record_that_can_be_saved():
+    # The drawdown came to infinity: HALTED, and then record() and state() raised, so the guard
+    # could not save the halt it had latched (from a property-test trial).
+    monitor = RiskMonitor(1.0, [MaxDrawdownGuard(20)])
+    monitor.observe(1.7976931348623155e308, T0)
+    assert monitor.observe(-2.9937604643020797e292, T0 + timedelta(hours=1)).state is TradingState.HALTED
+    record = monitor.record()
+    assert record.drawdown.max_drawdown == monitor.state().current_drawdown == sys.float_info.max
+    assert RiskMonitor.from_record(record, [MaxDrawdownGuard(20)]).trading_state is TradingState.HALTED

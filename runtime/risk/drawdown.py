@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -105,7 +106,7 @@ class DrawdownTracker:
         else:
             drawdown = (peak - equity) / peak
             if drawdown > self._max_drawdown:
-                self._max_drawdown = drawdown
+                self._max_drawdown = min(drawdown, _LARGEST)
 
     def observe_many(self, equities: Iterable[float]) -> None:
         """Take a batch of readings; the result is exactly that of observing them one at a time.
@@ -125,7 +126,7 @@ class DrawdownTracker:
             else:
                 drawdown = (peak - equity) / peak
                 if drawdown > worst:
-                    worst = drawdown
+                    worst = min(drawdown, _LARGEST)
         self._peak = peak
         self._latest = latest
         self._max_drawdown = worst
@@ -188,12 +189,12 @@ class DrawdownTracker:
     @property
     def drawdown(self) -> float:
         """Current drawdown from the peak as a fraction; 0.0 exactly when equity is at the peak."""
-        return (self._peak - self._latest) / self._peak
+        return min((self._peak - self._latest) / self._peak, _LARGEST)
 
     @property
     def static_drawdown(self) -> float:
         """Current loss against the start equity as a fraction (0.0 when at or above the start)."""
-        return max(0.0, (self._start - self._latest) / self._start)
+        return min(max(0.0, (self._start - self._latest) / self._start), _LARGEST)
 
     @property
     def max_drawdown(self) -> float:
@@ -233,6 +234,12 @@ def max_drawdown(equity_curve: Iterable[float], start_equity: float | None = Non
         tracker = DrawdownTracker(start_equity)
     tracker.observe_many(points)
     return tracker.max_drawdown
+
+
+# A drawdown is capped at the largest float: readings at the ends of a float's range (a peak of
+# 1.7e308, then a large negative equity) would make it infinite, and a record with an infinite
+# figure cannot be saved, so a halt it latched could not be either.
+_LARGEST = sys.float_info.max
 
 
 def _within_range(flow: float, latest: float, *figures: float) -> None:
