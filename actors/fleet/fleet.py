@@ -12,7 +12,7 @@ from typing import Any
 
 from actors.fleet._incarnation import AccountSpec
 from actors.fleet._policy import Probing, RestartWindow
-from actors.fleet.status import AccountStatus, HaltPending, Health
+from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltOutcome, HaltPending, Health
 from actors.messages import OrderOutcome
 from runtime.broker import Broker, Order
 from runtime.errors import TradewardenError
@@ -20,6 +20,7 @@ from runtime.events import Event
 from runtime.risk.guards import TradingState
 from runtime.settings import Settings
 from runtime.signals import SignalSource
+from runtime.store import PendingHalt
 
 __all__ = ["DEFAULT_NAMESPACE", "Fleet", "FleetError"]
 
@@ -253,6 +254,36 @@ class Fleet:
         a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
         return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
 
+    def halt_all(self, by: str, reason: str, timeout: float = 10.0) -> list[HaltOutcome]:
+        """The kill switch for the whole fleet: every account it knows (quarantined, starting and
+        restarting ones too) is asked at once to halt, as `halt` does for one, and the answers are
+        gathered within ``timeout``, so that one account's refusal, failure or silence stops no
+        other's halt. Returns each account's `HaltOutcome`, sorted by id; the fleet is halted when
+        every one is ``saved``. A blank ``by`` or ``reason`` is a `ValueError` (or `TypeError`)
+        naming it, raised before any account is asked."""
+        PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
+        ray = self._ray
+        ids = self.account_ids()
+        pending: dict[Any, str] = {}
+        outcomes: dict[str, HaltOutcome] = {}
+        for account_id in ids:
+            try:
+                pending[self._handle(account_id).halt.remote(by, reason)] = account_id
+            except FleetError as exc:  # no actor now (Ray gave up on it; the controller re-creates it)
+                outcomes[account_id] = HaltOutcome(account_id, "unknown", error=str(exc))
+        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout) if pending else ([], [])
+        for ref in ready:
+            account_id = pending[ref]
+            try:
+                outcomes[account_id] = _halted(account_id, ray.get(ref))
+            except Exception as exc:
+                outcomes[account_id] = _halt_failed(account_id, exc)
+        for ref in late:  # not cancelled: a halt that lands late is still a halt
+            account_id = pending[ref]
+            outcomes[account_id] = HaltOutcome(account_id, "unknown", error=(
+                f"account {account_id!r}: no answer within {timeout:g}s: the halt may still land; ask its status"))
+        return [outcomes[account_id] for account_id in ids]
+
     def resume(
         self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0,
         sent_at: datetime | None = None,
@@ -333,6 +364,21 @@ class Fleet:
         if isinstance(cause, kinds) and not isinstance(cause, self._ray.exceptions.RayError):
             return cause
         return None
+
+
+def _halted(account_id: str, answer: TradingState | HaltPending) -> HaltOutcome:
+    if isinstance(answer, HaltPending):
+        return HaltOutcome(account_id, "halt_pending", detail=answer.detail)
+    return HaltOutcome(account_id, "halted", previous_state=answer)
+
+
+def _halt_failed(account_id: str, exc: Exception) -> HaltOutcome:
+    cause = _cause(exc)
+    if isinstance(cause, HaltNotDurable):
+        return HaltOutcome(account_id, "not_saved", error=str(cause))
+    if isinstance(cause, AccountNotTrading):
+        return HaltOutcome(account_id, "refused", error=str(cause))
+    return HaltOutcome(account_id, "unknown", error=f"account {account_id!r}: halting failed: {_why(exc)}")
 
 
 def _cause(exc: BaseException) -> BaseException:

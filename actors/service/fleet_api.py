@@ -1,5 +1,5 @@
 """The control API of a fleet: every account's state, one account's status and journal, halt and
-resume per account, and the dashboard's fleet view, from a driver connected to the Ray cluster.
+resume per account, the fleet-wide halt, and the dashboard's fleet view, from a driver connected to the Ray cluster.
 
 `tradewarden fleet` serves it (see `serve_fleet`); the routes, the token, the limits on bodies
 and slow clients and the dashboard's static files are the same as a single system's control API.
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltNotDurable, HaltPending
+from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltNotDurable, HaltOutcome, HaltPending
 from actors.service.auth import BearerToken, RequireToken
 from actors.service.control import (
     SEND_TIMEOUT,
@@ -42,7 +42,7 @@ from runtime.metrics import MetricsSink, NullMetrics
 from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
 
-__all__ = ["account_json", "fleet_app", "serve_fleet"]
+__all__ = ["account_json", "fleet_app", "halt_json", "serve_fleet"]
 
 _log = logger.bind(component="fleet-control")
 
@@ -67,6 +67,18 @@ def account_json(status: AccountStatus) -> dict[str, Any]:
     }
 
 
+def halt_json(outcome: HaltOutcome) -> dict[str, Any]:
+    """One account in the fleet-wide halt's answer, with the fields of its own halt's answer:
+    ``previous_state`` once halted, ``detail`` once pending, ``error`` when not saved, refused
+    or unknown."""
+    if outcome.done == "halted":
+        assert outcome.previous_state is not None  # (always set when halted)
+        return {"account_id": outcome.account_id, "done": outcome.done, "previous_state": outcome.previous_state.value}
+    if outcome.done == "halt_pending":
+        return {"account_id": outcome.account_id, "done": outcome.done, "detail": outcome.detail}
+    return {"account_id": outcome.account_id, "done": outcome.done, "error": outcome.error}
+
+
 def _limit(request: Request) -> int:
     params = request.query_params
     unknown = sorted(set(params) - {"limit"})
@@ -87,6 +99,9 @@ def fleet_app(
       ``unreachable``);
     - ``GET /api/fleet/{account}``: one account; ``GET /api/fleet/{account}/events?limit=``: its
       journal, the latest ``limit`` (100, at most 1000) oldest first;
+    - ``POST /api/fleet/halt`` ``{"reason", "by"}``: the kill switch for every account at once
+      (see `Fleet.halt_all`), each account's answer listed as its own halt's; 200 when every
+      halt holds, else 503 naming the accounts whose halt does not;
     - ``POST /api/fleet/{account}/halt`` ``{"reason", "by"}`` and ``.../resume``
       ``{"rebaseline", "by"}``: as the single system's halt and resume. A halt of an account
       still starting is saved in its state store (202, ``"done": "halt_pending"``: it starts
@@ -157,6 +172,22 @@ def fleet_app(
         return JSONResponse({"account_id": account_id, "done": "halted", "previous_state": previous.value, "by": by,
                              "reason": body["reason"]})
 
+    async def halt_all(request: Request) -> Response:
+        body = await read_body(request, {"reason": str, "by": str}, required={"reason"})
+        by, reason = body.get("by", "fleet control API"), body["reason"]
+        outcomes = await on_fleet(lambda: fleet.halt_all(by, reason, timeout=ask_timeout))
+        answer: dict[str, Any] = {"done": "halted", "by": by, "reason": reason,
+                                  "accounts": [halt_json(outcome) for outcome in outcomes]}
+        unsaved = [outcome for outcome in outcomes if not outcome.saved]
+        if not unsaved:
+            _log.warning("every account ({}) halted through the fleet control API by {}: {}", len(outcomes), by, reason)
+            return JSONResponse(answer)
+        named = ", ".join(f"{outcome.account_id} ({outcome.done})" for outcome in unsaved)
+        error = (f"the halt does not hold for {len(unsaved)} of {len(outcomes)} accounts: {named}; each one's error "
+                 "says why: halt them again")
+        _log.error("fleet halt through the fleet control API by {} ({}): {}", by, reason, error)
+        return JSONResponse({**answer, "done": "not_saved", "error": error}, status_code=503)
+
     async def resume(request: Request) -> Response:
         body = await read_body(request, {"rebaseline": bool, "by": str}, required=set())
         account_id = await known(request)
@@ -178,6 +209,7 @@ def fleet_app(
     routes = [
         Route("/health", answering(health), methods=["GET"]),
         Route("/api/fleet", answering(list_accounts), methods=["GET"]),
+        Route("/api/fleet/halt", answering(halt_all), methods=["POST"]),
         Route("/api/fleet/{account}", answering(one_account), methods=["GET"]),
         Route("/api/fleet/{account}/events", answering(events), methods=["GET"]),
         Route("/api/fleet/{account}/halt", answering(halt), methods=["POST"]),

@@ -1,0 +1,153 @@
+"""What an operator of a fleet does over its control API, against a real fleet on the session's
+Ray cluster: halt every account at once (the fleet's kill switch).
+
+One fleet for the module, in a namespace of its own and served on a real port; each test adds
+its own accounts and removes them, so that a fleet-wide halt meets only the test's accounts.
+The controller probes once an hour: nothing here waits for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import httpx
+import pytest
+from support.fleet_parts import gated_broker, refusing_broker
+from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
+
+from actors.fleet import Fleet, FleetError, Health, Probing
+from runtime.adapters.paper import PaperBroker
+from runtime.adapters.sqlite import SqliteStore
+from runtime.risk.guards import TradingState
+from runtime.settings import Settings
+from runtime.signals import ListSignalSource
+
+AUTH = {"authorization": f"Bearer {FLEET_TOKEN}"}
+WAIT = 240.0  # an upper bound for a loaded 2-core machine; nothing waits for it to pass
+PAPER = functools.partial(PaperBroker, 10_000)
+BASE = Settings(loop_interval_seconds=2.0, heartbeat_interval_seconds=10.0)
+
+
+@attrs.frozen
+class Served:
+    fleet: Fleet
+    url: str
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.post(self.url + path, headers=kwargs.pop("headers", AUTH), timeout=60.0, **kwargs)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=AUTH, timeout=60.0)
+
+    def pids(self) -> list[int | None]:
+        return [s.pid for s in self.fleet.accounts(timeout=10.0)]
+
+
+@pytest.fixture(scope="module")
+def served(ray_cluster: RayCluster) -> Iterator[Served]:
+    from actors.service.auth import BearerToken
+    from actors.service.fleet_api import fleet_app
+    from actors.service.server import ControlServer, bind
+
+    fleet = Fleet.connect(ray_cluster.address, namespace=f"ops-{uuid.uuid4().hex[:6]}", probing=Probing(interval=3600.0))
+    server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, token=FLEET_TOKEN)).start()
+    host, port = server.address
+    try:
+        yield Served(fleet, f"http://{host}:{port}")
+    finally:
+        server.stop()
+        fleet.dissolve(timeout=10.0)
+
+
+def _remove_all(fleet: Fleet, accounts: list[str]) -> None:
+    for account in accounts:
+        try:
+            fleet.remove(account, timeout=30.0)
+        except FleetError as exc:  # never added: the test failed before
+            if f"account {account!r} is not in the fleet" not in str(exc):
+                raise
+
+
+def test_the_fleet_halt_halts_every_account_at_once_and_names_those_whose_halt_does_not_hold(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    run = uuid.uuid4().hex[:6]
+    # Sorted as listed: the account whose halt cannot be saved comes before two that are halted.
+    trading, starting, in_memory, quarantined = (f"{n}-{run}" for n in ("a-trading", "b-starting", "c-memory",
+                                                                        "d-quarantined"))
+    on_disk = {a: attrs.evolve(BASE, state_db=str(tmp_path / f"{a}.db")) for a in (trading, starting, quarantined)}
+    head = ray_cluster.head.node_id
+    added: list[str] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        try:
+            for account, settings, broker in (
+                (trading, on_disk[trading], PAPER),
+                (starting, on_disk[starting], functools.partial(gated_broker, listener.getsockname()[1])),
+                (in_memory, BASE, refusing_broker),
+                (quarantined, on_disk[quarantined], refusing_broker),
+            ):
+                fleet.add(account, settings, broker, ListSignalSource, node=head, ready_timeout=None)
+                added.append(account)
+            gate, _ = listener.accept()  # its worker is building the broker: the account is starting
+            with gate:
+                late = fleet.wait_ready([trading, in_memory, quarantined], WAIT)
+                if late:
+                    fleet_fail(served.pids, f"accounts {late} did not start within {WAIT}s")
+                refused = "start failed: RuntimeError('broker login refused')"
+                assert {s.account_id: s.health for s in fleet.accounts(timeout=10.0)} == {
+                    trading: Health.OK, starting: Health.STARTING, in_memory: Health.QUARANTINED,
+                    quarantined: Health.QUARANTINED}
+
+                pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+                phase = "building its broker and signal source"
+                assert (pressed.status_code, pressed.json()) == (503, {
+                    "done": "not_saved", "by": "desk", "reason": "market gone wrong",
+                    "accounts": [
+                        {"account_id": trading, "done": "halted", "previous_state": "active"},
+                        {"account_id": starting, "done": "halt_pending",
+                         "detail": f"account {starting} is starting ({phase}): it will start HALTED (saved in its"
+                                   " state store: whichever incarnation starts it takes it first)"},
+                        {"account_id": in_memory, "done": "not_saved",
+                         "error": f"account {in_memory} is quarantined ({refused}): it does not trade, but the halt"
+                                  " was not saved (it keeps its state in this process's memory: give it a state_db"
+                                  " or a state_dsn): added again, or started by another process, the account would"
+                                  " start without it; halt it again once its state store can be reached"},
+                        {"account_id": quarantined, "done": "halted", "previous_state": "halted"},
+                    ],
+                    "error": f"the halt does not hold for 1 of 4 accounts: {in_memory} (not_saved); each one's error"
+                             " says why: halt them again"})
+                gate.sendall(b"g")
+
+            one = served.get(f"/api/fleet/{trading}").json()
+            assert (one["trading_state"], one["detail"]) == ("halted", "halted by desk: market gone wrong")
+            # Saved for whatever starts the quarantined account next, beside the quarantine's own.
+            with SqliteStore(str(on_disk[quarantined].state_db)) as store:
+                assert [(h.by, h.reason) for h in store.load_pending_halts(quarantined)] == [
+                    ("fleet quarantine", refused), ("desk", "market gone wrong")]
+            # The starting account took the halt before anything else.
+            fleet_wait(lambda: fleet.status(starting).health is Health.OK, WAIT, served.pids, f"{starting} trading")
+            started = fleet.status(starting, timeout=10.0)
+            assert (started.trading_state, started.detail) == (TradingState.HALTED, "halted by desk: market gone wrong")
+
+            # Without the account whose state is in memory, every halt holds: 200.
+            fleet.remove(in_memory, timeout=30.0)
+            again = served.post("/api/fleet/halt", json={"reason": "still wrong"})
+            assert (again.status_code, again.json()) == (200, {
+                "done": "halted", "by": "fleet control API", "reason": "still wrong",
+                "accounts": [{"account_id": a, "done": "halted", "previous_state": "halted"}
+                             for a in (trading, starting, quarantined)]})
+            # A bad request halts nothing and names what was wrong.
+            assert (served.post("/api/fleet/halt", json={}).json(), served.post(
+                "/api/fleet/halt", json={"reason": "x"}, headers={}).status_code) == (
+                {"error": "field 'reason' is required"}, 401)
+            with pytest.raises(ValueError, match=r"^by must be a non-empty string, got ' '$"):
+                fleet.halt_all(" ", "x")
+        finally:
+            _remove_all(fleet, added)
