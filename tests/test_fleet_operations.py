@@ -1,5 +1,6 @@
 """What an operator of a fleet does over its control API, against a real fleet on the session's
-Ray cluster: halt every account at once (the fleet's kill switch).
+Ray cluster: halt every account at once (the fleet's kill switch), and lift the quarantine that
+a PostgreSQL outage during a restart left (the account restarts HALTED from its saved state).
 
 One fleet for the module, in a namespace of its own and served on a real port; each test adds
 its own accounts and removes them, so that a fleet-wide halt meets only the test's accounts.
@@ -9,6 +10,8 @@ The controller probes once an hour: nothing here waits for it.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -18,13 +21,15 @@ import attrs
 import httpx
 import pytest
 from support.fleet_parts import gated_broker, refusing_broker
+from support.postgres import PostgresServer
 from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
 
 from actors.fleet import Fleet, FleetError, Health, Probing
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
+from runtime.events import EventType
 from runtime.risk.guards import TradingState
-from runtime.settings import Settings
+from runtime.settings import Settings, masked_dsn
 from runtime.signals import ListSignalSource
 
 AUTH = {"authorization": f"Bearer {FLEET_TOKEN}"}
@@ -151,3 +156,68 @@ def test_the_fleet_halt_halts_every_account_at_once_and_names_those_whose_halt_d
                 fleet.halt_all(" ", "x")
         finally:
             _remove_all(fleet, added)
+
+
+def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_account_restarts_halted(
+    served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
+) -> None:
+    fleet = served.fleet
+    account = f"outage-{uuid.uuid4().hex[:6]}"
+    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
+    down = False
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
+                  ready_timeout=WAIT)
+        first = fleet.status(account, timeout=10.0)
+        assert (first.health, first.trading_state, first.peak) == (Health.OK, TradingState.ACTIVE, 10_000)
+        trading = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        assert (trading.status_code, trading.json()) == (409, {
+            "account_id": account, "done": "refused",
+            "error": f"account {account} is not quarantined (ok): there is no quarantine to lift"})
+
+        # PostgreSQL goes down while the account's worker restarts: it comes up quarantined, and
+        # nothing could be saved.
+        own.down()
+        down = True
+        os.kill(first.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).health is Health.QUARANTINED, WAIT, served.pids, f"{account} quarantined")
+        quarantined = fleet.status(account, timeout=10.0)
+        unreachable = f"state store {masked_dsn(own.dsn)!r} unreachable after 5 attempts: "
+        assert quarantined.detail.startswith(unreachable)
+        # Still down: the quarantine stays, since nothing could keep the account HALTED as it starts.
+        refused = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        assert (refused.status_code, refused.json()["account_id"], refused.json()["done"]) == (503, account, "not_saved")
+        assert refused.json()["error"].startswith(
+            f"account {account} is quarantined ({quarantined.detail}): the quarantine was not lifted, since the halt"
+            f" that keeps it HALTED as it starts again was not saved ({unreachable}")
+        still = fleet.status(account, timeout=10.0)
+        assert (still.health, still.pid) == (Health.QUARANTINED, quarantined.pid)
+
+        # The outage is over: lifted, the account restarts from its saved state (ACTIVE, peak
+        # 10,000), HALTED by the person who lifted it, and trades only once resumed.
+        own.up()
+        down = False
+        lifted = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        reason = f"quarantine lifted: {quarantined.detail}"
+        assert (lifted.status_code, lifted.json()) == (202, {
+            "account_id": account, "done": "restarting", "by": "ops",
+            "detail": f"account {account} restarts from its saved state: it starts HALTED (halted by ops: {reason}),"
+                      " and trades once resumed"})
+
+        def restarted() -> bool:
+            status = fleet.status(account)
+            return status.pid != quarantined.pid and status.health is Health.OK
+
+        fleet_wait(restarted, WAIT, served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail, after.peak) == (TradingState.HALTED, f"halted by ops: {reason}", 10_000)
+        changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
+                   if e.event_type is EventType.TRADING_STATE_CHANGED]
+        assert changes == [("active", "halted", f"halted by ops: {reason}")]
+        assert fleet.resume(account, "ops") is TradingState.HALTED
+        assert fleet.status(account, timeout=10.0).trading_state is TradingState.ACTIVE
+    finally:
+        _remove_all(fleet, [account])
+        if down:
+            own.up()
+        own.stop()

@@ -3,11 +3,11 @@
 Layout (everything a user needs is exported here; the ``_`` modules are private):
 
 - `fleet` -- `Fleet`, the driver's API: connect, add, list with a timeout, halt one or all, resume,
-  place an order once, read a journal, remove. `FleetError`.
+  lift a quarantine, place an order once, read a journal, remove. `FleetError`.
 - `status` -- `AccountStatus` and `Health`, what the fleet says about one account,
   `AccountNotTrading`, `HaltPending` (a halt saved for an account still starting),
   `HaltNotDurable` (one that could not be saved) and `HaltOutcome` (one account's answer to
-  `Fleet.halt_all`).
+  `Fleet.halt_all`); `NotQuarantined` (no quarantine to lift).
 - `_incarnation` -- one account's life in one process (store opened with backoff and claimed,
   trading system started, a supervisor that gives up turned into a call-back, quarantine,
   fencing); no Ray in it.
@@ -25,8 +25,16 @@ and `Fleet.local` do (``pip install 'tradewarden[ray]'``).
 
 from actors.fleet._policy import Admission, Probing, RestartWindow
 from actors.fleet.fleet import DEFAULT_NAMESPACE, Fleet, FleetError
-from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltOutcome, HaltPending, Health
+from actors.fleet.status import (
+    AccountNotTrading,
+    AccountStatus,
+    HaltNotDurable,
+    HaltOutcome,
+    HaltPending,
+    Health,
+    NotQuarantined,
+)
 
 __all__ = ["DEFAULT_NAMESPACE", "AccountNotTrading", "AccountStatus", "Admission", "Fleet", "FleetError", "HaltNotDurable",
-           "HaltOutcome", "HaltPending", "Health", "Probing", "RestartWindow"]
+           "HaltOutcome", "HaltPending", "Health", "NotQuarantined", "Probing", "RestartWindow"]
 

@@ -69,6 +69,10 @@ class AccountActor:
         """See `Incarnation.halt`."""
         return self._incarnation.halt(by, reason)
 
+    def hold_for_restart(self, by: str) -> str:
+        """See `Incarnation.hold_for_restart`."""
+        return self._incarnation.hold_for_restart(by)
+
     def resume(self, by: str, rebaseline: bool, sent_at: datetime | None = None) -> TradingState:
         """See `Incarnation.resume`."""
         return self._incarnation.resume(by, rebaseline, sent_at)

@@ -294,6 +294,23 @@ class Fleet:
         system running."""
         return self._call(self._handle(account_id).resume.remote(by, rebaseline, sent_at), account_id, "resuming", timeout)
 
+    def unquarantine(self, account_id: str, by: str, timeout: float = 30.0) -> str:
+        """Lift a quarantine on purpose (the cause is mended: the store is back, the broker's
+        login fixed): the account restarts from its saved state, its restart window starting
+        again, and starts HALTED, by ``by``, whatever its saved state says: a pending halt is
+        saved in its state store first (see `Incarnation.hold_for_restart`), so lifting a
+        quarantine never resumes trading by itself; resume it once it trades. Returns what it
+        will do (it restarts in the background: see `status`). `NotQuarantined` when the
+        account is not quarantined, `HaltNotDurable` when that halt could not be saved (the
+        store still down): the quarantine stays."""
+        held: str = self._call(self._handle(account_id).hold_for_restart.remote(by), account_id,
+                               "lifting its quarantine", timeout)
+        try:
+            self._call(self._controller().restart.remote(account_id), account_id, "restarting", timeout)
+        except KeyError:
+            raise FleetError(f"account {account_id!r} is not in the fleet") from None
+        return held
+
     def place_order(self, account_id: str, order: Order, timeout: float = 10.0) -> OrderOutcome:
         """Hand ``order`` to the account's guard, once: Ray never retries it. When the account
         did not answer, its outcome is unknown: the error says so and names the client id,

@@ -9,7 +9,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.risk.guards import TradingState
 
-__all__ = ["AccountNotTrading", "AccountStatus", "HaltNotDurable", "HaltOutcome", "HaltPending", "Health"]
+__all__ = ["AccountNotTrading", "AccountStatus", "HaltNotDurable", "HaltOutcome", "HaltPending", "Health", "NotQuarantined"]
 
 
 class AccountNotTrading(TradewardenError, RuntimeError):
@@ -22,6 +22,11 @@ class HaltNotDurable(TradewardenError, RuntimeError):
     open yet, failing, or kept in memory): its starting process holds it, and saves it once it
     can, but it is lost if that process is lost first. The message names the account, what it
     is doing and why the halt was not saved; halt it again once the account has started."""
+
+
+class NotQuarantined(TradewardenError, RuntimeError):
+    """Asked to lift the quarantine of an account that is not quarantined: nothing was done. The
+    message names the account and its health."""
 
 
 class Health(enum.Enum):

@@ -22,7 +22,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltNotDurable, HaltOutcome, HaltPending
+from actors.fleet import (
+    AccountNotTrading,
+    AccountStatus,
+    Fleet,
+    FleetError,
+    HaltNotDurable,
+    HaltOutcome,
+    HaltPending,
+    NotQuarantined,
+)
 from actors.service.auth import BearerToken, RequireToken
 from actors.service.control import (
     SEND_TIMEOUT,
@@ -110,6 +119,11 @@ def fleet_app(
       state before, HALTED; 409 when the account is fenced or stopped, or the resume is refused
       (past a hard limit, or the account is not trading: starting, quarantined, fenced or
       stopped).
+
+    - ``POST /api/fleet/{account}/unquarantine`` ``{"by"}``: lifts a quarantine (see
+      `Fleet.unquarantine`): 202 once a halt that keeps it HALTED as it starts again is saved
+      and its restart asked; 409 when it is not quarantined; 503 when that halt could not be
+      saved (the quarantine stays).
 
     An account not in the fleet gets 404 naming it; a bad body 400 or 413 naming the field and
     the value, and so does a value the account itself refuses; an account that does not answer
@@ -206,6 +220,21 @@ def fleet_app(
         return JSONResponse({"account_id": account_id, "done": done, "previous_state": previous.value, "by": by,
                              "rebaseline": rebaseline, "message": message})
 
+    async def unquarantine(request: Request) -> Response:
+        body = await read_body(request, {"by": str}, required=set())
+        account_id = await known(request)
+        by = body.get("by", "fleet control API")
+        try:
+            detail = await on_fleet(lambda: fleet.unquarantine(account_id, by, timeout=ask_timeout))
+        except NotQuarantined as exc:
+            return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
+        except HaltNotDurable as exc:
+            _log.error("account {} quarantine not lifted through the fleet control API by {}: {}", account_id, by, exc)
+            return JSONResponse({"account_id": account_id, "done": "not_saved", "error": str(exc)}, status_code=503)
+        _log.warning("account {} quarantine lifted through the fleet control API by {}: {}", account_id, by, detail)
+        return JSONResponse({"account_id": account_id, "done": "restarting", "by": by, "detail": detail},
+                            status_code=202)
+
     routes = [
         Route("/health", answering(health), methods=["GET"]),
         Route("/api/fleet", answering(list_accounts), methods=["GET"]),
@@ -214,6 +243,7 @@ def fleet_app(
         Route("/api/fleet/{account}/events", answering(events), methods=["GET"]),
         Route("/api/fleet/{account}/halt", answering(halt), methods=["POST"]),
         Route("/api/fleet/{account}/resume", answering(resume), methods=["POST"]),
+        Route("/api/fleet/{account}/unquarantine", answering(unquarantine), methods=["POST"]),
         *dashboard_routes(),
     ]
     app = RequireToken(Starlette(routes=routes, exception_handlers={404: not_found_json, 405: not_found_json}), token,
