@@ -1,6 +1,7 @@
 """What an operator of a fleet does over its control API, against a real fleet on the session's
-Ray cluster: halt every account at once (the fleet's kill switch), and lift the quarantine that
-a PostgreSQL outage during a restart left (the account restarts HALTED from its saved state).
+Ray cluster: halt every account at once (the fleet's kill switch), lift the quarantine that
+a PostgreSQL outage during a restart left (the account restarts HALTED from its saved state),
+and an account Ray cannot reach answered 503 naming it.
 
 One fleet for the module, in a namespace of its own and served on a real port; each test adds
 its own accounts and removes them, so that a fleet-wide halt meets only the test's accounts.
@@ -221,3 +222,31 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         if down:
             own.up()
         own.stop()
+
+
+def test_an_account_ray_cannot_reach_is_answered_503_naming_it_as_its_other_answers_do(
+    served: Served, ray_cluster: RayCluster
+) -> None:
+    fleet = served.fleet
+    account = f"gone-{uuid.uuid4().hex[:6]}"
+    try:
+        fleet.add(account, BASE, PAPER, ListSignalSource, node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        # Ray gives up on its worker; this module's controller would re-create it within the hour.
+        ray = ray_cluster.ray
+        ray.kill(ray.get_actor(f"account:{account}", namespace=fleet.namespace), no_restart=True)
+        gone = f"account {account!r} has no actor in namespace {fleet.namespace!r}"
+
+        def no_actor() -> bool:
+            try:
+                fleet.status(account)
+            except FleetError as exc:
+                return str(exc) == gone
+            return False
+
+        fleet_wait(no_actor, WAIT, served.pids, f"{account}'s actor gone")
+        for action, body in (("halt", {"reason": "desk closed", "by": "ops"}), ("resume", {"by": "ops"}),
+                             ("unquarantine", {"by": "ops"})):
+            answer = served.post(f"/api/fleet/{account}/{action}", json=body)
+            assert (answer.status_code, answer.json()) == (503, {"account_id": account, "done": "unknown", "error": gone})
+    finally:
+        _remove_all(fleet, [account])

@@ -127,7 +127,9 @@ def fleet_app(
 
     An account not in the fleet gets 404 naming it; a bad body 400 or 413 naming the field and
     the value, and so does a value the account itself refuses; an account that does not answer
-    within ``ask_timeout`` 503.
+    within ``ask_timeout``, or that Ray cannot reach (restarting, or gone until the controller
+    re-creates it), 503, and a halt, resume or unquarantine names it: ``{"account_id", "done":
+    "unknown", "error"}`` (the call may still land).
     """
     metrics = metrics or NullMetrics()
 
@@ -135,6 +137,15 @@ def fleet_app(
         # A validation error raised inside an account comes back through Ray as itself (see
         # `Fleet`): 400 with its message, as for a single system.
         return await calling(call, (FleetError,), "")
+
+    async def on_account(account_id: str, call: Callable[[], Any]) -> Any:
+        # Ray could not complete a call on the account (its worker restarting, or gone until the
+        # controller re-creates it): 503 naming the account, as its other answers do; what the
+        # call did is unknown (a halt may still land).
+        try:
+            return await calling(call, (), "")
+        except FleetError as exc:
+            raise BadRequest(503, str(exc), account_id=account_id, done="unknown") from None
 
     async def known(request: Request) -> str:
         account_id = request.path_params["account"]
@@ -172,7 +183,7 @@ def fleet_app(
         account_id = await known(request)
         by = body.get("by", "fleet control API")
         try:
-            previous = await on_fleet(lambda: fleet.halt(account_id, by, body["reason"], timeout=ask_timeout))
+            previous = await on_account(account_id, lambda: fleet.halt(account_id, by, body["reason"], timeout=ask_timeout))
         except AccountNotTrading as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
         except HaltNotDurable as exc:
@@ -208,8 +219,8 @@ def fleet_app(
         by, rebaseline = body.get("by", "fleet control API"), body.get("rebaseline", False)
         arrived = datetime.now(UTC)  # a halt latched after this, its sender had not seen
         try:
-            previous = await on_fleet(lambda: fleet.resume(account_id, by, rebaseline=rebaseline, timeout=ask_timeout,
-                                                           sent_at=arrived))
+            previous = await on_account(account_id, lambda: fleet.resume(account_id, by, rebaseline=rebaseline,
+                                                                       timeout=ask_timeout, sent_at=arrived))
         except ResumeRefused as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc),
                                  "rebaseline_helps": exc.rebaseline_helps}, status_code=409)
@@ -225,7 +236,7 @@ def fleet_app(
         account_id = await known(request)
         by = body.get("by", "fleet control API")
         try:
-            detail = await on_fleet(lambda: fleet.unquarantine(account_id, by, timeout=ask_timeout))
+            detail = await on_account(account_id, lambda: fleet.unquarantine(account_id, by, timeout=ask_timeout))
         except NotQuarantined as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
         except HaltNotDurable as exc:
