@@ -1,7 +1,8 @@
 """What an operator of a fleet does over its control API, against a real fleet on the session's
 Ray cluster: halt every account at once (the fleet's kill switch), lift the quarantine that
 a PostgreSQL outage during a restart left (the account restarts HALTED from its saved state),
-and an account Ray cannot reach answered 503 naming it.
+an account Ray cannot reach answered 503 naming it, and an account added that comes up
+quarantined.
 
 One fleet for the module, in a namespace of its own and served on a real port; each test adds
 its own accounts and removes them, so that a fleet-wide halt meets only the test's accounts.
@@ -25,7 +26,7 @@ from support.fleet_parts import gated_broker, refusing_broker
 from support.postgres import PostgresServer
 from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
 
-from actors.fleet import Fleet, FleetError, Health, Probing
+from actors.fleet import AccountQuarantined, Fleet, FleetError, Health, Probing
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
 from runtime.events import EventType
@@ -248,5 +249,22 @@ def test_an_account_ray_cannot_reach_is_answered_503_naming_it_as_its_other_answ
                              ("unquarantine", {"by": "ops"})):
             answer = served.post(f"/api/fleet/{account}/{action}", json=body)
             assert (answer.status_code, answer.json()) == (503, {"account_id": account, "done": "unknown", "error": gone})
+    finally:
+        _remove_all(fleet, [account])
+
+
+def test_adding_an_account_that_comes_up_quarantined_says_so_and_leaves_it_in_the_fleet(
+    served: Served, ray_cluster: RayCluster
+) -> None:
+    fleet = served.fleet
+    account = f"refused-{uuid.uuid4().hex[:6]}"
+    try:
+        with pytest.raises(AccountQuarantined, match=(
+                f"^account {account!r} was added but came up quarantined \\(HALTED, not trading\\): start failed: "
+                r"RuntimeError\('broker login refused'\); it stays in the fleet: mend the cause and unquarantine it, "
+                r"or remove it$")):
+            fleet.add(account, BASE, refusing_broker, ListSignalSource, node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        assert account in fleet.account_ids()
+        assert fleet.status(account, timeout=10.0).health is Health.QUARANTINED
     finally:
         _remove_all(fleet, [account])

@@ -3,7 +3,8 @@
 Layout (everything a user needs is exported here; the ``_`` modules are private):
 
 - `fleet` -- `Fleet`, the driver's API: connect, add, list with a timeout, halt one or all, resume,
-  lift a quarantine, place an order once, read a journal, remove. `FleetError`.
+  lift a quarantine, place an order once, read a journal, remove. `FleetError`,
+  `AccountQuarantined` (an account added that came up quarantined).
 - `status` -- `AccountStatus` and `Health`, what the fleet says about one account,
   `AccountNotTrading`, `HaltPending` (a halt saved for an account still starting),
   `HaltNotDurable` (one that could not be saved) and `HaltOutcome` (one account's answer to
@@ -24,7 +25,7 @@ and `Fleet.local` do (``pip install 'tradewarden[ray]'``).
 """
 
 from actors.fleet._policy import Admission, Probing, RestartWindow
-from actors.fleet.fleet import DEFAULT_NAMESPACE, Fleet, FleetError
+from actors.fleet.fleet import DEFAULT_NAMESPACE, AccountQuarantined, Fleet, FleetError
 from actors.fleet.status import (
     AccountNotTrading,
     AccountStatus,
@@ -35,6 +36,6 @@ from actors.fleet.status import (
     NotQuarantined,
 )
 
-__all__ = ["DEFAULT_NAMESPACE", "AccountNotTrading", "AccountStatus", "Admission", "Fleet", "FleetError", "HaltNotDurable",
-           "HaltOutcome", "HaltPending", "Health", "NotQuarantined", "Probing", "RestartWindow"]
+__all__ = ["DEFAULT_NAMESPACE", "AccountNotTrading", "AccountQuarantined", "AccountStatus", "Admission", "Fleet", "FleetError",
+           "HaltNotDurable", "HaltOutcome", "HaltPending", "Health", "NotQuarantined", "Probing", "RestartWindow"]
 

@@ -22,7 +22,7 @@ from runtime.settings import Settings
 from runtime.signals import SignalSource
 from runtime.store import PendingHalt
 
-__all__ = ["DEFAULT_NAMESPACE", "Fleet", "FleetError"]
+__all__ = ["DEFAULT_NAMESPACE", "AccountQuarantined", "Fleet", "FleetError"]
 
 DEFAULT_NAMESPACE = "tradewarden"
 _INSTALL_HINT = "pip install 'tradewarden[ray]'"
@@ -30,6 +30,11 @@ _INSTALL_HINT = "pip install 'tradewarden[ray]'"
 
 class FleetError(TradewardenError, RuntimeError):
     """A fleet operation failed: the message names the account and what happened."""
+
+
+class AccountQuarantined(FleetError):
+    """`Fleet.add` waited for an account that came up quarantined (HALTED, not trading): it is
+    in the fleet all the same. The message names the account and why it was quarantined."""
 
 
 def _ray() -> ModuleType:
@@ -182,11 +187,21 @@ class Fleet:
         """Add an account: its actor starts (on ``node``, a Ray node id, when given; should that
         node go, the controller re-creates the account on another) and builds its broker and
         signal source there by calling the factories. Waits up to ``ready_timeout`` until it
-        trades or is quarantined (None: no wait). An id already in the fleet is a ValueError."""
+        trades (None: no wait); one that came up quarantined instead raises `AccountQuarantined`,
+        and one not started in time `FleetError`: either way it is in the fleet (`unquarantine`
+        or `remove` it). An id already in the fleet is a ValueError."""
         spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
         self._call(self._controller().add.remote(spec, node), account_id, "adding", 30.0)
-        if ready_timeout is not None and self.wait_ready([account_id], ready_timeout):
+        if ready_timeout is None:
+            return
+        if self.wait_ready([account_id], ready_timeout):
             raise FleetError(f"account {account_id!r} did not start within {ready_timeout:g}s")
+        status = self.status(account_id)
+        if status.health is Health.QUARANTINED:
+            raise AccountQuarantined(
+                f"account {account_id!r} was added but came up quarantined (HALTED, not trading): {status.detail}; it"
+                " stays in the fleet: mend the cause and unquarantine it, or remove it"
+            )
 
     def wait_ready(self, account_ids: Iterable[str], timeout: float) -> list[str]:
         """Wait, at most ``timeout`` seconds for all of them together, until each account trades
