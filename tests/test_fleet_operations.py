@@ -6,7 +6,8 @@ quarantined.
 
 One fleet for the module, in a namespace of its own and served on a real port; each test adds
 its own accounts and removes them, so that a fleet-wide halt meets only the test's accounts.
-The controller probes once an hour: nothing here waits for it.
+The controller probes once an hour: nothing here waits for it; a second restart within its
+window quarantines an account.
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ from support.fleet_parts import gated_broker, refusing_broker
 from support.postgres import PostgresServer
 from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
 
-from actors.fleet import AccountQuarantined, Fleet, FleetError, Health, Probing
+from actors.fleet import AccountQuarantined, AccountStatus, Fleet, FleetError, Health, Probing, RestartWindow
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
+from runtime.backoff import Backoff
 from runtime.events import EventType
 from runtime.risk.guards import TradingState
 from runtime.settings import Settings, masked_dsn
 from runtime.signals import ListSignalSource
 
 AUTH = {"authorization": f"Bearer {FLEET_TOKEN}"}
-WAIT = 240.0  # an upper bound for a loaded 2-core machine; nothing waits for it to pass
+WAIT = 100.0  # an upper bound for a loaded 2-core machine, under the suite's 120 s a test; nothing waits for it to pass
 PAPER = functools.partial(PaperBroker, 10_000)
 BASE = Settings(loop_interval_seconds=2.0, heartbeat_interval_seconds=10.0)
+# One restart within the window is allowed and a second quarantines.
+WINDOW = RestartWindow(1, 600.0, Backoff(0.05, 0.1))
 
 
 @attrs.frozen
@@ -61,7 +65,8 @@ def served(ray_cluster: RayCluster) -> Iterator[Served]:
     from actors.service.fleet_api import fleet_app
     from actors.service.server import ControlServer, bind
 
-    fleet = Fleet.connect(ray_cluster.address, namespace=f"ops-{uuid.uuid4().hex[:6]}", probing=Probing(interval=3600.0))
+    fleet = Fleet.connect(ray_cluster.address, namespace=f"ops-{uuid.uuid4().hex[:6]}", window=WINDOW,
+                          probing=Probing(interval=3600.0))
     server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, token=FLEET_TOKEN)).start()
     host, port = server.address
     try:
@@ -223,6 +228,43 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         if down:
             own.up()
         own.stop()
+
+
+def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_and_the_account_starts_halted(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    account = f"flappy-{uuid.uuid4().hex[:6]}"
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_db=str(tmp_path / "s.db")), PAPER, ListSignalSource,
+                  node=ray_cluster.head.node_id, ready_timeout=WAIT)
+
+        def killed_and_back(pid: int | None) -> AccountStatus:
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            fleet_wait(lambda: fleet.status(account).pid not in (pid, None) and fleet.wait_ready([account], 5.0) == [],
+                       WAIT, served.pids, f"{account} restarted")
+            return fleet.status(account, timeout=10.0)
+
+        again = killed_and_back(fleet.status(account, timeout=10.0).pid)
+        assert again.health is Health.OK
+        quarantined = killed_and_back(again.pid)  # the second restart within the window
+        why = "restarted 2 times within 600s (at most 1)"
+        assert (quarantined.health, quarantined.detail) == (Health.QUARANTINED, why)
+
+        lifted = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        assert lifted.status_code == 202, lifted.json()
+        # Its restarts forgotten, its next start is a first one: not quarantined again, and HALTED.
+        fleet_wait(lambda: fleet.status(account).pid != quarantined.pid and fleet.status(account).health is Health.OK,
+                   WAIT, served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail) == (TradingState.HALTED, f"halted by fleet quarantine: {why}")
+        changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
+                   if e.event_type is EventType.TRADING_STATE_CHANGED]
+        assert changes == [("active", "halted", f"halted by fleet quarantine: {why}"),
+                           ("halted", "halted", f"halted by ops: quarantine lifted: {why}")]
+    finally:
+        _remove_all(fleet, [account])
 
 
 def test_an_account_ray_cannot_reach_is_answered_503_naming_it_as_its_other_answers_do(
