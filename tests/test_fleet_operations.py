@@ -196,7 +196,8 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         assert (refused.status_code, refused.json()["account_id"], refused.json()["done"]) == (503, account, "not_saved")
         assert refused.json()["error"].startswith(
             f"account {account} is quarantined ({quarantined.detail}): the quarantine was not lifted, since the halt"
-            f" that keeps it HALTED as it starts again was not saved ({unreachable}")
+            f" that keeps it HALTED as it starts again was not saved (state store {masked_dsn(own.dsn)!r} unreachable"
+            " after 1 attempt: ")
         still = fleet.status(account, timeout=10.0)
         assert (still.health, still.pid) == (Health.QUARANTINED, quarantined.pid)
 
