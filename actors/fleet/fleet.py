@@ -32,6 +32,10 @@ class FleetError(TradewardenError, RuntimeError):
     """A fleet operation failed: the message names the account and what happened."""
 
 
+class _NoAnswer(Exception):
+    """An account did not answer a call within the time given (see `Fleet._ask_every`)."""
+
+
 class AccountQuarantined(FleetError):
     """`Fleet.add` waited for an account that came up quarantined (HALTED, not trading): it is
     in the fleet all the same. The message names the account and why it was quarantined."""
@@ -233,27 +237,8 @@ class Fleet:
     def accounts(self, timeout: float = 5.0) -> list[AccountStatus]:
         """Every account's status, asked of all at once and gathered within ``timeout``: an
         account that does not answer in time is listed as `Health.UNREACHABLE`."""
-        ray = self._ray
-        ids = self.account_ids()
-        pending: dict[Any, str] = {}
-        answers: dict[str, AccountStatus] = {}
-        for account_id in ids:
-            try:
-                pending[self._handle(account_id).status.remote(timeout / 2)] = account_id
-            except FleetError as exc:
-                answers[account_id] = AccountStatus(account_id, Health.UNREACHABLE, detail=str(exc))
-        if not pending:
-            return [answers[account_id] for account_id in ids]
-        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
-        for ref in ready:
-            try:
-                answers[pending[ref]] = ray.get(ref)
-            except Exception as exc:
-                answers[pending[ref]] = AccountStatus(pending[ref], Health.UNREACHABLE, detail=_why(exc))
-        for ref in late:
-            answers[pending[ref]] = AccountStatus(pending[ref], Health.UNREACHABLE, detail=f"no answer within {timeout:g}s")
-            ray.cancel(ref)
-        return [answers[account_id] for account_id in ids]
+        answers = self._ask_every(lambda handle: handle.status.remote(timeout / 2), timeout, cancel_late=True)
+        return [_reached(account_id, answer) for account_id, answer in answers.items()]
 
     def status(self, account_id: str, timeout: float = 5.0) -> AccountStatus:
         """One account's status (see `accounts`); its guard is given half the ``timeout`` to answer."""
@@ -277,27 +262,9 @@ class Fleet:
         every one is ``saved``. A blank ``by`` or ``reason`` is a `ValueError` (or `TypeError`)
         naming it, raised before any account is asked."""
         PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
-        ray = self._ray
-        ids = self.account_ids()
-        pending: dict[Any, str] = {}
-        outcomes: dict[str, HaltOutcome] = {}
-        for account_id in ids:
-            try:
-                pending[self._handle(account_id).halt.remote(by, reason)] = account_id
-            except FleetError as exc:  # no actor now (Ray gave up on it; the controller re-creates it)
-                outcomes[account_id] = HaltOutcome(account_id, "unknown", error=str(exc))
-        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout) if pending else ([], [])
-        for ref in ready:
-            account_id = pending[ref]
-            try:
-                outcomes[account_id] = _halted(account_id, ray.get(ref))
-            except Exception as exc:
-                outcomes[account_id] = _halt_failed(account_id, exc)
-        for ref in late:  # not cancelled: a halt that lands late is still a halt
-            account_id = pending[ref]
-            outcomes[account_id] = HaltOutcome(account_id, "unknown", error=(
-                f"account {account_id!r}: no answer within {timeout:g}s: the halt may still land; ask its status"))
-        return [outcomes[account_id] for account_id in ids]
+        # Late halts are not cancelled: one that lands late is still a halt.
+        answers = self._ask_every(lambda handle: handle.halt.remote(by, reason), timeout, cancel_late=False)
+        return [_halt_outcome(account_id, answer) for account_id, answer in answers.items()]
 
     def resume(
         self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0,
@@ -365,6 +332,33 @@ class Fleet:
 
     # --- plumbing -------------------------------------------------------------------------
 
+    def _ask_every(self, ask: Callable[[Any], Any], timeout: float, *, cancel_late: bool) -> dict[str, Any]:
+        # Every account asked at once (``ask`` sends the call to one's actor and returns its ref),
+        # the answers gathered within ``timeout``, so that a silent account delays no other's:
+        # by id, sorted, what its call returned or raised (a FleetError for an account without
+        # an actor, a _NoAnswer for one that did not answer in time, its call then cancelled
+        # when ``cancel_late``).
+        ray = self._ray
+        ids = self.account_ids()
+        answers: dict[str, Any] = {}
+        pending: dict[Any, str] = {}
+        for account_id in ids:
+            try:
+                pending[ask(self._handle(account_id))] = account_id
+            except FleetError as exc:
+                answers[account_id] = exc
+        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout) if pending else ([], [])
+        for ref in ready:
+            try:
+                answers[pending[ref]] = ray.get(ref)
+            except Exception as exc:
+                answers[pending[ref]] = exc
+        for ref in late:
+            answers[pending[ref]] = _NoAnswer(f"no answer within {timeout:g}s")
+            if cancel_late:
+                ray.cancel(ref)
+        return {account_id: answers[account_id] for account_id in ids}
+
     def _controller(self) -> Any:
         if self._controller_handle is None:
             raise FleetError(f"this Fleet on namespace {self.namespace!r} was released or closed: connect again")
@@ -398,19 +392,31 @@ class Fleet:
         return None
 
 
-def _halted(account_id: str, answer: TradingState | HaltPending) -> HaltOutcome:
+def _reached(account_id: str, answer: Any) -> AccountStatus:
+    # An account's status as `Fleet._ask_every` gathered it: what it said, or why it is unreachable.
+    if isinstance(answer, AccountStatus):
+        return answer
+    detail = str(answer) if isinstance(answer, (FleetError, _NoAnswer)) else _why(answer)
+    return AccountStatus(account_id, Health.UNREACHABLE, detail=detail)
+
+
+def _halt_outcome(account_id: str, answer: Any) -> HaltOutcome:
+    # An account's halt as `Fleet._ask_every` gathered it, worded as the control API's.
     if isinstance(answer, HaltPending):
         return HaltOutcome(account_id, "halt_pending", detail=answer.detail)
-    return HaltOutcome(account_id, "halted", previous_state=answer)
-
-
-def _halt_failed(account_id: str, exc: Exception) -> HaltOutcome:
-    cause = _cause(exc)
+    if isinstance(answer, TradingState):
+        return HaltOutcome(account_id, "halted", previous_state=answer)
+    if isinstance(answer, _NoAnswer):
+        return HaltOutcome(account_id, "unknown", error=f"account {account_id!r}: {answer}: the halt may still land;"
+                                                        " ask its status")
+    if isinstance(answer, FleetError):  # no actor now (Ray gave up on it; the controller re-creates it)
+        return HaltOutcome(account_id, "unknown", error=str(answer))
+    cause = _cause(answer)
     if isinstance(cause, HaltNotDurable):
         return HaltOutcome(account_id, "not_saved", error=str(cause))
     if isinstance(cause, AccountNotTrading):
         return HaltOutcome(account_id, "refused", error=str(cause))
-    return HaltOutcome(account_id, "unknown", error=f"account {account_id!r}: halting failed: {_why(exc)}")
+    return HaltOutcome(account_id, "unknown", error=f"account {account_id!r}: halting failed: {_why(answer)}")
 
 
 def _cause(exc: BaseException) -> BaseException:
