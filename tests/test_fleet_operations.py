@@ -165,6 +165,30 @@ def test_the_fleet_halt_halts_every_account_at_once_and_names_those_whose_halt_d
             _remove_all(fleet, added)
 
 
+def test_the_fleet_halt_reaches_an_account_whose_worker_was_just_lost_and_it_starts_halted(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    account = f"restarting-{uuid.uuid4().hex[:6]}"
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_db=str(tmp_path / "s.db")), PAPER, ListSignalSource,
+                  node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        lost = fleet.status(account, timeout=10.0).pid
+        assert lost is not None
+        os.kill(lost, signal.SIGKILL)  # Ray restarts it; the halt meets it dying, restarting or starting
+        pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+        [outcome] = pressed.json()["accounts"]
+        # Never lost with the worker: asked of the next one, which holds it (saved once its store
+        # is open, should it not be yet) and starts HALTED.
+        assert outcome["done"] in ("halted", "halt_pending", "not_saved"), outcome
+        fleet_wait(lambda: fleet.status(account).pid != lost and fleet.status(account).health is Health.OK, WAIT,
+                   served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail) == (TradingState.HALTED, "halted by desk: market gone wrong")
+    finally:
+        _remove_all(fleet, [account])
+
+
 def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_account_restarts_halted(
     served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
 ) -> None:

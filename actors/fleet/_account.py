@@ -65,8 +65,12 @@ class AccountActor:
         """Wait until the account trades or is quarantined; False on timeout."""
         return self._incarnation.ready.wait(timeout)
 
+    @ray.method(max_task_retries=-1)
     def halt(self, by: str, reason: str) -> TradingState | HaltPending:
-        """See `Incarnation.halt`."""
+        """See `Incarnation.halt`. Sent again to each new incarnation until one answers, when a
+        worker is lost before answering (restarting, or killed as a zombie): a halt asked twice
+        changes nothing more, one lost with a worker would leave the account trading; the
+        caller's timeout bounds the wait."""
         return self._incarnation.halt(by, reason)
 
     def hold_for_restart(self, by: str) -> str:
