@@ -98,7 +98,11 @@ class Controller:
                 raise KeyError(account_id)
             self._window.forget(account_id)
         logger.warning("account {} restarted by hand: its restart window starts again", account_id)
-        ray.kill(ray.get_actor(account_name(account_id), namespace=self._namespace), no_restart=False)
+        try:
+            handle = ray.get_actor(account_name(account_id), namespace=self._namespace)
+        except ValueError:
+            return  # Ray gave up on it meanwhile: the watcher re-creates it, and that start is a first one
+        ray.kill(handle, no_restart=False)
 
     def account_ids(self) -> list[str]:
         """Every account in the fleet, sorted."""
