@@ -14,7 +14,7 @@ from support.ray_cluster import FLEET_TOKEN, ServedFleet, fleet_fail
 from test_dashboard_browser import chromium, text  # noqa: F401 (the fixture, and its skip without Chromium)
 
 
-def test_the_dashboard_of_a_fleet_lists_every_account_and_halts_and_resumes_one_by_its_buttons(
+def test_the_dashboard_of_a_fleet_lists_every_account_halts_and_resumes_one_and_halts_all_by_its_buttons(
         served_fleet: ServedFleet, chromium: webdriver.Chrome) -> None:  # noqa: F811 (the imported fixture)
     alpha, beta = served_fleet.accounts
     fleet = served_fleet.fleet
@@ -69,6 +69,16 @@ def test_the_dashboard_of_a_fleet_lists_every_account_and_halts_and_resumes_one_
     press(beta, "resume")
     wait(f"{beta} ACTIVE again", state_of(beta, "ACTIVE"))
     assert text(chromium, "fleet-message") == f"{beta}: resumed (was halted)"
+
+    # The fleet's kill switch: every account halted by one button, with the reason above.
+    chromium.find_element(By.ID, "fleet-reason").clear()
+    chromium.find_element(By.ID, "fleet-reason").send_keys("market gone wrong")
+    chromium.find_element(By.ID, "fleet-halt-all").click()
+    wait("every account HALTED", lambda d: all(row(a)[2:3] == ["HALTED"] for a in (alpha, beta)))
+    assert text(chromium, "fleet-message") == "Halted every account (3)"
+    assert [row(a)[9] for a in (alpha, beta)] == ["halted by dashboard: market gone wrong"] * 2
+    for account in (alpha, beta):  # as the other tests on this fleet expect them
+        fleet.resume(account, "test", timeout=10.0)
 
     chromium.set_window_size(390, 844)
     assert chromium.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")

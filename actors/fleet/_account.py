@@ -65,9 +65,17 @@ class AccountActor:
         """Wait until the account trades or is quarantined; False on timeout."""
         return self._incarnation.ready.wait(timeout)
 
+    @ray.method(max_task_retries=-1)
     def halt(self, by: str, reason: str) -> TradingState | HaltPending:
-        """See `Incarnation.halt`."""
+        """See `Incarnation.halt`. Sent again to each new incarnation until one answers, when a
+        worker is lost before answering (restarting, or killed as a zombie): a halt asked twice
+        changes nothing more, one lost with a worker would leave the account trading; the
+        caller's timeout bounds the wait."""
         return self._incarnation.halt(by, reason)
+
+    def hold_for_restart(self, by: str) -> str:
+        """See `Incarnation.hold_for_restart`."""
+        return self._incarnation.hold_for_restart(by)
 
     def resume(self, by: str, rebaseline: bool, sent_at: datetime | None = None) -> TradingState:
         """See `Incarnation.resume`."""

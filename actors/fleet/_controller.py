@@ -2,7 +2,7 @@
 
 Ray restarts a worker that exits, at once and without limit. The controller adds: a restart
 window with backoff (each incarnation asks it how to start, see `RestartWindow`), quarantine
-after too many restarts, re-creating an account Ray gave up on (its actor is gone), and killing
+after too many restarts (and a fresh start once a person lifts it), re-creating an account Ray gave up on (its actor is gone), and killing
 a zombie (alive to Ray, not answering its probes) so that Ray starts it again. The accounts'
 specs live in Ray's internal key-value store, so a restarted controller knows them all.
 """
@@ -88,6 +88,21 @@ class Controller:
         except Exception as exc:
             logger.error("account {} did not stop cleanly ({!r}); killing it", account_id, exc)
         ray.kill(handle, no_restart=True)
+
+    def restart(self, account_id: str) -> None:
+        """Start the account afresh, as a person asked (lifting its quarantine): its restarts so
+        far are forgotten, so that the next start is a first one, and its worker is killed for
+        Ray to start it again."""
+        with self._lock:
+            if account_id not in self._entries:
+                raise KeyError(account_id)
+            self._window.forget(account_id)
+        logger.warning("account {} restarted by hand: its restart window starts again", account_id)
+        try:
+            handle = ray.get_actor(account_name(account_id), namespace=self._namespace)
+        except ValueError:
+            return  # Ray gave up on it meanwhile: the watcher re-creates it, and that start is a first one
+        ray.kill(handle, no_restart=False)
 
     def account_ids(self) -> list[str]:
         """Every account in the fleet, sorted."""

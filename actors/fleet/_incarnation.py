@@ -21,7 +21,7 @@ import attrs
 from loguru import logger
 
 from actors.fleet._policy import Admission
-from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltPending, Health
+from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltPending, Health, NotQuarantined
 from actors.messages import HaltNotSaved, OrderOutcome, PlaceOrder
 from actors.supervision.messages import Crash
 from actors.system import TradingSystem
@@ -177,24 +177,27 @@ class Incarnation:
         with self._lock:
             self._detail = detail
 
-    def _open_store(self) -> StateStore | str:
-        """The account's store, claimed, or the reason it could not be opened."""
+    def _open_store(self, attempts: int | None = None) -> StateStore | str:
+        """The account's store, claimed, or the reason it could not be opened (after ``attempts``
+        on PostgreSQL, the spec's ``store_attempts`` unless given)."""
         s, spec = self.settings, self.spec
         if s.state_dsn is None:
             self._store = SqliteStore.from_settings(s)
             return self._store
+        attempts = attempts or spec.store_attempts
         error: Exception | None = None
-        for attempt in range(1, spec.store_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 self._store = self._claimed_postgres(s.state_dsn)
                 return self._store
             except Exception as exc:
                 error = exc
                 logger.warning("account {}: state store attempt {} of {} failed: {!r}", spec.account_id, attempt,
-                               spec.store_attempts, exc)
-            if attempt < spec.store_attempts and self._stopping.wait(spec.store_backoff.delay(attempt)):
+                               attempts, exc)
+            if attempt < attempts and self._stopping.wait(spec.store_backoff.delay(attempt)):
                 break
-        return f"state store {masked_dsn(s.state_dsn)!r} unreachable after {spec.store_attempts} attempts: {error}"
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        return f"state store {masked_dsn(s.state_dsn)!r} unreachable after {tries}: {error}"
 
     def _claimed_postgres(self, dsn: str) -> StateStore:
         from actors.fleet._fencing import FencedStore  # psycopg only for an account on PostgreSQL
@@ -392,6 +395,38 @@ class Incarnation:
         except Exception as exc:
             return f"its state store failed: {exc}"
         return None
+
+    def hold_for_restart(self, by: str) -> str:
+        """Before a person lifts this account's quarantine (see `Fleet.unquarantine`): save in its
+        state store a pending halt by ``by`` (a non-blank string), so that the incarnation that
+        starts next starts HALTED, however the quarantine came about (one because the store
+        stayed down left none): lifting a quarantine never resumes trading by itself. A store
+        that never opened is opened now (the outage may be over). Returns what the next start
+        will do. `NotQuarantined` when it is not quarantined, `HaltNotDurable` when the halt
+        could not be saved: then the quarantine must stay."""
+        account = self.spec.account_id
+        with self._lock:
+            health, detail, store = self._health, self._detail, self._store
+        if health is not Health.QUARANTINED:  # (for good: a quarantined incarnation never starts trading)
+            raise NotQuarantined(f"account {account} is not quarantined ({health.value}): there is no quarantine to lift")
+        halt = PendingHalt(by, f"quarantine lifted: {detail}")
+        opened = store if store is not None else self._opened_now()
+        why = opened if isinstance(opened, str) else self._save_halt(halt, opened)
+        if why is not None:
+            logger.error("account {}: quarantine not lifted by {}: its halt not saved ({})", account, by, why)
+            raise HaltNotDurable(f"account {account} is quarantined ({detail}): the quarantine was not lifted, since the halt"
+                                 f" that keeps it HALTED as it starts again was not saved ({why})")
+        logger.warning("account {}: quarantine lifted by {}: it restarts HALTED ({})", account, by, detail)
+        return (f"account {account} restarts from its saved state: it starts HALTED (halted by {by}: {halt.reason}),"
+                " and trades once resumed")
+
+    def _opened_now(self) -> StateStore | str:
+        # The store of an account quarantined before it could open it, or why it still cannot be:
+        # tried once, so that a person asking is answered within a connection's timeout.
+        try:
+            return self._open_store(attempts=1)
+        except Exception as exc:  # (a state file that cannot be opened)
+            return f"its state store failed: {exc}"
 
     def resume(self, by: str, rebaseline: bool, sent_at: datetime | None = None) -> TradingState:
         """Lift HALTED (see `TradingSystem.resume`, ``sent_at`` included); returns the state

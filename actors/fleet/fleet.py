@@ -12,7 +12,7 @@ from typing import Any
 
 from actors.fleet._incarnation import AccountSpec
 from actors.fleet._policy import Probing, RestartWindow
-from actors.fleet.status import AccountStatus, HaltPending, Health
+from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltOutcome, HaltPending, Health
 from actors.messages import OrderOutcome
 from runtime.broker import Broker, Order
 from runtime.errors import TradewardenError
@@ -20,8 +20,9 @@ from runtime.events import Event
 from runtime.risk.guards import TradingState
 from runtime.settings import Settings
 from runtime.signals import SignalSource
+from runtime.store import PendingHalt
 
-__all__ = ["DEFAULT_NAMESPACE", "Fleet", "FleetError"]
+__all__ = ["DEFAULT_NAMESPACE", "AccountQuarantined", "Fleet", "FleetError"]
 
 DEFAULT_NAMESPACE = "tradewarden"
 _INSTALL_HINT = "pip install 'tradewarden[ray]'"
@@ -29,6 +30,15 @@ _INSTALL_HINT = "pip install 'tradewarden[ray]'"
 
 class FleetError(TradewardenError, RuntimeError):
     """A fleet operation failed: the message names the account and what happened."""
+
+
+class _NoAnswer(Exception):
+    """An account did not answer a call within the time given (see `Fleet._ask_every`)."""
+
+
+class AccountQuarantined(FleetError):
+    """`Fleet.add` waited for an account that came up quarantined (HALTED, not trading): it is
+    in the fleet all the same. The message names the account and why it was quarantined."""
 
 
 def _ray() -> ModuleType:
@@ -181,11 +191,21 @@ class Fleet:
         """Add an account: its actor starts (on ``node``, a Ray node id, when given; should that
         node go, the controller re-creates the account on another) and builds its broker and
         signal source there by calling the factories. Waits up to ``ready_timeout`` until it
-        trades or is quarantined (None: no wait). An id already in the fleet is a ValueError."""
+        trades (None: no wait); one that came up quarantined instead raises `AccountQuarantined`,
+        and one not started in time `FleetError`: either way it is in the fleet (`unquarantine`
+        or `remove` it). An id already in the fleet is a ValueError."""
         spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
         self._call(self._controller().add.remote(spec, node), account_id, "adding", 30.0)
-        if ready_timeout is not None and self.wait_ready([account_id], ready_timeout):
+        if ready_timeout is None:
+            return
+        if self.wait_ready([account_id], ready_timeout):
             raise FleetError(f"account {account_id!r} did not start within {ready_timeout:g}s")
+        status = self.status(account_id)
+        if status.health is Health.QUARANTINED:
+            raise AccountQuarantined(
+                f"account {account_id!r} was added but came up quarantined (HALTED, not trading): {status.detail}; it"
+                " stays in the fleet: mend the cause and unquarantine it, or remove it"
+            )
 
     def wait_ready(self, account_ids: Iterable[str], timeout: float) -> list[str]:
         """Wait, at most ``timeout`` seconds for all of them together, until each account trades
@@ -217,27 +237,8 @@ class Fleet:
     def accounts(self, timeout: float = 5.0) -> list[AccountStatus]:
         """Every account's status, asked of all at once and gathered within ``timeout``: an
         account that does not answer in time is listed as `Health.UNREACHABLE`."""
-        ray = self._ray
-        ids = self.account_ids()
-        pending: dict[Any, str] = {}
-        answers: dict[str, AccountStatus] = {}
-        for account_id in ids:
-            try:
-                pending[self._handle(account_id).status.remote(timeout / 2)] = account_id
-            except FleetError as exc:
-                answers[account_id] = AccountStatus(account_id, Health.UNREACHABLE, detail=str(exc))
-        if not pending:
-            return [answers[account_id] for account_id in ids]
-        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
-        for ref in ready:
-            try:
-                answers[pending[ref]] = ray.get(ref)
-            except Exception as exc:
-                answers[pending[ref]] = AccountStatus(pending[ref], Health.UNREACHABLE, detail=_why(exc))
-        for ref in late:
-            answers[pending[ref]] = AccountStatus(pending[ref], Health.UNREACHABLE, detail=f"no answer within {timeout:g}s")
-            ray.cancel(ref)
-        return [answers[account_id] for account_id in ids]
+        answers = self._ask_every(lambda handle: handle.status.remote(timeout / 2), timeout, cancel_late=True)
+        return [_reached(account_id, answer) for account_id, answer in answers.items()]
 
     def status(self, account_id: str, timeout: float = 5.0) -> AccountStatus:
         """One account's status (see `accounts`); its guard is given half the ``timeout`` to answer."""
@@ -253,6 +254,18 @@ class Fleet:
         a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
         return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
 
+    def halt_all(self, by: str, reason: str, timeout: float = 10.0) -> list[HaltOutcome]:
+        """The kill switch for the whole fleet: every account it knows (quarantined, starting and
+        restarting ones too) is asked at once to halt, as `halt` does for one, and the answers are
+        gathered within ``timeout``, so that one account's refusal, failure or silence stops no
+        other's halt. Returns each account's `HaltOutcome`, sorted by id; the fleet is halted when
+        every one is ``saved``. A blank ``by`` or ``reason`` is a `ValueError` (or `TypeError`)
+        naming it, raised before any account is asked."""
+        PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
+        # Late halts are not cancelled: one that lands late is still a halt.
+        answers = self._ask_every(lambda handle: handle.halt.remote(by, reason), timeout, cancel_late=False)
+        return [_halt_outcome(account_id, answer) for account_id, answer in answers.items()]
+
     def resume(
         self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0,
         sent_at: datetime | None = None,
@@ -262,6 +275,23 @@ class Fleet:
         such check; see `TradingSystem.resume`), `AccountNotTrading` when it has no trading
         system running."""
         return self._call(self._handle(account_id).resume.remote(by, rebaseline, sent_at), account_id, "resuming", timeout)
+
+    def unquarantine(self, account_id: str, by: str, timeout: float = 30.0) -> str:
+        """Lift a quarantine on purpose (the cause is mended: the store is back, the broker's
+        login fixed): the account restarts from its saved state, its restart window starting
+        again, and starts HALTED, by ``by``, whatever its saved state says: a pending halt is
+        saved in its state store first (see `Incarnation.hold_for_restart`), so lifting a
+        quarantine never resumes trading by itself; resume it once it trades. Returns what it
+        will do (it restarts in the background: see `status`). `NotQuarantined` when the
+        account is not quarantined, `HaltNotDurable` when that halt could not be saved (the
+        store still down): the quarantine stays."""
+        held: str = self._call(self._handle(account_id).hold_for_restart.remote(by), account_id,
+                               "lifting its quarantine", timeout)
+        try:
+            self._call(self._controller().restart.remote(account_id), account_id, "restarting", timeout)
+        except KeyError:
+            raise FleetError(f"account {account_id!r} is not in the fleet") from None
+        return held
 
     def place_order(self, account_id: str, order: Order, timeout: float = 10.0) -> OrderOutcome:
         """Hand ``order`` to the account's guard, once: Ray never retries it. When the account
@@ -302,6 +332,33 @@ class Fleet:
 
     # --- plumbing -------------------------------------------------------------------------
 
+    def _ask_every(self, ask: Callable[[Any], Any], timeout: float, *, cancel_late: bool) -> dict[str, Any]:
+        # Every account asked at once (``ask`` sends the call to one's actor and returns its ref),
+        # the answers gathered within ``timeout``, so that a silent account delays no other's:
+        # by id, sorted, what its call returned or raised (a FleetError for an account without
+        # an actor, a _NoAnswer for one that did not answer in time, its call then cancelled
+        # when ``cancel_late``).
+        ray = self._ray
+        ids = self.account_ids()
+        answers: dict[str, Any] = {}
+        pending: dict[Any, str] = {}
+        for account_id in ids:
+            try:
+                pending[ask(self._handle(account_id))] = account_id
+            except FleetError as exc:
+                answers[account_id] = exc
+        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout) if pending else ([], [])
+        for ref in ready:
+            try:
+                answers[pending[ref]] = ray.get(ref)
+            except Exception as exc:
+                answers[pending[ref]] = exc
+        for ref in late:
+            answers[pending[ref]] = _NoAnswer(f"no answer within {timeout:g}s")
+            if cancel_late:
+                ray.cancel(ref)
+        return {account_id: answers[account_id] for account_id in ids}
+
     def _controller(self) -> Any:
         if self._controller_handle is None:
             raise FleetError(f"this Fleet on namespace {self.namespace!r} was released or closed: connect again")
@@ -333,6 +390,33 @@ class Fleet:
         if isinstance(cause, kinds) and not isinstance(cause, self._ray.exceptions.RayError):
             return cause
         return None
+
+
+def _reached(account_id: str, answer: Any) -> AccountStatus:
+    # An account's status as `Fleet._ask_every` gathered it: what it said, or why it is unreachable.
+    if isinstance(answer, AccountStatus):
+        return answer
+    detail = str(answer) if isinstance(answer, (FleetError, _NoAnswer)) else _why(answer)
+    return AccountStatus(account_id, Health.UNREACHABLE, detail=detail)
+
+
+def _halt_outcome(account_id: str, answer: Any) -> HaltOutcome:
+    # An account's halt as `Fleet._ask_every` gathered it, worded as the control API's.
+    if isinstance(answer, HaltPending):
+        return HaltOutcome(account_id, "halt_pending", detail=answer.detail)
+    if isinstance(answer, TradingState):
+        return HaltOutcome(account_id, "halted", previous_state=answer)
+    if isinstance(answer, _NoAnswer):
+        return HaltOutcome(account_id, "unknown", error=f"account {account_id!r}: {answer}: the halt may still land;"
+                                                        " ask its status")
+    if isinstance(answer, FleetError):  # no actor now (Ray gave up on it; the controller re-creates it)
+        return HaltOutcome(account_id, "unknown", error=str(answer))
+    cause = _cause(answer)
+    if isinstance(cause, HaltNotDurable):
+        return HaltOutcome(account_id, "not_saved", error=str(cause))
+    if isinstance(cause, AccountNotTrading):
+        return HaltOutcome(account_id, "refused", error=str(cause))
+    return HaltOutcome(account_id, "unknown", error=f"account {account_id!r}: halting failed: {_why(answer)}")
 
 
 def _cause(exc: BaseException) -> BaseException:

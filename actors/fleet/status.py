@@ -9,7 +9,7 @@ import attrs
 from runtime.errors import TradewardenError
 from runtime.risk.guards import TradingState
 
-__all__ = ["AccountNotTrading", "AccountStatus", "HaltNotDurable", "HaltPending", "Health"]
+__all__ = ["AccountNotTrading", "AccountStatus", "HaltNotDurable", "HaltOutcome", "HaltPending", "Health", "NotQuarantined"]
 
 
 class AccountNotTrading(TradewardenError, RuntimeError):
@@ -22,6 +22,11 @@ class HaltNotDurable(TradewardenError, RuntimeError):
     open yet, failing, or kept in memory): its starting process holds it, and saves it once it
     can, but it is lost if that process is lost first. The message names the account, what it
     is doing and why the halt was not saved; halt it again once the account has started."""
+
+
+class NotQuarantined(TradewardenError, RuntimeError):
+    """Asked to lift the quarantine of an account that is not quarantined: nothing was done. The
+    message names the account and its health."""
 
 
 class Health(enum.Enum):
@@ -66,3 +71,29 @@ class HaltPending:
     by: str
     reason: str
     detail: str
+
+
+# What `HaltOutcome.done` may say, the first two of which mean the halt holds.
+_HALT_DONE = ("halted", "halt_pending", "not_saved", "refused", "unknown")
+
+
+@attrs.frozen
+class HaltOutcome:
+    """One account's answer to `Fleet.halt_all`, worded as the control API's per-account halt:
+    ``done`` is ``halted`` (``previous_state`` is the state before: HALTED for a quarantined
+    account, once the halt is saved for whatever starts it next), ``halt_pending`` (an account
+    still starting, the halt saved in its state store; ``detail`` says so), ``not_saved``
+    (`HaltNotDurable`), ``refused`` (`AccountNotTrading`: fenced or stopped) or ``unknown``
+    (Ray failed the call, or the account did not answer in time: the halt may still land);
+    ``error`` says why for the last three."""
+
+    account_id: str
+    done: str = attrs.field(validator=attrs.validators.in_(_HALT_DONE))
+    previous_state: TradingState | None = None
+    detail: str = ""
+    error: str = ""
+
+    @property
+    def saved(self) -> bool:
+        """True when the halt holds: the account was halted, or the halt is saved for its start."""
+        return self.done in ("halted", "halt_pending")

@@ -54,15 +54,17 @@ _log = logger.bind(component="control")
 
 class BadRequest(Exception):
     """A request refused with ``status`` and a message naming the field and the value; the
-    routes answer it as ``{"error": message}``."""
+    routes answer it as ``{"error": message}``, after the ``fields`` given (what the endpoint's
+    other answers carry, such as the account)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **fields: Any) -> None:
         super().__init__(message)
         self.status = status
+        self.fields = fields
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, **fields: Any) -> JSONResponse:
+    return JSONResponse({**fields, "error": message}, status_code=status)
 
 
 async def read_body(request: Request, fields: dict[str, type], required: set[str]) -> dict[str, Any]:
@@ -150,7 +152,7 @@ def answering(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
             response: Response = await endpoint(request)
             return response
         except BadRequest as exc:
-            return _error(exc.status, str(exc))
+            return _error(exc.status, str(exc), **exc.fields)
         except Exception as exc:
             _log.opt(exception=exc).error("control: {} {} failed: {!r}", request.method, request.url.path, exc)
             return _error(500, f"internal error: {exc!r}; its traceback is in the log")

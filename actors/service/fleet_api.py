@@ -1,5 +1,5 @@
 """The control API of a fleet: every account's state, one account's status and journal, halt and
-resume per account, and the dashboard's fleet view, from a driver connected to the Ray cluster.
+resume per account, the fleet-wide halt, and the dashboard's fleet view, from a driver connected to the Ray cluster.
 
 `tradewarden fleet` serves it (see `serve_fleet`); the routes, the token, the limits on bodies
 and slow clients and the dashboard's static files are the same as a single system's control API.
@@ -22,7 +22,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.fleet import AccountNotTrading, AccountStatus, Fleet, FleetError, HaltNotDurable, HaltPending
+from actors.fleet import (
+    AccountNotTrading,
+    AccountStatus,
+    Fleet,
+    FleetError,
+    HaltNotDurable,
+    HaltOutcome,
+    HaltPending,
+    NotQuarantined,
+)
 from actors.service.auth import BearerToken, RequireToken
 from actors.service.control import (
     SEND_TIMEOUT,
@@ -42,7 +51,7 @@ from runtime.metrics import MetricsSink, NullMetrics
 from runtime.risk.monitor import ResumeRefused
 from runtime.settings import Settings
 
-__all__ = ["account_json", "fleet_app", "serve_fleet"]
+__all__ = ["account_json", "fleet_app", "halt_json", "serve_fleet"]
 
 _log = logger.bind(component="fleet-control")
 
@@ -67,6 +76,18 @@ def account_json(status: AccountStatus) -> dict[str, Any]:
     }
 
 
+def halt_json(outcome: HaltOutcome) -> dict[str, Any]:
+    """One account in the fleet-wide halt's answer, with the fields of its own halt's answer:
+    ``previous_state`` once halted, ``detail`` once pending, ``error`` when not saved, refused
+    or unknown."""
+    if outcome.done == "halted":
+        assert outcome.previous_state is not None  # (always set when halted)
+        return {"account_id": outcome.account_id, "done": outcome.done, "previous_state": outcome.previous_state.value}
+    if outcome.done == "halt_pending":
+        return {"account_id": outcome.account_id, "done": outcome.done, "detail": outcome.detail}
+    return {"account_id": outcome.account_id, "done": outcome.done, "error": outcome.error}
+
+
 def _limit(request: Request) -> int:
     params = request.query_params
     unknown = sorted(set(params) - {"limit"})
@@ -87,6 +108,9 @@ def fleet_app(
       ``unreachable``);
     - ``GET /api/fleet/{account}``: one account; ``GET /api/fleet/{account}/events?limit=``: its
       journal, the latest ``limit`` (100, at most 1000) oldest first;
+    - ``POST /api/fleet/halt`` ``{"reason", "by"}``: the kill switch for every account at once
+      (see `Fleet.halt_all`), each account's answer listed as its own halt's; 200 when every
+      halt holds, else 503 naming the accounts whose halt does not;
     - ``POST /api/fleet/{account}/halt`` ``{"reason", "by"}`` and ``.../resume``
       ``{"rebaseline", "by"}``: as the single system's halt and resume. A halt of an account
       still starting is saved in its state store (202, ``"done": "halt_pending"``: it starts
@@ -96,9 +120,16 @@ def fleet_app(
       (past a hard limit, or the account is not trading: starting, quarantined, fenced or
       stopped).
 
+    - ``POST /api/fleet/{account}/unquarantine`` ``{"by"}``: lifts a quarantine (see
+      `Fleet.unquarantine`): 202 once a halt that keeps it HALTED as it starts again is saved
+      and its restart asked; 409 when it is not quarantined; 503 when that halt could not be
+      saved (the quarantine stays).
+
     An account not in the fleet gets 404 naming it; a bad body 400 or 413 naming the field and
     the value, and so does a value the account itself refuses; an account that does not answer
-    within ``ask_timeout`` 503.
+    within ``ask_timeout``, or that Ray cannot reach (restarting, or gone until the controller
+    re-creates it), 503, and a halt, resume or unquarantine names it: ``{"account_id", "done":
+    "unknown", "error"}`` (the call may still land).
     """
     metrics = metrics or NullMetrics()
 
@@ -106,6 +137,15 @@ def fleet_app(
         # A validation error raised inside an account comes back through Ray as itself (see
         # `Fleet`): 400 with its message, as for a single system.
         return await calling(call, (FleetError,), "")
+
+    async def on_account(account_id: str, call: Callable[[], Any]) -> Any:
+        # Ray could not complete a call on the account (its worker restarting, or gone until the
+        # controller re-creates it): 503 naming the account, as its other answers do; what the
+        # call did is unknown (a halt may still land).
+        try:
+            return await calling(call, (), "")
+        except FleetError as exc:
+            raise BadRequest(503, str(exc), account_id=account_id, done="unknown") from None
 
     async def known(request: Request) -> str:
         account_id = request.path_params["account"]
@@ -143,7 +183,7 @@ def fleet_app(
         account_id = await known(request)
         by = body.get("by", "fleet control API")
         try:
-            previous = await on_fleet(lambda: fleet.halt(account_id, by, body["reason"], timeout=ask_timeout))
+            previous = await on_account(account_id, lambda: fleet.halt(account_id, by, body["reason"], timeout=ask_timeout))
         except AccountNotTrading as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
         except HaltNotDurable as exc:
@@ -157,14 +197,30 @@ def fleet_app(
         return JSONResponse({"account_id": account_id, "done": "halted", "previous_state": previous.value, "by": by,
                              "reason": body["reason"]})
 
+    async def halt_all(request: Request) -> Response:
+        body = await read_body(request, {"reason": str, "by": str}, required={"reason"})
+        by, reason = body.get("by", "fleet control API"), body["reason"]
+        outcomes = await on_fleet(lambda: fleet.halt_all(by, reason, timeout=ask_timeout))
+        answer: dict[str, Any] = {"done": "halted", "by": by, "reason": reason,
+                                  "accounts": [halt_json(outcome) for outcome in outcomes]}
+        unsaved = [outcome for outcome in outcomes if not outcome.saved]
+        if not unsaved:
+            _log.warning("every account ({}) halted through the fleet control API by {}: {}", len(outcomes), by, reason)
+            return JSONResponse(answer)
+        named = ", ".join(f"{outcome.account_id} ({outcome.done})" for outcome in unsaved)
+        error = (f"the halt does not hold for {len(unsaved)} of {len(outcomes)} accounts: {named}; each one's error "
+                 "says why: halt them again")
+        _log.error("fleet halt through the fleet control API by {} ({}): {}", by, reason, error)
+        return JSONResponse({**answer, "done": "not_saved", "error": error}, status_code=503)
+
     async def resume(request: Request) -> Response:
         body = await read_body(request, {"rebaseline": bool, "by": str}, required=set())
         account_id = await known(request)
         by, rebaseline = body.get("by", "fleet control API"), body.get("rebaseline", False)
         arrived = datetime.now(UTC)  # a halt latched after this, its sender had not seen
         try:
-            previous = await on_fleet(lambda: fleet.resume(account_id, by, rebaseline=rebaseline, timeout=ask_timeout,
-                                                           sent_at=arrived))
+            previous = await on_account(account_id, lambda: fleet.resume(account_id, by, rebaseline=rebaseline,
+                                                                       timeout=ask_timeout, sent_at=arrived))
         except ResumeRefused as exc:
             return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc),
                                  "rebaseline_helps": exc.rebaseline_helps}, status_code=409)
@@ -175,13 +231,30 @@ def fleet_app(
         return JSONResponse({"account_id": account_id, "done": done, "previous_state": previous.value, "by": by,
                              "rebaseline": rebaseline, "message": message})
 
+    async def unquarantine(request: Request) -> Response:
+        body = await read_body(request, {"by": str}, required=set())
+        account_id = await known(request)
+        by = body.get("by", "fleet control API")
+        try:
+            detail = await on_account(account_id, lambda: fleet.unquarantine(account_id, by, timeout=ask_timeout))
+        except NotQuarantined as exc:
+            return JSONResponse({"account_id": account_id, "done": "refused", "error": str(exc)}, status_code=409)
+        except HaltNotDurable as exc:
+            _log.error("account {} quarantine not lifted through the fleet control API by {}: {}", account_id, by, exc)
+            return JSONResponse({"account_id": account_id, "done": "not_saved", "error": str(exc)}, status_code=503)
+        _log.warning("account {} quarantine lifted through the fleet control API by {}: {}", account_id, by, detail)
+        return JSONResponse({"account_id": account_id, "done": "restarting", "by": by, "detail": detail},
+                            status_code=202)
+
     routes = [
         Route("/health", answering(health), methods=["GET"]),
         Route("/api/fleet", answering(list_accounts), methods=["GET"]),
+        Route("/api/fleet/halt", answering(halt_all), methods=["POST"]),
         Route("/api/fleet/{account}", answering(one_account), methods=["GET"]),
         Route("/api/fleet/{account}/events", answering(events), methods=["GET"]),
         Route("/api/fleet/{account}/halt", answering(halt), methods=["POST"]),
         Route("/api/fleet/{account}/resume", answering(resume), methods=["POST"]),
+        Route("/api/fleet/{account}/unquarantine", answering(unquarantine), methods=["POST"]),
         *dashboard_routes(),
     ]
     app = RequireToken(Starlette(routes=routes, exception_handlers={404: not_found_json, 405: not_found_json}), token,

@@ -72,14 +72,22 @@ class PostgresServer:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", timeout=120)
+        self.up()
+        return self
+
+    def up(self) -> None:
+        """Start the initialised server (again, after `down`); returns once it accepts connections."""
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start", timeout=90)
-        return self
+
+    def down(self) -> None:
+        """An outage: stop the server at once, keeping its data for `up`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
 
     def stop(self) -> None:
         """Stop the server at once and delete its directory."""
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
+            self.down()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -224,10 +224,23 @@ function showFleet(f) {
     "; zombies killed: " + counted(f.counters.zombies_killed);
 }
 
+function fleetHaltBody() {
+  return { reason: $("fleet-reason").value.trim() || "halted from the dashboard", by: "dashboard" };
+}
+
+// The fleet's kill switch: every account at once; a 503 names those whose halt does not hold.
+async function fleetHaltAll() {
+  $("fleet-message").textContent = "";
+  const answer = await guarded(() => api("POST", "/api/fleet/halt", fleetHaltBody()));
+  if (answer) {
+    $("fleet-message").textContent = answer.ok ? "Halted every account (" + answer.data.accounts.length + ")"
+      : answer.data.error;
+  }
+  await refreshFleet();
+}
+
 async function fleetAct(account, action) {
-  const body = action === "halt"
-    ? { reason: $("fleet-reason").value.trim() || "halted from the dashboard", by: "dashboard" }
-    : { by: "dashboard" };
+  const body = action === "halt" ? fleetHaltBody() : { by: "dashboard" };
   $("fleet-message").textContent = "";
   const answer = await guarded(() => api("POST", "/api/fleet/" + encodeURIComponent(account) + "/" + action, body));
   if (answer) {
@@ -567,6 +580,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", (e) => { e.preventDefault(); connect($("token").value.trim()); });
   $("halt-button").addEventListener("click", halt);
   $("resume-button").addEventListener("click", resume);
+  $("fleet-halt-all").addEventListener("click", fleetHaltAll);
   $("rebaseline-button").addEventListener("click", askRebaseline);
   $("rebaseline-yes").addEventListener("click", rebaseline);
   $("rebaseline-no").addEventListener("click", () => { $("rebaseline-confirm").hidden = true; });

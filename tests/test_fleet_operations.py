@@ -1,0 +1,337 @@
+"""What an operator of a fleet does over its control API, against a real fleet on the session's
+Ray cluster: halt every account at once (the fleet's kill switch), lift the quarantine that
+a PostgreSQL outage during a restart left (the account restarts HALTED from its saved state),
+an account Ray cannot reach answered 503 naming it, and an account added that comes up
+quarantined.
+
+One fleet for the module, in a namespace of its own and served on a real port; each test adds
+its own accounts and removes them, so that a fleet-wide halt meets only the test's accounts.
+The controller probes once an hour: nothing here waits for it; a second restart within its
+window quarantines an account.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import httpx
+import pytest
+from support.fleet_parts import gated_broker, refusing_broker
+from support.postgres import PostgresServer
+from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
+
+from actors.fleet import AccountQuarantined, AccountStatus, Fleet, FleetError, Health, Probing, RestartWindow
+from runtime.adapters.paper import PaperBroker
+from runtime.adapters.sqlite import SqliteStore
+from runtime.backoff import Backoff
+from runtime.events import EventType
+from runtime.risk.guards import TradingState
+from runtime.settings import Settings, masked_dsn
+from runtime.signals import ListSignalSource
+
+AUTH = {"authorization": f"Bearer {FLEET_TOKEN}"}
+WAIT = 100.0  # an upper bound for a loaded 2-core machine, under the suite's 120 s a test; nothing waits for it to pass
+PAPER = functools.partial(PaperBroker, 10_000)
+BASE = Settings(loop_interval_seconds=2.0, heartbeat_interval_seconds=10.0)
+# One restart within the window is allowed and a second quarantines.
+WINDOW = RestartWindow(1, 600.0, Backoff(0.05, 0.1))
+
+
+@attrs.frozen
+class Served:
+    fleet: Fleet
+    url: str
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.post(self.url + path, headers=kwargs.pop("headers", AUTH), timeout=60.0, **kwargs)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=AUTH, timeout=60.0)
+
+    def pids(self) -> list[int | None]:
+        return [s.pid for s in self.fleet.accounts(timeout=10.0)]
+
+
+@pytest.fixture(scope="module")
+def served(ray_cluster: RayCluster) -> Iterator[Served]:
+    from actors.service.auth import BearerToken
+    from actors.service.fleet_api import fleet_app
+    from actors.service.server import ControlServer, bind
+
+    fleet = Fleet.connect(ray_cluster.address, namespace=f"ops-{uuid.uuid4().hex[:6]}", window=WINDOW,
+                          probing=Probing(interval=3600.0))
+    server = ControlServer(fleet_app(fleet, BearerToken(FLEET_TOKEN)), bind("127.0.0.1", 0, token=FLEET_TOKEN)).start()
+    host, port = server.address
+    try:
+        yield Served(fleet, f"http://{host}:{port}")
+    finally:
+        server.stop()
+        fleet.dissolve(timeout=10.0)
+
+
+def _remove_all(fleet: Fleet, accounts: list[str]) -> None:
+    for account in accounts:
+        try:
+            fleet.remove(account, timeout=30.0)
+        except FleetError as exc:  # never added: the test failed before
+            if f"account {account!r} is not in the fleet" not in str(exc):
+                raise
+
+
+def test_the_fleet_halt_halts_every_account_at_once_and_names_those_whose_halt_does_not_hold(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    run = uuid.uuid4().hex[:6]
+    # Sorted as listed: the account whose halt cannot be saved comes before two that are halted.
+    trading, starting, in_memory, quarantined = (f"{n}-{run}" for n in ("a-trading", "b-starting", "c-memory",
+                                                                        "d-quarantined"))
+    on_disk = {a: attrs.evolve(BASE, state_db=str(tmp_path / f"{a}.db")) for a in (trading, starting, quarantined)}
+    head = ray_cluster.head.node_id
+    added: list[str] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        try:
+            for account, settings, broker in (
+                (trading, on_disk[trading], PAPER),
+                (starting, on_disk[starting], functools.partial(gated_broker, listener.getsockname()[1])),
+                (in_memory, BASE, refusing_broker),
+                (quarantined, on_disk[quarantined], refusing_broker),
+            ):
+                fleet.add(account, settings, broker, ListSignalSource, node=head, ready_timeout=None)
+                added.append(account)
+            gate, _ = listener.accept()  # its worker is building the broker: the account is starting
+            with gate:
+                late = fleet.wait_ready([trading, in_memory, quarantined], WAIT)
+                if late:
+                    fleet_fail(served.pids, f"accounts {late} did not start within {WAIT}s")
+                refused = "start failed: RuntimeError('broker login refused')"
+                assert {s.account_id: s.health for s in fleet.accounts(timeout=10.0)} == {
+                    trading: Health.OK, starting: Health.STARTING, in_memory: Health.QUARANTINED,
+                    quarantined: Health.QUARANTINED}
+
+                pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+                phase = "building its broker and signal source"
+                assert (pressed.status_code, pressed.json()) == (503, {
+                    "done": "not_saved", "by": "desk", "reason": "market gone wrong",
+                    "accounts": [
+                        {"account_id": trading, "done": "halted", "previous_state": "active"},
+                        {"account_id": starting, "done": "halt_pending",
+                         "detail": f"account {starting} is starting ({phase}): it will start HALTED (saved in its"
+                                   " state store: whichever incarnation starts it takes it first)"},
+                        {"account_id": in_memory, "done": "not_saved",
+                         "error": f"account {in_memory} is quarantined ({refused}): it does not trade, but the halt"
+                                  " was not saved (it keeps its state in this process's memory: give it a state_db"
+                                  " or a state_dsn): added again, or started by another process, the account would"
+                                  " start without it; halt it again once its state store can be reached"},
+                        {"account_id": quarantined, "done": "halted", "previous_state": "halted"},
+                    ],
+                    "error": f"the halt does not hold for 1 of 4 accounts: {in_memory} (not_saved); each one's error"
+                             " says why: halt them again"})
+                gate.sendall(b"g")
+
+            one = served.get(f"/api/fleet/{trading}").json()
+            assert (one["trading_state"], one["detail"]) == ("halted", "halted by desk: market gone wrong")
+            # Saved for whatever starts the quarantined account next, beside the quarantine's own.
+            with SqliteStore(str(on_disk[quarantined].state_db)) as store:
+                assert [(h.by, h.reason) for h in store.load_pending_halts(quarantined)] == [
+                    ("fleet quarantine", refused), ("desk", "market gone wrong")]
+            # The starting account took the halt before anything else.
+            fleet_wait(lambda: fleet.status(starting).health is Health.OK, WAIT, served.pids, f"{starting} trading")
+            started = fleet.status(starting, timeout=10.0)
+            assert (started.trading_state, started.detail) == (TradingState.HALTED, "halted by desk: market gone wrong")
+
+            # Without the account whose state is in memory, every halt holds: 200.
+            fleet.remove(in_memory, timeout=30.0)
+            again = served.post("/api/fleet/halt", json={"reason": "still wrong"})
+            assert (again.status_code, again.json()) == (200, {
+                "done": "halted", "by": "fleet control API", "reason": "still wrong",
+                "accounts": [{"account_id": a, "done": "halted", "previous_state": "halted"}
+                             for a in (trading, starting, quarantined)]})
+            # A bad request halts nothing and names what was wrong.
+            assert (served.post("/api/fleet/halt", json={}).json(), served.post(
+                "/api/fleet/halt", json={"reason": "x"}, headers={}).status_code) == (
+                {"error": "field 'reason' is required"}, 401)
+            with pytest.raises(ValueError, match=r"^by must be a non-empty string, got ' '$"):
+                fleet.halt_all(" ", "x")
+        finally:
+            _remove_all(fleet, added)
+
+
+def test_the_fleet_halt_reaches_an_account_whose_worker_was_just_lost_and_it_starts_halted(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    account = f"restarting-{uuid.uuid4().hex[:6]}"
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_db=str(tmp_path / "s.db")), PAPER, ListSignalSource,
+                  node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        lost = fleet.status(account, timeout=10.0).pid
+        assert lost is not None
+        os.kill(lost, signal.SIGKILL)  # Ray restarts it; the halt meets it dying, restarting or starting
+        pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+        [outcome] = pressed.json()["accounts"]
+        # Never lost with the worker: asked of the next one, which holds it (saved once its store
+        # is open, should it not be yet) and starts HALTED.
+        assert outcome["done"] in ("halted", "halt_pending", "not_saved"), outcome
+        fleet_wait(lambda: fleet.status(account).pid != lost and fleet.status(account).health is Health.OK, WAIT,
+                   served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail) == (TradingState.HALTED, "halted by desk: market gone wrong")
+    finally:
+        _remove_all(fleet, [account])
+
+
+def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_account_restarts_halted(
+    served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
+) -> None:
+    fleet = served.fleet
+    account = f"outage-{uuid.uuid4().hex[:6]}"
+    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
+    down = False
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
+                  ready_timeout=WAIT)
+        first = fleet.status(account, timeout=10.0)
+        assert (first.health, first.trading_state, first.peak) == (Health.OK, TradingState.ACTIVE, 10_000)
+        trading = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        assert (trading.status_code, trading.json()) == (409, {
+            "account_id": account, "done": "refused",
+            "error": f"account {account} is not quarantined (ok): there is no quarantine to lift"})
+
+        # PostgreSQL goes down while the account's worker restarts: it comes up quarantined, and
+        # nothing could be saved.
+        own.down()
+        down = True
+        os.kill(first.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).health is Health.QUARANTINED, WAIT, served.pids, f"{account} quarantined")
+        quarantined = fleet.status(account, timeout=10.0)
+        unreachable = f"state store {masked_dsn(own.dsn)!r} unreachable after 5 attempts: "
+        assert quarantined.detail.startswith(unreachable)
+        # Still down: the quarantine stays, since nothing could keep the account HALTED as it starts.
+        refused = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        assert (refused.status_code, refused.json()["account_id"], refused.json()["done"]) == (503, account, "not_saved")
+        assert refused.json()["error"].startswith(
+            f"account {account} is quarantined ({quarantined.detail}): the quarantine was not lifted, since the halt"
+            f" that keeps it HALTED as it starts again was not saved (state store {masked_dsn(own.dsn)!r} unreachable"
+            " after 1 attempt: ")
+        still = fleet.status(account, timeout=10.0)
+        assert (still.health, still.pid) == (Health.QUARANTINED, quarantined.pid)
+
+        # The outage is over: lifted, the account restarts from its saved state (ACTIVE, peak
+        # 10,000), HALTED by the person who lifted it, and trades only once resumed.
+        own.up()
+        down = False
+        lifted = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        reason = f"quarantine lifted: {quarantined.detail}"
+        assert (lifted.status_code, lifted.json()) == (202, {
+            "account_id": account, "done": "restarting", "by": "ops",
+            "detail": f"account {account} restarts from its saved state: it starts HALTED (halted by ops: {reason}),"
+                      " and trades once resumed"})
+
+        def restarted() -> bool:
+            status = fleet.status(account)
+            return status.pid != quarantined.pid and status.health is Health.OK
+
+        fleet_wait(restarted, WAIT, served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail, after.peak) == (TradingState.HALTED, f"halted by ops: {reason}", 10_000)
+        changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
+                   if e.event_type is EventType.TRADING_STATE_CHANGED]
+        assert changes == [("active", "halted", f"halted by ops: {reason}")]
+        assert fleet.resume(account, "ops") is TradingState.HALTED
+        assert fleet.status(account, timeout=10.0).trading_state is TradingState.ACTIVE
+    finally:
+        _remove_all(fleet, [account])
+        if down:
+            own.up()
+        own.stop()
+
+
+def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_and_the_account_starts_halted(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    account = f"flappy-{uuid.uuid4().hex[:6]}"
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_db=str(tmp_path / "s.db")), PAPER, ListSignalSource,
+                  node=ray_cluster.head.node_id, ready_timeout=WAIT)
+
+        def killed_and_back(pid: int | None) -> AccountStatus:
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            fleet_wait(lambda: fleet.status(account).pid not in (pid, None) and fleet.wait_ready([account], 5.0) == [],
+                       WAIT, served.pids, f"{account} restarted")
+            return fleet.status(account, timeout=10.0)
+
+        again = killed_and_back(fleet.status(account, timeout=10.0).pid)
+        assert again.health is Health.OK
+        quarantined = killed_and_back(again.pid)  # the second restart within the window
+        why = "restarted 2 times within 600s (at most 1)"
+        assert (quarantined.health, quarantined.detail) == (Health.QUARANTINED, why)
+
+        lifted = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
+        assert lifted.status_code == 202, lifted.json()
+        # Its restarts forgotten, its next start is a first one: not quarantined again, and HALTED.
+        fleet_wait(lambda: fleet.status(account).pid != quarantined.pid and fleet.status(account).health is Health.OK,
+                   WAIT, served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail) == (TradingState.HALTED, f"halted by fleet quarantine: {why}")
+        changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
+                   if e.event_type is EventType.TRADING_STATE_CHANGED]
+        assert changes == [("active", "halted", f"halted by fleet quarantine: {why}"),
+                           ("halted", "halted", f"halted by ops: quarantine lifted: {why}")]
+    finally:
+        _remove_all(fleet, [account])
+
+
+def test_an_account_ray_cannot_reach_is_answered_503_naming_it_as_its_other_answers_do(
+    served: Served, ray_cluster: RayCluster
+) -> None:
+    fleet = served.fleet
+    account = f"gone-{uuid.uuid4().hex[:6]}"
+    try:
+        fleet.add(account, BASE, PAPER, ListSignalSource, node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        # Ray gives up on its worker; this module's controller would re-create it within the hour.
+        ray = ray_cluster.ray
+        ray.kill(ray.get_actor(f"account:{account}", namespace=fleet.namespace), no_restart=True)
+        gone = f"account {account!r} has no actor in namespace {fleet.namespace!r}"
+
+        def no_actor() -> bool:
+            try:
+                fleet.status(account)
+            except FleetError as exc:
+                return str(exc) == gone
+            return False
+
+        fleet_wait(no_actor, WAIT, served.pids, f"{account}'s actor gone")
+        for action, body in (("halt", {"reason": "desk closed", "by": "ops"}), ("resume", {"by": "ops"}),
+                             ("unquarantine", {"by": "ops"})):
+            answer = served.post(f"/api/fleet/{account}/{action}", json=body)
+            assert (answer.status_code, answer.json()) == (503, {"account_id": account, "done": "unknown", "error": gone})
+    finally:
+        _remove_all(fleet, [account])
+
+
+def test_adding_an_account_that_comes_up_quarantined_says_so_and_leaves_it_in_the_fleet(
+    served: Served, ray_cluster: RayCluster
+) -> None:
+    fleet = served.fleet
+    account = f"refused-{uuid.uuid4().hex[:6]}"
+    try:
+        with pytest.raises(AccountQuarantined, match=(
+                f"^account {account!r} was added but came up quarantined \\(HALTED, not trading\\): start failed: "
+                r"RuntimeError\('broker login refused'\); it stays in the fleet: mend the cause and unquarantine it, "
+                r"or remove it$")):
+            fleet.add(account, BASE, refusing_broker, ListSignalSource, node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        assert account in fleet.account_ids()
+        assert fleet.status(account, timeout=10.0).health is Health.QUARANTINED
+    finally:
+        _remove_all(fleet, [account])
