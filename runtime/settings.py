@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from runtime.errors import TradewardenError
-from runtime.risk.cooldown import Cooldown
+from runtime.risk.cooldown import Cooldown, cooldown_seconds
 from runtime.risk.gate import Gate
 from runtime.risk.guards import DailyLossGuard, Guard, MaxDrawdownGuard, MinEquityGuard
 from runtime.risk.limits import (
@@ -217,7 +217,7 @@ class Settings:
         default=None, validator=_cooldown_rules, metadata=_env("COOLDOWN_RULES", parse="str?")
     )
     cooldown_seconds: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs_positive), metadata=_env("COOLDOWN_SECONDS", parse="float?")
+        default=None, validator=cooldown_seconds, metadata=_env("COOLDOWN_SECONDS", parse="float?")
     )
     # The paper broker's costs and margin (runtime.adapters.paper.PaperCosts): free by default, and
     # 100:1 at most (what many retail FX brokers allow outside the ESMA 30:1 cap; far above any sane

@@ -54,6 +54,9 @@ def test_a_halt_joined_by_a_rule_not_named_stays_latched():
         ({"rules": " , "}, "cooldown_rules must name one or more of max_drawdown, min_equity, daily_loss, runaway_loop, got []"),
         ({"rules": "runaway_loop"}, "cooldown_seconds must be set for a cooldown of runaway_loop, got None"),
         ({"rules": "daily_loss", "seconds": 0}, "seconds must be > 0, got 0"),
+        # A year and a day at most: 1e12 s passed, and the guard crashed computing the end at its first halt.
+        ({"rules": "max_drawdown", "seconds": 1e12}, "seconds must be at most 31,622,400 (366 days): leave it unset to "
+                                                      "keep a halt until an operator resumes, got 1000000000000.0"),
         ({"rules": "daily_loss", "timezone": "Mars/Olympus"}, "timezone must be an IANA time zone name, got 'Mars/Olympus'"),
     ],
 )

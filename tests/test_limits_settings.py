@@ -37,6 +37,8 @@ def test_they_come_from_the_run_configs_toml_and_the_environment(tmp_path, monke
         ({"PAPER_MAX_LEVERAGE": "abc"}, "PAPER_MAX_LEVERAGE='abc': expected a number or off (also none, or empty)"),
         ({"POSITION_STOP_BASIS": "margin"}, "POSITION_STOP_BASIS='margin': position_stop_basis must be 'equity' or 'entry', got 'margin'"),
         ({"COOLDOWN_SECONDS": "0"}, "COOLDOWN_SECONDS='0': cooldown_seconds must be > 0, got 0.0"),
+        ({"COOLDOWN_SECONDS": "1e12"}, "COOLDOWN_SECONDS='1e12': cooldown_seconds must be at most 31,622,400 (366 days): "
+                                       "leave it unset to keep a halt until an operator resumes, got 1000000000000.0"),
         ({"COOLDOWN_RULES": "max_drawdown"}, "settings: cooldown_seconds must be set for a cooldown of max_drawdown, got None"),
     ],
 )

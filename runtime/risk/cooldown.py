@@ -10,13 +10,31 @@ import attrs
 
 from runtime.validation import attrs_positive, attrs_timezone, aware_datetime
 
-__all__ = ["COOLDOWN_RULES", "Cooldown", "DAILY_LOSS", "MAX_DRAWDOWN", "RUNAWAY_LOOP"]
+__all__ = ["COOLDOWN_RULES", "Cooldown", "DAILY_LOSS", "MAX_COOLDOWN_SECONDS", "MAX_DRAWDOWN", "RUNAWAY_LOOP", "cooldown_seconds"]
 
 MAX_DRAWDOWN = "max_drawdown"
 DAILY_LOSS = "daily_loss"
 RUNAWAY_LOOP = "runaway_loop"
 COOLDOWN_RULES = (MAX_DRAWDOWN, "min_equity", DAILY_LOSS, RUNAWAY_LOOP)
 """The rules a cooldown can name: the guards' breaches, and the gate's runaway-loop latch."""
+
+
+MAX_COOLDOWN_SECONDS = 366 * 24 * 3600.0
+"""The longest cooldown: a year and a day. Longer is no cooldown (and past a datetime's range it
+could not even be computed); leave the cooldown unset to keep halts until an operator resumes."""
+
+
+def cooldown_seconds(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    """An attrs validator: None, or seconds in (0, `MAX_COOLDOWN_SECONDS`], else an error naming
+    the field and the value."""
+    if value is None:
+        return
+    attrs_positive(instance, attribute, value)
+    if value > MAX_COOLDOWN_SECONDS:
+        raise ValueError(
+            f"{attribute.name} must be at most {MAX_COOLDOWN_SECONDS:,.0f} (366 days): leave it unset to keep a halt "
+            f"until an operator resumes, got {value!r}"
+        )
 
 
 def _rules(value: object) -> frozenset[str]:
@@ -44,7 +62,7 @@ class Cooldown:
     """
 
     rules: frozenset[str] = attrs.field(converter=_rules, validator=_known)
-    seconds: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs_positive))
+    seconds: float | None = attrs.field(default=None, validator=cooldown_seconds)
     timezone: str = attrs.field(default="UTC", validator=attrs_timezone)
 
     def __attrs_post_init__(self) -> None:
