@@ -1067,7 +1067,10 @@ class GuardActor(SupervisedActor):
             self.log.error("account not read after order {}: {!r}", client_id, exc)
             return None, None
         self._reading(EquityReading(snapshot.equity, at, positions_open, time.perf_counter(), snapshot.net_deposits))
-        return snapshot.equity, positions_open
+        try:  # (a bad figure is refused and counted by the reading; the answer says it is unread)
+            return finite_number("equity", snapshot.equity), positions_open
+        except (TypeError, ValueError):
+            return None, positions_open
 
     def _reconcile(self) -> None:
         # See the class docstring. Ages are wall time: the broker is real I/O, even in a replay.

@@ -43,7 +43,7 @@ from runtime.risk.guards import (
     enforce_max_drawdown,
     min_equity_guard,
 )
-from runtime.risk.monitor import Assessment, GuardRecord, RiskMonitor
+from runtime.risk.monitor import Assessment, GuardRecord, ResumeRefused, RiskMonitor
 from runtime.settings import Settings, SettingsError
 from runtime.signals import ApprovalPolicy, AutoApprove, ListSignalSource, Signal, SignalSource
 from runtime.store import LoopTotals, MemoryStore, StateStore
@@ -129,6 +129,7 @@ __all__ = [
     "plot_report",
     "Position",
     "PriceDataError",
+    "ResumeRefused",
     "RiskMonitor",
     "RunSummary",
     "Settings",

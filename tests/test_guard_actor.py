@@ -39,6 +39,7 @@ from runtime import (
     TradingState,
 )
 from runtime.adapters.system_clock import SystemClock
+from runtime.broker import AccountSnapshot, Fill
 from runtime.risk.guards import Level
 from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
@@ -877,3 +878,31 @@ def test_a_reading_stamped_yesterday_is_judged_against_todays_start_and_the_cloc
     tree.guard.tell(EquityReading(9_200.0, clock.now()))  # 4.17% below the new day's start
     state = tree.status().state
     assert (state.day_start_equity, state.trading_state) == (9_600.0, TradingState.ACTIVE)
+
+
+class UnreadableAfterFill(PaperBroker):
+    """A paper account whose equity reads as ``after`` once an order has filled."""
+
+    def __init__(self, after: object) -> None:
+        super().__init__(10_000)
+        self.update_price("X", 100.0)
+        self.after, self.filled = after, False
+
+    def submit_order(self, order: Order) -> Fill:
+        fill = super().submit_order(order)
+        self.filled = True
+        return fill
+
+    def account_snapshot(self) -> AccountSnapshot:
+        snapshot = super().account_snapshot()
+        return AccountSnapshot(self.after, snapshot.net_deposits) if self.filled else snapshot  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("after", [float("nan"), "10000"])
+def test_an_order_outcome_says_the_equity_is_unread_when_the_broker_reads_it_as_no_number(trees, after):
+    # It came back as nan, and as the string '10000', though the answer promises None when unread.
+    tree = GuardTree(UnreadableAfterFill(after))
+    trees.append(tree)
+    outcome = tree.place("X", "buy", 1)
+    assert outcome.executed and outcome.equity is None and outcome.positions_open == 1
+    assert tree.guard.ask(GetGuardState(), timeout=WAIT).bad_readings == 1
