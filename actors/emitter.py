@@ -127,8 +127,9 @@ class JournalSink:
     def write_holding(self, events: Sequence[Event], *, last: bool = False) -> int:
         """As `write`, for the emitter's worker: the events held first, then ``events``. When the
         store raises, the error is raised and the lot is held to be tried again, or counted in
-        `unjournaled` when this is the ``last`` try (the worker stops) or the store found an
-        event bad (`TypeError`, `ValueError`: no retry would write it)."""
+        `unjournaled` when this is the ``last`` try (the worker stops); when the store found an
+        event bad (`TypeError`, `ValueError`: no retry would write it), only ``events`` are, and
+        the held ones stay held."""
         with self._cond:
             batch = [*self._held, *events] if self._held else events
         try:
@@ -136,7 +137,12 @@ class JournalSink:
         except Exception as exc:
             dropped = 0
             with self._cond:
-                if last or isinstance(exc, (TypeError, ValueError)):
+                if isinstance(exc, (TypeError, ValueError)) and not last:
+                    # The held events were refused only by the store's I/O (a bad event is found
+                    # before any): the bad one is among the new ones, which alone are dropped.
+                    self._failed += len(events)
+                    self._settled += len(events)
+                elif last or isinstance(exc, (TypeError, ValueError)):
                     self._held = []
                     self._failed += len(batch)
                     self._settled += len(batch)

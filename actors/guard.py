@@ -152,9 +152,9 @@ class GuardActor(SupervisedActor):
     A kill switch pressed through its system (``pressed_halts``, see
     `actors.pressed_halts.PressedHalts`) holds from the moment it is pressed, not from when its
     `Halt` reaches the front of the mailbox: the guard carries out every press waiting there
-    before it checks an order (and again after the order's account read), so every order not
-    yet past its checks is refused as halted. An order already past them (its record being
-    written: at most ``journal_catch_up`` seconds, no broker call) goes out.
+    before it checks an order, again after the order's account read, and once more just before
+    the broker call, so every order not yet sent to the broker is refused as halted (one whose
+    ORDER_SUBMITTED was already journaled is settled as a refused TRADE_FAILED).
 
     A start says how the account starts when it is not ACTIVE (a warning in the log and a
     "Started halted" or "Started reducing" alert with the reason), unless a pending halt taken
@@ -456,6 +456,10 @@ class GuardActor(SupervisedActor):
             return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)
         elif isinstance(message, Halt):
             done = None if message.press is None or self._pressed is None else self._pressed.take_one(message.press, self.context)
+            if done is not None and self.monitor.trading_state is not TradingState.HALTED:
+                # Its press was carried out, and a resume queued ahead of this Halt lifted it: sent
+                # before this halt, that resume must not outlive it, so it is carried out again.
+                done = None
             previous, saved = (done, False) if done is not None else self._halt(message.by, message.reason)
             if saved or self._unsaved is None:
                 return previous
@@ -840,6 +844,11 @@ class GuardActor(SupervisedActor):
             refused_by = refusal.rule if refusal is not None else None
             self._publish(TradeFailed.of(order, signal, rejected=True, error=reason, refused_by=refused_by))
             return self._outcome(order, request.at, refusal=reason)
+        if self._take_pressed_halts() and (late := self._check(order)) is not None:
+            # A halt pressed while this order's record was being written: it never reaches the broker.
+            self._close_order(order.client_id, event, TradeFailed.of(order, signal, rejected=True, error=late.reason,
+                                                                     refused_by=late.rule))
+            return self._outcome(order, request.at, refusal=late.reason)
         if self._gate.sent(self.context.clock.now()):
             self._save_gate()  # before the broker sees it: a restart must count this order
         try:

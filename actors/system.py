@@ -205,7 +205,10 @@ class TradingSystem:
             self._healthcheck_relay = HealthcheckRelay(Address(self._slots["healthcheck"]), self._healthcheck)
             self.subscribers.add(self._healthcheck_relay)
         self._handle: SupervisorHandle | None = None
-        self._starting = threading.Lock()  # one start at a time: two callers must not both launch
+        # Held while a start launches, and while a halt decides whether it is pending: one start at
+        # a time, and a halt pressed during a start waits for the guard it will ask.
+        self._starting = threading.RLock()
+        self._stopped = False  # set once a stop has saved the presses left: a halt is then pending
         self._host: ChildContext | None = None  # the host's, when a host's supervisor started it
         self._stopping = threading.Event()  # set as a stop begins: the guard refuses new orders from then on
         self._started = threading.Event()  # set by this start's first guard to come up: it says how the account started
@@ -314,8 +317,15 @@ class TradingSystem:
         return ChildSpec(name, self._launch, restart=restart, shutdown_timeout=60.0, liveness_timeout=30.0)
 
     def _launch(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
+        with self._starting:  # (a host's supervisor launches without start())
+            return self._launch_now(context)
+
+    def _launch_now(self, context: ChildContext | None) -> pykka.ActorRef[Any]:
         self._host = context
-        self._stopping.clear()
+        # A new event, not the old one cleared: a guard of an earlier start that a stop left
+        # stuck must go on refusing orders.
+        self._stopping = threading.Event()
+        self._stopped = False
         # A new start (a host's restart too): its first guard to come up says how the account
         # starts, whichever incarnation that is. A new event, so that no guard of an earlier
         # start still winding down can take it.
@@ -388,7 +398,9 @@ class TradingSystem:
         if self._healthcheck_relay is not None:
             self._healthcheck_relay.wait(max(0.0, deadline - time.monotonic()))  # so does the failure ping
         self._unjournaled = self._drain_journals(deadline)
-        self._halts_left_pending()  # (before the store closes)
+        with self._starting:  # (a halt pressed from here on is saved pending itself)
+            self._halts_left_pending()  # (before the store closes)
+            self._stopped = True
         for part in self._owned:
             close = getattr(part, "close", None)
             if close is not None:
@@ -502,6 +514,12 @@ class TradingSystem:
             logger.warning("halt by {} ({}) was not carried out before the stop: saved as pending, the next start "
                            "carries it out first", press.by, press.reason)
 
+    @property
+    def running(self) -> bool:
+        """True from `start` (or a host's start) until `stop` has saved the halts left: a `halt`
+        asks its guard; else it is saved as a pending halt for the next start."""
+        return self._handle is not None and not self._stopped
+
     def _started_or_raise(self, what: str) -> None:
         if self._handle is None:
             raise RuntimeError(f"the trading system is not started: start() it before {what}")
@@ -535,14 +553,16 @@ class TradingSystem:
         store did not take it (the guard saves it again until the store does), and
         `HaltNotConfirmed` (a `pykka.Timeout`) when the guard did not answer within ``timeout``:
         the halt is recorded and in force all the same, and carried out when the guard gets to it.
-        Before `start`, it is saved in the store as a `runtime.store.PendingHalt`, which the guard
-        carries out as its first act when the system starts (as `tradewarden halt` does for a bot
-        that is not running), and the state the store holds is returned; `HaltNotSaved` when the
-        store does not take it."""
+        Before `start`, or after `stop`, it is saved in the store as a `runtime.store.PendingHalt`,
+        which the guard carries out as its first act when the system starts (as `tradewarden halt`
+        does for a bot that is not running), and the state the store holds is returned;
+        `HaltNotSaved` when the store does not take it (a store the system built is closed by
+        `stop`). Pressed while a start is under way, it waits for the start and asks its guard."""
         Halt(by, reason)  # refused here, naming the field, before it is recorded
-        if self._handle is None:
-            return self._halt_pending(by, reason)
-        press = self._halts.press(by, reason)
+        with self._starting:  # (a start under way finishes first: its guard is then asked)
+            if self._handle is None or self._stopped:
+                return self._halt_pending(by, reason)
+            press = self._halts.press(by, reason)
         try:
             answer = self.guard.ask(Halt(by, reason, press.press_id), timeout=timeout)
         except pykka.Timeout:

@@ -438,6 +438,36 @@ def test_a_journal_holding_refused_events_tries_again_early_rather_than_queue_pa
     disk.store.close()
 
 
+class PickyDisk(FullDisk):
+    """A full disk that, once it has room, refuses any batch holding an event marked bad (as a
+    store refuses an event it cannot write)."""
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        if not self.full and any(e.metadata.get("bad") for e in events):
+            self.attempts.add("bad")
+            raise ValueError("event metadata cannot be written")
+        return super().append_events(events)
+
+
+def test_a_bad_event_after_an_outage_is_dropped_alone_and_the_events_held_through_it_are_written(tmp_path):
+    # The whole held backlog (state changes, fills) used to go with the one bad event.
+    disk = PickyDisk(tmp_path / "state.db")
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal])
+    good = [event(n=i) for i in range(5)]
+    for e in good:
+        address.tell(Publish(e))
+    address.ask(GetJournals())
+    refused(disk, 1)
+    disk.full = False
+    address.tell(Publish(Event(EventType.TRADE_EXECUTED, "main", {"bad": True})))
+    disk.attempts.wait_for(lambda seen: "written" in seen)
+    handle.stop()
+    assert disk.store.events() == good
+    assert (journal.held, journal.backlog, journal.unjournaled) == (0, 0, 1)
+    disk.store.close()
+
+
 def test_events_still_refused_when_the_emitter_stops_are_counted_as_not_journaled(tmp_path):
     disk = FullDisk(tmp_path / "state.db")
     journal = journal_sink(disk)  # type: ignore[arg-type]

@@ -7,10 +7,10 @@ import threading
 
 import pykka
 import pytest
-from actor_helpers import WAIT, AlertInbox, EventLog
+from actor_helpers import WAIT, AlertInbox, EventLog, wait_until
 
-from actors import start_trading_system
-from actors.messages import Ping, PlaceOrder
+from actors import TradingSystem, start_trading_system
+from actors.messages import Ping, PlaceOrder, Resume
 from actors.pressed_halts import HaltNotConfirmed
 from runtime import EventType, ListSignalSource, MemoryStore, Order, PaperBroker, Settings, TradingState
 
@@ -107,3 +107,108 @@ def test_a_halt_no_guard_took_before_the_stop_is_kept_by_the_store_for_the_next_
     system.stop(timeout=0.5)  # the guard is still inside the broker's call: it never took the press
     (pending,) = store.load_pending_halts(system.settings.loop_id)
     assert (pending.by, pending.reason) == ("desk", "news at 14:30")
+
+
+def test_a_resume_queued_ahead_of_the_halt_does_not_outlive_it(held):
+    # The first queued order carried the press out; the resume (sent before the halt, with no
+    # sent_at) lifted it; the Halt then found its press done and left the account trading.
+    system, broker, alerts, events, store, first, queued, answers = held
+    system.guard.tell(Resume("ops"))  # queued behind the orders, ahead of the Halt
+    halting = threading.Thread(target=lambda: answers.setdefault("halt", system.halt("desk", "news at 14:30", timeout=WAIT)))
+    halting.start()
+    wait_until(lambda: system._halts.waiting)  # (pressed: its Halt is queued behind the resume)
+    broker.release.set()
+    halting.join(WAIT)
+    status = system.guard_status()
+    assert (status.state.trading_state, status.state.reason) == (TradingState.HALTED, "halted by desk: news at 14:30")
+    assert broker.sent == [first.client_id]
+
+
+class PressedWhileStarting(MemoryStore):
+    """A store that has the kill switch pressed on another thread just after the starting guard
+    has read the pending halts (the moment a control API's or a chat's halt can land)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.system: TradingSystem | None = None
+        self.answers: dict[str, object] = {}
+        self.pressing: threading.Thread | None = None
+
+    def load_pending_halts(self, loop_id: str):
+        pending = super().load_pending_halts(loop_id)
+        if self.pressing is None:
+            assert self.system is not None
+            halt = self.system.halt
+            self.pressing = threading.Thread(target=lambda: self.answers.setdefault("halt", halt("desk", "stop now")))
+            self.pressing.start()
+        return pending
+
+
+def test_a_halt_pressed_while_the_system_starts_reaches_the_guard_that_starts():
+    # It was saved as a pending halt after the guard had read them: the system traded until its next start.
+    store = PressedWhileStarting()
+    system = TradingSystem(Settings(), HeldBroker(), ListSignalSource(), store=store, loop_interval=None)
+    store.system = system
+    system.start()
+    try:
+        assert store.pressing is not None
+        store.pressing.join(WAIT)
+        assert store.answers["halt"] is TradingState.ACTIVE
+        status = system.guard_status()
+        assert (status.state.trading_state, status.state.reason) == (TradingState.HALTED, "halted by desk: stop now")
+        assert store.load_pending_halts(system.settings.loop_id) == []
+    finally:
+        system.stop()
+
+
+def test_a_halt_after_stop_is_kept_by_the_store_for_the_next_start():
+    store = MemoryStore()
+    system = start_trading_system(Settings(), HeldBroker(), ListSignalSource(), store=store, loop_interval=None)
+    system.stop()
+    assert system.halt("desk", "stop now") is TradingState.ACTIVE
+    (pending,) = store.load_pending_halts(system.settings.loop_id)
+    assert (pending.by, pending.reason) == ("desk", "stop now")
+
+
+class SlowRecord(MemoryStore):
+    """A store whose first order record is written only when the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing, self.release = threading.Event(), threading.Event()
+
+    def open_order(self, submitted, sent_at):
+        if not self.writing.is_set():
+            self.writing.set()
+            assert self.release.wait(WAIT)
+        return super().open_order(submitted, sent_at)
+
+
+class RemoteBroker(HeldBroker):
+    in_process = False  # its orders are written to the store before the broker sees them
+
+
+def test_an_order_whose_record_was_being_written_when_the_switch_was_pressed_never_reaches_the_broker():
+    store, broker, events = SlowRecord(), RemoteBroker(), EventLog()
+    broker.entered.set()  # (no hold inside the broker)
+    system = start_trading_system(Settings(), broker, ListSignalSource(), store=store, subscribers=[events],
+                                  loop_interval=None)
+    try:
+        order, answers = Order("A", "buy", 1), {}
+        placing = threading.Thread(target=lambda: answers.setdefault("order", system.guard.ask(PlaceOrder(order, _now()),
+                                                                                               timeout=WAIT)))
+        placing.start()
+        assert store.writing.wait(WAIT)
+        with pytest.raises(HaltNotConfirmed):
+            system.halt("desk", "stop now", timeout=0.2)
+        store.release.set()
+        placing.join(WAIT)
+        assert answers["order"].refusal == "trading halted" and broker.sent == []
+        assert system.journaled(WAIT)
+        mine = [(e.event_type, e.metadata.get("refused_by")) for e in store.events()
+                if e.metadata.get("client_order_id") == order.client_id]
+        assert mine == [(EventType.ORDER_SUBMITTED, None), (EventType.TRADE_FAILED, "trading_state")]
+        assert store.held_orders(system.settings.loop_id) == []
+    finally:
+        store.release.set()
+        system.stop()

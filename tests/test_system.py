@@ -4,6 +4,8 @@ actors while readings and signals flow."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import attrs
@@ -588,6 +590,18 @@ def test_the_fail_safe_does_not_hang_on_a_stuck_broker_and_alerts_first():
         release.set()
 
 
+def _locked_from_outside(path: str) -> bool:
+    # True when another process sees a lock on the file that conflicts with a write lock.
+    probe = (
+        "import fcntl, os, struct, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "held = struct.unpack('hhqqi', fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0)))\n"
+        "print(held[0] != fcntl.F_UNLCK)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, path], capture_output=True, text=True, timeout=WAIT, check=True)
+    return result.stdout.strip() == "True"
+
+
 def test_two_systems_on_one_state_file_are_refused_until_the_first_stops(tmp_path):
     # Both used to start and trade: a halt of one left the other trading the same account.
     path = str(tmp_path / "state.db")
@@ -597,10 +611,13 @@ def test_two_systems_on_one_state_file_are_refused_until_the_first_stops(tmp_pat
         with pytest.raises(StateFileHeld) as refused:
             TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None)
         assert str(refused.value) == (
-            f"state_db {path!r} is in use by another running bot: two bots on one state file would both trade the "
-            "account; stop the other, or give this one its own STATE_DB"
+            f"state_db {path!r} is in use by another trading system in this process: two systems on one state file "
+            "would both trade the account; stop the other, or give this one its own STATE_DB"
         )
         assert first.guard_status().state.trading_state is TradingState.ACTIVE  # the first is untouched
+        # ... and so are its SQLite locks: closing a descriptor of the file on the way out would
+        # have dropped them, and an outside reader would then have checkpointed and deleted its WAL.
+        assert _locked_from_outside(path)
     finally:
         first.stop()
     second = TradingSystem(settings, paper("X"), ListSignalSource(), clock=ManualClock(), loop_interval=None).start()

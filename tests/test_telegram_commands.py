@@ -626,7 +626,10 @@ def test_a_resume_a_busy_guard_did_not_answer_is_said_to_be_maybe_still_carried_
     finally:
         broker.release.set()
         trading.stop()
-    assert handler(sent_now("/halt news")) == "The trading system has stopped: /halt was not carried out."
+    assert handler(sent_now("/halt news")) == (
+        "The trading system is not running: the halt (news) is saved in its store, and carried out first when it starts.")
+    (pending,) = trading.store.load_pending_halts(trading.settings.loop_id)
+    assert (pending.by, pending.reason) == ("telegram", "news")
 
 
 def test_a_message_dated_ahead_of_this_hosts_clock_says_once_that_the_clock_runs_behind(bot_api, log_lines):
