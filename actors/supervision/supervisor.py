@@ -397,6 +397,12 @@ class Supervisor(SupervisedActor):
             if not child.running or child.ref is None:
                 continue
             if child.liveness is not None:
+                context = child.context
+                if context is not None and context.busy_sections():
+                    # Inside a long call, so not hung: waiting for its answer would only stall
+                    # this probe for the whole timeout, and with it the overdue report below.
+                    child.seen_progress = context.progress
+                    continue
                 asked.append((child, child.incarnation, child.ref.ask(Ping(from_supervisor=True), block=False)))
             elif not child.ref.is_alive():
                 self._found_dead(child)
