@@ -1,38 +1,106 @@
-"""The alert actor: delivers alerts on its own thread, so the guard never waits on the network."""
+"""The alert actor: delivers alerts on its own thread, so the guard never waits on the network,
+and tries again, with a capped backoff, an alert whose sink raised."""
 
 from __future__ import annotations
 
+import collections
+import time
 from typing import Any
+
+import attrs
 
 from actors.messages import SendAlert
 from actors.supervision.base import SupervisedActor
-from actors.supervision.context import ChildContext
-from runtime.alerts import AlertSink, LogAlerts
+from actors.supervision.context import ChildContext, IncarnationRevoked
+from runtime.alerts import Alert, AlertSink, LogAlerts
+from runtime.backoff import Backoff
+from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
-__all__ = ["AlertActor"]
+__all__ = ["AlertActor", "ALERT_RETRY", "ALERT_QUEUE_LIMIT", "ALERT_ATTEMPTS"]
+
+ALERT_RETRY = Backoff(1.0, 60.0, random_factor=0.0)
+"""The wait before each retry of a sink that raised: 1 s, doubling, at most 60 s. Only this
+actor retries against its sink, so there is nothing to spread out with a random stretch."""
+
+ALERT_QUEUE_LIMIT = 1000
+"""At most this many alerts wait for a retry; past it the oldest non-critical one is dropped."""
+
+ALERT_ATTEMPTS = 5
+"""A WARNING or INFO alert is given up after this many failed sends (a CRITICAL one never)."""
+
+
+@attrs.define
+class _Pending:
+    # An alert waiting for a retry: how often it failed, since when, and the last error.
+    alert: Alert
+    failures: int = 0
+    since: float = attrs.field(factory=time.monotonic)
+    error: str = ""
 
 
 class AlertActor(SupervisedActor):
     """Receives `SendAlert` and hands it to the alert sink (Telegram, logs, ...).
 
-    The sink may block or fail: only this actor waits. A failure is logged and counted in
-    ``failures``; the sink itself owns retries, rate limits and merging. A sink that merges
-    repeats (it has ``next_flush_in()`` and ``flush()``, as `TelegramAlerts` does) is flushed
-    when its merge window closes, on wall-clock time even in a replay, since the people reading
-    the alerts live in wall-clock time.
+    The sink may block or fail: only this actor waits. A send that raises is tried again on a
+    timer, never by sleeping, with ``retry`` (`ALERT_RETRY`: 1 s doubling to 60 s, counted per
+    failure in a row of the sink): a CRITICAL alert until it is delivered, a WARNING or INFO one
+    up to ``attempts`` (`ALERT_ATTEMPTS`) failed sends, then it is given up. Alerts go out in the
+    order they came: while one waits for a retry, later ones wait behind it, so the last message
+    a person reads is the latest news (a resume never arrives before the halt it lifts). At most
+    ``queue_limit`` (`ALERT_QUEUE_LIMIT`) alerts wait; past that the oldest non-critical one is
+    dropped (the oldest critical one when all are critical). An alert delivered after failures
+    is logged with how many and how late; every alert given up, dropped, or still waiting when
+    the actor stops is logged at error (critical for a critical one) with its text and counted in
+    ``alerts_dropped_total``.
+
+    A sink that retries by itself says so with a true ``retries_itself`` attribute
+    (`TelegramAlerts` does: it retries a critical alert until delivered, and its other errors
+    cannot be mended by trying again): its failure is logged and counted, never sent again.
+
+    A sink that merges repeats (it has ``next_flush_in()`` and ``flush()``, as `TelegramAlerts`
+    does) is flushed when its merge window closes, on wall-clock time even in a replay, since the
+    people reading the alerts live in wall-clock time.
     """
 
     wall_clock_timers = True
 
-    def __init__(self, context: ChildContext, *, sink: AlertSink | None = None) -> None:
+    def __init__(
+        self,
+        context: ChildContext,
+        *,
+        sink: AlertSink | None = None,
+        metrics: MetricsSink | None = None,
+        retry: Backoff = ALERT_RETRY,
+        attempts: int = ALERT_ATTEMPTS,
+        queue_limit: int = ALERT_QUEUE_LIMIT,
+    ) -> None:
         super().__init__(context)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be a whole number >= 1, got {attempts!r}")
+        if isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 1:
+            raise ValueError(f"queue_limit must be a whole number >= 1, got {queue_limit!r}")
         self._sink = context.guarded(sink or LogAlerts())
+        self._metrics = metrics or NullMetrics()
+        self._retry = retry
+        self._attempts = attempts
+        self._queue_limit = queue_limit
+        self._retries_itself = getattr(sink, "retries_itself", False) is True
+        self._waiting: collections.deque[_Pending] = collections.deque()
+        self._failures_in_a_row = 0
         self.delivered = 0
         self.failures = 0
+        self.dropped = 0
+
+    @property
+    def waiting(self) -> list[Alert]:
+        """The alerts waiting for a retry, oldest first (a copy)."""
+        return [pending.alert for pending in self._waiting]
 
     def on_tick(self, key: str) -> None:
-        """A merge window closed: send what was merged."""
-        if key == "flush":
+        """A merge window closed: send what was merged; or a retry fell due."""
+        if key == "retry":
+            self._send_waiting()
+        elif key == "flush":
             try:
                 flush = getattr(self._sink, "flush", None)  # only merging sinks have one
                 if flush is not None:
@@ -49,14 +117,101 @@ class AlertActor(SupervisedActor):
             self.timers.start_single("flush", max(0.0, delay))
 
     def handle(self, message: Any) -> Any:
-        """Deliver a `SendAlert`."""
+        """Deliver a `SendAlert`, or queue it behind alerts waiting for a retry."""
         if not isinstance(message, SendAlert):
             return super().handle(message)
-        try:
-            self._sink.send(message.alert)
-            self.delivered += 1
-        except Exception as exc:
-            self.failures += 1
-            self.log.error("alert {!r} not delivered: {}", message.alert.title, exc)
+        if self._waiting:
+            self._enqueue(_Pending(message.alert))  # the retry timer is running: keep the order
+        else:
+            self._waiting.append(_Pending(message.alert))
+            self._send_waiting()
         self._schedule_flush()
         return None
+
+    def cleanup(self) -> None:
+        """Log and count every alert still waiting for a retry: this incarnation ends with it."""
+        while self._waiting:
+            pending = self._waiting.popleft()
+            if pending.failures:
+                self._drop(
+                    pending,
+                    f"the alert actor stopped while it waited for a retry "
+                    f"({_failed_attempts(pending.failures)}; last error: {pending.error})",
+                )
+            else:
+                self._drop(pending, "the alert actor stopped while it waited behind an alert the sink refused")
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _send_waiting(self) -> None:
+        # Send from the head of the queue until it is empty or the sink fails; then wait.
+        while self._waiting:
+            pending = self._waiting.popleft()
+            try:
+                self._sink.send(pending.alert)
+            except Exception as exc:
+                self._failed(pending, exc)
+                return
+            self._failures_in_a_row = 0
+            self.delivered += 1
+            if pending.failures:
+                self.log.warning(
+                    "alert {!r} delivered after {} ({:.1f}s late)",
+                    pending.alert.title,
+                    _failed_attempts(pending.failures),
+                    time.monotonic() - pending.since,
+                )
+
+    def _failed(self, pending: _Pending, exc: Exception) -> None:
+        # One failed send of the queue's head (taken off): put it back or give it up, then wait.
+        self.failures += 1
+        self._failures_in_a_row += 1
+        pending.failures += 1
+        pending.error = f"{type(exc).__name__}: {exc}"
+        if self._retries_itself:
+            self._drop(pending, f"{exc} (the sink retries by itself, so it is not sent again)")
+        elif isinstance(exc, IncarnationRevoked):
+            self._drop(pending, str(exc))
+        elif not pending.alert.critical and pending.failures >= self._attempts:
+            self._drop(pending, f"given up after {_failed_attempts(pending.failures)}; last error: {exc}")
+        else:
+            self._waiting.appendleft(pending)
+        if not self._waiting:
+            return
+        delay = self._retry.delay(self._failures_in_a_row)
+        self.timers.start_single("retry", delay)
+        if self._waiting[0] is pending:
+            self.log.error(
+                "alert {!r} not delivered: {}; retrying in {:.1f}s ({}, {} waiting)",
+                pending.alert.title,
+                exc,
+                delay,
+                _failed_attempts(pending.failures),
+                len(self._waiting),
+            )
+
+    def _enqueue(self, pending: _Pending) -> None:
+        if len(self._waiting) >= self._queue_limit:
+            # The head is the one being retried: keep it, so a full queue cannot starve it.
+            victims = [p for p in list(self._waiting)[1:] if not p.alert.critical] or list(self._waiting)[1:]
+            victim = victims[0] if victims else self._waiting[0]
+            self._waiting.remove(victim)
+            self._drop(victim, f"the queue of alerts waiting for a retry is full ({self._queue_limit})")
+        self._waiting.append(pending)
+
+    def _drop(self, pending: _Pending, why: str) -> None:
+        self.dropped += 1
+        self._metrics.incr(MetricNames.ALERTS_DROPPED_TOTAL)
+        alert = pending.alert
+        self.log.log(
+            "CRITICAL" if alert.critical else "ERROR",
+            "alert {!r} ({}) not delivered: {}; its text: {}",
+            alert.title,
+            alert.severity.value,
+            why,
+            alert.text,
+        )
+
+
+def _failed_attempts(failures: int) -> str:
+    return f"{failures} failed attempt{'s' if failures != 1 else ''}"

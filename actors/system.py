@@ -226,7 +226,7 @@ class TradingSystem:
             return EmitterActor.start(ctx, sinks=self._sinks, subscribers=self.subscribers, metrics=self.metrics)
 
         def alerts(ctx: ChildContext) -> pykka.ActorRef[Any]:
-            return AlertActor.start(ctx, sink=self.alert_sink)
+            return AlertActor.start(ctx, sink=self.alert_sink, metrics=self.metrics)
 
         def guard(ctx: ChildContext) -> pykka.ActorRef[Any]:
             return GuardActor.start(

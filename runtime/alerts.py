@@ -44,7 +44,11 @@ class Alert:
 
 
 class AlertSink(Protocol):
-    """Delivers alerts. It may block or raise: the runtime calls it off the guard's thread."""
+    """Delivers alerts. It may block or raise: the runtime calls it off the guard's thread.
+
+    An alert whose `send` raised is sent again by the alert actor with a capped backoff (a
+    CRITICAL one until delivered, others up to 5 times), unless the sink has a true
+    ``retries_itself`` attribute, as `TelegramAlerts` does: then a raise is final."""
 
     def send(self, alert: Alert) -> None:
         """Deliver one alert, or raise why it could not be delivered."""

@@ -24,6 +24,7 @@ class MetricNames:
     SINK_ERRORS_TOTAL = "sink_errors_total"
     STASH_OVERFLOW_TOTAL = "stash_overflow_total"
     STORE_ERRORS_TOTAL = "store_errors_total"
+    ALERTS_DROPPED_TOTAL = "alerts_dropped_total"
     BROKER_SLOW_CALLS_TOTAL = "broker_slow_calls_total"
     EQUITY = "equity"
     DRAWDOWN_PCT = "drawdown_pct"

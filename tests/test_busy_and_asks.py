@@ -117,6 +117,25 @@ def test_a_busy_section_past_its_bound_is_reported_once_at_critical_and_the_chil
         handle.stop()
 
 
+def test_a_section_past_its_bound_is_reported_within_a_probe_interval_not_after_the_probes_timeout():
+    # The embedding trial: "Call overdue" for a 1 s bound came at 5.5 s, because each probe
+    # waited the whole liveness timeout for the busy child's answer before it looked at bounds.
+    overdue = Heard()
+    handle = Supervisor.launch(
+        [ChildSpec("slow", Slow.start, liveness_timeout=3.0)], probe_interval=0.02, on_overdue=overdue
+    )
+    try:
+        entered, release = threading.Event(), threading.Event()
+        handle.address("slow").tell(("busy", "broker.submit_order", 0.2, entered, release))
+        (heard,) = overdue.wait()
+        assert (heard.what, heard.bound) == ("broker.submit_order", 0.2)
+        assert 0.2 < heard.seconds < 3.0, heard
+        release.set()
+        assert handle.address("slow").ask(("echo", 1)) == (1, 1)
+    finally:
+        handle.stop()
+
+
 def test_a_hung_child_outside_any_busy_section_is_still_abandoned():
     journal = Journal()
     restarts = Heard()

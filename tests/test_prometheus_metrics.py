@@ -55,6 +55,7 @@ def test_a_fresh_sink_shows_the_halts_errors_and_events_at_zero_with_what_each_c
         "sink_errors": "events an event sink or subscriber failed to take",
         "stash_overflow": "messages dropped because an actor's stash was full while it restarted",
         "store_errors": "state store operations that failed",
+        "alerts_dropped": "alerts never delivered: given up, dropped from a full retry queue, or pending at a stop",
         "broker_slow_calls": "broker calls that took longer than their bound",
         "control_auth_failures": "control API requests refused for a missing or wrong token",
         "telegram_foreign_messages": "Telegram messages ignored because they came from another chat",

@@ -105,3 +105,18 @@ def test_a_told_failure_reaches_handle_failure_and_a_failure_tolerant_actor_live
     assert ref.ask("ping", timeout=WAIT) == "alive", "pykka no longer routes told failures through _handle_failure"
     assert Tolerant.survived == ["KeyError('tolerated')"]
     ref.stop()
+
+
+def test_a_plain_actors_told_failure_is_recorded_before_it_is_seen_dead():
+    class Plain(pykka.ThreadingActor):
+        def on_receive(self, message):
+            raise RuntimeError(message)
+
+    ref = Plain.start()
+    seen: list[tuple[object, bool]] = []
+    assert internals.on_told_failure(ref, lambda exc: seen.append((exc, ref.is_alive())))
+    ref.tell("boom")
+    assert ref.actor_stopped.wait(WAIT)
+    [(exc, alive_then)] = seen
+    assert (type(exc), str(exc), alive_then) == (RuntimeError, "boom", True)
+    assert not internals.on_told_failure(ref, seen.append), "a dead actor is not hooked"

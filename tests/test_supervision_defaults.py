@@ -28,7 +28,8 @@ def _default(function, name):
 
 def test_every_layer_offers_the_same_default_for_each_setting():
     spec = ChildSpec("a", lambda ctx: None)
-    assert (spec.shutdown_timeout, spec.liveness_timeout) == (DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_LIVENESS_TIMEOUT)
+    assert (spec.shutdown_timeout, spec.liveness_timeout) == (DEFAULT_SHUTDOWN_TIMEOUT, "default")
+    assert (spec.liveness_for(supervised=True), spec.liveness_for(supervised=False)) == (DEFAULT_LIVENESS_TIMEOUT, None)
     assert _default(Supervisor.__init__, "max_restarts") == DEFAULT_MAX_RESTARTS
     assert _default(Supervisor.__init__, "within_seconds") == DEFAULT_WITHIN_SECONDS
     assert _default(Supervisor.__init__, "probe_interval") == DEFAULT_PROBE_INTERVAL

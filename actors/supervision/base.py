@@ -90,7 +90,7 @@ class SupervisedActor(FailureTolerantActor):
             self.prepare()
         except Exception as exc:
             self._salvage()
-            self._finish(ExitKind.START_FAILED, _described(exc))
+            self._finish(ExitKind.START_FAILED, described(exc))
             raise
 
     def on_stop(self) -> None:
@@ -109,14 +109,14 @@ class SupervisedActor(FailureTolerantActor):
         if exception_value is not None and self.survives(exception_value):
             return
         self._salvage()
-        self._finish(ExitKind.CRASHED, _described(exception_value))
+        self._finish(ExitKind.CRASHED, described(exception_value))
 
     def before_failure_stops(self, exception: BaseException | None) -> None:
         """Record the crash and its exception in the context at once, so that a liveness probe
         that finds this incarnation dead before its report arrives still names the real cause (a
         failed start has recorded its own already)."""
         if self.context.ended is None:
-            self.context.ended = (ExitKind.CRASHED, _described(exception))
+            self.context.ended = (ExitKind.CRASHED, described(exception))
 
     def survives(self, exception: BaseException) -> bool:
         """Only a refused drill leaves the actor running after a told message raised."""
@@ -163,6 +163,6 @@ class SupervisedActor(FailureTolerantActor):
         return self.handle(message)
 
 
-def _described(exception: BaseException | None) -> str:
-    # How an exception reads as a cause: its type and message.
+def described(exception: BaseException | None) -> str:
+    """How an exception reads as the cause of an end: ``"<type>: <message>"``."""
     return f"{type(exception).__name__}: {exception}" if exception is not None else "Error: unknown"

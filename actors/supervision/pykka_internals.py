@@ -2,12 +2,13 @@
 (and `tests/test_pykka_internals.py` says what changed) rather than the supervision layer.
 
 setup.cfg pins ``pykka>=4.5,<5``; what is used here is pykka 4's envelope (``message`` and
-``reply_to``), its stop message, the actor's inbox, and its told-failure path.
+``reply_to``), its stop message, the actor's inbox, its weak reference to the actor, and its told-failure path.
 """
 
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -17,7 +18,7 @@ from pykka._envelope import Envelope
 
 __all__ = [
     "FailureTolerantActor", "take_waiting_mail", "message_of", "is_ask", "answer", "fail", "redeliver",
-    "is_stop_request", "deliver_ask", "died_before_handling",
+    "is_stop_request", "deliver_ask", "died_before_handling", "on_told_failure",
 ]
 
 
@@ -84,6 +85,29 @@ def died_before_handling(ref: pykka.ActorRef[Any], error: BaseException) -> bool
 def is_stop_request(message: Any) -> bool:
     """True for the message pykka's ``ActorRef.stop`` sends."""
     return isinstance(message, pykka.messages._ActorStop)
+
+
+def on_told_failure(ref: pykka.ActorRef[Any], record: Callable[[BaseException | None], None]) -> bool:
+    """Have ``record`` called, on the actor's own thread, with the exception of any told message
+    that stops the plain pykka actor behind ``ref``, before pykka marks it stopped (so before
+    anyone can see it dead). False, with nothing hooked, when the actor is already gone."""
+    actor = ref._actor_weakref()  # pykka keeps only a weak reference to the actor
+    if actor is None or not ref.is_alive():
+        return False
+    handle_failure = actor._handle_failure
+
+    def recorded(
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            record(exception_value)
+        finally:
+            handle_failure(exception_type, exception_value, traceback)
+
+    actor._handle_failure = recorded  # an instance attribute wins over the method
+    return True
 
 
 class FailureTolerantActor(pykka.ThreadingActor):

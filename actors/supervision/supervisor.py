@@ -18,19 +18,21 @@ running (abandoning it would cut a call whose outcome matters, such as an order 
 from __future__ import annotations
 
 import enum
+import math
 import random
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import attrs
 import pykka
 
 from actors.supervision.address import DEFAULT_ASK_TIMEOUT, DEFAULT_STASH_LIMIT, Address, Slot
-from actors.supervision.base import SupervisedActor
+from actors.supervision.base import SupervisedActor, described
 from actors.supervision.context import ChildContext
 from actors.supervision.messages import ChildExited, ExitKind, GetChildren, Ping, RestartChild
+from actors.supervision.pykka_internals import on_told_failure
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -78,22 +80,43 @@ class Strategy(enum.Enum):
     REST_FOR_ONE = "rest_for_one"
 
 
+def _liveness(instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is None or value == "default":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"liveness_timeout must be seconds > 0, None or 'default', got {value!r}")
+
+
 @attrs.frozen
 class ChildSpec:
     """How to start and supervise one child.
 
     ``start`` receives the incarnation's `ChildContext` and returns the new actor's ref; an actor
-    built on `SupervisedActor` reports every way it ends, a plain pykka actor is found dead by the
-    liveness probe. ``liveness_timeout`` (None to opt out) is how long a probe waits for an answer
-    before the child counts as hung; ``shutdown_timeout`` is how long a stop may take before the
-    child is abandoned.
+    built on `SupervisedActor` reports every way it ends. A plain pykka actor's crash in a told
+    message is reported with its exception as the cause (the supervisor hooks pykka's failure
+    path); any other end of it is found dead by the probe.
+
+    ``liveness_timeout`` is how long a probe waits for an answer before the child counts as hung
+    (None: never counted as hung). ``"default"`` is `DEFAULT_LIVENESS_TIMEOUT` for a
+    `SupervisedActor`, and None for a plain pykka actor, which cannot say when it is busy: its
+    wait in an ``ask`` would look like a hang. Give such a child a timeout only when it marks its
+    long waits with ``with context.busy("what"):`` (the context its ``start`` receives). A dead
+    child is found at every probe either way. ``shutdown_timeout`` is how long a stop may take
+    before the child is abandoned.
     """
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
     start: Callable[[ChildContext], pykka.ActorRef[Any]]
     restart: Restart = attrs.field(default=Restart.PERMANENT, converter=Restart)
     shutdown_timeout: float = attrs.field(default=DEFAULT_SHUTDOWN_TIMEOUT, validator=attrs.validators.gt(0))
-    liveness_timeout: float | None = DEFAULT_LIVENESS_TIMEOUT
+    liveness_timeout: float | Literal["default"] | None = attrs.field(default="default", validator=_liveness)
+
+    def liveness_for(self, supervised: bool) -> float | None:
+        """The probe's timeout for an incarnation that is (``supervised``) a `SupervisedActor`
+        or a plain pykka actor; None when it is never counted as hung."""
+        if self.liveness_timeout == "default":
+            return DEFAULT_LIVENESS_TIMEOUT if supervised else None
+        return cast("float | None", self.liveness_timeout)
 
 
 @attrs.frozen
@@ -109,7 +132,7 @@ class ChildInfo:
 class _Child:
     __slots__ = (
         "spec", "slot", "ref", "context", "incarnation", "restarts", "running", "pending_cause", "seen_progress",
-        "started_at", "due",
+        "started_at", "due", "liveness",
     )
 
     def __init__(self, spec: ChildSpec, slot: Slot) -> None:
@@ -124,6 +147,7 @@ class _Child:
         self.seen_progress = 0
         self.started_at: float | None = None
         self.due = 0.0  # when a pending restart may run (a backoff puts it in the future)
+        self.liveness: float | None = None  # the probe's timeout for the running incarnation
 
 
 @attrs.frozen
@@ -294,6 +318,11 @@ class Supervisor(SupervisedActor):
             # This supervisor was itself abandoned while starting: its replacement owns the slots.
             self._abandon(child, ref)
             return False
+        supervised = issubclass(ref.actor_class, SupervisedActor)
+        if not supervised:
+            # A plain pykka actor tells nobody how it ended: have its crash say why, at once.
+            on_told_failure(ref, lambda exc: _report_crash(context, exc))
+        child.liveness = child.spec.liveness_for(supervised)
         child.ref = ref
         child.running = True
         child.seen_progress = 0
@@ -365,13 +394,23 @@ class Supervisor(SupervisedActor):
     def _probe(self) -> None:
         asked = []
         for child in self._children:
-            if child.running and child.ref is not None and child.spec.liveness_timeout is not None:
+            if not child.running or child.ref is None:
+                continue
+            if child.liveness is not None:
+                context = child.context
+                if context is not None and context.busy_sections():
+                    # Inside a long call, so not hung: waiting for its answer would only stall
+                    # this probe for the whole timeout, and with it the overdue report below.
+                    child.seen_progress = context.progress
+                    continue
                 asked.append((child, child.incarnation, child.ref.ask(Ping(from_supervisor=True), block=False)))
+            elif not child.ref.is_alive():
+                self._found_dead(child)
         now = self.context.clock.monotonic()
         for child, incarnation, future in asked:
             if child.incarnation != incarnation or not child.running:
                 continue
-            timeout = child.spec.liveness_timeout or 0.0
+            timeout = child.liveness or 0.0
             try:
                 future.get(timeout=max(0.0, now + timeout - self.context.clock.monotonic()))
             except pykka.Timeout:
@@ -383,15 +422,18 @@ class Supervisor(SupervisedActor):
                 self._abandon(child)
                 self._child_down(child, ExitKind.HUNG, f"no answer to a liveness probe within {timeout}s")
             except pykka.ActorDeadError:
-                # Its own report may still be on the way: a crash it recorded is the truth.
-                ended = child.context.ended if child.context is not None else None
-                kind, cause = ended if ended is not None else (ExitKind.DEAD, "found dead by the liveness probe")
-                self._child_down(child, kind, cause)
+                self._found_dead(child)
             except Exception as exc:  # a plain actor that refuses Ping is still alive
                 self.log.debug("{} answered the probe with {!r}", child.spec.name, exc)
         for child in self._children:
             if child.running and child.context is not None:
                 self._report_overdue(child.spec.name, child.context)
+
+    def _found_dead(self, child: _Child) -> None:
+        # Its own report may still be on the way: a crash it recorded is the truth.
+        ended = child.context.ended if child.context is not None else None
+        kind, cause = ended if ended is not None else (ExitKind.DEAD, "found dead by the liveness probe")
+        self._child_down(child, kind, cause)
 
     def _report_overdue(self, name: str, context: ChildContext) -> None:
         for section in context.busy_sections():
@@ -636,3 +678,9 @@ class SupervisorHandle:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the supervisor has ended (stopped or given up); False on timeout."""
         return self.ref.actor_stopped.wait(timeout)
+
+
+def _report_crash(context: ChildContext, exception: BaseException | None) -> None:
+    # On a plain child's thread, as its told message's exception stops it: the first end wins.
+    if context.ended is None:
+        context.report_exit(ExitKind.CRASHED, described(exception))

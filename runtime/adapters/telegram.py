@@ -352,6 +352,10 @@ class TelegramAlerts:
     and intervals; waits themselves are real time.
     """
 
+    retries_itself = True
+    """It retries every failure a retry can mend, so the alert actor never sends again what
+    it raised for (see `actors.alerts.AlertActor`)."""
+
     def __init__(
         self,
         token: str,
