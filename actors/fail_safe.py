@@ -64,6 +64,10 @@ class FailSafe:
         self._deadline = deadline
         self.alert_sent: threading.Event | None = None
         """Set once the last run's alert has been sent (or failed); None before any run."""
+        self.halt_saved: bool | None = None
+        """Whether the last run's HALTED reached the store (None before any run): False when the
+        store refused it (a full disk), so that the next start would trade; see `save_again`."""
+        self._cause = ""
 
     def run(self, cause: str, context: ChildContext | None = None) -> None:
         """Halt, alert and close everything because of ``cause``; with ``context`` (the
@@ -75,14 +79,31 @@ class FailSafe:
         started = time.monotonic()
         alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe", merge=False)
         self.alert_sent = _in_background("fail-safe-alert", self._send_alert, alert)
+        self._cause = cause
         try:
             self._latch(store, broker, cause)
+            self.halt_saved = True
         except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
+            self.halt_saved = False
             logger.critical("fail-safe could not save HALTED: {!r}", exc)
         done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
         if not done.wait(self._deadline):
             logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._deadline)
         self.alert_sent.wait(max(0.0, self._deadline - (time.monotonic() - started)))
+
+    def save_again(self) -> bool:
+        """Try once more to save the last run's HALTED that the store refused; True once it is
+        saved (at once when it was, or when the fail-safe never ran)."""
+        if self.halt_saved is not False:
+            return True
+        try:
+            self._latch(self._store, self._broker, self._cause)
+        except Exception as exc:
+            logger.debug("fail-safe HALTED still not saved: {!r}", exc)
+            return False
+        self.halt_saved = True
+        logger.warning("fail-safe HALTED saved: the next start comes back halted")
+        return True
 
     def _latch(self, store: StateStore, broker: Broker, cause: str) -> None:
         # HALTED in the store, so that the next start does not trade as if nothing had happened.

@@ -102,6 +102,7 @@ class LoopActor(SupervisedActor):
         self._positions_open = 0
         self._equity = 0.0
         self._totals = LoopTotals()
+        self._totals_unsaved = False  # the store refused the last save of the totals
         self._last_cycle_at: float | None = None
         self._started = False
         self._unanswered: str | None = None  # why orders are held back for the rest of this cycle
@@ -127,7 +128,7 @@ class LoopActor(SupervisedActor):
         """Save the totals and mark the end of this loop's life with LOOP_STOPPED."""
         if self.context.revoked.is_set() or not self._started:
             return  # an abandoned loop's successor owns the totals; a loop that never started has none
-        self._store.save_loop_totals(self._loop_id, self._totals)
+        self._save_totals()
         totals = self._totals
         self._publish(
             LoopStopped(
@@ -171,6 +172,22 @@ class LoopActor(SupervisedActor):
             self._errors += 1
             self.log.error("market feed failed on data at {}: {!r}", data.at.isoformat(), exc)
 
+    def _save_totals(self) -> None:
+        # The lifetime totals are bookkeeping, not safety: a store that refuses them (a full
+        # disk) must not crash the loop, whose restarts would soon make the supervisor give up.
+        # Said once an outage, counted, and saved again with the next change (or at the stop).
+        try:
+            self._store.save_loop_totals(self._loop_id, self._totals)
+        except Exception as exc:
+            self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
+            if not self._totals_unsaved:
+                self.log.error("lifetime totals not saved: {!r}; saved again with the next change", exc)
+            self._totals_unsaved = True
+            return
+        if self._totals_unsaved:
+            self.log.warning("lifetime totals saved again")
+        self._totals_unsaved = False
+
     def _cycle(self, at: datetime) -> float:
         # Returns the clock's monotonic moment at the cycle's end.
         started = time.perf_counter()
@@ -187,7 +204,7 @@ class LoopActor(SupervisedActor):
         if not answered:  # the guard read the account after every order it answered
             self._report_equity(at)
         if self._totals is not before and not self._batching:  # a batch saves them once, at its end
-            self._store.save_loop_totals(self._loop_id, self._totals)
+            self._save_totals()
         self._duration_ms = (time.perf_counter() - started) * 1000.0
         self._last_cycle_at = moment = self.context.clock.monotonic()
         self._metrics.timing(MetricNames.LOOP_DURATION_MS, self._duration_ms)
@@ -372,7 +389,7 @@ class LoopActor(SupervisedActor):
             self._batch_deadline = None
             self._line = None
             if self._totals is not before:
-                self._store.save_loop_totals(self._loop_id, self._totals)
+                self._save_totals()
             self._tell_heartbeat(cycles)
         return BatchDone(len(cycles), tuple(equities))
 

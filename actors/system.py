@@ -515,6 +515,17 @@ class TradingSystem:
                            "carries it out first", press.by, press.reason)
 
     @property
+    def halt_unsaved(self) -> bool:
+        """True when the supervisor gave up and the fail-safe's HALTED was refused by the store
+        (a full disk): a start from the store now would trade. `save_halt_again` retries it."""
+        return self._fail_safe.halt_saved is False
+
+    def save_halt_again(self) -> bool:
+        """Try once more to save the fail-safe's HALTED the store refused; True once it is saved
+        (or there was none to save). Call it before `stop`, which closes a store it built."""
+        return self._fail_safe.save_again()
+
+    @property
     def running(self) -> bool:
         """True from `start` (or a host's start) until `stop` has saved the halts left: a `halt`
         asks its guard; else it is saved as a pending halt for the next start."""

@@ -25,6 +25,7 @@ from runtime import (
     Signal,
     TradingState,
 )
+from runtime.adapters.sqlite import StoreError
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -271,3 +272,38 @@ def test_loop_duration_and_positions_are_reported_as_metrics(system_factory):
     system.loop.ask(RunCycle())
     assert metrics.gauges["positions_open"] == 1
     assert len(metrics.timings["loop_duration_ms"]) == 1 and metrics.timings["loop_duration_ms"][0] >= 0
+
+
+class TotalsRefused(MemoryStore):
+    """A store that refuses to save the loop's lifetime totals while ``full`` (a full disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = True
+
+    def save_loop_totals(self, loop_id, totals) -> None:
+        if self.full:
+            raise StoreError("state_db 'state.db': saving the totals of loop 'main' failed: database or disk is full")
+        super().save_loop_totals(loop_id, totals)
+
+
+def test_a_store_that_refuses_the_totals_does_not_crash_the_loop_and_they_are_saved_once_it_takes_them(system_factory):
+    # Each cycle crashed the loop; six crashes in a second and the supervisor gave up.
+    store, metrics = TotalsRefused(), MemoryMetrics()
+    system, signals, events, broker = system_factory(store=store, metrics=metrics)
+    with LogLines() as lines:
+        for _ in range(8):
+            signals.push(Signal("X", "buy", 1))
+            assert system.loop.ask(RunCycle(), timeout=WAIT).metrics.trades_executed >= 1
+        store.full = False
+        signals.push(Signal("X", "buy", 1))
+        system.loop.ask(RunCycle(), timeout=WAIT)
+    assert system.children()["loop"].incarnation == 1 and not system.gave_up
+    assert store.load_loop_totals("main").total_trades_lifetime == 9
+    assert metrics.counters["store_errors_total"] == 8
+    said = [line for line in lines.snapshot() if "lifetime totals" in line]
+    assert said == [
+        "ERROR lifetime totals not saved: StoreError(\"state_db 'state.db': saving the totals of loop 'main' failed: "
+        "database or disk is full\"); saved again with the next change",
+        "WARNING lifetime totals saved again",
+    ]

@@ -30,7 +30,7 @@ from runtime import (
     Signal,
     TradingState,
 )
-from runtime.adapters.sqlite import SqliteStore
+from runtime.adapters.sqlite import SqliteStore, StoreError
 from runtime.adapters.state_claim import StateFileClaim, StateFileHeld
 from runtime.risk.monitor import ResumeRefused
 from runtime.store import PendingHalt
@@ -644,3 +644,48 @@ def test_a_store_the_caller_gives_is_the_callers_to_claim(tmp_path):
     finally:
         assert claim is not None
         claim.close()
+
+
+class FullDisk(MemoryStore):
+    """A store whose disk is full: every guard record, pending halt and event is refused while ``full``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = False
+
+    def _refuse(self) -> None:
+        if self.full:
+            raise StoreError("state_db 'state.db': saving failed: database or disk is full")
+
+    def save_guard(self, loop_id, record) -> None:
+        self._refuse()
+        super().save_guard(loop_id, record)
+
+    def save_pending_halt(self, loop_id, halt) -> None:
+        self._refuse()
+        super().save_pending_halt(loop_id, halt)
+
+    def append_event(self, event) -> bool:
+        self._refuse()
+        return super().append_event(event)
+
+
+def test_a_fail_safe_halt_the_store_refused_is_said_and_saved_again_once_it_takes_it():
+    # `tradewarden run` exited 1 ("trading is halted"), and its restart found the account ACTIVE.
+    broker, store, alerts = paper("A"), FullDisk(), AlertInbox()
+    system = start_trading_system(Settings(max_restarts=2, within_seconds=60), broker, ListSignalSource(), store=store,
+                                  alerts=alerts, clock=ManualClock(), loop_interval=None, drills=True)
+    system.guard.ask(GetGuardState(), timeout=WAIT)  # (its record saved while there was room)
+    store.full = True
+    for attempt in range(3):
+        system.guard.tell(Crash("broken guard"))
+        if attempt < 2:
+            system.guard.ask(GetGuardState(), timeout=WAIT)
+    assert system.wait(WAIT) and system.gave_up
+    assert system.halt_unsaved and store.load_guard("main").trading_state is TradingState.ACTIVE
+    assert system.save_halt_again() is False  # still full
+    store.full = False
+    assert system.save_halt_again() is True and not system.halt_unsaved
+    record = store.load_guard("main")
+    assert record.trading_state is TradingState.HALTED and record.reason.startswith("supervisor gave up: ")
+    system.stop()

@@ -27,6 +27,7 @@ from runtime.adapters.state_claim import StateFileClaim
 from runtime.adapters.statsd import StatsdMetrics
 from runtime.adapters.telegram import TelegramAlerts
 from runtime.adapters.telegram_commands import TelegramCommands
+from runtime.backoff import Backoff
 from runtime.broker import Broker
 from runtime.errors import TradewardenError
 from runtime.metrics import FanOutMetrics
@@ -73,6 +74,29 @@ def _unusable(exc: BaseException | str) -> int:
     # A config that cannot be used: named on one line (no traceback), exit 2, nothing started.
     print(f"tradewarden run: {exc}", file=sys.stderr)
     return 2
+
+
+_SAVE_AGAIN = Backoff(min_seconds=1.0, max_seconds=10.0, random_factor=0.0)
+
+
+def _hold_until_saved(system: TradingSystem, signals: StopSignals) -> str | None:
+    # The supervisor gave up and the fail-safe's HALTED did not reach the store (a full disk):
+    # exiting now, the restart a watchdog makes would find the account ACTIVE and trade. The
+    # process stays up (halted: it sends no order) and saves it again until the store takes it.
+    _log.critical(
+        "trading is halted, but the state store refused the halt: this process stays up and saves it again until the "
+        "store takes it (stopped before then, the next start would trade)"
+    )
+    attempt = 0
+    while not system.save_halt_again():
+        attempt += 1
+        if (received := signals.wait(_SAVE_AGAIN.delay(attempt))) is not None:
+            _log.critical(
+                "{} received with the halt still not saved: the next start will find the account ACTIVE; once the store "
+                "can take it, `tradewarden halt` saves a halt for that start", received,
+            )
+            return received
+    return None
 
 
 def run(config: RunConfig) -> int:
@@ -145,6 +169,8 @@ def run(config: RunConfig) -> int:
             # Wakes for a signal, or to notice a system that ended on its own.
             while (received := signals.wait(0.5)) is None and not system.wait(0):
                 pass
+            if received is None and system.halt_unsaved:
+                received = _hold_until_saved(system, signals)
             if received is not None:
                 _log.info("{} received: stopping", received)
         finally:
