@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from actor_helpers import WAIT, wait_until
+from actor_helpers import WAIT, LogLines, wait_until
 from loguru import logger
 from support.bot_api_server import (
     TEST_TOKEN,
@@ -438,3 +438,15 @@ def test_an_alert_sent_again_after_a_try_that_may_have_arrived_is_marked_as_a_po
     assert [(r.text, r.reply) for r in bot_api.requests] == [
         (first, "error"), (first, "lost"), (again, "error"), (again, "ok")]
     assert bot_api.shown("42") == [first, again]
+
+
+def test_a_check_of_the_token_that_gets_no_answer_says_so_instead_of_a_silent_pause() -> None:
+    # A first start with a hung Bot API waited its timeout with no word in the log.
+    unreachable = TelegramAlerts(TEST_TOKEN, "42", f"http://127.0.0.1:{_closed_port()}", retry=FAST, min_interval=0)
+    with LogLines("INFO") as lines, unreachable:
+        assert unreachable.check() is None  # not refused: alerts are retried until the API answers
+    said = [line for line in lines.snapshot() if "Bot API" in line]
+    assert said[0] == "INFO asking the Telegram Bot API about the token and the chat (getMe, getChat)"
+    assert said[1].startswith("WARNING the Telegram Bot API did not answer getMe: ConnectError(")
+    assert said[1].endswith("; the token and chat are not checked, and alerts are retried until it answers")
+    assert TEST_TOKEN not in said[1] and len(said) == 2

@@ -535,12 +535,17 @@ class TelegramAlerts:
         chat, one attempt each. Only an answer no retry could mend counts (a 401 for the token, a
         400 or 403 for the chat: wrong, or the bot not in it); an API that cannot be reached, or
         answers 429 or 5xx, is None, since alerts are retried until it comes back."""
+        log = logger.bind(component="alerts")
+        log.info("asking the Telegram Bot API about the token and the chat (getMe, getChat)")
         for method, payload, setting in (("getMe", None, "telegram_bot_token"),
                                          ("getChat", {"chat_id": self._chat_id}, "telegram_chat_id")):
             try:
                 response = self._client.post(method, json=payload)
                 answer = response.json()
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, ValueError) as exc:
+                # (a start waits up to the client's timeout here: said, so that it is not a silent pause)
+                log.warning("the Telegram Bot API did not answer {}: {}; the token and chat are not checked, and "
+                            "alerts are retried until it answers", method, scrub(repr(exc), self._token))
                 return None
             outcome = classify_response(response.status_code, answer)
             if not outcome.delivered and not outcome.retryable:
