@@ -114,6 +114,9 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert anonymous.status_code == 401
     assert anonymous.json() == {"error": "no bearer token (send 'Authorization: Bearer <CONTROL_TOKEN>')"}
     assert bot.get("/api/status", token="wrong").status_code == 401
+    basic = httpx.get(bot.url + "/api/status", headers={"authorization": "Basic " + TOKEN}, timeout=10)
+    assert (basic.status_code, basic.json()) == (401, {"error": "the Authorization header's scheme is 'Basic', not "
+                                                                "Bearer (send 'Authorization: Bearer <CONTROL_TOKEN>')"})
     malformed = bot.post("/api/halt", content=b"{reason: nope")
     assert malformed.status_code == 400
     assert re.match(r"^the body is not valid JSON: ", malformed.json()["error"])
@@ -168,7 +171,7 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
 
     figures = scrape(bot)
     assert figures["tradewarden_drawdown_block_total"] >= 1
-    assert figures["tradewarden_control_auth_failures_total"] == 3
+    assert figures["tradewarden_control_auth_failures_total"] == 4  # the wrong token, none, a wrong token again, and a Basic scheme
     assert figures["tradewarden_analytics_events_total{event_type=guard_triggered}"] >= 1
     assert figures["tradewarden_trading_state"] == 2
 

@@ -66,7 +66,13 @@ class RequireToken:
             await self.app(scope, receive, send)
             return
         self.metrics.incr(MetricNames.CONTROL_AUTH_FAILURES_TOTAL)
-        why = "no bearer token (send 'Authorization: Bearer <CONTROL_TOKEN>')" if header is None else "wrong bearer token"
+        if header is None:
+            why = "no bearer token (send 'Authorization: Bearer <CONTROL_TOKEN>')"
+        elif not header.lower().startswith("bearer "):
+            scheme = header.split(" ", 1)[0][:20]
+            why = f"the Authorization header's scheme is {scheme!r}, not Bearer (send 'Authorization: Bearer <CONTROL_TOKEN>')"
+        else:
+            why = "wrong bearer token"
         body = json.dumps({"error": why}).encode()
         await send({
             "type": "http.response.start",
