@@ -16,7 +16,7 @@ from runtime.alerts import Alert, AlertSink, LogAlerts
 from runtime.backoff import Backoff
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
-__all__ = ["AlertActor", "ALERT_RETRY", "ALERT_QUEUE_LIMIT", "ALERT_ATTEMPTS"]
+__all__ = ["AlertActor", "ALERT_RETRY", "ALERT_QUEUE_LIMIT", "ALERT_ATTEMPTS", "ALERT_STEP_ASIDE"]
 
 ALERT_RETRY = Backoff(1.0, 60.0, random_factor=0.0)
 """The wait before each retry of a sink that raised: 1 s, doubling, at most 60 s. Only this
@@ -24,6 +24,10 @@ actor retries against its sink, so there is nothing to spread out with a random 
 
 ALERT_QUEUE_LIMIT = 1000
 """At most this many alerts wait for a retry; past it the oldest non-critical one is dropped."""
+
+ALERT_STEP_ASIDE = 5
+"""An alert refused this many times steps behind the next one waiting, so that one the sink can
+never take (a message it refuses) does not hold every later alert back."""
 
 ALERT_ATTEMPTS = 5
 """A WARNING or INFO alert is given up after this many failed sends (a CRITICAL one never)."""
@@ -46,7 +50,9 @@ class AlertActor(SupervisedActor):
     failure in a row of the sink): a CRITICAL alert until it is delivered, a WARNING or INFO one
     up to ``attempts`` (`ALERT_ATTEMPTS`) failed sends, then it is given up. Alerts go out in the
     order they came: while one waits for a retry, later ones wait behind it, so the last message
-    a person reads is the latest news (a resume never arrives before the halt it lifts). At most
+    a person reads is the latest news (a resume never arrives before the halt it lifts), until it
+    has been refused `ALERT_STEP_ASIDE` times: then it steps behind the next one, so that an
+    alert the sink can never take does not hold back every later one. At most
     ``queue_limit`` (`ALERT_QUEUE_LIMIT`) alerts wait; past that the oldest non-critical one is
     dropped (the oldest critical one when all are critical). An alert delivered after failures
     is logged with how many and how late; every alert given up, dropped, or still waiting when
@@ -174,6 +180,13 @@ class AlertActor(SupervisedActor):
             self._drop(pending, str(exc))
         elif not pending.alert.critical and pending.failures >= self._attempts:
             self._drop(pending, f"given up after {_failed_attempts(pending.failures)}; last error: {exc}")
+        elif pending.failures >= ALERT_STEP_ASIDE and self._waiting:
+            # Refused again and again while others wait: perhaps this alert alone (a message the
+            # sink can never take), so it steps behind the next one rather than hold every later
+            # alert, the next breach's too, for ever. It is tried again after that one.
+            self._waiting.insert(1, pending)
+            self.log.warning("alert {!r} still not delivered after {}: the alert after it is tried first", pending.alert.title,
+                             _failed_attempts(pending.failures))
         else:
             self._waiting.appendleft(pending)
         if not self._waiting:

@@ -127,44 +127,74 @@ class JournalSink:
     def write_holding(self, events: Sequence[Event], *, last: bool = False) -> int:
         """As `write`, for the emitter's worker: the events held first, then ``events``. When the
         store raises, the error is raised and the lot is held to be tried again, or counted in
-        `unjournaled` when this is the ``last`` try (the worker stops); when the store found an
-        event bad (`TypeError`, `ValueError`: no retry would write it), only ``events`` are, and
-        the held ones stay held."""
+        `unjournaled` when this is the ``last`` try (the worker stops). When the store finds an
+        event bad (`TypeError`, `ValueError`: no retry would write it), each event is written on
+        its own, and only the bad ones are dropped (counted, and a `ValueError` says how many)."""
         with self._cond:
-            batch = [*self._held, *events] if self._held else events
+            batch = [*self._held, *events] if self._held else list(events)
         try:
             written = self.store.append_events(batch)
-        except Exception as exc:
-            dropped = 0
-            with self._cond:
-                if isinstance(exc, (TypeError, ValueError)) and not last:
-                    # The held events were refused only by the store's I/O (a bad event is found
-                    # before any): the bad one is among the new ones, which alone are dropped.
-                    self._failed += len(events)
-                    self._settled += len(events)
-                elif last or isinstance(exc, (TypeError, ValueError)):
-                    self._held = []
-                    self._failed += len(batch)
-                    self._settled += len(batch)
-                else:
-                    self._refusals += 1
-                    self._held = list(batch)
-                    dropped = self._drop_past(MAX_HELD)
-                    self._retry_in = RETRY.delay(self._refusals)
-                self._cond.notify_all()
-            if dropped:
-                _journal_log(self).error("journal {!r}: {} refused events dropped to hold at most {}", self, dropped, MAX_HELD)
+        except (TypeError, ValueError):
+            # Where a store finds a bad event may come after held ones (PostgreSQL encodes inside
+            # its transaction): one at a time, so that one bad event takes nothing else with it.
+            return self._one_by_one(batch, last)
+        except Exception:
+            self._refused(batch, last)
             raise
+        self._settle(len(batch), written_again=True)
+        return written
+
+    def _one_by_one(self, batch: list[Event], last: bool) -> int:
+        written = bad = 0
+        for index, event in enumerate(batch):
+            try:
+                written += self.store.append_events([event])
+            except (TypeError, ValueError):
+                bad += 1
+                with self._cond:
+                    self._failed += 1
+            except Exception:
+                self._settle(index - bad)
+                with self._cond:
+                    self._settled += bad
+                self._refused(batch[index:], last)
+                raise
+        self._settle(len(batch) - bad)
         with self._cond:
-            recovered = self._refusals
+            self._settled += bad
+            self._cond.notify_all()
+        if bad:
+            raise ValueError(f"{bad} of {len(batch)} events could not be journaled (the store found them bad): dropped")
+        return written
+
+    def _settle(self, count: int, *, written_again: bool = False) -> None:
+        # ``count`` events written: the held ones are gone (written, or beside the point now).
+        with self._cond:
+            recovered = self._refusals if written_again or self._held else 0
             self._held, self._refusals = [], 0
-            self._settled += len(batch)
+            self._settled += count
             self._cond.notify_all()
         if recovered:
             _journal_log(self).warning(
-                "journal {!r}: writing again after {} refused attempts; {} events journaled", self, recovered, len(batch)
+                "journal {!r}: writing again after {} refused attempts; {} events journaled", self, recovered, count
             )
-        return written
+
+    def _refused(self, rest: Sequence[Event], last: bool) -> None:
+        # The store refused ``rest`` (an outage): held to be tried again, or lost at the last try.
+        dropped = 0
+        with self._cond:
+            if last:
+                self._held = []
+                self._failed += len(rest)
+                self._settled += len(rest)
+            else:
+                self._refusals += 1
+                self._held = list(rest)
+                dropped = self._drop_past(MAX_HELD)
+                self._retry_in = RETRY.delay(self._refusals)
+            self._cond.notify_all()
+        if dropped:
+            _journal_log(self).error("journal {!r}: {} refused events dropped to hold at most {}", self, dropped, MAX_HELD)
 
     def _drop_past(self, most: int) -> int:
         # Under _cond: the oldest heartbeats first (the journal's bulk, one per bar or interval,

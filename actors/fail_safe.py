@@ -80,12 +80,14 @@ class FailSafe:
         alert = Alert("Supervisor gave up: trading halted", cause, Severity.CRITICAL, key="fail-safe", merge=False)
         self.alert_sent = _in_background("fail-safe-alert", self._send_alert, alert)
         self._cause = cause
+        self.halt_saved = False  # (set by _latch once HALTED is in the store)
         try:
             self._latch(store, broker, cause)
-            self.halt_saved = True
         except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
-            self.halt_saved = False
-            logger.critical("fail-safe could not save HALTED: {!r}", exc)
+            if self.halt_saved:
+                logger.error("fail-safe saved HALTED, then failed: {!r}", exc)
+            else:
+                logger.critical("fail-safe could not save HALTED: {!r}", exc)
         done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
         if not done.wait(self._deadline):
             logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._deadline)
@@ -99,9 +101,9 @@ class FailSafe:
         try:
             self._latch(self._store, self._broker, self._cause)
         except Exception as exc:
-            logger.debug("fail-safe HALTED still not saved: {!r}", exc)
-            return False
-        self.halt_saved = True
+            if not self.halt_saved:
+                logger.debug("fail-safe HALTED still not saved: {!r}", exc)
+                return False
         logger.warning("fail-safe HALTED saved: the next start comes back halted")
         return True
 
@@ -120,6 +122,7 @@ class FailSafe:
                 equity = broker.account_equity()
             except Exception as exc:
                 store.save_pending_halt(self._loop_id, PendingHalt(_BY, reason))
+                self.halt_saved = True
                 logger.critical("fail-safe: no guard record and no equity ({!r}): HALTED saved as a pending halt", exc)
                 return
             monitor = RiskMonitor(equity, guards)
@@ -129,6 +132,7 @@ class FailSafe:
         else:
             previous = monitor.halt(reason)
         store.save_guard(self._loop_id, monitor.record())
+        self.halt_saved = True  # (what follows may fail: it no longer decides whether the next start trades)
         # A cooldown held for that breach must not lift the fail-safe's halt at the next start.
         gate = store.load_gate(self._loop_id)
         if gate is not None and gate.halted_by:
@@ -157,10 +161,22 @@ class FailSafe:
         deliver_to_subscribers(self._subscribers.snapshot(), event, logger, level="ERROR")
 
     def _send_alert(self, alert: Alert) -> None:
-        try:
-            self._alert_sink.send(alert)
-        except Exception as exc:
-            logger.error("fail-safe alert not delivered: {!r}", exc)
+        # Tried again, within the fail-safe's deadline, when the sink raised (unless it retries by
+        # itself): this is the alert that says trading stopped for good.
+        give_up_at = time.monotonic() + self._deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._alert_sink.send(alert)
+                return
+            except Exception as exc:
+                wait = min(_BACKOFF.delay(attempt), give_up_at - time.monotonic())
+                if wait <= 0 or getattr(self._alert_sink, "retries_itself", False):
+                    logger.error("fail-safe alert not delivered: {!r}", exc)
+                    return
+                logger.warning("fail-safe alert not delivered: {!r}; tried again in {:.1f}s", exc, wait)
+            threading.Event().wait(wait)
 
 
 def _in_background(name: str, target: Callable[..., None], *args: Any) -> threading.Event:

@@ -844,13 +844,14 @@ class GuardActor(SupervisedActor):
             refused_by = refusal.rule if refusal is not None else None
             self._publish(TradeFailed.of(order, signal, rejected=True, error=reason, refused_by=refused_by))
             return self._outcome(order, request.at, refusal=reason)
+        if self._gate.sent(self.context.clock.now()):
+            self._save_gate()  # before the broker sees it: a restart must count this order
         if self._take_pressed_halts() and (late := self._check(order)) is not None:
-            # A halt pressed while this order's record was being written: it never reaches the broker.
+            # A halt pressed while this order's records were being written: it never reaches the
+            # broker (the gate has counted it: the safe side).
             self._close_order(order.client_id, event, TradeFailed.of(order, signal, rejected=True, error=late.reason,
                                                                      refused_by=late.rule))
             return self._outcome(order, request.at, refusal=late.reason)
-        if self._gate.sent(self.context.clock.now()):
-            self._save_gate()  # before the broker sees it: a restart must count this order
         try:
             fill = self._broker.submit_order(order)
         except OrderRejected as exc:  # the broker says it did not trade: failed for good

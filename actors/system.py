@@ -32,7 +32,7 @@ from actors.messages import (
     SendAlert,
     Subscribe,
 )
-from actors.pressed_halts import HaltNotConfirmed, PressedHalts
+from actors.pressed_halts import HaltNotConfirmed, PressedHalt, PressedHalts
 from actors.supervision.address import Address, ChildUnavailable, Slot
 from actors.supervision.context import ChildContext
 from actors.supervision.supervisor import (
@@ -502,6 +502,19 @@ class TradingSystem:
         logger.warning("halt by {} ({}) saved as pending: the guard carries it out as it starts", by, reason)
         return TradingState.ACTIVE if record is None else record.trading_state
 
+    def _halt_once_started(self, press: PressedHalt) -> None:
+        # After a halt() that a start outlasted: its guard is told the Halt (done already if it
+        # took the press), or, when the start did not leave a system running, it is saved pending.
+        with self._starting:
+            if self.running:
+                try:
+                    self.guard.tell(Halt(press.by, press.reason, press.press_id))
+                except Exception as exc:  # (the guard took the press before any order all the same)
+                    logger.critical("halt by {} ({}) not told to the guard after the start: {!r}", press.by,
+                                    press.reason, exc)
+                return
+            self._halts_left_pending()
+
     def _halts_left_pending(self) -> None:
         # Kill-switch presses no guard took before the stop: kept by the store for the next start.
         for press in self._halts.left():
@@ -527,9 +540,9 @@ class TradingSystem:
 
     @property
     def running(self) -> bool:
-        """True from `start` (or a host's start) until `stop` has saved the halts left: a `halt`
-        asks its guard; else it is saved as a pending halt for the next start."""
-        return self._handle is not None and not self._stopped
+        """True from `start` (or a host's start) until the system ends (stopped, or its supervisor
+        gave up): a `halt` asks its guard; else it is saved as a pending halt for the next start."""
+        return self._handle is not None and not self._stopped and not self._handle.wait(0)
 
     def _started_or_raise(self, what: str) -> None:
         if self._handle is None:
@@ -570,10 +583,23 @@ class TradingSystem:
         `HaltNotSaved` when the store does not take it (a store the system built is closed by
         `stop`). Pressed while a start is under way, it waits for the start and asks its guard."""
         Halt(by, reason)  # refused here, naming the field, before it is recorded
-        with self._starting:  # (a start under way finishes first: its guard is then asked)
-            if self._handle is None or self._stopped:
+        if not self._starting.acquire(timeout=max(0.0, timeout)):
+            # A start under way outlasted the timeout: the press holds for every order from now
+            # on (the starting guard takes it before any), and is carried out once the start ends.
+            press = self._halts.press(by, reason)
+            threading.Thread(target=self._halt_once_started, args=(press,), name="tradewarden-halt-after-start",
+                             daemon=True).start()
+            raise HaltNotConfirmed(
+                f"the system is starting and did not confirm the halt by {by} ({reason}) within {timeout:g}s; the halt "
+                "is recorded and in force for every order not yet sent to the broker, and carried out as soon as the "
+                "start ends"
+            )
+        try:
+            if not self.running:
                 return self._halt_pending(by, reason)
             press = self._halts.press(by, reason)
+        finally:
+            self._starting.release()
         try:
             answer = self.guard.ask(Halt(by, reason, press.press_id), timeout=timeout)
         except pykka.Timeout:

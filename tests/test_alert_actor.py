@@ -172,3 +172,35 @@ def test_a_sink_that_retries_by_itself_is_never_sent_the_same_alert_again():
 def test_bad_limits_are_refused_naming_the_field_and_value(field, value):
     with pytest.raises(ValueError, match=f"^{field} must be a whole number >= 1, got {value!r}$"):
         AlertActor(ChildContext.standalone("alerts"), **{field: value})
+
+
+class PoisonSink(FlakySink):
+    """A sink that can never take one alert (its title ``refused``) and delivers every other."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__(failures=0)
+        self.refused = refused
+
+    def send(self, alert: Alert) -> None:
+        if alert.title == self.refused:
+            with self.cond:
+                self.calls.append(alert.title)
+            raise ValueError("Bad Request: message is too long")
+        super().send(alert)
+
+
+def test_an_alert_the_sink_can_never_take_steps_aside_and_the_later_ones_go_out():
+    # Retried for ever at the head of the queue, it held back every later alert, the next breach's too.
+    sink = PoisonSink("Trading halted")
+    ref = _actor(sink)
+    try:
+        with LogLines() as lines:
+            for title in ("Trading halted", "Guard breach", "Trading resumed"):
+                ref.tell(SendAlert(Alert(title, "text", Severity.CRITICAL)))
+            assert sink.wait_delivered(2) == ["Guard breach", "Trading resumed"]
+        assert sink.calls[:5] == ["Trading halted"] * 5  # in order until it had been refused that often
+        assert "WARNING alert 'Trading halted' still not delivered after 5 failed attempts: the alert after it is tried first" in (
+            lines.snapshot())
+        assert [alert.title for alert in ref.proxy().waiting.get(timeout=WAIT)] == ["Trading halted"]  # still retried
+    finally:
+        ref.stop()

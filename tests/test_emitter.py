@@ -468,6 +468,26 @@ def test_a_bad_event_after_an_outage_is_dropped_alone_and_the_events_held_throug
     disk.store.close()
 
 
+def test_a_bad_event_held_through_an_outage_is_dropped_alone_once_the_store_is_back(tmp_path):
+    # A store that finds a bad event only after the held ones (PostgreSQL encodes inside its
+    # transaction) made every write fail for good, each new good event dropped (a review).
+    disk = PickyDisk(tmp_path / "state.db")
+    journal = journal_sink(disk)  # type: ignore[arg-type]
+    handle, address = emitter([journal])
+    first, bad, last = event(n=1), Event(EventType.TRADE_EXECUTED, "main", {"bad": True}), event(n=2)
+    address.tell(PublishBatch((first, bad, last)))
+    address.ask(GetJournals())
+    refused(disk, 1)  # all three held
+    disk.full = False
+    disk.attempts.wait_for(lambda seen: seen.count("written") >= 2)
+    after = event(n=3)
+    address.tell(Publish(after))
+    handle.stop()
+    assert disk.store.events() == [first, last, after]
+    assert (journal.held, journal.backlog, journal.unjournaled) == (0, 0, 1)
+    disk.store.close()
+
+
 def test_events_still_refused_when_the_emitter_stops_are_counted_as_not_journaled(tmp_path):
     disk = FullDisk(tmp_path / "state.db")
     journal = journal_sink(disk)  # type: ignore[arg-type]

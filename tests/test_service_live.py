@@ -115,8 +115,11 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     assert anonymous.json() == {"error": "no bearer token (send 'Authorization: Bearer <CONTROL_TOKEN>')"}
     assert bot.get("/api/status", token="wrong").status_code == 401
     basic = httpx.get(bot.url + "/api/status", headers={"authorization": "Basic " + TOKEN}, timeout=10)
-    assert (basic.status_code, basic.json()) == (401, {"error": "the Authorization header's scheme is 'Basic', not "
+    assert (basic.status_code, basic.json()) == (401, {"error": "the Authorization header scheme is 'Basic', not "
                                                                 "Bearer (send 'Authorization: Bearer <CONTROL_TOKEN>')"})
+    bare = httpx.get(bot.url + "/api/status", headers={"authorization": "wrong-token-sent-bare"}, timeout=10)
+    assert (bare.status_code, bare.json()) == (401, {"error": "the Authorization header has no scheme, not Bearer "
+                                                              "(send 'Authorization: Bearer <CONTROL_TOKEN>')"})
     malformed = bot.post("/api/halt", content=b"{reason: nope")
     assert malformed.status_code == 400
     assert re.match(r"^the body is not valid JSON: ", malformed.json()["error"])
@@ -171,7 +174,7 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
 
     figures = scrape(bot)
     assert figures["tradewarden_drawdown_block_total"] >= 1
-    assert figures["tradewarden_control_auth_failures_total"] == 4  # the wrong token, none, a wrong token again, and a Basic scheme
+    assert figures["tradewarden_control_auth_failures_total"] == 5  # the wrong token, none, a wrong token again, a Basic scheme and a bare one
     assert figures["tradewarden_analytics_events_total{event_type=guard_triggered}"] >= 1
     assert figures["tradewarden_trading_state"] == 2
 

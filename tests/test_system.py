@@ -689,3 +689,28 @@ def test_a_fail_safe_halt_the_store_refused_is_said_and_saved_again_once_it_take
     record = store.load_guard("main")
     assert record.trading_state is TradingState.HALTED and record.reason.startswith("supervisor gave up: ")
     system.stop()
+
+
+class PagerDownTwice:
+    """An alert sink whose first two sends of the fail-safe's alert raise."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+        self.delivered: list[str] = []
+
+    def send(self, alert) -> None:
+        if alert.title.startswith("Supervisor gave up") and self.refused < 2:
+            self.refused += 1
+            raise ConnectionError("my pager is down")
+        self.delivered.append(alert.title)
+
+
+def test_the_fail_safes_alert_is_sent_again_when_the_sink_raised():
+    # It was tried once: the alert that says trading stopped for good was lost to a pager that was down.
+    sink = PagerDownTwice()
+    system = start_trading_system(Settings(max_restarts=0, within_seconds=60), paper("A"), ListSignalSource(),
+                                  store=MemoryStore(), alerts=sink, clock=ManualClock(), loop_interval=None, drills=True)
+    system.guard.tell(Crash("broken guard"))
+    assert system.wait(WAIT) and system.gave_up
+    system.stop()
+    assert sink.refused == 2 and "Supervisor gave up: trading halted" in sink.delivered

@@ -69,8 +69,10 @@ class RequireToken:
         if header is None:
             why = "no bearer token (send 'Authorization: Bearer <CONTROL_TOKEN>')"
         elif not header.lower().startswith("bearer "):
-            scheme = header.split(" ", 1)[0][:20]
-            why = f"the Authorization header's scheme is {scheme!r}, not Bearer (send 'Authorization: Bearer <CONTROL_TOKEN>')"
+            scheme = header.split(" ", 1)[0]
+            # A scheme is a word (Basic, Token); anything else may be a token sent bare: never echoed.
+            named = f"scheme is {scheme!r}" if " " in header and scheme.isalpha() and len(scheme) <= 12 else "has no scheme"
+            why = f"the Authorization header {named}, not Bearer (send 'Authorization: Bearer <CONTROL_TOKEN>')"
         else:
             why = "wrong bearer token"
         body = json.dumps({"error": why}).encode()
