@@ -4,6 +4,7 @@ broker call are refused as halted, never sent, and the halt is carried out once.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pykka
 import pytest
@@ -170,6 +171,21 @@ def test_a_halt_after_stop_is_kept_by_the_store_for_the_next_start():
     assert (pending.by, pending.reason) == ("desk", "stop now")
 
 
+def _halted_while_written(system: TradingSystem, store: Any, order: Order) -> Any:
+    """The guard's answer to ``order``, with the kill switch pressed while ``store`` held one of
+    the order's writes (``store.writing`` set, until ``store.release``)."""
+    answers: dict[str, Any] = {}
+    placing = threading.Thread(target=lambda: answers.setdefault("order", system.guard.ask(PlaceOrder(order, _now()),
+                                                                                           timeout=WAIT)))
+    placing.start()
+    assert store.writing.wait(WAIT)
+    with pytest.raises(HaltNotConfirmed):
+        system.halt("desk", "stop now", timeout=0.2)
+    store.release.set()
+    placing.join(WAIT)
+    return answers["order"]
+
+
 class SlowRecord(MemoryStore):
     """A store whose first order record is written only when the test lets it."""
 
@@ -194,16 +210,8 @@ def test_an_order_whose_record_was_being_written_when_the_switch_was_pressed_nev
     system = start_trading_system(Settings(), broker, ListSignalSource(), store=store, subscribers=[events],
                                   loop_interval=None)
     try:
-        order, answers = Order("A", "buy", 1), {}
-        placing = threading.Thread(target=lambda: answers.setdefault("order", system.guard.ask(PlaceOrder(order, _now()),
-                                                                                               timeout=WAIT)))
-        placing.start()
-        assert store.writing.wait(WAIT)
-        with pytest.raises(HaltNotConfirmed):
-            system.halt("desk", "stop now", timeout=0.2)
-        store.release.set()
-        placing.join(WAIT)
-        assert answers["order"].refusal == "trading halted" and broker.sent == []
+        order = Order("A", "buy", 1)
+        assert _halted_while_written(system, store, order).refusal == "trading halted" and broker.sent == []
         assert system.journaled(WAIT)
         mine = [(e.event_type, e.metadata.get("refused_by")) for e in store.events()
                 if e.metadata.get("client_order_id") == order.client_id]
@@ -237,16 +245,8 @@ def test_an_order_whose_count_was_being_saved_when_the_switch_was_pressed_never_
                                   loop_interval=None)
     try:
         store.armed = True
-        answers: dict[str, object] = {}
-        placing = threading.Thread(target=lambda: answers.setdefault(
-            "order", system.guard.ask(PlaceOrder(Order("A", "buy", 1), _now()), timeout=WAIT)))
-        placing.start()
-        assert store.writing.wait(WAIT)
-        with pytest.raises(HaltNotConfirmed):
-            system.halt("desk", "stop now", timeout=0.2)
-        store.release.set()
-        placing.join(WAIT)
-        assert answers["order"].refusal == "trading halted" and broker.sent == []
+        assert _halted_while_written(system, store, Order("A", "buy", 1)).refusal == "trading halted"
+        assert broker.sent == []
     finally:
         store.release.set()
         system.stop()
