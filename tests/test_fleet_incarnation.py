@@ -98,12 +98,15 @@ def test_a_store_that_stays_down_quarantines_the_account_halted_and_alerts(
                                    pid=status.pid, epoch=None)
     [alert] = bot_api.wait_for_requests(1, timeout=10)
     assert alert.text == f"[CRITICAL] Account quarantined: trading halted\ndown: {status.detail}"
-    # Its store never opened: a halt cannot be kept for whatever starts the account next, and says so.
+    # Its store never opened, and is tried once more for the halt: still down, the halt cannot be
+    # kept for whatever starts the account next, and says so.
     with pytest.raises(HaltNotDurable) as unsaved:
         _start(incarnations, spec).halt("ops", "desk closed")
+    assert f"): it does not trade, but the halt was not saved (state store {shown!r} unreachable after 1 attempt: " in (
+        str(unsaved.value))
     assert str(unsaved.value).endswith(
-        "): it does not trade, but the halt was not saved (its state store is not open): added again, or started by "
-        "another process, the account would start without it; halt it again once its state store can be reached")
+        "): added again, or started by another process, the account would start without it; halt it again once its "
+        "state store can be reached")
 
 
 def test_a_factory_that_raises_leaves_the_account_quarantined_not_a_raising_constructor(

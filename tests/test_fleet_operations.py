@@ -23,7 +23,7 @@ from pathlib import Path
 import attrs
 import httpx
 import pytest
-from support.fleet_parts import gated_broker, refusing_broker
+from support.fleet_parts import BuyEveryPoll, gated_broker, priced_broker, refusing_broker
 from support.postgres import PostgresServer
 from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
 
@@ -192,6 +192,33 @@ def test_the_fleet_halt_reaches_an_account_whose_worker_was_just_lost_and_it_sta
         _remove_all(fleet, [account])
 
 
+def test_an_account_whose_worker_dies_as_the_fleet_is_halted_sends_no_order_before_the_halt(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    # Its next incarnation started from its saved ACTIVE state and traded (3 to 6 orders on a
+    # 0.05 s loop) until Ray's retry of the halt reached it (the fleet trial).
+    fleet = served.fleet
+    account = f"trading-{uuid.uuid4().hex[:6]}"
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_db=str(tmp_path / "s.db"), loop_interval_seconds=0.05),
+                  priced_broker, BuyEveryPoll, node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        lost = fleet.status(account, timeout=10.0).pid
+        assert lost is not None
+        os.kill(lost, signal.SIGKILL)
+        pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+        assert pressed.status_code in (200, 503), pressed.text
+        fleet_wait(lambda: fleet.status(account).pid != lost and fleet.status(account).health is Health.OK, WAIT,
+                   served.pids, f"{account} restarted")
+        fleet_wait(lambda: fleet.status(account).trading_state is TradingState.HALTED, WAIT, served.pids,
+                   f"{account} halted")
+        journal = fleet.journal(account)
+        last_start = max(i for i, e in enumerate(journal) if e.event_type is EventType.LOOP_STARTED)
+        sent = [e.metadata["client_order_id"] for e in journal[last_start:] if e.event_type is EventType.ORDER_SUBMITTED]
+        assert sent == []  # the new incarnation started HALTED: its orders were refused, none sent
+    finally:
+        _remove_all(fleet, [account])
+
+
 def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_account_restarts_halted(
     served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
 ) -> None:
@@ -232,6 +259,10 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         # 10,000), HALTED by the person who lifted it, and trades only once resumed.
         own.up()
         down = False
+        # A halt of the quarantined account is saved now that the store is back (it answered
+        # not_saved for good, the store never reopened: the fleet trial).
+        halted = served.post(f"/api/fleet/{account}/halt", json={"by": "desk", "reason": "after the outage"})
+        assert (halted.status_code, halted.json()["done"], halted.json()["previous_state"]) == (200, "halted", "halted")
         lifted = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
         reason = f"quarantine lifted: {quarantined.detail}"
         assert (lifted.status_code, lifted.json()) == (202, {
@@ -245,10 +276,12 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
 
         fleet_wait(restarted, WAIT, served.pids, f"{account} restarted")
         after = fleet.status(account, timeout=10.0)
-        assert (after.trading_state, after.detail, after.peak) == (TradingState.HALTED, f"halted by ops: {reason}", 10_000)
+        # The desk's halt, saved first, is the one in force; the lift's is taken after it.
+        desk = "halted by desk: after the outage"
+        assert (after.trading_state, after.detail, after.peak) == (TradingState.HALTED, desk, 10_000)
         changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
                    if e.event_type is EventType.TRADING_STATE_CHANGED]
-        assert changes == [("active", "halted", f"halted by ops: {reason}")]
+        assert changes == [("active", "halted", desk), ("halted", "halted", f"halted by ops: {reason}")]
         assert fleet.resume(account, "ops") is TradingState.HALTED
         assert fleet.status(account, timeout=10.0).trading_state is TradingState.ACTIVE
     finally:

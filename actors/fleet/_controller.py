@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.fleet._account import AccountActor, account_name
 from actors.fleet._incarnation import AccountSpec
 from actors.fleet._policy import Admission, Probing, RestartWindow
+from runtime.store import PendingHalt
 
 __all__ = ["CONTROLLER_NAME", "Controller"]
 
@@ -47,6 +48,8 @@ class Controller:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._misses: dict[str, tuple[int, int]] = {}  # account -> (Ray's restart count, pings missed; -1: killed)
+        # Halts a driver pressed and no incarnation confirmed yet, by account and halt id (see press).
+        self._presses: dict[str, dict[str, PendingHalt]] = {}
         self.recreated: dict[str, int] = {}
         self.zombies_killed: dict[str, int] = {}
         for key in internal_kv._internal_kv_list(_SPEC_PREFIX, namespace=namespace):
@@ -75,6 +78,7 @@ class Controller:
         """Stop the account cleanly (within ``timeout``), then end its actor for good."""
         with self._lock:
             entry = self._entries.pop(account_id, None)
+            self._presses.pop(account_id, None)
             internal_kv._internal_kv_del(_key(account_id), namespace=self._namespace)
             self._window.forget(account_id)
         if entry is None:
@@ -109,10 +113,31 @@ class Controller:
         with self._lock:
             return sorted(self._entries)
 
+    def press(self, account_ids: list[str], halt: PendingHalt) -> None:
+        """A driver is about to ask each of ``account_ids`` to carry out ``halt``: kept until
+        it confirms (`pressed_done`), and handed to the account's next incarnation should its
+        worker be lost first (`admit`), so that one starts HALTED instead of trading until the
+        retried halt reaches it. In this actor's memory: a controller restarted meanwhile has
+        none (the account's own halt, retried by Ray, still lands)."""
+        with self._lock:
+            for account_id in account_ids:
+                if account_id in self._entries:
+                    self._presses.setdefault(account_id, {})[halt.halt_id] = halt
+
+    def pressed_done(self, account_id: str, halt_id: str) -> None:
+        """The account carried out (or saved) the halt ``halt_id``: forgotten."""
+        with self._lock:
+            self._presses.get(account_id, {}).pop(halt_id, None)
+
     def admit(self, account_id: str) -> Admission:
-        """How an incarnation of ``account_id`` starting now may start (see `RestartWindow`)."""
+        """How an incarnation of ``account_id`` starting now may start (see `RestartWindow`),
+        with the halts pressed for it that no incarnation confirmed (taken: see `press`)."""
         with self._lock:
             admission = self._window.admit(account_id, time.monotonic())
+            halts = tuple(self._presses.pop(account_id, {}).values())
+        if halts:
+            logger.warning("account {}: starts with {} halt(s) pressed while its worker was lost", account_id, len(halts))
+            admission = attrs.evolve(admission, halts=halts)
         if admission.quarantined:
             logger.critical("account {} quarantined: {}", account_id, admission.reason)
         elif admission.restarts:

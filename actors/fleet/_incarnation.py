@@ -128,6 +128,10 @@ class Incarnation:
         threading.Thread(target=self._start, args=(admission,), name=f"account-{self.spec.account_id}", daemon=True).start()
 
     def _start(self, admission: Admission) -> None:
+        if admission.halts:  # pressed while the last worker was lost: saved before the system starts
+            with self._lock:
+                self._pressed.extend(admission.halts)
+                self._unsaved.extend(admission.halts)
         try:
             self._start_or_quarantine(admission)
         except BaseException as exc:  # whatever happens, the account comes up: quarantined
@@ -353,7 +357,9 @@ class Incarnation:
                 raise HaltNotDurable(f"account {account} is trading: it is {exc}") from None
         if health is Health.QUARANTINED:
             # HALTED and not trading here; saved, the halt also holds for whatever starts the account next.
-            why = self._save_halt(pending, store)
+            # A store that never opened (the outage that quarantined it) is tried again now: it may be back.
+            opened = store if store is not None else self._opened_now()
+            why = opened if isinstance(opened, str) else self._save_halt(pending, opened)
             if why is None:
                 logger.warning("account {}: halt by {} of a quarantined account saved: {}", account, by, reason)
                 return TradingState.HALTED

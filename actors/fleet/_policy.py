@@ -8,6 +8,7 @@ import collections
 import attrs
 
 from runtime.backoff import Backoff
+from runtime.store import PendingHalt
 from runtime.validation import attrs_positive, attrs_whole
 
 __all__ = ["Admission", "Probing", "RestartWindow"]
@@ -16,12 +17,15 @@ __all__ = ["Admission", "Probing", "RestartWindow"]
 @attrs.frozen
 class Admission:
     """The controller's answer to an incarnation about to start: wait ``delay`` seconds first, or
-    do not trade at all (``quarantined``, with the ``reason``)."""
+    do not trade at all (``quarantined``, with the ``reason``); and the ``halts`` pressed for the
+    account that no incarnation has confirmed yet (its worker was lost meanwhile): the new one
+    saves them as pending halts before its trading system starts, so it starts HALTED."""
 
     delay: float = 0.0
     quarantined: bool = False
     reason: str = ""
     restarts: int = 0
+    halts: tuple[PendingHalt, ...] = ()
 
 
 @attrs.define

@@ -10,6 +10,8 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
+from loguru import logger
+
 from actors.fleet._incarnation import AccountSpec
 from actors.fleet._policy import Probing, RestartWindow
 from actors.fleet.status import AccountNotTrading, AccountStatus, HaltNotDurable, HaltOutcome, HaltPending, Health
@@ -26,6 +28,7 @@ __all__ = ["DEFAULT_NAMESPACE", "AccountQuarantined", "Fleet", "FleetError"]
 
 DEFAULT_NAMESPACE = "tradewarden"
 _INSTALL_HINT = "pip install 'tradewarden[ray]'"
+_PRESS_TIMEOUT = 2.0  # the controller's ack of a halt kept for an account's next incarnation
 
 
 class FleetError(TradewardenError, RuntimeError):
@@ -252,7 +255,11 @@ class Fleet:
         when it could not be saved (only the starting worker holds it: halt it again).
         `AccountNotTrading` for a fenced or stopped account (HALTED already, and not trading);
         a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
-        return self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
+        halt = PendingHalt(by, reason)  # (refused here, naming the field, before anything is asked)
+        self._press([account_id], halt)
+        answer = self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
+        self._pressed_done(account_id, halt)
+        return answer
 
     def halt_all(self, by: str, reason: str, timeout: float = 10.0) -> list[HaltOutcome]:
         """The kill switch for the whole fleet: every account it knows (quarantined, starting and
@@ -261,10 +268,31 @@ class Fleet:
         other's halt. Returns each account's `HaltOutcome`, sorted by id; the fleet is halted when
         every one is ``saved``. A blank ``by`` or ``reason`` is a `ValueError` (or `TypeError`)
         naming it, raised before any account is asked."""
-        PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
+        halt = PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
+        self._press(self.account_ids(), halt)
         # Late halts are not cancelled: one that lands late is still a halt.
         answers = self._ask_every(lambda handle: handle.halt.remote(by, reason), timeout, cancel_late=False)
-        return [_halt_outcome(account_id, answer) for account_id, answer in answers.items()]
+        outcomes = [_halt_outcome(account_id, answer) for account_id, answer in answers.items()]
+        for outcome in outcomes:
+            if outcome.saved:
+                self._pressed_done(outcome.account_id, halt)
+        return outcomes
+
+    def _press(self, account_ids: list[str], halt: PendingHalt) -> None:
+        # The controller keeps the halt for an account whose worker is lost before it carries it
+        # out: its next incarnation starts HALTED (see `Controller.press`). Best effort: without
+        # the controller the accounts are still asked, and Ray retries an ask a lost worker missed.
+        try:
+            self._ray.get(self._controller().press.remote(account_ids, halt), timeout=_PRESS_TIMEOUT)
+        except Exception as exc:
+            logger.warning("halt by {} not kept by the fleet's controller ({}): asked of the accounts all the same",
+                           halt.by, _why(exc))
+
+    def _pressed_done(self, account_id: str, halt: PendingHalt) -> None:
+        try:
+            self._controller().pressed_done.remote(account_id, halt.halt_id)  # (told: nothing waits on it)
+        except Exception as exc:
+            logger.warning("account {}: the controller not told its halt was carried out ({})", account_id, _why(exc))
 
     def resume(
         self, account_id: str, by: str = "operator", *, rebaseline: bool = False, timeout: float = 10.0,
@@ -376,6 +404,9 @@ class Fleet:
     def _call(self, ref: Any, account_id: str, what: str, timeout: float) -> Any:
         try:
             return self._ray.get(ref, timeout=timeout)
+        except self._ray.exceptions.GetTimeoutError:
+            raise FleetError(f"account {account_id!r}: no answer within {timeout:g}s {what}: it may still be carried out;"
+                             " ask its status") from None
         except Exception as exc:
             refusal = self._refusal(exc, (TypeError, ValueError, KeyError, PermissionError, TradewardenError))
             if refusal is not None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime
 
 from runtime.adapters.paper import PaperBroker
+from runtime.signals import Signal
 
-__all__ = ["gated_broker", "priced_broker", "refusing_broker"]
+__all__ = ["BuyEveryPoll", "gated_broker", "priced_broker", "refusing_broker"]
 
 
 def priced_broker() -> PaperBroker:
@@ -29,3 +31,12 @@ def gated_broker(port: int) -> PaperBroker:
 def refusing_broker() -> PaperBroker:
     """A broker whose login is refused: the account comes up quarantined."""
     raise RuntimeError("broker login refused")
+
+
+class BuyEveryPoll:
+    """A signal source that asks for one EURUSD lot at every poll: an account that trades on
+    every cycle, so that any cycle it runs unhalted shows as an order."""
+
+    def poll(self, now: datetime) -> list[Signal]:
+        """One buy of 1, every time."""
+        return [Signal("EURUSD", "buy", 1.0, reason="every poll")]
