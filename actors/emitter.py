@@ -131,7 +131,7 @@ class JournalSink:
         event bad (`TypeError`, `ValueError`: no retry would write it), each event is written on
         its own, and only the bad ones are dropped (counted, and a `ValueError` says how many)."""
         with self._cond:
-            batch = [*self._held, *events] if self._held else list(events)
+            batch = [*self._held, *events] if self._held else events  # (no copy on the common path)
         try:
             written = self.store.append_events(batch)
         except (TypeError, ValueError):
@@ -144,7 +144,7 @@ class JournalSink:
         self._settle(len(batch), written_again=True)
         return written
 
-    def _one_by_one(self, batch: list[Event], last: bool) -> int:
+    def _one_by_one(self, batch: Sequence[Event], last: bool) -> int:
         written = bad = 0
         for index, event in enumerate(batch):
             try:

@@ -402,12 +402,10 @@ class TradingSystem:
             self._halts_left_pending()  # (before the store closes)
             self._stopped = True
         for part in self._owned:
-            close = getattr(part, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception as exc:
-                    logger.error("closing {!r} failed: {!r}", part, exc)
+            try:
+                _close(part)
+            except Exception as exc:
+                logger.error("closing {!r} failed: {!r}", part, exc)
 
     def _drain_journals(self, deadline: float) -> int:
         # The emitter's journal worker may still be writing (an emitter stops after a bounded

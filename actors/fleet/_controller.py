@@ -113,14 +113,14 @@ class Controller:
         with self._lock:
             return sorted(self._entries)
 
-    def press(self, account_ids: list[str], halt: PendingHalt) -> None:
-        """A driver is about to ask each of ``account_ids`` to carry out ``halt``: kept until
-        it confirms (`pressed_done`), and handed to the account's next incarnation should its
-        worker be lost first (`admit`), so that one starts HALTED instead of trading until the
-        retried halt reaches it. In this actor's memory: a controller restarted meanwhile has
+    def press(self, account_ids: list[str] | None, halt: PendingHalt) -> None:
+        """A driver is about to ask each of ``account_ids`` (None: every account) to carry out
+        ``halt``: kept until it confirms (`pressed_done`), and handed to the account's next
+        incarnation should its worker be lost first (`admit`), so that one starts HALTED instead
+        of trading until the retried halt reaches it. In this actor's memory: a controller restarted meanwhile has
         none (the account's own halt, retried by Ray, still lands)."""
         with self._lock:
-            for account_id in account_ids:
+            for account_id in self._entries if account_ids is None else account_ids:
                 if account_id in self._entries:
                     self._presses.setdefault(account_id, {})[halt.halt_id] = halt
 

@@ -269,7 +269,7 @@ class Fleet:
         every one is ``saved``. A blank ``by`` or ``reason`` is a `ValueError` (or `TypeError`)
         naming it, raised before any account is asked."""
         halt = PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
-        self._press(self.account_ids(), halt)
+        self._press(None, halt)  # (every account the controller knows: no second round trip for their ids)
         # Late halts are not cancelled: one that lands late is still a halt.
         answers = self._ask_every(lambda handle: handle.halt.remote(by, reason), timeout, cancel_late=False)
         outcomes = [_halt_outcome(account_id, answer) for account_id, answer in answers.items()]
@@ -278,7 +278,7 @@ class Fleet:
                 self._pressed_done(outcome.account_id, halt)
         return outcomes
 
-    def _press(self, account_ids: list[str], halt: PendingHalt) -> None:
+    def _press(self, account_ids: list[str] | None, halt: PendingHalt) -> None:
         # The controller keeps the halt for an account whose worker is lost before it carries it
         # out: its next incarnation starts HALTED (see `Controller.press`). Best effort: without
         # the controller the accounts are still asked, and Ray retries an ask a lost worker missed.
