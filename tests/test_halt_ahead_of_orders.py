@@ -9,6 +9,7 @@ from typing import Any
 import pykka
 import pytest
 from actor_helpers import WAIT, AlertInbox, EventLog, wait_until
+from support.slow_start import SlowStart
 
 from actors import TradingSystem, start_trading_system
 from actors.messages import Crash, Ping, PlaceOrder, Resume
@@ -250,20 +251,6 @@ def test_an_order_whose_count_was_being_saved_when_the_switch_was_pressed_never_
     finally:
         store.release.set()
         system.stop()
-
-
-class SlowStart(MemoryStore):
-    """A store whose first read of the guard's record (its start) waits until the test lets it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reading, self.release = threading.Event(), threading.Event()
-
-    def load_guard(self, loop_id):
-        if not self.reading.is_set():
-            self.reading.set()
-            assert self.release.wait(WAIT)
-        return super().load_guard(loop_id)
 
 
 def test_a_halt_that_a_slow_start_outlasts_answers_in_its_time_and_is_carried_out_once_the_start_ends():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from actor_helpers import WAIT, wait_until
 from loguru import logger
 from support.bot_api_server import TEST_TOKEN, BotApiServer, Received, Reply
 from support.control_server import SlowCloseBroker, SlowListBroker, paper_with_positions
+from support.slow_start import SlowStart
 
 from actors import start_trading_system
 from actors.messages import Halt, RunCycle
@@ -607,6 +609,38 @@ def test_positions_from_a_hung_broker_are_unknown_and_a_list_from_an_earlier_ans
     finally:
         broker.release.set()  # a failed assertion must not leave the guard or a status thread waiting
         broker.unblock.set()
+        trading.stop()
+
+
+def _calling(thread: threading.Thread, function: Any) -> bool:
+    # Whether ``thread`` is inside ``function`` now: a call that blocks shows nothing else.
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None and frame.f_code is not function.__code__:
+        frame = frame.f_back
+    return frame is not None
+
+
+def test_a_halt_sent_while_the_system_starts_is_answered_as_carried_out_by_its_guard():
+    # An embedder's bot listening before the system's first start ended answered "not running",
+    # though the halt waited for the start and its guard carried it out.
+    store = SlowStart()
+    trading = TradingSystem(Settings(), PaperBroker(), ListSignalSource(), store=store, loop_interval=None)
+    handler = CommandHandler(trading, EventHub(), timeout=WAIT)
+    starting = threading.Thread(target=trading.start)
+    starting.start()
+    try:
+        assert store.reading.wait(WAIT)
+        replies: list[str] = []
+        halting = threading.Thread(target=lambda: replies.append(handler(sent_now("/halt news"))))
+        halting.start()
+        assert wait_until(lambda: _calling(halting, trading.halt))  # it waits for the start
+        store.release.set()
+        halting.join(WAIT)
+        assert replies == ["HALTED (was active): news. Every position is being closed."]
+        assert store.load_pending_halts(trading.settings.loop_id) == []
+    finally:
+        store.release.set()
+        starting.join(WAIT)
         trading.stop()
 
 

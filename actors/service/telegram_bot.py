@@ -133,14 +133,15 @@ class CommandHandler:
 
     def _halt(self, command: ChatCommand) -> str:
         reason = command.argument or "halted from Telegram"
-        running = self.system.running
         try:
             previous = self._change("/halt", lambda: self.system.halt(_BY, reason, timeout=self.timeout))
         except HaltNotSaved as exc:
             return f"HALTED (was {exc.previous.value}): {reason}, but NOT SAVED: {exc}."
         if isinstance(previous, str):
             return previous
-        if not running:
+        # Read after the halt, not before: one sent while the system starts waits for the start
+        # and is carried out by its guard, which a reading taken first called not running.
+        if not self.system.running:
             return (f"The trading system is not running: the halt ({reason}) is saved in its store, and carried out "
                     "first when it starts.")
         done = f"HALTED (was {previous.value}): {reason}. Every position is being closed."

@@ -1,4 +1,4 @@
-"""A strategy that takes a while to build, as one that loads its history or its model does."""
+"""Starts that take a while: a strategy that loads its history or its model, a store slow to read."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from runtime.signals import Signal
+from actor_helpers import WAIT
 
-__all__ = ["SlowToBuild"]
+from runtime.signals import Signal
+from runtime.store import MemoryStore
+
+__all__ = ["SlowStart", "SlowToBuild"]
 
 
 class SlowToBuild:
@@ -22,3 +25,18 @@ class SlowToBuild:
     def poll(self, now: datetime) -> Sequence[Signal]:
         """Nothing, ever."""
         return []
+
+
+class SlowStart(MemoryStore):
+    """A store whose first read of the guard's record (the system's start) waits until the test
+    sets ``release``; ``reading`` is set when that read begins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading, self.release = threading.Event(), threading.Event()
+
+    def load_guard(self, loop_id):
+        if not self.reading.is_set():
+            self.reading.set()
+            assert self.release.wait(WAIT)
+        return super().load_guard(loop_id)
