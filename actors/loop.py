@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -354,8 +354,9 @@ class LoopActor(SupervisedActor):
     def _play(self, batch: MarketBatch) -> BatchDone:
         # Each bar exactly as a MarketData told alone and settled before the next: the clock
         # moves to it, the guard sees the equity carried into a new trading day (on the day's
-        # first bar), then the worst of the bar, then the close. Readings the
-        # guard's line calls clear are held and sent as one series before anything else reaches
+        # first bar), then the readings inside the bar (its worst, its best, a limit crossed on
+        # the way to the close: `PaperFeed.intrabar`), then the close. Readings the guard's line
+        # calls clear are held and sent as one series before anything else reaches
         # the guard; any other reading, and every order, is judged at once (asked).
         clock = self.context.clock
         move = getattr(clock, "set", None)
@@ -400,23 +401,20 @@ class LoopActor(SupervisedActor):
         if move(at, before_callbacks=self._send_held) and self._line is not None:
             self._line = self._ask_line(GetGuardLine())
 
-    def _inside_bar(self, intrabar: Callable[[MarketData, GuardLine], tuple[float, bool] | None], data: MarketData) -> None:
-        # The feed tells the equity at the bar's worst for what is held, and whether it is clear;
-        # when it is not, it has priced the broker where the guard must judge it (the crossing).
-        assert self._line is not None
+    def _inside_bar(self, intrabar: Callable[..., Iterable[tuple[float, bool]]], data: MarketData) -> None:
+        # The feed tells the readings inside the bar for what is held (its worst, its best, a
+        # crossing on the way to the close), each with whether it is clear; when one is not, it
+        # has priced the broker where the guard must judge it, and the guard does before the
+        # feed looks at the bar again (what the guard closed is no longer held).
         try:
-            worst = intrabar(data, self._line)
+            for equity, clear in intrabar(data, lambda: self._line):
+                if clear:
+                    self._hold(equity, data.at)
+                else:
+                    self._report_equity(data.at)
         except Exception as exc:
             self._errors += 1
             self.log.error("market feed failed inside the bar at {}: {!r}", data.at.isoformat(), exc)
-            return
-        if worst is None:
-            return
-        equity, clear = worst
-        if clear:
-            self._hold(equity, data.at)
-        else:
-            self._report_equity(data.at)
 
     def _hold(self, equity: float, at: datetime) -> None:
         assert self._line is not None

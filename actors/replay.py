@@ -4,8 +4,8 @@ A replay hands the loop its bars in batches (`MarketBatch`); the loop moves a `M
 each bar's time (so heartbeats, timers and trading-day rollovers follow the data, not the wall
 clock), hands the bar to its market feed in its own thread and runs a cycle. `PaperFeed` is that
 market feed for a `PaperBroker` and a bar-driven strategy such as
-`runtime.replay.strategies.MovingAverageCrossover`; it also shows the guard the worst of each bar
-first (`PaperFeed.intrabar`).
+`runtime.replay.strategies.MovingAverageCrossover`; it also shows the guard each bar along its
+path from the open by its high and low to the close (`PaperFeed.intrabar`).
 
 A batch is played exactly as its bars would be one at a time, each settled before the next:
 live, bars are minutes apart and a guard reacts within milliseconds, so a reading that might make
@@ -20,9 +20,10 @@ of a long replay's events is lost.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -84,9 +85,9 @@ class PaperFeed:
     The strategy is long-only in this example set: a short net volume (someone else's trade) is
     reported to it as 0. Anything but a `Bar` raises ``TypeError`` (the loop logs and counts it).
 
-    It keeps the equity it showed the guard inside each bar (`inside_readings`), one number per
-    bar that held a position, so that a report can give the worst the guard saw, not only the
-    closes.
+    It keeps the equity inside each bar that held a position, at each point of the bar's path
+    (`inside_readings`), so that a report can give the worst the guard saw, and the peaks it
+    measured from, not only the closes.
     """
 
     def __init__(self, broker: PaperBroker, strategy: BarStrategy, symbol: str) -> None:
@@ -96,7 +97,7 @@ class PaperFeed:
         self.strategy = strategy
         self.symbol = symbol
         self._bars = 0
-        self._inside: dict[datetime, float] = {}
+        self._inside: dict[datetime, tuple[float, ...]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -106,9 +107,11 @@ class PaperFeed:
             return self._bars
 
     @property
-    def inside_readings(self) -> dict[datetime, float]:
-        """The equity the guard was shown inside each bar fed so far that held a position, by bar
-        time: the worst of the bar, or where a limit was crossed (`intrabar`). A copy."""
+    def inside_readings(self) -> dict[datetime, tuple[float, ...]]:
+        """The equity inside each bar fed so far that held a position, by bar time: at each point
+        of the bar's path the feed read for the guard (`intrabar`), in the path's order, the open
+        left out unless the bar gapped past a limit there. Their lowest is the worst the guard
+        saw in the bar, their highest its best. A copy."""
         with self._lock:
             return dict(self._inside)
 
@@ -124,43 +127,78 @@ class PaperFeed:
         with self._lock:
             self._bars += 1
 
-    def intrabar(self, data: MarketData, line: GuardLine) -> tuple[float, bool] | None:
-        """The equity at the worst of the bar for what the broker holds in ``symbol`` (a long
-        marked at the bar's low, a short at its high) and whether ``line`` calls it clear; None
-        when nothing is held. This is the reading the guard sees first in the bar.
+    def intrabar(self, data: MarketData, line: Callable[[], GuardLine | None]) -> Iterator[tuple[float, bool]]:
+        """The readings the guard takes inside the bar, before its close, for what the broker
+        holds in ``symbol``: each as ``(equity, clear)``, where ``clear`` is whether the guard's
+        line (``line()``, asked anew for each, since the guard may have moved) calls it clear.
+        The caller has the guard take each reading before it asks for the next: what the guard
+        closed is then no longer held. Nothing while nothing is held.
 
-        When the reading is not clear, the broker's price is left where the guard must judge
-        it, so that what it closes fills there: at the first price on the way from the bar's open
-        to its worst where the guard would close something (the account crossing a limit that
-        breaches, or a position's loss reaching the per-position stop; the open itself when the
-        bar opened past it, gapping through), or at the worst price when nothing would be closed.
-        The close is set afterwards by `__call__`.
+        The bar is read along a path from its open, high, low and close: the open; then the high
+        and the low, the high first when the bar closed below its open, the low first otherwise
+        (MetaTrader 5's tester orders its generated ticks so for falling and rising bars; a bar
+        that closed at its open counts as rising); then the close. So a long on a falling
+        bar meets its best before its worst, and its worst is measured from the peak that best
+        may have raised; on a rising bar it meets its worst first, then its best, which the close
+        is measured from.
+
+        - **A limit or a stop crossed on the way** to a price (the account crossing a limit that
+          breaches, or a position's loss reaching the per-position stop): the broker is priced at
+          the first price on the way where the guard would close something, and the guard
+          judges the account there (never clear), so what it closes fills there. At the open
+          itself when the bar opened past it (a gap), wherever the bar went next.
+        - **Otherwise**, the high and the low are each a reading at that price, the broker
+          priced there when the reading is not clear. The open, and the bar's best, are read
+          only when they would raise the peak or are not clear: otherwise the guard would take
+          them without a finding, and the bar's worst is a reading always.
+        - **The close** is set afterwards by `__call__`, and the guard judges it with the cycle
+          that follows; only a limit crossed on the way to it is read here.
         """
         bar = data.bar
         if not isinstance(bar, Bar):
-            return None
+            return
         broker, symbol = self.broker, self.symbol
-        held = broker.net_volume(symbol)
-        if held == 0:
-            return None
-        worst = bar.low if held > 0 else bar.high
-        equity = broker.equity_at(symbol, worst)
-        # A position is open (``held``): the count only matters to a halted guard, for which
-        # any open position makes the reading one to judge.
-        clear = line.clear(equity, bar.time, 1, broker.net_deposits)
-        if not clear:
-            price = worst
+        shown: list[float] = []
 
-            def acts(at_price: float) -> bool:
-                return line.acts(broker.equity_at(symbol, at_price), bar.time, broker.positions_at(symbol, at_price))
+        def acts(guard: GuardLine, price: float) -> bool:
+            return guard.acts(broker.equity_at(symbol, price), bar.time, broker.positions_at(symbol, price))
 
-            if acts(worst):
-                price = crossing_price(bar.open, worst, acts)
-            broker.update_price(symbol, price, bar.time)
-            equity = broker.account_equity()
-        with self._lock:
-            self._inside[bar.time] = equity
-        return equity, clear
+        first, second = (bar.high, bar.low) if bar.close < bar.open else (bar.low, bar.high)
+        path = (bar.open, first, second, bar.close)
+        try:
+            for index, point in enumerate(path):
+                held, guard = broker.net_volume(symbol), line()
+                if held == 0 or guard is None:
+                    return
+                equity = broker.equity_at(symbol, point)
+                # A position is open (``held``): the count only matters to a halted guard, for
+                # which any open position makes the reading one to judge.
+                clear = guard.clear(equity, bar.time, 1, broker.net_deposits)
+                start = path[index - 1] if index else point
+                worsening = point < start if held > 0 else point > start
+                if not clear and (worsening or not index) and acts(guard, point):
+                    crossed = crossing_price(start, point, functools.partial(acts, guard))
+                    broker.update_price(symbol, crossed, bar.time)
+                    equity = broker.account_equity()
+                    shown.append(equity)
+                    yield equity, False
+                    continue
+                if index == len(path) - 1:
+                    return  # the close: the cycle that follows judges it
+                worst = point == (bar.low if held > 0 else bar.high)
+                raises_peak = equity > guard.peak
+                if index or raises_peak:
+                    shown.append(equity)
+                if not (raises_peak or (index and (worst or not clear))):
+                    continue  # a clear reading below the peak: the bar's worst tells the guard more
+                if not clear:
+                    broker.update_price(symbol, point, bar.time)
+                    equity = broker.account_equity()
+                yield equity, clear
+        finally:
+            if shown:
+                with self._lock:
+                    self._inside[bar.time] = tuple(shown)
 
     def __repr__(self) -> str:
         return f"PaperFeed(symbol={self.symbol!r}, strategy={self.strategy!r})"
@@ -212,7 +250,7 @@ class Replay:
 
     Each batch of up to ``batch`` bars is one `MarketBatch` asked of the loop: for each bar the
     loop moves ``clock`` to the bar's time (firing every timer due on the way), shows the guard
-    the worst of the bar for what is held (see `PaperFeed.intrabar`), hands the bar to its market
+    the bar's path for what is held (see `PaperFeed.intrabar`), hands the bar to its market
     feed and runs a cycle; readings the guard's clear line calls clear travel to the guard as one
     series, and any other reading, and every order, is judged by the guard before the bar goes
     on. The result is the same at any batch size, bar for bar and event for event: the same

@@ -150,8 +150,9 @@ class _Journal:
 
 def plain_core(bars: list[Bar], journal: StateStore | None = None) -> PeerResult:
     """tradewarden's own parts with no actor: a `PaperBroker`, the strategy and a `RiskMonitor`
-    with the same guards, reading bars as the replay does (the worst of a held bar first, a
-    liquidation inside a bar at the crossing price, then the close), flat and halted on a breach.
+    with the same guards, reading bars as the replay does (a held bar along its path from the open
+    by its high and low to the close, a liquidation inside a bar at the crossing price, then the
+    close), flat and halted on a breach.
 
     With ``journal``, it also makes and journals there what the supervised replay journals for
     these bars (`_Journal`), all in the one thread: the least a journaled replay costs here."""
@@ -165,13 +166,7 @@ def plain_core(bars: list[Bar], journal: StateStore | None = None) -> PeerResult
     started = time.perf_counter()
     for bar in bars:
         if halted_at is None and broker.net_volume(SYMBOL) > 0:
-            worst = broker.equity_at(SYMBOL, bar.low)
-            if _halts(monitor, guards, worst, bar.time):
-                price = crossing_price(bar.open, bar.low, functools.partial(_breaches_at, monitor, guards, broker, bar.time))
-                broker.update_price(SYMBOL, price, bar.time)
-                halted_at = _liquidate(monitor, broker, bar)
-            else:
-                monitor.observe(worst, bar.time, changes_only=True)
+            halted_at = _inside_bar(monitor, guards, broker, bar)
         broker.update_price(SYMBOL, bar.close, bar.time)
         strategy.sync_position(max(0.0, broker.net_volume(SYMBOL)))
         strategy.on_bar(bar)
@@ -193,6 +188,22 @@ def plain_core(bars: list[Bar], journal: StateStore | None = None) -> PeerResult
     elapsed = time.perf_counter() - started
     name = "tradewarden core, plain loop" if writer is None else "tradewarden core journaling to SQLite, plain loop"
     return PeerResult(name, len(bars) / elapsed, trades, broker.account_equity(), halted_at, writer.events if writer else 0)
+
+
+def _inside_bar(monitor: RiskMonitor, guards: list[Any], broker: PaperBroker, bar: Bar) -> datetime | None:
+    # A held long's bar along its path (`actors.replay.PaperFeed.intrabar`): the open, its high
+    # and low (the high first on a falling bar), then the way to the close; a breach on the way
+    # down liquidates where the limit was crossed. The bar's time when it halted, else None.
+    breaches = functools.partial(_breaches_at, monitor, guards, broker, bar.time)
+    extremes = (bar.high, bar.low) if bar.close < bar.open else (bar.low, bar.high)
+    path = (bar.open, *extremes, bar.close)
+    for start, point in zip((bar.open, *path), path):
+        if point <= start and breaches(point):
+            broker.update_price(SYMBOL, crossing_price(start, point, breaches), bar.time)
+            return _liquidate(monitor, broker, bar)
+        if point is not bar.close:
+            monitor.observe(broker.equity_at(SYMBOL, point), bar.time, changes_only=True)
+    return None
 
 
 def _halts(monitor: RiskMonitor, guards: list[Any], equity: float, at: datetime) -> bool:

@@ -10,9 +10,9 @@ The replay runs in data time (`actors.replay`): heartbeats, timers and trading d
 bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
 
 * ``state.db``: the SQLite state store and event journal the system ran on;
-* ``equity.csv``: ``timestamp,equity,worst_equity``: the equity after every bar, and the lowest
-  equity the guard saw in it (what was held marked at the bar's worst price, or where a limit was
-  crossed when one was);
+* ``equity.csv``: ``timestamp,equity,worst_equity,best_equity``: the equity after every bar, and
+  the lowest equity the guard saw in it (what was held marked at the bar's worst price, or where a
+  limit was crossed when one was) and the highest (marked at the bar's best price);
 * ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
 * ``summary.json``: start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
@@ -656,6 +656,8 @@ def _write_report(
             refused_marks=refusals_from_events(events),
             notes=end_of_run_lines(summary, settings.account_currency),
             lows=path.lows,
+            highs=path.highs,
+            best_first=path.best_first,
             start_equity=path.start_equity,
             baselines=path.baselines,
             state_spans=summary.state_spans,

@@ -127,14 +127,16 @@ def test_a_replay_writes_fills_and_equity_to_the_instruments_digits_and_money_to
         "fast MA(5) 144.484 crossed below slow MA(20) 145.317",
         "2024-01-04T14:00:00+00:00,SYNTH,buy,100,147.6517,12.0000,-10.0000,signal,"
         "fast MA(5) 144.818 crossed above slow MA(20) 144.717",
-        "2024-01-04T22:00:00+00:00,SYNTH,sell,100,150.7741,10.0000,302.2400,guard,"
-        '"max drawdown 20.00% >= limit 20.00% (peak 12045.35, equity 9636.28)"',
+        # (the guard's close, where the limit was crossed, lies between two ticks: it has the
+        # decimal more that its realised profit needs)
+        "2024-01-04T22:00:00+00:00,SYNTH,sell,100,151.20138,10.0000,344.9680,guard,"
+        '"max drawdown 20.00% >= limit 20.00% (peak 12098.76, equity 9679.01)"',
     ]
     equity = (out / "equity.csv").read_text(encoding="utf-8").splitlines()
-    assert len(equity) == 121 and equity[-1] == "2024-01-05T23:00:00+00:00,9626.2800,9626.2800"
-    assert all(re.fullmatch(r"[^,]+,-?\d+\.\d{4},-?\d+\.\d{4}", line) for line in equity[1:]), equity
+    assert len(equity) == 121 and equity[-1] == "2024-01-05T23:00:00+00:00,9669.0080,9669.0080,9669.0080"
+    assert all(re.fullmatch(r"[^,]+(,-?\d+\.\d{4}){3}", line) for line in equity[1:]), equity
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert (summary["price_digits"], summary["start_equity"], summary["final_equity"]) == (4, 10_000.0, 9_626.28)
+    assert (summary["price_digits"], summary["start_equity"], summary["final_equity"]) == (4, 10_000.0, 9_669.008)
 
 
 def test_a_position_closed_by_its_own_stop_is_one_fill_saying_position_stop():

@@ -1,6 +1,6 @@
 """Bars read as bars: in a replay the guard sees the worst of each bar first (a long at the low, a
-short at the high), and a liquidation inside a bar fills where the limit was crossed, or at the
-open when the bar gapped through it. On made-up bars with round numbers, and on GOOG's daily
+short at the high), then its best, which the close is judged against, and a liquidation inside a
+bar fills where the limit was crossed, or at the open when the bar gapped through it. On made-up bars with round numbers, and on GOOG's daily
 history as the `backtesting` package ships it."""
 
 from __future__ import annotations
@@ -127,6 +127,48 @@ def test_a_bar_whose_worst_stays_within_the_limit_changes_nothing():
     assert [e for _, e in result.equity] == pytest.approx([10_000.0, 9_500.0, 9_600.0])
 
 
+def test_the_peak_includes_a_bars_high_so_a_fall_from_it_in_the_next_bar_fires():
+    # A trader's trial: bought 100 at 100, a bar up to 130 (equity 13,000) closing at 125, then
+    # a bar down to 117: 10% below 13,000 at 117. Judged from closes only, the peak was 12,500 and
+    # the guard saw 6.40%, not fired.
+    bars = hours((100, 100, 100, 100), (100, 130, 100, 125), (125, 125, 117, 118))
+    result, store = replay(bars, OpenOnFirstBar("X", Side.BUY, 100.0), "X", max_drawdown_percent=10.0)
+
+    [trigger] = fired(store)
+    assert trigger.at == bars[2].time
+    assert trigger.reason == "max drawdown 10.00% >= limit 10.00% (peak 13000.00, equity 11700.00)"
+    [close] = closed(store)
+    assert close.price == pytest.approx(117.0, abs=1e-6)
+    assert [e for _, e in result.equity] == pytest.approx([10_000.0, 12_500.0, 11_700.0], abs=1e-6)
+
+
+def test_a_fall_from_a_bars_high_to_its_close_fires_where_it_crossed_the_limit():
+    # The high (130) came before the close (100): on the way down the account crossed 10% below
+    # 13,000 at 117, and is closed there, not at the close.
+    bars = hours((100, 100, 100, 100), (100, 130, 100, 100), (100, 101, 99, 100))
+    result, store = replay(bars, OpenOnFirstBar("X", Side.BUY, 100.0), "X", max_drawdown_percent=10.0)
+
+    [trigger] = fired(store)
+    assert trigger.at == bars[1].time
+    assert trigger.reason == "max drawdown 10.00% >= limit 10.00% (peak 13000.00, equity 11700.00)"
+    [close] = closed(store)
+    assert close.price == pytest.approx(117.0, abs=1e-6)
+    assert [e for _, e in result.equity] == pytest.approx([10_000.0, 11_700.0, 11_700.0], abs=1e-6)
+
+
+def test_a_shorts_peak_includes_a_bars_low():
+    # Short 100 at 100: the low (70) is worth 13,000; the close leg back up to 90 crosses 10%
+    # below that at 83.
+    bars = hours((100, 100, 100, 100), (100, 100, 70, 90))
+    result, store = replay(bars, OpenOnFirstBar("X", Side.SELL, 100.0), "X", max_drawdown_percent=10.0)
+
+    [trigger] = fired(store)
+    assert trigger.reason == "max drawdown 10.00% >= limit 10.00% (peak 13000.00, equity 11700.00)"
+    [close] = closed(store)
+    assert close.side is Side.SELL and close.price == pytest.approx(83.0, abs=1e-6)
+    assert [e for _, e in result.equity] == pytest.approx([10_000.0, 11_700.0], abs=1e-6)
+
+
 def _goog() -> list[Bar]:
     spec = importlib.util.find_spec("backtesting")
     if spec is None or not spec.submodule_search_locations:
@@ -145,20 +187,25 @@ def _goog() -> list[Bar]:
 
 
 def _first_crossing(bars: list[Bar], volume: float, limit: float) -> tuple[int, float]:
-    # The convention worked by hand, independently of the system: the MA(5/20) strategy on a
-    # plain paper broker, the peak of the equity at each close, and each held bar's low checked
-    # first. Returns the bar it fires on and the price it closes at.
+    # The convention worked by hand, independently of the system: the MA(5/20) strategy (long
+    # only) on a plain paper broker, each held bar walked from its open to its high and low (the
+    # high first on a falling bar, the low first otherwise) and on to its close, the peak raised
+    # on the way up, a fall to the limit closing where it was reached (at the open when the bar
+    # opened past it). Returns the bar it fires on and the price it closes at.
     broker = PaperBroker(10_000.0)
     strategy = MovingAverageCrossover("GOOG", volume=volume)
     peak = 10_000.0
     for index, bar in enumerate(bars):
         if broker.net_volume("GOOG") > 0:
-            line = peak * (1 - limit)
-            if broker.equity_at("GOOG", bar.low) <= line:
-                if broker.equity_at("GOOG", bar.open) <= line:
-                    return index, bar.open
-                [position] = broker.open_positions()
-                return index, position.entry_price + (line - broker.cash) / position.volume
+            [position] = broker.open_positions()
+            if broker.equity_at("GOOG", bar.open) <= peak * (1 - limit):
+                return index, bar.open
+            extremes = (bar.high, bar.low) if bar.close < bar.open else (bar.low, bar.high)
+            for start, end in zip((bar.open, *extremes), (*extremes, bar.close)):
+                line = peak * (1 - limit)
+                if end < start and broker.equity_at("GOOG", end) <= line:
+                    return index, position.entry_price + (line - broker.cash) / position.volume
+                peak = max(peak, broker.equity_at("GOOG", end))
         broker.update_price("GOOG", bar.close, bar.time)
         strategy.sync_position(broker.net_volume("GOOG"))
         strategy.on_bar(bar)

@@ -72,8 +72,8 @@ def test_the_summary_shows_the_position_open_at_the_end_and_the_orders_a_limit_r
     assert (summary["fills"], summary["fills_by_why"], summary["price_digits"]) == (3, {"signal": 3}, 2)
     assert (
         "\nEquity: GBP 10,000.00 -> GBP 10,029.41 (+GBP 29.41, +0.29%)\n"
-        # From 10,009.77 at the 12:00 close to 9,986.91 inside the next day's 08:00 bar.
-        "Max drawdown: 0.23%\n"
+        # From 10,012.27 at the 12:00 bar's high to 9,986.91 inside the next day's 08:00 bar.
+        "Max drawdown: 0.25%\n"
         "Fills: 3 in fills.csv: 3 by signal   Restarts: 0\n"
         "Open at the end: long 10 DEMO from 99.01; unrealised +GBP 39.90 at the last close, in the final equity\n"
         "Orders refused: 2: max_trades_per_day 2\n"
@@ -96,17 +96,18 @@ def run_crossover(tmp_path: Path, closes: list[float], settings: str) -> Finishe
 
 
 def test_after_a_cooldown_resumes_with_a_new_baseline_the_summary_starts_from_the_accounts_own_start(tmp_path):
-    # A buy at 101, a crash inside a bar that halts at 20% (closed at 83), the cooldown's
-    # automatic resume two hours later, which sets the guard's start to the 8,400 then, and a
-    # buy at 72: the run still began with 10,000.
+    # A buy at 99, a crash inside a bar that halts at 20% below the peak of 10,525 (the bar
+    # before's high, 104.25), closed at 83.20; the cooldown's automatic resume two hours later,
+    # which sets the guard's start to the 8,420 then, and a buy at 72: the run still began with
+    # 10,000.
     result = run_crossover(
         tmp_path, [100.0, 99, 98, 97, 98, 99, 101, 102, 103, 104, 70, 71, 72, 72, 72, 72],
         'cooldown_rules = "max_drawdown"\ncooldown_seconds = 7200\n',
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
-    assert (summary["start_equity"], summary["final_equity"]) == (10_000.0, 8_400.0)
-    assert "\nEquity: GBP 10,000.00 -> GBP 8,400.00 (-GBP 1,600.00, -16.00%)\n" in result.stdout
+    assert (summary["start_equity"], summary["final_equity"]) == (10_000.0, 8_420.0)
+    assert "\nEquity: GBP 10,000.00 -> GBP 8,420.00 (-GBP 1,580.00, -15.80%)\n" in result.stdout
     assert "rebaselined 1" in result.stdout
 
 
@@ -140,9 +141,9 @@ def test_a_static_floor_is_not_lowered_by_a_cooldown_and_the_run_stays_halted_sa
 
 
 def test_a_warning_that_keeps_the_account_reducing_after_a_resume_is_named_with_when_why_and_how_long(tmp_path):
-    # A buy at 99 rides to 104 (peak 10,500), then a bar falls to 96: the 3% daily loss from the
-    # day's 10,000 halts and closes there (equity 9,700). The cooldown resumes at the next day's
-    # start, where the drawdown of 7.62% is past the 5% warning: the account is reducing from
+    # A buy at 99 rides to 104 (a peak of 10,525 at that bar's high, 104.25), then a bar falls
+    # to 96: the 3% daily loss from the day's 10,000 halts and closes there (equity 9,700). The
+    # cooldown resumes at the next day's start, where the drawdown of 7.84% is past the 5% warning: the account is reducing from
     # then to the end, and the buy signals refused while halted and while reducing say so.
     result = run_crossover(
         tmp_path,
@@ -152,7 +153,7 @@ def test_a_warning_that_keeps_the_account_reducing_after_a_resume_is_named_with_
     )
     assert result.returncode == 0, result.stderr
     breach = "daily loss 3.00% >= limit 3.00% (start of day 10000.00, equity 9700.00)"
-    warning = "warning: max drawdown 7.62% >= warning 5.00% (limit 10.00%, peak 10500.00, equity 9700.00)"
+    warning = "warning: max drawdown 7.84% >= warning 5.00% (limit 10.00%, peak 10525.00, equity 9700.00)"
     resumed = "resumed automatically: the cooldown after daily_loss ended"
     assert result.stdout.split("Open at the end: none (flat)\n")[1].split("Events: ")[0] == (
         "Orders refused: 3: trading_state 3 (the guard was halted: 2, reducing: 1)\n"

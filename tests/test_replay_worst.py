@@ -12,10 +12,12 @@ from test_examples import run_example
 from runtime.adapters.sqlite import SqliteStore
 from runtime.settings import Settings
 
-# Long 100 from 102 (the MA(1/2) crossover buys at the 22:00 close); 23:00 closes at the peak,
-# 12,800, after a low of 101.5 (9,950, under the start); 00:00, the next day's first bar, falls
-# to 107 (10,500: 17.97% below the peak, two points from the 20% limit) and closes at 128, where
-# the crossover sells. Judged at the closes only, the worst is 12,600: 1.56%.
+# Long 100 from 102 (the MA(1/2) crossover buys at the 22:00 close); 23:00, a rising bar, meets
+# its low of 101.5 first (9,950, under the start), then closes at its high, the peak, 12,800;
+# 00:00, the next day's first bar, falls: its path meets its high, 130.5 (a peak of 12,850),
+# before its low, 107 (10,500: 18.29% below that peak, 17.97% below the day's start of 12,800,
+# two points from the 20% limits), and closes at 128, where the crossover sells. Judged at the
+# closes only, the worst is 12,600: 1.56%.
 PRICES = """timestamp,open,high,low,close
 2024-03-04T20:00:00+00:00,100,100,100,100
 2024-03-04T21:00:00+00:00,100,100,99,99
@@ -24,7 +26,7 @@ PRICES = """timestamp,open,high,low,close
 2024-03-05T00:00:00+00:00,130,130.5,107,128
 2024-03-05T01:00:00+00:00,128,128,128,128
 """
-WORST = (12_800.0 - 10_500.0) / 12_800.0  # 0.1796875
+WORST = (12_850.0 - 10_500.0) / 12_850.0  # 0.18287937...
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,12 @@ def test_the_printed_report_gives_the_worst_inside_the_bars_for_every_limit(near
     _, stdout = near_miss
     assert (
         "Limits:\n"
-        "  max drawdown 20.00% (trailing): worst 17.97% below the peak; not fired\n"
+        "  max drawdown 20.00% (trailing): worst 18.29% below the peak; not fired\n"
         "  min equity 9,900.00: lowest equity 9,950.00; not fired\n"
         "  daily loss 20.00%: worst day 17.97%; not fired\n"
         "\n"
         "Equity: GBP 10,000.00 -> GBP 12,600.00 (+GBP 2,600.00, +26.00%)\n"
-        "Max drawdown: 17.97%\n"
+        "Max drawdown: 18.29%\n"
         "Fills: 2 in fills.csv: 2 by signal   Restarts: 0\n"
     ) in stdout
 
@@ -62,15 +64,15 @@ def test_summary_json_and_equity_csv_agree_with_the_guards_own_record(near_miss)
         record = store.load_guard(Settings().loop_id)
     assert record is not None
     assert record.drawdown.max_drawdown == summary["max_drawdown"]
-    assert (record.drawdown.peak_equity, record.day_start_equity) == (12_800.0, 12_800.0)
-    # The close after each bar, and beside it the lowest equity the guard saw in the bar.
+    assert (record.drawdown.peak_equity, record.day_start_equity) == (12_850.0, 12_800.0)
+    # The close after each bar, and beside it the lowest and the highest equity the guard saw in the bar.
     assert (out / "equity.csv").read_text(encoding="utf-8").splitlines() == [
-        "timestamp,equity,worst_equity",
-        "2024-03-04T20:00:00+00:00,10000.0000,10000.0000",
-        "2024-03-04T21:00:00+00:00,10000.0000,10000.0000",
-        "2024-03-04T22:00:00+00:00,10000.0000,10000.0000",
-        "2024-03-04T23:00:00+00:00,12800.0000,9950.0000",
-        "2024-03-05T00:00:00+00:00,12600.0000,10500.0000",
-        "2024-03-05T01:00:00+00:00,12600.0000,12600.0000",
+        "timestamp,equity,worst_equity,best_equity",
+        "2024-03-04T20:00:00+00:00,10000.0000,10000.0000,10000.0000",
+        "2024-03-04T21:00:00+00:00,10000.0000,10000.0000,10000.0000",
+        "2024-03-04T22:00:00+00:00,10000.0000,10000.0000,10000.0000",
+        "2024-03-04T23:00:00+00:00,12800.0000,9950.0000,12800.0000",
+        "2024-03-05T00:00:00+00:00,12600.0000,10500.0000,12850.0000",
+        "2024-03-05T01:00:00+00:00,12600.0000,12600.0000,12600.0000",
     ]
 

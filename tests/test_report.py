@@ -136,22 +136,23 @@ def test_format_summary_reads_at_a_glance():
 
 def test_write_equity_csv(tmp_path):
     path = tmp_path / "out" / "equity.csv"
-    rows = [(T0, 10_000.0, 10_000.0), (T0 + timedelta(hours=1), 9_876.5, 9_512.25)]
+    rows = [(T0, 10_000.0, 10_000.0, 10_000.0), (T0 + timedelta(hours=1), 9_876.5, 9_512.25, 10_120.75)]
     assert write_equity_csv(path, rows) == 2
     with path.open(newline="") as handle:
         assert list(csv.reader(handle)) == [
-            ["timestamp", "equity", "worst_equity"],
-            ["2024-01-01T00:00:00+00:00", "10000.0000", "10000.0000"],
-            ["2024-01-01T01:00:00+00:00", "9876.5000", "9512.2500"],
+            ["timestamp", "equity", "worst_equity", "best_equity"],
+            ["2024-01-01T00:00:00+00:00", "10000.0000", "10000.0000", "10000.0000"],
+            ["2024-01-01T01:00:00+00:00", "9876.5000", "9512.2500", "10120.7500"],
         ]
 
 
 def test_equity_csv_writes_money_to_four_places_without_float_noise(tmp_path):
     path = tmp_path / "equity.csv"
-    write_equity_csv(path, [(T0, 14_391.088000003596, 14_391.088000003596), (T0 + timedelta(hours=1), -0.00001, -0.00001)])
+    write_equity_csv(path, [(T0, 14_391.088000003596, 14_391.088000003596, 14_391.088000003596),
+                            (T0 + timedelta(hours=1), -0.00001, -0.00001, -0.00001)])
     assert path.read_text(encoding="utf-8").splitlines()[1:] == [
-        "2024-01-01T00:00:00+00:00,14391.0880,14391.0880",
-        "2024-01-01T01:00:00+00:00,0.0000,0.0000",
+        "2024-01-01T00:00:00+00:00,14391.0880,14391.0880,14391.0880",
+        "2024-01-01T01:00:00+00:00,0.0000,0.0000,0.0000",
     ]
 
 
@@ -229,13 +230,17 @@ def test_the_chart_marks_refused_orders_and_writes_the_end_of_the_run_under_it()
 def test_write_equity_csv_refuses_bad_rows_and_writes_nothing(tmp_path):
     path = tmp_path / "equity.csv"
     with pytest.raises(ValueError, match=r"rows\[1\] timestamp must be a timezone-aware datetime"):
-        write_equity_csv(path, [(T0, 1.0, 1.0), (datetime(2024, 1, 1), 2.0, 2.0)])
+        write_equity_csv(path, [(T0, 1.0, 1.0, 1.0), (datetime(2024, 1, 1), 2.0, 2.0, 2.0)])
     with pytest.raises(ValueError, match=r"rows\[0\] equity must be a finite real number, got nan"):
-        write_equity_csv(path, [(T0, float("nan"), 1.0)])
+        write_equity_csv(path, [(T0, float("nan"), 1.0, 1.0)])
     with pytest.raises(ValueError, match=r"rows\[0\] worst_equity must be a finite real number, got inf"):
-        write_equity_csv(path, [(T0, 1.0, float("inf"))])
-    with pytest.raises(ValueError, match=r"^rows\[0\] must be a \(timestamp, equity, worst_equity\) triple, got "):
-        write_equity_csv(path, [(T0, 1.0)])
+        write_equity_csv(path, [(T0, 1.0, float("inf"), 1.0)])
+    with pytest.raises(ValueError, match=r"rows\[0\] best_equity must be a finite real number, got -inf"):
+        write_equity_csv(path, [(T0, 1.0, 1.0, float("-inf"))])
+    with pytest.raises(
+        ValueError, match=r"^rows\[0\] must be a \(timestamp, equity, worst_equity, best_equity\) row, got "
+    ):
+        write_equity_csv(path, [(T0, 1.0, 1.0)])
     assert not path.exists()
 
 

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 from test_examples import clean_env, run_example
 
@@ -135,13 +136,36 @@ def test_the_worst_of_each_limit_counts_the_worst_inside_each_bar_not_only_the_c
 
 def test_an_equity_path_takes_the_worst_inside_each_bar_from_the_readings_the_guard_was_shown():
     closes = list(zip(TIMES, EQUITIES))
-    inside = {TIMES[1]: 9_900.0, TIMES[3]: 8_800.0, TIMES[2]: 9_200.0}  # 9,200 is above that bar's close
-    assert EquityPath.of(10_000.0, closes, inside) == INSIDE
-    assert list(INSIDE.rows()) == list(zip(TIMES, EQUITIES, INSIDE.lows))
+    # 9,900 and 9,200 are above their bars' closes: those bars' best, not their worst.
+    inside = {TIMES[1]: (9_900.0,), TIMES[3]: (8_800.0,), TIMES[2]: (9_200.0,)}
+    assert EquityPath.of(10_000.0, closes, inside) == attrs.evolve(INSIDE, highs=[10_000.0, 9_900.0, 9_200.0, 9_300.0])
+    assert list(INSIDE.rows()) == list(zip(TIMES, EQUITIES, INSIDE.lows, EQUITIES))  # (no best: the closes)
     with pytest.raises(ValueError, match=r"^lows\[3\] must be <= closes\[3\] 9300.0, got 9400.0$"):
         EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES[:3] + [9_400.0])
     with pytest.raises(ValueError, match=r"^times, closes and lows must have the same length, got 4, 4 and 3$"):
         EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES[:3])
+    with pytest.raises(ValueError, match=r"^highs\[1\] must be >= closes\[1\] 9500.0, got 9400.0$"):
+        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES, highs=[10_000.0, 9_400.0, 9_000.0, 9_300.0])
+    with pytest.raises(ValueError, match=r"^highs must have as many values as closes \(4\), got 3$"):
+        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES, highs=EQUITIES[:3])
+
+
+def test_an_equity_path_measures_each_bar_in_the_order_its_path_met_its_high_and_low():
+    # Inside the second bar the guard saw 9,500 then 11,000 (a rising bar: its low first): its
+    # close, 9,500, is 13.64% below that high, deeper than the low against the peak before (5%).
+    # Inside the third it saw 12,000 then 8,500 (a falling bar: its high first): the low is
+    # measured from 12,000. The last bar's readings are all above its close, which is its low,
+    # and its best came first.
+    closes = list(zip(TIMES, EQUITIES))
+    inside = {TIMES[1]: (9_500.0, 11_000.0), TIMES[2]: (12_000.0, 8_500.0), TIMES[3]: (9_400.0, 9_350.0)}
+    path = EquityPath.of(10_000.0, closes, inside)
+    assert path.lows == (10_000.0, 9_500.0, 8_500.0, 9_300.0)
+    assert path.highs == (10_000.0, 11_000.0, 12_000.0, 9_400.0)
+    assert path.best_first == (False, False, True, True)
+    assert path.drawdowns() == pytest.approx([0.0, 1_500.0 / 11_000.0, 3_500.0 / 12_000.0, 2_700.0 / 12_000.0])
+    assert list(path.rows())[2] == (TIMES[2], 9_000.0, 8_500.0, 12_000.0)
+    with pytest.raises(ValueError, match=r"^best_first must have as many values as closes \(4\), got 1$"):
+        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES, best_first=[True])
 
 
 def legends(figure) -> list[list[str]]:

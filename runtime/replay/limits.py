@@ -95,6 +95,14 @@ def _lows(values: Iterable[Any]) -> tuple[float, ...]:
     return _floats("lows", values)
 
 
+def _highs(values: Iterable[Any]) -> tuple[float, ...]:
+    return _floats("highs", values)
+
+
+def _flags(values: Iterable[Any]) -> tuple[bool, ...]:
+    return tuple(bool(value) for value in values)
+
+
 def _times(values: Iterable[Any]) -> tuple[datetime, ...]:
     return tuple(aware_datetime(f"times[{index}]", value) for index, value in enumerate(values))
 
@@ -111,12 +119,17 @@ def _baselines(values: Iterable[Any]) -> tuple[tuple[datetime, float], ...]:
 class EquityPath:
     """A run's equity bar by bar, as its guard saw it: ``start_equity`` (the account before the
     first bar), and for each bar its time, its close (``closes``: the equity after the bar, marked
-    at its close after its orders and any liquidation) and its low (``lows``: the lowest equity the
+    at its close after its orders and any liquidation), its low (``lows``: the lowest equity the
     guard was shown in the bar: what was held marked at the bar's worst price, or at the price
-    where a limit was crossed, or the close when that is lower).
+    where a limit was crossed, or the close when that is lower), its high (``highs``: the
+    highest, what was held marked at the bar's best price, or the close when that is higher;
+    the closes when not given) and whether the bar met its high before its low (``best_first``,
+    a falling bar's path: `actors.replay.PaperFeed.intrabar`; all False when not given).
 
     Every "worst" the report gives comes from here, read as the guard reads a bar: the low against
-    the peak before the bar, then the close; a trading day starts from the equity carried into it.
+    the peak before the bar (or against the high, when that came first), then the high, then the
+    close against the peak the high may have raised; a trading day starts from the equity carried
+    into it.
     A ``ValueError`` names a value that is not finite, a time that is not aware, a low above its
     close, or lengths that differ."""
 
@@ -127,6 +140,12 @@ class EquityPath:
     # (time, equity) of each resume that set the guard's start, peak and day's start to the
     # equity then (REBASELINED): from the first bar at or after it the guard measures from there.
     baselines: tuple[tuple[datetime, float], ...] = attrs.field(default=(), converter=_baselines)
+    highs: tuple[float, ...] = attrs.field(
+        default=attrs.Factory(lambda path: path.closes, takes_self=True), converter=_highs
+    )
+    best_first: tuple[bool, ...] = attrs.field(
+        default=attrs.Factory(lambda path: (False,) * len(path.closes), takes_self=True), converter=_flags
+    )
 
     def __attrs_post_init__(self) -> None:
         if not len(self.times) == len(self.closes) == len(self.lows):
@@ -134,30 +153,40 @@ class EquityPath:
                 f"times, closes and lows must have the same length, got {len(self.times)}, {len(self.closes)} "
                 f"and {len(self.lows)}"
             )
-        for index, (low, close) in enumerate(zip(self.lows, self.closes)):
+        for name in ("highs", "best_first"):
+            if len(getattr(self, name)) != len(self.closes):
+                raise ValueError(
+                    f"{name} must have as many values as closes ({len(self.closes)}), got {len(getattr(self, name))}"
+                )
+        for index, (low, close, high) in enumerate(zip(self.lows, self.closes, self.highs)):
             if low > close:
                 raise ValueError(f"lows[{index}] must be <= closes[{index}] {close!r}, got {low!r}")
+            if high < close:
+                raise ValueError(f"highs[{index}] must be >= closes[{index}] {close!r}, got {high!r}")
 
     @classmethod
     def of(
         cls,
         start_equity: float,
         equity: Iterable[tuple[datetime, float]],
-        inside: Mapping[datetime, float],
+        inside: Mapping[datetime, Sequence[float]],
         baselines: Iterable[tuple[datetime, float]] = (),
     ) -> EquityPath:
         """The path of a replay from the equity after each bar (``(time, equity)`` pairs, as
-        `actors.replay.ReplayResult.equity` has them), the equity the guard was shown inside
-        the bars that held a position, by bar time (`actors.replay.PaperFeed.inside_readings`),
-        and the resumes that rebaselined the guard (``baselines``)."""
+        `actors.replay.ReplayResult.equity` has them), the equity inside the bars that held a
+        position, by bar time, at each point of the bar's path in order
+        (`actors.replay.PaperFeed.inside_readings`), and the resumes that rebaselined the guard
+        (``baselines``)."""
         rows = list(equity)
-        return cls(
-            start_equity,
-            [moment for moment, _ in rows],
-            [close for _, close in rows],
-            [min(close, inside.get(moment, close)) for moment, close in rows],
-            baselines,
-        )
+        lows, highs, best_first = [], [], []
+        for moment, close in rows:
+            readings = tuple(inside.get(moment, ()))
+            low, high = min(readings, default=close), max(readings, default=close)
+            lows.append(min(close, low))
+            highs.append(max(close, high))
+            best_first.append(high > close and readings.index(high) < readings.index(low))
+        return cls(start_equity, [moment for moment, _ in rows], [close for _, close in rows], lows, baselines,
+                   highs, best_first)
 
     def _rebaselined(self) -> list[float | None]:
         # For each bar, the equity a resume set the guard's start to just before it, else None.
@@ -168,21 +197,28 @@ class EquityPath:
                 marks[index] = equity
         return marks
 
-    def rows(self) -> Iterator[tuple[datetime, float, float]]:
-        """``(time, close, low)`` for each bar: the rows of equity.csv."""
-        return zip(self.times, self.closes, self.lows)
+    def rows(self) -> Iterator[tuple[datetime, float, float, float]]:
+        """``(time, close, low, high)`` for each bar: the rows of equity.csv."""
+        return zip(self.times, self.closes, self.lows, self.highs)
 
     def drawdowns(self) -> list[float]:
-        """For each bar, its worst drawdown (a fraction): its low against the peak before it, by
-        the guard's own rule (`runtime.risk.drawdown.DrawdownTracker`)."""
+        """For each bar, its worst drawdown (a fraction), by the guard's own rule
+        (`runtime.risk.drawdown.DrawdownTracker`), in the order the bar's path met them: its low
+        against the peak before it, or against its high when that came first (``best_first``),
+        or its close against the peak its high may have raised, whichever is deeper."""
         tracker = DrawdownTracker(self.start_equity)
         worst = []
-        for low, close, mark in zip(self.lows, self.closes, self._rebaselined()):
+        for low, close, high, first, mark in zip(self.lows, self.closes, self.highs, self.best_first,
+                                                  self._rebaselined()):
             if mark is not None and mark > 0:  # a resume measured from here on (the guard's own reset)
                 tracker = DrawdownTracker(mark)
+            if first:
+                tracker.observe(high)
             tracker.observe(low)
-            worst.append(tracker.drawdown)
+            deepest = tracker.drawdown
+            tracker.observe(high)
             tracker.observe(close)
+            worst.append(max(deepest, tracker.drawdown))
         return worst
 
     def max_drawdown(self) -> float:

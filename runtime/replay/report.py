@@ -382,26 +382,28 @@ def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
     return "\n".join(lines)
 
 
-EQUITY_CSV_HEADER = ("timestamp", "equity", "worst_equity")
-"""The columns of equity.csv, in order: each bar's time, the equity at its close and the lowest
-equity the guard saw in it (`runtime.replay.limits.EquityPath`)."""
+EQUITY_CSV_HEADER = ("timestamp", "equity", "worst_equity", "best_equity")
+"""The columns of equity.csv, in order: each bar's time, the equity at its close, and the lowest
+and the highest equity the guard saw in it (`runtime.replay.limits.EquityPath`)."""
 
 
-def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime, float, float]]) -> int:
-    """Write ``(time, equity, worst_equity)`` rows (`runtime.replay.limits.EquityPath.rows`) to a
-    CSV with the header `EQUITY_CSV_HEADER`; returns the row count.
+def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime, float, float, float]]) -> int:
+    """Write ``(time, equity, worst_equity, best_equity)`` rows (`runtime.replay.limits.EquityPath.rows`)
+    to a CSV with the header `EQUITY_CSV_HEADER`; returns the row count.
 
     Times must be timezone-aware (written as UTC ISO 8601) and equities finite (written with
     `MONEY_DIGITS` decimals); a bad row raises
     ``ValueError`` naming its index and value, and nothing is left at ``path``. Parent folders are
     created.
     """
-    checked: list[tuple[str, str, str]] = []
+    checked: list[tuple[str, str, str, str]] = []
     for index, row in enumerate(rows):
         try:
-            time, equity, worst = row
+            time, equity, worst, best = row
         except (TypeError, ValueError):
-            raise ValueError(f"rows[{index}] must be a (timestamp, equity, worst_equity) triple, got {row!r}") from None
+            raise ValueError(
+                f"rows[{index}] must be a (timestamp, equity, worst_equity, best_equity) row, got {row!r}"
+            ) from None
         try:
             moment = as_utc(time)
         except ValueError:
@@ -410,6 +412,7 @@ def write_equity_csv(path: str | os.PathLike[str], rows: Iterable[tuple[datetime
             moment.isoformat(),
             _fixed(finite_number(f"rows[{index}] equity", equity), MONEY_DIGITS),
             _fixed(finite_number(f"rows[{index}] worst_equity", worst), MONEY_DIGITS),
+            _fixed(finite_number(f"rows[{index}] best_equity", best), MONEY_DIGITS),
         ))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -574,6 +577,8 @@ def plot_report(
     start_equity: float | None = None,
     baselines: Sequence[tuple[datetime, float]] = (),
     state_spans: Sequence[StateSpan] = (),
+    highs: Sequence[float] | None = None,
+    best_first: Sequence[bool] | None = None,
 ) -> bool:
     """Save a PNG of `report_figure` (the same arguments); returns True once the file is written,
     or False (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is
@@ -582,7 +587,7 @@ def plot_report(
         figure = report_figure(
             times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels,
             refused_marks=refused_marks, notes=notes, lows=lows, start_equity=start_equity, baselines=baselines,
-            state_spans=state_spans,
+            state_spans=state_spans, highs=highs, best_first=best_first,
         )
     except ImportError:
         logger.warning(
@@ -617,6 +622,8 @@ def report_figure(
     start_equity: float | None = None,
     baselines: Sequence[tuple[datetime, float]] = (),
     state_spans: Sequence[StateSpan] = (),
+    highs: Sequence[float] | None = None,
+    best_first: Sequence[bool] | None = None,
 ) -> Any:
     """The report chart as a matplotlib ``Figure`` (not saved): the equity curve with markers where
     guards fired (one marker per guard, named in the legend, when the marks are `GuardTrigger`
@@ -633,9 +640,11 @@ def report_figure(
     still open at the end, what was refused: `end_of_run_lines`).
 
     ``lows`` are the lowest equity inside each point's bar (`runtime.replay.limits.EquityPath`;
-    default: the points themselves): the equity panel shades the way down to them, and the
-    drawdown panel shows each bar's worst, its low against the peak before it, so the deepest
-    drawdown drawn is the worst the guard saw. The peak starts at ``start_equity`` (default: the
+    default: the points themselves), ``highs`` the highest (default: the points) and
+    ``best_first`` whether each bar met its high before its low (default: none did): the equity
+    panel shades the way down to the lows, and the drawdown panel shows each bar's worst as the
+    guard measured it (`runtime.replay.limits.EquityPath.drawdowns`), so the deepest drawdown
+    drawn is the worst the guard saw. The peak starts at ``start_equity`` (default: the
     first point), and again at each of ``baselines`` (the time and equity of a resume that
     rebaselined the guard).
 
@@ -661,7 +670,8 @@ def report_figure(
     if values[0] <= 0:
         raise ValueError(f"equities[0] must be > 0 to measure drawdown from it, got {equities[0]!r}")
     path = EquityPath(values[0] if start_equity is None else start_equity, moments, values,
-                      values if lows is None else lows, baselines)
+                      values if lows is None else lows, baselines, values if highs is None else highs,
+                      [False] * len(values) if best_first is None else best_first)
     limit = finite_number("drawdown_limit_fraction", drawdown_limit_fraction)
     if not 0 < limit <= 1:
         raise ValueError(f"drawdown_limit_fraction must be in (0, 1], got {drawdown_limit_fraction!r}")
