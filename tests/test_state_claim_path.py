@@ -38,10 +38,13 @@ def _held_elsewhere(path: Path) -> str:
 
 
 def _remove(path: Path, how: str) -> None:
+    if how == "replaced":  # a backup moved into place (at once: the bot never sees the path empty)
+        backup = path.with_name("backup.db")
+        SqliteStore(backup).close()
+        backup.replace(path)
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    if how == "replaced":
-        SqliteStore(path).close()  # a backup put back, or a new file, at the same path
+        if how == "deleted" or suffix:
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
