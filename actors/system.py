@@ -214,6 +214,30 @@ class TradingSystem:
         self._started = threading.Event()  # set by this start's first guard to come up: it says how the account started
         self.escalations = 0
         self._unjournaled = 0
+        if claim is not None:
+            self.guard_state_file(claim)
+
+    def guard_state_file(self, claim: StateFileClaim) -> None:
+        """Halt this system when the state file ``claim`` holds is deleted or replaced while it runs
+        (`StateFileClaim.watch`): its store then keeps nothing it saves, so neither a halt nor the
+        peak would outlive a restart. The claim takes the path's new file first, so no second bot
+        starts on the path while this one is up. What happened is logged at critical and alerted
+        ("State file lost"), and the system halts as by the kill switch (by ``state file watch``,
+        that text the reason), which its store cannot save. A system that claims its own file
+        calls this itself; a caller that claims the file and hands the system its store
+        (`tradewarden run`) calls it."""
+        claim.watch(self._state_file_lost)
+
+    def _state_file_lost(self, what: str) -> None:
+        logger.critical("{}: halting", what)
+        try:
+            Address(self._slots["alerts"]).tell(SendAlert(Alert("State file lost", what, Severity.CRITICAL)))
+        except ChildUnavailable:
+            pass  # stopped: the log line above is all there is to say it with
+        try:
+            self.halt("state file watch", what)
+        except (HaltNotSaved, HaltNotConfirmed) as exc:
+            logger.critical("{}", exc)  # expected: the store's file is gone; the halt is in force in this process
 
     # --- the children -----------------------------------------------------------------------
 

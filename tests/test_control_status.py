@@ -14,7 +14,7 @@ from actors import TradingSystem
 from actors.messages import Halt, RunCycle
 from actors.service.hub import EventHub
 from actors.service.status import status_text
-from runtime import BrokerError, EventType, ListSignalSource, Settings, TradingState
+from runtime import BrokerError, EventType, ListSignalSource, Order, PaperBroker, Settings, TradingState
 from runtime.adapters.sqlite import SqliteStore
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -272,3 +272,22 @@ def test_health_stays_ok_while_the_alerts_wait_on_a_dead_chat_service_and_the_gu
             alerts.release.set()
     finally:
         alerts.release.set()
+
+
+def test_a_positions_average_entry_price_is_shown_without_float_noise_and_the_brokers_own_is_untouched(tmp_path):
+    # Two buys at 1.1 and 1.3 average to 1.2000000000000002 in floats, which the API showed as it was.
+    db = str(tmp_path / "state.db")
+    broker = PaperBroker(10_000)
+    broker.update_price("EURUSD", 1.1)
+    broker.submit_order(Order("EURUSD", "buy", 1))
+    broker.update_price("EURUSD", 1.3)
+    broker.submit_order(Order("EURUSD", "buy", 1))
+    broker.update_price("JPY", 151.234)  # a quote's own digits are all kept
+    broker.submit_order(Order("JPY", "buy", 1))
+    hub = EventHub()
+    system = TradingSystem(Settings(loop_id="avg"), broker, ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    with served(system, hub, db) as api, httpx.Client(base_url=api.url, headers=AUTH, timeout=WAIT) as client:
+        shown = client.get("/api/status").json()["positions"]
+    assert [(p["symbol"], p["volume"], p["entry_price"]) for p in shown] == [("EURUSD", 2, 1.2), ("JPY", 1, 151.234)]
+    assert [p.entry_price for p in broker.open_positions()] == [1.2000000000000002, 151.234]  # the core's figure

@@ -20,7 +20,7 @@ from support.live_bot import ROOT, TOKEN, Bot
 from actors import TradingSystem
 from actors.messages import Halt
 from actors.service.hub import EventHub
-from runtime import ListSignalSource, Settings
+from runtime import ListSignalSource, Order, PaperBroker, Settings
 from runtime.adapters.sqlite import SqliteStore
 
 CHROMIUM = "/usr/bin/chromium"
@@ -212,7 +212,7 @@ def test_the_dashboard_marks_a_stale_state_and_stale_or_unknown_positions(chromi
         except TimeoutException:
             pytest.fail(f"the page shows {now(chromium)}, not {expected}")
 
-    held = [["S0", "buy", "10", "100.00", "0.00"]]
+    held = [["S0", "buy", "10", "100", "0.00"]]
     try:
         with served(system, hub, db, status_timeout=1.0) as api:
             chromium.get(api.url + "/")
@@ -245,3 +245,26 @@ def test_the_dashboard_marks_a_stale_state_and_stale_or_unknown_positions(chromi
     finally:
         broker.release.set()  # a failed assertion must not leave the guard or a status thread waiting
         broker.unblock.set()
+
+
+def test_the_dashboard_shows_an_entry_price_with_every_digit_of_its_quote_and_no_float_noise(chromium, tmp_path):
+    # The entry price was shown as money, to two decimals: 1.08505 read 1.09, and the pips were gone.
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    broker = PaperBroker(1_000_000)
+    for symbol, prices in (("EURUSD", (1.08505,)), ("GBPUSD", (1.1, 1.3)), ("BTCUSD", (123_456.7,))):
+        for quote in prices:  # two buys of GBPUSD average to 1.2000000000000002 in floats
+            broker.update_price(symbol, quote)
+            broker.submit_order(Order(symbol, "buy", 1))
+    system = TradingSystem(Settings(loop_id="prices"), broker, ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    rows = "return [...document.querySelectorAll('#positions tr')].map((r) => r.innerText.split('\\t').slice(0, 4));"
+    with served(system, hub, db) as api:
+        chromium.get(api.url + "/")
+        chromium.find_element(By.ID, "token").send_keys(CONTROL_TOKEN)
+        chromium.find_element(By.ID, "connect").click()
+        try:
+            WebDriverWait(chromium, 20, poll_frequency=0.05).until(lambda d: len(d.execute_script(rows)) == 3)
+        except TimeoutException:
+            pytest.fail(f"the page shows {chromium.execute_script(rows)}, not three positions")
+        assert chromium.execute_script(rows) == [
+            ["EURUSD", "buy", "1", "1.08505"], ["GBPUSD", "buy", "2", "1.2"], ["BTCUSD", "buy", "1", "123,456.7"]]

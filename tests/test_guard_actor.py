@@ -38,6 +38,7 @@ from runtime import (
     Settings,
     TradingState,
 )
+from runtime.adapters.sqlite import SqliteStore
 from runtime.adapters.system_clock import SystemClock
 from runtime.broker import AccountSnapshot, Fill
 from runtime.risk.guards import Level
@@ -864,6 +865,27 @@ def test_a_fresh_guards_first_reading_stamped_late_or_ahead_does_not_hide_the_da
     state = tree.status().state
     assert (state.trading_state, state.reason, state.day_start_equity) == (
         TradingState.HALTED, "daily loss 11.50% >= limit 5.00% (start of day 10000.00, equity 8850.00)", 10_000.0)
+
+
+@pytest.mark.parametrize("first_at", [T0 - timedelta(days=1), T0 - timedelta(hours=13)], ids=["a day late", "13 h late"])
+def test_a_late_first_readings_start_of_day_outlives_a_guard_restart_from_its_state_file(tmp_path, first_at):
+    # The rule's marker was not saved: a guard restarted before the readings reached its clock's
+    # day started that day from its own first reading, hiding the 11.5% fall again.
+    settings = Settings(daily_loss_percent=5.0, max_drawdown_percent=50.0, min_equity=0)
+    with SqliteStore(tmp_path / "state.db") as store:
+        tree = GuardTree(PaperBroker(10_000), settings=settings, store=store, clock=ManualClock(T0))
+        try:
+            tree.guard.tell(EquityReading(10_000.0, first_at))
+            assert tree.status().state.day_start_equity == 10_000.0
+            tree.guard.tell(Crash("restart"))
+            tree.guard.tell(EquityReading(8_850.0, T0))
+            status = tree.status()
+            assert tree.handle.children()["guard"].incarnation == 2
+            assert (status.state.trading_state, status.state.reason, status.state.day_start_equity) == (
+                TradingState.HALTED, "daily loss 11.50% >= limit 5.00% (start of day 10000.00, equity 8850.00)",
+                10_000.0)
+        finally:
+            tree.stop()  # (before the store closes)
 
 
 def test_a_reading_stamped_yesterday_is_judged_against_todays_start_and_the_clocks_next_day_starts_afresh(tree_factory):

@@ -379,6 +379,39 @@ def test_a_late_first_reading_keeps_its_start_for_the_day_it_was_taken_on_and_a_
         feed.open_on(datetime(2024, 3, 1))
 
 
+@pytest.mark.parametrize("late", [timedelta(hours=13), timedelta(days=1)], ids=["13 h late", "a day late"])
+def test_a_late_first_readings_kept_start_survives_a_restore_from_the_record(late):
+    # Not saved, the marker was lost with a restart before the readings reached the clock's day:
+    # that day then started from its own first reading, and the 11.5% fall was no one's loss.
+    opened = RiskMonitor(10_000.0, [DailyLossGuard(5.0)])
+    opened.open_on(T0)
+    opened.observe(10_000.0, T0 - late)
+    record = opened.record()
+    assert record.day_start_kept_into == T0.date()
+    restored = RiskMonitor.from_record(record, [DailyLossGuard(5.0)])
+    restored.open_on(T0 + timedelta(hours=1))  # (as the guard does at each start: nothing once a day is set)
+    found = restored.observe(8_850.0, T0 + timedelta(hours=1))
+    assert found is not None and found.breaches[0].reason == (
+        "daily loss 11.50% >= limit 5.00% (start of day 10000.00, equity 8850.00)")
+    assert restored.record().day_start_kept_into is None  # used: the next day starts afresh
+    assert restored.record().day_start_equity == 10_000.0
+
+
+def test_a_first_reading_days_late_starts_its_own_day_and_the_clocks_day_from_its_first_reading_restored_or_not():
+    # The bar before a weekend, read first by a guard started on Monday: Monday starts from its own
+    # first reading, as it would for a guard that had run through the weekend.
+    monday = T0 + timedelta(days=3)
+    for restart in (False, True):
+        monitor = RiskMonitor(10_000.0, [DailyLossGuard(5.0)])
+        monitor.open_on(monday)
+        monitor.observe(10_000.0, T0)
+        assert monitor.record().day_start_kept_into is None
+        if restart:
+            monitor = RiskMonitor.from_record(monitor.record(), [DailyLossGuard(5.0)])
+        assert monitor.observe(8_850.0, monday) is None
+        assert monitor.record().day_start_equity == 8_850.0
+
+
 def test_daily_loss_guards_in_different_time_zones_are_refused():
     with pytest.raises(
         ValueError, match=r"^daily loss guards must share one timezone, got \['Europe/London', 'Asia/Tokyo'\]$"

@@ -354,6 +354,25 @@ def test_a_second_bot_on_the_same_state_file_is_refused_and_the_first_trades_on(
     assert [e["metadata"]["incarnation"] for e in bot.journal("--type", "loop_started")] == [1]  # the second never started
 
 
+def test_a_state_file_deleted_under_a_running_bot_halts_it_and_a_second_bot_is_still_refused(bots, tmp_path):
+    # The claim held the deleted file, not the path: a second bot started on a new file there and
+    # traded the account beside the first, which went on with every write refused.
+    bot = bots(LIVE_TOML)
+    for suffix in ("", "-wal", "-shm"):
+        os.unlink(f"{bot.db}{suffix}")
+    lost = (f"state_db {str(bot.db)!r} was deleted while this bot had it open, so nothing it saves now is kept; this "
+            "bot now holds the path, so no second bot starts on it until this one stops")
+    halted = bot.wait_for("the halt", lambda: (s := bot.get("/api/status").json())["trading_state"] == "halted" and s)
+    assert halted["reason"] == f"halted by state file watch: {lost}"
+    env = {**bot.env, "CONTROL_PORT": str(free_port())}
+    second = run([*TRADEWARDEN, "run", "--config", str(LIVE_TOML)], timeout=60, env=env, cwd=tmp_path)
+    assert second.returncode == 2
+    assert second.stderr.splitlines()[-1] == (
+        f"tradewarden run: state_db {str(bot.db)!r} is in use by another running bot: two bots on one state file "
+        "would both trade the account; stop the other, or give this one its own STATE_DB")
+    assert bot.terminate() == 0
+
+
 def test_an_unreachable_statsd_host_fails_before_anything_starts_naming_it(tmp_path):
     config = tmp_path / "live.toml"
     config.write_text(VOLATILE.format(db=tmp_path / "state.db"))

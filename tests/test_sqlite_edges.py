@@ -81,6 +81,19 @@ def test_a_guard_records_latch_dates_are_written_as_iso_times_and_read_back():
         decode_guard_record(naive)
 
 
+def test_a_late_first_readings_day_is_written_with_the_guard_record_only_when_set_and_read_back():
+    kept = attrs.evolve(RECORD, day_start_kept_into=date(2024, 1, 3))
+    text = encode_guard_record(kept)
+    assert text == encode_guard_record(RECORD).replace(',"day_start_equity":110.0,',
+                                                        ',"day_start_equity":110.0,"day_start_kept_into":"2024-01-03",')
+    assert decode_guard_record(text) == kept
+    # A record saved before it was kept has none, and reads back as it did.
+    assert '"day_start_kept_into"' not in encode_guard_record(RECORD)
+    assert decode_guard_record(encode_guard_record(RECORD)).day_start_kept_into is None
+    with pytest.raises(ValueError, match=r"^not a guard record's JSON: .* \(ValueError: Invalid isoformat string: '3 Jan'\)$"):
+        decode_guard_record(text.replace('"2024-01-03"', '"3 Jan"'))
+
+
 def test_a_guard_record_with_a_number_that_is_not_finite_cannot_be_written():
     broken = GuardRecord(
         drawdown=RECORD.drawdown, trading_state=RECORD.trading_state, reason=None, day=None,

@@ -128,7 +128,7 @@ def run(config: RunConfig) -> int:
                 _log.critical("{}: alerts will not reach the chat until this is mended", refused)
             prometheus = PrometheusMetrics.from_settings(settings)
             statsd = _closed_last(parts, StatsdMetrics.from_settings(settings))
-            _closed_last(parts, StateFileClaim.of(settings.state_db))  # before a second bot's store touches the file
+            claim = _closed_last(parts, StateFileClaim.of(settings.state_db))  # before a second bot's store touches the file
             store = _closed_last(parts, SqliteStore.from_settings(settings))
         except (TradewardenError, OSError, TypeError, ValueError) as exc:
             # A setting the parts refuse (an unreachable statsd host, a foreign or busy state
@@ -142,6 +142,8 @@ def run(config: RunConfig) -> int:
                 settings, broker, strategy, alerts=alerts, metrics=metrics, store=store, subscribers=[hub],
                 market_feed=_market_feed(broker, strategy, config.feed.symbol) if bars is not None else None,
             )
+            if claim is not None:
+                system.guard_state_file(claim)  # a file deleted or replaced under it halts it, and keeps the path
             commands = TelegramCommands.from_settings(settings, CommandHandler(system, hub), metrics)
             feed = LiveFeed(system.loop, bars) if bars is not None else None
         except (TradewardenError, TypeError, ValueError) as exc:

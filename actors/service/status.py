@@ -19,6 +19,7 @@ from actors.supervision.address import ChildUnavailable
 from actors.supervision.supervisor import ChildInfo
 from actors.system import TradingSystem
 from runtime.payloads import Heartbeat
+from runtime.replay.report import PRICE_DIGITS_UNKNOWN, format_price
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, MaxDrawdownGuard, MinEquityGuard
 
 __all__ = ["StatusReader", "limits", "status_text", "health_problems"]
@@ -60,8 +61,12 @@ def limits(guards: list[Guard], state: GuardState) -> list[dict[str, Any]]:
 
 def _positions(system: TradingSystem) -> list[dict[str, Any]]:
     # A read of the account, like the loop's own: only the guard sends orders to the broker.
+    # The entry price is shown as a replay's summary shows it: an average of fills loses its
+    # float noise (1.2000000000000002 is 1.2) and no digit a trader reads; the broker's own
+    # value, which the guard and the limits use, is untouched.
     return [{"position_id": p.position_id, "symbol": p.symbol, "side": p.side.value, "volume": p.volume,
-             "entry_price": p.entry_price, "unrealised_pnl": p.unrealised_pnl} for p in system.broker.open_positions()]
+             "entry_price": float(format_price(p.entry_price, PRICE_DIGITS_UNKNOWN, p.volume)),
+             "unrealised_pnl": p.unrealised_pnl} for p in system.broker.open_positions()]
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,8 @@ class StoreError(TradewardenError, RuntimeError):
 def encode_guard_record(record: GuardRecord) -> str:
     """``record`` as one line of JSON; floats are written in their shortest exact form, so
     `decode_guard_record` gives back an equal record with bit-identical floats. The latch's
-    dates (``state_since``, ``latched_at``) are written only when known, as ISO times."""
+    dates (``state_since``, ``latched_at``) and ``day_start_kept_into`` are written only when
+    known, as ISO texts, so a record without them reads as it did in the versions before."""
     if not isinstance(record, GuardRecord):
         raise TypeError(f"record must be a GuardRecord, got {record!r}")
     snapshot = record.drawdown
@@ -170,7 +171,7 @@ def encode_guard_record(record: GuardRecord) -> str:
         "block_counts": [[name, count] for name, count in record.block_counts],
         "net_deposits": record.net_deposits,
     }
-    for name in ("state_since", "latched_at"):
+    for name in ("state_since", "latched_at", "day_start_kept_into"):
         moment = getattr(record, name)
         if moment is not None:
             data[name] = moment.isoformat()
@@ -198,6 +199,9 @@ def decode_guard_record(text: str) -> GuardRecord:
             # Nor have those saved before latches were dated: a guard dates theirs as it loads them.
             state_since=None if data.get("state_since") is None else _stored_time("state_since", data["state_since"]),
             latched_at=None if data.get("latched_at") is None else _stored_time("latched_at", data["latched_at"]),
+            # Nor those saved before a late first reading's day was kept: it starts afresh, as it did.
+            day_start_kept_into=None if data.get("day_start_kept_into") is None
+            else date.fromisoformat(data["day_start_kept_into"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a guard record's JSON: {text[:200]!r} ({type(exc).__name__}: {exc})") from exc

@@ -78,6 +78,11 @@ class GuardRecord:
     A non-ACTIVE record without them (saved before they were kept, or by a part that could not
     date its halt, such as the fail-safe) has a halt of unknown start: a guard that loads it
     dates it at its own start, the safe side (only a resume sent after that start lifts it).
+
+    ``day_start_kept_into`` is the day, by the guard's clock, on which a fresh guard took its
+    first reading stamped the day before (see `RiskMonitor.open_on`): when the readings reach
+    it, that day keeps ``day_start_equity`` as its start. None otherwise, and in records saved
+    before it was kept.
     """
 
     drawdown: DrawdownSnapshot
@@ -90,6 +95,7 @@ class GuardRecord:
     net_deposits: float | None = None  # the account's net deposits at the latest reading, when known
     state_since: datetime | None = None
     latched_at: datetime | None = None
+    day_start_kept_into: date | None = None
 
 
 class SeriesInterrupted(TradewardenError, RuntimeError):
@@ -246,6 +252,7 @@ class RiskMonitor:
         monitor._block_counts.update(dict(record.block_counts))
         monitor._net_deposits = record.net_deposits
         monitor._since, monitor._latched_at = record.state_since, record.latched_at
+        monitor._late_into = record.day_start_kept_into
         return monitor
 
     def record(self) -> GuardRecord:
@@ -261,6 +268,7 @@ class RiskMonitor:
             net_deposits=self._net_deposits,
             state_since=self._since,
             latched_at=self._latched_at,
+            day_start_kept_into=self._late_into,
         )
 
     def observe(self, equity: float, at: datetime, *, changes_only: bool = False) -> Assessment | None:
@@ -579,12 +587,16 @@ class RiskMonitor:
         day before ``now``'s (late: a delayed message, a feed some hours behind) was taken on
         ``now``'s day, so when the readings reach that day, it keeps the same start of day
         instead of starting from its own first reading: the loss between the two is that day's.
-        A first reading stamped further back is taken to come from a feed on a time of its own
-        (a replay of its own days, fixed dates in tests): its days, and ``now``'s, start as ever.
+        A first reading stamped further back is not a message some hours late: it is a feed's
+        last bar from before a market closed (a weekend, a holiday), or a feed on a time of its
+        own (a replay of its own days, fixed dates in tests). Its days, and ``now``'s, start as
+        ever, as they would for a monitor that had run all along (one that saw the bar before the
+        weekend starts the next trading day from that day's first reading, not from the bar).
         A reading stamped after ``now``'s day is the owner's to take as now (the guard does).
 
-        Nothing once a reading has set the day, and nothing of it is saved: a monitor restored
-        from a record before the readings reach that day starts it from its own first reading."""
+        Nothing once a reading has set the day. The day to keep the start for is saved with the
+        record (``day_start_kept_into``), so a monitor restored from it before the readings reach
+        that day keeps the start all the same."""
         aware_datetime("now", now)
         if self._day is None:
             self._opened_on = now.astimezone(self._zone).date()

@@ -40,6 +40,8 @@ async function api(method, path, body) {
 // -- formatting ---------------------------------------------------------------------------------
 
 const money = (x) => x === null || x === undefined ? "–" : Number(x).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+// A price as the API gives it, every digit kept (1.08505, 151.234, 100): money's two decimals hid the pips.
+const price = (x) => Number(x).toLocaleString(undefined, { maximumFractionDigits: 10 });
 const pct = (x) => (100 * x).toFixed(2) + "%";
 const clock = (ms) => new Date(ms).toLocaleTimeString();
 const capitalised = (text) => text.charAt(0).toUpperCase() + text.slice(1);  // the API's message, as a sentence
@@ -148,7 +150,7 @@ function showStatus(s) {
   const held = s.positions || [];
   rows($("positions"), held.length ? held : [null], (tr, p) => {
     if (p === null) { cell(tr, s.positions === null ? "unknown" : "none", s.positions === null ? "neg" : ""); return; }
-    cell(tr, p.symbol); cell(tr, p.side); cell(tr, String(p.volume)); cell(tr, money(p.entry_price));
+    cell(tr, p.symbol); cell(tr, p.side); cell(tr, String(p.volume)); cell(tr, price(p.entry_price));
     cell(tr, money(p.unrealised_pnl), p.unrealised_pnl < 0 ? "neg" : "");
   });
   rows($("restarts"), Object.entries(s.children), (tr, [name, c]) => {
