@@ -30,7 +30,7 @@ from actors.messages import (
     Resume,
     SendAlert,
 )
-from actors.pressed_halts import PressedHalts
+from actors.pressed_halts import PressedHalts, SavedPending
 from actors.replay_messages import EquitySeries, GetGuardLine, JudgeReading
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import BusySection, ChildContext
@@ -456,6 +456,12 @@ class GuardActor(SupervisedActor):
             return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)
         elif isinstance(message, Halt):
             done = None if message.press is None or self._pressed is None else self._pressed.take_one(message.press, self.context)
+            if done is SavedPending.FOR_THE_NEXT_START:
+                # This guard outlived its system's stop (stuck in a broker call), which saved the
+                # press for the next start: carried out there, it must not be carried out here too.
+                self.log.warning("halt by {} ({}) not carried out: the stop saved it as pending, and the next start "
+                                 "carries it out", message.by, message.reason)
+                return self.monitor.trading_state
             if done is not None and self.monitor.trading_state is not TradingState.HALTED:
                 # Its press was carried out, and a resume queued ahead of this Halt lifted it: sent
                 # before this halt, that resume must not outlive it, so it is carried out again.

@@ -110,6 +110,32 @@ def test_a_halt_no_guard_took_before_the_stop_is_kept_by_the_store_for_the_next_
     assert (pending.by, pending.reason) == ("desk", "news at 14:30")
 
 
+def test_a_halt_saved_pending_at_the_stop_is_not_carried_out_by_the_guard_the_stop_left_in_a_broker_call_too(held):
+    # The stuck guard carried out its Halt once the broker call returned, and the next start took the
+    # pending halt as well: two "Trading halted by hand" alerts and two liquidations (a review).
+    system, broker, alerts, events, store, first, queued, answers = held
+    with pytest.raises(HaltNotConfirmed):
+        system.halt("desk", "news at 14:30", timeout=0.2)
+    old_guard, old_alerts = system.guard.ref, system.address("alerts").ref
+    system.stop(timeout=0.5)  # the guard is still inside the broker's call: the press is saved pending
+    broker.release.set()
+    # The old guard has handled its mail (the Halt before the stop), and so has the alert actor after it.
+    assert old_guard.actor_stopped.wait(WAIT) and old_alerts.actor_stopped.wait(WAIT)
+    assert [a.title for a in alerts.sent if a.title == "Trading halted by hand"] == []
+    assert [p.symbol for p in broker.open_positions()] == ["A"]  # the next start closes it, not the old guard
+    system.start()  # takes the pending halt before any order
+    wait_until(lambda: system.guard_status().state.trading_state is TradingState.HALTED)
+    assert system.journaled(WAIT)
+    system.address("alerts").ask(Ping(), timeout=WAIT)
+    assert [a.title for a in alerts.sent if a.title == "Trading halted by hand"] == ["Trading halted by hand"]
+    changes = [e for e in store.events() if e.event_type is EventType.TRADING_STATE_CHANGED]
+    assert [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in changes] == [
+        ("active", "halted", "halted by desk: news at 14:30")]
+    closed = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
+    assert [e.metadata["symbol"] for e in closed] == ["A"]
+    assert broker.open_positions() == [] and store.load_pending_halts(system.settings.loop_id) == []
+
+
 def test_a_resume_queued_ahead_of_the_halt_does_not_outlive_it(held):
     # The first queued order carried the press out; the resume (sent before the halt, with no
     # sent_at) lifted it; the Halt then found its press done and left the account trading.
