@@ -100,7 +100,11 @@ class GuardActor(SupervisedActor):
     every event published before them, so its append order is causal. A broker whose account
     lives in this process (`runtime.broker.is_in_process`, the paper broker) has its orders'
     events published like every other event instead, in order, without the wait or the durable
-    write before the call: a crash the record would outlive takes the account with it.
+    write before the call: a crash the record would outlive takes the account with it. Such an
+    order whose ``submit_order`` failed without `OrderRejected` is settled at once by
+    ``find_fill``: no fill, a TRADE_FAILED "not executed"; a ``find_fill`` that fails too, a
+    TRADE_FAILED whose error starts ``outcome unknown:`` (it is not looked up again), an
+    answer with ``unknown`` and a critical "Order outcome unknown" alert.
 
     Reconciliation: on start, an order journaled as submitted but with no outcome (its guard died
     in between) is looked up at the broker by client id. Found, its TRADE_EXECUTED is journaled
@@ -896,10 +900,11 @@ class GuardActor(SupervisedActor):
         client_id = order.client_id
         what = f"order {client_id} ({order.side.value} {order.volume:g} {order.symbol})"
         self.log.critical("{}: {}; its outcome is unknown: looked up at the broker", what, fault)
+        answered = True  # find_fill said whether the broker has a fill
         try:
             found = self._broker.find_fill(client_id)
         except Exception as exc:
-            found, fault = None, f"{fault}; find_fill raised {exc!r}"
+            found, fault, answered = None, f"{fault}; find_fill raised {exc!r}", False
         if isinstance(found, Fill):
             self._close_order(client_id, event, TradeExecuted.of(submitted, found, reconciled=True))
             self.log.warning("{}: executed after all, the broker has its fill", what)
@@ -907,13 +912,23 @@ class GuardActor(SupervisedActor):
                         f"({found.volume:g} at {found.price:.2f}): journaled as executed (reconciled)", Severity.WARNING)
             return self._executed(order, found, request.at)
         if found is not None:
-            fault = f"{fault}; find_fill returned {brief(found)}, not a Fill"
-        if not self._journal_first:
+            fault, answered = f"{fault}; find_fill returned {brief(found)}, not a Fill", False
+        if not self._journal_first and answered:
             # An account in this process has nothing in flight (see _journal_first): an order
             # it has no fill for did not trade.
             error = f"{fault}; not executed: the broker has no fill for this client id"
             self._close_order(client_id, event, TradeFailed.of(order, request.signal, rejected=False, error=error))
             return self._outcome(order, request.at, error=error)
+        if not self._journal_first:
+            # It could not say: the account may hold the order. Its orders are never held in the
+            # store (see _journal_first), so none is looked up again: the journal says unknown.
+            error = (f"outcome unknown: {fault}; the broker could not say whether it traded, and an order of an "
+                     "account in this process is not looked up again: see the account's positions")
+            self._close_order(client_id, event, TradeFailed.of(order, request.signal, rejected=False, error=error))
+            self._alert("Order outcome unknown", f"{what}: {fault}; the broker could not say whether it traded: "
+                        "journaled as failed with its outcome unknown; check the account's positions before sending "
+                        "it again", Severity.CRITICAL)
+            return self._outcome(order, request.at, error=error, unknown=True)
         self._unknown_ids.add(client_id)
         self.timers.start_single("reconcile", _RECONCILE_EVERY)
         self._alert("Order outcome unknown", f"{what}: {fault}; the broker may hold it; looked up at the broker until it "
