@@ -482,7 +482,7 @@ def test_a_hung_bot_api_holds_a_later_critical_alert_for_one_timeout_and_the_fir
     assert late is not None, sent[2].text
     assert [(r.text, r.reply) for r in sent] == [
         (f"{first}halted by desk: news", "hang"), (second, "ok"), (sent[2].text, "hang"), (sent[2].text, "ok")]
-    assert sent[1].at - sent[0].at < 0.3 + 0.5  # tried as soon as the first try's timeout ran out
+    assert sent[1].at - sent[0].at < 0.3 + 1.0  # tried once the first try's timeout ran out, not after its retries
     assert bot_api.shown("42") == [second, sent[2].text]
 
 
