@@ -4,7 +4,10 @@ and tries again, with a capped backoff, an alert whose sink raised."""
 from __future__ import annotations
 
 import collections
+import itertools
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -12,7 +15,7 @@ import attrs
 from actors.messages import SendAlert
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import ChildContext, IncarnationRevoked
-from runtime.alerts import Alert, AlertSink, LogAlerts
+from runtime.alerts import Alert, AlertNotAnswered, AlertSink, LogAlerts
 from runtime.backoff import Backoff
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
 
@@ -27,7 +30,8 @@ ALERT_QUEUE_LIMIT = 1000
 
 ALERT_STEP_ASIDE = 5
 """An alert refused this many times steps behind the next one waiting, so that one the sink can
-never take (a message it refuses) does not hold every later alert back."""
+never take (a message it refuses) does not hold every later alert back. One the sink's service
+did not answer in time (`AlertNotAnswered`) steps behind every alert waiting at once."""
 
 ALERT_ATTEMPTS = 5
 """A WARNING or INFO alert is given up after this many failed sends (a CRITICAL one never)."""
@@ -35,11 +39,17 @@ ALERT_ATTEMPTS = 5
 
 @attrs.define
 class _Pending:
-    # An alert waiting for a retry: how often it failed, since when, and the last error.
+    # An alert waiting for a retry: its place in the order raised, when it was raised (wall
+    # clock: people read it), how often it failed, since when, the last error, and whether an
+    # alert raised after it was delivered first (its text then says so).
     alert: Alert
+    seq: int
+    raised_at: datetime
     failures: int = 0
     since: float = attrs.field(factory=time.monotonic)
     error: str = ""
+    overtaken: bool = False
+    unanswered: bool = False  # its last try got no answer in time (AlertNotAnswered)
 
 
 class AlertActor(SupervisedActor):
@@ -52,7 +62,18 @@ class AlertActor(SupervisedActor):
     order they came: while one waits for a retry, later ones wait behind it, so the last message
     a person reads is the latest news (a resume never arrives before the halt it lifts), until it
     has been refused `ALERT_STEP_ASIDE` times: then it steps behind the next one, so that an
-    alert the sink can never take does not hold back every later one. At most
+    alert the sink can never take does not hold back every later one.
+
+    A sink with ``send_bounded`` (`TelegramAlerts`) is called through it: a try its service does
+    not answer within the sink's timeout gives the alert back (`AlertNotAnswered`), and that
+    alert steps behind every alert waiting, the next of which is tried at once (unless it failed
+    already: then after the backoff), so one hung request holds a later critical alert for that
+    timeout only. It is sent again after them, a critical one until delivered, even though the
+    sink retries by itself.
+
+    An alert delivered after one raised later (it stepped aside) says so on the first line of
+    its text, with when it was raised: ``(Late: raised at 2026-12-06 19:40:12 UTC; alerts raised
+    after it were delivered first.)``, so a person reading the chat puts it in its place. At most
     ``queue_limit`` (`ALERT_QUEUE_LIMIT`) alerts wait; past that the oldest non-critical one is
     dropped (the oldest critical one when all are critical). An alert delivered after failures
     is logged with how many and how late; every alert given up, dropped, or still waiting when
@@ -86,12 +107,15 @@ class AlertActor(SupervisedActor):
         if isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 1:
             raise ValueError(f"queue_limit must be a whole number >= 1, got {queue_limit!r}")
         self._sink = context.guarded(sink or LogAlerts())
+        bounded = callable(getattr(sink, "send_bounded", None))  # a hung try gives the alert back
+        self._send: Callable[[Alert], None] = getattr(self._sink, "send_bounded" if bounded else "send")
         self._metrics = metrics or NullMetrics()
         self._retry = retry
         self._attempts = attempts
         self._queue_limit = queue_limit
         self._retries_itself = getattr(sink, "retries_itself", False) is True
         self._waiting: collections.deque[_Pending] = collections.deque()
+        self._raised = itertools.count()
         self._failures_in_a_row = 0
         self.delivered = 0
         self.failures = 0
@@ -126,10 +150,13 @@ class AlertActor(SupervisedActor):
         """Deliver a `SendAlert`, or queue it behind alerts waiting for a retry."""
         if not isinstance(message, SendAlert):
             return super().handle(message)
+        pending = _Pending(message.alert, next(self._raised), datetime.now(UTC))
         if self._waiting:
-            self._enqueue(_Pending(message.alert))  # the retry timer is running: keep the order
+            self._enqueue(pending)  # the retry timer is running: keep the order
+            if self._waiting[0] is pending:  # ahead of alerts whose service did not answer: not held by them
+                self._send_waiting()
         else:
-            self._waiting.append(_Pending(message.alert))
+            self._waiting.append(pending)
             self._send_waiting()
         self._schedule_flush()
         return None
@@ -154,12 +181,17 @@ class AlertActor(SupervisedActor):
         while self._waiting:
             pending = self._waiting.popleft()
             try:
-                self._sink.send(pending.alert)
+                self._send(pending.alert)
             except Exception as exc:
-                self._failed(pending, exc)
+                if self._failed(pending, exc):
+                    continue  # the next one is tried at once
                 return
             self._failures_in_a_row = 0
             self.delivered += 1
+            for earlier in self._waiting:
+                if earlier.seq < pending.seq and not earlier.overtaken:
+                    earlier.overtaken = True
+                    earlier.alert = _marked_late(earlier.alert, earlier.raised_at)
             if pending.failures:
                 self.log.warning(
                     "alert {!r} delivered after {} ({:.1f}s late)",
@@ -168,17 +200,32 @@ class AlertActor(SupervisedActor):
                     time.monotonic() - pending.since,
                 )
 
-    def _failed(self, pending: _Pending, exc: Exception) -> None:
-        # One failed send of the queue's head (taken off): put it back or give it up, then wait.
+    def _failed(self, pending: _Pending, exc: Exception) -> bool:
+        # One failed send of the queue's head (taken off): put it back or give it up, then wait;
+        # True when the next one waiting is to be tried at once instead.
         self.failures += 1
         self._failures_in_a_row += 1
         pending.failures += 1
         pending.error = f"{type(exc).__name__}: {exc}"
-        if self._retries_itself:
+        pending.unanswered = isinstance(exc, AlertNotAnswered)
+        given_up = not pending.alert.critical and pending.failures >= self._attempts
+        if isinstance(exc, AlertNotAnswered) and not given_up:
+            pending.alert = exc.resend
+            if self._waiting:
+                # Tried again at once, a hung service would hold every alert behind it as long
+                # again: they go first, each at once unless it failed already.
+                self._waiting.append(pending)
+                self.log.warning("alert {!r} not delivered: {}; the {} alert(s) after it are tried first",
+                                 pending.alert.title, exc, len(self._waiting) - 1)
+                if self._waiting[0].failures == 0:
+                    return True
+            else:
+                self._waiting.appendleft(pending)
+        elif self._retries_itself and not isinstance(exc, AlertNotAnswered):
             self._drop(pending, f"{exc} (the sink retries by itself, so it is not sent again)")
         elif isinstance(exc, IncarnationRevoked):
             self._drop(pending, str(exc))
-        elif not pending.alert.critical and pending.failures >= self._attempts:
+        elif given_up:
             self._drop(pending, f"given up after {_failed_attempts(pending.failures)}; last error: {exc}")
         elif pending.failures >= ALERT_STEP_ASIDE and self._waiting:
             # Refused again and again while others wait: perhaps this alert alone (a message the
@@ -190,7 +237,7 @@ class AlertActor(SupervisedActor):
         else:
             self._waiting.appendleft(pending)
         if not self._waiting:
-            return
+            return False
         delay = self._retry.delay(self._failures_in_a_row)
         self.timers.start_single("retry", delay)
         if self._waiting[0] is pending:
@@ -202,6 +249,7 @@ class AlertActor(SupervisedActor):
                 _failed_attempts(pending.failures),
                 len(self._waiting),
             )
+        return False
 
     def _enqueue(self, pending: _Pending) -> None:
         if len(self._waiting) >= self._queue_limit:
@@ -210,7 +258,11 @@ class AlertActor(SupervisedActor):
             victim = victims[0] if victims else self._waiting[0]
             self._waiting.remove(victim)
             self._drop(victim, f"the queue of alerts waiting for a retry is full ({self._queue_limit})")
-        self._waiting.append(pending)
+        # Ahead of the alerts at the back whose last try got no answer: they wait behind every other.
+        place = len(self._waiting)
+        while place and self._waiting[place - 1].unanswered:
+            place -= 1
+        self._waiting.insert(place, pending)
 
     def _drop(self, pending: _Pending, why: str) -> None:
         self.dropped += 1
@@ -224,6 +276,12 @@ class AlertActor(SupervisedActor):
             why,
             alert.text,
         )
+
+
+def _marked_late(alert: Alert, raised_at: datetime) -> Alert:
+    # Delivered after alerts raised later: a person reading the chat must not take it as news.
+    late = f"(Late: raised at {raised_at:%Y-%m-%d %H:%M:%S} UTC; alerts raised after it were delivered first.)"
+    return attrs.evolve(alert, text=f"{late}\n{alert.text}")
 
 
 def _failed_attempts(failures: int) -> str:

@@ -30,7 +30,7 @@ from actors.messages import (
     Resume,
     SendAlert,
 )
-from actors.pressed_halts import PressedHalts
+from actors.pressed_halts import PressedHalts, SavedPending
 from actors.replay_messages import EquitySeries, GetGuardLine, JudgeReading
 from actors.supervision.base import SupervisedActor
 from actors.supervision.context import BusySection, ChildContext
@@ -100,7 +100,11 @@ class GuardActor(SupervisedActor):
     every event published before them, so its append order is causal. A broker whose account
     lives in this process (`runtime.broker.is_in_process`, the paper broker) has its orders'
     events published like every other event instead, in order, without the wait or the durable
-    write before the call: a crash the record would outlive takes the account with it.
+    write before the call: a crash the record would outlive takes the account with it. Such an
+    order whose ``submit_order`` failed without `OrderRejected` is settled at once by
+    ``find_fill``: no fill, a TRADE_FAILED "not executed"; a ``find_fill`` that fails too, a
+    TRADE_FAILED whose error starts ``outcome unknown:`` (it is not looked up again), an
+    answer with ``unknown`` and a critical "Order outcome unknown" alert.
 
     Reconciliation: on start, an order journaled as submitted but with no outcome (its guard died
     in between) is looked up at the broker by client id. Found, its TRADE_EXECUTED is journaled
@@ -456,6 +460,12 @@ class GuardActor(SupervisedActor):
             return self._resume(message.by, message.rebaseline, sent_at=message.sent_at)
         elif isinstance(message, Halt):
             done = None if message.press is None or self._pressed is None else self._pressed.take_one(message.press, self.context)
+            if done is SavedPending.FOR_THE_NEXT_START:
+                # This guard outlived its system's stop (stuck in a broker call), which saved the
+                # press for the next start: carried out there, it must not be carried out here too.
+                self.log.warning("halt by {} ({}) not carried out: the stop saved it as pending, and the next start "
+                                 "carries it out", message.by, message.reason)
+                return self.monitor.trading_state
             if done is not None and self.monitor.trading_state is not TradingState.HALTED:
                 # Its press was carried out, and a resume queued ahead of this Halt lifted it: sent
                 # before this halt, that resume must not outlive it, so it is carried out again.
@@ -890,10 +900,11 @@ class GuardActor(SupervisedActor):
         client_id = order.client_id
         what = f"order {client_id} ({order.side.value} {order.volume:g} {order.symbol})"
         self.log.critical("{}: {}; its outcome is unknown: looked up at the broker", what, fault)
+        answered = True  # find_fill said whether the broker has a fill
         try:
             found = self._broker.find_fill(client_id)
         except Exception as exc:
-            found, fault = None, f"{fault}; find_fill raised {exc!r}"
+            found, fault, answered = None, f"{fault}; find_fill raised {exc!r}", False
         if isinstance(found, Fill):
             self._close_order(client_id, event, TradeExecuted.of(submitted, found, reconciled=True))
             self.log.warning("{}: executed after all, the broker has its fill", what)
@@ -901,13 +912,23 @@ class GuardActor(SupervisedActor):
                         f"({found.volume:g} at {found.price:.2f}): journaled as executed (reconciled)", Severity.WARNING)
             return self._executed(order, found, request.at)
         if found is not None:
-            fault = f"{fault}; find_fill returned {brief(found)}, not a Fill"
-        if not self._journal_first:
+            fault, answered = f"{fault}; find_fill returned {brief(found)}, not a Fill", False
+        if not self._journal_first and answered:
             # An account in this process has nothing in flight (see _journal_first): an order
             # it has no fill for did not trade.
             error = f"{fault}; not executed: the broker has no fill for this client id"
             self._close_order(client_id, event, TradeFailed.of(order, request.signal, rejected=False, error=error))
             return self._outcome(order, request.at, error=error)
+        if not self._journal_first:
+            # It could not say: the account may hold the order. Its orders are never held in the
+            # store (see _journal_first), so none is looked up again: the journal says unknown.
+            error = (f"outcome unknown: {fault}; the broker could not say whether it traded, and an order of an "
+                     "account in this process is not looked up again: see the account's positions")
+            self._close_order(client_id, event, TradeFailed.of(order, request.signal, rejected=False, error=error))
+            self._alert("Order outcome unknown", f"{what}: {fault}; the broker could not say whether it traded: "
+                        "journaled as failed with its outcome unknown; check the account's positions before sending "
+                        "it again", Severity.CRITICAL)
+            return self._outcome(order, request.at, error=error, unknown=True)
         self._unknown_ids.add(client_id)
         self.timers.start_single("reconcile", _RECONCILE_EVERY)
         self._alert("Order outcome unknown", f"{what}: {fault}; the broker may hold it; looked up at the broker until it "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
 import threading
 
@@ -12,7 +13,7 @@ from actors.supervision.context import ChildContext
 from runtime.errors import TradewardenError
 from runtime.risk.guards import TradingState
 
-__all__ = ["HaltNotConfirmed", "PressedHalt", "PressedHalts"]
+__all__ = ["HaltNotConfirmed", "PressedHalt", "PressedHalts", "SavedPending"]
 
 
 @attrs.frozen
@@ -22,6 +23,13 @@ class PressedHalt:
     press_id: int
     by: str
     reason: str
+
+
+class SavedPending(enum.Enum):
+    """What `PressedHalts.take_one` answers for a press its system's stop saved as a pending halt:
+    the next start carries it out, so the guard that gets its `Halt` message must not."""
+
+    FOR_THE_NEXT_START = "saved as a pending halt for the next start"
 
 
 class HaltNotConfirmed(TradewardenError, pykka.Timeout):
@@ -36,18 +44,34 @@ class PressedHalts:
     here before the guard is asked, and the guard takes every press waiting here before it lets
     an order out, so a halt never waits behind the orders queued in the guard's mailbox.
 
-    A press is taken once: by the guard that first gets to it (before an order, or as it starts),
-    or by its own `Halt` message; the other finds it taken and does not carry it out again. A
-    press taken by an incarnation that was then abandoned (revoked: its store and broker refuse
-    every call, so it may not have carried it out) counts as not taken for the next one. Thread
-    safe: the system's callers and each incarnation take from it on their own threads."""
+    A press is carried out once: by the guard that first takes it (before an order, or as it
+    starts), or by its own `Halt` message; the other finds it taken and does not carry it out
+    again. A stop hands every press no guard has taken to the store as a pending halt
+    (`hand_over`): the next start carries it out, and a guard the stop left running (stuck in a
+    broker call) does not, when its `Halt` message reaches it at last. A press the store did not
+    take is left to that guard's `Halt` message.
+
+    A press taken by an incarnation that then crashed or was abandoned is not taken again by
+    the next incarnation's own look (before an order, or as it starts): that incarnation carries
+    it out when the press's `Halt` message reaches it (carried over from the mailbox of the one
+    that ended, or sent again), unless the crashed one had carried it out already; a press
+    taken by an abandoned incarnation (revoked: its store and broker refuse every call, so it
+    may not have carried it out) is carried out again in any case. Until then, orders are held
+    back only by the state the next incarnation carried on from (the store's record, or the one
+    `GuardCarry` handed over), not by the press.
+    A press taken while that incarnation was handling the press's own `Halt` message, which it
+    crashed in, is not carried out again: its asker gets the error. Thread safe: the system's
+    callers and each incarnation take from it on their own threads.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._ids = itertools.count(1)
         self._waiting: dict[int, PressedHalt] = {}
         # press id -> the incarnation that took it, and the trading state before it carried it out
         self._taken: dict[int, tuple[ChildContext, TradingState | None]] = {}
+        self._handing: set[int] = set()  # handed to the store by a stop, not saved yet
+        self._saved: set[int] = set()  # saved as pending halts: for the next start, none of this one's guards
 
     def press(self, by: str, reason: str) -> PressedHalt:
         """Record a press: in force for the guard from now on."""
@@ -80,21 +104,41 @@ class PressedHalts:
             if press_id in self._taken:
                 self._taken[press_id] = (taker, previous)
 
-    def take_one(self, press_id: int, taker: ChildContext) -> TradingState | None:
+    def take_one(self, press_id: int, taker: ChildContext) -> TradingState | SavedPending | None:
         """Take the press ``press_id`` for its own `Halt` message, which then answers for it:
         None when ``taker`` must carry it out (it was waiting, or taken by an incarnation since
-        revoked, or not carried out), else the state before the live incarnation that took it
-        carried it out. Either way the press is done with: it is forgotten."""
+        revoked, or not carried out), `SavedPending` when a stop saved it for the next start
+        (waiting, if the stop is saving it now, for the store's answer), else the state before
+        the live incarnation that took it carried it out. Either way the press is done with: it
+        is forgotten."""
         with self._lock:
+            self._lock.wait_for(lambda: press_id not in self._handing)
+            if press_id in self._saved:
+                self._saved.discard(press_id)
+                return SavedPending.FOR_THE_NEXT_START
             self._waiting.pop(press_id, None)
             took, previous = self._taken.pop(press_id, (None, None))
         if took is None or (took is not taker and took.revoked.is_set()):
             return None
         return previous
 
-    def left(self) -> list[PressedHalt]:
-        """The presses no guard has taken (the system stopped first), taken now by the caller."""
+    def hand_over(self) -> list[PressedHalt]:
+        """The presses no guard has taken (the system stopped first), now being saved as pending
+        halts by the caller, which must say for each whether the store took it (`handed`): till
+        then a guard's `Halt` for one waits, so it is carried out either here or by the next
+        start, never both."""
         with self._lock:
             halts = list(self._waiting.values())
             self._waiting.clear()
+            self._handing.update(halt.press_id for halt in halts)
         return halts
+
+    def handed(self, halt: PressedHalt, saved: bool) -> None:
+        """The store took (``saved``) ``halt``, handed over, as a pending halt: no guard of this
+        system carries it out now. Not taken, a guard the stop left running still carries it out
+        when its `Halt` reaches it (the only one that can)."""
+        with self._lock:
+            self._handing.discard(halt.press_id)
+            if saved:
+                self._saved.add(halt.press_id)
+            self._lock.notify_all()

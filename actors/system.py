@@ -539,13 +539,16 @@ class TradingSystem:
 
     def _halts_left_pending(self) -> None:
         # Kill-switch presses no guard took before the stop: kept by the store for the next start.
-        for press in self._halts.left():
+        # A guard left running (stuck in a broker call) then finds them saved and leaves them to it.
+        for press in self._halts.hand_over():
             try:
                 self.store.save_pending_halt(self.settings.loop_id, PendingHalt(press.by, press.reason))
             except Exception as exc:
+                self._halts.handed(press, saved=False)
                 logger.critical("halt by {} ({}) was not carried out before the stop, nor saved for the next start: {!r}",
                                 press.by, press.reason, exc)
                 continue
+            self._halts.handed(press, saved=True)
             logger.warning("halt by {} ({}) was not carried out before the stop: saved as pending, the next start "
                            "carries it out first", press.by, press.reason)
 

@@ -8,7 +8,9 @@ from typing import Protocol
 import attrs
 from loguru import logger
 
-__all__ = ["Severity", "Alert", "AlertSink", "LogAlerts"]
+from runtime.errors import TradewardenError
+
+__all__ = ["Severity", "Alert", "AlertNotAnswered", "AlertSink", "LogAlerts"]
 
 
 class Severity(enum.Enum):
@@ -43,12 +45,28 @@ class Alert:
         return f"[{self.severity.value.upper()}] {self.title}{suffix}\n{self.text}"
 
 
+class AlertNotAnswered(TradewardenError, RuntimeError):
+    """The alert service gave no answer to one try within the sink's timeout (it hangs), and the
+    sink gives the alert back instead of waiting on it again: ``resend`` is the alert to send
+    again later (its text marked as a possible repeat when the try may have reached the chat).
+    Raised by a sink's optional ``send_bounded`` (see `AlertSink`)."""
+
+    def __init__(self, message: str, resend: Alert) -> None:
+        super().__init__(message)
+        self.resend = resend
+
+
 class AlertSink(Protocol):
     """Delivers alerts. It may block or raise: the runtime calls it off the guard's thread.
 
     An alert whose `send` raised is sent again by the alert actor with a capped backoff (a
     CRITICAL one until delivered, others up to 5 times), unless the sink has a true
-    ``retries_itself`` attribute, as `TelegramAlerts` does: then a raise is final."""
+    ``retries_itself`` attribute, as `TelegramAlerts` does: then a raise is final.
+
+    A sink may also offer ``send_bounded(alert)``, which the alert actor then calls instead of
+    `send`: the same, except that a try with no answer within the sink's timeout is not tried
+    again there but raises `AlertNotAnswered`, so that one hung request holds the alerts
+    behind it no longer than that timeout. The actor sends its ``resend`` again after them."""
 
     def send(self, alert: Alert) -> None:
         """Deliver one alert, or raise why it could not be delivered."""

@@ -4,13 +4,15 @@ sink that retries by itself. Real actors, real timers, a sink of the test's own 
 
 from __future__ import annotations
 
+import re
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from actor_helpers import WAIT, LogLines
 
 from actors import start_trading_system
-from actors.alerts import AlertActor
+from actors.alerts import ALERT_STEP_ASIDE, AlertActor
 from actors.messages import SendAlert
 from actors.supervision.context import ChildContext
 from runtime import ListSignalSource, MemoryStore, PaperBroker, Settings
@@ -202,5 +204,60 @@ def test_an_alert_the_sink_can_never_take_steps_aside_and_the_later_ones_go_out(
         assert "WARNING alert 'Trading halted' still not delivered after 5 failed attempts: the alert after it is tried first" in (
             lines.snapshot())
         assert [alert.title for alert in ref.proxy().waiting.get(timeout=WAIT)] == ["Trading halted"]  # still retried
+    finally:
+        ref.stop()
+
+
+class RefusedAtFirst:
+    """A sink that refuses one alert (its title ``refused``) ``times`` times, then takes it; it
+    takes every other alert at once, and keeps the texts it took in order."""
+
+    def __init__(self, refused: str, times: int) -> None:
+        self.cond = threading.Condition()
+        self.refused, self.times = refused, times
+        self.taken: list[str] = []
+
+    def send(self, alert: Alert) -> None:
+        with self.cond:
+            if alert.title == self.refused and self.times > 0:
+                self.times -= 1
+                raise ConnectionError("my pager is down")
+            self.taken.append(alert.render())
+            self.cond.notify_all()
+
+    def wait_taken(self, count: int) -> list[str]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.taken) >= count, WAIT), self.taken
+            return list(self.taken)
+
+
+def test_an_alert_that_stepped_aside_says_it_is_late_and_when_it_was_raised():
+    # It arrived after the alerts raised after it, with nothing to say so: a reader took it as news.
+    sink = RefusedAtFirst("Trading halted", times=ALERT_STEP_ASIDE)
+    ref = _actor(sink)
+    try:
+        before = datetime.now(UTC).replace(microsecond=0)
+        for title, text in (("Trading halted", "halted by desk: news"), ("Guard breach", "drawdown 12%"),
+                            ("Trading resumed", "by desk")):
+            ref.tell(SendAlert(Alert(title, text, Severity.CRITICAL)))
+        taken = sink.wait_taken(3)
+        after = datetime.now(UTC)
+    finally:
+        ref.stop()
+    # Refused five times, it stepped behind the breach, and went out after it, before the resume.
+    assert (taken[0], taken[2]) == ("[CRITICAL] Guard breach\ndrawdown 12%", "[CRITICAL] Trading resumed\nby desk")
+    late = re.fullmatch(r"\[CRITICAL\] Trading halted\n\(Late: raised at (.+) UTC; alerts raised after it were "
+                        r"delivered first\.\)\nhalted by desk: news", taken[1])
+    assert late is not None, taken[1]
+    assert before <= datetime.strptime(late[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) <= after
+
+
+def test_alerts_delivered_in_their_order_carry_no_late_mark():
+    sink = RefusedAtFirst("Trading halted", times=2)  # fewer refusals than a step aside: the order holds
+    ref = _actor(sink)
+    try:
+        ref.tell(SendAlert(Alert("Trading halted", "halted by desk: news", Severity.CRITICAL)))
+        ref.tell(SendAlert(Alert("Trading resumed", "by desk", Severity.CRITICAL)))
+        assert sink.wait_taken(2) == ["[CRITICAL] Trading halted\nhalted by desk: news", "[CRITICAL] Trading resumed\nby desk"]
     finally:
         ref.stop()

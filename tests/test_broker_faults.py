@@ -255,3 +255,61 @@ def test_a_fill_that_does_not_match_its_order_is_journaled_as_reported_alerted_a
         )
     finally:
         tree.stop()
+
+
+class InProcessVenue(Venue):
+    """The venue as an account that lives in this process."""
+
+    in_process = True
+
+
+class InProcessAccount(InProcessVenue):
+    """An account that lives in this process, whose ``find_fill`` fails too."""
+
+    in_process = True
+
+    def find_fill(self, client_id: str) -> Fill | None:
+        self.lookups += 1
+        raise BrokerError("account lookup failed")
+
+
+def test_an_in_process_order_whose_lookup_fails_too_is_journaled_as_unknown_not_as_not_executed() -> None:
+    # Journaled "not executed: the broker has no fill" when find_fill had said nothing at all (a review):
+    # the order had in fact traded, and the account held its position.
+    broker = InProcessAccount("fill, then time out")
+    tree = _tree(broker)
+    try:
+        order = Order("X", "buy", 2)
+        outcome = tree.guard.ask(PlaceOrder(order, T0), timeout=WAIT)
+        fault = ("submit_order raised BrokerError('venue timeout after 30s (order state unknown)'); "
+                 "find_fill raised BrokerError('account lookup failed')")
+        error = (f"outcome unknown: {fault}; the broker could not say whether it traded, and an order of an account "
+                 "in this process is not looked up again: see the account's positions")
+        assert (outcome.fill, outcome.refusal, outcome.unknown, outcome.error) == (None, None, True, error)
+        assert outcome.positions_open == 1  # the account read after it holds the position
+        [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
+        assert (failed.metadata["client_order_id"], failed.metadata["error"], failed.metadata["rejected"]) == (
+            order.client_id, error, False)
+        assert wait_until(lambda: [a.title for a in tree.alerts()] == ["Order outcome unknown"])
+        [unknown] = tree.alerts()
+        assert (unknown.severity, unknown.text) == (Severity.CRITICAL, (
+            f"order {order.client_id} (buy 2 X): {fault}; the broker could not say whether it traded: journaled as "
+            "failed with its outcome unknown; check the account's positions before sending it again"))
+        assert broker.lookups == 1
+    finally:
+        tree.stop()
+
+
+def test_an_in_process_order_the_broker_has_no_fill_for_is_journaled_as_not_executed() -> None:
+    broker = InProcessVenue("time out")
+    tree = _tree(broker)
+    try:
+        order = Order("X", "buy", 2)
+        outcome = tree.guard.ask(PlaceOrder(order, T0), timeout=WAIT)
+        error = ("submit_order raised BrokerError('venue timeout after 30s (order state unknown)'); not executed: the "
+                 "broker has no fill for this client id")
+        assert (outcome.unknown, outcome.error) == (False, error)
+        [failed] = tree.events.wait_count(EventType.TRADE_FAILED, 1)
+        assert failed.metadata["error"] == error
+    finally:
+        tree.stop()

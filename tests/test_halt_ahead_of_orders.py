@@ -34,9 +34,16 @@ class HeldBroker(PaperBroker):
         return super().submit_order(order)
 
 
-@pytest.fixture
-def held():
-    broker, alerts, events, store = HeldBroker(), AlertInbox(), EventLog(), MemoryStore()
+class NoPendingHalts(MemoryStore):
+    """A store that refuses to save a pending halt (a full disk, say)."""
+
+    def save_pending_halt(self, loop_id, halt):
+        raise OSError("disk full")
+
+
+@pytest.fixture(params=[MemoryStore])
+def held(request):
+    broker, alerts, events, store = HeldBroker(), AlertInbox(), EventLog(), request.param()
     system = start_trading_system(Settings(), broker, ListSignalSource(), store=store, alerts=alerts,
                                   subscribers=[events], loop_interval=None)
     first = Order("A", "buy", 1)
@@ -109,6 +116,50 @@ def test_a_halt_no_guard_took_before_the_stop_is_kept_by_the_store_for_the_next_
     system.stop(timeout=0.5)  # the guard is still inside the broker's call: it never took the press
     (pending,) = store.load_pending_halts(system.settings.loop_id)
     assert (pending.by, pending.reason) == ("desk", "news at 14:30")
+
+
+def test_a_halt_saved_pending_at_the_stop_is_not_carried_out_by_the_guard_the_stop_left_in_a_broker_call_too(held):
+    # The stuck guard carried out its Halt once the broker call returned, and the next start took the
+    # pending halt as well: two "Trading halted by hand" alerts and two liquidations (a review).
+    system, broker, alerts, events, store, first, queued, answers = held
+    with pytest.raises(HaltNotConfirmed):
+        system.halt("desk", "news at 14:30", timeout=0.2)
+    old_guard, old_alerts = system.guard.ref, system.address("alerts").ref
+    system.stop(timeout=0.5)  # the guard is still inside the broker's call: the press is saved pending
+    broker.release.set()
+    # The old guard has handled its mail (the Halt before the stop), and so has the alert actor after it.
+    assert old_guard.actor_stopped.wait(WAIT) and old_alerts.actor_stopped.wait(WAIT)
+    assert [a.title for a in alerts.sent if a.title == "Trading halted by hand"] == []
+    assert [p.symbol for p in broker.open_positions()] == ["A"]  # the next start closes it, not the old guard
+    # The next start (a new process on the same store and account) takes the pending halt before any order.
+    following = start_trading_system(Settings(), broker, ListSignalSource(), store=store, alerts=alerts,
+                                     loop_interval=None)
+    try:
+        assert following.guard_status().state.trading_state is TradingState.HALTED
+        assert following.journaled(WAIT)
+        following.address("alerts").ask(Ping(), timeout=WAIT)
+    finally:
+        following.stop()
+    assert [a.title for a in alerts.sent if a.title == "Trading halted by hand"] == ["Trading halted by hand"]
+    changes = [e for e in store.events() if e.event_type is EventType.TRADING_STATE_CHANGED]
+    assert [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in changes] == [
+        ("active", "halted", "halted by desk: news at 14:30")]
+    closed = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
+    assert [e.metadata["symbol"] for e in closed] == ["A"]
+    assert broker.open_positions() == [] and store.load_pending_halts(system.settings.loop_id) == []
+
+
+@pytest.mark.parametrize("held", [NoPendingHalts], indirect=True)
+def test_a_halt_the_store_refused_to_keep_at_the_stop_is_carried_out_by_the_guard_the_stop_left(held):
+    system, broker, alerts, events, store, first, queued, answers = held
+    with pytest.raises(HaltNotConfirmed):
+        system.halt("desk", "news at 14:30", timeout=0.2)
+    old_guard, old_alerts = system.guard.ref, system.address("alerts").ref
+    system.stop(timeout=0.5)  # the pending halt is refused: the stuck guard is the only one left to carry it out
+    broker.release.set()
+    assert old_guard.actor_stopped.wait(WAIT) and old_alerts.actor_stopped.wait(WAIT)
+    assert [a.title for a in alerts.sent if a.title == "Trading halted by hand"] == ["Trading halted by hand"]
+    assert broker.open_positions() == [] and store.load_guard(system.settings.loop_id).trading_state is TradingState.HALTED
 
 
 def test_a_resume_queued_ahead_of_the_halt_does_not_outlive_it(held):

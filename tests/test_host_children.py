@@ -13,6 +13,7 @@ from actor_helpers import WAIT, wait_until
 
 from actors import ChildSpec, Supervisor
 from actors.supervision.context import ChildContext
+from actors.supervision.pykka_internals import FailureTolerantActor
 from actors.supervision.supervisor import DEFAULT_LIVENESS_TIMEOUT, Restarted
 
 
@@ -139,3 +140,83 @@ def test_a_plain_actor_with_a_liveness_timeout_marks_its_long_waits_busy(venue):
 def test_a_liveness_timeout_that_is_no_timeout_is_refused_naming_the_value(value):
     with pytest.raises(ValueError, match=r"^liveness_timeout must be seconds > 0, None or 'default', got "):
         ChildSpec("strategy", lambda ctx: Strategy.start(None), liveness_timeout=value)
+
+
+class Feed(pykka.ThreadingActor):
+    """A host's plain pykka actor whose ``on_start`` fails the first ``bad_starts`` times, whose
+    ``on_stop`` fails when ``bad_stop``, and which stops itself on "quit"."""
+
+    use_daemon_thread = True
+    starts = 0
+
+    def __init__(self, bad_starts: int = 0, bad_stop: bool = False) -> None:
+        super().__init__()
+        self.bad_starts, self.bad_stop = bad_starts, bad_stop
+
+    def on_start(self) -> None:
+        Feed.starts += 1
+        if Feed.starts <= self.bad_starts:
+            raise RuntimeError("no connection to the price feed")
+
+    def on_stop(self) -> None:
+        if self.bad_stop:
+            raise RuntimeError("last prices not flushed")
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "quit":
+            self.actor_ref.stop(block=False)
+        return "alive"
+
+
+def test_a_plain_actor_whose_on_start_raises_is_reported_as_failed_to_start_naming_its_exception():
+    # Reported as "ActorDeadError: Feed (urn:...) stopped before handling the message" (or "not
+    # found"): nothing said what had failed.
+    Feed.starts = 0
+    heard = Heard()
+    host = Supervisor.launch([ChildSpec("feed", lambda ctx: Feed.start(bad_starts=1))], probe_interval=0.05,
+                             on_restart=heard)
+    try:
+        assert heard.items == [Restarted("feed", "failed to start: RuntimeError: no connection to the price feed", 1, 2)]
+        assert host.address("feed").ask("ping", timeout=WAIT) == "alive"
+    finally:
+        host.stop()
+
+
+def test_a_plain_actor_whose_on_stop_raises_is_reported_as_failed_to_stop_not_as_a_crash():
+    heard = Heard()
+    host = Supervisor.launch([ChildSpec("feed", lambda ctx: Feed.start(bad_stop=True))], probe_interval=0.05,
+                             on_restart=heard)
+    try:
+        host.address("feed").tell("quit")
+        assert wait_until(lambda: bool(heard.items))
+        assert heard.items == [Restarted("feed", "failed to stop: RuntimeError: last prices not flushed", 1, 2)]
+    finally:
+        host.stop()
+
+
+class Tolerant(FailureTolerantActor):
+    """A host's pykka actor that survives a bad told message, as its `survives` says."""
+
+    use_daemon_thread = True
+
+    def survives(self, exception: BaseException) -> bool:
+        return isinstance(exception, ValueError)
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "bad":
+            raise ValueError("unreadable quote")
+        return "alive"
+
+
+def test_a_failure_tolerant_actor_that_survives_a_told_failure_is_not_reported_or_restarted():
+    # Reported as crashed and restarted, while the incarnation that survived went on running.
+    heard = Heard()
+    host = Supervisor.launch([ChildSpec("quotes", lambda ctx: Tolerant.start())], probe_interval=0.05, on_restart=heard)
+    try:
+        first = host.slots["quotes"].ref
+        host.address("quotes").tell("bad")
+        assert host.address("quotes").ask("ping", timeout=WAIT) == "alive"
+        assert (host.children()["quotes"].incarnation, heard.items) == (1, [])
+        assert host.slots["quotes"].ref is first
+    finally:
+        host.stop()

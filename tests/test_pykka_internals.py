@@ -113,10 +113,53 @@ def test_a_plain_actors_told_failure_is_recorded_before_it_is_seen_dead():
             raise RuntimeError(message)
 
     ref = Plain.start()
-    seen: list[tuple[object, bool]] = []
-    assert internals.on_told_failure(ref, lambda exc: seen.append((exc, ref.is_alive())))
+    seen: list[tuple[object, bool, bool]] = []
+    assert internals.on_told_failure(ref, lambda exc, stopping: seen.append((exc, stopping, ref.is_alive())))
     ref.tell("boom")
     assert ref.actor_stopped.wait(WAIT)
-    [(exc, alive_then)] = seen
-    assert (type(exc), str(exc), alive_then) == (RuntimeError, "boom", True)
-    assert not internals.on_told_failure(ref, seen.append), "a dead actor is not hooked"
+    [(exc, stopping, alive_then)] = seen
+    assert (type(exc), str(exc), stopping, alive_then) == (RuntimeError, "boom", False, True)
+    assert not internals.on_told_failure(ref, lambda exc, stopping: None), "a dead actor is not hooked"
+
+
+def test_an_on_stop_failure_is_recorded_as_one_of_an_actor_already_stopping():
+    # pykka marks the actor stopped before its on_stop runs: that is how the two are told apart.
+    class Plain(pykka.ThreadingActor):
+        def on_stop(self):
+            raise RuntimeError("not flushed")
+
+    ref = Plain.start()
+    seen: list[tuple[str, bool]] = []
+    assert internals.on_told_failure(ref, lambda exc, stopping: seen.append((repr(exc), stopping)))
+    ref.stop()
+    assert seen == [("RuntimeError('not flushed')", True)]
+
+
+def test_a_failure_tolerant_actor_is_recorded_only_for_a_failure_it_does_not_survive():
+    class Tolerant(internals.FailureTolerantActor):
+        def survives(self, exception):
+            return isinstance(exception, KeyError)
+
+        def on_receive(self, message):
+            raise KeyError(message) if message == "tolerated" else RuntimeError(message)
+
+    ref = Tolerant.start()
+    seen: list[tuple[str, bool]] = []
+    assert internals.on_told_failure(ref, lambda exc, stopping: seen.append((repr(exc), stopping)))
+    ref.tell("tolerated")
+    ref.tell("fatal")
+    assert ref.actor_stopped.wait(WAIT)
+    assert seen == [("RuntimeError('fatal')", False)]
+
+
+def test_what_an_on_start_raised_is_read_from_the_line_pykka_logs():
+    # Nothing can hook the actor before its on_start runs: pykka's "Unhandled exception in
+    # <actor>:" line is the only place that exception is kept.
+    class Plain(pykka.ThreadingActor):
+        def on_start(self):
+            raise RuntimeError("no feed")
+
+    ref = Plain.start()
+    assert ref.actor_stopped.wait(WAIT)
+    assert internals.start_failure(ref) == "RuntimeError: no feed"
+    assert internals.start_failure(ref) is None, "taken once"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -19,10 +20,13 @@ from support.bot_api_server import (
 )
 
 from actors import start_trading_system
-from actors.messages import EquityReading
+from actors.alerts import AlertActor
+from actors.messages import EquityReading, SendAlert
+from actors.supervision.context import ChildContext
 from runtime import Alert, ListSignalSource, LogAlerts, ManualClock, Order, PaperBroker, Settings, Severity
 from runtime.adapters.telegram import (
     MAX_MESSAGE_LENGTH,
+    RESENT_NOTE,
     AlertDeliveryError,
     AlertMerger,
     Outcome,
@@ -33,6 +37,8 @@ from runtime.adapters.telegram import (
     post_message,
     scrub,
 )
+from runtime.alerts import AlertNotAnswered
+from runtime.backoff import Backoff
 
 FAST = RetryPolicy(first_delay=0.01, factor=2.0, max_delay=0.05, max_attempts=3)
 
@@ -193,7 +199,8 @@ def test_a_send_says_whether_a_failed_try_may_have_reached_the_chat(bot_api: Bot
         "a gateway's 502": Outcome(False, True, "HTTP 502: Bad Gateway", may_have_arrived=True),
         "answer lost": Outcome(False, True, "RemoteProtocolError: Server disconnected without sending a response.",
                                may_have_arrived=True),
-        "no answer in time": Outcome(False, True, "no answer within 1s (ReadTimeout)", may_have_arrived=True),
+        "no answer in time": Outcome(False, True, "no answer within 1s (ReadTimeout)", may_have_arrived=True,
+                                     timed_out=True),
         "bad request": Outcome(False, False, "HTTP 400: Bad Request: chat not found"),
     }
 
@@ -450,3 +457,42 @@ def test_a_check_of_the_token_that_gets_no_answer_says_so_instead_of_a_silent_pa
     assert said[1].startswith("WARNING the Telegram Bot API did not answer getMe: ConnectError(")
     assert said[1].endswith("; the token and chat are not checked, and alerts are retried until it answers")
     assert TEST_TOKEN not in said[1] and len(said) == 2
+
+
+def test_a_hung_bot_api_holds_a_later_critical_alert_for_one_timeout_and_the_first_comes_after_marked_late(
+    bot_api: BotApiServer,
+) -> None:
+    # Each critical alert was retried inside the sink until delivered: behind one hung request,
+    # every later critical alert (the next breach's) waited as long as the Bot API hung.
+    bot_api.script(Reply.hang(), Reply.ok(), Reply.hang(), Reply.ok())
+    sink = _sink(bot_api, timeout=0.3)
+    ref = AlertActor.start(ChildContext.standalone("alerts"), sink=sink, retry=Backoff(0.02, 0.1, random_factor=0.0))
+    try:
+        ref.tell(SendAlert(Alert("Trading halted by hand", "halted by desk: news", Severity.CRITICAL)))
+        ref.tell(SendAlert(Alert("Trading halted: max_drawdown", "max drawdown 21.00%", Severity.CRITICAL)))
+        sent = bot_api.wait_for_replies("42", 4, timeout=WAIT)
+    finally:
+        ref.stop()
+        sink.close()
+        bot_api.release()
+    first, second = "[CRITICAL] Trading halted by hand\n", "[CRITICAL] Trading halted: max_drawdown\nmax drawdown 21.00%"
+    late = re.fullmatch(r"\[CRITICAL\] Trading halted by hand\n\(Late: raised at .+ UTC; alerts raised after it were "
+                        r"delivered first\.\)\nhalted by desk: news\n\(Sent again: an earlier try may have arrived, so "
+                        r"this may be a repeat\.\)", sent[2].text or "")
+    assert late is not None, sent[2].text
+    assert [(r.text, r.reply) for r in sent] == [
+        (f"{first}halted by desk: news", "hang"), (second, "ok"), (sent[2].text, "hang"), (sent[2].text, "ok")]
+    assert sent[1].at - sent[0].at < 0.3 + 1.0  # tried once the first try's timeout ran out, not after its retries
+    assert bot_api.shown("42") == [second, sent[2].text]
+
+
+def test_send_bounded_gives_an_alert_with_no_answer_back_at_once_marked_for_its_next_try(bot_api: BotApiServer) -> None:
+    bot_api.script(Reply.hang())
+    alert = Alert("Trading halted by hand", "halted by desk: news", Severity.CRITICAL)
+    with _sink(bot_api, timeout=0.2) as sink, pytest.raises(AlertNotAnswered) as hung:
+        sink.send_bounded(alert)
+    bot_api.release()
+    assert str(hung.value) == ("telegram alert 'Trading halted by hand' (critical) got no answer within 0.2s "
+                               "(ReadTimeout): given back, to be sent again after the alerts behind it")
+    assert hung.value.resend == Alert("Trading halted by hand", f"halted by desk: news\n{RESENT_NOTE}", Severity.CRITICAL)
+    assert [r.reply for r in bot_api.requests] == ["hang"]

@@ -2,12 +2,15 @@
 (and `tests/test_pykka_internals.py` says what changed) rather than the supervision layer.
 
 setup.cfg pins ``pykka>=4.5,<5``; what is used here is pykka 4's envelope (``message`` and
-``reply_to``), its stop message, the actor's inbox, its weak reference to the actor, and its told-failure path.
+``reply_to``), its stop message, the actor's inbox, its weak reference to the actor, its failure
+path (``_handle_failure``), and the line it logs for an exception that stops an actor.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -18,7 +21,7 @@ from pykka._envelope import Envelope
 
 __all__ = [
     "FailureTolerantActor", "take_waiting_mail", "message_of", "is_ask", "answer", "fail", "redeliver",
-    "is_stop_request", "deliver_ask", "died_before_handling", "on_told_failure",
+    "is_stop_request", "deliver_ask", "died_before_handling", "on_told_failure", "start_failure",
 ]
 
 
@@ -87,13 +90,27 @@ def is_stop_request(message: Any) -> bool:
     return isinstance(message, pykka.messages._ActorStop)
 
 
-def on_told_failure(ref: pykka.ActorRef[Any], record: Callable[[BaseException | None], None]) -> bool:
-    """Have ``record`` called, on the actor's own thread, with the exception of any told message
-    that stops the plain pykka actor behind ``ref``, before pykka marks it stopped (so before
-    anyone can see it dead). False, with nothing hooked, when the actor is already gone."""
+def on_told_failure(ref: pykka.ActorRef[Any], record: Callable[[BaseException | None, bool], None]) -> bool:
+    """Have ``record`` called, on the actor's own thread, with the exception that stops the pykka
+    actor behind ``ref`` (a told message's, or its ``on_stop``'s: then with True, it was stopping
+    already), before pykka marks it stopped (so before anyone can see it dead). For a
+    `FailureTolerantActor`, only an exception it does not survive. False, with nothing hooked,
+    when the actor is already gone."""
     actor = ref._actor_weakref()  # pykka keeps only a weak reference to the actor
     if actor is None or not ref.is_alive():
         return False
+    if isinstance(actor, FailureTolerantActor):
+        # Its own _handle_failure decides whether it survives: hooked where it does not.
+        before = actor.before_failure_stops
+
+        def recorded_then(exception: BaseException | None) -> None:
+            try:
+                record(exception, actor.actor_stopped.is_set())
+            finally:
+                before(exception)
+
+        actor.before_failure_stops = recorded_then  # type: ignore[method-assign]
+        return True
     handle_failure = actor._handle_failure
 
     def recorded(
@@ -102,12 +119,50 @@ def on_told_failure(ref: pykka.ActorRef[Any], record: Callable[[BaseException | 
         traceback: TracebackType | None,
     ) -> None:
         try:
-            record(exception_value)
+            # pykka marks an actor stopped before its on_stop, and after a told failure's record.
+            record(exception_value, actor.actor_stopped.is_set())
         finally:
             handle_failure(exception_type, exception_value, traceback)
 
     actor._handle_failure = recorded  # an instance attribute wins over the method
     return True
+
+
+class _LoggedFailures(logging.Filter):
+    # pykka keeps the exception that stops an actor nowhere but in the line it logs ("Unhandled
+    # exception in <actor>:"); an on_start's runs before anyone can hook the actor, so its
+    # description is kept from that line, by the actor's urn (the latest few only).
+    _KEPT = 100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._by_urn: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exception = record.exc_info[1] if record.exc_info else None
+        if exception is not None and isinstance(record.msg, str) and record.msg.startswith("Unhandled exception in "):
+            urn = record.msg.rpartition("(")[2].partition(")")[0]
+            with self._lock:
+                self._by_urn[urn] = f"{type(exception).__name__}: {exception}"
+                while len(self._by_urn) > self._KEPT:
+                    del self._by_urn[next(iter(self._by_urn))]
+        return True
+
+    def take(self, urn: str) -> str | None:
+        with self._lock:
+            return self._by_urn.pop(urn, None)
+
+
+_LOGGED = _LoggedFailures()
+logging.getLogger("pykka").addFilter(_LOGGED)
+
+
+def start_failure(ref: pykka.ActorRef[Any]) -> str | None:
+    """How the exception that stopped the actor behind ``ref`` reads (``"<type>: <message>"``),
+    when pykka logged one: what its ``on_start`` raised, for an actor that died as it started.
+    None when pykka logged none (its log is off at error level, or the actor stopped cleanly)."""
+    return _LOGGED.take(str(ref.actor_urn))
 
 
 class FailureTolerantActor(pykka.ThreadingActor):

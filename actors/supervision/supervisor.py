@@ -32,7 +32,7 @@ from actors.supervision.address import DEFAULT_ASK_TIMEOUT, DEFAULT_STASH_LIMIT,
 from actors.supervision.base import SupervisedActor, described
 from actors.supervision.context import ChildContext
 from actors.supervision.messages import ChildExited, ExitKind, GetChildren, Ping, RestartChild
-from actors.supervision.pykka_internals import on_told_failure
+from actors.supervision.pykka_internals import on_told_failure, start_failure
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
@@ -94,7 +94,9 @@ class ChildSpec:
     ``start`` receives the incarnation's `ChildContext` and returns the new actor's ref; an actor
     built on `SupervisedActor` reports every way it ends. A plain pykka actor's crash in a told
     message is reported with its exception as the cause (the supervisor hooks pykka's failure
-    path); any other end of it is found dead by the probe.
+    path; a `FailureTolerantActor`'s only when it does not survive it), an ``on_start`` that
+    raises as ``failed to start: <exception>``, an ``on_stop`` that raises as a normal end
+    ``failed to stop: <exception>``; any other end of it is found dead by the probe.
 
     ``liveness_timeout`` is how long a probe waits for an answer before the child counts as hung
     (None: never counted as hung). ``"default"`` is `DEFAULT_LIVENESS_TIMEOUT` for a
@@ -311,7 +313,7 @@ class Supervisor(SupervisedActor):
             return False
         except Exception as exc:  # the factory or the actor's start raised
             ended = context.ended
-            child.pending_cause = ended[1] if ended is not None else f"{type(exc).__name__}: {exc}"
+            child.pending_cause = ended[1] if ended is not None else _start_failed(ref, exc)
             self._abandon(child, ref)
             return False
         if self.context.revoked.is_set():
@@ -321,7 +323,7 @@ class Supervisor(SupervisedActor):
         supervised = issubclass(ref.actor_class, SupervisedActor)
         if not supervised:
             # A plain pykka actor tells nobody how it ended: have its crash say why, at once.
-            on_told_failure(ref, lambda exc: _report_crash(context, exc))
+            on_told_failure(ref, lambda exc, stopping: _report_crash(context, exc, stopping))
         child.liveness = child.spec.liveness_for(supervised)
         child.ref = ref
         child.running = True
@@ -680,7 +682,21 @@ class SupervisorHandle:
         return self.ref.actor_stopped.wait(timeout)
 
 
-def _report_crash(context: ChildContext, exception: BaseException | None) -> None:
-    # On a plain child's thread, as its told message's exception stops it: the first end wins.
+def _report_crash(context: ChildContext, exception: BaseException | None, stopping: bool) -> None:
+    # On a plain child's thread, as its told message's exception stops it, or its on_stop's (it
+    # was stopping, asked to: it stopped, if not cleanly): the first end wins.
     if context.ended is None:
-        context.report_exit(ExitKind.CRASHED, described(exception))
+        if stopping:
+            context.report_exit(ExitKind.NORMAL, f"failed to stop: {described(exception)}")
+        else:
+            context.report_exit(ExitKind.CRASHED, described(exception))
+
+
+def _start_failed(ref: pykka.ActorRef[Any] | None, error: Exception) -> str:
+    # Why a child that reported nothing failed to start: a plain pykka actor that died before it
+    # answered its first message is named with what its on_start raised, when pykka logged it.
+    if ref is not None and isinstance(error, pykka.ActorDeadError) and not ref.is_alive():
+        raised = start_failure(ref)
+        if raised is not None:
+            return f"failed to start: {raised}"
+    return f"{type(error).__name__}: {error}"

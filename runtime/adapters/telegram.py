@@ -40,7 +40,7 @@ import attrs
 import httpx
 from loguru import logger
 
-from runtime.alerts import Alert, AlertSink, LogAlerts
+from runtime.alerts import Alert, AlertNotAnswered, AlertSink, LogAlerts
 from runtime.backoff import Backoff
 from runtime.errors import TradewardenError
 from runtime.validation import finite_number, whole_number
@@ -233,6 +233,7 @@ class Outcome:
     ``may_have_arrived`` is True for a failure after which the message may be in the chat all the
     same: the request reached the server whole and no answer said it failed (no answer in time, a
     connection closed before the answer, a gateway's 502 or 504). Sent again, it may show twice.
+    ``timed_out`` is True when the server gave no answer within the client's timeout (it hangs).
     """
 
     delivered: bool
@@ -240,6 +241,7 @@ class Outcome:
     description: str
     retry_after: float | None = None
     may_have_arrived: bool = False
+    timed_out: bool = False
 
 
 def classify_response(status_code: int, payload: Any) -> Outcome:
@@ -280,7 +282,7 @@ def post_message(client: httpx.Client, chat_id: str, text: str, *, token: str, t
         response = client.post("sendMessage", json={"chat_id": chat_id, "text": text})
     except httpx.TimeoutException as exc:
         return Outcome(False, True, f"no answer within {timeout:g}s ({type(exc).__name__})",
-                       may_have_arrived=isinstance(exc, _ANSWER_LOST))
+                       may_have_arrived=isinstance(exc, _ANSWER_LOST), timed_out=True)
     except httpx.HTTPError as exc:
         return Outcome(False, True, scrub(f"{type(exc).__name__}: {exc}", token),
                        may_have_arrived=isinstance(exc, _ANSWER_LOST))
@@ -347,7 +349,12 @@ class TelegramAlerts:
     delivered, others up to ``retry.max_attempts`` attempts, then `AlertDeliveryError`); identical
     alerts within ``merge_window`` seconds become one message with a count (see the module
     docstring). `send` returns once the message is delivered or merged, and raises
-    `AlertDeliveryError` otherwise. Safe to call from several threads (calls are serialised).
+    `AlertDeliveryError` otherwise. `send_bounded` (what the alert actor calls) differs in one
+    thing: a try that gets no answer within ``timeout`` gives the alert back at once, whatever
+    its severity (`runtime.alerts.AlertNotAnswered`), so that a hung Bot API holds the alerts
+    behind it for one ``timeout``, not for ever. ``timeout`` bounds each phase of a request
+    (connecting, sending, each wait for the answer's next bytes), as httpx does.
+    Safe to call from several threads (calls are serialised).
     ``clock`` (anything with ``monotonic()``, e.g. a `runtime.clock.Clock`) times the windows
     and intervals; waits themselves are real time.
     """
@@ -423,6 +430,16 @@ class TelegramAlerts:
         `AlertDeliveryError` when this alert cannot be delivered; a due summary that fails is
         logged, not raised, since it is not what the caller asked to send.
         """
+        self._send(alert, bounded=False)
+
+    def send_bounded(self, alert: Alert) -> None:
+        """As `send`, except that a try the Bot API does not answer within ``timeout`` is not
+        tried again here: it raises `runtime.alerts.AlertNotAnswered`, whose ``resend`` is the
+        alert to send again later (marked as a possible repeat: the hung request may yet reach
+        the chat). The alert actor calls this, and sends the alerts waiting behind it first."""
+        self._send(alert, bounded=True)
+
+    def _send(self, alert: Alert, *, bounded: bool) -> None:
         if not isinstance(alert, Alert):
             raise TypeError(f"alert must be an Alert, got {alert!r}")
         with self._lock:
@@ -431,16 +448,17 @@ class TelegramAlerts:
             item = self._merger.offer(alert, self._now())
             if item is not None:
                 first, count = item
-                self._deliver(first, count)
+                self._deliver(first, count, bounded=bounded)
                 self._merger.opened(first, self._now())
-            self._flush_due()
+            self._flush_due(bounded)
 
     def flush(self) -> int:
-        """Send the merged repeats whose window has closed; returns how many messages went out."""
+        """Send the merged repeats whose window has closed; returns how many messages went out.
+        A summary that fails, or gets no answer within ``timeout`` (tried once then), is logged."""
         with self._lock:
             if self._closed:
                 return 0
-            return self._flush_due()
+            return self._flush_due(bounded=True)
 
     def next_flush_in(self) -> float | None:
         """Seconds until merged repeats fall due (call `flush` then), or None when none wait."""
@@ -479,19 +497,19 @@ class TelegramAlerts:
     def _now(self) -> float:
         return self._clock.monotonic()
 
-    def _flush_due(self) -> int:
+    def _flush_due(self, bounded: bool) -> int:
         sent = 0
         for alert, count in self._merger.due(self._now()):
             try:
-                self._deliver(alert, count)
-            except AlertDeliveryError as exc:
+                self._deliver(alert, count, bounded=bounded)
+            except (AlertDeliveryError, AlertNotAnswered) as exc:
                 logger.bind(component="alerts").error("telegram: merged alerts not delivered: {}", exc)
                 continue
             self._merger.opened(alert, self._now())
             sent += 1
         return sent
 
-    def _deliver(self, alert: Alert, count: int, attempts: int | None = None) -> None:
+    def _deliver(self, alert: Alert, count: int, attempts: int | None = None, *, bounded: bool = False) -> None:
         text = alert.render(count)
         if len(text) > MAX_MESSAGE_LENGTH:
             text = text[: MAX_MESSAGE_LENGTH - 1] + "…"
@@ -503,6 +521,16 @@ class TelegramAlerts:
             self._limiter.record(now)
             if outcome.delivered:
                 return
+            if bounded and outcome.timed_out:
+                # Waiting on the hung API again would hold every alert behind this one as long.
+                resend = alert
+                if outcome.may_have_arrived and not alert.text.endswith(RESENT_NOTE):
+                    resend = attrs.evolve(alert, text=marked_as_resent(alert.text))
+                raise AlertNotAnswered(
+                    f"telegram alert {alert.title!r} ({alert.severity.value}) got {outcome.description}: "
+                    "given back, to be sent again after the alerts behind it",
+                    resend,
+                )
             if outcome.may_have_arrived and not text.endswith(RESENT_NOTE):
                 text = marked_as_resent(text)  # a second copy must not read as a second halt
             failures += 1
