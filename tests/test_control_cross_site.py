@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from actor_helpers import WAIT
-from support.control_server import served
+from support.control_server import TOKEN, served
 
 from actors import TradingSystem
 from actors.messages import EquityReading
+from actors.service.client import Answer, ControlClient
 from actors.service.cross_site import host_refusal, origin_refusal
 from actors.service.hub import EventHub
 from runtime import ListSignalSource, PaperBroker, Settings, TradingState
@@ -70,6 +71,16 @@ def test_a_page_on_another_site_cannot_lift_a_halt_through_the_default_api(tmp_p
                               headers={"content-type": "application/json; charset=utf-8"})
         assert (resumed.status_code, resumed.json()["done"]) == (200, "resumed")
         assert system.guard_status().state.trading_state is TradingState.ACTIVE
+
+
+def test_the_command_line_client_sends_a_post_without_a_body_as_json(tmp_path):
+    db, hub = str(tmp_path / "state.db"), EventHub()
+    system = TradingSystem(Settings(), PaperBroker(10_000.0), ListSignalSource(), store=SqliteStore(db),
+                           subscribers=[hub], loop_interval=None)
+    with served(system, hub, db) as api:
+        answer = ControlClient(api.url, TOKEN, timeout=WAIT).call("POST", "/api/resume")
+    assert answer == Answer(200, {"done": "already_active", "previous_state": "active", "by": "control API",
+                                  "rebaseline": False, "message": "already active: nothing to resume"})
 
 
 @pytest.mark.parametrize(("host", "bound", "refused"), [
