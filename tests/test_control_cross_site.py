@@ -117,6 +117,9 @@ def test_a_loopback_server_answers_only_to_its_own_names(host, bound, refused):
     ("http://127.0.0.1:8787/path", "127.0.0.1:8787", True),
     ("ftp://127.0.0.1:8787", "127.0.0.1:8787", True),
     ("null", "127.0.0.1:8787", True),
+    ("http://[::1", "[::1]:8787", True),
+    ("http://127.0.0.1:99999", "127.0.0.1:99999", True),
+    ("http://user@127.0.0.1:8787", "127.0.0.1:8787", True),
     ("http://127.0.0.1:8787", None, True),
 ])
 def test_only_the_servers_own_origin_may_call_it(origin, host, refused):

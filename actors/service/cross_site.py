@@ -82,16 +82,11 @@ def origin_refusal(origin: str | None, host: str | None) -> str | None:
     if origin is None:
         return None
     own = _authority(host) if host is not None else None
-    try:
-        parts = urlsplit(origin)
-        name, port = parts.hostname, parts.port
-    except ValueError:
-        name = port = None
-    scheme = parts.scheme.lower() if name else ""
-    if own is not None and scheme in _DEFAULT_PORTS and origin == f"{parts.scheme}://{parts.netloc}":
-        default = _DEFAULT_PORTS[scheme]
-        if (name, port or default) == (own[0], own[1] or default):
-            return None
+    scheme, _, authority = origin.partition("://")
+    default = _DEFAULT_PORTS.get(scheme)
+    theirs = _authority(authority) if default is not None else None
+    if own is not None and theirs is not None and (theirs[0], theirs[1] or default) == (own[0], own[1] or default):
+        return None
     served = f"http://{host}" if host is not None else "this server (the request names no Host)"
     return f"the Origin header {origin!r} is not this server's own origin ({served}): a page on another site may not call it"
 
