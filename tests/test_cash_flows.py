@@ -61,16 +61,16 @@ def test_an_impossible_cash_flow_is_refused_and_changes_nothing(call, amount, er
     assert broker.account_snapshot() == AccountSnapshot(10_000.0, 0.0)
 
 
-# --- MetaTrader 5: balance deals are the deposits and withdrawals ------------------------------
+# --- MetaTrader 5: balance, credit and bonus deals are the cash flows ---------------------------
 
 Deal = namedtuple("Deal", "type profit")
 
 
-def test_mt5_net_deposits_are_the_balance_deals_alone():
+def test_mt5_net_deposits_are_the_balance_deals_and_not_the_trades():
     deals = [Deal(m.DEAL_TYPE_BALANCE, 10_000.0), Deal(m.DEAL_TYPE_BUY, -120.0), Deal(m.DEAL_TYPE_BALANCE, -2_500.0),
              Deal(m.DEAL_TYPE_SELL, 300.0)]
     assert m.net_deposits_from_deals(deals) == 7_500.0
-    assert m.net_deposits_from_deals(None) == 0.0
+    assert m.net_deposits_from_deals(()) == 0.0  # an account with no history has deposited nothing
     with pytest.raises(BrokerError, match=r"^deal\.profit must be a finite number, got nan$"):
         m.net_deposits_from_deals([Deal(m.DEAL_TYPE_BALANCE, float("nan"))])
 

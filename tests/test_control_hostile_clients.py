@@ -136,7 +136,7 @@ def test_one_event_stream_past_the_limit_is_refused(tmp_path):
     with hostile_system(tmp_path) as (api, _, _db):
         streams = [connect(api.address) for _ in range(MAX_STREAMS)]
         for sock in streams:
-            sock.sendall(f"GET /api/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+            sock.sendall(f"GET /api/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
         assert wait_until(lambda: api.hub.listeners == MAX_STREAMS)
         with httpx.Client(base_url=api.url, headers=AUTH, timeout=WAIT) as client:
             refused = client.get("/api/events/stream")
@@ -153,8 +153,8 @@ def test_one_event_stream_past_the_limit_is_refused(tmp_path):
 def test_a_body_that_never_ends_is_cut_off_at_the_request_timeout(tmp_path, body):
     with hostile_system(tmp_path) as (api, _, _db):
         sock = connect(api.address)
-        sock.sendall(f"POST /api/halt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                     f"Content-Length: 100\r\n\r\n".encode() + body)
+        sock.sendall(f"POST /api/halt HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode() + body)
         assert closed_by_server(sock)
         sock.close()
         assert api.system.guard_status().state.trading_state.value == "active"

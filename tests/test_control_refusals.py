@@ -215,7 +215,8 @@ def test_an_unknown_endpoint_a_wrong_method_and_a_field_given_twice_are_answered
         wrong = client.post("/api/status")
         assert (wrong.status_code, wrong.json()) == (405, {"error": "method not allowed: POST /api/status (allowed: GET, HEAD)"})
         # json would keep the last without a word: a client that meant the first would never know.
-        twice = client.post("/api/halt", content=b'{"reason": "drill", "reason": "news"}')
+        twice = client.post("/api/halt", content=b'{"reason": "drill", "reason": "news"}',
+                            headers={"content-type": "application/json"})
         assert (twice.status_code, twice.json()) == (400, {"error": "the body gives field 'reason' twice"})
         assert client.get("/api/status").json()["trading_state"] == "active"
 

@@ -138,7 +138,8 @@ def test_the_fleet_api_refuses_a_wrong_token_an_unknown_account_and_a_bad_reques
     ]
     for response, status, error in cases:
         assert (response.status_code, response.json()) == (status, {"error": error}), response.request.url
-    malformed = _post(served_fleet, f"/api/fleet/{alpha}/halt", content=b"{reason", headers={**AUTH})
+    malformed = _post(served_fleet, f"/api/fleet/{alpha}/halt", content=b"{reason",
+                      headers={**AUTH, "content-type": "application/json"})
     assert malformed.status_code == 400
     assert re.fullmatch(r"the body is not valid JSON: Expecting property name enclosed in double quotes: line 1 "
                         r"column 2 \(char 1\)", malformed.json()["error"])

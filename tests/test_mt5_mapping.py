@@ -11,8 +11,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from actor_helpers import WAIT, LogLines
 
-from runtime import BrokerError, Fill, Order, OrderRejected, Position, Side
+from actors import RunCycle, start_trading_system
+from runtime import (
+    BrokerError,
+    Fill,
+    ListSignalSource,
+    MemoryStore,
+    Order,
+    OrderRejected,
+    Position,
+    Settings,
+    Side,
+    TradingState,
+)
 from runtime.adapters import mt5_mapping as m
 
 # The shapes (field names and order) the MetaTrader5 package returns.
@@ -71,7 +84,47 @@ def test_an_order_is_found_again_in_the_deal_history_by_its_client_id() -> None:
         "5001", "EURUSD", Side.BUY, 0.4, fill.price, datetime.fromtimestamp(1_700_000_000, UTC), 2.0, "c1"
     )
     assert m.fill_from_deals(deals, "never-sent") is None
-    assert m.fill_from_deals(None, "c1") is None
+
+
+def test_a_failed_history_call_is_an_unknown_outcome_never_no_fill() -> None:
+    # None is the package's answer when history_deals_get fails: whether the order traded is
+    # unknown, and "no fill" would have the guard journal it as not executed.
+    with pytest.raises(
+        BrokerError,
+        match=r"^history_deals_get\(\) returned None \(last_error \(-10004, 'No IPC connection'\)\): "
+        r"whether client id 'c1' traded is unknown$",
+    ):
+        m.fill_from_deals(None, "c1", (-10004, "No IPC connection"))
+
+
+def test_net_deposits_are_the_balance_credit_and_bonus_deals() -> None:
+    kinds = {
+        m.DEAL_TYPE_BALANCE: 10_000.0,  # a deposit
+        m.DEAL_TYPE_CREDIT: 2_000.0,  # credit granted: in the equity, not the balance
+        m.DEAL_TYPE_BONUS: 500.0,
+        m.DEAL_TYPE_BUY: -120.0,
+        m.DEAL_TYPE_SELL: 300.0,
+        4: -30.0,  # an additional charge
+        5: -15.0,  # a correction of a deal's result
+        7: -7.0,  # a commission
+        12: 3.0,  # interest
+        17: -2.0,  # tax
+    }
+    deals = [_deal("", 0.0, 0.0, profit, kind) for kind, profit in kinds.items()]
+    assert m.net_deposits_from_deals(deals) == 12_500.0
+    taken_back = [*deals, _deal("", 0.0, 0.0, -2_000.0, m.DEAL_TYPE_CREDIT), _deal("", 0.0, 0.0, -500.0, m.DEAL_TYPE_BONUS)]
+    assert m.net_deposits_from_deals(taken_back) == 10_000.0
+    with pytest.raises(BrokerError, match=r"^deal\.profit must be a finite number, got nan$"):
+        m.net_deposits_from_deals([_deal("", 0.0, 0.0, float("nan"), m.DEAL_TYPE_CREDIT)])
+
+
+def test_a_failed_history_call_is_unknown_net_deposits_never_zero() -> None:
+    with pytest.raises(
+        BrokerError,
+        match=r"^history_deals_get\(\) returned None \(last_error \(-10004, 'No IPC connection'\)\): "
+        r"the account's net deposits are unknown$",
+    ):
+        m.net_deposits_from_deals(None, (-10004, "No IPC connection"))
 
 
 def test_a_deal_of_unknown_type_is_refused_naming_it() -> None:
@@ -199,20 +252,25 @@ class _Terminal(types.ModuleType):
     TRADE_ACTION_DEAL, ORDER_TYPE_BUY, ORDER_TYPE_SELL, POSITION_TYPE_BUY, POSITION_TYPE_SELL = 1, 0, 1, 0, 1
     ORDER_TIME_GTC, ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN = 0, 0, 1, 2
     TRADE_RETCODE_DONE = 10009
+    DEAL_TYPE_BUY, DEAL_TYPE_SELL, DEAL_TYPE_BALANCE, DEAL_TYPE_CREDIT, DEAL_TYPE_BONUS = 0, 1, 2, 3, 6
 
     def __init__(self) -> None:
         super().__init__("MetaTrader5")
         self.positions = [_position(5001, 0, 0.3)]
         self.sent: list[dict[str, Any]] = []
+        self.equity = 9_987.5
+        self.deposits: list[TradeDeal] = []  # balance deals, in the history before every trade
+        self.history_fails = 0  # how many history_deals_get calls to come fail (answer None)
+        self.error = (1, "Success")
 
     def initialize(self, *args: Any, **kwargs: Any) -> bool:
         return True
 
     def last_error(self) -> tuple[int, str]:
-        return (1, "Success")
+        return self.error
 
     def account_info(self) -> AccountInfo:
-        return AccountInfo(1, 10_000.0, 0.0, -12.5, 9_987.5, 0.0, 0.0, "GBP")
+        return AccountInfo(1, 10_000.0, 0.0, self.equity - 10_000.0, self.equity, 0.0, 0.0, "GBP")
 
     def positions_get(self, ticket: int | None = None) -> tuple[TradePosition, ...]:
         return tuple(p for p in self.positions if ticket is None or p.ticket == ticket)
@@ -224,13 +282,18 @@ class _Terminal(types.ModuleType):
         self.sent.append(request)
         return OrderSendResult(10009, 777, 888, request["volume"], request["price"], 0, 0, "done", 1, 0, None)
 
-    def history_deals_get(self, *window: datetime, ticket: int | None = None) -> tuple[TradeDeal, ...]:
-        if window:  # the history by time: every deal sent, each with its request's comment
-            return tuple(
+    def history_deals_get(self, *window: datetime, ticket: int | None = None) -> tuple[TradeDeal, ...] | None:
+        if self.history_fails:  # the package's documented answer to an error, its cause in last_error
+            self.history_fails -= 1
+            self.error = (-10004, "No IPC connection")
+            return None
+        self.error = (1, "Success")
+        if window:  # the history by time: the deposits, then every deal sent with its request's comment
+            return (*self.deposits, *(
                 TradeDeal(777, 888, 1_700_000_000, 0, r["type"], 0, 0, 5001, 3, r["volume"], r["price"], 0.0, 0.0, 0.0, 0.0,
                           r["symbol"], r["comment"], "")
                 for r in self.sent
-            )
+            ))
         return (TradeDeal(ticket, 888, 0, 0, 1, 1, 0, 5001, 3, 0.3, 1.0815, 0.0, 0.0, -8.1, 0.0, "EURUSD", "", ""),)
 
     def shutdown(self) -> None:
@@ -272,3 +335,43 @@ def test_a_close_with_a_client_id_carries_it_in_the_deal_comment_and_is_found_ag
     assert (found.side, found.volume, found.price, found.client_id) == (Side.SELL, 0.3, TICK.bid, "stop-7")
     plain = broker.close_position("5001")  # a liquidation's close: no client id, the default comment
     assert (terminal.sent[-1]["comment"], plain.client_id) == ("tradewarden", None)
+
+
+def test_a_failed_history_read_is_an_error_never_a_guess(terminal: _Terminal) -> None:
+    broker = importlib.import_module("runtime.adapters.mt5").MT5Broker()
+    broker.submit_order(Order("EURUSD", Side.BUY, 0.1, client_id="c-42"))
+    terminal.history_fails = 2
+    with pytest.raises(BrokerError, match=r"\(last_error \(-10004, 'No IPC connection'\)\): the account's net deposits are unknown$"):
+        broker.account_snapshot()
+    with pytest.raises(BrokerError, match=r"\(last_error \(-10004, 'No IPC connection'\)\): whether client id 'c-42' traded is unknown$"):
+        broker.find_fill("c-42")
+    assert broker.find_fill("c-42").client_id == "c-42"  # read again once the terminal answers
+
+
+def test_one_failed_history_read_neither_moves_money_nor_halts_the_guard(terminal: _Terminal) -> None:
+    # 10,000 deposited, 500 up: a failed read of the deal history once read as net deposits 0,
+    # a withdrawal of all 10,000, then a deposit of it back, judged as a 95% drawdown: HALTED,
+    # the book liquidated, and a stored peak of 220,500 that refused a plain resume.
+    terminal.deposits = [_deal("", 0.0, 0.0, 10_000.0, m.DEAL_TYPE_BALANCE)]
+    terminal.equity = 10_500.0
+    broker = importlib.import_module("runtime.adapters.mt5").MT5Broker()
+    store = MemoryStore()
+    system = start_trading_system(
+        Settings(heartbeat_interval_seconds=3600), broker, ListSignalSource(), store=store, loop_interval=None
+    )
+    try:
+        system.loop.ask(RunCycle(), timeout=WAIT)
+        terminal.history_fails = 1
+        with LogLines(level="ERROR") as lines:
+            system.loop.ask(RunCycle(), timeout=WAIT)
+        system.loop.ask(RunCycle(), timeout=WAIT)
+        state = system.guard_status().state
+        assert (state.trading_state, state.peak_equity, state.current_drawdown) == (TradingState.ACTIVE, 10_500.0, 0.0)
+        assert [p.position_id for p in broker.open_positions()] == ["5001"]
+        assert store.load_guard("main").net_deposits == 10_000.0
+        assert lines.snapshot() == [
+            "ERROR could not read account equity (1 in a row; said once a minute while it lasts): BrokerError(\"history_"
+            "deals_get() returned None (last_error (-10004, 'No IPC connection')): the account's net deposits are unknown\")"
+        ]
+    finally:
+        system.stop()

@@ -57,7 +57,7 @@ def test_a_fresh_sink_shows_the_halts_errors_and_events_at_zero_with_what_each_c
         "store_errors": "state store operations that failed",
         "alerts_dropped": "alerts never delivered: given up, dropped from a full retry queue, or pending at a stop",
         "broker_slow_calls": "broker calls that took longer than their bound",
-        "control_auth_failures": "control API requests refused for a missing or wrong token",
+        "control_auth_failures": "control API requests refused for a missing or wrong token, or a foreign Origin or Host",
         "telegram_foreign_messages": "Telegram messages ignored because they came from another chat",
         "healthcheck_ping_failures": "health-check pings that failed",
     }

@@ -23,6 +23,7 @@ from runtime.adapters.sqlite import SqliteStore
 from runtime.store import PendingHalt
 
 LIVE_TOML = ROOT / "examples" / "live.toml"
+JSON = {"content-type": "application/json"}  # what a body sent as raw bytes must say it is
 
 VOLATILE = """
 [tradewarden]
@@ -120,19 +121,19 @@ def test_a_breach_halts_a_resume_is_refused_then_rebaselined_and_the_kill_switch
     bare = httpx.get(bot.url + "/api/status", headers={"authorization": "wrong-token-sent-bare"}, timeout=10)
     assert (bare.status_code, bare.json()) == (401, {"error": "the Authorization header has no scheme, not Bearer "
                                                               "(send 'Authorization: Bearer <CONTROL_TOKEN>')"})
-    malformed = bot.post("/api/halt", content=b"{reason: nope")
+    malformed = bot.post("/api/halt", content=b"{reason: nope", headers=JSON)
     assert malformed.status_code == 400
     assert re.match(r"^the body is not valid JSON: ", malformed.json()["error"])
     for body, kind in ((b"null", "null"), (b'["stop"]', "an array"), (b'"stop"', "a string"), (b"3", "a number"),
                        (b"true", "true")):
-        not_an_object = bot.post("/api/halt", content=body)
+        not_an_object = bot.post("/api/halt", content=body, headers=JSON)
         assert (not_an_object.status_code, not_an_object.json()) == (
             400, {"error": f"the body must be a JSON object, got {kind}"})
     unknown = bot.post("/api/halt", json={"reason": "x", "force": True})
     assert (unknown.status_code, unknown.json()) == (400, {"error": "unknown field 'force'; known: by, reason"})
     wrong_type = bot.post("/api/resume", json={"rebaseline": "yes"})
     assert wrong_type.json() == {"error": "field 'rebaseline' must be true or false, got \"yes\""}
-    huge = bot.post("/api/halt", content=b"{" + b" " * 100_000 + b"}")
+    huge = bot.post("/api/halt", content=b"{" + b" " * 100_000 + b"}", headers=JSON)
     assert (huge.status_code, huge.json()) == (413, {"error": "the body is 100002 bytes; at most 16384 are accepted"})
     bad_query = bot.get("/api/events?type=nonsense")
     assert bad_query.status_code == 400

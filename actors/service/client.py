@@ -39,8 +39,11 @@ class ControlClient:
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Answer:
         """Send one request and return its answer; `ControlUnreachable` when nothing answers or
-        the answer is not JSON."""
+        the answer is not JSON. A body goes as JSON (``Content-Type: application/json``), and a
+        POST always has one (``{}`` when none is given): the API refuses any other with 415."""
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        if body is None and method.upper() == "POST":
+            body = {}
         try:
             response = httpx.request(method, f"{self.url.rstrip('/')}{path}", json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:

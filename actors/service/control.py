@@ -24,6 +24,7 @@ from starlette.routing import Route
 from actors.messages import HaltNotSaved
 from actors.pressed_halts import HaltNotConfirmed
 from actors.service.auth import BearerToken, RequireToken
+from actors.service.cross_site import RefuseCrossSite
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.hub import EventHub
 from actors.service.journal import JournalError, JournalReader, parse_since
@@ -69,7 +70,16 @@ def _error(status: int, message: str, **fields: Any) -> JSONResponse:
 
 async def read_body(request: Request, fields: dict[str, type], required: set[str]) -> dict[str, Any]:
     """The request's JSON object, read up to `MAX_BODY_BYTES`, with only ``fields`` (each of its
-    type; a string not blank) and every ``required`` one; else `BadRequest` (400, 413) naming it."""
+    type; a string not blank) and every ``required`` one; else `BadRequest` (400, 413) naming it.
+
+    The request must say its body is JSON (``Content-Type: application/json``, an empty body
+    too), else `BadRequest` 415 naming the header's value: a browser sends any other type (a
+    form, ``text/plain``) from any page without asking the server first, and every request that
+    changes something reads its body here."""
+    content_type = request.headers.get("content-type")
+    if content_type is None or content_type.split(";", 1)[0].strip().lower() != "application/json":
+        got = "none" if content_type is None else repr(content_type)
+        raise BadRequest(415, f"the Content-Type header must be application/json, got {got}")
     # Read at most MAX_BODY_BYTES whatever Content-Length claims, so a huge body costs nothing.
     declared = request.headers.get("content-length")
     if declared is not None and _whole(declared) and int(declared) > MAX_BODY_BYTES:
@@ -311,7 +321,8 @@ def control_app(
     send_timeout: float = SEND_TIMEOUT,
 ) -> Any:
     """The control API of ``system`` as an ASGI app, every route but ``/health`` and the
-    dashboard's static files behind ``token``.
+    dashboard's static files behind ``token``, and none open to a page on another site (see
+    `RefuseCrossSite`; a POST's body must be JSON, see `read_body`).
 
     Answers are JSON (``/metrics`` is the Prometheus text format); a bad request gets a 4xx with
     ``{"error": ...}`` naming the field and the value, and changes nothing; an actor that does
@@ -423,4 +434,4 @@ def control_app(
     ]
     app = RequireToken(Starlette(routes=routes, exception_handlers={404: not_found_json, 405: not_found_json}), token,
                        metrics, exempt=PUBLIC_PATHS | {"/health"})
-    return SendTimeout(app, send_timeout)
+    return SendTimeout(RefuseCrossSite(app, metrics), send_timeout)

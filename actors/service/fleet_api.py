@@ -44,6 +44,7 @@ from actors.service.control import (
     read_body,
     resumed,
 )
+from actors.service.cross_site import RefuseCrossSite
 from actors.service.dashboard import PUBLIC_PATHS, dashboard_routes
 from actors.service.server import ControlServer, bind
 from actors.service.stop_signals import StopSignals
@@ -101,7 +102,8 @@ def fleet_app(
     ask_timeout: float = 10.0, send_timeout: float = SEND_TIMEOUT,
 ) -> Any:
     """The fleet's control API as an ASGI app, every route but ``/health`` and the dashboard's
-    static files behind ``token``:
+    static files behind ``token``, and none open to a page on another site, as a single
+    system's (`control_app`):
 
     - ``GET /api/fleet``: ``{"namespace", "accounts": [...], "counters"}``, every account asked
       at once and gathered within ``status_timeout`` (one that does not answer is listed as
@@ -259,7 +261,7 @@ def fleet_app(
     ]
     app = RequireToken(Starlette(routes=routes, exception_handlers={404: not_found_json, 405: not_found_json}), token,
                        metrics, exempt=PUBLIC_PATHS | {"/health"})
-    return SendTimeout(app, send_timeout)
+    return SendTimeout(RefuseCrossSite(app, metrics), send_timeout)
 
 
 def serve_fleet(settings: Settings, address: str, namespace: str) -> int:

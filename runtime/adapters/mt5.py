@@ -47,12 +47,22 @@ for _name in (
     "ORDER_FILLING_IOC",
     "ORDER_FILLING_RETURN",
     "TRADE_RETCODE_DONE",
+    "DEAL_TYPE_BUY",
+    "DEAL_TYPE_SELL",
+    "DEAL_TYPE_BALANCE",
+    "DEAL_TYPE_CREDIT",
+    "DEAL_TYPE_BONUS",
 ):
     if getattr(mt5, _name, None) != getattr(mapping, _name):
         raise ImportError(
             f"MetaTrader5.{_name} is {getattr(mt5, _name, None)!r}, expected {getattr(mapping, _name)!r}; "
             "this MetaTrader5 package version is not supported"
         )
+
+
+def _error_if_none(answer: Any) -> Any:
+    # The terminal's last error explains a None answer; asked only then (it is one more IPC call).
+    return mt5.last_error() if answer is None else None
 
 
 class MT5Broker:
@@ -138,20 +148,21 @@ class MT5Broker:
             )
 
     def account_snapshot(self) -> AccountSnapshot:
-        """Equity and cumulative net deposits (the balance deals of the whole history), read
-        under one lock."""
+        """Equity and cumulative net deposits (the balance, credit and bonus deals of the whole
+        history), read under one lock; `BrokerError` when either read fails (never a guess)."""
         with self._lock:
             equity = mapping.equity_from_account(mt5.account_info())
             deals = mt5.history_deals_get(datetime(1970, 1, 2, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1))
-            return AccountSnapshot(equity, mapping.net_deposits_from_deals(deals))
+            return AccountSnapshot(equity, mapping.net_deposits_from_deals(deals, _error_if_none(deals)))
 
     def find_fill(self, client_id: str) -> Fill | None:
         """The fill of the order sent with ``client_id``, from the deals of the last
-        ``history_days`` days (its deal comment carries the client id); None if there is none."""
+        ``history_days`` days (its deal comment carries the client id); None if there is none;
+        `BrokerError` when the history cannot be read (the outcome is unknown, not "no fill")."""
         with self._lock:
             now = datetime.now(UTC)
             deals = mt5.history_deals_get(now - timedelta(days=self._history_days), now + timedelta(days=1))
-            return mapping.fill_from_deals(deals, client_id)
+            return mapping.fill_from_deals(deals, client_id, _error_if_none(deals))
 
     def close_position(self, position_id: str, client_id: str | None = None) -> Fill:
         """Close the whole position with ticket ``position_id`` and return the closing fill; a

@@ -27,8 +27,11 @@ __all__ = [
     "TRADE_ACTION_DEAL",
     "TRADE_RETCODE_DONE",
     "CLIENT_COMMENT_PREFIX",
+    "CASH_FLOW_DEAL_TYPES",
     "DEAL_TYPE_BALANCE",
+    "DEAL_TYPE_BONUS",
     "DEAL_TYPE_BUY",
+    "DEAL_TYPE_CREDIT",
     "DEAL_TYPE_SELL",
     "check_order_result",
     "client_id_from_comment",
@@ -61,6 +64,18 @@ TRADE_RETCODE_DONE = 10009
 DEAL_TYPE_BUY = 0
 DEAL_TYPE_SELL = 1
 DEAL_TYPE_BALANCE = 2  # a deposit (profit > 0) or a withdrawal (profit < 0) on the balance
+DEAL_TYPE_CREDIT = 3  # credit the broker grants (> 0) or takes back (< 0): part of the equity, not the balance
+DEAL_TYPE_BONUS = 6  # a bonus the broker adds to the balance (> 0) or removes (< 0)
+
+# The deals that move money into or out of the account rather than earn or lose it: the owner's
+# deposits and withdrawals, and the broker's credit and bonuses (granted and taken back at the
+# broker's will, unrelated to the trades). Each changes the equity by its ``profit``, and read as
+# trading, taking back a credit would be a drawdown of the whole credit.
+# Every other type is what trading and holding positions earned or cost, and counts as profit or
+# loss: buys and sells (0, 1), additional charges (4), corrections of a deal's result (5), the
+# commissions (7 to 11), interest (12), cancelled deals (13, 14), dividends (15, 16) and tax (17).
+# A type MQL5 adds later counts as trading too: a loss the guard sees is never hidden as a flow.
+CASH_FLOW_DEAL_TYPES = frozenset({DEAL_TYPE_BALANCE, DEAL_TYPE_CREDIT, DEAL_TYPE_BONUS})
 
 DEFAULT_COMMENT = "tradewarden"
 CLIENT_COMMENT_PREFIX = "tw:"  # a deal comment holds 31 characters: the prefix and a client id fit
@@ -231,10 +246,19 @@ def check_order_result(result: Any, what: str, last_error: Any = None) -> Any:
     return result
 
 
-def net_deposits_from_deals(deals: Iterable[Any] | None) -> float:
-    """Cumulative net deposits from the account's deal history: the sum of its balance deals'
-    ``profit`` (deposits positive, withdrawals negative); trades do not count."""
-    return sum(_finite("deal.profit", deal.profit) for deal in deals or () if getattr(deal, "type", None) == DEAL_TYPE_BALANCE)
+def net_deposits_from_deals(deals: Iterable[Any] | None, last_error: Any = None) -> float:
+    """Cumulative net deposits from the account's deal history (``history_deals_get``): the sum
+    of the ``profit`` of its cash-flow deals (`CASH_FLOW_DEAL_TYPES`: balance, credit and bonus;
+    money in positive, money out negative); trades, commissions and charges do not count.
+
+    None, the package's answer when the call failed, raises `BrokerError` naming ``last_error``:
+    the net deposits are unknown then, and read as 0 they would fake a withdrawal of everything
+    ever deposited (and a deposit of it all back on the next good read)."""
+    if deals is None:
+        raise BrokerError(
+            f"history_deals_get() returned None (last_error {last_error!r}): the account's net deposits are unknown"
+        )
+    return sum(_finite("deal.profit", deal.profit) for deal in deals if getattr(deal, "type", None) in CASH_FLOW_DEAL_TYPES)
 
 
 def realised_pnl_from_deals(deals: Iterable[Any] | None) -> float:
@@ -269,16 +293,24 @@ def fill_from_result(
     )
 
 
-def fill_from_deals(deals: Iterable[Any] | None, client_id: str) -> Fill | None:
+def fill_from_deals(deals: Iterable[Any] | None, client_id: str, last_error: Any = None) -> Fill | None:
     """The fill of the order sent with ``client_id``, rebuilt from the account's ``TradeDeal``
     history (``history_deals_get``), or None when no deal carries its comment.
+
+    None for ``deals`` (the call failed) raises `BrokerError` naming ``last_error``: whether the
+    order traded is unknown then, and None would tell the guard it was not executed.
 
     Several deals of one order (a partial fill) make one fill: their volumes summed, their
     price volume-weighted, their profit, swap, commission and fee summed; it is stamped with the
     first deal's time (the trade server's seconds, read as UTC).
     """
+    if deals is None:
+        raise BrokerError(
+            f"history_deals_get() returned None (last_error {last_error!r}): "
+            f"whether client id {client_id!r} traded is unknown"
+        )
     comment = order_comment(client_id)
-    mine = [deal for deal in deals or () if getattr(deal, "comment", None) == comment]
+    mine = [deal for deal in deals if getattr(deal, "comment", None) == comment]
     if not mine:
         return None
     volume = sum(_finite("deal.volume", deal.volume) for deal in mine)

@@ -48,7 +48,7 @@ _HELP = {
     MetricNames.TRADING_STATE: "trading state: 0 active, 1 reducing, 2 halted",
     MetricNames.LOOP_DURATION_MS: "time of one trading loop cycle, in milliseconds",
     MetricNames.GUARD_REACTION_MS: "time from a breaching reading to every position closed, in milliseconds",
-    MetricNames.CONTROL_AUTH_FAILURES_TOTAL: "control API requests refused for a missing or wrong token",
+    MetricNames.CONTROL_AUTH_FAILURES_TOTAL: "control API requests refused for a missing or wrong token, or a foreign Origin or Host",
     MetricNames.TELEGRAM_FOREIGN_MESSAGES_TOTAL: "Telegram messages ignored because they came from another chat",
     MetricNames.ORDER_REFUSED_TOTAL: "orders the guard refused, by rule",
     MetricNames.HEALTHCHECK_PINGS_TOTAL: "health-check pings sent, by kind",

@@ -95,15 +95,15 @@ class Served:
 
 @contextmanager
 def served(system: TradingSystem, hub: EventHub, db: str, *, request_timeout: float = 10.0,
-           **app_options: Any) -> Iterator[Served]:
+           token: str | None = TOKEN, **app_options: Any) -> Iterator[Served]:
     """Start ``system`` (built with ``hub`` among its subscribers and a SqliteStore at ``db``) and
-    its control server; stop both on the way out."""
+    its control server (with ``token``; None, as `tradewarden run` without one); stop both on the way out."""
     metrics = MemoryMetrics()
-    sock = bind("127.0.0.1", 0, token=TOKEN)
+    sock = bind("127.0.0.1", 0, token=token)
     system.start()
     try:
         app = control_app(system, hub, JournalReader(db), PrometheusMetrics(), metrics,
-                          BearerToken(TOKEN), **app_options)
+                          BearerToken(token) if token else None, **app_options)
         server = ControlServer(app, sock, request_timeout=request_timeout).start()
         try:
             yield Served(system, hub, server, metrics)

@@ -74,9 +74,10 @@ class Bot:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         return httpx.get(self.url + path, headers=headers, timeout=10)
 
-    def post(self, path: str, token: str | None = TOKEN, **kwargs: Any) -> httpx.Response:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        return httpx.post(self.url + path, headers=headers, timeout=10, **kwargs)
+    def post(self, path: str, token: str | None = TOKEN, headers: dict[str, str] | None = None,
+             **kwargs: Any) -> httpx.Response:
+        sent = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(self.url + path, headers={**sent, **(headers or {})}, timeout=10, **kwargs)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*TRADEWARDEN, *args, "--url", self.url], env=self.env, capture_output=True,
