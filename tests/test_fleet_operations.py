@@ -28,6 +28,7 @@ from support.postgres import PostgresServer
 from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
 
 from actors.fleet import AccountQuarantined, AccountStatus, Fleet, FleetError, Health, Probing, RestartWindow
+from actors.fleet._controller import CONTROLLER_NAME, _ray_state
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
 from runtime.backoff import Backoff
@@ -284,6 +285,61 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         assert changes == [("active", "halted", desk), ("halted", "halted", f"halted by ops: {reason}")]
         assert fleet.resume(account, "ops") is TradingState.HALTED
         assert fleet.status(account, timeout=10.0).trading_state is TradingState.ACTIVE
+    finally:
+        _remove_all(fleet, [account])
+        if down:
+            own.up()
+        own.stop()
+
+
+def test_a_fleet_halt_pressed_during_a_store_outage_outlives_the_worker_that_held_it(
+    served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
+) -> None:
+    # The fleet trial: the halt was held only by the account's process (the 503 said so), its
+    # worker died before the store came back, and the account came back without the desk's halt.
+    # Here the fleet's controller restarts too, and the account's next worker dies as well.
+    fleet = served.fleet
+    account = f"held-{uuid.uuid4().hex[:6]}"
+    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
+    down = False
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
+                  ready_timeout=WAIT)
+        first = fleet.status(account, timeout=10.0)
+        assert (first.health, first.trading_state) == (Health.OK, TradingState.ACTIVE)
+        own.down()
+        down = True
+        pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+        [outcome] = pressed.json()["accounts"]
+        assert (pressed.status_code, outcome["done"]) == (503, "not_saved"), pressed.json()
+        assert outcome["error"].startswith(f"account {account} is trading: it is halted in this process"), outcome
+        # The controller, which keeps that halt for the account's next incarnation, is restarted.
+        ray = ray_cluster.ray
+        controller = ray.get_actor(CONTROLLER_NAME, namespace=fleet.namespace)
+        ray.kill(controller, no_restart=False)
+        fleet_wait(lambda: _ray_state(controller) == ("ALIVE", 1) and fleet.account_ids() == [account], WAIT,
+                   served.pids, "the controller restarted")
+
+        # Its worker dies before the store is back: the next one cannot open the store and is quarantined.
+        os.kill(first.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).health is Health.QUARANTINED, WAIT, served.pids, f"{account} quarantined")
+        quarantined = fleet.status(account, timeout=10.0)
+        assert quarantined.pid != first.pid
+        assert quarantined.detail.startswith(f"state store {masked_dsn(own.dsn)!r} unreachable after 5 attempts: ")
+
+        # The store is back, and that worker dies too before anything saved the halt: the next one
+        # (a first restart to the restarted controller) is handed it, and starts HALTED.
+        own.up()
+        down = False
+        os.kill(quarantined.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).pid not in (quarantined.pid, None)
+                   and fleet.status(account).health is Health.OK, WAIT, served.pids, f"{account} back")
+        desk = "halted by desk: market gone wrong"
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail, after.peak) == (TradingState.HALTED, desk, 10_000)
+        changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
+                   if e.event_type is EventType.TRADING_STATE_CHANGED]
+        assert changes == [("active", "halted", desk)]
     finally:
         _remove_all(fleet, [account])
         if down:

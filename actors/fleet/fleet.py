@@ -257,7 +257,7 @@ class Fleet:
         a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
         halt = PendingHalt(by, reason)  # (refused here, naming the field, before anything is asked)
         self._press([account_id], halt)
-        answer = self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
+        answer = self._call(self._handle(account_id).halt.remote(by, reason, halt.halt_id), account_id, "halting", timeout)
         self._pressed_done(account_id, halt)
         return answer
 
@@ -271,7 +271,7 @@ class Fleet:
         halt = PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
         self._press(None, halt)  # (every account the controller knows: no second round trip for their ids)
         # Late halts are not cancelled: one that lands late is still a halt.
-        answers = self._ask_every(lambda handle: handle.halt.remote(by, reason), timeout, cancel_late=False)
+        answers = self._ask_every(lambda handle: handle.halt.remote(by, reason, halt.halt_id), timeout, cancel_late=False)
         outcomes = [_halt_outcome(account_id, answer) for account_id, answer in answers.items()]
         for outcome in outcomes:
             if outcome.saved:
