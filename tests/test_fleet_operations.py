@@ -16,6 +16,7 @@ import functools
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,6 +165,46 @@ def test_the_fleet_halt_halts_every_account_at_once_and_names_those_whose_halt_d
                 fleet.halt_all(" ", "x")
         finally:
             _remove_all(fleet, added)
+
+
+def test_a_fleet_halt_waits_one_timeout_for_all_frozen_workers_together_and_names_each(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    run = uuid.uuid4().hex[:6]
+    accounts = [f"{n}-{run}" for n in ("a-frozen", "b-trading", "c-frozen")]
+    frozen: list[int] = []
+    try:
+        for account in accounts:
+            fleet.add(account, attrs.evolve(BASE, state_db=str(tmp_path / f"{account}.db")), PAPER, ListSignalSource,
+                      node=ray_cluster.head.node_id, ready_timeout=None)
+        late = fleet.wait_ready(accounts, WAIT)
+        if late:
+            fleet_fail(served.pids, f"accounts {late} did not start within {WAIT}s")
+        pids = {s.account_id: s.pid for s in fleet.accounts(timeout=10.0)}
+        for account in (accounts[0], accounts[2]):
+            os.kill(pids[account], signal.SIGSTOP)
+            frozen.append(pids[account])
+        started = time.monotonic()
+        pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+        took = time.monotonic() - started
+        print(f"fleet halt with 2 frozen workers answered in {took:.1f}s")
+        silent = "no answer within 10s: the halt may still land; ask its status"
+        assert (pressed.status_code, pressed.json()) == (503, {
+            "done": "not_saved", "by": "desk", "reason": "market gone wrong",
+            "accounts": [
+                {"account_id": accounts[0], "done": "unknown", "error": f"account {accounts[0]!r}: {silent}"},
+                {"account_id": accounts[1], "done": "halted", "previous_state": "active"},
+                {"account_id": accounts[2], "done": "unknown", "error": f"account {accounts[2]!r}: {silent}"},
+            ],
+            "error": f"the halt does not hold for 2 of 3 accounts: {accounts[0]} (unknown), {accounts[2]} (unknown);"
+                     " each one's error says why: halt them again"})
+        # Each account's halt was asked at once and awaited together: one timeout, not one per frozen account.
+        assert took < 18.0, took
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        _remove_all(fleet, accounts)
 
 
 def test_the_fleet_halt_reaches_an_account_whose_worker_was_just_lost_and_it_starts_halted(
