@@ -12,10 +12,12 @@ window quarantines an account.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -410,17 +412,36 @@ def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_an
         why = "restarted 2 times within 600s (at most 1)"
         assert (quarantined.health, quarantined.detail) == (Health.QUARANTINED, why)
 
-        lifted = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
-        assert lifted.status_code == 202, lifted.json()
-        # Its restarts forgotten, its next start is a first one: not quarantined again, and HALTED.
+        # Two people lift it at once: one lift restarts it, the other is told so (both were 202,
+        # with two halts journaled). An empty body is the control API's, as for a halt or a resume.
+        barrier = threading.Barrier(2)
+
+        def lift(body: dict[str, str]) -> httpx.Response:
+            barrier.wait(10.0)
+            return served.post(f"/api/fleet/{account}/unquarantine", json=body)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lift, [{"by": "ops"}, {}]))
+        [lifted] = [a for a in answers if a.status_code == 202]
+        [other] = [a for a in answers if a is not lifted]
+        lifter = lifted.json()["by"]
+        assert lifter in ("ops", "fleet control API"), lifted.json()
+        assert (other.status_code, other.json()) == (409, {
+            "account_id": account, "done": "refused",
+            "error": f"account {account}'s quarantine is being lifted already, by {lifter}: it restarts HALTED;"
+                     " there is no quarantine left to lift"})
+        # Its restarts forgotten, its next start is a first one: not quarantined again, and HALTED
+        # by the lift, as its answer said (the status named the quarantine's own halt).
+        lift_halt = f"halted by {lifter}: quarantine lifted: {why}"
+        assert lifted.json()["detail"] == (f"account {account} restarts from its saved state: it starts HALTED"
+                                           f" ({lift_halt}), and trades once resumed")
         fleet_wait(lambda: fleet.status(account).pid != quarantined.pid and fleet.status(account).health is Health.OK,
                    WAIT, served.pids, f"{account} restarted")
         after = fleet.status(account, timeout=10.0)
-        assert (after.trading_state, after.detail) == (TradingState.HALTED, f"halted by fleet quarantine: {why}")
+        assert (after.trading_state, after.detail) == (TradingState.HALTED, lift_halt)
         changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
                    if e.event_type is EventType.TRADING_STATE_CHANGED]
-        assert changes == [("active", "halted", f"halted by fleet quarantine: {why}"),
-                           ("halted", "halted", f"halted by ops: quarantine lifted: {why}")]
+        assert changes == [("active", "halted", lift_halt)]
     finally:
         _remove_all(fleet, [account])
 

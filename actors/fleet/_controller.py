@@ -25,6 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.fleet._account import AccountActor, account_name
 from actors.fleet._incarnation import AccountSpec
 from actors.fleet._policy import Admission, Probing, RestartWindow
+from actors.fleet.status import NotQuarantined
 from runtime.store import PendingHalt
 
 __all__ = ["CONTROLLER_NAME", "Controller"]
@@ -32,6 +33,9 @@ __all__ = ["CONTROLLER_NAME", "Controller"]
 CONTROLLER_NAME = "tradewarden-fleet-controller"
 _SPEC_PREFIX = b"tradewarden-account:"
 _PRESSES_PREFIX = b"tradewarden-pressed-halts:"
+# A lift of a quarantine under way refuses another until the account's next start, or this long
+# (should the driver that began it be lost before it asked for the restart).
+LIFT_CLAIM_SECONDS = 60.0
 
 
 @attrs.frozen
@@ -52,6 +56,7 @@ class Controller:
         self._misses: dict[str, tuple[int, int]] = {}  # account -> (Ray's restart count, pings missed; -1: killed)
         # Halts a driver pressed and no incarnation confirmed yet, by account and halt id (see press).
         self._presses: dict[str, dict[str, PendingHalt]] = {}
+        self._lifting: dict[str, tuple[str, float]] = {}  # account -> (who lifts its quarantine, since: monotonic)
         self.recreated: dict[str, int] = {}
         self.zombies_killed: dict[str, int] = {}
         for key in internal_kv._internal_kv_list(_SPEC_PREFIX, namespace=namespace):
@@ -85,6 +90,7 @@ class Controller:
         with self._lock:
             entry = self._entries.pop(account_id, None)
             self._presses.pop(account_id, None)
+            self._lifting.pop(account_id, None)
             internal_kv._internal_kv_del(_key(account_id), namespace=self._namespace)
             internal_kv._internal_kv_del(_PRESSES_PREFIX + account_id.encode(), namespace=self._namespace)
             self._window.forget(account_id)
@@ -99,6 +105,26 @@ class Controller:
         except Exception as exc:
             logger.error("account {} did not stop cleanly ({!r}); killing it", account_id, exc)
         ray.kill(handle, no_restart=True)
+
+    def begin_lift(self, account_id: str, by: str) -> None:
+        """``by`` is about to lift the account's quarantine (see `Fleet.unquarantine`): refused
+        with `NotQuarantined`, naming who, while another lift of it is under way (until the
+        account's next start, or `LIFT_CLAIM_SECONDS`), so that two people pressing it at once
+        get one restart and one halt, not two."""
+        now = time.monotonic()
+        with self._lock:
+            if account_id not in self._entries:
+                raise KeyError(account_id)
+            lifting = self._lifting.get(account_id)
+            if lifting is not None and now - lifting[1] < LIFT_CLAIM_SECONDS:
+                raise NotQuarantined(f"account {account_id}'s quarantine is being lifted already, by {lifting[0]}: it"
+                                     " restarts HALTED; there is no quarantine left to lift")
+            self._lifting[account_id] = (by, now)
+
+    def end_lift(self, account_id: str) -> None:
+        """The lift begun for the account did not happen (its halt was not saved): another may begin."""
+        with self._lock:
+            self._lifting.pop(account_id, None)
 
     def restart(self, account_id: str) -> None:
         """Start the account afresh, as a person asked (lifting its quarantine): its restarts so
@@ -150,6 +176,7 @@ class Controller:
         with self._lock:
             admission = self._window.admit(account_id, time.monotonic())
             halts = tuple(self._presses.get(account_id, {}).values())
+            self._lifting.pop(account_id, None)  # a lift under way is done: this is its start
         if halts:
             logger.warning("account {}: starts with {} halt(s) pressed while its worker was lost", account_id, len(halts))
             admission = attrs.evolve(admission, halts=halts)

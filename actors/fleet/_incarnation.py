@@ -116,6 +116,7 @@ class Incarnation:
         self._pressing = threading.RLock()
         self._pressed: list[PendingHalt] = []  # pressed while starting (for the status and a quarantine's alert)
         self._unsaved: list[PendingHalt] = []  # of those, the ones its store could not keep yet
+        self._quarantine_halt: PendingHalt | None = None  # the quarantine's own, once saved (a lift replaces it)
         self._handed: set[str] = set()  # ids of unsaved halts the fleet's controller keeps too (see _save_held)
         self._client_ids: set[str] = set()  # placed through this incarnation
         self._stopping = threading.Event()
@@ -239,7 +240,9 @@ class Incarnation:
                     logger.error("account {}: its guard record not read while quarantining: {!r}", account, exc)
                 try:
                     self._save_held(store)
-                    store.save_pending_halt(account, PendingHalt(QUARANTINE_BY, reason))
+                    own = PendingHalt(QUARANTINE_BY, reason)
+                    store.save_pending_halt(account, own)
+                    self._quarantine_halt = own
                 except Exception as exc:
                     logger.error("account {}: HALTED not saved while quarantining: {!r}", account, exc)
             with self._lock:
@@ -456,9 +459,21 @@ class Incarnation:
             logger.error("account {}: quarantine not lifted by {}: its halt not saved ({})", account, by, why)
             raise HaltNotDurable(f"account {account} is quarantined ({detail}): the quarantine was not lifted, since the halt"
                                  f" that keeps it HALTED as it starts again was not saved ({why})")
+        self._replace_quarantine_halt(opened)
         logger.warning("account {}: quarantine lifted by {}: it restarts HALTED ({})", account, by, detail)
         return (f"account {account} restarts from its saved state: it starts HALTED (halted by {by}: {halt.reason}),"
                 " and trades once resumed")
+
+    def _replace_quarantine_halt(self, store: StateStore | str) -> None:
+        # The lift's halt names the quarantine's reason and who lifted it: it takes the place of
+        # the quarantine's own, so that the account starts HALTED by the lift, as its answer says.
+        own = self._quarantine_halt
+        if own is None or isinstance(store, str):
+            return
+        try:
+            store.clear_pending_halts(self.spec.account_id, [own.halt_id])
+        except Exception as exc:  # still HALTED as it starts: by the quarantine, then by the lift
+            logger.error("account {}: the quarantine's own halt not cleared at its lift: {!r}", self.spec.account_id, exc)
 
     def _opened_now(self) -> StateStore | str:
         # The store of an account quarantined before it could open it, or why it still cannot be:

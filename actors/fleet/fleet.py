@@ -312,9 +312,19 @@ class Fleet:
         quarantine never resumes trading by itself; resume it once it trades. Returns what it
         will do (it restarts in the background: see `status`). `NotQuarantined` when the
         account is not quarantined, `HaltNotDurable` when that halt could not be saved (the
-        store still down): the quarantine stays."""
-        held: str = self._call(self._handle(account_id).hold_for_restart.remote(by), account_id,
-                               "lifting its quarantine", timeout)
+        store still down): the quarantine stays. Two lifts at once: the second raises
+        `NotQuarantined` naming who lifts it, and nothing more is done."""
+        PendingHalt(by, "quarantine lifted")  # (refused here, naming the field, before anything is asked)
+        try:
+            self._call(self._controller().begin_lift.remote(account_id, by), account_id, "lifting its quarantine", timeout)
+        except KeyError:
+            raise FleetError(f"account {account_id!r} is not in the fleet") from None
+        try:
+            held: str = self._call(self._handle(account_id).hold_for_restart.remote(by), account_id,
+                                   "lifting its quarantine", timeout)
+        except BaseException:
+            self._controller().end_lift.remote(account_id)  # (told) not lifted: another may try
+            raise
         try:
             self._call(self._controller().restart.remote(account_id), account_id, "restarting", timeout)
         except KeyError:
