@@ -55,6 +55,17 @@ def test_the_restart_window_backs_off_each_restart_and_quarantines_past_its_coun
     assert window.admit("a", 31.0) == Admission()
 
 
+def test_an_account_id_the_control_api_could_not_tell_from_its_own_routes_is_refused_naming_field_and_value() -> None:
+    # POST /api/fleet/halt halts every account: beside an account named 'halt' (added without a
+    # word), /api/fleet/halt reads as that account's path, and a POST to it halts them all.
+    with pytest.raises(ValueError, match=r"^account_id 'halt' is reserved \(POST /api/fleet/halt halts every account\);"
+                                         r" choose another id$"):
+        AccountSpec("halt", BASE, PAPER, ListSignalSource)
+    with pytest.raises(ValueError, match=r"^account_id may hold letters, digits, '-', '_' and '.' only, got 'a/b'$"):
+        AccountSpec("a/b", BASE, PAPER, ListSignalSource)
+    assert AccountSpec("halt-desk", BASE, PAPER, ListSignalSource).account_id == "halt-desk"
+
+
 # -- one incarnation ---------------------------------------------------------------------------
 
 

@@ -48,10 +48,17 @@ def _callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise TypeError(f"{attribute.name} must be a factory (a callable taking no arguments), got {value!r}")
 
 
+# Ids the fleet's control API uses for itself beside /api/fleet/{account}: an account of that name
+# would read as the route (POST /api/fleet/halt halts every account).
+_RESERVED_IDS = {"halt": "POST /api/fleet/halt halts every account"}
+
+
 def _account_id(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     attrs_text(instance, attribute, value)
     if not all(c.isalnum() or c in "-_." for c in value):
         raise ValueError(f"{attribute.name} may hold letters, digits, '-', '_' and '.' only, got {value!r}")
+    if value in _RESERVED_IDS:
+        raise ValueError(f"{attribute.name} {value!r} is reserved ({_RESERVED_IDS[value]}); choose another id")
 
 
 def _settings_for(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -196,7 +196,8 @@ class Fleet:
         signal source there by calling the factories. Waits up to ``ready_timeout`` until it
         trades (None: no wait); one that came up quarantined instead raises `AccountQuarantined`,
         and one not started in time `FleetError`: either way it is in the fleet (`unquarantine`
-        or `remove` it). An id already in the fleet is a ValueError."""
+        or `remove` it). An id already in the fleet is a ValueError, and so is one that is not
+        letters, digits, '-', '_' and '.', or is ``halt`` (the control API's fleet-wide halt)."""
         spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
         self._call(self._controller().add.remote(spec, node), account_id, "adding", 30.0)
         if ready_timeout is None:
