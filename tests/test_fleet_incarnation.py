@@ -396,7 +396,9 @@ def test_halts_handed_over_during_a_store_outage_are_kept_through_the_quarantine
         handed = (PendingHalt("desk", "market gone wrong"), PendingHalt("risk", "limits breached"))
         incarnation.begin(Admission(delay=0.01, restarts=1, halts=handed))
         assert incarnation.ready.wait(20.0), "the incarnation was not quarantined"
-        assert incarnation.status().health is Health.QUARANTINED
+        status = incarnation.status()
+        assert status.health is Health.QUARANTINED
+        assert status.detail.endswith("; 2 halts not saved yet (kept until its state store takes it)")
         assert confirmed == []  # nothing saved: the controller keeps them
         own.up()
         down = False

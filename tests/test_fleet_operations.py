@@ -369,6 +369,7 @@ def test_a_fleet_halt_pressed_during_a_store_outage_outlives_the_worker_that_hel
         quarantined = fleet.status(account, timeout=10.0)
         assert quarantined.pid != first.pid
         assert quarantined.detail.startswith(f"state store {masked_dsn(own.dsn)!r} unreachable after 5 attempts: ")
+        assert quarantined.detail.endswith("; 1 halt not saved yet (kept until its state store takes it)")
 
         # The store is back, and that worker dies too before anything saved the halt: the next one
         # (a first restart to the restarted controller) is handed it, and starts HALTED.

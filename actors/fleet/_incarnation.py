@@ -325,14 +325,17 @@ class Incarnation:
 
     def _described(self) -> tuple[Health, str, TradingSystem | None]:
         # Under the lock: its health, what it is doing (with the halts pressed while it starts,
-        # and how many only this process holds, so that neither a status nor a refused resume
-        # reads as if none were), and its system.
+        # and how many only this process holds, or a quarantined one could not save yet, so that
+        # neither a status nor a refused resume reads as if none were), and its system.
         detail = self._detail
         if self._health is Health.STARTING and self._pressed:
             pressed, unsaved = len(self._pressed), len(self._unsaved)
             detail += f"; {pressed} halt{'s' if pressed > 1 else ''} pending: it will start HALTED"
             if unsaved:
                 detail += f" ({unsaved} not saved: held by this process only)"
+        elif self._health is Health.QUARANTINED and self._unsaved:  # (its store is the outage)
+            unsaved = len(self._unsaved)
+            detail += f"; {unsaved} halt{'s' if unsaved > 1 else ''} not saved yet (kept until its state store takes it)"
         return self._health, detail, self._system
 
     def _running(self) -> TradingSystem:
