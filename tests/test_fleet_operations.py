@@ -30,7 +30,16 @@ from support.fleet_parts import BuyEveryPoll, gated_broker, priced_broker, refus
 from support.postgres import PostgresServer
 from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
 
-from actors.fleet import AccountQuarantined, AccountStatus, Fleet, FleetError, Health, Probing, RestartWindow
+from actors.fleet import (
+    AccountQuarantined,
+    AccountStatus,
+    Fleet,
+    FleetError,
+    HaltNotDurable,
+    Health,
+    Probing,
+    RestartWindow,
+)
 from actors.fleet._controller import CONTROLLER_NAME, _ray_state
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
@@ -261,6 +270,40 @@ def test_an_account_whose_worker_dies_as_the_fleet_is_halted_sends_no_order_befo
         assert sent == []  # the new incarnation started HALTED: its orders were refused, none sent
     finally:
         _remove_all(fleet, [account])
+
+
+def test_a_halt_kept_for_a_worker_that_might_die_is_let_go_once_a_person_resumes_the_account(
+    served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
+) -> None:
+    # The controller kept a halt answered not_saved (the store was down) until the account's next
+    # start: resumed meanwhile, the account was halted again by it at its next restart.
+    fleet = served.fleet
+    account = f"resumed-{uuid.uuid4().hex[:6]}"
+    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
+    down = False
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
+                  ready_timeout=WAIT)
+        own.down()
+        down = True
+        with pytest.raises(HaltNotDurable, match=f"^account {account} is trading: it is halted in this process"):
+            fleet.halt(account, "desk", "market gone wrong")
+        own.up()
+        down = False
+        # The desk looked, and resumed it once its store was back (a resume saves ACTIVE).
+        fleet_wait(lambda: fleet.resume(account, "desk") is TradingState.HALTED, WAIT, served.pids, f"{account} resumed")
+        first = fleet.status(account, timeout=10.0)
+        assert (first.trading_state, first.detail) == (TradingState.ACTIVE, "")
+        os.kill(first.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).pid not in (first.pid, None) and fleet.status(account).health is Health.OK,
+                   WAIT, served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail) == (TradingState.ACTIVE, "")
+    finally:
+        _remove_all(fleet, [account])
+        if down:
+            own.up()
+        own.stop()
 
 
 def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_account_restarts_halted(

@@ -168,6 +168,16 @@ class Controller:
             if any(halt is not None for halt in dropped):
                 self._keep_presses(account_id)
 
+    def resumed(self, account_id: str) -> None:
+        """A person resumed the account (`Fleet.resume` succeeded): the halts kept for it are let
+        go. Its running guard answered the resume, so it held them or a later one, and the
+        resume lifted them: kept, they would halt the account again at its next start. (A halt
+        of one still on its way to the account is still asked of it, Ray retrying it.)"""
+        with self._lock:
+            if self._presses.get(account_id):
+                self._presses[account_id] = {}
+                self._keep_presses(account_id)
+
     def admit(self, account_id: str) -> Admission:
         """How an incarnation of ``account_id`` starting now may start (see `RestartWindow`),
         with the halts pressed for it that no incarnation confirmed (see `press`): still kept

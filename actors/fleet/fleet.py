@@ -302,8 +302,16 @@ class Fleet:
         """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit, or when
         the latch began after ``sent_at`` (timezone-aware: when the resume was decided; None, no
         such check; see `TradingSystem.resume`), `AccountNotTrading` when it has no trading
-        system running."""
-        return self._call(self._handle(account_id).resume.remote(by, rebaseline, sent_at), account_id, "resuming", timeout)
+        system running. Once resumed, the halts the fleet's controller kept for the account (see
+        `halt`) are let go: they would halt it again at its next start."""
+        before: TradingState = self._call(self._handle(account_id).resume.remote(by, rebaseline, sent_at), account_id,
+                                          "resuming", timeout)
+        try:
+            # Waited for (briefly): a worker lost right after must not be handed them.
+            self._ray.get(self._controller().resumed.remote(account_id), timeout=_PRESS_TIMEOUT)
+        except Exception as exc:
+            logger.warning("account {}: the controller not told it was resumed ({})", account_id, _why(exc))
+        return before
 
     def unquarantine(self, account_id: str, by: str, timeout: float = 30.0) -> str:
         """Lift a quarantine on purpose (the cause is mended: the store is back, the broker's
