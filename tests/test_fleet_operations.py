@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
@@ -460,12 +461,12 @@ def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_an
         # with two halts journaled). An empty body is the control API's, as for a halt or a resume.
         barrier = threading.Barrier(2)
 
-        def lift(body: dict[str, str]) -> httpx.Response:
+        def lift(body: dict[str, Any]) -> httpx.Response:
             barrier.wait(10.0)
-            return served.post(f"/api/fleet/{account}/unquarantine", json=body)
+            return served.post(f"/api/fleet/{account}/unquarantine", **body)
 
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lift, [{"by": "ops"}, {}]))
+            answers = list(pool.map(lift, [{"json": {"by": "ops"}}, {"content": b""}]))
         [lifted] = [a for a in answers if a.status_code == 202]
         [other] = [a for a in answers if a is not lifted]
         lifter = lifted.json()["by"]
