@@ -19,6 +19,7 @@ import attrs
 import pytest
 from actor_helpers import wait_until
 from support.bot_api_server import TEST_TOKEN, BotApiServer
+from support.postgres import PostgresServer
 
 from actors.fleet import AccountNotTrading, AccountStatus, Admission, HaltNotDurable, HaltPending, Health, RestartWindow
 from actors.fleet._incarnation import AccountSpec, Incarnation
@@ -52,6 +53,17 @@ def test_the_restart_window_backs_off_each_restart_and_quarantines_past_its_coun
     assert window.admit("a", 30.0) == Admission(delay=1.0, restarts=1)
     window.forget("a")
     assert window.admit("a", 31.0) == Admission()
+
+
+def test_an_account_id_the_control_api_could_not_tell_from_its_own_routes_is_refused_naming_field_and_value() -> None:
+    # POST /api/fleet/halt halts every account: beside an account named 'halt' (added without a
+    # word), /api/fleet/halt reads as that account's path, and a POST to it halts them all.
+    with pytest.raises(ValueError, match=r"^account_id 'halt' is reserved \(POST /api/fleet/halt halts every account\);"
+                                         r" choose another id$"):
+        AccountSpec("halt", BASE, PAPER, ListSignalSource)
+    with pytest.raises(ValueError, match=r"^account_id may hold letters, digits, '-', '_' and '.' only, got 'a/b'$"):
+        AccountSpec("a/b", BASE, PAPER, ListSignalSource)
+    assert AccountSpec("halt-desk", BASE, PAPER, ListSignalSource).account_id == "halt-desk"
 
 
 # -- one incarnation ---------------------------------------------------------------------------
@@ -364,6 +376,41 @@ def test_a_halt_saved_while_the_account_starts_outlives_its_incarnation_and_the_
     finally:
         go.set()  # the lost incarnation's thread ends: its broker is refused, it is quarantined
         assert lost.ready.wait(20.0), "the lost incarnation's thread did not end"
+
+
+def test_halts_handed_over_during_a_store_outage_are_kept_through_the_quarantine_and_saved_before_its_lift(
+    incarnations: list[Incarnation], postgres_server: PostgresServer
+) -> None:
+    # Pressed while the last worker was lost, they were dropped by the quarantine the outage
+    # caused: the account came back halted by whoever lifted it, the desk's halts gone.
+    own = PostgresServer(postgres_server.bin_dir).start()
+    own.down()
+    down = True
+    try:
+        settings = attrs.evolve(BASE, state_dsn=own.dsn)
+        confirmed: list[list[str]] = []
+        incarnation = Incarnation(AccountSpec("outage", settings, PAPER, ListSignalSource, store_attempts=2,
+                                              store_backoff=Backoff(0.01, 0.02)),
+                                  on_gave_up=lambda: None, node="here", on_halts_saved=lambda ids: confirmed.append(list(ids)))
+        incarnations.append(incarnation)
+        handed = (PendingHalt("desk", "market gone wrong"), PendingHalt("risk", "limits breached"))
+        incarnation.begin(Admission(delay=0.01, restarts=1, halts=handed))
+        assert incarnation.ready.wait(20.0), "the incarnation was not quarantined"
+        status = incarnation.status()
+        assert status.health is Health.QUARANTINED
+        assert status.detail.endswith("; 2 halts not saved yet (kept until its state store takes it)")
+        assert confirmed == []  # nothing saved: the controller keeps them
+        own.up()
+        down = False
+        incarnation.hold_for_restart("ops")
+        assert [(h.by, h.reason) for h in _pending(settings, "outage")] == [
+            ("desk", "market gone wrong"), ("risk", "limits breached"),
+            ("ops", f"quarantine lifted: {incarnation.status().detail}")]
+        assert confirmed == [[halt.halt_id for halt in handed]]
+    finally:
+        if down:
+            own.up()
+        own.stop()
 
 
 def test_a_halt_that_cannot_be_saved_is_answered_as_not_durable_and_still_held_by_the_process(

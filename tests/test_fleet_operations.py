@@ -12,13 +12,17 @@ window quarantines an account.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import signal
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import httpx
@@ -27,7 +31,17 @@ from support.fleet_parts import BuyEveryPoll, gated_broker, priced_broker, refus
 from support.postgres import PostgresServer
 from support.ray_cluster import FLEET_TOKEN, RayCluster, fleet_fail, fleet_wait
 
-from actors.fleet import AccountQuarantined, AccountStatus, Fleet, FleetError, Health, Probing, RestartWindow
+from actors.fleet import (
+    AccountQuarantined,
+    AccountStatus,
+    Fleet,
+    FleetError,
+    HaltNotDurable,
+    Health,
+    Probing,
+    RestartWindow,
+)
+from actors.fleet._controller import CONTROLLER_NAME, _ray_state
 from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore
 from runtime.backoff import Backoff
@@ -165,6 +179,46 @@ def test_the_fleet_halt_halts_every_account_at_once_and_names_those_whose_halt_d
             _remove_all(fleet, added)
 
 
+def test_a_fleet_halt_waits_one_timeout_for_all_frozen_workers_together_and_names_each(
+    served: Served, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    fleet = served.fleet
+    run = uuid.uuid4().hex[:6]
+    accounts = [f"{n}-{run}" for n in ("a-frozen", "b-trading", "c-frozen")]
+    frozen: list[int] = []
+    try:
+        for account in accounts:
+            fleet.add(account, attrs.evolve(BASE, state_db=str(tmp_path / f"{account}.db")), PAPER, ListSignalSource,
+                      node=ray_cluster.head.node_id, ready_timeout=None)
+        late = fleet.wait_ready(accounts, WAIT)
+        if late:
+            fleet_fail(served.pids, f"accounts {late} did not start within {WAIT}s")
+        pids = {s.account_id: s.pid for s in fleet.accounts(timeout=10.0)}
+        for account in (accounts[0], accounts[2]):
+            os.kill(pids[account], signal.SIGSTOP)
+            frozen.append(pids[account])
+        started = time.monotonic()
+        pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+        took = time.monotonic() - started
+        print(f"fleet halt with 2 frozen workers answered in {took:.1f}s")
+        silent = "no answer within 10s: the halt may still land; ask its status"
+        assert (pressed.status_code, pressed.json()) == (503, {
+            "done": "not_saved", "by": "desk", "reason": "market gone wrong",
+            "accounts": [
+                {"account_id": accounts[0], "done": "unknown", "error": f"account {accounts[0]!r}: {silent}"},
+                {"account_id": accounts[1], "done": "halted", "previous_state": "active"},
+                {"account_id": accounts[2], "done": "unknown", "error": f"account {accounts[2]!r}: {silent}"},
+            ],
+            "error": f"the halt does not hold for 2 of 3 accounts: {accounts[0]} (unknown), {accounts[2]} (unknown);"
+                     " each one's error says why: halt them again"})
+        # Each account's halt was asked at once and awaited together: one timeout, not one per frozen account.
+        assert took < 18.0, took
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        _remove_all(fleet, accounts)
+
+
 def test_the_fleet_halt_reaches_an_account_whose_worker_was_just_lost_and_it_starts_halted(
     served: Served, ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
@@ -217,6 +271,40 @@ def test_an_account_whose_worker_dies_as_the_fleet_is_halted_sends_no_order_befo
         assert sent == []  # the new incarnation started HALTED: its orders were refused, none sent
     finally:
         _remove_all(fleet, [account])
+
+
+def test_a_halt_kept_for_a_worker_that_might_die_is_let_go_once_a_person_resumes_the_account(
+    served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
+) -> None:
+    # The controller kept a halt answered not_saved (the store was down) until the account's next
+    # start: resumed meanwhile, the account was halted again by it at its next restart.
+    fleet = served.fleet
+    account = f"resumed-{uuid.uuid4().hex[:6]}"
+    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
+    down = False
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
+                  ready_timeout=WAIT)
+        own.down()
+        down = True
+        with pytest.raises(HaltNotDurable, match=f"^account {account} is trading: it is halted in this process"):
+            fleet.halt(account, "desk", "market gone wrong")
+        own.up()
+        down = False
+        # The desk looked, and resumed it once its store was back (a resume saves ACTIVE).
+        fleet_wait(lambda: fleet.resume(account, "desk") is TradingState.HALTED, WAIT, served.pids, f"{account} resumed")
+        first = fleet.status(account, timeout=10.0)
+        assert (first.trading_state, first.detail) == (TradingState.ACTIVE, "")
+        os.kill(first.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).pid not in (first.pid, None) and fleet.status(account).health is Health.OK,
+                   WAIT, served.pids, f"{account} restarted")
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail) == (TradingState.ACTIVE, "")
+    finally:
+        _remove_all(fleet, [account])
+        if down:
+            own.up()
+        own.stop()
 
 
 def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_account_restarts_halted(
@@ -291,6 +379,62 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         own.stop()
 
 
+def test_a_fleet_halt_pressed_during_a_store_outage_outlives_the_worker_that_held_it(
+    served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
+) -> None:
+    # The fleet trial: the halt was held only by the account's process (the 503 said so), its
+    # worker died before the store came back, and the account came back without the desk's halt.
+    # Here the fleet's controller restarts too, and the account's next worker dies as well.
+    fleet = served.fleet
+    account = f"held-{uuid.uuid4().hex[:6]}"
+    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
+    down = False
+    try:
+        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
+                  ready_timeout=WAIT)
+        first = fleet.status(account, timeout=10.0)
+        assert (first.health, first.trading_state) == (Health.OK, TradingState.ACTIVE)
+        own.down()
+        down = True
+        pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
+        [outcome] = pressed.json()["accounts"]
+        assert (pressed.status_code, outcome["done"]) == (503, "not_saved"), pressed.json()
+        assert outcome["error"].startswith(f"account {account} is trading: it is halted in this process"), outcome
+        # The controller, which keeps that halt for the account's next incarnation, is restarted.
+        ray = ray_cluster.ray
+        controller = ray.get_actor(CONTROLLER_NAME, namespace=fleet.namespace)
+        ray.kill(controller, no_restart=False)
+        fleet_wait(lambda: _ray_state(controller) == ("ALIVE", 1) and fleet.account_ids() == [account], WAIT,
+                   served.pids, "the controller restarted")
+
+        # Its worker dies before the store is back: the next one cannot open the store and is quarantined.
+        os.kill(first.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).health is Health.QUARANTINED, WAIT, served.pids, f"{account} quarantined")
+        quarantined = fleet.status(account, timeout=10.0)
+        assert quarantined.pid != first.pid
+        assert quarantined.detail.startswith(f"state store {masked_dsn(own.dsn)!r} unreachable after 5 attempts: ")
+        assert quarantined.detail.endswith("; 1 halt not saved yet (kept until its state store takes it)")
+
+        # The store is back, and that worker dies too before anything saved the halt: the next one
+        # (a first restart to the restarted controller) is handed it, and starts HALTED.
+        own.up()
+        down = False
+        os.kill(quarantined.pid, signal.SIGKILL)
+        fleet_wait(lambda: fleet.status(account).pid not in (quarantined.pid, None)
+                   and fleet.status(account).health is Health.OK, WAIT, served.pids, f"{account} back")
+        desk = "halted by desk: market gone wrong"
+        after = fleet.status(account, timeout=10.0)
+        assert (after.trading_state, after.detail, after.peak) == (TradingState.HALTED, desk, 10_000)
+        changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
+                   if e.event_type is EventType.TRADING_STATE_CHANGED]
+        assert changes == [("active", "halted", desk)]
+    finally:
+        _remove_all(fleet, [account])
+        if down:
+            own.up()
+        own.stop()
+
+
 def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_and_the_account_starts_halted(
     served: Served, ray_cluster: RayCluster, tmp_path: Path
 ) -> None:
@@ -313,17 +457,36 @@ def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_an
         why = "restarted 2 times within 600s (at most 1)"
         assert (quarantined.health, quarantined.detail) == (Health.QUARANTINED, why)
 
-        lifted = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
-        assert lifted.status_code == 202, lifted.json()
-        # Its restarts forgotten, its next start is a first one: not quarantined again, and HALTED.
+        # Two people lift it at once: one lift restarts it, the other is told so (both were 202,
+        # with two halts journaled). An empty body is the control API's, as for a halt or a resume.
+        barrier = threading.Barrier(2)
+
+        def lift(body: dict[str, Any]) -> httpx.Response:
+            barrier.wait(10.0)
+            return served.post(f"/api/fleet/{account}/unquarantine", **body)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lift, [{"json": {"by": "ops"}}, {"content": b""}]))
+        [lifted] = [a for a in answers if a.status_code == 202]
+        [other] = [a for a in answers if a is not lifted]
+        lifter = lifted.json()["by"]
+        assert lifter in ("ops", "fleet control API"), lifted.json()
+        assert (other.status_code, other.json()) == (409, {
+            "account_id": account, "done": "refused",
+            "error": f"account {account}'s quarantine is being lifted already, by {lifter}: it restarts HALTED;"
+                     " there is no quarantine left to lift"})
+        # Its restarts forgotten, its next start is a first one: not quarantined again, and HALTED
+        # by the lift, as its answer said (the status named the quarantine's own halt).
+        lift_halt = f"halted by {lifter}: quarantine lifted: {why}"
+        assert lifted.json()["detail"] == (f"account {account} restarts from its saved state: it starts HALTED"
+                                           f" ({lift_halt}), and trades once resumed")
         fleet_wait(lambda: fleet.status(account).pid != quarantined.pid and fleet.status(account).health is Health.OK,
                    WAIT, served.pids, f"{account} restarted")
         after = fleet.status(account, timeout=10.0)
-        assert (after.trading_state, after.detail) == (TradingState.HALTED, f"halted by fleet quarantine: {why}")
+        assert (after.trading_state, after.detail) == (TradingState.HALTED, lift_halt)
         changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
                    if e.event_type is EventType.TRADING_STATE_CHANGED]
-        assert changes == [("active", "halted", f"halted by fleet quarantine: {why}"),
-                           ("halted", "halted", f"halted by ops: quarantine lifted: {why}")]
+        assert changes == [("active", "halted", lift_halt)]
     finally:
         _remove_all(fleet, [account])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import signal
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +51,8 @@ class AccountActor:
             node = ray.get_runtime_context().get_node_id()
         except Exception as exc:  # only where it runs is lost
             logger.warning("account {}: node id unknown: {!r}", spec.account_id, exc)
-        self._incarnation = Incarnation(spec, on_gave_up=_exit_for_a_restart, node=node)
+        self._incarnation = Incarnation(spec, on_gave_up=_exit_for_a_restart, node=node,
+                                        on_halts_saved=_confirming(spec.account_id, controller, namespace))
         self._incarnation.begin(_admission(spec.account_id, controller, namespace))
 
     def ping(self) -> int:
@@ -66,12 +68,12 @@ class AccountActor:
         return self._incarnation.ready.wait(timeout)
 
     @ray.method(max_task_retries=-1)
-    def halt(self, by: str, reason: str) -> TradingState | HaltPending:
+    def halt(self, by: str, reason: str, halt_id: str | None = None) -> TradingState | HaltPending:
         """See `Incarnation.halt`. Sent again to each new incarnation until one answers, when a
         worker is lost before answering (restarting, or killed as a zombie): a halt asked twice
         changes nothing more, one lost with a worker would leave the account trading; the
         caller's timeout bounds the wait."""
-        return self._incarnation.halt(by, reason)
+        return self._incarnation.halt(by, reason, halt_id)
 
     def hold_for_restart(self, by: str) -> str:
         """See `Incarnation.hold_for_restart`."""
@@ -97,6 +99,14 @@ class AccountActor:
     def stop(self, timeout: float) -> None:
         """Stop trading cleanly; the fleet then removes the actor."""
         self._incarnation.stop(timeout)
+
+
+def _confirming(account_id: str, controller: str, namespace: str) -> Callable[[Sequence[str]], None]:
+    # Tells the controller that the account's store holds these halts, so that it stops keeping them.
+    def confirm(halt_ids: Sequence[str]) -> None:
+        ray.get_actor(controller, namespace=namespace).pressed_done.remote(account_id, *halt_ids)  # (told)
+
+    return confirm
 
 
 def _admission(account_id: str, controller: str, namespace: str) -> Admission:

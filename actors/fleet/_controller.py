@@ -4,7 +4,8 @@ Ray restarts a worker that exits, at once and without limit. The controller adds
 window with backoff (each incarnation asks it how to start, see `RestartWindow`), quarantine
 after too many restarts (and a fresh start once a person lifts it), re-creating an account Ray gave up on (its actor is gone), and killing
 a zombie (alive to Ray, not answering its probes) so that Ray starts it again. The accounts'
-specs live in Ray's internal key-value store, so a restarted controller knows them all.
+specs live in Ray's internal key-value store, and so do the halts it keeps for them (see
+`Controller.press`), so a restarted controller knows them all.
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.fleet._account import AccountActor, account_name
 from actors.fleet._incarnation import AccountSpec
 from actors.fleet._policy import Admission, Probing, RestartWindow
+from actors.fleet.status import NotQuarantined
 from runtime.store import PendingHalt
 
 __all__ = ["CONTROLLER_NAME", "Controller"]
 
 CONTROLLER_NAME = "tradewarden-fleet-controller"
 _SPEC_PREFIX = b"tradewarden-account:"
+_PRESSES_PREFIX = b"tradewarden-pressed-halts:"
+# A lift of a quarantine under way refuses another until the account's next start, or this long
+# (should the driver that began it be lost before it asked for the restart).
+LIFT_CLAIM_SECONDS = 60.0
 
 
 @attrs.frozen
@@ -50,6 +56,7 @@ class Controller:
         self._misses: dict[str, tuple[int, int]] = {}  # account -> (Ray's restart count, pings missed; -1: killed)
         # Halts a driver pressed and no incarnation confirmed yet, by account and halt id (see press).
         self._presses: dict[str, dict[str, PendingHalt]] = {}
+        self._lifting: dict[str, tuple[str, float]] = {}  # account -> (who lifts its quarantine, since: monotonic)
         self.recreated: dict[str, int] = {}
         self.zombies_killed: dict[str, int] = {}
         for key in internal_kv._internal_kv_list(_SPEC_PREFIX, namespace=namespace):
@@ -57,6 +64,10 @@ class Controller:
             if blob is not None:
                 entry = cloudpickle.loads(blob)
                 self._entries[entry.spec.account_id] = entry
+        for key in internal_kv._internal_kv_list(_PRESSES_PREFIX, namespace=namespace):
+            blob = internal_kv._internal_kv_get(key, namespace=namespace)
+            if blob is not None:
+                self._presses[key[len(_PRESSES_PREFIX):].decode()] = cloudpickle.loads(blob)
         threading.Thread(target=self._watch, name="fleet-controller-watch", daemon=True).start()
 
     # --- the accounts ---------------------------------------------------------------------
@@ -79,7 +90,9 @@ class Controller:
         with self._lock:
             entry = self._entries.pop(account_id, None)
             self._presses.pop(account_id, None)
+            self._lifting.pop(account_id, None)
             internal_kv._internal_kv_del(_key(account_id), namespace=self._namespace)
+            internal_kv._internal_kv_del(_PRESSES_PREFIX + account_id.encode(), namespace=self._namespace)
             self._window.forget(account_id)
         if entry is None:
             raise KeyError(account_id)
@@ -92,6 +105,26 @@ class Controller:
         except Exception as exc:
             logger.error("account {} did not stop cleanly ({!r}); killing it", account_id, exc)
         ray.kill(handle, no_restart=True)
+
+    def begin_lift(self, account_id: str, by: str) -> None:
+        """``by`` is about to lift the account's quarantine (see `Fleet.unquarantine`): refused
+        with `NotQuarantined`, naming who, while another lift of it is under way (until the
+        account's next start, or `LIFT_CLAIM_SECONDS`), so that two people pressing it at once
+        get one restart and one halt, not two."""
+        now = time.monotonic()
+        with self._lock:
+            if account_id not in self._entries:
+                raise KeyError(account_id)
+            lifting = self._lifting.get(account_id)
+            if lifting is not None and now - lifting[1] < LIFT_CLAIM_SECONDS:
+                raise NotQuarantined(f"account {account_id}'s quarantine is being lifted already, by {lifting[0]}: it"
+                                     " restarts HALTED; there is no quarantine left to lift")
+            self._lifting[account_id] = (by, now)
+
+    def end_lift(self, account_id: str) -> None:
+        """The lift begun for the account did not happen (its halt was not saved): another may begin."""
+        with self._lock:
+            self._lifting.pop(account_id, None)
 
     def restart(self, account_id: str) -> None:
         """Start the account afresh, as a person asked (lifting its quarantine): its restarts so
@@ -117,24 +150,43 @@ class Controller:
         """A driver is about to ask each of ``account_ids`` (None: every account) to carry out
         ``halt``: kept until it confirms (`pressed_done`), and handed to the account's next
         incarnation should its worker be lost first (`admit`), so that one starts HALTED instead
-        of trading until the retried halt reaches it. In this actor's memory: a controller restarted meanwhile has
-        none (the account's own halt, retried by Ray, still lands)."""
+        of trading until the retried halt reaches it. Kept in Ray's internal key-value store too
+        (the cluster's GCS, beside the accounts' specs), so a controller restarted meanwhile
+        still has them. Not in the accounts' state stores: writing there takes a claim, which
+        would fence the very incarnation being halted."""
         with self._lock:
             for account_id in self._entries if account_ids is None else account_ids:
                 if account_id in self._entries:
                     self._presses.setdefault(account_id, {})[halt.halt_id] = halt
+                    self._keep_presses(account_id)
 
-    def pressed_done(self, account_id: str, halt_id: str) -> None:
-        """The account carried out (or saved) the halt ``halt_id``: forgotten."""
+    def pressed_done(self, account_id: str, *halt_ids: str) -> None:
+        """The account carried out (or saved in its state store) the halts ``halt_ids``: forgotten."""
         with self._lock:
-            self._presses.get(account_id, {}).pop(halt_id, None)
+            kept = self._presses.get(account_id, {})
+            dropped = [kept.pop(halt_id, None) for halt_id in halt_ids]
+            if any(halt is not None for halt in dropped):
+                self._keep_presses(account_id)
+
+    def resumed(self, account_id: str) -> None:
+        """A person resumed the account (`Fleet.resume` succeeded): the halts kept for it are let
+        go. Its running guard answered the resume, so it held them or a later one, and the
+        resume lifted them: kept, they would halt the account again at its next start. (A halt
+        of one still on its way to the account is still asked of it, Ray retrying it.)"""
+        with self._lock:
+            if self._presses.get(account_id):
+                self._presses[account_id] = {}
+                self._keep_presses(account_id)
 
     def admit(self, account_id: str) -> Admission:
         """How an incarnation of ``account_id`` starting now may start (see `RestartWindow`),
-        with the halts pressed for it that no incarnation confirmed (taken: see `press`)."""
+        with the halts pressed for it that no incarnation confirmed (see `press`): still kept
+        until one confirms it saved them, so that an incarnation lost before its store took them
+        (quarantined by a store outage, then killed) hands none of them to oblivion."""
         with self._lock:
             admission = self._window.admit(account_id, time.monotonic())
-            halts = tuple(self._presses.pop(account_id, {}).values())
+            halts = tuple(self._presses.get(account_id, {}).values())
+            self._lifting.pop(account_id, None)  # a lift under way is done: this is its start
         if halts:
             logger.warning("account {}: starts with {} halt(s) pressed while its worker was lost", account_id, len(halts))
             admission = attrs.evolve(admission, halts=halts)
@@ -148,6 +200,15 @@ class Controller:
         """How many times each account was re-created, and killed as a zombie."""
         with self._lock:
             return {"recreated": dict(self.recreated), "zombies_killed": dict(self.zombies_killed)}
+
+    def _keep_presses(self, account_id: str) -> None:
+        # Under the lock: the account's kept halts, as they are now, where a restarted controller finds them.
+        key, kept = _PRESSES_PREFIX + account_id.encode(), self._presses.get(account_id)
+        if kept:
+            internal_kv._internal_kv_put(key, cloudpickle.dumps(kept), namespace=self._namespace)
+        else:
+            self._presses.pop(account_id, None)
+            internal_kv._internal_kv_del(key, namespace=self._namespace)
 
     # --- watching -------------------------------------------------------------------------
 

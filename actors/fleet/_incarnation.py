@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,10 +48,17 @@ def _callable(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise TypeError(f"{attribute.name} must be a factory (a callable taking no arguments), got {value!r}")
 
 
+# Ids the fleet's control API uses for itself beside /api/fleet/{account}: an account of that name
+# would read as the route (POST /api/fleet/halt halts every account).
+_RESERVED_IDS = {"halt": "POST /api/fleet/halt halts every account"}
+
+
 def _account_id(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     attrs_text(instance, attribute, value)
     if not all(c.isalnum() or c in "-_." for c in value):
         raise ValueError(f"{attribute.name} may hold letters, digits, '-', '_' and '.' only, got {value!r}")
+    if value in _RESERVED_IDS:
+        raise ValueError(f"{attribute.name} {value!r} is reserved ({_RESERVED_IDS[value]}); choose another id")
 
 
 def _settings_for(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -87,16 +94,21 @@ class Incarnation:
 
     ``on_gave_up`` is called (on the watcher's thread) when the system's own supervisor gives
     up after its fail-safe has run: a Ray worker turns that into a process exit that Ray restarts.
+    ``on_halts_saved`` is called with the ids of the halts the fleet's controller keeps for it
+    (handed over by its admission, or pressed while it could not save them) once its state
+    store holds them: the controller then stops keeping them.
 
     A halt pressed while it starts is saved in the account's state store before it is
     acknowledged, so that it outlives this process: whichever incarnation starts the account
     next takes it before any order (see `halt`).
     """
 
-    def __init__(self, spec: AccountSpec, *, on_gave_up: Callable[[], None], node: str | None = None) -> None:
+    def __init__(self, spec: AccountSpec, *, on_gave_up: Callable[[], None], node: str | None = None,
+                 on_halts_saved: Callable[[Sequence[str]], None] = lambda halt_ids: None) -> None:
         self.spec = spec
         self.settings = spec.account_settings
         self._on_gave_up = on_gave_up
+        self._on_halts_saved = on_halts_saved
         self._node = node
         self._lock = threading.Lock()
         self._health = Health.STARTING
@@ -111,6 +123,8 @@ class Incarnation:
         self._pressing = threading.RLock()
         self._pressed: list[PendingHalt] = []  # pressed while starting (for the status and a quarantine's alert)
         self._unsaved: list[PendingHalt] = []  # of those, the ones its store could not keep yet
+        self._quarantine_halt: PendingHalt | None = None  # the quarantine's own, once saved (a lift replaces it)
+        self._handed: set[str] = set()  # ids of unsaved halts the fleet's controller keeps too (see _save_held)
         self._client_ids: set[str] = set()  # placed through this incarnation
         self._stopping = threading.Event()
         self.ready = threading.Event()  # set once the account trades, or is quarantined
@@ -132,6 +146,7 @@ class Incarnation:
             with self._lock:
                 self._pressed.extend(admission.halts)
                 self._unsaved.extend(admission.halts)
+                self._handed.update(halt.halt_id for halt in admission.halts)
         try:
             self._start_or_quarantine(admission)
         except BaseException as exc:  # whatever happens, the account comes up: quarantined
@@ -159,13 +174,11 @@ class Incarnation:
         broker, signals = spec.broker(), spec.signals()
         with self._pressing:
             try:
-                for halt in self._unsaved:  # pressed before its store was open: the guard reads them there
-                    opened.save_pending_halt(spec.account_id, halt)
+                self._save_held(opened)  # pressed before its store was open: the guard reads them there
             except Exception as exc:
                 self._quarantine(f"a halt pressed while it started could not be saved: {exc}")
                 return
             with self._lock:
-                self._unsaved = []
                 system = TradingSystem(self.settings, broker, signals, store=opened, drills=spec.drills,
                                        **dict(spec.options))
                 self._system = system
@@ -218,10 +231,12 @@ class Incarnation:
 
     def _quarantine(self, reason: str) -> None:
         """Come up HALTED without trading. When its store can be reached, leave behind as
-        pending halts the quarantine itself (by `QUARANTINE_BY`, for ``reason``) and the halts
-        pressed while it started that were not saved yet: whichever incarnation starts the
+        pending halts the halts pressed while it started that were not saved yet and the
+        quarantine itself (by `QUARANTINE_BY`, for ``reason``): whichever incarnation starts the
         account next, on its first start too (no guard record yet), starts HALTED, journaled
-        and alerted with who halted it and why."""
+        and alerted with who halted it and why. When they could not be saved (its store is the
+        outage), this process keeps the pressed ones and saves them first once its store is
+        reached again (a halt of it, or the lift of its quarantine)."""
         with self._pressing:  # a halt pressed meanwhile is in this list or sees the quarantine
             account, store = self.spec.account_id, self._store
             record: GuardRecord | None = None
@@ -231,14 +246,16 @@ class Incarnation:
                 except Exception as exc:
                     logger.error("account {}: its guard record not read while quarantining: {!r}", account, exc)
                 try:
-                    for halt in [*self._unsaved, PendingHalt(QUARANTINE_BY, reason)]:
-                        store.save_pending_halt(account, halt)
+                    self._save_held(store)
+                    own = PendingHalt(QUARANTINE_BY, reason)
+                    store.save_pending_halt(account, own)
+                    self._quarantine_halt = own
                 except Exception as exc:
                     logger.error("account {}: HALTED not saved while quarantining: {!r}", account, exc)
             with self._lock:
                 self._record = record
                 self._health, self._detail = Health.QUARANTINED, reason
-                held, self._pressed, self._unsaved = self._pressed, [], []
+                held, self._pressed = self._pressed, []
         # A halt pressed while it started is not dropped unsaid: quarantined, it is HALTED as asked.
         pressed = "".join(f"; halted by {halt.by} while starting: {halt.reason}" for halt in held)
         logger.critical("account {} quarantined (HALTED, not trading): {}{}", account, reason, pressed)
@@ -308,14 +325,17 @@ class Incarnation:
 
     def _described(self) -> tuple[Health, str, TradingSystem | None]:
         # Under the lock: its health, what it is doing (with the halts pressed while it starts,
-        # and how many only this process holds, so that neither a status nor a refused resume
-        # reads as if none were), and its system.
+        # and how many only this process holds, or a quarantined one could not save yet, so that
+        # neither a status nor a refused resume reads as if none were), and its system.
         detail = self._detail
         if self._health is Health.STARTING and self._pressed:
             pressed, unsaved = len(self._pressed), len(self._unsaved)
             detail += f"; {pressed} halt{'s' if pressed > 1 else ''} pending: it will start HALTED"
             if unsaved:
                 detail += f" ({unsaved} not saved: held by this process only)"
+        elif self._health is Health.QUARANTINED and self._unsaved:  # (its store is the outage)
+            unsaved = len(self._unsaved)
+            detail += f"; {unsaved} halt{'s' if unsaved > 1 else ''} not saved yet (kept until its state store takes it)"
         return self._health, detail, self._system
 
     def _running(self) -> TradingSystem:
@@ -325,7 +345,7 @@ class Incarnation:
             raise AccountNotTrading(f"account {self.spec.account_id} is not trading ({health.value}: {detail})")
         return system
 
-    def halt(self, by: str, reason: str) -> TradingState | HaltPending:
+    def halt(self, by: str, reason: str, halt_id: str | None = None) -> TradingState | HaltPending:
         """The kill switch (see `TradingSystem.halt`): returns the state before, for an account
         whose trading system runs or is being started (then the ask waits for its guard, which
         takes every pending halt first). For an account still starting (waiting out a restart
@@ -338,8 +358,9 @@ class Incarnation:
         process. A quarantined account is HALTED and does not trade: HALTED is returned, and
         nothing changes. `AccountNotTrading` for a fenced or stopped one; ``by`` and ``reason``
         must be non-blank strings (else `ValueError` or `TypeError` naming the field and the
-        value)."""
-        pending = PendingHalt(by, reason)
+        value). ``halt_id`` is the fleet controller's id for it, which it keeps until told the
+        halt is saved (see `Controller.press`)."""
+        pending = PendingHalt(by, reason) if halt_id is None else PendingHalt(by, reason, halt_id)
         account = self.spec.account_id
         with self._pressing:
             with self._lock:
@@ -358,8 +379,9 @@ class Incarnation:
         if health is Health.QUARANTINED:
             # HALTED and not trading here; saved, the halt also holds for whatever starts the account next.
             # A store that never opened (the outage that quarantined it) is tried again now: it may be back.
-            opened = store if store is not None else self._opened_now()
-            why = opened if isinstance(opened, str) else self._save_halt(pending, opened)
+            with self._pressing:
+                opened = store if store is not None else self._opened_now()
+                why = opened if isinstance(opened, str) else self._save_halt(pending, opened, held_first=True)
             if why is None:
                 logger.warning("account {}: halt by {} of a quarantined account saved: {}", account, by, reason)
                 return TradingState.HALTED
@@ -383,6 +405,7 @@ class Incarnation:
                                " start HALTED (saved in its state store: whichever incarnation starts it takes it first)")
         with self._lock:
             self._unsaved.append(halt)
+            self._handed.add(halt.halt_id)  # (the driver that pressed it left it with the controller)
         logger.error("account {}: halt by {} not saved ({}), held by this process: {}", account, halt.by, why, halt.reason)
         raise HaltNotDurable(
             f"account {account} is starting ({detail}): the halt was not saved ({why}); only its starting process"
@@ -390,17 +413,40 @@ class Incarnation:
             " halt it again once the account has started"
         )
 
-    def _save_halt(self, halt: PendingHalt, store: StateStore | None) -> str | None:
-        # Keeps ``halt`` for whichever incarnation starts the account next; None once saved, else why not.
+    def _save_halt(self, halt: PendingHalt, store: StateStore | None, *, held_first: bool = False) -> str | None:
+        # Keeps ``halt`` for whichever incarnation starts the account next (after the halts this
+        # process holds unsaved, when ``held_first``: pressed earlier, they come first); None once
+        # saved, else why not.
         if store is None:
             return "its state store is not open"
         if isinstance(store, MemoryStore):
             return "it keeps its state in this process's memory: give it a state_db or a state_dsn"
         try:
+            if held_first:
+                self._save_held(store)
             store.save_pending_halt(self.spec.account_id, halt)
         except Exception as exc:
             return f"its state store failed: {exc}"
         return None
+
+    def _save_held(self, store: StateStore) -> None:
+        # Under _pressing: the halts this process holds unsaved go to ``store`` in the order they
+        # were pressed (raises what the store raised, keeping those not saved), and the
+        # controller is told of those its admission handed over.
+        with self._lock:
+            held = list(self._unsaved)
+        for halt in held:
+            store.save_pending_halt(self.spec.account_id, halt)
+            with self._lock:
+                self._unsaved.remove(halt)
+        with self._lock:
+            confirmed = [halt.halt_id for halt in held if halt.halt_id in self._handed]
+            self._handed.difference_update(confirmed)
+        if confirmed:
+            try:
+                self._on_halts_saved(confirmed)
+            except Exception as exc:  # the controller keeps them: the next start saves them again, once
+                logger.warning("account {}: the controller not told its halts were saved: {!r}", self.spec.account_id, exc)
 
     def hold_for_restart(self, by: str) -> str:
         """Before a person lifts this account's quarantine (see `Fleet.unquarantine`): save in its
@@ -416,15 +462,28 @@ class Incarnation:
         if health is not Health.QUARANTINED:  # (for good: a quarantined incarnation never starts trading)
             raise NotQuarantined(f"account {account} is not quarantined ({health.value}): there is no quarantine to lift")
         halt = PendingHalt(by, f"quarantine lifted: {detail}")
-        opened = store if store is not None else self._opened_now()
-        why = opened if isinstance(opened, str) else self._save_halt(halt, opened)
+        with self._pressing:  # the halts it holds unsaved first: pressed before, they are the ones in force
+            opened = store if store is not None else self._opened_now()
+            why = opened if isinstance(opened, str) else self._save_halt(halt, opened, held_first=True)
         if why is not None:
             logger.error("account {}: quarantine not lifted by {}: its halt not saved ({})", account, by, why)
             raise HaltNotDurable(f"account {account} is quarantined ({detail}): the quarantine was not lifted, since the halt"
                                  f" that keeps it HALTED as it starts again was not saved ({why})")
+        self._replace_quarantine_halt(opened)
         logger.warning("account {}: quarantine lifted by {}: it restarts HALTED ({})", account, by, detail)
         return (f"account {account} restarts from its saved state: it starts HALTED (halted by {by}: {halt.reason}),"
                 " and trades once resumed")
+
+    def _replace_quarantine_halt(self, store: StateStore | str) -> None:
+        # The lift's halt names the quarantine's reason and who lifted it: it takes the place of
+        # the quarantine's own, so that the account starts HALTED by the lift, as its answer says.
+        own = self._quarantine_halt
+        if own is None or isinstance(store, str):
+            return
+        try:
+            store.clear_pending_halts(self.spec.account_id, [own.halt_id])
+        except Exception as exc:  # still HALTED as it starts: by the quarantine, then by the lift
+            logger.error("account {}: the quarantine's own halt not cleared at its lift: {!r}", self.spec.account_id, exc)
 
     def _opened_now(self) -> StateStore | str:
         # The store of an account quarantined before it could open it, or why it still cannot be:

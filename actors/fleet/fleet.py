@@ -196,7 +196,8 @@ class Fleet:
         signal source there by calling the factories. Waits up to ``ready_timeout`` until it
         trades (None: no wait); one that came up quarantined instead raises `AccountQuarantined`,
         and one not started in time `FleetError`: either way it is in the fleet (`unquarantine`
-        or `remove` it). An id already in the fleet is a ValueError."""
+        or `remove` it). An id already in the fleet is a ValueError, and so is one that is not
+        letters, digits, '-', '_' and '.', or is ``halt`` (the control API's fleet-wide halt)."""
         spec = AccountSpec(account_id, settings, broker, signals, options=dict(options or {}), drills=drills)
         self._call(self._controller().add.remote(spec, node), account_id, "adding", 30.0)
         if ready_timeout is None:
@@ -257,7 +258,7 @@ class Fleet:
         a blank ``by`` or ``reason`` is a `ValueError` naming it (see `Incarnation.halt`)."""
         halt = PendingHalt(by, reason)  # (refused here, naming the field, before anything is asked)
         self._press([account_id], halt)
-        answer = self._call(self._handle(account_id).halt.remote(by, reason), account_id, "halting", timeout)
+        answer = self._call(self._handle(account_id).halt.remote(by, reason, halt.halt_id), account_id, "halting", timeout)
         self._pressed_done(account_id, halt)
         return answer
 
@@ -271,7 +272,7 @@ class Fleet:
         halt = PendingHalt(by, reason)  # the accounts' own check, once: a bad value halts none of them
         self._press(None, halt)  # (every account the controller knows: no second round trip for their ids)
         # Late halts are not cancelled: one that lands late is still a halt.
-        answers = self._ask_every(lambda handle: handle.halt.remote(by, reason), timeout, cancel_late=False)
+        answers = self._ask_every(lambda handle: handle.halt.remote(by, reason, halt.halt_id), timeout, cancel_late=False)
         outcomes = [_halt_outcome(account_id, answer) for account_id, answer in answers.items()]
         for outcome in outcomes:
             if outcome.saved:
@@ -301,8 +302,16 @@ class Fleet:
         """Lift one account's HALTED latch; `ResumeRefused` while it is past a hard limit, or when
         the latch began after ``sent_at`` (timezone-aware: when the resume was decided; None, no
         such check; see `TradingSystem.resume`), `AccountNotTrading` when it has no trading
-        system running."""
-        return self._call(self._handle(account_id).resume.remote(by, rebaseline, sent_at), account_id, "resuming", timeout)
+        system running. Once resumed, the halts the fleet's controller kept for the account (see
+        `halt`) are let go: they would halt it again at its next start."""
+        before: TradingState = self._call(self._handle(account_id).resume.remote(by, rebaseline, sent_at), account_id,
+                                          "resuming", timeout)
+        try:
+            # Waited for (briefly): a worker lost right after must not be handed them.
+            self._ray.get(self._controller().resumed.remote(account_id), timeout=_PRESS_TIMEOUT)
+        except Exception as exc:
+            logger.warning("account {}: the controller not told it was resumed ({})", account_id, _why(exc))
+        return before
 
     def unquarantine(self, account_id: str, by: str, timeout: float = 30.0) -> str:
         """Lift a quarantine on purpose (the cause is mended: the store is back, the broker's
@@ -312,9 +321,19 @@ class Fleet:
         quarantine never resumes trading by itself; resume it once it trades. Returns what it
         will do (it restarts in the background: see `status`). `NotQuarantined` when the
         account is not quarantined, `HaltNotDurable` when that halt could not be saved (the
-        store still down): the quarantine stays."""
-        held: str = self._call(self._handle(account_id).hold_for_restart.remote(by), account_id,
-                               "lifting its quarantine", timeout)
+        store still down): the quarantine stays. Two lifts at once: the second raises
+        `NotQuarantined` naming who lifts it, and nothing more is done."""
+        PendingHalt(by, "quarantine lifted")  # (refused here, naming the field, before anything is asked)
+        try:
+            self._call(self._controller().begin_lift.remote(account_id, by), account_id, "lifting its quarantine", timeout)
+        except KeyError:
+            raise FleetError(f"account {account_id!r} is not in the fleet") from None
+        try:
+            held: str = self._call(self._handle(account_id).hold_for_restart.remote(by), account_id,
+                                   "lifting its quarantine", timeout)
+        except BaseException:
+            self._controller().end_lift.remote(account_id)  # (told) not lifted: another may try
+            raise
         try:
             self._call(self._controller().restart.remote(account_id), account_id, "restarting", timeout)
         except KeyError:

@@ -124,8 +124,9 @@ def fleet_app(
 
     - ``POST /api/fleet/{account}/unquarantine`` ``{"by"}``: lifts a quarantine (see
       `Fleet.unquarantine`): 202 once a halt that keeps it HALTED as it starts again is saved
-      and its restart asked; 409 when it is not quarantined; 503 when that halt could not be
-      saved (the quarantine stays).
+      and its restart asked; 409 when it is not quarantined, or another lift of it is under way
+      (two people pressing it at once: one restart, one halt); 503 when that halt could not be
+      saved (the quarantine stays). A ``by`` left out, on every route, is ``fleet control API``.
 
     An account not in the fleet gets 404 naming it; a bad body 400 or 413 naming the field and
     the value, and so does a value the account itself refuses; an account that does not answer

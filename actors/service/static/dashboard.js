@@ -230,13 +230,35 @@ function fleetHaltBody() {
   return { reason: $("fleet-reason").value.trim() || "halted from the dashboard", by: "dashboard" };
 }
 
-// The fleet's kill switch: every account at once; a 503 names those whose halt does not hold.
+// One account's part in the fleet's halt, in words: halted, pending (it starts HALTED), or why not.
+function haltOutcome(o) {
+  if (o.done === "halted") return o.account_id + ": halted (was " + o.previous_state + ")";
+  if (o.done === "halt_pending") return o.account_id + ": halt pending: " + o.detail;
+  return o.account_id + ": " + o.done.replace("_", " ") + ": " + o.error;
+}
+
+// The fleet's kill switch: every account at once. The summary says whether the halt holds
+// everywhere (an account still starting holds it as pending, not halted yet), and the list below
+// it says what each account did, and why for one whose halt does not hold.
 async function fleetHaltAll() {
   $("fleet-message").textContent = "";
+  const list = $("fleet-outcomes");
+  list.replaceChildren();
   const answer = await guarded(() => api("POST", "/api/fleet/halt", fleetHaltBody()));
   if (answer) {
-    $("fleet-message").textContent = answer.ok ? "Halted every account (" + answer.data.accounts.length + ")"
-      : answer.data.error;
+    const outcomes = answer.data.accounts || [];
+    const pending = outcomes.filter((o) => o.done === "halt_pending").length;
+    $("fleet-message").textContent = !answer.ok ? answer.data.error
+      : pending ? "The halt holds for every account (" + outcomes.length + "): " + (outcomes.length - pending) +
+        " halted, " + pending + " pending (starting: it starts HALTED)"
+      : "Halted every account (" + outcomes.length + ")";
+    for (const o of outcomes) {
+      const item = document.createElement("li");
+      item.textContent = haltOutcome(o);
+      item.dataset.done = o.done;
+      if (o.done !== "halted" && o.done !== "halt_pending") item.className = "neg";
+      list.appendChild(item);
+    }
   }
   await refreshFleet();
 }
@@ -244,6 +266,7 @@ async function fleetHaltAll() {
 async function fleetAct(account, action) {
   const body = action === "halt" ? fleetHaltBody() : { by: "dashboard" };
   $("fleet-message").textContent = "";
+  $("fleet-outcomes").replaceChildren();
   const answer = await guarded(() => api("POST", "/api/fleet/" + encodeURIComponent(account) + "/" + action, body));
   if (answer) {
     // A resume says what it did in its own words (an ACTIVE account: nothing was resumed).
