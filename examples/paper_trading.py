@@ -81,7 +81,7 @@ from actors.emitter import journal_sink, log_sink
 from actors.replay import PaperFeed, Replay, ReplayResult
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
-from runtime.adapters.paper import PaperBroker, PaperCosts
+from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore, StoreError
 from runtime.adapters.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from runtime.adapters.statsd import StatsdMetrics
@@ -783,7 +783,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                   "a replay takes the account, bars and strategy from its own flags)")
         sys.stdout.flush()
 
-        broker = PaperBroker(args.cash, costs=PaperCosts.from_settings(settings))
+        broker = PaperBroker.from_settings(settings, args.cash)
         clock = ManualClock(bars[0].time)
         feed = PaperFeed(broker, strategy, symbol)
         sinks = [journal_sink(store)] + ([log_sink] if args.log_events else [])
