@@ -277,7 +277,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     costs.add_argument(
         "--point", type=_positive_float("--point"), metavar="PRICE",
         help="the price of one point (e.g. 0.00001 for EURUSD): each bar's MT5 <SPREAD> in points becomes "
-        "its spread (or PAPER_POINT; default: the file's spreads are not used)",
+        "its spread (or PAPER_POINT; default: the file's spreads are not used). Refused for a file without "
+        "a <SPREAD> column",
     )
     costs.add_argument(
         "--slippage", type=_non_negative_float("--slippage"), metavar="PRICE",
@@ -715,9 +716,28 @@ def _instrument_digits(bars: Sequence[Bar], settings: Settings) -> int:
     return price_digits([price for bar in bars for price in (bar.open, bar.high, bar.low, bar.close)] + added)
 
 
-def _describe_costs(settings: Settings) -> str:
+def _unused_point(args: argparse.Namespace, settings: Settings, bars: Sequence[Bar]) -> str | None:
+    """None when the paper point prices some bar's ``<SPREAD>``. A point with none to price adds no
+    spread without a word: ``--point`` (it has no other use) is refused with a `UsageError` naming
+    the flag and the file; ``paper_point`` from the config or the environment gets the warning
+    returned, for the header."""
+    if settings.paper_point is None or any(bar.spread_points is not None for bar in bars):
+        return None
+    source = "the synthetic series" if args.prices is None else repr(args.prices)
+    if args.point is not None:
+        raise UsageError(
+            f"--point {args.point:g} prices each bar's <SPREAD> column (an MT5 export's), but {source} has none, "
+            "so it would add no spread: give the spread in price units with --spread instead"
+        )
+    return (
+        f"warning: paper_point {settings.paper_point:g} (from --config or PAPER_POINT) adds no spread: {source} "
+        f"has no <SPREAD> column, so every fill uses the fixed spread, {settings.paper_spread:g} (--spread)"
+    )
+
+
+def _describe_costs(settings: Settings, bar_spreads: bool) -> str:
     spread = f"{settings.paper_spread:g}"
-    if settings.paper_point is not None:
+    if settings.paper_point is not None and bar_spreads:
         spread += f" (or a bar's <SPREAD> x {settings.paper_point:g})"
     leverage = "any" if settings.paper_max_leverage is None else f"{settings.paper_max_leverage:g}:1"
     return (
@@ -738,6 +758,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     try:
         bars, symbol, synthetic = _bars(args)
         settings = _settings(args, out, bars)
+        point_unused = _unused_point(args, settings, bars)
         configure_logging(settings.log_level, settings.log_json)
         strategy = MovingAverageCrossover(
             symbol, fast=args.fast, slow=args.slow,
@@ -771,7 +792,9 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
             f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
             f"paper account {settings.account_currency} {args.cash:,.2f}"
         )
-        print(f"  paper costs: {_describe_costs(settings)}")
+        print(f"  paper costs: {_describe_costs(settings, point_unused is None)}")
+        if point_unused is not None:
+            print(f"  {point_unused}")
         print(f"  guards: {_describe_guards(settings)}")
         speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
         print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")

@@ -278,3 +278,50 @@ def test_a_replay_values_its_fills_with_the_configs_contract_size(tmp_path):
     summary = json.loads((tmp_path / "lots" / "summary.json").read_text(encoding="utf-8"))
     assert summary["final_equity"] == 9_990.0
     assert "Equity: GBP 10,000.00 -> GBP 9,990.00 (-GBP 10.00, -0.10%)\n" in result.stdout
+
+
+def write_generic_csv(path) -> None:
+    rows = [f"2024-03-04T{hour:02d}:00:00+00:00,{1.1 + hour / 1000:.4f},{1.1 + hour / 1000:.4f},1.1,1.1" for hour in range(24)]
+    path.write_text("timestamp,open,high,low,close\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_point_on_a_file_without_a_spread_column_is_refused_naming_the_flag_and_the_file(tmp_path):
+    # A trader's trial: --point on a file with no <SPREAD> added no spread, without a word.
+    prices = tmp_path / "plain.csv"
+    write_generic_csv(prices)
+    result = run_example("paper_trading.py", "--prices", str(prices), "--point", "0.00001", "--out", "run", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"paper_trading: --point 1e-05 prices each bar's <SPREAD> column (an MT5 export's), but {str(prices)!r} has "
+        "none, so it would add no spread: give the spread in price units with --spread instead\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_paper_point_from_the_settings_on_a_file_without_a_spread_column_is_warned_of(tmp_path):
+    prices = tmp_path / "plain.csv"
+    write_generic_csv(prices)
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--spread", "0.0002", "--out", "run", cwd=tmp_path,
+        env=clean_env(PAPER_POINT="0.00001"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  paper costs: commission 0/lot + 0%, spread 0.0002, slippage 0; max leverage 100:1\n"
+        f"  warning: paper_point 1e-05 (from --config or PAPER_POINT) adds no spread: {str(prices)!r} has no "
+        "<SPREAD> column, so every fill uses the fixed spread, 0.0002 (--spread)\n"
+    ) in result.stdout
+
+
+def test_point_on_an_mt5_export_prices_each_bars_spread_column(tmp_path):
+    prices = tmp_path / "EURUSD_H1.csv"
+    write_mt5_eurusd(prices)  # <SPREAD> 12 on every bar
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--point", "0.00001", "--fast", "2", "--slow", "4",
+        "--out", "run", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "  paper costs: commission 0/lot + 0%, spread 0 (or a bar's <SPREAD> x 1e-05), slippage 0;" in result.stdout
+    assert "warning" not in result.stdout
+    executed = [e for e in journal(tmp_path / "run") if e.event_type is EventType.TRADE_EXECUTED]
+    assert [(e.metadata["side"], round(e.metadata["price"], 5)) for e in executed] == [("buy", 1.10212), ("sell", 1.101)]
