@@ -256,8 +256,10 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     )
     data.add_argument(
         "--volume", type=_positive_float("--volume"),
-        help=f"volume each buy signal trades. Default: {SYNTHETIC_VOLUME:g} on the synthetic series; "
-        "on a file, the starting cash divided by the first close (about 1x leverage)",
+        help=f"volume each buy signal trades, the same on every buy, so its leverage follows the price (the "
+        "header shows it at the first, lowest and highest close). Default: "
+        f"{SYNTHETIC_VOLUME:g} on the synthetic series; on a file, the starting cash divided by the first close "
+        "times contract_size: 1x leverage at the first close, more on a buy at a higher price",
     )
     data.add_argument("--cash", type=_positive_float("--cash"), default=10_000.0, help="starting cash (default 10000)")
 
@@ -735,6 +737,34 @@ def _unused_point(args: argparse.Namespace, settings: Settings, bars: Sequence[B
     )
 
 
+def _describe_size(volume: float, bars: Sequence[Bar], settings: Settings, cash: float) -> str:
+    """What a buy of ``volume`` holds against the starting cash: its notional and leverage at the
+    first close, then its leverage at the series' lowest and highest close (every buy trades the
+    same volume, whatever the price), and whether the paper broker's leverage limit refuses some."""
+    digits = _instrument_digits(bars, settings)
+    contract = f" x contract size {settings.contract_size:g}" if settings.contract_size != 1 else ""
+
+    def notional(close: float) -> float:
+        return volume * close * settings.contract_size
+
+    def price(close: float) -> str:
+        return format_price(close, digits, volume)
+
+    def leverage(close: float) -> str:
+        return f"{notional(close) / cash:,.1f}:1"
+
+    closes = [bar.close for bar in bars]
+    first, low, high = closes[0], min(closes), max(closes)
+    limit = settings.paper_max_leverage
+    refused = f"; buys over max leverage {limit:g}:1 are refused" if limit is not None and notional(high) > limit * cash else ""
+    return (
+        f"volume {volume:g}{contract} at the first close {price(first)} is notional {settings.account_currency} "
+        f"{notional(first):,.2f}, leverage {leverage(first)} on the starting cash; every buy trades this volume, so "
+        f"leverage runs from {leverage(low)} (lowest close {price(low)}) to {leverage(high)} (highest close "
+        f"{price(high)}){refused}"
+    )
+
+
 def _describe_costs(settings: Settings, bar_spreads: bool) -> str:
     spread = f"{settings.paper_spread:g}"
     if settings.paper_point is not None and bar_spreads:
@@ -762,7 +792,9 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         configure_logging(settings.log_level, settings.log_json)
         strategy = MovingAverageCrossover(
             symbol, fast=args.fast, slow=args.slow,
-            volume=args.volume or (SYNTHETIC_VOLUME if synthetic else round(args.cash / bars[0].close, 6)),
+            volume=args.volume or (
+                SYNTHETIC_VOLUME if synthetic else round(args.cash / (bars[0].close * settings.contract_size), 6)
+            ),
         )
         metrics = StatsdMetrics.from_settings(settings)
         alerts = TelegramAlerts.from_settings(settings)
@@ -792,6 +824,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
             f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
             f"paper account {settings.account_currency} {args.cash:,.2f}"
         )
+        print(f"  size: {_describe_size(strategy.volume, bars, settings, args.cash)}")
         print(f"  paper costs: {_describe_costs(settings, point_unused is None)}")
         if point_unused is not None:
             print(f"  {point_unused}")
