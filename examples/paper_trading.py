@@ -100,6 +100,7 @@ from runtime.replay.prices import (
     load_series,
     synthetic_bars,
 )
+from runtime.replay.refusals import first_refusals
 from runtime.replay.report import (
     PLOT_INSTALL_HINT,
     PRICE_DIGITS_UNKNOWN,
@@ -608,7 +609,7 @@ def summarize(
     fills.csv's rows (`fills_from_events`) counted by why, guard triggers GUARD_TRIGGERED events
     (at the reading they judged), the stretches of halted or reducing trading TRADING_STATE_CHANGED
     events over the path's bars (`state_spans`), restarts ACTOR_RESTARTED events, refused orders TRADE_FAILED
-    events (`refusals_from_events`) counted by cause. The max drawdown is the worst of the path's
+    events (`refusals_from_events`) counted by cause, with the first of each and its reason. The max drawdown is the worst of the path's
     (inside bars included) and ``guard_drawdown``, the guard's own tracker's: the guard also judged
     the account before each order, which no bar's equity shows. The path's start is the paper
     account's starting cash, so the final equity less it and every fill's realised profit is what
@@ -619,6 +620,7 @@ def summarize(
     triggers = [GuardTrigger(trigger.at, trigger.guard, trigger.reason) for trigger in fired]
     fills = fills_from_events(events)
     held = open_positions(fills)
+    refusals = refusals_from_events(events)
     start_equity = path.start_equity
     final = path.closes[-1] if path.closes else start_equity
     return RunSummary(
@@ -630,7 +632,8 @@ def summarize(
         state_spans=state_spans(events, path.times),
         restarts=counts[EventType.ACTOR_RESTARTED.value],
         events_by_type=dict(counts),
-        orders_refused_by=Counter(refusal.cause for refusal in refusals_from_events(events)),
+        orders_refused_by=Counter(refusal.cause for refusal in refusals),
+        first_refusals=first_refusals(refusals),
         open_positions=held,
         # Cash is the start plus what every fill put into it; the rest of the equity is unrealised.
         unrealised_pnl=final - start_equity - math.fsum(fill.realised_pnl for fill in fills) if held else 0.0,

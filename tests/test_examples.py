@@ -33,8 +33,8 @@ EXAMPLES = ROOT / "examples"
 RUN_TIMEOUT = 120.0
 SUMMARY_KEYS = {
     "start_equity", "final_equity", "max_drawdown", "fills", "fills_by_why", "guard_triggers", "restarts",
-    "orders_refused", "orders_refused_by", "open_positions", "unrealised_pnl", "price_digits", "events_by_type",
-    "state_spans",
+    "orders_refused", "orders_refused_by", "first_refusals", "open_positions", "unrealised_pnl", "price_digits",
+    "events_by_type", "state_spans",
 }
 
 

@@ -14,6 +14,7 @@ from runtime.adapters.paper import PaperCosts
 from runtime.events import EventType
 from runtime.payloads import TradeFailed
 from runtime.replay.prices import synthetic_bars
+from runtime.replay.refusals import readable_error
 
 AT = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 
@@ -179,6 +180,16 @@ def test_a_volume_typo_is_refused_by_the_broker_and_journaled_as_a_failed_trade(
     assert failed, "the buy signals must reach the broker and fail there"
     assert summary["orders_refused_by"] == {"broker": len(failed)}
     assert f"Orders refused: {len(failed)}: broker {len(failed)} (the broker refused or failed it)\n" in result.stdout
+    # The summary says why, not only how many (a trader's trial: the reason was only in the journal).
+    first_at, first = failed[0]
+    reason = readable_error(first.error)
+    assert reason.startswith("OrderRejected: order refused: buy 1e+09 SYNTH would hold notional ")
+    assert summary["first_refusals"] == [
+        {"cause": "broker", "time": first_at.isoformat(), "reason": reason, "alike": len(failed)}
+    ]
+    assert (
+        f"  broker, first {first_at:%Y-%m-%d %H:%M} UTC: {reason} (all {len(failed)} alike but for their figures)\n"
+    ) in result.stdout
     for at, trade in failed:
         notional = 1e9 * closes[at]
         assert (trade.side, trade.volume, trade.rejected, trade.refused_by) == (Side.BUY, 1e9, False, None)

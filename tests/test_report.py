@@ -40,6 +40,7 @@ SUMMARY_KEYS = [
     "restarts",
     "orders_refused",
     "orders_refused_by",
+    "first_refusals",
     "open_positions",
     "unrealised_pnl",
     "price_digits",

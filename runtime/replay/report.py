@@ -18,8 +18,9 @@ from loguru import logger
 
 from runtime.broker import Side, to_side
 from runtime.events import Event, EventType
-from runtime.payloads import PositionClosed, TradeExecuted, TradeFailed
+from runtime.payloads import PositionClosed, TradeExecuted
 from runtime.replay.limits import DRAWDOWN_PANEL, EquityPath, LimitLevel
+from runtime.replay.refusals import FirstRefusal, Refusal, refusals_from_events
 from runtime.replay.spans import StateSpan, as_utc, span_lines, span_notes, span_totals
 from runtime.risk.gate import TRADING_STATE
 from runtime.risk.guards import TradingState
@@ -38,6 +39,7 @@ __all__ = [
     "MONEY_DIGITS",
     "PRICE_DIGITS_UNKNOWN",
     "FillRow",
+    "FirstRefusal",
     "GuardTrigger",
     "OpenPosition",
     "Refusal",
@@ -177,6 +179,17 @@ def _refusal_counts(value: Mapping[str, int]) -> dict[str, int]:
     return _counts("orders_refused_by", "cause", value)
 
 
+def _first_refusals(value: Iterable[FirstRefusal | Mapping[str, Any]]) -> tuple[FirstRefusal, ...]:
+    firsts = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):  # summary.json's form, read back
+            item = FirstRefusal.from_json_dict(item)
+        if not isinstance(item, FirstRefusal):
+            raise TypeError(f"first_refusals[{index}] must be a FirstRefusal, got {item!r}")
+        firsts.append(item)
+    return tuple(firsts)
+
+
 _POSITION_SIDES = {Side.BUY: "long", Side.SELL: "short"}
 
 
@@ -233,7 +246,8 @@ class RunSummary:
     worst the guard saw, inside bars included), its fills
     counted by why (fills.csv's ``why`` column: one per row), guards fired, every stretch the
     guard held trading halted or reducing (`runtime.replay.spans.state_spans`), actor restarts, orders
-    refused counted by cause (`refusals_from_events`), the positions still open at the end with
+    refused counted by cause (`refusals_from_events`) and the first of each cause with its reason
+    (`runtime.replay.refusals.first_refusals`), the positions still open at the end with
     their unrealised profit at the last close (part of the final equity), how many events of each
     type were emitted, and the decimals its prices are written with.
 
@@ -249,6 +263,7 @@ class RunSummary:
     restarts: int = attrs.field(default=0, validator=attrs_whole)
     events_by_type: dict[str, int] = attrs.field(factory=dict, converter=_event_counts, hash=False)
     orders_refused_by: dict[str, int] = attrs.field(factory=dict, converter=_refusal_counts, hash=False)
+    first_refusals: tuple[FirstRefusal, ...] = attrs.field(default=(), converter=_first_refusals)
     open_positions: tuple[OpenPosition, ...] = attrs.field(default=(), converter=_open_positions)
     unrealised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
     price_digits: int = attrs.field(default=PRICE_DIGITS_UNKNOWN, validator=attrs_whole)
@@ -266,7 +281,8 @@ class RunSummary:
     def to_json_dict(self) -> dict[str, Any]:
         """The summary.json object: exactly the keys start_equity, final_equity, max_drawdown,
         fills (the rows of fills.csv), fills_by_why, guard_triggers (a list of {time, guard,
-        reason}), state_spans (a list of `StateSpan` objects), restarts, orders_refused, orders_refused_by, open_positions (a list of `OpenPosition`
+        reason}), state_spans (a list of `StateSpan` objects), restarts, orders_refused, orders_refused_by,
+        first_refusals (a list of `FirstRefusal` objects), open_positions (a list of `OpenPosition`
         objects), unrealised_pnl, price_digits, events_by_type. Money is rounded to `MONEY_DIGITS`
         decimals, as in equity.csv, and prices to ``price_digits``."""
         return {
@@ -280,6 +296,7 @@ class RunSummary:
             "restarts": self.restarts,
             "orders_refused": self.orders_refused,
             "orders_refused_by": dict(self.orders_refused_by),
+            "first_refusals": [first.to_json_dict() for first in self.first_refusals],
             "open_positions": [position.to_json_dict(self.price_digits) for position in self.open_positions],
             "unrealised_pnl": round(float(self.unrealised_pnl), MONEY_DIGITS),
             "price_digits": self.price_digits,
@@ -355,7 +372,8 @@ def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
 
 def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
     """A few lines a trader reads at a glance: profit or loss, worst drawdown, fills (as many as
-    fills.csv has rows) by why, what is still open, orders refused, what fired, and when, why and
+    fills.csv has rows) by why, what is still open, orders refused (the first of each cause with
+    its reason, and how many were alike), what fired, and when, why and
     for how long trading was halted or reducing (`runtime.replay.spans.span_lines`)."""
     change = summary.final_equity - summary.start_equity
     # Trades first, then closes, as _WHY_WORDS lists them; a why it does not know goes last, by name.
@@ -369,6 +387,7 @@ def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
         f"Max drawdown: {summary.max_drawdown:.2%}",
         f"Fills: {summary.fills} in fills.csv" + (f": {by_why}" if by_why else "") + f"   Restarts: {summary.restarts}",
         *end_of_run_lines(summary, currency),
+        *(first.describe(summary.orders_refused_by.get(first.cause, first.alike)) for first in summary.first_refusals),
     ]
     if summary.guard_triggers:
         lines.append(f"Guards fired: {len(summary.guard_triggers)}")
@@ -505,32 +524,6 @@ def open_positions(fills: Iterable[FillRow]) -> list[OpenPosition]:
         elif fill.volume - position.volume > 1e-12 * fill.volume:
             held[fill.symbol] = OpenPosition(fill.symbol, fill.side, fill.volume - position.volume, fill.price)
     return list(held.values())
-
-
-@attrs.frozen
-class Refusal:
-    """An order that did not trade: when (UTC), and its cause: the gate's rule that refused it
-    (a pre-trade limit's setting name, or ``trading_state`` when the guard was halted or
-    reducing), ``broker`` when the broker refused or failed it, or ``not sent`` when it never
-    reached the broker for another reason (the loop held it back, or it could not be journaled)."""
-
-    time: datetime = attrs.field(converter=as_utc)
-    cause: str = attrs.field(validator=attrs.validators.instance_of(str))
-
-
-def refusals_from_events(events: Iterable[Event]) -> list[Refusal]:
-    """Every order a journal says did not trade (its TRADE_FAILED events), in journal order. A
-    reconciled one is left out: a restarted guard journals it for an order it could not find,
-    whose fill may still turn up (a reconciled TRADE_EXECUTED, a row of fills.csv)."""
-    refusals = []
-    for event in events:
-        if event.event_type is EventType.TRADE_FAILED:
-            failed = TradeFailed.from_event(event)
-            if failed.reconciled:
-                continue
-            cause = failed.refused_by or ("not sent" if failed.rejected else "broker")
-            refusals.append(Refusal(event.timestamp, cause))
-    return refusals
 
 
 def write_fills_csv(
