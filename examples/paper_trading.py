@@ -15,7 +15,7 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
   crossed when one was);
 * ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
-* ``summary.json``: start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
+* ``summary.json``: interrupted, bars_played and bars_total, start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
   inside bars included), fills (the rows of
   fills.csv) and fills_by_why, guard_triggers, state_spans (every stretch the guard held trading
   halted or reducing: when, why, until when and why then, its bars and the orders it refused),
@@ -44,7 +44,8 @@ so inheriting them would halt it (or measure its drawdown) against money it neve
 Ctrl-C stops cleanly at any moment (exit code 130): before a file is touched it just leaves;
 after, the replay ends after the bar in hand, the system stops in reverse start order (the loop
 journals LOOP_STOPPED), and the files are written for the bars played, each one whole (written
-beside its place and renamed into it).
+beside its place and renamed into it), and marked: summary.json's interrupted, bars_played and
+bars_total, and the chart's title ("interrupted after N of M bars").
 """
 
 from __future__ import annotations
@@ -604,6 +605,7 @@ class _Progress:
 
 def summarize(
     events: Sequence[Event], path: EquityPath, guard_drawdown: float = 0.0, digits: int = PRICE_DIGITS_UNKNOWN,
+    *, bars_total: int | None = None,
 ) -> RunSummary:
     """The run's summary from its journal and its equity path, so they always agree: fills are
     fills.csv's rows (`fills_from_events`) counted by why, guard triggers GUARD_TRIGGERED events
@@ -614,7 +616,8 @@ def summarize(
     the account before each order, which no bar's equity shows. The path's start is the paper
     account's starting cash, so the final equity less it and every fill's realised profit is what
     the positions still open are worth at the last close. ``digits`` are the decimals of the
-    instrument's prices (`price_digits`)."""
+    instrument's prices (`price_digits`). ``bars_total`` is how many bars the run was given (the
+    path's when None): a run that played fewer was interrupted, and says so."""
     counts = Counter(event.event_type.value for event in events)
     fired = [GuardTriggered.from_event(event) for event in events if event.event_type is EventType.GUARD_TRIGGERED]
     triggers = [GuardTrigger(trigger.at, trigger.guard, trigger.reason) for trigger in fired]
@@ -623,7 +626,12 @@ def summarize(
     refusals = refusals_from_events(events)
     start_equity = path.start_equity
     final = path.closes[-1] if path.closes else start_equity
+    played = len(path.times)
+    total = played if bars_total is None else bars_total
     return RunSummary(
+        interrupted=played < total,
+        bars_played=played,
+        bars_total=total,
         start_equity=start_equity,
         final_equity=final,
         max_drawdown=max(path.max_drawdown(), guard_drawdown),
@@ -892,8 +900,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
             baselines = [(e.timestamp, e.metadata["new_peak"]) for e in events if e.event_type is EventType.REBASELINED]
             path = EquityPath.of(args.cash, result.equity, feed.inside_readings, baselines)
             summary = summarize(
-                events, path, _worst_known(guard_drawdown, record), _instrument_digits(bars, settings)
+                events, path, _worst_known(guard_drawdown, record), _instrument_digits(bars, settings),
+                bars_total=len(bars),
             )
+            if summary.interrupted:
+                title += f": interrupted after {summary.bars_played} of {summary.bars_total} bars"
             plotted = _write_report(out, summary, events, path, settings, title)
         except StoreError as exc:
             print(f"{name}: {exc}", file=sys.stderr)

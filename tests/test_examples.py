@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 RUN_TIMEOUT = 120.0
 SUMMARY_KEYS = {
-    "start_equity", "final_equity", "max_drawdown", "fills", "fills_by_why", "guard_triggers", "restarts",
+    "interrupted", "bars_played", "bars_total", "start_equity", "final_equity", "max_drawdown", "fills", "fills_by_why", "guard_triggers", "restarts",
     "orders_refused", "orders_refused_by", "first_refusals", "open_positions", "unrealised_pnl", "price_digits",
     "events_by_type", "state_spans",
 }
@@ -92,11 +92,26 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+def png_title(path: Path) -> str | None:
+    """The Title a PNG's tEXt chunk gives, as image viewers show it."""
+    data = path.read_bytes()
+    at = 8
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        if kind == b"tEXt" and body.startswith(b"Title\0"):
+            return body.split(b"\0", 1)[1].decode("latin-1")
+        at += 12 + length
+    return None
+
+
 def check_paper_run(out: Path, bars: list[Bar], limit: float) -> dict:
     """Every promise of a finished paper run: files, summary keys, agreement with the journal and
     with the equity series, and the guard firing exactly where the data says it must."""
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert set(summary) == SUMMARY_KEYS
+    assert (summary["interrupted"], summary["bars_played"], summary["bars_total"]) == (False, len(bars), len(bars))
+    assert "interrupted" not in png_title(out / "report.png")
 
     events = journal(out)
     counts = Counter(event.event_type.value for event in events)
@@ -253,6 +268,11 @@ def test_ctrl_c_stops_cleanly_and_writes_the_files_for_the_bars_played(tmp_path)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert set(summary) == SUMMARY_KEYS
     assert summary["events_by_type"] == dict(Counter(e.event_type.value for e in events))
+    # A trader's trial: an interrupted run's summary.json and chart read like a full run's.
+    assert (summary["interrupted"], summary["bars_played"], summary["bars_total"]) == (True, len(rows), 400)
+    assert png_title(out / "report.png") == (
+        f"tradewarden paper run: SYNTH (SYNTHETIC DATA): interrupted after {len(rows)} of 400 bars"
+    )
 
 
 def whole_png(path: Path) -> bool:

@@ -30,6 +30,9 @@ from runtime.replay.report import (
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SUMMARY_KEYS = [
+    "interrupted",
+    "bars_played",
+    "bars_total",
     "start_equity",
     "final_equity",
     "max_drawdown",

@@ -242,7 +242,8 @@ def _open_positions(value: Iterable[OpenPosition | Mapping[str, Any]]) -> tuple[
 
 @attrs.frozen
 class RunSummary:
-    """What a run came to: equity at start and end, worst drawdown from the peak (a fraction: the
+    """What a run came to: whether it was interrupted (it ended before its last bar), the bars
+    played of those it was given, equity at start and end, worst drawdown from the peak (a fraction: the
     worst the guard saw, inside bars included), its fills
     counted by why (fills.csv's ``why`` column: one per row), guards fired, every stretch the
     guard held trading halted or reducing (`runtime.replay.spans.state_spans`), actor restarts, orders
@@ -257,6 +258,9 @@ class RunSummary:
     start_equity: float = attrs.field(validator=attrs_positive)
     final_equity: float = attrs.field(validator=attrs_finite)
     max_drawdown: float = attrs.field(validator=attrs_non_negative)
+    interrupted: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    bars_played: int = attrs.field(default=0, validator=attrs_whole)
+    bars_total: int = attrs.field(default=0, validator=attrs_whole)
     fills_by_why: dict[str, int] = attrs.field(factory=dict, converter=_fill_counts, hash=False)
     guard_triggers: tuple[GuardTrigger, ...] = attrs.field(default=(), converter=_triggers)
     state_spans: tuple[StateSpan, ...] = attrs.field(default=(), converter=_spans)
@@ -279,13 +283,17 @@ class RunSummary:
         return sum(self.orders_refused_by.values())
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The summary.json object: exactly the keys start_equity, final_equity, max_drawdown,
+        """The summary.json object: exactly the keys interrupted, bars_played, bars_total,
+        start_equity, final_equity, max_drawdown,
         fills (the rows of fills.csv), fills_by_why, guard_triggers (a list of {time, guard,
         reason}), state_spans (a list of `StateSpan` objects), restarts, orders_refused, orders_refused_by,
         first_refusals (a list of `FirstRefusal` objects), open_positions (a list of `OpenPosition`
         objects), unrealised_pnl, price_digits, events_by_type. Money is rounded to `MONEY_DIGITS`
         decimals, as in equity.csv, and prices to ``price_digits``."""
         return {
+            "interrupted": self.interrupted,
+            "bars_played": self.bars_played,
+            "bars_total": self.bars_total,
             "start_equity": round(float(self.start_equity), MONEY_DIGITS),
             "final_equity": round(float(self.final_equity), MONEY_DIGITS),
             "max_drawdown": float(self.max_drawdown),
@@ -584,7 +592,7 @@ def plot_report(
         return False
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, format="png")
+    figure.savefig(target, format="png", metadata={"Title": title})  # what an image viewer names it by
     return True
 
 
