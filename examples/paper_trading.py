@@ -91,6 +91,7 @@ from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
 from runtime.payloads import GuardTriggered, PositionClosed
+from runtime.replay.active_settings import active_settings_lines
 from runtime.replay.limits import EquityPath, ReportLimits, describe_limits, limit_levels
 from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
@@ -685,15 +686,6 @@ def _write_report(
     return plotted
 
 
-def _describe_guards(settings: Settings) -> str:
-    daily = f"{settings.daily_loss_percent:g}%" if settings.daily_loss_percent is not None else "off"
-    trailing = "trailing" if settings.drawdown_trailing else "static"
-    return (
-        f"max drawdown {settings.max_drawdown_percent:g}% ({trailing}), "
-        f"min equity {settings.min_equity:,.2f}, daily loss {daily}"
-    )
-
-
 def _closed_lines(events: Sequence[Event], digits: int) -> list[str]:
     lines = []
     for event in events:
@@ -839,7 +831,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         print(f"  paper costs: {_describe_costs(settings, point_unused is None)}")
         if point_unused is not None:
             print(f"  {point_unused}")
-        print(f"  guards: {_describe_guards(settings)}")
+        for line in active_settings_lines(settings):
+            print(f"  {line}")
         speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
         print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
         if rotated:

@@ -49,3 +49,41 @@ def test_the_default_volume_is_one_times_the_cash_at_the_first_close_with_the_co
         "1.0:1 on the starting cash; every buy trades this volume, so leverage runs from 1.0:1 (lowest close 1.0950) "
         "to 1.0:1 (highest close 1.1050)",
     ]
+
+
+def test_every_setting_that_can_stop_or_refuse_trading_is_stated_before_the_first_bar(tmp_path):
+    # A trader's trial: the position stop, the cooldown and the trading day's time zone were never
+    # printed, and the warning levels only after the run.
+    config = tmp_path / "guards.toml"
+    config.write_text(
+        'daily_loss_percent = 3\ntrading_timezone = "Europe/London"\nguard_warn_fraction = 0.8\n'
+        'position_stop_percent = 2\nposition_stop_basis = "entry"\ncooldown_rules = "daily_loss,max_drawdown"\n'
+        "cooldown_seconds = 3600\nmax_order_volume = 500\nmax_trades_per_day = 4\nmax_orders_per_second = 5\n"
+        "runaway_refusals = 10\n",
+        encoding="utf-8",
+    )
+    result = run_example("paper_trading.py", "--bars", "120", "--config", str(config), "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert header(result.stdout)[5:11] == [
+        "  guards: max drawdown 20% (trailing), min equity 500.00, daily loss 3%; warnings (trading reducing) at 80% "
+        "of each: drawdown 16.00%, equity below 625.00, daily loss 2.40%",
+        "  trading day: midnight to midnight in Europe/London (for daily loss, max_trades_per_day, the daily_loss "
+        "cooldown)",
+        "  position stop: a position is closed once its loss reaches 2% of its entry value",
+        "  cooldown: trading resumes by itself after a halt by daily_loss at the next trading day, by max_drawdown "
+        "3600 s after it (any other halt latches until resumed)",
+        "  pre-trade limits: max_order_volume 500, max_orders_per_second 5, max_trades_per_day 4, runaway loop at 10 "
+        "refusals in 60 s (then reducing)",
+        "  replay: as fast as possible; heartbeat every 3600 data seconds",
+    ]
+    # ...and the report after the run measures the worst day in that zone, and says so.
+    assert "\n  daily loss 3.00% (trading days in Europe/London): worst day " in result.stdout
+
+
+def test_with_the_defaults_the_header_names_the_three_guards_and_nothing_that_is_off(tmp_path):
+    result = run_example("paper_trading.py", "--bars", "120", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert header(result.stdout)[5:7] == [
+        "  guards: max drawdown 20% (trailing), min equity 500.00, daily loss off",
+        "  replay: as fast as possible; heartbeat every 3600 data seconds",
+    ]
