@@ -75,6 +75,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
@@ -356,6 +357,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     if args.timezone is not None and args.prices is None:
         # The synthetic bars are made in UTC: a zone would be ignored without a word.
         parser.error("--timezone applies only to a --prices file (the demo's own bars are in UTC)")
+    if args.timezone is not None:
+        try:
+            ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            parser.error(f"--timezone must be an IANA time zone name such as Europe/London, got {args.timezone!r}")
     if args.bars is not None and args.prices is not None:
         parser.error("--bars applies only to the demo's own series (a --prices file is replayed whole)")
     return args
@@ -366,6 +372,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
 
 def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Settings:
     overrides: dict[str, Any] = {"state_db": str(out / STATE_DB)}
+    # A bad value is named by the flag that gave it, not by the setting the flag sets.
+    flags = {
+        "state_db": "--out", "statsd_host": "--statsd", "statsd_port": "--statsd",
+        "paper_max_leverage": "--max-leverage", "heartbeat_interval_seconds": "--heartbeat-interval",
+    }
     for flag, field in (
         ("max_drawdown", "max_drawdown_percent"),
         ("min_equity", "min_equity"),
@@ -381,13 +392,14 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
         ("slippage", "paper_slippage"),
     ):
         value = getattr(args, flag)
+        flags[field] = "--" + flag.replace("_", "-")
         if value is not None:
             overrides[field] = value
     if args.statsd is not None:
         overrides["statsd_host"], overrides["statsd_port"] = args.statsd
     if args.max_leverage is not None:
         overrides["paper_max_leverage"] = None if args.max_leverage == "off" else args.max_leverage
-    configured = Settings.load(args.config, **overrides)
+    configured = Settings.load(args.config, override_names=flags, **overrides)
 
     # Heartbeats and the stall watchdog run in data time here. One beat per bar unless the user
     # chose otherwise; the loop cycles only when a bar arrives, so a gap in the data (a weekend)
@@ -403,7 +415,7 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
         replay_overrides["heartbeat_timeout_seconds"] = min(5.0, interval / 2)
     if configured.stall_after_seconds is None:
         replay_overrides["stall_after_seconds"] = max(3 * interval, _longest_gap(bars) + interval)
-    return Settings.load(args.config, **overrides, **replay_overrides)
+    return Settings.load(args.config, override_names=flags, **overrides, **replay_overrides)
 
 
 def _unusable_out(name: str, out: Path, exc: Exception) -> int:
@@ -686,6 +698,10 @@ def _write_report(
     return plotted
 
 
+def _bar_count_words(count: int) -> str:
+    return f"{count} bar" if count == 1 else f"{count} bars"
+
+
 def _closed_lines(events: Sequence[Event], digits: int) -> list[str]:
     lines = []
     for event in events:
@@ -821,7 +837,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
 
         source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
         span = f"{bars[0].time:%Y-%m-%d %H:%M} .. {bars[-1].time:%Y-%m-%d %H:%M} UTC"
-        print(f"tradewarden paper trading: {len(bars)} bars of {symbol} ({source})")
+        print(f"tradewarden paper trading: {_bar_count_words(len(bars))} of {symbol} ({source})")
         print(f"  {span}, one bar every {_spacing(bars) / 60:g} min")
         print(
             f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
@@ -897,7 +913,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                 bars_total=len(bars),
             )
             if summary.interrupted:
-                title += f": interrupted after {summary.bars_played} of {summary.bars_total} bars"
+                title += f": interrupted after {summary.bars_played} of {_bar_count_words(summary.bars_total)}"
             plotted = _write_report(out, summary, events, path, settings, title)
         except StoreError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
@@ -909,7 +925,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         interrupted = ctrl_c.pressed or not result.complete
         print()
         if interrupted:
-            print(f"Interrupted: stopped cleanly after {result.played} of {len(bars)} bars.")
+            print(f"Interrupted: stopped cleanly after {result.played} of {_bar_count_words(len(bars))}.")
         closed = _closed_lines(events, summary.price_digits)
         if closed:
             print("Positions closed by the guard:")

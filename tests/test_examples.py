@@ -442,6 +442,18 @@ def test_help_explains_every_option_and_bad_input_is_named(tmp_path):
     bad = run_example("paper_trading.py", "--max-drawdown", "-5", cwd=tmp_path)
     assert bad.returncode == 2 and "--max-drawdown must be a finite number > 0, got '-5'" in bad.stderr
 
+    # A value the settings refuse is named by its flag, not by the setting it sets.
+    for args, message in [
+        (("--max-drawdown", "150"), "argument --max-drawdown: max_drawdown_percent must be a percentage in (0, 100], "
+                                    "got 150.0"),
+        (("--daily-loss", "150"), "argument --daily-loss: daily_loss_percent must be a percentage in (0, 100], got 150.0"),
+        (("--min-equity", "-5"), "argument --min-equity: min_equity must be >= 0, got -5.0"),
+        (("--commission-percent", "100"), "argument --commission-percent: paper_commission_percent must be a "
+                                          "percentage in [0, 100), got 100.0"),
+    ]:
+        refused(run_example("paper_trading.py", *args, "--out", "run", cwd=tmp_path), re.escape(f"paper_trading: {message}"))
+    assert not (tmp_path / "run").exists()
+
 
 def test_a_timezone_without_a_prices_file_is_refused_and_a_bad_one_with_a_file_is_named(tmp_path):
     for zone in ("Nowhere/Else", "UTC"):  # the demo's bars are in UTC: any zone given for them is ignored
@@ -453,10 +465,12 @@ def test_a_timezone_without_a_prices_file_is_refused_and_a_bad_one_with_a_file_i
         )
     prices = tmp_path / "prices.csv"
     prices.write_text("timestamp,open,high,low,close\n2024-01-02 10:00,1.1,1.2,1.0,1.1\n", encoding="utf-8")
-    refused(
-        run_example("paper_trading.py", "--prices", str(prices), "--timezone", "Nowhere/Else", "--out", "run",
-                    cwd=tmp_path),
-        r"paper_trading: timezone must be an IANA time zone name or a tzinfo, got 'Nowhere/Else'",
+    bad = run_example("paper_trading.py", "--prices", str(prices), "--timezone", "Nowhere/Else", "--out", "run",
+                      cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("usage: paper_trading.py [-h]")
+    assert bad.stderr.endswith(
+        "paper_trading.py: error: --timezone must be an IANA time zone name such as Europe/London, got 'Nowhere/Else'\n"
     )
     assert not (tmp_path / "run").exists()
 

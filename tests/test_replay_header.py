@@ -87,3 +87,11 @@ def test_with_the_defaults_the_header_names_the_three_guards_and_nothing_that_is
         "  guards: max drawdown 20% (trailing), min equity 500.00, daily loss off",
         "  replay: as fast as possible; heartbeat every 3600 data seconds",
     ]
+
+
+def test_a_file_of_one_bar_is_one_bar(tmp_path):
+    prices = tmp_path / "one.csv"
+    write_closes(prices, [1.1])
+    result = run_example("paper_trading.py", "--prices", str(prices), "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert header(result.stdout)[0] == f"tradewarden paper trading: 1 bar of ONE (prices from {prices})"

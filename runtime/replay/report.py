@@ -323,9 +323,15 @@ class RunSummary:
         return summary
 
 
-def _money(amount: float, currency: str) -> str:
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{currency} {abs(amount):,.2f}"
+def _money(amount: float, currency: str, plus: str = "") -> str:
+    # Signed as written, to the cent: -0.004 is 0.00 (with ``plus``), never -0.00.
+    cents = round(amount, 2)
+    return f"{'-' if cents < 0 else plus}{currency} {abs(cents):,.2f}"
+
+
+def _percent_change(change: float, start: float) -> str:
+    # Signed as the change is written to the cent (`_money`): a change of -0.004 is +0.00%.
+    return f"{'-' if round(change, 2) < 0 else '+'}{abs(change / start):.2%}"
 
 
 _WHY_WORDS = {
@@ -360,9 +366,9 @@ def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
     (the guard was reducing: 139)``). The report's chart shows the same lines."""
     if summary.open_positions:
         held = ", ".join(position.describe(summary.price_digits) for position in summary.open_positions)
-        unrealised = _money(summary.unrealised_pnl, currency)
+        unrealised = _money(summary.unrealised_pnl, currency, plus="+")
         opened = (
-            f"Open at the end: {held}; unrealised {'' if summary.unrealised_pnl < 0 else '+'}{unrealised} "
+            f"Open at the end: {held}; unrealised {unrealised} "
             "at the last close, in the final equity"
         )
     else:
@@ -390,8 +396,7 @@ def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
     by_why = ", ".join(f"{summary.fills_by_why[why]} {_WHY_WORDS.get(why, why)}" for why in whys)
     lines = [
         f"Equity: {_money(summary.start_equity, currency)} -> {_money(summary.final_equity, currency)} "
-        f"({'+' if change >= 0 else '-'}{_money(abs(change), currency)}, "
-        f"{change / summary.start_equity:+.2%})",
+        f"({_money(change, currency, plus='+')}, {_percent_change(change, summary.start_equity)})",
         f"Max drawdown: {summary.max_drawdown:.2%}",
         f"Fills: {summary.fills} in fills.csv" + (f": {by_why}" if by_why else "") + f"   Restarts: {summary.restarts}",
         *end_of_run_lines(summary, currency),
