@@ -19,7 +19,7 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
   inside bars included), fills (the rows of
   fills.csv) and fills_by_why, guard_triggers, state_spans (every stretch the guard held trading
   halted or reducing: when, why, until when and why then, its bars and the orders it refused),
-  restarts, orders_refused and orders_refused_by,
+  restarts, orders_refused, orders_refused_by and first_refusals (each cause's first, with its reason),
   open_positions and their unrealised_pnl, price_digits and events_by_type, all derived from the
   journal and the equity series;
 * ``report.png``: the equity curve and drawdown with every active limit and warning level drawn,
