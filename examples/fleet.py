@@ -52,7 +52,9 @@ def main(out: Path) -> None:
         for account in ACCOUNTS:
             settings = Settings(state_db=str(out / f"{account}.db"), loop_interval_seconds=0.5)
             # The factories run inside each account's worker process; the workers start side by side.
-            fleet.add(account, settings, functools.partial(PaperBroker, 10_000), ListSignalSource, ready_timeout=None)
+            # The paper account is made from the account's own settings (contract size, costs, margin).
+            broker = functools.partial(PaperBroker.from_settings, settings, 10_000)
+            fleet.add(account, settings, broker, ListSignalSource, ready_timeout=None)
         late = fleet.wait_ready(ACCOUNTS, timeout=120.0)
         if late:
             raise SystemExit(f"{', '.join(late)} did not start within 120s")

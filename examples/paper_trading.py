@@ -15,11 +15,11 @@ bars. Everything a run makes goes in ``--out`` (default ``./paper-run/``):
   limit was crossed when one was) and the highest (marked at the bar's best price);
 * ``fills.csv``: every fill, ``timestamp,symbol,side,volume,price,costs,realised_pnl,why,reason``
   (why: ``signal``, ``order``, ``guard`` or ``fail-safe``), from the journal;
-* ``summary.json``: start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
+* ``summary.json``: interrupted, bars_played and bars_total, start_equity, final_equity, max_drawdown (a fraction: the worst the guard saw,
   inside bars included), fills (the rows of
   fills.csv) and fills_by_why, guard_triggers, state_spans (every stretch the guard held trading
   halted or reducing: when, why, until when and why then, its bars and the orders it refused),
-  restarts, orders_refused and orders_refused_by,
+  restarts, orders_refused, orders_refused_by and first_refusals (each cause's first, with its reason),
   open_positions and their unrealised_pnl, price_digits and events_by_type, all derived from the
   journal and the equity series;
 * ``report.png``: the equity curve and drawdown with every active limit and warning level drawn,
@@ -44,7 +44,8 @@ so inheriting them would halt it (or measure its drawdown) against money it neve
 Ctrl-C stops cleanly at any moment (exit code 130): before a file is touched it just leaves;
 after, the replay ends after the bar in hand, the system stops in reverse start order (the loop
 journals LOOP_STOPPED), and the files are written for the bars played, each one whole (written
-beside its place and renamed into it).
+beside its place and renamed into it), and marked: summary.json's interrupted, bars_played and
+bars_total, and the chart's title ("interrupted after N of M bars").
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
@@ -81,7 +83,7 @@ from actors.emitter import journal_sink, log_sink
 from actors.replay import PaperFeed, Replay, ReplayResult
 from actors.system import TradingSystem
 from runtime.adapters.logs import configure_logging
-from runtime.adapters.paper import PaperBroker, PaperCosts
+from runtime.adapters.paper import PaperBroker
 from runtime.adapters.sqlite import SqliteStore, StoreError
 from runtime.adapters.state_claim import StateFileClaim, StateFileHeld, StateFileInUse
 from runtime.adapters.statsd import StatsdMetrics
@@ -90,6 +92,7 @@ from runtime.broker import Side
 from runtime.clock import ManualClock
 from runtime.events import Event, EventType
 from runtime.payloads import GuardTriggered, PositionClosed
+from runtime.replay.active_settings import active_settings_lines
 from runtime.replay.limits import EquityPath, ReportLimits, describe_limits, limit_levels
 from runtime.replay.prices import (
     SYNTHETIC_MIN_LENGTH,
@@ -100,6 +103,7 @@ from runtime.replay.prices import (
     load_series,
     synthetic_bars,
 )
+from runtime.replay.refusals import first_refusals
 from runtime.replay.report import (
     PLOT_INSTALL_HINT,
     PRICE_DIGITS_UNKNOWN,
@@ -256,8 +260,10 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     )
     data.add_argument(
         "--volume", type=_positive_float("--volume"),
-        help=f"volume each buy signal trades. Default: {SYNTHETIC_VOLUME:g} on the synthetic series; "
-        "on a file, the starting cash divided by the first close (about 1x leverage)",
+        help=f"volume each buy signal trades, the same on every buy, so its leverage follows the price (the "
+        "header shows it at the first, lowest and highest close). Default: "
+        f"{SYNTHETIC_VOLUME:g} on the synthetic series; on a file, the starting cash divided by the first close "
+        "times contract_size: 1x leverage at the first close, more on a buy at a higher price",
     )
     data.add_argument("--cash", type=_positive_float("--cash"), default=10_000.0, help="starting cash (default 10000)")
 
@@ -277,7 +283,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     costs.add_argument(
         "--point", type=_positive_float("--point"), metavar="PRICE",
         help="the price of one point (e.g. 0.00001 for EURUSD): each bar's MT5 <SPREAD> in points becomes "
-        "its spread (or PAPER_POINT; default: the file's spreads are not used)",
+        "its spread (or PAPER_POINT; default: the file's spreads are not used). Refused for a file without "
+        "a <SPREAD> column",
     )
     costs.add_argument(
         "--slippage", type=_non_negative_float("--slippage"), metavar="PRICE",
@@ -350,6 +357,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
     if args.timezone is not None and args.prices is None:
         # The synthetic bars are made in UTC: a zone would be ignored without a word.
         parser.error("--timezone applies only to a --prices file (the demo's own bars are in UTC)")
+    if args.timezone is not None:
+        try:
+            ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            parser.error(f"--timezone must be an IANA time zone name such as Europe/London, got {args.timezone!r}")
     if args.bars is not None and args.prices is not None:
         parser.error("--bars applies only to the demo's own series (a --prices file is replayed whole)")
     return args
@@ -360,6 +372,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = PROG) -> argparse.
 
 def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Settings:
     overrides: dict[str, Any] = {"state_db": str(out / STATE_DB)}
+    # A bad value is named by the flag that gave it, not by the setting the flag sets.
+    flags = {
+        "state_db": "--out", "statsd_host": "--statsd", "statsd_port": "--statsd",
+        "paper_max_leverage": "--max-leverage", "heartbeat_interval_seconds": "--heartbeat-interval",
+    }
     for flag, field in (
         ("max_drawdown", "max_drawdown_percent"),
         ("min_equity", "min_equity"),
@@ -375,13 +392,14 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
         ("slippage", "paper_slippage"),
     ):
         value = getattr(args, flag)
+        flags[field] = "--" + flag.replace("_", "-")
         if value is not None:
             overrides[field] = value
     if args.statsd is not None:
         overrides["statsd_host"], overrides["statsd_port"] = args.statsd
     if args.max_leverage is not None:
         overrides["paper_max_leverage"] = None if args.max_leverage == "off" else args.max_leverage
-    configured = Settings.load(args.config, **overrides)
+    configured = Settings.load(args.config, override_names=flags, **overrides)
 
     # Heartbeats and the stall watchdog run in data time here. One beat per bar unless the user
     # chose otherwise; the loop cycles only when a bar arrives, so a gap in the data (a weekend)
@@ -397,7 +415,7 @@ def _settings(args: argparse.Namespace, out: Path, bars: Sequence[Bar]) -> Setti
         replay_overrides["heartbeat_timeout_seconds"] = min(5.0, interval / 2)
     if configured.stall_after_seconds is None:
         replay_overrides["stall_after_seconds"] = max(3 * interval, _longest_gap(bars) + interval)
-    return Settings.load(args.config, **overrides, **replay_overrides)
+    return Settings.load(args.config, override_names=flags, **overrides, **replay_overrides)
 
 
 def _unusable_out(name: str, out: Path, exc: Exception) -> int:
@@ -600,25 +618,33 @@ class _Progress:
 
 def summarize(
     events: Sequence[Event], path: EquityPath, guard_drawdown: float = 0.0, digits: int = PRICE_DIGITS_UNKNOWN,
+    *, bars_total: int | None = None,
 ) -> RunSummary:
     """The run's summary from its journal and its equity path, so they always agree: fills are
     fills.csv's rows (`fills_from_events`) counted by why, guard triggers GUARD_TRIGGERED events
     (at the reading they judged), the stretches of halted or reducing trading TRADING_STATE_CHANGED
     events over the path's bars (`state_spans`), restarts ACTOR_RESTARTED events, refused orders TRADE_FAILED
-    events (`refusals_from_events`) counted by cause. The max drawdown is the worst of the path's
+    events (`refusals_from_events`) counted by cause, with the first of each and its reason. The max drawdown is the worst of the path's
     (inside bars included) and ``guard_drawdown``, the guard's own tracker's: the guard also judged
     the account before each order, which no bar's equity shows. The path's start is the paper
     account's starting cash, so the final equity less it and every fill's realised profit is what
     the positions still open are worth at the last close. ``digits`` are the decimals of the
-    instrument's prices (`price_digits`)."""
+    instrument's prices (`price_digits`). ``bars_total`` is how many bars the run was given (the
+    path's when None): a run that played fewer was interrupted, and says so."""
     counts = Counter(event.event_type.value for event in events)
     fired = [GuardTriggered.from_event(event) for event in events if event.event_type is EventType.GUARD_TRIGGERED]
     triggers = [GuardTrigger(trigger.at, trigger.guard, trigger.reason) for trigger in fired]
     fills = fills_from_events(events)
     held = open_positions(fills)
+    refusals = refusals_from_events(events)
     start_equity = path.start_equity
     final = path.closes[-1] if path.closes else start_equity
+    played = len(path.times)
+    total = played if bars_total is None else bars_total
     return RunSummary(
+        interrupted=played < total,
+        bars_played=played,
+        bars_total=total,
         start_equity=start_equity,
         final_equity=final,
         max_drawdown=max(path.max_drawdown(), guard_drawdown),
@@ -627,7 +653,8 @@ def summarize(
         state_spans=state_spans(events, path.times),
         restarts=counts[EventType.ACTOR_RESTARTED.value],
         events_by_type=dict(counts),
-        orders_refused_by=Counter(refusal.cause for refusal in refusals_from_events(events)),
+        orders_refused_by=Counter(refusal.cause for refusal in refusals),
+        first_refusals=first_refusals(refusals),
         open_positions=held,
         # Cash is the start plus what every fill put into it; the rest of the equity is unrealised.
         unrealised_pnl=final - start_equity - math.fsum(fill.realised_pnl for fill in fills) if held else 0.0,
@@ -673,13 +700,8 @@ def _write_report(
     return plotted
 
 
-def _describe_guards(settings: Settings) -> str:
-    daily = f"{settings.daily_loss_percent:g}%" if settings.daily_loss_percent is not None else "off"
-    trailing = "trailing" if settings.drawdown_trailing else "static"
-    return (
-        f"max drawdown {settings.max_drawdown_percent:g}% ({trailing}), "
-        f"min equity {settings.min_equity:,.2f}, daily loss {daily}"
-    )
+def _bar_count_words(count: int) -> str:
+    return f"{count} bar" if count == 1 else f"{count} bars"
 
 
 def _closed_lines(events: Sequence[Event], digits: int) -> list[str]:
@@ -717,9 +739,56 @@ def _instrument_digits(bars: Sequence[Bar], settings: Settings) -> int:
     return price_digits([price for bar in bars for price in (bar.open, bar.high, bar.low, bar.close)] + added)
 
 
-def _describe_costs(settings: Settings) -> str:
+def _unused_point(args: argparse.Namespace, settings: Settings, bars: Sequence[Bar]) -> str | None:
+    """None when the paper point prices some bar's ``<SPREAD>``. A point with none to price adds no
+    spread without a word: ``--point`` (it has no other use) is refused with a `UsageError` naming
+    the flag and the file; ``paper_point`` from the config or the environment gets the warning
+    returned, for the header."""
+    if settings.paper_point is None or any(bar.spread_points is not None for bar in bars):
+        return None
+    source = "the synthetic series" if args.prices is None else repr(args.prices)
+    if args.point is not None:
+        raise UsageError(
+            f"--point {args.point:g} prices each bar's <SPREAD> column (an MT5 export's), but {source} has none, "
+            "so it would add no spread: give the spread in price units with --spread instead"
+        )
+    return (
+        f"warning: paper_point {settings.paper_point:g} (from --config or PAPER_POINT) adds no spread: {source} "
+        f"has no <SPREAD> column, so every fill uses the fixed spread, {settings.paper_spread:g} (--spread)"
+    )
+
+
+def _describe_size(volume: float, bars: Sequence[Bar], settings: Settings, cash: float) -> str:
+    """What a buy of ``volume`` holds against the starting cash: its notional and leverage at the
+    first close, then its leverage at the series' lowest and highest close (every buy trades the
+    same volume, whatever the price), and whether the paper broker's leverage limit refuses some."""
+    digits = _instrument_digits(bars, settings)
+    contract = f" x contract size {settings.contract_size:g}" if settings.contract_size != 1 else ""
+
+    def notional(close: float) -> float:
+        return volume * close * settings.contract_size
+
+    def price(close: float) -> str:
+        return format_price(close, digits, volume)
+
+    def leverage(close: float) -> str:
+        return f"{notional(close) / cash:,.1f}:1"
+
+    closes = [bar.close for bar in bars]
+    first, low, high = closes[0], min(closes), max(closes)
+    limit = settings.paper_max_leverage
+    refused = f"; buys over max leverage {limit:g}:1 are refused" if limit is not None and notional(high) > limit * cash else ""
+    return (
+        f"volume {volume:g}{contract} at the first close {price(first)} is notional {settings.account_currency} "
+        f"{notional(first):,.2f}, leverage {leverage(first)} on the starting cash; every buy trades this volume, so "
+        f"leverage runs from {leverage(low)} (lowest close {price(low)}) to {leverage(high)} (highest close "
+        f"{price(high)}){refused}"
+    )
+
+
+def _describe_costs(settings: Settings, bar_spreads: bool) -> str:
     spread = f"{settings.paper_spread:g}"
-    if settings.paper_point is not None:
+    if settings.paper_point is not None and bar_spreads:
         spread += f" (or a bar's <SPREAD> x {settings.paper_point:g})"
     leverage = "any" if settings.paper_max_leverage is None else f"{settings.paper_max_leverage:g}:1"
     return (
@@ -740,10 +809,13 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     try:
         bars, symbol, synthetic = _bars(args)
         settings = _settings(args, out, bars)
+        point_unused = _unused_point(args, settings, bars)
         configure_logging(settings.log_level, settings.log_json)
         strategy = MovingAverageCrossover(
             symbol, fast=args.fast, slow=args.slow,
-            volume=args.volume or (SYNTHETIC_VOLUME if synthetic else round(args.cash / bars[0].close, 6)),
+            volume=args.volume or (
+                SYNTHETIC_VOLUME if synthetic else round(args.cash / (bars[0].close * settings.contract_size), 6)
+            ),
         )
         metrics = StatsdMetrics.from_settings(settings)
         alerts = TelegramAlerts.from_settings(settings)
@@ -767,14 +839,18 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
 
         source = SYNTHETIC_LABEL if synthetic else f"prices from {args.prices}"
         span = f"{bars[0].time:%Y-%m-%d %H:%M} .. {bars[-1].time:%Y-%m-%d %H:%M} UTC"
-        print(f"tradewarden paper trading: {len(bars)} bars of {symbol} ({source})")
+        print(f"tradewarden paper trading: {_bar_count_words(len(bars))} of {symbol} ({source})")
         print(f"  {span}, one bar every {_spacing(bars) / 60:g} min")
         print(
             f"  strategy: MA({strategy.fast}/{strategy.slow}) crossover, volume {strategy.volume:g}; "
             f"paper account {settings.account_currency} {args.cash:,.2f}"
         )
-        print(f"  paper costs: {_describe_costs(settings)}")
-        print(f"  guards: {_describe_guards(settings)}")
+        print(f"  size: {_describe_size(strategy.volume, bars, settings, args.cash)}")
+        print(f"  paper costs: {_describe_costs(settings, point_unused is None)}")
+        if point_unused is not None:
+            print(f"  {point_unused}")
+        for line in active_settings_lines(settings):
+            print(f"  {line}")
         speed = "as fast as possible" if args.speed is None else f"{args.speed:g}x data time"
         print(f"  replay: {speed}; heartbeat every {settings.heartbeat_interval_seconds:g} data seconds")
         if rotated:
@@ -785,7 +861,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                   "a replay takes the account, bars and strategy from its own flags)")
         sys.stdout.flush()
 
-        broker = PaperBroker(args.cash, costs=PaperCosts.from_settings(settings))
+        broker = PaperBroker.from_settings(settings, args.cash)
         clock = ManualClock(bars[0].time)
         feed = PaperFeed(broker, strategy, symbol)
         sinks = [journal_sink(store)] + ([log_sink] if args.log_events else [])
@@ -835,8 +911,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
             baselines = [(e.timestamp, e.metadata["new_peak"]) for e in events if e.event_type is EventType.REBASELINED]
             path = EquityPath.of(args.cash, result.equity, feed.inside_readings, baselines)
             summary = summarize(
-                events, path, _worst_known(guard_drawdown, record), _instrument_digits(bars, settings)
+                events, path, _worst_known(guard_drawdown, record), _instrument_digits(bars, settings),
+                bars_total=len(bars),
             )
+            if summary.interrupted:
+                title += f": interrupted after {summary.bars_played} of {_bar_count_words(summary.bars_total)}"
             plotted = _write_report(out, summary, events, path, settings, title)
         except StoreError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
@@ -848,7 +927,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         interrupted = ctrl_c.pressed or not result.complete
         print()
         if interrupted:
-            print(f"Interrupted: stopped cleanly after {result.played} of {len(bars)} bars.")
+            print(f"Interrupted: stopped cleanly after {result.played} of {_bar_count_words(len(bars))}.")
         closed = _closed_lines(events, summary.price_digits)
         if closed:
             print("Positions closed by the guard:")

@@ -365,10 +365,14 @@ class Settings:
         config_file: str | os.PathLike[str] | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        override_names: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
         """Settings from ``config_file`` (TOML, keys are field names), then the environment, then
-        ``overrides``. A bad value raises `SettingsError` naming its source, value and what fits."""
+        ``overrides``. A bad value raises `SettingsError` naming its source, value and what fits;
+        an override is named ``argument <field>``, or as ``override_names`` names its field (the
+        command-line flag it came from: ``argument --max-drawdown``)."""
+        names = {} if override_names is None else override_names
         environ = os.environ if environ is None else environ
         fields = attrs.fields_dict(cls)
         values: dict[str, Any] = {}
@@ -387,7 +391,7 @@ class Settings:
         for key, value in overrides.items():
             if key not in fields:
                 raise SettingsError(f"unknown setting {key!r}; known: {', '.join(fields)}")
-            values[key], sources[key] = value, f"argument {key}"
+            values[key], sources[key] = value, f"argument {names.get(key, key)}"
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 RUN_TIMEOUT = 120.0
 SUMMARY_KEYS = {
-    "start_equity", "final_equity", "max_drawdown", "fills", "fills_by_why", "guard_triggers", "restarts",
-    "orders_refused", "orders_refused_by", "open_positions", "unrealised_pnl", "price_digits", "events_by_type",
-    "state_spans",
+    "interrupted", "bars_played", "bars_total", "start_equity", "final_equity", "max_drawdown", "fills", "fills_by_why", "guard_triggers", "restarts",
+    "orders_refused", "orders_refused_by", "first_refusals", "open_positions", "unrealised_pnl", "price_digits",
+    "events_by_type", "state_spans",
 }
 
 
@@ -92,11 +92,26 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+def png_title(path: Path) -> str | None:
+    """The Title a PNG's tEXt chunk gives, as image viewers show it."""
+    data = path.read_bytes()
+    at = 8
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        if kind == b"tEXt" and body.startswith(b"Title\0"):
+            return body.split(b"\0", 1)[1].decode("latin-1")
+        at += 12 + length
+    return None
+
+
 def check_paper_run(out: Path, bars: list[Bar], limit: float) -> dict:
     """Every promise of a finished paper run: files, summary keys, agreement with the journal and
     with the equity series, and the guard firing exactly where the data says it must."""
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert set(summary) == SUMMARY_KEYS
+    assert (summary["interrupted"], summary["bars_played"], summary["bars_total"]) == (False, len(bars), len(bars))
+    assert "interrupted" not in png_title(out / "report.png")
 
     events = journal(out)
     counts = Counter(event.event_type.value for event in events)
@@ -252,6 +267,11 @@ def test_ctrl_c_stops_cleanly_and_writes_the_files_for_the_bars_played(tmp_path)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert set(summary) == SUMMARY_KEYS
     assert summary["events_by_type"] == dict(Counter(e.event_type.value for e in events))
+    # A trader's trial: an interrupted run's summary.json and chart read like a full run's.
+    assert (summary["interrupted"], summary["bars_played"], summary["bars_total"]) == (True, len(rows), 400)
+    assert png_title(out / "report.png") == (
+        f"tradewarden paper run: SYNTH (SYNTHETIC DATA): interrupted after {len(rows)} of 400 bars"
+    )
 
 
 def whole_png(path: Path) -> bool:
@@ -421,6 +441,18 @@ def test_help_explains_every_option_and_bad_input_is_named(tmp_path):
     bad = run_example("paper_trading.py", "--max-drawdown", "-5", cwd=tmp_path)
     assert bad.returncode == 2 and "--max-drawdown must be a finite number > 0, got '-5'" in bad.stderr
 
+    # A value the settings refuse is named by its flag, not by the setting it sets.
+    for args, message in [
+        (("--max-drawdown", "150"), "argument --max-drawdown: max_drawdown_percent must be a percentage in (0, 100], "
+                                    "got 150.0"),
+        (("--daily-loss", "150"), "argument --daily-loss: daily_loss_percent must be a percentage in (0, 100], got 150.0"),
+        (("--min-equity", "-5"), "argument --min-equity: min_equity must be >= 0, got -5.0"),
+        (("--commission-percent", "100"), "argument --commission-percent: paper_commission_percent must be a "
+                                          "percentage in [0, 100), got 100.0"),
+    ]:
+        refused(run_example("paper_trading.py", *args, "--out", "run", cwd=tmp_path), re.escape(f"paper_trading: {message}"))
+    assert not (tmp_path / "run").exists()
+
 
 def test_a_timezone_without_a_prices_file_is_refused_and_a_bad_one_with_a_file_is_named(tmp_path):
     for zone in ("Nowhere/Else", "UTC"):  # the demo's bars are in UTC: any zone given for them is ignored
@@ -432,10 +464,12 @@ def test_a_timezone_without_a_prices_file_is_refused_and_a_bad_one_with_a_file_i
         )
     prices = tmp_path / "prices.csv"
     prices.write_text("timestamp,open,high,low,close\n2024-01-02 10:00,1.1,1.2,1.0,1.1\n", encoding="utf-8")
-    refused(
-        run_example("paper_trading.py", "--prices", str(prices), "--timezone", "Nowhere/Else", "--out", "run",
-                    cwd=tmp_path),
-        r"paper_trading: timezone must be an IANA time zone name or a tzinfo, got 'Nowhere/Else'",
+    bad = run_example("paper_trading.py", "--prices", str(prices), "--timezone", "Nowhere/Else", "--out", "run",
+                      cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("usage: paper_trading.py [-h]")
+    assert bad.stderr.endswith(
+        "paper_trading.py: error: --timezone must be an IANA time zone name such as Europe/London, got 'Nowhere/Else'\n"
     )
     assert not (tmp_path / "run").exists()
 

@@ -14,6 +14,7 @@ from runtime.adapters.paper import PaperCosts
 from runtime.events import EventType
 from runtime.payloads import TradeFailed
 from runtime.replay.prices import synthetic_bars
+from runtime.replay.refusals import readable_error
 
 AT = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 
@@ -145,13 +146,15 @@ def test_a_bad_spread_in_points_is_refused_and_the_price_is_not_taken():
 
 
 def test_the_costs_come_from_the_settings_and_the_environment_with_a_100_to_1_default():
-    defaults = PaperCosts.from_settings(Settings())
-    assert defaults == PaperCosts(max_leverage=100.0)
+    defaults = PaperBroker.from_settings(Settings(), 10_000.0)
+    assert (defaults.costs, defaults.contract_size, defaults.cash) == (PaperCosts(max_leverage=100.0), 1.0, 10_000.0)
     env = {
         "PAPER_COMMISSION_PER_LOT": "2.5", "PAPER_COMMISSION_PERCENT": "0.01", "PAPER_SPREAD": "0.0002",
-        "PAPER_POINT": "0.00001", "PAPER_SLIPPAGE": "0.00005", "PAPER_MAX_LEVERAGE": "off",
+        "PAPER_POINT": "0.00001", "PAPER_SLIPPAGE": "0.00005", "PAPER_MAX_LEVERAGE": "off", "CONTRACT_SIZE": "100000",
     }
-    assert PaperCosts.from_settings(Settings.load(environ=env)) == PaperCosts(2.5, 0.01, 0.0002, 0.00001, 0.00005, None)
+    broker = PaperBroker.from_settings(Settings.load(environ=env), 5_000.0)
+    assert broker.costs == PaperCosts(2.5, 0.01, 0.0002, 0.00001, 0.00005, None)
+    assert (broker.contract_size, broker.cash) == (100_000.0, 5_000.0)
     with pytest.raises(SettingsError) as refused:
         Settings.load(environ={"PAPER_SLIPPAGE": "-1"})
     assert str(refused.value) == "PAPER_SLIPPAGE='-1': paper_slippage must be >= 0, got -1.0"
@@ -177,6 +180,16 @@ def test_a_volume_typo_is_refused_by_the_broker_and_journaled_as_a_failed_trade(
     assert failed, "the buy signals must reach the broker and fail there"
     assert summary["orders_refused_by"] == {"broker": len(failed)}
     assert f"Orders refused: {len(failed)}: broker {len(failed)} (the broker refused or failed it)\n" in result.stdout
+    # The summary says why, not only how many (a trader's trial: the reason was only in the journal).
+    first_at, first = failed[0]
+    reason = readable_error(first.error)
+    assert reason.startswith("OrderRejected: order refused: buy 1e+09 SYNTH would hold notional ")
+    assert summary["first_refusals"] == [
+        {"cause": "broker", "time": first_at.isoformat(), "reason": reason, "alike": len(failed)}
+    ]
+    assert (
+        f"  broker, first {first_at:%Y-%m-%d %H:%M} UTC: {reason} (all {len(failed)} alike but for their figures)\n"
+    ) in result.stdout
     for at, trade in failed:
         notional = 1e9 * closes[at]
         assert (trade.side, trade.volume, trade.rejected, trade.refused_by) == (Side.BUY, 1e9, False, None)
@@ -222,3 +235,104 @@ def test_tradewarden_run_builds_its_paper_broker_with_the_configs_costs(tmp_path
     broker = _broker(RunConfig.load(path))
     assert isinstance(broker, PaperBroker)
     assert (broker.costs, broker.cash) == (PaperCosts(spread=0.5, max_leverage=20.0), 5_000.0)
+
+
+def test_tradewarden_run_values_its_paper_account_with_the_configs_contract_size(tmp_path):
+    # A trader's trial: contract_size was used for the pre-trade limits' notional, never for the
+    # paper account's profit and loss.
+    from actors.service.config import RunConfig
+    from actors.service.live import _broker
+
+    path = tmp_path / "live.toml"
+    path.write_text(
+        '[tradewarden]\nstate_db = "state.db"\ncontract_size = 100000\n\n[broker]\nkind = "paper"\ncash = 10000.0\n',
+        encoding="utf-8",
+    )
+    broker = _broker(RunConfig.load(path))
+    broker.update_price("EURUSD", 1.1020, AT)
+    broker.submit_order(Order("EURUSD", Side.BUY, 0.1, client_id="c-1"))
+    broker.update_price("EURUSD", 1.0964, AT)  # 56 pips down
+    assert broker.account_equity() == pytest.approx(10_000.0 - 56.0)
+    closed = broker.submit_order(Order("EURUSD", Side.SELL, 0.1, client_id="c-2"))
+    assert closed.realised_pnl == pytest.approx(-56.0)
+
+
+def write_mt5_eurusd(path) -> None:
+    # Falling, then rising (the MA(2/4) crossover buys at 07:00), then falling (it sells at 11:00).
+    closes = [1.1050, 1.1040, 1.1030, 1.1020, 1.1010, 1.1000, 1.1010, 1.1020,
+              1.1030, 1.1040, 1.1030, 1.1010, 1.0990, 1.0970, 1.0960, 1.0950]
+    lines = ["<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"]
+    for hour, close in enumerate(closes):
+        lines.append(
+            f"2024.03.04\t{hour:02d}:00:00\t{close:.5f}\t{close + 0.0002:.5f}\t{close - 0.0002:.5f}\t{close:.5f}\t100\t0\t12"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_replay_values_its_fills_with_the_configs_contract_size(tmp_path):
+    # A trader's trial: with contract_size = 100000 and 0.1 lots of EURUSD, a 10-pip loss showed
+    # as -0.0001 in fills.csv and the equity stayed at 10,000.00.
+    prices = tmp_path / "EURUSD_H1.csv"
+    write_mt5_eurusd(prices)
+    config = tmp_path / "lots.toml"
+    config.write_text("contract_size = 100000\n", encoding="utf-8")
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--config", str(config), "--volume", "0.1",
+        "--fast", "2", "--slow", "4", "--out", "lots", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    fills = (tmp_path / "lots" / "fills.csv").read_text(encoding="utf-8").splitlines()
+    assert [line.rsplit(",", 1)[0] for line in fills[1:]] == [
+        "2024-03-04T07:00:00+00:00,EURUSD_H1,buy,0.1,1.1020,0.0000,0.0000,signal",
+        "2024-03-04T11:00:00+00:00,EURUSD_H1,sell,0.1,1.1010,0.0000,-10.0000,signal",
+    ]
+    summary = json.loads((tmp_path / "lots" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["final_equity"] == 9_990.0
+    assert "Equity: GBP 10,000.00 -> GBP 9,990.00 (-GBP 10.00, -0.10%)\n" in result.stdout
+
+
+def write_generic_csv(path) -> None:
+    rows = [f"2024-03-04T{hour:02d}:00:00+00:00,{1.1 + hour / 1000:.4f},{1.1 + hour / 1000:.4f},1.1,1.1" for hour in range(24)]
+    path.write_text("timestamp,open,high,low,close\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_point_on_a_file_without_a_spread_column_is_refused_naming_the_flag_and_the_file(tmp_path):
+    # A trader's trial: --point on a file with no <SPREAD> added no spread, without a word.
+    prices = tmp_path / "plain.csv"
+    write_generic_csv(prices)
+    result = run_example("paper_trading.py", "--prices", str(prices), "--point", "0.00001", "--out", "run", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"paper_trading: --point 1e-05 prices each bar's <SPREAD> column (an MT5 export's), but {str(prices)!r} has "
+        "none, so it would add no spread: give the spread in price units with --spread instead\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_paper_point_from_the_settings_on_a_file_without_a_spread_column_is_warned_of(tmp_path):
+    prices = tmp_path / "plain.csv"
+    write_generic_csv(prices)
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--spread", "0.0002", "--out", "run", cwd=tmp_path,
+        env=clean_env(PAPER_POINT="0.00001"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  paper costs: commission 0/lot + 0%, spread 0.0002, slippage 0; max leverage 100:1\n"
+        f"  warning: paper_point 1e-05 (from --config or PAPER_POINT) adds no spread: {str(prices)!r} has no "
+        "<SPREAD> column, so every fill uses the fixed spread, 0.0002 (--spread)\n"
+    ) in result.stdout
+
+
+def test_point_on_an_mt5_export_prices_each_bars_spread_column(tmp_path):
+    prices = tmp_path / "EURUSD_H1.csv"
+    write_mt5_eurusd(prices)  # <SPREAD> 12 on every bar
+    result = run_example(
+        "paper_trading.py", "--prices", str(prices), "--point", "0.00001", "--fast", "2", "--slow", "4",
+        "--out", "run", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "  paper costs: commission 0/lot + 0%, spread 0 (or a bar's <SPREAD> x 1e-05), slippage 0;" in result.stdout
+    assert "warning" not in result.stdout
+    executed = [e for e in journal(tmp_path / "run") if e.event_type is EventType.TRADE_EXECUTED]
+    assert [(e.metadata["side"], round(e.metadata["price"], 5)) for e in executed] == [("buy", 1.10212), ("sell", 1.101)]

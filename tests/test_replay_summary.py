@@ -69,6 +69,10 @@ def test_the_summary_shows_the_position_open_at_the_end_and_the_orders_a_limit_r
     assert summary["open_positions"] == [{"symbol": "DEMO", "side": "long", "volume": 10.0, "entry_price": 99.01}]
     assert (summary["unrealised_pnl"], summary["final_equity"]) == (39.9, 10_029.41)
     assert (summary["orders_refused"], summary["orders_refused_by"]) == (2, {"max_trades_per_day": 2})
+    assert summary["first_refusals"] == [{
+        "cause": "max_trades_per_day", "time": "2024-03-04T17:00:00+00:00",
+        "reason": "trades 3 on 2024-03-04 (UTC) > limit 2 for DEMO", "alike": 2,
+    }]
     assert (summary["fills"], summary["fills_by_why"], summary["price_digits"]) == (3, {"signal": 3}, 2)
     assert (
         "\nEquity: GBP 10,000.00 -> GBP 10,029.41 (+GBP 29.41, +0.29%)\n"
@@ -77,6 +81,8 @@ def test_the_summary_shows_the_position_open_at_the_end_and_the_orders_a_limit_r
         "Fills: 3 in fills.csv: 3 by signal   Restarts: 0\n"
         "Open at the end: long 10 DEMO from 99.01; unrealised +GBP 39.90 at the last close, in the final equity\n"
         "Orders refused: 2: max_trades_per_day 2\n"
+        "  max_trades_per_day, first 2024-03-04 17:00 UTC: trades 3 on 2024-03-04 (UTC) > limit 2 for DEMO "
+        "(all 2 alike but for their figures)\n"
         "Guards fired: none\n"
         "Trading halted or reducing: never\n"
     ) in result.stdout

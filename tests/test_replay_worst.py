@@ -47,7 +47,7 @@ def test_the_printed_report_gives_the_worst_inside_the_bars_for_every_limit(near
         "Limits:\n"
         "  max drawdown 20.00% (trailing): worst 18.29% below the peak; not fired\n"
         "  min equity 9,900.00: lowest equity 9,950.00; not fired\n"
-        "  daily loss 20.00%: worst day 17.97%; not fired\n"
+        "  daily loss 20.00% (trading days in UTC): worst day 17.97%; not fired\n"
         "\n"
         "Equity: GBP 10,000.00 -> GBP 12,600.00 (+GBP 2,600.00, +26.00%)\n"
         "Max drawdown: 18.29%\n"

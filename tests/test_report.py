@@ -30,6 +30,9 @@ from runtime.replay.report import (
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SUMMARY_KEYS = [
+    "interrupted",
+    "bars_played",
+    "bars_total",
     "start_equity",
     "final_equity",
     "max_drawdown",
@@ -40,6 +43,7 @@ SUMMARY_KEYS = [
     "restarts",
     "orders_refused",
     "orders_refused_by",
+    "first_refusals",
     "open_positions",
     "unrealised_pnl",
     "price_digits",
@@ -300,3 +304,14 @@ def test_plot_report_without_matplotlib_returns_false_and_says_how_to_install(tm
         logger.remove(sink)
     assert not path.exists()
     assert any("pip install -e '.[plot]'" in message for message in messages), messages
+
+
+def test_a_loss_or_change_that_rounds_to_nothing_is_never_written_minus_zero():
+    # A trader's trial: "unrealised -GBP 0.00", and "(-GBP 0.00, -0.00%)" for a change of -0.0001.
+    summary = a_summary(final_equity=9_999.9999, unrealised_pnl=-0.004)
+    lines = format_summary(summary).splitlines()
+    assert lines[0] == "Equity: GBP 10,000.00 -> GBP 10,000.00 (+GBP 0.00, +0.00%)"
+    assert lines[3] == "Open at the end: short 0.5 EURUSD from 1.08512; unrealised +GBP 0.00 at the last close, in the final equity"
+    loss = format_summary(a_summary(final_equity=9_999.99, unrealised_pnl=-0.006)).splitlines()
+    assert loss[0] == "Equity: GBP 10,000.00 -> GBP 9,999.99 (-GBP 0.01, -0.00%)"
+    assert "; unrealised -GBP 0.01 at the last close" in loss[3]

@@ -89,7 +89,7 @@ def test_the_text_names_each_limit_how_close_the_run_came_and_whether_it_fired()
         "not fired, past its warning level 10.00%",
         "  min equity 500.00: lowest equity 9,000.00; not fired",
         # The second day starts from the 9,500 carried into it, as the trigger's reason says.
-        "  daily loss 5.00%: worst day 5.26%; fired 2024-01-02 00:00 UTC",
+        "  daily loss 5.00% (trading days in UTC): worst day 5.26%; fired 2024-01-02 00:00 UTC",
         "  warnings at 50% of each limit",
     ]
     trailing = ReportLimits(0.05)
@@ -106,7 +106,7 @@ def test_each_limit_that_did_not_fire_says_whether_the_run_went_past_its_warning
         "Limits:",
         "  max drawdown 50.00% (trailing): worst 10.00% below the peak; not fired",  # its warning is 25%
         "  min equity 4,600.00: lowest equity 9,000.00; not fired, past its warning level 9,200.00",
-        "  daily loss 10.00%: worst day 5.26%; not fired, past its warning level 5.00%",
+        "  daily loss 10.00% (trading days in UTC): worst day 5.26%; not fired, past its warning level 5.00%",
         "  warnings at 50% of each limit",
     ]
     # Exactly at min equity's warning level is not past it: that guard's rule is "strictly below".
@@ -124,7 +124,7 @@ def test_the_worst_of_each_limit_counts_the_worst_inside_each_bar_not_only_the_c
         "Limits:",
         "  max drawdown 20.00% (static): floor 8,000.00, lowest equity 8,800.00 (12.00% below start); not fired",
         "  min equity 500.00: lowest equity 8,800.00; not fired",
-        "  daily loss 10.00%: worst day 7.37%; not fired",  # (9,500 - 8,800) / 9,500
+        "  daily loss 10.00% (trading days in UTC): worst day 7.37%; not fired",  # (9,500 - 8,800) / 9,500
     ]
     # The trailing line says the summary's figure, so the two can never disagree.
     guard_saw = RunSummary(10_000.0, 9_300.0, 0.1796875)

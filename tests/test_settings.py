@@ -135,6 +135,12 @@ def test_a_bad_argument_is_refused_naming_the_argument():
         Settings.load(environ={}, min_equity=-10)
 
 
+def test_a_bad_argument_is_named_as_the_caller_names_it():
+    with pytest.raises(SettingsError) as refused:
+        Settings.load(environ={}, override_names={"min_equity": "--min-equity"}, min_equity=-10, loop_id="x")
+    assert str(refused.value) == "argument --min-equity: min_equity must be >= 0, got -10"
+
+
 def test_a_heartbeat_timeout_not_shorter_than_the_interval_is_refused():
     with pytest.raises(ValueError, match=r"heartbeat_timeout_seconds must be shorter.*got 10"):
         Settings(heartbeat_interval_seconds=5.0, heartbeat_timeout_seconds=10.0)

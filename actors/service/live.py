@@ -20,7 +20,7 @@ from actors.service.server import ControlServer, bind
 from actors.service.stop_signals import StopSignals
 from actors.service.telegram_bot import CommandHandler
 from actors.system import TradingSystem
-from runtime.adapters.paper import PaperBroker, PaperCosts
+from runtime.adapters.paper import PaperBroker
 from runtime.adapters.prometheus import PrometheusMetrics
 from runtime.adapters.sqlite import SqliteStore
 from runtime.adapters.state_claim import StateFileClaim
@@ -49,7 +49,7 @@ def _broker(config: RunConfig) -> Broker:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config.path}: broker: MT5Broker refused {sorted(config.broker.options)}: {exc}") from None
         return broker
-    return PaperBroker(config.broker.cash, costs=PaperCosts.from_settings(config.settings))
+    return PaperBroker.from_settings(config.settings, config.broker.cash)
 
 
 def _market_feed(broker: Broker, strategy: Any, symbol: str) -> Any:

@@ -59,18 +59,6 @@ class PaperCosts:
     slippage: float = attrs.field(default=0.0, validator=_non_negative)
     max_leverage: float | None = attrs.field(default=None, validator=_optional_positive)
 
-    @classmethod
-    def from_settings(cls, settings: Any) -> PaperCosts:
-        """The costs the ``paper_*`` fields of `runtime.settings.Settings` ask for."""
-        return cls(
-            commission_per_lot=settings.paper_commission_per_lot,
-            commission_percent=settings.paper_commission_percent,
-            spread=settings.paper_spread,
-            point=settings.paper_point,
-            slippage=settings.paper_slippage,
-            max_leverage=settings.paper_max_leverage,
-        )
-
 
 class PaperBroker:
     """A netting paper account: one position per symbol, filled at the price it was last fed.
@@ -107,10 +95,31 @@ class PaperBroker:
         self._net_deposits = 0.0
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Any, starting_cash: float) -> PaperBroker:
+        """A paper account of ``starting_cash`` as `runtime.settings.Settings` describe it: its
+        ``contract_size`` and the costs and margin of its ``paper_*`` fields. The one way a
+        paper account is made from settings (the replay, `tradewarden run` and its demo), so its
+        profit and loss always use the contract size the pre-trade limits value orders with."""
+        costs = PaperCosts(
+            commission_per_lot=settings.paper_commission_per_lot,
+            commission_percent=settings.paper_commission_percent,
+            spread=settings.paper_spread,
+            point=settings.paper_point,
+            slippage=settings.paper_slippage,
+            max_leverage=settings.paper_max_leverage,
+        )
+        return cls(starting_cash, contract_size=settings.contract_size, costs=costs)
+
     @property
     def costs(self) -> PaperCosts:
         """The account's commission, spread, slippage and leverage limit."""
         return self._costs
+
+    @property
+    def contract_size(self) -> float:
+        """Units of the asset per unit of volume: a price move times volume times this is profit."""
+        return self._contract
 
     def update_price(
         self, symbol: str, price: float, at: datetime | None = None, *, spread_points: float | None = None

@@ -349,7 +349,7 @@ def describe_limits(limits: ReportLimits, path: EquityPath, summary: RunSummary)
     if limits.daily_loss is not None:
         worst_day = path.worst_day(ZoneInfo(limits.timezone))
         lines.append(
-            f"  daily loss {limits.daily_loss:.2%}: worst day {worst_day:.2%}; "
+            f"  daily loss {limits.daily_loss:.2%} (trading days in {limits.timezone}): worst day {worst_day:.2%}; "
             f"{_fired('daily_loss', summary, warned(worst_day, limits.daily_loss))}"
         )
     if warn is not None:

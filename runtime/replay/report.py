@@ -18,8 +18,9 @@ from loguru import logger
 
 from runtime.broker import Side, to_side
 from runtime.events import Event, EventType
-from runtime.payloads import PositionClosed, TradeExecuted, TradeFailed
+from runtime.payloads import PositionClosed, TradeExecuted
 from runtime.replay.limits import DRAWDOWN_PANEL, EquityPath, LimitLevel
+from runtime.replay.refusals import FirstRefusal, Refusal, refusals_from_events
 from runtime.replay.spans import StateSpan, as_utc, span_lines, span_notes, span_totals
 from runtime.risk.gate import TRADING_STATE
 from runtime.risk.guards import TradingState
@@ -38,6 +39,7 @@ __all__ = [
     "MONEY_DIGITS",
     "PRICE_DIGITS_UNKNOWN",
     "FillRow",
+    "FirstRefusal",
     "GuardTrigger",
     "OpenPosition",
     "Refusal",
@@ -177,6 +179,17 @@ def _refusal_counts(value: Mapping[str, int]) -> dict[str, int]:
     return _counts("orders_refused_by", "cause", value)
 
 
+def _first_refusals(value: Iterable[FirstRefusal | Mapping[str, Any]]) -> tuple[FirstRefusal, ...]:
+    firsts = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):  # summary.json's form, read back
+            item = FirstRefusal.from_json_dict(item)
+        if not isinstance(item, FirstRefusal):
+            raise TypeError(f"first_refusals[{index}] must be a FirstRefusal, got {item!r}")
+        firsts.append(item)
+    return tuple(firsts)
+
+
 _POSITION_SIDES = {Side.BUY: "long", Side.SELL: "short"}
 
 
@@ -229,11 +242,13 @@ def _open_positions(value: Iterable[OpenPosition | Mapping[str, Any]]) -> tuple[
 
 @attrs.frozen
 class RunSummary:
-    """What a run came to: equity at start and end, worst drawdown from the peak (a fraction: the
+    """What a run came to: whether it was interrupted (it ended before its last bar), the bars
+    played of those it was given, equity at start and end, worst drawdown from the peak (a fraction: the
     worst the guard saw, inside bars included), its fills
     counted by why (fills.csv's ``why`` column: one per row), guards fired, every stretch the
     guard held trading halted or reducing (`runtime.replay.spans.state_spans`), actor restarts, orders
-    refused counted by cause (`refusals_from_events`), the positions still open at the end with
+    refused counted by cause (`refusals_from_events`) and the first of each cause with its reason
+    (`runtime.replay.refusals.first_refusals`), the positions still open at the end with
     their unrealised profit at the last close (part of the final equity), how many events of each
     type were emitted, and the decimals its prices are written with.
 
@@ -243,12 +258,16 @@ class RunSummary:
     start_equity: float = attrs.field(validator=attrs_positive)
     final_equity: float = attrs.field(validator=attrs_finite)
     max_drawdown: float = attrs.field(validator=attrs_non_negative)
+    interrupted: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    bars_played: int = attrs.field(default=0, validator=attrs_whole)
+    bars_total: int = attrs.field(default=0, validator=attrs_whole)
     fills_by_why: dict[str, int] = attrs.field(factory=dict, converter=_fill_counts, hash=False)
     guard_triggers: tuple[GuardTrigger, ...] = attrs.field(default=(), converter=_triggers)
     state_spans: tuple[StateSpan, ...] = attrs.field(default=(), converter=_spans)
     restarts: int = attrs.field(default=0, validator=attrs_whole)
     events_by_type: dict[str, int] = attrs.field(factory=dict, converter=_event_counts, hash=False)
     orders_refused_by: dict[str, int] = attrs.field(factory=dict, converter=_refusal_counts, hash=False)
+    first_refusals: tuple[FirstRefusal, ...] = attrs.field(default=(), converter=_first_refusals)
     open_positions: tuple[OpenPosition, ...] = attrs.field(default=(), converter=_open_positions)
     unrealised_pnl: float = attrs.field(default=0.0, validator=attrs_finite)
     price_digits: int = attrs.field(default=PRICE_DIGITS_UNKNOWN, validator=attrs_whole)
@@ -264,12 +283,17 @@ class RunSummary:
         return sum(self.orders_refused_by.values())
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The summary.json object: exactly the keys start_equity, final_equity, max_drawdown,
+        """The summary.json object: exactly the keys interrupted, bars_played, bars_total,
+        start_equity, final_equity, max_drawdown,
         fills (the rows of fills.csv), fills_by_why, guard_triggers (a list of {time, guard,
-        reason}), state_spans (a list of `StateSpan` objects), restarts, orders_refused, orders_refused_by, open_positions (a list of `OpenPosition`
+        reason}), state_spans (a list of `StateSpan` objects), restarts, orders_refused, orders_refused_by,
+        first_refusals (a list of `FirstRefusal` objects), open_positions (a list of `OpenPosition`
         objects), unrealised_pnl, price_digits, events_by_type. Money is rounded to `MONEY_DIGITS`
         decimals, as in equity.csv, and prices to ``price_digits``."""
         return {
+            "interrupted": self.interrupted,
+            "bars_played": self.bars_played,
+            "bars_total": self.bars_total,
             "start_equity": round(float(self.start_equity), MONEY_DIGITS),
             "final_equity": round(float(self.final_equity), MONEY_DIGITS),
             "max_drawdown": float(self.max_drawdown),
@@ -280,6 +304,7 @@ class RunSummary:
             "restarts": self.restarts,
             "orders_refused": self.orders_refused,
             "orders_refused_by": dict(self.orders_refused_by),
+            "first_refusals": [first.to_json_dict() for first in self.first_refusals],
             "open_positions": [position.to_json_dict(self.price_digits) for position in self.open_positions],
             "unrealised_pnl": round(float(self.unrealised_pnl), MONEY_DIGITS),
             "price_digits": self.price_digits,
@@ -298,9 +323,15 @@ class RunSummary:
         return summary
 
 
-def _money(amount: float, currency: str) -> str:
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{currency} {abs(amount):,.2f}"
+def _money(amount: float, currency: str, plus: str = "") -> str:
+    # Signed as written, to the cent: -0.004 is 0.00 (with ``plus``), never -0.00.
+    cents = round(amount, 2)
+    return f"{'-' if cents < 0 else plus}{currency} {abs(cents):,.2f}"
+
+
+def _percent_change(change: float, start: float) -> str:
+    # Signed as the change is written to the cent (`_money`): a change of -0.004 is +0.00%.
+    return f"{'-' if round(change, 2) < 0 else '+'}{abs(change / start):.2%}"
 
 
 _WHY_WORDS = {
@@ -335,9 +366,9 @@ def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
     (the guard was reducing: 139)``). The report's chart shows the same lines."""
     if summary.open_positions:
         held = ", ".join(position.describe(summary.price_digits) for position in summary.open_positions)
-        unrealised = _money(summary.unrealised_pnl, currency)
+        unrealised = _money(summary.unrealised_pnl, currency, plus="+")
         opened = (
-            f"Open at the end: {held}; unrealised {'' if summary.unrealised_pnl < 0 else '+'}{unrealised} "
+            f"Open at the end: {held}; unrealised {unrealised} "
             "at the last close, in the final equity"
         )
     else:
@@ -355,7 +386,8 @@ def end_of_run_lines(summary: RunSummary, currency: str = "GBP") -> list[str]:
 
 def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
     """A few lines a trader reads at a glance: profit or loss, worst drawdown, fills (as many as
-    fills.csv has rows) by why, what is still open, orders refused, what fired, and when, why and
+    fills.csv has rows) by why, what is still open, orders refused (the first of each cause with
+    its reason, and how many were alike), what fired, and when, why and
     for how long trading was halted or reducing (`runtime.replay.spans.span_lines`)."""
     change = summary.final_equity - summary.start_equity
     # Trades first, then closes, as _WHY_WORDS lists them; a why it does not know goes last, by name.
@@ -364,11 +396,11 @@ def format_summary(summary: RunSummary, currency: str = "GBP") -> str:
     by_why = ", ".join(f"{summary.fills_by_why[why]} {_WHY_WORDS.get(why, why)}" for why in whys)
     lines = [
         f"Equity: {_money(summary.start_equity, currency)} -> {_money(summary.final_equity, currency)} "
-        f"({'+' if change >= 0 else '-'}{_money(abs(change), currency)}, "
-        f"{change / summary.start_equity:+.2%})",
+        f"({_money(change, currency, plus='+')}, {_percent_change(change, summary.start_equity)})",
         f"Max drawdown: {summary.max_drawdown:.2%}",
         f"Fills: {summary.fills} in fills.csv" + (f": {by_why}" if by_why else "") + f"   Restarts: {summary.restarts}",
         *end_of_run_lines(summary, currency),
+        *(first.describe(summary.orders_refused_by.get(first.cause, first.alike)) for first in summary.first_refusals),
     ]
     if summary.guard_triggers:
         lines.append(f"Guards fired: {len(summary.guard_triggers)}")
@@ -510,32 +542,6 @@ def open_positions(fills: Iterable[FillRow]) -> list[OpenPosition]:
     return list(held.values())
 
 
-@attrs.frozen
-class Refusal:
-    """An order that did not trade: when (UTC), and its cause: the gate's rule that refused it
-    (a pre-trade limit's setting name, or ``trading_state`` when the guard was halted or
-    reducing), ``broker`` when the broker refused or failed it, or ``not sent`` when it never
-    reached the broker for another reason (the loop held it back, or it could not be journaled)."""
-
-    time: datetime = attrs.field(converter=as_utc)
-    cause: str = attrs.field(validator=attrs.validators.instance_of(str))
-
-
-def refusals_from_events(events: Iterable[Event]) -> list[Refusal]:
-    """Every order a journal says did not trade (its TRADE_FAILED events), in journal order. A
-    reconciled one is left out: a restarted guard journals it for an order it could not find,
-    whose fill may still turn up (a reconciled TRADE_EXECUTED, a row of fills.csv)."""
-    refusals = []
-    for event in events:
-        if event.event_type is EventType.TRADE_FAILED:
-            failed = TradeFailed.from_event(event)
-            if failed.reconciled:
-                continue
-            cause = failed.refused_by or ("not sent" if failed.rejected else "broker")
-            refusals.append(Refusal(event.timestamp, cause))
-    return refusals
-
-
 def write_fills_csv(
     path: str | os.PathLike[str], fills: Iterable[FillRow], price_digits: int = PRICE_DIGITS_UNKNOWN
 ) -> int:
@@ -596,7 +602,7 @@ def plot_report(
         return False
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, format="png")
+    figure.savefig(target, format="png", metadata={"Title": title})  # what an image viewer names it by
     return True
 
 
