@@ -95,6 +95,14 @@ def store_from_settings(settings: Settings) -> StateStore:
         raise
     return store
 
+STATE_FILE_LOST_ADVICE = (
+    "It sends a broker outside this process no order while its store refuses to record one, and its guard still "
+    "watches the open positions in memory (a breach closes them); restore the file before its next start, which "
+    "otherwise begins afresh"
+)
+"""What the "State file lost" alert adds to what happened (`TradingSystem.guard_state_file`)."""
+
+
 class TradingSystem:
     """The four actors (plus the alert sender, and with ``healthcheck_ping_url`` the dead man's
     switch) under one supervisor, with stable addresses.
@@ -218,26 +226,25 @@ class TradingSystem:
             self.guard_state_file(claim)
 
     def guard_state_file(self, claim: StateFileClaim) -> None:
-        """Halt this system when the state file ``claim`` holds is deleted or replaced while it runs
-        (`StateFileClaim.watch`): its store then keeps nothing it saves, so neither a halt nor the
-        peak would outlive a restart. The claim takes the path's new file first, so no second bot
-        starts on the path while this one is up. What happened is logged at critical and alerted
-        ("State file lost"), and the system halts as by the kill switch (by ``state file watch``,
-        that text the reason), which its store cannot save. A system that claims its own file
-        calls this itself; a caller that claims the file and hands the system its store
-        (`tradewarden run`) calls it."""
+        """Say, at critical and as an alert ("State file lost"), when the state file ``claim``
+        holds is deleted or replaced while this system runs (`StateFileClaim.watch`): its store
+        then refuses every save, so it sends a broker outside this process no order (none can be
+        recorded first; a `PaperBroker`'s account lives and dies with this process), and neither a
+        halt nor the peak would outlive a restart. The claim takes the path's new file first, so
+        no second bot starts on the path while this one is up. It does not halt: that would close
+        every position at market because a file went missing, while its guard still watches them
+        in memory and closes them on a breach. A system that claims its own file calls this
+        itself; a caller that claims the file and hands the system its store (`tradewarden run`)
+        calls it."""
         claim.watch(self._state_file_lost)
 
     def _state_file_lost(self, what: str) -> None:
-        logger.critical("{}: halting", what)
+        said = f"{what}. {STATE_FILE_LOST_ADVICE}"
+        logger.critical("{}", said)
         try:
-            Address(self._slots["alerts"]).tell(SendAlert(Alert("State file lost", what, Severity.CRITICAL)))
+            Address(self._slots["alerts"]).tell(SendAlert(Alert("State file lost", said, Severity.CRITICAL)))
         except ChildUnavailable:
             pass  # stopped: the log line above is all there is to say it with
-        try:
-            self.halt("state file watch", what)
-        except (HaltNotSaved, HaltNotConfirmed) as exc:
-            logger.critical("{}", exc)  # expected: the store's file is gone; the halt is in force in this process
 
     # --- the children -----------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""A state file deleted or replaced under a running bot: the bot halts and keeps the path claimed,
-so a second bot cannot start on a new file there and trade the same account."""
+"""A state file deleted or replaced under a running bot: the bot says so at critical, sends no
+order, and keeps the path claimed, so a second bot cannot start on a new file there and trade the
+same account."""
 
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,9 @@ from actor_helpers import WAIT, AlertInbox
 from support.processes import Child, run
 
 from actors import TradingSystem
-from runtime import ListSignalSource, ManualClock, PaperBroker, Settings, TradingState
+from actors.messages import PlaceOrder
+from actors.system import STATE_FILE_LOST_ADVICE
+from runtime import ListSignalSource, ManualClock, Order, PaperBroker, Settings, TradingState
 from runtime.adapters.sqlite import SqliteStore
 from runtime.adapters.state_claim import StateFileClaim
 from runtime.alerts import Severity
@@ -47,26 +51,35 @@ def _remove(path: Path, how: str) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+class Venue(PaperBroker):
+    """A paper account standing in for a broker outside this process (as MetaTrader 5 is)."""
+
+    in_process = False
+
+
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
-def test_a_state_file_deleted_or_replaced_under_a_running_system_halts_it_and_no_second_bot_starts_on_the_path(
+def test_a_state_file_deleted_or_replaced_under_a_running_system_is_alerted_no_order_goes_and_no_second_bot_starts(
     tmp_path: Path, how: str
 ) -> None:
     # The old file's lock held nothing at the path: a second bot claimed the new file there and
     # traded the account beside this one, which went on trading with every write refused.
     path = tmp_path / "state.db"
-    alerts = AlertInbox()
-    system = TradingSystem(Settings(state_db=str(path)), PaperBroker(10_000), ListSignalSource(), alerts=alerts,
+    alerts, broker = AlertInbox(), Venue(10_000)
+    broker.update_price("X", 100.0, datetime.now(UTC))
+    system = TradingSystem(Settings(state_db=str(path)), broker, ListSignalSource(), alerts=alerts,
                            clock=ManualClock(), loop_interval=None).start()
     try:
         _remove(path, how)
         lost = (f"state_db {str(path)!r} was {how} while this bot had it open, so nothing it saves now is kept; this "
-                "bot now holds the path, so no second bot starts on it until this one stops")
+                f"bot now holds the path, so no second bot starts on it until this one stops. {STATE_FILE_LOST_ADVICE}")
         said = alerts.wait_for("State file lost")
         assert (said.text, said.severity) == (lost, Severity.CRITICAL)
-        halted = alerts.wait_for("Trading halted by hand")
-        assert halted.text == f"halted by state file watch: {lost}"
-        status = system.guard_status(WAIT)
-        assert (status.state.trading_state, status.state.reason) == (TradingState.HALTED, halted.text)
+        # Not halted (nothing closed at market for a missing file), and no order goes out: none can be recorded.
+        assert system.guard_status(WAIT).state.trading_state is TradingState.ACTIVE
+        outcome = system.guard.ask(PlaceOrder(Order("X", "buy", 1), datetime.now(UTC)), timeout=WAIT)
+        assert outcome.refusal is not None and outcome.refusal.startswith(
+            f"client id {outcome.client_id!r} could not be looked up in the journal, so the order was not sent")
+        assert broker.open_positions() == []
         second = run([sys.executable, "-c", SECOND_BOT, str(path)], timeout=WAIT * 3)
         assert (second.returncode, second.stdout) == (2, _held_elsewhere(path))
     finally:
