@@ -344,16 +344,17 @@ class GuardActor(SupervisedActor):
         # Halts pressed while no guard of the account ran (see `PendingHalt`) are taken before
         # any order, each as a halt asked now. A store that cannot say whether any are pending
         # fails the start: the guard must not trade without knowing. They are cleared only once
-        # HALTED is saved, so a crash in between takes them again, never loses them; a clear
-        # that fails is tried again before a resume lifts the halt (else a later restart would
-        # take a halt the operator has since lifted).
+        # HALTED is saved (now, or by the save that first goes through after a refused one: see
+        # _save), so a crash in between takes them again, never loses them; a clear that fails
+        # is tried again before a resume lifts the halt (else a later restart would take a halt
+        # the operator has since lifted).
         pending = self._store.load_pending_halts(self._loop_id)
-        saved = True
         for halt in pending:
-            saved = self._halt(halt.by, halt.reason)[1]
-        if pending and saved:
+            self._halt(halt.by, halt.reason)
+        if pending:
             self._taken_halts = [halt.halt_id for halt in pending]
-            self._clear_taken_halts()
+            if self._unsaved is None:
+                self._clear_taken_halts()
         return bool(pending)
 
     def _take_pressed_halts(self) -> bool:
@@ -1393,6 +1394,7 @@ class GuardActor(SupervisedActor):
         self._saved, self._stored = self._save_key(), record
         if self._unsaved is not None:
             failures, self._unsaved = self._unsaved[0], None
+            self._clear_taken_halts()  # a halt taken while the store refused it is durable now: its pending record goes
             if self._carry is not None:
                 self._carry.clear(self)
             self.timers.cancel("resave")
