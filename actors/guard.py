@@ -500,11 +500,12 @@ class GuardActor(SupervisedActor):
         monitor = self.monitor
         found: list[Assessment] = []
         at = _not_after(reading.at, self.context.clock.now())
-        if reading.net_deposits is not None:
-            before_flow = self._take_flows(reading.net_deposits, reading.equity, at)
-            if before_flow is not None:
-                found.append(before_flow)
         try:
+            # A time the flow's own reading refuses refuses the whole reading: nothing is taken.
+            if reading.net_deposits is not None:
+                before_flow = self._take_flows(reading.net_deposits, reading.equity, at)
+                if before_flow is not None:
+                    found.append(before_flow)
             assessment = monitor.observe(reading.equity, at, changes_only=True)
         except (TypeError, ValueError, AttributeError) as exc:
             self._refuse(reading.equity, exc)
