@@ -65,7 +65,7 @@ from runtime.payloads import (
 from runtime.replay.guard_line import GuardLine
 from runtime.risk.cooldown import MAX_DRAWDOWN, RUNAWAY_LOOP, Cooldown
 from runtime.risk.drawdown import DrawdownTracker
-from runtime.risk.gate import ACCOUNT_UNREAD, Gate, Refusal, reduces_exposure
+from runtime.risk.gate import ACCOUNT_UNREAD, Gate, GateRecord, Refusal, reduces_exposure
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, GuardRecord, Latch, ResumeRefused, RiskMonitor, SeriesInterrupted
@@ -164,10 +164,11 @@ class GuardActor(SupervisedActor):
     start leaves it to the next, and a restart of the guard later does not say it again.
     Without one, only incarnation 1 says it.
 
-    A record the store refuses is saved again on a timer until it takes it. With a ``carry``
-    (`actors.guard_carry.GuardCarry`, one per trading system, from `TradingSystem`), it is also
-    held there, and an incarnation that crashes before it is saved hands it to the next one,
-    which carries on from it (never from a less safe record: see `GuardCarry.adopt`).
+    A record the store refuses (the guard's, or its gate's order history and runaway latch) is
+    saved again on a timer until it takes it. With a ``carry`` (`actors.guard_carry.GuardCarry`,
+    one per trading system, from `TradingSystem`), it is also held there, and an incarnation
+    that crashes before it is saved hands it to the next one, which carries on from it (never
+    from a less safe record: see `GuardCarry.adopt` and `GuardCarry.adopt_gate`).
 
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
@@ -247,6 +248,8 @@ class GuardActor(SupervisedActor):
         self._saved: tuple[float, object, int, float | None] | None = (0.0, None, 0, None)  # what the store last got: see _save_key
         self._stored: GuardRecord | None = None  # the record the store holds, as far as this incarnation knows
         self._unsaved: tuple[int, str] | None = None  # failed saves in a row, and the last one's error
+        self._gate_stored: GateRecord | None = None  # as _stored, for the gate's record
+        self._gate_unsaved: tuple[int, str] | None = None  # as _unsaved, for the gate's record
         self._bad_readings = 0
         self._bad_cash_flows = 0
         self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
@@ -395,6 +398,8 @@ class GuardActor(SupervisedActor):
         ("Guard state carried over"); else whatever starts from the store next will not know it
         ("Guard state lost")."""
         self._cooldown_timers.cancel_all()
+        if self._monitor is not None and self._gate_unsaved is not None:
+            self._save_gate()  # once more; refused again, the carry holds it for the next incarnation
         if self._monitor is not None and self._unsaved is not None and not self._save():
             assert self._unsaved is not None
             state = self._state()
@@ -495,6 +500,8 @@ class GuardActor(SupervisedActor):
             self._lift_runaway()
         elif key == "resave" and self._unsaved is not None:
             self._save()
+        elif key == "resave_gate" and self._gate_unsaved is not None:
+            self._save_gate()
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
@@ -1245,15 +1252,23 @@ class GuardActor(SupervisedActor):
     def _restore_gate(self) -> None:
         if not self._remembers:
             return
-        record = self._store.load_gate(self._loop_id)
+        record = self._gate_stored = self._store.load_gate(self._loop_id)
+        carried = None
+        if self._carry is not None:
+            record, carried = self._carry.adopt_gate(self, record)
         if record is not None:
             self._gate.restore(record)
             if self.monitor.trading_state is TradingState.HALTED:
                 self._halted_by, self._halted_at = record.halted_by, record.halted_at
+        if carried is not None:  # as _adopt: saved again, counting on from its failures
+            self.log.warning("carrying on from the gate record an earlier incarnation could not save ({})", carried.error)
+            self._gate_unsaved = (carried.failures, carried.error)
+            self._save_gate()
         self._arm_cooldowns()
 
     def _save_gate(self) -> None:
-        # As _save: a store that fails must not stop the guard, but it must say so.
+        # As _save: a store that fails must not stop the guard, but it must say so (once an
+        # outage), save it again until the store takes it, and hold it for the next incarnation.
         if not self._remembers:
             return
         record = attrs.evolve(self._gate.record(), halted_by=self._halted_by, halted_at=self._halted_at)
@@ -1261,8 +1276,21 @@ class GuardActor(SupervisedActor):
             self._store.save_gate(self._loop_id, record)
         except Exception as exc:
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
-            self.log.critical("gate state not saved: {!r}", exc)
-            self._alert("Gate state not saved", f"{exc!r}; a restart would forget the order history and latches", Severity.CRITICAL)
+            failures = 1 if self._gate_unsaved is None else self._gate_unsaved[0] + 1
+            self._gate_unsaved = (failures, repr(exc))
+            self._keep_unsaved(Unsaved(record, self._gate_stored, failures, repr(exc)), "resave_gate")
+            if failures == 1:
+                self.log.critical("gate state not saved: {!r}; saved again until the store takes it", exc)
+                self._alert("Gate state not saved", f"{exc!r}; the guard keeps acting on its order history and latches, "
+                            "and saves them again until the store takes them", Severity.CRITICAL)
+            return
+        self._gate_stored = record
+        if self._gate_unsaved is not None:
+            failures, self._gate_unsaved = self._gate_unsaved[0], None
+            self._unsaved_taken("resave_gate", gate=True)
+            self.log.warning("gate state saved again after {} failed tries", failures)
+            self._alert("Gate state saved", f"the state store took the gate's record again after {failures} failed tries",
+                        Severity.INFO)
 
     def _hold_halt(self, rules: tuple[str, ...]) -> None:
         if self._cooldown is None:
@@ -1384,9 +1412,7 @@ class GuardActor(SupervisedActor):
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
             failures = 1 if self._unsaved is None else self._unsaved[0] + 1
             self._unsaved, self._saved = (failures, repr(exc)), None
-            if self._carry is not None:
-                self._carry.hold(self, Unsaved(record, self._stored, failures, repr(exc)))
-            self.timers.start_single("resave", _RESAVE.delay(failures))
+            self._keep_unsaved(Unsaved(record, self._stored, failures, repr(exc)), "resave")
             if failures == 1:  # said once an outage; the retries are not news
                 self.log.critical("guard state not saved: {!r}; saved again until the store takes it", exc)
                 self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds, and saves it "
@@ -1396,13 +1422,24 @@ class GuardActor(SupervisedActor):
         if self._unsaved is not None:
             failures, self._unsaved = self._unsaved[0], None
             self._clear_taken_halts()  # a halt taken while the store refused it is durable now: its pending record goes
-            if self._carry is not None:
-                self._carry.clear(self)
-            self.timers.cancel("resave")
+            self._unsaved_taken("resave", gate=False)
             self.log.warning("guard state saved again after {} failed tries: {}", failures, monitor.trading_state.value)
             self._alert("Guard state saved", f"the state store took the guard's state again ({monitor.trading_state.value})"
                         f" after {failures} failed tries", Severity.INFO)
         return True
+
+    def _keep_unsaved(self, unsaved: Unsaved[GuardRecord] | Unsaved[GateRecord], timer: str) -> None:
+        # A record the store refused: held for the next incarnation (see GuardCarry), and saved
+        # again on ``timer``, soon at first, then every 10 s while the store stays down.
+        if self._carry is not None:
+            self._carry.hold(self, unsaved)
+        self.timers.start_single(timer, _RESAVE.delay(unsaved.failures))
+
+    def _unsaved_taken(self, timer: str, *, gate: bool) -> None:
+        # The store took a record it had refused: nothing is left to hand on or to save again.
+        if self._carry is not None:
+            self._carry.clear(self, gate=gate)
+        self.timers.cancel(timer)
 
     def _save_key(self) -> tuple[float, object, int, float | None]:
         # A reading is saved when it moves the peak, the day or the net deposits (which must
