@@ -114,7 +114,9 @@ class GuardActor(SupervisedActor):
     of the same client id), alerted, and the account read and judged with it (a late position
     while HALTED is closed). A watch, not an in-flight marker, because only the broker can tell
     whether an order executed: a marker dies with the process that made the call, while the
-    broker may still carry the order out.
+    broker may still carry the order out. Until it says (or the grace ends with no fill), such an
+    order is counted by the gate for every later order, the way that is worst for it (see
+    `runtime.risk.gate.Gate.check`): a close cannot reverse a position when an earlier one fills late.
 
     Readings (`EquityReading`, `EquityBatch`): checked against the guards; on a breach, in this
     order: latches HALTED, closes every position (retrying a failing broker with backoff until
@@ -255,6 +257,9 @@ class GuardActor(SupervisedActor):
         self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
         self._unreadable: set[str] = set()  # repr of each held order's id whose record is unreadable: alerted once
         self._unknown_ids: set[str] = set()  # orders whose outcome was alerted as unknown: their truth is alerted too
+        # Orders sent with no outcome known yet, by client id: the broker may hold them, so the gate
+        # counts them (see Gate.check). Not those journaled as not executed and watched for a late fill.
+        self._in_doubt: dict[str, Order] = {}
         self._liquidating: str | None = None
         self._taken_halts: list[str] = []  # ids of pending halts taken whose clear failed
         self._reaction_started: float | None = None
@@ -918,6 +923,7 @@ class GuardActor(SupervisedActor):
             self._close_order(client_id, event, TradeFailed.of(order, request.signal, rejected=False, error=error))
             return self._outcome(order, request.at, error=error)
         self._unknown_ids.add(client_id)
+        self._in_doubt[client_id] = order
         self.timers.start_single("reconcile", _RECONCILE_EVERY)
         self._alert("Order outcome unknown", f"{what}: {fault}; the broker may hold it; looked up at the broker until it "
                     "says, and journaled then; do not send it again", Severity.CRITICAL)
@@ -986,7 +992,7 @@ class GuardActor(SupervisedActor):
         except Exception as exc:
             self.log.error("open positions not read for order {}: {!r}", order.client_id, exc)
         else:
-            if reduces_exposure(order, positions):
+            if reduces_exposure(order, positions, tuple(self._in_doubt.values())):
                 return None
         self._metrics.incr(f"{MetricNames.ORDER_REFUSED_TOTAL}.{ACCOUNT_UNREAD}")
         return Refusal(
@@ -1020,7 +1026,8 @@ class GuardActor(SupervisedActor):
         positions = self._positions_for_gate(gate.state(state))
         prices = self._prices(order, positions) if gate.needs_prices and positions is not None else {}
         now = self.context.clock.now()
-        refusal = gate.check(order, state, positions, now=now, prices=prices, equity=self.monitor.tracker.latest_equity)
+        refusal = gate.check(order, state, positions, now=now, prices=prices, equity=self.monitor.tracker.latest_equity,
+                             in_doubt=tuple(self._in_doubt.values()))
         if refusal is None:
             return None
         self._metrics.incr(f"{MetricNames.ORDER_REFUSED_TOTAL}.{refusal.rule}")
@@ -1110,11 +1117,14 @@ class GuardActor(SupervisedActor):
                 continue
             try:
                 order = OrderSubmitted.from_event(held.submitted)
+                sent = Order(order.symbol, order.side, order.volume, order.client_order_id)
             except (TypeError, ValueError) as exc:  # one unreadable record must not stop the guard
                 self._unreadable_order(held.submitted.metadata.get("client_order_id"), str(exc))
                 continue
             client_id, watch_until = order.client_order_id, held.watch_until
             watched = watch_until is not None
+            if not watched:  # (also one an earlier incarnation sent)
+                self._in_doubt[client_id] = sent
             try:
                 fill = self._broker.find_fill(client_id)
             except Exception as exc:
@@ -1124,6 +1134,7 @@ class GuardActor(SupervisedActor):
                 waits.append(self._late_fill_every if watched else _RECONCILE_EVERY)
                 continue
             if fill is not None:
+                self._in_doubt.pop(client_id, None)
                 self._settle(client_id, TradeExecuted.of(order, fill, reconciled=True))
                 if order.closes is not None:
                     self._stop_found(order, fill)
@@ -1138,6 +1149,7 @@ class GuardActor(SupervisedActor):
                     continue
                 error = f"not executed: the broker has no fill for this client id {self._settle_grace:g}s after it was sent"
                 failed = TradeFailed(**order.order_fields(), rejected=False, error=error, client_order_id=client_id, reconciled=True)
+                self._in_doubt.pop(client_id, None)
                 self._settle(client_id, failed, watch_until=now + self._late_fill_watch)
                 self.log.warning("order {} reconciled with the broker: not executed (watched for a late fill)", client_id)
                 if client_id in self._unknown_ids:
