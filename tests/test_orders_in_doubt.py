@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import threading
 
+from actor_helpers import wait_until
 from test_guard_actor import GuardTree
 
+from actors.messages import Crash
 from runtime import BrokerError, EventType, Order, PaperBroker, Settings, TradingState
 
 
@@ -95,3 +97,16 @@ def test_an_exposure_limit_counts_an_order_of_unknown_outcome_that_adds_to_the_p
     venue.arrive()
     tree.events.wait_for(lambda es: any(e.event_type is EventType.TRADE_EXECUTED and e.metadata["reconciled"] for e in es))
     assert venue.net_volume("X") == 40
+
+
+def test_a_guard_that_restarts_with_a_close_of_unknown_outcome_held_in_the_store_counts_it_too(trees):
+    venue, tree = reducing(trees)
+    venue.times_out = True
+    assert tree.place("X", "sell", 100).unknown
+    tree.guard.tell(Crash("drill"))
+    assert wait_until(lambda: (g := tree.handle.children()["guard"]).incarnation == 2 and g.alive)
+    assert tree.status().state.trading_state is TradingState.REDUCING
+    assert tree.place("X", "sell", 100).refusal == "reducing: only orders that reduce exposure are allowed"
+    venue.arrive()
+    tree.events.wait_for(lambda es: any(e.event_type is EventType.TRADE_EXECUTED and e.metadata["reconciled"] for e in es))
+    assert venue.net_volume("X") == 0
