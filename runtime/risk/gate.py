@@ -49,7 +49,8 @@ def reduces_exposure(order: Order, positions: Sequence[Position], in_doubt: Sequ
     to, or reverses one, whichever of the orders ``in_doubt`` (sent, their outcome unknown yet)
     filled. The worst case for it is taken: those on its own side filled, the others not."""
     net = net_volume(order.symbol, positions)
-    net += sum(o.side.sign * o.volume for o in in_doubt if o.symbol == order.symbol and o.side is order.side)
+    if in_doubt:
+        net += sum(o.side.sign * o.volume for o in in_doubt if o.symbol == order.symbol and o.side is order.side)
     return net != 0 and order.side.sign * net < 0 and order.volume <= abs(net) * (1 + _VOLUME_TOLERANCE)
 
 

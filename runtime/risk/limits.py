@@ -95,14 +95,19 @@ class OrderContext:
 
     @net.default
     def _net(self) -> dict[str, float]:
+        if not self._doubt:  # the usual case, on every order's path
+            return self._held
         return {symbol: self._worst(symbol, 0.0)[0] for symbol in {*self._held, *self._doubt}}
 
     def _worst(self, symbol: str, change: float) -> tuple[float, float]:
         # The largest net in ``symbol`` once ``change`` (signed volume) has filled, whichever
         # orders in doubt filled, and the net it was reached from.
         held = self._held.get(symbol, 0.0)
-        buys, sells = self._doubt.get(symbol, (0.0, 0.0))
-        before = max(held + buys, held + sells, key=lambda base: abs(base + change))
+        doubt = self._doubt.get(symbol)
+        if doubt is None:
+            return held + change, held
+        buys, sells = doubt
+        before = held + buys if abs(held + buys + change) >= abs(held + sells + change) else held + sells
         return before + change, before
 
     def price(self, symbol: str) -> float | None:
