@@ -65,7 +65,7 @@ from runtime.payloads import (
 from runtime.replay.guard_line import GuardLine
 from runtime.risk.cooldown import MAX_DRAWDOWN, RUNAWAY_LOOP, Cooldown
 from runtime.risk.drawdown import DrawdownTracker
-from runtime.risk.gate import ACCOUNT_UNREAD, Gate, Refusal, reduces_exposure
+from runtime.risk.gate import ACCOUNT_UNREAD, Gate, GateRecord, Refusal, reduces_exposure
 from runtime.risk.guards import DailyLossGuard, Guard, GuardState, TradingState
 from runtime.risk.liquidation import close_every_position
 from runtime.risk.monitor import Assessment, GuardRecord, Latch, ResumeRefused, RiskMonitor, SeriesInterrupted
@@ -118,7 +118,9 @@ class GuardActor(SupervisedActor):
     of the same client id), alerted, and the account read and judged with it (a late position
     while HALTED is closed). A watch, not an in-flight marker, because only the broker can tell
     whether an order executed: a marker dies with the process that made the call, while the
-    broker may still carry the order out.
+    broker may still carry the order out. Until it says (or the grace ends with no fill), such an
+    order is counted by the gate for every later order, the way that is worst for it (see
+    `runtime.risk.gate.Gate.check`): a close cannot reverse a position when an earlier one fills late.
 
     Readings (`EquityReading`, `EquityBatch`): checked against the guards; on a breach, in this
     order: latches HALTED, closes every position (retrying a failing broker with backoff until
@@ -168,10 +170,11 @@ class GuardActor(SupervisedActor):
     start leaves it to the next, and a restart of the guard later does not say it again.
     Without one, only incarnation 1 says it.
 
-    A record the store refuses is saved again on a timer until it takes it. With a ``carry``
-    (`actors.guard_carry.GuardCarry`, one per trading system, from `TradingSystem`), it is also
-    held there, and an incarnation that crashes before it is saved hands it to the next one,
-    which carries on from it (never from a less safe record: see `GuardCarry.adopt`).
+    A record the store refuses (the guard's, or its gate's order history and runaway latch) is
+    saved again on a timer until it takes it. With a ``carry`` (`actors.guard_carry.GuardCarry`,
+    one per trading system, from `TradingSystem`), it is also held there, and an incarnation
+    that crashes before it is saved hands it to the next one, which carries on from it (never
+    from a less safe record: see `GuardCarry.adopt` and `GuardCarry.adopt_gate`).
 
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
@@ -251,11 +254,16 @@ class GuardActor(SupervisedActor):
         self._saved: tuple[float, object, int, float | None] | None = (0.0, None, 0, None)  # what the store last got: see _save_key
         self._stored: GuardRecord | None = None  # the record the store holds, as far as this incarnation knows
         self._unsaved: tuple[int, str] | None = None  # failed saves in a row, and the last one's error
+        self._gate_stored: GateRecord | None = None  # as _stored, for the gate's record
+        self._gate_unsaved: tuple[int, str] | None = None  # as _unsaved, for the gate's record
         self._bad_readings = 0
         self._bad_cash_flows = 0
         self._client_ids: set[str] = set()  # every order this incarnation journaled: sent at most once
         self._unreadable: set[str] = set()  # repr of each held order's id whose record is unreadable: alerted once
         self._unknown_ids: set[str] = set()  # orders whose outcome was alerted as unknown: their truth is alerted too
+        # Orders sent with no outcome known yet, by client id: the broker may hold them, so the gate
+        # counts them (see Gate.check). Not those journaled as not executed and watched for a late fill.
+        self._in_doubt: dict[str, Order] = {}
         self._liquidating: str | None = None
         self._taken_halts: list[str] = []  # ids of pending halts taken whose clear failed
         self._reaction_started: float | None = None
@@ -348,16 +356,17 @@ class GuardActor(SupervisedActor):
         # Halts pressed while no guard of the account ran (see `PendingHalt`) are taken before
         # any order, each as a halt asked now. A store that cannot say whether any are pending
         # fails the start: the guard must not trade without knowing. They are cleared only once
-        # HALTED is saved, so a crash in between takes them again, never loses them; a clear
-        # that fails is tried again before a resume lifts the halt (else a later restart would
-        # take a halt the operator has since lifted).
+        # HALTED is saved (now, or by the save that first goes through after a refused one: see
+        # _save), so a crash in between takes them again, never loses them; a clear that fails
+        # is tried again before a resume lifts the halt (else a later restart would take a halt
+        # the operator has since lifted).
         pending = self._store.load_pending_halts(self._loop_id)
-        saved = True
         for halt in pending:
-            saved = self._halt(halt.by, halt.reason)[1]
-        if pending and saved:
+            self._halt(halt.by, halt.reason)
+        if pending:
             self._taken_halts = [halt.halt_id for halt in pending]
-            self._clear_taken_halts()
+            if self._unsaved is None:
+                self._clear_taken_halts()
         return bool(pending)
 
     def _take_pressed_halts(self) -> bool:
@@ -398,6 +407,8 @@ class GuardActor(SupervisedActor):
         ("Guard state carried over"); else whatever starts from the store next will not know it
         ("Guard state lost")."""
         self._cooldown_timers.cancel_all()
+        if self._monitor is not None and self._gate_unsaved is not None:
+            self._save_gate()  # once more; refused again, the carry holds it for the next incarnation
         if self._monitor is not None and self._unsaved is not None and not self._save():
             assert self._unsaved is not None
             state = self._state()
@@ -504,16 +515,19 @@ class GuardActor(SupervisedActor):
             self._lift_runaway()
         elif key == "resave" and self._unsaved is not None:
             self._save()
+        elif key == "resave_gate" and self._gate_unsaved is not None:
+            self._save_gate()
 
     def _reading(self, reading: EquityReading) -> None:
         monitor = self.monitor
         found: list[Assessment] = []
         at = _not_after(reading.at, self.context.clock.now())
-        if reading.net_deposits is not None:
-            before_flow = self._take_flows(reading.net_deposits, reading.equity, at)
-            if before_flow is not None:
-                found.append(before_flow)
         try:
+            # A time the flow's own reading refuses refuses the whole reading: nothing is taken.
+            if reading.net_deposits is not None:
+                before_flow = self._take_flows(reading.net_deposits, reading.equity, at)
+                if before_flow is not None:
+                    found.append(before_flow)
             assessment = monitor.observe(reading.equity, at, changes_only=True)
         except (TypeError, ValueError, AttributeError) as exc:
             self._refuse(reading.equity, exc)
@@ -930,6 +944,7 @@ class GuardActor(SupervisedActor):
                         "it again", Severity.CRITICAL)
             return self._outcome(order, request.at, error=error, unknown=True)
         self._unknown_ids.add(client_id)
+        self._in_doubt[client_id] = order
         self.timers.start_single("reconcile", _RECONCILE_EVERY)
         self._alert("Order outcome unknown", f"{what}: {fault}; the broker may hold it; looked up at the broker until it "
                     "says, and journaled then; do not send it again", Severity.CRITICAL)
@@ -998,7 +1013,7 @@ class GuardActor(SupervisedActor):
         except Exception as exc:
             self.log.error("open positions not read for order {}: {!r}", order.client_id, exc)
         else:
-            if reduces_exposure(order, positions):
+            if reduces_exposure(order, positions, tuple(self._in_doubt.values())):
                 return None
         self._metrics.incr(f"{MetricNames.ORDER_REFUSED_TOTAL}.{ACCOUNT_UNREAD}")
         return Refusal(
@@ -1032,7 +1047,8 @@ class GuardActor(SupervisedActor):
         positions = self._positions_for_gate(gate.state(state))
         prices = self._prices(order, positions) if gate.needs_prices and positions is not None else {}
         now = self.context.clock.now()
-        refusal = gate.check(order, state, positions, now=now, prices=prices, equity=self.monitor.tracker.latest_equity)
+        refusal = gate.check(order, state, positions, now=now, prices=prices, equity=self.monitor.tracker.latest_equity,
+                             in_doubt=tuple(self._in_doubt.values()))
         if refusal is None:
             return None
         self._metrics.incr(f"{MetricNames.ORDER_REFUSED_TOTAL}.{refusal.rule}")
@@ -1122,11 +1138,14 @@ class GuardActor(SupervisedActor):
                 continue
             try:
                 order = OrderSubmitted.from_event(held.submitted)
+                sent = Order(order.symbol, order.side, order.volume, order.client_order_id)
             except (TypeError, ValueError) as exc:  # one unreadable record must not stop the guard
                 self._unreadable_order(held.submitted.metadata.get("client_order_id"), str(exc))
                 continue
             client_id, watch_until = order.client_order_id, held.watch_until
             watched = watch_until is not None
+            if not watched:  # (also one an earlier incarnation sent)
+                self._in_doubt[client_id] = sent
             try:
                 fill = self._broker.find_fill(client_id)
             except Exception as exc:
@@ -1136,6 +1155,7 @@ class GuardActor(SupervisedActor):
                 waits.append(self._late_fill_every if watched else _RECONCILE_EVERY)
                 continue
             if fill is not None:
+                self._in_doubt.pop(client_id, None)
                 self._settle(client_id, TradeExecuted.of(order, fill, reconciled=True))
                 if order.closes is not None:
                     self._stop_found(order, fill)
@@ -1150,6 +1170,7 @@ class GuardActor(SupervisedActor):
                     continue
                 error = f"not executed: the broker has no fill for this client id {self._settle_grace:g}s after it was sent"
                 failed = TradeFailed(**order.order_fields(), rejected=False, error=error, client_order_id=client_id, reconciled=True)
+                self._in_doubt.pop(client_id, None)
                 self._settle(client_id, failed, watch_until=now + self._late_fill_watch)
                 self.log.warning("order {} reconciled with the broker: not executed (watched for a late fill)", client_id)
                 if client_id in self._unknown_ids:
@@ -1264,15 +1285,23 @@ class GuardActor(SupervisedActor):
     def _restore_gate(self) -> None:
         if not self._remembers:
             return
-        record = self._store.load_gate(self._loop_id)
+        record = self._gate_stored = self._store.load_gate(self._loop_id)
+        carried = None
+        if self._carry is not None:
+            record, carried = self._carry.adopt_gate(self, record)
         if record is not None:
             self._gate.restore(record)
             if self.monitor.trading_state is TradingState.HALTED:
                 self._halted_by, self._halted_at = record.halted_by, record.halted_at
+        if carried is not None:  # as _adopt: saved again, counting on from its failures
+            self.log.warning("carrying on from the gate record an earlier incarnation could not save ({})", carried.error)
+            self._gate_unsaved = (carried.failures, carried.error)
+            self._save_gate()
         self._arm_cooldowns()
 
     def _save_gate(self) -> None:
-        # As _save: a store that fails must not stop the guard, but it must say so.
+        # As _save: a store that fails must not stop the guard, but it must say so (once an
+        # outage), save it again until the store takes it, and hold it for the next incarnation.
         if not self._remembers:
             return
         record = attrs.evolve(self._gate.record(), halted_by=self._halted_by, halted_at=self._halted_at)
@@ -1280,8 +1309,21 @@ class GuardActor(SupervisedActor):
             self._store.save_gate(self._loop_id, record)
         except Exception as exc:
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
-            self.log.critical("gate state not saved: {!r}", exc)
-            self._alert("Gate state not saved", f"{exc!r}; a restart would forget the order history and latches", Severity.CRITICAL)
+            failures = 1 if self._gate_unsaved is None else self._gate_unsaved[0] + 1
+            self._gate_unsaved = (failures, repr(exc))
+            self._keep_unsaved(Unsaved(record, self._gate_stored, failures, repr(exc)), "resave_gate")
+            if failures == 1:
+                self.log.critical("gate state not saved: {!r}; saved again until the store takes it", exc)
+                self._alert("Gate state not saved", f"{exc!r}; the guard keeps acting on its order history and latches, "
+                            "and saves them again until the store takes them", Severity.CRITICAL)
+            return
+        self._gate_stored = record
+        if self._gate_unsaved is not None:
+            failures, self._gate_unsaved = self._gate_unsaved[0], None
+            self._unsaved_taken("resave_gate", gate=True)
+            self.log.warning("gate state saved again after {} failed tries", failures)
+            self._alert("Gate state saved", f"the state store took the gate's record again after {failures} failed tries",
+                        Severity.INFO)
 
     def _hold_halt(self, rules: tuple[str, ...]) -> None:
         if self._cooldown is None:
@@ -1403,9 +1445,7 @@ class GuardActor(SupervisedActor):
             self._metrics.incr(MetricNames.STORE_ERRORS_TOTAL)
             failures = 1 if self._unsaved is None else self._unsaved[0] + 1
             self._unsaved, self._saved = (failures, repr(exc)), None
-            if self._carry is not None:
-                self._carry.hold(self, Unsaved(record, self._stored, failures, repr(exc)))
-            self.timers.start_single("resave", _RESAVE.delay(failures))
+            self._keep_unsaved(Unsaved(record, self._stored, failures, repr(exc)), "resave")
             if failures == 1:  # said once an outage; the retries are not news
                 self.log.critical("guard state not saved: {!r}; saved again until the store takes it", exc)
                 self._alert("Guard state not saved", f"{exc!r}; the guard keeps acting on what it holds, and saves it "
@@ -1414,13 +1454,25 @@ class GuardActor(SupervisedActor):
         self._saved, self._stored = self._save_key(), record
         if self._unsaved is not None:
             failures, self._unsaved = self._unsaved[0], None
-            if self._carry is not None:
-                self._carry.clear(self)
-            self.timers.cancel("resave")
+            self._clear_taken_halts()  # a halt taken while the store refused it is durable now: its pending record goes
+            self._unsaved_taken("resave", gate=False)
             self.log.warning("guard state saved again after {} failed tries: {}", failures, monitor.trading_state.value)
             self._alert("Guard state saved", f"the state store took the guard's state again ({monitor.trading_state.value})"
                         f" after {failures} failed tries", Severity.INFO)
         return True
+
+    def _keep_unsaved(self, unsaved: Unsaved[GuardRecord] | Unsaved[GateRecord], timer: str) -> None:
+        # A record the store refused: held for the next incarnation (see GuardCarry), and saved
+        # again on ``timer``, soon at first, then every 10 s while the store stays down.
+        if self._carry is not None:
+            self._carry.hold(self, unsaved)
+        self.timers.start_single(timer, _RESAVE.delay(unsaved.failures))
+
+    def _unsaved_taken(self, timer: str, *, gate: bool) -> None:
+        # The store took a record it had refused: nothing is left to hand on or to save again.
+        if self._carry is not None:
+            self._carry.clear(self, gate=gate)
+        self.timers.cancel(timer)
 
     def _save_key(self) -> tuple[float, object, int, float | None]:
         # A reading is saved when it moves the peak, the day or the net deposits (which must

@@ -76,3 +76,26 @@ def test_a_close_over_the_held_volume_by_the_tolerance_reduces_and_one_step_more
     edge = 10.0 * (1 + 1e-12)  # the largest volume still counted as closing 10 held
     assert reduces_exposure(Order("X", "sell", edge), _held(10)) is True
     assert reduces_exposure(Order("X", "sell", math.nextafter(edge, math.inf)), _held(10)) is False
+
+
+_DOUBT = st.lists(st.tuples(st.sampled_from(["buy", "sell"]), st.integers(1, 50)), max_size=4)
+
+
+@given(side=st.sampled_from(["buy", "sell"]), volume=st.integers(1, 150), net=st.integers(-100, 100), doubt=_DOUBT,
+       filled=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_an_order_that_reduces_with_orders_in_doubt_reduces_whichever_of_them_filled(side, volume, net, doubt, filled):
+    in_doubt = [Order("X", s, v) for s, v in doubt]
+    if not reduces_exposure(Order("X", side, volume), _held(net), in_doubt):
+        return
+    moved = net + sum(o.side.sign * o.volume for o, did in zip(in_doubt, filled) if did)
+    assert reduces_exposure(Order("X", side, volume), _held(moved))
+
+
+def test_a_close_in_doubt_counts_as_filled_for_another_close_and_a_buy_in_doubt_as_not_filled():
+    assert reduces_exposure(Order("X", "sell", 100), _held(100), [Order("X", "sell", 100)]) is False
+    assert reduces_exposure(Order("X", "sell", 60), _held(100), [Order("X", "sell", 40)]) is True
+    assert reduces_exposure(Order("X", "sell", 61), _held(100), [Order("X", "sell", 40)]) is False
+    assert reduces_exposure(Order("X", "sell", 150), _held(100), [Order("X", "buy", 50)]) is False
+    assert reduces_exposure(Order("X", "sell", 100), _held(100), [Order("Y", "sell", 100)]) is True
+    assert check_order(Order("X", "sell", 100), TradingState.REDUCING, _held(100), [Order("X", "sell", 100)]) == (
+        "reducing: only orders that reduce exposure are allowed")

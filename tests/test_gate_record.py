@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.guard_carry import GuardCarry, Unsaved
 from runtime import Order, Settings, TradingState
 from runtime.risk.gate import Gate, GateRecord, Refusal
 from runtime.risk.limits import MaxLeverage, MaxOrderNotional, OrderContext, OrderRate, RunawayLoop
@@ -195,3 +196,38 @@ def test_a_counted_rate_refusal_names_its_rule_and_reason_and_a_release_forgets_
     uncounted.sent(START)
     assert uncounted.check(ORDER, TradingState.ACTIVE, [], now=START) == Refusal("max_orders_per_second", reason)
     assert uncounted.release() is None and uncounted.record() == GateRecord(sent=(START.timestamp(),))
+
+
+def test_a_carried_gate_record_is_taken_whole_over_what_its_guard_knew_was_stored_and_never_less_safe_over_a_newer_one():
+    knew = GateRecord(sent=(1.0,), halted_by=("max_drawdown",), halted_at=1.0)
+    held = GateRecord(sent=(1.0, 2.0), refusals=(2.0,), latched="runaway", latched_at=2.0, halted_by=("max_drawdown",),
+                      halted_at=1.0)
+    carry, first, second = GuardCarry(), object(), object()
+    carry.adopt(first, None)
+    carry.hold(first, Unsaved(held, knew, 3, "OSError(28, 'No space left on device')"))
+    carry.adopt(second, None)
+    assert carry.adopt_gate(second, knew) == (held, Unsaved(held, knew, 3, "OSError(28, 'No space left on device')"))
+    # Written since (the fail-safe latched its halt: no cooldown lifts it): kept, with the carried orders and latch.
+    newer = GateRecord(sent=(1.0, 1.5))
+    merged, still = carry.adopt_gate(second, newer)
+    assert merged == GateRecord(sent=(1.0, 1.5, 2.0), refusals=(2.0,), latched="runaway", latched_at=2.0)
+    assert still is not None and still.record == held
+    # One that holds all of it already: nothing is left to save, and nothing is carried any more.
+    everything = GateRecord(sent=(1.0, 2.0), refusals=(2.0,), latched="a later runaway", latched_at=3.0)
+    assert carry.adopt_gate(second, everything) == (everything, None)
+    carry.adopt(first, None)
+    assert carry.adopt_gate(first, None) == (None, None)
+
+
+def test_only_the_incarnation_that_adopted_last_may_hold_or_clear_a_gate_record():
+    record = GateRecord(sent=(1.0,))
+    carry, old, new = GuardCarry(), object(), object()
+    carry.adopt(old, None)
+    carry.adopt(new, None)
+    carry.hold(old, Unsaved(record, None, 1, "late"))  # an abandoned incarnation that woke up late
+    assert carry.adopt_gate(new, None) == (None, None)
+    carry.hold(new, Unsaved(record, None, 1, "full"))
+    carry.clear(old, gate=True)
+    assert carry.adopt_gate(new, None) == (record, Unsaved(record, None, 1, "full"))
+    carry.clear(new, gate=True)
+    assert carry.adopt_gate(new, None) == (None, None)

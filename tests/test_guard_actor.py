@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from actor_helpers import WAIT, EventLog, FlakyBroker, Journal, LogLines, Recorder, wait_until
@@ -176,6 +176,38 @@ def test_a_bad_reading_is_refused_counted_and_never_kills_the_guard(tree_factory
     assert tree.metrics.counters["bad_readings_total"] == 1
     assert status.state.peak_equity == 11_000 and status.state.current_equity == 11_000
     assert tree.handle.children()["guard"].incarnation == 1
+
+
+_YEAR_ONE_EAST = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))  # before datetime.min once in UTC
+_NEW_YORK = Settings(daily_loss_percent=5.0, trading_timezone="America/New_York")
+
+
+@pytest.mark.parametrize(("at", "settings", "message"), [
+    (datetime(2024, 3, 1, 12), Settings(), "at must be a timezone-aware datetime, got datetime.datetime(2024, 3, 1, 12, 0)"),
+    (_YEAR_ONE_EAST, Settings(), f"at must be between 0001-01-03 and 9999-12-29 (UTC), got {_YEAR_ONE_EAST!r}"),
+    (datetime(1, 1, 1, tzinfo=UTC), _NEW_YORK,
+     "at must be between 0001-01-03 and 9999-12-29 (UTC), got datetime.datetime(1, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)"),
+])
+def test_a_reading_at_a_naive_or_unusable_time_is_refused_with_its_cash_flow_counted_and_never_kills_the_guard(
+    tree_factory, at, settings, message
+):
+    tree = tree_factory(broker_with_positions("X"), settings=settings)
+    tree.guard.tell(EquityReading(10_000.0, T0, 1, None, 0.0))  # the account's net deposits so far
+    with LogLines() as logs:
+        # A deposit of 500 travels with each: alone, as the last of a batch, and in a replay's series.
+        tree.guard.tell(EquityReading(10_500.0, at, 1, None, 500.0))
+        tree.guard.tell(EquityBatch([10_500.0], at, 1, 500.0))
+        tree.guard.tell(EquitySeries((10_500.0,), (at,), 1))
+        status = tree.status()
+    assert [line for line in logs.snapshot() if "refused" in line] == [f"WARNING bad equity reading refused: {message}"] * 3
+    assert (status.bad_readings, tree.metrics.counters["bad_readings_total"]) == (3, 3)
+    assert (status.state.trading_state, status.state.current_equity, status.state.last_check_time) == (
+        TradingState.ACTIVE, 10_000.0, T0)
+    assert tree.handle.children()["guard"].incarnation == 1
+    tree.guard.tell(EquityReading(10_500.0, T0, 1, None, 500.0))  # the deposit, taken with the next good reading
+    status = tree.status()
+    assert (status.state.trading_state, status.state.current_equity, status.bad_readings) == (
+        TradingState.ACTIVE, 10_500.0, 3)
 
 
 @pytest.mark.parametrize("count", ["x", -1, 1.5, True])

@@ -109,6 +109,21 @@ def test_max_total_exposure_adds_every_symbol_held_after_the_order():
     assert rule.check(Order("B", "buy", 11), held) == "total exposure 1,550.00 > limit 1,500.00 after B"
 
 
+def test_orders_in_doubt_count_into_exposure_the_way_that_leaves_the_most_held():
+    # 8 X held; a buy of 2 and a sell of 15 were sent and their outcomes are not known yet.
+    doubt = (Order("X", "buy", 2), Order("X", "sell", 15), Order("Y", "buy", 4))
+    held = OrderContext((long("X", 8),), {"X": 100.0, "Y": 100.0}, 10_000.0, NOW, in_doubt=doubt)
+    assert held.net == {"X": 10.0, "Y": 4.0}  # the buy filled (10), rather than the sell (-7)
+    assert held.net_after(Order("X", "buy", 1)) == {"X": 11.0, "Y": 4.0}
+    assert held.net_after(Order("X", "sell", 5)) == {"X": -12.0, "Y": 4.0}  # the sell filled: 8 - 15 - 5
+    assert MaxSymbolExposure(1_000).check(Order("X", "buy", 1), held) == "exposure 1,100.00 > limit 1,000.00 for X"
+    assert MaxTotalExposure(1_450).check(Order("X", "buy", 1), held) == "total exposure 1,500.00 > limit 1,450.00 after X"
+    assert MaxOpenPositions(1).check(Order("X", "buy", 1), held) is None  # (no new symbol)
+    assert MaxOpenPositions(1).check(Order("Z", "buy", 1), held) == "open positions 3 > limit 1 with Z"
+    without = context(long("X", 8), prices={"X": 100.0})
+    assert (without.net, without.net_after(Order("X", "sell", 8))) == ({"X": 8.0}, {})
+
+
 def test_max_leverage_is_total_notional_over_equity_and_refuses_an_unknown_equity():
     rule = MaxLeverage(2)
     assert rule.check(Order("X", "buy", 200), context(prices={"X": 100.0})) is None

@@ -84,3 +84,76 @@ def test_a_process_that_starts_with_a_runaway_latch_says_it_is_reducing(tmp_path
             second.stop()
     finally:
         store.close()
+
+
+class GateSavesRefused(SqliteStore):
+    """A state file whose gate saves raise while ``full`` is set (a disk full for a moment)."""
+
+    full = False
+
+    def save_gate(self, loop_id, record):
+        if self.full:
+            raise OSError(28, "No space left on device")
+        super().save_gate(loop_id, record)
+
+
+def test_a_runaway_latch_the_store_refused_is_saved_again_once_it_takes_it_so_a_restart_keeps_it(tmp_path: Path):
+    broker, clock, alerts = PaperBroker(10_000), ManualClock(), AlertInbox()
+    broker.update_price("EURUSD", 1.0)
+    store = GateSavesRefused(tmp_path / "state.db")
+    settings = Settings(max_orders_per_second=1, runaway_refusals=2, runaway_window_seconds=600)
+    system = start_trading_system(settings, broker, ListSignalSource(), store=store, alerts=alerts, clock=clock,
+                                  loop_interval=None, drills=True)
+
+    def place(side: str = "buy"):
+        return system.guard.ask(PlaceOrder(Order("EURUSD", side, 1), clock.now()), timeout=WAIT)
+
+    try:
+        assert place().executed
+        store.full = True  # the disk fills for a moment: the flood's refusals and its latch are not saved
+        assert place().refusal == place().refusal == "orders 2 in 1s > limit 1 for EURUSD"
+        runaway = "runaway order loop: 2 orders refused by rate limits within 600s (limit 2)"
+        assert system.guard_status().state.reason == runaway
+        store.full = False
+        assert alerts.wait_for("Gate state saved").text == "the state store took the gate's record again after 2 failed tries"
+        assert [(a.title, a.text) for a in alerts.sent if a.title == "Gate state not saved"] == [
+            ("Gate state not saved", "OSError(28, 'No space left on device'); the guard keeps acting on its order "
+             "history and latches, and saves them again until the store takes them")]
+        assert store.load_gate("main").latched == runaway
+        system.guard.tell(Crash("drill"))
+        assert wait_until(lambda: (g := system.children()["guard"]).incarnation == 2 and g.alive)
+        status = system.guard_status()
+        assert (status.state.trading_state, status.state.reason) == (TradingState.REDUCING, runaway)
+        clock.advance(5)
+        assert place().refusal == "reducing: only orders that reduce exposure are allowed"
+        assert broker.net_volume("EURUSD") == 1
+    finally:
+        system.stop()
+        store.close()
+
+
+def test_a_days_trades_the_store_refused_are_carried_to_the_next_guard_when_the_guard_crashes_first(tmp_path: Path):
+    broker, clock, alerts = PaperBroker(10_000), ManualClock(), AlertInbox()
+    broker.update_price("EURUSD", 1.0)
+    store = GateSavesRefused(tmp_path / "state.db")
+    system = start_trading_system(Settings(max_trades_per_day=1), broker, ListSignalSource(), store=store, alerts=alerts,
+                                  clock=clock, loop_interval=None, drills=True)
+
+    def place():
+        return system.guard.ask(PlaceOrder(Order("EURUSD", "buy", 1), clock.now()), timeout=WAIT)
+
+    try:
+        store.full = True
+        assert place().executed  # counted in this guard only: its record is refused
+        sent = (clock.now().timestamp(),)
+        system.guard.tell(Crash("drill"))  # before the store takes it
+        assert wait_until(lambda: (g := system.children()["guard"]).incarnation == 2 and g.alive)
+        clock.advance(60)
+        assert place().refusal == "trades 2 on 2024-01-01 (UTC) > limit 1 for EURUSD"  # the one before the crash counts
+        store.full = False
+        assert wait_until(lambda: store.load_gate("main") is not None and store.load_gate("main").sent == sent)
+        assert alerts.wait_for("Gate state saved").text.startswith("the state store took the gate's record again after ")
+        assert broker.net_volume("EURUSD") == 1
+    finally:
+        system.stop()
+        store.close()

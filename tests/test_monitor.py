@@ -242,6 +242,23 @@ def test_a_reading_without_a_time_zone_is_refused():
     assert monitor.record().last_check_time is None
 
 
+def test_a_time_whose_trading_day_lies_past_the_ends_of_datetimes_range_is_refused_naming_it():
+    # New York's day of 0001-01-01 00:00 UTC is the day before datetime.min: working it out overflowed.
+    monitor = RiskMonitor(1000.0, [DailyLossGuard(5.0, timezone="America/New_York")])
+    early, late = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"^at must be between 0001-01-03 and 9999-12-29 \(UTC\), got datetime\.datetime\(1, 1, 1, 0, 0, "):
+        monitor.observe(900.0, early)
+    with pytest.raises(ValueError, match=r"^at must be between 0001-01-03 and 9999-12-29 \(UTC\), got datetime\.datetime\(9999, "):
+        monitor.observe_many([900.0], late)
+    with pytest.raises(ValueError, match=r"^times\[0\] must be between 0001-01-03 and 9999-12-29 \(UTC\), got "):
+        monitor.observe_series([900.0, 950.0], [early, at(1)])  # (in UTC and in order)
+    with pytest.raises(ValueError, match=r"^times\[1\] must be between 0001-01-03 and 9999-12-29 \(UTC\), got "):
+        monitor.observe_series([900.0, 950.0], [at(1), late])
+    assert monitor.record().last_check_time is None
+    monitor.observe(900.0, datetime(1, 1, 3, tzinfo=UTC))  # the ends themselves are taken
+    monitor.observe(900.0, datetime(9999, 12, 29, tzinfo=UTC))
+
+
 # --- the trading state --------------------------------------------------------------------------
 
 

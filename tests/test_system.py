@@ -153,6 +153,42 @@ def test_a_pending_halt_whose_clear_failed_is_cleared_before_a_resume_so_a_later
         system.stop()
 
 
+class RefusedGuardSaves(MemoryStore):
+    """A store whose next ``failures`` saves of the guard's record raise (a database locked for a moment)."""
+
+    failures = 0
+
+    def save_guard(self, loop_id, record):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("database is locked")
+        super().save_guard(loop_id, record)
+
+
+def test_a_pending_halt_taken_while_one_save_was_refused_is_cleared_once_halted_is_saved_so_no_restart_takes_it_again():
+    # The first save of HALTED is refused, the next one (a moment later) goes through: the halt is
+    # durable then, so its pending record must go, or every later restart halts and liquidates again.
+    broker, store = paper("A"), RefusedGuardSaves()
+    start_trading_system(Settings(), broker, ListSignalSource(), store=store, loop_interval=None).stop()
+    store.save_pending_halt("main", PendingHalt("ops", "desk pressed /halt overnight"))
+    store.failures = 1
+    system = start_trading_system(Settings(), broker, ListSignalSource(), store=store, clock=ManualClock(),
+                                  loop_interval=None, drills=True)
+    try:
+        assert store.load_guard("main").trading_state is TradingState.HALTED
+        assert wait_until(lambda: store.load_pending_halts("main") == []), store.load_pending_halts("main")
+        assert system.resume("ops") is TradingState.HALTED
+        broker.submit_order(Order("A", "buy", 5))  # a position opened after the resume
+        before = system.children()["guard"].incarnation
+        system.guard.tell(Crash("an unrelated defect"))
+        assert wait_until(lambda: system.children()["guard"].incarnation > before), "the guard never restarted"
+        state = system.guard_status().state
+        assert (state.trading_state, state.reason) == (TradingState.ACTIVE, None)
+        assert [(p.symbol, p.volume) for p in broker.open_positions()] == [("A", 5)]
+    finally:
+        system.stop()
+
+
 class StalledJournal(MemoryStore):
     """A store whose journal writes wait until ``flowing`` is set: a disk that stalls."""
 

@@ -44,19 +44,24 @@ def net_volume(symbol: str, positions: Sequence[Position]) -> float:
     return sum(p.side.sign * p.volume for p in positions if p.symbol == symbol)
 
 
-def reduces_exposure(order: Order, positions: Sequence[Position]) -> bool:
+def reduces_exposure(order: Order, positions: Sequence[Position], in_doubt: Sequence[Order] = ()) -> bool:
     """True when ``order`` only shrinks the net position in its symbol: it never opens, adds
-    to, or reverses one."""
+    to, or reverses one, whichever of the orders ``in_doubt`` (sent, their outcome unknown yet)
+    filled. The worst case for it is taken: those on its own side filled, the others not."""
     net = net_volume(order.symbol, positions)
+    if in_doubt:
+        net += sum(o.side.sign * o.volume for o in in_doubt if o.symbol == order.symbol and o.side is order.side)
     return net != 0 and order.side.sign * net < 0 and order.volume <= abs(net) * (1 + _VOLUME_TOLERANCE)
 
 
-def check_order(order: Order, state: TradingState, positions: Sequence[Position] | None) -> str | None:
+def check_order(
+    order: Order, state: TradingState, positions: Sequence[Position] | None, in_doubt: Sequence[Order] = ()
+) -> str | None:
     """None when ``order`` may go out now, else the refusal's reason.
 
     HALTED refuses every order. REDUCING allows only an order that reduces exposure, judged on
-    ``positions`` (the account's open positions; None when they could not be read, which refuses).
-    ACTIVE allows any order.
+    ``positions`` (the account's open positions; None when they could not be read, which refuses)
+    and the orders ``in_doubt`` (see `reduces_exposure`). ACTIVE allows any order.
     """
     if state is TradingState.ACTIVE:
         return None
@@ -64,7 +69,7 @@ def check_order(order: Order, state: TradingState, positions: Sequence[Position]
         return "trading halted"
     if positions is None:
         return "reducing, and the open positions could not be read"
-    if not reduces_exposure(order, positions):
+    if not reduces_exposure(order, positions, in_doubt):
         return "reducing: only orders that reduce exposure are allowed"
     return None
 
@@ -243,22 +248,25 @@ class Gate:
         now: datetime,
         prices: Mapping[str, float] | None = None,
         equity: float | None = None,
+        in_doubt: Sequence[Order] = (),
     ) -> Refusal | None:
         """None when ``order`` may go out at ``now``, else the `Refusal`.
 
         ``positions`` are the open positions (None when unread: refused in REDUCING, and by any
-        limit); ``prices`` the latest price per symbol; ``equity`` the latest equity.
+        limit); ``prices`` the latest price per symbol; ``equity`` the latest equity; ``in_doubt``
+        the orders sent whose outcome is not known yet, which the reducing check and every limit
+        count the way that is worst for this order (see `reduces_exposure` and `OrderContext`).
         """
-        reason = check_order(order, self.state(state), positions)
+        reason = check_order(order, self.state(state), positions, in_doubt)
         if reason is not None:
             return Refusal(TRADING_STATE, reason)
         if not self._limits:
             return None
         if positions is None:
             return Refusal(POSITIONS_UNREAD, "the open positions could not be read, so the limits cannot be checked")
-        if reduces_exposure(order, positions):
+        if reduces_exposure(order, positions, in_doubt):
             return None
-        context = OrderContext(positions, prices or {}, equity, now, self._sent, self._contract)
+        context = OrderContext(positions, prices or {}, equity, now, self._sent, self._contract, in_doubt)
         for limit in self._limits:
             reason = limit.check(order, context)
             if reason is not None:

@@ -59,7 +59,12 @@ class OrderContext:
     latest equity (None when unknown); ``now``: the clock's time; ``sent``: the times (epoch
     seconds, ascending) of the orders already sent to the broker; ``contract_size``: units of the
     asset per unit of volume, so notional is volume × price × contract size, in the currency the
-    prices are quoted in.
+    prices are quoted in; ``in_doubt``: orders sent whose outcome is not known yet (the venue
+    timed out): the account may hold them or not.
+
+    ``net`` is the signed net volume per symbol: what the positions hold, moved by the orders in
+    doubt the way that leaves it largest (all those that buy filled, or all those that sell), so
+    that a limit is judged on the most the account may hold; so is `net_after`.
     """
 
     positions: Sequence[Position]
@@ -68,14 +73,42 @@ class OrderContext:
     now: datetime
     sent: Sequence[float] = ()
     contract_size: float = attrs.field(default=1.0, validator=attrs_positive)
-    net: dict[str, float] = attrs.field(init=False)
+    in_doubt: Sequence[Order] = ()
+    _held: dict[str, float] = attrs.field(init=False)  # the positions' own net per symbol
+    _doubt: dict[str, tuple[float, float]] = attrs.field(init=False)  # per symbol: in doubt to buy, to sell
+    net: dict[str, float] = attrs.field(init=False)  # (made from the two above, so after them)
 
-    @net.default
-    def _net(self) -> dict[str, float]:
+    @_held.default
+    def _held_net(self) -> dict[str, float]:
         net: dict[str, float] = {}
         for p in self.positions:
             net[p.symbol] = net.get(p.symbol, 0.0) + p.side.sign * p.volume
         return net
+
+    @_doubt.default
+    def _in_doubt(self) -> dict[str, tuple[float, float]]:
+        doubt: dict[str, tuple[float, float]] = {}
+        for o in self.in_doubt:
+            buys, sells = doubt.get(o.symbol, (0.0, 0.0))
+            doubt[o.symbol] = (buys + o.volume, sells) if o.side.sign > 0 else (buys, sells - o.volume)
+        return doubt
+
+    @net.default
+    def _net(self) -> dict[str, float]:
+        if not self._doubt:  # the usual case, on every order's path
+            return self._held
+        return {symbol: self._worst(symbol, 0.0)[0] for symbol in {*self._held, *self._doubt}}
+
+    def _worst(self, symbol: str, change: float) -> tuple[float, float]:
+        # The largest net in ``symbol`` once ``change`` (signed volume) has filled, whichever
+        # orders in doubt filled, and the net it was reached from.
+        held = self._held.get(symbol, 0.0)
+        doubt = self._doubt.get(symbol)
+        if doubt is None:
+            return held + change, held
+        buys, sells = doubt
+        before = held + buys if abs(held + buys + change) >= abs(held + sells + change) else held + sells
+        return before + change, before
 
     def price(self, symbol: str) -> float | None:
         """The latest price of ``symbol``, else the volume-weighted entry price of its positions,
@@ -105,8 +138,7 @@ class OrderContext:
     def net_after(self, order: Order) -> dict[str, float]:
         """Signed net volume per symbol once ``order`` has filled; a symbol left flat is dropped."""
         after = dict(self.net)
-        before = after.get(order.symbol, 0.0)
-        value = before + order.side.sign * order.volume
+        value, before = self._worst(order.symbol, order.side.sign * order.volume)
         if abs(value) <= _FLAT * max(abs(before), order.volume):
             after.pop(order.symbol, None)
         else:

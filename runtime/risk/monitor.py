@@ -183,8 +183,16 @@ def _real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-def _check_time(at: datetime) -> None:
-    aware_datetime("at", at)
+# The times a trading day can be worked out for in any zone: the day (and the day after it)
+# of a time closer to the ends of datetime's range can fall outside it (OverflowError).
+_EARLIEST = datetime(1, 1, 3, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 29, tzinfo=UTC)
+
+
+def _check_time(at: datetime, field: str = "at") -> None:
+    aware_datetime(field, at)
+    if not _EARLIEST <= at <= _LATEST:  # (compared as instants, which cannot overflow)
+        raise ValueError(f"{field} must be between {_EARLIEST.date()} and {_LATEST.date()} (UTC), got {at!r}")
 
 
 def _plain(equities: Sequence[float], times: Sequence[datetime]) -> bool:
@@ -329,7 +337,10 @@ class RiskMonitor:
                 for i, e in enumerate(equities)
             ]
             for index, at in enumerate(times):
-                aware_datetime(f"times[{index}]", at)
+                _check_time(at, f"times[{index}]")
+        elif times:  # in UTC and in order: its ends bound the rest
+            _check_time(times[0], "times[0]")
+            _check_time(times[-1], f"times[{len(times) - 1}]")
         step = self._step
         found: list[Assessment] = []
         index, count = 0, len(readings)
