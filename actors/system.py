@@ -239,6 +239,7 @@ class TradingSystem:
                 equity_stale_after=s.equity_stale_seconds,
                 equity_stale_state=TradingState(s.equity_stale_action),
                 broker_call_bound=s.broker_call_bound_seconds,
+                store_call_bound=s.store_call_bound_seconds,
                 gate=s.gate(),  # a new one each incarnation, carrying on from the stored gate record
                 position_stop=s.position_stop(),
                 cooldown=s.cooldown(),

@@ -1,0 +1,94 @@
+"""A slow store is not a hung guard: another writer holding SQLite's lock, or a store that blocks
+(a failover, a backup), makes the guard's store calls slow, and it must not be abandoned for it.
+
+Each store call of the guard runs in a busy section with its own bound, as its broker calls do:
+a call that waits is a slow or refused save (saved again once the store takes it), and a call
+past its bound is reported as a slow store call, never as a guard that stopped answering.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+
+from actor_helpers import WAIT, LogLines
+from test_guard_actor import T0, GuardTree, broker_with_positions
+
+from actors.messages import EquityReading
+from runtime import MemoryStore
+from runtime.adapters.sqlite import SqliteStore
+
+
+def test_another_writer_holding_the_sqlite_lock_is_a_refused_save_saved_again_not_a_hung_guard(tmp_path):
+    # The busy timeout (1 s) is longer than the guard's liveness timeout (0.3 s), as SQLite's 5 s
+    # equals the trading system's: each save waits on the lock past many unanswered probes.
+    path = tmp_path / "state.db"
+    store = SqliteStore(path, busy_timeout=1.0)
+    broker = broker_with_positions("X")
+    tree = GuardTree(broker, store=store, guard_liveness=0.3)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # an operator's sqlite3 shell, a backup: the write lock is theirs
+        tree.read(10_100.0)  # a new peak: saved
+        tree.journal.wait_for(lambda es: any(a.title == "Guard state not saved" for a in tree.alerts()))
+        other.execute("ROLLBACK")
+        tree.journal.wait_for(lambda es: any(a.title == "Guard state saved" for a in tree.alerts()))
+        guard = tree.handle.children()["guard"]
+        assert (guard.incarnation, guard.alive, guard.restarts) == (1, True, 0)
+        [refused] = [a for a in tree.alerts() if a.title == "Guard state not saved"]
+        assert refused.text == (
+            "StoreError(\"state_db '" + str(path) + "': saving the guard record of loop 'main' failed: database is "
+            "locked\"); the guard keeps acting on what it holds, and saves it again until the store takes it"
+        )
+        assert store.load_guard("main").drawdown.peak_equity == 10_100.0
+        assert tree.status().state.peak_equity == 10_100.0
+        assert len(broker.open_positions()) == 1  # nothing was liquidated for a slow store
+    finally:
+        other.close()
+        tree.stop()
+        store.close()
+
+
+class BlockingStore(MemoryStore):
+    """A store whose guard saves block, once armed, until the test releases them (a failover)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def save_guard(self, loop_id, record):
+        if self.armed:
+            self.entered.set()
+            if not self.release.wait(WAIT):
+                raise AssertionError(f"the test did not release the store within {WAIT}s")
+        super().save_guard(loop_id, record)
+
+
+def test_a_store_call_past_its_bound_is_reported_as_a_slow_store_and_the_guard_is_not_abandoned():
+    store = BlockingStore()
+    tree = GuardTree(broker_with_positions("X"), store=store, guard_liveness=0.1, store_call_bound=0.3)
+    try:
+        store.armed = True
+        with LogLines("CRITICAL") as lines:
+            tree.guard.tell(EquityReading(10_100.0, T0))
+            assert store.entered.wait(WAIT)
+            # While it still waits, the supervisor says once that the store call is past its bound.
+            [overdue] = lines.wait_for(lambda seen: any("past its" in line for line in seen))
+            assert re.fullmatch(
+                r"CRITICAL guard incarnation 1 has been inside store\.save_guard for \d+\.\ds, past its 0\.3s bound; "
+                r"not abandoned", overdue), overdue
+            store.release.set()
+        tree.journal.wait_for(lambda es: any(a.title == "Store call slow" for a in tree.alerts()))
+        [slow] = [a for a in tree.alerts() if a.title == "Store call slow"]
+        assert slow.severity.value == "critical"
+        assert re.fullmatch(r"store\.save_guard took \d+\.\ds, past the 0\.3s bound", slow.text), slow.text
+        guard = tree.handle.children()["guard"]
+        assert (guard.incarnation, guard.alive, guard.restarts) == (1, True, 0)
+        assert store.load_guard("main").drawdown.peak_equity == 10_100.0
+        assert not any(line for line in lines.snapshot() if "liveness probe" in line)
+    finally:
+        store.release.set()
+        tree.stop()
