@@ -12,11 +12,13 @@ import re
 import sqlite3
 import threading
 
-from actor_helpers import WAIT, LogLines
+from actor_helpers import WAIT, AlertInbox, LogLines, wait_until
 from test_guard_actor import T0, GuardTree, broker_with_positions
+from test_system import paper
 
-from actors.messages import EquityReading
-from runtime import MemoryStore
+from actors import start_trading_system
+from actors.messages import Crash, EquityReading
+from runtime import EventType, ListSignalSource, ManualClock, MemoryStore, Settings, TradingState
 from runtime.adapters.sqlite import SqliteStore
 
 
@@ -92,3 +94,63 @@ def test_a_store_call_past_its_bound_is_reported_as_a_slow_store_and_the_guard_i
     finally:
         store.release.set()
         tree.stop()
+
+
+class FailingOver(MemoryStore):
+    """A store in a failover: while ``failing_over``, reading or saving a guard record waits until
+    the test releases it (as a PostgreSQL client waits for the new primary)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing_over = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def _wait(self) -> None:
+        if self.failing_over:
+            self.entered.set()
+            # (longer than the test waits for anything, so that a fail-safe waiting on it fails the test)
+            if not self.release.wait(3 * WAIT):
+                raise AssertionError(f"the test did not release the store within {3 * WAIT}s")
+
+    def load_guard(self, loop_id):
+        self._wait()
+        return super().load_guard(loop_id)
+
+    def save_guard(self, loop_id, record):
+        self._wait()
+        super().save_guard(loop_id, record)
+
+
+def test_the_fail_safe_closes_every_position_without_waiting_for_a_blocked_store_and_saves_halted_once_it_answers():
+    # It saved HALTED first, on its own thread: the positions stayed open for as long as the store
+    # did not answer, and the fail-safe (which cannot hang, whatever its ports do) hung with them.
+    broker, store, alerts = paper("A", "B"), FailingOver(), AlertInbox()
+    system = start_trading_system(Settings(max_restarts=0), broker, ListSignalSource(), store=store, alerts=alerts,
+                                  clock=ManualClock(), loop_interval=None, fail_safe_deadline=1.0, drills=True)
+    try:
+        store.failing_over = True
+        with LogLines("CRITICAL") as lines:
+            system.guard.tell(Crash("broken guard"))
+            assert store.entered.wait(WAIT)
+            assert wait_until(lambda: broker.open_positions() == []), "the closing waited for the store"
+            assert alerts.wait_for("Supervisor gave up").critical
+            assert system.wait(WAIT), "the fail-safe waited for the store past its deadline"
+            assert system.gave_up and system.halt_unsaved
+            lines.wait_for(lambda seen: any("HALTED not saved" in line for line in seen))
+        assert [line for line in lines.snapshot() if "HALTED not saved" in line] == [
+            "CRITICAL fail-safe HALTED not saved within its 1s deadline: the store has not answered; it is saved "
+            "as soon as the store answers"
+        ]
+        assert not store.release.is_set()  # all of that while the store still did not answer
+        closed = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
+        assert sorted(e.metadata["symbol"] for e in closed) == ["A", "B"]
+        store.release.set()
+        assert wait_until(lambda: not system.halt_unsaved)
+        record = store.load_guard("main")
+        assert record.trading_state is TradingState.HALTED
+        assert record.reason == "supervisor gave up: guard ended (crashed: RuntimeError: broken guard) and restarts " \
+            "exceeded 0 within 60.0s"
+    finally:
+        store.release.set()
+        system.stop()
