@@ -262,6 +262,7 @@ class TradingSystem:
                 metrics=self.metrics,
                 # Well inside the heartbeat's wait, so a busy guard never makes the loop look stalled.
                 guard_timeout=min(1.0, s.heartbeat_timeout / 4),
+                store_call_bound=s.store_call_bound_seconds,
             )
 
         def heartbeat(ctx: ChildContext) -> pykka.ActorRef[Any]:

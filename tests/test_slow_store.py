@@ -17,8 +17,8 @@ from test_guard_actor import T0, GuardTree, broker_with_positions
 from test_system import paper
 
 from actors import start_trading_system
-from actors.messages import Crash, EquityReading
-from runtime import EventType, ListSignalSource, ManualClock, MemoryStore, Settings, TradingState
+from actors.messages import Crash, EquityReading, RunCycle
+from runtime import EventType, ListSignalSource, ManualClock, MemoryStore, Settings, Signal, TradingState
 from runtime.adapters.sqlite import SqliteStore
 
 
@@ -151,6 +151,53 @@ def test_the_fail_safe_closes_every_position_without_waiting_for_a_blocked_store
         assert record.trading_state is TradingState.HALTED
         assert record.reason == "supervisor gave up: guard ended (crashed: RuntimeError: broken guard) and restarts " \
             "exceeded 0 within 60.0s"
+    finally:
+        store.release.set()
+        system.stop()
+
+
+class TotalsFailingOver(MemoryStore):
+    """A store in a failover for the loop's lifetime totals: saving them waits, once armed,
+    until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def save_loop_totals(self, loop_id, totals):
+        self.entered.set()
+        if not self.release.wait(3 * WAIT):
+            raise AssertionError(f"the test did not release the store within {3 * WAIT}s")
+        super().save_loop_totals(loop_id, totals)
+
+
+def test_a_loop_waiting_on_its_store_is_slow_not_stalled_and_a_call_past_its_bound_is_reported():
+    # The heartbeat took it for stalled ("loop did not answer within 0.2s") and had it abandoned
+    # and restarted, each restart counted against the intensity that ends in the fail-safe.
+    store, alerts = TotalsFailingOver(), AlertInbox()
+    settings = Settings(heartbeat_interval_seconds=0.4, stall_after_seconds=60, store_call_bound_seconds=0.3)
+    system = start_trading_system(settings, paper("A"), ListSignalSource([Signal("A", "buy", 1)]), store=store,
+                                  alerts=alerts, loop_interval=None)
+    try:
+        with LogLines("WARNING") as lines:
+            system.loop.tell(RunCycle())
+            assert store.entered.wait(WAIT)
+            said = lines.wait_for(lambda seen: any("not a stall" in line or "loop stalled" in line for line in seen)
+                                  and any("past its" in line for line in seen))
+            store.release.set()
+        [slow] = [line for line in said if "not a stall" in line or "loop stalled" in line][:1]
+        assert re.fullmatch(r"WARNING loop did not answer within 0\.2s: inside store\.save_loop_totals for \d+\.\ds, "
+                            r"not a stall", slow), slow
+        [overdue] = [line for line in said if "past its" in line]
+        assert re.fullmatch(r"CRITICAL loop incarnation 1 has been inside store\.save_loop_totals for \d+\.\ds, past "
+                            r"its 0\.3s bound; not abandoned", overdue), overdue
+        assert wait_until(lambda: store.load_loop_totals("main") is not None)
+        assert store.load_loop_totals("main").total_signals_lifetime == 1
+        loop = system.children()["loop"]
+        assert (loop.incarnation, loop.alive, loop.restarts) == (1, True, 0)
+        assert alerts.wait_for("Call overdue").text.startswith("loop incarnation 1 has been inside store.save_loop_totals")
+        assert not [a for a in alerts.sent if a.title == "Trading loop stalled"]
     finally:
         store.release.set()
         system.stop()
