@@ -69,6 +69,7 @@ class FailSafe:
         """Whether the last run's HALTED reached the store (None before any run): False when the
         store refused it (a full disk), so that the next start would trade; see `save_again`."""
         self._cause = ""
+        self._delivering = threading.Lock()
 
     def run(self, cause: str, context: ChildContext | None = None) -> None:
         """Halt, alert and close everything because of ``cause``; with ``context`` (the
@@ -167,7 +168,8 @@ class FailSafe:
             store.append_event(event)
         except Exception as exc:
             logger.error("fail-safe event not journaled: {!r}", exc)
-        deliver_to_subscribers(self._subscribers.snapshot(), event, logger, level="ERROR")
+        with self._delivering:  # (the closing and the halt journal on threads of their own: one event at a time)
+            deliver_to_subscribers(self._subscribers.snapshot(), event, logger, level="ERROR")
 
     def _send_alert(self, alert: Alert) -> None:
         # Tried again, within the fail-safe's deadline, when the sink raised (unless it retries by
