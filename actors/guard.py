@@ -245,7 +245,8 @@ class GuardActor(SupervisedActor):
         # Busy too: a store waiting on another writer's lock (SQLite's busy timeout) or a
         # failover is slow, not hung, and abandoning the guard would only start one that waits
         # on the same store.
-        self._store = context.guarded(store, busy="store", bound=store_call_bound, on_slow=partial(self._slow_call, "Store", None))
+        self._store = context.guarded(store, busy="store", bound=store_call_bound,
+                                      on_slow=partial(self._slow_call, "Store", None))
         self._loop_id = loop_id
         self._metrics = metrics or NullMetrics()
         self._alerts = context.sibling("alerts")

@@ -50,7 +50,8 @@ class HeartbeatActor(SupervisedActor):
     It is also the loop's watchdog: when the loop does not answer in time, or answers but has
     completed no cycle for ``stall_after`` seconds (a loop that only answers is still stalled), it
     emits STALL_DETECTED and alerts. A loop that does not answer while inside a busy section (a
-    slow store call, `ChildContext.busy`) is slow, not stalled: that is logged, no more. When the provider is the loop's address, it also tells its own
+    slow store call, `ChildContext.busy`) is slow, not stalled: that is logged, no more. When the
+    provider is the loop's address, it also tells its own
     supervisor `RestartChild` for that child (at most once per ``stall_after``), naming the
     incarnation it watched, so the request cannot stop a successor that is already healthy:
     gracefully if the loop still answers, abandoning it at once if it does not. An abandoned

@@ -196,7 +196,10 @@ def test_a_loop_waiting_on_its_store_is_slow_not_stalled_and_a_call_past_its_bou
         assert store.load_loop_totals("main").total_signals_lifetime == 1
         loop = system.children()["loop"]
         assert (loop.incarnation, loop.alive, loop.restarts) == (1, True, 0)
-        assert alerts.wait_for("Call overdue").text.startswith("loop incarnation 1 has been inside store.save_loop_totals")
+        overdue_alert = alerts.wait_for("Call overdue")
+        assert overdue_alert.critical and re.fullmatch(
+            r"loop incarnation 1 has been inside store\.save_loop_totals for \d+\.\ds, past its 0\.3s bound; not abandoned",
+            overdue_alert.text), overdue_alert.text
         assert not [a for a in alerts.sent if a.title == "Trading loop stalled"]
     finally:
         store.release.set()
