@@ -85,13 +85,15 @@ class FailSafe:
         self.halt_saved = False  # (set by _latch once HALTED is in the store)
         # The closing does not wait for the store: a store that does not answer (a lock held
         # elsewhere, a failover) kept every position open for as long, and the fail-safe with them.
-        done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
         latched = _in_background("fail-safe-halt", self._latch_or_log, store, broker, cause)
-        if not done.wait(self._deadline):
+        tried = threading.Event()  # set once the closing is over (flat, or out of attempts); its events may follow
+        reported = _in_background("fail-safe-liquidation", self._close_everything, broker, store, latched, tried, started)
+        if not tried.wait(self._deadline):
             logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._deadline)
         if not latched.wait(max(0.0, self._deadline - (time.monotonic() - started))):
             logger.critical("fail-safe HALTED not saved within its {:g}s deadline: the store has not answered; it is "
                             "saved as soon as the store answers", self._deadline)
+        reported.wait(max(0.0, self._deadline - (time.monotonic() - started)))  # its closes journaled and told
         self.alert_sent.wait(max(0.0, self._deadline - (time.monotonic() - started)))
 
     def save_again(self) -> bool:
@@ -149,12 +151,21 @@ class FailSafe:
             store.save_gate(self._loop_id, attrs.evolve(gate, halted_by=(), halted_at=None))
         self._journal(store, TradingStateChanged(previous, TradingState.HALTED, cause))
 
-    def _close_everything(self, broker: Broker, store: StateStore) -> None:
+    def _close_everything(
+        self, broker: Broker, store: StateStore, latched: threading.Event, tried: threading.Event, started: float
+    ) -> None:
         for attempt in range(_ATTEMPTS):
             try:
                 closed, failed = close_every_position(broker)
             except Exception as exc:
                 closed, failed = [], [repr(exc)]
+            if not failed or attempt == _ATTEMPTS - 1:
+                tried.set()
+            if closed:
+                # Its closes are journaled after its TRADING_STATE_CHANGED, as a reader expects
+                # (the halt, then what it closed): the positions are closed already, the events
+                # wait for the halt within the deadline.
+                latched.wait(max(0.0, self._deadline - (time.monotonic() - started)))
             for position, fill in closed:
                 self._journal(store, PositionClosed.of(position, fill, "fail-safe", attempt))
             if not failed:

@@ -143,9 +143,13 @@ def test_the_fail_safe_closes_every_position_without_waiting_for_a_blocked_store
             "as soon as the store answers"
         ]
         assert not store.release.is_set()  # all of that while the store still did not answer
+        # Journaled after the halt's TRADING_STATE_CHANGED, which waits on the store: by the deadline.
         closed = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
         assert sorted(e.metadata["symbol"] for e in closed) == ["A", "B"]
+        assert not [e for e in store.events() if e.event_type is EventType.TRADING_STATE_CHANGED]
         store.release.set()
+        assert wait_until(lambda: [e.event_type for e in store.events()][-3:] == [
+            EventType.POSITION_CLOSED, EventType.POSITION_CLOSED, EventType.TRADING_STATE_CHANGED])
         assert wait_until(lambda: not system.halt_unsaved)
         record = store.load_guard("main")
         assert record.trading_state is TradingState.HALTED
