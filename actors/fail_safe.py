@@ -33,13 +33,14 @@ _BACKOFF = Backoff(min_seconds=0.1, max_seconds=2.0, random_factor=0.0)
 class FailSafe:
     """Halts trading and closes every position when a supervisor gives up, and cannot hang.
 
-    `run` sends the critical alert first, on its own thread; then latches HALTED in the store (a
-    failing store is logged and skipped: it may be what failed) and journals it, or, when the
-    guard never saved a record and the equity cannot be read, saves a pending halt that the
-    next start takes before any order; then closes
-    every position on a thread of its own, up to five attempts with backoff, journaling each
-    POSITION_CLOSED and telling every subscriber. It returns within ``deadline`` seconds
-    whatever the broker or the alert service do.
+    `run` sends the critical alert first, on its own thread; then, each on a thread of its own so
+    that neither waits for the other, closes every position (up to five attempts with backoff,
+    journaling each POSITION_CLOSED and telling every subscriber) and latches HALTED in the store
+    (a failing store is logged and skipped: it may be what failed) and journals it, or, when the
+    guard never saved a record and the equity cannot be read, saves a pending halt that the next
+    start takes before any order. It returns within ``deadline`` seconds whatever the broker, the
+    store or the alert service do; a HALTED the store has not taken by then is saved when it
+    answers (`halt_saved` says when).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class FailSafe:
         """Whether the last run's HALTED reached the store (None before any run): False when the
         store refused it (a full disk), so that the next start would trade; see `save_again`."""
         self._cause = ""
+        self._delivering = threading.Lock()
 
     def run(self, cause: str, context: ChildContext | None = None) -> None:
         """Halt, alert and close everything because of ``cause``; with ``context`` (the
@@ -81,16 +83,17 @@ class FailSafe:
         self.alert_sent = _in_background("fail-safe-alert", self._send_alert, alert)
         self._cause = cause
         self.halt_saved = False  # (set by _latch once HALTED is in the store)
-        try:
-            self._latch(store, broker, cause)
-        except Exception as exc:  # the store (or the broker) may be what failed: liquidate all the same
-            if self.halt_saved:
-                logger.error("fail-safe saved HALTED, then failed: {!r}", exc)
-            else:
-                logger.critical("fail-safe could not save HALTED: {!r}", exc)
-        done = _in_background("fail-safe-liquidation", self._close_everything, broker, store)
-        if not done.wait(self._deadline):
+        # The closing does not wait for the store: a store that does not answer (a lock held
+        # elsewhere, a failover) kept every position open for as long, and the fail-safe with them.
+        latched = _in_background("fail-safe-halt", self._latch_or_log, store, broker, cause)
+        tried = threading.Event()  # set once the closing is over (flat, or out of attempts); its events may follow
+        reported = _in_background("fail-safe-liquidation", self._close_everything, broker, store, latched, tried, started)
+        if not tried.wait(self._deadline):
             logger.critical("fail-safe liquidation still running after {}s; escalating anyway", self._deadline)
+        if not latched.wait(max(0.0, self._deadline - (time.monotonic() - started))):
+            logger.critical("fail-safe HALTED not saved within its {:g}s deadline: the store has not answered; it is "
+                            "saved as soon as the store answers", self._deadline)
+        reported.wait(max(0.0, self._deadline - (time.monotonic() - started)))  # its closes journaled and told
         self.alert_sent.wait(max(0.0, self._deadline - (time.monotonic() - started)))
 
     def save_again(self) -> bool:
@@ -106,6 +109,15 @@ class FailSafe:
                 return False
         logger.warning("fail-safe HALTED saved: the next start comes back halted")
         return True
+
+    def _latch_or_log(self, store: StateStore, broker: Broker, cause: str) -> None:
+        try:
+            self._latch(store, broker, cause)
+        except Exception as exc:  # the store (or the broker) may be what failed: the closing goes on
+            if self.halt_saved:
+                logger.error("fail-safe saved HALTED, then failed: {!r}", exc)
+            else:
+                logger.critical("fail-safe could not save HALTED: {!r}", exc)
 
     def _latch(self, store: StateStore, broker: Broker, cause: str) -> None:
         # HALTED in the store, so that the next start does not trade as if nothing had happened.
@@ -139,12 +151,21 @@ class FailSafe:
             store.save_gate(self._loop_id, attrs.evolve(gate, halted_by=(), halted_at=None))
         self._journal(store, TradingStateChanged(previous, TradingState.HALTED, cause))
 
-    def _close_everything(self, broker: Broker, store: StateStore) -> None:
+    def _close_everything(
+        self, broker: Broker, store: StateStore, latched: threading.Event, tried: threading.Event, started: float
+    ) -> None:
         for attempt in range(_ATTEMPTS):
             try:
                 closed, failed = close_every_position(broker)
             except Exception as exc:
                 closed, failed = [], [repr(exc)]
+            if not failed or attempt == _ATTEMPTS - 1:
+                tried.set()
+            if closed:
+                # Its closes are journaled after its TRADING_STATE_CHANGED, as a reader expects
+                # (the halt, then what it closed): the positions are closed already, the events
+                # wait for the halt within the deadline.
+                latched.wait(max(0.0, self._deadline - (time.monotonic() - started)))
             for position, fill in closed:
                 self._journal(store, PositionClosed.of(position, fill, "fail-safe", attempt))
             if not failed:
@@ -158,7 +179,8 @@ class FailSafe:
             store.append_event(event)
         except Exception as exc:
             logger.error("fail-safe event not journaled: {!r}", exc)
-        deliver_to_subscribers(self._subscribers.snapshot(), event, logger, level="ERROR")
+        with self._delivering:  # (the closing and the halt journal on threads of their own: one event at a time)
+            deliver_to_subscribers(self._subscribers.snapshot(), event, logger, level="ERROR")
 
     def _send_alert(self, alert: Alert) -> None:
         # Tried again, within the fail-safe's deadline, when the sink raised (unless it retries by

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as dt_time
+from functools import partial
 from typing import Any
 
 import attrs
@@ -178,7 +179,9 @@ class GuardActor(SupervisedActor):
 
     Every broker call runs inside a busy section of its context, so a slow broker never gets the
     guard abandoned as hung; a call longer than ``broker_call_bound`` seconds is a broker fault:
-    a critical alert naming the call and its duration, and ``broker_slow_calls_total``.
+    a critical alert naming the call and its duration, and ``broker_slow_calls_total``. Every
+    store call does the same with ``store_call_bound`` (a "Store call slow" alert): a store that
+    waits on a lock or a failover ends as a slow or refused save, never as a hung guard.
     """
 
     # Its timers are about the broker (liquidation retries, reconciliation) and a blind guard
@@ -200,6 +203,7 @@ class GuardActor(SupervisedActor):
         equity_stale_after: float = 30.0,
         equity_stale_state: TradingState = TradingState.REDUCING,
         broker_call_bound: float = 10.0,
+        store_call_bound: float = 10.0,
         gate: Gate | None = None,
         position_stop: PositionStop | None = None,
         cooldown: Cooldown | None = None,
@@ -230,7 +234,8 @@ class GuardActor(SupervisedActor):
         self._stale_state = TradingState(equity_stale_state)
         self._last_valid = context.clock.monotonic()
         self._blind = False
-        self._broker = context.guarded(broker, busy="broker", bound=broker_call_bound, on_slow=self._slow_call)
+        self._broker = context.guarded(broker, busy="broker", bound=broker_call_bound,
+                                       on_slow=partial(self._slow_call, "Broker", MetricNames.BROKER_SLOW_CALLS_TOTAL))
         # An order goes out only once journaled durably with its client id, unless the account
         # lives in this process: then nothing that would outlive a crash needs that record, and
         # the order's events go through the emitter in order with the rest (no fsync, no wait).
@@ -244,7 +249,11 @@ class GuardActor(SupervisedActor):
             store = without_fsync(store)
         # The optional port for notional limits: without it, a symbol is valued at its entry price.
         self._latest_price = getattr(self._broker, "price", None)
-        self._store = context.guarded(store)
+        # Busy too: a store waiting on another writer's lock (SQLite's busy timeout) or a
+        # failover is slow, not hung, and abandoning the guard would only start one that waits
+        # on the same store.
+        self._store = context.guarded(store, busy="store", bound=store_call_bound,
+                                      on_slow=partial(self._slow_call, "Store", None))
         self._loop_id = loop_id
         self._metrics = metrics or NullMetrics()
         self._alerts = context.sibling("alerts")
@@ -1422,12 +1431,14 @@ class GuardActor(SupervisedActor):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _slow_call(self, section: BusySection) -> None:
-        # A broker slower than its bound is the broker's fault, not a hung guard: say it loudly.
+    def _slow_call(self, port: str, counter: str | None, section: BusySection) -> None:
+        # A port slower than its bound is that port's fault, not a hung guard: say it loudly.
         seconds = section.elapsed()
-        self._metrics.incr(MetricNames.BROKER_SLOW_CALLS_TOTAL)
+        if counter is not None:
+            self._metrics.incr(counter)
         self.log.critical("{} took {:.1f}s, past the {:g}s bound", section.what, seconds, section.bound)
-        self._alert("Broker call slow", f"{section.what} took {seconds:.1f}s, past the {section.bound:g}s bound", Severity.CRITICAL)
+        self._alert(f"{port} call slow", f"{section.what} took {seconds:.1f}s, past the {section.bound:g}s bound",
+                    Severity.CRITICAL)
 
     def _save(self) -> bool:
         # A store that fails must not stop the guard from protecting the account: it acts on the

@@ -49,7 +49,9 @@ class HeartbeatActor(SupervisedActor):
 
     It is also the loop's watchdog: when the loop does not answer in time, or answers but has
     completed no cycle for ``stall_after`` seconds (a loop that only answers is still stalled), it
-    emits STALL_DETECTED and alerts. When the provider is the loop's address, it also tells its own
+    emits STALL_DETECTED and alerts. A loop that does not answer while inside a busy section (a
+    slow store call, `ChildContext.busy`) is slow, not stalled: that is logged, no more. When the
+    provider is the loop's address, it also tells its own
     supervisor `RestartChild` for that child (at most once per ``stall_after``), naming the
     incarnation it watched, so the request cannot stop a successor that is already healthy:
     gracefully if the loop still answers, abandoning it at once if it does not. An abandoned
@@ -164,6 +166,13 @@ class HeartbeatActor(SupervisedActor):
             answer = self._fetch()
         except Exception as exc:
             if isinstance(exc, (TimeoutError, pykka.Timeout)):
+                busy = self._provider.busy_sections() if isinstance(self._provider, Address) else []
+                if busy:
+                    # Inside a long call (its store waiting on a lock): slow, not stalled. A call
+                    # past its own bound is the supervisor's to report ("Call overdue").
+                    self.log.warning("loop did not answer within {}s: inside {} for {:.1f}s, not a stall",
+                                     self._timeout, busy[0].what, busy[0].elapsed())
+                    return
                 self._stall(f"loop did not answer within {self._timeout}s", now, watched, answering=False)
             else:
                 self._stall(f"metrics provider failed: {exc!r}", now, watched, answering=True)

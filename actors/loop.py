@@ -61,7 +61,8 @@ class LoopActor(SupervisedActor):
     does not answer within ``guard_timeout`` (in a replay's `MarketBatch`, by the batch's
     deadline) is logged and counted (the guard journals its outcome); the cycle then places no
     further order. Lifetime totals survive restarts through the
-    store. Without a guard sibling the loop refuses to start (`NoGuard`).
+    store; each store call runs in a busy section bounded by ``store_call_bound`` seconds, so a
+    slow store is not a stalled loop. Without a guard sibling the loop refuses to start (`NoGuard`).
     """
 
     def __init__(
@@ -77,12 +78,15 @@ class LoopActor(SupervisedActor):
         market_feed: Callable[[MarketData], None] | None = None,
         metrics: MetricsSink | None = None,
         guard_timeout: float = 5.0,
+        store_call_bound: float = 10.0,
     ) -> None:
         super().__init__(context)
         self._account = _Account(context.guarded(broker))
         self._signals = signals
         self._approval = approval or AutoApprove()
-        self._store = context.guarded(store)
+        # Busy while the store answers (a lock held elsewhere, a failover): the heartbeat then
+        # takes the loop for slow, not stalled, and a call past its bound is reported as overdue.
+        self._store = context.guarded(store, busy="store", bound=store_call_bound)
         self._loop_id = loop_id
         self._interval = interval
         self._market_feed = market_feed

@@ -270,6 +270,7 @@ class TradingSystem:
                 equity_stale_after=s.equity_stale_seconds,
                 equity_stale_state=TradingState(s.equity_stale_action),
                 broker_call_bound=s.broker_call_bound_seconds,
+                store_call_bound=s.store_call_bound_seconds,
                 gate=s.gate(),  # a new one each incarnation, carrying on from the stored gate record
                 position_stop=s.position_stop(),
                 cooldown=s.cooldown(),
@@ -292,6 +293,7 @@ class TradingSystem:
                 metrics=self.metrics,
                 # Well inside the heartbeat's wait, so a busy guard never makes the loop look stalled.
                 guard_timeout=min(1.0, s.heartbeat_timeout / 4),
+                store_call_bound=s.store_call_bound_seconds,
             )
 
         def heartbeat(ctx: ChildContext) -> pykka.ActorRef[Any]:

@@ -193,6 +193,9 @@ class Settings:
     broker_call_bound_seconds: float = attrs.field(
         default=10.0, validator=attrs_positive, metadata=_env("BROKER_CALL_BOUND_SECONDS", parse="float")
     )
+    store_call_bound_seconds: float = attrs.field(
+        default=10.0, validator=attrs_positive, metadata=_env("STORE_CALL_BOUND_SECONDS", parse="float")
+    )
     max_order_volume: float | None = _limit("MAX_ORDER_VOLUME", "float?")
     max_order_notional: float | None = _limit("MAX_ORDER_NOTIONAL", "float?")
     max_open_positions: int | None = _limit("MAX_OPEN_POSITIONS", "int?")

@@ -3,11 +3,14 @@ that name the server but never the password, a schema of another version, a drop
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from actor_helpers import WAIT
 from support.postgres import PostgresServer
 from test_sqlite_store import _event, _outcome, _submitted, guard_record
 
@@ -268,3 +271,46 @@ def test_a_closed_store_says_so(open_store: OpenStore, postgres_server: Postgres
     store.close()
     with pytest.raises(StoreError, match=rf"^postgres postgres@127\.0\.0\.1:{postgres_server.port}/postgres store is closed$"):
         store.events()
+
+
+def test_a_lock_held_by_another_session_fails_the_call_after_the_lock_timeout_as_sqlites_busy_timeout(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    # An operator's psql transaction (or a failover's) holding the guard's row made a save wait
+    # for as long as it was held: the guard could not act on a breach meanwhile. Now the save
+    # is refused, as SQLite's is, and the guard saves it again once the store takes it.
+    store = PostgresStore(postgres_dsn, schema=pg_schema, lock_timeout=0.5)
+    other = psycopg.connect(postgres_dsn)
+    try:
+        store.claim("main")
+        store.save_guard("main", guard_record(1))
+        other.execute(f"SELECT record FROM {pg_schema}.guard_state WHERE loop_id = 'main' FOR UPDATE")  # held
+        saved: list[object] = []
+        done = threading.Event()
+
+        def save() -> None:
+            try:
+                store.save_guard("main", guard_record(2))
+                saved.append("saved")
+            except StoreError as exc:
+                saved.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=save, daemon=True).start()
+        assert done.wait(WAIT), "the save waited on the lock past its lock timeout"
+        [refused] = saved
+        assert isinstance(refused, StoreError)
+        assert re.fullmatch(r"postgres .*: saving the guard record of loop 'main' failed: canceling statement due to "
+                            r"lock timeout(\n.*)?", str(refused), re.S), str(refused)
+        other.rollback()
+        store.save_guard("main", guard_record(2))
+        assert store.load_guard("main") == guard_record(2)
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_lock_timeout_that_is_not_a_positive_number_is_refused_naming_it(postgres_dsn: str) -> None:
+    with pytest.raises(ValueError, match=r"^lock_timeout must be > 0 seconds, got 0$"):
+        PostgresStore(postgres_dsn, lock_timeout=0)

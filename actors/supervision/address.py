@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pykka
 from loguru import logger
@@ -18,6 +19,9 @@ from actors.supervision import pykka_internals as internals
 from actors.supervision.messages import Ping, Tick
 from runtime.errors import TradewardenError
 from runtime.metrics import MetricNames, MetricsSink, NullMetrics
+
+if TYPE_CHECKING:
+    from actors.supervision.context import BusySection
 
 __all__ = ["Address", "Slot", "StashOverflow", "ChildUnavailable", "DEFAULT_STASH_LIMIT", "DEFAULT_ASK_TIMEOUT"]
 
@@ -58,6 +62,7 @@ class Slot:
         self._incarnation: int | None = None
         self._state = "starting"
         self._stash: deque[Any] = deque()
+        self._busy: Callable[[], list[BusySection]] | None = None  # the routed incarnation's busy sections
 
     @property
     def ref(self) -> pykka.ActorRef[Any] | None:
@@ -68,6 +73,12 @@ class Slot:
     def incarnation(self) -> int | None:
         """The number of the incarnation routed to now, or None while it restarts or after it stopped."""
         return self._incarnation
+
+    def busy_sections(self) -> list[BusySection]:
+        """The busy sections the incarnation routed to now is inside (`ChildContext.busy`): empty
+        when it is in none, while the child restarts, or after it stopped."""
+        busy = self._busy
+        return busy() if busy is not None else []
 
     def tell(self, message: Any) -> None:
         """Deliver to the current incarnation, or stash while it restarts.
@@ -158,12 +169,15 @@ class Slot:
     def suspend(self) -> None:
         """The child is restarting: stash what arrives until `install`."""
         with self._cond:
-            self._ref = self._incarnation = None
+            self._ref = self._incarnation = self._busy = None
             self._state = "restarting"
             self._cond.notify_all()
 
-    def install(self, ref: pykka.ActorRef[Any], incarnation: int) -> None:
-        """Incarnation number ``incarnation`` is up: deliver the stash to it in order, then route to it."""
+    def install(
+        self, ref: pykka.ActorRef[Any], incarnation: int, busy: Callable[[], list[BusySection]] | None = None
+    ) -> None:
+        """Incarnation number ``incarnation`` is up: deliver the stash to it in order, then route to
+        it; ``busy`` (its context's `ChildContext.busy_sections`) answers `busy_sections`."""
         with self._cond:
             while self._stash:
                 item = self._stash[0]
@@ -177,7 +191,7 @@ class Slot:
                 except pykka.ActorDeadError:
                     return  # it died already; the stash waits for the next one
                 self._stash.popleft()
-            self._ref, self._incarnation = ref, incarnation
+            self._ref, self._incarnation, self._busy = ref, incarnation, busy
             self._state = "running"
             self._cond.notify_all()
 
@@ -190,7 +204,7 @@ class Slot:
                     if isinstance(item, _Salvaged):
                         internals.fail(item.envelope, ChildUnavailable(f"{self.name!r} stopped"))
                 self._stash.clear()
-            self._ref = self._incarnation = None
+            self._ref = self._incarnation = self._busy = None
             self._state = "stopped"
             self._cond.notify_all()
 
@@ -229,6 +243,11 @@ class Address:
         """The number of the child's incarnation it reaches now (None while it restarts), so a
         request about that incarnation can say which one it means."""
         return self._slot.incarnation
+
+    def busy_sections(self) -> list[BusySection]:
+        """The busy sections the incarnation it reaches now is inside (empty when none): a child
+        that does not answer while inside one is slow, not stalled."""
+        return self._slot.busy_sections()
 
     def tell(self, message: Any) -> None:
         """Send without waiting. Raises `StashOverflow` or `ChildUnavailable` when refused."""

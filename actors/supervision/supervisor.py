@@ -329,7 +329,7 @@ class Supervisor(SupervisedActor):
         child.running = True
         child.seen_progress = 0
         child.started_at = self.context.clock.monotonic()
-        child.slot.install(ref, child.incarnation)
+        child.slot.install(ref, child.incarnation, context.busy_sections)
         self.log.debug("started {} incarnation {}", child.spec.name, child.incarnation)
         return True
 

@@ -140,11 +140,17 @@ class PostgresStore:
     use. Call `claim` for a loop before writing its state: writes for a loop this store has not
     claimed, or whose claim a newer store took over, raise `StoreError`. A connection that
     breaks is opened again on the next call; the call that found it broken raises `StoreError`.
+    A call that waits longer than ``lock_timeout`` seconds for a lock another session holds (an
+    operator's open transaction) raises `StoreError`, as `SqliteStore` past its busy timeout.
     """
 
-    def __init__(self, dsn: str, *, schema: str = "tradewarden", connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, dsn: str, *, schema: str = "tradewarden", connect_timeout: float = 5.0, lock_timeout: float = 5.0
+    ) -> None:
         if not isinstance(schema, str) or not schema.isidentifier():
             raise ValueError(f"schema must be an identifier such as 'tradewarden', got {schema!r}")
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not lock_timeout > 0:
+            raise ValueError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as exc:
@@ -159,6 +165,7 @@ class PostgresStore:
         )
         self._schema = schema
         self._connect_timeout = connect_timeout
+        self._lock_timeout_ms = max(1, round(lock_timeout * 1000))
         self._lock = threading.Lock()
         self._claims: dict[str, int] = {}
         self._conn: psycopg.Connection[Any] | None = None
@@ -210,6 +217,9 @@ class PostgresStore:
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
                 )
+            # Set once the schema is there: a store that starts while another creates it waits
+            # for it as long as that takes.
+            conn.execute(sql.SQL("SET lock_timeout TO {}").format(sql.Literal(f"{self._lock_timeout_ms}ms")))
         except BaseException:
             conn.close()
             raise
