@@ -466,7 +466,7 @@ def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_an
             return served.post(f"/api/fleet/{account}/unquarantine", **body)
 
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            empty = {"content": b"", "headers": {"content-type": "application/json"}}  # (every POST says it is JSON)
+            empty = {"content": b"", "headers": {**AUTH, "content-type": "application/json"}}  # (every POST is JSON)
             answers = list(pool.map(lift, [{"json": {"by": "ops"}}, empty]))
         [lifted] = [a for a in answers if a.status_code == 202]
         [other] = [a for a in answers if a is not lifted]

@@ -144,8 +144,10 @@ def test_the_fail_safe_closes_every_position_without_waiting_for_a_blocked_store
         ]
         assert not store.release.is_set()  # all of that while the store still did not answer
         # Journaled after the halt's TRADING_STATE_CHANGED, which waits on the store: by the deadline.
-        closed = [e for e in store.events() if e.event_type is EventType.POSITION_CLOSED]
-        assert sorted(e.metadata["symbol"] for e in closed) == ["A", "B"]
+        def closed() -> list[str]:
+            return sorted(e.metadata["symbol"] for e in store.events() if e.event_type is EventType.POSITION_CLOSED)
+
+        assert wait_until(lambda: closed() == ["A", "B"]), closed()  # (the journal writes on its own thread)
         assert not [e for e in store.events() if e.event_type is EventType.TRADING_STATE_CHANGED]
         store.release.set()
         assert wait_until(lambda: [e.event_type for e in store.events()][-3:] == [
