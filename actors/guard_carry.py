@@ -4,6 +4,8 @@ the next guard of the same process."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import attrs
@@ -106,8 +108,8 @@ class GuardCarry:
             if stored is None or stored == held.over:
                 return held.record, held
             carried = held.record
-            merged = attrs.evolve(stored, sent=tuple(sorted({*stored.sent, *carried.sent})),
-                                  refusals=tuple(sorted({*stored.refusals, *carried.refusals})))
+            merged = attrs.evolve(stored, sent=_both(stored.sent, carried.sent),
+                                  refusals=_both(stored.refusals, carried.refusals))
             if merged.latched is None and carried.latched is not None:
                 merged = attrs.evolve(merged, latched=carried.latched, latched_at=carried.latched_at)
             if merged == stored:
@@ -135,3 +137,9 @@ class GuardCarry:
                     self._held_gate = None
                 else:
                     self._held = None
+
+
+def _both(stored: Sequence[float], carried: Sequence[float]) -> tuple[float, ...]:
+    # Every moment either record counts, each as often as the record that counts it more: two
+    # orders sent in one second are two (a set made them one, letting one more order out).
+    return tuple(sorted((Counter(stored) | Counter(carried)).elements()))

@@ -148,9 +148,10 @@ class PaperFeed:
           judges the account there (never clear), so what it closes fills there. At the open
           itself when the bar opened past it (a gap), wherever the bar went next.
         - **Otherwise**, the high and the low are each a reading at that price, the broker
-          priced there when the reading is not clear. The open, and the bar's best, are read
-          only when they would raise the peak or are not clear: otherwise the guard would take
-          them without a finding, and the bar's worst is a reading always.
+          priced there when the reading is not clear. The bar's worst is a reading always; its
+          best only when it would raise the peak or is not clear (otherwise the guard would take
+          it without a finding); the open only when it would raise the peak (a guard reducing or
+          halted judges the bar from its high and low).
         - **The close** is set afterwards by `__call__`, and the guard judges it with the cycle
           that follows; only a limit crossed on the way to it is read here.
         """

@@ -684,7 +684,7 @@ def _write_report(
             notes=end_of_run_lines(summary, settings.account_currency),
             lows=path.lows,
             highs=path.highs,
-            best_first=path.best_first,
+            rises=path.rises,
             start_equity=path.start_equity,
             baselines=path.baselines,
             state_spans=summary.state_spans,

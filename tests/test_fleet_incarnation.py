@@ -63,7 +63,14 @@ def test_an_account_id_the_control_api_could_not_tell_from_its_own_routes_is_ref
         AccountSpec("halt", BASE, PAPER, ListSignalSource)
     with pytest.raises(ValueError, match=r"^account_id may hold letters, digits, '-', '_' and '.' only, got 'a/b'$"):
         AccountSpec("a/b", BASE, PAPER, ListSignalSource)
+    # A URL's path reads '.' and '..' as the folder and its parent: the dashboard's Halt of an
+    # account named '.' was sent to /api/fleet/halt (a review).
+    for dots in (".", "..", "..."):
+        with pytest.raises(ValueError, match=rf"^account_id must hold a letter, digit, '-' or '_', not dots alone, "
+                                             rf"got '{re.escape(dots)}'$"):
+            AccountSpec(dots, BASE, PAPER, ListSignalSource)
     assert AccountSpec("halt-desk", BASE, PAPER, ListSignalSource).account_id == "halt-desk"
+    assert AccountSpec("acct.1", BASE, PAPER, ListSignalSource).account_id == "acct.1"
 
 
 # -- one incarnation ---------------------------------------------------------------------------

@@ -219,6 +219,17 @@ def test_a_carried_gate_record_is_taken_whole_over_what_its_guard_knew_was_store
     assert carry.adopt_gate(first, None) == (None, None)
 
 
+def test_orders_sent_in_the_same_second_count_each_when_a_carried_gate_record_meets_a_newer_one():
+    # A review: the two records' order times were joined as a set, so two orders stamped alike
+    # counted as one, and a day's trade limit let one more through.
+    carry, first, second = GuardCarry(), object(), object()
+    carry.adopt(first, None)
+    carry.hold(first, Unsaved(GateRecord(sent=(5.0, 5.0, 6.0), refusals=(6.0, 6.0)), GateRecord(), 1, "disk full"))
+    carry.adopt(second, None)
+    merged, _ = carry.adopt_gate(second, GateRecord(sent=(4.0, 4.0, 5.0), refusals=(6.0,), halted_at=5.0))
+    assert merged == GateRecord(sent=(4.0, 4.0, 5.0, 5.0, 6.0), refusals=(6.0, 6.0), halted_at=5.0)
+
+
 def test_only_the_incarnation_that_adopted_last_may_hold_or_clear_a_gate_record():
     record = GateRecord(sent=(1.0,))
     carry, old, new = GuardCarry(), object(), object()

@@ -138,7 +138,9 @@ def test_an_equity_path_takes_the_worst_inside_each_bar_from_the_readings_the_gu
     closes = list(zip(TIMES, EQUITIES))
     # 9,900 and 9,200 are above their bars' closes: those bars' best, not their worst.
     inside = {TIMES[1]: (9_900.0,), TIMES[3]: (8_800.0,), TIMES[2]: (9_200.0,)}
-    assert EquityPath.of(10_000.0, closes, inside) == attrs.evolve(INSIDE, highs=[10_000.0, 9_900.0, 9_200.0, 9_300.0])
+    assert EquityPath.of(10_000.0, closes, inside) == attrs.evolve(
+        INSIDE, highs=[10_000.0, 9_900.0, 9_200.0, 9_300.0], rises=[10_000.0, 9_900.0, 9_200.0, 8_800.0]
+    )  # (a close that is its bar's low comes after every reading in it)
     assert list(INSIDE.rows()) == list(zip(TIMES, EQUITIES, INSIDE.lows, EQUITIES))  # (no best: the closes)
     with pytest.raises(ValueError, match=r"^lows\[3\] must be <= closes\[3\] 9300.0, got 9400.0$"):
         EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES[:3] + [9_400.0])
@@ -154,18 +156,30 @@ def test_an_equity_path_measures_each_bar_in_the_order_its_path_met_its_high_and
     # Inside the second bar the guard saw 9,500 then 11,000 (a rising bar: its low first): its
     # close, 9,500, is 13.64% below that high, deeper than the low against the peak before (5%).
     # Inside the third it saw 12,000 then 8,500 (a falling bar: its high first): the low is
-    # measured from 12,000. The last bar's readings are all above its close, which is its low,
-    # and its best came first.
+    # measured from 12,000. The last bar's readings are all above its close, which is its low:
+    # they all came before it.
     closes = list(zip(TIMES, EQUITIES))
     inside = {TIMES[1]: (9_500.0, 11_000.0), TIMES[2]: (12_000.0, 8_500.0), TIMES[3]: (9_400.0, 9_350.0)}
     path = EquityPath.of(10_000.0, closes, inside)
     assert path.lows == (10_000.0, 9_500.0, 8_500.0, 9_300.0)
     assert path.highs == (10_000.0, 11_000.0, 12_000.0, 9_400.0)
-    assert path.best_first == (False, False, True, True)
+    assert path.rises == (10_000.0, 11_000.0, 12_000.0, 9_400.0)  # (the second's low is its close too: last)
     assert path.drawdowns() == pytest.approx([0.0, 1_500.0 / 11_000.0, 3_500.0 / 12_000.0, 2_700.0 / 12_000.0])
     assert list(path.rows())[2] == (TIMES[2], 9_000.0, 8_500.0, 12_000.0)
-    with pytest.raises(ValueError, match=r"^best_first must have as many values as closes \(4\), got 1$"):
-        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES, best_first=[True])
+    with pytest.raises(ValueError, match=r"^rises must have as many values as closes \(4\), got 1$"):
+        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES, rises=[10_000.0])
+    with pytest.raises(ValueError, match=r"^rises\[1\] must be within lows\[1\] 9500.0 and highs\[1\] 9500.0, got 9600.0$"):
+        EquityPath(10_000.0, TIMES, EQUITIES, EQUITIES, rises=[10_000.0, 9_600.0, 9_000.0, 9_300.0])
+
+
+def test_an_equity_path_measures_a_low_from_an_open_that_raised_the_peak_before_it():
+    # A review: long 80 at 100, a bar opening at 110 (a gap up: 10,800, a new peak), down to 99
+    # (9,920) and closing at its high, 111 (10,880). The guard measured the low from the open:
+    # 8.15%, past a 7.5% warning; the chart said 0.80%, from the peak before the bar.
+    times = TIMES[:2]
+    path = EquityPath.of(10_000.0, list(zip(times, [10_000.0, 10_880.0])), {times[1]: (10_800.0, 9_920.0, 10_880.0)})
+    assert path.rises == (10_000.0, 10_800.0)
+    assert path.drawdowns() == pytest.approx([0.0, 880.0 / 10_800.0])
 
 
 def legends(figure) -> list[list[str]]:

@@ -107,3 +107,21 @@ def test_a_new_file_another_bot_claimed_first_is_said_once_and_the_path_is_taken
         assert (third.returncode, third.stdout) == (2, _held_elsewhere(path))
     finally:
         claim.close()
+
+
+def test_a_state_file_moved_away_again_after_it_was_put_back_is_told_again(tmp_path: Path) -> None:
+    # A review: moved away (told), moved back, moved away again: the second loss was not told.
+    path, moved = tmp_path / "state.db", tmp_path / "moved.db"
+    claim = StateFileClaim.of(str(path))
+    assert claim is not None
+    lost = (f"state_db {str(path)!r} was deleted while this bot had it open, so nothing it saves now is kept; this "
+            "bot now holds the path, so no second bot starts on it until this one stops")
+    try:
+        path.rename(moved)
+        assert (claim.check(), claim.check()) == (lost, None)  # told once
+        moved.replace(path)  # put back, over the empty file the claim made in its place
+        assert claim.check() is None
+        path.rename(moved)
+        assert claim.check() == lost
+    finally:
+        claim.close()

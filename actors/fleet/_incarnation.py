@@ -59,6 +59,10 @@ def _account_id(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{attribute.name} may hold letters, digits, '-', '_' and '.' only, got {value!r}")
     if value in _RESERVED_IDS:
         raise ValueError(f"{attribute.name} {value!r} is reserved ({_RESERVED_IDS[value]}); choose another id")
+    if not value.strip("."):
+        # A URL's path reads "." and ".." as the folder itself and its parent: /api/fleet/./halt
+        # is sent as /api/fleet/halt, which halts every account.
+        raise ValueError(f"{attribute.name} must hold a letter, digit, '-' or '_', not dots alone, got {value!r}")
 
 
 def _settings_for(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

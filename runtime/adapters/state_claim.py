@@ -76,7 +76,7 @@ class StateFileClaim:
         claim is open; and says what happened, for the owner to act on: the store still has the
         old file open, and nothing written to it is kept. A file another process (or another
         system in this process) claimed first cannot be claimed: the text then says so. Each
-        change is told once."""
+        change is told once; a loss after the path named a held file again is told anew."""
         with _HELD_LOCK:
             if self._fd is None:
                 return None
@@ -88,6 +88,7 @@ class StateFileClaim:
                 return None  # (a path that cannot be looked at now is not known to be gone; the store says the rest)
             found = None if now is None else (now.st_dev, now.st_ino)
             if found in {self._key, *(key for _, key in self._since)}:
+                self._told = _NO_FILE_TOLD  # back on a file it holds: a later loss is a new one, told again
                 return None
             told, self._told = found == self._told, found
             lost = (f"state_db {self.path!r} was {'deleted' if now is None else 'replaced'} while this bot had it open, "

@@ -99,8 +99,8 @@ def _highs(values: Iterable[Any]) -> tuple[float, ...]:
     return _floats("highs", values)
 
 
-def _flags(values: Iterable[Any]) -> tuple[bool, ...]:
-    return tuple(bool(value) for value in values)
+def _rises(values: Iterable[Any]) -> tuple[float, ...]:
+    return _floats("rises", values)
 
 
 def _times(values: Iterable[Any]) -> tuple[datetime, ...]:
@@ -123,13 +123,14 @@ class EquityPath:
     guard was shown in the bar: what was held marked at the bar's worst price, or at the price
     where a limit was crossed, or the close when that is lower), its high (``highs``: the
     highest, what was held marked at the bar's best price, or the close when that is higher;
-    the closes when not given) and whether the bar met its high before its low (``best_first``,
-    a falling bar's path: `actors.replay.PaperFeed.intrabar`; all False when not given).
+    the closes when not given) and the highest it was shown before its low (``rises``: the open
+    of a bar that gapped up, the high of a falling bar, `actors.replay.PaperFeed.intrabar`; the
+    lows, which raise no peak, when not given).
 
     Every "worst" the report gives comes from here, read as the guard reads a bar: the low against
-    the peak before the bar (or against the high, when that came first), then the high, then the
-    close against the peak the high may have raised; a trading day starts from the equity carried
-    into it.
+    the peak before the bar or what the bar rose to before it, then the high, then the close
+    against the peak the high may have raised; a trading day starts from the equity carried into
+    it.
     A ``ValueError`` names a value that is not finite, a time that is not aware, a low above its
     close, or lengths that differ."""
 
@@ -143,8 +144,8 @@ class EquityPath:
     highs: tuple[float, ...] = attrs.field(
         default=attrs.Factory(lambda path: path.closes, takes_self=True), converter=_highs
     )
-    best_first: tuple[bool, ...] = attrs.field(
-        default=attrs.Factory(lambda path: (False,) * len(path.closes), takes_self=True), converter=_flags
+    rises: tuple[float, ...] = attrs.field(
+        default=attrs.Factory(lambda path: path.lows, takes_self=True), converter=_rises
     )
 
     def __attrs_post_init__(self) -> None:
@@ -153,16 +154,19 @@ class EquityPath:
                 f"times, closes and lows must have the same length, got {len(self.times)}, {len(self.closes)} "
                 f"and {len(self.lows)}"
             )
-        for name in ("highs", "best_first"):
+        for name in ("highs", "rises"):
             if len(getattr(self, name)) != len(self.closes):
                 raise ValueError(
                     f"{name} must have as many values as closes ({len(self.closes)}), got {len(getattr(self, name))}"
                 )
-        for index, (low, close, high) in enumerate(zip(self.lows, self.closes, self.highs)):
+        for index, (low, close, high, rise) in enumerate(zip(self.lows, self.closes, self.highs, self.rises)):
             if low > close:
                 raise ValueError(f"lows[{index}] must be <= closes[{index}] {close!r}, got {low!r}")
             if high < close:
                 raise ValueError(f"highs[{index}] must be >= closes[{index}] {close!r}, got {high!r}")
+            if not low <= rise <= high:
+                raise ValueError(f"rises[{index}] must be within lows[{index}] {low!r} and highs[{index}] {high!r}, "
+                                 f"got {rise!r}")
 
     @classmethod
     def of(
@@ -178,15 +182,17 @@ class EquityPath:
         (`actors.replay.PaperFeed.inside_readings`), and the resumes that rebaselined the guard
         (``baselines``)."""
         rows = list(equity)
-        lows, highs, best_first = [], [], []
+        lows, highs, rises = [], [], []
         for moment, close in rows:
             readings = tuple(inside.get(moment, ()))
-            low, high = min(readings, default=close), max(readings, default=close)
-            lows.append(min(close, low))
-            highs.append(max(close, high))
-            best_first.append(high > close and readings.index(high) < readings.index(low))
+            low = min((close, *readings))
+            # What came before the low: every reading when the close is the low (it comes last).
+            before = readings if close <= min(readings, default=close) else readings[: readings.index(low)]
+            lows.append(low)
+            highs.append(max((close, *readings)))
+            rises.append(max(before, default=low))
         return cls(start_equity, [moment for moment, _ in rows], [close for _, close in rows], lows, baselines,
-                   highs, best_first)
+                   highs, rises)
 
     def _rebaselined(self) -> list[float | None]:
         # For each bar, the equity a resume set the guard's start to just before it, else None.
@@ -204,16 +210,15 @@ class EquityPath:
     def drawdowns(self) -> list[float]:
         """For each bar, its worst drawdown (a fraction), by the guard's own rule
         (`runtime.risk.drawdown.DrawdownTracker`), in the order the bar's path met them: its low
-        against the peak before it, or against its high when that came first (``best_first``),
-        or its close against the peak its high may have raised, whichever is deeper."""
+        against the peak before it or what the bar rose to before it (``rises``), or its close
+        against the peak its high may have raised, whichever is deeper."""
         tracker = DrawdownTracker(self.start_equity)
         worst = []
-        for low, close, high, first, mark in zip(self.lows, self.closes, self.highs, self.best_first,
-                                                  self._rebaselined()):
+        for low, close, high, rise, mark in zip(self.lows, self.closes, self.highs, self.rises,
+                                                 self._rebaselined()):
             if mark is not None and mark > 0:  # a resume measured from here on (the guard's own reset)
                 tracker = DrawdownTracker(mark)
-            if first:
-                tracker.observe(high)
+            tracker.observe(rise)
             tracker.observe(low)
             deepest = tracker.drawdown
             tracker.observe(high)

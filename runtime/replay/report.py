@@ -584,7 +584,7 @@ def plot_report(
     baselines: Sequence[tuple[datetime, float]] = (),
     state_spans: Sequence[StateSpan] = (),
     highs: Sequence[float] | None = None,
-    best_first: Sequence[bool] | None = None,
+    rises: Sequence[float] | None = None,
 ) -> bool:
     """Save a PNG of `report_figure` (the same arguments); returns True once the file is written,
     or False (after logging how to install it: ``pip install -e '.[plot]'``) when matplotlib is
@@ -593,7 +593,7 @@ def plot_report(
         figure = report_figure(
             times, equities, drawdown_limit_fraction, guard_marks, close_marks, title=title, levels=levels,
             refused_marks=refused_marks, notes=notes, lows=lows, start_equity=start_equity, baselines=baselines,
-            state_spans=state_spans, highs=highs, best_first=best_first,
+            state_spans=state_spans, highs=highs, rises=rises,
         )
     except ImportError:
         logger.warning(
@@ -629,7 +629,7 @@ def report_figure(
     baselines: Sequence[tuple[datetime, float]] = (),
     state_spans: Sequence[StateSpan] = (),
     highs: Sequence[float] | None = None,
-    best_first: Sequence[bool] | None = None,
+    rises: Sequence[float] | None = None,
 ) -> Any:
     """The report chart as a matplotlib ``Figure`` (not saved): the equity curve with markers where
     guards fired (one marker per guard, named in the legend, when the marks are `GuardTrigger`
@@ -647,7 +647,7 @@ def report_figure(
 
     ``lows`` are the lowest equity inside each point's bar (`runtime.replay.limits.EquityPath`;
     default: the points themselves), ``highs`` the highest (default: the points) and
-    ``best_first`` whether each bar met its high before its low (default: none did): the equity
+    ``rises`` the highest before each bar's low (default: the lows themselves): the equity
     panel shades the way down to the lows, and the drawdown panel shows each bar's worst as the
     guard measured it (`runtime.replay.limits.EquityPath.drawdowns`), so the deepest drawdown
     drawn is the worst the guard saw. The peak starts at ``start_equity`` (default: the
@@ -675,9 +675,9 @@ def report_figure(
     values = [finite_number(f"equities[{i}]", e) for i, e in enumerate(equities)]
     if values[0] <= 0:
         raise ValueError(f"equities[0] must be > 0 to measure drawdown from it, got {equities[0]!r}")
-    path = EquityPath(values[0] if start_equity is None else start_equity, moments, values,
-                      values if lows is None else lows, baselines, values if highs is None else highs,
-                      [False] * len(values) if best_first is None else best_first)
+    bottoms = values if lows is None else lows
+    path = EquityPath(values[0] if start_equity is None else start_equity, moments, values, bottoms, baselines,
+                      values if highs is None else highs, bottoms if rises is None else rises)
     limit = finite_number("drawdown_limit_fraction", drawdown_limit_fraction)
     if not 0 < limit <= 1:
         raise ValueError(f"drawdown_limit_fraction must be in (0, 1], got {drawdown_limit_fraction!r}")
