@@ -191,18 +191,25 @@ def plain_core(bars: list[Bar], journal: StateStore | None = None) -> PeerResult
 
 
 def _inside_bar(monitor: RiskMonitor, guards: list[Any], broker: PaperBroker, bar: Bar) -> datetime | None:
-    # A held long's bar along its path (`actors.replay.PaperFeed.intrabar`): the open, its high
-    # and low (the high first on a falling bar), then the way to the close; a breach on the way
-    # down liquidates where the limit was crossed. The bar's time when it halted, else None.
+    # A held long's bar along its path, read as `actors.replay.PaperFeed.intrabar` reads it: a
+    # gap past the limit liquidates at the open; then the high and the low (the high first on a
+    # falling bar) and the way to the close, a breach on the way down liquidating where the limit
+    # was crossed; the low always observed, the open and the high when they raise the peak. The
+    # bar's time when it halted, else None.
     breaches = functools.partial(_breaches_at, monitor, guards, broker, bar.time)
-    extremes = (bar.high, bar.low) if bar.close < bar.open else (bar.low, bar.high)
-    path = (bar.open, *extremes, bar.close)
-    for start, point in zip((bar.open, *path), path):
-        if point <= start and breaches(point):
+    if breaches(bar.open):
+        broker.update_price(SYMBOL, bar.open, bar.time)
+        return _liquidate(monitor, broker, bar)
+    path = (bar.open, *((bar.high, bar.low) if bar.close < bar.open else (bar.low, bar.high)), bar.close)
+    for index, point in enumerate(path):
+        start = path[index - 1] if index else point
+        if point < start and breaches(point):
             broker.update_price(SYMBOL, crossing_price(start, point, breaches), bar.time)
             return _liquidate(monitor, broker, bar)
-        if point is not bar.close:
-            monitor.observe(broker.equity_at(SYMBOL, point), bar.time, changes_only=True)
+        if index < len(path) - 1:
+            equity = broker.equity_at(SYMBOL, point)
+            if (index and point == bar.low) or equity > monitor.tracker.peak_equity:
+                monitor.observe(equity, bar.time, changes_only=True)
     return None
 
 
