@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from actor_helpers import WAIT
+from psycopg.conninfo import make_conninfo
 from support.postgres import PostgresServer
 from test_sqlite_store import _event, _outcome, _submitted, guard_record
 
@@ -309,6 +310,34 @@ def test_a_lock_held_by_another_session_fails_the_call_after_the_lock_timeout_as
     finally:
         other.close()
         store.close()
+
+
+def _tcp_options(store: PostgresStore) -> dict[str, str]:
+    # The libpq options the store's connection was opened with (read from libpq itself).
+    store.ping()
+    conn = store._conn  # (no public view of a connection's TCP options: libpq's own list is read)
+    assert conn is not None
+    keys = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout"}
+    return {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info if o.keyword.decode() in keys}
+
+
+def test_a_call_to_a_server_that_vanished_ends_in_seconds_and_a_dsn_keeps_its_own_tcp_settings(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    # A guard's store call is never abandoned as hung (a busy section), so one waiting on a server
+    # whose host went down must end on its own: with the system's TCP defaults it waited many
+    # minutes. (A vanished host cannot be made here: the options are read back from libpq.)
+    store = PostgresStore(postgres_dsn, schema=pg_schema)
+    try:
+        assert _tcp_options(store) == {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2",
+                                       "keepalives_count": "3", "tcp_user_timeout": "10000"}
+    finally:
+        store.close()
+    own = PostgresStore(make_conninfo(postgres_dsn, keepalives_idle=30), schema=pg_schema)
+    try:
+        assert _tcp_options(own)["keepalives_idle"] == "30"
+    finally:
+        own.close()
 
 
 def test_a_lock_timeout_that_is_not_a_positive_number_is_refused_naming_it(postgres_dsn: str) -> None:

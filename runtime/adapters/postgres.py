@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runtime.adapters.sqlite import StoreError, decode_guard_record, encode_guard_record, held_orders_of
 from runtime.events import Event
@@ -133,6 +133,16 @@ class StaleEpochError(StoreError):
     """A write by an incarnation whose claim on its loop was superseded by a newer one; refused."""
 
 
+_DEAD_SERVER = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                "tcp_user_timeout": 10_000}
+"""libpq's TCP settings that end a call to a server that vanished (its host down, the network cut)
+in about 10 seconds, as a `StoreError`, instead of when the operating system gives up on the
+connection, many minutes later: a guard waiting on its store is never abandoned as hung (its
+store calls are busy sections), so a call must end on its own. Keepalive probes 5 s after the
+last answer, 2 s apart, 3 unanswered: 11 s while waiting for an answer; sent data unacknowledged
+for 10 s. A DSN that sets any of them keeps its own."""
+
+
 class PostgresStore:
     """A `StateStore` on the PostgreSQL server at ``dsn``; safe to share between threads.
 
@@ -141,7 +151,8 @@ class PostgresStore:
     claimed, or whose claim a newer store took over, raise `StoreError`. A connection that
     breaks is opened again on the next call; the call that found it broken raises `StoreError`.
     A call that waits longer than ``lock_timeout`` seconds for a lock another session holds (an
-    operator's open transaction) raises `StoreError`, as `SqliteStore` past its busy timeout.
+    operator's open transaction) raises `StoreError`, as `SqliteStore` past its busy timeout; one
+    to a server that vanished, after about 10 seconds (`_DEAD_SERVER`).
     """
 
     def __init__(
@@ -164,6 +175,8 @@ class PostgresStore:
             params.get("dbname", "(default database)"),
         )
         self._schema = schema
+        # What the DSN leaves unsaid of `_DEAD_SERVER`: a DSN's own choice stands.
+        self._dead_server = {key: value for key, value in _DEAD_SERVER.items() if key not in params}
         self._connect_timeout = connect_timeout
         self._lock_timeout_ms = max(1, round(lock_timeout * 1000))
         self._lock = threading.Lock()
@@ -190,7 +203,10 @@ class PostgresStore:
         return StoreError(f"postgres {self._server}: {operation} failed: {text}")
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=max(1, round(self._connect_timeout)))
+        conn = psycopg.connect(
+            make_conninfo(self._dsn, **self._dead_server), autocommit=True,
+            connect_timeout=max(1, round(self._connect_timeout)),
+        )
         try:
             # The server's default may be off; a save is acknowledged only once it is on disk.
             conn.execute("SET synchronous_commit TO on")
