@@ -392,7 +392,6 @@ def test_halts_handed_over_during_a_store_outage_are_kept_through_the_quarantine
     # caused: the account came back halted by whoever lifted it, the desk's halts gone.
     own = PostgresServer(postgres_server.bin_dir).start()
     own.down()
-    down = True
     try:
         settings = attrs.evolve(BASE, state_dsn=own.dsn)
         confirmed: list[list[str]] = []
@@ -408,16 +407,13 @@ def test_halts_handed_over_during_a_store_outage_are_kept_through_the_quarantine
         assert status.detail.endswith("; 2 halts not saved yet (kept until its state store takes it)")
         assert confirmed == []  # nothing saved: the controller keeps them
         own.up()
-        down = False
         incarnation.hold_for_restart("ops")
         assert [(h.by, h.reason) for h in _pending(settings, "outage")] == [
             ("desk", "market gone wrong"), ("risk", "limits breached"),
             ("ops", f"quarantine lifted: {incarnation.status().detail}")]
         assert confirmed == [[halt.halt_id for halt in handed]]
     finally:
-        if down:
-            own.up()
-        own.stop()
+        own.stop()  # (up or down)
 
 
 def test_a_halt_that_cannot_be_saved_is_answered_as_not_durable_and_still_held_by_the_process(

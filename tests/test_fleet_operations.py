@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -273,24 +274,34 @@ def test_an_account_whose_worker_dies_as_the_fleet_is_halted_sends_no_order_befo
         _remove_all(fleet, [account])
 
 
+@contextmanager
+def _on_a_store_of_its_own(
+    served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer, prefix: str
+) -> Iterator[tuple[str, PostgresServer]]:
+    # An account added on a PostgreSQL server of its own (its test takes it down): the account's
+    # id and that server, removed and stopped afterwards, whether the server is up or down.
+    account = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    own = PostgresServer(postgres_server.bin_dir).start()
+    try:
+        served.fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource,
+                         node=ray_cluster.head.node_id, ready_timeout=WAIT)
+        yield account, own
+    finally:
+        _remove_all(served.fleet, [account])
+        own.stop()
+
+
 def test_a_halt_kept_for_a_worker_that_might_die_is_let_go_once_a_person_resumes_the_account(
     served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
 ) -> None:
     # The controller kept a halt answered not_saved (the store was down) until the account's next
     # start: resumed meanwhile, the account was halted again by it at its next restart.
     fleet = served.fleet
-    account = f"resumed-{uuid.uuid4().hex[:6]}"
-    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
-    down = False
-    try:
-        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
-                  ready_timeout=WAIT)
+    with _on_a_store_of_its_own(served, ray_cluster, postgres_server, "resumed") as (account, own):
         own.down()
-        down = True
         with pytest.raises(HaltNotDurable, match=f"^account {account} is trading: it is halted in this process"):
             fleet.halt(account, "desk", "market gone wrong")
         own.up()
-        down = False
         # The desk looked, and resumed it once its store was back (a resume saves ACTIVE).
         fleet_wait(lambda: fleet.resume(account, "desk") is TradingState.HALTED, WAIT, served.pids, f"{account} resumed")
         first = fleet.status(account, timeout=10.0)
@@ -300,23 +311,13 @@ def test_a_halt_kept_for_a_worker_that_might_die_is_let_go_once_a_person_resumes
                    WAIT, served.pids, f"{account} restarted")
         after = fleet.status(account, timeout=10.0)
         assert (after.trading_state, after.detail) == (TradingState.ACTIVE, "")
-    finally:
-        _remove_all(fleet, [account])
-        if down:
-            own.up()
-        own.stop()
 
 
 def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_account_restarts_halted(
     served: Served, ray_cluster: RayCluster, postgres_server: PostgresServer
 ) -> None:
     fleet = served.fleet
-    account = f"outage-{uuid.uuid4().hex[:6]}"
-    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
-    down = False
-    try:
-        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
-                  ready_timeout=WAIT)
+    with _on_a_store_of_its_own(served, ray_cluster, postgres_server, "outage") as (account, own):
         first = fleet.status(account, timeout=10.0)
         assert (first.health, first.trading_state, first.peak) == (Health.OK, TradingState.ACTIVE, 10_000)
         trading = served.post(f"/api/fleet/{account}/unquarantine", json={"by": "ops"})
@@ -327,7 +328,6 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         # PostgreSQL goes down while the account's worker restarts: it comes up quarantined, and
         # nothing could be saved.
         own.down()
-        down = True
         os.kill(first.pid, signal.SIGKILL)
         fleet_wait(lambda: fleet.status(account).health is Health.QUARANTINED, WAIT, served.pids, f"{account} quarantined")
         quarantined = fleet.status(account, timeout=10.0)
@@ -346,7 +346,6 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         # The outage is over: lifted, the account restarts from its saved state (ACTIVE, peak
         # 10,000), HALTED by the person who lifted it, and trades only once resumed.
         own.up()
-        down = False
         # A halt of the quarantined account is saved now that the store is back (it answered
         # not_saved for good, the store never reopened: the fleet trial).
         halted = served.post(f"/api/fleet/{account}/halt", json={"by": "desk", "reason": "after the outage"})
@@ -372,11 +371,6 @@ def test_a_quarantine_left_by_a_store_outage_is_lifted_on_purpose_and_the_accoun
         assert changes == [("active", "halted", desk), ("halted", "halted", f"halted by ops: {reason}")]
         assert fleet.resume(account, "ops") is TradingState.HALTED
         assert fleet.status(account, timeout=10.0).trading_state is TradingState.ACTIVE
-    finally:
-        _remove_all(fleet, [account])
-        if down:
-            own.up()
-        own.stop()
 
 
 def test_a_fleet_halt_pressed_during_a_store_outage_outlives_the_worker_that_held_it(
@@ -386,16 +380,10 @@ def test_a_fleet_halt_pressed_during_a_store_outage_outlives_the_worker_that_hel
     # worker died before the store came back, and the account came back without the desk's halt.
     # Here the fleet's controller restarts too, and the account's next worker dies as well.
     fleet = served.fleet
-    account = f"held-{uuid.uuid4().hex[:6]}"
-    own = PostgresServer(postgres_server.bin_dir).start()  # this test's alone: it goes down
-    down = False
-    try:
-        fleet.add(account, attrs.evolve(BASE, state_dsn=own.dsn), PAPER, ListSignalSource, node=ray_cluster.head.node_id,
-                  ready_timeout=WAIT)
+    with _on_a_store_of_its_own(served, ray_cluster, postgres_server, "held") as (account, own):
         first = fleet.status(account, timeout=10.0)
         assert (first.health, first.trading_state) == (Health.OK, TradingState.ACTIVE)
         own.down()
-        down = True
         pressed = served.post("/api/fleet/halt", json={"reason": "market gone wrong", "by": "desk"})
         [outcome] = pressed.json()["accounts"]
         assert (pressed.status_code, outcome["done"]) == (503, "not_saved"), pressed.json()
@@ -418,7 +406,6 @@ def test_a_fleet_halt_pressed_during_a_store_outage_outlives_the_worker_that_hel
         # The store is back, and that worker dies too before anything saved the halt: the next one
         # (a first restart to the restarted controller) is handed it, and starts HALTED.
         own.up()
-        down = False
         os.kill(quarantined.pid, signal.SIGKILL)
         fleet_wait(lambda: fleet.status(account).pid not in (quarantined.pid, None)
                    and fleet.status(account).health is Health.OK, WAIT, served.pids, f"{account} back")
@@ -428,11 +415,6 @@ def test_a_fleet_halt_pressed_during_a_store_outage_outlives_the_worker_that_hel
         changes = [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in fleet.journal(account)
                    if e.event_type is EventType.TRADING_STATE_CHANGED]
         assert changes == [("active", "halted", desk)]
-    finally:
-        _remove_all(fleet, [account])
-        if down:
-            own.up()
-        own.stop()
 
 
 def test_a_quarantine_for_too_many_restarts_is_lifted_with_its_restart_window_and_the_account_starts_halted(

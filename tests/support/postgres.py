@@ -52,6 +52,7 @@ class PostgresServer:
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self._as_postgres = os.geteuid() == 0
+        self.running = False
 
     @property
     def dsn(self) -> str:
@@ -79,15 +80,18 @@ class PostgresServer:
         """Start the initialised server (again, after `down`); returns once it accepts connections."""
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories=''"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start", timeout=90)
+        self.running = True
 
     def down(self) -> None:
         """An outage: stop the server at once, keeping its data for `up`."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=60)
+        self.running = False
 
     def stop(self) -> None:
-        """Stop the server at once and delete its directory."""
+        """Stop the server at once (unless it is down already) and delete its directory."""
         try:
-            self.down()
+            if self.running:
+                self.down()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
