@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from loguru import logger
@@ -129,27 +129,34 @@ class GuardTrigger:
         """``{"time": ISO 8601, "guard": ..., "reason": ...}``, as in summary.json."""
         return {"time": self.time.isoformat(), "guard": self.guard, "reason": self.reason}
 
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> GuardTrigger:
+        """The trigger `to_json_dict` wrote."""
+        return cls(datetime.fromisoformat(data["time"]), data["guard"], data["reason"])
+
+
+_Value = TypeVar("_Value")
+
+
+def _read_back(field: str, kind: type[_Value], value: Iterable[_Value | Mapping[str, Any]]) -> tuple[_Value, ...]:
+    # ``field``'s values of ``kind``, each given as itself or as summary.json's form (a mapping
+    # that ``kind.from_json_dict`` reads back); anything else raises TypeError.
+    items = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):
+            item = kind.from_json_dict(item)  # type: ignore[attr-defined]
+        if not isinstance(item, kind):
+            raise TypeError(f"{field}[{index}] must be a {kind.__name__}, got {item!r}")
+        items.append(item)
+    return tuple(items)
+
 
 def _triggers(value: Iterable[GuardTrigger | Mapping[str, Any]]) -> tuple[GuardTrigger, ...]:
-    triggers = []
-    for index, trigger in enumerate(value):
-        if isinstance(trigger, Mapping):  # summary.json's {time, guard, reason}, read back
-            trigger = GuardTrigger(datetime.fromisoformat(trigger["time"]), trigger["guard"], trigger["reason"])
-        if not isinstance(trigger, GuardTrigger):
-            raise TypeError(f"guard_triggers[{index}] must be a GuardTrigger, got {trigger!r}")
-        triggers.append(trigger)
-    return tuple(triggers)
+    return _read_back("guard_triggers", GuardTrigger, value)
 
 
 def _spans(value: Iterable[StateSpan | Mapping[str, Any]]) -> tuple[StateSpan, ...]:
-    spans = []
-    for index, span in enumerate(value):
-        if isinstance(span, Mapping):  # summary.json's form, read back
-            span = StateSpan.from_json_dict(span)
-        if not isinstance(span, StateSpan):
-            raise TypeError(f"state_spans[{index}] must be a StateSpan, got {span!r}")
-        spans.append(span)
-    return tuple(spans)
+    return _read_back("state_spans", StateSpan, value)
 
 
 def _counts(field: str, what: str, value: Mapping[Any, int]) -> dict[str, int]:
@@ -180,14 +187,7 @@ def _refusal_counts(value: Mapping[str, int]) -> dict[str, int]:
 
 
 def _first_refusals(value: Iterable[FirstRefusal | Mapping[str, Any]]) -> tuple[FirstRefusal, ...]:
-    firsts = []
-    for index, item in enumerate(value):
-        if isinstance(item, Mapping):  # summary.json's form, read back
-            item = FirstRefusal.from_json_dict(item)
-        if not isinstance(item, FirstRefusal):
-            raise TypeError(f"first_refusals[{index}] must be a FirstRefusal, got {item!r}")
-        firsts.append(item)
-    return tuple(firsts)
+    return _read_back("first_refusals", FirstRefusal, value)
 
 
 _POSITION_SIDES = {Side.BUY: "long", Side.SELL: "short"}
