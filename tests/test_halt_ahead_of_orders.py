@@ -77,6 +77,7 @@ def _carried_out_once(system, broker, alerts, events, store, first, queued, answ
     assert [(e.metadata["client_order_id"], e.metadata["refused_by"], e.metadata["error"]) for e in refused] == [
         (order.client_id, "trading_state", "trading halted") for order in queued
     ]
+    assert wait_until(lambda: "first" in answers)  # (its asker keeps the answer on its own thread)
     assert answers["first"].executed
     changes = [e for e in store.events() if e.event_type is EventType.TRADING_STATE_CHANGED]
     assert [(e.metadata["from"], e.metadata["to"], e.metadata["reason"]) for e in changes] == [
